@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers shared by every part of plinth: overflow-checked arithmetic for
+ * sizes that a guest or a file controls, size parsing, full reads and writes.
+ * Knows nothing of VMs or images.
+ */
+#ifndef PLINTH_COMMON_UTIL_H
+#define PLINTH_COMMON_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+
+#define KiB (1024ULL)
+#define MiB (1024ULL * KiB)
+#define GiB (1024ULL * MiB)
+
+/* Overflow-checked arithmetic: return true on overflow, like the builtins they wrap. */
+#define add_overflow(a, b, res) __builtin_add_overflow(a, b, res)
+#define mul_overflow(a, b, res) __builtin_mul_overflow(a, b, res)
+
+/* True when [off, off+len) lies inside [0, size), with no wrap-around. */
+static inline bool range_within(uint64_t off, uint64_t len, uint64_t size)
+{
+	uint64_t end;
+
+	if (add_overflow(off, len, &end))
+		return false;
+	return end <= size;
+}
+
+static inline bool is_pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+static inline uint64_t align_up(uint64_t x, uint64_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
+
+/*
+ * Parse a size such as "512M", "2G", "4096", "64K" (suffixes K, M, G, T, binary,
+ * case-insensitive, optional trailing "B" or "iB"). Returns 0 or -EINVAL / -ERANGE.
+ */
+int parse_size(const char *s, uint64_t *out);
+
+/* Parse an unsigned decimal integer in [min, max]. Returns 0 or -EINVAL / -ERANGE. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Read or write exactly len bytes at off, retrying on EINTR and short transfers. 0 or -errno. */
+int pread_full(int fd, void *buf, size_t len, off_t off);
+int pwrite_full(int fd, const void *buf, size_t len, off_t off);
+/* Write all of buf to a stream fd (pipe, socket, tty). 0 or -errno. */
+int write_full(int fd, const void *buf, size_t len);
+
+#endif

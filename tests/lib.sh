@@ -1,0 +1,25 @@
+# Shared by the test runners: TAP-style result lines and counting.
+# A runner prints "ok - NAME" or "not ok - NAME" per check; tests/run counts them.
+tap_pass=0
+tap_fail=0
+tap_failed_names=()
+
+# tap_count < output: count and echo the ok/not ok lines of a TAP stream, pass the rest through.
+tap_count() {
+	local line
+	while IFS= read -r line; do
+		case $line in
+		"ok "*) tap_pass=$((tap_pass + 1)); echo "$line" ;;
+		"not ok "*) tap_fail=$((tap_fail + 1)); tap_failed_names+=("${line#not ok }"); echo "$line" ;;
+		*) echo "    $line" ;;
+		esac
+	done
+}
+
+tap_result() { # NAME STATUS
+	if [ "$2" = 0 ]; then
+		tap_pass=$((tap_pass + 1)); echo "ok - $1"
+	else
+		tap_fail=$((tap_fail + 1)); tap_failed_names+=("$1"); echo "not ok - $1"
+	fi
+}

@@ -31,7 +31,7 @@ guest: deps
 run: build guest
 	@scripts/demo
 
-test: build asan guest
+test: build asan fuzz-build guest
 	@tests/run
 
 fuzz: fuzz-build

@@ -198,17 +198,13 @@ static int load_elf_segments(struct guest_mem *gm, const struct linux_kernel *k)
 	return 0;
 }
 
-int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct linux_boot_cfg *cfg,
-	       const char **why)
+int linux_plan(const struct linux_kernel *k, uint64_t low_ram_end, size_t cmdlen,
+	       uint64_t initrd_size, uint64_t *initrd_addr, const char **why)
 {
-	struct boot_params *bp;
-	uint64_t kernel_end, initrd_addr = 0, top;
-	size_t cmdlen = strlen(cfg->cmdline);
-	char *cmd;
-	int ret;
+	uint64_t kernel_end, top;
 
-	if (add_overflow(k->load_addr, k->mem_needed, &kernel_end) || kernel_end > cfg->low_ram_end ||
-	    !guest_mem_ptr(gm, k->load_addr, k->mem_needed)) {
+	*initrd_addr = 0;
+	if (add_overflow(k->load_addr, k->mem_needed, &kernel_end) || kernel_end > low_ram_end) {
 		*why = "guest memory too small for this kernel";
 		return -ENOMEM;
 	}
@@ -216,28 +212,48 @@ int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct 
 		*why = "kernel command line longer than this kernel accepts";
 		return -E2BIG;
 	}
+	if (!initrd_size)
+		return 0;
+	/* As high as the kernel allows, below the end of low RAM, page aligned. */
+	top = MIN(low_ram_end, (uint64_t)k->initrd_addr_max + 1);
+	if (initrd_size > top || ((top - initrd_size) & ~0xfffULL) < kernel_end) {
+		*why = "initrd too large to fit in guest memory beside the kernel";
+		return -ENOMEM;
+	}
+	*initrd_addr = (top - initrd_size) & ~0xfffULL;
+	return 0;
+}
+
+int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct linux_boot_cfg *cfg,
+	       const char **why)
+{
+	struct boot_params *bp;
+	uint64_t initrd_addr = 0, initrd_size = cfg->initrd_fd >= 0 ? cfg->initrd_size : 0;
+	size_t cmdlen = strlen(cfg->cmdline);
+	char *cmd;
+	int ret;
+
+	ret = linux_plan(k, cfg->low_ram_end, cmdlen, initrd_size, &initrd_addr, why);
+	if (ret)
+		return ret;
+	if (!guest_mem_ptr(gm, k->load_addr, k->mem_needed)) {
+		*why = "guest memory too small for this kernel";
+		return -ENOMEM;
+	}
 	bp = guest_mem_ptr(gm, LAYOUT_ZERO_PAGE, sizeof(*bp));
 	cmd = guest_mem_ptr(gm, LAYOUT_CMDLINE, cmdlen + 1);
 	if (!bp || !cmd || cfg->e820_nr > E820_MAX_ENTRIES_ZEROPAGE) {
 		*why = "guest memory too small for the boot data";
 		return -ENOMEM;
 	}
+	if (initrd_size) {
+		uint8_t *dst = guest_mem_ptr(gm, initrd_addr, initrd_size);
 
-	if (cfg->initrd_fd >= 0 && cfg->initrd_size) {
-		uint8_t *dst;
-
-		top = MIN(cfg->low_ram_end, (uint64_t)k->initrd_addr_max + 1);
-		if (cfg->initrd_size > top || ((top - cfg->initrd_size) & ~0xfffULL) < kernel_end) {
-			*why = "initrd too large to fit in guest memory beside the kernel";
-			return -ENOMEM;
-		}
-		initrd_addr = (top - cfg->initrd_size) & ~0xfffULL;
-		dst = guest_mem_ptr(gm, initrd_addr, cfg->initrd_size);
 		if (!dst) {
 			*why = "initrd too large to fit in guest memory beside the kernel";
 			return -ENOMEM;
 		}
-		ret = pread_full(cfg->initrd_fd, dst, cfg->initrd_size, 0);
+		ret = pread_full(cfg->initrd_fd, dst, initrd_size, 0);
 		if (ret) {
 			*why = "cannot read the initrd";
 			return ret;
@@ -274,9 +290,9 @@ int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct 
 	bp->hdr.cmd_line_ptr = (uint32_t)LAYOUT_CMDLINE;
 	bp->hdr.cmdline_size = (uint32_t)cmdlen + 1;
 	bp->hdr.ramdisk_image = (uint32_t)initrd_addr;
-	bp->hdr.ramdisk_size = (uint32_t)cfg->initrd_size;
+	bp->hdr.ramdisk_size = (uint32_t)initrd_size;
 	bp->ext_ramdisk_image = (uint32_t)(initrd_addr >> 32);
-	bp->ext_ramdisk_size = (uint32_t)(cfg->initrd_size >> 32);
+	bp->ext_ramdisk_size = (uint32_t)(initrd_size >> 32);
 	bp->acpi_rsdp_addr = cfg->rsdp;
 	memcpy(bp->e820_table, cfg->e820, cfg->e820_nr * sizeof(cfg->e820[0]));
 	bp->e820_entries = (uint8_t)cfg->e820_nr;

@@ -53,6 +53,14 @@ struct linux_boot_cfg {
 };
 
 /*
+ * Check that the kernel, a command line of cmdlen bytes and an initrd of
+ * initrd_size bytes (0: none) fit below low_ram_end; *initrd_addr gets where
+ * the initrd goes. 0 or -errno with *why set. Needs no guest memory.
+ */
+int linux_plan(const struct linux_kernel *k, uint64_t low_ram_end, size_t cmdlen,
+	       uint64_t initrd_size, uint64_t *initrd_addr, const char **why);
+
+/*
  * Copy the kernel, command line, initrd and zero page into guest memory and
  * build the boot page tables and GDT. 0 or -errno with *why set for the user.
  */

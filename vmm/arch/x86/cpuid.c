@@ -10,6 +10,16 @@
 
 #define CPUID_MAX_ENTRIES 512
 
+void cpuid_set_tsc_deadline(struct kvm_cpuid2 *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->nent; i++) {
+		if (c->entries[i].function == 1)
+			c->entries[i].ecx |= 1u << 24;
+	}
+}
+
 struct kvm_cpuid2 *cpuid_supported(int kvm_fd)
 {
 	unsigned int n;
@@ -20,8 +30,12 @@ struct kvm_cpuid2 *cpuid_supported(int kvm_fd)
 		if (!c)
 			return NULL;
 		c->nent = n;
-		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+		if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			/* KVM emulates the TSC-deadline timer but leaves the bit to us. */
+			if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+				cpuid_set_tsc_deadline(c);
 			return c;
+		}
 		free(c);
 		if (errno != E2BIG) {
 			log_error("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));

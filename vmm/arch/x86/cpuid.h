@@ -12,6 +12,9 @@
 /* Fetch the supported CPUID from /dev/kvm. Returns a malloc'd list (caller frees) or NULL. */
 struct kvm_cpuid2 *cpuid_supported(int kvm_fd);
 
+/* Advertise the TSC-deadline timer (leaf 1 ECX bit 24). */
+void cpuid_set_tsc_deadline(struct kvm_cpuid2 *c);
+
 /* Adjust a copy of the supported list for vCPU cpu of ncpus (pure, unit-tested). */
 void cpuid_fixup(struct kvm_cpuid2 *c, unsigned int cpu, unsigned int ncpus);
 

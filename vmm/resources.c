@@ -126,6 +126,12 @@ int res_pci_slot(struct resources *r, int slot)
 	return -ENOSPC;
 }
 
+void res_pci_slot_free(struct resources *r, unsigned int slot)
+{
+	if (slot < 32)
+		r->pci_slots &= ~(1u << slot);
+}
+
 int res_add_isa(struct resources *r, const struct res_isa_dev *dev)
 {
 	if (r->nr_isa == RES_MAX_ISA)

@@ -69,6 +69,8 @@ int res_irq_claim(struct resources *r, unsigned int irq);
 int res_irq_alloc(struct resources *r, unsigned int *irq);
 /* Claim a PCI slot: a fixed one (>= 0) or the next free one (slot < 0). Returns slot or -errno. */
 int res_pci_slot(struct resources *r, int slot);
+/* Give back a slot (a device that failed to attach). */
+void res_pci_slot_free(struct resources *r, unsigned int slot);
 /* Describe an ISA device in the DSDT (its port and IRQ must be claimed separately). */
 int res_add_isa(struct resources *r, const struct res_isa_dev *dev);
 

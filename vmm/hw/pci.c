@@ -418,6 +418,9 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 		if (ret) {
 			log_error("pci: no room for a %llu-byte BAR in the PCI window",
 				  (unsigned long long)d->bar_size[i]);
+			/* Window space already carved stays unused: the bump allocator can't free. */
+			res_pci_slot_free(pb->res, (unsigned int)slot);
+			d->bus = NULL;
 			goto out_unlock;
 		}
 		if (kind == PCI_BAR_IO) {

@@ -60,7 +60,11 @@ static int probe_elf(const uint8_t *img, size_t len, struct linux_kernel *k, con
 		*why = "ELF file is not an x86-64 image";
 		return -ENOEXEC;
 	}
-	if (eh.e_type != ET_EXEC || eh.e_phentsize != sizeof(Elf64_Phdr) || !eh.e_phnum ||
+	if (eh.e_type != ET_EXEC) {
+		*why = "ELF file is not an executable (a vmlinux is ET_EXEC)";
+		return -ENOEXEC;
+	}
+	if (eh.e_phentsize != sizeof(Elf64_Phdr) || !eh.e_phnum ||
 	    eh.e_phnum > ELF_MAX_PHDRS || !range_within(eh.e_phoff,
 			(uint64_t)eh.e_phnum * sizeof(Elf64_Phdr), len)) {
 		*why = "ELF file has no usable program headers";

@@ -27,7 +27,7 @@
 #include "img-internal.h"
 
 static const struct pimg_format *const formats[] = {
-	&pimg_fmt_qcow2, &pimg_fmt_raw,
+	&pimg_fmt_qcow2, &pimg_fmt_vpc, &pimg_fmt_vmdk, &pimg_fmt_raw,
 };
 
 const struct pimg_format *pimg_find_format(const char *name)
@@ -37,7 +37,7 @@ const struct pimg_format *pimg_find_format(const char *name)
 			return formats[i];
 	/* qemu-img's names and common aliases */
 	if (!strcmp(name, "vhd"))
-		return NULL;
+		return &pimg_fmt_vpc;
 	return NULL;
 }
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # raw and qcow2 against qemu-img: read what qemu writes, write what qemu reads.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib"
 
 qemu-img create -f qcow2 "$T/q.qcow2" 32M >/dev/null
 fill "$T/q.qcow2" qcow2

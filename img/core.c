@@ -27,7 +27,7 @@
 #include "img-internal.h"
 
 static const struct pimg_format *const formats[] = {
-	&pimg_fmt_qcow2, &pimg_fmt_vpc, &pimg_fmt_vmdk, &pimg_fmt_raw,
+	&pimg_fmt_qcow2, &pimg_fmt_vhdx, &pimg_fmt_vpc, &pimg_fmt_vmdk, &pimg_fmt_raw,
 };
 
 const struct pimg_format *pimg_find_format(const char *name)

@@ -1022,9 +1022,8 @@ static int qcow2_write_compressed(struct pimg *img, const void *data, uint64_t l
 
 static int qcow2_probe(const uint8_t *head, size_t len, const uint8_t *tail, uint64_t size)
 {
-	return len >= 8 && ld_be32(head) == QCOW2_MAGIC && (ld_be32(head + 4) == 2 || ld_be32(head + 4) == 3)
-		       ? 100
-		       : 0;
+	/* The magic alone decides: a bad version must be an error, not a raw image. */
+	return len >= 4 && ld_be32(head) == QCOW2_MAGIC ? 100 : 0;
 }
 
 static void qcow2_free(struct qcow2 *q)

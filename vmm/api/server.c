@@ -162,6 +162,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* libmicrohttpd's messages are mostly about clients (one hung up early): not worth
  * the VMM's stderr by default. Our own failures are logged where they happen. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	log_vmsg(LOG_INFO, fmt, ap);

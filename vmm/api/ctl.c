@@ -382,7 +382,8 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 	int c;
 
 	optind = 0; /* a fresh scan for GNU getopt */
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	opterr = 0; /* our one line instead of getopt's */
+	while ((c = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			to = optarg;
@@ -399,8 +400,12 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		case 'r':
 			readonly = true;
 			break;
+		case ':':
+			log_error("ctl %s: option '%s' needs a value", cmd, argv[optind - 1]);
+			return -EINVAL;
 		default:
-			log_error("ctl %s: unknown option (see plinth ctl --help)", cmd);
+			log_error("ctl %s: unknown option '%s' (see plinth ctl --help)", cmd,
+				  argv[optind - 1]);
 			return -EINVAL;
 		}
 	}
@@ -508,7 +513,8 @@ int ctl_main(int argc, char **argv)
 	json_t *j;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			sock = optarg;
@@ -522,8 +528,12 @@ int ctl_main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case ':':
+			log_error("ctl: option '%s' needs a value", argv[optind - 1]);
+			return 1;
 		default:
-			usage(stderr);
+			log_error("ctl: unknown option '%s' (see plinth ctl --help)",
+				  argv[optind - 1]);
 			return 1;
 		}
 	}

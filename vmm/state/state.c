@@ -93,6 +93,7 @@ static bool type_name_valid(const char *type)
 
 struct state_writer {
 	int fd;                       /* output, not owned */
+	bool sock;                    /* fd is a socket: send() without SIGPIPE */
 	char name[STATE_NAME_MAX];    /* for messages */
 	uint8_t *buf;                 /* open section: header room + payload (owned) */
 	size_t len, cap;              /* bytes used / allocated in buf */
@@ -134,17 +135,12 @@ static int emit(struct state_writer *w, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	size_t left = len;
-	bool sock = true;
 
 	if (w->err)
 		return w->err;
 	while (left) {
-		ssize_t n = sock ? send(w->fd, p, left, MSG_NOSIGNAL) : write(w->fd, p, left);
+		ssize_t n = w->sock ? send(w->fd, p, left, MSG_NOSIGNAL) : write(w->fd, p, left);
 
-		if (n < 0 && errno == ENOTSOCK && sock) {
-			sock = false;
-			continue;
-		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -165,12 +161,14 @@ struct state_writer *state_writer_new_fd(int fd, const char *name)
 {
 	struct state_writer *w = calloc(1, sizeof(*w));
 	uint8_t hdr[STATE_HEADER_SIZE];
+	struct stat st;
 
 	if (!w) {
 		log_error("%s: out of memory for the state writer", name);
 		return NULL;
 	}
 	w->fd = fd;
+	w->sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	w->file_crc = crc(0, NULL, 0);
 	memcpy(hdr, STATE_MAGIC, 8);

@@ -94,7 +94,10 @@ struct state_writer;
 /*
  * A writer that emits to fd (a file, pipe or socket; not owned, not closed) and
  * writes the file header at once. name is used in messages ("snapshot state",
- * "migration stream"; copied). NULL (logged) on allocation failure only.
+ * "migration stream"; copied). NULL (logged) on allocation failure only. Each
+ * section is written when it ends; a snapshot writer fsyncs (and renames into
+ * place) after state_writer_finish(). On a socket, a vanished peer is an error
+ * (-EPIPE), never a SIGPIPE; timeouts are the caller's (SO_SNDTIMEO).
  */
 struct state_writer *state_writer_new_fd(int fd, const char *name);
 void state_writer_free(struct state_writer *w);

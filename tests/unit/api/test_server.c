@@ -407,8 +407,21 @@ static void test_usage_errors(void **state)
 		if (ret != 1)
 			fail_msg("case %zu (%s): exit %d", i, cases[i][0], ret);
 		assert_string_equal(out, "");
-		assert_true(strlen(err) > 0);
+		assert_one_line(err);
 	}
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock,
+			     "snapshot", "--to", NULL),
+			 1);
+	assert_string_equal(err, "plinth: ctl snapshot: option '--to' needs a value\n");
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock,
+			     "pause", "--bogus", NULL),
+			 1);
+	assert_string_equal(err, "plinth: ctl pause: unknown option '--bogus' (see plinth ctl "
+				 "--help)\n");
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--sock", "x", "info", NULL), 1);
+	assert_one_line(err);
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", NULL), 1);
+	assert_one_line(err);
 	/* The server refuses what a hostile client could send; ctl says so on one line. */
 	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock,
 			     "migrate", "--to", "tcp:h:99999", NULL),

@@ -138,6 +138,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (rc->too_big)
 		return respond_error(conn, 413, too_big_msg(msg, sizeof(msg)), NULL);
 
+	/* libmicrohttpd strips the query string from url; no endpoint takes one. */
+	if (MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0)
+		return respond_error(conn, 400, "query parameters are not accepted", NULL);
 	status = api_parse_request(method, url, rc->body, rc->len, &cmd, &err);
 	if (status) {
 		log_debug("api: %s %s: %d %s", method, url, status, err.msg);

@@ -54,6 +54,20 @@
  * sticky: after the first, every call returns it, so devices can chain getters
  * and check once.
  *
+ * Evolution: STATE_FORMAT_VERSION covers the container only. What a section holds is
+ * defined by its owner (a device's save/load pair); when that changes, the owner
+ * gives the section a new type ("virtio-blk.2") or adds an optional section, so an
+ * older reader refuses (or skips) rather than misreads.
+ *
+ * Use, for a device:
+ *   save:  state_writer_begin_section(w, "virtio-blk", slot, 0);
+ *          state_put_u64(w, dev->features);
+ *          state_put_bytes(w, &dev->cfg, sizeof(dev->cfg));
+ *          ret = state_writer_end_section(w);      (first error of any put)
+ *   load:  {"virtio-blk", blk_load} in the table given to state_reader_load_all();
+ *          blk_load() reads the same fields in the same order and refuses values it
+ *          cannot accept with state_reader_fail(r, -EINVAL, "queue size %u", n).
+ *
  * Threads: a reader or writer is used by one thread at a time.
  */
 #ifndef PLINTH_VMM_STATE_H

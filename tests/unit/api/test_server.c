@@ -471,6 +471,7 @@ static void test_raw_http(void **state)
 	struct fixture *f = *state;
 	char *r, *big;
 	static const char req_405[] = "GET /v1/vm/pause HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const char req_query[] = "GET /v1/vm?verbose=1 HTTP/1.1\r\nHost: x\r\n\r\n";
 	static const char req_404[] = "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
 	static const char req_400[] = "POST /v1/vm/pause HTTP/1.1\r\nHost: x\r\n"
 				      "Content-Length: 5\r\n\r\n{bad}";
@@ -489,6 +490,10 @@ static void test_raw_http(void **state)
 	r = raw(f->sock, req_404, strlen(req_404));
 	assert_non_null(strstr(r, "HTTP/1.1 404"));
 	assert_non_null(strstr(r, "\"error\""));
+	free(r);
+	r = raw(f->sock, req_query, strlen(req_query));
+	assert_non_null(strstr(r, "HTTP/1.1 400"));
+	assert_non_null(strstr(r, "{\"error\":\"query parameters are not accepted\"}"));
 	free(r);
 	r = raw(f->sock, req_400, strlen(req_400));
 	assert_non_null(strstr(r, "HTTP/1.1 400"));

@@ -26,6 +26,8 @@ struct fake_vm {
 	pthread_mutex_t lock; /* ops run on the API thread, the test reads from its own */
 	bool paused, migrating;
 	int shutdowns, resets;
+	int in_op, overlaps;  /* ops running now; times two ran at once */
+	int reset_sleep_ms;   /* a slow reset, to test client timeouts */
 	char snapshot_dir[API_PATH_MAX];
 	struct api_migrate_args migrate;
 };
@@ -86,9 +88,17 @@ static int vm_shutdown(void *opaque, struct api_reply *reply)
 static int vm_reset(void *opaque, struct api_reply *reply)
 {
 	struct fake_vm *vm = opaque;
+	int sleep_ms;
 
 	pthread_mutex_lock(&vm->lock);
+	if (vm->in_op++)
+		vm->overlaps++;
 	vm->resets++;
+	sleep_ms = vm->reset_sleep_ms;
+	pthread_mutex_unlock(&vm->lock);
+	usleep(sleep_ms ? (useconds_t)sleep_ms * 1000 : 200);
+	pthread_mutex_lock(&vm->lock);
+	vm->in_op--;
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }
@@ -607,6 +617,69 @@ static void test_socket_lifecycle(void **state)
 	}
 }
 
+struct hammer {
+	const char *sock;
+	int failures;
+};
+
+static void *hammer_thread(void *arg)
+{
+	struct hammer *h = arg;
+	char msg[256], *body;
+	int i, status;
+
+	for (i = 0; i < 25; i++) {
+		body = NULL;
+		if (ctl_request(h->sock, "POST", "/v1/vm/reset", NULL, 10000, &status, &body, msg,
+				sizeof(msg)) ||
+		    status != 200)
+			h->failures++;
+		free(body);
+	}
+	return NULL;
+}
+
+/* Clients in parallel: every request is answered, and ops never overlap. */
+static void test_parallel_clients(void **state)
+{
+	struct fixture *f = *state;
+	struct hammer h[4];
+	pthread_t th[4];
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		h[i].sock = f->sock;
+		h[i].failures = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, hammer_thread, &h[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(h[i].failures, 0);
+	}
+	assert_int_equal(f->vm.resets, 100);
+	assert_int_equal(f->vm.overlaps, 0);
+}
+
+/* A client gives up after --timeout; the server finishes the op and lives on. */
+static void test_client_timeout(void **state)
+{
+	struct fixture *f = *state;
+	char msg[256], out[4096], err[1024], *body = NULL;
+	int status;
+
+	f->vm.reset_sleep_ms = 1500;
+	assert_int_equal(ctl_request(f->sock, "POST", "/v1/vm/reset", NULL, 300, &status, &body,
+				     msg, sizeof(msg)),
+			 -ETIMEDOUT);
+	assert_string_equal(msg, "no answer within 300 ms");
+	assert_null(body);
+	f->vm.reset_sleep_ms = 0;
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock,
+			     "--timeout", "10", "info", NULL),
+			 0);
+	assert_int_equal(f->vm.resets, 1);
+}
+
 /* The client's response parser on hand-made answers. */
 static void test_parse_response(void **unused)
 {
@@ -665,6 +738,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_raw_http, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parallel_clients, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_timeout, setup, teardown),
 		cmocka_unit_test(test_parse_response),
 	};
 

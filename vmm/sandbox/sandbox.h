@@ -26,6 +26,15 @@
  * IO. vCPU threads may not create threads: a device started by a guest write
  * must be started (or its parked worker released) by the main thread.
  *
+ * Lazy opens by libraries must happen before the filter: sandbox_seccomp_install()
+ * loads glibc's time zone itself; the API thread must call json_object_seed(0)
+ * before installing SANDBOX_API (jansson opens /dev/urandom on first use), and
+ * start libmicrohttpd after installing it (its threads then inherit the filter;
+ * tests/unit/sandbox/test_seccomp_api.c runs every threading mode so).
+ * A thread that blocks SIGSYS (or glibc's pthread_create, which blocks all
+ * signals around clone) still dies on a forbidden syscall, but the kernel then
+ * kills it without the explaining line: leave SIGSYS unblocked.
+ *
  * Jailer
  * ------
  * `plinth run --jail DIR --uid N --gid N`: after the VMM has opened everything it

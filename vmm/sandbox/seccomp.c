@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "allowlist.h"
@@ -127,6 +128,19 @@ static void on_sigsys(int sig, siginfo_t *info, void *uctx)
 	/* SA_RESETHAND made SIGSYS fatal again; SA_NODEFER lets it in at once. */
 	syscall(SYS_tgkill, (long)getpid(), (long)syscall(SYS_gettid), (long)sig);
 	syscall(SYS_exit_group, 128L + sig);
+}
+
+/*
+ * glibc opens /etc/localtime on the first time conversion of the process (even
+ * gmtime_r, as in libmicrohttpd's Date header): do it now, while open is still
+ * allowed. localtime_r loads it once; tzset() would stat the file on every call.
+ */
+static void load_timezone(void)
+{
+	time_t t = 0;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
 }
 
 static int set_sigsys_handler(void)
@@ -231,6 +245,7 @@ int sandbox_seccomp_install(enum sandbox_thread kind)
 	rc = set_sigsys_handler();
 	if (rc)
 		return rc;
+	load_timezone();
 	ctx = build_filter(kind);
 	if (!ctx)
 		return -EINVAL;

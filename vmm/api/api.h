@@ -128,6 +128,14 @@ struct api_request_error {
 int api_parse_request(const char *method, const char *path, const char *body, size_t body_len,
 		      struct api_cmd *cmd, struct api_request_error *err);
 
+/*
+ * Parse a migration address "tcp:HOST:PORT" or "unix:/PATH" (the same rules as the
+ * "to" field), e.g. for the destination's listening address. downtime_ms is set to
+ * the default. 0 or -EINVAL with a one-line reason in err (messages say "field 'to'").
+ */
+int api_parse_migrate_uri(const char *uri, struct api_migrate_args *out, char *err,
+			  size_t errlen);
+
 /* True for a valid disk id: 1..31 characters of [A-Za-z0-9_-]. */
 bool api_disk_id_valid(const char *id);
 

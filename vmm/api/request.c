@@ -175,6 +175,20 @@ static int parse_migrate_uri(const char *to, struct api_migrate_args *a,
 	return reqfail(err, 400, "field 'to' must be tcp:HOST:PORT or unix:PATH");
 }
 
+int api_parse_migrate_uri(const char *uri, struct api_migrate_args *out, char *err,
+			  size_t errlen)
+{
+	struct api_request_error e;
+
+	memset(out, 0, sizeof(*out));
+	memset(&e, 0, sizeof(e));
+	out->downtime_ms = API_DOWNTIME_DEFAULT_MS;
+	if (!parse_migrate_uri(uri, out, &e))
+		return 0;
+	snprintf(err, errlen, "%s", e.msg);
+	return -EINVAL;
+}
+
 /* --- Bodies -------------------------------------------------------------------------- */
 
 static const char *const no_fields[] = {NULL};

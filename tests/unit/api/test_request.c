@@ -179,6 +179,24 @@ static void test_migrate_args(void **unused)
 	}
 }
 
+static void test_migrate_uri(void **unused)
+{
+	struct api_migrate_args a;
+	char err[API_ERROR_MAX];
+
+	(void)unused;
+	assert_int_equal(api_parse_migrate_uri("tcp:0.0.0.0:4444", &a, err, sizeof(err)), 0);
+	assert_int_equal(a.transport, API_MIGRATE_TCP);
+	assert_string_equal(a.host, "0.0.0.0");
+	assert_int_equal(a.port, 4444);
+	assert_int_equal(a.downtime_ms, API_DOWNTIME_DEFAULT_MS);
+	assert_int_equal(api_parse_migrate_uri("unix:/run/in.sock", &a, err, sizeof(err)), 0);
+	assert_int_equal(a.transport, API_MIGRATE_UNIX);
+	assert_string_equal(a.path, "/run/in.sock");
+	assert_int_equal(api_parse_migrate_uri("tcp:host", &a, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "field 'to': no port in 'tcp:host'");
+}
+
 static void test_disk_args(void **unused)
 {
 	struct api_request_error err;
@@ -473,7 +491,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_endpoints),   cmocka_unit_test(test_snapshot_args),
 		cmocka_unit_test(test_long_path),   cmocka_unit_test(test_migrate_args),
-		cmocka_unit_test(test_disk_args),   cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_migrate_uri), cmocka_unit_test(test_disk_args),
+		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_body_limits), cmocka_unit_test(test_status_mapping),
 		cmocka_unit_test(test_dispatch),
 	};

@@ -170,7 +170,12 @@ struct api_server;
  */
 struct api_server *api_server_start(const char *socket_path, const struct api_vm_ops *ops,
 				    void *vm);
-/* Stop the thread (waits for the running request), close and unlink the socket. */
+/*
+ * Stop the thread (waits for the running request), close and unlink the socket.
+ * Never call it from an op, nor while holding a lock an op may wait for: it waits
+ * for the op to return. The vm pointer given to start must stay valid until then
+ * (across guest reboots too, if the VMM rebuilds its struct vm on reset).
+ */
 void api_server_stop(struct api_server *s);
 
 /* --- Client ---------------------------------------------------------------------- */

@@ -34,7 +34,7 @@ static void read_fields(struct state_reader *r)
 		case STATE_TAG_U8:
 			/* Alternate the plain and the boolean getter. */
 			ret = (state_reader_remaining(r) & 1) ? state_get_bool(r, &b)
-							       : state_get_u8(r, &v8);
+							      : state_get_u8(r, &v8);
 			break;
 		case STATE_TAG_U16:
 			ret = state_get_u16(r, &v16);
@@ -75,8 +75,7 @@ static uint32_t crc(uint32_t seed, const uint8_t *p, size_t n)
 }
 
 /* Append a section (header, payload, checksum) at out + *pos. */
-static void put_section(uint8_t *out, size_t *pos, const char *type, const uint8_t *pl,
-			size_t plen)
+static void put_section(uint8_t *out, size_t *pos, const char *type, const uint8_t *pl, size_t plen)
 {
 	uint8_t *h = out + *pos;
 	uint32_t hcrc;

@@ -24,17 +24,17 @@
 #define API_CONN_TIMEOUT_S  30 /* idle clients are dropped after this */
 
 struct api_server {
-	struct MHD_Daemon *mhd;         /* owns the listening socket */
-	const struct api_vm_ops *ops;   /* the VMM's side (not owned) */
-	void *vm;                       /* passed to every op (not owned) */
-	char path[API_UNIX_PATH_MAX];   /* socket path, unlinked at stop */
+	struct MHD_Daemon *mhd;	      /* owns the listening socket */
+	const struct api_vm_ops *ops; /* the VMM's side (not owned) */
+	void *vm;		      /* passed to every op (not owned) */
+	char path[API_UNIX_PATH_MAX]; /* socket path, unlinked at stop */
 };
 
 /* One request in progress: its body as it arrives. */
 struct api_conn {
-	char *body;     /* malloc'd, at most API_BODY_MAX bytes */
-	size_t len;     /* bytes in body */
-	bool too_big;   /* the body went past API_BODY_MAX: answer 413, keep nothing */
+	char *body;   /* malloc'd, at most API_BODY_MAX bytes */
+	size_t len;   /* bytes in body */
+	bool too_big; /* the body went past API_BODY_MAX: answer 413, keep nothing */
 };
 
 static const char oom_body[] = "{\"error\": \"out of memory\"}\n";
@@ -89,9 +89,8 @@ static char *too_big_msg(char *buf, size_t size)
 /* libmicrohttpd's request callback: called with the headers, then per body chunk,
  * then once more with no data when the request is complete. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size,
-				  void **con_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
 {
 	struct api_server *s = cls;
 	struct api_conn *rc = *con_cls;
@@ -251,8 +250,7 @@ out_close:
 	return ret;
 }
 
-struct api_server *api_server_start(const char *socket_path, const struct api_vm_ops *ops,
-				    void *vm)
+struct api_server *api_server_start(const char *socket_path, const struct api_vm_ops *ops, void *vm)
 {
 	struct api_server *s;
 	int fd;
@@ -275,11 +273,10 @@ struct api_server *api_server_start(const char *socket_path, const struct api_vm
 		goto out_free;
 	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 				  on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-				  MHD_OPTION_LISTEN_SOCKET, fd,
-				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_MAX_CONNECTIONS,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_CONN_TIMEOUT_S,
-				  MHD_OPTION_END);
+				  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+				  on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+				  (unsigned int)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned int)API_CONN_TIMEOUT_S, MHD_OPTION_END);
 	if (!s->mhd) {
 		log_error("API socket %s: libmicrohttpd failed to start", s->path);
 		goto out_close;

@@ -19,10 +19,10 @@
 
 /* A snapshot being written. */
 struct state_snapshot {
-	int dir_fd;    /* the directory, for *at() calls and its fsync */
-	int state_fd;  /* DIR/state.tmp, write the state container here */
-	int memory_fd; /* DIR/memory.tmp, write guest RAM here */
-	char dir[4096];/* for messages */
+	int dir_fd;	/* the directory, for *at() calls and its fsync */
+	int state_fd;	/* DIR/state.tmp, write the state container here */
+	int memory_fd;	/* DIR/memory.tmp, write guest RAM here */
+	char dir[4096]; /* for messages */
 };
 
 /*

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
 #include "arch/x86/boot.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -163,12 +163,29 @@ json_t *api_error_body(const char *msg);
 struct api_server;
 
 /*
- * Listen on a Unix socket at socket_path (mode 0600) and serve on a new thread. A
- * stale socket left by a dead process is replaced; a live one or a non-socket file
- * is refused. ops and vm must outlive the server. NULL with the reason logged.
+ * Listen on a Unix socket at socket_path (mode 0600) and serve on a new thread:
+ * api_listen() then api_server_start_fd(). A stale socket left by a dead process
+ * is replaced; a live one or a non-socket file is refused. ops and vm must outlive
+ * the server. NULL with the reason logged.
  */
 struct api_server *api_server_start(const char *socket_path, const struct api_vm_ops *ops,
 				    void *vm);
+
+/*
+ * The same in two steps, for a sandboxed VMM (vmm/sandbox/sandbox.h):
+ * api_listen() on the set-up thread, before any seccomp filter (it stats, connects
+ * to and unlinks a stale socket, chmods, and seeds jansson, which reads
+ * /dev/urandom); then, on the API thread after sandbox_seccomp_install(SANDBOX_API),
+ * api_server_start_fd(), whose libmicrohttpd thread inherits that filter.
+ * api_listen: a listening fd or -errno, logged.
+ * api_server_start_fd: takes listen_fd (closed on failure too); socket_path is
+ * unlinked by api_server_stop() if not NULL (pass NULL when the stopping thread may
+ * not unlink, and unlink it from the main thread). NULL with the reason logged.
+ */
+int api_listen(const char *socket_path);
+struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
+				       const struct api_vm_ops *ops, void *vm);
+
 /*
  * Stop the thread (waits for the running request), close and unlink the socket.
  * Never call it from an op, nor while holding a lock an op may wait for: it waits

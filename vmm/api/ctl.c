@@ -239,6 +239,10 @@ static int recv_all(int fd, char **out, size_t *outlen, int64_t deadline)
 		n = recv(fd, buf + len, cap - len, MSG_DONTWAIT);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		/* A server that answered early (413) and closed without reading all we sent
+		 * makes the kernel report a reset after its answer: that is its end. */
+		if (n < 0 && errno == ECONNRESET && len > 0)
+			break;
 		if (n < 0) {
 			ret = -errno;
 			goto out_free;
@@ -264,7 +268,7 @@ int ctl_request(const char *socket_path, const char *method, const char *path, c
 	int64_t deadline = -1;
 	char *req = NULL, *resp = NULL, *copy;
 	const char *b;
-	int fd, ret, n;
+	int fd, ret, send_ret, n;
 
 	if (timeout_ms > 0) {
 		struct timespec ts;
@@ -287,14 +291,19 @@ int ctl_request(const char *socket_path, const char *method, const char *path, c
 		set_err(err, errlen, "out of memory");
 		goto out_close;
 	}
-	ret = send_all(fd, req, (size_t)n, deadline);
-	if (ret) {
+	/* A server may answer before reading all of the request (413) and close: then
+	 * sending fails, but its answer is waiting to be read. */
+	send_ret = send_all(fd, req, (size_t)n, deadline);
+	if (send_ret && send_ret != -EPIPE && send_ret != -ECONNRESET) {
+		ret = send_ret;
 		set_err(err, errlen, "sending the request: %s", strerror(-ret));
 		goto out_free_req;
 	}
 	ret = recv_all(fd, &resp, &rlen, deadline);
 	if (ret) {
-		if (ret == -EMSGSIZE)
+		if (send_ret)
+			set_err(err, errlen, "sending the request: %s", strerror(-send_ret));
+		else if (ret == -EMSGSIZE)
 			set_err(err, errlen, "response larger than %u bytes", CTL_RESPONSE_MAX);
 		else if (ret == -ETIMEDOUT)
 			set_err(err, errlen, "no answer within %d ms", timeout_ms);

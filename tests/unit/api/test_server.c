@@ -515,6 +515,20 @@ static void test_raw_http(void **state)
 	assert_non_null(strstr(r, "HTTP/1.1 413"));
 	assert_non_null(strstr(r, "request body larger than 65536 bytes"));
 	free(r);
+	/* The same through the client, which reads the early answer despite the reset. */
+	{
+		char msg[256], *body = NULL;
+		int status = 0;
+
+		memset(big, ' ', 100 * 1024);
+		big[100 * 1024] = 0;
+		assert_int_equal(ctl_request(f->sock, "POST", "/v1/vm/pause", big, 5000, &status,
+					     &body, msg, sizeof(msg)),
+				 0);
+		assert_int_equal(status, 413);
+		assert_non_null(strstr(body, "request body larger than 65536 bytes"));
+		free(body);
+	}
 	/* 100 KiB in chunks, no Content-Length: refused (413) too. */
 	n = (size_t)sprintf(big, "POST /v1/vm/pause HTTP/1.1\r\nHost: x\r\n"
 				 "Transfer-Encoding: chunked\r\n\r\n");

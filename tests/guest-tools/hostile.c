@@ -5,10 +5,11 @@
  * See docs/hostile-guest.md for the cases and how the integration test uses it.
  *
  * Build: gcc -static -O2 -Wall -Wextra -o hostile hostile.c
- * Run (root, in the guest): hostile [-s SEED] [-n ROUNDS] [-r] [-q] [PCI-ADDRESS...]
+ * Run (root, in the guest): hostile [-s SEED] [-n ROUNDS] [-c CASES] [-r] [-q] [PCI-ADDRESS...]
  *   no address: every modern virtio-pci device (vendor 0x1af4, device >= 0x1041);
- *   -s  seed of the random cases (printed, for replay)   -n  random rounds (200)
- *   -r  bind the device back to virtio-pci at the end    -q  only the summary lines
+ *   -s  seed of the random cases (printed, for replay)   -n  random rounds (200; 0: none)
+ *   -c  only the cases named (comma-separated)           -r  bind virtio-pci again at the end
+ *   -q  only the summary lines
  *
  * How it reaches the device from user space: unbind the kernel driver through
  * sysfs, turn memory decoding and bus mastering back on in config space, mmap
@@ -22,7 +23,9 @@
  * guest RAM (from /proc/iomem), never other RAM: a VMM that obeys a garbage
  * address must not be able to corrupt the guest kernel and make the test flaky.
  *
- * Output: one line per case and device ("hostile: 00:03.0 blk: desc-loop: ok"),
+ * Output: a line before each case and device ("hostile: 0000:00:03.0 blk: desc-loops ..."),
+ * so that the last line names the case a crashing VMM died on, one after it
+ * ("hostile: 0000:00:03.0 blk: desc-loops: ok"),
  * then "hostile: survived N cases on M devices" and exit 0; a device that stops
  * answering (reset never completes, config space reads all ones) is reported as
  * "hostile: ... FAILED: why" and the exit status is 1.
@@ -55,6 +58,7 @@
 /* ---- small helpers ------------------------------------------------------------------ */
 
 static bool quiet;
+static const char *only; /* -c: comma-separated case names, NULL for all */
 static uint64_t rng_state;
 
 static uint64_t rnd(void)
@@ -1012,6 +1016,16 @@ static const struct hcase cases[] = {
 	{ "reset-storm", c_reset_storm },
 };
 
+static bool wanted(const char *name)
+{
+	size_t len = strlen(name);
+
+	for (const char *p = only; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+		if (!strncmp(p, name, len) && (p[len] == ',' || p[len] == '\0'))
+			return true;
+	return !only;
+}
+
 static int find_devs(char addrs[][32], int max)
 {
 	DIR *dir = opendir("/sys/bus/pci/devices");
@@ -1041,14 +1055,16 @@ int main(int argc, char **argv)
 	bool rebind = false, failed = false;
 	int opt, n;
 
-	while ((opt = getopt(argc, argv, "s:n:rq")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:c:rq")) != -1) {
 		switch (opt) {
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 'n': rounds = (unsigned int)strtoul(optarg, NULL, 0); break;
+		case 'c': only = optarg; break;
 		case 'r': rebind = true; break;
 		case 'q': quiet = true; break;
 		default:
-			fprintf(stderr, "usage: hostile [-s SEED] [-n ROUNDS] [-r] [-q] [PCI-ADDRESS...]\n");
+			fprintf(stderr, "usage: hostile [-s SEED] [-n ROUNDS] [-c CASES] [-r] [-q] "
+				"[PCI-ADDRESS...]\n");
 			return 2;
 		}
 	}
@@ -1075,6 +1091,10 @@ int main(int argc, char **argv)
 		}
 		say("%s %s: %u queues, features %#" PRIx64, d.addr, d.kind, d.num_queues, d.features);
 		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]) && !d.failed; c++) {
+			if (!wanted(cases[c].name))
+				continue;
+			if (!quiet)
+				say("%s %s: %s ...", d.addr, d.kind, cases[c].name);
 			if (!reset_dev(&d, cases[c].name))
 				break;
 			cases[c].run(&d);
@@ -1084,7 +1104,9 @@ int main(int argc, char **argv)
 					say("%s %s: %s: ok", d.addr, d.kind, cases[c].name);
 			}
 		}
-		if (!d.failed) {
+		if (!d.failed && rounds && wanted("random")) {
+			if (!quiet)
+				say("%s %s: random ...", d.addr, d.kind);
 			c_random(&d, rounds);
 			if (reset_dev(&d, "random")) {
 				total++;

@@ -242,6 +242,43 @@ void virtio_dev_broken(struct virtio_dev *vdev, unsigned int q, const char *why)
 		vdev->tops->needs_reset(vdev);
 }
 
+int virtio_dev_drain(struct virtio_dev *vdev, unsigned int q, struct virtq_elem *elem,
+		     virtio_chain_fn *fn)
+{
+	struct virtq *vq = &vdev->vq[q];
+	const char *why = NULL;
+	unsigned int n = 0;
+	uint32_t written;
+	int r;
+
+	for (;;) {
+		virtq_disable_notify(vq);
+		while ((r = virtq_pop(vq, elem, &why)) > 0) {
+			written = 0;
+			r = fn(vdev, elem, &written);
+			if (r == VIRTIO_DEFER) {
+				virtq_unpop(vq);
+				virtq_enable_notify(vq);
+				virtio_dev_notify(vdev, q);
+				return VIRTIO_DEFER;
+			}
+			if (r < 0)
+				break;
+			virtq_push(vq, elem, written);
+			if (++n % 32 == 0)
+				virtio_dev_notify(vdev, q);
+		}
+		if (r < 0) {
+			virtio_dev_notify(vdev, q); /* what was answered before the fault */
+			virtio_dev_broken(vdev, q, why);
+			return -EIO;
+		}
+		virtio_dev_notify(vdev, q);
+		if (!virtq_enable_notify(vq))
+			return 0;
+	}
+}
+
 int iov_slice(const struct iovec *iov, unsigned int n, size_t off, size_t len,
 	      struct iovec *out, unsigned int max)
 {

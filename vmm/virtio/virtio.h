@@ -133,6 +133,18 @@ void virtio_dev_config_changed(struct virtio_dev *vdev);
 /* Queue q is unusable (why: a static string): DEVICE_NEEDS_RESET, logged once. */
 void virtio_dev_broken(struct virtio_dev *vdev, unsigned int q, const char *why);
 
+/*
+ * Drain queue q on the I/O thread: pop each chain into elem, hand it to fn, push it
+ * with the length fn wrote, and interrupt the driver as it asked (every 32 chains
+ * and at the end). fn returns 0 (answered), VIRTIO_DEFER (not now: the chain goes
+ * back to the ring and draining stops) or -EIO (the device is broken: the chain
+ * is not answered). Returns 0 when the ring is empty, VIRTIO_DEFER, or -EIO.
+ */
+#define VIRTIO_DEFER 1
+typedef int virtio_chain_fn(struct virtio_dev *vdev, struct virtq_elem *elem, uint32_t *written);
+int virtio_dev_drain(struct virtio_dev *vdev, unsigned int q, struct virtq_elem *elem,
+		     virtio_chain_fn *fn);
+
 /* Negotiated feature test. */
 static inline bool virtio_has_feature(const struct virtio_dev *vdev, unsigned int bit)
 {

@@ -301,20 +301,32 @@ void virtq_unpop(struct virtq *vq)
 	vq->st.last_avail--;
 }
 
-void virtq_push(struct virtq *vq, const struct virtq_elem *elem, uint32_t written)
+void virtq_fill(struct virtq *vq, uint16_t head, uint32_t len, uint16_t offset)
 {
 	struct vring_used_elem_le *u;
 
 	if (!vq->st.ready || vq->broken)
 		return;
+	u = &vq->used->ring[(uint16_t)(vq->st.used_idx + offset) & (vq->st.size - 1)];
+	__atomic_store_n(&u->id, htole32(head), __ATOMIC_RELAXED);
+	__atomic_store_n(&u->len, htole32(len), __ATOMIC_RELAXED);
+}
+
+void virtq_flush(struct virtq *vq, uint16_t count)
+{
+	if (!vq->st.ready || vq->broken)
+		return;
+	vq->st.used_idx += count;
+	/* Release: the elements are visible before the index that publishes them. */
+	store16_release(&vq->used->idx, vq->st.used_idx);
+}
+
+void virtq_push(struct virtq *vq, const struct virtq_elem *elem, uint32_t written)
+{
 	if (written > elem->in_len)
 		written = (uint32_t)MIN(elem->in_len, UINT32_MAX);
-	u = &vq->used->ring[vq->st.used_idx & (vq->st.size - 1)];
-	__atomic_store_n(&u->id, htole32(elem->head), __ATOMIC_RELAXED);
-	__atomic_store_n(&u->len, htole32(written), __ATOMIC_RELAXED);
-	vq->st.used_idx++;
-	/* Release: the element is visible before the index that publishes it. */
-	store16_release(&vq->used->idx, vq->st.used_idx);
+	virtq_fill(vq, elem->head, written, 0);
+	virtq_flush(vq, 1);
 }
 
 bool virtq_should_notify(struct virtq *vq)
@@ -350,17 +362,22 @@ void virtq_disable_notify(struct virtq *vq)
 	/* With EVENT_IDX, leaving avail_event behind last_avail suppresses kicks. */
 }
 
-bool virtq_enable_notify(struct virtq *vq)
+bool virtq_enable_notify_after(struct virtq *vq, uint16_t seen)
 {
 	if (!vq->st.ready || vq->broken)
 		return false;
 	if (vq->event_idx)
-		store16((uint16_t *)&vq->used->ring[vq->st.size], vq->st.last_avail); /* avail_event */
+		store16((uint16_t *)&vq->used->ring[vq->st.size], seen); /* avail_event */
 	else
 		store16(&vq->used->flags, 0);
 	/* Publish the re-arm before looking again, or a kick in between is lost. */
 	full_fence();
-	return load16_acquire(&vq->avail->idx) != vq->st.last_avail;
+	return load16_acquire(&vq->avail->idx) != seen;
+}
+
+bool virtq_enable_notify(struct virtq *vq)
+{
+	return virtq_enable_notify_after(vq, vq->st.last_avail);
 }
 
 size_t iov_size(const struct iovec *iov, unsigned int n)

@@ -105,6 +105,13 @@ void virtq_set_features(struct virtq *vq, uint64_t features);
 int virtq_pop(struct virtq *vq, struct virtq_elem *elem, const char **why);
 /* Return a chain to the driver, written bytes written into its writable part. */
 void virtq_push(struct virtq *vq, const struct virtq_elem *elem, uint32_t written);
+/*
+ * Several chains answered at once (a network packet spread over merged buffers):
+ * virtq_fill() writes the used element `offset` places past the next free one
+ * without publishing it, virtq_flush() publishes count filled elements together.
+ */
+void virtq_fill(struct virtq *vq, uint16_t head, uint32_t len, uint16_t offset);
+void virtq_flush(struct virtq *vq, uint16_t count);
 /* Return a chain taken with virtq_pop() to the avail ring unanswered (undo one pop). */
 void virtq_unpop(struct virtq *vq);
 /* True if the driver wants an interrupt for what was pushed since the last one. */
@@ -116,6 +123,12 @@ bool virtq_should_notify(struct virtq *vq);
  */
 void virtq_disable_notify(struct virtq *vq);
 bool virtq_enable_notify(struct virtq *vq);
+/*
+ * Like virtq_enable_notify(), for a device that needs more chains than are there
+ * (merged receive buffers): ask for a kick once the driver adds beyond avail
+ * index seen, and return true if it already has.
+ */
+bool virtq_enable_notify_after(struct virtq *vq, uint16_t seen);
 /* True if the avail ring holds chains not yet popped (no state change). */
 bool virtq_has_avail(struct virtq *vq);
 

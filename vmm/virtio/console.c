@@ -8,14 +8,17 @@
  * read straight into it. With no buffer, the fd is dropped from the epoll set
  * until the guest kicks queue 0, so a busy host doesn't spin the I/O thread. End
  * of input (or an fd epoll can't watch, like /dev/null) just means no more input.
- * Output: each chain's readable bytes are written to the host fd in order; if the
- * host side is gone they are dropped (a console must never stall the guest).
+ * Output: each chain's readable bytes are written to the host fd in order. The
+ * fds are non-blocking (stdin/stdout are reopened through /proc/self/fd so the
+ * shell's own file descriptions stay blocking): when the host doesn't keep up,
+ * the chain waits, part-written, until the fd is writable, so the I/O thread never
+ * blocks and a reset can always stop it. If the host side is gone, output is dropped.
  */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -36,26 +39,20 @@
 #define CON_RX 0
 #define CON_TX 1
 #define TAG_INPUT VIRTIO_TAG_DEV
+#define TAG_OUTPUT (VIRTIO_TAG_DEV + 1)
+#define CON_BUDGET 256 /* receive chains filled per event before yielding to the loop */
 
 struct console {
 	int in_fd, out_fd;     /* owned, unless stdin/stdout */
 	bool own_in, own_out;
 	bool in_watched;       /* in_fd is in the worker's epoll set */
+	bool out_watched;      /* out_fd is waited on for EPOLLOUT */
+	size_t tx_off;         /* bytes of the current output chain already written */
+	struct iovec tx_iov[IOV_MAX];
 	bool in_eof;           /* no more input will come */
 	bool out_broken;       /* output failed once: logged, then dropped */
 	struct virtq_elem elem;
 };
-
-/*
- * The host fd is not made non-blocking (stdin is shared with the shell that ran
- * us), so look before reading.
- */
-static bool readable(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP | POLLERR));
-}
 
 /* Move host input into receive buffers until either runs out. */
 static void con_input(struct virtio_dev *vdev)
@@ -63,10 +60,11 @@ static void con_input(struct virtio_dev *vdev)
 	struct console *c = vdev->priv;
 	struct virtq *vq = &vdev->vq[CON_RX];
 	const char *why;
+	unsigned int budget = CON_BUDGET;
 	bool pushed = false;
 	int r;
 
-	while (!c->in_eof) {
+	while (!c->in_eof && budget--) {
 		ssize_t n;
 
 		r = virtq_pop(vq, &c->elem, &why);
@@ -86,10 +84,6 @@ static void con_input(struct virtio_dev *vdev)
 			virtq_push(vq, &c->elem, 0); /* nothing writable: answer it empty */
 			pushed = true;
 			continue;
-		}
-		if (!readable(c->in_fd)) {
-			virtq_unpop(vq);
-			break;
 		}
 		n = readv(c->in_fd, c->elem.iov + c->elem.out_num, (int)MIN(c->elem.in_num, IOV_MAX));
 		if (n > 0) {
@@ -113,17 +107,38 @@ static void con_input(struct virtio_dev *vdev)
 static int con_output(struct virtio_dev *vdev, struct virtq_elem *e, uint32_t *written)
 {
 	struct console *c = vdev->priv;
-	unsigned int i;
 
-	for (i = 0; i < e->out_num && !c->out_broken; i++) {
-		int r = write_full(c->out_fd, e->iov[i].iov_base, e->iov[i].iov_len);
-
-		if (r) {
-			log_warn("virtio-console: output lost: %s", strerror(-r));
-			c->out_broken = true;
-		}
-	}
 	*written = 0;
+	while (!c->out_broken && c->tx_off < e->out_len) {
+		int n = iov_slice(e->iov, e->out_num, c->tx_off, e->out_len - c->tx_off, c->tx_iov,
+				  IOV_MAX);
+		ssize_t w;
+
+		if (n == -E2BIG)
+			n = IOV_MAX; /* iov_slice filled them all: write those first */
+		if (n < 0)
+			break;
+		w = writev(c->out_fd, c->tx_iov, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			/* The host is slow: finish this chain when it can take more. */
+			if (!c->out_watched &&
+			    !virtio_dev_watch(vdev, c->out_fd, EPOLLOUT, TAG_OUTPUT))
+				c->out_watched = true;
+			if (c->out_watched)
+				return VIRTIO_DEFER;
+			w = -1; /* no I/O thread to wait on: drop, as for a dead host */
+			errno = EPIPE;
+		}
+		if (w <= 0) {
+			log_warn("virtio-console: output lost: %s", strerror(errno));
+			c->out_broken = true;
+			break;
+		}
+		c->tx_off += (size_t)w;
+	}
+	c->tx_off = 0;
 	return 0;
 }
 
@@ -156,8 +171,13 @@ static void con_handle(struct virtio_dev *vdev, uint32_t tag, uint32_t events)
 		con_watch_input(vdev);
 		con_input(vdev);
 		break;
+	case TAG_OUTPUT:
+		if (c->out_watched && !virtio_dev_unwatch(vdev, c->out_fd))
+			c->out_watched = false;
+		/* fall through */
 	case CON_TX:
-		virtio_dev_drain(vdev, CON_TX, &c->elem, con_output);
+		if (!c->out_watched)
+			virtio_dev_drain(vdev, CON_TX, &c->elem, con_output);
 		break;
 	case TAG_INPUT:
 		con_input(vdev);
@@ -170,6 +190,8 @@ static int con_start(struct virtio_dev *vdev)
 	struct console *c = vdev->priv;
 
 	c->in_watched = false;
+	c->out_watched = false;
+	c->tx_off = 0;
 	con_watch_input(vdev);
 	return 0;
 }
@@ -179,6 +201,8 @@ static void con_stop(struct virtio_dev *vdev)
 	struct console *c = vdev->priv;
 
 	c->in_watched = false; /* the epoll set is gone */
+	c->out_watched = false;
+	c->tx_off = 0; /* a part-written chain is forgotten with its queue */
 }
 
 static void con_cfg_read(struct virtio_dev *vdev, uint32_t off, void *data, unsigned int len)
@@ -198,7 +222,7 @@ static void con_destroy(struct virtio_dev *vdev)
 		return;
 	if (c->own_in)
 		close(c->in_fd);
-	if (c->own_out && c->out_fd != c->in_fd)
+	if (c->own_out)
 		close(c->out_fd);
 	free(c);
 	vdev->priv = NULL;
@@ -217,29 +241,78 @@ const struct virtio_dev_ops virtio_console_ops = {
 	/* Nothing but the queues to save: bytes in flight live in the host fd. */
 };
 
-static int console_init(struct virtio_dev *vdev, const struct guest_mem *mem, int in_fd,
-			int out_fd, bool own)
+static int set_nonblock(int fd)
 {
-	struct console *c = calloc(1, sizeof(*c));
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) ? -errno : 0;
+}
+
+/*
+ * in_fd/out_fd are owned (closed on failure too). The same fd for both is
+ * duplicated, so that epoll can wait on input and output separately.
+ */
+static int console_init(struct virtio_dev *vdev, const struct guest_mem *mem, int in_fd,
+			int out_fd)
+{
+	struct console *c;
 	int r;
 
+	if (out_fd == in_fd) {
+		out_fd = fcntl(in_fd, F_DUPFD_CLOEXEC, 0);
+		if (out_fd < 0) {
+			r = -errno;
+			log_error("--console: dup: %s", strerror(errno));
+			close(in_fd);
+			return r;
+		}
+	}
+	c = calloc(1, sizeof(*c));
 	if (!c) {
 		log_error("--console: out of memory");
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto out_close;
+	}
+	if ((r = set_nonblock(in_fd)) || (r = set_nonblock(out_fd))) {
+		log_error("--console: cannot make the console non-blocking: %s", strerror(-r));
+		goto out_free;
 	}
 	c->in_fd = in_fd;
 	c->out_fd = out_fd;
-	c->own_in = c->own_out = own;
+	c->own_in = c->own_out = true;
 	r = virtio_dev_init(vdev, &virtio_console_ops, c, mem, 2, CON_QUEUE_SIZE, 0);
 	if (r)
-		free(c);
+		goto out_free;
+	return 0;
+
+out_free:
+	free(c);
+out_close:
+	close(in_fd);
+	close(out_fd);
+	return r;
+}
+
+/* A private, non-blocking file description for one of our stdio fds (see the top). */
+static int reopen_stdio(int fd, int flags)
+{
+	char path[32];
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	r = open(path, flags | O_NOCTTY | O_CLOEXEC);
+	if (r < 0) {
+		r = -errno;
+		log_error("--console: cannot reopen %s: %s", fd ? "stdout" : "stdin",
+			  strerror(errno));
+	}
 	return r;
 }
 
 int virtio_console_init(struct virtio_dev *vdev, const struct guest_mem *mem, int in_fd,
 			int out_fd)
 {
-	return console_init(vdev, mem, in_fd, out_fd, true);
+	return console_init(vdev, mem, in_fd, out_fd);
 }
 
 int virtio_console_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
@@ -271,12 +344,24 @@ int virtio_console_create(struct pci_bus *bus, const struct guest_mem *mem, cons
 		r = -ENOMEM;
 		goto out_close;
 	}
-	/* stdin/stdout are the VMM's: used, never closed. */
-	r = fd >= 0 ? console_init(vdev, mem, fd, fd, true)
-		    : console_init(vdev, mem, STDIN_FILENO, STDOUT_FILENO, false);
-	if (r) {
+	if (fd >= 0) {
+		r = console_init(vdev, mem, fd, fd);
+	} else {
+		int in = reopen_stdio(STDIN_FILENO, O_RDONLY);
+		int outfd = in < 0 ? -1 : reopen_stdio(STDOUT_FILENO, O_WRONLY);
+
+		if (in < 0 || outfd < 0) {
+			if (in >= 0)
+				close(in);
+			free(vdev);
+			r = -EINVAL;
+			goto out_spec;
+		}
+		r = console_init(vdev, mem, in, outfd);
+	}
+	if (r) { /* console_init closed the fds */
 		free(vdev);
-		goto out_close;
+		goto out_spec;
 	}
 	spec_free(v, ARRAY_SIZE(keys));
 	return virtio_pci_create_on(bus, vdev, out);

@@ -14,6 +14,8 @@
 #include "log.h"
 #include "util.h"
 
+#define VIRTIO_DRAIN_BUDGET 1024 /* chains per drain before yielding to the event loop */
+
 int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, void *priv,
 		    const struct guest_mem *mem, unsigned int num_queues, uint16_t queue_size,
 		    uint64_t device_features)
@@ -254,6 +256,20 @@ int virtio_dev_drain(struct virtio_dev *vdev, unsigned int q, struct virtq_elem 
 	for (;;) {
 		virtq_disable_notify(vq);
 		while ((r = virtq_pop(vq, elem, &why)) > 0) {
+			if (n == VIRTIO_DRAIN_BUDGET) {
+				/*
+				 * A guest can keep a queue full forever (even by having the
+				 * device write into its own avail ring): yield to the loop so
+				 * a stop request is seen, and come back through our own kick.
+				 */
+				uint64_t one = 1;
+
+				virtq_unpop(vq);
+				virtio_dev_notify(vdev, q);
+				if (write(vdev->kick_fd[q], &one, sizeof(one)) != sizeof(one))
+					log_debug("%s: self-kick lost", vdev->ops->name);
+				return 0;
+			}
 			written = 0;
 			r = fn(vdev, elem, &written);
 			if (r == VIRTIO_DEFER) {

@@ -15,20 +15,15 @@
 
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
 
 #include "devices.h"
 #include "log.h"
+#include "plinth-img.h"
 #include "spec.h"
 #include "util.h"
 #include "virtio-pci.h"
@@ -318,181 +313,62 @@ out_free:
 	return r;
 }
 
-/* ---- raw backend ----------------------------------------------------------------- */
+/* ---- the image library as a backend ---------------------------------------------- */
 
-struct raw {
-	int fd;
-	uint64_t size;
-	bool blkdev;
+static int img_read(void *be, void *buf, size_t len, uint64_t off)
+{
+	return pimg_pread(be, buf, len, off);
+}
+
+static int img_write(void *be, const void *buf, size_t len, uint64_t off)
+{
+	return pimg_pwrite(be, buf, len, off);
+}
+
+static int img_flush(void *be)
+{
+	return pimg_flush(be);
+}
+
+static int img_discard(void *be, uint64_t off, uint64_t len)
+{
+	return pimg_discard(be, off, len);
+}
+
+static int img_write_zeroes(void *be, uint64_t off, uint64_t len, bool may_unmap)
+{
+	/* The library deallocates where the format can and the range allows. */
+	return pimg_write_zeroes(be, off, len);
+}
+
+static uint64_t img_size(void *be)
+{
+	return pimg_size(be);
+}
+
+static void img_close(void *be)
+{
+	pimg_close(be);
+}
+
+const struct blk_backend_ops blk_img_ops = {
+	.name = "plinth-img",
+	.read = img_read,
+	.write = img_write,
+	.flush = img_flush,
+	.discard = img_discard,
+	.write_zeroes = img_write_zeroes,
+	.size = img_size,
+	.close = img_close,
 };
 
-static int raw_read(void *be, void *buf, size_t len, uint64_t off)
+void *blk_img_open(const char *path, const char *format, bool readonly)
 {
-	struct raw *r = be;
-
-	return pread_full(r->fd, buf, len, (off_t)off);
-}
-
-static int raw_write(void *be, const void *buf, size_t len, uint64_t off)
-{
-	struct raw *r = be;
-
-	return pwrite_full(r->fd, buf, len, (off_t)off);
-}
-
-static int raw_flush(void *be)
-{
-	struct raw *r = be;
-
-	return fdatasync(r->fd) ? -errno : 0;
-}
-
-static int raw_discard(void *be, uint64_t off, uint64_t len)
-{
-	struct raw *r = be;
-
-	if (r->blkdev) {
-		uint64_t range[2] = { off, len };
-
-		return ioctl(r->fd, BLKDISCARD, range) ? -EOPNOTSUPP : 0;
-	}
-	if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
-		return -errno;
-	return 0;
-}
-
-static int raw_write_zeroes(void *be, uint64_t off, uint64_t len, bool may_unmap)
-{
-	static const uint8_t zeros[64 * 1024];
-	struct raw *r = be;
-	int mode = may_unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-			     : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-
-	if (r->blkdev) {
-		uint64_t range[2] = { off, len };
-
-		if (!ioctl(r->fd, BLKZEROOUT, range))
-			return 0;
-	} else if (!fallocate(r->fd, mode, (off_t)off, (off_t)len) ||
-		   (may_unmap && !fallocate(r->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-					    (off_t)off, (off_t)len))) {
-		return 0;
-	}
-	/* The filesystem can't: write the zeros. */
-	while (len) {
-		size_t chunk = (size_t)MIN(len, sizeof(zeros));
-		int err = pwrite_full(r->fd, zeros, chunk, (off_t)off);
-
-		if (err)
-			return err;
-		off += chunk;
-		len -= chunk;
-	}
-	return 0;
-}
-
-static uint64_t raw_size(void *be)
-{
-	return ((struct raw *)be)->size;
-}
-
-static void raw_close(void *be)
-{
-	struct raw *r = be;
-
-	close(r->fd);
-	free(r);
-}
-
-const struct blk_backend_ops blk_raw_ops = {
-	.name = "raw",
-	.read = raw_read,
-	.write = raw_write,
-	.flush = raw_flush,
-	.discard = raw_discard,
-	.write_zeroes = raw_write_zeroes,
-	.size = raw_size,
-	.close = raw_close,
-};
-
-void *blk_raw_open(const char *path, bool readonly)
-{
-	struct stat st;
-	struct raw *r;
-
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		log_error("--disk: out of memory");
-		return NULL;
-	}
-	r->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (r->fd < 0) {
-		log_error("--disk: cannot open %s: %s", path, strerror(errno));
-		goto out_free;
-	}
-	/* Two writers (or a writer and a reader) on one image corrupt it: refuse. */
-	if (flock(r->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
-		log_error("--disk: %s is in use by another process", path);
-		goto out_close;
-	}
-	if (fstat(r->fd, &st)) {
-		log_error("--disk: %s: %s", path, strerror(errno));
-		goto out_close;
-	}
-	if (S_ISBLK(st.st_mode)) {
-		r->blkdev = true;
-		if (ioctl(r->fd, BLKGETSIZE64, &r->size)) {
-			log_error("--disk: %s: cannot get size: %s", path, strerror(errno));
-			goto out_close;
-		}
-	} else if (S_ISREG(st.st_mode)) {
-		r->size = (uint64_t)st.st_size;
-	} else {
-		log_error("--disk: %s is not a regular file or block device", path);
-		goto out_close;
-	}
-	return r;
-
-out_close:
-	close(r->fd);
-out_free:
-	free(r);
-	return NULL;
+	/* The library probes only when format is NULL, and never picks raw for writing. */
+	return pimg_open(path, format, readonly ? PIMG_O_RDONLY : 0);
 }
 
 /* ---- command line ---------------------------------------------------------------- */
-
-/* Known image headers: recognised only to refuse using them as raw by accident. */
-static const char *image_magic(const char *path)
-{
-	static const struct {
-		const char *name;
-		uint64_t off;
-		const char *magic;
-		size_t len;
-	} magics[] = {
-		{ "qcow2", 0, "QFI\xfb", 4 },
-		{ "vhdx", 0, "vhdxfile", 8 },
-		{ "vmdk", 0, "KDMV", 4 },
-		{ "vmdk", 0, "# Disk DescriptorFile", 21 },
-		{ "vhd", 0, "conectix", 8 },
-	};
-	char buf[32];
-	size_t i;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	memset(buf, 0, sizeof(buf));
-	if (pread(fd, buf, sizeof(buf), 0) < 0)
-		buf[0] = 0;
-	close(fd);
-	for (i = 0; i < ARRAY_SIZE(magics); i++)
-		if (!memcmp(buf + magics[i].off, magics[i].magic, magics[i].len))
-			return magics[i].name;
-	return NULL;
-}
 
 int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      struct virtio_pci **out)
@@ -501,7 +377,7 @@ int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 	char *v[ARRAY_SIZE(keys)];
 	struct blk_opts opts;
 	struct virtio_dev *vdev;
-	const char *base, *magic;
+	const char *base, *format = NULL;
 	void *be;
 	int r;
 
@@ -516,38 +392,39 @@ int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 	}
 	if (v[2] && spec_bool("--disk", "readonly", v[2], &opts.readonly))
 		goto out_spec;
-	if (v[1] && strcmp(v[1], "raw")) {
-		if (!strcmp(v[1], "qcow2") || !strcmp(v[1], "vhd") || !strcmp(v[1], "vhdx") ||
-		    !strcmp(v[1], "vmdk"))
-			log_error("--disk: format=%s is not available in this build (raw only)", v[1]);
-		else
+	if (v[1]) {
+		/* Our names for the formats, and the library's. */
+		static const char *const names[][2] = {
+			{ "raw", "raw" }, { "qcow2", "qcow2" }, { "vhd", "vpc" }, { "vpc", "vpc" },
+			{ "vhdx", "vhdx" }, { "vmdk", "vmdk" },
+		};
+		size_t i;
+
+		for (i = 0; i < ARRAY_SIZE(names) && strcmp(v[1], names[i][0]); i++)
+			;
+		if (i == ARRAY_SIZE(names)) {
 			log_error("--disk: unknown format '%s' (expected raw, qcow2, vhd, vhdx, vmdk)",
 				  v[1]);
-		goto out_spec;
-	}
-	/* Never guess: a header means an image that raw access would corrupt or expose. */
-	magic = v[1] ? NULL : image_magic(v[0]);
-	if (magic) {
-		log_error("--disk: %s looks like a %s image; say format=%s (or format=raw to use "
-			  "the bytes as they are)", v[0], magic, magic);
-		goto out_spec;
+			goto out_spec;
+		}
+		format = names[i][1];
 	}
 	/* The ID (serial in the guest) defaults to the file's name, cut to 20 bytes. */
 	base = strrchr(v[0], '/');
 	base = v[3] ? v[3] : base ? base + 1 : v[0];
 	memcpy(opts.id, base, strnlen(base, sizeof(opts.id)));
 
-	be = blk_raw_open(v[0], opts.readonly);
+	be = blk_img_open(v[0], format, opts.readonly);
 	if (!be)
-		goto out_spec;
+		goto out_spec; /* the library said why */
 	vdev = calloc(1, sizeof(*vdev));
 	if (!vdev) {
 		log_error("--disk: out of memory");
-		blk_raw_ops.close(be);
+		blk_img_ops.close(be);
 		r = -ENOMEM;
 		goto out_spec;
 	}
-	r = virtio_blk_init(vdev, mem, &blk_raw_ops, be, &opts);
+	r = virtio_blk_init(vdev, mem, &blk_img_ops, be, &opts);
 	if (r)
 		goto out_free_vdev;
 	spec_free(v, ARRAY_SIZE(keys));

@@ -31,9 +31,13 @@ struct blk_backend_ops {
 	void (*close)(void *be);
 };
 
-/* Raw file or block device backend. NULL on error (logged). */
-void *blk_raw_open(const char *path, bool readonly);
-extern const struct blk_backend_ops blk_raw_ops;
+/*
+ * A disk image through the image library (plinth-img.h): format is the library's
+ * name ("raw", "qcow2", "vpc", "vhdx", "vmdk") or NULL to probe, which the library
+ * refuses for a writable file without a recognised header. NULL on error (logged).
+ */
+void *blk_img_open(const char *path, const char *format, bool readonly);
+extern const struct blk_backend_ops blk_img_ops;
 
 struct blk_opts {
 	bool readonly;

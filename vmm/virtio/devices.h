@@ -4,12 +4,12 @@
  * command-line order (the bus gives slots in call order, so disks appear to the
  * guest as vda, vdb, ... in the order given).
  *
- *   --disk path=FILE[,format=raw][,readonly=on][,serial=ID]      (repeatable)
- *        A raw file or block device. Without format=, a file whose header is a
- *        known image format (qcow2, VHD, VHDX, VMDK) is refused rather than
- *        guessed; qcow2/vhd/vhdx/vmdk need the image library (format=raw only for
- *        now). readonly=on advertises VIRTIO_BLK_F_RO and fails writes. serial is
- *        the GET_ID string (default: the file's name, cut to 20 bytes).
+ *   --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk][,readonly=on][,serial=ID]
+ *        (repeatable) An image file or block device, through the image library
+ *        (plinth-img.h). Without format= the library recognises the header; a
+ *        writable file without one is refused, never guessed to be raw.
+ *        readonly=on advertises VIRTIO_BLK_F_RO and fails writes. serial is the
+ *        GET_ID string (default: the file's name, cut to 20 bytes).
  *   --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]                    (repeatable)
  *        Attaches to (or, with CAP_NET_ADMIN, creates) tap IFNAME. Without mac=,
  *        a locally administered MAC is derived from IFNAME.

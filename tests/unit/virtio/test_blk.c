@@ -19,6 +19,7 @@
 #include <linux/virtio_blk.h>
 
 #include "blk.h"
+#include "plinth-img.h"
 #include "devices.h"
 #include "drv_pci.h"
 #include "util.h"
@@ -518,30 +519,31 @@ static void test_raw_backend(void **state)
 	int fd;
 
 	(void)state;
-	be = blk_raw_open(path, false);
+	be = blk_img_open(path, "raw", false);
 	assert_non_null(be);
-	assert_int_equal(blk_raw_ops.size(be), DISK);
+	assert_int_equal(blk_img_ops.size(be), DISK);
 	/* A second writer is refused (flock). */
-	be2 = blk_raw_open(path, false);
+	be2 = blk_img_open(path, "raw", false);
 	assert_null(be2);
 	memset(buf, 0xab, sizeof(buf));
-	assert_int_equal(blk_raw_ops.write(be, buf, sizeof(buf), 8192), 0);
-	assert_int_equal(blk_raw_ops.flush(be), 0);
+	assert_int_equal(blk_img_ops.write(be, buf, sizeof(buf), 8192), 0);
+	assert_int_equal(blk_img_ops.flush(be), 0);
 	fd = open(path, O_RDONLY);
 	assert_int_equal(pread(fd, back, sizeof(back), 8192), sizeof(back));
 	assert_memory_equal(back, buf, sizeof(back));
-	assert_int_equal(blk_raw_ops.write_zeroes(be, 8192, 1024, false), 0);
-	assert_int_equal(blk_raw_ops.write_zeroes(be, 8192 + 1024, 1024, true), 0);
+	assert_int_equal(blk_img_ops.write_zeroes(be, 8192, 1024, false), 0);
+	assert_int_equal(blk_img_ops.write_zeroes(be, 8192 + 1024, 1024, true), 0);
 	assert_int_equal(pread(fd, back, sizeof(back), 8192), sizeof(back));
 	memset(buf, 0, 2048);
 	assert_memory_equal(back, buf, sizeof(back));
-	assert_int_equal(blk_raw_ops.discard(be, 0, 4096), 0);
-	assert_int_equal(blk_raw_ops.read(be, back, 16, DISK - 16), 0);
-	assert_int_not_equal(blk_raw_ops.read(be, back, 32, DISK - 16), 0); /* past the end */
+	assert_int_equal(blk_img_ops.discard(be, 0, 4096), 0);
+	assert_int_equal(blk_img_ops.read(be, back, 16, DISK - 16), 0);
+	assert_int_not_equal(blk_img_ops.read(be, back, 32, DISK - 16), 0); /* past the end */
 	close(fd);
-	blk_raw_ops.close(be);
-	assert_null(blk_raw_open("/nonexistent/disk.img", true));
-	assert_null(blk_raw_open("/dev/null", true)); /* not a file or block device */
+	blk_img_ops.close(be);
+	assert_null(blk_img_open("/nonexistent/disk.img", NULL, true));
+	assert_null(blk_img_open("/dev/null", "raw", true)); /* not a file or block device */
+	assert_null(blk_img_open(path, NULL, false)); /* never guess raw for writing */
 	unlink(path);
 	free(path);
 }
@@ -571,8 +573,13 @@ static void test_create_specs(void **state)
 	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, NULL), -EINVAL);
 	assert_int_equal(bus.nr, 0);
 
-	/* Two disks, in order; the second is the qcow2-looking file taken as raw on purpose. */
+	/* A writable file without a header needs format=raw: no guessing. */
 	snprintf(spec, sizeof(spec), "path=%s", raw);
+	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, NULL), -EINVAL);
+	assert_int_equal(bus.nr, 0);
+
+	/* Two disks, in order; the second is the qcow2-looking file taken as raw on purpose. */
+	snprintf(spec, sizeof(spec), "path=%s,format=raw", raw);
 	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, &a), 0);
 	snprintf(spec, sizeof(spec), "path=%s,format=raw,readonly=on", q);
 	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, &b), 0);
@@ -586,7 +593,7 @@ static void test_create_specs(void **state)
 	/* Reads of the config past its end see nothing. */
 	assert_int_equal(drv_r(bus.dev[0], VPCI_DEVCFG + 0x100, 4), 0);
 	/* The same file can't be opened for writing twice. */
-	snprintf(spec, sizeof(spec), "path=%s", raw);
+	snprintf(spec, sizeof(spec), "path=%s,format=raw", raw);
 	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, NULL), -EINVAL);
 
 	virtio_pci_free(a);
@@ -598,20 +605,22 @@ static void test_create_specs(void **state)
 	fake_mem_fini(&fm);
 }
 
-static void test_end_to_end(void **state)
+/* Write through the device on its I/O thread, then read the image back directly. */
+static void end_to_end(const char *format)
 {
 	struct fake_mem fm;
 	struct pci_bus bus;
 	struct drv_vq dq;
 	struct virtio_pci *vp;
-	char *path = tmp_disk(DISK, NULL), spec[256];
+	char *path = tmp_disk(strcmp(format, "raw") ? 0 : DISK, NULL), spec[256];
+	struct pimg *img;
 	uint8_t back[512];
-	int fd;
 
-	(void)state;
 	fake_mem_init(&fm);
 	fake_bus_init(&bus);
-	snprintf(spec, sizeof(spec), "path=%s,format=raw", path);
+	if (strcmp(format, "raw"))
+		assert_int_equal(pimg_create(path, format, DISK, NULL), 0);
+	snprintf(spec, sizeof(spec), "path=%s,format=%s", path, format);
 	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, &vp), 0);
 	drv_vq_setup(&dq, &fm, 64, RING);
 	assert_int_equal(drv_init(bus.dev[0], ~0ULL, 1, &dq),
@@ -637,15 +646,41 @@ static void test_end_to_end(void **state)
 	assert_int_equal(*(uint8_t *)gpa_ptr(&fm, STAT), VIRTIO_BLK_S_OK);
 	assert_int_equal(*(uint8_t *)gpa_ptr(&fm, STAT + 1), VIRTIO_BLK_S_OK);
 
-	fd = open(path, O_RDONLY);
-	assert_int_equal(pread(fd, back, sizeof(back), 7 * 512), sizeof(back));
-	assert_memory_equal(back, gpa_ptr(&fm, DATA), 512);
-	close(fd);
+	/* Reads through the device see it too. */
+	memcpy(gpa_ptr(&fm, HDR + 0x40), &(struct virtio_blk_outhdr){ .type = VIRTIO_BLK_T_IN, .sector = 7 },
+	       16);
+	drv_set_desc(&dq, 3, HDR + 0x40, 16, VRING_DESC_F_NEXT, 4);
+	drv_set_desc(&dq, 4, DATA + 0x1000, 512, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 5);
+	drv_set_desc(&dq, 5, STAT + 2, 1, VRING_DESC_F_WRITE, 0);
+	drv_kick_head(&dq, 3);
+	drv_notify(bus.dev[0], 0);
+	assert_true(drv_wait_used(&dq, 3));
+	assert_memory_equal(gpa_ptr(&fm, DATA + 0x1000), gpa_ptr(&fm, DATA), 512);
 
-	virtio_pci_free(vp);
+	virtio_pci_free(vp); /* flushes and closes the image */
+	img = pimg_open(path, format, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_size(img), DISK);
+	assert_int_equal(pimg_pread(img, back, sizeof(back), 7 * 512), 0);
+	assert_memory_equal(back, gpa_ptr(&fm, DATA), 512);
+	assert_int_equal(pimg_pread(img, back, sizeof(back), 8 * 512), 0);
+	assert_int_equal(back[0] | back[511], 0);
+	pimg_close(img);
 	unlink(path);
 	free(path);
 	fake_mem_fini(&fm);
+}
+
+static void test_end_to_end_raw(void **state)
+{
+	(void)state;
+	end_to_end("raw");
+}
+
+static void test_end_to_end_qcow2(void **state)
+{
+	(void)state;
+	end_to_end("qcow2");
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -668,7 +703,8 @@ int main(void)
 		T(test_config),
 		cmocka_unit_test(test_raw_backend),
 		cmocka_unit_test(test_create_specs),
-		cmocka_unit_test(test_end_to_end),
+		cmocka_unit_test(test_end_to_end_raw),
+		cmocka_unit_test(test_end_to_end_qcow2),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

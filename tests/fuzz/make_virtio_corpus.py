@@ -138,3 +138,25 @@ for off, val, ln in [(0x16, 0, 2), (0x18, 16, 2), (0x1a, 1, 2), (0x20, 0x100, 4)
 op(0, 0, 0, 0x1000, 0)
 op(0, 0, 2, 0x14, 0)
 write('virtio-pci', 'bringup', b''.join(ops))
+
+# vsock: a REQUEST to port 1 (something listens there), data, a credit request, a
+# shutdown; then a receive buffer for the answers.
+m = mem()
+m[0], m[1] = 3, 1
+d0, a0, u0 = queue(0)
+d1, a1, u1 = queue(1)
+for k in range(4):
+    desc(m, d0, k, 0x3000 + 0x100 * k, 0x100, WRITE, 0)
+avail(m, a0, [0, 1, 2, 3])
+pkts = [(1, 0, b''), (5, 0, b'hello'), (7, 0, b''), (4, 3, b''), (1, 0, b'')]
+heads = []
+for k, (op, flags, payload) in enumerate(pkts):
+    at = 0x4000 + 0x100 * k
+    dport = 1 if k < 4 else 9
+    struct.pack_into('<QQIIIHHIII', m, at, 3, 2, 1000 + (k == 4), dport, len(payload), 1, op,
+                     flags, 65536, 0)
+    m[at + 44:at + 44 + len(payload)] = payload
+    desc(m, d1, k, at, 44 + len(payload), 0, 0)
+    heads.append(k)
+avail(m, a1, heads)
+write('virtio-vsock', 'session', m)

@@ -190,7 +190,8 @@ static void net_rx(struct virtio_dev *vdev)
 		if (++delivered % 32 == 0)
 			virtio_dev_notify(vdev, NET_RX);
 	}
-	virtio_dev_notify(vdev, NET_RX);
+	if (delivered % 32)
+		virtio_dev_notify(vdev, NET_RX);
 }
 
 /* The guest may only use offloads it negotiated. */

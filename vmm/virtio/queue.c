@@ -344,6 +344,8 @@ bool virtq_should_notify(struct virtq *vq)
 	old = vq->st.signalled_used;
 	new = vq->st.used_idx;
 	valid = vq->st.signalled_valid;
+	if (valid && old == new)
+		return false; /* nothing new since the last interrupt */
 	vq->st.signalled_used = new;
 	vq->st.signalled_valid = 1;
 	if (!valid)

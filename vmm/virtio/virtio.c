@@ -126,6 +126,15 @@ int virtio_dev_watch(struct virtio_dev *vdev, int fd, uint32_t events, uint32_t 
 	return epoll_add(vdev->worker.epfd, fd, events, tag);
 }
 
+int virtio_dev_rewatch(struct virtio_dev *vdev, int fd, uint32_t events, uint32_t tag)
+{
+	struct epoll_event ev = { .events = events, .data.u32 = tag };
+
+	if (vdev->worker.epfd < 0)
+		return -ENOTCONN;
+	return epoll_ctl(vdev->worker.epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
+}
+
 int virtio_dev_unwatch(struct virtio_dev *vdev, int fd)
 {
 	if (vdev->worker.epfd < 0)
@@ -248,8 +257,8 @@ int virtio_dev_drain(struct virtio_dev *vdev, unsigned int q, struct virtq_elem 
 		     virtio_chain_fn *fn)
 {
 	struct virtq *vq = &vdev->vq[q];
+	unsigned int n = 0, unsignalled = 0;
 	const char *why = NULL;
-	unsigned int n = 0;
 	uint32_t written;
 	int r;
 
@@ -265,7 +274,8 @@ int virtio_dev_drain(struct virtio_dev *vdev, unsigned int q, struct virtq_elem 
 				uint64_t one = 1;
 
 				virtq_unpop(vq);
-				virtio_dev_notify(vdev, q);
+				if (unsignalled)
+					virtio_dev_notify(vdev, q);
 				if (write(vdev->kick_fd[q], &one, sizeof(one)) != sizeof(one))
 					log_debug("%s: self-kick lost", vdev->ops->name);
 				return 0;
@@ -275,21 +285,27 @@ int virtio_dev_drain(struct virtio_dev *vdev, unsigned int q, struct virtq_elem 
 			if (r == VIRTIO_DEFER) {
 				virtq_unpop(vq);
 				virtq_enable_notify(vq);
-				virtio_dev_notify(vdev, q);
+				if (unsignalled)
+					virtio_dev_notify(vdev, q);
 				return VIRTIO_DEFER;
 			}
 			if (r < 0)
 				break;
 			virtq_push(vq, elem, written);
-			if (++n % 32 == 0)
+			n++;
+			/* Interrupt only for answers: an empty pass must not signal. */
+			if (++unsignalled == 32) {
 				virtio_dev_notify(vdev, q);
+				unsignalled = 0;
+			}
 		}
+		if (unsignalled) /* what was answered (also before a fault) */
+			virtio_dev_notify(vdev, q);
+		unsignalled = 0;
 		if (r < 0) {
-			virtio_dev_notify(vdev, q); /* what was answered before the fault */
 			virtio_dev_broken(vdev, q, why);
 			return -EIO;
 		}
-		virtio_dev_notify(vdev, q);
 		if (!virtq_enable_notify(vq))
 			return 0;
 	}

@@ -125,6 +125,8 @@ void virtio_dev_reset(struct virtio_dev *vdev);
 /* Watch fd on the running worker's epoll set with tag (>= VIRTIO_TAG_DEV). 0 or -errno. */
 int virtio_dev_watch(struct virtio_dev *vdev, int fd, uint32_t events, uint32_t tag);
 int virtio_dev_unwatch(struct virtio_dev *vdev, int fd);
+/* Change the events of an fd already watched. 0 or -errno. */
+int virtio_dev_rewatch(struct virtio_dev *vdev, int fd, uint32_t events, uint32_t tag);
 
 /* Signal queue q if the driver wants it (EVENT_IDX / NO_INTERRUPT). */
 void virtio_dev_notify(struct virtio_dev *vdev, unsigned int q);

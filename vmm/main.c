@@ -20,7 +20,12 @@
 
 #include "log.h"
 #include "util.h"
+#include "control.h"
 #include "vm.h"
+#include "vmstate.h"
+#include "api/api.h"
+#include "state/snapshot.h"
+#include "state/state.h"
 
 #define DEFAULT_MEMORY  (512 * MiB)
 #define MIN_MEMORY      (32 * MiB)
@@ -31,6 +36,10 @@ static const char usage_text[] =
 	"                  [--memory SIZE] [--no-reboot] [--api-socket PATH]\n"
 	"                  [--disk SPEC]... [--net SPEC]... [--console virtio[,path=FILE]]\n"
 	"                  [--rng] [--vsock cid=N,socket=PATH]\n"
+	"       plinth restore --from DIR [--api-socket PATH] [--paused]\n"
+	"       plinth receive --listen tcp:HOST:PORT|unix:PATH [--api-socket PATH]\n"
+	"       plinth ctl --api-socket PATH info|pause|resume|shutdown|reset|\n"
+	"                  snapshot --to DIR|migrate --to URI [--downtime-ms N]\n"
 	"       plinth --help | --version\n"
 	"\n"
 	"Run one virtual machine on KVM, booting a Linux kernel with its console on\n"
@@ -42,7 +51,7 @@ static const char usage_text[] =
 	"  --cpus N            virtual CPUs, 1..64 (default 1)\n"
 	"  --memory SIZE       guest RAM, e.g. 512M, 2G (default 512M)\n"
 	"  --no-reboot         exit when the guest reboots instead of restarting it\n"
-	"  --api-socket PATH   control socket path (reserved for the REST API)\n"
+	"  --api-socket PATH   serve the control API (docs/api.yaml) on this Unix socket\n"
 	"  --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk][,readonly=on][,serial=ID]\n"
 	"                      a virtio disk (repeatable: vda, vdb, ... in this order)\n"
 	"  --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]\n"
@@ -112,6 +121,95 @@ static int usage_error(const char *fmt, ...)
 	return 2;
 }
 
+/* Termination signals are read from a signalfd; SIGUSR1 only kicks vCPUs. */
+static int setup_signals(void)
+{
+	sigset_t sigs;
+	int sfd;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGQUIT);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	sigaddset(&sigs, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (sfd < 0)
+		log_error("signalfd: %s", strerror(errno));
+	return sfd;
+}
+
+/*
+ * Run VMs until the guest or the user stops it: first (restored or received, may
+ * be NULL) then fresh ones after each guest reset. Starts the control API for the
+ * whole run. Returns the exit status.
+ */
+static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bool paused,
+		    int sfd)
+{
+	struct term term = { .fd = -1 };
+	struct api_server *api = NULL;
+	int rc = 1, signo = 0;
+
+	vmm->cfg = cfg;
+	if (cfg->api_socket) {
+		api = api_server_start(cfg->api_socket, &vmm_api_ops, vmm);
+		if (!api) {
+			if (first)
+				vm_destroy(first);
+			return 1;
+		}
+	}
+	for (;;) {
+		struct vm *vm = first ? first : vm_create(cfg);
+		enum vm_exit why;
+		char msg[sizeof(vm->exit_msg)];
+
+		first = NULL;
+		if (!vm) {
+			rc = 1;
+			break;
+		}
+		if (paused)
+			atomic_store(&vm->pause_req, true); /* vCPUs park before running */
+		paused = false;
+		if (!term.raw)
+			term_raw(&term, cfg->console_in);
+		vmm_set_vm(vmm, vm);
+		why = vm_run(vm, sfd, &signo);
+		vmm_set_vm(vmm, NULL);
+		memcpy(msg, vm->exit_msg, sizeof(msg));
+		vm_destroy(vm);
+		if (why == VM_EXIT_RESET && !cfg->no_reboot) {
+			log_info("guest reset: restarting");
+			continue;
+		}
+		switch (why) {
+		case VM_EXIT_POWEROFF:
+		case VM_EXIT_RESET:
+		case VM_EXIT_QUIT:
+		case VM_EXIT_MIGRATED:
+			rc = 0;
+			break;
+		case VM_EXIT_SIGNAL:
+			log_warn("stopped by %s", msg);
+			rc = 128 + signo;
+			break;
+		default:
+			log_error("%s", msg);
+			rc = 1;
+			break;
+		}
+		break;
+	}
+	term_restore(&term);
+	if (api)
+		api_server_stop(api);
+	return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
@@ -139,12 +237,13 @@ static int cmd_run(int argc, char **argv)
 		.memory = DEFAULT_MEMORY,
 		.console_in = STDIN_FILENO,
 		.console_out = STDOUT_FILENO,
+		.restore_memory_fd = -1,
+		.service_fd = -1,
 	};
 	enum log_level level = LOG_WARN;
 	uint64_t v, host_mem;
-	struct term term = { .fd = -1 };
-	sigset_t sigs;
-	int c, sfd, rc = 1, signo = 0;
+	struct vmm vmm;
+	int c, sfd, rc;
 
 	optind = 1;
 	opterr = 0;
@@ -224,60 +323,186 @@ static int cmd_run(int argc, char **argv)
 			  (unsigned long long)(cfg.memory / MiB), (unsigned long long)(host_mem / MiB));
 		return 2;
 	}
-
-	/* Termination signals are read from a signalfd; SIGUSR1 only kicks vCPUs. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGQUIT);
-	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-	sigaddset(&sigs, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	if (sfd < 0) {
-		log_error("signalfd: %s", strerror(errno));
+	sfd = setup_signals();
+	if (sfd < 0)
+		return 1;
+	cfg.console_escape = isatty(cfg.console_in);
+	if (vmm_init(&vmm, &cfg)) {
+		close(sfd);
 		return 1;
 	}
-	cfg.console_escape = isatty(cfg.console_in);
+	rc = run_loop(&vmm, &cfg, NULL, false, sfd);
+	vmm_fini(&vmm);
+	close(sfd);
+	return rc;
+}
 
-	for (;;) {
-		struct vm *vm = vm_create(&cfg);
-		enum vm_exit why;
-		char msg[sizeof(vm->exit_msg)];
+/* plinth restore --from DIR [--api-socket PATH] [--paused] [-v] */
+static int cmd_restore(int argc, char **argv)
+{
+	enum { OPT_FROM = 256, OPT_API_SOCKET, OPT_PAUSED };
+	static const struct option opts[] = {
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
+		{ "paused", no_argument, NULL, OPT_PAUSED },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum log_level level = LOG_WARN;
+	struct vm_saved_config saved;
+	struct state_reader *r;
+	const char *from = NULL, *api = NULL;
+	bool paused = false;
+	int c, sfd, state_fd, mem_fd, rc = 1;
+	struct vmm vmm;
+	struct vm *vm;
 
-		if (!vm) {
-			term_restore(&term);
-			rc = 1;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_FROM:
+			from = optarg;
 			break;
-		}
-		if (!term.raw)
-			term_raw(&term, cfg.console_in);
-		why = vm_run(vm, sfd, &signo);
-		memcpy(msg, vm->exit_msg, sizeof(msg));
-		vm_destroy(vm);
-		if (why == VM_EXIT_RESET && !cfg.no_reboot) {
-			log_info("guest reset: restarting");
-			continue;
-		}
-		term_restore(&term);
-		switch (why) {
-		case VM_EXIT_POWEROFF:
-		case VM_EXIT_RESET:
-		case VM_EXIT_QUIT:
-			rc = 0;
+		case OPT_API_SOCKET:
+			api = optarg;
 			break;
-		case VM_EXIT_SIGNAL:
-			log_warn("stopped by %s", msg);
-			rc = 128 + signo;
+		case OPT_PAUSED:
+			paused = true;
 			break;
+		case 'v':
+			if (level < LOG_DEBUG)
+				level++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
 		default:
-			log_error("%s", msg);
-			rc = 1;
-			break;
+			return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
 		}
-		break;
 	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!from)
+		return usage_error("--from %s is required", "DIR");
+	log_set_level(level);
+	if (state_snapshot_open(from, &state_fd, &mem_fd))
+		return 1; /* said why */
+	sfd = setup_signals();
+	if (sfd < 0)
+		goto out_close;
+	r = state_reader_new_fd(state_fd, "snapshot state");
+	if (!r)
+		goto out_sfd;
+	if (vm_state_read_config(r, &saved)) {
+		log_error("cannot restore from %s: %s", from, state_reader_error(r));
+		goto out_reader;
+	}
+	saved.cfg.console_in = STDIN_FILENO;
+	saved.cfg.console_out = STDOUT_FILENO;
+	saved.cfg.console_escape = isatty(STDIN_FILENO);
+	saved.cfg.api_socket = api;
+	saved.cfg.restore = true;
+	saved.cfg.restore_memory_fd = mem_fd;
+	if (vmm_init(&vmm, &saved.cfg))
+		goto out_config;
+	vm = vm_create(&saved.cfg);
+	if (!vm)
+		goto out_vmm;
+	if (state_reader_load_all(r, vm_state_loaders, vm_state_nr_loaders, vm)) {
+		log_error("cannot restore from %s: %s", from, state_reader_error(r));
+		vm_destroy(vm);
+		goto out_vmm;
+	}
+	state_reader_free(r);
+	r = NULL;
+	close(mem_fd); /* the mapping keeps the file */
+	mem_fd = -1;
+	saved.cfg.restore = false; /* a guest reset boots afresh */
+	saved.cfg.restore_memory_fd = -1;
+	vmm.restored = true;
+	rc = run_loop(&vmm, &saved.cfg, vm, paused, sfd);
+out_vmm:
+	vmm_fini(&vmm);
+out_config:
+	vm_saved_config_free(&saved);
+out_reader:
+	state_reader_free(r);
+out_sfd:
+	close(sfd);
+out_close:
+	close(state_fd);
+	if (mem_fd >= 0)
+		close(mem_fd);
+	return rc;
+}
+
+/* plinth receive --listen tcp:HOST:PORT|unix:PATH [--api-socket PATH] [-v] */
+static int cmd_receive(int argc, char **argv)
+{
+	enum { OPT_LISTEN = 256, OPT_API_SOCKET };
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vm_config base = { .console_in = STDIN_FILENO, .console_out = STDOUT_FILENO };
+	enum log_level level = LOG_WARN;
+	struct vm_saved_config saved;
+	const char *listen_uri = NULL;
+	struct api_migrate_args a;
+	char err[API_ERROR_MAX];
+	int c, sfd, rc = 1;
+	struct vmm vmm;
+	struct vm *vm;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_LISTEN:
+			listen_uri = optarg;
+			break;
+		case OPT_API_SOCKET:
+			base.api_socket = optarg;
+			break;
+		case 'v':
+			if (level < LOG_DEBUG)
+				level++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!listen_uri)
+		return usage_error("--listen %s is required", "tcp:HOST:PORT|unix:PATH");
+	if (api_parse_migrate_uri(listen_uri, &a, err, sizeof(err)))
+		return usage_error("--listen: %s", err);
+	log_set_level(level);
+	sfd = setup_signals();
+	if (sfd < 0)
+		return 1;
+	base.console_escape = isatty(STDIN_FILENO);
+	if (vmm_init(&vmm, &base))
+		goto out_sfd;
+	memset(&saved, 0, sizeof(saved));
+	if (migrate_receive(listen_uri, &base, &saved, &vm))
+		goto out_vmm;
+	saved.cfg.restore = false;
+	vmm.restored = true;
+	rc = run_loop(&vmm, &saved.cfg, vm, false, sfd);
+out_vmm:
+	vmm_fini(&vmm);
+	vm_saved_config_free(&saved);
+out_sfd:
 	close(sfd);
 	return rc;
 }
@@ -299,6 +524,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return ctl_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "restore"))
+		return cmd_restore(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "receive"))
+		return cmd_receive(argc - 1, argv + 1);
 	log_error("unknown command '%s' (try plinth --help)", argv[1]);
 	return 2;
 }

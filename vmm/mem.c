@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -71,6 +73,65 @@ out_unmap:
 		munmap(gm->slot[i].hva, gm->slot[i].size);
 	gm->nr_slots = 0;
 out_close_fd:
+	close(gm->fd);
+	gm->fd = -1;
+	return ret;
+}
+
+int guest_mem_map_file(struct guest_mem *gm, const struct guest_mem_layout *layout,
+		       unsigned int nr, int fd)
+{
+	uint64_t total = 0, off = 0;
+	struct stat st;
+	unsigned int i;
+	int ret;
+
+	memset(gm, 0, sizeof(*gm));
+	gm->fd = -1;
+	if (!nr || nr > GUEST_MEM_MAX_SLOTS)
+		return -EINVAL;
+	for (i = 0; i < nr; i++) {
+		if (!layout[i].size || (layout[i].size | layout[i].gpa) & 0xfff ||
+		    add_overflow(total, layout[i].size, &total))
+			return -EINVAL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != total) {
+		log_error("the memory file does not hold %llu bytes of guest RAM",
+			  (unsigned long long)total);
+		return -EINVAL;
+	}
+	gm->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (gm->fd < 0) {
+		ret = -errno;
+		log_error("dup: %s", strerror(errno));
+		return ret;
+	}
+	for (i = 0; i < nr; i++) {
+		struct guest_mem_slot *s = &gm->slot[i];
+		void *p = mmap(NULL, layout[i].size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_NORESERVE, gm->fd, (off_t)off);
+
+		if (p == MAP_FAILED) {
+			ret = -errno;
+			log_error("cannot map %llu bytes of guest memory: %s",
+				  (unsigned long long)layout[i].size, strerror(errno));
+			goto out_unmap;
+		}
+		madvise(p, layout[i].size, MADV_DONTDUMP);
+		s->gpa = layout[i].gpa;
+		s->size = layout[i].size;
+		s->hva = p;
+		s->file_off = off;
+		off += layout[i].size;
+		gm->nr_slots++;
+	}
+	gm->total = total;
+	return 0;
+
+out_unmap:
+	for (i = 0; i < gm->nr_slots; i++)
+		munmap(gm->slot[i].hva, gm->slot[i].size);
+	gm->nr_slots = 0;
 	close(gm->fd);
 	gm->fd = -1;
 	return ret;

@@ -186,6 +186,38 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	}
 }
 
+/*
+ * Wait while a pause is requested. Re-entering KVM_RUN once with immediate_exit
+ * set first completes a port/MMIO exit in flight, so the saved registers are
+ * consistent (KVM's rule for KVM_EXIT_IO/MMIO).
+ */
+static void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (ioctl(v->fd, KVM_RUN, 0) == 0)
+		vcpu_handle_exit(v); /* cannot happen with immediate_exit, but never drop an exit */
+	pthread_mutex_lock(&vm->pause_lock);
+	v->parked = true;
+	vm->vcpus_parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	v->parked = false;
+	vm->vcpus_parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+/* Auto-converge: sleep the throttled share of a 10 ms slice. */
+static void vcpu_throttle(struct vcpu *v)
+{
+	unsigned int pct = atomic_load(&v->vm->throttle_pct);
+
+	if (pct)
+		usleep(pct * 100);
+}
+
 void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -197,7 +229,22 @@ void *vcpu_thread(void *arg)
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->vcpus_active++;
+	pthread_mutex_unlock(&vm->pause_lock);
 	while (!atomic_load(&vm->stopping)) {
+		/*
+		 * A kick sets pause_req (or stopping) before immediate_exit: clearing
+		 * immediate_exit before looking at them never loses a kick.
+		 */
+		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		if (atomic_load(&vm->pause_req)) {
+			vcpu_park(v);
+			continue;
+		}
+		vcpu_throttle(v);
+		if (atomic_load(&vm->stopping))
+			break;
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -208,6 +255,10 @@ void *vcpu_thread(void *arg)
 		if (!vcpu_handle_exit(v))
 			break;
 	}
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->vcpus_active--;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	log_debug("vCPU %u: %llu port I/O exits, %llu MMIO exits, %llu others", v->index,
 		  (unsigned long long)v->exits_io, (unsigned long long)v->exits_mmio,
 		  (unsigned long long)v->exits_other);

@@ -87,7 +87,14 @@ static void pm_event(void *opaque, enum pm_event ev)
 	vm_request_exit(vm, ev == PM_EVENT_POWEROFF ? VM_EXIT_POWEROFF : VM_EXIT_RESET, NULL);
 }
 
-static const struct pm_backend pm_backend = { .event = pm_event };
+static void pm_sci(void *opaque, int level)
+{
+	struct vm *vm = opaque;
+
+	irq_line(vm->vm_fd, IRQ_SCI, level);
+}
+
+static const struct pm_backend pm_backend = { .event = pm_event, .sci = pm_sci };
 
 static void reset_control(void *opaque, uint8_t val)
 {
@@ -325,7 +332,10 @@ static int vm_setup_memory(struct vm *vm)
 		lay[1].size = size - LAYOUT_MEM_HOLE;
 		nr = 2;
 	}
-	ret = guest_mem_create(&vm->mem, lay, nr);
+	if (vm->cfg->restore && vm->cfg->restore_memory_fd >= 0)
+		ret = guest_mem_map_file(&vm->mem, lay, nr, vm->cfg->restore_memory_fd);
+	else
+		ret = guest_mem_create(&vm->mem, lay, nr);
 	if (ret)
 		return ret;
 	for (i = 0; i < vm->mem.nr_slots; i++) {
@@ -539,6 +549,8 @@ struct vm *vm_create(const struct vm_config *cfg)
 	for (i = 0; i < VM_MAX_CPUS; i++)
 		vm->vcpu[i].fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	if (bus_init(&vm->pio, "pio") || bus_init(&vm->mmio, "mmio"))
 		goto out_destroy;
 
@@ -558,7 +570,8 @@ struct vm *vm_create(const struct vm_config *cfg)
 		goto out_destroy;
 	if (vm_setup_devices(vm))
 		goto out_destroy;
-	if (vm_load_guest(vm))
+	/* A restored guest's RAM already holds its kernel and tables. */
+	if (!cfg->restore && vm_load_guest(vm))
 		goto out_destroy;
 	for (i = 0; i < cfg->cpus; i++) {
 		ret = vcpu_create(vm, i);
@@ -579,6 +592,9 @@ static void vm_stop_threads(struct vm *vm)
 	unsigned int i;
 
 	atomic_store(&vm->stopping, true);
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond); /* parked vCPUs leave too */
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vcpu_kick(&vm->vcpu[i]);
 	for (i = 0; i < vm->nr_vcpus; i++) {
@@ -633,12 +649,13 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 	}
 
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 			{ .fd = vm->exit_fd, .events = POLLIN },
 			{ .fd = signal_fd, .events = POLLIN },
+			{ .fd = vm->cfg->service_fd, .events = POLLIN },
 		};
 
-		if (poll(p, signal_fd >= 0 ? 2 : 1, -1) < 0) {
+		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_request_exit(vm, VM_EXIT_ERROR, "poll: %s", strerror(errno));
@@ -646,6 +663,8 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 		}
 		if (p[0].revents & POLLIN)
 			break;
+		if (p[2].fd >= 0 && (p[2].revents & POLLIN) && vm->cfg->service)
+			vm->cfg->service(vm->cfg->service_opaque, vm);
 		if (signal_fd >= 0 && (p[1].revents & POLLIN)) {
 			struct signalfd_siginfo si;
 
@@ -659,6 +678,56 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 out_stop:
 	vm_stop_threads(vm);
 	return vm->exit_reason;
+}
+
+/* ---- pause / resume ---- */
+
+void vm_kick_all(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpu[i]);
+}
+
+bool vm_paused(struct vm *vm)
+{
+	return atomic_load(&vm->pause_req);
+}
+
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (atomic_load(&vm->pause_req)) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EALREADY;
+	}
+	atomic_store(&vm->pause_req, true);
+	pthread_mutex_unlock(&vm->pause_lock);
+	vm_kick_all(vm);
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->vcpus_parked < vm->vcpus_active && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!atomic_load(&vm->pause_req)) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EALREADY;
+	}
+	atomic_store(&vm->pause_req, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+void vm_power_button(struct vm *vm)
+{
+	pm_power_button(&vm->pm);
 }
 
 void vm_destroy(struct vm *vm)
@@ -694,5 +763,7 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(&vm->mmio);
 	bus_destroy(&vm->pio);
 	pthread_mutex_destroy(&vm->exit_lock);
+	pthread_cond_destroy(&vm->pause_cond);
+	pthread_mutex_destroy(&vm->pause_lock);
 	free(vm);
 }

@@ -43,6 +43,8 @@ struct vm_device_opt {
 
 #define VM_MAX_DEVICES 24
 
+struct vm;
+
 struct vm_config {
 	const char *kernel;     /* path to a bzImage or ELF vmlinux */
 	const char *initrd;     /* path or NULL */
@@ -50,12 +52,26 @@ struct vm_config {
 	unsigned int cpus;
 	uint64_t memory;        /* bytes */
 	bool no_reboot;
-	const char *api_socket; /* accepted, not used yet */
+	const char *api_socket; /* the control API's socket, or NULL (see control.h) */
 	int console_in;         /* fds for the serial console; -1 in to disable input */
 	int console_out;
 	bool console_escape;    /* Ctrl-A x quits (stdin is a terminal) */
 	struct vm_device_opt devices[VM_MAX_DEVICES];
 	unsigned int nr_devices;
+	/*
+	 * Restore: guest RAM comes from this file (mapped MAP_PRIVATE, so pages load
+	 * lazily on first touch), the kernel is not loaded, and vm_create() leaves
+	 * the machine for vm_state_load() to fill in. -1 for a fresh boot.
+	 */
+	int restore_memory_fd;
+	bool restore;
+	/*
+	 * The main thread's service hook: when service_fd (an eventfd, or -1) is
+	 * readable, vm_run() calls service(service_opaque, vm) on the main thread.
+	 */
+	int service_fd;
+	void (*service)(void *opaque, struct vm *vm);
+	void *service_opaque;
 };
 
 enum vm_exit {
@@ -64,6 +80,7 @@ enum vm_exit {
 	VM_EXIT_QUIT,      /* Ctrl-A x */
 	VM_EXIT_SIGNAL,    /* SIGTERM/SIGINT/SIGHUP to the VMM */
 	VM_EXIT_ERROR,     /* vm->exit_msg says what */
+	VM_EXIT_MIGRATED,  /* the guest now runs on the migration destination */
 };
 
 struct vm;
@@ -77,6 +94,7 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	uint64_t exits_io, exits_mmio, exits_other; /* statistics, owned by the vCPU thread */
+	bool parked;         /* waiting in vcpu_park() (under vm->pause_lock) */
 };
 
 struct console_input {
@@ -123,6 +141,19 @@ struct vm {
 	enum vm_exit exit_reason;
 	char exit_msg[256];
 	int exit_fd;
+
+	/*
+	 * Pause: pause_req asks every vCPU to leave KVM_RUN (kicked) and wait in
+	 * vcpu_park(); vm_pause() returns once all running vCPUs are parked, so their
+	 * state is stable and complete (pending port/MMIO exits finished).
+	 */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	atomic_bool pause_req;
+	unsigned int vcpus_active;    /* vCPU threads in their loop (pause_lock) */
+	unsigned int vcpus_parked;    /* of those, parked (pause_lock) */
+	/* Auto-converge: each vCPU sleeps this many percent of every 10 ms slice. */
+	atomic_uint throttle_pct;
 };
 
 /* Build the machine. NULL on error, with one line saying why already logged. */
@@ -137,6 +168,18 @@ void vm_destroy(struct vm *vm);
 /* Ask the VM to stop (any thread). The first request's reason and message are kept. */
 void vm_request_exit(struct vm *vm, enum vm_exit reason, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Stop every vCPU at a safe point (any thread but a vCPU's): 0, or -EALREADY if
+ * already paused. vm_resume: 0, or -EALREADY if not paused.
+ */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+bool vm_paused(struct vm *vm);
+/* Kick every running vCPU out of KVM_RUN once (throttling). */
+void vm_kick_all(struct vm *vm);
+/* Press the ACPI power button (SCI with PM1 PWRBTN_STS). */
+void vm_power_button(struct vm *vm);
 
 /* Add a PCI device (virtio etc.) to bus 0; call from vm_create's device step. 0 or -errno. */
 int vm_add_pci_device(struct vm *vm, struct pci_device *dev);

@@ -26,6 +26,18 @@ void pm_destroy(struct pm *pm)
 	pthread_mutex_destroy(&pm->lock);
 }
 
+/* SCI = any status bit whose enable bit is set (WAK_STS has none). Lock held. */
+static void pm_update_sci(struct pm *pm)
+{
+	uint16_t level = (pm->st.sts & pm->st.en & (uint16_t)~PM1_STS_WAK) != 0;
+
+	if (level != pm->st.sci) {
+		pm->st.sci = level;
+		if (pm->be && pm->be->sci)
+			pm->be->sci(pm->opaque, level);
+	}
+}
+
 static uint16_t *pm_reg(struct pm_state *st, unsigned int off)
 {
 	switch (off / 2) {
@@ -80,6 +92,7 @@ static void pm_write(void *opaque, uint64_t off, const void *data, unsigned int 
 			poweroff = 1;
 	}
 	pm->st.cnt |= PM1_CNT_SCI_EN;
+	pm_update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);
 	if (poweroff && pm->be && pm->be->event)
 		pm->be->event(pm->opaque, PM_EVENT_POWEROFF);
@@ -94,4 +107,28 @@ void pm_reset_control(struct pm *pm, uint8_t v)
 {
 	if ((v & RST_CNT_RESET) && pm->be && pm->be->event)
 		pm->be->event(pm->opaque, PM_EVENT_RESET);
+}
+
+void pm_power_button(struct pm *pm)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm->st.sts |= PM1_STS_PWRBTN;
+	pm_update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+}
+
+void pm_get_state(struct pm *pm, struct pm_state *st)
+{
+	pthread_mutex_lock(&pm->lock);
+	*st = pm->st;
+	pthread_mutex_unlock(&pm->lock);
+}
+
+void pm_set_state(struct pm *pm, const struct pm_state *st)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm->st = *st;
+	pm->st.sci = st->sci ? 1 : 0;
+	pm->st.cnt |= PM1_CNT_SCI_EN;
+	pthread_mutex_unlock(&pm->lock);
 }

@@ -17,12 +17,15 @@ enum pm_event { PM_EVENT_POWEROFF, PM_EVENT_RESET };
 
 struct pm_backend {
 	void (*event)(void *opaque, enum pm_event ev);
+	/* The SCI line changed (status & enable bits); may be NULL. */
+	void (*sci)(void *opaque, int level);
 };
 
 struct pm_state {
 	uint16_t sts; /* PM1 status (write 1 to clear) */
 	uint16_t en;  /* PM1 enable */
 	uint16_t cnt; /* PM1 control */
+	uint16_t sci; /* current SCI level (0/1) */
 };
 
 struct pm {
@@ -32,6 +35,8 @@ struct pm {
 	void *opaque;
 };
 
+#define PM1_STS_PWRBTN 0x0100
+
 /* PM1a_EVT_BLK (4 ports) followed by PM1a_CNT_BLK (2 ports): 6 ports. */
 extern const struct bus_dev_ops pm_ops;
 
@@ -39,5 +44,10 @@ void pm_init(struct pm *pm, const struct pm_backend *be, void *opaque);
 void pm_destroy(struct pm *pm);
 /* A write to the reset control register (0xcf9). */
 void pm_reset_control(struct pm *pm, uint8_t v);
+/* Press the fixed-hardware power button: PWRBTN_STS, and an SCI if PWRBTN_EN is set. */
+void pm_power_button(struct pm *pm);
+/* Replace the guest-visible state (restore) and update the SCI. */
+void pm_set_state(struct pm *pm, const struct pm_state *st);
+void pm_get_state(struct pm *pm, struct pm_state *st);
 
 #endif

@@ -133,6 +133,7 @@ static int rx_deliver(struct virtio_dev *vdev, uint16_t *seen)
 					offsetof(struct virtio_net_hdr_v1, num_buffers), 2, nb, 2);
 		len = buf_to_iov(e->iov + e->out_num, e->in_num, 0, n->pkt + copied,
 				 MIN(e->in_len, n->pkt_len - copied));
+		virtq_mark_written(vq, e);
 		virtq_fill(vq, e->head, (uint32_t)len, count);
 		count++;
 		copied += len;

@@ -310,6 +310,7 @@ void virtq_fill(struct virtq *vq, uint16_t head, uint32_t len, uint16_t offset)
 	u = &vq->used->ring[(uint16_t)(vq->st.used_idx + offset) & (vq->st.size - 1)];
 	__atomic_store_n(&u->id, htole32(head), __ATOMIC_RELAXED);
 	__atomic_store_n(&u->len, htole32(len), __ATOMIC_RELAXED);
+	guest_mem_mark_dirty(vq->mem, u, sizeof(*u)); /* live migration: KVM can't see it */
 }
 
 void virtq_flush(struct virtq *vq, uint16_t count)
@@ -319,10 +320,21 @@ void virtq_flush(struct virtq *vq, uint16_t count)
 	vq->st.used_idx += count;
 	/* Release: the elements are visible before the index that publishes them. */
 	store16_release(&vq->used->idx, vq->st.used_idx);
+	guest_mem_mark_dirty(vq->mem, &vq->used->idx, sizeof(vq->used->idx));
+}
+
+void virtq_mark_written(const struct virtq *vq, const struct virtq_elem *elem)
+{
+	unsigned int i;
+
+	for (i = 0; i < elem->in_num; i++)
+		guest_mem_mark_dirty(vq->mem, elem->iov[elem->out_num + i].iov_base,
+				     elem->iov[elem->out_num + i].iov_len);
 }
 
 void virtq_push(struct virtq *vq, const struct virtq_elem *elem, uint32_t written)
 {
+	virtq_mark_written(vq, elem);
 	if (written > elem->in_len)
 		written = (uint32_t)MIN(elem->in_len, UINT32_MAX);
 	virtq_fill(vq, elem->head, written, 0);
@@ -359,8 +371,10 @@ void virtq_disable_notify(struct virtq *vq)
 {
 	if (!vq->st.ready || vq->broken)
 		return;
-	if (!vq->event_idx)
+	if (!vq->event_idx) {
 		store16(&vq->used->flags, VRING_USED_F_NO_NOTIFY);
+		guest_mem_mark_dirty(vq->mem, &vq->used->flags, 2);
+	}
 	/* With EVENT_IDX, leaving avail_event behind last_avail suppresses kicks. */
 }
 
@@ -368,10 +382,13 @@ bool virtq_enable_notify_after(struct virtq *vq, uint16_t seen)
 {
 	if (!vq->st.ready || vq->broken)
 		return false;
-	if (vq->event_idx)
+	if (vq->event_idx) {
 		store16((uint16_t *)&vq->used->ring[vq->st.size], seen); /* avail_event */
-	else
+		guest_mem_mark_dirty(vq->mem, &vq->used->ring[vq->st.size], 2);
+	} else {
 		store16(&vq->used->flags, 0);
+		guest_mem_mark_dirty(vq->mem, &vq->used->flags, 2);
+	}
 	/* Publish the re-arm before looking again, or a kick in between is lost. */
 	full_fence();
 	return load16_acquire(&vq->avail->idx) != seen;

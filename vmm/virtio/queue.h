@@ -103,6 +103,8 @@ void virtq_set_features(struct virtq *vq, uint64_t features);
  * static string naming the defect.
  */
 int virtq_pop(struct virtq *vq, struct virtq_elem *elem, const char **why);
+/* Tell live migration that the device wrote elem's writable segments (virtq_push does). */
+void virtq_mark_written(const struct virtq *vq, const struct virtq_elem *elem);
 /* Return a chain to the driver, written bytes written into its writable part. */
 void virtq_push(struct virtq *vq, const struct virtq_elem *elem, uint32_t written);
 /*

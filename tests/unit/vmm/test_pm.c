@@ -13,6 +13,7 @@
 
 struct events {
 	int poweroff, reset;
+	int sci, sci_changes;
 };
 
 static void ev(void *o, enum pm_event e)
@@ -25,7 +26,15 @@ static void ev(void *o, enum pm_event e)
 		x->reset++;
 }
 
-static const struct pm_backend be = { ev };
+static void sci(void *o, int level)
+{
+	struct events *x = o;
+
+	x->sci = level;
+	x->sci_changes++;
+}
+
+static const struct pm_backend be = { .event = ev, .sci = sci };
 
 static uint16_t rd16(struct pm *pm, unsigned int off)
 {
@@ -130,6 +139,29 @@ static void test_i8042(void **state)
 	i8042_destroy(&k);
 }
 
+/* The power button: status bit, SCI only while enabled, cleared by writing 1. */
+static void test_power_button(void **state)
+{
+	struct events x = { 0 };
+	struct pm pm;
+
+	(void)state;
+	pm_init(&pm, &be, &x);
+	pm_power_button(&pm);
+	assert_true(rd16(&pm, 0) & PM1_STS_PWRBTN);
+	assert_int_equal(x.sci, 0); /* not enabled: no interrupt */
+	wr16(&pm, 2, PM1_STS_PWRBTN);  /* the guest enables it: the pending event fires */
+	assert_int_equal(x.sci, 1);
+	wr16(&pm, 0, PM1_STS_PWRBTN);  /* acknowledge */
+	assert_int_equal(x.sci, 0);
+	assert_false(rd16(&pm, 0) & PM1_STS_PWRBTN);
+	pm_power_button(&pm);
+	assert_int_equal(x.sci, 1);
+	assert_int_equal(x.sci_changes, 3);
+	assert_int_equal(x.poweroff, 0);
+	pm_destroy(&pm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -137,6 +169,7 @@ int main(void)
 		cmocka_unit_test(test_status_enable),
 		cmocka_unit_test(test_reset_control),
 		cmocka_unit_test(test_i8042),
+		cmocka_unit_test(test_power_button),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

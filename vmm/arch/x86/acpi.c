@@ -15,7 +15,7 @@
 /* FADT flags and IA-PC boot architecture flags we set. */
 #define FADT_F_WBINVD        (1u << 0)
 #define FADT_F_PROC_C1       (1u << 2)
-#define FADT_F_PWR_BUTTON    (1u << 4) /* no fixed power button */
+/* FADT flag bit 4 (PWR_BUTTON, "no fixed power button") stays clear: PM1 has one. */
 #define FADT_F_SLP_BUTTON    (1u << 5)
 #define FADT_F_FIX_RTC       (1u << 6)
 #define FADT_F_RESET_REG_SUP (1u << 10)
@@ -221,7 +221,7 @@ int acpi_build(uint8_t *buf, size_t cap, uint64_t base, unsigned int ncpus,
 	put16(t + 96, 0x0fff); /* C2 latency > 100: no C2 */
 	put16(t + 98, 0x0fff); /* C3 latency > 1000: no C3 */
 	put16(t + 109, IAPC_VGA_NOT_PRESENT | IAPC_NO_ASPM | IAPC_NO_CMOS_RTC);
-	put32(t + 112, FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON |
+	put32(t + 112, FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_SLP_BUTTON |
 			       FADT_F_FIX_RTC | FADT_F_RESET_REG_SUP);
 	gas_io(t + 116, 8, 1, PORT_RESET);
 	t[128] = 0x06; /* reset value: full reset through 0xcf9 */

@@ -1,0 +1,85 @@
+# The control API on a running guest: info, pause/resume (and their 409s), the
+# ACPI power button (seen by the guest's ACPI fixed-event counter), reset, a bad
+# request, and a migration to nowhere that leaves the guest running.
+. tests/integration/lib.sh
+kvm_usable || fail "no usable KVM: $(kvm_why)"
+# /tmp is 9p inside the emulated host: no sockets there; /run is a tmpfs.
+dir=$(mktemp -d -p /run 2>/dev/null || mktemp -d)
+sock=$dir/api.sock
+out=$dir/console
+pid=
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
+ctl() { "$BUILD/plinth" ctl --api-socket "$sock" "$@"; }
+# wait_for REGEX [SECONDS]: until the console shows it.
+wait_for() {
+	local i
+	for i in $(seq $((${2:-90} * 10))); do
+		grep -q -E -- "$1" "$out" && return 0
+		kill -0 $pid 2>/dev/null || { tail -n 20 "$out"; fail "plinth died waiting for /$1/"; }
+		sleep 0.1
+	done
+	tail -n 20 "$out"
+	fail "timed out waiting for /$1/"
+}
+last_count() { grep -o 'count [0-9]*' "$out" | tail -n 1 | cut -d' ' -f2; }
+
+# ff_pwr_btn: "COUNT  enabled|disabled ... [STS]": STS is PM1's PWRBTN_STS as the guest reads it.
+cmd='i=0; while :; do i=$((i+1)); echo "count $i pwrbtn $(cat /sys/firmware/acpi/interrupts/ff_pwr_btn)"; sleep 1; done'
+"$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
+	--cmdline "$(guest_cmdline "$cmd")" --api-socket "$sock" </dev/null >"$out" 2>&1 &
+pid=$!
+wait_for 'count 3 '
+
+ctl info >"$dir/info" || fail "info failed"
+grep -q '"state": *"running"' "$dir/info" || { cat "$dir/info"; fail "info: not running"; }
+grep -q '"cpus": *1' "$dir/info" || fail "info: no config"
+
+ctl resume 2>"$dir/err" && fail "resume of a running VM succeeded"
+grep -q 409 "$dir/err" || { cat "$dir/err"; fail "resume of a running VM: not 409"; }
+
+ctl pause >/dev/null || fail "pause failed"
+ctl info | grep -q '"state": *"paused"' || fail "info: not paused after pause"
+n1=$(last_count)
+sleep 3
+n2=$(last_count)
+[ "$n1" = "$n2" ] || fail "the guest ran while paused ($n1 -> $n2)"
+ctl pause 2>"$dir/err" && fail "pause of a paused VM succeeded"
+grep -q 409 "$dir/err" || fail "pause of a paused VM: not 409"
+ctl resume >/dev/null || fail "resume failed"
+wait_for "count $((n2 + 2)) " 30
+echo "$(date +%T) pause ok"
+echo "pause: counter held at $n2 for 3 s, then went on"
+
+# Bad input: 4xx, nothing changes.
+ctl snapshot --to relative/dir 2>"$dir/err" && fail "snapshot to a relative path succeeded"
+grep -q -E '40[0-9]' "$dir/err" || { cat "$dir/err"; fail "bad snapshot path: not 4xx"; }
+
+# A migration to a closed port fails, and the guest keeps counting.
+echo "$(date +%T) migrate to nowhere"
+ctl migrate --to tcp:127.0.0.1:1 >/dev/null || fail "migrate was not accepted"
+for _ in $(seq 50); do ctl info | grep -q '"status": *"failed"' && break; sleep 0.2; done
+ctl info | grep -q '"status": *"failed"' || { ctl info; fail "migration to nowhere not reported failed"; }
+n=$(last_count)
+wait_for "count $((n + 2)) " 30
+ctl info | grep -q '"state": *"running"' || fail "not running after the failed migration"
+
+# The power button. Debian's cloud kernel has the ACPI button driver as a module
+# (button.ko) that the test guest does not load, so nothing enables PWRBTN_EN and
+# no SCI follows: the guest sees the event as the PWRBTN_STS bit (sysfs "STS").
+echo "$(date +%T) shutdown"
+ctl shutdown >/dev/null || fail "shutdown failed"
+wait_for 'pwrbtn .*STS' 30
+echo "shutdown: the guest sees PWRBTN_STS: $(grep pwrbtn "$out" | tail -n 1)"
+
+# Reset: the guest boots again in the same process; the API stays up.
+echo "$(date +%T) reset"
+ctl reset >/dev/null || fail "reset failed"
+for _ in $(seq 600); do [ "$(grep -c 'plinth-guest: init started' "$out")" -ge 2 ] && break; sleep 0.1; done
+[ "$(grep -c 'plinth-guest: init started' "$out")" -ge 2 ] || { tail "$out"; fail "reset: no second boot"; }
+ctl info | grep -q '"boots": *2' || { ctl info; fail "info: boots is not 2 after reset"; }
+kill -TERM $pid
+wait $pid
+rc=$?
+pid=
+[ $rc = 143 ] || fail "SIGTERM: exit $rc"
+echo "ok: info, pause/resume, 409s, 400, failed migration, power button, reset"

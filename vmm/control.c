@@ -1,0 +1,384 @@
+// SPDX-License-Identifier: MIT
+#include "control.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "vmstate.h"
+#include "state/snapshot.h"
+#include "state/state.h"
+
+int vmm_init(struct vmm *vmm, struct vm_config *cfg)
+{
+	memset(vmm, 0, sizeof(*vmm));
+	vmm->cfg = cfg;
+	vmm->req_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vmm->req_fd < 0) {
+		log_error("eventfd: %s", strerror(errno));
+		return -errno;
+	}
+	pthread_mutex_init(&vmm->lock, NULL);
+	pthread_cond_init(&vmm->cond, NULL);
+	cfg->service_fd = vmm->req_fd;
+	cfg->service = vmm_service;
+	cfg->service_opaque = vmm;
+	return 0;
+}
+
+void vmm_fini(struct vmm *vmm)
+{
+	migrate_join(vmm);
+	if (vmm->req_fd >= 0)
+		close(vmm->req_fd);
+	pthread_cond_destroy(&vmm->cond);
+	pthread_mutex_destroy(&vmm->lock);
+}
+
+void vmm_set_vm(struct vmm *vmm, struct vm *vm)
+{
+	if (!vm)
+		migrate_join(vmm);
+	pthread_mutex_lock(&vmm->lock);
+	vmm->vm = vm;
+	if (vm)
+		vmm->boots++;
+	/* A request posted while no VM existed gets its answer now. */
+	pthread_cond_broadcast(&vmm->cond);
+	pthread_mutex_unlock(&vmm->lock);
+}
+
+static void seterr(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- snapshots ---- */
+
+/* Guest RAM into the memory file, skipping all-zero 64 KiB runs (the file is sparse). */
+static int write_memory(struct vm *vm, int fd)
+{
+	static const uint8_t zero[64 * KiB];
+	unsigned int i;
+	int ret;
+
+	if (ftruncate(fd, (off_t)vm->mem.total) < 0)
+		return -errno;
+	for (i = 0; i < vm->mem.nr_slots; i++) {
+		const struct guest_mem_slot *s = &vm->mem.slot[i];
+		uint64_t off;
+
+		for (off = 0; off < s->size; off += sizeof(zero)) {
+			size_t n = (size_t)MIN(sizeof(zero), s->size - off);
+
+			if (!memcmp(s->hva + off, zero, n))
+				continue;
+			ret = pwrite_full(fd, s->hva + off, n, (off_t)(s->file_off + off));
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+int vmm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
+{
+	struct state_snapshot snap;
+	struct state_writer *w;
+	bool was_paused = vm_paused(vm);
+	int ret;
+
+	ret = state_snapshot_create(dir, &snap);
+	if (ret) {
+		seterr(err, errlen, "cannot create a snapshot in %s: %s", dir, strerror(-ret));
+		return ret;
+	}
+	if (!was_paused)
+		vm_pause(vm);
+	w = state_writer_new_fd(snap.state_fd, "snapshot state");
+	if (!w) {
+		ret = -ENOMEM;
+		goto out_abort;
+	}
+	ret = vm_state_save_config(vm->cfg, w);
+	if (!ret)
+		ret = vm_state_save(vm, w);
+	if (!ret)
+		ret = state_writer_finish(w);
+	if (ret) {
+		seterr(err, errlen, "cannot write the snapshot state: %s",
+		       state_writer_error(w)[0] ? state_writer_error(w) : strerror(-ret));
+		state_writer_free(w);
+		goto out_abort;
+	}
+	state_writer_free(w);
+	ret = write_memory(vm, snap.memory_fd);
+	if (ret) {
+		seterr(err, errlen, "cannot write guest memory to %s: %s", dir, strerror(-ret));
+		goto out_abort;
+	}
+	if (!was_paused)
+		vm_resume(vm);
+	ret = state_snapshot_commit(&snap);
+	if (ret)
+		seterr(err, errlen, "cannot commit the snapshot in %s: %s", dir, strerror(-ret));
+	return ret;
+
+out_abort:
+	state_snapshot_abort(&snap);
+	if (!was_paused)
+		vm_resume(vm);
+	return ret;
+}
+
+/* ---- requests to the main thread ---- */
+
+void vmm_service(void *opaque, struct vm *vm)
+{
+	struct vmm *vmm = opaque;
+	char err[API_ERROR_MAX] = "";
+	const void *args;
+	enum vmm_req req;
+	uint64_t v;
+	int ret = 0;
+
+	if (read(vmm->req_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&vmm->lock);
+	req = vmm->req;
+	args = vmm->req_args;
+	pthread_mutex_unlock(&vmm->lock);
+	if (req == VMM_REQ_NONE)
+		return;
+
+	switch (req) {
+	case VMM_REQ_PAUSE:
+		ret = vm_pause(vm);
+		if (ret == -EALREADY)
+			seterr(err, sizeof(err), "the VM is already paused");
+		break;
+	case VMM_REQ_RESUME:
+		ret = vm_resume(vm);
+		if (ret == -EALREADY)
+			seterr(err, sizeof(err), "the VM is not paused");
+		break;
+	case VMM_REQ_SHUTDOWN:
+		vm_power_button(vm);
+		break;
+	case VMM_REQ_RESET:
+		vm_request_exit(vm, VM_EXIT_RESET, NULL);
+		break;
+	case VMM_REQ_SNAPSHOT:
+		ret = vmm_snapshot(vm, ((const struct api_snapshot_args *)args)->dir, err,
+				   sizeof(err));
+		if (ret == -EEXIST)
+			ret = -EINVAL; /* a bad target directory is the request's fault: 400 */
+		if (ret)
+			log_warn("%s", err);
+		break;
+	case VMM_REQ_MIGRATE:
+		ret = migrate_start(vmm, vm, args, err, sizeof(err));
+		break;
+	default:
+		ret = -ENOTSUP;
+		break;
+	}
+
+	pthread_mutex_lock(&vmm->lock);
+	vmm->req_ret = ret;
+	memcpy(vmm->req_err, err, sizeof(err));
+	vmm->req_done = true;
+	vmm->req = VMM_REQ_NONE;
+	pthread_cond_broadcast(&vmm->cond);
+	pthread_mutex_unlock(&vmm->lock);
+}
+
+/* Post a request to the main thread and wait for its answer (API thread). */
+static int vmm_call(struct vmm *vmm, enum vmm_req req, const void *args, struct api_reply *reply)
+{
+	uint64_t one = 1;
+	int ret;
+
+	pthread_mutex_lock(&vmm->lock);
+	vmm->req = req;
+	vmm->req_args = args;
+	vmm->req_done = false;
+	vmm->req_err[0] = 0;
+	pthread_mutex_unlock(&vmm->lock);
+	if (write(vmm->req_fd, &one, sizeof(one)) < 0)
+		return -errno;
+	pthread_mutex_lock(&vmm->lock);
+	while (!vmm->req_done)
+		pthread_cond_wait(&vmm->cond, &vmm->lock);
+	ret = vmm->req_ret;
+	if (ret && vmm->req_err[0])
+		snprintf(reply->error, sizeof(reply->error), "%s", vmm->req_err);
+	pthread_mutex_unlock(&vmm->lock);
+	return ret;
+}
+
+/* ---- API ops ---- */
+
+static bool migrating(struct vmm *vmm)
+{
+	bool m;
+
+	pthread_mutex_lock(&vmm->lock);
+	m = vmm->mig.status == MIG_ACTIVE;
+	pthread_mutex_unlock(&vmm->lock);
+	return m;
+}
+
+static const char *mig_status_name(enum mig_status s)
+{
+	switch (s) {
+	case MIG_ACTIVE:
+		return "active";
+	case MIG_COMPLETED:
+		return "completed";
+	case MIG_FAILED:
+		return "failed";
+	case MIG_CANCELLED:
+		return "cancelled";
+	default:
+		return "none";
+	}
+}
+
+static json_t *mig_json(const struct mig_stats *m)
+{
+	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:I}", "status",
+			      mig_status_name(m->status), "total_ms", (json_int_t)m->total_ms,
+			      "downtime_ms", (json_int_t)m->downtime_ms, "bytes",
+			      (json_int_t)m->bytes, "pages", (json_int_t)m->pages, "rounds",
+			      (int)m->rounds, "throttle_pct", (int)m->throttle_pct,
+			      "bandwidth_mbps", (json_int_t)m->bandwidth_mbps);
+
+	if (o && m->error[0])
+		json_object_set_new(o, "error", json_string(m->error));
+	return o;
+}
+
+static int op_info(void *opaque, struct api_reply *reply)
+{
+	struct vmm *vmm = opaque;
+	const struct vm_config *c = vmm->cfg;
+	uint64_t io = 0, mmio = 0, other = 0;
+	const char *state = "starting";
+	json_t *o, *cfg, *cnt;
+	unsigned int i;
+
+	pthread_mutex_lock(&vmm->lock);
+	if (vmm->vm) {
+		struct vm *vm = vmm->vm;
+
+		state = vmm->mig.status == MIG_ACTIVE ? "migrating" :
+			vm_paused(vm)		       ? "paused" :
+							 "running";
+		if (vmm->mig.status == MIG_ACTIVE && vm_paused(vm))
+			state = "migrating-paused";
+		for (i = 0; i < vm->nr_vcpus; i++) {
+			io += __atomic_load_n(&vm->vcpu[i].exits_io, __ATOMIC_RELAXED);
+			mmio += __atomic_load_n(&vm->vcpu[i].exits_mmio, __ATOMIC_RELAXED);
+			other += __atomic_load_n(&vm->vcpu[i].exits_other, __ATOMIC_RELAXED);
+		}
+	}
+	cfg = json_pack("{s:s, s:s?, s:s, s:i, s:I}", "kernel", c->kernel, "initrd", c->initrd,
+			"cmdline", c->cmdline, "cpus", (int)c->cpus, "memory_bytes",
+			(json_int_t)c->memory);
+	cnt = json_pack("{s:i, s:I, s:I, s:I}", "boots", (int)vmm->boots, "exits_io",
+			(json_int_t)io, "exits_mmio", (json_int_t)mmio, "exits_other",
+			(json_int_t)other);
+	o = json_pack("{s:s, s:o, s:o, s:b, s:o}", "state", state, "config", cfg ? cfg : json_null(),
+		      "counters", cnt ? cnt : json_null(), "restored", vmm->restored, "migration",
+		      mig_json(&vmm->mig));
+	pthread_mutex_unlock(&vmm->lock);
+	if (!o)
+		return -ENOMEM;
+	reply->body = o;
+	return 0;
+}
+
+/* Refuse what a running migration forbids: 409. */
+static int not_while_migrating(struct vmm *vmm, struct api_reply *reply, const char *what)
+{
+	if (!migrating(vmm))
+		return 0;
+	snprintf(reply->error, sizeof(reply->error), "cannot %s during a migration", what);
+	return -EBUSY;
+}
+
+static int op_pause(void *opaque, struct api_reply *reply)
+{
+	struct vmm *vmm = opaque;
+
+	return not_while_migrating(vmm, reply, "pause") ?: vmm_call(vmm, VMM_REQ_PAUSE, NULL, reply);
+}
+
+static int op_resume(void *opaque, struct api_reply *reply)
+{
+	struct vmm *vmm = opaque;
+
+	return not_while_migrating(vmm, reply, "resume") ?:
+		vmm_call(vmm, VMM_REQ_RESUME, NULL, reply);
+}
+
+static int op_shutdown(void *opaque, struct api_reply *reply)
+{
+	struct vmm *vmm = opaque;
+
+	return not_while_migrating(vmm, reply, "shut down") ?:
+		vmm_call(vmm, VMM_REQ_SHUTDOWN, NULL, reply);
+}
+
+static int op_reset(void *opaque, struct api_reply *reply)
+{
+	struct vmm *vmm = opaque;
+
+	return not_while_migrating(vmm, reply, "reset") ?:
+		vmm_call(vmm, VMM_REQ_RESET, NULL, reply);
+}
+
+static int op_snapshot(void *opaque, const struct api_snapshot_args *args, struct api_reply *reply)
+{
+	struct vmm *vmm = opaque;
+
+	return not_while_migrating(vmm, reply, "snapshot") ?:
+		vmm_call(vmm, VMM_REQ_SNAPSHOT, args, reply);
+}
+
+static int op_migrate(void *opaque, const struct api_migrate_args *args, struct api_reply *reply)
+{
+	struct vmm *vmm = opaque;
+	int ret;
+
+	if (migrating(vmm)) {
+		snprintf(reply->error, sizeof(reply->error), "a migration is already running");
+		return -EALREADY;
+	}
+	ret = vmm_call(vmm, VMM_REQ_MIGRATE, args, reply);
+	if (!ret)
+		reply->accepted = true;
+	return ret;
+}
+
+const struct api_vm_ops vmm_api_ops = {
+	.info = op_info,
+	.pause = op_pause,
+	.resume = op_resume,
+	.shutdown = op_shutdown,
+	.reset = op_reset,
+	.snapshot = op_snapshot,
+	.migrate = op_migrate,
+};

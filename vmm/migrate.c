@@ -1,0 +1,747 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Live migration: pre-copy of guest RAM over a TCP or Unix stream socket, in the
+ * state container format (vmm/state/state.h), then the vCPU and device state.
+ *
+ * The stream:  header | "config" | "ram"... (rounds) | "ram"... (final) |
+ *              "cpu".. "irqchip" "pit" "clock" "serial" "pm" "i8042" "virtio".. |
+ *              "end" (counts + whole-stream crc)
+ * then the destination answers one byte, MIG_ACK, once all of it checked out.
+ *
+ * Source state machine (migration thread; vmm->mig.status in brackets):
+ *
+ *   IDLE --API migrate (main thread: migrate_start)--> CONNECT [active]
+ *   CONNECT --connected, "config" sent, dirty logging on--> ROUND 0: every non-zero
+ *        page (the destination's RAM starts zeroed)
+ *   ROUND n --dirty set (KVM dirty log | device writes) estimated to send within
+ *        the downtime target at the measured bandwidth, or 30 rounds--> FINAL
+ *   ROUND n --dirty set not shrinking by half--> throttle vCPUs +20% (max 80%),
+ *        ROUND n+1
+ *   FINAL: pause vCPUs, stop virtio I/O threads, send the last dirty pages, the
+ *        vCPU and device state, "end"; wait for the ack
+ *   FINAL --ack--> SWITCHED [completed]: vm_request_exit(VM_EXIT_MIGRATED); the
+ *        source exits 0 and never runs the guest again
+ *   any state --error, cancel, no ack--> ROLLBACK [failed]: dirty logging off,
+ *        devices restarted, vCPUs resumed if we paused them, throttle 0: the guest
+ *        goes on as if nothing happened
+ *
+ * Invariants:
+ *  1. The source resumes the guest unless it holds the destination's ack; the
+ *     destination runs the guest only after sending it, and sends it only after
+ *     the "end" section's counts and whole-stream crc matched.
+ *  2. Pages written by vCPUs are caught by KVM's dirty log; pages written by our
+ *     devices (buffers and used rings, which KVM cannot see) are caught by
+ *     guest_mem_mark_dirty() in virtq_push/fill/flush, into slot->dev_dirty. Both
+ *     are collected after the vCPUs are parked and the I/O threads joined, so
+ *     nothing changes RAM after the final collection.
+ *  3. Device state is loaded on the destination after all RAM: a device's I/O
+ *     thread starts on complete rings.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "control.h"
+#include "log.h"
+#include "util.h"
+#include "vmstate.h"
+#include "virtio/virtio-pci.h"
+
+#define PAGE		4096u
+#define MIG_ACK		0x41    /* 'A': the destination took the whole stream */
+#define MIG_MAX_ROUNDS	30
+#define MIG_RUN_MAX	(1u << 20) /* bytes of pages in one "ram" section */
+#define MIG_IO_TIMEOUT	20       /* seconds without progress: the peer is gone */
+#define BITS		(8 * sizeof(unsigned long))
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- sockets ---- */
+
+static int mig_connect(const struct api_migrate_args *a, char *err, size_t errlen)
+{
+	struct timeval tv = { .tv_sec = MIG_IO_TIMEOUT };
+	int fd = -1, ret;
+
+	if (a->transport == API_MIGRATE_UNIX) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", a->path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "cannot connect to unix:%s: %s", a->path, strerror(errno));
+			goto out_close;
+		}
+	} else {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+		char port[8];
+		int gai;
+
+		snprintf(port, sizeof(port), "%u", a->port);
+		gai = getaddrinfo(a->host, port, &hints, &res);
+		if (gai) {
+			snprintf(err, errlen, "cannot resolve %.100s: %s", a->host, gai_strerror(gai));
+			return -EHOSTUNREACH;
+		}
+		ret = -ECONNREFUSED;
+		for (ai = res; ai; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+			if (fd < 0)
+				continue;
+			if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+				break;
+			ret = -errno;
+			close(fd);
+			fd = -1;
+		}
+		freeaddrinfo(res);
+		if (fd < 0) {
+			snprintf(err, errlen, "cannot connect to tcp:%.100s:%u: %s", a->host, a->port,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int mig_listen(const struct api_migrate_args *a)
+{
+	int fd, one = 1, ret;
+
+	if (a->transport == API_MIGRATE_UNIX) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", a->path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		unlink(a->path); /* a stale socket from an earlier run */
+		if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 1) < 0)
+			goto out_errno;
+		return fd;
+	} else {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
+		char port[8];
+
+		snprintf(port, sizeof(port), "%u", a->port);
+		if (getaddrinfo(a->host, port, &hints, &res))
+			return -EADDRNOTAVAIL;
+		fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+		if (fd < 0) {
+			freeaddrinfo(res);
+			return -errno;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0) {
+			freeaddrinfo(res);
+			goto out_errno;
+		}
+		freeaddrinfo(res);
+		return fd;
+	}
+
+out_errno:
+	ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* ---- dirty tracking ---- */
+
+struct dirty {
+	unsigned long *kvm[GUEST_MEM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG output */
+	unsigned long *dev[GUEST_MEM_MAX_SLOTS]; /* published in slot->dev_dirty */
+	size_t words[GUEST_MEM_MAX_SLOTS];
+	bool logging;
+};
+
+static int set_logging(struct vm *vm, bool on)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->mem.nr_slots; i++) {
+		const struct guest_mem_slot *s = &vm->mem.slot[i];
+		struct kvm_userspace_memory_region r = {
+			.slot = i,
+			.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+			.guest_phys_addr = s->gpa,
+			.memory_size = s->size,
+			.userspace_addr = (uintptr_t)s->hva,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static void dirty_stop(struct vm *vm, struct dirty *d)
+{
+	unsigned int i;
+
+	if (d->logging)
+		set_logging(vm, false);
+	d->logging = false;
+	for (i = 0; i < vm->mem.nr_slots; i++)
+		__atomic_store_n(&vm->mem.slot[i].dev_dirty, NULL, __ATOMIC_RELEASE);
+	/* A device thread may still hold the old pointer for one mark: let it finish. */
+	usleep(1000);
+	for (i = 0; i < GUEST_MEM_MAX_SLOTS; i++) {
+		free(d->kvm[i]);
+		free(d->dev[i]);
+		d->kvm[i] = d->dev[i] = NULL;
+	}
+}
+
+static int dirty_start(struct vm *vm, struct dirty *d)
+{
+	unsigned int i;
+	int ret;
+
+	memset(d, 0, sizeof(*d));
+	for (i = 0; i < vm->mem.nr_slots; i++) {
+		uint64_t pages = vm->mem.slot[i].size / PAGE;
+
+		d->words[i] = (size_t)((pages + BITS - 1) / BITS);
+		d->kvm[i] = calloc(d->words[i], sizeof(unsigned long));
+		d->dev[i] = calloc(d->words[i], sizeof(unsigned long));
+		if (!d->kvm[i] || !d->dev[i]) {
+			dirty_stop(vm, d);
+			return -ENOMEM;
+		}
+	}
+	ret = set_logging(vm, true);
+	if (ret) {
+		set_logging(vm, false);
+		dirty_stop(vm, d);
+		return ret;
+	}
+	d->logging = true;
+	for (i = 0; i < vm->mem.nr_slots; i++)
+		__atomic_store_n(&vm->mem.slot[i].dev_dirty, d->dev[i], __ATOMIC_RELEASE);
+	return 0;
+}
+
+/*
+ * Collect (and clear) what was dirtied since the last call: KVM's log OR'ed with
+ * the devices' bits into d->kvm. Returns the number of dirty pages or -errno.
+ */
+static int64_t dirty_collect(struct vm *vm, struct dirty *d)
+{
+	int64_t n = 0;
+	unsigned int i;
+	size_t w;
+
+	for (i = 0; i < vm->mem.nr_slots; i++) {
+		struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = d->kvm[i] };
+
+		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+			return -errno;
+		for (w = 0; w < d->words[i]; w++) {
+			d->kvm[i][w] |= __atomic_exchange_n(&d->dev[i][w], 0, __ATOMIC_RELAXED);
+			n += __builtin_popcountl(d->kvm[i][w]);
+		}
+	}
+	return n;
+}
+
+/* ---- sending pages ---- */
+
+struct sender {
+	struct state_writer *w;
+	struct vmm *vmm;
+	uint32_t runs;      /* runs in the open section */
+	uint64_t sec_bytes; /* page bytes in the open section */
+	uint64_t pages;
+};
+
+/*
+ * A "ram" section holds: u32 number of runs, then per run u64 gpa and a bytes
+ * field of whole pages. The count comes first, so runs are gathered before the
+ * section opens: at most RUNS_PER_SECTION runs or MIG_RUN_MAX bytes.
+ */
+#define RUNS_PER_SECTION 256
+struct run {
+	uint64_t gpa;
+	const uint8_t *hva;
+	uint32_t len;
+};
+
+static int flush_runs(struct sender *s, struct run *runs, unsigned int *nr)
+{
+	unsigned int i;
+
+	if (!*nr)
+		return 0;
+	state_writer_begin_section(s->w, "ram", 0, 0);
+	state_put_u32(s->w, *nr);
+	for (i = 0; i < *nr; i++) {
+		state_put_u64(s->w, runs[i].gpa);
+		state_put_bytes(s->w, runs[i].hva, runs[i].len);
+		s->pages += runs[i].len / PAGE;
+	}
+	*nr = 0;
+	s->sec_bytes = 0;
+	return state_writer_end_section(s->w);
+}
+
+static bool page_zero(const uint8_t *p)
+{
+	static const uint8_t zero[PAGE];
+
+	return !memcmp(p, zero, PAGE);
+}
+
+/*
+ * Send the pages set in d->kvm (all pages if all, skipping zero ones then),
+ * clearing the bitmap as it goes. 0 or -errno.
+ */
+static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s)
+{
+	struct run runs[RUNS_PER_SECTION];
+	unsigned int nr = 0, i;
+	int ret;
+
+	for (i = 0; i < vm->mem.nr_slots; i++) {
+		const struct guest_mem_slot *sl = &vm->mem.slot[i];
+		uint64_t pages = sl->size / PAGE, p;
+
+		for (p = 0; p < pages; p++) {
+			unsigned long *word = &d->kvm[i][p / BITS];
+			unsigned long bit = 1UL << (p % BITS);
+			const uint8_t *hva = sl->hva + p * PAGE;
+
+			if (!all && !(*word & bit)) {
+				if (!*word)
+					p |= BITS - 1; /* skip the empty word */
+				continue;
+			}
+			*word &= ~bit;
+			if (all && page_zero(hva))
+				continue;
+			if (nr && runs[nr - 1].hva + runs[nr - 1].len == hva &&
+			    runs[nr - 1].len + PAGE <= MIG_RUN_MAX) {
+				runs[nr - 1].len += PAGE;
+			} else {
+				if (nr == RUNS_PER_SECTION) {
+					ret = flush_runs(s, runs, &nr);
+					if (ret)
+						return ret;
+				}
+				runs[nr++] = (struct run){ sl->gpa + p * PAGE, hva, PAGE };
+			}
+			s->sec_bytes += PAGE;
+			if (s->sec_bytes >= MIG_RUN_MAX) {
+				ret = flush_runs(s, runs, &nr);
+				if (ret)
+					return ret;
+				if (atomic_load(&s->vmm->mig_cancel))
+					return -ECANCELED;
+			}
+		}
+	}
+	return flush_runs(s, runs, &nr);
+}
+
+/* The destination's loader for "ram" sections. */
+static int load_ram(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	uint32_t nr, i, len;
+	const void *data;
+	uint64_t gpa;
+	void *dst;
+	int ret = state_get_u32(r, &nr);
+
+	if (ret)
+		return ret;
+	if (nr > RUNS_PER_SECTION)
+		return state_reader_fail(r, -EINVAL, "%u runs", nr);
+	for (i = 0; i < nr; i++) {
+		ret = state_get_u64(r, &gpa);
+		if (!ret)
+			ret = state_get_bytes_ref(r, &data, &len);
+		if (ret)
+			return ret;
+		if (gpa % PAGE || len % PAGE || !len)
+			return state_reader_fail(r, -EINVAL, "unaligned run at 0x%llx",
+						 (unsigned long long)gpa);
+		dst = guest_mem_ptr(&vm->mem, gpa, len);
+		if (!dst)
+			return state_reader_fail(r, -EINVAL, "run 0x%llx+%u outside guest RAM",
+						 (unsigned long long)gpa, len);
+		memcpy(dst, data, len);
+	}
+	return 0;
+}
+
+/* ---- the source ---- */
+
+struct throttler {
+	struct vm *vm;
+	atomic_bool stop;
+	pthread_t thread;
+	bool started;
+};
+
+/* Kick the vCPUs every 10 ms so that each sleeps its throttled share (vcpu.c). */
+static void *throttle_thread(void *arg)
+{
+	struct throttler *t = arg;
+
+	while (!atomic_load(&t->stop)) {
+		if (atomic_load(&t->vm->throttle_pct))
+			vm_kick_all(t->vm);
+		usleep(10000);
+	}
+	return NULL;
+}
+
+static void set_stats(struct vmm *vmm, const struct mig_stats *st)
+{
+	pthread_mutex_lock(&vmm->lock);
+	vmm->mig = *st;
+	pthread_mutex_unlock(&vmm->lock);
+}
+
+/* Stop (or restart) every virtio device's I/O thread. */
+static void devices_quiesce(struct vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_virtio; i++)
+		virtio_dev_stop(virtio_pci_vdev(vm->virtio[i]));
+}
+
+static void devices_restart(struct vm *vm)
+{
+	struct virtio_pci_state st;
+	unsigned int i;
+
+	/* virtio_pci_save restarts a device whose driver had it running. */
+	for (i = 0; i < vm->nr_virtio; i++)
+		virtio_pci_save(vm->virtio[i], &st);
+}
+
+struct mig_ctx {
+	struct vmm *vmm;
+	struct vm *vm;
+};
+
+static void *migrate_thread(void *arg)
+{
+	struct mig_ctx *c = arg;
+	struct vmm *vmm = c->vmm;
+	struct vm *vm = c->vm;
+	const struct api_migrate_args *a = &vmm->mig_args;
+	struct mig_stats st = { .status = MIG_ACTIVE };
+	struct throttler thr = { .vm = vm };
+	struct sender snd = { .vmm = vmm };
+	struct dirty d = { .logging = false };
+	uint64_t t0 = now_ms(), t_pause = 0, bw = 0, prev_dirty = UINT64_MAX;
+	bool paused = false, quiesced = false, switched = false;
+	int fd, ret;
+	int64_t n;
+	uint8_t ack;
+
+	free(c);
+	fd = mig_connect(a, st.error, sizeof(st.error));
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	snd.w = state_writer_new_fd(fd, "migration stream");
+	if (!snd.w) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	ret = vm_state_save_config(vm->cfg, snd.w);
+	if (ret)
+		goto out_stream;
+	ret = dirty_start(vm, &d);
+	if (ret) {
+		snprintf(st.error, sizeof(st.error), "cannot track dirty pages: %s", strerror(-ret));
+		goto out_free;
+	}
+	if (pthread_create(&thr.thread, NULL, throttle_thread, &thr) == 0)
+		thr.started = true;
+
+	/* Round 0 clears the log, then sends everything that is not zero. */
+	n = dirty_collect(vm, &d);
+	for (st.rounds = 0;; st.rounds++) {
+		uint64_t r0 = now_ms(), sent0 = state_writer_offset(snd.w), dt;
+
+		if (n < 0) {
+			ret = (int)n;
+			snprintf(st.error, sizeof(st.error), "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+			goto out_dirty;
+		}
+		ret = send_pages(vm, &d, st.rounds == 0, &snd);
+		if (ret)
+			goto out_stream;
+		dt = now_ms() - r0;
+		if (dt)
+			bw = (state_writer_offset(snd.w) - sent0) * 1000 / dt; /* bytes/s */
+		st.bytes = state_writer_offset(snd.w);
+		st.pages = snd.pages;
+		st.bandwidth_mbps = bw * 8 / 1000000;
+		st.total_ms = now_ms() - t0;
+		set_stats(vmm, &st);
+		if (atomic_load(&vmm->mig_cancel)) {
+			ret = -ECANCELED;
+			snprintf(st.error, sizeof(st.error), "cancelled");
+			goto out_dirty;
+		}
+		n = dirty_collect(vm, &d);
+		if (n < 0)
+			continue; /* reported at the top */
+		log_debug("migration round %u: %llu dirty pages, %llu MB/s", st.rounds + 1,
+			  (unsigned long long)n, (unsigned long long)(bw / 1000000));
+		/* Would the rest go within the downtime target? */
+		if (bw && (uint64_t)n * PAGE * 1000 / bw <= a->downtime_ms)
+			break;
+		if (st.rounds + 1 >= MIG_MAX_ROUNDS)
+			break;
+		/* Auto-converge: the guest dirties faster than we send. */
+		if ((uint64_t)n * 2 > prev_dirty || (st.rounds > 0 && (uint64_t)n >= prev_dirty)) {
+			unsigned int pct = atomic_load(&vm->throttle_pct);
+
+			pct = pct + 20 > 80 ? 80 : pct + 20;
+			atomic_store(&vm->throttle_pct, pct);
+			st.throttle_pct = pct;
+		}
+		prev_dirty = (uint64_t)n;
+	}
+
+	/* Final: nothing changes RAM from here (invariant 2). */
+	t_pause = now_ms();
+	paused = vm_pause(vm) == 0;
+	devices_quiesce(vm);
+	quiesced = true;
+	n = dirty_collect(vm, &d);
+	if (n < 0) {
+		ret = (int)n;
+		snprintf(st.error, sizeof(st.error), "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+		goto out_dirty;
+	}
+	st.rounds++;
+	ret = send_pages(vm, &d, false, &snd);
+	if (!ret)
+		ret = vm_state_save(vm, snd.w);
+	if (!ret)
+		ret = state_writer_finish(snd.w);
+	if (ret)
+		goto out_stream;
+	st.bytes = state_writer_offset(snd.w);
+	st.pages = snd.pages;
+	/* The destination checks the whole stream, then acks (invariant 1). */
+	if (read(fd, &ack, 1) != 1 || ack != MIG_ACK) {
+		ret = -ECONNABORTED;
+		snprintf(st.error, sizeof(st.error),
+			 "the destination did not confirm the stream (%s)",
+			 errno ? strerror(errno) : "closed");
+		goto out_dirty;
+	}
+	switched = true;
+	st.status = MIG_COMPLETED;
+	st.downtime_ms = now_ms() - t_pause;
+	goto out_dirty;
+
+out_stream:
+	if (!st.error[0])
+		snprintf(st.error, sizeof(st.error), "%s",
+			 state_writer_error(snd.w)[0] ? state_writer_error(snd.w) : strerror(-ret));
+out_dirty:
+	if (thr.started) {
+		atomic_store(&thr.stop, true);
+		pthread_join(thr.thread, NULL);
+	}
+	atomic_store(&vm->throttle_pct, 0);
+	dirty_stop(vm, &d);
+out_free:
+	state_writer_free(snd.w);
+out_close:
+	close(fd);
+out:
+	st.total_ms = now_ms() - t0;
+	if (switched) {
+		log_msg(LOG_WARN, "migration completed: total %llu ms, downtime %llu ms, %llu bytes, "
+			"%u rounds", (unsigned long long)st.total_ms,
+			(unsigned long long)st.downtime_ms, (unsigned long long)st.bytes, st.rounds);
+		set_stats(vmm, &st);
+		vm_request_exit(vm, VM_EXIT_MIGRATED, "migrated to the destination");
+		return NULL;
+	}
+	/* Roll back: the guest goes on here. */
+	if (quiesced)
+		devices_restart(vm);
+	if (paused)
+		vm_resume(vm);
+	st.status = atomic_load(&vmm->mig_cancel) ? MIG_CANCELLED : MIG_FAILED;
+	if (!st.error[0])
+		snprintf(st.error, sizeof(st.error), "%s", strerror(-ret));
+	log_warn("migration failed, the guest keeps running here: %s", st.error);
+	set_stats(vmm, &st);
+	return NULL;
+}
+
+int migrate_start(struct vmm *vmm, struct vm *vm, const struct api_migrate_args *a, char *err,
+		  size_t errlen)
+{
+	struct mig_ctx *c;
+	int ret;
+
+	migrate_join(vmm); /* a finished one */
+	if (vm_paused(vm)) {
+		snprintf(err, errlen, "resume the VM before migrating it");
+		return -EBUSY;
+	}
+	c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->vmm = vmm;
+	c->vm = vm;
+	vmm->mig_args = *a;
+	atomic_store(&vmm->mig_cancel, false);
+	pthread_mutex_lock(&vmm->lock);
+	memset(&vmm->mig, 0, sizeof(vmm->mig));
+	vmm->mig.status = MIG_ACTIVE;
+	pthread_mutex_unlock(&vmm->lock);
+	ret = pthread_create(&vmm->mig_thread, NULL, migrate_thread, c);
+	if (ret) {
+		free(c);
+		pthread_mutex_lock(&vmm->lock);
+		vmm->mig.status = MIG_FAILED;
+		pthread_mutex_unlock(&vmm->lock);
+		snprintf(err, errlen, "cannot start the migration thread: %s", strerror(ret));
+		return -ret;
+	}
+	vmm->mig_running = true;
+	return 0;
+}
+
+void migrate_join(struct vmm *vmm)
+{
+	if (!vmm->mig_running)
+		return;
+	atomic_store(&vmm->mig_cancel, true);
+	pthread_join(vmm->mig_thread, NULL);
+	vmm->mig_running = false;
+}
+
+/* ---- the destination ---- */
+
+int migrate_receive(const char *uri, struct vm_config *base, struct vm_saved_config *saved,
+		    struct vm **out)
+{
+	struct state_section_loader loaders[16];
+	struct api_migrate_args a;
+	struct state_reader *r;
+	struct vm_config *cfg;
+	struct timeval tv = { .tv_sec = MIG_IO_TIMEOUT };
+	struct vm *vm = NULL;
+	char err[API_ERROR_MAX];
+	int lfd, fd, ret;
+	uint8_t ack = MIG_ACK;
+	uint64_t t0;
+
+	*out = NULL;
+	if (api_parse_migrate_uri(uri, &a, err, sizeof(err))) {
+		log_error("--listen: %s", err);
+		return -EINVAL;
+	}
+	lfd = mig_listen(&a);
+	if (lfd < 0) {
+		log_error("cannot listen on %s: %s", uri, strerror(-lfd));
+		return lfd;
+	}
+	log_info("waiting for a migration on %s", uri);
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ret = -errno;
+	close(lfd);
+	if (a.transport == API_MIGRATE_UNIX)
+		unlink(a.path);
+	if (fd < 0) {
+		log_error("accept: %s", strerror(-ret));
+		return ret;
+	}
+	t0 = now_ms();
+	/* Time out only once the stream has begun: the source may take a while. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	r = state_reader_new_fd(fd, "migration stream");
+	if (!r) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	ret = vm_state_read_config(r, saved);
+	if (ret) {
+		log_error("%s", state_reader_error(r));
+		goto out_reader;
+	}
+	cfg = &saved->cfg;
+	cfg->console_in = base->console_in;
+	cfg->console_out = base->console_out;
+	cfg->console_escape = base->console_escape;
+	cfg->api_socket = base->api_socket;
+	cfg->service_fd = base->service_fd;
+	cfg->service = base->service;
+	cfg->service_opaque = base->service_opaque;
+	cfg->restore = true;
+	cfg->restore_memory_fd = -1;
+	vm = vm_create(cfg);
+	if (!vm) {
+		ret = -EINVAL;
+		goto out_reader;
+	}
+	memcpy(loaders, vm_state_loaders, vm_state_nr_loaders * sizeof(loaders[0]));
+	loaders[vm_state_nr_loaders] = (struct state_section_loader){ "ram", load_ram };
+	ret = state_reader_load_all(r, loaders, vm_state_nr_loaders + 1, vm);
+	if (ret) {
+		log_error("migration refused: %s", state_reader_error(r));
+		goto out_vm;
+	}
+	/* Everything checked (invariant 1): confirm, then this side runs the guest. */
+	if (write(fd, &ack, 1) != 1) {
+		ret = -errno;
+		log_error("cannot confirm the migration to the source: %s", strerror(errno));
+		goto out_vm;
+	}
+	log_info("migration received in %llu ms", (unsigned long long)(now_ms() - t0));
+	*out = vm;
+	vm = NULL;
+	ret = 0;
+out_vm:
+	if (vm)
+		vm_destroy(vm);
+out_reader:
+	state_reader_free(r);
+out_close:
+	close(fd);
+	return ret;
+}

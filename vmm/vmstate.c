@@ -1,0 +1,640 @@
+// SPDX-License-Identifier: MIT
+#include "vmstate.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
+
+#include "log.h"
+#include "util.h"
+#include "virtio/virtio-pci.h"
+
+#define CFG_STR_MAX 4096     /* bytes in a saved path or command line */
+#define MSRS_MAX    1024     /* MSRs per vCPU we are prepared to carry */
+
+/* ---- config ---- */
+
+static void put_str(struct state_writer *w, const char *s)
+{
+	state_put_bytes(w, s ? s : "", s ? (uint32_t)strlen(s) : 0);
+}
+
+int vm_state_save_config(const struct vm_config *cfg, struct state_writer *w)
+{
+	unsigned int i;
+
+	state_writer_begin_section(w, "config", 0, 0);
+	state_put_u32(w, cfg->cpus);
+	state_put_u64(w, cfg->memory);
+	state_put_bool(w, cfg->no_reboot);
+	put_str(w, cfg->kernel);
+	put_str(w, cfg->initrd);
+	put_str(w, cfg->cmdline);
+	state_put_u32(w, cfg->nr_devices);
+	for (i = 0; i < cfg->nr_devices; i++) {
+		state_put_u32(w, cfg->devices[i].kind);
+		put_str(w, cfg->devices[i].spec);
+	}
+	return state_writer_end_section(w);
+}
+
+/* A string field: no NUL inside, at most CFG_STR_MAX bytes; "" becomes NULL if empty_null. */
+static int get_str(struct state_reader *r, const char *what, bool empty_null, char **out)
+{
+	const void *p;
+	uint32_t len;
+	int ret = state_get_bytes_ref(r, &p, &len);
+
+	*out = NULL;
+	if (ret)
+		return ret;
+	if (len > CFG_STR_MAX || memchr(p, 0, len))
+		return state_reader_fail(r, -EINVAL, "bad %s", what);
+	if (!len && empty_null)
+		return 0;
+	*out = strndup(p, len);
+	return *out ? 0 : state_reader_fail(r, -ENOMEM, "out of memory");
+}
+
+int vm_state_read_config(struct state_reader *r, struct vm_saved_config *out)
+{
+	struct vm_config *cfg = &out->cfg;
+	uint32_t cpus, nr, kind, i;
+	uint64_t mem;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = state_reader_next_section(r);
+	if (ret < 0)
+		return ret;
+	if (ret == 0 || strcmp(state_reader_type(r), "config"))
+		return state_reader_fail(r, -EPROTO, "the first section is not the configuration");
+	if (state_get_u32(r, &cpus) || state_get_u64(r, &mem) || state_get_bool(r, &cfg->no_reboot))
+		return state_reader_fail(r, -EPROTO, "bad configuration");
+	if (cpus < 1 || cpus > VM_MAX_CPUS)
+		return state_reader_fail(r, -EINVAL, "%u vCPUs", cpus);
+	if (mem < 32 * MiB || mem % (4 * KiB) || mem > (1ULL << 46))
+		return state_reader_fail(r, -EINVAL, "guest memory size %llu",
+					 (unsigned long long)mem);
+	cfg->cpus = cpus;
+	cfg->memory = mem;
+	if ((ret = get_str(r, "kernel path", false, &out->kernel)) ||
+	    (ret = get_str(r, "initrd path", true, &out->initrd)) ||
+	    (ret = get_str(r, "command line", false, &out->cmdline)))
+		return ret;
+	if (!out->kernel[0])
+		return state_reader_fail(r, -EINVAL, "no kernel path");
+	cfg->kernel = out->kernel;
+	cfg->initrd = out->initrd;
+	cfg->cmdline = out->cmdline;
+	ret = state_get_u32(r, &nr);
+	if (ret)
+		return ret;
+	if (nr > VM_MAX_DEVICES)
+		return state_reader_fail(r, -EINVAL, "%u devices", nr);
+	for (i = 0; i < nr; i++) {
+		ret = state_get_u32(r, &kind);
+		if (ret)
+			return ret;
+		if (kind > VM_DEV_VSOCK)
+			return state_reader_fail(r, -EINVAL, "device kind %u", kind);
+		ret = get_str(r, "device", kind == VM_DEV_RNG, &out->spec[i]);
+		if (ret)
+			return ret;
+		cfg->devices[i].kind = (enum vm_device_kind)kind;
+		cfg->devices[i].spec = out->spec[i];
+		cfg->nr_devices++;
+	}
+	return state_reader_end_section(r);
+}
+
+void vm_saved_config_free(struct vm_saved_config *c)
+{
+	unsigned int i;
+
+	free(c->kernel);
+	free(c->initrd);
+	free(c->cmdline);
+	for (i = 0; i < VM_MAX_DEVICES; i++)
+		free(c->spec[i]);
+	memset(c, 0, sizeof(*c));
+}
+
+/* ---- vCPUs ---- */
+
+/* The MSR indices KVM saves (KVM_GET_MSR_INDEX_LIST); malloc'd list or NULL. */
+static struct kvm_msr_list *msr_index_list(int kvm_fd)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 }, *l;
+
+	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+		return NULL;
+	if (probe.nmsrs > MSRS_MAX)
+		probe.nmsrs = MSRS_MAX;
+	l = calloc(1, sizeof(*l) + probe.nmsrs * sizeof(l->indices[0]));
+	if (!l)
+		return NULL;
+	l->nmsrs = probe.nmsrs;
+	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
+		free(l);
+		return NULL;
+	}
+	return l;
+}
+
+/*
+ * Read every listed MSR that this vCPU has: KVM_GET_MSRS stops at the first it
+ * cannot read, which is dropped and the rest retried. Returns the count kept.
+ */
+static int get_msrs(int fd, const struct kvm_msr_list *list, struct kvm_msrs *m)
+{
+	struct kvm_msrs *tmp;
+	uint32_t n = list->nmsrs, start = 0, i;
+	int got;
+
+	tmp = calloc(1, sizeof(*tmp) + (n + 1) * sizeof(tmp->entries[0]));
+	if (!tmp)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		m->entries[i].index = list->indices[i];
+	while (start < n) {
+		tmp->nmsrs = n - start;
+		memcpy(tmp->entries, &m->entries[start], (n - start) * sizeof(m->entries[0]));
+		got = ioctl(fd, KVM_GET_MSRS, tmp);
+		if (got < 0) {
+			got = -errno;
+			free(tmp);
+			return got;
+		}
+		memcpy(&m->entries[start], tmp->entries, (size_t)got * sizeof(m->entries[0]));
+		start += (uint32_t)got;
+		if (start < n) {
+			/* entries[start] is unreadable on this host: drop it. */
+			memmove(&m->entries[start], &m->entries[start + 1],
+				(n - start - 1) * sizeof(m->entries[0]));
+			n--;
+		}
+	}
+	free(tmp);
+	m->nmsrs = n;
+	return (int)n;
+}
+
+static int save_cpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *list,
+		    struct state_writer *w)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_xsave *xsave;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_mp_state mp;
+	struct kvm_vcpu_events ev;
+	struct kvm_debugregs dbg;
+	struct kvm_msrs *msrs;
+	int n, ret = 0;
+
+	xsave = calloc(1, sizeof(*xsave));
+	msrs = calloc(1, sizeof(*msrs) + (list->nmsrs + 1) * sizeof(msrs->entries[0]));
+	if (!xsave || !msrs) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	memset(&xcrs, 0, sizeof(xcrs));
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 ||
+	    ioctl(v->fd, KVM_GET_FPU, &fpu) < 0 || ioctl(v->fd, KVM_GET_XSAVE, xsave) < 0 ||
+	    ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0 || ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0 ||
+	    ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
+	    ioctl(v->fd, KVM_GET_DEBUGREGS, &dbg) < 0) {
+		ret = -errno;
+		log_error("cannot read vCPU %u's state: %s", v->index, strerror(errno));
+		goto out_free;
+	}
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0 &&
+	    ioctl(v->fd, KVM_GET_XCRS, &xcrs) < 0) {
+		ret = -errno;
+		log_error("cannot read vCPU %u's XCRs: %s", v->index, strerror(errno));
+		goto out_free;
+	}
+	n = get_msrs(v->fd, list, msrs);
+	if (n < 0) {
+		ret = n;
+		log_error("cannot read vCPU %u's MSRs: %s", v->index, strerror(-n));
+		goto out_free;
+	}
+	state_writer_begin_section(w, "cpu", v->index, 0);
+	state_put_bytes(w, &regs, sizeof(regs));
+	state_put_bytes(w, &sregs, sizeof(sregs));
+	state_put_bytes(w, &fpu, sizeof(fpu));
+	state_put_bytes(w, xsave, sizeof(*xsave));
+	state_put_bytes(w, &xcrs, sizeof(xcrs));
+	state_put_bytes(w, &lapic, sizeof(lapic));
+	state_put_bytes(w, &mp, sizeof(mp));
+	state_put_bytes(w, &ev, sizeof(ev));
+	state_put_bytes(w, &dbg, sizeof(dbg));
+	state_put_u32(w, (uint32_t)n);
+	state_put_bytes(w, msrs->entries, (uint32_t)n * (uint32_t)sizeof(msrs->entries[0]));
+	ret = state_writer_end_section(w);
+out_free:
+	free(msrs);
+	free(xsave);
+	return ret;
+}
+
+/* Set MSRs one run at a time, skipping any this host refuses (logged at debug). */
+static int set_msrs(int fd, const struct kvm_msr_entry *e, uint32_t n)
+{
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + sizeof(m->entries[0]));
+	uint32_t i;
+
+	if (!m)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		m->nmsrs = 1;
+		m->entries[0] = e[i];
+		if (ioctl(fd, KVM_SET_MSRS, m) != 1)
+			log_debug("MSR 0x%x not restored", e[i].index);
+	}
+	free(m);
+	return 0;
+}
+
+static int load_cpu(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_xsave *xsave;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_mp_state mp;
+	struct kvm_vcpu_events ev;
+	struct kvm_debugregs dbg;
+	const void *msrs;
+	uint32_t n, len;
+	struct vcpu *v;
+	int ret, fd;
+
+	if (id >= vm->nr_vcpus)
+		return state_reader_fail(r, -EINVAL, "no vCPU %u in a %u-vCPU machine", id,
+					 vm->nr_vcpus);
+	v = &vm->vcpu[id];
+	fd = v->fd;
+	xsave = calloc(1, sizeof(*xsave));
+	if (!xsave)
+		return state_reader_fail(r, -ENOMEM, "out of memory");
+	state_get_bytes(r, &regs, sizeof(regs));
+	state_get_bytes(r, &sregs, sizeof(sregs));
+	state_get_bytes(r, &fpu, sizeof(fpu));
+	state_get_bytes(r, xsave, sizeof(*xsave));
+	state_get_bytes(r, &xcrs, sizeof(xcrs));
+	state_get_bytes(r, &lapic, sizeof(lapic));
+	state_get_bytes(r, &mp, sizeof(mp));
+	state_get_bytes(r, &ev, sizeof(ev));
+	state_get_bytes(r, &dbg, sizeof(dbg));
+	state_get_u32(r, &n);
+	ret = state_get_bytes_ref(r, &msrs, &len);
+	if (ret)
+		goto out_free;
+	if (n > MSRS_MAX || len != n * sizeof(struct kvm_msr_entry) || xcrs.nr_xcrs > KVM_MAX_XCRS) {
+		ret = state_reader_fail(r, -EINVAL, "bad MSR or XCR count");
+		goto out_free;
+	}
+	/* The order QEMU uses: XSAVE and sregs before MSRs, the LAPIC after APIC_BASE. */
+	if (ioctl(fd, KVM_SET_REGS, &regs) < 0 || ioctl(fd, KVM_SET_FPU, &fpu) < 0 ||
+	    ioctl(fd, KVM_SET_XSAVE, xsave) < 0 ||
+	    (xcrs.nr_xcrs && ioctl(fd, KVM_SET_XCRS, &xcrs) < 0) ||
+	    ioctl(fd, KVM_SET_SREGS, &sregs) < 0) {
+		ret = state_reader_fail(r, -errno, "vCPU registers refused by KVM: %s",
+					strerror(errno));
+		goto out_free;
+	}
+	{
+		/* msrs points into the payload, which need not be aligned: copy. */
+		struct kvm_msr_entry *e = malloc(len ? len : 1);
+
+		if (!e) {
+			ret = state_reader_fail(r, -ENOMEM, "out of memory");
+			goto out_free;
+		}
+		memcpy(e, msrs, len);
+		set_msrs(fd, e, n);
+		free(e);
+	}
+	if (ioctl(fd, KVM_SET_MP_STATE, &mp) < 0 || ioctl(fd, KVM_SET_LAPIC, &lapic) < 0 ||
+	    ioctl(fd, KVM_SET_VCPU_EVENTS, &ev) < 0 || ioctl(fd, KVM_SET_DEBUGREGS, &dbg) < 0) {
+		ret = state_reader_fail(r, -errno, "vCPU state refused by KVM: %s", strerror(errno));
+		goto out_free;
+	}
+	ret = 0;
+out_free:
+	free(xsave);
+	return ret;
+}
+
+/* ---- in-kernel devices ---- */
+
+static int save_kvm_devices(struct vm *vm, struct state_writer *w)
+{
+	struct kvm_irqchip chip[3];
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+	int i;
+
+	memset(chip, 0, sizeof(chip));
+	memset(&clock, 0, sizeof(clock));
+	for (i = 0; i < 3; i++) {
+		chip[i].chip_id = (uint32_t)i; /* PIC master, PIC slave, IOAPIC */
+		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip[i]) < 0)
+			goto out_errno;
+	}
+	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0 || ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
+		goto out_errno;
+	state_writer_begin_section(w, "irqchip", 0, 0);
+	for (i = 0; i < 3; i++)
+		state_put_bytes(w, &chip[i], sizeof(chip[i]));
+	state_writer_end_section(w);
+	state_writer_begin_section(w, "pit", 0, 0);
+	state_put_bytes(w, &pit, sizeof(pit));
+	state_writer_end_section(w);
+	state_writer_begin_section(w, "clock", 0, 0);
+	state_put_u64(w, clock.clock);
+	return state_writer_end_section(w);
+
+out_errno:
+	log_error("cannot read the in-kernel devices' state: %s", strerror(errno));
+	return -errno;
+}
+
+static int load_irqchip(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct kvm_irqchip chip;
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < 3; i++) {
+		ret = state_get_bytes(r, &chip, sizeof(chip));
+		if (ret)
+			return ret;
+		if (chip.chip_id != i)
+			return state_reader_fail(r, -EINVAL, "chip %u in place %u", chip.chip_id, i);
+		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
+			return state_reader_fail(r, -errno, "refused by KVM: %s", strerror(errno));
+	}
+	return 0;
+}
+
+static int load_pit(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct kvm_pit_state2 pit;
+	int ret = state_get_bytes(r, &pit, sizeof(pit));
+
+	if (ret)
+		return ret;
+	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
+		return state_reader_fail(r, -errno, "refused by KVM: %s", strerror(errno));
+	return 0;
+}
+
+static int load_clock(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct kvm_clock_data clock;
+	uint64_t ns;
+	int ret;
+
+	memset(&clock, 0, sizeof(clock));
+	ret = state_get_u64(r, &ns);
+	if (ret)
+		return ret;
+	clock.clock = ns;
+	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+		return state_reader_fail(r, -errno, "refused by KVM: %s", strerror(errno));
+	return 0;
+}
+
+/* ---- platform devices ---- */
+
+static int save_platform(struct vm *vm, struct state_writer *w)
+{
+	struct serial_state ser;
+	struct pm_state pm;
+	struct i8042_state kbd;
+
+	pthread_mutex_lock(&vm->com1.lock);
+	ser = vm->com1.st;
+	pthread_mutex_unlock(&vm->com1.lock);
+	pm_get_state(&vm->pm, &pm);
+	pthread_mutex_lock(&vm->i8042.lock);
+	kbd = vm->i8042.st;
+	pthread_mutex_unlock(&vm->i8042.lock);
+
+	state_writer_begin_section(w, "serial", 0, 0);
+	state_put_bytes(w, &ser, sizeof(ser));
+	state_writer_end_section(w);
+	state_writer_begin_section(w, "pm", 0, 0);
+	state_put_bytes(w, &pm, sizeof(pm));
+	state_writer_end_section(w);
+	state_writer_begin_section(w, "i8042", 0, 0);
+	state_put_bytes(w, &kbd, sizeof(kbd));
+	return state_writer_end_section(w);
+}
+
+static int load_serial(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct serial_state st;
+	int ret = state_get_bytes(r, &st, sizeof(st));
+
+	if (ret)
+		return ret;
+	if (st.rx_head >= SERIAL_RX_FIFO || st.rx_count > SERIAL_RX_FIFO || st.irq_level > 1)
+		return state_reader_fail(r, -EINVAL, "receive FIFO out of bounds");
+	pthread_mutex_lock(&vm->com1.lock);
+	vm->com1.st = st;
+	pthread_mutex_unlock(&vm->com1.lock);
+	return 0;
+}
+
+static int load_pm(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct pm_state st;
+	int ret = state_get_bytes(r, &st, sizeof(st));
+
+	if (ret)
+		return ret;
+	pm_set_state(&vm->pm, &st);
+	return 0;
+}
+
+static int load_i8042(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct i8042_state st;
+	int ret = state_get_bytes(r, &st, sizeof(st));
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vm->i8042.lock);
+	vm->i8042.st = st;
+	pthread_mutex_unlock(&vm->i8042.lock);
+	return 0;
+}
+
+/* ---- virtio devices ---- */
+
+/* The PCI header bytes the guest programs: command, BARs, interrupt line. */
+#define PCI_HDR_SAVED 0x40
+
+static int save_virtio(struct vm *vm, unsigned int i, struct state_writer *w)
+{
+	struct virtio_pci *vp = vm->virtio[i];
+	struct virtio_dev *vdev = virtio_pci_vdev(vp);
+	struct pci_device *pdev = virtio_pci_pdev(vp);
+	struct virtio_pci_state st;
+	void *dev_state = NULL;
+	int ret;
+
+	memset(&st, 0, sizeof(st));
+	ret = virtio_pci_save(vp, &st);
+	if (ret) {
+		log_error("cannot save %s: %s", vdev->ops->name, strerror(-ret));
+		return ret;
+	}
+	if (vdev->ops->state_size) {
+		dev_state = calloc(1, vdev->ops->state_size);
+		if (!dev_state)
+			return -ENOMEM;
+		ret = vdev->ops->save ? vdev->ops->save(vdev, dev_state) : 0;
+		if (ret) {
+			log_error("cannot save %s: %s", vdev->ops->name, strerror(-ret));
+			free(dev_state);
+			return ret;
+		}
+	}
+	state_writer_begin_section(w, "virtio", i, 0);
+	state_put_u16(w, vdev->ops->device_id);
+	state_put_bytes(w, pdev->cfg, PCI_HDR_SAVED);
+	state_put_bytes(w, &st, sizeof(st));
+	state_put_bytes(w, dev_state, (uint32_t)vdev->ops->state_size);
+	free(dev_state);
+	return state_writer_end_section(w);
+}
+
+/* Replay the guest's PCI header writes (BARs, then command) through the bus. */
+static void pci_replay(struct vm *vm, struct pci_device *pdev, const uint8_t *hdr)
+{
+	uint32_t off, v;
+	uint16_t cmd;
+	uint8_t line;
+
+	for (off = 0x10; off <= 0x24; off += 4) {
+		memcpy(&v, hdr + off, 4);
+		pci_cfg_access(vm->pci, pdev->slot, off, &v, 4, true);
+	}
+	line = hdr[0x3c];
+	pci_cfg_access(vm->pci, pdev->slot, 0x3c, &line, 1, true);
+	memcpy(&cmd, hdr + 4, 2);
+	pci_cfg_access(vm->pci, pdev->slot, 4, &cmd, 2, true);
+}
+
+static int load_virtio(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct virtio_pci_state *st;
+	uint8_t hdr[PCI_HDR_SAVED];
+	const void *dev_state;
+	struct virtio_dev *vdev;
+	uint32_t len;
+	uint16_t dev_id;
+	int ret;
+
+	if (id >= vm->nr_virtio)
+		return state_reader_fail(r, -EINVAL, "no virtio device %u here", id);
+	vdev = virtio_pci_vdev(vm->virtio[id]);
+	if (state_get_u16(r, &dev_id) || state_get_bytes(r, hdr, sizeof(hdr)))
+		return state_reader_fail(r, -EPROTO, "bad device header");
+	if (dev_id != vdev->ops->device_id)
+		return state_reader_fail(r, -EINVAL, "virtio device id %u, this machine has %s",
+					 dev_id, vdev->ops->name);
+	st = malloc(sizeof(*st));
+	if (!st)
+		return state_reader_fail(r, -ENOMEM, "out of memory");
+	ret = state_get_bytes(r, st, sizeof(*st));
+	if (!ret)
+		ret = state_get_bytes_ref(r, &dev_state, &len);
+	if (ret)
+		goto out_free;
+	if (len != vdev->ops->state_size) {
+		ret = state_reader_fail(r, -EINVAL, "%s state of %u bytes", vdev->ops->name, len);
+		goto out_free;
+	}
+	pci_replay(vm, virtio_pci_pdev(vm->virtio[id]), hdr);
+	if (len && vdev->ops->load) {
+		void *copy = malloc(len);
+
+		if (!copy) {
+			ret = state_reader_fail(r, -ENOMEM, "out of memory");
+			goto out_free;
+		}
+		memcpy(copy, dev_state, len);
+		ret = vdev->ops->load(vdev, copy);
+		free(copy);
+		if (ret) {
+			ret = state_reader_fail(r, ret, "%s refused its state", vdev->ops->name);
+			goto out_free;
+		}
+	}
+	ret = virtio_pci_load(vm->virtio[id], st);
+	if (ret)
+		ret = state_reader_fail(r, ret, "%s transport refused its state: %s",
+					vdev->ops->name, strerror(-ret));
+out_free:
+	free(st);
+	return ret;
+}
+
+/* ---- all ---- */
+
+int vm_state_save(struct vm *vm, struct state_writer *w)
+{
+	struct kvm_msr_list *list = msr_index_list(vm->kvm_fd);
+	unsigned int i;
+	int ret = 0;
+
+	if (!list) {
+		log_error("cannot list the MSRs KVM saves: %s", strerror(errno));
+		return -EIO;
+	}
+	for (i = 0; i < vm->nr_vcpus && !ret; i++)
+		ret = save_cpu(vm, &vm->vcpu[i], list, w);
+	free(list);
+	if (!ret)
+		ret = save_kvm_devices(vm, w);
+	if (!ret)
+		ret = save_platform(vm, w);
+	for (i = 0; i < vm->nr_virtio && !ret; i++)
+		ret = save_virtio(vm, i, w);
+	if (ret && state_writer_error(w)[0])
+		log_error("%s", state_writer_error(w));
+	return ret;
+}
+
+const struct state_section_loader vm_state_loaders[] = {
+	{ "cpu", load_cpu },
+	{ "irqchip", load_irqchip },
+	{ "pit", load_pit },
+	{ "clock", load_clock },
+	{ "serial", load_serial },
+	{ "pm", load_pm },
+	{ "i8042", load_i8042 },
+	{ "virtio", load_virtio },
+};
+const size_t vm_state_nr_loaders = ARRAY_SIZE(vm_state_loaders);

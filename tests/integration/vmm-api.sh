@@ -10,13 +10,12 @@ out=$dir/console
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
 ctl() { "$BUILD/plinth" ctl --api-socket "$sock" "$@"; }
-# wait_for REGEX [SECONDS]: until the console shows it.
-wait_for() {
-	local i
-	for i in $(seq $((${2:-90} * 10))); do
+wait_for() { # REGEX [SECONDS]: until the console shows it (lines end in CR LF)
+	local end=$((SECONDS + ${2:-90}))
+	while [ $SECONDS -lt $end ]; do
 		grep -q -E -- "$1" "$out" && return 0
 		kill -0 $pid 2>/dev/null || { tail -n 20 "$out"; fail "plinth died waiting for /$1/"; }
-		sleep 0.1
+		sleep 0.3
 	done
 	tail -n 20 "$out"
 	fail "timed out waiting for /$1/"
@@ -57,7 +56,8 @@ grep -q -E '40[0-9]' "$dir/err" || { cat "$dir/err"; fail "bad snapshot path: no
 # A migration to a closed port fails, and the guest keeps counting.
 echo "$(date +%T) migrate to nowhere"
 ctl migrate --to tcp:127.0.0.1:1 >/dev/null || fail "migrate was not accepted"
-for _ in $(seq 50); do ctl info | grep -q '"status": *"failed"' && break; sleep 0.2; done
+end=$((SECONDS + 30))
+while [ $SECONDS -lt $end ] && ! ctl info | grep -q '"status": *"failed"'; do sleep 0.3; done
 ctl info | grep -q '"status": *"failed"' || { ctl info; fail "migration to nowhere not reported failed"; }
 n=$(last_count)
 wait_for "count $((n + 2)) " 30
@@ -74,7 +74,8 @@ echo "shutdown: the guest sees PWRBTN_STS: $(grep pwrbtn "$out" | tail -n 1)"
 # Reset: the guest boots again in the same process; the API stays up.
 echo "$(date +%T) reset"
 ctl reset >/dev/null || fail "reset failed"
-for _ in $(seq 600); do [ "$(grep -c 'plinth-guest: init started' "$out")" -ge 2 ] && break; sleep 0.1; done
+end=$((SECONDS + 90))
+while [ $SECONDS -lt $end ] && [ "$(grep -c 'plinth-guest: init started' "$out")" -lt 2 ]; do sleep 0.3; done
 [ "$(grep -c 'plinth-guest: init started' "$out")" -ge 2 ] || { tail "$out"; fail "reset: no second boot"; }
 ctl info | grep -q '"boots": *2' || { ctl info; fail "info: boots is not 2 after reset"; }
 kill -TERM $pid

@@ -1,0 +1,90 @@
+# Live migration of a guest that keeps dirtying memory and counting: source ->
+# B over loopback TCP, then B -> C over a Unix socket (each source exits 0 and
+# the counter goes on at the destination without a new boot); then a destination
+# killed mid-transfer: the source keeps running and says why.
+. tests/integration/lib.sh
+kvm_usable || fail "no usable KVM: $(kvm_why)"
+# /tmp is 9p inside the emulated host: no sockets there; /run is a tmpfs.
+dir=$(mktemp -d -p /run 2>/dev/null || mktemp -d)
+pids=()
+: >"$dir/a.out"
+trap 'for p in "${pids[@]}"; do kill -9 $p 2>/dev/null; done; rm -rf "$dir"' EXIT
+ctl() { "$BUILD/plinth" ctl --api-socket "$1" "${@:2}"; }
+wait_in() { # FILE PID REGEX [SECONDS]
+	local end=$((SECONDS + ${4:-90}))
+	while [ $SECONDS -lt $end ]; do
+		grep -q -E -- "$3" "$1" && return 0
+		kill -0 "$2" 2>/dev/null || { tail -n 20 "$1"; fail "plinth died waiting for /$3/"; }
+		sleep 0.3
+	done
+	tail -n 20 "$1"
+	fail "timed out waiting for /$3/ in $1"
+}
+last_count() { grep -o 'count [0-9]*' "$1" | tail -n 1 | cut -d' ' -f2; }
+# wait_migrated SOCK SRC_PID: the source finished; prints its figures.
+wait_migrated() {
+	local end=$((SECONDS + 120)) info
+	while [ $SECONDS -lt $end ] && kill -0 "$2" 2>/dev/null; do
+		info=$(ctl "$1" info 2>/dev/null) && echo "$info" | grep -q '"status": *"failed"' &&
+			{ echo "$info"; fail "migration failed"; }
+		sleep 0.5
+	done
+	wait "$2"
+	local rc=$?
+	[ $rc = 0 ] || fail "the source exited $rc after migrating"
+}
+
+# The guest dirties 32 MiB of tmpfs each round and counts.
+cmd='i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 conv=notrunc 2>/dev/null; echo "count $i"; sleep 0.2; done'
+"$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 512M \
+	--cmdline "$(guest_cmdline "$cmd")" --api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
+a=$!
+pids+=($a)
+wait_in "$dir/a.out" $a 'count 3[[:space:]]'
+
+# A -> B over TCP.
+"$BUILD/plinth" receive --listen tcp:127.0.0.1:47111 --api-socket "$dir/b.sock" \
+	</dev/null >"$dir/b.out" 2>"$dir/b.err" &
+b=$!
+pids+=($b)
+sleep 1
+ctl "$dir/a.sock" migrate --to tcp:127.0.0.1:47111 --downtime-ms 300 >/dev/null || fail "migrate A->B refused"
+wait_migrated "$dir/a.sock" $a
+n=$(last_count "$dir/a.out")
+wait_in "$dir/b.out" $b "count $((n + 2))[[:space:]]" 60
+grep -q 'init started' "$dir/b.out" && fail "B booted the guest instead of receiving it"
+echo "tcp: $(grep 'migration completed' "$dir/a.err")"
+ctl "$dir/b.sock" info | grep -q '"restored": *true' || fail "B: info does not say received"
+
+# B -> C over a Unix socket.
+"$BUILD/plinth" receive --listen "unix:$dir/mig.sock" --api-socket "$dir/c.sock" \
+	</dev/null >"$dir/c.out" 2>"$dir/c.err" &
+c=$!
+pids+=($c)
+sleep 1
+ctl "$dir/b.sock" migrate --to "unix:$dir/mig.sock" >/dev/null || fail "migrate B->C refused"
+wait_migrated "$dir/b.sock" $b
+n=$(last_count "$dir/b.out")
+wait_in "$dir/c.out" $c "count $((n + 2))[[:space:]]" 60
+echo "unix: $(grep 'migration completed' "$dir/b.err")"
+
+# C -> D, D killed as soon as bytes flow: C carries on and reports why.
+"$BUILD/plinth" receive --listen tcp:127.0.0.1:47112 </dev/null >"$dir/d.out" 2>"$dir/d.err" &
+d=$!
+pids+=($d)
+sleep 1
+ctl "$dir/c.sock" migrate --to tcp:127.0.0.1:47112 --downtime-ms 1 >/dev/null || fail "migrate C->D refused"
+end=$((SECONDS + 30))
+while [ $SECONDS -lt $end ] && ! ctl "$dir/c.sock" info | grep -q '"bytes": *[1-9]'; do sleep 0.1; done
+kill -9 $d
+end=$((SECONDS + 60))
+while [ $SECONDS -lt $end ] && ! ctl "$dir/c.sock" info | grep -q '"status": *"failed"'; do sleep 0.3; done
+ctl "$dir/c.sock" info >"$dir/info"
+grep -q '"status": *"failed"' "$dir/info" || { cat "$dir/info"; fail "C: the cut migration is not reported failed"; }
+grep -q '"state": *"running"' "$dir/info" || { cat "$dir/info"; fail "C: not running after the cut"; }
+n=$(last_count "$dir/c.out")
+wait_in "$dir/c.out" $c "count $((n + 2))[[:space:]]" 60
+echo "cut: C keeps counting; $(grep -o '"error": *"[^"]*"' "$dir/info")"
+kill -TERM $c
+wait $c
+echo "ok: tcp and unix migrations of a dirtying guest, destination killed mid-transfer"

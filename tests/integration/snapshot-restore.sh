@@ -1,0 +1,86 @@
+# Snapshot a guest that runs a counter, kill the VMM, restore (paused, then
+# resumed through the API) and see the counter go on from where it was, with no
+# new boot. Then a damaged snapshot and one from another format version are
+# refused with a clear message.
+. tests/integration/lib.sh
+kvm_usable || fail "no usable KVM: $(kvm_why)"
+# /tmp is 9p inside the emulated host: no sockets there; /run is a tmpfs.
+dir=$(mktemp -d -p /run 2>/dev/null || mktemp -d)
+sock=$dir/api.sock
+out=$dir/console
+: >"$out"
+pid=
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
+ctl() { "$BUILD/plinth" ctl --api-socket "$sock" "$@"; }
+wait_for() { # REGEX [SECONDS]: until the console shows it (lines end in CR LF)
+	local end=$((SECONDS + ${2:-90}))
+	while [ $SECONDS -lt $end ]; do
+		grep -q -E -- "$1" "$out" && return 0
+		kill -0 $pid 2>/dev/null || { tail -n 20 "$out"; fail "plinth died waiting for /$1/"; }
+		sleep 0.3
+	done
+	tail -n 20 "$out"
+	fail "timed out waiting for /$1/"
+}
+last_count() { grep -o 'count [0-9]*' "$out" | tail -n 1 | cut -d' ' -f2; }
+
+cmd='i=0; while :; do i=$((i+1)); echo "count $i"; sleep 1; done'
+"$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
+	--cmdline "$(guest_cmdline "$cmd")" --api-socket "$sock" </dev/null >"$out" 2>&1 &
+pid=$!
+wait_for 'count 4[[:space:]]'
+n=$(last_count) # the counter the snapshot holds is at least this
+ctl snapshot --to "$dir/snap" >/dev/null || fail "snapshot failed"
+ctl snapshot --to "$dir/snap" 2>/dev/null && fail "a second snapshot over the first succeeded"
+[ -f "$dir/snap/state" ] && [ -f "$dir/snap/memory" ] || fail "no state or memory file"
+kill -9 $pid
+wait $pid 2>/dev/null
+pid=
+echo "snapshot at count $n: state $(stat -c %s "$dir/snap/state") bytes, memory $(du -k "$dir/snap/memory" | cut -f1) KiB on disk"
+
+# Restore paused: nothing runs until resume.
+out=$dir/console2
+t0=$(date +%s.%N)
+"$BUILD/plinth" restore --from "$dir/snap" --api-socket "$sock" --paused </dev/null >"$out" 2>&1 &
+pid=$!
+end=$((SECONDS + 60))
+while [ $SECONDS -lt $end ] && ! ctl info >/dev/null 2>&1; do sleep 0.2; done
+ctl info | grep -q '"state": *"paused"' || { ctl info; cat "$out"; fail "restore --paused: not paused"; }
+ctl info | grep -q '"restored": *true' || fail "info: not marked restored"
+sleep 2
+grep -q 'count' "$out" && { cat "$out"; fail "the guest ran while paused after restore"; }
+ctl resume >/dev/null || fail "resume after restore failed"
+t1=$(date +%s.%N)
+wait_for "count $((n + 1))[[:space:]]" 60
+t2=$(date +%s.%N)
+wait_for "count $((n + 3))[[:space:]]" 30
+grep -q 'init started' "$out" && fail "the restored guest booted again"
+first=$(grep -o 'count [0-9]*' "$out" | head -n 1 | cut -d' ' -f2)
+[ "$first" -ge "$n" ] || { cat "$out"; fail "the counter went back ($n -> $first)"; }
+awk -v a="$t1" -v b="$t2" 'BEGIN { printf "restore: resume to next count %.2f s\n", b - a }'
+kill -TERM $pid
+wait $pid 2>/dev/null
+pid=
+
+# A damaged state file: one byte flipped in the middle.
+cp -r "$dir/snap" "$dir/bad"
+size=$(stat -c %s "$dir/bad/state")
+printf '\xff' | dd of="$dir/bad/state" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+"$BUILD/plinth" restore --from "$dir/bad" </dev/null >"$dir/err" 2>&1 && fail "a damaged snapshot was restored"
+expect_in "$dir/err" 'checksum|crc|damaged|corrupt' "damaged snapshot: no clear message"
+echo "damaged: $(tail -n 1 "$dir/err")"
+
+# Another format version (header crc fixed up so only the version differs).
+cp "$dir/snap/state" "$dir/bad/state"
+python3 - "$dir/bad/state" <<'PY'
+import struct, sys, zlib
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[8:12] = struct.pack('<I', 2)
+b[20:24] = struct.pack('<I', zlib.crc32(bytes(b[0:20])))
+open(p, 'wb').write(b)
+PY
+"$BUILD/plinth" restore --from "$dir/bad" </dev/null >"$dir/err" 2>&1 && fail "a version-2 snapshot was restored"
+expect_in "$dir/err" 'version 2' "other version: no clear message"
+echo "other version: $(tail -n 1 "$dir/err")"
+echo "ok: snapshot, kill, restore paused, resume, counter $n -> $((n + 3)), damaged and other-version refused"

@@ -13,6 +13,7 @@
 
 #define CFG_STR_MAX 4096     /* bytes in a saved path or command line */
 #define MSRS_MAX    1024     /* MSRs per vCPU we are prepared to carry */
+#define MSR_IA32_TSC_DEADLINE 0x6e0
 
 /* ---- config ---- */
 
@@ -274,8 +275,9 @@ static int load_cpu(void *ctx, struct state_reader *r, uint32_t id)
 	struct kvm_mp_state mp;
 	struct kvm_vcpu_events ev;
 	struct kvm_debugregs dbg;
+	struct kvm_msr_entry *e = NULL;
 	const void *msrs;
-	uint32_t n, len;
+	uint32_t n, len, i;
 	struct vcpu *v;
 	int ret, fd;
 
@@ -313,25 +315,26 @@ static int load_cpu(void *ctx, struct state_reader *r, uint32_t id)
 					strerror(errno));
 		goto out_free;
 	}
-	{
-		/* msrs points into the payload, which need not be aligned: copy. */
-		struct kvm_msr_entry *e = malloc(len ? len : 1);
-
-		if (!e) {
-			ret = state_reader_fail(r, -ENOMEM, "out of memory");
-			goto out_free;
-		}
-		memcpy(e, msrs, len);
-		set_msrs(fd, e, n);
-		free(e);
+	/* msrs points into the payload, which need not be aligned: copy. */
+	e = malloc(len ? len : 1);
+	if (!e) {
+		ret = state_reader_fail(r, -ENOMEM, "out of memory");
+		goto out_free;
 	}
+	memcpy(e, msrs, len);
+	set_msrs(fd, e, n);
 	if (ioctl(fd, KVM_SET_MP_STATE, &mp) < 0 || ioctl(fd, KVM_SET_LAPIC, &lapic) < 0 ||
 	    ioctl(fd, KVM_SET_VCPU_EVENTS, &ev) < 0 || ioctl(fd, KVM_SET_DEBUGREGS, &dbg) < 0) {
 		ret = state_reader_fail(r, -errno, "vCPU state refused by KVM: %s", strerror(errno));
 		goto out_free;
 	}
+	/* KVM_SET_LAPIC disarms the TSC-deadline timer: arm it again after. */
+	for (i = 0; i < n; i++)
+		if (e[i].index == MSR_IA32_TSC_DEADLINE)
+			set_msrs(fd, &e[i], 1);
 	ret = 0;
 out_free:
+	free(e);
 	free(xsave);
 	return ret;
 }

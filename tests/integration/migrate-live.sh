@@ -52,7 +52,7 @@ ctl "$dir/a.sock" migrate --to tcp:127.0.0.1:47111 --downtime-ms 300 >/dev/null 
 wait_migrated "$dir/a.sock" $a
 n=$(last_count "$dir/a.out")
 wait_in "$dir/b.out" $b "count $((n + 2))[[:space:]]" 60
-grep -q 'init started' "$dir/b.out" && fail "B booted the guest instead of receiving it"
+grep -q "init started" "$dir/b.out" && { head -c 3000 "$dir/b.out"; cat "$dir/b.err"; fail "B booted the guest instead of receiving it"; }
 echo "tcp: $(grep 'migration completed' "$dir/a.err")"
 ctl "$dir/b.sock" info | grep -q '"restored": *true' || fail "B: info does not say received"
 

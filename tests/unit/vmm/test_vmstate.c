@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+/* vmstate: the "config" section round trip and its refusals; device-dirty tracking. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "mem.h"
+#include "vmstate.h"
+
+/* Run fn to fill a memfd through a writer, then return a reader positioned at 0. */
+static int stream_fd(void (*fn)(struct state_writer *w, const void *arg), const void *arg)
+{
+	int fd = memfd_create("vmstate-test", 0);
+	struct state_writer *w;
+
+	assert_true(fd >= 0);
+	w = state_writer_new_fd(fd, "test");
+	assert_non_null(w);
+	fn(w, arg);
+	assert_int_equal(state_writer_finish(w), 0);
+	state_writer_free(w);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+static void put_config(struct state_writer *w, const void *arg)
+{
+	assert_int_equal(vm_state_save_config(arg, w), 0);
+}
+
+static void test_config_round_trip(void **state)
+{
+	struct vm_config cfg = {
+		.kernel = "/boot/vmlinuz", .initrd = NULL, .cmdline = "console=ttyS0 quiet",
+		.cpus = 3, .memory = 768ULL << 20, .no_reboot = true, .nr_devices = 2,
+		.devices = { { VM_DEV_DISK, "path=/d.qcow2,format=qcow2" }, { VM_DEV_RNG, NULL } },
+	};
+	struct vm_saved_config saved;
+	struct state_reader *r;
+	int fd = stream_fd(put_config, &cfg);
+
+	(void)state;
+	r = state_reader_new_fd(fd, "test");
+	assert_int_equal(vm_state_read_config(r, &saved), 0);
+	assert_string_equal(saved.cfg.kernel, "/boot/vmlinuz");
+	assert_null(saved.cfg.initrd);
+	assert_string_equal(saved.cfg.cmdline, "console=ttyS0 quiet");
+	assert_int_equal(saved.cfg.cpus, 3);
+	assert_true(saved.cfg.memory == 768ULL << 20);
+	assert_true(saved.cfg.no_reboot);
+	assert_int_equal(saved.cfg.nr_devices, 2);
+	assert_int_equal(saved.cfg.devices[0].kind, VM_DEV_DISK);
+	assert_string_equal(saved.cfg.devices[0].spec, "path=/d.qcow2,format=qcow2");
+	assert_int_equal(saved.cfg.devices[1].kind, VM_DEV_RNG);
+	assert_null(saved.cfg.devices[1].spec);
+	assert_int_equal(state_reader_next_section(r), 0); /* the end, verified */
+	vm_saved_config_free(&saved);
+	state_reader_free(r);
+	close(fd);
+}
+
+/* A hand-made config section: cpus, memory, kernel (len bytes). */
+struct forged {
+	uint32_t cpus;
+	uint64_t memory;
+	const char *kernel;
+	uint32_t kernel_len;
+	uint32_t kind;
+};
+
+static void put_forged(struct state_writer *w, const void *arg)
+{
+	const struct forged *f = arg;
+
+	state_writer_begin_section(w, "config", 0, 0);
+	state_put_u32(w, f->cpus);
+	state_put_u64(w, f->memory);
+	state_put_bool(w, false);
+	state_put_bytes(w, f->kernel, f->kernel_len);
+	state_put_bytes(w, "", 0);
+	state_put_bytes(w, "console=ttyS0", 13);
+	state_put_u32(w, 1);
+	state_put_u32(w, f->kind);
+	state_put_bytes(w, "x", 1);
+	assert_int_equal(state_writer_end_section(w), 0);
+}
+
+static void expect_refused(const struct forged *f, const char *why)
+{
+	struct vm_saved_config saved;
+	struct state_reader *r;
+	int fd = stream_fd(put_forged, f);
+
+	r = state_reader_new_fd(fd, "test");
+	assert_true(vm_state_read_config(r, &saved) < 0);
+	assert_non_null(strstr(state_reader_error(r), why));
+	vm_saved_config_free(&saved);
+	state_reader_free(r);
+	close(fd);
+}
+
+static void test_config_refusals(void **state)
+{
+	struct forged ok = { 1, 256ULL << 20, "/k", 2, VM_DEV_CONSOLE };
+	struct forged f;
+
+	(void)state;
+	f = ok, f.cpus = 0;
+	expect_refused(&f, "0 vCPUs");
+	f = ok, f.cpus = VM_MAX_CPUS + 1;
+	expect_refused(&f, "vCPUs");
+	f = ok, f.memory = (256ULL << 20) + 1;
+	expect_refused(&f, "memory size");
+	f = ok, f.kernel = "/k\0evil", f.kernel_len = 7;
+	expect_refused(&f, "bad kernel path");
+	f = ok, f.kernel = "", f.kernel_len = 0;
+	expect_refused(&f, "no kernel");
+	f = ok, f.kind = 99;
+	expect_refused(&f, "device kind 99");
+}
+
+static void test_config_not_first(void **state)
+{
+	struct vm_saved_config saved;
+	struct state_reader *r;
+	struct forged ok = { 1, 256ULL << 20, "/k", 2, VM_DEV_CONSOLE };
+	int fd = stream_fd(put_forged, &ok);
+	uint8_t *buf = malloc(4096);
+	ssize_t n = pread(fd, buf, 4096, 0);
+
+	(void)state;
+	assert_true(n > 60);
+	buf[STATE_HEADER_SIZE + 4] = 'k'; /* "config" -> "konfig": header crc now wrong */
+	r = state_reader_new_mem(buf, (size_t)n, "test");
+	assert_true(vm_state_read_config(r, &saved) < 0);
+	vm_saved_config_free(&saved);
+	state_reader_free(r);
+	free(buf);
+	close(fd);
+}
+
+static void test_mark_dirty(void **state)
+{
+	static uint8_t ram[64 * 4096];
+	unsigned long bm[1] = { 0 };
+	struct guest_mem gm = { .nr_slots = 1, .fd = -1, .total = sizeof(ram) };
+
+	(void)state;
+	gm.slot[0] = (struct guest_mem_slot){ .gpa = 0x100000, .size = sizeof(ram), .hva = ram };
+	guest_mem_mark_dirty(&gm, ram + 10, 4); /* tracking off: nothing happens */
+	gm.slot[0].dev_dirty = bm;
+	guest_mem_mark_dirty(&gm, ram + 4095, 2); /* straddles pages 0 and 1 */
+	assert_true(bm[0] == 0x3);
+	guest_mem_mark_dirty(&gm, ram + 63 * 4096, 1 << 20); /* clipped at the slot's end */
+	assert_true(bm[0] == (0x3 | 1UL << 63));
+	guest_mem_mark_dirty(&gm, ram + sizeof(ram), 4096); /* outside: ignored */
+	guest_mem_mark_dirty(&gm, ram + 8192, 0);    /* empty: ignored */
+	assert_true(bm[0] == (0x3 | 1UL << 63));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_round_trip),
+		cmocka_unit_test(test_config_refusals),
+		cmocka_unit_test(test_config_not_first),
+		cmocka_unit_test(test_mark_dirty),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -415,6 +415,7 @@ static int cmd_restore(int argc, char **argv)
 		vm_destroy(vm);
 		goto out_vmm;
 	}
+	vm_resync_irqs(vm);
 	state_reader_free(r);
 	r = NULL;
 	close(mem_fd); /* the mapping keeps the file */

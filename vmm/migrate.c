@@ -174,7 +174,8 @@ out_errno:
 /* ---- dirty tracking ---- */
 
 struct dirty {
-	unsigned long *kvm[GUEST_MEM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG output */
+	unsigned long *kvm[GUEST_MEM_MAX_SLOTS]; /* pages to send: accumulated, cleared as sent */
+	unsigned long *log[GUEST_MEM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG output */
 	unsigned long *dev[GUEST_MEM_MAX_SLOTS]; /* published in slot->dev_dirty */
 	size_t words[GUEST_MEM_MAX_SLOTS];
 	bool logging;
@@ -213,8 +214,9 @@ static void dirty_stop(struct vm *vm, struct dirty *d)
 	usleep(1000);
 	for (i = 0; i < GUEST_MEM_MAX_SLOTS; i++) {
 		free(d->kvm[i]);
+		free(d->log[i]);
 		free(d->dev[i]);
-		d->kvm[i] = d->dev[i] = NULL;
+		d->kvm[i] = d->log[i] = d->dev[i] = NULL;
 	}
 }
 
@@ -229,8 +231,9 @@ static int dirty_start(struct vm *vm, struct dirty *d)
 
 		d->words[i] = (size_t)((pages + BITS - 1) / BITS);
 		d->kvm[i] = calloc(d->words[i], sizeof(unsigned long));
+		d->log[i] = calloc(d->words[i], sizeof(unsigned long));
 		d->dev[i] = calloc(d->words[i], sizeof(unsigned long));
-		if (!d->kvm[i] || !d->dev[i]) {
+		if (!d->kvm[i] || !d->log[i] || !d->dev[i]) {
 			dirty_stop(vm, d);
 			return -ENOMEM;
 		}
@@ -248,8 +251,9 @@ static int dirty_start(struct vm *vm, struct dirty *d)
 }
 
 /*
- * Collect (and clear) what was dirtied since the last call: KVM's log OR'ed with
- * the devices' bits into d->kvm. Returns the number of dirty pages or -errno.
+ * Collect (and clear) what was dirtied since the last call: KVM's log and the
+ * devices' bits are OR'ed into d->kvm, which keeps what was collected earlier
+ * and not sent yet. Returns the number of pages to send or -errno.
  */
 static int64_t dirty_collect(struct vm *vm, struct dirty *d)
 {
@@ -258,12 +262,13 @@ static int64_t dirty_collect(struct vm *vm, struct dirty *d)
 	size_t w;
 
 	for (i = 0; i < vm->mem.nr_slots; i++) {
-		struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = d->kvm[i] };
+		struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = d->log[i] };
 
 		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 			return -errno;
 		for (w = 0; w < d->words[i]; w++) {
-			d->kvm[i][w] |= __atomic_exchange_n(&d->dev[i][w], 0, __ATOMIC_RELAXED);
+			d->kvm[i][w] |= d->log[i][w] |
+					__atomic_exchange_n(&d->dev[i][w], 0, __ATOMIC_RELAXED);
 			n += __builtin_popcountl(d->kvm[i][w]);
 		}
 	}
@@ -726,6 +731,7 @@ int migrate_receive(const char *uri, struct vm_config *base, struct vm_saved_con
 		log_error("migration refused: %s", state_reader_error(r));
 		goto out_vm;
 	}
+	vm_resync_irqs(vm);
 	/* Everything checked (invariant 1): confirm, then this side runs the guest. */
 	if (write(fd, &ack, 1) != 1) {
 		ret = -errno;

@@ -725,6 +725,17 @@ int vm_resume(struct vm *vm)
 	return 0;
 }
 
+void vm_resync_irqs(struct vm *vm)
+{
+	/*
+	 * A fresh in-kernel irqchip has every input line low; the restored devices
+	 * may hold theirs high and would never raise them again (they only signal
+	 * changes), so the line is driven to the device's level once.
+	 */
+	irq_line(vm->vm_fd, IRQ_COM1, vm->com1.st.irq_level);
+	irq_line(vm->vm_fd, IRQ_SCI, vm->pm.st.sci);
+}
+
 void vm_power_button(struct vm *vm)
 {
 	pm_power_button(&vm->pm);

@@ -178,6 +178,8 @@ int vm_resume(struct vm *vm);
 bool vm_paused(struct vm *vm);
 /* Kick every running vCPU out of KVM_RUN once (throttling). */
 void vm_kick_all(struct vm *vm);
+/* After a restore: drive the platform devices' interrupt lines to their levels. */
+void vm_resync_irqs(struct vm *vm);
 /* Press the ACPI power button (SCI with PM1 PWRBTN_STS). */
 void vm_power_button(struct vm *vm);
 

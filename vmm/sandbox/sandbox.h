@@ -59,7 +59,7 @@ enum sandbox_thread {
 	SANDBOX_MAIN, /* control thread: VM setup done; pause/resume, snapshot, migration */
 	SANDBOX_VCPU, /* a vCPU: KVM_RUN and port/MMIO emulation */
 	SANDBOX_IO,   /* a device backend or the console input thread: epoll, disk, tap, vsock */
-	SANDBOX_API,  /* the REST API thread (libmicrohttpd on a Unix socket) */
+	SANDBOX_API,  /* the REST API thread (libmicrohttpd) and the control ops it runs */
 };
 #define SANDBOX_NR_KINDS 4
 

@@ -235,6 +235,29 @@ static int body_main_inet(void *arg)
 	return 2;
 }
 
+/* The API thread runs the control ops: files and migration sockets, but no VM creation. */
+static int body_api_control(void *arg)
+{
+	char path[] = "/tmp/plinth-snap-XXXXXX";
+	int fd, sk, kvm;
+
+	(void)arg;
+	kvm = open("/dev/null", O_RDWR);
+	CHECK(kvm >= 0, 1);
+	if (install(SANDBOX_API))
+		return 100;
+	fd = mkstemp(path);
+	CHECK(fd >= 0, 2);
+	CHECK(write(fd, "snap", 4) == 4 && fdatasync(fd) == 0, 3);
+	CHECK(unlink(path) == 0, 4);
+	sk = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(sk >= 0, 5);
+	close(sk);
+	CHECK(ioctl(kvm, KVM_GET_DIRTY_LOG, NULL) < 0 && errno == ENOTTY, 6);
+	ioctl(kvm, KVM_CREATE_VM, 0); /* the main thread's */
+	return 7;
+}
+
 /* Device backend work: an epoll loop over an eventfd, disk I/O, a Unix socket pair. */
 static int io_work(int img)
 {
@@ -531,6 +554,13 @@ static void test_socket_families(void **state)
 	expect_killed_for("socket", "main");
 }
 
+static void test_api_runs_control_ops(void **state)
+{
+	(void)state;
+	assert_int_equal(run_child(body_api_control, NULL, &res), 0);
+	expect_killed_for("ioctl", "api");
+}
+
 static void test_io_backend_work(void **state)
 {
 	(void)state;
@@ -714,6 +744,7 @@ int main(void)
 		cmocka_unit_test(test_no_exec_mappings),
 		cmocka_unit_test(test_socket_families),
 		cmocka_unit_test(test_io_backend_work),
+		cmocka_unit_test(test_api_runs_control_ops),
 		cmocka_unit_test(test_threads_and_processes),
 		cmocka_unit_test(test_message_names_thread),
 		cmocka_unit_test(test_x32_abi_killed),

@@ -610,19 +610,19 @@ static void test_x32_abi_killed(void **state)
 	assert_string_equal(res.err, "");
 }
 
-/* The i386 ABI (int 0x80): likewise, where this kernel runs it at all. */
+/* The i386 ABI (int 0x80): likewise. Registered only where this kernel runs it at all. */
 static void test_i386_abi_killed(void **state)
 {
 	(void)state;
-	assert_int_equal(run_child(body_i386_abi, NULL, &res), 0);
-	if (!child_exited(&res, 0)) {
-		print_message("# int 0x80 does not work here even without a filter: skipped\n");
-		skip();
-	}
 	assert_int_equal(run_child(body_i386_abi, (void *)1, &res), 0);
 	if (!child_killed(&res, SIGSYS))
 		fail_msg("child status %#x, expected death by SIGSYS", res.status);
 	assert_string_equal(res.err, "");
+}
+
+static bool i386_abi_works(void)
+{
+	return run_child(body_i386_abi, NULL, &res) == 0 && child_exited(&res, 0);
 }
 
 static void test_filters_stack(void **state)
@@ -748,13 +748,19 @@ int main(void)
 		cmocka_unit_test(test_threads_and_processes),
 		cmocka_unit_test(test_message_names_thread),
 		cmocka_unit_test(test_x32_abi_killed),
-		cmocka_unit_test(test_i386_abi_killed),
 		cmocka_unit_test(test_filters_stack),
 		cmocka_unit_test(test_main_is_superset),
 		cmocka_unit_test(test_print),
 		cmocka_unit_test(test_syscall_names),
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_i386_abi_killed), /* last: dropped where int 0x80 is off */
 	};
+	size_t n = sizeof(tests) / sizeof(tests[0]);
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	if (!i386_abi_works()) {
+		printf("# int 0x80 does not run here even without a filter: "
+		       "test_i386_abi_killed not registered\n");
+		n--;
+	}
+	return _cmocka_run_group_tests("sandbox-seccomp", tests, n, NULL, NULL);
 }

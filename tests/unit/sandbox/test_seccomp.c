@@ -476,18 +476,22 @@ static int body_seccomp_mode(void *arg)
 {
 	char line[256];
 	FILE *f;
-	int mode = -1;
+	int mode = -1, filters = -1;
 
 	(void)arg;
-	if (install(SANDBOX_MAIN))
+	/* Twice the same kind: one filter. */
+	if (install(SANDBOX_MAIN) || install(SANDBOX_MAIN))
 		return 100;
 	f = fopen("/proc/self/status", "r");
 	CHECK(f, 1);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Seccomp: %d", &mode) == 1)
-			break;
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "Seccomp: %d", &mode);
+		sscanf(line, "Seccomp_filters: %d", &filters);
+	}
 	fclose(f);
-	return mode == 2 ? 0 : 2;
+	CHECK(mode == 2, 2);
+	CHECK(filters == 1, 3);
+	return 0;
 }
 
 /* ---- cases ------------------------------------------------------------------------- */

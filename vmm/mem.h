@@ -48,4 +48,18 @@ static inline void *guest_mem_ptr(const struct guest_mem *gm, uint64_t gpa, uint
 	return 0;
 }
 
+/*
+ * Create guest RAM of size bytes (a multiple of 4 KiB) backed by one memfd,
+ * mapped MAP_SHARED, split into slots by the caller's layout: layout[i] gives
+ * each slot's guest address and size (sizes summing to size). 0 or -errno.
+ */
+struct guest_mem_layout {
+	uint64_t gpa;
+	uint64_t size;
+};
+int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout,
+		     unsigned int nr);
+/* Unmap all slots and close the backing file. Safe on a zeroed struct. */
+void guest_mem_destroy(struct guest_mem *gm);
+
 #endif

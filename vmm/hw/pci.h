@@ -99,4 +99,34 @@ static inline void pci_cfg_set32(struct pci_device *d, uint32_t off, uint32_t v)
 	pci_cfg_set16(d, off + 2, (uint16_t)(v >> 16));
 }
 
+/*
+ * Bus side, used by the VMM core (not by devices).
+ *
+ * pci_bus_new() creates bus 0 with the host bridge at 00:00.0, claims the
+ * config ports 0xcf8..0xcff and the ECAM window [ecam_base, ecam_base + 1 MiB)
+ * in the resource registry and routes them on the pio/mmio buses. BARs are
+ * carved from the registry's PCI windows and routed on the same buses while
+ * the command register enables decoding. NULL on failure (reason logged).
+ */
+struct bus;
+struct resources;
+struct pci_bus *pci_bus_new(struct bus *pio, struct bus *mmio, struct resources *res,
+			    uint64_t ecam_base, const struct pci_host_ops *host_ops, void *host);
+void pci_bus_free(struct pci_bus *bus);
+/*
+ * The reset control register at 0xcf9 shares the host bridge's 0xcf8 decode:
+ * byte writes there go to cb (the PM device). May be left unset.
+ */
+void pci_bus_set_reset_handler(struct pci_bus *bus, void (*cb)(void *opaque, uint8_t val),
+			       void *opaque);
+/*
+ * One config space access to device dev of bus 0 (function 0), as both the
+ * 0xcf8/0xcfc and the ECAM paths perform it: len 1/2/4, naturally aligned,
+ * anything else (or an empty slot) reads all-ones and ignores writes.
+ */
+void pci_cfg_access(struct pci_bus *bus, unsigned int dev, uint32_t off, void *data,
+		    unsigned int len, bool write);
+/* The guest-visible base of BAR bar, as programmed in config space (0 if unset). */
+uint64_t pci_bar_programmed(const struct pci_device *dev, int bar);
+
 #endif

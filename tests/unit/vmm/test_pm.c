@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+/* ACPI PM1 (S5 poweroff), the reset control register and the i8042 reset. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "arch/x86/layout.h"
+#include "hw/i8042.h"
+#include "hw/pm.h"
+
+struct events {
+	int poweroff, reset;
+};
+
+static void ev(void *o, enum pm_event e)
+{
+	struct events *x = o;
+
+	if (e == PM_EVENT_POWEROFF)
+		x->poweroff++;
+	else
+		x->reset++;
+}
+
+static const struct pm_backend be = { ev };
+
+static uint16_t rd16(struct pm *pm, unsigned int off)
+{
+	uint16_t v;
+
+	pm_ops.read(pm, off, &v, 2);
+	return v;
+}
+
+static void wr16(struct pm *pm, unsigned int off, uint16_t v)
+{
+	pm_ops.write(pm, off, &v, 2);
+}
+
+static void test_s5(void **state)
+{
+	struct events x = { 0 };
+	struct pm pm;
+
+	(void)state;
+	pm_init(&pm, &be, &x);
+	assert_int_equal(rd16(&pm, 4) & 1, 1); /* SCI_EN: ACPI mode */
+	/* Linux writes SLP_TYP first, then SLP_TYP | SLP_EN. */
+	wr16(&pm, 4, (uint16_t)(ACPI_S5_SLP_TYP << 10));
+	assert_int_equal(x.poweroff, 0);
+	wr16(&pm, 4, (uint16_t)(ACPI_S5_SLP_TYP << 10 | 0x2000));
+	assert_int_equal(x.poweroff, 1);
+	assert_int_equal(rd16(&pm, 4) & 0x2000, 0); /* SLP_EN reads 0 */
+	/* Another sleep type is not soft-off. */
+	wr16(&pm, 4, (uint16_t)(1 << 10 | 0x2000));
+	assert_int_equal(x.poweroff, 1);
+	/* Byte writes: high byte carries SLP_EN and SLP_TYP. */
+	{
+		uint8_t hi = (uint8_t)((ACPI_S5_SLP_TYP << 2) | 0x20);
+
+		pm_ops.write(&pm, 5, &hi, 1);
+	}
+	assert_int_equal(x.poweroff, 2);
+	assert_int_equal(x.reset, 0);
+	pm_destroy(&pm);
+}
+
+static void test_status_enable(void **state)
+{
+	struct events x = { 0 };
+	struct pm pm;
+
+	(void)state;
+	pm_init(&pm, &be, &x);
+	pm.st.sts = 0x8101;
+	wr16(&pm, 0, 0x0001); /* write one to clear */
+	assert_int_equal(rd16(&pm, 0), 0x8100);
+	wr16(&pm, 2, 0x0120);
+	assert_int_equal(rd16(&pm, 2), 0x0120);
+	pm_destroy(&pm);
+}
+
+static void test_reset_control(void **state)
+{
+	struct events x = { 0 };
+	struct pm pm;
+
+	(void)state;
+	pm_init(&pm, &be, &x);
+	pm_reset_control(&pm, 0x02);
+	assert_int_equal(x.reset, 0);
+	pm_reset_control(&pm, 0x06);
+	assert_int_equal(x.reset, 1);
+	pm_destroy(&pm);
+}
+
+static void kbd_reset(void *o)
+{
+	(*(int *)o)++;
+}
+
+static void test_i8042(void **state)
+{
+	struct i8042 k;
+	uint8_t v;
+	int resets = 0;
+
+	(void)state;
+	i8042_init(&k, kbd_reset, &resets);
+	i8042_ops.read(&k, 4, &v, 1);
+	assert_int_equal(v & 0x03, 0); /* nothing to read, ready for input */
+	v = 0xaa;
+	i8042_ops.write(&k, 4, &v, 1);
+	i8042_ops.read(&k, 4, &v, 1);
+	assert_int_equal(v & 1, 1);
+	i8042_ops.read(&k, 0, &v, 1);
+	assert_int_equal(v, 0x55);
+	v = 0xfe;
+	i8042_ops.write(&k, 4, &v, 1);
+	assert_int_equal(resets, 1);
+	/* Writing the output port with the reset line low also resets. */
+	v = 0xd1;
+	i8042_ops.write(&k, 4, &v, 1);
+	v = 0xfe;
+	i8042_ops.write(&k, 0, &v, 1);
+	assert_int_equal(resets, 2);
+	i8042_destroy(&k);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_s5),
+		cmocka_unit_test(test_status_enable),
+		cmocka_unit_test(test_reset_control),
+		cmocka_unit_test(test_i8042),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: MIT
+#include "boot.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layout.h"
+#include "resources.h"
+#include "util.h"
+
+/* Offsets into a bzImage (Documentation/arch/x86/boot.rst). */
+#define BZ_SETUP_SECTS   0x1f1
+#define BZ_BOOT_FLAG     0x1fe
+#define BZ_JUMP          0x200
+#define BZ_HEADER        0x202
+#define BZ_VERSION       0x206
+#define BZ_LOADFLAGS     0x211
+#define BZ_INITRD_MAX    0x22c
+#define BZ_RELOCATABLE   0x234
+#define BZ_XLOADFLAGS    0x236
+#define BZ_CMDLINE_SIZE  0x238
+#define BZ_PREF_ADDRESS  0x258
+#define BZ_INIT_SIZE     0x260
+#define BZ_MIN_LEN       0x268 /* through init_size */
+#define BZ_MIN_VERSION   0x020c /* 2.12: xloadflags, the 64-bit entry */
+#define ELF_MAX_PHDRS    64
+#define X86_KERNEL_VBASE 0xffffffff80000000ULL /* __START_KERNEL_map */
+
+static uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)rd16(p) | (uint32_t)rd16(p + 2) << 16;
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
+
+static int probe_elf(const uint8_t *img, size_t len, struct linux_kernel *k, const char **why)
+{
+	Elf64_Ehdr eh;
+	uint64_t lo = UINT64_MAX, hi = 0, entry;
+	unsigned int i;
+	int entry_ok = 0;
+
+	if (len < sizeof(eh)) {
+		*why = "truncated ELF header";
+		return -ENOEXEC;
+	}
+	memcpy(&eh, img, sizeof(eh));
+	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
+	    eh.e_machine != EM_X86_64) {
+		*why = "ELF file is not an x86-64 image";
+		return -ENOEXEC;
+	}
+	if (eh.e_type != ET_EXEC) {
+		*why = "ELF file is not an executable (a vmlinux is ET_EXEC)";
+		return -ENOEXEC;
+	}
+	if (eh.e_phentsize != sizeof(Elf64_Phdr) || !eh.e_phnum ||
+	    eh.e_phnum > ELF_MAX_PHDRS || !range_within(eh.e_phoff,
+			(uint64_t)eh.e_phnum * sizeof(Elf64_Phdr), len)) {
+		*why = "ELF file has no usable program headers";
+		return -ENOEXEC;
+	}
+	entry = eh.e_entry >= X86_KERNEL_VBASE ? eh.e_entry - X86_KERNEL_VBASE : eh.e_entry;
+	for (i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+		uint64_t end;
+
+		memcpy(&ph, img + eh.e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+		if (ph.p_type != PT_LOAD)
+			continue;
+		if (ph.p_filesz > ph.p_memsz || !range_within(ph.p_offset, ph.p_filesz, len) ||
+		    add_overflow(ph.p_paddr, ph.p_memsz, &end) || end > LAYOUT_MEM_HOLE) {
+			*why = "ELF segment lies outside the file or low memory";
+			return -ENOEXEC;
+		}
+		lo = MIN(lo, ph.p_paddr);
+		hi = MAX(hi, end);
+		if (entry >= ph.p_paddr && entry < end)
+			entry_ok = 1;
+	}
+	if (hi == 0 || lo < LAYOUT_HIGH_START) {
+		*why = "ELF file has no loadable segment above 1 MiB";
+		return -ENOEXEC;
+	}
+	if (!entry_ok) {
+		*why = "ELF entry point is not inside a loaded segment";
+		return -ENOEXEC;
+	}
+	k->elf = 1;
+	k->version = 0;
+	k->load_addr = lo;
+	k->mem_needed = hi - lo;
+	k->entry = entry;
+	k->initrd_addr_max = 0x7fffffff;
+	k->cmdline_max = 2047;
+	k->hdr_len = 0;
+	return 0;
+}
+
+static int probe_bzimage(const uint8_t *img, size_t len, struct linux_kernel *k, const char **why)
+{
+	unsigned int setup_sects;
+	uint64_t pref, init_size;
+	size_t hdr_end;
+
+	if (len < BZ_MIN_LEN) {
+		*why = "file too short to be a Linux kernel";
+		return -ENOEXEC;
+	}
+	if (rd16(img + BZ_BOOT_FLAG) != 0xaa55 || memcmp(img + BZ_HEADER, "HdrS", 4)) {
+		*why = "not a Linux kernel (no bzImage header and not ELF)";
+		return -ENOEXEC;
+	}
+	k->version = rd16(img + BZ_VERSION);
+	if (k->version < BZ_MIN_VERSION) {
+		*why = "kernel boot protocol too old (need 2.12 or later)";
+		return -ENOEXEC;
+	}
+	if (!(img[BZ_LOADFLAGS] & LOADED_HIGH)) {
+		*why = "kernel is a zImage, not a bzImage";
+		return -ENOEXEC;
+	}
+	if (!(rd16(img + BZ_XLOADFLAGS) & XLF_KERNEL_64)) {
+		*why = "kernel has no 64-bit entry point";
+		return -ENOEXEC;
+	}
+	setup_sects = img[BZ_SETUP_SECTS] ? img[BZ_SETUP_SECTS] : 4;
+	k->payload_off = (uint64_t)(setup_sects + 1) * 512;
+	if (k->payload_off >= len) {
+		*why = "kernel image truncated (no protected-mode code)";
+		return -ENOEXEC;
+	}
+	/* The setup header ends at 0x202 + the jump's offset byte. */
+	hdr_end = BZ_HEADER + img[BZ_JUMP + 1];
+	hdr_end = MIN(hdr_end, (size_t)0x1f1 + sizeof(struct setup_header));
+	hdr_end = MIN(hdr_end, len);
+	k->hdr_len = hdr_end > 0x1f1 ? hdr_end - 0x1f1 : 0;
+
+	pref = rd64(img + BZ_PREF_ADDRESS);
+	init_size = rd32(img + BZ_INIT_SIZE);
+	/* Load where the kernel prefers (it then decompresses in place), else at 1 MiB. */
+	if (img[BZ_RELOCATABLE] && pref >= LAYOUT_HIGH_START && !(pref & 0xfff) &&
+	    pref < LAYOUT_MEM_HOLE)
+		k->load_addr = pref;
+	else
+		k->load_addr = LAYOUT_HIGH_START;
+	k->elf = 0;
+	k->mem_needed = MAX(init_size, (uint64_t)(len - k->payload_off));
+	k->entry = k->load_addr + 0x200;
+	k->initrd_addr_max = rd32(img + BZ_INITRD_MAX);
+	k->cmdline_max = rd32(img + BZ_CMDLINE_SIZE);
+	if (k->cmdline_max > LAYOUT_CMDLINE_MAX - 1)
+		k->cmdline_max = LAYOUT_CMDLINE_MAX - 1;
+	return 0;
+}
+
+int linux_probe(const uint8_t *img, size_t len, struct linux_kernel *k, const char **why)
+{
+	int ret;
+
+	memset(k, 0, sizeof(*k));
+	if (len >= 4 && !memcmp(img, ELFMAG, SELFMAG))
+		ret = probe_elf(img, len, k, why);
+	else
+		ret = probe_bzimage(img, len, k, why);
+	if (ret)
+		return ret;
+	k->image = img;
+	k->image_len = len;
+	return 0;
+}
+
+static int load_elf_segments(struct guest_mem *gm, const struct linux_kernel *k)
+{
+	Elf64_Ehdr eh;
+	unsigned int i;
+
+	memcpy(&eh, k->image, sizeof(eh));
+	for (i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+		uint8_t *dst;
+
+		memcpy(&ph, k->image + eh.e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+		if (ph.p_type != PT_LOAD || !ph.p_memsz)
+			continue;
+		dst = guest_mem_ptr(gm, ph.p_paddr, ph.p_memsz);
+		if (!dst)
+			return -ENOMEM;
+		memcpy(dst, k->image + ph.p_offset, ph.p_filesz);
+		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+	}
+	return 0;
+}
+
+int linux_plan(const struct linux_kernel *k, uint64_t low_ram_end, size_t cmdlen,
+	       uint64_t initrd_size, uint64_t *initrd_addr, const char **why)
+{
+	uint64_t kernel_end, top;
+
+	*initrd_addr = 0;
+	if (add_overflow(k->load_addr, k->mem_needed, &kernel_end) || kernel_end > low_ram_end) {
+		*why = "guest memory too small for this kernel";
+		return -ENOMEM;
+	}
+	if (cmdlen > k->cmdline_max) {
+		*why = "kernel command line longer than this kernel accepts";
+		return -E2BIG;
+	}
+	if (!initrd_size)
+		return 0;
+	/* As high as the kernel allows, below the end of low RAM, page aligned. */
+	top = MIN(low_ram_end, (uint64_t)k->initrd_addr_max + 1);
+	if (initrd_size > top || ((top - initrd_size) & ~0xfffULL) < kernel_end) {
+		*why = "initrd too large to fit in guest memory beside the kernel";
+		return -ENOMEM;
+	}
+	*initrd_addr = (top - initrd_size) & ~0xfffULL;
+	return 0;
+}
+
+int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct linux_boot_cfg *cfg,
+	       const char **why)
+{
+	struct boot_params *bp;
+	uint64_t initrd_addr = 0, initrd_size = cfg->initrd_fd >= 0 ? cfg->initrd_size : 0;
+	size_t cmdlen = strlen(cfg->cmdline);
+	char *cmd;
+	int ret;
+
+	ret = linux_plan(k, cfg->low_ram_end, cmdlen, initrd_size, &initrd_addr, why);
+	if (ret)
+		return ret;
+	if (!guest_mem_ptr(gm, k->load_addr, k->mem_needed)) {
+		*why = "guest memory too small for this kernel";
+		return -ENOMEM;
+	}
+	bp = guest_mem_ptr(gm, LAYOUT_ZERO_PAGE, sizeof(*bp));
+	cmd = guest_mem_ptr(gm, LAYOUT_CMDLINE, cmdlen + 1);
+	if (!bp || !cmd || cfg->e820_nr > E820_MAX_ENTRIES_ZEROPAGE) {
+		*why = "guest memory too small for the boot data";
+		return -ENOMEM;
+	}
+	if (initrd_size) {
+		uint8_t *dst = guest_mem_ptr(gm, initrd_addr, initrd_size);
+
+		if (!dst) {
+			*why = "initrd too large to fit in guest memory beside the kernel";
+			return -ENOMEM;
+		}
+		ret = pread_full(cfg->initrd_fd, dst, initrd_size, 0);
+		if (ret) {
+			*why = "cannot read the initrd";
+			return ret;
+		}
+	}
+
+	if (k->elf) {
+		ret = load_elf_segments(gm, k);
+		if (ret) {
+			*why = "ELF segment outside guest memory";
+			return ret;
+		}
+	} else {
+		memcpy(guest_mem_ptr(gm, k->load_addr, k->mem_needed), k->image + k->payload_off,
+		       k->image_len - k->payload_off);
+	}
+	memcpy(cmd, cfg->cmdline, cmdlen + 1);
+
+	/* A clean zero page with only the setup header copied in (boot.rst). */
+	memset(bp, 0, sizeof(*bp));
+	if (k->elf) {
+		bp->hdr.boot_flag = 0xaa55;
+		bp->hdr.header = 0x53726448; /* "HdrS" */
+		bp->hdr.version = 0x020f;
+		bp->hdr.kernel_alignment = 0x1000000;
+	} else {
+		memcpy(&bp->hdr, k->image + 0x1f1, k->hdr_len);
+		bp->hdr.code32_start = (uint32_t)k->load_addr;
+	}
+	bp->hdr.type_of_loader = 0xff;
+	bp->hdr.loadflags |= LOADED_HIGH | CAN_USE_HEAP;
+	bp->hdr.loadflags &= (uint8_t)~QUIET_FLAG;
+	bp->hdr.heap_end_ptr = 0xfe00 - 0x200;
+	bp->hdr.cmd_line_ptr = (uint32_t)LAYOUT_CMDLINE;
+	bp->hdr.cmdline_size = (uint32_t)cmdlen + 1;
+	bp->hdr.ramdisk_image = (uint32_t)initrd_addr;
+	bp->hdr.ramdisk_size = (uint32_t)initrd_size;
+	bp->ext_ramdisk_image = (uint32_t)(initrd_addr >> 32);
+	bp->ext_ramdisk_size = (uint32_t)(initrd_size >> 32);
+	bp->acpi_rsdp_addr = cfg->rsdp;
+	memcpy(bp->e820_table, cfg->e820, cfg->e820_nr * sizeof(cfg->e820[0]));
+	bp->e820_entries = (uint8_t)cfg->e820_nr;
+
+	ret = x86_boot_tables(gm);
+	if (ret)
+		*why = "guest memory too small for the boot page tables";
+	return ret;
+}
+
+int x86_boot_tables(struct guest_mem *gm)
+{
+	uint64_t *pml4 = guest_mem_ptr(gm, LAYOUT_PML4, 4096);
+	uint64_t *pdpt = guest_mem_ptr(gm, LAYOUT_PDPT, 4096);
+	uint64_t *pd = guest_mem_ptr(gm, LAYOUT_PD, 4 * 4096);
+	uint64_t *gdt = guest_mem_ptr(gm, LAYOUT_GDT, 5 * 8);
+	uint64_t *idt = guest_mem_ptr(gm, LAYOUT_IDT, 8);
+	unsigned int i;
+
+	if (!pml4 || !pdpt || !pd || !gdt || !idt)
+		return -EFAULT;
+	memset(pml4, 0, 4096);
+	memset(pdpt, 0, 4096);
+	pml4[0] = LAYOUT_PDPT | 0x3; /* present, writable */
+	for (i = 0; i < 4; i++)
+		pdpt[i] = (LAYOUT_PD + i * 4096ULL) | 0x3;
+	for (i = 0; i < 4 * 512; i++)
+		pd[i] = ((uint64_t)i << 21) | 0x83; /* present, writable, 2 MiB page */
+
+	/* Boot protocol: __BOOT_CS = 0x10, __BOOT_DS = 0x18. */
+	gdt[0] = 0;
+	gdt[1] = 0;
+	gdt[2] = 0x00af9b000000ffffULL; /* 64-bit code */
+	gdt[3] = 0x00cf93000000ffffULL; /* data */
+	gdt[4] = 0x00008b0000000067ULL; /* TSS */
+	idt[0] = 0;
+	return 0;
+}
+
+static int e820_cmp(const void *a, const void *b)
+{
+	const struct boot_e820_entry *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+int x86_e820_build(const struct guest_mem *gm, const struct resources *r,
+		   struct boot_e820_entry *out, unsigned int max)
+{
+	unsigned int n = 0, i;
+
+#define E820_ADD(a, s, t)                                                           \
+	do {                                                                        \
+		if (n == max)                                                       \
+			return -ENOSPC;                                             \
+		out[n++] = (struct boot_e820_entry){ .addr = (a), .size = (s), .type = (t) }; \
+	} while (0)
+
+	for (i = 0; i < gm->nr_slots; i++) {
+		const struct guest_mem_slot *s = &gm->slot[i];
+
+		if (s->gpa == 0) {
+			/* Conventional memory below the EBDA; 0xa0000..1 MiB is not RAM. */
+			E820_ADD(0, MIN(s->size, LAYOUT_EBDA), E820_RAM);
+			E820_ADD(LAYOUT_EBDA, LAYOUT_LOW_END - LAYOUT_EBDA, E820_RESERVED);
+			E820_ADD(LAYOUT_ACPI, LAYOUT_ACPI_END - LAYOUT_ACPI, E820_RESERVED);
+			if (s->size > LAYOUT_HIGH_START)
+				E820_ADD(LAYOUT_HIGH_START, s->size - LAYOUT_HIGH_START, E820_RAM);
+		} else {
+			E820_ADD(s->gpa, s->size, E820_RAM);
+		}
+	}
+	for (i = 0; i < r->nr_ranges; i++) {
+		if (r->range[i].kind == RES_MMIO && (r->range[i].flags & RES_F_E820_RESERVED))
+			E820_ADD(r->range[i].base, r->range[i].len, E820_RESERVED);
+	}
+#undef E820_ADD
+	qsort(out, n, sizeof(out[0]), e820_cmp);
+	return (int)n;
+}

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+#include "pm.h"
+
+#include <string.h>
+
+#include "arch/x86/layout.h"
+
+#define PM1_CNT_SCI_EN   0x0001
+#define PM1_CNT_SLP_TYP  0x1c00
+#define PM1_CNT_SLP_EN   0x2000
+#define PM1_STS_WAK      0x8000
+#define RST_CNT_RESET    0x04
+
+void pm_init(struct pm *pm, const struct pm_backend *be, void *opaque)
+{
+	memset(pm, 0, sizeof(*pm));
+	pthread_mutex_init(&pm->lock, NULL);
+	pm->be = be;
+	pm->opaque = opaque;
+	/* No SMI command port: the machine is always in ACPI mode. */
+	pm->st.cnt = PM1_CNT_SCI_EN;
+}
+
+void pm_destroy(struct pm *pm)
+{
+	pthread_mutex_destroy(&pm->lock);
+}
+
+static uint16_t *pm_reg(struct pm_state *st, unsigned int off)
+{
+	switch (off / 2) {
+	case 0:
+		return &st->sts;
+	case 1:
+		return &st->en;
+	default:
+		return &st->cnt;
+	}
+}
+
+static void pm_read(void *opaque, uint64_t off, void *data, unsigned int len)
+{
+	struct pm *pm = opaque;
+	uint8_t *p = data;
+	unsigned int i;
+
+	pthread_mutex_lock(&pm->lock);
+	for (i = 0; i < len; i++) {
+		unsigned int o = (unsigned int)off + i;
+
+		p[i] = o < 6 ? (uint8_t)(*pm_reg(&pm->st, o) >> (8 * (o & 1))) : 0xff;
+	}
+	pthread_mutex_unlock(&pm->lock);
+}
+
+static void pm_write(void *opaque, uint64_t off, const void *data, unsigned int len)
+{
+	struct pm *pm = opaque;
+	const uint8_t *p = data;
+	int poweroff = 0;
+	unsigned int i;
+
+	pthread_mutex_lock(&pm->lock);
+	for (i = 0; i < len; i++) {
+		unsigned int o = (unsigned int)off + i, shift = 8 * (o & 1);
+		uint16_t v = (uint16_t)(p[i] << shift), *reg;
+
+		if (o >= 6)
+			break;
+		reg = pm_reg(&pm->st, o);
+		if (reg == &pm->st.sts)
+			*reg &= (uint16_t)~v; /* write one to clear */
+		else
+			*reg = (uint16_t)((*reg & ~(0xff << shift)) | v);
+	}
+	if (pm->st.cnt & PM1_CNT_SLP_EN) {
+		/* SLP_EN is write-only; act on the sleep type just written. */
+		pm->st.cnt &= (uint16_t)~PM1_CNT_SLP_EN;
+		if (((pm->st.cnt & PM1_CNT_SLP_TYP) >> 10) == ACPI_S5_SLP_TYP)
+			poweroff = 1;
+	}
+	pm->st.cnt |= PM1_CNT_SCI_EN;
+	pthread_mutex_unlock(&pm->lock);
+	if (poweroff && pm->be && pm->be->event)
+		pm->be->event(pm->opaque, PM_EVENT_POWEROFF);
+}
+
+const struct bus_dev_ops pm_ops = {
+	.read = pm_read,
+	.write = pm_write,
+};
+
+void pm_reset_control(struct pm *pm, uint8_t v)
+{
+	if ((v & RST_CNT_RESET) && pm->be && pm->be->event)
+		pm->be->event(pm->opaque, PM_EVENT_RESET);
+}

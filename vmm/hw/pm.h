@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ACPI fixed-hardware power management (PM1a event and control blocks in I/O
+ * space) and the reset control register at 0xcf9 (the FADT's RESET_REG).
+ * Writing SLP_EN with SLP_TYP = the DSDT's _S5 value powers the machine off;
+ * a reset control write with the reset bit set resets it.
+ */
+#ifndef PLINTH_VMM_HW_PM_H
+#define PLINTH_VMM_HW_PM_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "bus.h"
+
+enum pm_event { PM_EVENT_POWEROFF, PM_EVENT_RESET };
+
+struct pm_backend {
+	void (*event)(void *opaque, enum pm_event ev);
+};
+
+struct pm_state {
+	uint16_t sts; /* PM1 status (write 1 to clear) */
+	uint16_t en;  /* PM1 enable */
+	uint16_t cnt; /* PM1 control */
+};
+
+struct pm {
+	pthread_mutex_t lock;
+	struct pm_state st;
+	const struct pm_backend *be;
+	void *opaque;
+};
+
+/* PM1a_EVT_BLK (4 ports) followed by PM1a_CNT_BLK (2 ports): 6 ports. */
+extern const struct bus_dev_ops pm_ops;
+
+void pm_init(struct pm *pm, const struct pm_backend *be, void *opaque);
+void pm_destroy(struct pm *pm);
+/* A write to the reset control register (0xcf9). */
+void pm_reset_control(struct pm *pm, uint8_t v);
+
+#endif

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vCPU threads: KVM_RUN in a loop, dispatching exits. A vCPU stops when
+ * vm->stopping is set and it is kicked (immediate_exit + SIGUSR1, so a kick
+ * that lands before KVM_RUN is entered is not lost).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+
+#include "log.h"
+#include "vm.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/regs.h"
+
+int vcpu_create(struct vm *vm, unsigned int index)
+{
+	struct vcpu *v = &vm->vcpu[index];
+	int mmap_size, ret;
+
+	v->vm = vm;
+	v->index = index;
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	if (v->fd < 0) {
+		ret = -errno;
+		log_error("cannot create vCPU %u: %s", index, strerror(errno));
+		return ret;
+	}
+	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (mmap_size < (int)sizeof(struct kvm_run)) {
+		ret = mmap_size < 0 ? -errno : -EINVAL;
+		log_error("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(-ret));
+		goto out_close_fd;
+	}
+	v->run_size = (size_t)mmap_size;
+	v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		ret = -errno;
+		v->run = NULL;
+		log_error("cannot map vCPU %u's run area: %s", index, strerror(errno));
+		goto out_close_fd;
+	}
+	ret = cpuid_apply(v->fd, vm->cpuid, index, vm->cfg->cpus);
+	if (ret) {
+		log_error("cannot set vCPU %u's CPUID: %s", index, strerror(-ret));
+		goto out_unmap;
+	}
+	ret = x86_vcpu_init(v->fd, index == 0);
+	if (ret) {
+		log_error("cannot set up vCPU %u (MSRs, FPU, LAPIC): %s", index, strerror(-ret));
+		goto out_unmap;
+	}
+	/* Application processors wait in the kernel for INIT/SIPI from the BSP. */
+	if (index == 0) {
+		ret = x86_vcpu_boot_regs(v->fd, vm->kernel.entry);
+		if (ret) {
+			log_error("cannot set the boot CPU's registers: %s", strerror(-ret));
+			goto out_unmap;
+		}
+	}
+	return 0;
+
+out_unmap:
+	munmap(v->run, v->run_size);
+	v->run = NULL;
+out_close_fd:
+	close(v->fd);
+	v->fd = -1;
+	return ret;
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+	if (v->run)
+		munmap(v->run, v->run_size);
+	if (v->fd >= 0)
+		close(v->fd);
+	v->run = NULL;
+	v->fd = -1;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	if (!v->started)
+		return;
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	pthread_kill(v->thread, SIGUSR1);
+}
+
+static void vcpu_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool write = run->io.direction == KVM_EXIT_IO_OUT;
+	uint32_t i;
+
+	/* data_offset and count come from KVM, but stay inside the run area regardless. */
+	if (run->io.size == 0 || run->io.size > 4 ||
+	    run->io.data_offset >= v->run_size ||
+	    (uint64_t)run->io.count * run->io.size > v->run_size - run->io.data_offset)
+		return;
+	for (i = 0; i < run->io.count; i++, data += run->io.size)
+		bus_access(&v->vm->pio, run->io.port, data, run->io.size, write);
+}
+
+static void vcpu_fail(struct vcpu *v, const char *what)
+{
+	vm_request_exit(v->vm, VM_EXIT_ERROR, "%s on vCPU %u at RIP 0x%llx", what, v->index,
+			(unsigned long long)x86_vcpu_rip(v->fd));
+}
+
+/* Handle one exit. Returns false when the vCPU should stop. */
+static bool vcpu_handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	char what[128];
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		v->exits_io++;
+		if (log_get_level() >= LOG_DEBUG && !bus_access_would_hit(&v->vm->pio, run->io.port))
+			log_debug("vCPU %u: unhandled port %s 0x%x", v->index,
+				  run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read", run->io.port);
+		vcpu_io(v);
+		return true;
+	case KVM_EXIT_MMIO:
+		v->exits_mmio++;
+		if (run->mmio.len <= 8)
+			bus_access(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+				   run->mmio.is_write);
+		return true;
+	case KVM_EXIT_INTR:
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+		v->exits_other++;
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		/*
+		 * A triple fault resets a PC. With --no-reboot it is reported as an error,
+		 * since a guest asking to reboot uses the reset register instead.
+		 */
+		if (v->vm->cfg->no_reboot) {
+			vcpu_fail(v, "guest triple fault (shutdown)");
+		} else {
+			log_warn("guest triple fault on vCPU %u at RIP 0x%llx: resetting", v->index,
+				 (unsigned long long)x86_vcpu_rip(v->fd));
+			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
+		}
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		switch (run->system_event.type) {
+		case KVM_SYSTEM_EVENT_SHUTDOWN:
+			vm_request_exit(v->vm, VM_EXIT_POWEROFF, NULL);
+			break;
+		case KVM_SYSTEM_EVENT_RESET:
+			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
+			break;
+		default:
+			snprintf(what, sizeof(what), "guest system event %u",
+				 run->system_event.type);
+			vcpu_fail(v, what);
+			break;
+		}
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(what, sizeof(what), "KVM internal error (suberror %u)",
+			 run->internal.suberror);
+		vcpu_fail(v, what);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(what, sizeof(what), "VM entry failed (hardware reason 0x%llx)",
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vcpu_fail(v, what);
+		return false;
+	case KVM_EXIT_HLT:
+		vcpu_fail(v, "vCPU halted with no interrupt controller");
+		return false;
+	default:
+		snprintf(what, sizeof(what), "unexpected KVM exit %u", run->exit_reason);
+		vcpu_fail(v, what);
+		return false;
+	}
+}
+
+void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	sigset_t set;
+
+	/* Only the kick signal reaches vCPU threads. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (!atomic_load(&vm->stopping)) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			vm_request_exit(vm, VM_EXIT_ERROR, "KVM_RUN failed on vCPU %u: %s",
+					v->index, strerror(errno));
+			break;
+		}
+		if (!vcpu_handle_exit(v))
+			break;
+	}
+	log_debug("vCPU %u: %llu port I/O exits, %llu MMIO exits, %llu others", v->index,
+		  (unsigned long long)v->exits_io, (unsigned long long)v->exits_mmio,
+		  (unsigned long long)v->exits_other);
+	return NULL;
+}

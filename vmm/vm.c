@@ -1,0 +1,698 @@
+// SPDX-License-Identifier: MIT
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+
+#include "log.h"
+#include "util.h"
+#include "arch/x86/acpi.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/layout.h"
+#include "virtio/devices.h"
+
+#define KVM_API_EXPECTED 12
+#define CTRL_A 0x01
+
+void vm_request_exit(struct vm *vm, enum vm_exit reason, const char *fmt, ...)
+{
+	uint64_t one = 1;
+	va_list ap;
+
+	pthread_mutex_lock(&vm->exit_lock);
+	if (!vm->exit_requested) {
+		vm->exit_requested = true;
+		vm->exit_reason = reason;
+		if (fmt) {
+			va_start(ap, fmt);
+			vsnprintf(vm->exit_msg, sizeof(vm->exit_msg), fmt, ap);
+			va_end(ap);
+		}
+		if (write(vm->exit_fd, &one, sizeof(one)) < 0)
+			log_error("cannot wake the main thread: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&vm->exit_lock);
+}
+
+/* ---- device backends ---- */
+
+static void com1_irq(void *opaque, int level)
+{
+	struct vm *vm = opaque;
+
+	irq_line(vm->vm_fd, IRQ_COM1, level);
+}
+
+static void com1_tx(void *opaque, uint8_t byte)
+{
+	struct vm *vm = opaque;
+
+	/* A console that went away (closed pipe) must not stop the guest. */
+	if (write_full(vm->cfg->console_out, &byte, 1) < 0)
+		return;
+}
+
+static void com1_rx_space(void *opaque)
+{
+	struct vm *vm = opaque;
+	uint64_t one = 1;
+
+	if (write(vm->console.wake_fd, &one, sizeof(one)) < 0)
+		return;
+}
+
+static const struct serial_backend com1_backend = {
+	.irq = com1_irq,
+	.tx = com1_tx,
+	.rx_space = com1_rx_space,
+};
+
+static void pm_event(void *opaque, enum pm_event ev)
+{
+	struct vm *vm = opaque;
+
+	vm_request_exit(vm, ev == PM_EVENT_POWEROFF ? VM_EXIT_POWEROFF : VM_EXIT_RESET, NULL);
+}
+
+static const struct pm_backend pm_backend = { .event = pm_event };
+
+static void reset_control(void *opaque, uint8_t val)
+{
+	struct vm *vm = opaque;
+
+	pm_reset_control(&vm->pm, val);
+}
+
+static void i8042_reset(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	vm_request_exit(vm, VM_EXIT_RESET, NULL);
+}
+
+/* ---- console input thread ---- */
+
+/*
+ * Feed n bytes to the UART, waiting for FIFO space (or a stop request).
+ * Returns false when asked to stop.
+ */
+static bool console_feed(struct vm *vm, const uint8_t *buf, size_t n)
+{
+	struct console_input *c = &vm->console;
+
+	while (n) {
+		size_t done = serial_rx(&vm->com1, buf, n);
+		struct pollfd p = { .fd = c->wake_fd, .events = POLLIN };
+		uint64_t v;
+
+		buf += done;
+		n -= done;
+		if (atomic_load(&c->stop))
+			return false;
+		if (!n)
+			break;
+		/* The FIFO is full: wait until the guest drains it (time out for loopback). */
+		if (poll(&p, 1, 100) > 0 && read(c->wake_fd, &v, sizeof(v)) < 0)
+			return false;
+	}
+	return true;
+}
+
+static void *console_thread(void *arg)
+{
+	struct vm *vm = arg;
+	struct console_input *c = &vm->console;
+	bool ctrl_a = false;
+
+	while (!atomic_load(&c->stop)) {
+		struct pollfd p[2] = {
+			{ .fd = c->in_fd, .events = POLLIN },
+			{ .fd = c->wake_fd, .events = POLLIN },
+		};
+		uint8_t buf[256], out[256];
+		size_t n_out = 0;
+		ssize_t n, i;
+		uint64_t v;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents & POLLIN) {
+			if (read(c->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				break;
+			continue;
+		}
+		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = read(c->in_fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break; /* end of input: the guest keeps running without it */
+		for (i = 0; i < n; i++) {
+			uint8_t b = buf[i];
+
+			if (c->escape && ctrl_a) {
+				ctrl_a = false;
+				if (b == 'x' || b == 'X') {
+					vm_request_exit(vm, VM_EXIT_QUIT, NULL);
+					return NULL;
+				}
+				if (b != CTRL_A)
+					out[n_out++] = CTRL_A; /* not an escape: pass both on */
+			} else if (c->escape && b == CTRL_A) {
+				ctrl_a = true;
+				continue;
+			}
+			out[n_out++] = b;
+			if (n_out >= sizeof(out) - 1) {
+				if (!console_feed(vm, out, n_out))
+					return NULL;
+				n_out = 0;
+			}
+		}
+		if (n_out && !console_feed(vm, out, n_out))
+			return NULL;
+	}
+	return NULL;
+}
+
+/* ---- creation ---- */
+
+int vm_open_kvm(int *kvm_fd)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC), api, ret;
+
+	if (fd < 0) {
+		ret = -errno;
+		if (errno == ENOENT || errno == ENODEV || errno == ENXIO)
+			log_error("/dev/kvm does not exist: KVM is not available on this host");
+		else if (errno == EACCES || errno == EPERM)
+			log_error("no permission to open /dev/kvm (add the user to the kvm group)");
+		else
+			log_error("cannot open /dev/kvm: %s", strerror(errno));
+		return ret;
+	}
+	api = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_EXPECTED) {
+		log_error("unsupported KVM API version %d (need %d)", api, KVM_API_EXPECTED);
+		close(fd);
+		return -EINVAL;
+	}
+	*kvm_fd = fd;
+	return 0;
+}
+
+static int kvm_check_caps(struct vm *vm)
+{
+	static const struct { int cap; const char *name; } need[] = {
+		{ KVM_CAP_IRQCHIP, "in-kernel irqchip" },
+		{ KVM_CAP_PIT2, "in-kernel PIT" },
+		{ KVM_CAP_USER_MEMORY, "user memory" },
+		{ KVM_CAP_IRQ_ROUTING, "GSI routing" },
+		{ KVM_CAP_IRQFD, "irqfd" },
+		{ KVM_CAP_IOEVENTFD, "ioeventfd" },
+		{ KVM_CAP_SIGNAL_MSI, "KVM_SIGNAL_MSI" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "immediate_exit" },
+	};
+	int max_vcpus;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(need); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, need[i].cap) <= 0) {
+			log_error("this host's KVM lacks %s", need[i].name);
+			return -ENOTSUP;
+		}
+	}
+	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max_vcpus > 0 && vm->cfg->cpus > (unsigned int)max_vcpus) {
+		log_error("--cpus %u is more than this host's KVM allows (%d)", vm->cfg->cpus,
+			  max_vcpus);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int vm_map_kernel(struct vm *vm)
+{
+	const char *why = NULL;
+	struct stat st;
+	int fd, ret;
+
+	fd = open(vm->cfg->kernel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_error("cannot open kernel %s: %s", vm->cfg->kernel, strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+		log_error("kernel %s is not a regular, non-empty file", vm->cfg->kernel);
+		close(fd);
+		return -EINVAL;
+	}
+	vm->kernel_len = (size_t)st.st_size;
+	vm->kernel_map = mmap(NULL, vm->kernel_len, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (vm->kernel_map == MAP_FAILED) {
+		ret = -errno;
+		vm->kernel_map = NULL;
+		log_error("cannot map kernel %s: %s", vm->cfg->kernel, strerror(errno));
+		return ret;
+	}
+	ret = linux_probe(vm->kernel_map, vm->kernel_len, &vm->kernel, &why);
+	if (ret)
+		log_error("kernel %s: %s", vm->cfg->kernel, why);
+	return ret;
+}
+
+/* Everything about the guest's files that can be checked before KVM is touched. */
+static int vm_check_boot_files(struct vm *vm)
+{
+	uint64_t initrd_size = 0, addr;
+	const char *why = NULL;
+	struct stat st;
+	int ret;
+
+	if (vm->cfg->initrd) {
+		if (stat(vm->cfg->initrd, &st) < 0) {
+			ret = -errno;
+			log_error("cannot open initrd %s: %s", vm->cfg->initrd, strerror(errno));
+			return ret;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			log_error("initrd %s is not a regular file", vm->cfg->initrd);
+			return -EINVAL;
+		}
+		initrd_size = (uint64_t)st.st_size;
+	}
+	ret = linux_plan(&vm->kernel, MIN(vm->cfg->memory, LAYOUT_MEM_HOLE),
+			 strlen(vm->cfg->cmdline), initrd_size, &addr, &why);
+	if (ret)
+		log_error("cannot boot %s with --memory %lluM: %s", vm->cfg->kernel,
+			  (unsigned long long)(vm->cfg->memory / MiB), why);
+	return ret;
+}
+
+static int vm_setup_memory(struct vm *vm)
+{
+	struct guest_mem_layout lay[2];
+	unsigned int nr = 1, i;
+	uint64_t size = vm->cfg->memory;
+	int ret;
+
+	lay[0].gpa = 0;
+	lay[0].size = MIN(size, LAYOUT_MEM_HOLE);
+	if (size > LAYOUT_MEM_HOLE) {
+		/* RAM that would overlap the PCI hole moves above 4 GiB. */
+		lay[1].gpa = LAYOUT_MEM_4G;
+		lay[1].size = size - LAYOUT_MEM_HOLE;
+		nr = 2;
+	}
+	ret = guest_mem_create(&vm->mem, lay, nr);
+	if (ret)
+		return ret;
+	for (i = 0; i < vm->mem.nr_slots; i++) {
+		const struct guest_mem_slot *s = &vm->mem.slot[i];
+		struct kvm_userspace_memory_region r = {
+			.slot = i,
+			.guest_phys_addr = s->gpa,
+			.memory_size = s->size,
+			.userspace_addr = (uintptr_t)s->hva,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+			ret = -errno;
+			log_error("cannot register guest memory with KVM: %s", strerror(errno));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int vm_setup_kvm(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	int ret;
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		log_error("cannot create a KVM VM: %s", strerror(errno));
+		return ret;
+	}
+	ret = kvm_check_caps(vm);
+	if (ret)
+		return ret;
+	/* Intel VMX needs these three pages for real mode; harmless elsewhere. */
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ LAYOUT_KVM_IDMAP }) < 0) {
+		ret = -errno;
+		log_error("cannot place KVM's TSS: %s", strerror(errno));
+		return ret;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		ret = -errno;
+		log_error("cannot create the in-kernel interrupt controller: %s", strerror(errno));
+		return ret;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		ret = -errno;
+		log_error("cannot create the in-kernel PIT: %s", strerror(errno));
+		return ret;
+	}
+	ret = irq_router_init(&vm->irq, vm->vm_fd);
+	if (ret)
+		return ret;
+	vm->cpuid = cpuid_supported(vm->kvm_fd);
+	return vm->cpuid ? 0 : -EIO;
+}
+
+/* Fixed machine resources and the built-in devices, all through the registry. */
+static int vm_setup_devices(struct vm *vm)
+{
+	static const struct res_isa_dev com1 = {
+		.name = "COM1", .hid = "PNP0501", .uid = 1,
+		.port = PORT_COM1, .port_len = PORT_COM_LEN, .irq = IRQ_COM1,
+	};
+	static const unsigned int fixed_irqs[] = { 0, 1, 2, IRQ_COM1, 8, IRQ_SCI };
+	struct resources *r = &vm->res;
+	size_t i;
+	int ret = 0;
+
+	res_init(r, LAYOUT_PCI_MMIO, LAYOUT_PCI_MMIO_LEN, PORT_PCI_IO, PORT_PCI_IO_LEN);
+	for (i = 0; i < ARRAY_SIZE(fixed_irqs) && !ret; i++)
+		ret = res_irq_claim(r, fixed_irqs[i]);
+	if (!ret)
+		ret = res_claim(r, RES_MMIO, LAYOUT_IOAPIC, LAYOUT_IOAPIC_LEN, 0, "ioapic");
+	if (!ret)
+		ret = res_claim(r, RES_MMIO, LAYOUT_LAPIC, LAYOUT_LAPIC_LEN, 0, "lapic");
+	if (!ret)
+		ret = res_claim(r, RES_MMIO, LAYOUT_KVM_IDMAP, LAYOUT_KVM_LEN, RES_F_E820_RESERVED,
+				"kvm-tss");
+	if (!ret)
+		ret = res_claim(r, RES_PIO, PORT_COM1, PORT_COM_LEN, 0, "com1");
+	if (!ret)
+		ret = res_add_isa(r, &com1);
+	if (!ret)
+		ret = res_claim(r, RES_PIO, PORT_PM1A_EVT, PORT_PM1A_EVT_LEN + PORT_PM1A_CNT_LEN, 0,
+				"acpi-pm");
+	if (!ret)
+		ret = res_claim(r, RES_PIO, PORT_I8042_DATA, 5, 0, "i8042");
+	if (ret) {
+		log_error("machine resources conflict: %s", strerror(-ret));
+		return ret;
+	}
+
+	serial_init(&vm->com1, &com1_backend, vm);
+	pm_init(&vm->pm, &pm_backend, vm);
+	i8042_init(&vm->i8042, i8042_reset, vm);
+	ret = bus_register(&vm->pio, PORT_COM1, PORT_COM_LEN, &serial_ops, &vm->com1);
+	if (!ret)
+		ret = bus_register(&vm->pio, PORT_PM1A_EVT, PORT_PM1A_EVT_LEN + PORT_PM1A_CNT_LEN,
+				   &pm_ops, &vm->pm);
+	if (!ret)
+		ret = bus_register(&vm->pio, PORT_I8042_DATA, 5, &i8042_ops, &vm->i8042);
+	if (ret) {
+		log_error("cannot route the built-in devices: %s", strerror(-ret));
+		return ret;
+	}
+
+	vm->pci = pci_bus_new(&vm->pio, &vm->mmio, r, LAYOUT_PCI_ECAM, &kvm_pci_host_ops,
+			      &vm->irq);
+	if (!vm->pci)
+		return -ENOMEM;
+	pci_bus_set_reset_handler(vm->pci, reset_control, vm);
+
+	/*
+	 * Devices from the command line (--disk, --net, --rng, --console, --vsock), in
+	 * command-line order (so disks are vda, vdb, ... as given), before the ACPI
+	 * tables and e820 map are built from the registry.
+	 */
+	for (i = 0; i < vm->cfg->nr_devices; i++) {
+		typedef int create_fn(struct pci_bus *, const struct guest_mem *, const char *,
+				      struct virtio_pci **);
+		static create_fn *const create[] = {
+			[VM_DEV_DISK] = virtio_blk_create,
+			[VM_DEV_NET] = virtio_net_create,
+			[VM_DEV_CONSOLE] = virtio_console_create,
+			[VM_DEV_RNG] = virtio_rng_create,
+			[VM_DEV_VSOCK] = virtio_vsock_create,
+		};
+		const struct vm_device_opt *d = &vm->cfg->devices[i];
+
+		ret = create[d->kind](vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
+		if (ret)
+			return ret; /* the device said why */
+		vm->nr_virtio++;
+	}
+	return 0;
+}
+
+int vm_add_pci_device(struct vm *vm, struct pci_device *dev)
+{
+	return pci_bus_add(vm->pci, dev);
+}
+
+static int vm_load_guest(struct vm *vm)
+{
+	struct boot_e820_entry e820[E820_MAX_ENTRIES_ZEROPAGE];
+	struct linux_boot_cfg boot = {
+		.cmdline = vm->cfg->cmdline,
+		.initrd_fd = -1,
+		.low_ram_end = vm->mem.slot[0].size,
+		.rsdp = LAYOUT_ACPI,
+		.e820 = e820,
+	};
+	uint8_t *acpi = guest_mem_ptr(&vm->mem, LAYOUT_ACPI, LAYOUT_ACPI_END - LAYOUT_ACPI);
+	const char *why = NULL;
+	struct stat st;
+	int n, ret;
+
+	if (!acpi) {
+		log_error("guest memory too small");
+		return -ENOMEM;
+	}
+	n = acpi_build(acpi, LAYOUT_ACPI_END - LAYOUT_ACPI, LAYOUT_ACPI, vm->cfg->cpus, &vm->res);
+	if (n < 0) {
+		log_error("cannot build the ACPI tables: %s", strerror(-n));
+		return n;
+	}
+	n = x86_e820_build(&vm->mem, &vm->res, e820, E820_MAX_ENTRIES_ZEROPAGE);
+	if (n < 0) {
+		log_error("too many e820 entries");
+		return n;
+	}
+	boot.e820_nr = (unsigned int)n;
+
+	if (vm->cfg->initrd) {
+		boot.initrd_fd = open(vm->cfg->initrd, O_RDONLY | O_CLOEXEC);
+		if (boot.initrd_fd < 0) {
+			ret = -errno;
+			log_error("cannot open initrd %s: %s", vm->cfg->initrd, strerror(errno));
+			return ret;
+		}
+		if (fstat(boot.initrd_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			log_error("initrd %s is not a regular file", vm->cfg->initrd);
+			close(boot.initrd_fd);
+			return -EINVAL;
+		}
+		boot.initrd_size = (uint64_t)st.st_size;
+	}
+	ret = linux_load(&vm->mem, &vm->kernel, &boot, &why);
+	if (ret)
+		log_error("cannot boot %s: %s", vm->cfg->kernel, why);
+	if (boot.initrd_fd >= 0)
+		close(boot.initrd_fd);
+	return ret;
+}
+
+struct vm *vm_create(const struct vm_config *cfg)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	unsigned int i;
+	int ret;
+
+	if (!vm) {
+		log_error("out of memory");
+		return NULL;
+	}
+	vm->cfg = cfg;
+	vm->kvm_fd = vm->vm_fd = vm->exit_fd = vm->console.wake_fd = -1;
+	vm->mem.fd = -1;
+	for (i = 0; i < VM_MAX_CPUS; i++)
+		vm->vcpu[i].fd = -1;
+	pthread_mutex_init(&vm->exit_lock, NULL);
+	if (bus_init(&vm->pio, "pio") || bus_init(&vm->mmio, "mmio"))
+		goto out_destroy;
+
+	vm->exit_fd = eventfd(0, EFD_CLOEXEC);
+	vm->console.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_fd < 0 || vm->console.wake_fd < 0) {
+		log_error("eventfd: %s", strerror(errno));
+		goto out_destroy;
+	}
+	if (vm_map_kernel(vm) || vm_check_boot_files(vm))
+		goto out_destroy;
+	if (vm_open_kvm(&vm->kvm_fd))
+		goto out_destroy;
+	if (vm_setup_kvm(vm))
+		goto out_destroy;
+	if (vm_setup_memory(vm))
+		goto out_destroy;
+	if (vm_setup_devices(vm))
+		goto out_destroy;
+	if (vm_load_guest(vm))
+		goto out_destroy;
+	for (i = 0; i < cfg->cpus; i++) {
+		ret = vcpu_create(vm, i);
+		if (ret)
+			goto out_destroy;
+		vm->nr_vcpus++;
+	}
+	return vm;
+
+out_destroy:
+	vm_destroy(vm);
+	return NULL;
+}
+
+static void vm_stop_threads(struct vm *vm)
+{
+	uint64_t one = 1;
+	unsigned int i;
+
+	atomic_store(&vm->stopping, true);
+	for (i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpu[i]);
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpu[i].started) {
+			pthread_join(vm->vcpu[i].thread, NULL);
+			vm->vcpu[i].started = false;
+		}
+	}
+	if (vm->console.started) {
+		atomic_store(&vm->console.stop, true);
+		if (write(vm->console.wake_fd, &one, sizeof(one)) < 0)
+			log_error("cannot stop the console thread: %s", strerror(errno));
+		pthread_join(vm->console.thread, NULL);
+		vm->console.started = false;
+	}
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only interrupts KVM_RUN */
+}
+
+enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+	unsigned int i;
+	int ret;
+
+	/* No SA_RESTART: the kick must make KVM_RUN return EINTR. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+
+	if (vm->cfg->console_in >= 0) {
+		vm->console.in_fd = vm->cfg->console_in;
+		vm->console.escape = vm->cfg->console_escape;
+		ret = pthread_create(&vm->console.thread, NULL, console_thread, vm);
+		if (ret) {
+			vm_request_exit(vm, VM_EXIT_ERROR, "cannot start the console thread: %s",
+					strerror(ret));
+			goto out_stop;
+		}
+		vm->console.started = true;
+	}
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		ret = pthread_create(&vm->vcpu[i].thread, NULL, vcpu_thread, &vm->vcpu[i]);
+		if (ret) {
+			vm_request_exit(vm, VM_EXIT_ERROR, "cannot start vCPU thread %u: %s", i,
+					strerror(ret));
+			goto out_stop;
+		}
+		vm->vcpu[i].started = true;
+	}
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = vm->exit_fd, .events = POLLIN },
+			{ .fd = signal_fd, .events = POLLIN },
+		};
+
+		if (poll(p, signal_fd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			vm_request_exit(vm, VM_EXIT_ERROR, "poll: %s", strerror(errno));
+			break;
+		}
+		if (p[0].revents & POLLIN)
+			break;
+		if (signal_fd >= 0 && (p[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+
+			if (read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
+				*signo = (int)si.ssi_signo;
+				vm_request_exit(vm, VM_EXIT_SIGNAL, "%s", strsignal((int)si.ssi_signo));
+			}
+		}
+	}
+
+out_stop:
+	vm_stop_threads(vm);
+	return vm->exit_reason;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	unsigned int i;
+
+	if (!vm)
+		return;
+	vm_stop_threads(vm);
+	for (i = 0; i < vm->nr_vcpus; i++)
+		vcpu_destroy(&vm->vcpu[i]);
+	/* Device I/O threads stop and disks are flushed before the bus goes. */
+	for (i = 0; i < vm->nr_virtio; i++)
+		virtio_pci_free(vm->virtio[i]);
+	pci_bus_free(vm->pci);
+	serial_destroy(&vm->com1);
+	pm_destroy(&vm->pm);
+	i8042_destroy(&vm->i8042);
+	free(vm->cpuid);
+	if (vm->vm_fd >= 0) {
+		irq_router_destroy(&vm->irq);
+		close(vm->vm_fd);
+	}
+	guest_mem_destroy(&vm->mem);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	if (vm->kernel_map)
+		munmap(vm->kernel_map, vm->kernel_len);
+	if (vm->exit_fd >= 0)
+		close(vm->exit_fd);
+	if (vm->console.wake_fd >= 0)
+		close(vm->console.wake_fd);
+	bus_destroy(&vm->mmio);
+	bus_destroy(&vm->pio);
+	pthread_mutex_destroy(&vm->exit_lock);
+	free(vm);
+}

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One virtual machine: the context object every part of the VMM hangs off.
+ *
+ * Lifecycle: vm_create() checks the configuration, builds the machine (KVM VM,
+ * memory, devices, ACPI, kernel in memory, vCPUs) and starts nothing;
+ * vm_run() starts the console input thread and one thread per vCPU, waits for
+ * the first exit request (guest poweroff/reset, error, signal, Ctrl-A x),
+ * stops every thread and returns why; vm_destroy() frees it all. A reboot is
+ * vm_destroy() + vm_create(): the guest starts over from a clean machine.
+ *
+ * Threads: vCPU threads run KVM_RUN and dispatch port/MMIO exits through
+ * vm->pio / vm->mmio; the console thread feeds stdin to the UART; the main
+ * thread waits in vm_run(). Devices protect their own state.
+ */
+#ifndef PLINTH_VMM_VM_H
+#define PLINTH_VMM_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "irq.h"
+#include "mem.h"
+#include "resources.h"
+#include "arch/x86/boot.h"
+#include "hw/i8042.h"
+#include "hw/pci.h"
+#include "hw/pm.h"
+#include "hw/serial.h"
+
+#define VM_MAX_CPUS 64
+
+/* A virtio device from the command line, created in command-line order. */
+enum vm_device_kind { VM_DEV_DISK, VM_DEV_NET, VM_DEV_CONSOLE, VM_DEV_RNG, VM_DEV_VSOCK };
+
+struct vm_device_opt {
+	enum vm_device_kind kind;
+	const char *spec; /* the option's argument (see vmm/virtio/devices.h), not copied */
+};
+
+#define VM_MAX_DEVICES 24
+
+struct vm_config {
+	const char *kernel;     /* path to a bzImage or ELF vmlinux */
+	const char *initrd;     /* path or NULL */
+	const char *cmdline;
+	unsigned int cpus;
+	uint64_t memory;        /* bytes */
+	bool no_reboot;
+	const char *api_socket; /* accepted, not used yet */
+	int console_in;         /* fds for the serial console; -1 in to disable input */
+	int console_out;
+	bool console_escape;    /* Ctrl-A x quits (stdin is a terminal) */
+	struct vm_device_opt devices[VM_MAX_DEVICES];
+	unsigned int nr_devices;
+};
+
+enum vm_exit {
+	VM_EXIT_POWEROFF,  /* ACPI S5 */
+	VM_EXIT_RESET,     /* reset port, 0xcf9, i8042 */
+	VM_EXIT_QUIT,      /* Ctrl-A x */
+	VM_EXIT_SIGNAL,    /* SIGTERM/SIGINT/SIGHUP to the VMM */
+	VM_EXIT_ERROR,     /* vm->exit_msg says what */
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int index;
+	int fd;
+	struct kvm_run *run; /* mmap'd, run_size bytes */
+	size_t run_size;
+	pthread_t thread;
+	bool started;
+	uint64_t exits_io, exits_mmio, exits_other; /* statistics, owned by the vCPU thread */
+};
+
+struct console_input {
+	int in_fd;
+	int wake_fd;          /* eventfd: FIFO drained, or stop */
+	atomic_bool stop;
+	bool escape;          /* Ctrl-A handling on */
+	pthread_t thread;
+	bool started;
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	struct guest_mem mem;
+	struct resources res;
+	struct bus pio, mmio;
+	struct irq_router irq;
+	struct pci_bus *pci;
+	struct kvm_cpuid2 *cpuid;    /* supported CPUID, owned */
+
+	/* The kernel image, mapped read-only. */
+	void *kernel_map;
+	size_t kernel_len;
+	struct linux_kernel kernel;
+
+	/* Built-in devices. */
+	struct serial com1;
+	struct pm pm;
+	struct i8042 i8042;
+	struct console_input console;
+
+	struct virtio_pci *virtio[VM_MAX_DEVICES]; /* owned: freed before the bus */
+	unsigned int nr_virtio;
+
+	struct vcpu vcpu[VM_MAX_CPUS];
+	unsigned int nr_vcpus;
+
+	/* The first exit request wins; exit_fd (eventfd) wakes vm_run(). */
+	pthread_mutex_t exit_lock;
+	atomic_bool stopping;
+	bool exit_requested;
+	enum vm_exit exit_reason;
+	char exit_msg[256];
+	int exit_fd;
+};
+
+/* Build the machine. NULL on error, with one line saying why already logged. */
+struct vm *vm_create(const struct vm_config *cfg);
+/*
+ * Run until the guest or the user stops it. signal_fd (a signalfd, or -1) is
+ * watched for termination signals; *signo receives one that stopped the VM.
+ */
+enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo);
+void vm_destroy(struct vm *vm);
+
+/* Ask the VM to stop (any thread). The first request's reason and message are kept. */
+void vm_request_exit(struct vm *vm, enum vm_exit reason, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Add a PCI device (virtio etc.) to bus 0; call from vm_create's device step. 0 or -errno. */
+int vm_add_pci_device(struct vm *vm, struct pci_device *dev);
+
+/* vcpu.c */
+int vcpu_create(struct vm *vm, unsigned int index);
+void vcpu_destroy(struct vcpu *vcpu);
+void *vcpu_thread(void *arg);
+void vcpu_kick(struct vcpu *vcpu);
+
+/* Check the host's KVM before anything else: 0, or -errno with one line logged. */
+int vm_open_kvm(int *kvm_fd);
+
+#endif

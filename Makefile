@@ -4,6 +4,7 @@ BUILD    ?= build
 ASAN     ?= build-asan
 FUZZ     ?= build-fuzz
 GUESTDIR ?= $(BUILD)/guest
+comma    := ,
 
 .PHONY: all deps build asan fuzz-build guest hostkernel run test unit integration fuzz bench clean format
 
@@ -12,16 +13,22 @@ all: build
 deps:
 	@scripts/deps
 
+# (Re)configure when a part's meson.build appeared or changed since the last setup: parts
+# are included only if their folder has one, which Ninja's own regeneration can't see.
+setup = if [ ! -f $(1)/build.ninja ]; then $(2) meson setup $(1) $(3) >/dev/null; \
+	elif [ -n "$$(find . -path ./$(1) -prune -o -name meson.build -newer $(1)/build.ninja -print | head -n1)" ]; then \
+	$(2) meson setup --reconfigure $(1) $(3) >/dev/null; fi
+
 build: deps
-	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) >/dev/null
+	@$(call setup,$(BUILD),,)
 	@ninja -C $(BUILD)
 
 asan: deps
-	@test -f $(ASAN)/build.ninja || meson setup $(ASAN) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	@$(call setup,$(ASAN),,-Db_sanitize=address$(comma)undefined -Db_lundef=false)
 	@ninja -C $(ASAN)
 
 fuzz-build: deps
-	@test -f $(FUZZ)/build.ninja || CC=clang meson setup $(FUZZ) -Dfuzz=true >/dev/null
+	@$(call setup,$(FUZZ),CC=clang,-Dfuzz=true)
 	@ninja -C $(FUZZ)
 
 # The standard guest (Debian's cloud kernel + busybox initramfs) and the emulated host's kernel.

@@ -1,0 +1,964 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The generic layer: opening (probe, backing chain), and every request's path
+ * from the public API to a format's callbacks. Alignment, splitting at the
+ * format's granule, zero detection and backing reads live here, once.
+ *
+ * Request path:
+ *   pimg_pread/pwrite  -> range check -> unaligned head/tail through a 512-byte
+ *   bounce (read-modify-write) -> split at granule boundaries -> format.
+ *   Reads ask the format's block_status per piece: DATA is read by the format,
+ *   ZERO is memset, UNALLOCATED comes from the backing image (or zeros).
+ *
+ * Backing chains: each backing image is opened read-only with depth + 1; depth is
+ * limited to MAX_BACKING_DEPTH and a file (device, inode) that is already in the
+ * chain is refused, so hostile loops end with an error, not a spin.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "img-internal.h"
+
+static const struct pimg_format *const formats[] = {
+	&pimg_fmt_qcow2, &pimg_fmt_vhdx, &pimg_fmt_vpc, &pimg_fmt_vmdk, &pimg_fmt_raw,
+};
+
+const struct pimg_format *pimg_find_format(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(formats); i++)
+		if (!strcmp(formats[i]->name, name))
+			return formats[i];
+	/* qemu-img's names and common aliases */
+	if (!strcmp(name, "vhd"))
+		return &pimg_fmt_vpc;
+	return NULL;
+}
+
+bool pimg_is_zero(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t w;
+
+	while (len && ((uintptr_t)p & 7)) {
+		if (*p)
+			return false;
+		p++;
+		len--;
+	}
+	while (len >= 8) {
+		memcpy(&w, p, 8);
+		if (w)
+			return false;
+		p += 8;
+		len -= 8;
+	}
+	while (len) {
+		if (*p)
+			return false;
+		p++;
+		len--;
+	}
+	return true;
+}
+
+void pimg_random(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = getrandom(p, len, 0);
+
+		if (n <= 0) {
+			/* getrandom on Linux >= 3.17 does not fail for small sizes; be safe */
+			for (size_t i = 0; i < len; i++)
+				p[i] = (uint8_t)(rand() ^ (int)i);
+			return;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+uint32_t pimg_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1)));
+	}
+	return ~crc;
+}
+
+char *pimg_path_relative_to(const char *base, const char *name)
+{
+	char *copy, *dir, *out;
+
+	if (name[0] == '/')
+		return strdup(name);
+	copy = strdup(base);
+	if (!copy)
+		return NULL;
+	dir = dirname(copy);
+	if (asprintf(&out, "%s/%s", dir, name) < 0)
+		out = NULL;
+	free(copy);
+	return out;
+}
+
+/* ---- probing and opening ------------------------------------------------- */
+
+static const struct pimg_format *probe_file(struct pimg_file *f)
+{
+	uint8_t head[65536], tail[512];
+	size_t head_len = (size_t)MIN(f->size, sizeof(head));
+	const struct pimg_format *best = NULL;
+	int best_score = 0;
+
+	if (pfile_pread(f, head, head_len, 0, true))
+		return NULL;
+	bool have_tail = f->size >= sizeof(tail) &&
+			 !pfile_pread(f, tail, sizeof(tail), f->size - sizeof(tail), true);
+
+	for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
+		int s;
+
+		if (!formats[i]->probe)
+			continue;
+		s = formats[i]->probe(head, head_len, have_tail ? tail : NULL, f->size);
+		if (s > best_score) {
+			best_score = s;
+			best = formats[i];
+		}
+	}
+	return best;
+}
+
+const char *pimg_probe(const char *path)
+{
+	struct pimg_file *f = pfile_open(path, true, false);
+	const struct pimg_format *fmt;
+
+	if (!f)
+		return NULL;
+	fmt = probe_file(f);
+	pfile_close(f);
+	return fmt ? fmt->name : NULL;
+}
+
+static struct pimg *open_chain(const char *path, const char *format, unsigned flags,
+			       unsigned depth, const struct pimg *child);
+
+static int open_backing(struct pimg *img)
+{
+	char *bpath;
+
+	if (img->depth >= MAX_BACKING_DEPTH) {
+		log_error("%s: backing chain deeper than %d images", img->path, MAX_BACKING_DEPTH);
+		return -ELOOP;
+	}
+	bpath = pimg_path_relative_to(img->path, img->backing_name);
+	if (!bpath)
+		return -ENOMEM;
+	img->backing = open_chain(bpath, img->backing_fmt, PIMG_O_RDONLY, img->depth + 1, img);
+	free(bpath);
+	if (!img->backing)
+		return -EINVAL;
+	return 0;
+}
+
+static struct pimg *open_chain(const char *path, const char *format, unsigned flags,
+			       unsigned depth, const struct pimg *child)
+{
+	bool rdonly = flags & PIMG_O_RDONLY;
+	struct pimg *img;
+	struct stat st;
+	int ret;
+
+	img = calloc(1, sizeof(*img));
+	if (!img) {
+		log_error("%s: out of memory", path);
+		return NULL;
+	}
+	img->path = strdup(path);
+	if (!img->path) {
+		log_error("%s: out of memory", path);
+		goto out_free;
+	}
+	img->flags = flags;
+	img->depth = depth;
+	img->file = pfile_open(path, rdonly, false);
+	if (!img->file)
+		goto out_free_path;
+	if (fstat(img->file->fd, &st)) {
+		log_error("%s: %s", path, strerror(errno));
+		goto out_close_file;
+	}
+	if (child) {
+		memcpy(img->chain_ids, child->chain_ids, sizeof(img->chain_ids));
+		for (unsigned i = 0; i < depth; i++) {
+			if (img->chain_ids[i][0] == (uint64_t)st.st_dev &&
+			    img->chain_ids[i][1] == (uint64_t)st.st_ino) {
+				log_error("%s: backing chain loop (file is already in the chain)", path);
+				goto out_close_file;
+			}
+		}
+	}
+	img->chain_ids[depth][0] = (uint64_t)st.st_dev;
+	img->chain_ids[depth][1] = (uint64_t)st.st_ino;
+
+	if (format) {
+		img->fmt = pimg_find_format(format);
+		if (!img->fmt) {
+			log_error("%s: unknown format '%s'", path, format);
+			goto out_close_file;
+		}
+	} else {
+		img->fmt = probe_file(img->file);
+		if (!img->fmt) {
+			if (!rdonly) {
+				log_error("%s: no recognised image header; refusing to guess raw for a "
+					  "writable image (give the format explicitly: raw)", path);
+				goto out_close_file;
+			}
+			img->fmt = &pimg_fmt_raw;
+		}
+	}
+	ret = img->fmt->open(img);
+	if (ret) {
+		if (ret == -ENOMEM)
+			log_error("%s: out of memory", path);
+		goto out_close_file;
+	}
+	if (!is_pow2(img->granule) || img->granule < SECTOR_SIZE ||
+	    (!img->fmt->byte_granular && img->size % SECTOR_SIZE)) {
+		log_error("%s: internal: bad granule or size", path);
+		goto out_close_fmt;
+	}
+	if (img->backing_name && !(flags & PIMG_O_NO_BACKING)) {
+		if (open_backing(img))
+			goto out_close_fmt;
+	}
+	return img;
+
+out_close_fmt:
+	img->fmt->close(img);
+out_close_file:
+	pfile_close(img->file);
+	free(img->backing_name);
+	free(img->backing_fmt);
+out_free_path:
+	free(img->path);
+out_free:
+	free(img);
+	return NULL;
+}
+
+struct pimg *pimg_open(const char *path, const char *format, unsigned flags)
+{
+	return open_chain(path, format, flags, 0, NULL);
+}
+
+void pimg_close(struct pimg *img)
+{
+	if (!img)
+		return;
+	if (!(img->flags & PIMG_O_RDONLY))
+		pimg_flush(img);
+	pimg_close(img->backing);
+	img->fmt->close(img);
+	pfile_close(img->file);
+	free(img->backing_name);
+	free(img->backing_fmt);
+	free(img->path);
+	free(img);
+}
+
+uint64_t pimg_size(const struct pimg *img)
+{
+	return img->size;
+}
+
+const char *pimg_format(const struct pimg *img)
+{
+	return img->fmt->name;
+}
+
+uint32_t pimg_granule(const struct pimg *img)
+{
+	return img->granule;
+}
+
+bool pimg_read_only(const struct pimg *img)
+{
+	return img->flags & PIMG_O_RDONLY;
+}
+
+struct pimg *pimg_backing(const struct pimg *img)
+{
+	return img->backing;
+}
+
+bool pimg_sequential_only(const struct pimg *img)
+{
+	return img->sequential_only;
+}
+
+/* ---- reads ----------------------------------------------------------------- */
+
+static uint64_t piece_len(const struct pimg *img, uint64_t off, uint64_t len)
+{
+	return MIN(len, img->granule - (off & (img->granule - 1)));
+}
+
+int pimg_read_backing(struct pimg *img, void *buf, uint64_t len, uint64_t off)
+{
+	uint64_t bsize, n;
+
+	if (!img->backing) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	bsize = pimg_size(img->backing);
+	n = off < bsize ? MIN(len, bsize - off) : 0;
+	if (n) {
+		int ret = pimg_pread(img->backing, buf, n, off);
+
+		if (ret)
+			return ret;
+	}
+	memset((uint8_t *)buf + n, 0, len - n);
+	return 0;
+}
+
+static int read_aligned(struct pimg *img, uint8_t *buf, uint64_t len, uint64_t off)
+{
+	while (len) {
+		uint64_t n = piece_len(img, off, len), pnum = 0;
+		int st, ret;
+
+		st = img->fmt->block_status(img, off, n, &pnum);
+		if (st < 0)
+			return st;
+		if (!pnum || pnum > n)
+			return -EIO;
+		switch (st) {
+		case PIMG_DATA:
+			ret = img->fmt->read(img, buf, pnum, off);
+			break;
+		case PIMG_ZERO:
+			memset(buf, 0, pnum);
+			ret = 0;
+			break;
+		default:
+			ret = pimg_read_backing(img, buf, pnum, off);
+			break;
+		}
+		if (ret)
+			return ret;
+		buf += pnum;
+		off += pnum;
+		len -= pnum;
+	}
+	return 0;
+}
+
+int pimg_pread(struct pimg *img, void *buf, size_t len, uint64_t off)
+{
+	uint8_t bounce[SECTOR_SIZE], *p = buf;
+	int ret;
+
+	if (!range_within(off, len, img->size))
+		return -EINVAL;
+	if (!len)
+		return 0;
+	if (img->fmt->byte_granular)
+		return img->fmt->read(img, buf, len, off);
+	if (off % SECTOR_SIZE) {
+		uint64_t s = off - off % SECTOR_SIZE, skip = off - s, n = MIN(len, SECTOR_SIZE - skip);
+
+		ret = read_aligned(img, bounce, SECTOR_SIZE, s);
+		if (ret)
+			return ret;
+		memcpy(p, bounce + skip, n);
+		p += n;
+		off += n;
+		len -= n;
+	}
+	if (len >= SECTOR_SIZE) {
+		uint64_t n = len - len % SECTOR_SIZE;
+
+		ret = read_aligned(img, p, n, off);
+		if (ret)
+			return ret;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	if (len) {
+		ret = read_aligned(img, bounce, SECTOR_SIZE, off);
+		if (ret)
+			return ret;
+		memcpy(p, bounce, len);
+	}
+	return 0;
+}
+
+/* ---- writes ---------------------------------------------------------------- */
+
+static int write_aligned(struct pimg *img, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+	while (len) {
+		uint64_t n = piece_len(img, off, len);
+		int ret = -ENOTSUP;
+
+		/* Whole granules of zeros become zero clusters where the format has them. */
+		if (n == img->granule && img->fmt->write_zeroes && pimg_is_zero(buf, n))
+			ret = img->fmt->write_zeroes(img, n, off, false);
+		if (ret == -ENOTSUP)
+			ret = img->fmt->write(img, buf, n, off);
+		if (ret)
+			return ret;
+		buf += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int check_writable(struct pimg *img, uint64_t off, uint64_t len)
+{
+	if (img->flags & PIMG_O_RDONLY)
+		return -EROFS;
+	if (!range_within(off, len, img->size))
+		return -EINVAL;
+	return 0;
+}
+
+int pimg_pwrite(struct pimg *img, const void *buf, size_t len, uint64_t off)
+{
+	uint8_t bounce[SECTOR_SIZE];
+	const uint8_t *p = buf;
+	int ret;
+
+	ret = check_writable(img, off, len);
+	if (ret || !len)
+		return ret;
+	if (img->fmt->byte_granular)
+		return img->fmt->write(img, buf, len, off);
+	if (off % SECTOR_SIZE) {
+		uint64_t s = off - off % SECTOR_SIZE, skip = off - s, n = MIN(len, SECTOR_SIZE - skip);
+
+		ret = read_aligned(img, bounce, SECTOR_SIZE, s);
+		if (ret)
+			return ret;
+		memcpy(bounce + skip, p, n);
+		ret = write_aligned(img, bounce, SECTOR_SIZE, s);
+		if (ret)
+			return ret;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	if (len >= SECTOR_SIZE) {
+		uint64_t n = len - len % SECTOR_SIZE;
+
+		ret = write_aligned(img, p, n, off);
+		if (ret)
+			return ret;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	if (len) {
+		ret = read_aligned(img, bounce, SECTOR_SIZE, off);
+		if (ret)
+			return ret;
+		memcpy(bounce, p, len);
+		ret = write_aligned(img, bounce, SECTOR_SIZE, off);
+	}
+	return ret;
+}
+
+#define ZERO_CHUNK (256 * 1024)
+
+int pimg_write_zeroes(struct pimg *img, uint64_t off, uint64_t len)
+{
+	uint8_t *zeros = NULL;
+	int ret;
+
+	ret = check_writable(img, off, len);
+	if (ret || !len)
+		return ret;
+	while (len) {
+		uint64_t n = img->fmt->byte_granular ? MIN(len, ZERO_CHUNK) : piece_len(img, off, len);
+
+		ret = -ENOTSUP;
+		if (img->fmt->write_zeroes && !(off % SECTOR_SIZE) && !(n % SECTOR_SIZE))
+			ret = img->fmt->write_zeroes(img, n, off, true);
+		if (ret == -ENOTSUP) {
+			if (!zeros) {
+				zeros = calloc(1, ZERO_CHUNK);
+				if (!zeros)
+					return -ENOMEM;
+			}
+			n = MIN(n, ZERO_CHUNK);
+			ret = pimg_pwrite(img, zeros, n, off);
+		}
+		if (ret)
+			break;
+		off += n;
+		len -= n;
+	}
+	free(zeros);
+	return ret;
+}
+
+int pimg_discard(struct pimg *img, uint64_t off, uint64_t len)
+{
+	int ret;
+
+	ret = check_writable(img, off, len);
+	if (ret || !len || !img->fmt->discard)
+		return ret;
+	while (len) {
+		uint64_t n = img->fmt->byte_granular ? len : piece_len(img, off, len);
+
+		/* Only whole sectors are discarded; the rest is left as it is. */
+		if (img->fmt->byte_granular || (!(off % SECTOR_SIZE) && !(n % SECTOR_SIZE))) {
+			ret = img->fmt->discard(img, n, off);
+			if (ret && ret != -ENOTSUP)
+				return ret;
+		}
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int pimg_flush(struct pimg *img)
+{
+	int ret;
+
+	if (img->flags & PIMG_O_RDONLY)
+		return 0;
+	if (img->fmt->flush) {
+		ret = img->fmt->flush(img);
+		if (ret)
+			return ret;
+	}
+	return pfile_sync(img->file);
+}
+
+int pimg_write_compressed(struct pimg *img, const void *buf, size_t len, uint64_t off)
+{
+	int ret = check_writable(img, off, len);
+
+	if (ret)
+		return ret;
+	if (!img->fmt->write_compressed)
+		return -ENOTSUP;
+	if (off % img->granule || (len != img->granule && off + len != img->size) ||
+	    len > img->granule || len % SECTOR_SIZE)
+		return -EINVAL;
+	return img->fmt->write_compressed(img, buf, len, off);
+}
+
+int pimg_block_status(struct pimg *img, uint64_t off, uint64_t len, uint64_t *pnum,
+		      bool through_backing)
+{
+	uint64_t done = 0;
+	int first = -1;
+
+	if (!range_within(off, len, img->size) || !len)
+		return -EINVAL;
+	/* Merge consecutive pieces of the same status, up to len. */
+	while (done < len) {
+		uint64_t o = off + done, n, p = 0;
+		int st;
+
+		n = img->fmt->byte_granular ? len - done : piece_len(img, o, len - done);
+		st = img->fmt->block_status(img, o, n, &p);
+		if (st < 0)
+			return st;
+		if (!p || p > n)
+			return -EIO;
+		if (st == PIMG_UNALLOCATED && through_backing) {
+			uint64_t bsize = img->backing ? pimg_size(img->backing) : 0;
+
+			if (o >= bsize) {
+				st = PIMG_ZERO;
+			} else {
+				uint64_t bp;
+
+				st = pimg_block_status(img->backing, o, MIN(p, bsize - o), &bp, true);
+				if (st < 0)
+					return st;
+				p = bp;
+			}
+		}
+		if (first < 0)
+			first = st;
+		else if (st != first)
+			break;
+		done += p;
+		/* Bound the work per call: a caller can ask again. */
+		if (done >= 64 * MiB)
+			break;
+	}
+	*pnum = MIN(done, len);
+	return first;
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")) {
+		*out = false;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static bool key_allowed(const struct pimg_format *fmt, const char *key)
+{
+	for (const char *const *k = fmt->create_keys; k && *k; k++)
+		if (!strcmp(*k, key))
+			return true;
+	return false;
+}
+
+/* Parse "-o" text (commas doubled inside values, as qemu-img) into opts; strings point into buf. */
+static int parse_create_options(const struct pimg_format *fmt, char *buf, struct pimg_create_opts *o)
+{
+	char *p = buf;
+
+	while (p && *p) {
+		char *key = p, *val, *w, *r;
+
+		/* Find the end of this item, un-doubling ",," in place. */
+		for (r = w = p; *r; r++, w++) {
+			if (*r == ',' && r[1] == ',') {
+				*w = ',';
+				r++;
+			} else if (*r == ',') {
+				break;
+			} else {
+				*w = *r;
+			}
+		}
+		p = *r ? r + 1 : NULL;
+		*w = '\0';
+		if (!*key)
+			continue;
+		val = strchr(key, '=');
+		if (!val) {
+			log_error("option '%s' needs a value (key=value)", key);
+			return -EINVAL;
+		}
+		*val++ = '\0';
+		if (!key_allowed(fmt, key)) {
+			log_error("format '%s' does not take option '%s'", fmt->name, key);
+			return -EINVAL;
+		}
+		if (!strcmp(key, "size")) {
+			if (parse_size(val, &o->size)) {
+				log_error("bad size '%s'", val);
+				return -EINVAL;
+			}
+		} else if (!strcmp(key, "backing_file")) {
+			o->backing_file = val;
+		} else if (!strcmp(key, "backing_fmt")) {
+			o->backing_fmt = val;
+		} else if (!strcmp(key, "cluster_size") || !strcmp(key, "block_size")) {
+			uint64_t v;
+
+			if (parse_size(val, &v) || v > (1u << 30) || !is_pow2(v)) {
+				log_error("bad %s '%s' (a power of two)", key, val);
+				return -EINVAL;
+			}
+			if (!strcmp(key, "cluster_size"))
+				o->cluster_size = (uint32_t)v;
+			else
+				o->block_size = (uint32_t)v;
+		} else if (!strcmp(key, "subformat")) {
+			o->subformat = val;
+		} else if (!strcmp(key, "compression_type")) {
+			o->compression_type = val;
+		} else if (!strcmp(key, "adapter_type")) {
+			o->adapter_type = val;
+		} else if (!strcmp(key, "force_size") || !strcmp(key, "lazy_refcounts")) {
+			bool b;
+
+			if (parse_bool(val, &b)) {
+				log_error("option %s takes on or off", key);
+				return -EINVAL;
+			}
+			if (!strcmp(key, "force_size"))
+				o->force_size = b;
+			else
+				o->lazy_refcounts = b;
+		} else if (!strcmp(key, "compat")) {
+			if (strcmp(val, "1.1") && strcmp(val, "v3")) {
+				log_error("only compat=1.1 (qcow2 v3) images can be created");
+				return -EINVAL;
+			}
+		} else if (!strcmp(key, "preallocation")) {
+			if (strcmp(val, "off")) {
+				log_error("only preallocation=off is supported");
+				return -EINVAL;
+			}
+		} else {
+			log_error("format '%s' does not take option '%s'", fmt->name, key);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int pimg_create(const char *path, const char *format, uint64_t size, const char *options)
+{
+	const struct pimg_format *fmt = pimg_find_format(format);
+	struct pimg_create_opts o = { 0 };
+	char *buf = NULL;
+	int ret;
+
+	if (!fmt) {
+		log_error("unknown format '%s'", format);
+		return -EINVAL;
+	}
+	if (!fmt->create) {
+		log_error("format '%s' cannot create images", format);
+		return -ENOTSUP;
+	}
+	if (options) {
+		buf = strdup(options);
+		if (!buf)
+			return -ENOMEM;
+		ret = parse_create_options(fmt, buf, &o);
+		if (ret)
+			goto out_free;
+	}
+	if (size)
+		o.size = size;
+	if (o.backing_fmt && !o.backing_file) {
+		log_error("backing_fmt needs backing_file");
+		ret = -EINVAL;
+		goto out_free;
+	}
+	if (o.backing_file) {
+		char *bpath = pimg_path_relative_to(path, o.backing_file);
+		struct pimg *b;
+
+		if (!bpath) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+		b = pimg_open(bpath, o.backing_fmt, PIMG_O_RDONLY);
+		free(bpath);
+		if (!b) {
+			log_error("%s: could not open backing file '%s'", path, o.backing_file);
+			ret = -EINVAL;
+			goto out_free;
+		}
+		o.backing_size = pimg_size(b);
+		if (!o.backing_fmt) {
+			/* Record the probed format, as qemu-img requires one. */
+			o.backing_fmt = pimg_format(b);
+		}
+		if (!o.size)
+			o.size = o.backing_size;
+		pimg_close(b);
+	}
+	if (o.size % SECTOR_SIZE && fmt != &pimg_fmt_raw)
+		o.size = align_up(o.size, SECTOR_SIZE);
+	ret = fmt->create(path, &o);
+out_free:
+	free(buf);
+	return ret;
+}
+
+/* ---- info, check, resize, commit ---------------------------------------- */
+
+static struct pimg_info_item *info_item(struct pimg_info *info, const char *key)
+{
+	struct pimg_info_item *it;
+
+	if (info->n_items >= ARRAY_SIZE(info->items))
+		return NULL;
+	it = &info->items[info->n_items++];
+	memset(it, 0, sizeof(*it));
+	snprintf(it->key, sizeof(it->key), "%s", key);
+	return it;
+}
+
+void pimg_info_add_str(struct pimg_info *info, const char *key, const char *val)
+{
+	struct pimg_info_item *it = info_item(info, key);
+
+	if (it)
+		snprintf(it->str, sizeof(it->str), "%s", val);
+}
+
+void pimg_info_add_num(struct pimg_info *info, const char *key, int64_t val)
+{
+	struct pimg_info_item *it = info_item(info, key);
+
+	if (it) {
+		it->is_num = true;
+		it->num = val;
+	}
+}
+
+void pimg_info_add_bool(struct pimg_info *info, const char *key, bool val)
+{
+	struct pimg_info_item *it = info_item(info, key);
+
+	if (it) {
+		it->is_bool = true;
+		it->num = val;
+	}
+}
+
+int pimg_get_info(struct pimg *img, struct pimg_info *info)
+{
+	struct stat st;
+
+	memset(info, 0, sizeof(*info));
+	snprintf(info->format, sizeof(info->format), "%s", img->fmt->name);
+	info->virtual_size = img->size;
+	if (!fstat(img->file->fd, &st))
+		info->actual_size = (uint64_t)st.st_blocks * 512;
+	if (img->backing_name)
+		snprintf(info->backing_file, sizeof(info->backing_file), "%s", img->backing_name);
+	if (img->backing_fmt)
+		snprintf(info->backing_fmt, sizeof(info->backing_fmt), "%s", img->backing_fmt);
+	if (img->fmt->info)
+		return img->fmt->info(img, info);
+	return 0;
+}
+
+void pimg_info_free(struct pimg_info *info)
+{
+	free(info->snapshots);
+	info->snapshots = NULL;
+	info->n_snapshots = 0;
+}
+
+int pimg_check(struct pimg *img, struct pimg_check *res, unsigned repair)
+{
+	memset(res, 0, sizeof(*res));
+	if (repair && (img->flags & PIMG_O_RDONLY))
+		return -EROFS;
+	if (!img->fmt->check)
+		return -ENOTSUP;
+	return img->fmt->check(img, res, repair);
+}
+
+int pimg_resize(struct pimg *img, uint64_t size)
+{
+	int ret;
+
+	if (img->flags & PIMG_O_RDONLY)
+		return -EROFS;
+	if (!img->fmt->resize)
+		return -ENOTSUP;
+	if (!img->fmt->byte_granular && size % SECTOR_SIZE) {
+		log_error("%s: size must be a multiple of 512", img->path);
+		return -EINVAL;
+	}
+	ret = img->fmt->resize(img, size);
+	if (ret)
+		return ret;
+	return pimg_flush(img);
+}
+
+#define COMMIT_CHUNK (1 * MiB)
+
+int pimg_commit(struct pimg *img)
+{
+	struct pimg *base;
+	uint8_t *buf;
+	uint64_t off = 0;
+	char *bpath;
+	int ret = 0;
+
+	if (!img->backing_name) {
+		log_error("%s: image has no backing file to commit into", img->path);
+		return -EINVAL;
+	}
+	if (!img->backing) {
+		log_error("%s: backing file is not open", img->path);
+		return -EINVAL;
+	}
+	buf = malloc(COMMIT_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	bpath = strdup(img->backing->path);
+	if (!bpath) {
+		ret = -ENOMEM;
+		goto out_free_buf;
+	}
+	/*
+	 * Reopen the base writable: close the read-only chain first (our own shared
+	 * lock would refuse the exclusive one). Reads of img then see only its own
+	 * clusters, which is exactly what is copied.
+	 */
+	pimg_close(img->backing);
+	img->backing = NULL;
+	base = open_chain(bpath, img->backing_fmt, 0, img->depth + 1, img);
+	if (!base) {
+		ret = -EIO;
+		goto out_reopen;
+	}
+	if (pimg_size(base) < img->size) {
+		ret = pimg_resize(base, img->size);
+		if (ret) {
+			log_error("%s: cannot grow the backing file to %" PRIu64 " bytes", bpath, img->size);
+			goto out_close_base;
+		}
+	}
+	while (off < img->size) {
+		uint64_t pnum;
+		int st = pimg_block_status(img, off, MIN(COMMIT_CHUNK, img->size - off), &pnum, false);
+
+		if (st < 0) {
+			ret = st;
+			goto out_close_base;
+		}
+		if (st == PIMG_DATA) {
+			ret = pimg_pread(img, buf, pnum, off);
+			if (!ret)
+				ret = pimg_pwrite(base, buf, pnum, off);
+		} else if (st == PIMG_ZERO) {
+			ret = pimg_write_zeroes(base, off, pnum);
+		}
+		if (ret)
+			goto out_close_base;
+		off += pnum;
+	}
+	ret = pimg_flush(base);
+out_close_base:
+	pimg_close(base);
+out_reopen:
+	if (!img->backing && !(img->flags & PIMG_O_NO_BACKING))
+		img->backing = open_chain(bpath, img->backing_fmt, PIMG_O_RDONLY, img->depth + 1, img);
+	free(bpath);
+out_free_buf:
+	free(buf);
+	return ret;
+}

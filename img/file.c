@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The file protocol: moves bytes between a host file and memory. Formats never
+ * call pread(2) themselves; they go through pfile_*, whose ops table is the
+ * single place where tests inject faults.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "img-internal.h"
+
+static int posix_pread(struct pimg_file *f, void *buf, size_t len, uint64_t off)
+{
+	return pread_full(f->fd, buf, len, (off_t)off);
+}
+
+static int posix_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
+{
+	return pwrite_full(f->fd, buf, len, (off_t)off);
+}
+
+static int posix_sync(struct pimg_file *f)
+{
+	return fdatasync(f->fd) ? -errno : 0;
+}
+
+static int posix_punch(struct pimg_file *f, uint64_t off, uint64_t len)
+{
+	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+		return -errno;
+	return 0;
+}
+
+static int posix_truncate(struct pimg_file *f, uint64_t size)
+{
+	return ftruncate(f->fd, (off_t)size) ? -errno : 0;
+}
+
+const struct pimg_file_ops pimg_posix_file_ops = {
+	.pread = posix_pread,
+	.pwrite = posix_pwrite,
+	.sync = posix_sync,
+	.punch = posix_punch,
+	.truncate = posix_truncate,
+};
+
+/*
+ * The one mutable global besides logging: a test-only switch, set before any
+ * image is opened, never touched by production code.
+ */
+static const struct pimg_file_ops *test_file_ops;
+
+void pimg_set_file_ops_for_testing(const struct pimg_file_ops *ops)
+{
+	test_file_ops = ops;
+}
+
+struct pimg_file *pfile_open(const char *path, bool rdonly, bool create)
+{
+	struct pimg_file *f;
+	struct stat st;
+	int flags = O_CLOEXEC | (rdonly ? O_RDONLY : O_RDWR);
+
+	if (create)
+		flags |= O_CREAT | O_TRUNC;
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		log_error("%s: out of memory", path);
+		return NULL;
+	}
+	f->path = strdup(path);
+	if (!f->path) {
+		log_error("%s: out of memory", path);
+		goto out_free;
+	}
+	f->fd = open(path, flags, 0644);
+	if (f->fd < 0) {
+		log_error("%s: %s", path, strerror(errno));
+		goto out_free_path;
+	}
+	if (fstat(f->fd, &st)) {
+		log_error("%s: %s", path, strerror(errno));
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		log_error("%s: not a regular file or block device", path);
+		goto out_close;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(f->fd, 0, SEEK_END);
+
+		if (end < 0) {
+			log_error("%s: %s", path, strerror(errno));
+			goto out_close;
+		}
+		f->size = (uint64_t)end;
+	} else {
+		f->size = (uint64_t)st.st_size;
+	}
+	/* One writer per file; readers share (backing files). */
+	if (flock(f->fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		log_error("%s: %s", path,
+			  errno == EWOULDBLOCK ? "image is in use by another process (locked)"
+					       : strerror(errno));
+		goto out_close;
+	}
+	f->rdonly = rdonly;
+	f->ops = test_file_ops ? test_file_ops : &pimg_posix_file_ops;
+	return f;
+
+out_close:
+	close(f->fd);
+out_free_path:
+	free(f->path);
+out_free:
+	free(f);
+	return NULL;
+}
+
+void pfile_close(struct pimg_file *f)
+{
+	if (!f)
+		return;
+	close(f->fd);
+	free(f->path);
+	free(f);
+}
+
+int pfile_pread(struct pimg_file *f, void *buf, size_t len, uint64_t off, bool strict)
+{
+	uint64_t avail;
+
+	if (!range_within(off, len, f->size)) {
+		if (strict)
+			return -EIO;
+		avail = off < f->size ? f->size - off : 0;
+		memset((uint8_t *)buf + avail, 0, len - avail);
+		len = avail;
+		if (!len)
+			return 0;
+	}
+	return f->ops->pread(f, buf, len, off);
+}
+
+int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
+{
+	uint64_t end;
+	int ret;
+
+	if (f->rdonly)
+		return -EROFS;
+	if (add_overflow(off, (uint64_t)len, &end) || end > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	ret = f->ops->pwrite(f, buf, len, off);
+	if (ret)
+		return ret;
+	if (end > f->size)
+		f->size = end;
+	return 0;
+}
+
+int pfile_sync(struct pimg_file *f)
+{
+	if (f->rdonly)
+		return 0;
+	return f->ops->sync(f);
+}
+
+int pfile_punch(struct pimg_file *f, uint64_t off, uint64_t len)
+{
+	if (f->rdonly)
+		return -EROFS;
+	return f->ops->punch(f, off, len);
+}
+
+int pfile_truncate(struct pimg_file *f, uint64_t size)
+{
+	int ret;
+
+	if (f->rdonly)
+		return -EROFS;
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	ret = f->ops->truncate(f, size);
+	if (!ret)
+		f->size = size;
+	return ret;
+}

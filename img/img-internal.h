@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals shared by the generic layer (core.c), the protocol (file.c) and the
+ * formats (one file each). Not installed: users include plinth-img.h only.
+ *
+ * Layering: "formats map offsets; protocols move bytes".
+ *   core.c   -- request checks, alignment (read-modify-write), splitting at the
+ *               format's granule, zero detection, backing-chain reads.
+ *   <format> -- maps a guest range inside ONE granule to host bytes.
+ *   file.c   -- moves bytes to and from a host file (an ops table, so tests can
+ *               inject faults exactly where production does I/O).
+ */
+#ifndef PLINTH_IMG_INTERNAL_H
+#define PLINTH_IMG_INTERNAL_H
+
+#include <endian.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "log.h"
+#include "plinth-img.h"
+#include "util.h"
+
+#define SECTOR_SIZE      512u
+#define MAX_BACKING_DEPTH 16
+
+/* ---- protocol: a host file ---------------------------------------------- */
+
+struct pimg_file;
+
+struct pimg_file_ops {
+	int (*pread)(struct pimg_file *f, void *buf, size_t len, uint64_t off);
+	int (*pwrite)(struct pimg_file *f, const void *buf, size_t len, uint64_t off);
+	int (*sync)(struct pimg_file *f);
+	int (*punch)(struct pimg_file *f, uint64_t off, uint64_t len);
+	int (*truncate)(struct pimg_file *f, uint64_t size);
+};
+
+struct pimg_file {
+	const struct pimg_file_ops *ops;
+	int fd;
+	bool rdonly;
+	uint64_t size;  /* current length, kept up to date by pwrite/truncate */
+	void *opaque;   /* for wrapping ops (tests) */
+	char *path;     /* owned */
+};
+
+extern const struct pimg_file_ops pimg_posix_file_ops;
+
+/* Open a host file; create with O_CREAT|O_TRUNC when create. NULL on error (logged). */
+struct pimg_file *pfile_open(const char *path, bool rdonly, bool create);
+void pfile_close(struct pimg_file *f);
+/*
+ * Read exactly len bytes; bytes beyond the end of the file read as zeros unless
+ * strict (then -EIO). Metadata reads are strict, data reads not (QEMU's habit of
+ * leaving the last cluster short).
+ */
+int pfile_pread(struct pimg_file *f, void *buf, size_t len, uint64_t off, bool strict);
+int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off);
+int pfile_sync(struct pimg_file *f);
+int pfile_punch(struct pimg_file *f, uint64_t off, uint64_t len);
+int pfile_truncate(struct pimg_file *f, uint64_t size);
+
+/* Test hook: the ops used by every pfile_open() of this process (NULL: posix). */
+void pimg_set_file_ops_for_testing(const struct pimg_file_ops *ops);
+
+/* ---- create options ------------------------------------------------------ */
+
+struct pimg_create_opts {
+	uint64_t size;
+	const char *backing_file; /* NULL if none */
+	const char *backing_fmt;
+	uint64_t backing_size;    /* filled by pimg_create when a backing file is given */
+	uint32_t cluster_size;    /* 0: format default */
+	uint32_t block_size;      /* VHDX block size, 0: default */
+	const char *subformat;    /* NULL: format default */
+	const char *compression_type;
+	bool force_size;
+	bool lazy_refcounts;
+	const char *adapter_type; /* VMDK */
+};
+
+/* ---- formats -------------------------------------------------------------- */
+
+struct pimg_format {
+	const char *name;
+	/* Keys accepted by create's -o. */
+	const char *const *create_keys;
+	/*
+	 * Score a file's head (first head_len bytes, up to 64 KiB) and tail (last
+	 * 512 bytes, or NULL). 0: not this format; 100: certain.
+	 */
+	int (*probe)(const uint8_t *head, size_t head_len, const uint8_t *tail, uint64_t file_size);
+	/* Parse the image on img->file; set img->size, img->granule, img->priv, backing names. */
+	int (*open)(struct pimg *img);
+	void (*close)(struct pimg *img);
+	int (*create)(const char *path, const struct pimg_create_opts *o);
+
+	/*
+	 * Request callbacks. The core guarantees: off and len are 512-aligned (the
+	 * raw format sets byte_granular to receive any), len > 0 and the range lies
+	 * inside one granule and inside the virtual size; writes only on writable
+	 * images.
+	 */
+	int (*block_status)(struct pimg *img, uint64_t off, uint64_t len, uint64_t *pnum);
+	int (*read)(struct pimg *img, void *buf, uint64_t len, uint64_t off);   /* DATA ranges only */
+	int (*write)(struct pimg *img, const void *buf, uint64_t len, uint64_t off);
+	/* Optional: -ENOTSUP makes the core write a buffer of zeros instead. */
+	int (*write_zeroes)(struct pimg *img, uint64_t len, uint64_t off, bool may_unmap);
+	int (*discard)(struct pimg *img, uint64_t len, uint64_t off);
+	int (*write_compressed)(struct pimg *img, const void *buf, uint64_t len, uint64_t off);
+	int (*flush)(struct pimg *img); /* metadata out, then the core syncs the file */
+	int (*info)(struct pimg *img, struct pimg_info *info);
+	int (*check)(struct pimg *img, struct pimg_check *res, unsigned repair);
+	int (*resize)(struct pimg *img, uint64_t size);
+	bool byte_granular;
+};
+
+struct pimg {
+	const struct pimg_format *fmt;
+	struct pimg_file *file;
+	char *path;          /* as given, owned */
+	unsigned flags;
+	uint64_t size;       /* virtual size */
+	uint32_t granule;    /* power of two >= 512 */
+	bool sequential_only;
+	void *priv;          /* the format's state, owned by the format */
+	/* Backing file as named in the image (owned), and its format or NULL. */
+	char *backing_name;
+	char *backing_fmt;
+	struct pimg *backing;
+	unsigned depth;      /* 0 for the top image */
+	/* Chain loop detection: device/inode of every image above this one. */
+	uint64_t chain_ids[MAX_BACKING_DEPTH + 1][2];
+};
+
+extern const struct pimg_format pimg_fmt_raw, pimg_fmt_qcow2, pimg_fmt_vpc, pimg_fmt_vhdx,
+	pimg_fmt_vmdk;
+
+const struct pimg_format *pimg_find_format(const char *name);
+
+/* Read [off, off+len) from the backing chain (zeros where there is none). */
+int pimg_read_backing(struct pimg *img, void *buf, uint64_t len, uint64_t off);
+
+/* Resolve name relative to the directory of base; returns malloc'd path. */
+char *pimg_path_relative_to(const char *base, const char *name);
+
+/* Helpers for formats: little/big-endian loads and stores on possibly unaligned bytes. */
+static inline uint16_t ld_be16(const void *p) { uint16_t v; memcpy(&v, p, 2); return be16toh(v); }
+static inline uint32_t ld_be32(const void *p) { uint32_t v; memcpy(&v, p, 4); return be32toh(v); }
+static inline uint64_t ld_be64(const void *p) { uint64_t v; memcpy(&v, p, 8); return be64toh(v); }
+static inline uint16_t ld_le16(const void *p) { uint16_t v; memcpy(&v, p, 2); return le16toh(v); }
+static inline uint32_t ld_le32(const void *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
+static inline uint64_t ld_le64(const void *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
+static inline void st_be16(void *p, uint16_t v) { v = htobe16(v); memcpy(p, &v, 2); }
+static inline void st_be32(void *p, uint32_t v) { v = htobe32(v); memcpy(p, &v, 4); }
+static inline void st_be64(void *p, uint64_t v) { v = htobe64(v); memcpy(p, &v, 8); }
+static inline void st_le16(void *p, uint16_t v) { v = htole16(v); memcpy(p, &v, 2); }
+static inline void st_le32(void *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
+static inline void st_le64(void *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
+
+/* info helpers */
+void pimg_info_add_str(struct pimg_info *info, const char *key, const char *val);
+void pimg_info_add_num(struct pimg_info *info, const char *key, int64_t val);
+void pimg_info_add_bool(struct pimg_info *info, const char *key, bool val);
+
+/* CRC-32C (Castagnoli), as VHDX uses it. */
+uint32_t pimg_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Random bytes for GUIDs / unique ids (getrandom). */
+void pimg_random(void *buf, size_t len);
+
+#endif

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plinth-img: the disk image library (raw, qcow2, VHD, VHDX, VMDK).
+ *
+ * This is the library's only public header. It knows nothing of VMs: the VMM's
+ * virtio-blk, the plinth-img tool and the tests all use images through it.
+ *
+ * Errors: calls return 0 (or a non-negative value where stated) or -errno;
+ * constructors return a pointer or NULL. The reason for a failure is logged once,
+ * where it happened, as one line through common/log.h.
+ *
+ * Threads: a struct pimg (with its backing chain) is not internally locked. Rule:
+ * each open image is used by ONE thread at a time -- the disk's I/O thread.
+ * Different images may be used by different threads concurrently: the library has
+ * no mutable global state. Opening the same file twice for writing is not
+ * supported; writable opens take an exclusive flock(2) on the file to refuse it,
+ * read-only opens a shared one.
+ *
+ * Offsets and lengths are bytes. Any offset and length inside the virtual size is
+ * accepted; 512-byte aligned requests avoid a read-modify-write.
+ *
+ * Durability: pimg_flush() returns once all completed writes, and the metadata
+ * that maps them, are on stable storage (fdatasync). Until then a crash may lose
+ * them but leaves an image that reads old or new data (see the update order at the
+ * top of each format's source file).
+ */
+#ifndef PLINTH_IMG_H
+#define PLINTH_IMG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pimg;
+
+/* pimg_open() flags */
+#define PIMG_O_RDONLY     (1u << 0) /* never write to the image (nor its chain) */
+#define PIMG_O_NO_BACKING (1u << 1) /* do not open the backing file: unallocated reads as zero */
+
+/*
+ * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk")
+ * or NULL to probe the header. Probing never selects raw for a writable open: a
+ * file without a recognised header is refused unless format is "raw". Backing
+ * files are opened read-only, their chain depth is limited and loops refused.
+ * Returns the image (owned by the caller, freed by pimg_close) or NULL.
+ */
+struct pimg *pimg_open(const char *path, const char *format, unsigned flags);
+/* Flush (if writable) and free the image and its backing chain. NULL is allowed. */
+void pimg_close(struct pimg *img);
+
+/* Probe a file's format without opening it: returns a static name or NULL (raw/unknown). */
+const char *pimg_probe(const char *path);
+
+uint64_t pimg_size(const struct pimg *img);
+const char *pimg_format(const struct pimg *img);
+/* Allocation granule (cluster, grain or block size) in bytes; 4 KiB for raw. */
+uint32_t pimg_granule(const struct pimg *img);
+bool pimg_read_only(const struct pimg *img);
+/* The opened backing image, or NULL. Owned by img. */
+struct pimg *pimg_backing(const struct pimg *img);
+
+int pimg_pread(struct pimg *img, void *buf, size_t len, uint64_t off);
+int pimg_pwrite(struct pimg *img, const void *buf, size_t len, uint64_t off);
+/* Make [off, off+len) read as zeros, deallocating where the format can. */
+int pimg_write_zeroes(struct pimg *img, uint64_t off, uint64_t len);
+/* Hint that [off, off+len) is unused; content afterwards reads as zero or as before. */
+int pimg_discard(struct pimg *img, uint64_t off, uint64_t len);
+int pimg_flush(struct pimg *img);
+
+/*
+ * Write one whole granule compressed (qcow2, VMDK streamOptimized). off must be
+ * granule aligned, len the granule (or the tail of the image). Falls back to a
+ * plain write where compression does not pay. -ENOTSUP for other formats.
+ */
+int pimg_write_compressed(struct pimg *img, const void *buf, size_t len, uint64_t off);
+/* True if len bytes at buf are all zero. */
+bool pimg_is_zero(const void *buf, size_t len);
+
+/* True if the format accepts only sequential writes (streamOptimized VMDK). */
+bool pimg_sequential_only(const struct pimg *img);
+
+enum pimg_status {
+	PIMG_DATA = 0,        /* allocated in this image; read it */
+	PIMG_ZERO = 1,        /* reads as zeros, known without reading data */
+	PIMG_UNALLOCATED = 2, /* not in this image: comes from the backing file (or zeros) */
+};
+
+/*
+ * Status of [off, off+len): returns an enum pimg_status and sets *pnum to the
+ * length (> 0, <= len) that shares it, or -errno. With through_backing,
+ * unallocated ranges are resolved in the backing chain and only DATA or ZERO
+ * comes back.
+ */
+int pimg_block_status(struct pimg *img, uint64_t off, uint64_t len, uint64_t *pnum,
+		      bool through_backing);
+
+/*
+ * Create an image. options is qemu-img's "-o" syntax ("key=value,key=value") or
+ * NULL; accepted keys depend on the format (backing_file, backing_fmt,
+ * cluster_size, compression_type, subformat, force_size, block_size, ...).
+ * size 0 with a backing_file takes the backing file's size.
+ */
+int pimg_create(const char *path, const char *format, uint64_t size, const char *options);
+
+/* What info shows. Strings are owned by the struct; free with pimg_info_free(). */
+struct pimg_snapshot_info {
+	char id[64];
+	char name[256];
+	uint64_t vm_state_size;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t icount;
+};
+
+struct pimg_info_item {
+	char key[48];
+	bool is_num; /* num, else str */
+	bool is_bool;
+	int64_t num;
+	char str[256];
+};
+
+struct pimg_info {
+	char format[16];
+	uint64_t virtual_size;
+	uint64_t actual_size; /* bytes allocated on the host (st_blocks) */
+	uint32_t cluster_size;    /* 0 if not meaningful */
+	char backing_file[1024];  /* as written in the image, "" if none */
+	char backing_fmt[32];
+	bool dirty;
+	size_t n_snapshots;
+	struct pimg_snapshot_info *snapshots; /* owned */
+	size_t n_items;                       /* format-specific information */
+	struct pimg_info_item items[24];
+};
+
+int pimg_get_info(struct pimg *img, struct pimg_info *info);
+void pimg_info_free(struct pimg_info *info);
+
+/* Result of a consistency check. */
+struct pimg_check {
+	uint64_t corruptions;       /* errors that can make reads return wrong data */
+	uint64_t leaks;             /* allocated but unused clusters */
+	uint64_t corruptions_fixed;
+	uint64_t leaks_fixed;
+	uint64_t allocated_clusters;
+	uint64_t total_clusters;
+	uint64_t image_end_offset;
+	bool check_errors; /* the check itself could not complete */
+};
+
+#define PIMG_REPAIR_LEAKS (1u << 0)
+#define PIMG_REPAIR_ALL   (1u << 1)
+
+/* Check (and with repair flags, fix) the image's metadata. 0 or -errno (-ENOTSUP). */
+int pimg_check(struct pimg *img, struct pimg_check *res, unsigned repair);
+
+/* Change the virtual size. Growing is supported by every format; shrinking by raw. */
+int pimg_resize(struct pimg *img, uint64_t size);
+
+/*
+ * Copy every range allocated in img (not its backing file) into the backing file,
+ * which is reopened writable for the purpose. img's content is unchanged.
+ */
+int pimg_commit(struct pimg *img);
+
+#endif

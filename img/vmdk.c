@@ -1,0 +1,1304 @@
+// SPDX-License-Identifier: MIT
+/*
+ * VMDK (VMware Virtual Disk Format 1.1): a text descriptor naming extents.
+ *
+ *   descriptor  "# Disk DescriptorFile" ... extent lines:
+ *               RW <sectors> SPARSE|FLAT|ZERO "<file>" [<offset>]
+ *               embedded in a sparse file (monolithicSparse, streamOptimized)
+ *               or a file of its own (monolithicFlat, twoGbMaxExtent*).
+ *   sparse      "KDMV" header (little-endian), grain directory (GD) -> grain
+ *               tables (GT, numGTEsPerGT u32 each) -> grain sector offsets.
+ *               GTE 0 = unallocated, 1 = zero grain (with the zero-grain flag).
+ *   stream      compressed grains: {u64 lba, u32 size, zlib stream}, and
+ *               metadata markers {u64 sectors, u32 0, u32 type} before the GT,
+ *               GD and footer; the GD may be "at the end" (gdOffset = -1): the
+ *               footer, a header copy, sits before the end-of-stream marker.
+ *
+ * Extent paths are hostile: absolute names and ".." components are refused;
+ * a file is only ever opened next to the descriptor.
+ *
+ * Writes: monolithicSparse and monolithicFlat read-write; streamOptimized is
+ * write-once and sequential (the VMware layout: grains, then each GT after its
+ * grains, the GD, the footer and the end-of-stream marker, written on flush).
+ *
+ * Metadata update order (sparse): the grain is written at the end of the file,
+ * then on flush: fdatasync; write dirty GTs (primary and redundant); write the
+ * GDs if a GT was added; fdatasync. A crash leaves unreferenced grains only.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "img-internal.h"
+
+#define VMDK_MAGIC 0x564d444bu /* "KDMV" little-endian */
+#define VMDK_FLAG_NL_TEST (1u << 0)
+#define VMDK_FLAG_RGD (1u << 1)
+#define VMDK_FLAG_ZERO_GRAIN (1u << 2)
+#define VMDK_FLAG_COMPRESSED (1u << 16)
+#define VMDK_FLAG_MARKERS (1u << 17)
+#define VMDK_GD_AT_END 0xffffffffffffffffULL
+#define VMDK_MAX_EXTENTS 1024
+#define VMDK_MAX_DESC (1 * MiB)
+#define VMDK_GT_CACHE 64
+#define MARKER_EOS 0
+#define MARKER_GT 1
+#define MARKER_GD 2
+#define MARKER_FOOTER 3
+
+enum ext_type { EXT_FLAT, EXT_SPARSE, EXT_ZERO };
+
+struct gt_entry {
+	uint64_t off; /* host byte offset of the GT, 0 = free */
+	uint32_t *t;  /* host endian */
+	bool dirty;
+	uint64_t stamp;
+};
+
+struct sparse {
+	uint8_t header[512];
+	uint32_t flags;
+	uint64_t grain;        /* bytes */
+	uint32_t gtes;         /* entries per GT */
+	uint64_t gd_off, rgd_off; /* bytes, 0 = none */
+	uint32_t gd_entries;
+	uint32_t *gd, *rgd;    /* host endian, sectors */
+	bool gd_dirty;
+	uint64_t alloc_end;    /* next free byte (sector aligned) */
+	struct gt_entry cache[VMDK_GT_CACHE];
+	uint64_t tick;
+	uint8_t *cbuf;         /* compressed grain buffer */
+	uint8_t *gbuf;         /* one grain */
+	uint64_t dec_off;      /* host offset of the grain held decompressed in gbuf, 0 = none */
+	/* streamOptimized writer */
+	bool stream_writer, stream_done;
+	int64_t last_grain;    /* last grain written, -1 = none */
+	uint32_t cur_gt;       /* GT index being filled, UINT32_MAX = none */
+	uint32_t *gt_buf;      /* its entries */
+};
+
+struct extent {
+	enum ext_type type;
+	uint64_t start, sectors; /* virtual position and length, sectors */
+	uint64_t offset;         /* FLAT: start in the file, bytes */
+	struct pimg_file *file;
+	bool own_file;           /* opened here (else img->file) */
+	struct sparse *sp;
+};
+
+struct vmdk {
+	struct extent ext[VMDK_MAX_EXTENTS];
+	unsigned n_ext;
+	char create_type[64];
+	uint32_t cid, parent_cid;
+};
+
+static const char *const vmdk_create_keys[] = {
+	"size", "subformat", "backing_file", "backing_fmt", "adapter_type", NULL,
+};
+
+static int vmdk_probe(const uint8_t *head, size_t len, const uint8_t *tail, uint64_t size)
+{
+	static const char d[] = "# Disk DescriptorFile";
+
+	if (len >= 4 && ld_le32(head) == VMDK_MAGIC)
+		return 100;
+	if (len >= sizeof(d) - 1 && !memcmp(head, d, sizeof(d) - 1))
+		return 100;
+	return 0;
+}
+
+/* ---- descriptor ------------------------------------------------------------ */
+
+static bool safe_name(const char *n)
+{
+	const char *p = n;
+
+	if (!*n || *n == '/')
+		return false;
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (len == 2 && !strncmp(p, "..", 2))
+			return false;
+		if (!slash)
+			break;
+		p = slash + 1;
+	}
+	return true;
+}
+
+static char *unquote_value(char *v)
+{
+	size_t l;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	l = strlen(v);
+	while (l && (v[l - 1] == ' ' || v[l - 1] == '\t' || v[l - 1] == '\r'))
+		v[--l] = 0;
+	if (l >= 2 && v[0] == '"' && v[l - 1] == '"') {
+		v[l - 1] = 0;
+		v++;
+	}
+	return v;
+}
+
+static int sparse_open(struct pimg *img, struct extent *e);
+
+/* Parse the descriptor text (NUL-terminated, modified in place). */
+static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self)
+{
+	struct vmdk *v = img->priv;
+	char *save = NULL, *line;
+	uint64_t total = 0;
+	struct stat self_st;
+	char *hint = NULL;
+	int ret;
+
+	if (fstat(self->fd, &self_st))
+		return -errno;
+	v->parent_cid = 0xffffffffu;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char access[16], type[16], name[1024];
+		unsigned long long sectors, offset = 0;
+		int n;
+		char *eq;
+
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (!*line || *line == '#' || *line == '\r')
+			continue;
+		if (!strncmp(line, "RW ", 3) || !strncmp(line, "RDONLY ", 7) || !strncmp(line, "NOACCESS ", 9)) {
+			struct extent *e;
+			char *q1, *q2;
+
+			if (v->n_ext == VMDK_MAX_EXTENTS) {
+				log_error("%s: too many VMDK extents", img->path);
+				return -EINVAL;
+			}
+			n = sscanf(line, "%15s %llu %15s", access, &sectors, type);
+			q1 = strchr(line, '"');
+			q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+			if (n != 3 || !strcmp(access, "NOACCESS") || (!q1 && strcmp(type, "ZERO")) ||
+			    (q1 && !q2) || sectors == 0 || (q1 && (size_t)(q2 - q1 - 1) >= sizeof(name))) {
+				log_error("%s: bad VMDK extent line: %.80s", img->path, line);
+				return -EINVAL;
+			}
+			if (q1) {
+				memcpy(name, q1 + 1, (size_t)(q2 - q1 - 1));
+				name[q2 - q1 - 1] = 0;
+				if (q2[1] && sscanf(q2 + 1, "%llu", &offset) != 1)
+					offset = 0;
+			} else {
+				name[0] = 0;
+			}
+			e = &v->ext[v->n_ext];
+			memset(e, 0, sizeof(*e));
+			if (!strcmp(type, "FLAT") || !strcmp(type, "VMFS"))
+				e->type = EXT_FLAT;
+			else if (!strcmp(type, "SPARSE") || !strcmp(type, "VMFSSPARSE"))
+				e->type = EXT_SPARSE;
+			else if (!strcmp(type, "ZERO"))
+				e->type = EXT_ZERO;
+			else {
+				log_error("%s: unsupported VMDK extent type %s", img->path, type);
+				return -ENOTSUP;
+			}
+			if (add_overflow(total, (uint64_t)sectors, &total) || total > (1ULL << 40)) {
+				log_error("%s: VMDK extents too large", img->path);
+				return -EINVAL;
+			}
+			if (offset > (1ULL << 54)) {
+				log_error("%s: bad VMDK extent offset", img->path);
+				return -EINVAL;
+			}
+			e->start = total - sectors;
+			e->sectors = sectors;
+			e->offset = offset * SECTOR_SIZE;
+			v->n_ext++;
+			if (e->type != EXT_ZERO) {
+				char *path;
+				struct stat st;
+				bool rdonly = (img->flags & PIMG_O_RDONLY) || !strcmp(access, "RDONLY");
+
+				if (!safe_name(name)) {
+					log_error("%s: refusing VMDK extent path '%s' (absolute or with ..)",
+						  img->path, name);
+					return -EPERM;
+				}
+				path = pimg_path_relative_to(img->path, name);
+				if (!path)
+					return -ENOMEM;
+				if (!stat(path, &st) && st.st_dev == self_st.st_dev && st.st_ino == self_st.st_ino) {
+					e->file = self;
+				} else {
+					e->file = pfile_open(path, rdonly, false);
+					e->own_file = true;
+				}
+				free(path);
+				if (!e->file)
+					return -ENOENT;
+				if (e->type == EXT_FLAT && !range_within(e->offset, sectors * SECTOR_SIZE,
+									 e->file->size)) {
+					log_error("%s: flat extent '%s' is shorter than declared", img->path, name);
+					return -EINVAL;
+				}
+				if (e->type == EXT_SPARSE) {
+					ret = sparse_open(img, e);
+					if (ret)
+						return ret;
+				}
+			}
+			continue;
+		}
+		eq = strchr(line, '=');
+		if (!eq)
+			continue; /* tolerate garbage lines, as VMware does */
+		*eq = 0;
+		{
+			char *key = unquote_value(line), *val = unquote_value(eq + 1);
+
+			if (!strcmp(key, "createType"))
+				snprintf(v->create_type, sizeof(v->create_type), "%s", val);
+			else if (!strcmp(key, "CID"))
+				v->cid = (uint32_t)strtoul(val, NULL, 16);
+			else if (!strcmp(key, "parentCID"))
+				v->parent_cid = (uint32_t)strtoul(val, NULL, 16);
+			else if (!strcmp(key, "parentFileNameHint"))
+				hint = val;
+		}
+	}
+	if (!v->n_ext) {
+		log_error("%s: VMDK descriptor has no extents", img->path);
+		return -EINVAL;
+	}
+	if (hint && v->parent_cid != 0xffffffffu) {
+		img->backing_name = strdup(hint);
+		if (!img->backing_name)
+			return -ENOMEM;
+	}
+	img->size = total * SECTOR_SIZE;
+	return 0;
+}
+
+/* ---- sparse extents ---------------------------------------------------------- */
+
+static int read_u32_table(struct pimg_file *f, uint64_t off, uint32_t n, uint32_t **out)
+{
+	uint32_t *t = malloc((size_t)MAX(n, 1) * 4);
+	int ret;
+
+	if (!t)
+		return -ENOMEM;
+	ret = pfile_pread(f, t, (size_t)n * 4, off, true);
+	if (ret) {
+		free(t);
+		return ret;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		t[i] = le32toh(t[i]);
+	*out = t;
+	return 0;
+}
+
+static int sparse_open(struct pimg *img, struct extent *e)
+{
+	struct sparse *s;
+	uint8_t *h;
+	uint64_t cap, grain_sec, gd_sec, rgd_sec, gt_cover;
+	struct pimg_file *f = e->file;
+	int ret = -EINVAL;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	e->sp = s;
+	s->cur_gt = UINT32_MAX;
+	s->last_grain = -1;
+	h = s->header;
+	if (pfile_pread(f, h, 512, 0, true) || ld_le32(h) != VMDK_MAGIC) {
+		log_error("%s: sparse extent without a VMDK header", img->path);
+		return -EINVAL;
+	}
+	if (ld_le32(h + 4) < 1 || ld_le32(h + 4) > 3) {
+		log_error("%s: unsupported VMDK version %u", img->path, ld_le32(h + 4));
+		return -ENOTSUP;
+	}
+	s->flags = ld_le32(h + 8);
+	gd_sec = ld_le64(h + 56);
+	if (gd_sec == VMDK_GD_AT_END) {
+		/* The footer (a header copy) sits before the end-of-stream marker. */
+		uint8_t *ft = malloc(512);
+
+		if (!ft)
+			return -ENOMEM;
+		if (f->size < 1536 || pfile_pread(f, ft, 512, f->size - 1024, true) ||
+		    ld_le32(ft) != VMDK_MAGIC || ld_le64(ft + 56) == VMDK_GD_AT_END) {
+			free(ft);
+			if (!(img->flags & PIMG_O_RDONLY) && f->size <= 64 * 512 &&
+			    (s->flags & VMDK_FLAG_COMPRESSED)) {
+				/* A fresh stream written by us: become its sequential writer. */
+				s->stream_writer = true;
+				gd_sec = 0;
+			} else {
+				log_error("%s: streamOptimized VMDK without footer", img->path);
+				return -EINVAL;
+			}
+		} else {
+			memcpy(h, ft, 512);
+			free(ft);
+			s->flags = ld_le32(h + 8);
+			gd_sec = ld_le64(h + 56);
+		}
+	}
+	cap = ld_le64(h + 12);
+	grain_sec = ld_le64(h + 20);
+	s->gtes = ld_le32(h + 44);
+	rgd_sec = ld_le64(h + 48);
+	if (!is_pow2(grain_sec) || grain_sec < 8 || grain_sec > 2048 || !s->gtes || s->gtes > 65536 ||
+	    cap < e->sectors) {
+		log_error("%s: bad VMDK sparse header (grain %" PRIu64 ", %u GTEs, capacity %" PRIu64 ")",
+			  img->path, grain_sec, s->gtes, cap);
+		return -EINVAL;
+	}
+	s->grain = grain_sec * SECTOR_SIZE;
+	gt_cover = grain_sec * s->gtes;
+	s->gd_entries = (uint32_t)((e->sectors + gt_cover - 1) / gt_cover);
+	if (mul_overflow(gd_sec, (uint64_t)SECTOR_SIZE, &s->gd_off) ||
+	    mul_overflow(rgd_sec, (uint64_t)SECTOR_SIZE, &s->rgd_off) ||
+	    (uint64_t)s->gd_entries * 4 > 64 * MiB) {
+		log_error("%s: VMDK grain directory offset out of range", img->path);
+		return -EINVAL;
+	}
+	if (s->flags & VMDK_FLAG_COMPRESSED) {
+		if (ld_le16(h + 77) != 1) {
+			log_error("%s: unknown VMDK compression %u", img->path, ld_le16(h + 77));
+			return -ENOTSUP;
+		}
+	}
+	if (s->flags & VMDK_FLAG_COMPRESSED && !(img->flags & PIMG_O_RDONLY) && !s->stream_writer) {
+		log_error("%s: streamOptimized images are write-once; open read-only", img->path);
+		return -EROFS;
+	}
+	s->alloc_end = align_up(f->size, SECTOR_SIZE);
+	s->gbuf = malloc(s->grain);
+	s->cbuf = malloc(s->grain * 2 + 1024);
+	if (!s->gbuf || !s->cbuf)
+		return -ENOMEM;
+	for (unsigned i = 0; i < VMDK_GT_CACHE; i++) {
+		s->cache[i].t = malloc((size_t)s->gtes * 4);
+		if (!s->cache[i].t)
+			return -ENOMEM;
+	}
+	if (s->stream_writer) {
+		s->gd = calloc(MAX(s->gd_entries, 1), 4);
+		s->gt_buf = calloc(s->gtes, 4);
+		if (!s->gd || !s->gt_buf)
+			return -ENOMEM;
+		img->sequential_only = true;
+		return 0;
+	}
+	if (!range_within(s->gd_off, (uint64_t)s->gd_entries * 4, f->size)) {
+		log_error("%s: VMDK grain directory lies outside the file", img->path);
+		return -EINVAL;
+	}
+	ret = read_u32_table(f, s->gd_off, s->gd_entries, &s->gd);
+	if (ret)
+		return ret;
+	if ((s->flags & VMDK_FLAG_RGD) && s->rgd_off) {
+		if (!range_within(s->rgd_off, (uint64_t)s->gd_entries * 4, f->size)) {
+			log_error("%s: VMDK redundant grain directory lies outside the file", img->path);
+			return -EINVAL;
+		}
+		ret = read_u32_table(f, s->rgd_off, s->gd_entries, &s->rgd);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static void sparse_free(struct sparse *s)
+{
+	if (!s)
+		return;
+	for (unsigned i = 0; i < VMDK_GT_CACHE; i++)
+		free(s->cache[i].t);
+	free(s->gd);
+	free(s->rgd);
+	free(s->gbuf);
+	free(s->cbuf);
+	free(s->gt_buf);
+	free(s);
+}
+
+static int gt_write(struct pimg_file *f, struct sparse *s, struct gt_entry *g)
+{
+	uint32_t *be = malloc((size_t)s->gtes * 4);
+	int ret;
+
+	if (!be)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->gtes; i++)
+		be[i] = htole32(g->t[i]);
+	ret = pfile_pwrite(f, be, (size_t)s->gtes * 4, g->off);
+	free(be);
+	if (!ret)
+		g->dirty = false;
+	return ret;
+}
+
+static int gd_write(struct pimg_file *f, struct sparse *s, const uint32_t *gd, uint64_t off)
+{
+	uint32_t *be = malloc((size_t)MAX(s->gd_entries, 1) * 4);
+	int ret;
+
+	if (!be)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->gd_entries; i++)
+		be[i] = htole32(gd[i]);
+	ret = pfile_pwrite(f, be, (size_t)s->gd_entries * 4, off);
+	free(be);
+	return ret;
+}
+
+static int stream_finish(struct pimg *img, struct extent *e);
+
+static int sparse_flush(struct pimg *img, struct extent *e)
+{
+	struct sparse *s = e->sp;
+	bool dirty = s->gd_dirty;
+	int ret;
+
+	if (s->stream_writer)
+		return stream_finish(img, e);
+	for (unsigned i = 0; i < VMDK_GT_CACHE; i++)
+		dirty |= s->cache[i].off && s->cache[i].dirty;
+	if (!dirty)
+		return 0;
+	ret = pfile_sync(e->file);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < VMDK_GT_CACHE; i++) {
+		if (s->cache[i].off && s->cache[i].dirty) {
+			ret = gt_write(e->file, s, &s->cache[i]);
+			if (ret)
+				return ret;
+		}
+	}
+	if (s->gd_dirty) {
+		ret = gd_write(e->file, s, s->gd, s->gd_off);
+		if (!ret && s->rgd)
+			ret = gd_write(e->file, s, s->rgd, s->rgd_off);
+		if (ret)
+			return ret;
+		s->gd_dirty = false;
+	}
+	return pfile_sync(e->file);
+}
+
+/* The GT at host offset off (loaded, or zeroed when fresh). */
+static int gt_get(struct pimg *img, struct extent *e, uint64_t off, bool fresh, struct gt_entry **out)
+{
+	struct sparse *s = e->sp;
+	struct gt_entry *victim = NULL;
+	int ret;
+
+	for (unsigned i = 0; i < VMDK_GT_CACHE; i++) {
+		if (s->cache[i].off == off) {
+			s->cache[i].stamp = ++s->tick;
+			*out = &s->cache[i];
+			return 0;
+		}
+	}
+	for (unsigned i = 0; i < VMDK_GT_CACHE && (!victim || victim->off); i++)
+		if (!victim || !s->cache[i].off || s->cache[i].stamp < victim->stamp)
+			victim = &s->cache[i];
+	if (victim->off && victim->dirty) {
+		ret = sparse_flush(img, e);
+		if (ret)
+			return ret;
+	}
+	victim->off = 0;
+	if (fresh) {
+		memset(victim->t, 0, (size_t)s->gtes * 4);
+		victim->dirty = true;
+	} else {
+		if (!range_within(off, (uint64_t)s->gtes * 4, e->file->size)) {
+			log_error("%s: VMDK grain table at %#" PRIx64 " lies outside the file", img->path, off);
+			return -EIO;
+		}
+		ret = pfile_pread(e->file, victim->t, (size_t)s->gtes * 4, off, true);
+		if (ret)
+			return ret;
+		for (uint32_t i = 0; i < s->gtes; i++)
+			victim->t[i] = le32toh(victim->t[i]);
+		victim->dirty = false;
+	}
+	victim->off = off;
+	victim->stamp = ++s->tick;
+	*out = victim;
+	return 0;
+}
+
+/* GTE of grain g in extent e (0 if its GT does not exist). */
+static int gte_get(struct pimg *img, struct extent *e, uint64_t g, uint32_t *gte)
+{
+	struct sparse *s = e->sp;
+	uint64_t gdi = g / s->gtes;
+	struct gt_entry *gt;
+	int ret;
+
+	*gte = 0;
+	if (s->stream_writer) {
+		if (gdi == s->cur_gt)
+			*gte = s->gt_buf[g % s->gtes];
+		return 0;
+	}
+	if (gdi >= s->gd_entries)
+		return -EIO;
+	if (!s->gd[gdi])
+		return 0;
+	ret = gt_get(img, e, (uint64_t)s->gd[gdi] * SECTOR_SIZE, false, &gt);
+	if (ret)
+		return ret;
+	*gte = gt->t[g % s->gtes];
+	return 0;
+}
+
+static int read_compressed_grain(struct pimg *img, struct extent *e, uint64_t host, uint64_t g)
+{
+	struct sparse *s = e->sp;
+	uint8_t m[12];
+	uint32_t clen;
+	uLongf out = (uLongf)s->grain;
+	int ret;
+
+	if (s->dec_off == host)
+		return 0;
+	ret = pfile_pread(e->file, m, sizeof(m), host, true);
+	if (ret) {
+		log_error("%s: compressed grain at %#" PRIx64 " lies outside the file", img->path, host);
+		return ret;
+	}
+	clen = ld_le32(m + 8);
+	if (clen > s->grain * 2 + 512 || ld_le64(m) != g * (s->grain / SECTOR_SIZE)) {
+		log_error("%s: bad compressed grain marker at %#" PRIx64, img->path, host);
+		return -EIO;
+	}
+	ret = pfile_pread(e->file, s->cbuf, clen, host + 12, true);
+	if (ret)
+		return ret;
+	s->dec_off = 0;
+	memset(s->gbuf, 0, s->grain);
+	if (uncompress(s->gbuf, &out, s->cbuf, clen) != Z_OK) {
+		log_error("%s: corrupt compressed grain at %#" PRIx64, img->path, host);
+		return -EIO;
+	}
+	s->dec_off = host;
+	return 0;
+}
+
+/* ---- extent dispatch ------------------------------------------------------- */
+
+static struct extent *find_extent(struct vmdk *v, uint64_t off)
+{
+	uint64_t sec = off / SECTOR_SIZE;
+	unsigned lo = 0, hi = v->n_ext;
+
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+
+		if (sec < v->ext[mid].start)
+			hi = mid;
+		else if (sec >= v->ext[mid].start + v->ext[mid].sectors)
+			lo = mid + 1;
+		else
+			return &v->ext[mid];
+	}
+	return NULL;
+}
+
+static int vmdk_block_status(struct pimg *img, uint64_t off, uint64_t len, uint64_t *pnum)
+{
+	struct extent *e = find_extent(img->priv, off);
+	uint64_t rel, end;
+	uint32_t gte;
+	int ret;
+
+	if (!e)
+		return -EIO;
+	rel = off - e->start * SECTOR_SIZE;
+	end = (e->start + e->sectors) * SECTOR_SIZE;
+	*pnum = MIN(len, end - off);
+	if (e->type == EXT_ZERO)
+		return PIMG_ZERO;
+	if (e->type == EXT_FLAT)
+		return PIMG_DATA;
+	*pnum = MIN(*pnum, e->sp->grain - rel % e->sp->grain);
+	ret = gte_get(img, e, rel / e->sp->grain, &gte);
+	if (ret)
+		return ret;
+	if (gte == 0)
+		return PIMG_UNALLOCATED;
+	if (gte == 1 && (e->sp->flags & VMDK_FLAG_ZERO_GRAIN))
+		return PIMG_ZERO;
+	return PIMG_DATA;
+}
+
+static int vmdk_read(struct pimg *img, void *buf, uint64_t len, uint64_t off)
+{
+	struct extent *e = find_extent(img->priv, off);
+	struct sparse *s;
+	uint64_t rel, host, g;
+	uint32_t gte;
+	int ret;
+
+	if (!e)
+		return -EIO;
+	rel = off - e->start * SECTOR_SIZE;
+	if (e->type == EXT_FLAT)
+		return pfile_pread(e->file, buf, len, e->offset + rel, true);
+	s = e->sp;
+	g = rel / s->grain;
+	ret = gte_get(img, e, g, &gte);
+	if (ret)
+		return ret;
+	host = (uint64_t)gte * SECTOR_SIZE;
+	if (s->flags & VMDK_FLAG_COMPRESSED) {
+		ret = read_compressed_grain(img, e, host, g);
+		if (!ret)
+			memcpy(buf, s->gbuf + rel % s->grain, len);
+		return ret;
+	}
+	if (host >= e->file->size && host >= s->alloc_end) {
+		log_error("%s: grain table entry points beyond the end of the file", img->path);
+		return -EIO;
+	}
+	return pfile_pread(e->file, buf, len, host + rel % s->grain, false);
+}
+
+static int set_gte(struct pimg *img, struct extent *e, uint64_t g, uint32_t val)
+{
+	struct sparse *s = e->sp;
+	uint64_t gdi = g / s->gtes;
+	struct gt_entry *gt;
+	int ret;
+
+	if (!s->gd[gdi]) {
+		/* A missing GT (never made by VMware or QEMU, but valid): append one. */
+		uint64_t gt_bytes = align_up((uint64_t)s->gtes * 4, SECTOR_SIZE);
+
+		for (int r = 0; r < (s->rgd ? 2 : 1); r++) {
+			uint64_t off = s->alloc_end;
+
+			s->alloc_end += gt_bytes;
+			ret = gt_get(img, e, off, true, &gt);
+			if (ret)
+				return ret;
+			(r ? s->rgd : s->gd)[gdi] = (uint32_t)(off / SECTOR_SIZE);
+		}
+		s->gd_dirty = true;
+	}
+	for (int r = 0; r < (s->rgd && s->rgd[gdi] ? 2 : 1); r++) {
+		ret = gt_get(img, e, (uint64_t)(r ? s->rgd : s->gd)[gdi] * SECTOR_SIZE, false, &gt);
+		if (ret)
+			return ret;
+		gt->t[g % s->gtes] = val;
+		gt->dirty = true;
+	}
+	return 0;
+}
+
+static int extent_write(struct pimg *img, struct extent *e, const void *buf, uint64_t len, uint64_t off)
+{
+	struct sparse *s;
+	uint64_t rel, g, host, in;
+	uint32_t gte;
+	int ret;
+
+	rel = off - e->start * SECTOR_SIZE;
+	if (e->type == EXT_ZERO)
+		return -EROFS;
+	if (e->file->rdonly)
+		return -EROFS;
+	if (e->type == EXT_FLAT)
+		return pfile_pwrite(e->file, buf, len, e->offset + rel);
+	s = e->sp;
+	if (s->stream_writer) {
+		log_error("%s: streamOptimized images take only whole compressed grains, in order", img->path);
+		return -EINVAL;
+	}
+	g = rel / s->grain;
+	in = rel % s->grain;
+	ret = gte_get(img, e, g, &gte);
+	if (ret)
+		return ret;
+	if (gte > 1 || (gte == 1 && !(s->flags & VMDK_FLAG_ZERO_GRAIN))) {
+		host = (uint64_t)gte * SECTOR_SIZE;
+		if (host < 512 || host >= s->alloc_end) {
+			log_error("%s: bad grain table entry %u", img->path, gte);
+			return -EIO;
+		}
+		return pfile_pwrite(e->file, buf, len, host + in);
+	}
+	/* New grain at the end of the file: old content is the backing file or zeros. */
+	if (len != s->grain) {
+		if (gte == 1 || !img->backing)
+			memset(s->gbuf, 0, s->grain);
+		else if ((ret = pimg_read_backing(img, s->gbuf, MIN(s->grain, img->size - (off - in)), off - in)))
+			return ret;
+		else if (img->size - (off - in) < s->grain)
+			memset(s->gbuf + (img->size - (off - in)), 0, s->grain - (img->size - (off - in)));
+		s->dec_off = 0;
+		memcpy(s->gbuf + in, buf, len);
+		buf = s->gbuf;
+	}
+	host = s->alloc_end;
+	if (host / SECTOR_SIZE >= UINT32_MAX) {
+		log_error("%s: VMDK extent full (2 TiB)", img->path);
+		return -EFBIG;
+	}
+	s->alloc_end += s->grain;
+	ret = pfile_pwrite(e->file, buf, s->grain, host);
+	if (ret)
+		return ret;
+	return set_gte(img, e, g, (uint32_t)(host / SECTOR_SIZE));
+}
+
+/* The core splits at grains; flat extents may still end inside a request. */
+static int vmdk_write(struct pimg *img, const void *buf, uint64_t len, uint64_t off)
+{
+	while (len) {
+		struct extent *e = find_extent(img->priv, off);
+		uint64_t n;
+		int ret;
+
+		if (!e)
+			return -EIO;
+		n = MIN(len, (e->start + e->sectors) * SECTOR_SIZE - off);
+		ret = extent_write(img, e, buf, n, off);
+		if (ret)
+			return ret;
+		buf = (const uint8_t *)buf + n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int vmdk_write_zeroes(struct pimg *img, uint64_t len, uint64_t off, bool may_unmap)
+{
+	struct extent *e = find_extent(img->priv, off);
+	uint32_t gte;
+	int ret;
+
+	if (!e || e->type != EXT_SPARSE || e->sp->stream_writer || len != e->sp->grain)
+		return -ENOTSUP;
+	ret = gte_get(img, e, (off - e->start * SECTOR_SIZE) / e->sp->grain, &gte);
+	if (ret)
+		return ret;
+	if (gte == 0 && !img->backing)
+		return 0;
+	if (gte <= 1 && (e->sp->flags & VMDK_FLAG_ZERO_GRAIN))
+		return 0;
+	return -ENOTSUP;
+}
+
+/* ---- streamOptimized writer ------------------------------------------------ */
+
+static int write_marker(struct pimg_file *f, uint64_t at, uint64_t val, uint32_t type)
+{
+	uint8_t m[512] = { 0 };
+
+	st_le64(m, val);
+	st_le32(m + 12, type);
+	return pfile_pwrite(f, m, sizeof(m), at);
+}
+
+/* Emit the GT being filled (marker + table) and record it in the GD. */
+static int stream_emit_gt(struct extent *e)
+{
+	struct sparse *s = e->sp;
+	uint64_t gt_bytes = align_up((uint64_t)s->gtes * 4, SECTOR_SIZE);
+	uint32_t *be;
+	int ret;
+
+	if (s->cur_gt == UINT32_MAX)
+		return 0;
+	be = calloc(1, gt_bytes);
+	if (!be)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->gtes; i++)
+		be[i] = htole32(s->gt_buf[i]);
+	ret = write_marker(e->file, s->alloc_end, gt_bytes / SECTOR_SIZE, MARKER_GT);
+	if (!ret)
+		ret = pfile_pwrite(e->file, be, gt_bytes, s->alloc_end + 512);
+	free(be);
+	if (ret)
+		return ret;
+	s->gd[s->cur_gt] = (uint32_t)((s->alloc_end + 512) / SECTOR_SIZE);
+	s->alloc_end += 512 + gt_bytes;
+	memset(s->gt_buf, 0, (size_t)s->gtes * 4);
+	s->cur_gt = UINT32_MAX;
+	return 0;
+}
+
+static int stream_write_grain(struct pimg *img, struct extent *e, const void *buf, uint64_t g)
+{
+	struct sparse *s = e->sp;
+	uLongf clen = (uLongf)(s->grain * 2 + 512);
+	uint64_t total;
+	int ret;
+
+	if ((int64_t)g <= s->last_grain) {
+		log_error("%s: streamOptimized images are written in order (grain %" PRIu64 ")", img->path, g);
+		return -EINVAL;
+	}
+	if (g / s->gtes != s->cur_gt) {
+		ret = stream_emit_gt(e);
+		if (ret)
+			return ret;
+		s->cur_gt = (uint32_t)(g / s->gtes);
+	}
+	if (compress2(s->cbuf + 12, &clen, buf, (uLong)s->grain, Z_DEFAULT_COMPRESSION) != Z_OK)
+		return -EIO;
+	st_le64(s->cbuf, g * (s->grain / SECTOR_SIZE));
+	st_le32(s->cbuf + 8, (uint32_t)clen);
+	total = align_up(12 + clen, SECTOR_SIZE);
+	memset(s->cbuf + 12 + clen, 0, total - 12 - clen);
+	if (s->alloc_end / SECTOR_SIZE >= UINT32_MAX)
+		return -EFBIG;
+	ret = pfile_pwrite(e->file, s->cbuf, total, s->alloc_end);
+	if (ret)
+		return ret;
+	s->gt_buf[g % s->gtes] = (uint32_t)(s->alloc_end / SECTOR_SIZE);
+	s->alloc_end += total;
+	s->last_grain = (int64_t)g;
+	return 0;
+}
+
+static int stream_finish(struct pimg *img, struct extent *e)
+{
+	struct sparse *s = e->sp;
+	uint64_t gd_bytes = align_up((uint64_t)s->gd_entries * 4, SECTOR_SIZE), gd_at;
+	uint8_t footer[512];
+	uint32_t *be;
+	int ret;
+
+	if (s->stream_done)
+		return 0;
+	ret = stream_emit_gt(e);
+	if (ret)
+		return ret;
+	be = calloc(1, gd_bytes);
+	if (!be)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->gd_entries; i++)
+		be[i] = htole32(s->gd[i]);
+	ret = write_marker(e->file, s->alloc_end, gd_bytes / SECTOR_SIZE, MARKER_GD);
+	gd_at = s->alloc_end + 512;
+	if (!ret)
+		ret = pfile_pwrite(e->file, be, gd_bytes, gd_at);
+	free(be);
+	if (ret)
+		return ret;
+	s->alloc_end = gd_at + gd_bytes;
+	memcpy(footer, s->header, 512);
+	st_le64(footer + 56, gd_at / SECTOR_SIZE);
+	ret = write_marker(e->file, s->alloc_end, 1, MARKER_FOOTER);
+	if (!ret)
+		ret = pfile_pwrite(e->file, footer, 512, s->alloc_end + 512);
+	if (!ret)
+		ret = write_marker(e->file, s->alloc_end + 1024, 0, MARKER_EOS);
+	if (ret)
+		return ret;
+	s->alloc_end += 1536;
+	s->stream_done = true;
+	return pfile_sync(e->file);
+}
+
+static int vmdk_write_compressed(struct pimg *img, const void *buf, uint64_t len, uint64_t off)
+{
+	struct extent *e = find_extent(img->priv, off);
+
+	if (!e || e->type != EXT_SPARSE || !e->sp->stream_writer)
+		return e ? extent_write(img, e, buf, len, off) : -EIO;
+	if (e->sp->stream_done) {
+		log_error("%s: streamOptimized image already finished", img->path);
+		return -EINVAL;
+	}
+	if (len < e->sp->grain) {
+		memset(e->sp->gbuf, 0, e->sp->grain);
+		memcpy(e->sp->gbuf, buf, len);
+		buf = e->sp->gbuf;
+	}
+	return stream_write_grain(img, e, buf, (off - e->start * SECTOR_SIZE) / e->sp->grain);
+}
+
+static int vmdk_flush(struct pimg *img)
+{
+	struct vmdk *v = img->priv;
+
+	for (unsigned i = 0; i < v->n_ext; i++) {
+		struct extent *e = &v->ext[i];
+		int ret = 0;
+
+		if (e->type == EXT_SPARSE && !e->file->rdonly)
+			ret = sparse_flush(img, e);
+		else if (e->own_file)
+			ret = pfile_sync(e->file);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ---- open / close ---------------------------------------------------------- */
+
+static void vmdk_close(struct pimg *img)
+{
+	struct vmdk *v = img->priv;
+
+	if (!v)
+		return;
+	for (unsigned i = 0; i < v->n_ext; i++) {
+		sparse_free(v->ext[i].sp);
+		if (v->ext[i].own_file)
+			pfile_close(v->ext[i].file);
+	}
+	free(v);
+	img->priv = NULL;
+}
+
+static int vmdk_open(struct pimg *img)
+{
+	struct pimg_file *f = img->file;
+	uint8_t h[512];
+	uint64_t doff, dlen;
+	struct vmdk *v;
+	char *text;
+	int ret;
+
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	img->priv = v;
+	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_MAGIC) {
+		/* Embedded descriptor in a sparse file. */
+		doff = ld_le64(h + 28);
+		dlen = ld_le64(h + 36);
+		if (!doff || !dlen || dlen > VMDK_MAX_DESC / SECTOR_SIZE || doff > f->size / SECTOR_SIZE ||
+		    !range_within(doff * SECTOR_SIZE, dlen * SECTOR_SIZE, f->size)) {
+			log_error("%s: VMDK sparse file without a valid embedded descriptor", img->path);
+			ret = -EINVAL;
+			goto out;
+		}
+		doff *= SECTOR_SIZE;
+		dlen *= SECTOR_SIZE;
+	} else {
+		doff = 0;
+		dlen = f->size;
+		if (dlen > VMDK_MAX_DESC) {
+			log_error("%s: VMDK descriptor file too large", img->path);
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	text = malloc(dlen + 1);
+	if (!text) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = pfile_pread(f, text, dlen, doff, true);
+	if (ret) {
+		free(text);
+		goto out;
+	}
+	text[dlen] = 0;
+	if (strlen(text) < dlen && memchr(text, 0, dlen) == text) {
+		free(text);
+		log_error("%s: empty VMDK descriptor", img->path);
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = parse_descriptor(img, text, f);
+	free(text);
+	if (ret)
+		goto out;
+	img->granule = 1 * MiB;
+	for (unsigned i = 0; i < v->n_ext; i++) {
+		if (v->ext[i].type == EXT_SPARSE) {
+			img->granule = (uint32_t)v->ext[i].sp->grain;
+			break;
+		}
+	}
+	for (unsigned i = 0; i < v->n_ext; i++) {
+		/* Every sparse extent must share the granule (the core splits at it). */
+		if (v->ext[i].type == EXT_SPARSE && v->ext[i].sp->grain != img->granule) {
+			log_error("%s: VMDK extents with different grain sizes", img->path);
+			ret = -ENOTSUP;
+			goto out;
+		}
+	}
+	return 0;
+out:
+	vmdk_close(img);
+	return ret;
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+static int make_descriptor(char *buf, size_t len, const char *type, uint64_t sectors,
+			   const char *ext_type, const char *ext_name, const char *ext_tail,
+			   const struct pimg_create_opts *o, uint32_t parent_cid)
+{
+	uint32_t cid;
+	uint64_t cyl = MIN(sectors / (16 * 63), 16383);
+	char parent[1200] = "";
+	int n;
+
+	pimg_random(&cid, sizeof(cid));
+	if (o->backing_file)
+		snprintf(parent, sizeof(parent), "parentFileNameHint=\"%s\"\n", o->backing_file);
+	n = snprintf(buf, len,
+		     "# Disk DescriptorFile\nversion=1\nCID=%08x\nparentCID=%08x\ncreateType=\"%s\"\n%s\n"
+		     "# Extent description\nRW %" PRIu64 " %s \"%s\"%s\n\n"
+		     "# The Disk Data Base\n#DDB\n\n"
+		     "ddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"%" PRIu64 "\"\n"
+		     "ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\nddb.adapterType = \"%s\"\n",
+		     cid, o->backing_file ? parent_cid : 0xffffffffu, type, parent, sectors, ext_type,
+		     ext_name, ext_tail, cyl, o->adapter_type ? o->adapter_type : "ide");
+	return n < 0 || (size_t)n >= len ? -EINVAL : n;
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+
+	return s ? s + 1 : p;
+}
+
+static int vmdk_create(const char *path, const struct pimg_create_opts *o)
+{
+	const char *sub = o->subformat ? o->subformat : "monolithicSparse";
+	uint64_t sectors = o->size / SECTOR_SIZE, grain = 128, gtes = 512, gd_entries, gd_sec, gt_sec,
+		 rgd, gd, overhead;
+	uint32_t parent_cid = 0xffffffffu;
+	bool stream = !strcmp(sub, "streamOptimized");
+	char desc[10240];
+	uint8_t h[512] = { 0 };
+	struct pimg_file *f;
+	int n, ret;
+
+	if (o->adapter_type && strcmp(o->adapter_type, "ide") && strcmp(o->adapter_type, "lsilogic") &&
+	    strcmp(o->adapter_type, "buslogic") && strcmp(o->adapter_type, "legacyESX")) {
+		log_error("adapter_type must be ide, lsilogic, buslogic or legacyESX");
+		return -EINVAL;
+	}
+	if (o->backing_file) {
+		struct pimg *p;
+		char *pp;
+
+		if (strcmp(sub, "monolithicSparse")) {
+			log_error("only monolithicSparse VMDK images can have a backing file");
+			return -EINVAL;
+		}
+		pp = pimg_path_relative_to(path, o->backing_file);
+		p = pp ? pimg_open(pp, "vmdk", PIMG_O_RDONLY | PIMG_O_NO_BACKING) : NULL;
+		free(pp);
+		if (!p) {
+			log_error("the backing file of a VMDK must be a VMDK");
+			return -EINVAL;
+		}
+		parent_cid = ((struct vmdk *)p->priv)->cid;
+		pimg_close(p);
+	}
+	if (sectors > (1ULL << 32) * 128 / 2) {
+		log_error("VMDK images are limited to 2 TiB here");
+		return -EFBIG;
+	}
+	if (!strcmp(sub, "monolithicFlat")) {
+		char *flat, *flatpath, *dot;
+		struct pimg_file *ff;
+
+		if (asprintf(&flat, "%s", base_name(path)) < 0)
+			return -ENOMEM;
+		dot = strstr(flat, ".vmdk");
+		if (dot)
+			*dot = 0;
+		if (asprintf(&flatpath, "%s-flat.vmdk", flat) < 0) {
+			free(flat);
+			return -ENOMEM;
+		}
+		free(flat);
+		n = make_descriptor(desc, sizeof(desc), "monolithicFlat", sectors, "FLAT", flatpath, " 0", o,
+				    parent_cid);
+		flat = pimg_path_relative_to(path, flatpath);
+		free(flatpath);
+		if (n < 0 || !flat) {
+			free(flat);
+			return -EINVAL;
+		}
+		ff = pfile_open(flat, false, true);
+		free(flat);
+		if (!ff)
+			return -EIO;
+		ret = pfile_truncate(ff, o->size);
+		pfile_close(ff);
+		if (ret)
+			return ret;
+		f = pfile_open(path, false, true);
+		if (!f)
+			return -EIO;
+		ret = pfile_pwrite(f, desc, (size_t)n, 0);
+		if (!ret)
+			ret = pfile_sync(f);
+		pfile_close(f);
+		return ret;
+	}
+	if (strcmp(sub, "monolithicSparse") && !stream) {
+		log_error("VMDK subformat must be monolithicSparse, monolithicFlat or streamOptimized");
+		return -EINVAL;
+	}
+	n = make_descriptor(desc, sizeof(desc), sub, sectors, "SPARSE", base_name(path), "", o, parent_cid);
+	if (n < 0)
+		return -EINVAL;
+	gd_entries = (sectors + grain * gtes - 1) / (grain * gtes);
+	gd_sec = (gd_entries * 4 + 511) / 512;
+	gt_sec = gtes * 4 / 512;
+	/* QEMU's layout: header, descriptor (20 sectors), redundant GD + GTs, GD + GTs. */
+	rgd = 1 + 20;
+	gd = rgd + gd_sec + gd_entries * gt_sec;
+	overhead = align_up(gd + gd_sec + gd_entries * gt_sec, grain);
+	st_le32(h, VMDK_MAGIC);
+	st_le32(h + 4, stream ? 3 : 1);
+	st_le32(h + 8, stream ? (VMDK_FLAG_NL_TEST | VMDK_FLAG_COMPRESSED | VMDK_FLAG_MARKERS)
+			      : (VMDK_FLAG_NL_TEST | VMDK_FLAG_RGD));
+	st_le64(h + 12, sectors);
+	st_le64(h + 20, grain);
+	st_le64(h + 28, 1);
+	st_le64(h + 36, 20);
+	st_le32(h + 44, (uint32_t)gtes);
+	st_le64(h + 48, stream ? 0 : rgd);
+	st_le64(h + 56, stream ? VMDK_GD_AT_END : gd);
+	st_le64(h + 64, stream ? 1 + 20 : overhead);
+	h[73] = '\n';
+	h[74] = ' ';
+	h[75] = '\r';
+	h[76] = '\n';
+	st_le16(h + 77, stream ? 1 : 0);
+	if ((size_t)n > 20 * 512) {
+		log_error("VMDK descriptor too long");
+		return -EINVAL;
+	}
+	f = pfile_open(path, false, true);
+	if (!f)
+		return -EIO;
+	ret = pfile_pwrite(f, h, 512, 0);
+	if (!ret)
+		ret = pfile_truncate(f, stream ? 21 * 512 : overhead * 512);
+	if (!ret)
+		ret = pfile_pwrite(f, desc, (size_t)n, 512);
+	if (!ret && !stream) {
+		/* Both grain directories point at preallocated, zeroed grain tables. */
+		for (int r = 0; r < 2 && !ret; r++) {
+			uint64_t dir = r ? gd : rgd, bytes = gd_sec * 512;
+			uint32_t *t = calloc(1, bytes);
+
+			if (!t) {
+				ret = -ENOMEM;
+				break;
+			}
+			for (uint64_t i = 0; i < gd_entries; i++)
+				t[i] = htole32((uint32_t)(dir + gd_sec + i * gt_sec));
+			ret = pfile_pwrite(f, t, bytes, dir * 512);
+			free(t);
+		}
+	}
+	if (!ret)
+		ret = pfile_sync(f);
+	if (ret)
+		log_error("%s: %s", path, strerror(-ret));
+	pfile_close(f);
+	return ret;
+}
+
+static int vmdk_info(struct pimg *img, struct pimg_info *info)
+{
+	struct vmdk *v = img->priv;
+
+	for (unsigned i = 0; i < v->n_ext; i++) {
+		if (v->ext[i].type == EXT_SPARSE) {
+			info->cluster_size = (uint32_t)v->ext[i].sp->grain;
+			break;
+		}
+	}
+	pimg_info_add_str(info, "create-type", v->create_type);
+	pimg_info_add_num(info, "cid", v->cid);
+	pimg_info_add_num(info, "parent-cid", v->parent_cid);
+	pimg_info_add_num(info, "extents", v->n_ext);
+	return 0;
+}
+
+/* GD/GT entries inside the file, grains not overlapping the metadata. */
+static int vmdk_check(struct pimg *img, struct pimg_check *res, unsigned repair)
+{
+	struct vmdk *v = img->priv;
+
+	res->image_end_offset = img->file->size;
+	for (unsigned i = 0; i < v->n_ext; i++) {
+		struct extent *e = &v->ext[i];
+		struct sparse *s = e->sp;
+		uint64_t meta_end;
+
+		if (e->type != EXT_SPARSE || s->stream_writer)
+			continue;
+		meta_end = MAX(s->gd_off, s->rgd_off) + (uint64_t)s->gd_entries * 4;
+		for (uint32_t d = 0; d < s->gd_entries; d++) {
+			struct gt_entry *gt;
+
+			if (!s->gd[d])
+				continue;
+			if (gt_get(img, e, (uint64_t)s->gd[d] * SECTOR_SIZE, false, &gt)) {
+				res->corruptions++;
+				continue;
+			}
+			for (uint32_t j = 0; j < s->gtes; j++) {
+				uint64_t host = (uint64_t)gt->t[j] * SECTOR_SIZE;
+
+				if (gt->t[j] <= 1)
+					continue;
+				res->allocated_clusters++;
+				if (host < meta_end || host >= e->file->size) {
+					log_error("%s: ERROR grain %" PRIu64 " at %#" PRIx64 " invalid", img->path,
+						  (uint64_t)d * s->gtes + j, host);
+					res->corruptions++;
+				}
+			}
+		}
+		res->total_clusters += (e->sectors * SECTOR_SIZE + s->grain - 1) / s->grain;
+	}
+	return 0;
+}
+
+const struct pimg_format pimg_fmt_vmdk = {
+	.name = "vmdk",
+	.create_keys = vmdk_create_keys,
+	.probe = vmdk_probe,
+	.open = vmdk_open,
+	.close = vmdk_close,
+	.create = vmdk_create,
+	.block_status = vmdk_block_status,
+	.read = vmdk_read,
+	.write = vmdk_write,
+	.write_zeroes = vmdk_write_zeroes,
+	.write_compressed = vmdk_write_compressed,
+	.flush = vmdk_flush,
+	.info = vmdk_info,
+	.check = vmdk_check,
+};

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: MIT
+/* qcow2: round trips, compression, hostile headers, crash consistency. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+
+static void test_workout_default(void **state)
+{
+	(void)state;
+	workout("qcow2", NULL, 16 * MiB);
+}
+
+static void test_workout_small_clusters(void **state)
+{
+	(void)state;
+	/* 512-byte clusters: refcount table growth, many L2 tables and cache evictions */
+	workout("qcow2", "cluster_size=512", 24 * MiB);
+}
+
+static void test_workout_big_clusters(void **state)
+{
+	(void)state;
+	workout("qcow2", "cluster_size=2M", 16 * MiB);
+}
+
+static void compressed_roundtrip(const char *opts)
+{
+	char p[256];
+	uint64_t size = 4 * MiB;
+	uint8_t *data = malloc(size);
+	struct pimg *img;
+
+	assert_non_null(data);
+	/* compressible: a pattern repeated every 256 bytes, with some random clusters */
+	for (uint64_t i = 0; i < size; i++)
+		data[i] = (uint8_t)(i % 251);
+	fill_pattern(data + 1 * MiB, 65536, 4);
+	tmp_path(p, sizeof(p), "comp.qcow2");
+	assert_int_equal(pimg_create(p, "qcow2", size, opts), 0);
+	img = pimg_open(p, "qcow2", 0);
+	assert_non_null(img);
+	for (uint64_t off = 0; off < size; off += 65536)
+		assert_int_equal(pimg_write_compressed(img, data + off, 65536, off), 0);
+	assert_int_equal(pimg_write_compressed(img, data, 4096, 0), -EINVAL);
+	assert_content(img, data, size);
+	/* overwrite part of a compressed cluster: copy-on-write to a plain cluster */
+	fill_pattern(data + 70000, 1000, 8);
+	assert_int_equal(pimg_pwrite(img, data + 70000, 1000, 70000), 0);
+	assert_content(img, data, size);
+	pimg_close(img);
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_content(img, data, size);
+	{
+		struct pimg_check res;
+
+		assert_int_equal(pimg_check(img, &res, 0), 0);
+		assert_int_equal(res.corruptions, 0);
+		assert_int_equal(res.leaks, 0);
+	}
+	pimg_close(img);
+	free(data);
+}
+
+static void test_compressed_zlib(void **state)
+{
+	(void)state;
+	compressed_roundtrip(NULL);
+}
+
+static void test_compressed_zstd(void **state)
+{
+	(void)state;
+	compressed_roundtrip("compression_type=zstd");
+}
+
+static void make_image(char *p, size_t len, const char *name)
+{
+	uint8_t buf[65536];
+	struct pimg *img;
+
+	tmp_path(p, len, name);
+	assert_int_equal(pimg_create(p, "qcow2", 8 * MiB, NULL), 0);
+	img = pimg_open(p, "qcow2", 0);
+	assert_non_null(img);
+	fill_pattern(buf, sizeof(buf), 1);
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 0), 0);
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 5 * MiB), 0);
+	pimg_close(img);
+}
+
+static void expect_open_fails(const char *p, uint64_t off, const void *bytes, size_t len)
+{
+	char q[256];
+	struct pimg *img;
+
+	make_image(q, sizeof(q), "hostile.qcow2");
+	corrupt(q, off, bytes, len);
+	img = pimg_open(q, NULL, PIMG_O_RDONLY);
+	assert_null(img);
+	(void)p;
+}
+
+static void test_hostile_headers(void **state)
+{
+	uint8_t be64_huge[8] = { 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00 };
+	uint8_t be32_big[4] = { 0x7f, 0xff, 0xff, 0xff };
+	uint8_t bits[4] = { 0, 0, 0, 40 };
+	uint8_t ver[4] = { 0, 0, 0, 9 };
+	uint8_t incompat[8] = { 0, 0, 0, 0, 0, 0, 0, 0x80 };
+	uint8_t crypt[4] = { 0, 0, 0, 1 };
+	uint8_t hlen[4] = { 0, 0, 0xff, 0xf0 };
+
+	(void)state;
+	expect_open_fails(NULL, 4, ver, 4);              /* version */
+	expect_open_fails(NULL, 20, bits, 4);            /* cluster_bits */
+	expect_open_fails(NULL, 24, be64_huge, 8);       /* virtual size */
+	expect_open_fails(NULL, 32, crypt, 4);           /* encryption */
+	expect_open_fails(NULL, 36, be32_big, 4);        /* L1 size */
+	expect_open_fails(NULL, 40, be64_huge, 8);       /* L1 offset */
+	expect_open_fails(NULL, 48, be64_huge, 8);       /* refcount table offset */
+	expect_open_fails(NULL, 56, be32_big, 4);        /* refcount table clusters */
+	expect_open_fails(NULL, 72, incompat, 8);        /* unknown incompatible feature */
+	expect_open_fails(NULL, 100, hlen, 4);           /* header length */
+	{
+		char q[256];
+		uint8_t off[8] = { 0, 0, 0, 0, 0, 0, 0xff, 0xf0 };
+
+		make_image(q, sizeof(q), "bf.qcow2");
+		corrupt(q, 8, off, 8); /* backing file offset beyond the first cluster */
+		assert_null(pimg_open(q, NULL, PIMG_O_RDONLY));
+	}
+	{
+		char q[256];
+
+		make_image(q, sizeof(q), "trunc.qcow2");
+		assert_int_equal(truncate(q, 50), 0);
+		assert_null(pimg_open(q, NULL, PIMG_O_RDONLY));
+		assert_int_equal(truncate(q, 0), 0);
+		assert_null(pimg_open(q, "qcow2", PIMG_O_RDONLY));
+	}
+}
+
+static void test_hostile_l2_entries(void **state)
+{
+	char q[256];
+	uint8_t h[104], e[8], buf[4096];
+	struct pimg *img;
+	uint64_t l1, l2;
+	int fd;
+
+	(void)state;
+	make_image(q, sizeof(q), "l2.qcow2");
+	fd = open(q, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread_full(fd, h, sizeof(h), 0), 0);
+	l1 = ld_be64(h + 40);
+	assert_int_equal(pread_full(fd, e, 8, (off_t)l1), 0);
+	l2 = ld_be64(e) & 0x00fffffffffffe00ULL;
+	/* data cluster beyond the end of the file */
+	st_be64(e, (1ULL << 63) | (1ULL << 40));
+	assert_int_equal(pwrite_full(fd, e, 8, (off_t)l2), 0);
+	close(fd);
+	img = pimg_open(q, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 0), -EIO);
+	pimg_close(img);
+	/* data cluster overlapping the header */
+	fd = open(q, O_RDWR);
+	st_be64(e, (1ULL << 63) | 0);
+	e[7] = 0;
+	st_be64(e, (1ULL << 63) | 512);
+	assert_int_equal(pwrite_full(fd, e, 8, (off_t)l2), 0);
+	close(fd);
+	img = pimg_open(q, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 0), -EIO);
+	{
+		struct pimg_check res;
+
+		assert_int_equal(pimg_check(img, &res, 0), 0);
+		assert_true(res.corruptions > 0);
+	}
+	pimg_close(img);
+	/* L1 entry pointing into the header */
+	fd = open(q, O_RDWR);
+	st_be64(e, 0);
+	assert_int_equal(pwrite_full(fd, e, 8, (off_t)l1), 0);
+	st_be64(e, 1ULL << 63 | 0x200);
+	assert_int_equal(pwrite_full(fd, e, 8, (off_t)l1), 0);
+	close(fd);
+	img = pimg_open(q, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 0), -EIO);
+	pimg_close(img);
+}
+
+static void test_mutations(void **state)
+{
+	char q[256];
+
+	(void)state;
+	make_image(q, sizeof(q), "mut.qcow2");
+	mutate_and_open(q, NULL, 4 * 65536, 300);
+}
+
+/* Fail the n-th write and everything after: the image must check with leaks at most. */
+static void test_crash_consistency(void **state)
+{
+	char q[256];
+	uint8_t *old = malloc(2 * MiB), *new = malloc(2 * MiB), *buf = malloc(2 * MiB);
+
+	(void)state;
+	assert_non_null(old);
+	assert_non_null(new);
+	assert_non_null(buf);
+	fill_pattern(old, 2 * MiB, 1);
+	fill_pattern(new, 2 * MiB, 2);
+	for (long budget = 0; budget < 60; budget += 3) {
+		struct pimg *img;
+		struct pimg_check res;
+
+		tmp_path(q, sizeof(q), "crash.qcow2");
+		assert_int_equal(pimg_create(q, "qcow2", 4 * MiB, "cluster_size=4096"), 0);
+		img = pimg_open(q, "qcow2", 0);
+		assert_non_null(img);
+		assert_int_equal(pimg_pwrite(img, old, 1 * MiB, 0), 0);
+		pimg_close(img);
+
+		pimg_set_file_ops_for_testing(&fault_ops);
+		fault_write_budget = budget;
+		img = pimg_open(q, "qcow2", 0);
+		pimg_set_file_ops_for_testing(NULL);
+		assert_non_null(img);
+		/* overwrite in place, allocate new clusters, then flush (which may fail) */
+		pimg_pwrite(img, new, 1 * MiB, 512 * KiB);
+		pimg_pwrite(img, new, 512 * KiB, 3 * MiB);
+		pimg_flush(img);
+		pimg_close(img);
+		fault_write_budget = -1;
+
+		img = pimg_open(q, "qcow2", PIMG_O_RDONLY);
+		assert_non_null(img);
+		assert_int_equal(pimg_check(img, &res, 0), 0);
+		assert_int_equal(res.corruptions, 0);
+		/* every 4 KiB cluster reads old or new data */
+		assert_int_equal(pimg_pread(img, buf, 2 * MiB, 0), 0);
+		for (uint64_t c = 0; c < 2 * MiB; c += 4096) {
+			const uint8_t *o = c < 1 * MiB ? old + c : NULL, *n = c >= 512 * KiB ? new + c - 512 * KiB : NULL;
+			static const uint8_t zero[4096];
+
+			assert_true((o && !memcmp(buf + c, o, 4096)) || (n && !memcmp(buf + c, n, 4096)) ||
+				    (!o && !memcmp(buf + c, zero, 4096)));
+		}
+		pimg_close(img);
+		if (res.leaks) {
+			img = pimg_open(q, "qcow2", 0);
+			assert_non_null(img);
+			assert_int_equal(pimg_check(img, &res, PIMG_REPAIR_LEAKS), 0);
+			pimg_close(img);
+			img = pimg_open(q, "qcow2", PIMG_O_RDONLY);
+			assert_int_equal(pimg_check(img, &res, 0), 0);
+			assert_int_equal(res.leaks + res.corruptions, 0);
+			pimg_close(img);
+		}
+	}
+	free(old);
+	free(new);
+	free(buf);
+}
+
+static void test_resize_and_discard(void **state)
+{
+	char q[256];
+	uint8_t buf[65536], out[65536];
+	struct pimg *img;
+
+	(void)state;
+	tmp_path(q, sizeof(q), "resize.qcow2");
+	assert_int_equal(pimg_create(q, "qcow2", 1 * MiB, "cluster_size=512"), 0);
+	img = pimg_open(q, "qcow2", 0);
+	assert_non_null(img);
+	fill_pattern(buf, sizeof(buf), 3);
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 0), 0);
+	assert_int_equal(pimg_resize(img, 512 * MiB), 0);
+	assert_int_equal(pimg_size(img), 512 * MiB);
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 500 * MiB), 0);
+	assert_int_equal(pimg_discard(img, 0, 32768), 0);
+	assert_int_equal(pimg_pread(img, out, 32768, 0), 0);
+	memset(buf, 0, 32768);
+	assert_memory_equal(out, buf, 32768);
+	assert_int_equal(pimg_resize(img, 1 * MiB), -ENOTSUP);
+	pimg_close(img);
+	img = pimg_open(q, NULL, PIMG_O_RDONLY);
+	assert_int_equal(pimg_size(img), 512 * MiB);
+	{
+		struct pimg_check res;
+
+		assert_int_equal(pimg_check(img, &res, 0), 0);
+		assert_int_equal(res.corruptions, 0);
+		assert_int_equal(res.leaks, 0);
+	}
+	pimg_close(img);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_workout_default),
+		cmocka_unit_test(test_workout_small_clusters),
+		cmocka_unit_test(test_workout_big_clusters),
+		cmocka_unit_test(test_compressed_zlib),
+		cmocka_unit_test(test_compressed_zstd),
+		cmocka_unit_test(test_hostile_headers),
+		cmocka_unit_test(test_hostile_l2_entries),
+		cmocka_unit_test(test_mutations),
+		cmocka_unit_test(test_crash_consistency),
+		cmocka_unit_test(test_resize_and_discard),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

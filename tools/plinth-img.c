@@ -1,0 +1,800 @@
+// SPDX-License-Identifier: MIT
+/*
+ * plinth-img: qemu-img's shape over the plinth image library.
+ *
+ *   info [--output=human|json] [-f FMT] FILE
+ *   create -f FMT [-o OPTIONS] [-b BACKING [-F BACKING_FMT]] FILE [SIZE]
+ *   convert [-p] [-c] [-f FMT] -O FMT [-o OPTIONS] SRC DST
+ *   check [--output=human|json] [-r leaks|all] [-f FMT] FILE   exit 0 clean, 2 corrupt, 3 leaks
+ *   compare [-f FMT] [-F FMT] A B                               exit 0 same, 1 differ, 2 error
+ *   resize [-f FMT] FILE [+|-]SIZE
+ *   commit [-f FMT] FILE
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "plinth-img.h"
+#include "util.h"
+
+#define CHUNK (1 * MiB)
+
+static void usage(FILE *f)
+{
+	fputs("usage: plinth-img COMMAND [OPTIONS]\n"
+	      "  info [--output=human|json] [-f FMT] FILE\n"
+	      "  create -f FMT [-o OPTIONS] [-b BACKING [-F BACKING_FMT]] FILE [SIZE]\n"
+	      "  convert [-p] [-c] [-f FMT] -O FMT [-o OPTIONS] SRC DST\n"
+	      "  check [--output=human|json] [-r leaks|all] [-f FMT] FILE\n"
+	      "  compare [-f FMT] [-F FMT] A B\n"
+	      "  resize [-f FMT] FILE [+|-]SIZE\n"
+	      "  commit [-f FMT] FILE\n"
+	      "formats: raw, qcow2, vpc (VHD), vhdx, vmdk\n",
+	      f);
+}
+
+static void size_str(char *buf, size_t len, uint64_t v)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double d = (double)v;
+	unsigned u = 0;
+
+	while (d >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.3g %s", d, units[u]);
+}
+
+static bool output_json(const char *arg, bool *json)
+{
+	if (!strcmp(arg, "json"))
+		*json = true;
+	else if (!strcmp(arg, "human"))
+		*json = false;
+	else
+		return false;
+	return true;
+}
+
+static int dump_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+
+	json_decref(j);
+	if (!s) {
+		log_error("out of memory");
+		return 1;
+	}
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+/* ---- info ------------------------------------------------------------------ */
+
+static int cmd_info(int argc, char **argv)
+{
+	static const struct option lo[] = { { "output", required_argument, NULL, 'o' },
+					    { "format", required_argument, NULL, 'f' },
+					    { NULL, 0, NULL, 0 } };
+	const char *fmt = NULL;
+	bool json = false;
+	struct pimg_info info;
+	struct pimg *img;
+	char s1[32], s2[32];
+	int c, rc = 0;
+
+	while ((c = getopt_long(argc, argv, "f:", lo, NULL)) != -1) {
+		if (c == 'f') {
+			fmt = optarg;
+		} else if (c == 'o') {
+			if (!output_json(optarg, &json)) {
+				log_error("--output must be human or json");
+				return 1;
+			}
+		} else {
+			return 1;
+		}
+	}
+	if (optind + 1 != argc) {
+		usage(stderr);
+		return 1;
+	}
+	img = pimg_open(argv[optind], fmt, PIMG_O_RDONLY | PIMG_O_NO_BACKING);
+	if (!img)
+		return 1;
+	if (pimg_get_info(img, &info)) {
+		pimg_close(img);
+		return 1;
+	}
+	if (json) {
+		json_t *j = json_object(), *spec = json_object(), *data = json_object();
+
+		json_object_set_new(j, "virtual-size", json_integer((json_int_t)info.virtual_size));
+		json_object_set_new(j, "filename", json_string(argv[optind]));
+		if (info.cluster_size)
+			json_object_set_new(j, "cluster-size", json_integer(info.cluster_size));
+		json_object_set_new(j, "format", json_string(info.format));
+		json_object_set_new(j, "actual-size", json_integer((json_int_t)info.actual_size));
+		if (info.backing_file[0]) {
+			json_object_set_new(j, "backing-filename", json_string(info.backing_file));
+			if (info.backing_fmt[0])
+				json_object_set_new(j, "backing-filename-format", json_string(info.backing_fmt));
+		}
+		json_object_set_new(j, "dirty-flag", json_boolean(info.dirty));
+		if (info.n_snapshots) {
+			json_t *arr = json_array();
+
+			for (size_t i = 0; i < info.n_snapshots; i++) {
+				struct pimg_snapshot_info *s = &info.snapshots[i];
+				json_t *o = json_object();
+
+				if (s->icount != UINT64_MAX)
+					json_object_set_new(o, "icount", json_integer((json_int_t)s->icount));
+				json_object_set_new(o, "vm-state-size", json_integer((json_int_t)s->vm_state_size));
+				json_object_set_new(o, "date-sec", json_integer(s->date_sec));
+				json_object_set_new(o, "date-nsec", json_integer(s->date_nsec));
+				json_object_set_new(o, "vm-clock-sec",
+						    json_integer((json_int_t)(s->vm_clock_nsec / 1000000000)));
+				json_object_set_new(o, "vm-clock-nsec",
+						    json_integer((json_int_t)(s->vm_clock_nsec % 1000000000)));
+				json_object_set_new(o, "name", json_string(s->name));
+				json_object_set_new(o, "id", json_string(s->id));
+				json_array_append_new(arr, o);
+			}
+			json_object_set_new(j, "snapshots", arr);
+		}
+		if (info.n_items) {
+			for (size_t i = 0; i < info.n_items; i++) {
+				struct pimg_info_item *it = &info.items[i];
+
+				json_object_set_new(data, it->key,
+						    it->is_bool  ? json_boolean(it->num)
+						    : it->is_num ? json_integer(it->num)
+								 : json_string(it->str));
+			}
+			json_object_set_new(spec, "type", json_string(info.format));
+			json_object_set_new(spec, "data", data);
+			json_object_set_new(j, "format-specific", spec);
+		} else {
+			json_decref(spec);
+			json_decref(data);
+		}
+		rc = dump_json(j);
+	} else {
+		size_str(s1, sizeof(s1), info.virtual_size);
+		size_str(s2, sizeof(s2), info.actual_size);
+		printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\ndisk size: %s\n",
+		       argv[optind], info.format, s1, info.virtual_size, s2);
+		if (info.cluster_size)
+			printf("cluster_size: %u\n", info.cluster_size);
+		if (info.backing_file[0])
+			printf("backing file: %s\n", info.backing_file);
+		if (info.backing_fmt[0])
+			printf("backing file format: %s\n", info.backing_fmt);
+		if (info.dirty)
+			printf("dirty flag: yes\n");
+		if (info.n_snapshots) {
+			printf("Snapshot list:\n%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE",
+			       "VM CLOCK", "ICOUNT");
+			for (size_t i = 0; i < info.n_snapshots; i++) {
+				struct pimg_snapshot_info *s = &info.snapshots[i];
+				time_t t = s->date_sec;
+				struct tm tm;
+				char date[32], icount[24] = "--";
+				uint64_t ms = s->vm_clock_nsec / 1000000;
+
+				gmtime_r(&t, &tm);
+				strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+				size_str(s1, sizeof(s1), s->vm_state_size);
+				if (s->icount != UINT64_MAX)
+					snprintf(icount, sizeof(icount), "%" PRIu64, s->icount);
+				printf("%-9s %-16s %8s %19s %02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03" PRIu64
+				       " %10s\n",
+				       s->id, s->name, s1, date, ms / 3600000, ms / 60000 % 60, ms / 1000 % 60,
+				       ms % 1000, icount);
+			}
+		}
+		if (info.n_items) {
+			printf("Format specific information:\n");
+			for (size_t i = 0; i < info.n_items; i++) {
+				struct pimg_info_item *it = &info.items[i];
+
+				if (it->is_bool)
+					printf("    %s: %s\n", it->key, it->num ? "true" : "false");
+				else if (it->is_num)
+					printf("    %s: %" PRId64 "\n", it->key, it->num);
+				else
+					printf("    %s: %s\n", it->key, it->str);
+			}
+		}
+	}
+	pimg_info_free(&info);
+	pimg_close(img);
+	return rc;
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+static int cmd_create(int argc, char **argv)
+{
+	const char *fmt = NULL, *opts = NULL, *backing = NULL, *bfmt = NULL;
+	char *all = NULL;
+	uint64_t size = 0;
+	int c, ret;
+
+	while ((c = getopt(argc, argv, "f:o:b:F:")) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'o': opts = optarg; break;
+		case 'b': backing = optarg; break;
+		case 'F': bfmt = optarg; break;
+		default: return 1;
+		}
+	}
+	if (!fmt) {
+		log_error("create needs -f FORMAT");
+		return 1;
+	}
+	if (optind >= argc || argc - optind > 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (optind + 1 < argc && parse_size(argv[optind + 1], &size)) {
+		log_error("bad size '%s'", argv[optind + 1]);
+		return 1;
+	}
+	if (backing || bfmt) {
+		if (asprintf(&all, "%s%s%s%s%s%s", opts ? opts : "", opts ? "," : "",
+			     backing ? "backing_file=" : "", backing ? backing : "",
+			     bfmt ? ",backing_fmt=" : "", bfmt ? bfmt : "") < 0)
+			return 1;
+		opts = all;
+	}
+	if (!size && !(opts && strstr(opts, "backing_file=")) && !(opts && strstr(opts, "size="))) {
+		log_error("create needs a SIZE");
+		free(all);
+		return 1;
+	}
+	ret = pimg_create(argv[optind], fmt, size, opts);
+	free(all);
+	if (ret) {
+		log_error("%s: could not create image: %s", argv[optind], strerror(-ret));
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- convert --------------------------------------------------------------- */
+
+static void progress(bool on, uint64_t done, uint64_t total)
+{
+	if (!on)
+		return;
+	printf("    (%.2f/100%%)\r", total ? 100.0 * (double)done / (double)total : 100.0);
+	fflush(stdout);
+}
+
+/* Write buf (len bytes at off) skipping zero pieces of `piece` bytes: holes stay holes. */
+static int write_sparse(struct pimg *dst, const uint8_t *buf, uint64_t len, uint64_t off,
+			uint64_t piece)
+{
+	uint64_t i = 0;
+
+	while (i < len) {
+		uint64_t n = MIN(piece - ((off + i) % piece), len - i), start;
+
+		if (pimg_is_zero(buf + i, n)) {
+			i += n;
+			continue;
+		}
+		/* Extend over following non-zero pieces to issue one write. */
+		start = i;
+		i += n;
+		while (i < len) {
+			uint64_t m = MIN(piece, len - i);
+
+			if (pimg_is_zero(buf + i, m))
+				break;
+			i += m;
+		}
+		int ret = pimg_pwrite(dst, buf + start, i - start, off + start);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int convert_compressed(struct pimg *src, struct pimg *dst, uint64_t size, bool prog)
+{
+	uint64_t g = pimg_granule(dst), off;
+	uint8_t *buf = malloc(g);
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (off = 0; off < size; off += g) {
+		uint64_t n = MIN(g, size - off), pnum;
+		int st = pimg_block_status(src, off, n, &pnum, true);
+
+		if (st < 0) {
+			ret = st;
+			break;
+		}
+		if (st == PIMG_ZERO && pnum == n)
+			continue;
+		ret = pimg_pread(src, buf, n, off);
+		if (ret)
+			break;
+		if (pimg_is_zero(buf, n))
+			continue;
+		if (n < g && pimg_size(dst) >= off + g) {
+			memset(buf + n, 0, g - n);
+			n = g;
+		}
+		ret = pimg_write_compressed(dst, buf, n, off);
+		if (ret)
+			break;
+		progress(prog, off + n, size);
+	}
+	free(buf);
+	return ret;
+}
+
+static int convert_copy(struct pimg *src, struct pimg *dst, uint64_t size, bool prog)
+{
+	uint64_t g = pimg_granule(dst), piece, off = 0;
+	uint8_t *buf = malloc(CHUNK);
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	/* Zero detection granularity: the destination's allocation unit, at most 64 KiB. */
+	piece = strcmp(pimg_format(dst), "raw") ? MIN(g, 64 * KiB) : 4096;
+	while (off < size) {
+		uint64_t pnum;
+		int st = pimg_block_status(src, off, size - off, &pnum, true);
+
+		if (st < 0) {
+			ret = st;
+			break;
+		}
+		if (st == PIMG_ZERO) {
+			off += pnum;
+			progress(prog, off, size);
+			continue;
+		}
+		while (pnum) {
+			uint64_t n = MIN(pnum, CHUNK - off % CHUNK);
+
+			ret = pimg_pread(src, buf, n, off);
+			if (ret)
+				goto out;
+			ret = write_sparse(dst, buf, n, off, piece);
+			if (ret)
+				goto out;
+			off += n;
+			pnum -= n;
+			progress(prog, off, size);
+		}
+	}
+out:
+	free(buf);
+	return ret;
+}
+
+static int cmd_convert(int argc, char **argv)
+{
+	const char *fmt = NULL, *ofmt = NULL, *opts = NULL;
+	bool prog = false, compress = false;
+	struct pimg *src, *dst;
+	uint64_t size;
+	int c, ret;
+
+	while ((c = getopt(argc, argv, "f:O:o:pc")) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'O': ofmt = optarg; break;
+		case 'o': opts = optarg; break;
+		case 'p': prog = true; break;
+		case 'c': compress = true; break;
+		default: return 1;
+		}
+	}
+	if (!ofmt || optind + 2 != argc) {
+		if (!ofmt)
+			log_error("convert needs -O FORMAT");
+		else
+			usage(stderr);
+		return 1;
+	}
+	if (opts && strstr(opts, "backing_file")) {
+		log_error("convert does not take backing_file: the output is a full copy");
+		return 1;
+	}
+	src = pimg_open(argv[optind], fmt, PIMG_O_RDONLY);
+	if (!src)
+		return 1;
+	size = pimg_size(src);
+	ret = pimg_create(argv[optind + 1], ofmt, size, opts);
+	if (ret) {
+		log_error("%s: could not create image: %s", argv[optind + 1], strerror(-ret));
+		pimg_close(src);
+		return 1;
+	}
+	dst = pimg_open(argv[optind + 1], ofmt, 0);
+	if (!dst) {
+		pimg_close(src);
+		return 1;
+	}
+	if (pimg_size(dst) < size) {
+		log_error("%s: created image is smaller than the source", argv[optind + 1]);
+		ret = -EINVAL;
+		goto out;
+	}
+	progress(prog, 0, size);
+	if (compress || pimg_sequential_only(dst))
+		ret = convert_compressed(src, dst, size, prog);
+	else
+		ret = convert_copy(src, dst, size, prog);
+	if (!ret)
+		ret = pimg_flush(dst);
+	if (prog)
+		printf("    (100.00/100%%)\n");
+out:
+	pimg_close(dst);
+	pimg_close(src);
+	if (ret) {
+		log_error("convert %s -> %s failed: %s", argv[optind], argv[optind + 1], strerror(-ret));
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- compare --------------------------------------------------------------- */
+
+static int zero_tail(struct pimg *img, uint64_t from, uint64_t to, uint8_t *buf, uint64_t *bad)
+{
+	while (from < to) {
+		uint64_t pnum, n;
+		int st = pimg_block_status(img, from, to - from, &pnum, true);
+
+		if (st < 0)
+			return st;
+		if (st == PIMG_DATA) {
+			for (uint64_t o = from; o < from + pnum; o += n) {
+				n = MIN(CHUNK, from + pnum - o);
+				int ret = pimg_pread(img, buf, n, o);
+
+				if (ret)
+					return ret;
+				for (uint64_t i = 0; i < n; i++) {
+					if (buf[i]) {
+						*bad = o + i;
+						return 1;
+					}
+				}
+			}
+		}
+		from += pnum;
+	}
+	return 0;
+}
+
+static int cmd_compare(int argc, char **argv)
+{
+	const char *fa = NULL, *fb = NULL;
+	struct pimg *a, *b;
+	uint8_t *ba = NULL, *bb = NULL;
+	uint64_t sa, sb, common, off = 0, bad = 0;
+	int c, rc = 2, ret;
+
+	while ((c = getopt(argc, argv, "f:F:")) != -1) {
+		if (c == 'f')
+			fa = optarg;
+		else if (c == 'F')
+			fb = optarg;
+		else
+			return 2;
+	}
+	if (optind + 2 != argc) {
+		usage(stderr);
+		return 2;
+	}
+	a = pimg_open(argv[optind], fa, PIMG_O_RDONLY);
+	if (!a)
+		return 2;
+	b = pimg_open(argv[optind + 1], fb ? fb : fa, PIMG_O_RDONLY);
+	if (!b)
+		goto out_close_a;
+	ba = malloc(CHUNK);
+	bb = malloc(CHUNK);
+	if (!ba || !bb)
+		goto out;
+	sa = pimg_size(a);
+	sb = pimg_size(b);
+	common = MIN(sa, sb);
+	while (off < common) {
+		uint64_t pa, pb, n;
+		int s1 = pimg_block_status(a, off, common - off, &pa, true);
+		int s2 = pimg_block_status(b, off, common - off, &pb, true);
+
+		if (s1 < 0 || s2 < 0) {
+			log_error("block status failed at %" PRIu64 ": %s", off, strerror(-(s1 < 0 ? s1 : s2)));
+			goto out;
+		}
+		n = MIN(pa, pb);
+		if (s1 == PIMG_ZERO && s2 == PIMG_ZERO) {
+			off += n;
+			continue;
+		}
+		n = MIN(n, CHUNK);
+		if (pimg_pread(a, ba, n, off) || pimg_pread(b, bb, n, off)) {
+			log_error("read failed at offset %" PRIu64, off);
+			goto out;
+		}
+		if (memcmp(ba, bb, n)) {
+			uint64_t i = 0;
+
+			while (ba[i] == bb[i])
+				i++;
+			printf("Content mismatch at offset %" PRIu64 "!\n", off + i);
+			rc = 1;
+			goto out;
+		}
+		off += n;
+	}
+	if (sa != sb) {
+		struct pimg *big = sa > sb ? a : b;
+
+		ret = zero_tail(big, common, MAX(sa, sb), ba, &bad);
+		if (ret < 0) {
+			log_error("read failed: %s", strerror(-ret));
+			goto out;
+		}
+		if (ret) {
+			printf("Content mismatch at offset %" PRIu64 "!\n", bad);
+			rc = 1;
+			goto out;
+		}
+		printf("Warning: Image size mismatch!\n");
+	}
+	printf("Images are identical.\n");
+	rc = 0;
+out:
+	free(ba);
+	free(bb);
+	pimg_close(b);
+out_close_a:
+	pimg_close(a);
+	return rc;
+}
+
+/* ---- check ----------------------------------------------------------------- */
+
+static int cmd_check(int argc, char **argv)
+{
+	static const struct option lo[] = { { "output", required_argument, NULL, 'o' },
+					    { "format", required_argument, NULL, 'f' },
+					    { "repair", required_argument, NULL, 'r' },
+					    { NULL, 0, NULL, 0 } };
+	const char *fmt = NULL;
+	bool json = false;
+	unsigned repair = 0;
+	struct pimg_check res;
+	struct pimg *img;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, "f:r:", lo, NULL)) != -1) {
+		if (c == 'f') {
+			fmt = optarg;
+		} else if (c == 'o') {
+			if (!output_json(optarg, &json)) {
+				log_error("--output must be human or json");
+				return 1;
+			}
+		} else if (c == 'r') {
+			if (!strcmp(optarg, "leaks")) {
+				repair = PIMG_REPAIR_LEAKS;
+			} else if (!strcmp(optarg, "all")) {
+				repair = PIMG_REPAIR_ALL;
+			} else {
+				log_error("-r takes leaks or all");
+				return 1;
+			}
+		} else {
+			return 1;
+		}
+	}
+	if (optind + 1 != argc) {
+		usage(stderr);
+		return 1;
+	}
+	img = pimg_open(argv[optind], fmt, (repair ? 0 : PIMG_O_RDONLY) | PIMG_O_NO_BACKING);
+	if (!img)
+		return 1;
+	ret = pimg_check(img, &res, repair);
+	if (ret == -ENOTSUP) {
+		log_error("%s: format '%s' does not support checks", argv[optind], pimg_format(img));
+		pimg_close(img);
+		return 63;
+	}
+	if (ret) {
+		log_error("%s: check failed: %s", argv[optind], strerror(-ret));
+		pimg_close(img);
+		return 1;
+	}
+	uint64_t corrupt = res.corruptions - res.corruptions_fixed, leaks = res.leaks - res.leaks_fixed;
+
+	if (json) {
+		json_t *j = json_object();
+
+		json_object_set_new(j, "image-end-offset", json_integer((json_int_t)res.image_end_offset));
+		json_object_set_new(j, "total-clusters", json_integer((json_int_t)res.total_clusters));
+		json_object_set_new(j, "check-errors", json_integer(res.check_errors));
+		json_object_set_new(j, "allocated-clusters", json_integer((json_int_t)res.allocated_clusters));
+		json_object_set_new(j, "filename", json_string(argv[optind]));
+		json_object_set_new(j, "format", json_string(pimg_format(img)));
+		if (corrupt)
+			json_object_set_new(j, "corruptions", json_integer((json_int_t)corrupt));
+		if (leaks)
+			json_object_set_new(j, "leaks", json_integer((json_int_t)leaks));
+		if (res.leaks_fixed)
+			json_object_set_new(j, "leaks-fixed", json_integer((json_int_t)res.leaks_fixed));
+		if (res.corruptions_fixed)
+			json_object_set_new(j, "corruptions-fixed",
+					    json_integer((json_int_t)res.corruptions_fixed));
+		dump_json(j);
+	} else {
+		if (res.leaks_fixed || res.corruptions_fixed)
+			printf("The following inconsistencies were found and repaired:\n\n"
+			       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n",
+			       res.leaks_fixed, res.corruptions_fixed);
+		if (!corrupt && !leaks && !res.check_errors)
+			printf("No errors were found on the image.\n");
+		if (corrupt)
+			printf("\n%" PRIu64 " errors were found on the image.\n"
+			       "Data may be corrupted, or further writes to the image may corrupt it.\n",
+			       corrupt);
+		if (leaks)
+			printf("\n%" PRIu64 " leaked clusters were found on the image.\n"
+			       "This means waste of disk space, but no harm to data.\n",
+			       leaks);
+		if (res.total_clusters)
+			printf("%" PRIu64 "/%" PRIu64 " = %.2f%% allocated\n", res.allocated_clusters,
+			       res.total_clusters, 100.0 * (double)res.allocated_clusters / (double)res.total_clusters);
+		if (res.image_end_offset)
+			printf("Image end offset: %" PRIu64 "\n", res.image_end_offset);
+	}
+	pimg_close(img);
+	if (res.check_errors)
+		return 1;
+	if (corrupt)
+		return 2;
+	if (leaks)
+		return 3;
+	return 0;
+}
+
+/* ---- resize, commit -------------------------------------------------------- */
+
+static int cmd_resize(int argc, char **argv)
+{
+	const char *fmt = NULL, *s;
+	struct pimg *img;
+	uint64_t size, cur;
+	int c, ret, sign = 0;
+
+	while ((c = getopt(argc, argv, "+f:")) != -1) {
+		if (c == 'f')
+			fmt = optarg;
+		else
+			return 1;
+	}
+	/* A negative size ("-1G") must not be taken for an option. */
+	if (optind + 2 != argc) {
+		usage(stderr);
+		return 1;
+	}
+	s = argv[optind + 1];
+	if (*s == '+' || *s == '-')
+		sign = *s++ == '+' ? 1 : -1;
+	if (parse_size(s, &size)) {
+		log_error("bad size '%s'", argv[optind + 1]);
+		return 1;
+	}
+	img = pimg_open(argv[optind], fmt, PIMG_O_NO_BACKING);
+	if (!img)
+		return 1;
+	cur = pimg_size(img);
+	if (sign > 0 && add_overflow(cur, size, &size)) {
+		log_error("size overflow");
+		pimg_close(img);
+		return 1;
+	}
+	if (sign < 0) {
+		if (size > cur) {
+			log_error("cannot shrink below zero");
+			pimg_close(img);
+			return 1;
+		}
+		size = cur - size;
+	}
+	ret = pimg_resize(img, size);
+	pimg_close(img);
+	if (ret) {
+		log_error("%s: resize failed: %s", argv[optind], strerror(-ret));
+		return 1;
+	}
+	printf("Image resized.\n");
+	return 0;
+}
+
+static int cmd_commit(int argc, char **argv)
+{
+	const char *fmt = NULL;
+	struct pimg *img;
+	int c, ret;
+
+	while ((c = getopt(argc, argv, "f:")) != -1) {
+		if (c == 'f')
+			fmt = optarg;
+		else
+			return 1;
+	}
+	if (optind + 1 != argc) {
+		usage(stderr);
+		return 1;
+	}
+	img = pimg_open(argv[optind], fmt, PIMG_O_RDONLY);
+	if (!img)
+		return 1;
+	ret = pimg_commit(img);
+	pimg_close(img);
+	if (ret) {
+		log_error("%s: commit failed: %s", argv[optind], strerror(-ret));
+		return 1;
+	}
+	printf("Image committed.\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} cmds[] = {
+		{ "info", cmd_info },       { "create", cmd_create }, { "convert", cmd_convert },
+		{ "compare", cmd_compare }, { "check", cmd_check },   { "resize", cmd_resize },
+		{ "commit", cmd_commit },
+	};
+
+	log_set_prog("plinth-img");
+	if (argc < 2) {
+		usage(stderr);
+		return 1;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
+		if (!strcmp(argv[1], cmds[i].name)) {
+			optind = 1;
+			return cmds[i].fn(argc - 1, argv + 1);
+		}
+	}
+	log_error("unknown command '%s'", argv[1]);
+	usage(stderr);
+	return 1;
+}

@@ -10,6 +10,12 @@ cd "$top"
 . tests/integration/lib.sh
 n=${1:-5} cpus=${2:-1} mem=${3:-512}
 kvm_usable || { echo "bench: no usable KVM: $(kvm_why)" >&2; exit 1; }
+# SHMEM_THP=advise: let plinth's shared (memfd) guest RAM use transparent huge pages,
+# as QEMU's anonymous RAM does by default (needs root; the emulated host runs as root).
+if [ -n "${SHMEM_THP:-}" ]; then
+	echo "$SHMEM_THP" >/sys/kernel/mm/transparent_hugepage/shmem_enabled ||
+		{ echo "bench: cannot set shmem_enabled" >&2; exit 1; }
+fi
 K=$GUEST/vmlinuz I=$GUEST/initramfs.cpio.gz
 cmdline=$(guest_cmdline 'true')
 
@@ -68,4 +74,5 @@ for vmm in $vmms; do
 	ratio=$(awk -v a="$mi" -v b="$base_init" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
 	printf '%-14s %14s %14s %10s\n' "$vmm" "$mi" "$me" "$ratio"
 done
-echo "($n runs each, median; $cpus vCPU, ${mem} MiB; $(uname -r))"
+echo "($n runs each, median; $cpus vCPU, ${mem} MiB; $(uname -r);" \
+	"shmem THP $(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/shmem_enabled))"

@@ -19,6 +19,9 @@ fi
 K=$GUEST/vmlinuz I=$GUEST/initramfs.cpio.gz
 cmdline=$(guest_cmdline 'true')
 
+last=$(mktemp)
+trap 'rm -f "$last"' EXIT
+
 # Microseconds since the epoch, without forking (bash 5).
 now() { local t=${EPOCHREALTIME/./}; echo "${t}"; }
 
@@ -28,7 +31,7 @@ now() { local t=${EPOCHREALTIME/./}; echo "${t}"; }
 measure() {
 	local start
 	start=${EPOCHREALTIME/./}
-	"$@" </dev/null 2>&1 | {
+	timeout -s TERM 150 "$@" </dev/null 2>&1 | tee "$last" | {
 		t_init=""
 		while IFS= read -r line; do
 			case $line in
@@ -42,6 +45,8 @@ measure() {
 			echo "- $(( (end - start) / 1000 ))"
 		fi
 	}
+	# Keep the console of a run that never reached init, for diagnosis.
+	grep -q '^plinth-guest: init started' "$last" || cp "$last" "/tmp/bench-failed-$vmm-$i.txt"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }'; }
@@ -51,7 +56,7 @@ vmms="plinth qemu-microvm qemu-pc"
 for ((i = 1; i <= n; i++)); do
 	for vmm in $vmms; do
 		case $vmm in
-		plinth) r=$(measure "$BUILD/plinth" run --kernel "$K" --initrd "$I" --cpus "$cpus" \
+		plinth) r=$(measure "$BUILD/plinth" run -v --kernel "$K" --initrd "$I" --cpus "$cpus" \
 				--memory "${mem}M" --cmdline "$cmdline") ;;
 		qemu-microvm) r=$(measure qemu-system-x86_64 -M microvm -accel kvm -cpu host \
 				-smp "$cpus" -m "$mem" -nodefaults -no-user-config -display none \

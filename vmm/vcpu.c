@@ -140,15 +140,15 @@ static bool vcpu_handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		/*
-		 * A triple fault resets a PC. With --no-reboot it is reported as an error,
-		 * since a guest asking to reboot uses the reset register instead.
+		 * A triple fault resets a PC. It is a reboot when the guest meant it (an
+		 * empty IDT, as Linux's reboot=t leaves it); any other triple fault is a
+		 * crash and stops plinth with an error.
 		 */
-		if (v->vm->cfg->no_reboot) {
-			vcpu_fail(v, "guest triple fault (shutdown)");
-		} else {
-			log_warn("guest triple fault on vCPU %u at RIP 0x%llx: resetting", v->index,
-				 (unsigned long long)x86_vcpu_rip(v->fd));
+		if (x86_vcpu_idt_empty(v->fd)) {
+			log_info("vCPU %u: triple fault with an empty IDT: guest reset", v->index);
 			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
+		} else {
+			vcpu_fail(v, "guest triple fault (CPU shutdown)");
 		}
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:

@@ -146,3 +146,12 @@ uint64_t x86_vcpu_rip(int vcpu_fd)
 		return 0;
 	return regs.rip;
 }
+
+bool x86_vcpu_idt_empty(int vcpu_fd)
+{
+	struct kvm_sregs sregs;
+
+	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
+		return false;
+	return sregs.idt.limit == 0;
+}

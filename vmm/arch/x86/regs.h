@@ -17,4 +17,10 @@ int x86_vcpu_boot_regs(int vcpu_fd, uint64_t entry);
 /* The vCPU's RIP, for error messages (0 when it can't be read). */
 uint64_t x86_vcpu_rip(int vcpu_fd);
 
+/*
+ * True when the vCPU's IDT is empty (limit 0): a triple fault then is a deliberate
+ * reset (Linux's reboot=t loads an empty IDT and raises int3), not a crash.
+ */
+bool x86_vcpu_idt_empty(int vcpu_fd);
+
 #endif

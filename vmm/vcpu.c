@@ -141,14 +141,23 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	case KVM_EXIT_SHUTDOWN:
 		/*
 		 * A triple fault resets a PC. It is a reboot when the guest meant it (an
-		 * empty IDT, as Linux's reboot=t leaves it); any other triple fault is a
-		 * crash and stops plinth with an error.
+		 * empty IDT, as Linux's reboot=t leaves it) and a crash when the IDT was
+		 * live. AMD SVM resets the vCPU before we can look: then it counts as a
+		 * reset, with a warning since a crash can't be told apart.
 		 */
-		if (x86_vcpu_idt_empty(v->fd)) {
+		switch (x86_vcpu_shutdown_kind(v->fd)) {
+		case X86_SHUTDOWN_RESET:
 			log_info("vCPU %u: triple fault with an empty IDT: guest reset", v->index);
 			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
-		} else {
+			break;
+		case X86_SHUTDOWN_UNKNOWN:
+			log_warn("vCPU %u: triple fault (state lost, treated as a guest reset)",
+				 v->index);
+			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
+			break;
+		default:
 			vcpu_fail(v, "guest triple fault (CPU shutdown)");
+			break;
 		}
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:

@@ -17,10 +17,12 @@ int x86_vcpu_boot_regs(int vcpu_fd, uint64_t entry);
 /* The vCPU's RIP, for error messages (0 when it can't be read). */
 uint64_t x86_vcpu_rip(int vcpu_fd);
 
-/*
- * True when the vCPU's IDT is empty (limit 0): a triple fault then is a deliberate
- * reset (Linux's reboot=t loads an empty IDT and raises int3), not a crash.
- */
-bool x86_vcpu_idt_empty(int vcpu_fd);
+/* Why a vCPU triple faulted, as far as its state tells. */
+enum x86_shutdown_kind {
+	X86_SHUTDOWN_RESET,   /* deliberate: an empty IDT (Linux's reboot=t) */
+	X86_SHUTDOWN_UNKNOWN, /* KVM already reset the vCPU (AMD SVM does): cause lost */
+	X86_SHUTDOWN_CRASH,   /* a fault with a live IDT: the guest crashed */
+};
+enum x86_shutdown_kind x86_vcpu_shutdown_kind(int vcpu_fd);
 
 #endif

@@ -1310,7 +1310,7 @@ static int vhdx_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 		uint64_t e = x->bat[bat_index(x, b)], st = e & 7, host = (e >> 20) * MiB;
 
 		if (st == 4 || st == 5) {
-			log_error("%s: ERROR block %" PRIu64 ": invalid state %" PRIu64, img->path, b, st);
+			check_log(res, "%s: ERROR block %" PRIu64 ": invalid state %" PRIu64, img->path, b, st);
 			res->corruptions++;
 			continue;
 		}
@@ -1318,7 +1318,7 @@ static int vhdx_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 			continue;
 		res->allocated_clusters++;
 		if (overlaps_meta(x, host, x->block_size) || host >= img->file->size) {
-			log_error("%s: ERROR block %" PRIu64 " at %#" PRIx64 " outside the payload area", img->path, b, host);
+			check_log(res, "%s: ERROR block %" PRIu64 " at %#" PRIx64 " outside the payload area", img->path, b, host);
 			res->corruptions++;
 			continue;
 		}
@@ -1327,7 +1327,7 @@ static int vhdx_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 	qsort(offs, n, 8, cmp_u64);
 	for (uint64_t i = 1; i < n; i++) {
 		if (offs[i] - offs[i - 1] < x->block_size) {
-			log_error("%s: ERROR blocks at %#" PRIx64 " and %#" PRIx64 " overlap", img->path, offs[i - 1], offs[i]);
+			check_log(res, "%s: ERROR blocks at %#" PRIx64 " and %#" PRIx64 " overlap", img->path, offs[i - 1], offs[i]);
 			res->corruptions++;
 		}
 	}

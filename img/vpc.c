@@ -631,6 +631,11 @@ static int vpc_open(struct pimg *img)
 		goto out_free;
 	}
 	v->bitmap_size = (uint32_t)align_up((v->block_size / SECTOR_SIZE + 7) / 8, SECTOR_SIZE);
+	/* Only the entries the disk size needs are read: the table may claim more. */
+	if ((uint64_t)v->bat_entries * v->block_size >= size)
+		v->bat_entries = (uint32_t)((size + v->block_size - 1) / v->block_size);
+	else
+		v->bat_entries = UINT32_MAX; /* too small: refused below */
 	if ((uint64_t)v->bat_entries * v->block_size < size ||
 	    !range_within(v->bat_offset, (uint64_t)v->bat_entries * 4, fsz)) {
 		log_error("%s: VHD block table does not fit the disk size or the file", img->path);
@@ -901,7 +906,7 @@ static int vpc_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 			continue;
 		h = block_host(v, b);
 		if (h < v->meta_end || h + span > v->footer_off) {
-			log_error("%s: ERROR block %u at %#" PRIx64 " outside the data area", img->path, b, h);
+			check_log(res, "%s: ERROR block %u at %#" PRIx64 " outside the data area", img->path, b, h);
 			res->corruptions++;
 			continue;
 		}
@@ -911,7 +916,7 @@ static int vpc_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 	qsort(sorted, n, sizeof(*sorted), cmp_u32);
 	for (uint32_t i = 1; i < n; i++) {
 		if ((uint64_t)(sorted[i] - sorted[i - 1]) * SECTOR_SIZE < span) {
-			log_error("%s: ERROR blocks at sectors %u and %u overlap", img->path, sorted[i - 1], sorted[i]);
+			check_log(res, "%s: ERROR blocks at sectors %u and %u overlap", img->path, sorted[i - 1], sorted[i]);
 			res->corruptions++;
 		}
 	}

@@ -1260,7 +1260,7 @@ static int qcow2_open(struct pimg *img)
 			why = "images with internal snapshots are read-only here";
 		else if (q->incompat & INCOMPAT_CORRUPT)
 			why = "image is marked corrupt";
-		else if (q->incompat & INCOMPAT_DIRTY)
+		else if ((q->incompat & INCOMPAT_DIRTY) && !(img->flags & PIMG_O_REPAIR))
 			why = "image is dirty (lazy refcounts); run 'plinth-img check -r all' first";
 		if (why) {
 			log_error("%s: cannot open for writing: %s", img->path, why);
@@ -1671,6 +1671,18 @@ static int qcow2_check(struct pimg *img, struct pimg_check *res, unsigned repair
 	res->image_end_offset = MAX(res->image_end_offset, align_up(img->file->size, cs));
 	if (repair)
 		ret = qcow2_flush(img);
+	if (!ret && (repair & PIMG_REPAIR_ALL) && (q->incompat & INCOMPAT_DIRTY) &&
+	    res->corruptions == res->corruptions_fixed) {
+		/* Refcounts are right again: the image is clean. */
+		uint8_t b[8];
+
+		st_be64(b, q->incompat & ~INCOMPAT_DIRTY);
+		ret = pfile_pwrite(img->file, b, sizeof(b), 72);
+		if (!ret)
+			ret = pfile_sync(img->file);
+		if (!ret)
+			q->incompat &= ~INCOMPAT_DIRTY;
+	}
 out:
 	free(c.ref);
 	free(c.l2buf);

@@ -12,7 +12,7 @@ ip netns exec $ns ip addr add 10.77.0.1/24 dev vtap0
 ip netns exec $ns ip link set vtap0 up
 # Once the guest has pinged us, ping it back (it waits for that).
 (for i in $(seq 240); do grep -q '^guest ping ok' "$out" 2>/dev/null && break; sleep 0.5; done
- ip netns exec $ns ping -c 3 -W 2 10.77.0.2 >"$dir/hostping" 2>&1) &
+ ip netns exec $ns $(command -v ping || echo busybox ping) -c 3 -W 2 10.77.0.2 >"$dir/hostping" 2>&1) &
 ip netns exec $ns "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" \
 	--initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
 	--net tap=vtap0,mac=52:54:00:12:34:56 \

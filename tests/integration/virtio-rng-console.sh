@@ -18,3 +18,9 @@ expect_in "$out" '^bytes 4096$' "/dev/hwrng did not give 4096 bytes"
 grep -qE '^[0-9a-f]{128}$' "$out" || fail "no random bytes printed"
 grep -qE '^0{128}$' "$out" && fail "the random bytes are all zero"
 expect_in "$dir/hvc" 'hello from hvc0' "hvc0 output did not reach the host"
+
+# hvc0 on plinth's own stdin/stdout (reopened privately, non-blocking).
+run_plinth "$out" 'echo "hello via stdio hvc0" > /dev/hvc0; echo "stdio done"' \
+	--console virtio || fail "plinth exited $? (stdio console)"
+expect_in "$out" '^plinth-guest: exit status 0' "the guest command did not finish (stdio)"
+expect_in "$out" 'hello via stdio hvc0' "hvc0 output did not reach plinth's stdout"

@@ -20,6 +20,11 @@ run_plinth "$out" '
 	echo "vdb reads $(head -c 18 /dev/vdb)"
 	printf "in-qcow2" | dd of=/dev/vdc bs=512 seek=100 conv=sync,fsync 2>/dev/null
 	echo "vdc back $(dd if=/dev/vdc bs=512 skip=100 count=1 2>/dev/null | head -c 8)"
+	d=$(basename $(readlink /sys/block/vda/device))
+	echo $d > /sys/bus/virtio/drivers/virtio_blk/unbind
+	echo $d > /sys/bus/virtio/drivers/virtio_blk/bind
+	sleep 1
+	echo "after reset $(dd if=/dev/vda bs=512 skip=2048 count=1 2>/dev/null | head -c 19)"
 	' \
 	--disk "path=$dir/a.img,format=raw,serial=first-disk" \
 	--disk "path=$dir/b.img,format=raw,readonly=on" \
@@ -32,6 +37,7 @@ expect_in "$out" '^vda written 0$' "write to vda failed"
 expect_in "$out" '^vdb refused$' "read-only disk accepted a write"
 expect_in "$out" '^vdb reads read-only-original$' "read-only disk unreadable"
 expect_in "$out" '^vdc back in-qcow2$' "qcow2 disk did not read back"
+expect_in "$out" '^after reset plinth-pattern-4711$' "the disk did not come back after a driver reset"
 [ "$(dd if="$dir/a.img" bs=512 skip=2048 count=1 2>/dev/null | head -c 19)" = plinth-pattern-4711 ] ||
 	fail "the pattern is not in the host file"
 [ "$(head -c 18 "$dir/b.img")" = read-only-original ] || fail "the read-only image changed"

@@ -140,15 +140,24 @@ static bool vcpu_handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		/*
-		 * A triple fault resets a PC. With --no-reboot it is reported as an error,
-		 * since a guest asking to reboot uses the reset register instead.
+		 * A triple fault resets a PC. It is a reboot when the guest meant it (an
+		 * empty IDT, as Linux's reboot=t leaves it) and a crash when the IDT was
+		 * live. AMD SVM resets the vCPU before we can look: then it counts as a
+		 * reset, with a warning since a crash can't be told apart.
 		 */
-		if (v->vm->cfg->no_reboot) {
-			vcpu_fail(v, "guest triple fault (shutdown)");
-		} else {
-			log_warn("guest triple fault on vCPU %u at RIP 0x%llx: resetting", v->index,
-				 (unsigned long long)x86_vcpu_rip(v->fd));
+		switch (x86_vcpu_shutdown_kind(v->fd)) {
+		case X86_SHUTDOWN_RESET:
+			log_info("vCPU %u: triple fault with an empty IDT: guest reset", v->index);
 			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
+			break;
+		case X86_SHUTDOWN_UNKNOWN:
+			log_warn("vCPU %u: triple fault (state lost, treated as a guest reset)",
+				 v->index);
+			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
+			break;
+		default:
+			vcpu_fail(v, "guest triple fault (CPU shutdown)");
+			break;
 		}
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:

@@ -247,7 +247,9 @@ int api_listen(const char *socket_path)
 	/* Only our user may drive the VM: set before listen(), so no one connects first. */
 	if (chmod(socket_path, 0600) < 0 || listen(fd, API_MAX_CONNECTIONS) < 0) {
 		ret = -errno;
-		log_error("API socket %s: %s", socket_path, strerror(errno));
+		/* sa.sun_path, not socket_path: GCC's -Wformat-overflow under ASan
+		 * wrongly thinks socket_path may be NULL here. */
+		log_error("API socket %s: %s", sa.sun_path, strerror(errno));
 		goto out_unlink;
 	}
 	return fd;

@@ -1041,3 +1041,22 @@ int virtio_pci_load(struct virtio_pci *vp, const struct virtio_pci_state *st)
 	pthread_mutex_unlock(&vp->cfg_lock);
 	return r;
 }
+
+size_t virtio_pci_device_state_size(const struct virtio_pci *vp)
+{
+	return vp->vdev->ops->save ? vp->vdev->ops->state_size : 0;
+}
+
+int virtio_pci_device_save(struct virtio_pci *vp, void *state)
+{
+	const struct virtio_dev_ops *ops = vp->vdev->ops;
+
+	return ops->save ? ops->save(vp->vdev, state) : 0;
+}
+
+int virtio_pci_device_load(struct virtio_pci *vp, const void *state)
+{
+	const struct virtio_dev_ops *ops = vp->vdev->ops;
+
+	return ops->load ? ops->load(vp->vdev, state) : 0;
+}

@@ -13,17 +13,17 @@
 static struct kvm_cpuid2 *supported(void)
 {
 	static const struct kvm_cpuid_entry2 e[] = {
-		{ .function = 0, .eax = 0xd },
-		{ .function = 1, .eax = 0x806f8, .ebx = 0xff0800, .ecx = 0x1, .edx = 0x1 },
-		{ .function = 4, .index = 0, .eax = 0x121, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX },
-		{ .function = 4, .index = 1, .eax = 0x163, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX },
-		{ .function = 4, .index = 2, .eax = 0x0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX },
-		{ .function = 0xb, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX },
-		{ .function = 0xb, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX },
-		{ .function = 0xb, .index = 2, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX },
-		{ .function = 0x40000000, .eax = 0x40000001 },
-		{ .function = 0x40000001, .eax = 0x1 },
-		{ .function = 0x80000008, .eax = 0x3030, .ecx = 0xffff },
+		{.function = 0, .eax = 0xd},
+		{.function = 1, .eax = 0x806f8, .ebx = 0xff0800, .ecx = 0x1, .edx = 0x1},
+		{.function = 4, .index = 0, .eax = 0x121, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
+		{.function = 4, .index = 1, .eax = 0x163, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
+		{.function = 4, .index = 2, .eax = 0x0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
+		{.function = 0xb, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
+		{.function = 0xb, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
+		{.function = 0xb, .index = 2, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX},
+		{.function = 0x40000000, .eax = 0x40000001},
+		{.function = 0x40000001, .eax = 0x1},
+		{.function = 0x80000008, .eax = 0x3030, .ecx = 0xffff},
 	};
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + sizeof(e));
 

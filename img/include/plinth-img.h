@@ -39,6 +39,9 @@ struct pimg;
 /* Open writable for pimg_check() repairs only: accepts images whose metadata needs
  * repair before normal writes (a dirty qcow2 with lazy refcounts). */
 #define PIMG_O_REPAIR     (1u << 2)
+/* Never fdatasync (qemu-img's cache=unsafe): for scratch copies only; a crash
+ * may leave anything. */
+#define PIMG_O_UNSAFE     (1u << 3)
 
 /*
  * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk")

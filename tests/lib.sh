@@ -1,7 +1,9 @@
 # Shared by the test runners: TAP-style result lines and counting.
+# A skipped check (TAP "# SKIP") counts as neither passed nor failed.
 # A runner prints "ok - NAME" or "not ok - NAME" per check; tests/run counts them.
 tap_pass=0
 tap_fail=0
+tap_skip=0
 tap_failed_names=()
 
 # tap_count < output: count and echo the ok/not ok lines of a TAP stream, pass the rest through.
@@ -9,6 +11,7 @@ tap_count() {
 	local line
 	while IFS= read -r line; do
 		case $line in
+		*"# SKIP"*|*"# skip"*) tap_skip=$((tap_skip + 1)); echo "$line" ;;
 		"ok "*) tap_pass=$((tap_pass + 1)); echo "$line" ;;
 		"not ok "*) tap_fail=$((tap_fail + 1)); tap_failed_names+=("${line#not ok }"); echo "$line" ;;
 		*) echo "    $line" ;;

@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Per-thread seccomp filters built from the allowlists of allowlist.c.
+ *
+ * What a forbidden syscall does: the filter's default action is SECCOMP_RET_TRAP,
+ * not SECCOMP_RET_KILL_PROCESS, so that the death can be explained. The kernel
+ * then sends SIGSYS instead of running the syscall; our handler (installed with
+ * SA_RESETHAND | SA_NODEFER) writes one line with write(2) naming the syscall
+ * (si_syscall, through a constant table generated at build time, since
+ * libseccomp's resolver allocates), the thread's name and its filter's kind,
+ * then sends itself SIGSYS again. The handler has been reset to the default by
+ * then, so the process dies of SIGSYS (a core dump where RLIMIT_CORE allows), as
+ * with KILL_PROCESS, and any forbidden syscall the handler itself made would
+ * end the same way. The syscall never runs in either case. A syscall of another
+ * ABI (i386 int 0x80, x32) kills the process outright (SECCOMP_RET_KILL_PROCESS).
+ *
+ * The handler learns the kind from a thread-local tag written once by
+ * sandbox_seccomp_install() on that thread: the trap carries no data of ours
+ * (libseccomp refuses TRAP with data). A thread that inherited its creator's
+ * filter and installed none reports "inherited".
+ */
+#include "sandbox.h"
+
+#include <errno.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "allowlist.h"
+#include "log.h"
+#include "sysnames.h"
+#include "util.h"
+
+/* Kind of the filter this thread installed, -1 if none: written once, read by on_sigsys(). */
+static __thread int sandbox_tls_kind = -1;
+
+static const char *const kind_names[SANDBOX_NR_KINDS] = {
+	[SANDBOX_MAIN] = "main",
+	[SANDBOX_VCPU] = "vcpu",
+	[SANDBOX_IO] = "io",
+	[SANDBOX_API] = "api",
+};
+
+const char *sandbox_thread_name(enum sandbox_thread kind)
+{
+	if ((unsigned int)kind >= SANDBOX_NR_KINDS)
+		return "?";
+	return kind_names[kind];
+}
+
+int sandbox_seccomp_parse(const char *value, bool *on)
+{
+	if (value && !strcmp(value, "on")) {
+		*on = true;
+		return 0;
+	}
+	if (value && !strcmp(value, "off")) {
+		*on = false;
+		return 0;
+	}
+	log_error("--seccomp: expected 'on' or 'off', got '%s'", value ? value : "");
+	return -EINVAL;
+}
+
+const char *sandbox_syscall_name(long nr)
+{
+	if (nr < 0 || nr >= SYSNAMES_MAX || !sysnames[nr])
+		return "?";
+	return sysnames[nr];
+}
+
+/* ---- the SIGSYS handler: async-signal-safe only ---------------------------------- */
+
+struct sigbuf {
+	char b[256];
+	size_t n;
+};
+
+static void sb_str(struct sigbuf *sb, const char *s)
+{
+	while (*s && sb->n < sizeof(sb->b) - 1)
+		sb->b[sb->n++] = *s++;
+}
+
+static void sb_num(struct sigbuf *sb, long v)
+{
+	char tmp[24];
+	size_t i = 0;
+	unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+
+	do {
+		tmp[i++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u && i < sizeof(tmp));
+	if (v < 0 && sb->n < sizeof(sb->b) - 1)
+		sb->b[sb->n++] = '-';
+	while (i && sb->n < sizeof(sb->b) - 1)
+		sb->b[sb->n++] = tmp[--i];
+}
+
+static void on_sigsys(int sig, siginfo_t *info, void *uctx)
+{
+	struct sigbuf sb = { .n = 0 };
+	char comm[17] = "";
+	int kind = sandbox_tls_kind;
+	long nr = info->si_syscall;
+
+	(void)uctx;
+	if (syscall(SYS_prctl, PR_GET_NAME, comm, 0, 0, 0) != 0)
+		comm[0] = '\0';
+	comm[16] = '\0';
+	sb_str(&sb, "plinth: seccomp: thread '");
+	sb_str(&sb, comm);
+	sb_str(&sb, "' (");
+	sb_str(&sb, kind >= 0 ? sandbox_thread_name((enum sandbox_thread)kind) : "inherited");
+	sb_str(&sb, " filter) made a forbidden syscall: ");
+	sb_str(&sb, sandbox_syscall_name(nr));
+	sb_str(&sb, " (");
+	sb_num(&sb, nr);
+	sb_str(&sb, "); killing the process\n");
+	if (write(STDERR_FILENO, sb.b, sb.n) < 0) {
+		/* Nothing better to do: the death below still tells. */
+	}
+	/* SA_RESETHAND made SIGSYS fatal again; SA_NODEFER lets it in at once. */
+	syscall(SYS_tgkill, (long)getpid(), (long)syscall(SYS_gettid), (long)sig);
+	syscall(SYS_exit_group, 128L + sig);
+}
+
+/*
+ * glibc opens /etc/localtime on the first time conversion of the process (even
+ * gmtime_r, as in libmicrohttpd's Date header): do it now, while open is still
+ * allowed. localtime_r loads it once; tzset() would stat the file on every call.
+ */
+static void load_timezone(void)
+{
+	time_t t = 0;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+}
+
+static int set_sigsys_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigsys;
+	sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0) {
+		int err = errno;
+
+		log_error("seccomp: sigaction(SIGSYS): %s", strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+/* ---- building the filter ------------------------------------------------------------ */
+
+static int add_rule(scmp_filter_ctx ctx, const struct sc_rule *r, pid_t self)
+{
+	struct scmp_arg_cmp cmp = { .arg = r->arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = r->mask };
+	int rc = 0;
+
+	switch (r->kind) {
+	case SC_ALLOW:
+		return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 0);
+	case SC_ALLOW_IN:
+		for (size_t i = 0; i < r->nr_values && !rc; i++) {
+			cmp.datum_b = r->values[i].value & r->mask;
+			rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, r->nr, 1, &cmp);
+		}
+		return rc;
+	case SC_ALLOW_BITS:
+		cmp.datum_b = r->bits;
+		return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, r->nr, 1, &cmp);
+	case SC_ALLOW_SELF:
+		cmp.op = SCMP_CMP_EQ;
+		cmp.datum_a = (scmp_datum_t)self;
+		cmp.datum_b = 0;
+		return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, r->nr, 1, &cmp);
+	case SC_ERRNO:
+		return seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint32_t)r->err), r->nr, 0);
+	}
+	return -EINVAL;
+}
+
+/* The filter of kind, not loaded. NULL after one log line. */
+static scmp_filter_ctx build_filter(enum sandbox_thread kind)
+{
+	const struct sc_policy *pol = sc_policy_of(kind);
+	pid_t self = getpid();
+	scmp_filter_ctx ctx;
+	int rc;
+
+	ctx = seccomp_init(SCMP_ACT_TRAP);
+	if (!ctx) {
+		log_error("seccomp: cannot create a filter (libseccomp)");
+		return NULL;
+	}
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	if (!rc)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
+	/* A binary tree of syscall numbers: KVM_RUN's path stays short. */
+	if (!rc)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+	if (rc) {
+		log_error("seccomp: filter attributes: %s", strerror(-rc));
+		goto out_release;
+	}
+	for (size_t s = 0; s < pol->nr_sections; s++) {
+		const struct sc_section *sec = pol->sections[s];
+
+		for (size_t i = 0; i < sec->nr_rules; i++) {
+			rc = add_rule(ctx, &sec->rules[i], self);
+			if (rc) {
+				log_error("seccomp: %s filter, rule for %s (section %s): %s",
+					  sandbox_thread_name(kind), sec->rules[i].name, sec->name,
+					  strerror(-rc));
+				goto out_release;
+			}
+		}
+	}
+	return ctx;
+
+out_release:
+	seccomp_release(ctx);
+	return NULL;
+}
+
+int sandbox_seccomp_install(enum sandbox_thread kind)
+{
+	scmp_filter_ctx ctx;
+	int rc;
+
+	if (!sc_policy_of(kind)) {
+		log_error("seccomp: no thread kind %d", (int)kind);
+		return -EINVAL;
+	}
+	/* Filters only add up (and count against a kernel limit): once per thread and kind. */
+	if (sandbox_tls_kind == (int)kind)
+		return 0;
+	rc = set_sigsys_handler();
+	if (rc)
+		return rc;
+	load_timezone();
+	ctx = build_filter(kind);
+	if (!ctx)
+		return -EINVAL;
+	/* Tagged before loading: the first trap may come right after the load. */
+	sandbox_tls_kind = (int)kind;
+	rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc) {
+		sandbox_tls_kind = -1;
+		log_error("seccomp: cannot install the %s filter: %s", sandbox_thread_name(kind),
+			  strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* ---- printing -------------------------------------------------------------------------- */
+
+static void print_rule(FILE *out, const struct sc_rule *r)
+{
+	fprintf(out, "  %-18s", r->name);
+	switch (r->kind) {
+	case SC_ALLOW:
+		break;
+	case SC_ALLOW_IN:
+		fprintf(out, " arg%u in {", r->arg);
+		for (size_t i = 0; i < r->nr_values; i++)
+			fprintf(out, "%s%s", i ? ", " : "", r->values[i].name);
+		fprintf(out, "}");
+		break;
+	case SC_ALLOW_BITS:
+		fprintf(out, " %s", r->expr);
+		break;
+	case SC_ALLOW_SELF:
+		fprintf(out, " arg%u == own pid", r->arg);
+		break;
+	case SC_ERRNO:
+		fprintf(out, " refused: %s", strerrorname_np(r->err) ? strerrorname_np(r->err) : "?");
+		break;
+	}
+	fprintf(out, "  # %s\n", r->why);
+}
+
+void sandbox_seccomp_print(enum sandbox_thread kind, FILE *out)
+{
+	const struct sc_policy *pol = sc_policy_of(kind);
+
+	if (!pol)
+		return;
+	fprintf(out, "# seccomp allowlist of %s threads (any other syscall: SIGSYS, "
+		"process killed)\n", sandbox_thread_name(kind));
+	for (size_t s = 0; s < pol->nr_sections; s++) {
+		const struct sc_section *sec = pol->sections[s];
+
+		fprintf(out, "## %s\n", sec->name);
+		for (size_t i = 0; i < sec->nr_rules; i++)
+			print_rule(out, &sec->rules[i]);
+	}
+}

@@ -161,7 +161,7 @@ struct pimg_check {
 /* Check (and with repair flags, fix) the image's metadata. 0 or -errno (-ENOTSUP). */
 int pimg_check(struct pimg *img, struct pimg_check *res, unsigned repair);
 
-/* Change the virtual size. Growing is supported by every format; shrinking by raw. */
+/* Change the virtual size: raw grows and shrinks; qcow2, VHD and VHDX grow; VMDK refuses (-ENOTSUP). */
 int pimg_resize(struct pimg *img, uint64_t size);
 
 /*

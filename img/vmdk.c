@@ -1275,7 +1275,7 @@ static int vmdk_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 					continue;
 				res->allocated_clusters++;
 				if (host < meta_end || host >= e->file->size) {
-					log_error("%s: ERROR grain %" PRIu64 " at %#" PRIx64 " invalid", img->path,
+					check_log(res, "%s: ERROR grain %" PRIu64 " at %#" PRIx64 " invalid", img->path,
 						  (uint64_t)d * s->gtes + j, host);
 					res->corruptions++;
 				}

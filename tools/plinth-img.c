@@ -619,7 +619,7 @@ static int cmd_check(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	img = pimg_open(argv[optind], fmt, (repair ? 0 : PIMG_O_RDONLY) | PIMG_O_NO_BACKING);
+	img = pimg_open(argv[optind], fmt, (repair ? PIMG_O_REPAIR : PIMG_O_RDONLY) | PIMG_O_NO_BACKING);
 	if (!img)
 		return 1;
 	ret = pimg_check(img, &res, repair);

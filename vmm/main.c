@@ -252,7 +252,7 @@ static int cmd_run(int argc, char **argv)
 			break;
 		}
 		if (!term.raw)
-			term_raw(&term, cfg.console_in);
+			term_raw(&term, STDIN_FILENO); /* the guest owns the terminal */
 		why = vm_run(vm, sfd, &signo);
 		memcpy(msg, vm->exit_msg, sizeof(msg));
 		vm_destroy(vm);

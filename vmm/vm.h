@@ -76,6 +76,7 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	bool started;
+	uint64_t exits_io, exits_mmio, exits_other; /* statistics, owned by the vCPU thread */
 };
 
 struct console_input {

@@ -36,6 +36,9 @@ struct pimg;
 /* pimg_open() flags */
 #define PIMG_O_RDONLY     (1u << 0) /* never write to the image (nor its chain) */
 #define PIMG_O_NO_BACKING (1u << 1) /* do not open the backing file: unallocated reads as zero */
+/* Open writable for pimg_check() repairs only: accepts images whose metadata needs
+ * repair before normal writes (a dirty qcow2 with lazy refcounts). */
+#define PIMG_O_REPAIR     (1u << 2)
 
 /*
  * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk")

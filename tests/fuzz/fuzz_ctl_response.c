@@ -15,8 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[128];
 	int status;
 
-	if (ctl_parse_response((const char *)data, size, &status, &body, &blen, err,
-			       sizeof(err)) == 0) {
+	if (ctl_parse_response((const char *)data, size, &status, &body, &blen, err, sizeof(err)) ==
+	    0) {
 		/* The body must lie inside the input. */
 		if (body < (const char *)data || blen > size ||
 		    (size_t)(body - (const char *)data) > size - blen)

@@ -30,14 +30,14 @@
 
 #include <jansson.h>
 
-#define API_PATH_MAX      4096      /* bytes in a host path, NUL included */
-#define API_UNIX_PATH_MAX 108       /* bytes in a Unix socket path (sun_path), NUL included */
-#define API_HOST_MAX      256       /* bytes in a host name or address, NUL included */
-#define API_DISK_ID_MAX   32        /* bytes in a disk id, NUL included */
-#define API_ERROR_MAX     256       /* bytes in an error message, NUL included */
-#define API_BODY_MAX      (64 * 1024) /* request body limit: 413 beyond */
+#define API_PATH_MAX		4096 /* bytes in a host path, NUL included */
+#define API_UNIX_PATH_MAX	108  /* bytes in a Unix socket path (sun_path), NUL included */
+#define API_HOST_MAX		256  /* bytes in a host name or address, NUL included */
+#define API_DISK_ID_MAX		32   /* bytes in a disk id, NUL included */
+#define API_ERROR_MAX		256  /* bytes in an error message, NUL included */
+#define API_BODY_MAX		(64 * 1024) /* request body limit: 413 beyond */
 #define API_DOWNTIME_DEFAULT_MS 300u
-#define API_DOWNTIME_MAX_MS     60000u
+#define API_DOWNTIME_MAX_MS	60000u
 
 /* POST /v1/vm/snapshot {"to": DIR} */
 struct api_snapshot_args {
@@ -50,23 +50,23 @@ enum api_migrate_transport { API_MIGRATE_TCP, API_MIGRATE_UNIX };
 struct api_migrate_args {
 	enum api_migrate_transport transport;
 	char host[API_HOST_MAX];      /* tcp: name or address, IPv6 brackets removed */
-	uint16_t port;                /* tcp: 1..65535 */
+	uint16_t port;		      /* tcp: 1..65535 */
 	char path[API_UNIX_PATH_MAX]; /* unix: absolute socket path */
-	uint32_t downtime_ms;         /* 1..API_DOWNTIME_MAX_MS, default API_DOWNTIME_DEFAULT_MS */
+	uint32_t downtime_ms;	      /* 1..API_DOWNTIME_MAX_MS, default API_DOWNTIME_DEFAULT_MS */
 };
 
 /* PUT /v1/vm/disks/{id} {"path": FILE, "readonly": BOOL} */
 struct api_disk_args {
 	char id[API_DISK_ID_MAX]; /* 1..31 chars of [A-Za-z0-9_-] */
 	char path[API_PATH_MAX];  /* absolute path of the image */
-	bool readonly;            /* default false */
+	bool readonly;		  /* default false */
 };
 
 /* What an op hands back, beyond its return value. */
 struct api_reply {
-	json_t *body;              /* JSON object to return, or NULL for {}; the server takes
+	json_t *body;		   /* JSON object to return, or NULL for {}; the server takes
 				    * the reference (also on failure: it is then dropped) */
-	bool accepted;             /* work goes on after the op returned: 202 instead of 200 */
+	bool accepted;		   /* work goes on after the op returned: 202 instead of 200 */
 	char error[API_ERROR_MAX]; /* on failure, an optional one-line reason */
 };
 
@@ -114,9 +114,9 @@ struct api_cmd {
 
 /* Why a request was refused. */
 struct api_request_error {
-	int status;                /* 4xx */
-	const char *allow;         /* for 405: the methods the path accepts (static) */
-	char msg[API_ERROR_MAX];   /* one line */
+	int status;		 /* 4xx */
+	const char *allow;	 /* for 405: the methods the path accepts (static) */
+	char msg[API_ERROR_MAX]; /* one line */
 };
 
 /*
@@ -127,6 +127,13 @@ struct api_request_error {
  */
 int api_parse_request(const char *method, const char *path, const char *body, size_t body_len,
 		      struct api_cmd *cmd, struct api_request_error *err);
+
+/*
+ * Parse a migration address "tcp:HOST:PORT" or "unix:/PATH" (the same rules as the
+ * "to" field), e.g. for the destination's listening address. downtime_ms is set to
+ * the default. 0 or -EINVAL with a one-line reason in err (messages say "field 'to'").
+ */
+int api_parse_migrate_uri(const char *uri, struct api_migrate_args *out, char *err, size_t errlen);
 
 /* True for a valid disk id: 1..31 characters of [A-Za-z0-9_-]. */
 bool api_disk_id_valid(const char *id);
@@ -156,13 +163,35 @@ json_t *api_error_body(const char *msg);
 struct api_server;
 
 /*
- * Listen on a Unix socket at socket_path (mode 0600) and serve on a new thread. A
- * stale socket left by a dead process is replaced; a live one or a non-socket file
- * is refused. ops and vm must outlive the server. NULL with the reason logged.
+ * Listen on a Unix socket at socket_path (mode 0600) and serve on a new thread:
+ * api_listen() then api_server_start_fd(). A stale socket left by a dead process
+ * is replaced; a live one or a non-socket file is refused. ops and vm must outlive
+ * the server. NULL with the reason logged.
  */
 struct api_server *api_server_start(const char *socket_path, const struct api_vm_ops *ops,
 				    void *vm);
-/* Stop the thread (waits for the running request), close and unlink the socket. */
+
+/*
+ * The same in two steps, for a sandboxed VMM (vmm/sandbox/sandbox.h):
+ * api_listen() on the set-up thread, before any seccomp filter (it stats, connects
+ * to and unlinks a stale socket, chmods, and seeds jansson, which reads
+ * /dev/urandom); then, on the API thread after sandbox_seccomp_install(SANDBOX_API),
+ * api_server_start_fd(), whose libmicrohttpd thread inherits that filter.
+ * api_listen: a listening fd or -errno, logged.
+ * api_server_start_fd: takes listen_fd (closed on failure too); socket_path is
+ * unlinked by api_server_stop() if not NULL (pass NULL when the stopping thread may
+ * not unlink, and unlink it from the main thread). NULL with the reason logged.
+ */
+int api_listen(const char *socket_path);
+struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
+				       const struct api_vm_ops *ops, void *vm);
+
+/*
+ * Stop the thread (waits for the running request), close and unlink the socket.
+ * Never call it from an op, nor while holding a lock an op may wait for: it waits
+ * for the op to return. The vm pointer given to start must stay valid until then
+ * (across guest reboots too, if the VMM rebuilds its struct vm on reset).
+ */
 void api_server_stop(struct api_server *s);
 
 /* --- Client ---------------------------------------------------------------------- */
@@ -183,9 +212,8 @@ int ctl_main(int argc, char **argv);
  * (any HTTP status) returns 0 with *status and *resp_body (malloc'd, NUL-terminated,
  * caller frees); -errno otherwise with a one-line reason in err.
  */
-int ctl_request(const char *socket_path, const char *method, const char *path,
-		const char *body, int timeout_ms, int *status, char **resp_body, char *err,
-		size_t errlen);
+int ctl_request(const char *socket_path, const char *method, const char *path, const char *body,
+		int timeout_ms, int *status, char **resp_body, char *err, size_t errlen);
 
 /*
  * Parse an HTTP/1.1 response held in buf[0..len) (all of it: the server closes the

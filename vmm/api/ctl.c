@@ -116,8 +116,8 @@ int ctl_parse_response(const char *buf, size_t len, int *status, const char **bo
 		}
 	}
 	if (have_clen && clen > len - head) {
-		set_err(err, errlen, "HTTP response truncated (%zu of %llu body bytes)",
-			len - head, (unsigned long long)clen);
+		set_err(err, errlen, "HTTP response truncated (%zu of %llu body bytes)", len - head,
+			(unsigned long long)clen);
 		return -EBADMSG;
 	}
 	*body = buf + head;
@@ -160,7 +160,8 @@ static int connect_unix(const char *path, char *err, size_t errlen)
 	int fd, ret;
 
 	if (!path[0] || strlen(path) >= sizeof(sa.sun_path)) {
-		set_err(err, errlen, "API socket path must be 1..%zu bytes", sizeof(sa.sun_path) - 1);
+		set_err(err, errlen, "API socket path must be 1..%zu bytes",
+			sizeof(sa.sun_path) - 1);
 		return -EINVAL;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
@@ -238,6 +239,10 @@ static int recv_all(int fd, char **out, size_t *outlen, int64_t deadline)
 		n = recv(fd, buf + len, cap - len, MSG_DONTWAIT);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		/* A server that answered early (413) and closed without reading all we sent
+		 * makes the kernel report a reset after its answer: that is its end. */
+		if (n < 0 && errno == ECONNRESET && len > 0)
+			break;
 		if (n < 0) {
 			ret = -errno;
 			goto out_free;
@@ -256,15 +261,14 @@ out_free:
 	return ret;
 }
 
-int ctl_request(const char *socket_path, const char *method, const char *path,
-		const char *body, int timeout_ms, int *status, char **resp_body, char *err,
-		size_t errlen)
+int ctl_request(const char *socket_path, const char *method, const char *path, const char *body,
+		int timeout_ms, int *status, char **resp_body, char *err, size_t errlen)
 {
 	size_t blen = body ? strlen(body) : 0, rlen = 0, body_len = 0;
 	int64_t deadline = -1;
 	char *req = NULL, *resp = NULL, *copy;
 	const char *b;
-	int fd, ret, n;
+	int fd, ret, send_ret, n;
 
 	if (timeout_ms > 0) {
 		struct timespec ts;
@@ -287,14 +291,19 @@ int ctl_request(const char *socket_path, const char *method, const char *path,
 		set_err(err, errlen, "out of memory");
 		goto out_close;
 	}
-	ret = send_all(fd, req, (size_t)n, deadline);
-	if (ret) {
+	/* A server may answer before reading all of the request (413) and close: then
+	 * sending fails, but its answer is waiting to be read. */
+	send_ret = send_all(fd, req, (size_t)n, deadline);
+	if (send_ret && send_ret != -EPIPE && send_ret != -ECONNRESET) {
+		ret = send_ret;
 		set_err(err, errlen, "sending the request: %s", strerror(-ret));
 		goto out_free_req;
 	}
 	ret = recv_all(fd, &resp, &rlen, deadline);
 	if (ret) {
-		if (ret == -EMSGSIZE)
+		if (send_ret)
+			set_err(err, errlen, "sending the request: %s", strerror(-send_ret));
+		else if (ret == -EMSGSIZE)
 			set_err(err, errlen, "response larger than %u bytes", CTL_RESPONSE_MAX);
 		else if (ret == -ETIMEDOUT)
 			set_err(err, errlen, "no answer within %d ms", timeout_ms);
@@ -328,18 +337,17 @@ out_close:
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: plinth ctl --api-socket PATH [--timeout SECONDS] COMMAND [OPTIONS]\n"
-		"commands:\n"
-		"  info                                  state, configuration and counters\n"
-		"  pause | resume                        stop or restart the vCPUs\n"
-		"  shutdown                              press the ACPI power button\n"
-		"  reset                                 reset the VM\n"
-		"  snapshot --to DIR                     save the VM to a directory\n"
-		"  migrate --to tcp:HOST:PORT|unix:PATH [--downtime-ms N]\n"
-		"                                        live-migrate the VM\n"
-		"  disk-add --id ID --path FILE [--readonly]\n"
-		"  disk-remove --id ID                   hot-plug or unplug a disk\n");
+	fprintf(f, "usage: plinth ctl --api-socket PATH [--timeout SECONDS] COMMAND [OPTIONS]\n"
+		   "commands:\n"
+		   "  info                                  state, configuration and counters\n"
+		   "  pause | resume                        stop or restart the vCPUs\n"
+		   "  shutdown                              press the ACPI power button\n"
+		   "  reset                                 reset the VM\n"
+		   "  snapshot --to DIR                     save the VM to a directory\n"
+		   "  migrate --to tcp:HOST:PORT|unix:PATH [--downtime-ms N]\n"
+		   "                                        live-migrate the VM\n"
+		   "  disk-add --id ID --path FILE [--readonly]\n"
+		   "  disk-remove --id ID                   hot-plug or unplug a disk\n");
 }
 
 /* rel made absolute against the current directory, into out[size]. 0 or -errno. */
@@ -368,12 +376,9 @@ struct ctl_call {
 static int parse_command(int argc, char **argv, struct ctl_call *call)
 {
 	static const struct option opts[] = {
-		{"to", required_argument, NULL, 't'},
-		{"downtime-ms", required_argument, NULL, 'd'},
-		{"id", required_argument, NULL, 'i'},
-		{"path", required_argument, NULL, 'p'},
-		{"readonly", no_argument, NULL, 'r'},
-		{NULL, 0, NULL, 0},
+		{"to", required_argument, NULL, 't'}, {"downtime-ms", required_argument, NULL, 'd'},
+		{"id", required_argument, NULL, 'i'}, {"path", required_argument, NULL, 'p'},
+		{"readonly", no_argument, NULL, 'r'}, {NULL, 0, NULL, 0},
 	};
 	const char *cmd = argv[0], *to = NULL, *id = NULL, *path = NULL, *downtime = NULL;
 	char abs[API_PATH_MAX + 8];
@@ -413,12 +418,12 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		log_error("ctl %s: unexpected argument '%s'", cmd, argv[optind]);
 		return -EINVAL;
 	}
-#define REFUSE_OPT(cond, what)                                                   \
-	do {                                                                     \
-		if (cond) {                                                      \
-			log_error("ctl %s: %s", cmd, what);                      \
-			return -EINVAL;                                          \
-		}                                                                \
+#define REFUSE_OPT(cond, what)                                                                     \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			log_error("ctl %s: %s", cmd, what);                                        \
+			return -EINVAL;                                                            \
+		}                                                                                  \
 	} while (0)
 
 	call->method = "POST";
@@ -452,9 +457,9 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 			to = abs;
 		}
 		snprintf(call->path, sizeof(call->path), "/v1/vm/migrate");
-		call->body = downtime ? json_pack("{s:s, s:I}", "to", to, "downtime_ms",
-						  (json_int_t)dt)
-				      : json_pack("{s:s}", "to", to);
+		call->body =
+			downtime ? json_pack("{s:s, s:I}", "to", to, "downtime_ms", (json_int_t)dt)
+				 : json_pack("{s:s}", "to", to);
 	} else if (!strcmp(cmd, "disk-add") || !strcmp(cmd, "disk-remove")) {
 		bool add = !strcmp(cmd, "disk-add");
 
@@ -556,8 +561,8 @@ int ctl_main(int argc, char **argv)
 			return 1;
 		}
 	}
-	ret = ctl_request(sock, call.method, call.path, text, (int)timeout_s * 1000, &status,
-			  &resp, err, sizeof(err));
+	ret = ctl_request(sock, call.method, call.path, text, (int)timeout_s * 1000, &status, &resp,
+			  err, sizeof(err));
 	free(text);
 	if (ret) {
 		log_error("ctl %s: %s", cmd, err);

@@ -43,7 +43,8 @@ static int check_fields(json_t *obj, const char *const *allowed, struct api_requ
 	const char *key;
 	json_t *val;
 
-	json_object_foreach(obj, key, val) {
+	json_object_foreach(obj, key, val)
+	{
 		size_t i;
 		bool known = false;
 
@@ -166,13 +167,27 @@ static int parse_migrate_uri(const char *to, struct api_migrate_args *a,
 		if (path[0] != '/')
 			return reqfail(err, 400, "field 'to': unix socket path must be absolute");
 		if (strlen(path) >= sizeof(a->path))
-			return reqfail(err, 400, "field 'to': unix socket path longer than %zu bytes",
+			return reqfail(err, 400,
+				       "field 'to': unix socket path longer than %zu bytes",
 				       sizeof(a->path) - 1);
 		a->transport = API_MIGRATE_UNIX;
 		snprintf(a->path, sizeof(a->path), "%s", path);
 		return 0;
 	}
 	return reqfail(err, 400, "field 'to' must be tcp:HOST:PORT or unix:PATH");
+}
+
+int api_parse_migrate_uri(const char *uri, struct api_migrate_args *out, char *err, size_t errlen)
+{
+	struct api_request_error e;
+
+	memset(out, 0, sizeof(*out));
+	memset(&e, 0, sizeof(e));
+	out->downtime_ms = API_DOWNTIME_DEFAULT_MS;
+	if (!parse_migrate_uri(uri, out, &e))
+		return 0;
+	snprintf(err, errlen, "%s", e.msg);
+	return -EINVAL;
 }
 
 /* --- Bodies -------------------------------------------------------------------------- */
@@ -391,10 +406,14 @@ json_t *api_error_body(const char *msg)
 static const char *cmd_name(enum api_cmd_kind kind)
 {
 	static const char *const names[] = {
-		[API_CMD_INFO] = "info",         [API_CMD_PAUSE] = "pause",
-		[API_CMD_RESUME] = "resume",     [API_CMD_SHUTDOWN] = "shutdown",
-		[API_CMD_RESET] = "reset",       [API_CMD_SNAPSHOT] = "snapshot",
-		[API_CMD_MIGRATE] = "migrate",   [API_CMD_DISK_ADD] = "disk add",
+		[API_CMD_INFO] = "info",
+		[API_CMD_PAUSE] = "pause",
+		[API_CMD_RESUME] = "resume",
+		[API_CMD_SHUTDOWN] = "shutdown",
+		[API_CMD_RESET] = "reset",
+		[API_CMD_SNAPSHOT] = "snapshot",
+		[API_CMD_MIGRATE] = "migrate",
+		[API_CMD_DISK_ADD] = "disk add",
 		[API_CMD_DISK_REMOVE] = "disk remove",
 	};
 
@@ -406,13 +425,13 @@ static int call_op(const struct api_vm_ops *ops, void *vm, const struct api_cmd 
 		   struct api_reply *reply, bool *missing)
 {
 	*missing = false;
-#define CALL(op, ...)                                                   \
-	do {                                                            \
-		if (!ops->op) {                                         \
-			*missing = true;                                \
-			return -ENOTSUP;                                \
-		}                                                       \
-		return ops->op(vm, __VA_ARGS__);                        \
+#define CALL(op, ...)                                                                              \
+	do {                                                                                       \
+		if (!ops->op) {                                                                    \
+			*missing = true;                                                           \
+			return -ENOTSUP;                                                           \
+		}                                                                                  \
+		return ops->op(vm, __VA_ARGS__);                                                   \
 	} while (0)
 	switch (cmd->kind) {
 	case API_CMD_INFO:

@@ -7,6 +7,7 @@
 #include "api.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,17 +25,17 @@
 #define API_CONN_TIMEOUT_S  30 /* idle clients are dropped after this */
 
 struct api_server {
-	struct MHD_Daemon *mhd;         /* owns the listening socket */
-	const struct api_vm_ops *ops;   /* the VMM's side (not owned) */
-	void *vm;                       /* passed to every op (not owned) */
-	char path[API_UNIX_PATH_MAX];   /* socket path, unlinked at stop */
+	struct MHD_Daemon *mhd;	      /* owns the listening socket */
+	const struct api_vm_ops *ops; /* the VMM's side (not owned) */
+	void *vm;		      /* passed to every op (not owned) */
+	char path[API_UNIX_PATH_MAX]; /* socket path unlinked at stop, "" for none */
 };
 
 /* One request in progress: its body as it arrives. */
 struct api_conn {
-	char *body;     /* malloc'd, at most API_BODY_MAX bytes */
-	size_t len;     /* bytes in body */
-	bool too_big;   /* the body went past API_BODY_MAX: answer 413, keep nothing */
+	char *body;   /* malloc'd, at most API_BODY_MAX bytes */
+	size_t len;   /* bytes in body */
+	bool too_big; /* the body went past API_BODY_MAX: answer 413, keep nothing */
 };
 
 static const char oom_body[] = "{\"error\": \"out of memory\"}\n";
@@ -89,9 +90,8 @@ static char *too_big_msg(char *buf, size_t size)
 /* libmicrohttpd's request callback: called with the headers, then per body chunk,
  * then once more with no data when the request is complete. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size,
-				  void **con_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
 {
 	struct api_server *s = cls;
 	struct api_conn *rc = *con_cls;
@@ -216,82 +216,92 @@ static int clear_stale_socket(const char *path)
 	return 0;
 }
 
-/* A listening Unix socket at path, mode 0600. fd or -errno, logged. */
-static int listen_unix(const char *path)
+int api_listen(const char *socket_path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, ret;
 
-	ret = clear_stale_socket(path);
+	if (!socket_path[0] || strlen(socket_path) >= sizeof(sa.sun_path)) {
+		log_error("API socket path must be 1..%zu bytes: %s", sizeof(sa.sun_path) - 1,
+			  socket_path);
+		return -EINVAL;
+	}
+	/* jansson seeds its hash function from /dev/urandom on first use: do it here, on
+	 * the set-up thread, rather than on an API thread that may no longer open files. */
+	json_object_seed(0);
+	ret = clear_stale_socket(socket_path);
 	if (ret)
 		return ret;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
+		ret = -errno;
 		log_error("API socket: %s", strerror(errno));
-		return -errno;
+		return ret;
 	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
+	memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		ret = -errno;
-		log_error("API socket %s: bind: %s", path, strerror(errno));
+		log_error("API socket %s: bind: %s", socket_path, strerror(errno));
 		goto out_close;
 	}
 	/* Only our user may drive the VM: set before listen(), so no one connects first. */
-	if (chmod(path, 0600) < 0 || listen(fd, API_MAX_CONNECTIONS) < 0) {
+	if (chmod(socket_path, 0600) < 0 || listen(fd, API_MAX_CONNECTIONS) < 0) {
 		ret = -errno;
-		log_error("API socket %s: %s", path, strerror(errno));
+		/* sa.sun_path, not socket_path: GCC's -Wformat-overflow under ASan
+		 * wrongly thinks socket_path may be NULL here. */
+		log_error("API socket %s: %s", sa.sun_path, strerror(errno));
 		goto out_unlink;
 	}
 	return fd;
 
 out_unlink:
-	unlink(path);
+	unlink(socket_path);
 out_close:
 	close(fd);
 	return ret;
+}
+
+struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
+				       const struct api_vm_ops *ops, void *vm)
+{
+	struct api_server *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		log_error("API server: out of memory");
+		close(listen_fd);
+		return NULL;
+	}
+	s->ops = ops;
+	s->vm = vm;
+	if (socket_path)
+		snprintf(s->path, sizeof(s->path), "%s", socket_path);
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				  on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				  MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
+				  on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+				  (unsigned int)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+				  (unsigned int)API_CONN_TIMEOUT_S, MHD_OPTION_END);
+	if (!s->mhd) {
+		log_error("API server: libmicrohttpd failed to start");
+		close(listen_fd);
+		free(s);
+		return NULL;
+	}
+	return s;
 }
 
 struct api_server *api_server_start(const char *socket_path, const struct api_vm_ops *ops,
 				    void *vm)
 {
 	struct api_server *s;
-	int fd;
+	int fd = api_listen(socket_path);
 
-	if (!socket_path[0] || strlen(socket_path) >= API_UNIX_PATH_MAX) {
-		log_error("API socket path must be 1..%d bytes: %s", API_UNIX_PATH_MAX - 1,
-			  socket_path);
-		return NULL;
-	}
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		log_error("API server: out of memory");
-		return NULL;
-	}
-	s->ops = ops;
-	s->vm = vm;
-	snprintf(s->path, sizeof(s->path), "%s", socket_path);
-	fd = listen_unix(s->path);
 	if (fd < 0)
-		goto out_free;
-	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-				  on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-				  MHD_OPTION_LISTEN_SOCKET, fd,
-				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_MAX_CONNECTIONS,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_CONN_TIMEOUT_S,
-				  MHD_OPTION_END);
-	if (!s->mhd) {
-		log_error("API socket %s: libmicrohttpd failed to start", s->path);
-		goto out_close;
-	}
+		return NULL;
+	s = api_server_start_fd(fd, socket_path, ops, vm);
+	if (!s)
+		unlinkat(AT_FDCWD, socket_path, 0);
 	return s;
-
-out_close:
-	close(fd);
-	unlink(s->path);
-out_free:
-	free(s);
-	return NULL;
 }
 
 void api_server_stop(struct api_server *s)
@@ -299,6 +309,7 @@ void api_server_stop(struct api_server *s)
 	if (!s)
 		return;
 	MHD_stop_daemon(s->mhd); /* joins the thread and closes the listening socket */
-	unlink(s->path);
+	if (s->path[0])
+		unlinkat(AT_FDCWD, s->path, 0);
 	free(s);
 }

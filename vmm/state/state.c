@@ -92,20 +92,20 @@ static bool type_name_valid(const char *type)
 /* --- Writer -------------------------------------------------------------------------- */
 
 struct state_writer {
-	int fd;                       /* output, not owned */
-	bool sock;                    /* fd is a socket: send() without SIGPIPE */
-	char name[STATE_NAME_MAX];    /* for messages */
-	uint8_t *buf;                 /* open section: header room + payload (owned) */
-	size_t len, cap;              /* bytes used / allocated in buf */
-	bool in_section;              /* between begin_section and end_section */
-	bool finished;                /* "end" written */
-	char type[STATE_TYPE_MAX + 1];/* open section's type */
-	uint32_t id, flags;           /* open section's id and flags */
-	uint64_t offset;              /* bytes emitted */
-	uint64_t nr_sections;         /* sections emitted, "end" excluded */
-	uint32_t file_crc;            /* crc32 of every byte emitted */
-	int err;                      /* first error (sticky), 0 if none */
-	char msg[STATE_MSG_MAX];      /* its one-line reason */
+	int fd;			       /* output, not owned */
+	bool sock;		       /* fd is a socket: send() without SIGPIPE */
+	char name[STATE_NAME_MAX];     /* for messages */
+	uint8_t *buf;		       /* open section: header room + payload (owned) */
+	size_t len, cap;	       /* bytes used / allocated in buf */
+	bool in_section;	       /* between begin_section and end_section */
+	bool finished;		       /* "end" written */
+	char type[STATE_TYPE_MAX + 1]; /* open section's type */
+	uint32_t id, flags;	       /* open section's id and flags */
+	uint64_t offset;	       /* bytes emitted */
+	uint64_t nr_sections;	       /* sections emitted, "end" excluded */
+	uint32_t file_crc;	       /* crc32 of every byte emitted */
+	int err;		       /* first error (sticky), 0 if none */
+	char msg[STATE_MSG_MAX];       /* its one-line reason */
 };
 
 static int wfail(struct state_writer *w, int err, const char *fmt, ...)
@@ -395,28 +395,28 @@ enum reader_state {
 	R_START,      /* file header not read yet */
 	R_BETWEEN,    /* before a section header */
 	R_IN_SECTION, /* a verified payload is loaded */
-	R_DONE,       /* "end" verified */
+	R_DONE,	      /* "end" verified */
 };
 
 struct state_reader {
-	int fd;                        /* input if !mem, not owned */
-	bool is_mem;                   /* input is mem[0..limit), else fd */
-	const uint8_t *mem;            /* memory input (not owned) */
-	bool bounded;                  /* total input size is known: limit */
-	uint64_t limit;                /* bytes available from the start, if bounded */
-	uint64_t offset;               /* bytes consumed */
-	uint32_t file_crc;             /* crc32 of the bytes consumed */
-	uint64_t nr_sections;          /* sections verified, "end" excluded */
+	int fd;		      /* input if !mem, not owned */
+	bool is_mem;	      /* input is mem[0..limit), else fd */
+	const uint8_t *mem;   /* memory input (not owned) */
+	bool bounded;	      /* total input size is known: limit */
+	uint64_t limit;	      /* bytes available from the start, if bounded */
+	uint64_t offset;      /* bytes consumed */
+	uint32_t file_crc;    /* crc32 of the bytes consumed */
+	uint64_t nr_sections; /* sections verified, "end" excluded */
 	enum reader_state state;
-	uint8_t *buf;                  /* payload buffer for fd input (owned) */
-	size_t cap;                    /* its size */
-	const uint8_t *payload;        /* current payload (buf or inside mem) */
-	uint32_t plen, pos;            /* its length, bytes read so far */
+	uint8_t *buf;		       /* payload buffer for fd input (owned) */
+	size_t cap;		       /* its size */
+	const uint8_t *payload;	       /* current payload (buf or inside mem) */
+	uint32_t plen, pos;	       /* its length, bytes read so far */
 	char type[STATE_TYPE_MAX + 1]; /* current section */
 	uint32_t id, flags;
-	char name[STATE_NAME_MAX];     /* for messages */
-	int err;                       /* first error (sticky) */
-	char msg[STATE_MSG_MAX];       /* its one-line reason */
+	char name[STATE_NAME_MAX]; /* for messages */
+	int err;		   /* first error (sticky) */
+	char msg[STATE_MSG_MAX];   /* its one-line reason */
 };
 
 static int vrfail(struct state_reader *r, int err, const char *fmt, va_list ap)
@@ -571,8 +571,9 @@ static int read_payload(struct state_reader *r, uint32_t plen, uint32_t hcrc)
 
 	if (r->is_mem) {
 		if (!range_within(r->offset, plen, r->limit))
-			return rfail(r, -ENODATA, "truncated in the payload of '%s'[%u] at offset %llu",
-				     r->type, r->id, (unsigned long long)r->limit);
+			return rfail(r, -ENODATA,
+				     "truncated in the payload of '%s'[%u] at offset %llu", r->type,
+				     r->id, (unsigned long long)r->limit);
 		r->payload = r->mem + r->offset;
 		r->file_crc = crc(r->file_crc, r->payload, plen);
 		r->offset += plen;
@@ -591,7 +592,8 @@ static int read_payload(struct state_reader *r, uint32_t plen, uint32_t hcrc)
 				cap = MIN(cap, (size_t)plen);
 				nb = realloc(r->buf, cap);
 				if (!nb)
-					return rfail(r, -ENOMEM, "out of memory for %zu bytes", cap);
+					return rfail(r, -ENOMEM, "out of memory for %zu bytes",
+						     cap);
 				r->buf = nb;
 				r->cap = cap;
 			}
@@ -606,9 +608,10 @@ static int read_payload(struct state_reader *r, uint32_t plen, uint32_t hcrc)
 	if (ret)
 		return ret;
 	if (get_le(tail, 4) != crc(hcrc, r->payload, plen))
-		return rfail(r, -EBADMSG,
-			     "checksum mismatch in section '%s'[%u] ending at offset %llu (corrupted)",
-			     r->type, r->id, (unsigned long long)r->offset);
+		return rfail(
+			r, -EBADMSG,
+			"checksum mismatch in section '%s'[%u] ending at offset %llu (corrupted)",
+			r->type, r->id, (unsigned long long)r->offset);
 	r->plen = plen;
 	r->pos = 0;
 	return 0;
@@ -659,17 +662,17 @@ int state_reader_next_section(struct state_reader *r)
 	r->flags = (uint32_t)get_le(h + 24, 4);
 	plen = get_le(h + 28, 8);
 	if (r->flags & ~STATE_SECTION_OPTIONAL)
-		return rfail(r, -EBADMSG, "section '%s'[%u] has unknown flags %#x", r->type,
-			     r->id, r->flags);
+		return rfail(r, -EBADMSG, "section '%s'[%u] has unknown flags %#x", r->type, r->id,
+			     r->flags);
 	if (plen > STATE_SECTION_MAX)
 		return rfail(r, -EBADMSG, "section '%s'[%u] claims %llu bytes (limit %u)", r->type,
 			     r->id, (unsigned long long)plen, STATE_SECTION_MAX);
 	if (r->bounded && !range_within(r->offset, plen + 4, r->limit))
-		return rfail(r, -ENODATA,
-			     "truncated: section '%s'[%u] at offset %llu needs %llu bytes, %llu remain",
-			     r->type, r->id, (unsigned long long)off_before,
-			     (unsigned long long)plen + 4,
-			     (unsigned long long)(r->limit - r->offset));
+		return rfail(
+			r, -ENODATA,
+			"truncated: section '%s'[%u] at offset %llu needs %llu bytes, %llu remain",
+			r->type, r->id, (unsigned long long)off_before,
+			(unsigned long long)plen + 4, (unsigned long long)(r->limit - r->offset));
 	ret = read_payload(r, (uint32_t)plen, hcrc);
 	if (ret)
 		return ret;

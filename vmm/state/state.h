@@ -77,12 +77,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STATE_MAGIC          "PLNSTATE"
+#define STATE_MAGIC	     "PLNSTATE"
 #define STATE_FORMAT_VERSION 1u
 #define STATE_HEADER_SIZE    24u
 #define STATE_SECTION_MAGIC  0x54434553u /* "SECT" little-endian */
 #define STATE_SECTION_HDR    40u
-#define STATE_TYPE_MAX       15u  /* characters in a section type */
+#define STATE_TYPE_MAX	     15u	  /* characters in a section type */
 #define STATE_SECTION_MAX    (256u << 20) /* payload bytes in one section */
 
 /* Section flags. */

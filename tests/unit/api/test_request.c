@@ -75,9 +75,8 @@ static void test_snapshot_args(void **unused)
 	assert_string_equal(err.msg, "unknown field 'x'");
 	assert_int_equal(parse("POST", "/v1/vm/snapshot", "{\"to\":\"/a\\u0000b\"}", &cmd, &err),
 			 400);
-	assert_int_equal(parse("POST", "/v1/vm/snapshot", "{\"to\":\"/a\",\"to\":\"/b\"}", &cmd,
-			       &err),
-			 400);
+	assert_int_equal(
+		parse("POST", "/v1/vm/snapshot", "{\"to\":\"/a\",\"to\":\"/b\"}", &cmd, &err), 400);
 }
 
 static void test_long_path(void **unused)
@@ -114,18 +113,16 @@ static void test_migrate_args(void **unused)
 	assert_string_equal(m->host, "dest.example");
 	assert_int_equal(m->port, 4444);
 	assert_int_equal(m->downtime_ms, 50);
-	assert_int_equal(parse("POST", "/v1/vm/migrate", "{\"to\":\"tcp:[fe80::1]:1\"}", &cmd, &err),
-			 0);
+	assert_int_equal(
+		parse("POST", "/v1/vm/migrate", "{\"to\":\"tcp:[fe80::1]:1\"}", &cmd, &err), 0);
 	assert_string_equal(m->host, "fe80::1");
 	assert_int_equal(m->port, 1);
 	assert_int_equal(m->downtime_ms, API_DOWNTIME_DEFAULT_MS);
-	assert_int_equal(parse("POST", "/v1/vm/migrate", "{\"to\":\"tcp:10.0.0.2:65535\"}", &cmd,
-			       &err),
-			 0);
+	assert_int_equal(
+		parse("POST", "/v1/vm/migrate", "{\"to\":\"tcp:10.0.0.2:65535\"}", &cmd, &err), 0);
 	assert_string_equal(m->host, "10.0.0.2");
-	assert_int_equal(parse("POST", "/v1/vm/migrate", "{\"to\":\"unix:/run/m.sock\"}", &cmd,
-			       &err),
-			 0);
+	assert_int_equal(
+		parse("POST", "/v1/vm/migrate", "{\"to\":\"unix:/run/m.sock\"}", &cmd, &err), 0);
 	assert_int_equal(m->transport, API_MIGRATE_UNIX);
 	assert_string_equal(m->path, "/run/m.sock");
 
@@ -179,6 +176,24 @@ static void test_migrate_args(void **unused)
 	}
 }
 
+static void test_migrate_uri(void **unused)
+{
+	struct api_migrate_args a;
+	char err[API_ERROR_MAX];
+
+	(void)unused;
+	assert_int_equal(api_parse_migrate_uri("tcp:0.0.0.0:4444", &a, err, sizeof(err)), 0);
+	assert_int_equal(a.transport, API_MIGRATE_TCP);
+	assert_string_equal(a.host, "0.0.0.0");
+	assert_int_equal(a.port, 4444);
+	assert_int_equal(a.downtime_ms, API_DOWNTIME_DEFAULT_MS);
+	assert_int_equal(api_parse_migrate_uri("unix:/run/in.sock", &a, err, sizeof(err)), 0);
+	assert_int_equal(a.transport, API_MIGRATE_UNIX);
+	assert_string_equal(a.path, "/run/in.sock");
+	assert_int_equal(api_parse_migrate_uri("tcp:host", &a, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "field 'to': no port in 'tcp:host'");
+}
+
 static void test_disk_args(void **unused)
 {
 	struct api_request_error err;
@@ -196,9 +211,9 @@ static void test_disk_args(void **unused)
 	assert_int_equal(parse("DELETE", "/v1/vm/disks/x", NULL, &cmd, &err), 0);
 	assert_string_equal(cmd.u.disk.id, "x");
 
-	assert_int_equal(parse("PUT", "/v1/vm/disks/x", "{\"path\":\"/d\",\"readonly\":1}", &cmd,
-			       &err),
-			 400);
+	assert_int_equal(
+		parse("PUT", "/v1/vm/disks/x", "{\"path\":\"/d\",\"readonly\":1}", &cmd, &err),
+		400);
 	assert_int_equal(parse("PUT", "/v1/vm/disks/x", "{\"path\":\"d\"}", &cmd, &err), 400);
 	assert_int_equal(parse("PUT", "/v1/vm/disks/x", NULL, &cmd, &err), 400);
 	assert_int_equal(parse("DELETE", "/v1/vm/disks/x", "{\"path\":\"/d\"}", &cmd, &err), 400);
@@ -471,11 +486,11 @@ static void test_dispatch(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_endpoints),   cmocka_unit_test(test_snapshot_args),
-		cmocka_unit_test(test_long_path),   cmocka_unit_test(test_migrate_args),
-		cmocka_unit_test(test_disk_args),   cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_body_limits), cmocka_unit_test(test_status_mapping),
-		cmocka_unit_test(test_dispatch),
+		cmocka_unit_test(test_endpoints),      cmocka_unit_test(test_snapshot_args),
+		cmocka_unit_test(test_long_path),      cmocka_unit_test(test_migrate_args),
+		cmocka_unit_test(test_migrate_uri),    cmocka_unit_test(test_disk_args),
+		cmocka_unit_test(test_malformed),      cmocka_unit_test(test_body_limits),
+		cmocka_unit_test(test_status_mapping), cmocka_unit_test(test_dispatch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -613,8 +613,9 @@ static int read_forged(const uint8_t *buf, size_t len, char *msg, size_t msglen)
 
 static void test_absurd_lengths(void **unused)
 {
-	static const uint64_t claims[] = {UINT64_MAX, UINT64_MAX - 3, 1ULL << 32,
-					  STATE_SECTION_MAX + 1ULL, STATE_SECTION_MAX, 1000};
+	static const uint64_t claims[] = {UINT64_MAX,	     UINT64_MAX - 3,
+					  1ULL << 32,	     STATE_SECTION_MAX + 1ULL,
+					  STATE_SECTION_MAX, 1000};
 	uint8_t out[512], pl[16];
 	char msg[256];
 	size_t i, n;
@@ -702,7 +703,8 @@ static void test_unknown_sections(void **unused)
 	/* A loader that fails without a message gets a generic one. */
 	n = forge(out, "vcpu", 0, 9, pl, 9, true);
 	assert_int_equal(load_mem(out, n, &got, msg, sizeof(msg)), -EPROTO);
-	assert_non_null(strstr(msg, "section 'vcpu'[0]: u8 field read past the end of the section"));
+	assert_non_null(
+		strstr(msg, "section 'vcpu'[0]: u8 field read past the end of the section"));
 }
 
 /* Reader and writer disagreeing on field types or sizes. */

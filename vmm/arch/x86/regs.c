@@ -146,3 +146,16 @@ uint64_t x86_vcpu_rip(int vcpu_fd)
 		return 0;
 	return regs.rip;
 }
+
+enum x86_shutdown_kind x86_vcpu_shutdown_kind(int vcpu_fd)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0 || ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0)
+		return X86_SHUTDOWN_UNKNOWN;
+	/* The architectural reset state: the vCPU was reset on the shutdown. */
+	if (regs.rip == 0xfff0 && sregs.cs.base == 0xffff0000)
+		return X86_SHUTDOWN_UNKNOWN;
+	return sregs.idt.limit == 0 ? X86_SHUTDOWN_RESET : X86_SHUTDOWN_CRASH;
+}

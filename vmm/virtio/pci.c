@@ -1060,3 +1060,8 @@ int virtio_pci_device_load(struct virtio_pci *vp, const void *state)
 
 	return ops->load ? ops->load(vp->vdev, state) : 0;
 }
+
+void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque)
+{
+	virtio_dev_set_thread_hook(vp->vdev, hook, opaque);
+}

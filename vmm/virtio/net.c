@@ -391,12 +391,29 @@ static int net_load(struct virtio_dev *vdev, const void *state)
 	return 0;
 }
 
+/* Feature dependencies (virtio 1.x 5.1.3.1); the tap refuses TSO without checksums too. */
+static bool net_features_ok(uint64_t f)
+{
+#define HAS(bit) ((f >> VIRTIO_NET_F_##bit) & 1)
+	if ((HAS(GUEST_TSO4) || HAS(GUEST_TSO6) || HAS(GUEST_UFO)) && !HAS(GUEST_CSUM))
+		return false;
+	if (HAS(GUEST_ECN) && !HAS(GUEST_TSO4) && !HAS(GUEST_TSO6))
+		return false;
+	if ((HAS(HOST_TSO4) || HAS(HOST_TSO6) || HAS(HOST_UFO)) && !HAS(CSUM))
+		return false;
+	if (HAS(HOST_ECN) && !HAS(HOST_TSO4) && !HAS(HOST_TSO6))
+		return false;
+	return true;
+#undef HAS
+}
+
 const struct virtio_dev_ops virtio_net_ops = {
 	.name = "virtio-net",
 	.device_id = VIRTIO_ID_NET,
 	.pci_class = 0x0200, /* network, Ethernet */
 	.cfg_size = offsetof(struct virtio_net_config, mtu),
 	.cfg_read = net_cfg_read,
+	.features_ok = net_features_ok,
 	.start = net_start,
 	.stop = net_stop,
 	.handle = net_handle,

@@ -52,6 +52,11 @@ struct virtio_dev_ops {
 	void (*cfg_write)(struct virtio_dev *vdev, uint32_t off, const void *data,
 			  unsigned int len);
 	/*
+	 * The driver's feature choice at FEATURES_OK (already a subset of the offer):
+	 * false refuses it, e.g. for dependencies the spec requires. May be NULL.
+	 */
+	bool (*features_ok)(uint64_t features);
+	/*
 	 * DRIVER_OK: prepare for processing with vdev->features negotiated; may add fds
 	 * to the worker with virtio_dev_watch(). 0 or -errno (the device then needs reset).
 	 * May be NULL.

@@ -906,8 +906,12 @@ struct virtio_dev *virtio_pci_vdev(struct virtio_pci *vp)
 
 int virtio_pci_attach(struct virtio_pci *vp, struct pci_bus *bus)
 {
-	int r = pci_bus_add(bus, &vp->pdev);
+	/* The I/O thread is born here, on the VMM's main thread, and waits for DRIVER_OK. */
+	int r = virtio_dev_spawn(vp->vdev);
 
+	if (r)
+		return r;
+	r = pci_bus_add(bus, &vp->pdev);
 	if (r) {
 		log_error("%s: cannot add to the PCI bus: %s", vp->vdev->ops->name, strerror(-r));
 		return r;

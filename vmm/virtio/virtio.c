@@ -16,7 +16,6 @@
 
 #define VIRTIO_DRAIN_BUDGET 1024 /* chains per drain before yielding to the event loop */
 
-static int worker_create(struct virtio_dev *vdev);
 static void worker_destroy(struct virtio_dev *vdev);
 
 int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, void *priv,
@@ -50,9 +49,6 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 			goto out_close_kicks;
 		}
 	}
-	r = worker_create(vdev);
-	if (r)
-		goto out_close_kicks;
 	return 0;
 
 out_close_kicks:
@@ -317,12 +313,13 @@ void virtio_dev_set_thread_hook(struct virtio_dev *vdev, int (*hook)(void *opaqu
 	vdev->worker.hook_opaque = opaque;
 }
 
-/* The parked I/O thread, created with the device (on the VMM's main thread). */
-static int worker_create(struct virtio_dev *vdev)
+int virtio_dev_spawn(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;
 	int r;
 
+	if (w->created)
+		return 0;
 	w->epfd = -1;
 	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->ctl_fd < 0) {

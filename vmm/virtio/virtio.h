@@ -132,7 +132,13 @@ struct virtio_dev {
 int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, void *priv,
 		    const struct guest_mem *mem, unsigned int num_queues, uint16_t queue_size,
 		    uint64_t device_features);
-/* Stop the device if running, destroy its state, close the kick eventfds. */
+/*
+ * Create the device's I/O thread, parked (the transport does this when the device
+ * goes on a bus, on the VMM's main thread). Until then virtio_dev_start() fails
+ * with -ENOTCONN, and tests and fuzz targets drive ops->handle directly. 0 or -errno.
+ */
+int virtio_dev_spawn(struct virtio_dev *vdev);
+/* Stop the device if running, end its thread, destroy its state, close the kick eventfds. */
 void virtio_dev_fini(struct virtio_dev *vdev);
 
 /* DRIVER_OK: the I/O thread applies features, calls ops->start and serves. 0 or -errno. */

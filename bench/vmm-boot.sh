@@ -10,8 +10,17 @@ cd "$top"
 . tests/integration/lib.sh
 n=${1:-5} cpus=${2:-1} mem=${3:-512}
 kvm_usable || { echo "bench: no usable KVM: $(kvm_why)" >&2; exit 1; }
+# SHMEM_THP=advise: let plinth's shared (memfd) guest RAM use transparent huge pages,
+# as QEMU's anonymous RAM does by default (needs root; the emulated host runs as root).
+if [ -n "${SHMEM_THP:-}" ]; then
+	echo "$SHMEM_THP" >/sys/kernel/mm/transparent_hugepage/shmem_enabled ||
+		{ echo "bench: cannot set shmem_enabled" >&2; exit 1; }
+fi
 K=$GUEST/vmlinuz I=$GUEST/initramfs.cpio.gz
 cmdline=$(guest_cmdline 'true')
+
+last=$(mktemp)
+trap 'rm -f "$last"' EXIT
 
 # Microseconds since the epoch, without forking (bash 5).
 now() { local t=${EPOCHREALTIME/./}; echo "${t}"; }
@@ -22,7 +31,7 @@ now() { local t=${EPOCHREALTIME/./}; echo "${t}"; }
 measure() {
 	local start
 	start=${EPOCHREALTIME/./}
-	"$@" </dev/null 2>&1 | {
+	timeout -s TERM 150 "$@" </dev/null 2>&1 | tee "$last" | {
 		t_init=""
 		while IFS= read -r line; do
 			case $line in
@@ -36,6 +45,8 @@ measure() {
 			echo "- $(( (end - start) / 1000 ))"
 		fi
 	}
+	# Keep the console of a run that never reached init, for diagnosis.
+	grep -q '^plinth-guest: init started' "$last" || cp "$last" "/tmp/bench-failed-$vmm-$i.txt"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }'; }
@@ -45,7 +56,7 @@ vmms="plinth qemu-microvm qemu-pc"
 for ((i = 1; i <= n; i++)); do
 	for vmm in $vmms; do
 		case $vmm in
-		plinth) r=$(measure "$BUILD/plinth" run --kernel "$K" --initrd "$I" --cpus "$cpus" \
+		plinth) r=$(measure "$BUILD/plinth" run -v --kernel "$K" --initrd "$I" --cpus "$cpus" \
 				--memory "${mem}M" --cmdline "$cmdline") ;;
 		qemu-microvm) r=$(measure qemu-system-x86_64 -M microvm -accel kvm -cpu host \
 				-smp "$cpus" -m "$mem" -nodefaults -no-user-config -display none \
@@ -68,4 +79,5 @@ for vmm in $vmms; do
 	ratio=$(awk -v a="$mi" -v b="$base_init" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
 	printf '%-14s %14s %14s %10s\n' "$vmm" "$mi" "$me" "$ratio"
 done
-echo "($n runs each, median; $cpus vCPU, ${mem} MiB; $(uname -r))"
+echo "($n runs each, median; $cpus vCPU, ${mem} MiB; $(uname -r);" \
+	"shmem THP $(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/shmem_enabled))"

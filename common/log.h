@@ -9,11 +9,11 @@
 
 #include <stdarg.h>
 
-enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+enum log_level { LOG_QUIET = -1, LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 /* Set the program name printed before each line (not copied: pass a literal or argv[0]). */
 void log_set_prog(const char *prog);
-/* Messages above this level are dropped. Default LOG_WARN. */
+/* Messages above this level are dropped. Default LOG_WARN; LOG_QUIET drops all (fuzzers). */
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 

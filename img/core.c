@@ -199,6 +199,7 @@ static struct pimg *open_chain(const char *path, const char *format, unsigned fl
 	img->file = pfile_open(path, rdonly, false);
 	if (!img->file)
 		goto out_free_path;
+	img->file->unsafe = flags & PIMG_O_UNSAFE;
 	if (fstat(img->file->fd, &st)) {
 		log_error("%s: %s", path, strerror(errno));
 		goto out_close_file;
@@ -847,8 +848,13 @@ int pimg_get_info(struct pimg *img, struct pimg_info *info)
 		snprintf(info->backing_file, sizeof(info->backing_file), "%s", img->backing_name);
 	if (img->backing_fmt)
 		snprintf(info->backing_fmt, sizeof(info->backing_fmt), "%s", img->backing_fmt);
-	if (img->fmt->info)
-		return img->fmt->info(img, info);
+	if (img->fmt->info) {
+		int ret = img->fmt->info(img, info);
+
+		if (ret)
+			pimg_info_free(info); /* callers free only after success */
+		return ret;
+	}
 	return 0;
 }
 

@@ -41,6 +41,7 @@ struct pimg_file {
 	const struct pimg_file_ops *ops;
 	int fd;
 	bool rdonly;
+	bool unsafe;    /* PIMG_O_UNSAFE: sync is a no-op */
 	uint64_t size;  /* current length, kept up to date by pwrite/truncate */
 	void *opaque;   /* for wrapping ops (tests) */
 	char *path;     /* owned */
@@ -159,6 +160,13 @@ static inline void st_be64(void *p, uint64_t v) { v = htobe64(v); memcpy(p, &v, 
 static inline void st_le16(void *p, uint16_t v) { v = htole16(v); memcpy(p, &v, 2); }
 static inline void st_le32(void *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
 static inline void st_le64(void *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
+
+/* Log a check finding; only the first 20 are printed, the counts say the rest. */
+#define check_log(res, ...)                                        \
+	do {                                                       \
+		if ((res)->corruptions + (res)->leaks < 20)        \
+			log_error(__VA_ARGS__);                    \
+	} while (0)
 
 /* info helpers */
 void pimg_info_add_str(struct pimg_info *info, const char *key, const char *val);

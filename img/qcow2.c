@@ -87,6 +87,7 @@ struct cache_entry {
 struct cache {
 	struct cache_entry *e;
 	unsigned n, budget, max;
+	uint32_t size; /* bytes per table */
 	uint64_t tick;
 };
 
@@ -94,7 +95,8 @@ struct qcow2 {
 	uint32_t version, cluster_bits, cluster_size;
 	uint64_t l2_entries;
 	uint64_t *l1;         /* host endian, l1_size entries */
-	uint32_t l1_size;
+	uint32_t l1_size;     /* entries on disk */
+	uint32_t l1_mem;      /* entries in memory: all when writable, else what the size needs */
 	uint64_t l1_offset;
 	bool l1_dirty;
 	uint64_t *rt;         /* refcount table, host endian */
@@ -137,15 +139,9 @@ static int cache_init(struct cache *c, unsigned budget, uint32_t cluster_size)
 {
 	c->budget = budget;
 	c->max = budget * 2 + 8;
-	c->e = calloc(c->max, sizeof(*c->e));
-	if (!c->e)
-		return -ENOMEM;
-	for (unsigned i = 0; i < c->max; i++) {
-		c->e[i].data = malloc(cluster_size);
-		if (!c->e[i].data)
-			return -ENOMEM;
-	}
-	return 0;
+	c->size = cluster_size;
+	c->e = calloc(c->max, sizeof(*c->e)); /* tables are allocated on first use */
+	return c->e ? 0 : -ENOMEM;
 }
 
 static void cache_free(struct cache *c)
@@ -199,6 +195,11 @@ static int cache_get(struct pimg *img, struct cache *c, uint64_t off, bool load,
 			return -EIO;
 		}
 		victim = &c->e[c->n++];
+	}
+	if (!victim->data) {
+		victim->data = malloc(c->size);
+		if (!victim->data)
+			return -ENOMEM;
 	}
 	if (load) {
 		ret = pfile_pread(img->file, victim->data, q->cluster_size, off, true);
@@ -661,7 +662,7 @@ static int get_l2(struct pimg *img, uint64_t off, bool alloc, uint8_t **l2)
 	int ret;
 
 	*l2 = NULL;
-	if (l1i >= q->l1_size) {
+	if (l1i >= q->l1_mem) {
 		log_error("%s: offset beyond the L1 table", img->path);
 		return -EIO;
 	}
@@ -1208,7 +1209,8 @@ static int qcow2_open(struct pimg *img)
 	}
 	if (q->nb_snapshots > QCOW2_MAX_SNAPSHOTS ||
 	    (q->nb_snapshots && ((q->snapshots_offset & (cs - 1)) ||
-				 q->snapshots_offset >= img->file->size))) {
+				 !range_within(q->snapshots_offset, (uint64_t)q->nb_snapshots * 40,
+					       img->file->size)))) {
 		log_error("%s: bad snapshot table", img->path);
 		goto out_free;
 	}
@@ -1232,7 +1234,9 @@ static int qcow2_open(struct pimg *img)
 	}
 	q->rb_entries = cs * 8 / (1u << q->refcount_order);
 	q->rt_entries = (uint64_t)q->rt_clusters * cs / 8;
-	ret = load_table(img, q->l1_offset, q->l1_size, &q->l1);
+	/* A read-only open needs only the entries that map the virtual size. */
+	q->l1_mem = writable ? q->l1_size : (uint32_t)l1_need;
+	ret = load_table(img, q->l1_offset, q->l1_mem, &q->l1);
 	if (!ret)
 		ret = load_table(img, q->rt_offset, q->rt_entries, &q->rt);
 	if (ret)
@@ -1256,7 +1260,7 @@ static int qcow2_open(struct pimg *img)
 			why = "images with internal snapshots are read-only here";
 		else if (q->incompat & INCOMPAT_CORRUPT)
 			why = "image is marked corrupt";
-		else if (q->incompat & INCOMPAT_DIRTY)
+		else if ((q->incompat & INCOMPAT_DIRTY) && !(img->flags & PIMG_O_REPAIR))
 			why = "image is dirty (lazy refcounts); run 'plinth-img check -r all' first";
 		if (why) {
 			log_error("%s: cannot open for writing: %s", img->path, why);
@@ -1525,7 +1529,7 @@ static void check_l1(struct check_ctx *c, const uint64_t *l1, uint32_t l1_size)
 		if (!l2o)
 			continue;
 		if ((l2o & (cs - 1)) || !range_within(l2o, cs, img->file->size)) {
-			log_error("%s: ERROR L1 entry %u: L2 table offset %#" PRIx64 " invalid", img->path, i, l2o);
+			check_log(c->res, "%s: ERROR L1 entry %u: L2 table offset %#" PRIx64 " invalid", img->path, i, l2o);
 			c->res->corruptions++;
 			continue;
 		}
@@ -1551,7 +1555,7 @@ static void check_l1(struct check_ctx *c, const uint64_t *l1, uint32_t l1_size)
 				uint64_t h = e & QCOW2_OFFSET_MASK;
 
 				if ((h & (cs - 1)) || h >= img->file->size) {
-					log_error("%s: ERROR L2 entry at %#" PRIx64 ": data offset %#" PRIx64 " invalid",
+					check_log(c->res, "%s: ERROR L2 entry at %#" PRIx64 ": data offset %#" PRIx64 " invalid",
 						  img->path, l2o + j * 8, h);
 					c->res->corruptions++;
 					continue;
@@ -1589,14 +1593,14 @@ static int qcow2_check(struct pimg *img, struct pimg_check *res, unsigned repair
 	mark(&c, 0, cs);
 	mark(&c, q->l1_offset, (uint64_t)q->l1_size * 8);
 	mark(&c, q->rt_offset, (uint64_t)q->rt_clusters * cs);
-	check_l1(&c, q->l1, q->l1_size);
+	check_l1(&c, q->l1, q->l1_mem);
 	for (uint64_t i = 0; i < q->rt_entries; i++) {
 		uint64_t rbo = q->rt[i] & QCOW2_OFFSET_MASK;
 
 		if (!rbo)
 			continue;
 		if ((rbo & (cs - 1)) || !range_within(rbo, cs, img->file->size)) {
-			log_error("%s: ERROR refcount block %" PRIu64 " offset %#" PRIx64 " invalid", img->path, i, rbo);
+			check_log(res, "%s: ERROR refcount block %" PRIu64 " offset %#" PRIx64 " invalid", img->path, i, rbo);
 			res->corruptions++;
 			continue;
 		}
@@ -1650,7 +1654,7 @@ static int qcow2_check(struct pimg *img, struct pimg_check *res, unsigned repair
 				res->leaks_fixed++;
 			}
 		} else {
-			log_error("%s: ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%u", img->path,
+			check_log(res, "%s: ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%u", img->path,
 				  i, stored, c.ref[i]);
 			res->corruptions++;
 			if (repair & PIMG_REPAIR_ALL) {
@@ -1667,6 +1671,18 @@ static int qcow2_check(struct pimg *img, struct pimg_check *res, unsigned repair
 	res->image_end_offset = MAX(res->image_end_offset, align_up(img->file->size, cs));
 	if (repair)
 		ret = qcow2_flush(img);
+	if (!ret && (repair & PIMG_REPAIR_ALL) && (q->incompat & INCOMPAT_DIRTY) &&
+	    res->corruptions == res->corruptions_fixed) {
+		/* Refcounts are right again: the image is clean. */
+		uint8_t b[8];
+
+		st_be64(b, q->incompat & ~INCOMPAT_DIRTY);
+		ret = pfile_pwrite(img->file, b, sizeof(b), 72);
+		if (!ret)
+			ret = pfile_sync(img->file);
+		if (!ret)
+			q->incompat &= ~INCOMPAT_DIRTY;
+	}
 out:
 	free(c.ref);
 	free(c.l2buf);
@@ -1712,7 +1728,7 @@ static int qcow2_resize(struct pimg *img, uint64_t size)
 		}
 		free(q->l1);
 		q->l1 = l1;
-		q->l1_size = (uint32_t)need;
+		q->l1_size = q->l1_mem = (uint32_t)need;
 		q->l1_offset = new_l1;
 	}
 	/* One sector write: size (24..31), L1 size (36..39) and L1 offset (40..47). */

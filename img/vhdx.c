@@ -94,6 +94,7 @@ struct vhdx {
 	uint8_t *bat_dirty;         /* one flag per 4 KiB sector of the BAT */
 	uint64_t alloc_end;         /* where the next block goes (1 MiB aligned) */
 	uint8_t disk_id[16];
+	uint64_t size_item_off;     /* file offset of the virtual disk size item */
 	struct overlay *ov;
 	size_t n_ov;
 	bool log_active;            /* our LogGuid is in the header */
@@ -405,8 +406,8 @@ static int log_replay_to_file(struct pimg *img, uint64_t flushed_end)
 	return header_update(img, null_guid, false);
 }
 
-/* Append one log entry carrying the given BAT sectors (by index), as a sequence of its own. */
-static int log_write_entry(struct pimg *img, const uint64_t *sectors, uint32_t n)
+/* Append one log entry carrying n 4 KiB sectors (secs[i] for file offset foffs[i]). */
+static int log_write_entry(struct pimg *img, const uint64_t *foffs, uint8_t *const *secs, uint32_t n)
 {
 	struct vhdx *x = img->priv;
 	uint64_t desc_bytes = align_up(64 + (uint64_t)n * 32, VHDX_LOG_SECTOR);
@@ -431,15 +432,12 @@ static int log_write_entry(struct pimg *img, const uint64_t *sectors, uint32_t n
 	st_le64(e + 56, img->file->size); /* LastFileOffset */
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *d = e + 64 + (uint64_t)i * 32, *ds = e + desc_bytes + (uint64_t)i * VHDX_LOG_SECTOR;
-		uint8_t sec[VHDX_LOG_SECTOR] = { 0 };
-		uint64_t first = sectors[i] * (VHDX_LOG_SECTOR / 8);
+		const uint8_t *sec = secs[i];
 
-		for (uint64_t k = 0; k < VHDX_LOG_SECTOR / 8 && first + k < x->bat_entries; k++)
-			st_le64(sec + k * 8, x->bat[first + k]);
 		memcpy(d, "desc", 4);
 		memcpy(d + 4, sec + 4092, 4);
 		memcpy(d + 8, sec, 8);
-		st_le64(d + 16, x->bat_off + sectors[i] * VHDX_LOG_SECTOR);
+		st_le64(d + 16, foffs[i]);
 		st_le64(d + 24, seq);
 		memcpy(ds, "data", 4);
 		st_le32(ds + 4, (uint32_t)(seq >> 32));
@@ -455,11 +453,40 @@ static int log_write_entry(struct pimg *img, const uint64_t *sectors, uint32_t n
 	return 0;
 }
 
+/*
+ * Update metadata sectors crash-safely: log entry, fdatasync, in place, fdatasync
+ * (steps 2-4 at the top of the file). Data the sectors point at must be stable.
+ */
+static int log_update(struct pimg *img, const uint64_t *foffs, uint8_t *const *secs, uint32_t n)
+{
+	struct vhdx *x = img->priv;
+	int ret;
+
+	if (!x->log_active) {
+		uint8_t guid[16];
+
+		pimg_random(guid, sizeof(guid));
+		ret = header_update(img, guid, false);
+		if (ret)
+			return ret;
+		x->log_active = true;
+	}
+	ret = log_write_entry(img, foffs, secs, n);
+	if (!ret)
+		ret = pfile_sync(img->file);
+	for (uint32_t i = 0; i < n && !ret; i++)
+		ret = pfile_pwrite(img->file, secs[i], VHDX_LOG_SECTOR, foffs[i]);
+	if (!ret)
+		ret = pfile_sync(img->file);
+	return ret;
+}
+
 static int vhdx_flush(struct pimg *img)
 {
 	struct vhdx *x = img->priv;
 	uint64_t nsec = (x->bat_entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
-	uint64_t *batch, max_batch;
+	uint64_t *foffs, *batch, max_batch;
+	uint8_t **secs;
 	uint32_t n = 0;
 	bool any = false;
 	int ret;
@@ -471,44 +498,47 @@ static int vhdx_flush(struct pimg *img)
 	ret = pfile_sync(img->file); /* 1 */
 	if (ret)
 		return ret;
-	if (!x->log_active) { /* 2 */
-		uint8_t guid[16];
-
-		pimg_random(guid, sizeof(guid));
-		ret = header_update(img, guid, false);
-		if (ret)
-			return ret;
-		x->log_active = true;
-	}
 	max_batch = MIN((x->log_len - VHDX_LOG_SECTOR) / VHDX_LOG_SECTOR, 100);
-	batch = malloc(max_batch * sizeof(*batch));
-	if (!batch)
-		return -ENOMEM;
-	for (uint64_t s = 0; s <= nsec; s++) {
-		if (s < nsec && x->bat_dirty[s])
-			batch[n++] = s;
-		if (n && (n == max_batch || s == nsec)) {
-			ret = log_write_entry(img, batch, n); /* 3 */
-			if (!ret)
-				ret = pfile_sync(img->file);
-			for (uint32_t i = 0; i < n && !ret; i++) { /* 4 */
-				uint8_t sec[VHDX_LOG_SECTOR] = { 0 };
-				uint64_t first = batch[i] * (VHDX_LOG_SECTOR / 8);
+	batch = calloc(max_batch, sizeof(*batch));
+	foffs = calloc(max_batch, sizeof(*foffs));
+	secs = calloc(max_batch, sizeof(*secs));
+	for (uint64_t i = 0; secs && i < max_batch; i++) {
+		secs[i] = malloc(VHDX_LOG_SECTOR);
+		if (!secs[i])
+			ret = -ENOMEM;
+	}
+	if (!batch || !foffs || !secs)
+		ret = -ENOMEM;
+	for (uint64_t s = 0; s <= nsec && !ret; s++) {
+		if (s < nsec && x->bat_dirty[s]) {
+			uint64_t first = s * (VHDX_LOG_SECTOR / 8);
 
-				for (uint64_t k = 0; k < VHDX_LOG_SECTOR / 8 && first + k < x->bat_entries; k++)
-					st_le64(sec + k * 8, x->bat[first + k]);
-				ret = pfile_pwrite(img->file, sec, MIN(VHDX_LOG_SECTOR, x->bat_len - batch[i] * VHDX_LOG_SECTOR),
-						   x->bat_off + batch[i] * VHDX_LOG_SECTOR);
-				if (!ret)
-					x->bat_dirty[batch[i]] = 0;
+			memset(secs[n], 0, VHDX_LOG_SECTOR);
+			for (uint64_t k = 0; k < VHDX_LOG_SECTOR / 8 && first + k < x->bat_entries; k++)
+				st_le64(secs[n] + k * 8, x->bat[first + k]);
+			/* Entries past bat_entries in this sector keep their on-disk value. */
+			if (first + VHDX_LOG_SECTOR / 8 > x->bat_entries) {
+				uint64_t keep = x->bat_entries - first;
+
+				ret = vx_pread(img, secs[n] + keep * 8, VHDX_LOG_SECTOR - keep * 8,
+					       x->bat_off + s * VHDX_LOG_SECTOR + keep * 8, true);
+				if (ret)
+					break;
 			}
-			if (!ret)
-				ret = pfile_sync(img->file);
-			if (ret)
-				break;
+			foffs[n] = x->bat_off + s * VHDX_LOG_SECTOR;
+			batch[n++] = s;
+		}
+		if (n && (n == max_batch || s == nsec)) {
+			ret = log_update(img, foffs, secs, n); /* 2-4 */
+			for (uint32_t i = 0; i < n && !ret; i++)
+				x->bat_dirty[batch[i]] = 0;
 			n = 0;
 		}
 	}
+	for (uint64_t i = 0; secs && i < max_batch; i++)
+		free(secs[i]);
+	free(secs);
+	free(foffs);
 	free(batch);
 	return ret;
 }
@@ -879,6 +909,7 @@ static int read_metadata(struct pimg *img, uint8_t **locator, uint32_t *locator_
 			have_params = true;
 		} else if (!memcmp(e, GUID_DISK_SIZE, 16) && len >= 8) {
 			size = ld_le64(item);
+			x->size_item_off = x->meta_off + off;
 			have_size = true;
 		} else if (!memcmp(e, GUID_LOGICAL_SECTOR, 16) && len >= 4) {
 			x->logical_sector = ld_le32(item);
@@ -1275,6 +1306,65 @@ out:
 	return ret;
 }
 
+/* Grow within the BAT region: the size item changes through the log. */
+static int vhdx_resize(struct pimg *img, uint64_t size)
+{
+	struct vhdx *x = img->priv;
+	uint64_t blocks = (size + x->block_size - 1) / x->block_size, entries, nsec, sector;
+	uint8_t *sec, *dirty;
+	uint64_t *bat;
+	int ret;
+
+	if (size < img->size) {
+		log_error("%s: shrinking VHDX images is not supported", img->path);
+		return -ENOTSUP;
+	}
+	if (size % x->logical_sector || size > VHDX_MAX_SIZE)
+		return -EINVAL;
+	entries = x->has_parent ? (blocks + x->chunk_ratio - 1) / x->chunk_ratio * (x->chunk_ratio + 1)
+				: blocks + (blocks - 1) / x->chunk_ratio;
+	if (entries * 8 > x->bat_len) {
+		log_error("%s: the VHDX BAT region has room for %" PRIu64 " blocks only", img->path,
+			  x->bat_len / 8 * x->chunk_ratio / (x->chunk_ratio + 1));
+		return -ENOTSUP;
+	}
+	ret = vhdx_flush(img);
+	if (ret)
+		return ret;
+	nsec = (entries * 8 + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
+	bat = realloc(x->bat, entries * 8);
+	if (!bat)
+		return -ENOMEM;
+	x->bat = bat;
+	dirty = calloc(nsec, 1);
+	if (!dirty)
+		return -ENOMEM;
+	free(x->bat_dirty);
+	x->bat_dirty = dirty;
+	ret = vx_pread(img, bat + x->bat_entries, (entries - x->bat_entries) * 8,
+		       x->bat_off + x->bat_entries * 8, true);
+	if (ret)
+		return ret;
+	for (uint64_t i = x->bat_entries; i < entries; i++)
+		bat[i] = le64toh(bat[i]);
+	sec = malloc(VHDX_LOG_SECTOR);
+	if (!sec)
+		return -ENOMEM;
+	sector = x->size_item_off & ~(uint64_t)(VHDX_LOG_SECTOR - 1);
+	ret = vx_pread(img, sec, VHDX_LOG_SECTOR, sector, true);
+	if (!ret) {
+		st_le64(sec + (x->size_item_off - sector), size);
+		ret = log_update(img, &sector, &sec, 1);
+	}
+	free(sec);
+	if (ret)
+		return ret;
+	x->bat_entries = entries;
+	x->payload_blocks = blocks;
+	img->size = size;
+	return 0;
+}
+
 static int vhdx_info(struct pimg *img, struct pimg_info *info)
 {
 	struct vhdx *x = img->priv;
@@ -1310,7 +1400,7 @@ static int vhdx_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 		uint64_t e = x->bat[bat_index(x, b)], st = e & 7, host = (e >> 20) * MiB;
 
 		if (st == 4 || st == 5) {
-			log_error("%s: ERROR block %" PRIu64 ": invalid state %" PRIu64, img->path, b, st);
+			check_log(res, "%s: ERROR block %" PRIu64 ": invalid state %" PRIu64, img->path, b, st);
 			res->corruptions++;
 			continue;
 		}
@@ -1318,7 +1408,7 @@ static int vhdx_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 			continue;
 		res->allocated_clusters++;
 		if (overlaps_meta(x, host, x->block_size) || host >= img->file->size) {
-			log_error("%s: ERROR block %" PRIu64 " at %#" PRIx64 " outside the payload area", img->path, b, host);
+			check_log(res, "%s: ERROR block %" PRIu64 " at %#" PRIx64 " outside the payload area", img->path, b, host);
 			res->corruptions++;
 			continue;
 		}
@@ -1327,7 +1417,7 @@ static int vhdx_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 	qsort(offs, n, 8, cmp_u64);
 	for (uint64_t i = 1; i < n; i++) {
 		if (offs[i] - offs[i - 1] < x->block_size) {
-			log_error("%s: ERROR blocks at %#" PRIx64 " and %#" PRIx64 " overlap", img->path, offs[i - 1], offs[i]);
+			check_log(res, "%s: ERROR blocks at %#" PRIx64 " and %#" PRIx64 " overlap", img->path, offs[i - 1], offs[i]);
 			res->corruptions++;
 		}
 	}
@@ -1349,4 +1439,5 @@ const struct pimg_format pimg_fmt_vhdx = {
 	.flush = vhdx_flush,
 	.info = vhdx_info,
 	.check = vhdx_check,
+	.resize = vhdx_resize,
 };

@@ -59,7 +59,9 @@ struct vpc {
 	uint32_t type;
 	uint32_t block_size, bitmap_size; /* bitmap_size: bytes, sector multiple */
 	uint32_t *bat;                    /* host endian */
-	uint32_t bat_entries;
+	uint32_t bat_entries;             /* entries the size needs (those in memory) */
+	uint32_t bat_max;                 /* entries in the file's table */
+	uint64_t dyn_off;                 /* the dynamic header */
 	uint64_t bat_offset;
 	uint32_t bat_dirty_lo, bat_dirty_hi; /* dirty entry range, lo > hi = clean */
 	uint64_t meta_end;   /* end of the headers and the BAT: blocks start after */
@@ -266,7 +268,8 @@ static int check_block(struct pimg *img, uint32_t b)
 	struct vpc *v = img->priv;
 	uint64_t h = block_host(v, b);
 
-	if (h < v->meta_end || h + v->bitmap_size > v->footer_off) {
+	if (h < v->meta_end || h + v->bitmap_size > v->footer_off ||
+	    (h < v->bat_offset + (uint64_t)v->bat_max * 4 && h + v->bitmap_size > v->bat_offset)) {
 		log_error("%s: BAT entry %u points outside the data area (sector %u)", img->path, b, v->bat[b]);
 		return -EIO;
 	}
@@ -623,14 +626,21 @@ static int vpc_open(struct pimg *img)
 		log_error("%s: VHD dynamic header checksum mismatch", img->path);
 		goto out_free;
 	}
+	v->dyn_off = data_off;
 	v->bat_offset = ld_be64(dyn + 16);
 	v->bat_entries = ld_be32(dyn + 28);
 	v->block_size = ld_be32(dyn + 32);
+	v->bat_max = v->bat_entries;
 	if (!is_pow2(v->block_size) || v->block_size < SECTOR_SIZE || v->block_size > 256 * MiB) {
 		log_error("%s: bad VHD block size %u", img->path, v->block_size);
 		goto out_free;
 	}
 	v->bitmap_size = (uint32_t)align_up((v->block_size / SECTOR_SIZE + 7) / 8, SECTOR_SIZE);
+	/* Only the entries the disk size needs are read: the table may claim more. */
+	if ((uint64_t)v->bat_entries * v->block_size >= size)
+		v->bat_entries = (uint32_t)((size + v->block_size - 1) / v->block_size);
+	else
+		v->bat_entries = UINT32_MAX; /* too small: refused below */
 	if ((uint64_t)v->bat_entries * v->block_size < size ||
 	    !range_within(v->bat_offset, (uint64_t)v->bat_entries * 4, fsz)) {
 		log_error("%s: VHD block table does not fit the disk size or the file", img->path);
@@ -652,8 +662,8 @@ static int vpc_open(struct pimg *img)
 		goto out_free;
 	for (uint32_t i = 0; i < v->bat_entries; i++)
 		v->bat[i] = be32toh(v->bat[i]);
-	/* Blocks live after the headers and the BAT (locators may be anywhere). */
-	v->meta_end = MAX(data_off + VHD_DYN_SIZE, v->bat_offset + (uint64_t)v->bat_entries * 4);
+	/* Blocks live after the headers and never on the BAT (locators may be anywhere). */
+	v->meta_end = data_off + VHD_DYN_SIZE;
 	if (v->type == VHD_DIFF) {
 		ret = find_parent(img, dyn);
 		if (ret)
@@ -851,6 +861,125 @@ out_close:
 	return ret;
 }
 
+/*
+ * A bigger block table, where the footer is (the footer moves past it first);
+ * then the dynamic header points at it. A crash before the header write leaves
+ * the old table in use.
+ */
+static int move_bat(struct pimg *img, uint32_t need)
+{
+	struct vpc *v = img->priv;
+	uint64_t bytes = align_up((uint64_t)need * 4, SECTOR_SIZE), at = v->footer_off;
+	uint32_t max = (uint32_t)(bytes / 4), *be;
+	uint8_t dyn[VHD_DYN_SIZE];
+	int ret;
+
+	ret = vpc_flush(img);
+	if (!ret)
+		ret = pfile_pread(img->file, dyn, sizeof(dyn), v->dyn_off, true);
+	if (ret)
+		return ret;
+	be = malloc(bytes);
+	if (!be)
+		return -ENOMEM;
+	memset(be, 0xff, bytes);
+	for (uint32_t i = 0; i < v->bat_entries; i++)
+		be[i] = htobe32(v->bat[i]);
+	ret = rewrite_footer(img, at + bytes);
+	if (!ret)
+		ret = pfile_pwrite(img->file, be, bytes, at);
+	free(be);
+	if (!ret)
+		ret = pfile_sync(img->file);
+	if (ret)
+		return ret;
+	v->footer_off = at + bytes;
+	st_be64(dyn + 16, at);
+	st_be32(dyn + 28, max);
+	st_be32(dyn + 36, 0);
+	st_be32(dyn + 36, vhd_checksum(dyn, VHD_DYN_SIZE, 36));
+	ret = pfile_pwrite(img->file, dyn, sizeof(dyn), v->dyn_off);
+	if (!ret)
+		ret = pfile_sync(img->file);
+	if (ret)
+		return ret;
+	v->bat_offset = at;
+	v->bat_max = max;
+	return 0;
+}
+
+/*
+ * Grow the disk: the footer says the new size (creator "qem2", maximum geometry,
+ * like force_size=on, so every reader takes the exact size). A fixed disk's
+ * footer moves to the new end first, then its old place is zeroed; a dynamic
+ * disk grows only within its block table.
+ */
+static int vpc_resize(struct pimg *img, uint64_t size)
+{
+	struct vpc *v = img->priv;
+	uint8_t f[VHD_FOOTER_SIZE];
+	uint16_t c = 65535;
+	int ret;
+
+	if (size < img->size) {
+		log_error("%s: shrinking VHD images is not supported", img->path);
+		return -ENOTSUP;
+	}
+	if (size / SECTOR_SIZE > VHD_MAX_SECTORS)
+		return -EFBIG;
+	if (v->type != VHD_FIXED) {
+		uint64_t need = (size + v->block_size - 1) / v->block_size;
+		uint32_t *bat;
+
+		if (need > v->bat_max) {
+			ret = move_bat(img, (uint32_t)need);
+			if (ret)
+				return ret;
+		}
+		bat = realloc(v->bat, need * 4);
+		if (!bat)
+			return -ENOMEM;
+		v->bat = bat;
+		ret = pfile_pread(img->file, bat + v->bat_entries, (need - v->bat_entries) * 4,
+				  v->bat_offset + (uint64_t)v->bat_entries * 4, true);
+		if (ret)
+			return ret;
+		for (uint64_t i = v->bat_entries; i < need; i++)
+			bat[i] = be32toh(bat[i]);
+		v->bat_entries = (uint32_t)need;
+	}
+	memcpy(f, v->footer, sizeof(f));
+	memcpy(f + 28, "qem2", 4);
+	st_be64(f + 48, size);
+	st_be16(f + 56, c);
+	f[58] = 16;
+	f[59] = 255;
+	st_be32(f + 64, 0);
+	st_be32(f + 64, vhd_checksum(f, VHD_FOOTER_SIZE, 64));
+	memcpy(v->footer, f, sizeof(f));
+	if (v->type == VHD_FIXED) {
+		uint8_t zero[VHD_FOOTER_SIZE] = { 0 };
+		uint64_t old = v->footer_off;
+
+		ret = rewrite_footer(img, size);
+		if (!ret)
+			ret = pfile_sync(img->file);
+		if (!ret && old < size)
+			ret = pfile_pwrite(img->file, zero, sizeof(zero), old);
+		if (ret)
+			return ret;
+		v->footer_off = size;
+	} else {
+		ret = rewrite_footer(img, v->footer_off);
+		if (!ret)
+			ret = pfile_pwrite(img->file, f, sizeof(f), 0);
+		if (ret)
+			return ret;
+	}
+	img->size = size;
+	return 0;
+}
+
 static int vpc_info(struct pimg *img, struct pimg_info *info)
 {
 	struct vpc *v = img->priv;
@@ -900,8 +1029,9 @@ static int vpc_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 		if (v->bat[b] == VHD_UNUSED)
 			continue;
 		h = block_host(v, b);
-		if (h < v->meta_end || h + span > v->footer_off) {
-			log_error("%s: ERROR block %u at %#" PRIx64 " outside the data area", img->path, b, h);
+		if (h < v->meta_end || h + span > v->footer_off ||
+		    (h < v->bat_offset + (uint64_t)v->bat_max * 4 && h + span > v->bat_offset)) {
+			check_log(res, "%s: ERROR block %u at %#" PRIx64 " outside the data area", img->path, b, h);
 			res->corruptions++;
 			continue;
 		}
@@ -911,7 +1041,7 @@ static int vpc_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 	qsort(sorted, n, sizeof(*sorted), cmp_u32);
 	for (uint32_t i = 1; i < n; i++) {
 		if ((uint64_t)(sorted[i] - sorted[i - 1]) * SECTOR_SIZE < span) {
-			log_error("%s: ERROR blocks at sectors %u and %u overlap", img->path, sorted[i - 1], sorted[i]);
+			check_log(res, "%s: ERROR blocks at sectors %u and %u overlap", img->path, sorted[i - 1], sorted[i]);
 			res->corruptions++;
 		}
 	}
@@ -933,4 +1063,5 @@ const struct pimg_format pimg_fmt_vpc = {
 	.flush = vpc_flush,
 	.info = vpc_info,
 	.check = vpc_check,
+	.resize = vpc_resize,
 };

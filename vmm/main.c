@@ -176,7 +176,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bo
 			atomic_store(&vm->pause_req, true); /* vCPUs park before running */
 		paused = false;
 		if (!term.raw)
-			term_raw(&term, cfg->console_in);
+			term_raw(&term, STDIN_FILENO); /* the guest owns the terminal */
 		vmm_set_vm(vmm, vm);
 		why = vm_run(vm, sfd, &signo);
 		vmm_set_vm(vmm, NULL);

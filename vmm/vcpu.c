@@ -100,8 +100,7 @@ static void vcpu_io(struct vcpu *v)
 	uint32_t i;
 
 	/* data_offset and count come from KVM, but stay inside the run area regardless. */
-	if (run->io.size == 0 || run->io.size > 4 ||
-	    run->io.data_offset >= v->run_size ||
+	if (run->io.size == 0 || run->io.size > 4 || run->io.data_offset >= v->run_size ||
 	    (uint64_t)run->io.count * run->io.size > v->run_size - run->io.data_offset)
 		return;
 	for (i = 0; i < run->io.count; i++, data += run->io.size)
@@ -123,9 +122,11 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		v->exits_io++;
-		if (log_get_level() >= LOG_DEBUG && !bus_access_would_hit(&v->vm->pio, run->io.port))
+		if (log_get_level() >= LOG_DEBUG &&
+		    !bus_access_would_hit(&v->vm->pio, run->io.port))
 			log_debug("vCPU %u: unhandled port %s 0x%x", v->index,
-				  run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read", run->io.port);
+				  run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read",
+				  run->io.port);
 		vcpu_io(v);
 		return true;
 	case KVM_EXIT_MMIO:
@@ -140,15 +141,24 @@ static bool vcpu_handle_exit(struct vcpu *v)
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		/*
-		 * A triple fault resets a PC. With --no-reboot it is reported as an error,
-		 * since a guest asking to reboot uses the reset register instead.
+		 * A triple fault resets a PC. It is a reboot when the guest meant it (an
+		 * empty IDT, as Linux's reboot=t leaves it) and a crash when the IDT was
+		 * live. AMD SVM resets the vCPU before we can look: then it counts as a
+		 * reset, with a warning since a crash can't be told apart.
 		 */
-		if (v->vm->cfg->no_reboot) {
-			vcpu_fail(v, "guest triple fault (shutdown)");
-		} else {
-			log_warn("guest triple fault on vCPU %u at RIP 0x%llx: resetting", v->index,
-				 (unsigned long long)x86_vcpu_rip(v->fd));
+		switch (x86_vcpu_shutdown_kind(v->fd)) {
+		case X86_SHUTDOWN_RESET:
+			log_info("vCPU %u: triple fault with an empty IDT: guest reset", v->index);
 			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
+			break;
+		case X86_SHUTDOWN_UNKNOWN:
+			log_warn("vCPU %u: triple fault (state lost, treated as a guest reset)",
+				 v->index);
+			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
+			break;
+		default:
+			vcpu_fail(v, "guest triple fault (CPU shutdown)");
+			break;
 		}
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:

@@ -22,6 +22,7 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
+#include "arch/x86/regs.h"
 #include "virtio/devices.h"
 
 #define KVM_API_EXPECTED 12
@@ -677,6 +678,12 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 
 out_stop:
 	vm_stop_threads(vm);
+	/* Where was the guest when it was stopped from outside? (-v: for hangs) */
+	if (vm->exit_reason == VM_EXIT_SIGNAL && log_get_level() >= LOG_INFO) {
+		for (i = 0; i < vm->nr_vcpus; i++)
+			log_info("vCPU %u stopped at RIP 0x%llx", i,
+				 (unsigned long long)x86_vcpu_rip(vm->vcpu[i].fd));
+	}
 	return vm->exit_reason;
 }
 

@@ -63,8 +63,12 @@ if [ -d "$ROOT/tests/fuzz/corpus" ]; then
 		[ -f "$seed" ] || continue
 		for i in 1 2 3; do
 			python3 -c "
-import sys, random
-d = bytearray(open(sys.argv[1], 'rb').read()); r = random.Random($i)
+import sys, random, struct
+rec = open(sys.argv[1], 'rb').read(); d = bytearray()
+for i in range(0, len(rec) - 515, 516):   # seeds are {u32 page, 512 bytes} records
+    p = struct.unpack_from('<I', rec, i)[0] % (1 << 20) * 512   # as the fuzz harness
+    d[len(d):] = bytes(max(0, p + 512 - len(d))); d[p:p + 512] = rec[i + 4:i + 516]
+r = random.Random($i)
 for _ in range(8):
     if d: d[r.randrange(len(d))] ^= 1 << r.randrange(8)
 open(sys.argv[2], 'wb').write(d)" "$seed" "$T/mut.img"

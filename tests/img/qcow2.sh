@@ -85,4 +85,20 @@ f.seek(rb+2*(d>>16)); f.write(struct.pack('>H',0))"
 check_rc "check with a zero refcount on used data exits 2" 2 "$PI" check "$T/bad.qcow2"
 check_rc "check --output=json exits 2 too" 2 "$PI" check --output=json "$T/bad.qcow2"
 
+# a dirty image (lazy refcounts, crashed): read-only fine, writes refused until check -r all
+qemu-img create -q -f qcow2 -o lazy_refcounts=on "$T/lz.qcow2" 16M
+qio "$T/lz.qcow2" qcow2 'write -P 1 0 1M'
+python3 -c "
+import struct
+f = open('$T/lz.qcow2', 'r+b'); f.seek(72); v = struct.unpack('>Q', f.read(8))[0]
+f.seek(72); f.write(struct.pack('>Q', v | 1))                      # dirty bit
+h = open('$T/lz.qcow2', 'rb').read(104); rt = struct.unpack('>Q', h[48:56])[0]
+f.seek(rt); rb = struct.unpack('>Q', f.read(8))[0]
+f.seek(rb + 2 * 5); f.write(bytes(20))                              # refcounts not yet written"
+check "dirty qcow2: info shows the flag" sh -c "$PI info $T/lz.qcow2 | grep -q 'dirty flag: yes'"
+check_fail "dirty qcow2: writable open refused" "$PI" resize "$T/lz.qcow2" 32M
+check_rc "dirty qcow2: check finds the missing refcounts (exit 2)" 2 "$PI" check "$T/lz.qcow2"
+check "dirty qcow2: check -r all repairs and clears the flag" sh -c "$PI check -r all $T/lz.qcow2 >/dev/null 2>&1;
+	qemu-img check -q $T/lz.qcow2 && ! $PI info $T/lz.qcow2 | grep -q dirty && $PI resize $T/lz.qcow2 32M"
+
 finish

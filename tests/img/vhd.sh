@@ -21,6 +21,16 @@ check "vhd: force_size=on keeps the exact size for qemu" sh -c "$PI create -f vp
 check "vhd: qemu's force_size image read with the exact size" sh -c "qemu-img create -q -f vpc -o force_size=on $T/h.vhd 1000M &&
 	$PI info $T/h.vhd | grep -q '(1048576000 bytes)'"
 
+for sub in dynamic fixed; do
+	check "vhd $sub: resize grows, qemu reads old data and the new size" sh -c "qemu-img create -q -f vpc -o subformat=$sub $T/r.vhd 16M &&
+		qemu-io -f vpc -c 'write -P 0x33 15M 1M' $T/r.vhd >/dev/null && $PI resize $T/r.vhd 300M >/dev/null &&
+		qemu-img info -f vpc $T/r.vhd | grep -q '(314572800 bytes)' &&
+		qemu-io -f vpc -c 'read -P 0x33 15M 1M' -c 'read -P 0 16M 1M' $T/r.vhd | grep -vq 'fail' &&
+		qemu-io -f vpc -c 'write -P 0x44 200M 1M' $T/r.vhd >/dev/null && qemu-img convert -f vpc -O raw $T/r.vhd $T/r.raw &&
+		$PI compare $T/r.vhd $T/r.raw && $PI check $T/r.vhd"
+	rm -f "$T/r.vhd" "$T/r.raw"
+done
+
 # Differencing: qemu cannot be the oracle (it reads a child without its parent). Build one by
 # hand from two qemu-made dynamic disks: mark the second as a child of the first, clear the
 # bitmap bits of some sectors, and compute the expected content independently.

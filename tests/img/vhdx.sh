@@ -20,6 +20,11 @@ check "vhdx: qemu writes into our image, we read it" sh -c "qemu-io -f vhdx -c '
 	qemu-img convert -O raw $T/p-dynamic.vhdx $T/w.raw && $PI compare -F raw $T/p-dynamic.vhdx $T/w.raw"
 check "vhdx: default block size like qemu-img (8M below 1G, 16M above)" sh -c "$PI create -f vhdx $T/d.vhdx 2G &&
 	$PI info $T/d.vhdx | grep -q 'cluster_size: 16777216' && qemu-img check -q $T/d.vhdx"
-check "vhdx: resize is refused cleanly (unsupported)" sh -c "! $PI resize $T/d.vhdx 3G 2>/dev/null"
+check "vhdx: resize grows through the log, qemu agrees" sh -c "qemu-img create -q -f vhdx $T/r.vhdx 16M &&
+	qemu-io -f vhdx -c 'write -P 0x33 15M 1M' $T/r.vhdx >/dev/null && $PI resize $T/r.vhdx 300M >/dev/null &&
+	qemu-img check -q $T/r.vhdx && qemu-img info $T/r.vhdx | grep -q '(314572800 bytes)' &&
+	qemu-io -f vhdx -c 'write -P 0x44 200M 1M' $T/r.vhdx >/dev/null && qemu-img convert -O raw $T/r.vhdx $T/r.raw &&
+	$PI compare $T/r.vhdx $T/r.raw"
+check_fail "vhdx: resize beyond the BAT region is refused" "$PI" resize "$T/r.vhdx" 3T
 
 finish

@@ -25,3 +25,23 @@ guest_cmdline() { # CMD [EXTRA]
 	b64=$(printf '%s' "$1" | base64 -w0)
 	echo "console=ttyS0 quiet panic=-1 ${2:-} plinth.run64=$b64"
 }
+
+# run_plinth OUT GUEST_CMD [PLINTH OPTIONS...]: boot the standard guest under plinth
+# running GUEST_CMD, console to OUT; returns plinth's exit status.
+run_plinth() {
+	local out=$1 cmd=$2
+	shift 2
+	local rc=0
+	timeout 240 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" \
+		--initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
+		--cmdline "$(guest_cmdline "$cmd")" "$@" </dev/null >"$out" 2>&1 || rc=$?
+	sed -i 's/\r$//' "$out" # the serial console ends lines with CR LF
+	return $rc
+}
+
+# A directory for Unix sockets: not /tmp, which the emulated host shares over 9p
+# (no special files there).
+sock_dir() {
+	mktemp -d /dev/shm/plinth.XXXXXX 2>/dev/null || mktemp -d /run/plinth.XXXXXX 2>/dev/null ||
+		mktemp -d
+}

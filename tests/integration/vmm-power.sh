@@ -1,4 +1,5 @@
-# Reboot and panic: under --no-reboot a guest reboot (ACPI reset register) and a
+# Reboot and panic: under --no-reboot a guest reboot (ACPI reset register, or a
+# deliberate triple fault with reboot=t) and a
 # panic with panic=-1 both exit 0 with the reason on the console; without it a
 # reboot restarts the guest, and SIGTERM then stops plinth with 128+15.
 . tests/integration/lib.sh
@@ -9,13 +10,19 @@ run() { # CMD [OPTIONS...]
 	local cmd=$1
 	shift
 	timeout 150 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
-		--memory 256M --cmdline "$(guest_cmdline "$cmd")" "$@" </dev/null >"$out" 2>&1
+		--memory 256M --cmdline "$(guest_cmdline "$cmd" "${EXTRA:-}")" "$@" </dev/null >"$out" 2>&1
 }
 
 run 'reboot -f' --no-reboot
 rc=$?
 [ $rc = 0 ] || { tail -n 20 "$out"; fail "reboot with --no-reboot: exit $rc, not 0"; }
 expect_in "$out" 'reboot: Restarting system' "reboot: the guest did not reboot"
+
+# reboot=t: the guest resets by triple fault (an empty IDT), which is a reboot too.
+EXTRA=reboot=t run 'reboot -f' --no-reboot
+rc=$?
+[ $rc = 0 ] || { tail -n 20 "$out"; fail "reboot=t with --no-reboot: exit $rc, not 0"; }
+expect_in "$out" 'reboot: Restarting system' "reboot=t: the guest did not reboot"
 
 run 'echo c > /proc/sysrq-trigger' --no-reboot
 rc=$?

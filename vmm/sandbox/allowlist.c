@@ -9,14 +9,15 @@
  *   base        x    x    x    x    glibc's own needs: memory, futexes, time, signals, exit
  *   spawn       x              x    creating threads (pthread_create)
  *   nospawn          x    x         pthread_create refused with EPERM (not trapped)
- *   kvm-vcpu    x    x              vCPU state ioctls, MSI routes / irqfd / ioeventfd
- *   kvm-irq     x    x    x         interrupt injection
+ *   kvm-vcpu    x    x         x    vCPU state ioctls, MSI routes / irqfd / ioeventfd
+ *   kvm-irq     x    x    x    x    interrupt injection
  *   evloop      x         x    x    epoll/poll, eventfds, Unix sockets, non-blocking fds
- *   io          x         x         disk I/O, vsock connect, tap offloads, console queries
+ *   io          x         x    x    disk I/O, vsock connect, tap offloads, console queries
  *   api         x              x    libmicrohttpd: listen/accept, select, socket options
- *   control     x                   snapshot files, migration sockets, VM-wide KVM state,
- *                                   re-creating the VM on a guest reset, the terminal,
- *                                   narrowing threads created later
+ *   control     x              x    the control ops (run on the API thread): snapshot
+ *                                   files, migration sockets, dirty log, hotplugged images
+ *   setup       x                   re-creating the VM on a guest reset, signals, the
+ *                                   terminal, narrowing threads created later
  *
  * MAIN allows everything VCPU, IO and API allow, so that a thread created by the
  * main thread after it installed its filter can still narrow itself to its kind.
@@ -269,38 +270,45 @@ static const struct sc_rule api_rules[] = {
 };
 SECTION(api, api_rules);
 
+/* What the control operations do: snapshot/restore, migration, disk hotplug, reset. */
 static const struct sc_rule control_rules[] = {
-	ALLOW(openat, "snapshot files; /dev/kvm, kernel, images when a reset re-creates the VM"),
+	ALLOW(openat, "snapshot files, hot-plugged images; /dev/kvm, kernel, images when a "
+	      "reset re-creates the VM"),
 	ALLOW(newfstatat, "stat/lstat of paths (vsock socket, images, kernel)"),
 	ALLOW(unlink, "a stale or finished socket, a failed snapshot"),
 	ALLOW(unlinkat, "a stale or finished socket, a failed snapshot"),
 	ALLOW(rename, "snapshots written under a temporary name"),
 	ALLOW(renameat, "snapshots written under a temporary name"),
 	ALLOW(renameat2, "snapshots written under a temporary name"),
-	ALLOW(flock, "image locks when a reset re-creates the VM"),
-	ALLOW(memfd_create, "guest memory when a reset re-creates the VM"),
-	ALLOW_IN(fcntl, 1, fcntl_dup, "the console's output fd"),
+	ALLOW(flock, "image locks"),
 	ALLOW_IN(socket, 0, af_inet, "live migration over TCP"),
 	ALLOW(timerfd_create, "migration and shutdown timeouts"),
 	ALLOW(timerfd_settime, "migration and shutdown timeouts"),
 	ALLOW(timerfd_gettime, "migration and shutdown timeouts"),
+	ALLOW_IN(ioctl, 1, ioctl_kvm_vm, "dirty log, clock, irqchip for snapshots and migration"),
+};
+SECTION(control, control_rules);
+
+/* The main thread's own: (re-)creating the VM, signals, the terminal, later filters. */
+static const struct sc_rule setup_rules[] = {
+	ALLOW(memfd_create, "guest memory when a reset re-creates the VM"),
+	ALLOW_IN(fcntl, 1, fcntl_dup, "the console's output fd"),
+	ALLOW_IN(ioctl, 1, ioctl_kvm_create, "a guest reset re-creates the VM (vm_create)"),
+	ALLOW_IN(ioctl, 1, ioctl_tun_setup, "tap set-up"),
+	ALLOW_IN(ioctl, 1, ioctl_tty_set, "restoring the terminal at exit"),
 	ALLOW(signalfd4, "SIGINT/SIGTERM in the control loop"),
 	ALLOW(rt_sigtimedwait, "sigwait"),
 	ALLOW(rt_sigaction, "signal handlers; installing a later thread's filter"),
 	ALLOW(seccomp, "a thread created later narrowing itself (filters only add up)"),
 	ALLOW_IN(prctl, 0, prctl_nnp, "installing a later thread's filter"),
-	ALLOW_IN(ioctl, 1, ioctl_kvm_vm, "dirty log, clock, irqchip for snapshots and migration"),
-	ALLOW_IN(ioctl, 1, ioctl_kvm_create, "a guest reset re-creates the VM (vm_create)"),
-	ALLOW_IN(ioctl, 1, ioctl_tty_set, "restoring the terminal at exit"),
-	ALLOW_IN(ioctl, 1, ioctl_tun_setup, "tap set-up"),
 };
-SECTION(control, control_rules);
+SECTION(setup, setup_rules);
 
 /* ---- kinds ----------------------------------------------------------------------- */
 
 static const struct sc_section *const main_sections[] = {
 	&sec_base, &sec_spawn, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io, &sec_api,
-	&sec_control,
+	&sec_control, &sec_setup,
 };
 static const struct sc_section *const vcpu_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_vcpu, &sec_kvm_irq,
@@ -308,8 +316,14 @@ static const struct sc_section *const vcpu_sections[] = {
 static const struct sc_section *const io_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io,
 };
+/*
+ * The API thread runs the control operations itself (vmm/api/api.h: every op is
+ * called on it), so it needs what they need. If the ops move to the main thread,
+ * base, spawn, evloop and api are enough here.
+ */
 static const struct sc_section *const api_sections[] = {
-	&sec_base, &sec_spawn, &sec_evloop, &sec_api,
+	&sec_base, &sec_spawn, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io, &sec_api,
+	&sec_control,
 };
 
 static const struct sc_policy policies[SANDBOX_NR_KINDS] = {

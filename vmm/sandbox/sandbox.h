@@ -21,8 +21,8 @@
  *   3. every vCPU, I/O (device worker, console input) and API thread calls
  *      sandbox_seccomp_install(its kind) first thing, a vCPU thread before its
  *      first KVM_RUN.
- * Installing adds a filter each time: install once per thread, not once per
- * VM re-creation on the main thread (the kernel caps the stacked total).
+ * Installing the same kind again on a thread is a no-op (filters stack and the
+ * kernel caps their total).
  * Only MAIN and API threads may create threads. On VCPU and IO threads
  * pthread_create fails with EPERM (not a trap: glibc blocks all signals
  * around clone3, so a trap would kill without a word) and fork() traps. So a
@@ -59,7 +59,7 @@ enum sandbox_thread {
 	SANDBOX_MAIN, /* control thread: VM setup done; pause/resume, snapshot, migration */
 	SANDBOX_VCPU, /* a vCPU: KVM_RUN and port/MMIO emulation */
 	SANDBOX_IO,   /* a device backend or the console input thread: epoll, disk, tap, vsock */
-	SANDBOX_API,  /* the REST API thread (libmicrohttpd on a Unix socket) */
+	SANDBOX_API,  /* the REST API thread (libmicrohttpd) and the control ops it runs */
 };
 #define SANDBOX_NR_KINDS 4
 
@@ -75,7 +75,9 @@ int sandbox_seccomp_parse(const char *value, bool *on);
 /*
  * Install the filter of kind on the calling thread (and, through inheritance,
  * on the threads it creates afterwards). Sets the process-wide SIGSYS handler
- * first. Returns 0 or -errno after one log line (no seccomp in the kernel, a
+ * first. A second call with the kind the thread already installed does nothing
+ * (so the main thread may call it on every VM re-creation); another kind adds
+ * its filter on top (only what both allow passes). Returns 0 or -errno after one log line (no seccomp in the kernel, a
  * filter libseccomp refuses to build...); the caller should then stop, not run
  * the guest unconfined.
  */

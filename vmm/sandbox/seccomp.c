@@ -242,6 +242,9 @@ int sandbox_seccomp_install(enum sandbox_thread kind)
 		log_error("seccomp: no thread kind %d", (int)kind);
 		return -EINVAL;
 	}
+	/* Filters only add up (and count against a kernel limit): once per thread and kind. */
+	if (sandbox_tls_kind == (int)kind)
+		return 0;
 	rc = set_sigsys_handler();
 	if (rc)
 		return rc;

@@ -410,7 +410,8 @@ static void status_write(struct virtio_pci *vp, uint8_t val)
 	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
 		uint64_t f = vp->st.driver_features;
 
-		if ((f & ~vdev->host_features) || !(f & (1ULL << VIRTIO_F_VERSION_1))) {
+		if ((f & ~vdev->host_features) || !(f & (1ULL << VIRTIO_F_VERSION_1)) ||
+		    (vdev->ops->features_ok && !vdev->ops->features_ok(f))) {
 			/* The driver reads FEATURES_OK back and gives up (spec 3.1.1). */
 			log_debug("%s: features 0x%llx refused", vdev->ops->name,
 				  (unsigned long long)f);
@@ -905,8 +906,12 @@ struct virtio_dev *virtio_pci_vdev(struct virtio_pci *vp)
 
 int virtio_pci_attach(struct virtio_pci *vp, struct pci_bus *bus)
 {
-	int r = pci_bus_add(bus, &vp->pdev);
+	/* The I/O thread is born here, on the VMM's main thread, and waits for DRIVER_OK. */
+	int r = virtio_dev_spawn(vp->vdev);
 
+	if (r)
+		return r;
+	r = pci_bus_add(bus, &vp->pdev);
 	if (r) {
 		log_error("%s: cannot add to the PCI bus: %s", vp->vdev->ops->name, strerror(-r));
 		return r;
@@ -1040,4 +1045,28 @@ int virtio_pci_load(struct virtio_pci *vp, const struct virtio_pci_state *st)
 		r = virtio_dev_start(vdev);
 	pthread_mutex_unlock(&vp->cfg_lock);
 	return r;
+}
+
+size_t virtio_pci_device_state_size(const struct virtio_pci *vp)
+{
+	return vp->vdev->ops->save ? vp->vdev->ops->state_size : 0;
+}
+
+int virtio_pci_device_save(struct virtio_pci *vp, void *state)
+{
+	const struct virtio_dev_ops *ops = vp->vdev->ops;
+
+	return ops->save ? ops->save(vp->vdev, state) : 0;
+}
+
+int virtio_pci_device_load(struct virtio_pci *vp, const void *state)
+{
+	const struct virtio_dev_ops *ops = vp->vdev->ops;
+
+	return ops->load ? ops->load(vp->vdev, state) : 0;
+}
+
+void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque)
+{
+	virtio_dev_set_thread_hook(vp->vdev, hook, opaque);
 }

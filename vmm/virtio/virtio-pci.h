@@ -38,6 +38,7 @@
 
 #include <stdint.h>
 
+#include "devices.h"
 #include "hw/pci.h"
 #include "queue.h"
 #include "virtio.h"
@@ -117,6 +118,14 @@ struct virtio_dev *virtio_pci_vdev(struct virtio_pci *vp);
  */
 int virtio_pci_save(struct virtio_pci *vp, struct virtio_pci_state *st);
 int virtio_pci_load(struct virtio_pci *vp, const struct virtio_pci_state *st);
+
+/*
+ * The device-specific part (struct virtio_blk_state, virtio_net_state, ...):
+ * state_size bytes (0: nothing beyond the queues). save/load as the ops table's.
+ */
+size_t virtio_pci_device_state_size(const struct virtio_pci *vp);
+int virtio_pci_device_save(struct virtio_pci *vp, void *state);
+int virtio_pci_device_load(struct virtio_pci *vp, const void *state);
 
 extern const struct pci_device_ops virtio_pci_device_ops;
 extern const struct virtio_transport_ops virtio_pci_transport_ops;

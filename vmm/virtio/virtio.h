@@ -8,12 +8,16 @@
  * struct virtio_dev points at both, plus the device's and the transport's own
  * state.
  *
- * Threads: the transport configures queues on the vCPU thread while the device is
- * stopped. From DRIVER_OK until reset, queues belong to the device's I/O thread
- * (struct virtio_worker): an epoll loop over one kick eventfd per queue (the
- * ioeventfd behind the queue's doorbell) plus whatever fds the device adds (tap,
- * console, sockets). Stopping joins that thread, so after virtio_dev_stop()
- * nothing touches guest memory on the device's behalf.
+ * Threads: each device has one I/O thread (struct virtio_worker), created parked
+ * with the device on the VMM's main thread. The transport configures queues on
+ * the vCPU thread while the device is stopped. DRIVER_OK and reset are requests
+ * the I/O thread carries out and acknowledges (virtio_dev_start/stop wait for
+ * it), so a device's start/stop code, its epoll set and all its I/O run on its own
+ * thread, never on a vCPU thread (which a seccomp filter may keep from creating
+ * threads or event loops). While running, the loop watches one kick eventfd per
+ * queue (the ioeventfd behind the queue's doorbell) plus whatever fds the device
+ * adds (tap, console, sockets); after virtio_dev_stop() returns, nothing touches
+ * guest memory on the device's behalf.
  */
 #ifndef PLINTH_VMM_VIRTIO_VIRTIO_H
 #define PLINTH_VMM_VIRTIO_VIRTIO_H
@@ -30,7 +34,7 @@
 
 /* Worker tags: 0..VIRTIO_MAX_QUEUES-1 are queue kicks; devices use their own from here. */
 #define VIRTIO_TAG_DEV   0x100u
-#define VIRTIO_TAG_STOP  0xffffffffu
+#define VIRTIO_TAG_CTL   0xffffffffu
 
 struct virtio_dev;
 
@@ -47,6 +51,11 @@ struct virtio_dev_ops {
 	void (*cfg_read)(struct virtio_dev *vdev, uint32_t off, void *data, unsigned int len);
 	void (*cfg_write)(struct virtio_dev *vdev, uint32_t off, const void *data,
 			  unsigned int len);
+	/*
+	 * The driver's feature choice at FEATURES_OK (already a subset of the offer):
+	 * false refuses it, e.g. for dependencies the spec requires. May be NULL.
+	 */
+	bool (*features_ok)(uint64_t features);
 	/*
 	 * DRIVER_OK: prepare for processing with vdev->features negotiated; may add fds
 	 * to the worker with virtio_dev_watch(). 0 or -errno (the device then needs reset).
@@ -82,11 +91,22 @@ struct virtio_transport_ops {
 	void (*needs_reset)(struct virtio_dev *vdev);
 };
 
+enum virtio_cmd { VIRTIO_CMD_NONE, VIRTIO_CMD_START, VIRTIO_CMD_STOP, VIRTIO_CMD_EXIT };
+
 struct virtio_worker {
 	pthread_t thread;
-	bool running;
-	int epfd;     /* -1 when stopped */
-	int stop_fd;  /* eventfd that ends the loop */
+	bool created;             /* the thread exists */
+	bool running;             /* started: kicks and device fds are served (worker writes) */
+	int epfd;                 /* the loop's epoll set, renewed at each stop */
+	int ctl_fd;               /* eventfd: a request is pending */
+	pthread_mutex_t lock;     /* cmd, result, done */
+	pthread_cond_t cond;
+	enum virtio_cmd cmd;      /* the pending request */
+	int result;               /* of the last one */
+	uint64_t done;            /* requests carried out */
+	int (*hook)(void *opaque); /* run once on the thread before its first request */
+	void *hook_opaque;
+	bool hook_done, hook_failed;
 };
 
 struct virtio_dev {
@@ -112,13 +132,27 @@ struct virtio_dev {
 int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, void *priv,
 		    const struct guest_mem *mem, unsigned int num_queues, uint16_t queue_size,
 		    uint64_t device_features);
-/* Stop the device if running, destroy its state, close the kick eventfds. */
+/*
+ * Create the device's I/O thread, parked (the transport does this when the device
+ * goes on a bus, on the VMM's main thread). Until then virtio_dev_start() fails
+ * with -ENOTCONN, and tests and fuzz targets drive ops->handle directly. 0 or -errno.
+ */
+int virtio_dev_spawn(struct virtio_dev *vdev);
+/* Stop the device if running, end its thread, destroy its state, close the kick eventfds. */
 void virtio_dev_fini(struct virtio_dev *vdev);
 
-/* DRIVER_OK: apply features to the queues, call ops->start, run the worker. 0 or -errno. */
+/* DRIVER_OK: the I/O thread applies features, calls ops->start and serves. 0 or -errno. */
 int virtio_dev_start(struct virtio_dev *vdev);
-/* Stop the worker (joins it) and call ops->stop. Safe to call when not running. */
+/* Reset: the I/O thread stops serving and calls ops->stop; returns when done. */
 void virtio_dev_stop(struct virtio_dev *vdev);
+bool virtio_dev_running(struct virtio_dev *vdev);
+/*
+ * hook(opaque) runs once on the device's I/O thread before it carries out its first
+ * request, e.g. to install the VMM's seccomp filter for I/O threads; non-zero
+ * keeps the device from starting (DRIVER_OK then ends in DEVICE_NEEDS_RESET).
+ * Set it before the guest runs.
+ */
+void virtio_dev_set_thread_hook(struct virtio_dev *vdev, int (*hook)(void *opaque), void *opaque);
 /* Reset queues and negotiated features (after virtio_dev_stop). */
 void virtio_dev_reset(struct virtio_dev *vdev);
 

@@ -596,6 +596,17 @@ static void test_create_specs(void **state)
 	snprintf(spec, sizeof(spec), "path=%s,format=raw", raw);
 	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, NULL), -EINVAL);
 
+	/* Device state: identity only, and a different disk is refused on load. */
+	{
+		struct virtio_blk_state st;
+
+		assert_int_equal(virtio_pci_device_state_size(a), sizeof(st));
+		assert_int_equal(virtio_pci_device_save(a, &st), 0);
+		assert_int_equal(st.capacity, DISK / 512);
+		assert_int_equal(st.readonly, 0);
+		assert_int_equal(virtio_pci_device_load(a, &st), 0);
+		assert_int_equal(virtio_pci_device_load(b, &st), -EINVAL);
+	}
 	virtio_pci_free(a);
 	virtio_pci_free(b);
 	unlink(raw);

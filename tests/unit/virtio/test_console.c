@@ -2,6 +2,7 @@
 /* virtio-console: output, input with and without guest buffers, EOF, the command line. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -203,6 +204,80 @@ static void test_create_and_loopback(void **state)
 	fake_mem_fini(&fm);
 }
 
+/*
+ * A host that reads slowly: output chains wait (part-written) for EPOLLOUT on the
+ * I/O thread instead of blocking it; everything arrives in order; and a reset
+ * while output is stuck returns at once (it joins the thread).
+ */
+static void test_output_backpressure(void **state)
+{
+	enum { CHUNK = 4096, CHAINS = 64 };
+	struct fake_mem fm;
+	struct pci_bus bus;
+	struct drv_vq dq[2];
+	struct virtio_pci *vp;
+	struct virtio_dev *vdev;
+	static uint8_t got[CHUNK * CHAINS];
+	size_t have = 0;
+	int sv[2], small = 4096;
+	unsigned int i;
+
+	(void)state;
+	fake_mem_init(&fm);
+	fake_bus_init(&bus);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	vdev = calloc(1, sizeof(*vdev));
+	assert_int_equal(virtio_console_init(vdev, &fm.gm, sv[1], sv[1]), 0);
+	assert_int_equal(virtio_pci_create_on(&bus, vdev, &vp), 0);
+	drv_vq_setup(&dq[0], &fm, 128, RING);
+	drv_vq_setup(&dq[1], &fm, 128, RING + 0x4000);
+	assert_int_equal(drv_init(bus.dev[0], ~0ULL, 2, dq) & VIRTIO_CONFIG_S_DRIVER_OK,
+			 VIRTIO_CONFIG_S_DRIVER_OK);
+	for (i = 0; i < CHAINS; i++) {
+		uint8_t *p = gpa_ptr(&fm, 0x40000u + CHUNK * i);
+
+		memset(p, 'a' + i % 26, CHUNK);
+		drv_set_desc(&dq[1], (uint16_t)i, 0x40000u + CHUNK * i, CHUNK, 0, 0);
+		drv_kick_head(&dq[1], (uint16_t)i);
+	}
+	drv_notify(bus.dev[0], 1);
+	usleep(50000);
+	/* Stuck: far from all of it could be written, and the I/O thread is not blocked. */
+	assert_true(drv_used_idx(&dq[1]) < CHAINS);
+	drv_set_status(bus.dev[0], 0); /* reset while output waits: must come back */
+	assert_int_equal(drv_get_status(bus.dev[0]), 0);
+
+	/* Start over, read slowly: every byte in order. */
+	drv_vq_setup(&dq[0], &fm, 128, RING);
+	drv_vq_setup(&dq[1], &fm, 128, RING + 0x4000);
+	while (recv(sv[0], got, sizeof(got), MSG_DONTWAIT) > 0)
+		; /* what the first run got out */
+	assert_int_equal(drv_init(bus.dev[0], ~0ULL, 2, dq) & VIRTIO_CONFIG_S_DRIVER_OK,
+			 VIRTIO_CONFIG_S_DRIVER_OK);
+	for (i = 0; i < CHAINS; i++) {
+		drv_set_desc(&dq[1], (uint16_t)i, 0x40000u + CHUNK * i, CHUNK, 0, 0);
+		drv_kick_head(&dq[1], (uint16_t)i);
+	}
+	drv_notify(bus.dev[0], 1);
+	while (have < sizeof(got)) {
+		struct pollfd p = { .fd = sv[0], .events = POLLIN };
+		ssize_t n;
+
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		n = recv(sv[0], got + have, 1000, 0);
+		assert_true(n > 0);
+		have += (size_t)n;
+	}
+	for (i = 0; i < CHAINS; i++)
+		assert_int_equal(got[CHUNK * i + CHUNK - 1], 'a' + i % 26);
+	assert_true(drv_wait_used(&dq[1], CHAINS));
+
+	virtio_pci_free(vp);
+	close(sv[0]);
+	fake_mem_fini(&fm);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -214,6 +289,7 @@ int main(void)
 		T(test_bad_chain),
 		T(test_config),
 		cmocka_unit_test(test_create_and_loopback),
+		cmocka_unit_test(test_output_backpressure),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* as the VMM does: a closed console peer is an EPIPE */

@@ -51,7 +51,7 @@ static void wr16(struct pm *pm, unsigned int off, uint16_t v)
 
 static void test_s5(void **state)
 {
-	struct events x = { 0 };
+	struct events x = {0};
 	struct pm pm;
 
 	(void)state;
@@ -79,7 +79,7 @@ static void test_s5(void **state)
 
 static void test_status_enable(void **state)
 {
-	struct events x = { 0 };
+	struct events x = {0};
 	struct pm pm;
 
 	(void)state;
@@ -94,7 +94,7 @@ static void test_status_enable(void **state)
 
 static void test_reset_control(void **state)
 {
-	struct events x = { 0 };
+	struct events x = {0};
 	struct pm pm;
 
 	(void)state;

@@ -17,4 +17,12 @@ int x86_vcpu_boot_regs(int vcpu_fd, uint64_t entry);
 /* The vCPU's RIP, for error messages (0 when it can't be read). */
 uint64_t x86_vcpu_rip(int vcpu_fd);
 
+/* Why a vCPU triple faulted, as far as its state tells. */
+enum x86_shutdown_kind {
+	X86_SHUTDOWN_RESET,   /* deliberate: an empty IDT (Linux's reboot=t) */
+	X86_SHUTDOWN_UNKNOWN, /* KVM already reset the vCPU (AMD SVM does): cause lost */
+	X86_SHUTDOWN_CRASH,   /* a fault with a live IDT: the guest crashed */
+};
+enum x86_shutdown_kind x86_vcpu_shutdown_kind(int vcpu_fd);
+
 #endif

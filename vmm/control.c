@@ -247,23 +247,26 @@ static const char *mig_status_name(enum mig_status s)
 		return "active";
 	case MIG_COMPLETED:
 		return "completed";
-	case MIG_FAILED:
-		return "failed";
-	case MIG_CANCELLED:
-		return "cancelled";
 	default:
-		return "none";
+		return "failed"; /* cancelled too: the error says so */
 	}
 }
 
-static json_t *mig_json(const struct mig_stats *m)
+static json_t *mig_json(const struct mig_stats *m, const struct api_migrate_args *a)
 {
-	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:I}", "status",
-			      mig_status_name(m->status), "total_ms", (json_int_t)m->total_ms,
-			      "downtime_ms", (json_int_t)m->downtime_ms, "bytes",
-			      (json_int_t)m->bytes, "pages", (json_int_t)m->pages, "rounds",
-			      (int)m->rounds, "throttle_pct", (int)m->throttle_pct,
-			      "bandwidth_mbps", (json_int_t)m->bandwidth_mbps);
+	char to[API_HOST_MAX + 16];
+	json_t *o;
+
+	if (a->transport == API_MIGRATE_UNIX)
+		snprintf(to, sizeof(to), "unix:%s", a->path);
+	else
+		snprintf(to, sizeof(to), "tcp:%.200s:%u", a->host, a->port);
+	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:i, s:I}", "status",
+		      mig_status_name(m->status), "to", to, "total_ms", (json_int_t)m->total_ms,
+		      "downtime_ms", (json_int_t)m->downtime_ms, "bytes_sent", (json_int_t)m->bytes,
+		      "pages_sent", (json_int_t)m->pages, "rounds", (int)m->rounds,
+		      "throttle_pct", (int)m->throttle_pct, "bandwidth_mbps",
+		      (json_int_t)m->bandwidth_mbps);
 
 	if (o && m->error[0])
 		json_object_set_new(o, "error", json_string(m->error));
@@ -275,7 +278,7 @@ static int op_info(void *opaque, struct api_reply *reply)
 	struct vmm *vmm = opaque;
 	const struct vm_config *c = vmm->cfg;
 	uint64_t io = 0, mmio = 0, other = 0;
-	const char *state = "starting";
+	const char *state = "created";
 	json_t *o, *cfg, *cnt;
 	unsigned int i;
 
@@ -286,8 +289,6 @@ static int op_info(void *opaque, struct api_reply *reply)
 		state = vmm->mig.status == MIG_ACTIVE ? "migrating" :
 			vm_paused(vm)		       ? "paused" :
 							 "running";
-		if (vmm->mig.status == MIG_ACTIVE && vm_paused(vm))
-			state = "migrating-paused";
 		for (i = 0; i < vm->nr_vcpus; i++) {
 			io += __atomic_load_n(&vm->vcpu[i].exits_io, __ATOMIC_RELAXED);
 			mmio += __atomic_load_n(&vm->vcpu[i].exits_mmio, __ATOMIC_RELAXED);
@@ -295,14 +296,15 @@ static int op_info(void *opaque, struct api_reply *reply)
 		}
 	}
 	cfg = json_pack("{s:s, s:s?, s:s, s:i, s:I}", "kernel", c->kernel, "initrd", c->initrd,
-			"cmdline", c->cmdline, "cpus", (int)c->cpus, "memory_bytes",
+			"cmdline", c->cmdline, "vcpus", (int)c->cpus, "memory_bytes",
 			(json_int_t)c->memory);
 	cnt = json_pack("{s:i, s:I, s:I, s:I}", "boots", (int)vmm->boots, "exits_io",
 			(json_int_t)io, "exits_mmio", (json_int_t)mmio, "exits_other",
 			(json_int_t)other);
-	o = json_pack("{s:s, s:o, s:o, s:b, s:o}", "state", state, "config", cfg ? cfg : json_null(),
-		      "counters", cnt ? cnt : json_null(), "restored", vmm->restored, "migration",
-		      mig_json(&vmm->mig));
+	o = json_pack("{s:s, s:o, s:o, s:b}", "state", state, "config", cfg ? cfg : json_null(),
+		      "counters", cnt ? cnt : json_null(), "restored", vmm->restored);
+	if (o && vmm->mig.status != MIG_NONE)
+		json_object_set_new(o, "migration", mig_json(&vmm->mig, &vmm->mig_args));
 	pthread_mutex_unlock(&vmm->lock);
 	if (!o)
 		return -ENOMEM;

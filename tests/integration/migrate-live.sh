@@ -75,7 +75,7 @@ pids+=($d)
 sleep 1
 ctl "$dir/c.sock" migrate --to tcp:127.0.0.1:47112 --downtime-ms 1 >/dev/null || fail "migrate C->D refused"
 end=$((SECONDS + 30))
-while [ $SECONDS -lt $end ] && ! ctl "$dir/c.sock" info | grep -q '"bytes": *[1-9]'; do sleep 0.1; done
+while [ $SECONDS -lt $end ] && ! ctl "$dir/c.sock" info | grep -q '"bytes_sent": *[1-9]'; do sleep 0.1; done
 kill -9 $d
 end=$((SECONDS + 60))
 while [ $SECONDS -lt $end ] && ! ctl "$dir/c.sock" info | grep -q '"status": *"failed"'; do sleep 0.3; done

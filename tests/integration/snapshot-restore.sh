@@ -19,7 +19,7 @@ wait_for() { # REGEX [SECONDS]: until the console shows it (lines end in CR LF)
 		kill -0 $pid 2>/dev/null || { tail -n 20 "$out"; fail "plinth died waiting for /$1/"; }
 		sleep 0.3
 	done
-	tail -n 20 "$out"
+	tail -n 20 "$out" | tr -d '\r' | sed 's/^/console: /'
 	fail "timed out waiting for /$1/"
 }
 last_count() { grep -o 'count [0-9]*' "$out" | tail -n 1 | cut -d' ' -f2; }

@@ -31,7 +31,7 @@ wait_for 'count 3 '
 
 ctl info >"$dir/info" || fail "info failed"
 grep -q '"state": *"running"' "$dir/info" || { cat "$dir/info"; fail "info: not running"; }
-grep -q '"cpus": *1' "$dir/info" || fail "info: no config"
+grep -q '"vcpus": *1' "$dir/info" || fail "info: no config"
 
 ctl resume 2>"$dir/err" && fail "resume of a running VM succeeded"
 grep -q 409 "$dir/err" || { cat "$dir/err"; fail "resume of a running VM: not 409"; }

@@ -51,12 +51,12 @@ sleep 2
 grep -q 'count' "$out" && { cat "$out"; fail "the guest ran while paused after restore"; }
 ctl resume >/dev/null || fail "resume after restore failed"
 t1=$(date +%s.%N)
-wait_for "count $((n + 1))[[:space:]]" 60
+wait_for 'count [0-9]+[[:space:]]' 60
 t2=$(date +%s.%N)
-wait_for "count $((n + 3))[[:space:]]" 30
-grep -q 'init started' "$out" && fail "the restored guest booted again"
 first=$(grep -o 'count [0-9]*' "$out" | head -n 1 | cut -d' ' -f2)
 [ "$first" -ge "$n" ] || { cat "$out"; fail "the counter went back ($n -> $first)"; }
+wait_for "count $((first + 2))[[:space:]]" 30
+grep -q 'init started' "$out" && fail "the restored guest booted again"
 awk -v a="$t1" -v b="$t2" 'BEGIN { printf "restore: resume to next count %.2f s\n", b - a }'
 kill -TERM $pid
 wait $pid 2>/dev/null
@@ -83,4 +83,4 @@ PY
 "$BUILD/plinth" restore --from "$dir/bad" </dev/null >"$dir/err" 2>&1 && fail "a version-2 snapshot was restored"
 expect_in "$dir/err" 'version 2' "other version: no clear message"
 echo "other version: $(tail -n 1 "$dir/err")"
-echo "ok: snapshot, kill, restore paused, resume, counter $n -> $((n + 3)), damaged and other-version refused"
+echo "ok: snapshot at $n, kill, restore paused, resume: counter went on at $first, damaged and other-version refused"

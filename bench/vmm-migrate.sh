@@ -97,6 +97,15 @@ restore_time() { # MEMORY
 	t1=${EPOCHREALTIME/./}
 	echo "restore $1: $(( (t1 - t0) / 1000 )) ms to a restored, paused VM answering its API (memory file $(du -m "$dir/snap/memory" | cut -f1) MiB on disk)"
 	kill -9 $r; wait $r 2>/dev/null
+	# Baseline: a fresh VM of the same size, start to its API answering.
+	t0=${EPOCHREALTIME/./}
+	"$BUILD/plinth" run --kernel "$K" --initrd "$I" --memory "$1" --cmdline "$(guest_cmdline "$idle")" \
+		--api-socket "$dir/r3.sock" </dev/null >/dev/null 2>&1 &
+	r=$!; pids+=($r)
+	until "$BUILD/plinth" ctl --api-socket "$dir/r3.sock" info >/dev/null 2>&1; do sleep 0.01; done
+	t1=${EPOCHREALTIME/./}
+	echo "fresh run $1: $(( (t1 - t0) / 1000 )) ms to the API answering (baseline)"
+	kill -9 $r; wait $r 2>/dev/null
 }
 
 plinth_migrate idle "$idle"

@@ -1,4 +1,4 @@
-# The PCI host side: a virtio disk and entropy source on bus 0 keep the BARs plinth
+# The PCI host side (with 2 vCPUs, which the guest must see): a virtio disk and entropy source on bus 0 keep the BARs plinth
 # assigned (inside the ACPI window), their MSI-X interrupts arrive through KVM irqfd routes
 # and doorbells through ioeventfds: the guest reads the disk's first bytes, writes a block
 # that lands in the file, and counts interrupts on its PCI-MSI vectors.
@@ -9,7 +9,8 @@ trap 'rm -f "$out" "$disk"' EXIT
 truncate -s 16M "$disk"
 printf 'PLINTH-DISK-MARKER' | dd of="$disk" conv=notrunc status=none
 
-cmd='head -c 18 /dev/vda; echo
+cmd='echo cpus=$(grep -c ^processor /proc/cpuinfo)
+head -c 18 /dev/vda; echo
 printf plinth-wrote | dd of=/dev/vda bs=512 seek=1 conv=sync,fsync status=none
 head -c 16 /dev/hwrng | od -An -tx1 | head -n 1
 grep -E "PCI-MSI.*virtio0-req" /proc/interrupts
@@ -19,6 +20,7 @@ timeout 200 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initr
 	--cmdline "$(guest_cmdline "$cmd")" </dev/null >"$out" 2>&1
 rc=$?
 [ $rc = 0 ] || { tail -n 30 "$out"; fail "plinth exited $rc"; }
+expect_in "$out" '^cpus=2[[:space:]]*$' "the guest did not see 2 CPUs"
 expect_in "$out" '^PLINTH-DISK-MARKER' "the guest did not read the disk"
 [ "$(dd if="$disk" bs=512 skip=1 count=1 status=none | head -c 12)" = plinth-wrote ] ||
 	fail "the guest's write did not reach the disk file"

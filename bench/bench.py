@@ -320,7 +320,8 @@ def bench_blk(runs, have_plinth):
         mib = 256
         tests = (("read", DD_WRAP % ("dd if=/dev/vda of=/dev/null bs=1M count=%d iflag=direct" % mib, mib)),
                  ("write", DD_WRAP % ("dd if=/dev/zero of=/dev/vda bs=1M count=%d oflag=direct" % mib, mib)))
-        for fmt_, path in (("raw", raw), ("qcow2", q)):
+        formats = os.environ.get("BENCH_BLK_FORMATS", "raw,qcow2").split(",")
+        for fmt_, path in [(f_, p_) for f_, p_ in (("raw", raw), ("qcow2", q)) if f_ in formats]:
             for what, cmd in tests:
                 def once(vmm, fmt_=fmt_, path=path, cmd=cmd):
                     run = cmd

@@ -11,21 +11,76 @@
 #include "log.h"
 #include "util.h"
 
-int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout, unsigned int nr)
+/* Check a layout (page-aligned, non-empty slots) and sum its sizes. 0 or -EINVAL. */
+static int layout_total(const struct guest_mem_layout *layout, unsigned int nr, uint64_t *total)
 {
-	uint64_t total = 0, off = 0;
 	unsigned int i;
-	int ret;
 
-	memset(gm, 0, sizeof(*gm));
-	gm->fd = -1;
+	*total = 0;
 	if (!nr || nr > GUEST_MEM_MAX_SLOTS)
 		return -EINVAL;
 	for (i = 0; i < nr; i++) {
 		if (!layout[i].size || (layout[i].size | layout[i].gpa) & 0xfff ||
-		    add_overflow(total, layout[i].size, &total))
+		    add_overflow(*total, layout[i].size, total))
 			return -EINVAL;
 	}
+	return 0;
+}
+
+/*
+ * Map each slot of the layout from gm->fd, back to back in the file, with the given
+ * MAP_SHARED/MAP_PRIVATE flag; huge pages on request. On failure unmaps what it
+ * mapped and returns -errno; gm->fd stays open for the caller.
+ */
+static int map_slots(struct guest_mem *gm, const struct guest_mem_layout *layout,
+		     unsigned int nr, int share, bool hugepage)
+{
+	uint64_t off = 0;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < nr; i++) {
+		struct guest_mem_slot *s = &gm->slot[i];
+		void *p = mmap(NULL, layout[i].size, PROT_READ | PROT_WRITE,
+			       share | MAP_NORESERVE, gm->fd, (off_t)off);
+
+		if (p == MAP_FAILED) {
+			ret = -errno;
+			log_error("cannot map %llu bytes of guest memory: %s",
+				  (unsigned long long)layout[i].size, strerror(errno));
+			for (i = 0; i < gm->nr_slots; i++)
+				munmap(gm->slot[i].hva, gm->slot[i].size);
+			gm->nr_slots = 0;
+			return ret;
+		}
+		/* Guest RAM is never useful in a core dump and may be large. */
+		madvise(p, layout[i].size, MADV_DONTDUMP);
+		/*
+		 * Huge pages where the host allows them for shared memory
+		 * (shmem_enabled = advise): fewer nested-paging faults.
+		 */
+		if (hugepage)
+			madvise(p, layout[i].size, MADV_HUGEPAGE);
+		s->gpa = layout[i].gpa;
+		s->size = layout[i].size;
+		s->hva = p;
+		s->file_off = off;
+		off += layout[i].size;
+		gm->nr_slots++;
+	}
+	return 0;
+}
+
+int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout, unsigned int nr)
+{
+	uint64_t total;
+	int ret;
+
+	memset(gm, 0, sizeof(*gm));
+	gm->fd = -1;
+	ret = layout_total(layout, nr, &total);
+	if (ret)
+		return ret;
 
 	gm->fd = memfd_create("plinth-ram", MFD_CLOEXEC);
 	if (gm->fd < 0) {
@@ -39,38 +94,12 @@ int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout
 			  strerror(errno));
 		goto out_close_fd;
 	}
-	for (i = 0; i < nr; i++) {
-		struct guest_mem_slot *s = &gm->slot[i];
-		void *p = mmap(NULL, layout[i].size, PROT_READ | PROT_WRITE,
-			       MAP_SHARED | MAP_NORESERVE, gm->fd, (off_t)off);
-
-		if (p == MAP_FAILED) {
-			ret = -errno;
-			log_error("cannot map %llu bytes of guest memory: %s",
-				  (unsigned long long)layout[i].size, strerror(errno));
-			goto out_unmap;
-		}
-		/* Guest RAM is never useful in a core dump and may be large. */
-		madvise(p, layout[i].size, MADV_DONTDUMP);
-		/*
-		 * Huge pages where the host allows them for shared memory
-		 * (shmem_enabled = advise): fewer nested-paging faults.
-		 */
-		madvise(p, layout[i].size, MADV_HUGEPAGE);
-		s->gpa = layout[i].gpa;
-		s->size = layout[i].size;
-		s->hva = p;
-		s->file_off = off;
-		off += layout[i].size;
-		gm->nr_slots++;
-	}
+	ret = map_slots(gm, layout, nr, MAP_SHARED, true);
+	if (ret)
+		goto out_close_fd;
 	gm->total = total;
 	return 0;
 
-out_unmap:
-	for (i = 0; i < gm->nr_slots; i++)
-		munmap(gm->slot[i].hva, gm->slot[i].size);
-	gm->nr_slots = 0;
 out_close_fd:
 	close(gm->fd);
 	gm->fd = -1;
@@ -80,20 +109,15 @@ out_close_fd:
 int guest_mem_map_file(struct guest_mem *gm, const struct guest_mem_layout *layout,
 		       unsigned int nr, int fd)
 {
-	uint64_t total = 0, off = 0;
+	uint64_t total;
 	struct stat st;
-	unsigned int i;
 	int ret;
 
 	memset(gm, 0, sizeof(*gm));
 	gm->fd = -1;
-	if (!nr || nr > GUEST_MEM_MAX_SLOTS)
-		return -EINVAL;
-	for (i = 0; i < nr; i++) {
-		if (!layout[i].size || (layout[i].size | layout[i].gpa) & 0xfff ||
-		    add_overflow(total, layout[i].size, &total))
-			return -EINVAL;
-	}
+	ret = layout_total(layout, nr, &total);
+	if (ret)
+		return ret;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != total) {
 		log_error("the memory file does not hold %llu bytes of guest RAM",
 			  (unsigned long long)total);
@@ -105,32 +129,13 @@ int guest_mem_map_file(struct guest_mem *gm, const struct guest_mem_layout *layo
 		log_error("dup: %s", strerror(errno));
 		return ret;
 	}
-	for (i = 0; i < nr; i++) {
-		struct guest_mem_slot *s = &gm->slot[i];
-		void *p = mmap(NULL, layout[i].size, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_NORESERVE, gm->fd, (off_t)off);
-
-		if (p == MAP_FAILED) {
-			ret = -errno;
-			log_error("cannot map %llu bytes of guest memory: %s",
-				  (unsigned long long)layout[i].size, strerror(errno));
-			goto out_unmap;
-		}
-		madvise(p, layout[i].size, MADV_DONTDUMP);
-		s->gpa = layout[i].gpa;
-		s->size = layout[i].size;
-		s->hva = p;
-		s->file_off = off;
-		off += layout[i].size;
-		gm->nr_slots++;
-	}
+	ret = map_slots(gm, layout, nr, MAP_PRIVATE, false);
+	if (ret)
+		goto out_close_fd;
 	gm->total = total;
 	return 0;
 
-out_unmap:
-	for (i = 0; i < gm->nr_slots; i++)
-		munmap(gm->slot[i].hva, gm->slot[i].size);
-	gm->nr_slots = 0;
+out_close_fd:
 	close(gm->fd);
 	gm->fd = -1;
 	return ret;

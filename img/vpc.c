@@ -62,7 +62,7 @@ struct vpc {
 	uint32_t bat_entries;
 	uint64_t bat_offset;
 	uint32_t bat_dirty_lo, bat_dirty_hi; /* dirty entry range, lo > hi = clean */
-	uint64_t meta_end;   /* end of header, BAT and locators: blocks start here */
+	uint64_t meta_end;   /* end of the headers and the BAT: blocks start after */
 	uint64_t footer_off; /* where the footer is: blocks are allocated here */
 	struct bm_entry bmc[VHD_BM_CACHE];
 	uint64_t tick;
@@ -652,13 +652,8 @@ static int vpc_open(struct pimg *img)
 		goto out_free;
 	for (uint32_t i = 0; i < v->bat_entries; i++)
 		v->bat[i] = be32toh(v->bat[i]);
+	/* Blocks live after the headers and the BAT (locators may be anywhere). */
 	v->meta_end = MAX(data_off + VHD_DYN_SIZE, v->bat_offset + (uint64_t)v->bat_entries * 4);
-	for (int i = 0; i < 8; i++) {
-		const uint8_t *l = dyn + 576 + i * 24;
-
-		if (ld_be32(l))
-			v->meta_end = MAX(v->meta_end, ld_be64(l + 16) + (uint64_t)ld_be32(l + 4) * 512);
-	}
 	if (v->type == VHD_DIFF) {
 		ret = find_parent(img, dyn);
 		if (ret)

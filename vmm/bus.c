@@ -118,3 +118,15 @@ bool bus_access(struct bus *b, uint64_t addr, void *data, unsigned int len, bool
 	}
 	return true;
 }
+
+bool bus_access_would_hit(struct bus *b, uint64_t addr)
+{
+	bool hit;
+	size_t i;
+
+	pthread_rwlock_rdlock(&b->lock);
+	i = bus_lower_bound(b, addr);
+	hit = i < b->n && b->r[i].base <= addr;
+	pthread_rwlock_unlock(&b->lock);
+	return hit;
+}

@@ -52,4 +52,7 @@ int bus_unregister(struct bus *b, uint64_t base, void *opaque);
  */
 bool bus_access(struct bus *b, uint64_t addr, void *data, unsigned int len, bool write);
 
+/* True when some range contains addr (for diagnostics). */
+bool bus_access_would_hit(struct bus *b, uint64_t addr);
+
 #endif

@@ -29,6 +29,8 @@
 static const char usage_text[] =
 	"Usage: plinth run --kernel PATH [--initrd PATH] [--cmdline STRING] [--cpus N]\n"
 	"                  [--memory SIZE] [--no-reboot] [--api-socket PATH]\n"
+	"                  [--disk SPEC]... [--net SPEC]... [--console virtio[,path=FILE]]\n"
+	"                  [--rng] [--vsock cid=N,socket=PATH]\n"
 	"       plinth --help | --version\n"
 	"\n"
 	"Run one virtual machine on KVM, booting a Linux kernel with its console on\n"
@@ -41,6 +43,15 @@ static const char usage_text[] =
 	"  --memory SIZE       guest RAM, e.g. 512M, 2G (default 512M)\n"
 	"  --no-reboot         exit when the guest reboots instead of restarting it\n"
 	"  --api-socket PATH   control socket path (reserved for the REST API)\n"
+	"  --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk][,readonly=on][,serial=ID]\n"
+	"                      a virtio disk (repeatable: vda, vdb, ... in this order)\n"
+	"  --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]\n"
+	"                      a virtio NIC on a tap device (repeatable)\n"
+	"  --console virtio[,path=FILE]\n"
+	"                      hvc0 on this terminal (or FILE) instead of COM1 input\n"
+	"  --rng               a virtio entropy source (getrandom)\n"
+	"  --vsock cid=N,socket=PATH\n"
+	"                      virtio vsock; the host side is the Unix socket PATH\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
 
@@ -104,7 +115,7 @@ static int usage_error(const char *fmt, ...)
 static int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
-	       OPT_API_SOCKET };
+	       OPT_API_SOCKET, OPT_DISK, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_VSOCK };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -113,6 +124,11 @@ static int cmd_run(int argc, char **argv)
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "net", required_argument, NULL, OPT_NET },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "vsock", required_argument, NULL, OPT_VSOCK },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -161,6 +177,29 @@ static int cmd_run(int argc, char **argv)
 		case OPT_API_SOCKET:
 			cfg.api_socket = optarg;
 			break;
+		case OPT_DISK:
+		case OPT_NET:
+		case OPT_CONSOLE:
+		case OPT_RNG:
+		case OPT_VSOCK: {
+			static const enum vm_device_kind kind[] = {
+				[OPT_DISK - OPT_DISK] = VM_DEV_DISK,
+				[OPT_NET - OPT_DISK] = VM_DEV_NET,
+				[OPT_CONSOLE - OPT_DISK] = VM_DEV_CONSOLE,
+				[OPT_RNG - OPT_DISK] = VM_DEV_RNG,
+				[OPT_VSOCK - OPT_DISK] = VM_DEV_VSOCK,
+			};
+
+			if (cfg.nr_devices == VM_MAX_DEVICES)
+				return usage_error("at most %d devices", VM_MAX_DEVICES);
+			cfg.devices[cfg.nr_devices].kind = kind[c - OPT_DISK];
+			cfg.devices[cfg.nr_devices].spec = c == OPT_RNG ? NULL : optarg;
+			cfg.nr_devices++;
+			/* hvc0 on this terminal: COM1 keeps the output, not the input. */
+			if (c == OPT_CONSOLE && !strchr(optarg, '='))
+				cfg.console_in = -1;
+			break;
+		}
 		case 'v':
 			if (level < LOG_DEBUG)
 				level++;

@@ -122,15 +122,21 @@ static bool vcpu_handle_exit(struct vcpu *v)
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
+		v->exits_io++;
+		if (log_get_level() >= LOG_DEBUG && !bus_access_would_hit(&v->vm->pio, run->io.port))
+			log_debug("vCPU %u: unhandled port %s 0x%x", v->index,
+				  run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read", run->io.port);
 		vcpu_io(v);
 		return true;
 	case KVM_EXIT_MMIO:
+		v->exits_mmio++;
 		if (run->mmio.len <= 8)
 			bus_access(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
 				   run->mmio.is_write);
 		return true;
 	case KVM_EXIT_INTR:
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
+		v->exits_other++;
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		/*
@@ -202,5 +208,8 @@ void *vcpu_thread(void *arg)
 		if (!vcpu_handle_exit(v))
 			break;
 	}
+	log_debug("vCPU %u: %llu port I/O exits, %llu MMIO exits, %llu others", v->index,
+		  (unsigned long long)v->exits_io, (unsigned long long)v->exits_mmio,
+		  (unsigned long long)v->exits_other);
 	return NULL;
 }

@@ -22,6 +22,7 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
+#include "virtio/devices.h"
 
 #define KVM_API_EXPECTED 12
 #define CTRL_A 0x01
@@ -440,10 +441,27 @@ static int vm_setup_devices(struct vm *vm)
 	pci_bus_set_reset_handler(vm->pci, reset_control, vm);
 
 	/*
-	 * Devices from the command line (--disk, --net, --rng, --console, --vsock) are
-	 * created here, each added with vm_add_pci_device(), before the ACPI tables
-	 * and e820 map are built from the registry below.
+	 * Devices from the command line (--disk, --net, --rng, --console, --vsock), in
+	 * command-line order (so disks are vda, vdb, ... as given), before the ACPI
+	 * tables and e820 map are built from the registry.
 	 */
+	for (i = 0; i < vm->cfg->nr_devices; i++) {
+		typedef int create_fn(struct pci_bus *, const struct guest_mem *, const char *,
+				      struct virtio_pci **);
+		static create_fn *const create[] = {
+			[VM_DEV_DISK] = virtio_blk_create,
+			[VM_DEV_NET] = virtio_net_create,
+			[VM_DEV_CONSOLE] = virtio_console_create,
+			[VM_DEV_RNG] = virtio_rng_create,
+			[VM_DEV_VSOCK] = virtio_vsock_create,
+		};
+		const struct vm_device_opt *d = &vm->cfg->devices[i];
+
+		ret = create[d->kind](vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
+		if (ret)
+			return ret; /* the device said why */
+		vm->nr_virtio++;
+	}
 	return 0;
 }
 
@@ -652,6 +670,9 @@ void vm_destroy(struct vm *vm)
 	vm_stop_threads(vm);
 	for (i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpu[i]);
+	/* Device I/O threads stop and disks are flushed before the bus goes. */
+	for (i = 0; i < vm->nr_virtio; i++)
+		virtio_pci_free(vm->virtio[i]);
 	pci_bus_free(vm->pci);
 	serial_destroy(&vm->com1);
 	pm_destroy(&vm->pm);

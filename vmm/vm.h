@@ -33,6 +33,16 @@
 
 #define VM_MAX_CPUS 64
 
+/* A virtio device from the command line, created in command-line order. */
+enum vm_device_kind { VM_DEV_DISK, VM_DEV_NET, VM_DEV_CONSOLE, VM_DEV_RNG, VM_DEV_VSOCK };
+
+struct vm_device_opt {
+	enum vm_device_kind kind;
+	const char *spec; /* the option's argument (see vmm/virtio/devices.h), not copied */
+};
+
+#define VM_MAX_DEVICES 24
+
 struct vm_config {
 	const char *kernel;     /* path to a bzImage or ELF vmlinux */
 	const char *initrd;     /* path or NULL */
@@ -44,6 +54,8 @@ struct vm_config {
 	int console_in;         /* fds for the serial console; -1 in to disable input */
 	int console_out;
 	bool console_escape;    /* Ctrl-A x quits (stdin is a terminal) */
+	struct vm_device_opt devices[VM_MAX_DEVICES];
+	unsigned int nr_devices;
 };
 
 enum vm_exit {
@@ -64,6 +76,7 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	bool started;
+	uint64_t exits_io, exits_mmio, exits_other; /* statistics, owned by the vCPU thread */
 };
 
 struct console_input {
@@ -96,6 +109,9 @@ struct vm {
 	struct pm pm;
 	struct i8042 i8042;
 	struct console_input console;
+
+	struct virtio_pci *virtio[VM_MAX_DEVICES]; /* owned: freed before the bus */
+	unsigned int nr_virtio;
 
 	struct vcpu vcpu[VM_MAX_CPUS];
 	unsigned int nr_vcpus;

@@ -8,16 +8,18 @@
  *   section    main vcpu  io  api   purpose
  *   base        x    x    x    x    glibc's own needs: memory, futexes, time, signals, exit
  *   spawn       x              x    creating threads (pthread_create)
+ *   nospawn          x    x         pthread_create refused with EPERM (not trapped)
  *   kvm-vcpu    x    x              vCPU state ioctls, MSI routes / irqfd / ioeventfd
  *   kvm-irq     x    x    x         interrupt injection
  *   evloop      x         x    x    epoll/poll, eventfds, Unix sockets, non-blocking fds
  *   io          x         x         disk I/O, vsock connect, tap offloads, console queries
  *   api         x              x    libmicrohttpd: listen/accept, select, socket options
  *   control     x                   snapshot files, migration sockets, VM-wide KVM state,
- *                                   the terminal, narrowing threads created later
+ *                                   re-creating the VM on a guest reset, the terminal,
+ *                                   narrowing threads created later
  *
- * MAIN is a superset of IO (so a thread the main thread creates after installing
- * its filter can still narrow itself to IO) and of VCPU.
+ * MAIN allows everything VCPU, IO and API allow, so that a thread created by the
+ * main thread after it installed its filter can still narrow itself to its kind.
  *
  * Argument checks, where cheap and worth it: ioctl requests (low 32 bits, as the
  * kernel reads them) against explicit lists; mmap/mprotect never with PROT_EXEC;
@@ -73,6 +75,7 @@ static const struct sc_value af_inet[] = { V(AF_INET), V(AF_INET6) };
 static const struct sc_value fcntl_cmds[] = {
 	V(F_GETFL), V(F_SETFL), V(F_GETFD), V(F_SETFD),
 };
+static const struct sc_value fcntl_dup[] = { V(F_DUPFD_CLOEXEC) };
 
 /* Per-vCPU state: running, and saving/restoring it around pause, snapshot, migration. */
 static const struct sc_value ioctl_kvm_vcpu[] = {
@@ -110,6 +113,14 @@ static const struct sc_value ioctl_kvm_vm[] = {
 	V(KVM_GET_CLOCK), V(KVM_SET_CLOCK),
 	V(KVM_GET_IRQCHIP), V(KVM_SET_IRQCHIP),
 	V(KVM_GET_PIT2), V(KVM_SET_PIT2),
+};
+
+/* Creating a VM and its vCPUs: the main thread does it again on a guest reset. */
+static const struct sc_value ioctl_kvm_create[] = {
+	V(KVM_GET_API_VERSION), V(KVM_CREATE_VM), V(KVM_GET_VCPU_MMAP_SIZE),
+	V(KVM_GET_SUPPORTED_CPUID), V(KVM_GET_MSR_INDEX_LIST), V(KVM_CREATE_VCPU),
+	V(KVM_SET_TSS_ADDR), V(KVM_SET_IDENTITY_MAP_ADDR), V(KVM_CREATE_IRQCHIP),
+	V(KVM_CREATE_PIT2), V(KVM_ENABLE_CAP),
 };
 
 static const struct sc_value ioctl_fd[] = { V(FIONBIO), V(FIONREAD), V(FIOCLEX) };
@@ -177,6 +188,16 @@ static const struct sc_rule spawn_rules[] = {
 };
 SECTION(spawn, spawn_rules);
 
+/*
+ * Kinds that may not create threads: glibc blocks every signal around clone3, so a
+ * trap there would kill without the explaining line. EPERM instead makes
+ * pthread_create fail, visibly, in its caller. fork() uses clone(2) and still traps.
+ */
+static const struct sc_rule nospawn_rules[] = {
+	REFUSE(clone3, EPERM, "pthread_create fails with EPERM where its caller can say so"),
+};
+SECTION(nospawn, nospawn_rules);
+
 static const struct sc_rule kvm_vcpu_rules[] = {
 	ALLOW_IN(ioctl, 1, ioctl_kvm_vcpu, "KVM_RUN and the vCPU's state"),
 	ALLOW_IN(ioctl, 1, ioctl_kvm_routes, "MSI-X and doorbell programming by the guest"),
@@ -225,6 +246,7 @@ static const struct sc_rule io_rules[] = {
 	ALLOW(fallocate, "virtio-blk discard and write-zeroes"),
 	ALLOW(lseek, "disk images"),
 	ALLOW(fstat, "image size"),
+	ALLOW(ftruncate, "images that grow (qcow2 and others allocating clusters)"),
 	ALLOW_BITS(newfstatat, 3, AT_EMPTY_PATH, AT_EMPTY_PATH,
 		   "fstat() of glibc (with AT_EMPTY_PATH only)"),
 	ALLOW(connect, "vsock: guest-initiated connections to PATH_<port>"),
@@ -248,11 +270,16 @@ static const struct sc_rule api_rules[] = {
 SECTION(api, api_rules);
 
 static const struct sc_rule control_rules[] = {
-	ALLOW(openat, "snapshot files"),
-	ALLOW(unlinkat, "a failed snapshot, a stale socket"),
+	ALLOW(openat, "snapshot files; /dev/kvm, kernel, images when a reset re-creates the VM"),
+	ALLOW(newfstatat, "stat/lstat of paths (vsock socket, images, kernel)"),
+	ALLOW(unlink, "a stale or finished socket, a failed snapshot"),
+	ALLOW(unlinkat, "a stale or finished socket, a failed snapshot"),
+	ALLOW(rename, "snapshots written under a temporary name"),
 	ALLOW(renameat, "snapshots written under a temporary name"),
 	ALLOW(renameat2, "snapshots written under a temporary name"),
-	ALLOW(ftruncate, "snapshot files"),
+	ALLOW(flock, "image locks when a reset re-creates the VM"),
+	ALLOW(memfd_create, "guest memory when a reset re-creates the VM"),
+	ALLOW_IN(fcntl, 1, fcntl_dup, "the console's output fd"),
 	ALLOW_IN(socket, 0, af_inet, "live migration over TCP"),
 	ALLOW(timerfd_create, "migration and shutdown timeouts"),
 	ALLOW(timerfd_settime, "migration and shutdown timeouts"),
@@ -263,6 +290,7 @@ static const struct sc_rule control_rules[] = {
 	ALLOW(seccomp, "a thread created later narrowing itself (filters only add up)"),
 	ALLOW_IN(prctl, 0, prctl_nnp, "installing a later thread's filter"),
 	ALLOW_IN(ioctl, 1, ioctl_kvm_vm, "dirty log, clock, irqchip for snapshots and migration"),
+	ALLOW_IN(ioctl, 1, ioctl_kvm_create, "a guest reset re-creates the VM (vm_create)"),
 	ALLOW_IN(ioctl, 1, ioctl_tty_set, "restoring the terminal at exit"),
 	ALLOW_IN(ioctl, 1, ioctl_tun_setup, "tap set-up"),
 };
@@ -275,10 +303,10 @@ static const struct sc_section *const main_sections[] = {
 	&sec_control,
 };
 static const struct sc_section *const vcpu_sections[] = {
-	&sec_base, &sec_kvm_vcpu, &sec_kvm_irq,
+	&sec_base, &sec_nospawn, &sec_kvm_vcpu, &sec_kvm_irq,
 };
 static const struct sc_section *const io_sections[] = {
-	&sec_base, &sec_kvm_irq, &sec_evloop, &sec_io,
+	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io,
 };
 static const struct sc_section *const api_sections[] = {
 	&sec_base, &sec_spawn, &sec_evloop, &sec_api,

@@ -13,18 +13,22 @@
  *
  * Filters are inherited and they stack. A thread created by a filtered thread
  * starts with its creator's filter; if it then installs its own, both apply and
- * only what both allow gets through. Hence the order the VMM must follow:
+ * only what both allow gets through. MAIN allows everything the other kinds
+ * allow (a unit test checks it), so either order works:
  *   1. open everything (/dev/kvm, images, taps, sockets), jail_enter() if asked;
- *   2. the main thread creates the vCPU, I/O and API threads while itself still
- *      unfiltered; each of them calls sandbox_seccomp_install(its kind) first
- *      thing, and a vCPU thread before its first KVM_RUN;
- *   3. the main thread calls sandbox_seccomp_install(SANDBOX_MAIN) last.
- * Only the main and API kinds may create threads (clone with CLONE_THREAD). A
- * thread the main thread creates after step 3 (a device's I/O thread started at
- * DRIVER_OK) runs under MAIN and may narrow itself to IO: MAIN allows the
- * install (seccomp(2), PR_SET_NO_NEW_PRIVS, rt_sigaction) and is a superset of
- * IO. vCPU threads may not create threads: a device started by a guest write
- * must be started (or its parked worker released) by the main thread.
+ *   2. the main thread installs SANDBOX_MAIN, before or after creating the
+ *      other threads;
+ *   3. every vCPU, I/O (device worker, console input) and API thread calls
+ *      sandbox_seccomp_install(its kind) first thing, a vCPU thread before its
+ *      first KVM_RUN.
+ * Installing adds a filter each time: install once per thread, not once per
+ * VM re-creation on the main thread (the kernel caps the stacked total).
+ * Only MAIN and API threads may create threads. On VCPU and IO threads
+ * pthread_create fails with EPERM (not a trap: glibc blocks all signals
+ * around clone3, so a trap would kill without a word) and fork() traps. So a
+ * device started by a guest write on a vCPU thread (DRIVER_OK) must not create
+ * its worker there: create it with the device on the main thread and let
+ * DRIVER_OK wake it.
  *
  * Lazy opens by libraries must happen before the filter: sandbox_seccomp_install()
  * loads glibc's time zone itself; the API thread must call json_object_seed(0)

@@ -1,22 +1,37 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "helpers.h"
 
+static char tmp_dir[64];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void rm_tmp_dir(void)
+{
+	nftw(tmp_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void tmp_path(char *buf, size_t len, const char *name)
 {
-	static char dir[64];
+	char *dir = tmp_dir;
 
 	if (!dir[0]) {
-		snprintf(dir, sizeof(dir), "/tmp/plinth-img-unit.XXXXXX");
+		snprintf(dir, sizeof(tmp_dir), "/tmp/plinth-img-unit.XXXXXX");
 		assert_non_null(mkdtemp(dir));
+		atexit(rm_tmp_dir);
 	}
 	snprintf(buf, len, "%s/%s", dir, name);
 }
@@ -78,6 +93,7 @@ void workout(const char *fmt, const char *opts, uint64_t size)
 	assert_non_null(img);
 	size = MIN(size, pimg_size(img));
 	g = pimg_granule(img);
+	assert_true(4ULL * g <= size); /* the offsets below need room */
 	/* aligned, whole granule, unaligned, crossing a granule boundary, last byte */
 	do_write(img, shadow, 0, 4096, 1);
 	do_write(img, shadow, g, g, 2);

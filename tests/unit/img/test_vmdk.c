@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: MIT
+/* VMDK: the three subformats, hostile descriptors and headers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+
+static void test_workout_sparse(void **state)
+{
+	(void)state;
+	workout("vmdk", NULL, 16 * MiB);
+}
+
+static void test_workout_flat(void **state)
+{
+	(void)state;
+	workout("vmdk", "subformat=monolithicFlat", 16 * MiB);
+}
+
+static void test_stream(void **state)
+{
+	char p[256];
+	uint64_t size = 4 * MiB;
+	uint8_t *data = calloc(1, size);
+	struct pimg *img;
+
+	(void)state;
+	assert_non_null(data);
+	fill_pattern(data, 3 * 65536, 1);
+	fill_pattern(data + 2 * MiB, 65536, 2);
+	tmp_path(p, sizeof(p), "stream.vmdk");
+	assert_int_equal(pimg_create(p, "vmdk", size, "subformat=streamOptimized"), 0);
+	img = pimg_open(p, "vmdk", 0);
+	assert_non_null(img);
+	assert_true(pimg_sequential_only(img));
+	for (uint64_t off = 0; off < size; off += 65536)
+		if (!pimg_is_zero(data + off, 65536))
+			assert_int_equal(pimg_write_compressed(img, data + off, 65536, off), 0);
+	/* going back is refused */
+	assert_int_equal(pimg_write_compressed(img, data, 65536, 0), -EINVAL);
+	assert_int_equal(pimg_pwrite(img, data, 512, 0), -EINVAL);
+	pimg_close(img);
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_content(img, data, size);
+	pimg_close(img);
+	/* a finished stream is write-once */
+	assert_null(pimg_open(p, "vmdk", 0));
+	free(data);
+}
+
+static const char *const bad_descriptors[] = {
+	"# Disk DescriptorFile\nRW 100 FLAT \"/etc/hostname\" 0\n",
+	"# Disk DescriptorFile\nRW 100 FLAT \"../x-flat.vmdk\" 0\n",
+	"# Disk DescriptorFile\nRW 100 FLAT \"sub/../../x\" 0\n",
+	"# Disk DescriptorFile\nRW 99999999999999999999 FLAT \"x-flat.vmdk\" 0\n",
+	"# Disk DescriptorFile\nRW 100 FLAT \"x-flat.vmdk\" 999999999999999\n",
+	"# Disk DescriptorFile\nRW 100 FLAT \"unterminated\n",
+	"# Disk DescriptorFile\nRW 0 FLAT \"x-flat.vmdk\" 0\n",
+	"# Disk DescriptorFile\nRW 100 WEIRD \"x-flat.vmdk\" 0\n",
+	"# Disk DescriptorFile\nNOACCESS 100 FLAT \"x-flat.vmdk\" 0\n",
+	"# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\n",
+	"# Disk DescriptorFile\nRW 100000 FLAT \"x-flat.vmdk\" 0\n", /* longer than the file */
+	"# Disk DescriptorFile\nRW 10 SPARSE \"x-flat.vmdk\"\n",   /* no sparse header */
+};
+
+static void test_hostile_descriptors(void **state)
+{
+	char d[256], flat[256];
+	static uint8_t buf[81920];
+	struct pimg *img;
+
+	(void)state;
+	tmp_path(d, sizeof(d), "x.vmdk");
+	tmp_path(flat, sizeof(flat), "x-flat.vmdk");
+	write_file(flat, buf, 51200);
+	for (size_t i = 0; i < ARRAY_SIZE(bad_descriptors); i++) {
+		write_file(d, bad_descriptors[i], strlen(bad_descriptors[i]));
+		img = pimg_open(d, "vmdk", PIMG_O_RDONLY);
+		if (img)
+			fail_msg("descriptor %zu accepted", i);
+	}
+	/* blank lines and garbage are tolerated; a ZERO extent and RDONLY work */
+	{
+		const char *ok = "# Disk DescriptorFile\n\n\ngarbage line\nRW 100 FLAT \"x-flat.vmdk\" 0\n\n"
+				 "RDONLY 50 FLAT \"x-flat.vmdk\" 0\nRW 8 ZERO\n";
+
+		write_file(d, ok, strlen(ok));
+		img = pimg_open(d, "vmdk", PIMG_O_RDONLY);
+		assert_non_null(img);
+		assert_int_equal(pimg_size(img), 158 * 512);
+		assert_int_equal(pimg_pread(img, buf, 158 * 512, 0), 0);
+		pimg_close(img);
+	}
+}
+
+static void make_sparse(char *p, size_t len)
+{
+	uint8_t buf[65536 * 2];
+	struct pimg *img;
+
+	tmp_path(p, len, "m.vmdk");
+	assert_int_equal(pimg_create(p, "vmdk", 64 * MiB, NULL), 0);
+	img = pimg_open(p, "vmdk", 0);
+	assert_non_null(img);
+	fill_pattern(buf, sizeof(buf), 3);
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 40 * MiB), 0);
+	pimg_close(img);
+}
+
+static void test_hostile_sparse(void **state)
+{
+	char p[256];
+	uint8_t v[8], buf[4096];
+	struct pimg *img;
+
+	(void)state;
+	/* grain directory offset that overflows when multiplied by 512 */
+	make_sparse(p, sizeof(p));
+	st_le64(v, 0x0100000000000000ULL);
+	corrupt(p, 56, v, 8);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	/* absurd grain size */
+	make_sparse(p, sizeof(p));
+	st_le64(v, 3);
+	corrupt(p, 20, v, 8);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	/* descriptor size out of the file */
+	make_sparse(p, sizeof(p));
+	st_le64(v, 1ULL << 40);
+	corrupt(p, 36, v, 8);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	/* grain table entry beyond the end of the file */
+	make_sparse(p, sizeof(p));
+	{
+		struct pimg *m = pimg_open(p, NULL, PIMG_O_RDONLY);
+		uint64_t gd;
+		uint32_t gt;
+		int fd;
+
+		assert_non_null(m);
+		pimg_close(m);
+		fd = open(p, O_RDWR);
+		assert_int_equal(pread_full(fd, v, 8, 56), 0);
+		gd = ld_le64(v);
+		assert_int_equal(pread_full(fd, v, 4, (off_t)(gd * 512 + 4)), 0); /* GD entry 1: 32-64 MiB */
+		gt = ld_le32(v);
+		st_le32(v, 0x7ffffff0);
+		assert_int_equal(pwrite_full(fd, v, 4, (off_t)(gt * 512ULL + 4 * 128)), 0); /* grain at 40 MiB */
+		close(fd);
+	}
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 40 * MiB), -EIO);
+	{
+		struct pimg_check res;
+
+		assert_int_equal(pimg_check(img, &res, 0), 0);
+		assert_true(res.corruptions > 0);
+	}
+	pimg_close(img);
+}
+
+static void test_mutations(void **state)
+{
+	char p[256];
+
+	(void)state;
+	make_sparse(p, sizeof(p));
+	mutate_and_open(p, NULL, 16 * 1024, 200);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_workout_sparse),
+		cmocka_unit_test(test_workout_flat),
+		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_hostile_descriptors),
+		cmocka_unit_test(test_hostile_sparse),
+		cmocka_unit_test(test_mutations),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: MIT
+/*
+ * virtio-blk (virtio 1.x section 5.2): one request queue, served synchronously by
+ * the device's I/O thread through a storage backend (struct blk_backend_ops).
+ *
+ * A request is a chain: a 16-byte header (type, ioprio, sector) in the readable
+ * part, data (readable for writes, writable for reads), and the status byte as the
+ * last writable byte. Everything in it is checked before the backend is called:
+ * header size, data length a multiple of 512 and below 4 GiB, the sector range
+ * inside the disk (overflow-safe), the type's feature negotiated, the disk
+ * writable. A bad request gets VIRTIO_BLK_S_IOERR or _UNSUPP; only a chain with no
+ * writable byte for the status (which can't be answered) breaks the device.
+ */
+#include "blk.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+
+#include "devices.h"
+#include "log.h"
+#include "plinth-img.h"
+#include "spec.h"
+#include "util.h"
+#include "virtio-pci.h"
+
+#define SECTOR              512u
+#define BLK_QUEUE_SIZE      256
+#define BLK_SEG_MAX         (BLK_QUEUE_SIZE - 2)
+#define BLK_MAX_RANGE_SECTORS 0x400000u /* 2 GiB per discard / write-zeroes range */
+#define BLK_MAX_RANGES      16
+
+struct blk {
+	const struct blk_backend_ops *bops;
+	void *be;                 /* backend state, owned */
+	uint64_t capacity;        /* sectors */
+	struct blk_opts opts;
+	struct virtq_elem *elem;  /* the request being served (large: not on the stack) */
+	struct iovec data[VIRTQ_MAX_SEGS];
+	unsigned int io_errors;   /* backend errors seen; the first few are logged */
+};
+
+/* One discard / write-zeroes range (spec 5.2.6). */
+struct blk_range {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+
+static void log_io_error(struct blk *b, const char *what, uint64_t off, int err)
+{
+	/* A failing disk fails every request: log a few, not millions. */
+	if (b->io_errors++ < 5)
+		log_error("virtio-blk: %s at byte %llu: %s", what, (unsigned long long)off,
+			  strerror(-err));
+}
+
+/* True if [sector, sector + bytes/512) lies inside the disk. */
+static bool in_disk(const struct blk *b, uint64_t sector, uint64_t bytes)
+{
+	return sector <= b->capacity && bytes / SECTOR <= b->capacity - sector;
+}
+
+/* Read or write the segments of data at byte offset off. */
+static int do_rw(struct blk *b, bool write, const struct iovec *iov, int n, uint64_t off)
+{
+	int i, r;
+
+	for (i = 0; i < n; i++) {
+		r = write ? b->bops->write(b->be, iov[i].iov_base, iov[i].iov_len, off)
+			  : b->bops->read(b->be, iov[i].iov_base, iov[i].iov_len, off);
+		if (r) {
+			log_io_error(b, write ? "write" : "read", off, r);
+			return r;
+		}
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
+static uint8_t blk_rw(struct blk *b, struct virtq_elem *e, bool write, uint64_t sector,
+		      uint64_t *data_len)
+{
+	/* Reads fill the writable part but its last byte; writes take the readable part. */
+	uint64_t len = write ? e->out_len - sizeof(struct virtio_blk_outhdr) : e->in_len - 1;
+	int n;
+
+	if (write && b->opts.readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (len % SECTOR || len > UINT32_MAX - SECTOR || !in_disk(b, sector, len))
+		return VIRTIO_BLK_S_IOERR;
+	if (write)
+		n = iov_slice(e->iov, e->out_num, sizeof(struct virtio_blk_outhdr), len, b->data,
+			      VIRTQ_MAX_SEGS);
+	else
+		n = iov_slice(e->iov + e->out_num, e->in_num, 0, len, b->data, VIRTQ_MAX_SEGS);
+	if (n < 0)
+		return VIRTIO_BLK_S_IOERR;
+	if (do_rw(b, write, b->data, n, sector * SECTOR))
+		return VIRTIO_BLK_S_IOERR;
+	if (!write)
+		*data_len = len;
+	return VIRTIO_BLK_S_OK;
+}
+
+static uint8_t blk_ranges(struct blk *b, struct virtq_elem *e, bool zeroes)
+{
+	uint64_t len = e->out_len - sizeof(struct virtio_blk_outhdr), i;
+
+	if (b->opts.readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (len == 0 || len % sizeof(struct blk_range) || len / sizeof(struct blk_range) > BLK_MAX_RANGES)
+		return VIRTIO_BLK_S_IOERR;
+	for (i = 0; i < len / sizeof(struct blk_range); i++) {
+		struct blk_range rg;
+		uint64_t sector, bytes;
+		uint32_t flags;
+		int r;
+
+		iov_to_buf(e->iov, e->out_num, sizeof(struct virtio_blk_outhdr) + i * sizeof(rg),
+			   &rg, sizeof(rg));
+		sector = le64toh(rg.sector);
+		bytes = (uint64_t)le32toh(rg.num_sectors) * SECTOR;
+		flags = le32toh(rg.flags);
+		if (flags & ~(zeroes ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (le32toh(rg.num_sectors) > BLK_MAX_RANGE_SECTORS || !in_disk(b, sector, bytes))
+			return VIRTIO_BLK_S_IOERR;
+		if (zeroes) {
+			r = b->bops->write_zeroes(b->be, sector * SECTOR, bytes,
+						  flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+		} else {
+			r = b->bops->discard(b->be, sector * SECTOR, bytes);
+			if (r == -EOPNOTSUPP)
+				r = 0; /* a hint the host can't act on */
+		}
+		if (r) {
+			log_io_error(b, zeroes ? "write zeroes" : "discard", sector * SECTOR, r);
+			return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+static int blk_chain(struct virtio_dev *vdev, struct virtq_elem *e, uint32_t *written)
+{
+	struct blk *b = vdev->priv;
+	struct virtio_blk_outhdr hdr;
+	uint64_t data_len = 0;
+	uint8_t status;
+	uint32_t type;
+	int r;
+
+	if (e->in_len == 0)
+		return -EIO; /* no room for a status: the request can't even fail */
+	if (e->out_len < sizeof(hdr)) {
+		status = VIRTIO_BLK_S_IOERR;
+		goto out_status;
+	}
+	iov_to_buf(e->iov, e->out_num, 0, &hdr, sizeof(hdr));
+	type = le32toh(hdr.type);
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		status = blk_rw(b, e, type == VIRTIO_BLK_T_OUT, le64toh(hdr.sector), &data_len);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		r = b->bops->flush(b->be);
+		if (r)
+			log_io_error(b, "flush", 0, r);
+		status = r ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		data_len = MIN(e->in_len - 1, (uint64_t)VIRTIO_BLK_ID_BYTES);
+		buf_to_iov(e->iov + e->out_num, e->in_num, 0, b->opts.id, data_len);
+		status = VIRTIO_BLK_S_OK;
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		if (!virtio_has_feature(vdev, type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD
+									  : VIRTIO_BLK_F_WRITE_ZEROES)) {
+			status = VIRTIO_BLK_S_UNSUPP;
+			break;
+		}
+		status = blk_ranges(b, e, type == VIRTIO_BLK_T_WRITE_ZEROES);
+		break;
+	default:
+		status = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+out_status:
+	/* The status is the last writable byte, after whatever data went before it. */
+	buf_to_iov(e->iov + e->out_num, e->in_num, e->in_len - 1, &status, 1);
+	*written = (uint32_t)(data_len + 1);
+	return 0;
+}
+
+static void blk_handle(struct virtio_dev *vdev, uint32_t tag, uint32_t events)
+{
+	struct blk *b = vdev->priv;
+
+	if (tag == 0)
+		virtio_dev_drain(vdev, 0, b->elem, blk_chain);
+}
+
+static void blk_cfg_read(struct virtio_dev *vdev, uint32_t off, void *data, unsigned int len)
+{
+	struct blk *b = vdev->priv;
+	struct virtio_blk_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.capacity = htole64(b->capacity);
+	c.seg_max = htole32(BLK_SEG_MAX);
+	c.blk_size = htole32(SECTOR);
+	c.num_queues = htole16(1);
+	c.max_discard_sectors = htole32(BLK_MAX_RANGE_SECTORS);
+	c.max_discard_seg = htole32(BLK_MAX_RANGES);
+	c.discard_sector_alignment = htole32(4096 / SECTOR);
+	c.max_write_zeroes_sectors = htole32(BLK_MAX_RANGE_SECTORS);
+	c.max_write_zeroes_seg = htole32(BLK_MAX_RANGES);
+	c.write_zeroes_may_unmap = 1;
+	memcpy(data, (uint8_t *)&c + off, len); /* off + len <= cfg_size, checked by the transport */
+}
+
+static void blk_destroy(struct virtio_dev *vdev)
+{
+	struct blk *b = vdev->priv;
+
+	if (!b)
+		return;
+	/* Whatever the guest wrote reaches the disk even if it never asked for a flush. */
+	if (!b->opts.readonly && b->bops->flush(b->be))
+		log_error("virtio-blk: final flush failed");
+	b->bops->close(b->be);
+	free(b->elem);
+	free(b);
+	vdev->priv = NULL;
+}
+
+static int blk_save(struct virtio_dev *vdev, void *state)
+{
+	struct blk *b = vdev->priv;
+	struct virtio_blk_state *s = state;
+
+	memset(s, 0, sizeof(*s));
+	s->capacity = b->capacity;
+	s->readonly = b->opts.readonly;
+	return 0;
+}
+
+static int blk_load(struct virtio_dev *vdev, const void *state)
+{
+	const struct virtio_blk_state *s = state;
+	struct blk *b = vdev->priv;
+
+	/* The disk is given on the command line of the new VM; it must be the same size. */
+	if (s->capacity != b->capacity || s->readonly != b->opts.readonly)
+		return -EINVAL;
+	return 0;
+}
+
+const struct virtio_dev_ops virtio_blk_ops = {
+	.name = "virtio-blk",
+	.device_id = VIRTIO_ID_BLOCK,
+	.pci_class = 0x0180, /* mass storage, other */
+	.cfg_size = offsetof(struct virtio_blk_config, max_secure_erase_sectors),
+	.cfg_read = blk_cfg_read,
+	.handle = blk_handle,
+	.destroy = blk_destroy,
+	.state_size = sizeof(struct virtio_blk_state),
+	.save = blk_save,
+	.load = blk_load,
+};
+
+int virtio_blk_init(struct virtio_dev *vdev, const struct guest_mem *mem,
+		    const struct blk_backend_ops *bops, void *be, const struct blk_opts *opts)
+{
+	uint64_t features = (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
+			    (1ULL << VIRTIO_BLK_F_FLUSH);
+	struct blk *b;
+	int r;
+
+	b = calloc(1, sizeof(*b));
+	if (b)
+		b->elem = malloc(sizeof(*b->elem));
+	if (!b || !b->elem) {
+		log_error("virtio-blk: out of memory");
+		r = -ENOMEM;
+		goto out_free;
+	}
+	b->bops = bops;
+	b->be = be;
+	b->capacity = bops->size(be) / SECTOR;
+	b->opts = *opts;
+	if (opts->readonly)
+		features |= 1ULL << VIRTIO_BLK_F_RO;
+	else
+		features |= (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+	r = virtio_dev_init(vdev, &virtio_blk_ops, b, mem, 1, BLK_QUEUE_SIZE, features);
+	if (r)
+		goto out_free;
+	return 0;
+
+out_free:
+	if (b)
+		free(b->elem);
+	free(b);
+	bops->close(be);
+	return r;
+}
+
+/* ---- the image library as a backend ---------------------------------------------- */
+
+static int img_read(void *be, void *buf, size_t len, uint64_t off)
+{
+	return pimg_pread(be, buf, len, off);
+}
+
+static int img_write(void *be, const void *buf, size_t len, uint64_t off)
+{
+	return pimg_pwrite(be, buf, len, off);
+}
+
+static int img_flush(void *be)
+{
+	return pimg_flush(be);
+}
+
+static int img_discard(void *be, uint64_t off, uint64_t len)
+{
+	return pimg_discard(be, off, len);
+}
+
+static int img_write_zeroes(void *be, uint64_t off, uint64_t len, bool may_unmap)
+{
+	/* The library deallocates where the format can and the range allows. */
+	return pimg_write_zeroes(be, off, len);
+}
+
+static uint64_t img_size(void *be)
+{
+	return pimg_size(be);
+}
+
+static void img_close(void *be)
+{
+	pimg_close(be);
+}
+
+const struct blk_backend_ops blk_img_ops = {
+	.name = "plinth-img",
+	.read = img_read,
+	.write = img_write,
+	.flush = img_flush,
+	.discard = img_discard,
+	.write_zeroes = img_write_zeroes,
+	.size = img_size,
+	.close = img_close,
+};
+
+void *blk_img_open(const char *path, const char *format, bool readonly)
+{
+	/* The library probes only when format is NULL, and never picks raw for writing. */
+	return pimg_open(path, format, readonly ? PIMG_O_RDONLY : 0);
+}
+
+/* ---- command line ---------------------------------------------------------------- */
+
+int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+		      struct virtio_pci **out)
+{
+	static const char *const keys[] = { "path", "format", "readonly", "serial" };
+	char *v[ARRAY_SIZE(keys)];
+	struct blk_opts opts;
+	struct virtio_dev *vdev;
+	const char *base, *format = NULL;
+	void *be;
+	int r;
+
+	r = spec_parse("--disk", spec, keys, ARRAY_SIZE(keys), NULL, v);
+	if (r)
+		return r;
+	memset(&opts, 0, sizeof(opts));
+	r = -EINVAL;
+	if (!v[0] || !*v[0]) {
+		log_error("--disk: path=FILE is required");
+		goto out_spec;
+	}
+	if (v[2] && spec_bool("--disk", "readonly", v[2], &opts.readonly))
+		goto out_spec;
+	if (v[1]) {
+		/* Our names for the formats, and the library's. */
+		static const char *const names[][2] = {
+			{ "raw", "raw" }, { "qcow2", "qcow2" }, { "vhd", "vpc" }, { "vpc", "vpc" },
+			{ "vhdx", "vhdx" }, { "vmdk", "vmdk" },
+		};
+		size_t i;
+
+		for (i = 0; i < ARRAY_SIZE(names) && strcmp(v[1], names[i][0]); i++)
+			;
+		if (i == ARRAY_SIZE(names)) {
+			log_error("--disk: unknown format '%s' (expected raw, qcow2, vhd, vhdx, vmdk)",
+				  v[1]);
+			goto out_spec;
+		}
+		format = names[i][1];
+	}
+	/* The ID (serial in the guest) defaults to the file's name, cut to 20 bytes. */
+	base = strrchr(v[0], '/');
+	base = v[3] ? v[3] : base ? base + 1 : v[0];
+	memcpy(opts.id, base, strnlen(base, sizeof(opts.id)));
+
+	be = blk_img_open(v[0], format, opts.readonly);
+	if (!be)
+		goto out_spec; /* the library said why */
+	vdev = calloc(1, sizeof(*vdev));
+	if (!vdev) {
+		log_error("--disk: out of memory");
+		blk_img_ops.close(be);
+		r = -ENOMEM;
+		goto out_spec;
+	}
+	r = virtio_blk_init(vdev, mem, &blk_img_ops, be, &opts);
+	if (r)
+		goto out_free_vdev;
+	spec_free(v, ARRAY_SIZE(keys));
+	return virtio_pci_create_on(bus, vdev, out);
+
+out_free_vdev:
+	free(vdev);
+out_spec:
+	spec_free(v, ARRAY_SIZE(keys));
+	return r;
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio devices as the VMM creates them: one call per command-line option, in
+ * command-line order (the bus gives slots in call order, so disks appear to the
+ * guest as vda, vdb, ... in the order given).
+ *
+ *   --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk][,readonly=on][,serial=ID]
+ *        (repeatable) An image file or block device, through the image library
+ *        (plinth-img.h). Without format= the library recognises the header; a
+ *        writable file without one is refused, never guessed to be raw.
+ *        readonly=on advertises VIRTIO_BLK_F_RO and fails writes. serial is the
+ *        GET_ID string (default: the file's name, cut to 20 bytes).
+ *   --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]                    (repeatable)
+ *        Attaches to (or, with CAP_NET_ADMIN, creates) tap IFNAME. Without mac=,
+ *        a locally administered MAC is derived from IFNAME.
+ *   --console virtio[,path=FILE]
+ *        hvc0 on the VMM's stdin/stdout, or on FILE (a tty, pty or fifo) opened
+ *        read-write.
+ *   --rng
+ *        Bytes from getrandom(2).
+ *   --vsock cid=N,socket=PATH
+ *        Firecracker's convention: host-initiated connections connect to the Unix
+ *        socket PATH and send "CONNECT <port>\n" (answer "OK <hostport>\n");
+ *        guest-initiated connections to port P go to the Unix socket "PATH_P".
+ *
+ * Each returns 0 or -errno, having logged one line that names the option on
+ * error. *out (may be NULL) receives the device, for virtio_pci_free() at exit
+ * (which also flushes disks) and for save/restore.
+ */
+#ifndef PLINTH_VMM_VIRTIO_DEVICES_H
+#define PLINTH_VMM_VIRTIO_DEVICES_H
+
+#include "hw/pci.h"
+#include "mem.h"
+
+struct virtio_pci;
+
+int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+		      struct virtio_pci **out);
+int virtio_net_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+		      struct virtio_pci **out);
+/* spec: "virtio" or "virtio,path=FILE". */
+int virtio_console_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+			  struct virtio_pci **out);
+/* spec may be NULL or "" (no options). */
+int virtio_rng_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+		      struct virtio_pci **out);
+int virtio_vsock_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+			struct virtio_pci **out);
+
+/* Stop and free a device made by one of the above (flushes a disk). */
+void virtio_pci_free(struct virtio_pci *vp);
+
+#endif

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Constructors below the command line, for tests and fuzz targets: each makes a
+ * device on vdev (with virtio_dev_init) without a transport or a bus. Host-side
+ * endpoints are plain fds the caller opens (a socketpair in tests), ownership
+ * passing to the device. 0 or -errno, logged.
+ */
+#ifndef PLINTH_VMM_VIRTIO_INTERNAL_H
+#define PLINTH_VMM_VIRTIO_INTERNAL_H
+
+#include <stdint.h>
+
+#include "virtio.h"
+
+extern const struct virtio_dev_ops virtio_rng_ops;
+extern const struct virtio_dev_ops virtio_console_ops;
+extern const struct virtio_dev_ops virtio_net_ops;
+extern const struct virtio_dev_ops virtio_vsock_ops;
+
+int virtio_rng_init(struct virtio_dev *vdev, const struct guest_mem *mem);
+
+/* in_fd/out_fd: host side of hvc0 (may be the same fd); non-blocking is set here. */
+int virtio_console_init(struct virtio_dev *vdev, const struct guest_mem *mem, int in_fd,
+			int out_fd);
+
+/* tap_fd: a tap opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR (or, in tests, a datagram
+ * socket carrying virtio_net_hdr + frame); offload: TUNSETOFFLOAD is available. */
+int virtio_net_init(struct virtio_dev *vdev, const struct guest_mem *mem, int tap_fd,
+		    const uint8_t mac[6], bool offload);
+
+/* Guest CID and the Unix socket path of the host side. */
+int virtio_vsock_init(struct virtio_dev *vdev, const struct guest_mem *mem, uint64_t cid,
+		      const char *path);
+
+/* Serializable device state. */
+struct virtio_net_state {
+	uint8_t mac[6];
+	uint16_t pad;
+	uint64_t offloads; /* last TUNSETOFFLOAD argument */
+};
+
+struct virtio_vsock_state {
+	uint64_t cid;
+};
+
+#endif

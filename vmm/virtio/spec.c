@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+#include "spec.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "util.h"
+
+void spec_free(char **vals, size_t nkeys)
+{
+	size_t i;
+
+	for (i = 0; i < nkeys; i++) {
+		free(vals[i]);
+		vals[i] = NULL;
+	}
+}
+
+static void log_expected(const char *opt, const char *what, const char *name,
+			 const char *const *keys, size_t nkeys)
+{
+	char list[256] = "";
+	size_t i, used = 0;
+
+	for (i = 0; i < nkeys && used < sizeof(list); i++) {
+		int n = snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", keys[i]);
+
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	log_error("%s: %s '%s' (expected %s)", opt, what, name, list);
+}
+
+int spec_parse(const char *opt, const char *spec, const char *const *keys, size_t nkeys,
+	       const char *flag_key, char **vals)
+{
+	const char *p = spec;
+	size_t i;
+
+	for (i = 0; i < nkeys; i++)
+		vals[i] = NULL;
+	if (!spec || !*spec) {
+		log_error("%s: empty device description", opt);
+		return -EINVAL;
+	}
+	while (*p) {
+		const char *eq = NULL, *s, *vstart;
+		char *key, *val, *v;
+
+		/* Find the end of this item: a single ',' (",," is an escaped comma). */
+		for (s = p; *s; s++) {
+			if (*s == ',' && s[1] == ',') {
+				s++;
+				continue;
+			}
+			if (*s == ',')
+				break;
+			if (*s == '=' && !eq)
+				eq = s;
+		}
+		if (!eq && !flag_key) {
+			log_error("%s: '%.*s' is not key=value", opt, (int)(s - p), p);
+			goto out_free;
+		}
+		/* A bare word is the value of flag_key. */
+		vstart = eq ? eq + 1 : p;
+		key = eq ? strndup(p, (size_t)(eq - p)) : strdup(flag_key);
+		val = malloc((size_t)(s - vstart) + 1);
+		if (!key || !val) {
+			free(key);
+			free(val);
+			log_error("%s: out of memory", opt);
+			spec_free(vals, nkeys);
+			return -ENOMEM;
+		}
+		/* Copy the value, turning ",," back into ','. */
+		for (v = val; vstart < s; vstart++) {
+			*v++ = *vstart;
+			if (*vstart == ',')
+				vstart++;
+		}
+		*v = '\0';
+		for (i = 0; i < nkeys; i++)
+			if (!strcmp(key, keys[i]))
+				break;
+		if (i == nkeys) {
+			log_expected(opt, "unknown key", key, keys, nkeys);
+			free(key);
+			free(val);
+			goto out_free;
+		}
+		if (vals[i]) {
+			log_error("%s: '%s' given twice", opt, key);
+			free(key);
+			free(val);
+			goto out_free;
+		}
+		free(key);
+		vals[i] = val;
+		p = *s ? s + 1 : s;
+	}
+	return 0;
+
+out_free:
+	spec_free(vals, nkeys);
+	return -EINVAL;
+}
+
+int spec_bool(const char *opt, const char *key, const char *val, bool *out)
+{
+	static const char *const yes[] = { "on", "yes", "true", "1" };
+	static const char *const no[] = { "off", "no", "false", "0" };
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (!strcasecmp(val, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcasecmp(val, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	log_error("%s: %s=%s: expected on or off", opt, key, val);
+	return -EINVAL;
+}
+
+int spec_uint(const char *opt, const char *key, const char *val, uint64_t min, uint64_t max,
+	      uint64_t *out)
+{
+	if (parse_uint(val, min, max, out)) {
+		log_error("%s: %s=%s: expected a number from %llu to %llu", opt, key, val,
+			  (unsigned long long)min, (unsigned long long)max);
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Device specs from the command line: "key=value,key=value". A comma inside a
+ * value is written twice (",,"), as QEMU does. Errors are logged as one line
+ * naming the option ("--disk: unknown key 'foo' (expected path, format, readonly)").
+ */
+#ifndef PLINTH_VMM_VIRTIO_SPEC_H
+#define PLINTH_VMM_VIRTIO_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Split spec into values for the nkeys names in keys: vals[i] receives a
+ * malloc'd copy (owned by the caller, freed with spec_free) or NULL when absent.
+ * A bare word (no '=') is accepted only when flag_key names a key that may
+ * appear alone (e.g. "--console virtio"), and is then stored under it.
+ * 0, or -EINVAL (unknown or repeated key, empty spec, missing '=') / -ENOMEM.
+ */
+int spec_parse(const char *opt, const char *spec, const char *const *keys, size_t nkeys,
+	       const char *flag_key, char **vals);
+void spec_free(char **vals, size_t nkeys);
+
+/* "on/off/yes/no/true/false/1/0". 0 or -EINVAL (logged with opt and key). */
+int spec_bool(const char *opt, const char *key, const char *val, bool *out);
+/* Unsigned decimal in [min, max]. 0 or -EINVAL (logged). */
+int spec_uint(const char *opt, const char *key, const char *val, uint64_t min, uint64_t max,
+	      uint64_t *out);
+
+#endif

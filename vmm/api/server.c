@@ -221,9 +221,9 @@ int api_listen(const char *socket_path)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, ret;
 
-	if (!socket_path[0] || strlen(socket_path) >= sizeof(sa.sun_path)) {
+	if (!socket_path || !socket_path[0] || strlen(socket_path) >= sizeof(sa.sun_path)) {
 		log_error("API socket path must be 1..%zu bytes: %s", sizeof(sa.sun_path) - 1,
-			  socket_path);
+			  socket_path ? socket_path : "(none)");
 		return -EINVAL;
 	}
 	/* jansson seeds its hash function from /dev/urandom on first use: do it here, on
@@ -290,8 +290,7 @@ struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
 	return s;
 }
 
-struct api_server *api_server_start(const char *socket_path, const struct api_vm_ops *ops,
-				    void *vm)
+struct api_server *api_server_start(const char *socket_path, const struct api_vm_ops *ops, void *vm)
 {
 	struct api_server *s;
 	int fd = api_listen(socket_path);

@@ -87,12 +87,12 @@ static void *api_thread(void *arg)
 	return NULL;
 }
 
-#define CHECK(cond, code)                                                                 \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "# child: %s failed\n", #cond);                   \
-			return code;                                                      \
-		}                                                                         \
+#define CHECK(cond, code)                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "# child: %s failed\n", #cond);                            \
+			return code;                                                               \
+		}                                                                                  \
 	} while (0)
 
 static int request(const char *sock, const char *method, const char *path, const char *body,

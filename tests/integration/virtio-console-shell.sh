@@ -1,9 +1,10 @@
 # hvc0 carries a shell: with `--console virtio` (no path) hvc0's host end is plinth's own
 # stdin/stdout, while COM1 keeps only its output (both reach stdout). The guest runs a shell
 # on /dev/hvc0; commands written to plinth's stdin (a FIFO) run there, their output comes
-# back on plinth's stdout, and the shell's exit status ends the guest. Part of the input
-# is written before the guest has posted any receive buffer, so input that arrives early
-# must be held, not lost.
+# back on plinth's stdout (in the same file as the serial console's, neither overwriting
+# the other), and the shell's exit status ends the guest. Input is sent once the guest shows
+# its shell starting: Linux discards hvc0 input that lands while its driver is still setting
+# the port up (see README), which the unit tests cover on the host side instead.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
 dir=$(sock_dir) # a FIFO cannot live on /tmp (9p in the emulated host)
@@ -30,8 +31,6 @@ wait_for() {
 	return 1
 }
 
-# Written before the VM exists: sits in the FIFO until the guest's shell reads hvc0.
-printf 'echo early-$((3*5))\n' >&3
 timeout 180 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
 	--memory 256M --console virtio \
 	--cmdline "$(guest_cmdline 'echo "hvc-shell: starting"; exec sh </dev/hvc0 >/dev/hvc0 2>&1')" \
@@ -48,6 +47,6 @@ exec 3>&-
 sed -i 's/\r$//' "$out"
 [ $rc = 124 ] && fail "plinth did not exit after the shell did"
 expect_in "$out" '^plinth-guest: exit status 5' "the hvc0 shell's exit did not end the guest"
-grep -q 'early-15' "$out" || echo "note: input written before boot did not run" >&2
+expect_in "$out" '^plinth-guest: ready' "the serial console's output was lost"
 [ $rc = 0 ] || { tail -n 20 "$out"; fail "plinth exited $rc"; }
 echo "ok: a shell on hvc0 ran commands from plinth's stdin"

@@ -8,6 +8,9 @@
  * read straight into it. With no buffer, the fd is dropped from the epoll set
  * until the guest kicks queue 0, so a busy host doesn't spin the I/O thread. End
  * of input (or an fd epoll can't watch, like /dev/null) just means no more input.
+ * Linux's driver drops input that lands while it is still registering the port
+ * (before its receive interrupt can find it); with no MULTIPORT there is no "port
+ * open" message to wait for, so bytes waiting at boot may be lost in the guest.
  * Output: each chain's readable bytes are written to the host fd in order. The
  * fds are non-blocking (stdin/stdout are reopened through /proc/self/fd so the
  * shell's own file descriptions stay blocking; a regular file is shared as is): when the host doesn't keep up,

@@ -13,9 +13,10 @@
  * open" message to wait for, so bytes waiting at boot may be lost in the guest.
  * Output: each chain's readable bytes are written to the host fd in order. The
  * fds are non-blocking (stdin/stdout are reopened through /proc/self/fd so the
- * shell's own file descriptions stay blocking; a regular file is shared as is): when the host doesn't keep up,
- * the chain waits, part-written, until the fd is writable, so the I/O thread never
- * blocks and a reset can always stop it. If the host side is gone, output is dropped.
+ * shell's own file descriptions stay blocking; a regular file is shared as is):
+ * when the host doesn't keep up, the chain waits, part-written, until the fd is
+ * writable, so the I/O thread never blocks and a reset can always stop it. If the
+ * host side is gone, output is dropped.
  */
 #include <endian.h>
 #include <errno.h>

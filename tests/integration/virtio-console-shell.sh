@@ -36,9 +36,10 @@ timeout 180 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initr
 	--cmdline "$(guest_cmdline 'echo "hvc-shell: starting"; exec sh </dev/hvc0 >/dev/hvc0 2>&1')" \
 	<"$dir/in" >"$out" 2>&1 &
 pid=$!
-wait_for 'hvc-shell: starting' 150 || { cat -v "$out" | tail -n 60; fail "the guest did not start its hvc0 shell"; }
+show() { cat -v "$out" | tail -n 60; }
+wait_for 'hvc-shell: starting' 150 || { show; fail "the guest did not start its hvc0 shell"; }
 printf 'echo answer-$((6*7))\n' >&3
-wait_for 'answer-42' 30 || { cat -v "$out" | tail -n 60; fail "a command sent to hvc0 did not run"; }
+wait_for 'answer-42' 30 || { show; fail "a command sent to hvc0 did not run"; }
 printf 'exit 5\n' >&3
 rc=0
 wait "$pid" || rc=$?

@@ -93,7 +93,7 @@ for f in raw qcow2 vhdx vmdk vpc; do
 	printf '| %s | %s | %s | %.1f | %.0f | %.0f | %.0f | %s | %.0f | %s | %s | %.1f |\n' "$name" \
 		"$(fmt_row "$pw" "$pw0" "$pw1")" "$(fmt_row "$qw" "$qw0" "$qw1")" "$(echo "$qw / $pw" | bc -l)" \
 		"$(echo "$COUNT / $pw" | bc -l)" "$(echo "$COUNT / $qw" | bc -l)" "$(echo "$COUNT / $pl" | bc -l)" \
-"$(fmt_row "$q0" "$q00" "$q01")" "$(echo "$COUNT / ($qw - $q0)" | bc -l)" "$(fmt_row "$ps" "$ps0" "$ps1")" "$(fmt_row "$qs" "$qs0" "$qs1")" \
+		"$(fmt_row "$q0" "$q00" "$q01")" "$(echo "$COUNT / ($qw - $q0)" | bc -l)" "$(fmt_row "$ps" "$ps0" "$ps1")" "$(fmt_row "$qs" "$qs0" "$qs1")" \
 		"$(echo "$qs / $ps" | bc -l)"
 done
 echo

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side benchmarks: plinth against QEMU, measured from outside the guest.
 
---part host: things that need no KVM (binary size, image conversion), run on this machine.
+--part host: things that need no KVM (binary size, image conversion, image reads), run on this machine.
 --part kvm:  guest boots, memory overhead, I/O, run where /dev/kvm is real KVM.
 --merge:     combine parts into results.json and results.md.
 Each pair of commands runs interleaved (A B A B ...); we report the median and flag a
@@ -179,6 +179,7 @@ def part_host(runs):
         "plinth": stripped(PLINTH) if os.path.exists(PLINTH) else na("build/plinth not built"),
         "qemu": stripped(q), "unit": "bytes", "lower_is_better": True}
     m.update(bench_convert(runs))
+    m.update(bench_randread(runs))
     return out
 
 
@@ -225,6 +226,97 @@ def bench_convert(runs):
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return res
+
+
+def bench_randread(runs, count=100000, step=16384):
+    """Random 4 KiB reads, plinth-img bench vs qemu-io, one offset list (bench/img-randread.sh).
+
+    Per format: reads/s over the whole process (start to exit, warm page cache), qemu-io fed
+    "read -q OFF 4096" lines on stdin; and a strided reference where both plinth-img bench and
+    qemu-img bench (-d 1) time only their own read loop.
+    """
+    fmts = {"raw": "raw", "qcow2": "qcow2", "vhdx": "vhdx", "vmdk": "vmdk", "vhd": "vpc"}
+    res = {}
+    def key(f):
+        return ("random 4 KiB reads, %s, 2 GiB half data (reads/s)" % f,
+                "strided 4 KiB reads (-S 16k), %s (reads/s, read loop only)" % f)
+    if not os.access(PLINTH_IMG, os.X_OK) or not plinth_img_has("bench"):
+        for f in fmts:
+            for k in key(f):
+                res[k] = {"plinth": na("plinth-img bench not built"), "qemu": None, "unit": "reads/s"}
+        return res
+    d = tempfile.mkdtemp(prefix="bench-randread-")
+    try:
+        src = os.path.join(d, "img.raw")
+        with open(src, "wb") as fh:  # 32 MiB data, 32 MiB hole, ... up to 2 GiB
+            for i in range(0, 64, 2):
+                fh.seek(i * (32 << 20))
+                for _ in range(32):
+                    fh.write(os.urandom(1 << 20))
+            fh.truncate(2 << 30)
+        imgs = {"raw": src}
+        for f, q in fmts.items():
+            if f != "raw":
+                imgs[f] = os.path.join(d, "img." + q)
+                subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", q, src, imgs[f]], check=True)
+        import random
+        r = random.Random(1)
+        offs = [r.randrange(0, (2 << 30) // 4096) * 4096 for _ in range(count)]
+        lst, script = os.path.join(d, "offsets"), os.path.join(d, "qemu-io.script")
+        with open(lst, "w") as l, open(script, "w") as sc:
+            for o in offs:
+                l.write("%d\n" % o)
+                sc.write("read -q %d 4096\n" % o)
+        def wall(cmd, stdin=None):
+            t = time.monotonic()
+            with open(stdin or os.devnull) as i:
+                p = subprocess.run(cmd, stdin=i, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            dt = time.monotonic() - t
+            if p.returncode:
+                raise RuntimeError(p.stderr.decode(errors="replace")[-300:])
+            return count / dt
+        def loop(cmd, parse):
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode:
+                raise RuntimeError(p.stderr[-300:])
+            return count / parse(p.stdout)
+        def qemu_img_secs(out):
+            m = re.search(r"Run completed in ([0-9.]+) seconds", out)
+            if not m:
+                raise RuntimeError("no 'Run completed' in qemu-img bench output")
+            return float(m.group(1))
+        for f, q in fmts.items():
+            img = imgs[f]
+            rnd, stride = key(f)
+            rr = interleave({
+                "plinth": lambda: wall([PLINTH_IMG, "bench", "-f", q, "--offsets", lst, img]),
+                "qemu": lambda: wall(["qemu-io", "-r", "-f", q, img], script),
+            }, runs)
+            res[rnd] = {k: (na(str(v)[:120]) if isinstance(v, Exception) else stats(v)) for k, v in rr.items()} | {
+                "unit": "reads/s", "lower_is_better": False,
+                "conditions": "%d reads, same offsets; whole process, warm cache; QEMU = qemu-io < script" % count}
+            rs = interleave({
+                "plinth": lambda: loop([PLINTH_IMG, "bench", "-f", q, "--output=json", "--pattern", "sequential",
+                                        "-S", str(step), "-c", str(count), img],
+                                       lambda o: json.loads(o)["seconds"]),
+                "qemu": lambda: loop(["qemu-img", "bench", "-f", q, "-d", "1", "-s", "4096", "-S", str(step),
+                                      "-c", str(count), img], qemu_img_secs),
+            }, runs)
+            res[stride] = {k: (na(str(v)[:120]) if isinstance(v, Exception) else stats(v)) for k, v in rs.items()} | {
+                "unit": "reads/s", "lower_is_better": False,
+                "conditions": "%d reads; QEMU = qemu-img bench -d 1" % count}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return res
+
+
+def plinth_img_has(word):
+    """True if plinth-img's help lists the command word."""
+    try:
+        p = subprocess.run([PLINTH_IMG, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return re.search(r"^\s+%s\b" % re.escape(word), p.stdout, re.M) is not None
 
 
 def part_kvm(runs):

@@ -7,6 +7,7 @@
 Each pair of commands runs interleaved (A B A B ...); we report the median and flag a
 figure as unstable when (max - min) / median exceeds 20 %. A metric that a feature does not
 support yet is reported as n/a with the reason, never estimated.
+BENCH_ONLY=REGEX limits a run to the metrics whose names it matches (e.g. 'migration|API').
 """
 import argparse, json, os, platform, re, select, shutil, statistics, subprocess, sys, tempfile, time
 import bench_migrate  # bench/bench_migrate.py: live migration and control-socket readiness

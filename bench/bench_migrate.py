@@ -241,9 +241,10 @@ def qemu_migrate(guest):
 def bench_migrate(runs):
     res = {}
     have = B.plinth_has("receive", "migrate")
-    cond = ("%d vCPU, %s guest, loopback TCP, %d ms downtime target on both; each VMM's own figures "
-            "(plinth: its 'migration completed' line, pause to the destination's ack; "
-            "QEMU -M pc: query-migrate, max-bandwidth uncapped); a run counts only if the guest "
+    cond = ("%d vCPU, %s guest, loopback TCP, %d ms downtime target on both; each VMM's own figures: "
+            "plinth its 'migration completed' line (downtime = source paused to the destination's ack "
+            "of the checked stream), QEMU -M pc query-migrate with max-bandwidth uncapped (downtime = "
+            "source stopped to its last byte sent, no destination ack); a run counts only if the guest "
             "then counts on at the destination" % (MIG_CPUS, "512 MiB", DOWNTIME_MS))
     for label, guest, what in (("512 MiB idle", IDLE, "idle guest"),
                                ("512 MiB dirtying", DIRTY, "guest rewriting 32 MiB of tmpfs in a loop")):

@@ -7,8 +7,10 @@
 Each pair of commands runs interleaved (A B A B ...); we report the median and flag a
 figure as unstable when (max - min) / median exceeds 20 %. A metric that a feature does not
 support yet is reported as n/a with the reason, never estimated.
+BENCH_ONLY=REGEX limits a run to the metrics whose names it matches (e.g. 'migration|API').
 """
 import argparse, json, os, platform, re, select, shutil, statistics, subprocess, sys, tempfile, time
+import bench_migrate  # bench/bench_migrate.py: live migration and control-socket readiness
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(TOP, "build")
@@ -18,6 +20,12 @@ PLINTH = os.path.join(B, "plinth")
 PLINTH_IMG = os.path.join(B, "plinth-img")
 MARKER = b"plinth-guest: init started"
 UNSTABLE = 0.20
+
+
+def wanted(metric_name):
+    """True if the metric matches $BENCH_ONLY (a regex searched in its name), or no filter is set."""
+    only = os.environ.get("BENCH_ONLY")
+    return not only or re.search(only, metric_name) is not None
 
 
 def host_kind():
@@ -327,21 +335,24 @@ def part_kvm(runs):
         return out
     have_plinth = plinth_has("--kernel")
     # 1. Process start to the guest's init, and the VMM's CPU time for a whole boot.
-    fns = {}
-    if have_plinth:
-        fns["plinth"] = lambda: boot_once(vmm_cmd("plinth"))
-    fns["qemu-microvm"] = lambda: boot_once(vmm_cmd("qemu-microvm"))
-    fns["qemu-pc"] = lambda: boot_once(vmm_cmd("qemu-pc"))
-    r = interleave(fns, runs)
-    for metric, idx in (("start to guest init (s)", 0), ("VMM CPU time, boot to poweroff (s)", 2)):
-        row = {"unit": "s", "lower_is_better": True, "conditions": "2 vCPUs, 512 MiB"}
-        for k in ("plinth", "qemu-microvm", "qemu-pc"):
-            v = r.get(k, na("plinth not built"))
-            row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
-                v if isinstance(v, dict) else stats([x[idx] for x in v]))
-        m[metric] = row
+    if wanted("start to guest init (s)") or wanted("VMM CPU time, boot to poweroff (s)"):
+        fns = {}
+        if have_plinth:
+            fns["plinth"] = lambda: boot_once(vmm_cmd("plinth"))
+        fns["qemu-microvm"] = lambda: boot_once(vmm_cmd("qemu-microvm"))
+        fns["qemu-pc"] = lambda: boot_once(vmm_cmd("qemu-pc"))
+        r = interleave(fns, runs)
+        for metric, idx in (("start to guest init (s)", 0), ("VMM CPU time, boot to poweroff (s)", 2)):
+            row = {"unit": "s", "lower_is_better": True, "conditions": "2 vCPUs, 512 MiB"}
+            for k in ("plinth", "qemu-microvm", "qemu-pc"):
+                v = r.get(k, na("plinth not built"))
+                row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
+                    v if isinstance(v, dict) else stats([x[idx] for x in v]))
+            m[metric] = row
     # 2. VMM overhead memory after boot: PSS minus the guest memory it touched.
     for mem in ("128M", "1G"):
+        if not wanted("VMM overhead memory, %s guest (MiB)" % mem):
+            continue
         def overhead(vmm):
             def at_marker(pid, _buf):
                 time.sleep(1.0)
@@ -356,38 +367,20 @@ def part_kvm(runs):
             row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
                 v if isinstance(v, dict) else stats([x / (1 << 20) for x in v]))
         m["VMM overhead memory, %s guest (MiB)" % mem] = row
-    # 3. VMM start to API socket ready.
-    if plinth_has("--api-socket"):
-        def api_ready():
-            d = tempfile.mkdtemp()
-            sock = os.path.join(d, "api.sock")
-            t0 = time.monotonic()
-            p = subprocess.Popen(vmm_cmd("plinth", run="sleep 5", extra=["--api-socket", sock]),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                while not os.path.exists(sock):
-                    if p.poll() is not None or time.monotonic() - t0 > 60:
-                        raise RuntimeError("API socket never appeared")
-                    time.sleep(0.001)
-                return time.monotonic() - t0
-            finally:
-                p.kill(); p.wait(); shutil.rmtree(d, ignore_errors=True)
-        r = interleave({"plinth": api_ready}, runs)
-        v = r["plinth"]
-        m["VMM start to API socket ready (s)"] = {"plinth": na(str(v)) if isinstance(v, Exception) else stats(v),
-                                                  "qemu": na("QMP socket timing not measured"), "unit": "s"}
-    else:
-        m["VMM start to API socket ready (s)"] = {"plinth": na("no --api-socket yet"), "qemu": na("not measured"), "unit": "s"}
+    # 3. VMM start to API socket ready (plinth and QEMU's QMP, each answering a request).
+    m.update(bench_migrate.bench_api_ready(runs))
     # 4. virtio-blk sequential throughput with busybox dd (1 MiB blocks, O_DIRECT) to raw and qcow2.
-    m.update(bench_blk(runs, plinth_has("--disk")))
+    if wanted("virtio-blk sequential read, raw qcow2 write 4 KiB random read/write (MB/s)"):
+        m.update(bench_blk(runs, plinth_has("--disk")))
     # 5. virtio-net, migration: only once plinth has them.
     for metric, feature in (("virtio-net guest to host over tap (Mbit/s)", "--net tap"),
-                            ("migration downtime, 512 MiB idle (ms)", "migrate"),
-                            ("migration total time, 512 MiB idle (s)", "migrate")):
+                            ):
         if not plinth_has(feature) or "migrate" in feature or "--net" in feature:
             m[metric] = {"plinth": na("not measured by make bench yet" if plinth_has(feature)
                                       else "plinth has no %s yet" % feature),
                          "qemu": na("not measured by make bench yet"), "unit": ""}
+    m.update(bench_migrate.bench_migrate(runs))
+    out["metrics"] = {k: v for k, v in m.items() if wanted(k)}
     return out
 
 

@@ -236,7 +236,7 @@ def bench_convert(runs):
     return res
 
 
-def bench_randread(runs, count=100000, step=16384):
+def bench_randread(runs, count=20000, step=16384):
     """Random 4 KiB reads, plinth-img bench vs qemu-io, one offset list (bench/img-randread.sh).
 
     Per format: reads/s over the whole process (start to exit, warm page cache), qemu-io fed

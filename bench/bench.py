@@ -18,6 +18,7 @@ KERNEL = os.path.join(B, "guest", "vmlinuz")
 INITRD = os.path.join(B, "guest", "initramfs.cpio.gz")
 PLINTH = os.path.join(B, "plinth")
 PLINTH_IMG = os.path.join(B, "plinth-img")
+NETPERF = os.path.join(B, "guest", "tools", "plinth-netperf")  # host side of the net test
 MARKER = b"plinth-guest: init started"
 UNSTABLE = 0.20
 
@@ -369,16 +370,12 @@ def part_kvm(runs):
         m["VMM overhead memory, %s guest (MiB)" % mem] = row
     # 3. VMM start to API socket ready (plinth and QEMU's QMP, each answering a request).
     m.update(bench_migrate.bench_api_ready(runs))
-    # 4. virtio-blk sequential throughput with busybox dd (1 MiB blocks, O_DIRECT) to raw and qcow2.
-    if wanted("virtio-blk sequential read, raw qcow2 write 4 KiB random read/write (MB/s)"):
-        m.update(bench_blk(runs, plinth_has("--disk")))
-    # 5. virtio-net, migration: only once plinth has them.
-    for metric, feature in (("virtio-net guest to host over tap (Mbit/s)", "--net tap"),
-                            ):
-        if not plinth_has(feature) or "migrate" in feature or "--net" in feature:
-            m[metric] = {"plinth": na("not measured by make bench yet" if plinth_has(feature)
-                                      else "plinth has no %s yet" % feature),
-                         "qemu": na("not measured by make bench yet"), "unit": ""}
+    # 4. virtio-blk to raw and qcow2: sequential throughput with busybox dd (1 MiB blocks,
+    #    O_DIRECT), 4 KiB random reads and writes with plinth-fio (queue depth 1).
+    m.update(bench_blk(runs, plinth_has("--disk")))
+    # 5. virtio-net: one TCP stream from the guest to the host over a tap.
+    m.update(bench_net(runs, plinth_has("--net", "tap=")))
+    # 6. live migration, idle and dirtying.
     m.update(bench_migrate.bench_migrate(runs))
     out["metrics"] = {k: v for k, v in m.items() if wanted(k)}
     return out
@@ -390,9 +387,36 @@ DD_WRAP = ("a=$(cut -d' ' -f1 /proc/uptime); %s 2>/dev/null; b=$(cut -d' ' -f1 /
            "echo BENCH-DD bytes=$((%d << 20)) secs=$(awk \"BEGIN { print $b - $a }\")")
 
 
+FIO_RE = re.compile(rb"PLINTH-FIO rw=(\w+) bs=\d+ qd=\d+ ios=\d+ bytes=\d+ secs=[0-9.]+ iops=([0-9.]+)")
+# Both random patterns in one boot: a read then a write pass of 10 s each.
+FIO_CMD = " && ".join("plinth-fio --dev /dev/vda --rw %s --bs 4k --size 256M --runtime 10" % rw
+                      for rw in ("randread", "randwrite"))
+
+
+def blk_cmd(vmm, path, fmt_, run):
+    """Command line booting vmm with path as its virtio disk (vda), running run in the guest."""
+    if vmm == "plinth":
+        return vmm_cmd("plinth", run=run, extra=["--disk", "path=%s,format=%s" % (path, fmt_)])
+    return vmm_cmd(vmm, run=run, extra=["-drive", "file=%s,format=%s,if=none,id=d0" % (path, fmt_),
+                                        "-device", "virtio-blk-pci,drive=d0"])
+
+
+def guest_output(cmd, timeout=600):
+    """Run a VMM to the guest's poweroff; return its console output."""
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.stdout
+
+
 def bench_blk(runs, have_plinth):
-    """Sequential read and write through virtio-blk, measured by dd inside the guest."""
+    """virtio-blk, measured inside the guest: sequential read and write with dd (1 MiB
+    blocks), 4 KiB random read and write with plinth-fio, both O_DIRECT."""
     res = {}
+    formats = [f_ for f_ in os.environ.get("BENCH_BLK_FORMATS", "raw,qcow2").split(",") if f_ in ("raw", "qcow2")]
+    seq_name = "virtio-blk sequential %s, %s (MB/s)"
+    rnd_name = "virtio-blk 4 KiB random %s, %s (IOPS)"
+    if not any(wanted(n % (w, f_)) for f_ in formats for n in (seq_name, rnd_name) for w in ("read", "write")):
+        return res
+    not_built = na("plinth has no --disk yet")
     d = tempfile.mkdtemp(prefix="bench-blk-", dir="/dev/shm")
     try:
         raw = os.path.join(d, "disk.raw")
@@ -405,21 +429,15 @@ def bench_blk(runs, have_plinth):
         mib = 256
         tests = (("read", DD_WRAP % ("dd if=/dev/vda of=/dev/null bs=1M count=%d iflag=direct" % mib, mib)),
                  ("write", DD_WRAP % ("dd if=/dev/zero of=/dev/vda bs=1M count=%d oflag=direct" % mib, mib)))
-        formats = os.environ.get("BENCH_BLK_FORMATS", "raw,qcow2").split(",")
         for fmt_, path in [(f_, p_) for f_, p_ in (("raw", raw), ("qcow2", q)) if f_ in formats]:
             for what, cmd in tests:
+                if not wanted(seq_name % (what, fmt_)):
+                    continue
                 def once(vmm, fmt_=fmt_, path=path, cmd=cmd):
-                    run = cmd
-                    if vmm == "plinth":
-                        c = vmm_cmd("plinth", run=run, extra=["--disk", "path=%s,format=%s" % (path, fmt_)])
-                    else:
-                        c = vmm_cmd(vmm, run=run, extra=[
-                            "-drive", "file=%s,format=%s,if=none,id=d0" % (path, fmt_),
-                            "-device", "virtio-blk-pci,drive=d0"])
-                    p = subprocess.run(c, capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
-                    mt = DD_RE.search(p.stdout)
+                    out = guest_output(blk_cmd(vmm, path, fmt_, cmd))
+                    mt = DD_RE.search(out)
                     if not mt:
-                        raise RuntimeError("no dd result: %r" % p.stdout[-300:])
+                        raise RuntimeError("no dd result: %r" % out[-300:])
                     return int(mt.group(1)) / float(mt.group(2)) / 1e6
                 fns = {}
                 if have_plinth:
@@ -430,15 +448,95 @@ def bench_blk(runs, have_plinth):
                        "conditions": "dd 1 MiB blocks, O_DIRECT, 256 MiB, %s file in the host's tmpfs (/dev/shm), "
                                      "QEMU -M pc virtio-blk-pci cache=writeback" % fmt_}
                 for k in ("plinth", "qemu-pc"):
-                    v = r.get(k, na("plinth has no --disk yet"))
+                    v = r.get(k, not_built)
                     row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (v if isinstance(v, dict) else stats(v))
-                res["virtio-blk sequential %s, %s (MB/s)" % (what, fmt_)] = row
-        res["virtio-blk 4 KiB random read/write"] = {
-            "plinth": na("no random-I/O tool in the standard guest yet"),
-            "qemu-pc": na("no random-I/O tool in the standard guest yet"), "unit": ""}
+                res[seq_name % (what, fmt_)] = row
+            if not (wanted(rnd_name % ("read", fmt_)) or wanted(rnd_name % ("write", fmt_))):
+                continue
+            def fio(vmm, fmt_=fmt_, path=path):
+                out = guest_output(blk_cmd(vmm, path, fmt_, FIO_CMD))
+                iops = {rw.decode(): float(x) for rw, x in FIO_RE.findall(out)}
+                if set(iops) != {"randread", "randwrite"}:
+                    raise RuntimeError("no plinth-fio result: %r" % out[-300:])
+                return iops
+            fns = {}
+            if have_plinth:
+                fns["plinth"] = lambda: fio("plinth")
+            fns["qemu-pc"] = lambda: fio("qemu-pc")
+            r = interleave(fns, runs)
+            for what in ("read", "write"):
+                row = {"unit": "IOPS", "lower_is_better": False,
+                       "conditions": "plinth-fio in the guest: 4 KiB O_DIRECT, queue depth 1 (synchronous), "
+                                     "fixed-seed random offsets in the first 256 MiB, 10 s (the read pass, "
+                                     "then the write pass, in one boot); %s file in the host's tmpfs "
+                                     "(/dev/shm), QEMU -M pc virtio-blk-pci cache=writeback" % fmt_}
+                for k in ("plinth", "qemu-pc"):
+                    v = r.get(k, not_built)
+                    row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
+                        v if isinstance(v, dict) else stats([x["rand" + what] for x in v]))
+                res[rnd_name % (what, fmt_)] = row
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return res
+
+
+NET_RE = re.compile(rb"PLINTH-NET bytes=\d+ secs=[0-9.]+ mbits=([0-9.]+)")
+NET_HOST, NET_GUEST, NET_PORT, NET_TAP = "10.0.2.1", "10.0.2.2", 5201, "pbtap0"
+
+
+def bench_net(runs, have_plinth):
+    """One TCP stream from the guest (plinth-netperf --send, 10 s) to plinth-netperf --listen
+    on the host, over a tap in a network namespace of its own."""
+    name = "virtio-net guest to host over tap (Mbit/s)"
+    if not wanted(name):
+        return {}
+    row = {"unit": "Mbit/s", "lower_is_better": False,
+           "conditions": "one TCP stream, guest to host, 10 s, 128 KiB writes, measured by plinth-netperf in "
+                         "the guest; tap in its own network namespace, 2 vCPUs, 512 MiB; QEMU -M pc "
+                         "virtio-net-pci, vhost=off (a userspace backend, like plinth's)"}
+    if not os.access(NETPERF, os.X_OK):
+        return {name: row | {"plinth": na("no plinth-netperf (make guest)"), "qemu-pc": na("no plinth-netperf")}}
+    ns = "plinth-bench%d" % os.getpid()
+    inns = ["ip", "netns", "exec", ns]
+    recv = None
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "tuntap", "add", NET_TAP, "mode", "tap"],
+                    ["ip", "addr", "add", NET_HOST + "/24", "dev", NET_TAP], ["ip", "link", "set", NET_TAP, "up"]):
+            subprocess.run(inns + cmd, check=True)
+        recv = subprocess.Popen(inns + [NETPERF, "--listen", "%s:%d" % (NET_HOST, NET_PORT)],
+                                stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        run = ("ip link set eth0 up && ip addr add %s/24 dev eth0 && plinth-netperf --send %s:%d --time 10"
+               % (NET_GUEST, NET_HOST, NET_PORT))
+        def once(vmm):
+            if vmm == "plinth":
+                c = vmm_cmd("plinth", run=run, extra=["--net", "tap=" + NET_TAP])
+            else:
+                c = vmm_cmd(vmm, run=run, extra=[
+                    "-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no,vhost=off" % NET_TAP,
+                    "-device", "virtio-net-pci,netdev=n0"])
+            out = guest_output(inns + c)
+            mt = NET_RE.search(out)
+            if not mt:
+                raise RuntimeError("no plinth-netperf result: %r" % out[-300:])
+            return float(mt.group(1))
+        fns = {}
+        if have_plinth:
+            fns["plinth"] = lambda: once("plinth")
+        fns["qemu-pc"] = lambda: once("qemu-pc")
+        r = interleave(fns, runs)
+        for k in ("plinth", "qemu-pc"):
+            v = r.get(k, na("plinth has no --net tap= yet"))
+            row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (v if isinstance(v, dict) else stats(v))
+    except (OSError, subprocess.CalledProcessError) as e:
+        row |= {"plinth": na("network setup failed: %s" % str(e)[:120]), "qemu-pc": na("network setup failed")}
+    finally:
+        if recv:
+            recv.kill()
+            recv.wait()
+        subprocess.run(inns + ["ip", "link", "del", NET_TAP], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+    return {name: row}
 
 
 def fmt(v, unit):

@@ -3,6 +3,7 @@
 #include "virtio.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -15,6 +16,9 @@
 #include "util.h"
 
 #define VIRTIO_DRAIN_BUDGET 1024 /* chains per drain before yielding to the event loop */
+
+static int worker_create(struct virtio_dev *vdev);
+static void worker_destroy(struct virtio_dev *vdev);
 
 int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, void *priv,
 		    const struct guest_mem *mem, unsigned int num_queues, uint16_t queue_size,
@@ -36,6 +40,7 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 			      (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	vdev->worker.epfd = -1;
 	vdev->worker.stop_fd = -1;
+	vdev->worker.req = VIRTIO_REQ_NONE;
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vdev->kick_fd[i] = -1;
 	for (i = 0; i < num_queues; i++) {
@@ -47,6 +52,9 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 			goto out_close_kicks;
 		}
 	}
+	r = worker_create(vdev);
+	if (r)
+		goto out_close_kicks;
 	return 0;
 
 out_close_kicks:
@@ -59,7 +67,7 @@ void virtio_dev_fini(struct virtio_dev *vdev)
 {
 	unsigned int i;
 
-	virtio_dev_stop(vdev);
+	worker_destroy(vdev);
 	if (vdev->ops->destroy)
 		vdev->ops->destroy(vdev);
 	for (i = 0; i < vdev->num_queues; i++) {
@@ -78,12 +86,59 @@ static void drain_eventfd(int fd)
 		;
 }
 
-static void *worker_main(void *arg)
+static int epoll_add(int epfd, int fd, uint32_t events, uint32_t tag)
 {
-	struct virtio_dev *vdev = arg;
+	struct epoll_event ev = { .events = events, .data.u32 = tag };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+/*
+ * DRIVER_OK, on the worker: the epoll set over the stop eventfd and the kicks,
+ * then ops->start (which may add the device's fds). 0 or -errno, nothing left
+ * behind on error.
+ */
+static int worker_start(struct virtio_dev *vdev)
+{
+	struct virtio_worker *w = &vdev->worker;
+	unsigned int q;
+	int r;
+
+	for (q = 0; q < vdev->num_queues; q++)
+		virtq_set_features(&vdev->vq[q], vdev->features);
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0) {
+		r = -errno;
+		log_error("%s: epoll_create1: %s", vdev->ops->name, strerror(errno));
+		return r;
+	}
+	drain_eventfd(w->stop_fd); /* a stop that raced an earlier start's failure */
+	r = epoll_add(w->epfd, w->stop_fd, EPOLLIN, VIRTIO_TAG_STOP);
+	for (q = 0; !r && q < vdev->num_queues; q++)
+		r = epoll_add(w->epfd, vdev->kick_fd[q], EPOLLIN, q);
+	if (r) {
+		log_error("%s: epoll_ctl: %s", vdev->ops->name, strerror(-r));
+		goto out_close_epoll;
+	}
+	if (vdev->ops->start) {
+		r = vdev->ops->start(vdev);
+		if (r)
+			goto out_close_epoll;
+	}
+	return 0;
+
+out_close_epoll:
+	close(w->epfd);
+	w->epfd = -1;
+	return r;
+}
+
+/* The running device's event loop, until the stop eventfd fires. */
+static void worker_loop(struct virtio_dev *vdev)
+{
 	unsigned int q;
 
-	/* Work queued before the thread existed (e.g. after a restore) is picked up here. */
+	/* Work queued before the loop ran (e.g. after a restore) is picked up here. */
 	for (q = 0; q < vdev->num_queues; q++)
 		if (vdev->vq[q].st.ready)
 			vdev->ops->handle(vdev, q, EPOLLIN);
@@ -96,12 +151,14 @@ static void *worker_main(void *arg)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			/* Nothing can be done without the loop: wait for the stop request. */
 			log_error("%s: epoll_wait: %s", vdev->ops->name, strerror(errno));
-			return NULL;
+			virtio_dev_broken(vdev, 0, "the I/O loop failed");
+			return;
 		}
 		for (i = 0; i < n; i++)
 			if (ev[i].data.u32 == VIRTIO_TAG_STOP)
-				return NULL;
+				return;
 		for (i = 0; i < n; i++) {
 			uint32_t tag = ev[i].data.u32;
 
@@ -112,11 +169,141 @@ static void *worker_main(void *arg)
 	}
 }
 
-static int epoll_add(int epfd, int fd, uint32_t events, uint32_t tag)
+/* Post req and wait until the worker has carried it out; its result. Under w->lock. */
+static int worker_request_locked(struct virtio_worker *w, enum virtio_worker_req req)
 {
-	struct epoll_event ev = { .events = events, .data.u32 = tag };
+	uint64_t one = 1;
+	int r;
 
-	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+	while (w->busy) /* one request at a time: another caller's first */
+		pthread_cond_wait(&w->done, &w->lock);
+	w->busy = true;
+	w->req = req;
+	pthread_cond_broadcast(&w->wake);
+	if (req == VIRTIO_REQ_STOP && write(w->stop_fd, &one, sizeof(one)) != sizeof(one))
+		log_error("cannot signal the I/O thread: %s", strerror(errno));
+	while (w->req != VIRTIO_REQ_NONE)
+		pthread_cond_wait(&w->done, &w->lock);
+	r = w->result;
+	w->busy = false;
+	pthread_cond_broadcast(&w->done);
+	return r;
+}
+
+/*
+ * The device's I/O thread: created with the device (by the thread that creates
+ * it, the VMM's main thread) and parked until a request comes. START runs the
+ * device's loop until STOP; CALL runs a function (the VMM's seccomp install);
+ * EXIT ends the thread. Everything a guest write sets off (epoll set, ops->start
+ * such as TUNSETOFFLOAD, ops->stop) thus happens here, never on the vCPU thread
+ * that wrote DRIVER_OK or reset, whose filter allows none of it.
+ */
+static void *worker_main(void *arg)
+{
+	struct virtio_dev *vdev = arg;
+	struct virtio_worker *w = &vdev->worker;
+	bool quit = false;
+
+	pthread_mutex_lock(&w->lock);
+	while (!quit) {
+		enum virtio_worker_req req;
+		int r = 0;
+
+		while (w->req == VIRTIO_REQ_NONE)
+			pthread_cond_wait(&w->wake, &w->lock);
+		req = w->req;
+		pthread_mutex_unlock(&w->lock);
+		switch (req) {
+		case VIRTIO_REQ_START:
+			r = worker_start(vdev);
+			break;
+		case VIRTIO_REQ_CALL:
+			r = w->call(w->call_arg);
+			break;
+		case VIRTIO_REQ_EXIT:
+			quit = true;
+			break;
+		case VIRTIO_REQ_STOP: /* not running: nothing to stop */
+		case VIRTIO_REQ_NONE:
+			break;
+		}
+		pthread_mutex_lock(&w->lock);
+		w->result = r;
+		w->running = req == VIRTIO_REQ_START && !r;
+		w->req = VIRTIO_REQ_NONE;
+		pthread_cond_broadcast(&w->done);
+		if (!w->running)
+			continue;
+		/* Started: serve the device until the stop eventfd fires. */
+		pthread_mutex_unlock(&w->lock);
+		worker_loop(vdev);
+		pthread_mutex_lock(&w->lock);
+		while (w->req != VIRTIO_REQ_STOP) /* the loop failed: wait for the reset */
+			pthread_cond_wait(&w->wake, &w->lock);
+		pthread_mutex_unlock(&w->lock);
+		if (vdev->ops->stop)
+			vdev->ops->stop(vdev);
+		close(w->epfd);
+		w->epfd = -1;
+		drain_eventfd(w->stop_fd);
+		pthread_mutex_lock(&w->lock);
+		w->running = false;
+		w->result = 0;
+		w->req = VIRTIO_REQ_NONE;
+		pthread_cond_broadcast(&w->done);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static int worker_create(struct virtio_dev *vdev)
+{
+	struct virtio_worker *w = &vdev->worker;
+	int r;
+
+	w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->stop_fd < 0) {
+		r = -errno;
+		log_error("%s: eventfd: %s", vdev->ops->name, strerror(errno));
+		return r;
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->wake, NULL);
+	pthread_cond_init(&w->done, NULL);
+	r = -pthread_create(&w->thread, NULL, worker_main, vdev);
+	if (r) {
+		log_error("%s: cannot create the I/O thread: %s", vdev->ops->name, strerror(-r));
+		goto out_destroy_sync;
+	}
+	w->created = true;
+	return 0;
+
+out_destroy_sync:
+	pthread_cond_destroy(&w->done);
+	pthread_cond_destroy(&w->wake);
+	pthread_mutex_destroy(&w->lock);
+	close(w->stop_fd);
+	w->stop_fd = -1;
+	return r;
+}
+
+static void worker_destroy(struct virtio_dev *vdev)
+{
+	struct virtio_worker *w = &vdev->worker;
+
+	if (!w->created)
+		return;
+	virtio_dev_stop(vdev);
+	pthread_mutex_lock(&w->lock);
+	worker_request_locked(w, VIRTIO_REQ_EXIT);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	w->created = false;
+	pthread_cond_destroy(&w->done);
+	pthread_cond_destroy(&w->wake);
+	pthread_mutex_destroy(&w->lock);
+	close(w->stop_fd);
+	w->stop_fd = -1;
 }
 
 int virtio_dev_watch(struct virtio_dev *vdev, int fd, uint32_t events, uint32_t tag)
@@ -145,76 +332,59 @@ int virtio_dev_unwatch(struct virtio_dev *vdev, int fd)
 int virtio_dev_start(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;
-	unsigned int q;
-	int r;
+	int r = 0;
 
-	if (w->running)
-		return 0;
-	for (q = 0; q < vdev->num_queues; q++)
-		virtq_set_features(&vdev->vq[q], vdev->features);
-
-	w->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (w->epfd < 0) {
-		r = -errno;
-		log_error("%s: epoll_create1: %s", vdev->ops->name, strerror(errno));
-		return r;
-	}
-	w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (w->stop_fd < 0) {
-		r = -errno;
-		log_error("%s: eventfd: %s", vdev->ops->name, strerror(errno));
-		goto out_close_epoll;
-	}
-	r = epoll_add(w->epfd, w->stop_fd, EPOLLIN, VIRTIO_TAG_STOP);
-	for (q = 0; !r && q < vdev->num_queues; q++)
-		r = epoll_add(w->epfd, vdev->kick_fd[q], EPOLLIN, q);
-	if (r) {
-		log_error("%s: epoll_ctl: %s", vdev->ops->name, strerror(-r));
-		goto out_close_stop;
-	}
-	if (vdev->ops->start) {
-		r = vdev->ops->start(vdev);
-		if (r)
-			goto out_close_stop;
-	}
-	r = -pthread_create(&w->thread, NULL, worker_main, vdev);
-	if (r) {
-		log_error("%s: pthread_create: %s", vdev->ops->name, strerror(-r));
-		goto out_device_stop;
-	}
-	w->running = true;
-	return 0;
-
-out_device_stop:
-	if (vdev->ops->stop)
-		vdev->ops->stop(vdev);
-out_close_stop:
-	close(w->stop_fd);
-	w->stop_fd = -1;
-out_close_epoll:
-	close(w->epfd);
-	w->epfd = -1;
+	if (!w->created)
+		return -ENOTCONN;
+	pthread_mutex_lock(&w->lock);
+	if (!w->running)
+		r = worker_request_locked(w, VIRTIO_REQ_START);
+	pthread_mutex_unlock(&w->lock);
 	return r;
 }
 
 void virtio_dev_stop(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;
-	uint64_t one = 1;
 
-	if (!w->running)
+	if (!w->created)
 		return;
-	if (write(w->stop_fd, &one, sizeof(one)) != sizeof(one))
-		log_error("%s: cannot signal the I/O thread: %s", vdev->ops->name,
-			  strerror(errno));
-	pthread_join(w->thread, NULL);
-	w->running = false;
-	if (vdev->ops->stop)
-		vdev->ops->stop(vdev);
-	close(w->stop_fd);
-	close(w->epfd);
-	w->stop_fd = -1;
-	w->epfd = -1;
+	pthread_mutex_lock(&w->lock);
+	if (w->running)
+		worker_request_locked(w, VIRTIO_REQ_STOP);
+	pthread_mutex_unlock(&w->lock);
+}
+
+bool virtio_dev_running(struct virtio_dev *vdev)
+{
+	struct virtio_worker *w = &vdev->worker;
+	bool running;
+
+	if (!w->created)
+		return false;
+	pthread_mutex_lock(&w->lock);
+	running = w->running;
+	pthread_mutex_unlock(&w->lock);
+	return running;
+}
+
+int virtio_dev_call_on_worker(struct virtio_dev *vdev, int (*fn)(void *arg), void *arg)
+{
+	struct virtio_worker *w = &vdev->worker;
+	int r;
+
+	if (!w->created)
+		return -ENOTCONN;
+	pthread_mutex_lock(&w->lock);
+	if (w->running) {
+		r = -EBUSY;
+	} else {
+		w->call = fn;
+		w->call_arg = arg;
+		r = worker_request_locked(w, VIRTIO_REQ_CALL);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
 }
 
 void virtio_dev_reset(struct virtio_dev *vdev)

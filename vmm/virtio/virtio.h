@@ -9,11 +9,13 @@
  * state.
  *
  * Threads: the transport configures queues on the vCPU thread while the device is
- * stopped. From DRIVER_OK until reset, queues belong to the device's I/O thread
- * (struct virtio_worker): an epoll loop over one kick eventfd per queue (the
- * ioeventfd behind the queue's doorbell) plus whatever fds the device adds (tap,
- * console, sockets). Stopping joins that thread, so after virtio_dev_stop()
- * nothing touches guest memory on the device's behalf.
+ * stopped. Each device has one I/O thread (struct virtio_worker), created with
+ * the device and parked until DRIVER_OK. From DRIVER_OK until reset, queues
+ * belong to it: an epoll loop over one kick eventfd per queue (the ioeventfd
+ * behind the queue's doorbell) plus whatever fds the device adds (tap, console,
+ * sockets). DRIVER_OK and reset are requests that the thread carries out and
+ * acknowledges (ops->start and ops->stop run there, under its seccomp filter),
+ * so after virtio_dev_stop() nothing touches guest memory on the device's behalf.
  */
 #ifndef PLINTH_VMM_VIRTIO_VIRTIO_H
 #define PLINTH_VMM_VIRTIO_VIRTIO_H
@@ -82,11 +84,35 @@ struct virtio_transport_ops {
 	void (*needs_reset)(struct virtio_dev *vdev);
 };
 
+/* What a caller asks of a device's I/O thread (struct virtio_worker). */
+enum virtio_worker_req {
+	VIRTIO_REQ_NONE,  /* parked, or the last request was carried out */
+	VIRTIO_REQ_START, /* DRIVER_OK: build the epoll set, ops->start, run the loop */
+	VIRTIO_REQ_STOP,  /* reset: leave the loop, ops->stop */
+	VIRTIO_REQ_CALL,  /* run call(call_arg) on the thread (parked only) */
+	VIRTIO_REQ_EXIT,  /* end the thread (stopped only) */
+};
+
+/*
+ * The device's I/O thread, created with the device and parked until DRIVER_OK.
+ * A request is posted under lock (wake), the caller waits on done until the
+ * thread has carried it out and cleared req; busy serialises callers. STOP also
+ * writes stop_fd, which the running loop watches.
+ */
 struct virtio_worker {
 	pthread_t thread;
-	bool running;
-	int epfd;     /* -1 when stopped */
-	int stop_fd;  /* eventfd that ends the loop */
+	bool created;       /* thread, lock and condvars exist */
+	pthread_mutex_t lock;
+	pthread_cond_t wake; /* a request was posted */
+	pthread_cond_t done; /* a request was carried out, or busy cleared */
+	enum virtio_worker_req req;
+	bool busy;          /* a caller is waiting for its request */
+	int result;         /* of the last request: 0 or -errno */
+	int (*call)(void *arg); /* VIRTIO_REQ_CALL */
+	void *call_arg;
+	bool running;       /* the loop runs (between START and STOP) */
+	int epfd;           /* the running loop's epoll set, -1 when stopped (thread's own) */
+	int stop_fd;        /* eventfd that ends the loop */
 };
 
 struct virtio_dev {
@@ -115,10 +141,27 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 /* Stop the device if running, destroy its state, close the kick eventfds. */
 void virtio_dev_fini(struct virtio_dev *vdev);
 
-/* DRIVER_OK: apply features to the queues, call ops->start, run the worker. 0 or -errno. */
+/*
+ * DRIVER_OK: the I/O thread applies the features to the queues, calls ops->start
+ * and runs its loop; returns once it did, with 0 or -errno (ops->start failed,
+ * nothing runs). Any thread but the device's own may call it (the vCPU thread
+ * that wrote DRIVER_OK: it makes no syscall beyond futex and an eventfd write).
+ */
 int virtio_dev_start(struct virtio_dev *vdev);
-/* Stop the worker (joins it) and call ops->stop. Safe to call when not running. */
+/*
+ * Reset/FAILED: the I/O thread leaves its loop and calls ops->stop; returns once
+ * it did, so nothing touches guest memory on the device's behalf afterwards.
+ * Safe to call when not running.
+ */
 void virtio_dev_stop(struct virtio_dev *vdev);
+/* Whether the I/O loop runs (between a successful start and stop). */
+bool virtio_dev_running(struct virtio_dev *vdev);
+/*
+ * Run fn(arg) on the device's parked I/O thread and return its result: the VMM
+ * installs the thread's seccomp filter so, before the guest can start the device.
+ * -EBUSY while the device runs.
+ */
+int virtio_dev_call_on_worker(struct virtio_dev *vdev, int (*fn)(void *arg), void *arg);
 /* Reset queues and negotiated features (after virtio_dev_stop). */
 void virtio_dev_reset(struct virtio_dev *vdev);
 

@@ -17,7 +17,6 @@
 
 #define VIRTIO_DRAIN_BUDGET 1024 /* chains per drain before yielding to the event loop */
 
-static int worker_create(struct virtio_dev *vdev);
 static void worker_destroy(struct virtio_dev *vdev);
 
 int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, void *priv,
@@ -52,9 +51,6 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 			goto out_close_kicks;
 		}
 	}
-	r = worker_create(vdev);
-	if (r)
-		goto out_close_kicks;
 	return 0;
 
 out_close_kicks:
@@ -256,10 +252,13 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int worker_create(struct virtio_dev *vdev)
+int virtio_dev_spawn_worker(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;
 	int r;
+
+	if (w->created)
+		return 0;
 
 	w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->stop_fd < 0) {
@@ -332,10 +331,12 @@ int virtio_dev_unwatch(struct virtio_dev *vdev, int fd)
 int virtio_dev_start(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;
-	int r = 0;
+	int r;
 
-	if (!w->created)
-		return -ENOTCONN;
+	/* Not spawned beforehand (tests, fuzz targets): spawn it here, unconfined. */
+	r = virtio_dev_spawn_worker(vdev);
+	if (r)
+		return r;
 	pthread_mutex_lock(&w->lock);
 	if (!w->running)
 		r = worker_request_locked(w, VIRTIO_REQ_START);

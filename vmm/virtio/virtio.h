@@ -9,8 +9,8 @@
  * state.
  *
  * Threads: the transport configures queues on the vCPU thread while the device is
- * stopped. Each device has one I/O thread (struct virtio_worker), created with
- * the device and parked until DRIVER_OK. From DRIVER_OK until reset, queues
+ * stopped. Each device has one I/O thread (struct virtio_worker), spawned by the
+ * VMM's main thread before the guest runs and parked until DRIVER_OK. From DRIVER_OK until reset, queues
  * belong to it: an epoll loop over one kick eventfd per queue (the ioeventfd
  * behind the queue's doorbell) plus whatever fds the device adds (tap, console,
  * sockets). DRIVER_OK and reset are requests that the thread carries out and
@@ -94,7 +94,7 @@ enum virtio_worker_req {
 };
 
 /*
- * The device's I/O thread, created with the device and parked until DRIVER_OK.
+ * The device's I/O thread, spawned before the guest runs and parked until DRIVER_OK.
  * A request is posted under lock (wake), the caller waits on done until the
  * thread has carried it out and cleared req; busy serialises callers. STOP also
  * writes stop_fd, which the running loop watches.
@@ -141,6 +141,12 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 /* Stop the device if running, destroy its state, close the kick eventfds. */
 void virtio_dev_fini(struct virtio_dev *vdev);
 
+/*
+ * Create the device's I/O thread, parked (no-op if it exists): by the VMM's main
+ * thread before the guest runs, after jail_enter() (which needs a single thread).
+ * virtio_dev_start() spawns it itself if nobody did (tests). 0 or -errno, logged.
+ */
+int virtio_dev_spawn_worker(struct virtio_dev *vdev);
 /*
  * DRIVER_OK: the I/O thread applies the features to the queues, calls ops->start
  * and runs its loop; returns once it did, with 0 or -errno (ops->start failed,

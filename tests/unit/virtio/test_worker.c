@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The device I/O thread: created parked with the device, DRIVER_OK and reset
+ * The device I/O thread: spawned parked before the guest runs, DRIVER_OK and reset
  * carried out by it on request. The point is the seccomp wiring: a vCPU thread
  * (SANDBOX_VCPU: no epoll_create1, no thread creation, no tap ioctls) writes
  * DRIVER_OK and reset, and the device's start/stop work (epoll set, ops->start
@@ -69,6 +69,7 @@ static int rng_under_filters(void *arg)
 	fake_bus_init(&bus);
 	CHECK(virtio_rng_create(&bus, &fm.gm, NULL, &vp) == 0, 10);
 	d = bus.dev[0];
+	CHECK(virtio_dev_spawn_worker(virtio_pci_vdev(vp)) == 0, 11);
 	CHECK(virtio_dev_call_on_worker(virtio_pci_vdev(vp), install_io, NULL) == 0, 11);
 	CHECK(sandbox_seccomp_install(SANDBOX_VCPU) == 0, 12);
 
@@ -123,6 +124,7 @@ static int net_start_under_filters(void *arg)
 	CHECK(virtio_net_init(vdev, &fm.gm, sv[0], mac, true) == 0, 11);
 	CHECK(virtio_pci_create_on(&bus, vdev, &vp) == 0, 12);
 	d = bus.dev[0];
+	CHECK(virtio_dev_spawn_worker(vdev) == 0, 13);
 	CHECK(virtio_dev_call_on_worker(vdev, install_io, NULL) == 0, 13);
 	CHECK(sandbox_seccomp_install(SANDBOX_VCPU) == 0, 14);
 
@@ -164,6 +166,9 @@ static void test_call_on_worker(void **state)
 	assert_int_equal(virtio_rng_create(&bus, &fm.gm, NULL, &vp), 0);
 	vdev = virtio_pci_vdev(vp);
 	assert_false(virtio_dev_running(vdev));
+	assert_int_equal(virtio_dev_call_on_worker(vdev, record_tid, &tid), -ENOTCONN);
+	assert_int_equal(virtio_dev_spawn_worker(vdev), 0);
+	assert_int_equal(virtio_dev_spawn_worker(vdev), 0);
 	assert_int_equal(virtio_dev_call_on_worker(vdev, record_tid, &tid), -ENOSPC);
 	assert_true(tid > 0);
 	assert_int_not_equal(tid, gettid());

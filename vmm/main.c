@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "util.h"
 #include "vm.h"
 
@@ -30,7 +31,9 @@ static const char usage_text[] =
 	"Usage: plinth run --kernel PATH [--initrd PATH] [--cmdline STRING] [--cpus N]\n"
 	"                  [--memory SIZE] [--no-reboot] [--api-socket PATH]\n"
 	"                  [--disk SPEC]... [--net SPEC]... [--console virtio[,path=FILE]]\n"
-	"                  [--rng] [--vsock cid=N,socket=PATH]\n"
+	"                  [--rng] [--vsock cid=N,socket=PATH] [--seccomp=on|off]\n"
+	"                  [--jail DIR --uid N --gid N [--jail-chroot] [--jail-nofile N]\n"
+	"                   [--jail-nproc N] [--jail-fsize SIZE]]\n"
 	"       plinth --help | --version\n"
 	"\n"
 	"Run one virtual machine on KVM, booting a Linux kernel with its console on\n"
@@ -52,6 +55,15 @@ static const char usage_text[] =
 	"  --rng               a virtio entropy source (getrandom)\n"
 	"  --vsock cid=N,socket=PATH\n"
 	"                      virtio vsock; the host side is the Unix socket PATH\n"
+	"  --seccomp=on|off    per-thread seccomp filters (default on; off for debugging)\n"
+	"  --jail DIR          after opening everything, make DIR the root (new mount\n"
+	"                      namespace) and drop to --uid/--gid with no capabilities\n"
+	"                      (needs root; DIR writable by N for snapshots, vsock)\n"
+	"  --uid N, --gid N    the ids to run as in the jail (required with --jail, not 0)\n"
+	"  --jail-chroot       chroot only, no mount namespace\n"
+	"  --jail-nofile N     RLIMIT_NOFILE in the jail (default 4096)\n"
+	"  --jail-nproc N      RLIMIT_NPROC in the jail\n"
+	"  --jail-fsize SIZE   RLIMIT_FSIZE in the jail (above the largest image)\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
 
@@ -112,10 +124,32 @@ static int usage_error(const char *fmt, ...)
 	return 2;
 }
 
+/*
+ * Whether a jailed VM can be re-created on a guest reset: only devices that open
+ * nothing by path (--rng, --console virtio on stdio) come back; /dev/kvm, the
+ * kernel and the initrd are kept open (vm_open_files).
+ */
+static bool reset_in_jail_ok(const struct vm_config *cfg)
+{
+	unsigned int i;
+
+	for (i = 0; i < cfg->nr_devices; i++) {
+		const struct vm_device_opt *d = &cfg->devices[i];
+
+		if (d->kind == VM_DEV_RNG)
+			continue;
+		if (d->kind == VM_DEV_CONSOLE && !strchr(d->spec, '='))
+			continue;
+		return false;
+	}
+	return true;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
-	       OPT_API_SOCKET, OPT_DISK, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_VSOCK };
+	       OPT_API_SOCKET, OPT_DISK, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_VSOCK, OPT_SECCOMP,
+	       OPT_JAIL };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -129,6 +163,15 @@ static int cmd_run(int argc, char **argv)
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "vsock", required_argument, NULL, OPT_VSOCK },
+		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+		/* jail_parse_opt() takes these by name. */
+		{ "jail", required_argument, NULL, OPT_JAIL },
+		{ "uid", required_argument, NULL, OPT_JAIL },
+		{ "gid", required_argument, NULL, OPT_JAIL },
+		{ "jail-chroot", no_argument, NULL, OPT_JAIL },
+		{ "jail-nofile", required_argument, NULL, OPT_JAIL },
+		{ "jail-nproc", required_argument, NULL, OPT_JAIL },
+		{ "jail-fsize", required_argument, NULL, OPT_JAIL },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -139,7 +182,14 @@ static int cmd_run(int argc, char **argv)
 		.memory = DEFAULT_MEMORY,
 		.console_in = STDIN_FILENO,
 		.console_out = STDOUT_FILENO,
+		.seccomp = true,
+		.kvm_fd = -1,
+		.kernel_fd = -1,
+		.initrd_fd = -1,
 	};
+	struct jail_cfg jail = { 0 };
+	bool first = true;
+	int longindex = 0;
 	enum log_level level = LOG_WARN;
 	uint64_t v, host_mem;
 	struct term term = { .fd = -1 };
@@ -148,8 +198,16 @@ static int cmd_run(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "vh", opts, &longindex)) != -1) {
 		switch (c) {
+		case OPT_SECCOMP:
+			if (sandbox_seccomp_parse(optarg, &cfg.seccomp))
+				return 2; /* it said why */
+			break;
+		case OPT_JAIL:
+			if (jail_parse_opt(&jail, opts[longindex].name, optarg))
+				return 2;
+			break;
 		case OPT_KERNEL:
 			cfg.kernel = optarg;
 			break;
@@ -217,6 +275,8 @@ static int cmd_run(int argc, char **argv)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!cfg.kernel)
 		return usage_error("--kernel %s is required", "PATH");
+	if (jail_check(&jail))
+		return 2;
 	log_set_level(level);
 	host_mem = host_mem_total();
 	if (host_mem && cfg.memory > host_mem) {
@@ -240,6 +300,11 @@ static int cmd_run(int argc, char **argv)
 		return 1;
 	}
 	cfg.console_escape = isatty(cfg.console_in);
+	/* The kernel, the initrd and /dev/kvm stay open across resets (and the jail). */
+	if (vm_open_files(&cfg)) {
+		close(sfd);
+		return 1;
+	}
 
 	for (;;) {
 		struct vm *vm = vm_create(&cfg);
@@ -251,12 +316,29 @@ static int cmd_run(int argc, char **argv)
 			rc = 1;
 			break;
 		}
+		/* Everything is open and no thread runs yet: confine the process. */
+		if (first && jail.dir && jail_enter(&jail)) {
+			vm_destroy(vm);
+			rc = 1;
+			break;
+		}
+		if (cfg.seccomp && sandbox_seccomp_install(SANDBOX_MAIN)) {
+			vm_destroy(vm);
+			rc = 1;
+			break;
+		}
+		first = false;
+		cfg.kvm_fd = vm->kvm_fd; /* kept for the next VM (vm_destroy leaves it open) */
 		if (!term.raw)
 			term_raw(&term, STDIN_FILENO); /* the guest owns the terminal */
 		why = vm_run(vm, sfd, &signo);
 		memcpy(msg, vm->exit_msg, sizeof(msg));
 		vm_destroy(vm);
-		if (why == VM_EXIT_RESET && !cfg.no_reboot) {
+		if (why == VM_EXIT_RESET && !cfg.no_reboot && jail.dir && !reset_in_jail_ok(&cfg)) {
+			/* The images, taps and sockets are outside the jail: no way back in. */
+			log_warn("guest reset: --disk, --net, --vsock and --console path= cannot be "
+				 "re-opened inside the jail; exiting as with --no-reboot");
+		} else if (why == VM_EXIT_RESET && !cfg.no_reboot) {
 			log_info("guest reset: restarting");
 			continue;
 		}
@@ -278,6 +360,7 @@ static int cmd_run(int argc, char **argv)
 		}
 		break;
 	}
+	vm_close_files(&cfg);
 	close(sfd);
 	return rc;
 }

@@ -14,6 +14,7 @@
 #include <linux/kvm.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "vm.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/regs.h"
@@ -205,6 +206,12 @@ void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	if (vm->cfg->seccomp && sandbox_seccomp_install(SANDBOX_VCPU)) {
+		vm_request_exit(vm, VM_EXIT_ERROR, "vCPU %u: cannot install its seccomp filter",
+				v->index);
+		return NULL;
+	}
 
 	while (!atomic_load(&vm->stopping)) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {

@@ -1,0 +1,80 @@
+# Seccomp on by default: the standard guest boots on 2 vCPUs with a disk, the rng
+# and hvc0, uses them, and powers off (exit 0) with no "forbidden syscall" line;
+# while it runs every thread of plinth is filtered (Seccomp: 2) and has the
+# number of filters of its kind (main: 1; vCPU, console, device I/O: 2, stacked
+# on main's). --seccomp=off still boots, with no filter anywhere.
+. tests/integration/lib.sh
+kvm_usable || fail "no usable KVM: $(kvm_why)"
+dir=$(mktemp -d)
+trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+pid=
+out=$dir/console
+truncate -s 16M "$dir/disk.img"
+guest='
+	sleep 3
+	echo "bytes $(head -c 512 /dev/hwrng | wc -c)"
+	printf sandbox-pattern | dd of=/dev/vda bs=512 seek=8 conv=sync,fsync 2>/dev/null
+	echo "disk $(dd if=/dev/vda bs=512 skip=8 count=1 2>/dev/null | head -c 15)"
+	echo hvc-hello > /dev/hvc0
+	echo "guest done"
+	'
+"$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
+	--memory 256M --cpus 2 --cmdline "$(guest_cmdline "$guest")" \
+	--disk "path=$dir/disk.img,format=raw" --rng --console "virtio,path=$dir/hvc" \
+	</dev/null >"$out" 2>&1 &
+pid=$!
+: >"$dir/hvc"
+# While the guest sleeps: look at every thread (main, 2 vCPUs, 3 device workers).
+for _ in $(seq 600); do
+	grep -q '^plinth-guest: init started' "$out" && break
+	kill -0 $pid 2>/dev/null || break
+	sleep 0.1
+done
+threads=0
+for st in /proc/$pid/task/*/status; do
+	[ -r "$st" ] || continue
+	name=$(awk '/^Name:/ { print $2 }' "$st")
+	sc=$(awk '/^Seccomp:/ { print $2 }' "$st")
+	nf=$(awk '/^Seccomp_filters:/ { print $2 }' "$st")
+	echo "# thread $name: Seccomp $sc, filters ${nf:-?}"
+	[ "$sc" = 2 ] || fail "thread $name of plinth is not filtered (Seccomp: $sc)"
+	threads=$((threads + 1))
+done
+[ $threads -ge 6 ] || fail "plinth has $threads threads, expected main, 2 vCPUs and 3 device threads"
+if grep -q '^Seccomp_filters:' /proc/$pid/status; then
+	[ "$(awk '/^Seccomp_filters:/ { print $2 }' /proc/$pid/status)" = 1 ] ||
+		fail "the main thread should have one filter"
+	stacked=$(grep -h '^Seccomp_filters:' /proc/$pid/task/*/status | grep -c '2$')
+	[ "$stacked" -ge 5 ] || fail "$stacked threads have their own filter on main's, expected >= 5"
+fi
+wait $pid
+rc=$?
+pid=
+sed -i 's/\r$//' "$out"
+[ $rc = 0 ] || { tail -n 30 "$out"; fail "plinth exited $rc with seccomp on"; }
+grep -q 'forbidden syscall' "$out" && { grep seccomp "$out"; fail "a forbidden syscall"; }
+expect_in "$out" '^plinth-guest: exit status 0' "the guest command did not finish"
+expect_in "$out" '^bytes 512$' "no bytes from virtio-rng"
+expect_in "$out" '^disk sandbox-pattern$' "the disk did not read back"
+expect_in "$dir/hvc" 'hvc-hello' "hvc0 output did not reach the host"
+
+# --seccomp=off: boots, and no thread is filtered.
+"$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
+	--memory 256M --cmdline "$(guest_cmdline 'sleep 2; echo off-done')" --rng --seccomp=off \
+	</dev/null >"$out" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+	grep -q 'plinth-guest: init started' "$out" && break
+	kill -0 $pid 2>/dev/null || break
+	sleep 0.1
+done
+grep -h '^Seccomp:' /proc/$pid/task/*/status | grep -qv '0$' && fail "--seccomp=off: a thread is filtered"
+wait $pid
+rc=$?
+pid=
+[ $rc = 0 ] || { tail -n 30 "$out"; fail "plinth --seccomp=off exited $rc"; }
+expect_in "$out" 'off-done' "--seccomp=off: the guest command did not run"
+"$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --seccomp=maybe >"$out" 2>&1
+[ $? = 2 ] || fail "--seccomp=maybe should be a usage error"
+expect_in "$out" "--seccomp: expected 'on' or 'off'" "--seccomp=maybe: no clear line"
+echo "ok: seccomp on ($threads threads filtered), off, bad value"

@@ -140,6 +140,7 @@ static void *console_thread(void *arg)
 	struct console_input *c = &vm->console;
 	bool ctrl_a = false;
 
+	pthread_setname_np(pthread_self(), "console");
 	if (vm->cfg->seccomp && sandbox_seccomp_install(SANDBOX_IO)) {
 		vm_request_exit(vm, VM_EXIT_ERROR, "console: cannot install its seccomp filter");
 		return NULL;

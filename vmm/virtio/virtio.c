@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -199,7 +200,12 @@ static void *worker_main(void *arg)
 	struct virtio_dev *vdev = arg;
 	struct virtio_worker *w = &vdev->worker;
 	bool quit = false;
+	char name[16];
 
+	/* "virtio-blk" -> "blk-io": the name in a seccomp kill line and in /proc. */
+	snprintf(name, sizeof(name), "%s-io",
+		 strncmp(vdev->ops->name, "virtio-", 7) ? vdev->ops->name : vdev->ops->name + 7);
+	pthread_setname_np(pthread_self(), name);
 	pthread_mutex_lock(&w->lock);
 	while (!quit) {
 		enum virtio_worker_req req;

@@ -25,7 +25,6 @@
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
 #include "virtio/devices.h"
-#include "virtio/virtio-pci.h"
 
 #define KVM_API_EXPECTED 12
 #define CTRL_A 0x01
@@ -662,7 +661,7 @@ static void vm_stop_threads(struct vm *vm)
 	}
 }
 
-/* Run on each parked device I/O thread (virtio_dev_call_on_worker). */
+/* Run by each device I/O thread before its first request (virtio_pci_set_thread_hook). */
 static int worker_sandbox(void *arg)
 {
 	(void)arg;
@@ -684,16 +683,17 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
 
-	/* Device I/O threads, parked until DRIVER_OK, confined before the guest runs. */
+	/*
+	 * Device I/O threads, parked until DRIVER_OK, spawned here (after the jail); each
+	 * installs the I/O filter before it carries out its first request.
+	 */
 	for (i = 0; i < vm->nr_virtio; i++) {
-		struct virtio_dev *vdev = virtio_pci_vdev(vm->virtio[i]);
-
-		ret = virtio_dev_spawn_worker(vdev);
-		if (!ret && vm->cfg->seccomp)
-			ret = virtio_dev_call_on_worker(vdev, worker_sandbox, NULL);
+		if (vm->cfg->seccomp)
+			virtio_pci_set_thread_hook(vm->virtio[i], worker_sandbox, NULL);
+		ret = virtio_pci_spawn_worker(vm->virtio[i]);
 		if (ret) {
-			vm_request_exit(vm, VM_EXIT_ERROR, "%s: cannot start its I/O thread: %s",
-					vdev->ops->name, strerror(-ret));
+			vm_request_exit(vm, VM_EXIT_ERROR, "cannot start a device's I/O thread: %s",
+					strerror(-ret));
 			goto out_stop;
 		}
 	}

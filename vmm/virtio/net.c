@@ -55,6 +55,9 @@ struct net {
 	bool offload_ok;             /* TUNSETOFFLOAD works: guest offloads can be offered */
 	uint64_t offloads;           /* current TUNSETOFFLOAD argument */
 	bool tap_watched;            /* tap is in the worker's epoll set */
+	uint32_t tap_events;         /* with these events */
+	bool rx_on;                  /* we want frames from the tap (guest has buffers) */
+	bool tx_blocked;             /* the tap said EAGAIN: transmit waits for EPOLLOUT */
 	uint8_t *pkt;                /* a frame read from the tap, with its vnet header */
 	size_t pkt_len;
 	bool pkt_pending;            /* pkt holds a frame not yet given to the guest */
@@ -72,16 +75,31 @@ struct net {
 	((1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_HOST_TSO4) |                   \
 	 (1ULL << VIRTIO_NET_F_HOST_TSO6) | (1ULL << VIRTIO_NET_F_HOST_ECN))
 
+/* Bring the tap's epoll interest in line with rx_on and tx_blocked. */
+static void sync_tap(struct virtio_dev *vdev)
+{
+	struct net *n = vdev->priv;
+	uint32_t ev = (n->rx_on ? EPOLLIN : 0) | (n->tx_blocked ? EPOLLOUT : 0);
+	int r;
+
+	if (n->tap_watched && ev == n->tap_events)
+		return;
+	if (!n->tap_watched)
+		r = virtio_dev_watch(vdev, n->tap_fd, ev, TAG_TAP);
+	else
+		r = virtio_dev_rewatch(vdev, n->tap_fd, ev, TAG_TAP);
+	if (r)
+		return;
+	n->tap_watched = true;
+	n->tap_events = ev;
+}
+
 static void set_tap_watch(struct virtio_dev *vdev, bool on)
 {
 	struct net *n = vdev->priv;
 
-	if (on == n->tap_watched)
-		return;
-	if (on ? virtio_dev_watch(vdev, n->tap_fd, EPOLLIN, TAG_TAP)
-	       : virtio_dev_unwatch(vdev, n->tap_fd))
-		return;
-	n->tap_watched = on;
+	n->rx_on = on;
+	sync_tap(vdev);
 }
 
 /*
@@ -225,20 +243,29 @@ static int net_tx_chain(struct virtio_dev *vdev, struct virtq_elem *e, uint32_t 
 	*written = 0;
 	if (e->out_len < NET_HDR_LEN || e->out_len > NET_HDR_LEN + NET_MAX_FRAME ||
 	    e->out_num > IOV_MAX) {
-		n->tx_dropped++;
+		if (!n->tx_dropped++)
+			log_debug("virtio-net: dropping a %llu-byte frame", (unsigned long long)e->out_len);
 		return 0;
 	}
 	iov_to_buf(e->iov, e->out_num, 0, &h, sizeof(h));
 	if (!tx_header_ok(vdev, &h)) {
-		n->tx_dropped++;
+		if (!n->tx_dropped++)
+			log_debug("virtio-net: dropping a frame with offloads not negotiated "
+				  "(flags 0x%x, gso 0x%x)", h.flags, h.gso_type);
 		return 0;
 	}
 	do {
 		r = writev(n->tap_fd, e->iov, (int)e->out_num);
 	} while (r < 0 && errno == EINTR);
+	if (r < 0 && errno == EAGAIN && n->tap_watched) {
+		/* The tap's send buffer is full: wait for room rather than drop (TCP would stall). */
+		n->tx_blocked = true;
+		sync_tap(vdev);
+		return VIRTIO_DEFER;
+	}
 	if (r < 0) {
-		/* A full or downed tap drops the frame, as a wire would. */
-		if (errno != EAGAIN && !n->tx_error_logged) {
+		/* A downed tap drops the frame, as a wire would. */
+		if (!n->tx_error_logged) {
 			log_warn("virtio-net: tap write: %s", strerror(errno));
 			n->tx_error_logged = true;
 		}
@@ -257,10 +284,17 @@ static void net_handle(struct virtio_dev *vdev, uint32_t tag, uint32_t events)
 		net_rx(vdev);
 		break;
 	case NET_TX:
-		virtio_dev_drain(vdev, NET_TX, &n->elem, net_tx_chain);
+		if (!n->tx_blocked)
+			virtio_dev_drain(vdev, NET_TX, &n->elem, net_tx_chain);
 		break;
 	case TAG_TAP:
-		net_rx(vdev);
+		if ((events & EPOLLOUT) && n->tx_blocked) {
+			n->tx_blocked = false;
+			sync_tap(vdev);
+			virtio_dev_drain(vdev, NET_TX, &n->elem, net_tx_chain);
+		}
+		if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+			net_rx(vdev);
 		break;
 	}
 }
@@ -285,6 +319,7 @@ static int net_start(struct virtio_dev *vdev)
 	struct net *n = vdev->priv;
 
 	n->tap_watched = false;
+	n->tx_blocked = false;
 	if (n->offload_ok) {
 		uint64_t o = offloads_for(vdev);
 
@@ -303,6 +338,8 @@ static void net_stop(struct virtio_dev *vdev)
 	struct net *n = vdev->priv;
 
 	n->tap_watched = false;
+	n->rx_on = false;
+	n->tx_blocked = false;
 	n->pkt_pending = false; /* the queues are gone; a stale frame is just a lost frame */
 }
 
@@ -354,12 +391,29 @@ static int net_load(struct virtio_dev *vdev, const void *state)
 	return 0;
 }
 
+/* Feature dependencies (virtio 1.x 5.1.3.1); the tap refuses TSO without checksums too. */
+static bool net_features_ok(uint64_t f)
+{
+#define HAS(bit) ((f >> VIRTIO_NET_F_##bit) & 1)
+	if ((HAS(GUEST_TSO4) || HAS(GUEST_TSO6) || HAS(GUEST_UFO)) && !HAS(GUEST_CSUM))
+		return false;
+	if (HAS(GUEST_ECN) && !HAS(GUEST_TSO4) && !HAS(GUEST_TSO6))
+		return false;
+	if ((HAS(HOST_TSO4) || HAS(HOST_TSO6) || HAS(HOST_UFO)) && !HAS(CSUM))
+		return false;
+	if (HAS(HOST_ECN) && !HAS(HOST_TSO4) && !HAS(HOST_TSO6))
+		return false;
+	return true;
+#undef HAS
+}
+
 const struct virtio_dev_ops virtio_net_ops = {
 	.name = "virtio-net",
 	.device_id = VIRTIO_ID_NET,
 	.pci_class = 0x0200, /* network, Ethernet */
 	.cfg_size = offsetof(struct virtio_net_config, mtu),
 	.cfg_read = net_cfg_read,
+	.features_ok = net_features_ok,
 	.start = net_start,
 	.stop = net_stop,
 	.handle = net_handle,
@@ -473,6 +527,13 @@ static int tap_open(const char *ifname, bool *offload)
 		log_error("--net: tap '%s': cannot set the vnet header size: %s", ifname,
 			  strerror(errno));
 		goto out_close;
+	}
+	/* No send-buffer limit (as QEMU): a full tap would only make us wait. */
+	{
+		int sndbuf = INT_MAX;
+
+		if (ioctl(fd, TUNSETSNDBUF, &sndbuf))
+			log_warn("--net: tap '%s': TUNSETSNDBUF: %s", ifname, strerror(errno));
 	}
 	/* Guest offloads need the tap to pass such frames up: see whether it can. */
 	*offload = !ioctl(fd, TUNSETOFFLOAD,

@@ -410,7 +410,8 @@ static void status_write(struct virtio_pci *vp, uint8_t val)
 	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
 		uint64_t f = vp->st.driver_features;
 
-		if ((f & ~vdev->host_features) || !(f & (1ULL << VIRTIO_F_VERSION_1))) {
+		if ((f & ~vdev->host_features) || !(f & (1ULL << VIRTIO_F_VERSION_1)) ||
+		    (vdev->ops->features_ok && !vdev->ops->features_ok(f))) {
 			/* The driver reads FEATURES_OK back and gives up (spec 3.1.1). */
 			log_debug("%s: features 0x%llx refused", vdev->ops->name,
 				  (unsigned long long)f);
@@ -1059,4 +1060,14 @@ int virtio_pci_device_load(struct virtio_pci *vp, const void *state)
 	const struct virtio_dev_ops *ops = vp->vdev->ops;
 
 	return ops->load ? ops->load(vp->vdev, state) : 0;
+}
+
+void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque)
+{
+	virtio_dev_set_thread_hook(vp->vdev, hook, opaque);
+}
+
+int virtio_pci_spawn_worker(struct virtio_pci *vp)
+{
+	return virtio_dev_spawn_worker(vp->vdev);
 }

@@ -38,6 +38,7 @@
 
 #include <stdint.h>
 
+#include "devices.h"
 #include "hw/pci.h"
 #include "queue.h"
 #include "virtio.h"

@@ -3,8 +3,6 @@
 #include "virtio.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -39,8 +37,7 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 			      (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
 			      (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	vdev->worker.epfd = -1;
-	vdev->worker.stop_fd = -1;
-	vdev->worker.req = VIRTIO_REQ_NONE;
+	vdev->worker.ctl_fd = -1;
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vdev->kick_fd[i] = -1;
 	for (i = 0; i < num_queues; i++) {
@@ -64,7 +61,7 @@ void virtio_dev_fini(struct virtio_dev *vdev)
 {
 	unsigned int i;
 
-	worker_destroy(vdev);
+	worker_destroy(vdev); /* stops the device first */
 	if (vdev->ops->destroy)
 		vdev->ops->destroy(vdev);
 	for (i = 0; i < vdev->num_queues; i++) {
@@ -90,75 +87,150 @@ static int epoll_add(int epfd, int fd, uint32_t events, uint32_t tag)
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
-/*
- * DRIVER_OK, on the worker: the epoll set over the stop eventfd and the kicks,
- * then ops->start (which may add the device's fds). 0 or -errno, nothing left
- * behind on error.
- */
+/* A fresh epoll set holding only the control eventfd (the device's fds went with the old one). */
+static int worker_new_epoll(struct virtio_dev *vdev)
+{
+	struct virtio_worker *w = &vdev->worker;
+	int epfd = epoll_create1(EPOLL_CLOEXEC), r;
+
+	if (epfd < 0)
+		return -errno;
+	r = epoll_add(epfd, w->ctl_fd, EPOLLIN, VIRTIO_TAG_CTL);
+	if (r) {
+		close(epfd);
+		return r;
+	}
+	if (w->epfd >= 0)
+		close(w->epfd);
+	w->epfd = epfd;
+	return 0;
+}
+
+/* START, on the worker: kicks and the device's own fds join the loop. */
 static int worker_start(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;
 	unsigned int q;
-	int r;
+	int r = 0;
 
+	if (w->running)
+		return 0;
 	for (q = 0; q < vdev->num_queues; q++)
 		virtq_set_features(&vdev->vq[q], vdev->features);
-	w->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (w->epfd < 0) {
-		r = -errno;
-		log_error("%s: epoll_create1: %s", vdev->ops->name, strerror(errno));
-		return r;
-	}
-	drain_eventfd(w->stop_fd); /* a stop that raced an earlier start's failure */
-	r = epoll_add(w->epfd, w->stop_fd, EPOLLIN, VIRTIO_TAG_STOP);
 	for (q = 0; !r && q < vdev->num_queues; q++)
 		r = epoll_add(w->epfd, vdev->kick_fd[q], EPOLLIN, q);
 	if (r) {
 		log_error("%s: epoll_ctl: %s", vdev->ops->name, strerror(-r));
-		goto out_close_epoll;
+		goto out_new_epoll;
 	}
+	w->running = true; /* from here ops->start may watch its fds */
 	if (vdev->ops->start) {
 		r = vdev->ops->start(vdev);
-		if (r)
-			goto out_close_epoll;
+		if (r) {
+			w->running = false;
+			goto out_new_epoll;
+		}
 	}
-	return 0;
-
-out_close_epoll:
-	close(w->epfd);
-	w->epfd = -1;
-	return r;
-}
-
-/* The running device's event loop, until the stop eventfd fires. */
-static void worker_loop(struct virtio_dev *vdev)
-{
-	unsigned int q;
-
-	/* Work queued before the loop ran (e.g. after a restore) is picked up here. */
+	/* Work queued before we ran (kicks before DRIVER_OK, a restore) is picked up now. */
 	for (q = 0; q < vdev->num_queues; q++)
 		if (vdev->vq[q].st.ready)
 			vdev->ops->handle(vdev, q, EPOLLIN);
+	return 0;
+
+out_new_epoll:
+	worker_new_epoll(vdev);
+	return r;
+}
+
+/* STOP, on the worker: drop every fd from the loop and let the device forget its run. */
+static void worker_stop(struct virtio_dev *vdev)
+{
+	struct virtio_worker *w = &vdev->worker;
+	int r;
+
+	if (!w->running)
+		return;
+	w->running = false;
+	r = worker_new_epoll(vdev);
+	if (r) /* cannot happen short of fd exhaustion; the old set then stays, parked */
+		log_error("%s: epoll_create1: %s", vdev->ops->name, strerror(-r));
+	if (vdev->ops->stop)
+		vdev->ops->stop(vdev);
+}
+
+/* Carry out the pending command and acknowledge it. Returns false on EXIT. */
+static bool worker_command(struct virtio_dev *vdev)
+{
+	struct virtio_worker *w = &vdev->worker;
+	enum virtio_cmd cmd;
+	bool alive = true;
+	uint64_t v;
+	int r = 0;
+
+	while (read(w->ctl_fd, &v, sizeof(v)) == sizeof(v))
+		;
+	pthread_mutex_lock(&w->lock);
+	cmd = w->cmd;
+	pthread_mutex_unlock(&w->lock);
+	if (cmd == VIRTIO_CMD_NONE)
+		return true;
+	/* The caller's confinement (e.g. a seccomp filter), before any guest work. */
+	if (!w->hook_done) {
+		w->hook_done = true;
+		if (w->hook && w->hook(w->hook_opaque)) {
+			log_error("%s: the I/O thread's setup hook failed", vdev->ops->name);
+			w->hook_failed = true;
+		}
+	}
+	switch (cmd) {
+	case VIRTIO_CMD_START:
+		r = w->hook_failed ? -EPERM : worker_start(vdev);
+		break;
+	case VIRTIO_CMD_STOP:
+		worker_stop(vdev);
+		break;
+	case VIRTIO_CMD_EXIT:
+		worker_stop(vdev);
+		alive = false;
+		break;
+	default:
+		break;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->cmd = VIRTIO_CMD_NONE;
+	w->result = r;
+	w->done++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	return alive;
+}
+
+static void *worker_main(void *arg)
+{
+	struct virtio_dev *vdev = arg;
+	struct virtio_worker *w = &vdev->worker;
 
 	for (;;) {
 		struct epoll_event ev[16];
 		int n, i;
 
-		n = epoll_wait(vdev->worker.epfd, ev, ARRAY_SIZE(ev), -1);
+		n = epoll_wait(w->epfd, ev, ARRAY_SIZE(ev), -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			/* Nothing can be done without the loop: wait for the stop request. */
 			log_error("%s: epoll_wait: %s", vdev->ops->name, strerror(errno));
-			virtio_dev_broken(vdev, 0, "the I/O loop failed");
-			return;
+			n = 0;
 		}
-		for (i = 0; i < n; i++)
-			if (ev[i].data.u32 == VIRTIO_TAG_STOP)
-				return;
 		for (i = 0; i < n; i++) {
 			uint32_t tag = ev[i].data.u32;
 
+			if (tag == VIRTIO_TAG_CTL) {
+				if (!worker_command(vdev))
+					return NULL;
+				break; /* the set may have changed: the rest of ev is stale */
+			}
+			if (!w->running)
+				continue;
 			if (tag < vdev->num_queues)
 				drain_eventfd(vdev->kick_fd[tag]);
 			vdev->ops->handle(vdev, tag, ev[i].events);
@@ -166,154 +238,32 @@ static void worker_loop(struct virtio_dev *vdev)
 	}
 }
 
-/* Post req and wait until the worker has carried it out; its result. Under w->lock. */
-static int worker_request_locked(struct virtio_worker *w, enum virtio_worker_req req)
+/* Ask the worker to carry out cmd and wait for it. */
+static int worker_request(struct virtio_dev *vdev, enum virtio_cmd cmd)
 {
-	uint64_t one = 1;
+	struct virtio_worker *w = &vdev->worker;
+	uint64_t one = 1, ticket;
 	int r;
-
-	while (w->busy) /* one request at a time: another caller's first */
-		pthread_cond_wait(&w->done, &w->lock);
-	w->busy = true;
-	w->req = req;
-	pthread_cond_broadcast(&w->wake);
-	if (req == VIRTIO_REQ_STOP && write(w->stop_fd, &one, sizeof(one)) != sizeof(one))
-		log_error("cannot signal the I/O thread: %s", strerror(errno));
-	while (w->req != VIRTIO_REQ_NONE)
-		pthread_cond_wait(&w->done, &w->lock);
-	r = w->result;
-	w->busy = false;
-	pthread_cond_broadcast(&w->done);
-	return r;
-}
-
-/*
- * The device's I/O thread: created with the device (by the thread that creates
- * it, the VMM's main thread) and parked until a request comes. START runs the
- * device's loop until STOP; CALL runs a function (the VMM's seccomp install);
- * EXIT ends the thread. Everything a guest write sets off (epoll set, ops->start
- * such as TUNSETOFFLOAD, ops->stop) thus happens here, never on the vCPU thread
- * that wrote DRIVER_OK or reset, whose filter allows none of it.
- */
-static void *worker_main(void *arg)
-{
-	struct virtio_dev *vdev = arg;
-	struct virtio_worker *w = &vdev->worker;
-	bool quit = false;
-	char name[16];
-
-	/* "virtio-blk" -> "blk-io": the name in a seccomp kill line and in /proc. */
-	snprintf(name, sizeof(name), "%s-io",
-		 strncmp(vdev->ops->name, "virtio-", 7) ? vdev->ops->name : vdev->ops->name + 7);
-	pthread_setname_np(pthread_self(), name);
-	pthread_mutex_lock(&w->lock);
-	while (!quit) {
-		enum virtio_worker_req req;
-		int r = 0;
-
-		while (w->req == VIRTIO_REQ_NONE)
-			pthread_cond_wait(&w->wake, &w->lock);
-		req = w->req;
-		pthread_mutex_unlock(&w->lock);
-		switch (req) {
-		case VIRTIO_REQ_START:
-			r = worker_start(vdev);
-			break;
-		case VIRTIO_REQ_CALL:
-			r = w->call(w->call_arg);
-			break;
-		case VIRTIO_REQ_EXIT:
-			quit = true;
-			break;
-		case VIRTIO_REQ_STOP: /* not running: nothing to stop */
-		case VIRTIO_REQ_NONE:
-			break;
-		}
-		pthread_mutex_lock(&w->lock);
-		w->result = r;
-		w->running = req == VIRTIO_REQ_START && !r;
-		w->req = VIRTIO_REQ_NONE;
-		pthread_cond_broadcast(&w->done);
-		if (!w->running)
-			continue;
-		/* Started: serve the device until the stop eventfd fires. */
-		pthread_mutex_unlock(&w->lock);
-		worker_loop(vdev);
-		pthread_mutex_lock(&w->lock);
-		while (w->req != VIRTIO_REQ_STOP) /* the loop failed: wait for the reset */
-			pthread_cond_wait(&w->wake, &w->lock);
-		pthread_mutex_unlock(&w->lock);
-		if (vdev->ops->stop)
-			vdev->ops->stop(vdev);
-		close(w->epfd);
-		w->epfd = -1;
-		drain_eventfd(w->stop_fd);
-		pthread_mutex_lock(&w->lock);
-		w->running = false;
-		w->result = 0;
-		w->req = VIRTIO_REQ_NONE;
-		pthread_cond_broadcast(&w->done);
-	}
-	pthread_mutex_unlock(&w->lock);
-	return NULL;
-}
-
-int virtio_dev_spawn_worker(struct virtio_dev *vdev)
-{
-	struct virtio_worker *w = &vdev->worker;
-	int r;
-
-	if (w->created)
-		return 0;
-
-	w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (w->stop_fd < 0) {
-		r = -errno;
-		log_error("%s: eventfd: %s", vdev->ops->name, strerror(errno));
-		return r;
-	}
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->wake, NULL);
-	pthread_cond_init(&w->done, NULL);
-	r = -pthread_create(&w->thread, NULL, worker_main, vdev);
-	if (r) {
-		log_error("%s: cannot create the I/O thread: %s", vdev->ops->name, strerror(-r));
-		goto out_destroy_sync;
-	}
-	w->created = true;
-	return 0;
-
-out_destroy_sync:
-	pthread_cond_destroy(&w->done);
-	pthread_cond_destroy(&w->wake);
-	pthread_mutex_destroy(&w->lock);
-	close(w->stop_fd);
-	w->stop_fd = -1;
-	return r;
-}
-
-static void worker_destroy(struct virtio_dev *vdev)
-{
-	struct virtio_worker *w = &vdev->worker;
 
 	if (!w->created)
-		return;
-	virtio_dev_stop(vdev);
+		return -ENOTCONN;
 	pthread_mutex_lock(&w->lock);
-	worker_request_locked(w, VIRTIO_REQ_EXIT);
+	while (w->cmd != VIRTIO_CMD_NONE) /* one request at a time */
+		pthread_cond_wait(&w->cond, &w->lock);
+	w->cmd = cmd;
+	ticket = w->done + 1;
+	if (write(w->ctl_fd, &one, sizeof(one)) != sizeof(one))
+		log_error("%s: cannot wake the I/O thread: %s", vdev->ops->name, strerror(errno));
+	while (w->done < ticket)
+		pthread_cond_wait(&w->cond, &w->lock);
+	r = w->result;
 	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
-	w->created = false;
-	pthread_cond_destroy(&w->done);
-	pthread_cond_destroy(&w->wake);
-	pthread_mutex_destroy(&w->lock);
-	close(w->stop_fd);
-	w->stop_fd = -1;
+	return r;
 }
 
 int virtio_dev_watch(struct virtio_dev *vdev, int fd, uint32_t events, uint32_t tag)
 {
-	if (vdev->worker.epfd < 0)
+	if (!vdev->worker.running)
 		return -ENOTCONN;
 	return epoll_add(vdev->worker.epfd, fd, events, tag);
 }
@@ -322,44 +272,30 @@ int virtio_dev_rewatch(struct virtio_dev *vdev, int fd, uint32_t events, uint32_
 {
 	struct epoll_event ev = { .events = events, .data.u32 = tag };
 
-	if (vdev->worker.epfd < 0)
+	if (!vdev->worker.running)
 		return -ENOTCONN;
 	return epoll_ctl(vdev->worker.epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
 }
 
 int virtio_dev_unwatch(struct virtio_dev *vdev, int fd)
 {
-	if (vdev->worker.epfd < 0)
+	if (!vdev->worker.running)
 		return -ENOTCONN;
 	return epoll_ctl(vdev->worker.epfd, EPOLL_CTL_DEL, fd, NULL) ? -errno : 0;
 }
 
 int virtio_dev_start(struct virtio_dev *vdev)
 {
-	struct virtio_worker *w = &vdev->worker;
-	int r;
+	/* Not spawned beforehand (tests, fuzz targets): spawn it now, on the caller. */
+	int r = virtio_dev_spawn_worker(vdev);
 
-	/* Not spawned beforehand (tests, fuzz targets): spawn it here, unconfined. */
-	r = virtio_dev_spawn_worker(vdev);
-	if (r)
-		return r;
-	pthread_mutex_lock(&w->lock);
-	if (!w->running)
-		r = worker_request_locked(w, VIRTIO_REQ_START);
-	pthread_mutex_unlock(&w->lock);
-	return r;
+	return r ? r : worker_request(vdev, VIRTIO_CMD_START);
 }
 
 void virtio_dev_stop(struct virtio_dev *vdev)
 {
-	struct virtio_worker *w = &vdev->worker;
-
-	if (!w->created)
-		return;
-	pthread_mutex_lock(&w->lock);
-	if (w->running)
-		worker_request_locked(w, VIRTIO_REQ_STOP);
-	pthread_mutex_unlock(&w->lock);
+	if (vdev->worker.created) /* never spawned: never started */
+		worker_request(vdev, VIRTIO_CMD_STOP);
 }
 
 bool virtio_dev_running(struct virtio_dev *vdev)
@@ -375,23 +311,70 @@ bool virtio_dev_running(struct virtio_dev *vdev)
 	return running;
 }
 
-int virtio_dev_call_on_worker(struct virtio_dev *vdev, int (*fn)(void *arg), void *arg)
+void virtio_dev_set_thread_hook(struct virtio_dev *vdev, int (*hook)(void *opaque), void *opaque)
+{
+	vdev->worker.hook = hook;
+	vdev->worker.hook_opaque = opaque;
+}
+
+/*
+ * The parked I/O thread, spawned by the VMM's main thread before the guest runs
+ * (after jail_enter(), which needs a single thread), or by the first start.
+ */
+int virtio_dev_spawn_worker(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;
 	int r;
 
-	if (!w->created)
-		return -ENOTCONN;
-	pthread_mutex_lock(&w->lock);
-	if (w->running) {
-		r = -EBUSY;
-	} else {
-		w->call = fn;
-		w->call_arg = arg;
-		r = worker_request_locked(w, VIRTIO_REQ_CALL);
+	if (w->created)
+		return 0;
+	w->epfd = -1;
+	w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->ctl_fd < 0) {
+		r = -errno;
+		log_error("%s: eventfd: %s", vdev->ops->name, strerror(errno));
+		return r;
 	}
-	pthread_mutex_unlock(&w->lock);
+	r = worker_new_epoll(vdev);
+	if (r) {
+		log_error("%s: epoll: %s", vdev->ops->name, strerror(-r));
+		goto out_close_ctl;
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	r = -pthread_create(&w->thread, NULL, worker_main, vdev);
+	if (r) {
+		log_error("%s: cannot create its I/O thread: %s", vdev->ops->name, strerror(-r));
+		goto out_destroy_sync;
+	}
+	w->created = true;
+	return 0;
+
+out_destroy_sync:
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	close(w->epfd);
+	w->epfd = -1;
+out_close_ctl:
+	close(w->ctl_fd);
+	w->ctl_fd = -1;
 	return r;
+}
+
+static void worker_destroy(struct virtio_dev *vdev)
+{
+	struct virtio_worker *w = &vdev->worker;
+
+	if (!w->created)
+		return;
+	worker_request(vdev, VIRTIO_CMD_EXIT);
+	pthread_join(w->thread, NULL);
+	w->created = false;
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	close(w->epfd);
+	close(w->ctl_fd);
+	w->epfd = w->ctl_fd = -1;
 }
 
 void virtio_dev_reset(struct virtio_dev *vdev)

@@ -8,14 +8,17 @@
  * struct virtio_dev points at both, plus the device's and the transport's own
  * state.
  *
- * Threads: the transport configures queues on the vCPU thread while the device is
- * stopped. Each device has one I/O thread (struct virtio_worker), spawned by the
- * VMM's main thread before the guest runs and parked until DRIVER_OK. From DRIVER_OK until reset, queues
- * belong to it: an epoll loop over one kick eventfd per queue (the ioeventfd
- * behind the queue's doorbell) plus whatever fds the device adds (tap, console,
- * sockets). DRIVER_OK and reset are requests that the thread carries out and
- * acknowledges (ops->start and ops->stop run there, under its seccomp filter),
- * so after virtio_dev_stop() nothing touches guest memory on the device's behalf.
+ * Threads: each device has one I/O thread (struct virtio_worker), spawned parked
+ * by the VMM's main thread before the guest runs (virtio_dev_spawn_worker(): not
+ * with the device, since the jail must be entered while plinth has one thread). The transport configures queues on
+ * the vCPU thread while the device is stopped. DRIVER_OK and reset are requests
+ * the I/O thread carries out and acknowledges (virtio_dev_start/stop wait for
+ * it), so a device's start/stop code, its epoll set and all its I/O run on its own
+ * thread, never on a vCPU thread (which a seccomp filter may keep from creating
+ * threads or event loops). While running, the loop watches one kick eventfd per
+ * queue (the ioeventfd behind the queue's doorbell) plus whatever fds the device
+ * adds (tap, console, sockets); after virtio_dev_stop() returns, nothing touches
+ * guest memory on the device's behalf.
  */
 #ifndef PLINTH_VMM_VIRTIO_VIRTIO_H
 #define PLINTH_VMM_VIRTIO_VIRTIO_H
@@ -32,7 +35,7 @@
 
 /* Worker tags: 0..VIRTIO_MAX_QUEUES-1 are queue kicks; devices use their own from here. */
 #define VIRTIO_TAG_DEV   0x100u
-#define VIRTIO_TAG_STOP  0xffffffffu
+#define VIRTIO_TAG_CTL   0xffffffffu
 
 struct virtio_dev;
 
@@ -49,6 +52,11 @@ struct virtio_dev_ops {
 	void (*cfg_read)(struct virtio_dev *vdev, uint32_t off, void *data, unsigned int len);
 	void (*cfg_write)(struct virtio_dev *vdev, uint32_t off, const void *data,
 			  unsigned int len);
+	/*
+	 * The driver's feature choice at FEATURES_OK (already a subset of the offer):
+	 * false refuses it, e.g. for dependencies the spec requires. May be NULL.
+	 */
+	bool (*features_ok)(uint64_t features);
 	/*
 	 * DRIVER_OK: prepare for processing with vdev->features negotiated; may add fds
 	 * to the worker with virtio_dev_watch(). 0 or -errno (the device then needs reset).
@@ -84,35 +92,22 @@ struct virtio_transport_ops {
 	void (*needs_reset)(struct virtio_dev *vdev);
 };
 
-/* What a caller asks of a device's I/O thread (struct virtio_worker). */
-enum virtio_worker_req {
-	VIRTIO_REQ_NONE,  /* parked, or the last request was carried out */
-	VIRTIO_REQ_START, /* DRIVER_OK: build the epoll set, ops->start, run the loop */
-	VIRTIO_REQ_STOP,  /* reset: leave the loop, ops->stop */
-	VIRTIO_REQ_CALL,  /* run call(call_arg) on the thread (parked only) */
-	VIRTIO_REQ_EXIT,  /* end the thread (stopped only) */
-};
+enum virtio_cmd { VIRTIO_CMD_NONE, VIRTIO_CMD_START, VIRTIO_CMD_STOP, VIRTIO_CMD_EXIT };
 
-/*
- * The device's I/O thread, spawned before the guest runs and parked until DRIVER_OK.
- * A request is posted under lock (wake), the caller waits on done until the
- * thread has carried it out and cleared req; busy serialises callers. STOP also
- * writes stop_fd, which the running loop watches.
- */
 struct virtio_worker {
 	pthread_t thread;
-	bool created;       /* thread, lock and condvars exist */
-	pthread_mutex_t lock;
-	pthread_cond_t wake; /* a request was posted */
-	pthread_cond_t done; /* a request was carried out, or busy cleared */
-	enum virtio_worker_req req;
-	bool busy;          /* a caller is waiting for its request */
-	int result;         /* of the last request: 0 or -errno */
-	int (*call)(void *arg); /* VIRTIO_REQ_CALL */
-	void *call_arg;
-	bool running;       /* the loop runs (between START and STOP) */
-	int epfd;           /* the running loop's epoll set, -1 when stopped (thread's own) */
-	int stop_fd;        /* eventfd that ends the loop */
+	bool created;             /* the thread exists */
+	bool running;             /* started: kicks and device fds are served (worker writes) */
+	int epfd;                 /* the loop's epoll set, renewed at each stop */
+	int ctl_fd;               /* eventfd: a request is pending */
+	pthread_mutex_t lock;     /* cmd, result, done */
+	pthread_cond_t cond;
+	enum virtio_cmd cmd;      /* the pending request */
+	int result;               /* of the last one */
+	uint64_t done;            /* requests carried out */
+	int (*hook)(void *opaque); /* run once on the thread before its first request */
+	void *hook_opaque;
+	bool hook_done, hook_failed;
 };
 
 struct virtio_dev {
@@ -142,32 +137,23 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 void virtio_dev_fini(struct virtio_dev *vdev);
 
 /*
- * Create the device's I/O thread, parked (no-op if it exists): by the VMM's main
- * thread before the guest runs, after jail_enter() (which needs a single thread).
- * virtio_dev_start() spawns it itself if nobody did (tests). 0 or -errno, logged.
+ * Create the device's I/O thread, parked (no-op if it exists): the VMM's main
+ * thread does it before the guest runs, after jail_enter(). virtio_dev_start()
+ * spawns it itself when nobody did (tests, fuzz targets). 0 or -errno, logged.
  */
 int virtio_dev_spawn_worker(struct virtio_dev *vdev);
-/*
- * DRIVER_OK: the I/O thread applies the features to the queues, calls ops->start
- * and runs its loop; returns once it did, with 0 or -errno (ops->start failed,
- * nothing runs). Any thread but the device's own may call it (the vCPU thread
- * that wrote DRIVER_OK: it makes no syscall beyond futex and an eventfd write).
- */
+/* DRIVER_OK: the I/O thread applies features, calls ops->start and serves. 0 or -errno. */
 int virtio_dev_start(struct virtio_dev *vdev);
-/*
- * Reset/FAILED: the I/O thread leaves its loop and calls ops->stop; returns once
- * it did, so nothing touches guest memory on the device's behalf afterwards.
- * Safe to call when not running.
- */
+/* Reset: the I/O thread stops serving and calls ops->stop; returns when done. */
 void virtio_dev_stop(struct virtio_dev *vdev);
-/* Whether the I/O loop runs (between a successful start and stop). */
 bool virtio_dev_running(struct virtio_dev *vdev);
 /*
- * Run fn(arg) on the device's parked I/O thread and return its result: the VMM
- * installs the thread's seccomp filter so, before the guest can start the device.
- * -EBUSY while the device runs.
+ * hook(opaque) runs once on the device's I/O thread before it carries out its first
+ * request, e.g. to install the VMM's seccomp filter for I/O threads; non-zero
+ * keeps the device from starting (DRIVER_OK then ends in DEVICE_NEEDS_RESET).
+ * Set it before the guest runs.
  */
-int virtio_dev_call_on_worker(struct virtio_dev *vdev, int (*fn)(void *arg), void *arg);
+void virtio_dev_set_thread_hook(struct virtio_dev *vdev, int (*hook)(void *opaque), void *opaque);
 /* Reset queues and negotiated features (after virtio_dev_stop). */
 void virtio_dev_reset(struct virtio_dev *vdev);
 

@@ -244,6 +244,24 @@ static void test_config(void **state)
 	assert_true(f->vdev.host_features & (1ULL << VIRTIO_NET_F_HOST_TSO4));
 }
 
+static void test_feature_dependencies(void **state)
+{
+	static const uint64_t V1 = 1ULL << VIRTIO_F_VERSION_1;
+	const struct virtio_dev_ops *ops = &virtio_net_ops;
+
+	(void)state;
+	assert_true(ops->features_ok(V1));
+	assert_true(ops->features_ok(V1 | (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_HOST_TSO4) |
+				     (1ULL << VIRTIO_NET_F_HOST_ECN)));
+	assert_false(ops->features_ok(V1 | (1ULL << VIRTIO_NET_F_HOST_TSO6)));
+	assert_false(ops->features_ok(V1 | (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_HOST_ECN)));
+	assert_false(ops->features_ok(V1 | (1ULL << VIRTIO_NET_F_GUEST_TSO4)));
+	assert_false(ops->features_ok(V1 | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
+				      (1ULL << VIRTIO_NET_F_GUEST_ECN)));
+	assert_true(ops->features_ok(V1 | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
+				     (1ULL << VIRTIO_NET_F_GUEST_TSO6) | (1ULL << VIRTIO_NET_F_GUEST_ECN)));
+}
+
 static void test_spec_errors(void **state)
 {
 	struct fake_mem fm;
@@ -302,6 +320,14 @@ static void test_real_tap(void **state)
 		mac2[i] = (uint8_t)drv_r(bus.dev[1], VPCI_DEVCFG + i, 1);
 	assert_memory_equal(mac, mac2, 6);
 	assert_true(drv_dev_features(bus.dev[1]) & (1ULL << VIRTIO_NET_F_GUEST_TSO4));
+	/* TSO without checksum offload breaks the spec's dependencies: FEATURES_OK refused. */
+	drv_set_status(bus.dev[1], VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	drv_set_features(bus.dev[1], (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_NET_F_GUEST_TSO4));
+	drv_set_status(bus.dev[1], VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+					   VIRTIO_CONFIG_S_FEATURES_OK);
+	assert_false(drv_get_status(bus.dev[1]) & VIRTIO_CONFIG_S_FEATURES_OK);
+	/* With it, the driver gets going and the tap takes the offloads. */
+	assert_true(drv_init(bus.dev[1], ~0ULL, 0, NULL) & VIRTIO_CONFIG_S_DRIVER_OK);
 	virtio_pci_free(vp2);
 	fake_mem_fini(&fm);
 }
@@ -318,6 +344,7 @@ int main(void)
 		T(test_receive_bad_buffer),
 		T(test_receive_read_only_buffer),
 		T(test_config),
+		cmocka_unit_test(test_feature_dependencies),
 		cmocka_unit_test(test_spec_errors),
 		cmocka_unit_test(test_real_tap),
 	};

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -524,6 +525,53 @@ static void test_save_load(void **state)
 	free(st);
 }
 
+struct hook_log {
+	unsigned int calls;
+	pthread_t thread;
+	int ret;
+};
+
+static int record_hook(void *opaque)
+{
+	struct hook_log *h = opaque;
+
+	h->calls++;
+	h->thread = pthread_self();
+	return h->ret;
+}
+
+/* DRIVER_OK is carried out by the device's own thread, which runs the VMM's hook first. */
+static void test_thread_hook(void **state)
+{
+	struct fixture *f = *state;
+	struct hook_log h = { 0 };
+
+	virtio_pci_set_thread_hook(f->vp, record_hook, &h);
+	assert_int_equal(drv_init(f->d, WANT, NQ, f->dq), RUNNING);
+	assert_int_equal(h.calls, 1);
+	assert_false(pthread_equal(h.thread, pthread_self()));
+	rng_request(f, 0);
+	drv_notify(f->d, 0);
+	assert_true(drv_wait_used(&f->dq[0], 1));
+	/* Reset and again: the hook ran once for the thread's life. */
+	assert_int_equal(drv_init(f->d, WANT, NQ, f->dq), RUNNING);
+	assert_int_equal(h.calls, 1);
+}
+
+static void test_thread_hook_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct hook_log h = { .ret = -EPERM };
+
+	virtio_pci_set_thread_hook(f->vp, record_hook, &h);
+	assert_int_equal(drv_init(f->d, WANT, NQ, f->dq), RUNNING | VIRTIO_CONFIG_S_NEEDS_RESET);
+	assert_false(virtio_dev_running(virtio_pci_vdev(f->vp)));
+	rng_request(f, 0);
+	drv_notify(f->d, 0);
+	usleep(20000);
+	assert_int_equal(drv_used_idx(&f->dq[0]), 0);
+}
+
 static void test_rng_spec(void **state)
 {
 	struct fixture *f = *state;
@@ -555,6 +603,8 @@ int main(void)
 		T(test_pci_cfg_window),
 		T(test_odd_accesses),
 		T(test_save_load),
+		T(test_thread_hook),
+		T(test_thread_hook_fails),
 		T(test_rng_spec),
 	};
 

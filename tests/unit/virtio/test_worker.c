@@ -41,7 +41,7 @@ static int install_io(void *arg)
 static int record_tid(void *arg)
 {
 	*(pid_t *)arg = gettid();
-	return -ENOSPC; /* the caller gets fn's result */
+	return 0;
 }
 
 /* Child: exit codes name the step that failed (0: all good). */
@@ -69,8 +69,8 @@ static int rng_under_filters(void *arg)
 	fake_bus_init(&bus);
 	CHECK(virtio_rng_create(&bus, &fm.gm, NULL, &vp) == 0, 10);
 	d = bus.dev[0];
-	CHECK(virtio_dev_spawn_worker(virtio_pci_vdev(vp)) == 0, 11);
-	CHECK(virtio_dev_call_on_worker(virtio_pci_vdev(vp), install_io, NULL) == 0, 11);
+	virtio_pci_set_thread_hook(vp, install_io, NULL); /* as vm_run() does */
+	CHECK(virtio_pci_spawn_worker(vp) == 0, 11);
 	CHECK(sandbox_seccomp_install(SANDBOX_VCPU) == 0, 12);
 
 	for (round = 0; round < 2; round++) {
@@ -124,8 +124,8 @@ static int net_start_under_filters(void *arg)
 	CHECK(virtio_net_init(vdev, &fm.gm, sv[0], mac, true) == 0, 11);
 	CHECK(virtio_pci_create_on(&bus, vdev, &vp) == 0, 12);
 	d = bus.dev[0];
-	CHECK(virtio_dev_spawn_worker(vdev) == 0, 13);
-	CHECK(virtio_dev_call_on_worker(vdev, install_io, NULL) == 0, 13);
+	virtio_pci_set_thread_hook(vp, install_io, NULL);
+	CHECK(virtio_pci_spawn_worker(vp) == 0, 13);
 	CHECK(sandbox_seccomp_install(SANDBOX_VCPU) == 0, 14);
 
 	drv_vq_setup(&dq[0], &fm, 16, RING);
@@ -150,8 +150,11 @@ static void test_net_start_runs_on_worker(void **state)
 	assert_null(strstr(res.err, "forbidden syscall"));
 }
 
-/* Without filters: call_on_worker runs on another thread, only while parked. */
-static void test_call_on_worker(void **state)
+/*
+ * Without filters: no thread until spawned (the jail needs a single thread), the
+ * hook on the worker's own thread, start/stop idempotent, free while running.
+ */
+static void test_spawn_and_requests(void **state)
 {
 	struct fake_mem fm;
 	struct pci_bus bus;
@@ -165,18 +168,19 @@ static void test_call_on_worker(void **state)
 	fake_bus_init(&bus);
 	assert_int_equal(virtio_rng_create(&bus, &fm.gm, NULL, &vp), 0);
 	vdev = virtio_pci_vdev(vp);
+	assert_false(vdev->worker.created);
 	assert_false(virtio_dev_running(vdev));
-	assert_int_equal(virtio_dev_call_on_worker(vdev, record_tid, &tid), -ENOTCONN);
-	assert_int_equal(virtio_dev_spawn_worker(vdev), 0);
-	assert_int_equal(virtio_dev_spawn_worker(vdev), 0);
-	assert_int_equal(virtio_dev_call_on_worker(vdev, record_tid, &tid), -ENOSPC);
-	assert_true(tid > 0);
-	assert_int_not_equal(tid, gettid());
+	virtio_dev_stop(vdev); /* never spawned: harmless */
+	virtio_pci_set_thread_hook(vp, record_tid, &tid);
+	assert_int_equal(virtio_pci_spawn_worker(vp), 0);
+	assert_true(vdev->worker.created);
+	assert_int_equal(virtio_pci_spawn_worker(vp), 0);
 
 	drv_vq_setup(&dq, &fm, 16, RING);
 	assert_int_equal(drv_init(bus.dev[0], WANT, 1, &dq), RUNNING);
 	assert_true(virtio_dev_running(vdev));
-	assert_int_equal(virtio_dev_call_on_worker(vdev, record_tid, &tid), -EBUSY);
+	assert_true(tid > 0);
+	assert_int_not_equal(tid, gettid());
 	/* Start while running is a no-op; stop twice is harmless. */
 	assert_int_equal(virtio_dev_start(vdev), 0);
 	virtio_dev_stop(vdev);
@@ -193,7 +197,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rng_driver_ok_on_filtered_vcpu),
 		cmocka_unit_test(test_net_start_runs_on_worker),
-		cmocka_unit_test(test_call_on_worker),
+		cmocka_unit_test(test_spawn_and_requests),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,6 +3,8 @@
 #include "virtio.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -209,6 +211,12 @@ static void *worker_main(void *arg)
 {
 	struct virtio_dev *vdev = arg;
 	struct virtio_worker *w = &vdev->worker;
+	char name[16];
+
+	/* "virtio-blk" -> "blk-io": the name in a seccomp kill line and in /proc. */
+	snprintf(name, sizeof(name), "%s-io",
+		 strncmp(vdev->ops->name, "virtio-", 7) ? vdev->ops->name : vdev->ops->name + 7);
+	pthread_setname_np(pthread_self(), name);
 
 	for (;;) {
 		struct epoll_event ev[16];

@@ -327,6 +327,13 @@ static int cmd_run(int argc, char **argv)
 			rc = 1;
 			break;
 		}
+		/*
+		 * Hook for the control API (branch `migrate`, not in main yet): it must not
+		 * create its thread before jail_enter() (single thread). Call api_listen()
+		 * (and json_object_seed(0)) before the loop, outside the jail; here, on the
+		 * first pass, create the API thread, which installs SANDBOX_API and then calls
+		 * api_server_start_fd() (its libmicrohttpd thread inherits the filter).
+		 */
 		first = false;
 		cfg.kvm_fd = vm->kvm_fd; /* kept for the next VM (vm_destroy leaves it open) */
 		if (!term.raw)

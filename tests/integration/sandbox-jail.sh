@@ -14,6 +14,7 @@ pid=
 trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
 out=$dir/console
 J=(--jail "$jail" --uid 65534 --gid 65534)
+: >"$out" # exists before plinth's redirection does: the polls below read it
 
 wait_boots() { # N: until the console shows N guest inits (or plinth exits)
 	for _ in $(seq 1500); do

@@ -28,10 +28,16 @@ field() { awk -v f="$1:" '$1 == f { $1 = ""; sub(/^ /, ""); print; exit }' "/pro
 
 # 1. Jailed boot, checked from outside while the guest sleeps.
 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
-	--memory 256M --cpus 2 --rng --cmdline "$(guest_cmdline 'sleep 3; echo jailed-done')" \
+	--memory 256M --cpus 2 --rng \
+	--cmdline "$(guest_cmdline 'echo jail-start; sleep 12; echo jailed-done')" \
 	"${J[@]}" </dev/null >"$out" 2>&1 &
 pid=$!
-wait_boots 1 || { tail -n 20 "$out"; fail "the jailed guest did not boot"; }
+for _ in $(seq 900); do
+	grep -q '^jail-start' "$out" && break
+	kill -0 $pid 2>/dev/null || break
+	sleep 0.1
+done
+grep -q '^jail-start' "$out" || { tail -n 20 "$out"; fail "the jailed guest did not boot"; }
 uid=$(field Uid) gid=$(field Gid) capeff=$(field CapEff) capprm=$(field CapPrm)
 capbnd=$(field CapBnd) nnp=$(field NoNewPrivs) sc=$(field Seccomp)
 echo "# jailed plinth: Uid $uid, Gid $gid, CapEff $capeff, CapBnd $capbnd, NoNewPrivs $nnp, Seccomp $sc"

@@ -199,6 +199,7 @@ static struct pimg *open_chain(const char *path, const char *format, unsigned fl
 	img->file = pfile_open(path, rdonly, false);
 	if (!img->file)
 		goto out_free_path;
+	img->file->unsafe = flags & PIMG_O_UNSAFE;
 	if (fstat(img->file->fd, &st)) {
 		log_error("%s: %s", path, strerror(errno));
 		goto out_close_file;

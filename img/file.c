@@ -165,7 +165,7 @@ int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
 
 int pfile_sync(struct pimg_file *f)
 {
-	if (f->rdonly)
+	if (f->rdonly || f->unsafe)
 		return 0;
 	return f->ops->sync(f);
 }

@@ -41,6 +41,7 @@ struct pimg_file {
 	const struct pimg_file_ops *ops;
 	int fd;
 	bool rdonly;
+	bool unsafe;    /* PIMG_O_UNSAFE: sync is a no-op */
 	uint64_t size;  /* current length, kept up to date by pwrite/truncate */
 	void *opaque;   /* for wrapping ops (tests) */
 	char *path;     /* owned */

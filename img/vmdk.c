@@ -68,6 +68,7 @@ struct sparse {
 	uint32_t *gd, *rgd;    /* host endian, sectors */
 	bool gd_dirty;
 	uint64_t alloc_end;    /* next free byte (sector aligned) */
+	uint64_t data_start;   /* grains start here (the header's overHead): metadata before */
 	struct gt_entry cache[VMDK_GT_CACHE];
 	uint64_t tick;
 	uint8_t *cbuf;         /* compressed grain buffer */
@@ -367,6 +368,11 @@ static int sparse_open(struct pimg *img, struct extent *e)
 		return -EINVAL;
 	}
 	s->grain = grain_sec * SECTOR_SIZE;
+	if (ld_le64(h + 64) > f->size / SECTOR_SIZE + 1) {
+		log_error("%s: VMDK overhead beyond the end of the file", img->path);
+		return -EINVAL;
+	}
+	s->data_start = MAX(ld_le64(h + 64), 1) * SECTOR_SIZE;
 	gt_cover = grain_sec * s->gtes;
 	s->gd_entries = (uint32_t)((e->sectors + gt_cover - 1) / gt_cover);
 	if (mul_overflow(gd_sec, (uint64_t)SECTOR_SIZE, &s->gd_off) ||
@@ -580,6 +586,10 @@ static int read_compressed_grain(struct pimg *img, struct extent *e, uint64_t ho
 
 	if (s->dec_off == host)
 		return 0;
+	if (host < s->data_start) {
+		log_error("%s: compressed grain entry points into the metadata", img->path);
+		return -EIO;
+	}
 	ret = pfile_pread(e->file, m, sizeof(m), host, true);
 	if (ret) {
 		log_error("%s: compressed grain at %#" PRIx64 " lies outside the file", img->path, host);
@@ -675,8 +685,9 @@ static int vmdk_read(struct pimg *img, void *buf, uint64_t len, uint64_t off)
 			memcpy(buf, s->gbuf + rel % s->grain, len);
 		return ret;
 	}
-	if (host >= e->file->size && host >= s->alloc_end) {
-		log_error("%s: grain table entry points beyond the end of the file", img->path);
+	if ((host >= e->file->size && host >= s->alloc_end) || host < s->data_start) {
+		log_error("%s: grain table entry points %s (sector %u)", img->path,
+			  host < s->data_start ? "into the metadata" : "beyond the end of the file", gte);
 		return -EIO;
 	}
 	return pfile_pread(e->file, buf, len, host + rel % s->grain, false);
@@ -740,7 +751,7 @@ static int extent_write(struct pimg *img, struct extent *e, const void *buf, uin
 		return ret;
 	if (gte > 1 || (gte == 1 && !(s->flags & VMDK_FLAG_ZERO_GRAIN))) {
 		host = (uint64_t)gte * SECTOR_SIZE;
-		if (host < 512 || host >= s->alloc_end) {
+		if (host < s->data_start || host >= s->alloc_end) {
 			log_error("%s: bad grain table entry %u", img->path, gte);
 			return -EIO;
 		}
@@ -1258,7 +1269,7 @@ static int vmdk_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 
 		if (e->type != EXT_SPARSE || s->stream_writer)
 			continue;
-		meta_end = MAX(s->gd_off, s->rgd_off) + (uint64_t)s->gd_entries * 4;
+		meta_end = MAX(s->data_start, MAX(s->gd_off, s->rgd_off) + (uint64_t)s->gd_entries * 4);
 		for (uint32_t d = 0; d < s->gd_entries; d++) {
 			struct gt_entry *gt;
 

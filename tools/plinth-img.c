@@ -4,7 +4,7 @@
  *
  *   info [--output=human|json] [-f FMT] FILE
  *   create -f FMT [-o OPTIONS] [-b BACKING [-F BACKING_FMT]] FILE [SIZE]
- *   convert [-p] [-c] [-f FMT] -O FMT [-o OPTIONS] SRC DST
+ *   convert [-p] [-c] [-t writeback|unsafe] [-f FMT] -O FMT [-o OPTIONS] SRC DST
  *   check [--output=human|json] [-r leaks|all] [-f FMT] FILE   exit 0 clean, 2 corrupt, 3 leaks
  *   compare [-f FMT] [-F FMT] A B                               exit 0 same, 1 differ, 2 error
  *   resize [-f FMT] FILE [+|-]SIZE
@@ -31,7 +31,7 @@ static void usage(FILE *f)
 	fputs("usage: plinth-img COMMAND [OPTIONS]\n"
 	      "  info [--output=human|json] [-f FMT] FILE\n"
 	      "  create -f FMT [-o OPTIONS] [-b BACKING [-F BACKING_FMT]] FILE [SIZE]\n"
-	      "  convert [-p] [-c] [-f FMT] -O FMT [-o OPTIONS] SRC DST\n"
+	      "  convert [-p] [-c] [-t writeback|unsafe] [-f FMT] -O FMT [-o OPTIONS] SRC DST\n"
 	      "  check [--output=human|json] [-r leaks|all] [-f FMT] FILE\n"
 	      "  compare [-f FMT] [-F FMT] A B\n"
 	      "  resize [-f FMT] FILE [+|-]SIZE\n"
@@ -395,13 +395,21 @@ out:
 static int cmd_convert(int argc, char **argv)
 {
 	const char *fmt = NULL, *ofmt = NULL, *opts = NULL;
-	bool prog = false, compress = false;
+	bool prog = false, compress = false, unsafe = false;
 	struct pimg *src, *dst;
 	uint64_t size;
 	int c, ret;
 
-	while ((c = getopt(argc, argv, "f:O:o:pc")) != -1) {
+	while ((c = getopt(argc, argv, "f:O:o:pct:")) != -1) {
 		switch (c) {
+		case 't':
+			if (!strcmp(optarg, "unsafe")) {
+				unsafe = true;
+			} else if (strcmp(optarg, "writeback")) {
+				log_error("-t takes writeback (default: flushed at the end) or unsafe");
+				return 1;
+			}
+			break;
 		case 'f': fmt = optarg; break;
 		case 'O': ofmt = optarg; break;
 		case 'o': opts = optarg; break;
@@ -431,7 +439,7 @@ static int cmd_convert(int argc, char **argv)
 		pimg_close(src);
 		return 1;
 	}
-	dst = pimg_open(argv[optind + 1], ofmt, 0);
+	dst = pimg_open(argv[optind + 1], ofmt, unsafe ? PIMG_O_UNSAFE : 0);
 	if (!dst) {
 		pimg_close(src);
 		return 1;

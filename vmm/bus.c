@@ -66,7 +66,7 @@ int bus_register(struct bus *b, uint64_t base, uint64_t len, const struct bus_de
 		b->cap = cap;
 	}
 	memmove(&b->r[i + 1], &b->r[i], (b->n - i) * sizeof(b->r[0]));
-	b->r[i] = (struct bus_range){ .base = base, .len = len, .ops = ops, .opaque = opaque };
+	b->r[i] = (struct bus_range){.base = base, .len = len, .ops = ops, .opaque = opaque};
 	b->n++;
 out_unlock:
 	pthread_rwlock_unlock(&b->lock);

@@ -34,7 +34,7 @@ struct bus {
 	pthread_rwlock_t lock;
 	struct bus_range *r; /* sorted by base, owned */
 	size_t n, cap;
-	const char *name;    /* "pio" or "mmio", for messages */
+	const char *name; /* "pio" or "mmio", for messages */
 };
 
 int bus_init(struct bus *b, const char *name);

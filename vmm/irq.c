@@ -14,7 +14,7 @@
 
 int irq_line(int vm_fd, unsigned int irq, int level)
 {
-	struct kvm_irq_level l = { .irq = irq, .level = (uint32_t)level };
+	struct kvm_irq_level l = {.irq = irq, .level = (uint32_t)level};
 
 	return ioctl(vm_fd, KVM_IRQ_LINE, &l) < 0 ? -errno : 0;
 }
@@ -34,8 +34,8 @@ static int irq_commit(struct irq_router *ir)
 		if (i < PIC_PINS) {
 			t->entries[n].gsi = i;
 			t->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
-			t->entries[n].u.irqchip.irqchip = i < 8 ? KVM_IRQCHIP_PIC_MASTER
-								: KVM_IRQCHIP_PIC_SLAVE;
+			t->entries[n].u.irqchip.irqchip =
+				i < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
 			t->entries[n].u.irqchip.pin = i % 8;
 			n++;
 		}
@@ -121,8 +121,7 @@ static int kvm_msi_route_add(void *host, int efd, uint64_t addr, uint32_t data, 
 		ret = -ENOSPC;
 		goto out_unlock;
 	}
-	ir->route[i] = (struct irq_msi_route){ .used = true, .efd = efd, .addr = addr,
-					       .data = data };
+	ir->route[i] = (struct irq_msi_route){.used = true, .efd = efd, .addr = addr, .data = data};
 	ret = irq_commit(ir);
 	if (!ret)
 		ret = irqfd(ir->vm_fd, efd, IRQ_MSI_GSI_BASE + i, true);

@@ -14,12 +14,12 @@
 
 #include "hw/pci.h"
 
-#define IRQ_MSI_GSI_BASE   24   /* GSIs 0..23 are the IOAPIC pins */
+#define IRQ_MSI_GSI_BASE   24 /* GSIs 0..23 are the IOAPIC pins */
 #define IRQ_MAX_MSI_ROUTES 1024
 
 struct irq_msi_route {
 	bool used;
-	bool masked;  /* irqfd detached: signals stay pending in the eventfd */
+	bool masked; /* irqfd detached: signals stay pending in the eventfd */
 	int efd;
 	uint64_t addr;
 	uint32_t data;

@@ -9,8 +9,7 @@
 #include "log.h"
 #include "util.h"
 
-int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout,
-		     unsigned int nr)
+int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout, unsigned int nr)
 {
 	uint64_t total = 0, off = 0;
 	unsigned int i;
@@ -34,8 +33,8 @@ int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout
 	}
 	if (ftruncate(gm->fd, (off_t)total) < 0) {
 		ret = -errno;
-		log_error("cannot size guest memory to %llu bytes: %s",
-			  (unsigned long long)total, strerror(errno));
+		log_error("cannot size guest memory to %llu bytes: %s", (unsigned long long)total,
+			  strerror(errno));
 		goto out_close_fd;
 	}
 	for (i = 0; i < nr; i++) {

@@ -10,8 +10,8 @@ void res_init(struct resources *r, uint64_t mmio_base, uint64_t mmio_len, uint64
 	      uint64_t io_len)
 {
 	memset(r, 0, sizeof(*r));
-	r->pci_mmio = (struct res_window){ mmio_base, mmio_len, mmio_base };
-	r->pci_io = (struct res_window){ io_base, io_len, io_base };
+	r->pci_mmio = (struct res_window){mmio_base, mmio_len, mmio_base};
+	r->pci_io = (struct res_window){io_base, io_len, io_base};
 }
 
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
@@ -39,7 +39,7 @@ static int res_push(struct resources *r, enum res_kind kind, uint64_t base, uint
 	if (r->nr_ranges == RES_MAX_RANGES)
 		return -ENOSPC;
 	r->range[r->nr_ranges++] = (struct res_range){
-		.kind = kind, .base = base, .len = len, .flags = flags, .owner = owner };
+		.kind = kind, .base = base, .len = len, .flags = flags, .owner = owner};
 	return 0;
 }
 

@@ -47,8 +47,8 @@ struct resources {
 	unsigned int nr_ranges;
 	struct res_isa_dev isa[RES_MAX_ISA];
 	unsigned int nr_isa;
-	uint32_t irq_used;        /* bitmap of IOAPIC pins 0..23 */
-	uint32_t pci_slots;       /* bitmap of bus-0 device numbers */
+	uint32_t irq_used;	    /* bitmap of IOAPIC pins 0..23 */
+	uint32_t pci_slots;	    /* bitmap of bus-0 device numbers */
 	struct res_window pci_mmio; /* below 4 GiB */
 	struct res_window pci_io;
 	uint64_t ecam_base, ecam_len;

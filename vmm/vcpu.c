@@ -101,8 +101,7 @@ static void vcpu_io(struct vcpu *v)
 	uint32_t i;
 
 	/* data_offset and count come from KVM, but stay inside the run area regardless. */
-	if (run->io.size == 0 || run->io.size > 4 ||
-	    run->io.data_offset >= v->run_size ||
+	if (run->io.size == 0 || run->io.size > 4 || run->io.data_offset >= v->run_size ||
 	    (uint64_t)run->io.count * run->io.size > v->run_size - run->io.data_offset)
 		return;
 	for (i = 0; i < run->io.count; i++, data += run->io.size)
@@ -124,9 +123,11 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		v->exits_io++;
-		if (log_get_level() >= LOG_DEBUG && !bus_access_would_hit(&v->vm->pio, run->io.port))
+		if (log_get_level() >= LOG_DEBUG &&
+		    !bus_access_would_hit(&v->vm->pio, run->io.port))
 			log_debug("vCPU %u: unhandled port %s 0x%x", v->index,
-				  run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read", run->io.port);
+				  run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read",
+				  run->io.port);
 		vcpu_io(v);
 		return true;
 	case KVM_EXIT_MMIO:

@@ -39,6 +39,9 @@ struct pimg;
 /* Open writable for pimg_check() repairs only: accepts images whose metadata needs
  * repair before normal writes (a dirty qcow2 with lazy refcounts). */
 #define PIMG_O_REPAIR     (1u << 2)
+/* Never fdatasync (qemu-img's cache=unsafe): for scratch copies only; a crash
+ * may leave anything. */
+#define PIMG_O_UNSAFE     (1u << 3)
 
 /*
  * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk")
@@ -158,7 +161,7 @@ struct pimg_check {
 /* Check (and with repair flags, fix) the image's metadata. 0 or -errno (-ENOTSUP). */
 int pimg_check(struct pimg *img, struct pimg_check *res, unsigned repair);
 
-/* Change the virtual size. Growing is supported by every format; shrinking by raw. */
+/* Change the virtual size: raw grows and shrinks; qcow2, VHD and VHDX grow; VMDK refuses (-ENOTSUP). */
 int pimg_resize(struct pimg *img, uint64_t size);
 
 /*

@@ -17,10 +17,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t *ram;
-	struct guest_mem gm = { .nr_slots = 1, .fd = -1, .total = FUZZ_MEM };
-	struct boot_e820_entry e820[1] = { { 0, FUZZ_MEM, E820_RAM } };
+	struct guest_mem gm = {.nr_slots = 1, .fd = -1, .total = FUZZ_MEM};
+	struct boot_e820_entry e820[1] = {{0, FUZZ_MEM, E820_RAM}};
 	struct linux_boot_cfg cfg = {
-		.initrd_fd = -1, .low_ram_end = FUZZ_MEM, .e820 = e820, .e820_nr = 1,
+		.initrd_fd = -1,
+		.low_ram_end = FUZZ_MEM,
+		.e820 = e820,
+		.e820_nr = 1,
 	};
 	struct linux_kernel k;
 	const char *why;
@@ -32,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ram = malloc(FUZZ_MEM);
 	if (!ram)
 		return 0;
-	gm.slot[0] = (struct guest_mem_slot){ .gpa = 0, .size = FUZZ_MEM, .hva = ram };
+	gm.slot[0] = (struct guest_mem_slot){.gpa = 0, .size = FUZZ_MEM, .hva = ram};
 
 	/* The last bytes double as a command line. */
 	n = MIN(size, sizeof(cmdline) - 1);

@@ -20,13 +20,49 @@ static int fake_ok(void)
 	return 0;
 }
 
-static int h_signal(void *h, uint64_t a, uint32_t d) { (void)h; (void)a; (void)d; return fake_ok(); }
-static int h_add(void *h, int e, uint64_t a, uint32_t d, int *r) { (void)h; (void)e; (void)a; (void)d; *r = 0; return 0; }
-static int h_upd(void *h, int r, uint64_t a, uint32_t d, bool m) { (void)h; (void)r; (void)a; (void)d; (void)m; return 0; }
-static int h_del(void *h, int r, int e) { (void)h; (void)r; (void)e; return 0; }
-static int h_ioev(void *h, uint64_t a, unsigned int l, int e, bool as) { (void)h; (void)a; (void)l; (void)e; (void)as; return 0; }
+static int h_signal(void *h, uint64_t a, uint32_t d)
+{
+	(void)h;
+	(void)a;
+	(void)d;
+	return fake_ok();
+}
+static int h_add(void *h, int e, uint64_t a, uint32_t d, int *r)
+{
+	(void)h;
+	(void)e;
+	(void)a;
+	(void)d;
+	*r = 0;
+	return 0;
+}
+static int h_upd(void *h, int r, uint64_t a, uint32_t d, bool m)
+{
+	(void)h;
+	(void)r;
+	(void)a;
+	(void)d;
+	(void)m;
+	return 0;
+}
+static int h_del(void *h, int r, int e)
+{
+	(void)h;
+	(void)r;
+	(void)e;
+	return 0;
+}
+static int h_ioev(void *h, uint64_t a, unsigned int l, int e, bool as)
+{
+	(void)h;
+	(void)a;
+	(void)l;
+	(void)e;
+	(void)as;
+	return 0;
+}
 
-static const struct pci_host_ops host = { h_signal, h_add, h_upd, h_del, h_ioev };
+static const struct pci_host_ops host = {h_signal, h_add, h_upd, h_del, h_ioev};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -66,7 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(buf, &val, 4);
 		if (op & 2) {
 			/* ECAM: slots 0..3 only, to stay on interesting devices. */
-			uint64_t a = 0xe0000000ULL + ((addr & 0x3fff) | ((uint32_t)(op >> 4) & 3) << 15);
+			uint64_t a =
+				0xe0000000ULL + ((addr & 0x3fff) | ((uint32_t)(op >> 4) & 3) << 15);
 
 			bus_access(&mmio, a, buf, len, op & 1);
 		} else if (op & 0x10) {

@@ -26,7 +26,7 @@ static void tx(void *opaque, uint8_t b)
 	(void)b;
 }
 
-static const struct serial_backend be = { .irq = irq, .tx = tx };
+static const struct serial_backend be = {.irq = irq, .tx = tx};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (op & 2) {
 			serial_rx(&s, &data[i + 2], 1);
 		} else if (op & 1) {
-			uint8_t buf[2] = { v, v };
+			uint8_t buf[2] = {v, v};
 
 			if (off + len <= 8)
 				serial_ops.write(&s, off, buf, len);

@@ -1,11 +1,11 @@
-# plinth boots the standard guest with 1, 2 and 4 vCPUs; the guest sees every CPU
+# plinth boots the standard guest with 1 and 4 vCPUs (2: vmm-pci.sh); the guest sees every CPU
 # (ACPI MADT) and the memory it was given, and powering off exits 0.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-for spec in 1:256 2:512 4:768; do
+for spec in 1:256 4:768; do
 	cpus=${spec%:*} mem=${spec#*:}
 	timeout 150 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
 		--cpus "$cpus" --memory "${mem}M" \

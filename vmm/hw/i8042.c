@@ -11,9 +11,9 @@
 
 #define CMD_READ_CMD_BYTE  0x20
 #define CMD_WRITE_CMD_BYTE 0x60
-#define CMD_SELF_TEST      0xaa
+#define CMD_SELF_TEST	   0xaa
 #define CMD_WRITE_OUTPUT   0xd1
-#define CMD_PULSE_RESET    0xfe
+#define CMD_PULSE_RESET	   0xfe
 
 void i8042_init(struct i8042 *k, void (*reset)(void *opaque), void *opaque)
 {

@@ -13,8 +13,8 @@
 #include "bus.h"
 
 struct i8042_state {
-	uint8_t cmd_byte;    /* controller configuration byte */
-	uint8_t out;         /* output buffer */
+	uint8_t cmd_byte; /* controller configuration byte */
+	uint8_t out;	  /* output buffer */
 	uint8_t out_full;
 	uint8_t pending_cmd; /* command waiting for its data byte, 0 if none */
 };

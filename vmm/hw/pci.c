@@ -27,21 +27,21 @@
 #include "resources.h"
 #include "util.h"
 
-#define PCIR_VENDOR_ID    0x00
-#define PCIR_DEVICE_ID    0x02
-#define PCIR_COMMAND      0x04
-#define PCIR_CLASS_REV    0x08
-#define PCIR_CACHE_LINE   0x0c
-#define PCIR_LATENCY      0x0d
-#define PCIR_HEADER_TYPE  0x0e
-#define PCIR_BAR0         0x10
-#define PCIR_BAR_END      0x28
-#define PCIR_ROM          0x30
-#define PCIR_INT_LINE     0x3c
-#define PCIR_HDR_END      0x40
+#define PCIR_VENDOR_ID	 0x00
+#define PCIR_DEVICE_ID	 0x02
+#define PCIR_COMMAND	 0x04
+#define PCIR_CLASS_REV	 0x08
+#define PCIR_CACHE_LINE	 0x0c
+#define PCIR_LATENCY	 0x0d
+#define PCIR_HEADER_TYPE 0x0e
+#define PCIR_BAR0	 0x10
+#define PCIR_BAR_END	 0x28
+#define PCIR_ROM	 0x30
+#define PCIR_INT_LINE	 0x3c
+#define PCIR_HDR_END	 0x40
 
-#define CMD_IO     0x0001
-#define CMD_MEMORY 0x0002
+#define CMD_IO	     0x0001
+#define CMD_MEMORY   0x0002
 #define CMD_WRITABLE 0x0547 /* IO, MEM, MASTER, PARITY, SERR, INTX_DISABLE */
 
 #define BAR_IO_FLAG    0x1
@@ -62,7 +62,7 @@ struct pci_bus {
 	struct resources *res;
 	const struct pci_host_ops *host_ops;
 	void *host;
-	uint32_t cf8;                 /* CONFIG_ADDRESS */
+	uint32_t cf8; /* CONFIG_ADDRESS */
 	uint64_t ecam_base;
 	struct pci_device *dev[PCI_MAX_DEVICES];
 	struct pci_bar_ref bar_ref[PCI_MAX_DEVICES][PCI_NUM_BARS];
@@ -176,7 +176,7 @@ static void pci_bar_write(struct pci_bus *pb, struct pci_device *d, int idx, uin
 	if (d->bar_kind[idx] == PCI_BAR_NONE) {
 		if (idx == 0 || d->bar_kind[idx - 1] != PCI_BAR_MEM64)
 			return; /* unimplemented BAR: reads as 0 */
-		bar = idx - 1; /* upper half of a 64-bit BAR */
+		bar = idx - 1;	/* upper half of a 64-bit BAR */
 	}
 	mask = ~(d->bar_size[bar] - 1);
 	switch (d->bar_kind[bar]) {
@@ -198,8 +198,8 @@ static void pci_bar_write(struct pci_bus *pb, struct pci_device *d, int idx, uin
 }
 
 /* Header writes (offset < 0x40), one naturally aligned access. Bus lock held. */
-static void pci_header_write(struct pci_bus *pb, struct pci_device *d, uint32_t off,
-			     uint32_t val, unsigned int len)
+static void pci_header_write(struct pci_bus *pb, struct pci_device *d, uint32_t off, uint32_t val,
+			     unsigned int len)
 {
 	uint32_t reg = off & ~3u, shift = 8 * (off & 3), lanes, dword;
 
@@ -409,7 +409,7 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 		uint64_t base, align;
 		uint32_t off = PCIR_BAR0 + 4 * (uint32_t)i;
 
-		pb->bar_ref[slot][i] = (struct pci_bar_ref){ d, i };
+		pb->bar_ref[slot][i] = (struct pci_bar_ref){d, i};
 		if (kind == PCI_BAR_NONE)
 			continue;
 		align = kind == PCI_BAR_IO ? d->bar_size[i] : MAX(d->bar_size[i], 4096);
@@ -418,7 +418,8 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 		if (ret) {
 			log_error("pci: no room for a %llu-byte BAR in the PCI window",
 				  (unsigned long long)d->bar_size[i]);
-			/* Window space already carved stays unused: the bump allocator can't free. */
+			/* Window space already carved stays unused: the bump allocator can't free.
+			 */
 			res_pci_slot_free(pb->res, (unsigned int)slot);
 			d->bus = NULL;
 			goto out_unlock;
@@ -434,7 +435,7 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 			pci_cfg_set32(d, off + 4, (uint32_t)(base >> 32));
 			cmd |= CMD_MEMORY;
 			i++;
-			pb->bar_ref[slot][i] = (struct pci_bar_ref){ d, i };
+			pb->bar_ref[slot][i] = (struct pci_bar_ref){d, i};
 		}
 	}
 	pci_cfg_set16(d, PCIR_COMMAND, cmd);

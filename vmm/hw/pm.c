@@ -5,11 +5,11 @@
 
 #include "arch/x86/layout.h"
 
-#define PM1_CNT_SCI_EN   0x0001
-#define PM1_CNT_SLP_TYP  0x1c00
-#define PM1_CNT_SLP_EN   0x2000
-#define PM1_STS_WAK      0x8000
-#define RST_CNT_RESET    0x04
+#define PM1_CNT_SCI_EN	0x0001
+#define PM1_CNT_SLP_TYP 0x1c00
+#define PM1_CNT_SLP_EN	0x2000
+#define PM1_STS_WAK	0x8000
+#define RST_CNT_RESET	0x04
 
 void pm_init(struct pm *pm, const struct pm_backend *be, void *opaque)
 {

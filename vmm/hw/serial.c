@@ -4,8 +4,8 @@
 #include <string.h>
 
 /* Register offsets; DLAB (LCR bit 7) swaps 0/1 for the divisor latch. */
-#define UART_RX  0
-#define UART_TX  0
+#define UART_RX	 0
+#define UART_TX	 0
 #define UART_IER 1
 #define UART_IIR 2
 #define UART_FCR 2
@@ -15,15 +15,15 @@
 #define UART_MSR 6
 #define UART_SCR 7
 
-#define IER_RDI  0x01
+#define IER_RDI	 0x01
 #define IER_THRI 0x02
 #define IER_RLSI 0x04
-#define IER_MSI  0x08
+#define IER_MSI	 0x08
 
 #define IIR_NO_INT 0x01
-#define IIR_MSI    0x00
+#define IIR_MSI	   0x00
 #define IIR_THRI   0x02
-#define IIR_RDI    0x04
+#define IIR_RDI	   0x04
 #define IIR_RLSI   0x06
 #define IIR_FIFO   0xc0
 
@@ -32,22 +32,22 @@
 
 #define LCR_DLAB 0x80
 
-#define MCR_DTR  0x01
-#define MCR_RTS  0x02
+#define MCR_DTR	 0x01
+#define MCR_RTS	 0x02
 #define MCR_OUT1 0x04
 #define MCR_OUT2 0x08
 #define MCR_LOOP 0x10
 
-#define LSR_DR   0x01
-#define LSR_OE   0x02
+#define LSR_DR	 0x01
+#define LSR_OE	 0x02
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
 
 #define MSR_DCTS 0x01
-#define MSR_CTS  0x10
-#define MSR_DSR  0x20
-#define MSR_RI   0x40
-#define MSR_DCD  0x80
+#define MSR_CTS	 0x10
+#define MSR_DSR	 0x20
+#define MSR_RI	 0x40
+#define MSR_DCD	 0x80
 
 void serial_init(struct serial *s, const struct serial_backend *be, void *opaque)
 {

@@ -17,15 +17,16 @@
 #define SERIAL_RX_FIFO 64
 
 struct serial_backend {
-	void (*irq)(void *opaque, int level);     /* interrupt output changed */
-	void (*tx)(void *opaque, uint8_t byte);   /* one byte transmitted */
-	void (*rx_space)(void *opaque);           /* the receive FIFO drained */
+	void (*irq)(void *opaque, int level);	/* interrupt output changed */
+	void (*tx)(void *opaque, uint8_t byte); /* one byte transmitted */
+	void (*rx_space)(void *opaque);		/* the receive FIFO drained */
 };
 
 /* Guest-visible state: plain data, so it can be saved and restored as is. */
 struct serial_state {
 	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
-	uint8_t thri_pending; /* THR-empty interrupt armed (cleared by reading IIR or writing THR) */
+	uint8_t thri_pending; /* THR-empty interrupt armed (cleared by reading IIR or writing THR)
+			       */
 	uint8_t irq_level;    /* current output level */
 	uint8_t rx[SERIAL_RX_FIFO];
 	uint8_t rx_head, rx_count;

@@ -906,8 +906,11 @@ struct virtio_dev *virtio_pci_vdev(struct virtio_pci *vp)
 
 int virtio_pci_attach(struct virtio_pci *vp, struct pci_bus *bus)
 {
+	/*
+	 * No I/O thread yet: the VMM spawns it (virtio_pci_spawn_worker()) after the
+	 * jail, which needs a single thread; the first DRIVER_OK spawns it otherwise.
+	 */
 	int r = pci_bus_add(bus, &vp->pdev);
-
 	if (r) {
 		log_error("%s: cannot add to the PCI bus: %s", vp->vdev->ops->name, strerror(-r));
 		return r;
@@ -1069,5 +1072,5 @@ void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque)
 
 int virtio_pci_spawn_worker(struct virtio_pci *vp)
 {
-	return virtio_dev_spawn_worker(vp->vdev);
+	return virtio_dev_spawn(vp->vdev);
 }

@@ -295,7 +295,7 @@ int virtio_dev_unwatch(struct virtio_dev *vdev, int fd)
 int virtio_dev_start(struct virtio_dev *vdev)
 {
 	/* Not spawned beforehand (tests, fuzz targets): spawn it now, on the caller. */
-	int r = virtio_dev_spawn_worker(vdev);
+	int r = virtio_dev_spawn(vdev);
 
 	return r ? r : worker_request(vdev, VIRTIO_CMD_START);
 }
@@ -329,7 +329,7 @@ void virtio_dev_set_thread_hook(struct virtio_dev *vdev, int (*hook)(void *opaqu
  * The parked I/O thread, spawned by the VMM's main thread before the guest runs
  * (after jail_enter(), which needs a single thread), or by the first start.
  */
-int virtio_dev_spawn_worker(struct virtio_dev *vdev)
+int virtio_dev_spawn(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;
 	int r;

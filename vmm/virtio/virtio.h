@@ -9,9 +9,9 @@
  * state.
  *
  * Threads: each device has one I/O thread (struct virtio_worker), spawned parked
- * by the VMM's main thread before the guest runs (virtio_dev_spawn_worker(): not
- * with the device, since the jail must be entered while plinth has one thread). The transport configures queues on
- * the vCPU thread while the device is stopped. DRIVER_OK and reset are requests
+ * by the VMM's main thread before the guest runs (virtio_dev_spawn(); not with
+ * the device, since the jail must be entered while plinth has one thread). The
+ * transport configures queues on the vCPU thread while the device is stopped. DRIVER_OK and reset are requests
  * the I/O thread carries out and acknowledges (virtio_dev_start/stop wait for
  * it), so a device's start/stop code, its epoll set and all its I/O run on its own
  * thread, never on a vCPU thread (which a seccomp filter may keep from creating
@@ -133,15 +133,18 @@ struct virtio_dev {
 int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, void *priv,
 		    const struct guest_mem *mem, unsigned int num_queues, uint16_t queue_size,
 		    uint64_t device_features);
-/* Stop the device if running, destroy its state, close the kick eventfds. */
+/*
+ * Create the device's I/O thread, parked (no-op if it exists). The VMM's main
+ * thread does it in vm_run() (virtio_pci_spawn_worker()), not when the device is
+ * created or put on a bus: jail_enter() comes between and needs plinth to have a
+ * single thread. virtio_dev_start() spawns it when nobody did (unit tests that go
+ * through the transport); fuzz targets and tests that drive ops->handle directly
+ * never get one. 0 or -errno, logged.
+ */
+int virtio_dev_spawn(struct virtio_dev *vdev);
+/* Stop the device if running, end its thread, destroy its state, close the kick eventfds. */
 void virtio_dev_fini(struct virtio_dev *vdev);
 
-/*
- * Create the device's I/O thread, parked (no-op if it exists): the VMM's main
- * thread does it before the guest runs, after jail_enter(). virtio_dev_start()
- * spawns it itself when nobody did (tests, fuzz targets). 0 or -errno, logged.
- */
-int virtio_dev_spawn_worker(struct virtio_dev *vdev);
 /* DRIVER_OK: the I/O thread applies features, calls ops->start and serves. 0 or -errno. */
 int virtio_dev_start(struct virtio_dev *vdev);
 /* Reset: the I/O thread stops serving and calls ops->stop; returns when done. */

@@ -158,6 +158,28 @@ static void test_hostile_sparse(void **state)
 	img = pimg_open(p, NULL, PIMG_O_RDONLY);
 	assert_non_null(img);
 	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 40 * MiB), -EIO);
+	pimg_close(img);
+	/* grain table entry pointing into the descriptor (metadata): refused, also for writes */
+	{
+		int fd = open(p, O_RDWR);
+		uint64_t gd;
+		uint32_t gt;
+
+		assert_int_equal(pread_full(fd, v, 8, 56), 0);
+		gd = ld_le64(v);
+		assert_int_equal(pread_full(fd, v, 4, (off_t)(gd * 512 + 4)), 0);
+		gt = ld_le32(v);
+		st_le32(v, 2);
+		assert_int_equal(pwrite_full(fd, v, 4, (off_t)(gt * 512ULL + 4 * 128)), 0);
+		close(fd);
+	}
+	img = pimg_open(p, NULL, 0);
+	assert_non_null(img);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 40 * MiB), -EIO);
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 40 * MiB), -EIO);
+	pimg_close(img);
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
 	{
 		struct pimg_check res;
 

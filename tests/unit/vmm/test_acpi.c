@@ -17,17 +17,27 @@
 #define BASE 0xe0000
 #define CAP  0x20000
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p) { return rd16(p) | (uint32_t)rd16(p + 2) << 16; }
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+static uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+static uint32_t rd32(const uint8_t *p)
+{
+	return rd16(p) | (uint32_t)rd16(p + 2) << 16;
+}
+static uint64_t rd64(const uint8_t *p)
+{
+	return rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
 
 static void machine(struct resources *r)
 {
-	static const struct res_isa_dev com1 = { "COM1", "PNP0501", 1, 0x3f8, 8, 4 };
+	static const struct res_isa_dev com1 = {"COM1", "PNP0501", 1, 0x3f8, 8, 4};
 
 	res_init(r, LAYOUT_PCI_MMIO, LAYOUT_PCI_MMIO_LEN, PORT_PCI_IO, PORT_PCI_IO_LEN);
 	assert_int_equal(res_claim(r, RES_MMIO, LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_LEN,
-				   RES_F_E820_RESERVED, "ecam"), 0);
+				   RES_F_E820_RESERVED, "ecam"),
+			 0);
 	r->ecam_base = LAYOUT_PCI_ECAM;
 	r->ecam_len = LAYOUT_PCI_ECAM_LEN;
 	assert_int_equal(res_add_isa(r, &com1), 0);
@@ -79,12 +89,12 @@ static void check_tables(unsigned int ncpus)
 	assert_int_equal(rd32(fadt + 64), PORT_PM1A_CNT);
 	assert_int_equal(fadt[88], 4);
 	assert_int_equal(fadt[89], 2);
-	assert_false(rd32(fadt + 112) & (1u << 20));   /* not HW_REDUCED_ACPI */
-	assert_true(rd32(fadt + 112) & (1u << 10));    /* RESET_REG_SUP */
-	assert_int_equal(fadt[116], 1);                /* reset register in I/O space */
+	assert_false(rd32(fadt + 112) & (1u << 20)); /* not HW_REDUCED_ACPI */
+	assert_true(rd32(fadt + 112) & (1u << 10));  /* RESET_REG_SUP */
+	assert_int_equal(fadt[116], 1);		     /* reset register in I/O space */
 	assert_int_equal(rd64(fadt + 120), 0xcf9);
 	assert_int_equal(fadt[128], 6);
-	assert_int_equal(fadt[148], 1);                /* X_PM1a_EVT_BLK: I/O */
+	assert_int_equal(fadt[148], 1); /* X_PM1a_EVT_BLK: I/O */
 	assert_int_equal(rd64(fadt + 152), PORT_PM1A_EVT);
 	assert_int_equal(rd64(fadt + 176), PORT_PM1A_CNT);
 	dsdt = table(buf, rd64(fadt + 140), "DSDT");
@@ -134,9 +144,21 @@ static void check_tables(unsigned int ncpus)
 	free(buf);
 }
 
-static void test_tables_1(void **state) { (void)state; check_tables(1); }
-static void test_tables_4(void **state) { (void)state; check_tables(4); }
-static void test_tables_64(void **state) { (void)state; check_tables(64); }
+static void test_tables_1(void **state)
+{
+	(void)state;
+	check_tables(1);
+}
+static void test_tables_4(void **state)
+{
+	(void)state;
+	check_tables(4);
+}
+static void test_tables_64(void **state)
+{
+	(void)state;
+	check_tables(64);
+}
 
 static void test_tables_errors(void **state)
 {
@@ -163,14 +185,14 @@ static const uint8_t *find(const struct aml *a, const void *needle, size_t n)
 
 static void test_dsdt(void **state)
 {
-	static const uint8_t s5[] = { 0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, 0x05, 0x0a,
-				      0x05, 0x00, 0x00 };
-	static const uint8_t hid_pci[] = { 0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x08 };
-	static const uint8_t hid_com[] = { 0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x05, 0x01 };
-	static const uint8_t ecam_res[] = { 0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xe0,
-					    0x00, 0x00, 0x10, 0x00 };
-	static const uint8_t com_io[] = { 0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08,
-					  0x22, 0x10, 0x00 };
+	static const uint8_t s5[] = {0x08, '_',	 'S',  '5',  '_',  0x12, 0x08,
+				     0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00};
+	static const uint8_t hid_pci[] = {0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x08};
+	static const uint8_t hid_com[] = {0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x05, 0x01};
+	static const uint8_t ecam_res[] = {0x86, 0x09, 0x00, 0x01, 0x00, 0x00,
+					   0x00, 0xe0, 0x00, 0x00, 0x10, 0x00};
+	static const uint8_t com_io[] = {0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03,
+					 0x01, 0x08, 0x22, 0x10, 0x00};
 	const uint8_t *p;
 	struct resources r;
 	struct aml a;
@@ -208,14 +230,18 @@ static void test_dsdt(void **state)
 
 static void test_aml_integers(void **state)
 {
-	static const struct { uint64_t v; uint8_t enc[9]; size_t n; } cases[] = {
-		{ 0, { 0x00 }, 1 },
-		{ 1, { 0x01 }, 1 },
-		{ 2, { 0x0a, 2 }, 2 },
-		{ 0xff, { 0x0a, 0xff }, 2 },
-		{ 0x100, { 0x0b, 0x00, 0x01 }, 3 },
-		{ 0x12345678, { 0x0c, 0x78, 0x56, 0x34, 0x12 }, 5 },
-		{ 0x100000000ULL, { 0x0e, 0, 0, 0, 0, 1, 0, 0, 0 }, 9 },
+	static const struct {
+		uint64_t v;
+		uint8_t enc[9];
+		size_t n;
+	} cases[] = {
+		{0, {0x00}, 1},
+		{1, {0x01}, 1},
+		{2, {0x0a, 2}, 2},
+		{0xff, {0x0a, 0xff}, 2},
+		{0x100, {0x0b, 0x00, 0x01}, 3},
+		{0x12345678, {0x0c, 0x78, 0x56, 0x34, 0x12}, 5},
+		{0x100000000ULL, {0x0e, 0, 0, 0, 0, 1, 0, 0, 0}, 9},
 	};
 	size_t i;
 
@@ -234,8 +260,8 @@ static void test_aml_integers(void **state)
 
 static void test_aml_pkglen(void **state)
 {
-	static const size_t sizes[] = { 0, 1, 61, 62, 63, 100, 4093, 4094, 4095, 70000, 1048573,
-					1048576 };
+	static const size_t sizes[] = {0,    1,	   61,	 62,	63,	 100,
+				       4093, 4094, 4095, 70000, 1048573, 1048576};
 	size_t i;
 
 	(void)state;
@@ -298,7 +324,10 @@ static void test_aml_names(void **state)
 
 	aml_init(&a);
 	aml_string(&a, "ab");
-	assert_memory_equal(a.buf, "\x0d" "ab", 4);
+	assert_memory_equal(a.buf,
+			    "\x0d"
+			    "ab",
+			    4);
 	aml_free(&a);
 }
 
@@ -328,14 +357,10 @@ static void test_aml_buffer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tables_1),
-		cmocka_unit_test(test_tables_4),
-		cmocka_unit_test(test_tables_64),
-		cmocka_unit_test(test_tables_errors),
-		cmocka_unit_test(test_dsdt),
-		cmocka_unit_test(test_aml_integers),
-		cmocka_unit_test(test_aml_pkglen),
-		cmocka_unit_test(test_aml_names),
+		cmocka_unit_test(test_tables_1),   cmocka_unit_test(test_tables_4),
+		cmocka_unit_test(test_tables_64),  cmocka_unit_test(test_tables_errors),
+		cmocka_unit_test(test_dsdt),	   cmocka_unit_test(test_aml_integers),
+		cmocka_unit_test(test_aml_pkglen), cmocka_unit_test(test_aml_names),
 		cmocka_unit_test(test_aml_buffer),
 	};
 

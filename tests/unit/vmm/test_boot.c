@@ -18,11 +18,23 @@
 #include "arch/x86/layout.h"
 
 #define IMG_LEN 0x4000
-#define RAM     (64u << 20)
+#define RAM	(64u << 20)
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)v); put16(p + 2, (uint16_t)(v >> 16)); }
-static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
 
 /* A minimal bzImage: 4 setup sectors, protocol 2.15, relocatable, 64-bit. */
 static uint8_t *make_bzimage(void)
@@ -201,13 +213,19 @@ static void test_plan(void **state)
 static void test_load(void **state)
 {
 	uint8_t *img = make_bzimage(), *ram = calloc(1, RAM);
-	struct guest_mem gm = { .nr_slots = 1, .fd = -1, .total = RAM };
-	struct boot_e820_entry e820[2] = { { 0, 0x9fc00, E820_RAM }, { 0x100000, RAM - 0x100000, E820_RAM } };
+	struct guest_mem gm = {.nr_slots = 1, .fd = -1, .total = RAM};
+	struct boot_e820_entry e820[2] = {{0, 0x9fc00, E820_RAM},
+					  {0x100000, RAM - 0x100000, E820_RAM}};
 	char path[] = "/tmp/plinth-initrd-XXXXXX";
 	int fd = mkstemp(path);
 	struct linux_boot_cfg cfg = {
-		.cmdline = "console=ttyS0", .initrd_fd = fd, .initrd_size = 8192,
-		.low_ram_end = RAM, .rsdp = 0xe0000, .e820 = e820, .e820_nr = 2,
+		.cmdline = "console=ttyS0",
+		.initrd_fd = fd,
+		.initrd_size = 8192,
+		.low_ram_end = RAM,
+		.rsdp = 0xe0000,
+		.e820 = e820,
+		.e820_nr = 2,
 	};
 	struct linux_kernel k;
 	const char *why = NULL;
@@ -220,7 +238,7 @@ static void test_load(void **state)
 	unlink(path);
 	memset(data, 0x5a, sizeof(data));
 	assert_int_equal(pwrite_full(fd, data, sizeof(data), 0), 0);
-	gm.slot[0] = (struct guest_mem_slot){ .gpa = 0, .size = RAM, .hva = ram };
+	gm.slot[0] = (struct guest_mem_slot){.gpa = 0, .size = RAM, .hva = ram};
 	assert_int_equal(linux_probe(img, IMG_LEN, &k, &why), 0);
 	assert_int_equal(linux_load(&gm, &k, &cfg, &why), 0);
 
@@ -255,17 +273,18 @@ static void test_load(void **state)
 
 static void test_e820(void **state)
 {
-	struct guest_mem gm = { .nr_slots = 2, .fd = -1 };
+	struct guest_mem gm = {.nr_slots = 2, .fd = -1};
 	struct boot_e820_entry e[16];
 	struct resources r;
 	int n, i;
 
 	(void)state;
-	gm.slot[0] = (struct guest_mem_slot){ .gpa = 0, .size = LAYOUT_MEM_HOLE };
-	gm.slot[1] = (struct guest_mem_slot){ .gpa = LAYOUT_MEM_4G, .size = 1ULL << 30 };
+	gm.slot[0] = (struct guest_mem_slot){.gpa = 0, .size = LAYOUT_MEM_HOLE};
+	gm.slot[1] = (struct guest_mem_slot){.gpa = LAYOUT_MEM_4G, .size = 1ULL << 30};
 	res_init(&r, LAYOUT_PCI_MMIO, LAYOUT_PCI_MMIO_LEN, 0xc000, 0x4000);
 	assert_int_equal(res_claim(&r, RES_MMIO, LAYOUT_PCI_ECAM, LAYOUT_PCI_ECAM_LEN,
-				   RES_F_E820_RESERVED, "ecam"), 0);
+				   RES_F_E820_RESERVED, "ecam"),
+			 0);
 	assert_int_equal(res_claim(&r, RES_MMIO, LAYOUT_IOAPIC, 0x1000, 0, "ioapic"), 0);
 	n = x86_e820_build(&gm, &r, e, 16);
 	assert_int_equal(n, 6);
@@ -288,12 +307,9 @@ static void test_e820(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bzimage_valid),
-		cmocka_unit_test(test_bzimage_rejects),
-		cmocka_unit_test(test_elf),
-		cmocka_unit_test(test_plan),
-		cmocka_unit_test(test_load),
-		cmocka_unit_test(test_e820),
+		cmocka_unit_test(test_bzimage_valid), cmocka_unit_test(test_bzimage_rejects),
+		cmocka_unit_test(test_elf),	      cmocka_unit_test(test_plan),
+		cmocka_unit_test(test_load),	      cmocka_unit_test(test_e820),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

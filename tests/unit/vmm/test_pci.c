@@ -55,7 +55,7 @@ static void fd_remap(struct pci_device *d, int bar, uint64_t o, uint64_t n)
 {
 	struct fake_dev *f = d->opaque;
 
-	f->remaps[f->nr_remaps++] = (struct remap){ bar, o, n };
+	f->remaps[f->nr_remaps++] = (struct remap){bar, o, n};
 }
 
 static void fd_cfg_read(struct pci_device *d, uint32_t off, void *data, unsigned int len)
@@ -80,13 +80,49 @@ static const struct pci_device_ops fd_ops = {
 	.bar_remap = fd_remap,
 };
 
-static int h_signal(void *h, uint64_t a, uint32_t d) { (void)h; (void)a; (void)d; return 0; }
-static int h_add(void *h, int e, uint64_t a, uint32_t d, int *r) { (void)h; (void)e; (void)a; (void)d; *r = 7; return 0; }
-static int h_upd(void *h, int r, uint64_t a, uint32_t d, bool m) { (void)h; (void)r; (void)a; (void)d; (void)m; return 0; }
-static int h_del(void *h, int r, int e) { (void)h; (void)r; (void)e; return 0; }
-static int h_ioev(void *h, uint64_t a, unsigned int l, int e, bool as) { (void)h; (void)a; (void)l; (void)e; (void)as; return 0; }
+static int h_signal(void *h, uint64_t a, uint32_t d)
+{
+	(void)h;
+	(void)a;
+	(void)d;
+	return 0;
+}
+static int h_add(void *h, int e, uint64_t a, uint32_t d, int *r)
+{
+	(void)h;
+	(void)e;
+	(void)a;
+	(void)d;
+	*r = 7;
+	return 0;
+}
+static int h_upd(void *h, int r, uint64_t a, uint32_t d, bool m)
+{
+	(void)h;
+	(void)r;
+	(void)a;
+	(void)d;
+	(void)m;
+	return 0;
+}
+static int h_del(void *h, int r, int e)
+{
+	(void)h;
+	(void)r;
+	(void)e;
+	return 0;
+}
+static int h_ioev(void *h, uint64_t a, unsigned int l, int e, bool as)
+{
+	(void)h;
+	(void)a;
+	(void)l;
+	(void)e;
+	(void)as;
+	return 0;
+}
 
-static const struct pci_host_ops host_ops = { h_signal, h_add, h_upd, h_del, h_ioev };
+static const struct pci_host_ops host_ops = {h_signal, h_add, h_upd, h_del, h_ioev};
 
 struct world {
 	struct resources res;
@@ -184,7 +220,7 @@ static void test_host_bridge_and_empty_slots(void **state)
 	uint32_t a;
 
 	/* Linux's type-1 probe: byte write to 0xcfb, then 0xcf8 reads back. */
-	bus_access(&w->pio, 0xcfb, &(uint8_t){ 1 }, 1, true);
+	bus_access(&w->pio, 0xcfb, &(uint8_t){1}, 1, true);
 	a = 0x80000000u;
 	bus_access(&w->pio, 0xcf8, &a, 4, true);
 	a = 0;
@@ -209,7 +245,7 @@ static void test_host_bridge_and_empty_slots(void **state)
 	bus_access(&w->pio, 0xcfc, &a, 4, false);
 	assert_int_equal(a, 0xffffffff);
 	/* 0xcf9: the reset control register. */
-	bus_access(&w->pio, 0xcf9, &(uint8_t){ 6 }, 1, true);
+	bus_access(&w->pio, 0xcf9, &(uint8_t){6}, 1, true);
 	assert_int_equal(w->resets, 1);
 	assert_int_equal(w->reset_val, 6);
 }
@@ -376,7 +412,7 @@ static void test_add_errors(void **state)
 {
 	struct world *w = *state;
 	static struct pci_device many[PCI_MAX_DEVICES];
-	struct pci_device bad = { 0 };
+	struct pci_device bad = {0};
 	int i, added = 0;
 
 	bad.bar_kind[0] = PCI_BAR_MEM32;

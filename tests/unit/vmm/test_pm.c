@@ -25,7 +25,7 @@ static void ev(void *o, enum pm_event e)
 		x->reset++;
 }
 
-static const struct pm_backend be = { ev };
+static const struct pm_backend be = {ev};
 
 static uint16_t rd16(struct pm *pm, unsigned int off)
 {
@@ -42,7 +42,7 @@ static void wr16(struct pm *pm, unsigned int off, uint16_t v)
 
 static void test_s5(void **state)
 {
-	struct events x = { 0 };
+	struct events x = {0};
 	struct pm pm;
 
 	(void)state;
@@ -70,7 +70,7 @@ static void test_s5(void **state)
 
 static void test_status_enable(void **state)
 {
-	struct events x = { 0 };
+	struct events x = {0};
 	struct pm pm;
 
 	(void)state;
@@ -85,7 +85,7 @@ static void test_status_enable(void **state)
 
 static void test_reset_control(void **state)
 {
-	struct events x = { 0 };
+	struct events x = {0};
 	struct pm pm;
 
 	(void)state;

@@ -87,8 +87,8 @@ static void test_irqs_and_slots(void **state)
 
 static void test_isa(void **state)
 {
-	struct res_isa_dev ok = { "COM1", "PNP0501", 1, 0x3f8, 8, 4 };
-	struct res_isa_dev bad = { "COM", "PNP0501", 1, 0x3f8, 8, 4 };
+	struct res_isa_dev ok = {"COM1", "PNP0501", 1, 0x3f8, 8, 4};
+	struct res_isa_dev bad = {"COM", "PNP0501", 1, 0x3f8, 8, 4};
 	struct resources r;
 
 	(void)state;
@@ -124,11 +124,11 @@ static void d_write(void *o, uint64_t off, const void *data, unsigned int len)
 	d->last = *(const uint8_t *)data;
 }
 
-static const struct bus_dev_ops dops = { d_read, d_write };
+static const struct bus_dev_ops dops = {d_read, d_write};
 
 static void test_bus(void **state)
 {
-	struct dev a = { 0 }, b = { 0 };
+	struct dev a = {0}, b = {0};
 	uint8_t buf[8];
 	struct bus bus;
 

@@ -36,7 +36,7 @@ static void f_rx_space(void *o)
 	((struct fake *)o)->drained++;
 }
 
-static const struct serial_backend be = { f_irq, f_tx, f_rx_space };
+static const struct serial_backend be = {f_irq, f_tx, f_rx_space};
 
 static uint8_t rd(struct serial *s, unsigned int reg)
 {
@@ -53,7 +53,7 @@ static void wr(struct serial *s, unsigned int reg, uint8_t v)
 
 static void test_tx_and_lsr(void **state)
 {
-	struct fake f = { 0 };
+	struct fake f = {0};
 	struct serial s;
 
 	(void)state;
@@ -70,7 +70,7 @@ static void test_tx_and_lsr(void **state)
 
 static void test_thre_interrupt(void **state)
 {
-	struct fake f = { 0 };
+	struct fake f = {0};
 	struct serial s;
 
 	(void)state;
@@ -93,7 +93,7 @@ static void test_thre_interrupt(void **state)
 
 static void test_rx(void **state)
 {
-	struct fake f = { 0 };
+	struct fake f = {0};
 	uint8_t buf[100];
 	struct serial s;
 	size_t i;
@@ -127,7 +127,7 @@ static void test_rx(void **state)
 
 static void test_dlab_and_scratch(void **state)
 {
-	struct fake f = { 0 };
+	struct fake f = {0};
 	struct serial s;
 
 	(void)state;
@@ -151,7 +151,7 @@ static void test_dlab_and_scratch(void **state)
 
 static void test_loopback(void **state)
 {
-	struct fake f = { 0 };
+	struct fake f = {0};
 	struct serial s;
 
 	(void)state;
@@ -172,9 +172,9 @@ static void test_loopback(void **state)
 
 static void test_wide_access(void **state)
 {
-	struct fake f = { 0 };
+	struct fake f = {0};
 	struct serial s;
-	uint8_t v[2] = { 'a', 0x00 };
+	uint8_t v[2] = {'a', 0x00};
 
 	(void)state;
 	serial_init(&s, &be, &f);
@@ -188,12 +188,9 @@ static void test_wide_access(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tx_and_lsr),
-		cmocka_unit_test(test_thre_interrupt),
-		cmocka_unit_test(test_rx),
-		cmocka_unit_test(test_dlab_and_scratch),
-		cmocka_unit_test(test_loopback),
-		cmocka_unit_test(test_wide_access),
+		cmocka_unit_test(test_tx_and_lsr), cmocka_unit_test(test_thre_interrupt),
+		cmocka_unit_test(test_rx),	   cmocka_unit_test(test_dlab_and_scratch),
+		cmocka_unit_test(test_loopback),   cmocka_unit_test(test_wide_access),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,17 +10,17 @@
 #include "util.h"
 
 #define FADT_LEN 276 /* revision 6 */
-#define GAS_IO   1
+#define GAS_IO	 1
 
 /* FADT flags and IA-PC boot architecture flags we set. */
-#define FADT_F_WBINVD        (1u << 0)
-#define FADT_F_PROC_C1       (1u << 2)
+#define FADT_F_WBINVD	     (1u << 0)
+#define FADT_F_PROC_C1	     (1u << 2)
 #define FADT_F_PWR_BUTTON    (1u << 4) /* no fixed power button */
 #define FADT_F_SLP_BUTTON    (1u << 5)
-#define FADT_F_FIX_RTC       (1u << 6)
+#define FADT_F_FIX_RTC	     (1u << 6)
 #define FADT_F_RESET_REG_SUP (1u << 10)
 #define IAPC_VGA_NOT_PRESENT (1u << 2)
-#define IAPC_NO_ASPM         (1u << 4)
+#define IAPC_NO_ASPM	     (1u << 4)
 #define IAPC_NO_CMOS_RTC     (1u << 5)
 
 uint8_t acpi_checksum(const uint8_t *p, size_t len)

@@ -6,21 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AML_ZERO      0x00
-#define AML_ONE       0x01
-#define AML_NAME      0x08
-#define AML_BYTE      0x0a
-#define AML_WORD      0x0b
-#define AML_DWORD     0x0c
-#define AML_STRING    0x0d
-#define AML_QWORD     0x0e
-#define AML_SCOPE     0x10
-#define AML_BUFFER    0x11
-#define AML_PACKAGE   0x12
-#define AML_EXT       0x5b
-#define AML_DEVICE    0x82
-#define AML_ROOT      0x5c
-#define AML_DUAL_NAME 0x2e
+#define AML_ZERO       0x00
+#define AML_ONE	       0x01
+#define AML_NAME       0x08
+#define AML_BYTE       0x0a
+#define AML_WORD       0x0b
+#define AML_DWORD      0x0c
+#define AML_STRING     0x0d
+#define AML_QWORD      0x0e
+#define AML_SCOPE      0x10
+#define AML_BUFFER     0x11
+#define AML_PACKAGE    0x12
+#define AML_EXT	       0x5b
+#define AML_DEVICE     0x82
+#define AML_ROOT       0x5c
+#define AML_DUAL_NAME  0x2e
 #define AML_MULTI_NAME 0x2f
 
 void aml_init(struct aml *a)
@@ -330,10 +330,10 @@ static void aml_res_word(struct aml *a, uint8_t type, uint8_t tflags, uint16_t m
 	aml_byte(a, type);
 	aml_byte(a, 0x0c); /* producer, min and max fixed, positive decode */
 	aml_byte(a, tflags);
-	aml_le(a, 0, 2);   /* granularity */
+	aml_le(a, 0, 2); /* granularity */
 	aml_le(a, min, 2);
 	aml_le(a, max, 2);
-	aml_le(a, 0, 2);   /* translation */
+	aml_le(a, 0, 2); /* translation */
 	aml_le(a, (uint32_t)max - min + 1, 2);
 }
 
@@ -351,7 +351,7 @@ void aml_res_dword_mem(struct aml *a, uint32_t min, uint32_t max)
 {
 	aml_byte(a, 0x87);
 	aml_le(a, 23, 2);
-	aml_byte(a, 0);    /* memory */
+	aml_byte(a, 0);	   /* memory */
 	aml_byte(a, 0x0c); /* producer, min and max fixed */
 	aml_byte(a, 0x01); /* read-write, non-cacheable */
 	aml_le(a, 0, 4);

@@ -15,7 +15,7 @@
 struct aml {
 	uint8_t *buf; /* owned */
 	size_t len, cap;
-	int err;      /* first -errno, sticky */
+	int err; /* first -errno, sticky */
 };
 
 void aml_init(struct aml *a);

@@ -11,21 +11,21 @@
 #include "util.h"
 
 /* Offsets into a bzImage (Documentation/arch/x86/boot.rst). */
-#define BZ_SETUP_SECTS   0x1f1
-#define BZ_BOOT_FLAG     0x1fe
-#define BZ_JUMP          0x200
-#define BZ_HEADER        0x202
-#define BZ_VERSION       0x206
-#define BZ_LOADFLAGS     0x211
-#define BZ_INITRD_MAX    0x22c
-#define BZ_RELOCATABLE   0x234
-#define BZ_XLOADFLAGS    0x236
-#define BZ_CMDLINE_SIZE  0x238
-#define BZ_PREF_ADDRESS  0x258
-#define BZ_INIT_SIZE     0x260
-#define BZ_MIN_LEN       0x268 /* through init_size */
-#define BZ_MIN_VERSION   0x020c /* 2.12: xloadflags, the 64-bit entry */
-#define ELF_MAX_PHDRS    64
+#define BZ_SETUP_SECTS	 0x1f1
+#define BZ_BOOT_FLAG	 0x1fe
+#define BZ_JUMP		 0x200
+#define BZ_HEADER	 0x202
+#define BZ_VERSION	 0x206
+#define BZ_LOADFLAGS	 0x211
+#define BZ_INITRD_MAX	 0x22c
+#define BZ_RELOCATABLE	 0x234
+#define BZ_XLOADFLAGS	 0x236
+#define BZ_CMDLINE_SIZE	 0x238
+#define BZ_PREF_ADDRESS	 0x258
+#define BZ_INIT_SIZE	 0x260
+#define BZ_MIN_LEN	 0x268	/* through init_size */
+#define BZ_MIN_VERSION	 0x020c /* 2.12: xloadflags, the 64-bit entry */
+#define ELF_MAX_PHDRS	 64
 #define X86_KERNEL_VBASE 0xffffffff80000000ULL /* __START_KERNEL_map */
 
 static uint16_t rd16(const uint8_t *p)
@@ -64,9 +64,8 @@ static int probe_elf(const uint8_t *img, size_t len, struct linux_kernel *k, con
 		*why = "ELF file is not an executable (a vmlinux is ET_EXEC)";
 		return -ENOEXEC;
 	}
-	if (eh.e_phentsize != sizeof(Elf64_Phdr) || !eh.e_phnum ||
-	    eh.e_phnum > ELF_MAX_PHDRS || !range_within(eh.e_phoff,
-			(uint64_t)eh.e_phnum * sizeof(Elf64_Phdr), len)) {
+	if (eh.e_phentsize != sizeof(Elf64_Phdr) || !eh.e_phnum || eh.e_phnum > ELF_MAX_PHDRS ||
+	    !range_within(eh.e_phoff, (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr), len)) {
 		*why = "ELF file has no usable program headers";
 		return -ENOEXEC;
 	}
@@ -348,11 +347,11 @@ int x86_e820_build(const struct guest_mem *gm, const struct resources *r,
 {
 	unsigned int n = 0, i;
 
-#define E820_ADD(a, s, t)                                                           \
-	do {                                                                        \
-		if (n == max)                                                       \
-			return -ENOSPC;                                             \
-		out[n++] = (struct boot_e820_entry){ .addr = (a), .size = (s), .type = (t) }; \
+#define E820_ADD(a, s, t)                                                                          \
+	do {                                                                                       \
+		if (n == max)                                                                      \
+			return -ENOSPC;                                                            \
+		out[n++] = (struct boot_e820_entry){.addr = (a), .size = (s), .type = (t)};        \
 	} while (0)
 
 	for (i = 0; i < gm->nr_slots; i++) {

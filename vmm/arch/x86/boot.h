@@ -22,17 +22,17 @@ struct resources;
 
 /* What the loader learned from the kernel file; pointers refer into the caller's image. */
 struct linux_kernel {
-	int elf;                  /* 1 for an ELF vmlinux, 0 for a bzImage */
-	uint16_t version;         /* boot protocol version (bzImage) */
-	const uint8_t *image;     /* the whole file */
+	int elf;	      /* 1 for an ELF vmlinux, 0 for a bzImage */
+	uint16_t version;     /* boot protocol version (bzImage) */
+	const uint8_t *image; /* the whole file */
 	size_t image_len;
-	uint64_t payload_off;     /* bzImage: file offset of the protected-mode code */
-	uint64_t load_addr;       /* guest-physical load address */
-	uint64_t mem_needed;      /* bytes from load_addr the kernel needs while booting */
-	uint64_t entry;           /* 64-bit entry point */
+	uint64_t payload_off;	  /* bzImage: file offset of the protected-mode code */
+	uint64_t load_addr;	  /* guest-physical load address */
+	uint64_t mem_needed;	  /* bytes from load_addr the kernel needs while booting */
+	uint64_t entry;		  /* 64-bit entry point */
 	uint32_t initrd_addr_max; /* highest address the initrd may end at */
-	uint32_t cmdline_max;     /* longest command line, without its NUL */
-	size_t hdr_len;           /* bzImage: bytes of setup header to copy from 0x1f1 */
+	uint32_t cmdline_max;	  /* longest command line, without its NUL */
+	size_t hdr_len;		  /* bzImage: bytes of setup header to copy from 0x1f1 */
 };
 
 /*
@@ -44,10 +44,10 @@ int linux_probe(const uint8_t *img, size_t len, struct linux_kernel *k, const ch
 /* Where things go, from the machine layout. */
 struct linux_boot_cfg {
 	const char *cmdline;
-	int initrd_fd;          /* -1 for none */
+	int initrd_fd; /* -1 for none */
 	uint64_t initrd_size;
-	uint64_t low_ram_end;   /* end of RAM below 4 GiB */
-	uint64_t rsdp;          /* ACPI RSDP address, 0 for none */
+	uint64_t low_ram_end; /* end of RAM below 4 GiB */
+	uint64_t rsdp;	      /* ACPI RSDP address, 0 for none */
 	const struct boot_e820_entry *e820;
 	unsigned int e820_nr;
 };

@@ -92,7 +92,7 @@ void cpuid_fixup(struct kvm_cpuid2 *c, unsigned int cpu, unsigned int ncpus)
 			e->ebx = cpu << 24 | (1u << shift) << 16 | 8u << 8;
 			if (ncpus > 1)
 				e->edx |= 1u << 28; /* HTT: more than one logical CPU */
-			e->ecx |= 1u << 31;         /* running under a hypervisor */
+			e->ecx |= 1u << 31;	    /* running under a hypervisor */
 			break;
 		case 4: {
 			unsigned int level = (e->eax >> 5) & 7;

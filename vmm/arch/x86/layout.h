@@ -20,53 +20,53 @@
 #ifndef PLINTH_VMM_ARCH_X86_LAYOUT_H
 #define PLINTH_VMM_ARCH_X86_LAYOUT_H
 
-#define LAYOUT_GDT          0x500ULL
-#define LAYOUT_IDT          0x520ULL
-#define LAYOUT_ZERO_PAGE    0x7000ULL
-#define LAYOUT_STACK        0x8ff0ULL
-#define LAYOUT_PML4         0x9000ULL
-#define LAYOUT_PDPT         0xa000ULL
-#define LAYOUT_PD           0xb000ULL /* 4 pages: identity map of the low 4 GiB */
-#define LAYOUT_CMDLINE      0x20000ULL
-#define LAYOUT_CMDLINE_MAX  0x10000ULL
-#define LAYOUT_EBDA         0x9fc00ULL
-#define LAYOUT_LOW_END      0xa0000ULL /* end of conventional memory */
-#define LAYOUT_ACPI         0xe0000ULL
-#define LAYOUT_ACPI_END     0x100000ULL
-#define LAYOUT_HIGH_START   0x100000ULL /* 1 MiB */
+#define LAYOUT_GDT	   0x500ULL
+#define LAYOUT_IDT	   0x520ULL
+#define LAYOUT_ZERO_PAGE   0x7000ULL
+#define LAYOUT_STACK	   0x8ff0ULL
+#define LAYOUT_PML4	   0x9000ULL
+#define LAYOUT_PDPT	   0xa000ULL
+#define LAYOUT_PD	   0xb000ULL /* 4 pages: identity map of the low 4 GiB */
+#define LAYOUT_CMDLINE	   0x20000ULL
+#define LAYOUT_CMDLINE_MAX 0x10000ULL
+#define LAYOUT_EBDA	   0x9fc00ULL
+#define LAYOUT_LOW_END	   0xa0000ULL /* end of conventional memory */
+#define LAYOUT_ACPI	   0xe0000ULL
+#define LAYOUT_ACPI_END	   0x100000ULL
+#define LAYOUT_HIGH_START  0x100000ULL /* 1 MiB */
 
-#define LAYOUT_MEM_HOLE     0xc0000000ULL  /* RAM below 4 GiB ends here at most */
-#define LAYOUT_MEM_4G       0x100000000ULL
-#define LAYOUT_PCI_MMIO     0xc0000000ULL
+#define LAYOUT_MEM_HOLE	    0xc0000000ULL /* RAM below 4 GiB ends here at most */
+#define LAYOUT_MEM_4G	    0x100000000ULL
+#define LAYOUT_PCI_MMIO	    0xc0000000ULL
 #define LAYOUT_PCI_MMIO_LEN 0x20000000ULL
-#define LAYOUT_PCI_ECAM     0xe0000000ULL
-#define LAYOUT_PCI_ECAM_LEN 0x100000ULL    /* bus 0 */
-#define LAYOUT_IOAPIC       0xfec00000ULL
+#define LAYOUT_PCI_ECAM	    0xe0000000ULL
+#define LAYOUT_PCI_ECAM_LEN 0x100000ULL /* bus 0 */
+#define LAYOUT_IOAPIC	    0xfec00000ULL
 #define LAYOUT_IOAPIC_LEN   0x1000ULL
-#define LAYOUT_LAPIC        0xfee00000ULL
+#define LAYOUT_LAPIC	    0xfee00000ULL
 #define LAYOUT_LAPIC_LEN    0x100000ULL
 #define LAYOUT_KVM_IDMAP    0xfffbc000ULL
-#define LAYOUT_KVM_TSS      0xfffbd000ULL
-#define LAYOUT_KVM_LEN      0x4000ULL
+#define LAYOUT_KVM_TSS	    0xfffbd000ULL
+#define LAYOUT_KVM_LEN	    0x4000ULL
 
 /* Ports. */
-#define PORT_I8042_DATA     0x60
-#define PORT_I8042_CMD      0x64
-#define PORT_COM1           0x3f8
-#define PORT_COM_LEN        8
-#define PORT_PM1A_EVT       0x600 /* PM1a status (2) + enable (2) */
-#define PORT_PM1A_EVT_LEN   4
-#define PORT_PM1A_CNT       0x604 /* PM1a control (2) */
-#define PORT_PM1A_CNT_LEN   2
-#define PORT_PCI_CONF       0xcf8 /* 0xcf8 address, 0xcf9 reset control, 0xcfc data */
-#define PORT_PCI_CONF_LEN   8
-#define PORT_RESET          0xcf9
-#define PORT_PCI_IO         0xc000 /* PCI I/O BAR window */
-#define PORT_PCI_IO_LEN     0x4000
+#define PORT_I8042_DATA	  0x60
+#define PORT_I8042_CMD	  0x64
+#define PORT_COM1	  0x3f8
+#define PORT_COM_LEN	  8
+#define PORT_PM1A_EVT	  0x600 /* PM1a status (2) + enable (2) */
+#define PORT_PM1A_EVT_LEN 4
+#define PORT_PM1A_CNT	  0x604 /* PM1a control (2) */
+#define PORT_PM1A_CNT_LEN 2
+#define PORT_PCI_CONF	  0xcf8 /* 0xcf8 address, 0xcf9 reset control, 0xcfc data */
+#define PORT_PCI_CONF_LEN 8
+#define PORT_RESET	  0xcf9
+#define PORT_PCI_IO	  0xc000 /* PCI I/O BAR window */
+#define PORT_PCI_IO_LEN	  0x4000
 
 /* IRQs (ISA numbering = IOAPIC pin). */
-#define IRQ_COM1 4
-#define IRQ_SCI  9
+#define IRQ_COM1    4
+#define IRQ_SCI	    9
 #define IOAPIC_PINS 24
 
 #define ACPI_S5_SLP_TYP 5 /* value of _S5 that PM1a_CNT.SLP_TYP carries for soft-off */

@@ -14,39 +14,42 @@
 #define MSR_IA32_SYSENTER_EIP 0x176
 #define MSR_IA32_MISC_ENABLE  0x1a0
 #define MSR_MTRR_DEF_TYPE     0x2ff
-#define MSR_STAR              0xc0000081
-#define MSR_LSTAR             0xc0000082
-#define MSR_CSTAR             0xc0000083
+#define MSR_STAR	      0xc0000081
+#define MSR_LSTAR	      0xc0000082
+#define MSR_CSTAR	      0xc0000083
 #define MSR_SYSCALL_MASK      0xc0000084
 #define MSR_KERNEL_GS_BASE    0xc0000102
 
-#define CR0_PE 0x1ULL
-#define CR0_MP 0x2ULL
-#define CR0_ET 0x10ULL
-#define CR0_NE 0x20ULL
-#define CR0_PG 0x80000000ULL
-#define CR4_PAE 0x20ULL
+#define CR0_PE	 0x1ULL
+#define CR0_MP	 0x2ULL
+#define CR0_ET	 0x10ULL
+#define CR0_NE	 0x20ULL
+#define CR0_PG	 0x80000000ULL
+#define CR4_PAE	 0x20ULL
 #define EFER_LME 0x100ULL
 #define EFER_LMA 0x400ULL
 
-#define APIC_LVT_LINT0 0x350
-#define APIC_LVT_LINT1 0x360
-#define APIC_MODE_NMI    0x4
+#define APIC_LVT_LINT0	 0x350
+#define APIC_LVT_LINT1	 0x360
+#define APIC_MODE_NMI	 0x4
 #define APIC_MODE_EXTINT 0x7
 
 static int set_msrs(int fd)
 {
-	static const struct { uint32_t index; uint64_t data; } init[] = {
-		{ MSR_IA32_SYSENTER_CS, 0 },
-		{ MSR_IA32_SYSENTER_ESP, 0 },
-		{ MSR_IA32_SYSENTER_EIP, 0 },
-		{ MSR_STAR, 0 },
-		{ MSR_CSTAR, 0 },
-		{ MSR_KERNEL_GS_BASE, 0 },
-		{ MSR_SYSCALL_MASK, 0 },
-		{ MSR_LSTAR, 0 },
-		{ MSR_IA32_MISC_ENABLE, 1 },             /* fast strings */
-		{ MSR_MTRR_DEF_TYPE, (1u << 11) | 6 },  /* MTRRs on, default write-back */
+	static const struct {
+		uint32_t index;
+		uint64_t data;
+	} init[] = {
+		{MSR_IA32_SYSENTER_CS, 0},
+		{MSR_IA32_SYSENTER_ESP, 0},
+		{MSR_IA32_SYSENTER_EIP, 0},
+		{MSR_STAR, 0},
+		{MSR_CSTAR, 0},
+		{MSR_KERNEL_GS_BASE, 0},
+		{MSR_SYSCALL_MASK, 0},
+		{MSR_LSTAR, 0},
+		{MSR_IA32_MISC_ENABLE, 1},	     /* fast strings */
+		{MSR_MTRR_DEF_TYPE, (1u << 11) | 6}, /* MTRRs on, default write-back */
 	};
 	size_t n = sizeof(init) / sizeof(init[0]), i;
 	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(m->entries[0]));
@@ -102,12 +105,28 @@ int x86_vcpu_init(int vcpu_fd, bool bsp)
 int x86_vcpu_boot_regs(int vcpu_fd, uint64_t entry)
 {
 	struct kvm_segment code = {
-		.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 0xb,
-		.present = 1, .dpl = 0, .db = 0, .s = 1, .l = 1, .g = 1,
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = 0x10,
+		.type = 0xb,
+		.present = 1,
+		.dpl = 0,
+		.db = 0,
+		.s = 1,
+		.l = 1,
+		.g = 1,
 	};
 	struct kvm_segment data = {
-		.base = 0, .limit = 0xffffffff, .selector = 0x18, .type = 0x3,
-		.present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = 0x18,
+		.type = 0x3,
+		.present = 1,
+		.dpl = 0,
+		.db = 1,
+		.s = 1,
+		.l = 0,
+		.g = 1,
 	};
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;

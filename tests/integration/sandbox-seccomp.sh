@@ -42,17 +42,20 @@ for _ in $(seq 900); do
 	sleep 0.1
 done
 threads=0
-# One awk over every thread's status: "NAME SECCOMP FILTERS" (forks are slow here).
+# One awk over every thread's status: "NAME SECCOMP FILTERS" (forks are slow here; no
+# process substitution: the emulated host has no /dev/fd).
+report=$(awk 'FNR == 1 && NR > 1 { print n, s, f } FNR == 1 { n = s = "?"; f = "-" }
+	/^Name:/ { n = $2 } /^Seccomp:/ { s = $2 } /^Seccomp_filters:/ { f = $2 }
+	END { if (NR) print n, s, f }' /proc/$pid/task/*/status 2>/dev/null)
 while read -r name sc nf; do
+	[ -n "$name" ] || continue
 	echo "# thread $name: Seccomp $sc, filters $nf"
 	[ "$sc" = 2 ] || died "thread $name of plinth is not filtered (Seccomp: $sc)"
 	[ "$nf" = - ] || [ "$name" = plinth ] || [ "$nf" = 2 ] ||
 		died "thread $name has $nf filters, not its own on top of main's"
 	[ "$name" != plinth ] || [ "$nf" = - ] || [ "$nf" = 1 ] || died "main has $nf filters"
 	threads=$((threads + 1))
-done < <(awk 'FNR == 1 && NR > 1 { print n, s, f } FNR == 1 { n = s = "?"; f = "-" }
-	/^Name:/ { n = $2 } /^Seccomp:/ { s = $2 } /^Seccomp_filters:/ { f = $2 }
-	END { if (NR) print n, s, f }' /proc/$pid/task/*/status 2>/dev/null)
+done <<<"$report"
 kill -0 $pid 2>/dev/null || died "plinth ended while its threads were checked"
 [ $threads -ge 6 ] || died "plinth has $threads threads, expected main, 2 vCPUs and 3 device threads"
 wait $pid

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Side-by-side benchmarks: plinth against QEMU, measured from outside the guest.
 
---part host: things that need no KVM (binary size, image conversion), run on this machine.
+--part host: things that need no KVM (binary size, image conversion, image reads), run on this machine.
 --part kvm:  guest boots, memory overhead, I/O, run where /dev/kvm is real KVM.
 --merge:     combine parts into results.json and results.md.
 Each pair of commands runs interleaved (A B A B ...); we report the median and flag a
 figure as unstable when (max - min) / median exceeds 20 %. A metric that a feature does not
 support yet is reported as n/a with the reason, never estimated.
+BENCH_ONLY=REGEX limits a run to the metrics whose names it matches (e.g. 'migration|API').
 """
 import argparse, json, os, platform, re, select, shutil, statistics, subprocess, sys, tempfile, time
+import bench_migrate  # bench/bench_migrate.py: live migration and control-socket readiness
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(TOP, "build")
@@ -18,6 +20,12 @@ PLINTH = os.path.join(B, "plinth")
 PLINTH_IMG = os.path.join(B, "plinth-img")
 MARKER = b"plinth-guest: init started"
 UNSTABLE = 0.20
+
+
+def wanted(metric_name):
+    """True if the metric matches $BENCH_ONLY (a regex searched in its name), or no filter is set."""
+    only = os.environ.get("BENCH_ONLY")
+    return not only or re.search(only, metric_name) is not None
 
 
 def host_kind():
@@ -179,6 +187,7 @@ def part_host(runs):
         "plinth": stripped(PLINTH) if os.path.exists(PLINTH) else na("build/plinth not built"),
         "qemu": stripped(q), "unit": "bytes", "lower_is_better": True}
     m.update(bench_convert(runs))
+    m.update(bench_randread(runs))
     return out
 
 
@@ -227,6 +236,97 @@ def bench_convert(runs):
     return res
 
 
+def bench_randread(runs, count=100000, step=16384):
+    """Random 4 KiB reads, plinth-img bench vs qemu-io, one offset list (bench/img-randread.sh).
+
+    Per format: reads/s over the whole process (start to exit, warm page cache), qemu-io fed
+    "read -q OFF 4096" lines on stdin; and a strided reference where both plinth-img bench and
+    qemu-img bench (-d 1) time only their own read loop.
+    """
+    fmts = {"raw": "raw", "qcow2": "qcow2", "vhdx": "vhdx", "vmdk": "vmdk", "vhd": "vpc"}
+    res = {}
+    def key(f):
+        return ("random 4 KiB reads, %s, 2 GiB half data (reads/s)" % f,
+                "strided 4 KiB reads (-S 16k), %s (reads/s, read loop only)" % f)
+    if not os.access(PLINTH_IMG, os.X_OK) or not plinth_img_has("bench"):
+        for f in fmts:
+            for k in key(f):
+                res[k] = {"plinth": na("plinth-img bench not built"), "qemu": None, "unit": "reads/s"}
+        return res
+    d = tempfile.mkdtemp(prefix="bench-randread-")
+    try:
+        src = os.path.join(d, "img.raw")
+        with open(src, "wb") as fh:  # 32 MiB data, 32 MiB hole, ... up to 2 GiB
+            for i in range(0, 64, 2):
+                fh.seek(i * (32 << 20))
+                for _ in range(32):
+                    fh.write(os.urandom(1 << 20))
+            fh.truncate(2 << 30)
+        imgs = {"raw": src}
+        for f, q in fmts.items():
+            if f != "raw":
+                imgs[f] = os.path.join(d, "img." + q)
+                subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", q, src, imgs[f]], check=True)
+        import random
+        r = random.Random(1)
+        offs = [r.randrange(0, (2 << 30) // 4096) * 4096 for _ in range(count)]
+        lst, script = os.path.join(d, "offsets"), os.path.join(d, "qemu-io.script")
+        with open(lst, "w") as l, open(script, "w") as sc:
+            for o in offs:
+                l.write("%d\n" % o)
+                sc.write("read -q %d 4096\n" % o)
+        def wall(cmd, stdin=None):
+            t = time.monotonic()
+            with open(stdin or os.devnull) as i:
+                p = subprocess.run(cmd, stdin=i, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            dt = time.monotonic() - t
+            if p.returncode:
+                raise RuntimeError(p.stderr.decode(errors="replace")[-300:])
+            return count / dt
+        def loop(cmd, parse):
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode:
+                raise RuntimeError(p.stderr[-300:])
+            return count / parse(p.stdout)
+        def qemu_img_secs(out):
+            m = re.search(r"Run completed in ([0-9.]+) seconds", out)
+            if not m:
+                raise RuntimeError("no 'Run completed' in qemu-img bench output")
+            return float(m.group(1))
+        for f, q in fmts.items():
+            img = imgs[f]
+            rnd, stride = key(f)
+            rr = interleave({
+                "plinth": lambda: wall([PLINTH_IMG, "bench", "-f", q, "--offsets", lst, img]),
+                "qemu": lambda: wall(["qemu-io", "-r", "-f", q, img], script),
+            }, runs)
+            res[rnd] = {k: (na(str(v)[:120]) if isinstance(v, Exception) else stats(v)) for k, v in rr.items()} | {
+                "unit": "reads/s", "lower_is_better": False,
+                "conditions": "%d reads, same offsets; whole process, warm cache; QEMU = qemu-io < script" % count}
+            rs = interleave({
+                "plinth": lambda: loop([PLINTH_IMG, "bench", "-f", q, "--output=json", "--pattern", "sequential",
+                                        "-S", str(step), "-c", str(count), img],
+                                       lambda o: json.loads(o)["seconds"]),
+                "qemu": lambda: loop(["qemu-img", "bench", "-f", q, "-d", "1", "-s", "4096", "-S", str(step),
+                                      "-c", str(count), img], qemu_img_secs),
+            }, runs)
+            res[stride] = {k: (na(str(v)[:120]) if isinstance(v, Exception) else stats(v)) for k, v in rs.items()} | {
+                "unit": "reads/s", "lower_is_better": False,
+                "conditions": "%d reads; QEMU = qemu-img bench -d 1" % count}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return res
+
+
+def plinth_img_has(word):
+    """True if plinth-img's help lists the command word."""
+    try:
+        p = subprocess.run([PLINTH_IMG, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return re.search(r"^\s+%s\b" % re.escape(word), p.stdout, re.M) is not None
+
+
 def part_kvm(runs):
     out = {"host": host_kind(), "metrics": {}}
     m = out["metrics"]
@@ -235,21 +335,24 @@ def part_kvm(runs):
         return out
     have_plinth = plinth_has("--kernel")
     # 1. Process start to the guest's init, and the VMM's CPU time for a whole boot.
-    fns = {}
-    if have_plinth:
-        fns["plinth"] = lambda: boot_once(vmm_cmd("plinth"))
-    fns["qemu-microvm"] = lambda: boot_once(vmm_cmd("qemu-microvm"))
-    fns["qemu-pc"] = lambda: boot_once(vmm_cmd("qemu-pc"))
-    r = interleave(fns, runs)
-    for metric, idx in (("start to guest init (s)", 0), ("VMM CPU time, boot to poweroff (s)", 2)):
-        row = {"unit": "s", "lower_is_better": True, "conditions": "2 vCPUs, 512 MiB"}
-        for k in ("plinth", "qemu-microvm", "qemu-pc"):
-            v = r.get(k, na("plinth not built"))
-            row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
-                v if isinstance(v, dict) else stats([x[idx] for x in v]))
-        m[metric] = row
+    if wanted("start to guest init (s)") or wanted("VMM CPU time, boot to poweroff (s)"):
+        fns = {}
+        if have_plinth:
+            fns["plinth"] = lambda: boot_once(vmm_cmd("plinth"))
+        fns["qemu-microvm"] = lambda: boot_once(vmm_cmd("qemu-microvm"))
+        fns["qemu-pc"] = lambda: boot_once(vmm_cmd("qemu-pc"))
+        r = interleave(fns, runs)
+        for metric, idx in (("start to guest init (s)", 0), ("VMM CPU time, boot to poweroff (s)", 2)):
+            row = {"unit": "s", "lower_is_better": True, "conditions": "2 vCPUs, 512 MiB"}
+            for k in ("plinth", "qemu-microvm", "qemu-pc"):
+                v = r.get(k, na("plinth not built"))
+                row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
+                    v if isinstance(v, dict) else stats([x[idx] for x in v]))
+            m[metric] = row
     # 2. VMM overhead memory after boot: PSS minus the guest memory it touched.
     for mem in ("128M", "1G"):
+        if not wanted("VMM overhead memory, %s guest (MiB)" % mem):
+            continue
         def overhead(vmm):
             def at_marker(pid, _buf):
                 time.sleep(1.0)
@@ -264,38 +367,20 @@ def part_kvm(runs):
             row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
                 v if isinstance(v, dict) else stats([x / (1 << 20) for x in v]))
         m["VMM overhead memory, %s guest (MiB)" % mem] = row
-    # 3. VMM start to API socket ready.
-    if plinth_has("--api-socket"):
-        def api_ready():
-            d = tempfile.mkdtemp()
-            sock = os.path.join(d, "api.sock")
-            t0 = time.monotonic()
-            p = subprocess.Popen(vmm_cmd("plinth", run="sleep 5", extra=["--api-socket", sock]),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                while not os.path.exists(sock):
-                    if p.poll() is not None or time.monotonic() - t0 > 60:
-                        raise RuntimeError("API socket never appeared")
-                    time.sleep(0.001)
-                return time.monotonic() - t0
-            finally:
-                p.kill(); p.wait(); shutil.rmtree(d, ignore_errors=True)
-        r = interleave({"plinth": api_ready}, runs)
-        v = r["plinth"]
-        m["VMM start to API socket ready (s)"] = {"plinth": na(str(v)) if isinstance(v, Exception) else stats(v),
-                                                  "qemu": na("QMP socket timing not measured"), "unit": "s"}
-    else:
-        m["VMM start to API socket ready (s)"] = {"plinth": na("no --api-socket yet"), "qemu": na("not measured"), "unit": "s"}
+    # 3. VMM start to API socket ready (plinth and QEMU's QMP, each answering a request).
+    m.update(bench_migrate.bench_api_ready(runs))
     # 4. virtio-blk sequential throughput with busybox dd (1 MiB blocks, O_DIRECT) to raw and qcow2.
-    m.update(bench_blk(runs, plinth_has("--disk")))
+    if wanted("virtio-blk sequential read, raw qcow2 write 4 KiB random read/write (MB/s)"):
+        m.update(bench_blk(runs, plinth_has("--disk")))
     # 5. virtio-net, migration: only once plinth has them.
     for metric, feature in (("virtio-net guest to host over tap (Mbit/s)", "--net tap"),
-                            ("migration downtime, 512 MiB idle (ms)", "migrate"),
-                            ("migration total time, 512 MiB idle (s)", "migrate")):
+                            ):
         if not plinth_has(feature) or "migrate" in feature or "--net" in feature:
             m[metric] = {"plinth": na("not measured by make bench yet" if plinth_has(feature)
                                       else "plinth has no %s yet" % feature),
                          "qemu": na("not measured by make bench yet"), "unit": ""}
+    m.update(bench_migrate.bench_migrate(runs))
+    out["metrics"] = {k: v for k, v in m.items() if wanted(k)}
     return out
 
 

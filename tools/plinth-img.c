@@ -9,6 +9,8 @@
  *   compare [-f FMT] [-F FMT] A B                               exit 0 same, 1 differ, 2 error
  *   resize [-f FMT] FILE [+|-]SIZE
  *   commit [-f FMT] FILE
+ *   bench [-f FMT] [-c COUNT] [-s BUFSIZE] [-S STEP] [--pattern random|sequential]
+ *         [--seed N] [--offsets FILE] [--checksum] [--output=human|json] FILE
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +38,8 @@ static void usage(FILE *f)
 	      "  compare [-f FMT] [-F FMT] A B\n"
 	      "  resize [-f FMT] FILE [+|-]SIZE\n"
 	      "  commit [-f FMT] FILE\n"
+	      "  bench [-f FMT] [-c COUNT] [-s BUFSIZE] [-S STEP] [--pattern random|sequential]\n"
+	      "        [--seed N] [--offsets FILE] [--checksum] [--output=human|json] FILE\n"
 	      "formats: raw, qcow2, vpc (VHD), vhdx, vmdk\n",
 	      f);
 }
@@ -776,6 +780,301 @@ static int cmd_commit(int argc, char **argv)
 	return 0;
 }
 
+/* ---- bench ----------------------------------------------------------------- */
+
+#define BENCH_MAX_BUF   (1 * GiB)
+#define BENCH_MAX_COUNT UINT32_MAX
+
+enum bench_pattern { BENCH_RANDOM, BENCH_SEQUENTIAL, BENCH_LIST };
+
+/* Where the reads go: a generator (random or qemu-img's stride) or a list from a file. */
+struct bench {
+	enum bench_pattern pattern;
+	uint64_t size;    /* virtual size of the image */
+	uint64_t bufsize; /* bytes per read */
+	uint64_t step;    /* sequential: distance between reads */
+	uint64_t rng;     /* random: splitmix64 state, starts at the seed */
+	uint64_t next;    /* sequential: the next offset */
+	uint64_t *list;   /* list: owned, every entry + bufsize inside the image */
+	uint64_t n_list;
+};
+
+/* splitmix64: a well-mixed sequence from any 64-bit seed, the same on every machine. */
+static uint64_t splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* The i-th offset. Random: a whole BUFSIZE block anywhere in the image; sequential:
+ * like qemu-img bench, advance by STEP and wrap modulo (size - bufsize). */
+static uint64_t bench_offset(struct bench *b, uint64_t i)
+{
+	uint64_t off;
+
+	switch (b->pattern) {
+	case BENCH_RANDOM:
+		return splitmix64(&b->rng) % (b->size / b->bufsize) * b->bufsize;
+	case BENCH_SEQUENTIAL:
+		off = b->next;
+		b->next = b->size > b->bufsize ? (off + b->step) % (b->size - b->bufsize) : 0;
+		return off;
+	case BENCH_LIST:
+		return b->list[i];
+	}
+	return 0;
+}
+
+/* Read decimal offsets, one a line, from path into b->list; each must leave room for
+ * one buffer inside the image. 0, or 1 after logging the first bad line. */
+static int bench_load_offsets(struct bench *b, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, alloc = 0;
+	unsigned long lineno = 0;
+	ssize_t n;
+	int rc = 1;
+
+	if (!f) {
+		log_error("%s: %s", path, strerror(errno));
+		return 1;
+	}
+	while ((n = getline(&line, &cap, f)) != -1) {
+		uint64_t off;
+
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (parse_uint(line, 0, UINT64_MAX, &off)) {
+			log_error("%s:%lu: not an offset: '%.40s'", path, lineno, line);
+			goto out;
+		}
+		if (!range_within(off, b->bufsize, b->size)) {
+			log_error("%s:%lu: a %" PRIu64 "-byte read at %" PRIu64
+				  " ends beyond the virtual size (%" PRIu64 ")",
+				  path, lineno, b->bufsize, off, b->size);
+			goto out;
+		}
+		if (b->n_list == alloc) {
+			uint64_t *p;
+
+			if (alloc >= BENCH_MAX_COUNT) {
+				log_error("%s: more than %" PRIu64 " offsets", path, (uint64_t)BENCH_MAX_COUNT);
+				goto out;
+			}
+			alloc = alloc ? alloc * 2 : 4096;
+			p = reallocarray(b->list, alloc, sizeof(*p));
+			if (!p) {
+				log_error("out of memory for %zu offsets", alloc);
+				goto out;
+			}
+			b->list = p;
+		}
+		b->list[b->n_list++] = off;
+	}
+	if (ferror(f)) {
+		log_error("%s: read error", path);
+		goto out;
+	}
+	if (!b->n_list) {
+		log_error("%s: no offsets", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* FNV-1a 64 over buf, continuing from h: --checksum lets a test check what was read. */
+static uint64_t fnv1a(uint64_t h, const uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ buf[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+/*
+ * Timed reads through the library, shaped like qemu-img bench (read side, queue depth 1):
+ * COUNT synchronous reads of BUFSIZE; only the read loop is timed (CLOCK_MONOTONIC), not the
+ * open nor, with --offsets, loading the list.
+ */
+static int cmd_bench(int argc, char **argv)
+{
+	static const struct option lo[] = { { "output", required_argument, NULL, 'o' },
+					    { "format", required_argument, NULL, 'f' },
+					    { "pattern", required_argument, NULL, 'p' },
+					    { "seed", required_argument, NULL, 'e' },
+					    { "offsets", required_argument, NULL, 'l' },
+					    { "checksum", no_argument, NULL, 'k' },
+					    { NULL, 0, NULL, 0 } };
+	static const char *const pattern_names[] = { "random", "sequential", "list" };
+	const char *fmt = NULL, *offsets = NULL;
+	struct bench b = { .pattern = BENCH_RANDOM, .bufsize = 4 * KiB, .rng = 1 };
+	uint64_t count = 75000, seed = 1, hash = 0xcbf29ce484222325ULL, i;
+	bool json = false, checksum = false, have_count = false, have_step = false, have_pattern = false;
+	struct timespec t0, t1;
+	struct pimg *img;
+	uint8_t *buf;
+	double secs;
+	int c, ret, rc = 1;
+
+	while ((c = getopt_long(argc, argv, "f:c:s:S:", lo, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'l': offsets = optarg; break;
+		case 'k': checksum = true; break;
+		case 'o':
+			if (!output_json(optarg, &json)) {
+				log_error("--output must be human or json");
+				return 1;
+			}
+			break;
+		case 'c':
+			if (parse_uint(optarg, 1, BENCH_MAX_COUNT, &count)) {
+				log_error("-c takes a count from 1 to %" PRIu64 ", not '%s'",
+					  (uint64_t)BENCH_MAX_COUNT, optarg);
+				return 1;
+			}
+			have_count = true;
+			break;
+		case 's':
+			if (parse_size(optarg, &b.bufsize) || !b.bufsize || b.bufsize > BENCH_MAX_BUF) {
+				log_error("-s takes a buffer size from 1 byte to 1G, not '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'S':
+			if (parse_size(optarg, &b.step) || !b.step) {
+				log_error("-S takes a non-zero step size, not '%s'", optarg);
+				return 1;
+			}
+			have_step = true;
+			break;
+		case 'p':
+			if (!strcmp(optarg, "random")) {
+				b.pattern = BENCH_RANDOM;
+			} else if (!strcmp(optarg, "sequential")) {
+				b.pattern = BENCH_SEQUENTIAL;
+			} else {
+				log_error("--pattern takes random or sequential, not '%s'", optarg);
+				return 1;
+			}
+			have_pattern = true;
+			break;
+		case 'e':
+			if (parse_uint(optarg, 0, UINT64_MAX, &seed)) {
+				log_error("--seed takes an unsigned integer, not '%s'", optarg);
+				return 1;
+			}
+			break;
+		default: return 1;
+		}
+	}
+	if (optind + 1 != argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (have_step && b.pattern != BENCH_SEQUENTIAL) {
+		log_error("-S is for --pattern sequential");
+		return 1;
+	}
+	if (offsets && have_pattern) {
+		log_error("--offsets and --pattern exclude each other");
+		return 1;
+	}
+	if (!have_step)
+		b.step = b.bufsize;
+	b.rng = seed;
+	img = pimg_open(argv[optind], fmt, PIMG_O_RDONLY);
+	if (!img)
+		return 1;
+	b.size = pimg_size(img);
+	if (b.size < b.bufsize) {
+		log_error("%s: the image (%" PRIu64 " bytes) is smaller than one %" PRIu64 "-byte read",
+			  argv[optind], b.size, b.bufsize);
+		goto out_close_img;
+	}
+	if (offsets) {
+		b.pattern = BENCH_LIST;
+		if (bench_load_offsets(&b, offsets))
+			goto out_free_list;
+		if (have_count && count > b.n_list) {
+			log_error("-c %" PRIu64 " but %s holds only %" PRIu64 " offsets", count, offsets,
+				  b.n_list);
+			goto out_free_list;
+		}
+		if (!have_count)
+			count = b.n_list;
+	}
+	buf = aligned_alloc(4096, align_up(b.bufsize, 4096));
+	if (!buf) {
+		log_error("out of memory for a %" PRIu64 "-byte buffer", b.bufsize);
+		goto out_free_list;
+	}
+	if (!json)
+		printf("Sending %" PRIu64 " read requests, %" PRIu64 " bytes each, %s offsets\n", count,
+		       b.bufsize, pattern_names[b.pattern]);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < count; i++) {
+		uint64_t off = bench_offset(&b, i);
+
+		ret = pimg_pread(img, buf, b.bufsize, off);
+		if (ret) {
+			log_error("%s: read of %" PRIu64 " bytes at %" PRIu64 " failed: %s", argv[optind],
+				  b.bufsize, off, strerror(-ret));
+			goto out_free_buf;
+		}
+		if (checksum)
+			hash = fnv1a(hash, buf, b.bufsize);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (json) {
+		json_t *j = json_object();
+
+		json_object_set_new(j, "filename", json_string(argv[optind]));
+		json_object_set_new(j, "format", json_string(pimg_format(img)));
+		json_object_set_new(j, "pattern", json_string(pattern_names[b.pattern]));
+		if (b.pattern == BENCH_RANDOM)
+			json_object_set_new(j, "seed", json_integer((json_int_t)seed));
+		if (b.pattern == BENCH_SEQUENTIAL)
+			json_object_set_new(j, "step", json_integer((json_int_t)b.step));
+		json_object_set_new(j, "count", json_integer((json_int_t)count));
+		json_object_set_new(j, "bufsize", json_integer((json_int_t)b.bufsize));
+		json_object_set_new(j, "bytes", json_integer((json_int_t)(count * b.bufsize)));
+		json_object_set_new(j, "seconds", json_real(secs));
+		json_object_set_new(j, "iops", json_real(secs > 0 ? (double)count / secs : 0));
+		if (checksum) {
+			char h[17];
+
+			snprintf(h, sizeof(h), "%016" PRIx64, hash);
+			json_object_set_new(j, "checksum", json_string(h));
+		}
+		rc = dump_json(j);
+	} else {
+		printf("Run completed in %.3f seconds.\n"
+		       "%" PRIu64 " reads, %" PRIu64 " bytes, %.0f IOPS, %.1f MiB/s\n",
+		       secs, count, count * b.bufsize, secs > 0 ? (double)count / secs : 0,
+		       secs > 0 ? (double)(count * b.bufsize) / (double)MiB / secs : 0);
+		if (checksum)
+			printf("checksum (FNV-1a 64): %016" PRIx64 "\n", hash);
+		rc = 0;
+	}
+out_free_buf:
+	free(buf);
+out_free_list:
+	free(b.list);
+out_close_img:
+	pimg_close(img);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -784,7 +1083,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{ "info", cmd_info },       { "create", cmd_create }, { "convert", cmd_convert },
 		{ "compare", cmd_compare }, { "check", cmd_check },   { "resize", cmd_resize },
-		{ "commit", cmd_commit },
+		{ "commit", cmd_commit },   { "bench", cmd_bench },
 	};
 
 	log_set_prog("plinth-img");

@@ -8,11 +8,15 @@
  * read straight into it. With no buffer, the fd is dropped from the epoll set
  * until the guest kicks queue 0, so a busy host doesn't spin the I/O thread. End
  * of input (or an fd epoll can't watch, like /dev/null) just means no more input.
+ * Linux's driver drops input that lands while it is still registering the port
+ * (before its receive interrupt can find it); with no MULTIPORT there is no "port
+ * open" message to wait for, so bytes waiting at boot may be lost in the guest.
  * Output: each chain's readable bytes are written to the host fd in order. The
  * fds are non-blocking (stdin/stdout are reopened through /proc/self/fd so the
- * shell's own file descriptions stay blocking): when the host doesn't keep up,
- * the chain waits, part-written, until the fd is writable, so the I/O thread never
- * blocks and a reset can always stop it. If the host side is gone, output is dropped.
+ * shell's own file descriptions stay blocking; a regular file is shared as is):
+ * when the host doesn't keep up, the chain waits, part-written, until the fd is
+ * writable, so the I/O thread never blocks and a reset can always stop it. If the
+ * host side is gone, output is dropped.
  */
 #include <endian.h>
 #include <errno.h>
@@ -22,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -293,12 +298,27 @@ out_close:
 	return r;
 }
 
-/* A private, non-blocking file description for one of our stdio fds (see the top). */
+/*
+ * A private, non-blocking file description for one of our stdio fds (see the top).
+ * A regular file is duplicated instead: O_NONBLOCK means nothing to it, and a second
+ * description would have its own offset (and no O_APPEND), so hvc0's output would
+ * overwrite the serial console's when both go to the same file.
+ */
 static int reopen_stdio(int fd, int flags)
 {
 	char path[32];
+	struct stat st;
 	int r;
 
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (r < 0) {
+			r = -errno;
+			log_error("--console: cannot duplicate %s: %s", fd ? "stdout" : "stdin",
+				  strerror(errno));
+		}
+		return r;
+	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	r = open(path, flags | O_NOCTTY | O_CLOEXEC);
 	if (r < 0) {

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* virtio-console: output, input with and without guest buffers, EOF, the command line. */
+/*
+ * virtio-console: output, input with and without guest buffers (also on the I/O
+ * thread), EOF, the command line, hvc0 on stdio.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -12,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -278,6 +282,153 @@ static void test_output_backpressure(void **state)
 	fake_mem_fini(&fm);
 }
 
+/* CPU time this process has used, in milliseconds. */
+static long cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * On the I/O thread, as plinth runs it, with a pipe as the host end: input that
+ * arrives before the guest has posted any receive buffer waits in the pipe (the
+ * thread neither drops it nor spins), and reaches the guest once it posts buffers.
+ * Then end of input with bytes still queued: they arrive, and EOF does not spin.
+ */
+static void test_input_before_buffers_threaded(void **state)
+{
+	struct fake_mem fm;
+	struct pci_bus bus;
+	struct drv_vq dq[2];
+	struct virtio_pci *vp;
+	struct virtio_dev *vdev;
+	uint32_t id, len;
+	int in[2], out[2];
+	long t0;
+
+	(void)state;
+	fake_mem_init(&fm);
+	fake_bus_init(&bus);
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	vdev = calloc(1, sizeof(*vdev));
+	assert_int_equal(virtio_console_init(vdev, &fm.gm, in[0], out[1]), 0);
+	assert_int_equal(virtio_pci_create_on(&bus, vdev, &vp), 0);
+
+	/* Input before the device even runs, and more once it runs with no buffers. */
+	assert_int_equal(write(in[1], "echo ", 5), 5);
+	drv_vq_setup(&dq[0], &fm, 8, RING);
+	drv_vq_setup(&dq[1], &fm, 8, RING + 0x4000);
+	assert_int_equal(drv_init(bus.dev[0], ~0ULL, 2, dq) & VIRTIO_CONFIG_S_DRIVER_OK,
+			 VIRTIO_CONFIG_S_DRIVER_OK);
+	assert_int_equal(write(in[1], "answer\n", 7), 7);
+	t0 = cpu_ms();
+	usleep(200000);
+	assert_true(cpu_ms() - t0 < 100); /* waiting for buffers, not polling */
+	assert_int_equal(drv_used_idx(&dq[0]), 0);
+
+	/* The guest posts two buffers and kicks: everything arrives, in order. */
+	drv_set_desc(&dq[0], 0, BUF, 4, VRING_DESC_F_WRITE, 0);
+	drv_set_desc(&dq[0], 1, BUF + 64, 64, VRING_DESC_F_WRITE, 0);
+	drv_kick_head(&dq[0], 0);
+	drv_kick_head(&dq[0], 1);
+	drv_notify(bus.dev[0], 0);
+	assert_true(drv_wait_used(&dq[0], 2));
+	drv_used_elem(&dq[0], 0, &id, &len);
+	assert_int_equal(id, 0);
+	assert_int_equal(len, 4);
+	drv_used_elem(&dq[0], 1, &id, &len);
+	assert_int_equal(id, 1);
+	assert_int_equal(len, 8);
+	assert_memory_equal(gpa_ptr(&fm, BUF), "echo", 4);
+	assert_memory_equal(gpa_ptr(&fm, BUF + 64), " answer\n", 8);
+
+	/* The last bytes and end of input while no buffer is posted. */
+	assert_int_equal(write(in[1], "exit 5\n", 7), 7);
+	close(in[1]);
+	t0 = cpu_ms();
+	usleep(200000);
+	assert_true(cpu_ms() - t0 < 100);
+	drv_set_desc(&dq[0], 2, BUF + 128, 64, VRING_DESC_F_WRITE, 0);
+	drv_set_desc(&dq[0], 3, BUF + 192, 64, VRING_DESC_F_WRITE, 0);
+	drv_kick_head(&dq[0], 2);
+	drv_kick_head(&dq[0], 3);
+	drv_notify(bus.dev[0], 0);
+	assert_true(drv_wait_used(&dq[0], 3));
+	drv_used_elem(&dq[0], 2, &id, &len);
+	assert_int_equal(len, 7);
+	assert_memory_equal(gpa_ptr(&fm, BUF + 128), "exit 5\n", 7);
+	/* At EOF the other buffer is kept, unanswered, and nothing spins. */
+	t0 = cpu_ms();
+	usleep(200000);
+	assert_true(cpu_ms() - t0 < 100);
+	assert_int_equal(drv_used_idx(&dq[0]), 3);
+
+	virtio_pci_free(vp);
+	close(out[0]);
+	fake_mem_fini(&fm);
+}
+
+/*
+ * hvc0 on plinth's stdio when stdout is a regular file that the serial console
+ * writes too: hvc0 must share the file's offset, not write over what is there.
+ */
+static void test_stdio_regular_file(void **state)
+{
+	char path[] = "/tmp/plinth-con-out-XXXXXX", got[64] = { 0 };
+	int saved_in, saved_out, file, in[2], r;
+	struct fake_mem fm;
+	struct pci_bus bus;
+	struct drv_vq dq[2];
+	struct virtio_pci *vp = NULL;
+	ssize_t n;
+
+	(void)state;
+	fake_mem_init(&fm);
+	fake_bus_init(&bus);
+	file = mkstemp(path);
+	assert_true(file >= 0);
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	fflush(stdout);
+	saved_in = dup(STDIN_FILENO);
+	saved_out = dup(STDOUT_FILENO);
+	assert_true(saved_in >= 0 && saved_out >= 0);
+	/* Nothing may fail between here and the restore: cmocka reports on stdout. */
+	dup2(in[0], STDIN_FILENO);
+	dup2(file, STDOUT_FILENO);
+	r = (int)write(STDOUT_FILENO, "serial1\n", 8);
+	if (r == 8)
+		r = virtio_console_create(&bus, &fm.gm, "virtio", &vp);
+	dup2(saved_in, STDIN_FILENO);
+	dup2(saved_out, STDOUT_FILENO);
+	close(saved_in);
+	close(saved_out);
+	assert_int_equal(r, 0);
+
+	drv_vq_setup(&dq[0], &fm, 8, RING);
+	drv_vq_setup(&dq[1], &fm, 8, RING + 0x4000);
+	assert_int_equal(drv_init(bus.dev[0], ~0ULL, 2, dq) & VIRTIO_CONFIG_S_DRIVER_OK,
+			 VIRTIO_CONFIG_S_DRIVER_OK);
+	memcpy(gpa_ptr(&fm, BUF), "hvc0\n", 5);
+	drv_set_desc(&dq[1], 0, BUF, 5, 0, 0);
+	drv_kick_head(&dq[1], 0);
+	drv_notify(bus.dev[0], 1);
+	assert_true(drv_wait_used(&dq[1], 1));
+	assert_int_equal(write(file, "serial2\n", 8), 8); /* the serial console's fd */
+	virtio_pci_free(vp);
+
+	n = pread(file, got, sizeof(got) - 1, 0);
+	assert_int_equal(n, 21);
+	assert_string_equal(got, "serial1\nhvc0\nserial2\n");
+	close(file);
+	unlink(path);
+	close(in[0]);
+	close(in[1]);
+	fake_mem_fini(&fm);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -290,6 +441,8 @@ int main(void)
 		T(test_config),
 		cmocka_unit_test(test_create_and_loopback),
 		cmocka_unit_test(test_output_backpressure),
+		cmocka_unit_test(test_input_before_buffers_threaded),
+		cmocka_unit_test(test_stdio_regular_file),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* as the VMM does: a closed console peer is an EPIPE */

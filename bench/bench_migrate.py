@@ -1,0 +1,328 @@
+"""Live migration and control-socket readiness, plinth beside QEMU, for bench.py --part kvm.
+
+bench_migrate(runs): a 512 MiB guest (idle, then rewriting 32 MiB of tmpfs in a loop)
+migrated over loopback TCP with a 300 ms downtime target on both sides. Each run starts
+the source, waits for the guest's counter, starts the destination on a fresh port,
+migrates, takes the figures the VMM itself reports, checks that the guest goes on
+counting on the destination, and kills every process it started.
+bench_api_ready(runs): process start to the first successful reply on the control socket
+(plinth: GET /v1/vm answers 200; QEMU: the QMP greeting and a qmp_capabilities return).
+A failed run makes its cell n/a with the reason; nothing is estimated.
+"""
+import json, os, re, shutil, socket, subprocess, tempfile, time
+
+import bench as B  # bench.py: vmm_cmd, interleave, stats, na, wanted, plinth_has
+
+MIG_MEM = "512M"
+MIG_CPUS = 1
+DOWNTIME_MS = 300
+IDLE = 'i=0; while :; do i=$((i+1)); echo "count $i"; sleep 1; done'
+DIRTY = ('i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 '
+         'conv=notrunc 2>/dev/null; echo "count $i"; done')
+COUNT_RE = re.compile(rb"count (\d+)")
+PLINTH_DONE_RE = re.compile(rb"migration completed: total (\d+) ms, downtime (\d+) ms, (\d+) bytes, (\d+) rounds")
+# Unix sockets can't live on the 9p /tmp of the emulated host.
+SOCK_PARENT = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def http_unix(path, method, url, body=None, timeout=10.0):
+    """One HTTP/1.1 request over a Unix socket; returns (status, parsed JSON body or None)."""
+    data = json.dumps(body).encode() if body is not None else b""
+    req = ("%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" % (method, url)).encode()
+    if body is not None:
+        req += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(data)
+    req += b"\r\n" + data
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(req)
+        resp = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            resp += chunk
+    head, _, payload = resp.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    if not m:
+        raise ConnectionError("no HTTP status line: %r" % resp[:80])
+    try:
+        doc = json.loads(payload) if payload.strip() else None
+    except ValueError:
+        doc = None
+    return int(m.group(1)), doc
+
+
+class Qmp:
+    """A minimal QMP client: greeting, qmp_capabilities, then commands (events skipped)."""
+
+    def __init__(self, path, timeout=10.0):
+        self.s = socket.socket(socket.AF_UNIX)
+        try:
+            self.s.settimeout(timeout)
+            self.s.connect(path)
+            self.f = self.s.makefile("rwb")
+            greeting = json.loads(self.f.readline() or b"null")
+            if not isinstance(greeting, dict) or "QMP" not in greeting:
+                raise ConnectionError("no QMP greeting")
+            self.cmd("qmp_capabilities")
+        except Exception:
+            self.s.close()
+            raise
+
+    def cmd(self, name, args=None):
+        msg = {"execute": name}
+        if args is not None:
+            msg["arguments"] = args
+        self.f.write(json.dumps(msg).encode() + b"\n")
+        self.f.flush()
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise ConnectionError("QMP closed during %s" % name)
+            r = json.loads(line)
+            if "error" in r:
+                raise RuntimeError("QMP %s: %s" % (name, r["error"].get("desc", r["error"])))
+            if "return" in r:
+                return r["return"]
+
+    def close(self):
+        self.s.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port):
+    """True once something listens on 127.0.0.1:port (read from /proc: no probe connection)."""
+    want = ":%04X" % port
+    try:
+        for line in open("/proc/net/tcp").readlines()[1:]:
+            f = line.split()
+            if f[1].endswith(want) and f[3] == "0A":
+                return True
+    except OSError:
+        pass
+    return False
+
+
+def wait_until(cond, timeout, what, procs=()):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError("%s: process exited (status %s) first" % (what, p.returncode))
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting for %s" % what)
+        time.sleep(0.2)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def last_count(path):
+    c = [int(x) for x in COUNT_RE.findall(read(path))]
+    return max(c) if c else None
+
+
+class Run:
+    """One migration run's processes and files; kill() leaves nothing behind."""
+
+    def __init__(self):
+        self.d = tempfile.mkdtemp(prefix="bench-mig-", dir=SOCK_PARENT)
+        self.procs, self.files = [], []
+
+    def path(self, name):
+        return os.path.join(self.d, name)
+
+    def start(self, cmd, name):
+        out = open(self.path(name + ".out"), "wb")
+        err = open(self.path(name + ".err"), "wb")
+        self.files += [out, err]
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        self.procs.append(p)
+        return p
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait()
+        for f in self.files:
+            f.close()
+        shutil.rmtree(self.d, ignore_errors=True)
+
+
+def check_resumed(r, src_out, dst_out, procs):
+    """The guest must go on counting on the destination, past the source's last count."""
+    n = last_count(r.path(src_out)) or 0
+    wait_until(lambda: (last_count(r.path(dst_out)) or 0) > n, 120,
+               "the guest counting on the destination (source stopped at %d)" % n, procs)
+
+
+def plinth_migrate(guest):
+    r = Run()
+    try:
+        sock = r.path("api.sock")
+        src = r.start(B.vmm_cmd("plinth", mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
+                                extra=["--api-socket", sock]), "a")
+        wait_until(lambda: (last_count(r.path("a.out")) or 0) >= 3, 300, "the source guest's count 3", [src])
+        port = free_port()
+        dst = r.start([B.PLINTH, "receive", "--listen", "tcp:127.0.0.1:%d" % port], "b")
+        wait_until(lambda: listening(port), 60, "plinth receive listening", [dst])
+        st, doc = http_unix(sock, "POST", "/v1/vm/migrate",
+                            {"to": "tcp:127.0.0.1:%d" % port, "downtime_ms": DOWNTIME_MS})
+        if st not in (200, 202):
+            raise RuntimeError("POST /v1/vm/migrate: %d %s" % (st, doc))
+        # The source exits once the destination confirmed; a failure rolls back and keeps it running.
+        deadline = time.monotonic() + 600
+        while src.poll() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("plinth migration did not finish in 600 s")
+            try:
+                _, info = http_unix(sock, "GET", "/v1/vm", timeout=5)
+                mig = (info or {}).get("migration") or {}
+                if mig.get("status") == "failed":
+                    raise RuntimeError("plinth migration failed: %s" % mig.get("error", "?"))
+            except OSError:
+                pass  # the API goes away as the source exits
+            time.sleep(0.5)
+        m = PLINTH_DONE_RE.search(read(r.path("a.err")))
+        if not m:
+            raise RuntimeError("plinth source exited %s without completing: %r"
+                               % (src.returncode, read(r.path("a.err"))[-200:]))
+        check_resumed(r, "a.out", "b.out", [dst])
+        total_ms, down_ms, nbytes = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        return down_ms, total_ms / 1000.0, nbytes / 1e6
+    finally:
+        r.kill()
+
+
+def qemu_migrate(guest):
+    r = Run()
+    q = None
+    try:
+        qmp = r.path("qmp.sock")
+        src = r.start(B.vmm_cmd("qemu-pc", mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
+                                extra=["-qmp", "unix:%s,server=on,wait=off" % qmp]), "a")
+        wait_until(lambda: (last_count(r.path("a.out")) or 0) >= 3, 300, "the source guest's count 3", [src])
+        port = free_port()
+        dst = r.start(B.vmm_cmd("qemu-pc", mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
+                                extra=["-incoming", "tcp:127.0.0.1:%d" % port]), "b")
+        wait_until(lambda: listening(port), 60, "QEMU -incoming listening", [dst])
+        q = Qmp(qmp)
+        # No bandwidth cap (plinth has none; QEMU's default is 128 MiB/s).
+        q.cmd("migrate-set-parameters", {"downtime-limit": DOWNTIME_MS, "max-bandwidth": 100 << 30})
+        q.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % port})
+        deadline = time.monotonic() + 600
+        while True:
+            st = q.cmd("query-migrate")
+            if st.get("status") == "completed":
+                break
+            if st.get("status") in ("failed", "cancelled"):
+                raise RuntimeError("QEMU migration %s: %s" % (st["status"], st.get("error-desc", "?")))
+            if time.monotonic() > deadline:
+                raise RuntimeError("QEMU migration did not finish in 600 s (%s)" % st.get("status"))
+            time.sleep(0.1)
+        check_resumed(r, "a.out", "b.out", [dst])
+        return st["downtime"], st["total-time"] / 1000.0, st["ram"]["transferred"] / 1e6
+    finally:
+        if q:
+            q.close()
+        r.kill()
+
+
+def bench_migrate(runs):
+    res = {}
+    have = B.plinth_has("receive", "migrate")
+    cond = ("%d vCPU, %s guest, loopback TCP, %d ms downtime target on both; each VMM's own figures: "
+            "plinth its 'migration completed' line (downtime = source paused to the destination's ack "
+            "of the checked stream), QEMU -M pc query-migrate with max-bandwidth uncapped (downtime = "
+            "source stopped to its last byte sent, no destination ack); a run counts only if the guest "
+            "then counts on at the destination" % (MIG_CPUS, "512 MiB", DOWNTIME_MS))
+    for label, guest, what in (("512 MiB idle", IDLE, "idle guest"),
+                               ("512 MiB dirtying", DIRTY, "guest rewriting 32 MiB of tmpfs in a loop")):
+        rows = (("migration downtime, %s (ms)" % label, "ms"),
+                ("migration total time, %s (s)" % label, "s"),
+                ("migration bytes sent, %s (MB)" % label, "MB"))
+        if not any(B.wanted(n) for n, _ in rows):
+            continue
+        fns = {}
+        if have:
+            fns["plinth"] = lambda g=guest: plinth_migrate(g)
+        fns["qemu-pc"] = lambda g=guest: qemu_migrate(g)
+        r = B.interleave(fns, runs)
+        for i, (name, unit) in enumerate(rows):
+            if not B.wanted(name):
+                continue
+            row = {"unit": unit, "lower_is_better": True, "conditions": "%s; %s" % (what, cond)}
+            for k in ("plinth", "qemu-pc"):
+                v = r.get(k, B.na("plinth has no receive/migrate"))
+                row[k] = B.na(str(v)[:200]) if isinstance(v, Exception) else (
+                    v if isinstance(v, dict) else B.stats([x[i] for x in v]))
+            res[name] = row
+    return res
+
+
+def api_ready_once(vmm):
+    """Seconds from process start to the first successful reply on its control socket."""
+    d = tempfile.mkdtemp(prefix="bench-api-", dir=SOCK_PARENT)
+    sock = os.path.join(d, "ctl.sock")
+    if vmm == "plinth":
+        cmd = B.vmm_cmd("plinth", run="sleep 5", extra=["--api-socket", sock])
+
+        def probe():
+            st, doc = http_unix(sock, "GET", "/v1/vm", timeout=30)
+            if st != 200 or not isinstance(doc, dict):
+                raise ConnectionError("GET /v1/vm: %d" % st)
+    else:
+        cmd = B.vmm_cmd(vmm, run="sleep 5", extra=["-qmp", "unix:%s,server=on,wait=off" % sock])
+
+        def probe():
+            Qmp(sock, timeout=30).close()
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                probe()
+                return time.monotonic() - t0
+            except (OSError, ValueError):  # not there, refused, or closed early: not ready yet
+                pass
+            if p.poll() is not None:
+                raise RuntimeError("%s exited (status %s) before its control socket answered" % (vmm, p.returncode))
+            if time.monotonic() - t0 > 120:
+                raise RuntimeError("%s control socket did not answer in 120 s" % vmm)
+            time.sleep(0.001)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_api_ready(runs):
+    name = "VMM start to API socket ready (s)"
+    if not B.wanted(name):
+        return {}
+    have = B.plinth_has("--api-socket")
+    fns = {}
+    if have:
+        fns["plinth"] = lambda: api_ready_once("plinth")
+    fns["qemu-microvm"] = lambda: api_ready_once("qemu-microvm")
+    fns["qemu-pc"] = lambda: api_ready_once("qemu-pc")
+    r = B.interleave(fns, runs)
+    row = {"unit": "s", "lower_is_better": True,
+           "conditions": "2 vCPUs, 512 MiB; process start to the first successful reply, polled every "
+                         "1 ms: plinth GET /v1/vm answering 200 on --api-socket, QEMU the greeting and "
+                         "qmp_capabilities return on -qmp unix:...,server=on,wait=off"}
+    for k in ("plinth", "qemu-microvm", "qemu-pc"):
+        v = r.get(k, B.na("plinth has no --api-socket"))
+        row[k] = B.na(str(v)[:200]) if isinstance(v, Exception) else (v if isinstance(v, dict) else B.stats(v))
+    return {name: row}

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "util.h"
 #include "control.h"
 #include "vm.h"
@@ -35,9 +37,12 @@ static const char usage_text[] =
 	"Usage: plinth run --kernel PATH [--initrd PATH] [--cmdline STRING] [--cpus N]\n"
 	"                  [--memory SIZE] [--no-reboot] [--api-socket PATH]\n"
 	"                  [--disk SPEC]... [--net SPEC]... [--console virtio[,path=FILE]]\n"
-	"                  [--rng] [--vsock cid=N,socket=PATH]\n"
-	"       plinth restore --from DIR [--api-socket PATH] [--paused]\n"
+	"                  [--rng] [--vsock cid=N,socket=PATH] [--seccomp=on|off]\n"
+	"                  [--jail DIR --uid N --gid N [--jail-chroot] [--jail-nofile N]\n"
+	"                   [--jail-nproc N] [--jail-fsize SIZE]]\n"
+	"       plinth restore --from DIR [--api-socket PATH] [--paused] [--seccomp=on|off]\n"
 	"       plinth receive --listen tcp:HOST:PORT|unix:PATH [--api-socket PATH]\n"
+	"                      [--seccomp=on|off]\n"
 	"       plinth ctl --api-socket PATH info|pause|resume|shutdown|reset|\n"
 	"                  snapshot --to DIR|migrate --to URI [--downtime-ms N]\n"
 	"       plinth --help | --version\n"
@@ -61,6 +66,15 @@ static const char usage_text[] =
 	"  --rng               a virtio entropy source (getrandom)\n"
 	"  --vsock cid=N,socket=PATH\n"
 	"                      virtio vsock; the host side is the Unix socket PATH\n"
+	"  --seccomp=on|off    per-thread seccomp filters (default on; off for debugging)\n"
+	"  --jail DIR          after opening everything, make DIR the root (new mount\n"
+	"                      namespace) and drop to --uid/--gid with no capabilities\n"
+	"                      (needs root; DIR writable by N for snapshots, vsock)\n"
+	"  --uid N, --gid N    the ids to run as in the jail (required with --jail, not 0)\n"
+	"  --jail-chroot       chroot only, no mount namespace\n"
+	"  --jail-nofile N     RLIMIT_NOFILE in the jail (default 4096)\n"
+	"  --jail-nproc N      RLIMIT_NPROC in the jail\n"
+	"  --jail-fsize SIZE   RLIMIT_FSIZE in the jail (above the largest image)\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
 
@@ -142,24 +156,118 @@ static int setup_signals(void)
 }
 
 /*
+ * Whether a jailed VM can be re-created on a guest reset: only devices that open
+ * nothing by path (--rng, --console virtio on stdio) come back; /dev/kvm, the
+ * kernel and the initrd are kept open (vm_open_files).
+ */
+static bool reset_in_jail_ok(const struct vm_config *cfg)
+{
+	unsigned int i;
+
+	for (i = 0; i < cfg->nr_devices; i++) {
+		const struct vm_device_opt *d = &cfg->devices[i];
+
+		if (d->kind == VM_DEV_RNG)
+			continue;
+		if (d->kind == VM_DEV_CONSOLE && !strchr(d->spec, '='))
+			continue;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The control API's first thread: it narrows itself to SANDBOX_API (on top of
+ * main's filter, which it inherited) and starts libmicrohttpd, whose thread
+ * inherits the narrowed filter; then it ends.
+ */
+struct api_start {
+	int listen_fd;
+	const char *path; /* unlinked by api_server_stop(); NULL in a jail */
+	struct vmm *vmm;
+	bool seccomp;
+	struct api_server *server;
+};
+
+static void *api_start_thread(void *arg)
+{
+	struct api_start *s = arg;
+
+	pthread_setname_np(pthread_self(), "api");
+	if (s->seccomp && sandbox_seccomp_install(SANDBOX_API)) {
+		close(s->listen_fd);
+		return NULL;
+	}
+	s->server = api_server_start_fd(s->listen_fd, s->path, &vmm_api_ops, s->vmm);
+	return NULL;
+}
+
+static struct api_server *api_start(int listen_fd, const char *path, struct vmm *vmm,
+				    bool seccomp)
+{
+	struct api_start s = { listen_fd, path, vmm, seccomp, NULL };
+	pthread_t t;
+	int ret;
+
+	ret = pthread_create(&t, NULL, api_start_thread, &s);
+	if (ret) {
+		log_error("cannot start the control API's thread: %s", strerror(ret));
+		close(listen_fd);
+		return NULL;
+	}
+	pthread_join(t, NULL);
+	return s.server;
+}
+
+/*
+ * Confine the process once the first VM exists and no other thread runs: the jail
+ * (if any) needs a single thread, then the main thread's seccomp filter, then the
+ * control API's thread (which narrows its own). Takes api_fd. 0 or -1, logged.
+ */
+static int confine(struct vmm *vmm, struct vm_config *cfg, const struct jail_cfg *jail,
+		   int api_fd, struct api_server **api)
+{
+	if (jail && jail->dir && jail_enter(jail))
+		goto out_close;
+	if (cfg->seccomp && sandbox_seccomp_install(SANDBOX_MAIN))
+		goto out_close;
+	if (api_fd >= 0) {
+		/* In a jail the socket's path names something else: leave it for api_listen. */
+		*api = api_start(api_fd, jail && jail->dir ? NULL : cfg->api_socket, vmm,
+				 cfg->seccomp);
+		if (!*api)
+			return -1;
+	}
+	return 0;
+
+out_close:
+	if (api_fd >= 0)
+		close(api_fd);
+	return -1;
+}
+
+/*
  * Run VMs until the guest or the user stops it: first (restored or received, may
- * be NULL) then fresh ones after each guest reset. Starts the control API for the
- * whole run. Returns the exit status.
+ * be NULL) then fresh ones after each guest reset. Serves the control API for the
+ * whole run and confines the process (jail may be NULL) before the first VM runs.
+ * Closes the files cfg keeps open (vm_open_files). Returns the exit status.
  */
 static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bool paused,
-		    int sfd)
+		    int sfd, const struct jail_cfg *jail)
 {
 	struct term term = { .fd = -1 };
 	struct api_server *api = NULL;
-	int rc = 1, signo = 0;
+	bool confined = false;
+	int rc = 1, signo = 0, api_fd = -1;
 
 	vmm->cfg = cfg;
 	if (cfg->api_socket) {
-		api = api_server_start(cfg->api_socket, &vmm_api_ops, vmm);
-		if (!api) {
+		/* Outside any jail or filter: it stats, unlinks and chmods by path. */
+		api_fd = api_listen(cfg->api_socket);
+		if (api_fd < 0) {
 			if (first)
 				vm_destroy(first);
-			return 1;
+			goto out_files;
 		}
 	}
 	for (;;) {
@@ -172,6 +280,16 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bo
 			rc = 1;
 			break;
 		}
+		if (!confined) {
+			confined = true;
+			if (confine(vmm, cfg, jail, api_fd, &api)) {
+				vm_destroy(vm);
+				rc = 1;
+				break;
+			}
+			api_fd = -1;
+			cfg->kvm_fd = vm->kvm_fd; /* kept for the next VM (vm_destroy leaves it) */
+		}
 		if (paused)
 			atomic_store(&vm->pause_req, true); /* vCPUs park before running */
 		paused = false;
@@ -182,7 +300,12 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bo
 		vmm_set_vm(vmm, NULL);
 		memcpy(msg, vm->exit_msg, sizeof(msg));
 		vm_destroy(vm);
-		if (why == VM_EXIT_RESET && !cfg->no_reboot) {
+		if (why == VM_EXIT_RESET && !cfg->no_reboot && jail && jail->dir &&
+		    !reset_in_jail_ok(cfg)) {
+			/* The images, taps and sockets are outside the jail: no way back in. */
+			log_warn("guest reset: --disk, --net, --vsock and --console path= cannot be "
+				 "re-opened inside the jail; exiting as with --no-reboot");
+		} else if (why == VM_EXIT_RESET && !cfg->no_reboot) {
 			log_info("guest reset: restarting");
 			continue;
 		}
@@ -207,13 +330,18 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bo
 	term_restore(&term);
 	if (api)
 		api_server_stop(api);
+	if (api_fd >= 0)
+		close(api_fd);
+out_files:
+	vm_close_files(cfg);
 	return rc;
 }
 
 static int cmd_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
-	       OPT_API_SOCKET, OPT_DISK, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_VSOCK };
+	       OPT_API_SOCKET, OPT_DISK, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_VSOCK, OPT_SECCOMP,
+	       OPT_JAIL };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -227,6 +355,15 @@ static int cmd_run(int argc, char **argv)
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "vsock", required_argument, NULL, OPT_VSOCK },
+		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+		/* jail_parse_opt() takes these by name. */
+		{ "jail", required_argument, NULL, OPT_JAIL },
+		{ "uid", required_argument, NULL, OPT_JAIL },
+		{ "gid", required_argument, NULL, OPT_JAIL },
+		{ "jail-chroot", no_argument, NULL, OPT_JAIL },
+		{ "jail-nofile", required_argument, NULL, OPT_JAIL },
+		{ "jail-nproc", required_argument, NULL, OPT_JAIL },
+		{ "jail-fsize", required_argument, NULL, OPT_JAIL },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -239,7 +376,13 @@ static int cmd_run(int argc, char **argv)
 		.console_out = STDOUT_FILENO,
 		.restore_memory_fd = -1,
 		.service_fd = -1,
+		.seccomp = true,
+		.kvm_fd = -1,
+		.kernel_fd = -1,
+		.initrd_fd = -1,
 	};
+	struct jail_cfg jail = { 0 };
+	int longindex = 0;
 	enum log_level level = LOG_WARN;
 	uint64_t v, host_mem;
 	struct vmm vmm;
@@ -247,8 +390,16 @@ static int cmd_run(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "vh", opts, &longindex)) != -1) {
 		switch (c) {
+		case OPT_SECCOMP:
+			if (sandbox_seccomp_parse(optarg, &cfg.seccomp))
+				return 2; /* it said why */
+			break;
+		case OPT_JAIL:
+			if (jail_parse_opt(&jail, opts[longindex].name, optarg))
+				return 2;
+			break;
 		case OPT_KERNEL:
 			cfg.kernel = optarg;
 			break;
@@ -316,6 +467,8 @@ static int cmd_run(int argc, char **argv)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!cfg.kernel)
 		return usage_error("--kernel %s is required", "PATH");
+	if (jail_check(&jail))
+		return 2;
 	log_set_level(level);
 	host_mem = host_mem_total();
 	if (host_mem && cfg.memory > host_mem) {
@@ -331,7 +484,13 @@ static int cmd_run(int argc, char **argv)
 		close(sfd);
 		return 1;
 	}
-	rc = run_loop(&vmm, &cfg, NULL, false, sfd);
+	/* The kernel, the initrd and /dev/kvm stay open across resets (and the jail). */
+	if (vm_open_files(&cfg)) {
+		vmm_fini(&vmm);
+		close(sfd);
+		return 1;
+	}
+	rc = run_loop(&vmm, &cfg, NULL, false, sfd, &jail);
 	vmm_fini(&vmm);
 	close(sfd);
 	return rc;
@@ -340,9 +499,10 @@ static int cmd_run(int argc, char **argv)
 /* plinth restore --from DIR [--api-socket PATH] [--paused] [-v] */
 static int cmd_restore(int argc, char **argv)
 {
-	enum { OPT_FROM = 256, OPT_API_SOCKET, OPT_PAUSED };
+	enum { OPT_FROM = 256, OPT_API_SOCKET, OPT_PAUSED, OPT_SECCOMP };
 	static const struct option opts[] = {
 		{ "from", required_argument, NULL, OPT_FROM },
+		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
 		{ "paused", no_argument, NULL, OPT_PAUSED },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -353,7 +513,7 @@ static int cmd_restore(int argc, char **argv)
 	struct vm_saved_config saved;
 	struct state_reader *r;
 	const char *from = NULL, *api = NULL;
-	bool paused = false;
+	bool paused = false, seccomp = true;
 	int c, sfd, state_fd, mem_fd, rc = 1;
 	struct vmm vmm;
 	struct vm *vm;
@@ -370,6 +530,10 @@ static int cmd_restore(int argc, char **argv)
 			break;
 		case OPT_PAUSED:
 			paused = true;
+			break;
+		case OPT_SECCOMP:
+			if (sandbox_seccomp_parse(optarg, &seccomp))
+				return 2; /* it said why */
 			break;
 		case 'v':
 			if (level < LOG_DEBUG)
@@ -405,6 +569,7 @@ static int cmd_restore(int argc, char **argv)
 	saved.cfg.api_socket = api;
 	saved.cfg.restore = true;
 	saved.cfg.restore_memory_fd = mem_fd;
+	saved.cfg.seccomp = seccomp;
 	if (vmm_init(&vmm, &saved.cfg))
 		goto out_config;
 	vm = vm_create(&saved.cfg);
@@ -423,7 +588,7 @@ static int cmd_restore(int argc, char **argv)
 	saved.cfg.restore = false; /* a guest reset boots afresh */
 	saved.cfg.restore_memory_fd = -1;
 	vmm.restored = true;
-	rc = run_loop(&vmm, &saved.cfg, vm, paused, sfd);
+	rc = run_loop(&vmm, &saved.cfg, vm, paused, sfd, NULL);
 out_vmm:
 	vmm_fini(&vmm);
 out_config:
@@ -442,15 +607,17 @@ out_close:
 /* plinth receive --listen tcp:HOST:PORT|unix:PATH [--api-socket PATH] [-v] */
 static int cmd_receive(int argc, char **argv)
 {
-	enum { OPT_LISTEN = 256, OPT_API_SOCKET };
+	enum { OPT_LISTEN = 256, OPT_API_SOCKET, OPT_SECCOMP };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct vm_config base = { .console_in = STDIN_FILENO, .console_out = STDOUT_FILENO };
+	struct vm_config base = { .console_in = STDIN_FILENO, .console_out = STDOUT_FILENO,
+				  .seccomp = true, .kvm_fd = -1, .kernel_fd = -1, .initrd_fd = -1 };
 	enum log_level level = LOG_WARN;
 	struct vm_saved_config saved;
 	const char *listen_uri = NULL;
@@ -469,6 +636,10 @@ static int cmd_receive(int argc, char **argv)
 			break;
 		case OPT_API_SOCKET:
 			base.api_socket = optarg;
+			break;
+		case OPT_SECCOMP:
+			if (sandbox_seccomp_parse(optarg, &base.seccomp))
+				return 2; /* it said why */
 			break;
 		case 'v':
 			if (level < LOG_DEBUG)
@@ -499,7 +670,7 @@ static int cmd_receive(int argc, char **argv)
 		goto out_vmm;
 	saved.cfg.restore = false;
 	vmm.restored = true;
-	rc = run_loop(&vmm, &saved.cfg, vm, false, sfd);
+	rc = run_loop(&vmm, &saved.cfg, vm, false, sfd, NULL);
 out_vmm:
 	vmm_fini(&vmm);
 	vm_saved_config_free(&saved);

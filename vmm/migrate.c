@@ -722,6 +722,7 @@ int migrate_receive(const char *uri, struct vm_config *base, struct vm_saved_con
 	cfg->service_fd = base->service_fd;
 	cfg->service = base->service;
 	cfg->service_opaque = base->service_opaque;
+	cfg->seccomp = base->seccomp;
 	cfg->restore = true;
 	cfg->restore_memory_fd = -1;
 	vm = vm_create(cfg);

@@ -14,6 +14,7 @@
 #include <linux/kvm.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "vm.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/regs.h"
@@ -238,6 +239,17 @@ void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	char name[16];
+
+	/* The name shows in a seccomp kill line and in /proc/PID/task/.../comm. */
+	snprintf(name, sizeof(name), "vcpu%u", v->index);
+	pthread_setname_np(pthread_self(), name);
+	if (vm->cfg->seccomp && sandbox_seccomp_install(SANDBOX_VCPU)) {
+		vm_request_exit(vm, VM_EXIT_ERROR, "vCPU %u: cannot install its seccomp filter",
+				v->index);
+		return NULL;
+	}
 
 	pthread_mutex_lock(&vm->pause_lock);
 	vm->vcpus_active++;

@@ -18,6 +18,7 @@
 #include <linux/kvm.h>
 
 #include "log.h"
+#include "sandbox.h"
 #include "util.h"
 #include "arch/x86/acpi.h"
 #include "arch/x86/cpuid.h"
@@ -145,6 +146,11 @@ static void *console_thread(void *arg)
 	struct console_input *c = &vm->console;
 	bool ctrl_a = false;
 
+	pthread_setname_np(pthread_self(), "console");
+	if (vm->cfg->seccomp && sandbox_seccomp_install(SANDBOX_IO)) {
+		vm_request_exit(vm, VM_EXIT_ERROR, "console: cannot install its seccomp filter");
+		return NULL;
+	}
 	while (!atomic_load(&c->stop)) {
 		struct pollfd p[2] = {
 			{ .fd = c->in_fd, .events = POLLIN },
@@ -226,6 +232,42 @@ int vm_open_kvm(int *kvm_fd)
 	return 0;
 }
 
+static int boot_file_open(const char *what, const char *path, int kept);
+
+int vm_open_files(struct vm_config *cfg)
+{
+	int ret;
+
+	/* /dev/kvm is checked after the kernel (vm_create): main keeps the first VM's fd. */
+	cfg->kvm_fd = cfg->kernel_fd = cfg->initrd_fd = -1;
+	cfg->kernel_fd = boot_file_open("kernel", cfg->kernel, -1);
+	if (cfg->kernel_fd < 0)
+		goto out_close;
+	if (cfg->initrd) {
+		cfg->initrd_fd = boot_file_open("initrd", cfg->initrd, -1);
+		if (cfg->initrd_fd < 0)
+			goto out_close;
+	}
+	return 0;
+
+out_close:
+	ret = -errno;
+	vm_close_files(cfg);
+	return ret;
+}
+
+void vm_close_files(struct vm_config *cfg)
+{
+	int *fd[] = { &cfg->kvm_fd, &cfg->kernel_fd, &cfg->initrd_fd };
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(fd); i++) {
+		if (*fd[i] >= 0)
+			close(*fd[i]);
+		*fd[i] = -1;
+	}
+}
+
 static int kvm_check_caps(struct vm *vm)
 {
 	static const struct { int cap; const char *name; } need[] = {
@@ -258,26 +300,42 @@ static int kvm_check_caps(struct vm *vm)
 	return 0;
 }
 
+/* The kernel's or initrd's fd: cfg's, kept open (not to be closed), or opened now. */
+static int boot_file_open(const char *what, const char *path, int kept)
+{
+	int fd;
+
+	if (kept >= 0)
+		return kept;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+
+		log_error("cannot open %s %s: %s", what, path, strerror(err));
+		errno = err; /* the caller returns -errno */
+	}
+	return fd;
+}
+
 static int vm_map_kernel(struct vm *vm)
 {
 	const char *why = NULL;
 	struct stat st;
 	int fd, ret;
 
-	fd = open(vm->cfg->kernel, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		log_error("cannot open kernel %s: %s", vm->cfg->kernel, strerror(errno));
-		return ret;
-	}
+	fd = boot_file_open("kernel", vm->cfg->kernel, vm->cfg->kernel_fd);
+	if (fd < 0)
+		return -errno;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
 		log_error("kernel %s is not a regular, non-empty file", vm->cfg->kernel);
-		close(fd);
+		if (fd != vm->cfg->kernel_fd)
+			close(fd);
 		return -EINVAL;
 	}
 	vm->kernel_len = (size_t)st.st_size;
 	vm->kernel_map = mmap(NULL, vm->kernel_len, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
+	if (fd != vm->cfg->kernel_fd)
+		close(fd);
 	if (vm->kernel_map == MAP_FAILED) {
 		ret = -errno;
 		vm->kernel_map = NULL;
@@ -299,9 +357,15 @@ static int vm_check_boot_files(struct vm *vm)
 	int ret;
 
 	if (vm->cfg->initrd) {
-		if (stat(vm->cfg->initrd, &st) < 0) {
-			ret = -errno;
-			log_error("cannot open initrd %s: %s", vm->cfg->initrd, strerror(errno));
+		int fd = boot_file_open("initrd", vm->cfg->initrd, vm->cfg->initrd_fd);
+
+		if (fd < 0)
+			return -errno;
+		ret = fstat(fd, &st) < 0 ? -errno : 0;
+		if (fd != vm->cfg->initrd_fd)
+			close(fd);
+		if (ret) {
+			log_error("cannot stat initrd %s: %s", vm->cfg->initrd, strerror(-ret));
 			return ret;
 		}
 		if (!S_ISREG(st.st_mode)) {
@@ -513,23 +577,21 @@ static int vm_load_guest(struct vm *vm)
 	boot.e820_nr = (unsigned int)n;
 
 	if (vm->cfg->initrd) {
-		boot.initrd_fd = open(vm->cfg->initrd, O_RDONLY | O_CLOEXEC);
-		if (boot.initrd_fd < 0) {
-			ret = -errno;
-			log_error("cannot open initrd %s: %s", vm->cfg->initrd, strerror(errno));
-			return ret;
-		}
+		boot.initrd_fd = boot_file_open("initrd", vm->cfg->initrd, vm->cfg->initrd_fd);
+		if (boot.initrd_fd < 0)
+			return -errno;
 		if (fstat(boot.initrd_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 			log_error("initrd %s is not a regular file", vm->cfg->initrd);
-			close(boot.initrd_fd);
-			return -EINVAL;
+			ret = -EINVAL;
+			goto out_close_initrd;
 		}
 		boot.initrd_size = (uint64_t)st.st_size;
 	}
 	ret = linux_load(&vm->mem, &vm->kernel, &boot, &why);
 	if (ret)
 		log_error("cannot boot %s: %s", vm->cfg->kernel, why);
-	if (boot.initrd_fd >= 0)
+out_close_initrd:
+	if (boot.initrd_fd >= 0 && boot.initrd_fd != vm->cfg->initrd_fd)
 		close(boot.initrd_fd);
 	return ret;
 }
@@ -563,7 +625,9 @@ struct vm *vm_create(const struct vm_config *cfg)
 	}
 	if (vm_map_kernel(vm) || vm_check_boot_files(vm))
 		goto out_destroy;
-	if (vm_open_kvm(&vm->kvm_fd))
+	if (cfg->kvm_fd >= 0)
+		vm->kvm_fd = cfg->kvm_fd; /* kept across resets: vm_destroy leaves it open */
+	else if (vm_open_kvm(&vm->kvm_fd))
 		goto out_destroy;
 	if (vm_setup_kvm(vm))
 		goto out_destroy;
@@ -613,6 +677,13 @@ static void vm_stop_threads(struct vm *vm)
 	}
 }
 
+/* Run by each device I/O thread before its first request (virtio_pci_set_thread_hook). */
+static int worker_sandbox(void *arg)
+{
+	(void)arg;
+	return sandbox_seccomp_install(SANDBOX_IO);
+}
+
 static void kick_handler(int sig)
 {
 	(void)sig; /* only interrupts KVM_RUN */
@@ -627,6 +698,21 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 	/* No SA_RESTART: the kick must make KVM_RUN return EINTR. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
+
+	/*
+	 * Device I/O threads, parked until DRIVER_OK, spawned here (after the jail); each
+	 * installs the I/O filter before it carries out its first request.
+	 */
+	for (i = 0; i < vm->nr_virtio; i++) {
+		if (vm->cfg->seccomp)
+			virtio_pci_set_thread_hook(vm->virtio[i], worker_sandbox, NULL);
+		ret = virtio_pci_spawn_worker(vm->virtio[i]);
+		if (ret) {
+			vm_request_exit(vm, VM_EXIT_ERROR, "cannot start a device's I/O thread: %s",
+					strerror(-ret));
+			goto out_stop;
+		}
+	}
 
 	if (vm->cfg->console_in >= 0) {
 		vm->console.in_fd = vm->cfg->console_in;
@@ -770,7 +856,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->vm_fd);
 	}
 	guest_mem_destroy(&vm->mem);
-	if (vm->kvm_fd >= 0)
+	if (vm->kvm_fd >= 0 && vm->kvm_fd != vm->cfg->kvm_fd)
 		close(vm->kvm_fd);
 	if (vm->kernel_map)
 		munmap(vm->kernel_map, vm->kernel_len);

@@ -10,8 +10,11 @@
  * vm_destroy() + vm_create(): the guest starts over from a clean machine.
  *
  * Threads: vCPU threads run KVM_RUN and dispatch port/MMIO exits through
- * vm->pio / vm->mmio; the console thread feeds stdin to the UART; the main
- * thread waits in vm_run(). Devices protect their own state.
+ * vm->pio / vm->mmio; the console thread feeds stdin to the UART; each virtio
+ * device has an I/O thread (spawned by vm_run(), parked until DRIVER_OK); the
+ * main thread waits in vm_run(). Devices protect their own state. With
+ * cfg->seccomp each thread installs its filter first thing (vCPU: SANDBOX_VCPU,
+ * console and device I/O: SANDBOX_IO; the main thread: SANDBOX_MAIN, main.c).
  */
 #ifndef PLINTH_VMM_VM_H
 #define PLINTH_VMM_VM_H
@@ -72,6 +75,13 @@ struct vm_config {
 	int service_fd;
 	void (*service)(void *opaque, struct vm *vm);
 	void *service_opaque;
+	bool seccomp;           /* each thread installs its filter (vmm/sandbox) */
+	/*
+	 * Opened once by vm_open_files() and kept across guest resets, so that a VM
+	 * re-created inside a jail (where the paths are gone) still has them; -1:
+	 * vm_create() opens by path each time.
+	 */
+	int kvm_fd, kernel_fd, initrd_fd;
 };
 
 enum vm_exit {
@@ -194,5 +204,13 @@ void vcpu_kick(struct vcpu *vcpu);
 
 /* Check the host's KVM before anything else: 0, or -errno with one line logged. */
 int vm_open_kvm(int *kvm_fd);
+/*
+ * Open the kernel and the initrd into cfg's fds, once, before any vm_create()
+ * (and before a jail); cfg->kvm_fd starts at -1: the caller may keep the first
+ * VM's vm->kvm_fd there (vm_destroy() leaves cfg->kvm_fd open). 0 or -errno with
+ * one line logged; vm_close_files() closes all three.
+ */
+int vm_open_files(struct vm_config *cfg);
+void vm_close_files(struct vm_config *cfg);
 
 #endif

@@ -67,6 +67,7 @@ int vm_state_read_config(struct state_reader *r, struct vm_saved_config *out)
 	int ret;
 
 	memset(out, 0, sizeof(*out));
+	cfg->kvm_fd = cfg->kernel_fd = cfg->initrd_fd = -1; /* opened by path (vm_create) */
 	ret = state_reader_next_section(r);
 	if (ret < 0)
 		return ret;

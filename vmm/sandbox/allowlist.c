@@ -275,6 +275,9 @@ static const struct sc_rule control_rules[] = {
 	ALLOW(openat, "snapshot files, hot-plugged images; /dev/kvm, kernel, images when a "
 	      "reset re-creates the VM"),
 	ALLOW(newfstatat, "stat/lstat of paths (vsock socket, images, kernel)"),
+	ALLOW(mkdir, "a snapshot's directory"),
+	ALLOW(mkdirat, "a snapshot's directory"),
+	ALLOW(rmdir, "a failed snapshot's directory"),
 	ALLOW(unlink, "a stale or finished socket, a failed snapshot"),
 	ALLOW(unlinkat, "a stale or finished socket, a failed snapshot"),
 	ALLOW(rename, "snapshots written under a temporary name"),

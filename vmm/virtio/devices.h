@@ -52,12 +52,15 @@ int virtio_vsock_create(struct pci_bus *bus, const struct guest_mem *mem, const 
 void virtio_pci_free(struct virtio_pci *vp);
 
 /*
- * Each device has its own I/O thread, created (parked) by the functions above on
- * the calling thread; DRIVER_OK and resets are carried out there, never on a vCPU
- * thread. hook(opaque) runs once on that thread before anything else it does
+ * Each device has its own I/O thread, spawned (parked) by
+ * virtio_pci_spawn_worker() on the calling thread (the VMM's main thread, after
+ * the jail: the functions above create no thread); DRIVER_OK and resets are
+ * carried out there, never on a vCPU thread. hook(opaque) runs once on that thread before anything else it does
  * (e.g. sandbox_seccomp_install(SANDBOX_IO)); a failure keeps the device from
  * starting. Call before the guest runs.
  */
 void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque);
+/* Spawn the device's parked I/O thread (no-op if it exists). 0 or -errno, logged. */
+int virtio_pci_spawn_worker(struct virtio_pci *vp);
 
 #endif

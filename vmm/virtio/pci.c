@@ -906,12 +906,11 @@ struct virtio_dev *virtio_pci_vdev(struct virtio_pci *vp)
 
 int virtio_pci_attach(struct virtio_pci *vp, struct pci_bus *bus)
 {
-	/* The I/O thread is born here, on the VMM's main thread, and waits for DRIVER_OK. */
-	int r = virtio_dev_spawn(vp->vdev);
-
-	if (r)
-		return r;
-	r = pci_bus_add(bus, &vp->pdev);
+	/*
+	 * No I/O thread yet: the VMM spawns it (virtio_pci_spawn_worker()) after the
+	 * jail, which needs a single thread; the first DRIVER_OK spawns it otherwise.
+	 */
+	int r = pci_bus_add(bus, &vp->pdev);
 	if (r) {
 		log_error("%s: cannot add to the PCI bus: %s", vp->vdev->ops->name, strerror(-r));
 		return r;
@@ -1069,4 +1068,9 @@ int virtio_pci_device_load(struct virtio_pci *vp, const void *state)
 void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque)
 {
 	virtio_dev_set_thread_hook(vp->vdev, hook, opaque);
+}
+
+int virtio_pci_spawn_worker(struct virtio_pci *vp)
+{
+	return virtio_dev_spawn(vp->vdev);
 }

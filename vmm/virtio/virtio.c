@@ -3,6 +3,8 @@
 #include "virtio.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -209,6 +211,12 @@ static void *worker_main(void *arg)
 {
 	struct virtio_dev *vdev = arg;
 	struct virtio_worker *w = &vdev->worker;
+	char name[16];
+
+	/* "virtio-blk" -> "blk-io": the name in a seccomp kill line and in /proc. */
+	snprintf(name, sizeof(name), "%s-io",
+		 strncmp(vdev->ops->name, "virtio-", 7) ? vdev->ops->name : vdev->ops->name + 7);
+	pthread_setname_np(pthread_self(), name);
 
 	for (;;) {
 		struct epoll_event ev[16];
@@ -286,12 +294,16 @@ int virtio_dev_unwatch(struct virtio_dev *vdev, int fd)
 
 int virtio_dev_start(struct virtio_dev *vdev)
 {
-	return worker_request(vdev, VIRTIO_CMD_START);
+	/* Not spawned beforehand (tests, fuzz targets): spawn it now, on the caller. */
+	int r = virtio_dev_spawn(vdev);
+
+	return r ? r : worker_request(vdev, VIRTIO_CMD_START);
 }
 
 void virtio_dev_stop(struct virtio_dev *vdev)
 {
-	worker_request(vdev, VIRTIO_CMD_STOP);
+	if (vdev->worker.created) /* never spawned: never started */
+		worker_request(vdev, VIRTIO_CMD_STOP);
 }
 
 bool virtio_dev_running(struct virtio_dev *vdev)
@@ -313,6 +325,10 @@ void virtio_dev_set_thread_hook(struct virtio_dev *vdev, int (*hook)(void *opaqu
 	vdev->worker.hook_opaque = opaque;
 }
 
+/*
+ * The parked I/O thread, spawned by the VMM's main thread before the guest runs
+ * (after jail_enter(), which needs a single thread), or by the first start.
+ */
 int virtio_dev_spawn(struct virtio_dev *vdev)
 {
 	struct virtio_worker *w = &vdev->worker;

@@ -8,9 +8,10 @@
  * struct virtio_dev points at both, plus the device's and the transport's own
  * state.
  *
- * Threads: each device has one I/O thread (struct virtio_worker), created parked
- * with the device on the VMM's main thread. The transport configures queues on
- * the vCPU thread while the device is stopped. DRIVER_OK and reset are requests
+ * Threads: each device has one I/O thread (struct virtio_worker), spawned parked
+ * by the VMM's main thread before the guest runs (virtio_dev_spawn(); not with
+ * the device, since the jail must be entered while plinth has one thread). The
+ * transport configures queues on the vCPU thread while the device is stopped. DRIVER_OK and reset are requests
  * the I/O thread carries out and acknowledges (virtio_dev_start/stop wait for
  * it), so a device's start/stop code, its epoll set and all its I/O run on its own
  * thread, never on a vCPU thread (which a seccomp filter may keep from creating
@@ -133,9 +134,12 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 		    const struct guest_mem *mem, unsigned int num_queues, uint16_t queue_size,
 		    uint64_t device_features);
 /*
- * Create the device's I/O thread, parked (the transport does this when the device
- * goes on a bus, on the VMM's main thread). Until then virtio_dev_start() fails
- * with -ENOTCONN, and tests and fuzz targets drive ops->handle directly. 0 or -errno.
+ * Create the device's I/O thread, parked (no-op if it exists). The VMM's main
+ * thread does it in vm_run() (virtio_pci_spawn_worker()), not when the device is
+ * created or put on a bus: jail_enter() comes between and needs plinth to have a
+ * single thread. virtio_dev_start() spawns it when nobody did (unit tests that go
+ * through the transport); fuzz targets and tests that drive ops->handle directly
+ * never get one. 0 or -errno, logged.
  */
 int virtio_dev_spawn(struct virtio_dev *vdev);
 /* Stop the device if running, end its thread, destroy its state, close the kick eventfds. */

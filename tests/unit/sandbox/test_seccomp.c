@@ -235,26 +235,21 @@ static int body_main_inet(void *arg)
 	return 2;
 }
 
-/* The API thread runs the control ops: files and migration sockets, but no VM creation. */
+/*
+ * The API thread only serves HTTP on its socket: the control ops run on the main
+ * thread, so opening a file (what a snapshot would do) kills it.
+ */
 static int body_api_control(void *arg)
 {
-	char path[] = "/tmp/plinth-snap-XXXXXX";
-	int fd, sk, kvm;
+	int sk;
 
 	(void)arg;
-	kvm = open("/dev/null", O_RDWR);
-	CHECK(kvm >= 0, 1);
 	if (install(SANDBOX_API))
 		return 100;
-	fd = mkstemp(path);
-	CHECK(fd >= 0, 2);
-	CHECK(write(fd, "snap", 4) == 4 && fdatasync(fd) == 0, 3);
-	CHECK(unlink(path) == 0, 4);
-	sk = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(sk >= 0, 5);
+	sk = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(sk >= 0, 1);
 	close(sk);
-	CHECK(ioctl(kvm, KVM_GET_DIRTY_LOG, NULL) < 0 && errno == ENOTTY, 6);
-	ioctl(kvm, KVM_CREATE_VM, 0); /* the main thread's */
+	open("/tmp/plinth-snap", O_RDWR | O_CREAT, 0600); /* the main thread's */
 	return 7;
 }
 
@@ -562,7 +557,7 @@ static void test_api_runs_control_ops(void **state)
 {
 	(void)state;
 	assert_int_equal(run_child(body_api_control, NULL, &res), 0);
-	expect_killed_for("ioctl", "api");
+	expect_killed_for("openat", "api");
 }
 
 static void test_io_backend_work(void **state)

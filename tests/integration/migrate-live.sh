@@ -30,7 +30,7 @@ wait_migrated() {
 	local end=$((SECONDS + 120)) info
 	while [ $SECONDS -lt $end ] && kill -0 "$2" 2>/dev/null; do
 		info=$(ctl "$1" info 2>/dev/null) && echo "$info" | grep -q '"status": *"failed"' &&
-			{ echo "$info"; fail "migration failed"; }
+			{ echo "$info"; tail -n 5 "$dir"/*.err; fail "migration failed"; }
 		sleep 0.5
 	done
 	wait "$2"

@@ -594,6 +594,35 @@ static void test_img_handover(void **state)
 	free(path);
 }
 
+/*
+ * The same for qcow2, whose metadata the destination must not take from its early
+ * view: the source allocates a cluster after the destination opened the image;
+ * after the hand-over the destination reads the data, not the stale empty table.
+ */
+static void test_img_handover_qcow2(void **state)
+{
+	char *path = tmp_disk(0, NULL);
+	uint8_t buf[512], back[512];
+	void *src, *dst;
+
+	(void)state;
+	assert_int_equal(pimg_create(path, "qcow2", DISK, NULL), 0);
+	src = blk_img_open(path, "qcow2", false);
+	assert_non_null(src);
+	dst = blk_img_open_incoming(path, "qcow2", false);
+	assert_non_null(dst);
+	memset(buf, 0xc3, sizeof(buf));
+	assert_int_equal(blk_img_ops.write(src, buf, sizeof(buf), 3 * 65536), 0);
+	assert_int_equal(blk_img_ops.release(src), 0);
+	assert_int_equal(blk_img_ops.acquire(dst), 0);
+	assert_int_equal(blk_img_ops.read(dst, back, sizeof(back), 3 * 65536), 0);
+	assert_memory_equal(back, buf, sizeof(back));
+	blk_img_ops.close(dst);
+	blk_img_ops.close(src);
+	unlink(path);
+	free(path);
+}
+
 static void test_create_specs(void **state)
 {
 	struct fake_mem fm;
@@ -760,6 +789,7 @@ int main(void)
 		T(test_config),
 		cmocka_unit_test(test_raw_backend),
 		cmocka_unit_test(test_img_handover),
+		cmocka_unit_test(test_img_handover_qcow2),
 		cmocka_unit_test(test_create_specs),
 		cmocka_unit_test(test_end_to_end_raw),
 		cmocka_unit_test(test_end_to_end_qcow2),

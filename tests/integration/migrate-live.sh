@@ -97,7 +97,8 @@ kill -9 $d
 end=$((SECONDS + 60))
 while [ $SECONDS -lt $end ] && ! ctl "$dir/c.sock" info | grep -q '"status": *"failed"'; do sleep 0.3; done
 ctl "$dir/c.sock" info >"$dir/info"
-grep -q '"status": *"failed"' "$dir/info" || { cat "$dir/info"; fail "C: the cut migration is not reported failed"; }
+grep -q '"status": *"failed"' "$dir/info" ||
+	{ cat "$dir/info"; tail -n 5 "$dir/c.out" "$dir/c.err" "$dir/d.err"; fail "C: the cut migration is not reported failed"; }
 grep -q '"state": *"running"' "$dir/info" || { cat "$dir/info"; fail "C: not running after the cut"; }
 n=$(last_count "$dir/c.out")
 m=$(last_disk "$dir/c.out")

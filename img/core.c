@@ -169,7 +169,8 @@ static int open_backing(struct pimg *img)
 	bpath = pimg_path_relative_to(img->path, img->backing_name);
 	if (!bpath)
 		return -ENOMEM;
-	img->backing = open_chain(bpath, img->backing_fmt, PIMG_O_RDONLY, img->depth + 1, img);
+	img->backing = open_chain(bpath, img->backing_fmt, PIMG_O_RDONLY | (img->flags & PIMG_O_NOLOCK),
+				  img->depth + 1, img);
 	free(bpath);
 	if (!img->backing)
 		return -EINVAL;
@@ -196,7 +197,7 @@ static struct pimg *open_chain(const char *path, const char *format, unsigned fl
 	}
 	img->flags = flags;
 	img->depth = depth;
-	img->file = pfile_open(path, rdonly, false);
+	img->file = pfile_open_lock(path, rdonly, false, flags & PIMG_O_NOLOCK);
 	if (!img->file)
 		goto out_free_path;
 	img->file->unsafe = flags & PIMG_O_UNSAFE;

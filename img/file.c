@@ -61,6 +61,11 @@ void pimg_set_file_ops_for_testing(const struct pimg_file_ops *ops)
 
 struct pimg_file *pfile_open(const char *path, bool rdonly, bool create)
 {
+	return pfile_open_lock(path, rdonly, create, false);
+}
+
+struct pimg_file *pfile_open_lock(const char *path, bool rdonly, bool create, bool nolock)
+{
 	struct pimg_file *f;
 	struct stat st;
 	int flags = O_CLOEXEC | (rdonly ? O_RDONLY : O_RDWR);
@@ -102,7 +107,7 @@ struct pimg_file *pfile_open(const char *path, bool rdonly, bool create)
 		f->size = (uint64_t)st.st_size;
 	}
 	/* One writer per file; readers share (backing files). */
-	if (flock(f->fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+	if (!nolock && flock(f->fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
 		log_error("%s: %s", path,
 			  errno == EWOULDBLOCK ? "image is in use by another process (locked)"
 					       : strerror(errno));

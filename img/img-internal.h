@@ -49,7 +49,9 @@ struct pimg_file {
 
 extern const struct pimg_file_ops pimg_posix_file_ops;
 
-/* Open a host file; create with O_CREAT|O_TRUNC when create. NULL on error (logged). */
+/* Open a host file; create with O_CREAT|O_TRUNC when create. NULL on error (logged).
+ * The file is locked (shared if rdonly, else exclusive) unless nolock. */
+struct pimg_file *pfile_open_lock(const char *path, bool rdonly, bool create, bool nolock);
 struct pimg_file *pfile_open(const char *path, bool rdonly, bool create);
 void pfile_close(struct pimg_file *f);
 /*

@@ -238,7 +238,8 @@ static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self
 				if (!stat(path, &st) && st.st_dev == self_st.st_dev && st.st_ino == self_st.st_ino) {
 					e->file = self;
 				} else {
-					e->file = pfile_open(path, rdonly, false);
+					e->file = pfile_open_lock(path, rdonly, false,
+								  img->flags & PIMG_O_NOLOCK);
 					e->own_file = true;
 				}
 				free(path);

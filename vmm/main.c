@@ -668,7 +668,8 @@ static int cmd_receive(int argc, char **argv)
 	memset(&saved, 0, sizeof(saved));
 	if (migrate_receive(listen_uri, &base, &saved, &vm))
 		goto out_vmm;
-	saved.cfg.restore = false;
+	saved.cfg.restore = false;  /* a guest reset boots afresh, */
+	saved.cfg.incoming = false; /* its disks opened as usual */
 	vmm.restored = true;
 	rc = run_loop(&vmm, &saved.cfg, vm, false, sfd, NULL);
 out_vmm:

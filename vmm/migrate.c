@@ -17,13 +17,14 @@
  *        the downtime target at the measured bandwidth, or 30 rounds--> FINAL
  *   ROUND n --dirty set not shrinking by half--> throttle vCPUs +20% (max 80%),
  *        ROUND n+1
- *   FINAL: pause vCPUs, stop virtio I/O threads, send the last dirty pages, the
- *        vCPU and device state, "end"; wait for the ack
+ *   FINAL: pause vCPUs, stop virtio I/O threads, flush and close the disk images
+ *        (invariant 4), send the last dirty pages, the vCPU and device state,
+ *        "end"; wait for the ack
  *   FINAL --ack--> SWITCHED [completed]: vm_request_exit(VM_EXIT_MIGRATED); the
  *        source exits 0 and never runs the guest again
  *   any state --error, cancel, no ack--> ROLLBACK [failed]: dirty logging off,
- *        devices restarted, vCPUs resumed if we paused them, throttle 0: the guest
- *        goes on as if nothing happened
+ *        disk images reopened, devices restarted, vCPUs resumed if we paused them,
+ *        throttle 0: the guest goes on as if nothing happened
  *
  * Invariants:
  *  1. The source resumes the guest unless it holds the destination's ack; the
@@ -36,6 +37,11 @@
  *     nothing changes RAM after the final collection.
  *  3. Device state is loaded on the destination after all RAM: a device's I/O
  *     thread starts on complete rings.
+ *  4. The disk images live on storage both sides share, and one process at a
+ *     time writes them (image locks): the destination opens them read-only and
+ *     unlocked for their sizes, the source lets go of them once its I/O threads
+ *     have stopped, and the destination reopens them, locked and with fresh
+ *     metadata, before it acks. A source that gets no ack takes them back.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -63,6 +69,7 @@
 #define MIG_MAX_ROUNDS	30
 #define MIG_RUN_MAX	(1u << 20) /* bytes of pages in one "ram" section */
 #define MIG_IO_TIMEOUT	20       /* seconds without progress: the peer is gone */
+#define MIG_DISK_WAIT_MS 5000   /* for the other side to let go of the disk images */
 #define BITS		(8 * sizeof(unsigned long))
 
 static uint64_t now_ms(void)
@@ -472,7 +479,7 @@ static void *migrate_thread(void *arg)
 	struct sender snd = { .vmm = vmm };
 	struct dirty d = { .logging = false };
 	uint64_t t0 = now_ms(), t_pause = 0, bw = 0, prev_dirty = UINT64_MAX;
-	bool paused = false, quiesced = false, switched = false;
+	bool paused = false, quiesced = false, released = false, switched = false;
 	int fd, ret;
 	int64_t n;
 	uint8_t ack;
@@ -551,6 +558,13 @@ static void *migrate_thread(void *arg)
 	paused = vm_pause(vm) == 0;
 	devices_quiesce(vm);
 	quiesced = true;
+	/* The destination takes the disk images over before it acks (invariant 4). */
+	released = true;
+	ret = vm_disks_release(vm);
+	if (ret) {
+		snprintf(st.error, sizeof(st.error), "cannot flush the disks: %s", strerror(-ret));
+		goto out_dirty;
+	}
 	n = dirty_collect(vm, &d);
 	if (n < 0) {
 		ret = (int)n;
@@ -606,6 +620,8 @@ out:
 		return NULL;
 	}
 	/* Roll back: the guest goes on here. */
+	if (released && vm_disks_acquire(vm, MIG_DISK_WAIT_MS))
+		log_error("the disk images could not be taken back: the guest's disk I/O fails");
 	if (quiesced)
 		devices_restart(vm);
 	if (paused)
@@ -724,6 +740,7 @@ int migrate_receive(const char *uri, struct vm_config *base, struct vm_saved_con
 	cfg->service_opaque = base->service_opaque;
 	cfg->seccomp = base->seccomp;
 	cfg->restore = true;
+	cfg->incoming = true;
 	cfg->restore_memory_fd = -1;
 	vm = vm_create(cfg);
 	if (!vm) {
@@ -738,6 +755,12 @@ int migrate_receive(const char *uri, struct vm_config *base, struct vm_saved_con
 		goto out_vm;
 	}
 	vm_resync_irqs(vm);
+	/* The source let go of the disk images before its last pages (invariant 4). */
+	ret = vm_disks_acquire(vm, MIG_DISK_WAIT_MS);
+	if (ret) {
+		log_error("migration refused: cannot take over the disk images");
+		goto out_vm;
+	}
 	/* Everything checked (invariant 1): confirm, then this side runs the guest. */
 	if (write(fd, &ack, 1) != 1) {
 		ret = -errno;

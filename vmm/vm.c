@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 
@@ -24,6 +25,8 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "virtio/blk.h"
+#include "virtio/virtio-pci.h"
 #include "virtio/devices.h"
 
 #define KVM_API_EXPECTED 12
@@ -532,7 +535,11 @@ static int vm_setup_devices(struct vm *vm)
 		};
 		const struct vm_device_opt *d = &vm->cfg->devices[i];
 
-		ret = create[d->kind](vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
+		create_fn *fn = create[d->kind];
+
+		if (d->kind == VM_DEV_DISK && vm->cfg->incoming)
+			fn = virtio_blk_create_incoming;
+		ret = fn(vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
 		if (ret)
 			return ret; /* the device said why */
 		vm->nr_virtio++;
@@ -870,4 +877,47 @@ void vm_destroy(struct vm *vm)
 	pthread_cond_destroy(&vm->pause_cond);
 	pthread_mutex_destroy(&vm->pause_lock);
 	free(vm);
+}
+
+int vm_disks_release(struct vm *vm)
+{
+	unsigned int i;
+	int ret = 0, r;
+
+	for (i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_dev *vdev = virtio_pci_vdev(vm->virtio[i]);
+
+		if (vdev->ops != &virtio_blk_ops)
+			continue;
+		r = virtio_blk_release(vdev);
+		if (r && !ret) {
+			log_error("disk %u: flush before the hand-over failed: %s", i, strerror(-r));
+			ret = r;
+		}
+	}
+	return ret;
+}
+
+int vm_disks_acquire(struct vm *vm, unsigned int wait_ms)
+{
+	const struct timespec tick = { .tv_nsec = 10 * 1000 * 1000 };
+	unsigned int i, waited = 0;
+	int r;
+
+	for (i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_dev *vdev = virtio_pci_vdev(vm->virtio[i]);
+
+		if (vdev->ops != &virtio_blk_ops)
+			continue;
+		while ((r = virtio_blk_acquire(vdev)) == -EWOULDBLOCK && waited < wait_ms) {
+			nanosleep(&tick, NULL);
+			waited += 10;
+		}
+		if (r == -EWOULDBLOCK)
+			log_error("disk %u: the image is still in use by another process after %u ms",
+				  i, wait_ms);
+		if (r)
+			return r; /* other errors: the library said why */
+	}
+	return 0;
 }

@@ -68,6 +68,9 @@ struct vm_config {
 	 */
 	int restore_memory_fd;
 	bool restore;
+	/* A live migration's destination: disk images are opened without their locks
+	 * (the source holds them) until vm_disks_acquire(). */
+	bool incoming;
 	/*
 	 * The main thread's service hook: when service_fd (an eventfd, or -1) is
 	 * readable, vm_run() calls service(service_opaque, vm) on the main thread.
@@ -190,6 +193,16 @@ bool vm_paused(struct vm *vm);
 void vm_kick_all(struct vm *vm);
 /* After a restore: drive the platform devices' interrupt lines to their levels. */
 void vm_resync_irqs(struct vm *vm);
+
+/*
+ * A live migration's hand-over of the disk images (device I/O threads stopped):
+ * vm_disks_release flushes and closes every disk image so the destination may
+ * open it; vm_disks_acquire (re)opens them with their locks, fresh, waiting up to
+ * wait_ms while another process (the source on its way out) still holds one.
+ * 0 or -errno (logged once).
+ */
+int vm_disks_release(struct vm *vm);
+int vm_disks_acquire(struct vm *vm, unsigned int wait_ms);
 /* Press the ACPI power button (SCI with PM1 PWRBTN_STS). */
 void vm_power_button(struct vm *vm);
 

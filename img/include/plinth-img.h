@@ -42,6 +42,10 @@ struct pimg;
 /* Never fdatasync (qemu-img's cache=unsafe): for scratch copies only; a crash
  * may leave anything. */
 #define PIMG_O_UNSAFE     (1u << 3)
+/* Take no file locks (the image and its chain): for a live migration's destination,
+ * which reads the image's size while the source still holds it, then reopens it
+ * normally once the source has let go. Use with PIMG_O_RDONLY. */
+#define PIMG_O_NOLOCK     (1u << 4)
 
 /*
  * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk")

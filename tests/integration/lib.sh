@@ -45,3 +45,25 @@ sock_dir() {
 	mktemp -d /dev/shm/plinth.XXXXXX 2>/dev/null || mktemp -d /run/plinth.XXXXXX 2>/dev/null ||
 		mktemp -d
 }
+
+# check_disk IMAGE MIN [NOTE]: IMAGE holds the records "disk %010d\n" for J = 1..M at
+# offset 16*J (as the migration and snapshot tests' guests write them), M >= MIN,
+# and only zeros after record M. Prints M.
+check_disk() {
+	python3 - "$@" <<'PY'
+import sys
+img, least = sys.argv[1], int(sys.argv[2])
+d = open(img, 'rb').read()
+j = 1
+while 16 * j + 16 <= len(d) and d[16 * j:16 * j + 16] == b'disk %010d\n' % j:
+    j += 1
+m = j - 1
+bad = next((i for i in range(16 * (m + 1), len(d)) if d[i]), None)
+note = ' (' + sys.argv[3] + ')' if len(sys.argv) > 3 else ''
+print(f'disk: records 1..{m} in order on the image, the guest last reported {least}{note}')
+if m < least:
+    sys.exit(f'disk: record {m + 1} is missing or wrong: {d[16 * (m + 1):16 * (m + 2)]!r}')
+if bad is not None:
+    sys.exit(f'disk: data at offset {bad} after the last contiguous record {m}: a write was lost')
+PY
+}

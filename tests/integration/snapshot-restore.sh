@@ -1,6 +1,7 @@
-# Snapshot a guest that runs a counter, kill the VMM, restore (paused, then
-# resumed through the API) and see the counter go on from where it was, with no
-# new boot. Then a damaged snapshot and one from another format version are
+# Snapshot a 2-vCPU guest that runs a counter on vCPU 0 and appends numbered
+# records to its virtio disk from vCPU 1, kill the VMM, restore (paused, then
+# resumed through the API) and see both go on from where they were, with no new
+# boot, and the image hold every record in order. Then a damaged snapshot and one from another format version are
 # refused with a clear message.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
@@ -23,12 +24,21 @@ wait_for() { # REGEX [SECONDS]: until the console shows it (lines end in CR LF)
 	fail "timed out waiting for /$1/"
 }
 last_count() { grep -o 'count [0-9]*' "$out" | tail -n 1 | cut -d' ' -f2; }
+last_disk() { grep -o 'disk [0-9]*' "$out" | tail -n 1 | cut -d' ' -f2; }
 
-cmd='i=0; while :; do i=$((i+1)); echo "count $i"; sleep 1; done'
+# vCPU 1 writes record J ("disk %010d\n") at offset 16*J of /dev/vda, fsyncs, then
+# says "disk J"; vCPU 0 counts. Losing vCPU 1 or the disk stops the records.
+cmd='echo "cpus $(cat /sys/devices/system/cpu/online)"; taskset -p 1 $$ >/dev/null
+taskset 2 sh -c '"'"'j=0; while :; do j=$((j+1)); printf "disk %010d\n" $j | dd of=/dev/vda bs=16 seek=$j conv=notrunc,fsync 2>/dev/null && echo "disk $j"; sleep 0.5; done'"'"' &
+i=0; while :; do i=$((i+1)); echo "count $i"; sleep 1; done'
+truncate -s 4M "$dir/disk.raw"
 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
+	--cpus 2 --disk "path=$dir/disk.raw,format=raw" \
 	--cmdline "$(guest_cmdline "$cmd")" --api-socket "$sock" </dev/null >"$out" 2>&1 &
 pid=$!
 wait_for 'count 4[[:space:]]'
+wait_for 'disk 4[[:space:]]'
+expect_in "$out" 'cpus 0-1' "the guest does not see 2 CPUs"
 n=$(last_count) # the counter the snapshot holds is at least this
 ctl snapshot --to "$dir/snap" >/dev/null || fail "snapshot failed"
 ctl snapshot --to "$dir/snap" 2>/dev/null && fail "a second snapshot over the first succeeded"
@@ -47,6 +57,7 @@ end=$((SECONDS + 60))
 while [ $SECONDS -lt $end ] && ! ctl info >/dev/null 2>&1; do sleep 0.2; done
 ctl info | grep -q '"state": *"paused"' || { ctl info; cat "$out"; fail "restore --paused: not paused"; }
 ctl info | grep -q '"restored": *true' || fail "info: not marked restored"
+ctl info | grep -q '"vcpus": *2' || fail "info: not 2 vCPUs after restore"
 sleep 2
 grep -q 'count' "$out" && { cat "$out"; fail "the guest ran while paused after restore"; }
 ctl resume >/dev/null || fail "resume after restore failed"
@@ -56,11 +67,16 @@ t2=$(date +%s.%N)
 first=$(grep -o 'count [0-9]*' "$out" | head -n 1 | cut -d' ' -f2)
 [ "$first" -ge "$n" ] || { cat "$out"; fail "the counter went back ($n -> $first)"; }
 wait_for "count $((first + 2))[[:space:]]" 30
+wait_for 'disk [0-9]+[[:space:]]' 30
+dfirst=$(grep -o 'disk [0-9]*' "$out" | head -n 1 | cut -d' ' -f2)
+wait_for "disk $((dfirst + 2))[[:space:]]" 30
 grep -q 'init started' "$out" && fail "the restored guest booted again"
 awk -v a="$t1" -v b="$t2" 'BEGIN { printf "restore: resume to next count %.2f s\n", b - a }'
+m=$(last_disk)
 kill -TERM $pid
 wait $pid 2>/dev/null
 pid=
+check_disk "$dir/disk.raw" "$m" "first after restore: $dfirst" || fail "the disk lost writes across the restore"
 
 # A damaged state file: one byte flipped in the middle.
 cp -r "$dir/snap" "$dir/bad"
@@ -83,4 +99,4 @@ PY
 "$BUILD/plinth" restore --from "$dir/bad" </dev/null >"$dir/err" 2>&1 && fail "a version-2 snapshot was restored"
 expect_in "$dir/err" 'version 2' "other version: no clear message"
 echo "other version: $(tail -n 1 "$dir/err")"
-echo "ok: snapshot at $n, kill, restore paused, resume: counter went on at $first, damaged and other-version refused"
+echo "ok: 2-vCPU snapshot at $n, kill, restore paused, resume: counter went on at $first, disk records at $dfirst..$m, damaged and other-version refused"

@@ -15,8 +15,11 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
@@ -315,40 +318,118 @@ out_free:
 
 /* ---- the image library as a backend ---------------------------------------------- */
 
+/* An image and what it takes to open it again (migration hand-over). */
+struct blk_img {
+	struct pimg *img; /* NULL while released */
+	char *path;
+	char *format;     /* NULL: probe */
+	bool readonly;
+	bool incoming;    /* img is the unlocked read-only view of a migration's destination */
+	uint64_t size;
+};
+
 static int img_read(void *be, void *buf, size_t len, uint64_t off)
 {
-	return pimg_pread(be, buf, len, off);
+	struct blk_img *bi = be;
+
+	return bi->img ? pimg_pread(bi->img, buf, len, off) : -EIO;
 }
 
 static int img_write(void *be, const void *buf, size_t len, uint64_t off)
 {
-	return pimg_pwrite(be, buf, len, off);
+	struct blk_img *bi = be;
+
+	return bi->img && !bi->incoming ? pimg_pwrite(bi->img, buf, len, off) : -EIO;
 }
 
 static int img_flush(void *be)
 {
-	return pimg_flush(be);
+	struct blk_img *bi = be;
+
+	/* Released: flushed then, and nothing was written since (writes fail). */
+	if (!bi->img || bi->incoming)
+		return 0;
+	return pimg_flush(bi->img);
 }
 
 static int img_discard(void *be, uint64_t off, uint64_t len)
 {
-	return pimg_discard(be, off, len);
+	struct blk_img *bi = be;
+
+	return bi->img && !bi->incoming ? pimg_discard(bi->img, off, len) : -EIO;
 }
 
 static int img_write_zeroes(void *be, uint64_t off, uint64_t len, bool may_unmap)
 {
+	struct blk_img *bi = be;
+
 	/* The library deallocates where the format can and the range allows. */
-	return pimg_write_zeroes(be, off, len);
+	return bi->img && !bi->incoming ? pimg_write_zeroes(bi->img, off, len) : -EIO;
 }
 
 static uint64_t img_size(void *be)
 {
-	return pimg_size(be);
+	return ((struct blk_img *)be)->size;
 }
 
 static void img_close(void *be)
 {
-	pimg_close(be);
+	struct blk_img *bi = be;
+
+	pimg_close(bi->img);
+	free(bi->path);
+	free(bi->format);
+	free(bi);
+}
+
+static int img_release(void *be)
+{
+	struct blk_img *bi = be;
+	int r = 0;
+
+	if (bi->img && !bi->readonly && !bi->incoming)
+		r = pimg_flush(bi->img);
+	pimg_close(bi->img);
+	bi->img = NULL;
+	bi->incoming = false;
+	return r;
+}
+
+/* Whether another process holds the file: the lock pfile_open would take, tried. */
+static bool img_locked_elsewhere(const char *path, bool readonly)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool busy;
+
+	if (fd < 0)
+		return false; /* the open below says why */
+	busy = flock(fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) && errno == EWOULDBLOCK;
+	close(fd);
+	return busy;
+}
+
+static int img_acquire(void *be)
+{
+	struct blk_img *bi = be;
+	struct pimg *img;
+
+	if (bi->img && !bi->incoming)
+		return 0;
+	if (img_locked_elsewhere(bi->path, bi->readonly))
+		return -EWOULDBLOCK;
+	img = pimg_open(bi->path, bi->format, bi->readonly ? PIMG_O_RDONLY : 0);
+	if (!img)
+		return -EIO; /* the library said why */
+	if (pimg_size(img) != bi->size) {
+		log_error("%s: the image changed size (%llu bytes, was %llu)", bi->path,
+			  (unsigned long long)pimg_size(img), (unsigned long long)bi->size);
+		pimg_close(img);
+		return -EINVAL;
+	}
+	pimg_close(bi->img);
+	bi->img = img;
+	bi->incoming = false;
+	return 0;
 }
 
 const struct blk_backend_ops blk_img_ops = {
@@ -360,18 +441,69 @@ const struct blk_backend_ops blk_img_ops = {
 	.write_zeroes = img_write_zeroes,
 	.size = img_size,
 	.close = img_close,
+	.release = img_release,
+	.acquire = img_acquire,
 };
+
+static void *img_open(const char *path, const char *format, bool readonly, bool incoming)
+{
+	struct blk_img *bi = calloc(1, sizeof(*bi));
+
+	if (!bi) {
+		log_error("%s: out of memory", path);
+		return NULL;
+	}
+	bi->readonly = readonly;
+	bi->incoming = incoming;
+	bi->path = strdup(path);
+	bi->format = format ? strdup(format) : NULL;
+	if (!bi->path || (format && !bi->format)) {
+		log_error("%s: out of memory", path);
+		goto out_free;
+	}
+	/* The library probes only when format is NULL, and never picks raw for writing. */
+	bi->img = pimg_open(path, format,
+			    readonly || incoming ? PIMG_O_RDONLY | (incoming ? PIMG_O_NOLOCK : 0) : 0);
+	if (!bi->img)
+		goto out_free;
+	bi->size = pimg_size(bi->img);
+	return bi;
+
+out_free:
+	free(bi->path);
+	free(bi->format);
+	free(bi);
+	return NULL;
+}
 
 void *blk_img_open(const char *path, const char *format, bool readonly)
 {
-	/* The library probes only when format is NULL, and never picks raw for writing. */
-	return pimg_open(path, format, readonly ? PIMG_O_RDONLY : 0);
+	return img_open(path, format, readonly, false);
+}
+
+void *blk_img_open_incoming(const char *path, const char *format, bool readonly)
+{
+	return img_open(path, format, readonly, true);
+}
+
+int virtio_blk_release(struct virtio_dev *vdev)
+{
+	struct blk *b = vdev->priv;
+
+	return b->bops->release ? b->bops->release(b->be) : 0;
+}
+
+int virtio_blk_acquire(struct virtio_dev *vdev)
+{
+	struct blk *b = vdev->priv;
+
+	return b->bops->acquire ? b->bops->acquire(b->be) : 0;
 }
 
 /* ---- command line ---------------------------------------------------------------- */
 
-int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
-		      struct virtio_pci **out)
+static int blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+		      bool incoming, struct virtio_pci **out)
 {
 	static const char *const keys[] = { "path", "format", "readonly", "serial" };
 	char *v[ARRAY_SIZE(keys)];
@@ -414,7 +546,7 @@ int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 	base = v[3] ? v[3] : base ? base + 1 : v[0];
 	memcpy(opts.id, base, strnlen(base, sizeof(opts.id)));
 
-	be = blk_img_open(v[0], format, opts.readonly);
+	be = img_open(v[0], format, opts.readonly, incoming);
 	if (!be)
 		goto out_spec; /* the library said why */
 	vdev = calloc(1, sizeof(*vdev));
@@ -435,4 +567,16 @@ out_free_vdev:
 out_spec:
 	spec_free(v, ARRAY_SIZE(keys));
 	return r;
+}
+
+int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+		      struct virtio_pci **out)
+{
+	return blk_create(bus, mem, spec, false, out);
+}
+
+int virtio_blk_create_incoming(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+			       struct virtio_pci **out)
+{
+	return blk_create(bus, mem, spec, true, out);
 }

@@ -29,6 +29,16 @@ struct blk_backend_ops {
 	int (*write_zeroes)(void *be, uint64_t off, uint64_t len, bool may_unmap);
 	uint64_t (*size)(void *be);
 	void (*close)(void *be);
+	/*
+	 * Optional, for a live migration's hand-over of the image files (the I/O
+	 * thread is stopped): release flushes and closes the files, so that the
+	 * destination may open them; acquire (re)opens them with their locks, fresh
+	 * (no metadata cached from before), and checks the size is unchanged.
+	 * Requests while released fail with -EIO. 0 or -errno; acquire answers
+	 * -EWOULDBLOCK, without logging, while another process holds the image.
+	 */
+	int (*release)(void *be);
+	int (*acquire)(void *be);
 };
 
 /*
@@ -37,6 +47,9 @@ struct blk_backend_ops {
  * refuses for a writable file without a recognised header. NULL on error (logged).
  */
 void *blk_img_open(const char *path, const char *format, bool readonly);
+/* The same, for a migration's destination: opened read-only without locks (the
+ * source holds them) until the acquire op takes it over. */
+void *blk_img_open_incoming(const char *path, const char *format, bool readonly);
 extern const struct blk_backend_ops blk_img_ops;
 
 struct blk_opts {
@@ -59,5 +72,10 @@ struct virtio_blk_state {
 };
 
 extern const struct virtio_dev_ops virtio_blk_ops;
+
+/* The backend's release / acquire (above) for a virtio-blk device; 0 for a
+ * backend without them. */
+int virtio_blk_release(struct virtio_dev *vdev);
+int virtio_blk_acquire(struct virtio_dev *vdev);
 
 #endif

@@ -37,6 +37,10 @@ struct virtio_pci;
 
 int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      struct virtio_pci **out);
+/* For a live migration's destination: the image stays the source's (opened without
+ * locks, read-only) until virtio_blk_acquire(). */
+int virtio_blk_create_incoming(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+			       struct virtio_pci **out);
 int virtio_net_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      struct virtio_pci **out);
 /* spec: "virtio" or "virtio,path=FILE". */

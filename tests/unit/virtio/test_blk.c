@@ -548,6 +548,81 @@ static void test_raw_backend(void **state)
 	free(path);
 }
 
+/*
+ * A live migration's hand-over of an image: the destination's view opens while
+ * the source holds the lock, cannot write, and takes the image over only once
+ * the source released it, with what the source wrote last; the source cannot
+ * take it back while the destination holds it; a changed size is refused.
+ */
+static void test_img_handover(void **state)
+{
+	char *path = tmp_disk(DISK, NULL);
+	uint8_t buf[512], back[512];
+	void *src, *dst;
+	int fd;
+
+	(void)state;
+	src = blk_img_open(path, "raw", false);
+	assert_non_null(src);
+	dst = blk_img_open_incoming(path, "raw", false);
+	assert_non_null(dst); /* no lock taken */
+	assert_int_equal(blk_img_ops.size(dst), DISK);
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(blk_img_ops.write(dst, buf, sizeof(buf), 0), -EIO);
+	assert_int_equal(blk_img_ops.acquire(dst), -EWOULDBLOCK); /* the source holds it */
+	assert_int_equal(blk_img_ops.write(src, buf, sizeof(buf), 4096), 0);
+	assert_int_equal(blk_img_ops.release(src), 0);
+	assert_int_equal(blk_img_ops.write(src, buf, sizeof(buf), 0), -EIO); /* released */
+	assert_int_equal(blk_img_ops.flush(src), 0);
+	assert_int_equal(blk_img_ops.acquire(dst), 0);
+	assert_int_equal(blk_img_ops.read(dst, back, sizeof(back), 4096), 0);
+	assert_memory_equal(back, buf, sizeof(back));
+	assert_int_equal(blk_img_ops.write(dst, buf, sizeof(buf), 0), 0);
+	assert_int_equal(blk_img_ops.acquire(dst), 0); /* already held: nothing to do */
+	assert_int_equal(blk_img_ops.acquire(src), -EWOULDBLOCK); /* the destination has it */
+	assert_null(blk_img_open(path, "raw", false));
+	/* The destination goes away, the image grows meanwhile: the source refuses it. */
+	blk_img_ops.close(dst);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 2 * DISK), 0);
+	close(fd);
+	assert_int_equal(blk_img_ops.acquire(src), -EINVAL);
+	assert_int_equal(blk_img_ops.read(src, back, sizeof(back), 0), -EIO);
+	blk_img_ops.close(src);
+	unlink(path);
+	free(path);
+}
+
+/*
+ * The same for qcow2, whose metadata the destination must not take from its early
+ * view: the source allocates a cluster after the destination opened the image;
+ * after the hand-over the destination reads the data, not the stale empty table.
+ */
+static void test_img_handover_qcow2(void **state)
+{
+	char *path = tmp_disk(0, NULL);
+	uint8_t buf[512], back[512];
+	void *src, *dst;
+
+	(void)state;
+	assert_int_equal(pimg_create(path, "qcow2", DISK, NULL), 0);
+	src = blk_img_open(path, "qcow2", false);
+	assert_non_null(src);
+	dst = blk_img_open_incoming(path, "qcow2", false);
+	assert_non_null(dst);
+	memset(buf, 0xc3, sizeof(buf));
+	assert_int_equal(blk_img_ops.write(src, buf, sizeof(buf), 3 * 65536), 0);
+	assert_int_equal(blk_img_ops.release(src), 0);
+	assert_int_equal(blk_img_ops.acquire(dst), 0);
+	assert_int_equal(blk_img_ops.read(dst, back, sizeof(back), 3 * 65536), 0);
+	assert_memory_equal(back, buf, sizeof(back));
+	blk_img_ops.close(dst);
+	blk_img_ops.close(src);
+	unlink(path);
+	free(path);
+}
+
 static void test_create_specs(void **state)
 {
 	struct fake_mem fm;
@@ -713,6 +788,8 @@ int main(void)
 		T(test_malformed_chain_breaks_device),
 		T(test_config),
 		cmocka_unit_test(test_raw_backend),
+		cmocka_unit_test(test_img_handover),
+		cmocka_unit_test(test_img_handover_qcow2),
 		cmocka_unit_test(test_create_specs),
 		cmocka_unit_test(test_end_to_end_raw),
 		cmocka_unit_test(test_end_to_end_qcow2),

@@ -658,6 +658,35 @@ out_destroy:
 	return NULL;
 }
 
+/*
+ * Join a vCPU thread that was told to stop, kicking it again each second: a stop must
+ * end the process even if a kick was lost. One that is still running after
+ * VCPU_STOP_SECONDS is stuck (in the kernel, or waiting on a device that never
+ * answers): say so and exit rather than hang a caller who sent SIGTERM.
+ */
+#define VCPU_STOP_SECONDS 20
+
+static void vcpu_join(struct vcpu *v)
+{
+	unsigned int tries;
+
+	for (tries = 0; tries < VCPU_STOP_SECONDS; tries++) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		if (pthread_timedjoin_np(v->thread, NULL, &ts) == 0) {
+			if (tries)
+				log_warn("vCPU %u stopped only after %u more kicks", v->index, tries);
+			return;
+		}
+		vcpu_kick(v);
+	}
+	log_error("vCPU %u did not stop within %d s of the exit request; exiting without "
+		  "cleaning up", v->index, VCPU_STOP_SECONDS);
+	_exit(1);
+}
+
 static void vm_stop_threads(struct vm *vm)
 {
 	uint64_t one = 1;
@@ -671,7 +700,7 @@ static void vm_stop_threads(struct vm *vm)
 		vcpu_kick(&vm->vcpu[i]);
 	for (i = 0; i < vm->nr_vcpus; i++) {
 		if (vm->vcpu[i].started) {
-			pthread_join(vm->vcpu[i].thread, NULL);
+			vcpu_join(&vm->vcpu[i]);
 			vm->vcpu[i].started = false;
 		}
 	}

@@ -32,7 +32,7 @@ run_plinth() {
 	local out=$1 cmd=$2
 	shift 2
 	local rc=0
-	timeout 240 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" \
+	timeout -k 10 240 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" \
 		--initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
 		--cmdline "$(guest_cmdline "$cmd")" "$@" </dev/null >"$out" 2>&1 || rc=$?
 	sed -i 's/\r$//' "$out" # the serial console ends lines with CR LF

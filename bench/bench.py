@@ -328,7 +328,7 @@ def plinth_img_has(word):
     return re.search(r"^\s+%s\b" % re.escape(word), p.stdout, re.M) is not None
 
 
-def part_kvm(runs):
+def part_kvm(runs, save=lambda out: None):
     out = {"host": host_kind(), "metrics": {}}
     m = out["metrics"]
     if not os.path.exists("/dev/kvm"):
@@ -369,12 +369,16 @@ def part_kvm(runs):
                 v if isinstance(v, dict) else stats([x / (1 << 20) for x in v]))
         m["VMM overhead memory, %s guest (MiB)" % mem] = row
     # 3. VMM start to API socket ready (plinth and QEMU's QMP, each answering a request).
+    save(out)
     m.update(bench_migrate.bench_api_ready(runs))
+    save(out)
     # 4. virtio-blk to raw and qcow2: sequential throughput with busybox dd (1 MiB blocks,
     #    O_DIRECT), 4 KiB random reads and writes with plinth-fio (queue depth 1).
     m.update(bench_blk(runs, plinth_has("--disk")))
+    save(out)
     # 5. virtio-net: one TCP stream from the guest to the host over a tap.
     m.update(bench_net(runs, plinth_has("--net", "tap=")))
+    save(out)
     # 6. live migration, idle and dirtying.
     m.update(bench_migrate.bench_migrate(runs))
     out["metrics"] = {k: v for k, v in m.items() if wanted(k)}
@@ -564,6 +568,9 @@ def merge(parts, json_out, md_out):
         h = d["host"]
         lines += ["## Measured on: %s" % h["kind"], "",
                   "CPU: %s, %s CPUs, kernel %s" % (h["cpu"], h["nproc"], h["kernel"]), ""]
+        if d.get("partial"):
+            lines += ["**Cut short** by its time limit: the metrics of this part missing from the table "
+                      "below were not measured in this run (n/a).", ""]
         if d.get("error"):
             lines += ["Not measured: " + d["error"], ""]
             continue
@@ -595,8 +602,18 @@ def main():
     if a.merge:
         merge(a.merge, a.json, a.md)
         return
-    out = part_host(a.runs) if a.part == "host" else part_kvm(a.runs)
-    json.dump(out, open(a.json, "w"), indent=1)
+    def save(out):
+        """Write what is measured so far: a run cut short keeps its finished sections."""
+        partial = dict(out, metrics={k: v for k, v in out["metrics"].items() if wanted(k)})
+        if out is not final:
+            partial["partial"] = True
+        with open(a.json + ".tmp", "w") as f:
+            json.dump(partial, f, indent=1)
+        os.replace(a.json + ".tmp", a.json)
+    final = None
+    out = part_host(a.runs) if a.part == "host" else part_kvm(a.runs, save)
+    final = out
+    save(out)
 
 
 if __name__ == "__main__":

@@ -258,7 +258,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bo
 	struct term term = { .fd = -1 };
 	struct api_server *api = NULL;
 	bool confined = false;
-	int rc = 1, signo = 0, api_fd = -1;
+	int rc = 1, signo = 0, api_fd = -1, ret;
 
 	vmm->cfg = cfg;
 	if (cfg->api_socket) {
@@ -282,12 +282,13 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bo
 		}
 		if (!confined) {
 			confined = true;
-			if (confine(vmm, cfg, jail, api_fd, &api)) {
+			ret = confine(vmm, cfg, jail, api_fd, &api);
+			api_fd = -1; /* confine() took it, on failure too */
+			if (ret) {
 				vm_destroy(vm);
 				rc = 1;
 				break;
 			}
-			api_fd = -1;
 			cfg->kvm_fd = vm->kvm_fd; /* kept for the next VM (vm_destroy leaves it) */
 		}
 		if (paused)

@@ -361,7 +361,7 @@ def part_kvm(runs, save=lambda out: None):
                 return s.get("Pss", 0) - guest_touched(pid)
             return boot_once(vmm_cmd(vmm, mem=mem, run="sleep 2"), at_marker=at_marker)[3]
         fns = {k: (lambda k=k: overhead(k)) for k in (["plinth"] if have_plinth else []) + ["qemu-microvm", "qemu-pc"]}
-        r = interleave(fns, max(3, runs // 2))
+        r = interleave(fns, runs)
         row = {"unit": "MiB", "lower_is_better": True, "conditions": "2 vCPUs, %s guest, 1 s after init" % mem}
         for k in ("plinth", "qemu-microvm", "qemu-pc"):
             v = r.get(k, na("plinth not built"))
@@ -385,10 +385,10 @@ def part_kvm(runs, save=lambda out: None):
     return out
 
 
-DD_RE = re.compile(rb"BENCH-DD bytes=(\d+) secs=([0-9.]+)")
+DD_RE = re.compile(rb"BENCH-DD op=(\w+) bytes=(\d+) secs=([0-9.]+)")
 # Busybox dd in Debian prints no rate: time it with the guest's /proc/uptime (10 ms ticks).
 DD_WRAP = ("a=$(cut -d' ' -f1 /proc/uptime); %s 2>/dev/null; b=$(cut -d' ' -f1 /proc/uptime); "
-           "echo BENCH-DD bytes=$((%d << 20)) secs=$(awk \"BEGIN { print $b - $a }\")")
+           "echo BENCH-DD op=%s bytes=$((%d << 20)) secs=$(awk \"BEGIN { print $b - $a }\")")
 
 
 FIO_RE = re.compile(rb"PLINTH-FIO rw=(\w+) bs=\d+ qd=\d+ ios=\d+ bytes=\d+ secs=[0-9.]+ iops=([0-9.]+)")
@@ -431,30 +431,33 @@ def bench_blk(runs, have_plinth):
         q = os.path.join(d, "disk.qcow2")
         subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, q], check=True)
         mib = 256
-        tests = (("read", DD_WRAP % ("dd if=/dev/vda of=/dev/null bs=1M count=%d iflag=direct" % mib, mib)),
-                 ("write", DD_WRAP % ("dd if=/dev/zero of=/dev/vda bs=1M count=%d oflag=direct" % mib, mib)))
+        # Both directions in one boot: the read pass, then the write pass.
+        seq_cmd = " && ".join(DD_WRAP % (dd, what, mib) for what, dd in (
+            ("read", "dd if=/dev/vda of=/dev/null bs=1M count=%d iflag=direct" % mib),
+            ("write", "dd if=/dev/zero of=/dev/vda bs=1M count=%d oflag=direct" % mib)))
         for fmt_, path in [(f_, p_) for f_, p_ in (("raw", raw), ("qcow2", q)) if f_ in formats]:
-            for what, cmd in tests:
-                if not wanted(seq_name % (what, fmt_)):
-                    continue
-                def once(vmm, fmt_=fmt_, path=path, cmd=cmd):
-                    out = guest_output(blk_cmd(vmm, path, fmt_, cmd))
-                    mt = DD_RE.search(out)
-                    if not mt:
+            if wanted(seq_name % ("read", fmt_)) or wanted(seq_name % ("write", fmt_)):
+                def once(vmm, fmt_=fmt_, path=path):
+                    out = guest_output(blk_cmd(vmm, path, fmt_, seq_cmd))
+                    got = {w.decode(): int(b) / float(t) / 1e6 for w, b, t in DD_RE.findall(out)}
+                    if set(got) != {"read", "write"}:
                         raise RuntimeError("no dd result: %r" % out[-300:])
-                    return int(mt.group(1)) / float(mt.group(2)) / 1e6
+                    return got
                 fns = {}
                 if have_plinth:
                     fns["plinth"] = lambda: once("plinth")
                 fns["qemu-pc"] = lambda: once("qemu-pc")
-                r = interleave(fns, max(3, runs // 2))
-                row = {"unit": "MB/s", "lower_is_better": False,
-                       "conditions": "dd 1 MiB blocks, O_DIRECT, 256 MiB, %s file in the host's tmpfs (/dev/shm), "
-                                     "QEMU -M pc virtio-blk-pci cache=writeback" % fmt_}
-                for k in ("plinth", "qemu-pc"):
-                    v = r.get(k, not_built)
-                    row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (v if isinstance(v, dict) else stats(v))
-                res[seq_name % (what, fmt_)] = row
+                r = interleave(fns, runs)
+                for what in ("read", "write"):
+                    row = {"unit": "MB/s", "lower_is_better": False,
+                           "conditions": "dd 1 MiB blocks, O_DIRECT, 256 MiB (the read pass, then the write "
+                                         "pass, in one boot), %s file in the host's tmpfs (/dev/shm), "
+                                         "QEMU -M pc virtio-blk-pci cache=writeback" % fmt_}
+                    for k in ("plinth", "qemu-pc"):
+                        v = r.get(k, not_built)
+                        row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
+                            v if isinstance(v, dict) else stats([x[what] for x in v]))
+                    res[seq_name % (what, fmt_)] = row
             if not (wanted(rnd_name % ("read", fmt_)) or wanted(rnd_name % ("write", fmt_))):
                 continue
             def fio(vmm, fmt_=fmt_, path=path):

@@ -25,8 +25,8 @@ UNSTABLE = 0.20
 
 def wanted(metric_name):
     """True if the metric matches $BENCH_ONLY (a regex searched in its name), or no filter is set."""
-    only = os.environ.get("BENCH_ONLY")
-    return not only or re.search(only, metric_name) is not None
+    return all(not r or re.search(r, metric_name) is not None
+               for r in (os.environ.get("BENCH_ONLY"), os.environ.get("BENCH_SECTION")))
 
 
 def host_kind():
@@ -187,16 +187,22 @@ def part_host(runs):
     m["binary size, stripped (bytes)"] = {
         "plinth": stripped(PLINTH) if os.path.exists(PLINTH) else na("build/plinth not built"),
         "qemu": stripped(q), "unit": "bytes", "lower_is_better": True}
-    m.update(bench_convert(runs))
-    m.update(bench_randread(runs))
+    if any(wanted("convert %s, 2 GiB half data (s)" % p_) for p_ in CONVERT_PAIRS):
+        m.update(bench_convert(runs))
+    if wanted("4 KiB reads"):
+        m.update(bench_randread(runs))
+    out["metrics"] = {k: v for k, v in m.items() if wanted(k)}
     return out
+
+
+CONVERT_PAIRS = ("raw->qcow2", "qcow2->vhdx", "vmdk->vhd", "vhdx->raw")
 
 
 def bench_convert(runs):
     """plinth-img convert vs qemu-img convert on a 2 GiB image, half data, half holes."""
     res = {}
     if not os.access(PLINTH_IMG, os.X_OK):
-        for pair in ("raw->qcow2", "qcow2->vhdx", "vmdk->vhd", "vhdx->raw"):
+        for pair in CONVERT_PAIRS:
             res["convert %s, 2 GiB half data (s)" % pair] = {"plinth": na("plinth-img not built"),
                                                            "qemu": None, "unit": "s"}
         return res
@@ -571,6 +577,9 @@ def merge(parts, json_out, md_out):
         h = d["host"]
         lines += ["## Measured on: %s" % h["kind"], "",
                   "CPU: %s, %s CPUs, kernel %s" % (h["cpu"], h["nproc"], h["kernel"]), ""]
+        for sec in d.get("sections", []):
+            for note in sec.get("notes", []):
+                lines += ["Note: " + note, ""]
         if d.get("partial"):
             lines += ["**Cut short** by its time limit: the metrics of this part missing from the table "
                       "below were not measured in this run (n/a).", ""]
@@ -594,6 +603,28 @@ def merge(parts, json_out, md_out):
     open(md_out, "w").write("\n".join(lines) + "\n")
 
 
+def combine(parts, json_out):
+    """One emulated-host part from the sections bench/run measured each in a fresh emulated
+    host: metrics in section order; partial if any section was cut short or missing."""
+    out = {"host": None, "metrics": {}, "sections": []}
+    for p in parts:
+        try:
+            d = json.load(open(p))
+        except (OSError, ValueError) as e:
+            out["partial"] = True
+            out["sections"].append({"file": os.path.basename(p), "error": str(e)[:200]})
+            continue
+        out["host"] = out["host"] or d.get("host")
+        out["metrics"].update(d.get("metrics", {}))
+        if d.get("partial") or d.get("error"):
+            out["partial"] = True
+        out["sections"].append({"file": os.path.basename(p), "notes": d.get("notes", [])})
+    if out["host"] is None:
+        out["host"] = {"kind": "unknown", "cpu": "?", "nproc": "?", "kernel": "?"}
+        out["error"] = "no section was measured"
+    json.dump(out, open(json_out, "w"), indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["host", "kvm"])
@@ -601,7 +632,11 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--md")
     ap.add_argument("--merge", nargs="*")
+    ap.add_argument("--combine", nargs="*")
     a = ap.parse_args()
+    if a.combine:
+        combine(a.combine, a.json)
+        return
     if a.merge:
         merge(a.merge, a.json, a.md)
         return

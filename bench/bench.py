@@ -123,22 +123,33 @@ def boot_once(cmd, timeout=300, marker=MARKER, at_marker=None):
     return t_marker, total, ru.ru_utime + ru.ru_stime, extra
 
 
+# Runs that failed and were run again (the emulated host is flaky): listed in results.md.
+FAILED_RUNS = []
+
+
 def interleave(fns, runs):
-    """Run each fn runs times, A B A B ..., after one warm-up each; return lists of results."""
+    """Run each fn runs times, A B A B ..., after one warm-up each; return lists of results.
+    A run that raises is recorded in FAILED_RUNS and run once more; a second failure in a
+    row makes that VMM's metric n/a (the exception)."""
     res = {k: [] for k in fns}
+    def attempt(k, fn, keep):
+        for i in range(2):
+            try:
+                v = fn()
+            except Exception as e:
+                FAILED_RUNS.append("%s%s: %s" % (k, " (warm-up)" if not keep else "", str(e)[:300]))
+                if i:
+                    res[k] = e
+                continue
+            if keep:
+                res[k].append(v)
+            return
     for k, fn in fns.items():
-        try:
-            fn()
-        except Exception as e:  # a failed warm-up makes the metric n/a
-            res[k] = e
+        attempt(k, fn, False)
     for _ in range(runs):
         for k, fn in fns.items():
-            if isinstance(res[k], Exception):
-                continue
-            try:
-                res[k].append(fn())
-            except Exception as e:
-                res[k] = e
+            if not isinstance(res[k], Exception):
+                attempt(k, fn, True)
     return res
 
 
@@ -412,9 +423,13 @@ def blk_cmd(vmm, path, fmt_, run):
 
 
 def guest_output(cmd, timeout=600):
-    """Run a VMM to the guest's poweroff; return its console output."""
-    p = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return p.stdout
+    """Run a VMM to the guest's poweroff; return its console output, then its stderr."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise RuntimeError("%s: no poweroff after %d s: %r" % (os.path.basename(cmd[0]), timeout,
+                                                              (e.stdout or b"")[-200:] + (e.stderr or b"")[-200:]))
+    return p.stdout + p.stderr
 
 
 def bench_blk(runs, have_plinth):
@@ -577,9 +592,17 @@ def merge(parts, json_out, md_out):
         h = d["host"]
         lines += ["## Measured on: %s" % h["kind"], "",
                   "CPU: %s, %s CPUs, kernel %s" % (h["cpu"], h["nproc"], h["kernel"]), ""]
-        for sec in d.get("sections", []):
+        for sec in d.get("sections", [d]):
             for note in sec.get("notes", []):
                 lines += ["Note: " + note, ""]
+            if sec.get("failed_runs"):
+                lines += ["Runs that failed and were run again (%s): %s" % (
+                    ", ".join(sec.get("metrics", [])[:2]) or "this part",
+                    "; ".join("`%s`" % f.replace("`", "'").replace("|", "/").replace("\n", " ")[:240]
+                              for f in sec["failed_runs"])), ""]
+        commits = sorted({sec.get("commit") for sec in d.get("sections", [d]) if sec.get("commit")})
+        if commits:
+            lines += ["Code: commit %s." % ", ".join(commits), ""]
         if d.get("partial"):
             lines += ["**Cut short** by its time limit: the metrics of this part missing from the table "
                       "below were not measured in this run (n/a).", ""]
@@ -603,6 +626,14 @@ def merge(parts, json_out, md_out):
     open(md_out, "w").write("\n".join(lines) + "\n")
 
 
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
 def combine(parts, json_out):
     """One emulated-host part from the sections bench/run measured each in a fresh emulated
     host: metrics in section order; partial if any section was cut short or missing."""
@@ -618,7 +649,9 @@ def combine(parts, json_out):
         out["metrics"].update(d.get("metrics", {}))
         if d.get("partial") or d.get("error"):
             out["partial"] = True
-        out["sections"].append({"file": os.path.basename(p), "notes": d.get("notes", [])})
+        out["sections"].append({"file": os.path.basename(p), "notes": d.get("notes", []),
+                                "failed_runs": d.get("failed_runs", []), "commit": d.get("commit"),
+                                "metrics": list(d.get("metrics", {}))})
     if out["host"] is None:
         out["host"] = {"kind": "unknown", "cpu": "?", "nproc": "?", "kernel": "?"}
         out["error"] = "no section was measured"
@@ -642,7 +675,8 @@ def main():
         return
     def save(out):
         """Write what is measured so far: a run cut short keeps its finished sections."""
-        partial = dict(out, metrics={k: v for k, v in out["metrics"].items() if wanted(k)})
+        partial = dict(out, metrics={k: v for k, v in out["metrics"].items() if wanted(k)},
+                       failed_runs=list(FAILED_RUNS), commit=git_commit())
         if out is not final:
             partial["partial"] = True
         with open(a.json + ".tmp", "w") as f:

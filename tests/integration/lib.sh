@@ -39,6 +39,23 @@ run_plinth() {
 	return $rc
 }
 
+# wait_in FILE PID REGEX [SECONDS]: until FILE (a guest's console) shows REGEX. Fails the
+# test, showing the console's last lines, if plinth (PID) exits first or after SECONDS (90).
+wait_in() {
+	local end=$((SECONDS + ${4:-90}))
+	while [ $SECONDS -lt $end ]; do
+		grep -q -E -- "$3" "$1" && return 0
+		kill -0 "$2" 2>/dev/null || { console_tail "$1"; fail "plinth died waiting for /$3/"; }
+		sleep 0.3
+	done
+	console_tail "$1"
+	fail "timed out waiting for /$3/ in $1"
+}
+console_tail() { tail -n 20 "$1" | tr -d '\r' | sed 's/^/console: /'; }
+
+# last_num FILE WORD: N of the last "WORD N" in FILE (the counters the tests' guests print).
+last_num() { grep -o "$2 [0-9]*" "$1" | tail -n 1 | cut -d' ' -f2; }
+
 # A directory for Unix sockets: not /tmp, which the emulated host shares over 9p
 # (no special files there).
 sock_dir() {

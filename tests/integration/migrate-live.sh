@@ -14,18 +14,8 @@ pids=()
 : >"$dir/a.out"
 trap 'for p in "${pids[@]}"; do kill -9 $p 2>/dev/null; done; rm -rf "$dir"' EXIT
 ctl() { "$BUILD/plinth" ctl --api-socket "$1" "${@:2}"; }
-wait_in() { # FILE PID REGEX [SECONDS]
-	local end=$((SECONDS + ${4:-90}))
-	while [ $SECONDS -lt $end ]; do
-		grep -q -E -- "$3" "$1" && return 0
-		kill -0 "$2" 2>/dev/null || { tail -n 20 "$1"; fail "plinth died waiting for /$3/"; }
-		sleep 0.3
-	done
-	tail -n 20 "$1"
-	fail "timed out waiting for /$3/ in $1"
-}
-last_count() { grep -o 'count [0-9]*' "$1" | tail -n 1 | cut -d' ' -f2; }
-last_disk() { grep -o 'disk [0-9]*' "$1" | tail -n 1 | cut -d' ' -f2; }
+last_count() { last_num "$1" count; }
+last_disk() { last_num "$1" disk; }
 # wait_migrated SOCK SRC_PID: the source finished; prints its figures.
 wait_migrated() {
 	local end=$((SECONDS + 120)) info

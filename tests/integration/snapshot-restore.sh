@@ -13,18 +13,9 @@ out=$dir/console
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
 ctl() { "$BUILD/plinth" ctl --api-socket "$sock" "$@"; }
-wait_for() { # REGEX [SECONDS]: until the console shows it (lines end in CR LF)
-	local end=$((SECONDS + ${2:-90}))
-	while [ $SECONDS -lt $end ]; do
-		grep -q -E -- "$1" "$out" && return 0
-		kill -0 $pid 2>/dev/null || { tail -n 20 "$out"; fail "plinth died waiting for /$1/"; }
-		sleep 0.3
-	done
-	tail -n 20 "$out" | tr -d '\r' | sed 's/^/console: /'
-	fail "timed out waiting for /$1/"
-}
-last_count() { grep -o 'count [0-9]*' "$out" | tail -n 1 | cut -d' ' -f2; }
-last_disk() { grep -o 'disk [0-9]*' "$out" | tail -n 1 | cut -d' ' -f2; }
+wait_for() { wait_in "$out" "$pid" "$@"; } # REGEX [SECONDS]
+last_count() { last_num "$out" count; }
+last_disk() { last_num "$out" disk; }
 
 # vCPU 1 writes record J ("disk %010d\n") at offset 16*J of /dev/vda, fsyncs, then
 # says "disk J"; vCPU 0 counts. Losing vCPU 1 or the disk stops the records.

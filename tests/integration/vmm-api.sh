@@ -10,17 +10,8 @@ out=$dir/console
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
 ctl() { "$BUILD/plinth" ctl --api-socket "$sock" "$@"; }
-wait_for() { # REGEX [SECONDS]: until the console shows it (lines end in CR LF)
-	local end=$((SECONDS + ${2:-90}))
-	while [ $SECONDS -lt $end ]; do
-		grep -q -E -- "$1" "$out" && return 0
-		kill -0 $pid 2>/dev/null || { tail -n 20 "$out"; fail "plinth died waiting for /$1/"; }
-		sleep 0.3
-	done
-	tail -n 20 "$out"
-	fail "timed out waiting for /$1/"
-}
-last_count() { grep -o 'count [0-9]*' "$out" | tail -n 1 | cut -d' ' -f2; }
+wait_for() { wait_in "$out" "$pid" "$@"; } # REGEX [SECONDS]
+last_count() { last_num "$out" count; }
 
 # ff_pwr_btn: "COUNT  enabled|disabled ... [STS]": STS is PM1's PWRBTN_STS as the guest reads it.
 cmd='i=0; while :; do i=$((i+1)); echo "count $i pwrbtn $(cat /sys/firmware/acpi/interrupts/ff_pwr_btn)"; sleep 1; done'

@@ -597,12 +597,17 @@ def merge(parts, json_out, md_out):
                 lines += ["Note: " + note, ""]
             if sec.get("failed_runs"):
                 lines += ["Runs that failed and were run again (%s): %s" % (
-                    ", ".join(sec.get("metrics", [])[:2]) or "this part",
+                    ", ".join(list(sec.get("metrics", []))[:2]) or "this part",
                     "; ".join("`%s`" % f.replace("`", "'").replace("|", "/").replace("\n", " ")[:240]
                               for f in sec["failed_runs"])), ""]
-        commits = sorted({sec.get("commit") for sec in d.get("sections", [d]) if sec.get("commit")})
-        if commits:
-            lines += ["Code: commit %s." % ", ".join(commits), ""]
+        by_commit = {}
+        for sec in d.get("sections", [d]):
+            if sec.get("commit"):
+                by_commit.setdefault(sec["commit"], []).extend(list(sec.get("metrics", []))[:1] or ["all"])
+        if by_commit:
+            lines += ["Code: " + "; ".join("commit %s (%s)" % (c, ", ".join(m.split(" (")[0] for m in ms))
+                                           if len(by_commit) > 1 else "commit %s" % c
+                                           for c, ms in sorted(by_commit.items())) + ".", ""]
         if d.get("partial"):
             lines += ["**Cut short** by its time limit: the metrics of this part missing from the table "
                       "below were not measured in this run (n/a).", ""]

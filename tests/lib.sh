@@ -26,3 +26,15 @@ tap_result() { # NAME STATUS
 		tap_fail=$((tap_fail + 1)); tap_failed_names+=("$1"); echo "not ok - $1"
 	fi
 }
+
+# integration_tests [REGEX]: the names of the integration tests (tests/integration/*.sh but
+# lib.sh), those matching REGEX if given, in the order the runner runs them.
+integration_tests() {
+	local t n
+	for t in tests/integration/*.sh; do
+		n=$(basename "$t" .sh)
+		[ "$n" = lib ] && continue
+		[ -n "${1:-}" ] && ! [[ $n =~ $1 ]] && continue
+		echo "$n"
+	done
+}

@@ -592,6 +592,7 @@ def merge(parts, json_out, md_out):
         h = d["host"]
         lines += ["## Measured on: %s" % h["kind"], "",
                   "CPU: %s, %s CPUs, kernel %s" % (h["cpu"], h["nproc"], h["kernel"]), ""]
+        by_commit = {}
         for sec in d.get("sections", [d]):
             for note in sec.get("notes", []):
                 lines += ["Note: " + note, ""]
@@ -600,8 +601,6 @@ def merge(parts, json_out, md_out):
                     ", ".join(list(sec.get("metrics", []))[:2]) or "this part",
                     "; ".join("`%s`" % f.replace("`", "'").replace("|", "/").replace("\n", " ")[:240]
                               for f in sec["failed_runs"])), ""]
-        by_commit = {}
-        for sec in d.get("sections", [d]):
             if sec.get("commit"):
                 by_commit.setdefault(sec["commit"], []).extend(list(sec.get("metrics", []))[:1] or ["all"])
         if by_commit:
@@ -678,19 +677,20 @@ def main():
     if a.merge:
         merge(a.merge, a.json, a.md)
         return
-    def save(out):
-        """Write what is measured so far: a run cut short keeps its finished sections."""
-        partial = dict(out, metrics={k: v for k, v in out["metrics"].items() if wanted(k)},
-                       failed_runs=list(FAILED_RUNS), commit=git_commit())
-        if out is not final:
-            partial["partial"] = True
+    def save(out, partial=True):
+        """Write what is measured so far: a run cut short keeps its finished sections.
+        $BENCH_NOTE (from bench/run) is kept with them."""
+        d = dict(out, metrics={k: v for k, v in out["metrics"].items() if wanted(k)},
+                 failed_runs=list(FAILED_RUNS), commit=git_commit())
+        if os.environ.get("BENCH_NOTE"):
+            d["notes"] = [os.environ["BENCH_NOTE"]]
+        if partial:
+            d["partial"] = True
         with open(a.json + ".tmp", "w") as f:
-            json.dump(partial, f, indent=1)
+            json.dump(d, f, indent=1)
         os.replace(a.json + ".tmp", a.json)
-    final = None
     out = part_host(a.runs) if a.part == "host" else part_kvm(a.runs, save)
-    final = out
-    save(out)
+    save(out, partial=False)
 
 
 if __name__ == "__main__":

@@ -155,30 +155,419 @@ const char *pimg_probe(const char *path)
 	return fmt ? fmt->name : NULL;
 }
 
-static struct pimg *open_chain(const char *path, const char *format, unsigned flags,
-			       unsigned depth, const struct pimg *child);
+/* ---- external files: backing files, parents, extents ------------------------------ */
 
-static int open_backing(struct pimg *img)
+/*
+ * Every file an image names is opened by resolve_external(), under the policy the
+ * caller gave pimg_open_with() (held as a struct pimg_trust, shared by the chain):
+ *   1. no policy: refused;
+ *   2. the name (relative names from the naming image's directory) is cleaned up
+ *      lexically ("." and ".." folded), so what remains below any directory has no
+ *      ".." in it;
+ *   3. each leading directory of it is looked up until one is an allowed directory
+ *      (compared by device and inode, so a path that reaches it by another spelling
+ *      is recognised); none: refused;
+ *   4. the rest is walked from that directory's own descriptor with O_NOFOLLOW at
+ *      every step: a symbolic link, a missing file, a FIFO or device (a block device
+ *      unless allowed) is refused. The file is looked at through O_PATH before it is
+ *      opened, and must be the same inode afterwards.
+ * Only openat and fstat are used, which the VMM's seccomp filters allow (a migration's
+ * destination reopens its disks under them).
+ */
+
+#define MAX_NAME_LEN 4095
+#define MAX_TRUST_DIRS 64
+
+struct trust_root {
+	int fd;      /* O_PATH descriptor of the directory */
+	dev_t dev;
+	ino_t ino;
+	char *path;  /* as given, owned: for messages and the names of files found below */
+};
+
+struct pimg_trust {
+	bool allow_block_devices;
+	size_t n_roots;
+	struct trust_root roots[];
+};
+
+static void trust_free(struct pimg_trust *t)
 {
-	char *bpath;
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n_roots; i++) {
+		close(t->roots[i].fd);
+		free(t->roots[i].path);
+	}
+	free(t);
+}
 
+/* The directory part of path (malloc'd), "." for a bare name. */
+static char *dir_of(const char *path)
+{
+	char *copy = strdup(path), *out;
+
+	if (!copy)
+		return NULL;
+	out = strdup(dirname(copy));
+	free(copy);
+	return out;
+}
+
+/* Open dir (owned, freed on failure) as the next allowed directory of t. */
+static int trust_add(struct pimg_trust *t, char *dir)
+{
+	struct trust_root *r = &t->roots[t->n_roots];
+	struct stat st;
+	int err;
+
+	if (!dir)
+		return -ENOMEM;
+	r->fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (r->fd < 0 || fstat(r->fd, &st)) {
+		err = errno;
+		log_error("%s: %s (a directory allowed for external files)", dir, strerror(err));
+		if (r->fd >= 0)
+			close(r->fd);
+		free(dir);
+		return -err;
+	}
+	r->dev = st.st_dev;
+	r->ino = st.st_ino;
+	r->path = dir;
+	t->n_roots++;
+	return 0;
+}
+
+/* The chain's trust for an image at path under policy p; NULL on error (logged). */
+static struct pimg_trust *trust_new(const char *path, const struct pimg_open_policy *p)
+{
+	struct pimg_trust *t;
+	size_t n = 1;
+
+	for (const char *const *d = p->dirs; d && *d; d++)
+		n++;
+	if (n > MAX_TRUST_DIRS) {
+		log_error("%s: too many directories allowed for external files (at most %d)", path,
+			  MAX_TRUST_DIRS - 1);
+		return NULL;
+	}
+	t = calloc(1, sizeof(*t) + n * sizeof(t->roots[0]));
+	if (!t) {
+		log_error("%s: out of memory", path);
+		return NULL;
+	}
+	t->allow_block_devices = p->allow_block_devices;
+	if (trust_add(t, dir_of(path)))
+		goto out_free;
+	for (const char *const *d = p->dirs; d && *d; d++)
+		if (trust_add(t, strdup(*d)))
+			goto out_free;
+	return t;
+
+out_free:
+	trust_free(t);
+	return NULL;
+}
+
+/* Walk comps[0..n) down from root r without following links; see the comment above. */
+static int walk_beneath(const struct pimg_trust *t, size_t r, char **comps, size_t n, bool rdonly,
+			int *fdp, char *why, size_t why_len)
+{
+	int dfd = t->roots[r].fd, fd = -1, real, fl, ret;
+	struct stat st, st2;
+
+	for (size_t i = 0; i + 1 < n; i++) {
+		int next = openat(dfd, comps[i], O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (next < 0) {
+			ret = -errno;
+			if (ret == -ENOTDIR || ret == -ELOOP)
+				snprintf(why, why_len, "'%s' is a symbolic link or not a directory", comps[i]);
+			else
+				snprintf(why, why_len, "'%s': %s", comps[i], strerror(-ret));
+			goto out_close_dir;
+		}
+		if (dfd != t->roots[r].fd)
+			close(dfd);
+		dfd = next;
+	}
+	fd = openat(dfd, comps[n - 1], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		ret = -errno;
+		snprintf(why, why_len, "%s", strerror(-ret));
+		goto out_close_fd;
+	}
+	ret = -EPERM;
+	if (S_ISLNK(st.st_mode)) {
+		snprintf(why, why_len, "it is a symbolic link");
+		goto out_close_fd;
+	}
+	if (S_ISBLK(st.st_mode) && !t->allow_block_devices) {
+		snprintf(why, why_len, "it is a block device (not allowed)");
+		goto out_close_fd;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		snprintf(why, why_len, "it is not a regular file");
+		goto out_close_fd;
+	}
+	ret = 0;
+	if (!fdp)
+		goto out_close_fd;
+	/* O_NONBLOCK: should the name have become a FIFO meanwhile, the open must not hang. */
+	real = openat(dfd, comps[n - 1],
+		      (rdonly ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (real < 0) {
+		ret = -errno;
+		snprintf(why, why_len, "%s", strerror(-ret));
+		goto out_close_fd;
+	}
+	if (fstat(real, &st2) || st2.st_dev != st.st_dev || st2.st_ino != st.st_ino ||
+	    (fl = fcntl(real, F_GETFL)) < 0 || fcntl(real, F_SETFL, fl & ~O_NONBLOCK)) {
+		close(real);
+		ret = -EAGAIN;
+		snprintf(why, why_len, "it changed while it was being opened");
+		goto out_close_fd;
+	}
+	*fdp = real;
+out_close_fd:
+	if (fd >= 0)
+		close(fd);
+out_close_dir:
+	if (dfd != t->roots[r].fd)
+		close(dfd);
+	return ret;
+}
+
+/*
+ * Resolve name, read from img, under the chain's trust. With fdp, open it (read-only
+ * if rdonly) and return the descriptor there and its path in *resolved (owned);
+ * without, only check. 0, or -errno with the reason in why.
+ */
+static int resolve_external(const struct pimg *img, const char *name, bool rdonly, int *fdp,
+			    char **resolved, char *why, size_t why_len)
+{
+	const struct pimg_trust *t = img->trust;
+	size_t len = strlen(name), n = 0, n_up = 0, plen;
+	char *full = NULL, *dir, *prefix = NULL, **comps = NULL, *save = NULL, *tok;
+	bool absolute;
+	int ret;
+
+	if (!t) {
+		snprintf(why, why_len, "external files are not allowed (plinth-img --allow-backing; "
+				       "plinth --disk ...,backing=on)");
+		return -EPERM;
+	}
+	if (!len || len > MAX_NAME_LEN || memchr(name, '\\', len)) {
+		snprintf(why, why_len, "not a usable file name");
+		return -EINVAL;
+	}
+	if (name[0] == '/') {
+		full = strdup(name);
+	} else {
+		dir = dir_of(img->path);
+		if (!dir || asprintf(&full, "%s/%s", dir, name) < 0)
+			full = NULL;
+		free(dir);
+	}
+	ret = -ENOMEM;
+	if (!full)
+		goto out;
+	plen = strlen(full) + 2;
+	absolute = full[0] == '/';
+	comps = calloc(plen / 2 + 1, sizeof(*comps));
+	prefix = malloc(plen);
+	if (!comps || !prefix)
+		goto out;
+	for (tok = strtok_r(full, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(tok, "."))
+			continue;
+		if (!strcmp(tok, "..")) {
+			if (n > n_up)
+				n--;
+			else if (!absolute)
+				comps[n++] = tok, n_up++;
+			continue;
+		}
+		comps[n++] = tok;
+	}
+	ret = -EINVAL;
+	if (n == n_up) {
+		snprintf(why, why_len, "it names a directory");
+		goto out;
+	}
+	/* Find the shortest leading directory that is an allowed one. */
+	for (size_t k = n_up; k < n; k++) {
+		size_t pos = 0;
+		struct stat st;
+		int pfd;
+
+		prefix[0] = 0;
+		if (absolute)
+			prefix[pos++] = '/';
+		for (size_t i = 0; i < k; i++)
+			pos += (size_t)sprintf(prefix + pos, "%s%s", i ? "/" : "", comps[i]);
+		if (!pos)
+			strcpy(prefix, ".");
+		else
+			prefix[pos] = 0;
+		pfd = open(prefix, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (pfd < 0)
+			break; /* longer prefixes cannot exist either */
+		ret = fstat(pfd, &st) ? -errno : 0;
+		close(pfd);
+		if (ret)
+			break;
+		for (size_t r = 0; r < t->n_roots; r++) {
+			if (t->roots[r].dev != st.st_dev || t->roots[r].ino != st.st_ino)
+				continue;
+			ret = walk_beneath(t, r, comps + k, n - k, rdonly, fdp, why, why_len);
+			if (!ret && resolved) {
+				size_t pos2;
+
+				*resolved = malloc(strlen(t->roots[r].path) + plen + 1);
+				if (!*resolved) {
+					if (fdp)
+						close(*fdp);
+					ret = -ENOMEM;
+					goto out;
+				}
+				/* "." + "/base" reads better as "base" */
+				pos2 = strcmp(t->roots[r].path, ".")
+					       ? (size_t)sprintf(*resolved, "%s/", t->roots[r].path)
+					       : 0;
+				for (size_t i = k; i < n; i++)
+					pos2 += (size_t)sprintf(*resolved + pos2, "%s%s", comps[i],
+								i + 1 < n ? "/" : "");
+			}
+			goto out;
+		}
+	}
+	ret = -EPERM;
+	{
+		size_t pos = (size_t)snprintf(why, why_len,
+					      "outside the allowed directories: the image's own (%s)",
+					      t->roots[0].path);
+
+		for (size_t r = 1; r < t->n_roots && pos < why_len; r++)
+			pos += (size_t)snprintf(why + pos, why_len - pos, ", %s", t->roots[r].path);
+	}
+out:
+	if (ret == -ENOMEM)
+		snprintf(why, why_len, "out of memory");
+	free(comps);
+	free(prefix);
+	free(full);
+	return ret;
+}
+
+bool pimg_external_allowed(const struct pimg *img)
+{
+	return img->trust;
+}
+
+bool pimg_external_exists(const struct pimg *img, const char *name)
+{
+	char why[256];
+
+	return !resolve_external(img, name, true, NULL, NULL, why, sizeof(why));
+}
+
+struct pimg_file *pimg_open_external(struct pimg *img, const char *name, bool rdonly,
+				     const char *what)
+{
+	char why[512], *path = NULL;
+	int fd = -1, ret;
+	struct pimg_file *f;
+
+	ret = resolve_external(img, name, rdonly, &fd, &path, why, sizeof(why));
+	if (ret) {
+		log_error("%s: refusing %s '%s': %s", img->path, what, name, why);
+		return NULL;
+	}
+	f = pfile_from_fd(fd, path, rdonly, img->flags & PIMG_O_NOLOCK);
+	free(path);
+	return f;
+}
+
+static struct pimg *open_chain(struct pimg_file *file, const char *path, const char *format,
+			       unsigned flags, unsigned depth, const struct pimg *child,
+			       struct pimg_trust *trust);
+
+/* Hex of an identity, for messages. */
+static void id_hex(char *out, const uint8_t *id, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		sprintf(out + 2 * i, "%02x", id[i]);
+	out[2 * len] = 0;
+}
+
+/*
+ * Open img's backing file (read-only, or writable for commit) into *out, under the
+ * chain's policy, and check it is the parent img was made from. A refusal is one
+ * line; with PIMG_O_BACKING_REPORT it is kept in img->backing_refused instead and
+ * 0 returned with *out NULL.
+ */
+static int open_backing(struct pimg *img, bool writable, struct pimg **out)
+{
+	char why[512], *bpath = NULL, *line;
+	struct pimg_file *f;
+	struct pimg *b;
+	int fd = -1, ret;
+
+	*out = NULL;
 	if (img->depth >= MAX_BACKING_DEPTH) {
 		log_error("%s: backing chain deeper than %d images", img->path, MAX_BACKING_DEPTH);
 		return -ELOOP;
 	}
-	bpath = pimg_path_relative_to(img->path, img->backing_name);
-	if (!bpath)
-		return -ENOMEM;
-	img->backing = open_chain(bpath, img->backing_fmt, PIMG_O_RDONLY | (img->flags & PIMG_O_NOLOCK),
-				  img->depth + 1, img);
+	ret = resolve_external(img, img->backing_name, !writable, &fd, &bpath, why, sizeof(why));
+	if (ret)
+		goto out_refuse;
+	f = pfile_from_fd(fd, bpath, !writable, img->flags & PIMG_O_NOLOCK);
+	if (!f) {
+		free(bpath);
+		return -EIO;
+	}
+	b = open_chain(f, bpath, img->backing_fmt,
+		       (writable ? 0 : PIMG_O_RDONLY) |
+			       (img->flags & (PIMG_O_NOLOCK | PIMG_O_BACKING_REPORT)),
+		       img->depth + 1, img, img->trust);
 	free(bpath);
-	if (!img->backing)
+	if (!b)
 		return -EINVAL;
+	if (img->parent_id_len &&
+	    (b->id_len != img->parent_id_len || memcmp(b->id, img->parent_id, b->id_len))) {
+		char want[33], have[33];
+
+		id_hex(want, img->parent_id, img->parent_id_len);
+		id_hex(have, b->id, b->id_len);
+		snprintf(why, sizeof(why),
+			 "not the parent this image was made from (it records id %s, %s has %s)", want,
+			 b->path, b->id_len ? have : "none");
+		pimg_close(b);
+		ret = -EINVAL;
+		goto out_refuse;
+	}
+	*out = b;
 	return 0;
+
+out_refuse:
+	if (asprintf(&line, "%s: refusing backing file '%s': %s", img->path, img->backing_name, why) < 0)
+		return -ENOMEM;
+	if ((img->flags & PIMG_O_BACKING_REPORT) && !writable) {
+		free(img->backing_refused);
+		img->backing_refused = line;
+		return 0;
+	}
+	log_error("%s", line);
+	free(line);
+	return ret;
 }
 
-static struct pimg *open_chain(const char *path, const char *format, unsigned flags,
-			       unsigned depth, const struct pimg *child)
+/* Open the image on file (ownership passes, closed on failure). */
+static struct pimg *open_chain(struct pimg_file *file, const char *path, const char *format,
+			       unsigned flags, unsigned depth, const struct pimg *child,
+			       struct pimg_trust *trust)
 {
 	bool rdonly = flags & PIMG_O_RDONLY;
 	struct pimg *img;
@@ -188,18 +577,18 @@ static struct pimg *open_chain(const char *path, const char *format, unsigned fl
 	img = calloc(1, sizeof(*img));
 	if (!img) {
 		log_error("%s: out of memory", path);
+		pfile_close(file);
 		return NULL;
 	}
+	img->file = file;
 	img->path = strdup(path);
 	if (!img->path) {
 		log_error("%s: out of memory", path);
-		goto out_free;
+		goto out_close_file;
 	}
 	img->flags = flags;
 	img->depth = depth;
-	img->file = pfile_open_lock(path, rdonly, false, flags & PIMG_O_NOLOCK);
-	if (!img->file)
-		goto out_free_path;
+	img->trust = trust;
 	img->file->unsafe = flags & PIMG_O_UNSAFE;
 	if (fstat(img->file->fd, &st)) {
 		log_error("%s: %s", path, strerror(errno));
@@ -226,6 +615,12 @@ static struct pimg *open_chain(const char *path, const char *format, unsigned fl
 		}
 	} else {
 		img->fmt = probe_file(img->file);
+		if (!img->fmt && depth) {
+			/* A name read from the child is no licence to read a file as a raw disk. */
+			log_error("%s: backing file with no recorded format and no recognised header; "
+				  "refusing to read it as raw (record its format in the image)", path);
+			goto out_close_file;
+		}
 		if (!img->fmt) {
 			if (!rdonly) {
 				log_error("%s: no recognised image header; refusing to guess raw for a "
@@ -247,7 +642,7 @@ static struct pimg *open_chain(const char *path, const char *format, unsigned fl
 		goto out_close_fmt;
 	}
 	if (img->backing_name && !(flags & PIMG_O_NO_BACKING)) {
-		if (open_backing(img))
+		if (open_backing(img, false, &img->backing))
 			goto out_close_fmt;
 	}
 	return img;
@@ -258,16 +653,42 @@ out_close_file:
 	pfile_close(img->file);
 	free(img->backing_name);
 	free(img->backing_fmt);
-out_free_path:
+	free(img->backing_refused);
 	free(img->path);
-out_free:
 	free(img);
 	return NULL;
 }
 
+struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags,
+			    const struct pimg_open_policy *policy)
+{
+	struct pimg_trust *trust = NULL;
+	struct pimg_file *f;
+	struct pimg *img;
+
+	if ((flags & PIMG_O_BACKING_REPORT) && !(flags & PIMG_O_RDONLY)) {
+		log_error("%s: PIMG_O_BACKING_REPORT needs a read-only open", path);
+		return NULL;
+	}
+	if (policy && policy->allow_external) {
+		trust = trust_new(path, policy);
+		if (!trust)
+			return NULL;
+	}
+	f = pfile_open_lock(path, flags & PIMG_O_RDONLY, false, flags & PIMG_O_NOLOCK);
+	if (!f) {
+		trust_free(trust);
+		return NULL;
+	}
+	img = open_chain(f, path, format, flags, 0, NULL, trust);
+	if (!img)
+		trust_free(trust);
+	return img;
+}
+
 struct pimg *pimg_open(const char *path, const char *format, unsigned flags)
 {
-	return open_chain(path, format, flags, 0, NULL);
+	return pimg_open_with(path, format, flags, NULL);
 }
 
 void pimg_close(struct pimg *img)
@@ -279,8 +700,11 @@ void pimg_close(struct pimg *img)
 	pimg_close(img->backing);
 	img->fmt->close(img);
 	pfile_close(img->file);
+	if (!img->depth)
+		trust_free(img->trust);
 	free(img->backing_name);
 	free(img->backing_fmt);
+	free(img->backing_refused);
 	free(img->path);
 	free(img);
 }
@@ -310,6 +734,16 @@ struct pimg *pimg_backing(const struct pimg *img)
 	return img->backing;
 }
 
+const char *pimg_filename(const struct pimg *img)
+{
+	return img->path;
+}
+
+const char *pimg_backing_refusal(const struct pimg *img)
+{
+	return img->backing_refused;
+}
+
 bool pimg_sequential_only(const struct pimg *img)
 {
 	return img->sequential_only;
@@ -327,6 +761,9 @@ int pimg_read_backing(struct pimg *img, void *buf, uint64_t len, uint64_t off)
 	uint64_t bsize, n;
 
 	if (!img->backing) {
+		/* Zeros only where the caller asked not to open it (PIMG_O_NO_BACKING). */
+		if (img->backing_name && !(img->flags & PIMG_O_NO_BACKING))
+			return -ENOENT;
 		memset(buf, 0, len);
 		return 0;
 	}
@@ -553,6 +990,9 @@ int pimg_flush(struct pimg *img)
 
 	if (img->flags & PIMG_O_RDONLY)
 		return 0;
+	/* Once a sync failed, data may be lost: no later flush may claim otherwise. */
+	if (img->file->sync_failed)
+		return -EIO;
 	if (img->fmt->flush) {
 		ret = img->fmt->flush(img);
 		if (ret)
@@ -770,7 +1210,10 @@ int pimg_create(const char *path, const char *format, uint64_t size, const char 
 			ret = -ENOMEM;
 			goto out_free;
 		}
-		b = pimg_open(bpath, o.backing_fmt, PIMG_O_RDONLY);
+		/* Named by the operator: only its header is read (and a VMDK's extents, which
+		 * must lie in its own directory). */
+		b = pimg_open_with(bpath, o.backing_fmt, PIMG_O_RDONLY | PIMG_O_NO_BACKING,
+				   &(struct pimg_open_policy){ .allow_external = true });
 		free(bpath);
 		if (!b) {
 			log_error("%s: could not open backing file '%s'", path, o.backing_file);
@@ -901,7 +1344,6 @@ int pimg_commit(struct pimg *img)
 	struct pimg *base;
 	uint8_t *buf;
 	uint64_t off = 0;
-	char *bpath;
 	int ret = 0;
 
 	if (!img->backing_name) {
@@ -915,27 +1357,21 @@ int pimg_commit(struct pimg *img)
 	buf = malloc(COMMIT_CHUNK);
 	if (!buf)
 		return -ENOMEM;
-	bpath = strdup(img->backing->path);
-	if (!bpath) {
-		ret = -ENOMEM;
-		goto out_free_buf;
-	}
 	/*
-	 * Reopen the base writable: close the read-only chain first (our own shared
-	 * lock would refuse the exclusive one). Reads of img then see only its own
-	 * clusters, which is exactly what is copied.
+	 * Reopen the base writable, through the same policy: close the read-only chain
+	 * first (our own shared lock would refuse the exclusive one). Reads of img then
+	 * see only its own clusters, which is exactly what is copied.
 	 */
 	pimg_close(img->backing);
 	img->backing = NULL;
-	base = open_chain(bpath, img->backing_fmt, 0, img->depth + 1, img);
-	if (!base) {
-		ret = -EIO;
+	ret = open_backing(img, true, &base);
+	if (ret)
 		goto out_reopen;
-	}
 	if (pimg_size(base) < img->size) {
 		ret = pimg_resize(base, img->size);
 		if (ret) {
-			log_error("%s: cannot grow the backing file to %" PRIu64 " bytes", bpath, img->size);
+			log_error("%s: cannot grow the backing file to %" PRIu64 " bytes", base->path,
+				  img->size);
 			goto out_close_base;
 		}
 	}
@@ -963,9 +1399,7 @@ out_close_base:
 	pimg_close(base);
 out_reopen:
 	if (!img->backing && !(img->flags & PIMG_O_NO_BACKING))
-		img->backing = open_chain(bpath, img->backing_fmt, PIMG_O_RDONLY, img->depth + 1, img);
-	free(bpath);
-out_free_buf:
+		open_backing(img, false, &img->backing);
 	free(buf);
 	return ret;
 }

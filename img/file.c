@@ -35,6 +35,24 @@ static int posix_punch(struct pimg_file *f, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/*
+ * Make a range inside the file read as zeros without writing them: ZERO_RANGE where
+ * the file system has it, else a punched hole (regular files only: on a block
+ * device a discard need not read back as zeros).
+ */
+static int posix_zero_range(struct pimg_file *f, uint64_t off, uint64_t len)
+{
+	if (!fallocate(f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+		return -errno;
+	if (f->blockdev)
+		return -EOPNOTSUPP;
+	if (!fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+		return 0;
+	return errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL ? -EOPNOTSUPP : -errno;
+}
+
 static int posix_truncate(struct pimg_file *f, uint64_t size)
 {
 	return ftruncate(f->fd, (off_t)size) ? -errno : 0;
@@ -46,6 +64,7 @@ const struct pimg_file_ops pimg_posix_file_ops = {
 	.sync = posix_sync,
 	.punch = posix_punch,
 	.truncate = posix_truncate,
+	.zero_range = posix_zero_range,
 };
 
 /*
@@ -66,63 +85,72 @@ struct pimg_file *pfile_open(const char *path, bool rdonly, bool create)
 
 struct pimg_file *pfile_open_lock(const char *path, bool rdonly, bool create, bool nolock)
 {
-	struct pimg_file *f;
-	struct stat st;
 	int flags = O_CLOEXEC | (rdonly ? O_RDONLY : O_RDWR);
+	int fd;
 
 	if (create)
 		flags |= O_CREAT | O_TRUNC;
+	fd = open(path, flags, 0644);
+	if (fd < 0) {
+		log_error("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	return pfile_from_fd(fd, path, rdonly, nolock);
+}
+
+struct pimg_file *pfile_from_fd(int fd, const char *path, bool rdonly, bool nolock)
+{
+	struct pimg_file *f;
+	struct stat st;
+
 	f = calloc(1, sizeof(*f));
 	if (!f) {
 		log_error("%s: out of memory", path);
-		return NULL;
+		goto out_close;
 	}
+	f->fd = fd;
 	f->path = strdup(path);
 	if (!f->path) {
 		log_error("%s: out of memory", path);
 		goto out_free;
 	}
-	f->fd = open(path, flags, 0644);
-	if (f->fd < 0) {
+	if (fstat(f->fd, &st)) {
 		log_error("%s: %s", path, strerror(errno));
 		goto out_free_path;
 	}
-	if (fstat(f->fd, &st)) {
-		log_error("%s: %s", path, strerror(errno));
-		goto out_close;
-	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
 		log_error("%s: not a regular file or block device", path);
-		goto out_close;
+		goto out_free_path;
 	}
 	if (S_ISBLK(st.st_mode)) {
 		off_t end = lseek(f->fd, 0, SEEK_END);
 
 		if (end < 0) {
 			log_error("%s: %s", path, strerror(errno));
-			goto out_close;
+			goto out_free_path;
 		}
 		f->size = (uint64_t)end;
 	} else {
 		f->size = (uint64_t)st.st_size;
 	}
+	f->blockdev = S_ISBLK(st.st_mode);
 	/* One writer per file; readers share (backing files). */
 	if (!nolock && flock(f->fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
 		log_error("%s: %s", path,
 			  errno == EWOULDBLOCK ? "image is in use by another process (locked)"
 					       : strerror(errno));
-		goto out_close;
+		goto out_free_path;
 	}
 	f->rdonly = rdonly;
 	f->ops = test_file_ops ? test_file_ops : &pimg_posix_file_ops;
 	return f;
 
-out_close:
-	close(f->fd);
 out_free_path:
 	free(f->path);
 out_free:
 	free(f);
+out_close:
+	close(fd);
 	return NULL;
 }
 
@@ -170,9 +198,21 @@ int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
 
 int pfile_sync(struct pimg_file *f)
 {
+	int ret;
+
 	if (f->rdonly || f->unsafe)
 		return 0;
-	return f->ops->sync(f);
+	/*
+	 * A failed fdatasync may have dropped dirty pages, and the kernel reports that
+	 * once: a later fdatasync of the same file succeeds although the data is gone.
+	 * So the first failure sticks (QEMU's file-posix does the same).
+	 */
+	if (f->sync_failed)
+		return -EIO;
+	ret = f->ops->sync(f);
+	if (ret)
+		f->sync_failed = true;
+	return ret;
 }
 
 int pfile_punch(struct pimg_file *f, uint64_t off, uint64_t len)
@@ -180,6 +220,34 @@ int pfile_punch(struct pimg_file *f, uint64_t off, uint64_t len)
 	if (f->rdonly)
 		return -EROFS;
 	return f->ops->punch(f, off, len);
+}
+
+#define ZERO_WRITE_CHUNK (64 * 1024)
+
+int pfile_write_zeroes(struct pimg_file *f, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[ZERO_WRITE_CHUNK];
+	int ret;
+
+	if (f->rdonly)
+		return -EROFS;
+	if (!range_within(off, len, f->size))
+		return -EINVAL;
+	if (len && f->ops->zero_range) {
+		ret = f->ops->zero_range(f, off, len);
+		if (ret != -EOPNOTSUPP)
+			return ret;
+	}
+	while (len) {
+		uint64_t n = MIN(len, sizeof(zeros));
+
+		ret = f->ops->pwrite(f, zeros, n, off);
+		if (ret)
+			return ret;
+		off += n;
+		len -= n;
+	}
+	return 0;
 }
 
 int pfile_truncate(struct pimg_file *f, uint64_t size)

@@ -35,6 +35,9 @@ struct pimg_file_ops {
 	int (*sync)(struct pimg_file *f);
 	int (*punch)(struct pimg_file *f, uint64_t off, uint64_t len);
 	int (*truncate)(struct pimg_file *f, uint64_t size);
+	/* Optional: make a range inside the file read as zeros without writing them
+	 * (-EOPNOTSUPP: the caller writes zeros). */
+	int (*zero_range)(struct pimg_file *f, uint64_t off, uint64_t len);
 };
 
 struct pimg_file {
@@ -42,6 +45,8 @@ struct pimg_file {
 	int fd;
 	bool rdonly;
 	bool unsafe;    /* PIMG_O_UNSAFE: sync is a no-op */
+	bool blockdev;  /* a block device, not a regular file */
+	bool sync_failed; /* a sync failed: every later one fails with -EIO (sticky) */
 	uint64_t size;  /* current length, kept up to date by pwrite/truncate */
 	void *opaque;   /* for wrapping ops (tests) */
 	char *path;     /* owned */
@@ -53,6 +58,8 @@ extern const struct pimg_file_ops pimg_posix_file_ops;
  * The file is locked (shared if rdonly, else exclusive) unless nolock. */
 struct pimg_file *pfile_open_lock(const char *path, bool rdonly, bool create, bool nolock);
 struct pimg_file *pfile_open(const char *path, bool rdonly, bool create);
+/* The same for an fd already open (ownership passes, closed on failure too). */
+struct pimg_file *pfile_from_fd(int fd, const char *path, bool rdonly, bool nolock);
 void pfile_close(struct pimg_file *f);
 /*
  * Read exactly len bytes; bytes beyond the end of the file read as zeros unless
@@ -64,6 +71,10 @@ int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
 int pfile_sync(struct pimg_file *f);
 int pfile_punch(struct pimg_file *f, uint64_t off, uint64_t len);
 int pfile_truncate(struct pimg_file *f, uint64_t size);
+/* Make [off, off+len), inside the file, read as zeros (zero range or hole where the
+ * file system can, else written zeros). Never grows the file. */
+int pfile_write_zeroes(struct pimg_file *f, uint64_t off, uint64_t len);
+/* A failed sync sticks: pfile_sync, and so pimg_flush, fail with -EIO from then on. */
 
 /* Test hook: the ops used by every pfile_open() of this process (NULL: posix). */
 void pimg_set_file_ops_for_testing(const struct pimg_file_ops *ops);
@@ -136,6 +147,19 @@ struct pimg {
 	unsigned depth;      /* 0 for the top image */
 	/* Chain loop detection: device/inode of every image above this one. */
 	uint64_t chain_ids[MAX_BACKING_DEPTH + 1][2];
+	/* Which external files the chain may open (core.c); owned by the top image,
+	 * shared by its chain; NULL: none (the default). */
+	struct pimg_trust *trust;
+	/* PIMG_O_BACKING_REPORT: why the backing file was not opened (owned), or NULL. */
+	char *backing_refused;
+	/*
+	 * Parent identity, set by the format at open: id is what a child of this image
+	 * records (VHD unique id, VHDX data write GUID, VMDK CID), parent_id what this
+	 * image records of its parent. The core compares them when it opens the
+	 * backing file; length 0: nothing to compare.
+	 */
+	uint8_t id[16], parent_id[16];
+	uint8_t id_len, parent_id_len;
 };
 
 extern const struct pimg_format pimg_fmt_raw, pimg_fmt_qcow2, pimg_fmt_vpc, pimg_fmt_vhdx,
@@ -146,8 +170,27 @@ const struct pimg_format *pimg_find_format(const char *name);
 /* Read [off, off+len) from the backing chain (zeros where there is none). */
 int pimg_read_backing(struct pimg *img, void *buf, uint64_t len, uint64_t off);
 
-/* Resolve name relative to the directory of base; returns malloc'd path. */
+/* Resolve name relative to the directory of base; returns malloc'd path. For names
+ * the operator gives (create's backing_file), never for names read from an image. */
 char *pimg_path_relative_to(const char *base, const char *name);
+
+/*
+ * External files: every file an image names (backing file, parent, extent) is
+ * opened here, under the chain's policy (struct pimg_open_policy): refused unless
+ * allowed, and then only inside an allowed directory, through real directories (no
+ * symbolic links), a regular file (a block device only if allowed).
+ *
+ * pimg_open_external: the file named by img, opened (read-only if rdonly, locked like
+ * img unless PIMG_O_NOLOCK). NULL on refusal or error, after one line naming img,
+ * what ("extent", ...) and why.
+ */
+struct pimg_file *pimg_open_external(struct pimg *img, const char *name, bool rdonly,
+				     const char *what);
+/* True if the policy allows external files for img's chain. */
+bool pimg_external_allowed(const struct pimg *img);
+/* True if name resolves, under the policy, to a file that could be opened (no log line):
+ * for formats that try several recorded names (VHD and VHDX parent locators). */
+bool pimg_external_exists(const struct pimg *img, const char *name);
 
 /* Helpers for formats: little/big-endian loads and stores on possibly unaligned bytes. */
 static inline uint16_t ld_be16(const void *p) { uint16_t v; memcpy(&v, p, 2); return be16toh(v); }

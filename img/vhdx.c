@@ -20,7 +20,9 @@
  *
  * Log replay: on open, if the header names a log, the active sequence (the
  * valid entries with the highest sequence number whose tail is in the sequence)
- * is applied. Writable opens replay into the file, then clear the header's
+ * is applied. Every range it writes must lie inside the file, which must be at
+ * least as long as the log's FlushedFileOffset: replay never grows the file, and
+ * zero descriptors become zero ranges (fallocate), not written zeros. Writable opens replay into the file, then clear the header's
  * LogGuid; read-only opens keep the replayed sectors in memory as an overlay on
  * every read of the file, and never write.
  *
@@ -262,10 +264,15 @@ static int entry_apply(struct pimg *img, const struct log_entry *e, const uint8_
 
 			if (zlen % VHDX_LOG_SECTOR || zlen > 1 * GiB)
 				return -EINVAL;
+			/* Replay never grows the file: metadata it rewrites is inside it. */
+			if (!range_within(foff, zlen, img->file->size))
+				return -ERANGE;
 			ret = add_overlay(x, foff, zlen, NULL);
 		} else if (!memcmp(d, "desc", 4)) {
 			const uint8_t *ds = buf + data_pos;
 
+			if (!range_within(foff, VHDX_LOG_SECTOR, img->file->size))
+				return -ERANGE;
 			if (data_pos + VHDX_LOG_SECTOR > e->len || memcmp(ds, "data", 4) ||
 			    ld_le32(ds + 4) != (uint32_t)(ld_le64(d + 24) >> 32) ||
 			    ld_le32(ds + 4092) != (uint32_t)ld_le64(d + 24))
@@ -351,7 +358,9 @@ static int log_load(struct pimg *img, uint64_t *max_seq, uint64_t *flushed_end)
 			log_copy(x, log, chain[i].pos, chain[i].len, tmp);
 			ret = entry_apply(img, &chain[i], tmp);
 			if (ret) {
-				log_error("%s: corrupt VHDX log entry (sequence %" PRIu64 ")", img->path, chain[i].seq);
+				log_error("%s: corrupt VHDX log entry (sequence %" PRIu64 ")%s", img->path,
+					  chain[i].seq,
+					  ret == -ERANGE ? ": it writes beyond the end of the file" : "");
 				ret = -EINVAL;
 				goto out;
 			}
@@ -371,23 +380,21 @@ out:
 }
 
 /* Writable open with a pending log: write the overlay into the file, clear the log. */
-static int log_replay_to_file(struct pimg *img, uint64_t flushed_end)
+static int log_replay_to_file(struct pimg *img)
 {
 	struct vhdx *x = img->priv;
-	uint8_t zeros[VHDX_LOG_SECTOR] = { 0 };
 	static const uint8_t null_guid[16];
 	int ret;
 
 	for (size_t i = 0; i < x->n_ov; i++) {
 		struct overlay *o = &x->ov[i];
 
-		if (o->data) {
+		/* Inside the file (entry_apply): zero ranges allocate nothing where the file
+		 * system can zero or punch a range. */
+		if (o->data)
 			ret = pfile_pwrite(img->file, o->data, o->len, o->off);
-		} else {
-			ret = 0;
-			for (uint64_t p = 0; p < o->len && !ret; p += VHDX_LOG_SECTOR)
-				ret = pfile_pwrite(img->file, zeros, VHDX_LOG_SECTOR, o->off + p);
-		}
+		else
+			ret = pfile_write_zeroes(img->file, o->off, o->len);
 		if (ret)
 			return ret;
 		free(o->data);
@@ -395,11 +402,6 @@ static int log_replay_to_file(struct pimg *img, uint64_t flushed_end)
 	free(x->ov);
 	x->ov = NULL;
 	x->n_ov = 0;
-	if (flushed_end > img->file->size && flushed_end < VHDX_MAX_SIZE * 2) {
-		ret = pfile_truncate(img->file, flushed_end);
-		if (ret)
-			return ret;
-	}
 	ret = pfile_sync(img->file);
 	if (ret)
 		return ret;
@@ -938,7 +940,28 @@ static int read_metadata(struct pimg *img, uint8_t **locator, uint32_t *locator_
 	return 0;
 }
 
-/* Parent locator key/value pairs: relative_path first, then absolute_win32_path. */
+/* "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" to the 16 bytes of a GUID as stored on disk. */
+static bool parse_guid(const char *s, uint8_t *g)
+{
+	unsigned a, b, c, d[8];
+	int end = 0;
+
+	if (sscanf(s, "{%8x-%4x-%4x-%2x%2x-%2x%2x%2x%2x%2x%2x}%n", &a, &b, &c, &d[0], &d[1], &d[2],
+		   &d[3], &d[4], &d[5], &d[6], &d[7], &end) != 11 || end != 38 || s[end])
+		return false;
+	st_le32(g, a);
+	st_le16(g + 4, (uint16_t)b);
+	st_le16(g + 6, (uint16_t)c);
+	for (int i = 0; i < 8; i++)
+		g[8 + i] = (uint8_t)d[i];
+	return true;
+}
+
+/*
+ * Parent locator key/value pairs: relative_path first, then absolute_win32_path;
+ * parent_linkage is the parent's data write GUID when the child was made (core.c
+ * compares it with the parent's).
+ */
 static int parse_locator(struct pimg *img, const uint8_t *loc, uint32_t len)
 {
 	char rel[1024] = "", abs_path[1024] = "";
@@ -974,14 +997,15 @@ static int parse_locator(struct pimg *img, const uint8_t *loc, uint32_t len)
 			snprintf(rel, sizeof(rel), "%s", !strncmp(val, "./", 2) ? val + 2 : val);
 		else if (!strcmp(key, "absolute_win32_path"))
 			snprintf(abs_path, sizeof(abs_path), "%s", val);
+		else if (!strcmp(key, "parent_linkage") && parse_guid(val, img->parent_id))
+			img->parent_id_len = 16;
+	}
+	if (!img->parent_id_len) {
+		log_error("%s: VHDX parent locator without a parent_linkage GUID", img->path);
+		return -EINVAL;
 	}
 	if (rel[0]) {
-		char *p = pimg_path_relative_to(img->path, rel);
-		struct stat st;
-		bool ok = p && !stat(p, &st);
-
-		free(p);
-		if (ok || !abs_path[0]) {
+		if (pimg_external_exists(img, rel) || !abs_path[0] || !pimg_external_allowed(img)) {
 			img->backing_name = strdup(rel);
 			goto done;
 		}
@@ -1031,6 +1055,8 @@ static int vhdx_open(struct pimg *img)
 		x->hdr_slot = VHDX_HEADER2;
 	}
 	x->seq = ld_le64(x->hdr + 8);
+	memcpy(img->id, x->hdr + 32, 16); /* data write GUID: a child's parent_linkage */
+	img->id_len = 16;
 	if (ld_le16(x->hdr + 66) != 1 || ld_le16(x->hdr + 64) != 0) {
 		log_error("%s: unsupported VHDX version %u (log version %u)", img->path, ld_le16(x->hdr + 66),
 			  ld_le16(x->hdr + 64));
@@ -1049,8 +1075,16 @@ static int vhdx_open(struct pimg *img)
 		ret = log_load(img, &max_seq, &flushed_end);
 		if (ret)
 			goto out;
+		if (x->n_ov && flushed_end > img->file->size) {
+			/* The log was written when the file was at least this long: data is gone. */
+			log_error("%s: the VHDX log says the file had %" PRIu64 " bytes; it has %" PRIu64
+				  " (truncated?): refusing to replay it", img->path, flushed_end,
+				  img->file->size);
+			ret = -EINVAL;
+			goto out;
+		}
 		if (x->n_ov && writable) {
-			ret = log_replay_to_file(img, flushed_end);
+			ret = log_replay_to_file(img);
 			if (ret) {
 				log_error("%s: VHDX log replay failed: %s", img->path, strerror(-ret));
 				goto out;

@@ -14,8 +14,9 @@
  *               GD and footer; the GD may be "at the end" (gdOffset = -1): the
  *               footer, a header copy, sits before the end-of-stream marker.
  *
- * Extent paths are hostile: absolute names and ".." components are refused;
- * a file is only ever opened next to the descriptor.
+ * Extent paths are hostile: a descriptor file's extents are opened only under the
+ * caller's external-file policy (core.c: pimg_open_external); an embedded
+ * descriptor's extent is always the file itself.
  *
  * Writes: monolithicSparse and monolithicFlat read-write; streamOptimized is
  * write-once and sequential (the VMware layout: grains, then each GT after its
@@ -95,6 +96,8 @@ struct vmdk {
 	unsigned n_ext;
 	char create_type[64];
 	uint32_t cid, parent_cid;
+	bool embedded;  /* the descriptor sits inside a sparse file */
+	bool self_used; /* ... and an extent line has been given that file */
 };
 
 static const char *const vmdk_create_keys[] = {
@@ -114,25 +117,6 @@ static int vmdk_probe(const uint8_t *head, size_t len, const uint8_t *tail, uint
 
 /* ---- descriptor ------------------------------------------------------------ */
 
-static bool safe_name(const char *n)
-{
-	const char *p = n;
-
-	if (!*n || *n == '/')
-		return false;
-	while (*p) {
-		const char *slash = strchr(p, '/');
-		size_t len = slash ? (size_t)(slash - p) : strlen(p);
-
-		if (len == 2 && !strncmp(p, "..", 2))
-			return false;
-		if (!slash)
-			break;
-		p = slash + 1;
-	}
-	return true;
-}
-
 static char *unquote_value(char *v)
 {
 	size_t l;
@@ -151,18 +135,44 @@ static char *unquote_value(char *v)
 
 static int sparse_open(struct pimg *img, struct extent *e);
 
+/*
+ * The file behind an extent line. An embedded descriptor (monolithicSparse,
+ * streamOptimized) describes the file that holds it, whatever name it writes: as
+ * VMware and QEMU do, its one sparse extent is that file (a renamed image opens
+ * itself, not the file its old name now means). A descriptor file's extents are
+ * external files, opened under the chain's policy (core.c).
+ */
+static int open_extent(struct pimg *img, struct extent *e, const char *name, bool rdonly,
+		       struct pimg_file *self)
+{
+	struct vmdk *v = img->priv;
+
+	if (v->embedded) {
+		if (e->type != EXT_SPARSE || v->self_used) {
+			log_error("%s: an embedded VMDK descriptor may name only one sparse extent "
+				  "(the file itself)", img->path);
+			return -EINVAL;
+		}
+		v->self_used = true;
+		e->file = self;
+		return 0;
+	}
+	e->file = pimg_open_external(img, name, rdonly, "VMDK extent");
+	if (!e->file)
+		return -EPERM;
+	e->own_file = true;
+	return 0;
+}
+
 /* Parse the descriptor text (NUL-terminated, modified in place). */
 static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self)
 {
 	struct vmdk *v = img->priv;
 	char *save = NULL, *line;
 	uint64_t total = 0;
-	struct stat self_st;
 	char *hint = NULL;
 	int ret;
 
-	if (fstat(self->fd, &self_st))
-		return -errno;
 	v->parent_cid = 0xffffffffu;
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char access[16], type[16], name[1024];
@@ -223,28 +233,11 @@ static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self
 			e->offset = offset * SECTOR_SIZE;
 			v->n_ext++;
 			if (e->type != EXT_ZERO) {
-				char *path;
-				struct stat st;
 				bool rdonly = (img->flags & PIMG_O_RDONLY) || !strcmp(access, "RDONLY");
 
-				if (!safe_name(name)) {
-					log_error("%s: refusing VMDK extent path '%s' (absolute or with ..)",
-						  img->path, name);
-					return -EPERM;
-				}
-				path = pimg_path_relative_to(img->path, name);
-				if (!path)
-					return -ENOMEM;
-				if (!stat(path, &st) && st.st_dev == self_st.st_dev && st.st_ino == self_st.st_ino) {
-					e->file = self;
-				} else {
-					e->file = pfile_open_lock(path, rdonly, false,
-								  img->flags & PIMG_O_NOLOCK);
-					e->own_file = true;
-				}
-				free(path);
-				if (!e->file)
-					return -ENOENT;
+				ret = open_extent(img, e, name, rdonly, self);
+				if (ret)
+					return ret;
 				if (e->type == EXT_FLAT && !range_within(e->offset, sectors * SECTOR_SIZE,
 									 e->file->size)) {
 					log_error("%s: flat extent '%s' is shorter than declared", img->path, name);
@@ -987,6 +980,21 @@ static void vmdk_close(struct pimg *img)
 	img->priv = NULL;
 }
 
+/* The parent is a VMDK whose CID is the parentCID recorded here (core.c checks). */
+static int set_identity(struct pimg *img)
+{
+	struct vmdk *v = img->priv;
+
+	st_le32(img->id, v->cid);
+	img->id_len = 4;
+	if (!img->backing_name)
+		return 0;
+	st_le32(img->parent_id, v->parent_cid);
+	img->parent_id_len = 4;
+	img->backing_fmt = strdup("vmdk");
+	return img->backing_fmt ? 0 : -ENOMEM;
+}
+
 static int vmdk_open(struct pimg *img)
 {
 	struct pimg_file *f = img->file;
@@ -1002,6 +1010,7 @@ static int vmdk_open(struct pimg *img)
 	img->priv = v;
 	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_MAGIC) {
 		/* Embedded descriptor in a sparse file. */
+		v->embedded = true;
 		doff = ld_le64(h + 28);
 		dlen = ld_le64(h + 36);
 		if (!doff || !dlen || dlen > VMDK_MAX_DESC / SECTOR_SIZE || doff > f->size / SECTOR_SIZE ||
@@ -1040,6 +1049,9 @@ static int vmdk_open(struct pimg *img)
 	}
 	ret = parse_descriptor(img, text, f);
 	free(text);
+	if (ret)
+		goto out;
+	ret = set_identity(img);
 	if (ret)
 		goto out;
 	img->granule = 1 * MiB;

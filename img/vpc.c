@@ -474,16 +474,6 @@ static size_t utf8_to_utf16(const char *s, uint8_t *out, size_t cap, bool le)
 	return n;
 }
 
-static bool exists_relative(const struct pimg *img, const char *name)
-{
-	char *p = pimg_path_relative_to(img->path, name);
-	struct stat st;
-	bool ok = p && !stat(p, &st);
-
-	free(p);
-	return ok;
-}
-
 /* Pick the parent's path from the locators (relative first), else the unicode name. */
 static int find_parent(struct pimg *img, const uint8_t *dyn)
 {
@@ -537,7 +527,7 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 	if (cand[nc])
 		nc++;
 	for (size_t i = 0; i < nc; i++) {
-		if (cand[i][0] && exists_relative(img, cand[i])) {
+		if (cand[i][0] && pimg_external_exists(img, cand[i])) {
 			img->backing_name = strdup(cand[i]);
 			img->backing_fmt = strdup("vpc");
 			if (!img->backing_name || !img->backing_fmt)
@@ -545,8 +535,9 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 			goto out;
 		}
 	}
-	if (img->flags & PIMG_O_NO_BACKING) {
-		/* info on a lone child: report the recorded name */
+	if ((img->flags & (PIMG_O_NO_BACKING | PIMG_O_BACKING_REPORT)) || !pimg_external_allowed(img)) {
+		/* info on a lone child: report the recorded name (the core refuses or reports
+		 * it when it is needed) */
 		img->backing_name = strdup(nc ? cand[nc - 1] : "");
 		img->backing_fmt = strdup("vpc");
 		goto out;
@@ -593,6 +584,8 @@ static int vpc_open(struct pimg *img)
 		}
 	}
 	v->type = ld_be32(v->footer + 60);
+	memcpy(img->id, v->footer + 68, 16); /* unique id: a child records it as its parent's */
+	img->id_len = 16;
 	size = footer_size(v->footer);
 	if (size % SECTOR_SIZE || size / SECTOR_SIZE > VHD_MAX_SECTORS) {
 		log_error("%s: bad VHD size %" PRIu64, img->path, size);
@@ -668,6 +661,8 @@ static int vpc_open(struct pimg *img)
 		ret = find_parent(img, dyn);
 		if (ret)
 			goto out_free;
+		memcpy(img->parent_id, dyn + 40, 16);
+		img->parent_id_len = 16;
 	}
 	img->size = size;
 	img->granule = v->block_size;

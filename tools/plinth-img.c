@@ -2,7 +2,7 @@
 /*
  * plinth-img: qemu-img's shape over the plinth image library.
  *
- *   info [--output=human|json] [-f FMT] FILE
+ *   info [--output=human|json] [-f FMT] [--backing-chain] FILE
  *   create -f FMT [-o OPTIONS] [-b BACKING [-F BACKING_FMT]] FILE [SIZE]
  *   convert [-p] [-c] [-t writeback|unsafe] [-f FMT] -O FMT [-o OPTIONS] SRC DST
  *   check [--output=human|json] [-r leaks|all] [-f FMT] FILE   exit 0 clean, 2 corrupt, 3 leaks
@@ -31,7 +31,7 @@
 static void usage(FILE *f)
 {
 	fputs("usage: plinth-img COMMAND [OPTIONS]\n"
-	      "  info [--output=human|json] [-f FMT] FILE\n"
+	      "  info [--output=human|json] [-f FMT] [--backing-chain] FILE\n"
 	      "  create -f FMT [-o OPTIONS] [-b BACKING [-F BACKING_FMT]] FILE [SIZE]\n"
 	      "  convert [-p] [-c] [-t writeback|unsafe] [-f FMT] -O FMT [-o OPTIONS] SRC DST\n"
 	      "  check [--output=human|json] [-r leaks|all] [-f FMT] FILE\n"
@@ -40,6 +40,9 @@ static void usage(FILE *f)
 	      "  commit [-f FMT] FILE\n"
 	      "  bench [-f FMT] [-c COUNT] [-s BUFSIZE] [-S STEP] [--pattern random|sequential]\n"
 	      "        [--seed N] [--offsets FILE] [--checksum] [--output=human|json] FILE\n"
+	      "every command: --allow-backing (open the backing files, parents and extents an\n"
+	      "  image names, in its own directory), --backing-dir=DIR (or in DIR; repeatable),\n"
+	      "  --allow-blockdev (such a file may be a block device)\n"
 	      "formats: raw, qcow2, vpc (VHD), vhdx, vmdk\n",
 	      f);
 }
@@ -84,20 +87,92 @@ static int dump_json(json_t *j)
 
 /* ---- info ------------------------------------------------------------------ */
 
-static int cmd_info(int argc, char **argv)
+/*
+ * info --backing-chain: the chain as the policy lets it be opened, each image with
+ * the file it was opened from. A backing file that is refused or missing ends the
+ * chain: the listing says so, stderr has the reason (one line), exit status 1.
+ */
+static int info_chain(const char *path, const char *fmt, bool json,
+		      const struct pimg_open_policy *pol)
+{
+	struct pimg *top = pimg_open_with(path, fmt, PIMG_O_RDONLY | PIMG_O_BACKING_REPORT, pol);
+	json_t *arr = json ? json_array() : NULL;
+	const char *refused = NULL;
+	char s1[32];
+	int rc = 0;
+
+	if (!top) {
+		json_decref(arr);
+		return 1;
+	}
+	for (struct pimg *img = top; img; img = pimg_backing(img)) {
+		struct pimg_info info;
+		struct pimg *b = pimg_backing(img);
+
+		if (pimg_get_info(img, &info)) {
+			rc = 1;
+			break;
+		}
+		refused = pimg_backing_refusal(img);
+		if (json) {
+			json_t *o = json_object();
+
+			json_object_set_new(o, "filename", json_string(pimg_filename(img)));
+			json_object_set_new(o, "format", json_string(info.format));
+			json_object_set_new(o, "virtual-size", json_integer((json_int_t)info.virtual_size));
+			if (info.backing_file[0]) {
+				json_object_set_new(o, "backing-filename", json_string(info.backing_file));
+				if (info.backing_fmt[0])
+					json_object_set_new(o, "backing-filename-format",
+							    json_string(info.backing_fmt));
+				if (b)
+					json_object_set_new(o, "full-backing-filename",
+							    json_string(pimg_filename(b)));
+			}
+			if (refused)
+				json_object_set_new(o, "backing-refused", json_string(refused));
+			json_array_append_new(arr, o);
+		} else {
+			size_str(s1, sizeof(s1), info.virtual_size);
+			printf("%simage: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\n",
+			       img == top ? "" : "\n", pimg_filename(img), info.format, s1,
+			       info.virtual_size);
+			if (info.backing_file[0])
+				printf("backing file: %s%s%s%s\n", info.backing_file,
+				       b ? " (opened as " : refused ? " (refused, see stderr)" : "",
+				       b ? pimg_filename(b) : "", b ? ")" : "");
+			if (info.backing_fmt[0])
+				printf("backing file format: %s\n", info.backing_fmt);
+		}
+		pimg_info_free(&info);
+		if (refused) {
+			log_error("%s", refused);
+			rc = 1;
+		}
+	}
+	if (json && dump_json(arr))
+		rc = 1;
+	pimg_close(top);
+	return rc;
+}
+
+static int cmd_info(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	static const struct option lo[] = { { "output", required_argument, NULL, 'o' },
 					    { "format", required_argument, NULL, 'f' },
+					    { "backing-chain", no_argument, NULL, 'B' },
 					    { NULL, 0, NULL, 0 } };
 	const char *fmt = NULL;
-	bool json = false;
+	bool json = false, chain = false;
 	struct pimg_info info;
 	struct pimg *img;
 	char s1[32], s2[32];
 	int c, rc = 0;
 
 	while ((c = getopt_long(argc, argv, "f:", lo, NULL)) != -1) {
-		if (c == 'f') {
+		if (c == 'B') {
+			chain = true;
+		} else if (c == 'f') {
 			fmt = optarg;
 		} else if (c == 'o') {
 			if (!output_json(optarg, &json)) {
@@ -112,7 +187,9 @@ static int cmd_info(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	img = pimg_open(argv[optind], fmt, PIMG_O_RDONLY | PIMG_O_NO_BACKING);
+	if (chain)
+		return info_chain(argv[optind], fmt, json, pol);
+	img = pimg_open_with(argv[optind], fmt, PIMG_O_RDONLY | PIMG_O_NO_BACKING, pol);
 	if (!img)
 		return 1;
 	if (pimg_get_info(img, &info)) {
@@ -228,8 +305,9 @@ static int cmd_info(int argc, char **argv)
 
 /* ---- create ---------------------------------------------------------------- */
 
-static int cmd_create(int argc, char **argv)
+static int cmd_create(int argc, char **argv, const struct pimg_open_policy *pol)
 {
+	(void)pol; /* the backing file is the operator's: pimg_create reads its header only */
 	const char *fmt = NULL, *opts = NULL, *backing = NULL, *bfmt = NULL;
 	char *all = NULL;
 	uint64_t size = 0;
@@ -396,7 +474,7 @@ out:
 	return ret;
 }
 
-static int cmd_convert(int argc, char **argv)
+static int cmd_convert(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	const char *fmt = NULL, *ofmt = NULL, *opts = NULL;
 	bool prog = false, compress = false, unsafe = false;
@@ -433,7 +511,7 @@ static int cmd_convert(int argc, char **argv)
 		log_error("convert does not take backing_file: the output is a full copy");
 		return 1;
 	}
-	src = pimg_open(argv[optind], fmt, PIMG_O_RDONLY);
+	src = pimg_open_with(argv[optind], fmt, PIMG_O_RDONLY, pol);
 	if (!src)
 		return 1;
 	size = pimg_size(src);
@@ -443,7 +521,9 @@ static int cmd_convert(int argc, char **argv)
 		pimg_close(src);
 		return 1;
 	}
-	dst = pimg_open(argv[optind + 1], ofmt, unsafe ? PIMG_O_UNSAFE : 0);
+	/* Made just now, by us: its own extents (a monolithicFlat VMDK's) may be opened. */
+	dst = pimg_open_with(argv[optind + 1], ofmt, unsafe ? PIMG_O_UNSAFE : 0,
+			     &(struct pimg_open_policy){ .allow_external = true });
 	if (!dst) {
 		pimg_close(src);
 		return 1;
@@ -502,7 +582,7 @@ static int zero_tail(struct pimg *img, uint64_t from, uint64_t to, uint8_t *buf,
 	return 0;
 }
 
-static int cmd_compare(int argc, char **argv)
+static int cmd_compare(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	const char *fa = NULL, *fb = NULL;
 	struct pimg *a, *b;
@@ -522,10 +602,10 @@ static int cmd_compare(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	a = pimg_open(argv[optind], fa, PIMG_O_RDONLY);
+	a = pimg_open_with(argv[optind], fa, PIMG_O_RDONLY, pol);
 	if (!a)
 		return 2;
-	b = pimg_open(argv[optind + 1], fb ? fb : fa, PIMG_O_RDONLY);
+	b = pimg_open_with(argv[optind + 1], fb ? fb : fa, PIMG_O_RDONLY, pol);
 	if (!b)
 		goto out_close_a;
 	ba = malloc(CHUNK);
@@ -593,7 +673,7 @@ out_close_a:
 
 /* ---- check ----------------------------------------------------------------- */
 
-static int cmd_check(int argc, char **argv)
+static int cmd_check(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	static const struct option lo[] = { { "output", required_argument, NULL, 'o' },
 					    { "format", required_argument, NULL, 'f' },
@@ -631,7 +711,8 @@ static int cmd_check(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	img = pimg_open(argv[optind], fmt, (repair ? PIMG_O_REPAIR : PIMG_O_RDONLY) | PIMG_O_NO_BACKING);
+	img = pimg_open_with(argv[optind], fmt,
+			     (repair ? PIMG_O_REPAIR : PIMG_O_RDONLY) | PIMG_O_NO_BACKING, pol);
 	if (!img)
 		return 1;
 	ret = pimg_check(img, &res, repair);
@@ -699,7 +780,7 @@ static int cmd_check(int argc, char **argv)
 
 /* ---- resize, commit -------------------------------------------------------- */
 
-static int cmd_resize(int argc, char **argv)
+static int cmd_resize(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	const char *fmt = NULL, *s;
 	struct pimg *img;
@@ -724,7 +805,7 @@ static int cmd_resize(int argc, char **argv)
 		log_error("bad size '%s'", argv[optind + 1]);
 		return 1;
 	}
-	img = pimg_open(argv[optind], fmt, PIMG_O_NO_BACKING);
+	img = pimg_open_with(argv[optind], fmt, PIMG_O_NO_BACKING, pol);
 	if (!img)
 		return 1;
 	cur = pimg_size(img);
@@ -751,7 +832,7 @@ static int cmd_resize(int argc, char **argv)
 	return 0;
 }
 
-static int cmd_commit(int argc, char **argv)
+static int cmd_commit(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	const char *fmt = NULL;
 	struct pimg *img;
@@ -767,7 +848,7 @@ static int cmd_commit(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	img = pimg_open(argv[optind], fmt, PIMG_O_RDONLY);
+	img = pimg_open_with(argv[optind], fmt, PIMG_O_RDONLY, pol);
 	if (!img)
 		return 1;
 	ret = pimg_commit(img);
@@ -904,7 +985,7 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *buf, size_t len)
  * COUNT synchronous reads of BUFSIZE; only the read loop is timed (CLOCK_MONOTONIC), not the
  * open nor, with --offsets, loading the list.
  */
-static int cmd_bench(int argc, char **argv)
+static int cmd_bench(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	static const struct option lo[] = { { "output", required_argument, NULL, 'o' },
 					    { "format", required_argument, NULL, 'f' },
@@ -991,7 +1072,7 @@ static int cmd_bench(int argc, char **argv)
 	if (!have_step)
 		b.step = b.bufsize;
 	b.rng = seed;
-	img = pimg_open(argv[optind], fmt, PIMG_O_RDONLY);
+	img = pimg_open_with(argv[optind], fmt, PIMG_O_RDONLY, pol);
 	if (!img)
 		return 1;
 	b.size = pimg_size(img);
@@ -1075,11 +1156,55 @@ out_close_img:
 	return rc;
 }
 
+/*
+ * The external-file options every command takes (anywhere before "--"), removed
+ * from argv so that each command's own parsing never sees them:
+ *   --allow-backing        open the backing files, parents and extents an image
+ *                          names, inside the image's own directory
+ *   --backing-dir=DIR      ... or inside DIR (repeatable; implies --allow-backing)
+ *   --allow-blockdev       such a file may be a block device
+ * dirs (argc entries, zeroed) receives the directories. Returns the new argc, or -1
+ * after a line on stderr.
+ */
+static int take_policy_options(int argc, char **argv, struct pimg_open_policy *pol,
+			       const char **dirs)
+{
+	int out = 2, n_dirs = 0;
+
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--")) {
+			while (i < argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (!strcmp(a, "--allow-backing")) {
+			pol->allow_external = true;
+		} else if (!strcmp(a, "--allow-blockdev")) {
+			pol->allow_block_devices = true;
+		} else if (!strncmp(a, "--backing-dir=", 14) || !strcmp(a, "--backing-dir")) {
+			const char *d = a[13] == '=' ? a + 14 : i + 1 < argc ? argv[++i] : NULL;
+
+			if (!d || !*d) {
+				log_error("--backing-dir needs a directory");
+				return -1;
+			}
+			dirs[n_dirs++] = d;
+			pol->allow_external = true;
+		} else {
+			argv[out++] = argv[i];
+		}
+	}
+	argv[out] = NULL;
+	return out;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
 		const char *name;
-		int (*fn)(int, char **);
+		int (*fn)(int, char **, const struct pimg_open_policy *);
 	} cmds[] = {
 		{ "info", cmd_info },       { "create", cmd_create }, { "convert", cmd_convert },
 		{ "compare", cmd_compare }, { "check", cmd_check },   { "resize", cmd_resize },
@@ -1097,8 +1222,22 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
 		if (!strcmp(argv[1], cmds[i].name)) {
-			optind = 1;
-			return cmds[i].fn(argc - 1, argv + 1);
+			struct pimg_open_policy pol = { 0 };
+			const char **dirs = calloc((size_t)argc, sizeof(*dirs));
+			int rc = 1;
+
+			if (!dirs) {
+				log_error("out of memory");
+				return 1;
+			}
+			pol.dirs = dirs;
+			argc = take_policy_options(argc, argv, &pol, dirs);
+			if (argc >= 0) {
+				optind = 1;
+				rc = cmds[i].fn(argc - 1, argv + 1, &pol);
+			}
+			free(dirs);
+			return rc;
 		}
 	}
 	log_error("unknown command '%s'", argv[1]);

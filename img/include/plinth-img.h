@@ -46,15 +46,50 @@ struct pimg;
  * which reads the image's size while the source still holds it, then reopens it
  * normally once the source has let go. Use with PIMG_O_RDONLY. */
 #define PIMG_O_NOLOCK     (1u << 4)
+/* With PIMG_O_RDONLY, for reporting (plinth-img info --backing-chain): open as much
+ * of the backing chain as the policy allows; a backing file that is refused or
+ * missing is left closed and pimg_backing_refusal() says why, where the open would
+ * otherwise fail. Reads that need it fail (-ENOENT). */
+#define PIMG_O_BACKING_REPORT (1u << 5)
+
+/*
+ * External files: the files an image names in its own bytes -- a qcow2 backing
+ * file, a VHD, VHDX or VMDK parent, a VMDK descriptor's extents. Those names are
+ * as hostile as the rest of the image, so an open follows none of them unless its
+ * policy allows it, and then only:
+ *   - inside the top image's own directory or one of dirs (absolute names too),
+ *     reached through real directories: no symbolic link anywhere below the
+ *     allowed directory, the file itself included;
+ *   - a regular file, or a block device if allow_block_devices;
+ *   - in the recorded format (a backing file without one is probed, and a file
+ *     with no recognised header is refused rather than read as raw);
+ *   - the parent the child was made from: the VHD unique id, VHDX data write GUID
+ *     or VMDK CID the child recorded must match.
+ * A refusal is one log line naming the image, the name it gave and the reason.
+ * An embedded VMDK descriptor (monolithicSparse, streamOptimized) always means the
+ * file itself, whatever name it writes.
+ */
+struct pimg_open_policy {
+	bool allow_external;        /* follow the names at all (default: no) */
+	const char *const *dirs;    /* more allowed directories, NULL-terminated; may be NULL */
+	bool allow_block_devices;   /* an external file may be a block device */
+};
 
 /*
  * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk")
  * or NULL to probe the header. Probing never selects raw for a writable open: a
- * file without a recognised header is refused unless format is "raw". Backing
+ * file without a recognised header is refused unless format is "raw". Opens no
+ * file but the image itself: an image that names a backing file, parent or extent
+ * is refused unless PIMG_O_NO_BACKING (then unallocated ranges read as zero; a VMDK
+ * descriptor's extents are still needed); pimg_open_with() allows them. Backing
  * files are opened read-only, their chain depth is limited and loops refused.
  * Returns the image (owned by the caller, freed by pimg_close) or NULL.
  */
 struct pimg *pimg_open(const char *path, const char *format, unsigned flags);
+/* pimg_open under an external-file policy (see struct pimg_open_policy); policy NULL
+ * or all zero is pimg_open: only the image itself. policy is read during the call only. */
+struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags,
+			    const struct pimg_open_policy *policy);
 /* Flush (if writable) and free the image and its backing chain. NULL is allowed. */
 void pimg_close(struct pimg *img);
 
@@ -68,6 +103,12 @@ uint32_t pimg_granule(const struct pimg *img);
 bool pimg_read_only(const struct pimg *img);
 /* The opened backing image, or NULL. Owned by img. */
 struct pimg *pimg_backing(const struct pimg *img);
+/* The path the image was opened by: as given for the top image, the resolved one for
+ * a backing file. Owned by img. */
+const char *pimg_filename(const struct pimg *img);
+/* With PIMG_O_BACKING_REPORT: why img's backing file was not opened (one line, owned
+ * by img), or NULL when it was opened or there is none. */
+const char *pimg_backing_refusal(const struct pimg *img);
 
 int pimg_pread(struct pimg *img, void *buf, size_t len, uint64_t off);
 int pimg_pwrite(struct pimg *img, const void *buf, size_t len, uint64_t off);

@@ -29,6 +29,9 @@ void mutate_and_open(const char *path, const char *fmt, uint64_t span, int n_ite
 extern long fault_write_budget;
 extern uint64_t fault_lo, fault_hi; /* when lo < hi: fail only writes touching [lo, hi) */
 extern const struct pimg_file_ops fault_ops;
+/* pimg_open allowing external files (backing files, parents, extents) in the image's
+ * own directory. */
+struct pimg *open_ext(const char *path, const char *fmt, unsigned flags);
 /* Write the file, overwriting. */
 void write_file(const char *path, const void *buf, size_t len);
 void corrupt(const char *path, uint64_t off, const void *bytes, size_t len);

@@ -65,11 +65,11 @@ static void test_backing_loop_refused(void **state)
 	assert_int_equal(pimg_create(b, "qcow2", 0, "backing_file=loop-a.qcow2,backing_fmt=qcow2"), 0);
 	/* Rewrite a as an overlay of b: a -> b -> a */
 	assert_int_equal(pimg_create(a, "qcow2", 1 * MiB, "backing_file=loop-b.qcow2,backing_fmt=qcow2"), 0);
-	assert_null(pimg_open(a, NULL, PIMG_O_RDONLY));
-	assert_null(pimg_open(b, NULL, PIMG_O_RDONLY));
+	assert_null(open_ext(a, NULL, PIMG_O_RDONLY));
+	assert_null(open_ext(b, NULL, PIMG_O_RDONLY));
 	/* without following backing files both open */
 	{
-		struct pimg *img = pimg_open(a, NULL, PIMG_O_RDONLY | PIMG_O_NO_BACKING);
+		struct pimg *img = open_ext(a, NULL, PIMG_O_RDONLY | PIMG_O_NO_BACKING);
 
 		assert_non_null(img);
 		pimg_close(img);
@@ -90,10 +90,10 @@ static void test_backing_depth_limited(void **state)
 		assert_int_equal(pimg_create(p, "qcow2", 1 * MiB, i ? opts : NULL), 0);
 		snprintf(prev, sizeof(prev), "%s", name);
 	}
-	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	assert_null(open_ext(p, NULL, PIMG_O_RDONLY));
 	tmp_path(p, sizeof(p), "chain-10.qcow2");
 	{
-		struct pimg *img = pimg_open(p, NULL, PIMG_O_RDONLY);
+		struct pimg *img = open_ext(p, NULL, PIMG_O_RDONLY);
 
 		assert_non_null(img);
 		pimg_close(img);
@@ -129,7 +129,7 @@ static void test_backing_reads_and_cow(void **state)
 	fill_pattern(expect, 4 * MiB, 77);
 	write_file(base, expect, 4 * MiB);
 	assert_int_equal(pimg_create(top, "qcow2", 0, "backing_file=cow-base.raw,backing_fmt=raw,cluster_size=4096"), 0);
-	img = pimg_open(top, "qcow2", 0);
+	img = open_ext(top, "qcow2", 0);
 	assert_non_null(img);
 	assert_int_equal(pimg_size(img), 4 * MiB);
 	fill_pattern(buf, sizeof(buf), 5);
@@ -139,12 +139,12 @@ static void test_backing_reads_and_cow(void **state)
 	memset(expect + 65536, 0, 8192);
 	assert_content(img, expect, 4 * MiB);
 	pimg_close(img);
-	img = pimg_open(top, NULL, PIMG_O_RDONLY);
+	img = open_ext(top, NULL, PIMG_O_RDONLY);
 	assert_non_null(img);
 	assert_content(img, expect, 4 * MiB);
 	pimg_close(img);
 	/* commit: the base now holds the overlay's content */
-	img = pimg_open(top, NULL, PIMG_O_RDONLY);
+	img = open_ext(top, NULL, PIMG_O_RDONLY);
 	assert_int_equal(pimg_commit(img), 0);
 	pimg_close(img);
 	img = pimg_open(base, "raw", PIMG_O_RDONLY);

@@ -41,7 +41,7 @@ static void test_differencing(void **state)
 	assert_int_equal(pimg_pwrite(img, expect, size, 0), 0);
 	pimg_close(img);
 	assert_int_equal(pimg_create(child, "vhdx", 0, "backing_file=parent.vhdx,block_size=1M"), 0);
-	img = pimg_open(child, NULL, 0);
+	img = open_ext(child, NULL, 0);
 	assert_non_null(img);
 	assert_non_null(pimg_backing(img));
 	assert_content(img, expect, size);
@@ -50,7 +50,7 @@ static void test_differencing(void **state)
 	memcpy(expect + 3 * MiB - 1000, buf, sizeof(buf));
 	assert_content(img, expect, size);
 	pimg_close(img);
-	img = pimg_open(child, NULL, PIMG_O_RDONLY);
+	img = open_ext(child, NULL, PIMG_O_RDONLY);
 	assert_non_null(img);
 	assert_content(img, expect, size);
 	pimg_close(img);

@@ -82,7 +82,7 @@ static void test_hostile_descriptors(void **state)
 	write_file(flat, buf, 51200);
 	for (size_t i = 0; i < ARRAY_SIZE(bad_descriptors); i++) {
 		write_file(d, bad_descriptors[i], strlen(bad_descriptors[i]));
-		img = pimg_open(d, "vmdk", PIMG_O_RDONLY);
+		img = open_ext(d, "vmdk", PIMG_O_RDONLY);
 		if (img)
 			fail_msg("descriptor %zu accepted", i);
 	}
@@ -92,7 +92,7 @@ static void test_hostile_descriptors(void **state)
 				 "RDONLY 50 FLAT \"x-flat.vmdk\" 0\nRW 8 ZERO\n";
 
 		write_file(d, ok, strlen(ok));
-		img = pimg_open(d, "vmdk", PIMG_O_RDONLY);
+		img = open_ext(d, "vmdk", PIMG_O_RDONLY);
 		assert_non_null(img);
 		assert_int_equal(pimg_size(img), 158 * 512);
 		assert_int_equal(pimg_pread(img, buf, 158 * 512, 0), 0);

@@ -65,7 +65,7 @@ static void test_differencing(void **state)
 	pimg_close(img);
 
 	assert_int_equal(pimg_create(child, "vpc", 0, "backing_file=parent.vhd"), 0);
-	img = pimg_open(child, NULL, 0);
+	img = open_ext(child, NULL, 0);
 	assert_non_null(img);
 	assert_non_null(pimg_backing(img));
 	memcpy(expect, pdata, size);
@@ -78,7 +78,7 @@ static void test_differencing(void **state)
 	assert_content(img, expect, size);
 	pimg_close(img);
 
-	img = pimg_open(child, NULL, PIMG_O_RDONLY);
+	img = open_ext(child, NULL, PIMG_O_RDONLY);
 	assert_non_null(img);
 	assert_content(img, expect, size);
 	pimg_close(img);
@@ -86,7 +86,7 @@ static void test_differencing(void **state)
 	assert_content(img, pdata, size); /* the parent is untouched */
 	pimg_close(img);
 	/* commit into the parent */
-	img = pimg_open(child, NULL, PIMG_O_RDONLY);
+	img = open_ext(child, NULL, PIMG_O_RDONLY);
 	assert_int_equal(pimg_commit(img), 0);
 	pimg_close(img);
 	img = pimg_open(parent, NULL, PIMG_O_RDONLY);

@@ -82,13 +82,13 @@ data = data[:loc_off] + sec + foot
 open(t + "/child.vhd", "wb").write(data)
 open(t + "/expect.raw", "wb").write(expect)
 PY
-check "vhd differencing: reads through the parent (hand-built fixture)" "$PI" compare -F raw "$T/child.vhd" "$T/expect.raw"
+check "vhd differencing: reads through the parent (hand-built fixture)" "$PI" compare --allow-backing -F raw "$T/child.vhd" "$T/expect.raw"
 check "vhd differencing: info names the parent" sh -c "$PI info $T/child.vhd | grep -q 'backing file: parent.vhd'"
-check "vhd differencing: convert flattens it" sh -c "$PI convert -O qcow2 $T/child.vhd $T/flat.qcow2 && qemu-img compare -q $T/flat.qcow2 $T/expect.raw"
-check "vhd differencing: commit into the parent" sh -c "cp $T/child.vhd $T/c2.vhd && $PI commit $T/c2.vhd >/dev/null &&
+check "vhd differencing: convert flattens it" sh -c "$PI convert --allow-backing -O qcow2 $T/child.vhd $T/flat.qcow2 && qemu-img compare -q $T/flat.qcow2 $T/expect.raw"
+check "vhd differencing: commit into the parent" sh -c "cp $T/child.vhd $T/c2.vhd && $PI commit --allow-backing $T/c2.vhd >/dev/null &&
 	qemu-img compare -q -f vpc -F raw $T/parent.vhd $T/expect.raw"
 check "vhd differencing: create -b, qemu reads the child's header" sh -c "$PI create -f vpc -b parent.vhd $T/new.vhd &&
-	$PI compare $T/new.vhd $T/expect.raw && qemu-img info -f vpc $T/new.vhd >/dev/null"
-check_fail "vhd differencing: missing parent is an error" sh -c "mv $T/parent.vhd $T/gone.vhd; $PI convert -O raw $T/child.vhd $T/x.raw"
+	$PI compare --allow-backing $T/new.vhd $T/expect.raw && qemu-img info -f vpc $T/new.vhd >/dev/null"
+check_fail "vhd differencing: missing parent is an error" sh -c "mv $T/parent.vhd $T/gone.vhd; $PI convert --allow-backing -O raw $T/child.vhd $T/x.raw"
 
 finish

@@ -466,11 +466,11 @@ bool pimg_external_allowed(const struct pimg *img)
 	return img->trust;
 }
 
-bool pimg_external_exists(const struct pimg *img, const char *name)
+int pimg_external_find(const struct pimg *img, const char *name)
 {
 	char why[256];
 
-	return !resolve_external(img, name, true, NULL, NULL, why, sizeof(why));
+	return resolve_external(img, name, true, NULL, NULL, why, sizeof(why));
 }
 
 struct pimg_file *pimg_open_external(struct pimg *img, const char *name, bool rdonly,

@@ -478,7 +478,7 @@ static size_t utf8_to_utf16(const char *s, uint8_t *out, size_t cap, bool le)
 static int find_parent(struct pimg *img, const uint8_t *dyn)
 {
 	struct vpc *v = img->priv;
-	char *cand[9] = { 0 };
+	char *cand[9] = { 0 }, *refused = NULL;
 	size_t nc = 0;
 	int ret = 0;
 
@@ -527,7 +527,11 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 	if (cand[nc])
 		nc++;
 	for (size_t i = 0; i < nc; i++) {
-		if (cand[i][0] && pimg_external_exists(img, cand[i])) {
+		int found = cand[i][0] ? pimg_external_find(img, cand[i]) : -ENOENT;
+
+		if (found && found != -ENOENT && !refused)
+			refused = cand[i]; /* the core says why when it opens it */
+		if (!found) {
 			img->backing_name = strdup(cand[i]);
 			img->backing_fmt = strdup("vpc");
 			if (!img->backing_name || !img->backing_fmt)
@@ -535,10 +539,10 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 			goto out;
 		}
 	}
-	if ((img->flags & (PIMG_O_NO_BACKING | PIMG_O_BACKING_REPORT)) || !pimg_external_allowed(img)) {
+	if ((img->flags & (PIMG_O_NO_BACKING | PIMG_O_BACKING_REPORT)) || refused) {
 		/* info on a lone child: report the recorded name (the core refuses or reports
 		 * it when it is needed) */
-		img->backing_name = strdup(nc ? cand[nc - 1] : "");
+		img->backing_name = strdup(refused ? refused : nc ? cand[nc - 1] : "");
 		img->backing_fmt = strdup("vpc");
 		goto out;
 	}

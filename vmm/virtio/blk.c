@@ -326,6 +326,10 @@ struct blk_img {
 	bool readonly;
 	bool incoming;    /* img is the unlocked read-only view of a migration's destination */
 	uint64_t size;
+	/* Files the image names (backing, parents, extents): off unless backing=on */
+	struct pimg_open_policy policy;
+	char *backing_dir; /* owned; policy.dirs points at it */
+	const char *dirs[2];
 };
 
 static int img_read(void *be, void *buf, size_t len, uint64_t off)
@@ -379,6 +383,7 @@ static void img_close(void *be)
 	pimg_close(bi->img);
 	free(bi->path);
 	free(bi->format);
+	free(bi->backing_dir);
 	free(bi);
 }
 
@@ -417,7 +422,7 @@ static int img_acquire(void *be)
 		return 0;
 	if (img_locked_elsewhere(bi->path, bi->readonly))
 		return -EWOULDBLOCK;
-	img = pimg_open(bi->path, bi->format, bi->readonly ? PIMG_O_RDONLY : 0);
+	img = pimg_open_with(bi->path, bi->format, bi->readonly ? PIMG_O_RDONLY : 0, &bi->policy);
 	if (!img)
 		return -EIO; /* the library said why */
 	if (pimg_size(img) != bi->size) {
@@ -445,7 +450,13 @@ const struct blk_backend_ops blk_img_ops = {
 	.acquire = img_acquire,
 };
 
-static void *img_open(const char *path, const char *format, bool readonly, bool incoming)
+/*
+ * backing: open the files the image names (backing files, parents, extents) inside
+ * its own directory, or backing_dir too (NULL: none); the library refuses them
+ * otherwise (plinth-img.h: struct pimg_open_policy).
+ */
+static void *img_open(const char *path, const char *format, bool readonly, bool incoming,
+		      bool backing, const char *backing_dir)
 {
 	struct blk_img *bi = calloc(1, sizeof(*bi));
 
@@ -457,13 +468,18 @@ static void *img_open(const char *path, const char *format, bool readonly, bool 
 	bi->incoming = incoming;
 	bi->path = strdup(path);
 	bi->format = format ? strdup(format) : NULL;
-	if (!bi->path || (format && !bi->format)) {
+	bi->backing_dir = backing_dir ? strdup(backing_dir) : NULL;
+	if (!bi->path || (format && !bi->format) || (backing_dir && !bi->backing_dir)) {
 		log_error("%s: out of memory", path);
 		goto out_free;
 	}
+	bi->policy.allow_external = backing || backing_dir;
+	bi->dirs[0] = bi->backing_dir;
+	bi->policy.dirs = bi->dirs;
 	/* The library probes only when format is NULL, and never picks raw for writing. */
-	bi->img = pimg_open(path, format,
-			    readonly || incoming ? PIMG_O_RDONLY | (incoming ? PIMG_O_NOLOCK : 0) : 0);
+	bi->img = pimg_open_with(path, format,
+				 readonly || incoming ? PIMG_O_RDONLY | (incoming ? PIMG_O_NOLOCK : 0) : 0,
+				 &bi->policy);
 	if (!bi->img)
 		goto out_free;
 	bi->size = pimg_size(bi->img);
@@ -472,18 +488,19 @@ static void *img_open(const char *path, const char *format, bool readonly, bool 
 out_free:
 	free(bi->path);
 	free(bi->format);
+	free(bi->backing_dir);
 	free(bi);
 	return NULL;
 }
 
 void *blk_img_open(const char *path, const char *format, bool readonly)
 {
-	return img_open(path, format, readonly, false);
+	return img_open(path, format, readonly, false, false, NULL);
 }
 
 void *blk_img_open_incoming(const char *path, const char *format, bool readonly)
 {
-	return img_open(path, format, readonly, true);
+	return img_open(path, format, readonly, true, false, NULL);
 }
 
 int virtio_blk_release(struct virtio_dev *vdev)
@@ -505,8 +522,10 @@ int virtio_blk_acquire(struct virtio_dev *vdev)
 static int blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      bool incoming, struct virtio_pci **out)
 {
-	static const char *const keys[] = { "path", "format", "readonly", "serial" };
+	static const char *const keys[] = { "path", "format", "readonly", "serial", "backing",
+					    "backing_dir" };
 	char *v[ARRAY_SIZE(keys)];
+	bool backing = false;
 	struct blk_opts opts;
 	struct virtio_dev *vdev;
 	const char *base, *format = NULL;
@@ -523,6 +542,8 @@ static int blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 		goto out_spec;
 	}
 	if (v[2] && spec_bool("--disk", "readonly", v[2], &opts.readonly))
+		goto out_spec;
+	if (v[4] && spec_bool("--disk", "backing", v[4], &backing))
 		goto out_spec;
 	if (v[1]) {
 		/* Our names for the formats, and the library's. */
@@ -546,7 +567,7 @@ static int blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 	base = v[3] ? v[3] : base ? base + 1 : v[0];
 	memcpy(opts.id, base, strnlen(base, sizeof(opts.id)));
 
-	be = img_open(v[0], format, opts.readonly, incoming);
+	be = img_open(v[0], format, opts.readonly, incoming, backing, v[5]);
 	if (!be)
 		goto out_spec; /* the library said why */
 	vdev = calloc(1, sizeof(*vdev));

@@ -5,9 +5,12 @@
  * guest as vda, vdb, ... in the order given).
  *
  *   --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk][,readonly=on][,serial=ID]
+ *          [,backing=on][,backing_dir=DIR]
  *        (repeatable) An image file or block device, through the image library
  *        (plinth-img.h). Without format= the library recognises the header; a
- *        writable file without one is refused, never guessed to be raw.
+ *        writable file without one is refused, never guessed to be raw. Files the
+ *        image names (backing file, parent, extents) are refused unless backing=on
+ *        (then only inside FILE's directory) or backing_dir=DIR (or inside DIR).
  *        readonly=on advertises VIRTIO_BLK_F_RO and fails writes. serial is the
  *        GET_ID string (default: the file's name, cut to 20 bytes).
  *   --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]                    (repeatable)

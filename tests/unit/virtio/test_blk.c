@@ -623,6 +623,42 @@ static void test_img_handover_qcow2(void **state)
 	free(path);
 }
 
+/* --disk follows the image library's default: no file the image names unless backing=on. */
+static void test_create_backing_option(void **state)
+{
+	char dir[] = "/tmp/plinth-blk-backing-XXXXXX", base[64], top[64], spec[256];
+	struct fake_mem fm;
+	struct pci_bus bus;
+	struct virtio_pci *a;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(base, sizeof(base), "%s/base.qcow2", dir);
+	snprintf(top, sizeof(top), "%s/top.qcow2", dir);
+	assert_int_equal(pimg_create(base, "qcow2", DISK, NULL), 0);
+	assert_int_equal(pimg_create(top, "qcow2", 0, "backing_file=base.qcow2,backing_fmt=qcow2"), 0);
+	fake_mem_init(&fm);
+	fake_bus_init(&bus);
+	snprintf(spec, sizeof(spec), "path=%s", top);
+	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, NULL), -EINVAL);
+	snprintf(spec, sizeof(spec), "path=%s,backing=maybe", top);
+	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, NULL), -EINVAL);
+	snprintf(spec, sizeof(spec), "path=%s,backing=off", top);
+	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, NULL), -EINVAL);
+	assert_int_equal(bus.nr, 0);
+	snprintf(spec, sizeof(spec), "path=%s,backing=on", top);
+	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, &a), 0);
+	assert_int_equal(drv_r(bus.dev[0], VPCI_DEVCFG, 8), DISK / 512);
+	virtio_pci_free(a);
+	/* backing_dir=DIR alone allows DIR (here the image's own). */
+	snprintf(spec, sizeof(spec), "path=%s,readonly=on,backing_dir=%s", top, dir);
+	assert_int_equal(virtio_blk_create(&bus, &fm.gm, spec, &a), 0);
+	virtio_pci_free(a);
+	unlink(top);
+	unlink(base);
+	rmdir(dir);
+}
+
 static void test_create_specs(void **state)
 {
 	struct fake_mem fm;
@@ -791,6 +827,7 @@ int main(void)
 		cmocka_unit_test(test_img_handover),
 		cmocka_unit_test(test_img_handover_qcow2),
 		cmocka_unit_test(test_create_specs),
+		cmocka_unit_test(test_create_backing_option),
 		cmocka_unit_test(test_end_to_end_raw),
 		cmocka_unit_test(test_end_to_end_qcow2),
 	};

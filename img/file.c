@@ -36,19 +36,15 @@ static int posix_punch(struct pimg_file *f, uint64_t off, uint64_t len)
 }
 
 /*
- * Make a range inside the file read as zeros without writing them: ZERO_RANGE where
- * the file system has it, else a punched hole (regular files only: on a block
- * device a discard need not read back as zeros).
+ * Make a range inside the file read as zeros without writing them. A regular file
+ * gets a hole (which frees space; ZERO_RANGE would allocate unwritten extents), a
+ * block device ZERO_RANGE (a discard need not read back as zeros there).
  */
 static int posix_zero_range(struct pimg_file *f, uint64_t off, uint64_t len)
 {
-	if (!fallocate(f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
-		return 0;
-	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
-		return -errno;
-	if (f->blockdev)
-		return -EOPNOTSUPP;
-	if (!fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+	int mode = f->blockdev ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+
+	if (!fallocate(f->fd, mode, (off_t)off, (off_t)len))
 		return 0;
 	return errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL ? -EOPNOTSUPP : -errno;
 }

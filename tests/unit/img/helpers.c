@@ -240,8 +240,14 @@ static int fault_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64
 	return pimg_posix_file_ops.pwrite(f, buf, len, off);
 }
 
+long fault_sync_failures;
+
 static int fault_sync(struct pimg_file *f)
 {
+	if (fault_sync_failures > 0) {
+		fault_sync_failures--;
+		return -EIO;
+	}
 	return pimg_posix_file_ops.sync(f);
 }
 

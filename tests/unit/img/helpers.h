@@ -28,6 +28,7 @@ void mutate_and_open(const char *path, const char *fmt, uint64_t span, int n_ite
 /* Fault-injecting file ops: fail every pwrite once `budget` writes have been made (-1: never). */
 extern long fault_write_budget;
 extern uint64_t fault_lo, fault_hi; /* when lo < hi: fail only writes touching [lo, hi) */
+extern long fault_sync_failures;    /* fail this many syncs (fdatasync), then succeed */
 extern const struct pimg_file_ops fault_ops;
 /* pimg_open allowing external files (backing files, parents, extents) in the image's
  * own directory. */

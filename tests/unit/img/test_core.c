@@ -5,6 +5,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "helpers.h"
@@ -153,6 +156,167 @@ static void test_backing_reads_and_cow(void **state)
 	free(expect);
 }
 
+
+/*
+ * A failed fdatasync may have lost data, and the kernel tells only the first
+ * caller: once a flush failed, every later flush of the image fails with EIO, even
+ * when the file's next fdatasync would succeed.
+ */
+static void test_flush_failure_sticks(void **state)
+{
+	static const char *const fmts[] = { "raw", "qcow2" };
+	uint8_t buf[4096];
+
+	(void)state;
+	memset(buf, 0x5a, sizeof(buf));
+	for (size_t i = 0; i < ARRAY_SIZE(fmts); i++) {
+		char p[256], name[32];
+		struct pimg *img;
+
+		snprintf(name, sizeof(name), "sticky.%s", fmts[i]);
+		tmp_path(p, sizeof(p), name);
+		assert_int_equal(pimg_create(p, fmts[i], 1 * MiB, NULL), 0);
+		pimg_set_file_ops_for_testing(&fault_ops);
+		img = pimg_open(p, fmts[i], 0);
+		pimg_set_file_ops_for_testing(NULL);
+		assert_non_null(img);
+		assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 0), 0);
+		assert_int_equal(pimg_flush(img), 0);
+		assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 8192), 0);
+		fault_sync_failures = 1;
+		assert_int_not_equal(pimg_flush(img), 0);
+		assert_int_equal(fault_sync_failures, 0); /* the next sync would succeed... */
+		assert_int_equal(pimg_flush(img), -EIO);  /* ...but the flush still fails */
+		assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 16384), 0);
+		assert_int_equal(pimg_flush(img), -EIO);
+		pimg_close(img);
+		/* A new open starts clean. */
+		img = pimg_open(p, fmts[i], 0);
+		assert_non_null(img);
+		assert_int_equal(pimg_flush(img), 0);
+		pimg_close(img);
+	}
+}
+
+/* Create path (in the test directory) as a qcow2 overlay of backing (format bfmt, may be NULL). */
+static void overlay(char *path, size_t len, const char *name, const char *backing, const char *bfmt)
+{
+	char opts[512];
+
+	tmp_path(path, len, name);
+	snprintf(opts, sizeof(opts), "backing_file=%s%s%s", backing, bfmt ? ",backing_fmt=" : "",
+		 bfmt ? bfmt : "");
+	/* pimg_create checks the backing file; write the header by hand where it can't exist */
+	assert_int_equal(pimg_create(path, "qcow2", 1 * MiB, opts), 0);
+}
+
+/*
+ * External files are opt-in: by default the library opens nothing an image names;
+ * allowed, only inside the image's directory or a named one, through real
+ * directories, a regular file with a header unless its format is recorded, and the
+ * parent the child was made from.
+ */
+static void test_external_files_policy(void **state)
+{
+	char base[256], top[256], sub[256], other[256], p[256], link[256];
+	const char *dirs[2] = { NULL, NULL };
+	struct pimg_open_policy pol = { .allow_external = true, .dirs = dirs };
+	uint8_t *data = malloc(1 * MiB), buf[4096];
+	struct pimg *img;
+
+	(void)state;
+	assert_non_null(data);
+	fill_pattern(data, 1 * MiB, 91);
+	tmp_path(base, sizeof(base), "ext-base.raw");
+	write_file(base, data, 1 * MiB);
+	overlay(top, sizeof(top), "ext-top.qcow2", "ext-base.raw", "raw");
+
+	/* default: refused, with or without a policy that says no */
+	assert_null(pimg_open(top, NULL, PIMG_O_RDONLY));
+	assert_null(pimg_open_with(top, NULL, PIMG_O_RDONLY, &(struct pimg_open_policy){ 0 }));
+	img = pimg_open(top, NULL, PIMG_O_RDONLY | PIMG_O_NO_BACKING);
+	assert_non_null(img);
+	pimg_close(img);
+	/* allowed: the image's own directory */
+	img = pimg_open_with(top, NULL, PIMG_O_RDONLY, &pol);
+	assert_non_null(img);
+	assert_content(img, data, 1 * MiB);
+	pimg_close(img);
+
+	/* a report open keeps the refusal and fails reads that need the backing file */
+	img = pimg_open(top, NULL, PIMG_O_RDONLY | PIMG_O_BACKING_REPORT);
+	assert_non_null(img);
+	assert_null(pimg_backing(img));
+	assert_non_null(pimg_backing_refusal(img));
+	assert_non_null(strstr(pimg_backing_refusal(img), "ext-base.raw"));
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 0), -ENOENT);
+	pimg_close(img);
+	assert_null(pimg_open(top, NULL, PIMG_O_BACKING_REPORT)); /* read-only only */
+
+	/* a symbolic link is refused even when it points inside the directory */
+	tmp_path(link, sizeof(link), "ext-link.raw");
+	assert_int_equal(symlink("ext-base.raw", link), 0);
+	overlay(p, sizeof(p), "ext-viasymlink.qcow2", "ext-link.raw", "raw");
+	assert_null(pimg_open_with(p, NULL, PIMG_O_RDONLY, &pol));
+
+	/* outside the directory: absolute, .., a sibling directory unless named */
+	tmp_path(sub, sizeof(sub), "ext-a");
+	tmp_path(other, sizeof(other), "ext-b");
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(mkdir(other, 0700), 0);
+	tmp_path(p, sizeof(p), "ext-b/base.raw");
+	write_file(p, data, 1 * MiB);
+	overlay(p, sizeof(p), "ext-a/top.qcow2", "../ext-b/base.raw", "raw");
+	assert_null(pimg_open_with(p, NULL, PIMG_O_RDONLY, &pol));
+	dirs[0] = other;
+	img = pimg_open_with(p, NULL, PIMG_O_RDONLY, &pol);
+	assert_non_null(img);
+	assert_content(img, data, 1 * MiB);
+	pimg_close(img);
+	dirs[0] = NULL;
+	overlay(p, sizeof(p), "ext-abs.qcow2", "/etc/hostname", "raw");
+	assert_null(pimg_open_with(p, NULL, PIMG_O_RDONLY, &pol));
+	/* an absolute name inside the directory is fine */
+	overlay(p, sizeof(p), "ext-absin.qcow2", base, "raw");
+	img = pimg_open_with(p, NULL, PIMG_O_RDONLY, &pol);
+	assert_non_null(img);
+	pimg_close(img);
+
+	/* no recorded format and no header: never guessed as raw */
+	overlay(p, sizeof(p), "ext-guess.qcow2", "ext-base.raw", NULL); /* create records "raw" */
+	{
+		/* drop the backing-format header extension: retag it as an unknown one */
+		uint8_t ext[4] = { 0xe2, 0x79, 0x2a, 0xca }, hdr[4096], unknown[4] = { 0x7e, 0x57, 0, 0 };
+		int fd = open(p, O_RDWR);
+		size_t at;
+
+		assert_true(fd >= 0);
+		assert_int_equal(pread_full(fd, hdr, sizeof(hdr), 0), 0);
+		for (at = 72; at + 4 <= sizeof(hdr) && memcmp(hdr + at, ext, 4); at += 4)
+			;
+		assert_true(at + 4 <= sizeof(hdr));
+		assert_int_equal(pwrite_full(fd, unknown, 4, (off_t)at), 0);
+		close(fd);
+	}
+	assert_null(pimg_open_with(p, NULL, PIMG_O_RDONLY, &pol));
+
+	/* parent identity: a VHD replaced by another of the same name is refused */
+	tmp_path(p, sizeof(p), "ext-parent.vhd");
+	assert_int_equal(pimg_create(p, "vpc", 1 * MiB, NULL), 0);
+	tmp_path(top, sizeof(top), "ext-child.vhd");
+	assert_int_equal(pimg_create(top, "vpc", 0, "backing_file=ext-parent.vhd"), 0);
+	img = pimg_open_with(top, NULL, PIMG_O_RDONLY, &pol);
+	assert_non_null(img);
+	pimg_close(img);
+	assert_int_equal(pimg_create(p, "vpc", 1 * MiB, NULL), 0);
+	assert_null(pimg_open_with(top, NULL, PIMG_O_RDONLY, &pol));
+	img = pimg_open_with(top, NULL, PIMG_O_RDONLY | PIMG_O_BACKING_REPORT, &pol);
+	assert_non_null(img);
+	assert_non_null(strstr(pimg_backing_refusal(img), "not the parent"));
+	pimg_close(img);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -163,6 +327,8 @@ int main(void)
 		cmocka_unit_test(test_backing_depth_limited),
 		cmocka_unit_test(test_create_options_checked),
 		cmocka_unit_test(test_backing_reads_and_cow),
+		cmocka_unit_test(test_flush_failure_sticks),
+		cmocka_unit_test(test_external_files_policy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -57,6 +58,104 @@ static void test_differencing(void **state)
 	free(expect);
 }
 
+/* A VHDX of size bytes holding data (1-4 MiB and 20-21 MiB), whose BAT update is
+ * only in the log: the in-place write of the BAT region failed. */
+static void make_pending_log(const char *p, const uint8_t *data, uint64_t size)
+{
+	struct pimg *img;
+
+	assert_int_equal(pimg_create(p, "vhdx", size, "block_size=1M"), 0);
+	pimg_set_file_ops_for_testing(&fault_ops);
+	fault_lo = 2 * MiB; /* the BAT region */
+	fault_hi = 3 * MiB;
+	img = pimg_open(p, "vhdx", 0);
+	pimg_set_file_ops_for_testing(NULL);
+	assert_non_null(img);
+	assert_int_equal(pimg_pwrite(img, data + 1 * MiB, 3 * MiB, 1 * MiB), 0);
+	assert_int_equal(pimg_pwrite(img, data + 20 * MiB, 1 * MiB, 20 * MiB), 0);
+	assert_int_not_equal(pimg_flush(img), 0); /* the "crash" */
+	pimg_close(img);
+	fault_lo = fault_hi = 0;
+}
+
+/* Turn the first descriptor of the newest log entry into "zero" (off, len); fix the CRC. */
+static void log_entry_to_zero(const char *p, uint64_t off, uint64_t len)
+{
+	uint8_t *log = malloc(1 * MiB), v[8];
+	uint64_t e = 0;
+	uint32_t elen;
+	int fd = open(p, O_RDWR);
+
+	assert_non_null(log);
+	assert_true(fd >= 0);
+	assert_int_equal(pread_full(fd, log, 1 * MiB, 1 * MiB), 0); /* the log region */
+	/* the newest entry (the close after the failed flush may have logged again) */
+	for (uint64_t o = 0, seq = 0; o < 1 * MiB; o += 4096) {
+		if (!memcmp(log + o, "loge", 4) && ld_le64(log + o + 16) > seq) {
+			seq = ld_le64(log + o + 16);
+			e = o;
+		}
+	}
+	assert_memory_equal(log + e, "loge", 4);
+	elen = ld_le32(log + e + 8);
+	memcpy(log + e + 64, "zero", 4);
+	st_le64(log + e + 64 + 8, len);
+	st_le64(log + e + 64 + 16, off);
+	memset(log + e + 4, 0, 4);
+	st_le32(v, pimg_crc32c(0, log + e, elen));
+	memcpy(log + e + 4, v, 4);
+	assert_int_equal(pwrite_full(fd, log + e, elen, (off_t)(1 * MiB + e)), 0);
+	close(fd);
+	free(log);
+}
+
+/*
+ * A log "zero" descriptor: replayed inside the file as a hole, never by writing
+ * zeros (an 8 MiB image grew to 272 MiB on open before); one that reaches beyond
+ * the file's end is refused, and the file is left as it was.
+ */
+static void test_log_zero_replay_bounded(void **state)
+{
+	char p[256];
+	uint64_t size = 32 * MiB;
+	uint8_t *data = calloc(1, size);
+	struct pimg *img;
+	struct stat before, after;
+
+	(void)state;
+	assert_non_null(data);
+	fill_pattern(data + 1 * MiB, 3 * MiB, 41);
+	fill_pattern(data + 20 * MiB, 1 * MiB, 42);
+	tmp_path(p, sizeof(p), "logzero.vhdx");
+
+	make_pending_log(p, data, size);
+	log_entry_to_zero(p, 64 * MiB, 1 * GiB); /* far beyond the end of the file */
+	assert_int_equal(stat(p, &before), 0);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	assert_null(pimg_open(p, NULL, 0));
+	assert_int_equal(stat(p, &after), 0);
+	assert_int_equal(after.st_size, before.st_size);
+	assert_int_equal(after.st_blocks, before.st_blocks);
+
+	/* Inside the file, over the unused (never written) tail of the BAT region. */
+	make_pending_log(p, data, size);
+	log_entry_to_zero(p, 2 * MiB + 4096, 1 * MiB - 4096);
+	assert_int_equal(stat(p, &before), 0);
+	img = pimg_open(p, NULL, 0);
+	assert_non_null(img);
+	pimg_close(img);
+	assert_int_equal(stat(p, &after), 0);
+	assert_int_equal(after.st_size, before.st_size);
+	assert_true(after.st_blocks <= before.st_blocks + 128); /* 64 KiB: a header update */
+	/* The zeroed entry dropped the BAT update: the image reads as it was created. */
+	memset(data, 0, size);
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_content(img, data, size);
+	pimg_close(img);
+	free(data);
+}
+
 /*
  * Writes reach the file, the log entry too, but the BAT update in place fails:
  * the next open must replay the log and see the new data -- in memory when
@@ -75,18 +174,7 @@ static void test_log_replay(void **state)
 	fill_pattern(data + 1 * MiB, 3 * MiB, 31);
 	fill_pattern(data + 20 * MiB, 1 * MiB, 32);
 	tmp_path(p, sizeof(p), "log.vhdx");
-	assert_int_equal(pimg_create(p, "vhdx", size, "block_size=1M"), 0);
-	pimg_set_file_ops_for_testing(&fault_ops);
-	fault_lo = 2 * MiB; /* the BAT region */
-	fault_hi = 3 * MiB;
-	img = pimg_open(p, "vhdx", 0);
-	pimg_set_file_ops_for_testing(NULL);
-	assert_non_null(img);
-	assert_int_equal(pimg_pwrite(img, data + 1 * MiB, 3 * MiB, 1 * MiB), 0);
-	assert_int_equal(pimg_pwrite(img, data + 20 * MiB, 1 * MiB, 20 * MiB), 0);
-	assert_int_not_equal(pimg_flush(img), 0); /* the "crash" */
-	pimg_close(img);
-	fault_lo = fault_hi = 0;
+	make_pending_log(p, data, size);
 
 	if (!access("/usr/bin/qemu-img", X_OK)) {
 		/* qemu replays our log (check -r all) and reads the same content */
@@ -209,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_workout_fixed),
 		cmocka_unit_test(test_differencing),
 		cmocka_unit_test(test_log_replay),
+		cmocka_unit_test(test_log_zero_replay_bounded),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_mutations),
 	};

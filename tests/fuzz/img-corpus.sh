@@ -39,4 +39,20 @@ mk vhdx empty "block_size=1M"
 mk vhdx data "block_size=1M" 'write -P 0xab 0 1k'
 mk vmdk sparse "" 'write -P 0xab 0 1k'
 mk vmdk stream subformat=streamOptimized 'write -P 0xab 0 64k'
+# Images that name files (issue 23): the harness resolves their names under a policy.
+pi=$top/build/plinth-img
+hostile_seeds() {
+	mkdir -p "$t/h" "$t/out"
+	qemu-img create -q -u -f qcow2 -o cluster_size=512 -b /etc/passwd -F raw "$t/h/q" 1M &&
+		pages "$t/h/q" "$top/tests/fuzz/corpus/img-qcow2/backing-passwd"
+	printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=87654321\ncreateType="monolithicFlat"\nparentFileNameHint="../../etc/passwd"\nRW 8 FLAT "/etc/passwd" 0\nRW 8 FLAT "sub/../../x-flat.vmdk" 0\nRW 8 SPARSE "self.vmdk"\nRW 8 ZERO\n' > "$t/h/d"
+	pages "$t/h/d" "$top/tests/fuzz/corpus/img-vmdk/descriptor-names"
+	qemu-img create -q -f vmdk "$t/h/other.vmdk" 4M && qemu-img create -q -f vmdk -b other.vmdk -F vmdk "$t/h/r" &&
+		pages "$t/h/r" "$top/tests/fuzz/corpus/img-vmdk/renamed-child"
+	"$pi" create -f vpc "$t/out/p" 4M && "$pi" create -f vpc -b ../out/p "$t/h/c" &&
+		pages "$t/h/c" "$top/tests/fuzz/corpus/img-vpc/child-outside"
+	"$pi" create -f vhdx -o block_size=1M "$t/out/px" 4M && "$pi" create -f vhdx -o block_size=1M -b ../out/px "$t/h/cx" &&
+		pages "$t/h/cx" "$top/tests/fuzz/corpus/img-vhdx/child-outside"
+}
+hostile_seeds
 ls -l "$top"/tests/fuzz/corpus/img-*

@@ -1133,7 +1133,10 @@ static int vmdk_create(const char *path, const struct pimg_create_opts *o)
 			return -EINVAL;
 		}
 		pp = pimg_path_relative_to(path, o->backing_file);
-		p = pp ? pimg_open(pp, "vmdk", PIMG_O_RDONLY | PIMG_O_NO_BACKING) : NULL;
+		/* The operator's name: its extents (monolithicFlat) may be next to it. */
+		p = pp ? pimg_open_with(pp, "vmdk", PIMG_O_RDONLY | PIMG_O_NO_BACKING,
+					&(struct pimg_open_policy){ .allow_external = true })
+		       : NULL;
 		free(pp);
 		if (!p) {
 			log_error("the backing file of a VMDK must be a VMDK");

@@ -272,7 +272,7 @@ out_free:
 
 /* Walk comps[0..n) down from root r without following links; see the comment above. */
 static int walk_beneath(const struct pimg_trust *t, size_t r, char **comps, size_t n, bool rdonly,
-			int *fdp, char *why, size_t why_len)
+			int *fdp, struct stat *stp, char *why, size_t why_len)
 {
 	int dfd = t->roots[r].fd, fd = -1, real, fl, ret;
 	struct stat st, st2;
@@ -312,6 +312,8 @@ static int walk_beneath(const struct pimg_trust *t, size_t r, char **comps, size
 		goto out_close_fd;
 	}
 	ret = 0;
+	if (stp)
+		*stp = st;
 	if (!fdp)
 		goto out_close_fd;
 	/* O_NONBLOCK: should the name have become a FIFO meanwhile, the open must not hang. */
@@ -342,10 +344,11 @@ out_close_dir:
 /*
  * Resolve name, read from img, under the chain's trust. With fdp, open it (read-only
  * if rdonly) and return the descriptor there and its path in *resolved (owned);
- * without, only check. 0, or -errno with the reason in why.
+ * without, only check. *stp (if given): the file's fstat. 0, or -errno with the
+ * reason in why.
  */
 static int resolve_external(const struct pimg *img, const char *name, bool rdonly, int *fdp,
-			    char **resolved, char *why, size_t why_len)
+			    struct stat *stp, char **resolved, char *why, size_t why_len)
 {
 	const struct pimg_trust *t = img->trust;
 	size_t len = strlen(name), n = 0, n_up = 0, plen;
@@ -421,7 +424,7 @@ static int resolve_external(const struct pimg *img, const char *name, bool rdonl
 		for (size_t r = 0; r < t->n_roots; r++) {
 			if (t->roots[r].dev != st.st_dev || t->roots[r].ino != st.st_ino)
 				continue;
-			ret = walk_beneath(t, r, comps + k, n - k, rdonly, fdp, why, why_len);
+			ret = walk_beneath(t, r, comps + k, n - k, rdonly, fdp, stp, why, why_len);
 			if (!ret && resolved) {
 				size_t pos2;
 
@@ -466,11 +469,11 @@ bool pimg_external_allowed(const struct pimg *img)
 	return img->trust;
 }
 
-int pimg_external_find(const struct pimg *img, const char *name)
+int pimg_external_find(const struct pimg *img, const char *name, struct stat *st)
 {
 	char why[256];
 
-	return resolve_external(img, name, true, NULL, NULL, why, sizeof(why));
+	return resolve_external(img, name, true, NULL, st, NULL, why, sizeof(why));
 }
 
 struct pimg_file *pimg_open_external(struct pimg *img, const char *name, bool rdonly,
@@ -480,7 +483,7 @@ struct pimg_file *pimg_open_external(struct pimg *img, const char *name, bool rd
 	int fd = -1, ret;
 	struct pimg_file *f;
 
-	ret = resolve_external(img, name, rdonly, &fd, &path, why, sizeof(why));
+	ret = resolve_external(img, name, rdonly, &fd, NULL, &path, why, sizeof(why));
 	if (ret) {
 		log_error("%s: refusing %s '%s': %s", img->path, what, name, why);
 		return NULL;
@@ -520,7 +523,7 @@ static int open_backing(struct pimg *img, bool writable, struct pimg **out)
 		log_error("%s: backing chain deeper than %d images", img->path, MAX_BACKING_DEPTH);
 		return -ELOOP;
 	}
-	ret = resolve_external(img, img->backing_name, !writable, &fd, &bpath, why, sizeof(why));
+	ret = resolve_external(img, img->backing_name, !writable, &fd, NULL, &bpath, why, sizeof(why));
 	if (ret)
 		goto out_refuse;
 	f = pfile_from_fd(fd, bpath, !writable, img->flags & PIMG_O_NOLOCK);

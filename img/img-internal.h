@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "plinth-img.h"
@@ -189,9 +190,10 @@ struct pimg_file *pimg_open_external(struct pimg *img, const char *name, bool rd
 /* True if the policy allows external files for img's chain. */
 bool pimg_external_allowed(const struct pimg *img);
 /* Whether name resolves, under the policy, to a file that could be opened (no log line):
- * 0 yes, -ENOENT no such file, another -errno refused. For formats that try several
- * recorded names (VHD and VHDX parent locators). */
-int pimg_external_find(const struct pimg *img, const char *name);
+ * 0 yes (then *st, if given, is its fstat), -ENOENT no such file, another -errno
+ * refused. For formats that try several recorded names (VHD and VHDX parent
+ * locators) or share one file between extents. */
+int pimg_external_find(const struct pimg *img, const char *name, struct stat *st);
 
 /* Helpers for formats: little/big-endian loads and stores on possibly unaligned bytes. */
 static inline uint16_t ld_be16(const void *p) { uint16_t v; memcpy(&v, p, 2); return be16toh(v); }

@@ -1005,7 +1005,7 @@ static int parse_locator(struct pimg *img, const uint8_t *loc, uint32_t len)
 		return -EINVAL;
 	}
 	if (rel[0]) {
-		if (!pimg_external_find(img, rel) || !abs_path[0] || !pimg_external_allowed(img)) {
+		if (!pimg_external_find(img, rel, NULL) || !abs_path[0] || !pimg_external_allowed(img)) {
 			img->backing_name = strdup(rel);
 			goto done;
 		}

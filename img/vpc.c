@@ -527,7 +527,7 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 	if (cand[nc])
 		nc++;
 	for (size_t i = 0; i < nc; i++) {
-		int found = cand[i][0] ? pimg_external_find(img, cand[i]) : -ENOENT;
+		int found = cand[i][0] ? pimg_external_find(img, cand[i], NULL) : -ENOENT;
 
 		if (found && found != -ENOENT && !refused)
 			refused = cand[i]; /* the core says why when it opens it */

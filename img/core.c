@@ -426,10 +426,10 @@ static int resolve_external(const struct pimg *img, const char *name, bool rdonl
 				continue;
 			ret = walk_beneath(t, r, comps + k, n - k, rdonly, fdp, stp, why, why_len);
 			if (!ret && resolved) {
+				char *out = malloc(strlen(t->roots[r].path) + plen + 1);
 				size_t pos2;
 
-				*resolved = malloc(strlen(t->roots[r].path) + plen + 1);
-				if (!*resolved) {
+				if (!out) {
 					if (fdp)
 						close(*fdp);
 					ret = -ENOMEM;
@@ -437,11 +437,12 @@ static int resolve_external(const struct pimg *img, const char *name, bool rdonl
 				}
 				/* "." + "/base" reads better as "base" */
 				pos2 = strcmp(t->roots[r].path, ".")
-					       ? (size_t)sprintf(*resolved, "%s/", t->roots[r].path)
+					       ? (size_t)sprintf(out, "%s/", t->roots[r].path)
 					       : 0;
 				for (size_t i = k; i < n; i++)
-					pos2 += (size_t)sprintf(*resolved + pos2, "%s%s", comps[i],
+					pos2 += (size_t)sprintf(out + pos2, "%s%s", comps[i],
 								i + 1 < n ? "/" : "");
+				*resolved = out;
 			}
 			goto out;
 		}

@@ -657,6 +657,7 @@ static void test_create_backing_option(void **state)
 	unlink(top);
 	unlink(base);
 	rmdir(dir);
+	fake_mem_fini(&fm);
 }
 
 static void test_create_specs(void **state)

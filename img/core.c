@@ -27,7 +27,8 @@
 #include "img-internal.h"
 
 static const struct pimg_format *const formats[] = {
-	&pimg_fmt_qcow2, &pimg_fmt_vhdx, &pimg_fmt_vpc, &pimg_fmt_vmdk, &pimg_fmt_raw,
+	&pimg_fmt_qcow2, &pimg_fmt_vhdx, &pimg_fmt_vpc, &pimg_fmt_vmdk, &pimg_fmt_vdi,
+	&pimg_fmt_parallels, &pimg_fmt_raw,
 };
 
 const struct pimg_format *pimg_find_format(const char *name)
@@ -703,7 +704,8 @@ static int parse_create_options(const struct pimg_format *fmt, char *buf, struct
 			o->compression_type = val;
 		} else if (!strcmp(key, "adapter_type")) {
 			o->adapter_type = val;
-		} else if (!strcmp(key, "force_size") || !strcmp(key, "lazy_refcounts")) {
+		} else if (!strcmp(key, "force_size") || !strcmp(key, "lazy_refcounts") ||
+			   !strcmp(key, "static")) {
 			bool b;
 
 			if (parse_bool(val, &b)) {
@@ -712,6 +714,8 @@ static int parse_create_options(const struct pimg_format *fmt, char *buf, struct
 			}
 			if (!strcmp(key, "force_size"))
 				o->force_size = b;
+			else if (!strcmp(key, "static"))
+				o->static_image = b;
 			else
 				o->lazy_refcounts = b;
 		} else if (!strcmp(key, "compat")) {

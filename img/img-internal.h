@@ -82,6 +82,7 @@ struct pimg_create_opts {
 	bool force_size;
 	bool lazy_refcounts;
 	const char *adapter_type; /* VMDK */
+	bool static_image;        /* VDI: static=on, every block allocated (qemu-img's name) */
 };
 
 /* ---- formats -------------------------------------------------------------- */
@@ -139,7 +140,7 @@ struct pimg {
 };
 
 extern const struct pimg_format pimg_fmt_raw, pimg_fmt_qcow2, pimg_fmt_vpc, pimg_fmt_vhdx,
-	pimg_fmt_vmdk;
+	pimg_fmt_vmdk, pimg_fmt_vdi, pimg_fmt_parallels;
 
 const struct pimg_format *pimg_find_format(const char *name);
 

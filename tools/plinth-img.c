@@ -40,7 +40,7 @@ static void usage(FILE *f)
 	      "  commit [-f FMT] FILE\n"
 	      "  bench [-f FMT] [-c COUNT] [-s BUFSIZE] [-S STEP] [--pattern random|sequential]\n"
 	      "        [--seed N] [--offsets FILE] [--checksum] [--output=human|json] FILE\n"
-	      "formats: raw, qcow2, vpc (VHD), vhdx, vmdk\n",
+	      "formats: raw, qcow2, vpc (VHD), vhdx, vmdk, vdi, parallels (read)\n",
 	      f);
 }
 

@@ -39,4 +39,7 @@ mk vhdx empty "block_size=1M"
 mk vhdx data "block_size=1M" 'write -P 0xab 0 1k'
 mk vmdk sparse "" 'write -P 0xab 0 1k'
 mk vmdk stream subformat=streamOptimized 'write -P 0xab 0 64k'
+mk vdi dynamic "" 'write -P 0xab 0 1k' 'write -P 0xcd 3M 4k'
+mk vdi static static=on 'write -P 0xab 0 1k'
+mk parallels data cluster_size=64k 'write -P 0xab 0 1k' 'write -P 0xcd 3M 4k'
 ls -l "$top"/tests/fuzz/corpus/img-*

@@ -118,13 +118,47 @@ char *pimg_path_relative_to(const char *base, const char *name)
 
 /* ---- probing and opening ------------------------------------------------- */
 
-static const struct pimg_format *probe_file(struct pimg_file *f)
+/*
+ * Magics of formats plinth does not read (and of containers a disk image often
+ * arrives in). A file that carries one is never taken for raw: the user is told
+ * what it looks like and may still say -f raw.
+ */
+struct foreign_magic {
+	const char *what;
+	const char *hint; /* what to do, or "" */
+	const char *magic;
+	uint8_t len;
+	uint16_t off;   /* in the head, or from the start of the last 512 bytes */
+	bool in_tail;
+};
+
+static const struct foreign_magic foreign_magics[] = {
+	{ "a QED image", "", "QED\0", 4, 0, false },
+	{ "a cloop compressed image", "", "#!/bin/sh\n#V2.0 Format\n", 23, 0, false },
+	{ "a Bochs image", "", "Bochs Virtual HD Image", 22, 0, false },
+	{ "a User-Mode Linux COW image", "", "OOOM", 4, 0, false },
+	{ "a VMware ESX 2 / GSX sparse image (COWD)", "", "COWD", 4, 0, false },
+	{ "a LUKS encrypted volume", "", "LUKS\xba\xbe", 6, 0, false },
+	{ "an Apple disk image (DMG)", "", "koly", 4, 0, true },
+	{ "a gzip-compressed file", "; decompress it first", "\x1f\x8b\x08", 3, 0, false },
+	{ "an xz-compressed file", "; decompress it first", "\xfd" "7zXZ\0", 6, 0, false },
+	{ "a zstd-compressed file", "; decompress it first", "\x28\xb5\x2f\xfd", 4, 0, false },
+	{ "a bzip2-compressed file", "; decompress it first", "BZh", 3, 0, false },
+	{ "a tar archive (an OVA?)", "; extract the disk image from it first", "ustar", 5, 257, false },
+};
+
+/*
+ * The best-scoring format for a file, or NULL; then *foreign names the format of
+ * another tool it looks like, if any (NULL: no known magic, raw data).
+ */
+static const struct pimg_format *probe_file(struct pimg_file *f, const struct foreign_magic **foreign)
 {
 	uint8_t head[65536], tail[512];
 	size_t head_len = (size_t)MIN(f->size, sizeof(head));
 	const struct pimg_format *best = NULL;
 	int best_score = 0;
 
+	*foreign = NULL;
 	if (pfile_pread(f, head, head_len, 0, true))
 		return NULL;
 	bool have_tail = f->size >= sizeof(tail) &&
@@ -141,6 +175,14 @@ static const struct pimg_format *probe_file(struct pimg_file *f)
 			best = formats[i];
 		}
 	}
+	for (size_t i = 0; !best && i < ARRAY_SIZE(foreign_magics); i++) {
+		const struct foreign_magic *m = &foreign_magics[i];
+		const uint8_t *p = m->in_tail ? (have_tail ? tail : NULL) : head;
+		size_t plen = m->in_tail ? sizeof(tail) : head_len;
+
+		if (p && m->off + m->len <= plen && !memcmp(p + m->off, m->magic, m->len))
+			*foreign = m;
+	}
 	return best;
 }
 
@@ -148,10 +190,11 @@ const char *pimg_probe(const char *path)
 {
 	struct pimg_file *f = pfile_open(path, true, false);
 	const struct pimg_format *fmt;
+	const struct foreign_magic *foreign;
 
 	if (!f)
 		return NULL;
-	fmt = probe_file(f);
+	fmt = probe_file(f, &foreign);
 	pfile_close(f);
 	return fmt ? fmt->name : NULL;
 }
@@ -226,7 +269,14 @@ static struct pimg *open_chain(const char *path, const char *format, unsigned fl
 			goto out_close_file;
 		}
 	} else {
-		img->fmt = probe_file(img->file);
+		const struct foreign_magic *foreign;
+
+		img->fmt = probe_file(img->file, &foreign);
+		if (!img->fmt && foreign) {
+			log_error("%s: looks like %s, which plinth-img does not read%s (-f raw would "
+				  "read the file's bytes as a disk)", path, foreign->what, foreign->hint);
+			goto out_close_file;
+		}
 		if (!img->fmt) {
 			if (!rdonly) {
 				log_error("%s: no recognised image header; refusing to guess raw for a "

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * plinth-img: the disk image library (raw, qcow2, VHD, VHDX, VMDK).
+ * plinth-img: the disk image library (raw, qcow2, VHD, VHDX, VMDK, VDI; Parallels read-only).
  *
  * This is the library's only public header. It knows nothing of VMs: the VMM's
  * virtio-blk, the plinth-img tool and the tests all use images through it.
@@ -48,9 +48,11 @@ struct pimg;
 #define PIMG_O_NOLOCK     (1u << 4)
 
 /*
- * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk")
- * or NULL to probe the header. Probing never selects raw for a writable open: a
- * file without a recognised header is refused unless format is "raw". Backing
+ * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk",
+ * "vdi", "parallels") or NULL to probe the header. Probing never selects raw for a
+ * writable open: a file without a recognised header is refused unless format is
+ * "raw"; nor for a file that carries the magic of a format the library does not
+ * read (QED, cloop, Bochs, DMG, LUKS, compressed or tar files...). Backing
  * files are opened read-only, their chain depth is limited and loops refused.
  * Returns the image (owned by the caller, freed by pimg_close) or NULL.
  */

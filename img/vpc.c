@@ -484,11 +484,40 @@ static bool exists_relative(const struct pimg *img, const char *name)
 	return ok;
 }
 
+/*
+ * The error for a parent that is nowhere: every name the child gives (locator
+ * kind and name) and every path tried, in the order tried.
+ */
+static void log_missing_parent(const struct pimg *img, char *const *cand, const char *const *kind,
+			       size_t nc)
+{
+	char names[1024] = "", looked[2048] = "";
+	size_t nl = 0, ll = 0;
+
+	for (size_t i = 0; i < nc; i++) {
+		char *p = cand[i][0] ? pimg_path_relative_to(img->path, cand[i]) : NULL;
+		bool dup = false;
+
+		if (cand[i][0] && nl < sizeof(names))
+			nl += (size_t)snprintf(names + nl, sizeof(names) - nl, "%s'%s' (%s)", nl ? ", " : "",
+					       cand[i], kind[i]);
+		for (size_t j = 0; p && j < i; j++)
+			dup |= cand[j][0] && !strcmp(cand[j], cand[i]);
+		if (p && !dup && ll < sizeof(looked))
+			ll += (size_t)snprintf(looked + ll, sizeof(looked) - ll, "%s%s", ll ? ", " : "", p);
+		free(p);
+	}
+	log_error("%s: differencing VHD: parent not found; the image names %s; looked for %s",
+		  img->path, nl ? names : "no parent at all", ll ? looked : "nothing");
+}
+
 /* Pick the parent's path from the locators (relative first), else the unicode name. */
 static int find_parent(struct pimg *img, const uint8_t *dyn)
 {
+	static const char *const pass_kind[] = { "W2ru locator", "MacX locator", "W2ku locator" };
 	struct vpc *v = img->priv;
 	char *cand[9] = { 0 };
+	const char *kind[9];
 	size_t nc = 0;
 	int ret = 0;
 
@@ -528,12 +557,14 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 				ret = -ENOMEM;
 				goto out;
 			}
+			kind[nc] = pass_kind[pass];
 			cand[nc++] = s;
 			if (nc == 8)
 				break;
 		}
 	}
 	cand[nc] = utf16_to_utf8(dyn + 64, 512, false);
+	kind[nc] = "parent Unicode name";
 	if (cand[nc])
 		nc++;
 	for (size_t i = 0; i < nc; i++) {
@@ -551,7 +582,7 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 		img->backing_fmt = strdup("vpc");
 		goto out;
 	}
-	log_error("%s: differencing VHD: parent '%s' not found", img->path, nc ? cand[nc - 1] : "?");
+	log_missing_parent(img, cand, kind, nc);
 	ret = -ENOENT;
 out:
 	for (size_t i = 0; i < nc; i++)

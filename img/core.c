@@ -100,6 +100,18 @@ uint32_t pimg_crc32c(uint32_t crc, const void *buf, size_t len)
 	return ~crc;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void pimg_sort_u32(uint32_t *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_u32);
+}
+
 char *pimg_path_relative_to(const char *base, const char *name)
 {
 	char *copy, *dir, *out;

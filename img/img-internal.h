@@ -176,6 +176,9 @@ void pimg_info_add_str(struct pimg_info *info, const char *key, const char *val)
 void pimg_info_add_num(struct pimg_info *info, const char *key, int64_t val);
 void pimg_info_add_bool(struct pimg_info *info, const char *key, bool val);
 
+/* Sort table entries (block offsets) in place, for overlap checks. */
+void pimg_sort_u32(uint32_t *v, size_t n);
+
 /* CRC-32C (Castagnoli), as VHDX uses it. */
 uint32_t pimg_crc32c(uint32_t crc, const void *buf, size_t len);
 

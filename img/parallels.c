@@ -171,13 +171,6 @@ static int prl_info(struct pimg *img, struct pimg_info *info)
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* The spec's rules for BAT entries: in the data area, cluster aligned to it, unique. */
 static int prl_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 {
@@ -204,7 +197,7 @@ static int prl_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 		sorted[n++] = p->bat[c];
 	}
 	res->allocated_clusters = n;
-	qsort(sorted, n, sizeof(*sorted), cmp_u32);
+	pimg_sort_u32(sorted, n);
 	for (uint32_t i = 1; i < n; i++) {
 		if (sorted[i] == sorted[i - 1]) {
 			check_log(res, "%s: ERROR two clusters at %#" PRIx64, img->path,

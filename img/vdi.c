@@ -482,13 +482,6 @@ static int vdi_info(struct pimg *img, struct pimg_info *info)
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Invariants 1-3 of the top of this file. */
 static int vdi_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 {
@@ -513,7 +506,7 @@ static int vdi_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 		sorted[n++] = v->map[b];
 	}
 	res->allocated_clusters = n;
-	qsort(sorted, n, sizeof(*sorted), cmp_u32);
+	pimg_sort_u32(sorted, n);
 	for (uint32_t i = 1; i < n; i++) {
 		if (sorted[i] == sorted[i - 1]) {
 			check_log(res, "%s: ERROR slot %u is used by two blocks", img->path, sorted[i]);

@@ -1029,13 +1029,6 @@ static int vpc_info(struct pimg *img, struct pimg_info *info)
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Every BAT entry inside the data area, no two blocks overlapping. */
 static int vpc_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 {
@@ -1069,7 +1062,7 @@ static int vpc_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 		sorted[n++] = v->bat[b];
 	}
 	res->allocated_clusters = n;
-	qsort(sorted, n, sizeof(*sorted), cmp_u32);
+	pimg_sort_u32(sorted, n);
 	for (uint32_t i = 1; i < n; i++) {
 		if ((uint64_t)(sorted[i] - sorted[i - 1]) * SECTOR_SIZE < span) {
 			check_log(res, "%s: ERROR blocks at sectors %u and %u overlap", img->path, sorted[i - 1], sorted[i]);

@@ -145,6 +145,20 @@ static void make_image(char *p, size_t len)
 	pimg_close(img);
 }
 
+/* make_image() with block map entry `block` set to `val`, opened read-only. */
+static struct pimg *image_with_entry(char *p, size_t len, uint32_t block, uint32_t val)
+{
+	uint8_t v[4];
+	struct pimg *img;
+
+	make_image(p, len);
+	st_le32(v, val);
+	corrupt(p, 1 * MiB + block * 4, v, 4);
+	img = pimg_open(p, "vdi", PIMG_O_RDONLY);
+	assert_non_null(img);
+	return img;
+}
+
 static void test_hostile(void **state)
 {
 	char p[256];
@@ -154,30 +168,18 @@ static void test_hostile(void **state)
 
 	(void)state;
 	/* a map entry beyond the slot area: reads fail, check counts it */
-	make_image(p, sizeof(p));
-	st_le32(v, 0x7ffffff0);
-	corrupt(p, 1 * MiB + 2 * 4, v, 4);
-	img = pimg_open(p, "vdi", PIMG_O_RDONLY);
-	assert_non_null(img);
+	img = image_with_entry(p, sizeof(p), 2, 0x7ffffff0);
 	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 2 * MiB), -EIO);
 	assert_int_equal(pimg_check(img, &res, 0), 0);
 	assert_true(res.corruptions > 0);
 	pimg_close(img);
 	/* two blocks on one slot */
-	make_image(p, sizeof(p));
-	st_le32(v, 0);
-	corrupt(p, 1 * MiB + 5 * 4, v, 4);
-	img = pimg_open(p, "vdi", PIMG_O_RDONLY);
-	assert_non_null(img);
+	img = image_with_entry(p, sizeof(p), 5, 0);
 	assert_int_equal(pimg_check(img, &res, 0), 0);
 	assert_true(res.corruptions > 0);
 	pimg_close(img);
 	/* the zero marker reads as zeros */
-	make_image(p, sizeof(p));
-	st_le32(v, 0xFFFFFFFE);
-	corrupt(p, 1 * MiB + 2 * 4, v, 4);
-	img = pimg_open(p, "vdi", PIMG_O_RDONLY);
-	assert_non_null(img);
+	img = image_with_entry(p, sizeof(p), 2, 0xFFFFFFFE);
 	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 2 * MiB), 0);
 	assert_true(pimg_is_zero(buf, sizeof(buf)));
 	pimg_close(img);

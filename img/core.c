@@ -703,7 +703,8 @@ static int parse_create_options(const struct pimg_format *fmt, char *buf, struct
 			o->compression_type = val;
 		} else if (!strcmp(key, "adapter_type")) {
 			o->adapter_type = val;
-		} else if (!strcmp(key, "force_size") || !strcmp(key, "lazy_refcounts")) {
+		} else if (!strcmp(key, "force_size") || !strcmp(key, "lazy_refcounts") ||
+			   !strcmp(key, "extended_l2")) {
 			bool b;
 
 			if (parse_bool(val, &b)) {
@@ -712,8 +713,10 @@ static int parse_create_options(const struct pimg_format *fmt, char *buf, struct
 			}
 			if (!strcmp(key, "force_size"))
 				o->force_size = b;
-			else
+			else if (!strcmp(key, "lazy_refcounts"))
 				o->lazy_refcounts = b;
+			else
+				o->extended_l2 = b;
 		} else if (!strcmp(key, "compat")) {
 			if (strcmp(val, "1.1") && strcmp(val, "v3")) {
 				log_error("only compat=1.1 (qcow2 v3) images can be created");
@@ -864,6 +867,9 @@ void pimg_info_free(struct pimg_info *info)
 	free(info->snapshots);
 	info->snapshots = NULL;
 	info->n_snapshots = 0;
+	free(info->bitmaps);
+	info->bitmaps = NULL;
+	info->n_bitmaps = 0;
 }
 
 int pimg_check(struct pimg *img, struct pimg_check *res, unsigned repair)

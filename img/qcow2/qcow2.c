@@ -4,7 +4,7 @@
 
 static const char *const qcow2_create_keys[] = {
 	"size", "backing_file", "backing_fmt", "cluster_size", "compression_type", "compat",
-	"preallocation", NULL,
+	"preallocation", "extended_l2", NULL,
 };
 
 /* ---- mapping ---------------------------------------------------------------- */
@@ -29,7 +29,7 @@ static bool overlaps_metadata(const struct qcow2 *q, uint64_t host, uint64_t len
 static int get_l2(struct pimg *img, uint64_t off, bool alloc, uint8_t **l2)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t l1i = off >> (q->cluster_bits * 2 - 3), l2o;
+	uint64_t l1i = (off >> q->cluster_bits) / q->l2_entries, l2o;
 	int ret;
 
 	*l2 = NULL;
@@ -41,7 +41,7 @@ static int get_l2(struct pimg *img, uint64_t off, bool alloc, uint8_t **l2)
 	if (!l2o) {
 		if (!alloc)
 			return 0;
-		ret = qcow2_alloc_clusters(img, 1, &l2o);
+		ret = qcow2_alloc_data_cluster(img, &l2o);
 		if (ret)
 			return ret;
 		ret = qcow2_cache_get(img, &q->l2c, l2o, false, l2);
@@ -63,38 +63,72 @@ static int get_l2(struct pimg *img, uint64_t off, bool alloc, uint8_t **l2)
 	return qcow2_cache_get(img, &q->l2c, l2o, true, l2);
 }
 
-static uint64_t l2_index(const struct qcow2 *q, uint64_t off)
+/* Where the entry of guest offset off sits in its L2 table. */
+static uint8_t *l2_slot(const struct qcow2 *q, uint8_t *l2, uint64_t off)
 {
-	return (off >> q->cluster_bits) & (q->l2_entries - 1);
+	return l2 + ((off >> q->cluster_bits) & (q->l2_entries - 1)) * q->l2_entry_size;
 }
 
-static int get_entry(struct pimg *img, uint64_t off, uint64_t *entry)
+/* The L2 entry of guest offset off and, with extended L2 entries, its subcluster
+ * bitmap (*bm; 0 otherwise). Both 0 for an unallocated L2 table. */
+static int get_entry(struct pimg *img, uint64_t off, uint64_t *entry, uint64_t *bm)
 {
 	struct qcow2 *q = img->priv;
-	uint8_t *l2;
+	uint8_t *l2, *p;
 	int ret = get_l2(img, off, false, &l2);
 
-	*entry = 0;
+	*entry = *bm = 0;
 	if (ret || !l2)
 		return ret;
-	*entry = ld_be64(l2 + l2_index(q, off) * 8);
+	p = l2_slot(q, l2, off);
+	*entry = ld_be64(p);
+	if (q->extl2)
+		*bm = ld_be64(p + 8);
 	return 0;
+}
+
+/* Status of subcluster sc of a standard cluster with extended L2 entries. */
+static int sc_status(uint64_t e, uint64_t bm, unsigned sc)
+{
+	if (bm & (1ULL << sc))
+		return PIMG_DATA;
+	if (bm & (1ULL << (sc + 32)))
+		return PIMG_ZERO;
+	(void)e;
+	return PIMG_UNALLOCATED;
 }
 
 static int qcow2_block_status(struct pimg *img, uint64_t off, uint64_t len, uint64_t *pnum)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t e;
-	int ret = get_entry(img, off, &e);
+	uint64_t e, bm, in, end;
+	unsigned sc;
+	int ret = get_entry(img, off, &e, &bm), st;
 
 	if (ret)
 		return ret;
 	*pnum = len;
 	if (e & QCOW2_COMPRESSED)
 		return PIMG_DATA;
-	if ((e & QCOW2_ZERO) && q->version >= 3)
-		return PIMG_ZERO;
-	return (e & QCOW2_OFFSET_MASK) ? PIMG_DATA : PIMG_UNALLOCATED;
+	if (!q->extl2) {
+		if ((e & QCOW2_ZERO) && q->version >= 3)
+			return PIMG_ZERO;
+		return (e & QCOW2_OFFSET_MASK) ? PIMG_DATA : PIMG_UNALLOCATED;
+	}
+	/* Subclusters: the run of those sharing the first one's status. */
+	in = off & (q->cluster_size - 1);
+	end = in + len;
+	sc = (unsigned)(in >> q->sc_bits);
+	st = sc_status(e, bm, sc);
+	if (st == PIMG_DATA && !(e & QCOW2_OFFSET_MASK)) {
+		log_error("%s: corrupt extended L2 entry for offset %#" PRIx64 " (allocated subcluster without a cluster)",
+			  img->path, off);
+		return -EIO;
+	}
+	while (++sc < 32 && ((uint64_t)sc << q->sc_bits) < end && sc_status(e, bm, sc) == st)
+		;
+	*pnum = MIN(((uint64_t)sc << q->sc_bits), end) - in;
+	return st;
 }
 
 static int decompress_cluster(struct pimg *img, uint64_t entry)
@@ -175,8 +209,8 @@ static int check_data_offset(struct pimg *img, uint64_t host)
 static int qcow2_read(struct pimg *img, void *buf, uint64_t len, uint64_t off)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t e, in = off & (q->cluster_size - 1), host;
-	int ret = get_entry(img, off, &e);
+	uint64_t e, bm, in = off & (q->cluster_size - 1), host;
+	int ret = get_entry(img, off, &e, &bm);
 
 	if (ret)
 		return ret;
@@ -193,43 +227,158 @@ static int qcow2_read(struct pimg *img, void *buf, uint64_t len, uint64_t off)
 	return pfile_pread(img->file, buf, len, host + in, false);
 }
 
-/* Fill q->tmp with the current content of the cluster at guest offset coff. */
-static int read_old_cluster(struct pimg *img, uint64_t e, uint64_t coff)
+/*
+ * Fill q->tmp[from, to) with what the guest reads in the cluster at guest offset
+ * coff (whose entry is e, bm): its data, zeros or the backing file's.
+ */
+static int read_old(struct pimg *img, uint64_t e, uint64_t bm, uint64_t coff, uint64_t from, uint64_t to)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t n = MIN((uint64_t)q->cluster_size, img->size - coff);
+	uint64_t host = e & QCOW2_OFFSET_MASK;
 	int ret;
 
-	memset(q->tmp, 0, q->cluster_size);
 	if (e & QCOW2_COMPRESSED) {
 		ret = decompress_cluster(img, e);
 		if (!ret)
-			memcpy(q->tmp, q->dec, q->cluster_size);
+			memcpy(q->tmp + from, q->dec + from, to - from);
 		return ret;
 	}
-	if ((e & QCOW2_ZERO) && q->version >= 3)
-		return 0;
-	if (e & QCOW2_OFFSET_MASK) {
-		ret = check_data_offset(img, e & QCOW2_OFFSET_MASK);
+	if (host) {
+		ret = check_data_offset(img, host);
 		if (ret)
 			return ret;
-		return pfile_pread(img->file, q->tmp, q->cluster_size, e & QCOW2_OFFSET_MASK, false);
 	}
-	return pimg_read_backing(img, q->tmp, n, coff);
+	while (from < to) {
+		uint64_t n = to - from;
+		int st;
+
+		if (q->extl2) {
+			unsigned sc = (unsigned)(from >> q->sc_bits);
+
+			st = sc_status(e, bm, sc);
+			n = MIN(n, ((uint64_t)(sc + 1) << q->sc_bits) - from);
+		} else {
+			st = ((e & QCOW2_ZERO) && q->version >= 3) ? PIMG_ZERO : host ? PIMG_DATA : PIMG_UNALLOCATED;
+		}
+		if (st == PIMG_DATA && !host)
+			return -EIO;
+		if (st == PIMG_DATA) {
+			ret = pfile_pread(img->file, q->tmp + from, n, host + from, false);
+		} else if (st == PIMG_ZERO || coff + from >= img->size) {
+			memset(q->tmp + from, 0, n);
+			ret = 0;
+		} else {
+			uint64_t m = MIN(n, img->size - coff - from);
+
+			memset(q->tmp + from + m, 0, n - m);
+			ret = pimg_read_backing(img, q->tmp + from, m, coff + from);
+		}
+		if (ret)
+			return ret;
+		from += n;
+	}
+	return 0;
+}
+
+/* Store entry e (and bitmap bm with extended L2 entries) at the slot of guest offset off. */
+static void put_entry(struct qcow2 *q, uint8_t *l2, uint64_t off, uint64_t e, uint64_t bm)
+{
+	uint8_t *p = l2_slot(q, l2, off);
+
+	st_be64(p, e);
+	if (q->extl2)
+		st_be64(p + 8, bm);
+	qcow2_cache_mark_dirty(&q->l2c, l2);
+}
+
+/* Allocation bits of the subclusters that [in, in + len) of a cluster touches. */
+static uint64_t sc_mask(const struct qcow2 *q, uint64_t in, uint64_t len)
+{
+	unsigned first = (unsigned)(in >> q->sc_bits), last = (unsigned)((in + len - 1) >> q->sc_bits);
+
+	return (last == 31 ? 0xffffffffULL : (1ULL << (last + 1)) - 1) & ~((1ULL << first) - 1);
+}
+
+/*
+ * Write [in, in + len) of the cluster at guest offset coff into the host cluster
+ * at host, whose subclusters in bm are already allocated: subclusters that the
+ * write covers only in part get their old content around it first.
+ */
+static int write_subclusters(struct pimg *img, const void *buf, uint64_t in, uint64_t len, uint64_t coff,
+			     uint64_t host, uint64_t e, uint64_t bm)
+{
+	struct qcow2 *q = img->priv;
+	uint64_t scs = 1ULL << q->sc_bits, from = in & ~(scs - 1), to = align_up(in + len, scs);
+	int ret;
+
+	if (from == in && to == in + len)
+		return pfile_pwrite(img->file, buf, len, host + in);
+	/* Old content for the partial head and tail subclusters (unless allocated: written in place). */
+	if (!(bm & (1ULL << (from >> q->sc_bits)))) {
+		ret = read_old(img, e, bm, coff, from, from + scs);
+		if (ret)
+			return ret;
+	} else if (from != in) {
+		ret = pfile_pread(img->file, q->tmp + from, in - from, host + from, false);
+		if (ret)
+			return ret;
+	}
+	if (!(bm & (1ULL << ((to - 1) >> q->sc_bits)))) {
+		ret = read_old(img, e, bm, coff, to - scs, to);
+		if (ret)
+			return ret;
+	} else if (to != in + len) {
+		ret = pfile_pread(img->file, q->tmp + in + len, to - in - len, host + in + len, false);
+		if (ret)
+			return ret;
+	}
+	memcpy(q->tmp + in, buf, len);
+	return pfile_pwrite(img->file, q->tmp + from, to - from, host + from);
 }
 
 static int qcow2_write(struct pimg *img, const void *buf, uint64_t len, uint64_t off)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t cs = q->cluster_size, in = off & (cs - 1), coff = off - in, e, host;
+	uint64_t cs = q->cluster_size, in = off & (cs - 1), coff = off - in, e, bm = 0, host, mask;
 	uint8_t *l2;
 	int ret;
 
+	if (q->repair_only)
+		return -EROFS;
 	ret = get_l2(img, off, true, &l2);
 	if (ret)
 		return ret;
-	e = ld_be64(l2 + l2_index(q, off) * 8);
+	e = ld_be64(l2_slot(q, l2, off));
+	if (q->extl2)
+		bm = ld_be64(l2_slot(q, l2, off) + 8);
 	host = e & QCOW2_OFFSET_MASK;
+	if (q->extl2 && !(e & QCOW2_COMPRESSED) && (!host || (e & QCOW2_COPIED))) {
+		/* Subclusters: allocate the cluster if needed, write only what is touched. */
+		mask = sc_mask(q, in, len);
+		if (!host) {
+			if (bm & 0xffffffffULL) {
+				log_error("%s: corrupt extended L2 entry for offset %#" PRIx64, img->path, off);
+				return -EIO;
+			}
+			ret = qcow2_alloc_data_cluster(img, &host);
+			if (ret)
+				return ret;
+		} else {
+			ret = check_data_offset(img, host);
+			if (ret)
+				return ret;
+		}
+		ret = write_subclusters(img, buf, in, len, coff, host, e, bm);
+		if (ret)
+			return ret;
+		if (host == (e & QCOW2_OFFSET_MASK) && (bm & mask) == mask)
+			return 0;
+		ret = get_l2(img, off, true, &l2); /* the allocation may have evicted it */
+		if (ret)
+			return ret;
+		put_entry(q, l2, off, host | QCOW2_COPIED, (bm | mask) & ~(mask << 32));
+		return qcow2_trim_caches(img);
+	}
 	if (!(e & QCOW2_COMPRESSED) && (e & QCOW2_COPIED) && host && !(e & QCOW2_ZERO)) {
 		ret = check_data_offset(img, host);
 		if (ret)
@@ -238,13 +387,13 @@ static int qcow2_write(struct pimg *img, const void *buf, uint64_t len, uint64_t
 	}
 	/* Copy-on-write into a new cluster. */
 	if (len != cs) {
-		ret = read_old_cluster(img, e, coff);
+		ret = read_old(img, e, bm, coff, 0, cs);
 		if (ret)
 			return ret;
 		memcpy(q->tmp + in, buf, len);
 		buf = q->tmp;
 	}
-	ret = qcow2_alloc_clusters(img, 1, &host);
+	ret = qcow2_alloc_data_cluster(img, &host);
 	if (ret)
 		return ret;
 	ret = pfile_pwrite(img->file, buf, cs, host);
@@ -254,8 +403,7 @@ static int qcow2_write(struct pimg *img, const void *buf, uint64_t len, uint64_t
 	ret = get_l2(img, off, true, &l2);
 	if (ret)
 		return ret;
-	st_be64(l2 + l2_index(q, off) * 8, host | QCOW2_COPIED);
-	qcow2_cache_mark_dirty(&q->l2c, l2);
+	put_entry(q, l2, off, host | QCOW2_COPIED, 0xffffffffULL);
 	if (q->dec_entry == e)
 		q->dec_entry = 0;
 	ret = qcow2_release_entry(img, e);
@@ -264,19 +412,21 @@ static int qcow2_write(struct pimg *img, const void *buf, uint64_t len, uint64_t
 	return qcow2_trim_caches(img);
 }
 
-/* Set the L2 entry of the whole cluster at off to val, releasing what it held. */
-static int set_entry(struct pimg *img, uint64_t off, uint64_t val)
+/* Set the L2 entry (and bitmap) of the whole cluster at off, releasing what it held. */
+static int set_entry(struct pimg *img, uint64_t off, uint64_t val, uint64_t bm)
 {
 	struct qcow2 *q = img->priv;
 	uint8_t *l2;
 	uint64_t e;
-	int ret = get_l2(img, off, true, &l2);
+	int ret;
 
+	if (q->repair_only)
+		return -EROFS;
+	ret = get_l2(img, off, true, &l2);
 	if (ret)
 		return ret;
-	e = ld_be64(l2 + l2_index(q, off) * 8);
-	st_be64(l2 + l2_index(q, off) * 8, val);
-	qcow2_cache_mark_dirty(&q->l2c, l2);
+	e = ld_be64(l2_slot(q, l2, off));
+	put_entry(q, l2, off, val, bm);
 	if (q->dec_entry == e)
 		q->dec_entry = 0;
 	ret = qcow2_release_entry(img, e);
@@ -285,26 +435,30 @@ static int set_entry(struct pimg *img, uint64_t off, uint64_t val)
 	return qcow2_trim_caches(img);
 }
 
+/* Entry and bitmap of a cluster that reads as zeros. */
+#define ZERO_ENTRY(q) ((q)->extl2 ? 0 : QCOW2_ZERO)
+#define ZERO_BM 0xffffffff00000000ULL
+
 static int qcow2_write_zeroes(struct pimg *img, uint64_t len, uint64_t off, bool may_unmap)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t e;
+	uint64_t e, bm;
 	int ret;
 
 	if (len != q->cluster_size && off + len != img->size)
 		return -ENOTSUP;
 	if (q->version < 3)
 		return -ENOTSUP;
-	ret = get_entry(img, off, &e);
+	ret = get_entry(img, off, &e, &bm);
 	if (ret)
 		return ret;
-	if ((e & QCOW2_ZERO) && !(e & QCOW2_COMPRESSED))
+	if (q->extl2 ? (!(e & QCOW2_OFFSET_MASK) && bm == ZERO_BM) : ((e & QCOW2_ZERO) && !(e & QCOW2_COMPRESSED)))
 		return 0;
-	if (!e && !img->backing)
+	if (!e && !bm && !img->backing)
 		return 0; /* already reads as zeros */
 	if (!may_unmap && (e & QCOW2_OFFSET_MASK) && (e & QCOW2_COPIED) && !(e & QCOW2_COMPRESSED))
 		return -ENOTSUP; /* keep the allocation: the core writes zeros in place */
-	return set_entry(img, off, QCOW2_ZERO);
+	return set_entry(img, off, ZERO_ENTRY(q), ZERO_BM);
 }
 
 static int qcow2_discard(struct pimg *img, uint64_t len, uint64_t off)
@@ -314,8 +468,8 @@ static int qcow2_discard(struct pimg *img, uint64_t len, uint64_t off)
 	if (len != q->cluster_size && off + len != img->size)
 		return 0; /* partial clusters are left alone */
 	if (img->backing_name) /* unallocated would expose the backing file */
-		return q->version >= 3 ? set_entry(img, off, QCOW2_ZERO) : 0;
-	return set_entry(img, off, 0);
+		return q->version >= 3 ? set_entry(img, off, ZERO_ENTRY(q), ZERO_BM) : 0;
+	return set_entry(img, off, 0, 0);
 }
 
 static int compress_cluster(struct pimg *img, const void *buf, size_t *out_len)
@@ -363,6 +517,8 @@ static int qcow2_write_compressed(struct pimg *img, const void *data, uint64_t l
 	ret = compress_cluster(img, buf, &clen);
 	if (ret == -ENOSPC)
 		return qcow2_write(img, buf, cs, off);
+	if (q->repair_only)
+		return -EROFS;
 	if (ret)
 		return ret;
 	/* Pack into the current partly used cluster when it is the last allocated one. */
@@ -387,7 +543,7 @@ static int qcow2_write_compressed(struct pimg *img, const void *data, uint64_t l
 	q->comp_cursor = align_up(host + clen, SECTOR_SIZE);
 	add = ((host + clen - 1) >> 9) - (host >> 9);
 	entry = host | (add << x) | QCOW2_COMPRESSED;
-	return set_entry(img, off, entry);
+	return set_entry(img, off, entry, 0);
 }
 
 /* ---- open ------------------------------------------------------------------ */
@@ -408,6 +564,8 @@ static void qcow2_free(struct qcow2 *q)
 	free(q->rt);
 	free(q->frees);
 	free(q->frees_after_header);
+	qcow2_free_snapshots(q);
+	qcow2_free_bitmaps(q);
 	free(q->cbuf);
 	free(q->tmp);
 	free(q->dec);
@@ -423,9 +581,21 @@ static void qcow2_close(struct pimg *img)
 	img->priv = NULL;
 }
 
+const char *qcow2_table_fault(const struct qcow2 *q, uint64_t file_size, uint64_t off, uint64_t len)
+{
+	if (off & (q->cluster_size - 1))
+		return "is not aligned to a cluster";
+	if (off < q->cluster_size)
+		return "overlaps the header";
+	if (!range_within(off, len, file_size))
+		return "lies outside the file";
+	return NULL;
+}
+
 static int parse_extensions(struct pimg *img, const uint8_t *h, size_t hlen, uint64_t start,
 			    uint64_t end)
 {
+	struct qcow2 *q = img->priv;
 	uint64_t off = start;
 
 	while (off + 8 <= end && off + 8 <= hlen) {
@@ -446,9 +616,16 @@ static int parse_extensions(struct pimg *img, const uint8_t *h, size_t hlen, uin
 			img->backing_fmt = strndup((const char *)h + off + 8, len);
 			if (!img->backing_fmt)
 				return -ENOMEM;
+		} else if (type == EXT_BITMAPS) {
+			int ret = qcow2_bitmap_ext(img, h + off + 8, len);
+
+			if (ret)
+				return ret;
 		} else if (type == EXT_DATA_FILE) {
 			log_error("%s: qcow2 external data files are not supported", img->path);
 			return -ENOTSUP;
+		} else if (type != EXT_FEATURE_TABLE && !q->unknown_ext) {
+			q->unknown_ext = type;
 		}
 		off += 8 + align_up(len, 8);
 	}
@@ -480,7 +657,8 @@ static int qcow2_open(struct pimg *img)
 	struct qcow2 *q;
 	uint64_t cs, l1_need, bf_off, size, hsz = MIN(img->file->size, sizeof(h));
 	uint32_t bf_len;
-	bool writable = !(img->flags & PIMG_O_RDONLY);
+	bool writable = !(img->flags & PIMG_O_RDONLY), repair = img->flags & PIMG_O_REPAIR;
+	const char *why;
 	int ret = -EINVAL;
 
 	memset(h, 0, sizeof(h));
@@ -507,7 +685,6 @@ static int qcow2_open(struct pimg *img)
 		goto out_free;
 	}
 	cs = q->cluster_size = 1u << q->cluster_bits;
-	q->l2_entries = cs / 8;
 	size = ld_be64(h + 24);
 	if (ld_be32(h + 32)) {
 		log_error("%s: encrypted qcow2 images are not supported", img->path);
@@ -545,14 +722,27 @@ static int qcow2_open(struct pimg *img)
 		if (q->header_length > HDR_V3_LEN)
 			q->compression = h[104];
 	}
-	if (q->incompat & ~(INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_COMPRESSION)) {
+	if (q->incompat & ~(INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2)) {
 		log_error("%s: unsupported qcow2 incompatible features %#" PRIx64 "%s", img->path,
-			  q->incompat,
-			  q->incompat & INCOMPAT_EXTL2 ? " (extended L2 entries)"
-			  : q->incompat & INCOMPAT_DATA_FILE ? " (external data file)" : "");
+			  q->incompat, q->incompat & INCOMPAT_DATA_FILE ? " (external data file)" : "");
 		ret = -ENOTSUP;
 		goto out_free;
 	}
+	if (q->incompat & INCOMPAT_EXTL2) {
+		/* 32 subclusters of at least 512 bytes each: clusters of 16 KiB or more. */
+		if (q->cluster_bits < 14) {
+			log_error("%s: extended L2 entries need clusters of 16 KiB or more (2^%u)", img->path,
+				  q->cluster_bits);
+			goto out_free;
+		}
+		q->extl2 = true;
+		q->l2_entry_size = 16;
+		q->sc_bits = q->cluster_bits - 5;
+	} else {
+		q->l2_entry_size = 8;
+		q->sc_bits = q->cluster_bits;
+	}
+	q->l2_entries = cs / q->l2_entry_size;
 	if (q->compression > COMP_ZSTD ||
 	    (q->compression != COMP_ZLIB) != !!(q->incompat & INCOMPAT_COMPRESSION)) {
 		log_error("%s: bad qcow2 compression type %u", img->path, q->compression);
@@ -567,27 +757,28 @@ static int qcow2_open(struct pimg *img)
 		log_error("%s: L1 table size %u does not fit the virtual size", img->path, q->l1_size);
 		goto out_free;
 	}
-	if ((q->l1_offset & (cs - 1)) || !q->l1_offset ||
-	    !range_within(q->l1_offset, (uint64_t)q->l1_size * 8, img->file->size)) {
-		log_error("%s: L1 table lies outside the file", img->path);
+	why = qcow2_table_fault(q, img->file->size, q->l1_offset, (uint64_t)q->l1_size * 8);
+	if (why) {
+		log_error("%s: L1 table at %#" PRIx64 " (%u entries) %s", img->path, q->l1_offset, q->l1_size, why);
 		goto out_free;
 	}
-	if ((q->rt_offset & (cs - 1)) || !q->rt_offset || !q->rt_clusters ||
-	    (uint64_t)q->rt_clusters * cs > QCOW2_MAX_RT_BYTES ||
-	    !range_within(q->rt_offset, (uint64_t)q->rt_clusters * cs, img->file->size)) {
-		log_error("%s: refcount table lies outside the file", img->path);
+	why = (uint64_t)q->rt_clusters * cs > QCOW2_MAX_RT_BYTES ? "is larger than 8 MiB"
+	      : !q->rt_clusters ? "is empty"
+	      : qcow2_table_fault(q, img->file->size, q->rt_offset, (uint64_t)q->rt_clusters * cs);
+	if (why) {
+		log_error("%s: refcount table at %#" PRIx64 " (%u clusters) %s", img->path, q->rt_offset,
+			  q->rt_clusters, why);
 		goto out_free;
 	}
-	if (q->nb_snapshots > QCOW2_MAX_SNAPSHOTS ||
-	    (q->nb_snapshots && ((q->snapshots_offset & (cs - 1)) ||
-				 !range_within(q->snapshots_offset, (uint64_t)q->nb_snapshots * 40,
-					       img->file->size)))) {
-		log_error("%s: bad snapshot table", img->path);
+	ret = qcow2_read_snapshots(img);
+	if (ret)
 		goto out_free;
-	}
+	ret = -EINVAL;
 	bf_off = ld_be64(h + 8);
 	bf_len = ld_be32(h + 16);
 	ret = parse_extensions(img, h, hsz, q->header_length, bf_off ? MIN(bf_off, cs) : cs);
+	if (!ret)
+		ret = qcow2_read_bitmaps(img);
 	if (ret)
 		goto out_free;
 	ret = -EINVAL;
@@ -623,23 +814,42 @@ static int qcow2_open(struct pimg *img)
 	q->alloc_end = align_up(img->file->size, cs);
 
 	if (writable) {
-		const char *why = NULL;
-
+		why = NULL;
 		if (q->version < 3)
 			why = "qcow2 version 2 images are read-only here; convert to -O qcow2 first";
-		else if (q->nb_snapshots)
+		else if (q->nb_snapshots && !repair)
 			why = "images with internal snapshots are read-only here";
 		else if (q->incompat & INCOMPAT_CORRUPT)
 			why = "image is marked corrupt";
-		else if ((q->incompat & INCOMPAT_DIRTY) && !(img->flags & PIMG_O_REPAIR))
+		else if ((q->incompat & INCOMPAT_DIRTY) && !repair)
 			why = "image is dirty (lazy refcounts); run 'plinth-img check -r all' first";
 		if (why) {
 			log_error("%s: cannot open for writing: %s", img->path, why);
 			ret = -EROFS;
 			goto out_free;
 		}
-		if (q->autoclear) {
-			/* Unknown autoclear features (e.g. bitmaps) become invalid once we write. */
+		if (repair) {
+			/* A repair must not drop what it does not understand. */
+			if (q->compat & ~KNOWN_COMPAT)
+				why = "unknown compatible features";
+			else if (q->autoclear & ~KNOWN_AUTOCLEAR)
+				why = "unknown autoclear features";
+			else if (q->unknown_ext)
+				why = "an unknown header extension";
+			else if (q->bm_error)
+				why = q->bm_error;
+			if (why) {
+				log_error("%s: will not repair an image with %s (%#" PRIx64 ")", img->path, why,
+					  q->compat & ~KNOWN_COMPAT ? q->compat
+					  : q->autoclear & ~KNOWN_AUTOCLEAR ? q->autoclear : (uint64_t)q->unknown_ext);
+				ret = -EROFS;
+				goto out_free;
+			}
+			/* Repair changes refcounts only: bitmaps and autoclear bits stay valid. */
+			q->repair_only = true;
+		} else if (q->autoclear) {
+			/* Writes are not tracked in bitmaps: clearing the bit marks them stale,
+			 * as the spec asks of writers that do not update them. */
 			uint8_t z[8] = { 0 };
 
 			ret = pfile_pwrite(img->file, z, 8, 88);
@@ -648,8 +858,20 @@ static int qcow2_open(struct pimg *img)
 			if (ret)
 				goto out_free;
 			q->autoclear = 0;
+			qcow2_free_bitmaps(q);
+			q->nb_bitmaps = 0;
 		}
 		q->writable = true;
+		if (!repair) {
+			/* Growth bound: header, L1, refcount table, every L2 table and data cluster,
+			 * the refcount blocks for all of them, and a little slack. */
+			uint64_t n = 1 + ((uint64_t)q->l1_size * 8 + cs - 1) / cs + q->rt_clusters + l1_need +
+				     (size + cs - 1) / cs;
+
+			q->grow_limit = (n + n / q->rb_entries + 16) * cs;
+			q->reuse = q->punch = true;
+			q->free_hint = 1;
+		}
 	}
 	img->size = size;
 	img->granule = (uint32_t)cs;
@@ -665,7 +887,7 @@ out_free:
 
 static int qcow2_create(const char *path, const struct pimg_create_opts *o)
 {
-	uint64_t cs = o->cluster_size ? o->cluster_size : 64 * KiB, l2e = cs / 8, l1_size, l1_cl,
+	uint64_t cs = o->cluster_size ? o->cluster_size : 64 * KiB, l2e = cs / (o->extended_l2 ? 16 : 8), l1_size, l1_cl,
 		 rt_cl = 1, rb_cl = 1, total, rb_entries = cs * 8 / 16, rt_off, rb_off, l1_off;
 	uint8_t comp = COMP_ZLIB;
 	struct pimg_file *f;
@@ -675,6 +897,10 @@ static int qcow2_create(const char *path, const struct pimg_create_opts *o)
 
 	if (cs < 512 || cs > 2 * MiB || !is_pow2(cs)) {
 		log_error("qcow2 cluster_size must be a power of two from 512 to 2M");
+		return -EINVAL;
+	}
+	if (o->extended_l2 && cs < 16 * KiB) {
+		log_error("qcow2 extended_l2 needs a cluster_size of 16k or more");
 		return -EINVAL;
 	}
 	if (o->compression_type) {
@@ -728,7 +954,7 @@ static int qcow2_create(const char *path, const struct pimg_create_opts *o)
 	st_be64(buf + 40, l1_off);
 	st_be64(buf + 48, rt_off);
 	st_be32(buf + 56, (uint32_t)rt_cl);
-	st_be64(buf + 72, comp == COMP_ZSTD ? INCOMPAT_COMPRESSION : 0);
+	st_be64(buf + 72, (comp == COMP_ZSTD ? INCOMPAT_COMPRESSION : 0) | (o->extended_l2 ? INCOMPAT_EXTL2 : 0));
 	st_be32(buf + 96, 4);
 	st_be32(buf + 100, HDR_CREATE_LEN);
 	buf[104] = comp;
@@ -793,61 +1019,10 @@ out_close:
 
 /* ---- info ------------------------------------------------------------------ */
 
-static int read_snapshots(struct pimg *img, struct pimg_info *info)
-{
-	struct qcow2 *q = img->priv;
-	uint64_t off = q->snapshots_offset;
-
-	if (!q->nb_snapshots)
-		return 0;
-	info->snapshots = calloc(q->nb_snapshots, sizeof(*info->snapshots));
-	if (!info->snapshots)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < q->nb_snapshots; i++) {
-		struct pimg_snapshot_info *s = &info->snapshots[i];
-		uint8_t h[40];
-		uint32_t extra, id_len, name_len;
-		uint8_t ex[24] = { 0 };
-		char idbuf[64], namebuf[256];
-
-		if (pfile_pread(img->file, h, sizeof(h), off, true))
-			goto bad;
-		id_len = ld_be16(h + 12);
-		name_len = ld_be16(h + 14);
-		s->date_sec = ld_be32(h + 16);
-		s->date_nsec = ld_be32(h + 20);
-		s->vm_clock_nsec = ld_be64(h + 24);
-		s->vm_state_size = ld_be32(h + 32);
-		extra = ld_be32(h + 36);
-		if (extra > 1024)
-			goto bad;
-		if (pfile_pread(img->file, ex, MIN(extra, sizeof(ex)), off + 40, true))
-			goto bad;
-		if (extra >= 8)
-			s->vm_state_size = ld_be64(ex);
-		s->icount = extra >= 24 ? ld_be64(ex + 16) : UINT64_MAX;
-		off += 40 + extra;
-		if (pfile_pread(img->file, idbuf, MIN(id_len, sizeof(idbuf) - 1), off, true))
-			goto bad;
-		idbuf[MIN(id_len, sizeof(idbuf) - 1)] = 0;
-		off += id_len;
-		if (pfile_pread(img->file, namebuf, MIN(name_len, sizeof(namebuf) - 1), off, true))
-			goto bad;
-		namebuf[MIN(name_len, sizeof(namebuf) - 1)] = 0;
-		off = align_up(off + name_len, 8);
-		snprintf(s->id, sizeof(s->id), "%s", idbuf);
-		snprintf(s->name, sizeof(s->name), "%s", namebuf);
-		info->n_snapshots = i + 1;
-	}
-	return 0;
-bad:
-	log_error("%s: corrupt snapshot table", img->path);
-	return -EINVAL;
-}
-
 static int qcow2_info(struct pimg *img, struct pimg_info *info)
 {
 	struct qcow2 *q = img->priv;
+	int ret;
 
 	info->cluster_size = q->cluster_size;
 	info->dirty = q->incompat & INCOMPAT_DIRTY;
@@ -856,8 +1031,11 @@ static int qcow2_info(struct pimg *img, struct pimg_info *info)
 	pimg_info_add_bool(info, "lazy-refcounts", q->compat & COMPAT_LAZY_REFCOUNTS);
 	pimg_info_add_num(info, "refcount-bits", 1 << q->refcount_order);
 	pimg_info_add_bool(info, "corrupt", q->incompat & INCOMPAT_CORRUPT);
-	pimg_info_add_bool(info, "extended-l2", false);
-	return read_snapshots(img, info);
+	pimg_info_add_bool(info, "extended-l2", q->extl2);
+	ret = qcow2_snapshot_info(img, info);
+	if (!ret)
+		ret = qcow2_bitmap_info(img, info);
+	return ret;
 }
 
 /* ---- resize ---------------------------------------------------------------- */

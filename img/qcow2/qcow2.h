@@ -64,7 +64,9 @@
 #define QCOW2_ZERO 1ULL
 #define QCOW2_MAX_L1_ENTRIES (4u * 1024 * 1024)   /* 32 MiB of L1, as QEMU */
 #define QCOW2_MAX_RT_BYTES (8u * 1024 * 1024)     /* refcount table */
-#define QCOW2_MAX_SNAPSHOTS 65536
+#define QCOW2_MAX_SNAPSHOTS 65536                 /* QEMU's limits for the snapshot table */
+#define QCOW2_MAX_SNAPSHOTS_SIZE (64u * 1024 * 1024)
+#define QCOW2_MAX_SNAPSHOT_EXTRA 1024
 #define QCOW2_MAX_HOST_OFFSET (1ULL << 56)
 
 #define INCOMPAT_DIRTY (1ULL << 0)
@@ -73,11 +75,21 @@
 #define INCOMPAT_COMPRESSION (1ULL << 3)
 #define INCOMPAT_EXTL2 (1ULL << 4)
 #define COMPAT_LAZY_REFCOUNTS (1ULL << 0)
+#define AUTOCLEAR_BITMAPS (1ULL << 0)
+#define AUTOCLEAR_DATA_FILE_RAW (1ULL << 1)
+#define KNOWN_AUTOCLEAR (AUTOCLEAR_BITMAPS | AUTOCLEAR_DATA_FILE_RAW)
+#define KNOWN_COMPAT COMPAT_LAZY_REFCOUNTS
+
+#define BM_FLAG_IN_USE (1u << 0)
+#define BM_FLAG_AUTO (1u << 1)
+#define BM_FLAG_EXTRA_COMPAT (1u << 2)
 
 #define EXT_END 0
 #define EXT_BACKING_FMT 0xE2792ACAu
 #define EXT_FEATURE_TABLE 0x6803f857u
 #define EXT_DATA_FILE 0x44415441u
+#define EXT_BITMAPS 0x23852875u
+#define EXT_CRYPTO 0x0537be77u
 
 #define HDR_V2_LEN 72
 #define HDR_V3_LEN 104
@@ -97,6 +109,28 @@ struct cache {
 	unsigned n, budget, max;
 	uint32_t size; /* bytes per table */
 	uint64_t tick;
+};
+
+/* One entry of the snapshot table (snapshot.c). */
+struct qcow2_snapshot {
+	uint64_t l1_offset;
+	uint32_t l1_size;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
+	uint64_t disk_size;   /* UINT64_MAX when the entry has no such field */
+	uint64_t icount;      /* UINT64_MAX when absent */
+	char *id, *name;      /* owned, NUL-terminated */
+};
+
+/* One entry of the bitmap directory (bitmap.c). */
+struct qcow2_bitmap {
+	uint64_t table_offset;
+	uint32_t table_size;  /* entries */
+	uint32_t flags;
+	uint8_t type, gran_bits;
+	uint64_t dir_off;     /* where its directory entry is, for messages */
+	char *name;           /* owned */
 };
 
 struct qcow2 {
@@ -119,6 +153,17 @@ struct qcow2 {
 	uint8_t compression;
 	uint32_t nb_snapshots;
 	uint64_t snapshots_offset;
+	uint64_t snapshots_size;      /* bytes of the table, from parsing it */
+	struct qcow2_snapshot *snaps; /* nb_snapshots entries, owned */
+	bool bm_ext;                  /* a bitmaps extension is present */
+	uint32_t bm_count;            /* as the extension says */
+	uint64_t bm_dir_offset, bm_dir_size;
+	struct qcow2_bitmap *bitmaps; /* nb_bitmaps entries, owned; 0 if unused or malformed */
+	uint32_t nb_bitmaps;
+	char *bm_error;               /* why the directory was not used, owned, or NULL */
+	bool extl2;                   /* extended L2 entries: 16-byte entries, 32 subclusters */
+	uint32_t l2_entry_size;       /* 8 or 16 */
+	uint32_t sc_bits;             /* log2 of the subcluster size (= cluster_bits without extl2) */
 	struct cache l2c, rbc;
 	uint64_t alloc_end;   /* next free host offset (I3) */
 	uint64_t comp_cursor; /* where the next compressed cluster may start, 0 = fresh cluster */
@@ -134,6 +179,12 @@ struct qcow2 {
 	bool zs_init;
 	ZSTD_DCtx *zd;
 	bool writable;
+	bool reuse;                   /* allocate clusters whose refcount dropped to 0 (not in repair) */
+	bool punch;                   /* punch holes where clusters are freed */
+	uint64_t free_hint;           /* no free cluster below this index (reuse) */
+	uint64_t grow_limit;          /* virtual size + metadata: beyond it, reuse before growing */
+	bool repair_only;             /* opened for check -r: only refcounts may change */
+	uint32_t unknown_ext;         /* type of the first unknown header extension, or 0 */
 };
 
 /* ---- refcount.c ------------------------------------------------------------ */
@@ -148,6 +199,8 @@ int qcow2_refcount_get(struct pimg *img, uint64_t host, uint64_t *out);
 int qcow2_refcount_add(struct pimg *img, uint64_t host, int delta, unsigned depth);
 /* n new clusters (refcount 1) at *out. */
 int qcow2_alloc_clusters(struct pimg *img, uint64_t n, uint64_t *out);
+/* One cluster for data or an L2 table: reuses a free one when it can (I3). */
+int qcow2_alloc_data_cluster(struct pimg *img, uint64_t *out);
 /* Queue a refcount decrement, applied in flush step 6. */
 int qcow2_push_free(struct qcow2 *q, uint64_t host);
 /* Host byte range [*off, *end) of a compressed cluster's data. */
@@ -159,6 +212,16 @@ int qcow2_flush(struct pimg *img);
 /* End of a modifying request: flush when a cache is over budget. */
 int qcow2_trim_caches(struct pimg *img);
 
+/* ---- snapshot.c, bitmap.c ------------------------------------------------- */
+
+int qcow2_read_snapshots(struct pimg *img);
+void qcow2_free_snapshots(struct qcow2 *q);
+int qcow2_snapshot_info(struct pimg *img, struct pimg_info *info);
+int qcow2_bitmap_ext(struct pimg *img, const uint8_t *p, uint32_t len);
+int qcow2_read_bitmaps(struct pimg *img);
+void qcow2_free_bitmaps(struct qcow2 *q);
+int qcow2_bitmap_info(struct pimg *img, struct pimg_info *info);
+
 /* ---- check.c --------------------------------------------------------------- */
 
 int qcow2_check(struct pimg *img, struct pimg_check *res, unsigned repair);
@@ -167,5 +230,7 @@ int qcow2_check(struct pimg *img, struct pimg_check *res, unsigned repair);
 
 /* Read entries 64-bit big-endian words at off into a new host-endian array (*out, owned). */
 int qcow2_load_table(struct pimg *img, uint64_t off, uint64_t entries, uint64_t **out);
+/* Why a table of len bytes at off is unusable ("overlaps the header", ...), or NULL. */
+const char *qcow2_table_fault(const struct qcow2 *q, uint64_t file_size, uint64_t off, uint64_t len);
 
 #endif

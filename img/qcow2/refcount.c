@@ -173,14 +173,13 @@ static bool rt_entry_ok(struct pimg *img, uint64_t rbo)
 	return !(rbo & (q->cluster_size - 1)) && rbo < q->alloc_end;
 }
 
-int qcow2_refcount_get(struct pimg *img, uint64_t host, uint64_t *out)
+/* The refcount block of refcount table entry rti (*rb NULL when it has none). */
+static int load_rb(struct pimg *img, uint64_t rti, uint8_t **rb)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t ci = host >> q->cluster_bits, rti = ci / q->rb_entries, rbo;
-	uint8_t *rb;
-	int ret;
+	uint64_t rbo;
 
-	*out = 0;
+	*rb = NULL;
 	if (rti >= q->rt_entries)
 		return 0;
 	rbo = q->rt[rti] & QCOW2_OFFSET_MASK;
@@ -188,11 +187,18 @@ int qcow2_refcount_get(struct pimg *img, uint64_t host, uint64_t *out)
 		return 0;
 	if (!rt_entry_ok(img, rbo))
 		return -EIO;
-	ret = qcow2_cache_get(img, &q->rbc, rbo, true, &rb);
-	if (ret)
-		return ret;
-	*out = rb_get(q, rb, ci % q->rb_entries);
-	return 0;
+	return qcow2_cache_get(img, &q->rbc, rbo, true, rb);
+}
+
+int qcow2_refcount_get(struct pimg *img, uint64_t host, uint64_t *out)
+{
+	struct qcow2 *q = img->priv;
+	uint64_t ci = host >> q->cluster_bits;
+	uint8_t *rb;
+	int ret = load_rb(img, ci / q->rb_entries, &rb);
+
+	*out = ret || !rb ? 0 : rb_get(q, rb, ci % q->rb_entries);
+	return ret;
 }
 
 
@@ -317,6 +323,68 @@ int qcow2_alloc_clusters(struct pimg *img, uint64_t n, uint64_t *out)
 			return ret;
 	}
 	*out = start;
+	return 0;
+}
+
+/* The first cluster at or after q->free_hint with refcount 0, below alloc_end; 0 if none. */
+static int find_free(struct pimg *img, uint64_t *out)
+{
+	struct qcow2 *q = img->priv;
+	uint64_t end = q->alloc_end >> q->cluster_bits, ci = MAX(q->free_hint, 1);
+	int ret;
+
+	*out = 0;
+	while (ci < end) {
+		uint64_t rti = ci / q->rb_entries, last;
+		uint8_t *rb;
+
+		if (rti >= q->rt_entries)
+			break;
+		ret = load_rb(img, rti, &rb);
+		if (ret)
+			return ret;
+		if (!rb) {
+			q->free_hint = ci;
+			*out = ci << q->cluster_bits; /* no refcount block: every refcount is 0 */
+			return 0;
+		}
+		last = MIN(end, (rti + 1) * q->rb_entries);
+		for (; ci < last; ci++) {
+			if (!rb_get(q, rb, ci % q->rb_entries)) {
+				q->free_hint = ci;
+				*out = ci << q->cluster_bits;
+				return 0;
+			}
+		}
+	}
+	q->free_hint = ci;
+	return 0;
+}
+
+int qcow2_alloc_data_cluster(struct pimg *img, uint64_t *out)
+{
+	struct qcow2 *q = img->priv;
+	uint64_t host;
+	int ret;
+
+	if (!q->reuse)
+		return qcow2_alloc_clusters(img, 1, out);
+	ret = find_free(img, &host);
+	if (!ret && !host && q->n_frees && q->alloc_end >= q->grow_limit) {
+		/* At the bound: make the pending frees reusable rather than grow. */
+		ret = qcow2_flush(img);
+		if (!ret)
+			ret = find_free(img, &host);
+	}
+	if (ret)
+		return ret;
+	if (!host)
+		return qcow2_alloc_clusters(img, 1, out);
+	ret = qcow2_refcount_add(img, host, 1, 0);
+	if (ret)
+		return ret;
+	q->free_hint = (host >> q->cluster_bits) + 1;
+	*out = host;
 	return 0;
 }
 
@@ -464,12 +532,23 @@ int qcow2_flush(struct pimg *img)
 	/* 6: pending frees, now that nothing on disk references them */
 	if (q->n_frees) {
 		for (size_t i = 0; i < q->n_frees; i++) {
-			cache_drop(&q->l2c, q->frees[i]);
-			ret = qcow2_refcount_add(img, q->frees[i], -1, 0);
+			uint64_t host = q->frees[i], left;
+
+			cache_drop(&q->l2c, host);
+			ret = qcow2_refcount_add(img, host, -1, 0);
+			if (!ret)
+				ret = qcow2_refcount_get(img, host, &left);
 			if (ret)
 				return ret;
+			if (left)
+				continue;
+			/* Free for reuse; give the space back to the host filesystem (best effort). */
+			q->free_hint = MIN(q->free_hint, host >> q->cluster_bits);
+			if (q->punch)
+				pfile_punch(img->file, host, q->cluster_size);
 		}
 		q->n_frees = 0;
+		q->comp_cursor = 0; /* its cluster may have been freed */
 		wrote = false;
 		ret = cache_write_dirty(img, &q->rbc, &wrote);
 		if (ret)

@@ -868,7 +868,7 @@ static int qcow2_open(struct pimg *img)
 			uint64_t n = 1 + ((uint64_t)q->l1_size * 8 + cs - 1) / cs + q->rt_clusters + l1_need +
 				     (size + cs - 1) / cs;
 
-			q->grow_limit = (n + n / q->rb_entries + 16) * cs;
+			q->grow_limit = (n + n / q->rb_entries + 4) * cs;
 			q->reuse = q->punch = true;
 			q->free_hint = 1;
 		}

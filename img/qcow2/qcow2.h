@@ -12,21 +12,29 @@
  *   bit 0 (v3)             reads as zeros (host offset may be kept or 0)
  *   bits 9..55             host cluster offset; bit 63 COPIED = refcount is 1
  *   bit 62 COMPRESSED      host byte offset + extra 512-byte sectors (deflate/zstd)
+ * With extended L2 entries (incompatible bit 4) each entry is followed by a
+ * 64-bit subcluster bitmap: bit n (n < 32) subcluster n allocated in the host
+ * cluster, bit 32 + n subcluster n reads as zeros, neither: unallocated. The core
+ * still splits at clusters; block_status answers per run of subclusters.
  * Host clusters are counted in refcount blocks, found through the refcount table.
  *
- * Support: v3 read/write, v2 read-only; zlib and zstd compressed clusters read,
- * written by pimg_write_compressed; images with internal snapshots, the dirty or
- * corrupt bit, extended L2 entries, external data files or encryption are opened
- * read-only or refused.
+ * Support: v3 read/write (extended L2 entries too), v2 read-only; zlib and zstd
+ * compressed clusters read, written by pimg_write_compressed; images with internal
+ * snapshots (except for check -r), the dirty (except for check -r) or corrupt bit
+ * are opened read-only; external data files and encryption are refused.
  *
  * Invariants (every write path keeps them):
  *  I1. A host cluster is never referenced by an on-disk L1/L2 entry before its
  *      refcount, and (for data) its content, is on stable storage.
  *  I2. A refcount is never decremented on disk before the on-disk L1/L2 entries
  *      that referenced the cluster are gone from stable storage.
- *  I3. Allocation only appends (alloc_end grows); freed clusters are not reused
- *      while the image is open, so a freed-but-still-referenced cluster is never
- *      overwritten.
+ *  I3. A freed cluster is reused only once its refcount is 0 (flush step 6 has
+ *      run, so no on-disk entry references it): a freed-but-still-referenced
+ *      cluster is never overwritten. Data clusters and L2 tables take the lowest
+ *      free cluster; other allocations append at alloc_end. Freed clusters are
+ *      punched, free clusters at the end of the file cut off; pending frees are
+ *      applied once they exceed 32 MiB and before the file would grow beyond
+ *      the virtual size plus metadata (grow_limit), which bounds the file.
  *  I4. Data is written in place only to clusters whose L2 entry has COPIED set.
  * Hence after a crash at any point the image reads old or new data for every
  * cluster, and the worst damage is leaked clusters (check reports exit 3,

@@ -467,6 +467,33 @@ static int write_rt(struct pimg *img)
 	return ret;
 }
 
+/* Free clusters at the end of the file are cut off (after step 6: nothing references them). */
+static int trim_tail(struct pimg *img)
+{
+	struct qcow2 *q = img->priv;
+	uint64_t cs = q->cluster_size, end = q->alloc_end, rc;
+	int ret;
+
+	if (!q->reuse)
+		return 0;
+	while (end > cs) {
+		ret = qcow2_refcount_get(img, end - cs, &rc);
+		if (ret)
+			return ret;
+		if (rc)
+			break;
+		end -= cs;
+	}
+	if (end == q->alloc_end)
+		return 0;
+	q->alloc_end = end;
+	q->free_hint = MIN(q->free_hint, end >> q->cluster_bits);
+	if (end >= img->file->size)
+		return 0;
+	ret = pfile_sync(img->file); /* the refcounts of step 6 first */
+	return ret ? ret : pfile_truncate(img->file, end);
+}
+
 int qcow2_flush(struct pimg *img)
 {
 	struct qcow2 *q = img->priv;
@@ -549,6 +576,9 @@ int qcow2_flush(struct pimg *img)
 		}
 		q->n_frees = 0;
 		q->comp_cursor = 0; /* its cluster may have been freed */
+		ret = trim_tail(img);
+		if (ret)
+			return ret;
 		wrote = false;
 		ret = cache_write_dirty(img, &q->rbc, &wrote);
 		if (ret)
@@ -568,8 +598,10 @@ int qcow2_trim_caches(struct pimg *img)
 {
 	struct qcow2 *q = img->priv;
 
+	/* Pending frees are applied by a flush: bound them (64K clusters, 32 MiB), so that a
+	 * guest that discards without flushing cannot grow the file by more than that. */
 	if (cache_used(&q->l2c) > q->l2c.budget || cache_used(&q->rbc) > q->rbc.budget ||
-	    q->n_frees > 65536) {
+	    q->n_frees > 65536 || ((uint64_t)q->n_frees << q->cluster_bits) > 32 * MiB) {
 		int ret = qcow2_flush(img);
 
 		if (ret)

@@ -767,7 +767,7 @@ static int parse_create_options(const struct pimg_format *fmt, char *buf, struct
 		} else if (!strcmp(key, "adapter_type")) {
 			o->adapter_type = val;
 		} else if (!strcmp(key, "force_size") || !strcmp(key, "lazy_refcounts") ||
-			   !strcmp(key, "static")) {
+			   !strcmp(key, "static") || !strcmp(key, "extended_l2")) {
 			bool b;
 
 			if (parse_bool(val, &b)) {
@@ -778,8 +778,10 @@ static int parse_create_options(const struct pimg_format *fmt, char *buf, struct
 				o->force_size = b;
 			else if (!strcmp(key, "static"))
 				o->static_image = b;
-			else
+			else if (!strcmp(key, "lazy_refcounts"))
 				o->lazy_refcounts = b;
+			else
+				o->extended_l2 = b;
 		} else if (!strcmp(key, "compat")) {
 			if (strcmp(val, "1.1") && strcmp(val, "v3")) {
 				log_error("only compat=1.1 (qcow2 v3) images can be created");
@@ -930,6 +932,9 @@ void pimg_info_free(struct pimg_info *info)
 	free(info->snapshots);
 	info->snapshots = NULL;
 	info->n_snapshots = 0;
+	free(info->bitmaps);
+	info->bitmaps = NULL;
+	info->n_bitmaps = 0;
 }
 
 int pimg_check(struct pimg *img, struct pimg_check *res, unsigned repair)

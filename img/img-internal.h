@@ -81,6 +81,7 @@ struct pimg_create_opts {
 	const char *compression_type;
 	bool force_size;
 	bool lazy_refcounts;
+	bool extended_l2;         /* qcow2: 32 subclusters per cluster */
 	const char *adapter_type; /* VMDK */
 	bool static_image;        /* VDI: static=on, every block allocated (qemu-img's name) */
 };

@@ -124,6 +124,14 @@ struct pimg_snapshot_info {
 	uint64_t icount;
 };
 
+/* A persistent dirty bitmap stored in the image (qcow2). */
+struct pimg_bitmap_info {
+	char name[1024];
+	uint64_t granularity; /* bytes per bit */
+	bool in_use;          /* not saved cleanly: may be inconsistent */
+	bool auto_;           /* tracks every write (enabled) */
+};
+
 struct pimg_info_item {
 	char key[48];
 	bool is_num; /* num, else str */
@@ -142,6 +150,8 @@ struct pimg_info {
 	bool dirty;
 	size_t n_snapshots;
 	struct pimg_snapshot_info *snapshots; /* owned */
+	size_t n_bitmaps;
+	struct pimg_bitmap_info *bitmaps;     /* owned */
 	size_t n_items;                       /* format-specific information */
 	struct pimg_info_item items[24];
 };

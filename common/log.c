@@ -7,6 +7,7 @@
 
 static const char *log_prog = "plinth";
 static enum log_level log_level = LOG_WARN;
+static unsigned long log_errors; /* updated atomically: part of the sink's state */
 
 void log_set_prog(const char *prog)
 {
@@ -30,6 +31,8 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	char line[1024];
 	int n;
 
+	if (level == LOG_ERROR)
+		__atomic_fetch_add(&log_errors, 1, __ATOMIC_RELAXED);
 	if (level > log_level)
 		return;
 	/* Format into one buffer and write once, so lines from threads don't interleave. */
@@ -44,6 +47,11 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	}
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)
 		return;
+}
+
+unsigned long log_error_count(void)
+{
+	return __atomic_load_n(&log_errors, __ATOMIC_RELAXED);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

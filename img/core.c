@@ -27,7 +27,8 @@
 #include "img-internal.h"
 
 static const struct pimg_format *const formats[] = {
-	&pimg_fmt_qcow2, &pimg_fmt_vhdx, &pimg_fmt_vpc, &pimg_fmt_vmdk, &pimg_fmt_raw,
+	&pimg_fmt_qcow2, &pimg_fmt_vhdx, &pimg_fmt_vpc, &pimg_fmt_vmdk, &pimg_fmt_vdi,
+	&pimg_fmt_parallels, &pimg_fmt_raw,
 };
 
 const struct pimg_format *pimg_find_format(const char *name)
@@ -99,6 +100,18 @@ uint32_t pimg_crc32c(uint32_t crc, const void *buf, size_t len)
 	return ~crc;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void pimg_sort_u32(uint32_t *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_u32);
+}
+
 char *pimg_path_relative_to(const char *base, const char *name)
 {
 	char *copy, *dir, *out;
@@ -117,13 +130,47 @@ char *pimg_path_relative_to(const char *base, const char *name)
 
 /* ---- probing and opening ------------------------------------------------- */
 
-static const struct pimg_format *probe_file(struct pimg_file *f)
+/*
+ * Magics of formats plinth does not read (and of containers a disk image often
+ * arrives in). A file that carries one is never taken for raw: the user is told
+ * what it looks like and may still say -f raw.
+ */
+struct foreign_magic {
+	const char *what;
+	const char *hint; /* what to do, or "" */
+	const char *magic;
+	uint8_t len;
+	uint16_t off;   /* in the head, or from the start of the last 512 bytes */
+	bool in_tail;
+};
+
+static const struct foreign_magic foreign_magics[] = {
+	{ "a QED image", "", "QED\0", 4, 0, false },
+	{ "a cloop compressed image", "", "#!/bin/sh\n#V2.0 Format\n", 23, 0, false },
+	{ "a Bochs image", "", "Bochs Virtual HD Image", 22, 0, false },
+	{ "a User-Mode Linux COW image", "", "OOOM", 4, 0, false },
+	{ "a VMware ESX 2 / GSX sparse image (COWD)", "", "COWD", 4, 0, false },
+	{ "a LUKS encrypted volume", "", "LUKS\xba\xbe", 6, 0, false },
+	{ "an Apple disk image (DMG)", "", "koly", 4, 0, true },
+	{ "a gzip-compressed file", "; decompress it first", "\x1f\x8b\x08", 3, 0, false },
+	{ "an xz-compressed file", "; decompress it first", "\xfd" "7zXZ\0", 6, 0, false },
+	{ "a zstd-compressed file", "; decompress it first", "\x28\xb5\x2f\xfd", 4, 0, false },
+	{ "a bzip2-compressed file", "; decompress it first", "BZh", 3, 0, false },
+	{ "a tar archive (an OVA?)", "; extract the disk image from it first", "ustar", 5, 257, false },
+};
+
+/*
+ * The best-scoring format for a file, or NULL; then *foreign names the format of
+ * another tool it looks like, if any (NULL: no known magic, raw data).
+ */
+static const struct pimg_format *probe_file(struct pimg_file *f, const struct foreign_magic **foreign)
 {
 	uint8_t head[65536], tail[512];
 	size_t head_len = (size_t)MIN(f->size, sizeof(head));
 	const struct pimg_format *best = NULL;
 	int best_score = 0;
 
+	*foreign = NULL;
 	if (pfile_pread(f, head, head_len, 0, true))
 		return NULL;
 	bool have_tail = f->size >= sizeof(tail) &&
@@ -140,6 +187,14 @@ static const struct pimg_format *probe_file(struct pimg_file *f)
 			best = formats[i];
 		}
 	}
+	for (size_t i = 0; !best && i < ARRAY_SIZE(foreign_magics); i++) {
+		const struct foreign_magic *m = &foreign_magics[i];
+		const uint8_t *p = m->in_tail ? (have_tail ? tail : NULL) : head;
+		size_t plen = m->in_tail ? sizeof(tail) : head_len;
+
+		if (p && m->off + m->len <= plen && !memcmp(p + m->off, m->magic, m->len))
+			*foreign = m;
+	}
 	return best;
 }
 
@@ -147,10 +202,11 @@ const char *pimg_probe(const char *path)
 {
 	struct pimg_file *f = pfile_open(path, true, false);
 	const struct pimg_format *fmt;
+	const struct foreign_magic *foreign;
 
 	if (!f)
 		return NULL;
-	fmt = probe_file(f);
+	fmt = probe_file(f, &foreign);
 	pfile_close(f);
 	return fmt ? fmt->name : NULL;
 }
@@ -618,11 +674,18 @@ static struct pimg *open_chain(struct pimg_file *file, const char *path, const c
 			goto out_close_file;
 		}
 	} else {
-		img->fmt = probe_file(img->file);
+		const struct foreign_magic *foreign;
+
+		img->fmt = probe_file(img->file, &foreign);
 		if (!img->fmt && depth) {
 			/* A name read from the child is no licence to read a file as a raw disk. */
 			log_error("%s: backing file with no recorded format and no recognised header; "
 				  "refusing to read it as raw (record its format in the image)", path);
+			goto out_close_file;
+		}
+		if (!img->fmt && foreign) {
+			log_error("%s: looks like %s, which plinth-img does not read%s (-f raw would "
+				  "read the file's bytes as a disk)", path, foreign->what, foreign->hint);
 			goto out_close_file;
 		}
 		if (!img->fmt) {
@@ -1147,7 +1210,8 @@ static int parse_create_options(const struct pimg_format *fmt, char *buf, struct
 			o->compression_type = val;
 		} else if (!strcmp(key, "adapter_type")) {
 			o->adapter_type = val;
-		} else if (!strcmp(key, "force_size") || !strcmp(key, "lazy_refcounts")) {
+		} else if (!strcmp(key, "force_size") || !strcmp(key, "lazy_refcounts") ||
+			   !strcmp(key, "static") || !strcmp(key, "extended_l2")) {
 			bool b;
 
 			if (parse_bool(val, &b)) {
@@ -1156,8 +1220,12 @@ static int parse_create_options(const struct pimg_format *fmt, char *buf, struct
 			}
 			if (!strcmp(key, "force_size"))
 				o->force_size = b;
-			else
+			else if (!strcmp(key, "static"))
+				o->static_image = b;
+			else if (!strcmp(key, "lazy_refcounts"))
 				o->lazy_refcounts = b;
+			else
+				o->extended_l2 = b;
 		} else if (!strcmp(key, "compat")) {
 			if (strcmp(val, "1.1") && strcmp(val, "v3")) {
 				log_error("only compat=1.1 (qcow2 v3) images can be created");
@@ -1311,6 +1379,9 @@ void pimg_info_free(struct pimg_info *info)
 	free(info->snapshots);
 	info->snapshots = NULL;
 	info->n_snapshots = 0;
+	free(info->bitmaps);
+	info->bitmaps = NULL;
+	info->n_bitmaps = 0;
 }
 
 int pimg_check(struct pimg *img, struct pimg_check *res, unsigned repair)

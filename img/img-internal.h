@@ -93,7 +93,9 @@ struct pimg_create_opts {
 	const char *compression_type;
 	bool force_size;
 	bool lazy_refcounts;
+	bool extended_l2;         /* qcow2: 32 subclusters per cluster */
 	const char *adapter_type; /* VMDK */
+	bool static_image;        /* VDI: static=on, every block allocated (qemu-img's name) */
 };
 
 /* ---- formats -------------------------------------------------------------- */
@@ -164,7 +166,7 @@ struct pimg {
 };
 
 extern const struct pimg_format pimg_fmt_raw, pimg_fmt_qcow2, pimg_fmt_vpc, pimg_fmt_vhdx,
-	pimg_fmt_vmdk;
+	pimg_fmt_vmdk, pimg_fmt_vdi, pimg_fmt_parallels;
 
 const struct pimg_format *pimg_find_format(const char *name);
 
@@ -220,6 +222,9 @@ static inline void st_le64(void *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 
 void pimg_info_add_str(struct pimg_info *info, const char *key, const char *val);
 void pimg_info_add_num(struct pimg_info *info, const char *key, int64_t val);
 void pimg_info_add_bool(struct pimg_info *info, const char *key, bool val);
+
+/* Sort table entries (block offsets) in place, for overlap checks. */
+void pimg_sort_u32(uint32_t *v, size_t n);
 
 /* CRC-32C (Castagnoli), as VHDX uses it. */
 uint32_t pimg_crc32c(uint32_t crc, const void *buf, size_t len);

@@ -96,8 +96,10 @@ struct vmdk {
 	unsigned n_ext;
 	char create_type[64];
 	uint32_t cid, parent_cid;
-	bool embedded;  /* the descriptor sits inside a sparse file */
-	bool self_used; /* ... and an extent line has been given that file */
+	int desc_version;          /* the descriptor's version= (1..3), 0 if none */
+	/* The Disk Data Base keys exporters set (VMware, ESXi, VirtualBox, ovftool), for info. */
+	char adapter_type[32], hw_version[16], uuid[64], long_content_id[40], encoding[32];
+	int thin;                  /* ddb.thinProvisioned: 1, 0, or -1 if absent */
 };
 
 static const char *const vmdk_create_keys[] = {
@@ -136,44 +138,91 @@ static char *unquote_value(char *v)
 static int sparse_open(struct pimg *img, struct extent *e);
 
 /*
- * The file behind an extent line. An embedded descriptor (monolithicSparse,
- * streamOptimized) describes the file that holds it, whatever name it writes: as
- * VMware and QEMU do, its one sparse extent is that file (a renamed image opens
- * itself, not the file its old name now means). A descriptor file's extents are
- * external files, opened under the chain's policy (core.c).
+ * The file of extent e (not yet counted in v->n_ext), named `name` by a
+ * descriptor file: an external file, looked up and opened under the chain's
+ * policy (core.c). A file that is already open (the descriptor's own, or one an
+ * earlier extent uses at another offset) is shared, not opened twice: a second
+ * writable open would fail on our own lock.
  */
-static int open_extent(struct pimg *img, struct extent *e, const char *name, bool rdonly,
-		       struct pimg_file *self)
+static int extent_open_file(struct pimg *img, struct extent *e, const char *name, bool rdonly,
+			    struct pimg_file *self)
+{
+	struct vmdk *v = img->priv;
+	struct stat st, o;
+
+	/* Looked up under the chain's external-file policy (core.c), without opening it. */
+	if (!pimg_external_find(img, name, &st)) {
+		if (!fstat(self->fd, &o) && st.st_dev == o.st_dev && st.st_ino == o.st_ino)
+			e->file = self;
+		for (unsigned i = 0; !e->file && i < v->n_ext; i++) {
+			struct pimg_file *f = v->ext[i].file;
+
+			if (f && !fstat(f->fd, &o) && st.st_dev == o.st_dev && st.st_ino == o.st_ino)
+				e->file = f;
+		}
+	}
+	if (!e->file) {
+		/* opened under the policy, or refused with one line saying why */
+		e->file = pimg_open_external(img, name, rdonly, "VMDK extent");
+		e->own_file = e->file != NULL;
+	}
+	return e->file ? 0 : -EPERM;
+}
+
+/* Copy a descriptor value that info prints: no control bytes. */
+static void copy_value(char *dst, size_t len, const char *val)
+{
+	snprintf(dst, len, "%s", val);
+	for (char *c = dst; *c; c++)
+		if ((unsigned char)*c < 32 || *c == 127)
+			*c = '?';
+}
+
+/* Keys of the descriptor's header and Disk Data Base that are kept; others are ignored. */
+static void descriptor_key(struct pimg *img, const char *key, const char *val, const char **hint)
 {
 	struct vmdk *v = img->priv;
 
-	if (v->embedded) {
-		if (e->type != EXT_SPARSE || v->self_used) {
-			log_error("%s: an embedded VMDK descriptor may name only one sparse extent "
-				  "(the file itself)", img->path);
-			return -EINVAL;
-		}
-		v->self_used = true;
-		e->file = self;
-		return 0;
-	}
-	e->file = pimg_open_external(img, name, rdonly, "VMDK extent");
-	if (!e->file)
-		return -EPERM;
-	e->own_file = true;
-	return 0;
+	if (!strcmp(key, "createType"))
+		copy_value(v->create_type, sizeof(v->create_type), val);
+	else if (!strcmp(key, "ddb.adapterType"))
+		copy_value(v->adapter_type, sizeof(v->adapter_type), val);
+	else if (!strcmp(key, "ddb.virtualHWVersion"))
+		copy_value(v->hw_version, sizeof(v->hw_version), val);
+	else if (!strcmp(key, "ddb.uuid"))
+		copy_value(v->uuid, sizeof(v->uuid), val);
+	else if (!strcmp(key, "ddb.longContentID"))
+		copy_value(v->long_content_id, sizeof(v->long_content_id), val);
+	else if (!strcmp(key, "encoding"))
+		copy_value(v->encoding, sizeof(v->encoding), val);
+	else if (!strcmp(key, "version"))
+		v->desc_version = atoi(val);
+	else if (!strcmp(key, "CID"))
+		v->cid = (uint32_t)strtoul(val, NULL, 16);
+	else if (!strcmp(key, "parentCID"))
+		v->parent_cid = (uint32_t)strtoul(val, NULL, 16);
+	else if (!strcmp(key, "parentFileNameHint"))
+		*hint = val;
+	else if (!strcmp(key, "ddb.thinProvisioned"))
+		v->thin = atoi(val) != 0;
 }
 
-/* Parse the descriptor text (NUL-terminated, modified in place). */
-static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self)
+/*
+ * Parse the descriptor text (NUL-terminated, modified in place). embedded: it
+ * sits in the sparse file `self` (monolithicSparse, streamOptimized), whose
+ * one SPARSE extent is that file whatever name the line gives: a renamed file
+ * keeps its old name inside, and FreeBSD's mkimg writes an empty one.
+ */
+static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self, bool embedded)
 {
 	struct vmdk *v = img->priv;
 	char *save = NULL, *line;
 	uint64_t total = 0;
-	char *hint = NULL;
+	const char *hint = NULL;
 	int ret;
 
 	v->parent_cid = 0xffffffffu;
+	v->thin = -1;
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char access[16], type[16], name[1024];
 		unsigned long long sectors, offset = 0;
@@ -232,12 +281,21 @@ static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self
 			e->sectors = sectors;
 			e->offset = offset * SECTOR_SIZE;
 			v->n_ext++;
+			if (embedded && (e->type != EXT_SPARSE || v->n_ext > 1)) {
+				log_error("%s: the descriptor inside a sparse VMDK may name only the file "
+					  "itself, as one SPARSE extent", img->path);
+				return -EINVAL;
+			}
 			if (e->type != EXT_ZERO) {
 				bool rdonly = (img->flags & PIMG_O_RDONLY) || !strcmp(access, "RDONLY");
 
-				ret = open_extent(img, e, name, rdonly, self);
-				if (ret)
-					return ret;
+				if (embedded) {
+					e->file = self;
+				} else {
+					ret = extent_open_file(img, e, name, rdonly, self);
+					if (ret)
+						return ret;
+				}
 				if (e->type == EXT_FLAT && !range_within(e->offset, sectors * SECTOR_SIZE,
 									 e->file->size)) {
 					log_error("%s: flat extent '%s' is shorter than declared", img->path, name);
@@ -255,18 +313,7 @@ static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self
 		if (!eq)
 			continue; /* tolerate garbage lines, as VMware does */
 		*eq = 0;
-		{
-			char *key = unquote_value(line), *val = unquote_value(eq + 1);
-
-			if (!strcmp(key, "createType"))
-				snprintf(v->create_type, sizeof(v->create_type), "%s", val);
-			else if (!strcmp(key, "CID"))
-				v->cid = (uint32_t)strtoul(val, NULL, 16);
-			else if (!strcmp(key, "parentCID"))
-				v->parent_cid = (uint32_t)strtoul(val, NULL, 16);
-			else if (!strcmp(key, "parentFileNameHint"))
-				hint = val;
-		}
+		descriptor_key(img, unquote_value(line), unquote_value(eq + 1), &hint);
 	}
 	if (!v->n_ext) {
 		log_error("%s: VMDK descriptor has no extents", img->path);
@@ -325,6 +372,17 @@ static int sparse_open(struct pimg *img, struct extent *e)
 		return -ENOTSUP;
 	}
 	s->flags = ld_le32(h + 8);
+	/*
+	 * Version 3 of a hosted sparse extent adds changed-block tracking (VMware KB
+	 * 2064959), which readers may ignore but a writer would leave stale: such
+	 * an extent is read only, as in qemu. (streamOptimized files are version 3
+	 * too, and write-once anyway.)
+	 */
+	if (ld_le32(h + 4) == 3 && !(s->flags & VMDK_FLAG_COMPRESSED) && !(img->flags & PIMG_O_RDONLY)) {
+		log_error("%s: VMDK version 3 extent (changed-block tracking) is read only here; "
+			  "convert it to write", img->path);
+		return -EROFS;
+	}
 	gd_sec = ld_le64(h + 56);
 	if (gd_sec == VMDK_GD_AT_END) {
 		/* The footer (a header copy) sits before the end-of-stream marker. */
@@ -995,11 +1053,35 @@ static int set_identity(struct pimg *img)
 	return img->backing_fmt ? 0 : -ENOMEM;
 }
 
+/* A sparse file without a descriptor: one extent, the file itself, of the header's capacity. */
+static int lone_sparse_extent(struct pimg *img, const uint8_t *h)
+{
+	struct vmdk *v = img->priv;
+	struct extent *e = &v->ext[0];
+	uint64_t cap = ld_le64(h + 12);
+
+	if (!cap || cap > (1ULL << 40)) {
+		log_error("%s: bad VMDK capacity %" PRIu64 " sectors", img->path, cap);
+		return -EINVAL;
+	}
+	memset(e, 0, sizeof(*e));
+	e->type = EXT_SPARSE;
+	e->sectors = cap;
+	e->file = img->file;
+	v->n_ext = 1;
+	v->parent_cid = 0xffffffffu;
+	v->thin = -1;
+	snprintf(v->create_type, sizeof(v->create_type), "%s", "monolithicSparse");
+	img->size = cap * SECTOR_SIZE;
+	return sparse_open(img, e);
+}
+
 static int vmdk_open(struct pimg *img)
 {
 	struct pimg_file *f = img->file;
 	uint8_t h[512];
 	uint64_t doff, dlen;
+	bool embedded = false;
 	struct vmdk *v;
 	char *text;
 	int ret;
@@ -1010,9 +1092,16 @@ static int vmdk_open(struct pimg *img)
 	img->priv = v;
 	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_MAGIC) {
 		/* Embedded descriptor in a sparse file. */
-		v->embedded = true;
+		embedded = true;
 		doff = ld_le64(h + 28);
 		dlen = ld_le64(h + 36);
+		if (!doff && !dlen) {
+			/* A lone extent of a split set (-s001.vmdk...): the header alone describes it. */
+			ret = lone_sparse_extent(img, h);
+			if (ret)
+				goto out;
+			goto out_granule;
+		}
 		if (!doff || !dlen || dlen > VMDK_MAX_DESC / SECTOR_SIZE || doff > f->size / SECTOR_SIZE ||
 		    !range_within(doff * SECTOR_SIZE, dlen * SECTOR_SIZE, f->size)) {
 			log_error("%s: VMDK sparse file without a valid embedded descriptor", img->path);
@@ -1043,17 +1132,25 @@ static int vmdk_open(struct pimg *img)
 	text[dlen] = 0;
 	if (strlen(text) < dlen && memchr(text, 0, dlen) == text) {
 		free(text);
+		if (embedded) {
+			/* The extents of split sets made by qemu-img reserve an empty one. */
+			ret = lone_sparse_extent(img, h);
+			if (ret)
+				goto out;
+			goto out_granule;
+		}
 		log_error("%s: empty VMDK descriptor", img->path);
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = parse_descriptor(img, text, f);
+	ret = parse_descriptor(img, text, f, embedded);
 	free(text);
 	if (ret)
 		goto out;
 	ret = set_identity(img);
 	if (ret)
 		goto out;
+out_granule:
 	img->granule = 1 * MiB;
 	for (unsigned i = 0; i < v->n_ext; i++) {
 		if (v->ext[i].type == EXT_SPARSE) {
@@ -1269,6 +1366,20 @@ static int vmdk_info(struct pimg *img, struct pimg_info *info)
 	pimg_info_add_num(info, "cid", v->cid);
 	pimg_info_add_num(info, "parent-cid", v->parent_cid);
 	pimg_info_add_num(info, "extents", v->n_ext);
+	if (v->desc_version)
+		pimg_info_add_num(info, "descriptor-version", v->desc_version);
+	if (v->adapter_type[0])
+		pimg_info_add_str(info, "adapter-type", v->adapter_type);
+	if (v->hw_version[0])
+		pimg_info_add_str(info, "hardware-version", v->hw_version);
+	if (v->uuid[0])
+		pimg_info_add_str(info, "uuid", v->uuid);
+	if (v->long_content_id[0])
+		pimg_info_add_str(info, "long-content-id", v->long_content_id);
+	if (v->encoding[0])
+		pimg_info_add_str(info, "encoding", v->encoding);
+	if (v->thin >= 0)
+		pimg_info_add_bool(info, "thin-provisioned", v->thin);
 	return 0;
 }
 

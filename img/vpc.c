@@ -474,11 +474,40 @@ static size_t utf8_to_utf16(const char *s, uint8_t *out, size_t cap, bool le)
 	return n;
 }
 
+/*
+ * The error for a parent that is nowhere: every name the child gives (locator
+ * kind and name) and every path tried, in the order tried.
+ */
+static void log_missing_parent(const struct pimg *img, char *const *cand, const char *const *kind,
+			       size_t nc)
+{
+	char names[1024] = "", looked[2048] = "";
+	size_t nl = 0, ll = 0;
+
+	for (size_t i = 0; i < nc; i++) {
+		char *p = cand[i][0] ? pimg_path_relative_to(img->path, cand[i]) : NULL;
+		bool dup = false;
+
+		if (cand[i][0] && nl < sizeof(names))
+			nl += (size_t)snprintf(names + nl, sizeof(names) - nl, "%s'%s' (%s)", nl ? ", " : "",
+					       cand[i], kind[i]);
+		for (size_t j = 0; p && j < i; j++)
+			dup |= cand[j][0] && !strcmp(cand[j], cand[i]);
+		if (p && !dup && ll < sizeof(looked))
+			ll += (size_t)snprintf(looked + ll, sizeof(looked) - ll, "%s%s", ll ? ", " : "", p);
+		free(p);
+	}
+	log_error("%s: differencing VHD: parent not found; the image names %s; looked for %s",
+		  img->path, nl ? names : "no parent at all", ll ? looked : "nothing");
+}
+
 /* Pick the parent's path from the locators (relative first), else the unicode name. */
 static int find_parent(struct pimg *img, const uint8_t *dyn)
 {
+	static const char *const pass_kind[] = { "W2ru locator", "MacX locator", "W2ku locator" };
 	struct vpc *v = img->priv;
 	char *cand[9] = { 0 }, *refused = NULL;
+	const char *kind[9];
 	size_t nc = 0;
 	int ret = 0;
 
@@ -518,12 +547,14 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 				ret = -ENOMEM;
 				goto out;
 			}
+			kind[nc] = pass_kind[pass];
 			cand[nc++] = s;
 			if (nc == 8)
 				break;
 		}
 	}
 	cand[nc] = utf16_to_utf8(dyn + 64, 512, false);
+	kind[nc] = "parent Unicode name";
 	if (cand[nc])
 		nc++;
 	for (size_t i = 0; i < nc; i++) {
@@ -546,7 +577,7 @@ static int find_parent(struct pimg *img, const uint8_t *dyn)
 		img->backing_fmt = strdup("vpc");
 		goto out;
 	}
-	log_error("%s: differencing VHD: parent '%s' not found", img->path, nc ? cand[nc - 1] : "?");
+	log_missing_parent(img, cand, kind, nc);
 	ret = -ENOENT;
 out:
 	for (size_t i = 0; i < nc; i++)
@@ -997,13 +1028,6 @@ static int vpc_info(struct pimg *img, struct pimg_info *info)
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Every BAT entry inside the data area, no two blocks overlapping. */
 static int vpc_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 {
@@ -1037,7 +1061,7 @@ static int vpc_check(struct pimg *img, struct pimg_check *res, unsigned repair)
 		sorted[n++] = v->bat[b];
 	}
 	res->allocated_clusters = n;
-	qsort(sorted, n, sizeof(*sorted), cmp_u32);
+	pimg_sort_u32(sorted, n);
 	for (uint32_t i = 1; i < n; i++) {
 		if ((uint64_t)(sorted[i] - sorted[i - 1]) * SECTOR_SIZE < span) {
 			check_log(res, "%s: ERROR blocks at sectors %u and %u overlap", img->path, sorted[i - 1], sorted[i]);

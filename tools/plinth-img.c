@@ -12,6 +12,7 @@
  *   bench [-f FMT] [-c COUNT] [-s BUFSIZE] [-S STEP] [--pattern random|sequential]
  *         [--seed N] [--offsets FILE] [--checksum] [--output=human|json] FILE
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -43,7 +44,7 @@ static void usage(FILE *f)
 	      "every command: --allow-backing (open the backing files, parents and extents an\n"
 	      "  image names, in its own directory), --backing-dir=DIR (or in DIR; repeatable),\n"
 	      "  --allow-blockdev (such a file may be a block device)\n"
-	      "formats: raw, qcow2, vpc (VHD), vhdx, vmdk\n",
+	      "formats: raw, qcow2, vpc (VHD), vhdx, vmdk, vdi, parallels (read)\n",
 	      f);
 }
 
@@ -156,6 +157,41 @@ static int info_chain(const char *path, const char *fmt, bool json,
 	return rc;
 }
 
+/* The backing file's path as it is opened: relative names are relative to the image's
+ * directory (qemu-img's full-backing-filename). Returns malloc'd text or NULL. */
+static char *full_backing_name(const char *image, const char *backing)
+{
+	const char *slash = strrchr(image, '/');
+	char *out;
+
+	if (backing[0] == '/' || !slash)
+		return strdup(backing);
+	if (asprintf(&out, "%.*s/%s", (int)(slash - image), image, backing) < 0)
+		return NULL;
+	return out;
+}
+
+/* qemu-img's "bitmaps" list of format-specific data. */
+static json_t *bitmaps_json(const struct pimg_info *info)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < info->n_bitmaps; i++) {
+		const struct pimg_bitmap_info *b = &info->bitmaps[i];
+		json_t *o = json_object(), *flags = json_array();
+
+		if (b->in_use)
+			json_array_append_new(flags, json_string("in-use"));
+		if (b->auto_)
+			json_array_append_new(flags, json_string("auto"));
+		json_object_set_new(o, "flags", flags);
+		json_object_set_new(o, "name", json_string(b->name));
+		json_object_set_new(o, "granularity", json_integer((json_int_t)b->granularity));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
 static int cmd_info(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	static const struct option lo[] = { { "output", required_argument, NULL, 'o' },
@@ -206,6 +242,11 @@ static int cmd_info(int argc, char **argv, const struct pimg_open_policy *pol)
 		json_object_set_new(j, "format", json_string(info.format));
 		json_object_set_new(j, "actual-size", json_integer((json_int_t)info.actual_size));
 		if (info.backing_file[0]) {
+			char *full = full_backing_name(argv[optind], info.backing_file);
+
+			if (full)
+				json_object_set_new(j, "full-backing-filename", json_string(full));
+			free(full);
 			json_object_set_new(j, "backing-filename", json_string(info.backing_file));
 			if (info.backing_fmt[0])
 				json_object_set_new(j, "backing-filename-format", json_string(info.backing_fmt));
@@ -242,6 +283,8 @@ static int cmd_info(int argc, char **argv, const struct pimg_open_policy *pol)
 						    : it->is_num ? json_integer(it->num)
 								 : json_string(it->str));
 			}
+			if (info.n_bitmaps)
+				json_object_set_new(data, "bitmaps", bitmaps_json(&info));
 			json_object_set_new(spec, "type", json_string(info.format));
 			json_object_set_new(spec, "data", data);
 			json_object_set_new(j, "format-specific", spec);
@@ -295,6 +338,18 @@ static int cmd_info(int argc, char **argv, const struct pimg_open_policy *pol)
 					printf("    %s: %" PRId64 "\n", it->key, it->num);
 				else
 					printf("    %s: %s\n", it->key, it->str);
+			}
+			if (info.n_bitmaps)
+				printf("    bitmaps:\n");
+			for (size_t i = 0; i < info.n_bitmaps; i++) {
+				const struct pimg_bitmap_info *b = &info.bitmaps[i];
+
+				printf("        [%zu]:\n            flags:\n", i);
+				if (b->in_use)
+					printf("                [%d]: in-use\n", 0);
+				if (b->auto_)
+					printf("                [%d]: auto\n", b->in_use);
+				printf("            name: %s\n            granularity: %" PRIu64 "\n", b->name, b->granularity);
 			}
 		}
 	}
@@ -474,11 +529,101 @@ out:
 	return ret;
 }
 
+/*
+ * The files an image create may write beside PATH: PATH itself and the extents named
+ * after it (VMDK's NAME-flat.vmdk, NAME-s001.vmdk...). A list of names (owned, NULL
+ * ended) of DIR entries starting with PATH's stem, or NULL when out of memory.
+ */
+struct outputs {
+	char *dir;     /* owned */
+	char *stem;    /* owned: base name without its extension */
+	char **before; /* owned: matching names present before the create */
+	size_t n_before;
+};
+
+static bool outputs_scan(struct outputs *o, char ***names, size_t *n)
+{
+	DIR *d = opendir(o->dir);
+	struct dirent *de;
+	size_t stem_len = strlen(o->stem);
+
+	*names = NULL;
+	*n = 0;
+	if (!d)
+		return true;
+	while ((de = readdir(d))) {
+		char **nn;
+
+		if (strncmp(de->d_name, o->stem, stem_len))
+			continue;
+		nn = realloc(*names, (*n + 1) * sizeof(*nn));
+		if (!nn || !(nn[*n] = strdup(de->d_name))) {
+			free(nn ? nn : *names);
+			closedir(d);
+			return false;
+		}
+		*names = nn;
+		(*n)++;
+	}
+	closedir(d);
+	return true;
+}
+
+static void names_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static bool outputs_begin(struct outputs *o, const char *path)
+{
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path, *dot;
+
+	memset(o, 0, sizeof(*o));
+	o->dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
+	dot = strrchr(base, '.');
+	o->stem = strndup(base, dot && dot != base ? (size_t)(dot - base) : strlen(base));
+	return o->dir && o->stem && outputs_scan(o, &o->before, &o->n_before);
+}
+
+/* Remove path and every file named after it that the create added. */
+static void outputs_remove(struct outputs *o, const char *path)
+{
+	char **now;
+	size_t n;
+
+	unlink(path);
+	if (!outputs_scan(o, &now, &n))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		bool old = false;
+		char *p;
+
+		for (size_t j = 0; j < o->n_before && !old; j++)
+			old = !strcmp(now[i], o->before[j]);
+		if (!old && asprintf(&p, "%s/%s", o->dir, now[i]) >= 0) {
+			unlink(p);
+			free(p);
+		}
+	}
+	names_free(now, n);
+}
+
+static void outputs_free(struct outputs *o)
+{
+	names_free(o->before, o->n_before);
+	free(o->dir);
+	free(o->stem);
+}
+
 static int cmd_convert(int argc, char **argv, const struct pimg_open_policy *pol)
 {
 	const char *fmt = NULL, *ofmt = NULL, *opts = NULL;
 	bool prog = false, compress = false, unsafe = false;
 	struct pimg *src, *dst;
+	struct outputs outs;
+	unsigned long errors;
 	uint64_t size;
 	int c, ret;
 
@@ -515,23 +660,32 @@ static int cmd_convert(int argc, char **argv, const struct pimg_open_policy *pol
 	if (!src)
 		return 1;
 	size = pimg_size(src);
+	/* A failure leaves no output behind and prints one line: the cause where the
+	 * library said it, else our own. */
+	errors = log_error_count();
+	if (!outputs_begin(&outs, argv[optind + 1])) {
+		log_error("out of memory");
+		ret = -ENOMEM;
+		goto out_free_outputs;
+	}
 	ret = pimg_create(argv[optind + 1], ofmt, size, opts);
 	if (ret) {
-		log_error("%s: could not create image: %s", argv[optind + 1], strerror(-ret));
-		pimg_close(src);
-		return 1;
+		if (log_error_count() == errors)
+			log_error("%s: could not create image: %s", argv[optind + 1], strerror(-ret));
+		outputs_remove(&outs, argv[optind + 1]);
+		goto out_free_outputs;
 	}
 	/* Made just now, by us: its own extents (a monolithicFlat VMDK's) may be opened. */
 	dst = pimg_open_with(argv[optind + 1], ofmt, unsafe ? PIMG_O_UNSAFE : 0,
 			     &(struct pimg_open_policy){ .allow_external = true });
 	if (!dst) {
-		pimg_close(src);
-		return 1;
+		ret = -EIO;
+		goto out_remove;
 	}
 	if (pimg_size(dst) < size) {
 		log_error("%s: created image is smaller than the source", argv[optind + 1]);
 		ret = -EINVAL;
-		goto out;
+		goto out_close_dst;
 	}
 	progress(prog, 0, size);
 	if (compress || pimg_sequential_only(dst))
@@ -541,15 +695,19 @@ static int cmd_convert(int argc, char **argv, const struct pimg_open_policy *pol
 	if (!ret)
 		ret = pimg_flush(dst);
 	if (prog)
-		printf("    (100.00/100%%)\n");
-out:
+		printf(ret ? "\n" : "    (100.00/100%%)\n");
+out_close_dst:
 	pimg_close(dst);
-	pimg_close(src);
+out_remove:
 	if (ret) {
-		log_error("convert %s -> %s failed: %s", argv[optind], argv[optind + 1], strerror(-ret));
-		return 1;
+		if (log_error_count() == errors)
+			log_error("convert %s -> %s failed: %s", argv[optind], argv[optind + 1], strerror(-ret));
+		outputs_remove(&outs, argv[optind + 1]);
 	}
-	return 0;
+out_free_outputs:
+	outputs_free(&outs);
+	pimg_close(src);
+	return ret ? 1 : 0;
 }
 
 /* ---- compare --------------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * plinth-img: the disk image library (raw, qcow2, VHD, VHDX, VMDK).
+ * plinth-img: the disk image library (raw, qcow2, VHD, VHDX, VMDK, VDI; Parallels read-only).
  *
  * This is the library's only public header. It knows nothing of VMs: the VMM's
  * virtio-blk, the plinth-img tool and the tests all use images through it.
@@ -76,9 +76,11 @@ struct pimg_open_policy {
 };
 
 /*
- * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk")
- * or NULL to probe the header. Probing never selects raw for a writable open: a
- * file without a recognised header is refused unless format is "raw". Opens no
+ * Open an image. format is a format name ("raw", "qcow2", "vpc", "vhdx", "vmdk",
+ * "vdi", "parallels") or NULL to probe the header. Probing never selects raw for a
+ * writable open: a file without a recognised header is refused unless format is
+ * "raw"; nor for a file that carries the magic of a format the library does not
+ * read (QED, cloop, Bochs, DMG, LUKS, compressed or tar files...). Opens no
  * file but the image itself: an image that names a backing file, parent or extent
  * is refused unless PIMG_O_NO_BACKING (then unallocated ranges read as zero; a VMDK
  * descriptor's extents are still needed); pimg_open_with() allows them. Backing
@@ -163,6 +165,14 @@ struct pimg_snapshot_info {
 	uint64_t icount;
 };
 
+/* A persistent dirty bitmap stored in the image (qcow2). */
+struct pimg_bitmap_info {
+	char name[1024];
+	uint64_t granularity; /* bytes per bit */
+	bool in_use;          /* not saved cleanly: may be inconsistent */
+	bool auto_;           /* tracks every write (enabled) */
+};
+
 struct pimg_info_item {
 	char key[48];
 	bool is_num; /* num, else str */
@@ -181,6 +191,8 @@ struct pimg_info {
 	bool dirty;
 	size_t n_snapshots;
 	struct pimg_snapshot_info *snapshots; /* owned */
+	size_t n_bitmaps;
+	struct pimg_bitmap_info *bitmaps;     /* owned */
 	size_t n_items;                       /* format-specific information */
 	struct pimg_info_item items[24];
 };

@@ -39,6 +39,11 @@ mk vhdx empty "block_size=1M"
 mk vhdx data "block_size=1M" 'write -P 0xab 0 1k'
 mk vmdk sparse "" 'write -P 0xab 0 1k'
 mk vmdk stream subformat=streamOptimized 'write -P 0xab 0 64k'
+qemu-img create -q -f raw "$t/r" 1M && qemu-io -f raw -c 'write -P 0xab 8k 8k' "$t/r" >/dev/null &&
+	python3 "$top/tests/img/mkimg-vmdk.py" "$t/r" "$t/m" && pages "$t/m" "$top/tests/fuzz/corpus/img-vmdk/mkimg"
+mk vdi dynamic "" 'write -P 0xab 0 1k' 'write -P 0xcd 3M 4k'
+mk vdi static static=on 'write -P 0xab 0 1k'
+mk parallels data cluster_size=64k 'write -P 0xab 0 1k' 'write -P 0xcd 3M 4k'
 # Images that name files (issue 23): the harness resolves their names under a policy.
 pi=$top/build/plinth-img
 hostile_seeds() {

@@ -90,5 +90,7 @@ check "vhd differencing: commit into the parent" sh -c "cp $T/child.vhd $T/c2.vh
 check "vhd differencing: create -b, qemu reads the child's header" sh -c "$PI create -f vpc -b parent.vhd $T/new.vhd &&
 	$PI compare --allow-backing $T/new.vhd $T/expect.raw && qemu-img info -f vpc $T/new.vhd >/dev/null"
 check_fail "vhd differencing: missing parent is an error" sh -c "mv $T/parent.vhd $T/gone.vhd; $PI convert --allow-backing -O raw $T/child.vhd $T/x.raw"
+check "vhd differencing: the error names the parent (locator kind) and where it looked" sh -c "! $PI convert --allow-backing -O raw $T/child.vhd $T/x.raw 2>$T/err &&
+	grep -q \"names 'parent.vhd' (W2ru locator), 'parent.vhd' (parent Unicode name); looked for $T/parent.vhd\\$\" $T/err && [ \$(wc -l < $T/err) = 1 ]"
 
 finish

@@ -38,6 +38,37 @@ static void test_writable_raw_never_probed(void **state)
 	pimg_close(img);
 }
 
+/* Another tool's magic is never read as raw unless raw is asked for; plain data still is. */
+static void test_foreign_magic_not_raw(void **state)
+{
+	static const struct { const char *magic; size_t len, off; bool tail; } cases[] = {
+		{ "QED", 4, 0, false }, { "Bochs Virtual HD Image", 22, 0, false },
+		{ "koly", 4, 0, true }, { "\x1f\x8b\x08", 3, 0, false }, { "ustar", 5, 257, false },
+	};
+	uint8_t buf[8192];
+	char p[256];
+	struct pimg *img;
+
+	(void)state;
+	tmp_path(p, sizeof(p), "foreign.img");
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		memset(buf, 0x41, sizeof(buf));
+		memcpy(buf + (cases[i].tail ? sizeof(buf) - 512 : cases[i].off), cases[i].magic, cases[i].len);
+		write_file(p, buf, sizeof(buf));
+		assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+		assert_null(pimg_probe(p));
+		img = pimg_open(p, "raw", PIMG_O_RDONLY);
+		assert_non_null(img);
+		pimg_close(img);
+	}
+	memset(buf, 0x41, sizeof(buf));
+	write_file(p, buf, sizeof(buf));
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_string_equal(pimg_format(img), "raw");
+	pimg_close(img);
+}
+
 static void test_unaligned_raw_size(void **state)
 {
 	char path[256];
@@ -323,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_raw_workout),
 		cmocka_unit_test(test_writable_raw_never_probed),
 		cmocka_unit_test(test_unaligned_raw_size),
+		cmocka_unit_test(test_foreign_magic_not_raw),
 		cmocka_unit_test(test_backing_loop_refused),
 		cmocka_unit_test(test_backing_depth_limited),
 		cmocka_unit_test(test_create_options_checked),

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -28,6 +29,115 @@ static void test_workout_big_clusters(void **state)
 {
 	(void)state;
 	workout("qcow2", "cluster_size=2M", 16 * MiB);
+}
+
+static void test_workout_extl2(void **state)
+{
+	(void)state;
+	/* subclusters of 2 KiB (64 KiB clusters) and 512 bytes (16 KiB clusters) */
+	workout("qcow2", "extended_l2=on", 16 * MiB);
+	workout("qcow2", "extended_l2=on,cluster_size=16k", 8 * MiB);
+}
+
+/* Partial subcluster writes, zeroes and discards over a backing file, against a shadow. */
+static void test_extl2_backing(void **state)
+{
+	char base[256], top[256];
+	uint64_t size = 4 * MiB;
+	uint8_t *shadow = malloc(size), *buf = malloc(200000);
+	struct pimg *img;
+	struct pimg_check res;
+	uint64_t rng = 7;
+
+	(void)state;
+	assert_non_null(shadow);
+	assert_non_null(buf);
+	tmp_path(base, sizeof(base), "xbase.qcow2");
+	tmp_path(top, sizeof(top), "xtop.qcow2");
+	assert_int_equal(pimg_create(base, "qcow2", size, NULL), 0);
+	img = pimg_open(base, "qcow2", 0);
+	assert_non_null(img);
+	fill_pattern(shadow, size, 11);
+	assert_int_equal(pimg_pwrite(img, shadow, size, 0), 0);
+	pimg_close(img);
+	assert_int_equal(pimg_create(top, "qcow2", 0, "extended_l2=on,backing_file=xbase.qcow2,backing_fmt=qcow2"), 0);
+	img = open_ext(top, "qcow2", 0);
+	assert_non_null(img);
+	for (int i = 0; i < 300; i++) {
+		uint64_t len, off;
+
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		len = 1 + (rng >> 33) % (i % 10 == 0 ? 200000 : 3000);
+		off = (rng >> 13) % (size - len);
+		if (i % 17 == 5) {
+			assert_int_equal(pimg_write_zeroes(img, off, len), 0);
+			memset(shadow + off, 0, len);
+		} else if (i % 23 == 7) {
+			off &= ~(uint64_t)65535;
+			len = 65536;
+			assert_int_equal(pimg_discard(img, off, len), 0);
+			memset(shadow + off, 0, len); /* over a backing file a discard reads as zeros */
+		} else {
+			fill_pattern(buf, len, (uint64_t)i + 100);
+			assert_int_equal(pimg_pwrite(img, buf, len, off), 0);
+			memcpy(shadow + off, buf, len);
+		}
+		if (i % 50 == 0)
+			assert_content(img, shadow, size);
+	}
+	assert_content(img, shadow, size);
+	pimg_close(img);
+	img = open_ext(top, "qcow2", PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_content(img, shadow, size);
+	assert_int_equal(pimg_check(img, &res, 0), 0);
+	assert_int_equal(res.corruptions + res.leaks, 0);
+	pimg_close(img);
+	free(shadow);
+	free(buf);
+}
+
+/* A guest's write + discard loop: freed clusters are reused, so the file stays bounded. */
+static void test_discard_reuse_bounded(void **state)
+{
+	char p[256];
+	uint8_t buf[65536];
+	struct pimg *img;
+	struct pimg_check res;
+	struct stat st;
+
+	(void)state;
+	tmp_path(p, sizeof(p), "reuse.qcow2");
+	assert_int_equal(pimg_create(p, "qcow2", 4 * MiB, NULL), 0);
+	img = pimg_open(p, "qcow2", 0);
+	assert_non_null(img);
+	for (int i = 0; i < 2000; i++) {
+		fill_pattern(buf, sizeof(buf), (uint64_t)i);
+		assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 65536), 0);
+		assert_int_equal(pimg_discard(img, 65536, sizeof(buf)), 0);
+		if (i % 100 == 99)
+			assert_int_equal(pimg_flush(img), 0); /* half the time with flushes, half without */
+		if (i == 999)
+			break;
+	}
+	for (int i = 0; i < 1000; i++) {
+		fill_pattern(buf, sizeof(buf), (uint64_t)i);
+		assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 65536), 0);
+		assert_int_equal(pimg_discard(img, 65536, sizeof(buf)), 0);
+	}
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 2 * 65536), 0);
+	pimg_close(img);
+	/* 4 MiB of data + header, L1, refcount table and block, one L2 table: at most ~4.5 MiB */
+	assert_int_equal(stat(p, &st), 0);
+	assert_true((uint64_t)st.st_size <= 4 * MiB + 8 * 65536);
+	/* the freed clusters were punched: only metadata and one data cluster use space */
+	assert_true((uint64_t)st.st_blocks * 512 <= 16 * 65536);
+	img = pimg_open(p, "qcow2", PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_check(img, &res, 0), 0);
+	assert_int_equal(res.corruptions + res.leaks, 0);
+	assert_int_equal(pimg_pread(img, buf + 0, 4096, 2 * 65536), 0);
+	pimg_close(img);
 }
 
 static void compressed_roundtrip(const char *opts)
@@ -316,6 +426,9 @@ int main(void)
 		cmocka_unit_test(test_workout_default),
 		cmocka_unit_test(test_workout_small_clusters),
 		cmocka_unit_test(test_workout_big_clusters),
+		cmocka_unit_test(test_workout_extl2),
+		cmocka_unit_test(test_extl2_backing),
+		cmocka_unit_test(test_discard_reuse_bounded),
 		cmocka_unit_test(test_compressed_zlib),
 		cmocka_unit_test(test_compressed_zstd),
 		cmocka_unit_test(test_hostile_headers),

@@ -189,6 +189,91 @@ static void test_hostile_sparse(void **state)
 	pimg_close(img);
 }
 
+/* A monolithicSparse file whose embedded descriptor names another file (renamed, or
+ * FreeBSD mkimg's empty name) is its own extent; a lone split extent opens alone. */
+static void test_embedded_is_self(void **state)
+{
+	char p[256], q[256];
+	uint8_t buf[65536], got[65536], zero16[16] = { 0 };
+	struct pimg *img;
+
+	(void)state;
+	tmp_path(p, sizeof(p), "self.vmdk");
+	tmp_path(q, sizeof(q), "renamed.vmdk");
+	assert_int_equal(pimg_create(p, "vmdk", 4 * MiB, NULL), 0);
+	img = pimg_open(p, "vmdk", 0);
+	assert_non_null(img);
+	fill_pattern(buf, sizeof(buf), 9);
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 1 * MiB), 0);
+	pimg_close(img);
+	assert_int_equal(rename(p, q), 0);
+	assert_int_equal(pimg_create(p, "vmdk", 2 * MiB, NULL), 0); /* a decoy under the old name */
+	img = pimg_open(q, NULL, 0); /* the descriptor still says "self.vmdk" */
+	assert_non_null(img);
+	assert_int_equal(pimg_size(img), 4 * MiB);
+	assert_int_equal(pimg_pread(img, got, sizeof(got), 1 * MiB), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	pimg_close(img);
+	/* no descriptor at all (offset and size 0): the header's capacity */
+	corrupt(q, 28, zero16, 16);
+	img = pimg_open(q, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_size(img), 4 * MiB);
+	assert_int_equal(pimg_pread(img, got, sizeof(got), 1 * MiB), 0);
+	assert_memory_equal(got, buf, sizeof(got));
+	pimg_close(img);
+}
+
+/* Extents sharing one flat file at offsets: one open file, writable, data at the offsets. */
+static void test_shared_flat_file(void **state)
+{
+	static const char desc[] = "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\n"
+				   "RW 2048 FLAT \"shared.bin\" 2048\nRW 2048 FLAT \"shared.bin\" 0\n";
+	char p[256], f[256];
+	uint8_t *data = calloc(1, 2 * MiB), buf[4096];
+	struct pimg *img;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(data);
+	tmp_path(f, sizeof(f), "shared.bin");
+	tmp_path(p, sizeof(p), "shared.vmdk");
+	fill_pattern(data, 2 * MiB, 4);
+	write_file(f, data, 2 * MiB);
+	write_file(p, desc, sizeof(desc) - 1);
+	img = open_ext(p, NULL, 0);
+	assert_non_null(img);
+	assert_int_equal(pimg_size(img), 2 * MiB);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 0), 0);
+	assert_memory_equal(buf, data + 1 * MiB, sizeof(buf)); /* the first extent is the second half */
+	memset(buf, 0x5c, sizeof(buf));
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 1 * MiB + 512), 0);
+	pimg_close(img);
+	fp = fopen(f, "rb");
+	assert_non_null(fp);
+	assert_int_equal(fread(data, 1, 2 * MiB, fp), 2 * MiB);
+	fclose(fp);
+	assert_memory_equal(data + 512, buf, sizeof(buf)); /* the second extent starts the file */
+	free(data);
+}
+
+/* Version 3 hosted sparse extents (changed-block tracking) are read only. */
+static void test_version3_read_only(void **state)
+{
+	char p[256];
+	uint8_t v3[4] = { 3, 0, 0, 0 };
+	struct pimg *img;
+
+	(void)state;
+	tmp_path(p, sizeof(p), "v3.vmdk");
+	assert_int_equal(pimg_create(p, "vmdk", 4 * MiB, NULL), 0);
+	corrupt(p, 4, v3, 4);
+	assert_null(pimg_open(p, NULL, 0));
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	pimg_close(img);
+}
+
 static void test_mutations(void **state)
 {
 	char p[256];
@@ -206,6 +291,9 @@ int main(void)
 		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_hostile_descriptors),
 		cmocka_unit_test(test_hostile_sparse),
+		cmocka_unit_test(test_embedded_is_self),
+		cmocka_unit_test(test_shared_flat_file),
+		cmocka_unit_test(test_version3_read_only),
 		cmocka_unit_test(test_mutations),
 	};
 

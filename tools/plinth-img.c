@@ -11,6 +11,8 @@
  *   commit [-f FMT] FILE
  *   bench [-f FMT] [-c COUNT] [-s BUFSIZE] [-S STEP] [--pattern random|sequential]
  *         [--seed N] [--offsets FILE] [--checksum] [--output=human|json] FILE
+ * Every command also takes --allow-backing, --backing-dir=DIR, --allow-blockdev: the
+ * external-file policy (take_policy_options); without them only the image is opened.
  */
 #include <dirent.h>
 #include <errno.h>

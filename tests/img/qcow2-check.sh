@@ -22,6 +22,10 @@ cs = 1 << rd(f, 20, '>I')
 if kind in ('snap-l1-unaligned', 'snap-l1-beyond'):
     so = rd(f, 64, '>Q')
     wr(f, so, '>Q', rd(f, so, '>Q') + 512 if kind == 'snap-l1-unaligned' else 1 << 40)
+elif kind == 'snap-extra':
+    wr(f, rd(f, 64, '>Q') + 36, '>I', 2000)
+elif kind == 'snap-count':
+    wr(f, 60, '>I', 70000)
 elif kind == 'rt-header':
     wr(f, 48, '>Q', 0)
 elif kind == 'unknown-autoclear':
@@ -105,6 +109,21 @@ fault "data cluster beyond the file: exit 2 (as qemu), named" s0 data-beyond 2 \
 	"ERROR active L2 entry at 0x40008: data cluster 0x10000000000 lies beyond the end of the file"
 cp "$T/s2.qcow2" "$T/f.qcow2"; corrupt snap-l1-beyond "$T/f.qcow2"
 check_rc "qemu agrees: snapshot L1 beyond the file is an error" 2 qemu-img check "$T/f.qcow2"
+cp "$T/f.qcow2" "$T/f0.qcow2"
+check "a table that cannot be walked: -r leaks frees nothing and says why" sh -c "$PI check -r leaks $T/f.qcow2 2>&1 |
+	grep -q 'leaked clusters are not freed: a table above could not be walked' && cmp $T/f.qcow2 $T/f0.qcow2"
+# Snapshot table limits are QEMU's: more than 1 KiB of extra data, more than 65536 entries.
+cp "$T/s2.qcow2" "$T/f.qcow2"; corrupt snap-extra "$T/f.qcow2"
+check_fail "snapshot entry with 2000 bytes of extra data: refused" "$PI" info "$T/f.qcow2"
+check "... with a line naming the entry" sh -c "$PI info $T/f.qcow2 2>&1 | grep -q 'snapshot table entry 0 at 0x[0-9a-f]* has more than 1 KiB of extra data'"
+check_fail "qemu refuses it too" qemu-img info "$T/f.qcow2"
+cp "$T/s2.qcow2" "$T/f.qcow2"; corrupt snap-count "$T/f.qcow2"
+check_fail "70000 snapshots: refused" "$PI" check "$T/f.qcow2"
+check_fail "qemu refuses it too" qemu-img check "$T/f.qcow2"
+# A long snapshot name (qemu accepts up to 65535 bytes): read, listed, clean.
+cp "$T/s0.qcow2" "$T/long.qcow2"
+qemu-img snapshot -c "$(printf 'n%.0s' $(seq 1 600))" "$T/long.qcow2"
+check "snapshot with a 600-byte name: info and a clean check" sh -c "$PI info $T/long.qcow2 | grep -q nnnnnnnnnn && $PI check $T/long.qcow2"
 cp "$T/s0.qcow2" "$T/f.qcow2"; corrupt rt-header "$T/f.qcow2"
 check_fail "refcount table over the header: refused" "$PI" check "$T/f.qcow2"
 check "refcount table over the header: the line says so" sh -c "$PI info $T/f.qcow2 2>&1 | grep -q 'refcount table at 0 (1 clusters) overlaps the header'"

@@ -4,9 +4,11 @@
  *
  * plinth reads the directory to list the bitmaps (info) and to count their
  * clusters (check), so that a repair never frees them. It does not track writes
- * in them: a normal writable open clears the autoclear bit, which tells QEMU
- * the bitmaps are stale (the spec's rule for writers that do not update them).
- * The extension counts only while that bit is set, as in QEMU.
+ * in them: a normal writable open marks every enabled ("auto") bitmap in_use,
+ * which QEMU shows as inconsistent (the bitmap must be removed or cleared
+ * before the next incremental backup); disabled bitmaps stay valid, and every
+ * cluster stays accounted for. The extension counts only while its autoclear
+ * bit is set, as in QEMU; unknown autoclear bits are cleared by a writer.
  *
  * A malformed directory does not stop the image's data from being read: the
  * reason is kept in q->bm_error, check reports it and repair refuses to run.
@@ -150,4 +152,40 @@ int qcow2_bitmap_info(struct pimg *img, struct pimg_info *info)
 	}
 	info->n_bitmaps = q->nb_bitmaps;
 	return 0;
+}
+
+/* A writable (not repair) open: enabled bitmaps become in_use, unknown autoclear bits go. */
+int qcow2_bitmaps_for_writing(struct pimg *img)
+{
+	struct qcow2 *q = img->priv;
+	uint64_t keep = q->nb_bitmaps ? AUTOCLEAR_BITMAPS : 0;
+	bool wrote = false;
+	int ret;
+
+	for (uint32_t i = 0; i < q->nb_bitmaps; i++) {
+		struct qcow2_bitmap *b = &q->bitmaps[i];
+		uint8_t f[4];
+
+		if (!(b->flags & BM_FLAG_AUTO) || (b->flags & BM_FLAG_IN_USE))
+			continue;
+		b->flags |= BM_FLAG_IN_USE;
+		st_be32(f, b->flags);
+		ret = pfile_pwrite(img->file, f, sizeof(f), b->dir_off + 12);
+		if (ret)
+			return ret;
+		wrote = true;
+	}
+	if ((q->autoclear & ~keep) != 0) {
+		uint8_t a[8];
+
+		st_be64(a, q->autoclear & keep);
+		ret = pfile_pwrite(img->file, a, sizeof(a), 88);
+		if (ret)
+			return ret;
+		q->autoclear &= keep;
+		wrote = true;
+		if (!keep)
+			qcow2_free_bitmaps(q);
+	}
+	return wrote ? pfile_sync(img->file) : 0;
 }

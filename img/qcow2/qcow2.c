@@ -847,19 +847,10 @@ static int qcow2_open(struct pimg *img)
 			}
 			/* Repair changes refcounts only: bitmaps and autoclear bits stay valid. */
 			q->repair_only = true;
-		} else if (q->autoclear) {
-			/* Writes are not tracked in bitmaps: clearing the bit marks them stale,
-			 * as the spec asks of writers that do not update them. */
-			uint8_t z[8] = { 0 };
-
-			ret = pfile_pwrite(img->file, z, 8, 88);
-			if (!ret)
-				ret = pfile_sync(img->file);
+		} else {
+			ret = qcow2_bitmaps_for_writing(img);
 			if (ret)
 				goto out_free;
-			q->autoclear = 0;
-			qcow2_free_bitmaps(q);
-			q->nb_bitmaps = 0;
 		}
 		q->writable = true;
 		if (!repair) {

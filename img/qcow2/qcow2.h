@@ -229,6 +229,7 @@ int qcow2_bitmap_ext(struct pimg *img, const uint8_t *p, uint32_t len);
 int qcow2_read_bitmaps(struct pimg *img);
 void qcow2_free_bitmaps(struct qcow2 *q);
 int qcow2_bitmap_info(struct pimg *img, struct pimg_info *info);
+int qcow2_bitmaps_for_writing(struct pimg *img);
 
 /* ---- check.c --------------------------------------------------------------- */
 

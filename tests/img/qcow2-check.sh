@@ -131,6 +131,19 @@ cp "$T/bm.qcow2" "$T/f.qcow2"; corrupt unknown-autoclear "$T/f.qcow2"; cp "$T/f.
 check_fail "unknown autoclear feature: repair refused" "$PI" check -r all "$T/f.qcow2"
 check "unknown autoclear feature: the file is untouched" cmp "$T/f.qcow2" "$T/f0.qcow2"
 
+# A writable open (resize) of an image with bitmaps: the enabled bitmap is marked in-use
+# (its writes are not tracked), the disabled one stays valid, nothing leaks.
+qemu-img create -q -f qcow2 "$T/w.qcow2" 32M
+qemu-img bitmap --add "$T/w.qcow2" on1
+qemu-img bitmap --add --disable "$T/w.qcow2" off1
+qio "$T/w.qcow2" qcow2 'write -P 1 0 1M'
+check "writable open with bitmaps: qemu finds it clean afterwards (no leaks)" sh -c "$PI resize $T/w.qcow2 +0 >/dev/null &&
+	qemu-img check -q $T/w.qcow2 && $PI check $T/w.qcow2 >/dev/null"
+check "writable open with bitmaps: the enabled one in-use, the disabled one valid" test "$(qbitmaps "$T/w.qcow2")" = \
+	"[{'flags': ['in-use', 'auto'], 'name': 'on1', 'granularity': 65536}, {'flags': [], 'name': 'off1', 'granularity': 65536}]"
+check "writable open with bitmaps: qemu can remove the in-use bitmap" sh -c "qemu-img bitmap --remove $T/w.qcow2 on1 &&
+	qemu-img check -q $T/w.qcow2 && $PI check $T/w.qcow2 >/dev/null"
+
 # info --output=json: qemu-img's fields (snapshots, bitmaps, full backing name).
 cat >"$T/same.py" <<'PY'
 import json, subprocess, sys

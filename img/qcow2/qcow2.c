@@ -345,6 +345,7 @@ static int qcow2_write(struct pimg *img, const void *buf, uint64_t len, uint64_t
 
 	if (q->repair_only)
 		return -EROFS;
+	qcow2_bitmaps_mark(q, off, len);
 	ret = get_l2(img, off, true, &l2);
 	if (ret)
 		return ret;
@@ -449,6 +450,7 @@ static int qcow2_write_zeroes(struct pimg *img, uint64_t len, uint64_t off, bool
 		return -ENOTSUP;
 	if (q->version < 3)
 		return -ENOTSUP;
+	qcow2_bitmaps_mark(q, off, len);
 	ret = get_entry(img, off, &e, &bm);
 	if (ret)
 		return ret;
@@ -465,6 +467,7 @@ static int qcow2_discard(struct pimg *img, uint64_t len, uint64_t off)
 {
 	struct qcow2 *q = img->priv;
 
+	qcow2_bitmaps_mark(q, off, len);
 	if (len != q->cluster_size && off + len != img->size)
 		return 0; /* partial clusters are left alone */
 	if (img->backing_name) /* unallocated would expose the backing file */
@@ -509,6 +512,7 @@ static int qcow2_write_compressed(struct pimg *img, const void *data, uint64_t l
 	unsigned x = 62 - (q->cluster_bits - 8);
 	int ret;
 
+	qcow2_bitmaps_mark(q, off, len);
 	if (len < cs) { /* tail of the image: pad */
 		memset(q->tmp, 0, cs);
 		memcpy(q->tmp, data, len);
@@ -577,6 +581,10 @@ static void qcow2_free(struct qcow2 *q)
 
 static void qcow2_close(struct pimg *img)
 {
+	struct qcow2 *q = img->priv;
+
+	if (q->writable && !q->repair_only && q->nb_bitmaps)
+		qcow2_bitmaps_store(img);
 	qcow2_free(img->priv);
 	img->priv = NULL;
 }
@@ -813,6 +821,7 @@ static int qcow2_open(struct pimg *img)
 		goto out_free;
 	q->alloc_end = align_up(img->file->size, cs);
 
+	img->size = size;
 	if (writable) {
 		why = NULL;
 		if (q->version < 3)
@@ -864,7 +873,6 @@ static int qcow2_open(struct pimg *img)
 			q->free_hint = 1;
 		}
 	}
-	img->size = size;
 	img->granule = (uint32_t)cs;
 	return 0;
 
@@ -1041,6 +1049,11 @@ static int qcow2_resize(struct pimg *img, uint64_t size)
 
 	if (size < img->size) {
 		log_error("%s: shrinking qcow2 images is not supported", img->path);
+		return -ENOTSUP;
+	}
+	if (size != img->size && q->nb_bitmaps) {
+		log_error("%s: cannot resize an image with persistent bitmaps here (they would go stale); remove them or use qemu-img",
+			  img->path);
 		return -ENOTSUP;
 	}
 	if (need > QCOW2_MAX_L1_ENTRIES)

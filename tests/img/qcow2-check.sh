@@ -36,6 +36,9 @@ elif kind == 'bitmap-entry':
 elif kind == 'data-beyond':
     l2 = rd(f, rd(f, 40, '>Q'), '>Q') & 0x00fffffffffffe00
     wr(f, l2 + 8, '>Q', (1 << 63) | (1 << 40))
+elif kind == 'copied':
+    l1 = rd(f, 40, '>Q'); l2 = rd(f, l1, '>Q') & 0x00fffffffffffe00
+    wr(f, l2, '>Q', rd(f, l2, '>Q') & ~(1 << 63))
 elif kind == 'leak':
     rb = rd(f, rd(f, 48, '>Q'), '>Q')
     f.seek(0, 2); n = (f.tell() + cs - 1) // cs
@@ -107,6 +110,10 @@ fault "bitmap table entry with reserved bits: exit 2, named" bm bitmap-entry 2 \
 	"ERROR bitmap 'bm1': table entry 0 at 0x[0-9a-f]* is invalid"
 fault "data cluster beyond the file: exit 2 (as qemu), named" s0 data-beyond 2 \
 	"ERROR active L2 entry at 0x40008: data cluster 0x10000000000 lies beyond the end of the file"
+fault "COPIED flag missing on a data cluster: exit 2 (as qemu), named" s0 copied 2 \
+	"ERROR OFLAG_COPIED data cluster: L2 entry at 0x40000=0x50000 refcount=1"
+check "COPIED flag: check -r all fixes it, qemu agrees" sh -c "$PI check -r all $T/f.qcow2 >/dev/null &&
+	qemu-img check -q $T/f.qcow2 && $PI check $T/f.qcow2 >/dev/null"
 cp "$T/s2.qcow2" "$T/f.qcow2"; corrupt snap-l1-beyond "$T/f.qcow2"
 check_rc "qemu agrees: snapshot L1 beyond the file is an error" 2 qemu-img check "$T/f.qcow2"
 cp "$T/f.qcow2" "$T/f0.qcow2"

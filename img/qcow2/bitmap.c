@@ -168,13 +168,12 @@ int qcow2_bitmap_info(struct pimg *img, struct pimg_info *info)
 static bool bm_load(struct pimg *img, struct qcow2_bitmap *b, uint64_t *mem_left)
 {
 	struct qcow2 *q = img->priv;
-	uint64_t cs = q->cluster_size, bytes, need;
+	uint64_t cs = q->cluster_size, need;
 
 	if (b->type != 1 || b->gran_bits < 9 || b->gran_bits > 31 || (b->flags & ~7u))
 		return false;
 	b->nbits = (img->size + (1ULL << b->gran_bits) - 1) >> b->gran_bits;
-	bytes = (b->nbits + 7) / 8;
-	need = (bytes + cs - 1) / cs;
+	need = qcow2_bitmap_table_need(q, img->size, b->gran_bits);
 	if (b->table_size != need || need * cs > *mem_left ||
 	    qcow2_table_fault(q, img->file->size, b->table_offset, (uint64_t)b->table_size * 8))
 		return false;
@@ -352,4 +351,30 @@ int qcow2_bitmaps_store(struct pimg *img)
 		log_error("%s: could not save the dirty bitmaps (%s); they stay marked in-use", img->path,
 			  strerror(-ret));
 	return ret;
+}
+
+/* Bitmap table entries (clusters of bits) a bitmap of granularity 2^gran_bits needs for size. */
+uint64_t qcow2_bitmap_table_need(const struct qcow2 *q, uint64_t size, uint8_t gran_bits)
+{
+	uint64_t nbits = gran_bits < 64 ? (size + (1ULL << gran_bits) - 1) >> gran_bits : 1;
+
+	return ((nbits + 7) / 8 + q->cluster_size - 1) / q->cluster_size;
+}
+
+int qcow2_bitmaps_resize(struct pimg *img, uint64_t size, bool commit)
+{
+	struct qcow2 *q = img->priv;
+
+	for (uint32_t i = 0; i < q->nb_bitmaps; i++) {
+		struct qcow2_bitmap *b = &q->bitmaps[i];
+
+		if (!commit && qcow2_bitmap_table_need(q, size, b->gran_bits) != b->table_size) {
+			log_error("%s: bitmap '%s' would need a larger bitmap table; remove it or resize with qemu-img",
+				  img->path, b->name);
+			return -ENOTSUP;
+		}
+		if (commit && b->bits)
+			b->nbits = (size + (1ULL << b->gran_bits) - 1) >> b->gran_bits; /* new bits are clean */
+	}
+	return 0;
 }

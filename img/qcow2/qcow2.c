@@ -1051,11 +1051,9 @@ static int qcow2_resize(struct pimg *img, uint64_t size)
 		log_error("%s: shrinking qcow2 images is not supported", img->path);
 		return -ENOTSUP;
 	}
-	if (size != img->size && q->nb_bitmaps) {
-		log_error("%s: cannot resize an image with persistent bitmaps here (they would go stale); remove them or use qemu-img",
-			  img->path);
-		return -ENOTSUP;
-	}
+	ret = qcow2_bitmaps_resize(img, size, false);
+	if (ret)
+		return ret;
 	if (need > QCOW2_MAX_L1_ENTRIES)
 		return -EFBIG;
 	if (need > q->l1_size) {
@@ -1097,6 +1095,7 @@ static int qcow2_resize(struct pimg *img, uint64_t size)
 	if (ret)
 		return ret;
 	img->size = size;
+	qcow2_bitmaps_resize(img, size, true);
 	if (new_l1) {
 		for (uint64_t i = 0; i < old_cl; i++) {
 			ret = qcow2_push_free(q, old_l1 + i * cs);

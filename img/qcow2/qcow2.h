@@ -236,6 +236,11 @@ int qcow2_bitmap_info(struct pimg *img, struct pimg_info *info);
 int qcow2_bitmaps_for_writing(struct pimg *img);
 /* A guest write (or zeroing, discard) of [off, off + len): set the tracked bits. */
 void qcow2_bitmaps_mark(struct qcow2 *q, uint64_t off, uint64_t len);
+/* A resize to size: refuse (-ENOTSUP) where a bitmap table would have to grow;
+ * with commit, extend the tracked bitmaps (the new range is clean). */
+/* Bitmap table entries a bitmap of granularity 2^gran_bits needs for a disk of size bytes. */
+uint64_t qcow2_bitmap_table_need(const struct qcow2 *q, uint64_t size, uint8_t gran_bits);
+int qcow2_bitmaps_resize(struct pimg *img, uint64_t size, bool commit);
 /* Write the tracked bitmaps back and clear their in_use flag (writable close). */
 int qcow2_bitmaps_store(struct pimg *img);
 

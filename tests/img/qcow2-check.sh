@@ -176,7 +176,12 @@ check "bitmaps: plinth's commit is tracked as qemu's (every bit, the flags), bot
 	python3 $T/bmdump.py $T/w.qcow2 | grep -q '^on1 2 .*, 80, 160, 161, 320, 511]'"
 check "bitmaps: qemu sees them valid after plinth wrote" test "$(qbitmaps "$T/w.qcow2")" = \
 	"[{'flags': ['auto'], 'name': 'on1', 'granularity': 65536}, {'flags': ['auto'], 'name': 'on2', 'granularity': 131072}, {'flags': [], 'name': 'off1', 'granularity': 65536}]"
-check_fail "bitmaps: resize refused rather than losing them" "$PI" resize "$T/w.qcow2" 64M
+before=$(python3 "$T/bmdump.py" "$T/w.qcow2")
+check "bitmaps: resize within the bitmap tables (64M), qemu finds them valid and unchanged" sh -c "$PI resize $T/w.qcow2 64M >/dev/null &&
+	qemu-img check -q $T/w.qcow2 && [ \"\$(python3 $T/bmdump.py $T/w.qcow2)\" = \"$before\" ] &&
+	qemu-img info $T/w.qcow2 | grep -q 'name: on2' && ! qemu-img info $T/w.qcow2 | grep -q in-use"
+check_fail "bitmaps: a resize that would need larger bitmap tables is refused" "$PI" resize "$T/w.qcow2" 40G
+check "bitmaps: ... and leaves the image as it was" sh -c "qemu-img check -q $T/w.qcow2 && qemu-img info $T/w.qcow2 | grep -q '(67108864 bytes)'"
 
 # info --output=json: qemu-img's fields (snapshots, bitmaps, full backing name).
 cat >"$T/same.py" <<'PY'

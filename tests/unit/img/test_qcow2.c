@@ -386,6 +386,69 @@ static void test_crash_consistency(void **state)
 	free(buf);
 }
 
+/*
+ * Reuse under crashes: discard, flush, then write elsewhere (into the freed clusters),
+ * failing the n-th write. The discarded range must read its old data or zeros, never
+ * the new data of the clusters that replaced it; check finds leaks at most.
+ */
+static void test_crash_reuse(void **state)
+{
+	char q[256];
+	uint8_t *a = malloc(1 * MiB), *b = malloc(512 * KiB), *buf = malloc(3 * MiB);
+	static const uint8_t zero[4096];
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(buf);
+	fill_pattern(a, 1 * MiB, 21);
+	fill_pattern(b, 512 * KiB, 22);
+	/* the last round fails nothing: the new data must have gone into the freed clusters */
+	for (long budget = 0; budget <= 84; budget += 4) {
+		struct pimg *img;
+		struct pimg_check res;
+		struct stat st0, st1;
+
+		tmp_path(q, sizeof(q), "crash-reuse.qcow2");
+		assert_int_equal(pimg_create(q, "qcow2", 4 * MiB, "cluster_size=4096"), 0);
+		img = pimg_open(q, "qcow2", 0);
+		assert_non_null(img);
+		assert_int_equal(pimg_pwrite(img, a, 1 * MiB, 0), 0);
+		pimg_close(img);
+		assert_int_equal(stat(q, &st0), 0);
+
+		pimg_set_file_ops_for_testing(&fault_ops);
+		fault_write_budget = budget == 84 ? -1 : budget;
+		img = pimg_open(q, "qcow2", 0);
+		pimg_set_file_ops_for_testing(NULL);
+		assert_non_null(img);
+		pimg_discard(img, 0, 512 * KiB);
+		pimg_flush(img);
+		pimg_pwrite(img, b, 512 * KiB, 2 * MiB);
+		pimg_flush(img);
+		pimg_close(img);
+		fault_write_budget = -1;
+		assert_int_equal(stat(q, &st1), 0);
+		if (budget == 84) /* one new L2 table at most */
+			assert_true(st1.st_size <= st0.st_size + 4096);
+
+		img = pimg_open(q, "qcow2", PIMG_O_RDONLY);
+		assert_non_null(img);
+		assert_int_equal(pimg_check(img, &res, 0), 0);
+		assert_int_equal(res.corruptions, 0);
+		assert_int_equal(pimg_pread(img, buf, 3 * MiB, 0), 0);
+		for (uint64_t c = 0; c < 512 * KiB; c += 4096)
+			assert_true(!memcmp(buf + c, a + c, 4096) || !memcmp(buf + c, zero, 4096));
+		assert_memory_equal(buf + 512 * KiB, a + 512 * KiB, 512 * KiB);
+		for (uint64_t c = 0; c < 512 * KiB; c += 4096)
+			assert_true(!memcmp(buf + 2 * MiB + c, b + c, 4096) || !memcmp(buf + 2 * MiB + c, zero, 4096));
+		pimg_close(img);
+	}
+	free(a);
+	free(b);
+	free(buf);
+}
+
 static void test_resize_and_discard(void **state)
 {
 	char q[256];
@@ -435,6 +498,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_l2_entries),
 		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_crash_consistency),
+		cmocka_unit_test(test_crash_reuse),
 		cmocka_unit_test(test_resize_and_discard),
 	};
 

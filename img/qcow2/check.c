@@ -186,15 +186,14 @@ static void check_bitmaps(struct check_ctx *c)
 	mark(c, q->bm_dir_offset, q->bm_dir_size, "bitmap directory");
 	for (uint32_t i = 0; i < q->nb_bitmaps; i++) {
 		const struct qcow2_bitmap *b = &q->bitmaps[i];
-		uint64_t *t = NULL, bits, need;
+		uint64_t *t = NULL, need;
 		const char *why;
 
 		if (b->type != 1 || b->gran_bits < 9 || b->gran_bits > 31 || (b->flags & ~7u)) {
 			finding(c, true, "ERROR bitmap '%.64s' (directory entry at %#" PRIx64 "): bad type %u, granularity 2^%u or flags %#x",
 				b->name, b->dir_off, b->type, b->gran_bits, b->flags);
 		}
-		bits = b->gran_bits < 64 ? (c->img->size + (1ULL << b->gran_bits) - 1) >> b->gran_bits : 1;
-		need = ((bits + 7) / 8 + cs - 1) / cs;
+		need = qcow2_bitmap_table_need(q, c->img->size, b->gran_bits);
 		why = b->table_size != need ? "does not match the virtual size"
 		      : qcow2_table_fault(q, c->img->file->size, b->table_offset, (uint64_t)b->table_size * 8);
 		if (why) {

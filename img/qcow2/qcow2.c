@@ -345,6 +345,7 @@ static int qcow2_write(struct pimg *img, const void *buf, uint64_t len, uint64_t
 
 	if (q->repair_only)
 		return -EROFS;
+	qcow2_bitmaps_mark(q, off, len);
 	ret = get_l2(img, off, true, &l2);
 	if (ret)
 		return ret;
@@ -439,16 +440,67 @@ static int set_entry(struct pimg *img, uint64_t off, uint64_t val, uint64_t bm)
 #define ZERO_ENTRY(q) ((q)->extl2 ? 0 : QCOW2_ZERO)
 #define ZERO_BM 0xffffffff00000000ULL
 
+/* [off, off + len) is a whole cluster (the last one may end at the virtual size). */
+static bool whole_cluster(const struct pimg *img, uint64_t off, uint64_t len)
+{
+	const struct qcow2 *q = img->priv;
+
+	return !(off & (q->cluster_size - 1)) && (len == q->cluster_size || off + len == img->size);
+}
+
+/*
+ * Extended L2 entries: make the whole subclusters of [off, off + len) (inside one
+ * cluster) read as zeros (zero bits) or, for a discard without a backing file,
+ * unallocated. A cluster left with no allocated subcluster is released.
+ * -ENOTSUP where it cannot (compressed cluster, or zeroing a partial subcluster).
+ */
+static int zero_subclusters(struct pimg *img, uint64_t len, uint64_t off, bool discard)
+{
+	struct qcow2 *q = img->priv;
+	uint64_t cs = q->cluster_size, scs = 1ULL << q->sc_bits, in = off & (cs - 1);
+	uint64_t from = align_up(in, scs), to = (in + len) & ~(scs - 1), mask, e, bm, nbm;
+	uint8_t *l2;
+	int ret;
+
+	if (from >= to || (!discard && (from != in || to != in + len)))
+		return -ENOTSUP;
+	ret = get_l2(img, off, true, &l2);
+	if (ret)
+		return ret;
+	e = ld_be64(l2_slot(q, l2, off));
+	bm = ld_be64(l2_slot(q, l2, off) + 8);
+	if (e & QCOW2_COMPRESSED)
+		return -ENOTSUP;
+	mask = sc_mask(q, from, to - from);
+	nbm = bm & ~mask;
+	if (!discard || img->backing_name)
+		nbm |= mask << 32;
+	else
+		nbm &= ~(mask << 32);
+	if (nbm == bm)
+		return 0;
+	if ((e & QCOW2_OFFSET_MASK) && !(nbm & 0xffffffffULL)) {
+		put_entry(q, l2, off, 0, nbm); /* no data left in the cluster: release it */
+		ret = qcow2_release_entry(img, e);
+		if (ret)
+			return ret;
+	} else {
+		put_entry(q, l2, off, e, nbm);
+	}
+	return qcow2_trim_caches(img);
+}
+
 static int qcow2_write_zeroes(struct pimg *img, uint64_t len, uint64_t off, bool may_unmap)
 {
 	struct qcow2 *q = img->priv;
 	uint64_t e, bm;
 	int ret;
 
-	if (len != q->cluster_size && off + len != img->size)
+	if (q->version < 3 || q->repair_only)
 		return -ENOTSUP;
-	if (q->version < 3)
-		return -ENOTSUP;
+	qcow2_bitmaps_mark(q, off, len);
+	if (!whole_cluster(img, off, len))
+		return q->extl2 && may_unmap ? zero_subclusters(img, len, off, false) : -ENOTSUP;
 	ret = get_entry(img, off, &e, &bm);
 	if (ret)
 		return ret;
@@ -465,8 +517,17 @@ static int qcow2_discard(struct pimg *img, uint64_t len, uint64_t off)
 {
 	struct qcow2 *q = img->priv;
 
-	if (len != q->cluster_size && off + len != img->size)
+	if (q->repair_only)
+		return -EROFS;
+	qcow2_bitmaps_mark(q, off, len);
+	if (!whole_cluster(img, off, len)) {
+		if (q->extl2) {
+			int ret = zero_subclusters(img, len, off, true);
+
+			return ret == -ENOTSUP ? 0 : ret;
+		}
 		return 0; /* partial clusters are left alone */
+	}
 	if (img->backing_name) /* unallocated would expose the backing file */
 		return q->version >= 3 ? set_entry(img, off, ZERO_ENTRY(q), ZERO_BM) : 0;
 	return set_entry(img, off, 0, 0);
@@ -509,6 +570,7 @@ static int qcow2_write_compressed(struct pimg *img, const void *data, uint64_t l
 	unsigned x = 62 - (q->cluster_bits - 8);
 	int ret;
 
+	qcow2_bitmaps_mark(q, off, len);
 	if (len < cs) { /* tail of the image: pad */
 		memset(q->tmp, 0, cs);
 		memcpy(q->tmp, data, len);
@@ -577,6 +639,10 @@ static void qcow2_free(struct qcow2 *q)
 
 static void qcow2_close(struct pimg *img)
 {
+	struct qcow2 *q = img->priv;
+
+	if (q->writable && !q->repair_only && q->nb_bitmaps)
+		qcow2_bitmaps_store(img);
 	qcow2_free(img->priv);
 	img->priv = NULL;
 }
@@ -813,6 +879,7 @@ static int qcow2_open(struct pimg *img)
 		goto out_free;
 	q->alloc_end = align_up(img->file->size, cs);
 
+	img->size = size;
 	if (writable) {
 		why = NULL;
 		if (q->version < 3)
@@ -847,19 +914,10 @@ static int qcow2_open(struct pimg *img)
 			}
 			/* Repair changes refcounts only: bitmaps and autoclear bits stay valid. */
 			q->repair_only = true;
-		} else if (q->autoclear) {
-			/* Writes are not tracked in bitmaps: clearing the bit marks them stale,
-			 * as the spec asks of writers that do not update them. */
-			uint8_t z[8] = { 0 };
-
-			ret = pfile_pwrite(img->file, z, 8, 88);
-			if (!ret)
-				ret = pfile_sync(img->file);
+		} else {
+			ret = qcow2_bitmaps_for_writing(img);
 			if (ret)
 				goto out_free;
-			q->autoclear = 0;
-			qcow2_free_bitmaps(q);
-			q->nb_bitmaps = 0;
 		}
 		q->writable = true;
 		if (!repair) {
@@ -873,7 +931,6 @@ static int qcow2_open(struct pimg *img)
 			q->free_hint = 1;
 		}
 	}
-	img->size = size;
 	img->granule = (uint32_t)cs;
 	return 0;
 
@@ -1052,6 +1109,9 @@ static int qcow2_resize(struct pimg *img, uint64_t size)
 		log_error("%s: shrinking qcow2 images is not supported", img->path);
 		return -ENOTSUP;
 	}
+	ret = qcow2_bitmaps_resize(img, size, false);
+	if (ret)
+		return ret;
 	if (need > QCOW2_MAX_L1_ENTRIES)
 		return -EFBIG;
 	if (need > q->l1_size) {
@@ -1093,6 +1153,7 @@ static int qcow2_resize(struct pimg *img, uint64_t size)
 	if (ret)
 		return ret;
 	img->size = size;
+	qcow2_bitmaps_resize(img, size, true);
 	if (new_l1) {
 		for (uint64_t i = 0; i < old_cl; i++) {
 			ret = qcow2_push_free(q, old_l1 + i * cs);

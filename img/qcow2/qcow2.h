@@ -139,6 +139,10 @@ struct qcow2_bitmap {
 	uint8_t type, gran_bits;
 	uint64_t dir_off;     /* where its directory entry is, for messages */
 	char *name;           /* owned */
+	/* Tracked while writable (enabled bitmaps that loaded cleanly), else NULL: */
+	uint8_t *bits;        /* the whole bitmap, owned */
+	uint64_t nbits;       /* bits covering the virtual size */
+	uint64_t *table;      /* its bitmap table, host endian, owned */
 };
 
 struct qcow2 {
@@ -229,6 +233,16 @@ int qcow2_bitmap_ext(struct pimg *img, const uint8_t *p, uint32_t len);
 int qcow2_read_bitmaps(struct pimg *img);
 void qcow2_free_bitmaps(struct qcow2 *q);
 int qcow2_bitmap_info(struct pimg *img, struct pimg_info *info);
+int qcow2_bitmaps_for_writing(struct pimg *img);
+/* A guest write (or zeroing, discard) of [off, off + len): set the tracked bits. */
+void qcow2_bitmaps_mark(struct qcow2 *q, uint64_t off, uint64_t len);
+/* A resize to size: refuse (-ENOTSUP) where a bitmap table would have to grow;
+ * with commit, extend the tracked bitmaps (the new range is clean). */
+/* Bitmap table entries a bitmap of granularity 2^gran_bits needs for a disk of size bytes. */
+uint64_t qcow2_bitmap_table_need(const struct qcow2 *q, uint64_t size, uint8_t gran_bits);
+int qcow2_bitmaps_resize(struct pimg *img, uint64_t size, bool commit);
+/* Write the tracked bitmaps back and clear their in_use flag (writable close). */
+int qcow2_bitmaps_store(struct pimg *img);
 
 /* ---- check.c --------------------------------------------------------------- */
 

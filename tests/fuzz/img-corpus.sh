@@ -32,6 +32,22 @@ qemu-img create -q -f raw "$t/r" 1M && qemu-io -f raw -c 'write -P 0x5a 0 8k' "$
 	qemu-img convert -c -O qcow2 -o cluster_size=4096 "$t/r" "$t/c" && pages "$t/c" "$top/tests/fuzz/corpus/img-qcow2/compressed"
 qemu-img convert -c -O qcow2 -o cluster_size=4096,compression_type=zstd "$t/r" "$t/z" &&
 	pages "$t/z" "$top/tests/fuzz/corpus/img-qcow2/zstd"
+# internal snapshots, persistent bitmaps, extended L2 entries (subclusters)
+qemu-img create -q -f qcow2 -o cluster_size=512 "$t/s" 4M && qemu-io -c 'write -P 1 0 2k' "$t/s" >/dev/null &&
+	qemu-img snapshot -c one "$t/s" && qemu-io -c 'write -P 2 1k 1k' "$t/s" >/dev/null && qemu-img snapshot -c two "$t/s" &&
+	pages "$t/s" "$top/tests/fuzz/corpus/img-qcow2/snapshots"
+qemu-img create -q -f qcow2 -o cluster_size=4096 "$t/m" 4M && qemu-img bitmap --add "$t/m" b1 &&
+	qemu-io -c 'write -P 3 0 8k' "$t/m" >/dev/null && pages "$t/m" "$top/tests/fuzz/corpus/img-qcow2/bitmaps"
+mk qcow2 extl2 extended_l2=on,cluster_size=16k 'write -P 0xab 0 512' 'write -z 4k 1k' 'write -P 1 20k 3k'
+# qcow2 write fuzzing: the images above followed by operations {op, KiB-1, 0, sector}
+ops() { python3 -c "
+import struct, sys
+ops = [(0, 3, 1), (1, 0, 9), (2, 63, 0), (3, 1, 40), (0, 7, 8), (4, 0, 0), (2, 1, 8), (0, 0, 8)]
+sys.stdout.buffer.write(b''.join(struct.pack('<BBHI', o, l, 0, s) for o, l, s in ops))"; }
+mkdir -p "$top/tests/fuzz/corpus/img-qcow2-write"
+for s in data extl2 bitmaps compressed; do
+	{ cat "$top/tests/fuzz/corpus/img-qcow2/$s"; ops; } >"$top/tests/fuzz/corpus/img-qcow2-write/$s"
+done
 mk vpc empty ""
 mk vpc fixed subformat=fixed 'write -P 0xab 0 1k'
 mk vpc data "" 'write -P 0xab 0 1k'

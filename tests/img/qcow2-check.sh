@@ -22,6 +22,10 @@ cs = 1 << rd(f, 20, '>I')
 if kind in ('snap-l1-unaligned', 'snap-l1-beyond'):
     so = rd(f, 64, '>Q')
     wr(f, so, '>Q', rd(f, so, '>Q') + 512 if kind == 'snap-l1-unaligned' else 1 << 40)
+elif kind == 'snap-extra':
+    wr(f, rd(f, 64, '>Q') + 36, '>I', 2000)
+elif kind == 'snap-count':
+    wr(f, 60, '>I', 70000)
 elif kind == 'rt-header':
     wr(f, 48, '>Q', 0)
 elif kind == 'unknown-autoclear':
@@ -32,6 +36,9 @@ elif kind == 'bitmap-entry':
 elif kind == 'data-beyond':
     l2 = rd(f, rd(f, 40, '>Q'), '>Q') & 0x00fffffffffffe00
     wr(f, l2 + 8, '>Q', (1 << 63) | (1 << 40))
+elif kind == 'copied':
+    l1 = rd(f, 40, '>Q'); l2 = rd(f, l1, '>Q') & 0x00fffffffffffe00
+    wr(f, l2, '>Q', rd(f, l2, '>Q') & ~(1 << 63))
 elif kind == 'leak':
     rb = rd(f, rd(f, 48, '>Q'), '>Q')
     f.seek(0, 2); n = (f.tell() + cs - 1) // cs
@@ -103,14 +110,78 @@ fault "bitmap table entry with reserved bits: exit 2, named" bm bitmap-entry 2 \
 	"ERROR bitmap 'bm1': table entry 0 at 0x[0-9a-f]* is invalid"
 fault "data cluster beyond the file: exit 2 (as qemu), named" s0 data-beyond 2 \
 	"ERROR active L2 entry at 0x40008: data cluster 0x10000000000 lies beyond the end of the file"
+fault "COPIED flag missing on a data cluster: exit 2 (as qemu), named" s0 copied 2 \
+	"ERROR OFLAG_COPIED data cluster: L2 entry at 0x40000=0x50000 refcount=1"
+check "COPIED flag: check -r all fixes it, qemu agrees" sh -c "$PI check -r all $T/f.qcow2 >/dev/null &&
+	qemu-img check -q $T/f.qcow2 && $PI check $T/f.qcow2 >/dev/null"
 cp "$T/s2.qcow2" "$T/f.qcow2"; corrupt snap-l1-beyond "$T/f.qcow2"
 check_rc "qemu agrees: snapshot L1 beyond the file is an error" 2 qemu-img check "$T/f.qcow2"
+cp "$T/f.qcow2" "$T/f0.qcow2"
+check "a table that cannot be walked: -r leaks frees nothing and says why" sh -c "$PI check -r leaks $T/f.qcow2 2>&1 |
+	grep -q 'leaked clusters are not freed: a table above could not be walked' && cmp $T/f.qcow2 $T/f0.qcow2"
+# Snapshot table limits are QEMU's: more than 1 KiB of extra data, more than 65536 entries.
+cp "$T/s2.qcow2" "$T/f.qcow2"; corrupt snap-extra "$T/f.qcow2"
+check_fail "snapshot entry with 2000 bytes of extra data: refused" "$PI" info "$T/f.qcow2"
+check "... with a line naming the entry" sh -c "$PI info $T/f.qcow2 2>&1 | grep -q 'snapshot table entry 0 at 0x[0-9a-f]* has more than 1 KiB of extra data'"
+check_fail "qemu refuses it too" qemu-img info "$T/f.qcow2"
+cp "$T/s2.qcow2" "$T/f.qcow2"; corrupt snap-count "$T/f.qcow2"
+check_fail "70000 snapshots: refused" "$PI" check "$T/f.qcow2"
+check_fail "qemu refuses it too" qemu-img check "$T/f.qcow2"
+# A long snapshot name (qemu accepts up to 65535 bytes): read, listed, clean.
+cp "$T/s0.qcow2" "$T/long.qcow2"
+qemu-img snapshot -c "$(printf 'n%.0s' $(seq 1 600))" "$T/long.qcow2"
+check "snapshot with a 600-byte name: info and a clean check" sh -c "$PI info $T/long.qcow2 | grep -q nnnnnnnnnn && $PI check $T/long.qcow2"
 cp "$T/s0.qcow2" "$T/f.qcow2"; corrupt rt-header "$T/f.qcow2"
 check_fail "refcount table over the header: refused" "$PI" check "$T/f.qcow2"
 check "refcount table over the header: the line says so" sh -c "$PI info $T/f.qcow2 2>&1 | grep -q 'refcount table at 0 (1 clusters) overlaps the header'"
 cp "$T/bm.qcow2" "$T/f.qcow2"; corrupt unknown-autoclear "$T/f.qcow2"; cp "$T/f.qcow2" "$T/f0.qcow2"
 check_fail "unknown autoclear feature: repair refused" "$PI" check -r all "$T/f.qcow2"
 check "unknown autoclear feature: the file is untouched" cmp "$T/f.qcow2" "$T/f0.qcow2"
+
+# Writes through plinth are tracked in enabled bitmaps, as qemu tracks them: commit the
+# same overlay into the same image with both tools, then compare every bitmap bit by bit.
+cat >"$T/bmdump.py" <<'PY'
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+rd = lambda o, fmt: struct.unpack_from(fmt, d, o)[0]
+cs = 1 << rd(20, '>I'); size = rd(24, '>Q'); off = rd(100, '>I')
+while rd(off, '>I') != 0x23852875:
+    off += 8 + (rd(off + 4, '>I') + 7) // 8 * 8
+n = rd(off + 8, '>I'); do = rd(off + 24, '>Q')
+for i in range(n):
+    to, ts, fl, ty, gb, nl, ex = struct.unpack_from('>QIIBBHI', d, do)
+    data = b''
+    for j in range(ts):
+        e = rd(to + 8 * j, '>Q'); o = e & 0x00fffffffffffe00
+        data += d[o:o + cs] if o else (b'\xff' if e & 1 else b'\0') * cs
+    nb = (size + (1 << gb) - 1) >> gb
+    print(d[do + 24 + ex:do + 24 + ex + nl].decode(), fl, [b for b in range(nb) if data[b // 8] >> (b % 8) & 1])
+    do += (24 + ex + nl + 7) // 8 * 8
+PY
+qemu-img create -q -f qcow2 "$T/w.qcow2" 32M
+qemu-img bitmap --add "$T/w.qcow2" on1
+qemu-img bitmap --add -g 128k "$T/w.qcow2" on2
+qemu-img bitmap --add --disable "$T/w.qcow2" off1
+qio "$T/w.qcow2" qcow2 'write -P 1 0 1M'
+cp "$T/w.qcow2" "$T/wq.qcow2"
+qemu-img create -q -f qcow2 -b w.qcow2 -F qcow2 "$T/t.qcow2"
+qemu-img create -q -f qcow2 -b wq.qcow2 -F qcow2 "$T/tq.qcow2"
+for t in t tq; do
+	qio "$T/$t.qcow2" qcow2 'write -P 5 5M 4k' 'write -P 6 10M 128k' 'write -z 20M 64k' 'write -P 7 33553920 512'
+done
+qemu-img commit -q "$T/tq.qcow2"
+check "bitmaps: plinth's commit is tracked as qemu's (every bit, the flags), both clean" sh -c "$PI commit $T/t.qcow2 >/dev/null &&
+	qemu-img check -q $T/w.qcow2 && $PI check $T/w.qcow2 >/dev/null && qemu-img compare -q $T/w.qcow2 $T/wq.qcow2 &&
+	[ \"\$(python3 $T/bmdump.py $T/w.qcow2)\" = \"\$(python3 $T/bmdump.py $T/wq.qcow2)\" ] &&
+	python3 $T/bmdump.py $T/w.qcow2 | grep -q '^on1 2 .*, 80, 160, 161, 320, 511]'"
+check "bitmaps: qemu sees them valid after plinth wrote" test "$(qbitmaps "$T/w.qcow2")" = \
+	"[{'flags': ['auto'], 'name': 'on1', 'granularity': 65536}, {'flags': ['auto'], 'name': 'on2', 'granularity': 131072}, {'flags': [], 'name': 'off1', 'granularity': 65536}]"
+before=$(python3 "$T/bmdump.py" "$T/w.qcow2")
+check "bitmaps: resize within the bitmap tables (64M), qemu finds them valid and unchanged" sh -c "$PI resize $T/w.qcow2 64M >/dev/null &&
+	qemu-img check -q $T/w.qcow2 && [ \"\$(python3 $T/bmdump.py $T/w.qcow2)\" = \"$before\" ] &&
+	qemu-img info $T/w.qcow2 | grep -q 'name: on2' && ! qemu-img info $T/w.qcow2 | grep -q in-use"
+check_fail "bitmaps: a resize that would need larger bitmap tables is refused" "$PI" resize "$T/w.qcow2" 40G
+check "bitmaps: ... and leaves the image as it was" sh -c "qemu-img check -q $T/w.qcow2 && qemu-img info $T/w.qcow2 | grep -q '(67108864 bytes)'"
 
 # info --output=json: qemu-img's fields (snapshots, bitmaps, full backing name).
 cat >"$T/same.py" <<'PY'

@@ -39,6 +39,21 @@ static void test_workout_extl2(void **state)
 	workout("qcow2", "extended_l2=on,cluster_size=16k", 8 * MiB);
 }
 
+/* Compare img with expect, close it, reopen read-only: the same content and a clean check. */
+static void close_and_verify(struct pimg *img, const char *path, const uint8_t *expect, uint64_t size)
+{
+	struct pimg_check res;
+
+	assert_content(img, expect, size);
+	pimg_close(img);
+	img = open_ext(path, "qcow2", PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_content(img, expect, size);
+	assert_int_equal(pimg_check(img, &res, 0), 0);
+	assert_int_equal(res.corruptions + res.leaks, 0);
+	pimg_close(img);
+}
+
 /* Partial subcluster writes, zeroes and discards over a backing file, against a shadow. */
 static void test_extl2_backing(void **state)
 {
@@ -46,7 +61,6 @@ static void test_extl2_backing(void **state)
 	uint64_t size = 4 * MiB;
 	uint8_t *shadow = malloc(size), *buf = malloc(200000);
 	struct pimg *img;
-	struct pimg_check res;
 	uint64_t rng = 7;
 
 	(void)state;
@@ -72,6 +86,18 @@ static void test_extl2_backing(void **state)
 		if (i % 17 == 5) {
 			assert_int_equal(pimg_write_zeroes(img, off, len), 0);
 			memset(shadow + off, 0, len);
+		} else if (i % 23 == 11) {
+			/* any range: per cluster piece of whole sectors (the core's rule), its whole
+			 * 2 KiB subclusters read as zeros, the edges as before */
+			assert_int_equal(pimg_discard(img, off, len), 0);
+			for (uint64_t p = off, end = off + len; p < end;) {
+				uint64_t n = MIN(end - p, 65536 - (p & 65535));
+				uint64_t a0 = align_up(p, 2048), a1 = (p + n) & ~2047ULL;
+
+				if (!(p % 512) && !(n % 512) && a0 < a1)
+					memset(shadow + a0, 0, a1 - a0);
+				p += n;
+			}
 		} else if (i % 23 == 7) {
 			off &= ~(uint64_t)65535;
 			len = 65536;
@@ -85,14 +111,7 @@ static void test_extl2_backing(void **state)
 		if (i % 50 == 0)
 			assert_content(img, shadow, size);
 	}
-	assert_content(img, shadow, size);
-	pimg_close(img);
-	img = open_ext(top, "qcow2", PIMG_O_RDONLY);
-	assert_non_null(img);
-	assert_content(img, shadow, size);
-	assert_int_equal(pimg_check(img, &res, 0), 0);
-	assert_int_equal(res.corruptions + res.leaks, 0);
-	pimg_close(img);
+	close_and_verify(img, top, shadow, size);
 	free(shadow);
 	free(buf);
 }
@@ -386,6 +405,101 @@ static void test_crash_consistency(void **state)
 	free(buf);
 }
 
+/*
+ * Reuse under crashes: discard, flush, then write elsewhere (into the freed clusters),
+ * failing the n-th write. The discarded range must read its old data or zeros, never
+ * the new data of the clusters that replaced it; check finds leaks at most.
+ */
+static void test_crash_reuse(void **state)
+{
+	char q[256];
+	uint8_t *a = malloc(1 * MiB), *b = malloc(512 * KiB), *buf = malloc(3 * MiB);
+	static const uint8_t zero[4096];
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(buf);
+	fill_pattern(a, 1 * MiB, 21);
+	fill_pattern(b, 512 * KiB, 22);
+	/* the last round fails nothing: the new data must have gone into the freed clusters */
+	for (long budget = 0; budget <= 84; budget += 4) {
+		struct pimg *img;
+		struct pimg_check res;
+		struct stat st0, st1;
+
+		tmp_path(q, sizeof(q), "crash-reuse.qcow2");
+		assert_int_equal(pimg_create(q, "qcow2", 4 * MiB, "cluster_size=4096"), 0);
+		img = pimg_open(q, "qcow2", 0);
+		assert_non_null(img);
+		assert_int_equal(pimg_pwrite(img, a, 1 * MiB, 0), 0);
+		pimg_close(img);
+		assert_int_equal(stat(q, &st0), 0);
+
+		pimg_set_file_ops_for_testing(&fault_ops);
+		fault_write_budget = budget == 84 ? -1 : budget;
+		img = pimg_open(q, "qcow2", 0);
+		pimg_set_file_ops_for_testing(NULL);
+		assert_non_null(img);
+		pimg_discard(img, 0, 512 * KiB);
+		pimg_flush(img);
+		pimg_pwrite(img, b, 512 * KiB, 2 * MiB);
+		pimg_flush(img);
+		pimg_close(img);
+		fault_write_budget = -1;
+		assert_int_equal(stat(q, &st1), 0);
+		if (budget == 84) /* one new L2 table at most */
+			assert_true(st1.st_size <= st0.st_size + 4096);
+
+		img = pimg_open(q, "qcow2", PIMG_O_RDONLY);
+		assert_non_null(img);
+		assert_int_equal(pimg_check(img, &res, 0), 0);
+		assert_int_equal(res.corruptions, 0);
+		assert_int_equal(pimg_pread(img, buf, 3 * MiB, 0), 0);
+		for (uint64_t c = 0; c < 512 * KiB; c += 4096)
+			assert_true(!memcmp(buf + c, a + c, 4096) || !memcmp(buf + c, zero, 4096));
+		assert_memory_equal(buf + 512 * KiB, a + 512 * KiB, 512 * KiB);
+		for (uint64_t c = 0; c < 512 * KiB; c += 4096)
+			assert_true(!memcmp(buf + 2 * MiB + c, b + c, 4096) || !memcmp(buf + 2 * MiB + c, zero, 4096));
+		pimg_close(img);
+	}
+	free(a);
+	free(b);
+	free(buf);
+}
+
+/* Discard and zero the tail of the last cluster only: the rest of it keeps its data
+ * (it was zeroed whole when the range ended at the virtual size). Subclusters too. */
+static void test_partial_tail_discard(void **state)
+{
+	static const char *const opts[] = { NULL, "extended_l2=on" };
+	uint64_t size = 1 * MiB;
+	uint8_t *data = malloc(size);
+	char p[256];
+
+	(void)state;
+	assert_non_null(data);
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
+		struct pimg *img;
+
+		tmp_path(p, sizeof(p), "tail.qcow2");
+		assert_int_equal(pimg_create(p, "qcow2", size, opts[i]), 0);
+		img = pimg_open(p, "qcow2", 0);
+		assert_non_null(img);
+		fill_pattern(data, size, 31 + i);
+		assert_int_equal(pimg_pwrite(img, data, size, 0), 0);
+		assert_int_equal(pimg_discard(img, size - 4096, 4096), 0);
+		assert_int_equal(pimg_write_zeroes(img, size - 65536 - 8192, 4096), 0);
+		memset(data + size - 65536 - 8192, 0, 4096);
+		if (i) /* with subclusters a discard of whole subclusters takes effect */
+			memset(data + size - 4096, 0, 4096);
+		/* a discard inside one 2 KiB subcluster is left alone */
+		assert_int_equal(pimg_discard(img, 100 * 1024 + 512, 1024), 0);
+		close_and_verify(img, p, data, size);
+	}
+	free(data);
+}
+
 static void test_resize_and_discard(void **state)
 {
 	char q[256];
@@ -435,7 +549,9 @@ int main(void)
 		cmocka_unit_test(test_hostile_l2_entries),
 		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_crash_consistency),
+		cmocka_unit_test(test_crash_reuse),
 		cmocka_unit_test(test_resize_and_discard),
+		cmocka_unit_test(test_partial_tail_discard),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

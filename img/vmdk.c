@@ -1180,8 +1180,8 @@ out:
 
 /* ---- create ---------------------------------------------------------------- */
 
-static int make_descriptor(char *buf, size_t len, const char *type, uint64_t sectors,
-			   const char *ext_type, const char *ext_name, const char *ext_tail,
+/* extents: the extent lines ("RW <sectors> <type> \"<file>\"[ <offset>]\n" each). */
+static int make_descriptor(char *buf, size_t len, const char *type, uint64_t sectors, const char *extents,
 			   const struct pimg_create_opts *o, uint32_t parent_cid)
 {
 	uint32_t cid;
@@ -1194,12 +1194,12 @@ static int make_descriptor(char *buf, size_t len, const char *type, uint64_t sec
 		snprintf(parent, sizeof(parent), "parentFileNameHint=\"%s\"\n", o->backing_file);
 	n = snprintf(buf, len,
 		     "# Disk DescriptorFile\nversion=1\nCID=%08x\nparentCID=%08x\ncreateType=\"%s\"\n%s\n"
-		     "# Extent description\nRW %" PRIu64 " %s \"%s\"%s\n\n"
+		     "# Extent description\n%s\n"
 		     "# The Disk Data Base\n#DDB\n\n"
 		     "ddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"%" PRIu64 "\"\n"
 		     "ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\nddb.adapterType = \"%s\"\n",
-		     cid, o->backing_file ? parent_cid : 0xffffffffu, type, parent, sectors, ext_type,
-		     ext_name, ext_tail, cyl, o->adapter_type ? o->adapter_type : "ide");
+		     cid, o->backing_file ? parent_cid : 0xffffffffu, type, parent, extents, cyl,
+		     o->adapter_type ? o->adapter_type : "ide");
 	return n < 0 || (size_t)n >= len ? -EINVAL : n;
 }
 
@@ -1210,17 +1210,184 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p;
 }
 
+/* The name of path without its directory and its ".vmdk" (malloc'd). */
+static char *stem(const char *path)
+{
+	char *st = strdup(base_name(path)), *dot;
+
+	if (st && (dot = strstr(st, ".vmdk")) && !dot[5])
+		*dot = 0;
+	return st;
+}
+
+/* A flat extent file of size bytes, next to the descriptor at desc_path. */
+static int create_flat_file(const char *desc_path, const char *name, uint64_t size)
+{
+	char *path = pimg_path_relative_to(desc_path, name);
+	struct pimg_file *f;
+	int ret;
+
+	if (!path)
+		return -ENOMEM;
+	f = pfile_open(path, false, true);
+	free(path);
+	if (!f)
+		return -EIO;
+	ret = pfile_truncate(f, size);
+	pfile_close(f);
+	return ret;
+}
+
+/*
+ * A hosted sparse extent file of `sectors`: header, the descriptor desc (n bytes)
+ * embedded if given (else none, as the extents of a split set), the redundant GD
+ * and the GD each with zeroed GTs (qemu's layout), or a streamOptimized start.
+ */
+static int create_sparse_file(const char *path, uint64_t sectors, const char *desc, size_t n, bool stream)
+{
+	uint64_t grain = 128, gtes = 512, gd_entries, gd_sec, gt_sec, rgd, gd, overhead;
+	uint64_t desc_sec = desc ? 20 : 0;
+	uint8_t h[512] = { 0 };
+	struct pimg_file *f;
+	int ret;
+
+	gd_entries = (sectors + grain * gtes - 1) / (grain * gtes);
+	gd_sec = (gd_entries * 4 + 511) / 512;
+	gt_sec = gtes * 4 / 512;
+	/* QEMU's layout: header, descriptor (20 sectors), redundant GD + GTs, GD + GTs. */
+	rgd = 1 + desc_sec;
+	gd = rgd + gd_sec + gd_entries * gt_sec;
+	overhead = align_up(gd + gd_sec + gd_entries * gt_sec, grain);
+	st_le32(h, VMDK_MAGIC);
+	st_le32(h + 4, stream ? 3 : 1);
+	st_le32(h + 8, stream ? (VMDK_FLAG_NL_TEST | VMDK_FLAG_COMPRESSED | VMDK_FLAG_MARKERS)
+			      : (VMDK_FLAG_NL_TEST | VMDK_FLAG_RGD));
+	st_le64(h + 12, sectors);
+	st_le64(h + 20, grain);
+	st_le64(h + 28, desc ? 1 : 0);
+	st_le64(h + 36, desc_sec);
+	st_le32(h + 44, (uint32_t)gtes);
+	st_le64(h + 48, stream ? 0 : rgd);
+	st_le64(h + 56, stream ? VMDK_GD_AT_END : gd);
+	st_le64(h + 64, stream ? 1 + desc_sec : overhead);
+	h[73] = '\n';
+	h[74] = ' ';
+	h[75] = '\r';
+	h[76] = '\n';
+	st_le16(h + 77, stream ? 1 : 0);
+	if (n > desc_sec * 512) {
+		log_error("VMDK descriptor too long");
+		return -EINVAL;
+	}
+	f = pfile_open(path, false, true);
+	if (!f)
+		return -EIO;
+	ret = pfile_pwrite(f, h, 512, 0);
+	if (!ret)
+		ret = pfile_truncate(f, stream ? (1 + desc_sec) * 512 : overhead * 512);
+	if (!ret && desc)
+		ret = pfile_pwrite(f, desc, n, 512);
+	if (!ret && !stream) {
+		/* Both grain directories point at preallocated, zeroed grain tables. */
+		for (int r = 0; r < 2 && !ret; r++) {
+			uint64_t dir = r ? gd : rgd, bytes = gd_sec * 512;
+			uint32_t *t = calloc(1, bytes);
+
+			if (!t) {
+				ret = -ENOMEM;
+				break;
+			}
+			for (uint64_t i = 0; i < gd_entries; i++)
+				t[i] = htole32((uint32_t)(dir + gd_sec + i * gt_sec));
+			ret = pfile_pwrite(f, t, bytes, dir * 512);
+			free(t);
+		}
+	}
+	if (!ret)
+		ret = pfile_sync(f);
+	if (ret)
+		log_error("%s: %s", path, strerror(-ret));
+	pfile_close(f);
+	return ret;
+}
+
+/* Extents of VMware Workstation's split sets: 4192256 sectors (2047 MiB), the last one shorter. */
+#define VMDK_SPLIT_SECTORS 4192256ULL
+
+/*
+ * A descriptor file and its extents: monolithicFlat (one "-flat" file),
+ * twoGbMaxExtentFlat ("-f001"...), twoGbMaxExtentSparse ("-s001"...).
+ */
+static int create_with_extent_files(const char *path, const char *sub, uint64_t sectors,
+				    const struct pimg_create_opts *o, uint32_t parent_cid)
+{
+	bool split = strncmp(sub, "twoGb", 5) == 0, sparse = !strcmp(sub, "twoGbMaxExtentSparse");
+	uint64_t per = split ? VMDK_SPLIT_SECTORS : sectors, count = split ? (sectors + per - 1) / per : 1;
+	size_t cap = (size_t)count * 1200 + 1, used = 0;
+	char *lines, *name = NULL, *st = stem(path), *desc = NULL;
+	struct pimg_file *f;
+	int n, ret = 0;
+
+	lines = malloc(cap);
+	if (!lines || !st) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	lines[0] = 0;
+	for (uint64_t i = 0; i < count && !ret; i++) {
+		uint64_t len = MIN(per, sectors - i * per);
+		char *epath;
+
+		free(name);
+		if ((split ? asprintf(&name, "%s-%c%03" PRIu64 ".vmdk", st, sparse ? 's' : 'f', i + 1)
+			   : asprintf(&name, "%s-flat.vmdk", st)) < 0) {
+			name = NULL;
+			ret = -ENOMEM;
+			break;
+		}
+		used += (size_t)snprintf(lines + used, cap - used, "RW %" PRIu64 " %s \"%s\"%s\n", len,
+					 sparse ? "SPARSE" : "FLAT", name, sparse ? "" : " 0");
+		if (!sparse) {
+			ret = create_flat_file(path, name, len * SECTOR_SIZE);
+			continue;
+		}
+		epath = pimg_path_relative_to(path, name);
+		ret = epath ? create_sparse_file(epath, len, NULL, 0, false) : -ENOMEM;
+		free(epath);
+	}
+	if (ret)
+		goto out_free;
+	desc = malloc(used + 4096);
+	n = desc ? make_descriptor(desc, used + 4096, sub, sectors, lines, o, parent_cid) : -ENOMEM;
+	if (n < 0) {
+		ret = n;
+		goto out_free;
+	}
+	f = pfile_open(path, false, true);
+	if (!f) {
+		ret = -EIO;
+		goto out_free;
+	}
+	ret = pfile_pwrite(f, desc, (size_t)n, 0);
+	if (!ret)
+		ret = pfile_sync(f);
+	pfile_close(f);
+out_free:
+	free(desc);
+	free(name);
+	free(st);
+	free(lines);
+	return ret;
+}
+
 static int vmdk_create(const char *path, const struct pimg_create_opts *o)
 {
 	const char *sub = o->subformat ? o->subformat : "monolithicSparse";
-	uint64_t sectors = o->size / SECTOR_SIZE, grain = 128, gtes = 512, gd_entries, gd_sec, gt_sec,
-		 rgd, gd, overhead;
+	uint64_t sectors = o->size / SECTOR_SIZE;
 	uint32_t parent_cid = 0xffffffffu;
 	bool stream = !strcmp(sub, "streamOptimized");
-	char desc[10240];
-	uint8_t h[512] = { 0 };
-	struct pimg_file *f;
-	int n, ret;
+	char desc[10240], line[1200];
+	int n;
 
 	if (o->adapter_type && strcmp(o->adapter_type, "ide") && strcmp(o->adapter_type, "lsilogic") &&
 	    strcmp(o->adapter_type, "buslogic") && strcmp(o->adapter_type, "legacyESX")) {
@@ -1249,110 +1416,19 @@ static int vmdk_create(const char *path, const struct pimg_create_opts *o)
 		log_error("VMDK images are limited to 2 TiB here");
 		return -EFBIG;
 	}
-	if (!strcmp(sub, "monolithicFlat")) {
-		char *flat, *flatpath, *dot;
-		struct pimg_file *ff;
-
-		if (asprintf(&flat, "%s", base_name(path)) < 0)
-			return -ENOMEM;
-		dot = strstr(flat, ".vmdk");
-		if (dot)
-			*dot = 0;
-		if (asprintf(&flatpath, "%s-flat.vmdk", flat) < 0) {
-			free(flat);
-			return -ENOMEM;
-		}
-		free(flat);
-		n = make_descriptor(desc, sizeof(desc), "monolithicFlat", sectors, "FLAT", flatpath, " 0", o,
-				    parent_cid);
-		flat = pimg_path_relative_to(path, flatpath);
-		free(flatpath);
-		if (n < 0 || !flat) {
-			free(flat);
-			return -EINVAL;
-		}
-		ff = pfile_open(flat, false, true);
-		free(flat);
-		if (!ff)
-			return -EIO;
-		ret = pfile_truncate(ff, o->size);
-		pfile_close(ff);
-		if (ret)
-			return ret;
-		f = pfile_open(path, false, true);
-		if (!f)
-			return -EIO;
-		ret = pfile_pwrite(f, desc, (size_t)n, 0);
-		if (!ret)
-			ret = pfile_sync(f);
-		pfile_close(f);
-		return ret;
-	}
+	if (!strcmp(sub, "monolithicFlat") || !strcmp(sub, "twoGbMaxExtentFlat") ||
+	    !strcmp(sub, "twoGbMaxExtentSparse"))
+		return create_with_extent_files(path, sub, sectors, o, parent_cid);
 	if (strcmp(sub, "monolithicSparse") && !stream) {
-		log_error("VMDK subformat must be monolithicSparse, monolithicFlat or streamOptimized");
+		log_error("VMDK subformat must be monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, "
+			  "twoGbMaxExtentFlat or streamOptimized");
 		return -EINVAL;
 	}
-	n = make_descriptor(desc, sizeof(desc), sub, sectors, "SPARSE", base_name(path), "", o, parent_cid);
+	snprintf(line, sizeof(line), "RW %" PRIu64 " SPARSE \"%s\"\n", sectors, base_name(path));
+	n = make_descriptor(desc, sizeof(desc), sub, sectors, line, o, parent_cid);
 	if (n < 0)
 		return -EINVAL;
-	gd_entries = (sectors + grain * gtes - 1) / (grain * gtes);
-	gd_sec = (gd_entries * 4 + 511) / 512;
-	gt_sec = gtes * 4 / 512;
-	/* QEMU's layout: header, descriptor (20 sectors), redundant GD + GTs, GD + GTs. */
-	rgd = 1 + 20;
-	gd = rgd + gd_sec + gd_entries * gt_sec;
-	overhead = align_up(gd + gd_sec + gd_entries * gt_sec, grain);
-	st_le32(h, VMDK_MAGIC);
-	st_le32(h + 4, stream ? 3 : 1);
-	st_le32(h + 8, stream ? (VMDK_FLAG_NL_TEST | VMDK_FLAG_COMPRESSED | VMDK_FLAG_MARKERS)
-			      : (VMDK_FLAG_NL_TEST | VMDK_FLAG_RGD));
-	st_le64(h + 12, sectors);
-	st_le64(h + 20, grain);
-	st_le64(h + 28, 1);
-	st_le64(h + 36, 20);
-	st_le32(h + 44, (uint32_t)gtes);
-	st_le64(h + 48, stream ? 0 : rgd);
-	st_le64(h + 56, stream ? VMDK_GD_AT_END : gd);
-	st_le64(h + 64, stream ? 1 + 20 : overhead);
-	h[73] = '\n';
-	h[74] = ' ';
-	h[75] = '\r';
-	h[76] = '\n';
-	st_le16(h + 77, stream ? 1 : 0);
-	if ((size_t)n > 20 * 512) {
-		log_error("VMDK descriptor too long");
-		return -EINVAL;
-	}
-	f = pfile_open(path, false, true);
-	if (!f)
-		return -EIO;
-	ret = pfile_pwrite(f, h, 512, 0);
-	if (!ret)
-		ret = pfile_truncate(f, stream ? 21 * 512 : overhead * 512);
-	if (!ret)
-		ret = pfile_pwrite(f, desc, (size_t)n, 512);
-	if (!ret && !stream) {
-		/* Both grain directories point at preallocated, zeroed grain tables. */
-		for (int r = 0; r < 2 && !ret; r++) {
-			uint64_t dir = r ? gd : rgd, bytes = gd_sec * 512;
-			uint32_t *t = calloc(1, bytes);
-
-			if (!t) {
-				ret = -ENOMEM;
-				break;
-			}
-			for (uint64_t i = 0; i < gd_entries; i++)
-				t[i] = htole32((uint32_t)(dir + gd_sec + i * gt_sec));
-			ret = pfile_pwrite(f, t, bytes, dir * 512);
-			free(t);
-		}
-	}
-	if (!ret)
-		ret = pfile_sync(f);
-	if (ret)
-		log_error("%s: %s", path, strerror(-ret));
-	pfile_close(f);
-	return ret;
+	return create_sparse_file(path, sectors, desc, (size_t)n, stream);
 }
 
 static int vmdk_info(struct pimg *img, struct pimg_info *info)

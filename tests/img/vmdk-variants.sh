@@ -54,6 +54,19 @@ for sub in twoGbMaxExtentSparse twoGbMaxExtentFlat; do
 	commit_into "vmdk $sub: we write across an extent boundary (commit), qemu reads it" "$T/q-$sub.vmdk" 'write -P 0x66 2047M 2M'
 	rm -f "$T"/q-$sub*
 done
+# ... and as plinth-img writes them (Workstation's 4192256-sector extents), read back by qemu-img.
+qemu-img create -q -f raw "$T/big.raw" 5G
+qio "$T/big.raw" raw 'write -P 0xab 0 1M' 'write -P 0x11 2046M 4M' 'write -P 0x22 4095M 1M' 'write -P 0x33 5119M 1M'
+for sub in twoGbMaxExtentSparse twoGbMaxExtentFlat; do
+	check "vmdk $sub written by plinth: 3 extents of 4192256 sectors at most, qemu-img check" sh -c "
+		$PI convert -O vmdk -o subformat=$sub $T/big.raw $T/p-$sub.vmdk && qemu-img check -q $T/p-$sub.vmdk &&
+		[ \$(grep -c '^RW 4192256 ' $T/p-$sub.vmdk) = 2 ] && grep -q '^RW 2101248 ' $T/p-$sub.vmdk &&
+		qemu-img info $T/p-$sub.vmdk | grep -q 'create type: $sub'"
+	check "vmdk $sub written by plinth: qemu-img's raw conversion is the source" sh -c "qemu-img convert -O raw $T/p-$sub.vmdk $T/back.raw &&
+		[ \$(stat -c %s $T/back.raw) = 5368709120 ] && qemu-img compare -q -f raw -F raw $T/back.raw $T/big.raw"
+	rm -f "$T"/p-$sub* "$T/back.raw"
+done
+rm -f "$T/big.raw"
 
 # VMware Workstation's split sparse: extents of 4192256 sectors (2047 MiB) without an embedded
 # descriptor, a descriptor with the keys Workstation writes.

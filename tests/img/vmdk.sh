@@ -2,7 +2,7 @@
 # VMDK against qemu-img: monolithicSparse, monolithicFlat, streamOptimized (both layouts).
 . "$(dirname "$0")/lib"
 
-for sub in monolithicSparse monolithicFlat streamOptimized; do
+for sub in monolithicSparse monolithicFlat streamOptimized twoGbMaxExtentSparse twoGbMaxExtentFlat; do
 	qemu-img create -f vmdk -o subformat=$sub "$T/q-$sub.vmdk" 32M >/dev/null
 	fill "$T/q-$sub.vmdk" vmdk
 	qemu-img convert -O raw "$T/q-$sub.vmdk" "$T/ref-$sub.raw"

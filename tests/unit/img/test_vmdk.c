@@ -21,6 +21,13 @@ static void test_workout_flat(void **state)
 {
 	(void)state;
 	workout("vmdk", "subformat=monolithicFlat", 16 * MiB);
+	workout("vmdk", "subformat=twoGbMaxExtentFlat", 16 * MiB);
+}
+
+static void test_workout_split_sparse(void **state)
+{
+	(void)state;
+	workout("vmdk", "subformat=twoGbMaxExtentSparse", 16 * MiB);
 }
 
 static void test_stream(void **state)
@@ -288,6 +295,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_workout_sparse),
 		cmocka_unit_test(test_workout_flat),
+		cmocka_unit_test(test_workout_split_sparse),
 		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_hostile_descriptors),
 		cmocka_unit_test(test_hostile_sparse),

@@ -35,6 +35,9 @@
 #include "img-internal.h"
 
 #define VMDK_MAGIC 0x564d444bu /* "KDMV" little-endian */
+#define VMDK_COWD_MAGIC 0x44574f43u /* "COWD" little-endian: ESX sparse */
+#define VMDK_COWD_GTES 4096
+#define VMDK_COWD_HEADER 2048
 #define VMDK_FLAG_NL_TEST (1u << 0)
 #define VMDK_FLAG_RGD (1u << 1)
 #define VMDK_FLAG_ZERO_GRAIN (1u << 2)
@@ -109,7 +112,7 @@ static int vmdk_probe(const uint8_t *head, size_t len, const uint8_t *tail, uint
 {
 	static const char d[] = "# Disk DescriptorFile";
 
-	if (len >= 4 && ld_le32(head) == VMDK_MAGIC)
+	if (len >= 4 && (ld_le32(head) == VMDK_MAGIC || ld_le32(head) == VMDK_COWD_MAGIC))
 		return 100;
 	if (len >= sizeof(d) - 1 && !memcmp(head, d, sizeof(d) - 1))
 		return 100;
@@ -372,6 +375,60 @@ static int read_u32_table(struct pimg_file *f, uint64_t off, uint32_t n, uint32_
 	return 0;
 }
 
+/* The grain and GT buffers of a sparse extent whose header is parsed. */
+static int sparse_buffers(struct sparse *s)
+{
+	s->gbuf = malloc(s->grain);
+	s->cbuf = malloc(s->grain * 2 + 1024);
+	if (!s->gbuf || !s->cbuf)
+		return -ENOMEM;
+	for (unsigned i = 0; i < VMDK_GT_CACHE; i++) {
+		s->cache[i].t = malloc((size_t)s->gtes * 4);
+		if (!s->cache[i].t)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * An ESX sparse extent ("COWD": vmfsSparse snapshot deltas, GSX 2 disks): 32-bit
+ * header fields (capacity 12, grain sectors 16, GD sector 20, GD entries 24),
+ * 4096 GTEs per GT, no redundant GD, a 2048-byte header. Read only.
+ */
+static int cowd_open(struct pimg *img, struct extent *e, struct sparse *s)
+{
+	const uint8_t *h = s->header;
+	uint64_t cap = ld_le32(h + 12), grain_sec = ld_le32(h + 16), gt_cover;
+	int ret;
+
+	if (!(img->flags & PIMG_O_RDONLY)) {
+		log_error("%s: ESX sparse (COWD) extents are read only here; convert to write", img->path);
+		return -EROFS;
+	}
+	if (ld_le32(h + 4) != 1 || !is_pow2(grain_sec) || grain_sec > 2048 || cap < e->sectors) {
+		log_error("%s: bad COWD header (version %u, grain %" PRIu64 " sectors, capacity %" PRIu64 ")",
+			  img->path, ld_le32(h + 4), grain_sec, cap);
+		return -EINVAL;
+	}
+	s->flags = 0; /* COWD flags mean nothing here: no zero grains, no compression */
+	s->grain = grain_sec * SECTOR_SIZE;
+	s->gtes = VMDK_COWD_GTES;
+	gt_cover = grain_sec * VMDK_COWD_GTES;
+	s->gd_entries = (uint32_t)((e->sectors + gt_cover - 1) / gt_cover);
+	s->gd_off = (uint64_t)ld_le32(h + 20) * SECTOR_SIZE;
+	s->data_start = VMDK_COWD_HEADER;
+	s->alloc_end = align_up(e->file->size, SECTOR_SIZE);
+	if (ld_le32(h + 24) < s->gd_entries || s->gd_off < VMDK_COWD_HEADER ||
+	    !range_within(s->gd_off, (uint64_t)s->gd_entries * 4, e->file->size)) {
+		log_error("%s: COWD grain directory too small or outside the file", img->path);
+		return -EINVAL;
+	}
+	ret = sparse_buffers(s);
+	if (!ret)
+		ret = read_u32_table(e->file, s->gd_off, s->gd_entries, &s->gd);
+	return ret;
+}
+
 static int sparse_open(struct pimg *img, struct extent *e)
 {
 	struct sparse *s;
@@ -387,7 +444,9 @@ static int sparse_open(struct pimg *img, struct extent *e)
 	s->cur_gt = UINT32_MAX;
 	s->last_grain = -1;
 	h = s->header;
-	if (pfile_pread(f, h, 512, 0, true) || ld_le32(h) != VMDK_MAGIC) {
+	if (!pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_COWD_MAGIC)
+		return cowd_open(img, e, s);
+	if (ld_le32(h) != VMDK_MAGIC) {
 		log_error("%s: sparse extent without a VMDK header", img->path);
 		return -EINVAL;
 	}
@@ -468,15 +527,9 @@ static int sparse_open(struct pimg *img, struct extent *e)
 		return -EROFS;
 	}
 	s->alloc_end = align_up(f->size, SECTOR_SIZE);
-	s->gbuf = malloc(s->grain);
-	s->cbuf = malloc(s->grain * 2 + 1024);
-	if (!s->gbuf || !s->cbuf)
-		return -ENOMEM;
-	for (unsigned i = 0; i < VMDK_GT_CACHE; i++) {
-		s->cache[i].t = malloc((size_t)s->gtes * 4);
-		if (!s->cache[i].t)
-			return -ENOMEM;
-	}
+	ret = sparse_buffers(s);
+	if (ret)
+		return ret;
 	if (s->stream_writer) {
 		s->gd = calloc(MAX(s->gd_entries, 1), 4);
 		s->gt_buf = calloc(s->gtes, 4);
@@ -1062,12 +1115,13 @@ static void vmdk_close(struct pimg *img)
 	img->priv = NULL;
 }
 
-/* A sparse file without a descriptor: one extent, the file itself, of the header's capacity. */
+/* A sparse file without a descriptor (KDMV or COWD): one extent, the file itself, of the header's capacity. */
 static int lone_sparse_extent(struct pimg *img, const uint8_t *h)
 {
 	struct vmdk *v = img->priv;
 	struct extent *e = &v->ext[0];
-	uint64_t cap = ld_le64(h + 12);
+	bool cowd = ld_le32(h) == VMDK_COWD_MAGIC;
+	uint64_t cap = cowd ? ld_le32(h + 12) : ld_le64(h + 12);
 
 	if (!cap || cap > (1ULL << 40)) {
 		log_error("%s: bad VMDK capacity %" PRIu64 " sectors", img->path, cap);
@@ -1080,7 +1134,7 @@ static int lone_sparse_extent(struct pimg *img, const uint8_t *h)
 	v->n_ext = 1;
 	v->parent_cid = 0xffffffffu;
 	v->thin = -1;
-	snprintf(v->create_type, sizeof(v->create_type), "%s", "monolithicSparse");
+	snprintf(v->create_type, sizeof(v->create_type), "%s", cowd ? "vmfsSparse" : "monolithicSparse");
 	img->size = cap * SECTOR_SIZE;
 	return sparse_open(img, e);
 }
@@ -1099,6 +1153,13 @@ static int vmdk_open(struct pimg *img)
 	if (!v)
 		return -ENOMEM;
 	img->priv = v;
+	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_COWD_MAGIC) {
+		/* An ESX sparse file on its own: no descriptor. */
+		ret = lone_sparse_extent(img, h);
+		if (ret)
+			goto out;
+		goto out_granule;
+	}
 	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_MAGIC) {
 		/* Embedded descriptor in a sparse file. */
 		embedded = true;
@@ -1152,7 +1213,8 @@ static int vmdk_open(struct pimg *img)
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = parse_descriptor(img, text, f, embedded);
+	/* A sparse header of capacity 0 only carries a descriptor naming other files (as qemu reads it). */
+	ret = parse_descriptor(img, text, f, embedded && ld_le64(h + 12) != 0);
 	free(text);
 	if (ret)
 		goto out;

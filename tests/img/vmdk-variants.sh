@@ -152,6 +152,29 @@ check "ESXi vmfs descriptor: info shows version 3, thin provisioning, hardware v
 	grep -q 'descriptor-version: 3' $T/esx.txt && grep -q 'thin-provisioned: true' $T/esx.txt && grep -q 'hardware-version: 13' $T/esx.txt"
 commit_into "ESXi vmfs descriptor: writable (commit), qemu reads what we wrote" "$T/esx.vmdk" 'write -P 0x77 4M 4k'
 
+# ESX sparse extents (COWD: vmfsSparse snapshot deltas), as tests/img/cowd-vmdk.py writes them from
+# the layout, 512-byte and 8 KiB grains; qemu-img reads them through a vmfsSparse descriptor.
+qemu-img create -q -f raw "$T/c.raw" 20M
+qio "$T/c.raw" raw 'write -P 0xab 512 1k' 'write -P 0x11 9M 64k' 'write -P 0x22 20479k 1k'
+for g in 1 16; do
+	python3 "$ROOT/tests/img/cowd-vmdk.py" "$T/c.raw" "$T/c$g-delta.vmdk" $g
+	printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="vmfsSparse"\n# Extent description (no blank line: qemu would read the extent twice)\nRW 40960 VMFSSPARSE "c%s-delta.vmdk"\n' $g > "$T/c$g.vmdk"
+	same_raw "COWD extent (grain $g sectors) through a vmfsSparse descriptor: raw conversion identical" "$T/c$g.vmdk"
+	check "COWD extent (grain $g sectors) on its own: probed as vmdk, the source's data" "$PI" compare -F raw "$T/c$g-delta.vmdk" "$T/c.raw"
+done
+check "COWD extent: check clean" "$PI" check "$T/c16-delta.vmdk"
+check_fail "COWD extent: writable open refused (read only)" "$PI" commit "$T/c1.vmdk"
+
+# A sparse header of capacity 0 that only carries a descriptor naming other files (qemu reads it so).
+python3 - "$T/cap0.vmdk" <<'PY'
+import struct, sys
+desc = b'# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 40960 FLAT "c.raw" 0\n'
+hdr = struct.pack("<IIIQQQQI", 0x564d444b, 1, 3, 0, 128, 1, 4, 512).ljust(512, b"\0")
+open(sys.argv[1], "wb").write(hdr + desc.ljust(2048, b"\0"))
+PY
+same_raw "sparse header of capacity 0 with a descriptor: raw conversion identical" "$T/cap0.vmdk"
+check "sparse header of capacity 0 with a descriptor: reads the named file" "$PI" compare -F raw "$T/cap0.vmdk" "$T/c.raw"
+
 # Extent lines with offsets: one flat file holding three extents, out of order, at offsets.
 qemu-img create -q -f raw "$T/multi.bin" 6M
 qio "$T/multi.bin" raw 'write -P 0x10 0 1M' 'write -P 0x20 1M 1M' 'write -P 0x30 2M 2M' 'write -P 0x40 4M 2M'

@@ -281,6 +281,73 @@ static void test_version3_read_only(void **state)
 	pimg_close(img);
 }
 
+/*
+ * An ESX sparse (COWD) extent built from the layout: 4096 sectors of 512-byte
+ * grains, the GD at sector 4, one GT at sector 5, grain 10 at sector 37.
+ */
+static void make_cowd(const char *p, uint8_t *grain)
+{
+	size_t len = 38 * 512;
+	uint8_t *f = calloc(1, len);
+
+	assert_non_null(f);
+	memcpy(f, "COWD", 4);
+	st_le32(f + 4, 1);
+	st_le32(f + 8, 3);
+	st_le32(f + 12, 4096);
+	st_le32(f + 16, 1);
+	st_le32(f + 20, 4);
+	st_le32(f + 24, 1);
+	st_le32(f + 4 * 512, 5);
+	st_le32(f + 5 * 512 + 10 * 4, 37);
+	fill_pattern(grain, 512, 77);
+	memcpy(f + 37 * 512, grain, 512);
+	write_file(p, f, len);
+	free(f);
+}
+
+static void test_cowd(void **state)
+{
+	uint8_t grain[512], buf[1024], v[4];
+	char p[256];
+	struct pimg_check res;
+	struct pimg *img;
+
+	(void)state;
+	tmp_path(p, sizeof(p), "cowd.vmdk");
+	make_cowd(p, grain);
+	assert_string_equal(pimg_probe(p), "vmdk");
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_size(img), 4096 * 512);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 9 * 512), 0);
+	assert_true(pimg_is_zero(buf, 512));
+	assert_memory_equal(buf + 512, grain, 512);
+	assert_int_equal(pimg_check(img, &res, 0), 0);
+	assert_int_equal(res.corruptions, 0);
+	pimg_close(img);
+	assert_null(pimg_open(p, NULL, 0)); /* read only */
+	/* a grain inside the header, a GD too small, a grain size that is not a power of two */
+	st_le32(v, 2);
+	corrupt(p, 5 * 512 + 10 * 4, v, 4);
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_pread(img, buf, 512, 10 * 512), -EIO);
+	assert_int_equal(pimg_check(img, &res, 0), 0);
+	assert_int_equal(res.corruptions, 1);
+	pimg_close(img);
+	make_cowd(p, grain);
+	st_le32(v, 8192);
+	corrupt(p, 12, v, 4);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	make_cowd(p, grain);
+	st_le32(v, 3);
+	corrupt(p, 16, v, 4);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	make_cowd(p, grain);
+	mutate_and_open(p, "vmdk", 5 * 512 + 64, 200);
+}
+
 static void test_mutations(void **state)
 {
 	char p[256];
@@ -302,6 +369,7 @@ int main(void)
 		cmocka_unit_test(test_embedded_is_self),
 		cmocka_unit_test(test_shared_flat_file),
 		cmocka_unit_test(test_version3_read_only),
+		cmocka_unit_test(test_cowd),
 		cmocka_unit_test(test_mutations),
 	};
 

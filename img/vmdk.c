@@ -100,7 +100,8 @@ struct vmdk {
 	uint32_t cid, parent_cid;
 	int desc_version;          /* the descriptor's version= (1..3), 0 if none */
 	/* The Disk Data Base keys exporters set (VMware, ESXi, VirtualBox, ovftool), for info. */
-	char adapter_type[32], hw_version[16], uuid[64], long_content_id[40], encoding[32];
+	char adapter_type[32], hw_version[16], tools_version[16], uuid[64], long_content_id[40],
+		encoding[32];
 	int thin;                  /* ddb.thinProvisioned: 1, 0, or -1 if absent */
 };
 
@@ -216,6 +217,8 @@ static void descriptor_key(struct pimg *img, const char *key, const char *val, c
 		copy_value(v->adapter_type, sizeof(v->adapter_type), val);
 	else if (!strcmp(key, "ddb.virtualHWVersion"))
 		copy_value(v->hw_version, sizeof(v->hw_version), val);
+	else if (!strcmp(key, "ddb.toolsVersion"))
+		copy_value(v->tools_version, sizeof(v->tools_version), val);
 	else if (!strcmp(key, "ddb.uuid"))
 		copy_value(v->uuid, sizeof(v->uuid), val);
 	else if (!strcmp(key, "ddb.longContentID"))
@@ -1259,7 +1262,9 @@ static int make_descriptor(char *buf, size_t len, const char *type, uint64_t sec
 		     "# Extent description\n%s\n"
 		     "# The Disk Data Base\n#DDB\n\n"
 		     "ddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"%" PRIu64 "\"\n"
-		     "ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\nddb.adapterType = \"%s\"\n",
+		     "ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\nddb.adapterType = \"%s\"\n"
+		     /* what qemu-img writes: "no tools"; vSphere reads the key at power-on */
+		     "ddb.toolsVersion = \"2147483647\"\n",
 		     cid, o->backing_file ? parent_cid : 0xffffffffu, type, parent, extents, cyl,
 		     o->adapter_type ? o->adapter_type : "ide");
 	return n < 0 || (size_t)n >= len ? -EINVAL : n;
@@ -1513,6 +1518,8 @@ static int vmdk_info(struct pimg *img, struct pimg_info *info)
 		pimg_info_add_str(info, "adapter-type", v->adapter_type);
 	if (v->hw_version[0])
 		pimg_info_add_str(info, "hardware-version", v->hw_version);
+	if (v->tools_version[0])
+		pimg_info_add_str(info, "tools-version", v->tools_version);
 	if (v->uuid[0])
 		pimg_info_add_str(info, "uuid", v->uuid);
 	if (v->long_content_id[0])

@@ -28,6 +28,10 @@ open(sys.argv[2], "wb").write(d)
 PY
 check "parallels: WithoutFreeSpace image (sector offsets) reads the same" sh -c "$PI convert -O raw $T/old.hds $T/old.raw && cmp $T/old.raw $T/ref.raw"
 check "parallels: qemu-img agrees on that image" sh -c "qemu-img convert -f parallels -O raw $T/old.hds $T/qold.raw && cmp $T/qold.raw $T/ref.raw"
+cp "$T/q.hds" "$T/dirty.hds"
+printf 'Ynot' | dd of="$T/dirty.hds" bs=1 seek=44 conv=notrunc 2>/dev/null
+check "parallels: an image left in use (Ynot) reads as it is and info says dirty" sh -c "$PI info $T/dirty.hds | grep -q 'dirty flag: yes' &&
+	$PI convert -O raw $T/dirty.hds $T/d.raw && cmp $T/d.raw $T/ref.raw"
 cp "$T/old.hds" "$T/bad.hds"
 printf '\001\000\000\000' | dd of="$T/bad.hds" bs=1 seek=64 conv=notrunc 2>/dev/null
 check_fail "parallels: a BAT entry inside the header refused on read" "$PI" convert -O raw "$T/bad.hds" "$T/bad.raw"

@@ -28,6 +28,11 @@ check "vmdk: backing file (parentFileNameHint)" sh -c "cp $T/p-monolithicSparse.
 check "vmdk: qemu writes into our child, we read it" sh -c "qemu-io -c 'write -P 0x7e 2M 8k' $T/top.vmdk >/dev/null &&
 	qemu-img convert -O raw $T/top.vmdk $T/top.raw && $PI compare $T/top.vmdk $T/top.raw"
 
+check "vmdk: our descriptor sets the Disk Data Base keys qemu-img sets (toolsVersion for vSphere...)" sh -c "
+	$PI create -f vmdk -o subformat=monolithicFlat $T/keys-p.vmdk 1M && qemu-img create -q -f vmdk -o subformat=monolithicFlat $T/keys-q.vmdk 1M &&
+	grep -o '^ddb\.[A-Za-z.]*' $T/keys-p.vmdk | sort > $T/kp && grep -o '^ddb\.[A-Za-z.]*' $T/keys-q.vmdk | sort > $T/kq &&
+	[ -s $T/kp ] && cmp $T/kp $T/kq"
+
 # Descriptor hazards qemu-img is known to follow: we refuse them.
 printf '# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 8 FLAT "/etc/hostname" 0\n' > "$T/abs.vmdk"
 check_fail "vmdk: absolute extent path refused" "$PI" info "$T/abs.vmdk"

@@ -28,6 +28,10 @@ open(sys.argv[2], "wb").write(d)
 PY
 check "parallels: WithoutFreeSpace image (sector offsets) reads the same" sh -c "$PI convert -O raw $T/old.hds $T/old.raw && cmp $T/old.raw $T/ref.raw"
 check "parallels: qemu-img agrees on that image" sh -c "qemu-img convert -f parallels -O raw $T/old.hds $T/qold.raw && cmp $T/qold.raw $T/ref.raw"
+cp "$T/q.hds" "$T/v3.hds"
+printf '\003' | dd of="$T/v3.hds" bs=1 seek=16 conv=notrunc 2>/dev/null
+check "parallels: another version is an error naming the format, not a raw disk" sh -c "! $PI info $T/v3.hds 2>$T/err >/dev/null &&
+	grep -q 'unsupported Parallels version 3' $T/err"
 cp "$T/q.hds" "$T/dirty.hds"
 printf 'Ynot' | dd of="$T/dirty.hds" bs=1 seek=44 conv=notrunc 2>/dev/null
 check "parallels: an image left in use (Ynot) reads as it is and info says dirty" sh -c "$PI info $T/dirty.hds | grep -q 'dirty flag: yes' &&

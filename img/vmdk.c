@@ -219,8 +219,8 @@ static void descriptor_key(struct pimg *img, const char *key, const char *val, c
 		copy_value(v->hw_version, sizeof(v->hw_version), val);
 	else if (!strcmp(key, "ddb.toolsVersion"))
 		copy_value(v->tools_version, sizeof(v->tools_version), val);
-	else if (!strcmp(key, "ddb.uuid"))
-		copy_value(v->uuid, sizeof(v->uuid), val);
+	else if (!strcmp(key, "ddb.uuid") || (!strcmp(key, "ddb.uuid.image") && !v->uuid[0]))
+		copy_value(v->uuid, sizeof(v->uuid), val); /* VMware's, else VirtualBox's */
 	else if (!strcmp(key, "ddb.longContentID"))
 		copy_value(v->long_content_id, sizeof(v->long_content_id), val);
 	else if (!strcmp(key, "encoding"))

@@ -175,6 +175,25 @@ PY
 same_raw "sparse header of capacity 0 with a descriptor: raw conversion identical" "$T/cap0.vmdk"
 check "sparse header of capacity 0 with a descriptor: reads the named file" "$PI" compare -F raw "$T/cap0.vmdk" "$T/c.raw"
 
+# VirtualBox's monolithicSparse: its own Disk Data Base keys in the embedded descriptor.
+qemu-img create -q -f vmdk "$T/vb.vmdk" 8M
+qio "$T/vb.vmdk" vmdk 'write -P 0x5b 3M 64k'
+python3 - "$T/vb.vmdk" <<'PY'
+import sys
+f = open(sys.argv[1], "r+b")
+f.seek(512)
+d = f.read(20 * 512).rstrip(b"\0")
+d += (b'ddb.uuid.image="9afa1dd0-d966-4279-a762-b7fbb0136308"\n'
+      b'ddb.uuid.modification="cd9be63c-4953-44d0-8325-45635a9ca396"\n'
+      b'ddb.uuid.parent="00000000-0000-0000-0000-000000000000"\n'
+      b'ddb.uuid.parentmodification="00000000-0000-0000-0000-000000000000"\n')
+assert len(d) <= 20 * 512
+f.seek(512)
+f.write(d)
+PY
+same_raw "VirtualBox monolithicSparse (ddb.uuid.* keys): raw conversion identical" "$T/vb.vmdk"
+check "VirtualBox monolithicSparse: info shows the image UUID" sh -c "$PI info $T/vb.vmdk | grep -q 'uuid: 9afa1dd0-d966-4279-a762-b7fbb0136308'"
+
 # Extent lines with offsets: one flat file holding three extents, out of order, at offsets.
 qemu-img create -q -f raw "$T/multi.bin" 6M
 qio "$T/multi.bin" raw 'write -P 0x10 0 1M' 'write -P 0x20 1M 1M' 'write -P 0x30 2M 2M' 'write -P 0x40 4M 2M'

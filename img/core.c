@@ -150,8 +150,6 @@ static const struct foreign_magic foreign_magics[] = {
 	{ "a Bochs image", "", "Bochs Virtual HD Image", 22, 0, false },
 	{ "a User-Mode Linux COW image", "", "OOOM", 4, 0, false },
 	{ "a LUKS encrypted volume", "", "LUKS\xba\xbe", 6, 0, false },
-	{ "a VMware seSparse extent (an ESXi 6.5+ snapshot)", "; consolidate the snapshot in ESXi first",
-	  "\xbe\xba\xfe\xca\0\0\0\0\x01\0\0\0\x02\0\0\0", 16, 0, false },
 	{ "an Apple disk image (DMG)", "", "koly", 4, 0, true },
 	{ "a gzip-compressed file", "; decompress it first", "\x1f\x8b\x08", 3, 0, false },
 	{ "an xz-compressed file", "; decompress it first", "\xfd" "7zXZ\0", 6, 0, false },

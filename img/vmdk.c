@@ -38,6 +38,12 @@
 #define VMDK_COWD_MAGIC 0x44574f43u /* "COWD" little-endian: ESX sparse */
 #define VMDK_COWD_GTES 4096
 #define VMDK_COWD_HEADER 2048
+#define SES_MAGIC 0xcafebabeULL
+#define SES_VOLATILE_MAGIC 0xcafecafeULL
+#define SES_VERSION 0x200000001ULL
+#define SES_GRAIN_SECTORS 8
+#define SES_GT_SECTORS 64
+#define SES_GTES (SES_GT_SECTORS * SECTOR_SIZE / 8)
 #define VMDK_FLAG_NL_TEST (1u << 0)
 #define VMDK_FLAG_RGD (1u << 1)
 #define VMDK_FLAG_ZERO_GRAIN (1u << 2)
@@ -52,7 +58,7 @@
 #define MARKER_GD 2
 #define MARKER_FOOTER 3
 
-enum ext_type { EXT_FLAT, EXT_SPARSE, EXT_ZERO };
+enum ext_type { EXT_FLAT, EXT_SPARSE, EXT_ZERO, EXT_SESPARSE };
 
 struct gt_entry {
 	uint64_t off; /* host byte offset of the GT, 0 = free */
@@ -84,6 +90,16 @@ struct sparse {
 	uint32_t *gt_buf;      /* its entries */
 };
 
+/* A seSparse extent (ESXi 6.5+ snapshot deltas on VMFS 6), read only. */
+struct sesparse {
+	uint64_t *gd;          /* host endian, gd_entries */
+	uint64_t gd_entries;
+	uint64_t gt_off;       /* the grain tables, bytes */
+	uint64_t grains_off;   /* the grains, bytes */
+	uint64_t *gt;          /* one grain table, host endian */
+	uint64_t gt_cached;    /* its index, UINT64_MAX = none */
+};
+
 struct extent {
 	enum ext_type type;
 	uint64_t start, sectors; /* virtual position and length, sectors */
@@ -91,6 +107,7 @@ struct extent {
 	struct pimg_file *file;
 	bool own_file;           /* opened here (else img->file) */
 	struct sparse *sp;
+	struct sesparse *se;
 };
 
 struct vmdk {
@@ -114,6 +131,8 @@ static int vmdk_probe(const uint8_t *head, size_t len, const uint8_t *tail, uint
 	static const char d[] = "# Disk DescriptorFile";
 
 	if (len >= 4 && (ld_le32(head) == VMDK_MAGIC || ld_le32(head) == VMDK_COWD_MAGIC))
+		return 100;
+	if (len >= 16 && ld_le64(head) == SES_MAGIC && ld_le64(head + 8) == SES_VERSION)
 		return 100;
 	if (len >= sizeof(d) - 1 && !memcmp(head, d, sizeof(d) - 1))
 		return 100;
@@ -158,6 +177,7 @@ static char *unquote_value(char *v)
 }
 
 static int sparse_open(struct pimg *img, struct extent *e);
+static int sesparse_open(struct pimg *img, struct extent *e);
 
 /*
  * The file of extent e (not yet counted in v->n_ext), named `name` next to the
@@ -295,6 +315,8 @@ static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self
 				e->type = EXT_SPARSE;
 			else if (!strcmp(type, "ZERO"))
 				e->type = EXT_ZERO;
+			else if (!strcmp(type, "SESPARSE"))
+				e->type = EXT_SESPARSE;
 			else {
 				log_error("%s: unsupported VMDK extent type %s", img->path, type);
 				return -ENOTSUP;
@@ -330,6 +352,11 @@ static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self
 									 e->file->size)) {
 					log_error("%s: flat extent '%s' is shorter than declared", img->path, name);
 					return -EINVAL;
+				}
+				if (e->type == EXT_SESPARSE) {
+					ret = sesparse_open(img, e);
+					if (ret)
+						return ret;
 				}
 				if (e->type == EXT_SPARSE) {
 					ret = sparse_open(img, e);
@@ -745,6 +772,140 @@ static int read_compressed_grain(struct pimg *img, struct extent *e, uint64_t ho
 	return 0;
 }
 
+/* ---- seSparse extents ------------------------------------------------------ */
+
+/*
+ * seSparse (ESXi 6.5+ snapshots), read only; VMware does not publish the layout,
+ * this follows what qemu reads. Little-endian u64 fields. Constant header at 0:
+ * magic 0xcafebabe, version 2.1, capacity, grain 8 sectors, GT 64 sectors (4096
+ * entries), flags 0, then (sectors, u64 pairs offset/size from byte 80) volatile
+ * header, journal header, journal, GD, GTs, free bitmap, backmap, grains. The
+ * volatile header (magic 0xcafecafe) says whether a journal waits for replay.
+ * GD entry: 0 = none, else 0x10000000 in the top half and the GT index below.
+ * GT entry by its top nibble: 0 unallocated (parent), 1 unmapped and 2 zero
+ * (read as zeros), 3 allocated: grain index = bits 48..59 | bits 0..47 << 12.
+ */
+
+static void sesparse_free(struct sesparse *se)
+{
+	if (!se)
+		return;
+	free(se->gd);
+	free(se->gt);
+	free(se);
+}
+
+static int sesparse_open(struct pimg *img, struct extent *e)
+{
+	uint8_t h[512], vh[512];
+	uint64_t cover = (uint64_t)SES_GRAIN_SECTORS * SES_GTES, need, gd_off, vol_off;
+	struct pimg_file *f = e->file;
+	struct sesparse *se;
+	int ret;
+
+	if (!(img->flags & PIMG_O_RDONLY)) {
+		log_error("%s: seSparse extents are read only here; convert to write", img->path);
+		return -EROFS;
+	}
+	se = calloc(1, sizeof(*se));
+	if (!se)
+		return -ENOMEM;
+	e->se = se;
+	se->gt_cached = UINT64_MAX;
+	if (pfile_pread(f, h, sizeof(h), 0, true) || ld_le64(h) != SES_MAGIC ||
+	    ld_le64(h + 8) != SES_VERSION) {
+		log_error("%s: not a seSparse extent of version 2.1", img->path);
+		return -EINVAL;
+	}
+	if (ld_le64(h + 24) != SES_GRAIN_SECTORS || ld_le64(h + 32) != SES_GT_SECTORS || ld_le64(h + 40) ||
+	    ld_le64(h + 16) < e->sectors) {
+		log_error("%s: unsupported seSparse layout (grain %" PRIu64 ", GT %" PRIu64 " sectors, "
+			  "flags %#" PRIx64 ")", img->path, ld_le64(h + 24), ld_le64(h + 32), ld_le64(h + 40));
+		return -ENOTSUP;
+	}
+	if (mul_overflow(ld_le64(h + 80), (uint64_t)SECTOR_SIZE, &vol_off) ||
+	    !range_within(vol_off, sizeof(vh), f->size) || pfile_pread(f, vh, sizeof(vh), vol_off, true) ||
+	    ld_le64(vh) != SES_VOLATILE_MAGIC) {
+		log_error("%s: seSparse volatile header missing", img->path);
+		return -EINVAL;
+	}
+	if (ld_le64(vh + 24)) {
+		log_error("%s: seSparse journal waits for replay (consolidate the snapshot in ESXi)", img->path);
+		return -ENOTSUP;
+	}
+	need = (e->sectors + cover - 1) / cover;
+	if (mul_overflow(ld_le64(h + 128), (uint64_t)SECTOR_SIZE, &gd_off) ||
+	    mul_overflow(ld_le64(h + 144), (uint64_t)SECTOR_SIZE, &se->gt_off) ||
+	    mul_overflow(ld_le64(h + 192), (uint64_t)SECTOR_SIZE, &se->grains_off) ||
+	    ld_le64(h + 136) * SECTOR_SIZE / 8 < need || need * 8 > 64 * MiB ||
+	    !range_within(gd_off, need * 8, f->size)) {
+		log_error("%s: seSparse grain directory too small or outside the file", img->path);
+		return -EINVAL;
+	}
+	se->gd_entries = need;
+	se->gd = malloc(need * 8);
+	se->gt = malloc(SES_GTES * 8);
+	if (!se->gd || !se->gt)
+		return -ENOMEM;
+	ret = pfile_pread(f, se->gd, need * 8, gd_off, true);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < need; i++)
+		se->gd[i] = le64toh(se->gd[i]);
+	return 0;
+}
+
+/* Status of grain g (extent-relative) and, for DATA, its host byte offset. */
+static int sesparse_grain(struct pimg *img, struct extent *e, uint64_t g, uint64_t *host)
+{
+	struct sesparse *se = e->se;
+	uint64_t gdi = g / SES_GTES, l1, l2, gt_host, idx;
+	int ret;
+
+	if (gdi >= se->gd_entries)
+		return -EIO;
+	l1 = se->gd[gdi];
+	if (!l1)
+		return PIMG_UNALLOCATED;
+	if (l1 >> 32 != 0x10000000) {
+		log_error("%s: bad seSparse grain directory entry %" PRIu64, img->path, gdi);
+		return -EIO;
+	}
+	if (se->gt_cached != gdi) {
+		gt_host = (l1 & 0xffffffffu) * (SES_GTES * 8); /* < 2^32 * 2^15 */
+		if (add_overflow(gt_host, se->gt_off, &gt_host) ||
+		    !range_within(gt_host, SES_GTES * 8, e->file->size)) {
+			log_error("%s: seSparse grain table %" PRIu64 " lies outside the file", img->path, gdi);
+			return -EIO;
+		}
+		se->gt_cached = UINT64_MAX;
+		ret = pfile_pread(e->file, se->gt, SES_GTES * 8, gt_host, true);
+		if (ret)
+			return ret;
+		for (uint64_t i = 0; i < SES_GTES; i++)
+			se->gt[i] = le64toh(se->gt[i]);
+		se->gt_cached = gdi;
+	}
+	l2 = se->gt[g % SES_GTES];
+	switch (l2 >> 60) {
+	case 0:
+		if (l2)
+			break;
+		return PIMG_UNALLOCATED;
+	case 1: /* unmapped */
+	case 2: /* zero */
+		return PIMG_ZERO;
+	case 3:
+		idx = ((l2 & 0x0fff000000000000ULL) >> 48) | ((l2 & 0x0000ffffffffffffULL) << 12);
+		if (mul_overflow(idx, (uint64_t)SES_GRAIN_SECTORS * SECTOR_SIZE, host) ||
+		    add_overflow(*host, se->grains_off, host))
+			break;
+		return PIMG_DATA;
+	}
+	log_error("%s: bad seSparse grain table entry %#" PRIx64, img->path, l2);
+	return -EIO;
+}
+
 /* ---- extent dispatch ------------------------------------------------------- */
 
 static struct extent *find_extent(struct vmdk *v, uint64_t off)
@@ -781,6 +942,12 @@ static int vmdk_block_status(struct pimg *img, uint64_t off, uint64_t len, uint6
 		return PIMG_ZERO;
 	if (e->type == EXT_FLAT)
 		return PIMG_DATA;
+	if (e->type == EXT_SESPARSE) {
+		uint64_t host;
+
+		*pnum = MIN(*pnum, SES_GRAIN_SECTORS * SECTOR_SIZE - rel % (SES_GRAIN_SECTORS * SECTOR_SIZE));
+		return sesparse_grain(img, e, rel / (SES_GRAIN_SECTORS * SECTOR_SIZE), &host);
+	}
 	*pnum = MIN(*pnum, e->sp->grain - rel % e->sp->grain);
 	ret = gte_get(img, e, rel / e->sp->grain, &gte);
 	if (ret)
@@ -805,6 +972,14 @@ static int vmdk_read(struct pimg *img, void *buf, uint64_t len, uint64_t off)
 	rel = off - e->start * SECTOR_SIZE;
 	if (e->type == EXT_FLAT)
 		return pfile_pread(e->file, buf, len, e->offset + rel, true);
+	if (e->type == EXT_SESPARSE) {
+		uint64_t gb = SES_GRAIN_SECTORS * SECTOR_SIZE;
+
+		ret = sesparse_grain(img, e, rel / gb, &host);
+		if (ret != PIMG_DATA)
+			return ret < 0 ? ret : -EIO;
+		return pfile_pread(e->file, buf, len, host + rel % gb, false);
+	}
 	s = e->sp;
 	g = rel / s->grain;
 	ret = gte_get(img, e, g, &gte);
@@ -865,7 +1040,7 @@ static int extent_write(struct pimg *img, struct extent *e, const void *buf, uin
 	int ret;
 
 	rel = off - e->start * SECTOR_SIZE;
-	if (e->type == EXT_ZERO)
+	if (e->type == EXT_ZERO || e->type == EXT_SESPARSE)
 		return -EROFS;
 	if (e->file->rdonly)
 		return -EROFS;
@@ -1111,6 +1286,7 @@ static void vmdk_close(struct pimg *img)
 		return;
 	for (unsigned i = 0; i < v->n_ext; i++) {
 		sparse_free(v->ext[i].sp);
+		sesparse_free(v->ext[i].se);
 		if (v->ext[i].own_file)
 			pfile_close(v->ext[i].file);
 	}
@@ -1123,23 +1299,24 @@ static int lone_sparse_extent(struct pimg *img, const uint8_t *h)
 {
 	struct vmdk *v = img->priv;
 	struct extent *e = &v->ext[0];
-	bool cowd = ld_le32(h) == VMDK_COWD_MAGIC;
-	uint64_t cap = cowd ? ld_le32(h + 12) : ld_le64(h + 12);
+	bool cowd = ld_le32(h) == VMDK_COWD_MAGIC, ses = ld_le64(h) == SES_MAGIC;
+	uint64_t cap = cowd ? ld_le32(h + 12) : ses ? ld_le64(h + 16) : ld_le64(h + 12);
 
 	if (!cap || cap > (1ULL << 40)) {
 		log_error("%s: bad VMDK capacity %" PRIu64 " sectors", img->path, cap);
 		return -EINVAL;
 	}
 	memset(e, 0, sizeof(*e));
-	e->type = EXT_SPARSE;
+	e->type = ses ? EXT_SESPARSE : EXT_SPARSE;
 	e->sectors = cap;
 	e->file = img->file;
 	v->n_ext = 1;
 	v->parent_cid = 0xffffffffu;
 	v->thin = -1;
-	snprintf(v->create_type, sizeof(v->create_type), "%s", cowd ? "vmfsSparse" : "monolithicSparse");
+	snprintf(v->create_type, sizeof(v->create_type), "%s",
+		 cowd ? "vmfsSparse" : ses ? "seSparse" : "monolithicSparse");
 	img->size = cap * SECTOR_SIZE;
-	return sparse_open(img, e);
+	return ses ? sesparse_open(img, e) : sparse_open(img, e);
 }
 
 static int vmdk_open(struct pimg *img)
@@ -1156,8 +1333,9 @@ static int vmdk_open(struct pimg *img)
 	if (!v)
 		return -ENOMEM;
 	img->priv = v;
-	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_COWD_MAGIC) {
-		/* An ESX sparse file on its own: no descriptor. */
+	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) &&
+	    (ld_le32(h) == VMDK_COWD_MAGIC || ld_le64(h) == SES_MAGIC)) {
+		/* An ESX sparse or seSparse file on its own: no descriptor. */
 		ret = lone_sparse_extent(img, h);
 		if (ret)
 			goto out;
@@ -1224,14 +1402,16 @@ static int vmdk_open(struct pimg *img)
 out_granule:
 	img->granule = 1 * MiB;
 	for (unsigned i = 0; i < v->n_ext; i++) {
-		if (v->ext[i].type == EXT_SPARSE) {
-			img->granule = (uint32_t)v->ext[i].sp->grain;
+		if (v->ext[i].type == EXT_SPARSE || v->ext[i].type == EXT_SESPARSE) {
+			img->granule = v->ext[i].type == EXT_SPARSE ? (uint32_t)v->ext[i].sp->grain
+								     : SES_GRAIN_SECTORS * SECTOR_SIZE;
 			break;
 		}
 	}
 	for (unsigned i = 0; i < v->n_ext; i++) {
 		/* Every sparse extent must share the granule (the core splits at it). */
-		if (v->ext[i].type == EXT_SPARSE && v->ext[i].sp->grain != img->granule) {
+		if ((v->ext[i].type == EXT_SPARSE && v->ext[i].sp->grain != img->granule) ||
+		    (v->ext[i].type == EXT_SESPARSE && img->granule != SES_GRAIN_SECTORS * SECTOR_SIZE)) {
 			log_error("%s: VMDK extents with different grain sizes", img->path);
 			ret = -ENOTSUP;
 			goto out;

@@ -165,6 +165,27 @@ done
 check "COWD extent: check clean" "$PI" check "$T/c16-delta.vmdk"
 check_fail "COWD extent: writable open refused (read only)" "$PI" commit "$T/c1.vmdk"
 
+# seSparse extents (ESXi 6.5+ snapshot deltas), as tests/img/sesparse-vmdk.py writes them (more
+# than 4096 grains, so both halves of the grain index are used; a zero grain), alone and as the
+# delta of a parent named by parentFileNameHint; qemu-img reads them through the descriptor.
+qemu-img create -q -f raw "$T/se.raw" 40M
+qio "$T/se.raw" raw 'write -P 0xab 512 1k' 'write -P 0x33 20M 17M' 'write -P 0x22 40956k 4k'
+python3 "$ROOT/tests/img/sesparse-vmdk.py" "$T/se.raw" "$T/se-sesparse.vmdk"
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="seSparse"\n# Extent description\nRW 81920 SESPARSE "se-sesparse.vmdk"\n' > "$T/se.vmdk"
+same_raw "seSparse extent: raw conversion identical to qemu-img's" "$T/se.vmdk"
+check "seSparse extent: the source's data" "$PI" compare -F raw "$T/se.vmdk" "$T/se.raw"
+check "seSparse extent on its own: probed as vmdk, the source's data" "$PI" compare -F raw "$T/se-sesparse.vmdk" "$T/se.raw"
+check_fail "seSparse extent: writable open refused (read only)" "$PI" commit "$T/se.vmdk"
+qemu-img create -q -f vmdk -o subformat=monolithicFlat "$T/base.vmdk" 40M
+qio "$T/base.vmdk" vmdk 'write -P 0x77 0 40M'
+cid=$(sed -n 's/^CID=//p' "$T/base.vmdk")
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=%s\ncreateType="seSparse"\nparentFileNameHint="base.vmdk"\n# Extent description\nRW 81920 SESPARSE "se-sesparse.vmdk"\n' "$cid" > "$T/delta.vmdk"
+same_raw "seSparse delta over its parent: raw conversion identical to qemu-img's" "$T/delta.vmdk"
+$PI convert -O raw "$T/delta.vmdk" "$T/d.raw"
+check "seSparse delta: unallocated grains come from the parent, zero grains are zero" patterns "$T/d.raw" raw \
+	'read -P 0xab 512 1k' 'read -P 0 4k 4k' 'read -P 0x77 8k 4k' 'read -P 0x33 20M 4k' 'read -P 0x77 19M 1M'
+rm -f "$T/d.raw"
+
 # A sparse header of capacity 0 that only carries a descriptor naming other files (qemu reads it so).
 python3 - "$T/cap0.vmdk" <<'PY'
 import struct, sys

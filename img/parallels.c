@@ -69,7 +69,8 @@ static int prl_block_status(struct pimg *img, uint64_t off, uint64_t len, uint64
 
 	if (ret)
 		return ret;
-	*pnum = len;
+	/* A granule may hold more than one cluster (clusters that are not a power of two). */
+	*pnum = MIN(len, p->cluster - off % p->cluster);
 	return host ? PIMG_DATA : PIMG_ZERO;
 }
 
@@ -155,6 +156,8 @@ static int prl_open(struct pimg *img)
 			  img->path, p->entries);
 		goto out_free;
 	}
+	/* Only the entries the disk size needs are read: the table may claim more. */
+	p->entries = (uint32_t)MIN((uint64_t)p->entries, (sectors + tracks - 1) / tracks);
 	ret = -ENOMEM;
 	p->bat = malloc((size_t)MAX(p->entries, 1) * 4);
 	if (!p->bat)
@@ -165,8 +168,9 @@ static int prl_open(struct pimg *img)
 	for (uint32_t i = 0; i < p->entries; i++)
 		p->bat[i] = le32toh(p->bat[i]);
 	img->size = sectors * SECTOR_SIZE;
-	/* Clusters of old images need not be a power of two (63 sectors): map per sector then. */
-	img->granule = is_pow2(p->cluster) ? p->cluster : SECTOR_SIZE;
+	/* Clusters of old images need not be a power of two (63 sectors): block_status then
+	 * stops at each cluster's end inside a 64 KiB granule. */
+	img->granule = is_pow2(p->cluster) ? p->cluster : 64 * KiB;
 	return 0;
 
 out_free:

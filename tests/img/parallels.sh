@@ -1,8 +1,9 @@
 #!/bin/sh
-# Parallels expandable images (read only) against qemu-img, which writes them.
+# Parallels expandable images (read only) against qemu-img, which writes them (32256: the
+# 63-sector clusters of old images, not a power of two).
 . "$(dirname "$0")/lib"
 
-for cs in 1M 64k; do
+for cs in 1M 64k 32256; do
 	qemu-img create -q -f parallels -o cluster_size=$cs "$T/q.hds" 32M
 	fill "$T/q.hds" parallels
 	qemu-img convert -f parallels -O raw "$T/q.hds" "$T/ref.raw"

@@ -149,7 +149,6 @@ static const struct foreign_magic foreign_magics[] = {
 	{ "a cloop compressed image", "", "#!/bin/sh\n#V2.0 Format\n", 23, 0, false },
 	{ "a Bochs image", "", "Bochs Virtual HD Image", 22, 0, false },
 	{ "a User-Mode Linux COW image", "", "OOOM", 4, 0, false },
-	{ "a VMware ESX 2 / GSX sparse image (COWD)", "", "COWD", 4, 0, false },
 	{ "a LUKS encrypted volume", "", "LUKS\xba\xbe", 6, 0, false },
 	{ "an Apple disk image (DMG)", "", "koly", 4, 0, true },
 	{ "a gzip-compressed file", "; decompress it first", "\x1f\x8b\x08", 3, 0, false },

@@ -25,6 +25,8 @@
 #define PRL_INUSE 0x746F6E59u
 #define PRL_HEADER 64
 #define PRL_MAX_CLUSTER (256 * MiB)
+/* The BAT is held in memory: at most 32 Mi entries (128 MiB; 32 TiB of 1 MiB clusters). */
+#define PRL_MAX_ENTRIES (1u << 25)
 
 struct parallels {
 	uint32_t cluster;    /* bytes */
@@ -39,8 +41,8 @@ static int prl_probe(const uint8_t *head, size_t len, const uint8_t *tail, uint6
 {
 	(void)tail;
 	(void)size;
-	if (len >= PRL_HEADER && (!memcmp(head, PRL_MAGIC, 16) || !memcmp(head, PRL_MAGIC_EXT, 16)) &&
-	    ld_le32(head + 16) == PRL_VERSION)
+	/* The magic alone: another version is an error naming the format, not a raw disk. */
+	if (len >= 16 && (!memcmp(head, PRL_MAGIC, 16) || !memcmp(head, PRL_MAGIC_EXT, 16)))
 		return 100;
 	return 0;
 }
@@ -67,7 +69,8 @@ static int prl_block_status(struct pimg *img, uint64_t off, uint64_t len, uint64
 
 	if (ret)
 		return ret;
-	*pnum = len;
+	/* A granule may hold more than one cluster (clusters that are not a power of two). */
+	*pnum = MIN(len, p->cluster - off % p->cluster);
 	return host ? PIMG_DATA : PIMG_ZERO;
 }
 
@@ -112,7 +115,12 @@ static int prl_open(struct pimg *img)
 		return -ENOMEM;
 	img->priv = p;
 	if (pfile_pread(img->file, h, sizeof(h), 0, true) || prl_probe(h, sizeof(h), NULL, 0) != 100) {
-		log_error("%s: no Parallels header (magic and version 2)", img->path);
+		log_error("%s: no Parallels header", img->path);
+		goto out_free;
+	}
+	if (ld_le32(h + 16) != PRL_VERSION) {
+		log_error("%s: unsupported Parallels version %u (2 is supported)", img->path, ld_le32(h + 16));
+		ret = -ENOTSUP;
 		goto out_free;
 	}
 	p->ext = !memcmp(h, PRL_MAGIC_EXT, 16);
@@ -125,6 +133,12 @@ static int prl_open(struct pimg *img)
 	data_off = ld_le32(h + 48);
 	if (!tracks || (uint64_t)tracks * SECTOR_SIZE > PRL_MAX_CLUSTER) {
 		log_error("%s: bad Parallels cluster size (%u sectors)", img->path, tracks);
+		goto out_free;
+	}
+	if (p->entries > PRL_MAX_ENTRIES) {
+		log_error("%s: Parallels BAT of %u entries (more than %u are not supported)", img->path,
+			  p->entries, PRL_MAX_ENTRIES);
+		ret = -EFBIG;
 		goto out_free;
 	}
 	p->cluster = tracks * SECTOR_SIZE;
@@ -142,6 +156,8 @@ static int prl_open(struct pimg *img)
 			  img->path, p->entries);
 		goto out_free;
 	}
+	/* Only the entries the disk size needs are read: the table may claim more. */
+	p->entries = (uint32_t)MIN((uint64_t)p->entries, (sectors + tracks - 1) / tracks);
 	ret = -ENOMEM;
 	p->bat = malloc((size_t)MAX(p->entries, 1) * 4);
 	if (!p->bat)
@@ -152,8 +168,9 @@ static int prl_open(struct pimg *img)
 	for (uint32_t i = 0; i < p->entries; i++)
 		p->bat[i] = le32toh(p->bat[i]);
 	img->size = sectors * SECTOR_SIZE;
-	/* Clusters of old images need not be a power of two (63 sectors): map per sector then. */
-	img->granule = is_pow2(p->cluster) ? p->cluster : SECTOR_SIZE;
+	/* Clusters of old images need not be a power of two (63 sectors): block_status then
+	 * stops at each cluster's end inside a 64 KiB granule. */
+	img->granule = is_pow2(p->cluster) ? p->cluster : 64 * KiB;
 	return 0;
 
 out_free:

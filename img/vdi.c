@@ -54,6 +54,8 @@
 #define VDI_DEFAULT_BLOCK (1 * MiB)
 #define VDI_MAX_BLOCK (256 * MiB)
 #define VDI_TEXT "<<< Oracle VM VirtualBox Disk Image >>>\n"
+/* The block map is held in memory: at most 16 Mi entries (64 MiB; 16 TiB of 1 MiB blocks). */
+#define VDI_MAX_BLOCKS (1u << 24)
 
 /* Header field offsets (from the start of the file). */
 enum {
@@ -338,6 +340,12 @@ static int vdi_open(struct pimg *img)
 		log_error("%s: bad VDI block size %u (+%u extra)", img->path, v->block_size, v->extra);
 		goto out_free;
 	}
+	if (v->blocks > VDI_MAX_BLOCKS) {
+		log_error("%s: VDI with %u blocks (more than %u are not supported)", img->path, v->blocks,
+			  VDI_MAX_BLOCKS);
+		ret = -EFBIG;
+		goto out_free;
+	}
 	if (size % SECTOR_SIZE || size > (uint64_t)v->blocks * v->block_size ||
 	    (uint64_t)v->blocks * v->block_size - size >= v->block_size) {
 		log_error("%s: VDI disk size %" PRIu64 " does not match its %u blocks of %u bytes",
@@ -408,8 +416,8 @@ static int vdi_create(const char *path, const struct pimg_create_opts *o)
 		log_error("VDI images cannot have a backing file here");
 		return -EINVAL;
 	}
-	if (blocks64 >= VDI_ZERO) {
-		log_error("VDI images are limited to %u blocks of 1 MiB", VDI_ZERO - 1);
+	if (blocks64 > VDI_MAX_BLOCKS) {
+		log_error("VDI images are limited to %u blocks of 1 MiB (16 TiB)", VDI_MAX_BLOCKS);
 		return -EFBIG;
 	}
 	blocks = (uint32_t)blocks64;

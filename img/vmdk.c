@@ -36,6 +36,15 @@
 #include "img-internal.h"
 
 #define VMDK_MAGIC 0x564d444bu /* "KDMV" little-endian */
+#define VMDK_COWD_MAGIC 0x44574f43u /* "COWD" little-endian: ESX sparse */
+#define VMDK_COWD_GTES 4096
+#define VMDK_COWD_HEADER 2048
+#define SES_MAGIC 0xcafebabeULL
+#define SES_VOLATILE_MAGIC 0xcafecafeULL
+#define SES_VERSION 0x200000001ULL
+#define SES_GRAIN_SECTORS 8
+#define SES_GT_SECTORS 64
+#define SES_GTES (SES_GT_SECTORS * SECTOR_SIZE / 8)
 #define VMDK_FLAG_NL_TEST (1u << 0)
 #define VMDK_FLAG_RGD (1u << 1)
 #define VMDK_FLAG_ZERO_GRAIN (1u << 2)
@@ -50,7 +59,7 @@
 #define MARKER_GD 2
 #define MARKER_FOOTER 3
 
-enum ext_type { EXT_FLAT, EXT_SPARSE, EXT_ZERO };
+enum ext_type { EXT_FLAT, EXT_SPARSE, EXT_ZERO, EXT_SESPARSE };
 
 struct gt_entry {
 	uint64_t off; /* host byte offset of the GT, 0 = free */
@@ -82,6 +91,16 @@ struct sparse {
 	uint32_t *gt_buf;      /* its entries */
 };
 
+/* A seSparse extent (ESXi 6.5+ snapshot deltas on VMFS 6), read only. */
+struct sesparse {
+	uint64_t *gd;          /* host endian, gd_entries */
+	uint64_t gd_entries;
+	uint64_t gt_off;       /* the grain tables, bytes */
+	uint64_t grains_off;   /* the grains, bytes */
+	uint64_t *gt;          /* one grain table, host endian */
+	uint64_t gt_cached;    /* its index, UINT64_MAX = none */
+};
+
 struct extent {
 	enum ext_type type;
 	uint64_t start, sectors; /* virtual position and length, sectors */
@@ -89,6 +108,7 @@ struct extent {
 	struct pimg_file *file;
 	bool own_file;           /* opened here (else img->file) */
 	struct sparse *sp;
+	struct sesparse *se;
 };
 
 struct vmdk {
@@ -98,7 +118,8 @@ struct vmdk {
 	uint32_t cid, parent_cid;
 	int desc_version;          /* the descriptor's version= (1..3), 0 if none */
 	/* The Disk Data Base keys exporters set (VMware, ESXi, VirtualBox, ovftool), for info. */
-	char adapter_type[32], hw_version[16], uuid[64], long_content_id[40], encoding[32];
+	char adapter_type[32], hw_version[16], tools_version[16], uuid[64], long_content_id[40],
+		encoding[32];
 	int thin;                  /* ddb.thinProvisioned: 1, 0, or -1 if absent */
 };
 
@@ -110,7 +131,9 @@ static int vmdk_probe(const uint8_t *head, size_t len, const uint8_t *tail, uint
 {
 	static const char d[] = "# Disk DescriptorFile";
 
-	if (len >= 4 && ld_le32(head) == VMDK_MAGIC)
+	if (len >= 4 && (ld_le32(head) == VMDK_MAGIC || ld_le32(head) == VMDK_COWD_MAGIC))
+		return 100;
+	if (len >= 16 && ld_le64(head) == SES_MAGIC && ld_le64(head + 8) == SES_VERSION)
 		return 100;
 	if (len >= sizeof(d) - 1 && !memcmp(head, d, sizeof(d) - 1))
 		return 100;
@@ -136,6 +159,7 @@ static char *unquote_value(char *v)
 }
 
 static int sparse_open(struct pimg *img, struct extent *e);
+static int sesparse_open(struct pimg *img, struct extent *e);
 
 /*
  * The file of extent e (not yet counted in v->n_ext), named `name` by a
@@ -189,8 +213,10 @@ static void descriptor_key(struct pimg *img, const char *key, const char *val, c
 		copy_value(v->adapter_type, sizeof(v->adapter_type), val);
 	else if (!strcmp(key, "ddb.virtualHWVersion"))
 		copy_value(v->hw_version, sizeof(v->hw_version), val);
-	else if (!strcmp(key, "ddb.uuid"))
-		copy_value(v->uuid, sizeof(v->uuid), val);
+	else if (!strcmp(key, "ddb.toolsVersion"))
+		copy_value(v->tools_version, sizeof(v->tools_version), val);
+	else if (!strcmp(key, "ddb.uuid") || (!strcmp(key, "ddb.uuid.image") && !v->uuid[0]))
+		copy_value(v->uuid, sizeof(v->uuid), val); /* VMware's, else VirtualBox's */
 	else if (!strcmp(key, "ddb.longContentID"))
 		copy_value(v->long_content_id, sizeof(v->long_content_id), val);
 	else if (!strcmp(key, "encoding"))
@@ -265,6 +291,8 @@ static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self
 				e->type = EXT_SPARSE;
 			else if (!strcmp(type, "ZERO"))
 				e->type = EXT_ZERO;
+			else if (!strcmp(type, "SESPARSE"))
+				e->type = EXT_SESPARSE;
 			else {
 				log_error("%s: unsupported VMDK extent type %s", img->path, type);
 				return -ENOTSUP;
@@ -300,6 +328,11 @@ static int parse_descriptor(struct pimg *img, char *text, struct pimg_file *self
 									 e->file->size)) {
 					log_error("%s: flat extent '%s' is shorter than declared", img->path, name);
 					return -EINVAL;
+				}
+				if (e->type == EXT_SESPARSE) {
+					ret = sesparse_open(img, e);
+					if (ret)
+						return ret;
 				}
 				if (e->type == EXT_SPARSE) {
 					ret = sparse_open(img, e);
@@ -348,6 +381,60 @@ static int read_u32_table(struct pimg_file *f, uint64_t off, uint32_t n, uint32_
 	return 0;
 }
 
+/* The grain and GT buffers of a sparse extent whose header is parsed. */
+static int sparse_buffers(struct sparse *s)
+{
+	s->gbuf = malloc(s->grain);
+	s->cbuf = malloc(s->grain * 2 + 1024);
+	if (!s->gbuf || !s->cbuf)
+		return -ENOMEM;
+	for (unsigned i = 0; i < VMDK_GT_CACHE; i++) {
+		s->cache[i].t = malloc((size_t)s->gtes * 4);
+		if (!s->cache[i].t)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * An ESX sparse extent ("COWD": vmfsSparse snapshot deltas, GSX 2 disks): 32-bit
+ * header fields (capacity 12, grain sectors 16, GD sector 20, GD entries 24),
+ * 4096 GTEs per GT, no redundant GD, a 2048-byte header. Read only.
+ */
+static int cowd_open(struct pimg *img, struct extent *e, struct sparse *s)
+{
+	const uint8_t *h = s->header;
+	uint64_t cap = ld_le32(h + 12), grain_sec = ld_le32(h + 16), gt_cover;
+	int ret;
+
+	if (!(img->flags & PIMG_O_RDONLY)) {
+		log_error("%s: ESX sparse (COWD) extents are read only here; convert to write", img->path);
+		return -EROFS;
+	}
+	if (ld_le32(h + 4) != 1 || !is_pow2(grain_sec) || grain_sec > 2048 || cap < e->sectors) {
+		log_error("%s: bad COWD header (version %u, grain %" PRIu64 " sectors, capacity %" PRIu64 ")",
+			  img->path, ld_le32(h + 4), grain_sec, cap);
+		return -EINVAL;
+	}
+	s->flags = 0; /* COWD flags mean nothing here: no zero grains, no compression */
+	s->grain = grain_sec * SECTOR_SIZE;
+	s->gtes = VMDK_COWD_GTES;
+	gt_cover = grain_sec * VMDK_COWD_GTES;
+	s->gd_entries = (uint32_t)((e->sectors + gt_cover - 1) / gt_cover);
+	s->gd_off = (uint64_t)ld_le32(h + 20) * SECTOR_SIZE;
+	s->data_start = VMDK_COWD_HEADER;
+	s->alloc_end = align_up(e->file->size, SECTOR_SIZE);
+	if (ld_le32(h + 24) < s->gd_entries || s->gd_off < VMDK_COWD_HEADER ||
+	    !range_within(s->gd_off, (uint64_t)s->gd_entries * 4, e->file->size)) {
+		log_error("%s: COWD grain directory too small or outside the file", img->path);
+		return -EINVAL;
+	}
+	ret = sparse_buffers(s);
+	if (!ret)
+		ret = read_u32_table(e->file, s->gd_off, s->gd_entries, &s->gd);
+	return ret;
+}
+
 static int sparse_open(struct pimg *img, struct extent *e)
 {
 	struct sparse *s;
@@ -363,7 +450,9 @@ static int sparse_open(struct pimg *img, struct extent *e)
 	s->cur_gt = UINT32_MAX;
 	s->last_grain = -1;
 	h = s->header;
-	if (pfile_pread(f, h, 512, 0, true) || ld_le32(h) != VMDK_MAGIC) {
+	if (!pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_COWD_MAGIC)
+		return cowd_open(img, e, s);
+	if (ld_le32(h) != VMDK_MAGIC) {
 		log_error("%s: sparse extent without a VMDK header", img->path);
 		return -EINVAL;
 	}
@@ -444,15 +533,9 @@ static int sparse_open(struct pimg *img, struct extent *e)
 		return -EROFS;
 	}
 	s->alloc_end = align_up(f->size, SECTOR_SIZE);
-	s->gbuf = malloc(s->grain);
-	s->cbuf = malloc(s->grain * 2 + 1024);
-	if (!s->gbuf || !s->cbuf)
-		return -ENOMEM;
-	for (unsigned i = 0; i < VMDK_GT_CACHE; i++) {
-		s->cache[i].t = malloc((size_t)s->gtes * 4);
-		if (!s->cache[i].t)
-			return -ENOMEM;
-	}
+	ret = sparse_buffers(s);
+	if (ret)
+		return ret;
 	if (s->stream_writer) {
 		s->gd = calloc(MAX(s->gd_entries, 1), 4);
 		s->gt_buf = calloc(s->gtes, 4);
@@ -665,6 +748,140 @@ static int read_compressed_grain(struct pimg *img, struct extent *e, uint64_t ho
 	return 0;
 }
 
+/* ---- seSparse extents ------------------------------------------------------ */
+
+/*
+ * seSparse (ESXi 6.5+ snapshots), read only; VMware does not publish the layout,
+ * this follows what qemu reads. Little-endian u64 fields. Constant header at 0:
+ * magic 0xcafebabe, version 2.1, capacity, grain 8 sectors, GT 64 sectors (4096
+ * entries), flags 0, then (sectors, u64 pairs offset/size from byte 80) volatile
+ * header, journal header, journal, GD, GTs, free bitmap, backmap, grains. The
+ * volatile header (magic 0xcafecafe) says whether a journal waits for replay.
+ * GD entry: 0 = none, else 0x10000000 in the top half and the GT index below.
+ * GT entry by its top nibble: 0 unallocated (parent), 1 unmapped and 2 zero
+ * (read as zeros), 3 allocated: grain index = bits 48..59 | bits 0..47 << 12.
+ */
+
+static void sesparse_free(struct sesparse *se)
+{
+	if (!se)
+		return;
+	free(se->gd);
+	free(se->gt);
+	free(se);
+}
+
+static int sesparse_open(struct pimg *img, struct extent *e)
+{
+	uint8_t h[512], vh[512];
+	uint64_t cover = (uint64_t)SES_GRAIN_SECTORS * SES_GTES, need, gd_off, vol_off;
+	struct pimg_file *f = e->file;
+	struct sesparse *se;
+	int ret;
+
+	if (!(img->flags & PIMG_O_RDONLY)) {
+		log_error("%s: seSparse extents are read only here; convert to write", img->path);
+		return -EROFS;
+	}
+	se = calloc(1, sizeof(*se));
+	if (!se)
+		return -ENOMEM;
+	e->se = se;
+	se->gt_cached = UINT64_MAX;
+	if (pfile_pread(f, h, sizeof(h), 0, true) || ld_le64(h) != SES_MAGIC ||
+	    ld_le64(h + 8) != SES_VERSION) {
+		log_error("%s: not a seSparse extent of version 2.1", img->path);
+		return -EINVAL;
+	}
+	if (ld_le64(h + 24) != SES_GRAIN_SECTORS || ld_le64(h + 32) != SES_GT_SECTORS || ld_le64(h + 40) ||
+	    ld_le64(h + 16) < e->sectors) {
+		log_error("%s: unsupported seSparse layout (grain %" PRIu64 ", GT %" PRIu64 " sectors, "
+			  "flags %#" PRIx64 ")", img->path, ld_le64(h + 24), ld_le64(h + 32), ld_le64(h + 40));
+		return -ENOTSUP;
+	}
+	if (mul_overflow(ld_le64(h + 80), (uint64_t)SECTOR_SIZE, &vol_off) ||
+	    !range_within(vol_off, sizeof(vh), f->size) || pfile_pread(f, vh, sizeof(vh), vol_off, true) ||
+	    ld_le64(vh) != SES_VOLATILE_MAGIC) {
+		log_error("%s: seSparse volatile header missing", img->path);
+		return -EINVAL;
+	}
+	if (ld_le64(vh + 24)) {
+		log_error("%s: seSparse journal waits for replay (consolidate the snapshot in ESXi)", img->path);
+		return -ENOTSUP;
+	}
+	need = (e->sectors + cover - 1) / cover;
+	if (mul_overflow(ld_le64(h + 128), (uint64_t)SECTOR_SIZE, &gd_off) ||
+	    mul_overflow(ld_le64(h + 144), (uint64_t)SECTOR_SIZE, &se->gt_off) ||
+	    mul_overflow(ld_le64(h + 192), (uint64_t)SECTOR_SIZE, &se->grains_off) ||
+	    ld_le64(h + 136) * SECTOR_SIZE / 8 < need || need * 8 > 64 * MiB ||
+	    !range_within(gd_off, need * 8, f->size)) {
+		log_error("%s: seSparse grain directory too small or outside the file", img->path);
+		return -EINVAL;
+	}
+	se->gd_entries = need;
+	se->gd = malloc(need * 8);
+	se->gt = malloc(SES_GTES * 8);
+	if (!se->gd || !se->gt)
+		return -ENOMEM;
+	ret = pfile_pread(f, se->gd, need * 8, gd_off, true);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < need; i++)
+		se->gd[i] = le64toh(se->gd[i]);
+	return 0;
+}
+
+/* Status of grain g (extent-relative) and, for DATA, its host byte offset. */
+static int sesparse_grain(struct pimg *img, struct extent *e, uint64_t g, uint64_t *host)
+{
+	struct sesparse *se = e->se;
+	uint64_t gdi = g / SES_GTES, l1, l2, gt_host, idx;
+	int ret;
+
+	if (gdi >= se->gd_entries)
+		return -EIO;
+	l1 = se->gd[gdi];
+	if (!l1)
+		return PIMG_UNALLOCATED;
+	if (l1 >> 32 != 0x10000000) {
+		log_error("%s: bad seSparse grain directory entry %" PRIu64, img->path, gdi);
+		return -EIO;
+	}
+	if (se->gt_cached != gdi) {
+		gt_host = (l1 & 0xffffffffu) * (SES_GTES * 8); /* < 2^32 * 2^15 */
+		if (add_overflow(gt_host, se->gt_off, &gt_host) ||
+		    !range_within(gt_host, SES_GTES * 8, e->file->size)) {
+			log_error("%s: seSparse grain table %" PRIu64 " lies outside the file", img->path, gdi);
+			return -EIO;
+		}
+		se->gt_cached = UINT64_MAX;
+		ret = pfile_pread(e->file, se->gt, SES_GTES * 8, gt_host, true);
+		if (ret)
+			return ret;
+		for (uint64_t i = 0; i < SES_GTES; i++)
+			se->gt[i] = le64toh(se->gt[i]);
+		se->gt_cached = gdi;
+	}
+	l2 = se->gt[g % SES_GTES];
+	switch (l2 >> 60) {
+	case 0:
+		if (l2)
+			break;
+		return PIMG_UNALLOCATED;
+	case 1: /* unmapped */
+	case 2: /* zero */
+		return PIMG_ZERO;
+	case 3:
+		idx = ((l2 & 0x0fff000000000000ULL) >> 48) | ((l2 & 0x0000ffffffffffffULL) << 12);
+		if (mul_overflow(idx, (uint64_t)SES_GRAIN_SECTORS * SECTOR_SIZE, host) ||
+		    add_overflow(*host, se->grains_off, host))
+			break;
+		return PIMG_DATA;
+	}
+	log_error("%s: bad seSparse grain table entry %#" PRIx64, img->path, l2);
+	return -EIO;
+}
+
 /* ---- extent dispatch ------------------------------------------------------- */
 
 static struct extent *find_extent(struct vmdk *v, uint64_t off)
@@ -701,6 +918,12 @@ static int vmdk_block_status(struct pimg *img, uint64_t off, uint64_t len, uint6
 		return PIMG_ZERO;
 	if (e->type == EXT_FLAT)
 		return PIMG_DATA;
+	if (e->type == EXT_SESPARSE) {
+		uint64_t host;
+
+		*pnum = MIN(*pnum, SES_GRAIN_SECTORS * SECTOR_SIZE - rel % (SES_GRAIN_SECTORS * SECTOR_SIZE));
+		return sesparse_grain(img, e, rel / (SES_GRAIN_SECTORS * SECTOR_SIZE), &host);
+	}
 	*pnum = MIN(*pnum, e->sp->grain - rel % e->sp->grain);
 	ret = gte_get(img, e, rel / e->sp->grain, &gte);
 	if (ret)
@@ -725,6 +948,14 @@ static int vmdk_read(struct pimg *img, void *buf, uint64_t len, uint64_t off)
 	rel = off - e->start * SECTOR_SIZE;
 	if (e->type == EXT_FLAT)
 		return pfile_pread(e->file, buf, len, e->offset + rel, true);
+	if (e->type == EXT_SESPARSE) {
+		uint64_t gb = SES_GRAIN_SECTORS * SECTOR_SIZE;
+
+		ret = sesparse_grain(img, e, rel / gb, &host);
+		if (ret != PIMG_DATA)
+			return ret < 0 ? ret : -EIO;
+		return pfile_pread(e->file, buf, len, host + rel % gb, false);
+	}
 	s = e->sp;
 	g = rel / s->grain;
 	ret = gte_get(img, e, g, &gte);
@@ -785,7 +1016,7 @@ static int extent_write(struct pimg *img, struct extent *e, const void *buf, uin
 	int ret;
 
 	rel = off - e->start * SECTOR_SIZE;
-	if (e->type == EXT_ZERO)
+	if (e->type == EXT_ZERO || e->type == EXT_SESPARSE)
 		return -EROFS;
 	if (e->file->rdonly)
 		return -EROFS;
@@ -1031,6 +1262,7 @@ static void vmdk_close(struct pimg *img)
 		return;
 	for (unsigned i = 0; i < v->n_ext; i++) {
 		sparse_free(v->ext[i].sp);
+		sesparse_free(v->ext[i].se);
 		if (v->ext[i].own_file)
 			pfile_close(v->ext[i].file);
 	}
@@ -1053,27 +1285,29 @@ static int set_identity(struct pimg *img)
 	return img->backing_fmt ? 0 : -ENOMEM;
 }
 
-/* A sparse file without a descriptor: one extent, the file itself, of the header's capacity. */
+/* A sparse file without a descriptor (KDMV or COWD): one extent, the file itself, of the header's capacity. */
 static int lone_sparse_extent(struct pimg *img, const uint8_t *h)
 {
 	struct vmdk *v = img->priv;
 	struct extent *e = &v->ext[0];
-	uint64_t cap = ld_le64(h + 12);
+	bool cowd = ld_le32(h) == VMDK_COWD_MAGIC, ses = ld_le64(h) == SES_MAGIC;
+	uint64_t cap = cowd ? ld_le32(h + 12) : ses ? ld_le64(h + 16) : ld_le64(h + 12);
 
 	if (!cap || cap > (1ULL << 40)) {
 		log_error("%s: bad VMDK capacity %" PRIu64 " sectors", img->path, cap);
 		return -EINVAL;
 	}
 	memset(e, 0, sizeof(*e));
-	e->type = EXT_SPARSE;
+	e->type = ses ? EXT_SESPARSE : EXT_SPARSE;
 	e->sectors = cap;
 	e->file = img->file;
 	v->n_ext = 1;
 	v->parent_cid = 0xffffffffu;
 	v->thin = -1;
-	snprintf(v->create_type, sizeof(v->create_type), "%s", "monolithicSparse");
+	snprintf(v->create_type, sizeof(v->create_type), "%s",
+		 cowd ? "vmfsSparse" : ses ? "seSparse" : "monolithicSparse");
 	img->size = cap * SECTOR_SIZE;
-	return sparse_open(img, e);
+	return ses ? sesparse_open(img, e) : sparse_open(img, e);
 }
 
 static int vmdk_open(struct pimg *img)
@@ -1090,6 +1324,14 @@ static int vmdk_open(struct pimg *img)
 	if (!v)
 		return -ENOMEM;
 	img->priv = v;
+	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) &&
+	    (ld_le32(h) == VMDK_COWD_MAGIC || ld_le64(h) == SES_MAGIC)) {
+		/* An ESX sparse or seSparse file on its own: no descriptor. */
+		ret = lone_sparse_extent(img, h);
+		if (ret)
+			goto out;
+		goto out_granule;
+	}
 	if (f->size >= 512 && !pfile_pread(f, h, 512, 0, true) && ld_le32(h) == VMDK_MAGIC) {
 		/* Embedded descriptor in a sparse file. */
 		embedded = true;
@@ -1143,7 +1385,8 @@ static int vmdk_open(struct pimg *img)
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = parse_descriptor(img, text, f, embedded);
+	/* A sparse header of capacity 0 only carries a descriptor naming other files (as qemu reads it). */
+	ret = parse_descriptor(img, text, f, embedded && ld_le64(h + 12) != 0);
 	free(text);
 	if (ret)
 		goto out;
@@ -1153,14 +1396,16 @@ static int vmdk_open(struct pimg *img)
 out_granule:
 	img->granule = 1 * MiB;
 	for (unsigned i = 0; i < v->n_ext; i++) {
-		if (v->ext[i].type == EXT_SPARSE) {
-			img->granule = (uint32_t)v->ext[i].sp->grain;
+		if (v->ext[i].type == EXT_SPARSE || v->ext[i].type == EXT_SESPARSE) {
+			img->granule = v->ext[i].type == EXT_SPARSE ? (uint32_t)v->ext[i].sp->grain
+								     : SES_GRAIN_SECTORS * SECTOR_SIZE;
 			break;
 		}
 	}
 	for (unsigned i = 0; i < v->n_ext; i++) {
 		/* Every sparse extent must share the granule (the core splits at it). */
-		if (v->ext[i].type == EXT_SPARSE && v->ext[i].sp->grain != img->granule) {
+		if ((v->ext[i].type == EXT_SPARSE && v->ext[i].sp->grain != img->granule) ||
+		    (v->ext[i].type == EXT_SESPARSE && img->granule != SES_GRAIN_SECTORS * SECTOR_SIZE)) {
 			log_error("%s: VMDK extents with different grain sizes", img->path);
 			ret = -ENOTSUP;
 			goto out;
@@ -1174,8 +1419,8 @@ out:
 
 /* ---- create ---------------------------------------------------------------- */
 
-static int make_descriptor(char *buf, size_t len, const char *type, uint64_t sectors,
-			   const char *ext_type, const char *ext_name, const char *ext_tail,
+/* extents: the extent lines ("RW <sectors> <type> \"<file>\"[ <offset>]\n" each). */
+static int make_descriptor(char *buf, size_t len, const char *type, uint64_t sectors, const char *extents,
 			   const struct pimg_create_opts *o, uint32_t parent_cid)
 {
 	uint32_t cid;
@@ -1188,12 +1433,14 @@ static int make_descriptor(char *buf, size_t len, const char *type, uint64_t sec
 		snprintf(parent, sizeof(parent), "parentFileNameHint=\"%s\"\n", o->backing_file);
 	n = snprintf(buf, len,
 		     "# Disk DescriptorFile\nversion=1\nCID=%08x\nparentCID=%08x\ncreateType=\"%s\"\n%s\n"
-		     "# Extent description\nRW %" PRIu64 " %s \"%s\"%s\n\n"
+		     "# Extent description\n%s\n"
 		     "# The Disk Data Base\n#DDB\n\n"
 		     "ddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"%" PRIu64 "\"\n"
-		     "ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\nddb.adapterType = \"%s\"\n",
-		     cid, o->backing_file ? parent_cid : 0xffffffffu, type, parent, sectors, ext_type,
-		     ext_name, ext_tail, cyl, o->adapter_type ? o->adapter_type : "ide");
+		     "ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\nddb.adapterType = \"%s\"\n"
+		     /* what qemu-img writes: "no tools"; vSphere reads the key at power-on */
+		     "ddb.toolsVersion = \"2147483647\"\n",
+		     cid, o->backing_file ? parent_cid : 0xffffffffu, type, parent, extents, cyl,
+		     o->adapter_type ? o->adapter_type : "ide");
 	return n < 0 || (size_t)n >= len ? -EINVAL : n;
 }
 
@@ -1204,17 +1451,184 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p;
 }
 
+/* The name of path without its directory and its ".vmdk" (malloc'd). */
+static char *stem(const char *path)
+{
+	char *st = strdup(base_name(path)), *dot;
+
+	if (st && (dot = strstr(st, ".vmdk")) && !dot[5])
+		*dot = 0;
+	return st;
+}
+
+/* A flat extent file of size bytes, next to the descriptor at desc_path. */
+static int create_flat_file(const char *desc_path, const char *name, uint64_t size)
+{
+	char *path = pimg_path_relative_to(desc_path, name);
+	struct pimg_file *f;
+	int ret;
+
+	if (!path)
+		return -ENOMEM;
+	f = pfile_open(path, false, true);
+	free(path);
+	if (!f)
+		return -EIO;
+	ret = pfile_truncate(f, size);
+	pfile_close(f);
+	return ret;
+}
+
+/*
+ * A hosted sparse extent file of `sectors`: header, the descriptor desc (n bytes)
+ * embedded if given (else none, as the extents of a split set), the redundant GD
+ * and the GD each with zeroed GTs (qemu's layout), or a streamOptimized start.
+ */
+static int create_sparse_file(const char *path, uint64_t sectors, const char *desc, size_t n, bool stream)
+{
+	uint64_t grain = 128, gtes = 512, gd_entries, gd_sec, gt_sec, rgd, gd, overhead;
+	uint64_t desc_sec = desc ? 20 : 0;
+	uint8_t h[512] = { 0 };
+	struct pimg_file *f;
+	int ret;
+
+	gd_entries = (sectors + grain * gtes - 1) / (grain * gtes);
+	gd_sec = (gd_entries * 4 + 511) / 512;
+	gt_sec = gtes * 4 / 512;
+	/* QEMU's layout: header, descriptor (20 sectors), redundant GD + GTs, GD + GTs. */
+	rgd = 1 + desc_sec;
+	gd = rgd + gd_sec + gd_entries * gt_sec;
+	overhead = align_up(gd + gd_sec + gd_entries * gt_sec, grain);
+	st_le32(h, VMDK_MAGIC);
+	st_le32(h + 4, stream ? 3 : 1);
+	st_le32(h + 8, stream ? (VMDK_FLAG_NL_TEST | VMDK_FLAG_COMPRESSED | VMDK_FLAG_MARKERS)
+			      : (VMDK_FLAG_NL_TEST | VMDK_FLAG_RGD));
+	st_le64(h + 12, sectors);
+	st_le64(h + 20, grain);
+	st_le64(h + 28, desc ? 1 : 0);
+	st_le64(h + 36, desc_sec);
+	st_le32(h + 44, (uint32_t)gtes);
+	st_le64(h + 48, stream ? 0 : rgd);
+	st_le64(h + 56, stream ? VMDK_GD_AT_END : gd);
+	st_le64(h + 64, stream ? 1 + desc_sec : overhead);
+	h[73] = '\n';
+	h[74] = ' ';
+	h[75] = '\r';
+	h[76] = '\n';
+	st_le16(h + 77, stream ? 1 : 0);
+	if (n > desc_sec * 512) {
+		log_error("VMDK descriptor too long");
+		return -EINVAL;
+	}
+	f = pfile_open(path, false, true);
+	if (!f)
+		return -EIO;
+	ret = pfile_pwrite(f, h, 512, 0);
+	if (!ret)
+		ret = pfile_truncate(f, stream ? (1 + desc_sec) * 512 : overhead * 512);
+	if (!ret && desc)
+		ret = pfile_pwrite(f, desc, n, 512);
+	if (!ret && !stream) {
+		/* Both grain directories point at preallocated, zeroed grain tables. */
+		for (int r = 0; r < 2 && !ret; r++) {
+			uint64_t dir = r ? gd : rgd, bytes = gd_sec * 512;
+			uint32_t *t = calloc(1, bytes);
+
+			if (!t) {
+				ret = -ENOMEM;
+				break;
+			}
+			for (uint64_t i = 0; i < gd_entries; i++)
+				t[i] = htole32((uint32_t)(dir + gd_sec + i * gt_sec));
+			ret = pfile_pwrite(f, t, bytes, dir * 512);
+			free(t);
+		}
+	}
+	if (!ret)
+		ret = pfile_sync(f);
+	if (ret)
+		log_error("%s: %s", path, strerror(-ret));
+	pfile_close(f);
+	return ret;
+}
+
+/* Extents of VMware Workstation's split sets: 4192256 sectors (2047 MiB), the last one shorter. */
+#define VMDK_SPLIT_SECTORS 4192256ULL
+
+/*
+ * A descriptor file and its extents: monolithicFlat (one "-flat" file),
+ * twoGbMaxExtentFlat ("-f001"...), twoGbMaxExtentSparse ("-s001"...).
+ */
+static int create_with_extent_files(const char *path, const char *sub, uint64_t sectors,
+				    const struct pimg_create_opts *o, uint32_t parent_cid)
+{
+	bool split = strncmp(sub, "twoGb", 5) == 0, sparse = !strcmp(sub, "twoGbMaxExtentSparse");
+	uint64_t per = split ? VMDK_SPLIT_SECTORS : sectors, count = split ? (sectors + per - 1) / per : 1;
+	size_t cap = (size_t)count * 1200 + 1, used = 0;
+	char *lines, *name = NULL, *st = stem(path), *desc = NULL;
+	struct pimg_file *f;
+	int n, ret = 0;
+
+	lines = malloc(cap);
+	if (!lines || !st) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	lines[0] = 0;
+	for (uint64_t i = 0; i < count && !ret; i++) {
+		uint64_t len = MIN(per, sectors - i * per);
+		char *epath;
+
+		free(name);
+		if ((split ? asprintf(&name, "%s-%c%03" PRIu64 ".vmdk", st, sparse ? 's' : 'f', i + 1)
+			   : asprintf(&name, "%s-flat.vmdk", st)) < 0) {
+			name = NULL;
+			ret = -ENOMEM;
+			break;
+		}
+		used += (size_t)snprintf(lines + used, cap - used, "RW %" PRIu64 " %s \"%s\"%s\n", len,
+					 sparse ? "SPARSE" : "FLAT", name, sparse ? "" : " 0");
+		if (!sparse) {
+			ret = create_flat_file(path, name, len * SECTOR_SIZE);
+			continue;
+		}
+		epath = pimg_path_relative_to(path, name);
+		ret = epath ? create_sparse_file(epath, len, NULL, 0, false) : -ENOMEM;
+		free(epath);
+	}
+	if (ret)
+		goto out_free;
+	desc = malloc(used + 4096);
+	n = desc ? make_descriptor(desc, used + 4096, sub, sectors, lines, o, parent_cid) : -ENOMEM;
+	if (n < 0) {
+		ret = n;
+		goto out_free;
+	}
+	f = pfile_open(path, false, true);
+	if (!f) {
+		ret = -EIO;
+		goto out_free;
+	}
+	ret = pfile_pwrite(f, desc, (size_t)n, 0);
+	if (!ret)
+		ret = pfile_sync(f);
+	pfile_close(f);
+out_free:
+	free(desc);
+	free(name);
+	free(st);
+	free(lines);
+	return ret;
+}
+
 static int vmdk_create(const char *path, const struct pimg_create_opts *o)
 {
 	const char *sub = o->subformat ? o->subformat : "monolithicSparse";
-	uint64_t sectors = o->size / SECTOR_SIZE, grain = 128, gtes = 512, gd_entries, gd_sec, gt_sec,
-		 rgd, gd, overhead;
+	uint64_t sectors = o->size / SECTOR_SIZE;
 	uint32_t parent_cid = 0xffffffffu;
 	bool stream = !strcmp(sub, "streamOptimized");
-	char desc[10240];
-	uint8_t h[512] = { 0 };
-	struct pimg_file *f;
-	int n, ret;
+	char desc[10240], line[1200];
+	int n;
 
 	if (o->adapter_type && strcmp(o->adapter_type, "ide") && strcmp(o->adapter_type, "lsilogic") &&
 	    strcmp(o->adapter_type, "buslogic") && strcmp(o->adapter_type, "legacyESX")) {
@@ -1246,110 +1660,19 @@ static int vmdk_create(const char *path, const struct pimg_create_opts *o)
 		log_error("VMDK images are limited to 2 TiB here");
 		return -EFBIG;
 	}
-	if (!strcmp(sub, "monolithicFlat")) {
-		char *flat, *flatpath, *dot;
-		struct pimg_file *ff;
-
-		if (asprintf(&flat, "%s", base_name(path)) < 0)
-			return -ENOMEM;
-		dot = strstr(flat, ".vmdk");
-		if (dot)
-			*dot = 0;
-		if (asprintf(&flatpath, "%s-flat.vmdk", flat) < 0) {
-			free(flat);
-			return -ENOMEM;
-		}
-		free(flat);
-		n = make_descriptor(desc, sizeof(desc), "monolithicFlat", sectors, "FLAT", flatpath, " 0", o,
-				    parent_cid);
-		flat = pimg_path_relative_to(path, flatpath);
-		free(flatpath);
-		if (n < 0 || !flat) {
-			free(flat);
-			return -EINVAL;
-		}
-		ff = pfile_open(flat, false, true);
-		free(flat);
-		if (!ff)
-			return -EIO;
-		ret = pfile_truncate(ff, o->size);
-		pfile_close(ff);
-		if (ret)
-			return ret;
-		f = pfile_open(path, false, true);
-		if (!f)
-			return -EIO;
-		ret = pfile_pwrite(f, desc, (size_t)n, 0);
-		if (!ret)
-			ret = pfile_sync(f);
-		pfile_close(f);
-		return ret;
-	}
+	if (!strcmp(sub, "monolithicFlat") || !strcmp(sub, "twoGbMaxExtentFlat") ||
+	    !strcmp(sub, "twoGbMaxExtentSparse"))
+		return create_with_extent_files(path, sub, sectors, o, parent_cid);
 	if (strcmp(sub, "monolithicSparse") && !stream) {
-		log_error("VMDK subformat must be monolithicSparse, monolithicFlat or streamOptimized");
+		log_error("VMDK subformat must be monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, "
+			  "twoGbMaxExtentFlat or streamOptimized");
 		return -EINVAL;
 	}
-	n = make_descriptor(desc, sizeof(desc), sub, sectors, "SPARSE", base_name(path), "", o, parent_cid);
+	snprintf(line, sizeof(line), "RW %" PRIu64 " SPARSE \"%s\"\n", sectors, base_name(path));
+	n = make_descriptor(desc, sizeof(desc), sub, sectors, line, o, parent_cid);
 	if (n < 0)
 		return -EINVAL;
-	gd_entries = (sectors + grain * gtes - 1) / (grain * gtes);
-	gd_sec = (gd_entries * 4 + 511) / 512;
-	gt_sec = gtes * 4 / 512;
-	/* QEMU's layout: header, descriptor (20 sectors), redundant GD + GTs, GD + GTs. */
-	rgd = 1 + 20;
-	gd = rgd + gd_sec + gd_entries * gt_sec;
-	overhead = align_up(gd + gd_sec + gd_entries * gt_sec, grain);
-	st_le32(h, VMDK_MAGIC);
-	st_le32(h + 4, stream ? 3 : 1);
-	st_le32(h + 8, stream ? (VMDK_FLAG_NL_TEST | VMDK_FLAG_COMPRESSED | VMDK_FLAG_MARKERS)
-			      : (VMDK_FLAG_NL_TEST | VMDK_FLAG_RGD));
-	st_le64(h + 12, sectors);
-	st_le64(h + 20, grain);
-	st_le64(h + 28, 1);
-	st_le64(h + 36, 20);
-	st_le32(h + 44, (uint32_t)gtes);
-	st_le64(h + 48, stream ? 0 : rgd);
-	st_le64(h + 56, stream ? VMDK_GD_AT_END : gd);
-	st_le64(h + 64, stream ? 1 + 20 : overhead);
-	h[73] = '\n';
-	h[74] = ' ';
-	h[75] = '\r';
-	h[76] = '\n';
-	st_le16(h + 77, stream ? 1 : 0);
-	if ((size_t)n > 20 * 512) {
-		log_error("VMDK descriptor too long");
-		return -EINVAL;
-	}
-	f = pfile_open(path, false, true);
-	if (!f)
-		return -EIO;
-	ret = pfile_pwrite(f, h, 512, 0);
-	if (!ret)
-		ret = pfile_truncate(f, stream ? 21 * 512 : overhead * 512);
-	if (!ret)
-		ret = pfile_pwrite(f, desc, (size_t)n, 512);
-	if (!ret && !stream) {
-		/* Both grain directories point at preallocated, zeroed grain tables. */
-		for (int r = 0; r < 2 && !ret; r++) {
-			uint64_t dir = r ? gd : rgd, bytes = gd_sec * 512;
-			uint32_t *t = calloc(1, bytes);
-
-			if (!t) {
-				ret = -ENOMEM;
-				break;
-			}
-			for (uint64_t i = 0; i < gd_entries; i++)
-				t[i] = htole32((uint32_t)(dir + gd_sec + i * gt_sec));
-			ret = pfile_pwrite(f, t, bytes, dir * 512);
-			free(t);
-		}
-	}
-	if (!ret)
-		ret = pfile_sync(f);
-	if (ret)
-		log_error("%s: %s", path, strerror(-ret));
-	pfile_close(f);
-	return ret;
+	return create_sparse_file(path, sectors, desc, (size_t)n, stream);
 }
 
 static int vmdk_info(struct pimg *img, struct pimg_info *info)
@@ -1372,6 +1695,8 @@ static int vmdk_info(struct pimg *img, struct pimg_info *info)
 		pimg_info_add_str(info, "adapter-type", v->adapter_type);
 	if (v->hw_version[0])
 		pimg_info_add_str(info, "hardware-version", v->hw_version);
+	if (v->tools_version[0])
+		pimg_info_add_str(info, "tools-version", v->tools_version);
 	if (v->uuid[0])
 		pimg_info_add_str(info, "uuid", v->uuid);
 	if (v->long_content_id[0])

@@ -57,7 +57,7 @@ static const char usage_text[] =
 	"  --memory SIZE       guest RAM, e.g. 512M, 2G (default 512M)\n"
 	"  --no-reboot         exit when the guest reboots instead of restarting it\n"
 	"  --api-socket PATH   serve the control API (docs/api.yaml) on this Unix socket\n"
-	"  --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk][,readonly=on][,serial=ID]\n"
+	"  --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk|vdi|parallels][,readonly=on][,serial=ID]\n"
 	"         [,backing=on][,backing_dir=DIR]\n"
 	"                      a virtio disk (repeatable: vda, vdb, ... in this order); the\n"
 	"                      backing files and extents it names only with backing=on (in\n"

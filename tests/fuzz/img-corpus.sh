@@ -57,6 +57,9 @@ mk vmdk sparse "" 'write -P 0xab 0 1k'
 mk vmdk stream subformat=streamOptimized 'write -P 0xab 0 64k'
 qemu-img create -q -f raw "$t/r" 1M && qemu-io -f raw -c 'write -P 0xab 8k 8k' "$t/r" >/dev/null &&
 	python3 "$top/tests/img/mkimg-vmdk.py" "$t/r" "$t/m" && pages "$t/m" "$top/tests/fuzz/corpus/img-vmdk/mkimg"
+qemu-io -f raw -c 'write -P 0xcd 600k 4k' "$t/r" >/dev/null &&
+	python3 "$top/tests/img/cowd-vmdk.py" "$t/r" "$t/c" 16 && pages "$t/c" "$top/tests/fuzz/corpus/img-vmdk/cowd"
+python3 "$top/tests/img/sesparse-vmdk.py" "$t/r" "$t/s" && pages "$t/s" "$top/tests/fuzz/corpus/img-vmdk/sesparse"
 mk vdi dynamic "" 'write -P 0xab 0 1k' 'write -P 0xcd 3M 4k'
 mk vdi static static=on 'write -P 0xab 0 1k'
 mk parallels data cluster_size=64k 'write -P 0xab 0 1k' 'write -P 0xcd 3M 4k'

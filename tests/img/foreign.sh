@@ -17,13 +17,12 @@ def put(name, head=b"", tail=b"", size=65536, at=0):
 put("a.cloop", b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n")
 put("a.bochs", b"Bochs Virtual HD Image\0")
 put("a.cow", struct.pack(">II", 0x4f4f4f4d, 3))
-put("a.cowd", b"COWD" + struct.pack("<I", 1))
 put("a.dmg", tail=b"koly" + struct.pack(">II", 4, 512))
 put("a.tar", b"ustar\x0000", at=257)
 PY
 gzip -c "$T/a.qed" > "$T/a.gz"
 python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.compress(open(sys.argv[1], "rb").read()))' "$T/a.qed" "$T/a.xz"
-for f in qed:QED luks:LUKS cloop:cloop bochs:Bochs cow:User-Mode cowd:COWD dmg:DMG gz:gzip xz:xz tar:tar; do
+for f in qed:QED luks:LUKS cloop:cloop bochs:Bochs cow:User-Mode dmg:DMG gz:gzip xz:xz tar:tar; do
 	ext=${f%%:*} word=${f#*:}
 	check "probe: .$ext is not taken for raw; the error names it ($word)" sh -c "! $PI info $T/a.$ext >/dev/null 2>$T/err &&
 		grep -q 'looks like.*$word' $T/err && [ \$(wc -l < $T/err) = 1 ]"

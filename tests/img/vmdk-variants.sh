@@ -54,6 +54,19 @@ for sub in twoGbMaxExtentSparse twoGbMaxExtentFlat; do
 	commit_into "vmdk $sub: we write across an extent boundary (commit), qemu reads it" "$T/q-$sub.vmdk" 'write -P 0x66 2047M 2M'
 	rm -f "$T"/q-$sub*
 done
+# ... and as plinth-img writes them (Workstation's 4192256-sector extents), read back by qemu-img.
+qemu-img create -q -f raw "$T/big.raw" 5G
+qio "$T/big.raw" raw 'write -P 0xab 0 1M' 'write -P 0x11 2046M 4M' 'write -P 0x22 4095M 1M' 'write -P 0x33 5119M 1M'
+for sub in twoGbMaxExtentSparse twoGbMaxExtentFlat; do
+	check "vmdk $sub written by plinth: 3 extents of 4192256 sectors at most, qemu-img check" sh -c "
+		$PI convert -O vmdk -o subformat=$sub $T/big.raw $T/p-$sub.vmdk && qemu-img check -q $T/p-$sub.vmdk &&
+		[ \$(grep -c '^RW 4192256 ' $T/p-$sub.vmdk) = 2 ] && grep -q '^RW 2101248 ' $T/p-$sub.vmdk &&
+		qemu-img info $T/p-$sub.vmdk | grep -q 'create type: $sub'"
+	check "vmdk $sub written by plinth: qemu-img's raw conversion is the source" sh -c "qemu-img convert -O raw $T/p-$sub.vmdk $T/back.raw &&
+		[ \$(stat -c %s $T/back.raw) = 5368709120 ] && qemu-img compare -q -f raw -F raw $T/back.raw $T/big.raw"
+	rm -f "$T"/p-$sub* "$T/back.raw"
+done
+rm -f "$T/big.raw"
 
 # VMware Workstation's split sparse: extents of 4192256 sectors (2047 MiB) without an embedded
 # descriptor, a descriptor with the keys Workstation writes.
@@ -138,6 +151,69 @@ same_raw "ESXi vmfs descriptor (version=3, changeTrackPath): raw conversion iden
 check "ESXi vmfs descriptor: info shows version 3, thin provisioning, hardware version" sh -c "$PI info --allow-backing $T/esx.vmdk > $T/esx.txt &&
 	grep -q 'descriptor-version: 3' $T/esx.txt && grep -q 'thin-provisioned: true' $T/esx.txt && grep -q 'hardware-version: 13' $T/esx.txt"
 commit_into "ESXi vmfs descriptor: writable (commit), qemu reads what we wrote" "$T/esx.vmdk" 'write -P 0x77 4M 4k'
+
+# ESX sparse extents (COWD: vmfsSparse snapshot deltas), as tests/img/cowd-vmdk.py writes them from
+# the layout, 512-byte and 8 KiB grains; qemu-img reads them through a vmfsSparse descriptor.
+qemu-img create -q -f raw "$T/c.raw" 20M
+qio "$T/c.raw" raw 'write -P 0xab 512 1k' 'write -P 0x11 9M 64k' 'write -P 0x22 20479k 1k'
+for g in 1 16; do
+	python3 "$ROOT/tests/img/cowd-vmdk.py" "$T/c.raw" "$T/c$g-delta.vmdk" $g
+	printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="vmfsSparse"\n# Extent description (no blank line: qemu would read the extent twice)\nRW 40960 VMFSSPARSE "c%s-delta.vmdk"\n' $g > "$T/c$g.vmdk"
+	same_raw "COWD extent (grain $g sectors) through a vmfsSparse descriptor: raw conversion identical" "$T/c$g.vmdk"
+	check "COWD extent (grain $g sectors) on its own: probed as vmdk, the source's data" "$PI" compare -F raw "$T/c$g-delta.vmdk" "$T/c.raw"
+done
+check "COWD extent: check clean" "$PI" check "$T/c16-delta.vmdk"
+check_fail "COWD extent: writable open refused (read only)" "$PI" commit "$T/c1.vmdk"
+
+# seSparse extents (ESXi 6.5+ snapshot deltas), as tests/img/sesparse-vmdk.py writes them (more
+# than 4096 grains, so both halves of the grain index are used; a zero grain), alone and as the
+# delta of a parent named by parentFileNameHint; qemu-img reads them through the descriptor.
+qemu-img create -q -f raw "$T/se.raw" 40M
+qio "$T/se.raw" raw 'write -P 0xab 512 1k' 'write -P 0x33 20M 17M' 'write -P 0x22 40956k 4k'
+python3 "$ROOT/tests/img/sesparse-vmdk.py" "$T/se.raw" "$T/se-sesparse.vmdk"
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="seSparse"\n# Extent description\nRW 81920 SESPARSE "se-sesparse.vmdk"\n' > "$T/se.vmdk"
+same_raw "seSparse extent: raw conversion identical to qemu-img's" "$T/se.vmdk"
+check "seSparse extent: the source's data" "$PI" compare -F raw "$T/se.vmdk" "$T/se.raw"
+check "seSparse extent on its own: probed as vmdk, the source's data" "$PI" compare -F raw "$T/se-sesparse.vmdk" "$T/se.raw"
+check_fail "seSparse extent: writable open refused (read only)" "$PI" commit "$T/se.vmdk"
+qemu-img create -q -f vmdk -o subformat=monolithicFlat "$T/base.vmdk" 40M
+qio "$T/base.vmdk" vmdk 'write -P 0x77 0 40M'
+cid=$(sed -n 's/^CID=//p' "$T/base.vmdk")
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=%s\ncreateType="seSparse"\nparentFileNameHint="base.vmdk"\n# Extent description\nRW 81920 SESPARSE "se-sesparse.vmdk"\n' "$cid" > "$T/delta.vmdk"
+same_raw "seSparse delta over its parent: raw conversion identical to qemu-img's" "$T/delta.vmdk"
+$PI convert -O raw "$T/delta.vmdk" "$T/d.raw"
+check "seSparse delta: unallocated grains come from the parent, zero grains are zero" patterns "$T/d.raw" raw \
+	'read -P 0xab 512 1k' 'read -P 0 4k 4k' 'read -P 0x77 8k 4k' 'read -P 0x33 20M 4k' 'read -P 0x77 19M 1M'
+rm -f "$T/d.raw"
+
+# A sparse header of capacity 0 that only carries a descriptor naming other files (qemu reads it so).
+python3 - "$T/cap0.vmdk" <<'PY'
+import struct, sys
+desc = b'# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 40960 FLAT "c.raw" 0\n'
+hdr = struct.pack("<IIIQQQQI", 0x564d444b, 1, 3, 0, 128, 1, 4, 512).ljust(512, b"\0")
+open(sys.argv[1], "wb").write(hdr + desc.ljust(2048, b"\0"))
+PY
+same_raw "sparse header of capacity 0 with a descriptor: raw conversion identical" "$T/cap0.vmdk"
+check "sparse header of capacity 0 with a descriptor: reads the named file" "$PI" compare -F raw "$T/cap0.vmdk" "$T/c.raw"
+
+# VirtualBox's monolithicSparse: its own Disk Data Base keys in the embedded descriptor.
+qemu-img create -q -f vmdk "$T/vb.vmdk" 8M
+qio "$T/vb.vmdk" vmdk 'write -P 0x5b 3M 64k'
+python3 - "$T/vb.vmdk" <<'PY'
+import sys
+f = open(sys.argv[1], "r+b")
+f.seek(512)
+d = f.read(20 * 512).rstrip(b"\0")
+d += (b'ddb.uuid.image="9afa1dd0-d966-4279-a762-b7fbb0136308"\n'
+      b'ddb.uuid.modification="cd9be63c-4953-44d0-8325-45635a9ca396"\n'
+      b'ddb.uuid.parent="00000000-0000-0000-0000-000000000000"\n'
+      b'ddb.uuid.parentmodification="00000000-0000-0000-0000-000000000000"\n')
+assert len(d) <= 20 * 512
+f.seek(512)
+f.write(d)
+PY
+same_raw "VirtualBox monolithicSparse (ddb.uuid.* keys): raw conversion identical" "$T/vb.vmdk"
+check "VirtualBox monolithicSparse: info shows the image UUID" sh -c "$PI info $T/vb.vmdk | grep -q 'uuid: 9afa1dd0-d966-4279-a762-b7fbb0136308'"
 
 # Extent lines with offsets: one flat file holding three extents, out of order, at offsets.
 qemu-img create -q -f raw "$T/multi.bin" 6M

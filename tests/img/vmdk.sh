@@ -2,7 +2,7 @@
 # VMDK against qemu-img: monolithicSparse, monolithicFlat, streamOptimized (both layouts).
 . "$(dirname "$0")/lib"
 
-for sub in monolithicSparse monolithicFlat streamOptimized; do
+for sub in monolithicSparse monolithicFlat streamOptimized twoGbMaxExtentSparse twoGbMaxExtentFlat; do
 	qemu-img create -f vmdk -o subformat=$sub "$T/q-$sub.vmdk" 32M >/dev/null
 	fill "$T/q-$sub.vmdk" vmdk
 	qemu-img convert -O raw "$T/q-$sub.vmdk" "$T/ref-$sub.raw"
@@ -27,6 +27,11 @@ check "vmdk: backing file (parentFileNameHint)" sh -c "cp $T/p-monolithicSparse.
 	qemu-img info $T/top.vmdk | grep -q 'backing file: base.vmdk'"
 check "vmdk: qemu writes into our child, we read it" sh -c "qemu-io -c 'write -P 0x7e 2M 8k' $T/top.vmdk >/dev/null &&
 	qemu-img convert -O raw $T/top.vmdk $T/top.raw && $PI compare --allow-backing $T/top.vmdk $T/top.raw"
+
+check "vmdk: our descriptor sets the Disk Data Base keys qemu-img sets (toolsVersion for vSphere...)" sh -c "
+	$PI create -f vmdk -o subformat=monolithicFlat $T/keys-p.vmdk 1M && qemu-img create -q -f vmdk -o subformat=monolithicFlat $T/keys-q.vmdk 1M &&
+	grep -o '^ddb\.[A-Za-z.]*' $T/keys-p.vmdk | sort > $T/kp && grep -o '^ddb\.[A-Za-z.]*' $T/keys-q.vmdk | sort > $T/kq &&
+	[ -s $T/kp ] && cmp $T/kp $T/kq"
 
 # Descriptor hazards qemu-img is known to follow: we refuse them.
 printf '# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 8 FLAT "/etc/hostname" 0\n' > "$T/abs.vmdk"

@@ -549,15 +549,16 @@ static int blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 		/* Our names for the formats, and the library's. */
 		static const char *const names[][2] = {
 			{ "raw", "raw" }, { "qcow2", "qcow2" }, { "vhd", "vpc" }, { "vpc", "vpc" },
-			{ "vhdx", "vhdx" }, { "vmdk", "vmdk" },
+			{ "vhdx", "vhdx" }, { "vmdk", "vmdk" }, { "vdi", "vdi" },
+			{ "parallels", "parallels" },
 		};
 		size_t i;
 
 		for (i = 0; i < ARRAY_SIZE(names) && strcmp(v[1], names[i][0]); i++)
 			;
 		if (i == ARRAY_SIZE(names)) {
-			log_error("--disk: unknown format '%s' (expected raw, qcow2, vhd, vhdx, vmdk)",
-				  v[1]);
+			log_error("--disk: unknown format '%s' (expected raw, qcow2, vhd, vhdx, vmdk, vdi, "
+				  "parallels)", v[1]);
 			goto out_spec;
 		}
 		format = names[i][1];

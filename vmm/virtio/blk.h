@@ -43,7 +43,7 @@ struct blk_backend_ops {
 
 /*
  * A disk image through the image library (plinth-img.h): format is the library's
- * name ("raw", "qcow2", "vpc", "vhdx", "vmdk") or NULL to probe, which the library
+ * name ("raw", "qcow2", "vpc", "vhdx", "vmdk", "vdi", "parallels") or NULL to probe, which the library
  * refuses for a writable file without a recognised header. NULL on error (logged).
  */
 void *blk_img_open(const char *path, const char *format, bool readonly);

@@ -77,6 +77,40 @@ static void test_read(void **state)
 	free(expect);
 }
 
+/* Old images: 63-sector clusters (not a power of two), offsets in sectors. */
+static void test_odd_clusters(void **state)
+{
+	const uint32_t cl = 63 * 512, n = 6;
+	uint8_t *f = calloc(1, 512 + (size_t)n * cl), *expect = calloc(n, cl);
+	char p[256];
+	struct pimg *img;
+
+	(void)state;
+	assert_non_null(f);
+	assert_non_null(expect);
+	memcpy(f, "WithoutFreeSpace", 16);
+	st_le32(f + 16, 2);
+	st_le32(f + 28, 63);
+	st_le32(f + 32, n);
+	st_le64(f + 36, (uint64_t)n * 63);
+	st_le32(f + 48, 1);
+	/* clusters 1 and 4 hold data, stored in the file's first two data clusters */
+	st_le32(f + 64 + 4 * 1, 1);
+	st_le32(f + 64 + 4 * 4, 1 + 63);
+	fill_pattern(f + 512, 2 * cl, 8);
+	memcpy(expect + cl, f + 512, cl);
+	memcpy(expect + 4 * cl, f + 512 + cl, cl);
+	tmp_path(p, sizeof(p), "odd.hds");
+	write_file(p, f, 512 + 2 * (size_t)cl);
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_size(img), (uint64_t)n * cl);
+	assert_content(img, expect, (uint64_t)n * cl);
+	pimg_close(img);
+	free(f);
+	free(expect);
+}
+
 static void test_hostile(void **state)
 {
 	uint8_t *expect = malloc(NCL * CL), v[8], buf[4096];
@@ -133,6 +167,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_read),
+		cmocka_unit_test(test_odd_clusters),
 		cmocka_unit_test(test_hostile),
 	};
 

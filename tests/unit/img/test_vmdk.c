@@ -21,6 +21,13 @@ static void test_workout_flat(void **state)
 {
 	(void)state;
 	workout("vmdk", "subformat=monolithicFlat", 16 * MiB);
+	workout("vmdk", "subformat=twoGbMaxExtentFlat", 16 * MiB);
+}
+
+static void test_workout_split_sparse(void **state)
+{
+	(void)state;
+	workout("vmdk", "subformat=twoGbMaxExtentSparse", 16 * MiB);
 }
 
 static void test_stream(void **state)
@@ -274,6 +281,157 @@ static void test_version3_read_only(void **state)
 	pimg_close(img);
 }
 
+/*
+ * An ESX sparse (COWD) extent built from the layout: 4096 sectors of 512-byte
+ * grains, the GD at sector 4, one GT at sector 5, grain 10 at sector 37.
+ */
+static void make_cowd(const char *p, uint8_t *grain)
+{
+	size_t len = 38 * 512;
+	uint8_t *f = calloc(1, len);
+
+	assert_non_null(f);
+	memcpy(f, "COWD", 4);
+	st_le32(f + 4, 1);
+	st_le32(f + 8, 3);
+	st_le32(f + 12, 4096);
+	st_le32(f + 16, 1);
+	st_le32(f + 20, 4);
+	st_le32(f + 24, 1);
+	st_le32(f + 4 * 512, 5);
+	st_le32(f + 5 * 512 + 10 * 4, 37);
+	fill_pattern(grain, 512, 77);
+	memcpy(f + 37 * 512, grain, 512);
+	write_file(p, f, len);
+	free(f);
+}
+
+static void test_cowd(void **state)
+{
+	uint8_t grain[512], buf[1024], v[4];
+	char p[256];
+	struct pimg_check res;
+	struct pimg *img;
+
+	(void)state;
+	tmp_path(p, sizeof(p), "cowd.vmdk");
+	make_cowd(p, grain);
+	assert_string_equal(pimg_probe(p), "vmdk");
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_size(img), 4096 * 512);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 9 * 512), 0);
+	assert_true(pimg_is_zero(buf, 512));
+	assert_memory_equal(buf + 512, grain, 512);
+	assert_int_equal(pimg_check(img, &res, 0), 0);
+	assert_int_equal(res.corruptions, 0);
+	pimg_close(img);
+	assert_null(pimg_open(p, NULL, 0)); /* read only */
+	/* a grain inside the header, a GD too small, a grain size that is not a power of two */
+	st_le32(v, 2);
+	corrupt(p, 5 * 512 + 10 * 4, v, 4);
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_pread(img, buf, 512, 10 * 512), -EIO);
+	assert_int_equal(pimg_check(img, &res, 0), 0);
+	assert_int_equal(res.corruptions, 1);
+	pimg_close(img);
+	make_cowd(p, grain);
+	st_le32(v, 8192);
+	corrupt(p, 12, v, 4);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	make_cowd(p, grain);
+	st_le32(v, 3);
+	corrupt(p, 16, v, 4);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	make_cowd(p, grain);
+	mutate_and_open(p, "vmdk", 5 * 512 + 64, 200);
+}
+
+/*
+ * A seSparse extent from the layout qemu reads: 4096 sectors, constant header at
+ * 0, volatile header at 1, the GD at 2, one GT at 3 (64 sectors), grains from 67:
+ * grain 5 allocated (index 0), grain 6 a zero grain.
+ */
+static void make_sesparse(const char *p, uint8_t *grain)
+{
+	size_t len = 68 * 512 + 4096;
+	uint8_t *f = calloc(1, len);
+
+	assert_non_null(f);
+	st_le64(f, 0xcafebabe);
+	st_le64(f + 8, 0x200000001ULL);
+	st_le64(f + 16, 4096);
+	st_le64(f + 24, 8);
+	st_le64(f + 32, 64);
+	st_le64(f + 80, 1);   /* volatile header */
+	st_le64(f + 88, 1);
+	st_le64(f + 128, 2);  /* GD */
+	st_le64(f + 136, 1);
+	st_le64(f + 144, 3);  /* GTs */
+	st_le64(f + 152, 64);
+	st_le64(f + 192, 67); /* grains */
+	st_le64(f + 200, 8);
+	st_le64(f + 512, 0xcafecafe);
+	st_le64(f + 2 * 512, 0x1000000000000000ULL);
+	st_le64(f + 3 * 512 + 5 * 8, 0x3000000000000000ULL);
+	st_le64(f + 3 * 512 + 6 * 8, 0x2000000000000000ULL);
+	fill_pattern(grain, 4096, 55);
+	memcpy(f + 67 * 512, grain, 4096);
+	write_file(p, f, len);
+	free(f);
+}
+
+static void test_sesparse(void **state)
+{
+	uint8_t grain[4096], buf[3 * 4096], v[8];
+	char p[256];
+	struct pimg *img;
+	uint64_t pnum;
+
+	(void)state;
+	tmp_path(p, sizeof(p), "x-sesparse.vmdk");
+	make_sesparse(p, grain);
+	assert_string_equal(pimg_probe(p), "vmdk");
+	img = pimg_open(p, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_size(img), 4096 * 512);
+	assert_int_equal(pimg_block_status(img, 4 * 4096, 3 * 4096, &pnum, false), PIMG_UNALLOCATED);
+	assert_int_equal(pnum, 4096);
+	assert_int_equal(pimg_block_status(img, 5 * 4096, 2 * 4096, &pnum, false), PIMG_DATA);
+	assert_int_equal(pimg_block_status(img, 6 * 4096, 4096, &pnum, false), PIMG_ZERO);
+	assert_int_equal(pimg_pread(img, buf, sizeof(buf), 4 * 4096), 0);
+	assert_true(pimg_is_zero(buf, 4096));
+	assert_memory_equal(buf + 4096, grain, 4096);
+	assert_true(pimg_is_zero(buf + 8192, 4096));
+	pimg_close(img);
+	assert_null(pimg_open(p, NULL, 0)); /* read only */
+	/* refused at open: a journal to replay, another grain size */
+	st_le64(v, 1);
+	corrupt(p, 512 + 24, v, 8);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	make_sesparse(p, grain);
+	st_le64(v, 16);
+	corrupt(p, 24, v, 8);
+	assert_null(pimg_open(p, NULL, PIMG_O_RDONLY));
+	/* refused on use: a bad GD entry, an unknown GT entry type, a grain index that overflows */
+	static const struct { uint64_t off, val; } bad[] = {
+		{ 2 * 512, 0x2000000000000000ULL }, { 3 * 512 + 5 * 8, 0x5000000000000000ULL },
+		{ 3 * 512 + 5 * 8, 0x3fffffffffffffffULL }, { 3 * 512 + 4 * 8, 0x0000000000000001ULL },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		make_sesparse(p, grain);
+		st_le64(v, bad[i].val);
+		corrupt(p, bad[i].off, v, 8);
+		img = pimg_open(p, NULL, PIMG_O_RDONLY);
+		assert_non_null(img);
+		assert_int_equal(pimg_pread(img, buf, sizeof(buf), 4 * 4096), -EIO);
+		pimg_close(img);
+	}
+	make_sesparse(p, grain);
+	mutate_and_open(p, "vmdk", 4 * 512, 200);
+}
+
 static void test_mutations(void **state)
 {
 	char p[256];
@@ -288,12 +446,15 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_workout_sparse),
 		cmocka_unit_test(test_workout_flat),
+		cmocka_unit_test(test_workout_split_sparse),
 		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_hostile_descriptors),
 		cmocka_unit_test(test_hostile_sparse),
 		cmocka_unit_test(test_embedded_is_self),
 		cmocka_unit_test(test_shared_flat_file),
 		cmocka_unit_test(test_version3_read_only),
+		cmocka_unit_test(test_cowd),
+		cmocka_unit_test(test_sesparse),
 		cmocka_unit_test(test_mutations),
 	};
 

@@ -98,7 +98,9 @@ static int mig_connect(const struct api_migrate_args *a, char *err, size_t errle
 			goto out_close;
 		}
 	} else {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+		/* Numeric only (migrate_start checked): the resolver is outside our filter. */
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+					  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV }, *res, *ai;
 		char port[8];
 		int gai;
 
@@ -641,6 +643,12 @@ int migrate_start(struct vmm *vmm, struct vm *vm, const struct api_migrate_args 
 	int ret;
 
 	migrate_join(vmm); /* a finished one */
+	if (a->transport == API_MIGRATE_TCP && !api_host_numeric(a->host)) {
+		/* getaddrinfo() of a name calls uname and reads /etc: the filter kills us. */
+		snprintf(err, errlen, "'%.100s' is a name: give an IP address (plinth ctl "
+			 "resolves names before it asks)", a->host);
+		return -EINVAL;
+	}
 	if (vm_paused(vm)) {
 		snprintf(err, errlen, "resume the VM before migrating it");
 		return -EBUSY;

@@ -502,10 +502,11 @@ int virtio_blk_acquire(struct virtio_dev *vdev)
 
 /* ---- command line ---------------------------------------------------------------- */
 
+static const char *const keys[] = { "path", "format", "readonly", "serial" };
+
 static int blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      bool incoming, struct virtio_pci **out)
 {
-	static const char *const keys[] = { "path", "format", "readonly", "serial" };
 	char *v[ARRAY_SIZE(keys)];
 	struct blk_opts opts;
 	struct virtio_dev *vdev;
@@ -573,6 +574,20 @@ int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 		      struct virtio_pci **out)
 {
 	return blk_create(bus, mem, spec, false, out);
+}
+
+int virtio_blk_spec_path(const char *spec, char **path)
+{
+	char *v[ARRAY_SIZE(keys)];
+	int r = spec_parse("--disk", spec, keys, ARRAY_SIZE(keys), NULL, v);
+
+	*path = NULL;
+	if (r)
+		return r;
+	*path = v[0];
+	v[0] = NULL;
+	spec_free(v, ARRAY_SIZE(keys));
+	return *path ? 0 : -EINVAL;
 }
 
 int virtio_blk_create_incoming(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,

@@ -112,11 +112,15 @@ int vmm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
 		goto out_abort;
 	}
 	ret = vm_state_save_config(vm->cfg, w);
-	if (!ret)
-		ret = vm_state_save(vm, w);
-	/* After the devices' state: their I/O threads were stopped, the images are as saved. */
+	/*
+	 * Before the devices' state, so that a restore checks the disks before any device
+	 * can start on them (a request completing after this makes a restore refuse the
+	 * disk: a false refusal, never a corruption).
+	 */
 	if (!ret)
 		ret = vm_state_save_disk_idents(vm->cfg, w);
+	if (!ret)
+		ret = vm_state_save(vm, w);
 	if (!ret)
 		ret = state_writer_finish(w);
 	if (ret) {

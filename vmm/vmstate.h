@@ -6,6 +6,9 @@
  *   "config"   0      the machine: kernel, initrd, cmdline, cpus, memory, devices;
  *                     restore and receive build theirs from their own command line
  *                     and only check it against this (vm_state_check_config)
+ *   "disk-id"  index  (snapshots, optional, right after "config") the image's size,
+ *                     mtime, header crc: a restore refuses a disk that differs
+ *                     (cfg->disk_ident) before any device is loaded
  *   "cpu"      index  regs, sregs, FPU, XSAVE, XCRs, MSRs (KVM_GET_MSR_INDEX_LIST),
  *                     LAPIC, MP state, vCPU events, debug registers
  *   "irqchip"  0      PIC master, PIC slave, IOAPIC
@@ -15,8 +18,6 @@
  *   "pm"       0      ACPI PM1 registers
  *   "i8042"    0      the controller
  *   "virtio"   slot   device id, PCI config header, transport + queues, device state
- *   "disk-id"  index  (snapshots, optional) the image's size, mtime, header crc: a
- *                     restore refuses a disk that differs (cfg->disk_ident)
  *   (migration adds "ram" sections, migrate.c)
  *
  * The config section comes first; every other section is loaded into a VM that

@@ -731,7 +731,7 @@ static int cmd_receive(int argc, char **argv)
 	if (rc)
 		return rc;
 	rc = 1;
-	if (ctx.a.transport == API_MIGRATE_TCP || o.psk) {
+	if (ctx.a.transport == API_MIGRATE_TCP) {
 		ctx.server = mig_tls_new(o.psk, true);
 		if (!ctx.server)
 			goto out_common;

@@ -33,8 +33,9 @@
  *        logging off, disk images reopened, devices restarted, vCPUs resumed if
  *        we paused them, throttle 0: the guest goes on as if nothing happened
  *
- * The channel: TCP needs a pre-shared key on both sides (--migrate-psk; TLS 1.3,
- * migrate_tls.h); a Unix socket (mode 0600) may go without. Names are never
+ * The channel: TCP is always TLS 1.3 with the pre-shared key both sides hold
+ * (--migrate-psk, migrate_tls.h); a Unix socket (mode 0600, this host only) is
+ * plain. Names are never
  * resolved here (plinth ctl resolves them: the resolver is outside our filter).
  *
  * The destination (migrate_listen, then migrate_receive on its first VM): its VM
@@ -517,7 +518,7 @@ static void *migrate_thread(void *arg)
 		ret = fd;
 		goto out;
 	}
-	if (vmm->tls) {
+	if (a->transport == API_MIGRATE_TCP) { /* vmm->tls: checked by migrate_start */
 		tls = mig_tls_handshake(vmm->tls, fd, st.error, sizeof(st.error));
 		if (!tls) {
 			ret = -ECONNREFUSED;

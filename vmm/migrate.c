@@ -6,7 +6,8 @@
  * The stream:  header | "config" | "ram"... (rounds) | "ram"... (final) |
  *              "cpu".. "irqchip" "pit" "clock" "serial" "pm" "i8042" "virtio".. |
  *              "end" (counts + whole-stream crc)
- * then the destination answers one byte, MIG_ACK, once all of it checked out.
+ * then the destination answers one byte: MIG_ACK once all of it checked out, or
+ * MIG_NACK when it refused the stream (best effort: it may just close).
  *
  * Source state machine (migration thread; vmm->mig.status in brackets):
  *
@@ -87,6 +88,7 @@
 
 #define PAGE		4096u
 #define MIG_ACK		0x41    /* 'A': the destination took the whole stream */
+#define MIG_NACK	0x4e    /* 'N': the destination refused it and will not run the guest */
 #define MIG_MAX_ROUNDS	30
 #define MIG_RUN_MAX	(1u << 20) /* bytes of pages in one "ram" section */
 #define MIG_IO_TIMEOUT	20       /* seconds without progress: the peer is gone */
@@ -624,6 +626,14 @@ static void *migrate_thread(void *arg)
 	/* The destination checks the whole stream, then acks (invariant 1). */
 	errno = 0;
 	ret = tls ? mig_tls_recv(tls, &ack, 1) : read(fd, &ack, 1) == 1 ? 0 : -EIO;
+	if (!ret && ack == MIG_NACK) {
+		/* A refusal is certain: the destination will not run the guest. */
+		end_sent = false;
+		ret = -ECONNREFUSED;
+		snprintf(st.error, sizeof(st.error), "the destination refused the stream (its "
+			 "log says why)");
+		goto out_dirty;
+	}
 	if (ret || ack != MIG_ACK) {
 		ret = -ECONNABORTED;
 		snprintf(st.error, sizeof(st.error),
@@ -820,6 +830,7 @@ int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *t
 	char err[API_ERROR_MAX];
 	struct state_io io;
 	uint8_t ack = MIG_ACK;
+	bool refused = true;
 	int fd, ret;
 	uint64_t t0;
 
@@ -873,6 +884,7 @@ int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *t
 		goto out_reader;
 	}
 	/* Everything checked (invariant 1): confirm, then this side runs the guest. */
+	refused = false; /* a failed ack may have gone out: never a NACK after it */
 	errno = 0;
 	ret = conn ? mig_tls_send(conn, &ack, 1) : write(fd, &ack, 1) == 1 ? 0 : -EIO;
 	if (ret) {
@@ -883,6 +895,15 @@ int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *t
 	log_info("migration received in %llu ms", (unsigned long long)(now_ms() - t0));
 out_reader:
 	state_reader_free(r);
+	if (ret && refused) {
+		/* Best effort: tell the source for sure, so it need not wait paused. */
+		uint8_t nack = MIG_NACK;
+
+		if (conn)
+			mig_tls_send(conn, &nack, 1);
+		else if (write(fd, &nack, 1) != 1)
+			log_debug("cannot tell the source: %s", strerror(errno));
+	}
 out_tls:
 	mig_tls_close(conn);
 out_close:

@@ -47,9 +47,9 @@ echo "hvc $boot" >/dev/hvc0
 echo "ready $boot"
 if [ $boot = 1 ]; then sleep 8; printf rebooted | dd of=/dev/vda conv=notrunc,fsync 2>/dev/null; reboot -f; fi
 i=0; while :; do i=$((i+1)); echo "count $i"; sleep 1; done'
-machine() { # TAP VSOCK: the same machine on every side, its files named here
+machine() { # TAP VSOCK: the same machine on every side (the guest's MAC too), its files named here
 	echo --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
-		--disk "path=$dir/disk.raw,format=raw" --net "tap=$1" \
+		--disk "path=$dir/disk.raw,format=raw" --net "tap=$1,mac=52:54:00:12:34:56" \
 		--console "virtio,path=$dir/hvc" --rng --vsock "cid=3,socket=$dir/$2"
 }
 # 5 device I/O threads, a vCPU, main, the API's.
@@ -91,7 +91,8 @@ ip netns exec $ns "$BUILD/plinth" ctl --api-socket "$dir/b.sock" migrate --to tc
 	>/dev/null || fail "migrate to tcp:localhost refused"
 end=$((SECONDS + 120))
 while kill -0 $b 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.5; done
-kill -0 $b 2>/dev/null && { ctl "$dir/b.sock" info; fail "the source did not finish migrating"; }
+kill -0 $b 2>/dev/null &&
+	{ ctl "$dir/b.sock" info; tail -n 5 "$dir/c.out"; fail "the source did not finish migrating"; }
 wait $b
 rc=$?
 [ $rc = 0 ] || { tail -n 5 "$dir/b.out"; fail "the source exited $rc (a name killed it before)"; }

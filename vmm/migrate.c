@@ -820,6 +820,24 @@ static int accept_source(int lfd, int sfd, int *signo)
 	return fd;
 }
 
+/*
+ * After a NACK: let the source read it. Closing with its last bytes unread would
+ * answer with a reset, which may overtake the NACK; so stop writing, and read
+ * (and drop) what still comes until the source closes, for at most 2 s.
+ */
+static void drain_source(int fd)
+{
+	uint64_t end = now_ms() + 2000;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char buf[4096];
+
+	shutdown(fd, SHUT_WR);
+	while (now_ms() < end) {
+		if (poll(&p, 1, (int)(end - now_ms())) <= 0 || read(fd, buf, sizeof(buf)) <= 0)
+			break;
+	}
+}
+
 int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *tls,
 		    struct vm *vm, int sfd, int *signo)
 {
@@ -903,6 +921,7 @@ out_reader:
 			mig_tls_send(conn, &nack, 1);
 		else if (write(fd, &nack, 1) != 1)
 			log_debug("cannot tell the source: %s", strerror(errno));
+		drain_source(fd);
 	}
 out_tls:
 	mig_tls_close(conn);

@@ -1,7 +1,9 @@
 # Migration trusts only the operator and the cluster's key: a destination with
 # another key refuses the source at the TLS handshake, one built from other
-# options (--cpus) refuses the stream with one line, receive will not listen on
-# TCP without a key, and the source goes on in both cases. A destination that
+# options (--cpus) refuses the stream with one line, one whose device refuses its
+# state at the stream's end (another vsock CID) says so (the source rolls back for
+# sure), receive will not listen on TCP without a key, and the source goes on in
+# every case. A destination that
 # takes the whole stream and never confirms leaves the source paused with the
 # outcome "unknown" (it may run the guest) until the operator takes it back with
 # resume.
@@ -17,8 +19,10 @@ key "$dir/other"
 truncate -s 4M "$dir/disk.raw"
 machine="--kernel $GUEST/vmlinuz --initrd $GUEST/initramfs.cpio.gz --memory 256M"
 machine="$machine --disk path=$dir/disk.raw,format=raw"
+# vsock(SOCK, CID): a device whose state the destination checks at the end of the stream.
+vsock() { echo "--vsock cid=$2,socket=$dir/$1"; }
 cmd='i=0; while :; do i=$((i+1)); echo "count $i"; sleep 0.5; done'
-"$BUILD/plinth" run $machine --cmdline "$(guest_cmdline "$cmd")" --migrate-psk "$dir/key" \
+"$BUILD/plinth" run $machine $(vsock va.sock 3) --cmdline "$(guest_cmdline "$cmd")" --migrate-psk "$dir/key" \
 	--api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
 a=$!
 pids+=($a)
@@ -40,12 +44,12 @@ still_counting() {
 }
 
 # No key, no TCP.
-"$BUILD/plinth" receive --listen tcp:47320 $machine </dev/null >"$dir/r0.out" 2>&1
+"$BUILD/plinth" receive --listen tcp:47320 $machine $(vsock v47320.sock 3) </dev/null >"$dir/r0.out" 2>&1
 [ $? = 2 ] || fail "receive on TCP without a key should be a usage error"
 expect_in "$dir/r0.out" 'needs --migrate-psk' "no key: no clear line"
 
 # Another key: refused at the handshake.
-"$BUILD/plinth" receive --listen tcp:47321 $machine --migrate-psk "$dir/other" \
+"$BUILD/plinth" receive --listen tcp:47321 $machine $(vsock v47321.sock 3) --migrate-psk "$dir/other" \
 	</dev/null >"$dir/r1.out" 2>&1 &
 r1=$!
 pids+=($r1)
@@ -59,7 +63,7 @@ echo "other key: $(grep 'migration refused' "$dir/r1.out")"
 still_counting
 
 # Another machine (--cpus 2): the stream's config is refused, the source goes on.
-"$BUILD/plinth" receive --listen tcp:47322 $machine --cpus 2 --migrate-psk "$dir/key" \
+"$BUILD/plinth" receive --listen tcp:47322 $machine $(vsock v47322.sock 3) --cpus 2 --migrate-psk "$dir/key" \
 	</dev/null >"$dir/r2.out" 2>&1 &
 r2=$!
 pids+=($r2)
@@ -72,6 +76,23 @@ expect_in "$dir/r2.out" 'the saved VM has 1 vCPUs, this one 2 \(--cpus\)' "--cpu
 [ "$(grep -c . "$dir/r2.out")" -le 2 ] || { cat "$dir/r2.out"; fail "more than the line"; }
 grep -q 'init started' "$dir/r2.out" && fail "the mismatched destination booted a guest"
 echo "mismatch: $(grep 'refused' "$dir/r2.out")"
+still_counting
+
+# A destination that refuses late (the vsock's CID, in the device state at the stream's
+# end): it says so, and the source rolls back for sure instead of waiting paused.
+"$BUILD/plinth" receive --listen tcp:47323 $machine $(vsock v3.sock 4) --migrate-psk "$dir/key" \
+	</dev/null >"$dir/r3.out" 2>&1 &
+r3=$!
+pids+=($r3)
+sleep 1
+ctl "$dir/a.sock" migrate --to tcp:127.0.0.1:47323 >/dev/null || fail "migrate (other CID) not started"
+wait_status failed
+wait $r3
+[ $? = 1 ] || fail "the destination with another CID did not exit 1"
+expect_in "$dir/r3.out" 'migration refused' "other CID: no clear line"
+ctl "$dir/a.sock" info | grep -q 'the destination refused the stream' ||
+	{ ctl "$dir/a.sock" info; fail "other CID: the source does not say the destination refused"; }
+echo "late refusal: $(grep 'migration refused' "$dir/r3.out")"
 still_counting
 
 # A destination that reads everything and never acks: the outcome is unknown.

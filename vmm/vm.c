@@ -463,11 +463,14 @@ static int vm_setup_kvm(struct vm *vm)
 }
 
 /* Fixed machine resources and the built-in devices, all through the registry. */
-/* Run by each device I/O thread before its first request (virtio_pci_set_thread_hook). */
+/*
+ * Run by each device I/O thread before its first request (virtio_pci_set_thread_hook):
+ * arg is its kind, SANDBOX_IO, or SANDBOX_IO_CONNECT for the one device that
+ * connects out (vsock).
+ */
 static int worker_sandbox(void *arg)
 {
-	(void)arg;
-	return sandbox_seccomp_install(SANDBOX_IO);
+	return sandbox_seccomp_install((enum sandbox_thread)(intptr_t)arg);
 }
 
 static int vm_setup_devices(struct vm *vm)
@@ -555,7 +558,9 @@ static int vm_setup_devices(struct vm *vm)
 		 * from its first request whoever spawned it.
 		 */
 		if (vm->cfg->seccomp)
-			virtio_pci_set_thread_hook(vm->virtio[vm->nr_virtio], worker_sandbox, NULL);
+			virtio_pci_set_thread_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
+						   (void *)(intptr_t)(d->kind == VM_DEV_VSOCK ?
+								      SANDBOX_IO_CONNECT : SANDBOX_IO));
 		vm->nr_virtio++;
 	}
 	return 0;

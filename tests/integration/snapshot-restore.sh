@@ -1,6 +1,6 @@
 # Snapshot a 2-vCPU guest that runs a counter on vCPU 0 and appends numbered
-# records to its virtio disk from vCPU 1, kill the VMM, restore (paused, then
-# resumed through the API) and see both go on from where they were, with no new
+# records to its virtio disk from vCPU 1, kill the VMM, restore (jailed, paused,
+# then resumed through the API) and see both go on from where they were, with no new
 # boot, and the image hold every record in order. Then a damaged snapshot, one
 # from another format version, one whose disk moved on since (the restored guest
 # wrote it) and one restored onto another machine (--cpus) are refused with a
@@ -45,15 +45,20 @@ wait $pid 2>/dev/null
 pid=
 echo "snapshot at count $n: state $(stat -c %s "$dir/snap/state") bytes, memory $(du -k "$dir/snap/memory" | cut -f1) KiB on disk"
 
-# Restore paused: nothing runs until resume.
+# Restore paused, jailed: nothing runs until resume; the snapshot is read as 65534 in
+# its own root, under the filters.
 out=$dir/console2
+mkdir "$dir/jail"
 t0=$(date +%s.%N)
-"$BUILD/plinth" restore --from "$dir/snap" "${machine[@]}" --api-socket "$sock" --paused </dev/null >"$out" 2>&1 &
+"$BUILD/plinth" restore --from "$dir/snap" "${machine[@]}" --api-socket "$sock" --paused \
+	--jail "$dir/jail" --uid 65534 --gid 65534 </dev/null >"$out" 2>&1 &
 pid=$!
 end=$((SECONDS + 60))
 while [ $SECONDS -lt $end ] && ! ctl info >/dev/null 2>&1; do sleep 0.2; done
 ctl info | grep -q '"state": *"paused"' || { ctl info; cat "$out"; fail "restore --paused: not paused"; }
 ctl info | grep -q '"restored": *true' || fail "info: not marked restored"
+awk '$1 == "Uid:" && $2 == 65534 { u = 1 } $1 == "Seccomp:" && $2 == 2 { s = 1 } END { exit !(u && s) }' \
+	/proc/$pid/status || { grep -E 'Uid|Seccomp' /proc/$pid/status; fail "the restore is not jailed and filtered"; }
 ctl info | grep -q '"vcpus": *2' || fail "info: not 2 vCPUs after restore"
 sleep 2
 grep -q 'count' "$out" && { cat "$out"; fail "the guest ran while paused after restore"; }

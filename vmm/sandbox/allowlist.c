@@ -5,7 +5,7 @@
  * A kind's allowlist is a list of sections; a section groups the syscalls one
  * purpose needs and says why. Everything not listed traps (seccomp.c).
  *
- *   section    main vcpu  io  api   purpose
+ *   section    main vcpu  io  api   purpose (io-connect: io + connect)
  *   base        x    x    x    x    glibc's own needs: memory, futexes, time, signals, exit
  *   spawn       x              x    creating threads (pthread_create)
  *   nospawn          x    x         pthread_create refused with EPERM (not trapped)
@@ -13,7 +13,8 @@
  *   kvm-vcpu    x                   vCPU state ioctls (CPUID, MSRs, registers...): main only
  *   kvm-irq     x    x    x    x    interrupt injection
  *   evloop      x         x    x    epoll/poll, eventfds, Unix sockets, non-blocking fds
- *   io          x         x    x    disk I/O, vsock connect, tap offloads, console queries
+ *   io          x         x    x    disk I/O, tap offloads, console queries
+ *   connect     x                   vsock's guest-initiated connections (io-connect only)
  *   api         x              x    libmicrohttpd: listen/accept, select, socket options
  *   control     x              x    the control ops (run on the API thread): snapshot
  *                                   files, migration sockets, dirty log, hotplugged images
@@ -269,12 +270,17 @@ static const struct sc_rule io_rules[] = {
 	ALLOW(ftruncate, "images that grow (qcow2 and others allocating clusters)"),
 	ALLOW_BITS(newfstatat, 3, AT_EMPTY_PATH, AT_EMPTY_PATH,
 		   "fstat() of glibc (with AT_EMPTY_PATH only)"),
-	ALLOW(connect, "vsock: guest-initiated connections to PATH_<port>"),
 	ALLOW_IN(ioctl, 1, ioctl_tty_query, "console size and mode"),
 	ALLOW_IN(ioctl, 1, ioctl_tun_runtime, "virtio-net offload renegotiation"),
 	ALLOW_IN(ioctl, 1, ioctl_blk, "virtio-blk on block devices"),
 };
 SECTION(io, io_rules);
+
+/* Only the device that needs it: no other I/O thread connects anywhere. */
+static const struct sc_rule connect_rules[] = {
+	ALLOW(connect, "vsock: guest-initiated connections to PATH_<port>"),
+};
+SECTION(connect, connect_rules);
 
 static const struct sc_rule api_rules[] = {
 	ALLOW(select, "libmicrohttpd's default poller"),
@@ -329,14 +335,17 @@ SECTION(setup, setup_rules);
 /* ---- kinds ----------------------------------------------------------------------- */
 
 static const struct sc_section *const main_sections[] = {
-	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io, &sec_api,
-	&sec_control, &sec_setup,
+	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io,
+	&sec_connect, &sec_api, &sec_control, &sec_setup,
 };
 static const struct sc_section *const vcpu_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq,
 };
 static const struct sc_section *const io_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io,
+};
+static const struct sc_section *const io_connect_sections[] = {
+	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io, &sec_connect,
 };
 /*
  * The API thread parses requests and answers them; every op that changes the VM is
@@ -352,6 +361,7 @@ static const struct sc_policy policies[SANDBOX_NR_KINDS] = {
 	[SANDBOX_VCPU] = { vcpu_sections, ARRAY_SIZE(vcpu_sections) },
 	[SANDBOX_IO] = { io_sections, ARRAY_SIZE(io_sections) },
 	[SANDBOX_API] = { api_sections, ARRAY_SIZE(api_sections) },
+	[SANDBOX_IO_CONNECT] = { io_connect_sections, ARRAY_SIZE(io_connect_sections) },
 };
 
 const struct sc_policy *sc_policy_of(enum sandbox_thread kind)

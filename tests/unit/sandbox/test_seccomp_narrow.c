@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The allowlist entries of issue 23: the ioctls a guest reboot with --net needs on
- * the main thread (TUNSETSNDBUF), and vCPU threads narrowed to running (no CPUID,
- * MSR or register writes). Each case forks a child that installs a kind's filter;
+ * the main thread (TUNSETSNDBUF), vCPU threads narrowed to running (no CPUID, MSR
+ * or register writes), connect only on the vsock's I/O thread. Each case forks a child that installs a kind's filter;
  * an allowed ioctl on /dev/null reaches the kernel (ENOTTY), a forbidden one kills
  * the child with SIGSYS and one line naming it.
  */
@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -131,12 +133,40 @@ static void test_vcpu_cannot_change_its_cpu(void **state)
 	}
 }
 
+/* connect: only the vsock's I/O thread (io-connect) may; any other I/O thread dies. */
+static int body_connect(void *arg)
+{
+	enum sandbox_thread kind = (enum sandbox_thread)(intptr_t)arg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/nonexistent/plinth" };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || sandbox_seccomp_install(kind))
+		return 100;
+	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == ENOENT, 1);
+	return 0;
+}
+
+static void test_connect_only_vsock(void **state)
+{
+	(void)state;
+	assert_int_equal(run_child(body_connect, (void *)(intptr_t)SANDBOX_IO_CONNECT, &res), 0);
+	expect_exit0();
+	assert_int_equal(run_child(body_connect, (void *)(intptr_t)SANDBOX_MAIN, &res), 0);
+	expect_exit0();
+	assert_int_equal(run_child(body_connect, (void *)(intptr_t)SANDBOX_IO, &res), 0);
+	if (!child_killed(&res, SIGSYS) ||
+	    !strstr(res.err, "(io filter) made a forbidden syscall: connect"))
+		fail_msg("connect on a plain I/O thread: status %#x, stderr: %s", res.status,
+			 res.err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tap_setup_on_main),
 		cmocka_unit_test(test_vcpu_runs),
 		cmocka_unit_test(test_vcpu_cannot_change_its_cpu),
+		cmocka_unit_test(test_connect_only_vsock),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -68,6 +68,7 @@ struct vmm {
 	atomic_bool mig_cancel;
 	struct api_migrate_args mig_args;
 	struct mig_tls *tls;      /* --migrate-psk: the source's TLS context, or NULL (not owned) */
+	char lease_owner[160];    /* this process in disk leases (vmm/lease.h), set at start-up */
 };
 
 int vmm_init(struct vmm *vmm, struct vm_config *cfg);
@@ -108,11 +109,12 @@ int migrate_listen(const struct api_migrate_args *a);
  * cfg->restore and cfg->incoming), inside the jail and the filters: wait for one
  * source on lfd (closed here) or a termination signal on sfd (-EINTR, *signo
  * set); handshake when tls is not NULL; check the stream's config against
- * vm->cfg; load RAM and every device; take the disk images over; ack. The VM is
+ * vm->cfg; load RAM and every device; take the disk images over and record
+ * lease_owner in their leases (vmm/lease.h); ack. The VM is
  * then ready to run. 0 or -errno, said why in one line.
  */
 struct mig_tls;
 int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *tls,
-		    struct vm *vm, int sfd, int *signo);
+		    struct vm *vm, const char *lease_owner, int sfd, int *signo);
 
 #endif

@@ -23,6 +23,7 @@
 #include "sandbox.h"
 #include "util.h"
 #include "control.h"
+#include "lease.h"
 #include "migrate_tls.h"
 #include "vm.h"
 #include "vmstate.h"
@@ -276,6 +277,9 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 	int rc = 1, signo = 0, api_fd = -1, ret;
 
 	vmm->cfg = cfg;
+	/* This process now runs the guest on its disks (a destination: once it has them). */
+	if (!cfg->incoming)
+		lease_take(cfg, vmm->lease_owner);
 	if (cfg->api_socket) {
 		/* Outside any jail or filter: it stats, unlinks and chmods by path. */
 		api_fd = api_listen(cfg->api_socket);
@@ -559,6 +563,9 @@ static int start_common(struct cmd_opts *o, struct vmm *vmm, int *sfd, struct mi
 	if (vmm_init(vmm, &o->cfg))
 		goto out_sfd;
 	vmm->tls = *client;
+	/* Now: the host name needs uname, which the filters refuse. */
+	if (lease_owner_self(vmm->lease_owner, sizeof(vmm->lease_owner)))
+		snprintf(vmm->lease_owner, sizeof(vmm->lease_owner), "pid=%d", (int)getpid());
 	/* The kernel, the initrd and /dev/kvm stay open across resets (and the jail). */
 	if (vm_open_files(&o->cfg))
 		goto out_vmm;
@@ -679,6 +686,7 @@ static int cmd_restore(int argc, char **argv)
 /* A migration's destination: its first VM, built from the command line, received. */
 struct receive_ctx {
 	int lfd;
+	const char *lease_owner;
 	struct api_migrate_args a;
 	struct mig_tls *server;
 	int signo;
@@ -688,7 +696,7 @@ static int receive_first(void *opaque, struct vm *vm, int sfd)
 {
 	struct receive_ctx *c = opaque;
 	struct vm_config *cfg = (struct vm_config *)vm->cfg;
-	int ret = migrate_receive(c->lfd, &c->a, c->server, vm, sfd, &c->signo);
+	int ret = migrate_receive(c->lfd, &c->a, c->server, vm, c->lease_owner, sfd, &c->signo);
 
 	c->lfd = -1; /* closed by migrate_receive */
 	cfg->restore = false;  /* a guest reset boots afresh, */
@@ -743,6 +751,7 @@ static int cmd_receive(int argc, char **argv)
 	o.cfg.restore = true;
 	o.cfg.incoming = true;
 	vmm.restored = true;
+	ctx.lease_owner = vmm.lease_owner;
 	rc = run_loop(&vmm, &o.cfg, false, sfd, &o.jail, receive_first, &ctx);
 	if (ctx.lfd >= 0)
 		close(ctx.lfd);

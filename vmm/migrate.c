@@ -61,6 +61,9 @@
  *     unlocked for their sizes, the source lets go of them once its I/O threads
  *     have stopped, and the destination reopens them, locked and with fresh
  *     metadata, before it acks. A source that gets no ack takes them back.
+ *  5. Across hosts, where flock may not hold, the disks' leases (lease.h) say who
+ *     runs the guest: the destination writes its own before it acks, and a source
+ *     whose outcome is unknown takes the guest back only while they still name it.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -80,6 +83,7 @@
 #include <netinet/tcp.h>
 
 #include "control.h"
+#include "lease.h"
 #include "log.h"
 #include "migrate_tls.h"
 #include "util.h"
@@ -748,6 +752,12 @@ int migrate_take_back(struct vmm *vmm, struct vm *vm, char *err, size_t errlen)
 	int ret;
 
 	migrate_join(vmm);
+	/* The destination records itself on the disks before it acks (invariant 5). */
+	ret = lease_check(vm->cfg, vmm->lease_owner, err, errlen);
+	if (ret) {
+		log_warn("cannot take the guest back: %s", err);
+		return ret;
+	}
 	ret = vm_disks_acquire(vm, MIG_DISK_WAIT_MS);
 	if (ret) {
 		snprintf(err, errlen, "cannot take the guest back: its disk images are held "
@@ -839,7 +849,7 @@ static void drain_source(int fd)
 }
 
 int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *tls,
-		    struct vm *vm, int sfd, int *signo)
+		    struct vm *vm, const char *lease_owner, int sfd, int *signo)
 {
 	struct state_section_loader loaders[16];
 	struct timeval tv = { .tv_sec = MIG_IO_TIMEOUT };
@@ -901,6 +911,8 @@ int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *t
 		log_error("migration refused: cannot take over the disk images");
 		goto out_reader;
 	}
+	/* Before the ack: a source that lost it sees the disks moved (invariant 5). */
+	lease_take(vm->cfg, lease_owner);
 	/* Everything checked (invariant 1): confirm, then this side runs the guest. */
 	refused = false; /* a failed ack may have gone out: never a NACK after it */
 	errno = 0;

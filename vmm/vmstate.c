@@ -666,7 +666,7 @@ int vm_disk_ident_of(const char *spec, struct vm_disk_ident *id)
 	memset(id, 0, sizeof(*id));
 	if (!buf)
 		return -ENOMEM;
-	ret = virtio_blk_spec_path(spec, &path);
+	ret = virtio_blk_spec_path(spec, &path, NULL);
 	if (ret)
 		goto out_free;
 	fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -576,18 +576,29 @@ int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 	return blk_create(bus, mem, spec, false, out);
 }
 
-int virtio_blk_spec_path(const char *spec, char **path)
+int virtio_blk_spec_path(const char *spec, char **path, bool *readonly)
 {
 	char *v[ARRAY_SIZE(keys)];
+	bool ro = false;
 	int r = spec_parse("--disk", spec, keys, ARRAY_SIZE(keys), NULL, v);
 
 	*path = NULL;
 	if (r)
 		return r;
+	if (v[2] && spec_bool("--disk", "readonly", v[2], &ro))
+		r = -EINVAL;
+	if (readonly)
+		*readonly = ro;
 	*path = v[0];
 	v[0] = NULL;
 	spec_free(v, ARRAY_SIZE(keys));
-	return *path ? 0 : -EINVAL;
+	if (!r && !*path)
+		r = -EINVAL;
+	if (r) {
+		free(*path);
+		*path = NULL;
+	}
+	return r;
 }
 
 int virtio_blk_create_incoming(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,

@@ -277,9 +277,6 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 	int rc = 1, signo = 0, api_fd = -1, ret;
 
 	vmm->cfg = cfg;
-	/* This process now runs the guest on its disks (a destination: once it has them). */
-	if (!cfg->incoming)
-		lease_take(cfg, vmm->lease_owner);
 	if (cfg->api_socket) {
 		/* Outside any jail or filter: it stats, unlinks and chmods by path. */
 		api_fd = api_listen(cfg->api_socket);
@@ -297,6 +294,12 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 		}
 		if (!confined) {
 			confined = true;
+			/*
+			 * The images are open and locked: this process runs the guest on them
+			 * now (a destination: once it took them over). By path, before the jail.
+			 */
+			if (!cfg->incoming)
+				lease_take(cfg, vmm->lease_owner);
 			ret = confine(vmm, cfg, jail, api_fd, &api);
 			api_fd = -1; /* confine() took it, on failure too */
 			if (ret) {

@@ -40,10 +40,12 @@ truncate -s 4M "$dir/disk.raw"
 # builds from its own command line.
 od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/key"
 chmod 600 "$dir/key"
+# (the command line too: a reset of a received guest boots with the destination's own).
 machine=(--kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 512M --cpus 2
-	--disk "path=$dir/disk.raw,format=raw" --migrate-psk "$dir/key")
+	--disk "path=$dir/disk.raw,format=raw" --migrate-psk "$dir/key"
+	--cmdline "$(guest_cmdline "$cmd")")
 "$BUILD/plinth" run "${machine[@]}" \
-	--cmdline "$(guest_cmdline "$cmd")" --api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
+	--api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
 a=$!
 pids+=($a)
 wait_in "$dir/a.out" $a 'count 3[[:space:]]'
@@ -65,6 +67,8 @@ wait_in "$dir/b.out" $b "disk $((m + 2))[[:space:]]" 60
 ctl "$dir/b.sock" info | grep -q '"vcpus": *2' || fail "B: info does not say 2 vCPUs"
 grep -q "init started" "$dir/b.out" && { head -c 3000 "$dir/b.out"; cat "$dir/b.err"; fail "B booted the guest instead of receiving it"; }
 echo "tcp: $(grep 'migration completed' "$dir/a.err")"
+# B recorded itself as the disk's owner before it acked.
+grep -q " pid=$b " "$dir/disk.raw.lease" || { cat "$dir/disk.raw.lease"; fail "the disk's lease does not name B"; }
 ctl "$dir/b.sock" info | grep -q '"restored": *true' || fail "B: info does not say received"
 
 # B -> C over a Unix socket.

@@ -6,7 +6,7 @@
 # every case. A destination that
 # takes the whole stream and never confirms leaves the source paused with the
 # outcome "unknown" (it may run the guest) until the operator takes it back with
-# resume.
+# resume, which is refused while the disk's lease names another owner.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
 dir=$(mktemp -d -p /run 2>/dev/null || mktemp -d)
@@ -129,10 +129,19 @@ sleep 3
 ctl "$dir/a.sock" snapshot --to "$dir/snap" >/dev/null 2>"$dir/snap.err" && fail "a snapshot in the unknown state"
 expect_in "$dir/snap.err" 'outcome is unknown' "snapshot in the unknown state: no clear line"
 echo "unknown: $(cat "$dir/fake.out"); $(grep -o 'outcome unknown: no confirmation[^(]*' "$dir/a.err")"
+# Had the destination taken the disk over (it records itself in the disk's lease before
+# it acks), taking the guest back would be refused.
+grep -q " pid=$a " "$dir/disk.raw.lease" || { cat "$dir/disk.raw.lease"; fail "the lease does not name the source"; }
+cp "$dir/disk.raw.lease" "$dir/lease.mine"
+echo "other-host pid=1 start=1" >"$dir/disk.raw.lease"
+ctl "$dir/a.sock" resume >/dev/null 2>"$dir/resume.err" && fail "taken back while the disk is leased elsewhere"
+expect_in "$dir/resume.err" "leased to 'other-host pid=1 start=1'" "lease elsewhere: no clear line"
+echo "leased elsewhere: $(cat "$dir/resume.err")"
+cp "$dir/lease.mine" "$dir/disk.raw.lease"
 # The operator knows the destination does not run it: take it back.
 ctl "$dir/a.sock" resume >/dev/null || fail "take back (resume) failed"
 wait_in "$dir/a.out" $a "count $((n + 2))[[:space:]]" 30
 ctl "$dir/a.sock" info | grep -q 'taken back' || fail "info does not say the guest was taken back"
 kill -TERM $a
 wait $a
-echo "ok: no key, other key, other machine refused; no ack -> paused, unknown, taken back"
+echo "ok: no key, other key, other machine, late refusal; no ack -> paused, unknown, lease checked, taken back"

@@ -75,6 +75,7 @@ n=$(last_num "$dir/a.out" count)
 
 # restore: the same machine options; the devices' I/O threads start as the state loads.
 ip netns exec $ns "$BUILD/plinth" restore --from "$dir/snap" $(machine st0 vb.sock) \
+	--cmdline "$(guest_cmdline "$cmd")" \
 	--migrate-psk "$dir/key" --api-socket "$dir/b.sock" </dev/null >"$dir/b.out" 2>&1 &
 b=$!
 pids+=($b)
@@ -83,6 +84,7 @@ check_threads $b "restore" $want
 
 # receive over TCP with TLS, the source told a host name.
 ip netns exec $ns "$BUILD/plinth" receive --listen tcp:47311 $(machine st1 vc.sock) \
+	--cmdline "$(guest_cmdline "$cmd")" \
 	--migrate-psk "$dir/key" --api-socket "$dir/c.sock" </dev/null >"$dir/c.out" 2>&1 &
 c=$!
 pids+=($c)

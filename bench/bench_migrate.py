@@ -170,11 +170,19 @@ def plinth_migrate(guest):
     r = Run()
     try:
         sock = r.path("api.sock")
+        # TCP migrations are TLS 1.3 with the cluster's key; the destination builds the
+        # same machine from its own options.
+        key = r.path("key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex())
+        os.chmod(key, 0o600)
         src = r.start(B.vmm_cmd("plinth", mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
-                                extra=["--api-socket", sock]), "a")
+                                extra=["--api-socket", sock, "--migrate-psk", key]), "a")
         wait_until(lambda: (last_count(r.path("a.out")) or 0) >= 3, 300, "the source guest's count 3", [src])
         port = free_port()
-        dst = r.start([B.PLINTH, "receive", "--listen", "tcp:127.0.0.1:%d" % port], "b")
+        machine = B.vmm_cmd("plinth", mem=MIG_MEM, cpus=MIG_CPUS, run=guest)[2:]
+        dst = r.start([B.PLINTH, "receive", "--listen", "tcp:127.0.0.1:%d" % port,
+                       "--migrate-psk", key] + machine, "b")
         wait_until(lambda: listening(port), 60, "plinth receive listening", [dst])
         st, doc = http_unix(sock, "POST", "/v1/vm/migrate",
                             {"to": "tcp:127.0.0.1:%d" % port, "downtime_ms": DOWNTIME_MS})

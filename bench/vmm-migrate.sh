@@ -29,11 +29,15 @@ wait_line() { # FILE REGEX SECONDS
 
 plinth_migrate() { # NAME CMD
 	local a b
+	# TCP migrations are TLS 1.3 with the cluster's key; both sides build the same machine.
+	od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/key"
+	chmod 600 "$dir/key"
 	"$BUILD/plinth" run --kernel "$K" --initrd "$I" --memory 512M --cmdline "$(guest_cmdline "$2")" \
-		--api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
+		--migrate-psk "$dir/key" --api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
 	a=$!; pids+=($a)
 	wait_line "$dir/a.out" 'count 3' 120 || { echo "$1: plinth guest did not start"; return; }
-	"$BUILD/plinth" receive --listen tcp:127.0.0.1:47200 </dev/null >"$dir/b.out" 2>&1 &
+	"$BUILD/plinth" receive --listen tcp:127.0.0.1:47200 --kernel "$K" --initrd "$I" --memory 512M \
+		--migrate-psk "$dir/key" </dev/null >"$dir/b.out" 2>&1 &
 	b=$!; pids+=($b)
 	sleep 1
 	"$BUILD/plinth" ctl --api-socket "$dir/a.sock" migrate --to tcp:127.0.0.1:47200 >/dev/null
@@ -91,7 +95,8 @@ restore_time() { # MEMORY
 	"$BUILD/plinth" ctl --api-socket "$dir/r.sock" snapshot --to "$dir/snap" >/dev/null
 	kill -9 $a; wait $a 2>/dev/null
 	t0=${EPOCHREALTIME/./}
-	"$BUILD/plinth" restore --from "$dir/snap" --api-socket "$dir/r2.sock" --paused </dev/null >"$dir/r2.out" 2>&1 &
+	"$BUILD/plinth" restore --from "$dir/snap" --kernel "$K" --initrd "$I" --memory "$1" \
+		--api-socket "$dir/r2.sock" --paused </dev/null >"$dir/r2.out" 2>&1 &
 	r=$!; pids+=($r)
 	until "$BUILD/plinth" ctl --api-socket "$dir/r2.sock" info >/dev/null 2>&1; do sleep 0.01; done
 	t1=${EPOCHREALTIME/./}

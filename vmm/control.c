@@ -112,6 +112,13 @@ int vmm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
 		goto out_abort;
 	}
 	ret = vm_state_save_config(vm->cfg, w);
+	/*
+	 * Before the devices' state, so that a restore checks the disks before any device
+	 * can start on them (a request completing after this makes a restore refuse the
+	 * disk: a false refusal, never a corruption).
+	 */
+	if (!ret)
+		ret = vm_state_save_disk_idents(vm->cfg, w);
 	if (!ret)
 		ret = vm_state_save(vm, w);
 	if (!ret)
@@ -144,6 +151,17 @@ out_abort:
 
 /* ---- requests to the main thread ---- */
 
+/* The last migration sent everything and got no answer: the guest must stay paused. */
+static bool mig_unknown(struct vmm *vmm)
+{
+	bool u;
+
+	pthread_mutex_lock(&vmm->lock);
+	u = vmm->mig.status == MIG_UNKNOWN;
+	pthread_mutex_unlock(&vmm->lock);
+	return u;
+}
+
 void vmm_service(void *opaque, struct vm *vm)
 {
 	struct vmm *vmm = opaque;
@@ -169,6 +187,11 @@ void vmm_service(void *opaque, struct vm *vm)
 			seterr(err, sizeof(err), "the VM is already paused");
 		break;
 	case VMM_REQ_RESUME:
+		if (mig_unknown(vmm)) {
+			/* The operator says the destination does not run it: take it back. */
+			ret = migrate_take_back(vmm, vm, err, sizeof(err));
+			break;
+		}
 		ret = vm_resume(vm);
 		if (ret == -EALREADY)
 			seterr(err, sizeof(err), "the VM is not paused");
@@ -247,6 +270,8 @@ static const char *mig_status_name(enum mig_status s)
 		return "active";
 	case MIG_COMPLETED:
 		return "completed";
+	case MIG_UNKNOWN:
+		return "unknown";
 	default:
 		return "failed"; /* cancelled too: the error says so */
 	}
@@ -315,6 +340,13 @@ static int op_info(void *opaque, struct api_reply *reply)
 /* Refuse what a running migration forbids: 409. */
 static int not_while_migrating(struct vmm *vmm, struct api_reply *reply, const char *what)
 {
+	/* resume is how the operator takes the guest back; pause changes nothing. */
+	if (mig_unknown(vmm) && strcmp(what, "pause") && strcmp(what, "resume")) {
+		snprintf(reply->error, sizeof(reply->error), "cannot %s: the last migration's "
+			 "outcome is unknown (the destination may run the guest); stop this VM, or "
+			 "take the guest back with resume", what);
+		return -EBUSY;
+	}
 	if (!migrating(vmm))
 		return 0;
 	snprintf(reply->error, sizeof(reply->error), "cannot %s during a migration", what);
@@ -369,6 +401,9 @@ static int op_migrate(void *opaque, const struct api_migrate_args *args, struct 
 		snprintf(reply->error, sizeof(reply->error), "a migration is already running");
 		return -EALREADY;
 	}
+	ret = not_while_migrating(vmm, reply, "migrate");
+	if (ret)
+		return ret;
 	ret = vmm_call(vmm, VMM_REQ_MIGRATE, args, reply);
 	if (!ret)
 		reply->accepted = true;

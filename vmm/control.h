@@ -29,7 +29,8 @@
 enum vmm_req { VMM_REQ_NONE, VMM_REQ_PAUSE, VMM_REQ_RESUME, VMM_REQ_SHUTDOWN, VMM_REQ_RESET,
 	       VMM_REQ_SNAPSHOT, VMM_REQ_MIGRATE };
 
-enum mig_status { MIG_NONE, MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED };
+enum mig_status { MIG_NONE, MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED,
+		  MIG_UNKNOWN /* final state sent, no ack: the guest stays paused here */ };
 
 /* A migration's figures, as printed and returned by the API. */
 struct mig_stats {
@@ -66,6 +67,8 @@ struct vmm {
 	bool mig_running;         /* a thread to join */
 	atomic_bool mig_cancel;
 	struct api_migrate_args mig_args;
+	struct mig_tls *tls;      /* --migrate-psk: the source's TLS context, or NULL (not owned) */
+	char lease_owner[160];    /* this process in disk leases (vmm/lease.h), set at start-up */
 };
 
 int vmm_init(struct vmm *vmm, struct vm_config *cfg);
@@ -90,12 +93,28 @@ int migrate_start(struct vmm *vmm, struct vm *vm, const struct api_migrate_args 
 /* Stop (if running) and join the migration thread (main thread). */
 void migrate_join(struct vmm *vmm);
 /*
- * The destination: listen at uri, accept one source, read the stream and build
- * the VM. On success *vm is ready to run (vCPUs not started), *saved owns its
- * config, and the ack has been sent. 0 or -errno, said why.
+ * After a migration whose outcome is unknown (MIG_UNKNOWN), on the operator's
+ * word that the destination does not run the guest (API resume): take the disk
+ * images back (refused while another process holds them), restart the devices,
+ * resume the vCPUs. 0 or -errno with the reason in err (main thread).
  */
-struct vm_saved_config;
-int migrate_receive(const char *uri, struct vm_config *base, struct vm_saved_config *saved,
-		    struct vm **vm);
+int migrate_take_back(struct vmm *vmm, struct vm *vm, char *err, size_t errlen);
+/*
+ * The destination, before the jail and the filters: bind and listen on a (a Unix
+ * socket gets mode 0600). The fd, or -errno after one line.
+ */
+int migrate_listen(const struct api_migrate_args *a);
+/*
+ * The destination, on its first VM (built from its own command line, with
+ * cfg->restore and cfg->incoming), inside the jail and the filters: wait for one
+ * source on lfd (closed here) or a termination signal on sfd (-EINTR, *signo
+ * set); handshake when tls is not NULL; check the stream's config against
+ * vm->cfg; load RAM and every device; take the disk images over and record
+ * lease_owner in their leases (vmm/lease.h); ack. The VM is
+ * then ready to run. 0 or -errno, said why in one line.
+ */
+struct mig_tls;
+int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *tls,
+		    struct vm *vm, const char *lease_owner, int sfd, int *signo);
 
 #endif

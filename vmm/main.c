@@ -23,6 +23,8 @@
 #include "sandbox.h"
 #include "util.h"
 #include "control.h"
+#include "lease.h"
+#include "migrate_tls.h"
 #include "vm.h"
 #include "vmstate.h"
 #include "api/api.h"
@@ -34,22 +36,21 @@
 #define DEFAULT_CMDLINE "console=ttyS0"
 
 static const char usage_text[] =
-	"Usage: plinth run --kernel PATH [--initrd PATH] [--cmdline STRING] [--cpus N]\n"
-	"                  [--memory SIZE] [--no-reboot] [--api-socket PATH]\n"
-	"                  [--disk SPEC]... [--net SPEC]... [--console virtio[,path=FILE]]\n"
-	"                  [--rng] [--vsock cid=N,socket=PATH] [--seccomp=on|off]\n"
-	"                  [--jail DIR --uid N --gid N [--jail-chroot] [--jail-nofile N]\n"
-	"                   [--jail-nproc N] [--jail-fsize SIZE]]\n"
-	"       plinth restore --from DIR [--api-socket PATH] [--paused] [--seccomp=on|off]\n"
-	"       plinth receive --listen tcp:HOST:PORT|unix:PATH [--api-socket PATH]\n"
-	"                      [--seccomp=on|off]\n"
+	"Usage: plinth run --kernel PATH [MACHINE OPTIONS]\n"
+	"       plinth restore --from DIR --kernel PATH [MACHINE OPTIONS] [--paused]\n"
+	"       plinth receive --listen tcp:[HOST:]PORT|unix:PATH --kernel PATH\n"
+	"                      [MACHINE OPTIONS] [--migrate-psk FILE]\n"
 	"       plinth ctl --api-socket PATH info|pause|resume|shutdown|reset|\n"
 	"                  snapshot --to DIR|migrate --to URI [--downtime-ms N]\n"
 	"       plinth --help | --version\n"
 	"\n"
 	"Run one virtual machine on KVM, booting a Linux kernel with its console on\n"
-	"this terminal (COM1). Press Ctrl-A x to quit.\n"
+	"this terminal (COM1). Press Ctrl-A x to quit. restore and receive build the\n"
+	"machine from the same options as run (the devices are theirs, never taken from\n"
+	"the snapshot or the stream, which must describe the same machine) and load\n"
+	"its state into it once jailed and filtered.\n"
 	"\n"
+	"MACHINE OPTIONS:\n"
 	"  --kernel PATH       bzImage or ELF vmlinux to boot (required)\n"
 	"  --initrd PATH       initial ramdisk\n"
 	"  --cmdline STRING    kernel command line (default \"" DEFAULT_CMDLINE "\")\n"
@@ -69,6 +70,8 @@ static const char usage_text[] =
 	"  --rng               a virtio entropy source (getrandom)\n"
 	"  --vsock cid=N,socket=PATH\n"
 	"                      virtio vsock; the host side is the Unix socket PATH\n"
+	"  --migrate-psk FILE  the cluster's migration key (64..128 hex digits, mode\n"
+	"                      600): migrations over TCP use TLS 1.3 with it, both ways\n"
 	"  --seccomp=on|off    per-thread seccomp filters (default on; off for debugging)\n"
 	"  --jail DIR          after opening everything, make DIR the root (new mount\n"
 	"                      namespace) and drop to --uid/--gid with no capabilities\n"
@@ -78,6 +81,11 @@ static const char usage_text[] =
 	"  --jail-nofile N     RLIMIT_NOFILE in the jail (default 4096)\n"
 	"  --jail-nproc N      RLIMIT_NPROC in the jail\n"
 	"  --jail-fsize SIZE   RLIMIT_FSIZE in the jail (above the largest image)\n"
+	"\n"
+	"  --from DIR          restore: the snapshot (its disks must be unchanged since)\n"
+	"  --paused            restore: do not run the vCPUs until `ctl resume`\n"
+	"  --listen tcp:PORT   receive: wait on 127.0.0.1:PORT (tcp:HOST:PORT for another\n"
+	"                      address; TCP needs --migrate-psk), or unix:PATH (mode 600)\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
 
@@ -250,13 +258,21 @@ out_close:
 }
 
 /*
- * Run VMs until the guest or the user stops it: first (restored or received, may
- * be NULL) then fresh ones after each guest reset. Serves the control API for the
- * whole run and confines the process (jail may be NULL) before the first VM runs.
- * Closes the files cfg keeps open (vm_open_files). Returns the exit status.
+ * Loads the first VM (restore, receive) once the process is confined: returns 0 to
+ * run it, or the exit status.
  */
-static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bool paused,
-		    int sfd, const struct jail_cfg *jail)
+typedef int first_vm_fn(void *opaque, struct vm *vm, int sfd);
+
+/*
+ * Run VMs until the guest or the user stops it, re-creating the VM after each
+ * guest reset. Serves the control API for the whole run and confines the process
+ * (jail may be NULL) after the first VM is built and before anything from outside
+ * (a snapshot, a migration stream) is read: then first(opaque, vm, sfd), if given,
+ * fills that VM. Closes the files cfg keeps open (vm_open_files). Returns the exit
+ * status.
+ */
+static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd,
+		    const struct jail_cfg *jail, first_vm_fn *first, void *opaque)
 {
 	struct term term = { .fd = -1 };
 	struct api_server *api = NULL;
@@ -267,24 +283,26 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bo
 	if (cfg->api_socket) {
 		/* Outside any jail or filter: it stats, unlinks and chmods by path. */
 		api_fd = api_listen(cfg->api_socket);
-		if (api_fd < 0) {
-			if (first)
-				vm_destroy(first);
+		if (api_fd < 0)
 			goto out_files;
-		}
 	}
 	for (;;) {
-		struct vm *vm = first ? first : vm_create(cfg);
+		struct vm *vm = vm_create(cfg);
 		enum vm_exit why;
 		char msg[sizeof(vm->exit_msg)];
 
-		first = NULL;
 		if (!vm) {
 			rc = 1;
 			break;
 		}
 		if (!confined) {
 			confined = true;
+			/*
+			 * The images are open and locked: this process runs the guest on them
+			 * now (a destination: once it took them over). By path, before the jail.
+			 */
+			if (!cfg->incoming)
+				lease_take(cfg, vmm->lease_owner);
 			ret = confine(vmm, cfg, jail, api_fd, &api);
 			api_fd = -1; /* confine() took it, on failure too */
 			if (ret) {
@@ -293,6 +311,11 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, struct vm *first, bo
 				break;
 			}
 			cfg->kvm_fd = vm->kvm_fd; /* kept for the next VM (vm_destroy leaves it) */
+			rc = first ? first(opaque, vm, sfd) : 0;
+			if (rc) {
+				vm_destroy(vm);
+				break;
+			}
 		}
 		if (paused)
 			atomic_store(&vm->pause_req, true); /* vCPUs park before running */
@@ -341,11 +364,29 @@ out_files:
 	return rc;
 }
 
-static int cmd_run(int argc, char **argv)
+enum cmd_kind { CMD_RUN, CMD_RESTORE, CMD_RECEIVE };
+
+/* What the command line of run, restore or receive asks for (one table for all three). */
+struct cmd_opts {
+	struct vm_config cfg;
+	struct jail_cfg jail;
+	enum log_level level;
+	const char *from;   /* restore --from DIR */
+	bool paused;        /* restore --paused */
+	const char *listen; /* receive --listen URI */
+	const char *psk;    /* --migrate-psk FILE */
+};
+
+/*
+ * Parse the options of kind into o. Returns -1 to go on, 0 after --help, 2 after one
+ * line on a usage error. restore and receive take the same machine options as run
+ * (their VM is built from them; the saved state is only checked against it).
+ */
+static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts *o)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
 	       OPT_API_SOCKET, OPT_DISK, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_VSOCK, OPT_SECCOMP,
-	       OPT_JAIL };
+	       OPT_JAIL, OPT_PSK, OPT_FROM, OPT_PAUSED, OPT_LISTEN };
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -368,11 +409,20 @@ static int cmd_run(int argc, char **argv)
 		{ "jail-nofile", required_argument, NULL, OPT_JAIL },
 		{ "jail-nproc", required_argument, NULL, OPT_JAIL },
 		{ "jail-fsize", required_argument, NULL, OPT_JAIL },
+		{ "migrate-psk", required_argument, NULL, OPT_PSK },
+		{ "from", required_argument, NULL, OPT_FROM },     /* restore */
+		{ "paused", no_argument, NULL, OPT_PAUSED },       /* restore */
+		{ "listen", required_argument, NULL, OPT_LISTEN }, /* receive */
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct vm_config cfg = {
+	struct vm_config *cfg = &o->cfg;
+	int longindex = 0, c;
+	uint64_t v;
+
+	memset(o, 0, sizeof(*o));
+	*cfg = (struct vm_config){
 		.cmdline = DEFAULT_CMDLINE,
 		.cpus = 1,
 		.memory = DEFAULT_MEMORY,
@@ -385,58 +435,68 @@ static int cmd_run(int argc, char **argv)
 		.kernel_fd = -1,
 		.initrd_fd = -1,
 	};
-	struct jail_cfg jail = { 0 };
-	int longindex = 0;
-	enum log_level level = LOG_WARN;
-	uint64_t v, host_mem;
-	struct vmm vmm;
-	int c, sfd, rc;
-
+	o->level = LOG_WARN;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "vh", opts, &longindex)) != -1) {
+		if ((c == OPT_FROM || c == OPT_PAUSED) && kind != CMD_RESTORE)
+			return usage_error("--%s is an option of plinth restore", opts[longindex].name);
+		if (c == OPT_LISTEN && kind != CMD_RECEIVE)
+			return usage_error("--listen is an option of plinth receive");
 		switch (c) {
 		case OPT_SECCOMP:
-			if (sandbox_seccomp_parse(optarg, &cfg.seccomp))
+			if (sandbox_seccomp_parse(optarg, &cfg->seccomp))
 				return 2; /* it said why */
 			break;
 		case OPT_JAIL:
-			if (jail_parse_opt(&jail, opts[longindex].name, optarg))
+			if (jail_parse_opt(&o->jail, opts[longindex].name, optarg))
 				return 2;
 			break;
 		case OPT_KERNEL:
-			cfg.kernel = optarg;
+			cfg->kernel = optarg;
 			break;
 		case OPT_INITRD:
-			cfg.initrd = optarg;
+			cfg->initrd = optarg;
 			break;
 		case OPT_CMDLINE:
-			cfg.cmdline = optarg;
+			cfg->cmdline = optarg;
 			break;
 		case OPT_CPUS:
 			if (parse_uint(optarg, 1, VM_MAX_CPUS, &v))
 				return usage_error("--cpus must be a number from 1 to 64, not '%s'",
 						   optarg);
-			cfg.cpus = (unsigned int)v;
+			cfg->cpus = (unsigned int)v;
 			break;
 		case OPT_MEMORY:
 			if (parse_size(optarg, &v) || v < MIN_MEMORY || v % (4 * KiB))
 				return usage_error("--memory must be a size of at least 32M in whole "
 						   "4K pages (e.g. 512M, 2G), not '%s'", optarg);
-			cfg.memory = v;
+			cfg->memory = v;
 			break;
 		case OPT_NO_REBOOT:
-			cfg.no_reboot = true;
+			cfg->no_reboot = true;
 			break;
 		case OPT_API_SOCKET:
-			cfg.api_socket = optarg;
+			cfg->api_socket = optarg;
+			break;
+		case OPT_PSK:
+			o->psk = optarg;
+			break;
+		case OPT_FROM:
+			o->from = optarg;
+			break;
+		case OPT_PAUSED:
+			o->paused = true;
+			break;
+		case OPT_LISTEN:
+			o->listen = optarg;
 			break;
 		case OPT_DISK:
 		case OPT_NET:
 		case OPT_CONSOLE:
 		case OPT_RNG:
 		case OPT_VSOCK: {
-			static const enum vm_device_kind kind[] = {
+			static const enum vm_device_kind dev_kind[] = {
 				[OPT_DISK - OPT_DISK] = VM_DEV_DISK,
 				[OPT_NET - OPT_DISK] = VM_DEV_NET,
 				[OPT_CONSOLE - OPT_DISK] = VM_DEV_CONSOLE,
@@ -444,19 +504,19 @@ static int cmd_run(int argc, char **argv)
 				[OPT_VSOCK - OPT_DISK] = VM_DEV_VSOCK,
 			};
 
-			if (cfg.nr_devices == VM_MAX_DEVICES)
+			if (cfg->nr_devices == VM_MAX_DEVICES)
 				return usage_error("at most %d devices", VM_MAX_DEVICES);
-			cfg.devices[cfg.nr_devices].kind = kind[c - OPT_DISK];
-			cfg.devices[cfg.nr_devices].spec = c == OPT_RNG ? NULL : optarg;
-			cfg.nr_devices++;
+			cfg->devices[cfg->nr_devices].kind = dev_kind[c - OPT_DISK];
+			cfg->devices[cfg->nr_devices].spec = c == OPT_RNG ? NULL : optarg;
+			cfg->nr_devices++;
 			/* hvc0 on this terminal: COM1 keeps the output, not the input. */
 			if (c == OPT_CONSOLE && !strchr(optarg, '='))
-				cfg.console_in = -1;
+				cfg->console_in = -1;
 			break;
 		}
 		case 'v':
-			if (level < LOG_DEBUG)
-				level++;
+			if (o->level < LOG_DEBUG)
+				o->level++;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -469,218 +529,242 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!cfg.kernel)
-		return usage_error("--kernel %s is required", "PATH");
-	if (jail_check(&jail))
+	if (!cfg->kernel)
+		return usage_error("--kernel %s is required%s", "PATH",
+				   kind == CMD_RUN ? "" : " (a guest reset boots it; restore and "
+				   "receive take the same machine options as run)");
+	if (kind == CMD_RESTORE && !o->from)
+		return usage_error("--from %s is required", "DIR");
+	if (kind == CMD_RECEIVE && !o->listen)
+		return usage_error("--listen %s is required", "tcp:[HOST:]PORT|unix:PATH");
+	if (jail_check(&o->jail))
 		return 2;
-	log_set_level(level);
+	cfg->console_escape = isatty(cfg->console_in);
+	return -1;
+}
+
+/* Check the memory size against the host's, open the boot files and the key. 0 or 1. */
+static int start_common(struct cmd_opts *o, struct vmm *vmm, int *sfd, struct mig_tls **client)
+{
+	uint64_t host_mem;
+
+	log_set_level(o->level);
 	host_mem = host_mem_total();
-	if (host_mem && cfg.memory > host_mem) {
+	if (host_mem && o->cfg.memory > host_mem) {
 		log_error("--memory %lluM is more than this host's %lluM of RAM",
-			  (unsigned long long)(cfg.memory / MiB), (unsigned long long)(host_mem / MiB));
+			  (unsigned long long)(o->cfg.memory / MiB),
+			  (unsigned long long)(host_mem / MiB));
 		return 2;
 	}
-	sfd = setup_signals();
-	if (sfd < 0)
-		return 1;
-	cfg.console_escape = isatty(cfg.console_in);
-	if (vmm_init(&vmm, &cfg)) {
-		close(sfd);
-		return 1;
+	*client = NULL;
+	/* Read now: no file can be opened once the jail and the filters are on. */
+	if (o->psk) {
+		*client = mig_tls_new(o->psk, false);
+		if (!*client)
+			return 1;
 	}
+	*sfd = setup_signals();
+	if (*sfd < 0)
+		goto out_tls;
+	if (vmm_init(vmm, &o->cfg))
+		goto out_sfd;
+	vmm->tls = *client;
+	/* Now: the host name needs uname, which the filters refuse. */
+	if (lease_owner_self(vmm->lease_owner, sizeof(vmm->lease_owner)))
+		snprintf(vmm->lease_owner, sizeof(vmm->lease_owner), "pid=%d", (int)getpid());
 	/* The kernel, the initrd and /dev/kvm stay open across resets (and the jail). */
-	if (vm_open_files(&cfg)) {
-		vmm_fini(&vmm);
-		close(sfd);
-		return 1;
-	}
-	rc = run_loop(&vmm, &cfg, NULL, false, sfd, &jail);
-	vmm_fini(&vmm);
+	if (vm_open_files(&o->cfg))
+		goto out_vmm;
+	return 0;
+
+out_vmm:
+	vmm_fini(vmm);
+out_sfd:
+	close(*sfd);
+out_tls:
+	mig_tls_free(*client);
+	return 1;
+}
+
+static void stop_common(struct vmm *vmm, int sfd, struct mig_tls *client)
+{
+	vmm_fini(vmm);
 	close(sfd);
+	mig_tls_free(client);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct mig_tls *client;
+	struct cmd_opts o;
+	struct vmm vmm;
+	int sfd, rc;
+
+	rc = parse_cmd(CMD_RUN, argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	rc = start_common(&o, &vmm, &sfd, &client);
+	if (rc)
+		return rc;
+	rc = run_loop(&vmm, &o.cfg, false, sfd, &o.jail, NULL, NULL);
+	stop_common(&vmm, sfd, client);
 	return rc;
 }
 
-/* plinth restore --from DIR [--api-socket PATH] [--paused] [-v] */
-static int cmd_restore(int argc, char **argv)
-{
-	enum { OPT_FROM = 256, OPT_API_SOCKET, OPT_PAUSED, OPT_SECCOMP };
-	static const struct option opts[] = {
-		{ "from", required_argument, NULL, OPT_FROM },
-		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
-		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
-		{ "paused", no_argument, NULL, OPT_PAUSED },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	enum log_level level = LOG_WARN;
-	struct vm_saved_config saved;
-	struct state_reader *r;
-	const char *from = NULL, *api = NULL;
-	bool paused = false, seccomp = true;
-	int c, sfd, state_fd, mem_fd, rc = 1;
-	struct vmm vmm;
-	struct vm *vm;
+/* A restore's first VM, built from the command line: loaded from the snapshot. */
+struct restore_ctx {
+	const char *from;
+	int state_fd, mem_fd;
+	struct vm_config *cfg;
+};
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_FROM:
-			from = optarg;
-			break;
-		case OPT_API_SOCKET:
-			api = optarg;
-			break;
-		case OPT_PAUSED:
-			paused = true;
-			break;
-		case OPT_SECCOMP:
-			if (sandbox_seccomp_parse(optarg, &seccomp))
-				return 2; /* it said why */
-			break;
-		case 'v':
-			if (level < LOG_DEBUG)
-				level++;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
-		default:
-			return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!from)
-		return usage_error("--from %s is required", "DIR");
-	log_set_level(level);
-	if (state_snapshot_open(from, &state_fd, &mem_fd))
-		return 1; /* said why */
-	sfd = setup_signals();
-	if (sfd < 0)
-		goto out_close;
-	r = state_reader_new_fd(state_fd, "snapshot state");
+static int restore_first(void *opaque, struct vm *vm, int sfd)
+{
+	struct restore_ctx *c = opaque;
+	struct state_reader *r;
+	unsigned int i;
+	int rc = 1;
+
+	(void)sfd;
+	r = state_reader_new_fd(c->state_fd, "snapshot state");
 	if (!r)
-		goto out_sfd;
-	if (vm_state_read_config(r, &saved)) {
-		log_error("cannot restore from %s: %s", from, state_reader_error(r));
+		return 1;
+	if (vm_state_check_config(r, c->cfg) ||
+	    state_reader_load_all(r, vm_state_loaders, vm_state_nr_loaders, vm)) {
+		log_error("cannot restore from %s: %s", c->from, state_reader_error(r));
 		goto out_reader;
 	}
-	saved.cfg.console_in = STDIN_FILENO;
-	saved.cfg.console_out = STDOUT_FILENO;
-	saved.cfg.console_escape = isatty(STDIN_FILENO);
-	saved.cfg.api_socket = api;
-	saved.cfg.restore = true;
-	saved.cfg.restore_memory_fd = mem_fd;
-	saved.cfg.seccomp = seccomp;
-	if (vmm_init(&vmm, &saved.cfg))
-		goto out_config;
-	vm = vm_create(&saved.cfg);
-	if (!vm)
-		goto out_vmm;
-	if (state_reader_load_all(r, vm_state_loaders, vm_state_nr_loaders, vm)) {
-		log_error("cannot restore from %s: %s", from, state_reader_error(r));
-		vm_destroy(vm);
-		goto out_vmm;
-	}
+	/* A disk whose identity the snapshot did not record was not checked. */
+	for (i = 0; i < c->cfg->nr_devices; i++)
+		if (c->cfg->devices[i].kind == VM_DEV_DISK && c->cfg->disk_ident[i].known)
+			log_warn("disk %u: the snapshot recorded no identity of its image: not "
+				 "checked", i + 1);
 	vm_resync_irqs(vm);
-	state_reader_free(r);
-	r = NULL;
-	close(mem_fd); /* the mapping keeps the file */
-	mem_fd = -1;
-	saved.cfg.restore = false; /* a guest reset boots afresh */
-	saved.cfg.restore_memory_fd = -1;
-	vmm.restored = true;
-	rc = run_loop(&vmm, &saved.cfg, vm, paused, sfd, NULL);
-out_vmm:
-	vmm_fini(&vmm);
-out_config:
-	vm_saved_config_free(&saved);
+	rc = 0;
 out_reader:
 	state_reader_free(r);
-out_sfd:
-	close(sfd);
-out_close:
-	close(state_fd);
-	if (mem_fd >= 0)
-		close(mem_fd);
+	close(c->mem_fd); /* the mapping keeps the file */
+	c->mem_fd = -1;
+	c->cfg->restore = false; /* a guest reset boots afresh */
+	c->cfg->restore_memory_fd = -1;
+	c->cfg->disk_ident = NULL;
 	return rc;
 }
 
-/* plinth receive --listen tcp:HOST:PORT|unix:PATH [--api-socket PATH] [-v] */
+/* plinth restore --from DIR --kernel PATH [machine options as run] [--paused] */
+static int cmd_restore(int argc, char **argv)
+{
+	struct vm_disk_ident ident[VM_MAX_DEVICES];
+	struct restore_ctx ctx = { .state_fd = -1, .mem_fd = -1 };
+	struct mig_tls *client;
+	struct cmd_opts o;
+	struct vmm vmm;
+	unsigned int i;
+	int sfd, rc;
+
+	rc = parse_cmd(CMD_RESTORE, argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	/* The disks' identities now, before any guest could write them. */
+	memset(ident, 0, sizeof(ident));
+	for (i = 0; i < o.cfg.nr_devices; i++)
+		if (o.cfg.devices[i].kind == VM_DEV_DISK)
+			vm_disk_ident_of(o.cfg.devices[i].spec, &ident[i]);
+	if (state_snapshot_open(o.from, &ctx.state_fd, &ctx.mem_fd))
+		return 1; /* said why */
+	ctx.from = o.from;
+	ctx.cfg = &o.cfg;
+	o.cfg.restore = true;
+	o.cfg.restore_memory_fd = ctx.mem_fd;
+	o.cfg.disk_ident = ident;
+	rc = start_common(&o, &vmm, &sfd, &client);
+	if (!rc) {
+		vmm.restored = true;
+		rc = run_loop(&vmm, &o.cfg, o.paused, sfd, &o.jail, restore_first, &ctx);
+		stop_common(&vmm, sfd, client);
+	}
+	close(ctx.state_fd);
+	if (ctx.mem_fd >= 0)
+		close(ctx.mem_fd);
+	return rc;
+}
+
+/* A migration's destination: its first VM, built from the command line, received. */
+struct receive_ctx {
+	int lfd;
+	const char *lease_owner;
+	struct api_migrate_args a;
+	struct mig_tls *server;
+	int signo;
+};
+
+static int receive_first(void *opaque, struct vm *vm, int sfd)
+{
+	struct receive_ctx *c = opaque;
+	struct vm_config *cfg = (struct vm_config *)vm->cfg;
+	int ret = migrate_receive(c->lfd, &c->a, c->server, vm, c->lease_owner, sfd, &c->signo);
+
+	c->lfd = -1; /* closed by migrate_receive */
+	cfg->restore = false;  /* a guest reset boots afresh, */
+	cfg->incoming = false; /* its disks opened as usual */
+	if (ret == -EINTR && c->signo)
+		return 128 + c->signo;
+	return ret ? 1 : 0;
+}
+
+/* plinth receive --listen URI --kernel PATH [machine options as run] [--migrate-psk FILE] */
 static int cmd_receive(int argc, char **argv)
 {
-	enum { OPT_LISTEN = 256, OPT_API_SOCKET, OPT_SECCOMP };
-	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, OPT_LISTEN },
-		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
-		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct vm_config base = { .console_in = STDIN_FILENO, .console_out = STDOUT_FILENO,
-				  .seccomp = true, .kvm_fd = -1, .kernel_fd = -1, .initrd_fd = -1 };
-	enum log_level level = LOG_WARN;
-	struct vm_saved_config saved;
-	const char *listen_uri = NULL;
-	struct api_migrate_args a;
-	char err[API_ERROR_MAX];
-	int c, sfd, rc = 1;
+	struct receive_ctx ctx = { .lfd = -1 };
+	char err[API_ERROR_MAX], uri[API_PATH_MAX + 32];
+	struct mig_tls *client;
+	struct cmd_opts o;
 	struct vmm vmm;
-	struct vm *vm;
+	unsigned int i;
+	uint64_t port;
+	int sfd, rc;
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_LISTEN:
-			listen_uri = optarg;
-			break;
-		case OPT_API_SOCKET:
-			base.api_socket = optarg;
-			break;
-		case OPT_SECCOMP:
-			if (sandbox_seccomp_parse(optarg, &base.seccomp))
-				return 2; /* it said why */
-			break;
-		case 'v':
-			if (level < LOG_DEBUG)
-				level++;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
-		default:
-			return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
-		}
+	rc = parse_cmd(CMD_RECEIVE, argc, argv, &o);
+	if (rc >= 0)
+		return rc;
+	/* tcp:PORT listens on loopback: another address has to be asked for. */
+	if (!strncmp(o.listen, "tcp:", 4) && !parse_uint(o.listen + 4, 1, 65535, &port)) {
+		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%llu", (unsigned long long)port);
+		o.listen = uri;
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!listen_uri)
-		return usage_error("--listen %s is required", "tcp:HOST:PORT|unix:PATH");
-	if (api_parse_migrate_uri(listen_uri, &a, err, sizeof(err)))
+	if (api_parse_migrate_uri(o.listen, &ctx.a, err, sizeof(err)))
 		return usage_error("--listen: %s", err);
-	log_set_level(level);
-	sfd = setup_signals();
-	if (sfd < 0)
-		return 1;
-	base.console_escape = isatty(STDIN_FILENO);
-	if (vmm_init(&vmm, &base))
-		goto out_sfd;
-	memset(&saved, 0, sizeof(saved));
-	if (migrate_receive(listen_uri, &base, &saved, &vm))
-		goto out_vmm;
-	saved.cfg.restore = false;  /* a guest reset boots afresh, */
-	saved.cfg.incoming = false; /* its disks opened as usual */
+	if (ctx.a.transport == API_MIGRATE_TCP && !o.psk)
+		return usage_error("--listen tcp: needs --migrate-psk FILE (the stream is "
+				   "authenticated and encrypted with TLS)");
+	for (i = 0; o.jail.dir && i < o.cfg.nr_devices; i++)
+		if (o.cfg.devices[i].kind == VM_DEV_DISK)
+			return usage_error("receive --jail cannot take --disk: the images are taken "
+					   "over from the source by path, which the jail hides");
+	rc = start_common(&o, &vmm, &sfd, &client);
+	if (rc)
+		return rc;
+	rc = 1;
+	if (ctx.a.transport == API_MIGRATE_TCP) {
+		ctx.server = mig_tls_new(o.psk, true);
+		if (!ctx.server)
+			goto out_common;
+	}
+	/* Bound before the jail and the filters; the stream is read after them. */
+	ctx.lfd = migrate_listen(&ctx.a);
+	if (ctx.lfd < 0)
+		goto out_tls;
+	o.cfg.restore = true;
+	o.cfg.incoming = true;
 	vmm.restored = true;
-	rc = run_loop(&vmm, &saved.cfg, vm, false, sfd, NULL);
-out_vmm:
-	vmm_fini(&vmm);
-	vm_saved_config_free(&saved);
-out_sfd:
-	close(sfd);
+	ctx.lease_owner = vmm.lease_owner;
+	rc = run_loop(&vmm, &o.cfg, false, sfd, &o.jail, receive_first, &ctx);
+	if (ctx.lfd >= 0)
+		close(ctx.lfd);
+out_tls:
+	mig_tls_free(ctx.server);
+out_common:
+	stop_common(&vmm, sfd, client);
 	return rc;
 }
 

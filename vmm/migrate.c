@@ -6,7 +6,8 @@
  * The stream:  header | "config" | "ram"... (rounds) | "ram"... (final) |
  *              "cpu".. "irqchip" "pit" "clock" "serial" "pm" "i8042" "virtio".. |
  *              "end" (counts + whole-stream crc)
- * then the destination answers one byte, MIG_ACK, once all of it checked out.
+ * then the destination answers one byte: MIG_ACK once all of it checked out, or
+ * MIG_NACK when it refused the stream (best effort: it may just close).
  *
  * Source state machine (migration thread; vmm->mig.status in brackets):
  *
@@ -22,14 +23,32 @@
  *        "end"; wait for the ack
  *   FINAL --ack--> SWITCHED [completed]: vm_request_exit(VM_EXIT_MIGRATED); the
  *        source exits 0 and never runs the guest again
- *   any state --error, cancel, no ack--> ROLLBACK [failed]: dirty logging off,
- *        disk images reopened, devices restarted, vCPUs resumed if we paused them,
- *        throttle 0: the guest goes on as if nothing happened
+ *   FINAL --"end" sent, then no ack (lost, timed out, peer gone)--> UNKNOWN
+ *        [unknown]: the destination may hold the whole stream and run the guest,
+ *        so the source stays paused, its devices stopped and its disk images
+ *        released, and says so; the operator (or the daemon) finds out which side
+ *        runs the guest: `ctl resume` here takes it back (migrate_take_back: the
+ *        images reopened with their locks, devices restarted, vCPUs resumed), or
+ *        this VMM is stopped
+ *   any state before "end" was sent --error, cancel--> ROLLBACK [failed]: dirty
+ *        logging off, disk images reopened, devices restarted, vCPUs resumed if
+ *        we paused them, throttle 0: the guest goes on as if nothing happened
+ *
+ * The channel: TCP is always TLS 1.3 with the pre-shared key both sides hold
+ * (--migrate-psk, migrate_tls.h); a Unix socket (mode 0600, this host only) is
+ * plain. Names are never
+ * resolved here (plinth ctl resolves them: the resolver is outside our filter).
+ *
+ * The destination (migrate_listen, then migrate_receive on its first VM): its VM
+ * is built from its own command line, the socket bound, and the process jailed
+ * and filtered before the first byte of the stream is read; the stream's config
+ * is only checked against that VM (vm_state_check_config).
  *
  * Invariants:
- *  1. The source resumes the guest unless it holds the destination's ack; the
- *     destination runs the guest only after sending it, and sends it only after
- *     the "end" section's counts and whole-stream crc matched.
+ *  1. The source resumes the guest by itself only if the destination cannot hold
+ *     the whole stream ("end" not sent); the destination runs the guest only after
+ *     sending its ack, and sends it only after the "end" section's counts and
+ *     whole-stream crc matched.
  *  2. Pages written by vCPUs are caught by KVM's dirty log; pages written by our
  *     devices (buffers and used rings, which KVM cannot see) are caught by
  *     guest_mem_mark_dirty() in virtq_push/fill/flush, into slot->dev_dirty. Both
@@ -42,6 +61,9 @@
  *     unlocked for their sizes, the source lets go of them once its I/O threads
  *     have stopped, and the destination reopens them, locked and with fresh
  *     metadata, before it acks. A source that gets no ack takes them back.
+ *  5. Across hosts, where flock may not hold, the disks' leases (lease.h) say who
+ *     runs the guest: the destination writes its own before it acks, and a source
+ *     whose outcome is unknown takes the guest back only while they still name it.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -50,7 +72,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,13 +83,16 @@
 #include <netinet/tcp.h>
 
 #include "control.h"
+#include "lease.h"
 #include "log.h"
+#include "migrate_tls.h"
 #include "util.h"
 #include "vmstate.h"
 #include "virtio/virtio-pci.h"
 
 #define PAGE		4096u
 #define MIG_ACK		0x41    /* 'A': the destination took the whole stream */
+#define MIG_NACK	0x4e    /* 'N': the destination refused it and will not run the guest */
 #define MIG_MAX_ROUNDS	30
 #define MIG_RUN_MAX	(1u << 20) /* bytes of pages in one "ram" section */
 #define MIG_IO_TIMEOUT	20       /* seconds without progress: the peer is gone */
@@ -98,7 +125,9 @@ static int mig_connect(const struct api_migrate_args *a, char *err, size_t errle
 			goto out_close;
 		}
 	} else {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+		/* Numeric only (migrate_start checked): the resolver is outside our filter. */
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+					  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV }, *res, *ai;
 		char port[8];
 		int gai;
 
@@ -151,7 +180,9 @@ static int mig_listen(const struct api_migrate_args *a)
 		if (fd < 0)
 			return -errno;
 		unlink(a->path); /* a stale socket from an earlier run */
-		if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 1) < 0)
+		/* Only this user may connect: the stream needs no key on a Unix socket. */
+		if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+		    chmod(a->path, 0600) < 0 || listen(fd, 1) < 0)
 			goto out_errno;
 		return fd;
 	} else {
@@ -480,6 +511,9 @@ static void *migrate_thread(void *arg)
 	struct dirty d = { .logging = false };
 	uint64_t t0 = now_ms(), t_pause = 0, bw = 0, prev_dirty = UINT64_MAX;
 	bool paused = false, quiesced = false, released = false, switched = false;
+	bool end_sent = false;
+	struct mig_tls_conn *tls = NULL;
+	struct state_io io;
 	int fd, ret;
 	int64_t n;
 	uint8_t ack;
@@ -490,7 +524,17 @@ static void *migrate_thread(void *arg)
 		ret = fd;
 		goto out;
 	}
-	snd.w = state_writer_new_fd(fd, "migration stream");
+	if (a->transport == API_MIGRATE_TCP) { /* vmm->tls: checked by migrate_start */
+		tls = mig_tls_handshake(vmm->tls, fd, st.error, sizeof(st.error));
+		if (!tls) {
+			ret = -ECONNREFUSED;
+			goto out_close;
+		}
+		mig_tls_io(tls, &io);
+		snd.w = state_writer_new_io(&io, "migration stream");
+	} else {
+		snd.w = state_writer_new_fd(fd, "migration stream");
+	}
 	if (!snd.w) {
 		ret = -ENOMEM;
 		goto out_close;
@@ -579,13 +623,28 @@ static void *migrate_thread(void *arg)
 		ret = state_writer_finish(snd.w);
 	if (ret)
 		goto out_stream;
+	/* From here the destination may hold everything and run the guest (invariant 1). */
+	end_sent = true;
 	st.bytes = state_writer_offset(snd.w);
 	st.pages = snd.pages;
 	/* The destination checks the whole stream, then acks (invariant 1). */
-	if (read(fd, &ack, 1) != 1 || ack != MIG_ACK) {
+	errno = 0;
+	ret = tls ? mig_tls_recv(tls, &ack, 1) : read(fd, &ack, 1) == 1 ? 0 : -EIO;
+	if (!ret && ack == MIG_NACK) {
+		/* A refusal is certain: the destination will not run the guest. */
+		end_sent = false;
+		ret = -ECONNREFUSED;
+		snprintf(st.error, sizeof(st.error), "the destination refused the stream (its "
+			 "log says why)");
+		goto out_dirty;
+	}
+	if (ret || ack != MIG_ACK) {
 		ret = -ECONNABORTED;
 		snprintf(st.error, sizeof(st.error),
-			 "the destination did not confirm the stream (%s)",
+			 "no confirmation from the destination after the final state (%s): it may "
+			 "be running the guest, so this side stays paused with its disks released; "
+			 "find out which side runs it, then stop this VMM or take the guest back "
+			 "with resume",
 			 errno ? strerror(errno) : "closed");
 		goto out_dirty;
 	}
@@ -607,10 +666,18 @@ out_dirty:
 	dirty_stop(vm, &d);
 out_free:
 	state_writer_free(snd.w);
+	mig_tls_close(tls);
 out_close:
 	close(fd);
 out:
 	st.total_ms = now_ms() - t0;
+	if (end_sent && !switched) {
+		/* Never both: the guest stays paused here until someone knows (UNKNOWN). */
+		st.status = MIG_UNKNOWN;
+		log_error("migration outcome unknown: %s", st.error);
+		set_stats(vmm, &st);
+		return NULL;
+	}
 	if (switched) {
 		log_msg(LOG_WARN, "migration completed: total %llu ms, downtime %llu ms, %llu bytes, "
 			"%u rounds", (unsigned long long)st.total_ms,
@@ -641,6 +708,17 @@ int migrate_start(struct vmm *vmm, struct vm *vm, const struct api_migrate_args 
 	int ret;
 
 	migrate_join(vmm); /* a finished one */
+	if (a->transport == API_MIGRATE_TCP && !api_host_numeric(a->host)) {
+		/* getaddrinfo() of a name calls uname and reads /etc: the filter kills us. */
+		snprintf(err, errlen, "'%.100s' is a name: give an IP address (plinth ctl "
+			 "resolves names before it asks)", a->host);
+		return -EINVAL;
+	}
+	if (a->transport == API_MIGRATE_TCP && !vmm->tls) {
+		snprintf(err, errlen, "migration over TCP needs a key: start plinth with "
+			 "--migrate-psk FILE (TLS), or migrate to a unix: socket");
+		return -EINVAL;
+	}
 	if (vm_paused(vm)) {
 		snprintf(err, errlen, "resume the VM before migrating it");
 		return -EBUSY;
@@ -669,6 +747,34 @@ int migrate_start(struct vmm *vmm, struct vm *vm, const struct api_migrate_args 
 	return 0;
 }
 
+int migrate_take_back(struct vmm *vmm, struct vm *vm, char *err, size_t errlen)
+{
+	int ret;
+
+	migrate_join(vmm);
+	/* The destination records itself on the disks before it acks (invariant 5). */
+	ret = lease_check(vm->cfg, vmm->lease_owner, err, errlen);
+	if (ret) {
+		log_warn("cannot take the guest back: %s", err);
+		return ret;
+	}
+	ret = vm_disks_acquire(vm, MIG_DISK_WAIT_MS);
+	if (ret) {
+		snprintf(err, errlen, "cannot take the guest back: its disk images are held "
+			 "elsewhere (the destination runs it?): %s", strerror(-ret));
+		return -EBUSY;
+	}
+	devices_restart(vm);
+	vm_resume(vm);
+	pthread_mutex_lock(&vmm->lock);
+	vmm->mig.status = MIG_FAILED;
+	snprintf(vmm->mig.error, sizeof(vmm->mig.error),
+		 "outcome was unknown; the guest was taken back here by the operator");
+	pthread_mutex_unlock(&vmm->lock);
+	log_warn("migration: the guest was taken back after an unknown outcome");
+	return 0;
+}
+
 void migrate_join(struct vmm *vmm)
 {
 	if (!vmm->mig_running)
@@ -680,71 +786,115 @@ void migrate_join(struct vmm *vmm)
 
 /* ---- the destination ---- */
 
-int migrate_receive(const char *uri, struct vm_config *base, struct vm_saved_config *saved,
-		    struct vm **out)
+int migrate_listen(const struct api_migrate_args *a)
+{
+	int fd = mig_listen(a);
+
+	if (fd < 0) {
+		if (a->transport == API_MIGRATE_UNIX)
+			log_error("cannot listen on unix:%s: %s", a->path, strerror(-fd));
+		else
+			log_error("cannot listen on tcp:%s:%u: %s", a->host, a->port, strerror(-fd));
+	}
+	return fd;
+}
+
+/* Wait for a source on lfd, or a termination signal on sfd. The connection or -errno. */
+static int accept_source(int lfd, int sfd, int *signo)
+{
+	struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+	struct signalfd_siginfo si;
+	int fd;
+
+	for (;;) {
+		if (poll(p, sfd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll: %s", strerror(errno));
+			return -errno;
+		}
+		if (sfd >= 0 && (p[1].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			*signo = (int)si.ssi_signo;
+			log_warn("stopped by %s while waiting for a migration",
+				 strsignal((int)si.ssi_signo));
+			return -EINTR;
+		}
+		if (p[0].revents & POLLIN)
+			break;
+	}
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0) {
+		log_error("accept: %s", strerror(errno));
+		return -errno;
+	}
+	return fd;
+}
+
+/*
+ * After a NACK: let the source read it. Closing with its last bytes unread would
+ * answer with a reset, which may overtake the NACK; so stop writing, and read
+ * (and drop) what still comes until the source closes, for at most 2 s.
+ */
+static void drain_source(int fd)
+{
+	uint64_t end = now_ms() + 2000;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char buf[4096];
+
+	shutdown(fd, SHUT_WR);
+	while (now_ms() < end) {
+		if (poll(&p, 1, (int)(end - now_ms())) <= 0 || read(fd, buf, sizeof(buf)) <= 0)
+			break;
+	}
+}
+
+int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *tls,
+		    struct vm *vm, const char *lease_owner, int sfd, int *signo)
 {
 	struct state_section_loader loaders[16];
-	struct api_migrate_args a;
-	struct state_reader *r;
-	struct vm_config *cfg;
 	struct timeval tv = { .tv_sec = MIG_IO_TIMEOUT };
-	struct vm *vm = NULL;
+	struct mig_tls_conn *conn = NULL;
+	struct state_reader *r;
 	char err[API_ERROR_MAX];
-	int lfd, fd, ret;
+	struct state_io io;
 	uint8_t ack = MIG_ACK;
+	bool refused = true;
+	int fd, ret;
 	uint64_t t0;
 
-	*out = NULL;
-	if (api_parse_migrate_uri(uri, &a, err, sizeof(err))) {
-		log_error("--listen: %s", err);
-		return -EINVAL;
-	}
-	lfd = mig_listen(&a);
-	if (lfd < 0) {
-		log_error("cannot listen on %s: %s", uri, strerror(-lfd));
-		return lfd;
-	}
-	log_info("waiting for a migration on %s", uri);
-	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	ret = -errno;
+	log_info("waiting for a migration");
+	fd = accept_source(lfd, sfd, signo);
 	close(lfd);
-	if (a.transport == API_MIGRATE_UNIX)
-		unlink(a.path);
-	if (fd < 0) {
-		log_error("accept: %s", strerror(-ret));
-		return ret;
-	}
+	if (a->transport == API_MIGRATE_UNIX)
+		unlink(a->path); /* one source only */
+	if (fd < 0)
+		return fd;
 	t0 = now_ms();
 	/* Time out only once the stream has begun: the source may take a while. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (a.transport == API_MIGRATE_TCP)
+	if (a->transport == API_MIGRATE_TCP)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
-	r = state_reader_new_fd(fd, "migration stream");
+	if (tls) {
+		conn = mig_tls_handshake(tls, fd, err, sizeof(err));
+		if (!conn) {
+			log_error("migration refused: %s", err);
+			ret = -EACCES;
+			goto out_close;
+		}
+		mig_tls_io(conn, &io);
+		r = state_reader_new_io(&io, "migration stream");
+	} else {
+		r = state_reader_new_fd(fd, "migration stream");
+	}
 	if (!r) {
 		ret = -ENOMEM;
-		goto out_close;
+		goto out_tls;
 	}
-	ret = vm_state_read_config(r, saved);
+	/* The stream describes the machine; this side built it: they must agree. */
+	ret = vm_state_check_config(r, vm->cfg);
 	if (ret) {
-		log_error("%s", state_reader_error(r));
-		goto out_reader;
-	}
-	cfg = &saved->cfg;
-	cfg->console_in = base->console_in;
-	cfg->console_out = base->console_out;
-	cfg->console_escape = base->console_escape;
-	cfg->api_socket = base->api_socket;
-	cfg->service_fd = base->service_fd;
-	cfg->service = base->service;
-	cfg->service_opaque = base->service_opaque;
-	cfg->seccomp = base->seccomp;
-	cfg->restore = true;
-	cfg->incoming = true;
-	cfg->restore_memory_fd = -1;
-	vm = vm_create(cfg);
-	if (!vm) {
-		ret = -EINVAL;
+		log_error("migration refused: %s", state_reader_error(r));
 		goto out_reader;
 	}
 	memcpy(loaders, vm_state_loaders, vm_state_nr_loaders * sizeof(loaders[0]));
@@ -752,30 +902,41 @@ int migrate_receive(const char *uri, struct vm_config *base, struct vm_saved_con
 	ret = state_reader_load_all(r, loaders, vm_state_nr_loaders + 1, vm);
 	if (ret) {
 		log_error("migration refused: %s", state_reader_error(r));
-		goto out_vm;
+		goto out_reader;
 	}
 	vm_resync_irqs(vm);
 	/* The source let go of the disk images before its last pages (invariant 4). */
 	ret = vm_disks_acquire(vm, MIG_DISK_WAIT_MS);
 	if (ret) {
 		log_error("migration refused: cannot take over the disk images");
-		goto out_vm;
+		goto out_reader;
 	}
+	/* Before the ack: a source that lost it sees the disks moved (invariant 5). */
+	lease_take(vm->cfg, lease_owner);
 	/* Everything checked (invariant 1): confirm, then this side runs the guest. */
-	if (write(fd, &ack, 1) != 1) {
-		ret = -errno;
-		log_error("cannot confirm the migration to the source: %s", strerror(errno));
-		goto out_vm;
+	refused = false; /* a failed ack may have gone out: never a NACK after it */
+	errno = 0;
+	ret = conn ? mig_tls_send(conn, &ack, 1) : write(fd, &ack, 1) == 1 ? 0 : -EIO;
+	if (ret) {
+		log_error("cannot confirm the migration to the source: %s",
+			  strerror(errno ? errno : -ret));
+		goto out_reader;
 	}
 	log_info("migration received in %llu ms", (unsigned long long)(now_ms() - t0));
-	*out = vm;
-	vm = NULL;
-	ret = 0;
-out_vm:
-	if (vm)
-		vm_destroy(vm);
 out_reader:
 	state_reader_free(r);
+	if (ret && refused) {
+		/* Best effort: tell the source for sure, so it need not wait paused. */
+		uint8_t nack = MIG_NACK;
+
+		if (conn)
+			mig_tls_send(conn, &nack, 1);
+		else if (write(fd, &nack, 1) != 1)
+			log_debug("cannot tell the source: %s", strerror(errno));
+		drain_source(fd);
+	}
+out_tls:
+	mig_tls_close(conn);
 out_close:
 	close(fd);
 	return ret;

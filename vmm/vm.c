@@ -463,6 +463,16 @@ static int vm_setup_kvm(struct vm *vm)
 }
 
 /* Fixed machine resources and the built-in devices, all through the registry. */
+/*
+ * Run by each device I/O thread before its first request (virtio_pci_set_thread_hook):
+ * arg is its kind, SANDBOX_IO, or SANDBOX_IO_CONNECT for the one device that
+ * connects out (vsock).
+ */
+static int worker_sandbox(void *arg)
+{
+	return sandbox_seccomp_install((enum sandbox_thread)(intptr_t)arg);
+}
+
 static int vm_setup_devices(struct vm *vm)
 {
 	static const struct res_isa_dev com1 = {
@@ -542,6 +552,15 @@ static int vm_setup_devices(struct vm *vm)
 		ret = fn(vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
 		if (ret)
 			return ret; /* the device said why */
+		/*
+		 * Before anything can start the device: a restore or a migration starts it
+		 * while loading its state, before vm_run(); its I/O thread must be filtered
+		 * from its first request whoever spawned it.
+		 */
+		if (vm->cfg->seccomp)
+			virtio_pci_set_thread_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
+						   (void *)(intptr_t)(d->kind == VM_DEV_VSOCK ?
+								      SANDBOX_IO_CONNECT : SANDBOX_IO));
 		vm->nr_virtio++;
 	}
 	return 0;
@@ -713,13 +732,6 @@ static void vm_stop_threads(struct vm *vm)
 	}
 }
 
-/* Run by each device I/O thread before its first request (virtio_pci_set_thread_hook). */
-static int worker_sandbox(void *arg)
-{
-	(void)arg;
-	return sandbox_seccomp_install(SANDBOX_IO);
-}
-
 static void kick_handler(int sig)
 {
 	(void)sig; /* only interrupts KVM_RUN */
@@ -736,12 +748,11 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 	sigaction(SIGUSR1, &sa, NULL);
 
 	/*
-	 * Device I/O threads, parked until DRIVER_OK, spawned here (after the jail); each
-	 * installs the I/O filter before it carries out its first request.
+	 * Device I/O threads, parked until DRIVER_OK, spawned here (after the jail) unless
+	 * a restore already started them; each installs the I/O filter (the hook set by
+	 * vm_create) before it carries out its first request.
 	 */
 	for (i = 0; i < vm->nr_virtio; i++) {
-		if (vm->cfg->seccomp)
-			virtio_pci_set_thread_hook(vm->virtio[i], worker_sandbox, NULL);
 		ret = virtio_pci_spawn_worker(vm->virtio[i]);
 		if (ret) {
 			vm_request_exit(vm, VM_EXIT_ERROR, "cannot start a device's I/O thread: %s",

@@ -47,6 +47,7 @@ struct vm_device_opt {
 #define VM_MAX_DEVICES 24
 
 struct vm;
+struct vm_disk_ident;
 
 struct vm_config {
 	const char *kernel;     /* path to a bzImage or ELF vmlinux */
@@ -68,6 +69,12 @@ struct vm_config {
 	 */
 	int restore_memory_fd;
 	bool restore;
+	/*
+	 * Restore: the identities of this command line's disks (by device index),
+	 * taken at start-up; the snapshot's "disk-id" sections are checked against
+	 * them and each match clears known. NULL: not checked (migration).
+	 */
+	struct vm_disk_ident *disk_ident;
 	/* A live migration's destination: disk images are opened without their locks
 	 * (the source holds them) until vm_disks_acquire(). */
 	bool incoming;

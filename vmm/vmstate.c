@@ -2,13 +2,18 @@
 #include "vmstate.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 #include <linux/kvm.h>
 
 #include "log.h"
 #include "util.h"
+#include "virtio/devices.h"
 #include "virtio/virtio-pci.h"
 
 #define CFG_STR_MAX 4096     /* bytes in a saved path or command line */
@@ -110,6 +115,47 @@ int vm_state_read_config(struct state_reader *r, struct vm_saved_config *out)
 		cfg->nr_devices++;
 	}
 	return state_reader_end_section(r);
+}
+
+static const char *const dev_opt[] = {
+	[VM_DEV_DISK] = "--disk", [VM_DEV_NET] = "--net", [VM_DEV_CONSOLE] = "--console",
+	[VM_DEV_RNG] = "--rng", [VM_DEV_VSOCK] = "--vsock",
+};
+
+int vm_state_check_config(struct state_reader *r, const struct vm_config *cfg)
+{
+	struct vm_saved_config saved;
+	const struct vm_config *s = &saved.cfg;
+	unsigned int i;
+	int ret = vm_state_read_config(r, &saved);
+
+	if (ret)
+		goto out_free;
+	if (s->cpus != cfg->cpus) {
+		ret = state_reader_fail(r, -EINVAL, "the saved VM has %u vCPUs, this one %u "
+					"(--cpus)", s->cpus, cfg->cpus);
+		goto out_free;
+	}
+	if (s->memory != cfg->memory) {
+		ret = state_reader_fail(r, -EINVAL, "the saved VM has %lluM of memory, this one "
+					"%lluM (--memory)", (unsigned long long)(s->memory / MiB),
+					(unsigned long long)(cfg->memory / MiB));
+		goto out_free;
+	}
+	for (i = 0; i < s->nr_devices || i < cfg->nr_devices; i++) {
+		if (i >= cfg->nr_devices || i >= s->nr_devices ||
+		    s->devices[i].kind != cfg->devices[i].kind) {
+			ret = state_reader_fail(
+				r, -EINVAL, "device %u: the saved VM has %s, this one %s (devices "
+				"must be given in the same order)", i + 1,
+				i < s->nr_devices ? dev_opt[s->devices[i].kind] : "none",
+				i < cfg->nr_devices ? dev_opt[cfg->devices[i].kind] : "none");
+			goto out_free;
+		}
+	}
+out_free:
+	vm_saved_config_free(&saved);
+	return ret;
 }
 
 void vm_saved_config_free(struct vm_saved_config *c)
@@ -605,6 +651,108 @@ out_free:
 	return ret;
 }
 
+/* ---- disk identities (snapshots) ---- */
+
+#define DISK_HEAD 65536u
+
+int vm_disk_ident_of(const char *spec, struct vm_disk_ident *id)
+{
+	uint8_t *buf = malloc(DISK_HEAD);
+	char *path = NULL;
+	struct stat st;
+	ssize_t n;
+	int fd, ret;
+
+	memset(id, 0, sizeof(*id));
+	if (!buf)
+		return -ENOMEM;
+	ret = virtio_blk_spec_path(spec, &path, NULL);
+	if (ret)
+		goto out_free;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto out_free;
+	}
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	n = pread(fd, buf, DISK_HEAD, 0);
+	if (n < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	id->size = (uint64_t)st.st_size;
+	id->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	id->head_crc = (uint32_t)crc32_z(crc32_z(0, NULL, 0), buf, (size_t)n);
+	id->known = true;
+	ret = 0;
+out_close:
+	close(fd);
+out_free:
+	free(path);
+	free(buf);
+	return ret;
+}
+
+int vm_state_save_disk_idents(const struct vm_config *cfg, struct state_writer *w)
+{
+	struct vm_disk_ident id;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < cfg->nr_devices; i++) {
+		if (cfg->devices[i].kind != VM_DEV_DISK)
+			continue;
+		ret = vm_disk_ident_of(cfg->devices[i].spec, &id);
+		if (ret) {
+			log_warn("snapshot: cannot take the identity of disk %u (%s): a restore will "
+				 "not check it", i + 1, strerror(-ret));
+			continue;
+		}
+		state_writer_begin_section(w, "disk-id", i, STATE_SECTION_OPTIONAL);
+		state_put_u64(w, id.size);
+		state_put_u64(w, (uint64_t)id.mtime_ns);
+		state_put_u32(w, id.head_crc);
+		ret = state_writer_end_section(w);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* A restore: the operator's disk (cfg->disk_ident, taken at start) must be the one saved. */
+static int load_disk_id(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	const struct vm_config *cfg = vm->cfg;
+	struct vm_disk_ident *mine;
+	uint64_t size, mtime;
+	uint32_t crc;
+	int ret;
+
+	if ((ret = state_get_u64(r, &size)) || (ret = state_get_u64(r, &mtime)) ||
+	    (ret = state_get_u32(r, &crc)))
+		return ret;
+	if (id >= cfg->nr_devices || cfg->devices[id].kind != VM_DEV_DISK)
+		return state_reader_fail(r, -EINVAL, "no disk at device %u here", id + 1);
+	if (!cfg->disk_ident)
+		return 0; /* a migration: the source hands its disks over (invariant 4) */
+	mine = &cfg->disk_ident[id];
+	if (!mine->known)
+		return state_reader_fail(r, -EINVAL, "disk %u: cannot read its image to check it",
+					 id + 1);
+	if (mine->size != size || (uint64_t)mine->mtime_ns != mtime || mine->head_crc != crc)
+		return state_reader_fail(r, -EINVAL, "disk %u is not the image the snapshot was "
+					 "taken with, or it changed since (%s differs): restoring "
+					 "would corrupt it", id + 1,
+					 mine->head_crc != crc ? "its header" :
+					 mine->size != size    ? "its size" : "its modification time");
+	mine->known = false; /* checked: what is left known was never checked */
+	return 0;
+}
+
 /* ---- all ---- */
 
 int vm_state_save(struct vm *vm, struct state_writer *w)
@@ -640,5 +788,6 @@ const struct state_section_loader vm_state_loaders[] = {
 	{ "pm", load_pm },
 	{ "i8042", load_i8042 },
 	{ "virtio", load_virtio },
+	{ "disk-id", load_disk_id },
 };
 const size_t vm_state_nr_loaders = ARRAY_SIZE(vm_state_loaders);

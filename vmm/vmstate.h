@@ -3,8 +3,12 @@
  * The whole VM's state as sections of the state container (vmm/state/state.h):
  * shared by snapshots (DIR/state) and live migration (the stream).
  *
- *   "config"   0      how to rebuild the machine: kernel, initrd, cmdline, cpus,
- *                     memory, devices (so restore and receive need no options)
+ *   "config"   0      the machine: kernel, initrd, cmdline, cpus, memory, devices;
+ *                     restore and receive build theirs from their own command line
+ *                     and only check it against this (vm_state_check_config)
+ *   "disk-id"  index  (snapshots, optional, right after "config") the image's size,
+ *                     mtime, header crc: a restore refuses a disk that differs
+ *                     (cfg->disk_ident) before any device is loaded
  *   "cpu"      index  regs, sregs, FPU, XSAVE, XCRs, MSRs (KVM_GET_MSR_INDEX_LIST),
  *                     LAPIC, MP state, vCPU events, debug registers
  *   "irqchip"  0      PIC master, PIC slave, IOAPIC
@@ -45,6 +49,36 @@ int vm_state_save_config(const struct vm_config *cfg, struct state_writer *w);
  */
 int vm_state_read_config(struct state_reader *r, struct vm_saved_config *out);
 void vm_saved_config_free(struct vm_saved_config *c);
+/*
+ * Read the "config" section and check it against the machine this side built from
+ * its own command line (restore, receive): the same vCPUs, memory size and
+ * devices, kind by kind in order. Paths, taps and sockets are this side's own and
+ * never taken from the stream. 0, or -EINVAL with one line in state_reader_error
+ * naming the first difference and the option that sets it.
+ */
+int vm_state_check_config(struct state_reader *r, const struct vm_config *cfg);
+
+/*
+ * A disk image's identity when a snapshot is taken, so that a restore refuses a
+ * disk that moved on since (written by a guest that ran on after the snapshot, or
+ * another image at that path): the file's size, its modification time and a
+ * crc32 of its first 64 KiB (the format's header).
+ */
+struct vm_disk_ident {
+	bool known;       /* computed (the file could be read) */
+	uint64_t size;
+	int64_t mtime_ns;
+	uint32_t head_crc;
+};
+
+/* The identity of the image a --disk spec names (by its path=). 0 or -errno. */
+int vm_disk_ident_of(const char *spec, struct vm_disk_ident *id);
+/*
+ * Write one optional "disk-id" section per disk of cfg whose identity can be
+ * taken (id = device index); a disk whose file cannot be read is left out (a
+ * restore then warns that it was not checked). 0 or the writer's error.
+ */
+int vm_state_save_disk_idents(const struct vm_config *cfg, struct state_writer *w);
 
 /* Write every section but "config" and memory. The vCPUs must be paused. 0 or -errno. */
 int vm_state_save(struct vm *vm, struct state_writer *w);

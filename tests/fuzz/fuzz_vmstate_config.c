@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target: the "config" section a snapshot or a migration stream starts
- * with (vm_state_read_config). The input is the section's payload, wrapped here
- * into a container with valid checksums so mutations reach the field parser.
+ * with (vm_state_read_config), and its check against the machine a destination
+ * built from its own command line (vm_state_check_config: a hostile stream naming
+ * other devices, /dev/sda as a disk, more vCPUs). The input is the section's
+ * payload, wrapped here into a container with valid checksums so mutations reach
+ * the field parser.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -73,6 +76,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r) {
 		vm_state_read_config(r, &saved);
 		vm_saved_config_free(&saved);
+		state_reader_free(r);
+	}
+	r = state_reader_new_mem(out, pos, "fuzz");
+	if (r) {
+		/* What this side's command line built: the stream may only match it. */
+		struct vm_config mine = { .cpus = 2, .memory = 512u << 20, .nr_devices = 3 };
+
+		mine.devices[0] = (struct vm_device_opt){ VM_DEV_DISK, "path=/srv/a.qcow2" };
+		mine.devices[1] = (struct vm_device_opt){ VM_DEV_NET, "tap=tap0" };
+		mine.devices[2] = (struct vm_device_opt){ VM_DEV_RNG, NULL };
+		vm_state_check_config(r, &mine);
 		state_reader_free(r);
 	}
 	free(out);

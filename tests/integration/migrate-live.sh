@@ -36,9 +36,16 @@ cmd='echo "cpus $(cat /sys/devices/system/cpu/online)"; taskset -p 1 $$ >/dev/nu
 taskset 2 sh -c '"'"'j=0; while :; do j=$((j+1)); printf "disk %010d\n" $j | dd of=/dev/vda bs=16 seek=$j conv=notrunc,fsync 2>/dev/null && echo "disk $j"; sleep 0.3; done'"'"' &
 i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 conv=notrunc 2>/dev/null; echo "count $i"; sleep 0.2; done'
 truncate -s 4M "$dir/disk.raw"
-"$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 512M \
-	--cpus 2 --disk "path=$dir/disk.raw,format=raw" \
-	--cmdline "$(guest_cmdline "$cmd")" --api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
+# The cluster's key (TCP migrations are TLS 1.3 with it) and the machine every side
+# builds from its own command line.
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/key"
+chmod 600 "$dir/key"
+# (the command line too: a reset of a received guest boots with the destination's own).
+machine=(--kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 512M --cpus 2
+	--disk "path=$dir/disk.raw,format=raw" --migrate-psk "$dir/key"
+	--cmdline "$(guest_cmdline "$cmd")")
+"$BUILD/plinth" run "${machine[@]}" \
+	--api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
 a=$!
 pids+=($a)
 wait_in "$dir/a.out" $a 'count 3[[:space:]]'
@@ -46,7 +53,7 @@ wait_in "$dir/a.out" $a 'disk 3[[:space:]]'
 expect_in "$dir/a.out" 'cpus 0-1' "the guest does not see 2 CPUs"
 
 # A -> B over TCP.
-"$BUILD/plinth" receive --listen tcp:127.0.0.1:47111 --api-socket "$dir/b.sock" \
+"$BUILD/plinth" receive --listen tcp:127.0.0.1:47111 "${machine[@]}" --api-socket "$dir/b.sock" \
 	</dev/null >"$dir/b.out" 2>"$dir/b.err" &
 b=$!
 pids+=($b)
@@ -60,10 +67,12 @@ wait_in "$dir/b.out" $b "disk $((m + 2))[[:space:]]" 60
 ctl "$dir/b.sock" info | grep -q '"vcpus": *2' || fail "B: info does not say 2 vCPUs"
 grep -q "init started" "$dir/b.out" && { head -c 3000 "$dir/b.out"; cat "$dir/b.err"; fail "B booted the guest instead of receiving it"; }
 echo "tcp: $(grep 'migration completed' "$dir/a.err")"
+# B recorded itself as the disk's owner before it acked.
+grep -q " pid=$b " "$dir/disk.raw.lease" || { cat "$dir/disk.raw.lease"; fail "the disk's lease does not name B"; }
 ctl "$dir/b.sock" info | grep -q '"restored": *true' || fail "B: info does not say received"
 
 # B -> C over a Unix socket.
-"$BUILD/plinth" receive --listen "unix:$dir/mig.sock" --api-socket "$dir/c.sock" \
+"$BUILD/plinth" receive --listen "unix:$dir/mig.sock" "${machine[@]}" --api-socket "$dir/c.sock" \
 	</dev/null >"$dir/c.out" 2>"$dir/c.err" &
 c=$!
 pids+=($c)
@@ -77,7 +86,7 @@ wait_in "$dir/c.out" $c "disk $((m + 2))[[:space:]]" 60
 echo "unix: $(grep 'migration completed' "$dir/b.err")"
 
 # C -> D, D killed once bytes flow: C carries on and reports why.
-"$BUILD/plinth" receive --listen tcp:127.0.0.1:47112 </dev/null >"$dir/d.out" 2>"$dir/d.err" &
+"$BUILD/plinth" receive --listen tcp:127.0.0.1:47112 "${machine[@]}" </dev/null >"$dir/d.out" 2>"$dir/d.err" &
 d=$!
 pids+=($d)
 sleep 1

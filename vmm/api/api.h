@@ -135,6 +135,18 @@ int api_parse_request(const char *method, const char *path, const char *body, si
  */
 int api_parse_migrate_uri(const char *uri, struct api_migrate_args *out, char *err, size_t errlen);
 
+/* True if host (brackets removed) is a numeric IPv4 or IPv6 address, not a name. */
+bool api_host_numeric(const char *host);
+
+/*
+ * The client's side of "tcp:NAME:PORT": the VMM never resolves names (its seccomp
+ * filter forbids what the resolver does: uname, /etc/hosts, DNS sockets), so
+ * `plinth ctl migrate` resolves NAME here, in the unfiltered client, and sends
+ * "tcp:ADDR:PORT" ("tcp:[ADDR]:PORT" for IPv6). Other URIs are copied unchanged.
+ * 0, or -EINVAL/-EHOSTUNREACH with a one-line reason in err.
+ */
+int api_resolve_migrate_uri(const char *uri, char *out, size_t outlen, char *err, size_t errlen);
+
 /* True for a valid disk id: 1..31 characters of [A-Za-z0-9_-]. */
 bool api_disk_id_valid(const char *id);
 

@@ -450,7 +450,16 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		REFUSE_OPT(id || path || readonly, "takes only --to and --downtime-ms");
 		REFUSE_OPT(downtime && parse_uint(downtime, 1, API_DOWNTIME_MAX_MS, &dt),
 			   "--downtime-ms must be 1..60000");
-		if (!strncmp(to, "unix:", 5) && to[5] && to[5] != '/') {
+		if (!strncmp(to, "tcp:", 4)) {
+			char why[API_ERROR_MAX];
+
+			/* Names are resolved here: the VMM's filter forbids the resolver. */
+			if (api_resolve_migrate_uri(to, abs, API_PATH_MAX, why, sizeof(why))) {
+				log_error("ctl %s: --to: %s", cmd, why);
+				return -EINVAL;
+			}
+			to = abs;
+		} else if (!strncmp(to, "unix:", 5) && to[5] && to[5] != '/') {
 			/* A relative socket path means relative to where ctl runs. */
 			memcpy(abs, "unix:", 5);
 			REFUSE_OPT(absolute(to + 5, abs + 5, API_PATH_MAX), "--to: path too long");

@@ -6,10 +6,14 @@
  */
 #include "api.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "util.h"
 
@@ -188,6 +192,49 @@ int api_parse_migrate_uri(const char *uri, struct api_migrate_args *out, char *e
 		return 0;
 	snprintf(err, errlen, "%s", e.msg);
 	return -EINVAL;
+}
+
+bool api_host_numeric(const char *host)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+}
+
+int api_resolve_migrate_uri(const char *uri, char *out, size_t outlen, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	struct api_migrate_args a;
+	char addr[INET6_ADDRSTRLEN];
+	int gai, n;
+
+	if (api_parse_migrate_uri(uri, &a, err, errlen))
+		return -EINVAL;
+	if (a.transport != API_MIGRATE_TCP || api_host_numeric(a.host)) {
+		n = snprintf(out, outlen, "%s", uri);
+	} else {
+		gai = getaddrinfo(a.host, NULL, &hints, &res);
+		if (gai) {
+			snprintf(err, errlen, "cannot resolve '%.100s': %s", a.host, gai_strerror(gai));
+			return -EHOSTUNREACH;
+		}
+		gai = getnameinfo(res->ai_addr, res->ai_addrlen, addr, sizeof(addr), NULL, 0,
+				  NI_NUMERICHOST);
+		n = gai ? 0 : snprintf(out, outlen, res->ai_family == AF_INET6 ? "tcp:[%s]:%u"
+								      : "tcp:%s:%u",
+				     addr, a.port);
+		freeaddrinfo(res);
+		if (gai) {
+			snprintf(err, errlen, "cannot resolve '%.100s': %s", a.host, gai_strerror(gai));
+			return -EHOSTUNREACH;
+		}
+	}
+	if (n < 0 || (size_t)n >= outlen) {
+		snprintf(err, errlen, "migration address too long");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* --- Bodies -------------------------------------------------------------------------- */

@@ -5,14 +5,16 @@
  * A kind's allowlist is a list of sections; a section groups the syscalls one
  * purpose needs and says why. Everything not listed traps (seccomp.c).
  *
- *   section    main vcpu  io  api   purpose
+ *   section    main vcpu  io  api   purpose (io-connect: io + connect)
  *   base        x    x    x    x    glibc's own needs: memory, futexes, time, signals, exit
  *   spawn       x              x    creating threads (pthread_create)
  *   nospawn          x    x         pthread_create refused with EPERM (not trapped)
- *   kvm-vcpu    x    x         x    vCPU state ioctls, MSI routes / irqfd / ioeventfd
+ *   kvm-run     x    x              KVM_RUN, register reads, MSI routes / irqfd / ioeventfd
+ *   kvm-vcpu    x                   vCPU state ioctls (CPUID, MSRs, registers...): main only
  *   kvm-irq     x    x    x    x    interrupt injection
  *   evloop      x         x    x    epoll/poll, eventfds, Unix sockets, non-blocking fds
- *   io          x         x    x    disk I/O, vsock connect, tap offloads, console queries
+ *   io          x         x    x    disk I/O, tap offloads, console queries
+ *   connect     x                   vsock's guest-initiated connections (io-connect only)
  *   api         x              x    libmicrohttpd: listen/accept, select, socket options
  *   control     x              x    the control ops (run on the API thread): snapshot
  *                                   files, migration sockets, dirty log, hotplugged images
@@ -78,11 +80,23 @@ static const struct sc_value fcntl_cmds[] = {
 };
 static const struct sc_value fcntl_dup[] = { V(F_DUPFD_CLOEXEC) };
 
-/* Per-vCPU state: running, and saving/restoring it around pause, snapshot, migration. */
+/*
+ * What a vCPU thread itself does: run, and read its registers to explain a
+ * shutdown or a failure. Nothing that changes CPUID, MSRs or registers.
+ */
+static const struct sc_value ioctl_kvm_run[] = {
+	V(KVM_RUN), V(KVM_GET_REGS), V(KVM_GET_SREGS),
+};
+
+/*
+ * Per-vCPU state, saved and restored by the main thread around snapshot, restore and
+ * migration (vCPUs parked) and set up when a reset re-creates the vCPUs: CPUID,
+ * MSRs and the rest. Not on vCPU threads, so a guest-driven exploit of the vCPU
+ * thread cannot rewrite the CPUID or MSRs of a vCPU.
+ */
 static const struct sc_value ioctl_kvm_vcpu[] = {
-	V(KVM_RUN),
-	V(KVM_GET_REGS), V(KVM_SET_REGS),
-	V(KVM_GET_SREGS), V(KVM_SET_SREGS),
+	V(KVM_SET_REGS),
+	V(KVM_SET_SREGS),
 	V(KVM_GET_SREGS2), V(KVM_SET_SREGS2),
 	V(KVM_GET_FPU), V(KVM_SET_FPU),
 	V(KVM_GET_XSAVE), V(KVM_GET_XSAVE2), V(KVM_SET_XSAVE),
@@ -132,7 +146,8 @@ static const struct sc_value ioctl_tty_set[] = { V(TCSETS), V(TCSETSW), V(TCSETS
 
 /* virtio-net: the driver renegotiates offloads at run time. */
 static const struct sc_value ioctl_tun_runtime[] = { V(TUNSETOFFLOAD), V(TUNSETVNETHDRSZ) };
-static const struct sc_value ioctl_tun_setup[] = { V(TUNSETIFF) };
+/* Set when a reset re-creates the VM (tap_open): attach, then no send-buffer limit. */
+static const struct sc_value ioctl_tun_setup[] = { V(TUNSETIFF), V(TUNSETSNDBUF) };
 
 /* virtio-blk on a block device: size, discard, write-zeroes. */
 static const struct sc_value ioctl_blk[] = { V(BLKGETSIZE64), V(BLKDISCARD), V(BLKZEROOUT) };
@@ -199,11 +214,16 @@ static const struct sc_rule nospawn_rules[] = {
 };
 SECTION(nospawn, nospawn_rules);
 
-static const struct sc_rule kvm_vcpu_rules[] = {
-	ALLOW_IN(ioctl, 1, ioctl_kvm_vcpu, "KVM_RUN and the vCPU's state"),
+static const struct sc_rule kvm_run_rules[] = {
+	ALLOW_IN(ioctl, 1, ioctl_kvm_run, "KVM_RUN; registers read to explain an exit"),
 	ALLOW_IN(ioctl, 1, ioctl_kvm_routes, "MSI-X and doorbell programming by the guest"),
 	ALLOW(eventfd2, "irqfd and ioeventfd eventfds wired on guest request"),
 	ALLOW(epoll_ctl, "a queue's kick eventfd added to its device's loop"),
+};
+SECTION(kvm_run, kvm_run_rules);
+
+static const struct sc_rule kvm_vcpu_rules[] = {
+	ALLOW_IN(ioctl, 1, ioctl_kvm_vcpu, "the vCPUs' state: snapshot, restore, migration, reset"),
 };
 SECTION(kvm_vcpu, kvm_vcpu_rules);
 
@@ -250,12 +270,17 @@ static const struct sc_rule io_rules[] = {
 	ALLOW(ftruncate, "images that grow (qcow2 and others allocating clusters)"),
 	ALLOW_BITS(newfstatat, 3, AT_EMPTY_PATH, AT_EMPTY_PATH,
 		   "fstat() of glibc (with AT_EMPTY_PATH only)"),
-	ALLOW(connect, "vsock: guest-initiated connections to PATH_<port>"),
 	ALLOW_IN(ioctl, 1, ioctl_tty_query, "console size and mode"),
 	ALLOW_IN(ioctl, 1, ioctl_tun_runtime, "virtio-net offload renegotiation"),
 	ALLOW_IN(ioctl, 1, ioctl_blk, "virtio-blk on block devices"),
 };
 SECTION(io, io_rules);
+
+/* Only the device that needs it: no other I/O thread connects anywhere. */
+static const struct sc_rule connect_rules[] = {
+	ALLOW(connect, "vsock: guest-initiated connections to PATH_<port>"),
+};
+SECTION(connect, connect_rules);
 
 static const struct sc_rule api_rules[] = {
 	ALLOW(select, "libmicrohttpd's default poller"),
@@ -310,14 +335,17 @@ SECTION(setup, setup_rules);
 /* ---- kinds ----------------------------------------------------------------------- */
 
 static const struct sc_section *const main_sections[] = {
-	&sec_base, &sec_spawn, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io, &sec_api,
-	&sec_control, &sec_setup,
+	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io,
+	&sec_connect, &sec_api, &sec_control, &sec_setup,
 };
 static const struct sc_section *const vcpu_sections[] = {
-	&sec_base, &sec_nospawn, &sec_kvm_vcpu, &sec_kvm_irq,
+	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq,
 };
 static const struct sc_section *const io_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io,
+};
+static const struct sc_section *const io_connect_sections[] = {
+	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io, &sec_connect,
 };
 /*
  * The API thread parses requests and answers them; every op that changes the VM is
@@ -333,6 +361,7 @@ static const struct sc_policy policies[SANDBOX_NR_KINDS] = {
 	[SANDBOX_VCPU] = { vcpu_sections, ARRAY_SIZE(vcpu_sections) },
 	[SANDBOX_IO] = { io_sections, ARRAY_SIZE(io_sections) },
 	[SANDBOX_API] = { api_sections, ARRAY_SIZE(api_sections) },
+	[SANDBOX_IO_CONNECT] = { io_connect_sections, ARRAY_SIZE(io_connect_sections) },
 };
 
 const struct sc_policy *sc_policy_of(enum sandbox_thread kind)

@@ -60,10 +60,11 @@ enum sandbox_thread {
 	SANDBOX_VCPU, /* a vCPU: KVM_RUN and port/MMIO emulation */
 	SANDBOX_IO,   /* a device backend or the console input thread: epoll, disk, tap, vsock */
 	SANDBOX_API,  /* the REST API thread (libmicrohttpd) and the control ops it runs */
+	SANDBOX_IO_CONNECT, /* an I/O thread that connects out: virtio-vsock's (PATH_<port>) */
 };
-#define SANDBOX_NR_KINDS 4
+#define SANDBOX_NR_KINDS 5
 
-/* "main", "vcpu", "io", "api". */
+/* "main", "vcpu", "io", "api", "io-connect". */
 const char *sandbox_thread_name(enum sandbox_thread kind);
 
 /*

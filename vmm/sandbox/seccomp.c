@@ -43,6 +43,7 @@ static const char *const kind_names[SANDBOX_NR_KINDS] = {
 	[SANDBOX_VCPU] = "vcpu",
 	[SANDBOX_IO] = "io",
 	[SANDBOX_API] = "api",
+	[SANDBOX_IO_CONNECT] = "io-connect",
 };
 
 const char *sandbox_thread_name(enum sandbox_thread kind)

@@ -92,8 +92,10 @@ static bool type_name_valid(const char *type)
 /* --- Writer -------------------------------------------------------------------------- */
 
 struct state_writer {
-	int fd;			       /* output, not owned */
+	int fd;			       /* output, not owned (-1 with io) */
 	bool sock;		       /* fd is a socket: send() without SIGPIPE */
+	bool has_io;		       /* output through io instead of fd */
+	struct state_io io;
 	char name[STATE_NAME_MAX];     /* for messages */
 	uint8_t *buf;		       /* open section: header room + payload (owned) */
 	size_t len, cap;	       /* bytes used / allocated in buf */
@@ -139,8 +141,17 @@ static int emit(struct state_writer *w, const void *buf, size_t len)
 	if (w->err)
 		return w->err;
 	while (left) {
-		ssize_t n = w->sock ? send(w->fd, p, left, MSG_NOSIGNAL) : write(w->fd, p, left);
+		ssize_t n;
 
+		if (w->has_io) {
+			n = w->io.write(w->io.opaque, p, left);
+			if (n < 0) {
+				errno = (int)-n;
+				n = -1;
+			}
+		} else {
+			n = w->sock ? send(w->fd, p, left, MSG_NOSIGNAL) : write(w->fd, p, left);
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -157,7 +168,7 @@ static int emit(struct state_writer *w, const void *buf, size_t len)
 	return 0;
 }
 
-struct state_writer *state_writer_new_fd(int fd, const char *name)
+static struct state_writer *writer_new(int fd, const struct state_io *io, const char *name)
 {
 	struct state_writer *w = calloc(1, sizeof(*w));
 	uint8_t hdr[STATE_HEADER_SIZE];
@@ -168,7 +179,12 @@ struct state_writer *state_writer_new_fd(int fd, const char *name)
 		return NULL;
 	}
 	w->fd = fd;
-	w->sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+	if (io) {
+		w->has_io = true;
+		w->io = *io;
+	} else {
+		w->sock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+	}
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	w->file_crc = crc(0, NULL, 0);
 	memcpy(hdr, STATE_MAGIC, 8);
@@ -178,6 +194,16 @@ struct state_writer *state_writer_new_fd(int fd, const char *name)
 	put_le(hdr + 20, crc(0, hdr, 20), 4);
 	emit(w, hdr, sizeof(hdr)); /* an error is sticky and reported by the next call */
 	return w;
+}
+
+struct state_writer *state_writer_new_fd(int fd, const char *name)
+{
+	return writer_new(fd, NULL, name);
+}
+
+struct state_writer *state_writer_new_io(const struct state_io *io, const char *name)
+{
+	return writer_new(-1, io, name);
 }
 
 void state_writer_free(struct state_writer *w)
@@ -399,8 +425,10 @@ enum reader_state {
 };
 
 struct state_reader {
-	int fd;		      /* input if !mem, not owned */
-	bool is_mem;	      /* input is mem[0..limit), else fd */
+	int fd;		      /* input if !mem and !has_io, not owned */
+	bool is_mem;	      /* input is mem[0..limit), else fd or io */
+	bool has_io;	      /* input is io (a stream) */
+	struct state_io io;
 	const uint8_t *mem;   /* memory input (not owned) */
 	bool bounded;	      /* total input size is known: limit */
 	uint64_t limit;	      /* bytes available from the start, if bounded */
@@ -484,6 +512,17 @@ struct state_reader *state_reader_new_fd(int fd, const char *name)
 	return r;
 }
 
+struct state_reader *state_reader_new_io(const struct state_io *io, const char *name)
+{
+	struct state_reader *r = reader_alloc(name);
+
+	if (!r)
+		return NULL;
+	r->has_io = true;
+	r->io = *io;
+	return r;
+}
+
 struct state_reader *state_reader_new_mem(const void *buf, size_t len, const char *name)
 {
 	struct state_reader *r = reader_alloc(name);
@@ -519,8 +558,17 @@ static int rd(struct state_reader *r, void *dst, size_t n, const char *what)
 		got = n;
 	}
 	while (got < n) {
-		ssize_t k = read(r->fd, p + got, n - got);
+		ssize_t k;
 
+		if (r->has_io) {
+			k = r->io.read(r->io.opaque, p + got, n - got);
+			if (k < 0) {
+				errno = (int)-k;
+				k = -1;
+			}
+		} else {
+			k = read(r->fd, p + got, n - got);
+		}
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)

@@ -101,6 +101,17 @@ enum state_tag {
 #define STATE_SNAPSHOT_STATE_FILE  "state"
 #define STATE_SNAPSHOT_MEMORY_FILE "memory"
 
+/*
+ * A byte stream other than an fd, for a reader or writer (a TLS channel): read
+ * returns the bytes read (> 0), 0 at the end, or -errno; write the bytes written
+ * (> 0) or -errno. Such a stream is never bounded (like a socket).
+ */
+struct state_io {
+	long (*read)(void *opaque, void *buf, size_t len);
+	long (*write)(void *opaque, const void *buf, size_t len);
+	void *opaque;
+};
+
 /* --- Writer ---------------------------------------------------------------------- */
 
 struct state_writer;
@@ -114,6 +125,8 @@ struct state_writer;
  * (-EPIPE), never a SIGPIPE; timeouts are the caller's (SO_SNDTIMEO).
  */
 struct state_writer *state_writer_new_fd(int fd, const char *name);
+/* The same over io (copied; io->opaque must outlive the writer). */
+struct state_writer *state_writer_new_io(const struct state_io *io, const char *name);
 void state_writer_free(struct state_writer *w);
 
 /*
@@ -150,6 +163,8 @@ struct state_reader;
  * state_reader_next_section().
  */
 struct state_reader *state_reader_new_fd(int fd, const char *name);
+/* A reader over a stream io (copied; io->opaque must outlive the reader). */
+struct state_reader *state_reader_new_io(const struct state_io *io, const char *name);
 /* A reader over buf[0..len) (not copied: buf must outlive the reader). */
 struct state_reader *state_reader_new_mem(const void *buf, size_t len, const char *name);
 void state_reader_free(struct state_reader *r);

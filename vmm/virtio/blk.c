@@ -519,11 +519,12 @@ int virtio_blk_acquire(struct virtio_dev *vdev)
 
 /* ---- command line ---------------------------------------------------------------- */
 
+static const char *const keys[] = { "path", "format", "readonly", "serial", "backing",
+				    "backing_dir" };
+
 static int blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      bool incoming, struct virtio_pci **out)
 {
-	static const char *const keys[] = { "path", "format", "readonly", "serial", "backing",
-					    "backing_dir" };
 	char *v[ARRAY_SIZE(keys)];
 	bool backing = false;
 	struct blk_opts opts;
@@ -595,6 +596,31 @@ int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 		      struct virtio_pci **out)
 {
 	return blk_create(bus, mem, spec, false, out);
+}
+
+int virtio_blk_spec_path(const char *spec, char **path, bool *readonly)
+{
+	char *v[ARRAY_SIZE(keys)];
+	bool ro = false;
+	int r = spec_parse("--disk", spec, keys, ARRAY_SIZE(keys), NULL, v);
+
+	*path = NULL;
+	if (r)
+		return r;
+	if (v[2] && spec_bool("--disk", "readonly", v[2], &ro))
+		r = -EINVAL;
+	if (readonly)
+		*readonly = ro;
+	*path = v[0];
+	v[0] = NULL;
+	spec_free(v, ARRAY_SIZE(keys));
+	if (!r && !*path)
+		r = -EINVAL;
+	if (r) {
+		free(*path);
+		*path = NULL;
+	}
+	return r;
 }
 
 int virtio_blk_create_incoming(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,

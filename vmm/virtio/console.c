@@ -137,7 +137,8 @@ static int con_output(struct virtio_dev *vdev, struct virtq_elem *e, uint32_t *w
 			errno = EPIPE;
 		}
 		if (w <= 0) {
-			log_warn("virtio-console: output lost: %s", strerror(errno));
+			log_limited(&vdev->log_rl, LOG_WARN, "virtio-console: output lost: %s",
+				    strerror(errno));
 			c->out_broken = true;
 			break;
 		}

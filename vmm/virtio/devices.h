@@ -44,6 +44,11 @@ int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
  * locks, read-only) until virtio_blk_acquire(). */
 int virtio_blk_create_incoming(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 			       struct virtio_pci **out);
+/*
+ * The path= of a --disk spec, malloc'd into *path (caller frees), and whether it
+ * says readonly=on (readonly may be NULL). 0 or -errno.
+ */
+int virtio_blk_spec_path(const char *spec, char **path, bool *readonly);
 int virtio_net_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      struct virtio_pci **out);
 /* spec: "virtio" or "virtio,path=FILE". */

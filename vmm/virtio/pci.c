@@ -537,8 +537,10 @@ static void queue_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigne
 			return; /* disabling needs VIRTIO_F_RING_RESET, not offered */
 		r = virtq_enable(vq);
 		if (r) {
-			log_warn("%s: queue %u: rings %s; device needs reset", vdev->ops->name, qs,
-				 r == -EFAULT ? "outside guest memory" : "misaligned or bad size");
+			/* The guest may write this in a loop: rate-limited. */
+			log_limited(&vdev->log_rl, LOG_WARN, "%s: queue %u: rings %s; device needs "
+				    "reset", vdev->ops->name, qs,
+				    r == -EFAULT ? "outside guest memory" : "misaligned or bad size");
 			tr_needs_reset(vdev);
 		}
 		return;

@@ -40,6 +40,7 @@ int virtio_dev_init(struct virtio_dev *vdev, const struct virtio_dev_ops *ops, v
 			      (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	vdev->worker.epfd = -1;
 	vdev->worker.ctl_fd = -1;
+	ratelimit_init(&vdev->log_rl, VIRTIO_LOG_BURST, VIRTIO_LOG_MS);
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vdev->kick_fd[i] = -1;
 	for (i = 0; i < num_queues; i++) {
@@ -412,9 +413,12 @@ void virtio_dev_config_changed(struct virtio_dev *vdev)
 void virtio_dev_broken(struct virtio_dev *vdev, unsigned int q, const char *why)
 {
 	if (!vdev->broken_logged) {
-		/* A guest can trigger this at will: say it once per reset, not per request. */
-		log_warn("%s: queue %u: %s; device needs reset", vdev->ops->name, q,
-			 why ? why : "malformed request");
+		/*
+		 * A guest can trigger this at will: say it once per reset, not per request,
+		 * and a guest that resets and breaks the device in a loop is rate-limited.
+		 */
+		log_limited(&vdev->log_rl, LOG_WARN, "%s: queue %u: %s; device needs reset",
+			    vdev->ops->name, q, why ? why : "malformed request");
 		vdev->broken_logged = true;
 	}
 	if (vdev->tops)

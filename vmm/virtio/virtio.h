@@ -30,6 +30,7 @@
 
 #include "mem.h"
 #include "queue.h"
+#include "ratelimit.h"
 
 #define VIRTIO_MAX_QUEUES 8
 
@@ -123,7 +124,12 @@ struct virtio_dev {
 	void *transport;             /* the transport's state */
 	struct virtio_worker worker;
 	bool broken_logged;          /* a "needs reset" reason was logged once */
+	struct ratelimit log_rl;     /* guest-triggered log lines of this device (any thread) */
 };
+
+/* Guest-triggered lines: at most VIRTIO_LOG_BURST at once, then one per VIRTIO_LOG_MS. */
+#define VIRTIO_LOG_BURST 5
+#define VIRTIO_LOG_MS	 1000
 
 /*
  * Initialise vdev for a device type with num_queues queues of up to queue_size

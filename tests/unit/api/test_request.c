@@ -99,6 +99,40 @@ static void test_long_path(void **unused)
 	assert_string_equal(err.msg, "field 'to' is longer than 4095 bytes");
 }
 
+/* Names are resolved by the client (ctl), never by the filtered VMM (issue 23). */
+static void test_migrate_resolve(void **unused)
+{
+	char out[256], err[API_ERROR_MAX];
+
+	(void)unused;
+	assert_true(api_host_numeric("127.0.0.1"));
+	assert_true(api_host_numeric("fe80::1"));
+	assert_false(api_host_numeric("localhost"));
+	assert_false(api_host_numeric("10.0.0.2.example"));
+	assert_false(api_host_numeric(""));
+	/* localhost resolves (hosts file) to 127.0.0.1 or ::1: always numeric after. */
+	assert_int_equal(api_resolve_migrate_uri("tcp:localhost:4444", out, sizeof(out), err,
+						 sizeof(err)), 0);
+	if (strcmp(out, "tcp:127.0.0.1:4444") && strcmp(out, "tcp:[::1]:4444"))
+		fail_msg("localhost resolved to %s", out);
+	assert_int_equal(api_resolve_migrate_uri("tcp:10.1.2.3:5", out, sizeof(out), err,
+						 sizeof(err)), 0);
+	assert_string_equal(out, "tcp:10.1.2.3:5");
+	assert_int_equal(api_resolve_migrate_uri("tcp:[fe80::1]:5", out, sizeof(out), err,
+						 sizeof(err)), 0);
+	assert_string_equal(out, "tcp:[fe80::1]:5");
+	assert_int_equal(api_resolve_migrate_uri("unix:/run/m.sock", out, sizeof(out), err,
+						 sizeof(err)), 0);
+	assert_string_equal(out, "unix:/run/m.sock");
+	assert_int_equal(api_resolve_migrate_uri("tcp:no-such-host.invalid:5", out, sizeof(out),
+						 err, sizeof(err)), -EHOSTUNREACH);
+	assert_non_null(strstr(err, "cannot resolve 'no-such-host.invalid'"));
+	assert_int_equal(api_resolve_migrate_uri("tcp:h", out, sizeof(out), err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(api_resolve_migrate_uri("tcp:1.2.3.4:5", out, 8, err, sizeof(err)),
+			 -EINVAL);
+}
+
 static void test_migrate_args(void **unused)
 {
 	struct api_request_error err;
@@ -489,6 +523,7 @@ int main(void)
 		cmocka_unit_test(test_endpoints),      cmocka_unit_test(test_snapshot_args),
 		cmocka_unit_test(test_long_path),      cmocka_unit_test(test_migrate_args),
 		cmocka_unit_test(test_migrate_uri),    cmocka_unit_test(test_disk_args),
+		cmocka_unit_test(test_migrate_resolve),
 		cmocka_unit_test(test_malformed),      cmocka_unit_test(test_body_limits),
 		cmocka_unit_test(test_status_mapping), cmocka_unit_test(test_dispatch),
 	};

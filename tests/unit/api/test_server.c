@@ -424,12 +424,18 @@ static void test_usage_errors(void **state)
 	assert_one_line(err);
 	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", NULL), 1);
 	assert_one_line(err);
-	/* The server refuses what a hostile client could send; ctl says so on one line. */
+	/* ctl checks a tcp: address itself (it resolves names before asking)... */
 	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "migrate",
 			     "--to", "tcp:h:99999", NULL),
 			 1);
-	assert_string_equal(err, "plinth: ctl migrate: field 'to': port must be 1..65535 in "
-				 "'tcp:h:99999' (HTTP 400)\n");
+	assert_string_equal(err, "plinth: ctl migrate: --to: field 'to': port must be 1..65535 in "
+				 "'tcp:h:99999'\n");
+	/* ...and the server refuses what a hostile client could send; ctl says so on one line. */
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "migrate",
+			     "--to", "udp:h:1", NULL),
+			 1);
+	assert_string_equal(err, "plinth: ctl migrate: field 'to' must be tcp:HOST:PORT or "
+				 "unix:PATH (HTTP 400)\n");
 	/* No socket option, no command. */
 	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "info", NULL), 1);
 	assert_non_null(strstr(err, "--api-socket PATH is required"));

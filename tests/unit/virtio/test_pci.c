@@ -9,6 +9,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -250,6 +252,43 @@ static void test_queue_outside_ram(void **state)
 	drv_w(f->d, CM(VIRTIO_PCI_COMMON_Q_ENABLE), 1, 2);
 	assert_int_equal(drv_r(f->d, CM(VIRTIO_PCI_COMMON_Q_ENABLE), 2), 0);
 	assert_true(drv_get_status(f->d) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+/*
+ * A guest that resets the device and enables a bad ring in a loop: the log gets
+ * a few lines, not one per round (issue 23).
+ */
+static void test_bad_queue_log_limited(void **state)
+{
+	struct fixture *f = *state;
+	char path[] = "/tmp/plinth-log-XXXXXX", buf[16384];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO), lines = 0;
+	ssize_t n;
+	unsigned int i;
+
+	assert_true(fd >= 0 && saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	for (i = 0; i < 500; i++) {
+		drv_set_status(f->d, 0); /* reset */
+		drv_set_status(f->d, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+		drv_w(f->d, CM(VIRTIO_PCI_COMMON_Q_SELECT), 0, 2);
+		drv_w(f->d, CM(VIRTIO_PCI_COMMON_Q_DESCLO), 0, 4);
+		drv_w(f->d, CM(VIRTIO_PCI_COMMON_Q_DESCHI), 0x10, 4);
+		drv_w(f->d, CM(VIRTIO_PCI_COMMON_Q_ENABLE), 1, 2);
+		assert_true(drv_get_status(f->d) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	}
+	fflush(stderr);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = 0;
+	for (ssize_t k = 0; k < n; k++)
+		lines += buf[k] == '\n';
+	close(fd);
+	unlink(path);
+	if (lines < 1 || lines > VIRTIO_LOG_BURST + 1)
+		fail_msg("%d log lines for 500 bad rings:\n%s", lines, buf);
 }
 
 static void test_queue_locked_when_enabled(void **state)
@@ -593,6 +632,7 @@ int main(void)
 		T(test_driver_ok_without_features_ok),
 		T(test_queue_size_checks),
 		T(test_queue_outside_ram),
+		T(test_bad_queue_log_limited),
 		T(test_queue_locked_when_enabled),
 		T(test_notify_before_driver_ok),
 		T(test_rng_irqfd),

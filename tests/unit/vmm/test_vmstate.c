@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
 /* vmstate: the "config" section round trip and its refusals; device-dirty tracking. */
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -63,6 +67,97 @@ static void test_config_round_trip(void **state)
 	vm_saved_config_free(&saved);
 	state_reader_free(r);
 	close(fd);
+}
+
+/*
+ * restore and receive build the machine from their own command line: a stream (or
+ * snapshot) describing another machine is refused with one line naming the
+ * option; paths, taps and sockets in the stream are never used, so they may differ.
+ */
+static void expect_config_check(const struct vm_config *stream, const struct vm_config *mine,
+			 const char *why)
+{
+	int fd = stream_fd(put_config, stream);
+	struct state_reader *r = state_reader_new_fd(fd, "migration stream");
+
+	assert_non_null(r);
+	if (!why) {
+		assert_int_equal(vm_state_check_config(r, mine), 0);
+	} else {
+		assert_int_equal(vm_state_check_config(r, mine), -EINVAL);
+		if (!strstr(state_reader_error(r), why))
+			fail_msg("'%s' lacks '%s'", state_reader_error(r), why);
+	}
+	state_reader_free(r);
+	close(fd);
+}
+
+static void test_config_check(void **state)
+{
+	struct vm_config mine = {
+		.kernel = "/boot/vmlinuz", .cmdline = "console=ttyS0", .cpus = 2,
+		.memory = 512ULL << 20, .nr_devices = 3,
+		.devices = { { VM_DEV_DISK, "path=/srv/vm1.qcow2" }, { VM_DEV_NET, "tap=tap0" },
+			     { VM_DEV_RNG, NULL } },
+	};
+	struct vm_config hostile = mine;
+
+	(void)state;
+	/* The same machine, its files named otherwise on the other host: accepted. */
+	hostile.kernel = "/etc/shadow";
+	hostile.devices[0].spec = "path=/dev/sda,format=raw";
+	hostile.devices[1].spec = "tap=eth0";
+	expect_config_check(&hostile, &mine, NULL);
+	hostile.cpus = 64;
+	expect_config_check(&hostile, &mine, "the saved VM has 64 vCPUs, this one 2 (--cpus)");
+	hostile.cpus = 2;
+	hostile.memory = 4ULL << 30;
+	expect_config_check(&hostile, &mine, "the saved VM has 4096M of memory, this one 512M (--memory)");
+	hostile.memory = mine.memory;
+	hostile.devices[3] = (struct vm_device_opt){ VM_DEV_CONSOLE, "virtio,path=/etc/shadow" };
+	hostile.nr_devices = 4;
+	expect_config_check(&hostile, &mine, "device 4: the saved VM has --console, this one none");
+	hostile.nr_devices = 3;
+	hostile.devices[0] = mine.devices[1];
+	hostile.devices[1] = mine.devices[0];
+	expect_config_check(&hostile, &mine, "device 1: the saved VM has --net, this one --disk");
+	hostile.devices[1] = hostile.devices[2];
+	hostile.nr_devices = 2;
+	expect_config_check(&hostile, &mine, "device 1: the saved VM has --net, this one --disk");
+}
+
+/* A disk's identity changes when its image is written (what a restore refuses). */
+static void test_disk_ident(void **state)
+{
+	char path[] = "/tmp/plinth-ident-XXXXXX", spec[64];
+	struct vm_disk_ident a, b;
+	struct timespec later[2] = { { 0, UTIME_OMIT }, { 0, 0 } };
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	snprintf(spec, sizeof(spec), "path=%s,format=raw", path);
+	assert_int_equal(vm_disk_ident_of(spec, &a), 0);
+	assert_true(a.known);
+	assert_true(a.size == 1 << 20);
+	assert_int_equal(vm_disk_ident_of(spec, &b), 0);
+	assert_memory_equal(&a, &b, sizeof(a));
+	/* A write into the header (another image) changes the crc... */
+	assert_int_equal(pwrite(fd, "QFI\xfb", 4, 0), 4);
+	assert_int_equal(vm_disk_ident_of(spec, &b), 0);
+	assert_true(b.head_crc != a.head_crc);
+	/* ...a write past it the modification time (set apart from the first here). */
+	assert_int_equal(pwrite(fd, "x", 1, 900000), 1);
+	later[1].tv_sec = 12345;
+	assert_int_equal(futimens(fd, later), 0);
+	a = b;
+	assert_int_equal(vm_disk_ident_of(spec, &b), 0);
+	assert_true(b.mtime_ns != a.mtime_ns);
+	assert_int_equal(vm_disk_ident_of("path=/nonexistent/disk", &b), -ENOENT);
+	assert_false(b.known);
+	close(fd);
+	unlink(path);
 }
 
 /* A hand-made config section: cpus, memory, kernel (len bytes). */
@@ -170,6 +265,8 @@ int main(void)
 		cmocka_unit_test(test_config_round_trip),
 		cmocka_unit_test(test_config_refusals),
 		cmocka_unit_test(test_config_not_first),
+		cmocka_unit_test(test_config_check),
+		cmocka_unit_test(test_disk_ident),
 		cmocka_unit_test(test_mark_dirty),
 	};
 

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+/* Disk leases: recorded next to writable images, checked before a source takes a guest back. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "lease.h"
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void test_take_and_check(void **state)
+{
+	char dir[] = "/tmp/plinth-lease-XXXXXX", rw[64], ro[64], spec_rw[96], spec_ro[96];
+	char lease[96], err[256], me[LEASE_OWNER_MAX];
+	struct vm_config cfg = { .nr_devices = 3 };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(rw, sizeof(rw), "%s/a.raw", dir);
+	snprintf(ro, sizeof(ro), "%s/b.raw", dir);
+	snprintf(spec_rw, sizeof(spec_rw), "path=%s,format=raw", rw);
+	snprintf(spec_ro, sizeof(spec_ro), "path=%s,format=raw,readonly=on", ro);
+	cfg.devices[0] = (struct vm_device_opt){ VM_DEV_RNG, NULL };
+	cfg.devices[1] = (struct vm_device_opt){ VM_DEV_DISK, spec_rw };
+	cfg.devices[2] = (struct vm_device_opt){ VM_DEV_DISK, spec_ro };
+	assert_int_equal(lease_owner_self(me, sizeof(me)), 0);
+	assert_non_null(strstr(me, " pid="));
+
+	/* No record yet: nobody took the disks over. */
+	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), 0);
+	lease_take(&cfg, me);
+	assert_int_equal(lease_path(rw, lease, sizeof(lease)), 0);
+	assert_int_equal(access(lease, R_OK), 0);
+	assert_int_equal(lease_path(ro, lease, sizeof(lease)), 0);
+	assert_int_equal(access(lease, F_OK), -1); /* a read-only disk is shared: no lease */
+	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), 0);
+
+	/* A destination took the writable disk over. */
+	assert_int_equal(lease_path(rw, lease, sizeof(lease)), 0);
+	write_text(lease, "other-host pid=7 start=1\n");
+	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), -EBUSY);
+	assert_string_equal(err, "disk 2 is now leased to 'other-host pid=7 start=1' (the "
+				 "destination took it over and may run the guest)");
+	/* Taking it again records us. */
+	lease_take(&cfg, me);
+	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), 0);
+
+	unlink(lease);
+	rmdir(dir);
+}
+
+static void test_path_too_long(void **state)
+{
+	char big[5000], out[64];
+
+	(void)state;
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(lease_path(big, out, sizeof(out)), -ENAMETOOLONG);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_take_and_check),
+		cmocka_unit_test(test_path_too_long),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -22,7 +22,7 @@ NETPERF = os.path.join(B, "guest", "tools", "plinth-netperf")  # host side of th
 MARKER = b"plinth-guest: init started"
 UNSTABLE = 0.20
 # The newest QEMU, unpacked by scripts/deps from Debian's bookworm-backports beside Debian 12's.
-QEMU_NEW = os.environ.get("PLINTH_QEMU_NEW", "/opt/plinth/qemu/usr/bin/qemu-system-x86_64")
+QEMU_NEW = os.path.join(os.environ.get("PLINTH_QEMU_NEW", "/opt/plinth/qemu"), "usr/bin/qemu-system-x86_64")
 
 
 def qemu_version(binary):
@@ -72,8 +72,13 @@ def host_kind():
     except OSError:
         pass
     hv = "hypervisor" in open("/proc/cpuinfo").read()
+    try:
+        machine = open("/sys/class/dmi/id/product_version").read().strip()  # pc-q35-10.0
+    except OSError:
+        machine = ""
     if kvm and "kvm_amd" in mods and cpu.startswith("QEMU"):
-        kind = "emulated virtualization host (QEMU TCG, AMD SVM+NPT, kvm_amd)"
+        kind = "emulated virtualization host (QEMU %s TCG, AMD SVM+NPT, kvm_amd)" % (
+            machine.rsplit("-", 1)[-1] if machine.startswith("pc-") else "?")
     elif kvm and ("kvm_intel" in mods or "kvm_amd" in mods):
         kind = "hardware KVM (%s)" % ",".join(mods)
     else:

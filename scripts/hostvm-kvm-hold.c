@@ -3,15 +3,18 @@
  *
  *   hostvm-kvm-hold              create a VM with an in-kernel irqchip and one vCPU that
  *                                never runs, then sleep until killed
- *   hostvm-kvm-hold --cycle N    N times: create such a VM, keep it 1.5 s, close it and
- *                                wait 1.5 s (the stress reproducer, scripts/hostvm-stress)
+ *   hostvm-kvm-hold --cycle N [MS]  N times: create such a VM, keep it MS milliseconds
+ *                                (default 1500), close it and wait as long (the stall
+ *                                reproducer, scripts/hostvm-stress)
  *
- * Why: a vCPU's local APIC starts software-disabled, and KVM counts such APICs in a static
- * key (apic_sw_disabled, decremented after a delay of a second). Every time the count goes
- * from 0 to 1 or back, the kernel rewrites its own code with int3 breakpoints
- * (text_poke_bp) while the other CPUs run. Under TCG with SVM that is where the emulated
- * host has been seen to stall. A vCPU that never runs keeps the count above zero for the
- * emulated host's whole life, so the key never flips; --cycle makes it flip every 3 s.
+ * Why: KVM counts VMs in a static key tested in the scheduler's hot path
+ * (preempt_notifier_key, in __schedule) and vCPUs whose local APIC is still software-disabled
+ * in another (apic_sw_disabled, dropped a second late). Each time such a count goes from 0
+ * to 1 or back, the kernel rewrites its own code with int3 breakpoints (text_poke_bp) while
+ * the other CPUs run it. Under multi-threaded TCG with SVM (QEMU 7.2) the emulated host has
+ * been seen to stall there, both CPUs trapping on the int3 in __schedule over and over. A VM
+ * whose vCPU never runs keeps both counts above zero for the emulated host's whole life, so
+ * the keys never flip; --cycle makes them flip on purpose.
  * Exit status: 0, or 1 with one line on stderr when KVM refuses.
  */
 #include <errno.h>
@@ -60,19 +63,26 @@ static void sleep_ms(long ms)
 
 int main(int argc, char **argv)
 {
-	long cycles = -1, i;
+	long cycles = -1, ms = 1500, i;
 	int kvm_fd, vm_fd = -1, vcpu_fd = -1, err;
 	char *end;
 
-	if (argc == 3 && strcmp(argv[1], "--cycle") == 0) {
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "--cycle") == 0) {
 		errno = 0;
 		cycles = strtol(argv[2], &end, 10);
 		if (errno || *end || end == argv[2] || cycles < 1) {
 			fprintf(stderr, "hostvm-kvm-hold: --cycle needs a positive count\n");
 			return 2;
 		}
+		if (argc == 4) {
+			ms = strtol(argv[3], &end, 10);
+			if (errno || *end || end == argv[3] || ms < 1 || ms > 3600000) {
+				fprintf(stderr, "hostvm-kvm-hold: MS must be 1..3600000\n");
+				return 2;
+			}
+		}
 	} else if (argc != 1) {
-		fprintf(stderr, "usage: hostvm-kvm-hold [--cycle N]\n");
+		fprintf(stderr, "usage: hostvm-kvm-hold [--cycle N [MS]]\n");
 		return 2;
 	}
 	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -91,10 +101,10 @@ int main(int argc, char **argv)
 			for (;;)
 				pause();
 		}
-		sleep_ms(1500);
+		sleep_ms(ms);
 		close(vcpu_fd);
 		close(vm_fd);
-		sleep_ms(1500);
+		sleep_ms(ms);
 	}
 	close(kvm_fd);
 	return 0;

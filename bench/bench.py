@@ -21,6 +21,37 @@ PLINTH_IMG = os.path.join(B, "plinth-img")
 NETPERF = os.path.join(B, "guest", "tools", "plinth-netperf")  # host side of the net test
 MARKER = b"plinth-guest: init started"
 UNSTABLE = 0.20
+# The newest QEMU, unpacked by scripts/deps from Debian's bookworm-backports beside Debian 12's.
+QEMU_NEW = os.path.join(os.environ.get("PLINTH_QEMU_NEW", "/opt/plinth/qemu"), "usr/bin/qemu-system-x86_64")
+
+
+def qemu_version(binary):
+    """QEMU's version ('10.0.2'), or None if the binary does not run."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    mt = re.search(r"version (\d+\.\d+\.\d+)", out)
+    return mt.group(1) if mt else None
+
+
+def find_qemus():
+    """The QEMU peers, oldest first: {"7.2": (binary, "7.2.22"), "10.0": (...)}: Debian 12's
+    qemu-system-x86_64 and the newest one scripts/deps unpacked ($PLINTH_QEMU_NEW)."""
+    peers = {}
+    for b in (shutil.which("qemu-system-x86_64"), QEMU_NEW):
+        v = qemu_version(b) if b and os.access(b, os.X_OK) else None
+        if v:
+            peers.setdefault(".".join(v.split(".")[:2]), (b, v))
+    return dict(sorted(peers.items(), key=lambda kv: [int(x) for x in kv[0].split(".")]))
+
+
+QEMUS = find_qemus()
+
+
+def qemu_keys(*machines):
+    """Result keys of the QEMU peers for machines ('pc', 'microvm'): 'qemu-7.2-pc', ..."""
+    return ["qemu-%s-%s" % (v, mach) for mach in machines for v in QEMUS]
 
 
 def wanted(metric_name):
@@ -41,14 +72,19 @@ def host_kind():
     except OSError:
         pass
     hv = "hypervisor" in open("/proc/cpuinfo").read()
+    try:
+        machine = open("/sys/class/dmi/id/product_version").read().strip()  # pc-q35-10.0
+    except OSError:
+        machine = ""
     if kvm and "kvm_amd" in mods and cpu.startswith("QEMU"):
-        kind = "emulated virtualization host (QEMU TCG, AMD SVM+NPT, kvm_amd)"
+        kind = "emulated virtualization host (QEMU %s TCG, AMD SVM+NPT, kvm_amd)" % (
+            machine.rsplit("-", 1)[-1] if machine.startswith("pc-") else "?")
     elif kvm and ("kvm_intel" in mods or "kvm_amd" in mods):
         kind = "hardware KVM (%s)" % ",".join(mods)
     else:
         kind = "no KVM"
     return {"kind": kind, "cpu": cpu, "nproc": os.cpu_count(), "kernel": platform.release(),
-            "virtualized": hv}
+            "virtualized": hv, "qemu": {v: "QEMU %s, %s" % (full, b) for v, (b, full) in QEMUS.items()}}
 
 
 def stats(xs):
@@ -89,8 +125,12 @@ def vmm_cmd(vmm, mem="512M", cpus=2, run="true", extra=()):
     if vmm == "plinth":
         return [PLINTH, "run", "--kernel", KERNEL, "--initrd", INITRD, "--cmdline", cl,
                 "--cpus", str(cpus), "--memory", mem, "--no-reboot"] + list(extra)
-    machine = {"qemu-microvm": "microvm,acpi=on", "qemu-pc": "pc"}[vmm]
-    return ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-M", machine,
+    _, ver, mach = vmm.split("-")  # qemu-VERSION-MACHINE, a key of qemu_keys()
+    binary = QEMUS[ver][0]
+    machine = {"microvm": "microvm,acpi=on", "pc": "pc"}[mach]
+    data = os.path.join(os.path.dirname(binary), "..", "share", "qemu")
+    firmware = ["-L", data] if os.path.isdir(data) and os.path.realpath(data) != "/usr/share/qemu" else []
+    return [binary] + firmware + ["-accel", "kvm", "-cpu", "host", "-M", machine,
             "-smp", str(cpus), "-m", mem, "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-no-reboot", "-kernel", KERNEL, "-initrd", INITRD,
             "-append", cl] + list(extra)
@@ -194,10 +234,10 @@ def part_host(runs):
         with tempfile.NamedTemporaryFile() as t:
             subprocess.run(["strip", "-o", t.name, path], check=True)
             return stats([os.path.getsize(t.name)])
-    q = shutil.which("qemu-system-x86_64")
-    m["binary size, stripped (bytes)"] = {
-        "plinth": stripped(PLINTH) if os.path.exists(PLINTH) else na("build/plinth not built"),
-        "qemu": stripped(q), "unit": "bytes", "lower_is_better": True}
+    m["binary size, stripped (bytes)"] = dict(
+        {"plinth": stripped(PLINTH) if os.path.exists(PLINTH) else na("build/plinth not built"),
+         "unit": "bytes", "lower_is_better": True},
+        **{"qemu-%s" % v: stripped(b) for v, (b, _) in QEMUS.items()})
     if any(wanted("convert %s, 2 GiB half data (s)" % p_) for p_ in CONVERT_PAIRS):
         m.update(bench_convert(runs))
     if wanted("4 KiB reads"):
@@ -357,12 +397,12 @@ def part_kvm(runs, save=lambda out: None):
         fns = {}
         if have_plinth:
             fns["plinth"] = lambda: boot_once(vmm_cmd("plinth"))
-        fns["qemu-microvm"] = lambda: boot_once(vmm_cmd("qemu-microvm"))
-        fns["qemu-pc"] = lambda: boot_once(vmm_cmd("qemu-pc"))
+        for k in qemu_keys("microvm", "pc"):
+            fns[k] = lambda k=k: boot_once(vmm_cmd(k))
         r = interleave(fns, runs)
         for metric, idx in (("start to guest init (s)", 0), ("VMM CPU time, boot to poweroff (s)", 2)):
             row = {"unit": "s", "lower_is_better": True, "conditions": "2 vCPUs, 512 MiB"}
-            for k in ("plinth", "qemu-microvm", "qemu-pc"):
+            for k in ["plinth"] + qemu_keys("microvm", "pc"):
                 v = r.get(k, na("plinth not built"))
                 row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
                     v if isinstance(v, dict) else stats([x[idx] for x in v]))
@@ -377,10 +417,10 @@ def part_kvm(runs, save=lambda out: None):
                 s = smaps_rollup(pid)
                 return s.get("Pss", 0) - guest_touched(pid)
             return boot_once(vmm_cmd(vmm, mem=mem, run="sleep 2"), at_marker=at_marker)[3]
-        fns = {k: (lambda k=k: overhead(k)) for k in (["plinth"] if have_plinth else []) + ["qemu-microvm", "qemu-pc"]}
+        fns = {k: (lambda k=k: overhead(k)) for k in (["plinth"] if have_plinth else []) + qemu_keys("microvm", "pc")}
         r = interleave(fns, runs)
         row = {"unit": "MiB", "lower_is_better": True, "conditions": "2 vCPUs, %s guest, 1 s after init" % mem}
-        for k in ("plinth", "qemu-microvm", "qemu-pc"):
+        for k in ["plinth"] + qemu_keys("microvm", "pc"):
             v = r.get(k, na("plinth not built"))
             row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
                 v if isinstance(v, dict) else stats([x / (1 << 20) for x in v]))
@@ -467,14 +507,15 @@ def bench_blk(runs, have_plinth):
                 fns = {}
                 if have_plinth:
                     fns["plinth"] = lambda: once("plinth")
-                fns["qemu-pc"] = lambda: once("qemu-pc")
+                for k in qemu_keys("pc"):
+                    fns[k] = lambda k=k: once(k)
                 r = interleave(fns, runs)
                 for what in ("read", "write"):
                     row = {"unit": "MB/s", "lower_is_better": False,
                            "conditions": "dd 1 MiB blocks, O_DIRECT, 256 MiB (the read pass, then the write "
                                          "pass, in one boot), %s file in the host's tmpfs (/dev/shm), "
                                          "QEMU -M pc virtio-blk-pci cache=writeback" % fmt_}
-                    for k in ("plinth", "qemu-pc"):
+                    for k in ["plinth"] + qemu_keys("pc"):
                         v = r.get(k, not_built)
                         row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
                             v if isinstance(v, dict) else stats([x[what] for x in v]))
@@ -490,7 +531,8 @@ def bench_blk(runs, have_plinth):
             fns = {}
             if have_plinth:
                 fns["plinth"] = lambda: fio("plinth")
-            fns["qemu-pc"] = lambda: fio("qemu-pc")
+            for k in qemu_keys("pc"):
+                fns[k] = lambda k=k: fio(k)
             r = interleave(fns, runs)
             for what in ("read", "write"):
                 row = {"unit": "IOPS", "lower_is_better": False,
@@ -498,7 +540,7 @@ def bench_blk(runs, have_plinth):
                                      "fixed-seed random offsets in the first 256 MiB, 10 s (the read pass, "
                                      "then the write pass, in one boot); %s file in the host's tmpfs "
                                      "(/dev/shm), QEMU -M pc virtio-blk-pci cache=writeback" % fmt_}
-                for k in ("plinth", "qemu-pc"):
+                for k in ["plinth"] + qemu_keys("pc"):
                     v = r.get(k, not_built)
                     row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (
                         v if isinstance(v, dict) else stats([x["rand" + what] for x in v]))
@@ -523,7 +565,7 @@ def bench_net(runs, have_plinth):
                          "the guest; tap in its own network namespace, 2 vCPUs, 512 MiB; QEMU -M pc "
                          "virtio-net-pci, vhost=off (a userspace backend, like plinth's)"}
     if not os.access(NETPERF, os.X_OK):
-        return {name: row | {"plinth": na("no plinth-netperf (make guest)"), "qemu-pc": na("no plinth-netperf")}}
+        return {name: row | {k: na("no plinth-netperf (make guest)") for k in ["plinth"] + qemu_keys("pc")}}
     ns = "plinth-bench%d" % os.getpid()
     inns = ["ip", "netns", "exec", ns]
     recv = None
@@ -551,13 +593,14 @@ def bench_net(runs, have_plinth):
         fns = {}
         if have_plinth:
             fns["plinth"] = lambda: once("plinth")
-        fns["qemu-pc"] = lambda: once("qemu-pc")
+        for k in qemu_keys("pc"):
+            fns[k] = lambda k=k: once(k)
         r = interleave(fns, runs)
-        for k in ("plinth", "qemu-pc"):
+        for k in ["plinth"] + qemu_keys("pc"):
             v = r.get(k, na("plinth has no --net tap= yet"))
             row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (v if isinstance(v, dict) else stats(v))
     except (OSError, subprocess.CalledProcessError) as e:
-        row |= {"plinth": na("network setup failed: %s" % str(e)[:120]), "qemu-pc": na("network setup failed")}
+        row |= {k: na("network setup failed: %s" % str(e)[:120]) for k in ["plinth"] + qemu_keys("pc")}
     finally:
         if recv:
             recv.kill()
@@ -592,6 +635,9 @@ def merge(parts, json_out, md_out):
         h = d["host"]
         lines += ["## Measured on: %s" % h["kind"], "",
                   "CPU: %s, %s CPUs, kernel %s" % (h["cpu"], h["nproc"], h["kernel"]), ""]
+        if h.get("qemu"):
+            lines += ["QEMU peers: " + "; ".join("`qemu-%s` is %s" % kv for kv in h["qemu"].items()) +
+                      " (`-pc` and `-microvm` name the machine type).", ""]
         by_commit = {}
         for sec in d.get("sections", [d]):
             for note in sec.get("notes", []):
@@ -617,7 +663,7 @@ def merge(parts, json_out, md_out):
         for name, row in d["metrics"].items():
             unit = row.get("unit", "")
             pl = row.get("plinth")
-            peers = [(k, row[k]) for k in ("qemu-microvm", "qemu-pc", "qemu") if k in row]
+            peers = [(k, v) for k, v in row.items() if k.startswith("qemu")]
             qtxt = "<br>".join("%s: %s" % (k, fmt(v, unit)) if k != "qemu" else fmt(v, unit) for k, v in peers)
             ratios = []
             for k, v in peers:

@@ -212,16 +212,16 @@ def plinth_migrate(guest):
         r.kill()
 
 
-def qemu_migrate(guest):
+def qemu_migrate(guest, vmm):
     r = Run()
     q = None
     try:
         qmp = r.path("qmp.sock")
-        src = r.start(B.vmm_cmd("qemu-pc", mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
+        src = r.start(B.vmm_cmd(vmm, mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
                                 extra=["-qmp", "unix:%s,server=on,wait=off" % qmp]), "a")
         wait_until(lambda: (last_count(r.path("a.out")) or 0) >= 3, 300, "the source guest's count 3", [src])
         port = free_port()
-        dst = r.start(B.vmm_cmd("qemu-pc", mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
+        dst = r.start(B.vmm_cmd(vmm, mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
                                 extra=["-incoming", "tcp:127.0.0.1:%d" % port]), "b")
         wait_until(lambda: listening(port), 60, "QEMU -incoming listening", [dst])
         q = Qmp(qmp)
@@ -264,13 +264,14 @@ def bench_migrate(runs):
         fns = {}
         if have:
             fns["plinth"] = lambda g=guest: plinth_migrate(g)
-        fns["qemu-pc"] = lambda g=guest: qemu_migrate(g)
+        for k in B.qemu_keys("pc"):
+            fns[k] = lambda g=guest, k=k: qemu_migrate(g, k)
         r = B.interleave(fns, runs)
         for i, (name, unit) in enumerate(rows):
             if not B.wanted(name):
                 continue
             row = {"unit": unit, "lower_is_better": True, "conditions": "%s; %s" % (what, cond)}
-            for k in ("plinth", "qemu-pc"):
+            for k in ["plinth"] + B.qemu_keys("pc"):
                 v = r.get(k, B.na("plinth has no receive/migrate"))
                 row[k] = B.na(str(v)[:200]) if isinstance(v, Exception) else (
                     v if isinstance(v, dict) else B.stats([x[i] for x in v]))
@@ -323,14 +324,14 @@ def bench_api_ready(runs):
     fns = {}
     if have:
         fns["plinth"] = lambda: api_ready_once("plinth")
-    fns["qemu-microvm"] = lambda: api_ready_once("qemu-microvm")
-    fns["qemu-pc"] = lambda: api_ready_once("qemu-pc")
+    for k in B.qemu_keys("microvm", "pc"):
+        fns[k] = lambda k=k: api_ready_once(k)
     r = B.interleave(fns, runs)
     row = {"unit": "s", "lower_is_better": True,
            "conditions": "2 vCPUs, 512 MiB; process start to the first successful reply, polled every "
                          "1 ms: plinth GET /v1/vm answering 200 on --api-socket, QEMU the greeting and "
                          "qmp_capabilities return on -qmp unix:...,server=on,wait=off"}
-    for k in ("plinth", "qemu-microvm", "qemu-pc"):
+    for k in ["plinth"] + B.qemu_keys("microvm", "pc"):
         v = r.get(k, B.na("plinth has no --api-socket"))
         row[k] = B.na(str(v)[:200]) if isinstance(v, Exception) else (v if isinstance(v, dict) else B.stats(v))
     return {name: row}

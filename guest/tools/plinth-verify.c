@@ -173,7 +173,10 @@ static void make_sector(unsigned char *s, uint64_t sector, uint64_t gen, uint64_
 			 .nsec = nsec };
 	uint64_t st = sector * 0x9e3779b97f4a7c15ULL ^ (gen + 1) * 0xbf58476d1ce4e5b9ULL;
 
-	for (size_t i = sizeof(r); i < SECTOR; i += 8) {
+	/* Generation 0 (--fill) compresses well, for images with compressed clusters. */
+	if (gen == 0)
+		memset(s + sizeof(r), (int)(sector & 0xff) | 1, SECTOR - sizeof(r));
+	for (size_t i = sizeof(r); gen && i < SECTOR; i += 8) {
 		uint64_t v = prng_next(&st);
 
 		memcpy(s + i, &v, 8);

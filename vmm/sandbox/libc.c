@@ -7,7 +7,8 @@
  * the first time it shrinks the heap of a non-main arena (an I/O thread freeing
  * buffers), the time functions open and re-stat /etc/localtime, qsort asks
  * sysinfo(2) for the machine's memory, the resolver reads /etc/hosts and
- * /etc/resolv.conf and sends its two queries with sendmmsg(2). None of that is in
+ * /etc/resolv.conf, asks uname(2) for the host's domain and sends its two queries
+ * with sendmmsg(2). None of that is in
  * our code, so no allowlist can follow it by reading plinth. Two layers:
  *
  *  1. sandbox_libc_prepare() does the lazy work we know of once, before the first
@@ -112,6 +113,9 @@ const struct sc_section sc_sec_libc_refuse = {
 static const struct sc_rule libc_main_rules[] = {
 	{ .nr = SCMP_SYS(sendmmsg), .name = "sendmmsg", .kind = SC_ALLOW,
 	  .why = "glibc's resolver sends the A and AAAA queries of getaddrinfo together" },
+	{ .nr = SCMP_SYS(uname), .name = "uname", .kind = SC_ALLOW,
+	  .why = "glibc's resolver: gethostname() for the default domain, on every load of "
+		 "resolv.conf (getaddrinfo of any name)" },
 };
 const struct sc_section sc_sec_libc_main = {
 	"libc_main", libc_main_rules, ARRAY_SIZE(libc_main_rules)

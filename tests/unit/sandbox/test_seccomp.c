@@ -27,6 +27,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <netdb.h>
 #include <seccomp.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -612,6 +613,30 @@ static int body_libc_lazy(void *arg)
 	return 0;
 }
 
+
+/*
+ * The migration thread (MAIN) resolves a peer's name: glibc's resolver asks uname(2)
+ * for the default domain on every load of resolv.conf and sends its queries with
+ * sendmmsg(2).
+ */
+static int body_main_resolver(void *arg)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	struct mmsghdr m = { 0 };
+	int sk;
+
+	(void)arg;
+	if (install(SANDBOX_MAIN))
+		return 100;
+	if (getaddrinfo("localhost", "4444", &hints, &ai) == 0)
+		freeaddrinfo(ai);
+	sk = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	CHECK(sk >= 0, 1);
+	CHECK(sendmmsg(sk, &m, 1, MSG_NOSIGNAL) < 0, 2); /* no peer: an error, not a trap */
+	close(sk);
+	return 0;
+}
+
 /* ---- cases ------------------------------------------------------------------------- */
 
 static void test_allowed_each_kind(void **state)
@@ -760,6 +785,8 @@ static void test_libc_lazy_work(void **state)
 		assert_int_equal(run_child(body_libc_lazy, (void *)(intptr_t)kinds[i], &res), 0);
 		expect_clean_exit();
 	}
+	assert_int_equal(run_child(body_main_resolver, NULL, &res), 0);
+	expect_clean_exit();
 	/* The control: the same pattern really reaches glibc's open (else this test proves nothing). */
 	assert_int_equal(run_child(body_libc_lazy, (void *)(intptr_t)-1, &res), 0);
 	if (!child_killed(&res, SIGSYS))

@@ -119,6 +119,7 @@ struct verifier {
 	pthread_mutex_t report_lock;
 	atomic_uint_fast64_t gen, ops_done, writes, reads, discards, zeroes, flushes, bytes;
 	atomic_uint_fast64_t mismatches;
+	uint64_t durable, newer;    /* --check: sectors the model says were written; holding later writes */
 	atomic_bool stop, discard_ok, zero_ok;
 	unsigned int reports;
 	double deadline;
@@ -266,7 +267,12 @@ static uint64_t check_range(struct verifier *v, const unsigned char *buf, uint64
 		if (!sector_ok(s, first + i, e, crash, &f, &r)) {
 			report(v, first + i, e, f, &r, s, when);
 			bad++;
+			continue;
 		}
+		if (e & GEN_MASK)
+			v->durable++;
+		if (f == F_REC && r.gen > (e & GEN_MASK))
+			v->newer++;
 	}
 	return bad;
 }
@@ -629,6 +635,10 @@ static int check_only(struct verifier *v)
 		return -EINVAL;
 	}
 	checked = check_all(v, v->cfg->crash, v->cfg->crash ? "after-crash" : "check");
+	/* What the check covered: sectors written before the model's flush, and (after a
+	 * crash) sectors holding a later write that had reached the disk. */
+	printf("PLINTH-VERIFY model seq=%" PRIu64 " written_sectors=%" PRIu64
+	       " later_sectors=%" PRIu64 "\n", v->model_seq, v->durable, v->newer);
 	summary(v, v->cfg->crash ? "crash-check" : "check", checked, now() - t0);
 	return atomic_load(&v->mismatches) ? -EIO : 0;
 }

@@ -6,7 +6,7 @@ FUZZ     ?= build-fuzz
 GUESTDIR ?= $(BUILD)/guest
 comma    := ,
 
-.PHONY: all deps build asan fuzz-build guest hostkernel run test unit integration fuzz bench clean format
+.PHONY: all deps build asan fuzz-build guest hostkernel run test unit integration fuzz bench soak clean format
 
 all: build
 
@@ -46,6 +46,11 @@ fuzz: fuzz-build
 
 bench: build guest
 	@bench/run
+
+# Data integrity for minutes to hours (tests/soak/run: SOAK_SECONDS, SOAK_CPUS, SOAK_FS,
+# SOAK_KINDS, SOAK_CRASHES, SOAK_FIO, SOAK_PARTS, SOAK_LOCK); not part of make test.
+soak: build guest
+	@tests/soak/run
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

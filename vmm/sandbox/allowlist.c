@@ -20,6 +20,9 @@
  *                                   files, migration sockets, dirty log, hotplugged images
  *   setup       x                   re-creating the VM on a guest reset, signals, the
  *                                   terminal, narrowing threads created later
+ *   libc_main   x                   glibc's resolver (libc.c)
+ *   libc_refuse      x    x    x    path look-ups refused with EACCES, not trapped:
+ *                                   glibc's lazy reads (libc.c, docs/sandbox.md)
  *
  * MAIN allows everything VCPU, IO and API allow, so that a thread created by the
  * main thread after it installed its filter can still narrow itself to its kind.
@@ -336,16 +339,17 @@ SECTION(setup, setup_rules);
 
 static const struct sc_section *const main_sections[] = {
 	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io,
-	&sec_connect, &sec_api, &sec_control, &sec_setup,
+	&sec_connect, &sec_api, &sec_control, &sec_setup, &sc_sec_libc_main,
 };
 static const struct sc_section *const vcpu_sections[] = {
-	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq,
+	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq, &sc_sec_libc_refuse,
 };
 static const struct sc_section *const io_sections[] = {
-	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io,
+	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io, &sc_sec_libc_refuse,
 };
 static const struct sc_section *const io_connect_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io, &sec_connect,
+	&sc_sec_libc_refuse,
 };
 /*
  * The API thread parses requests and answers them; every op that changes the VM is
@@ -353,7 +357,7 @@ static const struct sc_section *const io_connect_sections[] = {
  * needs no file, KVM or disk syscalls of its own.
  */
 static const struct sc_section *const api_sections[] = {
-	&sec_base, &sec_spawn, &sec_evloop, &sec_api,
+	&sec_base, &sec_spawn, &sec_evloop, &sec_api, &sc_sec_libc_refuse,
 };
 
 static const struct sc_policy policies[SANDBOX_NR_KINDS] = {

@@ -23,7 +23,8 @@ enum sc_rule_kind {
 	SC_ALLOW_IN,   /* allowed if (arg & mask) equals one of values[] */
 	SC_ALLOW_BITS, /* allowed if (arg & mask) == bits: required set, forbidden clear */
 	SC_ALLOW_SELF, /* allowed if arg is the calling process's pid (tgkill) */
-	SC_ERRNO,      /* refused with errno err, not trapped (clone3: glibc falls back) */
+	SC_ERRNO,      /* refused with errno err, not trapped (clone3: glibc falls back);
+			* if mask is set, only when (arg & mask) == bits */
 };
 
 struct sc_rule {
@@ -53,5 +54,12 @@ struct sc_policy {
 };
 
 const struct sc_policy *sc_policy_of(enum sandbox_thread kind);
+
+/*
+ * The C library's sections (libc.c): path look-ups refused with EACCES on the
+ * filtered kinds, and what glibc's resolver needs on MAIN.
+ */
+extern const struct sc_section sc_sec_libc_refuse;
+extern const struct sc_section sc_sec_libc_main;
 
 #endif

@@ -421,8 +421,6 @@ static int verify(const struct jail_cfg *cfg)
 int jail_enter(const struct jail_cfg *cfg)
 {
 	unsigned long threads;
-	time_t t0 = 0;
-	struct tm tm;
 	char *dir;
 	int rc;
 
@@ -448,8 +446,8 @@ int jail_enter(const struct jail_cfg *cfg)
 	rc = check_no_dir_fds();
 	if (rc)
 		return rc;
-	/* glibc loads /etc/localtime on first use: from the host's tree, now. */
-	localtime_r(&t0, &tm);
+	/* glibc's lazy reads (/etc/localtime...): from the host's tree, now. */
+	sandbox_libc_prepare();
 
 	/* Absolute: after a refused pivot_root, cwd is already inside DIR. */
 	dir = realpath(cfg->dir, NULL);

@@ -31,7 +31,9 @@
  * DRIVER_OK wake it.
  *
  * Lazy opens by libraries must happen before the filter: sandbox_seccomp_install()
- * loads glibc's time zone itself; the API thread must call json_object_seed(0)
+ * does glibc's own (sandbox_libc_prepare()), and path look-ups (open, stat,
+ * access, readlink) fail with EACCES on vcpu, io and api threads rather than
+ * trap, since glibc's lazy reads must cope with missing files anyway; the API thread must call json_object_seed(0)
  * before installing SANDBOX_API (jansson opens /dev/urandom on first use), and
  * start libmicrohttpd after installing it (its threads then inherit the filter;
  * tests/unit/sandbox/test_seccomp_api.c runs every threading mode so).
@@ -63,6 +65,14 @@ enum sandbox_thread {
 	SANDBOX_IO_CONNECT, /* an I/O thread that connects out: virtio-vsock's (PATH_<port>) */
 };
 #define SANDBOX_NR_KINDS 5
+
+/*
+ * Do the C library's lazy work we know of (time zone, qsort's memory probe) now,
+ * while files can be opened, so that no filtered thread meets it later. Once per
+ * process; sandbox_seccomp_install() and jail_enter() call it themselves. Pins TZ
+ * to ":/etc/localtime" when TZ is unset (glibc then loads the zone once).
+ */
+void sandbox_libc_prepare(void);
 
 /* "main", "vcpu", "io", "api", "io-connect". */
 const char *sandbox_thread_name(enum sandbox_thread kind);

@@ -27,7 +27,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "allowlist.h"
@@ -131,19 +130,6 @@ static void on_sigsys(int sig, siginfo_t *info, void *uctx)
 	syscall(SYS_exit_group, 128L + sig);
 }
 
-/*
- * glibc opens /etc/localtime on the first time conversion of the process (even
- * gmtime_r, as in libmicrohttpd's Date header): do it now, while open is still
- * allowed. localtime_r loads it once; tzset() would stat the file on every call.
- */
-static void load_timezone(void)
-{
-	time_t t = 0;
-	struct tm tm;
-
-	localtime_r(&t, &tm);
-}
-
 static int set_sigsys_handler(void)
 {
 	struct sigaction sa;
@@ -186,7 +172,10 @@ static int add_rule(scmp_filter_ctx ctx, const struct sc_rule *r, pid_t self)
 		cmp.datum_b = 0;
 		return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, r->nr, 1, &cmp);
 	case SC_ERRNO:
-		return seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint32_t)r->err), r->nr, 0);
+		if (!r->mask)
+			return seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint32_t)r->err), r->nr, 0);
+		cmp.datum_b = r->bits;
+		return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO((uint32_t)r->err), r->nr, 1, &cmp);
 	}
 	return -EINVAL;
 }
@@ -249,7 +238,7 @@ int sandbox_seccomp_install(enum sandbox_thread kind)
 	rc = set_sigsys_handler();
 	if (rc)
 		return rc;
-	load_timezone();
+	sandbox_libc_prepare();
 	ctx = build_filter(kind);
 	if (!ctx)
 		return -EINVAL;
@@ -288,6 +277,8 @@ static void print_rule(FILE *out, const struct sc_rule *r)
 		break;
 	case SC_ERRNO:
 		fprintf(out, " refused: %s", strerrorname_np(r->err) ? strerrorname_np(r->err) : "?");
+		if (r->mask)
+			fprintf(out, " if %s", r->expr);
 		break;
 	}
 	fprintf(out, "  # %s\n", r->why);

@@ -1,0 +1,89 @@
+# Helpers for plinth-verify runs (sourced by tests/integration/blk-verify*.sh and
+# tests/soak/run-inside): images of each kind, a guest that runs the verifier on them, and
+# the host-side checks. They run where /dev/kvm is usable (inside scripts/hostvm here).
+# Needs tests/integration/lib.sh first (BUILD, GUEST, fail, guest_cmdline, sock_dir).
+VERIFY=${VERIFY:-$GUEST/tools/plinth-verify}
+
+# The kinds of disk a run can use: plinth's formats, and qcow2 over a backing file or
+# holding compressed clusters (both prefilled with the verifier's generation-0 records).
+VERIFY_KINDS="raw qcow2 qcow2-backing qcow2-compressed vhd vhdx vmdk"
+
+# plinth's format= for KIND; qemu-img's -f for plinth's format.
+kind_format() { case $1 in qcow2-*) echo qcow2 ;; *) echo "$1" ;; esac; }
+qemu_fmt() { [ "$1" = vhd ] && echo vpc || echo "$1"; }
+
+# make_image KIND PATH SIZE: a fresh image, created by qemu-img (the peer implementation).
+make_image() {
+	local kind=$1 path=$2 size=$3
+	case $kind in
+	qcow2-backing)
+		truncate -s "$size" "$path.base.raw"
+		"$VERIFY" --fill --dev "$path.base.raw" >/dev/null || fail "cannot fill $path.base.raw"
+		qemu-img convert -q -f raw -O qcow2 "$path.base.raw" "$path.base.qcow2"
+		rm -f "$path.base.raw"
+		qemu-img create -q -f qcow2 -b "$path.base.qcow2" -F qcow2 "$path" ;;
+	qcow2-compressed)
+		# 64 KiB clusters of generation-0 records, compressed: the guest's writes land on them.
+		truncate -s "$size" "$path.fill.raw"
+		"$VERIFY" --fill --dev "$path.fill.raw" >/dev/null || fail "cannot fill $path.fill.raw"
+		qemu-img convert -q -c -f raw -O qcow2 "$path.fill.raw" "$path"
+		rm -f "$path.fill.raw" ;;
+	*)
+		qemu-img create -q -f "$(qemu_fmt "$kind")" "$path" "$size" ;;
+	esac || fail "cannot create a $kind image at $path"
+}
+
+# model_size SIZE: bytes the model disk needs for a data disk of SIZE bytes (two slots).
+model_size() { echo $(( (4096 + $1 / 512 * 4 + 4095) / 4096 * 4096 * 2 + 65536 )); }
+
+# The guest's name of the Nth (0-based) virtio disk.
+vd() { printf '/dev/vd%b' "\\x$(printf %x $((97 + $1)))"; }
+
+# verify_cmd I LABEL ARGS...: guest shell that runs plinth-verify ARGS on disk pair I
+# (data vd(2I), model vd(2I+1)) and prints the device's size and the exit status.
+verify_cmd() {
+	local i=$1 label=$2 data model
+	shift 2
+	data=$(vd $((2 * i)))
+	model=$(vd $((2 * i + 1)))
+	echo "echo \"VERIFY-SIZE $label \$(blockdev --getsize64 $data)\"; plinth-verify --dev $data --model $model $*; echo \"VERIFY-EXIT $label \$?\";"
+}
+
+# host_check KIND IMAGE MODEL SIZE [--crash]: qemu-img check (formats that have one) and
+# plinth-img check, then qemu-img converts IMAGE to raw (an independent reader) and the
+# verifier checks every sector of it against MODEL. Prints one line; fails the test.
+host_check() {
+	local kind=$1 img=$2 model=$3 size=$4 crash=${5:-} fmt qf out
+	fmt=$(kind_format "$kind")
+	qf=$(qemu_fmt "$fmt")
+	case $fmt in
+	qcow2|vhdx|vmdk)
+		# After a crash, leaked clusters (exit 3) are allowed: nothing lost, nothing corrupt.
+		qemu-img check -q -f "$qf" "$img"
+		case $?${crash:+c} in 0|0c|3c) ;; *) fail "$kind: qemu-img check finds $img damaged" ;; esac ;;
+	esac
+	if [ "$fmt" != raw ]; then
+		"$BUILD/plinth-img" check "$img" >/dev/null 2>&1
+		case $? in 0|3) ;; *) fail "$kind: plinth-img check finds $img damaged" ;; esac
+	fi
+	qemu-img convert -q -f "$qf" -O raw "$img" "$img.back.raw" || fail "$kind: qemu-img cannot read $img"
+	truncate -s "$size" "$img.back.raw" # what the guest saw (qemu's VHD size may round)
+	out=$("$VERIFY" --check $crash --dev "$img.back.raw" --model "$model" 2>&1)
+	rm -f "$img.back.raw"
+	echo "$out" | grep -q '^PLINTH-VERIFY result=ok ' ||
+		{ echo "$out" | head -n 12; fail "$kind: the host's read of $img disagrees with the guest's model"; }
+	echo "$kind: host-side $(echo "$out" | tail -n 1 | sed 's/^PLINTH-VERIFY //')"
+}
+
+# verify_results CONSOLE LABEL...: each LABEL's run ended ok in the guest; print their lines.
+verify_results() {
+	local out=$1 l
+	shift
+	for l in "$@"; do
+		grep -q "^VERIFY-EXIT $l 0" "$out" || {
+			grep -E "PLINTH-VERIFY|VERIFY-|seccomp|Kernel panic|BUG|Oops" "$out" | head -n 30
+			fail "$l: the guest's verifier did not pass"
+		}
+	done
+	grep '^PLINTH-VERIFY result=' "$out"
+}

@@ -26,6 +26,7 @@
 #include "vm.h"
 #include "vmstate.h"
 #include "api/api.h"
+#include "client.h" /* daemon/: plinth vm|image|task|events */
 #include "state/snapshot.h"
 #include "state/state.h"
 
@@ -45,6 +46,7 @@ static const char usage_text[] =
 	"                      [--seccomp=on|off]\n"
 	"       plinth ctl --api-socket PATH info|pause|resume|shutdown|reset|\n"
 	"                  snapshot --to DIR|migrate --to URI [--downtime-ms N]\n"
+	"       plinth vm|image|task|events ...  (plinthd's client: plinth vm --help)\n"
 	"       plinth --help | --version\n"
 	"\n"
 	"Run one virtual machine on KVM, booting a Linux kernel with its console on\n"
@@ -700,6 +702,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return ctl_main(argc - 1, argv + 1);
+	if (pd_client_handles(argv[1]))
+		return pd_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "restore"))
 		return cmd_restore(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "receive"))

@@ -44,7 +44,7 @@ int pd_event(struct plinthd *pd, const char *action, const char *object, const c
 	va_list ap;
 
 	ev.time_ms = pd_now_ms();
-	snprintf(ev.actor, sizeof(ev.actor), "%s", "plinthd");
+	snprintf(ev.actor, sizeof(ev.actor), "%s", pd->actor[0] ? pd->actor : "plinthd");
 	snprintf(ev.action, sizeof(ev.action), "%s", action);
 	snprintf(ev.object, sizeof(ev.object), "%s", object);
 	snprintf(ev.result, sizeof(ev.result), "%s", result);

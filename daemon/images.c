@@ -366,7 +366,7 @@ out_record:
 		snprintf(img.name, sizeof(img.name), "%s", t->dst_name);
 		snprintf(img.format, sizeof(img.format), "qcow2");
 		img.size = size;
-		ret = image_commit(pd, &img, "image.import", t->src);
+		ret = image_commit(pd, &img, t->action, t->src);
 		if (ret)
 			snprintf(err, sizeof(err), "inventory error recording the image");
 	}
@@ -375,7 +375,7 @@ out_record:
 	task_record(pd, t->id, !ret ? "done" : ret == -ECANCELED ? "cancelled" : "failed", size,
 		    size, err);
 	if (ret && ret != -ECANCELED)
-		pd_event(pd, "image.import", t->dst_name, "failed", "%s", err);
+		pd_event(pd, t->action, t->dst_name, "failed", "%s", err);
 	t->done = true;
 	pthread_mutex_unlock(&pd->lock);
 	return NULL;
@@ -404,6 +404,7 @@ static void task_start(struct plinthd *pd, const char *kind, const char *src,
 	t->id = st.id;
 	t->pd = pd;
 	snprintf(t->object, sizeof(t->object), "%s", dst_name);
+	snprintf(t->action, sizeof(t->action), "image.%s", kind);
 	snprintf(t->src, sizeof(t->src), "%s", src);
 	snprintf(t->src_format, sizeof(t->src_format), "%s", src_format);
 	snprintf(t->dst_name, sizeof(t->dst_name), "%s", dst_name);

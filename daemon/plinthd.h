@@ -61,6 +61,7 @@ struct pd_run {
 	int64_t deadline_ms;		/* starting: give up; stopping: SIGKILL (monotonic) */
 	bool stop_requested;		/* stop or kill asked: an exit is "stopped" */
 	bool reboot_pending;		/* reboot asked: an exit 0 starts it again */
+	int64_t reboot_ms;		/* monotonic time of the reboot request */
 	unsigned restarts;		/* policy restarts since window_ms */
 	int64_t window_ms;		/* monotonic start of the restart window */
 	struct pd_run *next;
@@ -70,6 +71,7 @@ struct pd_run {
 struct pd_task {
 	int64_t id;
 	char object[STORE_NAME_MAX];	/* the image being made */
+	char action[32];		/* its events: image.import, image.clone */
 	volatile bool cancel;		/* set under pd->lock, read by the worker */
 	pthread_t thread;
 	struct plinthd *pd;
@@ -101,6 +103,8 @@ struct plinthd {
 	bool jail;
 	struct pd_run *runs;		/* running VMs */
 	struct pd_task *tasks;		/* running tasks */
+	char actor[STORE_NAME_MAX];	/* who events are by: the API client ("uid N") while
+					 * a request runs, else "plinthd" */
 	bool quit;			/* the monitor ends */
 	pthread_t monitor;
 };

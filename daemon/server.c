@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -177,6 +178,20 @@ static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *k
 	return MHD_YES;
 }
 
+/* The client's identity for the audit log: its uid from the socket's credentials. */
+static void peer_name(struct MHD_Connection *conn, char *buf, size_t size)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (ci && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		snprintf(buf, size, "uid %u", (unsigned)cred.uid);
+	else
+		snprintf(buf, size, "api");
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -229,7 +244,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return send_json(conn, status, json_pack("{s:s}", "error", err.msg), err.allow);
 	}
 	pthread_mutex_lock(&s->pd->lock);
+	peer_name(conn, s->pd->actor, sizeof(s->pd->actor));
 	pd_handle(s->pd, req, &reply);
+	s->pd->actor[0] = '\0';
 	pthread_mutex_unlock(&s->pd->lock);
 	free(req);
 	log_debug("%s %s: %d", method, url, reply.status);

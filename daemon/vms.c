@@ -38,6 +38,7 @@
 #define RESTART_WINDOW_MS  60000
 #define RESTART_MAX	   5	 /* policy restarts within the window before giving up */
 #define API_TIMEOUT_MS	   3000
+#define REBOOT_WINDOW_MS   30000 /* an exit 0 this soon after a reboot request is the reboot */
 #define CONSOLE_TAIL	   (64 * 1024)
 #define SHIM_NAME	   "plinthd-shim"
 
@@ -878,7 +879,7 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 	struct pd_vm_def *def = NULL;
 	struct pd_error err;
 	bool crashed = false, restart = false, asked = run->stop_requested;
-	bool rebooting = run->reboot_pending;
+	bool rebooting = run->reboot_pending && pd_mono_ms() - run->reboot_ms < REBOOT_WINDOW_MS;
 	int64_t window = run->window_ms, now = pd_mono_ms();
 	unsigned restarts = run->restarts;
 	char name[STORE_NAME_MAX];
@@ -1041,8 +1042,10 @@ void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_re
 			pd_reply_error(r, 409, "VM '%s' is %s", vm.name, vm.state);
 			goto out_clear;
 		}
-		if (req->action == PD_REBOOT)
+		if (req->action == PD_REBOOT) {
 			run->reboot_pending = true;
+			run->reboot_ms = pd_mono_ms();
+		}
 		if (vm_api(pd, run,
 			   "POST", req->action == PD_REBOOT  ? "/v1/vm/reset"
 				   : req->action == PD_PAUSE ? "/v1/vm/pause"

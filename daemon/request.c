@@ -583,11 +583,42 @@ static int route_name(const char *seg, const char *what, struct pd_request *req,
 	return 0;
 }
 
+/*
+ * /v1/KIND (GET list, POST create) and /v1/KIND/NAME (GET, DELETE), routes r[0..3] in
+ * that order. Returns 0 or a status, or -1 for /v1/KIND/NAME/ACTION (seg[2]), which
+ * the caller routes (req->name is set).
+ */
+static int route_collection(const char *method, const char *path,
+			    const char seg[4][STORE_NAME_MAX], int n, const char *what,
+			    const enum pd_route r[4], struct pd_request *req, struct pd_error *err)
+{
+	int m, ret;
+
+	if (n == 1) {
+		m = two_methods(method, "GET", "POST", "GET, POST", path, err);
+		if (m < 0)
+			return -m;
+		req->route = m == 1 ? r[0] : r[1];
+		return 0;
+	}
+	ret = route_name(seg[1], what, req, err);
+	if (ret)
+		return ret;
+	if (n == 2) {
+		m = two_methods(method, "GET", "DELETE", "GET, DELETE", path, err);
+		if (m < 0)
+			return -m;
+		req->route = m == 1 ? r[2] : r[3];
+		return 0;
+	}
+	return -1;
+}
+
 static int route(const char *method, const char *path, const char *query, struct pd_request *req,
 		 struct pd_error *err)
 {
 	char seg[4][STORE_NAME_MAX];
-	int n = split_path(path, seg), m, ret;
+	int n = split_path(path, seg), ret;
 	uint64_t id;
 
 	if (n < 1)
@@ -605,51 +636,28 @@ static int route(const char *method, const char *path, const char *query, struct
 		return ret ? ret : parse_events_query(query, req, err);
 	}
 	if (!strcmp(seg[0], "vms")) {
-		if (n == 1) {
-			m = two_methods(method, "GET", "POST", "GET, POST", path, err);
-			if (m < 0)
-				return -m;
-			req->route = m == 1 ? PD_VM_LIST : PD_VM_CREATE;
-			return 0;
-		}
-		ret = route_name(seg[1], "VM", req, err);
-		if (ret)
+		const enum pd_route r[4] = {PD_VM_LIST, PD_VM_CREATE, PD_VM_GET, PD_VM_DELETE};
+
+		ret = route_collection(method, path, seg, n, "VM", r, req, err);
+		if (ret >= 0)
 			return ret;
-		if (n == 2) {
-			m = two_methods(method, "GET", "DELETE", "GET, DELETE", path, err);
-			if (m < 0)
-				return -m;
-			req->route = m == 1 ? PD_VM_GET : PD_VM_DELETE;
-			return 0;
-		}
-		if (n == 3 && !strcmp(seg[2], "console")) {
+		if (!strcmp(seg[2], "console")) {
 			req->route = PD_VM_CONSOLE;
 			return method_is(method, "GET", path, err);
 		}
-		if (n == 3 && !parse_action(seg[2], &req->action)) {
+		if (!parse_action(seg[2], &req->action)) {
 			req->route = PD_VM_ACTION;
 			return method_is(method, "POST", path, err);
 		}
 	}
 	if (!strcmp(seg[0], "images")) {
-		if (n == 1) {
-			m = two_methods(method, "GET", "POST", "GET, POST", path, err);
-			if (m < 0)
-				return -m;
-			req->route = m == 1 ? PD_IMAGE_LIST : PD_IMAGE_CREATE;
-			return 0;
-		}
-		ret = route_name(seg[1], "image", req, err);
-		if (ret)
+		const enum pd_route r[4] = {PD_IMAGE_LIST, PD_IMAGE_CREATE, PD_IMAGE_GET,
+					    PD_IMAGE_DELETE};
+
+		ret = route_collection(method, path, seg, n, "image", r, req, err);
+		if (ret >= 0)
 			return ret;
-		if (n == 2) {
-			m = two_methods(method, "GET", "DELETE", "GET, DELETE", path, err);
-			if (m < 0)
-				return -m;
-			req->route = m == 1 ? PD_IMAGE_GET : PD_IMAGE_DELETE;
-			return 0;
-		}
-		if (n == 3 && !strcmp(seg[2], "clone")) {
+		if (!strcmp(seg[2], "clone")) {
 			req->route = PD_IMAGE_CLONE;
 			return method_is(method, "POST", path, err);
 		}

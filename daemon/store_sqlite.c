@@ -228,6 +228,19 @@ static int step_done(struct store *st, sqlite3_stmt *s, bool want_change)
 	return ret;
 }
 
+/* Run an INSERT (s may be NULL: prepare failed) and return the new row's id in *id. */
+static int insert(struct store *st, sqlite3_stmt *s, int64_t *id)
+{
+	int ret;
+
+	if (!s)
+		return -EIO;
+	ret = step_done(st, s, false);
+	if (!ret)
+		*id = sqlite3_last_insert_rowid(st->db);
+	return ret;
+}
+
 static void text(sqlite3_stmt *s, int col, char *buf, size_t size)
 {
 	const unsigned char *t = sqlite3_column_text(s, col);
@@ -317,14 +330,8 @@ static int read_vm(sqlite3_stmt *s, void *elem)
 	return 0;
 }
 
-static int sq_vm_insert(struct store *st, struct store_vm *vm)
+static void bind_vm(sqlite3_stmt *s, const struct store_vm *vm)
 {
-	sqlite3_stmt *s = prepare(st, "INSERT INTO vms (uuid, name, spec, state, pid, reason, "
-				      "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
-	int ret;
-
-	if (!s)
-		return -EIO;
 	bind_text(s, 1, vm->uuid);
 	bind_text(s, 2, vm->name);
 	bind_text(s, 3, vm->spec);
@@ -332,10 +339,16 @@ static int sq_vm_insert(struct store *st, struct store_vm *vm)
 	sqlite3_bind_int64(s, 5, vm->pid);
 	bind_text(s, 6, vm->reason);
 	sqlite3_bind_int64(s, 7, vm->updated_ms);
-	ret = step_done(st, s, false);
-	if (!ret)
-		vm->id = sqlite3_last_insert_rowid(st->db);
-	return ret;
+}
+
+static int sq_vm_insert(struct store *st, struct store_vm *vm)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO vms (uuid, name, spec, state, pid, reason, "
+				      "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+
+	if (s)
+		bind_vm(s, vm);
+	return insert(st, s, &vm->id);
 }
 
 static int sq_vm_update(struct store *st, const struct store_vm *vm)
@@ -345,13 +358,7 @@ static int sq_vm_update(struct store *st, const struct store_vm *vm)
 
 	if (!s)
 		return -EIO;
-	bind_text(s, 1, vm->uuid);
-	bind_text(s, 2, vm->name);
-	bind_text(s, 3, vm->spec);
-	bind_text(s, 4, vm->state);
-	sqlite3_bind_int64(s, 5, vm->pid);
-	bind_text(s, 6, vm->reason);
-	sqlite3_bind_int64(s, 7, vm->updated_ms);
+	bind_vm(s, vm);
 	sqlite3_bind_int64(s, 8, vm->id);
 	return step_done(st, s, true);
 }
@@ -465,15 +472,9 @@ static int sq_image_insert(struct store *st, struct store_image *img)
 {
 	sqlite3_stmt *s = prepare(st, "INSERT INTO images (name, format, size, backing, "
 				      "is_template, created_ms) VALUES (?, ?, ?, ?, ?, ?)");
-	int ret;
-
-	if (!s)
-		return -EIO;
-	bind_image(s, img);
-	ret = step_done(st, s, false);
-	if (!ret)
-		img->id = sqlite3_last_insert_rowid(st->db);
-	return ret;
+	if (s)
+		bind_image(s, img);
+	return insert(st, s, &img->id);
 }
 
 static int sq_image_update(struct store *st, const struct store_image *img)
@@ -552,15 +553,9 @@ static int sq_task_insert(struct store *st, struct store_task *t)
 	sqlite3_stmt *s = prepare(st, "INSERT INTO tasks (kind, object, state, percent, "
 				      "done_bytes, total_bytes, error, created_ms, finished_ms) "
 				      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-	int ret;
-
-	if (!s)
-		return -EIO;
-	bind_task(s, t);
-	ret = step_done(st, s, false);
-	if (!ret)
-		t->id = sqlite3_last_insert_rowid(st->db);
-	return ret;
+	if (s)
+		bind_task(s, t);
+	return insert(st, s, &t->id);
 }
 
 static int sq_task_update(struct store *st, const struct store_task *t)
@@ -614,20 +609,15 @@ static int sq_event_append(struct store *st, struct store_event *ev)
 {
 	sqlite3_stmt *s = prepare(st, "INSERT INTO events (time_ms, actor, action, object, "
 				      "result, message) VALUES (?, ?, ?, ?, ?, ?)");
-	int ret;
-
-	if (!s)
-		return -EIO;
-	sqlite3_bind_int64(s, 1, ev->time_ms);
-	bind_text(s, 2, ev->actor);
-	bind_text(s, 3, ev->action);
-	bind_text(s, 4, ev->object);
-	bind_text(s, 5, ev->result);
-	bind_text(s, 6, ev->message);
-	ret = step_done(st, s, false);
-	if (!ret)
-		ev->id = sqlite3_last_insert_rowid(st->db);
-	return ret;
+	if (s) {
+		sqlite3_bind_int64(s, 1, ev->time_ms);
+		bind_text(s, 2, ev->actor);
+		bind_text(s, 3, ev->action);
+		bind_text(s, 4, ev->object);
+		bind_text(s, 5, ev->result);
+		bind_text(s, 6, ev->message);
+	}
+	return insert(st, s, &ev->id);
 }
 
 static int sq_event_list(struct store *st, int64_t after, unsigned limit,

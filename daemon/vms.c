@@ -82,14 +82,30 @@ static void run_remove(struct plinthd *pd, struct pd_run *run)
 	free(run);
 }
 
+/* Watch vm's process from now on (pidfd -1: settle it at once). NULL if out of memory. */
+static struct pd_run *run_add(struct plinthd *pd, const struct store_vm *vm, pid_t pid,
+			      pid_t shim)
+{
+	struct pd_run *run = calloc(1, sizeof(*run));
+
+	if (!run)
+		return NULL;
+	run->vm_id = vm->id;
+	snprintf(run->name, sizeof(run->name), "%s", vm->name);
+	snprintf(run->uuid, sizeof(run->uuid), "%s", vm->uuid);
+	run->pid = pid;
+	run->shim = shim;
+	run->pidfd = shim || pid ? (int)syscall(SYS_pidfd_open, shim ? shim : pid, 0) : -1;
+	run->started_ms = pd_mono_ms();
+	run->deadline_ms = run->started_ms + START_TIMEOUT_MS;
+	run->next = pd->runs;
+	pd->runs = run;
+	return run;
+}
+
 void pd_run_forget(struct plinthd *pd, struct pd_run *run)
 {
 	run_remove(pd, run);
-}
-
-static int pidfd_open_pid(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 /* --- Processes ------------------------------------------------------------------------- */
@@ -728,8 +744,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		r = &dummy;
 	def = malloc(sizeof(*def));
 	a = malloc(sizeof(*a));
-	run = calloc(1, sizeof(*run));
-	if (!def || !a || !run) {
+	if (!def || !a) {
 		pd_reply_error(r, 500, "out of memory");
 		ret = -ENOMEM;
 		goto out_free;
@@ -793,13 +808,12 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		pd_reply_error(r, 500, "VM '%s': fork: %s", vm->name, strerror(-ret));
 		goto out_close;
 	}
-	run->vm_id = vm->id;
-	snprintf(run->name, sizeof(run->name), "%s", vm->name);
-	snprintf(run->uuid, sizeof(run->uuid), "%s", vm->uuid);
-	run->shim = shim;
-	run->pidfd = pidfd_open_pid(shim);
-	run->started_ms = pd_mono_ms();
-	run->deadline_ms = run->started_ms + START_TIMEOUT_MS;
+	run = run_add(pd, vm, 0, shim);
+	if (!run) { /* the monitor can't watch it: the next plinthd start adopts it */
+		pd_reply_error(r, 500, "out of memory");
+		ret = -ENOMEM;
+		goto out_close;
+	}
 	/* The shim writes the pidfile at once; wait for it (bounded) to learn plinth's pid. */
 	for (i = 0; i < 500; i++) {
 		int s, p;
@@ -810,11 +824,8 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		}
 		usleep(2000);
 	}
-	run->next = pd->runs;
-	pd->runs = run;
-	run = NULL;
-	if (pd->runs->pid)
-		vm_set_state(pd, vm->id, vm->name, "starting", pd->runs->pid, why, NULL, NULL);
+	if (run->pid)
+		vm_set_state(pd, vm->id, vm->name, "starting", run->pid, why, NULL, NULL);
 	ret = 0;
 out_close:
 	if (logfd >= 0)
@@ -822,7 +833,6 @@ out_close:
 	if (nullfd >= 0)
 		close(nullfd);
 out_free:
-	free(run);
 	free(a);
 	free(def);
 	json_decref(dummy.body);
@@ -1258,23 +1268,13 @@ int pd_vms_init(struct plinthd *pd)
 
 		if (pid > 0) {
 			/* Re-adopt: the process runs; watch it again (invariant 1). */
-			run = calloc(1, sizeof(*run));
+			run = run_add(pd, vm, pid, shim);
 			if (!run)
 				continue;
-			run->vm_id = vm->id;
-			snprintf(run->name, sizeof(run->name), "%s", vm->name);
-			snprintf(run->uuid, sizeof(run->uuid), "%s", vm->uuid);
-			run->pid = pid;
-			run->shim = shim;
-			run->pidfd = pidfd_open_pid(shim ? shim : pid);
-			run->started_ms = pd_mono_ms();
-			run->deadline_ms = run->started_ms + START_TIMEOUT_MS;
 			run->stop_requested = !strcmp(vm->state, "stopping");
 			if (run->stop_requested)
 				run->deadline_ms = run->started_ms +
 						   PD_STOP_TIMEOUT_DEFAULT * 1000LL;
-			run->next = pd->runs;
-			pd->runs = run;
 			log_info("VM %s: adopted its running plinth (pid %d)", vm->name, (int)pid);
 			/* A VM not yet seen running is promoted by the monitor. */
 			if (!state_is_live(vm->state) || vm->pid != pid)
@@ -1295,16 +1295,10 @@ int pd_vms_init(struct plinthd *pd)
 			continue;
 		}
 		/* It ran and is gone: settle from its exit file like a live exit. */
-		run = calloc(1, sizeof(*run));
+		run = run_add(pd, vm, 0, 0);
 		if (!run)
 			continue;
-		run->vm_id = vm->id;
-		snprintf(run->name, sizeof(run->name), "%s", vm->name);
-		snprintf(run->uuid, sizeof(run->uuid), "%s", vm->uuid);
-		run->pidfd = -1;
 		run->stop_requested = !strcmp(vm->state, "stopping");
-		run->next = pd->runs;
-		pd->runs = run;
 		vm_exited(pd, run);
 	}
 	store_vm_list_free(vms, n);

@@ -1120,10 +1120,13 @@ void pd_vm_console(struct plinthd *pd, const char *name, struct pd_reply *r)
 		pd_reply_error(r, 500, "out of memory");
 		return;
 	}
+	/* JSON strings are UTF-8: bytes beyond ASCII (a guest's, possibly cut in the
+	 * middle of a character by the 64 KiB window) are shown as '?'. */
+	for (off = 0; off < n; off++)
+		if ((unsigned char)buf[off] >= 0x80)
+			buf[off] = '?';
 	r->status = 200;
 	r->body = json_pack("{s:s, s:s%}", "name", name, "console", buf, (size_t)(n > 0 ? n : 0));
-	if (!r->body) /* not UTF-8: send it as bytes with invalid sequences replaced */
-		r->body = json_pack("{s:s, s:s}", "name", name, "console", "");
 	free(buf);
 }
 

@@ -13,7 +13,7 @@ dir=$(sock_dir)
 state=$dir/state
 pdpid=
 trap '[ -n "$pdpid" ] && kill -9 $pdpid 2>/dev/null; pkill -9 -f -- "--api-socket $state/" 2>/dev/null; rm -rf "$dir"' EXIT
-P() { "$BUILD/plinth" --state-dir "$state" "$@"; }
+P() { "$BUILD/plinth" "$1" --state-dir "$state" "${@:2}"; }
 start_plinthd() {
 	"$BUILD/plinthd" --state-dir "$state" -v >>"$dir/plinthd.log" 2>&1 &
 	pdpid=$!

@@ -35,11 +35,13 @@ static const char usage_text[] =
 	"Usage: plinth vm list | info NAME | create NAME --kernel PATH [--initrd PATH]\n"
 	"                 [--cmdline STR] [--cpus N] [--memory MIB] [--restart never|on-crash|always]\n"
 	"                 [--autostart] [--disk image=NAME|path=FILE[,format=F][,readonly]]...\n"
+	"                 [--nic NETWORK]...\n"
 	"              | create --from FILE.json | start NAME | stop NAME [--timeout S]\n"
 	"              | kill NAME | reboot NAME | pause NAME | resume NAME | delete NAME\n"
 	"              | console NAME\n"
 	"       plinth image list | info NAME | create NAME --size SIZE [--format raw|qcow2]\n"
 	"              | import NAME FILE [--format F] | clone SRC NEW [--linked] | delete NAME\n"
+	"       plinth net list | info NAME | create NAME [--cidr A.B.C.D/N] | delete NAME\n"
 	"       plinth task list | wait ID | cancel ID\n"
 	"       plinth events [--after ID] [--limit N]\n"
 	"Options for all: --socket PATH (default $PLINTHD_SOCKET, else\n"
@@ -48,8 +50,8 @@ static const char usage_text[] =
 
 bool pd_client_handles(const char *word)
 {
-	return !strcmp(word, "vm") || !strcmp(word, "image") || !strcmp(word, "task") ||
-	       !strcmp(word, "events");
+	return !strcmp(word, "vm") || !strcmp(word, "image") || !strcmp(word, "net") ||
+	       !strcmp(word, "task") || !strcmp(word, "events");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -218,12 +220,13 @@ static int parse_disk(const char *spec, json_t *disks)
 
 static int vm_create(struct cli *c)
 {
-	json_t *def, *disks;
+	json_t *def, *disks, *nics;
 	const char *from = NULL;
 	int i, rc = 0;
 
 	def = json_object();
 	disks = json_array();
+	nics = json_array();
 	for (i = 2; i < c->argc && !rc; i++) {
 		const char *a = c->argv[i], *v = i + 1 < c->argc ? c->argv[i + 1] : NULL;
 		uint64_t n;
@@ -256,6 +259,8 @@ static int vm_create(struct cli *c)
 					    json_integer((json_int_t)n));
 		} else if (!strcmp(a, "--disk"))
 			rc = parse_disk(v, disks);
+		else if (!strcmp(a, "--nic"))
+			json_array_append_new(nics, json_pack("{s:s}", "network", v));
 		else
 			rc = usage_error("unknown option '%s'", a);
 	}
@@ -268,8 +273,11 @@ static int vm_create(struct cli *c)
 			fprintf(stderr, "plinth: %s: %s (line %d)\n", from, jerr.text, jerr.line);
 			rc = 1;
 		}
-	} else if (!rc && json_array_size(disks)) {
-		json_object_set(def, "disks", disks);
+	} else if (!rc) {
+		if (json_array_size(disks))
+			json_object_set(def, "disks", disks);
+		if (json_array_size(nics))
+			json_object_set(def, "nics", nics);
 	}
 	if (!rc && !from && !json_object_get(def, "name"))
 		rc = usage_error("vm create needs a NAME");
@@ -277,6 +285,7 @@ static int vm_create(struct cli *c)
 		rc = run(c, "POST", "/v1/vms", def, show_vm);
 	json_decref(def);
 	json_decref(disks);
+	json_decref(nics);
 	return rc;
 }
 
@@ -558,6 +567,54 @@ static int cmd_image(struct cli *c)
 	return usage_error("unknown image verb '%s'", verb);
 }
 
+static void show_net(json_t *o)
+{
+	printf("name:      %s\nbridge:    %s%s\ncidr:      %s\nhost:      %s\n", str(o, "name"),
+	       str(o, "bridge"), json_is_true(json_object_get(o, "present")) ? "" : " (missing)",
+	       str(o, "cidr"), str(o, "host_address"));
+}
+
+static void show_nets(json_t *o)
+{
+	json_t *v;
+	size_t i;
+
+	printf("%-24s %-12s %-18s %s\n", "NAME", "BRIDGE", "CIDR", "HOST ADDRESS");
+	json_array_foreach(json_object_get(o, "networks"), i, v)
+		printf("%-24s %-12s %-18s %s\n", str(v, "name"), str(v, "bridge"), str(v, "cidr"),
+		       str(v, "host_address"));
+}
+
+static int cmd_net(struct cli *c)
+{
+	const char *verb = c->argc > 1 ? c->argv[1] : "list";
+	const char *name = c->argc > 2 ? c->argv[2] : NULL;
+	char path[160];
+	json_t *body;
+	int rc;
+
+	if (!strcmp(verb, "list"))
+		return run(c, "GET", "/v1/networks", NULL, show_nets);
+	if (!name)
+		return usage_error("net %s needs a NAME", verb);
+	snprintf(path, sizeof(path), "/v1/networks/%s", name);
+	if (!strcmp(verb, "info"))
+		return run(c, "GET", path, NULL, show_net);
+	if (!strcmp(verb, "delete"))
+		return run(c, "DELETE", path, NULL, NULL);
+	if (!strcmp(verb, "create")) {
+		const char *cidr = opt(c, 3, "--cidr");
+
+		body = json_pack("{s:s}", "name", name);
+		if (cidr)
+			json_object_set_new(body, "cidr", json_string(cidr));
+		rc = run(c, "POST", "/v1/networks", body, show_net);
+		json_decref(body);
+		return rc;
+	}
+	return usage_error("unknown net verb '%s'", verb);
+}
+
 static int cmd_task(struct cli *c)
 {
 	const char *verb = c->argc > 1 ? c->argv[1] : "list";
@@ -643,6 +700,8 @@ int pd_client_main(int argc, char **argv)
 		rc = cmd_vm(&c);
 	else if (!strcmp(args[0], "image"))
 		rc = cmd_image(&c);
+	else if (!strcmp(args[0], "net"))
+		rc = cmd_net(&c);
 	else if (!strcmp(args[0], "task"))
 		rc = cmd_task(&c);
 	else

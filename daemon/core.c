@@ -137,7 +137,7 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 	if (!pd->st)
 		goto out_free;
 	pthread_mutex_lock(&pd->lock);
-	if (pd_images_init(pd) || pd_vms_init(pd)) {
+	if (pd_images_init(pd) || pd_networks_init(pd) || pd_vms_init(pd)) {
 		pthread_mutex_unlock(&pd->lock);
 		goto out_close;
 	}

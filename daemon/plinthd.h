@@ -11,6 +11,7 @@
  *   DIR/boot_id                       the host boot plinthd last started in (autostart)
  *   DIR/images/NAME                   the pool; .NAME.partial and .NAME.deleting are
  *                                     operations in flight (finished or undone at start)
+ *   (networks: Linux bridges plbr<id>, taps pt<vm id>n<i>; see networks.c)
  *   DIR/vms/UUID/                     a VM's run directory: api.sock, pid ("SHIM PID"),
  *                                     exit ("exit N" | "signal N"), console.log, jail/
  *
@@ -158,6 +159,24 @@ void pd_tasks_reap(struct plinthd *pd, bool all);
 bool pd_image_name_busy(struct plinthd *pd, const char *name);
 /* The pool path of image name into buf. */
 void pd_image_path(const struct plinthd *pd, const char *name, char *buf, size_t size);
+
+/* --- networks.c ----------------------------------------------------------------------- */
+
+int pd_networks_init(struct plinthd *pd); /* make missing bridges again; under lock */
+void pd_net_list(struct plinthd *pd, struct pd_reply *r);
+void pd_net_get(struct plinthd *pd, const char *name, struct pd_reply *r);
+void pd_net_create(struct plinthd *pd, const struct pd_network_args *a, struct pd_reply *r);
+void pd_net_delete(struct plinthd *pd, const char *name, struct pd_reply *r);
+/* The tap of a VM's NIC: "pt<vm id>n<index>". */
+void pd_nic_tap(int64_t vm_id, unsigned index, char *buf, size_t size);
+/* Make each NIC's tap on its network's bridge; spec[i] gets plinth's --net value.
+ * 0, or -errno with r set and nothing left behind. */
+int pd_nics_up(struct plinthd *pd, int64_t vm_id, const char *uuid, const struct pd_vm_def *def,
+	       char (*spec)[128], struct pd_reply *r);
+/* Remove the taps of NICs 0..n-1 (those that exist). */
+void pd_nics_down(int64_t vm_id, unsigned n);
+/* True if a VM's definition has a NIC on network (*vm set). */
+bool pd_network_used_by_vm(struct plinthd *pd, const char *network, char *vm, size_t vmlen);
 
 /* --- server.c ------------------------------------------------------------------------- */
 

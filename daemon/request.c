@@ -7,6 +7,7 @@
  */
 #include "request.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -365,6 +366,47 @@ out_free:
 
 /* --- Other bodies -------------------------------------------------------------------- */
 
+int pd_parse_cidr(const char *cidr, uint32_t *net, unsigned *prefix)
+{
+	char addr[INET_ADDRSTRLEN];
+	const char *slash = strchr(cidr, '/');
+	struct in_addr in;
+	uint64_t n;
+	uint32_t a, mask;
+
+	if (!slash || (size_t)(slash - cidr) >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, cidr, (size_t)(slash - cidr));
+	addr[slash - cidr] = '\0';
+	if (inet_pton(AF_INET, addr, &in) != 1 || parse_uint(slash + 1, 8, 30, &n))
+		return -EINVAL;
+	a = ntohl(in.s_addr);
+	mask = ~0u << (32 - n);
+	if (a & ~mask)
+		return -EINVAL; /* host bits set: not a network address */
+	*net = a;
+	*prefix = (unsigned)n;
+	return 0;
+}
+
+static const char *const network_fields[] = {"name", "cidr", NULL};
+
+static int parse_network(json_t *obj, struct pd_network_args *a, struct pd_error *err)
+{
+	uint32_t net;
+	unsigned prefix;
+	int ret = check_fields(obj, "network", network_fields, err);
+
+	if (!ret)
+		ret = get_name(obj, "name", a->name, err);
+	if (!ret)
+		ret = get_str(obj, "cidr", false, a->cidr, sizeof(a->cidr), err);
+	if (!ret && a->cidr[0] && pd_parse_cidr(a->cidr, &net, &prefix))
+		return fail(err, 400, "field 'cidr': '%s' is not an IPv4 network A.B.C.D/N "
+				      "(N 8..30, host bits zero)", a->cidr);
+	return ret;
+}
+
 static const char *const image_fields[] = {"name", "format", "size", "import", NULL};
 static const char *const clone_fields[] = {"name", "linked", NULL};
 static const char *const stop_fields[] = {"timeout", NULL};
@@ -520,7 +562,7 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 {
 	json_t *obj = NULL;
 	bool required = req->route == PD_VM_CREATE || req->route == PD_IMAGE_CREATE ||
-			req->route == PD_IMAGE_CLONE;
+			req->route == PD_IMAGE_CLONE || req->route == PD_NET_CREATE;
 	int ret;
 
 	if (!strcmp(method, "GET")) {
@@ -540,6 +582,9 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 		break;
 	case PD_IMAGE_CLONE:
 		ret = parse_clone(obj, &req->u.clone, err);
+		break;
+	case PD_NET_CREATE:
+		ret = parse_network(obj, &req->u.net, err);
 		break;
 	case PD_VM_ACTION:
 		if (req->action == PD_STOP) {
@@ -661,6 +706,13 @@ static int route(const char *method, const char *path, const char *query, struct
 			req->route = PD_IMAGE_CLONE;
 			return method_is(method, "POST", path, err);
 		}
+	}
+	if (!strcmp(seg[0], "networks")) {
+		const enum pd_route r[4] = {PD_NET_LIST, PD_NET_CREATE, PD_NET_GET, PD_NET_DELETE};
+
+		ret = route_collection(method, path, seg, n, "network", r, req, err);
+		if (ret >= 0)
+			return ret;
 	}
 	if (!strcmp(seg[0], "tasks")) {
 		if (n == 1) {

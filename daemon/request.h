@@ -75,6 +75,12 @@ struct pd_clone_args {
 	bool linked;		   /* qcow2 overlay on the (then read-only) source */
 };
 
+/* POST /v1/networks */
+struct pd_network_args {
+	char name[STORE_NAME_MAX];
+	char cidr[24];		/* "A.B.C.D/N", N 8..30; "" = 10.77.<id>.0/24 */
+};
+
 enum pd_route {
 	PD_VM_LIST,
 	PD_VM_CREATE,
@@ -92,6 +98,10 @@ enum pd_route {
 	PD_TASK_CANCEL,
 	PD_EVENT_LIST,
 	PD_HOST_INFO,
+	PD_NET_LIST,
+	PD_NET_CREATE,
+	PD_NET_GET,
+	PD_NET_DELETE,
 };
 
 enum pd_action { PD_START, PD_STOP, PD_KILL, PD_REBOOT, PD_PAUSE, PD_RESUME };
@@ -109,6 +119,7 @@ struct pd_request {
 		struct pd_vm_def vm;	/* PD_VM_CREATE */
 		struct pd_image_args image;
 		struct pd_clone_args clone;
+		struct pd_network_args net;
 	} u;
 };
 
@@ -132,6 +143,10 @@ int pd_vm_def_from_json(json_t *obj, struct pd_vm_def *def, struct pd_error *err
 int pd_vm_def_parse(const char *text, struct pd_vm_def *def, struct pd_error *err);
 /* The canonical JSON of a definition (every field); NULL if out of memory. */
 json_t *pd_vm_def_to_json(const struct pd_vm_def *def);
+
+/* Parse "A.B.C.D/N" (N 8..30) into a network address (host order, host bits zero)
+ * and prefix length. 0 or -EINVAL. */
+int pd_parse_cidr(const char *cidr, uint32_t *net, unsigned *prefix);
 
 /* True for a valid object name: 1..63 of [A-Za-z0-9_.-], starting alphanumeric. */
 bool pd_name_valid(const char *name);

@@ -83,6 +83,18 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 	case PD_IMAGE_CLONE:
 		pd_image_clone(pd, req->name, &req->u.clone, r);
 		break;
+	case PD_NET_LIST:
+		pd_net_list(pd, r);
+		break;
+	case PD_NET_CREATE:
+		pd_net_create(pd, &req->u.net, r);
+		break;
+	case PD_NET_GET:
+		pd_net_get(pd, req->name, r);
+		break;
+	case PD_NET_DELETE:
+		pd_net_delete(pd, req->name, r);
+		break;
 	case PD_TASK_LIST:
 		pd_task_list(pd, r);
 		break;

@@ -5,8 +5,8 @@
  * (a cluster). Above this header nothing knows which database is underneath.
  *
  * Objects: VMs (definition as a JSON document plus the columns the daemon queries:
- * name, uuid, state, pid, reason), images of the directory pool, tasks (long
- * operations) and events (the audit log).
+ * name, uuid, state, pid, reason), images of the directory pool, networks (a bridge
+ * each), tasks (long operations) and events (the audit log).
  *
  * Transactions: each op is atomic on its own. A change made of several ops (a VM's
  * state and its event) is wrapped in begin()/commit() (rollback() on failure) by the
@@ -48,6 +48,14 @@ struct store_image {
 	uint64_t size;			/* virtual size in bytes */
 	char backing[STORE_NAME_MAX];	/* the template of a linked clone, "" if none */
 	bool is_template;		/* read-only: a linked clone's base */
+	int64_t created_ms;
+};
+
+struct store_network {
+	int64_t id;
+	char name[STORE_NAME_MAX];	/* unique */
+	char bridge[16];		/* the Linux bridge, "plbr<id>" */
+	char cidr[24];			/* IPv4 "A.B.C.D/N"; the host is the first address */
 	int64_t created_ms;
 };
 
@@ -94,6 +102,12 @@ struct store_ops {
 	int (*image_delete)(struct store *st, int64_t id);
 	int (*image_get)(struct store *st, const char *name, struct store_image *out);
 	int (*image_list)(struct store *st, struct store_image **out, size_t *n); /* free() */
+
+	int (*network_insert)(struct store *st, struct store_network *net); /* sets net->id */
+	int (*network_update)(struct store *st, const struct store_network *net);
+	int (*network_delete)(struct store *st, int64_t id);
+	int (*network_get)(struct store *st, const char *name, struct store_network *out);
+	int (*network_list)(struct store *st, struct store_network **out, size_t *n); /* free() */
 
 	int (*task_insert)(struct store *st, struct store_task *t); /* sets t->id */
 	int (*task_update)(struct store *st, const struct store_task *t);

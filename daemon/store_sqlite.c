@@ -7,6 +7,7 @@
  * Schema history (PRAGMA user_version; never edit a step, add one):
  *   1  vms, images
  *   2  tasks, events (+ index on events.object)
+ *   3  networks
  */
 #include "store_sqlite.h"
 
@@ -64,6 +65,13 @@ static const char *const migrations[] = {
 	" result TEXT NOT NULL,"
 	" message TEXT NOT NULL DEFAULT '');"
 	"CREATE INDEX events_object ON events(object);",
+	/* 3 */
+	"CREATE TABLE networks ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" bridge TEXT NOT NULL,"
+	" cidr TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL);",
 };
 
 int store_sqlite_latest_version(void)
@@ -512,6 +520,75 @@ static int sq_image_list(struct store *st, struct store_image **out, size_t *n)
 	return collect_plain(st, s, sizeof(**out), read_image, (void **)out, n);
 }
 
+/* --- Networks ------------------------------------------------------------------------ */
+
+static int read_network(sqlite3_stmt *s, void *elem)
+{
+	struct store_network *net = elem;
+
+	net->id = sqlite3_column_int64(s, 0);
+	text(s, 1, net->name, sizeof(net->name));
+	text(s, 2, net->bridge, sizeof(net->bridge));
+	text(s, 3, net->cidr, sizeof(net->cidr));
+	net->created_ms = sqlite3_column_int64(s, 4);
+	return 0;
+}
+
+static void bind_network(sqlite3_stmt *s, const struct store_network *net)
+{
+	bind_text(s, 1, net->name);
+	bind_text(s, 2, net->bridge);
+	bind_text(s, 3, net->cidr);
+	sqlite3_bind_int64(s, 4, net->created_ms);
+}
+
+static int sq_network_insert(struct store *st, struct store_network *net)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO networks (name, bridge, cidr, created_ms) "
+				      "VALUES (?, ?, ?, ?)");
+
+	if (s)
+		bind_network(s, net);
+	return insert(st, s, &net->id);
+}
+
+static int sq_network_update(struct store *st, const struct store_network *net)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE networks SET name = ?, bridge = ?, cidr = ?, "
+				      "created_ms = ? WHERE id = ?");
+
+	if (!s)
+		return -EIO;
+	bind_network(s, net);
+	sqlite3_bind_int64(s, 5, net->id);
+	return step_done(st, s, true);
+}
+
+static int sq_network_delete(struct store *st, int64_t id)
+{
+	return delete_by_id(st, "DELETE FROM networks WHERE id = ?", id);
+}
+
+static int sq_network_get(struct store *st, const char *name, struct store_network *out)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT id, name, bridge, cidr, created_ms FROM networks "
+				      "WHERE name = ?");
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, name);
+	return get_one(st, s, read_network, out);
+}
+
+static int sq_network_list(struct store *st, struct store_network **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT id, name, bridge, cidr, created_ms FROM networks "
+				      "ORDER BY name");
+
+	return collect_plain(st, s, sizeof(**out), read_network, (void **)out, n);
+}
+
 /* --- Tasks --------------------------------------------------------------------------- */
 
 #define TASK_COLS                                                                                  \
@@ -651,6 +728,11 @@ const struct store_ops store_sqlite_ops = {
 	.image_delete = sq_image_delete,
 	.image_get = sq_image_get,
 	.image_list = sq_image_list,
+	.network_insert = sq_network_insert,
+	.network_update = sq_network_update,
+	.network_delete = sq_network_delete,
+	.network_get = sq_network_get,
+	.network_list = sq_network_list,
 	.task_insert = sq_task_insert,
 	.task_update = sq_task_update,
 	.task_get = sq_task_get,

@@ -334,7 +334,9 @@ static uint64_t mem_in_use(struct plinthd *pd, int64_t skip_id)
 	return sum;
 }
 
-bool pd_image_used_by_vm(struct plinthd *pd, const char *image, char *vmname, size_t vmlen)
+/* A VM whose definition matches (an image of a disk, or a network of a NIC): *vm. */
+static bool used_by_vm(struct plinthd *pd, const char *image, const char *network, char *vmname,
+		       size_t vmlen)
 {
 	struct store_vm *vms;
 	struct pd_error err;
@@ -348,17 +350,27 @@ bool pd_image_used_by_vm(struct plinthd *pd, const char *image, char *vmname, si
 		struct pd_vm_def *def = malloc(sizeof(*def));
 
 		if (def && !pd_vm_def_parse(vms[i].spec, def, &err)) {
-			for (k = 0; k < def->n_disks; k++) {
-				if (!strcmp(def->disks[k].image, image)) {
-					used = true;
-					snprintf(vmname, vmlen, "%s", vms[i].name);
-				}
-			}
+			for (k = 0; image && k < def->n_disks; k++)
+				used |= !strcmp(def->disks[k].image, image);
+			for (k = 0; network && k < def->n_nics; k++)
+				used |= !strcmp(def->nics[k].network, network);
+			if (used)
+				snprintf(vmname, vmlen, "%s", vms[i].name);
 		}
 		free(def);
 	}
 	store_vm_list_free(vms, n);
 	return used;
+}
+
+bool pd_image_used_by_vm(struct plinthd *pd, const char *image, char *vm, size_t vmlen)
+{
+	return used_by_vm(pd, image, NULL, vm, vmlen);
+}
+
+bool pd_network_used_by_vm(struct plinthd *pd, const char *network, char *vm, size_t vmlen)
+{
+	return used_by_vm(pd, NULL, network, vm, vmlen);
 }
 
 /* Check a definition against the pool and the host; 0 or a 4xx reply. */
@@ -410,10 +422,14 @@ static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_
 			return -EBUSY;
 		}
 	}
-	if (def->n_nics) {
-		pd_reply_error(r, 404, "nics[0]: no network named '%s' (networks are not "
-				       "implemented yet)", def->nics[0].network);
-		return -ENOENT;
+	for (i = 0; i < def->n_nics; i++) {
+		struct store_network net;
+
+		if (pd->ops->network_get(pd->st, def->nics[i].network, &net)) {
+			pd_reply_error(r, 404, "nics[%u]: no network named '%s'", i,
+				       def->nics[i].network);
+			return -ENOENT;
+		}
 	}
 	return 0;
 }
@@ -702,11 +718,22 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 		arg(a, "path=%s%s%s%s", path, format[0] ? ",format=" : "", format,
 		    d->readonly ? ",readonly=on" : "");
 	}
+	if (def->n_nics) {
+		char nets[PD_NICS_MAX][128];
+
+		if (pd_nics_up(pd, vm->id, vm->uuid, def, nets, r))
+			return -EIO;
+		for (i = 0; i < def->n_nics; i++) {
+			arg(a, "--net");
+			arg(a, "%s", nets[i]);
+		}
+	}
 	if (pd->jail) {
 		uid_t id = pd->uid_base + (uid_t)vm->id;
 
 		run_path(pd, vm->uuid, "jail", jail, sizeof(jail));
 		if ((mkdir(jail, 0700) < 0 && errno != EEXIST) || chown(jail, id, id) < 0) {
+			pd_nics_down(vm->id, def->n_nics);
 			pd_reply_error(r, 500, "VM '%s': jail directory %s: %s", vm->name, jail,
 				       strerror(errno));
 			return -EIO;
@@ -812,7 +839,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	if (!run) { /* the monitor can't watch it: the next plinthd start adopts it */
 		pd_reply_error(r, 500, "out of memory");
 		ret = -ENOMEM;
-		goto out_close;
+		goto out_close_fds;
 	}
 	/* The shim writes the pidfile at once; wait for it (bounded) to learn plinth's pid. */
 	for (i = 0; i < 500; i++) {
@@ -827,7 +854,10 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	if (run->pid)
 		vm_set_state(pd, vm->id, vm->name, "starting", run->pid, why, NULL, NULL);
 	ret = 0;
+	goto out_close_fds;
 out_close:
+	pd_nics_down(vm->id, def->n_nics); /* no process: its taps go */
+out_close_fds:
 	if (logfd >= 0)
 		close(logfd);
 	if (nullfd >= 0)
@@ -925,6 +955,7 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 		snprintf(reason + n, sizeof(reason) - (size_t)n, ", as asked");
 	}
 	unlink(sock);
+	pd_nics_down(run->vm_id, PD_NICS_MAX);
 	if (pd->ops->vm_get(pd->st, run->name, &vm) == 0) {
 		def = malloc(sizeof(*def));
 		if (def && !pd_vm_def_parse(vm.spec, def, &err) && !asked) {

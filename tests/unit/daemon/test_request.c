@@ -48,6 +48,12 @@ static void test_routes(void **unused)
 		{"POST", "/v1/tasks/7/cancel", NULL, PD_TASK_CANCEL},
 		{"GET", "/v1/events", NULL, PD_EVENT_LIST},
 		{"GET", "/v1/host", NULL, PD_HOST_INFO},
+		{"GET", "/v1/networks", NULL, PD_NET_LIST},
+		{"POST", "/v1/networks", "{\"name\": \"lan\"}", PD_NET_CREATE},
+		{"POST", "/v1/networks", "{\"name\": \"lan\", \"cidr\": \"192.168.8.0/22\"}",
+		 PD_NET_CREATE},
+		{"GET", "/v1/networks/lan", NULL, PD_NET_GET},
+		{"DELETE", "/v1/networks/lan", NULL, PD_NET_DELETE},
 	};
 	struct pd_error err;
 	size_t i;
@@ -283,6 +289,32 @@ static void test_events_query(void **unused)
 	assert_int_equal(parse("GET", "/v1/events", "after", NULL, &err), 400);
 }
 
+static void test_networks(void **unused)
+{
+	static const char *const bad[] = {
+		"{}",
+		"{\"name\": \"lan\", \"cidr\": \"10.0.0.1/24\"}",	/* host bits */
+		"{\"name\": \"lan\", \"cidr\": \"10.0.0.0/31\"}",
+		"{\"name\": \"lan\", \"cidr\": \"10.0.0.0/7\"}",
+		"{\"name\": \"lan\", \"cidr\": \"10.0.0.0\"}",
+		"{\"name\": \"lan\", \"cidr\": \"10.0.0/24\"}",
+		"{\"name\": \"lan\", \"cidr\": \"fd00::/64\"}",
+		"{\"name\": \"lan\", \"mode\": \"nat\"}",
+	};
+	struct pd_error err;
+	uint32_t net;
+	unsigned prefix;
+	size_t i;
+
+	(void)unused;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse("POST", "/v1/networks", NULL, bad[i], &err) != 400)
+			fail_msg("accepted: %s", bad[i]);
+	assert_int_equal(pd_parse_cidr("192.168.8.0/22", &net, &prefix), 0);
+	assert_int_equal(net, 0xc0a80800);
+	assert_int_equal(prefix, 22);
+}
+
 static void test_names(void **unused)
 {
 	(void)unused;
@@ -307,6 +339,7 @@ int main(void)
 		cmocka_unit_test(test_vm_invalid),
 		cmocka_unit_test(test_images_and_clones),
 		cmocka_unit_test(test_events_query),
+		cmocka_unit_test(test_networks),
 		cmocka_unit_test(test_names),
 	};
 	int rc;

@@ -64,7 +64,7 @@ static void test_fresh_schema(void **state)
 
 	assert_non_null(st);
 	assert_int_equal(ops->schema_version(st), store_sqlite_latest_version());
-	assert_true(store_sqlite_latest_version() >= 2);
+	assert_true(store_sqlite_latest_version() >= 3);
 	ops->close(st);
 	/* Reopening an up-to-date database changes nothing. */
 	st = ops->open(f->db);
@@ -229,6 +229,25 @@ static void test_images_tasks_events(void **state)
 	free(imgs);
 	assert_int_equal(ops->image_delete(st, img.id), 0);
 	assert_int_equal(ops->image_get(st, "tmpl", &got), -ENOENT);
+
+	{
+		struct store_network net = {0}, ng, *nets;
+
+		snprintf(net.name, sizeof(net.name), "lan");
+		snprintf(net.cidr, sizeof(net.cidr), "10.77.1.0/24");
+		assert_int_equal(ops->network_insert(st, &net), 0);
+		assert_int_equal(ops->network_insert(st, &net), -EEXIST);
+		snprintf(net.bridge, sizeof(net.bridge), "plbr%d", (int)net.id);
+		assert_int_equal(ops->network_update(st, &net), 0);
+		assert_int_equal(ops->network_get(st, "lan", &ng), 0);
+		assert_string_equal(ng.bridge, net.bridge);
+		assert_string_equal(ng.cidr, "10.77.1.0/24");
+		assert_int_equal(ops->network_list(st, &nets, &n), 0);
+		assert_int_equal(n, 1);
+		free(nets);
+		assert_int_equal(ops->network_delete(st, net.id), 0);
+		assert_int_equal(ops->network_get(st, "lan", &ng), -ENOENT);
+	}
 
 	snprintf(t.kind, sizeof(t.kind), "clone");
 	snprintf(t.state, sizeof(t.state), "running");

@@ -230,6 +230,24 @@ static void test_lifecycle(void **unused)
 	wait_state("c", "crashed", 5000);
 	assert_true(reason_has("c", "exited with status 1: plinth: fake failure"));
 
+	/* autostart: only on the first plinthd start of a host boot (DIR/boot_id). */
+	assert_int_equal(call("POST", "/v1/vms", "{\"name\": \"auto\", \"kernel\": \"" FAKE_PLINTH
+			      "\", \"memory_mib\": 64, \"autostart\": true}", NULL), 201);
+	reopen();
+	assert_string_equal(state_of("auto", st, sizeof(st), NULL), "defined");
+	pd_close(pd);
+	{
+		char boot[128];
+
+		snprintf(boot, sizeof(boot), "%s/boot_id", dir);
+		assert_int_equal(unlink(boot), 0); /* as after a reboot: another boot id */
+	}
+	pd = pd_open(&opts, &store_sqlite_ops);
+	assert_non_null(pd);
+	wait_state("auto", "running", 10000);
+	act("auto", "kill", NULL, 200);
+	assert_int_equal(call("DELETE", "/v1/vms/auto", NULL, NULL), 200);
+
 	/* Delete: records and run directories go. */
 	assert_int_equal(call("DELETE", "/v1/vms/a", NULL, NULL), 200);
 	assert_int_equal(call("DELETE", "/v1/vms/b", NULL, NULL), 200);

@@ -63,7 +63,7 @@ static int usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	fputs("plinth: ", stderr);
 	vfprintf(stderr, fmt, ap);
-	fputs(" (try plinth vm --help)\n", stderr);
+	fputs(" (try plinth vm --help)\n", stderr); /* one usage text for all nouns */
 	va_end(ap);
 	return 2;
 }
@@ -506,6 +506,38 @@ static const char *opt(const struct cli *c, int from, const char *name)
 	return NULL;
 }
 
+/*
+ * The verbs every collection has: list, info NAME, delete NAME (of /v1/COLL). True
+ * when handled (*rc is the exit status); else path holds /v1/COLL/NAME for the
+ * noun's own verbs.
+ */
+static bool common_verbs(struct cli *c, const char *noun, const char *coll,
+			 void (*show_list)(json_t *o), void (*show_one)(json_t *o), char *path,
+			 size_t size, int *rc)
+{
+	const char *verb = c->argc > 1 ? c->argv[1] : "list";
+
+	snprintf(path, size, "/v1/%s", coll);
+	if (!strcmp(verb, "list")) {
+		*rc = run(c, "GET", path, NULL, show_list);
+		return true;
+	}
+	if (c->argc < 3) {
+		*rc = usage_error("%s %s needs a NAME", noun, verb);
+		return true;
+	}
+	snprintf(path, size, "/v1/%s/%s", coll, c->argv[2]);
+	if (!strcmp(verb, "info")) {
+		*rc = run(c, "GET", path, NULL, show_one);
+		return true;
+	}
+	if (!strcmp(verb, "delete")) {
+		*rc = run(c, "DELETE", path, NULL, NULL);
+		return true;
+	}
+	return false;
+}
+
 static int cmd_image(struct cli *c)
 {
 	const char *verb = c->argc > 1 ? c->argv[1] : "list";
@@ -514,15 +546,8 @@ static int cmd_image(struct cli *c)
 	json_t *body;
 	int rc;
 
-	if (!strcmp(verb, "list"))
-		return run(c, "GET", "/v1/images", NULL, show_images);
-	if (!name)
-		return usage_error("image %s needs a NAME", verb);
-	snprintf(path, sizeof(path), "/v1/images/%s", name);
-	if (!strcmp(verb, "info"))
-		return run(c, "GET", path, NULL, show_image);
-	if (!strcmp(verb, "delete"))
-		return run(c, "DELETE", path, NULL, NULL);
+	if (common_verbs(c, "image", "images", show_images, show_image, path, sizeof(path), &rc))
+		return rc;
 	if (!strcmp(verb, "create")) {
 		const char *size = opt(c, 3, "--size"), *fmt = opt(c, 3, "--format");
 		uint64_t bytes;
@@ -593,15 +618,8 @@ static int cmd_net(struct cli *c)
 	json_t *body;
 	int rc;
 
-	if (!strcmp(verb, "list"))
-		return run(c, "GET", "/v1/networks", NULL, show_nets);
-	if (!name)
-		return usage_error("net %s needs a NAME", verb);
-	snprintf(path, sizeof(path), "/v1/networks/%s", name);
-	if (!strcmp(verb, "info"))
-		return run(c, "GET", path, NULL, show_net);
-	if (!strcmp(verb, "delete"))
-		return run(c, "DELETE", path, NULL, NULL);
+	if (common_verbs(c, "net", "networks", show_nets, show_net, path, sizeof(path), &rc))
+		return rc;
 	if (!strcmp(verb, "create")) {
 		const char *cidr = opt(c, 3, "--cidr");
 

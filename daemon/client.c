@@ -43,6 +43,8 @@ static const char usage_text[] =
 	"              | import NAME FILE [--format F] | clone SRC NEW [--linked] | delete NAME\n"
 	"       plinth net list | info NAME | create NAME [--cidr A.B.C.D/N] | delete NAME\n"
 	"       plinth task list | wait ID | cancel ID\n"
+	"       plinth token list | info NAME | create NAME --role admin|operator|viewer\n"
+	"              | delete NAME   (API tokens of plinthd's TCP listener)\n"
 	"       plinth events [--after ID] [--limit N]\n"
 	"Options for all: --socket PATH (default $PLINTHD_SOCKET, else\n"
 	"  /var/lib/plinth/plinthd.sock), --state-dir DIR (DIR/plinthd.sock), --json,\n"
@@ -51,7 +53,7 @@ static const char usage_text[] =
 bool pd_client_handles(const char *word)
 {
 	return !strcmp(word, "vm") || !strcmp(word, "image") || !strcmp(word, "net") ||
-	       !strcmp(word, "task") || !strcmp(word, "events");
+	       !strcmp(word, "task") || !strcmp(word, "events") || !strcmp(word, "token");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -633,6 +635,43 @@ static int cmd_net(struct cli *c)
 	return usage_error("unknown net verb '%s'", verb);
 }
 
+static void show_token(json_t *o)
+{
+	printf("name:      %s\nrole:      %s\n", str(o, "name"), str(o, "role"));
+	if (*str(o, "token"))
+		printf("token:     %s   (shown once: keep it now)\n", str(o, "token"));
+}
+
+static void show_tokens(json_t *o)
+{
+	json_t *v;
+	size_t i;
+
+	printf("%-24s %s\n", "NAME", "ROLE");
+	json_array_foreach(json_object_get(o, "tokens"), i, v)
+		printf("%-24s %s\n", str(v, "name"), str(v, "role"));
+}
+
+static int cmd_token(struct cli *c)
+{
+	const char *verb = c->argc > 1 ? c->argv[1] : "list";
+	const char *role = opt(c, 3, "--role");
+	char path[160];
+	json_t *body;
+	int rc;
+
+	if (common_verbs(c, "token", "tokens", show_tokens, show_token, path, sizeof(path), &rc))
+		return rc;
+	if (strcmp(verb, "create"))
+		return usage_error("unknown token verb '%s'", verb);
+	if (!role)
+		return usage_error("token create needs --role admin|operator|viewer");
+	body = json_pack("{s:s, s:s}", "name", c->argv[2], "role", role);
+	rc = run(c, "POST", "/v1/tokens", body, show_token);
+	json_decref(body);
+	return rc;
+}
+
 static int cmd_task(struct cli *c)
 {
 	const char *verb = c->argc > 1 ? c->argv[1] : "list";
@@ -720,6 +759,8 @@ int pd_client_main(int argc, char **argv)
 		rc = cmd_image(&c);
 	else if (!strcmp(args[0], "net"))
 		rc = cmd_net(&c);
+	else if (!strcmp(args[0], "token"))
+		rc = cmd_token(&c);
 	else if (!strcmp(args[0], "task"))
 		rc = cmd_task(&c);
 	else

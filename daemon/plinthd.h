@@ -178,10 +178,26 @@ void pd_nics_down(int64_t vm_id, unsigned n);
 /* True if a VM's definition has a NIC on network (*vm set). */
 bool pd_network_used_by_vm(struct plinthd *pd, const char *network, char *vm, size_t vmlen);
 
+/* --- auth.c --------------------------------------------------------------------------- */
+
+void pd_token_list(struct plinthd *pd, struct pd_reply *r);
+void pd_token_get(struct plinthd *pd, const char *name, struct pd_reply *r);
+void pd_token_create(struct plinthd *pd, const struct pd_token_args *a, struct pd_reply *r);
+void pd_token_delete(struct plinthd *pd, const char *name, struct pd_reply *r);
+/* The role and name of the token in an "Authorization: Bearer TOKEN" value; 0 or
+ * -EACCES (no such token, or malformed). Under lock. */
+int pd_token_check(struct plinthd *pd, const char *authorization, char *role, size_t rolelen,
+		   char *name, size_t namelen);
+
 /* --- server.c ------------------------------------------------------------------------- */
 
 struct pd_server;
+/* The control socket (Unix, mode 0600; no token: admin). NULL with the reason logged. */
 struct pd_server *pd_server_start(struct plinthd *pd, const char *socket_path);
+/* The TCP listener at addr ("ADDR:PORT", IPv4), TLS with the PEM cert and key (copied),
+ * every request authenticated by a token. NULL with the reason logged. */
+struct pd_server *pd_server_start_tcp(struct plinthd *pd, const char *addr, const char *cert_pem,
+				      const char *key_pem);
 void pd_server_stop(struct pd_server *s);
 /* Run one parsed request (under lock). */
 void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);

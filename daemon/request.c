@@ -389,6 +389,48 @@ int pd_parse_cidr(const char *cidr, uint32_t *net, unsigned *prefix)
 	return 0;
 }
 
+static const char *const token_fields[] = {"name", "role", NULL};
+
+static bool role_known(const char *r)
+{
+	return !strcmp(r, "admin") || !strcmp(r, "operator") || !strcmp(r, "viewer");
+}
+
+static int parse_token(json_t *obj, struct pd_token_args *a, struct pd_error *err)
+{
+	int ret = check_fields(obj, "token", token_fields, err);
+
+	if (!ret)
+		ret = get_name(obj, "name", a->name, err);
+	if (!ret)
+		ret = get_str(obj, "role", true, a->role, sizeof(a->role), err);
+	if (!ret && !role_known(a->role))
+		return fail(err, 400, "field 'role' must be admin, operator or viewer");
+	return ret;
+}
+
+bool pd_role_allows(const char *role, const struct pd_request *req)
+{
+	bool token = req->route == PD_TOKEN_LIST || req->route == PD_TOKEN_CREATE ||
+		     req->route == PD_TOKEN_GET || req->route == PD_TOKEN_DELETE;
+	bool read = req->route == PD_VM_LIST || req->route == PD_VM_GET ||
+		    req->route == PD_VM_CONSOLE || req->route == PD_IMAGE_LIST ||
+		    req->route == PD_IMAGE_GET || req->route == PD_TASK_LIST ||
+		    req->route == PD_TASK_GET || req->route == PD_EVENT_LIST ||
+		    req->route == PD_HOST_INFO || req->route == PD_NET_LIST ||
+		    req->route == PD_NET_GET;
+
+	if (!strcmp(role, "admin"))
+		return true;
+	if (token)
+		return false;
+	if (read)
+		return !strcmp(role, "viewer") || !strcmp(role, "operator");
+	if (req->route == PD_VM_ACTION || req->route == PD_TASK_CANCEL)
+		return !strcmp(role, "operator");
+	return false;
+}
+
 static const char *const network_fields[] = {"name", "cidr", NULL};
 
 static int parse_network(json_t *obj, struct pd_network_args *a, struct pd_error *err)
@@ -562,7 +604,8 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 {
 	json_t *obj = NULL;
 	bool required = req->route == PD_VM_CREATE || req->route == PD_IMAGE_CREATE ||
-			req->route == PD_IMAGE_CLONE || req->route == PD_NET_CREATE;
+			req->route == PD_IMAGE_CLONE || req->route == PD_NET_CREATE ||
+			req->route == PD_TOKEN_CREATE;
 	int ret;
 
 	if (!strcmp(method, "GET")) {
@@ -585,6 +628,9 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 		break;
 	case PD_NET_CREATE:
 		ret = parse_network(obj, &req->u.net, err);
+		break;
+	case PD_TOKEN_CREATE:
+		ret = parse_token(obj, &req->u.token, err);
 		break;
 	case PD_VM_ACTION:
 		if (req->action == PD_STOP) {
@@ -711,6 +757,14 @@ static int route(const char *method, const char *path, const char *query, struct
 		const enum pd_route r[4] = {PD_NET_LIST, PD_NET_CREATE, PD_NET_GET, PD_NET_DELETE};
 
 		ret = route_collection(method, path, seg, n, "network", r, req, err);
+		if (ret >= 0)
+			return ret;
+	}
+	if (!strcmp(seg[0], "tokens")) {
+		const enum pd_route r[4] = {PD_TOKEN_LIST, PD_TOKEN_CREATE, PD_TOKEN_GET,
+					    PD_TOKEN_DELETE};
+
+		ret = route_collection(method, path, seg, n, "token", r, req, err);
 		if (ret >= 0)
 			return ret;
 	}

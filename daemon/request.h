@@ -81,6 +81,12 @@ struct pd_network_args {
 	char cidr[24];		/* "A.B.C.D/N", N 8..30; "" = 10.77.<id>.0/24 */
 };
 
+/* POST /v1/tokens */
+struct pd_token_args {
+	char name[STORE_NAME_MAX];
+	char role[16]; /* admin, operator, viewer */
+};
+
 enum pd_route {
 	PD_VM_LIST,
 	PD_VM_CREATE,
@@ -102,6 +108,10 @@ enum pd_route {
 	PD_NET_CREATE,
 	PD_NET_GET,
 	PD_NET_DELETE,
+	PD_TOKEN_LIST,
+	PD_TOKEN_CREATE,
+	PD_TOKEN_GET,
+	PD_TOKEN_DELETE,
 };
 
 enum pd_action { PD_START, PD_STOP, PD_KILL, PD_REBOOT, PD_PAUSE, PD_RESUME };
@@ -120,6 +130,7 @@ struct pd_request {
 		struct pd_image_args image;
 		struct pd_clone_args clone;
 		struct pd_network_args net;
+		struct pd_token_args token;
 	} u;
 };
 
@@ -147,6 +158,12 @@ json_t *pd_vm_def_to_json(const struct pd_vm_def *def);
 /* Parse "A.B.C.D/N" (N 8..30) into a network address (host order, host bits zero)
  * and prefix length. 0 or -EINVAL. */
 int pd_parse_cidr(const char *cidr, uint32_t *net, unsigned *prefix);
+
+/*
+ * May a client with role (admin, operator, viewer) make this request? viewer: reads
+ * (GET) but of tokens; operator: also VM actions and task cancel; admin: all.
+ */
+bool pd_role_allows(const char *role, const struct pd_request *req);
 
 /* True for a valid object name: 1..63 of [A-Za-z0-9_.-], starting alphanumeric. */
 bool pd_name_valid(const char *name);

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,7 +27,9 @@
 struct pd_server {
 	struct MHD_Daemon *mhd;
 	struct plinthd *pd;
-	char path[API_UNIX_PATH_MAX];
+	char path[API_UNIX_PATH_MAX];	/* Unix socket to unlink at stop, "" for TCP */
+	bool tcp;			/* requests need a token */
+	char *cert, *key;		/* TLS PEM (TCP), owned */
 };
 
 struct pd_conn {
@@ -94,6 +98,18 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 		break;
 	case PD_NET_DELETE:
 		pd_net_delete(pd, req->name, r);
+		break;
+	case PD_TOKEN_LIST:
+		pd_token_list(pd, r);
+		break;
+	case PD_TOKEN_CREATE:
+		pd_token_create(pd, &req->u.token, r);
+		break;
+	case PD_TOKEN_GET:
+		pd_token_get(pd, req->name, r);
+		break;
+	case PD_TOKEN_DELETE:
+		pd_token_delete(pd, req->name, r);
 		break;
 	case PD_TASK_LIST:
 		pd_task_list(pd, r);
@@ -256,7 +272,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return send_json(conn, status, json_pack("{s:s}", "error", err.msg), err.allow);
 	}
 	pthread_mutex_lock(&s->pd->lock);
-	peer_name(conn, s->pd->actor, sizeof(s->pd->actor));
+	if (s->tcp) {
+		char role[16], name[STORE_NAME_MAX];
+		const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							       MHD_HTTP_HEADER_AUTHORIZATION);
+
+		if (pd_token_check(s->pd, auth, role, sizeof(role), name, sizeof(name))) {
+			pthread_mutex_unlock(&s->pd->lock);
+			free(req);
+			return send_json(conn, 401,
+					 json_pack("{s:s}", "error",
+						   "a valid API token is required "
+						   "(Authorization: Bearer TOKEN)"),
+					 NULL);
+		}
+		if (!pd_role_allows(role, req)) {
+			pthread_mutex_unlock(&s->pd->lock);
+			free(req);
+			return send_json(conn, 403,
+					 json_pack("{s:s}", "error",
+						   "this token's role may not do that"),
+					 NULL);
+		}
+		snprintf(s->pd->actor, sizeof(s->pd->actor), "token %.56s", name);
+	} else {
+		peer_name(conn, s->pd->actor, sizeof(s->pd->actor));
+	}
 	pd_handle(s->pd, req, &reply);
 	s->pd->actor[0] = '\0';
 	pthread_mutex_unlock(&s->pd->lock);
@@ -307,11 +348,68 @@ struct pd_server *pd_server_start(struct plinthd *pd, const char *socket_path)
 	return s;
 }
 
+struct pd_server *pd_server_start_tcp(struct plinthd *pd, const char *addr, const char *cert_pem,
+				      const char *key_pem)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	struct pd_server *s;
+	char host[64];
+	const char *colon = strrchr(addr, ':');
+	uint64_t port;
+
+	if (!colon || (size_t)(colon - addr) >= sizeof(host) ||
+	    parse_uint(colon + 1, 1, 65535, &port)) {
+		log_error("--listen tcp:ADDR:PORT: bad address '%s'", addr);
+		return NULL;
+	}
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = '\0';
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		log_error("--listen: '%s' is not an IPv4 address", host);
+		return NULL;
+	}
+	sa.sin_port = htons((uint16_t)port);
+	if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+		log_error("--listen: this libmicrohttpd has no TLS");
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->cert = strdup(cert_pem)) || !(s->key = strdup(key_pem))) {
+		log_error("out of memory");
+		goto out_free;
+	}
+	s->pd = pd;
+	s->tcp = true;
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_TLS, (uint16_t)port, NULL,
+				  NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+				  MHD_OPTION_HTTPS_MEM_CERT, s->cert, MHD_OPTION_HTTPS_MEM_KEY,
+				  s->key, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				  MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+				  MHD_OPTION_END);
+	if (!s->mhd) {
+		log_error("--listen %s: cannot serve TLS there (address in use, or a bad "
+			  "certificate or key)", addr);
+		goto out_free;
+	}
+	return s;
+
+out_free:
+	if (s) {
+		free(s->cert);
+		free(s->key);
+	}
+	free(s);
+	return NULL;
+}
+
 void pd_server_stop(struct pd_server *s)
 {
 	if (!s)
 		return;
 	MHD_stop_daemon(s->mhd);
-	unlink(s->path);
+	if (s->path[0])
+		unlink(s->path);
+	free(s->cert);
+	free(s->key);
 	free(s);
 }

@@ -59,6 +59,14 @@ struct store_network {
 	int64_t created_ms;
 };
 
+struct store_token {
+	int64_t id;
+	char name[STORE_NAME_MAX];	/* unique */
+	char hash[65];			/* SHA-256 of the secret, hex (the secret is never kept) */
+	char role[16];			/* admin, operator, viewer */
+	int64_t created_ms;
+};
+
 struct store_task {
 	int64_t id;
 	char kind[32];			/* import, clone */
@@ -108,6 +116,12 @@ struct store_ops {
 	int (*network_delete)(struct store *st, int64_t id);
 	int (*network_get)(struct store *st, const char *name, struct store_network *out);
 	int (*network_list)(struct store *st, struct store_network **out, size_t *n); /* free() */
+
+	int (*token_insert)(struct store *st, struct store_token *t); /* sets t->id */
+	int (*token_delete)(struct store *st, int64_t id);
+	int (*token_get)(struct store *st, const char *name, struct store_token *out);
+	int (*token_find)(struct store *st, const char *hash, struct store_token *out);
+	int (*token_list)(struct store *st, struct store_token **out, size_t *n); /* free() */
 
 	int (*task_insert)(struct store *st, struct store_task *t); /* sets t->id */
 	int (*task_update)(struct store *st, const struct store_task *t);

@@ -8,6 +8,7 @@
  *   1  vms, images
  *   2  tasks, events (+ index on events.object)
  *   3  networks
+ *   4  tokens (API tokens of the TCP listener: name, SHA-256 of the secret, role)
  */
 #include "store_sqlite.h"
 
@@ -71,6 +72,13 @@ static const char *const migrations[] = {
 	" name TEXT NOT NULL UNIQUE,"
 	" bridge TEXT NOT NULL,"
 	" cidr TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL);",
+	/* 4 */
+	"CREATE TABLE tokens ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" hash TEXT NOT NULL UNIQUE,"
+	" role TEXT NOT NULL,"
 	" created_ms INTEGER NOT NULL);",
 };
 
@@ -589,6 +597,69 @@ static int sq_network_list(struct store *st, struct store_network **out, size_t 
 	return collect_plain(st, s, sizeof(**out), read_network, (void **)out, n);
 }
 
+/* --- Tokens -------------------------------------------------------------------------- */
+
+#define TOKEN_COLS "id, name, hash, role, created_ms"
+
+static int read_token(sqlite3_stmt *s, void *elem)
+{
+	struct store_token *t = elem;
+
+	t->id = sqlite3_column_int64(s, 0);
+	text(s, 1, t->name, sizeof(t->name));
+	text(s, 2, t->hash, sizeof(t->hash));
+	text(s, 3, t->role, sizeof(t->role));
+	t->created_ms = sqlite3_column_int64(s, 4);
+	return 0;
+}
+
+static int sq_token_insert(struct store *st, struct store_token *t)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO tokens (name, hash, role, created_ms) "
+				      "VALUES (?, ?, ?, ?)");
+
+	if (s) {
+		bind_text(s, 1, t->name);
+		bind_text(s, 2, t->hash);
+		bind_text(s, 3, t->role);
+		sqlite3_bind_int64(s, 4, t->created_ms);
+	}
+	return insert(st, s, &t->id);
+}
+
+static int sq_token_delete(struct store *st, int64_t id)
+{
+	return delete_by_id(st, "DELETE FROM tokens WHERE id = ?", id);
+}
+
+static int token_by(struct store *st, const char *sql, const char *key, struct store_token *out)
+{
+	sqlite3_stmt *s = prepare(st, sql);
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, key);
+	return get_one(st, s, read_token, out);
+}
+
+static int sq_token_get(struct store *st, const char *name, struct store_token *out)
+{
+	return token_by(st, "SELECT " TOKEN_COLS " FROM tokens WHERE name = ?", name, out);
+}
+
+static int sq_token_find(struct store *st, const char *hash, struct store_token *out)
+{
+	return token_by(st, "SELECT " TOKEN_COLS " FROM tokens WHERE hash = ?", hash, out);
+}
+
+static int sq_token_list(struct store *st, struct store_token **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " TOKEN_COLS " FROM tokens ORDER BY name");
+
+	return collect_plain(st, s, sizeof(**out), read_token, (void **)out, n);
+}
+
 /* --- Tasks --------------------------------------------------------------------------- */
 
 #define TASK_COLS                                                                                  \
@@ -733,6 +804,11 @@ const struct store_ops store_sqlite_ops = {
 	.network_delete = sq_network_delete,
 	.network_get = sq_network_get,
 	.network_list = sq_network_list,
+	.token_insert = sq_token_insert,
+	.token_delete = sq_token_delete,
+	.token_get = sq_token_get,
+	.token_find = sq_token_find,
+	.token_list = sq_token_list,
 	.task_insert = sq_task_insert,
 	.task_update = sq_task_update,
 	.task_get = sq_task_get,

@@ -315,6 +315,42 @@ static void test_networks(void **unused)
 	assert_int_equal(prefix, 22);
 }
 
+static void test_roles(void **unused)
+{
+	static const struct {
+		const char *method, *path, *body;
+		bool viewer, operator_;
+	} cases[] = {
+		{"GET", "/v1/vms", NULL, true, true},
+		{"GET", "/v1/vms/a/console", NULL, true, true},
+		{"GET", "/v1/events", NULL, true, true},
+		{"POST", "/v1/vms/a/start", NULL, false, true},
+		{"POST", "/v1/vms/a/kill", NULL, false, true},
+		{"POST", "/v1/tasks/3/cancel", NULL, false, true},
+		{"POST", "/v1/vms", "{\"name\": \"a\", " KERNEL "}", false, false},
+		{"DELETE", "/v1/vms/a", NULL, false, false},
+		{"POST", "/v1/images", "{\"name\": \"i\", \"size\": 1}", false, false},
+		{"DELETE", "/v1/networks/n", NULL, false, false},
+		{"GET", "/v1/tokens", NULL, false, false},
+		{"POST", "/v1/tokens", "{\"name\": \"t\", \"role\": \"viewer\"}", false, false},
+	};
+	struct pd_error err;
+	size_t i;
+
+	(void)unused;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(cases[i].method, cases[i].path, NULL, cases[i].body, &err), 0);
+		assert_true(pd_role_allows("admin", req));
+		if (pd_role_allows("viewer", req) != cases[i].viewer ||
+		    pd_role_allows("operator", req) != cases[i].operator_)
+			fail_msg("%s %s: roles wrong", cases[i].method, cases[i].path);
+		assert_false(pd_role_allows("root", req));
+	}
+	assert_int_equal(parse("POST", "/v1/tokens", NULL, "{\"name\": \"t\", \"role\": \"god\"}",
+			       &err), 400);
+	assert_int_equal(parse("POST", "/v1/tokens", NULL, "{\"name\": \"t\"}", &err), 400);
+}
+
 static void test_names(void **unused)
 {
 	(void)unused;
@@ -340,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_images_and_clones),
 		cmocka_unit_test(test_events_query),
 		cmocka_unit_test(test_networks),
+		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_names),
 	};
 	int rc;

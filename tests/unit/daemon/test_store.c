@@ -64,7 +64,7 @@ static void test_fresh_schema(void **state)
 
 	assert_non_null(st);
 	assert_int_equal(ops->schema_version(st), store_sqlite_latest_version());
-	assert_true(store_sqlite_latest_version() >= 3);
+	assert_true(store_sqlite_latest_version() >= 4);
 	ops->close(st);
 	/* Reopening an up-to-date database changes nothing. */
 	st = ops->open(f->db);
@@ -247,6 +247,22 @@ static void test_images_tasks_events(void **state)
 		free(nets);
 		assert_int_equal(ops->network_delete(st, net.id), 0);
 		assert_int_equal(ops->network_get(st, "lan", &ng), -ENOENT);
+	}
+
+	{
+		struct store_token tk = {0}, tok_got;
+
+		snprintf(tk.name, sizeof(tk.name), "ci");
+		snprintf(tk.hash, sizeof(tk.hash), "%064d", 7);
+		snprintf(tk.role, sizeof(tk.role), "viewer");
+		assert_int_equal(ops->token_insert(st, &tk), 0);
+		snprintf(tk.name, sizeof(tk.name), "other");
+		assert_int_equal(ops->token_insert(st, &tk), -EEXIST); /* same hash */
+		assert_int_equal(ops->token_find(st, tk.hash, &tok_got), 0);
+		assert_string_equal(tok_got.name, "ci");
+		assert_string_equal(tok_got.role, "viewer");
+		assert_int_equal(ops->token_delete(st, tok_got.id), 0);
+		assert_int_equal(ops->token_find(st, tk.hash, &tok_got), -ENOENT);
 	}
 
 	snprintf(t.kind, sizeof(t.kind), "clone");

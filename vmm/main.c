@@ -26,7 +26,7 @@
 #include "vm.h"
 #include "vmstate.h"
 #include "api/api.h"
-#include "client.h" /* daemon/: plinth vm|image|task|events */
+#include "client.h" /* daemon/: plinthd's client verbs */
 #include "state/snapshot.h"
 #include "state/state.h"
 
@@ -46,7 +46,7 @@ static const char usage_text[] =
 	"                      [--seccomp=on|off]\n"
 	"       plinth ctl --api-socket PATH info|pause|resume|shutdown|reset|\n"
 	"                  snapshot --to DIR|migrate --to URI [--downtime-ms N]\n"
-	"       plinth vm|image|task|events ...  (plinthd's client: plinth vm --help)\n"
+	"       plinth vm|image|net|task|token|events ...  (plinthd's client: plinth vm --help)\n"
 	"       plinth --help | --version\n"
 	"\n"
 	"Run one virtual machine on KVM, booting a Linux kernel with its console on\n"

@@ -8,9 +8,11 @@
 #include "client.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,7 +40,8 @@ static const char usage_text[] =
 	"                 [--nic NETWORK]...\n"
 	"              | create --from FILE.json | start NAME | stop NAME [--timeout S]\n"
 	"              | kill NAME | reboot NAME | pause NAME | resume NAME | delete NAME\n"
-	"              | console NAME\n"
+	"              | console NAME [--attach]  (the last 64 KiB; --attach: two-way, Ctrl-]\n"
+	"                detaches)\n"
 	"       plinth image list | info NAME | create NAME --size SIZE [--format raw|qcow2]\n"
 	"              | import NAME FILE [--format F] | clone SRC NEW [--linked] | delete NAME\n"
 	"       plinth net list | info NAME | create NAME [--cidr A.B.C.D/N] | delete NAME\n"
@@ -365,6 +368,91 @@ static int vm_action(struct cli *c, const char *verb, const char *name)
 	return run(c, "GET", path, NULL, show_vm);
 }
 
+/* Output from the console since *off; printed raw, *off moved on. 0 or 1. */
+static int console_poll(const struct cli *c, const char *name, long long *off)
+{
+	char path[200];
+	json_t *o;
+	int st, rc;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/console%s", name, *off >= 0 ? "?offset=" : "");
+	if (*off >= 0)
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "%lld", *off);
+	st = call(c, "GET", path, NULL, &o);
+	rc = check(st, o);
+	if (!rc) {
+		json_t *t = json_object_get(o, "console");
+
+		write_full(1, json_string_value(t) ? json_string_value(t) : "",
+			   json_string_length(t));
+		*off = num(o, "offset");
+	}
+	json_decref(o);
+	return rc;
+}
+
+/*
+ * plinth vm console NAME --attach: the scrollback, then what the guest writes, while
+ * what is typed goes to its serial console; Ctrl-] detaches (so does the end of stdin).
+ * Output is fetched every 100 ms (the API's console is offset-based, not a stream).
+ */
+static int vm_attach(const struct cli *c, const char *name)
+{
+	struct termios saved, raw;
+	bool tty = isatty(0) && tcgetattr(0, &saved) == 0, done = false;
+	long long off = -1;
+	char path[160];
+	int rc = console_poll(c, name, &off);
+
+	if (rc)
+		return rc;
+	fprintf(stderr, "plinth: attached to %s's console; Ctrl-] detaches\r\n", name);
+	if (tty) {
+		raw = saved;
+		cfmakeraw(&raw);
+		tcsetattr(0, TCSANOW, &raw);
+	}
+	snprintf(path, sizeof(path), "/v1/vms/%s/console", name);
+	while (!done && !rc) {
+		struct pollfd p = {.fd = 0, .events = POLLIN};
+		char buf[4096];
+		ssize_t n = 0;
+
+		if (poll(&p, 1, 100) > 0) {
+			char *esc;
+
+			n = read(0, buf, sizeof(buf));
+			if (n <= 0) {
+				done = true;
+				n = 0;
+			}
+			esc = n ? memchr(buf, 0x1d, (size_t)n) : NULL;
+			if (esc) {
+				n = esc - buf;
+				done = true;
+			}
+		}
+		if (n > 0) {
+			json_t *in = json_stringn(buf, (size_t)n), *body, *o = NULL;
+
+			body = in ? json_pack("{s:o}", "input", in) : NULL; /* not UTF-8: dropped */
+			if (body) {
+				int st = call(c, "POST", path, body, &o);
+
+				rc = check(st, o);
+				json_decref(o);
+			}
+			json_decref(body);
+		}
+		if (!rc)
+			rc = console_poll(c, name, &off);
+	}
+	if (tty)
+		tcsetattr(0, TCSANOW, &saved);
+	fprintf(stderr, "\r\nplinth: detached from %s's console\n", name);
+	return rc;
+}
+
 static void show_console(json_t *o)
 {
 	fputs(str(o, "console"), stdout);
@@ -383,6 +471,8 @@ static int cmd_vm(struct cli *c)
 		return vm_create(c);
 	if (!name)
 		return usage_error("vm %s needs a NAME", verb);
+	if (!strcmp(verb, "console") && c->argc == 4 && !strcmp(c->argv[3], "--attach"))
+		return vm_attach(c, name);
 	if (!strcmp(verb, "info") || !strcmp(verb, "delete") || !strcmp(verb, "console")) {
 		if (c->argc > 3)
 			return usage_error("unexpected argument '%s'", c->argv[3]);

@@ -13,7 +13,8 @@
  *                                     operations in flight (finished or undone at start)
  *   (networks: Linux bridges plbr<id>, taps pt<vm id>n<i>; see networks.c)
  *   DIR/vms/UUID/                     a VM's run directory: api.sock, pid ("SHIM PID"),
- *                                     exit ("exit N" | "signal N"), console.log, jail/
+ *                                     exit ("exit N" | "signal N"), console.log (plinth's
+ *                                     stdout and stderr), console.in (a FIFO: its stdin), jail/
  *
  * Threads: the API thread (libmicrohttpd, one request at a time), the monitor
  * (notices exits within its 200 ms period, promotes starting VMs, enforces stop
@@ -134,7 +135,11 @@ void pd_vm_get(struct plinthd *pd, const char *name, struct pd_reply *r);
 void pd_vm_create(struct plinthd *pd, const struct pd_vm_def *def, struct pd_reply *r);
 void pd_vm_delete(struct plinthd *pd, const char *name, struct pd_reply *r);
 void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
-void pd_vm_console(struct plinthd *pd, const char *name, struct pd_reply *r);
+/* The console log from byte from (-1: its last 64 KiB), with the next offset. */
+void pd_vm_console(struct plinthd *pd, const char *name, int64_t from, struct pd_reply *r);
+/* Write input to a running VM's serial console (RUNDIR/console.in, plinth's stdin). */
+void pd_vm_console_input(struct plinthd *pd, const char *name, const char *input,
+			 struct pd_reply *r);
 /* One monitor period (under lock). */
 void pd_vms_tick(struct plinthd *pd);
 /* The image name if any VM's definition uses image, with *vm set; else NULL. */

@@ -390,6 +390,7 @@ int pd_parse_cidr(const char *cidr, uint32_t *net, unsigned *prefix)
 }
 
 static const char *const token_fields[] = {"name", "role", NULL};
+static const char *const input_fields[] = {"input", NULL};
 
 static bool role_known(const char *r)
 {
@@ -426,7 +427,8 @@ bool pd_role_allows(const char *role, const struct pd_request *req)
 		return false;
 	if (read)
 		return !strcmp(role, "viewer") || !strcmp(role, "operator");
-	if (req->route == PD_VM_ACTION || req->route == PD_TASK_CANCEL)
+	if (req->route == PD_VM_ACTION || req->route == PD_TASK_CANCEL ||
+	    req->route == PD_VM_CONSOLE_INPUT)
 		return !strcmp(role, "operator");
 	return false;
 }
@@ -598,6 +600,20 @@ static int parse_events_query(const char *query, struct pd_request *req, struct 
 	return 0;
 }
 
+/* Query of GET /v1/vms/{name}/console: offset=N (bytes into the console log). */
+static int parse_console_query(const char *query, struct pd_request *req, struct pd_error *err)
+{
+	uint64_t v;
+
+	req->offset = -1;
+	if (!query || !*query)
+		return 0;
+	if (strncmp(query, "offset=", 7) || parse_uint(query + 7, 0, INT64_MAX, &v))
+		return fail(err, 400, "the console takes one query parameter: offset=N");
+	req->offset = (int64_t)v;
+	return 0;
+}
+
 /* Body parsing for a route whose method matched. */
 static int parse_body(struct pd_request *req, const char *method, const char *body, size_t len,
 		      struct pd_error *err)
@@ -605,7 +621,7 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 	json_t *obj = NULL;
 	bool required = req->route == PD_VM_CREATE || req->route == PD_IMAGE_CREATE ||
 			req->route == PD_IMAGE_CLONE || req->route == PD_NET_CREATE ||
-			req->route == PD_TOKEN_CREATE;
+			req->route == PD_TOKEN_CREATE || req->route == PD_VM_CONSOLE_INPUT;
 	int ret;
 
 	if (!strcmp(method, "GET")) {
@@ -631,6 +647,11 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 		break;
 	case PD_TOKEN_CREATE:
 		ret = parse_token(obj, &req->u.token, err);
+		break;
+	case PD_VM_CONSOLE_INPUT:
+		ret = check_fields(obj, "console input", input_fields, err);
+		if (!ret)
+			ret = get_str(obj, "input", true, req->u.input, sizeof(req->u.input), err);
 		break;
 	case PD_VM_ACTION:
 		if (req->action == PD_STOP) {
@@ -714,7 +735,8 @@ static int route(const char *method, const char *path, const char *query, struct
 
 	if (n < 1)
 		return fail(err, 404, "no such path: %.120s", path);
-	if (query && *query && !(n == 1 && !strcmp(seg[0], "events")))
+	if (query && *query && !(n == 1 && !strcmp(seg[0], "events")) &&
+	    !(n == 3 && !strcmp(seg[0], "vms") && !strcmp(seg[2], "console")))
 		return fail(err, 400, "query parameters are not accepted on %.120s", path);
 
 	if (!strcmp(seg[0], "host") && n == 1) {
@@ -733,8 +755,12 @@ static int route(const char *method, const char *path, const char *query, struct
 		if (ret >= 0)
 			return ret;
 		if (!strcmp(seg[2], "console")) {
-			req->route = PD_VM_CONSOLE;
-			return method_is(method, "GET", path, err);
+			int m = two_methods(method, "GET", "POST", "GET, POST", path, err);
+
+			if (m < 0)
+				return -m;
+			req->route = m == 1 ? PD_VM_CONSOLE : PD_VM_CONSOLE_INPUT;
+			return m == 1 ? parse_console_query(query, req, err) : 0;
 		}
 		if (!parse_action(seg[2], &req->action)) {
 			req->route = PD_VM_ACTION;

@@ -93,7 +93,8 @@ enum pd_route {
 	PD_VM_GET,
 	PD_VM_DELETE,
 	PD_VM_ACTION,
-	PD_VM_CONSOLE,
+	PD_VM_CONSOLE,		/* GET: scrollback, or output from ?offset=N */
+	PD_VM_CONSOLE_INPUT,	/* POST {"input": TEXT}: bytes to the serial console */
 	PD_IMAGE_LIST,
 	PD_IMAGE_CREATE,
 	PD_IMAGE_GET,
@@ -124,6 +125,7 @@ struct pd_request {
 	int64_t task_id;		/* PD_TASK_GET, PD_TASK_CANCEL */
 	unsigned stop_timeout;		/* PD_STOP: seconds */
 	int64_t after;			/* PD_EVENT_LIST: ?after=ID (0) */
+	int64_t offset;			/* PD_VM_CONSOLE: ?offset=N, -1 when absent */
 	unsigned limit;			/* PD_EVENT_LIST: ?limit=N (100) */
 	union {
 		struct pd_vm_def vm;	/* PD_VM_CREATE */
@@ -131,6 +133,7 @@ struct pd_request {
 		struct pd_clone_args clone;
 		struct pd_network_args net;
 		struct pd_token_args token;
+		char input[4096 + 1];	/* PD_VM_CONSOLE_INPUT: 1..4096 bytes, NUL-terminated */
 	} u;
 };
 

@@ -70,7 +70,10 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 		pd_vm_action(pd, req, r);
 		break;
 	case PD_VM_CONSOLE:
-		pd_vm_console(pd, req->name, r);
+		pd_vm_console(pd, req->name, req->offset, r);
+		break;
+	case PD_VM_CONSOLE_INPUT:
+		pd_vm_console_input(pd, req->name, req->u.input, r);
 		break;
 	case PD_IMAGE_LIST:
 		pd_image_list(pd, r);

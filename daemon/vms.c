@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -611,8 +612,9 @@ static void arg(struct spawn_args *a, const char *fmt, ...)
 /* The shim: in its own session, forks plinth, records "SHIM PID", waits, records the
  * exit. Runs after fork() of a threaded process: only plain system calls and
  * snprintf (no allocation). Never returns. */
-static void shim_main(const struct spawn_args *a, int logfd, int nullfd, const char *pidfile,
-		      const char *pidtmp, const char *exitfile, const char *exittmp)
+static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullfd,
+		      const char *pidfile, const char *pidtmp, const char *exitfile,
+		      const char *exittmp)
 {
 	sigset_t all;
 	char buf[64];
@@ -630,7 +632,7 @@ static void shim_main(const struct spawn_args *a, int logfd, int nullfd, const c
 	if (pid == 0) {
 		signal(SIGHUP, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
-		dup2(nullfd, 0);
+		dup2(infd, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
 		syscall(SYS_close_range, 3U, ~0U, 0U);
@@ -764,7 +766,8 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	struct spawn_args *a;
 	struct pd_error err;
 	struct pd_run *run;
-	int logfd, nullfd, ret, i;
+	int logfd, nullfd, infd = -1, ret, i;
+	char inpath[256];
 	pid_t shim;
 
 	if (!r)
@@ -814,7 +817,13 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	unlink(exitfile);
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (logfd < 0 || nullfd < 0) {
+	/* The console's input: a FIFO plinth holds open read-write (never EOF), which
+	 * POST /v1/vms/{name}/console writes to. */
+	run_path(pd, vm->uuid, "console.in", inpath, sizeof(inpath));
+	unlink(inpath);
+	if (mkfifo(inpath, 0600) == 0)
+		infd = open(inpath, O_RDWR | O_CLOEXEC);
+	if (logfd < 0 || nullfd < 0 || infd < 0) {
 		ret = -errno;
 		pd_reply_error(r, 500, "VM '%s': %s: %s", vm->name, logpath, strerror(errno));
 		goto out_close;
@@ -827,7 +836,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	}
 	shim = fork();
 	if (shim == 0)
-		shim_main(a, logfd, nullfd, pidfile, pidtmp, exitfile, exittmp);
+		shim_main(a, logfd, infd, nullfd, pidfile, pidtmp, exitfile, exittmp);
 	if (shim < 0) {
 		ret = -errno;
 		vm_set_state(pd, vm->id, vm->name, "crashed", 0, "fork failed", "vm.crashed",
@@ -862,6 +871,8 @@ out_close_fds:
 		close(logfd);
 	if (nullfd >= 0)
 		close(nullfd);
+	if (infd >= 0)
+		close(infd);
 out_free:
 	free(a);
 	free(def);
@@ -1126,12 +1137,12 @@ out_clear:
 	store_vm_clear(&vm);
 }
 
-void pd_vm_console(struct plinthd *pd, const char *name, struct pd_reply *r)
+void pd_vm_console(struct plinthd *pd, const char *name, int64_t from, struct pd_reply *r)
 {
 	char path[256], *buf;
 	struct store_vm vm;
-	off_t size, off;
-	ssize_t n = 0;
+	off_t size = 0, off = 0;
+	ssize_t n = 0, i;
 	int fd;
 
 	if (vm_load(pd, name, &vm, NULL, r))
@@ -1139,26 +1150,66 @@ void pd_vm_console(struct plinthd *pd, const char *name, struct pd_reply *r)
 	run_path(pd, vm.uuid, "console.log", path, sizeof(path));
 	store_vm_clear(&vm);
 	buf = malloc(CONSOLE_TAIL + 1);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (buf && fd >= 0) {
-		size = lseek(fd, 0, SEEK_END);
-		off = size > CONSOLE_TAIL ? size - CONSOLE_TAIL : 0;
-		n = pread(fd, buf, CONSOLE_TAIL, off);
-	}
-	if (fd >= 0)
-		close(fd);
 	if (!buf) {
 		pd_reply_error(r, 500, "out of memory");
 		return;
 	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		size = lseek(fd, 0, SEEK_END);
+		/* No offset: the last 64 KiB; an offset: from there (at most 64 KiB; one
+		 * past the end, as after a VM's log was removed, starts again at 0). */
+		off = from < 0 ? (size > CONSOLE_TAIL ? size - CONSOLE_TAIL : 0)
+			       : (from > size ? 0 : from);
+		n = pread(fd, buf, CONSOLE_TAIL, off);
+		close(fd);
+	}
+	if (n < 0)
+		n = 0;
 	/* JSON strings are UTF-8: bytes beyond ASCII (a guest's, possibly cut in the
 	 * middle of a character by the 64 KiB window) are shown as '?'. */
-	for (off = 0; off < n; off++)
-		if ((unsigned char)buf[off] >= 0x80)
-			buf[off] = '?';
+	for (i = 0; i < n; i++)
+		if ((unsigned char)buf[i] >= 0x80)
+			buf[i] = '?';
 	r->status = 200;
-	r->body = json_pack("{s:s, s:s%}", "name", name, "console", buf, (size_t)(n > 0 ? n : 0));
+	r->body = json_pack("{s:s, s:s%, s:I}", "name", name, "console", buf, (size_t)n, "offset",
+			    (json_int_t)(off + n));
 	free(buf);
+}
+
+void pd_vm_console_input(struct plinthd *pd, const char *name, const char *input,
+			 struct pd_reply *r)
+{
+	char path[256];
+	struct store_vm vm;
+	size_t len = strlen(input);
+	ssize_t n;
+	int fd;
+
+	if (vm_load(pd, name, &vm, NULL, r))
+		return;
+	if (!run_find(pd, vm.id)) {
+		pd_reply_error(r, 409, "VM '%s' is not running (%s)", name, vm.state);
+		store_vm_clear(&vm);
+		return;
+	}
+	run_path(pd, vm.uuid, "console.in", path, sizeof(path));
+	store_vm_clear(&vm);
+	fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		pd_reply_error(r, 409, "VM '%s' has no console input (started by an older "
+				       "plinthd?)", name);
+		return;
+	}
+	n = write(fd, input, len);
+	close(fd);
+	if (n < 0) {
+		pd_reply_error(r, errno == EAGAIN ? 409 : 500, "VM '%s': console input: %s", name,
+			       errno == EAGAIN ? "the guest is not reading" : strerror(errno));
+		return;
+	}
+	r->status = 200;
+	r->body = json_pack("{s:I}", "written", (json_int_t)n);
 }
 
 /* --- Monitor --------------------------------------------------------------------------- */

@@ -162,6 +162,46 @@ static void test_lifecycle(void **unused)
 	assert_true(pa > 0 && pb > 0 && pa != pb);
 	assert_int_equal(kill(pa, 0), 0);
 
+	/* The console: input reaches plinth's stdin, output comes back from an offset. */
+	{
+		json_t *o;
+		int64_t off, t0 = now_ms();
+		const char *text = "";
+
+		assert_int_equal(call("GET", "/v1/vms/a/console", NULL, &o), 200);
+		off = json_integer_value(json_object_get(o, "offset"));
+		json_decref(o);
+		assert_int_equal(call("POST", "/v1/vms/a/console", "{\"input\": \"hello console\\n\"}",
+				      NULL), 200);
+		for (o = NULL; !strstr(text, "input: hello console") && now_ms() - t0 < 5000;) {
+			char path[64];
+
+			json_decref(o);
+			usleep(20000);
+			snprintf(path, sizeof(path), "/v1/vms/a/console?offset=%lld", (long long)off);
+			{
+				struct pd_request *r = malloc(sizeof(*r));
+				struct pd_reply rep = {0};
+				struct pd_error e;
+
+				assert_int_equal(pd_parse_request("GET", "/v1/vms/a/console",
+								  path + strlen("/v1/vms/a/console?"),
+								  NULL, 0, r, &e), 0);
+				pthread_mutex_lock(&pd->lock);
+				pd_handle(pd, r, &rep);
+				pthread_mutex_unlock(&pd->lock);
+				free(r);
+				o = rep.body;
+			}
+			text = json_string_value(json_object_get(o, "console"));
+			text = text ? text : "";
+		}
+		assert_non_null(strstr(text, "input: hello console"));
+		assert_null(strstr(text, "fake-plinth: started")); /* only what came after */
+		json_decref(o);
+		assert_int_equal(call("POST", "/v1/vms/b/console", "{\"input\": \"x\"}", NULL), 200);
+	}
+
 	/* Refusals. */
 	act("a", "start", NULL, 409);
 	assert_int_equal(call("DELETE", "/v1/vms/a", NULL, NULL), 409);
@@ -177,6 +217,7 @@ static void test_lifecycle(void **unused)
 	print_message("# b crashed after %lld ms\n", (long long)t);
 	assert_true(reason_has("b", "signal 9"));
 	act("b", "stop", NULL, 409);
+	assert_int_equal(call("POST", "/v1/vms/b/console", "{\"input\": \"x\"}", NULL), 409);
 
 	/* on-crash: back with a new process. */
 	assert_int_equal(kill(pa, SIGKILL), 0);

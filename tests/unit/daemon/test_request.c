@@ -120,8 +120,21 @@ static void test_bad_routes(void **unused)
 	}
 	assert_int_equal(parse("PUT", "/v1/vms/a", NULL, NULL, &err), 405);
 	assert_string_equal(err.allow, "GET, DELETE");
-	/* Query strings only on events. */
+	/* Query strings only on events and the console. */
 	assert_int_equal(parse("GET", "/v1/vms", "x=1", NULL, &err), 400);
+	assert_int_equal(parse("GET", "/v1/vms/a/console", "offset=12", NULL, &err), 0);
+	assert_int_equal(req->route, PD_VM_CONSOLE);
+	assert_int_equal(req->offset, 12);
+	assert_int_equal(parse("GET", "/v1/vms/a/console", NULL, NULL, &err), 0);
+	assert_int_equal(req->offset, -1);
+	assert_int_equal(parse("GET", "/v1/vms/a/console", "offset=-1", NULL, &err), 400);
+	assert_int_equal(parse("GET", "/v1/vms/a/console", "tail=1", NULL, &err), 400);
+	assert_int_equal(parse("POST", "/v1/vms/a/console", NULL, "{\"input\": \"ls\\n\"}", &err), 0);
+	assert_int_equal(req->route, PD_VM_CONSOLE_INPUT);
+	assert_string_equal(req->u.input, "ls\n");
+	assert_int_equal(parse("POST", "/v1/vms/a/console", NULL, "{\"input\": \"\"}", &err), 400);
+	assert_int_equal(parse("POST", "/v1/vms/a/console", NULL, "{}", &err), 400);
+	assert_int_equal(parse("DELETE", "/v1/vms/a/console", NULL, NULL, &err), 405);
 }
 
 static void test_body_limits(void **unused)
@@ -327,6 +340,7 @@ static void test_roles(void **unused)
 		{"POST", "/v1/vms/a/start", NULL, false, true},
 		{"POST", "/v1/vms/a/kill", NULL, false, true},
 		{"POST", "/v1/tasks/3/cancel", NULL, false, true},
+		{"POST", "/v1/vms/a/console", "{\"input\": \"x\"}", false, true},
 		{"POST", "/v1/vms", "{\"name\": \"a\", " KERNEL "}", false, false},
 		{"DELETE", "/v1/vms/a", NULL, false, false},
 		{"POST", "/v1/images", "{\"name\": \"i\", \"size\": 1}", false, false},

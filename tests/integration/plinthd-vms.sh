@@ -1,5 +1,6 @@
 # plinthd end to end: a template imported into the pool, N linked clones (PLINTHD_VMS,
-# default 4), one VM on each, all started at once (jailed, seccomp on); plinthd
+# default 4; 20 for a soak), one VM on each, all started at once (jailed, seccomp on),
+# input typed into one's serial console answered by its guest; plinthd
 # SIGKILLed while they run and started again (every VM adopted, running exactly once,
 # listed with the same pid); one VM's plinth SIGKILLed (crashed within 2 s, then back
 # through its on-crash policy); the refusals (second start, delete while running,
@@ -70,7 +71,7 @@ P image info tmpl | grep -q 'template:  yes' || fail "tmpl is not marked a templ
 for i in $(seq "$N"); do
 	restart=never
 	[ "$i" = 1 ] && restart=on-crash
-	cmd="printf 'clone-vm$i\n' | dd of=/dev/vda bs=512 seek=8 conv=fsync 2>/dev/null && echo wrote-vm$i; while :; do sleep 1; done"
+	cmd="printf 'clone-vm$i\n' | dd of=/dev/vda bs=512 seek=8 conv=fsync 2>/dev/null && echo wrote-vm$i; while read -r l; do echo \"got:\$l\"; done; while :; do sleep 1; done"
 	P vm create "vm$i" --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
 		--memory 128 --cmdline "$(guest_cmdline "$cmd")" --disk "image=c$i" \
 		--restart $restart >/dev/null || fail "define vm$i"
@@ -102,6 +103,9 @@ for i in $(seq "$N"); do wait_state "vm$i" running; done
 t1=$(ms)
 for i in $(seq "$N"); do wait_console "vm$i" "^wrote-vm$i"; done
 echo "# $N VMs: running in $((t1 - t0)) ms, all wrote their disks in $(($(ms) - t0)) ms"
+# The serial console both ways: typed input reaches the guest's shell, its answer comes back.
+printf 'hello-vm3\n\035' | P vm console vm3 --attach >"$dir/attach" 2>&1 || { cat "$dir/attach"; fail "console --attach"; }
+wait_console vm3 "^got:hello-vm3" 60
 refused "a second start" "already running" P vm start vm2
 refused "deleting a running VM" "stop it before deleting" P vm delete vm2
 for i in $(seq "$N"); do

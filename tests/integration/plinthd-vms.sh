@@ -33,8 +33,9 @@ copies() {
 	uuid=$(field "$1" uuid)
 	pgrep -c -f -- "--api-socket $state/vms/$uuid/api.sock" || true
 }
+slow=$((15 * N)) # more VMs boot at once: more time for each (the emulated host has 2 CPUs)
 wait_state() { # NAME STATE [SECONDS]
-	local end=$((SECONDS + ${3:-120}))
+	local end=$((SECONDS + ${3:-120} + slow))
 	while [ $SECONDS -lt $end ]; do
 		[ "$(field "$1" state)" = "$2" ] && return 0
 		sleep 0.2
@@ -44,7 +45,7 @@ wait_state() { # NAME STATE [SECONDS]
 	fail "$1 did not become $2"
 }
 wait_console() { # NAME REGEX [SECONDS]
-	local end=$((SECONDS + ${3:-180}))
+	local end=$((SECONDS + ${3:-180} + slow))
 	while [ $SECONDS -lt $end ]; do
 		P vm console "$1" | tr -d '\r' | grep -q -E -- "$2" && return 0
 		sleep 0.5
@@ -157,7 +158,7 @@ echo "# vm1 SIGKILLed: crashed recorded after $((crash_ms - tk)) ms"
 P events --after "$since" | grep vm1 | grep -q 'signal 9' || fail "the crash's reason is not the signal"
 wait_state vm1 running 120
 [ "$(field vm1 pid)" != "$old" ] || fail "vm1 was not restarted"
-end=$((SECONDS + 180)) # the console log is appended to: the second boot's line
+end=$((SECONDS + 180 + slow)) # the console log is appended to: the second boot's line
 until [ "$(P vm console vm1 | tr -d '\r' | grep -c '^wrote-vm1')" -ge 2 ]; do
 	[ $SECONDS -lt $end ] || { P vm console vm1 | tail -n 20; fail "vm1 did not boot again"; }
 	sleep 0.5

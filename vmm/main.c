@@ -28,6 +28,7 @@
 #include "vm.h"
 #include "vmstate.h"
 #include "api/api.h"
+#include "client.h" /* daemon/: plinthd's client verbs */
 #include "state/snapshot.h"
 #include "state/state.h"
 
@@ -42,6 +43,7 @@ static const char usage_text[] =
 	"                      [MACHINE OPTIONS] [--migrate-psk FILE]\n"
 	"       plinth ctl --api-socket PATH info|pause|resume|shutdown|reset|\n"
 	"                  snapshot --to DIR|migrate --to URI [--downtime-ms N]\n"
+	"       plinth vm|image|net|task|token|events ...  (plinthd's client: plinth vm --help)\n"
 	"       plinth --help | --version\n"
 	"\n"
 	"Run one virtual machine on KVM, booting a Linux kernel with its console on\n"
@@ -787,6 +789,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return ctl_main(argc - 1, argv + 1);
+	if (pd_client_handles(argv[1]))
+		return pd_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "restore"))
 		return cmd_restore(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "receive"))

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+/*
+ * plinthd: the host daemon's command line. Runs in the foreground until SIGTERM,
+ * SIGINT or SIGHUP; the VMs it started keep running and are adopted by the next
+ * plinthd started on the same state directory.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "log.h"
+#include "util.h"
+
+static const char usage_text[] =
+	"Usage: plinthd [--state-dir DIR] [--plinth PATH] [--overcommit RATIO]\n"
+	"               [--uid-base N] [--no-jail]\n"
+	"               [--listen tcp:ADDR:PORT --tls-cert PEM --tls-key PEM] [-v]\n"
+	"\n"
+	"The plinth host daemon: an inventory of VMs and images (SQLite in DIR), each VM\n"
+	"its own plinth process, a REST/JSON API on DIR/plinthd.sock (docs/plinthd.yaml).\n"
+	"\n"
+	"  --state-dir DIR     inventory, control socket, images and run directories\n"
+	"                      (default /var/lib/plinth)\n"
+	"  --plinth PATH       the VMM binary (default: plinth beside plinthd)\n"
+	"  --overcommit RATIO  memory limit of running VMs = host memory x RATIO (default 1)\n"
+	"  --uid-base N        as root, VM number n runs jailed as uid/gid N+n (default 200000)\n"
+	"  --no-jail           as root, run VMs without --jail (seccomp stays on)\n"
+	"  --listen tcp:ADDR:PORT  also serve the API over TCP (IPv4), TLS only, each\n"
+	"                      request with an API token (plinth token create NAME --role R)\n"
+	"  --tls-cert PEM, --tls-key PEM  the listener's certificate and key (required)\n"
+	"  -v, --verbose       more messages (repeat for debug)\n"
+	"  -h, --help          this text\n";
+
+enum {
+	OPT_STATE_DIR = 256,
+	OPT_PLINTH,
+	OPT_OVERCOMMIT,
+	OPT_UID_BASE,
+	OPT_NO_JAIL,
+	OPT_LISTEN,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+};
+
+/* A whole small file (a PEM) as a string; NULL with the reason logged. */
+static char *read_pem(const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = fopen(path, "r"), *m;
+
+	if (!f) {
+		log_error("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	m = open_memstream(&buf, &len);
+	if (m) {
+		char chunk[4096];
+		size_t n;
+
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && len < (1 << 20))
+			fwrite(chunk, 1, n, m);
+		fclose(m);
+	}
+	fclose(f);
+	if (!buf || !len) {
+		log_error("%s: empty or unreadable", path);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{"plinth", required_argument, NULL, OPT_PLINTH},
+		{"overcommit", required_argument, NULL, OPT_OVERCOMMIT},
+		{"uid-base", required_argument, NULL, OPT_UID_BASE},
+		{"no-jail", no_argument, NULL, OPT_NO_JAIL},
+		{"listen", required_argument, NULL, OPT_LISTEN},
+		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct pd_options o = {
+		.state_dir = "/var/lib/plinth",
+		.overcommit = 1.0,
+		.uid_base = 200000,
+		.jail = geteuid() == 0,
+	};
+	enum log_level level = LOG_INFO;
+	struct signalfd_siginfo si;
+	const char *listen = NULL, *cert_path = NULL, *key_path = NULL;
+	char *cert = NULL, *key = NULL;
+	struct pd_server *srv, *tcp = NULL;
+	int rc = 1;
+	struct plinthd *pd;
+	char sock[PD_DIR_MAX + 32];
+	sigset_t mask;
+	uint64_t v;
+	char *end;
+	int c, sfd;
+
+	log_set_prog("plinthd");
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_STATE_DIR:
+			o.state_dir = optarg;
+			break;
+		case OPT_PLINTH:
+			o.plinth_bin = optarg;
+			break;
+		case OPT_OVERCOMMIT:
+			o.overcommit = strtod(optarg, &end);
+			if (*end || o.overcommit < 0.1 || o.overcommit > 100) {
+				log_error("--overcommit: a ratio in 0.1..100, not '%s'", optarg);
+				return 2;
+			}
+			break;
+		case OPT_UID_BASE:
+			if (parse_uint(optarg, 1000, 0x7fffffffu - 0x1000000u, &v)) {
+				log_error("--uid-base: a number in 1000..2130706431, not '%s'",
+					  optarg);
+				return 2;
+			}
+			o.uid_base = (uid_t)v;
+			break;
+		case OPT_NO_JAIL:
+			o.jail = false;
+			break;
+		case OPT_LISTEN:
+			if (strncmp(optarg, "tcp:", 4)) {
+				log_error("--listen: tcp:ADDR:PORT, not '%s'", optarg);
+				return 2;
+			}
+			listen = optarg + 4;
+			break;
+		case OPT_TLS_CERT:
+			cert_path = optarg;
+			break;
+		case OPT_TLS_KEY:
+			key_path = optarg;
+			break;
+		case 'v':
+			if (level < LOG_DEBUG)
+				level++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			fputs(usage_text, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument '%s' (try plinthd --help)", argv[optind]);
+		return 2;
+	}
+	if (listen && (!cert_path || !key_path)) {
+		log_error("--listen needs --tls-cert and --tls-key: the API is never served "
+			  "in clear text over TCP");
+		return 2;
+	}
+	if (!listen && (cert_path || key_path)) {
+		log_error("--tls-cert and --tls-key go with --listen");
+		return 2;
+	}
+	log_set_level(level);
+	if (listen && (!(cert = read_pem(cert_path)) || !(key = read_pem(key_path)))) {
+		free(cert);
+		return 2;
+	}
+	/* Block the stop signals before any thread exists: they come through sfd. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sfd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	pd = pd_open(&o, &store_sqlite_ops);
+	if (!pd)
+		return 1;
+	snprintf(sock, sizeof(sock), "%s/plinthd.sock", pd->dir);
+	srv = pd_server_start(pd, sock);
+	if (!srv)
+		goto out_close;
+	if (listen) {
+		tcp = pd_server_start_tcp(pd, listen, cert, key);
+		if (!tcp)
+			goto out_stop;
+		log_info("serving TLS on %s (API tokens required)", listen);
+	}
+	log_info("serving on %s (inventory %s/inventory.db, VMs %s)", sock, pd->dir,
+		 pd->jail ? "jailed" : "not jailed");
+	while (read(sfd, &si, sizeof(si)) < 0 && errno == EINTR)
+		;
+	log_info("signal %u: stopping (VMs keep running)", si.ssi_signo);
+	rc = 0;
+	pd_server_stop(tcp);
+out_stop:
+	pd_server_stop(srv);
+out_close:
+	pd_close(pd);
+	close(sfd);
+	free(cert);
+	free(key);
+	return rc;
+}

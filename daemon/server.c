@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: MIT
+/*
+ * plinthd's control socket: libmicrohttpd on DIR/plinthd.sock (mode 0600, made by
+ * api_listen() of vmm/api, which also replaces a stale socket and refuses a live
+ * one), one internal thread. A request is read whole (capped at PD_BODY_MAX),
+ * parsed by pd_parse_request() (pure, fuzzed) and run by pd_handle() under
+ * pd->lock.
+ */
+#include "plinthd.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "api.h"
+#include "log.h"
+#include "util.h"
+
+struct pd_server {
+	struct MHD_Daemon *mhd;
+	struct plinthd *pd;
+	char path[API_UNIX_PATH_MAX];	/* Unix socket to unlink at stop, "" for TCP */
+	bool tcp;			/* requests need a token */
+	char *cert, *key;		/* TLS PEM (TCP), owned */
+};
+
+struct pd_conn {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+void pd_reply_error(struct pd_reply *r, int status, const char *fmt, ...)
+{
+	char msg[PD_ERROR_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_decref(r->body);
+	r->status = status;
+	r->body = json_pack("{s:s}", "error", msg);
+}
+
+void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r)
+{
+	switch (req->route) {
+	case PD_VM_LIST:
+		pd_vm_list(pd, r);
+		break;
+	case PD_VM_CREATE:
+		pd_vm_create(pd, &req->u.vm, r);
+		break;
+	case PD_VM_GET:
+		pd_vm_get(pd, req->name, r);
+		break;
+	case PD_VM_DELETE:
+		pd_vm_delete(pd, req->name, r);
+		break;
+	case PD_VM_ACTION:
+		pd_vm_action(pd, req, r);
+		break;
+	case PD_VM_CONSOLE:
+		pd_vm_console(pd, req->name, req->offset, r);
+		break;
+	case PD_VM_CONSOLE_INPUT:
+		pd_vm_console_input(pd, req->name, req->u.input, r);
+		break;
+	case PD_IMAGE_LIST:
+		pd_image_list(pd, r);
+		break;
+	case PD_IMAGE_CREATE:
+		pd_image_create(pd, &req->u.image, r);
+		break;
+	case PD_IMAGE_GET:
+		pd_image_get(pd, req->name, r);
+		break;
+	case PD_IMAGE_DELETE:
+		pd_image_delete(pd, req->name, r);
+		break;
+	case PD_IMAGE_CLONE:
+		pd_image_clone(pd, req->name, &req->u.clone, r);
+		break;
+	case PD_NET_LIST:
+		pd_net_list(pd, r);
+		break;
+	case PD_NET_CREATE:
+		pd_net_create(pd, &req->u.net, r);
+		break;
+	case PD_NET_GET:
+		pd_net_get(pd, req->name, r);
+		break;
+	case PD_NET_DELETE:
+		pd_net_delete(pd, req->name, r);
+		break;
+	case PD_TOKEN_LIST:
+		pd_token_list(pd, r);
+		break;
+	case PD_TOKEN_CREATE:
+		pd_token_create(pd, &req->u.token, r);
+		break;
+	case PD_TOKEN_GET:
+		pd_token_get(pd, req->name, r);
+		break;
+	case PD_TOKEN_DELETE:
+		pd_token_delete(pd, req->name, r);
+		break;
+	case PD_TASK_LIST:
+		pd_task_list(pd, r);
+		break;
+	case PD_TASK_GET:
+		pd_task_get(pd, req->task_id, r);
+		break;
+	case PD_TASK_CANCEL:
+		pd_task_cancel(pd, req->task_id, r);
+		break;
+	case PD_EVENT_LIST: {
+		struct store_event *evs;
+		json_t *arr;
+		size_t n, i;
+
+		if (pd->ops->event_list(pd->st, req->after, req->limit, &evs, &n)) {
+			pd_reply_error(r, 500, "inventory error listing events");
+			break;
+		}
+		arr = json_array();
+		for (i = 0; arr && i < n; i++)
+			json_array_append_new(
+				arr, json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "id",
+					       (json_int_t)evs[i].id, "time_ms",
+					       (json_int_t)evs[i].time_ms, "actor", evs[i].actor,
+					       "action", evs[i].action, "object", evs[i].object,
+					       "result", evs[i].result, "message", evs[i].message));
+		free(evs);
+		r->status = 200;
+		r->body = json_pack("{s:o}", "events", arr);
+		break;
+	}
+	case PD_HOST_INFO:
+		r->status = 200;
+		r->body = json_pack("{s:s, s:I, s:I, s:s}", "version", PLINTH_VERSION,
+				    "memory_mib", (json_int_t)pd_host_mem_mib(), "memory_limit_mib",
+				    (json_int_t)pd->mem_limit_mib, "store", pd->ops->name);
+		break;
+	}
+	if (!r->body)
+		pd_reply_error(r, 500, "out of memory");
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *body,
+				 const char *allow)
+{
+	static const char oom[] = "{\"error\": \"out of memory\"}\n";
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+	json_decref(body);
+	if (text) {
+		size_t n = strlen(text);
+
+		text[n] = '\n'; /* json_dumps' NUL: send n + 1 bytes, a line */
+		resp = MHD_create_response_from_buffer(n + 1, text, MHD_RESPMEM_MUST_FREE);
+	} else {
+		status = 500;
+		resp = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom,
+						       MHD_RESPMEM_PERSISTENT);
+	}
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	if (allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	ret = MHD_queue_response(conn, (unsigned int)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* Rebuild the query string ("k=v&k=v") libmicrohttpd took off the URL. */
+struct query {
+	char buf[256];
+	size_t len;
+	bool overflow;
+};
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+			       const char *value)
+{
+	struct query *q = cls;
+	int n = snprintf(q->buf + q->len, sizeof(q->buf) - q->len, "%s%s=%s", q->len ? "&" : "",
+			 key, value ? value : "");
+
+	if (n < 0 || (size_t)n >= sizeof(q->buf) - q->len) {
+		q->overflow = true;
+		return MHD_NO;
+	}
+	q->len += (size_t)n;
+	return MHD_YES;
+}
+
+/* The client's identity for the audit log: its uid from the socket's credentials. */
+static void peer_name(struct MHD_Connection *conn, char *buf, size_t size)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (ci && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		snprintf(buf, size, "uid %u", (unsigned)cred.uid);
+	else
+		snprintf(buf, size, "api");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	struct pd_server *s = cls;
+	struct pd_conn *c = *con_cls;
+	struct pd_reply reply = {0};
+	struct pd_request *req;
+	struct query q = {.len = 0};
+	struct pd_error err;
+	int status;
+
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c)
+			return MHD_NO;
+		*con_cls = c;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		char *nb;
+
+		*upload_data_size = 0;
+		if (c->too_big || n > PD_BODY_MAX - c->len) {
+			c->too_big = true;
+			return MHD_YES;
+		}
+		nb = realloc(c->body, c->len + n);
+		if (!nb)
+			return MHD_NO;
+		memcpy(nb + c->len, upload_data, n);
+		c->body = nb;
+		c->len += n;
+		return MHD_YES;
+	}
+	if (c->too_big)
+		return send_json(conn, 413, json_pack("{s:s}", "error", "request body too large"),
+				 NULL);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+	if (q.overflow)
+		return send_json(conn, 400, json_pack("{s:s}", "error", "query string too long"),
+				 NULL);
+	req = malloc(sizeof(*req));
+	if (!req)
+		return send_json(conn, 500, NULL, NULL);
+	status = pd_parse_request(method, url, q.buf, c->body, c->len, req, &err);
+	if (status) {
+		free(req);
+		return send_json(conn, status, json_pack("{s:s}", "error", err.msg), err.allow);
+	}
+	pthread_mutex_lock(&s->pd->lock);
+	if (s->tcp) {
+		char role[16], name[STORE_NAME_MAX];
+		const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							       MHD_HTTP_HEADER_AUTHORIZATION);
+
+		if (pd_token_check(s->pd, auth, role, sizeof(role), name, sizeof(name))) {
+			pthread_mutex_unlock(&s->pd->lock);
+			free(req);
+			return send_json(conn, 401,
+					 json_pack("{s:s}", "error",
+						   "a valid API token is required "
+						   "(Authorization: Bearer TOKEN)"),
+					 NULL);
+		}
+		if (!pd_role_allows(role, req)) {
+			pthread_mutex_unlock(&s->pd->lock);
+			free(req);
+			return send_json(conn, 403,
+					 json_pack("{s:s}", "error",
+						   "this token's role may not do that"),
+					 NULL);
+		}
+		snprintf(s->pd->actor, sizeof(s->pd->actor), "token %.56s", name);
+	} else {
+		peer_name(conn, s->pd->actor, sizeof(s->pd->actor));
+	}
+	pd_handle(s->pd, req, &reply);
+	s->pd->actor[0] = '\0';
+	pthread_mutex_unlock(&s->pd->lock);
+	free(req);
+	log_debug("%s %s: %d", method, url, reply.status);
+	return send_json(conn, reply.status, reply.body, NULL);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct pd_conn *c = *con_cls;
+
+	if (c) {
+		free(c->body);
+		free(c);
+		*con_cls = NULL;
+	}
+}
+
+struct pd_server *pd_server_start(struct plinthd *pd, const char *socket_path)
+{
+	struct pd_server *s = calloc(1, sizeof(*s));
+	int fd;
+
+	if (!s) {
+		log_error("out of memory");
+		return NULL;
+	}
+	fd = api_listen(socket_path);
+	if (fd < 0) {
+		free(s);
+		return NULL;
+	}
+	s->pd = pd;
+	snprintf(s->path, sizeof(s->path), "%s", socket_path);
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD, 0, NULL, NULL, on_request, s,
+				  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+				  on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 64u,
+				  MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+	if (!s->mhd) {
+		log_error("control socket: libmicrohttpd failed to start");
+		close(fd);
+		unlink(socket_path);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+struct pd_server *pd_server_start_tcp(struct plinthd *pd, const char *addr, const char *cert_pem,
+				      const char *key_pem)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	struct pd_server *s;
+	char host[64];
+	const char *colon = strrchr(addr, ':');
+	uint64_t port;
+
+	if (!colon || (size_t)(colon - addr) >= sizeof(host) ||
+	    parse_uint(colon + 1, 1, 65535, &port)) {
+		log_error("--listen tcp:ADDR:PORT: bad address '%s'", addr);
+		return NULL;
+	}
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = '\0';
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		log_error("--listen: '%s' is not an IPv4 address", host);
+		return NULL;
+	}
+	sa.sin_port = htons((uint16_t)port);
+	if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+		log_error("--listen: this libmicrohttpd has no TLS");
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->cert = strdup(cert_pem)) || !(s->key = strdup(key_pem))) {
+		log_error("out of memory");
+		goto out_free;
+	}
+	s->pd = pd;
+	s->tcp = true;
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_TLS, (uint16_t)port, NULL,
+				  NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+				  MHD_OPTION_HTTPS_MEM_CERT, s->cert, MHD_OPTION_HTTPS_MEM_KEY,
+				  s->key, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+				  MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+				  MHD_OPTION_END);
+	if (!s->mhd) {
+		log_error("--listen %s: cannot serve TLS there (address in use, or a bad "
+			  "certificate or key)", addr);
+		goto out_free;
+	}
+	return s;
+
+out_free:
+	if (s) {
+		free(s->cert);
+		free(s->key);
+	}
+	free(s);
+	return NULL;
+}
+
+void pd_server_stop(struct pd_server *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->mhd);
+	if (s->path[0])
+		unlink(s->path);
+	free(s->cert);
+	free(s->key);
+	free(s);
+}

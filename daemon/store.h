@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plinthd's inventory, behind one interface (struct store_ops) so that the daemon's
+ * logic is the same over SQLite (one host, store_sqlite.c) and, later, PostgreSQL
+ * (a cluster). Above this header nothing knows which database is underneath.
+ *
+ * Objects: VMs (definition as a JSON document plus the columns the daemon queries:
+ * name, uuid, state, pid, reason), images of the directory pool, networks (a bridge
+ * each), tasks (long operations) and events (the audit log).
+ *
+ * Transactions: each op is atomic on its own. A change made of several ops (a VM's
+ * state and its event) is wrapped in begin()/commit() (rollback() on failure) by the
+ * caller; nested begin() is not supported. A store is used by one thread at a time
+ * (plinthd serialises with its own lock).
+ *
+ * Errors: 0 or -errno. -ENOENT: no such object; -EEXIST: a unique name taken;
+ * -EIO: the database failed (the reason is logged once, where it happened).
+ */
+#ifndef PLINTH_DAEMON_STORE_H
+#define PLINTH_DAEMON_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_NAME_MAX	 64  /* bytes in an object name, NUL included */
+#define STORE_UUID_LEN	 37  /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" + NUL */
+#define STORE_STATE_MAX	 16
+#define STORE_REASON_MAX 256
+
+struct store;
+
+struct store_vm {
+	int64_t id;			/* assigned by vm_insert, never reused */
+	char uuid[STORE_UUID_LEN];	/* stable identity (run directory, cluster) */
+	char name[STORE_NAME_MAX];	/* unique */
+	char *spec;			/* the definition as JSON text; owned (store_vm_clear) */
+	char state[STORE_STATE_MAX];	/* defined, starting, running, ... (vms.c) */
+	int64_t pid;			/* the VM's plinth while one runs, else 0 */
+	char reason[STORE_REASON_MAX];	/* why it last stopped or crashed, "" if none */
+	int64_t updated_ms;		/* wall clock of the last change */
+};
+
+struct store_image {
+	int64_t id;
+	char name[STORE_NAME_MAX];	/* unique; the file is POOL/NAME */
+	char format[16];		/* raw, qcow2 */
+	uint64_t size;			/* virtual size in bytes */
+	char backing[STORE_NAME_MAX];	/* the template of a linked clone, "" if none */
+	bool is_template;		/* read-only: a linked clone's base */
+	int64_t created_ms;
+};
+
+struct store_network {
+	int64_t id;
+	char name[STORE_NAME_MAX];	/* unique */
+	char bridge[16];		/* the Linux bridge, "plbr<id>" */
+	char cidr[24];			/* IPv4 "A.B.C.D/N"; the host is the first address */
+	int64_t created_ms;
+};
+
+struct store_token {
+	int64_t id;
+	char name[STORE_NAME_MAX];	/* unique */
+	char hash[65];			/* SHA-256 of the secret, hex (the secret is never kept) */
+	char role[16];			/* admin, operator, viewer */
+	int64_t created_ms;
+};
+
+struct store_task {
+	int64_t id;
+	char kind[32];			/* import, clone */
+	char object[STORE_NAME_MAX];	/* what it works on (an image name) */
+	char state[STORE_STATE_MAX];	/* running, done, failed, cancelled */
+	int percent;			/* 0..100 */
+	uint64_t done_bytes, total_bytes;
+	char error[STORE_REASON_MAX];	/* why it failed, "" otherwise */
+	int64_t created_ms, finished_ms;
+};
+
+struct store_event {
+	int64_t id;			/* increasing: clients page with "after" */
+	int64_t time_ms;
+	char actor[STORE_NAME_MAX];	/* who: "api" (users later), "plinthd" for its own */
+	char action[32];		/* vm.define, vm.start, vm.crashed, image.delete, ... */
+	char object[STORE_NAME_MAX];
+	char result[16];		/* ok, failed */
+	char message[STORE_REASON_MAX];
+};
+
+struct store_ops {
+	const char *name; /* "sqlite" */
+	/* Open (creating and migrating the schema as needed). NULL with the reason logged. */
+	struct store *(*open)(const char *location);
+	void (*close)(struct store *st);
+	int (*begin)(struct store *st);
+	int (*commit)(struct store *st);
+	void (*rollback)(struct store *st);
+	int (*schema_version)(struct store *st);
+
+	int (*vm_insert)(struct store *st, struct store_vm *vm); /* sets vm->id */
+	int (*vm_update)(struct store *st, const struct store_vm *vm); /* by id: all but id */
+	int (*vm_delete)(struct store *st, int64_t id);
+	int (*vm_get)(struct store *st, const char *name, struct store_vm *out);
+	/* Every VM by name; *out is an array of *n (store_vm_list_free). */
+	int (*vm_list)(struct store *st, struct store_vm **out, size_t *n);
+
+	int (*image_insert)(struct store *st, struct store_image *img); /* sets img->id */
+	int (*image_update)(struct store *st, const struct store_image *img);
+	int (*image_delete)(struct store *st, int64_t id);
+	int (*image_get)(struct store *st, const char *name, struct store_image *out);
+	int (*image_list)(struct store *st, struct store_image **out, size_t *n); /* free() */
+
+	int (*network_insert)(struct store *st, struct store_network *net); /* sets net->id */
+	int (*network_update)(struct store *st, const struct store_network *net);
+	int (*network_delete)(struct store *st, int64_t id);
+	int (*network_get)(struct store *st, const char *name, struct store_network *out);
+	int (*network_list)(struct store *st, struct store_network **out, size_t *n); /* free() */
+
+	int (*token_insert)(struct store *st, struct store_token *t); /* sets t->id */
+	int (*token_delete)(struct store *st, int64_t id);
+	int (*token_get)(struct store *st, const char *name, struct store_token *out);
+	int (*token_find)(struct store *st, const char *hash, struct store_token *out);
+	int (*token_list)(struct store *st, struct store_token **out, size_t *n); /* free() */
+
+	int (*task_insert)(struct store *st, struct store_task *t); /* sets t->id */
+	int (*task_update)(struct store *st, const struct store_task *t);
+	int (*task_get)(struct store *st, int64_t id, struct store_task *out);
+	int (*task_list)(struct store *st, struct store_task **out, size_t *n); /* free() */
+
+	int (*event_append)(struct store *st, struct store_event *ev); /* sets ev->id */
+	/* Events with id > after, oldest first, at most limit. */
+	int (*event_list)(struct store *st, int64_t after, unsigned limit,
+			  struct store_event **out, size_t *n); /* free() */
+};
+
+extern const struct store_ops store_sqlite_ops;
+
+void store_vm_clear(struct store_vm *vm);
+void store_vm_list_free(struct store_vm *vms, size_t n);
+
+#endif

@@ -1,0 +1,818 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The SQLite implementation of the inventory (store.h). One connection, WAL
+ * journal (readers never block the writer, a crash loses no committed change),
+ * synchronous=FULL so a commit is on disk when it returns, foreign keys on.
+ *
+ * Schema history (PRAGMA user_version; never edit a step, add one):
+ *   1  vms, images
+ *   2  tasks, events (+ index on events.object)
+ *   3  networks
+ *   4  tokens (API tokens of the TCP listener: name, SHA-256 of the secret, role)
+ */
+#include "store_sqlite.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "store.h"
+
+struct store {
+	sqlite3 *db;
+	char path[4096];
+};
+
+static const char *const migrations[] = {
+	/* 1 */
+	"CREATE TABLE vms ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" uuid TEXT NOT NULL UNIQUE,"
+	" name TEXT NOT NULL UNIQUE,"
+	" spec TEXT NOT NULL,"
+	" state TEXT NOT NULL,"
+	" pid INTEGER NOT NULL DEFAULT 0,"
+	" reason TEXT NOT NULL DEFAULT '',"
+	" updated_ms INTEGER NOT NULL);"
+	"CREATE TABLE images ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" format TEXT NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" backing TEXT NOT NULL DEFAULT '',"
+	" is_template INTEGER NOT NULL DEFAULT 0,"
+	" created_ms INTEGER NOT NULL);",
+	/* 2 */
+	"CREATE TABLE tasks ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" kind TEXT NOT NULL,"
+	" object TEXT NOT NULL,"
+	" state TEXT NOT NULL,"
+	" percent INTEGER NOT NULL DEFAULT 0,"
+	" done_bytes INTEGER NOT NULL DEFAULT 0,"
+	" total_bytes INTEGER NOT NULL DEFAULT 0,"
+	" error TEXT NOT NULL DEFAULT '',"
+	" created_ms INTEGER NOT NULL,"
+	" finished_ms INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE events ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" time_ms INTEGER NOT NULL,"
+	" actor TEXT NOT NULL,"
+	" action TEXT NOT NULL,"
+	" object TEXT NOT NULL,"
+	" result TEXT NOT NULL,"
+	" message TEXT NOT NULL DEFAULT '');"
+	"CREATE INDEX events_object ON events(object);",
+	/* 3 */
+	"CREATE TABLE networks ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" bridge TEXT NOT NULL,"
+	" cidr TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL);",
+	/* 4 */
+	"CREATE TABLE tokens ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE,"
+	" hash TEXT NOT NULL UNIQUE,"
+	" role TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL);",
+};
+
+int store_sqlite_latest_version(void)
+{
+	return (int)(sizeof(migrations) / sizeof(migrations[0]));
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("inventory: %s: %s", sql, msg ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int user_version(sqlite3 *db, int *v)
+{
+	sqlite3_stmt *s;
+	int ret = -EIO;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+		goto out_log;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*v = sqlite3_column_int(s, 0);
+		ret = 0;
+	}
+	sqlite3_finalize(s);
+	if (!ret)
+		return 0;
+out_log:
+	log_error("inventory: reading the schema version: %s", sqlite3_errmsg(db));
+	return ret;
+}
+
+int store_sqlite_migrate(sqlite3 *db, int target)
+{
+	int v, ret;
+
+	ret = user_version(db, &v);
+	if (ret)
+		return ret;
+	if (v > store_sqlite_latest_version()) {
+		log_error("inventory: schema version %d is newer than this plinthd knows (%d); "
+			  "refusing to touch it",
+			  v, store_sqlite_latest_version());
+		return -EPROTO;
+	}
+	for (; v < target; v++) {
+		char setv[64];
+
+		snprintf(setv, sizeof(setv), "PRAGMA user_version = %d", v + 1);
+		ret = exec(db, "BEGIN IMMEDIATE");
+		if (ret)
+			return ret;
+		ret = exec(db, migrations[v]);
+		if (!ret)
+			ret = exec(db, setv);
+		if (!ret)
+			ret = exec(db, "COMMIT");
+		if (ret) {
+			exec(db, "ROLLBACK");
+			log_error("inventory: migration to schema version %d failed", v + 1);
+			return ret;
+		}
+		log_info("inventory: schema migrated to version %d", v + 1);
+	}
+	return 0;
+}
+
+static struct store *sq_open(const char *path)
+{
+	struct store *st = calloc(1, sizeof(*st));
+
+	if (!st) {
+		log_error("inventory: out of memory");
+		return NULL;
+	}
+	snprintf(st->path, sizeof(st->path), "%s", path);
+	if (sqlite3_open_v2(path, &st->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		log_error("inventory %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
+		goto out_close;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	if (exec(st->db, "PRAGMA journal_mode = WAL") ||
+	    exec(st->db, "PRAGMA synchronous = FULL") || exec(st->db, "PRAGMA foreign_keys = ON") ||
+	    store_sqlite_migrate(st->db, store_sqlite_latest_version()))
+		goto out_close;
+	return st;
+
+out_close:
+	sqlite3_close(st->db);
+	free(st);
+	return NULL;
+}
+
+static void sq_close(struct store *st)
+{
+	if (!st)
+		return;
+	sqlite3_close(st->db);
+	free(st);
+}
+
+static int sq_begin(struct store *st)
+{
+	return exec(st->db, "BEGIN IMMEDIATE");
+}
+
+static int sq_commit(struct store *st)
+{
+	return exec(st->db, "COMMIT");
+}
+
+static void sq_rollback(struct store *st)
+{
+	if (!sqlite3_get_autocommit(st->db))
+		exec(st->db, "ROLLBACK");
+}
+
+static int sq_schema_version(struct store *st)
+{
+	int v = -1;
+
+	return user_version(st->db, &v) ? -EIO : v;
+}
+
+/* --- Statements ---------------------------------------------------------------------- */
+
+static sqlite3_stmt *prepare(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		log_error("inventory: preparing '%s': %s", sql, sqlite3_errmsg(st->db));
+		return NULL;
+	}
+	return s;
+}
+
+/* Run a statement that returns no rows, then finalize it. -EEXIST on a UNIQUE
+ * violation, -ENOENT if want_change and no row changed. */
+static int step_done(struct store *st, sqlite3_stmt *s, bool want_change)
+{
+	int rc = sqlite3_step(s), ret = 0;
+
+	if (rc == SQLITE_CONSTRAINT && sqlite3_extended_errcode(st->db) ==
+					       SQLITE_CONSTRAINT_UNIQUE) {
+		ret = -EEXIST;
+	} else if (rc != SQLITE_DONE) {
+		log_error("inventory: %s", sqlite3_errmsg(st->db));
+		ret = -EIO;
+	} else if (want_change && sqlite3_changes(st->db) == 0) {
+		ret = -ENOENT;
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* Run an INSERT (s may be NULL: prepare failed) and return the new row's id in *id. */
+static int insert(struct store *st, sqlite3_stmt *s, int64_t *id)
+{
+	int ret;
+
+	if (!s)
+		return -EIO;
+	ret = step_done(st, s, false);
+	if (!ret)
+		*id = sqlite3_last_insert_rowid(st->db);
+	return ret;
+}
+
+static void text(sqlite3_stmt *s, int col, char *buf, size_t size)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	snprintf(buf, size, "%s", t ? (const char *)t : "");
+}
+
+static void bind_text(sqlite3_stmt *s, int idx, const char *v)
+{
+	sqlite3_bind_text(s, idx, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Collect rows of s into a growing array of elem_size elements via read_row. */
+static int collect(struct store *st, sqlite3_stmt *s, size_t elem_size,
+		   int (*read_row)(sqlite3_stmt *s, void *elem), void **out, size_t *n)
+{
+	size_t cap = 0, cnt = 0;
+	char *arr = NULL;
+	int rc, ret = 0;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char *na = reallocarray(arr, ncap, elem_size);
+
+			if (!na) {
+				ret = -ENOMEM;
+				break;
+			}
+			arr = na;
+			cap = ncap;
+		}
+		memset(arr + cnt * elem_size, 0, elem_size);
+		ret = read_row(s, arr + cnt * elem_size);
+		if (ret)
+			break;
+		cnt++;
+	}
+	if (!ret && rc != SQLITE_DONE) {
+		log_error("inventory: %s", sqlite3_errmsg(st->db));
+		ret = -EIO;
+	}
+	sqlite3_finalize(s);
+	*out = arr; /* on failure too: the caller frees what was read */
+	*n = cnt;
+	return ret;
+}
+
+/* A list of plain elements (no owned memory): nothing on failure. */
+static int collect_plain(struct store *st, sqlite3_stmt *s, size_t elem_size,
+			 int (*read_row)(sqlite3_stmt *s, void *elem), void **out, size_t *n)
+{
+	int ret;
+
+	*out = NULL;
+	*n = 0;
+	if (!s)
+		return -EIO;
+	ret = collect(st, s, elem_size, read_row, out, n);
+	if (ret) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return ret;
+}
+
+/* --- VMs ----------------------------------------------------------------------------- */
+
+#define VM_COLS "id, uuid, name, spec, state, pid, reason, updated_ms"
+
+static int read_vm(sqlite3_stmt *s, void *elem)
+{
+	struct store_vm *vm = elem;
+	const unsigned char *spec = sqlite3_column_text(s, 3);
+
+	vm->id = sqlite3_column_int64(s, 0);
+	text(s, 1, vm->uuid, sizeof(vm->uuid));
+	text(s, 2, vm->name, sizeof(vm->name));
+	vm->spec = strdup(spec ? (const char *)spec : "{}");
+	if (!vm->spec)
+		return -ENOMEM;
+	text(s, 4, vm->state, sizeof(vm->state));
+	vm->pid = sqlite3_column_int64(s, 5);
+	text(s, 6, vm->reason, sizeof(vm->reason));
+	vm->updated_ms = sqlite3_column_int64(s, 7);
+	return 0;
+}
+
+static void bind_vm(sqlite3_stmt *s, const struct store_vm *vm)
+{
+	bind_text(s, 1, vm->uuid);
+	bind_text(s, 2, vm->name);
+	bind_text(s, 3, vm->spec);
+	bind_text(s, 4, vm->state);
+	sqlite3_bind_int64(s, 5, vm->pid);
+	bind_text(s, 6, vm->reason);
+	sqlite3_bind_int64(s, 7, vm->updated_ms);
+}
+
+static int sq_vm_insert(struct store *st, struct store_vm *vm)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO vms (uuid, name, spec, state, pid, reason, "
+				      "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+
+	if (s)
+		bind_vm(s, vm);
+	return insert(st, s, &vm->id);
+}
+
+static int sq_vm_update(struct store *st, const struct store_vm *vm)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE vms SET uuid = ?, name = ?, spec = ?, state = ?, "
+				      "pid = ?, reason = ?, updated_ms = ? WHERE id = ?");
+
+	if (!s)
+		return -EIO;
+	bind_vm(s, vm);
+	sqlite3_bind_int64(s, 8, vm->id);
+	return step_done(st, s, true);
+}
+
+static int delete_by_id(struct store *st, const char *sql, int64_t id)
+{
+	sqlite3_stmt *s = prepare(st, sql);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, id);
+	return step_done(st, s, true);
+}
+
+static int sq_vm_delete(struct store *st, int64_t id)
+{
+	return delete_by_id(st, "DELETE FROM vms WHERE id = ?", id);
+}
+
+/* One row of s (with ?1 bound) into elem via read_row; -ENOENT when none. */
+static int get_one(struct store *st, sqlite3_stmt *s, int (*read_row)(sqlite3_stmt *s, void *elem),
+		   void *elem)
+{
+	int rc = sqlite3_step(s), ret;
+
+	if (rc == SQLITE_ROW) {
+		ret = read_row(s, elem);
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	} else {
+		log_error("inventory: %s", sqlite3_errmsg(st->db));
+		ret = -EIO;
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+static int sq_vm_get(struct store *st, const char *name, struct store_vm *out)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " VM_COLS " FROM vms WHERE name = ?");
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, name);
+	return get_one(st, s, read_vm, out);
+}
+
+static int sq_vm_list(struct store *st, struct store_vm **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " VM_COLS " FROM vms ORDER BY name");
+	int ret;
+
+	*out = NULL;
+	*n = 0;
+	if (!s)
+		return -EIO;
+	ret = collect(st, s, sizeof(**out), read_vm, (void **)out, n);
+	if (ret) {
+		store_vm_list_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return ret;
+}
+
+void store_vm_clear(struct store_vm *vm)
+{
+	free(vm->spec);
+	vm->spec = NULL;
+}
+
+void store_vm_list_free(struct store_vm *vms, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		store_vm_clear(&vms[i]);
+	free(vms);
+}
+
+/* --- Images -------------------------------------------------------------------------- */
+
+#define IMAGE_COLS "id, name, format, size, backing, is_template, created_ms"
+
+static int read_image(sqlite3_stmt *s, void *elem)
+{
+	struct store_image *img = elem;
+
+	img->id = sqlite3_column_int64(s, 0);
+	text(s, 1, img->name, sizeof(img->name));
+	text(s, 2, img->format, sizeof(img->format));
+	img->size = (uint64_t)sqlite3_column_int64(s, 3);
+	text(s, 4, img->backing, sizeof(img->backing));
+	img->is_template = sqlite3_column_int(s, 5) != 0;
+	img->created_ms = sqlite3_column_int64(s, 6);
+	return 0;
+}
+
+static void bind_image(sqlite3_stmt *s, const struct store_image *img)
+{
+	bind_text(s, 1, img->name);
+	bind_text(s, 2, img->format);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)img->size);
+	bind_text(s, 4, img->backing);
+	sqlite3_bind_int(s, 5, img->is_template);
+	sqlite3_bind_int64(s, 6, img->created_ms);
+}
+
+static int sq_image_insert(struct store *st, struct store_image *img)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO images (name, format, size, backing, "
+				      "is_template, created_ms) VALUES (?, ?, ?, ?, ?, ?)");
+	if (s)
+		bind_image(s, img);
+	return insert(st, s, &img->id);
+}
+
+static int sq_image_update(struct store *st, const struct store_image *img)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE images SET name = ?, format = ?, size = ?, "
+				      "backing = ?, is_template = ?, created_ms = ? WHERE id = ?");
+
+	if (!s)
+		return -EIO;
+	bind_image(s, img);
+	sqlite3_bind_int64(s, 7, img->id);
+	return step_done(st, s, true);
+}
+
+static int sq_image_delete(struct store *st, int64_t id)
+{
+	return delete_by_id(st, "DELETE FROM images WHERE id = ?", id);
+}
+
+static int sq_image_get(struct store *st, const char *name, struct store_image *out)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " IMAGE_COLS " FROM images WHERE name = ?");
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, name);
+	return get_one(st, s, read_image, out);
+}
+
+static int sq_image_list(struct store *st, struct store_image **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " IMAGE_COLS " FROM images ORDER BY name");
+
+	return collect_plain(st, s, sizeof(**out), read_image, (void **)out, n);
+}
+
+/* --- Networks ------------------------------------------------------------------------ */
+
+static int read_network(sqlite3_stmt *s, void *elem)
+{
+	struct store_network *net = elem;
+
+	net->id = sqlite3_column_int64(s, 0);
+	text(s, 1, net->name, sizeof(net->name));
+	text(s, 2, net->bridge, sizeof(net->bridge));
+	text(s, 3, net->cidr, sizeof(net->cidr));
+	net->created_ms = sqlite3_column_int64(s, 4);
+	return 0;
+}
+
+static void bind_network(sqlite3_stmt *s, const struct store_network *net)
+{
+	bind_text(s, 1, net->name);
+	bind_text(s, 2, net->bridge);
+	bind_text(s, 3, net->cidr);
+	sqlite3_bind_int64(s, 4, net->created_ms);
+}
+
+static int sq_network_insert(struct store *st, struct store_network *net)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO networks (name, bridge, cidr, created_ms) "
+				      "VALUES (?, ?, ?, ?)");
+
+	if (s)
+		bind_network(s, net);
+	return insert(st, s, &net->id);
+}
+
+static int sq_network_update(struct store *st, const struct store_network *net)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE networks SET name = ?, bridge = ?, cidr = ?, "
+				      "created_ms = ? WHERE id = ?");
+
+	if (!s)
+		return -EIO;
+	bind_network(s, net);
+	sqlite3_bind_int64(s, 5, net->id);
+	return step_done(st, s, true);
+}
+
+static int sq_network_delete(struct store *st, int64_t id)
+{
+	return delete_by_id(st, "DELETE FROM networks WHERE id = ?", id);
+}
+
+static int sq_network_get(struct store *st, const char *name, struct store_network *out)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT id, name, bridge, cidr, created_ms FROM networks "
+				      "WHERE name = ?");
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, name);
+	return get_one(st, s, read_network, out);
+}
+
+static int sq_network_list(struct store *st, struct store_network **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT id, name, bridge, cidr, created_ms FROM networks "
+				      "ORDER BY name");
+
+	return collect_plain(st, s, sizeof(**out), read_network, (void **)out, n);
+}
+
+/* --- Tokens -------------------------------------------------------------------------- */
+
+#define TOKEN_COLS "id, name, hash, role, created_ms"
+
+static int read_token(sqlite3_stmt *s, void *elem)
+{
+	struct store_token *t = elem;
+
+	t->id = sqlite3_column_int64(s, 0);
+	text(s, 1, t->name, sizeof(t->name));
+	text(s, 2, t->hash, sizeof(t->hash));
+	text(s, 3, t->role, sizeof(t->role));
+	t->created_ms = sqlite3_column_int64(s, 4);
+	return 0;
+}
+
+static int sq_token_insert(struct store *st, struct store_token *t)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO tokens (name, hash, role, created_ms) "
+				      "VALUES (?, ?, ?, ?)");
+
+	if (s) {
+		bind_text(s, 1, t->name);
+		bind_text(s, 2, t->hash);
+		bind_text(s, 3, t->role);
+		sqlite3_bind_int64(s, 4, t->created_ms);
+	}
+	return insert(st, s, &t->id);
+}
+
+static int sq_token_delete(struct store *st, int64_t id)
+{
+	return delete_by_id(st, "DELETE FROM tokens WHERE id = ?", id);
+}
+
+static int token_by(struct store *st, const char *sql, const char *key, struct store_token *out)
+{
+	sqlite3_stmt *s = prepare(st, sql);
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, key);
+	return get_one(st, s, read_token, out);
+}
+
+static int sq_token_get(struct store *st, const char *name, struct store_token *out)
+{
+	return token_by(st, "SELECT " TOKEN_COLS " FROM tokens WHERE name = ?", name, out);
+}
+
+static int sq_token_find(struct store *st, const char *hash, struct store_token *out)
+{
+	return token_by(st, "SELECT " TOKEN_COLS " FROM tokens WHERE hash = ?", hash, out);
+}
+
+static int sq_token_list(struct store *st, struct store_token **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " TOKEN_COLS " FROM tokens ORDER BY name");
+
+	return collect_plain(st, s, sizeof(**out), read_token, (void **)out, n);
+}
+
+/* --- Tasks --------------------------------------------------------------------------- */
+
+#define TASK_COLS                                                                                  \
+	"id, kind, object, state, percent, done_bytes, total_bytes, error, created_ms, "          \
+	"finished_ms"
+
+static int read_task(sqlite3_stmt *s, void *elem)
+{
+	struct store_task *t = elem;
+
+	t->id = sqlite3_column_int64(s, 0);
+	text(s, 1, t->kind, sizeof(t->kind));
+	text(s, 2, t->object, sizeof(t->object));
+	text(s, 3, t->state, sizeof(t->state));
+	t->percent = sqlite3_column_int(s, 4);
+	t->done_bytes = (uint64_t)sqlite3_column_int64(s, 5);
+	t->total_bytes = (uint64_t)sqlite3_column_int64(s, 6);
+	text(s, 7, t->error, sizeof(t->error));
+	t->created_ms = sqlite3_column_int64(s, 8);
+	t->finished_ms = sqlite3_column_int64(s, 9);
+	return 0;
+}
+
+static void bind_task(sqlite3_stmt *s, const struct store_task *t)
+{
+	bind_text(s, 1, t->kind);
+	bind_text(s, 2, t->object);
+	bind_text(s, 3, t->state);
+	sqlite3_bind_int(s, 4, t->percent);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)t->done_bytes);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)t->total_bytes);
+	bind_text(s, 7, t->error);
+	sqlite3_bind_int64(s, 8, t->created_ms);
+	sqlite3_bind_int64(s, 9, t->finished_ms);
+}
+
+static int sq_task_insert(struct store *st, struct store_task *t)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO tasks (kind, object, state, percent, "
+				      "done_bytes, total_bytes, error, created_ms, finished_ms) "
+				      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	if (s)
+		bind_task(s, t);
+	return insert(st, s, &t->id);
+}
+
+static int sq_task_update(struct store *st, const struct store_task *t)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE tasks SET kind = ?, object = ?, state = ?, "
+				      "percent = ?, done_bytes = ?, total_bytes = ?, error = ?, "
+				      "created_ms = ?, finished_ms = ? WHERE id = ?");
+
+	if (!s)
+		return -EIO;
+	bind_task(s, t);
+	sqlite3_bind_int64(s, 10, t->id);
+	return step_done(st, s, true);
+}
+
+static int sq_task_get(struct store *st, int64_t id, struct store_task *out)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " TASK_COLS " FROM tasks WHERE id = ?");
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, id);
+	return get_one(st, s, read_task, out);
+}
+
+static int sq_task_list(struct store *st, struct store_task **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " TASK_COLS " FROM tasks ORDER BY id");
+
+	return collect_plain(st, s, sizeof(**out), read_task, (void **)out, n);
+}
+
+/* --- Events -------------------------------------------------------------------------- */
+
+static int read_event(sqlite3_stmt *s, void *elem)
+{
+	struct store_event *ev = elem;
+
+	ev->id = sqlite3_column_int64(s, 0);
+	ev->time_ms = sqlite3_column_int64(s, 1);
+	text(s, 2, ev->actor, sizeof(ev->actor));
+	text(s, 3, ev->action, sizeof(ev->action));
+	text(s, 4, ev->object, sizeof(ev->object));
+	text(s, 5, ev->result, sizeof(ev->result));
+	text(s, 6, ev->message, sizeof(ev->message));
+	return 0;
+}
+
+static int sq_event_append(struct store *st, struct store_event *ev)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO events (time_ms, actor, action, object, "
+				      "result, message) VALUES (?, ?, ?, ?, ?, ?)");
+	if (s) {
+		sqlite3_bind_int64(s, 1, ev->time_ms);
+		bind_text(s, 2, ev->actor);
+		bind_text(s, 3, ev->action);
+		bind_text(s, 4, ev->object);
+		bind_text(s, 5, ev->result);
+		bind_text(s, 6, ev->message);
+	}
+	return insert(st, s, &ev->id);
+}
+
+static int sq_event_list(struct store *st, int64_t after, unsigned limit,
+			 struct store_event **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT id, time_ms, actor, action, object, result, message "
+				      "FROM events WHERE id > ? ORDER BY id LIMIT ?");
+
+	if (s) {
+		sqlite3_bind_int64(s, 1, after);
+		sqlite3_bind_int64(s, 2, limit);
+	}
+	return collect_plain(st, s, sizeof(**out), read_event, (void **)out, n);
+}
+
+const struct store_ops store_sqlite_ops = {
+	.name = "sqlite",
+	.open = sq_open,
+	.close = sq_close,
+	.begin = sq_begin,
+	.commit = sq_commit,
+	.rollback = sq_rollback,
+	.schema_version = sq_schema_version,
+	.vm_insert = sq_vm_insert,
+	.vm_update = sq_vm_update,
+	.vm_delete = sq_vm_delete,
+	.vm_get = sq_vm_get,
+	.vm_list = sq_vm_list,
+	.image_insert = sq_image_insert,
+	.image_update = sq_image_update,
+	.image_delete = sq_image_delete,
+	.image_get = sq_image_get,
+	.image_list = sq_image_list,
+	.network_insert = sq_network_insert,
+	.network_update = sq_network_update,
+	.network_delete = sq_network_delete,
+	.network_get = sq_network_get,
+	.network_list = sq_network_list,
+	.token_insert = sq_token_insert,
+	.token_delete = sq_token_delete,
+	.token_get = sq_token_get,
+	.token_find = sq_token_find,
+	.token_list = sq_token_list,
+	.task_insert = sq_task_insert,
+	.task_update = sq_task_update,
+	.task_get = sq_task_get,
+	.task_list = sq_task_list,
+	.event_append = sq_event_append,
+	.event_list = sq_event_list,
+};

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MIT
+/* plinthd's VM lifecycle without KVM: the daemon's core (daemon/core.c, vms.c)
+ * with tests/unit/daemon/fake-plinth standing in for the VMM. Start, the refusals,
+ * pause/resume, a SIGKILLed VM noticed within 2 s (never: crashed; on-crash: back),
+ * plinthd closed and opened again (running VMs adopted with the same pid, one killed
+ * meanwhile settled from its exit file and restarted), stop, reboot, a plinth that
+ * fails at once, delete. The integration test plinthd-vms does the same with real
+ * VMs in the emulated host. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "core.h"
+#include "log.h"
+
+static struct plinthd *pd;
+static char dir[64];
+static struct pd_options opts;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One request through the parser and the handler, as the server does it. */
+static int call(const char *method, const char *path, const char *body, json_t **out)
+{
+	struct pd_request *r = malloc(sizeof(*r));
+	struct pd_reply rep = {0};
+	struct pd_error e;
+	int st;
+
+	assert_non_null(r);
+	st = pd_parse_request(method, path, NULL, body, body ? strlen(body) : 0, r, &e);
+	if (st) {
+		free(r);
+		fail_msg("%s %s refused by the parser: %s", method, path, e.msg);
+	}
+	pthread_mutex_lock(&pd->lock);
+	pd_handle(pd, r, &rep);
+	pthread_mutex_unlock(&pd->lock);
+	free(r);
+	if (out)
+		*out = rep.body;
+	else
+		json_decref(rep.body);
+	return rep.status;
+}
+
+static json_t *vm(const char *name)
+{
+	char path[128];
+	json_t *o;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	assert_int_equal(call("GET", path, NULL, &o), 200);
+	return o;
+}
+
+static const char *state_of(const char *name, char *buf, size_t size, pid_t *pid)
+{
+	json_t *o = vm(name);
+
+	snprintf(buf, size, "%s", json_string_value(json_object_get(o, "state")));
+	if (pid)
+		*pid = (pid_t)json_integer_value(json_object_get(o, "pid"));
+	json_decref(o);
+	return buf;
+}
+
+/* Wait until name is in state want; the milliseconds it took (fails after ms). */
+static int64_t wait_state(const char *name, const char *want, int64_t ms)
+{
+	int64_t t0 = now_ms();
+	char st[32];
+
+	while (strcmp(state_of(name, st, sizeof(st), NULL), want)) {
+		if (now_ms() - t0 > ms)
+			fail_msg("%s is %s, not %s, after %lld ms", name, st, want, (long long)ms);
+		usleep(20000);
+	}
+	return now_ms() - t0;
+}
+
+static pid_t pid_of(const char *name)
+{
+	char st[32];
+	pid_t pid = 0;
+
+	state_of(name, st, sizeof(st), &pid);
+	return pid;
+}
+
+static bool reason_has(const char *name, const char *text)
+{
+	json_t *o = vm(name);
+	const char *r = json_string_value(json_object_get(o, "reason"));
+	bool yes = r && strstr(r, text);
+
+	json_decref(o);
+	return yes;
+}
+
+static void act(const char *name, const char *verb, const char *body, int want)
+{
+	char path[128];
+	int st;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/%s", name, verb);
+	st = call("POST", path, body, NULL);
+	if (st != want)
+		fail_msg("%s %s: %d, want %d", verb, name, st, want);
+}
+
+static void define(const char *name, const char *restart)
+{
+	char body[512];
+
+	snprintf(body, sizeof(body), "{\"name\": \"%s\", \"kernel\": \"%s\", \"memory_mib\": 64, "
+				     "\"restart\": \"%s\"}", name, FAKE_PLINTH, restart);
+	assert_int_equal(call("POST", "/v1/vms", body, NULL), 201);
+}
+
+static void reopen(void)
+{
+	pd_close(pd);
+	pd = pd_open(&opts, &store_sqlite_ops);
+	assert_non_null(pd);
+}
+
+static void test_lifecycle(void **unused)
+{
+	pid_t pa, pb, pa2;
+	int64_t t;
+	char st[32];
+	struct stat sb;
+
+	(void)unused;
+	define("a", "on-crash");
+	define("b", "never");
+	assert_int_equal(call("POST", "/v1/vms", "{\"name\": \"a\", \"kernel\": \"" FAKE_PLINTH "\"}",
+			      NULL), 409);
+	act("a", "start", NULL, 202);
+	act("b", "start", NULL, 202);
+	wait_state("a", "running", 10000);
+	wait_state("b", "running", 10000);
+	pa = pid_of("a");
+	pb = pid_of("b");
+	assert_true(pa > 0 && pb > 0 && pa != pb);
+	assert_int_equal(kill(pa, 0), 0);
+
+	/* The console: input reaches plinth's stdin, output comes back from an offset. */
+	{
+		json_t *o;
+		int64_t off, t0 = now_ms();
+		const char *text = "";
+
+		assert_int_equal(call("GET", "/v1/vms/a/console", NULL, &o), 200);
+		off = json_integer_value(json_object_get(o, "offset"));
+		json_decref(o);
+		assert_int_equal(call("POST", "/v1/vms/a/console", "{\"input\": \"hello console\\n\"}",
+				      NULL), 200);
+		for (o = NULL; !strstr(text, "input: hello console") && now_ms() - t0 < 5000;) {
+			char path[64];
+
+			json_decref(o);
+			usleep(20000);
+			snprintf(path, sizeof(path), "/v1/vms/a/console?offset=%lld", (long long)off);
+			{
+				struct pd_request *r = malloc(sizeof(*r));
+				struct pd_reply rep = {0};
+				struct pd_error e;
+
+				assert_int_equal(pd_parse_request("GET", "/v1/vms/a/console",
+								  path + strlen("/v1/vms/a/console?"),
+								  NULL, 0, r, &e), 0);
+				pthread_mutex_lock(&pd->lock);
+				pd_handle(pd, r, &rep);
+				pthread_mutex_unlock(&pd->lock);
+				free(r);
+				o = rep.body;
+			}
+			text = json_string_value(json_object_get(o, "console"));
+			text = text ? text : "";
+		}
+		assert_non_null(strstr(text, "input: hello console"));
+		assert_null(strstr(text, "fake-plinth: started")); /* only what came after */
+		json_decref(o);
+		assert_int_equal(call("POST", "/v1/vms/b/console", "{\"input\": \"x\"}", NULL), 200);
+	}
+
+	/* Refusals. */
+	act("a", "start", NULL, 409);
+	assert_int_equal(call("DELETE", "/v1/vms/a", NULL, NULL), 409);
+	act("a", "pause", NULL, 200);
+	assert_string_equal(state_of("a", st, sizeof(st), NULL), "paused");
+	act("a", "pause", NULL, 409);
+	act("a", "resume", NULL, 200);
+	assert_string_equal(state_of("a", st, sizeof(st), NULL), "running");
+
+	/* A SIGKILLed VM: crashed within 2 s, the signal in its reason. */
+	assert_int_equal(kill(pb, SIGKILL), 0);
+	t = wait_state("b", "crashed", 2000);
+	print_message("# b crashed after %lld ms\n", (long long)t);
+	assert_true(reason_has("b", "signal 9"));
+	act("b", "stop", NULL, 409);
+	assert_int_equal(call("POST", "/v1/vms/b/console", "{\"input\": \"x\"}", NULL), 409);
+
+	/* on-crash: back with a new process. */
+	assert_int_equal(kill(pa, SIGKILL), 0);
+	t = now_ms();
+	while ((pa2 = pid_of("a")) == pa && now_ms() - t < 5000)
+		usleep(20000);
+	wait_state("a", "running", 10000);
+	pa2 = pid_of("a");
+	assert_true(pa2 > 0 && pa2 != pa);
+
+	/* plinthd closed and opened again: a is adopted with the same pid. */
+	reopen();
+	assert_string_equal(state_of("a", st, sizeof(st), NULL), "running");
+	assert_int_equal(pid_of("a"), pa2);
+	assert_string_equal(state_of("b", st, sizeof(st), NULL), "crashed");
+
+	/* a dies while plinthd is away: settled from its exit file, restarted (on-crash). */
+	pd_close(pd);
+	pd = NULL;
+	assert_int_equal(kill(pa2, SIGKILL), 0);
+	usleep(300000);
+	pd = pd_open(&opts, &store_sqlite_ops);
+	assert_non_null(pd);
+	wait_state("a", "running", 10000);
+	assert_true(pid_of("a") != pa2);
+	assert_int_equal(kill(pa2, 0), -1);
+
+	/* Stop (ACPI: the fake exits 0): stopped, as asked. */
+	act("a", "stop", "{\"timeout\": 10}", 200);
+	wait_state("a", "stopped", 5000);
+	assert_true(reason_has("a", "as asked"));
+
+	/* Reboot: the fake exits 0 on reset and plinthd starts it again. */
+	act("b", "start", NULL, 202);
+	wait_state("b", "running", 10000);
+	pb = pid_of("b");
+	act("b", "reboot", NULL, 200);
+	t = now_ms();
+	while (pid_of("b") == pb && now_ms() - t < 5000)
+		usleep(20000);
+	wait_state("b", "running", 10000);
+	assert_true(pid_of("b") != pb);
+	act("b", "kill", NULL, 200);
+	assert_string_equal(state_of("b", st, sizeof(st), NULL), "stopped");
+
+	/* A plinth that fails at once: crashed with its last line as the reason. */
+	define("c", "never");
+	setenv("FAKE_PLINTH_FAIL", "1", 1);
+	act("c", "start", NULL, 202);
+	unsetenv("FAKE_PLINTH_FAIL");
+	wait_state("c", "crashed", 5000);
+	assert_true(reason_has("c", "exited with status 1: plinth: fake failure"));
+
+	/* autostart: only on the first plinthd start of a host boot (DIR/boot_id). */
+	assert_int_equal(call("POST", "/v1/vms", "{\"name\": \"auto\", \"kernel\": \"" FAKE_PLINTH
+			      "\", \"memory_mib\": 64, \"autostart\": true}", NULL), 201);
+	reopen();
+	assert_string_equal(state_of("auto", st, sizeof(st), NULL), "defined");
+	pd_close(pd);
+	{
+		char boot[128];
+
+		snprintf(boot, sizeof(boot), "%s/boot_id", dir);
+		assert_int_equal(unlink(boot), 0); /* as after a reboot: another boot id */
+	}
+	pd = pd_open(&opts, &store_sqlite_ops);
+	assert_non_null(pd);
+	wait_state("auto", "running", 10000);
+	act("auto", "kill", NULL, 200);
+	assert_int_equal(call("DELETE", "/v1/vms/auto", NULL, NULL), 200);
+
+	/* Delete: records and run directories go. */
+	assert_int_equal(call("DELETE", "/v1/vms/a", NULL, NULL), 200);
+	assert_int_equal(call("DELETE", "/v1/vms/b", NULL, NULL), 200);
+	assert_int_equal(call("DELETE", "/v1/vms/c", NULL, NULL), 200);
+	assert_int_equal(call("GET", "/v1/vms/a", NULL, NULL), 404);
+	{
+		char vms[128];
+		int n = 0;
+		FILE *p;
+
+		snprintf(vms, sizeof(vms), "ls -A %s/vms | wc -l", dir);
+		p = popen(vms, "r");
+		assert_non_null(p);
+		assert_int_equal(fscanf(p, "%d", &n), 1);
+		pclose(p);
+		assert_int_equal(n, 0);
+	}
+	assert_int_equal(stat(dir, &sb), 0);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/plinthd-life.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	opts.state_dir = dir;
+	opts.plinth_bin = FAKE_PLINTH;
+	opts.overcommit = 1.0;
+	opts.uid_base = 200000;
+	opts.jail = false;
+	pd = pd_open(&opts, &store_sqlite_ops);
+	return pd ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[256];
+
+	(void)state;
+	pd_close(pd);
+	snprintf(cmd, sizeof(cmd), "pkill -9 -f -- '--api-socket %s/' ; rm -rf '%s'", dir, dir);
+	if (system(cmd) < 0)
+		return -1;
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+	};
+
+	log_set_level(LOG_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

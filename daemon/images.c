@@ -338,7 +338,10 @@ static void *task_main(void *arg)
 	int ret = -EIO;
 
 	temp_path(pd, t->dst_name, "partial", partial, sizeof(partial));
-	src = pimg_open(t->src, t->src_format[0] ? t->src_format : NULL, PIMG_O_RDONLY);
+	/* A linked clone's template, or an imported image's parent or extents, only from the
+	 * source's own directory (no symlinks, no block devices: img/core.c's policy). */
+	src = pimg_open_with(t->src, t->src_format[0] ? t->src_format : NULL, PIMG_O_RDONLY,
+			     &(const struct pimg_open_policy){ .allow_external = true });
 	if (!src) {
 		snprintf(err, sizeof(err), "cannot open %.200s as an image (see plinthd's log)",
 			 t->src);

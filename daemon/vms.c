@@ -698,6 +698,7 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 		char path[PD_PATH_MAX];
 		const char *format = d->format;
 		struct store_image img;
+		bool linked = false;
 
 		if (d->image[0]) {
 			if (pd->ops->image_get(pd->st, d->image, &img)) {
@@ -713,12 +714,15 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 			pd_image_path(pd, d->image, path, sizeof(path));
 			if (!format[0])
 				format = img.format;
+			linked = img.backing[0] != '\0';
 		} else {
 			snprintf(path, sizeof(path), "%s", d->path);
 		}
 		arg(a, "--disk");
-		arg(a, "path=%s%s%s%s", path, format[0] ? ",format=" : "", format,
-		    d->readonly ? ",readonly=on" : "");
+		/* A linked clone's template sits beside it in the pool: the only external
+		 * file the VMM may follow (its directory, no symlinks: img/core.c). */
+		arg(a, "path=%s%s%s%s%s", path, format[0] ? ",format=" : "", format,
+		    d->readonly ? ",readonly=on" : "", linked ? ",backing=on" : "");
 	}
 	if (def->n_nics) {
 		char nets[PD_NICS_MAX][128];

@@ -962,7 +962,8 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 						 "recorded (its shim is gone)");
 		crashed = true;
 	}
-	if (crashed && !asked)
+	if (!asked) /* plinth's own last line says why (an error, or a guest reset it could
+		     * not carry out in its jail) */
 		append_last_line(pd, run->uuid, reason, sizeof(reason));
 	if (asked) {
 		crashed = false;

@@ -173,7 +173,7 @@ echo "# vm2 stopped (ACPI) in $(($(ms) - t0)) ms"
 P vm console vm2 | grep -q 'power button' || fail "vm2 did not see the power button"
 for i in $(seq "$N"); do
 	[ "$i" = 2 ] && continue
-	P vm kill "vm$i" >/dev/null || fail "kill vm$i"
+	P vm kill "vm$i" >/dev/null || { P vm info "vm$i"; P vm console "vm$i" | tail -n 30; fail "kill vm$i"; }
 	[ "$(field "vm$i" state)" = stopped ] || fail "vm$i is $(field "vm$i" state) after kill"
 done
 for i in $(seq "$N"); do [ "$(copies "vm$i")" = 0 ] || fail "vm$i still runs"; done

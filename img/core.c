@@ -752,6 +752,15 @@ struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags
 	return img;
 }
 
+void pimg_drop_dirs(struct pimg *img)
+{
+	struct pimg_trust *t = img ? img->trust : NULL;
+
+	for (struct pimg *i = img; i; i = i->backing)
+		i->trust = NULL;
+	trust_free(t);
+}
+
 struct pimg *pimg_open(const char *path, const char *format, unsigned flags)
 {
 	return pimg_open_with(path, format, flags, NULL);

@@ -92,6 +92,13 @@ struct pimg *pimg_open(const char *path, const char *format, unsigned flags);
  * or all zero is pimg_open: only the image itself. policy is read during the call only. */
 struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags,
 			    const struct pimg_open_policy *policy);
+/*
+ * Close the directory descriptors an image opened under an external-file policy keeps
+ * for later opens (pimg_commit reopening its backing file writable). Every file the
+ * chain reads is already open, so reads and writes go on; a later commit of img
+ * fails. The VMM calls it before --jail: an open directory is a way out of a chroot.
+ */
+void pimg_drop_dirs(struct pimg *img);
 /* Flush (if writable) and free the image and its backing chain. NULL is allowed. */
 void pimg_close(struct pimg *img);
 

@@ -425,6 +425,7 @@ static int img_acquire(void *be)
 	img = pimg_open_with(bi->path, bi->format, bi->readonly ? PIMG_O_RDONLY : 0, &bi->policy);
 	if (!img)
 		return -EIO; /* the library said why */
+	pimg_drop_dirs(img); /* no directory may stay open into the jail */
 	if (pimg_size(img) != bi->size) {
 		log_error("%s: the image changed size (%llu bytes, was %llu)", bi->path,
 			  (unsigned long long)pimg_size(img), (unsigned long long)bi->size);
@@ -482,6 +483,7 @@ static void *img_open(const char *path, const char *format, bool readonly, bool 
 				 &bi->policy);
 	if (!bi->img)
 		goto out_free;
+	pimg_drop_dirs(bi->img); /* no directory may stay open into the jail */
 	bi->size = pimg_size(bi->img);
 	return bi;
 

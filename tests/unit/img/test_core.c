@@ -348,6 +348,47 @@ static void test_external_files_policy(void **state)
 	free(data);
 }
 
+/* Directories open in this process (O_PATH or not). */
+static int open_dirs(void)
+{
+	char link[64];
+	struct stat st;
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		if (!stat(link, &st) && S_ISDIR(st.st_mode))
+			n++;
+	}
+	return n;
+}
+
+/* pimg_drop_dirs: no directory stays open (the VMM's --jail refuses one), reads go on. */
+static void test_drop_dirs(void **state)
+{
+	char base[256], top[256];
+	uint8_t *expect = malloc(1 * MiB);
+	struct pimg *img;
+	int before = open_dirs();
+
+	(void)state;
+	assert_non_null(expect);
+	tmp_path(base, sizeof(base), "drop-base.raw");
+	tmp_path(top, sizeof(top), "drop-top.qcow2");
+	fill_pattern(expect, 1 * MiB, 91);
+	write_file(base, expect, 1 * MiB);
+	assert_int_equal(pimg_create(top, "qcow2", 0, "backing_file=drop-base.raw,backing_fmt=raw"), 0);
+	img = open_ext(top, "qcow2", 0);
+	assert_non_null(img);
+	assert_true(open_dirs() > before); /* the policy's directory, kept for a commit */
+	pimg_drop_dirs(img);
+	assert_int_equal(open_dirs(), before);
+	assert_content(img, expect, 1 * MiB);
+	assert_int_not_equal(pimg_commit(img), 0); /* a commit needs the directory */
+	pimg_close(img);
+	free(expect);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -361,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_backing_reads_and_cow),
 		cmocka_unit_test(test_flush_failure_sticks),
 		cmocka_unit_test(test_external_files_policy),
+		cmocka_unit_test(test_drop_dirs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

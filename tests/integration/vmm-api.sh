@@ -15,7 +15,11 @@ last_count() { last_num "$out" count; }
 
 # ff_pwr_btn: "COUNT  enabled|disabled ... [STS]": STS is PM1's PWRBTN_STS as the guest reads it.
 cmd='i=0; while :; do i=$((i+1)); echo "count $i pwrbtn $(cat /sys/firmware/acpi/interrupts/ff_pwr_btn)"; sleep 1; done'
+# TCP migrations are TLS 1.3 with a pre-shared key (the migration below fails at connect).
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/key"
+chmod 600 "$dir/key"
 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
+	--migrate-psk "$dir/key" \
 	--cmdline "$(guest_cmdline "$cmd")" --api-socket "$sock" </dev/null >"$out" 2>&1 &
 pid=$!
 wait_for 'count 3 '

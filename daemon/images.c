@@ -136,7 +136,7 @@ static int image_commit(struct plinthd *pd, struct store_image *img, const char 
 
 void pd_image_delete(struct plinthd *pd, const char *name, struct pd_reply *r)
 {
-	char vm[STORE_NAME_MAX], path[4200], gone[4200];
+	char vm[STORE_NAME_MAX], path[4200], gone[4200], lease[4210];
 	struct store_image img, *imgs;
 	size_t n, i;
 	int ret;
@@ -186,6 +186,11 @@ void pd_image_delete(struct plinthd *pd, const char *name, struct pd_reply *r)
 		return;
 	}
 	unlink(gone);
+	/* The owner record plinth keeps beside a disk (vmm/lease.c) goes with the image. */
+	if (strlen(path) + sizeof(".lease") <= sizeof(lease)) {
+		snprintf(lease, sizeof(lease), "%s.lease", path);
+		unlink(lease);
+	}
 	r->status = 200;
 	r->body = json_pack("{s:s}", "deleted", name);
 }

@@ -127,3 +127,10 @@ int write_full(int fd, const void *buf, size_t len)
 	}
 	return 0;
 }
+
+void str_printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+}

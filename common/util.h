@@ -59,4 +59,8 @@ int pwrite_full(int fd, const void *buf, size_t len, off_t off);
 /* Write all of buf to a stream fd (pipe, socket, tty). 0 or -errno. */
 int write_full(int fd, const void *buf, size_t len);
 
+/* Replace every byte outside printable ASCII in s with '?': one safe line (and valid
+ * UTF-8) for a message that quotes bytes a client, guest or file sent. */
+void str_printable(char *s);
+
 #endif

@@ -23,16 +23,13 @@ static int fail(struct pd_error *err, int status, const char *fmt, ...)
 static int fail(struct pd_error *err, int status, const char *fmt, ...)
 {
 	va_list ap;
-	char *p;
 
 	err->status = status;
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
 	/* Messages quote client bytes: one printable ASCII line. */
-	for (p = err->msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
+	str_printable(err->msg);
 	return status;
 }
 

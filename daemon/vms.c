@@ -919,9 +919,7 @@ static void append_last_line(struct plinthd *pd, const char *uuid, char *reason,
 		tail[--got] = '\0';
 	line = strrchr(tail, '\n');
 	line = line ? line + 1 : tail;
-	for (char *p = line; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
+	str_printable(line);
 	if (*line)
 		snprintf(reason + n, size - n, ": %s", line);
 }

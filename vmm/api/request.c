@@ -25,7 +25,6 @@ static int reqfail(struct api_request_error *err, int status, const char *fmt, .
 static int reqfail(struct api_request_error *err, int status, const char *fmt, ...)
 {
 	va_list ap;
-	char *p;
 
 	err->status = status;
 	va_start(ap, fmt);
@@ -33,9 +32,7 @@ static int reqfail(struct api_request_error *err, int status, const char *fmt, .
 	va_end(ap);
 	/* Messages quote client bytes: keep them one printable ASCII line (which is also
 	 * valid UTF-8, as a JSON string must be, even where %.Ns cut a character). */
-	for (p = err->msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			*p = '?';
+	str_printable(err->msg);
 	return status;
 }
 

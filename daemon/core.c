@@ -133,7 +133,7 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 	pd->uid_base = o->uid_base;
 	pd->jail = o->jail;
 	snprintf(db, sizeof(db), "%s/inventory.db", pd->dir);
-	pd->st = ops->open(db);
+	pd->st = ops->open(o->db ? o->db : db);
 	if (!pd->st)
 		goto out_free;
 	pthread_mutex_lock(&pd->lock);

@@ -18,7 +18,8 @@
 #include "util.h"
 
 static const char usage_text[] =
-	"Usage: plinthd [--state-dir DIR] [--plinth PATH] [--overcommit RATIO]\n"
+	"Usage: plinthd [--state-dir DIR] [--db postgresql://...] [--plinth PATH]\n"
+	"               [--overcommit RATIO]\n"
 	"               [--uid-base N] [--no-jail]\n"
 	"               [--listen tcp:ADDR:PORT --tls-cert PEM --tls-key PEM] [-v]\n"
 	"\n"
@@ -27,6 +28,9 @@ static const char usage_text[] =
 	"\n"
 	"  --state-dir DIR     inventory, control socket, images and run directories\n"
 	"                      (default /var/lib/plinth)\n"
+	"  --db postgresql://USER@HOST/DB?...  keep the inventory in PostgreSQL (a libpq\n"
+	"                      URI), shared by the hosts of a cluster (docs/cluster.md);\n"
+	"                      default: SQLite in DIR/inventory.db\n"
 	"  --plinth PATH       the VMM binary (default: plinth beside plinthd)\n"
 	"  --overcommit RATIO  memory limit of running VMs = host memory x RATIO (default 1)\n"
 	"  --uid-base N        as root, VM number n runs jailed as uid/gid N+n (default 200000)\n"
@@ -39,6 +43,7 @@ static const char usage_text[] =
 
 enum {
 	OPT_STATE_DIR = 256,
+	OPT_DB,
 	OPT_PLINTH,
 	OPT_OVERCOMMIT,
 	OPT_UID_BASE,
@@ -81,6 +86,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{"db", required_argument, NULL, OPT_DB},
 		{"plinth", required_argument, NULL, OPT_PLINTH},
 		{"overcommit", required_argument, NULL, OPT_OVERCOMMIT},
 		{"uid-base", required_argument, NULL, OPT_UID_BASE},
@@ -105,6 +111,7 @@ int main(int argc, char **argv)
 	struct pd_server *srv, *tcp = NULL;
 	int rc = 1;
 	struct plinthd *pd;
+	const struct store_ops *ops = &store_sqlite_ops;
 	char sock[PD_DIR_MAX + 32];
 	sigset_t mask;
 	uint64_t v;
@@ -116,6 +123,15 @@ int main(int argc, char **argv)
 		switch (c) {
 		case OPT_STATE_DIR:
 			o.state_dir = optarg;
+			break;
+		case OPT_DB:
+			ops = store_ops_for(optarg);
+			if (!ops) {
+				log_error("--db: a postgresql:// URI (libpq's form), not '%s'",
+					  optarg);
+				return 2;
+			}
+			o.db = optarg;
 			break;
 		case OPT_PLINTH:
 			o.plinth_bin = optarg;
@@ -193,7 +209,7 @@ int main(int argc, char **argv)
 		log_error("signalfd: %s", strerror(errno));
 		return 1;
 	}
-	pd = pd_open(&o, &store_sqlite_ops);
+	pd = pd_open(&o, ops);
 	if (!pd)
 		return 1;
 	snprintf(sock, sizeof(sock), "%s/plinthd.sock", pd->dir);
@@ -206,8 +222,12 @@ int main(int argc, char **argv)
 			goto out_stop;
 		log_info("serving TLS on %s (API tokens required)", listen);
 	}
-	log_info("serving on %s (inventory %s/inventory.db, VMs %s)", sock, pd->dir,
-		 pd->jail ? "jailed" : "not jailed");
+	if (o.db)
+		log_info("serving on %s (inventory in PostgreSQL, VMs %s)", sock,
+			 pd->jail ? "jailed" : "not jailed");
+	else
+		log_info("serving on %s (inventory %s/inventory.db, VMs %s)", sock, pd->dir,
+			 pd->jail ? "jailed" : "not jailed");
 	while (read(sfd, &si, sizeof(si)) < 0 && errno == EINTR)
 		;
 	log_info("signal %u: stopping (VMs keep running)", si.ssi_signo);

@@ -87,6 +87,8 @@ struct pd_task {
 
 struct pd_options {
 	const char *state_dir;
+	const char *db;			/* the inventory's location for ops (a postgresql://
+					 * URI); NULL: SQLite in DIR/inventory.db */
 	const char *plinth_bin;		/* the VMM binary (default: plinth beside plinthd) */
 	double overcommit;		/* memory limit = MemTotal x this (default 1.0) */
 	uid_t uid_base;			/* VM n runs as uid_base + n when root (default 200000) */

@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * plinthd's inventory, behind one interface (struct store_ops) so that the daemon's
- * logic is the same over SQLite (one host, store_sqlite.c) and, later, PostgreSQL
- * (a cluster). Above this header nothing knows which database is underneath.
+ * logic is the same over SQLite (one host, store_sqlite.c) and PostgreSQL (a
+ * cluster, store_pg.c). Above this header nothing knows which database is
+ * underneath; both carry the one schema of schema.c.
  *
  * Objects: VMs (definition as a JSON document plus the columns the daemon queries:
- * name, uuid, state, pid, reason), images of the directory pool, networks (a bridge
- * each), tasks (long operations) and events (the audit log).
+ * name, uuid, state, pid, reason, owner host and ownership epoch), images of the
+ * directory pool, networks (a bridge each), tasks (long operations), events (the
+ * audit log), hosts (the cluster's members and their heartbeats) and the leader
+ * lease (docs/cluster.md).
+ *
+ * Clocks: heartbeats and the leader lease are in the database's clock (one clock
+ * for every host: PostgreSQL's clock_timestamp(), SQLite's 'now'), never a host's.
  *
  * Transactions: each op is atomic on its own. A change made of several ops (a VM's
  * state and its event) is wrapped in begin()/commit() (rollback() on failure) by the
@@ -14,7 +20,9 @@
  * (plinthd serialises with its own lock).
  *
  * Errors: 0 or -errno. -ENOENT: no such object; -EEXIST: a unique name taken;
- * -EIO: the database failed (the reason is logged once, where it happened).
+ * -ESTALE: a VM's ownership epoch moved on since it was read; -EPROTO: the
+ * database's schema is newer than this build; -EIO: the database failed (the
+ * reason is logged once, where it happened).
  */
 #ifndef PLINTH_DAEMON_STORE_H
 #define PLINTH_DAEMON_STORE_H
@@ -39,6 +47,8 @@ struct store_vm {
 	int64_t pid;			/* the VM's plinth while one runs, else 0 */
 	char reason[STORE_REASON_MAX];	/* why it last stopped or crashed, "" if none */
 	int64_t updated_ms;		/* wall clock of the last change */
+	char host[STORE_NAME_MAX];	/* the owner: the only host that may run it */
+	int64_t epoch;			/* ownership epoch: +1 each time the owner changes */
 };
 
 struct store_image {
@@ -88,8 +98,27 @@ struct store_event {
 	char message[STORE_REASON_MAX];
 };
 
+/* A cluster member (docs/cluster.md). */
+struct store_host {
+	int64_t id;
+	char name[STORE_NAME_MAX];	/* unique: --host-name */
+	char address[64];		/* where its API listens ("ADDR:PORT"), "" if nowhere */
+	unsigned cpus;
+	uint64_t memory_mib;
+	int64_t started_ms;		/* database clock at its last registration */
+	int64_t heartbeat_ms;		/* database clock at its last heartbeat */
+	int64_t age_ms;			/* host_list: database clock now - heartbeat_ms */
+};
+
+/* The leader lease: one row. */
+struct store_leader {
+	char host[STORE_NAME_MAX];	/* the holder, "" if nobody ever held it */
+	int64_t term;			/* +1 at each change of holder or lapse: a fencing token */
+	int64_t expires_in_ms;		/* expiry - database clock now (<= 0: lapsed) */
+};
+
 struct store_ops {
-	const char *name; /* "sqlite" */
+	const char *name; /* "sqlite", "postgresql" */
 	/* Open (creating and migrating the schema as needed). NULL with the reason logged. */
 	struct store *(*open)(const char *location);
 	void (*close)(struct store *st);
@@ -99,7 +128,9 @@ struct store_ops {
 	int (*schema_version)(struct store *st);
 
 	int (*vm_insert)(struct store *st, struct store_vm *vm); /* sets vm->id */
-	int (*vm_update)(struct store *st, const struct store_vm *vm); /* by id: all but id */
+	/* By id, all but id, host and epoch; only while the row's epoch is vm->epoch
+	 * (-ESTALE if the owner changed since it was read). */
+	int (*vm_update)(struct store *st, const struct store_vm *vm);
 	int (*vm_delete)(struct store *st, int64_t id);
 	int (*vm_get)(struct store *st, const char *name, struct store_vm *out);
 	/* Every VM by name; *out is an array of *n (store_vm_list_free). */
@@ -132,9 +163,33 @@ struct store_ops {
 	/* Events with id > after, oldest first, at most limit. */
 	int (*event_list)(struct store *st, int64_t after, unsigned limit,
 			  struct store_event **out, size_t *n); /* free() */
+
+	/* Insert or update h by name (address, cpus, memory), heartbeat and started_ms
+	 * set to the database clock; sets h->id. */
+	int (*host_register)(struct store *st, struct store_host *h);
+	/* Heartbeat_ms = the database clock now; -ENOENT if name is not registered. */
+	int (*host_heartbeat)(struct store *st, const char *name);
+	int (*host_list)(struct store *st, struct store_host **out, size_t *n); /* free() */
+	/*
+	 * Claim or renew the leader lease for host, for lease_ms of the database clock, in
+	 * one transaction (not inside begin()): granted if host holds an unexpired lease
+	 * (renewed, same term) or the lease has lapsed (taken, term + 1). *out is the lease
+	 * afterwards: host leads iff out->host is host.
+	 */
+	int (*leader_claim)(struct store *st, const char *host, int64_t lease_ms,
+			    struct store_leader *out);
+	/* Let the lease lapse now if host holds it (a clean stop): another takes over at
+	 * its next claim. */
+	int (*leader_release)(struct store *st, const char *host);
+	int (*leader_get)(struct store *st, struct store_leader *out);
 };
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops;
+
+/* The ops for a --db location: PostgreSQL for "postgresql://" and "postgres://"
+ * URIs, NULL otherwise (the caller's default, SQLite in the state directory). */
+const struct store_ops *store_ops_for(const char *location);
 
 void store_vm_clear(struct store_vm *vm);
 void store_vm_list_free(struct store_vm *vms, size_t n);

@@ -4,11 +4,9 @@
  * journal (readers never block the writer, a crash loses no committed change),
  * synchronous=FULL so a commit is on disk when it returns, foreign keys on.
  *
- * Schema history (PRAGMA user_version; never edit a step, add one):
- *   1  vms, images
- *   2  tasks, events (+ index on events.object)
- *   3  networks
- *   4  tokens (API tokens of the TCP listener: name, SHA-256 of the secret, role)
+ * The schema is schema.c's (shared with store_pg.c); its version is PRAGMA
+ * user_version. The database clock (heartbeats, the leader lease) is this host's
+ * wall clock: one host, one clock.
  */
 #include "store_sqlite.h"
 
@@ -19,72 +17,20 @@
 #include <time.h>
 
 #include "log.h"
+#include "schema.h"
 #include "store.h"
+
+/* The database clock in milliseconds, as SQL. */
+#define NOW_MS "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 
 struct store {
 	sqlite3 *db;
 	char path[4096];
 };
 
-static const char *const migrations[] = {
-	/* 1 */
-	"CREATE TABLE vms ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" uuid TEXT NOT NULL UNIQUE,"
-	" name TEXT NOT NULL UNIQUE,"
-	" spec TEXT NOT NULL,"
-	" state TEXT NOT NULL,"
-	" pid INTEGER NOT NULL DEFAULT 0,"
-	" reason TEXT NOT NULL DEFAULT '',"
-	" updated_ms INTEGER NOT NULL);"
-	"CREATE TABLE images ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" name TEXT NOT NULL UNIQUE,"
-	" format TEXT NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" backing TEXT NOT NULL DEFAULT '',"
-	" is_template INTEGER NOT NULL DEFAULT 0,"
-	" created_ms INTEGER NOT NULL);",
-	/* 2 */
-	"CREATE TABLE tasks ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" kind TEXT NOT NULL,"
-	" object TEXT NOT NULL,"
-	" state TEXT NOT NULL,"
-	" percent INTEGER NOT NULL DEFAULT 0,"
-	" done_bytes INTEGER NOT NULL DEFAULT 0,"
-	" total_bytes INTEGER NOT NULL DEFAULT 0,"
-	" error TEXT NOT NULL DEFAULT '',"
-	" created_ms INTEGER NOT NULL,"
-	" finished_ms INTEGER NOT NULL DEFAULT 0);"
-	"CREATE TABLE events ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" time_ms INTEGER NOT NULL,"
-	" actor TEXT NOT NULL,"
-	" action TEXT NOT NULL,"
-	" object TEXT NOT NULL,"
-	" result TEXT NOT NULL,"
-	" message TEXT NOT NULL DEFAULT '');"
-	"CREATE INDEX events_object ON events(object);",
-	/* 3 */
-	"CREATE TABLE networks ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" name TEXT NOT NULL UNIQUE,"
-	" bridge TEXT NOT NULL,"
-	" cidr TEXT NOT NULL,"
-	" created_ms INTEGER NOT NULL);",
-	/* 4 */
-	"CREATE TABLE tokens ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" name TEXT NOT NULL UNIQUE,"
-	" hash TEXT NOT NULL UNIQUE,"
-	" role TEXT NOT NULL,"
-	" created_ms INTEGER NOT NULL);",
-};
-
 int store_sqlite_latest_version(void)
 {
-	return (int)(sizeof(migrations) / sizeof(migrations[0]));
+	return store_schema_latest();
 }
 
 static int exec(sqlite3 *db, const char *sql)
@@ -134,11 +80,15 @@ int store_sqlite_migrate(sqlite3 *db, int target)
 	for (; v < target; v++) {
 		char setv[64];
 
+		char *sql = store_schema_step(v + 1, STORE_DIALECT_SQLITE);
+
+		if (!sql)
+			return -ENOMEM;
 		snprintf(setv, sizeof(setv), "PRAGMA user_version = %d", v + 1);
 		ret = exec(db, "BEGIN IMMEDIATE");
-		if (ret)
-			return ret;
-		ret = exec(db, migrations[v]);
+		if (!ret)
+			ret = exec(db, sql);
+		free(sql);
 		if (!ret)
 			ret = exec(db, setv);
 		if (!ret)
@@ -326,7 +276,7 @@ static int collect_plain(struct store *st, sqlite3_stmt *s, size_t elem_size,
 
 /* --- VMs ----------------------------------------------------------------------------- */
 
-#define VM_COLS "id, uuid, name, spec, state, pid, reason, updated_ms"
+#define VM_COLS "id, uuid, name, spec, state, pid, reason, updated_ms, host, epoch"
 
 static int read_vm(sqlite3_stmt *s, void *elem)
 {
@@ -343,6 +293,8 @@ static int read_vm(sqlite3_stmt *s, void *elem)
 	vm->pid = sqlite3_column_int64(s, 5);
 	text(s, 6, vm->reason, sizeof(vm->reason));
 	vm->updated_ms = sqlite3_column_int64(s, 7);
+	text(s, 8, vm->host, sizeof(vm->host));
+	vm->epoch = sqlite3_column_int64(s, 9);
 	return 0;
 }
 
@@ -360,23 +312,39 @@ static void bind_vm(sqlite3_stmt *s, const struct store_vm *vm)
 static int sq_vm_insert(struct store *st, struct store_vm *vm)
 {
 	sqlite3_stmt *s = prepare(st, "INSERT INTO vms (uuid, name, spec, state, pid, reason, "
-				      "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
+				      "updated_ms, host, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
 
-	if (s)
+	if (s) {
 		bind_vm(s, vm);
+		bind_text(s, 8, vm->host);
+		sqlite3_bind_int64(s, 9, vm->epoch);
+	}
 	return insert(st, s, &vm->id);
 }
 
 static int sq_vm_update(struct store *st, const struct store_vm *vm)
 {
 	sqlite3_stmt *s = prepare(st, "UPDATE vms SET uuid = ?, name = ?, spec = ?, state = ?, "
-				      "pid = ?, reason = ?, updated_ms = ? WHERE id = ?");
+				      "pid = ?, reason = ?, updated_ms = ? WHERE id = ? AND epoch = ?");
+	int ret;
 
 	if (!s)
 		return -EIO;
 	bind_vm(s, vm);
 	sqlite3_bind_int64(s, 8, vm->id);
-	return step_done(st, s, true);
+	sqlite3_bind_int64(s, 9, vm->epoch);
+	ret = step_done(st, s, true);
+	if (ret == -ENOENT) {
+		/* No row changed: gone, or its ownership moved on. */
+		s = prepare(st, "SELECT 1 FROM vms WHERE id = ?");
+		if (!s)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, vm->id);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			ret = -ESTALE;
+		sqlite3_finalize(s);
+	}
+	return ret;
 }
 
 static int delete_by_id(struct store *st, const char *sql, int64_t id)
@@ -781,6 +749,132 @@ static int sq_event_list(struct store *st, int64_t after, unsigned limit,
 	return collect_plain(st, s, sizeof(**out), read_event, (void **)out, n);
 }
 
+/* --- Hosts and the leader lease ------------------------------------------------------- */
+
+static int read_host(sqlite3_stmt *s, void *elem)
+{
+	struct store_host *h = elem;
+
+	h->id = sqlite3_column_int64(s, 0);
+	text(s, 1, h->name, sizeof(h->name));
+	text(s, 2, h->address, sizeof(h->address));
+	h->cpus = (unsigned)sqlite3_column_int(s, 3);
+	h->memory_mib = (uint64_t)sqlite3_column_int64(s, 4);
+	h->started_ms = sqlite3_column_int64(s, 5);
+	h->heartbeat_ms = sqlite3_column_int64(s, 6);
+	h->age_ms = sqlite3_column_int64(s, 7);
+	return 0;
+}
+
+static int sq_host_register(struct store *st, struct store_host *h)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO hosts (name, address, cpus, memory_mib, "
+				      "started_ms, heartbeat_ms) VALUES (?, ?, ?, ?, " NOW_MS ", "
+				      NOW_MS ") ON CONFLICT (name) DO UPDATE SET "
+				      "address = excluded.address, cpus = excluded.cpus, "
+				      "memory_mib = excluded.memory_mib, started_ms = "
+				      "excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms");
+	int ret;
+
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, h->name);
+	bind_text(s, 2, h->address);
+	sqlite3_bind_int(s, 3, (int)h->cpus);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)h->memory_mib);
+	ret = step_done(st, s, false);
+	if (ret)
+		return ret;
+	s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, heartbeat_ms, "
+			"0 FROM hosts WHERE name = ?");
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, h->name);
+	return get_one(st, s, read_host, h);
+}
+
+static int sq_host_heartbeat(struct store *st, const char *name)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE hosts SET heartbeat_ms = " NOW_MS " WHERE name = ?");
+
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, name);
+	return step_done(st, s, true);
+}
+
+static int sq_host_list(struct store *st, struct store_host **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, "
+				      "heartbeat_ms, " NOW_MS " - heartbeat_ms FROM hosts "
+				      "ORDER BY name");
+
+	return collect_plain(st, s, sizeof(**out), read_host, (void **)out, n);
+}
+
+static int read_leader(sqlite3_stmt *s, void *elem)
+{
+	struct store_leader *l = elem;
+
+	text(s, 0, l->host, sizeof(l->host));
+	l->term = sqlite3_column_int64(s, 1);
+	l->expires_in_ms = sqlite3_column_int64(s, 2);
+	return 0;
+}
+
+static int sq_leader_get(struct store *st, struct store_leader *out)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT host, term, expires_ms - " NOW_MS " FROM leader "
+				      "WHERE id = 1");
+
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return -EIO;
+	return get_one(st, s, read_leader, out);
+}
+
+static int sq_leader_claim(struct store *st, const char *host, int64_t lease_ms,
+			   struct store_leader *out)
+{
+	sqlite3_stmt *s;
+	int ret = sq_begin(st);
+
+	if (ret)
+		return ret;
+	/* Renew an unexpired lease of ours (same term); take a lapsed one (term + 1). */
+	s = prepare(st, "UPDATE leader SET term = CASE WHEN host = ?1 AND expires_ms > " NOW_MS
+			" THEN term ELSE term + 1 END, host = ?1, expires_ms = " NOW_MS " + ?2 "
+			"WHERE id = 1 AND ((host = ?1 AND expires_ms > " NOW_MS ") OR "
+			"expires_ms <= " NOW_MS ")");
+	if (!s) {
+		ret = -EIO;
+		goto out_rollback;
+	}
+	bind_text(s, 1, host);
+	sqlite3_bind_int64(s, 2, lease_ms);
+	ret = step_done(st, s, false);
+	if (!ret)
+		ret = sq_leader_get(st, out);
+	if (!ret)
+		ret = sq_commit(st);
+	if (!ret)
+		return 0;
+out_rollback:
+	sq_rollback(st);
+	return ret;
+}
+
+static int sq_leader_release(struct store *st, const char *host)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE leader SET expires_ms = " NOW_MS " WHERE id = 1 "
+				      "AND host = ? AND expires_ms > " NOW_MS);
+
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, host);
+	return step_done(st, s, false);
+}
+
 const struct store_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -815,4 +909,10 @@ const struct store_ops store_sqlite_ops = {
 	.task_list = sq_task_list,
 	.event_append = sq_event_append,
 	.event_list = sq_event_list,
+	.host_register = sq_host_register,
+	.host_heartbeat = sq_host_heartbeat,
+	.host_list = sq_host_list,
+	.leader_claim = sq_leader_claim,
+	.leader_release = sq_leader_release,
+	.leader_get = sq_leader_get,
 };

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
-/* Unit tests of plinthd's SQLite store (daemon/store_sqlite.c) through struct
- * store_ops: schema creation and forward migration with data kept, a newer schema
+/* Unit tests of plinthd's stores through struct store_ops, each test once on SQLite
+ * (daemon/store_sqlite.c) and once on PostgreSQL (daemon/store_pg.c, a private
+ * server started by tests/daemon/pg-server for this program, a fresh database per
+ * test): schema creation and forward migration with data kept, a newer schema
  * refused, every object's operations, uniqueness, transactions and durability
- * across reopening. */
+ * across reopening, hosts, the leader lease and the ownership epoch. Without
+ * PostgreSQL's server installed the PostgreSQL group fails (never skips). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,36 +18,209 @@
 #include <cmocka.h>
 
 #include "log.h"
+#include "schema.h"
 #include "store.h"
+#include "store_pg.h"
 #include "store_sqlite.h"
 
-static const struct store_ops *ops = &store_sqlite_ops;
-
-struct fixture {
-	char dir[64];
-	char db[128];
+/* The private PostgreSQL server of this program (group setup). */
+struct pg_server {
+	char dir[64];		/* its data, log and socket */
+	char port[16];
+	unsigned next_db;	/* databases made so far */
 };
 
-static int setup(void **state)
+struct fixture {
+	const struct store_ops *so;
+	char dir[64];
+	char db[512];		/* the location given to ops->open */
+	struct pg_server *pg;	/* NULL: SQLite */
+};
+
+/* The store under test, in every test function (they all have state). */
+#define ops (((struct fixture *)*state)->so)
+
+/* Run "CMD 'ARG'" (ARG: a path of ours), its output in out if given. */
+static int run_cmd(const char *cmd0, const char *arg, char *out, size_t size)
+{
+	char cmd[512];
+	FILE *p;
+	size_t n = 0;
+
+	snprintf(cmd, sizeof(cmd), "%s '%s'", cmd0, arg);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	if (out) {
+		n = fread(out, 1, size - 1, p);
+		out[n] = '\0';
+	}
+	return pclose(p);
+}
+
+static int pg_group_setup(void **state)
+{
+	struct pg_server *pg = calloc(1, sizeof(*pg));
+	char out[256], dir[64];
+
+	snprintf(pg->dir, sizeof(pg->dir), "/tmp/plinthd-pg.XXXXXX");
+	if (!mkdtemp(pg->dir))
+		return -1;
+	if (run_cmd(PG_SERVER " start", pg->dir, out, sizeof(out)) ||
+	    sscanf(out, "%63s %15s", dir, pg->port) != 2) {
+		/* cmocka fails the group ("GROUP SETUP"); this says why. */
+		fprintf(stderr, "# no PostgreSQL server for the store tests: the PostgreSQL "
+				"group fails (see the line above)\n");
+		return -1;
+	}
+	*state = pg;
+	return 0;
+}
+
+static int pg_group_teardown(void **state)
+{
+	struct pg_server *pg = *state;
+
+	if (!pg)
+		return 0;
+	run_cmd(PG_SERVER " stop", pg->dir, NULL, 0);
+	run_cmd("rm -rf", pg->dir, NULL, 0);
+	free(pg);
+	return 0;
+}
+
+/* A libpq connection to database db of the server (for raw SQL in tests). */
+static PGconn *pg_raw(const struct fixture *f)
+{
+	PGconn *c = PQconnectdb(f->db);
+
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	return c;
+}
+
+static void pg_raw_exec(PGconn *c, const char *sql, bool ok)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType s = PQresultStatus(r);
+
+	PQclear(r);
+	assert_int_equal(s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK, ok);
+}
+
+static int setup_common(void **state, struct pg_server *pg)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
+	assert_non_null(f);
 	snprintf(f->dir, sizeof(f->dir), "/tmp/plinthd-store.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->db, sizeof(f->db), "%s/inventory.db", f->dir);
+	f->pg = pg;
+	if (!pg) {
+		f->so = &store_sqlite_ops;
+		snprintf(f->db, sizeof(f->db), "%s/inventory.db", f->dir);
+	} else {
+		char admin[256], sql[64];
+		PGconn *c;
+
+		f->so = &store_pg_ops;
+		snprintf(admin, sizeof(admin), "postgresql:///postgres?host=%s&port=%s&user=plinth",
+			 pg->dir, pg->port);
+		c = PQconnectdb(admin);
+		assert_int_equal(PQstatus(c), CONNECTION_OK);
+		snprintf(sql, sizeof(sql), "CREATE DATABASE t%u", ++pg->next_db);
+		pg_raw_exec(c, sql, true);
+		PQfinish(c);
+		snprintf(f->db, sizeof(f->db), "postgresql:///t%u?host=%s&port=%s&user=plinth",
+			 pg->next_db, pg->dir, pg->port);
+		assert_ptr_equal(store_ops_for(f->db), &store_pg_ops);
+	}
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_common(state, NULL);
+}
+
+/* cmocka hands each test (its setup first) the group's state: the server. */
+static int setup_pg(void **state)
+{
+	return setup_common(state, *state);
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[160];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(run_cmd("rm -rf", f->dir, NULL, 0), 0);
 	free(f);
 	return 0;
+}
+
+/* The database of f at schema version v, with one old VM and one old image. */
+static void make_old_database(const struct fixture *f, int v)
+{
+	static const char rows[] = "INSERT INTO vms (uuid, name, spec, state, updated_ms) VALUES "
+				   "('u-1', 'old', '{}', 'stopped', 7);"
+				   "INSERT INTO images (name, format, size, created_ms) VALUES "
+				   "('disk', 'qcow2', 1048576, 8);";
+
+	if (!f->pg) {
+		sqlite3 *db;
+
+		assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+		assert_int_equal(store_sqlite_migrate(db, v), 0);
+		assert_int_equal(sqlite3_exec(db, rows, NULL, NULL, NULL), SQLITE_OK);
+		/* Version 1 has no tasks table yet. */
+		assert_int_not_equal(sqlite3_exec(db, "SELECT * FROM tasks", NULL, NULL, NULL),
+				     SQLITE_OK);
+		sqlite3_close(db);
+	} else {
+		PGconn *c = pg_raw(f);
+
+		assert_int_equal(store_pg_migrate(c, v), 0);
+		pg_raw_exec(c, rows, true);
+		pg_raw_exec(c, "SELECT * FROM tasks", false);
+		PQfinish(c);
+	}
+}
+
+/* Set f's schema version to v behind the store's back; then migrating to 2 is
+ * -EPROTO (newer than known) and leaves it. */
+static void set_version_and_check_refused(const struct fixture *f, int v)
+{
+	char sql[64];
+
+	if (!f->pg) {
+		sqlite3 *db;
+
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+		assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+	} else {
+		PGconn *c = pg_raw(f);
+
+		assert_int_equal(store_pg_migrate(c, 1), 0);
+		snprintf(sql, sizeof(sql), "UPDATE plinth_schema SET version = %d", v);
+		pg_raw_exec(c, sql, true);
+		PQfinish(c);
+	}
+	assert_null(f->so->open(f->db));
+	if (!f->pg) {
+		sqlite3 *db;
+
+		assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+		assert_int_equal(store_sqlite_migrate(db, 2), -EPROTO);
+		sqlite3_close(db);
+	} else {
+		PGconn *c = pg_raw(f);
+
+		assert_int_equal(store_pg_migrate(c, 2), -EPROTO);
+		pg_raw_exec(c, "SELECT * FROM tasks", false); /* untouched: still version 1 */
+		PQfinish(c);
+	}
 }
 
 static void vm_fill(struct store_vm *vm, const char *name)
@@ -63,13 +239,14 @@ static void test_fresh_schema(void **state)
 	struct store *st = ops->open(f->db);
 
 	assert_non_null(st);
-	assert_int_equal(ops->schema_version(st), store_sqlite_latest_version());
-	assert_true(store_sqlite_latest_version() >= 4);
+	assert_int_equal(ops->schema_version(st), store_schema_latest());
+	assert_int_equal(store_sqlite_latest_version(), store_schema_latest());
+	assert_true(store_schema_latest() >= 5);
 	ops->close(st);
 	/* Reopening an up-to-date database changes nothing. */
 	st = ops->open(f->db);
 	assert_non_null(st);
-	assert_int_equal(ops->schema_version(st), store_sqlite_latest_version());
+	assert_int_equal(ops->schema_version(st), store_schema_latest());
 	ops->close(st);
 }
 
@@ -80,30 +257,19 @@ static void test_migration_keeps_data(void **state)
 	struct store_image img;
 	struct store_task t = {0};
 	struct store *st;
-	sqlite3 *db;
-	char *msg = NULL;
 
 	/* A version-1 database, as an older plinthd left it. */
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	assert_int_equal(store_sqlite_migrate(db, 1), 0);
-	assert_int_equal(sqlite3_exec(db,
-				      "INSERT INTO vms (uuid, name, spec, state, updated_ms) VALUES "
-				      "('u-1', 'old', '{}', 'stopped', 7);"
-				      "INSERT INTO images (name, format, size, created_ms) VALUES "
-				      "('disk', 'qcow2', 1048576, 8);",
-				      NULL, NULL, &msg),
-			 SQLITE_OK);
-	/* Version 1 has no tasks table yet. */
-	assert_int_not_equal(sqlite3_exec(db, "SELECT * FROM tasks", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-
+	make_old_database(f, 1);
 	st = ops->open(f->db);
 	assert_non_null(st);
-	assert_int_equal(ops->schema_version(st), store_sqlite_latest_version());
+	assert_int_equal(ops->schema_version(st), store_schema_latest());
 	assert_int_equal(ops->vm_get(st, "old", &vm), 0);
 	assert_string_equal(vm.uuid, "u-1");
 	assert_string_equal(vm.state, "stopped");
 	assert_int_equal(vm.updated_ms, 7);
+	/* Step 5: a VM from before the cluster has no owner yet. */
+	assert_string_equal(vm.host, "");
+	assert_int_equal(vm.epoch, 0);
 	store_vm_clear(&vm);
 	assert_int_equal(ops->image_get(st, "disk", &img), 0);
 	assert_int_equal(img.size, 1048576);
@@ -117,16 +283,8 @@ static void test_migration_keeps_data(void **state)
 static void test_newer_schema_refused(void **state)
 {
 	struct fixture *f = *state;
-	sqlite3 *db;
 
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-	assert_null(ops->open(f->db));
-	/* Untouched. */
-	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
-	assert_int_equal(store_sqlite_migrate(db, 2), -EPROTO);
-	sqlite3_close(db);
+	set_version_and_check_refused(f, 99);
 }
 
 static void test_vms(void **state)
@@ -296,17 +454,154 @@ static void test_images_tasks_events(void **state)
 	ops->close(st);
 }
 
+static void test_vm_epoch_fences_updates(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = ops->open(f->db);
+	struct store_vm vm, got;
+
+	assert_non_null(st);
+	vm_fill(&vm, "owned");
+	snprintf(vm.host, sizeof(vm.host), "h1");
+	vm.epoch = 3;
+	assert_int_equal(ops->vm_insert(st, &vm), 0);
+	assert_int_equal(ops->vm_get(st, "owned", &got), 0);
+	assert_string_equal(got.host, "h1");
+	assert_int_equal(got.epoch, 3);
+	store_vm_clear(&got);
+	/* An update made from an older reading of the ownership is refused. */
+	snprintf(vm.state, sizeof(vm.state), "running");
+	vm.epoch = 2;
+	assert_int_equal(ops->vm_update(st, &vm), -ESTALE);
+	/* host and epoch are not written by vm_update. */
+	vm.epoch = 3;
+	snprintf(vm.host, sizeof(vm.host), "h2");
+	assert_int_equal(ops->vm_update(st, &vm), 0);
+	assert_int_equal(ops->vm_get(st, "owned", &got), 0);
+	assert_string_equal(got.state, "running");
+	assert_string_equal(got.host, "h1");
+	store_vm_clear(&got);
+	assert_int_equal(ops->vm_delete(st, vm.id), 0);
+	assert_int_equal(ops->vm_update(st, &vm), -ENOENT);
+	ops->close(st);
+}
+
+static void test_hosts(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = ops->open(f->db);
+	struct store_host a = {0}, b = {0}, *list;
+	size_t n;
+	int64_t id;
+
+	assert_non_null(st);
+	snprintf(a.name, sizeof(a.name), "h1");
+	snprintf(a.address, sizeof(a.address), "10.0.0.1:8443");
+	a.cpus = 8;
+	a.memory_mib = 32768;
+	assert_int_equal(ops->host_register(st, &a), 0);
+	assert_true(a.id > 0);
+	assert_true(a.heartbeat_ms > 1700000000000LL); /* the database's wall clock */
+	id = a.id;
+	snprintf(b.name, sizeof(b.name), "h0");
+	b.cpus = 2;
+	b.memory_mib = 4096;
+	assert_int_equal(ops->host_register(st, &b), 0);
+	/* Registering again updates in place. */
+	a.cpus = 16;
+	assert_int_equal(ops->host_register(st, &a), 0);
+	assert_int_equal(a.id, id);
+	assert_int_equal(ops->host_heartbeat(st, "h1"), 0);
+	assert_int_equal(ops->host_heartbeat(st, "nobody"), -ENOENT);
+	usleep(300 * 1000);
+	assert_int_equal(ops->host_heartbeat(st, "h1"), 0);
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].name, "h0"); /* by name */
+	assert_string_equal(list[1].name, "h1");
+	assert_int_equal(list[1].cpus, 16);
+	assert_int_equal(list[1].memory_mib, 32768);
+	assert_string_equal(list[1].address, "10.0.0.1:8443");
+	/* h0's heartbeat is older than h1's by the sleep. */
+	assert_true(list[0].age_ms >= 250);
+	assert_true(list[1].age_ms < list[0].age_ms);
+	assert_true(list[1].age_ms >= 0);
+	free(list);
+	ops->close(st);
+}
+
+static void test_leader_lease(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = ops->open(f->db), *st2 = ops->open(f->db);
+	struct store_leader l;
+	int64_t term;
+
+	assert_non_null(st);
+	assert_non_null(st2);
+	assert_int_equal(ops->leader_get(st, &l), 0);
+	assert_string_equal(l.host, "");
+	assert_int_equal(l.term, 0);
+	/* The first claimant takes it (term 1); a second one is refused. */
+	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_string_equal(l.host, "h1");
+	assert_int_equal(l.term, 1);
+	assert_true(l.expires_in_ms > 300 && l.expires_in_ms <= 400);
+	assert_int_equal(ops->leader_claim(st2, "h2", 400, &l), 0);
+	assert_string_equal(l.host, "h1");
+	assert_int_equal(l.term, 1);
+	/* Renewing keeps the term. */
+	usleep(200 * 1000);
+	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_string_equal(l.host, "h1");
+	assert_int_equal(l.term, 1);
+	assert_true(l.expires_in_ms > 300);
+	/* Lapsed: the other takes it with the next term. */
+	usleep(450 * 1000);
+	assert_int_equal(ops->leader_claim(st2, "h2", 400, &l), 0);
+	assert_string_equal(l.host, "h2");
+	assert_int_equal(l.term, 2);
+	/* The old holder's renewal is refused now. */
+	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_string_equal(l.host, "h2");
+	/* A release by someone else does nothing; by the holder, it lapses at once. */
+	assert_int_equal(ops->leader_release(st, "h1"), 0);
+	assert_int_equal(ops->leader_get(st, &l), 0);
+	assert_true(l.expires_in_ms > 0);
+	assert_int_equal(ops->leader_release(st2, "h2"), 0);
+	assert_int_equal(ops->leader_get(st, &l), 0);
+	assert_true(l.expires_in_ms <= 0);
+	term = l.term;
+	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_string_equal(l.host, "h1");
+	assert_int_equal(l.term, term + 1);
+	/* Its own lapsed lease is taken again with a new term too. */
+	usleep(450 * 1000);
+	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_string_equal(l.host, "h1");
+	assert_int_equal(l.term, term + 2);
+	ops->close(st2);
+	ops->close(st);
+}
+
+/* Each test, named "BACKEND: test". */
+#define T(fn, su, b) {b ": " #fn, fn, su, teardown, NULL}
+#define ALL(su, b)                                                                         \
+	T(test_fresh_schema, su, b), T(test_migration_keeps_data, su, b),                   \
+		T(test_newer_schema_refused, su, b), T(test_vms, su, b),                    \
+		T(test_transactions_and_durability, su, b),                                 \
+		T(test_images_tasks_events, su, b), T(test_vm_epoch_fences_updates, su, b), \
+		T(test_hosts, su, b), T(test_leader_lease, su, b)
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_fresh_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_migration_keeps_data, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_vms, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_transactions_and_durability, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_images_tasks_events, setup, teardown),
-	};
+	const struct CMUnitTest sqlite_tests[] = {ALL(setup, "sqlite")};
+	const struct CMUnitTest pg_tests[] = {ALL(setup_pg, "postgresql")};
+	int failed;
 
 	log_set_level(LOG_QUIET);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("postgresql", pg_tests, pg_group_setup,
+					      pg_group_teardown);
+	return failed ? 1 : 0;
 }

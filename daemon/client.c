@@ -49,6 +49,7 @@ static const char usage_text[] =
 	"       plinth token list | info NAME | create NAME --role admin|operator|viewer\n"
 	"              | delete NAME   (API tokens of plinthd's TCP listener)\n"
 	"       plinth events [--after ID] [--limit N]\n"
+	"       plinth host list   (the cluster's hosts, their heartbeats and the leader)\n"
 	"Options for all: --socket PATH (default $PLINTHD_SOCKET, else\n"
 	"  /var/lib/plinth/plinthd.sock), --state-dir DIR (DIR/plinthd.sock), --json,\n"
 	"  --wait-seconds N (start, stop, import and task wait; default 180, 0 = no wait).\n";
@@ -56,7 +57,8 @@ static const char usage_text[] =
 bool pd_client_handles(const char *word)
 {
 	return !strcmp(word, "vm") || !strcmp(word, "image") || !strcmp(word, "net") ||
-	       !strcmp(word, "task") || !strcmp(word, "events") || !strcmp(word, "token");
+	       !strcmp(word, "task") || !strcmp(word, "events") || !strcmp(word, "token") ||
+	       !strcmp(word, "host");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -809,6 +811,38 @@ static int cmd_events(struct cli *c)
 	return run(c, "GET", path, NULL, show_events);
 }
 
+static void show_hosts(json_t *o)
+{
+	json_t *v, *l = json_object_get(o, "leader");
+	size_t i;
+
+	printf("%-20s %-5s %-6s %5s %10s %8s  %s\n", "NAME", "STATE", "LEADER", "CPUS", "MEMORY",
+	       "HEARTBT", "ADDRESS");
+	json_array_foreach(json_object_get(o, "hosts"), i, v)
+	{
+		char mem[32], age[32];
+
+		snprintf(mem, sizeof(mem), "%lldM", num(v, "memory_mib"));
+		snprintf(age, sizeof(age), "%.1fs", (double)num(v, "heartbeat_age_ms") / 1000.0);
+		printf("%-20s %-5s %-6s %5lld %10s %8s  %s%s\n", str(v, "name"), str(v, "state"),
+		       json_is_true(json_object_get(v, "leader")) ? "yes" : "-", num(v, "cpus"), mem,
+		       age, str(v, "address")[0] ? str(v, "address") : "-",
+		       json_is_true(json_object_get(v, "self")) ? "  (this host)" : "");
+	}
+	if (l && str(l, "host")[0])
+		printf("leader: %s, term %lld%s\n", str(l, "host"), num(l, "term"),
+		       num(l, "expires_in_ms") > 0 ? "" : " (lease lapsed)");
+}
+
+static int cmd_host(struct cli *c)
+{
+	const char *verb = c->argc > 1 ? c->argv[1] : "list";
+
+	if (!strcmp(verb, "list"))
+		return run(c, "GET", "/v1/hosts", NULL, show_hosts);
+	return usage_error("unknown host verb '%s'", verb);
+}
+
 int pd_client_main(int argc, char **argv)
 {
 	struct cli c = {.wait_s = WAIT_DEFAULT_S};
@@ -853,6 +887,8 @@ int pd_client_main(int argc, char **argv)
 		rc = cmd_token(&c);
 	else if (!strcmp(args[0], "task"))
 		rc = cmd_task(&c);
+	else if (!strcmp(args[0], "host"))
+		rc = cmd_host(&c);
 	else
 		rc = cmd_events(&c);
 	free(args);

@@ -6,6 +6,8 @@
  */
 #include "core.h"
 
+#include "cluster.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -18,6 +20,24 @@
 
 #include "log.h"
 #include "util.h"
+
+/* This host's name: o->host_name, else the kernel's host name. 0 or -EINVAL. */
+static int host_name(struct plinthd *pd, const char *given)
+{
+	char name[256] = "";
+
+	if (given)
+		snprintf(name, sizeof(name), "%s", given);
+	else if (gethostname(name, sizeof(name) - 1) < 0)
+		name[0] = '\0';
+	if (!pd_name_valid(name)) {
+		log_error("host name '%s': 1..63 of A-Z a-z 0-9 _ . -, starting alphanumeric "
+			  "(use --host-name NAME)", name);
+		return -EINVAL;
+	}
+	snprintf(pd->host, sizeof(pd->host), "%s", name);
+	return 0;
+}
 
 #define MONITOR_PERIOD_MS 200
 
@@ -130,6 +150,8 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 		goto out_free;
 	pd->mem_limit_mib = (uint64_t)((double)pd_host_mem_mib() * (o->overcommit > 0 ? o->overcommit
 										      : 1.0));
+	if (host_name(pd, o->host_name))
+		goto out_free;
 	pd->uid_base = o->uid_base;
 	pd->jail = o->jail;
 	snprintf(db, sizeof(db), "%s/inventory.db", pd->dir);
@@ -137,14 +159,20 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 	if (!pd->st)
 		goto out_free;
 	pthread_mutex_lock(&pd->lock);
-	if (pd_images_init(pd) || pd_networks_init(pd) || pd_vms_init(pd)) {
+	if (pd_cluster_claim_vms(pd, o->db != NULL) || pd_images_init(pd) ||
+	    pd_networks_init(pd) || pd_vms_init(pd)) {
 		pthread_mutex_unlock(&pd->lock);
 		goto out_close;
 	}
-	pd_event(pd, "plinthd.start", "plinthd", "ok", "state directory %s", pd->dir);
+	pd_event(pd, "plinthd.start", "plinthd", "ok", "host %s, state directory %s", pd->host,
+		 pd->dir);
 	pthread_mutex_unlock(&pd->lock);
+	pd->cluster = pd_cluster_start(ops, o->db ? o->db : db, pd->host, o->address);
+	if (!pd->cluster)
+		goto out_close;
 	if (pthread_create(&pd->monitor, NULL, monitor_main, pd)) {
 		log_error("cannot create the monitor thread");
+		pd_cluster_stop(pd->cluster);
 		goto out_close;
 	}
 	return pd;
@@ -165,6 +193,7 @@ void pd_close(struct plinthd *pd)
 {
 	if (!pd)
 		return;
+	pd_cluster_stop(pd->cluster); /* the lease lapses now: another leads at once */
 	pthread_mutex_lock(&pd->lock);
 	pd->quit = true;
 	pthread_mutex_unlock(&pd->lock);

@@ -19,7 +19,7 @@
 
 static const char usage_text[] =
 	"Usage: plinthd [--state-dir DIR] [--db postgresql://...] [--plinth PATH]\n"
-	"               [--overcommit RATIO]\n"
+	"               [--host-name NAME] [--overcommit RATIO]\n"
 	"               [--uid-base N] [--no-jail]\n"
 	"               [--listen tcp:ADDR:PORT --tls-cert PEM --tls-key PEM] [-v]\n"
 	"\n"
@@ -31,6 +31,8 @@ static const char usage_text[] =
 	"  --db postgresql://USER@HOST/DB?...  keep the inventory in PostgreSQL (a libpq\n"
 	"                      URI), shared by the hosts of a cluster (docs/cluster.md);\n"
 	"                      default: SQLite in DIR/inventory.db\n"
+	"  --host-name NAME    this host in the inventory (default: the host name); every\n"
+	"                      plinthd on one PostgreSQL needs its own\n"
 	"  --plinth PATH       the VMM binary (default: plinth beside plinthd)\n"
 	"  --overcommit RATIO  memory limit of running VMs = host memory x RATIO (default 1)\n"
 	"  --uid-base N        as root, VM number n runs jailed as uid/gid N+n (default 200000)\n"
@@ -44,6 +46,7 @@ static const char usage_text[] =
 enum {
 	OPT_STATE_DIR = 256,
 	OPT_DB,
+	OPT_HOST_NAME,
 	OPT_PLINTH,
 	OPT_OVERCOMMIT,
 	OPT_UID_BASE,
@@ -87,6 +90,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 		{"db", required_argument, NULL, OPT_DB},
+		{"host-name", required_argument, NULL, OPT_HOST_NAME},
 		{"plinth", required_argument, NULL, OPT_PLINTH},
 		{"overcommit", required_argument, NULL, OPT_OVERCOMMIT},
 		{"uid-base", required_argument, NULL, OPT_UID_BASE},
@@ -133,6 +137,9 @@ int main(int argc, char **argv)
 			}
 			o.db = optarg;
 			break;
+		case OPT_HOST_NAME:
+			o.host_name = optarg;
+			break;
 		case OPT_PLINTH:
 			o.plinth_bin = optarg;
 			break;
@@ -160,6 +167,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			listen = optarg + 4;
+			o.address = listen; /* where other hosts reach this one */
 			break;
 		case OPT_TLS_CERT:
 			cert_path = optarg;
@@ -223,8 +231,8 @@ int main(int argc, char **argv)
 		log_info("serving TLS on %s (API tokens required)", listen);
 	}
 	if (o.db)
-		log_info("serving on %s (inventory in PostgreSQL, VMs %s)", sock,
-			 pd->jail ? "jailed" : "not jailed");
+		log_info("serving on %s (host %s, inventory in PostgreSQL, VMs %s)", sock,
+			 pd->host, pd->jail ? "jailed" : "not jailed");
 	else
 		log_info("serving on %s (inventory %s/inventory.db, VMs %s)", sock, pd->dir,
 			 pd->jail ? "jailed" : "not jailed");

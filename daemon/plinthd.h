@@ -89,6 +89,8 @@ struct pd_options {
 	const char *state_dir;
 	const char *db;			/* the inventory's location for ops (a postgresql://
 					 * URI); NULL: SQLite in DIR/inventory.db */
+	const char *host_name;		/* this host in the inventory (default: hostname) */
+	const char *address;		/* where its API listens for other hosts, or NULL */
 	const char *plinth_bin;		/* the VMM binary (default: plinth beside plinthd) */
 	double overcommit;		/* memory limit = MemTotal x this (default 1.0) */
 	uid_t uid_base;			/* VM n runs as uid_base + n when root (default 200000) */
@@ -111,6 +113,8 @@ struct plinthd {
 					 * a request runs, else "plinthd" */
 	bool quit;			/* the monitor ends */
 	pthread_t monitor;
+	char host[STORE_NAME_MAX];	/* this host's name: VMs it owns have it (cluster.h) */
+	struct pd_cluster *cluster;	/* heartbeat and leader lease (cluster.c) */
 };
 
 /* Milliseconds: wall clock (records) and monotonic (deadlines). */

@@ -416,7 +416,7 @@ bool pd_role_allows(const char *role, const struct pd_request *req)
 		    req->route == PD_IMAGE_GET || req->route == PD_TASK_LIST ||
 		    req->route == PD_TASK_GET || req->route == PD_EVENT_LIST ||
 		    req->route == PD_HOST_INFO || req->route == PD_NET_LIST ||
-		    req->route == PD_NET_GET;
+		    req->route == PD_NET_GET || req->route == PD_HOST_LIST;
 
 	if (!strcmp(role, "admin"))
 		return true;
@@ -738,6 +738,10 @@ static int route(const char *method, const char *path, const char *query, struct
 
 	if (!strcmp(seg[0], "host") && n == 1) {
 		req->route = PD_HOST_INFO;
+		return method_is(method, "GET", path, err);
+	}
+	if (!strcmp(seg[0], "hosts") && n == 1) {
+		req->route = PD_HOST_LIST;
 		return method_is(method, "GET", path, err);
 	}
 	if (!strcmp(seg[0], "events") && n == 1) {

@@ -113,6 +113,7 @@ enum pd_route {
 	PD_TOKEN_CREATE,
 	PD_TOKEN_GET,
 	PD_TOKEN_DELETE,
+	PD_HOST_LIST,		/* GET /v1/hosts: the cluster's members and the leader */
 };
 
 enum pd_action { PD_START, PD_STOP, PD_KILL, PD_REBOOT, PD_PAUSE, PD_RESUME };

@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 
 #include "api.h"
+#include "cluster.h"
 #include "log.h"
 #include "util.h"
 
@@ -145,12 +146,20 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 		r->body = json_pack("{s:o}", "events", arr);
 		break;
 	}
-	case PD_HOST_INFO:
-		r->status = 200;
-		r->body = json_pack("{s:s, s:I, s:I, s:s}", "version", PLINTH_VERSION,
-				    "memory_mib", (json_int_t)pd_host_mem_mib(), "memory_limit_mib",
-				    (json_int_t)pd->mem_limit_mib, "store", pd->ops->name);
+	case PD_HOST_LIST:
+		pd_host_list(pd, r);
 		break;
+	case PD_HOST_INFO: {
+		int64_t term = 0;
+		bool leading = pd_cluster_leading(pd->cluster, &term);
+
+		r->status = 200;
+		r->body = json_pack("{s:s, s:I, s:I, s:s, s:s, s:b, s:I}", "version", PLINTH_VERSION,
+				    "memory_mib", (json_int_t)pd_host_mem_mib(), "memory_limit_mib",
+				    (json_int_t)pd->mem_limit_mib, "store", pd->ops->name, "host",
+				    pd->host, "leading", leading, "term", (json_int_t)term);
+		break;
+	}
 	}
 	if (!r->body)
 		pd_reply_error(r, 500, "out of memory");

@@ -131,6 +131,9 @@ struct store_ops {
 	/* By id, all but id, host and epoch; only while the row's epoch is vm->epoch
 	 * (-ESTALE if the owner changed since it was read). */
 	int (*vm_update)(struct store *st, const struct store_vm *vm);
+	/* Move VM id to host: epoch + 1, only while the row's epoch is epoch (-ESTALE
+	 * otherwise, -ENOENT if gone). The one way ownership changes. */
+	int (*vm_set_owner)(struct store *st, int64_t id, const char *host, int64_t epoch);
 	int (*vm_delete)(struct store *st, int64_t id);
 	int (*vm_get)(struct store *st, const char *name, struct store_vm *out);
 	/* Every VM by name; *out is an array of *n (store_vm_list_free). */

@@ -422,10 +422,26 @@ static int pg_vm_insert(struct store *st, struct store_vm *vm)
 		      &p, &vm->id);
 }
 
+/* After an UPDATE ... WHERE id = $ AND epoch = $ changed no row (-ENOENT): gone
+ * (-ENOENT) or its ownership moved on (-ESTALE). */
+static int gone_or_stale(struct store *st, int64_t id)
+{
+	struct params q = {0};
+	PGresult *res;
+	int ret;
+
+	p_i64(&q, id);
+	res = query(st, "SELECT 1 FROM vms WHERE id = $1", &q, &ret);
+	if (!res)
+		return ret;
+	ret = PQntuples(res) ? -ESTALE : -ENOENT;
+	PQclear(res);
+	return ret;
+}
+
 static int pg_vm_update(struct store *st, const struct store_vm *vm)
 {
-	struct params p = {0}, q = {0};
-	PGresult *res;
+	struct params p = {0};
 	int ret;
 
 	vm_params(&p, vm);
@@ -434,16 +450,20 @@ static int pg_vm_update(struct store *st, const struct store_vm *vm)
 	ret = command(st, "UPDATE vms SET uuid = $1, name = $2, spec = $3, state = $4, pid = $5, "
 			  "reason = $6, updated_ms = $7 WHERE id = $8 AND epoch = $9",
 		      &p, true);
-	if (ret != -ENOENT)
-		return ret;
-	/* No row changed: gone, or its ownership moved on. */
-	p_i64(&q, vm->id);
-	res = query(st, "SELECT 1 FROM vms WHERE id = $1", &q, &ret);
-	if (!res)
-		return ret;
-	ret = PQntuples(res) ? -ESTALE : -ENOENT;
-	PQclear(res);
-	return ret;
+	return ret == -ENOENT ? gone_or_stale(st, vm->id) : ret;
+}
+
+static int pg_vm_set_owner(struct store *st, int64_t id, const char *host, int64_t epoch)
+{
+	struct params p = {0};
+	int ret;
+
+	p_text(&p, host);
+	p_i64(&p, id);
+	p_i64(&p, epoch);
+	ret = command(st, "UPDATE vms SET host = $1, epoch = epoch + 1 WHERE id = $2 AND epoch = $3",
+		      &p, true);
+	return ret == -ENOENT ? gone_or_stale(st, id) : ret;
 }
 
 static int by_id(struct store *st, const char *sql, int64_t id)
@@ -906,6 +926,7 @@ const struct store_ops store_pg_ops = {
 	.schema_version = pg_schema_version,
 	.vm_insert = pg_vm_insert,
 	.vm_update = pg_vm_update,
+	.vm_set_owner = pg_vm_set_owner,
 	.vm_delete = pg_vm_delete,
 	.vm_get = pg_vm_get,
 	.vm_list = pg_vm_list,

@@ -322,6 +322,22 @@ static int sq_vm_insert(struct store *st, struct store_vm *vm)
 	return insert(st, s, &vm->id);
 }
 
+/* After an UPDATE ... WHERE id = ? AND epoch = ? changed no row (-ENOENT): gone
+ * (-ENOENT) or its ownership moved on (-ESTALE). */
+static int gone_or_stale(struct store *st, int64_t id)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT 1 FROM vms WHERE id = ?");
+	int ret = -ENOENT;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		ret = -ESTALE;
+	sqlite3_finalize(s);
+	return ret;
+}
+
 static int sq_vm_update(struct store *st, const struct store_vm *vm)
 {
 	sqlite3_stmt *s = prepare(st, "UPDATE vms SET uuid = ?, name = ?, spec = ?, state = ?, "
@@ -334,17 +350,22 @@ static int sq_vm_update(struct store *st, const struct store_vm *vm)
 	sqlite3_bind_int64(s, 8, vm->id);
 	sqlite3_bind_int64(s, 9, vm->epoch);
 	ret = step_done(st, s, true);
-	if (ret == -ENOENT) {
-		/* No row changed: gone, or its ownership moved on. */
-		s = prepare(st, "SELECT 1 FROM vms WHERE id = ?");
-		if (!s)
-			return -EIO;
-		sqlite3_bind_int64(s, 1, vm->id);
-		if (sqlite3_step(s) == SQLITE_ROW)
-			ret = -ESTALE;
-		sqlite3_finalize(s);
-	}
-	return ret;
+	return ret == -ENOENT ? gone_or_stale(st, vm->id) : ret;
+}
+
+static int sq_vm_set_owner(struct store *st, int64_t id, const char *host, int64_t epoch)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE vms SET host = ?, epoch = epoch + 1 "
+				      "WHERE id = ? AND epoch = ?");
+	int ret;
+
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, host);
+	sqlite3_bind_int64(s, 2, id);
+	sqlite3_bind_int64(s, 3, epoch);
+	ret = step_done(st, s, true);
+	return ret == -ENOENT ? gone_or_stale(st, id) : ret;
 }
 
 static int delete_by_id(struct store *st, const char *sql, int64_t id)
@@ -885,6 +906,7 @@ const struct store_ops store_sqlite_ops = {
 	.schema_version = sq_schema_version,
 	.vm_insert = sq_vm_insert,
 	.vm_update = sq_vm_update,
+	.vm_set_owner = sq_vm_set_owner,
 	.vm_delete = sq_vm_delete,
 	.vm_get = sq_vm_get,
 	.vm_list = sq_vm_list,

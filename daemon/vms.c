@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cluster.h"
 #include "log.h"
 #include "util.h"
 
@@ -459,6 +460,8 @@ static json_t *vm_json(struct plinthd *pd, const struct store_vm *vm)
 	if (vm->reason[0])
 		json_object_set_new(obj, "reason", json_string(vm->reason));
 	json_object_set_new(obj, "updated_ms", json_integer(vm->updated_ms));
+	json_object_set_new(obj, "host", json_string(vm->host));
+	json_object_set_new(obj, "epoch", json_integer(vm->epoch));
 	return obj;
 }
 
@@ -527,6 +530,8 @@ void pd_vm_create(struct plinthd *pd, const struct pd_vm_def *def, struct pd_rep
 	}
 	make_uuid(vm.uuid);
 	snprintf(vm.name, sizeof(vm.name), "%s", def->name);
+	snprintf(vm.host, sizeof(vm.host), "%s", pd->host); /* placement: later */
+	vm.epoch = 1;
 	snprintf(vm.state, sizeof(vm.state), "defined");
 	vm.updated_ms = pd_now_ms();
 	ret = pd->ops->begin(pd->st);
@@ -1053,6 +1058,8 @@ void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_re
 
 	if (vm_load(pd, req->name, &vm, NULL, r))
 		return;
+	if (pd_vm_elsewhere(pd, &vm, r))
+		goto out_clear;
 	run = run_find(pd, vm.id);
 	snprintf(ev, sizeof(ev), "vm.%s", act);
 	if (req->action == PD_START) {
@@ -1352,8 +1359,11 @@ int pd_vms_init(struct plinthd *pd)
 	for (i = 0; i < n; i++) {
 		struct store_vm *vm = &vms[i];
 		struct pd_run *run;
-		pid_t shim, pid = find_plinth(pd, vm->uuid, &shim);
+		pid_t shim, pid;
 
+		if (strcmp(vm->host, pd->host))
+			continue; /* another host's (a shared inventory) */
+		pid = find_plinth(pd, vm->uuid, &shim);
 		if (pid > 0) {
 			/* Re-adopt: the process runs; watch it again (invariant 1). */
 			run = run_add(pd, vm, pid, shim);

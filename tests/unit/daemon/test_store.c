@@ -481,8 +481,20 @@ static void test_vm_epoch_fences_updates(void **state)
 	assert_string_equal(got.state, "running");
 	assert_string_equal(got.host, "h1");
 	store_vm_clear(&got);
+	/* Ownership moves only from the epoch it was read at, and moves the epoch on. */
+	assert_int_equal(ops->vm_set_owner(st, vm.id, "h2", 2), -ESTALE);
+	assert_int_equal(ops->vm_set_owner(st, vm.id, "h2", 3), 0);
+	assert_int_equal(ops->vm_get(st, "owned", &got), 0);
+	assert_string_equal(got.host, "h2");
+	assert_int_equal(got.epoch, 4);
+	store_vm_clear(&got);
+	/* The old owner's write, made from epoch 3, is refused now. */
+	assert_int_equal(ops->vm_update(st, &vm), -ESTALE);
+	assert_int_equal(ops->vm_set_owner(st, vm.id, "h1", 3), -ESTALE);
+	vm.epoch = 4;
 	assert_int_equal(ops->vm_delete(st, vm.id), 0);
 	assert_int_equal(ops->vm_update(st, &vm), -ENOENT);
+	assert_int_equal(ops->vm_set_owner(st, vm.id, "h1", 4), -ENOENT);
 	ops->close(st);
 }
 

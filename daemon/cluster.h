@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plinthd's membership in a cluster (docs/cluster.md): every plinthd registers its
+ * host (name, address, CPUs, memory) in the inventory and heartbeats; one of them
+ * holds the leader lease (a row with an expiry in the database's clock and a term
+ * that grows at each change of holder). The cluster thread does both on its own
+ * connection to the store, so a slow API request never delays a heartbeat and a
+ * slow database never holds pd->lock.
+ *
+ * With SQLite (one host) the same code runs: one member, always the leader.
+ */
+#ifndef PLINTH_DAEMON_CLUSTER_H
+#define PLINTH_DAEMON_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "plinthd.h"
+
+#define PD_HEARTBEAT_MS 1000 /* heartbeat and lease claim period */
+#define PD_LEASE_MS	4000 /* the leader lease: a dead leader is replaced within
+			      * PD_LEASE_MS + PD_HEARTBEAT_MS */
+#define PD_HOST_DOWN_MS 5000 /* host list: "down" past this heartbeat age (display
+			      * only: declaring a host dead is the leader's, later) */
+
+struct pd_cluster;
+
+/*
+ * Start the cluster thread: open a second connection to the store (ops, location),
+ * register host with address, then heartbeat and claim the lease every
+ * PD_HEARTBEAT_MS. NULL with the reason logged.
+ */
+struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *location,
+				    const char *host, const char *address);
+/* Stop the thread, let the lease lapse if held (another leads at once), close. */
+void pd_cluster_stop(struct pd_cluster *c);
+/* Does this plinthd hold the lease now (by its own monotonic clock: the lease as it
+ * was granted, less nothing: its expiry in the database is later)? *term if so. */
+bool pd_cluster_leading(struct pd_cluster *c, int64_t *term);
+
+/* Give pd->host every VM it must own at start: with a shared inventory those with
+ * no owner yet (made before schema 5); with SQLite every VM (one host, whatever it
+ * was called before). Under pd->lock. 0 or -errno. */
+int pd_cluster_claim_vms(struct plinthd *pd, bool shared);
+/* True, with a 409 in r, if vm is owned by another host. */
+bool pd_vm_elsewhere(const struct plinthd *pd, const struct store_vm *vm, struct pd_reply *r);
+/* GET /v1/hosts (under pd->lock). */
+void pd_host_list(struct plinthd *pd, struct pd_reply *r);
+
+#endif

@@ -1,0 +1,204 @@
+#!/bin/bash
+# plinthd hosts on one PostgreSQL, on this machine (no VM is started: membership,
+# heartbeats, the leader lease and VM ownership need no KVM). A private PostgreSQL
+# from Debian's package (tests/daemon/pg-server); fails, never skips, without it.
+#   - three plinthd register, heartbeat and agree on one leader;
+#   - a VM belongs to the host that defined it; another host refuses to start it;
+#   - the leader stopped cleanly: another leads at once (the lease is let go);
+#   - the leader SIGKILLed, three times: another leads within PD_LEASE_MS +
+#     PD_HEARTBEAT_MS (4 + 1 s) + 1 s, the term grows, and no two plinthd believe
+#     they lead at the same moment (sampled every 0.1 s); the figures are printed;
+#   - the dead host is shown down, and up again when it comes back;
+#   - SQLite: one host, leading; its VMs follow a renamed host.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+B=$top/${BUILD:-build}
+T=$(mktemp -d /tmp/plinth-cluster.XXXXXX)
+PG=$T/pg
+chmod 711 "$T" # the server runs as nobody as root: it must reach its directory
+declare -A PID
+finished=0
+
+ok() { echo "ok - cluster: $1"; }
+fail() { echo "not ok - cluster: $1"; }
+check() { # NAME CMD...
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else fail "$name"; fi
+}
+cleanup() {
+	local h
+	[ $finished = 1 ] || fail "the test ran to its end"
+	for h in "${!PID[@]}"; do kill -9 "${PID[$h]}" 2>/dev/null; done
+	"$top/tests/daemon/pg-server" stop "$PG" >/dev/null 2>&1
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+mkdir -p "$PG"
+if ! read -r sockdir port < <("$top/tests/daemon/pg-server" start "$PG"); then
+	fail "a private PostgreSQL server started (tests/daemon/pg-server; see the line above)"
+	finished=1
+	exit 1
+fi
+ok "a private PostgreSQL server started"
+DB="postgresql:///postgres?host=$sockdir&port=$port&user=plinth"
+
+start_host() { # NAME [plinthd options...]
+	local h=$1
+	shift
+	mkdir -p "$T/$h"
+	"$B/plinthd" --no-jail --state-dir "$T/$h" --host-name "$h" "$@" >>"$T/$h.log" 2>&1 &
+	PID[$h]=$!
+	for _ in $(seq 100); do
+		[ -S "$T/$h/plinthd.sock" ] && cl "$h" host list >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "# plinthd $h did not start:"; sed 's/^/#   /' "$T/$h.log"
+	return 1
+}
+cl() { local h=$1; shift; "$B/plinth" "$@" --state-dir "$T/$h"; }
+hostinfo() { curl -s --max-time 2 --unix-socket "$T/$1/plinthd.sock" http://plinthd/v1/host; }
+# The leader by the inventory, as host $1 sees it ("" if the lease has lapsed).
+leader_of() {
+	cl "$1" host list --json 2>/dev/null | python3 -c '
+import json, sys
+l = json.load(sys.stdin)["leader"]
+print(l["host"] if l["expires_in_ms"] > 0 else "")'
+}
+# Milliseconds from $2 (date +%s%3N) to host $1's latest "leads the cluster" event
+# (its own wall clock, the same machine's): the takeover, free of polling delays.
+led_after() {
+	cl "$1" events --json | python3 -c '
+import json, sys
+t = [e["time_ms"] for e in json.load(sys.stdin)["events"]
+     if e["action"] == "cluster.leader" and e["object"] == sys.argv[1]]
+print(t[-1] - int(sys.argv[2]) if t else 999999)' "$1" "$2"
+}
+term_of() { cl "$1" host list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"]["term"])'; }
+alive() { local h; for h in "${!PID[@]}"; do kill -0 "${PID[$h]}" 2>/dev/null && echo "$h"; done | sort; }
+# How many live plinthd believe they lead right now (each by its own clock).
+believers() {
+	local h n=0
+	for h in $(alive); do
+		hostinfo "$h" | grep -q '"leading":true' && n=$((n + 1))
+	done
+	echo $n
+}
+
+for h in h1 h2 h3; do start_host "$h" --db "$DB" || { fail "plinthd $h started on PostgreSQL"; exit 1; }; done
+ok "three plinthd started on one PostgreSQL"
+sleep 1.5
+list=$(cl h2 host list)
+echo "$list" | sed 's/^/#   /'
+check "every host registered and up, with CPUs and memory" \
+	test "$(echo "$list" | awk '$1 ~ /^h[123]$/ && $2 == "up" && $4 > 0 && $5 ~ /M$/' | wc -l)" = 3
+check "exactly one leader, and it believes it" \
+	sh -c "test \"$(echo "$list" | awk '$3 == "yes"' | wc -l)\" = 1 && test $(believers) = 1"
+check "the API lists the hosts (GET /v1/hosts)" \
+	sh -c "curl -s --unix-socket $T/h3/plinthd.sock http://plinthd/v1/hosts | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert sorted(h[\"name\"] for h in d[\"hosts\"]) == [\"h1\", \"h2\", \"h3\"]
+assert [h[\"self\"] for h in d[\"hosts\"]] == [False, False, True]
+assert d[\"leader\"][\"term\"] >= 1'"
+
+# Ownership: the defining host owns a VM; the others refuse to run it.
+cl h1 vm create own1 --kernel /bin/true --memory 64 >/dev/null
+check "a VM belongs to the host that defined it (epoch 1)" \
+	sh -c "$B/plinth vm info own1 --json --state-dir $T/h3 | python3 -c '
+import json, sys
+v = json.load(sys.stdin); assert (v[\"host\"], v[\"epoch\"]) == (\"h1\", 1), v'"
+out=$(cl h2 vm start own1 2>&1)
+rc=$?
+echo "# $out"
+check "another host refuses to start it, in one line (exit 1)" \
+	test "$rc" = 1 -a "$(grep -c "belongs to host 'h1'" <<<"$out")" = 1 -a "$(wc -l <<<"$out")" = 1
+check "h1 did not forget its VM when h2 started (still defined)" \
+	sh -c "$B/plinth vm list --state-dir $T/h1 | grep -q '^own1 .*defined'"
+
+# A clean stop lets the lease go: another host leads within a heartbeat period.
+L=$(leader_of h2)
+term0=$(term_of h2)
+t0=$(date +%s%3N)
+kill -TERM "${PID[$L]}"
+wait "${PID[$L]}" 2>/dev/null
+unset "PID[$L]"
+other=$(alive | head -n 1)
+for _ in $(seq 60); do
+	new=$(leader_of "$other")
+	[ -n "$new" ] && [ "$new" != "$L" ] && break
+	sleep 0.1
+done
+ms=$(led_after "$new" "$t0")
+echo "# leader $L stopped (SIGTERM): $new leads after $ms ms"
+check "leader stopped cleanly: another leads within 2 s ($ms ms)" test $ms -le 2000
+check "the term grew" test "$(term_of "$other")" -gt "$term0"
+start_host "$L" --db "$DB" || fail "plinthd $L started again"
+
+# SIGKILL the leader three times; measure the takeover; watch for two believers.
+figures=()
+two=0
+for round in 1 2 3; do
+	sleep 1.2
+	other=$(alive | head -n 1)
+	L=$(leader_of "$other")
+	[ -n "$L" ] || { fail "round $round: a leader before the kill"; continue; }
+	term0=$(term_of "$other")
+	kill -9 "${PID[$L]}"
+	t0=$(date +%s%3N)
+	wait "${PID[$L]}" 2>/dev/null
+	unset "PID[$L]"
+	other=$(alive | head -n 1)
+	new=""
+	while :; do
+		new=$(leader_of "$other")
+		[ -n "$new" ] && [ "$new" != "$L" ] && break
+		[ "$(believers)" -gt 1 ] && two=$((two + 1))
+		[ $(($(date +%s%3N) - t0)) -gt 15000 ] && break
+		sleep 0.1
+	done
+	ms=$(led_after "${new:-none}" "$t0")
+	figures+=("$ms")
+	echo "# round $round: leader $L SIGKILLed; $new leads after $ms ms (term $term0 -> $(term_of "$other"))"
+	check "round $round: another host leads within 6 s of the leader's SIGKILL ($ms ms)" \
+		sh -c "[ -n '$new' ] && [ '$new' != '$L' ] && [ $ms -le 6000 ]"
+	check "round $round: the term grew" test "$(term_of "$other")" -gt "$term0"
+	if [ $round = 1 ]; then
+		sleep 4.5
+		check "the killed host is shown down after 5 s without a heartbeat" \
+			sh -c "$B/plinth host list --state-dir $T/$other | grep -q '^$L  *down'"
+	fi
+	start_host "$L" --db "$DB" || fail "plinthd $L started again"
+	[ $round = 1 ] && check "the host that came back is up again" \
+		sh -c "$B/plinth host list --state-dir $T/$L | grep -q '^$L  *up'"
+done
+check "never two plinthd believing they lead at once (sampled during takeovers)" test $two = 0
+echo "# leader takeover after SIGKILL (ms): ${figures[*]}"
+
+# SQLite: the same code with one host, which leads; its VMs follow a renamed host.
+start_host solo || fail "plinthd on SQLite started"
+sleep 1.2
+check "SQLite: the one host is up and leads" \
+	sh -c "$B/plinth host list --state-dir $T/solo | grep -q '^solo  *up  *yes'"
+cl solo vm create s1 --kernel /bin/true --memory 64 >/dev/null
+kill -TERM "${PID[solo]}"; wait "${PID[solo]}" 2>/dev/null; unset "PID[solo]"
+mv "$T/solo.log" "$T/solo-1.log"
+mkdir -p "$T/renamed" && rmdir "$T/renamed"
+mv "$T/solo" "$T/renamed"
+start_host renamed || fail "plinthd on SQLite started again under another name"
+check "SQLite: a renamed host owns its VMs (epoch 2)" \
+	sh -c "$B/plinth vm info s1 --json --state-dir $T/renamed | python3 -c '
+import json, sys
+v = json.load(sys.stdin); assert (v[\"host\"], v[\"epoch\"]) == (\"renamed\", 2), v'"
+
+for h in "${!PID[@]}"; do kill -TERM "${PID[$h]}"; done
+wait 2>/dev/null
+PID=()
+if grep -q -i "sanitizer\|assert" "$T"/*.log; then
+	fail "no sanitizer or assertion report in the daemons' logs"
+	grep -i -A5 "sanitizer\|assert" "$T"/*.log | head -n 20 | sed 's/^/#   /'
+else
+	ok "no sanitizer or assertion report in the daemons' logs"
+fi
+finished=1

@@ -225,6 +225,75 @@ int pd_cluster_claim_vms(struct plinthd *pd, bool shared)
 	return ret;
 }
 
+/* Add a VM's definition to its owner's usage among h[0..n-1]. */
+static void count_vm(struct pd_place_host *h, size_t n, const struct store_vm *vm)
+{
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct pd_error err;
+	size_t i;
+
+	if (def && !pd_vm_def_parse(vm->spec, def, &err)) {
+		for (i = 0; i < n; i++) {
+			if (!strcmp(h[i].name, vm->host)) {
+				h[i].mem_used_mib += def->memory_mib;
+				h[i].vcpus_used += def->cpus;
+				break;
+			}
+		}
+	}
+	free(def);
+}
+
+int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host,
+		     struct pd_reply *r)
+{
+	struct store_host *hosts = NULL;
+	struct pd_place_host *ph = NULL;
+	struct store_vm *vms = NULL;
+	size_t nh = 0, nv = 0, i;
+	int ret, k;
+
+	if (pd->placement == PD_PLACE_LOCAL) {
+		snprintf(host, STORE_NAME_MAX, "%s", pd->host);
+		return 0;
+	}
+	ret = pd->ops->placement_lock(pd->st);
+	if (!ret)
+		ret = pd->ops->host_list(pd->st, &hosts, &nh);
+	if (!ret)
+		ret = pd->ops->vm_list(pd->st, &vms, &nv);
+	if (!ret && !(ph = calloc(nh ? nh : 1, sizeof(*ph))))
+		ret = -ENOMEM;
+	if (ret) {
+		pd_reply_error(r, 500, "inventory error placing VM '%s'", def->name);
+		goto out_free;
+	}
+	for (i = 0; i < nh; i++) {
+		ph[i].name = hosts[i].name;
+		ph[i].up = hosts[i].age_ms <= PD_HOST_DOWN_MS;
+		ph[i].mem_limit_mib = (uint64_t)((double)hosts[i].memory_mib * pd->overcommit);
+		ph[i].vcpu_limit = (uint64_t)hosts[i].cpus * PD_VCPUS_PER_CPU;
+	}
+	for (i = 0; i < nv; i++)
+		count_vm(ph, nh, &vms[i]);
+	k = pd_place(ph, nh, pd->placement, def->memory_mib, def->cpus);
+	if (k < 0) {
+		ret = -ENOSPC;
+		pd_reply_error(r, 409,
+			       "no host that is up has room for VM '%s' (%llu MiB, %u vCPUs; "
+			       "placement %s)",
+			       def->name, (unsigned long long)def->memory_mib, def->cpus,
+			       pd_placement_name(pd->placement));
+		goto out_free;
+	}
+	snprintf(host, STORE_NAME_MAX, "%s", hosts[k].name);
+out_free:
+	free(ph);
+	store_vm_list_free(vms, nv);
+	free(hosts);
+	return ret;
+}
+
 bool pd_vm_elsewhere(const struct plinthd *pd, const struct store_vm *vm, struct pd_reply *r)
 {
 	if (!strcmp(vm->host, pd->host))

@@ -42,6 +42,14 @@ bool pd_cluster_leading(struct pd_cluster *c, int64_t *term);
  * no owner yet (made before schema 5); with SQLite every VM (one host, whatever it
  * was called before). Under pd->lock. 0 or -errno. */
 int pd_cluster_claim_vms(struct plinthd *pd, bool shared);
+/*
+ * The owner of a new VM of def under pd->placement into host (STORE_NAME_MAX): this
+ * host for local, else the up host that pd_place() chooses from the VMs every host
+ * owns. Inside a transaction (takes the placement lock). 0, or -ENOSPC with a 409
+ * in r, or -EIO with a 500 in r.
+ */
+int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host,
+		     struct pd_reply *r);
 /* True, with a 409 in r, if vm is owned by another host. */
 bool pd_vm_elsewhere(const struct plinthd *pd, const struct store_vm *vm, struct pd_reply *r);
 /* GET /v1/hosts (under pd->lock). */

@@ -153,6 +153,8 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 	if (host_name(pd, o->host_name))
 		goto out_free;
 	pd->uid_base = o->uid_base;
+	pd->placement = o->placement;
+	pd->overcommit = o->overcommit > 0 ? o->overcommit : 1.0;
 	pd->jail = o->jail;
 	snprintf(db, sizeof(db), "%s/inventory.db", pd->dir);
 	pd->st = ops->open(o->db ? o->db : db);

@@ -19,7 +19,8 @@
 
 static const char usage_text[] =
 	"Usage: plinthd [--state-dir DIR] [--db postgresql://...] [--plinth PATH]\n"
-	"               [--host-name NAME] [--overcommit RATIO]\n"
+	"               [--host-name NAME] [--placement local|spread|pack]\n"
+	"               [--overcommit RATIO]\n"
 	"               [--uid-base N] [--no-jail]\n"
 	"               [--listen tcp:ADDR:PORT --tls-cert PEM --tls-key PEM] [-v]\n"
 	"\n"
@@ -33,6 +34,9 @@ static const char usage_text[] =
 	"                      default: SQLite in DIR/inventory.db\n"
 	"  --host-name NAME    this host in the inventory (default: the host name); every\n"
 	"                      plinthd on one PostgreSQL needs its own\n"
+	"  --placement P       where new VMs go: local (this host, the default), spread\n"
+	"                      (the up host with most room) or pack (the fullest that\n"
+	"                      fits), by memory and vCPUs of the VMs each host owns\n"
 	"  --plinth PATH       the VMM binary (default: plinth beside plinthd)\n"
 	"  --overcommit RATIO  memory limit of running VMs = host memory x RATIO (default 1)\n"
 	"  --uid-base N        as root, VM number n runs jailed as uid/gid N+n (default 200000)\n"
@@ -47,6 +51,7 @@ enum {
 	OPT_STATE_DIR = 256,
 	OPT_DB,
 	OPT_HOST_NAME,
+	OPT_PLACEMENT,
 	OPT_PLINTH,
 	OPT_OVERCOMMIT,
 	OPT_UID_BASE,
@@ -91,6 +96,7 @@ int main(int argc, char **argv)
 		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 		{"db", required_argument, NULL, OPT_DB},
 		{"host-name", required_argument, NULL, OPT_HOST_NAME},
+		{"placement", required_argument, NULL, OPT_PLACEMENT},
 		{"plinth", required_argument, NULL, OPT_PLINTH},
 		{"overcommit", required_argument, NULL, OPT_OVERCOMMIT},
 		{"uid-base", required_argument, NULL, OPT_UID_BASE},
@@ -139,6 +145,12 @@ int main(int argc, char **argv)
 			break;
 		case OPT_HOST_NAME:
 			o.host_name = optarg;
+			break;
+		case OPT_PLACEMENT:
+			if (pd_placement_parse(optarg, &o.placement)) {
+				log_error("--placement: local, spread or pack, not '%s'", optarg);
+				return 2;
+			}
 			break;
 		case OPT_PLINTH:
 			o.plinth_bin = optarg;

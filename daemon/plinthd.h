@@ -46,6 +46,7 @@
 
 #include <jansson.h>
 
+#include "placement.h"
 #include "request.h"
 #include "store.h"
 
@@ -91,6 +92,7 @@ struct pd_options {
 					 * URI); NULL: SQLite in DIR/inventory.db */
 	const char *host_name;		/* this host in the inventory (default: hostname) */
 	const char *address;		/* where its API listens for other hosts, or NULL */
+	enum pd_placement placement;	/* where new VMs go (default local: this host) */
 	const char *plinth_bin;		/* the VMM binary (default: plinth beside plinthd) */
 	double overcommit;		/* memory limit = MemTotal x this (default 1.0) */
 	uid_t uid_base;			/* VM n runs as uid_base + n when root (default 200000) */
@@ -115,6 +117,8 @@ struct plinthd {
 	pthread_t monitor;
 	char host[STORE_NAME_MAX];	/* this host's name: VMs it owns have it (cluster.h) */
 	struct pd_cluster *cluster;	/* heartbeat and leader lease (cluster.c) */
+	enum pd_placement placement;	/* where new VMs go */
+	double overcommit;		/* memory limit = MemTotal x this (every host's, placement) */
 };
 
 /* Milliseconds: wall clock (records) and monotonic (deadlines). */

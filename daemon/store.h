@@ -185,6 +185,9 @@ struct store_ops {
 	 * its next claim. */
 	int (*leader_release)(struct store *st, const char *host);
 	int (*leader_get)(struct store *st, struct store_leader *out);
+	/* Inside begin(): hold the cluster-wide placement lock until commit or rollback,
+	 * so that two hosts placing VMs at once see each other's choices. */
+	int (*placement_lock)(struct store *st);
 };
 
 extern const struct store_ops store_sqlite_ops;

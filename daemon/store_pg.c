@@ -25,7 +25,8 @@
 
 /* The database clock in milliseconds, as SQL. */
 #define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
-/* The advisory lock taken by every schema change ("plinth" in ASCII). */
+/* The advisory lock taken by every schema change ("plinth" in ASCII; placement's is
+ * the next number). */
 #define SCHEMA_LOCK "SELECT pg_advisory_xact_lock(123865463566440)"
 #define PARAMS_MAX 12
 
@@ -916,6 +917,12 @@ static int pg_leader_release(struct store *st, const char *host)
 		       &p, false);
 }
 
+static int pg_placement_lock(struct store *st)
+{
+	/* A transaction lock: released by COMMIT or ROLLBACK, never leaked. */
+	return command(st, "SELECT pg_advisory_xact_lock(123865463566441)", NULL, false);
+}
+
 const struct store_ops store_pg_ops = {
 	.name = "postgresql",
 	.open = pg_open,
@@ -957,4 +964,5 @@ const struct store_ops store_pg_ops = {
 	.leader_claim = pg_leader_claim,
 	.leader_release = pg_leader_release,
 	.leader_get = pg_leader_get,
+	.placement_lock = pg_placement_lock,
 };

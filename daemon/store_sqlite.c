@@ -896,6 +896,12 @@ static int sq_leader_release(struct store *st, const char *host)
 	return step_done(st, s, false);
 }
 
+static int sq_placement_lock(struct store *st)
+{
+	(void)st; /* BEGIN IMMEDIATE holds the database's one write lock already */
+	return 0;
+}
+
 const struct store_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.open = sq_open,
@@ -937,4 +943,5 @@ const struct store_ops store_sqlite_ops = {
 	.leader_claim = sq_leader_claim,
 	.leader_release = sq_leader_release,
 	.leader_get = sq_leader_get,
+	.placement_lock = sq_placement_lock,
 };

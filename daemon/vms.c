@@ -530,23 +530,24 @@ void pd_vm_create(struct plinthd *pd, const struct pd_vm_def *def, struct pd_rep
 	}
 	make_uuid(vm.uuid);
 	snprintf(vm.name, sizeof(vm.name), "%s", def->name);
-	snprintf(vm.host, sizeof(vm.host), "%s", pd->host); /* placement: later */
 	vm.epoch = 1;
 	snprintf(vm.state, sizeof(vm.state), "defined");
 	vm.updated_ms = pd_now_ms();
 	ret = pd->ops->begin(pd->st);
 	if (!ret)
+		ret = pd_cluster_place(pd, def, vm.host, r); /* r set on failure */
+	if (!ret)
 		ret = pd->ops->vm_insert(pd->st, &vm);
 	if (!ret)
-		ret = pd_event(pd, "vm.define", vm.name, "ok", "%u vCPUs, %llu MiB", def->cpus,
-			       (unsigned long long)def->memory_mib);
+		ret = pd_event(pd, "vm.define", vm.name, "ok", "%u vCPUs, %llu MiB, host %s",
+			       def->cpus, (unsigned long long)def->memory_mib, vm.host);
 	if (!ret)
 		ret = pd->ops->commit(pd->st);
 	if (ret) {
 		pd->ops->rollback(pd->st);
 		if (ret == -EEXIST)
 			pd_reply_error(r, 409, "a VM named '%s' already exists", def->name);
-		else
+		else if (!r->body) /* else placement said why */
 			pd_reply_error(r, 500, "inventory error defining VM '%s'", def->name);
 	} else {
 		r->status = 201;

@@ -4,19 +4,23 @@
 # from Debian's package (tests/daemon/pg-server); fails, never skips, without it.
 #   - three plinthd register, heartbeat and agree on one leader;
 #   - a VM belongs to the host that defined it; another host refuses to start it;
+#   - placement: spread evens VMs out over the hosts, pack fills the fullest host
+#     that fits, a VM no host has room for is refused in one line, a host that is
+#     down is never chosen;
 #   - the leader stopped cleanly: another leads at once (the lease is let go);
 #   - the leader SIGKILLed, three times: another leads within PD_LEASE_MS +
 #     PD_HEARTBEAT_MS (4 + 1 s) + 1 s, the term grows, and no two plinthd believe
 #     they lead at the same moment (sampled every 0.1 s); the figures are printed;
 #   - the dead host is shown down, and up again when it comes back;
 #   - SQLite: one host, leading; its VMs follow a renamed host.
+# About 45 s (most of it the three takeovers and a wait for "down").
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 B=$top/${BUILD:-build}
 T=$(mktemp -d /tmp/plinth-cluster.XXXXXX)
 PG=$T/pg
 chmod 711 "$T" # the server runs as nobody as root: it must reach its directory
-declare -A PID
+declare -A PID OPTS
 finished=0
 
 ok() { echo "ok - cluster: $1"; }
@@ -44,11 +48,13 @@ fi
 ok "a private PostgreSQL server started"
 DB="postgresql:///postgres?host=$sockdir&port=$port&user=plinth"
 
-start_host() { # NAME [plinthd options...]
+start_host() { # NAME [plinthd options...] (kept for restarts: OPTS)
 	local h=$1
 	shift
+	[ $# -gt 0 ] && OPTS[$h]="$*"
 	mkdir -p "$T/$h"
-	"$B/plinthd" --no-jail --state-dir "$T/$h" --host-name "$h" "$@" >>"$T/$h.log" 2>&1 &
+	# shellcheck disable=SC2086 # OPTS holds words without spaces
+	"$B/plinthd" --no-jail --state-dir "$T/$h" --host-name "$h" ${OPTS[$h]:-} >>"$T/$h.log" 2>&1 &
 	PID[$h]=$!
 	for _ in $(seq 100); do
 		[ -S "$T/$h/plinthd.sock" ] && cl "$h" host list >/dev/null 2>&1 && return 0
@@ -86,7 +92,10 @@ believers() {
 	echo $n
 }
 
-for h in h1 h2 h3; do start_host "$h" --db "$DB" || { fail "plinthd $h started on PostgreSQL"; exit 1; }; done
+# h1 places new VMs on itself (the default), h2 spreads them, h3 packs them.
+start_host h1 --db "$DB" && start_host h2 --db "$DB" --placement spread &&
+	start_host h3 --db "$DB" --placement pack ||
+	{ fail "three plinthd started on PostgreSQL"; finished=1; exit 1; }
 ok "three plinthd started on one PostgreSQL"
 sleep 1.5
 list=$(cl h2 host list)
@@ -116,6 +125,31 @@ check "another host refuses to start it, in one line (exit 1)" \
 	test "$rc" = 1 -a "$(grep -c "belongs to host 'h1'" <<<"$out")" = 1 -a "$(wc -l <<<"$out")" = 1
 check "h1 did not forget its VM when h2 started (still defined)" \
 	sh -c "$B/plinth vm list --state-dir $T/h1 | grep -q '^own1 .*defined'"
+
+# Placement, by the VMs each host owns (own1: 64 MiB, 1 vCPU on h1; 2 CPUs each here,
+# so 8 vCPUs a host).
+owners() { # the owner of each VM named $1*, one a line
+	cl h1 vm list --json | python3 -c '
+import json, sys
+for v in json.load(sys.stdin)["vms"]:
+    if v["name"].startswith(sys.argv[1]): print(v["host"])' "$1"
+}
+for i in 1 2 3 4 5; do cl h2 vm create sp$i --kernel /bin/true --memory 64 >/dev/null; done
+counts=$( (echo h1; owners sp) | sort | uniq -c | awk '{print $1}' | sort -n | tr '\n' ' ')
+echo "# spread: VMs per host (with own1): $counts"
+check "spread: 5 VMs over 3 hosts, 2 each with own1 (counts $counts)" test "$counts" = "2 2 2 "
+for i in 1 2 3; do cl h3 vm create pk$i --kernel /bin/true --memory 64 --cpus 3 >/dev/null; done
+pk=$(owners pk | tr '\n' ' ')
+echo "# pack: 3-vCPU VMs went to: $pk"
+# Every host has 2 vCPUs used: the first fits anywhere (all equally full: the first
+# name, h1, 5/8), the second on the fullest that fits (h1, 8/8), the third elsewhere.
+check "pack: the fullest host that fits, filled first ($pk)" test "$pk" = "h1 h1 h2 "
+out=$(cl h2 vm create big --kernel /bin/true --memory 64 --cpus 7 2>&1)
+rc=$?
+echo "# $out"
+check "no host has room: refused in one line (exit 1), nothing defined" \
+	test "$rc" = 1 -a "$(grep -c "no host that is up has room for VM 'big'" <<<"$out")" = 1 \
+	-a "$(wc -l <<<"$out")" = 1 -a -z "$(owners big)"
 
 # A clean stop lets the lease go: another host leads within a heartbeat period.
 L=$(leader_of h2)
@@ -168,6 +202,11 @@ for round in 1 2 3; do
 		sleep 4.5
 		check "the killed host is shown down after 5 s without a heartbeat" \
 			sh -c "$B/plinth host list --state-dir $T/$other | grep -q '^$L  *down'"
+		p=h2
+		[ "$L" = h2 ] && p=h3
+		for i in 1 2; do cl "$p" vm create dn$i --kernel /bin/true --memory 64 >/dev/null; done
+		check "placement never chooses a host that is down ($L): $(owners dn | tr '\n' ' ')" \
+			test -z "$(owners dn | grep -x "$L")" -a "$(owners dn | wc -l)" = 2
 	fi
 	start_host "$L" --db "$DB" || fail "plinthd $L started again"
 	[ $round = 1 ] && check "the host that came back is up again" \

@@ -596,6 +596,32 @@ static void test_leader_lease(void **state)
 	ops->close(st);
 }
 
+static void test_placement_lock(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = ops->open(f->db);
+
+	assert_non_null(st);
+	assert_int_equal(ops->begin(st), 0);
+	assert_int_equal(ops->placement_lock(st), 0);
+	if (f->pg) {
+		/* Another session cannot take it while the transaction lasts. */
+		PGconn *c = pg_raw(f);
+		PGresult *r = PQexec(c, "SELECT pg_try_advisory_xact_lock(123865463566441)");
+
+		assert_string_equal(PQgetvalue(r, 0, 0), "f");
+		PQclear(r);
+		assert_int_equal(ops->commit(st), 0);
+		r = PQexec(c, "SELECT pg_try_advisory_xact_lock(123865463566441)");
+		assert_string_equal(PQgetvalue(r, 0, 0), "t");
+		PQclear(r);
+		PQfinish(c);
+	} else {
+		assert_int_equal(ops->commit(st), 0);
+	}
+	ops->close(st);
+}
+
 /* Each test, named "BACKEND: test". */
 #define T(fn, su, b) {b ": " #fn, fn, su, teardown, NULL}
 #define ALL(su, b)                                                                         \
@@ -603,7 +629,8 @@ static void test_leader_lease(void **state)
 		T(test_newer_schema_refused, su, b), T(test_vms, su, b),                    \
 		T(test_transactions_and_durability, su, b),                                 \
 		T(test_images_tasks_events, su, b), T(test_vm_epoch_fences_updates, su, b), \
-		T(test_hosts, su, b), T(test_leader_lease, su, b)
+		T(test_hosts, su, b), T(test_leader_lease, su, b),                          \
+		T(test_placement_lock, su, b)
 
 int main(void)
 {

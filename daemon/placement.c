@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+/* Placement of new VMs (placement.h). */
+#include "placement.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Load after placement in millionths (the larger of memory and vCPUs), or -1 if the
+ * VM does not fit. Limits are at most a few million MiB and vCPUs: no overflow. */
+static int64_t load_after(const struct pd_place_host *h, uint64_t mem, uint64_t vcpus)
+{
+	uint64_t m, c;
+
+	if (!h->up || !h->mem_limit_mib || !h->vcpu_limit)
+		return -1;
+	if (h->mem_used_mib > h->mem_limit_mib || mem > h->mem_limit_mib - h->mem_used_mib)
+		return -1;
+	if (h->vcpus_used > h->vcpu_limit || vcpus > h->vcpu_limit - h->vcpus_used)
+		return -1;
+	m = (h->mem_used_mib + mem) * 1000000 / h->mem_limit_mib;
+	c = (h->vcpus_used + vcpus) * 1000000 / h->vcpu_limit;
+	return (int64_t)(m > c ? m : c);
+}
+
+int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy,
+	     uint64_t mem_mib, unsigned vcpus)
+{
+	int64_t best_load = 0, load;
+	int best = -ENOSPC;
+	size_t i;
+
+	if (policy == PD_PLACE_LOCAL)
+		return -EINVAL;
+	for (i = 0; i < n && i < (size_t)INT32_MAX; i++) {
+		bool better;
+
+		load = load_after(&h[i], mem_mib, vcpus);
+		if (load < 0)
+			continue;
+		if (best < 0)
+			better = true;
+		else if (load != best_load)
+			better = policy == PD_PLACE_SPREAD ? load < best_load : load > best_load;
+		else
+			better = strcmp(h[i].name, h[best].name) < 0;
+		if (better) {
+			best = (int)i;
+			best_load = load;
+		}
+	}
+	return best;
+}
+
+static const char *const names[] = {
+	[PD_PLACE_LOCAL] = "local",
+	[PD_PLACE_SPREAD] = "spread",
+	[PD_PLACE_PACK] = "pack",
+};
+
+int pd_placement_parse(const char *s, enum pd_placement *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(s, names[i])) {
+			*out = (enum pd_placement)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *pd_placement_name(enum pd_placement p)
+{
+	return (size_t)p < sizeof(names) / sizeof(names[0]) ? names[p] : "?";
+}

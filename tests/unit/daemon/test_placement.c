@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+/* Unit tests of plinthd's placement (daemon/placement.c): spread and pack by memory and
+ * vCPUs, hosts that are down or full never chosen, ties by name, no room -> -ENOSPC. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "placement.h"
+
+static struct pd_place_host host(const char *name, uint64_t mem_limit, uint64_t vcpu_limit,
+				 uint64_t mem_used, uint64_t vcpus_used)
+{
+	struct pd_place_host h = {.name = name,
+				  .up = true,
+				  .mem_limit_mib = mem_limit,
+				  .vcpu_limit = vcpu_limit,
+				  .mem_used_mib = mem_used,
+				  .vcpus_used = vcpus_used};
+
+	return h;
+}
+
+/* Place n VMs one after the other (each counted on its host), names into out. */
+static void place_many(struct pd_place_host *h, size_t nh, enum pd_placement p, int n,
+		       uint64_t mem, unsigned vcpus, const char **out)
+{
+	int i, k;
+
+	for (i = 0; i < n; i++) {
+		k = pd_place(h, nh, p, mem, vcpus);
+		assert_true(k >= 0);
+		h[k].mem_used_mib += mem;
+		h[k].vcpus_used += vcpus;
+		out[i] = h[k].name;
+	}
+}
+
+static void test_spread(void **unused)
+{
+	struct pd_place_host h[3] = {host("c", 4096, 8, 0, 0), host("a", 4096, 8, 0, 0),
+				     host("b", 4096, 8, 0, 0)};
+	const char *got[6];
+
+	(void)unused;
+	place_many(h, 3, PD_PLACE_SPREAD, 6, 512, 1, got);
+	/* Round robin, ties by name. */
+	assert_string_equal(got[0], "a");
+	assert_string_equal(got[1], "b");
+	assert_string_equal(got[2], "c");
+	assert_string_equal(got[3], "a");
+	assert_int_equal(h[0].mem_used_mib, 1024);
+	assert_int_equal(h[1].mem_used_mib, 1024);
+	assert_int_equal(h[2].mem_used_mib, 1024);
+}
+
+static void test_spread_by_the_tighter_resource(void **unused)
+{
+	/* a: plenty of memory, vCPUs nearly gone; b: the reverse, less so. */
+	struct pd_place_host h[2] = {host("a", 65536, 8, 0, 7), host("b", 8192, 64, 4096, 0)};
+
+	(void)unused;
+	/* a after: vCPUs 8/8 = 100 %; b after: memory 4608/8192 = 56 %. */
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 512, 1), 1);
+	/* Pack takes the fullest that fits: a. */
+	assert_int_equal(pd_place(h, 2, PD_PLACE_PACK, 512, 1), 0);
+	/* Two vCPUs do not fit a any more. */
+	assert_int_equal(pd_place(h, 2, PD_PLACE_PACK, 512, 2), 1);
+}
+
+static void test_pack(void **unused)
+{
+	struct pd_place_host h[3] = {host("a", 4096, 8, 0, 0), host("b", 4096, 8, 0, 0),
+				     host("c", 4096, 8, 0, 0)};
+	const char *got[5];
+
+	(void)unused;
+	place_many(h, 3, PD_PLACE_PACK, 5, 1024, 2, got);
+	/* a fills up (4 x 1 GiB, 8 vCPUs), then b. */
+	assert_string_equal(got[0], "a");
+	assert_string_equal(got[3], "a");
+	assert_string_equal(got[4], "b");
+	assert_int_equal(h[2].vcpus_used, 0);
+}
+
+static void test_down_and_full_hosts(void **unused)
+{
+	struct pd_place_host h[3] = {host("a", 4096, 8, 0, 0), host("b", 4096, 8, 3584, 0),
+				     host("c", 4096, 8, 0, 0)};
+
+	(void)unused;
+	h[0].up = false;
+	/* a is down; b has 512 MiB left: a 1 GiB VM goes to c whatever the policy. */
+	assert_int_equal(pd_place(h, 3, PD_PLACE_SPREAD, 1024, 1), 2);
+	assert_int_equal(pd_place(h, 3, PD_PLACE_PACK, 1024, 1), 2);
+	/* Exactly the rest fits (pack: b, the fuller). */
+	assert_int_equal(pd_place(h, 3, PD_PLACE_PACK, 512, 1), 1);
+	h[2].up = false;
+	assert_int_equal(pd_place(h, 3, PD_PLACE_SPREAD, 1024, 1), -ENOSPC);
+	/* Too many vCPUs for any host. */
+	h[0].up = h[2].up = true;
+	assert_int_equal(pd_place(h, 3, PD_PLACE_SPREAD, 64, 9), -ENOSPC);
+	/* Used beyond the limit (the limit was lowered): never chosen, no wrap. */
+	h[0].mem_used_mib = 9000;
+	h[2].vcpus_used = 100;
+	assert_int_equal(pd_place(h, 3, PD_PLACE_SPREAD, 64, 1), 1);
+	/* No hosts, a zero limit, local. */
+	assert_int_equal(pd_place(h, 0, PD_PLACE_SPREAD, 64, 1), -ENOSPC);
+	h[1].vcpu_limit = 0;
+	assert_int_equal(pd_place(h, 3, PD_PLACE_SPREAD, 64, 1), -ENOSPC);
+	assert_int_equal(pd_place(h, 3, PD_PLACE_LOCAL, 64, 1), -EINVAL);
+}
+
+static void test_names(void **unused)
+{
+	enum pd_placement p;
+
+	(void)unused;
+	assert_int_equal(pd_placement_parse("spread", &p), 0);
+	assert_int_equal(p, PD_PLACE_SPREAD);
+	assert_int_equal(pd_placement_parse("pack", &p), 0);
+	assert_int_equal(p, PD_PLACE_PACK);
+	assert_int_equal(pd_placement_parse("local", &p), 0);
+	assert_int_equal(p, PD_PLACE_LOCAL);
+	assert_int_equal(pd_placement_parse("auto", &p), -EINVAL);
+	assert_string_equal(pd_placement_name(PD_PLACE_PACK), "pack");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_spread),
+		cmocka_unit_test(test_spread_by_the_tighter_resource),
+		cmocka_unit_test(test_pack),
+		cmocka_unit_test(test_down_and_full_hosts),
+		cmocka_unit_test(test_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

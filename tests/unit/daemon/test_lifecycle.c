@@ -5,7 +5,8 @@
  * plinthd closed and opened again (running VMs adopted with the same pid, one killed
  * meanwhile settled from its exit file and restarted), stop, reboot, a plinth that
  * fails at once, delete. The integration test plinthd-vms does the same with real
- * VMs in the emulated host. */
+ * VMs in the emulated host. Run twice: the inventory in SQLite, then in PostgreSQL
+ * (a private server, tests/daemon/pg-server; the group fails without it). */
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -23,9 +24,13 @@
 #include "core.h"
 #include "log.h"
 
+#include "pg_test.h"
+
 static struct plinthd *pd;
 static char dir[64];
 static struct pd_options opts;
+static const struct store_ops *store = &store_sqlite_ops; /* the group's */
+static char db_uri[256];
 
 static int64_t now_ms(void)
 {
@@ -137,7 +142,7 @@ static void define(const char *name, const char *restart)
 static void reopen(void)
 {
 	pd_close(pd);
-	pd = pd_open(&opts, &store_sqlite_ops);
+	pd = pd_open(&opts, store);
 	assert_non_null(pd);
 }
 
@@ -239,7 +244,7 @@ static void test_lifecycle(void **unused)
 	pd = NULL;
 	assert_int_equal(kill(pa2, SIGKILL), 0);
 	usleep(300000);
-	pd = pd_open(&opts, &store_sqlite_ops);
+	pd = pd_open(&opts, store);
 	assert_non_null(pd);
 	wait_state("a", "running", 10000);
 	assert_true(pid_of("a") != pa2);
@@ -283,7 +288,7 @@ static void test_lifecycle(void **unused)
 		snprintf(boot, sizeof(boot), "%s/boot_id", dir);
 		assert_int_equal(unlink(boot), 0); /* as after a reboot: another boot id */
 	}
-	pd = pd_open(&opts, &store_sqlite_ops);
+	pd = pd_open(&opts, store);
 	assert_non_null(pd);
 	wait_state("auto", "running", 10000);
 	act("auto", "kill", NULL, 200);
@@ -319,7 +324,7 @@ static int setup(void **state)
 	opts.overcommit = 1.0;
 	opts.uid_base = 200000;
 	opts.jail = false;
-	pd = pd_open(&opts, &store_sqlite_ops);
+	pd = pd_open(&opts, store);
 	return pd ? 0 : -1;
 }
 
@@ -335,12 +340,41 @@ static int teardown(void **state)
 	return 0;
 }
 
+static int pg_group_setup(void **state)
+{
+	struct pg_test *pg = pg_test_start();
+
+	if (!pg || pg_test_new_db(pg, db_uri, sizeof(db_uri))) {
+		pg_test_stop(pg);
+		return -1; /* cmocka fails the group ("GROUP SETUP") */
+	}
+	store = &store_pg_ops;
+	opts.db = db_uri;
+	*state = pg;
+	return 0;
+}
+
+static int pg_group_teardown(void **state)
+{
+	pg_test_stop(*state);
+	store = &store_sqlite_ops;
+	opts.db = NULL;
+	return 0;
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+	const struct CMUnitTest sqlite_tests[] = {
+		{"sqlite: test_lifecycle", test_lifecycle, setup, teardown, NULL},
 	};
+	const struct CMUnitTest pg_tests[] = {
+		{"postgresql: test_lifecycle", test_lifecycle, setup, teardown, NULL},
+	};
+	int failed;
 
 	log_set_level(LOG_ERROR);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("postgresql", pg_tests, pg_group_setup,
+					      pg_group_teardown);
+	return failed ? 1 : 0;
 }

@@ -23,69 +23,27 @@
 #include "store_pg.h"
 #include "store_sqlite.h"
 
-/* The private PostgreSQL server of this program (group setup). */
-struct pg_server {
-	char dir[64];		/* its data, log and socket */
-	char port[16];
-	unsigned next_db;	/* databases made so far */
-};
+#include "pg_test.h"
 
 struct fixture {
 	const struct store_ops *so;
 	char dir[64];
 	char db[512];		/* the location given to ops->open */
-	struct pg_server *pg;	/* NULL: SQLite */
+	struct pg_test *pg;	/* NULL: SQLite */
 };
 
 /* The store under test, in every test function (they all have state). */
 #define ops (((struct fixture *)*state)->so)
 
-/* Run "CMD 'ARG'" (ARG: a path of ours), its output in out if given. */
-static int run_cmd(const char *cmd0, const char *arg, char *out, size_t size)
-{
-	char cmd[512];
-	FILE *p;
-	size_t n = 0;
-
-	snprintf(cmd, sizeof(cmd), "%s '%s'", cmd0, arg);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	if (out) {
-		n = fread(out, 1, size - 1, p);
-		out[n] = '\0';
-	}
-	return pclose(p);
-}
-
 static int pg_group_setup(void **state)
 {
-	struct pg_server *pg = calloc(1, sizeof(*pg));
-	char out[256], dir[64];
-
-	snprintf(pg->dir, sizeof(pg->dir), "/tmp/plinthd-pg.XXXXXX");
-	if (!mkdtemp(pg->dir))
-		return -1;
-	if (run_cmd(PG_SERVER " start", pg->dir, out, sizeof(out)) ||
-	    sscanf(out, "%63s %15s", dir, pg->port) != 2) {
-		/* cmocka fails the group ("GROUP SETUP"); this says why. */
-		fprintf(stderr, "# no PostgreSQL server for the store tests: the PostgreSQL "
-				"group fails (see the line above)\n");
-		return -1;
-	}
-	*state = pg;
-	return 0;
+	*state = pg_test_start();
+	return *state ? 0 : -1; /* cmocka fails the group ("GROUP SETUP") */
 }
 
 static int pg_group_teardown(void **state)
 {
-	struct pg_server *pg = *state;
-
-	if (!pg)
-		return 0;
-	run_cmd(PG_SERVER " stop", pg->dir, NULL, 0);
-	run_cmd("rm -rf", pg->dir, NULL, 0);
-	free(pg);
+	pg_test_stop(*state);
 	return 0;
 }
 
@@ -107,7 +65,7 @@ static void pg_raw_exec(PGconn *c, const char *sql, bool ok)
 	assert_int_equal(s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK, ok);
 }
 
-static int setup_common(void **state, struct pg_server *pg)
+static int setup_common(void **state, struct pg_test *pg)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
@@ -119,19 +77,8 @@ static int setup_common(void **state, struct pg_server *pg)
 		f->so = &store_sqlite_ops;
 		snprintf(f->db, sizeof(f->db), "%s/inventory.db", f->dir);
 	} else {
-		char admin[256], sql[64];
-		PGconn *c;
-
 		f->so = &store_pg_ops;
-		snprintf(admin, sizeof(admin), "postgresql:///postgres?host=%s&port=%s&user=plinth",
-			 pg->dir, pg->port);
-		c = PQconnectdb(admin);
-		assert_int_equal(PQstatus(c), CONNECTION_OK);
-		snprintf(sql, sizeof(sql), "CREATE DATABASE t%u", ++pg->next_db);
-		pg_raw_exec(c, sql, true);
-		PQfinish(c);
-		snprintf(f->db, sizeof(f->db), "postgresql:///t%u?host=%s&port=%s&user=plinth",
-			 pg->next_db, pg->dir, pg->port);
+		assert_int_equal(pg_test_new_db(pg, f->db, sizeof(f->db)), 0);
 		assert_ptr_equal(store_ops_for(f->db), &store_pg_ops);
 	}
 	*state = f;
@@ -153,7 +100,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	assert_int_equal(run_cmd("rm -rf", f->dir, NULL, 0), 0);
+	assert_int_equal(pg_test_run("rm -rf", f->dir, NULL, 0), 0);
 	free(f);
 	return 0;
 }

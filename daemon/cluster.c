@@ -37,6 +37,7 @@ struct pd_cluster {
 	pthread_cond_t wake;
 	bool quit;
 	bool leading;			/* granted at the last claim */
+	bool announced;			/* leading, as last logged (the cluster thread's) */
 	int64_t term;
 	int64_t lead_until_ms;		/* monotonic: t0 of that claim + PD_LEASE_MS */
 };
@@ -78,13 +79,12 @@ static void heartbeat(struct pd_cluster *c)
 static void claim(struct pd_cluster *c)
 {
 	struct store_leader l;
-	int64_t t0 = pd_mono_ms();
+	int64_t t0 = pd_mono_ms(), term;
 	int ret = c->ops->leader_claim(c->st, c->self.name, PD_LEASE_MS, &l);
 	bool granted = !ret && !strcmp(l.host, c->self.name) && l.expires_in_ms > 0;
-	bool was;
+	bool now;
 
 	pthread_mutex_lock(&c->lock);
-	was = c->leading && pd_mono_ms() < c->lead_until_ms;
 	if (granted) {
 		c->leading = true;
 		c->lead_until_ms = t0 + PD_LEASE_MS;
@@ -92,14 +92,18 @@ static void claim(struct pd_cluster *c)
 	} else if (!ret) {
 		c->leading = false; /* someone else holds it */
 	} /* else: unknown; lead_until_ms runs out on its own */
+	now = c->leading && pd_mono_ms() < c->lead_until_ms;
+	term = c->term;
 	pthread_mutex_unlock(&c->lock);
-	if (granted && !was) {
-		log_info("cluster: %s leads (term %lld)", c->self.name, (long long)l.term);
-		cluster_event(c, "cluster.leader", "leads the cluster (term %lld)",
-			      (long long)l.term);
-	} else if (!granted && was) {
+	if (now == c->announced)
+		return;
+	c->announced = now;
+	if (now) {
+		log_info("cluster: %s leads (term %lld)", c->self.name, (long long)term);
+		cluster_event(c, "cluster.leader", "leads the cluster (term %lld)", (long long)term);
+	} else {
 		log_info("cluster: %s no longer leads (%s)", c->self.name,
-			 ret ? "the inventory did not answer" : l.host);
+			 ret ? "its lease ran out: the inventory did not answer" : l.host);
 	}
 }
 

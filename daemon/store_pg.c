@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "schema.h"
 #include "store.h"
 
@@ -33,6 +34,8 @@
 struct store {
 	PGconn *conn;
 	bool in_tx; /* between begin() and commit()/rollback(): never reset the connection */
+	bool lost;  /* a statement failed for want of the server: reset before the next */
+	struct ratelimit down_log; /* "reconnecting" lines while the server is away */
 };
 
 /* Text parameters of one statement (numbers printed into num). */
@@ -54,14 +57,14 @@ static void p_i64(struct params *p, int64_t v)
 	p->n++;
 }
 
-/* libpq's message without its trailing newline, for one log line. */
+/* One log line: what (a statement: its first 48 bytes) and libpq's message up to its
+ * first newline (the rest is hints). */
 static void log_pg(const char *what, const char *msg)
 {
-	size_t len = strlen(msg);
+	int len = (int)strcspn(msg, "\n");
 
-	while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-		len--;
-	log_error("inventory (PostgreSQL): %s: %.*s", what, (int)len, msg);
+	log_error("inventory (PostgreSQL): %.48s%s: %.*s", what, strlen(what) > 48 ? "..." : "",
+		  len, msg);
 }
 
 static void quiet_notice(void *arg, const char *msg)
@@ -70,9 +73,11 @@ static void quiet_notice(void *arg, const char *msg)
 	(void)msg; /* "relation already exists, skipping" and the like */
 }
 
-/* A result's status as 0, -EEXIST (unique violation) or -EIO (logged); clears res on
- * failure. */
-static int result_ok(PGresult *res, const char *what)
+/* A result of conn's as 0, -EEXIST (unique violation) or -EIO (logged); clears res on
+ * failure. res NULL: libpq could not send the statement (conn says why). *lost (may be
+ * NULL) is set when the server went away: no SQLSTATE (libpq's own error: it says
+ * CONNECTION_OK until the next statement), class 08 (connection) or 57P (shutdown). */
+static int result_ok(PGconn *conn, PGresult *res, const char *what, bool *lost)
 {
 	ExecStatusType s = PQresultStatus(res);
 	const char *state;
@@ -80,11 +85,13 @@ static int result_ok(PGresult *res, const char *what)
 	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
 		return 0;
 	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (lost)
+		*lost = !state || !strncmp(state, "08", 2) || !strncmp(state, "57P", 3);
 	if (state && !strcmp(state, "23505")) {
 		PQclear(res);
 		return -EEXIST;
 	}
-	log_pg(what, res ? PQresultErrorMessage(res) : "out of memory");
+	log_pg(what, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
 	PQclear(res);
 	return -EIO;
 }
@@ -93,7 +100,7 @@ static int result_ok(PGresult *res, const char *what)
 static int conn_exec(PGconn *c, const char *sql)
 {
 	PGresult *res = PQexec(c, sql);
-	int ret = result_ok(res, sql);
+	int ret = result_ok(c, res, sql, NULL);
 
 	if (!ret)
 		PQclear(res);
@@ -103,13 +110,17 @@ static int conn_exec(PGconn *c, const char *sql)
 /* Outside a transaction, make a broken connection whole again. */
 static int reconnect(struct store *st)
 {
-	if (PQstatus(st->conn) == CONNECTION_OK || st->in_tx)
+	if ((PQstatus(st->conn) == CONNECTION_OK && !st->lost) || st->in_tx)
 		return 0;
 	PQreset(st->conn);
 	if (PQstatus(st->conn) != CONNECTION_OK) {
-		log_pg("reconnecting", PQerrorMessage(st->conn));
+		const char *msg = PQerrorMessage(st->conn);
+
+		log_limited(&st->down_log, LOG_ERROR, "inventory (PostgreSQL): reconnecting: %.*s",
+			    (int)strcspn(msg, "\n"), msg);
 		return -EIO;
 	}
+	st->lost = false;
 	log_info("inventory (PostgreSQL): reconnected");
 	return 0;
 }
@@ -123,7 +134,7 @@ static PGresult *query(struct store *st, const char *sql, const struct params *p
 	if (*ret)
 		return NULL;
 	res = PQexecParams(st->conn, sql, p ? p->n : 0, NULL, p ? p->v : NULL, NULL, NULL, 0);
-	*ret = result_ok(res, sql);
+	*ret = result_ok(st->conn, res, sql, &st->lost);
 	return *ret ? NULL : res;
 }
 
@@ -231,7 +242,7 @@ static int get_one(struct store *st, const char *sql, const struct params *p,
 static int read_version(PGconn *c, int *v)
 {
 	PGresult *res = PQexec(c, "SELECT version FROM plinth_schema");
-	int ret = result_ok(res, "reading the schema version");
+	int ret = result_ok(c, res, "reading the schema version", NULL);
 
 	if (ret)
 		return ret;
@@ -319,6 +330,7 @@ static struct store *pg_open(const char *location)
 		log_error("inventory: out of memory");
 		return NULL;
 	}
+	ratelimit_init(&st->down_log, 2, 10000);
 	st->conn = PQconnectdbParams(keys, vals, 1);
 	if (!st->conn || PQstatus(st->conn) != CONNECTION_OK) {
 		/* The location may hold a password: libpq's message names the server. */

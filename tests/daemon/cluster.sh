@@ -12,6 +12,8 @@
 #     PD_HEARTBEAT_MS (4 + 1 s) + 1 s, the term grows, and no two plinthd believe
 #     they lead at the same moment (sampled every 0.1 s); the figures are printed;
 #   - the dead host is shown down, and up again when it comes back;
+#   - PostgreSQL stopped for 8 s: every plinthd keeps running and nobody leads (no
+#     lease can be renewed); started again: every host heartbeats, one leads;
 #   - SQLite: one host, leading; its VMs follow a renamed host.
 # About 45 s (most of it the three takeovers and a wait for "down").
 set -u
@@ -214,6 +216,26 @@ for round in 1 2 3; do
 done
 check "never two plinthd believing they lead at once (sampled during takeovers)" test $two = 0
 echo "# leader takeover after SIGKILL (ms): ${figures[*]}"
+
+# The database goes away for 8 s and comes back.
+"$top/tests/daemon/pg-server" stop "$PG"
+sleep 8
+check "database down: every plinthd still runs" test "$(alive | wc -l)" = 3
+check "database down: nobody believes it leads (no lease renewed for 4 s)" test "$(believers)" = 0
+check "database down: the API says so in one line" \
+	sh -c "$B/plinth host list --state-dir $T/h1 2>&1 | grep -c 'inventory error' | grep -qx 1"
+t0=$(date +%s%3N)
+"$top/tests/daemon/pg-server" start "$PG" >/dev/null || fail "PostgreSQL started again"
+back=""
+for _ in $(seq 100); do
+	back=$(cl h1 host list 2>/dev/null | awk '$2 == "up"' | wc -l)
+	[ "$back" = 3 ] && [ -n "$(leader_of h1)" ] && [ "$(believers)" = 1 ] && break
+	sleep 0.2
+done
+ms=$(($(date +%s%3N) - t0))
+echo "# database back: $back hosts up and $(leader_of h1) leading $ms ms after its start began"
+check "database back: every host heartbeats and one leads within 10 s ($ms ms)" \
+	test "$back" = 3 -a -n "$(leader_of h1)" -a "$ms" -le 10000
 
 # SQLite: the same code with one host, which leads; its VMs follow a renamed host.
 start_host solo || fail "plinthd on SQLite started"

@@ -208,6 +208,8 @@ static json_t *task_json(const struct store_task *t)
 		json_object_set_new(o, "finished_ms", json_integer(t->finished_ms));
 	if (o && t->error[0])
 		json_object_set_new(o, "error", json_string(t->error));
+	if (o && t->host[0])
+		json_object_set_new(o, "host", json_string(t->host));
 	return o;
 }
 
@@ -403,6 +405,7 @@ static void task_start(struct plinthd *pd, const char *kind, const char *src,
 	snprintf(st.kind, sizeof(st.kind), "%s", kind);
 	snprintf(st.object, sizeof(st.object), "%s", dst_name);
 	snprintf(st.state, sizeof(st.state), "running");
+	snprintf(st.host, sizeof(st.host), "%s", pd->host);
 	st.created_ms = pd_now_ms();
 	if (pd->ops->task_insert(pd->st, &st)) {
 		pd_reply_error(r, 500, "inventory error creating a task");
@@ -582,28 +585,46 @@ static void adopt_file(struct plinthd *pd, const char *name)
 	}
 }
 
+/* Is image name (len bytes) being made by a running task of a host other than self? */
+static bool task_elsewhere(const char *self, const struct store_task *ts, size_t n,
+			   const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(ts[i].state, "running") && ts[i].host[0] && strcmp(ts[i].host, self) &&
+		    strlen(ts[i].object) == len && !strncmp(ts[i].object, name, len))
+			return true;
+	return false;
+}
+
 int pd_images_init(struct plinthd *pd)
 {
-	struct store_task *ts;
+	struct store_task *ts = NULL;
 	struct dirent *de;
-	size_t n, i;
+	size_t n = 0, i;
 	DIR *d;
 
 	if (mkdir(pd->pool, 0700) < 0 && errno != EEXIST) {
 		log_error("%s: %s", pd->pool, strerror(errno));
 		return -errno;
 	}
-	/* Tasks cut short by a restart: their partial files go below. */
-	if (!pd->ops->task_list(pd->st, &ts, &n)) {
-		for (i = 0; i < n; i++)
-			if (!strcmp(ts[i].state, "running"))
-				task_record(pd, ts[i].id, "failed", ts[i].done_bytes,
-					    ts[i].total_bytes, "interrupted by a plinthd restart");
-		free(ts);
-	}
+	/* This host's tasks cut short by a restart: their partial files go below. Another
+	 * host's (a shared inventory and pool) are its own. */
+	if (pd->ops->task_list(pd->st, &ts, &n))
+		n = 0;
+	for (i = 0; i < n; i++)
+		if (!strcmp(ts[i].state, "running") &&
+		    (!ts[i].host[0] || !strcmp(ts[i].host, pd->host)))
+			task_record(pd, ts[i].id, "failed", ts[i].done_bytes, ts[i].total_bytes,
+				    "interrupted by a plinthd restart");
 	d = opendir(pd->pool);
-	if (!d)
-		return -errno;
+	if (!d) {
+		int err = -errno;
+
+		free(ts);
+		return err;
+	}
 	while ((de = readdir(d))) {
 		const char *nm = de->d_name;
 		struct store_image img;
@@ -614,6 +635,8 @@ int pd_images_init(struct plinthd *pd)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", pd->pool, nm);
 		if (nm[0] == '.' && len > 9 && !strcmp(nm + len - 8, ".partial")) {
+			if (task_elsewhere(pd->host, ts, n, nm + 1, len - 9))
+				continue; /* another host is making it */
 			log_info("pool: removing %s (cut short)", path);
 			unlink(path);
 			continue;
@@ -635,5 +658,6 @@ int pd_images_init(struct plinthd *pd)
 			adopt_file(pd, nm);
 	}
 	closedir(d);
+	free(ts);
 	return 0;
 }

@@ -8,8 +8,9 @@
  *   2  tasks, events (+ index on events.object)
  *   3  networks
  *   4  tokens (API tokens of the TCP listener: name, SHA-256 of the secret, role)
- *   5  cluster: vms.host and vms.epoch (owner and ownership epoch), hosts
- *      (members and heartbeats), leader (the one-row leader lease)
+ *   5  cluster: vms.host and vms.epoch (owner and ownership epoch), tasks.host
+ *      (the host running it), hosts (members and heartbeats), leader (the
+ *      one-row leader lease)
  *
  * Types: BIGINT is SQLite's INTEGER (its affinity), so the 64-bit columns read the
  * same in both; steps 1-4 were first written for SQLite with INTEGER, which is the
@@ -79,6 +80,7 @@ static const char *const steps[] = {
 	/* 5 */
 	"ALTER TABLE vms ADD COLUMN host TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE vms ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;"
+	"ALTER TABLE tasks ADD COLUMN host TEXT NOT NULL DEFAULT '';"
 	"CREATE TABLE hosts ("
 	" id @ID@,"
 	" name TEXT NOT NULL UNIQUE,"

@@ -86,6 +86,7 @@ struct store_task {
 	uint64_t done_bytes, total_bytes;
 	char error[STORE_REASON_MAX];	/* why it failed, "" otherwise */
 	int64_t created_ms, finished_ms;
+	char host[STORE_NAME_MAX];	/* the host running it ("" before schema 5) */
 };
 
 struct store_event {

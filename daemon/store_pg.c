@@ -713,7 +713,7 @@ static int pg_token_list(struct store *st, struct store_token **out, size_t *n)
 
 #define TASK_COLS                                                                          \
 	"id, kind, object, state, percent, done_bytes, total_bytes, error, created_ms, "  \
-	"finished_ms"
+	"finished_ms, host"
 
 static int read_task(PGresult *r, int row, void *elem)
 {
@@ -729,6 +729,7 @@ static int read_task(PGresult *r, int row, void *elem)
 	col_text(r, row, 7, t->error, sizeof(t->error));
 	t->created_ms = col_i64(r, row, 8);
 	t->finished_ms = col_i64(r, row, 9);
+	col_text(r, row, 10, t->host, sizeof(t->host));
 	return 0;
 }
 
@@ -743,6 +744,7 @@ static void task_params(struct params *p, const struct store_task *t)
 	p_text(p, t->error);
 	p_i64(p, t->created_ms);
 	p_i64(p, t->finished_ms);
+	p_text(p, t->host);
 }
 
 static int pg_task_insert(struct store *st, struct store_task *t)
@@ -751,8 +753,8 @@ static int pg_task_insert(struct store *st, struct store_task *t)
 
 	task_params(&p, t);
 	return insert(st, "INSERT INTO tasks (kind, object, state, percent, done_bytes, "
-			  "total_bytes, error, created_ms, finished_ms) "
-			  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+			  "total_bytes, error, created_ms, finished_ms, host) "
+			  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
 		      &p, &t->id);
 }
 
@@ -764,7 +766,7 @@ static int pg_task_update(struct store *st, const struct store_task *t)
 	p_i64(&p, t->id);
 	return command(st, "UPDATE tasks SET kind = $1, object = $2, state = $3, percent = $4, "
 			   "done_bytes = $5, total_bytes = $6, error = $7, created_ms = $8, "
-			   "finished_ms = $9 WHERE id = $10",
+			   "finished_ms = $9, host = $10 WHERE id = $11",
 		       &p, true);
 }
 

@@ -653,7 +653,7 @@ static int sq_token_list(struct store *st, struct store_token **out, size_t *n)
 
 #define TASK_COLS                                                                                  \
 	"id, kind, object, state, percent, done_bytes, total_bytes, error, created_ms, "          \
-	"finished_ms"
+	"finished_ms, host"
 
 static int read_task(sqlite3_stmt *s, void *elem)
 {
@@ -669,6 +669,7 @@ static int read_task(sqlite3_stmt *s, void *elem)
 	text(s, 7, t->error, sizeof(t->error));
 	t->created_ms = sqlite3_column_int64(s, 8);
 	t->finished_ms = sqlite3_column_int64(s, 9);
+	text(s, 10, t->host, sizeof(t->host));
 	return 0;
 }
 
@@ -683,13 +684,14 @@ static void bind_task(sqlite3_stmt *s, const struct store_task *t)
 	bind_text(s, 7, t->error);
 	sqlite3_bind_int64(s, 8, t->created_ms);
 	sqlite3_bind_int64(s, 9, t->finished_ms);
+	bind_text(s, 10, t->host);
 }
 
 static int sq_task_insert(struct store *st, struct store_task *t)
 {
 	sqlite3_stmt *s = prepare(st, "INSERT INTO tasks (kind, object, state, percent, "
-				      "done_bytes, total_bytes, error, created_ms, finished_ms) "
-				      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+				      "done_bytes, total_bytes, error, created_ms, finished_ms, "
+				      "host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 	if (s)
 		bind_task(s, t);
 	return insert(st, s, &t->id);
@@ -699,12 +701,12 @@ static int sq_task_update(struct store *st, const struct store_task *t)
 {
 	sqlite3_stmt *s = prepare(st, "UPDATE tasks SET kind = ?, object = ?, state = ?, "
 				      "percent = ?, done_bytes = ?, total_bytes = ?, error = ?, "
-				      "created_ms = ?, finished_ms = ? WHERE id = ?");
+				      "created_ms = ?, finished_ms = ?, host = ? WHERE id = ?");
 
 	if (!s)
 		return -EIO;
 	bind_task(s, t);
-	sqlite3_bind_int64(s, 10, t->id);
+	sqlite3_bind_int64(s, 11, t->id);
 	return step_done(st, s, true);
 }
 

@@ -14,6 +14,8 @@
 #   - the dead host is shown down, and up again when it comes back;
 #   - PostgreSQL stopped for 8 s: every plinthd keeps running and nobody leads (no
 #     lease can be renewed); started again: every host heartbeats, one leads;
+#   - a task in progress belongs to its host: another host's restart leaves it
+#     running, its own host's restart fails it;
 #   - SQLite: one host, leading; its VMs follow a renamed host.
 # About 45 s (most of it the three takeovers and a wait for "down").
 set -u
@@ -236,6 +238,19 @@ ms=$(($(date +%s%3N) - t0))
 echo "# database back: $back hosts up and $(leader_of h1) leading $ms ms after its start began"
 check "database back: every host heartbeats and one leads within 10 s ($ms ms)" \
 	test "$back" = 3 -a -n "$(leader_of h1)" -a "$ms" -le 10000
+
+# Tasks belong to their host: h2 "runs" an import (a row as h2 would write it).
+psql -q "$DB" -c "INSERT INTO tasks (kind, object, state, created_ms, host) VALUES
+	('import', 'img9', 'running', 1, 'h2')" || fail "a task row inserted"
+restart() {
+	kill -TERM "${PID[$1]}"; wait "${PID[$1]}" 2>/dev/null; unset "PID[$1]"
+	start_host "$1" || fail "plinthd $1 started again"
+}
+task9() { psql -tA "$DB" -c "SELECT state FROM tasks WHERE object = 'img9'"; }
+restart h1
+check "another host's restart leaves a host's task running" test "$(task9)" = running
+restart h2
+check "its own host's restart fails it (interrupted)" test "$(task9)" = failed
 
 # SQLite: the same code with one host, which leads; its VMs follow a renamed host.
 start_host solo || fail "plinthd on SQLite started"

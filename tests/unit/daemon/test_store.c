@@ -372,6 +372,7 @@ static void test_images_tasks_events(void **state)
 
 	snprintf(t.kind, sizeof(t.kind), "clone");
 	snprintf(t.state, sizeof(t.state), "running");
+	snprintf(t.host, sizeof(t.host), "h7");
 	assert_int_equal(ops->task_insert(st, &t), 0);
 	t.percent = 50;
 	t.done_bytes = 5;
@@ -381,6 +382,7 @@ static void test_images_tasks_events(void **state)
 	assert_int_equal(ops->task_get(st, t.id, &tg), 0);
 	assert_int_equal(tg.percent, 50);
 	assert_string_equal(tg.state, "done");
+	assert_string_equal(tg.host, "h7");
 	assert_int_equal(ops->task_get(st, t.id + 100, &tg), -ENOENT);
 
 	for (i = 0; i < 5; i++) {

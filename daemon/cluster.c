@@ -30,16 +30,16 @@
 
 struct pd_cluster {
 	const struct store_ops *ops;
-	struct store *st;		/* the thread's own connection */
-	struct store_host self;		/* what is registered */
+	struct store *st;	/* the thread's own connection */
+	struct store_host self; /* what is registered */
 	pthread_t thread;
-	pthread_mutex_t lock;		/* the fields below */
+	pthread_mutex_t lock; /* the fields below */
 	pthread_cond_t wake;
 	bool quit;
-	bool leading;			/* granted at the last claim */
-	bool announced;			/* leading, as last logged (the cluster thread's) */
+	bool leading;	/* granted at the last claim */
+	bool announced; /* leading, as last logged (the cluster thread's) */
 	int64_t term;
-	int64_t lead_until_ms;		/* monotonic: t0 of that claim + PD_LEASE_MS */
+	int64_t lead_until_ms; /* monotonic: t0 of that claim + PD_LEASE_MS */
 };
 
 static void cluster_event(struct pd_cluster *c, const char *action, const char *fmt, ...)
@@ -91,7 +91,8 @@ static void claim(struct pd_cluster *c)
 		c->term = l.term;
 	} else if (!ret) {
 		c->leading = false; /* someone else holds it */
-	} /* else: unknown; lead_until_ms runs out on its own */
+	}
+	/* On an error: unknown; lead_until_ms runs out on its own. */
 	now = c->leading && pd_mono_ms() < c->lead_until_ms;
 	term = c->term;
 	pthread_mutex_unlock(&c->lock);
@@ -100,7 +101,8 @@ static void claim(struct pd_cluster *c)
 	c->announced = now;
 	if (now) {
 		log_info("cluster: %s leads (term %lld)", c->self.name, (long long)term);
-		cluster_event(c, "cluster.leader", "leads the cluster (term %lld)", (long long)term);
+		cluster_event(c, "cluster.leader", "leads the cluster (term %lld)",
+			      (long long)term);
 	} else {
 		log_info("cluster: %s no longer leads (%s)", c->self.name,
 			 ret ? "its lease ran out: the inventory did not answer" : l.host);
@@ -334,6 +336,7 @@ void pd_host_list(struct plinthd *pd, struct pd_reply *r)
 	}
 	free(hosts);
 	r->status = 200;
-	r->body = json_pack("{s:o, s:{s:s, s:I, s:I}}", "hosts", arr, "leader", "host", l.host,
-			    "term", (json_int_t)l.term, "expires_in_ms", (json_int_t)l.expires_in_ms);
+	r->body =
+		json_pack("{s:o, s:{s:s, s:I, s:I}}", "hosts", arr, "leader", "host", l.host,
+			  "term", (json_int_t)l.term, "expires_in_ms", (json_int_t)l.expires_in_ms);
 }

@@ -17,11 +17,13 @@
 
 #include "plinthd.h"
 
-#define PD_HEARTBEAT_MS 1000 /* heartbeat and lease claim period */
-#define PD_LEASE_MS	4000 /* the leader lease: a dead leader is replaced within
-			      * PD_LEASE_MS + PD_HEARTBEAT_MS */
-#define PD_HOST_DOWN_MS 5000 /* host list: "down" past this heartbeat age (display
-			      * only: declaring a host dead is the leader's, later) */
+/* The heartbeat and lease claim period. */
+#define PD_HEARTBEAT_MS 1000
+/* The leader lease: a dead leader is replaced within PD_LEASE_MS + PD_HEARTBEAT_MS. */
+#define PD_LEASE_MS 4000
+/* Host list: "down" past this heartbeat age (display only: declaring a host dead is
+ * the leader's, later). */
+#define PD_HOST_DOWN_MS 5000
 
 struct pd_cluster;
 

@@ -22,8 +22,8 @@ static int64_t load_after(const struct pd_place_host *h, uint64_t mem, uint64_t 
 	return (int64_t)(m > c ? m : c);
 }
 
-int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy,
-	     uint64_t mem_mib, unsigned vcpus)
+int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy, uint64_t mem_mib,
+	     unsigned vcpus)
 {
 	int64_t best_load = 0, load;
 	int best = -ENOSPC;

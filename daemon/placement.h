@@ -23,17 +23,17 @@ enum pd_placement { PD_PLACE_LOCAL, PD_PLACE_SPREAD, PD_PLACE_PACK };
 
 struct pd_place_host {
 	const char *name;
-	bool up;			/* heartbeat recent enough */
-	uint64_t mem_limit_mib;		/* MemTotal x overcommit */
-	uint64_t vcpu_limit;		/* CPUs x PD_VCPUS_PER_CPU */
-	uint64_t mem_used_mib;		/* memory of the VMs it owns */
-	uint64_t vcpus_used;		/* vCPUs of the VMs it owns */
+	bool up;		/* heartbeat recent enough */
+	uint64_t mem_limit_mib; /* MemTotal x overcommit */
+	uint64_t vcpu_limit;	/* CPUs x PD_VCPUS_PER_CPU */
+	uint64_t mem_used_mib;	/* memory of the VMs it owns */
+	uint64_t vcpus_used;	/* vCPUs of the VMs it owns */
 };
 
 /* The index of the chosen host among h[0..n-1] for a VM of mem_mib and vcpus, or
  * -ENOSPC if none fits (-EINVAL for PD_PLACE_LOCAL: the caller's own host). */
-int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy,
-	     uint64_t mem_mib, unsigned vcpus);
+int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy, uint64_t mem_mib,
+	     unsigned vcpus);
 
 /* "local", "spread", "pack" -> *out; -EINVAL for anything else. */
 int pd_placement_parse(const char *s, enum pd_placement *out);

@@ -138,8 +138,8 @@ char *store_schema_step(int step, enum store_dialect d)
 
 const struct store_ops *store_ops_for(const char *location)
 {
-	if (location && (!strncmp(location, "postgresql://", 13) ||
-			 !strncmp(location, "postgres://", 11)))
+	if (location &&
+	    (!strncmp(location, "postgresql://", 13) || !strncmp(location, "postgres://", 11)))
 		return &store_pg_ops;
 	return NULL;
 }

@@ -29,7 +29,7 @@
 /* The advisory lock taken by every schema change ("plinth" in ASCII; placement's is
  * the next number). */
 #define SCHEMA_LOCK "SELECT pg_advisory_xact_lock(123865463566440)"
-#define PARAMS_MAX 12
+#define PARAMS_MAX  12
 
 struct store {
 	PGconn *conn;
@@ -224,8 +224,8 @@ static int rows_plain(struct store *st, const char *sql, const struct params *p,
 }
 
 /* The first row into elem; -ENOENT when none. */
-static int get_one(struct store *st, const char *sql, const struct params *p,
-		   read_row_fn read_row, void *elem)
+static int get_one(struct store *st, const char *sql, const struct params *p, read_row_fn read_row,
+		   void *elem)
 {
 	int ret;
 	PGresult *res = query(st, sql, p, &ret);
@@ -247,7 +247,8 @@ static int read_version(PGconn *c, int *v)
 	if (ret)
 		return ret;
 	if (PQntuples(res) != 1) {
-		log_error("inventory (PostgreSQL): plinth_schema has %d rows, not 1", PQntuples(res));
+		log_error("inventory (PostgreSQL): plinth_schema has %d rows, not 1",
+			  PQntuples(res));
 		ret = -EIO;
 	} else {
 		*v = atoi(PQgetvalue(res, 0, 0));
@@ -264,10 +265,9 @@ int store_pg_migrate(PGconn *c, int target)
 	/* The version table itself, created once under the lock. */
 	ret = conn_exec(c, "BEGIN");
 	if (!ret)
-		ret = conn_exec(c, SCHEMA_LOCK ";"
-				   "CREATE TABLE IF NOT EXISTS plinth_schema (version INTEGER NOT NULL);"
-				   "INSERT INTO plinth_schema SELECT 0 WHERE NOT EXISTS "
-				   "(SELECT 1 FROM plinth_schema)");
+		ret = conn_exec(c, SCHEMA_LOCK "; CREATE TABLE IF NOT EXISTS plinth_schema "
+					       "(version INTEGER NOT NULL); INSERT INTO plinth_schema "
+					       "SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM plinth_schema)");
 	if (!ret)
 		ret = conn_exec(c, "COMMIT");
 	if (ret)
@@ -278,13 +278,15 @@ int store_pg_migrate(PGconn *c, int target)
 		ret = conn_exec(c, "BEGIN");
 		if (!ret)
 			ret = conn_exec(c, SCHEMA_LOCK);
+		/* Under the lock: another plinthd may have moved it. */
 		if (!ret)
-			ret = read_version(c, &v); /* under the lock: another plinthd may have moved it */
+			ret = read_version(c, &v);
 		if (ret)
 			goto out_rollback;
 		if (v > store_schema_latest()) {
-			log_error("inventory: schema version %d is newer than this plinthd knows (%d); "
-				  "refusing to touch it", v, store_schema_latest());
+			log_error("inventory: schema version %d is newer than this plinthd "
+				  "knows (%d); refusing to touch it",
+				  v, store_schema_latest());
 			ret = -EPROTO;
 			goto out_rollback;
 		}
@@ -319,10 +321,9 @@ out_rollback:
 static struct store *pg_open(const char *location)
 {
 	/* Defaults first: the location's own parameters override them. */
-	static const char *const keys[] = {"connect_timeout",  "tcp_user_timeout",
-					   "keepalives_idle",  "keepalives_interval",
-					   "keepalives_count", "application_name",
-					   "dbname",	       NULL};
+	static const char *const keys[] = {
+		"connect_timeout",  "tcp_user_timeout", "keepalives_idle", "keepalives_interval",
+		"keepalives_count", "application_name", "dbname",	   NULL};
 	const char *vals[] = {"5", "10000", "5", "2", "3", "plinthd", location, NULL};
 	struct store *st = calloc(1, sizeof(*st));
 
@@ -430,8 +431,9 @@ static int pg_vm_insert(struct store *st, struct store_vm *vm)
 	vm_params(&p, vm);
 	p_text(&p, vm->host);
 	p_i64(&p, vm->epoch);
-	return insert(st, "INSERT INTO vms (uuid, name, spec, state, pid, reason, updated_ms, host, "
-			  "epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+	return insert(st,
+		      "INSERT INTO vms (uuid, name, spec, state, pid, reason, updated_ms, host, "
+		      "epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
 		      &p, &vm->id);
 }
 
@@ -460,8 +462,9 @@ static int pg_vm_update(struct store *st, const struct store_vm *vm)
 	vm_params(&p, vm);
 	p_i64(&p, vm->id);
 	p_i64(&p, vm->epoch);
-	ret = command(st, "UPDATE vms SET uuid = $1, name = $2, spec = $3, state = $4, pid = $5, "
-			  "reason = $6, updated_ms = $7 WHERE id = $8 AND epoch = $9",
+	ret = command(st,
+		      "UPDATE vms SET uuid = $1, name = $2, spec = $3, state = $4, pid = $5, "
+		      "reason = $6, updated_ms = $7 WHERE id = $8 AND epoch = $9",
 		      &p, true);
 	return ret == -ENOENT ? gone_or_stale(st, vm->id) : ret;
 }
@@ -474,7 +477,8 @@ static int pg_vm_set_owner(struct store *st, int64_t id, const char *host, int64
 	p_text(&p, host);
 	p_i64(&p, id);
 	p_i64(&p, epoch);
-	ret = command(st, "UPDATE vms SET host = $1, epoch = epoch + 1 WHERE id = $2 AND epoch = $3",
+	ret = command(st,
+		      "UPDATE vms SET host = $1, epoch = epoch + 1 WHERE id = $2 AND epoch = $3",
 		      &p, true);
 	return ret == -ENOENT ? gone_or_stale(st, id) : ret;
 }
@@ -547,8 +551,9 @@ static int pg_image_insert(struct store *st, struct store_image *img)
 	struct params p = {0};
 
 	image_params(&p, img);
-	return insert(st, "INSERT INTO images (name, format, size, backing, is_template, "
-			  "created_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+	return insert(st,
+		      "INSERT INTO images (name, format, size, backing, is_template, "
+		      "created_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
 		      &p, &img->id);
 }
 
@@ -558,8 +563,9 @@ static int pg_image_update(struct store *st, const struct store_image *img)
 
 	image_params(&p, img);
 	p_i64(&p, img->id);
-	return command(st, "UPDATE images SET name = $1, format = $2, size = $3, backing = $4, "
-			   "is_template = $5, created_ms = $6 WHERE id = $7",
+	return command(st,
+		       "UPDATE images SET name = $1, format = $2, size = $3, backing = $4, "
+		       "is_template = $5, created_ms = $6 WHERE id = $7",
 		       &p, true);
 }
 
@@ -613,8 +619,9 @@ static int pg_network_insert(struct store *st, struct store_network *net)
 	struct params p = {0};
 
 	network_params(&p, net);
-	return insert(st, "INSERT INTO networks (name, bridge, cidr, created_ms) "
-			  "VALUES ($1, $2, $3, $4) RETURNING id",
+	return insert(st,
+		      "INSERT INTO networks (name, bridge, cidr, created_ms) "
+		      "VALUES ($1, $2, $3, $4) RETURNING id",
 		      &p, &net->id);
 }
 
@@ -624,8 +631,9 @@ static int pg_network_update(struct store *st, const struct store_network *net)
 
 	network_params(&p, net);
 	p_i64(&p, net->id);
-	return command(st, "UPDATE networks SET name = $1, bridge = $2, cidr = $3, "
-			   "created_ms = $4 WHERE id = $5",
+	return command(st,
+		       "UPDATE networks SET name = $1, bridge = $2, cidr = $3, "
+		       "created_ms = $4 WHERE id = $5",
 		       &p, true);
 }
 
@@ -674,8 +682,9 @@ static int pg_token_insert(struct store *st, struct store_token *t)
 	p_text(&p, t->hash);
 	p_text(&p, t->role);
 	p_i64(&p, t->created_ms);
-	return insert(st, "INSERT INTO tokens (name, hash, role, created_ms) "
-			  "VALUES ($1, $2, $3, $4) RETURNING id",
+	return insert(st,
+		      "INSERT INTO tokens (name, hash, role, created_ms) "
+		      "VALUES ($1, $2, $3, $4) RETURNING id",
 		      &p, &t->id);
 }
 
@@ -711,8 +720,8 @@ static int pg_token_list(struct store *st, struct store_token **out, size_t *n)
 
 /* --- Tasks ------------------------------------------------------------------------------ */
 
-#define TASK_COLS                                                                          \
-	"id, kind, object, state, percent, done_bytes, total_bytes, error, created_ms, "  \
+#define TASK_COLS                                                                                  \
+	"id, kind, object, state, percent, done_bytes, total_bytes, error, created_ms, "           \
 	"finished_ms, host"
 
 static int read_task(PGresult *r, int row, void *elem)
@@ -752,9 +761,10 @@ static int pg_task_insert(struct store *st, struct store_task *t)
 	struct params p = {0};
 
 	task_params(&p, t);
-	return insert(st, "INSERT INTO tasks (kind, object, state, percent, done_bytes, "
-			  "total_bytes, error, created_ms, finished_ms, host) "
-			  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+	return insert(st,
+		      "INSERT INTO tasks (kind, object, state, percent, done_bytes, "
+		      "total_bytes, error, created_ms, finished_ms, host) "
+		      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
 		      &p, &t->id);
 }
 
@@ -764,9 +774,10 @@ static int pg_task_update(struct store *st, const struct store_task *t)
 
 	task_params(&p, t);
 	p_i64(&p, t->id);
-	return command(st, "UPDATE tasks SET kind = $1, object = $2, state = $3, percent = $4, "
-			   "done_bytes = $5, total_bytes = $6, error = $7, created_ms = $8, "
-			   "finished_ms = $9, host = $10 WHERE id = $11",
+	return command(st,
+		       "UPDATE tasks SET kind = $1, object = $2, state = $3, percent = $4, "
+		       "done_bytes = $5, total_bytes = $6, error = $7, created_ms = $8, "
+		       "finished_ms = $9, host = $10 WHERE id = $11",
 		       &p, true);
 }
 
@@ -811,20 +822,22 @@ static int pg_event_append(struct store *st, struct store_event *ev)
 	p_text(&p, ev->object);
 	p_text(&p, ev->result);
 	p_text(&p, ev->message);
-	return insert(st, "INSERT INTO events (time_ms, actor, action, object, result, message) "
-			  "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+	return insert(st,
+		      "INSERT INTO events (time_ms, actor, action, object, result, message) "
+		      "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
 		      &p, &ev->id);
 }
 
-static int pg_event_list(struct store *st, int64_t after, unsigned limit,
-			 struct store_event **out, size_t *n)
+static int pg_event_list(struct store *st, int64_t after, unsigned limit, struct store_event **out,
+			 size_t *n)
 {
 	struct params p = {0};
 
 	p_i64(&p, after);
 	p_i64(&p, limit);
-	return rows_plain(st, "SELECT id, time_ms, actor, action, object, result, message "
-			      "FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+	return rows_plain(st,
+			  "SELECT id, time_ms, actor, action, object, result, message "
+			  "FROM events WHERE id > $1 ORDER BY id LIMIT $2",
 			  &p, sizeof(**out), read_event, (void **)out, n);
 }
 
@@ -855,12 +868,13 @@ static int pg_host_register(struct store *st, struct store_host *h)
 	p_text(&p, h->address);
 	p_i64(&p, h->cpus);
 	p_i64(&p, (int64_t)h->memory_mib);
-	return get_one(st, "INSERT INTO hosts (name, address, cpus, memory_mib, started_ms, "
-			   "heartbeat_ms) VALUES ($1, $2, $3, $4, " NOW_MS ", " NOW_MS ") "
-			   "ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address, "
-			   "cpus = EXCLUDED.cpus, memory_mib = EXCLUDED.memory_mib, "
-			   "started_ms = EXCLUDED.started_ms, heartbeat_ms = EXCLUDED.heartbeat_ms "
-			   "RETURNING " HOST_COLS ", 0",
+	return get_one(st,
+		       "INSERT INTO hosts (name, address, cpus, memory_mib, started_ms, "
+		       "heartbeat_ms) VALUES ($1, $2, $3, $4, " NOW_MS ", " NOW_MS ") "
+		       "ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address, "
+		       "cpus = EXCLUDED.cpus, memory_mib = EXCLUDED.memory_mib, "
+		       "started_ms = EXCLUDED.started_ms, heartbeat_ms = EXCLUDED.heartbeat_ms "
+		       "RETURNING " HOST_COLS ", 0",
 		       &p, read_host, h);
 }
 
@@ -874,8 +888,9 @@ static int pg_host_heartbeat(struct store *st, const char *name)
 
 static int pg_host_list(struct store *st, struct store_host **out, size_t *n)
 {
-	return rows_plain(st, "SELECT " HOST_COLS ", " NOW_MS " - heartbeat_ms FROM hosts "
-			      "ORDER BY name",
+	return rows_plain(st,
+			  "SELECT " HOST_COLS ", " NOW_MS " - heartbeat_ms FROM hosts "
+			  "ORDER BY name",
 			  NULL, sizeof(**out), read_host, (void **)out, n);
 }
 
@@ -908,13 +923,14 @@ static int pg_leader_claim(struct store *st, const char *host, int64_t lease_ms,
 	 * (term + 1). A concurrent claimant waits for the row and re-checks the condition
 	 * on the newest version (READ COMMITTED). One "now" for the whole statement. */
 	memset(out, 0, sizeof(*out));
-	ret = get_one(st, "WITH c AS (SELECT " NOW_MS " AS now), u AS (UPDATE leader SET "
-			  "term = CASE WHEN leader.host = $1 AND leader.expires_ms > c.now "
-			  "THEN leader.term ELSE leader.term + 1 END, host = $1, "
-			  "expires_ms = c.now + $2 FROM c WHERE leader.id = 1 AND "
-			  "((leader.host = $1 AND leader.expires_ms > c.now) OR "
-			  "leader.expires_ms <= c.now) RETURNING leader.host, leader.term, "
-			  "leader.expires_ms - c.now) SELECT * FROM u",
+	ret = get_one(st,
+		      "WITH c AS (SELECT " NOW_MS " AS now), u AS (UPDATE leader SET "
+		      "term = CASE WHEN leader.host = $1 AND leader.expires_ms > c.now "
+		      "THEN leader.term ELSE leader.term + 1 END, host = $1, "
+		      "expires_ms = c.now + $2 FROM c WHERE leader.id = 1 AND "
+		      "((leader.host = $1 AND leader.expires_ms > c.now) OR "
+		      "leader.expires_ms <= c.now) RETURNING leader.host, leader.term, "
+		      "leader.expires_ms - c.now) SELECT * FROM u",
 		      &p, read_leader, out);
 	if (ret == -ENOENT) /* not granted: who holds it */
 		ret = pg_leader_get(st, out);
@@ -926,8 +942,9 @@ static int pg_leader_release(struct store *st, const char *host)
 	struct params p = {0};
 
 	p_text(&p, host);
-	return command(st, "UPDATE leader SET expires_ms = " NOW_MS " WHERE id = 1 AND host = $1 "
-			   "AND expires_ms > " NOW_MS,
+	return command(st,
+		       "UPDATE leader SET expires_ms = " NOW_MS " WHERE id = 1 AND host = $1 "
+		       "AND expires_ms > " NOW_MS,
 		       &p, false);
 }
 

@@ -14,9 +14,9 @@
 #include <libpq-fe.h>
 
 struct pg_test {
-	char dir[64];		/* its data, log and socket */
+	char dir[64]; /* its data, log and socket */
 	char port[16];
-	unsigned next_db;	/* databases made so far */
+	unsigned next_db; /* databases made so far */
 };
 
 /* Run "CMD 'ARG'" (ARG: a path of ours), its output in out if given. */

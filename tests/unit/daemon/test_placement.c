@@ -25,8 +25,8 @@ static struct pd_place_host host(const char *name, uint64_t mem_limit, uint64_t 
 }
 
 /* Place n VMs one after the other (each counted on its host), names into out. */
-static void place_many(struct pd_place_host *h, size_t nh, enum pd_placement p, int n,
-		       uint64_t mem, unsigned vcpus, const char **out)
+static void place_many(struct pd_place_host *h, size_t nh, enum pd_placement p, int n, uint64_t mem,
+		       unsigned vcpus, const char **out)
 {
 	int i, k;
 

@@ -823,7 +823,11 @@ static void show_hosts(json_t *o)
 		char mem[32], age[32];
 
 		snprintf(mem, sizeof(mem), "%lldM", num(v, "memory_mib"));
-		snprintf(age, sizeof(age), "%.1fs", (double)num(v, "heartbeat_age_ms") / 1000.0);
+		if (num(v, "heartbeat_age_ms") >= 0)
+			snprintf(age, sizeof(age), "%.1fs",
+				 (double)num(v, "heartbeat_age_ms") / 1000.0);
+		else
+			snprintf(age, sizeof(age), "-");
 		printf("%-20s %-5s %-6s %5lld %10s %8s  %s%s\n", str(v, "name"), str(v, "state"),
 		       json_is_true(json_object_get(v, "leader")) ? "yes" : "-", num(v, "cpus"), mem,
 		       age, str(v, "address")[0] ? str(v, "address") : "-",

@@ -133,7 +133,36 @@ static void *cluster_main(void *arg)
 	return NULL;
 }
 
-struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *location,
+/*
+ * Is this host's name held by a live plinthd (a heartbeat within PD_HOST_DOWN_MS)?
+ * Two plinthd under one name would both run that host's VMs. A clean stop frees the
+ * name at once (host_leave); after a crash it is free PD_HOST_DOWN_MS later.
+ */
+static bool name_in_use(struct pd_cluster *c)
+{
+	struct store_host *hosts;
+	size_t n, i;
+	bool used = false;
+
+	if (c->ops->host_list(c->st, &hosts, &n)) {
+		log_error("cluster: cannot read the hosts of the inventory");
+		return true;
+	}
+	for (i = 0; i < n && !used; i++) {
+		if (strcmp(hosts[i].name, c->self.name) || !hosts[i].heartbeat_ms ||
+		    hosts[i].age_ms > PD_HOST_DOWN_MS)
+			continue;
+		used = true;
+		log_error("cluster: host name '%s' is in use: its plinthd heartbeated %lld ms ago "
+			  "(every plinthd on one inventory needs its own --host-name; after a "
+			  "crash the name is free %d s after the last heartbeat)",
+			  c->self.name, (long long)hosts[i].age_ms, PD_HOST_DOWN_MS / 1000);
+	}
+	free(hosts);
+	return used;
+}
+
+struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *location, bool shared,
 				    const char *host, const char *address)
 {
 	struct pd_cluster *c = calloc(1, sizeof(*c));
@@ -152,6 +181,8 @@ struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *loc
 	c->st = ops->open(location);
 	if (!c->st)
 		goto out_free;
+	if (shared && name_in_use(c))
+		goto out_close;
 	if (ops->host_register(c->st, &c->self)) {
 		log_error("cluster: cannot register host %s in the inventory", host);
 		goto out_close;
@@ -190,6 +221,7 @@ void pd_cluster_stop(struct pd_cluster *c)
 	pthread_join(c->thread, NULL);
 	if (c->leading && !c->ops->leader_release(c->st, c->self.name))
 		log_info("cluster: %s let the leader lease go", c->self.name);
+	c->ops->host_leave(c->st, c->self.name);
 	c->ops->close(c->st);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
@@ -276,7 +308,7 @@ int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host
 	}
 	for (i = 0; i < nh; i++) {
 		ph[i].name = hosts[i].name;
-		ph[i].up = hosts[i].age_ms <= PD_HOST_DOWN_MS;
+		ph[i].up = hosts[i].heartbeat_ms && hosts[i].age_ms <= PD_HOST_DOWN_MS;
 		ph[i].mem_limit_mib = (uint64_t)((double)hosts[i].memory_mib * pd->overcommit);
 		ph[i].vcpu_limit = (uint64_t)hosts[i].cpus * PD_VCPUS_PER_CPU;
 	}
@@ -325,14 +357,16 @@ void pd_host_list(struct plinthd *pd, struct pd_reply *r)
 	for (i = 0; arr && i < n; i++) {
 		const struct store_host *h = &hosts[i];
 		bool leads = !strcmp(l.host, h->name) && l.expires_in_ms > 0;
+		const char *state = !h->heartbeat_ms		   ? "stopped"
+				    : h->age_ms <= PD_HOST_DOWN_MS ? "up"
+								   : "down";
 
 		json_array_append_new(
 			arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:b}", "name", h->name,
 				       "address", h->address, "cpus", (json_int_t)h->cpus,
 				       "memory_mib", (json_int_t)h->memory_mib, "heartbeat_age_ms",
-				       (json_int_t)h->age_ms, "state",
-				       h->age_ms <= PD_HOST_DOWN_MS ? "up" : "down", "leader",
-				       leads, "self", !strcmp(h->name, pd->host)));
+				       (json_int_t)(h->heartbeat_ms ? h->age_ms : -1), "state",
+				       state, "leader", leads, "self", !strcmp(h->name, pd->host)));
 	}
 	free(hosts);
 	r->status = 200;

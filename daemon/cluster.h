@@ -30,11 +30,15 @@ struct pd_cluster;
 /*
  * Start the cluster thread: open a second connection to the store (ops, location),
  * register host with address, then heartbeat and claim the lease every
- * PD_HEARTBEAT_MS. NULL with the reason logged.
+ * PD_HEARTBEAT_MS. With a shared inventory (shared), refuse a name a live plinthd
+ * holds (a heartbeat within PD_HOST_DOWN_MS: after a crash, the name is free that
+ * much later); one host's SQLite needs no such check (and a plinthd restarted at once
+ * after a crash must adopt its VMs). NULL with the reason logged.
  */
-struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *location,
+struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *location, bool shared,
 				    const char *host, const char *address);
-/* Stop the thread, let the lease lapse if held (another leads at once), close. */
+/* Stop the thread, let the lease lapse if held (another leads at once), leave the
+ * host list (the name is free for the next plinthd at once), close. */
 void pd_cluster_stop(struct pd_cluster *c);
 /* Does this plinthd hold the lease now (by its own monotonic clock: the lease as it
  * was granted, less nothing: its expiry in the database is later)? *term if so. */

@@ -137,8 +137,8 @@ int main(int argc, char **argv)
 		case OPT_DB:
 			ops = store_ops_for(optarg);
 			if (!ops) {
-				log_error("--db: a postgresql:// URI (libpq's form), not '%s'",
-					  optarg);
+				/* not echoed: it may hold a password */
+				log_error("--db: a postgresql:// or postgres:// URI (libpq's form)");
 				return 2;
 			}
 			o.db = optarg;

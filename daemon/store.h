@@ -174,6 +174,8 @@ struct store_ops {
 	/* Heartbeat_ms = the database clock now; -ENOENT if name is not registered. */
 	int (*host_heartbeat)(struct store *st, const char *name);
 	int (*host_list)(struct store *st, struct store_host **out, size_t *n); /* free() */
+	/* A clean stop: heartbeat_ms = 0 (its name is free at once; -ENOENT if unknown). */
+	int (*host_leave)(struct store *st, const char *name);
 	/*
 	 * Claim or renew the leader lease for host, for lease_ms of the database clock, in
 	 * one transaction (not inside begin()): granted if host holds an unexpired lease

@@ -886,6 +886,14 @@ static int pg_host_heartbeat(struct store *st, const char *name)
 	return command(st, "UPDATE hosts SET heartbeat_ms = " NOW_MS " WHERE name = $1", &p, true);
 }
 
+static int pg_host_leave(struct store *st, const char *name)
+{
+	struct params p = {0};
+
+	p_text(&p, name);
+	return command(st, "UPDATE hosts SET heartbeat_ms = 0 WHERE name = $1", &p, true);
+}
+
 static int pg_host_list(struct store *st, struct store_host **out, size_t *n)
 {
 	return rows_plain(st,
@@ -992,6 +1000,7 @@ const struct store_ops store_pg_ops = {
 	.host_register = pg_host_register,
 	.host_heartbeat = pg_host_heartbeat,
 	.host_list = pg_host_list,
+	.host_leave = pg_host_leave,
 	.leader_claim = pg_leader_claim,
 	.leader_release = pg_leader_release,
 	.leader_get = pg_leader_get,

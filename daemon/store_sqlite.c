@@ -826,6 +826,16 @@ static int sq_host_heartbeat(struct store *st, const char *name)
 	return step_done(st, s, true);
 }
 
+static int sq_host_leave(struct store *st, const char *name)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE hosts SET heartbeat_ms = 0 WHERE name = ?");
+
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, name);
+	return step_done(st, s, true);
+}
+
 static int sq_host_list(struct store *st, struct store_host **out, size_t *n)
 {
 	sqlite3_stmt *s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, "
@@ -942,6 +952,7 @@ const struct store_ops store_sqlite_ops = {
 	.host_register = sq_host_register,
 	.host_heartbeat = sq_host_heartbeat,
 	.host_list = sq_host_list,
+	.host_leave = sq_host_leave,
 	.leader_claim = sq_leader_claim,
 	.leader_release = sq_leader_release,
 	.leader_get = sq_leader_get,

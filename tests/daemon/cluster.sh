@@ -174,7 +174,7 @@ ms=$(led_after "$new" "$t0")
 echo "# leader $L stopped (SIGTERM): $new leads after $ms ms"
 check "leader stopped cleanly: another leads within 2 s ($ms ms)" test $ms -le 2000
 check "the term grew" test "$(term_of "$other")" -gt "$term0"
-start_host "$L" --db "$DB" || fail "plinthd $L started again"
+start_host "$L" || fail "plinthd $L started again"
 
 # SIGKILL the leader three times; measure the takeover; watch for two believers.
 figures=()
@@ -214,7 +214,12 @@ for round in $(seq "${CLUSTER_ROUNDS:-3}"); do
 		check "placement never chooses a host that is down ($L): $(owners dn | tr '\n' ' ')" \
 			test -z "$(owners dn | grep -x "$L")" -a "$(owners dn | wc -l)" = 2
 	fi
-	start_host "$L" --db "$DB" || fail "plinthd $L started again"
+	# A crashed plinthd's name is free once its host is down (5 s without heartbeat).
+	for _ in $(seq 40); do
+		cl "$other" host list | grep -q "^$L  *down" && break
+		sleep 0.2
+	done
+	start_host "$L" || fail "plinthd $L started again"
 	[ $round = 1 ] && check "the host that came back is up again" \
 		sh -c "$B/plinth host list --state-dir $T/$L | grep -q '^$L  *up'"
 done
@@ -241,6 +246,19 @@ ms=$(($(date +%s%3N) - t0))
 echo "# database back: $back hosts up and $(leader_of h1) leading $ms ms after its start began"
 check "database back: every host heartbeats and one leads within 10 s ($ms ms)" \
 	test "$back" = 3 -a -n "$(leader_of h1)" -a "$ms" -le 10000
+
+# A second plinthd under a name in use is refused (it would run that host's VMs too).
+mkdir -p "$T/dup"
+out=$("$B/plinthd" --no-jail --state-dir "$T/dup" --host-name h3 --db "$DB" 2>&1)
+rc=$?
+echo "# $out"
+check "a second plinthd under a live host's name is refused (exit 1), in one line" \
+	test "$rc" = 1 -a "$(grep -c "host name 'h3' is in use" <<<"$out")" = 1 -a "$(wc -l <<<"$out")" = 1
+check "a host stopped cleanly is shown stopped, and its name is free at once" \
+	sh -c "kill -TERM ${PID[h3]} && while kill -0 ${PID[h3]} 2>/dev/null; do sleep 0.1; done &&
+	$B/plinth host list --state-dir $T/h1 | grep -q '^h3  *stopped'"
+unset "PID[h3]"
+start_host h3 || fail "plinthd h3 started again at once after a clean stop"
 
 # Tasks belong to their host: h2 "runs" an import (a row as h2 would write it).
 psql -q "$DB" -c "INSERT INTO tasks (kind, object, state, created_ms, host) VALUES

@@ -488,6 +488,13 @@ static void test_hosts(void **state)
 	assert_true(list[1].age_ms < list[0].age_ms);
 	assert_true(list[1].age_ms >= 0);
 	free(list);
+	/* A clean stop: heartbeat 0. */
+	assert_int_equal(ops->host_leave(st, "h0"), 0);
+	assert_int_equal(ops->host_leave(st, "nobody"), -ENOENT);
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_int_equal(list[0].heartbeat_ms, 0);
+	assert_true(list[1].heartbeat_ms > 0);
+	free(list);
 	ops->close(st);
 }
 

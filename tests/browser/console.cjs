@@ -125,7 +125,8 @@ async function vmState(page, name) {
     await page.goto(URL1 + '/', { waitUntil: 'domcontentloaded' });
     await page.waitForSelector('#login-form', { timeout: 10000 });
     await shot(page, 'login');
-    return true;
+    const header = await page.$eval('#top', (e) => e.getBoundingClientRect().height);
+    return header === 0 || `the header is shown (${header} px) before the log-in`;
   });
   await check('a wrong password is refused with a sentence', async () => {
     await login(page, URL1, 'admin', 'not-the-password');
@@ -273,9 +274,10 @@ async function vmState(page, name) {
     await p.evaluate(() => { location.hash = '#/events'; });
     await until(p, () => { const e = document.querySelector('.login p.error'); return e && !e.hidden; }, null, 'the log-in page');
     const t = await text(p, '.login p.error');
+    const header = await p.$eval('#top', (e) => e.getBoundingClientRect().height);
     await shot(p, 'expired');
     await ctx.close();
-    return t === 'Your session has ended; log in again.' || `shown: ${t}`;
+    return (t === 'Your session has ended; log in again.' && header === 0) || `shown: ${t}, the header ${header} px high`;
   });
 
   // --- security ---

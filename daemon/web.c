@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 
 #include <microhttpd.h>
+#include <sodium.h>
 
 #include "log.h"
 #include "util.h"
@@ -262,13 +263,10 @@ static enum MHD_Result do_login(struct pd_web *w, struct MHD_Connection *conn,
 				const struct web_req *rq)
 {
 	const char *type = header(conn, MHD_HTTP_HEADER_CONTENT_TYPE);
-	const char *user, *password;
-	char client[64], role[WEB_ROLE_MAX], sid[WEB_TOKEN_HEX], cookie[160];
-	char msg[160];
+	char client[64], role[WEB_ROLE_MAX], sid[WEB_TOKEN_HEX], cookie[160], msg[160];
+	char user[STORE_NAME_MAX] = "", password[WEB_PASSWORD_MAX + 1];
 	struct web_session s;
-	json_error_t jerr;
 	unsigned wait_s = 0;
-	json_t *body;
 	int ret;
 
 	client_addr(conn, client, sizeof(client));
@@ -283,31 +281,23 @@ static enum MHD_Result do_login(struct pd_web *w, struct MHD_Connection *conn,
 			 wait_s);
 		return reply_error(conn, 429, msg);
 	}
-	body = rq->body ? json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-	if (!json_is_object(body) || json_unpack(body, "{s:s, s:s !}", "user", &user, "password",
-						 &password)) {
-		json_decref(body);
+	ret = web_parse_login(rq->body, rq->len, user, password);
+	if (ret == -EINVAL)
 		return reply_error(conn, 400, "The log-in needs a user name and a password.");
-	}
-	if (!pd_name_valid(user) || strlen(password) > WEB_PASSWORD_MAX)
-		ret = -EACCES;
-	else
+	if (!ret)
 		ret = web_user_verify(w->users, user, password, role);
+	sodium_memzero(password, sizeof(password));
 	if (ret) {
 		web_login_failed(w->users, client);
 		snprintf(msg, sizeof(msg), "wrong user name or password from %s", client);
-		audit(w, NULL, "web.login", pd_name_valid(user) ? user : "(invalid name)",
-		      "failed", msg);
-		json_decref(body);
+		audit(w, NULL, "web.login", user[0] ? user : "(invalid name)", "failed", msg);
 		return reply_error(conn, ret == -EIO ? 500 : 401,
 				   ret == -EIO ? "The user database failed; see plinthd's log."
 					       : "Wrong user name or password.");
 	}
-	ret = web_session_new(w->users, user, sid, &s);
-	snprintf(msg, sizeof(msg), "logged in from %s (%s)", client, role);
-	json_decref(body);
-	if (ret)
+	if (web_session_new(w->users, user, sid, &s))
 		return reply_error(conn, 500, "The session could not be made.");
+	snprintf(msg, sizeof(msg), "logged in from %s (%s)", client, role);
 	audit(w, s.user, "web.login", s.user, "ok", msg);
 	snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; Secure; HttpOnly; SameSite=Strict",
 		 WEB_COOKIE, sid);

@@ -87,6 +87,15 @@ int web_user_passwd(struct web_users *u, const char *name, const char *password)
 int web_user_set_role(struct web_users *u, const char *name, const char *role);
 int web_user_delete(struct web_users *u, const char *name);
 
+/*
+ * The log-in request's body {"user": NAME, "password": TEXT} (hostile bytes; fuzzed).
+ * 0 with both copied (user a valid name, password at most WEB_PASSWORD_MAX bytes, no
+ * NUL); -EACCES when well-formed but no user could match (it counts as a failed
+ * log-in); -EINVAL when it is not that object.
+ */
+int web_parse_login(const char *body, size_t len, char user[STORE_NAME_MAX],
+		    char password[WEB_PASSWORD_MAX + 1]);
+
 /* A log-in session. */
 struct web_session {
 	char user[STORE_NAME_MAX];

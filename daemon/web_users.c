@@ -245,6 +245,36 @@ int web_user_verify(struct web_users *u, const char *name, const char *password,
 	return 0;
 }
 
+int web_parse_login(const char *body, size_t len, char user[STORE_NAME_MAX],
+		    char password[WEB_PASSWORD_MAX + 1])
+{
+	json_t *o = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	json_t *ju, *jp;
+	int ret = -EINVAL;
+
+	if (!json_is_object(o) || json_object_size(o) != 2)
+		goto out;
+	ju = json_object_get(o, "user");
+	jp = json_object_get(o, "password");
+	if (!json_is_string(ju) || !json_is_string(jp))
+		goto out;
+	ret = -EACCES; /* well-formed: from here on, a log-in that fails */
+	if (json_string_length(ju) >= STORE_NAME_MAX || json_string_length(jp) > WEB_PASSWORD_MAX)
+		goto out;
+	/* An embedded NUL would cut the string short: refuse it rather than check a prefix. */
+	if (strlen(json_string_value(ju)) != json_string_length(ju) ||
+	    strlen(json_string_value(jp)) != json_string_length(jp))
+		goto out;
+	if (!pd_name_valid(json_string_value(ju)))
+		goto out;
+	snprintf(user, STORE_NAME_MAX, "%s", json_string_value(ju));
+	snprintf(password, WEB_PASSWORD_MAX + 1, "%s", json_string_value(jp));
+	ret = 0;
+out:
+	json_decref(o);
+	return ret;
+}
+
 /* --- sessions ------------------------------------------------------------------------ */
 
 static void session_key(const char *id, uint8_t key[32])

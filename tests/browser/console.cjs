@@ -388,9 +388,11 @@ async function vmState(page, name) {
       await cdp.detach();
     }
     const rows = runs.map((r) => r.rows).sort((a, b) => a - b);
-    const fcp = runs.map((r) => r.fcp).sort((a, b) => a - b);
+    // A load whose paint entry is not recorded yet (-1) is left out of the paint figure.
+    const fcp = runs.map((r) => r.fcp).filter((x) => x > 0).sort((a, b) => a - b);
+    const mid = (a) => a[Math.floor((a.length - 1) / 2)];
     const assets = await p.evaluate(() => performance.getEntriesByType('resource').map((r) => [r.name, r.encodedBodySize]));
-    console.log(`# figure: inventory with 100 VMs, first contentful paint median ${fcp[2].toFixed(0)} ms (min ${fcp[0].toFixed(0)}, max ${fcp[4].toFixed(0)}), 100 rows painted median ${rows[2].toFixed(0)} ms (min ${rows[0].toFixed(0)}, max ${rows[4].toFixed(0)}), 5 loads`);
+    console.log(`# figure: inventory with 100 VMs, first contentful paint median ${mid(fcp).toFixed(0)} ms (min ${fcp[0].toFixed(0)}, max ${fcp[fcp.length - 1].toFixed(0)}, ${fcp.length} loads), 100 rows painted median ${rows[2].toFixed(0)} ms (min ${rows[0].toFixed(0)}, max ${rows[4].toFixed(0)}), 5 loads`);
     console.log(`# figure: page weight ${weight} bytes on the wire (HTML, CSS, JS, session and VM list; TLS records excluded)`);
     for (const [n, s] of assets) console.log(`#   ${n.replace(URL1, '')}: ${s} bytes`);
     await ctx.close();

@@ -153,6 +153,33 @@ static void test_rate_limit(void **state)
 	assert_false(web_login_allowed(f->u, "192.0.2.1", &wait_s));
 }
 
+static void test_parse_login(void **state)
+{
+	char user[STORE_NAME_MAX], pw[WEB_PASSWORD_MAX + 1], big[WEB_PASSWORD_MAX + 64];
+	const char *ok = "{\"user\": \"alice\", \"password\": \"p\\u00e9ss word\"}";
+
+	assert_int_equal(web_parse_login(ok, strlen(ok), user, pw), 0);
+	assert_string_equal(user, "alice");
+	assert_string_equal(pw, "p\xc3\xa9ss word");
+#define PARSE(text) web_parse_login(text, strlen(text), user, pw)
+	assert_int_equal(PARSE("{\"user\": \"alice\"}"), -EINVAL);
+	assert_int_equal(PARSE("{\"user\": \"a\", \"password\": \"x\", \"role\": \"admin\"}"), -EINVAL);
+	assert_int_equal(PARSE("{\"user\": \"a\", \"user\": \"b\", \"password\": \"x\"}"), -EINVAL);
+	assert_int_equal(PARSE("{\"user\": 1, \"password\": \"x\"}"), -EINVAL);
+	assert_int_equal(PARSE("[\"alice\", \"x\"]"), -EINVAL);
+	assert_int_equal(PARSE("{\"user\": \"alice\", \"password\": \"x\""), -EINVAL);
+	assert_int_equal(web_parse_login(NULL, 0, user, pw), -EINVAL);
+	/* Well-formed, but no user could match: a failed log-in. */
+	assert_int_equal(PARSE("{\"user\": \"../etc\", \"password\": \"x\"}"), -EACCES);
+	/* A NUL inside a string is refused outright (never a password's prefix checked). */
+	assert_int_equal(PARSE("{\"user\": \"alice\", \"password\": \"ab\\u0000cd\"}"), -EINVAL);
+	assert_int_equal(PARSE("{\"user\": \"al\\u0000ice\", \"password\": \"abcd\"}"), -EINVAL);
+	snprintf(big, sizeof(big), "{\"user\": \"alice\", \"password\": \"%0*d\"}",
+		 WEB_PASSWORD_MAX + 1, 0);
+	assert_int_equal(PARSE(big), -EACCES);
+#undef PARSE
+}
+
 static void test_secret_equal(void **state)
 {
 	assert_true(web_secret_equal("abc", "abc"));
@@ -168,6 +195,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
+		cmocka_unit_test(test_parse_login),
 		cmocka_unit_test(test_secret_equal),
 	};
 

@@ -221,6 +221,30 @@ async function vmState(page, name) {
     const gone = await page.evaluate(() => fetch('/v1/vms/web1').then((r) => r.status));
     return gone === 404 || `after Delete: ${gone}`;
   });
+  await check('a full copy is a task: the tasks panel shows its progress bar to 100%', async () => {
+    await page.goto(URL1 + '/#/create', { waitUntil: 'domcontentloaded' });
+    await until(page, () => document.querySelectorAll('#c-base option').length > 0, null, 'the image list');
+    await page.type('#c-name', 'full1');
+    await page.select('#c-base', 'base');
+    await page.$eval('#c-linked', (e) => { e.checked = false; });
+    await page.$eval('#c-kernel', (e, k) => { e.value = k; }, `${TMP}/vmlinuz`);
+    await page.click('#c-submit');
+    await until(page, () => location.hash === '#/vm/full1', null, 'the VM page', 60000);
+    const early = await page.$eval('#vm-actions', (e) => e.textContent);
+    if (/no VM/.test(early)) return `the new VM's page said: ${early}`;
+    await until(page, () => document.querySelector('.vm .bar .state'), null, 'the new VM on its page');
+    await until(page, () => [...document.querySelectorAll('#task-list li')].some((l) => l.textContent.includes('clone full1-disk') &&
+      l.querySelector('progress') && l.querySelector('progress').value === 100 && l.textContent.includes('done')), null, 'a finished clone task');
+    await shot(page, 'task');
+    const img = JSON.parse(execFileSync(path.join(__dirname, '../../build/plinth'),
+      ['image', 'info', 'full1-disk', '--json', '--socket', process.env.PLINTH_SOCKET]));
+    const del = await page.evaluate(async () => {
+      const t = (await (await fetch('/web/session')).json()).csrf;
+      return (await fetch('/v1/vms/full1', { method: 'DELETE', headers: { 'X-CSRF-Token': t } })).status;
+    });
+    return (!img.backing && img.size === 64 * 1024 * 1024 && del === 200) || `full1-disk: ${JSON.stringify(img)}, delete ${del}`;
+  });
+
   await check('the page works at phone width (no sideways scrolling)', async () => {
     await page.setViewport(PHONE);
     await page.goto(URL1 + '/#/', { waitUntil: 'domcontentloaded' });

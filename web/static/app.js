@@ -344,13 +344,22 @@ function vmView(name) {
       h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Object', 'Result', 'Message'].map((t) => h('th', { text: t })))),
       events));
   let last = '';
+  let asked = null; // a VM not in the pushed list yet (just made): asked for directly
+  const details = el.querySelectorAll('.cols, h2, table.events');
   function draw(what) {
     const v = S.vms && S.vms.find((x) => x.name === name);
+    details.forEach((d) => { if (!d.closest('.cols') || d.classList.contains('cols')) d.hidden = !v; });
     if (what !== 'events') {
       if (!v) {
+        if (!asked && S.vms) {
+          asked = api('GET', `/v1/vms/${encodeURIComponent(name)}`).then((got) => {
+            if (S.vms && !S.vms.some((x) => x.name === name)) S.vms.push(got);
+            return 'found';
+          }, (e) => e.message).then((r) => { asked = r; draw('vms'); });
+        }
         head.replaceChildren(h('h1', { text: name }));
-        buttons.replaceChildren(h('p', { text: S.vms ? `There is no VM named ${name}.` : 'Loading...' }));
-        config.replaceChildren();
+        buttons.replaceChildren(h('p', { text: typeof asked === 'string' && asked !== 'found' ? asked : 'Loading...' }));
+        last = '';
       } else if (JSON.stringify(v) !== last) {
         last = JSON.stringify(v);
         head.replaceChildren(h('h1', { text: v.name }), stateBadge(v.state));

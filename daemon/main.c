@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "web.h"
 #include "log.h"
 #include "util.h"
 
@@ -22,7 +23,9 @@ static const char usage_text[] =
 	"               [--host-name NAME] [--placement local|spread|pack]\n"
 	"               [--overcommit RATIO]\n"
 	"               [--uid-base N] [--no-jail]\n"
-	"               [--listen tcp:ADDR:PORT --tls-cert PEM --tls-key PEM] [-v]\n"
+	"               [--listen tcp:ADDR:PORT --tls-cert PEM --tls-key PEM]\n"
+	"               [--web tcp:ADDR:PORT [--web-cert PEM --web-key PEM]] [-v]\n"
+	"       plinthd user add|passwd|role|delete|list ...   (web console users)\n"
 	"\n"
 	"The plinth host daemon: an inventory of VMs and images (SQLite in DIR), each VM\n"
 	"its own plinth process, a REST/JSON API on DIR/plinthd.sock (docs/plinthd.yaml).\n"
@@ -44,6 +47,10 @@ static const char usage_text[] =
 	"  --listen tcp:ADDR:PORT  also serve the API over TCP (IPv4), TLS only, each\n"
 	"                      request with an API token (plinth token create NAME --role R)\n"
 	"  --tls-cert PEM, --tls-key PEM  the listener's certificate and key (required)\n"
+	"  --web tcp:ADDR:PORT the web console (HTTPS; users from plinthd user add)\n"
+	"  --web-cert PEM, --web-key PEM  its certificate and key (default: a self-signed\n"
+	"                      pair made on first start, DIR/web-cert.pem, DIR/web-key.pem)\n"
+	"  --web-idle SECONDS  a web session ends after this long without a request (1800)\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
 
@@ -59,6 +66,10 @@ enum {
 	OPT_LISTEN,
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
+	OPT_WEB,
+	OPT_WEB_CERT,
+	OPT_WEB_KEY,
+	OPT_WEB_IDLE,
 };
 
 /* A whole small file (a PEM) as a string; NULL with the reason logged. */
@@ -104,6 +115,10 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, OPT_LISTEN},
 		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
 		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+		{"web", required_argument, NULL, OPT_WEB},
+		{"web-cert", required_argument, NULL, OPT_WEB_CERT},
+		{"web-key", required_argument, NULL, OPT_WEB_KEY},
+		{"web-idle", required_argument, NULL, OPT_WEB_IDLE},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -119,6 +134,8 @@ int main(int argc, char **argv)
 	const char *listen = NULL, *cert_path = NULL, *key_path = NULL;
 	char *cert = NULL, *key = NULL;
 	struct pd_server *srv, *tcp = NULL;
+	struct web_options wo = {.idle_s = WEB_IDLE_DEFAULT_S};
+	struct pd_web *web = NULL;
 	int rc = 1;
 	struct plinthd *pd;
 	const struct store_ops *ops = &store_sqlite_ops;
@@ -129,6 +146,8 @@ int main(int argc, char **argv)
 	int c, sfd;
 
 	log_set_prog("plinthd");
+	if (argc > 1 && !strcmp(argv[1], "user"))
+		return web_user_main(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_STATE_DIR:
@@ -187,6 +206,26 @@ int main(int argc, char **argv)
 		case OPT_TLS_KEY:
 			key_path = optarg;
 			break;
+		case OPT_WEB:
+			if (strncmp(optarg, "tcp:", 4)) {
+				log_error("--web: tcp:ADDR:PORT, not '%s'", optarg);
+				return 2;
+			}
+			wo.listen = optarg + 4;
+			break;
+		case OPT_WEB_CERT:
+			wo.cert_path = optarg;
+			break;
+		case OPT_WEB_KEY:
+			wo.key_path = optarg;
+			break;
+		case OPT_WEB_IDLE:
+			if (parse_uint(optarg, 1, 86400, &v)) {
+				log_error("--web-idle: seconds in 1..86400, not '%s'", optarg);
+				return 2;
+			}
+			wo.idle_s = (unsigned)v;
+			break;
 		case 'v':
 			if (level < LOG_DEBUG)
 				level++;
@@ -210,6 +249,10 @@ int main(int argc, char **argv)
 	}
 	if (!listen && (cert_path || key_path)) {
 		log_error("--tls-cert and --tls-key go with --listen");
+		return 2;
+	}
+	if (!wo.cert_path != !wo.key_path || (wo.cert_path && !wo.listen)) {
+		log_error("--web-cert and --web-key go together, with --web");
 		return 2;
 	}
 	log_set_level(level);
@@ -242,6 +285,12 @@ int main(int argc, char **argv)
 			goto out_stop;
 		log_info("serving TLS on %s (API tokens required)", listen);
 	}
+	if (wo.listen) {
+		web = pd_web_start(pd, &wo);
+		if (!web)
+			goto out_stop_tcp;
+		log_info("web console on https://%s/", wo.listen);
+	}
 	if (o.db)
 		log_info("serving on %s (host %s, inventory in PostgreSQL, VMs %s)", sock,
 			 pd->host, pd->jail ? "jailed" : "not jailed");
@@ -252,6 +301,8 @@ int main(int argc, char **argv)
 		;
 	log_info("signal %u: stopping (VMs keep running)", si.ssi_signo);
 	rc = 0;
+	pd_web_stop(web);
+out_stop_tcp:
 	pd_server_stop(tcp);
 out_stop:
 	pd_server_stop(srv);

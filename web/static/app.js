@@ -1,0 +1,478 @@
+// plinth web console: plain JavaScript, no framework, no third-party code.
+// Talks only to the plinthd that served it: the control API under /v1 (with the
+// session's CSRF token on every change), /web/session, /web/login, /web/logout, and
+// the live stream /web/live (server-sent events: vms, tasks, event, expired).
+'use strict';
+
+const S = {
+  user: null, role: null, csrf: null,
+  vms: null,            // the VM list as last pushed
+  tasks: [],
+  events: [],           // newest last, at most MAX_EVENTS
+  lastEvent: 0,
+  live: null,           // the EventSource
+  taskWaiters: new Map(),
+  filter: '', stateFilter: '',
+};
+const MAX_EVENTS = 500;
+const ACTIONS = [
+  // [action, label, states it applies to, role needed]
+  ['start', 'Start', ['defined', 'stopped', 'crashed'], 'operator'],
+  ['stop', 'Stop', ['running', 'paused'], 'operator'],
+  ['reboot', 'Reboot', ['running'], 'operator'],
+  ['pause', 'Pause', ['running'], 'operator'],
+  ['resume', 'Resume', ['paused'], 'operator'],
+  ['kill', 'Kill', ['starting', 'running', 'paused', 'stopping'], 'operator'],
+];
+
+const $ = (id) => document.getElementById(id);
+
+// h('tag.class', {attr: value, onclick: fn}, child...): text is always text, never HTML.
+function h(spec, attrs, ...kids) {
+  const [tag, ...cls] = spec.split('.');
+  const el = document.createElement(tag);
+  if (cls.length) el.className = cls.join(' ');
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'text') el.textContent = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const k of kids.flat()) {
+    if (k === null || k === undefined || k === false) continue;
+    el.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return el;
+}
+
+function notice(text, kind) {
+  const n = $('notice');
+  n.textContent = text || '';
+  n.className = kind || 'error';
+  n.hidden = !text;
+}
+
+function can(role) {
+  if (S.role === 'admin') return true;
+  return role === 'operator' && S.role === 'operator';
+}
+
+// One API call. Resolves to the JSON body; rejects with an Error whose message is
+// the daemon's sentence (or says what went wrong with the connection).
+async function api(method, path, body) {
+  const opts = { method, headers: {}, credentials: 'same-origin' };
+  if (method !== 'GET') opts.headers['X-CSRF-Token'] = S.csrf || '';
+  if (body !== undefined) {
+    opts.headers['Content-Type'] = 'application/json';
+    opts.body = JSON.stringify(body);
+  }
+  let r;
+  try {
+    r = await fetch(path, opts);
+  } catch (e) {
+    throw new Error('plinthd did not answer; is it still running?');
+  }
+  let data = {};
+  try { data = await r.json(); } catch (e) { /* no body */ }
+  if (r.status === 401 && path !== '/web/login') {
+    showLogin('Your session has ended; log in again.');
+    throw new Error('Your session has ended; log in again.');
+  }
+  if (!r.ok) throw new Error(data.error || `plinthd answered ${r.status}.`);
+  return data;
+}
+
+/* --- log-in ------------------------------------------------------------------------ */
+
+function showLogin(message) {
+  S.user = S.role = S.csrf = null;
+  if (S.live) { S.live.close(); S.live = null; }
+  $('top').hidden = true;
+  $('tasks').hidden = true;
+  notice('');
+  const err = h('p.error', { id: 'login-error', role: 'alert', text: message || '' });
+  err.hidden = !message;
+  const form = h('form.login', { id: 'login-form' },
+    h('h1', { text: 'plinth' }),
+    h('label', {}, 'User', h('input', { name: 'user', id: 'login-user', autocomplete: 'username', required: true })),
+    h('label', {}, 'Password', h('input', { name: 'password', id: 'login-password', type: 'password', autocomplete: 'current-password', required: true })),
+    err,
+    h('button', { type: 'submit', id: 'login-submit' }, 'Log in'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.hidden = true;
+    try {
+      const s = await api('POST', '/web/login', { user: form.user.value, password: form.password.value });
+      startSession(s);
+    } catch (e) {
+      err.textContent = e.message;
+      err.hidden = false;
+      form.password.value = '';
+      form.password.focus();
+    }
+  });
+  $('main').replaceChildren(form);
+  form.user.focus();
+}
+
+function startSession(s) {
+  S.user = s.user; S.role = s.role; S.csrf = s.csrf;
+  $('who').textContent = `${s.user} (${s.role})`;
+  $('top').hidden = false;
+  $('nav-create').hidden = S.role !== 'admin';
+  connectLive();
+  route();
+}
+
+async function logout() {
+  try { await api('POST', '/web/logout'); } catch (e) { /* ended anyway */ }
+  showLogin('You are logged out.');
+}
+
+/* --- the live stream -------------------------------------------------------------- */
+
+function connectLive() {
+  if (S.live) S.live.close();
+  const es = new EventSource('/web/live');
+  S.live = es;
+  es.addEventListener('hello', (m) => {
+    const d = JSON.parse(m.data);
+    if (!S.lastEvent) loadEvents(d.last_event);
+  });
+  es.addEventListener('vms', (m) => {
+    S.vms = JSON.parse(m.data).vms;
+    refresh('vms');
+  });
+  es.addEventListener('tasks', (m) => {
+    S.tasks = JSON.parse(m.data).tasks;
+    renderTasks();
+    for (const t of S.tasks) {
+      const w = S.taskWaiters.get(t.id);
+      if (w && t.state !== 'running') { S.taskWaiters.delete(t.id); w(t); }
+    }
+  });
+  es.addEventListener('event', (m) => {
+    addEvents([JSON.parse(m.data)]);
+  });
+  es.addEventListener('resync', () => loadEvents(0));
+  es.addEventListener('expired', () => showLogin('Your session has ended; log in again.'));
+  es.onerror = async () => {
+    if (es !== S.live || es.readyState !== EventSource.CLOSED) return; // retrying by itself
+    try {
+      await api('GET', '/web/session');
+      setTimeout(() => { if (es === S.live) connectLive(); }, 2000);
+    } catch (e) {
+      if (S.user) notice(e.message);
+    }
+  };
+}
+
+async function loadEvents(last) {
+  const after = Math.max(0, (last || 0) - MAX_EVENTS);
+  try {
+    const d = await api('GET', `/v1/events?after=${after}&limit=${MAX_EVENTS}`);
+    // Merge: events the stream delivered while this was on its way stay.
+    const byId = new Map([...d.events, ...S.events].map((e) => [e.id, e]));
+    S.events = [...byId.values()].sort((a, b) => a.id - b.id).slice(-MAX_EVENTS);
+    S.lastEvent = S.events.length ? S.events[S.events.length - 1].id : 0;
+    refresh('events');
+  } catch (e) { notice(e.message); }
+}
+
+function addEvents(list) {
+  for (const e of list) {
+    if (e.id <= S.lastEvent) continue;
+    S.events.push(e);
+    S.lastEvent = e.id;
+  }
+  if (S.events.length > MAX_EVENTS) S.events.splice(0, S.events.length - MAX_EVENTS);
+  refresh('events');
+}
+
+/* --- routing ---------------------------------------------------------------------- */
+
+let view = null; // { name, refresh(what) }
+
+function route() {
+  if (!S.user) return;
+  const hash = decodeURIComponent(location.hash.slice(1)) || '/';
+  notice('');
+  document.querySelectorAll('nav a').forEach((a) => a.classList.remove('on'));
+  let m;
+  if ((m = hash.match(/^\/vm\/(.+)$/))) view = vmView(m[1]);
+  else if (hash === '/events') view = eventsView();
+  else if (hash === '/create') view = createView();
+  else view = inventoryView();
+  const nav = document.querySelector(`nav a[data-nav="${view.nav}"]`);
+  if (nav) nav.classList.add('on');
+  $('main').replaceChildren(view.el);
+  view.refresh('all');
+}
+
+function refresh(what) {
+  if (view) view.refresh(what);
+}
+
+/* --- pieces ----------------------------------------------------------------------- */
+
+function stateBadge(state) {
+  return h(`span.state.s-${state}`, { text: state });
+}
+
+function mib(n) {
+  return n >= 1024 && n % 1024 === 0 ? `${n / 1024} GiB` : `${n} MiB`;
+}
+
+function bytes(n) {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+function when(ms) {
+  const d = new Date(ms);
+  return d.toLocaleString(undefined, { hour12: false });
+}
+
+function diskText(d) {
+  const what = d.image ? `image ${d.image}` : d.path;
+  return `${what}${d.format ? ` (${d.format})` : ''}${d.readonly ? ', read-only' : ''}`;
+}
+
+function eventRows(list) {
+  return list.slice().reverse().map((e) => h(`tr.r-${e.result}`, {},
+    h('td', { text: when(e.time_ms) }),
+    h('td', { text: e.actor }),
+    h('td', { text: e.action }),
+    h('td', {}, e.object.match(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/) && S.vms && S.vms.some((v) => v.name === e.object)
+      ? h('a', { href: `#/vm/${encodeURIComponent(e.object)}`, text: e.object }) : e.object),
+    h('td', { text: e.result }),
+    h('td', { text: e.message })));
+}
+
+function eventTable(list, id) {
+  return h('table.events', { id },
+    h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Object', 'Result', 'Message'].map((t) => h('th', { text: t })))),
+    h('tbody', {}, eventRows(list)));
+}
+
+function renderTasks() {
+  const recent = S.tasks.filter((t) => t.state === 'running' || Date.now() - (t.finished_ms || 0) < 60000);
+  $('tasks').hidden = recent.length === 0;
+  $('task-list').replaceChildren(...recent.map((t) => h(`li.t-${t.state}`, {},
+    h('span', { text: `${t.kind} ${t.object}: ` }),
+    h('progress', { max: 100, value: t.percent }),
+    h('span', { text: ` ${t.percent}%${t.total_bytes ? ` of ${bytes(t.total_bytes)}` : ''} ${t.state}${t.error ? `: ${t.error}` : ''}` }),
+    t.state === 'running' && can('operator')
+      ? h('button', { type: 'button', onclick: () => act(() => api('POST', `/v1/tasks/${t.id}/cancel`), 'Cancelled.') }, 'Cancel')
+      : null)));
+}
+
+async function act(fn, done) {
+  try {
+    await fn();
+    if (done) notice(done, 'ok');
+  } catch (e) {
+    notice(e.message);
+  }
+}
+
+function confirmDialog(text, okLabel) {
+  return new Promise((resolve) => {
+    const d = $('confirm');
+    $('confirm-text').textContent = text;
+    $('confirm-ok').textContent = okLabel;
+    d.returnValue = '';
+    d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
+    d.showModal();
+  });
+}
+
+/* --- inventory -------------------------------------------------------------------- */
+
+function inventoryView() {
+  const body = h('tbody');
+  const count = h('span.count');
+  const search = h('input', { type: 'search', id: 'filter', placeholder: 'Filter by name, state or disk', value: S.filter,
+    oninput: (e) => { S.filter = e.target.value; draw(); } });
+  const states = ['', 'running', 'paused', 'starting', 'stopping', 'stopped', 'crashed', 'defined'];
+  const sel = h('select', { id: 'state-filter', onchange: (e) => { S.stateFilter = e.target.value; draw(); } },
+    states.map((s) => h('option', { value: s, selected: s === S.stateFilter, text: s || 'any state' })));
+  const el = h('section.inventory', {},
+    h('div.bar', {}, h('h1', { text: 'Virtual machines' }), count),
+    h('div.filters', {}, search, sel),
+    h('table.vms', { id: 'vm-table' },
+      h('thead', {}, h('tr', {}, ['Name', 'State', 'vCPUs', 'Memory', 'Disks', 'Note'].map((t) => h('th', { text: t })))),
+      body));
+  function draw() {
+    if (!S.vms) { body.replaceChildren(h('tr', {}, h('td', { colspan: 6, text: 'Loading...' }))); return; }
+    const f = S.filter.trim().toLowerCase();
+    const shown = S.vms.filter((v) => (!S.stateFilter || v.state === S.stateFilter) &&
+      (!f || v.name.toLowerCase().includes(f) || v.state.includes(f) ||
+       (v.disks || []).some((d) => (d.image || d.path || '').toLowerCase().includes(f))));
+    count.textContent = `${shown.length} of ${S.vms.length}`;
+    body.replaceChildren(...shown.map((v) => h('tr', { 'data-vm': v.name },
+      h('td', {}, h('a', { href: `#/vm/${encodeURIComponent(v.name)}`, text: v.name })),
+      h('td', {}, stateBadge(v.state)),
+      h('td', { text: v.cpus }),
+      h('td', { text: mib(v.memory_mib) }),
+      h('td.disks', { text: (v.disks || []).map((d) => d.image || d.path).join(', ') }),
+      h('td.note', { text: v.reason || '' }))));
+    if (!shown.length) body.append(h('tr', {}, h('td', { colspan: 6, text: S.vms.length ? 'No VM matches the filter.' : 'No VMs yet.' })));
+  }
+  return { nav: 'inventory', el, refresh: (what) => { if (what !== 'events') draw(); } };
+}
+
+/* --- one VM ----------------------------------------------------------------------- */
+
+function vmView(name) {
+  const head = h('div.bar');
+  const buttons = h('div.actions', { id: 'vm-actions' });
+  const config = h('dl.config');
+  const disks = h('tbody');
+  const nics = h('tbody');
+  const events = h('tbody');
+  const el = h('section.vm', {}, head, buttons,
+    h('div.cols', {},
+      h('div', {}, h('h2', { text: 'Configuration' }), config),
+      h('div', {},
+        h('h2', { text: 'Disks' }), h('table', { id: 'vm-disks' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Disk' }))), disks),
+        h('h2', { text: 'Network interfaces' }), h('table', { id: 'vm-nics' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Network' }))), nics))),
+    h('h2', { text: 'Events' }),
+    h('table.events', { id: 'vm-events' },
+      h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Object', 'Result', 'Message'].map((t) => h('th', { text: t })))),
+      events));
+  let last = '';
+  let asked = null; // a VM not in the pushed list yet (just made): asked for directly
+  const details = el.querySelectorAll('.cols, h2, table.events');
+  function draw(what) {
+    const v = S.vms && S.vms.find((x) => x.name === name);
+    details.forEach((d) => { if (!d.closest('.cols') || d.classList.contains('cols')) d.hidden = !v; });
+    if (what !== 'events') {
+      if (!v) {
+        if (!asked && S.vms) {
+          asked = api('GET', `/v1/vms/${encodeURIComponent(name)}`).then((got) => {
+            if (S.vms && !S.vms.some((x) => x.name === name)) S.vms.push(got);
+            return 'found';
+          }, (e) => e.message).then((r) => { asked = r; draw('vms'); });
+        }
+        head.replaceChildren(h('h1', { text: name }));
+        buttons.replaceChildren(h('p', { text: typeof asked === 'string' && asked !== 'found' ? asked : 'Loading...' }));
+        last = '';
+      } else if (JSON.stringify(v) !== last) {
+        last = JSON.stringify(v);
+        head.replaceChildren(h('h1', { text: v.name }), stateBadge(v.state));
+        buttons.replaceChildren(...ACTIONS.map(([a, label, states, role]) => h('button', {
+          type: 'button', id: `act-${a}`, disabled: !can(role) || !states.includes(v.state),
+          title: can(role) ? undefined : `Your role (${S.role}) may not ${a} VMs.`,
+          onclick: () => act(() => api('POST', `/v1/vms/${encodeURIComponent(name)}/${a}`), `${label}: asked.`),
+        }, label)), h('button.danger', {
+          type: 'button', id: 'act-delete', disabled: !can('admin') || !['defined', 'stopped', 'crashed'].includes(v.state),
+          title: can('admin') ? undefined : `Your role (${S.role}) may not delete VMs.`,
+          onclick: async () => {
+            if (!await confirmDialog(`Delete the VM ${name}? Its definition goes; its disk images stay in the pool.`, 'Delete')) return;
+            act(async () => { await api('DELETE', `/v1/vms/${encodeURIComponent(name)}`); location.hash = '#/'; }, `Deleted ${name}.`);
+          },
+        }, 'Delete'));
+        const rows = [['State', v.state], ['Note', v.reason], ['Process', v.pid],
+          ['vCPUs', v.cpus], ['Memory', mib(v.memory_mib)], ['Kernel', v.kernel], ['Initrd', v.initrd],
+          ['Command line', v.cmdline], ['Restart', v.restart], ['Autostart', v.autostart ? 'yes' : 'no'], ['UUID', v.uuid]];
+        config.replaceChildren(...rows.filter(([, x]) => x !== undefined && x !== '').flatMap(([k, x]) => [h('dt', { text: k }), h('dd', { text: x })]));
+        disks.replaceChildren(...(v.disks || []).map((d, i) => h('tr', {}, h('td', { text: i }), h('td', { text: diskText(d) }))));
+        nics.replaceChildren(...(v.nics || []).map((n, i) => h('tr', {}, h('td', { text: i }), h('td', { text: n.network }))));
+        if (!(v.disks || []).length) disks.append(h('tr', {}, h('td', { colspan: 2, text: 'none' })));
+        if (!(v.nics || []).length) nics.append(h('tr', {}, h('td', { colspan: 2, text: 'none' })));
+      }
+    }
+    if (what !== 'vms') events.replaceChildren(...eventRows(S.events.filter((e) => e.object === name)));
+  }
+  return { nav: 'inventory', el, refresh: draw };
+}
+
+/* --- the event log ---------------------------------------------------------------- */
+
+function eventsView() {
+  const wrap = h('div');
+  const el = h('section', {}, h('h1', { text: 'Event log' }), wrap);
+  return { nav: 'events', el, refresh: (what) => { if (what !== 'vms') wrap.replaceChildren(eventTable(S.events, 'event-log')); } };
+}
+
+/* --- a new VM from a template ----------------------------------------------------- */
+
+function waitTask(id) {
+  const t = S.tasks.find((x) => x.id === id && x.state !== 'running');
+  if (t) return Promise.resolve(t);
+  return new Promise((resolve) => S.taskWaiters.set(id, resolve));
+}
+
+function createView() {
+  const base = h('select', { name: 'base', id: 'c-base', required: true });
+  const net = h('select', { name: 'network', id: 'c-net' }, h('option', { value: '', text: 'none' }));
+  const like = (S.vms || []).find((v) => v.kernel) || {};
+  const field = (label, attrs) => h('label', {}, label, h('input', attrs));
+  const status = h('p.status', { id: 'c-status', role: 'status' });
+  const form = h('form.create', { id: 'create-form' },
+    h('h1', { text: 'New VM' }),
+    field('Name', { name: 'name', id: 'c-name', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9_.\\-]{0,62}' }),
+    h('label', {}, 'Template or image', base),
+    h('label.check', {}, h('input', { type: 'checkbox', name: 'linked', id: 'c-linked', checked: true }), 'Linked clone (a copy-on-write overlay: fast, small)'),
+    field('vCPUs', { name: 'cpus', id: 'c-cpus', type: 'number', min: 1, max: 64, value: like.cpus || 1 }),
+    field('Memory (MiB)', { name: 'memory', id: 'c-mem', type: 'number', min: 32, value: like.memory_mib || 256 }),
+    field('Kernel', { name: 'kernel', id: 'c-kernel', required: true, value: like.kernel || '' }),
+    field('Initrd', { name: 'initrd', id: 'c-initrd', value: like.initrd || '' }),
+    field('Kernel command line', { name: 'cmdline', id: 'c-cmdline', value: like.cmdline || '' }),
+    h('label', {}, 'Network', net),
+    status,
+    h('button', { type: 'submit', id: 'c-submit' }, 'Create'));
+  Promise.all([api('GET', '/v1/images'), api('GET', '/v1/networks')]).then(([im, nw]) => {
+    const imgs = im.images.filter((i) => !i.used_by || i.template);
+    base.replaceChildren(...imgs.map((i) => h('option', { value: i.name, text: `${i.name}${i.template ? ' (template)' : ''}, ${bytes(i.size)} ${i.format}` })));
+    if (!imgs.length) status.textContent = 'The pool has no image to clone: import one first (plinth image import).';
+    net.append(...nw.networks.map((n) => h('option', { value: n.name, text: n.name })));
+  }).catch((e) => notice(e.message));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const name = form.name.value.trim();
+    const disk = `${name}-disk`;
+    const btn = $('c-submit');
+    btn.disabled = true;
+    try {
+      status.textContent = `Cloning ${form.base.value} into ${disk}...`;
+      const c = await api('POST', `/v1/images/${encodeURIComponent(form.base.value)}/clone`, { name: disk, linked: form.linked.checked });
+      if (c.id !== undefined && c.state) {
+        const t = await waitTask(c.id);
+        if (t.state !== 'done') throw new Error(`The clone ${t.state}${t.error ? `: ${t.error}` : ''}.`);
+      }
+      status.textContent = `Defining ${name}...`;
+      const def = { name, cpus: Number(form.cpus.value), memory_mib: Number(form.memory.value),
+        kernel: form.kernel.value.trim(), disks: [{ image: disk }] };
+      if (form.initrd.value.trim()) def.initrd = form.initrd.value.trim();
+      if (form.cmdline.value.trim()) def.cmdline = form.cmdline.value.trim();
+      if (form.network.value) def.nics = [{ network: form.network.value }];
+      try {
+        await api('POST', '/v1/vms', def);
+      } catch (e) {
+        throw new Error(`The disk ${disk} was made, but the VM was not: ${e.message}`);
+      }
+      notice(`Created ${name}.`, 'ok');
+      location.hash = `#/vm/${encodeURIComponent(name)}`;
+    } catch (e) {
+      status.textContent = '';
+      notice(e.message);
+    } finally {
+      btn.disabled = false;
+    }
+  });
+  return { nav: 'create', el: form, refresh: () => {} };
+}
+
+/* --- start ------------------------------------------------------------------------ */
+
+window.addEventListener('hashchange', route);
+document.addEventListener('DOMContentLoaded', async () => {
+  $('logout').addEventListener('click', logout);
+  const r = await fetch('/web/session', { credentials: 'same-origin' }).catch(() => null);
+  if (r && r.ok) startSession(await r.json());
+  else showLogin(r ? '' : 'plinthd did not answer; is it still running?');
+});

@@ -93,6 +93,18 @@ struct pimg *pimg_open(const char *path, const char *format, unsigned flags);
 struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags,
 			    const struct pimg_open_policy *policy);
 /*
+ * pimg_open_with on a file already open: fd (ownership passes; closed on failure
+ * too) is the image, opened O_RDWR for a writable open. name stands for the file
+ * in messages and, under a policy that allows external files, says whose
+ * directory they may come from. The lock is taken on fd's open file description
+ * (flock), so a caller that keeps a duplicate of fd keeps the lock after
+ * pimg_close until it closes that duplicate or unlocks it (flock LOCK_UN). For a
+ * process that must open an image again where its path no longer leads (a live
+ * migration's destination inside --jail): it opens the file first and keeps it.
+ */
+struct pimg *pimg_open_fd(int fd, const char *name, const char *format, unsigned flags,
+			  const struct pimg_open_policy *policy);
+/*
  * Close the directory descriptors an image opened under an external-file policy keeps
  * for later opens (pimg_commit reopening its backing file writable). Every file the
  * chain reads is already open, so reads and writes go on; a later commit of img

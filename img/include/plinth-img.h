@@ -7,7 +7,9 @@
  *
  * Errors: calls return 0 (or a non-negative value where stated) or -errno;
  * constructors return a pointer or NULL. The reason for a failure is logged once,
- * where it happened, as one line through common/log.h.
+ * where it happened, as one line through common/log.h: a caller that needs the
+ * sentence (a daemon recording why a task failed) sets a sink there, or captures the
+ * first error of one call on its thread (log_capture_begin/end).
  *
  * Threads: a struct pimg (with its backing chain) is not internally locked. Rule:
  * each open image is used by ONE thread at a time -- the disk's I/O thread.

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "log.h"
 
 static void test_raw_workout(void **state)
 {
@@ -433,11 +434,25 @@ static void test_open_fd(void **state)
 	unlink(moved);
 }
 
+/* A caller (plinthd's image tasks) gets the library's error sentence, not stderr. */
+static void test_error_sentence_captured(void **state)
+{
+	struct log_capture c;
+
+	(void)state;
+	log_capture_begin(&c);
+	assert_null(pimg_open("/nonexistent/plinth/disk.qcow2", NULL, PIMG_O_RDONLY));
+	log_capture_end(&c);
+	assert_string_equal(c.first_error, "/nonexistent/plinth/disk.qcow2: No such file or directory");
+	assert_int_equal(c.errors, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_raw_workout),
 		cmocka_unit_test(test_open_fd),
+		cmocka_unit_test(test_error_sentence_captured),
 		cmocka_unit_test(test_writable_raw_never_probed),
 		cmocka_unit_test(test_unaligned_raw_size),
 		cmocka_unit_test(test_foreign_magic_not_raw),

@@ -725,8 +725,9 @@ out_close_file:
 	return NULL;
 }
 
-struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags,
-			    const struct pimg_open_policy *policy)
+/* pimg_open_with and pimg_open_fd: fd < 0 opens path. */
+static struct pimg *open_top(int fd, const char *path, const char *format, unsigned flags,
+			     const struct pimg_open_policy *policy)
 {
 	struct pimg_trust *trust = NULL;
 	struct pimg_file *f;
@@ -734,14 +735,18 @@ struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags
 
 	if ((flags & PIMG_O_BACKING_REPORT) && !(flags & PIMG_O_RDONLY)) {
 		log_error("%s: PIMG_O_BACKING_REPORT needs a read-only open", path);
-		return NULL;
+		goto out_close;
 	}
 	if (policy && policy->allow_external) {
 		trust = trust_new(path, policy);
 		if (!trust)
-			return NULL;
+			goto out_close;
 	}
-	f = pfile_open_lock(path, flags & PIMG_O_RDONLY, false, flags & PIMG_O_NOLOCK);
+	if (fd >= 0)
+		f = pfile_from_fd(fd, path, flags & PIMG_O_RDONLY, flags & PIMG_O_NOLOCK);
+	else
+		f = pfile_open_lock(path, flags & PIMG_O_RDONLY, false, flags & PIMG_O_NOLOCK);
+	fd = -1; /* pfile_from_fd took it, on failure too */
 	if (!f) {
 		trust_free(trust);
 		return NULL;
@@ -750,6 +755,27 @@ struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags
 	if (!img)
 		trust_free(trust);
 	return img;
+
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags,
+			    const struct pimg_open_policy *policy)
+{
+	return open_top(-1, path, format, flags, policy);
+}
+
+struct pimg *pimg_open_fd(int fd, const char *name, const char *format, unsigned flags,
+			  const struct pimg_open_policy *policy)
+{
+	if (fd < 0) {
+		log_error("%s: no file descriptor", name);
+		return NULL;
+	}
+	return open_top(fd, name, format, flags, policy);
 }
 
 void pimg_drop_dirs(struct pimg *img)

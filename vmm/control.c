@@ -118,7 +118,7 @@ int vmm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen)
 	 * disk: a false refusal, never a corruption).
 	 */
 	if (!ret)
-		ret = vm_state_save_disk_idents(vm->cfg, w);
+		ret = vm_state_save_disk_idents(vm, w);
 	if (!ret)
 		ret = vm_state_save(vm, w);
 	if (!ret)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 #include "virtio/devices.h"
 
 int lease_owner_self(char *out, size_t len)
@@ -42,7 +43,7 @@ static char *writable_disk(const struct vm_device_opt *d)
 	char *path = NULL;
 	bool readonly = true;
 
-	if (d->kind != VM_DEV_DISK || virtio_blk_spec_path(d->spec, &path, &readonly))
+	if (d->kind != VM_DEV_DISK || virtio_blk_spec_path(d->spec, &path, &readonly, NULL))
 		return NULL;
 	if (readonly) {
 		free(path);
@@ -73,6 +74,58 @@ static int write_lease(const char *image, const char *owner)
 	return ret;
 }
 
+/* The record rewritten in place on fd: a reader sees the old line, the new one or, at
+ * worst, a mix that names nobody (a take-back is then refused: the safe side). */
+static int write_lease_fd(int fd, const char *owner)
+{
+	char line[LEASE_OWNER_MAX + 2];
+	int n = snprintf(line, sizeof(line), "%s\n", owner), ret;
+
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -ENAMETOOLONG;
+	ret = pwrite_full(fd, line, (size_t)n, 0);
+	if (!ret && (ftruncate(fd, n) < 0 || fdatasync(fd) < 0))
+		ret = -errno;
+	return ret;
+}
+
+static int lease_fd_of(const struct vm_config *cfg, unsigned int i)
+{
+	return cfg->lease_fds ? cfg->lease_fds[i] : -1;
+}
+
+void lease_open(const struct vm_config *cfg, int fds[VM_MAX_DEVICES])
+{
+	char lpath[4096 + 16];
+	unsigned int i;
+	char *path;
+
+	for (i = 0; i < VM_MAX_DEVICES; i++)
+		fds[i] = -1;
+	for (i = 0; i < cfg->nr_devices; i++) {
+		path = writable_disk(&cfg->devices[i]);
+		if (!path)
+			continue;
+		if (lease_path(path, lpath, sizeof(lpath)) == 0)
+			fds[i] = open(lpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fds[i] < 0)
+			log_warn("disk %u: cannot open its lease record next to %s: %s", i + 1, path,
+				 strerror(errno));
+		free(path);
+	}
+}
+
+void lease_close(int fds[VM_MAX_DEVICES])
+{
+	unsigned int i;
+
+	for (i = 0; i < VM_MAX_DEVICES; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
 void lease_take(const struct vm_config *cfg, const char *owner)
 {
 	unsigned int i;
@@ -83,7 +136,10 @@ void lease_take(const struct vm_config *cfg, const char *owner)
 		path = writable_disk(&cfg->devices[i]);
 		if (!path)
 			continue;
-		ret = write_lease(path, owner);
+		if (lease_fd_of(cfg, i) >= 0)
+			ret = write_lease_fd(lease_fd_of(cfg, i), owner);
+		else
+			ret = write_lease(path, owner);
 		if (ret)
 			log_warn("disk %u: cannot record its lease next to %s: %s", i + 1, path,
 				 strerror(-ret));
@@ -103,14 +159,18 @@ int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_
 		path = writable_disk(&cfg->devices[i]);
 		if (!path)
 			continue;
-		fd = lease_path(path, lpath, sizeof(lpath)) ? -1 : open(lpath, O_RDONLY | O_CLOEXEC);
+		if (lease_fd_of(cfg, i) >= 0) {
+			n = pread(lease_fd_of(cfg, i), line, sizeof(line) - 1, 0);
+		} else {
+			fd = lease_path(path, lpath, sizeof(lpath)) ? -1 :
+			     open(lpath, O_RDONLY | O_CLOEXEC);
+			n = fd < 0 ? -1 : read(fd, line, sizeof(line) - 1);
+			if (fd >= 0)
+				close(fd);
+		}
 		free(path);
-		if (fd < 0)
-			continue; /* no record: nobody took it over */
-		n = read(fd, line, sizeof(line) - 1);
-		close(fd);
-		if (n < 0)
-			continue;
+		if (n <= 0)
+			continue; /* no record (or an empty one): nobody took it over */
 		line[n] = '\0';
 		line[strcspn(line, "\n")] = '\0';
 		if (strcmp(line, owner)) {

@@ -28,7 +28,21 @@
  * the host name needs uname, which the filters refuse. 0 or -errno.
  */
 int lease_owner_self(char *out, size_t len);
-/* Record owner in the lease of every writable disk of cfg. Failures are logged, not fatal. */
+/*
+ * Open the lease record of every writable disk of cfg now, creating it empty if
+ * there is none, into fds (by device index; -1 where none or on a failure, which is
+ * logged: that disk's lease then goes by path). Call at start-up, before --jail:
+ * lease_take and lease_check then use cfg->lease_fds, never a path, so they work
+ * inside the jail and under the main thread's narrowed filter. lease_close() closes
+ * them. An empty record means "no record".
+ */
+void lease_open(const struct vm_config *cfg, int fds[VM_MAX_DEVICES]);
+void lease_close(int fds[VM_MAX_DEVICES]);
+/*
+ * Record owner in the lease of every writable disk of cfg (through cfg->lease_fds,
+ * rewritten in place, where open; else a temporary file renamed over it). Failures
+ * are logged, not fatal.
+ */
 void lease_take(const struct vm_config *cfg, const char *owner);
 /*
  * 0 if the lease of every writable disk of cfg names owner or does not exist;

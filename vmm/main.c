@@ -31,6 +31,7 @@
 #include "client.h" /* daemon/: plinthd's client verbs */
 #include "state/snapshot.h"
 #include "state/state.h"
+#include "virtio/devices.h"
 
 #define DEFAULT_MEMORY  (512 * MiB)
 #define MIN_MEMORY      (32 * MiB)
@@ -190,6 +191,22 @@ static bool reset_in_jail_ok(const struct vm_config *cfg)
 }
 
 /*
+ * What the main thread keeps once start-up is over (sandbox_seccomp_narrow_main):
+ * network sockets with a migration key (TCP migrations need it), opening files by
+ * path where a guest reset re-opens the devices' (outside --jail, rebooting, with a
+ * device that has a file or socket behind it).
+ */
+static unsigned int main_run_keep(const struct vmm *vmm, const struct vm_config *cfg,
+				  const struct jail_cfg *jail)
+{
+	unsigned int keep = vmm->tls ? SANDBOX_KEEP_INET : 0;
+
+	if (!cfg->no_reboot && !(jail && jail->dir) && !reset_in_jail_ok(cfg))
+		keep |= SANDBOX_KEEP_OPEN;
+	return keep;
+}
+
+/*
  * The control API's first thread: it narrows itself to SANDBOX_API (on top of
  * main's filter, which it inherited) and starts libmicrohttpd, whose thread
  * inherits the narrowed filter; then it ends.
@@ -251,6 +268,9 @@ static int confine(struct vmm *vmm, struct vm_config *cfg, const struct jail_cfg
 		if (!*api)
 			return -1;
 	}
+	/* Start-up is over: no existing file by path, no TCP, unless this VM needs them. */
+	if (cfg->seccomp && sandbox_seccomp_narrow_main(main_run_keep(vmm, cfg, jail)))
+		return -1;
 	return 0;
 
 out_close:
@@ -377,6 +397,7 @@ struct cmd_opts {
 	bool paused;        /* restore --paused */
 	const char *listen; /* receive --listen URI */
 	const char *psk;    /* --migrate-psk FILE */
+	int lease_fds[VM_MAX_DEVICES]; /* the writable disks' lease records (lease_open) */
 };
 
 /*
@@ -577,6 +598,9 @@ static int start_common(struct cmd_opts *o, struct vmm *vmm, int *sfd, struct mi
 	/* The kernel, the initrd and /dev/kvm stay open across resets (and the jail). */
 	if (vm_open_files(&o->cfg))
 		goto out_vmm;
+	/* So are the disks' lease records: taken and checked without a path later. */
+	lease_open(&o->cfg, o->lease_fds);
+	o->cfg.lease_fds = o->lease_fds;
 	return 0;
 
 out_vmm:
@@ -588,8 +612,9 @@ out_tls:
 	return 1;
 }
 
-static void stop_common(struct vmm *vmm, int sfd, struct mig_tls *client)
+static void stop_common(struct cmd_opts *o, struct vmm *vmm, int sfd, struct mig_tls *client)
 {
+	lease_close(o->lease_fds);
 	vmm_fini(vmm);
 	close(sfd);
 	mig_tls_free(client);
@@ -609,7 +634,7 @@ static int cmd_run(int argc, char **argv)
 	if (rc)
 		return rc;
 	rc = run_loop(&vmm, &o.cfg, false, sfd, &o.jail, NULL, NULL);
-	stop_common(&vmm, sfd, client);
+	stop_common(&o, &vmm, sfd, client);
 	return rc;
 }
 
@@ -683,7 +708,7 @@ static int cmd_restore(int argc, char **argv)
 	if (!rc) {
 		vmm.restored = true;
 		rc = run_loop(&vmm, &o.cfg, o.paused, sfd, &o.jail, restore_first, &ctx);
-		stop_common(&vmm, sfd, client);
+		stop_common(&o, &vmm, sfd, client);
 	}
 	close(ctx.state_fd);
 	if (ctx.mem_fd >= 0)
@@ -739,10 +764,24 @@ static int cmd_receive(int argc, char **argv)
 	if (ctx.a.transport == API_MIGRATE_TCP && !o.psk)
 		return usage_error("--listen tcp: needs --migrate-psk FILE (the stream is "
 				   "authenticated and encrypted with TLS)");
-	for (i = 0; o.jail.dir && i < o.cfg.nr_devices; i++)
-		if (o.cfg.devices[i].kind == VM_DEV_DISK)
-			return usage_error("receive --jail cannot take --disk: the images are taken "
-					   "over from the source by path, which the jail hides");
+	/*
+	 * The images are opened now and taken over from those files later, inside the
+	 * jail; the files they name (backing=on) would have to be found by path there.
+	 */
+	for (i = 0; o.jail.dir && i < o.cfg.nr_devices; i++) {
+		bool external = false;
+		char *path;
+
+		if (o.cfg.devices[i].kind != VM_DEV_DISK)
+			continue;
+		/* A spec it cannot read is refused with its reason when the disk is made. */
+		if (virtio_blk_spec_path(o.cfg.devices[i].spec, &path, NULL, &external) == 0)
+			free(path);
+		if (external)
+			return usage_error("receive --jail cannot take a --disk with backing=on or "
+					   "backing_dir=: the files its image names are found by "
+					   "path, which the jail hides");
+	}
 	rc = start_common(&o, &vmm, &sfd, &client);
 	if (rc)
 		return rc;
@@ -766,7 +805,7 @@ static int cmd_receive(int argc, char **argv)
 out_tls:
 	mig_tls_free(ctx.server);
 out_common:
-	stop_common(&vmm, sfd, client);
+	stop_common(&o, &vmm, sfd, client);
 	return rc;
 }
 

@@ -60,7 +60,9 @@
  *     time writes them (image locks): the destination opens them read-only and
  *     unlocked for their sizes, the source lets go of them once its I/O threads
  *     have stopped, and the destination reopens them, locked and with fresh
- *     metadata, before it acks. A source that gets no ack takes them back.
+ *     metadata, before it acks. A source that gets no ack takes them back. Both
+ *     reopen from the files they opened at start-up, never by path (so inside
+ *     --jail too, and under the main thread's narrowed filter).
  *  5. Across hosts, where flock may not hold, the disks' leases (lease.h) say who
  *     runs the guest: the destination writes its own before it acks, and a source
  *     whose outcome is unknown takes the guest back only while they still name it.

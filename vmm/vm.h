@@ -75,6 +75,11 @@ struct vm_config {
 	 * them and each match clears known. NULL: not checked (migration).
 	 */
 	struct vm_disk_ident *disk_ident;
+	/*
+	 * The lease records of the writable disks, by device index, opened at start-up
+	 * (lease_open, lease.h); -1 or NULL: by path.
+	 */
+	const int *lease_fds;
 	/* A live migration's destination: disk images are opened without their locks
 	 * (the source holds them) until vm_disks_acquire(). */
 	bool incoming;

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "virtio/blk.h"
 #include "virtio/devices.h"
 #include "virtio/virtio-pci.h"
 
@@ -655,57 +656,62 @@ out_free:
 
 #define DISK_HEAD 65536u
 
-int vm_disk_ident_of(const char *spec, struct vm_disk_ident *id)
+/* The identity of the image open on fd. 0 or -errno. */
+static int disk_ident_of_fd(int fd, struct vm_disk_ident *id)
 {
 	uint8_t *buf = malloc(DISK_HEAD);
-	char *path = NULL;
 	struct stat st;
 	ssize_t n;
-	int fd, ret;
+	int ret = 0;
 
 	memset(id, 0, sizeof(*id));
 	if (!buf)
 		return -ENOMEM;
-	ret = virtio_blk_spec_path(spec, &path, NULL);
-	if (ret)
-		goto out_free;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	if (fstat(fd, &st) < 0 || (n = pread(fd, buf, DISK_HEAD, 0)) < 0) {
 		ret = -errno;
 		goto out_free;
-	}
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		goto out_close;
-	}
-	n = pread(fd, buf, DISK_HEAD, 0);
-	if (n < 0) {
-		ret = -errno;
-		goto out_close;
 	}
 	id->size = (uint64_t)st.st_size;
 	id->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	id->head_crc = (uint32_t)crc32_z(crc32_z(0, NULL, 0), buf, (size_t)n);
 	id->known = true;
-	ret = 0;
-out_close:
-	close(fd);
 out_free:
-	free(path);
 	free(buf);
 	return ret;
 }
 
-int vm_state_save_disk_idents(const struct vm_config *cfg, struct state_writer *w)
+int vm_disk_ident_of(const char *spec, struct vm_disk_ident *id)
 {
+	char *path = NULL;
+	int fd, ret;
+
+	memset(id, 0, sizeof(*id));
+	ret = virtio_blk_spec_path(spec, &path, NULL, NULL);
+	if (ret)
+		return ret;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	ret = disk_ident_of_fd(fd, id);
+	close(fd);
+	return ret;
+}
+
+int vm_state_save_disk_idents(struct vm *vm, struct state_writer *w)
+{
+	const struct vm_config *cfg = vm->cfg;
 	struct vm_disk_ident id;
 	unsigned int i;
 	int ret;
 
-	for (i = 0; i < cfg->nr_devices; i++) {
+	for (i = 0; i < cfg->nr_devices && i < vm->nr_virtio; i++) {
 		if (cfg->devices[i].kind != VM_DEV_DISK)
 			continue;
-		ret = vm_disk_ident_of(cfg->devices[i].spec, &id);
+		/* The file the disk opened at start-up: no path is opened after it. */
+		ret = virtio_blk_file(virtio_pci_vdev(vm->virtio[i]));
+		if (ret >= 0)
+			ret = disk_ident_of_fd(ret, &id);
 		if (ret) {
 			log_warn("snapshot: cannot take the identity of disk %u (%s): a restore will "
 				 "not check it", i + 1, strerror(-ret));

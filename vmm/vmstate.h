@@ -74,11 +74,12 @@ struct vm_disk_ident {
 /* The identity of the image a --disk spec names (by its path=). 0 or -errno. */
 int vm_disk_ident_of(const char *spec, struct vm_disk_ident *id);
 /*
- * Write one optional "disk-id" section per disk of cfg whose identity can be
- * taken (id = device index); a disk whose file cannot be read is left out (a
- * restore then warns that it was not checked). 0 or the writer's error.
+ * Write one optional "disk-id" section per disk of vm whose identity can be
+ * taken (id = device index), from the file the disk holds open; a disk whose file
+ * cannot be read is left out (a restore then warns that it was not checked). 0 or
+ * the writer's error.
  */
-int vm_state_save_disk_idents(const struct vm_config *cfg, struct state_writer *w);
+int vm_state_save_disk_idents(struct vm *vm, struct state_writer *w);
 
 /* Write every section but "config" and memory. The vCPUs must be paused. 0 or -errno. */
 int vm_state_save(struct vm *vm, struct state_writer *w);

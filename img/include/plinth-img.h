@@ -7,7 +7,9 @@
  *
  * Errors: calls return 0 (or a non-negative value where stated) or -errno;
  * constructors return a pointer or NULL. The reason for a failure is logged once,
- * where it happened, as one line through common/log.h.
+ * where it happened, as one line through common/log.h: a caller that needs the
+ * sentence (a daemon recording why a task failed) sets a sink there, or captures the
+ * first error of one call on its thread (log_capture_begin/end).
  *
  * Threads: a struct pimg (with its backing chain) is not internally locked. Rule:
  * each open image is used by ONE thread at a time -- the disk's I/O thread.
@@ -92,6 +94,18 @@ struct pimg *pimg_open(const char *path, const char *format, unsigned flags);
  * or all zero is pimg_open: only the image itself. policy is read during the call only. */
 struct pimg *pimg_open_with(const char *path, const char *format, unsigned flags,
 			    const struct pimg_open_policy *policy);
+/*
+ * pimg_open_with on a file already open: fd (ownership passes; closed on failure
+ * too) is the image, opened O_RDWR for a writable open. name stands for the file
+ * in messages and, under a policy that allows external files, says whose
+ * directory they may come from. The lock is taken on fd's open file description
+ * (flock), so a caller that keeps a duplicate of fd keeps the lock after
+ * pimg_close until it closes that duplicate or unlocks it (flock LOCK_UN). For a
+ * process that must open an image again where its path no longer leads (a live
+ * migration's destination inside --jail): it opens the file first and keeps it.
+ */
+struct pimg *pimg_open_fd(int fd, const char *name, const char *format, unsigned flags,
+			  const struct pimg_open_policy *policy);
 /*
  * Close the directory descriptors an image opened under an external-file policy keeps
  * for later opens (pimg_commit reopening its backing file writable). Every file the

@@ -3,7 +3,8 @@
 # every thread (checked from /proc/PID/status); a guest reset re-creates the VM
 # inside the jail (the kernel, initrd and /dev/kvm were kept open) and the guest
 # boots again; with a disk, whose image can't be re-opened in the jail, a reset
-# ends plinth cleanly (exit 0, as --no-reboot, with a warning).
+# ends plinth cleanly (exit 0, as --no-reboot, with a warning); restore --jail and
+# receive --jail with a disk keep the guest writing it, every thread filtered.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
 [ "$(id -u)" = 0 ] || fail "the jail needs root (the emulated host runs tests as root)"
@@ -83,4 +84,67 @@ truncate -s 8M "$dir/disk.img"
 rc=$?
 [ $rc = 0 ] || { tail -n 20 "$out"; fail "jailed reset with a disk: exit $rc, not 0"; }
 expect_in "$out" 'cannot be re-opened inside the jail' "jailed reset with a disk: no warning"
-echo "ok: jailed boot (uid 65534, no caps, seccomp), reset in the jail ($n boots), disk + reset"
+
+# 4. restore --jail and receive --jail with a disk. A snapshot of a guest that writes
+# numbered records to its disk is restored jailed; that jailed VM migrates over a Unix
+# socket (inside its jail) to a jailed receive, which takes the image over from the
+# file it opened before its jail: the guest goes on writing in both, every thread of
+# both is filtered, and the image holds every record in order.
+ctl() { "$BUILD/plinth" ctl --api-socket "$@"; }
+threads_filtered() { # PID WHAT
+	local n=0 s
+	for s in /proc/$1/task/*/status; do
+		grep -q '^Seccomp:[[:space:]]*2$' "$s" ||
+			fail "$2: thread $(awk '$1 == "Name:" { print $2 }' "$s") is not filtered"
+		n=$((n + 1))
+	done
+	awk '$1 == "Uid:" { exit !($2 == 65534 && $3 == 65534) }' /proc/$1/status ||
+		fail "$2: not running as 65534"
+	[ $n -ge 4 ] || fail "$2: only $n threads"
+	echo "# $2: $n threads, all Seccomp 2, uid 65534"
+}
+truncate -s 4M "$dir/rec.raw"
+M=(--kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 256M
+	--disk "path=$dir/rec.raw,format=raw")
+rec='j=0; while :; do j=$((j+1)); printf "disk %010d\n" $j | dd of=/dev/vda bs=16 seek=$j conv=notrunc,fsync 2>/dev/null && echo "disk $j"; sleep 0.5; done'
+"$BUILD/plinth" run "${M[@]}" --cmdline "$(guest_cmdline "$rec")" --api-socket "$dir/a.sock" \
+	</dev/null >"$dir/a.out" 2>&1 &
+pid=$!
+wait_in "$dir/a.out" $pid 'disk 3[[:space:]]'
+ctl "$dir/a.sock" pause >/dev/null || fail "pause failed"
+ctl "$dir/a.sock" snapshot --to "$dir/snap" >/dev/null || fail "snapshot failed"
+kill -9 $pid
+wait $pid 2>/dev/null
+mkdir "$dir/jb" "$dir/jc"
+"$BUILD/plinth" restore --from "$dir/snap" "${M[@]}" --api-socket "$dir/b.sock" \
+	--jail "$dir/jb" --uid 65534 --gid 65534 </dev/null >"$dir/b.out" 2>&1 &
+pid=$!
+b=$pid
+wait_in "$dir/b.out" $b 'disk [0-9]+[[:space:]]'
+first=$(grep -ao 'disk [0-9]*' "$dir/b.out" | head -n 1 | cut -d' ' -f2)
+wait_in "$dir/b.out" $b "disk $((first + 2))[[:space:]]"
+threads_filtered $b "restore --jail with a disk"
+# The destination binds its socket inside the source's jail, as root before its own jail:
+# the operator lets the source's user (65534) connect.
+"$BUILD/plinth" receive --listen "unix:$dir/jb/mig.sock" "${M[@]}" --api-socket "$dir/c.sock" \
+	--jail "$dir/jc" --uid 65534 --gid 65534 </dev/null >"$dir/c.out" 2>&1 &
+c=$!
+for _ in $(seq 100); do [ -S "$dir/jb/mig.sock" ] && break; sleep 0.1; done
+chown 65534:65534 "$dir/jb/mig.sock" || fail "receive --jail --disk did not listen: $(cat "$dir/c.out")"
+ctl "$dir/b.sock" migrate --to unix:/mig.sock >/dev/null || fail "migrate from the jailed restore refused"
+wait $b
+rc=$?
+pid=$c
+[ $rc = 0 ] || { tail -n 5 "$dir/b.out" "$dir/c.out"; fail "the jailed source exited $rc"; }
+at=$(last_num "$dir/b.out" disk)
+wait_in "$dir/c.out" $c "disk $((at + 2))[[:space:]]" 90
+grep -q 'init started' "$dir/c.out" && fail "the jailed destination booted the guest instead"
+threads_filtered $c "receive --jail with a disk"
+grep -q " pid=$c " "$dir/rec.raw.lease" || { cat "$dir/rec.raw.lease"; fail "the lease does not name the jailed destination"; }
+m=$(last_num "$dir/c.out" disk)
+kill -TERM $c
+wait $c
+pid=
+grep -q 'forbidden syscall' "$dir"/[abc].out && fail "a forbidden syscall"
+check_disk "$dir/rec.raw" "$m" "restored at $first, migrated at $at" || fail "the disk lost writes"
+echo "ok: jailed boot (uid 65534, no caps, seccomp), reset in the jail ($n boots), disk + reset, restore --jail and receive --jail with a disk"

@@ -16,8 +16,13 @@
  *   io          x         x    x    disk I/O, tap offloads, console queries
  *   connect     x                   vsock's guest-initiated connections (io-connect only)
  *   api         x              x    libmicrohttpd: listen/accept, select, socket options
- *   control     x              x    the control ops (run on the API thread): snapshot
- *                                   files, migration sockets, dirty log, hotplugged images
+ *   control     x                   the control ops (run on the main thread): snapshot
+ *                                   directories, image locks, dirty log, timers
+ *   open        x                   openat of any file: start-up; a reset outside --jail
+ *   inet        x                   AF_INET/AF_INET6 sockets: migration over TCP
+ *   open_create      (main-run)     after start-up: openat creating new files or of a
+ *                                   directory only, others EACCES (snapshots)
+ *   no_inet          (main-run)     after start-up: AF_INET/AF_INET6 refused (EACCES)
  *   setup       x                   re-creating the VM on a guest reset, signals, the
  *                                   terminal, narrowing threads created later
  *   libc_main   x                   glibc's resolver (libc.c)
@@ -66,6 +71,11 @@
 	{ .nr = SCMP_SYS(sys), .name = #sys, .kind = SC_ALLOW_SELF, .arg = a, .why = why_ }
 #define REFUSE(sys, e, why_) \
 	{ .nr = SCMP_SYS(sys), .name = #sys, .kind = SC_ERRNO, .err = e, .why = why_ }
+
+/* Refused with errno e if (argument a & m) == b; other values are left to other rules. */
+#define REFUSE_BITS(sys, a, m, b, e, why_) \
+	{ .nr = SCMP_SYS(sys), .name = #sys, .kind = SC_ERRNO, .arg = a, .mask = m, .bits = b, \
+	  .expr = "(arg" #a " & " #m ") == " #b, .err = e, .why = why_ }
 
 #define SECTION(n, r) \
 	static const struct sc_section sec_##n = { #n, r, ARRAY_SIZE(r) }
@@ -300,8 +310,6 @@ SECTION(api, api_rules);
 
 /* What the control operations do: snapshot/restore, migration, disk hotplug, reset. */
 static const struct sc_rule control_rules[] = {
-	ALLOW(openat, "snapshot files, hot-plugged images; /dev/kvm, kernel, images when a "
-	      "reset re-creates the VM"),
 	ALLOW(newfstatat, "stat/lstat of paths (vsock socket, images, kernel)"),
 	ALLOW(mkdir, "a snapshot's directory"),
 	ALLOW(mkdirat, "a snapshot's directory"),
@@ -312,13 +320,53 @@ static const struct sc_rule control_rules[] = {
 	ALLOW(renameat, "snapshots written under a temporary name"),
 	ALLOW(renameat2, "snapshots written under a temporary name"),
 	ALLOW(flock, "image locks"),
-	ALLOW_IN(socket, 0, af_inet, "live migration over TCP"),
 	ALLOW(timerfd_create, "migration and shutdown timeouts"),
 	ALLOW(timerfd_settime, "migration and shutdown timeouts"),
 	ALLOW(timerfd_gettime, "migration and shutdown timeouts"),
 	ALLOW_IN(ioctl, 1, ioctl_kvm_vm, "dirty log, clock, irqchip for snapshots and migration"),
 };
 SECTION(control, control_rules);
+
+/* Opening any file by path: start-up, and a reset outside --jail re-opening the devices. */
+static const struct sc_rule open_rules[] = {
+	ALLOW(openat, "snapshot files, hot-plugged images; /dev/kvm, kernel, images when a "
+	      "reset re-creates the VM"),
+};
+SECTION(open, open_rules);
+
+/*
+ * After start-up (main-run): no existing file opens by path. A snapshot creates new
+ * files (O_CREAT|O_EXCL) in a directory it opened (O_DIRECTORY, read-only by
+ * nature); the disks (images, leases) were opened at start-up and are reopened from
+ * those fds. Everything else gets EACCES, as glibc's lazy look-ups do elsewhere.
+ */
+static const struct sc_rule open_create_rules[] = {
+	ALLOW_BITS(openat, 2, O_CREAT | O_EXCL, O_CREAT | O_EXCL, "a snapshot's new files"),
+	ALLOW_BITS(openat, 2, O_DIRECTORY, O_DIRECTORY, "a snapshot's directory, for openat"),
+	REFUSE_BITS(openat, 2, O_CREAT | O_DIRECTORY, 0, EACCES,
+		    "no existing file after start-up (and glibc's lazy look-ups)"),
+	REFUSE_BITS(openat, 2, O_EXCL | O_DIRECTORY, 0, EACCES,
+		    "no existing file after start-up (and glibc's lazy look-ups)"),
+	REFUSE(open, EACCES, "as openat"),
+	REFUSE(openat2, EACCES, "as openat"),
+	REFUSE(creat, EACCES, "as openat"),
+};
+SECTION(open_create, open_create_rules);
+
+/* Network sockets: only a VM that holds the cluster's migration key migrates over TCP. */
+static const struct sc_rule inet_rules[] = {
+	ALLOW_IN(socket, 0, af_inet, "live migration over TCP"),
+};
+SECTION(inet, inet_rules);
+
+/* After start-up without a migration key: EACCES, so a migration says why. */
+static const struct sc_rule no_inet_rules[] = {
+	REFUSE_BITS(socket, 0, 0xffffffffu, AF_INET, EACCES, "no TCP after start-up without a "
+		    "migration key"),
+	REFUSE_BITS(socket, 0, 0xffffffffu, AF_INET6, EACCES, "no TCP after start-up without a "
+		    "migration key"),
+};
+SECTION(no_inet, no_inet_rules);
 
 /* The main thread's own: (re-)creating the VM, signals, the terminal, later filters. */
 static const struct sc_rule setup_rules[] = {
@@ -339,7 +387,28 @@ SECTION(setup, setup_rules);
 
 static const struct sc_section *const main_sections[] = {
 	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io,
-	&sec_connect, &sec_api, &sec_control, &sec_setup, &sc_sec_libc_main,
+	&sec_connect, &sec_api, &sec_control, &sec_open, &sec_inet, &sec_setup, &sc_sec_libc_main,
+};
+/*
+ * The main thread once start-up is over (main.c installs it on top of MAIN before any
+ * saved state or stream is read): MAIN without opening existing files or network
+ * sockets. sandbox_seccomp_narrow_main() puts sec_open or sec_inet back where the
+ * configuration needs them; this table is the narrowest, printed and tested as is.
+ */
+#define MAIN_RUN_SECTIONS \
+	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io, \
+	&sec_connect, &sec_api, &sec_control, &sec_setup, &sc_sec_libc_main
+static const struct sc_section *const main_run_sections[] = {
+	MAIN_RUN_SECTIONS, &sec_open_create, &sec_no_inet,
+};
+static const struct sc_section *const main_run_inet_sections[] = {
+	MAIN_RUN_SECTIONS, &sec_open_create, &sec_inet,
+};
+static const struct sc_section *const main_run_open_sections[] = {
+	MAIN_RUN_SECTIONS, &sec_open, &sec_no_inet,
+};
+static const struct sc_section *const main_run_open_inet_sections[] = {
+	MAIN_RUN_SECTIONS, &sec_open, &sec_inet,
 };
 static const struct sc_section *const vcpu_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq, &sc_sec_libc_refuse,
@@ -366,7 +435,22 @@ static const struct sc_policy policies[SANDBOX_NR_KINDS] = {
 	[SANDBOX_IO] = { io_sections, ARRAY_SIZE(io_sections) },
 	[SANDBOX_API] = { api_sections, ARRAY_SIZE(api_sections) },
 	[SANDBOX_IO_CONNECT] = { io_connect_sections, ARRAY_SIZE(io_connect_sections) },
+	[SANDBOX_MAIN_RUN] = { main_run_sections, ARRAY_SIZE(main_run_sections) },
 };
+
+/* MAIN_RUN with what keep (SANDBOX_KEEP_*) puts back. */
+static const struct sc_policy main_run_variants[4] = {
+	{ main_run_sections, ARRAY_SIZE(main_run_sections) },
+	{ main_run_inet_sections, ARRAY_SIZE(main_run_inet_sections) },
+	{ main_run_open_sections, ARRAY_SIZE(main_run_open_sections) },
+	{ main_run_open_inet_sections, ARRAY_SIZE(main_run_open_inet_sections) },
+};
+
+const struct sc_policy *sc_policy_main_run(unsigned int keep)
+{
+	return &main_run_variants[(keep & SANDBOX_KEEP_INET ? 1 : 0) |
+				  (keep & SANDBOX_KEEP_OPEN ? 2 : 0)];
+}
 
 const struct sc_policy *sc_policy_of(enum sandbox_thread kind)
 {

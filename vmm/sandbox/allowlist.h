@@ -54,6 +54,8 @@ struct sc_policy {
 };
 
 const struct sc_policy *sc_policy_of(enum sandbox_thread kind);
+/* SANDBOX_MAIN_RUN with what keep (SANDBOX_KEEP_* of sandbox.h) puts back. */
+const struct sc_policy *sc_policy_main_run(unsigned int keep);
 
 /*
  * The C library's sections (libc.c): path look-ups refused with EACCES on the

@@ -63,8 +63,9 @@ enum sandbox_thread {
 	SANDBOX_IO,   /* a device backend or the console input thread: epoll, disk, tap, vsock */
 	SANDBOX_API,  /* the REST API thread (libmicrohttpd) and the control ops it runs */
 	SANDBOX_IO_CONNECT, /* an I/O thread that connects out: virtio-vsock's (PATH_<port>) */
+	SANDBOX_MAIN_RUN, /* the main thread after start-up: no existing file, no TCP socket */
 };
-#define SANDBOX_NR_KINDS 5
+#define SANDBOX_NR_KINDS 6
 
 /*
  * Do the C library's lazy work we know of (time zone, qsort's memory probe) now,
@@ -74,7 +75,7 @@ enum sandbox_thread {
  */
 void sandbox_libc_prepare(void);
 
-/* "main", "vcpu", "io", "api", "io-connect". */
+/* "main", "vcpu", "io", "api", "io-connect", "main-run". */
 const char *sandbox_thread_name(enum sandbox_thread kind);
 
 /*
@@ -93,6 +94,22 @@ int sandbox_seccomp_parse(const char *value, bool *on);
  * the guest unconfined.
  */
 int sandbox_seccomp_install(enum sandbox_thread kind);
+
+/*
+ * Narrow the main thread once start-up is over (everything the VM needs is open, the
+ * jail entered): SANDBOX_MAIN_RUN on top of SANDBOX_MAIN, so that it can no longer
+ * open an existing file by path (EACCES; a snapshot's new files and directory stay
+ * possible) nor create AF_INET/AF_INET6 sockets (EACCES), and neither can the threads
+ * it creates later (the migration thread, a reset's vCPUs). keep puts back what the
+ * configuration needs:
+ *   SANDBOX_KEEP_INET  network sockets: the VM holds a migration key (TCP migrations);
+ *   SANDBOX_KEEP_OPEN  opening files: a guest reset outside --jail re-opens the
+ *                      devices' files by path.
+ * Once per thread (a second call does nothing). 0 or -errno after one log line.
+ */
+#define SANDBOX_KEEP_INET (1u << 0)
+#define SANDBOX_KEEP_OPEN (1u << 1)
+int sandbox_seccomp_narrow_main(unsigned int keep);
 
 /*
  * Write the allowlist of kind to out, one syscall per line with its argument

@@ -43,6 +43,7 @@ static const char *const kind_names[SANDBOX_NR_KINDS] = {
 	[SANDBOX_IO] = "io",
 	[SANDBOX_API] = "api",
 	[SANDBOX_IO_CONNECT] = "io-connect",
+	[SANDBOX_MAIN_RUN] = "main-run",
 };
 
 const char *sandbox_thread_name(enum sandbox_thread kind)
@@ -180,10 +181,9 @@ static int add_rule(scmp_filter_ctx ctx, const struct sc_rule *r, pid_t self)
 	return -EINVAL;
 }
 
-/* The filter of kind, not loaded. NULL after one log line. */
-static scmp_filter_ctx build_filter(enum sandbox_thread kind)
+/* The filter of pol (for kind's messages), not loaded. NULL after one log line. */
+static scmp_filter_ctx build_filter(enum sandbox_thread kind, const struct sc_policy *pol)
 {
-	const struct sc_policy *pol = sc_policy_of(kind);
 	pid_t self = getpid();
 	scmp_filter_ctx ctx;
 	int rc;
@@ -223,15 +223,11 @@ out_release:
 	return NULL;
 }
 
-int sandbox_seccomp_install(enum sandbox_thread kind)
+static int install(enum sandbox_thread kind, const struct sc_policy *pol)
 {
 	scmp_filter_ctx ctx;
 	int rc;
 
-	if (!sc_policy_of(kind)) {
-		log_error("seccomp: no thread kind %d", (int)kind);
-		return -EINVAL;
-	}
 	/* Filters only add up (and count against a kernel limit): once per thread and kind. */
 	if (sandbox_tls_kind == (int)kind)
 		return 0;
@@ -239,7 +235,7 @@ int sandbox_seccomp_install(enum sandbox_thread kind)
 	if (rc)
 		return rc;
 	sandbox_libc_prepare();
-	ctx = build_filter(kind);
+	ctx = build_filter(kind, pol);
 	if (!ctx)
 		return -EINVAL;
 	/* Tagged before loading: the first trap may come right after the load. */
@@ -253,6 +249,20 @@ int sandbox_seccomp_install(enum sandbox_thread kind)
 		return rc;
 	}
 	return 0;
+}
+
+int sandbox_seccomp_install(enum sandbox_thread kind)
+{
+	if (!sc_policy_of(kind)) {
+		log_error("seccomp: no thread kind %d", (int)kind);
+		return -EINVAL;
+	}
+	return install(kind, sc_policy_of(kind));
+}
+
+int sandbox_seccomp_narrow_main(unsigned int keep)
+{
+	return install(SANDBOX_MAIN_RUN, sc_policy_main_run(keep));
 }
 
 /* ---- printing -------------------------------------------------------------------------- */

@@ -52,15 +52,19 @@ int state_snapshot_create(const char *dir, struct state_snapshot *s)
 		ret = -EEXIST;
 		goto out_close;
 	}
+	/* New files only (what the main thread may still open after start-up): a
+	 * temporary file a failed snapshot left goes first. */
+	unlinkat(s->dir_fd, STATE_TMP, 0);
+	unlinkat(s->dir_fd, MEMORY_TMP, 0);
 	s->state_fd = openat(s->dir_fd, STATE_TMP,
-			     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+			     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (s->state_fd < 0) {
 		ret = -errno;
 		log_error("snapshot %s: cannot create %s: %s", dir, STATE_TMP, strerror(errno));
 		goto out_close;
 	}
 	s->memory_fd = openat(s->dir_fd, MEMORY_TMP,
-			      O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+			      O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (s->memory_fd < 0) {
 		ret = -errno;
 		log_error("snapshot %s: cannot create %s: %s", dir, MEMORY_TMP, strerror(errno));

@@ -318,9 +318,16 @@ out_free:
 
 /* ---- the image library as a backend ---------------------------------------------- */
 
-/* An image and what it takes to open it again (migration hand-over). */
+/*
+ * An image and what it takes to open it again (migration hand-over). fd is the file,
+ * opened by path once, before any jail, and kept: every open of the image (the
+ * first, a destination's early view, a reopen after the hand-over, inside --jail
+ * too) is on a duplicate of it, so the image lock lives on fd's open file
+ * description and a release unlocks it explicitly.
+ */
 struct blk_img {
 	struct pimg *img; /* NULL while released */
+	int fd;           /* owned */
 	char *path;
 	char *format;     /* NULL: probe */
 	bool readonly;
@@ -381,10 +388,23 @@ static void img_close(void *be)
 	struct blk_img *bi = be;
 
 	pimg_close(bi->img);
+	close(bi->fd);
 	free(bi->path);
 	free(bi->format);
 	free(bi->backing_dir);
 	free(bi);
+}
+
+/* The image on a new duplicate of bi->fd under bi's policy. NULL on error (logged). */
+static struct pimg *img_open_kept(struct blk_img *bi, unsigned flags)
+{
+	int fd = fcntl(bi->fd, F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0) {
+		log_error("%s: %s", bi->path, strerror(errno));
+		return NULL;
+	}
+	return pimg_open_fd(fd, bi->path, bi->format, flags, &bi->policy);
 }
 
 static int img_release(void *be)
@@ -397,20 +417,8 @@ static int img_release(void *be)
 	pimg_close(bi->img);
 	bi->img = NULL;
 	bi->incoming = false;
+	flock(bi->fd, LOCK_UN); /* the lock outlives the duplicate pimg_close closed */
 	return r;
-}
-
-/* Whether another process holds the file: the lock pfile_open would take, tried. */
-static bool img_locked_elsewhere(const char *path, bool readonly)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	bool busy;
-
-	if (fd < 0)
-		return false; /* the open below says why */
-	busy = flock(fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) && errno == EWOULDBLOCK;
-	close(fd);
-	return busy;
 }
 
 static int img_acquire(void *be)
@@ -420,16 +428,24 @@ static int img_acquire(void *be)
 
 	if (bi->img && !bi->incoming)
 		return 0;
-	if (img_locked_elsewhere(bi->path, bi->readonly))
-		return -EWOULDBLOCK;
-	img = pimg_open_with(bi->path, bi->format, bi->readonly ? PIMG_O_RDONLY : 0, &bi->policy);
-	if (!img)
+	/* Tried first, quietly: another process (the source on its way out) holds it. */
+	if (flock(bi->fd, (bi->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			return -EWOULDBLOCK;
+		log_error("%s: cannot lock the image: %s", bi->path, strerror(errno));
+		return -errno;
+	}
+	img = img_open_kept(bi, bi->readonly ? PIMG_O_RDONLY : 0);
+	if (!img) {
+		flock(bi->fd, LOCK_UN);
 		return -EIO; /* the library said why */
+	}
 	pimg_drop_dirs(img); /* no directory may stay open into the jail */
 	if (pimg_size(img) != bi->size) {
 		log_error("%s: the image changed size (%llu bytes, was %llu)", bi->path,
 			  (unsigned long long)pimg_size(img), (unsigned long long)bi->size);
 		pimg_close(img);
+		flock(bi->fd, LOCK_UN);
 		return -EINVAL;
 	}
 	pimg_close(bi->img);
@@ -465,6 +481,7 @@ static void *img_open(const char *path, const char *format, bool readonly, bool 
 		log_error("%s: out of memory", path);
 		return NULL;
 	}
+	bi->fd = -1;
 	bi->readonly = readonly;
 	bi->incoming = incoming;
 	bi->path = strdup(path);
@@ -477,10 +494,15 @@ static void *img_open(const char *path, const char *format, bool readonly, bool 
 	bi->policy.allow_external = backing || backing_dir;
 	bi->dirs[0] = bi->backing_dir;
 	bi->policy.dirs = bi->dirs;
+	/* A destination's file is writable too: it takes the image over later. */
+	bi->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (bi->fd < 0) {
+		log_error("%s: %s", path, strerror(errno));
+		goto out_free;
+	}
 	/* The library probes only when format is NULL, and never picks raw for writing. */
-	bi->img = pimg_open_with(path, format,
-				 readonly || incoming ? PIMG_O_RDONLY | (incoming ? PIMG_O_NOLOCK : 0) : 0,
-				 &bi->policy);
+	bi->img = img_open_kept(bi, readonly || incoming ?
+				    PIMG_O_RDONLY | (incoming ? PIMG_O_NOLOCK : 0) : 0);
 	if (!bi->img)
 		goto out_free;
 	pimg_drop_dirs(bi->img); /* no directory may stay open into the jail */
@@ -488,6 +510,8 @@ static void *img_open(const char *path, const char *format, bool readonly, bool 
 	return bi;
 
 out_free:
+	if (bi->fd >= 0)
+		close(bi->fd);
 	free(bi->path);
 	free(bi->format);
 	free(bi->backing_dir);
@@ -510,6 +534,15 @@ int virtio_blk_release(struct virtio_dev *vdev)
 	struct blk *b = vdev->priv;
 
 	return b->bops->release ? b->bops->release(b->be) : 0;
+}
+
+int virtio_blk_file(struct virtio_dev *vdev)
+{
+	struct blk *b = vdev->priv;
+
+	if (vdev->ops != &virtio_blk_ops || b->bops != &blk_img_ops)
+		return -ENODEV;
+	return ((struct blk_img *)b->be)->fd;
 }
 
 int virtio_blk_acquire(struct virtio_dev *vdev)
@@ -600,19 +633,22 @@ int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 	return blk_create(bus, mem, spec, false, out);
 }
 
-int virtio_blk_spec_path(const char *spec, char **path, bool *readonly)
+int virtio_blk_spec_path(const char *spec, char **path, bool *readonly, bool *external)
 {
 	char *v[ARRAY_SIZE(keys)];
-	bool ro = false;
+	bool ro = false, backing = false;
 	int r = spec_parse("--disk", spec, keys, ARRAY_SIZE(keys), NULL, v);
 
 	*path = NULL;
 	if (r)
 		return r;
-	if (v[2] && spec_bool("--disk", "readonly", v[2], &ro))
+	if ((v[2] && spec_bool("--disk", "readonly", v[2], &ro)) ||
+	    (v[4] && spec_bool("--disk", "backing", v[4], &backing)))
 		r = -EINVAL;
 	if (readonly)
 		*readonly = ro;
+	if (external)
+		*external = backing || v[5];
 	*path = v[0];
 	v[0] = NULL;
 	spec_free(v, ARRAY_SIZE(keys));

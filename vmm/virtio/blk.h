@@ -77,5 +77,8 @@ extern const struct virtio_dev_ops virtio_blk_ops;
  * backend without them. */
 int virtio_blk_release(struct virtio_dev *vdev);
 int virtio_blk_acquire(struct virtio_dev *vdev);
+/* The image file a virtio-blk device over the image library holds open (not owned;
+ * its disk identity is read from it), or -ENODEV. */
+int virtio_blk_file(struct virtio_dev *vdev);
 
 #endif

@@ -40,15 +40,17 @@ struct virtio_pci;
 
 int virtio_blk_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      struct virtio_pci **out);
-/* For a live migration's destination: the image stays the source's (opened without
- * locks, read-only) until virtio_blk_acquire(). */
+/* For a live migration's destination: the image stays the source's (its file opened
+ * now, read-write, but the image read-only without locks) until virtio_blk_acquire()
+ * takes it over from that file: no path is needed then (inside --jail too). */
 int virtio_blk_create_incoming(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 			       struct virtio_pci **out);
 /*
- * The path= of a --disk spec, malloc'd into *path (caller frees), and whether it
- * says readonly=on (readonly may be NULL). 0 or -errno.
+ * The path= of a --disk spec, malloc'd into *path (caller frees), whether it says
+ * readonly=on, and whether it lets its image name files (backing=on or backing_dir=);
+ * readonly and external may be NULL. 0 or -errno.
  */
-int virtio_blk_spec_path(const char *spec, char **path, bool *readonly);
+int virtio_blk_spec_path(const char *spec, char **path, bool *readonly, bool *external);
 int virtio_net_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      struct virtio_pci **out);
 /* spec: "virtio" or "virtio,path=FILE". */

@@ -5,12 +5,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "log.h"
 
 static void test_raw_workout(void **state)
 {
@@ -389,10 +391,68 @@ static void test_drop_dirs(void **state)
 	free(expect);
 }
 
+/*
+ * pimg_open_fd: an image opened from a file descriptor, whatever its path became; the
+ * lock lives on the descriptor's open file description; a bad descriptor or image is
+ * refused and the descriptor closed.
+ */
+static void test_open_fd(void **state)
+{
+	char path[256], moved[300];
+	uint8_t buf[4096], back[4096];
+	struct pimg *img;
+	int fd, keep;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "fd.qcow2");
+	snprintf(moved, sizeof(moved), "%s.moved", path);
+	assert_int_equal(pimg_create(path, "qcow2", 1 * MiB, NULL), 0);
+	keep = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(keep >= 0);
+	assert_int_equal(rename(path, moved), 0);
+	img = pimg_open_fd(dup(keep), path, NULL, 0, NULL); /* probed: qcow2 */
+	assert_non_null(img);
+	assert_string_equal(pimg_format(img), "qcow2");
+	fill_pattern(buf, sizeof(buf), 17);
+	assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 65536), 0);
+	assert_null(pimg_open(moved, NULL, 0)); /* locked */
+	pimg_close(img);
+	assert_null(pimg_open(moved, NULL, 0)); /* still: keep shares the locked description */
+	assert_int_equal(flock(keep, LOCK_UN), 0);
+	img = pimg_open(moved, NULL, PIMG_O_RDONLY);
+	assert_non_null(img);
+	assert_int_equal(pimg_pread(img, back, sizeof(back), 65536), 0);
+	assert_memory_equal(back, buf, sizeof(back));
+	pimg_close(img);
+	/* Refusals: no descriptor; a descriptor of something that is not an image file. */
+	assert_null(pimg_open_fd(-1, "nothing", NULL, 0, NULL));
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_null(pimg_open_fd(fd, "/dev/null", "raw", PIMG_O_RDONLY, NULL));
+	assert_int_equal(fcntl(fd, F_GETFD), -1); /* closed on failure */
+	close(keep);
+	unlink(moved);
+}
+
+/* A caller (plinthd's image tasks) gets the library's error sentence, not stderr. */
+static void test_error_sentence_captured(void **state)
+{
+	struct log_capture c;
+
+	(void)state;
+	log_capture_begin(&c);
+	assert_null(pimg_open("/nonexistent/plinth/disk.qcow2", NULL, PIMG_O_RDONLY));
+	log_capture_end(&c);
+	assert_string_equal(c.first_error, "/nonexistent/plinth/disk.qcow2: No such file or directory");
+	assert_int_equal(c.errors, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_raw_workout),
+		cmocka_unit_test(test_open_fd),
+		cmocka_unit_test(test_error_sentence_captured),
 		cmocka_unit_test(test_writable_raw_never_probed),
 		cmocka_unit_test(test_unaligned_raw_size),
 		cmocka_unit_test(test_foreign_magic_not_raw),

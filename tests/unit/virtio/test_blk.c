@@ -623,6 +623,45 @@ static void test_img_handover_qcow2(void **state)
 	free(path);
 }
 
+/*
+ * The destination takes the image over from the file it opened at start-up, not by
+ * path: inside --jail the path leads nowhere. Here the path is gone (renamed)
+ * before the hand-over, and the destination still takes the same file over.
+ */
+static void test_img_handover_without_path(void **state)
+{
+	char *path = tmp_disk(DISK, NULL), moved[4200];
+	uint8_t buf[512], back[512];
+	void *src, *dst;
+
+	(void)state;
+	snprintf(moved, sizeof(moved), "%s.moved", path);
+	src = blk_img_open(path, "raw", false);
+	assert_non_null(src);
+	dst = blk_img_open_incoming(path, "raw", false);
+	assert_non_null(dst);
+	assert_int_equal(rename(path, moved), 0);
+	memset(buf, 0x77, sizeof(buf));
+	assert_int_equal(blk_img_ops.write(src, buf, sizeof(buf), 8192), 0);
+	assert_int_equal(blk_img_ops.release(src), 0);
+	assert_int_equal(blk_img_ops.acquire(dst), 0);
+	assert_int_equal(blk_img_ops.read(dst, back, sizeof(back), 8192), 0);
+	assert_memory_equal(back, buf, sizeof(back));
+	assert_int_equal(blk_img_ops.write(dst, buf, sizeof(buf), 0), 0);
+	/* The lock moved with it: the source cannot take the file back, nor can a third. */
+	assert_int_equal(blk_img_ops.acquire(src), -EWOULDBLOCK);
+	assert_null(blk_img_open(moved, "raw", false));
+	/* Released by the destination, the source (rollback) takes it back, also pathless. */
+	assert_int_equal(blk_img_ops.release(dst), 0);
+	assert_int_equal(blk_img_ops.acquire(src), 0);
+	assert_int_equal(blk_img_ops.read(src, back, sizeof(back), 0), 0);
+	assert_memory_equal(back, buf, sizeof(back));
+	blk_img_ops.close(dst);
+	blk_img_ops.close(src);
+	unlink(moved);
+	free(path);
+}
+
 /* --disk follows the image library's default: no file the image names unless backing=on. */
 static void test_create_backing_option(void **state)
 {
@@ -827,6 +866,7 @@ int main(void)
 		cmocka_unit_test(test_raw_backend),
 		cmocka_unit_test(test_img_handover),
 		cmocka_unit_test(test_img_handover_qcow2),
+		cmocka_unit_test(test_img_handover_without_path),
 		cmocka_unit_test(test_create_specs),
 		cmocka_unit_test(test_create_backing_option),
 		cmocka_unit_test(test_end_to_end_raw),

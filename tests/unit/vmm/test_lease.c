@@ -63,6 +63,51 @@ static void test_take_and_check(void **state)
 	rmdir(dir);
 }
 
+/*
+ * Records opened at start-up (lease_open) are taken and checked through their fds:
+ * still so once the directory's path is gone (a jail hides it). An empty record,
+ * as lease_open leaves a new one, names nobody.
+ */
+static void test_take_and_check_by_fd(void **state)
+{
+	char dir[] = "/tmp/plinth-lease-XXXXXX", moved[64], rw[64], spec_rw[96], lease[96];
+	char err[256], me[LEASE_OWNER_MAX], text[256];
+	struct vm_config cfg = { .nr_devices = 2 };
+	int fds[VM_MAX_DEVICES];
+	ssize_t n;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(moved, sizeof(moved), "%s.moved", dir);
+	snprintf(rw, sizeof(rw), "%s/a.raw", dir);
+	snprintf(spec_rw, sizeof(spec_rw), "path=%s,format=raw", rw);
+	cfg.devices[0] = (struct vm_device_opt){ VM_DEV_RNG, NULL };
+	cfg.devices[1] = (struct vm_device_opt){ VM_DEV_DISK, spec_rw };
+	assert_int_equal(lease_owner_self(me, sizeof(me)), 0);
+	lease_open(&cfg, fds);
+	assert_int_equal(fds[0], -1);
+	assert_true(fds[1] >= 0);
+	cfg.lease_fds = fds;
+	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), 0); /* empty: no record */
+	assert_int_equal(rename(dir, moved), 0);
+	lease_take(&cfg, "someone-else pid=1 start=1 and a longer line than the next");
+	lease_take(&cfg, me); /* rewritten in place: no tail of the longer line left */
+	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), 0);
+	n = pread(fds[1], text, sizeof(text) - 1, 0);
+	assert_int_equal(n, (ssize_t)strlen(me) + 1);
+	text[n] = '\0';
+	assert_int_equal(strncmp(text, me, strlen(me)), 0);
+	lease_take(&cfg, "other-host pid=7 start=1");
+	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), -EBUSY);
+	assert_string_equal(err, "disk 2 is now leased to 'other-host pid=7 start=1' (the "
+				 "destination took it over and may run the guest)");
+	lease_close(fds);
+	assert_int_equal(fds[1], -1);
+	snprintf(lease, sizeof(lease), "%s/a.raw.lease", moved);
+	assert_int_equal(unlink(lease), 0);
+	rmdir(moved);
+}
+
 static void test_path_too_long(void **state)
 {
 	char big[5000], out[64];
@@ -77,6 +122,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_take_and_check),
+		cmocka_unit_test(test_take_and_check_by_fd),
 		cmocka_unit_test(test_path_too_long),
 	};
 

@@ -819,6 +819,11 @@ const char *pimg_backing_refusal(const struct pimg *img)
 	return img->backing_refused;
 }
 
+int pimg_set_io_helper(struct pimg *img)
+{
+	return pfile_start_helper(img->file);
+}
+
 bool pimg_sequential_only(const struct pimg *img)
 {
 	return img->sequential_only;

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -195,13 +196,150 @@ out_close:
 	return NULL;
 }
 
+/* ---- the helper thread (pfile_start_helper) ---- */
+
+/* Transfers this large are split in two, the second half on the helper. */
+#define PFILE_SPLIT_MIN (2 * MiB)
+
+struct pfile_helper {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct pimg_file *f;               /* borrowed: the file it works for */
+	struct iovec iov[PFILE_BATCH_IOV]; /* the posted job: buffers, file offset, direction */
+	int n;
+	uint64_t off;
+	bool write;
+	bool busy;                         /* a job is posted and not finished */
+	bool quit;                         /* set by pfile_close, when not busy */
+	int ret;                           /* the finished job's outcome */
+};
+
+static int rwv(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off, bool write)
+{
+	return write ? f->ops->pwritev(f, iov, n, off) : f->ops->preadv(f, iov, n, off);
+}
+
+static void *helper_thread(void *opaque)
+{
+	struct pfile_helper *h = opaque;
+	int ret;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->busy && !h->quit)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (!h->busy)
+			break;
+		pthread_mutex_unlock(&h->mu);
+		ret = rwv(h->f, h->iov, h->n, h->off, h->write);
+		pthread_mutex_lock(&h->mu);
+		h->ret = ret;
+		h->busy = false;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+int pfile_start_helper(struct pimg_file *f)
+{
+	struct pfile_helper *h;
+	int err;
+
+	if (f->helper)
+		return 0;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->f = f;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	err = pthread_create(&h->thread, NULL, helper_thread, h);
+	if (err) {
+		pthread_cond_destroy(&h->cv);
+		pthread_mutex_destroy(&h->mu);
+		free(h);
+		return -err;
+	}
+	f->helper = h;
+	return 0;
+}
+
+static void stop_helper(struct pfile_helper *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->quit = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thread, NULL);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
+
 void pfile_close(struct pimg_file *f)
 {
 	if (!f)
 		return;
+	if (f->helper)
+		stop_helper(f->helper);
 	close(f->fd);
 	free(f->path);
 	free(f);
+}
+
+/*
+ * All of a vectored transfer of len bytes (n <= PFILE_BATCH_IOV entries): a large one
+ * in two halves at once, the first here, the second on the helper; without vectored
+ * ops (fault-injecting tests) one call per entry.
+ */
+static int transfer(struct pimg_file *f, const struct iovec *iov, int n, uint64_t len, uint64_t off,
+		    bool write)
+{
+	struct pfile_helper *h = f->helper;
+	struct iovec first[PFILE_BATCH_IOV];
+	uint64_t half, at = 0;
+	size_t cut;
+	int i = 0, n1, ret, hret;
+
+	if (!(write ? f->ops->pwritev : f->ops->preadv)) {
+		for (ret = 0; i < n && !ret; off += iov[i].iov_len, i++)
+			ret = write ? f->ops->pwrite(f, iov[i].iov_base, iov[i].iov_len, off)
+				    : f->ops->pread(f, iov[i].iov_base, iov[i].iov_len, off);
+		return ret;
+	}
+	if (!h || len < PFILE_SPLIT_MIN)
+		return rwv(f, iov, n, off, write);
+	half = (len / 2) & ~(uint64_t)4095;
+	while (at + iov[i].iov_len <= half) {
+		first[i] = iov[i];
+		at += iov[i].iov_len;
+		i++;
+	}
+	n1 = i;
+	cut = (size_t)(half - at); /* iov[i] holds byte half, and more after it */
+	if (cut) {
+		first[n1] = iov[i];
+		first[n1++].iov_len = cut;
+	}
+	pthread_mutex_lock(&h->mu);
+	h->iov[0].iov_base = (uint8_t *)iov[i].iov_base + cut;
+	h->iov[0].iov_len = iov[i].iov_len - cut;
+	for (h->n = 1, i++; i < n; i++)
+		h->iov[h->n++] = iov[i];
+	h->off = off + half;
+	h->write = write;
+	h->busy = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	ret = rwv(f, first, n1, off, write);
+	pthread_mutex_lock(&h->mu);
+	while (h->busy)
+		pthread_cond_wait(&h->cv, &h->mu);
+	hret = h->ret;
+	pthread_mutex_unlock(&h->mu);
+	return ret ? ret : hret;
 }
 
 /* ---- batches (pfile_batch_begin) ---- */
@@ -210,21 +348,14 @@ void pfile_close(struct pimg_file *f)
 static int batch_send(struct pimg_file *f)
 {
 	struct pfile_batch *b = &f->batch;
-	int (*vec)(struct pimg_file *, const struct iovec *, int, uint64_t);
-	uint64_t off = b->off;
-	int n = b->n, ret = 0;
+	uint64_t len = b->len;
+	int n = b->n;
 
 	if (!n)
 		return 0;
 	b->n = 0;
 	b->len = 0;
-	vec = b->write ? f->ops->pwritev : f->ops->preadv;
-	if (vec)
-		return vec(f, b->iov, n, off);
-	for (int i = 0; i < n && !ret; off += b->iov[i].iov_len, i++)
-		ret = b->write ? f->ops->pwrite(f, b->iov[i].iov_base, b->iov[i].iov_len, off)
-			       : f->ops->pread(f, b->iov[i].iov_base, b->iov[i].iov_len, off);
-	return ret;
+	return transfer(f, b->iov, n, len, b->off, b->write);
 }
 
 /*
@@ -305,6 +436,8 @@ int pfile_pread(struct pimg_file *f, void *buf, size_t len, uint64_t off, bool s
 	ret = batch_queue(f, buf, len, off, false);
 	if (ret)
 		return ret < 0 ? ret : 0;
+	if (f->helper && len >= PFILE_SPLIT_MIN)
+		return transfer(f, &(struct iovec){ .iov_base = buf, .iov_len = len }, 1, len, off, false);
 	return f->ops->pread(f, buf, len, off);
 }
 
@@ -320,7 +453,10 @@ int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
 	ret = batch_queue(f, buf, len, off, true);
 	if (ret < 0)
 		return ret;
-	if (!ret)
+	if (!ret && f->helper && len >= PFILE_SPLIT_MIN)
+		ret = transfer(f, &(struct iovec){ .iov_base = (void *)(uintptr_t)buf, .iov_len = len }, 1,
+			       len, off, true);
+	else if (!ret)
 		ret = f->ops->pwrite(f, buf, len, off);
 	if (ret < 0)
 		return ret;

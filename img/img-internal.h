@@ -70,6 +70,7 @@ struct pimg_file {
 	bool sync_failed; /* a sync failed: every later one fails with -EIO (sticky) */
 	uint64_t size;  /* current length, kept up to date by pwrite/truncate (queued ones too) */
 	struct pfile_batch batch;
+	struct pfile_helper *helper; /* owned: takes half of large transfers, or NULL */
 	void *opaque;   /* for wrapping ops (tests) */
 	char *path;     /* owned */
 };
@@ -107,6 +108,8 @@ int pfile_write_zeroes(struct pimg_file *f, uint64_t off, uint64_t len);
  */
 void pfile_batch_begin(struct pimg_file *f, const void *buf, uint64_t len);
 int pfile_batch_end(struct pimg_file *f);
+/* Start f's helper thread (pimg_set_io_helper); 0 or -errno. Stopped by pfile_close. */
+int pfile_start_helper(struct pimg_file *f);
 
 /* Test hook: the ops used by every pfile_open() of this process (NULL: posix). */
 void pimg_set_file_ops_for_testing(const struct pimg_file_ops *ops);

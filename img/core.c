@@ -845,6 +845,11 @@ const char *pimg_backing_refusal(const struct pimg *img)
 	return img->backing_refused;
 }
 
+int pimg_set_io_helper(struct pimg *img)
+{
+	return pfile_start_helper(img->file);
+}
+
 bool pimg_sequential_only(const struct pimg *img)
 {
 	return img->sequential_only;
@@ -912,17 +917,11 @@ static int read_aligned(struct pimg *img, uint8_t *buf, uint64_t len, uint64_t o
 	return 0;
 }
 
-int pimg_pread(struct pimg *img, void *buf, size_t len, uint64_t off)
+static int pread_pieces(struct pimg *img, void *buf, size_t len, uint64_t off)
 {
 	uint8_t bounce[SECTOR_SIZE], *p = buf;
 	int ret;
 
-	if (!range_within(off, len, img->size))
-		return -EINVAL;
-	if (!len)
-		return 0;
-	if (img->fmt->byte_granular)
-		return img->fmt->read(img, buf, len, off);
 	if (off % SECTOR_SIZE) {
 		uint64_t s = off - off % SECTOR_SIZE, skip = off - s, n = MIN(len, SECTOR_SIZE - skip);
 
@@ -951,6 +950,35 @@ int pimg_pread(struct pimg *img, void *buf, size_t len, uint64_t off)
 		memcpy(p, bounce, len);
 	}
 	return 0;
+}
+
+/* Begin and end a request on img's file: its data transfers may merge (img->batched). */
+static void batch_begin(struct pimg *img, const void *buf, uint64_t len)
+{
+	if (img->batched)
+		pfile_batch_begin(img->file, buf, len);
+}
+
+static int batch_end(struct pimg *img, int ret)
+{
+	int sent = img->batched ? pfile_batch_end(img->file) : 0;
+
+	return ret ? ret : sent;
+}
+
+int pimg_pread(struct pimg *img, void *buf, size_t len, uint64_t off)
+{
+	int ret;
+
+	if (!range_within(off, len, img->size))
+		return -EINVAL;
+	if (!len)
+		return 0;
+	if (img->fmt->byte_granular)
+		return img->fmt->read(img, buf, len, off);
+	batch_begin(img, buf, len);
+	ret = pread_pieces(img, buf, len, off);
+	return batch_end(img, ret);
 }
 
 /* ---- writes ---------------------------------------------------------------- */
@@ -984,17 +1012,12 @@ static int check_writable(struct pimg *img, uint64_t off, uint64_t len)
 	return 0;
 }
 
-int pimg_pwrite(struct pimg *img, const void *buf, size_t len, uint64_t off)
+static int pwrite_pieces(struct pimg *img, const void *buf, size_t len, uint64_t off)
 {
 	uint8_t bounce[SECTOR_SIZE];
 	const uint8_t *p = buf;
 	int ret;
 
-	ret = check_writable(img, off, len);
-	if (ret || !len)
-		return ret;
-	if (img->fmt->byte_granular)
-		return img->fmt->write(img, buf, len, off);
 	if (off % SECTOR_SIZE) {
 		uint64_t s = off - off % SECTOR_SIZE, skip = off - s, n = MIN(len, SECTOR_SIZE - skip);
 
@@ -1027,6 +1050,20 @@ int pimg_pwrite(struct pimg *img, const void *buf, size_t len, uint64_t off)
 		ret = write_aligned(img, bounce, SECTOR_SIZE, off);
 	}
 	return ret;
+}
+
+int pimg_pwrite(struct pimg *img, const void *buf, size_t len, uint64_t off)
+{
+	int ret;
+
+	ret = check_writable(img, off, len);
+	if (ret || !len)
+		return ret;
+	if (img->fmt->byte_granular)
+		return img->fmt->write(img, buf, len, off);
+	batch_begin(img, buf, len);
+	ret = pwrite_pieces(img, buf, len, off);
+	return batch_end(img, ret);
 }
 
 #define ZERO_CHUNK (256 * 1024)

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -54,6 +55,49 @@ static int posix_truncate(struct pimg_file *f, uint64_t size)
 	return ftruncate(f->fd, (off_t)size) ? -errno : 0;
 }
 
+/* All of a vectored transfer (n <= PFILE_BATCH_IOV), resumed after short ones. */
+static int posix_rwv(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off, bool write)
+{
+	struct iovec v[PFILE_BATCH_IOV];
+	int i = 0;
+
+	if (n < 0 || n > PFILE_BATCH_IOV)
+		return -EINVAL;
+	memcpy(v, iov, (size_t)n * sizeof(*v));
+	while (i < n) {
+		ssize_t r = write ? pwritev(f->fd, v + i, n - i, (off_t)off)
+				  : preadv(f->fd, v + i, n - i, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO; /* short file */
+		off += (uint64_t)r;
+		while (i < n && (size_t)r >= v[i].iov_len) {
+			r -= (ssize_t)v[i].iov_len;
+			i++;
+		}
+		if (i < n) {
+			v[i].iov_base = (uint8_t *)v[i].iov_base + r;
+			v[i].iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+static int posix_preadv(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off)
+{
+	return posix_rwv(f, iov, n, off, false);
+}
+
+static int posix_pwritev(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off)
+{
+	return posix_rwv(f, iov, n, off, true);
+}
+
 const struct pimg_file_ops pimg_posix_file_ops = {
 	.pread = posix_pread,
 	.pwrite = posix_pwrite,
@@ -61,6 +105,8 @@ const struct pimg_file_ops pimg_posix_file_ops = {
 	.punch = posix_punch,
 	.truncate = posix_truncate,
 	.zero_range = posix_zero_range,
+	.preadv = posix_preadv,
+	.pwritev = posix_pwritev,
 };
 
 /*
@@ -150,20 +196,234 @@ out_close:
 	return NULL;
 }
 
+/* ---- the helper thread (pfile_start_helper) ---- */
+
+/* Transfers this large are split in two, the second half on the helper. */
+#define PFILE_SPLIT_MIN (2 * MiB)
+
+struct pfile_helper {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct pimg_file *f;               /* borrowed: the file it works for */
+	struct iovec iov[PFILE_BATCH_IOV]; /* the posted job: buffers, file offset, direction */
+	int n;
+	uint64_t off;
+	bool write;
+	bool busy;                         /* a job is posted and not finished */
+	bool quit;                         /* set by pfile_close, when not busy */
+	int ret;                           /* the finished job's outcome */
+};
+
+static int rwv(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off, bool write)
+{
+	return write ? f->ops->pwritev(f, iov, n, off) : f->ops->preadv(f, iov, n, off);
+}
+
+static void *helper_thread(void *opaque)
+{
+	struct pfile_helper *h = opaque;
+	int ret;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->busy && !h->quit)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (!h->busy)
+			break;
+		pthread_mutex_unlock(&h->mu);
+		ret = rwv(h->f, h->iov, h->n, h->off, h->write);
+		pthread_mutex_lock(&h->mu);
+		h->ret = ret;
+		h->busy = false;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+int pfile_start_helper(struct pimg_file *f)
+{
+	struct pfile_helper *h;
+	int err;
+
+	if (f->helper)
+		return 0;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->f = f;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cv, NULL);
+	err = pthread_create(&h->thread, NULL, helper_thread, h);
+	if (err) {
+		pthread_cond_destroy(&h->cv);
+		pthread_mutex_destroy(&h->mu);
+		free(h);
+		return -err;
+	}
+	f->helper = h;
+	return 0;
+}
+
+static void stop_helper(struct pfile_helper *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->quit = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thread, NULL);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
+
 void pfile_close(struct pimg_file *f)
 {
 	if (!f)
 		return;
+	if (f->helper)
+		stop_helper(f->helper);
 	close(f->fd);
 	free(f->path);
 	free(f);
 }
 
+/*
+ * All of a vectored transfer of len bytes (n <= PFILE_BATCH_IOV entries): a large one
+ * in two halves at once, the first here, the second on the helper; without vectored
+ * ops (fault-injecting tests) one call per entry.
+ */
+static int transfer(struct pimg_file *f, const struct iovec *iov, int n, uint64_t len, uint64_t off,
+		    bool write)
+{
+	struct pfile_helper *h = f->helper;
+	struct iovec first[PFILE_BATCH_IOV];
+	uint64_t half, at = 0;
+	size_t cut;
+	int i = 0, n1, ret, hret;
+
+	if (!(write ? f->ops->pwritev : f->ops->preadv)) {
+		for (ret = 0; i < n && !ret; off += iov[i].iov_len, i++)
+			ret = write ? f->ops->pwrite(f, iov[i].iov_base, iov[i].iov_len, off)
+				    : f->ops->pread(f, iov[i].iov_base, iov[i].iov_len, off);
+		return ret;
+	}
+	if (!h || len < PFILE_SPLIT_MIN)
+		return rwv(f, iov, n, off, write);
+	half = (len / 2) & ~(uint64_t)4095;
+	while (at + iov[i].iov_len <= half) {
+		first[i] = iov[i];
+		at += iov[i].iov_len;
+		i++;
+	}
+	n1 = i;
+	cut = (size_t)(half - at); /* iov[i] holds byte half, and more after it */
+	if (cut) {
+		first[n1] = iov[i];
+		first[n1++].iov_len = cut;
+	}
+	pthread_mutex_lock(&h->mu);
+	h->iov[0].iov_base = (uint8_t *)iov[i].iov_base + cut;
+	h->iov[0].iov_len = iov[i].iov_len - cut;
+	for (h->n = 1, i++; i < n; i++)
+		h->iov[h->n++] = iov[i];
+	h->off = off + half;
+	h->write = write;
+	h->busy = true;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	ret = rwv(f, first, n1, off, write);
+	pthread_mutex_lock(&h->mu);
+	while (h->busy)
+		pthread_cond_wait(&h->cv, &h->mu);
+	hret = h->ret;
+	pthread_mutex_unlock(&h->mu);
+	return ret ? ret : hret;
+}
+
+/* ---- batches (pfile_batch_begin) ---- */
+
+/* Send the queue, if any; it is empty afterwards, whatever the outcome. */
+static int batch_send(struct pimg_file *f)
+{
+	struct pfile_batch *b = &f->batch;
+	uint64_t len = b->len;
+	int n = b->n;
+
+	if (!n)
+		return 0;
+	b->n = 0;
+	b->len = 0;
+	return transfer(f, b->iov, n, len, b->off, b->write);
+}
+
+/*
+ * Queue a transfer if the batch takes it: 1 queued, 0 not (the queue, if any, was sent
+ * first), -errno sending the queue failed.
+ */
+static int batch_queue(struct pimg_file *f, const void *buf, size_t len, uint64_t off, bool write)
+{
+	struct pfile_batch *b = &f->batch;
+	const uint8_t *p = buf;
+	struct iovec *last = b->n ? &b->iov[b->n - 1] : NULL;
+	int ret;
+
+	if (!b->depth || !len || p < b->lo || p > b->hi || (size_t)(b->hi - p) < len) {
+		ret = batch_send(f);
+		return ret < 0 ? ret : 0;
+	}
+	if (b->n && (b->write != write || b->off + b->len != off || b->n == PFILE_BATCH_IOV)) {
+		ret = batch_send(f);
+		if (ret)
+			return ret;
+		last = NULL;
+	}
+	if (!b->n) {
+		b->write = write;
+		b->off = off;
+	}
+	if (last && (const uint8_t *)last->iov_base + last->iov_len == p) {
+		last->iov_len += len;
+	} else {
+		/* The vector holds const data for writes; no transfer writes through it. */
+		b->iov[b->n].iov_base = (void *)(uintptr_t)p;
+		b->iov[b->n].iov_len = len;
+		b->n++;
+	}
+	b->len += len;
+	return 1;
+}
+
+void pfile_batch_begin(struct pimg_file *f, const void *buf, uint64_t len)
+{
+	struct pfile_batch *b = &f->batch;
+
+	if (b->depth++)
+		return;
+	b->lo = buf;
+	b->hi = b->lo + len;
+}
+
+int pfile_batch_end(struct pimg_file *f)
+{
+	struct pfile_batch *b = &f->batch;
+
+	if (!b->depth || --b->depth)
+		return 0;
+	b->lo = b->hi = NULL;
+	return batch_send(f);
+}
+
 int pfile_pread(struct pimg_file *f, void *buf, size_t len, uint64_t off, bool strict)
 {
 	uint64_t avail;
+	int ret;
 
 	if (!range_within(off, len, f->size)) {
+		ret = batch_send(f);
+		if (ret)
+			return ret;
 		if (strict)
 			return -EIO;
 		avail = off < f->size ? f->size - off : 0;
@@ -171,7 +431,13 @@ int pfile_pread(struct pimg_file *f, void *buf, size_t len, uint64_t off, bool s
 		len = avail;
 		if (!len)
 			return 0;
+		return f->ops->pread(f, buf, len, off);
 	}
+	ret = batch_queue(f, buf, len, off, false);
+	if (ret)
+		return ret < 0 ? ret : 0;
+	if (f->helper && len >= PFILE_SPLIT_MIN)
+		return transfer(f, &(struct iovec){ .iov_base = buf, .iov_len = len }, 1, len, off, false);
 	return f->ops->pread(f, buf, len, off);
 }
 
@@ -184,8 +450,15 @@ int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
 		return -EROFS;
 	if (add_overflow(off, (uint64_t)len, &end) || end > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	ret = f->ops->pwrite(f, buf, len, off);
-	if (ret)
+	ret = batch_queue(f, buf, len, off, true);
+	if (ret < 0)
+		return ret;
+	if (!ret && f->helper && len >= PFILE_SPLIT_MIN)
+		ret = transfer(f, &(struct iovec){ .iov_base = (void *)(uintptr_t)buf, .iov_len = len }, 1,
+			       len, off, true);
+	else if (!ret)
+		ret = f->ops->pwrite(f, buf, len, off);
+	if (ret < 0)
 		return ret;
 	if (end > f->size)
 		f->size = end;
@@ -194,10 +467,10 @@ int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
 
 int pfile_sync(struct pimg_file *f)
 {
-	int ret;
+	int ret = batch_send(f);
 
-	if (f->rdonly || f->unsafe)
-		return 0;
+	if (ret || f->rdonly || f->unsafe)
+		return ret;
 	/*
 	 * A failed fdatasync may have dropped dirty pages, and the kernel reports that
 	 * once: a later fdatasync of the same file succeeds although the data is gone.
@@ -213,9 +486,12 @@ int pfile_sync(struct pimg_file *f)
 
 int pfile_punch(struct pimg_file *f, uint64_t off, uint64_t len)
 {
+	int ret;
+
 	if (f->rdonly)
 		return -EROFS;
-	return f->ops->punch(f, off, len);
+	ret = batch_send(f);
+	return ret ? ret : f->ops->punch(f, off, len);
 }
 
 #define ZERO_WRITE_CHUNK (64 * 1024)
@@ -229,6 +505,9 @@ int pfile_write_zeroes(struct pimg_file *f, uint64_t off, uint64_t len)
 		return -EROFS;
 	if (!range_within(off, len, f->size))
 		return -EINVAL;
+	ret = batch_send(f);
+	if (ret)
+		return ret;
 	if (len && f->ops->zero_range) {
 		ret = f->ops->zero_range(f, off, len);
 		if (ret != -EOPNOTSUPP)
@@ -254,7 +533,9 @@ int pfile_truncate(struct pimg_file *f, uint64_t size)
 		return -EROFS;
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	ret = f->ops->truncate(f, size);
+	ret = batch_send(f);
+	if (!ret)
+		ret = f->ops->truncate(f, size);
 	if (!ret)
 		f->size = size;
 	return ret;

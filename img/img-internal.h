@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "log.h"
 #include "plinth-img.h"
@@ -39,6 +40,25 @@ struct pimg_file_ops {
 	/* Optional: make a range inside the file read as zeros without writing them
 	 * (-EOPNOTSUPP: the caller writes zeros). */
 	int (*zero_range)(struct pimg_file *f, uint64_t off, uint64_t len);
+	/* Optional: vectored transfers, all or -errno (NULL: one pread/pwrite per piece). */
+	int (*preadv)(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off);
+	int (*pwritev)(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off);
+};
+
+/*
+ * Transfers of one request that follow each other in the file, merged into one
+ * vectored call (pfile_batch_begin). Only pieces of the request's own buffer are
+ * queued; any other operation on the file sends the queue first, so the file sees
+ * the same order of writes as without the batch.
+ */
+#define PFILE_BATCH_IOV 64
+struct pfile_batch {
+	const uint8_t *lo, *hi; /* the request's buffer: only transfers inside it queue */
+	unsigned depth;         /* nested begins */
+	bool write;             /* what the queue holds */
+	int n;                  /* iov entries queued */
+	uint64_t off, len;      /* file range of the queue */
+	struct iovec iov[PFILE_BATCH_IOV];
 };
 
 struct pimg_file {
@@ -48,7 +68,9 @@ struct pimg_file {
 	bool unsafe;    /* PIMG_O_UNSAFE: sync is a no-op */
 	bool blockdev;  /* a block device, not a regular file */
 	bool sync_failed; /* a sync failed: every later one fails with -EIO (sticky) */
-	uint64_t size;  /* current length, kept up to date by pwrite/truncate */
+	uint64_t size;  /* current length, kept up to date by pwrite/truncate (queued ones too) */
+	struct pfile_batch batch;
+	struct pfile_helper *helper; /* owned: takes half of large transfers, or NULL */
 	void *opaque;   /* for wrapping ops (tests) */
 	char *path;     /* owned */
 };
@@ -76,6 +98,18 @@ int pfile_truncate(struct pimg_file *f, uint64_t size);
  * file system can, else written zeros). Never grows the file. */
 int pfile_write_zeroes(struct pimg_file *f, uint64_t off, uint64_t len);
 /* A failed sync sticks: pfile_sync, and so pimg_flush, fail with -EIO from then on. */
+/*
+ * Between begin and end, data reads and writes into or out of [buf, buf+len) that
+ * continue the previous one in the file are queued, and sent as one preadv/pwritev
+ * when the run breaks, at any other operation on the file, or at end. The caller
+ * must not look at read bytes, nor change written ones, before end; an error of a
+ * queued transfer is returned by whatever sends it (end at the latest). Begins nest;
+ * only the outermost buffer counts. For formats that set pimg.batched.
+ */
+void pfile_batch_begin(struct pimg_file *f, const void *buf, uint64_t len);
+int pfile_batch_end(struct pimg_file *f);
+/* Start f's helper thread (pimg_set_io_helper); 0 or -errno. Stopped by pfile_close. */
+int pfile_start_helper(struct pimg_file *f);
 
 /* Test hook: the ops used by every pfile_open() of this process (NULL: posix). */
 void pimg_set_file_ops_for_testing(const struct pimg_file_ops *ops);
@@ -141,6 +175,8 @@ struct pimg {
 	unsigned flags;
 	uint64_t size;       /* virtual size */
 	uint32_t granule;    /* power of two >= 512 */
+	bool batched;        /* set by open: read/write never touch the caller's buffer
+			      * after a pfile transfer into or out of it (pfile_batch_begin) */
 	bool sequential_only;
 	void *priv;          /* the format's state, owned by the format */
 	/* Backing file as named in the image (owned), and its format or NULL. */

@@ -1134,6 +1134,8 @@ static int vhdx_open(struct pimg *img)
 	x->log_seq = max_seq + 1;
 	free(locator);
 	img->granule = x->block_size;
+	/* Log entries laid over reads (x->ov) change the caller's buffer after the read. */
+	img->batched = !x->n_ov;
 	return 0;
 out:
 	free(locator);

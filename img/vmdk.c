@@ -1395,6 +1395,7 @@ static int vmdk_open(struct pimg *img)
 		goto out;
 out_granule:
 	img->granule = 1 * MiB;
+	img->batched = true;
 	for (unsigned i = 0; i < v->n_ext; i++) {
 		if (v->ext[i].type == EXT_SPARSE || v->ext[i].type == EXT_SESPARSE) {
 			img->granule = v->ext[i].type == EXT_SPARSE ? (uint32_t)v->ext[i].sp->grain

@@ -634,6 +634,7 @@ static int vpc_open(struct pimg *img)
 		}
 		img->size = size;
 		img->granule = 1 * MiB;
+		img->batched = true;
 		return 0;
 	}
 	if (v->type != VHD_DYNAMIC && v->type != VHD_DIFF) {
@@ -701,6 +702,7 @@ static int vpc_open(struct pimg *img)
 	}
 	img->size = size;
 	img->granule = v->block_size;
+	img->batched = true;
 	return 0;
 
 out_free:

@@ -153,6 +153,15 @@ bool pimg_is_zero(const void *buf, size_t len);
 /* True if the format accepts only sequential writes (streamOptimized VMDK). */
 bool pimg_sequential_only(const struct pimg *img);
 
+/*
+ * Give img's file a helper thread that takes half of every data transfer of 2 MiB or
+ * more, so that two CPUs copy to and from the page cache (plinth-img convert). Calls
+ * still return when all of their transfer is done. For tools only: a process whose
+ * threads run under a seccomp filter (the VMM) must not start threads this way.
+ * 0 or -errno (then transfers stay on the calling thread).
+ */
+int pimg_set_io_helper(struct pimg *img);
+
 enum pimg_status {
 	PIMG_DATA = 0,        /* allocated in this image; read it */
 	PIMG_ZERO = 1,        /* reads as zeros, known without reading data */

@@ -932,6 +932,7 @@ static int qcow2_open(struct pimg *img)
 		}
 	}
 	img->granule = (uint32_t)cs;
+	img->batched = true;
 	return 0;
 
 out_free:

@@ -273,3 +273,29 @@ const struct pimg_file_ops fault_ops = {
 	.punch = fault_punch,
 	.truncate = fault_truncate,
 };
+
+static int fault_pwritev(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off)
+{
+	uint64_t len = 0;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	if (fault_lo < fault_hi && off < fault_hi && off + len > fault_lo)
+		return -EIO;
+	return pimg_posix_file_ops.pwritev(f, iov, n, off);
+}
+
+static int fault_preadv(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off)
+{
+	return pimg_posix_file_ops.preadv(f, iov, n, off);
+}
+
+const struct pimg_file_ops fault_vec_ops = {
+	.pread = fault_pread,
+	.pwrite = fault_pwrite,
+	.sync = fault_sync,
+	.punch = fault_punch,
+	.truncate = fault_truncate,
+	.preadv = fault_preadv,
+	.pwritev = fault_pwritev,
+};

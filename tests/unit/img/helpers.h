@@ -30,6 +30,8 @@ extern long fault_write_budget;
 extern uint64_t fault_lo, fault_hi; /* when lo < hi: fail only writes touching [lo, hi) */
 extern long fault_sync_failures;    /* fail this many syncs (fdatasync), then succeed */
 extern const struct pimg_file_ops fault_ops;
+/* The same with vectored transfers (merged batches, the helper's halves); fault_lo/hi only. */
+extern const struct pimg_file_ops fault_vec_ops;
 /* pimg_open allowing external files (backing files, parents, extents) in the image's
  * own directory. */
 struct pimg *open_ext(const char *path, const char *fmt, unsigned flags);

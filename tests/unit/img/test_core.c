@@ -190,6 +190,23 @@ static void test_backing_reads_and_cow(void **state)
 }
 
 
+/* A new image NAME.FMT of size in the test directory (its path in p), opened through ops. */
+static struct pimg *create_with_ops(char *p, size_t plen, const char *name, const char *fmt,
+				    uint64_t size, const struct pimg_file_ops *ops)
+{
+	char file[64];
+	struct pimg *img;
+
+	snprintf(file, sizeof(file), "%s.%s", name, fmt);
+	tmp_path(p, plen, file);
+	assert_int_equal(pimg_create(p, fmt, size, NULL), 0);
+	pimg_set_file_ops_for_testing(ops);
+	img = pimg_open(p, fmt, 0);
+	pimg_set_file_ops_for_testing(NULL);
+	assert_non_null(img);
+	return img;
+}
+
 /*
  * A failed fdatasync may have lost data, and the kernel tells only the first
  * caller: once a flush failed, every later flush of the image fails with EIO, even
@@ -203,16 +220,9 @@ static void test_flush_failure_sticks(void **state)
 	(void)state;
 	memset(buf, 0x5a, sizeof(buf));
 	for (size_t i = 0; i < ARRAY_SIZE(fmts); i++) {
-		char p[256], name[32];
-		struct pimg *img;
+		char p[256];
+		struct pimg *img = create_with_ops(p, sizeof(p), "sticky", fmts[i], 1 * MiB, &fault_ops);
 
-		snprintf(name, sizeof(name), "sticky.%s", fmts[i]);
-		tmp_path(p, sizeof(p), name);
-		assert_int_equal(pimg_create(p, fmts[i], 1 * MiB, NULL), 0);
-		pimg_set_file_ops_for_testing(&fault_ops);
-		img = pimg_open(p, fmts[i], 0);
-		pimg_set_file_ops_for_testing(NULL);
-		assert_non_null(img);
 		assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 0), 0);
 		assert_int_equal(pimg_flush(img), 0);
 		assert_int_equal(pimg_pwrite(img, buf, sizeof(buf), 8192), 0);
@@ -229,6 +239,46 @@ static void test_flush_failure_sticks(void **state)
 		assert_int_equal(pimg_flush(img), 0);
 		pimg_close(img);
 	}
+}
+
+/*
+ * Transfers merged into one vectored call and split with the helper thread
+ * (pimg_set_io_helper): content as written, and a failure in the helper's half of a
+ * large write, or in a merged qcow2 write, is the caller's error.
+ */
+static void test_batched_and_helper_transfers(void **state)
+{
+	static const char *const fmts[] = { "raw", "qcow2", "vhdx" };
+	uint64_t len = 6 * MiB + 4096;
+	uint8_t *w = malloc(len), *r = malloc(len);
+
+	(void)state;
+	assert_non_null(w);
+	assert_non_null(r);
+	for (size_t i = 0; i < ARRAY_SIZE(fmts); i++) {
+		char p[256];
+		struct pimg *img = create_with_ops(p, sizeof(p), "helper", fmts[i], 32 * MiB, &fault_vec_ops);
+		uint64_t end;
+
+		assert_int_equal(pimg_set_io_helper(img), 0);
+		fill_pattern(w, len, i + 1);
+		assert_int_equal(pimg_pwrite(img, w, len, 512), 0);
+		memset(r, 0, len);
+		assert_int_equal(pimg_pread(img, r, len, 512), 0);
+		assert_memory_equal(r, w, len);
+		/* A fault in the last quarter of the next write: in the helper's half. */
+		end = strcmp(fmts[i], "raw") ? img->file->size : 16 * MiB;
+		fault_lo = end + len / 4 * 3;
+		fault_hi = fault_lo + 4096;
+		assert_int_equal(pimg_pwrite(img, w, len, 16 * MiB), -EIO);
+		fault_lo = fault_hi = 0;
+		/* What was written before stays readable. */
+		assert_int_equal(pimg_pread(img, r, len, 512), 0);
+		assert_memory_equal(r, w, len);
+		pimg_close(img);
+	}
+	free(w);
+	free(r);
 }
 
 /* Create path (in the test directory) as a qcow2 overlay of backing (format bfmt, may be NULL). */
@@ -461,6 +511,7 @@ int main(void)
 		cmocka_unit_test(test_create_options_checked),
 		cmocka_unit_test(test_backing_reads_and_cow),
 		cmocka_unit_test(test_flush_failure_sticks),
+		cmocka_unit_test(test_batched_and_helper_transfers),
 		cmocka_unit_test(test_external_files_policy),
 		cmocka_unit_test(test_drop_dirs),
 	};

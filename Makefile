@@ -48,7 +48,7 @@ bench: build guest
 	@bench/run
 
 # Data integrity for minutes to hours (tests/soak/run: SOAK_SECONDS, SOAK_CPUS, SOAK_FS,
-# SOAK_KINDS, SOAK_CRASHES, SOAK_FIO, SOAK_PARTS, SOAK_LOCK); not part of make test.
+# SOAK_KINDS, SOAK_CRASHES, SOAK_FIO, SOAK_PARTS, SOAK_LOCK, SOAK_QEMU); not part of make test.
 soak: build guest
 	@tests/soak/run
 

@@ -4,6 +4,14 @@
 # Needs tests/integration/lib.sh first (BUILD, GUEST, fail, guest_cmdline, sock_dir).
 VERIFY=${VERIFY:-$GUEST/tools/plinth-verify}
 
+# glibc's allocator set to give memory back at every chance: fixed thresholds, and any free
+# of 64 KiB or more that reaches the top of a thread's arena trims it. Its housekeeping then
+# runs on the I/O threads, under the filters, in every run rather than only when a write
+# pattern happens to cross the default (moving) thresholds: the first trim of a thread's
+# arena is where glibc reads /proc/sys/vm/overcommit_memory (issue #24, docs/sandbox.md).
+# plinth runs with GLIBC_TUNABLES=$MALLOC_TRIM_EVERY in blk-verify and the soak.
+MALLOC_TRIM_EVERY=glibc.malloc.trim_threshold=65536:glibc.malloc.top_pad=0:glibc.malloc.mmap_threshold=4194304
+
 # The kinds of disk a run can use: plinth's formats, and qcow2 over a backing file or
 # holding compressed clusters (both prefilled with the verifier's generation-0 records).
 VERIFY_KINDS="raw qcow2 qcow2-backing qcow2-compressed vhd vhdx vmdk"

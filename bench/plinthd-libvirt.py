@@ -166,7 +166,7 @@ def libvirt_setup():
     subprocess.run(["mount", "--bind", etc, "/etc/libvirt"], check=True)
     os.makedirs("/var/lib/libvirt/qemu", exist_ok=True)
     log = open(os.path.join(WORK, "libvirtd.log"), "w")
-    lv = subprocess.Popen(["libvirtd"], stdout=log, stderr=subprocess.STDOUT)
+    lv = subprocess.Popen(["/usr/sbin/libvirtd"], stdout=log, stderr=subprocess.STDOUT)
     import libvirt  # python3-libvirt, of Debian's python3
     for _ in range(200):
         try:

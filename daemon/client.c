@@ -533,8 +533,19 @@ static int vm_attach(const struct cli *c, const char *name)
 			}
 		}
 	}
-	if (done) /* the end of our input, after what was typed: plinthd ends the stream */
+	if (done) {
+		/* The end of our input, after what was typed: plinthd types the rest into
+		 * the console and ends the stream. Read until it does (bounded), or closing
+		 * now would cut its output short and could reset what it has not read. */
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		char buf[16384];
+		ssize_t n = 1;
+
 		shutdown(fd, SHUT_WR);
+		while (n > 0 && poll(&p, 1, 5000) > 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+			if (write_full(1, buf, (size_t)n))
+				break;
+	}
 	close(fd);
 	if (tty)
 		tcsetattr(0, TCSANOW, &saved);

@@ -244,6 +244,20 @@ static void check_console_stream(void)
 		read_until(fd, buf, 1 << 20, len, "input: second", 5000);
 		close(fd2);
 	}
+	/* Input, then the end of the client's input at once (as `printf x | plinth vm console
+	 * --attach`): typed all the same, then plinthd ends the stream. */
+	{
+		int fd3 = attach(sock, "a", "", status, sizeof(status));
+		char tmp[65536];
+
+		assert_true(fd3 >= 0);
+		assert_int_equal(write(fd3, "half-closed\n", 12), 12);
+		assert_int_equal(shutdown(fd3, SHUT_WR), 0);
+		while (read(fd3, tmp, sizeof(tmp)) > 0)
+			;
+		close(fd3);
+		len = read_until(fd, buf, 1 << 20, len, "input: half-closed", 5000);
+	}
 	pd_server_stop(srv); /* with fd still attached: the stream ends, the stop returns */
 	{
 		char c;

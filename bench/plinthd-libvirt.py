@@ -13,7 +13,8 @@
 #   scripts/hostvm --memory 6G -- bench/plinthd-libvirt.py [--vms N] [--total M] [--json F]
 # Inside the emulated host the root is read-only: libvirt's state, log, cache and run
 # directories and a copy of /etc/libvirt go on tmpfs (qemu.conf: run QEMU as root, no
-# security driver, console logs to files: the emulated host has no AppArmor or virtlogd).
+# security driver, console logs to files, no private /dev or cgroups for QEMU: the emulated
+# host has no AppArmor, virtlogd or udev, and its /dev is not one libvirt can copy).
 import argparse
 import base64
 import http.client
@@ -162,7 +163,8 @@ def libvirt_setup():
     shutil.copytree("/etc/libvirt", etc)
     with open(os.path.join(etc, "qemu.conf"), "a") as f:
         f.write('\nuser = "root"\ngroup = "root"\nsecurity_driver = "none"\n'
-                'stdio_handler = "file"\ndynamic_ownership = 0\n')
+                'stdio_handler = "file"\ndynamic_ownership = 0\nnamespaces = []\n'
+                'cgroup_controllers = []\n')
     subprocess.run(["mount", "--bind", etc, "/etc/libvirt"], check=True)
     os.makedirs("/var/lib/libvirt/qemu", exist_ok=True)
     log = open(os.path.join(WORK, "libvirtd.log"), "w")

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,11 +42,11 @@ static const char usage_text[] =
 	"                 [--nic NETWORK]...\n"
 	"              | create --from FILE.json | start NAME | stop NAME [--timeout S]\n"
 	"              | kill NAME | reboot NAME | pause NAME | resume NAME | delete NAME\n"
-	"              | console NAME [--attach]  (the last 64 KiB; --attach: two-way, Ctrl-]\n"
-	"                detaches)\n"
+	"              | console NAME [--attach]  (attached on a terminal or with --attach: the\n"
+	"                last 64 KiB, then both ways, Ctrl-] detaches; else the last 64 KiB)\n"
 	"       plinth image list | info NAME | create NAME --size SIZE [--format raw|qcow2]\n"
 	"              | import NAME FILE [--format F] | clone SRC NEW [--linked] | delete NAME\n"
-	"       plinth net list | info NAME | create NAME [--cidr A.B.C.D/N] | delete NAME\n"
+	"       plinth net list | info NAME | create NAME [--cidr A.B.C.D/N] [--nat] | delete NAME\n"
 	"       plinth task list | wait ID | cancel ID\n"
 	"       plinth token list | info NAME | create NAME --role admin|operator|viewer\n"
 	"              | delete NAME   (API tokens of plinthd's TCP listener)\n"
@@ -370,57 +372,151 @@ static int vm_action(struct cli *c, const char *verb, const char *name)
 	return run(c, "GET", path, NULL, show_vm);
 }
 
-/* Output from the console since *off; printed raw, *off moved on. 0 or 1. */
-static int console_poll(const struct cli *c, const char *name, long long *off)
+/* Connect to plinthd's socket and ask for name's console as a raw stream (GET
+ * /v1/vms/NAME/console, "Upgrade: plinth-console"). The connected fd after the 101
+ * answer, or -1 with plinthd's refusal (or the reason) printed. */
+static int console_connect(const struct cli *c, const char *name)
 {
-	char path[200];
-	json_t *o;
-	int st, rc;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char req[512], head[4096];
+	size_t len = 0;
+	int fd;
 
-	snprintf(path, sizeof(path), "/v1/vms/%s/console%s", name, *off >= 0 ? "?offset=" : "");
-	if (*off >= 0)
-		snprintf(path + strlen(path), sizeof(path) - strlen(path), "%lld", *off);
-	st = call(c, "GET", path, NULL, &o);
-	rc = check(st, o);
-	if (!rc) {
-		json_t *t = json_object_get(o, "console");
-
-		write_full(1, json_string_value(t) ? json_string_value(t) : "",
-			   json_string_length(t));
-		*off = num(o, "offset");
+	if (strlen(c->sock) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "plinth: socket path too long: %s\n", c->sock);
+		return -1;
 	}
+	memcpy(sa.sun_path, c->sock, strlen(c->sock) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (errno == ENOENT || errno == ECONNREFUSED)
+			fprintf(stderr, "plinth: plinthd is not running on %s\n", c->sock);
+		else
+			fprintf(stderr, "plinth: %s: %s\n", c->sock, strerror(errno));
+		goto out_close;
+	}
+	snprintf(req, sizeof(req),
+		 "GET /v1/vms/%s/console HTTP/1.1\r\nHost: plinthd\r\nUpgrade: plinth-console\r\n"
+		 "Connection: Upgrade\r\n\r\n", name);
+	if (write_full(fd, req, strlen(req)))
+		goto out_io;
+	/* The answer's head byte by byte: what follows a 101 is the console's. */
+	while (len + 1 < sizeof(head) && !(len >= 4 && !memcmp(head + len - 4, "\r\n\r\n", 4))) {
+		ssize_t n = read(fd, head + len, 1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != 1)
+			goto out_io;
+		len++;
+	}
+	head[len] = '\0';
+	if (!strncmp(head, "HTTP/1.1 101 ", 13))
+		return fd;
+	{ /* a refusal: its JSON body's one line (Content-Length bounded by the buffer) */
+		const char *cl = strcasestr(head, "\r\nContent-Length:");
+		size_t want = cl ? strtoul(cl + 17, NULL, 10) : 0;
+		char body[1024];
+		json_t *o;
+
+		len = 0;
+		while (len < want && len + 1 < sizeof(body)) {
+			ssize_t n = read(fd, body + len, want - len < sizeof(body) - 1 - len
+								 ? want - len
+								 : sizeof(body) - 1 - len);
+			if (n <= 0)
+				break;
+			len += (size_t)n;
+		}
+		body[len] = '\0';
+		o = json_loads(body, 0, NULL);
+		check(atoi(head + 9), o);
+		json_decref(o);
+	}
+	goto out_close;
+out_io:
+	fprintf(stderr, "plinth: %s: plinthd did not answer the console request\n", c->sock);
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* The VM's state into buf ("" if it can't be read). */
+static void vm_state(const struct cli *c, const char *name, char *buf, size_t size)
+{
+	char path[160];
+	json_t *o;
+	int st;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	st = call(c, "GET", path, NULL, &o);
+	snprintf(buf, size, "%s", st == 200 ? str(o, "state") : "");
 	json_decref(o);
-	return rc;
+}
+
+static bool state_live(const char *s)
+{
+	return !strcmp(s, "starting") || !strcmp(s, "running") || !strcmp(s, "paused") ||
+	       !strcmp(s, "stopping");
 }
 
 /*
- * plinth vm console NAME --attach: the scrollback, then what the guest writes, while
- * what is typed goes to its serial console; Ctrl-] detaches (so does the end of stdin).
- * Output is fetched every 100 ms (the API's console is offset-based, not a stream).
+ * plinth vm console NAME (attached): the last 64 KiB of scrollback, then what the
+ * guest writes, while what is typed goes to its serial console; Ctrl-] detaches
+ * (so does the end of stdin). One connection carries both ways. Once the VM was seen
+ * running, its staying stopped or crashed for 2 s ends the attachment too (a guest
+ * reset restarts it sooner).
  */
 static int vm_attach(const struct cli *c, const char *name)
 {
 	struct termios saved, raw;
-	bool tty = isatty(0) && tcgetattr(0, &saved) == 0, done = false;
-	long long off = -1;
-	char path[160];
-	int rc = console_poll(c, name, &off);
+	bool tty = isatty(0) && tcgetattr(0, &saved) == 0, done = false, seen_live = false;
+	int fd = console_connect(c, name), rc = 0, down = 0;
+	unsigned polls = 0;
 
-	if (rc)
-		return rc;
+	if (fd < 0)
+		return 1;
 	fprintf(stderr, "plinth: attached to %s's console; Ctrl-] detaches\r\n", name);
 	if (tty) {
 		raw = saved;
 		cfmakeraw(&raw);
 		tcsetattr(0, TCSANOW, &raw);
 	}
-	snprintf(path, sizeof(path), "/v1/vms/%s/console", name);
-	while (!done && !rc) {
-		struct pollfd p = {.fd = 0, .events = POLLIN};
-		char buf[4096];
-		ssize_t n = 0;
+	while (!done) {
+		struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+		char buf[16384];
+		ssize_t n;
+		int k = poll(p, 2, 1000);
 
-		if (poll(&p, 1, 100) > 0) {
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (k == 0 || ++polls % 64 == 0) { /* look at the VM's state now and then */
+			char st[32];
+
+			vm_state(c, name, st, sizeof(st));
+			if (state_live(st)) {
+				seen_live = true;
+				down = 0;
+			} else if (seen_live && ++down >= 2) {
+				fprintf(stderr, "\r\nplinth: %s is %s", name, st[0] ? st : "gone");
+				break;
+			}
+		}
+		if (p[1].revents) {
+			n = read(fd, buf, sizeof(buf));
+			if (n <= 0) {
+				fprintf(stderr, "\r\nplinth: plinthd ended the console stream");
+				rc = 1;
+				break;
+			}
+			if (write_full(1, buf, (size_t)n))
+				break;
+		}
+		if (p[0].revents) {
 			char *esc;
 
 			n = read(0, buf, sizeof(buf));
@@ -433,22 +529,26 @@ static int vm_attach(const struct cli *c, const char *name)
 				n = esc - buf;
 				done = true;
 			}
-		}
-		if (n > 0) {
-			json_t *in = json_stringn(buf, (size_t)n), *body, *o = NULL;
-
-			body = in ? json_pack("{s:o}", "input", in) : NULL; /* not UTF-8: dropped */
-			if (body) {
-				int st = call(c, "POST", path, body, &o);
-
-				rc = check(st, o);
-				json_decref(o);
+			if (n > 0 && write_full(fd, buf, (size_t)n)) {
+				rc = 1;
+				break;
 			}
-			json_decref(body);
 		}
-		if (!rc)
-			rc = console_poll(c, name, &off);
 	}
+	if (done) {
+		/* The end of our input, after what was typed: plinthd types the rest into
+		 * the console and ends the stream. Read until it does (bounded), or closing
+		 * now would cut its output short and could reset what it has not read. */
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		char buf[16384];
+		ssize_t n = 1;
+
+		shutdown(fd, SHUT_WR);
+		while (n > 0 && poll(&p, 1, 5000) > 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+			if (write_full(1, buf, (size_t)n))
+				break;
+	}
+	close(fd);
 	if (tty)
 		tcsetattr(0, TCSANOW, &saved);
 	fprintf(stderr, "\r\nplinth: detached from %s's console\n", name);
@@ -473,7 +573,10 @@ static int cmd_vm(struct cli *c)
 		return vm_create(c);
 	if (!name)
 		return usage_error("vm %s needs a NAME", verb);
+	/* console: attached on a terminal (or --attach), else the scrollback printed. */
 	if (!strcmp(verb, "console") && c->argc == 4 && !strcmp(c->argv[3], "--attach"))
+		return vm_attach(c, name);
+	if (!strcmp(verb, "console") && c->argc == 3 && !c->json && isatty(0) && isatty(1))
 		return vm_attach(c, name);
 	if (!strcmp(verb, "info") || !strcmp(verb, "delete") || !strcmp(verb, "console")) {
 		if (c->argc > 3)
@@ -688,9 +791,10 @@ static int cmd_image(struct cli *c)
 
 static void show_net(json_t *o)
 {
-	printf("name:      %s\nbridge:    %s%s\ncidr:      %s\nhost:      %s\n", str(o, "name"),
-	       str(o, "bridge"), json_is_true(json_object_get(o, "present")) ? "" : " (missing)",
-	       str(o, "cidr"), str(o, "host_address"));
+	printf("name:      %s\nbridge:    %s%s\ncidr:      %s\nmode:      %s\nhost:      %s\n"
+	       "dhcp:      %s\n", str(o, "name"), str(o, "bridge"),
+	       json_is_true(json_object_get(o, "present")) ? "" : " (missing)", str(o, "cidr"),
+	       str(o, "mode"), str(o, "host_address"), str(o, "dhcp_range"));
 }
 
 static void show_nets(json_t *o)
@@ -698,10 +802,10 @@ static void show_nets(json_t *o)
 	json_t *v;
 	size_t i;
 
-	printf("%-24s %-12s %-18s %s\n", "NAME", "BRIDGE", "CIDR", "HOST ADDRESS");
+	printf("%-24s %-12s %-18s %-9s %s\n", "NAME", "BRIDGE", "CIDR", "MODE", "HOST ADDRESS");
 	json_array_foreach(json_object_get(o, "networks"), i, v)
-		printf("%-24s %-12s %-18s %s\n", str(v, "name"), str(v, "bridge"), str(v, "cidr"),
-		       str(v, "host_address"));
+		printf("%-24s %-12s %-18s %-9s %s\n", str(v, "name"), str(v, "bridge"),
+		       str(v, "cidr"), str(v, "mode"), str(v, "host_address"));
 }
 
 static int cmd_net(struct cli *c)
@@ -716,10 +820,14 @@ static int cmd_net(struct cli *c)
 		return rc;
 	if (!strcmp(verb, "create")) {
 		const char *cidr = opt(c, 3, "--cidr");
+		int i;
 
 		body = json_pack("{s:s}", "name", name);
 		if (cidr)
 			json_object_set_new(body, "cidr", json_string(cidr));
+		for (i = 3; i < c->argc; i++)
+			if (!strcmp(c->argv[i], "--nat"))
+				json_object_set_new(body, "mode", json_string("nat"));
 		rc = run(c, "POST", "/v1/networks", body, show_net);
 		json_decref(body);
 		return rc;

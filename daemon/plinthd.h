@@ -28,6 +28,7 @@
  *   running|paused --stop--> stopping --exit--> stopped
  *   starting|running|paused|stopping --process ends--> stopped (exit 0, or asked)
  *                                                     | crashed (anything else)
+ *   starting|running|paused --guest reset (plinth exit 3)--> stopped --> starting
  *   stopped|crashed --restart policy--> starting
  *
  * A VM's process outlives plinthd: plinthd forks a shim (its own session) that
@@ -49,6 +50,10 @@
 #include "placement.h"
 #include "request.h"
 #include "store.h"
+
+/* plinth's exit status when the guest reset and it could not restart it in its jail
+ * (vmm/main.c): plinthd starts the VM again. */
+#define PLINTH_EXIT_RESET 3
 
 #define PD_DIR_MAX 80 /* the state directory's path: run dirs' sockets must fit sun_path */
 
@@ -120,6 +125,11 @@ struct plinthd {
 	enum pd_placement placement;	/* where new VMs go */
 	double overcommit;		/* memory limit = MemTotal x this (every host's, placement) */
 };
+
+/* Read a small file into buf (NUL-terminated): bytes read or -errno. */
+ssize_t pd_read_small(const char *path, char *buf, size_t size);
+/* Remove a directory tree (what can be removed). */
+void pd_rm_tree(const char *path);
 
 /* Milliseconds: wall clock (records) and monotonic (deadlines). */
 int64_t pd_now_ms(void);

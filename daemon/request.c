@@ -430,7 +430,7 @@ bool pd_role_allows(const char *role, const struct pd_request *req)
 	return false;
 }
 
-static const char *const network_fields[] = {"name", "cidr", NULL};
+static const char *const network_fields[] = {"name", "cidr", "mode", NULL};
 
 static int parse_network(json_t *obj, struct pd_network_args *a, struct pd_error *err)
 {
@@ -445,6 +445,12 @@ static int parse_network(json_t *obj, struct pd_network_args *a, struct pd_error
 	if (!ret && a->cidr[0] && pd_parse_cidr(a->cidr, &net, &prefix))
 		return fail(err, 400, "field 'cidr': '%s' is not an IPv4 network A.B.C.D/N "
 				      "(N 8..30, host bits zero)", a->cidr);
+	if (!ret)
+		ret = get_str(obj, "mode", false, a->mode, sizeof(a->mode), err);
+	if (!ret && !json_object_get(obj, "mode"))
+		snprintf(a->mode, sizeof(a->mode), "isolated");
+	if (!ret && strcmp(a->mode, "isolated") && strcmp(a->mode, "nat"))
+		return fail(err, 400, "field 'mode' must be isolated or nat");
 	return ret;
 }
 

@@ -79,6 +79,7 @@ struct pd_clone_args {
 struct pd_network_args {
 	char name[STORE_NAME_MAX];
 	char cidr[24];		/* "A.B.C.D/N", N 8..30; "" = 10.77.<id>.0/24 */
+	char mode[16];		/* "isolated" (default) or "nat" */
 };
 
 /* POST /v1/tokens */

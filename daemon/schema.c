@@ -11,6 +11,7 @@
  *   5  cluster: vms.host and vms.epoch (owner and ownership epoch), tasks.host
  *      (the host running it), hosts (members and heartbeats), leader (the
  *      one-row leader lease)
+ *   6  networks.mode (isolated, nat)
  *
  * Types: BIGINT is SQLite's INTEGER (its affinity), so the 64-bit columns read the
  * same in both; steps 1-4 were first written for SQLite with INTEGER, which is the
@@ -95,6 +96,8 @@ static const char *const steps[] = {
 	" term BIGINT NOT NULL,"
 	" expires_ms BIGINT NOT NULL);"
 	"INSERT INTO leader (id, host, term, expires_ms) VALUES (1, '', 0, 0);",
+	/* 6 */
+	"ALTER TABLE networks ADD COLUMN mode TEXT NOT NULL DEFAULT 'isolated';",
 };
 
 static const char *const id_type[] = {

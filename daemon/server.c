@@ -9,6 +9,7 @@
 #include "plinthd.h"
 
 #include <errno.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 
 #include "api.h"
 #include "cluster.h"
+#include "console.h"
 #include "log.h"
 #include "util.h"
 
@@ -31,6 +33,20 @@ struct pd_server {
 	char path[API_UNIX_PATH_MAX];	/* Unix socket to unlink at stop, "" for TCP */
 	bool tcp;			/* requests need a token */
 	char *cert, *key;		/* TLS PEM (TCP), owned */
+	pthread_mutex_t attach_lock;
+	unsigned attached;		/* console streams running (their threads) */
+	volatile bool quit;		/* console streams end (pd_server_stop) */
+};
+
+/* One console stream: GET /v1/vms/{name}/console with "Upgrade: plinth-console"
+ * answered 101, then the connection's socket carries the console both ways. */
+struct pd_attach {
+	struct pd_server *s;
+	struct pd_console *c;		/* owned */
+	MHD_socket sock;
+	struct MHD_UpgradeResponseHandle *urh;
+	char *extra;			/* input the client sent with its request, owned */
+	size_t extra_len;
 };
 
 struct pd_conn {
@@ -232,6 +248,99 @@ static void peer_name(struct MHD_Connection *conn, char *buf, size_t size)
 		snprintf(buf, size, "api");
 }
 
+static void *attach_thread(void *arg)
+{
+	struct pd_attach *a = arg;
+	struct pd_server *s = a->s;
+	int ret;
+
+	if (a->extra_len)
+		pd_console_write(a->c, a->extra, a->extra_len);
+	ret = pd_console_pump(a->c, a->sock, &s->quit);
+	if (ret)
+		log_debug("console stream: %s", strerror(-ret));
+	pd_console_close(a->c);
+	MHD_upgrade_action(a->urh, MHD_UPGRADE_ACTION_CLOSE);
+	free(a->extra);
+	free(a);
+	pthread_mutex_lock(&s->attach_lock);
+	s->attached--;
+	pthread_mutex_unlock(&s->attach_lock);
+	return NULL;
+}
+
+/* libmicrohttpd sent the 101: the socket is the console's now (a thread of its own). */
+static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
+		       size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	struct pd_attach *a = cls;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	struct timeval tv = {.tv_sec = 5};
+
+	(void)conn;
+	(void)con_cls;
+	/* A client that stops reading can't hold the stream's thread (nor the daemon's stop). */
+	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	a->sock = sock;
+	a->urh = urh;
+	if (extra_in_size && (a->extra = malloc(extra_in_size))) {
+		memcpy(a->extra, extra_in, extra_in_size);
+		a->extra_len = extra_in_size;
+	}
+	pthread_mutex_lock(&a->s->attach_lock);
+	a->s->attached++;
+	pthread_mutex_unlock(&a->s->attach_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, attach_thread, a)) {
+		log_error("console stream: no thread for it");
+		pthread_mutex_lock(&a->s->attach_lock);
+		a->s->attached--;
+		pthread_mutex_unlock(&a->s->attach_lock);
+		pd_console_close(a->c);
+		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+		free(a->extra);
+		free(a);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* Answer 101 and hand the connection to a console stream (under s->pd->lock). */
+static enum MHD_Result start_attach(struct pd_server *s, struct MHD_Connection *conn,
+				    const char *name)
+{
+	struct pd_reply reply = {0};
+	struct MHD_Response *resp;
+	struct pd_attach *a = calloc(1, sizeof(*a));
+	enum MHD_Result ret;
+
+	if (!a)
+		return send_json(conn, 500, NULL, NULL);
+	a->s = s;
+	a->c = pd_console_open(s->pd, name, &reply);
+	if (!a->c) {
+		free(a);
+		return send_json(conn, reply.status, reply.body, NULL);
+	}
+	resp = MHD_create_response_for_upgrade(on_upgrade, a);
+	if (!resp) {
+		pd_console_close(a->c);
+		free(a);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, PD_CONSOLE_PROTOCOL);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade");
+	ret = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+	MHD_destroy_response(resp);
+	if (ret != MHD_YES) { /* on_upgrade will not run */
+		pd_console_close(a->c);
+		free(a);
+	}
+	return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -242,6 +351,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct pd_request *req;
 	struct query q = {.len = 0};
 	struct pd_error err;
+	const char *upgrade;
+	bool attach;
 	int status;
 
 	if (!c) {
@@ -283,6 +394,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		free(req);
 		return send_json(conn, status, json_pack("{s:s}", "error", err.msg), err.allow);
 	}
+	upgrade = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
+	attach = req->route == PD_VM_CONSOLE && upgrade &&
+		 !strcasecmp(upgrade, PD_CONSOLE_PROTOCOL);
 	pthread_mutex_lock(&s->pd->lock);
 	if (s->tcp) {
 		char role[16], name[STORE_NAME_MAX];
@@ -298,7 +412,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 						   "(Authorization: Bearer TOKEN)"),
 					 NULL);
 		}
-		if (!pd_role_allows(role, req)) {
+		/* The stream types into the guest: like console input, not for viewers. */
+		if (!pd_role_allows(role, req) || (attach && !strcmp(role, "viewer"))) {
 			pthread_mutex_unlock(&s->pd->lock);
 			free(req);
 			return send_json(conn, 403,
@@ -309,6 +424,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		snprintf(s->pd->actor, sizeof(s->pd->actor), "token %.56s", name);
 	} else {
 		peer_name(conn, s->pd->actor, sizeof(s->pd->actor));
+	}
+	if (attach) {
+		enum MHD_Result ret = start_attach(s, conn, req->name);
+
+		s->pd->actor[0] = '\0';
+		pthread_mutex_unlock(&s->pd->lock);
+		free(req);
+		return ret;
 	}
 	pd_handle(s->pd, req, &reply);
 	s->pd->actor[0] = '\0';
@@ -345,8 +468,9 @@ struct pd_server *pd_server_start(struct plinthd *pd, const char *socket_path)
 		return NULL;
 	}
 	s->pd = pd;
+	s->attach_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 	snprintf(s->path, sizeof(s->path), "%s", socket_path);
-	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD, 0, NULL, NULL, on_request, s,
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_UPGRADE, 0, NULL, NULL, on_request, s,
 				  MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
 				  on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 64u,
 				  MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
@@ -391,8 +515,9 @@ struct pd_server *pd_server_start_tcp(struct plinthd *pd, const char *addr, cons
 		goto out_free;
 	}
 	s->pd = pd;
+	s->attach_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 	s->tcp = true;
-	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_TLS, (uint16_t)port, NULL,
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_ALLOW_UPGRADE, (uint16_t)port, NULL,
 				  NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
 				  MHD_OPTION_HTTPS_MEM_CERT, s->cert, MHD_OPTION_HTTPS_MEM_KEY,
 				  s->key, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
@@ -418,7 +543,20 @@ void pd_server_stop(struct pd_server *s)
 {
 	if (!s)
 		return;
+	/* Console streams first: libmicrohttpd's stop waits for upgraded connections. */
+	s->quit = true;
+	for (;;) {
+		unsigned n;
+
+		pthread_mutex_lock(&s->attach_lock);
+		n = s->attached;
+		pthread_mutex_unlock(&s->attach_lock);
+		if (!n)
+			break;
+		usleep(20000);
+	}
 	MHD_stop_daemon(s->mhd);
+	pthread_mutex_destroy(&s->attach_lock);
 	if (s->path[0])
 		unlink(s->path);
 	free(s->cert);

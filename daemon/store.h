@@ -66,6 +66,7 @@ struct store_network {
 	char name[STORE_NAME_MAX];	/* unique */
 	char bridge[16];		/* the Linux bridge, "plbr<id>" */
 	char cidr[24];			/* IPv4 "A.B.C.D/N"; the host is the first address */
+	char mode[16];			/* "isolated" or "nat" (to the host's uplink) */
 	int64_t created_ms;
 };
 

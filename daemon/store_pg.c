@@ -592,7 +592,7 @@ static int pg_image_list(struct store *st, struct store_image **out, size_t *n)
 
 /* --- Networks --------------------------------------------------------------------------- */
 
-#define NET_COLS "id, name, bridge, cidr, created_ms"
+#define NET_COLS "id, name, bridge, cidr, created_ms, mode"
 
 static int read_network(PGresult *r, int row, void *elem)
 {
@@ -603,6 +603,7 @@ static int read_network(PGresult *r, int row, void *elem)
 	col_text(r, row, 2, net->bridge, sizeof(net->bridge));
 	col_text(r, row, 3, net->cidr, sizeof(net->cidr));
 	net->created_ms = col_i64(r, row, 4);
+	col_text(r, row, 5, net->mode, sizeof(net->mode));
 	return 0;
 }
 
@@ -612,6 +613,7 @@ static void network_params(struct params *p, const struct store_network *net)
 	p_text(p, net->bridge);
 	p_text(p, net->cidr);
 	p_i64(p, net->created_ms);
+	p_text(p, net->mode[0] ? net->mode : "isolated");
 }
 
 static int pg_network_insert(struct store *st, struct store_network *net)
@@ -620,8 +622,8 @@ static int pg_network_insert(struct store *st, struct store_network *net)
 
 	network_params(&p, net);
 	return insert(st,
-		      "INSERT INTO networks (name, bridge, cidr, created_ms) "
-		      "VALUES ($1, $2, $3, $4) RETURNING id",
+		      "INSERT INTO networks (name, bridge, cidr, created_ms, mode) "
+		      "VALUES ($1, $2, $3, $4, $5) RETURNING id",
 		      &p, &net->id);
 }
 
@@ -633,7 +635,7 @@ static int pg_network_update(struct store *st, const struct store_network *net)
 	p_i64(&p, net->id);
 	return command(st,
 		       "UPDATE networks SET name = $1, bridge = $2, cidr = $3, "
-		       "created_ms = $4 WHERE id = $5",
+		       "created_ms = $4, mode = $5 WHERE id = $6",
 		       &p, true);
 }
 

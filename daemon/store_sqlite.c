@@ -528,6 +528,7 @@ static int read_network(sqlite3_stmt *s, void *elem)
 	text(s, 2, net->bridge, sizeof(net->bridge));
 	text(s, 3, net->cidr, sizeof(net->cidr));
 	net->created_ms = sqlite3_column_int64(s, 4);
+	text(s, 5, net->mode, sizeof(net->mode));
 	return 0;
 }
 
@@ -537,12 +538,13 @@ static void bind_network(sqlite3_stmt *s, const struct store_network *net)
 	bind_text(s, 2, net->bridge);
 	bind_text(s, 3, net->cidr);
 	sqlite3_bind_int64(s, 4, net->created_ms);
+	bind_text(s, 5, net->mode[0] ? net->mode : "isolated");
 }
 
 static int sq_network_insert(struct store *st, struct store_network *net)
 {
-	sqlite3_stmt *s = prepare(st, "INSERT INTO networks (name, bridge, cidr, created_ms) "
-				      "VALUES (?, ?, ?, ?)");
+	sqlite3_stmt *s = prepare(st, "INSERT INTO networks (name, bridge, cidr, created_ms, mode) "
+				      "VALUES (?, ?, ?, ?, ?)");
 
 	if (s)
 		bind_network(s, net);
@@ -552,12 +554,12 @@ static int sq_network_insert(struct store *st, struct store_network *net)
 static int sq_network_update(struct store *st, const struct store_network *net)
 {
 	sqlite3_stmt *s = prepare(st, "UPDATE networks SET name = ?, bridge = ?, cidr = ?, "
-				      "created_ms = ? WHERE id = ?");
+				      "created_ms = ?, mode = ? WHERE id = ?");
 
 	if (!s)
 		return -EIO;
 	bind_network(s, net);
-	sqlite3_bind_int64(s, 5, net->id);
+	sqlite3_bind_int64(s, 6, net->id);
 	return step_done(st, s, true);
 }
 
@@ -568,8 +570,8 @@ static int sq_network_delete(struct store *st, int64_t id)
 
 static int sq_network_get(struct store *st, const char *name, struct store_network *out)
 {
-	sqlite3_stmt *s = prepare(st, "SELECT id, name, bridge, cidr, created_ms FROM networks "
-				      "WHERE name = ?");
+	sqlite3_stmt *s = prepare(st, "SELECT id, name, bridge, cidr, created_ms, mode FROM "
+				      "networks WHERE name = ?");
 
 	memset(out, 0, sizeof(*out));
 	if (!s)
@@ -580,8 +582,8 @@ static int sq_network_get(struct store *st, const char *name, struct store_netwo
 
 static int sq_network_list(struct store *st, struct store_network **out, size_t *n)
 {
-	sqlite3_stmt *s = prepare(st, "SELECT id, name, bridge, cidr, created_ms FROM networks "
-				      "ORDER BY name");
+	sqlite3_stmt *s = prepare(st, "SELECT id, name, bridge, cidr, created_ms, mode FROM "
+				      "networks ORDER BY name");
 
 	return collect_plain(st, s, sizeof(**out), read_network, (void **)out, n);
 }

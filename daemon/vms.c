@@ -42,7 +42,8 @@
 #define API_TIMEOUT_MS	   3000
 #define REBOOT_WINDOW_MS   30000 /* an exit 0 this soon after a reboot request is the reboot */
 #define CONSOLE_TAIL	   (64 * 1024)
-#define SHIM_NAME	   "plinthd-shim"
+#define SHIM_PREFIX	   "pdshim-" /* a shim's name: "pdshim-<vm id>" (comm, 15 bytes) */
+#define SHIM_NAME_OLD	   "plinthd-shim" /* shims of older plinthds */
 
 static bool state_is_live(const char *s)
 {
@@ -113,7 +114,7 @@ void pd_run_forget(struct plinthd *pd, struct pd_run *run)
 /* --- Processes ------------------------------------------------------------------------- */
 
 /* Read a small file into buf (NUL-terminated); bytes read or -errno. */
-static ssize_t read_small(const char *path, char *buf, size_t size)
+ssize_t pd_read_small(const char *path, char *buf, size_t size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
@@ -138,7 +139,7 @@ static bool proc_runs_socket(pid_t pid, const char *sock)
 	bool prev = false;
 
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	n = read_small(path, buf, sizeof(buf));
+	n = pd_read_small(path, buf, sizeof(buf));
 	if (n <= 0)
 		return false;
 	for (off = 0; off < (size_t)n; off += strlen(buf + off) + 1) {
@@ -155,7 +156,7 @@ static pid_t proc_ppid(pid_t pid)
 	int ppid;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_small(path, buf, sizeof(buf)) <= 0)
+	if (pd_read_small(path, buf, sizeof(buf)) <= 0)
 		return 0;
 	p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
 	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
@@ -168,10 +169,46 @@ static bool proc_is_shim_of(pid_t shim, pid_t pid)
 	char path[64], comm[32];
 
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)shim);
-	if (read_small(path, comm, sizeof(comm)) <= 0)
+	if (pd_read_small(path, comm, sizeof(comm)) <= 0)
 		return false;
 	comm[strcspn(comm, "\n")] = '\0';
-	return !strcmp(comm, SHIM_NAME) && proc_ppid(pid) == shim;
+	return (!strncmp(comm, SHIM_PREFIX, strlen(SHIM_PREFIX)) || !strcmp(comm, SHIM_NAME_OLD)) &&
+	       proc_ppid(pid) == shim;
+}
+
+static void shim_name(int64_t vm_id, char *buf, size_t size)
+{
+	snprintf(buf, size, SHIM_PREFIX "%u", (unsigned)(vm_id % 100000000));
+}
+
+/* The live shim of VM vm_id (by its name), 0 if none: a start that was under way when
+ * plinthd died, whose plinth may not have been executed yet. */
+static pid_t find_shim(int64_t vm_id)
+{
+	char want[16], path[64], comm[32];
+	struct dirent *de;
+	pid_t found = 0;
+	DIR *d;
+
+	shim_name(vm_id, want, sizeof(want));
+	d = opendir("/proc");
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		char *end;
+		long p = strtol(de->d_name, &end, 10);
+
+		if (*end || p <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/comm", p);
+		if (pd_read_small(path, comm, sizeof(comm)) <= 0)
+			continue;
+		comm[strcspn(comm, "\n")] = '\0';
+		if (!strcmp(comm, want))
+			found = (pid_t)p;
+	}
+	closedir(d);
+	return found;
 }
 
 /* The VM's live plinth: from its pidfile, else by scanning /proc. 0 if none. */
@@ -185,7 +222,7 @@ static pid_t find_plinth(const struct plinthd *pd, const char *uuid, pid_t *shim
 	*shim = 0;
 	run_path(pd, uuid, "api.sock", sock, sizeof(sock));
 	run_path(pd, uuid, "pid", pidfile, sizeof(pidfile));
-	if (read_small(pidfile, buf, sizeof(buf)) > 0 && sscanf(buf, "%d %d", &a, &b) == 2 &&
+	if (pd_read_small(pidfile, buf, sizeof(buf)) > 0 && sscanf(buf, "%d %d", &a, &b) == 2 &&
 	    b > 0 && proc_runs_socket(b, sock)) {
 		if (a > 0 && proc_is_shim_of(a, b))
 			*shim = a;
@@ -235,7 +272,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 	return 0;
 }
 
-static void rm_tree(const char *path)
+void pd_rm_tree(const char *path)
 {
 	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -582,7 +619,7 @@ void pd_vm_delete(struct plinthd *pd, const char *name, struct pd_reply *r)
 	}
 	/* After the commit: a crash here leaves a run directory that start-up removes. */
 	run_path(pd, vm.uuid, NULL, dir, sizeof(dir));
-	rm_tree(dir);
+	pd_rm_tree(dir);
 	r->status = 200;
 	r->body = json_pack("{s:s}", "deleted", name);
 out_clear:
@@ -627,8 +664,7 @@ static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullf
 	int status;
 	pid_t pid;
 
-	setsid();
-	prctl(PR_SET_NAME, SHIM_NAME, 0, 0, 0);
+	setsid(); /* named "pdshim-<vm id>" since the fork (vm_spawn) */
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_DFL);
@@ -844,9 +880,20 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		pd_reply_error(r, 500, "inventory error starting VM '%s'", vm->name);
 		goto out_close;
 	}
-	shim = fork();
-	if (shim == 0)
-		shim_main(a, logfd, infd, nullfd, pidfile, pidtmp, exitfile, exittmp);
+	/* The shim has its name from its first instant (a fork copies the thread's), so a
+	 * plinthd started after a SIGKILL here finds it (find_shim) and never starts the VM
+	 * a second time. */
+	{
+		char name[16], saved[16] = "";
+
+		shim_name(vm->id, name, sizeof(name));
+		prctl(PR_GET_NAME, saved, 0, 0, 0);
+		prctl(PR_SET_NAME, name, 0, 0, 0);
+		shim = fork();
+		if (shim == 0)
+			shim_main(a, logfd, infd, nullfd, pidfile, pidtmp, exitfile, exittmp);
+		prctl(PR_SET_NAME, saved, 0, 0, 0);
+	}
 	if (shim < 0) {
 		ret = -errno;
 		vm_set_state(pd, vm->id, vm->name, "crashed", 0, "fork failed", "vm.crashed",
@@ -864,7 +911,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	for (i = 0; i < 500; i++) {
 		int s, p;
 
-		if (read_small(pidfile, buf, sizeof(buf)) > 0 && sscanf(buf, "%d %d", &s, &p) == 2) {
+		if (pd_read_small(pidfile, buf, sizeof(buf)) > 0 && sscanf(buf, "%d %d", &s, &p) == 2) {
 			run->pid = p;
 			break;
 		}
@@ -937,7 +984,7 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 	struct store_vm vm;
 	struct pd_vm_def *def = NULL;
 	struct pd_error err;
-	bool crashed = false, restart = false, asked = run->stop_requested;
+	bool crashed = false, restart = false, reset = false, asked = run->stop_requested;
 	bool rebooting = run->reboot_pending && pd_mono_ms() - run->reboot_ms < REBOOT_WINDOW_MS;
 	int64_t window = run->window_ms, now = pd_mono_ms();
 	unsigned restarts = run->restarts;
@@ -950,13 +997,16 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 		waitpid(run->shim, NULL, WNOHANG); /* ours if we spawned it: reap */
 	run_path(pd, run->uuid, "exit", exitfile, sizeof(exitfile));
 	run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
-	if (read_small(exitfile, buf, sizeof(buf)) > 0 && sscanf(buf, "exit %d", &code) == 1) {
+	if (pd_read_small(exitfile, buf, sizeof(buf)) > 0 && sscanf(buf, "exit %d", &code) == 1) {
 		if (code == 0)
 			snprintf(reason, sizeof(reason), "plinth exited 0 (the guest powered off)");
+		else if (code == PLINTH_EXIT_RESET)
+			snprintf(reason, sizeof(reason), "the guest reset (plinth exited %d)", code);
 		else
 			snprintf(reason, sizeof(reason), "plinth exited with status %d", code);
-		crashed = code != 0;
-	} else if (read_small(exitfile, buf, sizeof(buf)) > 0 &&
+		crashed = code != 0 && code != PLINTH_EXIT_RESET;
+		reset = code == PLINTH_EXIT_RESET;
+	} else if (pd_read_small(exitfile, buf, sizeof(buf)) > 0 &&
 		   sscanf(buf, "signal %d", &code) == 1) {
 		snprintf(reason, sizeof(reason), "plinth was killed by signal %d (SIG%s)", code,
 			 sig_name(code));
@@ -966,9 +1016,12 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 						 "recorded (its shim is gone)");
 		crashed = true;
 	}
-	if (!asked) /* plinth's own last line says why (an error, or a guest reset it could
-		     * not carry out in its jail) */
+	if (!asked && !reset) /* plinth's own last line says why (its error) */
 		append_last_line(pd, run->uuid, reason, sizeof(reason));
+	/* A jailed plinth can't re-open its disks and taps on a guest reset: it exits 3
+	 * and plinthd starts the VM again, whatever the restart policy (a reset is not a
+	 * power-off); one asked for through reboot is not counted against the window. */
+	rebooting = rebooting && (reset || code == 0);
 	if (asked) {
 		crashed = false;
 		n = (int)strlen(reason);
@@ -979,7 +1032,7 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 	if (pd->ops->vm_get(pd->st, run->name, &vm) == 0) {
 		def = malloc(sizeof(*def));
 		if (def && !pd_vm_def_parse(vm.spec, def, &err) && !asked) {
-			if (rebooting && !crashed)
+			if (reset || (rebooting && !crashed))
 				restart = true;
 			else if (def->restart == PD_RESTART_ALWAYS)
 				restart = true;
@@ -1006,7 +1059,9 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 		}
 	}
 	if (restart && pd->ops->vm_get(pd->st, name, &vm) == 0) {
-		if (vm_spawn(pd, &vm, rebooting ? "reboot" : "restart policy", NULL))
+		if (vm_spawn(pd, &vm,
+			     rebooting ? "reboot" : reset ? "the guest reset" : "restart policy",
+			     NULL))
 			log_error("VM %s: restart failed", name);
 		store_vm_clear(&vm);
 		run = pd->runs;
@@ -1311,7 +1366,7 @@ static void clean_run_dirs(struct plinthd *pd, struct store_vm *vms, size_t n)
 			continue;
 		run_path(pd, de->d_name, NULL, path, sizeof(path));
 		log_info("removing the run directory of a deleted VM: %s", path);
-		rm_tree(path);
+		pd_rm_tree(path);
 	}
 	closedir(d);
 }
@@ -1321,11 +1376,11 @@ static bool first_start_since_boot(struct plinthd *pd)
 {
 	char path[256], tmp[256], now[64], was[64] = "";
 
-	if (read_small("/proc/sys/kernel/random/boot_id", now, sizeof(now)) <= 0)
+	if (pd_read_small("/proc/sys/kernel/random/boot_id", now, sizeof(now)) <= 0)
 		return false;
 	snprintf(path, sizeof(path), "%s/boot_id", pd->dir);
 	snprintf(tmp, sizeof(tmp), "%s/.boot_id.tmp", pd->dir);
-	read_small(path, was, sizeof(was));
+	pd_read_small(path, was, sizeof(was));
 	if (!strcmp(was, now))
 		return false;
 	write_atomic(path, tmp, now);
@@ -1361,10 +1416,17 @@ int pd_vms_init(struct plinthd *pd)
 		struct store_vm *vm = &vms[i];
 		struct pd_run *run;
 		pid_t shim, pid;
+		int k;
 
 		if (strcmp(vm->host, pd->host))
 			continue; /* another host's (a shared inventory) */
 		pid = find_plinth(pd, vm->uuid, &shim);
+		/* A start under way when plinthd died: its shim is there, plinth not yet
+		 * executed. Wait for it (bounded) rather than start the VM twice. */
+		for (k = 0; !pid && state_is_live(vm->state) && k < 100 && find_shim(vm->id); k++) {
+			usleep(50000);
+			pid = find_plinth(pd, vm->uuid, &shim);
+		}
 		if (pid > 0) {
 			/* Re-adopt: the process runs; watch it again (invariant 1). */
 			run = run_add(pd, vm, pid, shim);

@@ -5,7 +5,9 @@
  * guest owns the console, and runs the VM, re-creating it on guest reboot.
  *
  * Exit status: 0 when the guest powers off (or reboots under --no-reboot, or
- * Ctrl-A x); 1 on a VMM or guest failure; 2 on bad usage; 128+N on signal N.
+ * Ctrl-A x); 1 on a VMM or guest failure; 2 on bad usage; 3 when the guest reset
+ * and plinth could not restart it in its jail (whoever started plinth may: plinthd
+ * does); 128+N on signal N.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -351,9 +353,12 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 		vm_destroy(vm);
 		if (why == VM_EXIT_RESET && !cfg->no_reboot && jail && jail->dir &&
 		    !reset_in_jail_ok(cfg)) {
-			/* The images, taps and sockets are outside the jail: no way back in. */
+			/* The images, taps and sockets are outside the jail: no way back in.
+			 * Not a power-off: exit 3 tells the parent to start the VM again. */
 			log_warn("guest reset: --disk, --net, --vsock and --console path= cannot be "
-				 "re-opened inside the jail; exiting as with --no-reboot");
+				 "re-opened inside the jail; exiting with status 3 (reset)");
+			rc = 3;
+			break;
 		} else if (why == VM_EXIT_RESET && !cfg->no_reboot) {
 			log_info("guest reset: restarting");
 			continue;

@@ -3,8 +3,8 @@
 # every thread (checked from /proc/PID/status); a guest reset re-creates the VM
 # inside the jail (the kernel, initrd and /dev/kvm were kept open) and the guest
 # boots again; with a disk, whose image can't be re-opened in the jail, a reset
-# ends plinth cleanly (exit 0, as --no-reboot, with a warning); restore --jail and
-# receive --jail with a disk keep the guest writing it, every thread filtered.
+# ends plinth with exit 3 (a reset it could not carry out, with a warning); restore --jail
+# and receive --jail with a disk keep the guest writing it, every thread filtered.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
 [ "$(id -u)" = 0 ] || fail "the jail needs root (the emulated host runs tests as root)"
@@ -76,13 +76,13 @@ pid=
 [ $rc = 143 ] || { tail -n 20 "$out"; fail "jailed reset then SIGTERM: exit $rc, not 143"; }
 grep -q 'forbidden syscall\|cannot open' "$out" && { tail -n 20 "$out"; fail "jailed reset: errors"; }
 
-# 3. With a disk, a reset can't re-open the image inside the jail: a clean exit.
+# 3. With a disk, a reset can't re-open the image inside the jail: exit 3 (not a power-off).
 truncate -s 8M "$dir/disk.img"
 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
 	--memory 256M --cmdline "$(guest_cmdline 'reboot -f')" \
 	--disk "path=$dir/disk.img,format=raw" "${J[@]}" </dev/null >"$out" 2>&1
 rc=$?
-[ $rc = 0 ] || { tail -n 20 "$out"; fail "jailed reset with a disk: exit $rc, not 0"; }
+[ $rc = 3 ] || { tail -n 20 "$out"; fail "jailed reset with a disk: exit $rc, not 3"; }
 expect_in "$out" 'cannot be re-opened inside the jail' "jailed reset with a disk: no warning"
 
 # 4. restore --jail and receive --jail with a disk. A snapshot of a guest that writes

@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -119,6 +122,17 @@ static bool reason_has(const char *name, const char *text)
 	return yes;
 }
 
+/* Wait until name runs again with a process other than old. */
+static void wait_new_process(const char *name, pid_t old)
+{
+	int64_t t = now_ms();
+
+	while (pid_of(name) == old && now_ms() - t < 5000)
+		usleep(20000);
+	wait_state(name, "running", 10000);
+	assert_true(pid_of(name) != old);
+}
+
 static void act(const char *name, const char *verb, const char *body, int want)
 {
 	char path[128];
@@ -144,6 +158,121 @@ static void reopen(void)
 	pd_close(pd);
 	pd = pd_open(&opts, store);
 	assert_non_null(pd);
+}
+
+/* Read from fd until buf holds want (fails after ms); the bytes read. */
+static size_t read_until(int fd, char *buf, size_t size, size_t len, const char *want, int64_t ms)
+{
+	int64_t t0 = now_ms();
+
+	buf[len] = '\0';
+	while (!strstr(buf, want)) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		if (now_ms() - t0 > ms || len + 1 >= size)
+			fail_msg("no '%s' in %zu bytes: %.400s", want, len, buf);
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = read(fd, buf + len, size - 1 - len);
+		if (n <= 0)
+			fail_msg("stream ended before '%s': %.400s", want, buf);
+		len += (size_t)n;
+		buf[len] = '\0';
+		/* the scrollback may hold NULs: none here, the fake writes text */
+	}
+	return len;
+}
+
+/* GET /v1/vms/NAME/console upgraded to the raw stream on plinthd's socket: the connected
+ * fd after the 101 answer, or -1 with the answer's status line in status. */
+static int attach(const char *sock, const char *name, const char *extra, char *status,
+		  size_t size)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char req[512], buf[1024];
+	size_t len = 0;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	snprintf(req, sizeof(req), "GET /v1/vms/%s/console HTTP/1.1\r\nHost: plinthd\r\n"
+		 "Upgrade: plinth-console\r\nConnection: Upgrade\r\n\r\n%s", name, extra);
+	assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	/* The answer's head, byte by byte: what follows it is the console's. */
+	while (len + 1 < sizeof(buf) && !(len >= 4 && !memcmp(buf + len - 4, "\r\n\r\n", 4))) {
+		if (read(fd, buf + len, 1) != 1)
+			break;
+		len++;
+	}
+	buf[len] = '\0';
+	snprintf(status, size, "%.*s", (int)strcspn(buf, "\r"), buf);
+	if (!strstr(buf, " 101 ")) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The console as a stream (server.c, console.c): the scrollback first, input typed
+ * (also in the request's own packet) reaches the guest and its echo comes back;
+ * an unknown VM is a 404; the daemon's server stops with a stream attached. */
+static void check_console_stream(void)
+{
+	char sock[128], status[128], *buf = malloc(1 << 20);
+	struct pd_server *srv;
+	size_t len;
+	int fd;
+
+	assert_non_null(buf);
+	snprintf(sock, sizeof(sock), "%s/test.sock", dir);
+	srv = pd_server_start(pd, sock);
+	assert_non_null(srv);
+	assert_int_equal(attach(sock, "nope", "", status, sizeof(status)), -1);
+	assert_non_null(strstr(status, " 404"));
+	fd = attach(sock, "a", "early input\n", status, sizeof(status));
+	assert_true(fd >= 0);
+	len = read_until(fd, buf, 1 << 20, 0, "fake-plinth: started", 5000);
+	len = read_until(fd, buf, 1 << 20, len, "input: early input", 5000);
+	assert_int_equal(write(fd, "typed\n", 6), 6);
+	len = read_until(fd, buf, 1 << 20, len, "input: typed", 5000);
+	/* A second attachment at once: both see what the guest writes. */
+	{
+		int fd2 = attach(sock, "a", "", status, sizeof(status));
+		size_t len2;
+
+		assert_true(fd2 >= 0);
+		len2 = read_until(fd2, buf, 1 << 20, 0, "input: typed", 5000);
+		assert_int_equal(write(fd2, "second\n", 7), 7);
+		read_until(fd2, buf, 1 << 20, len2, "input: second", 5000);
+		read_until(fd, buf, 1 << 20, len, "input: second", 5000);
+		close(fd2);
+	}
+	/* Input, then the end of the client's input at once (as `printf x | plinth vm console
+	 * --attach`): typed all the same, then plinthd ends the stream. */
+	{
+		int fd3 = attach(sock, "a", "", status, sizeof(status));
+		char tmp[65536];
+
+		assert_true(fd3 >= 0);
+		assert_int_equal(write(fd3, "half-closed\n", 12), 12);
+		assert_int_equal(shutdown(fd3, SHUT_WR), 0);
+		while (read(fd3, tmp, sizeof(tmp)) > 0)
+			;
+		close(fd3);
+		len = read_until(fd, buf, 1 << 20, len, "input: half-closed", 5000);
+	}
+	pd_server_stop(srv); /* with fd still attached: the stream ends, the stop returns */
+	{
+		char c;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		assert_true(read(fd, &c, 1) <= 0);
+	}
+	close(fd);
+	free(buf);
 }
 
 static void test_lifecycle(void **unused)
@@ -207,6 +336,8 @@ static void test_lifecycle(void **unused)
 		assert_int_equal(call("POST", "/v1/vms/b/console", "{\"input\": \"x\"}", NULL), 200);
 	}
 
+	check_console_stream();
+
 	/* Refusals. */
 	act("a", "start", NULL, 409);
 	assert_int_equal(call("DELETE", "/v1/vms/a", NULL, NULL), 409);
@@ -255,16 +386,22 @@ static void test_lifecycle(void **unused)
 	wait_state("a", "stopped", 5000);
 	assert_true(reason_has("a", "as asked"));
 
-	/* Reboot: the fake exits 0 on reset and plinthd starts it again. */
+	/* A reset by the guest itself (a jailed plinth exits 3): started again, whatever
+	 * its restart policy (never). */
+	act("b", "start", NULL, 202);
+	wait_state("b", "running", 10000);
+	pb = pid_of("b");
+	assert_int_equal(call("POST", "/v1/vms/b/console", "{\"input\": \"reset\\n\"}", NULL),
+			 200);
+	wait_new_process("b", pb);
+	act("b", "kill", NULL, 200);
+
+	/* Reboot: the fake exits 3 on reset and plinthd starts it again. */
 	act("b", "start", NULL, 202);
 	wait_state("b", "running", 10000);
 	pb = pid_of("b");
 	act("b", "reboot", NULL, 200);
-	t = now_ms();
-	while (pid_of("b") == pb && now_ms() - t < 5000)
-		usleep(20000);
-	wait_state("b", "running", 10000);
-	assert_true(pid_of("b") != pb);
+	wait_new_process("b", pb);
 	act("b", "kill", NULL, 200);
 	assert_string_equal(state_of("b", st, sizeof(st), NULL), "stopped");
 

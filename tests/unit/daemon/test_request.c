@@ -315,7 +315,10 @@ static void test_networks(void **unused)
 		"{\"name\": \"lan\", \"cidr\": \"10.0.0.0\"}",
 		"{\"name\": \"lan\", \"cidr\": \"10.0.0/24\"}",
 		"{\"name\": \"lan\", \"cidr\": \"fd00::/64\"}",
-		"{\"name\": \"lan\", \"mode\": \"nat\"}",
+		"{\"name\": \"lan\", \"mode\": \"bridge\"}",
+		"{\"name\": \"lan\", \"mode\": 1}",
+		"{\"name\": \"lan\", \"mode\": \"\"}",
+		"{\"name\": \"lan\", \"dhcp\": true}",
 	};
 	struct pd_error err;
 	uint32_t net;
@@ -329,6 +332,12 @@ static void test_networks(void **unused)
 	assert_int_equal(pd_parse_cidr("192.168.8.0/22", &net, &prefix), 0);
 	assert_int_equal(net, 0xc0a80800);
 	assert_int_equal(prefix, 22);
+	/* mode: isolated unless nat is asked for. */
+	assert_int_equal(parse("POST", "/v1/networks", NULL, "{\"name\": \"a\"}", &err), 0);
+	assert_string_equal(req->u.net.mode, "isolated");
+	assert_int_equal(parse("POST", "/v1/networks", NULL, "{\"name\": \"a\", \"mode\": \"nat\"}",
+			       &err), 0);
+	assert_string_equal(req->u.net.mode, "nat");
 }
 
 static void test_roles(void **unused)

@@ -340,6 +340,7 @@ static void test_images_tasks_events(void **state)
 
 		snprintf(net.name, sizeof(net.name), "lan");
 		snprintf(net.cidr, sizeof(net.cidr), "10.77.1.0/24");
+		snprintf(net.mode, sizeof(net.mode), "nat");
 		assert_int_equal(ops->network_insert(st, &net), 0);
 		assert_int_equal(ops->network_insert(st, &net), -EEXIST);
 		snprintf(net.bridge, sizeof(net.bridge), "plbr%d", (int)net.id);
@@ -347,8 +348,10 @@ static void test_images_tasks_events(void **state)
 		assert_int_equal(ops->network_get(st, "lan", &ng), 0);
 		assert_string_equal(ng.bridge, net.bridge);
 		assert_string_equal(ng.cidr, "10.77.1.0/24");
+		assert_string_equal(ng.mode, "nat");
 		assert_int_equal(ops->network_list(st, &nets, &n), 0);
 		assert_int_equal(n, 1);
+		assert_string_equal(nets[0].mode, "nat");
 		free(nets);
 		assert_int_equal(ops->network_delete(st, net.id), 0);
 		assert_int_equal(ops->network_get(st, "lan", &ng), -ENOENT);

@@ -58,6 +58,10 @@ int pread_full(int fd, void *buf, size_t len, off_t off);
 int pwrite_full(int fd, const void *buf, size_t len, off_t off);
 /* Write all of buf to a stream fd (pipe, socket, tty). 0 or -errno. */
 int write_full(int fd, const void *buf, size_t len);
+/* Replace the file at path with buf, atomically: PATH.tmp (created with mode, never
+ * through a symlink), written, fsynced, renamed over path; the temporary is removed on
+ * failure. 0, -ENAMETOOLONG, or -errno. */
+int write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
 
 /* Replace every byte outside printable ASCII in s with '?': one safe line (and valid
  * UTF-8) for a message that quotes bytes a client, guest or file sent. */

@@ -49,25 +49,9 @@ static int load_pem(const char *path, char **out)
 	return 0;
 }
 
-/* Write data to path atomically (PATH.tmp, fsync, rename) with mode. */
-static int write_file(const char *path, const gnutls_datum_t *data, mode_t mode)
+static int write_datum(const char *path, const gnutls_datum_t *d, mode_t mode)
 {
-	char tmp[PD_DIR_MAX + 64];
-	int fd, ret;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return -errno;
-	ret = write_full(fd, data->data, data->size);
-	if (!ret && fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-	return ret;
+	return write_file_atomic(path, d->data, d->size, mode);
 }
 
 static int add_ip(gnutls_x509_crt_t crt, const char *ip)
@@ -147,12 +131,12 @@ static int make_cert(const char *cert_path, const char *key_path, const char *li
 		goto out_free;
 	}
 	/* The key first: a certificate without its key is never left behind. */
-	ret = write_file(key_path, &kd, 0600);
+	ret = write_datum(key_path, &kd, 0600);
 	if (ret) {
 		log_error("web: cannot write %s: %s", key_path, strerror(-ret));
 		goto out_free;
 	}
-	ret = write_file(cert_path, &cd, 0644);
+	ret = write_datum(cert_path, &cd, 0644);
 	if (ret) {
 		log_error("web: cannot write %s: %s", cert_path, strerror(-ret));
 		unlink(key_path);

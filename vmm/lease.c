@@ -54,24 +54,12 @@ static char *writable_disk(const struct vm_device_opt *d)
 
 static int write_lease(const char *image, const char *owner)
 {
-	char path[4096 + 16], tmp[4096 + 32];
-	int fd, ret = 0;
-	size_t n = strlen(owner);
+	char path[4096 + 16], line[LEASE_OWNER_MAX + 2];
+	int n = snprintf(line, sizeof(line), "%s\n", owner);
 
-	if (lease_path(image, path, sizeof(path)) ||
-	    snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+	if (n < 0 || (size_t)n >= sizeof(line) || lease_path(image, path, sizeof(path)))
 		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, owner, n) != (ssize_t)n || write(fd, "\n", 1) != 1 || fsync(fd) < 0)
-		ret = errno ? -errno : -EIO;
-	close(fd);
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-	return ret;
+	return write_file_atomic(path, line, (size_t)n, 0600);
 }
 
 /* The record rewritten in place on fd: a reader sees the old line, the new one or, at

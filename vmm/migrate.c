@@ -220,9 +220,14 @@ struct dirty {
 	unsigned long *kvm[GUEST_MEM_MAX_SLOTS]; /* pages to send: accumulated, cleared as sent */
 	unsigned long *log[GUEST_MEM_MAX_SLOTS]; /* KVM_GET_DIRTY_LOG output */
 	unsigned long *dev[GUEST_MEM_MAX_SLOTS]; /* published in slot->dev_dirty */
+	unsigned long *clr[GUEST_MEM_MAX_SLOTS]; /* read from KVM, not yet re-protected */
 	size_t words[GUEST_MEM_MAX_SLOTS];
 	bool logging;
+	bool manual; /* vm->dirty_manual: send_pages() re-protects before it reads */
 };
+
+/* Pages re-protected per KVM_CLEAR_DIRTY_LOG (64 MiB; a multiple of 64 as KVM asks). */
+#define CLEAR_CHUNK (16384u)
 
 static int set_logging(struct vm *vm, bool on)
 {
@@ -259,7 +264,8 @@ static void dirty_stop(struct vm *vm, struct dirty *d)
 		free(d->kvm[i]);
 		free(d->log[i]);
 		free(d->dev[i]);
-		d->kvm[i] = d->log[i] = d->dev[i] = NULL;
+		free(d->clr[i]);
+		d->kvm[i] = d->log[i] = d->dev[i] = d->clr[i] = NULL;
 	}
 }
 
@@ -276,7 +282,8 @@ static int dirty_start(struct vm *vm, struct dirty *d)
 		d->kvm[i] = calloc(d->words[i], sizeof(unsigned long));
 		d->log[i] = calloc(d->words[i], sizeof(unsigned long));
 		d->dev[i] = calloc(d->words[i], sizeof(unsigned long));
-		if (!d->kvm[i] || !d->log[i] || !d->dev[i]) {
+		d->clr[i] = calloc(d->words[i], sizeof(unsigned long));
+		if (!d->kvm[i] || !d->log[i] || !d->dev[i] || !d->clr[i]) {
 			dirty_stop(vm, d);
 			return -ENOMEM;
 		}
@@ -288,15 +295,19 @@ static int dirty_start(struct vm *vm, struct dirty *d)
 		return ret;
 	}
 	d->logging = true;
+	d->manual = vm->dirty_manual;
 	for (i = 0; i < vm->mem.nr_slots; i++)
 		__atomic_store_n(&vm->mem.slot[i].dev_dirty, d->dev[i], __ATOMIC_RELEASE);
 	return 0;
 }
 
 /*
- * Collect (and clear) what was dirtied since the last call: KVM's log and the
- * devices' bits are OR'ed into d->kvm, which keeps what was collected earlier
- * and not sent yet. Returns the number of pages to send or -errno.
+ * Collect what was dirtied since the last call: KVM's log and the devices' bits
+ * are OR'ed into d->kvm, which keeps what was collected earlier and not sent
+ * yet. KVM clears its log as we read it, or, in manual mode, keeps the pages
+ * writable until send_pages() re-protects them (d->clr) just before it reads
+ * them: a write after that is in the next collection either way. Returns the
+ * number of pages to send or -errno.
  */
 static int64_t dirty_collect(struct vm *vm, struct dirty *d)
 {
@@ -312,6 +323,7 @@ static int64_t dirty_collect(struct vm *vm, struct dirty *d)
 		for (w = 0; w < d->words[i]; w++) {
 			d->kvm[i][w] |= d->log[i][w] |
 					__atomic_exchange_n(&d->dev[i][w], 0, __ATOMIC_RELAXED);
+			d->clr[i][w] |= d->log[i][w];
 			n += __builtin_popcountl(d->kvm[i][w]);
 		}
 	}
@@ -366,6 +378,30 @@ static bool page_zero(const uint8_t *p)
 }
 
 /*
+ * Manual mode: clear (re-protect) the chunk of slot i that starts at page
+ * first, for the pages KVM reported and we have not cleared yet. 0 or -errno.
+ */
+static int dirty_clear_chunk(struct vm *vm, struct dirty *d, unsigned int i, uint64_t first)
+{
+	uint64_t pages = vm->mem.slot[i].size / PAGE;
+	uint32_t n = (uint32_t)MIN((uint64_t)CLEAR_CHUNK, pages - first);
+	size_t w0 = (size_t)(first / BITS), w1 = (size_t)((first + n + BITS - 1) / BITS), w;
+	struct kvm_clear_dirty_log c = {
+		.slot = i, .num_pages = n, .first_page = first, .dirty_bitmap = &d->clr[i][w0],
+	};
+	bool any = false;
+
+	for (w = w0; w < w1 && !any; w++)
+		any = d->clr[i][w] != 0;
+	if (!any)
+		return 0;
+	if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0)
+		return -errno;
+	memset(&d->clr[i][w0], 0, (w1 - w0) * sizeof(unsigned long));
+	return 0;
+}
+
+/*
  * Send the pages set in d->kvm (all pages if all, skipping zero ones then),
  * clearing the bitmap as it goes. 0 or -errno.
  */
@@ -383,6 +419,12 @@ static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s
 			unsigned long *word = &d->kvm[i][p / BITS];
 			unsigned long bit = 1UL << (p % BITS);
 			const uint8_t *hva = sl->hva + p * PAGE;
+
+			if (d->manual && p % CLEAR_CHUNK == 0) {
+				ret = dirty_clear_chunk(vm, d, i, p);
+				if (ret)
+					return ret;
+			}
 
 			if (!all && !(*word & bit)) {
 				if (!*word)

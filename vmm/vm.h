@@ -141,6 +141,7 @@ struct vm {
 	struct irq_router irq;
 	struct pci_bus *pci;
 	struct kvm_cpuid2 *cpuid;    /* supported CPUID, owned */
+	bool dirty_manual;           /* KVM_CLEAR_DIRTY_LOG re-protects (migrate.c) */
 
 	/* The kernel image, mapped read-only. */
 	void *kernel_map;

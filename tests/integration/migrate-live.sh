@@ -21,7 +21,7 @@ wait_migrated() {
 	local end=$((SECONDS + 120)) info
 	while [ $SECONDS -lt $end ] && kill -0 "$2" 2>/dev/null; do
 		info=$(ctl "$1" info 2>/dev/null) && echo "$info" | grep -q '"status": *"failed"' &&
-			{ echo "$info"; tail -n 5 "$dir"/*.err; fail "migration failed"; }
+			{ echo "$info"; tail -n 5 "$dir"/*.err; tail -n 3 "$dir"/*.out; fail "migration failed"; }
 		sleep 0.5
 	done
 	wait "$2"
@@ -29,12 +29,16 @@ wait_migrated() {
 	[ $rc = 0 ] || fail "the source exited $rc after migrating"
 }
 
-# The guest dirties 32 MiB of tmpfs each round and counts on vCPU 0; on vCPU 1
+# The guest dirties 32 MiB of tmpfs each round and counts on vCPU 0, checking
+# that the 4 MiB of random bytes it wrote the round before still have their
+# md5 (a page a migration failed to resend says "MEMBAD"); on vCPU 1
 # it writes record J ("disk %010d\n", 16 bytes) at offset 16*J of /dev/vda,
 # fsyncs, and only then says "disk J". If vCPU 1 is lost, the disk loop stops.
 cmd='echo "cpus $(cat /sys/devices/system/cpu/online)"; taskset -p 1 $$ >/dev/null
 taskset 2 sh -c '"'"'j=0; while :; do j=$((j+1)); printf "disk %010d\n" $j | dd of=/dev/vda bs=16 seek=$j conv=notrunc,fsync 2>/dev/null && echo "disk $j"; sleep 0.3; done'"'"' &
-i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 conv=notrunc 2>/dev/null; echo "count $i"; sleep 0.2; done'
+i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 conv=notrunc 2>/dev/null
+[ -z "$s" ] || [ "$(md5sum </dev/shm/v)" = "$s" ] || echo "MEMBAD $i"
+head -c 4194304 /dev/urandom >/dev/shm/v; s=$(md5sum </dev/shm/v); echo "count $i"; sleep 0.2; done'
 truncate -s 4M "$dir/disk.raw"
 # The cluster's key (TCP migrations are TLS 1.3 with it) and the machine every side
 # builds from its own command line.
@@ -127,6 +131,7 @@ wait $c
 
 # Every record the guest reported (fsynced before it said so) is on the image, in
 # order, with nothing after the last contiguous one (a gap = a lost write).
+grep -H MEMBAD "$dir"/[abc].out && fail "guest memory changed across a migration (a dirty page was not resent)"
 check_disk "$dir/disk.raw" "$m" "A=$(last_disk "$dir/a.out") B=$(last_disk "$dir/b.out")" ||
 	fail "the disk lost writes across the migrations"
 echo "ok: tcp and unix migrations of a dirtying 2-vCPU guest writing its disk, destination killed mid-transfer"

@@ -35,6 +35,7 @@
 #define DEV_MAX_CLASSES 16 /* rows of dev_classes[] */
 #define DEV_SLOT_FIRST 1  /* slot 0 is the host bridge */
 #define DEV_SLOT_LAST  31
+#define DEV_HELP_INDENT "                      " /* --help's second column */
 
 struct pci_bus;
 struct guest_mem;
@@ -43,7 +44,8 @@ struct virtio_pci;
 /* One kind of device: a row of dev_classes[]. */
 struct dev_class {
 	const char *name;        /* "disk": the option is --disk, ids are disk0, disk1... */
-	const char *synopsis;    /* the option's argument for messages ("path=FILE[,...]") */
+	const char *synopsis;    /* the option's argument in --help ("path=FILE[,...]") */
+	const char *help;        /* its --help lines, each DEV_HELP_INDENT "...\n" */
 	bool arg_optional;       /* --rng: the option may stand alone */
 	const char *flag_key;    /* a key that may be given as a bare word ("virtio"), or NULL */
 	const char *const *keys; /* the class's keys (at most DEV_MAX_KEYS), id and addr aside */

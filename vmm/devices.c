@@ -107,7 +107,10 @@ static json_t *disk_to_json(const void *conf)
 const struct dev_class dev_class_disk = {
 	.name = "disk",
 	.synopsis = "path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk|vdi|parallels][,readonly=on]"
-		    "[,serial=ID][,backing=on][,backing_dir=DIR]",
+		    "[,serial=ID]\n         [,backing=on][,backing_dir=DIR]",
+	.help = DEV_HELP_INDENT "a virtio disk (repeatable: vda, vdb, ... in this order); the\n"
+		DEV_HELP_INDENT "backing files and extents it names only with backing=on (in\n"
+		DEV_HELP_INDENT "its directory) or backing_dir=DIR\n",
 	.keys = disk_keys,
 	.nr_keys = ARRAY_SIZE(disk_keys),
 	.parse = disk_parse,
@@ -180,6 +183,7 @@ static json_t *net_to_json(const void *conf)
 static const struct dev_class dev_class_net = {
 	.name = "net",
 	.synopsis = "tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]",
+	.help = DEV_HELP_INDENT "a virtio NIC on a tap device (repeatable)\n",
 	.keys = net_keys,
 	.nr_keys = ARRAY_SIZE(net_keys),
 	.parse = net_parse,
@@ -236,6 +240,7 @@ static bool console_on_stdio(const void *conf)
 static const struct dev_class dev_class_console = {
 	.name = "console",
 	.synopsis = "virtio[,path=FILE]",
+	.help = DEV_HELP_INDENT "hvc0 on this terminal (or FILE) instead of COM1 input\n",
 	.flag_key = "type",
 	.keys = console_keys,
 	.nr_keys = ARRAY_SIZE(console_keys),
@@ -272,6 +277,7 @@ static bool rng_reopens(const void *conf)
 static const struct dev_class dev_class_rng = {
 	.name = "rng",
 	.synopsis = "",
+	.help = DEV_HELP_INDENT "a virtio entropy source (getrandom)\n",
 	.arg_optional = true,
 	.parse = rng_parse,
 	.to_json = rng_to_json,
@@ -334,6 +340,7 @@ static json_t *vsock_to_json(const void *conf)
 static const struct dev_class dev_class_vsock = {
 	.name = "vsock",
 	.synopsis = "cid=N,socket=PATH",
+	.help = DEV_HELP_INDENT "virtio vsock; the host side is the Unix socket PATH\n",
 	.keys = vsock_keys,
 	.nr_keys = ARRAY_SIZE(vsock_keys),
 	.parse = vsock_parse,

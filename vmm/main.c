@@ -39,7 +39,7 @@
 #define MIN_MEMORY      (32 * MiB)
 #define DEFAULT_CMDLINE "console=ttyS0"
 
-static const char usage_text[] =
+static const char usage_head[] =
 	"Usage: plinth run --kernel PATH [MACHINE OPTIONS]\n"
 	"       plinth restore --from DIR --kernel PATH [MACHINE OPTIONS] [--paused]\n"
 	"       plinth receive --listen tcp:[HOST:]PORT|unix:PATH --kernel PATH\n"
@@ -63,18 +63,9 @@ static const char usage_text[] =
 	"  --memory SIZE       guest RAM, e.g. 512M, 2G (default 512M)\n"
 	"  --no-reboot         exit when the guest reboots instead of restarting it\n"
 	"  --api-socket PATH   serve the control API (docs/api.yaml) on this Unix socket\n"
-	"  --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk|vdi|parallels][,readonly=on][,serial=ID]\n"
-	"         [,backing=on][,backing_dir=DIR]\n"
-	"                      a virtio disk (repeatable: vda, vdb, ... in this order); the\n"
-	"                      backing files and extents it names only with backing=on (in\n"
-	"                      its directory) or backing_dir=DIR\n"
-	"  --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]\n"
-	"                      a virtio NIC on a tap device (repeatable)\n"
-	"  --console virtio[,path=FILE]\n"
-	"                      hvc0 on this terminal (or FILE) instead of COM1 input\n"
-	"  --rng               a virtio entropy source (getrandom)\n"
-	"  --vsock cid=N,socket=PATH\n"
-	"                      virtio vsock; the host side is the Unix socket PATH\n"
+	;
+/* Then one entry per device class (dev_classes[], print_usage), then: */
+static const char usage_tail[] =
 	"                      Every device option also takes id=ID (default: disk0, net0...,\n"
 	"                      what snapshots and migrations match devices by) and addr=SLOT\n"
 	"                      (PCI slot 1..31; default: the next free one in this order);\n"
@@ -97,6 +88,25 @@ static const char usage_text[] =
 	"                      address; TCP needs --migrate-psk), or unix:PATH (mode 600)\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
+
+static void print_usage(FILE *f)
+{
+	size_t i;
+
+	fputs(usage_head, f);
+	for (i = 0; i < dev_nr_classes; i++) {
+		const struct dev_class *c = dev_classes[i];
+		const size_t col = sizeof(DEV_HELP_INDENT) - 1;
+		int n = fprintf(f, "  --%s%s%s", c->name, c->synopsis[0] ? " " : "", c->synopsis);
+
+		/* A short option starts its help on its own line, in the second column. */
+		if (n > 0 && (size_t)n < col && !strchr(c->synopsis, '\n'))
+			fprintf(f, "%*s%s", (int)(col - (size_t)n), "", c->help + col);
+		else
+			fprintf(f, "\n%s", c->help);
+	}
+	fputs(usage_tail, f);
+}
 
 /* Saved terminal state, restored on every exit path from main. */
 struct term {
@@ -529,7 +539,7 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 				o->level++;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
+			print_usage(stdout);
 			return 0;
 		default:
 			if (c >= OPT_DEVICE && c < OPT_DEVICE + (int)dev_nr_classes) {
@@ -818,11 +828,11 @@ int main(int argc, char **argv)
 {
 	log_set_prog("plinth");
 	if (argc < 2) {
-		fputs(usage_text, stderr);
+		print_usage(stderr);
 		return 2;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		fputs(usage_text, stdout);
+		print_usage(stdout);
 		return 0;
 	}
 	if (!strcmp(argv[1], "--version")) {

@@ -875,10 +875,10 @@ static int check_disk_id(struct vm *vm, struct state_reader *r, uint32_t id)
 		return 0; /* a migration: the source hands its disks over (invariant 4) */
 	mine = &cfg->disk_ident[id];
 	if (!mine->known)
-		return state_reader_fail(r, -EINVAL, "disk %s: cannot read its image to check it",
+		return state_reader_fail(r, -EINVAL, "--disk %s: cannot read its image to check it",
 					 cfg->devices[id].id);
 	if (mine->size != size || (uint64_t)mine->mtime_ns != mtime || mine->head_crc != crc)
-		return state_reader_fail(r, -EINVAL, "disk %s is not the image the snapshot was "
+		return state_reader_fail(r, -EINVAL, "--disk %s is not the image the snapshot was "
 					 "taken with, or it changed since (%s differs): restoring "
 					 "would corrupt it", cfg->devices[id].id,
 					 mine->head_crc != crc ? "its header" :

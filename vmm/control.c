@@ -298,6 +298,21 @@ static json_t *mig_json(const struct mig_stats *m, const struct api_migrate_args
 	return o;
 }
 
+/* The typed device configs, in creation order ({"kind", "id", "slot", keys...} each). */
+static json_t *devices_json(const struct vm_config *c)
+{
+	json_t *a = json_array();
+	unsigned int i;
+
+	for (i = 0; a && i < c->nr_devices; i++) {
+		if (json_array_append_new(a, dev_config_to_json(&c->devices[i]))) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 static int op_info(void *opaque, struct api_reply *reply)
 {
 	struct vmm *vmm = opaque;
@@ -320,9 +335,9 @@ static int op_info(void *opaque, struct api_reply *reply)
 			other += __atomic_load_n(&vm->vcpu[i].exits_other, __ATOMIC_RELAXED);
 		}
 	}
-	cfg = json_pack("{s:s, s:s?, s:s, s:i, s:I}", "kernel", c->kernel, "initrd", c->initrd,
-			"cmdline", c->cmdline, "vcpus", (int)c->cpus, "memory_bytes",
-			(json_int_t)c->memory);
+	cfg = json_pack("{s:s, s:s?, s:s, s:i, s:I, s:o}", "kernel", c->kernel, "initrd",
+			c->initrd, "cmdline", c->cmdline, "vcpus", (int)c->cpus, "memory_bytes",
+			(json_int_t)c->memory, "devices", devices_json(c));
 	cnt = json_pack("{s:i, s:I, s:I, s:I}", "boots", (int)vmm->boots, "exits_io",
 			(json_int_t)io, "exits_mmio", (json_int_t)mmio, "exits_other",
 			(json_int_t)other);

@@ -38,12 +38,12 @@ int lease_path(const char *image, char *out, size_t len)
 }
 
 /* The path of disk device d if it is writable, malloc'd; NULL for others. */
-static char *writable_disk(const struct vm_device_opt *d)
+static char *writable_disk(const struct dev_config *d)
 {
 	char *path = NULL;
 	bool readonly = true;
 
-	if (d->kind != VM_DEV_DISK || virtio_blk_spec_path(d->spec, &path, &readonly, NULL))
+	if (d->cls != &dev_class_disk || virtio_blk_spec_path(d->spec, &path, &readonly, NULL))
 		return NULL;
 	if (readonly) {
 		free(path);

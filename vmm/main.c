@@ -39,7 +39,7 @@
 #define MIN_MEMORY      (32 * MiB)
 #define DEFAULT_CMDLINE "console=ttyS0"
 
-static const char usage_text[] =
+static const char usage_head[] =
 	"Usage: plinth run --kernel PATH [MACHINE OPTIONS]\n"
 	"       plinth restore --from DIR --kernel PATH [MACHINE OPTIONS] [--paused]\n"
 	"       plinth receive --listen tcp:[HOST:]PORT|unix:PATH --kernel PATH\n"
@@ -63,18 +63,13 @@ static const char usage_text[] =
 	"  --memory SIZE       guest RAM, e.g. 512M, 2G (default 512M)\n"
 	"  --no-reboot         exit when the guest reboots instead of restarting it\n"
 	"  --api-socket PATH   serve the control API (docs/api.yaml) on this Unix socket\n"
-	"  --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk|vdi|parallels][,readonly=on][,serial=ID]\n"
-	"         [,backing=on][,backing_dir=DIR]\n"
-	"                      a virtio disk (repeatable: vda, vdb, ... in this order); the\n"
-	"                      backing files and extents it names only with backing=on (in\n"
-	"                      its directory) or backing_dir=DIR\n"
-	"  --net tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]\n"
-	"                      a virtio NIC on a tap device (repeatable)\n"
-	"  --console virtio[,path=FILE]\n"
-	"                      hvc0 on this terminal (or FILE) instead of COM1 input\n"
-	"  --rng               a virtio entropy source (getrandom)\n"
-	"  --vsock cid=N,socket=PATH\n"
-	"                      virtio vsock; the host side is the Unix socket PATH\n"
+	;
+/* Then one entry per device class (dev_classes[], print_usage), then: */
+static const char usage_tail[] =
+	"                      Every device option also takes id=ID (default: disk0, net0...,\n"
+	"                      what snapshots and migrations match devices by) and addr=SLOT\n"
+	"                      (PCI slot 1..31; default: the next free one in this order);\n"
+	"                      --rng takes them as --rng=id=ID,addr=SLOT\n"
 	"  --migrate-psk FILE  the cluster's migration key (64..128 hex digits, mode\n"
 	"                      600): migrations over TCP use TLS 1.3 with it, both ways\n"
 	"  --seccomp=on|off    per-thread seccomp filters (default on; off for debugging)\n"
@@ -93,6 +88,25 @@ static const char usage_text[] =
 	"                      address; TCP needs --migrate-psk), or unix:PATH (mode 600)\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
+
+static void print_usage(FILE *f)
+{
+	size_t i;
+
+	fputs(usage_head, f);
+	for (i = 0; i < dev_nr_classes; i++) {
+		const struct dev_class *c = dev_classes[i];
+		const size_t col = sizeof(DEV_HELP_INDENT) - 1;
+		int n = fprintf(f, "  --%s%s%s", c->name, c->synopsis[0] ? " " : "", c->synopsis);
+
+		/* A short option starts its help on its own line, in the second column. */
+		if (n > 0 && (size_t)n < col && !strchr(c->synopsis, '\n'))
+			fprintf(f, "%*s%s", (int)(col - (size_t)n), "", c->help + col);
+		else
+			fprintf(f, "\n%s", c->help);
+	}
+	fputs(usage_tail, f);
+}
 
 /* Saved terminal state, restored on every exit path from main. */
 struct term {
@@ -181,13 +195,10 @@ static bool reset_in_jail_ok(const struct vm_config *cfg)
 	unsigned int i;
 
 	for (i = 0; i < cfg->nr_devices; i++) {
-		const struct vm_device_opt *d = &cfg->devices[i];
+		const struct dev_config *d = &cfg->devices[i];
 
-		if (d->kind == VM_DEV_RNG)
-			continue;
-		if (d->kind == VM_DEV_CONSOLE && !strchr(d->spec, '='))
-			continue;
-		return false;
+		if (!d->cls->reopens_in_jail || !d->cls->reopens_in_jail(d->conf))
+			return false;
 	}
 	return true;
 }
@@ -413,9 +424,9 @@ struct cmd_opts {
 static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts *o)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
-	       OPT_API_SOCKET, OPT_DISK, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_VSOCK, OPT_SECCOMP,
-	       OPT_JAIL, OPT_PSK, OPT_FROM, OPT_PAUSED, OPT_LISTEN };
-	static const struct option opts[] = {
+	       OPT_API_SOCKET, OPT_SECCOMP, OPT_JAIL, OPT_PSK, OPT_FROM, OPT_PAUSED, OPT_LISTEN,
+	       OPT_DEVICE /* + the class's index in dev_classes[] */ };
+	static const struct option fixed[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
 		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
@@ -423,11 +434,6 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
-		{ "disk", required_argument, NULL, OPT_DISK },
-		{ "net", required_argument, NULL, OPT_NET },
-		{ "console", required_argument, NULL, OPT_CONSOLE },
-		{ "rng", no_argument, NULL, OPT_RNG },
-		{ "vsock", required_argument, NULL, OPT_VSOCK },
 		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 		/* jail_parse_opt() takes these by name. */
 		{ "jail", required_argument, NULL, OPT_JAIL },
@@ -443,13 +449,22 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 		{ "listen", required_argument, NULL, OPT_LISTEN }, /* receive */
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
 	};
+	/* The fixed options, then one per device class (--disk, --net...), then the end. */
+	struct option opts[ARRAY_SIZE(fixed) + DEV_MAX_CLASSES + 1];
 	struct vm_config *cfg = &o->cfg;
 	int longindex = 0, c;
+	size_t k;
 	uint64_t v;
 
 	memset(o, 0, sizeof(*o));
+	memset(opts, 0, sizeof(opts));
+	memcpy(opts, fixed, sizeof(fixed));
+	for (k = 0; k < dev_nr_classes && k < DEV_MAX_CLASSES; k++)
+		opts[ARRAY_SIZE(fixed) + k] = (struct option){
+			dev_classes[k]->name,
+			dev_classes[k]->arg_optional ? optional_argument : required_argument, NULL,
+			OPT_DEVICE + (int)k };
 	*cfg = (struct vm_config){
 		.cmdline = DEFAULT_CMDLINE,
 		.cpus = 1,
@@ -519,37 +534,27 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 		case OPT_LISTEN:
 			o->listen = optarg;
 			break;
-		case OPT_DISK:
-		case OPT_NET:
-		case OPT_CONSOLE:
-		case OPT_RNG:
-		case OPT_VSOCK: {
-			static const enum vm_device_kind dev_kind[] = {
-				[OPT_DISK - OPT_DISK] = VM_DEV_DISK,
-				[OPT_NET - OPT_DISK] = VM_DEV_NET,
-				[OPT_CONSOLE - OPT_DISK] = VM_DEV_CONSOLE,
-				[OPT_RNG - OPT_DISK] = VM_DEV_RNG,
-				[OPT_VSOCK - OPT_DISK] = VM_DEV_VSOCK,
-			};
-
-			if (cfg->nr_devices == VM_MAX_DEVICES)
-				return usage_error("at most %d devices", VM_MAX_DEVICES);
-			cfg->devices[cfg->nr_devices].kind = dev_kind[c - OPT_DISK];
-			cfg->devices[cfg->nr_devices].spec = c == OPT_RNG ? NULL : optarg;
-			cfg->nr_devices++;
-			/* hvc0 on this terminal: COM1 keeps the output, not the input. */
-			if (c == OPT_CONSOLE && !strchr(optarg, '='))
-				cfg->console_in = -1;
-			break;
-		}
 		case 'v':
 			if (o->level < LOG_DEBUG)
 				o->level++;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
+			print_usage(stdout);
 			return 0;
 		default:
+			if (c >= OPT_DEVICE && c < OPT_DEVICE + (int)dev_nr_classes) {
+				struct dev_config *d = &cfg->devices[cfg->nr_devices];
+
+				if (cfg->nr_devices == VM_MAX_DEVICES)
+					return usage_error("at most %d devices", VM_MAX_DEVICES);
+				if (dev_config_parse_kv(dev_classes[c - OPT_DEVICE], optarg, d))
+					return 2; /* it said why */
+				cfg->nr_devices++;
+				/* hvc0 on this terminal: COM1 keeps the output, not the input. */
+				if (d->cls->uses_stdin && d->cls->uses_stdin(d->conf))
+					cfg->console_in = -1;
+				break;
+			}
 			if (optopt && optopt < 256)
 				return usage_error("unknown option '-%c'", optopt);
 			return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
@@ -566,6 +571,8 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 	if (kind == CMD_RECEIVE && !o->listen)
 		return usage_error("--listen %s is required", "tcp:[HOST:]PORT|unix:PATH");
 	if (jail_check(&o->jail))
+		return 2;
+	if (dev_configs_finish(cfg->devices, cfg->nr_devices))
 		return 2;
 	cfg->console_escape = isatty(cfg->console_in);
 	return -1;
@@ -625,21 +632,17 @@ static void stop_common(struct cmd_opts *o, struct vmm *vmm, int sfd, struct mig
 	mig_tls_free(client);
 }
 
-static int cmd_run(int argc, char **argv)
+static int cmd_run(struct cmd_opts *o)
 {
 	struct mig_tls *client;
-	struct cmd_opts o;
 	struct vmm vmm;
 	int sfd, rc;
 
-	rc = parse_cmd(CMD_RUN, argc, argv, &o);
-	if (rc >= 0)
-		return rc;
-	rc = start_common(&o, &vmm, &sfd, &client);
+	rc = start_common(o, &vmm, &sfd, &client);
 	if (rc)
 		return rc;
-	rc = run_loop(&vmm, &o.cfg, false, sfd, &o.jail, NULL, NULL);
-	stop_common(&o, &vmm, sfd, client);
+	rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail, NULL, NULL);
+	stop_common(o, &vmm, sfd, client);
 	return rc;
 }
 
@@ -668,9 +671,9 @@ static int restore_first(void *opaque, struct vm *vm, int sfd)
 	}
 	/* A disk whose identity the snapshot did not record was not checked. */
 	for (i = 0; i < c->cfg->nr_devices; i++)
-		if (c->cfg->devices[i].kind == VM_DEV_DISK && c->cfg->disk_ident[i].known)
-			log_warn("disk %u: the snapshot recorded no identity of its image: not "
-				 "checked", i + 1);
+		if (c->cfg->devices[i].cls == &dev_class_disk && c->cfg->disk_ident[i].known)
+			log_warn("disk %s: the snapshot recorded no identity of its image: not "
+				 "checked", c->cfg->devices[i].id);
 	vm_resync_irqs(vm);
 	rc = 0;
 out_reader:
@@ -684,36 +687,32 @@ out_reader:
 }
 
 /* plinth restore --from DIR --kernel PATH [machine options as run] [--paused] */
-static int cmd_restore(int argc, char **argv)
+static int cmd_restore(struct cmd_opts *o)
 {
 	struct vm_disk_ident ident[VM_MAX_DEVICES];
 	struct restore_ctx ctx = { .state_fd = -1, .mem_fd = -1 };
 	struct mig_tls *client;
-	struct cmd_opts o;
 	struct vmm vmm;
 	unsigned int i;
 	int sfd, rc;
 
-	rc = parse_cmd(CMD_RESTORE, argc, argv, &o);
-	if (rc >= 0)
-		return rc;
 	/* The disks' identities now, before any guest could write them. */
 	memset(ident, 0, sizeof(ident));
-	for (i = 0; i < o.cfg.nr_devices; i++)
-		if (o.cfg.devices[i].kind == VM_DEV_DISK)
-			vm_disk_ident_of(o.cfg.devices[i].spec, &ident[i]);
-	if (state_snapshot_open(o.from, &ctx.state_fd, &ctx.mem_fd))
+	for (i = 0; i < o->cfg.nr_devices; i++)
+		if (o->cfg.devices[i].cls == &dev_class_disk)
+			vm_disk_ident_of(o->cfg.devices[i].spec, &ident[i]);
+	if (state_snapshot_open(o->from, &ctx.state_fd, &ctx.mem_fd))
 		return 1; /* said why */
-	ctx.from = o.from;
-	ctx.cfg = &o.cfg;
-	o.cfg.restore = true;
-	o.cfg.restore_memory_fd = ctx.mem_fd;
-	o.cfg.disk_ident = ident;
-	rc = start_common(&o, &vmm, &sfd, &client);
+	ctx.from = o->from;
+	ctx.cfg = &o->cfg;
+	o->cfg.restore = true;
+	o->cfg.restore_memory_fd = ctx.mem_fd;
+	o->cfg.disk_ident = ident;
+	rc = start_common(o, &vmm, &sfd, &client);
 	if (!rc) {
 		vmm.restored = true;
-		rc = run_loop(&vmm, &o.cfg, o.paused, sfd, &o.jail, restore_first, &ctx);
-		stop_common(&o, &vmm, sfd, client);
+		rc = run_loop(&vmm, &o->cfg, o->paused, sfd, &o->jail, restore_first, &ctx);
+		stop_common(o, &vmm, sfd, client);
 	}
 	close(ctx.state_fd);
 	if (ctx.mem_fd >= 0)
@@ -745,54 +744,50 @@ static int receive_first(void *opaque, struct vm *vm, int sfd)
 }
 
 /* plinth receive --listen URI --kernel PATH [machine options as run] [--migrate-psk FILE] */
-static int cmd_receive(int argc, char **argv)
+static int cmd_receive(struct cmd_opts *o)
 {
 	struct receive_ctx ctx = { .lfd = -1 };
 	char err[API_ERROR_MAX], uri[API_PATH_MAX + 32];
 	struct mig_tls *client;
-	struct cmd_opts o;
 	struct vmm vmm;
 	unsigned int i;
 	uint64_t port;
 	int sfd, rc;
 
-	rc = parse_cmd(CMD_RECEIVE, argc, argv, &o);
-	if (rc >= 0)
-		return rc;
 	/* tcp:PORT listens on loopback: another address has to be asked for. */
-	if (!strncmp(o.listen, "tcp:", 4) && !parse_uint(o.listen + 4, 1, 65535, &port)) {
+	if (!strncmp(o->listen, "tcp:", 4) && !parse_uint(o->listen + 4, 1, 65535, &port)) {
 		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%llu", (unsigned long long)port);
-		o.listen = uri;
+		o->listen = uri;
 	}
-	if (api_parse_migrate_uri(o.listen, &ctx.a, err, sizeof(err)))
+	if (api_parse_migrate_uri(o->listen, &ctx.a, err, sizeof(err)))
 		return usage_error("--listen: %s", err);
-	if (ctx.a.transport == API_MIGRATE_TCP && !o.psk)
+	if (ctx.a.transport == API_MIGRATE_TCP && !o->psk)
 		return usage_error("--listen tcp: needs --migrate-psk FILE (the stream is "
 				   "authenticated and encrypted with TLS)");
 	/*
 	 * The images are opened now and taken over from those files later, inside the
 	 * jail; the files they name (backing=on) would have to be found by path there.
 	 */
-	for (i = 0; o.jail.dir && i < o.cfg.nr_devices; i++) {
+	for (i = 0; o->jail.dir && i < o->cfg.nr_devices; i++) {
 		bool external = false;
 		char *path;
 
-		if (o.cfg.devices[i].kind != VM_DEV_DISK)
+		if (o->cfg.devices[i].cls != &dev_class_disk)
 			continue;
 		/* A spec it cannot read is refused with its reason when the disk is made. */
-		if (virtio_blk_spec_path(o.cfg.devices[i].spec, &path, NULL, &external) == 0)
+		if (virtio_blk_spec_path(o->cfg.devices[i].spec, &path, NULL, &external) == 0)
 			free(path);
 		if (external)
 			return usage_error("receive --jail cannot take a --disk with backing=on or "
 					   "backing_dir=: the files its image names are found by "
 					   "path, which the jail hides");
 	}
-	rc = start_common(&o, &vmm, &sfd, &client);
+	rc = start_common(o, &vmm, &sfd, &client);
 	if (rc)
 		return rc;
 	rc = 1;
 	if (ctx.a.transport == API_MIGRATE_TCP) {
-		ctx.server = mig_tls_new(o.psk, true);
+		ctx.server = mig_tls_new(o->psk, true);
 		if (!ctx.server)
 			goto out_common;
 	}
@@ -800,17 +795,32 @@ static int cmd_receive(int argc, char **argv)
 	ctx.lfd = migrate_listen(&ctx.a);
 	if (ctx.lfd < 0)
 		goto out_tls;
-	o.cfg.restore = true;
-	o.cfg.incoming = true;
+	o->cfg.restore = true;
+	o->cfg.incoming = true;
 	vmm.restored = true;
 	ctx.lease_owner = vmm.lease_owner;
-	rc = run_loop(&vmm, &o.cfg, false, sfd, &o.jail, receive_first, &ctx);
+	rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail, receive_first, &ctx);
 	if (ctx.lfd >= 0)
 		close(ctx.lfd);
 out_tls:
 	mig_tls_free(ctx.server);
 out_common:
-	stop_common(&o, &vmm, sfd, client);
+	stop_common(o, &vmm, sfd, client);
+	return rc;
+}
+
+/* run, restore, receive: parse the command line, run, free what it parsed. */
+static int cmd_vm(enum cmd_kind kind, int argc, char **argv)
+{
+	static int (*const cmd[])(struct cmd_opts *) = {
+		[CMD_RUN] = cmd_run, [CMD_RESTORE] = cmd_restore, [CMD_RECEIVE] = cmd_receive,
+	};
+	struct cmd_opts o;
+	int rc = parse_cmd(kind, argc, argv, &o);
+
+	if (rc < 0)
+		rc = cmd[kind](&o);
+	dev_configs_free(o.cfg.devices, o.cfg.nr_devices);
 	return rc;
 }
 
@@ -818,11 +828,11 @@ int main(int argc, char **argv)
 {
 	log_set_prog("plinth");
 	if (argc < 2) {
-		fputs(usage_text, stderr);
+		print_usage(stderr);
 		return 2;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		fputs(usage_text, stdout);
+		print_usage(stdout);
 		return 0;
 	}
 	if (!strcmp(argv[1], "--version")) {
@@ -830,15 +840,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "run"))
-		return cmd_run(argc - 1, argv + 1);
+		return cmd_vm(CMD_RUN, argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return ctl_main(argc - 1, argv + 1);
 	if (pd_client_handles(argv[1]))
 		return pd_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "restore"))
-		return cmd_restore(argc - 1, argv + 1);
+		return cmd_vm(CMD_RESTORE, argc - 1, argv + 1);
 	if (!strcmp(argv[1], "receive"))
-		return cmd_receive(argc - 1, argv + 1);
+		return cmd_vm(CMD_RECEIVE, argc - 1, argv + 1);
 	log_error("unknown command '%s' (try plinth --help)", argv[1]);
 	return 2;
 }

@@ -3,8 +3,8 @@
  * Live migration: pre-copy of guest RAM over a TCP or Unix stream socket, in the
  * state container format (vmm/state/state.h), then the vCPU and device state.
  *
- * The stream:  header | "config" | "ram"... (rounds) | "ram"... (final) |
- *              "cpu".. "irqchip" "pit" "clock" "serial" "pm" "i8042" "virtio".. |
+ * The stream:  header | "config.2" | "ram"... (rounds) | "ram"... (final) |
+ *              "cpu".. "irqchip" "pit" "clock" "serial" "pm" "i8042" "virtio.2".. |
  *              "end" (counts + whole-stream crc)
  * then the destination answers one byte: MIG_ACK once all of it checked out, or
  * MIG_NACK when it refused the stream (best effort: it may just close).

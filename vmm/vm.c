@@ -552,27 +552,21 @@ static int vm_setup_devices(struct vm *vm)
 	pci_bus_set_reset_handler(vm->pci, reset_control, vm);
 
 	/*
-	 * Devices from the command line (--disk, --net, --rng, --console, --vsock), in
-	 * command-line order (so disks are vda, vdb, ... as given), before the ACPI
-	 * tables and e820 map are built from the registry.
+	 * The configured devices, in their order, each at the PCI slot its config was
+	 * given (addr=, or allocated in command-line order), before the ACPI tables and
+	 * e820 map are built from the registry.
 	 */
 	for (i = 0; i < vm->cfg->nr_devices; i++) {
-		typedef int create_fn(struct pci_bus *, const struct guest_mem *, const char *,
-				      struct virtio_pci **);
-		static create_fn *const create[] = {
-			[VM_DEV_DISK] = virtio_blk_create,
-			[VM_DEV_NET] = virtio_net_create,
-			[VM_DEV_CONSOLE] = virtio_console_create,
-			[VM_DEV_RNG] = virtio_rng_create,
-			[VM_DEV_VSOCK] = virtio_vsock_create,
-		};
-		const struct vm_device_opt *d = &vm->cfg->devices[i];
+		const struct dev_config *d = &vm->cfg->devices[i];
+		const struct dev_class *cls = d->cls;
 
-		create_fn *fn = create[d->kind];
-
-		if (d->kind == VM_DEV_DISK && vm->cfg->incoming)
-			fn = virtio_blk_create_incoming;
-		ret = fn(vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
+		pci_bus_pin_next(vm->pci, (int)d->slot);
+		if (vm->cfg->incoming && cls->create_incoming)
+			ret = cls->create_incoming(vm->pci, &vm->mem, d->spec,
+						   &vm->virtio[vm->nr_virtio]);
+		else
+			ret = cls->create(vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
+		pci_bus_pin_next(vm->pci, -1);
 		if (ret)
 			return ret; /* the device said why */
 		/*
@@ -582,7 +576,7 @@ static int vm_setup_devices(struct vm *vm)
 		 */
 		if (vm->cfg->seccomp)
 			virtio_pci_set_thread_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
-						   (void *)(intptr_t)(d->kind == VM_DEV_VSOCK ?
+						   (void *)(intptr_t)(cls->io_connect ?
 								      SANDBOX_IO_CONNECT : SANDBOX_IO));
 		vm->nr_virtio++;
 	}

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "devconf.h"
 #include "irq.h"
 #include "mem.h"
 #include "resources.h"
@@ -35,14 +36,6 @@
 #include "hw/serial.h"
 
 #define VM_MAX_CPUS 64
-
-/* A virtio device from the command line, created in command-line order. */
-enum vm_device_kind { VM_DEV_DISK, VM_DEV_NET, VM_DEV_CONSOLE, VM_DEV_RNG, VM_DEV_VSOCK };
-
-struct vm_device_opt {
-	enum vm_device_kind kind;
-	const char *spec; /* the option's argument (see vmm/virtio/devices.h), not copied */
-};
 
 #define VM_MAX_DEVICES 24
 
@@ -60,7 +53,11 @@ struct vm_config {
 	int console_in;         /* fds for the serial console; -1 in to disable input */
 	int console_out;
 	bool console_escape;    /* Ctrl-A x quits (stdin is a terminal) */
-	struct vm_device_opt devices[VM_MAX_DEVICES];
+	/*
+	 * The devices, created in this order, each at its slot (dev_configs_finish() ran);
+	 * owned by whoever filled them (dev_configs_free).
+	 */
+	struct dev_config devices[VM_MAX_DEVICES];
 	unsigned int nr_devices;
 	/*
 	 * Restore: guest RAM comes from this file (mapped MAP_PRIVATE, so pages load

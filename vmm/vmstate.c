@@ -28,11 +28,16 @@ static void put_str(struct state_writer *w, const char *s)
 	state_put_bytes(w, s ? s : "", s ? (uint32_t)strlen(s) : 0);
 }
 
+/*
+ * "config.2": the machine, then per device its class, id, PCI slot and canonical
+ * spec. ("config", the format before ids, had a kind number and the spec: read
+ * with the ids and slots a command line without id= and addr= would give.)
+ */
 int vm_state_save_config(const struct vm_config *cfg, struct state_writer *w)
 {
 	unsigned int i;
 
-	state_writer_begin_section(w, "config", 0, 0);
+	state_writer_begin_section(w, "config.2", 0, 0);
 	state_put_u32(w, cfg->cpus);
 	state_put_u64(w, cfg->memory);
 	state_put_bool(w, cfg->no_reboot);
@@ -41,7 +46,9 @@ int vm_state_save_config(const struct vm_config *cfg, struct state_writer *w)
 	put_str(w, cfg->cmdline);
 	state_put_u32(w, cfg->nr_devices);
 	for (i = 0; i < cfg->nr_devices; i++) {
-		state_put_u32(w, cfg->devices[i].kind);
+		put_str(w, cfg->devices[i].cls->name);
+		put_str(w, cfg->devices[i].id);
+		state_put_u32(w, cfg->devices[i].slot);
 		put_str(w, cfg->devices[i].spec);
 	}
 	return state_writer_end_section(w);
@@ -65,11 +72,53 @@ static int get_str(struct state_reader *r, const char *what, bool empty_null, ch
 	return *out ? 0 : state_reader_fail(r, -ENOMEM, "out of memory");
 }
 
+/* The device kinds of the old "config" section, by number. */
+static const char *const old_kinds[] = { "disk", "net", "console", "rng", "vsock" };
+
+/* One device of a "config" (v1) or "config.2" (v2) section into d (conf stays NULL). */
+static int read_device(struct state_reader *r, bool v2, struct dev_config *d)
+{
+	char *name = NULL, *id = NULL;
+	uint32_t kind, slot = 0;
+	int ret;
+
+	d->addr = -1;
+	if (!v2) {
+		ret = state_get_u32(r, &kind);
+		if (ret)
+			return ret;
+		if (kind >= ARRAY_SIZE(old_kinds))
+			return state_reader_fail(r, -EINVAL, "device kind %u", kind);
+		d->cls = dev_class_find(old_kinds[kind]);
+		return get_str(r, "device", false, &d->spec);
+	}
+	if ((ret = get_str(r, "device kind", false, &name)) ||
+	    (ret = get_str(r, "device id", false, &id)) || (ret = state_get_u32(r, &slot)) ||
+	    (ret = get_str(r, "device", false, &d->spec)))
+		goto out_free;
+	d->cls = dev_class_find(name);
+	if (!d->cls)
+		ret = state_reader_fail(r, -EINVAL, "device kind '%.32s'", name);
+	else if (!dev_id_valid(id))
+		ret = state_reader_fail(r, -EINVAL, "device id '%.32s'", id);
+	else if (slot < DEV_SLOT_FIRST || slot > DEV_SLOT_LAST)
+		ret = state_reader_fail(r, -EINVAL, "device %s in PCI slot %u", id, slot);
+	else
+		memcpy(d->id, id, strlen(id) + 1);
+	d->slot = slot;
+	d->addr = (int)slot;
+out_free:
+	free(name);
+	free(id);
+	return ret;
+}
+
 int vm_state_read_config(struct state_reader *r, struct vm_saved_config *out)
 {
 	struct vm_config *cfg = &out->cfg;
-	uint32_t cpus, nr, kind, i;
+	uint32_t cpus, nr, i;
 	uint64_t mem;
+	bool v2;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -77,8 +126,10 @@ int vm_state_read_config(struct state_reader *r, struct vm_saved_config *out)
 	ret = state_reader_next_section(r);
 	if (ret < 0)
 		return ret;
-	if (ret == 0 || strcmp(state_reader_type(r), "config"))
+	if (ret == 0 || (strcmp(state_reader_type(r), "config") &&
+			 strcmp(state_reader_type(r), "config.2")))
 		return state_reader_fail(r, -EPROTO, "the first section is not the configuration");
+	v2 = !strcmp(state_reader_type(r), "config.2");
 	if (state_get_u32(r, &cpus) || state_get_u64(r, &mem) || state_get_bool(r, &cfg->no_reboot))
 		return state_reader_fail(r, -EPROTO, "bad configuration");
 	if (cpus < 1 || cpus > VM_MAX_CPUS)
@@ -103,30 +154,43 @@ int vm_state_read_config(struct state_reader *r, struct vm_saved_config *out)
 	if (nr > VM_MAX_DEVICES)
 		return state_reader_fail(r, -EINVAL, "%u devices", nr);
 	for (i = 0; i < nr; i++) {
-		ret = state_get_u32(r, &kind);
+		ret = read_device(r, v2, &cfg->devices[i]);
+		cfg->nr_devices++; /* freed in every case */
 		if (ret)
 			return ret;
-		if (kind > VM_DEV_VSOCK)
-			return state_reader_fail(r, -EINVAL, "device kind %u", kind);
-		ret = get_str(r, "device", kind == VM_DEV_RNG, &out->spec[i]);
-		if (ret)
-			return ret;
-		cfg->devices[i].kind = (enum vm_device_kind)kind;
-		cfg->devices[i].spec = out->spec[i];
-		cfg->nr_devices++;
 	}
+	for (i = 0; v2 && i < nr; i++) {
+		unsigned int j;
+
+		for (j = 0; j < i; j++)
+			if (!strcmp(cfg->devices[i].id, cfg->devices[j].id) ||
+			    cfg->devices[i].slot == cfg->devices[j].slot)
+				return state_reader_fail(r, -EINVAL, "devices %s and %s share an "
+							 "id or a slot", cfg->devices[j].id,
+							 cfg->devices[i].id);
+	}
+	/* The old format: the ids and slots of a command line in that order, without any. */
+	if (!v2 && dev_configs_finish(cfg->devices, cfg->nr_devices))
+		return state_reader_fail(r, -EINVAL, "too many devices");
 	return state_reader_end_section(r);
 }
 
-static const char *const dev_opt[] = {
-	[VM_DEV_DISK] = "--disk", [VM_DEV_NET] = "--net", [VM_DEV_CONSOLE] = "--console",
-	[VM_DEV_RNG] = "--rng", [VM_DEV_VSOCK] = "--vsock",
-};
+/* The device of cfg with this id, or NULL. */
+static const struct dev_config *device_by_id(const struct vm_config *cfg, const char *id)
+{
+	unsigned int i;
+
+	for (i = 0; i < cfg->nr_devices; i++)
+		if (!strcmp(cfg->devices[i].id, id))
+			return &cfg->devices[i];
+	return NULL;
+}
 
 int vm_state_check_config(struct state_reader *r, const struct vm_config *cfg)
 {
 	struct vm_saved_config saved;
 	const struct vm_config *s = &saved.cfg;
+	const struct dev_config *sd, *d;
 	unsigned int i;
 	int ret = vm_state_read_config(r, &saved);
 
@@ -143,14 +207,34 @@ int vm_state_check_config(struct state_reader *r, const struct vm_config *cfg)
 					(unsigned long long)(cfg->memory / MiB));
 		goto out_free;
 	}
-	for (i = 0; i < s->nr_devices || i < cfg->nr_devices; i++) {
-		if (i >= cfg->nr_devices || i >= s->nr_devices ||
-		    s->devices[i].kind != cfg->devices[i].kind) {
-			ret = state_reader_fail(
-				r, -EINVAL, "device %u: the saved VM has %s, this one %s (devices "
-				"must be given in the same order)", i + 1,
-				i < s->nr_devices ? dev_opt[s->devices[i].kind] : "none",
-				i < cfg->nr_devices ? dev_opt[cfg->devices[i].kind] : "none");
+	/* Devices match by id; each must be of the same kind in the same PCI slot. */
+	for (i = 0; i < s->nr_devices; i++) {
+		sd = &s->devices[i];
+		d = device_by_id(cfg, sd->id);
+		if (!d) {
+			ret = state_reader_fail(r, -EINVAL, "the saved VM has a --%s with id %s, this "
+						"one has no device with that id (id=)", sd->cls->name,
+						sd->id);
+			goto out_free;
+		}
+		if (d->cls != sd->cls) {
+			ret = state_reader_fail(r, -EINVAL, "device %s is a --%s in the saved VM, a "
+						"--%s in this one", sd->id, sd->cls->name,
+						d->cls->name);
+			goto out_free;
+		}
+		if (d->slot != sd->slot) {
+			ret = state_reader_fail(r, -EINVAL, "device %s is in PCI slot %u in the saved "
+						"VM, slot %u in this one (addr=)", sd->id, sd->slot,
+						d->slot);
+			goto out_free;
+		}
+	}
+	for (i = 0; i < cfg->nr_devices; i++) {
+		if (!device_by_id(s, cfg->devices[i].id)) {
+			ret = state_reader_fail(r, -EINVAL, "this VM has a --%s with id %s, the saved "
+						"one has no device with that id (id=)",
+						cfg->devices[i].cls->name, cfg->devices[i].id);
 			goto out_free;
 		}
 	}
@@ -161,13 +245,10 @@ out_free:
 
 void vm_saved_config_free(struct vm_saved_config *c)
 {
-	unsigned int i;
-
 	free(c->kernel);
 	free(c->initrd);
 	free(c->cmdline);
-	for (i = 0; i < VM_MAX_DEVICES; i++)
-		free(c->spec[i]);
+	dev_configs_free(c->cfg.devices, c->cfg.nr_devices);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -570,7 +651,9 @@ static int save_virtio(struct vm *vm, unsigned int i, struct state_writer *w)
 			return ret;
 		}
 	}
-	state_writer_begin_section(w, "virtio", i, 0);
+	/* Keyed by slot, naming the device's id: the other side matches both. */
+	state_writer_begin_section(w, "virtio.2", vm->cfg->devices[i].slot, 0);
+	put_str(w, vm->cfg->devices[i].id);
 	state_put_u16(w, vdev->ops->device_id);
 	state_put_bytes(w, pdev->cfg, PCI_HDR_SAVED);
 	state_put_bytes(w, &st, sizeof(st));
@@ -596,9 +679,53 @@ static void pci_replay(struct vm *vm, struct pci_device *pdev, const uint8_t *hd
 	pci_cfg_access(vm->pci, pdev->slot, 4, &cmd, 2, true);
 }
 
+/*
+ * A section keyed by PCI slot (its id) whose payload starts with the device's id:
+ * reads that id and returns the index (in vm->virtio[] and cfg->devices[]) of the
+ * device of vm at that slot, which must have that id; or -errno after
+ * state_reader_fail().
+ */
+static int device_of_section(struct vm *vm, struct state_reader *r, uint32_t slot)
+{
+	const struct vm_config *cfg = vm->cfg;
+	unsigned int i;
+	char *id = NULL;
+	int ret = get_str(r, "device id", false, &id);
+
+	if (ret)
+		return ret;
+	for (i = 0; i < cfg->nr_devices && i < vm->nr_virtio; i++)
+		if (cfg->devices[i].slot == slot)
+			break;
+	if (i == cfg->nr_devices || i == vm->nr_virtio)
+		ret = state_reader_fail(r, -EINVAL, "no device %.32s in PCI slot %u here", id, slot);
+	else if (strcmp(cfg->devices[i].id, id))
+		ret = state_reader_fail(r, -EINVAL, "PCI slot %u holds device %s here, %.32s in the "
+					"saved VM", slot, cfg->devices[i].id, id);
+	else
+		ret = (int)i;
+	free(id);
+	return ret;
+}
+
+static int load_virtio_at(struct vm *vm, struct state_reader *r, uint32_t id);
+
+/* "virtio.2": section id = PCI slot, the device's id first. */
+static int load_virtio2(void *ctx, struct state_reader *r, uint32_t slot)
+{
+	int i = device_of_section(ctx, r, slot);
+
+	return i < 0 ? i : load_virtio_at(ctx, r, (uint32_t)i);
+}
+
+/* "virtio" (before ids): section id = the device's index. */
 static int load_virtio(void *ctx, struct state_reader *r, uint32_t id)
 {
-	struct vm *vm = ctx;
+	return load_virtio_at(ctx, r, id);
+}
+
+static int load_virtio_at(struct vm *vm, struct state_reader *r, uint32_t id)
+{
 	struct virtio_pci_state *st;
 	uint8_t hdr[PCI_HDR_SAVED];
 	const void *dev_state;
@@ -706,18 +833,20 @@ int vm_state_save_disk_idents(struct vm *vm, struct state_writer *w)
 	int ret;
 
 	for (i = 0; i < cfg->nr_devices && i < vm->nr_virtio; i++) {
-		if (cfg->devices[i].kind != VM_DEV_DISK)
+		if (cfg->devices[i].cls != &dev_class_disk)
 			continue;
 		/* The file the disk opened at start-up: no path is opened after it. */
 		ret = virtio_blk_file(virtio_pci_vdev(vm->virtio[i]));
 		if (ret >= 0)
 			ret = disk_ident_of_fd(ret, &id);
 		if (ret) {
-			log_warn("snapshot: cannot take the identity of disk %u (%s): a restore will "
-				 "not check it", i + 1, strerror(-ret));
+			log_warn("snapshot: cannot take the identity of disk %s (%s): a restore will "
+				 "not check it", cfg->devices[i].id, strerror(-ret));
 			continue;
 		}
-		state_writer_begin_section(w, "disk-id", i, STATE_SECTION_OPTIONAL);
+		state_writer_begin_section(w, "disk-id.2", cfg->devices[i].slot,
+					   STATE_SECTION_OPTIONAL);
+		put_str(w, cfg->devices[i].id);
 		state_put_u64(w, id.size);
 		state_put_u64(w, (uint64_t)id.mtime_ns);
 		state_put_u32(w, id.head_crc);
@@ -729,9 +858,8 @@ int vm_state_save_disk_idents(struct vm *vm, struct state_writer *w)
 }
 
 /* A restore: the operator's disk (cfg->disk_ident, taken at start) must be the one saved. */
-static int load_disk_id(void *ctx, struct state_reader *r, uint32_t id)
+static int check_disk_id(struct vm *vm, struct state_reader *r, uint32_t id)
 {
-	struct vm *vm = ctx;
 	const struct vm_config *cfg = vm->cfg;
 	struct vm_disk_ident *mine;
 	uint64_t size, mtime;
@@ -741,22 +869,36 @@ static int load_disk_id(void *ctx, struct state_reader *r, uint32_t id)
 	if ((ret = state_get_u64(r, &size)) || (ret = state_get_u64(r, &mtime)) ||
 	    (ret = state_get_u32(r, &crc)))
 		return ret;
-	if (id >= cfg->nr_devices || cfg->devices[id].kind != VM_DEV_DISK)
+	if (id >= cfg->nr_devices || cfg->devices[id].cls != &dev_class_disk)
 		return state_reader_fail(r, -EINVAL, "no disk at device %u here", id + 1);
 	if (!cfg->disk_ident)
 		return 0; /* a migration: the source hands its disks over (invariant 4) */
 	mine = &cfg->disk_ident[id];
 	if (!mine->known)
-		return state_reader_fail(r, -EINVAL, "disk %u: cannot read its image to check it",
-					 id + 1);
+		return state_reader_fail(r, -EINVAL, "--disk %s: cannot read its image to check it",
+					 cfg->devices[id].id);
 	if (mine->size != size || (uint64_t)mine->mtime_ns != mtime || mine->head_crc != crc)
-		return state_reader_fail(r, -EINVAL, "disk %u is not the image the snapshot was "
+		return state_reader_fail(r, -EINVAL, "--disk %s is not the image the snapshot was "
 					 "taken with, or it changed since (%s differs): restoring "
-					 "would corrupt it", id + 1,
+					 "would corrupt it", cfg->devices[id].id,
 					 mine->head_crc != crc ? "its header" :
 					 mine->size != size    ? "its size" : "its modification time");
 	mine->known = false; /* checked: what is left known was never checked */
 	return 0;
+}
+
+/* "disk-id" (before ids): section id = the device's index. */
+static int load_disk_id(void *ctx, struct state_reader *r, uint32_t id)
+{
+	return check_disk_id(ctx, r, id);
+}
+
+/* "disk-id.2": section id = PCI slot, the device's id first. */
+static int load_disk_id2(void *ctx, struct state_reader *r, uint32_t slot)
+{
+	int i = device_of_section(ctx, r, slot);
+
+	return i < 0 ? i : check_disk_id(ctx, r, (uint32_t)i);
 }
 
 /* ---- all ---- */
@@ -794,6 +936,8 @@ const struct state_section_loader vm_state_loaders[] = {
 	{ "pm", load_pm },
 	{ "i8042", load_i8042 },
 	{ "virtio", load_virtio },
+	{ "virtio.2", load_virtio2 },
 	{ "disk-id", load_disk_id },
+	{ "disk-id.2", load_disk_id2 },
 };
 const size_t vm_state_nr_loaders = ARRAY_SIZE(vm_state_loaders);

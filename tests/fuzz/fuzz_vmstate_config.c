@@ -47,24 +47,23 @@ static void put_section(uint8_t *out, size_t *pos, const char *type, const uint8
 	*pos += STATE_SECTION_HDR + plen + 4;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* The payload as a section of type type ("config" before device ids, "config.2"). */
+static void read_as(const char *type, const uint8_t *data, size_t size)
 {
 	struct vm_saved_config saved;
 	struct state_reader *r;
 	size_t pos = STATE_HEADER_SIZE;
 	uint8_t end[23], *out;
 
-	if (size > (1u << 20))
-		return 0;
 	out = malloc(STATE_HEADER_SIZE + 2 * (STATE_SECTION_HDR + 4) + size + sizeof(end));
 	if (!out)
-		return 0;
+		return;
 	memcpy(out, STATE_MAGIC, 8);
 	put_le(out + 8, STATE_FORMAT_VERSION, 4);
 	put_le(out + 12, STATE_HEADER_SIZE, 4);
 	put_le(out + 16, 0, 4);
 	put_le(out + 20, crc(0, out, 20), 4);
-	put_section(out, &pos, "config", data, size);
+	put_section(out, &pos, type, data, size);
 	end[0] = STATE_TAG_U64;
 	put_le(end + 1, 1, 8);
 	end[9] = STATE_TAG_U64;
@@ -81,14 +80,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = state_reader_new_mem(out, pos, "fuzz");
 	if (r) {
 		/* What this side's command line built: the stream may only match it. */
-		struct vm_config mine = { .cpus = 2, .memory = 512u << 20, .nr_devices = 3 };
+		struct vm_config mine = { .cpus = 2, .memory = 512u << 20 };
 
-		mine.devices[0] = (struct vm_device_opt){ VM_DEV_DISK, "path=/srv/a.qcow2" };
-		mine.devices[1] = (struct vm_device_opt){ VM_DEV_NET, "tap=tap0" };
-		mine.devices[2] = (struct vm_device_opt){ VM_DEV_RNG, NULL };
-		vm_state_check_config(r, &mine);
+		if (!dev_config_parse_kv(&dev_class_disk, "path=/srv/a.qcow2,id=os",
+					 &mine.devices[mine.nr_devices]))
+			mine.nr_devices++;
+		if (!dev_config_parse_kv(dev_class_find("net"), "tap=tap0,addr=5",
+					 &mine.devices[mine.nr_devices]))
+			mine.nr_devices++;
+		if (!dev_config_parse_kv(dev_class_find("rng"), NULL, &mine.devices[mine.nr_devices]))
+			mine.nr_devices++;
+		if (!dev_configs_finish(mine.devices, mine.nr_devices))
+			vm_state_check_config(r, &mine);
+		dev_configs_free(mine.devices, mine.nr_devices);
 		state_reader_free(r);
 	}
 	free(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size > (1u << 20))
+		return 0;
+	read_as("config", data, size);
+	read_as("config.2", data, size);
 	return 0;
 }

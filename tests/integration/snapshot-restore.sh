@@ -104,11 +104,28 @@ echo "other version: $(tail -n 1 "$dir/err")"
 # The restored guest wrote the disk: the snapshot no longer matches it.
 "$BUILD/plinth" restore --from "$dir/snap" "${machine[@]}" </dev/null >"$dir/err" 2>&1 &&
 	fail "a snapshot was restored onto a disk that moved on"
-expect_in "$dir/err" 'disk 1 is not the image the snapshot was taken with, or it changed since' \
+expect_in "$dir/err" '--disk disk0 is not the image the snapshot was taken with, or it changed since' \
 	"moved-on disk: no clear line"
-echo "moved-on disk: $(grep 'disk 1' "$dir/err")"
+echo "moved-on disk: $(grep 'disk0' "$dir/err")"
 # Another machine than the snapshot's: refused, naming the option.
 "$BUILD/plinth" restore --from "$dir/snap" "${machine[@]}" --cpus 1 </dev/null >"$dir/err" 2>&1 &&
 	fail "a 2-vCPU snapshot was restored onto 1 vCPU"
 expect_in "$dir/err" 'the saved VM has 2 vCPUs, this one 1 \(--cpus\)' "--cpus mismatch: no clear line"
-echo "ok: 2-vCPU snapshot at $n, kill, restore paused, resume: counter went on at $first, disk records at $dfirst..$m, damaged, other-version, moved-on disk and other machine refused"
+# Devices are matched by id and PCI slot: another id or another slot is refused in one
+# line, before anything is loaded.
+refused_one_line() { # WHAT REGEX MACHINE-OPTION...
+	local what=$1 re=$2
+	shift 2
+	"$BUILD/plinth" restore --from "$dir/snap" "$@" </dev/null >"$dir/err" 2>&1 &&
+		fail "a snapshot was restored with $what"
+	expect_in "$dir/err" "$re" "$what: no clear line"
+	[ "$(wc -l <"$dir/err")" -eq 1 ] || { cat "$dir/err"; fail "$what: not one line"; }
+	echo "$what: $(cat "$dir/err")"
+}
+refused_one_line "another disk id" \
+	'the saved VM has a --disk with id disk0, this one has no device with that id \(id=\)' \
+	"${machine[@]/%format=raw/format=raw,id=data}"
+refused_one_line "another PCI slot" \
+	'device disk0 is in PCI slot 1 in the saved VM, slot 7 in this one \(addr=\)' \
+	"${machine[@]/%format=raw/format=raw,addr=7}"
+echo "ok: 2-vCPU snapshot at $n, kill, restore paused, resume: counter went on at $first, disk records at $dfirst..$m, damaged, other-version, moved-on disk, other machine, other device id and other PCI slot refused"

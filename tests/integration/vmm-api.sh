@@ -19,7 +19,7 @@ cmd='i=0; while :; do i=$((i+1)); echo "count $i pwrbtn $(cat /sys/firmware/acpi
 od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/key"
 chmod 600 "$dir/key"
 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
-	--migrate-psk "$dir/key" \
+	--migrate-psk "$dir/key" --rng=id=entropy,addr=4 \
 	--cmdline "$(guest_cmdline "$cmd")" --api-socket "$sock" </dev/null >"$out" 2>&1 &
 pid=$!
 wait_for 'count 3 '
@@ -27,6 +27,10 @@ wait_for 'count 3 '
 ctl info >"$dir/info" || fail "info failed"
 grep -q '"state": *"running"' "$dir/info" || { cat "$dir/info"; fail "info: not running"; }
 grep -q '"vcpus": *1' "$dir/info" || fail "info: no config"
+# The typed device configs: kind, id and PCI slot as given (id=, addr=).
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))["config"]["devices"]
+sys.exit(d != [{"kind": "rng", "id": "entropy", "slot": 4}])' "$dir/info" ||
+	{ cat "$dir/info"; fail "info: devices are not [rng entropy in slot 4]"; }
 
 ctl resume 2>"$dir/err" && fail "resume of a running VM succeeded"
 grep -q 409 "$dir/err" || { cat "$dir/err"; fail "resume of a running VM: not 409"; }
@@ -85,4 +89,4 @@ pid=
 expect_in "$out" 'plinth-guest: power button' "acpid did not run the power button handler"
 expect_in "$out" 'plinth-guest: powering off' "init did not take the clean poweroff path"
 echo "shutdown: the guest powered off cleanly in $((SECONDS - t0)) s, plinth exit 0"
-echo "ok: info, pause/resume, 409s, 400, failed migration, reset, power button -> clean poweroff"
+echo "ok: info (devices too), pause/resume, 409s, 400, failed migration, reset, power button -> clean poweroff"

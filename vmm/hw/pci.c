@@ -69,6 +69,7 @@ struct pci_bus {
 	struct pci_device host_bridge;
 	void (*reset_cb)(void *opaque, uint8_t val);
 	void *reset_opaque;
+	int pinned; /* the slot of the next pci_bus_add, or -1: the next free one */
 };
 
 static uint32_t cfg_get32(const struct pci_device *d, uint32_t off)
@@ -383,6 +384,13 @@ static int pci_check_bars(const struct pci_device *d)
 	return 0;
 }
 
+void pci_bus_pin_next(struct pci_bus *pb, int slot)
+{
+	pthread_mutex_lock(&pb->lock);
+	pb->pinned = slot;
+	pthread_mutex_unlock(&pb->lock);
+}
+
 int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 {
 	uint16_t cmd = cfg_get16(d, PCIR_COMMAND);
@@ -395,9 +403,9 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 		return ret;
 	}
 	pthread_mutex_lock(&pb->lock);
-	slot = res_pci_slot(pb->res, -1);
+	slot = res_pci_slot(pb->res, pb->pinned);
 	if (slot < 0) {
-		ret = -ENOSPC;
+		ret = slot == -EEXIST ? -EEXIST : -ENOSPC;
 		goto out_unlock;
 	}
 	d->slot = (unsigned int)slot;
@@ -470,6 +478,7 @@ struct pci_bus *pci_bus_new(struct bus *pio, struct bus *mmio, struct resources 
 	pb->pio = pio;
 	pb->mmio = mmio;
 	pb->res = res;
+	pb->pinned = -1;
 	pb->host_ops = host_ops;
 	pb->host = host;
 	pb->ecam_base = ecam_base;

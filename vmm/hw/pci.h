@@ -80,6 +80,12 @@ const struct pci_host_ops *pci_host_ops(const struct pci_device *dev, void **hos
  * 0 or -errno (-ENOSPC: no slot or no room in the windows).
  */
 int pci_bus_add(struct pci_bus *bus, struct pci_device *dev);
+/*
+ * The slot the next pci_bus_add() on bus takes (-EEXIST if it is taken), instead of
+ * the next free one; -1 goes back to the next free one. The VMM core pins each
+ * configured device's slot this way around its constructor.
+ */
+void pci_bus_pin_next(struct pci_bus *bus, int slot);
 
 /* Little-endian config space helpers for building headers and capabilities. */
 static inline void pci_cfg_set8(struct pci_device *d, uint32_t off, uint8_t v)

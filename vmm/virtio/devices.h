@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio devices as the VMM creates them: one call per command-line option, in
- * command-line order (the bus gives slots in call order, so disks appear to the
- * guest as vda, vdb, ... in the order given).
+ * virtio devices as the VMM creates them: one call per configured device, in
+ * command-line order, each at the PCI slot its config pinned (vmm/devconf.h: addr=,
+ * or the next free slot in command-line order, so disks appear to the guest as vda,
+ * vdb, ... in the order given). The options are parsed and checked once into typed
+ * configs (vmm/devices.c); spec is the canonical key=value list made from them. Every
+ * option also takes id= and addr=, which never reach these functions.
  *
  *   --disk path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk][,readonly=on][,serial=ID]
  *          [,backing=on][,backing_dir=DIR]

@@ -22,11 +22,20 @@ static void write_text(const char *path, const char *text)
 	assert_int_equal(fclose(f), 0);
 }
 
+/* Append a device parsed as the command line would. */
+static void add_device(struct vm_config *cfg, const char *kind, const char *spec)
+{
+	assert_int_equal(dev_config_parse_kv(dev_class_find(kind), spec,
+					     &cfg->devices[cfg->nr_devices]), 0);
+	cfg->nr_devices++;
+	assert_int_equal(dev_configs_finish(cfg->devices, cfg->nr_devices), 0);
+}
+
 static void test_take_and_check(void **state)
 {
 	char dir[] = "/tmp/plinth-lease-XXXXXX", rw[64], ro[64], spec_rw[96], spec_ro[96];
 	char lease[96], err[256], me[LEASE_OWNER_MAX];
-	struct vm_config cfg = { .nr_devices = 3 };
+	struct vm_config cfg = { .nr_devices = 0 };
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
@@ -34,9 +43,9 @@ static void test_take_and_check(void **state)
 	snprintf(ro, sizeof(ro), "%s/b.raw", dir);
 	snprintf(spec_rw, sizeof(spec_rw), "path=%s,format=raw", rw);
 	snprintf(spec_ro, sizeof(spec_ro), "path=%s,format=raw,readonly=on", ro);
-	cfg.devices[0] = (struct vm_device_opt){ VM_DEV_RNG, NULL };
-	cfg.devices[1] = (struct vm_device_opt){ VM_DEV_DISK, spec_rw };
-	cfg.devices[2] = (struct vm_device_opt){ VM_DEV_DISK, spec_ro };
+	add_device(&cfg, "rng", NULL);
+	add_device(&cfg, "disk", spec_rw);
+	add_device(&cfg, "disk", spec_ro);
 	assert_int_equal(lease_owner_self(me, sizeof(me)), 0);
 	assert_non_null(strstr(me, " pid="));
 
@@ -60,6 +69,7 @@ static void test_take_and_check(void **state)
 	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), 0);
 
 	unlink(lease);
+	dev_configs_free(cfg.devices, cfg.nr_devices);
 	rmdir(dir);
 }
 
@@ -72,7 +82,7 @@ static void test_take_and_check_by_fd(void **state)
 {
 	char dir[] = "/tmp/plinth-lease-XXXXXX", moved[64], rw[64], spec_rw[96], lease[96];
 	char err[256], me[LEASE_OWNER_MAX], text[256];
-	struct vm_config cfg = { .nr_devices = 2 };
+	struct vm_config cfg = { .nr_devices = 0 };
 	int fds[VM_MAX_DEVICES];
 	ssize_t n;
 
@@ -81,8 +91,8 @@ static void test_take_and_check_by_fd(void **state)
 	snprintf(moved, sizeof(moved), "%s.moved", dir);
 	snprintf(rw, sizeof(rw), "%s/a.raw", dir);
 	snprintf(spec_rw, sizeof(spec_rw), "path=%s,format=raw", rw);
-	cfg.devices[0] = (struct vm_device_opt){ VM_DEV_RNG, NULL };
-	cfg.devices[1] = (struct vm_device_opt){ VM_DEV_DISK, spec_rw };
+	add_device(&cfg, "rng", NULL);
+	add_device(&cfg, "disk", spec_rw);
 	assert_int_equal(lease_owner_self(me, sizeof(me)), 0);
 	lease_open(&cfg, fds);
 	assert_int_equal(fds[0], -1);
@@ -105,6 +115,7 @@ static void test_take_and_check_by_fd(void **state)
 	assert_int_equal(fds[1], -1);
 	snprintf(lease, sizeof(lease), "%s/a.raw.lease", moved);
 	assert_int_equal(unlink(lease), 0);
+	dev_configs_free(cfg.devices, cfg.nr_devices);
 	rmdir(moved);
 }
 

@@ -438,6 +438,41 @@ static void test_add_errors(void **state)
 	assert_int_equal(added, PCI_MAX_DEVICES - 1);
 }
 
+/*
+ * A pinned slot (the configured addr=): taken once, refused when taken, then back
+ * to the next free one.
+ */
+static void test_pinned_slot(void **state)
+{
+	struct world *w = *state;
+	static struct pci_device d[4];
+	int i;
+
+	memset(d, 0, sizeof(d));
+	for (i = 0; i < 4; i++) {
+		d[i].bar_kind[0] = PCI_BAR_MEM32;
+		d[i].bar_size[0] = 0x1000;
+	}
+	pci_bus_pin_next(w->pb, 9);
+	assert_int_equal(pci_bus_add(w->pb, &d[0]), 0);
+	assert_int_equal(d[0].slot, 9);
+	assert_int_equal(pci_bus_add(w->pb, &d[1]), -EEXIST); /* still pinned to 9: taken */
+	pci_bus_pin_next(w->pb, 0);
+	assert_int_equal(pci_bus_add(w->pb, &d[1]), -EEXIST); /* the host bridge */
+	pci_bus_pin_next(w->pb, -1);
+	assert_int_equal(pci_bus_add(w->pb, &d[1]), 0);
+	assert_int_equal(d[1].slot, 1);
+	pci_bus_pin_next(w->pb, 2);
+	assert_int_equal(pci_bus_add(w->pb, &d[2]), 0);
+	assert_int_equal(d[2].slot, 2);
+	pci_bus_pin_next(w->pb, -1);
+	assert_int_equal(pci_bus_add(w->pb, &d[3]), 0);
+	assert_int_equal(d[3].slot, 3);
+	/* The guest finds the device in slot 9 (its zeroed header), slot 4 empty. */
+	assert_int_equal(ecam_read(w, 9, 0, 4), 0);
+	assert_int_equal(ecam_read(w, 4, 0, 4), 0xffffffff);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -447,6 +482,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_command_and_moves, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pinned_slot, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

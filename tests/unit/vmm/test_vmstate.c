@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* vmstate: the "config" section round trip and its refusals; device-dirty tracking. */
+/*
+ * vmstate: the "config" section round trip and its refusals, devices matched by id
+ * and slot, the format before ids; device-dirty tracking.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -38,18 +41,39 @@ static void put_config(struct state_writer *w, const void *arg)
 	assert_int_equal(vm_state_save_config(arg, w), 0);
 }
 
+/* Fill cfg's devices from "kind:spec" strings (NULL-terminated), as a command line would. */
+static void set_devices(struct vm_config *cfg, const char *const *devs)
+{
+	dev_configs_free(cfg->devices, cfg->nr_devices);
+	cfg->nr_devices = 0;
+	for (; *devs; devs++) {
+		char kind[16];
+		const char *colon = strchr(*devs, ':');
+
+		assert_non_null(colon);
+		snprintf(kind, sizeof(kind), "%.*s", (int)(colon - *devs), *devs);
+		assert_int_equal(dev_config_parse_kv(dev_class_find(kind), colon + 1,
+						     &cfg->devices[cfg->nr_devices]), 0);
+		cfg->nr_devices++;
+	}
+	assert_int_equal(dev_configs_finish(cfg->devices, cfg->nr_devices), 0);
+}
+
 static void test_config_round_trip(void **state)
 {
+	static const char *const devs[] = { "disk:path=/d.qcow2,format=qcow2,id=os,addr=7",
+					    "rng:", NULL };
 	struct vm_config cfg = {
 		.kernel = "/boot/vmlinuz", .initrd = NULL, .cmdline = "console=ttyS0 quiet",
-		.cpus = 3, .memory = 768ULL << 20, .no_reboot = true, .nr_devices = 2,
-		.devices = { { VM_DEV_DISK, "path=/d.qcow2,format=qcow2" }, { VM_DEV_RNG, NULL } },
+		.cpus = 3, .memory = 768ULL << 20, .no_reboot = true,
 	};
 	struct vm_saved_config saved;
 	struct state_reader *r;
-	int fd = stream_fd(put_config, &cfg);
+	int fd;
 
 	(void)state;
+	set_devices(&cfg, devs);
+	fd = stream_fd(put_config, &cfg);
 	r = state_reader_new_fd(fd, "test");
 	assert_int_equal(vm_state_read_config(r, &saved), 0);
 	assert_string_equal(saved.cfg.kernel, "/boot/vmlinuz");
@@ -59,14 +83,19 @@ static void test_config_round_trip(void **state)
 	assert_true(saved.cfg.memory == 768ULL << 20);
 	assert_true(saved.cfg.no_reboot);
 	assert_int_equal(saved.cfg.nr_devices, 2);
-	assert_int_equal(saved.cfg.devices[0].kind, VM_DEV_DISK);
+	assert_ptr_equal(saved.cfg.devices[0].cls, &dev_class_disk);
+	assert_string_equal(saved.cfg.devices[0].id, "os");
+	assert_int_equal(saved.cfg.devices[0].slot, 7);
 	assert_string_equal(saved.cfg.devices[0].spec, "path=/d.qcow2,format=qcow2");
-	assert_int_equal(saved.cfg.devices[1].kind, VM_DEV_RNG);
-	assert_null(saved.cfg.devices[1].spec);
+	assert_ptr_equal(saved.cfg.devices[1].cls, dev_class_find("rng"));
+	assert_string_equal(saved.cfg.devices[1].id, "rng0");
+	assert_int_equal(saved.cfg.devices[1].slot, 1);
+	assert_string_equal(saved.cfg.devices[1].spec, "");
 	assert_int_equal(state_reader_next_section(r), 0); /* the end, verified */
 	vm_saved_config_free(&saved);
 	state_reader_free(r);
 	close(fd);
+	dev_configs_free(cfg.devices, cfg.nr_devices);
 }
 
 /*
@@ -87,6 +116,7 @@ static void expect_config_check(const struct vm_config *stream, const struct vm_
 		assert_int_equal(vm_state_check_config(r, mine), -EINVAL);
 		if (!strstr(state_reader_error(r), why))
 			fail_msg("'%s' lacks '%s'", state_reader_error(r), why);
+		assert_null(strchr(state_reader_error(r), '\n'));
 	}
 	state_reader_free(r);
 	close(fd);
@@ -94,19 +124,20 @@ static void expect_config_check(const struct vm_config *stream, const struct vm_
 
 static void test_config_check(void **state)
 {
+	static const char *const mine_devs[] = { "disk:path=/srv/vm1.qcow2", "net:tap=tap0",
+						 "rng:", NULL };
 	struct vm_config mine = {
 		.kernel = "/boot/vmlinuz", .cmdline = "console=ttyS0", .cpus = 2,
-		.memory = 512ULL << 20, .nr_devices = 3,
-		.devices = { { VM_DEV_DISK, "path=/srv/vm1.qcow2" }, { VM_DEV_NET, "tap=tap0" },
-			     { VM_DEV_RNG, NULL } },
+		.memory = 512ULL << 20,
 	};
 	struct vm_config hostile = mine;
 
 	(void)state;
+	set_devices(&mine, mine_devs);
 	/* The same machine, its files named otherwise on the other host: accepted. */
 	hostile.kernel = "/etc/shadow";
-	hostile.devices[0].spec = "path=/dev/sda,format=raw";
-	hostile.devices[1].spec = "tap=eth0";
+	set_devices(&hostile, (const char *const[]){ "disk:path=/dev/sda,format=raw",
+						      "net:tap=eth0", "rng:", NULL });
 	expect_config_check(&hostile, &mine, NULL);
 	hostile.cpus = 64;
 	expect_config_check(&hostile, &mine, "the saved VM has 64 vCPUs, this one 2 (--cpus)");
@@ -114,16 +145,81 @@ static void test_config_check(void **state)
 	hostile.memory = 4ULL << 30;
 	expect_config_check(&hostile, &mine, "the saved VM has 4096M of memory, this one 512M (--memory)");
 	hostile.memory = mine.memory;
-	hostile.devices[3] = (struct vm_device_opt){ VM_DEV_CONSOLE, "virtio,path=/etc/shadow" };
-	hostile.nr_devices = 4;
-	expect_config_check(&hostile, &mine, "device 4: the saved VM has --console, this one none");
-	hostile.nr_devices = 3;
-	hostile.devices[0] = mine.devices[1];
-	hostile.devices[1] = mine.devices[0];
-	expect_config_check(&hostile, &mine, "device 1: the saved VM has --net, this one --disk");
-	hostile.devices[1] = hostile.devices[2];
-	hostile.nr_devices = 2;
-	expect_config_check(&hostile, &mine, "device 1: the saved VM has --net, this one --disk");
+	set_devices(&hostile, (const char *const[]){ "disk:path=/a", "net:tap=t", "rng:",
+						      "console:virtio,path=/etc/shadow", NULL });
+	expect_config_check(&hostile, &mine, "the saved VM has a --console with id console0, "
+			    "this one has no device with that id (id=)");
+	/* Another order on the command line: the same ids, but other slots. */
+	set_devices(&hostile, (const char *const[]){ "net:tap=t", "disk:path=/a", "rng:", NULL });
+	expect_config_check(&hostile, &mine, "device net0 is in PCI slot 1 in the saved VM, "
+			    "slot 2 in this one (addr=)");
+	/* ...which addr= puts right: matched by id, whatever the order. */
+	set_devices(&hostile, (const char *const[]){ "net:tap=t,addr=2", "disk:path=/a,addr=1",
+						      "rng:", NULL });
+	expect_config_check(&hostile, &mine, NULL);
+	set_devices(&hostile, (const char *const[]){ "disk:path=/a", "net:tap=t", NULL });
+	expect_config_check(&hostile, &mine, "this VM has a --rng with id rng0, the saved one "
+			    "has no device with that id (id=)");
+	set_devices(&hostile, (const char *const[]){ "disk:path=/a", "net:tap=t",
+						      "vsock:cid=3,socket=/s,id=rng0", NULL });
+	expect_config_check(&hostile, &mine, "device rng0 is a --vsock in the saved VM, a --rng "
+			    "in this one");
+	set_devices(&hostile, (const char *const[]){ "disk:path=/a,id=boot", "net:tap=t", "rng:",
+						      NULL });
+	expect_config_check(&hostile, &mine, "the saved VM has a --disk with id boot");
+	dev_configs_free(hostile.devices, hostile.nr_devices);
+	dev_configs_free(mine.devices, mine.nr_devices);
+}
+
+/*
+ * A snapshot from before device ids ("config", a kind number per device) still
+ * restores: its devices get the ids and slots of a command line without id= and addr=.
+ */
+static void put_old_config(struct state_writer *w, const void *arg)
+{
+	(void)arg;
+	state_writer_begin_section(w, "config", 0, 0);
+	state_put_u32(w, 2);
+	state_put_u64(w, 512ULL << 20);
+	state_put_bool(w, false);
+	state_put_bytes(w, "/k", 2);
+	state_put_bytes(w, "", 0);
+	state_put_bytes(w, "console=ttyS0", 13);
+	state_put_u32(w, 3);
+	state_put_u32(w, 0); /* disk */
+	state_put_bytes(w, "path=/a", 7);
+	state_put_u32(w, 1); /* net */
+	state_put_bytes(w, "tap=t", 5);
+	state_put_u32(w, 3); /* rng */
+	state_put_bytes(w, "", 0);
+	assert_int_equal(state_writer_end_section(w), 0);
+}
+
+static void test_config_old_format(void **state)
+{
+	static const char *const devs[] = { "disk:path=/srv/vm1.qcow2", "net:tap=tap0", "rng:",
+					    NULL };
+	struct vm_config mine = { .cpus = 2, .memory = 512ULL << 20 };
+	struct state_reader *r;
+	int fd;
+
+	(void)state;
+	set_devices(&mine, devs);
+	fd = stream_fd(put_old_config, NULL);
+	r = state_reader_new_fd(fd, "snapshot state");
+	assert_int_equal(vm_state_check_config(r, &mine), 0);
+	state_reader_free(r);
+	close(fd);
+	/* Given other ids, the old snapshot's devices are not found. */
+	set_devices(&mine, (const char *const[]){ "disk:path=/a,id=os", "net:tap=t", "rng:",
+						  NULL });
+	fd = stream_fd(put_old_config, NULL);
+	r = state_reader_new_fd(fd, "snapshot state");
+	assert_int_equal(vm_state_check_config(r, &mine), -EINVAL);
+	assert_non_null(strstr(state_reader_error(r), "the saved VM has a --disk with id disk0"));
+	state_reader_free(r);
+	close(fd);
+	dev_configs_free(mine.devices, mine.nr_devices);
 }
 
 /* A disk's identity changes when its image is written (what a restore refuses). */
@@ -202,7 +298,7 @@ static void expect_refused(const struct forged *f, const char *why)
 
 static void test_config_refusals(void **state)
 {
-	struct forged ok = { 1, 256ULL << 20, "/k", 2, VM_DEV_CONSOLE };
+	struct forged ok = { 1, 256ULL << 20, "/k", 2, 2 /* console */ };
 	struct forged f;
 
 	(void)state;
@@ -224,7 +320,7 @@ static void test_config_not_first(void **state)
 {
 	struct vm_saved_config saved;
 	struct state_reader *r;
-	struct forged ok = { 1, 256ULL << 20, "/k", 2, VM_DEV_CONSOLE };
+	struct forged ok = { 1, 256ULL << 20, "/k", 2, 2 /* console */ };
 	int fd = stream_fd(put_forged, &ok);
 	uint8_t *buf = malloc(4096);
 	ssize_t n = pread(fd, buf, 4096, 0);
@@ -266,6 +362,7 @@ int main(void)
 		cmocka_unit_test(test_config_refusals),
 		cmocka_unit_test(test_config_not_first),
 		cmocka_unit_test(test_config_check),
+		cmocka_unit_test(test_config_old_format),
 		cmocka_unit_test(test_disk_ident),
 		cmocka_unit_test(test_mark_dirty),
 	};

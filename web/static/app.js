@@ -1,7 +1,9 @@
-// plinth web console: plain JavaScript, no framework, no third-party code.
+// plinth web console: plain JavaScript, no framework; the one third-party library is
+// xterm.js (the VM's serial console), pinned in package-lock.json and embedded.
 // Talks only to the plinthd that served it: the control API under /v1 (with the
-// session's CSRF token on every change), /web/session, /web/login, /web/logout, and
-// the live stream /web/live (server-sent events: vms, tasks, event, expired).
+// session's CSRF token on every change), /web/session, /web/login, /web/logout, the
+// live stream /web/live (server-sent events: vms, tasks, event, expired), and a VM's
+// console: a one-time ticket (POST /web/console/{vm}/ticket), then a WebSocket.
 'use strict';
 
 const S = {
@@ -85,6 +87,8 @@ async function api(method, path, body) {
 /* --- log-in ------------------------------------------------------------------------ */
 
 function showLogin(message) {
+  if (view && view.close) view.close();
+  view = null;
   S.user = S.role = S.csrf = null;
   if (S.live) { S.live.close(); S.live = null; }
   $('top').hidden = true;
@@ -198,6 +202,7 @@ function route() {
   const hash = decodeURIComponent(location.hash.slice(1)) || '/';
   notice('');
   document.querySelectorAll('nav a').forEach((a) => a.classList.remove('on'));
+  if (view && view.close) view.close();
   let m;
   if ((m = hash.match(/^\/vm\/(.+)$/))) view = vmView(m[1]);
   else if (hash === '/events') view = eventsView();
@@ -333,12 +338,14 @@ function vmView(name) {
   const disks = h('tbody');
   const nics = h('tbody');
   const events = h('tbody');
+  const con = consolePanel(name);
   const el = h('section.vm', {}, head, buttons,
     h('div.cols', {},
       h('div', {}, h('h2', { text: 'Configuration' }), config),
       h('div', {},
         h('h2', { text: 'Disks' }), h('table', { id: 'vm-disks' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Disk' }))), disks),
         h('h2', { text: 'Network interfaces' }), h('table', { id: 'vm-nics' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Network' }))), nics))),
+    con.el,
     h('h2', { text: 'Events' }),
     h('table.events', { id: 'vm-events' },
       h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Object', 'Result', 'Message'].map((t) => h('th', { text: t })))),
@@ -387,7 +394,82 @@ function vmView(name) {
     }
     if (what !== 'vms') events.replaceChildren(...eventRows(S.events.filter((e) => e.object === name)));
   }
-  return { nav: 'inventory', el, refresh: draw };
+  let started = false;
+  return {
+    nav: 'inventory', el, close: con.close,
+    refresh: (what) => {
+      draw(what);
+      // The terminal measures itself: it opens once the view is in the page.
+      if (!started && el.isConnected && S.vms && S.vms.some((x) => x.name === name)) { started = true; con.start(); }
+    },
+  };
+}
+
+/* --- a VM's serial console ------------------------------------------------------- */
+
+// The console of VM name in a terminal: a WebSocket to plinthd (binary messages are
+// the guest's output, the scrollback first; text messages {"error"|"notice": sentence});
+// what is typed goes back as text. A dropped console says why and reconnects, unless
+// the session ended or the VM is gone.
+function consolePanel(name) {
+  const status = h('p.status', { id: 'console-status', role: 'status' });
+  const box = h('div.term', { id: 'console' });
+  const el = h('section.console', {}, h('h2', { text: 'Console' }), box, status);
+  const term = new window.Terminal({
+    cols: 80, rows: 24, scrollback: 5000, convertEol: true, cursorBlink: true,
+    fontFamily: '"DejaVu Sans Mono", "Liberation Mono", monospace', fontSize: 13,
+    disableStdin: S.role === 'viewer',
+  });
+  let ws = null;
+  let closed = false;
+  let retry = null;
+  const say = (t) => { status.textContent = t; };
+  async function open() {
+    retry = null;
+    if (closed) return;
+    say('Connecting...');
+    let t;
+    try {
+      t = await api('POST', `/web/console/${encodeURIComponent(name)}/ticket`);
+    } catch (e) {
+      say(`The console could not be opened: ${e.message}`);
+      if (S.user && !closed) retry = setTimeout(open, 5000);
+      return;
+    }
+    if (closed) return;
+    const sock = new WebSocket(`wss://${location.host}${t.url}`);
+    sock.binaryType = 'arraybuffer';
+    ws = sock;
+    let why = '';
+    sock.onopen = () => say(S.role === 'viewer' ? 'Connected (watch only: your role is viewer).' : 'Connected.');
+    sock.onmessage = (m) => {
+      if (typeof m.data !== 'string') { term.write(new Uint8Array(m.data)); return; }
+      let d = {};
+      try { d = JSON.parse(m.data); } catch (e) { return; }
+      why = d.error || d.notice || why;
+      say(why);
+    };
+    sock.onclose = (ev) => {
+      if (ws !== sock || closed) return;
+      ws = null;
+      const reason = ev.reason || why || 'The connection to plinthd was lost.';
+      if (ev.code === 1008) { showLogin(reason); return; } // the session ended
+      if (ev.code === 1000) { say(`Console closed: ${reason}`); return; } // the VM is gone
+      say(`Console disconnected: ${reason} Reconnecting...`);
+      retry = setTimeout(open, 2000);
+    };
+  }
+  term.onData((d) => { if (ws && ws.readyState === WebSocket.OPEN) ws.send(d); });
+  return {
+    el,
+    start() { term.open(box); open(); },
+    close() {
+      closed = true;
+      if (retry) clearTimeout(retry);
+      if (ws) { const w = ws; ws = null; w.close(1000, 'The page left the console.'); }
+      term.dispose();
+    },
+  };
 }
 
 /* --- the event log ---------------------------------------------------------------- */

@@ -11,6 +11,8 @@
  *                            change), "event" (each new audit event), "expired"
  *   POST /web/console/{vm}/ticket, GET /web/console/{vm}?ticket=T (a WebSocket):
  *                            the VM's serial console (web_ws.c)
+ *   GET  /web/stats/{vm}     the last hour of the VM's CPU, memory, disk and network use
+ *                            (web_stats.c)
  *   *    /v1/...             the control API (docs/plinthd.yaml), as the session's user
  *
  * Trust boundary: every byte of a request is hostile. Everything but the static files
@@ -75,6 +77,7 @@ struct pd_web {
 	char *cert, *key;	   /* PEM, owned */
 	struct live live;
 	struct web_consoles *consoles;
+	struct web_stats *stats;
 };
 
 /* One request's body as it arrives. */
@@ -600,21 +603,43 @@ static int64_t newest_event(struct plinthd *pd)
  * it, so it needs an Origin, which browsers always send with a WebSocket, and the
  * ticket, which only the session's own page could ask for). rest: after the prefix.
  */
+/* The VM name that starts rest (a URL's hostile path) into vm, the rest after it in
+ * *tail. 0, or -EINVAL: not a VM name. */
+static int url_vm(const char *rest, char vm[STORE_NAME_MAX], const char **tail)
+{
+	size_t len = strcspn(rest, "/");
+
+	if (!len || len >= STORE_NAME_MAX)
+		return -EINVAL;
+	memcpy(vm, rest, len);
+	vm[len] = '\0';
+	*tail = rest + len;
+	return pd_name_valid(vm) ? 0 : -EINVAL;
+}
+
+/* Does VM vm exist? 0, or an error reply's status (404, 500). */
+static int vm_exists(struct pd_web *w, const char *vm)
+{
+	struct pd_reply r = {0};
+
+	pthread_mutex_lock(&w->pd->lock);
+	pd_vm_get(w->pd, vm, &r);
+	pthread_mutex_unlock(&w->pd->lock);
+	json_decref(r.body);
+	return r.status == 200 ? 0 : r.status;
+}
+
 static enum MHD_Result do_console(struct pd_web *w, struct MHD_Connection *conn,
 				  const char *rest, const char *method, const char *sid,
 				  const struct web_session *s)
 {
-	struct pd_reply r = {0};
 	char vm[STORE_NAME_MAX], ticket[WEB_TOKEN_HEX], url[STORE_NAME_MAX + 96];
-	size_t len = strcspn(rest, "/");
+	const char *tail;
+	int status;
 
-	if (!len || len >= sizeof(vm) || strspn(rest, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-						    "0123456789_.-") != len || rest[0] == '.' ||
-	    (rest[len] && strcmp(rest + len, "/ticket")))
+	if (url_vm(rest, vm, &tail) || (*tail && strcmp(tail, "/ticket")))
 		return web_reply_error(conn, 404, "There is no such page.");
-	memcpy(vm, rest, len);
-	vm[len] = '\0';
-	if (!rest[len]) {
+	if (!*tail) {
 		if (strcmp(method, "GET"))
 			return web_reply_error(conn, 405, "A console is opened with GET.");
 		if (!header(conn, "Origin"))
@@ -623,14 +648,10 @@ static enum MHD_Result do_console(struct pd_web *w, struct MHD_Connection *conn,
 	}
 	if (strcmp(method, "POST"))
 		return web_reply_error(conn, 405, "A console ticket is asked for with POST.");
-	pthread_mutex_lock(&w->pd->lock);
-	pd_vm_get(w->pd, vm, &r);
-	pthread_mutex_unlock(&w->pd->lock);
-	json_decref(r.body);
-	if (r.status == 404)
-		return web_reply_error(conn, 404, "There is no such VM.");
-	if (r.status != 200)
-		return web_reply_error(conn, r.status, "The VM could not be read.");
+	status = vm_exists(w, vm);
+	if (status)
+		return web_reply_error(conn, status, status == 404 ? "There is no such VM."
+								  : "The VM could not be read.");
 	if (web_console_ticket(w->consoles, sid, vm, ticket))
 		return web_reply_error(conn, 503, "Too many consoles are being opened; try again "
 						  "in a few seconds.");
@@ -638,6 +659,28 @@ static enum MHD_Result do_console(struct pd_web *w, struct MHD_Connection *conn,
 	return reply(conn, 200, json_pack("{s:s, s:s, s:i}", "ticket", ticket, "url", url,
 					  "expires_s", WEB_TICKET_S),
 		     NULL);
+}
+
+/* GET /web/stats/{vm}: the charts' figures (web_stats.c). */
+static enum MHD_Result do_stats(struct pd_web *w, struct MHD_Connection *conn, const char *rest,
+				const char *method)
+{
+	char vm[STORE_NAME_MAX];
+	const char *tail;
+	json_t *o;
+	int status;
+
+	if (url_vm(rest, vm, &tail) || *tail)
+		return web_reply_error(conn, 404, "There is no such page.");
+	if (strcmp(method, "GET"))
+		return web_reply_error(conn, 405, "Statistics are read with GET.");
+	status = vm_exists(w, vm);
+	if (status)
+		return web_reply_error(conn, status, status == 404 ? "There is no such VM."
+								  : "The VM could not be read.");
+	o = web_stats_json(w->stats, vm);
+	return o ? reply(conn, 200, o, NULL)
+		 : web_reply_error(conn, 500, "The daemon ran out of memory.");
 }
 
 /* --- routing ------------------------------------------------------------------------- */
@@ -731,6 +774,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return do_live(w, conn, sid);
 	if (!strncmp(url, "/web/console/", 13))
 		return do_console(w, conn, url + 13, method, sid, &s);
+	if (!strncmp(url, "/web/stats/", 11))
+		return do_stats(w, conn, url + 11, method);
 	return web_reply_error(conn, 404, "There is no such page.");
 }
 
@@ -795,6 +840,9 @@ struct pd_web *pd_web_start(struct plinthd *pd, const struct web_options *o)
 	w->consoles = web_consoles_new(pd, w->users);
 	if (!w->consoles)
 		goto out_users;
+	w->stats = web_stats_start(pd);
+	if (!w->stats)
+		goto out_consoles;
 	web_users_set_idle(w->users, o->idle_s ? o->idle_s : WEB_IDLE_DEFAULT_S);
 	pthread_mutex_init(&w->live.lock, NULL);
 	pthread_condattr_init(&ca);
@@ -807,7 +855,7 @@ struct pd_web *pd_web_start(struct plinthd *pd, const struct web_options *o)
 	pthread_mutex_unlock(&pd->lock);
 	if (pthread_create(&w->live.thread, NULL, hub_main, w)) {
 		log_error("web: cannot create the live hub's thread");
-		goto out_consoles;
+		goto out_stats;
 	}
 	w->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
 					  MHD_USE_TLS | MHD_ALLOW_UPGRADE,
@@ -831,6 +879,8 @@ out_hub:
 	pthread_cond_broadcast(&w->live.wanted);
 	pthread_mutex_unlock(&w->live.lock);
 	pthread_join(w->live.thread, NULL);
+out_stats:
+	web_stats_stop(w->stats);
 out_consoles:
 	web_consoles_free(w->consoles);
 out_users:
@@ -863,6 +913,7 @@ void pd_web_stop(struct pd_web *w)
 	pthread_cond_destroy(&w->live.changed);
 	pthread_cond_destroy(&w->live.wanted);
 	pthread_mutex_destroy(&w->live.lock);
+	web_stats_stop(w->stats);
 	web_consoles_free(w->consoles);
 	web_users_close(w->users);
 	free(w->cert);

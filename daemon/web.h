@@ -15,6 +15,7 @@
  *   web_tls.c    the certificate: given, or self-signed on first start into DIR
  *   web_ws.c     a VM's serial console over a WebSocket (libmicrohttpd's upgrade, wslay's
  *                framing), opened with one-time tickets
+ *   web_stats.c  the last hour of each VM's CPU, memory, disk and network use (charts)
  */
 #ifndef PLINTH_DAEMON_WEB_H
 #define PLINTH_DAEMON_WEB_H
@@ -160,6 +161,18 @@ int web_console_ticket(struct web_consoles *cs, const char *sid, const char *vm,
  * checked: 101 and a viewer's thread, or an error reply. */
 enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connection *conn,
 				    const char *vm, const char *sid, const struct web_session *s);
+
+/* --- web_stats.c: the charts' figures ------------------------------------------------ */
+
+struct web_stats;
+/* Start sampling every VM of pd's host that runs. NULL with the reason logged. */
+struct web_stats *web_stats_start(struct plinthd *pd);
+void web_stats_stop(struct web_stats *st);
+/* {"vm", "period_s", "fields": [...], "points": [[time_ms, cpu_percent, memory_mib,
+ * disk_read_bytes_s, disk_write_bytes_s, net_in_bytes_s, net_out_bytes_s], ...]} for the
+ * last hour of VM vm (oldest first; null where not known: the first sample of a run, no
+ * NIC). A new reference, NULL if out of memory. */
+json_t *web_stats_json(struct web_stats *st, const char *vm);
 
 /* The handshake's parts (hostile header values; fuzz_web_ws.c). Is token in the
  * comma-separated list value (case-insensitive; NULL: no)? */

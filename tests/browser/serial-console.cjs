@@ -179,6 +179,31 @@ const median = (a) => { const s = a.slice().sort((x, y) => x - y); return s[Math
     console.log(`# figure: console keystroke-to-echo latency (keydown in the page to the echo drawn by xterm.js; Chromium -> plinthd WebSocket -> fake VMM -> console log -> back), median ${median(s).toFixed(1)} ms, min ${sorted[0].toFixed(1)}, p90 ${sorted[Math.floor(s.length * 0.9)].toFixed(1)}, max ${sorted[s.length - 1].toFixed(1)}, ${s.length} keystrokes`);
     return s.length === KEYS || `${s.length} samples`;
   });
+  await check('the VM page charts its CPU and memory over the last hour (plots from plinthd\'s samples)', async () => {
+    // plinthd samples every 5 s; two samples of the running VM give a CPU rate.
+    await a.page.waitForFunction(() => {
+      const c = document.querySelector('#chart-cpu');
+      return c && c.querySelector('polyline, circle') && document.querySelector('#chart-mem polyline');
+    }, { timeout: 30000, polling: 500 });
+    const got = await a.page.evaluate(() => ({
+      cpu: document.querySelector('#chart-cpu .key').dataset.now,
+      mem: Number(document.querySelector('#chart-mem .key').dataset.now),
+      memPoints: document.querySelector('#chart-mem polyline').getAttribute('points').split(' ').length,
+      net: document.querySelector('#chart-net').textContent,
+      disk: document.querySelectorAll('#chart-disk .key').length,
+    }));
+    await a.page.$eval('#vm-charts', (e) => e.scrollIntoView());
+    await a.page.screenshot({ path: path.join(OUT, 'vm-charts.png') });
+    const s = await loginApi('viewer', 'viewer-password');
+    const api = JSON.parse((await request('GET', `/web/stats/${VM}`, { cookie: s.cookie })).body);
+    const none = (await request('GET', '/web/stats/nosuchvm', { cookie: s.cookie })).status;
+    const anon = (await request('GET', `/web/stats/${VM}`)).status;
+    const last = api.points[api.points.length - 1];
+    // The fake VMM is a Python process: tens of MiB resident, a little CPU.
+    return (got.cpu !== '' && Number(got.cpu) >= 0 && got.mem > 1e6 && got.memPoints >= 2 && /no network interface/.test(got.net) &&
+      got.disk === 2 && api.period_s === 5 && last.length === 7 && last[2] > 1 && none === 404 && anon === 401) ||
+      `page ${JSON.stringify(got)}, api last point ${JSON.stringify(last)}, no VM ${none}, no session ${anon}`;
+  });
   await check('log-out in the page closes its console', async () => {
     await b.page.evaluate(() => {
       const orig = WebSocket.prototype.close;

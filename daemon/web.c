@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -152,15 +153,51 @@ enum MHD_Result web_reply_error(struct MHD_Connection *conn, int status, const c
 	return reply(conn, status, json_pack("{s:s}", "error", msg), NULL);
 }
 
+bool web_accepts_gzip(const char *v)
+{
+	while (v && *v) {
+		size_t item, name, q;
+
+		v += strspn(v, " \t");
+		item = strcspn(v, ",");
+		name = strcspn(v, " \t;,");
+		if (name == 4 && !strncasecmp(v, "gzip", 4)) {
+			/* "gzip;q=0", "q=0.0"...: refused; any other weight: taken */
+			const char *p = v + name;
+
+			p += strspn(p, " \t");
+			if (*p != ';')
+				return true;
+			p++;
+			p += strspn(p, " \t");
+			if (strncasecmp(p, "q=", 2))
+				return true;
+			p += 2;
+			q = strcspn(p, " \t,");
+			return !(q && strspn(p, "0.") == q);
+		}
+		v += item;
+		v += *v == ',';
+	}
+	return false;
+}
+
 static enum MHD_Result reply_asset(struct MHD_Connection *conn, const struct web_asset *a)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
+	bool gz = a->gz && web_accepts_gzip(MHD_lookup_connection_value(
+						      conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING));
 
-	resp = MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+	resp = MHD_create_response_from_buffer(gz ? a->gz_len : a->len,
+					       (void *)(gz ? a->gz : a->data),
+					       MHD_RESPMEM_PERSISTENT);
 	if (!resp)
 		return MHD_NO;
 	security_headers(resp);
+	if (gz)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);

@@ -50,6 +50,8 @@ struct web_asset {
 	const char *type;		/* its Content-Type */
 	const unsigned char *data;
 	size_t len;
+	const unsigned char *gz;	/* the same gzip-compressed, or NULL */
+	size_t gz_len;
 };
 extern const struct web_asset web_assets[];
 extern const size_t web_assets_count;
@@ -135,6 +137,9 @@ bool web_secret_equal(const char *a, const char *b);
 void web_random_hex(char out[WEB_TOKEN_HEX]);
 
 /* --- web.c --------------------------------------------------------------------------- */
+
+/* Does an Accept-Encoding value (hostile; NULL: none) take gzip? (fuzz_web_ws.c) */
+bool web_accepts_gzip(const char *accept_encoding);
 
 /* Queue the JSON reply {"error": msg} (one sentence) with status. */
 enum MHD_Result web_reply_error(struct MHD_Connection *conn, int status, const char *msg);

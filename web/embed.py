@@ -3,7 +3,10 @@
 # (daemon/web.h). Usage: embed.py OUT.c ROOT FILE... ; each FILE is served at
 # "/" + its path relative to ROOT (index.html at "/index.html", which "/" serves);
 # a file of an npm package (ROOT/node_modules/..., pinned in package-lock.json and
-# installed by scripts/deps) at "/static/vendor/" + its name.
+# installed by scripts/deps) at "/static/vendor/" + its name. Each file is also stored
+# gzip-compressed (deterministic: no name, no time) when that is smaller, for browsers that
+# accept it.
+import gzip
 import os
 import sys
 
@@ -28,11 +31,16 @@ for i, f in enumerate(files):
     if ext not in TYPES:
         sys.exit(f"embed.py: {f}: no content type for '{ext}'")
     data = open(f, "rb").read()
-    lines.append(f"static const unsigned char asset{i}[] = {{")
-    for j in range(0, len(data), 16):
-        lines.append("\t" + ", ".join(str(b) for b in data[j:j + 16]) + ",")
-    lines.append("\t0};")
-    entries.append(f'\t{{"/{rel}", "{TYPES[ext]}", asset{i}, {len(data)}}},')
+    gz = gzip.compress(data, compresslevel=9, mtime=0)
+    for name, blob in (("", data), ("_gz", gz)):
+        lines.append(f"static const unsigned char asset{i}{name}[] = {{")
+        for j in range(0, len(blob), 16):
+            lines.append("\t" + ", ".join(str(b) for b in blob[j:j + 16]) + ",")
+        lines.append("\t0};")
+    if len(gz) < len(data):
+        entries.append(f'\t{{"/{rel}", "{TYPES[ext]}", asset{i}, {len(data)}, asset{i}_gz, {len(gz)}}},')
+    else:
+        entries.append(f'\t{{"/{rel}", "{TYPES[ext]}", asset{i}, {len(data)}, NULL, 0}},')
 lines.append("const struct web_asset web_assets[] = {")
 lines += entries
 lines.append("};")

@@ -2,7 +2,8 @@
 /* libFuzzer target: the web console's WebSocket handshake headers (daemon/web_ws.c).
  * Input: a Sec-WebSocket-Key value, NUL, a Connection header value. An accepted key is
  * 24 characters of base64 and gives a 28-character accept value; a token found in the
- * list is there as a whole item, case aside. */
+ * list is there as a whole item, case aside; so is gzip in an Accept-Encoding that takes
+ * it (the same second part). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,6 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!key || !conn)
 		abort();
 	if (web_ws_accept_key(key, accept) == 0 && (strlen(key) != 24 || strlen(accept) != 28))
+		abort();
+	if (web_accepts_gzip(conn) && !strcasestr(conn, "gzip"))
 		abort();
 	if (web_ws_header_has_token(conn, "upgrade")) {
 		const char *p = strcasestr(conn, "upgrade");

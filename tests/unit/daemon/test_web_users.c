@@ -197,6 +197,14 @@ static void test_ws_handshake(void **state)
 	assert_false(web_ws_header_has_token("upgrades, keep-alive", "upgrade"));
 	assert_false(web_ws_header_has_token("", "upgrade"));
 	assert_false(web_ws_header_has_token(NULL, "upgrade"));
+	assert_true(web_accepts_gzip("gzip, deflate, br, zstd"));
+	assert_true(web_accepts_gzip("br;q=1.0, GZIP;q=0.5"));
+	assert_true(web_accepts_gzip("identity;q=0, gzip"));
+	assert_false(web_accepts_gzip("gzip;q=0"));
+	assert_false(web_accepts_gzip("deflate, gzip ; q=0.0 , br"));
+	assert_false(web_accepts_gzip("x-gzip, gzipper"));
+	assert_false(web_accepts_gzip(""));
+	assert_false(web_accepts_gzip(NULL));
 }
 
 static void test_secret_equal(void **state)

@@ -405,6 +405,30 @@ static void ws_run(struct ws_viewer *v)
 	}
 }
 
+/*
+ * Read and drop what the peer still sends until it closes, for at most WS_CLOSING_S:
+ * closing a connection with unread bytes in it resets it, and the peer would lose our
+ * close frame (and its reason) with it. wslay stops reading early on a protocol error
+ * (a message over WS_MSG_MAX, say) while the peer may still be sending. Not after the
+ * peer's own close frame: then it waits for us to close first (RFC 6455, 7.1.1).
+ */
+static void ws_linger(struct ws_viewer *v)
+{
+	int64_t end = pd_mono_ms() + WS_CLOSING_S * 1000, now;
+	char buf[4096];
+
+	while ((now = pd_mono_ms()) < end) {
+		struct pollfd p = {.fd = v->sock, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&p, 1, (int)(end - now)) <= 0)
+			return;
+		n = recv(v->sock, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return;
+	}
+}
+
 static void *ws_thread(void *arg)
 {
 	struct ws_viewer *v = arg;
@@ -418,6 +442,8 @@ static void *ws_thread(void *arg)
 	if (wslay_event_context_server_init(&v->ctx, &cb, v) == 0) {
 		wslay_event_config_set_max_recv_msg_length(v->ctx, WS_MSG_MAX);
 		ws_run(v);
+		if (!wslay_event_get_close_received(v->ctx))
+			ws_linger(v); /* the peer's close came: it sends no more */
 		wslay_event_context_free(v->ctx);
 	} else {
 		log_error("web console of %s: out of memory", v->vm);

@@ -204,6 +204,37 @@ const median = (a) => { const s = a.slice().sort((x, y) => x - y); return s[Math
       got.disk === 2 && api.period_s === 5 && last.length === 7 && last[2] > 1 && none === 404 && anon === 401) ||
       `page ${JSON.stringify(got)}, api last point ${JSON.stringify(last)}, no VM ${none}, no session ${anon}`;
   });
+  await check('a dropped console says why and reconnects by itself (a new ticket), and works again', async () => {
+    // Wrap the page's WebSocket to hold the console's socket, open the console anew, then
+    // drop its socket under it, as a failing network would.
+    await a.page.evaluate((vm) => {
+      const Orig = window.WebSocket;
+      window.opened = [];
+      window.WebSocket = class extends Orig {
+        constructor(...args) { super(...args); window.opened.push(this); }
+      };
+      window.statuses = [];
+      location.hash = '#/';
+      setTimeout(() => { location.hash = `#/vm/${vm}`; }, 300);
+    }, VM);
+    await a.page.waitForFunction(() => window.opened.length === 1 && document.querySelector('#console-status') &&
+      /^Connected/.test(document.querySelector('#console-status').textContent), { timeout: 10000 });
+    await a.page.evaluate(() => {
+      const st = document.querySelector('#console-status');
+      new MutationObserver(() => window.statuses.push(st.textContent)).observe(st, { childList: true, characterData: true, subtree: true });
+      window.opened[0].close(4000, 'test drop');
+    });
+    await a.page.waitForFunction(() => window.opened.length === 2 && window.opened[1].readyState === WebSocket.OPEN &&
+      /^Connected/.test(document.querySelector('#console-status').textContent), { timeout: 10000 });
+    const seen = await a.page.evaluate(() => window.statuses);
+    await untilText(a.page, 'fake-plinth: started', 'the scrollback again');
+    const word3 = `${word}-reconnected`;
+    await a.page.click('#console .xterm');
+    await a.page.keyboard.type(`echo ${word3}`);
+    await a.page.keyboard.press('Enter');
+    await untilText(a.page, `fake-plinth: input: echo ${word3}`, 'the answer after the reconnect');
+    return seen.some((t) => /^Console disconnected: .+ Reconnecting\.\.\.$/.test(t)) || `statuses: ${JSON.stringify(seen)}`;
+  });
   await check('log-out in the page closes its console', async () => {
     await b.page.evaluate(() => {
       const orig = WebSocket.prototype.close;

@@ -31,11 +31,11 @@
 
 /* One sample: rates since the previous one (-1 where not known yet). */
 struct stat_point {
-	int64_t t_ms;			/* wall clock */
-	float cpu_pct;			/* of one host core */
+	int64_t t_ms;  /* wall clock */
+	float cpu_pct; /* of one host core */
 	float mem_mib;
-	float disk_rd, disk_wr;		/* bytes/s */
-	float net_in, net_out;		/* bytes/s to and from the guest; -1: no NIC */
+	float disk_rd, disk_wr; /* bytes/s */
+	float net_in, net_out;	/* bytes/s to and from the guest; -1: no NIC */
 };
 
 /* What a sample reads; rates come from two of them. */
@@ -50,17 +50,17 @@ struct raw {
 struct series {
 	int64_t vm_id;
 	char name[STORE_NAME_MAX];
-	struct raw prev;		/* prev.pid 0: none */
-	unsigned head, count;		/* p[(head + i) % N], i < count, oldest first */
+	struct raw prev;      /* prev.pid 0: none */
+	unsigned head, count; /* p[(head + i) % N], i < count, oldest first */
 	struct stat_point p[WEB_STATS_POINTS];
 };
 
 struct web_stats {
 	struct plinthd *pd;
-	pthread_mutex_t lock;		/* the fields below */
-	pthread_cond_t wake;		/* quit */
+	pthread_mutex_t lock; /* the fields below */
+	pthread_cond_t wake;  /* quit */
 	bool quit;
-	struct series **s;		/* owned, each owned */
+	struct series **s; /* owned, each owned */
 	size_t n;
 	pthread_t thread;
 };
@@ -113,7 +113,8 @@ static int sample(const struct vm_ref *r, struct raw *out)
 		return -ESRCH;
 	/* After "(comm) ": state is field 3; utime and stime are 14 and 15. */
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -ESRCH;
 	out->cpu_ticks = ut + st;
 	snprintf(path, sizeof(path), "/proc/%" PRId64 "/status", r->pid);
@@ -165,10 +166,10 @@ static void add_point(struct series *s, const struct raw *now, int64_t t_ms, lon
 	pt->disk_rd = same && now->have_io && was->have_io ? rate(was->rd, now->rd, ms) : -1.0f;
 	pt->disk_wr = same && now->have_io && was->have_io ? rate(was->wr, now->wr, ms) : -1.0f;
 	/* The tap's receive is what the guest sent, and the other way round. */
-	pt->net_out = same && now->have_net && was->have_net ? rate(was->tap_rx, now->tap_rx, ms)
-							     : -1.0f;
-	pt->net_in = same && now->have_net && was->have_net ? rate(was->tap_tx, now->tap_tx, ms)
-							    : -1.0f;
+	pt->net_out =
+		same && now->have_net && was->have_net ? rate(was->tap_rx, now->tap_rx, ms) : -1.0f;
+	pt->net_in =
+		same && now->have_net && was->have_net ? rate(was->tap_tx, now->tap_tx, ms) : -1.0f;
 	s->prev = *now;
 }
 
@@ -295,7 +296,8 @@ static void *stats_main(void *arg)
 		stats_tick(st, hz);
 		until.tv_sec += WEB_STATS_PERIOD_S;
 		pthread_mutex_lock(&st->lock);
-		while (!st->quit && pthread_cond_timedwait(&st->wake, &st->lock, &until) != ETIMEDOUT)
+		while (!st->quit &&
+		       pthread_cond_timedwait(&st->wake, &st->lock, &until) != ETIMEDOUT)
 			;
 		if (st->quit) {
 			pthread_mutex_unlock(&st->lock);
@@ -330,11 +332,10 @@ json_t *web_stats_json(struct web_stats *st, const char *vm_name)
 		for (k = 0; k < s->count; k++) {
 			const struct stat_point *p = &s->p[(s->head + k) % WEB_STATS_POINTS];
 
-			json_array_append_new(pts, json_pack("[I, o, o, o, o, o, o]",
-							     (json_int_t)p->t_ms, num(p->cpu_pct),
-							     num(p->mem_mib), num(p->disk_rd),
-							     num(p->disk_wr), num(p->net_in),
-							     num(p->net_out)));
+			json_array_append_new(
+				pts, json_pack("[I, o, o, o, o, o, o]", (json_int_t)p->t_ms,
+					       num(p->cpu_pct), num(p->mem_mib), num(p->disk_rd),
+					       num(p->disk_wr), num(p->net_in), num(p->net_out)));
 		}
 	}
 	pthread_mutex_unlock(&st->lock);

@@ -57,48 +57,48 @@
 #include "console.h"
 #include "log.h"
 
-#define WS_MSG_MAX   4096	    /* largest message the page may send */
-#define WS_OUT_MAX   (256 * 1024)   /* output queued for a viewer before the log waits */
-#define WS_IN_MAX    (32 * 1024)    /* typed input waiting for the guest */
+#define WS_MSG_MAX   4096	  /* largest message the page may send */
+#define WS_OUT_MAX   (256 * 1024) /* output queued for a viewer before the log waits */
+#define WS_IN_MAX    (32 * 1024)  /* typed input waiting for the guest */
 #define WS_IN_HIGH   (WS_IN_MAX - 2 * WS_MSG_MAX - 4096) /* no socket reads above this */
-#define WS_TICK_MS   200	    /* session, quit and input retries are looked at this often */
+#define WS_TICK_MS   200 /* session, quit and input retries are looked at this often */
 #define WS_PING_S    20
 #define WS_DEAD_S    65
-#define WS_CLOSING_S 3		    /* after our close, how long the peer's is waited for */
+#define WS_CLOSING_S 3 /* after our close, how long the peer's is waited for */
 #define WS_GUID	     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 struct web_ticket {
-	char id[WEB_TOKEN_HEX];	    /* "" when free */
-	char sid[WEB_TOKEN_HEX];    /* the session it was given to */
+	char id[WEB_TOKEN_HEX];	 /* "" when free */
+	char sid[WEB_TOKEN_HEX]; /* the session it was given to */
 	char vm[STORE_NAME_MAX];
-	int64_t expires_ms;	    /* monotonic */
+	int64_t expires_ms; /* monotonic */
 };
 
 struct web_consoles {
 	struct plinthd *pd;
 	struct web_users *users;
-	pthread_mutex_t lock;	    /* the fields below */
-	pthread_cond_t gone;	    /* a viewer's thread ended */
-	unsigned viewers;	    /* threads running */
-	bool quit;		    /* viewers end (web_consoles_free) */
+	pthread_mutex_t lock; /* the fields below */
+	pthread_cond_t gone;  /* a viewer's thread ended */
+	unsigned viewers;     /* threads running */
+	bool quit;	      /* viewers end (web_consoles_free) */
 	struct web_ticket tickets[WEB_TICKETS];
 };
 
 /* One viewer: a WebSocket bridged to one console attachment. */
 struct ws_viewer {
 	struct web_consoles *cs;
-	struct pd_console *c;	    /* owned */
+	struct pd_console *c; /* owned */
 	char sid[WEB_TOKEN_HEX];
 	char user[STORE_NAME_MAX];
 	char vm[STORE_NAME_MAX];
-	int sock;		    /* libmicrohttpd's end of the connection */
+	int sock; /* libmicrohttpd's end of the connection */
 	struct MHD_UpgradeResponseHandle *urh;
-	unsigned char *extra;	    /* bytes that came with the request, owned */
+	unsigned char *extra; /* bytes that came with the request, owned */
 	size_t extra_len, extra_off;
 	wslay_event_context_ptr ctx;
 	unsigned char in[WS_IN_MAX]; /* typed, not yet taken by the guest: in[0..in_len) */
 	size_t in_len;
-	bool viewer_role;	    /* may watch, not type */
+	bool viewer_role; /* may watch, not type */
 	int64_t last_rx_ms, last_ping_ms, closing_ms, told_ms;
 };
 
@@ -196,15 +196,15 @@ int web_ws_accept_key(const char *key, char accept[WEB_WS_ACCEPT_LEN])
 
 /* --- one viewer's thread -------------------------------------------------------------- */
 
-static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-		       void *user)
+static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
 	struct ws_viewer *v = user;
 	ssize_t n;
 
 	(void)flags;
 	if (v->extra_off < v->extra_len) {
-		n = (ssize_t)(v->extra_len - v->extra_off < len ? v->extra_len - v->extra_off : len);
+		n = (ssize_t)(v->extra_len - v->extra_off < len ? v->extra_len - v->extra_off
+								: len);
 		memcpy(buf, v->extra + v->extra_off, (size_t)n);
 		v->extra_off += (size_t)n;
 		return n;
@@ -219,7 +219,8 @@ static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 		return n;
 	}
 	wslay_event_set_error(ctx, n < 0 && (errno == EAGAIN || errno == EINTR)
-					   ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
+					   ? WSLAY_ERR_WOULDBLOCK
+					   : WSLAY_ERR_CALLBACK_FAILURE);
 	return -1;
 }
 
@@ -234,7 +235,7 @@ static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 	if (n >= 0)
 		return n;
 	wslay_event_set_error(ctx, errno == EAGAIN || errno == EINTR ? WSLAY_ERR_WOULDBLOCK
-								       : WSLAY_ERR_CALLBACK_FAILURE);
+								     : WSLAY_ERR_CALLBACK_FAILURE);
 	return -1;
 }
 
@@ -243,7 +244,8 @@ static void ws_say(struct ws_viewer *v, const char *kind, const char *msg)
 {
 	json_t *o = json_pack("{s:s}", kind, msg);
 	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, text ? strlen(text) : 0};
+	struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text,
+				    text ? strlen(text) : 0};
 
 	if (text)
 		wslay_event_queue_msg(v->ctx, &m);
@@ -271,7 +273,8 @@ static void ws_close(struct ws_viewer *v, uint16_t code, const char *why)
 	v->closing_ms = pd_mono_ms();
 	ws_say(v, code == WSLAY_CODE_NORMAL_CLOSURE ? "notice" : "error", why);
 	/* A close reason is at most 123 bytes; ours are shorter. */
-	wslay_event_queue_close(v->ctx, code, (const uint8_t *)why, strlen(why) < 123 ? strlen(why) : 123);
+	wslay_event_queue_close(v->ctx, code, (const uint8_t *)why,
+				strlen(why) < 123 ? strlen(why) : 123);
 }
 
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -304,9 +307,10 @@ static void ws_type(struct ws_viewer *v)
 			return; /* the guest reads slowly: retried next tick */
 		if (n <= 0) {
 			v->in_len = 0;
-			ws_tell(v, "notice", n == -ENXIO ? "The VM is not running: what you type goes "
-						      "nowhere until it starts."
-						    : "Typed input could not reach the guest.");
+			ws_tell(v, "notice",
+				n == -ENXIO ? "The VM is not running: what you type goes "
+					      "nowhere until it starts."
+					    : "Typed input could not reach the guest.");
 			return;
 		}
 		memmove(v->in, v->in + n, v->in_len - (size_t)n);
@@ -519,8 +523,8 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 {
 	const char *upgrade = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
 	const char *connection = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
-	const char *version = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							  "Sec-WebSocket-Version");
+	const char *version =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
 	const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
 	const char *ticket = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ticket");
 	struct pd_reply r = {0};
@@ -531,16 +535,19 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 
 	if (!upgrade || strcasecmp(upgrade, "websocket") ||
 	    !web_ws_header_has_token(connection, "upgrade"))
-		return web_reply_error(conn, 426, "The console is a WebSocket: open it from the "
-						  "console's page.");
+		return web_reply_error(conn, 426,
+				       "The console is a WebSocket: open it from the "
+				       "console's page.");
 	if (!version || strcmp(version, "13"))
-		return web_reply_error(conn, 426, "This browser's WebSocket version is not "
-						  "supported (13 is).");
+		return web_reply_error(conn, 426,
+				       "This browser's WebSocket version is not "
+				       "supported (13 is).");
 	if (web_ws_accept_key(key, accept))
 		return web_reply_error(conn, 400, "The WebSocket key is missing or malformed.");
 	if (!ticket_take(cs, ticket, sid, vm))
-		return web_reply_error(conn, 403, "The console's ticket is missing, used or "
-						  "expired; open the console again.");
+		return web_reply_error(conn, 403,
+				       "The console's ticket is missing, used or "
+				       "expired; open the console again.");
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return web_reply_error(conn, 500, "The daemon ran out of memory.");
@@ -561,8 +568,9 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 	pthread_mutex_unlock(&cs->pd->lock);
 	if (!v->c) {
 		free(v);
-		ret = web_reply_error(conn, r.status, r.status == 404 ? "There is no such VM."
-				      : "The console could not be opened.");
+		ret = web_reply_error(conn, r.status,
+				      r.status == 404 ? "There is no such VM."
+						      : "The console could not be opened.");
 		json_decref(r.body);
 		return ret;
 	}

@@ -9,6 +9,10 @@
  *   POST /web/logout
  *   GET  /web/live           server-sent events: "vms", "tasks" (whole lists, when they
  *                            change), "event" (each new audit event), "expired"
+ *   POST /web/console/{vm}/ticket, GET /web/console/{vm}?ticket=T (a WebSocket):
+ *                            the VM's serial console (web_ws.c)
+ *   GET  /web/stats/{vm}     the last hour of the VM's CPU, memory, disk and network use
+ *                            (web_stats.c)
  *   *    /v1/...             the control API (docs/plinthd.yaml), as the session's user
  *
  * Trust boundary: every byte of a request is hostile. Everything but the static files
@@ -31,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -72,6 +77,8 @@ struct pd_web {
 	struct MHD_Daemon *mhd;
 	char *cert, *key;	   /* PEM, owned */
 	struct live live;
+	struct web_consoles *consoles;
+	struct web_stats *stats;
 };
 
 /* One request's body as it arrives. */
@@ -96,8 +103,11 @@ struct web_stream {
 
 static void security_headers(struct MHD_Response *resp)
 {
+	/* style-src-elem allows inline <style> elements: xterm.js sizes and colours its
+	 * terminal with ones it makes; no page text is ever parsed as markup. */
 	MHD_add_response_header(resp, "Content-Security-Policy",
 				"default-src 'none'; script-src 'self'; style-src 'self'; "
+				"style-src-elem 'self' 'unsafe-inline'; "
 				"img-src 'self' data:; connect-src 'self'; font-src 'self'; "
 				"base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -138,20 +148,56 @@ static enum MHD_Result reply(struct MHD_Connection *conn, int status, json_t *bo
 	return ret;
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *conn, int status, const char *msg)
+enum MHD_Result web_reply_error(struct MHD_Connection *conn, int status, const char *msg)
 {
 	return reply(conn, status, json_pack("{s:s}", "error", msg), NULL);
+}
+
+bool web_accepts_gzip(const char *v)
+{
+	while (v && *v) {
+		size_t item, name, q;
+
+		v += strspn(v, " \t");
+		item = strcspn(v, ",");
+		name = strcspn(v, " \t;,");
+		if (name == 4 && !strncasecmp(v, "gzip", 4)) {
+			/* "gzip;q=0", "q=0.0"...: refused; any other weight: taken */
+			const char *p = v + name;
+
+			p += strspn(p, " \t");
+			if (*p != ';')
+				return true;
+			p++;
+			p += strspn(p, " \t");
+			if (strncasecmp(p, "q=", 2))
+				return true;
+			p += 2;
+			q = strcspn(p, " \t,");
+			return !(q && strspn(p, "0.") == q);
+		}
+		v += item;
+		v += *v == ',';
+	}
+	return false;
 }
 
 static enum MHD_Result reply_asset(struct MHD_Connection *conn, const struct web_asset *a)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
+	bool gz = a->gz && web_accepts_gzip(MHD_lookup_connection_value(
+						      conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING));
 
-	resp = MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+	resp = MHD_create_response_from_buffer(gz ? a->gz_len : a->len,
+					       (void *)(gz ? a->gz : a->data),
+					       MHD_RESPMEM_PERSISTENT);
 	if (!resp)
 		return MHD_NO;
 	security_headers(resp);
+	if (gz)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 	ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
@@ -271,19 +317,19 @@ static enum MHD_Result do_login(struct pd_web *w, struct MHD_Connection *conn,
 
 	client_addr(conn, client, sizeof(client));
 	if (!same_origin(conn))
-		return reply_error(conn, 403, "Log-ins from another site are refused.");
+		return web_reply_error(conn, 403, "Log-ins from another site are refused.");
 	/* JSON only: a cross-site form cannot send it without a preflight we never allow. */
 	if (!type || strncmp(type, "application/json", 16))
-		return reply_error(conn, 415, "The log-in is sent as JSON.");
+		return web_reply_error(conn, 415, "The log-in is sent as JSON.");
 	if (!web_login_allowed(w->users, client, &wait_s)) {
 		snprintf(msg, sizeof(msg),
 			 "Too many failed log-ins from this address; try again in %u seconds.",
 			 wait_s);
-		return reply_error(conn, 429, msg);
+		return web_reply_error(conn, 429, msg);
 	}
 	ret = web_parse_login(rq->body, rq->len, user, password);
 	if (ret == -EINVAL)
-		return reply_error(conn, 400, "The log-in needs a user name and a password.");
+		return web_reply_error(conn, 400, "The log-in needs a user name and a password.");
 	if (!ret)
 		ret = web_user_verify(w->users, user, password, role);
 	sodium_memzero(password, sizeof(password));
@@ -291,12 +337,12 @@ static enum MHD_Result do_login(struct pd_web *w, struct MHD_Connection *conn,
 		web_login_failed(w->users, client);
 		snprintf(msg, sizeof(msg), "wrong user name or password from %s", client);
 		audit(w, NULL, "web.login", user[0] ? user : "(invalid name)", "failed", msg);
-		return reply_error(conn, ret == -EIO ? 500 : 401,
+		return web_reply_error(conn, ret == -EIO ? 500 : 401,
 				   ret == -EIO ? "The user database failed; see plinthd's log."
 					       : "Wrong user name or password.");
 	}
 	if (web_session_new(w->users, user, sid, &s))
-		return reply_error(conn, 500, "The session could not be made.");
+		return web_reply_error(conn, 500, "The session could not be made.");
 	snprintf(msg, sizeof(msg), "logged in from %s (%s)", client, role);
 	audit(w, s.user, "web.login", s.user, "ok", msg);
 	snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; Secure; HttpOnly; SameSite=Strict",
@@ -319,19 +365,19 @@ static enum MHD_Result do_api(struct pd_web *w, struct MHD_Connection *conn, con
 
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_add, &q);
 	if (q.overflow)
-		return reply_error(conn, 400, "The query string is too long.");
+		return web_reply_error(conn, 400, "The query string is too long.");
 	req = malloc(sizeof(*req));
 	if (!req)
-		return reply_error(conn, 500, "The daemon ran out of memory.");
+		return web_reply_error(conn, 500, "The daemon ran out of memory.");
 	status = pd_parse_request(method, url, q.buf, rq->body, rq->len, req, &err);
 	if (status) {
 		free(req);
-		return reply_error(conn, status, err.msg);
+		return web_reply_error(conn, status, err.msg);
 	}
 	if (!pd_role_allows(s->role, req)) {
 		free(req);
 		snprintf(msg, sizeof(msg), "Your role (%s) may not do that.", s->role);
-		return reply_error(conn, 403, msg);
+		return web_reply_error(conn, 403, msg);
 	}
 	pthread_mutex_lock(&w->pd->lock);
 	snprintf(w->pd->actor, sizeof(w->pd->actor), "user %.56s", s->user);
@@ -451,7 +497,7 @@ static enum MHD_Result do_live(struct pd_web *w, struct MHD_Connection *conn, co
 	char hello[64];
 
 	if (!st)
-		return reply_error(conn, 500, "The daemon ran out of memory.");
+		return web_reply_error(conn, 500, "The daemon ran out of memory.");
 	st->w = w;
 	snprintf(st->sid, sizeof(st->sid), "%s", sid);
 	pthread_mutex_lock(&w->live.lock);
@@ -586,6 +632,94 @@ static int64_t newest_event(struct plinthd *pd)
 	}
 }
 
+/* --- consoles (web_ws.c) --------------------------------------------------------------- */
+
+/*
+ * POST /web/console/{vm}/ticket (a one-time ticket: CSRF-checked like every POST) and
+ * GET /web/console/{vm}?ticket=T (the WebSocket: a browser cannot add the CSRF token to
+ * it, so it needs an Origin, which browsers always send with a WebSocket, and the
+ * ticket, which only the session's own page could ask for). rest: after the prefix.
+ */
+/* The VM name that starts rest (a URL's hostile path) into vm, the rest after it in
+ * *tail. 0, or -EINVAL: not a VM name. */
+static int url_vm(const char *rest, char vm[STORE_NAME_MAX], const char **tail)
+{
+	size_t len = strcspn(rest, "/");
+
+	if (!len || len >= STORE_NAME_MAX)
+		return -EINVAL;
+	memcpy(vm, rest, len);
+	vm[len] = '\0';
+	*tail = rest + len;
+	return pd_name_valid(vm) ? 0 : -EINVAL;
+}
+
+/* Does VM vm exist? 0, or an error reply's status (404, 500). */
+static int vm_exists(struct pd_web *w, const char *vm)
+{
+	struct pd_reply r = {0};
+
+	pthread_mutex_lock(&w->pd->lock);
+	pd_vm_get(w->pd, vm, &r);
+	pthread_mutex_unlock(&w->pd->lock);
+	json_decref(r.body);
+	return r.status == 200 ? 0 : r.status;
+}
+
+static enum MHD_Result do_console(struct pd_web *w, struct MHD_Connection *conn,
+				  const char *rest, const char *method, const char *sid,
+				  const struct web_session *s)
+{
+	char vm[STORE_NAME_MAX], ticket[WEB_TOKEN_HEX], url[STORE_NAME_MAX + 96];
+	const char *tail;
+	int status;
+
+	if (url_vm(rest, vm, &tail) || (*tail && strcmp(tail, "/ticket")))
+		return web_reply_error(conn, 404, "There is no such page.");
+	if (!*tail) {
+		if (strcmp(method, "GET"))
+			return web_reply_error(conn, 405, "A console is opened with GET.");
+		if (!header(conn, "Origin"))
+			return web_reply_error(conn, 403, "A console's WebSocket needs an Origin.");
+		return web_console_upgrade(w->consoles, conn, vm, sid, s);
+	}
+	if (strcmp(method, "POST"))
+		return web_reply_error(conn, 405, "A console ticket is asked for with POST.");
+	status = vm_exists(w, vm);
+	if (status)
+		return web_reply_error(conn, status, status == 404 ? "There is no such VM."
+								  : "The VM could not be read.");
+	if (web_console_ticket(w->consoles, sid, vm, ticket))
+		return web_reply_error(conn, 503, "Too many consoles are being opened; try again "
+						  "in a few seconds.");
+	snprintf(url, sizeof(url), "/web/console/%s?ticket=%s", vm, ticket);
+	return reply(conn, 200, json_pack("{s:s, s:s, s:i}", "ticket", ticket, "url", url,
+					  "expires_s", WEB_TICKET_S),
+		     NULL);
+}
+
+/* GET /web/stats/{vm}: the charts' figures (web_stats.c). */
+static enum MHD_Result do_stats(struct pd_web *w, struct MHD_Connection *conn, const char *rest,
+				const char *method)
+{
+	char vm[STORE_NAME_MAX];
+	const char *tail;
+	json_t *o;
+	int status;
+
+	if (url_vm(rest, vm, &tail) || *tail)
+		return web_reply_error(conn, 404, "There is no such page.");
+	if (strcmp(method, "GET"))
+		return web_reply_error(conn, 405, "Statistics are read with GET.");
+	status = vm_exists(w, vm);
+	if (status)
+		return web_reply_error(conn, status, status == 404 ? "There is no such VM."
+								  : "The VM could not be read.");
+	o = web_stats_json(w->stats, vm);
+	return o ? reply(conn, 200, o, NULL)
+		 : web_reply_error(conn, 500, "The daemon ran out of memory.");
+}
+
 /* --- routing ------------------------------------------------------------------------- */
 
 static const struct web_asset *asset_find(const char *url)
@@ -637,26 +771,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	if (rq->too_big)
-		return reply_error(conn, 413, "The request is too large.");
+		return web_reply_error(conn, 413, "The request is too large.");
 
 	if (!api && strncmp(url, "/web/", 5)) {
 		a = strcmp(method, "GET") ? NULL : asset_find(url);
-		return a ? reply_asset(conn, a) : reply_error(conn, 404, "There is no such page.");
+		return a ? reply_asset(conn, a) : web_reply_error(conn, 404, "There is no such page.");
 	}
 	if (!strcmp(url, "/web/login")) {
 		if (strcmp(method, "POST"))
-			return reply_error(conn, 405, "Log in with POST.");
+			return web_reply_error(conn, 405, "Log in with POST.");
 		return do_login(w, conn, rq);
 	}
 	/* Everything else needs a session, from this origin. */
 	if (!same_origin(conn))
-		return reply_error(conn, 403, "Requests from another site are refused.");
+		return web_reply_error(conn, 403, "Requests from another site are refused.");
 	if (request_session(w, conn, strcmp(url, "/web/live") != 0, &s, sid))
-		return reply_error(conn, 401, "You are not logged in, or your session has ended; "
+		return web_reply_error(conn, 401, "You are not logged in, or your session has ended; "
 					      "log in again.");
 	csrf = header(conn, "X-CSRF-Token");
 	if (method_changes(method) && (!csrf || !web_secret_equal(csrf, s.csrf)))
-		return reply_error(conn, 403, "This request did not come from the console's page "
+		return web_reply_error(conn, 403, "This request did not come from the console's page "
 					      "(its CSRF token is missing or wrong); reload the "
 					      "page.");
 	if (api)
@@ -675,7 +809,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (!strcmp(url, "/web/live") && !strcmp(method, "GET"))
 		return do_live(w, conn, sid);
-	return reply_error(conn, 404, "There is no such page.");
+	if (!strncmp(url, "/web/console/", 13))
+		return do_console(w, conn, url + 13, method, sid, &s);
+	if (!strncmp(url, "/web/stats/", 11))
+		return do_stats(w, conn, url + 11, method);
+	return web_reply_error(conn, 404, "There is no such page.");
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -736,6 +874,12 @@ struct pd_web *pd_web_start(struct plinthd *pd, const struct web_options *o)
 	w->users = web_users_open(pd->dir);
 	if (!w->users)
 		goto out_free;
+	w->consoles = web_consoles_new(pd, w->users);
+	if (!w->consoles)
+		goto out_users;
+	w->stats = web_stats_start(pd);
+	if (!w->stats)
+		goto out_consoles;
 	web_users_set_idle(w->users, o->idle_s ? o->idle_s : WEB_IDLE_DEFAULT_S);
 	pthread_mutex_init(&w->live.lock, NULL);
 	pthread_condattr_init(&ca);
@@ -748,10 +892,11 @@ struct pd_web *pd_web_start(struct plinthd *pd, const struct web_options *o)
 	pthread_mutex_unlock(&pd->lock);
 	if (pthread_create(&w->live.thread, NULL, hub_main, w)) {
 		log_error("web: cannot create the live hub's thread");
-		goto out_users;
+		goto out_stats;
 	}
-	w->mhd = MHD_start_daemon(
-		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS, 0,
+	w->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+					  MHD_USE_TLS | MHD_ALLOW_UPGRADE,
+				  0,
 		NULL, NULL, on_request, w, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_HTTPS_MEM_CERT,
 		w->cert, MHD_OPTION_HTTPS_MEM_KEY, w->key, MHD_OPTION_HTTPS_PRIORITIES,
 		"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_NOTIFY_COMPLETED,
@@ -771,6 +916,10 @@ out_hub:
 	pthread_cond_broadcast(&w->live.wanted);
 	pthread_mutex_unlock(&w->live.lock);
 	pthread_join(w->live.thread, NULL);
+out_stats:
+	web_stats_stop(w->stats);
+out_consoles:
+	web_consoles_free(w->consoles);
 out_users:
 	web_users_close(w->users);
 out_free:
@@ -791,6 +940,7 @@ void pd_web_stop(struct pd_web *w)
 	pthread_cond_broadcast(&w->live.changed);
 	pthread_cond_broadcast(&w->live.wanted);
 	pthread_mutex_unlock(&w->live.lock);
+	web_consoles_stop(w->consoles); /* libmicrohttpd's stop needs upgraded connections closed */
 	MHD_stop_daemon(w->mhd);
 	pthread_join(w->live.thread, NULL);
 	for (i = 0; i < WEB_EVENTS_RING; i++)
@@ -800,6 +950,8 @@ void pd_web_stop(struct pd_web *w)
 	pthread_cond_destroy(&w->live.changed);
 	pthread_cond_destroy(&w->live.wanted);
 	pthread_mutex_destroy(&w->live.lock);
+	web_stats_stop(w->stats);
+	web_consoles_free(w->consoles);
 	web_users_close(w->users);
 	free(w->cert);
 	free(w->key);

@@ -13,6 +13,9 @@
  *   web_users.c  users (DIR/web.db: name, role, Argon2id hash from libsodium), in-memory
  *                sessions, the log-in rate limit, and `plinthd user ...`
  *   web_tls.c    the certificate: given, or self-signed on first start into DIR
+ *   web_ws.c     a VM's serial console over a WebSocket (libmicrohttpd's upgrade, wslay's
+ *                framing), opened with one-time tickets
+ *   web_stats.c  the last hour of each VM's CPU, memory, disk and network use (charts)
  */
 #ifndef PLINTH_DAEMON_WEB_H
 #define PLINTH_DAEMON_WEB_H
@@ -20,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <microhttpd.h>
 
 #include "plinthd.h"
 
@@ -45,6 +50,8 @@ struct web_asset {
 	const char *type;		/* its Content-Type */
 	const unsigned char *data;
 	size_t len;
+	const unsigned char *gz;	/* the same gzip-compressed, or NULL */
+	size_t gz_len;
 };
 extern const struct web_asset web_assets[];
 extern const size_t web_assets_count;
@@ -126,5 +133,57 @@ int web_user_main(int argc, char **argv);
 
 /* Constant-time comparison of two NUL-terminated secrets. */
 bool web_secret_equal(const char *a, const char *b);
+/* 32 random bytes as hex (session ids, CSRF tokens, console tickets). */
+void web_random_hex(char out[WEB_TOKEN_HEX]);
+
+/* --- web.c --------------------------------------------------------------------------- */
+
+/* Does an Accept-Encoding value (hostile; NULL: none) take gzip? (fuzz_web_ws.c) */
+bool web_accepts_gzip(const char *accept_encoding);
+
+/* Queue the JSON reply {"error": msg} (one sentence) with status. */
+enum MHD_Result web_reply_error(struct MHD_Connection *conn, int status, const char *msg);
+
+/* --- web_ws.c: consoles over WebSockets ----------------------------------------------- */
+
+#define WEB_TICKET_S 30		/* a console ticket is good this long, once */
+#define WEB_TICKETS 64		/* tickets given and not yet used, at most */
+#define WEB_WS_ACCEPT_LEN 29	/* base64 of a SHA-1 + NUL */
+
+struct web_consoles;
+/* The consoles of the web console of pd. NULL with the reason logged. */
+struct web_consoles *web_consoles_new(struct plinthd *pd, struct web_users *users);
+/* End every viewer (a close frame: plinthd is stopping) and wait for their threads;
+ * no new one starts. Before libmicrohttpd's stop. */
+void web_consoles_stop(struct web_consoles *cs);
+void web_consoles_free(struct web_consoles *cs);
+
+/* A one-time ticket to open vm's console from session sid, good for WEB_TICKET_S
+ * seconds: 0, or -EBUSY (WEB_TICKETS unused tickets are out). */
+int web_console_ticket(struct web_consoles *cs, const char *sid, const char *vm,
+		       char ticket[WEB_TOKEN_HEX]);
+/* Answer GET /web/console/{vm}?ticket=T, whose session s (cookie sid) and Origin are
+ * checked: 101 and a viewer's thread, or an error reply. */
+enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connection *conn,
+				    const char *vm, const char *sid, const struct web_session *s);
+
+/* --- web_stats.c: the charts' figures ------------------------------------------------ */
+
+struct web_stats;
+/* Start sampling every VM of pd's host that runs. NULL with the reason logged. */
+struct web_stats *web_stats_start(struct plinthd *pd);
+void web_stats_stop(struct web_stats *st);
+/* {"vm", "period_s", "fields": [...], "points": [[time_ms, cpu_percent, memory_mib,
+ * disk_read_bytes_s, disk_write_bytes_s, net_in_bytes_s, net_out_bytes_s], ...]} for the
+ * last hour of VM vm (oldest first; null where not known: the first sample of a run, no
+ * NIC). A new reference, NULL if out of memory. */
+json_t *web_stats_json(struct web_stats *st, const char *vm);
+
+/* The handshake's parts (hostile header values; fuzz_web_ws.c). Is token in the
+ * comma-separated list value (case-insensitive; NULL: no)? */
+bool web_ws_header_has_token(const char *value, const char *token);
+/* Sec-WebSocket-Accept for a client's Sec-WebSocket-Key: 0, -EINVAL (not 16 bytes in
+ * base64), -EIO. */
+int web_ws_accept_key(const char *key, char accept[WEB_WS_ACCEPT_LEN]);
 
 #endif

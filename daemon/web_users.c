@@ -282,7 +282,7 @@ static void session_key(const char *id, uint8_t key[32])
 	crypto_generichash(key, 32, (const uint8_t *)id, strlen(id), NULL, 0);
 }
 
-static void random_hex(char out[WEB_TOKEN_HEX])
+void web_random_hex(char out[WEB_TOKEN_HEX])
 {
 	uint8_t b[32];
 
@@ -317,11 +317,11 @@ int web_session_new(struct web_users *u, const char *user, char id[WEB_TOKEN_HEX
 	}
 	if (!free_slot)
 		free_slot = oldest; /* full: the least recently used session ends */
-	random_hex(id);
+	web_random_hex(id);
 	session_key(id, free_slot->key);
 	memset(&free_slot->s, 0, sizeof(free_slot->s));
 	snprintf(free_slot->s.user, sizeof(free_slot->s.user), "%s", user);
-	random_hex(free_slot->s.csrf);
+	web_random_hex(free_slot->s.csrf);
 	free_slot->s.created_ms = now;
 	free_slot->s.seen_ms = now;
 	free_slot->used = true;

@@ -15,26 +15,7 @@ const OUT = process.env.OUT;
 const TMP = process.env.PLINTH_TMP;
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
-let failed = 0;
-
-function ok(cond, name, detail) {
-  console.log(`${cond ? 'ok' : 'not ok'} - web: ${name}`);
-  if (!cond) {
-    failed++;
-    if (detail !== undefined) console.log(`# ${String(detail).split('\n').join('\n# ')}`);
-  }
-  return cond;
-}
-
-// A check that throws counts as failed, and the run goes on.
-async function check(name, fn) {
-  try {
-    const r = await fn();
-    if (r !== undefined) ok(r === true, name, r);
-  } catch (e) {
-    ok(false, name, e.stack || e);
-  }
-}
+const { ok, check, failures } = require('./tap.cjs').tap('web');
 
 // A raw HTTPS request to plinthd (no browser): { status, body }.
 function request(base, method, p, { cookie, headers = {}, body } = {}) {
@@ -428,7 +409,7 @@ async function vmState(page, name) {
 
   await browser.close();
   console.log(`# screenshots in ${OUT}`);
-  process.exit(failed ? 1 : 0);
+  process.exit(failures() ? 1 : 0);
 })().catch((e) => {
   console.log(`not ok - web: the browser test ran to the end\n# ${e.stack || e}`);
   process.exit(1);

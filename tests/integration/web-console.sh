@@ -3,7 +3,9 @@
 # log-in, the session's CSRF token, the API under /v1, the live stream /web/live). A VM
 # made from a template as a linked clone starts (jailed, seccomp on), the live stream
 # pushes it "running", its guest's init line is read through the session, typed input
-# is answered, a viewer's start is refused, stop; the event log names the user.
+# is answered, the console's WebSocket carries keystrokes and their echo to two viewers
+# (timed: node with the ws package, as web/package-lock.json pins it), a viewer's start is
+# refused, stop; the event log names the user.
 # (No browser in here: Chromium under TCG would take minutes to start.)
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
@@ -92,6 +94,70 @@ until web "$dir/admin" "$csrf" GET /v1/vms/w1/console | head -n 1 | grep -q 'got
 	[ $SECONDS -lt $end ] || { P vm console w1 | tail -n 20; fail "the guest did not answer the typed line"; }
 	sleep 0.5
 done
+# The console's WebSocket (web_ws.c) with the real guest, as the page's xterm.js uses it:
+# two viewers; one types, the guest's terminal echoes each key and answers the line, both
+# see it; the keystroke-to-echo latency (the emulated host's figure for docs/web.md).
+cat >"$dir/ws.cjs" <<'JS'
+'use strict';
+const https = require('https');
+const WebSocket = require(process.env.WS_MODULE);
+const URL1 = process.env.URL1;
+const keys = 30;
+function post(p, s, body) {
+  return new Promise((resolve, reject) => {
+    const h = { 'Content-Type': 'application/json' };
+    if (s) { h.Cookie = s.cookie; h['X-CSRF-Token'] = s.csrf; }
+    const req = https.request(new URL(p, URL1), { method: 'POST', headers: h, rejectUnauthorized: false }, (res) => {
+      let d = '';
+      res.on('data', (x) => { d += x; });
+      res.on('end', () => resolve({ status: res.statusCode, body: d, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body || {}));
+  });
+}
+async function viewer(s) {
+  const t = JSON.parse((await post('/web/console/w1/ticket', s)).body);
+  const ws = new WebSocket(URL1.replace('https', 'wss') + t.url, { headers: { Cookie: s.cookie, Origin: URL1 }, rejectUnauthorized: false });
+  ws.out = '';
+  ws.on('message', (d, bin) => { if (bin) ws.out += d.toString('latin1'); });
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  return ws;
+}
+const until = (fn, what, ms) => new Promise((resolve, reject) => {
+  const end = Date.now() + ms;
+  const tick = () => { if (fn()) resolve(); else if (Date.now() > end) reject(new Error(`no ${what} in ${ms} ms`)); else setTimeout(tick, 2); };
+  tick();
+});
+(async () => {
+  const r = await post('/web/login', null, { user: 'admin', password: 'admin-password' });
+  const s = { cookie: r.headers['set-cookie'][0].split(';')[0], csrf: JSON.parse(r.body).csrf };
+  const a = await viewer(s);
+  const b = await viewer(s);
+  await until(() => a.out.includes('plinth-guest: init started') && b.out.includes('plinth-guest: init started'), 'scrollback in both', 10000);
+  const lat = [];
+  let typed = '';
+  for (let i = 0; i < keys; i++) {
+    const ch = 'abcdefghijklmnopqrstuvwxyz'[i % 26];
+    const from = a.out.length;
+    const t0 = process.hrtime.bigint();
+    a.send(ch);
+    await until(() => a.out.indexOf(ch, from) >= 0, `echo of key ${i}`, 10000);
+    lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    typed += ch;
+  }
+  a.send('\r');
+  await until(() => a.out.includes('got:' + typed) && b.out.includes('got:' + typed), 'the answer in both viewers', 20000);
+  lat.sort((x, y) => x - y);
+  console.log(`# figure: console keystroke-to-echo latency in the emulated host (WebSocket client -> plinthd -> plinth -> guest tty echo -> back), median ${lat[Math.floor((keys - 1) / 2)].toFixed(1)} ms, min ${lat[0].toFixed(1)}, p90 ${lat[Math.floor(keys * 0.9)].toFixed(1)}, max ${lat[keys - 1].toFixed(1)}, ${keys} keystrokes`);
+  a.close();
+  b.close();
+  process.exit(0);
+})().catch((e) => { console.log(`error: ${e.message}`); process.exit(1); });
+JS
+URL1=$URL WS_MODULE="$PWD/web/node_modules/ws" timeout 120 node "$dir/ws.cjs" >"$dir/ws.out" 2>&1 ||
+	{ cat "$dir/ws.out"; P vm console w1 | tail -n 20; fail "the console over the WebSocket"; }
+cat "$dir/ws.out"
 [ "$(web "$dir/admin" "$csrf" POST /v1/vms/w1/stop '{"timeout":5}' | status)" = 200 ] || fail "stop w1"
 end=$((SECONDS + 60))
 until [ "$(web "$dir/admin" "$csrf" GET /v1/vms/w1 | json_field state)" = stopped ]; do

@@ -1,7 +1,9 @@
-// plinth web console: plain JavaScript, no framework, no third-party code.
+// plinth web console: plain JavaScript, no framework; the one third-party library is
+// xterm.js (the VM's serial console), pinned in package-lock.json and embedded.
 // Talks only to the plinthd that served it: the control API under /v1 (with the
-// session's CSRF token on every change), /web/session, /web/login, /web/logout, and
-// the live stream /web/live (server-sent events: vms, tasks, event, expired).
+// session's CSRF token on every change), /web/session, /web/login, /web/logout, the
+// live stream /web/live (server-sent events: vms, tasks, event, expired), and a VM's
+// console: a one-time ticket (POST /web/console/{vm}/ticket), then a WebSocket.
 'use strict';
 
 const S = {
@@ -85,6 +87,8 @@ async function api(method, path, body) {
 /* --- log-in ------------------------------------------------------------------------ */
 
 function showLogin(message) {
+  if (view && view.close) view.close();
+  view = null;
   S.user = S.role = S.csrf = null;
   if (S.live) { S.live.close(); S.live = null; }
   $('top').hidden = true;
@@ -198,6 +202,7 @@ function route() {
   const hash = decodeURIComponent(location.hash.slice(1)) || '/';
   notice('');
   document.querySelectorAll('nav a').forEach((a) => a.classList.remove('on'));
+  if (view && view.close) view.close();
   let m;
   if ((m = hash.match(/^\/vm\/(.+)$/))) view = vmView(m[1]);
   else if (hash === '/events') view = eventsView();
@@ -333,12 +338,16 @@ function vmView(name) {
   const disks = h('tbody');
   const nics = h('tbody');
   const events = h('tbody');
+  const con = consolePanel(name);
+  const charts = chartsPanel(name);
   const el = h('section.vm', {}, head, buttons,
     h('div.cols', {},
       h('div', {}, h('h2', { text: 'Configuration' }), config),
       h('div', {},
         h('h2', { text: 'Disks' }), h('table', { id: 'vm-disks' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Disk' }))), disks),
         h('h2', { text: 'Network interfaces' }), h('table', { id: 'vm-nics' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Network' }))), nics))),
+    charts.el,
+    con.el,
     h('h2', { text: 'Events' }),
     h('table.events', { id: 'vm-events' },
       h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Object', 'Result', 'Message'].map((t) => h('th', { text: t })))),
@@ -387,7 +396,169 @@ function vmView(name) {
     }
     if (what !== 'vms') events.replaceChildren(...eventRows(S.events.filter((e) => e.object === name)));
   }
-  return { nav: 'inventory', el, refresh: draw };
+  let started = false;
+  return {
+    nav: 'inventory', el, close: () => { con.close(); charts.close(); },
+    refresh: (what) => {
+      draw(what);
+      // The terminal measures itself: it opens once the view is in the page.
+      if (!started && el.isConnected && S.vms && S.vms.some((x) => x.name === name)) { started = true; con.start(); charts.start(); }
+    },
+  };
+}
+
+/* --- a VM's charts --------------------------------------------------------------- */
+
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs, ...kids) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  el.append(...kids);
+  return el;
+}
+
+function rateText(n) {
+  return `${bytes(n)}/s`;
+}
+
+// One chart of the last hour: lines [{ label, cls, values: [[t_ms, v|null]...] }],
+// drawn as SVG (no library), with each line's latest value and the hour's peak.
+function chart(id, title, lines, fmt, now) {
+  const W = 600, H = 120, from = now - 3600 * 1000;
+  const all = lines.flatMap((l) => l.values.map(([, v]) => v)).filter((v) => v !== null);
+  const top = Math.max(...all, 0) * 1.1 || 1;
+  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', class: 'plot', role: 'img', 'aria-label': title });
+  for (const y of [0.25, 0.5, 0.75]) g.append(svg('line', { x1: 0, x2: W, y1: H * y, y2: H * y, class: 'grid' }));
+  for (const l of lines) {
+    // A gap (null: not known, or the VM did not run) splits the line.
+    let seg = [];
+    const flush = () => {
+      if (seg.length > 1) g.append(svg('polyline', { points: seg.join(' '), class: `line ${l.cls}`, 'vector-effect': 'non-scaling-stroke' }));
+      if (seg.length === 1) g.append(svg('circle', { cx: seg[0].split(',')[0], cy: seg[0].split(',')[1], r: 1.5, class: `dot ${l.cls}` }));
+      seg = [];
+    };
+    for (const [t, v] of l.values) {
+      if (v === null || t < from) { flush(); continue; }
+      seg.push(`${((t - from) / 3600000 * W).toFixed(1)},${(H - v / top * H).toFixed(1)}`);
+    }
+    flush();
+  }
+  const legend = h('div.legend', {}, lines.map((l) => {
+    const known = l.values.filter(([, v]) => v !== null);
+    const last = known.length ? known[known.length - 1][1] : null;
+    const peak = known.length ? Math.max(...known.map(([, v]) => v)) : null;
+    return h(`span.key.${l.cls}`, { 'data-now': last === null ? '' : last },
+      `${l.label}: ${last === null ? 'n/a' : fmt(last)}${peak === null ? '' : ` (peak ${fmt(peak)})`}`);
+  }));
+  return h('figure.chart', { id }, h('figcaption', { text: title }), g, legend);
+}
+
+// The VM's use over the last hour (GET /web/stats/{vm}, sampled by plinthd every
+// period_s seconds): read again at that period while the page shows the VM.
+function chartsPanel(name) {
+  const box = h('div.charts', { id: 'vm-charts' }, h('p.status', { text: 'Loading...' }));
+  const el = h('section.usage', {}, h('h2', { text: 'Use over the last hour' }), box);
+  let timer = null;
+  let closed = false;
+  async function load() {
+    timer = null;
+    if (closed) return;
+    let d;
+    try {
+      d = await api('GET', `/web/stats/${encodeURIComponent(name)}`);
+    } catch (e) {
+      box.replaceChildren(h('p.status', { text: `The figures could not be read: ${e.message}` }));
+      if (!closed && S.user) timer = setTimeout(load, 10000);
+      return;
+    }
+    if (closed) return;
+    const col = (i) => d.points.map((p) => [p[0], p[i]]);
+    const now = Date.now();
+    if (!d.points.length) {
+      box.replaceChildren(h('p.status', { text: 'No figures yet: plinthd samples a VM while it runs on this host.' }));
+    } else {
+      const hasNet = d.points.some((p) => p[5] !== null);
+      box.replaceChildren(
+        chart('chart-cpu', 'CPU (% of one host core)', [{ label: 'CPU', cls: 'c1', values: col(1) }], (v) => `${v.toFixed(1)} %`, now),
+        chart('chart-mem', 'Memory (resident)', [{ label: 'Memory', cls: 'c1', values: col(2).map(([t, v]) => [t, v === null ? null : v * 1048576]) }], bytes, now),
+        chart('chart-disk', 'Disk', [{ label: 'Read', cls: 'c1', values: col(3) }, { label: 'Write', cls: 'c2', values: col(4) }], rateText, now),
+        hasNet ? chart('chart-net', 'Network', [{ label: 'In', cls: 'c1', values: col(5) }, { label: 'Out', cls: 'c2', values: col(6) }], rateText, now)
+          : h('figure.chart', { id: 'chart-net' }, h('figcaption', { text: 'Network' }), h('p.status', { text: 'The VM has no network interface.' })));
+    }
+    timer = setTimeout(load, (d.period_s || 5) * 1000);
+  }
+  return {
+    el,
+    start: load,
+    close() { closed = true; if (timer) clearTimeout(timer); },
+  };
+}
+
+/* --- a VM's serial console ------------------------------------------------------- */
+
+// The console of VM name in a terminal: a WebSocket to plinthd (binary messages are
+// the guest's output, the scrollback first; text messages {"error"|"notice": sentence});
+// what is typed goes back as text. A dropped console says why and reconnects, unless
+// the session ended or the VM is gone.
+function consolePanel(name) {
+  const status = h('p.status', { id: 'console-status', role: 'status' });
+  const box = h('div.term', { id: 'console' });
+  const el = h('section.console', {}, h('h2', { text: 'Console' }), box, status);
+  const term = new window.Terminal({
+    cols: 80, rows: 24, scrollback: 5000, convertEol: true, cursorBlink: true,
+    fontFamily: '"DejaVu Sans Mono", "Liberation Mono", monospace', fontSize: 13,
+    disableStdin: S.role === 'viewer',
+  });
+  let ws = null;
+  let closed = false;
+  let retry = null;
+  const say = (t) => { status.textContent = t; };
+  async function open() {
+    retry = null;
+    if (closed) return;
+    say('Connecting...');
+    let t;
+    try {
+      t = await api('POST', `/web/console/${encodeURIComponent(name)}/ticket`);
+    } catch (e) {
+      say(`The console could not be opened: ${e.message}`);
+      if (S.user && !closed) retry = setTimeout(open, 5000);
+      return;
+    }
+    if (closed) return;
+    const sock = new WebSocket(`wss://${location.host}${t.url}`);
+    sock.binaryType = 'arraybuffer';
+    ws = sock;
+    let why = '';
+    sock.onopen = () => say(S.role === 'viewer' ? 'Connected (watch only: your role is viewer).' : 'Connected.');
+    sock.onmessage = (m) => {
+      if (typeof m.data !== 'string') { term.write(new Uint8Array(m.data)); return; }
+      let d = {};
+      try { d = JSON.parse(m.data); } catch (e) { return; }
+      why = d.error || d.notice || why;
+      say(why);
+    };
+    sock.onclose = (ev) => {
+      if (ws !== sock || closed) return;
+      ws = null;
+      const reason = ev.reason || why || 'The connection to plinthd was lost.';
+      if (ev.code === 1008) { showLogin(reason); return; } // the session ended
+      if (ev.code === 1000) { say(`Console closed: ${reason}`); return; } // the VM is gone
+      say(`Console disconnected: ${reason} Reconnecting...`);
+      retry = setTimeout(open, 2000);
+    };
+  }
+  term.onData((d) => { if (ws && ws.readyState === WebSocket.OPEN) ws.send(d); });
+  return {
+    el,
+    start() { term.open(box); open(); },
+    close() {
+      closed = true;
+      if (retry) clearTimeout(retry);
+      if (ws) { const w = ws; ws = null; w.close(1000, 'The page left the console.'); }
+      term.dispose();
+    },
+  };
 }
 
 /* --- the event log ---------------------------------------------------------------- */

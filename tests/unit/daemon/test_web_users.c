@@ -180,6 +180,33 @@ static void test_parse_login(void **state)
 #undef PARSE
 }
 
+/* The console's WebSocket handshake (web_ws.c): RFC 6455's own example, and refusals. */
+static void test_ws_handshake(void **state)
+{
+	char accept[WEB_WS_ACCEPT_LEN];
+
+	(void)state;
+	assert_int_equal(web_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", accept), 0);
+	assert_string_equal(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+	assert_int_equal(web_ws_accept_key(NULL, accept), -EINVAL);
+	assert_int_equal(web_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ=", accept), -EINVAL);
+	assert_int_equal(web_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ===", accept), -EINVAL);
+	assert_int_equal(web_ws_accept_key("dGhlIHNhbXBsZSBub25j!Q==", accept), -EINVAL);
+	assert_true(web_ws_header_has_token("keep-alive, Upgrade", "upgrade"));
+	assert_true(web_ws_header_has_token("upgrade", "upgrade"));
+	assert_false(web_ws_header_has_token("upgrades, keep-alive", "upgrade"));
+	assert_false(web_ws_header_has_token("", "upgrade"));
+	assert_false(web_ws_header_has_token(NULL, "upgrade"));
+	assert_true(web_accepts_gzip("gzip, deflate, br, zstd"));
+	assert_true(web_accepts_gzip("br;q=1.0, GZIP;q=0.5"));
+	assert_true(web_accepts_gzip("identity;q=0, gzip"));
+	assert_false(web_accepts_gzip("gzip;q=0"));
+	assert_false(web_accepts_gzip("deflate, gzip ; q=0.0 , br"));
+	assert_false(web_accepts_gzip("x-gzip, gzipper"));
+	assert_false(web_accepts_gzip(""));
+	assert_false(web_accepts_gzip(NULL));
+}
+
 static void test_secret_equal(void **state)
 {
 	assert_true(web_secret_equal("abc", "abc"));
@@ -197,6 +224,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
 		cmocka_unit_test(test_parse_login),
 		cmocka_unit_test(test_secret_equal),
+		cmocka_unit_test(test_ws_handshake),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

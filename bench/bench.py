@@ -238,7 +238,8 @@ def part_host(runs):
         {"plinth": stripped(PLINTH) if os.path.exists(PLINTH) else na("build/plinth not built"),
          "unit": "bytes", "lower_is_better": True},
         **{"qemu-%s" % v: stripped(b) for v, (b, _) in QEMUS.items()})
-    if any(wanted(convert_key(p_, m_)) for p_ in CONVERT_PAIRS for m_ in CONVERT_MODES):
+    if any(wanted(convert_key(p_, m_)) for p_ in CONVERT_PAIRS for m_ in CONVERT_MODES) or \
+            any(wanted(k) for k, _, _ in more_keys()):
         m.update(bench_convert(runs))
     if wanted("4 KiB reads"):
         m.update(bench_randread(runs))
@@ -272,60 +273,117 @@ CONVERT_PAIRS = ("raw->qcow2", "qcow2->vhdx", "vmdk->vhd", "vhdx->raw")
 # Both sides get the same -t: what each tool does by default differs (plinth-img syncs, qemu-img not).
 CONVERT_MODES = {"writeback": "the output fdatasync'ed before exit, plinth-img's default",
                  "unsafe": "the output never synced, qemu-img convert's default"}
+# The larger and harder rows (#19): a 16 GiB image with 25 % data; compressed outputs
+# from a 1 GiB image whose data compresses like text. name -> (source, out format,
+# extra options).
+CONVERT_MORE = {
+    "convert raw->qcow2 -t %s, 16 GiB 25 % data (s)": ("big", "qcow2", []),
+    "convert qcow2->raw -t %s, 16 GiB 25 % data (s)": ("bigq", "raw", []),
+    "convert raw->qcow2 -c (zlib) -t %s, 1 GiB half data (s)": ("text", "qcow2", ["-c"]),
+    "convert raw->vmdk streamOptimized -t %s, 1 GiB half data (s)": (
+        "text", "vmdk", ["-o", "subformat=streamOptimized"]),
+}
+CONVERT_MORE_MODES = {"convert raw->qcow2 -t %s, 16 GiB 25 % data (s)": CONVERT_MODES}
 
 
 def convert_key(pair, mode):
     return "convert %s -t %s, 2 GiB half data (s)" % (pair, mode)
 
 
+def more_keys():
+    """(row name, template, mode) of the larger rows: the 16 GiB raw->qcow2 row in both
+    modes, the others in writeback (plinth-img's default; the sync is a small part there)."""
+    return [(t.replace("%s", m), t, m) for t in CONVERT_MORE
+            for m in CONVERT_MORE_MODES.get(t, {"writeback": CONVERT_MODES["writeback"]})]
+
+
+def write_sparse_raw(path, size, extent, every, data):
+    """A raw file of size bytes: extent bytes of data(i) at every multiple of `every`."""
+    with open(path, "wb") as f:
+        for i in range(size // every):
+            f.seek(i * every)
+            f.write(data(i))
+        f.truncate(size)
+
+
+# Text-like bytes: 16 letters and a space, at random (zlib keeps about 60 %).
+TEXT_TABLE = bytes((b"abcdefghijklmnop " * 16)[i] for i in range(256))
+
+
 def bench_convert(runs):
-    """plinth-img convert vs qemu-img convert on a 2 GiB image, half data, half holes, in
-    both cache modes (-t writeback, -t unsafe), the same mode on both sides."""
+    """plinth-img convert vs qemu-img convert, interleaved, the same -t on both sides:
+    the four pairs on a 2 GiB image, half data, half holes, in both cache modes; then the
+    rows of CONVERT_MORE."""
     res = {}
+    keys = [convert_key(p_, m_) for p_ in CONVERT_PAIRS for m_ in CONVERT_MODES] + [k for k, _, _ in more_keys()]
     if not os.access(PLINTH_IMG, os.X_OK):
-        for pair in CONVERT_PAIRS:
-            for mode in CONVERT_MODES:
-                res[convert_key(pair, mode)] = {"plinth": na("plinth-img not built"), "qemu": None, "unit": "s"}
-        return res
+        return {k: {"plinth": na("plinth-img not built"), "qemu": None, "unit": "s"} for k in keys if wanted(k)}
     d = tempfile.mkdtemp(prefix="bench-img-")
+    fmts = {"raw": "raw", "qcow2": "qcow2", "vhdx": "vhdx", "vmdk": "vmdk", "vhd": "vpc"}
+    dst = os.path.join(d, "dst")
+    def run(cmd):
+        for f_ in os.listdir(d):
+            if f_.startswith("dst"):
+                os.unlink(os.path.join(d, f_))
+        t = time.monotonic()
+        r = subprocess.run(cmd, capture_output=True)
+        if r.returncode:
+            raise RuntimeError(r.stderr.decode(errors="replace")[-300:])
+        return time.monotonic() - t
+    def measure(name, mode, a, b, src, extra, conditions):
+        ra = interleave({
+            "plinth": lambda: run([PLINTH_IMG, "convert", "-t", mode, "-f", a, "-O", b] + extra + [src, dst]),
+            "qemu": lambda: run(["qemu-img", "convert", "-t", mode, "-f", fmts[a], "-O", fmts[b]] + extra +
+                                [src, dst]),
+        }, runs)
+        res[name] = {k: (na(str(v)[:120]) if isinstance(v, Exception) else stats(v)) for k, v in ra.items()} | {
+            "unit": "s", "lower_is_better": True,
+            "conditions": "-t %s on both sides: %s; %swarm page cache, output removed before each run; "
+                          "whole process; QEMU = Debian's qemu-img" % (mode, CONVERT_MODES[mode], conditions)}
     try:
-        src = os.path.join(d, "src.raw")
-        with open(src, "wb") as f:  # 64 MiB data, 64 MiB hole, ... up to 2 GiB
+        if any(wanted(k) for k in keys[:len(CONVERT_PAIRS) * len(CONVERT_MODES)]):
+            src = os.path.join(d, "src.raw")  # 64 MiB data, 64 MiB hole, ... up to 2 GiB
             chunk = os.urandom(1 << 20) * 64
-            for i in range(16):
-                f.seek(i * (128 << 20))
-                f.write(chunk)
-            f.truncate(2 << 30)
-        fmts = {"raw": "raw", "qcow2": "qcow2", "vhdx": "vhdx", "vmdk": "vmdk", "vhd": "vpc"}
-        srcs = {"raw": src}
-        for f_ in ("qcow2", "vmdk", "vhdx"):
-            p = os.path.join(d, "src." + f_)
-            subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", fmts[f_], src, p], check=True)
-            srcs[f_] = p
-        dst = os.path.join(d, "dst")
-        def run(cmd):
-            if os.path.exists(dst):
-                os.unlink(dst)
-            t = time.monotonic()
-            r = subprocess.run(cmd, capture_output=True)
-            if r.returncode:
-                raise RuntimeError(r.stderr.decode(errors="replace")[-300:])
-            return time.monotonic() - t
-        for pair in CONVERT_PAIRS:
-            a, b = pair.split("->")
-            for mode, desc in CONVERT_MODES.items():
-                if not wanted(convert_key(pair, mode)):
-                    continue
-                r = interleave({
-                    "plinth": lambda: run([PLINTH_IMG, "convert", "-t", mode, "-f", a, "-O", b, srcs[a], dst]),
-                    "qemu": lambda: run(["qemu-img", "convert", "-t", mode, "-f", fmts[a], "-O", fmts[b],
-                                         srcs[a], dst]),
-                }, runs)
-                res[convert_key(pair, mode)] = {
-                    k: (na(str(v)[:120]) if isinstance(v, Exception) else stats(v)) for k, v in r.items()
-                } | {"unit": "s", "lower_is_better": True,
-                     "conditions": "-t %s on both sides: %s; warm page cache, output removed before each "
-                                   "run; whole process; QEMU = Debian's qemu-img" % (mode, desc)}
+            write_sparse_raw(src, 2 << 30, 64 << 20, 128 << 20, lambda i: chunk)
+            srcs = {"raw": src}
+            for f_ in ("qcow2", "vmdk", "vhdx"):
+                p = os.path.join(d, "src." + f_)
+                subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", fmts[f_], src, p], check=True)
+                srcs[f_] = p
+            for pair in CONVERT_PAIRS:
+                a, b = pair.split("->")
+                for mode in CONVERT_MODES:
+                    if wanted(convert_key(pair, mode)):
+                        measure(convert_key(pair, mode), mode, a, b, srcs[a], [], "")
+            for f_ in os.listdir(d):
+                os.unlink(os.path.join(d, f_))
+        made = {}
+        for name, tmpl, mode in more_keys():
+            if not wanted(name):
+                continue
+            kind, b, extra = CONVERT_MORE[tmpl]
+            if kind not in made:
+                p = os.path.join(d, "src-%s.raw" % kind)
+                if kind in ("big", "bigq"):  # 64 MiB of data every 256 MiB: 4 GiB of 16 GiB
+                    chunk = os.urandom(1 << 20) * 64
+                    write_sparse_raw(p, 16 << 30, 64 << 20, 256 << 20, lambda i: chunk)
+                    if kind == "bigq":
+                        q = os.path.join(d, "src-bigq.qcow2")
+                        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", p, q], check=True)
+                        os.unlink(p)
+                        p = q
+                else:  # 32 MiB data, 32 MiB hole: three data extents of four text-like
+                    write_sparse_raw(p, 1 << 30, 32 << 20, 64 << 20,
+                                     lambda i: b"".join(os.urandom(1 << 20) if i % 4 == 3 else
+                                                        os.urandom(1 << 20).translate(TEXT_TABLE)
+                                                        for _ in range(32)))
+                made[kind] = p
+            a = "qcow2" if kind == "bigq" else "raw"
+            cond = {"big": "64 MiB of random data every 256 MiB, the rest holes; ",
+                    "bigq": "the same image made qcow2 by qemu-img; ",
+                    "text": "32 MiB of data every 64 MiB, three extents in four text-like (17 symbols, "
+                            "zlib keeps about 60 %), the fourth random; "}[kind]
+            measure(name, mode, a, b, made[kind], extra, cond)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return res

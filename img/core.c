@@ -23,6 +23,9 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
 
 #include "img-internal.h"
 
@@ -799,6 +802,8 @@ void pimg_close(struct pimg *img)
 	if (!(img->flags & PIMG_O_RDONLY))
 		pimg_flush(img);
 	pimg_close(img->backing);
+	pimg_compressor_free(img->comp);
+	free(img->comp_out);
 	img->fmt->close(img);
 	pfile_close(img->file);
 	if (!img->depth)
@@ -1139,18 +1144,159 @@ int pimg_flush(struct pimg *img)
 	return pfile_sync(img->file);
 }
 
-int pimg_write_compressed(struct pimg *img, const void *buf, size_t len, uint64_t off)
-{
-	int ret = check_writable(img, off, len);
+/* ---- compressed writes -------------------------------------------------------- */
 
-	if (ret)
-		return ret;
+struct pimg_compressor {
+	const struct pimg *img; /* borrowed */
+	z_stream zs;            /* deflate stream, set up for (window_bits, mem_level) */
+	bool zs_init;
+	int window_bits, mem_level;
+	ZSTD_CCtx *zc;          /* owned, made at first use */
+	uint8_t *pad;           /* owned: one granule, for the image's zero-padded tail */
+};
+
+struct pimg_compressor *pimg_compressor_new(const struct pimg *img)
+{
+	struct pimg_compressor *c;
+
+	if (!img->fmt->compress) {
+		errno = ENOTSUP;
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->img = img;
+	c->pad = malloc(img->granule);
+	if (!c->pad) {
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return c;
+}
+
+void pimg_compressor_free(struct pimg_compressor *c)
+{
+	if (!c)
+		return;
+	if (c->zs_init)
+		deflateEnd(&c->zs);
+	ZSTD_freeCCtx(c->zc);
+	free(c->pad);
+	free(c);
+}
+
+size_t pimg_compress_bound(const struct pimg *img)
+{
+	/* deflate's worst case is a few bytes per 16 KiB over the input; room for a header */
+	return (size_t)img->granule * 2 + 1024;
+}
+
+int pimg_deflate(struct pimg_compressor *c, int window_bits, int mem_level, const void *in,
+		 size_t len, void *out, size_t cap, size_t *out_len)
+{
+	int r;
+
+	if (c->zs_init && (c->window_bits != window_bits || c->mem_level != mem_level)) {
+		deflateEnd(&c->zs);
+		c->zs_init = false;
+	}
+	if (!c->zs_init) {
+		memset(&c->zs, 0, sizeof(c->zs));
+		if (deflateInit2(&c->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, window_bits, mem_level,
+				 Z_DEFAULT_STRATEGY) != Z_OK)
+			return -ENOMEM;
+		c->zs_init = true;
+		c->window_bits = window_bits;
+		c->mem_level = mem_level;
+	} else if (deflateReset(&c->zs) != Z_OK) {
+		return -EIO;
+	}
+	c->zs.next_in = (Bytef *)(uintptr_t)in;
+	c->zs.avail_in = (uInt)len;
+	c->zs.next_out = out;
+	c->zs.avail_out = (uInt)cap;
+	r = deflate(&c->zs, Z_FINISH);
+	*out_len = cap - c->zs.avail_out;
+	return r == Z_STREAM_END ? 0 : -ENOSPC;
+}
+
+int pimg_zstd(struct pimg_compressor *c, int level, const void *in, size_t len, void *out,
+	      size_t cap, size_t *out_len)
+{
+	size_t r;
+
+	if (!c->zc && !(c->zc = ZSTD_createCCtx()))
+		return -ENOMEM;
+	r = ZSTD_compressCCtx(c->zc, out, cap, in, len, level);
+	if (ZSTD_isError(r))
+		return ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? -ENOMEM : -ENOSPC;
+	*out_len = r;
+	return 0;
+}
+
+/* The rules of a compressed write: off granule aligned, len the granule or the tail. */
+static int check_compressed(const struct pimg *img, size_t len, uint64_t off)
+{
 	if (!img->fmt->write_compressed)
 		return -ENOTSUP;
 	if (off % img->granule || (len != img->granule && off + len != img->size) ||
-	    len > img->granule || len % SECTOR_SIZE)
+	    len > img->granule || len % SECTOR_SIZE || off >= img->size)
 		return -EINVAL;
-	return img->fmt->write_compressed(img, buf, len, off);
+	return 0;
+}
+
+int pimg_compress(struct pimg_compressor *c, const void *buf, size_t len, uint64_t off, void *out,
+		  size_t *clen)
+{
+	const struct pimg *img = c->img;
+	int ret = check_compressed(img, len, off);
+
+	if (ret)
+		return ret;
+	if (len < img->granule) {
+		memcpy(c->pad, buf, len);
+		memset(c->pad + len, 0, img->granule - len);
+		buf = c->pad;
+	}
+	return img->fmt->compress(img, c, buf, off, out, clen);
+}
+
+int pimg_write_compressed_data(struct pimg *img, const void *cdata, size_t clen, const void *buf,
+			       size_t len, uint64_t off)
+{
+	int ret = check_writable(img, off, len);
+
+	if (!ret)
+		ret = check_compressed(img, len, off);
+	if (!ret && cdata && (!clen || clen > pimg_compress_bound(img)))
+		ret = -EINVAL;
+	return ret ? ret : img->fmt->write_compressed(img, cdata, clen, buf, len, off);
+}
+
+int pimg_write_compressed(struct pimg *img, const void *buf, size_t len, uint64_t off)
+{
+	size_t clen = 0;
+	int ret = check_writable(img, off, len);
+
+	if (!ret)
+		ret = check_compressed(img, len, off);
+	if (ret)
+		return ret;
+	if (!img->comp) {
+		img->comp = pimg_compressor_new(img);
+		img->comp_out = img->comp ? malloc(pimg_compress_bound(img)) : NULL;
+		if (!img->comp_out) {
+			pimg_compressor_free(img->comp);
+			img->comp = NULL;
+			return -ENOMEM;
+		}
+	}
+	ret = pimg_compress(img->comp, buf, len, off, img->comp_out, &clen);
+	if (ret && ret != -ENOSPC)
+		return ret;
+	return img->fmt->write_compressed(img, ret ? NULL : img->comp_out, clen, buf, len, off);
 }
 
 int pimg_block_status(struct pimg *img, uint64_t off, uint64_t len, uint64_t *pnum,

@@ -160,7 +160,18 @@ struct pimg_format {
 	/* Optional: -ENOTSUP makes the core write a buffer of zeros instead. */
 	int (*write_zeroes)(struct pimg *img, uint64_t len, uint64_t off, bool may_unmap);
 	int (*discard)(struct pimg *img, uint64_t len, uint64_t off);
-	int (*write_compressed)(struct pimg *img, const void *buf, uint64_t len, uint64_t off);
+	/*
+	 * Optional, both or neither. compress: one whole granule (zero padded) at off into
+	 * out (pimg_compress_bound bytes) with c's streams; it reads only what open set, so
+	 * threads may compress for one image at once, also while another writes it.
+	 * 0 and *clen, or -ENOSPC where compression does not pay. write_compressed: what
+	 * compress made (cdata, clen), or buf (len bytes, the granule or the image's tail)
+	 * plainly when cdata is NULL.
+	 */
+	int (*compress)(const struct pimg *img, struct pimg_compressor *c, const void *granule,
+			uint64_t off, void *out, size_t *clen);
+	int (*write_compressed)(struct pimg *img, const void *cdata, size_t clen, const void *buf,
+				uint64_t len, uint64_t off);
 	int (*flush)(struct pimg *img); /* metadata out, then the core syncs the file */
 	int (*info)(struct pimg *img, struct pimg_info *info);
 	int (*check)(struct pimg *img, struct pimg_check *res, unsigned repair);
@@ -178,6 +189,9 @@ struct pimg {
 	bool batched;        /* set by open: read/write never touch the caller's buffer
 			      * after a pfile transfer into or out of it (pfile_batch_begin) */
 	bool sequential_only;
+	/* pimg_write_compressed's compressor and its output buffer, made at first use; owned. */
+	struct pimg_compressor *comp;
+	uint8_t *comp_out;
 	void *priv;          /* the format's state, owned by the format */
 	/* Backing file as named in the image (owned), and its format or NULL. */
 	char *backing_name;
@@ -267,5 +281,16 @@ uint32_t pimg_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* Random bytes for GUIDs / unique ids (getrandom). */
 void pimg_random(void *buf, size_t len);
+
+/*
+ * Compression streams kept in a pimg_compressor across granules (core.c), so that no
+ * granule pays for setting a stream up. Each returns 0 and *out_len, -ENOSPC when the
+ * result would not fit in cap, -ENOMEM. pimg_deflate: zlib's deflate at the default
+ * level with those window bits (negative: raw deflate, 15: zlib header) and memory level.
+ */
+int pimg_deflate(struct pimg_compressor *c, int window_bits, int mem_level, const void *in,
+		 size_t len, void *out, size_t cap, size_t *out_len);
+int pimg_zstd(struct pimg_compressor *c, int level, const void *in, size_t len, void *out,
+	      size_t cap, size_t *out_len);
 
 #endif

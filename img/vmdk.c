@@ -1142,10 +1142,11 @@ static int stream_emit_gt(struct extent *e)
 	return 0;
 }
 
-static int stream_write_grain(struct pimg *img, struct extent *e, const void *buf, uint64_t g)
+/* Write grain g of the stream: its marker (lba, size) and the zlib stream cdata. */
+static int stream_write_grain(struct pimg *img, struct extent *e, const void *cdata, size_t clen,
+			      uint64_t g)
 {
 	struct sparse *s = e->sp;
-	uLongf clen = (uLongf)(s->grain * 2 + 512);
 	uint64_t total;
 	int ret;
 
@@ -1153,16 +1154,17 @@ static int stream_write_grain(struct pimg *img, struct extent *e, const void *bu
 		log_error("%s: streamOptimized images are written in order (grain %" PRIu64 ")", img->path, g);
 		return -EINVAL;
 	}
+	if (clen > s->grain * 2 + 512)
+		return -EINVAL;
 	if (g / s->gtes != s->cur_gt) {
 		ret = stream_emit_gt(e);
 		if (ret)
 			return ret;
 		s->cur_gt = (uint32_t)(g / s->gtes);
 	}
-	if (compress2(s->cbuf + 12, &clen, buf, (uLong)s->grain, Z_DEFAULT_COMPRESSION) != Z_OK)
-		return -EIO;
 	st_le64(s->cbuf, g * (s->grain / SECTOR_SIZE));
 	st_le32(s->cbuf + 8, (uint32_t)clen);
+	memcpy(s->cbuf + 12, cdata, clen);
 	total = align_up(12 + clen, SECTOR_SIZE);
 	memset(s->cbuf + 12 + clen, 0, total - 12 - clen);
 	if (s->alloc_end / SECTOR_SIZE >= UINT32_MAX)
@@ -1216,7 +1218,20 @@ static int stream_finish(struct pimg *img, struct extent *e)
 	return pfile_sync(e->file);
 }
 
-static int vmdk_write_compressed(struct pimg *img, const void *buf, uint64_t len, uint64_t off)
+/* A streamOptimized grain is a zlib stream (compress2's format). Thread-safe: reads only
+ * the extent table and grain sizes, fixed at open. Other extents do not compress. */
+static int vmdk_compress(const struct pimg *img, struct pimg_compressor *c, const void *buf,
+			 uint64_t off, void *out, size_t *clen)
+{
+	const struct extent *e = find_extent(img->priv, off);
+
+	if (!e || e->type != EXT_SPARSE || !e->sp->stream_writer)
+		return -ENOSPC;
+	return pimg_deflate(c, 15, 8, buf, e->sp->grain, out, e->sp->grain * 2 + 512, clen);
+}
+
+static int vmdk_write_compressed(struct pimg *img, const void *cdata, size_t clen, const void *buf,
+				 uint64_t len, uint64_t off)
 {
 	struct extent *e = find_extent(img->priv, off);
 
@@ -1226,12 +1241,11 @@ static int vmdk_write_compressed(struct pimg *img, const void *buf, uint64_t len
 		log_error("%s: streamOptimized image already finished", img->path);
 		return -EINVAL;
 	}
-	if (len < e->sp->grain) {
-		memset(e->sp->gbuf, 0, e->sp->grain);
-		memcpy(e->sp->gbuf, buf, len);
-		buf = e->sp->gbuf;
+	if (!cdata) { /* vmdk_compress always compresses a stream's grain */
+		log_error("%s: streamOptimized grains are written compressed", img->path);
+		return -EINVAL;
 	}
-	return stream_write_grain(img, e, buf, (off - e->start * SECTOR_SIZE) / e->sp->grain);
+	return stream_write_grain(img, e, cdata, clen, (off - e->start * SECTOR_SIZE) / e->sp->grain);
 }
 
 static int vmdk_flush(struct pimg *img)
@@ -1761,6 +1775,7 @@ const struct pimg_format pimg_fmt_vmdk = {
 	.read = vmdk_read,
 	.write = vmdk_write,
 	.write_zeroes = vmdk_write_zeroes,
+	.compress = vmdk_compress,
 	.write_compressed = vmdk_write_compressed,
 	.flush = vmdk_flush,
 	.info = vmdk_info,

@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,10 @@
  * CONVERT_SLOTS buffers, so that reading the source and writing the output overlap. */
 #define CONVERT_CHUNK (4 * MiB)
 #define CONVERT_SLOTS 3
+/* convert -c compresses batches of ZIP_BATCH bytes (at least two granules a thread),
+ * with at most ZIP_THREADS_MAX threads. */
+#define ZIP_BATCH (8 * MiB)
+#define ZIP_THREADS_MAX 16
 
 static void usage(FILE *f)
 {
@@ -458,39 +463,227 @@ static int write_sparse(struct pimg *dst, const uint8_t *buf, uint64_t len, uint
 	return 0;
 }
 
+/*
+ * convert -c, and every streamOptimized output: the main thread reads a batch of the
+ * source's data granules, every thread (the main one and a helper per further CPU)
+ * compresses the batch's granules, each with its own compressor, then the main thread
+ * writes them in order. Only the main thread touches src and writes dst; the batch is
+ * the only shared state (items taken and finished under mu).
+ */
+struct zip_item {
+	uint64_t off, len;
+	uint8_t *raw;  /* into the batch buffer, one granule */
+	uint8_t *out;  /* owned by the pool: pimg_compress_bound bytes */
+	size_t clen;   /* compressed length, 0: write raw plainly */
+	bool zero;     /* nothing to write */
+	int ret;
+};
+
+struct zip_pool {
+	const struct pimg *dst;  /* borrowed: helpers only compress for it */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct zip_item *items;  /* owned, cap entries */
+	unsigned cap, n;         /* the current batch has n items */
+	unsigned next, done;     /* items of the batch taken, finished */
+	unsigned gen;            /* batches handed out */
+	bool quit;
+};
+
+struct zip_helper {
+	struct zip_pool *pool;      /* borrowed */
+	struct pimg_compressor *c;  /* owned */
+	pthread_t thread;
+};
+
+/* Compress items of the current batch until none is left to take. */
+static void zip_take(struct zip_pool *p, struct pimg_compressor *c)
+{
+	for (;;) {
+		struct zip_item *it;
+
+		pthread_mutex_lock(&p->mu);
+		if (p->next == p->n) {
+			pthread_mutex_unlock(&p->mu);
+			return;
+		}
+		it = &p->items[p->next++];
+		pthread_mutex_unlock(&p->mu);
+		it->zero = pimg_is_zero(it->raw, it->len);
+		it->clen = 0;
+		it->ret = it->zero ? 0 : pimg_compress(c, it->raw, it->len, it->off, it->out, &it->clen);
+		if (it->ret == -ENOSPC) { /* does not pay: written plainly */
+			it->clen = 0;
+			it->ret = 0;
+		}
+		pthread_mutex_lock(&p->mu);
+		if (++p->done == p->n)
+			pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+}
+
+static void *zip_thread(void *opaque)
+{
+	struct zip_helper *h = opaque;
+	struct zip_pool *p = h->pool;
+	unsigned seen = 0;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->gen == seen && !p->quit)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->quit)
+			break;
+		seen = p->gen;
+		pthread_mutex_unlock(&p->mu);
+		zip_take(p, h->c);
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* CPUs this process may run on, at least 1. */
+static unsigned cpus_usable(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	return (unsigned)MAX(CPU_COUNT(&set), 1);
+}
+
+/* Fill the pool's items (*n of them) with the next data granules of src from *off
+ * (granule aligned); zero ranges of whole granules are skipped. Called while no item is
+ * left to take: the batch is handed out afterwards, under mu. */
+static int zip_fill(struct zip_pool *p, struct pimg *src, uint64_t size, uint64_t *off, uint8_t *buf,
+		    unsigned *n)
+{
+	uint64_t g = pimg_granule(p->dst);
+
+	*n = 0;
+	while (*n < p->cap && *off < size) {
+		uint64_t pnum, k, span;
+		int ret, st = pimg_block_status(src, *off, size - *off, &pnum, true);
+
+		if (st < 0)
+			return st;
+		if (st == PIMG_ZERO && (pnum >= g || *off + pnum == size)) {
+			*off += *off + pnum == size ? pnum : pnum / g * g;
+			continue;
+		}
+		k = MIN(p->cap - *n, (pnum + g - 1) / g);
+		span = MIN(k * g, size - *off);
+		ret = pimg_pread(src, buf + (uint64_t)*n * g, span, *off);
+		if (ret)
+			return ret;
+		for (uint64_t j = 0; j < k; j++) {
+			unsigned i = (*n)++;
+			struct zip_item *it = &p->items[i];
+
+			it->off = *off + j * g;
+			it->len = MIN(g, size - it->off);
+			it->raw = buf + (uint64_t)i * g;
+			if (it->len < g && pimg_size(p->dst) >= it->off + g) {
+				memset(it->raw + it->len, 0, g - it->len);
+				it->len = g;
+			}
+		}
+		*off += k * g;
+	}
+	return 0;
+}
+
 static int convert_compressed(struct pimg *src, struct pimg *dst, uint64_t size, bool prog)
 {
-	uint64_t g = pimg_granule(dst), off;
-	uint8_t *buf = malloc(g);
+	struct zip_pool p = { .dst = dst };
+	struct zip_helper helpers[ZIP_THREADS_MAX];
+	struct pimg_compressor *mine = pimg_compressor_new(dst);
+	uint64_t g = pimg_granule(dst), off = 0;
+	unsigned n_helpers = 0, n_outs = 0, want = MIN(cpus_usable(), ZIP_THREADS_MAX) - 1;
+	uint8_t *buf = NULL;
 	int ret = 0;
 
-	if (!buf)
-		return -ENOMEM;
-	for (off = 0; off < size; off += g) {
-		uint64_t n = MIN(g, size - off), pnum;
-		int st = pimg_block_status(src, off, n, &pnum, true);
-
-		if (st < 0) {
-			ret = st;
-			break;
-		}
-		if (st == PIMG_ZERO && pnum == n)
-			continue;
-		ret = pimg_pread(src, buf, n, off);
-		if (ret)
-			break;
-		if (pimg_is_zero(buf, n))
-			continue;
-		if (n < g && pimg_size(dst) >= off + g) {
-			memset(buf + n, 0, g - n);
-			n = g;
-		}
-		ret = pimg_write_compressed(dst, buf, n, off);
-		if (ret)
-			break;
-		progress(prog, off + n, size);
+	if (!mine) {
+		ret = errno == ENOTSUP ? -ENOTSUP : -ENOMEM;
+		if (ret == -ENOTSUP)
+			log_error("-c: %s images are not compressed", pimg_format(dst));
+		return ret;
 	}
+	p.cap = (unsigned)MAX(ZIP_BATCH / g, 2 * (want + 1));
+	p.items = calloc(p.cap, sizeof(*p.items));
+	buf = malloc(p.cap * g);
+	if (!p.items || !buf) {
+		ret = -ENOMEM;
+		goto out_free_outs;
+	}
+	for (; n_outs < p.cap; n_outs++) {
+		p.items[n_outs].out = malloc(pimg_compress_bound(dst));
+		if (!p.items[n_outs].out) {
+			ret = -ENOMEM;
+			goto out_free_outs;
+		}
+	}
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
+	/* Helpers are a speed-up only: with fewer (none made), the main thread does it all. */
+	for (; n_helpers < want; n_helpers++) {
+		struct zip_helper *h = &helpers[n_helpers];
+
+		h->pool = &p;
+		h->c = pimg_compressor_new(dst);
+		if (!h->c)
+			break;
+		if (pthread_create(&h->thread, NULL, zip_thread, h)) {
+			pimg_compressor_free(h->c);
+			break;
+		}
+	}
+	while (off < size && !ret) {
+		unsigned n;
+
+		ret = zip_fill(&p, src, size, &off, buf, &n);
+		if (ret || !n)
+			break;
+		pthread_mutex_lock(&p.mu);
+		p.n = n;
+		p.next = p.done = 0;
+		p.gen++;
+		pthread_cond_broadcast(&p.cv);
+		pthread_mutex_unlock(&p.mu);
+		zip_take(&p, mine);
+		pthread_mutex_lock(&p.mu);
+		while (p.done < p.n)
+			pthread_cond_wait(&p.cv, &p.mu);
+		pthread_mutex_unlock(&p.mu);
+		for (unsigned i = 0; i < p.n && !ret; i++) {
+			struct zip_item *it = &p.items[i];
+
+			ret = it->ret;
+			if (ret || it->zero)
+				continue;
+			ret = pimg_write_compressed_data(dst, it->clen ? it->out : NULL, it->clen, it->raw,
+							 it->len, it->off);
+		}
+		progress(prog && !ret, MIN(off, size), size);
+	}
+	pthread_mutex_lock(&p.mu);
+	p.quit = true;
+	pthread_cond_broadcast(&p.cv);
+	pthread_mutex_unlock(&p.mu);
+	for (unsigned i = 0; i < n_helpers; i++) {
+		pthread_join(helpers[i].thread, NULL);
+		pimg_compressor_free(helpers[i].c);
+	}
+	pthread_cond_destroy(&p.cv);
+	pthread_mutex_destroy(&p.mu);
+out_free_outs:
+	for (unsigned i = 0; i < n_outs; i++)
+		free(p.items[i].out);
+	free(p.items);
 	free(buf);
+	pimg_compressor_free(mine);
 	return ret;
 }
 

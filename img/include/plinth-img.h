@@ -147,6 +147,24 @@ int pimg_flush(struct pimg *img);
  * plain write where compression does not pay. -ENOTSUP for other formats.
  */
 int pimg_write_compressed(struct pimg *img, const void *buf, size_t len, uint64_t off);
+
+/*
+ * The same in two steps, so that several threads compress while one writes (convert
+ * -c): each thread has its own compressor for img (NULL when out of memory or img does
+ * not compress: -ENOTSUP); pimg_compress turns one granule (the rules of
+ * pimg_write_compressed) into at most pimg_compress_bound(img) bytes at out, and
+ * returns -ENOSPC where compression does not pay; pimg_write_compressed_data writes
+ * that result, or buf plainly when cdata is NULL. Compressors of one image may run at
+ * once, also while another thread writes it; writes stay one thread's, in order.
+ */
+struct pimg_compressor;
+struct pimg_compressor *pimg_compressor_new(const struct pimg *img);
+void pimg_compressor_free(struct pimg_compressor *c);
+size_t pimg_compress_bound(const struct pimg *img);
+int pimg_compress(struct pimg_compressor *c, const void *buf, size_t len, uint64_t off, void *out,
+		  size_t *clen);
+int pimg_write_compressed_data(struct pimg *img, const void *cdata, size_t clen, const void *buf,
+			       size_t len, uint64_t off);
 /* True if len bytes at buf are all zero. */
 bool pimg_is_zero(const void *buf, size_t len);
 

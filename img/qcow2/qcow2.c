@@ -533,40 +533,25 @@ static int qcow2_discard(struct pimg *img, uint64_t len, uint64_t off)
 	return set_entry(img, off, 0, 0);
 }
 
-static int compress_cluster(struct pimg *img, const void *buf, size_t *out_len)
+/* Thread-safe: reads only the cluster size and compression type, fixed at open. */
+static int qcow2_compress(const struct pimg *img, struct pimg_compressor *c, const void *buf,
+			  uint64_t off, void *out, size_t *clen)
 {
-	struct qcow2 *q = img->priv;
-	size_t cap = q->cluster_size - SECTOR_SIZE;
+	const struct qcow2 *q = img->priv;
+	size_t cap = q->cluster_size - SECTOR_SIZE; /* more would not save a cluster */
 
-	if (q->compression == COMP_ZSTD) {
-		size_t r = ZSTD_compress(q->cbuf, cap, buf, q->cluster_size, 3);
-
-		if (ZSTD_isError(r))
-			return -ENOSPC; /* did not fit: not worth it */
-		*out_len = r;
-		return 0;
-	}
-	z_stream zs = { 0 };
-
-	if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
-		return -ENOMEM;
-	zs.next_in = (Bytef *)(uintptr_t)buf;
-	zs.avail_in = q->cluster_size;
-	zs.next_out = q->cbuf;
-	zs.avail_out = (uInt)cap;
-	int r = deflate(&zs, Z_FINISH);
-
-	*out_len = cap - zs.avail_out;
-	deflateEnd(&zs);
-	return r == Z_STREAM_END ? 0 : -ENOSPC;
+	(void)off;
+	if (q->compression == COMP_ZSTD)
+		return pimg_zstd(c, 3, buf, q->cluster_size, out, cap, clen);
+	return pimg_deflate(c, -12, 9, buf, q->cluster_size, out, cap, clen);
 }
 
-static int qcow2_write_compressed(struct pimg *img, const void *data, uint64_t len, uint64_t off)
+static int qcow2_write_compressed(struct pimg *img, const void *cdata, size_t clen, const void *data,
+				  uint64_t len, uint64_t off)
 {
 	struct qcow2 *q = img->priv;
 	uint64_t cs = q->cluster_size, host, add, entry, start;
 	const void *buf = data;
-	size_t clen;
 	unsigned x = 62 - (q->cluster_bits - 8);
 	int ret;
 
@@ -576,13 +561,12 @@ static int qcow2_write_compressed(struct pimg *img, const void *data, uint64_t l
 		memcpy(q->tmp, data, len);
 		buf = q->tmp;
 	}
-	ret = compress_cluster(img, buf, &clen);
-	if (ret == -ENOSPC)
+	if (!cdata)
 		return qcow2_write(img, buf, cs, off);
 	if (q->repair_only)
 		return -EROFS;
-	if (ret)
-		return ret;
+	if (clen > cs - SECTOR_SIZE) /* not what qcow2_compress makes */
+		return -EINVAL;
 	/* Pack into the current partly used cluster when it is the last allocated one. */
 	start = q->comp_cursor;
 	if (start && (start & (cs - 1)) && (start & ~(cs - 1)) + cs == q->alloc_end) {
@@ -599,7 +583,7 @@ static int qcow2_write_compressed(struct pimg *img, const void *data, uint64_t l
 		if (ret)
 			return ret;
 	}
-	ret = pfile_pwrite(img->file, q->cbuf, clen, host);
+	ret = pfile_pwrite(img->file, cdata, clen, host);
 	if (ret)
 		return ret;
 	q->comp_cursor = align_up(host + clen, SECTOR_SIZE);
@@ -1177,6 +1161,7 @@ const struct pimg_format pimg_fmt_qcow2 = {
 	.write = qcow2_write,
 	.write_zeroes = qcow2_write_zeroes,
 	.discard = qcow2_discard,
+	.compress = qcow2_compress,
 	.write_compressed = qcow2_write_compressed,
 	.flush = qcow2_flush,
 	.info = qcow2_info,

@@ -39,16 +39,7 @@ done
 # A qcow2 whose L2 entry for 30 MiB points beyond the end of the file: the read-ahead
 # fails after several pieces went out; one line, no output left behind.
 cp "$T/src.qcow2" "$T/bad.qcow2"
-python3 - "$T/bad.qcow2" <<'EOF'
-import struct, sys
-with open(sys.argv[1], "r+b") as f:
-    h = f.read(104)
-    l1 = struct.unpack(">Q", h[40:48])[0]
-    f.seek(l1)
-    l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
-    f.seek(l2 + 8 * ((30 << 20) >> 16))
-    f.write(struct.pack(">Q", (1 << 63) | (1 << 40)))
-EOF
+qcow2_bad_l2 "$T/bad.qcow2" $((30 << 20))
 for b in raw vhdx; do
 	check_fail "convert of a qcow2 corrupt at 30 MiB -> $b fails with one line" \
 		"$PI" convert -f qcow2 -O "$b" "$T/bad.qcow2" "$T/bad-out.$b"

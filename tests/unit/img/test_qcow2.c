@@ -159,6 +159,89 @@ static void test_discard_reuse_bounded(void **state)
 	pimg_close(img);
 }
 
+/* The whole file at path, malloc'ed; its length in *len. */
+static uint8_t *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	*len = (size_t)ftell(f);
+	rewind(f);
+	buf = malloc(*len ? *len : 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, *len, f), *len);
+	fclose(f);
+	return buf;
+}
+
+/*
+ * pimg_compress with two compressors of one image (as convert -c's threads do), then
+ * pimg_write_compressed_data in order: the same file as pimg_write_compressed makes;
+ * an incompressible cluster goes plainly; results that qcow2 could not hold are refused.
+ */
+static void test_compress_two_steps(void **state)
+{
+	const char *opts[] = { NULL, "compression_type=zstd" };
+
+	(void)state;
+	for (unsigned o = 0; o < 2; o++) {
+		char p1[256], p2[256];
+		uint64_t size = 2 * MiB + 3584, cs = 65536;
+		uint8_t *data = malloc(size), *out = NULL, *a, *b;
+		struct pimg *one, *two;
+		struct pimg_compressor *c[2];
+		size_t clen, la, lb;
+
+		assert_non_null(data);
+		for (uint64_t i = 0; i < size; i++)
+			data[i] = (uint8_t)(i % 251);
+		fill_pattern(data + 512 * 1024, cs, 9); /* does not compress */
+		tmp_path(p1, sizeof(p1), "one.qcow2");
+		tmp_path(p2, sizeof(p2), "two.qcow2");
+		assert_int_equal(pimg_create(p1, "qcow2", size, opts[o]), 0);
+		assert_int_equal(pimg_create(p2, "qcow2", size, opts[o]), 0);
+		one = pimg_open(p1, "qcow2", 0);
+		two = pimg_open(p2, "qcow2", 0);
+		assert_non_null(one);
+		assert_non_null(two);
+		c[0] = pimg_compressor_new(two);
+		c[1] = pimg_compressor_new(two);
+		assert_non_null(c[0]);
+		assert_non_null(c[1]);
+		out = malloc(pimg_compress_bound(two));
+		assert_non_null(out);
+		for (uint64_t off = 0; off < size; off += cs) {
+			size_t n = MIN(cs, size - off);
+			int r = pimg_compress(c[(off / cs) % 2], data + off, n, off, out, &clen);
+
+			if (off == 512 * 1024)
+				assert_int_equal(r, -ENOSPC);
+			else
+				assert_int_equal(r, 0);
+			assert_int_equal(pimg_write_compressed_data(two, r ? NULL : out, r ? 0 : clen,
+								    data + off, n, off), 0);
+			assert_int_equal(pimg_write_compressed(one, data + off, n, off), 0);
+		}
+		assert_int_equal(pimg_compress(c[0], data, 4096, 0, out, &clen), -EINVAL);
+		assert_int_equal(pimg_write_compressed_data(two, out, cs, data, cs, 0), -EINVAL);
+		assert_content(two, data, size);
+		pimg_compressor_free(c[0]);
+		pimg_compressor_free(c[1]);
+		pimg_close(one);
+		pimg_close(two);
+		a = read_file(p1, &la);
+		b = read_file(p2, &lb);
+		assert_int_equal(la, lb);
+		assert_memory_equal(a, b, la);
+		free(a);
+		free(b);
+		free(out);
+		free(data);
+	}
+}
+
 static void compressed_roundtrip(const char *opts)
 {
 	char p[256];
@@ -552,6 +635,7 @@ int main(void)
 		cmocka_unit_test(test_crash_reuse),
 		cmocka_unit_test(test_resize_and_discard),
 		cmocka_unit_test(test_partial_tail_discard),
+		cmocka_unit_test(test_compress_two_steps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

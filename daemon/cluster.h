@@ -61,4 +61,39 @@ bool pd_vm_elsewhere(const struct plinthd *pd, const struct store_vm *vm, struct
 /* GET /v1/hosts (under pd->lock). */
 void pd_host_list(struct plinthd *pd, struct pd_reply *r);
 
+
+/* --- Forwarding (cluster_forward.c) --------------------------------------------------- */
+
+/* A forwarded request's credential (hex HMAC-SHA256 of the label with the cluster
+ * key) and its client, for the owner's audit log. */
+#define PD_CLUSTER_KEY_HEADER	"X-Plinth-Cluster"
+#define PD_CLUSTER_ACTOR_HEADER "X-Plinth-Actor"
+
+/*
+ * Load the cluster key (key_file: 32..64 bytes as hex digits, mode 0600, the same on
+ * every host; plinth's --migrate-psk for migrations between hosts) and the trust file
+ * for other hosts' TLS certificates (ca_file, PEM) into pd. 0 or -errno logged.
+ */
+int pd_cluster_key_load(struct plinthd *pd, const char *key_file, const char *ca_file);
+/* Does value carry this cluster's credential (constant time)? */
+bool pd_cluster_key_ok(const struct plinthd *pd, const char *value);
+/* Is req about one VM (carried out by its owner)? */
+bool pd_route_forwardable(const struct pd_request *req);
+/*
+ * Under pd->lock: must req be carried out by another host? 0: here; 1: by owner at
+ * addr (owner: STORE_NAME_MAX); -errno with r set (the owner is down, has no address,
+ * or there is no cluster key to forward with).
+ */
+int pd_forward_target(struct plinthd *pd, const struct pd_request *req, char *owner, char *addr,
+		      size_t addrlen, struct pd_reply *r);
+/*
+ * Without pd->lock: send the request (method, url, query or NULL, body) to owner at
+ * addr over TLS with the cluster credential and client (the audit log's actor),
+ * within timeout_ms for each read or write; r gets the owner's reply, or a 502 in
+ * one line. pd's cluster fields are read only (set before any thread).
+ */
+void pd_forward(struct plinthd *pd, const char *owner, const char *addr, const char *method,
+		const char *url, const char *query, const char *body, size_t body_len,
+		const char *client, int timeout_ms, struct pd_reply *r);
+
 #endif

@@ -156,6 +156,8 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 	pd->placement = o->placement;
 	pd->overcommit = o->overcommit > 0 ? o->overcommit : 1.0;
 	pd->jail = o->jail;
+	if (o->cluster_key && pd_cluster_key_load(pd, o->cluster_key, o->cluster_ca))
+		goto out_free;
 	snprintf(db, sizeof(db), "%s/inventory.db", pd->dir);
 	pd->st = ops->open(o->db ? o->db : db);
 	if (!pd->st)

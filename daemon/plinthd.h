@@ -102,6 +102,8 @@ struct pd_options {
 	double overcommit;		/* memory limit = MemTotal x this (default 1.0) */
 	uid_t uid_base;			/* VM n runs as uid_base + n when root (default 200000) */
 	bool jail;			/* --jail each VM (default: when root) */
+	const char *cluster_key;	/* --cluster-key FILE: forwarding and migrations */
+	const char *cluster_ca;		/* --cluster-ca PEM: other hosts' certificates */
 };
 
 struct plinthd {
@@ -124,6 +126,9 @@ struct plinthd {
 	struct pd_cluster *cluster;	/* heartbeat and leader lease (cluster.c) */
 	enum pd_placement placement;	/* where new VMs go */
 	double overcommit;		/* memory limit = MemTotal x this (every host's, placement) */
+	char cluster_key[65];		/* forwarding credential (hex), "" without --cluster-key */
+	char cluster_key_file[4096];	/* the key itself: plinth's --migrate-psk */
+	char cluster_ca[4096];		/* trust file for other hosts' certificates */
 };
 
 /* Read a small file into buf (NUL-terminated): bytes read or -errno. */

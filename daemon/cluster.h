@@ -96,4 +96,13 @@ void pd_forward(struct plinthd *pd, const char *owner, const char *addr, const c
 		const char *url, const char *query, const char *body, size_t body_len,
 		const char *client, int timeout_ms, struct pd_reply *r);
 
+/* --- Migration between hosts (cluster_migrate.c) -------------------------------------- */
+
+/* POST /v1/vms/{name}/migrate on the VM's owner: 202 with the task that carries it
+ * out (its error says why it failed; the VM then runs on here). Under pd->lock. */
+void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+/* POST /v1/vms/{name}/incoming: the destination's side (prepare, confirm, abort), for
+ * a request from another host only (req->from_cluster). Under pd->lock. */
+void pd_vm_incoming(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+
 #endif

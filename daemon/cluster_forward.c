@@ -43,6 +43,7 @@ bool pd_route_forwardable(const struct pd_request *req)
 	case PD_VM_DELETE:
 	case PD_VM_CONSOLE:
 	case PD_VM_CONSOLE_INPUT:
+	case PD_VM_MIGRATE:
 		return true;
 	default:
 		return false;

@@ -72,6 +72,12 @@ struct pd_run {
 	int64_t reboot_ms;		/* monotonic time of the reboot request */
 	unsigned restarts;		/* policy restarts since window_ms */
 	int64_t window_ms;		/* monotonic start of the restart window */
+	bool incoming;			/* a migration's destination (`plinth receive`): the
+					 * inventory is the source's until the owner moves here;
+					 * nothing is written for it before (cluster_migrate.c) */
+	int64_t incoming_epoch;		/* incoming: the epoch the source held */
+	bool migrating;			/* source: a migration to another host runs; plinth's
+					 * exit 0 is the hand-off, not a stop */
 	struct pd_run *next;
 };
 
@@ -165,6 +171,17 @@ void pd_vm_console(struct plinthd *pd, const char *name, int64_t from, struct pd
 /* Write input to a running VM's serial console (RUNDIR/console.in, plinth's stdin). */
 void pd_vm_console_input(struct plinthd *pd, const char *name, const char *input,
 			 struct pd_reply *r);
+/* Start vm's plinth as a migration's destination (`plinth receive --listen listen`):
+ * a struct pd_run with incoming set, nothing written to the inventory. 0 or -errno
+ * with r set. Under lock. */
+int pd_vm_receive(struct plinthd *pd, const struct store_vm *vm, const char *listen,
+		  struct pd_reply *r);
+/* The run of VM vm_id, or NULL (under lock). */
+struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id);
+/* The API socket of a VM's run directory into buf. */
+void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size);
+/* Settle a run whose process ended (under lock): what the monitor does. */
+void pd_run_exited(struct plinthd *pd, struct pd_run *run);
 /* One monitor period (under lock). */
 void pd_vms_tick(struct plinthd *pd);
 /* The image name if any VM's definition uses image, with *vm set; else NULL. */
@@ -183,6 +200,10 @@ void pd_image_clone(struct plinthd *pd, const char *src, const struct pd_clone_a
 void pd_task_list(struct plinthd *pd, struct pd_reply *r);
 void pd_task_get(struct plinthd *pd, int64_t id, struct pd_reply *r);
 void pd_task_cancel(struct plinthd *pd, int64_t id, struct pd_reply *r);
+/* Update task id's row: state (NULL: unchanged), progress, error (NULL: unchanged).
+ * Under lock. */
+void pd_task_record(struct plinthd *pd, int64_t id, const char *state, uint64_t done,
+		    uint64_t total, const char *error);
 /* Join finished task threads (under lock: drops it while joining). */
 void pd_tasks_reap(struct plinthd *pd, bool all);
 /* True if name is taken by an image or an image being made. */

@@ -165,6 +165,12 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 	case PD_HOST_LIST:
 		pd_host_list(pd, r);
 		break;
+	case PD_VM_MIGRATE:
+		pd_vm_migrate(pd, req, r);
+		break;
+	case PD_VM_INCOMING:
+		pd_vm_incoming(pd, req, r);
+		break;
 	case PD_HOST_INFO: {
 		int64_t term = 0;
 		bool leading = pd_cluster_leading(pd->cluster, &term);
@@ -423,6 +429,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 						   "every host?)"),
 					 NULL);
 		}
+		req->from_cluster = true;
 		snprintf(s->pd->actor, sizeof(s->pd->actor), "%s", who ? who : "another host");
 		str_printable(s->pd->actor);
 	} else if (s->tcp) {

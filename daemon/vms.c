@@ -106,6 +106,16 @@ static struct pd_run *run_add(struct plinthd *pd, const struct store_vm *vm, pid
 	return run;
 }
 
+struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id)
+{
+	return run_find(pd, vm_id);
+}
+
+void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
+{
+	run_path(pd, uuid, "api.sock", buf, size);
+}
+
 void pd_run_forget(struct plinthd *pd, struct pd_run *run)
 {
 	run_remove(pd, run);
@@ -708,14 +718,24 @@ static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullf
 
 /* Build plinth's command line for def; 0 or a 4xx/5xx reply. */
 static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struct pd_vm_def *def,
-		      struct spawn_args *a, struct pd_reply *r)
+		      const char *listen, struct spawn_args *a, struct pd_reply *r)
 {
 	char jail[256];
 	unsigned i;
 
 	a->argc = 0;
 	arg(a, "%s", pd->plinth_bin);
-	arg(a, "run");
+	if (listen) {
+		arg(a, "receive");
+		arg(a, "--listen");
+		arg(a, "%s", listen);
+	} else {
+		arg(a, "run");
+	}
+	if (pd->cluster_key_file[0]) { /* every VM may migrate between hosts */
+		arg(a, "--migrate-psk");
+		arg(a, "%s", pd->cluster_key_file);
+	}
 	arg(a, "--kernel");
 	arg(a, "%s", def->kernel);
 	if (def->initrd[0]) {
@@ -803,7 +823,7 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
  * (r may be NULL: the monitor's restarts only log).
  */
 static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *why,
-		    struct pd_reply *r)
+		    const char *listen, struct pd_reply *r)
 {
 	char dir[256], pidfile[256], pidtmp[256], exitfile[256], exittmp[256], logpath[256];
 	char sock[256], buf[64];
@@ -856,7 +876,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	run_path(pd, vm->uuid, ".exit.tmp", exittmp, sizeof(exittmp));
 	run_path(pd, vm->uuid, "console.log", logpath, sizeof(logpath));
 	run_path(pd, vm->uuid, "api.sock", sock, sizeof(sock));
-	ret = build_argv(pd, vm, def, a, r);
+	ret = build_argv(pd, vm, def, listen, a, r);
 	if (ret)
 		goto out_free;
 	unlink(pidfile);
@@ -874,8 +894,9 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		pd_reply_error(r, 500, "VM '%s': %s: %s", vm->name, logpath, strerror(errno));
 		goto out_close;
 	}
-	/* Invariant 2: the state is on disk before the process exists. */
-	ret = vm_set_state(pd, vm->id, vm->name, "starting", 0, why, "vm.start", "ok");
+	/* Invariant 2: the state is on disk before the process exists (a migration's
+	 * destination writes nothing: the source owns the VM until the switch). */
+	ret = listen ? 0 : vm_set_state(pd, vm->id, vm->name, "starting", 0, why, "vm.start", "ok");
 	if (ret) {
 		pd_reply_error(r, 500, "inventory error starting VM '%s'", vm->name);
 		goto out_close;
@@ -896,8 +917,9 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	}
 	if (shim < 0) {
 		ret = -errno;
-		vm_set_state(pd, vm->id, vm->name, "crashed", 0, "fork failed", "vm.crashed",
-			     "failed");
+		if (!listen)
+			vm_set_state(pd, vm->id, vm->name, "crashed", 0, "fork failed",
+				     "vm.crashed", "failed");
 		pd_reply_error(r, 500, "VM '%s': fork: %s", vm->name, strerror(-ret));
 		goto out_close;
 	}
@@ -917,7 +939,9 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		}
 		usleep(2000);
 	}
-	if (run->pid)
+	run->incoming = listen != NULL;
+	run->incoming_epoch = vm->epoch;
+	if (run->pid && !listen)
 		vm_set_state(pd, vm->id, vm->name, "starting", run->pid, why, NULL, NULL);
 	ret = 0;
 	goto out_close_fds;
@@ -997,6 +1021,32 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 		waitpid(run->shim, NULL, WNOHANG); /* ours if we spawned it: reap */
 	run_path(pd, run->uuid, "exit", exitfile, sizeof(exitfile));
 	run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
+	/* A migration's two sides: the destination's process before the VM is owned here,
+	 * and the source's after it handed off (exit 0), write nothing: the inventory is
+	 * the owner's, and cluster_migrate.c settles it. */
+	if (run->incoming || run->migrating) {
+		bool elsewhere = false;
+
+		code = -1;
+		if (pd_read_small(exitfile, buf, sizeof(buf)) <= 0 ||
+		    sscanf(buf, "exit %d", &code) != 1)
+			code = -1;
+		if (run->migrating && pd->ops->vm_get(pd->st, run->name, &vm) == 0) {
+			elsewhere = strcmp(vm.host, pd->host) != 0; /* switched: not ours */
+			store_vm_clear(&vm);
+		}
+		if (!run->incoming && code != 0 && !elsewhere)
+			goto settle;
+		log_info("VM %s: %s (exit %d)", run->name,
+			 run->incoming ? "the migration's destination process ended"
+				       : "handed off to the migration's destination", code);
+		unlink(sock);
+		pd_nics_down(run->vm_id, PD_NICS_MAX);
+		run_remove(pd, run);
+		return;
+	}
+settle:
+	code = 0;
 	if (pd_read_small(exitfile, buf, sizeof(buf)) > 0 && sscanf(buf, "exit %d", &code) == 1) {
 		if (code == 0)
 			snprintf(reason, sizeof(reason), "plinth exited 0 (the guest powered off)");
@@ -1061,7 +1111,7 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 	if (restart && pd->ops->vm_get(pd->st, name, &vm) == 0) {
 		if (vm_spawn(pd, &vm,
 			     rebooting ? "reboot" : reset ? "the guest reset" : "restart policy",
-			     NULL))
+			     NULL, NULL))
 			log_error("VM %s: restart failed", name);
 		store_vm_clear(&vm);
 		run = pd->runs;
@@ -1070,6 +1120,17 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 			run->restarts = restarts + 1;
 		}
 	}
+}
+
+int pd_vm_receive(struct plinthd *pd, const struct store_vm *vm, const char *listen,
+		  struct pd_reply *r)
+{
+	return vm_spawn(pd, vm, "migration", listen, r);
+}
+
+void pd_run_exited(struct plinthd *pd, struct pd_run *run)
+{
+	vm_exited(pd, run);
 }
 
 /* --- Actions --------------------------------------------------------------------------- */
@@ -1117,13 +1178,17 @@ void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_re
 	if (pd_vm_elsewhere(pd, &vm, r))
 		goto out_clear;
 	run = run_find(pd, vm.id);
+	if (run && (run->migrating || run->incoming)) {
+		pd_reply_error(r, 409, "VM '%s' is migrating: try again when it is over", vm.name);
+		goto out_clear;
+	}
 	snprintf(ev, sizeof(ev), "vm.%s", act);
 	if (req->action == PD_START) {
 		if (run) {
 			pd_reply_error(r, 409, "VM '%s' is already %s", vm.name, vm.state);
 			goto out_clear;
 		}
-		if (vm_spawn(pd, &vm, "started by request", r))
+		if (vm_spawn(pd, &vm, "started by request", NULL, r))
 			goto out_clear;
 		goto out_reply;
 	}
@@ -1322,6 +1387,16 @@ void pd_vms_tick(struct plinthd *pd)
 		}
 		if (pd->ops->vm_get(pd->st, run->name, &vm))
 			continue;
+		if (run->incoming) {
+			/* Received here: ours once the source moved the owner (epoch + 1). */
+			if (!strcmp(vm.host, pd->host) && vm.epoch > run->incoming_epoch) {
+				run->incoming = false;
+				vm_set_state(pd, run->vm_id, run->name, "running", run->pid,
+					     "migrated here", "vm.running", "ok");
+			}
+			store_vm_clear(&vm);
+			continue;
+		}
 		if (!strcmp(vm.state, "starting") && run->pid > 0)
 			promote(pd, run);
 		else if (!strcmp(vm.state, "starting") && !run->pid) {
@@ -1446,13 +1521,13 @@ int pd_vms_init(struct plinthd *pd)
 		}
 		if (!state_is_live(vm->state)) {
 			if (boot && def_autostart(vm))
-				vm_spawn(pd, vm, "autostart", NULL);
+				vm_spawn(pd, vm, "autostart", NULL, NULL);
 			continue;
 		}
 		if (!strcmp(vm->state, "starting") && !vm->pid) {
 			/* The start was cut short before plinth existed: do it again. */
 			vm_spawn(pd, vm, "start interrupted by a plinthd restart; started again",
-				 NULL);
+				 NULL, NULL);
 			continue;
 		}
 		/* It ran and is gone: settle from its exit file like a live exit. */

@@ -77,6 +77,17 @@ static int host_address(struct plinthd *pd, const char *name, char *addr, size_t
 	return ret;
 }
 
+/* The VM name into vm (store_vm_clear), or -errno with r set. */
+static int load_vm(struct plinthd *pd, const char *name, struct store_vm *vm, struct pd_reply *r)
+{
+	int ret = pd->ops->vm_get(pd->st, name, vm);
+
+	if (ret)
+		pd_reply_error(r, ret == -ENOENT ? 404 : 500, "%s VM '%s'",
+			       ret == -ENOENT ? "no" : "inventory error reading", name);
+	return ret;
+}
+
 /* --- The destination ------------------------------------------------------------------- */
 
 /* A free TCP port on ip (bound and let go: plinth binds it a moment later). */
@@ -160,18 +171,13 @@ void pd_vm_incoming(struct plinthd *pd, const struct pd_request *req, struct pd_
 	const struct pd_incoming_args *a = &req->u.incoming;
 	struct store_vm vm;
 	struct pd_run *run;
-	int ret;
 
 	if (!req->from_cluster) {
 		pd_reply_error(r, 403, "only another host of the cluster may ask this");
 		return;
 	}
-	ret = pd->ops->vm_get(pd->st, req->name, &vm);
-	if (ret) {
-		pd_reply_error(r, ret == -ENOENT ? 404 : 500, "%s VM '%s'",
-			       ret == -ENOENT ? "no" : "inventory error reading", req->name);
+	if (load_vm(pd, req->name, &vm, r))
 		return;
-	}
 	run = pd_run_of(pd, vm.id);
 	if (!strcmp(a->phase, "abort")) {
 		/* Whatever the epoch: a received copy that is not owned here goes. */
@@ -493,19 +499,14 @@ out_record:
 
 void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r)
 {
-	struct store_task st = {0};
 	struct store_vm vm;
 	struct pd_task *t;
 	struct pd_run *run;
 	char addr[64];
 	int ret;
 
-	ret = pd->ops->vm_get(pd->st, req->name, &vm);
-	if (ret) {
-		pd_reply_error(r, ret == -ENOENT ? 404 : 500, "%s VM '%s'",
-			       ret == -ENOENT ? "no" : "inventory error reading", req->name);
+	if (load_vm(pd, req->name, &vm, r))
 		return;
-	}
 	run = pd_run_of(pd, vm.id);
 	if (pd_vm_elsewhere(pd, &vm, r))
 		goto out_clear;
@@ -536,36 +537,16 @@ void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_r
 		pd_reply_error(r, 500, "out of memory");
 		goto out_clear;
 	}
-	snprintf(st.kind, sizeof(st.kind), "migrate");
-	snprintf(st.object, sizeof(st.object), "%s", vm.name);
-	snprintf(st.state, sizeof(st.state), "running");
-	snprintf(st.host, sizeof(st.host), "%s", pd->host);
-	st.created_ms = pd_now_ms();
-	if (pd->ops->task_insert(pd->st, &st)) {
-		pd_reply_error(r, 500, "inventory error creating a task");
-		free(t);
-		goto out_clear;
-	}
-	t->id = st.id;
-	t->pd = pd;
 	snprintf(t->object, sizeof(t->object), "%s", vm.name);
 	snprintf(t->action, sizeof(t->action), "vm.migrate");
 	snprintf(t->dst_name, sizeof(t->dst_name), "%s", req->u.migrate.to);
 	run->migrating = true;
-	if (pthread_create(&t->thread, NULL, migrate_main, t)) {
+	if (pd_task_launch(pd, t, "migrate", migrate_main, r)) {
 		run->migrating = false;
-		pd_task_record(pd, t->id, "failed", 0, 0, "cannot create a thread");
-		pd_reply_error(r, 500, "cannot create a task thread");
-		free(t);
 		goto out_clear;
 	}
-	t->next = pd->tasks;
-	pd->tasks = t;
 	pd_event(pd, "vm.migrate", vm.name, "ok", "to host %s: started (task %lld)",
 		 req->u.migrate.to, (long long)t->id);
-	pd_task_get(pd, t->id, r);
-	if (r->status == 200)
-		r->status = 202;
 out_clear:
 	store_vm_clear(&vm);
 }

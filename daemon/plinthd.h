@@ -204,6 +204,11 @@ void pd_task_cancel(struct plinthd *pd, int64_t id, struct pd_reply *r);
  * Under lock. */
 void pd_task_record(struct plinthd *pd, int64_t id, const char *state, uint64_t done,
 		    uint64_t total, const char *error);
+/* Record task t (object, action and its work's fields filled; owned from here) as a
+ * running task of kind and run work(t) in its thread, which sets t->done under lock
+ * when it ends. 0 with 202 + the task in r, or -errno with r set (t freed). */
+int pd_task_launch(struct plinthd *pd, struct pd_task *t, const char *kind,
+		   void *(*work)(void *), struct pd_reply *r);
 /* Join finished task threads (under lock: drops it while joining). */
 void pd_tasks_reap(struct plinthd *pd, bool all);
 /* True if name is taken by an image or an image being made. */

@@ -38,7 +38,7 @@ struct cli {
 static const char usage_text[] =
 	"Usage: plinth vm list | info NAME | create NAME --kernel PATH [--initrd PATH]\n"
 	"                 [--cmdline STR] [--cpus N] [--memory MIB] [--restart never|on-crash|always]\n"
-	"                 [--autostart] [--disk image=NAME|path=FILE[,format=F][,readonly]]...\n"
+	"                 [--autostart] [--ha] [--disk image=NAME|path=FILE[,format=F][,readonly]]...\n"
 	"                 [--nic NETWORK]...\n"
 	"              | create --from FILE.json | start NAME | stop NAME [--timeout S]\n"
 	"              | kill NAME | reboot NAME | pause NAME | resume NAME | delete NAME\n"
@@ -241,8 +241,8 @@ static int vm_create(struct cli *c)
 		const char *a = c->argv[i], *v = i + 1 < c->argc ? c->argv[i + 1] : NULL;
 		uint64_t n;
 
-		if (!strcmp(a, "--autostart")) {
-			json_object_set_new(def, "autostart", json_true());
+		if (!strcmp(a, "--autostart") || !strcmp(a, "--ha")) {
+			json_object_set_new(def, a + 2, json_true());
 			continue;
 		}
 		if (a[0] != '-') {

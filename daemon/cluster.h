@@ -25,6 +25,11 @@
  * the leader's, later). */
 #define PD_HOST_DOWN_MS 5000
 
+/* HA (docs/cluster.md, "The fencing rules"): I, W and T. */
+#define PD_ISOLATION_MS 5000  /* no committed heartbeat for this long: ask the peers */
+#define PD_WATCHDOG_MS	5000  /* an HA VM's shim kills it this long after the last feed */
+#define PD_DEAD_MS	15000 /* the leader restarts a host's HA VMs after this silence */
+
 struct pd_cluster;
 
 /*
@@ -35,8 +40,17 @@ struct pd_cluster;
  * much later); one host's SQLite needs no such check (and a plinthd restarted at once
  * after a crash must adopt its VMs). NULL with the reason logged.
  */
-struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *location, bool shared,
-				    const char *host, const char *address);
+struct pd_cluster *pd_cluster_start(struct plinthd *pd, const struct store_ops *ops,
+				    const char *location, bool shared, const char *host,
+				    const char *address);
+/* With a shared inventory the thread also does HA: it feeds the watchdog file
+ * DIR/contact (a monotonic deadline for HA VMs' shims) while this host is in contact
+ * or in a confirmed database outage, asks its peers when it lost contact, and as the
+ * leader restarts the HA VMs of hosts silent for PD_DEAD_MS elsewhere. */
+/* Has this host found itself isolated (its HA VMs must be stopped: vms.c)? */
+bool pd_cluster_isolated(struct pd_cluster *c);
+/* Milliseconds since the start of this host's last committed heartbeat, -1 if none. */
+int64_t pd_cluster_contact_age_ms(struct pd_cluster *c);
 /* Stop the thread, let the lease lapse if held (another leads at once), leave the
  * host list (the name is free for the next plinthd at once), close. */
 void pd_cluster_stop(struct pd_cluster *c);

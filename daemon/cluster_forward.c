@@ -109,8 +109,8 @@ int pd_forward_target(struct plinthd *pd, const struct pd_request *req, char *ow
 	return ret;
 }
 
-/* A TCP connection to "A.B.C.D:PORT" within CONNECT_TIMEOUT_MS, with timeout_ms on
- * every later read and write. fd or -errno. */
+/* A TCP connection to "A.B.C.D:PORT" within CONNECT_TIMEOUT_MS (or timeout_ms if
+ * shorter), with timeout_ms on every later read and write. fd or -errno. */
 static int connect_to(const char *addr, int timeout_ms)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -137,7 +137,7 @@ static int connect_to(const char *addr, int timeout_ms)
 		goto out_close;
 	}
 	p = (struct pollfd){.fd = fd, .events = POLLOUT};
-	if (poll(&p, 1, CONNECT_TIMEOUT_MS) != 1) {
+	if (poll(&p, 1, timeout_ms < CONNECT_TIMEOUT_MS ? timeout_ms : CONNECT_TIMEOUT_MS) != 1) {
 		err = -ETIMEDOUT;
 		goto out_close;
 	}

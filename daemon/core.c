@@ -171,7 +171,8 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 	pd_event(pd, "plinthd.start", "plinthd", "ok", "host %s, state directory %s", pd->host,
 		 pd->dir);
 	pthread_mutex_unlock(&pd->lock);
-	pd->cluster = pd_cluster_start(ops, o->db ? o->db : db, o->db != NULL, pd->host, o->address);
+	pd->cluster = pd_cluster_start(pd, ops, o->db ? o->db : db, o->db != NULL, pd->host,
+				       o->address);
 	if (!pd->cluster)
 		goto out_close;
 	if (pthread_create(&pd->monitor, NULL, monitor_main, pd)) {

@@ -78,6 +78,8 @@ struct pd_run {
 	int64_t incoming_epoch;		/* incoming: the epoch the source held */
 	bool migrating;			/* source: a migration to another host runs; plinth's
 					 * exit 0 is the hand-off, not a stop */
+	bool ha;			/* the definition's ha: stopped when the host is isolated
+					 * (and by its shim's watchdog) */
 	struct pd_run *next;
 };
 
@@ -135,6 +137,7 @@ struct plinthd {
 	char cluster_key[65];		/* forwarding credential (hex), "" without --cluster-key */
 	char cluster_key_file[4096];	/* the key itself: plinth's --migrate-psk */
 	char cluster_ca[4096];		/* trust file for other hosts' certificates */
+	int64_t owned_scan_ms;		/* monotonic: the monitor's last look for VMs to start */
 };
 
 /* Read a small file into buf (NUL-terminated): bytes read or -errno. */

@@ -197,7 +197,7 @@ static int get_format(json_t *obj, const char *key, char *buf, size_t size, stru
 
 static const char *const vm_fields[] = {"name",	 "cpus",  "memory_mib", "kernel",  "initrd",
 					"cmdline", "disks", "nics",	    "restart", "autostart",
-					NULL};
+					"ha", NULL};
 static const char *const disk_fields[] = {"path", "image", "format", "readonly", NULL};
 static const char *const nic_fields[] = {"network", NULL};
 
@@ -252,6 +252,8 @@ int pd_vm_def_from_json(json_t *obj, struct pd_vm_def *def, struct pd_error *err
 		ret = get_str(obj, "cmdline", false, def->cmdline, sizeof(def->cmdline), err);
 	if (!ret)
 		ret = get_bool(obj, "autostart", &def->autostart, err);
+	if (!ret)
+		ret = get_bool(obj, "ha", &def->ha, err);
 	if (ret)
 		return ret;
 
@@ -331,6 +333,8 @@ json_t *pd_vm_def_to_json(const struct pd_vm_def *def)
 			(json_int_t)def->cpus, "memory_mib", (json_int_t)def->memory_mib, "kernel",
 			def->kernel, "initrd", def->initrd, "cmdline", def->cmdline, "restart",
 			pd_restart_name(def->restart), "autostart", def->autostart);
+	if (obj && def->ha) /* only when set: definitions stored before keep their text */
+		json_object_set_new(obj, "ha", json_true());
 	disks = json_array();
 	nics = json_array();
 	if (!obj || !disks || !nics)

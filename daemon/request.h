@@ -59,6 +59,8 @@ struct pd_vm_def {
 	unsigned n_nics;
 	enum pd_restart restart;	/* default never */
 	bool autostart;			/* default false */
+	bool ha;			/* restarted on another host when its host is lost
+					 * (docs/cluster.md); default false */
 };
 
 /* POST /v1/images: create an empty image, or import a file (a task). */

@@ -176,10 +176,12 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 		bool leading = pd_cluster_leading(pd->cluster, &term);
 
 		r->status = 200;
-		r->body = json_pack("{s:s, s:I, s:I, s:s, s:s, s:b, s:I}", "version", PLINTH_VERSION,
-				    "memory_mib", (json_int_t)pd_host_mem_mib(), "memory_limit_mib",
-				    (json_int_t)pd->mem_limit_mib, "store", pd->ops->name, "host",
-				    pd->host, "leading", leading, "term", (json_int_t)term);
+		r->body = json_pack("{s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I}", "version",
+				    PLINTH_VERSION, "memory_mib", (json_int_t)pd_host_mem_mib(),
+				    "memory_limit_mib", (json_int_t)pd->mem_limit_mib, "store",
+				    pd->ops->name, "host", pd->host, "leading", leading, "term",
+				    (json_int_t)term, "contact_age_ms",
+				    (json_int_t)pd_cluster_contact_age_ms(pd->cluster));
 		break;
 	}
 	}

@@ -85,6 +85,17 @@ static void run_remove(struct plinthd *pd, struct pd_run *run)
 	free(run);
 }
 
+/* Is vm's definition ha (restarted elsewhere when its host is lost)? */
+static bool def_ha(const struct store_vm *vm)
+{
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct pd_error err;
+	bool yes = def && !pd_vm_def_parse(vm->spec, def, &err) && def->ha;
+
+	free(def);
+	return yes;
+}
+
 /* Watch vm's process from now on (pidfd -1: settle it at once). NULL if out of memory. */
 static struct pd_run *run_add(struct plinthd *pd, const struct store_vm *vm, pid_t pid,
 			      pid_t shim)
@@ -98,6 +109,7 @@ static struct pd_run *run_add(struct plinthd *pd, const struct store_vm *vm, pid
 	snprintf(run->uuid, sizeof(run->uuid), "%s", vm->uuid);
 	run->pid = pid;
 	run->shim = shim;
+	run->ha = def_ha(vm);
 	run->pidfd = shim || pid ? (int)syscall(SYS_pidfd_open, shim ? shim : pid, 0) : -1;
 	run->started_ms = pd_mono_ms();
 	run->deadline_ms = run->started_ms + START_TIMEOUT_MS;
@@ -665,9 +677,32 @@ static void arg(struct spawn_args *a, const char *fmt, ...)
 /* The shim: in its own session, forks plinth, records "SHIM PID", waits, records the
  * exit. Runs after fork() of a threaded process: only plain system calls and
  * snprintf (no allocation). Never returns. */
+/* The watchdog of an HA VM's shim (cluster.c feeds it): has the monotonic deadline in
+ * the file contact passed? A missing file or one that is not a number ("disarmed":
+ * a clean stop of plinthd) never expires. Plain system calls only (after fork). */
+static bool watchdog_expired(const char *contact)
+{
+	char buf[32];
+	struct timespec now;
+	long long deadline = 0;
+	ssize_t n;
+	int fd = open(contact, O_RDONLY | O_CLOEXEC), i;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || buf[0] < '0' || buf[0] > '9')
+		return false;
+	for (i = 0; i < n && buf[i] >= '0' && buf[i] <= '9' && deadline < (1LL << 52); i++)
+		deadline = deadline * 10 + (buf[i] - '0');
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 > deadline;
+}
+
 static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullfd,
 		      const char *pidfile, const char *pidtmp, const char *exitfile,
-		      const char *exittmp)
+		      const char *exittmp, const char *contact)
 {
 	sigset_t all;
 	char buf[64];
@@ -704,9 +739,20 @@ static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullf
 	syscall(SYS_close_range, 3U, ~0U, 0U);
 	snprintf(buf, sizeof(buf), "%d %d\n", (int)getpid(), (int)pid);
 	write_atomic(pidfile, pidtmp, buf);
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
+	/* An HA VM (contact set) dies with its host's contact: killed once the watchdog
+	 * deadline passes (docs/cluster.md, rule 1), whatever plinthd does. */
+	for (;;) {
+		struct timespec tick = {.tv_nsec = 100000000};
+		pid_t w = waitpid(pid, &status, contact ? WNOHANG : 0);
+
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
 			_exit(1);
+		if (w == 0 && watchdog_expired(contact))
+			kill(pid, SIGKILL);
+		if (w == 0)
+			nanosleep(&tick, NULL);
 	}
 	if (WIFSIGNALED(status))
 		snprintf(buf, sizeof(buf), "signal %d\n", WTERMSIG(status));
@@ -826,7 +872,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		    const char *listen, struct pd_reply *r)
 {
 	char dir[256], pidfile[256], pidtmp[256], exitfile[256], exittmp[256], logpath[256];
-	char sock[256], buf[64];
+	char sock[256], buf[64], contact[PD_DIR_MAX + 16];
 	struct pd_reply dummy = {0};
 	struct pd_vm_def *def;
 	struct spawn_args *a;
@@ -876,6 +922,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	run_path(pd, vm->uuid, ".exit.tmp", exittmp, sizeof(exittmp));
 	run_path(pd, vm->uuid, "console.log", logpath, sizeof(logpath));
 	run_path(pd, vm->uuid, "api.sock", sock, sizeof(sock));
+	snprintf(contact, sizeof(contact), "%s/contact", pd->dir);
 	ret = build_argv(pd, vm, def, listen, a, r);
 	if (ret)
 		goto out_free;
@@ -912,7 +959,8 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		prctl(PR_SET_NAME, name, 0, 0, 0);
 		shim = fork();
 		if (shim == 0)
-			shim_main(a, logfd, infd, nullfd, pidfile, pidtmp, exitfile, exittmp);
+			shim_main(a, logfd, infd, nullfd, pidfile, pidtmp, exitfile, exittmp,
+				  def->ha ? contact : NULL);
 		prctl(PR_SET_NAME, saved, 0, 0, 0);
 	}
 	if (shim < 0) {
@@ -1024,21 +1072,24 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 	/* A migration's two sides: the destination's process before the VM is owned here,
 	 * and the source's after it handed off (exit 0), write nothing: the inventory is
 	 * the owner's, and cluster_migrate.c settles it. */
-	if (run->incoming || run->migrating) {
+	{
 		bool elsewhere = false;
 
 		code = -1;
 		if (pd_read_small(exitfile, buf, sizeof(buf)) <= 0 ||
 		    sscanf(buf, "exit %d", &code) != 1)
 			code = -1;
-		if (run->migrating && pd->ops->vm_get(pd->st, run->name, &vm) == 0) {
-			elsewhere = strcmp(vm.host, pd->host) != 0; /* switched: not ours */
+		/* Moved to another host (a migration's switch, an HA restart): the row is
+		 * the new owner's, the epoch says so; this host writes nothing. */
+		if (!run->incoming && pd->ops->vm_get(pd->st, run->name, &vm) == 0) {
+			elsewhere = strcmp(vm.host, pd->host) != 0;
 			store_vm_clear(&vm);
 		}
-		if (!run->incoming && code != 0 && !elsewhere)
+		if (!run->incoming && !elsewhere && !(run->migrating && code == 0))
 			goto settle;
 		log_info("VM %s: %s (exit %d)", run->name,
 			 run->incoming ? "the migration's destination process ended"
+			 : elsewhere   ? "this copy ended; the VM belongs to another host now"
 				       : "handed off to the migration's destination", code);
 		unlink(sock);
 		pd_nics_down(run->vm_id, PD_NICS_MAX);
@@ -1371,10 +1422,67 @@ static void promote(struct plinthd *pd, struct pd_run *run)
 	json_decref(body);
 }
 
+/*
+ * Once a second: start what this host owns and must run but does not (HA, rule 2):
+ * a VM the leader moved here ("starting" without a process), and an HA VM this host
+ * stopped itself when it was isolated that is still its own (claimed again first,
+ * epoch + 1 compare-and-set, so that a leader moving it at the same moment wins or
+ * loses as a whole).
+ */
+static void start_owned(struct plinthd *pd)
+{
+	struct store_vm *vms;
+	size_t n, i;
+
+	if (pd_mono_ms() - pd->owned_scan_ms < 1000 || pd_cluster_isolated(pd->cluster))
+		return;
+	pd->owned_scan_ms = pd_mono_ms();
+	if (pd->ops->vm_list(pd->st, &vms, &n))
+		return;
+	for (i = 0; i < n; i++) {
+		struct store_vm *vm = &vms[i];
+		bool moved_here = !strcmp(vm->state, "starting") && !vm->pid;
+		bool fenced = (!strcmp(vm->state, "running") || !strcmp(vm->state, "paused")) &&
+			      def_ha(vm);
+
+		if (strcmp(vm->host, pd->host) || run_find(pd, vm->id) || (!moved_here && !fenced))
+			continue;
+		if (fenced && pd->ops->vm_set_owner(pd->st, vm->id, pd->host, vm->epoch))
+			continue;
+		if (fenced)
+			vm->epoch++;
+		log_info("VM %s: %s", vm->name,
+			 moved_here ? "restarted here by HA" : "restarted after this host's isolation");
+		vm_spawn(pd, vm, moved_here ? vm->reason : "HA: restarted after the isolation of its host",
+			 NULL, NULL);
+	}
+	store_vm_list_free(vms, n);
+}
+
+/* Rule 1 and the epoch: a copy this host must not run any more is killed. */
+static bool must_stop(struct plinthd *pd, struct pd_run *run, const struct store_vm *vm)
+{
+	const char *why = NULL;
+
+	if (run->pid <= 0 || run->incoming || run->migrating || run->stop_requested)
+		return false;
+	if (vm && strcmp(vm->host, pd->host))
+		why = "its VM belongs to another host now (a newer epoch)";
+	else if (run->ha && pd_cluster_isolated(pd->cluster))
+		why = "this host is isolated from the cluster (HA isolation response)";
+	if (!why)
+		return false;
+	log_error("VM %s: killing this host's copy: %s", run->name, why);
+	kill(run->pid, SIGKILL);
+	run->stop_requested = true;
+	return true;
+}
+
 void pd_vms_tick(struct plinthd *pd)
 {
 	struct pd_run *run, *next;
 
+	start_owned(pd);
 	for (run = pd->runs; run; run = next) {
 		struct pollfd p = {.fd = run->pidfd, .events = POLLIN};
 		struct store_vm vm;
@@ -1385,8 +1493,14 @@ void pd_vms_tick(struct plinthd *pd)
 			next = pd->runs; /* the list changed (a restart adds) */
 			continue;
 		}
-		if (pd->ops->vm_get(pd->st, run->name, &vm))
+		if (pd->ops->vm_get(pd->st, run->name, &vm)) {
+			must_stop(pd, run, NULL); /* isolated: the inventory is out of reach */
 			continue;
+		}
+		if (must_stop(pd, run, &vm)) {
+			store_vm_clear(&vm);
+			continue;
+		}
 		if (run->incoming) {
 			/* Received here: ours once the source moved the owner (epoch + 1). */
 			if (!strcmp(vm.host, pd->host) && vm.epoch > run->incoming_epoch) {

@@ -12,21 +12,11 @@
 # About 15 s.
 TN=cluster-forward
 . "$(dirname "$0")/cluster-lib"
-FAKE=$top/tests/unit/daemon/fake-plinth
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-	-subj /CN=plinth-cluster -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
-	fail "a test certificate made"
-openssl rand -hex 32 >"$T/ckey" && openssl rand -hex 32 >"$T/other-key"
-chmod 600 "$T/ckey" "$T/other-key"
-base=$((20000 + RANDOM % 30000))
-hostopts() { # NAME N KEYFILE
-	echo "--db $DB --plinth $FAKE --listen tcp:127.0.0.1:$((base + $2)) --tls-cert $T/cert.pem" \
-		"--tls-key $T/key.pem --cluster-key $3"
-}
+cluster_creds
+openssl rand -hex 32 >"$T/other-key" && chmod 600 "$T/other-key"
 # shellcheck disable=SC2046
-start_host h1 $(hostopts h1 1 "$T/ckey") && start_host h2 $(hostopts h2 2 "$T/ckey") &&
-	start_host h3 $(hostopts h3 3 "$T/other-key") ||
+start_host h1 $(listener_opts 1) && start_host h2 $(listener_opts 2) &&
+	start_host h3 $(listener_opts 3 "$T/other-key") ||
 	{ fail "three plinthd with TLS listeners started"; finished=1; exit 1; }
 ok "three plinthd with TLS listeners and cluster keys started"
 

@@ -16,22 +16,11 @@
 # About 20 s.
 TN=cluster-migrate
 . "$(dirname "$0")/cluster-lib"
-FAKE=$top/tests/unit/daemon/fake-plinth
 export FAKE_PLINTH_COUNT=1
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-	-subj /CN=plinth-cluster -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 ||
-	fail "a test certificate made"
-openssl rand -hex 32 >"$T/ckey"
-chmod 600 "$T/ckey"
-base=$((20000 + RANDOM % 30000))
-hostopts() { # N
-	echo "--db $DB --plinth $FAKE --listen tcp:127.0.0.1:$((base + $1)) --tls-cert $T/cert.pem" \
-		"--tls-key $T/key.pem --cluster-key $T/ckey"
-}
+cluster_creds
 # shellcheck disable=SC2046
-start_host h1 $(hostopts 1) && start_host h2 $(hostopts 2) &&
-	FAKE_PLINTH_FAIL=1 start_host h3 $(hostopts 3) ||
+start_host h1 $(listener_opts 1) && start_host h2 $(listener_opts 2) &&
+	FAKE_PLINTH_FAIL=1 start_host h3 $(listener_opts 3) ||
 	{ fail "three plinthd with TLS listeners started"; finished=1; exit 1; }
 ok "three plinthd with TLS listeners and one cluster key started"
 

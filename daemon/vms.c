@@ -1422,6 +1422,18 @@ static void promote(struct plinthd *pd, struct pd_run *run)
 	json_decref(body);
 }
 
+/* Is a migration of VM name to another host under way here? (Its source's plinth may
+ * have handed off and ended before the switch: the VM runs, on the destination.) */
+static bool migrating_away(struct plinthd *pd, const char *name)
+{
+	const struct pd_task *t;
+
+	for (t = pd->tasks; t; t = t->next)
+		if (!t->done && !strcmp(t->action, "vm.migrate") && !strcmp(t->object, name))
+			return true;
+	return false;
+}
+
 /*
  * Once a second: start what this host owns and must run but does not (HA, rule 2):
  * a VM the leader moved here ("starting" without a process), and an HA VM this host
@@ -1445,7 +1457,8 @@ static void start_owned(struct plinthd *pd)
 		bool fenced = (!strcmp(vm->state, "running") || !strcmp(vm->state, "paused")) &&
 			      def_ha(vm);
 
-		if (strcmp(vm->host, pd->host) || run_find(pd, vm->id) || (!moved_here && !fenced))
+		if (strcmp(vm->host, pd->host) || run_find(pd, vm->id) || (!moved_here && !fenced) ||
+		    migrating_away(pd, vm->name))
 			continue;
 		if (fenced && pd->ops->vm_set_owner(pd->st, vm->id, pd->host, vm->epoch))
 			continue;

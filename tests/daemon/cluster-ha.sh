@@ -107,6 +107,7 @@ check "frozen plinthd: the HA VM stopped by its watchdog within 5-7 s ($((last_o
 	test $((last_old - t0)) -le 7000
 check "restarted elsewhere only after the old copy stopped ($((first_new - last_old)) ms between)" \
 	test "$first_new" -gt "$last_old"
+check "frozen plinthd: restart issued 14-20 s after ($issued ms)" test "$issued" -ge 14000 -a "$issued" -le 20000
 kill -CONT "${PID[h1]}"
 sleep 3
 check "h1 resumed: one writer then the other, never both ($(writers ha3))" test "$(hosts_of ha3)" = "h1 $new "

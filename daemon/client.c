@@ -638,6 +638,11 @@ static void show_image(json_t *o)
 
 static void show_task(json_t *o)
 {
+	if (!strcmp(str(o, "kind"), "migrate")) { /* no bytes to count: its outcome */
+		printf("task %lld: migrate %s: %s%s%s\n", num(o, "id"), str(o, "object"),
+		       str(o, "state"), *str(o, "error") ? ": " : "", str(o, "error"));
+		return;
+	}
 	printf("task %lld: %s %s: %s, %lld%% (%lld of %lld bytes)%s%s\n", num(o, "id"),
 	       str(o, "kind"), str(o, "object"), str(o, "state"), num(o, "percent"),
 	       num(o, "done_bytes"), num(o, "total_bytes"), *str(o, "error") ? ": " : "",

@@ -458,9 +458,11 @@ static void *migrate_main(void *arg)
 		goto out_record;
 	}
 	/* switch */
-	ret = switch_owner(pd, &m, out == OUT_UNKNOWN ? "the final ack was lost, the "
-							"destination confirmed"
-						      : "completed");
+	ret = switch_owner(pd, &m,
+			   out == OUT_UNKNOWN ? "the final ack was lost, the destination confirmed"
+			   : out == OUT_GONE  ? "completed (the source ended before it was asked "
+						"for its figures)"
+					      : "completed");
 	if (ret) {
 		snprintf(err, sizeof(err), "the VM runs on host '%s', but the inventory could not "
 					   "be updated (%s): it still names this host",

@@ -38,10 +38,11 @@ struct cli {
 static const char usage_text[] =
 	"Usage: plinth vm list | info NAME | create NAME --kernel PATH [--initrd PATH]\n"
 	"                 [--cmdline STR] [--cpus N] [--memory MIB] [--restart never|on-crash|always]\n"
-	"                 [--autostart] [--disk image=NAME|path=FILE[,format=F][,readonly]]...\n"
+	"                 [--autostart] [--ha] [--disk image=NAME|path=FILE[,format=F][,readonly]]...\n"
 	"                 [--nic NETWORK]...\n"
 	"              | create --from FILE.json | start NAME | stop NAME [--timeout S]\n"
 	"              | kill NAME | reboot NAME | pause NAME | resume NAME | delete NAME\n"
+	"              | migrate NAME --to HOST  (live, to another host of the cluster)\n"
 	"              | console NAME [--attach]  (attached on a terminal or with --attach: the\n"
 	"                last 64 KiB, then both ways, Ctrl-] detaches; else the last 64 KiB)\n"
 	"       plinth image list | info NAME | create NAME --size SIZE [--format raw|qcow2]\n"
@@ -240,8 +241,8 @@ static int vm_create(struct cli *c)
 		const char *a = c->argv[i], *v = i + 1 < c->argc ? c->argv[i + 1] : NULL;
 		uint64_t n;
 
-		if (!strcmp(a, "--autostart")) {
-			json_object_set_new(def, "autostart", json_true());
+		if (!strcmp(a, "--autostart") || !strcmp(a, "--ha")) {
+			json_object_set_new(def, a + 2, json_true());
 			continue;
 		}
 		if (a[0] != '-') {
@@ -560,6 +561,8 @@ static void show_console(json_t *o)
 	fputs(str(o, "console"), stdout);
 }
 
+static int run_task(const struct cli *c, const char *path, json_t *body);
+
 static int cmd_vm(struct cli *c)
 {
 	const char *verb = c->argc > 1 ? c->argv[1] : "list";
@@ -590,6 +593,18 @@ static int cmd_vm(struct cli *c)
 	if (!strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||
 	    !strcmp(verb, "reboot") || !strcmp(verb, "pause") || !strcmp(verb, "resume"))
 		return vm_action(c, verb, name);
+	if (!strcmp(verb, "migrate")) { /* a task on the VM's owner; waited for */
+		json_t *body;
+		int rc;
+
+		if (c->argc != 5 || strcmp(c->argv[3], "--to"))
+			return usage_error("vm migrate needs NAME --to HOST");
+		snprintf(path, sizeof(path), "/v1/vms/%s/migrate", name);
+		body = json_pack("{s:s}", "to", c->argv[4]);
+		rc = run_task(c, path, body);
+		json_decref(body);
+		return rc;
+	}
 	return usage_error("unknown vm verb '%s'", verb);
 }
 
@@ -623,6 +638,11 @@ static void show_image(json_t *o)
 
 static void show_task(json_t *o)
 {
+	if (!strcmp(str(o, "kind"), "migrate")) { /* no bytes to count: its outcome */
+		printf("task %lld: migrate %s: %s%s%s\n", num(o, "id"), str(o, "object"),
+		       str(o, "state"), *str(o, "error") ? ": " : "", str(o, "error"));
+		return;
+	}
 	printf("task %lld: %s %s: %s, %lld%% (%lld of %lld bytes)%s%s\n", num(o, "id"),
 	       str(o, "kind"), str(o, "object"), str(o, "state"), num(o, "percent"),
 	       num(o, "done_bytes"), num(o, "total_bytes"), *str(o, "error") ? ": " : "",

@@ -17,6 +17,7 @@
 #include "cluster.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,12 +41,25 @@ struct pd_cluster {
 	bool announced; /* leading, as last logged (the cluster thread's) */
 	int64_t term;
 	int64_t lead_until_ms; /* monotonic: t0 of that claim + PD_LEASE_MS */
+	/* HA (docs/cluster.md, the fencing rules); the thread's own but for the flags */
+	struct plinthd *pd;	   /* read only: dir, cluster key, overcommit, placement */
+	bool shared;		   /* a cluster's inventory (PostgreSQL): HA applies */
+	int64_t last_ok_ms;	   /* monotonic start of the last committed heartbeat */
+	int64_t contact_since_ms;  /* monotonic start of the current run of heartbeats
+				    * no more than 2 periods apart (0: none yet) */
+	struct store_host *peers;  /* the host list as last read (peer questions) */
+	size_t n_peers;
+	bool outage;		   /* no contact, and a majority of peers has none either */
+	bool isolated;		   /* no contact while others have: HA VMs must stop */
 };
 
-static void cluster_event(struct pd_cluster *c, const char *action, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void cluster_event(struct pd_cluster *c, const char *action, const char *object,
+			  const char *result, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
-static void cluster_event(struct pd_cluster *c, const char *action, const char *fmt, ...)
+/* An event on the thread's connection (object NULL: this host). */
+static void cluster_event(struct pd_cluster *c, const char *action, const char *object,
+			  const char *result, const char *fmt, ...)
 {
 	struct store_event ev = {0};
 	va_list ap;
@@ -53,15 +67,15 @@ static void cluster_event(struct pd_cluster *c, const char *action, const char *
 	ev.time_ms = pd_now_ms();
 	snprintf(ev.actor, sizeof(ev.actor), "plinthd");
 	snprintf(ev.action, sizeof(ev.action), "%s", action);
-	snprintf(ev.object, sizeof(ev.object), "%s", c->self.name);
-	snprintf(ev.result, sizeof(ev.result), "ok");
+	snprintf(ev.object, sizeof(ev.object), "%s", object ? object : c->self.name);
+	snprintf(ev.result, sizeof(ev.result), "%s", result);
 	va_start(ap, fmt);
 	vsnprintf(ev.message, sizeof(ev.message), fmt, ap);
 	va_end(ap);
 	c->ops->event_append(c->st, &ev);
 }
 
-static void heartbeat(struct pd_cluster *c)
+static int heartbeat(struct pd_cluster *c)
 {
 	int ret = c->ops->host_heartbeat(c->st, c->self.name);
 
@@ -74,6 +88,7 @@ static void heartbeat(struct pd_cluster *c)
 	}
 	if (ret)
 		log_debug("cluster: heartbeat of %s failed (%d)", c->self.name, ret);
+	return ret;
 }
 
 static void claim(struct pd_cluster *c)
@@ -101,12 +116,257 @@ static void claim(struct pd_cluster *c)
 	c->announced = now;
 	if (now) {
 		log_info("cluster: %s leads (term %lld)", c->self.name, (long long)term);
-		cluster_event(c, "cluster.leader", "leads the cluster (term %lld)",
+		cluster_event(c, "cluster.leader", NULL, "ok", "leads the cluster (term %lld)",
 			      (long long)term);
 	} else {
 		log_info("cluster: %s no longer leads (%s)", c->self.name,
 			 ret ? "its lease ran out: the inventory did not answer" : l.host);
 	}
+}
+
+/* --- HA: contact, isolation, the watchdog file, the leader's restarts --------------- */
+
+/* Hosts as the inventory last listed them (peer questions need them when it is gone). */
+static void remember_peers(struct pd_cluster *c)
+{
+	struct store_host *hosts;
+	size_t n;
+
+	if (c->ops->host_list(c->st, &hosts, &n))
+		return;
+	free(c->peers);
+	c->peers = hosts;
+	c->n_peers = n;
+}
+
+/*
+ * Rule 1: after PD_ISOLATION_MS without a committed heartbeat, ask the peers (their
+ * plinthd over TLS, GET /v1/host: contact_age_ms). Any that committed a heartbeat
+ * more than two periods after this host's last, or no majority answering: isolated
+ * (the others may restart our HA VMs: stop them). A majority answering, none with a
+ * later commit: a database outage (nobody can restart anything): keep every VM.
+ */
+static void ask_peers(struct pd_cluster *c)
+{
+	size_t i, hosts = 0, answered = 0, recent = 0;
+	int64_t mine = pd_mono_ms() - c->last_ok_ms;
+
+	for (i = 0; i < c->n_peers; i++) {
+		const struct store_host *h = &c->peers[i];
+		struct pd_reply r = {0};
+		json_t *age;
+
+		if (!h->heartbeat_ms) /* stopped cleanly: not a member now */
+			continue;
+		hosts++;
+		if (!strcmp(h->name, c->self.name) || !h->address[0] || !c->pd->cluster_key[0])
+			continue;
+		pd_forward(c->pd, h->name, h->address, "GET", "/v1/host", NULL, NULL, 0, "plinthd",
+			   2000, &r);
+		age = r.status == 200 ? json_object_get(r.body, "contact_age_ms") : NULL;
+		if (json_is_integer(age)) {
+			answered++;
+			/* It committed well after this host's last commit: the database
+			 * answers others (peers heartbeat at other phases of the period). */
+			if (json_integer_value(age) >= 0 &&
+			    json_integer_value(age) + 2 * PD_HEARTBEAT_MS < mine)
+				recent++;
+		}
+		json_decref(r.body);
+	}
+	pthread_mutex_lock(&c->lock);
+	if (recent || (answered + 1) * 2 <= hosts) {
+		if (!c->isolated)
+			log_error("cluster: %s is isolated (no heartbeat committed for %d s; %zu of "
+				  "%zu peers answered, %zu in contact): stopping its HA VMs",
+				  c->self.name, PD_ISOLATION_MS / 1000, answered, hosts - 1, recent);
+		c->isolated = true;
+		c->outage = false;
+	} else {
+		if (!c->outage)
+			log_error("cluster: the inventory is unreachable for every host (%zu of %zu "
+				  "peers answered, none in contact): a database outage, every VM "
+				  "keeps running", answered, hosts - 1);
+		c->outage = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void contact(struct pd_cluster *c, int64_t t0, bool ok)
+{
+	if (ok) {
+		pthread_mutex_lock(&c->lock);
+		if (!c->contact_since_ms || t0 - c->last_ok_ms > 2 * PD_HEARTBEAT_MS)
+			c->contact_since_ms = t0;
+		c->last_ok_ms = t0;
+		if (c->isolated || c->outage)
+			log_info("cluster: %s is in contact again", c->self.name);
+		c->isolated = false;
+		c->outage = false;
+		pthread_mutex_unlock(&c->lock);
+		if (c->shared)
+			remember_peers(c);
+		return;
+	}
+	if (c->shared && c->last_ok_ms && pd_mono_ms() - c->last_ok_ms > PD_ISOLATION_MS)
+		ask_peers(c);
+}
+
+/*
+ * The watchdog: DIR/contact holds the monotonic time until which HA VMs may run
+ * ("DEADLINE\n", ms); each HA VM's shim kills its plinth once it passes. Fed while
+ * the host is in contact (its last heartbeat started less than PD_ISOLATION_MS ago)
+ * or in a confirmed database outage; a plinthd that hangs or dies stops feeding.
+ */
+static void feed_watchdog(struct pd_cluster *c)
+{
+	char path[PD_DIR_MAX + 32], tmp[PD_DIR_MAX + 32], text[32];
+	int64_t now = pd_mono_ms();
+	bool fed;
+	int fd;
+
+	if (!c->shared)
+		return;
+	pthread_mutex_lock(&c->lock);
+	fed = c->outage || (c->last_ok_ms && now - c->last_ok_ms < PD_ISOLATION_MS);
+	pthread_mutex_unlock(&c->lock);
+	if (!fed)
+		return;
+	snprintf(path, sizeof(path), "%s/contact", c->pd->dir);
+	snprintf(tmp, sizeof(tmp), "%s/.contact.tmp", c->pd->dir);
+	snprintf(text, sizeof(text), "%lld\n", (long long)(now + PD_WATCHDOG_MS));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (write(fd, text, strlen(text)) == (ssize_t)strlen(text))
+		rename(tmp, path);
+	close(fd);
+}
+
+static void count_vm(struct pd_place_host *h, size_t n, const struct store_vm *vm);
+
+static bool restartable(const struct store_vm *vm, const char *dead, struct pd_vm_def *def)
+{
+	struct pd_error err;
+
+	return !strcmp(vm->host, dead) &&
+	       (!strcmp(vm->state, "starting") || !strcmp(vm->state, "running") ||
+		!strcmp(vm->state, "paused")) &&
+	       !pd_vm_def_parse(vm->spec, def, &err) && def->ha;
+}
+
+/* Move dead's HA VMs to the hosts placement chooses, in one transaction that holds
+ * the lease (term) and the placement lock; the new owners start them (vms.c). */
+static void restart_elsewhere(struct pd_cluster *c, const struct store_host *dead,
+			      const struct store_host *hosts, size_t nh, int64_t term)
+{
+	enum pd_placement policy = c->pd->placement == PD_PLACE_PACK ? PD_PLACE_PACK
+								     : PD_PLACE_SPREAD;
+	struct pd_place_host *ph = calloc(nh, sizeof(*ph));
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct store_vm *vms = NULL;
+	struct store_leader l;
+	size_t nv = 0, i, moved = 0, failed = 0;
+	int ret = -ENOMEM;
+
+	if (!ph || !def)
+		goto out_free;
+	ret = c->ops->begin(c->st);
+	if (ret)
+		goto out_free;
+	ret = c->ops->placement_lock(c->st);
+	if (!ret)
+		ret = c->ops->leader_get(c->st, &l);
+	if (!ret && (strcmp(l.host, c->self.name) || l.term != term || l.expires_in_ms <= 0))
+		ret = -ESTALE; /* deposed meanwhile: the next leader decides */
+	if (!ret)
+		ret = c->ops->vm_list(c->st, &vms, &nv);
+	if (ret)
+		goto out_rollback;
+	for (i = 0; i < nh; i++) {
+		ph[i].name = hosts[i].name;
+		ph[i].up = hosts[i].heartbeat_ms && hosts[i].age_ms <= PD_HOST_DOWN_MS &&
+			   strcmp(hosts[i].name, dead->name);
+		ph[i].mem_limit_mib = (uint64_t)((double)hosts[i].memory_mib * c->pd->overcommit);
+		ph[i].vcpu_limit = (uint64_t)hosts[i].cpus * PD_VCPUS_PER_CPU;
+	}
+	for (i = 0; i < nv; i++)
+		count_vm(ph, nh, &vms[i]);
+	for (i = 0; i < nv && !ret; i++) {
+		struct store_vm *vm = &vms[i];
+		int k;
+
+		if (!restartable(vm, dead->name, def))
+			continue;
+		k = pd_place(ph, nh, policy, def->memory_mib, def->cpus);
+		if (k < 0) {
+			failed++;
+			cluster_event(c, "vm.ha", vm->name, "failed",
+				      "host %s lost: no host that is up has room for it", dead->name);
+			continue;
+		}
+		ret = c->ops->vm_set_owner(c->st, vm->id, ph[k].name, vm->epoch);
+		if (ret)
+			break;
+		vm->epoch++;
+		snprintf(vm->host, sizeof(vm->host), "%s", ph[k].name);
+		snprintf(vm->state, sizeof(vm->state), "starting");
+		vm->pid = 0; /* starting without a process: its new owner starts it */
+		snprintf(vm->reason, sizeof(vm->reason),
+			 "HA: host %s lost (no heartbeat for %lld ms); restarted on %s", dead->name,
+			 (long long)dead->age_ms, ph[k].name);
+		vm->updated_ms = pd_now_ms();
+		ret = c->ops->vm_update(c->st, vm);
+		if (!ret)
+			cluster_event(c, "vm.ha", vm->name, "ok", "%s (epoch %lld)", vm->reason,
+				      (long long)vm->epoch);
+		ph[k].mem_used_mib += def->memory_mib;
+		ph[k].vcpus_used += def->cpus;
+		moved++;
+	}
+	if (ret || !moved) /* (nothing to restart, or no room: asked again next period) */
+		goto out_rollback;
+	cluster_event(c, "cluster.host-dead", dead->name, "ok",
+		      "no heartbeat for %lld ms: %zu HA VMs restarted elsewhere, %zu without room",
+		      (long long)dead->age_ms, moved, failed);
+	ret = c->ops->commit(c->st);
+	if (!ret)
+		log_info("cluster: host %s lost (no heartbeat for %lld ms): %zu HA VMs moved",
+			 dead->name, (long long)dead->age_ms, moved);
+	if (!ret)
+		goto out_free;
+out_rollback:
+	c->ops->rollback(c->st);
+out_free:
+	store_vm_list_free(vms, nv);
+	free(def);
+	free(ph);
+}
+
+/* Rule 2, as the leader: restart the HA VMs of hosts without a heartbeat for PD_DEAD_MS
+ * on others, each in the transaction that moves its owner (epoch + 1). */
+static void ha_check(struct pd_cluster *c)
+{
+	struct store_host *hosts = NULL;
+	size_t nh = 0, i;
+	int64_t term;
+
+	if (!pd_cluster_leading(c, &term))
+		return;
+	pthread_mutex_lock(&c->lock);
+	/* After an outage every host gets PD_DEAD_MS again to heartbeat. */
+	if (pd_mono_ms() - c->contact_since_ms < PD_DEAD_MS) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (c->ops->host_list(c->st, &hosts, &nh))
+		return;
+	for (i = 0; i < nh; i++)
+		if (strcmp(hosts[i].name, c->self.name) && hosts[i].heartbeat_ms &&
+		    hosts[i].age_ms > PD_DEAD_MS)
+			restart_elsewhere(c, &hosts[i], hosts, nh, term);
+	free(hosts);
 }
 
 static void *cluster_main(void *arg)
@@ -115,8 +375,14 @@ static void *cluster_main(void *arg)
 	struct timespec until;
 
 	for (;;) {
-		heartbeat(c);
+		int64_t t0 = pd_mono_ms();
+		bool ok = heartbeat(c) == 0;
+
+		contact(c, t0, ok);
 		claim(c);
+		if (ok && c->shared)
+			ha_check(c);
+		feed_watchdog(c);
 		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_nsec += PD_HEARTBEAT_MS % 1000 * 1000000L;
 		until.tv_sec += PD_HEARTBEAT_MS / 1000 + until.tv_nsec / 1000000000L;
@@ -162,8 +428,9 @@ static bool name_in_use(struct pd_cluster *c)
 	return used;
 }
 
-struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *location, bool shared,
-				    const char *host, const char *address)
+struct pd_cluster *pd_cluster_start(struct plinthd *pd, const struct store_ops *ops,
+				    const char *location, bool shared, const char *host,
+				    const char *address)
 {
 	struct pd_cluster *c = calloc(1, sizeof(*c));
 	pthread_condattr_t ca;
@@ -174,6 +441,8 @@ struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *loc
 		return NULL;
 	}
 	c->ops = ops;
+	c->pd = pd;
+	c->shared = shared;
 	snprintf(c->self.name, sizeof(c->self.name), "%s", host);
 	snprintf(c->self.address, sizeof(c->self.address), "%s", address ? address : "");
 	c->self.cpus = cpus > 0 ? (unsigned)cpus : 1;
@@ -223,9 +492,49 @@ void pd_cluster_stop(struct pd_cluster *c)
 		log_info("cluster: %s let the leader lease go", c->self.name);
 	c->ops->host_leave(c->st, c->self.name);
 	c->ops->close(c->st);
+	/* A clean stop leaves the VMs running and is never taken for a lost host (its
+	 * heartbeat is 0): the watchdog is disarmed until the next plinthd feeds it. */
+	if (c->shared) {
+		char path[PD_DIR_MAX + 32];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/contact", c->pd->dir);
+		fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		if (fd >= 0) {
+			if (write(fd, "disarmed\n", 9) != 9)
+				log_error("cluster: %s: cannot disarm the watchdog", path);
+			close(fd);
+		}
+	}
+	free(c->peers);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+bool pd_cluster_isolated(struct pd_cluster *c)
+{
+	bool yes;
+
+	if (!c)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	yes = c->isolated;
+	pthread_mutex_unlock(&c->lock);
+	return yes;
+}
+
+int64_t pd_cluster_contact_age_ms(struct pd_cluster *c)
+{
+	int64_t age = -1;
+
+	if (!c)
+		return -1;
+	pthread_mutex_lock(&c->lock);
+	if (c->last_ok_ms)
+		age = pd_mono_ms() - c->last_ok_ms;
+	pthread_mutex_unlock(&c->lock);
+	return age;
 }
 
 bool pd_cluster_leading(struct pd_cluster *c, int64_t *term)

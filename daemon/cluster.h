@@ -25,6 +25,11 @@
  * the leader's, later). */
 #define PD_HOST_DOWN_MS 5000
 
+/* HA (docs/cluster.md, "The fencing rules"): I, W and T. */
+#define PD_ISOLATION_MS 5000  /* no committed heartbeat for this long: ask the peers */
+#define PD_WATCHDOG_MS	5000  /* an HA VM's shim kills it this long after the last feed */
+#define PD_DEAD_MS	15000 /* the leader restarts a host's HA VMs after this silence */
+
 struct pd_cluster;
 
 /*
@@ -35,8 +40,17 @@ struct pd_cluster;
  * much later); one host's SQLite needs no such check (and a plinthd restarted at once
  * after a crash must adopt its VMs). NULL with the reason logged.
  */
-struct pd_cluster *pd_cluster_start(const struct store_ops *ops, const char *location, bool shared,
-				    const char *host, const char *address);
+struct pd_cluster *pd_cluster_start(struct plinthd *pd, const struct store_ops *ops,
+				    const char *location, bool shared, const char *host,
+				    const char *address);
+/* With a shared inventory the thread also does HA: it feeds the watchdog file
+ * DIR/contact (a monotonic deadline for HA VMs' shims) while this host is in contact
+ * or in a confirmed database outage, asks its peers when it lost contact, and as the
+ * leader restarts the HA VMs of hosts silent for PD_DEAD_MS elsewhere. */
+/* Has this host found itself isolated (its HA VMs must be stopped: vms.c)? */
+bool pd_cluster_isolated(struct pd_cluster *c);
+/* Milliseconds since the start of this host's last committed heartbeat, -1 if none. */
+int64_t pd_cluster_contact_age_ms(struct pd_cluster *c);
 /* Stop the thread, let the lease lapse if held (another leads at once), leave the
  * host list (the name is free for the next plinthd at once), close. */
 void pd_cluster_stop(struct pd_cluster *c);
@@ -60,5 +74,49 @@ int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host
 bool pd_vm_elsewhere(const struct plinthd *pd, const struct store_vm *vm, struct pd_reply *r);
 /* GET /v1/hosts (under pd->lock). */
 void pd_host_list(struct plinthd *pd, struct pd_reply *r);
+
+
+/* --- Forwarding (cluster_forward.c) --------------------------------------------------- */
+
+/* A forwarded request's credential (hex HMAC-SHA256 of the label with the cluster
+ * key) and its client, for the owner's audit log. */
+#define PD_CLUSTER_KEY_HEADER	"X-Plinth-Cluster"
+#define PD_CLUSTER_ACTOR_HEADER "X-Plinth-Actor"
+
+/*
+ * Load the cluster key (key_file: 32..64 bytes as hex digits, mode 0600, the same on
+ * every host; plinth's --migrate-psk for migrations between hosts) and the trust file
+ * for other hosts' TLS certificates (ca_file, PEM) into pd. 0 or -errno logged.
+ */
+int pd_cluster_key_load(struct plinthd *pd, const char *key_file, const char *ca_file);
+/* Does value carry this cluster's credential (constant time)? */
+bool pd_cluster_key_ok(const struct plinthd *pd, const char *value);
+/* Is req about one VM (carried out by its owner)? */
+bool pd_route_forwardable(const struct pd_request *req);
+/*
+ * Under pd->lock: must req be carried out by another host? 0: here; 1: by owner at
+ * addr (owner: STORE_NAME_MAX); -errno with r set (the owner is down, has no address,
+ * or there is no cluster key to forward with).
+ */
+int pd_forward_target(struct plinthd *pd, const struct pd_request *req, char *owner, char *addr,
+		      size_t addrlen, struct pd_reply *r);
+/*
+ * Without pd->lock: send the request (method, url, query or NULL, body) to owner at
+ * addr over TLS with the cluster credential and client (the audit log's actor),
+ * within timeout_ms for each read or write; r gets the owner's reply, or a 502 in
+ * one line. pd's cluster fields are read only (set before any thread).
+ */
+void pd_forward(struct plinthd *pd, const char *owner, const char *addr, const char *method,
+		const char *url, const char *query, const char *body, size_t body_len,
+		const char *client, int timeout_ms, struct pd_reply *r);
+
+/* --- Migration between hosts (cluster_migrate.c) -------------------------------------- */
+
+/* POST /v1/vms/{name}/migrate on the VM's owner: 202 with the task that carries it
+ * out (its error says why it failed; the VM then runs on here). Under pd->lock. */
+void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+/* POST /v1/vms/{name}/incoming: the destination's side (prepare, confirm, abort), for
+ * a request from another host only (req->from_cluster). Under pd->lock. */
+void pd_vm_incoming(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
 
 #endif

@@ -156,6 +156,8 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 	pd->placement = o->placement;
 	pd->overcommit = o->overcommit > 0 ? o->overcommit : 1.0;
 	pd->jail = o->jail;
+	if (o->cluster_key && pd_cluster_key_load(pd, o->cluster_key, o->cluster_ca))
+		goto out_free;
 	snprintf(db, sizeof(db), "%s/inventory.db", pd->dir);
 	pd->st = ops->open(o->db ? o->db : db);
 	if (!pd->st)
@@ -169,7 +171,8 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 	pd_event(pd, "plinthd.start", "plinthd", "ok", "host %s, state directory %s", pd->host,
 		 pd->dir);
 	pthread_mutex_unlock(&pd->lock);
-	pd->cluster = pd_cluster_start(ops, o->db ? o->db : db, o->db != NULL, pd->host, o->address);
+	pd->cluster = pd_cluster_start(pd, ops, o->db ? o->db : db, o->db != NULL, pd->host,
+				       o->address);
 	if (!pd->cluster)
 		goto out_close;
 	if (pthread_create(&pd->monitor, NULL, monitor_main, pd)) {

@@ -267,8 +267,7 @@ void pd_task_cancel(struct plinthd *pd, int64_t id, struct pd_reply *r)
 		r->status = 202;
 }
 
-/* Update the task's row (under the lock). */
-static void task_record(struct plinthd *pd, int64_t id, const char *state, uint64_t done,
+void pd_task_record(struct plinthd *pd, int64_t id, const char *state, uint64_t done,
 			uint64_t total, const char *error)
 {
 	struct store_task t;
@@ -324,7 +323,7 @@ static int copy_image(struct pd_task *t, struct pimg *src, struct pimg *dst)
 		if (pd_mono_ms() - last > 200) {
 			last = pd_mono_ms();
 			pthread_mutex_lock(&pd->lock);
-			task_record(pd, t->id, NULL, off, size, NULL);
+			pd_task_record(pd, t->id, NULL, off, size, NULL);
 			pthread_mutex_unlock(&pd->lock);
 		}
 	}
@@ -382,7 +381,7 @@ out_record:
 	}
 	if (ret)
 		unlink(partial);
-	task_record(pd, t->id, !ret ? "done" : ret == -ECANCELED ? "cancelled" : "failed", size,
+	pd_task_record(pd, t->id, !ret ? "done" : ret == -ECANCELED ? "cancelled" : "failed", size,
 		    size, err);
 	if (ret && ret != -ECANCELED)
 		pd_event(pd, t->action, t->dst_name, "failed", "%s", err);
@@ -391,45 +390,53 @@ out_record:
 	return NULL;
 }
 
-/* Start a copy task from src (a path) into the pool as dst_name; 202 + the task. */
-static void task_start(struct plinthd *pd, const char *kind, const char *src,
-		       const char *src_format, const char *dst_name, struct pd_reply *r)
+int pd_task_launch(struct plinthd *pd, struct pd_task *t, const char *kind,
+		   void *(*work)(void *), struct pd_reply *r)
 {
 	struct store_task st = {0};
-	struct pd_task *t = calloc(1, sizeof(*t));
 
-	if (!t) {
-		pd_reply_error(r, 500, "out of memory");
-		return;
-	}
 	snprintf(st.kind, sizeof(st.kind), "%s", kind);
-	snprintf(st.object, sizeof(st.object), "%s", dst_name);
+	snprintf(st.object, sizeof(st.object), "%s", t->object);
 	snprintf(st.state, sizeof(st.state), "running");
 	snprintf(st.host, sizeof(st.host), "%s", pd->host);
 	st.created_ms = pd_now_ms();
 	if (pd->ops->task_insert(pd->st, &st)) {
 		pd_reply_error(r, 500, "inventory error creating a task");
 		free(t);
-		return;
+		return -EIO;
 	}
 	t->id = st.id;
 	t->pd = pd;
-	snprintf(t->object, sizeof(t->object), "%s", dst_name);
-	snprintf(t->action, sizeof(t->action), "image.%s", kind);
-	snprintf(t->src, sizeof(t->src), "%s", src);
-	snprintf(t->src_format, sizeof(t->src_format), "%s", src_format);
-	snprintf(t->dst_name, sizeof(t->dst_name), "%s", dst_name);
-	if (pthread_create(&t->thread, NULL, task_main, t)) {
-		task_record(pd, t->id, "failed", 0, 0, "cannot create a thread");
+	if (pthread_create(&t->thread, NULL, work, t)) {
+		pd_task_record(pd, t->id, "failed", 0, 0, "cannot create a thread");
 		pd_reply_error(r, 500, "cannot create a task thread");
 		free(t);
-		return;
+		return -EAGAIN;
 	}
 	t->next = pd->tasks;
 	pd->tasks = t;
 	pd_task_get(pd, t->id, r);
 	if (r->status == 200)
 		r->status = 202;
+	return 0;
+}
+
+/* Start a copy task from src (a path) into the pool as dst_name; 202 + the task. */
+static void task_start(struct plinthd *pd, const char *kind, const char *src,
+		       const char *src_format, const char *dst_name, struct pd_reply *r)
+{
+	struct pd_task *t = calloc(1, sizeof(*t));
+
+	if (!t) {
+		pd_reply_error(r, 500, "out of memory");
+		return;
+	}
+	snprintf(t->object, sizeof(t->object), "%s", dst_name);
+	snprintf(t->action, sizeof(t->action), "image.%s", kind);
+	snprintf(t->src, sizeof(t->src), "%s", src);
+	snprintf(t->src_format, sizeof(t->src_format), "%s", src_format);
+	snprintf(t->dst_name, sizeof(t->dst_name), "%s", dst_name);
+	pd_task_launch(pd, t, kind, task_main, r);
 }
 
 void pd_tasks_reap(struct plinthd *pd, bool all)
@@ -616,7 +623,7 @@ int pd_images_init(struct plinthd *pd)
 	for (i = 0; i < n; i++)
 		if (!strcmp(ts[i].state, "running") &&
 		    (!ts[i].host[0] || !strcmp(ts[i].host, pd->host)))
-			task_record(pd, ts[i].id, "failed", ts[i].done_bytes, ts[i].total_bytes,
+			pd_task_record(pd, ts[i].id, "failed", ts[i].done_bytes, ts[i].total_bytes,
 				    "interrupted by a plinthd restart");
 	d = opendir(pd->pool);
 	if (!d) {

@@ -25,6 +25,7 @@ static const char usage_text[] =
 	"               [--uid-base N] [--no-jail]\n"
 	"               [--listen tcp:ADDR:PORT --tls-cert PEM --tls-key PEM]\n"
 	"               [--web tcp:ADDR:PORT [--web-cert PEM --web-key PEM]] [-v]\n"
+	"               [--cluster-key FILE [--cluster-ca PEM]]\n"
 	"       plinthd user add|passwd|role|delete|list ...   (web console users)\n"
 	"\n"
 	"The plinth host daemon: an inventory of VMs and images (SQLite in DIR), each VM\n"
@@ -51,6 +52,12 @@ static const char usage_text[] =
 	"  --web-cert PEM, --web-key PEM  its certificate and key (default: a self-signed\n"
 	"                      pair made on first start, DIR/web-cert.pem, DIR/web-key.pem)\n"
 	"  --web-idle SECONDS  a web session ends after this long without a request (1800)\n"
+	"  --cluster-key FILE  the cluster's key (64..128 hex digits, mode 0600, the same\n"
+	"                      file on every host): requests about a VM another host owns\n"
+	"                      are forwarded to it over TLS, and VMs migrate between hosts\n"
+	"                      with it (needs --listen; docs/cluster.md)\n"
+	"  --cluster-ca PEM    the certificates other hosts' --listen must chain to\n"
+	"                      (default: --tls-cert, when every host shares one)\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
 
@@ -70,6 +77,8 @@ enum {
 	OPT_WEB_CERT,
 	OPT_WEB_KEY,
 	OPT_WEB_IDLE,
+	OPT_CLUSTER_KEY,
+	OPT_CLUSTER_CA,
 };
 
 /* A whole small file (a PEM) as a string; NULL with the reason logged. */
@@ -119,6 +128,8 @@ int main(int argc, char **argv)
 		{"web-cert", required_argument, NULL, OPT_WEB_CERT},
 		{"web-key", required_argument, NULL, OPT_WEB_KEY},
 		{"web-idle", required_argument, NULL, OPT_WEB_IDLE},
+		{"cluster-key", required_argument, NULL, OPT_CLUSTER_KEY},
+		{"cluster-ca", required_argument, NULL, OPT_CLUSTER_CA},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -226,6 +237,12 @@ int main(int argc, char **argv)
 			}
 			wo.idle_s = (unsigned)v;
 			break;
+		case OPT_CLUSTER_KEY:
+			o.cluster_key = optarg;
+			break;
+		case OPT_CLUSTER_CA:
+			o.cluster_ca = optarg;
+			break;
 		case 'v':
 			if (level < LOG_DEBUG)
 				level++;
@@ -255,6 +272,17 @@ int main(int argc, char **argv)
 		log_error("--web-cert and --web-key go together, with --web");
 		return 2;
 	}
+	if (o.cluster_key && (!listen || !o.db)) {
+		log_error("--cluster-key goes with --listen and --db postgresql://...: other "
+			  "hosts reach this one there");
+		return 2;
+	}
+	if (o.cluster_ca && !o.cluster_key) {
+		log_error("--cluster-ca goes with --cluster-key");
+		return 2;
+	}
+	if (o.cluster_key && !o.cluster_ca)
+		o.cluster_ca = cert_path;
 	log_set_level(level);
 	if (listen && (!(cert = read_pem(cert_path)) || !(key = read_pem(key_path)))) {
 		free(cert);

@@ -72,6 +72,14 @@ struct pd_run {
 	int64_t reboot_ms;		/* monotonic time of the reboot request */
 	unsigned restarts;		/* policy restarts since window_ms */
 	int64_t window_ms;		/* monotonic start of the restart window */
+	bool incoming;			/* a migration's destination (`plinth receive`): the
+					 * inventory is the source's until the owner moves here;
+					 * nothing is written for it before (cluster_migrate.c) */
+	int64_t incoming_epoch;		/* incoming: the epoch the source held */
+	bool migrating;			/* source: a migration to another host runs; plinth's
+					 * exit 0 is the hand-off, not a stop */
+	bool ha;			/* the definition's ha: stopped when the host is isolated
+					 * (and by its shim's watchdog) */
 	struct pd_run *next;
 };
 
@@ -102,6 +110,8 @@ struct pd_options {
 	double overcommit;		/* memory limit = MemTotal x this (default 1.0) */
 	uid_t uid_base;			/* VM n runs as uid_base + n when root (default 200000) */
 	bool jail;			/* --jail each VM (default: when root) */
+	const char *cluster_key;	/* --cluster-key FILE: forwarding and migrations */
+	const char *cluster_ca;		/* --cluster-ca PEM: other hosts' certificates */
 };
 
 struct plinthd {
@@ -124,6 +134,10 @@ struct plinthd {
 	struct pd_cluster *cluster;	/* heartbeat and leader lease (cluster.c) */
 	enum pd_placement placement;	/* where new VMs go */
 	double overcommit;		/* memory limit = MemTotal x this (every host's, placement) */
+	char cluster_key[65];		/* forwarding credential (hex), "" without --cluster-key */
+	char cluster_key_file[4096];	/* the key itself: plinth's --migrate-psk */
+	char cluster_ca[4096];		/* trust file for other hosts' certificates */
+	int64_t owned_scan_ms;		/* monotonic: the monitor's last look for VMs to start */
 };
 
 /* Read a small file into buf (NUL-terminated): bytes read or -errno. */
@@ -160,6 +174,17 @@ void pd_vm_console(struct plinthd *pd, const char *name, int64_t from, struct pd
 /* Write input to a running VM's serial console (RUNDIR/console.in, plinth's stdin). */
 void pd_vm_console_input(struct plinthd *pd, const char *name, const char *input,
 			 struct pd_reply *r);
+/* Start vm's plinth as a migration's destination (`plinth receive --listen listen`):
+ * a struct pd_run with incoming set, nothing written to the inventory. 0 or -errno
+ * with r set. Under lock. */
+int pd_vm_receive(struct plinthd *pd, const struct store_vm *vm, const char *listen,
+		  struct pd_reply *r);
+/* The run of VM vm_id, or NULL (under lock). */
+struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id);
+/* The API socket of a VM's run directory into buf. */
+void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size);
+/* Settle a run whose process ended (under lock): what the monitor does. */
+void pd_run_exited(struct plinthd *pd, struct pd_run *run);
 /* One monitor period (under lock). */
 void pd_vms_tick(struct plinthd *pd);
 /* The image name if any VM's definition uses image, with *vm set; else NULL. */
@@ -178,6 +203,15 @@ void pd_image_clone(struct plinthd *pd, const char *src, const struct pd_clone_a
 void pd_task_list(struct plinthd *pd, struct pd_reply *r);
 void pd_task_get(struct plinthd *pd, int64_t id, struct pd_reply *r);
 void pd_task_cancel(struct plinthd *pd, int64_t id, struct pd_reply *r);
+/* Update task id's row: state (NULL: unchanged), progress, error (NULL: unchanged).
+ * Under lock. */
+void pd_task_record(struct plinthd *pd, int64_t id, const char *state, uint64_t done,
+		    uint64_t total, const char *error);
+/* Record task t (object, action and its work's fields filled; owned from here) as a
+ * running task of kind and run work(t) in its thread, which sets t->done under lock
+ * when it ends. 0 with 202 + the task in r, or -errno with r set (t freed). */
+int pd_task_launch(struct plinthd *pd, struct pd_task *t, const char *kind,
+		   void *(*work)(void *), struct pd_reply *r);
 /* Join finished task threads (under lock: drops it while joining). */
 void pd_tasks_reap(struct plinthd *pd, bool all);
 /* True if name is taken by an image or an image being made. */

@@ -197,7 +197,7 @@ static int get_format(json_t *obj, const char *key, char *buf, size_t size, stru
 
 static const char *const vm_fields[] = {"name",	 "cpus",  "memory_mib", "kernel",  "initrd",
 					"cmdline", "disks", "nics",	    "restart", "autostart",
-					NULL};
+					"ha", NULL};
 static const char *const disk_fields[] = {"path", "image", "format", "readonly", NULL};
 static const char *const nic_fields[] = {"network", NULL};
 
@@ -252,6 +252,8 @@ int pd_vm_def_from_json(json_t *obj, struct pd_vm_def *def, struct pd_error *err
 		ret = get_str(obj, "cmdline", false, def->cmdline, sizeof(def->cmdline), err);
 	if (!ret)
 		ret = get_bool(obj, "autostart", &def->autostart, err);
+	if (!ret)
+		ret = get_bool(obj, "ha", &def->ha, err);
 	if (ret)
 		return ret;
 
@@ -331,6 +333,8 @@ json_t *pd_vm_def_to_json(const struct pd_vm_def *def)
 			(json_int_t)def->cpus, "memory_mib", (json_int_t)def->memory_mib, "kernel",
 			def->kernel, "initrd", def->initrd, "cmdline", def->cmdline, "restart",
 			pd_restart_name(def->restart), "autostart", def->autostart);
+	if (obj && def->ha) /* only when set: definitions stored before keep their text */
+		json_object_set_new(obj, "ha", json_true());
 	disks = json_array();
 	nics = json_array();
 	if (!obj || !disks || !nics)
@@ -424,8 +428,10 @@ bool pd_role_allows(const char *role, const struct pd_request *req)
 		return false;
 	if (read)
 		return !strcmp(role, "viewer") || !strcmp(role, "operator");
+	if (req->route == PD_VM_INCOMING) /* between hosts, with the cluster credential */
+		return false;
 	if (req->route == PD_VM_ACTION || req->route == PD_TASK_CANCEL ||
-	    req->route == PD_VM_CONSOLE_INPUT)
+	    req->route == PD_VM_CONSOLE_INPUT || req->route == PD_VM_MIGRATE)
 		return !strcmp(role, "operator");
 	return false;
 }
@@ -458,6 +464,32 @@ static const char *const image_fields[] = {"name", "format", "size", "import", N
 static const char *const clone_fields[] = {"name", "linked", NULL};
 static const char *const stop_fields[] = {"timeout", NULL};
 static const char *const no_fields[] = {NULL};
+static const char *const migrate_fields[] = {"to", NULL};
+static const char *const incoming_fields[] = {"phase", "from", "epoch", NULL};
+
+/* {"phase": prepare|confirm|abort, "from": HOST, "epoch": N} */
+static int parse_incoming(json_t *obj, struct pd_incoming_args *a, struct pd_error *err)
+{
+	uint64_t epoch;
+	int ret = check_fields(obj, "incoming", incoming_fields, err);
+
+	if (!ret)
+		ret = get_str(obj, "phase", true, a->phase, sizeof(a->phase), err);
+	if (!ret && strcmp(a->phase, "prepare") && strcmp(a->phase, "confirm") &&
+	    strcmp(a->phase, "abort"))
+		ret = fail(err, 400, "field 'phase' must be prepare, confirm or abort");
+	if (!ret)
+		ret = get_str(obj, "from", true, a->from, sizeof(a->from), err);
+	if (!ret && !pd_name_valid(a->from))
+		ret = fail(err, 400, "field 'from' must be a host name");
+	if (!ret && !json_object_get(obj, "epoch"))
+		ret = fail(err, 400, "field 'epoch' is required");
+	if (!ret)
+		ret = get_uint(obj, "epoch", 1, INT64_MAX, 1, &epoch, err);
+	if (!ret)
+		a->epoch = (int64_t)epoch;
+	return ret;
+}
 
 static int parse_image(json_t *obj, struct pd_image_args *a, struct pd_error *err)
 {
@@ -624,7 +656,8 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 	json_t *obj = NULL;
 	bool required = req->route == PD_VM_CREATE || req->route == PD_IMAGE_CREATE ||
 			req->route == PD_IMAGE_CLONE || req->route == PD_NET_CREATE ||
-			req->route == PD_TOKEN_CREATE || req->route == PD_VM_CONSOLE_INPUT;
+			req->route == PD_TOKEN_CREATE || req->route == PD_VM_CONSOLE_INPUT ||
+			req->route == PD_VM_MIGRATE || req->route == PD_VM_INCOMING;
 	int ret;
 
 	if (!strcmp(method, "GET")) {
@@ -655,6 +688,17 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 		ret = check_fields(obj, "console input", input_fields, err);
 		if (!ret)
 			ret = get_str(obj, "input", true, req->u.input, sizeof(req->u.input), err);
+		break;
+	case PD_VM_MIGRATE:
+		ret = check_fields(obj, "migrate", migrate_fields, err);
+		if (!ret)
+			ret = get_str(obj, "to", true, req->u.migrate.to, sizeof(req->u.migrate.to),
+				      err);
+		if (!ret && !pd_name_valid(req->u.migrate.to))
+			ret = fail(err, 400, "field 'to' must be a host name");
+		break;
+	case PD_VM_INCOMING:
+		ret = parse_incoming(obj, &req->u.incoming, err);
 		break;
 	case PD_VM_ACTION:
 		if (req->action == PD_STOP) {
@@ -771,6 +815,10 @@ static int route(const char *method, const char *path, const char *query, struct
 		}
 		if (!parse_action(seg[2], &req->action)) {
 			req->route = PD_VM_ACTION;
+			return method_is(method, "POST", path, err);
+		}
+		if (!strcmp(seg[2], "migrate") || !strcmp(seg[2], "incoming")) {
+			req->route = seg[2][0] == 'm' ? PD_VM_MIGRATE : PD_VM_INCOMING;
 			return method_is(method, "POST", path, err);
 		}
 	}

@@ -59,6 +59,8 @@ struct pd_vm_def {
 	unsigned n_nics;
 	enum pd_restart restart;	/* default never */
 	bool autostart;			/* default false */
+	bool ha;			/* restarted on another host when its host is lost
+					 * (docs/cluster.md); default false */
 };
 
 /* POST /v1/images: create an empty image, or import a file (a task). */
@@ -115,6 +117,20 @@ enum pd_route {
 	PD_TOKEN_GET,
 	PD_TOKEN_DELETE,
 	PD_HOST_LIST,		/* GET /v1/hosts: the cluster's members and the leader */
+	PD_VM_MIGRATE,		/* POST {"to": HOST}: live migration to another host (a task) */
+	PD_VM_INCOMING,		/* POST: a migration's destination side, between hosts only */
+};
+
+/* POST /v1/vms/{name}/migrate */
+struct pd_migrate_args {
+	char to[STORE_NAME_MAX];	/* the destination host */
+};
+
+/* POST /v1/vms/{name}/incoming: a source host asks the destination (docs/cluster.md). */
+struct pd_incoming_args {
+	char phase[16];			/* prepare, confirm, abort */
+	char from[STORE_NAME_MAX];	/* the source host: the VM's owner */
+	int64_t epoch;			/* the ownership epoch the source holds */
 };
 
 enum pd_action { PD_START, PD_STOP, PD_KILL, PD_REBOOT, PD_PAUSE, PD_RESUME };
@@ -136,7 +152,11 @@ struct pd_request {
 		struct pd_network_args net;
 		struct pd_token_args token;
 		char input[4096 + 1];	/* PD_VM_CONSOLE_INPUT: 1..4096 bytes, NUL-terminated */
+		struct pd_migrate_args migrate;
+		struct pd_incoming_args incoming;
 	} u;
+	bool from_cluster;		/* set by the server (not parsed): another host forwarded
+					 * it with the cluster credential */
 };
 
 struct pd_error {

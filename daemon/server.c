@@ -165,15 +165,23 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 	case PD_HOST_LIST:
 		pd_host_list(pd, r);
 		break;
+	case PD_VM_MIGRATE:
+		pd_vm_migrate(pd, req, r);
+		break;
+	case PD_VM_INCOMING:
+		pd_vm_incoming(pd, req, r);
+		break;
 	case PD_HOST_INFO: {
 		int64_t term = 0;
 		bool leading = pd_cluster_leading(pd->cluster, &term);
 
 		r->status = 200;
-		r->body = json_pack("{s:s, s:I, s:I, s:s, s:s, s:b, s:I}", "version", PLINTH_VERSION,
-				    "memory_mib", (json_int_t)pd_host_mem_mib(), "memory_limit_mib",
-				    (json_int_t)pd->mem_limit_mib, "store", pd->ops->name, "host",
-				    pd->host, "leading", leading, "term", (json_int_t)term);
+		r->body = json_pack("{s:s, s:I, s:I, s:s, s:s, s:b, s:I, s:I}", "version",
+				    PLINTH_VERSION, "memory_mib", (json_int_t)pd_host_mem_mib(),
+				    "memory_limit_mib", (json_int_t)pd->mem_limit_mib, "store",
+				    pd->ops->name, "host", pd->host, "leading", leading, "term",
+				    (json_int_t)term, "contact_age_ms",
+				    (json_int_t)pd_cluster_contact_age_ms(pd->cluster));
 		break;
 	}
 	}
@@ -341,6 +349,14 @@ static enum MHD_Result start_attach(struct pd_server *s, struct MHD_Connection *
 	return ret;
 }
 
+/* How long a forwarded request may wait for the owner's reply: its own longest wait. */
+static int forward_timeout_ms(const struct pd_request *req)
+{
+	if (req->route == PD_VM_ACTION && req->action == PD_STOP)
+		return ((int)req->stop_timeout + 60) * 1000;
+	return 120000;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -351,7 +367,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct pd_request *req;
 	struct query q = {.len = 0};
 	struct pd_error err;
-	const char *upgrade;
+	const char *upgrade, *forwarded;
 	bool attach;
 	int status;
 
@@ -398,7 +414,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	attach = req->route == PD_VM_CONSOLE && upgrade &&
 		 !strcasecmp(upgrade, PD_CONSOLE_PROTOCOL);
 	pthread_mutex_lock(&s->pd->lock);
-	if (s->tcp) {
+	forwarded = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, PD_CLUSTER_KEY_HEADER);
+	if (forwarded) {
+		/* From another host of the cluster (cluster_forward.c): carried out here,
+		 * never forwarded again. */
+		const char *who = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							      PD_CLUSTER_ACTOR_HEADER);
+
+		if (!pd_cluster_key_ok(s->pd, forwarded)) {
+			pthread_mutex_unlock(&s->pd->lock);
+			free(req);
+			return send_json(conn, 401,
+					 json_pack("{s:s}", "error",
+						   "a forwarded request with a wrong cluster "
+						   "credential (is --cluster-key the same file on "
+						   "every host?)"),
+					 NULL);
+		}
+		req->from_cluster = true;
+		snprintf(s->pd->actor, sizeof(s->pd->actor), "%s", who ? who : "another host");
+		str_printable(s->pd->actor);
+	} else if (s->tcp) {
 		char role[16], name[STORE_NAME_MAX];
 		const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							       MHD_HTTP_HEADER_AUTHORIZATION);
@@ -432,6 +468,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		pthread_mutex_unlock(&s->pd->lock);
 		free(req);
 		return ret;
+	}
+	if (!forwarded) {
+		char owner[STORE_NAME_MAX], addr[64], client[STORE_NAME_MAX];
+		int f = pd_forward_target(s->pd, req, owner, addr, sizeof(addr), &reply);
+
+		if (f) {
+			snprintf(client, sizeof(client), "%s", s->pd->actor);
+			s->pd->actor[0] = '\0';
+			pthread_mutex_unlock(&s->pd->lock);
+			if (f > 0)
+				pd_forward(s->pd, owner, addr, method, url, q.buf, c->body, c->len,
+					   client, forward_timeout_ms(req), &reply);
+			free(req);
+			log_debug("%s %s: %d (host %s)", method, url, reply.status, owner);
+			return send_json(conn, reply.status, reply.body, NULL);
+		}
 	}
 	pd_handle(s->pd, req, &reply);
 	s->pd->actor[0] = '\0';
@@ -517,7 +569,10 @@ struct pd_server *pd_server_start_tcp(struct plinthd *pd, const char *addr, cons
 	s->pd = pd;
 	s->attach_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 	s->tcp = true;
-	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_ALLOW_UPGRADE, (uint16_t)port, NULL,
+	/* A thread per connection: two hosts forwarding to each other at once must not
+	 * wait for each other's single thread. */
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+				  MHD_USE_TLS | MHD_ALLOW_UPGRADE, (uint16_t)port, NULL,
 				  NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
 				  MHD_OPTION_HTTPS_MEM_CERT, s->cert, MHD_OPTION_HTTPS_MEM_KEY,
 				  s->key, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,

@@ -323,8 +323,20 @@ static struct store *pg_open(const char *location)
 	/* Defaults first: the location's own parameters override them. */
 	static const char *const keys[] = {
 		"connect_timeout",  "tcp_user_timeout", "keepalives_idle", "keepalives_interval",
-		"keepalives_count", "application_name", "dbname",	   NULL};
-	const char *vals[] = {"5", "10000", "5", "2", "3", "plinthd", location, NULL};
+		"keepalives_count", "application_name", "options",	   "dbname",
+		NULL};
+	/* A plinthd frozen (or cut off) inside a transaction must not hold its row and
+	 * advisory locks for ever: the leader's HA transaction needs them (the server
+	 * ends such a session after 3 s); no statement waits more than 5 s for a lock. */
+	const char *vals[] = {"5",
+			      "10000",
+			      "5",
+			      "2",
+			      "3",
+			      "plinthd",
+			      "-c idle_in_transaction_session_timeout=3000 -c lock_timeout=5000",
+			      location,
+			      NULL};
 	struct store *st = calloc(1, sizeof(*st));
 
 	if (!st) {

@@ -85,6 +85,17 @@ static void run_remove(struct plinthd *pd, struct pd_run *run)
 	free(run);
 }
 
+/* Is vm's definition ha (restarted elsewhere when its host is lost)? */
+static bool def_ha(const struct store_vm *vm)
+{
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct pd_error err;
+	bool yes = def && !pd_vm_def_parse(vm->spec, def, &err) && def->ha;
+
+	free(def);
+	return yes;
+}
+
 /* Watch vm's process from now on (pidfd -1: settle it at once). NULL if out of memory. */
 static struct pd_run *run_add(struct plinthd *pd, const struct store_vm *vm, pid_t pid,
 			      pid_t shim)
@@ -98,12 +109,23 @@ static struct pd_run *run_add(struct plinthd *pd, const struct store_vm *vm, pid
 	snprintf(run->uuid, sizeof(run->uuid), "%s", vm->uuid);
 	run->pid = pid;
 	run->shim = shim;
+	run->ha = def_ha(vm);
 	run->pidfd = shim || pid ? (int)syscall(SYS_pidfd_open, shim ? shim : pid, 0) : -1;
 	run->started_ms = pd_mono_ms();
 	run->deadline_ms = run->started_ms + START_TIMEOUT_MS;
 	run->next = pd->runs;
 	pd->runs = run;
 	return run;
+}
+
+struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id)
+{
+	return run_find(pd, vm_id);
+}
+
+void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
+{
+	run_path(pd, uuid, "api.sock", buf, size);
 }
 
 void pd_run_forget(struct plinthd *pd, struct pd_run *run)
@@ -655,9 +677,32 @@ static void arg(struct spawn_args *a, const char *fmt, ...)
 /* The shim: in its own session, forks plinth, records "SHIM PID", waits, records the
  * exit. Runs after fork() of a threaded process: only plain system calls and
  * snprintf (no allocation). Never returns. */
+/* The watchdog of an HA VM's shim (cluster.c feeds it): has the monotonic deadline in
+ * the file contact passed? A missing file or one that is not a number ("disarmed":
+ * a clean stop of plinthd) never expires. Plain system calls only (after fork). */
+static bool watchdog_expired(const char *contact)
+{
+	char buf[32];
+	struct timespec now;
+	long long deadline = 0;
+	ssize_t n;
+	int fd = open(contact, O_RDONLY | O_CLOEXEC), i;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || buf[0] < '0' || buf[0] > '9')
+		return false;
+	for (i = 0; i < n && buf[i] >= '0' && buf[i] <= '9' && deadline < (1LL << 52); i++)
+		deadline = deadline * 10 + (buf[i] - '0');
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 > deadline;
+}
+
 static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullfd,
 		      const char *pidfile, const char *pidtmp, const char *exitfile,
-		      const char *exittmp)
+		      const char *exittmp, const char *contact)
 {
 	sigset_t all;
 	char buf[64];
@@ -694,9 +739,20 @@ static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullf
 	syscall(SYS_close_range, 3U, ~0U, 0U);
 	snprintf(buf, sizeof(buf), "%d %d\n", (int)getpid(), (int)pid);
 	write_atomic(pidfile, pidtmp, buf);
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
+	/* An HA VM (contact set) dies with its host's contact: killed once the watchdog
+	 * deadline passes (docs/cluster.md, rule 1), whatever plinthd does. */
+	for (;;) {
+		struct timespec tick = {.tv_nsec = 100000000};
+		pid_t w = waitpid(pid, &status, contact ? WNOHANG : 0);
+
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
 			_exit(1);
+		if (w == 0 && watchdog_expired(contact))
+			kill(pid, SIGKILL);
+		if (w == 0)
+			nanosleep(&tick, NULL);
 	}
 	if (WIFSIGNALED(status))
 		snprintf(buf, sizeof(buf), "signal %d\n", WTERMSIG(status));
@@ -708,14 +764,24 @@ static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullf
 
 /* Build plinth's command line for def; 0 or a 4xx/5xx reply. */
 static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struct pd_vm_def *def,
-		      struct spawn_args *a, struct pd_reply *r)
+		      const char *listen, struct spawn_args *a, struct pd_reply *r)
 {
 	char jail[256];
 	unsigned i;
 
 	a->argc = 0;
 	arg(a, "%s", pd->plinth_bin);
-	arg(a, "run");
+	if (listen) {
+		arg(a, "receive");
+		arg(a, "--listen");
+		arg(a, "%s", listen);
+	} else {
+		arg(a, "run");
+	}
+	if (pd->cluster_key_file[0]) { /* every VM may migrate between hosts */
+		arg(a, "--migrate-psk");
+		arg(a, "%s", pd->cluster_key_file);
+	}
 	arg(a, "--kernel");
 	arg(a, "%s", def->kernel);
 	if (def->initrd[0]) {
@@ -803,10 +869,10 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
  * (r may be NULL: the monitor's restarts only log).
  */
 static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *why,
-		    struct pd_reply *r)
+		    const char *listen, struct pd_reply *r)
 {
 	char dir[256], pidfile[256], pidtmp[256], exitfile[256], exittmp[256], logpath[256];
-	char sock[256], buf[64];
+	char sock[256], buf[64], contact[PD_DIR_MAX + 16];
 	struct pd_reply dummy = {0};
 	struct pd_vm_def *def;
 	struct spawn_args *a;
@@ -856,7 +922,8 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	run_path(pd, vm->uuid, ".exit.tmp", exittmp, sizeof(exittmp));
 	run_path(pd, vm->uuid, "console.log", logpath, sizeof(logpath));
 	run_path(pd, vm->uuid, "api.sock", sock, sizeof(sock));
-	ret = build_argv(pd, vm, def, a, r);
+	snprintf(contact, sizeof(contact), "%s/contact", pd->dir);
+	ret = build_argv(pd, vm, def, listen, a, r);
 	if (ret)
 		goto out_free;
 	unlink(pidfile);
@@ -874,8 +941,9 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		pd_reply_error(r, 500, "VM '%s': %s: %s", vm->name, logpath, strerror(errno));
 		goto out_close;
 	}
-	/* Invariant 2: the state is on disk before the process exists. */
-	ret = vm_set_state(pd, vm->id, vm->name, "starting", 0, why, "vm.start", "ok");
+	/* Invariant 2: the state is on disk before the process exists (a migration's
+	 * destination writes nothing: the source owns the VM until the switch). */
+	ret = listen ? 0 : vm_set_state(pd, vm->id, vm->name, "starting", 0, why, "vm.start", "ok");
 	if (ret) {
 		pd_reply_error(r, 500, "inventory error starting VM '%s'", vm->name);
 		goto out_close;
@@ -891,13 +959,15 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		prctl(PR_SET_NAME, name, 0, 0, 0);
 		shim = fork();
 		if (shim == 0)
-			shim_main(a, logfd, infd, nullfd, pidfile, pidtmp, exitfile, exittmp);
+			shim_main(a, logfd, infd, nullfd, pidfile, pidtmp, exitfile, exittmp,
+				  def->ha ? contact : NULL);
 		prctl(PR_SET_NAME, saved, 0, 0, 0);
 	}
 	if (shim < 0) {
 		ret = -errno;
-		vm_set_state(pd, vm->id, vm->name, "crashed", 0, "fork failed", "vm.crashed",
-			     "failed");
+		if (!listen)
+			vm_set_state(pd, vm->id, vm->name, "crashed", 0, "fork failed",
+				     "vm.crashed", "failed");
 		pd_reply_error(r, 500, "VM '%s': fork: %s", vm->name, strerror(-ret));
 		goto out_close;
 	}
@@ -917,7 +987,9 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		}
 		usleep(2000);
 	}
-	if (run->pid)
+	run->incoming = listen != NULL;
+	run->incoming_epoch = vm->epoch;
+	if (run->pid && !listen)
 		vm_set_state(pd, vm->id, vm->name, "starting", run->pid, why, NULL, NULL);
 	ret = 0;
 	goto out_close_fds;
@@ -997,6 +1069,35 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 		waitpid(run->shim, NULL, WNOHANG); /* ours if we spawned it: reap */
 	run_path(pd, run->uuid, "exit", exitfile, sizeof(exitfile));
 	run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
+	/* A migration's two sides: the destination's process before the VM is owned here,
+	 * and the source's after it handed off (exit 0), write nothing: the inventory is
+	 * the owner's, and cluster_migrate.c settles it. */
+	{
+		bool elsewhere = false;
+
+		code = -1;
+		if (pd_read_small(exitfile, buf, sizeof(buf)) <= 0 ||
+		    sscanf(buf, "exit %d", &code) != 1)
+			code = -1;
+		/* Moved to another host (a migration's switch, an HA restart): the row is
+		 * the new owner's, the epoch says so; this host writes nothing. */
+		if (!run->incoming && pd->ops->vm_get(pd->st, run->name, &vm) == 0) {
+			elsewhere = strcmp(vm.host, pd->host) != 0;
+			store_vm_clear(&vm);
+		}
+		if (!run->incoming && !elsewhere && !(run->migrating && code == 0))
+			goto settle;
+		log_info("VM %s: %s (exit %d)", run->name,
+			 run->incoming ? "the migration's destination process ended"
+			 : elsewhere   ? "this copy ended; the VM belongs to another host now"
+				       : "handed off to the migration's destination", code);
+		unlink(sock);
+		pd_nics_down(run->vm_id, PD_NICS_MAX);
+		run_remove(pd, run);
+		return;
+	}
+settle:
+	code = 0;
 	if (pd_read_small(exitfile, buf, sizeof(buf)) > 0 && sscanf(buf, "exit %d", &code) == 1) {
 		if (code == 0)
 			snprintf(reason, sizeof(reason), "plinth exited 0 (the guest powered off)");
@@ -1061,7 +1162,7 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 	if (restart && pd->ops->vm_get(pd->st, name, &vm) == 0) {
 		if (vm_spawn(pd, &vm,
 			     rebooting ? "reboot" : reset ? "the guest reset" : "restart policy",
-			     NULL))
+			     NULL, NULL))
 			log_error("VM %s: restart failed", name);
 		store_vm_clear(&vm);
 		run = pd->runs;
@@ -1070,6 +1171,17 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 			run->restarts = restarts + 1;
 		}
 	}
+}
+
+int pd_vm_receive(struct plinthd *pd, const struct store_vm *vm, const char *listen,
+		  struct pd_reply *r)
+{
+	return vm_spawn(pd, vm, "migration", listen, r);
+}
+
+void pd_run_exited(struct plinthd *pd, struct pd_run *run)
+{
+	vm_exited(pd, run);
 }
 
 /* --- Actions --------------------------------------------------------------------------- */
@@ -1117,13 +1229,17 @@ void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_re
 	if (pd_vm_elsewhere(pd, &vm, r))
 		goto out_clear;
 	run = run_find(pd, vm.id);
+	if (run && (run->migrating || run->incoming)) {
+		pd_reply_error(r, 409, "VM '%s' is migrating: try again when it is over", vm.name);
+		goto out_clear;
+	}
 	snprintf(ev, sizeof(ev), "vm.%s", act);
 	if (req->action == PD_START) {
 		if (run) {
 			pd_reply_error(r, 409, "VM '%s' is already %s", vm.name, vm.state);
 			goto out_clear;
 		}
-		if (vm_spawn(pd, &vm, "started by request", r))
+		if (vm_spawn(pd, &vm, "started by request", NULL, r))
 			goto out_clear;
 		goto out_reply;
 	}
@@ -1306,10 +1422,80 @@ static void promote(struct plinthd *pd, struct pd_run *run)
 	json_decref(body);
 }
 
+/* Is a migration of VM name to another host under way here? (Its source's plinth may
+ * have handed off and ended before the switch: the VM runs, on the destination.) */
+static bool migrating_away(struct plinthd *pd, const char *name)
+{
+	const struct pd_task *t;
+
+	for (t = pd->tasks; t; t = t->next)
+		if (!t->done && !strcmp(t->action, "vm.migrate") && !strcmp(t->object, name))
+			return true;
+	return false;
+}
+
+/*
+ * Once a second: start what this host owns and must run but does not (HA, rule 2):
+ * a VM the leader moved here ("starting" without a process), and an HA VM this host
+ * stopped itself when it was isolated that is still its own (claimed again first,
+ * epoch + 1 compare-and-set, so that a leader moving it at the same moment wins or
+ * loses as a whole).
+ */
+static void start_owned(struct plinthd *pd)
+{
+	struct store_vm *vms;
+	size_t n, i;
+
+	if (pd_mono_ms() - pd->owned_scan_ms < 1000 || pd_cluster_isolated(pd->cluster))
+		return;
+	pd->owned_scan_ms = pd_mono_ms();
+	if (pd->ops->vm_list(pd->st, &vms, &n))
+		return;
+	for (i = 0; i < n; i++) {
+		struct store_vm *vm = &vms[i];
+		bool moved_here = !strcmp(vm->state, "starting") && !vm->pid;
+		bool fenced = (!strcmp(vm->state, "running") || !strcmp(vm->state, "paused")) &&
+			      def_ha(vm);
+
+		if (strcmp(vm->host, pd->host) || run_find(pd, vm->id) || (!moved_here && !fenced) ||
+		    migrating_away(pd, vm->name))
+			continue;
+		if (fenced && pd->ops->vm_set_owner(pd->st, vm->id, pd->host, vm->epoch))
+			continue;
+		if (fenced)
+			vm->epoch++;
+		log_info("VM %s: %s", vm->name,
+			 moved_here ? "restarted here by HA" : "restarted after this host's isolation");
+		vm_spawn(pd, vm, moved_here ? vm->reason : "HA: restarted after the isolation of its host",
+			 NULL, NULL);
+	}
+	store_vm_list_free(vms, n);
+}
+
+/* Rule 1 and the epoch: a copy this host must not run any more is killed. */
+static bool must_stop(struct plinthd *pd, struct pd_run *run, const struct store_vm *vm)
+{
+	const char *why = NULL;
+
+	if (run->pid <= 0 || run->incoming || run->migrating || run->stop_requested)
+		return false;
+	if (vm && strcmp(vm->host, pd->host))
+		why = "its VM belongs to another host now (a newer epoch)";
+	else if (run->ha && pd_cluster_isolated(pd->cluster))
+		why = "this host is isolated from the cluster (HA isolation response)";
+	if (!why)
+		return false;
+	log_error("VM %s: killing this host's copy: %s", run->name, why);
+	kill(run->pid, SIGKILL);
+	run->stop_requested = true;
+	return true;
+}
+
 void pd_vms_tick(struct plinthd *pd)
 {
 	struct pd_run *run, *next;
 
+	start_owned(pd);
 	for (run = pd->runs; run; run = next) {
 		struct pollfd p = {.fd = run->pidfd, .events = POLLIN};
 		struct store_vm vm;
@@ -1320,8 +1506,24 @@ void pd_vms_tick(struct plinthd *pd)
 			next = pd->runs; /* the list changed (a restart adds) */
 			continue;
 		}
-		if (pd->ops->vm_get(pd->st, run->name, &vm))
+		if (pd->ops->vm_get(pd->st, run->name, &vm)) {
+			must_stop(pd, run, NULL); /* isolated: the inventory is out of reach */
 			continue;
+		}
+		if (must_stop(pd, run, &vm)) {
+			store_vm_clear(&vm);
+			continue;
+		}
+		if (run->incoming) {
+			/* Received here: ours once the source moved the owner (epoch + 1). */
+			if (!strcmp(vm.host, pd->host) && vm.epoch > run->incoming_epoch) {
+				run->incoming = false;
+				vm_set_state(pd, run->vm_id, run->name, "running", run->pid,
+					     "migrated here", "vm.running", "ok");
+			}
+			store_vm_clear(&vm);
+			continue;
+		}
 		if (!strcmp(vm.state, "starting") && run->pid > 0)
 			promote(pd, run);
 		else if (!strcmp(vm.state, "starting") && !run->pid) {
@@ -1446,13 +1648,13 @@ int pd_vms_init(struct plinthd *pd)
 		}
 		if (!state_is_live(vm->state)) {
 			if (boot && def_autostart(vm))
-				vm_spawn(pd, vm, "autostart", NULL);
+				vm_spawn(pd, vm, "autostart", NULL, NULL);
 			continue;
 		}
 		if (!strcmp(vm->state, "starting") && !vm->pid) {
 			/* The start was cut short before plinth existed: do it again. */
 			vm_spawn(pd, vm, "start interrupted by a plinthd restart; started again",
-				 NULL);
+				 NULL, NULL);
 			continue;
 		}
 		/* It ran and is gone: settle from its exit file like a live exit. */

@@ -19,57 +19,8 @@
 #   - SQLite: one host, leading; its VMs follow a renamed host.
 # About 60 s (most of it the takeovers and a wait for "down"). CLUSTER_ROUNDS (3): how
 # many times the leader is SIGKILLed (make bench asks for more).
-set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-B=${BUILD:-build}
-[ "${B#/}" != "$B" ] || B=$top/$B
-T=$(mktemp -d /tmp/plinth-cluster.XXXXXX)
-PG=$T/pg
-chmod 711 "$T" # the server runs as nobody as root: it must reach its directory
-declare -A PID OPTS
-finished=0
-
-ok() { echo "ok - cluster: $1"; }
-fail() { echo "not ok - cluster: $1"; }
-check() { # NAME CMD...
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else fail "$name"; fi
-}
-cleanup() {
-	local h
-	[ $finished = 1 ] || fail "the test ran to its end"
-	for h in "${!PID[@]}"; do kill -9 "${PID[$h]}" 2>/dev/null; done
-	"$top/tests/daemon/pg-server" stop "$PG" >/dev/null 2>&1
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-mkdir -p "$PG"
-if ! read -r sockdir port < <("$top/tests/daemon/pg-server" start "$PG"); then
-	fail "a private PostgreSQL server started (tests/daemon/pg-server; see the line above)"
-	finished=1
-	exit 1
-fi
-ok "a private PostgreSQL server started"
-DB="postgresql:///postgres?host=$sockdir&port=$port&user=plinth"
-
-start_host() { # NAME [plinthd options...] (kept for restarts: OPTS)
-	local h=$1
-	shift
-	[ $# -gt 0 ] && OPTS[$h]="$*"
-	mkdir -p "$T/$h"
-	# shellcheck disable=SC2086 # OPTS holds words without spaces
-	"$B/plinthd" --no-jail --state-dir "$T/$h" --host-name "$h" ${OPTS[$h]:-} >>"$T/$h.log" 2>&1 &
-	PID[$h]=$!
-	for _ in $(seq 100); do
-		[ -S "$T/$h/plinthd.sock" ] && cl "$h" host list >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "# plinthd $h did not start:"; sed 's/^/#   /' "$T/$h.log"
-	return 1
-}
-cl() { local h=$1; shift; "$B/plinth" "$@" --state-dir "$T/$h"; }
+TN=cluster
+. "$(dirname "$0")/cluster-lib"
 hostinfo() { curl -s --max-time 2 --unix-socket "$T/$1/plinthd.sock" http://plinthd/v1/host; }
 # The leader by the inventory, as host $1 sees it ("" if the lease has lapsed).
 leader_of() {
@@ -292,10 +243,5 @@ v = json.load(sys.stdin); assert (v[\"host\"], v[\"epoch\"]) == (\"renamed\", 2)
 for h in "${!PID[@]}"; do kill -TERM "${PID[$h]}"; done
 wait 2>/dev/null
 PID=()
-if grep -q -i "sanitizer\|assert" "$T"/*.log; then
-	fail "no sanitizer or assertion report in the daemons' logs"
-	grep -i -A5 "sanitizer\|assert" "$T"/*.log | head -n 20 | sed 's/^/#   /'
-else
-	ok "no sanitizer or assertion report in the daemons' logs"
-fi
+no_sanitizer_reports
 finished=1

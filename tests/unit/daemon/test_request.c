@@ -378,6 +378,49 @@ static void test_roles(void **unused)
 	assert_int_equal(parse("POST", "/v1/tokens", NULL, "{\"name\": \"t\"}", &err), 400);
 }
 
+/* Migration between hosts: the public route and the hosts' own. */
+static void test_cluster_routes(void **unused)
+{
+	struct pd_error err;
+
+	(void)unused;
+	assert_int_equal(parse("POST", "/v1/vms/a/migrate", NULL, "{\"to\": \"h2\"}", &err), 0);
+	assert_int_equal(req->route, PD_VM_MIGRATE);
+	assert_string_equal(req->u.migrate.to, "h2");
+	assert_false(req->from_cluster); /* only the server sets it */
+	assert_false(pd_role_allows("viewer", req));
+	assert_true(pd_role_allows("operator", req));
+	assert_int_equal(parse("POST", "/v1/vms/a/migrate", NULL, NULL, &err), 400);
+	assert_int_equal(parse("POST", "/v1/vms/a/migrate", NULL, "{\"to\": \"a/b\"}", &err), 400);
+	assert_int_equal(parse("POST", "/v1/vms/a/migrate", NULL, "{\"to\": \"h\", \"x\": 1}",
+			       &err), 400);
+	assert_int_equal(parse("GET", "/v1/vms/a/migrate", NULL, NULL, &err), 405);
+
+	assert_int_equal(parse("POST", "/v1/vms/a/incoming", NULL,
+			       "{\"phase\": \"prepare\", \"from\": \"h1\", \"epoch\": 7}", &err),
+			 0);
+	assert_int_equal(req->route, PD_VM_INCOMING);
+	assert_string_equal(req->u.incoming.phase, "prepare");
+	assert_string_equal(req->u.incoming.from, "h1");
+	assert_int_equal(req->u.incoming.epoch, 7);
+	assert_false(pd_role_allows("operator", req)); /* hosts only: the cluster credential */
+	assert_int_equal(parse("POST", "/v1/vms/a/incoming", NULL,
+			       "{\"phase\": \"go\", \"from\": \"h1\", \"epoch\": 7}", &err),
+			 400);
+	assert_int_equal(parse("POST", "/v1/vms/a/incoming", NULL,
+			       "{\"phase\": \"abort\", \"from\": \"h1\"}", &err), 400);
+	assert_int_equal(parse("POST", "/v1/vms/a/incoming", NULL,
+			       "{\"phase\": \"abort\", \"from\": \"h1\", \"epoch\": 0}", &err),
+			 400);
+
+	/* ha in a definition: kept only when set (older definitions keep their text) */
+	assert_int_equal(parse("POST", "/v1/vms", NULL, "{\"name\": \"a\", " KERNEL ", \"ha\": true}",
+			       &err), 0);
+	assert_true(req->u.vm.ha);
+	assert_int_equal(parse("POST", "/v1/vms", NULL, "{\"name\": \"a\", " KERNEL ", \"ha\": 1}",
+			       &err), 400);
+}
+
 static void test_names(void **unused)
 {
 	(void)unused;
@@ -405,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_networks),
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_cluster_routes),
 	};
 	int rc;
 

@@ -1,0 +1,135 @@
+#!/bin/bash
+# HA restarts that never run a VM twice (docs/cluster.md, the fencing rules): three
+# plinthd on a private PostgreSQL with TLS listeners and one cluster key; the VMs are
+# tests/unit/daemon/fake-plinth, each appending "HOST PID SEQ MS" to its "disk" (a file
+# every host sees) every 0.1 s while it runs. (No KVM: what is tested is who runs what
+# and when.)
+#   - a host lost whole (its plinthd, shims and VMs SIGKILLed): the leader restarts its
+#     HA VMs on the others after 15 s without a heartbeat, each in the transaction that
+#     moves its owner (epoch + 1); a VM without ha stays; the host back leaves them be;
+#   - a host whose plinthd is frozen (SIGSTOP; its VMs run on): each HA VM's shim kills
+#     it when the watchdog is not fed (5 s), the leader restarts it elsewhere after
+#     15 s, and the disk shows the two writers never overlapped; resumed (SIGCONT), the
+#     old host writes nothing and starts nothing of it;
+#   - PostgreSQL stopped for 10 s: every HA VM keeps running (a database outage is not
+#     an isolation), and nothing moves afterwards.
+# Prints host loss -> restart issued and -> the VM's first write elsewhere (ms).
+# About 90 s.
+TN=cluster-ha
+. "$(dirname "$0")/cluster-lib"
+export FAKE_PLINTH_COUNT=1
+cluster_creds
+mkdir -p "$T/shared"
+declare -A NUM=([h1]=1 [h2]=2 [h3]=3)
+hostopts() { listener_opts "${NUM[$1]}"; }
+# shellcheck disable=SC2046
+start_host h1 $(hostopts h1) && start_host h2 $(hostopts h2) && start_host h3 $(hostopts h3) ||
+	{ fail "three plinthd started"; finished=1; exit 1; }
+ok "three plinthd with TLS listeners and one cluster key started"
+
+vmf() { # NAME FIELD (through whichever host answers)
+	local h
+	for h in h2 h3 h1; do
+		[ -n "${PID[$h]:-}" ] || continue
+		cl "$h" vm info "$1" --json 2>/dev/null |
+			python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2" && return
+	done
+}
+make_vm() { # NAME [--ha]
+	: >"$T/shared/$1.disk"
+	cl h1 vm create "$1" --kernel /bin/true --memory 64 --disk "path=$T/shared/$1.disk,format=raw" \
+		${2:-} >/dev/null && cl h1 vm start "$1" --wait-seconds 10 >/dev/null
+}
+# Writers of a disk in order of appearance, a run of the same writer counted once:
+# "h1 h2" is a hand-over, "h1 h2 h1" two writers interleaved.
+writers() { awk '{ w = $1 " " $2; if (w != last) printf "%s%s", (n++ ? "," : ""), w; last = w }' "$T/shared/$1.disk"; }
+hosts_of() { writers "$1" | tr ',' '\n' | cut -d' ' -f1 | tr '\n' ' '; }
+kill_host() { # NAME: plinthd, its shims and its VMs, at once (a host powered off)
+	local p pids=${PID[$1]}
+	for p in "$T/$1"/vms/*/pid; do pids="$pids $(cat "$p" 2>/dev/null)"; done
+	kill -9 $pids 2>/dev/null
+	wait "${PID[$1]}" 2>/dev/null
+	unset "PID[$1]"
+}
+event_ms() { # ACTION OBJECT: wall time of the latest such event
+	cl h2 events --json --limit 1000 | python3 -c '
+import json, sys
+t = [e["time_ms"] for e in json.load(sys.stdin)["events"] if e["action"] == sys.argv[1] and e["object"] == sys.argv[2]]
+print(t[-1] if t else 0)' "$1" "$2"
+}
+first_write_by() { # DISK HOST: wall time of HOST's first line
+	awk -v h="$2" '$1 == h { print $4; exit }' "$T/shared/$1.disk"
+}
+wait_moved() { # NAME: owner is not h1 and it runs there (60 s at the most)
+	for _ in $(seq 300); do
+		[ "$(vmf "$1" host)" != h1 ] && [ "$(vmf "$1" state)" = running ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+make_vm ha1 --ha && make_vm ha2 --ha && make_vm plain1 || fail "h1 started ha1, ha2 and plain1"
+sleep 1
+check "the VMs write their disks from h1" test "$(hosts_of ha1)$(hosts_of plain1)" = "h1 h1 "
+
+# 1. h1 powered off.
+t0=$(date +%s%3N)
+kill_host h1
+wait_moved ha1 && wait_moved ha2
+issued=$(($(event_ms vm.ha ha1) - t0))
+sleep 1
+up=$(($(first_write_by ha1 "$(vmf ha1 host)") - t0))
+echo "# h1 lost: ha1 restart issued after $issued ms, on $(vmf ha1 host) writing after $up ms; ha2 on $(vmf ha2 host)"
+check "h1 lost: its HA VMs run on the others, epoch 2 ($(vmf ha1 host) $(vmf ha1 epoch), $(vmf ha2 host) $(vmf ha2 epoch))" \
+	sh -c "[ '$(vmf ha1 host)' != h1 ] && [ '$(vmf ha2 host)' != h1 ] && [ '$(vmf ha1 epoch)$(vmf ha2 epoch)' = 22 ]"
+# T = 15 s counts from the last heartbeat, up to a period (1 s) before the loss.
+check "restarts issued 14-20 s after the loss ($issued ms)" test "$issued" -ge 14000 -a "$issued" -le 20000
+check "the VM without ha stays h1's" test "$(vmf plain1 host)" = h1
+start_host h1 $(hostopts h1) || fail "h1 started again"
+sleep 2.5
+check "h1 back: starts nothing of ha1 and ha2; each disk had one writer, then the other" \
+	sh -c "[ '$(hosts_of ha1)' = 'h1 $(vmf ha1 host) ' ] && [ '$(hosts_of ha2)' = 'h1 $(vmf ha2 host) ' ]"
+echo "# ha1's writers: $(writers ha1)"
+
+# 2. h1's plinthd frozen; its HA VM runs on until its shim's watchdog kills it.
+make_vm ha3 --ha || fail "h1 started ha3"
+sleep 1
+t0=$(date +%s%3N)
+kill -STOP "${PID[h1]}"
+wait_moved ha3
+issued=$(($(event_ms vm.ha ha3) - t0))
+sleep 1
+new=$(vmf ha3 host)
+last_old=$(awk '$1 == "h1" { t = $4 } END { print t }' "$T/shared/ha3.disk")
+first_new=$(first_write_by ha3 "$new")
+echo "# h1 frozen: its last write to ha3 after $((last_old - t0)) ms, restart issued after $issued ms, $new writing after $((first_new - t0)) ms"
+check "frozen plinthd: the HA VM stopped by its watchdog within 5-7 s ($((last_old - t0)) ms)" \
+	test $((last_old - t0)) -le 7000
+check "restarted elsewhere only after the old copy stopped ($((first_new - last_old)) ms between)" \
+	test "$first_new" -gt "$last_old"
+check "frozen plinthd: restart issued 14-20 s after ($issued ms)" test "$issued" -ge 14000 -a "$issued" -le 20000
+kill -CONT "${PID[h1]}"
+sleep 3
+check "h1 resumed: one writer then the other, never both ($(writers ha3))" test "$(hosts_of ha3)" = "h1 $new "
+check "h1 resumed: the VM stays $new's (epoch 2), running" \
+	test "$(vmf ha3 host) $(vmf ha3 epoch) $(vmf ha3 state)" = "$new 2 running"
+
+# 3. The database away for 10 s: nothing stops, nothing moves.
+before="$(vmf ha1 host) $(vmf ha1 pid) $(vmf ha3 host) $(vmf ha3 pid)"
+"$top/tests/daemon/pg-server" stop "$PG"
+sleep 10
+"$top/tests/daemon/pg-server" start "$PG" >/dev/null || fail "PostgreSQL started again"
+sleep 20
+after="$(vmf ha1 host) $(vmf ha1 pid) $(vmf ha3 host) $(vmf ha3 pid)"
+echo "# before the outage: $before; 20 s after it: $after"
+check "database outage of 10 s: the HA VMs ran on, with the same processes, nothing moved" \
+	test "$before" = "$after"
+gap=$(awk -v w="$(vmf ha1 host)" '$1 == w { if (t && $4 - t > m) m = $4 - t; t = $4 } END { print m + 0 }' "$T/shared/ha1.disk")
+check "ha1 never stopped writing during the outage (longest gap $gap ms)" test "$gap" -lt 2000
+
+for h in "${!PID[@]}"; do kill -TERM "${PID[$h]}"; done
+wait 2>/dev/null
+PID=()
+pkill -9 -f "fake-plinth .*$T/" 2>/dev/null
+no_sanitizer_reports
+finished=1

@@ -97,6 +97,7 @@ int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout
 	ret = map_slots(gm, layout, nr, MAP_SHARED, true);
 	if (ret)
 		goto out_close_fd;
+	gm->shared = true;
 	gm->total = total;
 	return 0;
 

@@ -30,6 +30,7 @@ struct guest_mem {
 	struct guest_mem_slot slot[GUEST_MEM_MAX_SLOTS];
 	unsigned int nr_slots;
 	int fd;          /* backing memfd/file for all slots, -1 if anonymous */
+	bool shared;     /* fd is mapped MAP_SHARED: a hole in it is a page never written */
 	uint64_t total;  /* sum of slot sizes */
 };
 

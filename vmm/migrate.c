@@ -402,6 +402,41 @@ static int dirty_clear_chunk(struct vm *vm, struct dirty *d, unsigned int i, uin
 }
 
 /*
+ * Round 0 reads every page. A page in a hole of the shared memfd was never
+ * written, so it is zero without reading it: reading it would make the kernel
+ * allocate it, and the source would end up holding all of the guest's RAM however
+ * little the guest used. The next data extent at or after page p of slot i, as
+ * page indices [*from, *to); both = pages when the rest is a hole. Any other
+ * error: the whole rest counts as data (read and checked as before).
+ */
+static void next_data(const struct guest_mem *gm, unsigned int i, uint64_t p, uint64_t *from,
+		      uint64_t *to)
+{
+	const struct guest_mem_slot *sl = &gm->slot[i];
+	uint64_t pages = sl->size / PAGE;
+	off_t base = (off_t)sl->file_off, ds, de;
+
+	*from = p;
+	*to = pages;
+	if (!gm->shared || gm->fd < 0)
+		return;
+	ds = lseek(gm->fd, base + (off_t)(p * PAGE), SEEK_DATA);
+	if (ds < 0) {
+		if (errno == ENXIO)
+			*from = pages;
+		return;
+	}
+	de = lseek(gm->fd, ds, SEEK_HOLE);
+	if (ds >= base + (off_t)sl->size) {
+		*from = pages;
+		return;
+	}
+	*from = (uint64_t)(ds - base) / PAGE;
+	if (de > ds)
+		*to = MIN(pages, ((uint64_t)(de - base) + PAGE - 1) / PAGE);
+}
+
+/*
  * Send the pages set in d->kvm (all pages if all, skipping zero ones then),
  * clearing the bitmap as it goes. 0 or -errno.
  */
@@ -413,7 +448,7 @@ static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s
 
 	for (i = 0; i < vm->mem.nr_slots; i++) {
 		const struct guest_mem_slot *sl = &vm->mem.slot[i];
-		uint64_t pages = sl->size / PAGE, p;
+		uint64_t pages = sl->size / PAGE, p, data_from = 0, data_to = 0;
 
 		for (p = 0; p < pages; p++) {
 			unsigned long *word = &d->kvm[i][p / BITS];
@@ -432,7 +467,9 @@ static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s
 				continue;
 			}
 			*word &= ~bit;
-			if (all && page_zero(hva))
+			if (all && p >= data_to)
+				next_data(&vm->mem, i, p, &data_from, &data_to);
+			if (all && (p < data_from || page_zero(hva)))
 				continue;
 			if (nr && runs[nr - 1].hva + runs[nr - 1].len == hva &&
 			    runs[nr - 1].len + PAGE <= MIG_RUN_MAX) {

@@ -95,3 +95,46 @@ verify_results() {
 	done
 	grep '^PLINTH-VERIFY result=' "$out"
 }
+
+# stall_watch_cmd CPUS: guest shell, run in the background on the last vCPU, that waits for
+# the kernel's RCU stall report and then prints what the guest can see of a stuck CPU:
+# /proc/interrupts (whose counts stopped), sysrq l (each CPU's backtrace, by NMI: a vCPU
+# that never enters the guest gives none) and w (blocked tasks), /proc/interrupts again.
+stall_watch_cmd() {
+	echo "taskset $((1 << ($1 - 1))) sh -c 'while sleep 5; do dmesg | grep -q detected.stalls || continue; echo STALL-WATCH; cat /proc/interrupts; echo 8 >/proc/sys/kernel/printk; echo l >/proc/sysrq-trigger; sleep 3; echo w >/proc/sysrq-trigger; sleep 5; cat /proc/interrupts; break; done' & "
+}
+
+# hang_dump PID SOCK FILE: what a hung plinth (PID, API socket SOCK) is doing, appended to
+# FILE, twice 10 s apart: the API's exit counters, and per thread its name, state, wchan,
+# kernel stack, system call, context switches and CPU time (what moved between the two
+# samples says which thread is stuck where); then every thread's backtrace (gdb, where
+# installed) and 3 s of the host kernel's kvm trace events (which vCPU still enters the
+# guest, and at which guest RIP it exits).
+hang_dump() {
+	local pid=$1 sock=$2 f=$3 n t tr=/sys/kernel/tracing
+	for n in 1 2; do
+		{
+			echo "## hang_dump sample $n at $(date -u +%T)"
+			"$BUILD/plinth" ctl --api-socket "$sock" --timeout 5 info 2>&1
+			for t in /proc/"$pid"/task/*; do
+				echo "== thread $(basename "$t") $(cat "$t/comm") wchan=$(cat "$t/wchan")"
+				grep -E '^(State|voluntary_ctxt|nonvoluntary_ctxt)' "$t/status"
+				echo "syscall: $(cat "$t/syscall")"
+				awk '{ print "utime", $14, "stime", $15, "last cpu", $39 }' "$t/stat"
+				cat "$t/stack"
+			done
+		} >>"$f" 2>&1
+		[ $n = 1 ] && sleep 10
+	done
+	command -v gdb >/dev/null &&
+		timeout 60 gdb -batch -p "$pid" -ex 'thread apply all bt' >>"$f" 2>&1
+	[ -d $tr/events ] || mount -t tracefs nodev $tr 2>/dev/null
+	if [ -w $tr/events/kvm/enable ]; then
+		echo >$tr/trace
+		echo 1 >$tr/events/kvm/enable
+		sleep 3
+		echo 0 >$tr/events/kvm/enable
+		{ echo "## kvm trace events, 3 s"; head -c 4000000 $tr/trace; } >>"$f"
+		echo >$tr/trace
+	fi
+}

@@ -426,11 +426,11 @@ static void next_data(const struct guest_mem *gm, unsigned int i, uint64_t p, ui
 			*from = pages;
 		return;
 	}
-	de = lseek(gm->fd, ds, SEEK_HOLE);
 	if (ds >= base + (off_t)sl->size) {
 		*from = pages;
 		return;
 	}
+	de = lseek(gm->fd, ds, SEEK_HOLE);
 	*from = (uint64_t)(ds - base) / PAGE;
 	if (de > ds)
 		*to = MIN(pages, ((uint64_t)(de - base) + PAGE - 1) / PAGE);

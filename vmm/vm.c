@@ -429,10 +429,10 @@ static int vm_setup_memory(struct vm *vm)
  * INITIALLY_SET, turning logging on for a migration write-protects nothing;
  * every page starts dirty and is write-protected only when the migration
  * thread clears its bit, just before it sends the page (migrate.c). Without
- * it, KVM write-protects all of guest RAM in one go while the vCPUs run, and
- * under nested SVM in the emulated host that moment triple-faulted the guest
- * about once in 30 migrations (ARCHITECTURE.md). Optional: older kernels get
- * the old behaviour.
+ * it, KVM write-protects all of guest RAM in one go while the vCPUs run. (The
+ * round-0 guest failure under the emulated host was suspected of coming from
+ * that moment; it happens with this mode too: ARCHITECTURE.md.) Optional:
+ * older kernels get the old behaviour.
  */
 static void vm_setup_dirty_log(struct vm *vm)
 {

@@ -5,6 +5,7 @@ tap_pass=0
 tap_fail=0
 tap_skip=0
 tap_failed_names=()
+tap_retried_names=() # integration tests that passed on their second try
 
 # tap_count < output: count and echo the ok/not ok lines of a TAP stream, pass the rest through.
 tap_count() {
@@ -12,6 +13,7 @@ tap_count() {
 	while IFS= read -r line; do
 		case $line in
 		*"# SKIP"*|*"# skip"*) tap_skip=$((tap_skip + 1)); echo "$line" ;;
+		"ok "*"second try"*) tap_pass=$((tap_pass + 1)); tap_retried_names+=("${line#ok - }"); echo "$line" ;;
 		"ok "*) tap_pass=$((tap_pass + 1)); echo "$line" ;;
 		"not ok "*) tap_fail=$((tap_fail + 1)); tap_failed_names+=("${line#not ok }"); echo "$line" ;;
 		*) echo "    $line" ;;

@@ -71,6 +71,12 @@ struct virtio_dev_ops {
 	 * tags are the device's own fds with their epoll events.
 	 */
 	void (*handle)(struct virtio_dev *vdev, uint32_t tag, uint32_t events);
+	/*
+	 * Called by virtio_dev_spawn() on the VMM's main thread once the I/O thread exists:
+	 * a device with a thread of its own (virtio-gpu's display) starts it here. May be
+	 * NULL. 0 or -errno, logged.
+	 */
+	int (*spawn)(struct virtio_dev *vdev);
 	/* Release the device's own state (vdev->priv); the device is stopped. */
 	void (*destroy)(struct virtio_dev *vdev);
 	/*

@@ -77,6 +77,8 @@ void virtio_pci_free(struct virtio_pci *vp);
  * starting. Call before the guest runs.
  */
 void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque);
+/* The same for a device's own other thread (virtio-gpu's display), if it has one. */
+void virtio_pci_set_aux_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque);
 /* Spawn the device's parked I/O thread (no-op if it exists). 0 or -errno, logged. */
 int virtio_pci_spawn_worker(struct virtio_pci *vp);
 

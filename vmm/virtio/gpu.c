@@ -67,8 +67,6 @@ struct gpu_resource {
 struct gpu {
 	const struct gpu_display_ops *display;
 	void *display_opaque;          /* owned (display->destroy) */
-	int (*display_hook)(void *);   /* the display thread's filter */
-	void *display_hook_opaque;
 	bool display_spawned;
 	uint32_t pref_width, pref_height; /* offered in GET_DISPLAY_INFO */
 	struct gpu_resource *res[GPU_MAX_RESOURCES]; /* owned; NULL slots free */
@@ -557,7 +555,7 @@ static int gpu_spawn(struct virtio_dev *vdev)
 
 	if (g->display_spawned)
 		return 0;
-	r = g->display->spawn(g->display_opaque, g->display_hook, g->display_hook_opaque);
+	r = g->display->spawn(g->display_opaque, vdev->aux_hook, vdev->aux_hook_opaque);
 	if (!r)
 		g->display_spawned = true;
 	return r;
@@ -647,12 +645,4 @@ int virtio_gpu_create_on(struct pci_bus *bus, const struct guest_mem *mem, uint3
 		return r;
 	}
 	return virtio_pci_create_on(bus, vdev, out);
-}
-
-void virtio_gpu_set_display_hook(struct virtio_pci *vp, int (*hook)(void *), void *opaque)
-{
-	struct gpu *g = virtio_pci_vdev(vp)->priv;
-
-	g->display_hook = hook;
-	g->display_hook_opaque = opaque;
 }

@@ -42,7 +42,8 @@ struct gpu_display_ops {
 	/*
 	 * Start the backend's own thread (called once, on the VMM's main thread after the
 	 * jail, by virtio_dev_spawn()); hook(hook_opaque), when not NULL, runs first on
-	 * that thread (its seccomp filter) and a failure ends it. 0 or -errno, logged.
+	 * that thread (the device's aux_hook: its seccomp filter) and a failure ends it.
+	 * 0 or -errno, logged.
 	 */
 	int (*spawn)(void *opaque, int (*hook)(void *), void *hook_opaque);
 	/* Stop the thread and free the backend. */
@@ -57,8 +58,5 @@ struct gpu_display_ops {
 int virtio_gpu_create_on(struct pci_bus *bus, const struct guest_mem *mem, uint32_t width,
 			 uint32_t height, const struct gpu_display_ops *display, void *opaque,
 			 struct virtio_pci **out);
-
-/* The display thread's hook (its seccomp filter), passed to spawn(); set before the guest runs. */
-void virtio_gpu_set_display_hook(struct virtio_pci *vp, int (*hook)(void *), void *opaque);
 
 #endif

@@ -129,6 +129,10 @@ struct virtio_dev {
 	const struct virtio_transport_ops *tops; /* set by the transport */
 	void *transport;             /* the transport's state */
 	struct virtio_worker worker;
+	/* Run first on a thread of the device's own besides its I/O thread (virtio-gpu's
+	 * display), e.g. its seccomp filter; NULL: none. Set before the guest runs. */
+	int (*aux_hook)(void *opaque);
+	void *aux_hook_opaque;
 	bool broken_logged;          /* a "needs reset" reason was logged once */
 	struct ratelimit log_rl;     /* guest-triggered log lines of this device (any thread) */
 };

@@ -382,6 +382,7 @@ SECTION(no_inet, no_inet_rules);
 /* The main thread's own: (re-)creating the VM, signals, the terminal, later filters. */
 static const struct sc_rule setup_rules[] = {
 	ALLOW(memfd_create, "guest memory when a reset re-creates the VM"),
+	ALLOW(umask, "a reset re-creating --display's Unix socket (mode 0600)"),
 	ALLOW_IN(fcntl, 1, fcntl_dup, "the console's output fd"),
 	ALLOW_IN(ioctl, 1, ioctl_kvm_create, "a guest reset re-creates the VM (vm_create)"),
 	ALLOW_IN(ioctl, 1, ioctl_tun_setup, "tap set-up"),

@@ -24,6 +24,8 @@
  *        read-write.
  *   --rng
  *        Bytes from getrandom(2).
+ *   --display vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N]
+ *        A virtio-gpu (gpu.h) shown to VNC viewers: vmm/display/vnc.h.
  *   --vsock cid=N,socket=PATH
  *        Firecracker's convention: host-initiated connections connect to the Unix
  *        socket PATH and send "CONNECT <port>\n" (answer "OK <hostport>\n");

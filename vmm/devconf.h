@@ -73,6 +73,8 @@ struct dev_class {
 	/* Whether it takes the VMM's stdin (COM1 then keeps only the output). */
 	bool (*uses_stdin)(const void *conf);
 	bool io_connect;         /* its I/O thread connects sockets (SANDBOX_IO_CONNECT) */
+	/* Whether creating it again (a guest reset) opens a TCP socket (NULL: no). */
+	bool (*uses_inet)(const void *conf);
 };
 
 /* The table (devices.c), in the order --help lists the options. */

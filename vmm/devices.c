@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "devconf.h"
+#include "display/vnc.h"
 #include "log.h"
 #include "util.h"
 #include "virtio/devices.h"
@@ -350,10 +351,84 @@ static const struct dev_class dev_class_vsock = {
 	.io_connect = true,
 };
 
+/* ---- display ---- */
+
+struct display_config {
+	char *vnc;             /* unix:PATH or tcp:ADDR:PORT */
+	uint64_t width, height; /* the mode offered to the guest */
+};
+
+static const char *const display_keys[] = { "vnc", "width", "height" };
+
+static void display_free(void *conf)
+{
+	struct display_config *c = conf;
+
+	free(c->vnc);
+	free(c);
+}
+
+static int display_parse(const char *opt, char *const *v, void **conf)
+{
+	struct display_config *c;
+	uint64_t w = 1024, h = 768;
+
+	if (!v[0] || !*v[0]) {
+		log_error("%s: vnc=unix:PATH or vnc=tcp:ADDR:PORT is required", opt);
+		return -EINVAL;
+	}
+	if (vnc_where_check(opt, v[0]) || (v[1] && spec_uint(opt, "width", v[1], 16, 16384, &w)) ||
+	    (v[2] && spec_uint(opt, "height", v[2], 16, 16384, &h)))
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c || dev_strdup(opt, v[0], &c->vnc)) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->width = w;
+	c->height = h;
+	*conf = c;
+	return 0;
+}
+
+static json_t *display_to_json(const void *conf)
+{
+	const struct display_config *c = conf;
+	json_t *o = set_str(json_object(), "vnc", c->vnc);
+
+	if (o && (json_object_set_new(o, "width", json_integer((json_int_t)c->width)) ||
+		  json_object_set_new(o, "height", json_integer((json_int_t)c->height)))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static bool display_on_tcp(const void *conf)
+{
+	return !strncmp(((const struct display_config *)conf)->vnc, "tcp:", 4);
+}
+
+static const struct dev_class dev_class_display = {
+	.name = "display",
+	.synopsis = "vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N]",
+	.help = DEV_HELP_INDENT "a virtio-gpu screen (2D) served to VNC viewers on PATH (mode\n"
+		DEV_HELP_INDENT "0600) or ADDR:PORT (no password: bind it to loopback); the\n"
+		DEV_HELP_INDENT "mode offered is 1024x768 unless width/height say\n",
+	.keys = display_keys,
+	.nr_keys = ARRAY_SIZE(display_keys),
+	.parse = display_parse,
+	.to_json = display_to_json,
+	.free = display_free,
+	.create = display_create,
+	.uses_inet = display_on_tcp,
+};
+
 /* ---- the table ---- */
 
 const struct dev_class *const dev_classes[] = {
 	&dev_class_disk, &dev_class_net, &dev_class_console, &dev_class_rng, &dev_class_vsock,
+	&dev_class_display,
 };
 const size_t dev_nr_classes = ARRAY_SIZE(dev_classes);
 _Static_assert(ARRAY_SIZE(dev_classes) <= DEV_MAX_CLASSES, "raise DEV_MAX_CLASSES");

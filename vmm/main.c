@@ -205,17 +205,22 @@ static bool reset_in_jail_ok(const struct vm_config *cfg)
 
 /*
  * What the main thread keeps once start-up is over (sandbox_seccomp_narrow_main):
- * network sockets with a migration key (TCP migrations need it), opening files by
+ * network sockets with a migration key (TCP migrations need it) or a VNC display on
+ * TCP (a reset listens again), opening files by
  * path where a guest reset re-opens the devices' (outside --jail, rebooting, with a
  * device that has a file or socket behind it).
  */
 static unsigned int main_run_keep(const struct vmm *vmm, const struct vm_config *cfg,
 				  const struct jail_cfg *jail)
 {
-	unsigned int keep = vmm->tls ? SANDBOX_KEEP_INET : 0;
+	unsigned int keep = vmm->tls ? SANDBOX_KEEP_INET : 0, i;
 
 	if (!cfg->no_reboot && !(jail && jail->dir) && !reset_in_jail_ok(cfg))
 		keep |= SANDBOX_KEEP_OPEN;
+	/* A reset re-creates a --display vnc=tcp:... listener. */
+	for (i = 0; i < cfg->nr_devices && !cfg->no_reboot; i++)
+		if (cfg->devices[i].cls->uses_inet && cfg->devices[i].cls->uses_inet(cfg->devices[i].conf))
+			keep |= SANDBOX_KEEP_INET;
 	return keep;
 }
 

@@ -574,10 +574,13 @@ static int vm_setup_devices(struct vm *vm)
 		 * while loading its state, before vm_run(); its I/O thread must be filtered
 		 * from its first request whoever spawned it.
 		 */
-		if (vm->cfg->seccomp)
+		if (vm->cfg->seccomp) {
 			virtio_pci_set_thread_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
 						   (void *)(intptr_t)(cls->io_connect ?
 								      SANDBOX_IO_CONNECT : SANDBOX_IO));
+			virtio_pci_set_aux_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
+						(void *)(intptr_t)SANDBOX_DISPLAY);
+		}
 		vm->nr_virtio++;
 	}
 	return 0;

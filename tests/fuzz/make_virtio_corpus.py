@@ -160,3 +160,39 @@ for k, (op, flags, payload) in enumerate(pkts):
     heads.append(k)
 avail(m, a1, heads)
 write('virtio-vsock', 'session', m)
+
+# gpu: the driver's first frame as a command stream at 0x2000 (create a 16 x 16
+# resource, back it with 0x3000.., show it, transfer, flush, display info, cursor,
+# detach, unref), and on the control queue a GET_DISPLAY_INFO with its answer buffer.
+m = mem(0x4000)
+m[0], m[1] = 3, 0
+
+
+def gpu_hdr(t):
+    return struct.pack('<IIQIB3x', t, 1, 7, 0, 0)
+
+
+cmds = [
+    (0x7e, gpu_hdr(0x0104) + struct.pack('<IIII', 1, 2, 16, 16)),
+    (0x7e, gpu_hdr(0x0106) + struct.pack('<II', 1, 2) + struct.pack('<QII', 0x3000, 512, 0)
+     + struct.pack('<QII', 0x3200, 512, 0)),
+    (0x7e, gpu_hdr(0x0103) + struct.pack('<IIIIII', 0, 0, 16, 16, 0, 1)),
+    (0x7e, gpu_hdr(0x0105) + struct.pack('<IIIIQII', 0, 0, 16, 16, 0, 1, 0)),
+    (0x7e, gpu_hdr(0x0104) + struct.pack('<IIIIII', 2, 2, 4, 4, 1, 0)),
+    (0xfe, gpu_hdr(0x0100)),
+    (0x01, gpu_hdr(0x0300) + struct.pack('<IIIIIIII', 0, 3, 4, 0, 1, 0, 0, 0)),
+    (0x01, gpu_hdr(0x0301) + struct.pack('<IIIIIIII', 0, 9, 9, 0, 0, 0, 0, 0)),
+    (0x7e, gpu_hdr(0x0107) + struct.pack('<II', 1, 0)),
+    (0x7e, gpu_hdr(0x0102) + struct.pack('<II', 1, 0)),
+]
+at = 0x2000
+for kind, c in cmds:
+    struct.pack_into('<BH', m, at, kind, len(c))
+    m[at + 3:at + 3 + len(c)] = c
+    at += 3 + len(c)
+d0, a0, u0 = queue(0)
+m[0x1c00:0x1c00 + 24] = gpu_hdr(0x0100)
+desc(m, d0, 0, 0x1c00, 24, NEXT, 1)
+desc(m, d0, 1, 0x1d00, 408, WRITE, 0)
+avail(m, a0, [0])
+write('virtio-gpu', 'first-frame', m)

@@ -16,6 +16,7 @@
  *   io          x         x    x    disk I/O, tap offloads, console queries
  *   connect     x                   vsock's guest-initiated connections (io-connect only)
  *   api         x              x    libmicrohttpd: listen/accept, select, socket options
+ *   display     x                   libvncserver's loop: select, socket options (display)
  *   control     x                   the control ops (run on the main thread): snapshot
  *                                   directories, image locks, dirty log, timers
  *   open        x                   openat of any file: start-up; a reset outside --jail
@@ -308,6 +309,16 @@ static const struct sc_rule api_rules[] = {
 };
 SECTION(api, api_rules);
 
+/* libvncserver's own loop (rfbProcessEvents) on the sockets the display accepted. */
+static const struct sc_rule display_rules[] = {
+	ALLOW(select, "rfbProcessEvents waits on its clients"),
+	ALLOW(pselect6, "rfbProcessEvents waits on its clients"),
+	ALLOW(setsockopt, "TCP_NODELAY on a new viewer's socket"),
+	ALLOW(getsockname, "libvncserver's client set-up"),
+	ALLOW(getpeername, "libvncserver names a new viewer"),
+};
+SECTION(display, display_rules);
+
 /* What the control operations do: snapshot/restore, migration, disk hotplug, reset. */
 static const struct sc_rule control_rules[] = {
 	ALLOW(newfstatat, "stat/lstat of paths (vsock socket, images, kernel)"),
@@ -371,6 +382,7 @@ SECTION(no_inet, no_inet_rules);
 /* The main thread's own: (re-)creating the VM, signals, the terminal, later filters. */
 static const struct sc_rule setup_rules[] = {
 	ALLOW(memfd_create, "guest memory when a reset re-creates the VM"),
+	ALLOW(umask, "a reset re-creating --display's Unix socket (mode 0600)"),
 	ALLOW_IN(fcntl, 1, fcntl_dup, "the console's output fd"),
 	ALLOW_IN(ioctl, 1, ioctl_kvm_create, "a guest reset re-creates the VM (vm_create)"),
 	ALLOW_IN(ioctl, 1, ioctl_tun_setup, "tap set-up"),
@@ -388,6 +400,7 @@ SECTION(setup, setup_rules);
 static const struct sc_section *const main_sections[] = {
 	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io,
 	&sec_connect, &sec_api, &sec_control, &sec_open, &sec_inet, &sec_setup, &sc_sec_libc_main,
+	&sec_display,
 };
 /*
  * The main thread once start-up is over (main.c installs it on top of MAIN before any
@@ -397,7 +410,7 @@ static const struct sc_section *const main_sections[] = {
  */
 #define MAIN_RUN_SECTIONS \
 	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io, \
-	&sec_connect, &sec_api, &sec_control, &sec_setup, &sc_sec_libc_main
+	&sec_connect, &sec_api, &sec_control, &sec_setup, &sc_sec_libc_main, &sec_display
 static const struct sc_section *const main_run_sections[] = {
 	MAIN_RUN_SECTIONS, &sec_open_create, &sec_no_inet,
 };
@@ -421,6 +434,13 @@ static const struct sc_section *const io_connect_sections[] = {
 	&sc_sec_libc_refuse,
 };
 /*
+ * A display's thread (vmm/display/vnc.c): accepts viewers on the socket opened at
+ * start-up and serves them; it never opens, connects or creates a thread.
+ */
+static const struct sc_section *const display_sections[] = {
+	&sec_base, &sec_nospawn, &sec_evloop, &sec_display, &sc_sec_libc_refuse,
+};
+/*
  * The API thread parses requests and answers them; every op that changes the VM is
  * posted to the main thread (vmm/control.c, vmm_call) and carried out there, so it
  * needs no file, KVM or disk syscalls of its own.
@@ -436,6 +456,7 @@ static const struct sc_policy policies[SANDBOX_NR_KINDS] = {
 	[SANDBOX_API] = { api_sections, ARRAY_SIZE(api_sections) },
 	[SANDBOX_IO_CONNECT] = { io_connect_sections, ARRAY_SIZE(io_connect_sections) },
 	[SANDBOX_MAIN_RUN] = { main_run_sections, ARRAY_SIZE(main_run_sections) },
+	[SANDBOX_DISPLAY] = { display_sections, ARRAY_SIZE(display_sections) },
 };
 
 /* MAIN_RUN with what keep (SANDBOX_KEEP_*) puts back. */

@@ -64,8 +64,9 @@ enum sandbox_thread {
 	SANDBOX_API,  /* the REST API thread (libmicrohttpd) and the control ops it runs */
 	SANDBOX_IO_CONNECT, /* an I/O thread that connects out: virtio-vsock's (PATH_<port>) */
 	SANDBOX_MAIN_RUN, /* the main thread after start-up: no existing file, no TCP socket */
+	SANDBOX_DISPLAY, /* a display's thread (virtio-gpu's VNC server): its sockets only */
 };
-#define SANDBOX_NR_KINDS 6
+#define SANDBOX_NR_KINDS 7
 
 /*
  * Do the C library's lazy work we know of (time zone, qsort's memory probe) now,
@@ -75,7 +76,7 @@ enum sandbox_thread {
  */
 void sandbox_libc_prepare(void);
 
-/* "main", "vcpu", "io", "api", "io-connect", "main-run". */
+/* "main", "vcpu", "io", "api", "io-connect", "main-run", "display". */
 const char *sandbox_thread_name(enum sandbox_thread kind);
 
 /*

@@ -43,6 +43,7 @@ static const char *const kind_names[SANDBOX_NR_KINDS] = {
 	[SANDBOX_IO] = "io",
 	[SANDBOX_API] = "api",
 	[SANDBOX_IO_CONNECT] = "io-connect",
+	[SANDBOX_DISPLAY] = "display",
 	[SANDBOX_MAIN_RUN] = "main-run",
 };
 

@@ -24,6 +24,8 @@
  *        read-write.
  *   --rng
  *        Bytes from getrandom(2).
+ *   --display vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N]
+ *        A virtio-gpu (gpu.h) shown to VNC viewers: vmm/display/vnc.h.
  *   --vsock cid=N,socket=PATH
  *        Firecracker's convention: host-initiated connections connect to the Unix
  *        socket PATH and send "CONNECT <port>\n" (answer "OK <hostport>\n");
@@ -77,6 +79,8 @@ void virtio_pci_free(struct virtio_pci *vp);
  * starting. Call before the guest runs.
  */
 void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque);
+/* The same for a device's own other thread (virtio-gpu's display), if it has one. */
+void virtio_pci_set_aux_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque);
 /* Spawn the device's parked I/O thread (no-op if it exists). 0 or -errno, logged. */
 int virtio_pci_spawn_worker(struct virtio_pci *vp);
 

@@ -16,6 +16,7 @@ extern const struct virtio_dev_ops virtio_rng_ops;
 extern const struct virtio_dev_ops virtio_console_ops;
 extern const struct virtio_dev_ops virtio_net_ops;
 extern const struct virtio_dev_ops virtio_vsock_ops;
+extern const struct virtio_dev_ops virtio_gpu_ops;
 
 int virtio_rng_init(struct virtio_dev *vdev, const struct guest_mem *mem);
 
@@ -31,6 +32,18 @@ int virtio_net_init(struct virtio_dev *vdev, const struct guest_mem *mem, int ta
 /* Guest CID and the Unix socket path of the host side. */
 int virtio_vsock_init(struct virtio_dev *vdev, const struct guest_mem *mem, uint64_t cid,
 		      const char *path);
+
+/* width x height: the mode GET_DISPLAY_INFO offers; display and opaque as for
+ * virtio_gpu_create_on() (gpu.h), opaque owned by the device even on error. */
+struct gpu_display_ops;
+int virtio_gpu_init(struct virtio_dev *vdev, const struct guest_mem *mem, uint32_t width,
+		    uint32_t height, const struct gpu_display_ops *display, void *opaque);
+/* One control command in req (len bytes): its answer into resp (at most cap bytes);
+ * returns the answer's length. On the device's I/O thread (or a test's). */
+size_t virtio_gpu_cmd(struct virtio_dev *vdev, const void *req, size_t len, void *resp,
+		      size_t cap);
+/* One cursor-queue command (no answer). */
+void virtio_gpu_cursor_cmd(struct virtio_dev *vdev, const void *req, size_t len);
 
 /* Serializable device state. */
 struct virtio_net_state {

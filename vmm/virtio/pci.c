@@ -1072,6 +1072,12 @@ void virtio_pci_set_thread_hook(struct virtio_pci *vp, int (*hook)(void *opaque)
 	virtio_dev_set_thread_hook(vp->vdev, hook, opaque);
 }
 
+void virtio_pci_set_aux_hook(struct virtio_pci *vp, int (*hook)(void *opaque), void *opaque)
+{
+	vp->vdev->aux_hook = hook;
+	vp->vdev->aux_hook_opaque = opaque;
+}
+
 int virtio_pci_spawn_worker(struct virtio_pci *vp)
 {
 	return virtio_dev_spawn(vp->vdev);

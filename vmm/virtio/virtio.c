@@ -357,7 +357,7 @@ int virtio_dev_spawn(struct virtio_dev *vdev)
 		goto out_destroy_sync;
 	}
 	w->created = true;
-	return 0;
+	return vdev->ops->spawn ? vdev->ops->spawn(vdev) : 0;
 
 out_destroy_sync:
 	pthread_cond_destroy(&w->cond);

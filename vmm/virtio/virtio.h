@@ -71,6 +71,12 @@ struct virtio_dev_ops {
 	 * tags are the device's own fds with their epoll events.
 	 */
 	void (*handle)(struct virtio_dev *vdev, uint32_t tag, uint32_t events);
+	/*
+	 * Called by virtio_dev_spawn() on the VMM's main thread once the I/O thread exists:
+	 * a device with a thread of its own (virtio-gpu's display) starts it here. May be
+	 * NULL. 0 or -errno, logged.
+	 */
+	int (*spawn)(struct virtio_dev *vdev);
 	/* Release the device's own state (vdev->priv); the device is stopped. */
 	void (*destroy)(struct virtio_dev *vdev);
 	/*
@@ -123,6 +129,10 @@ struct virtio_dev {
 	const struct virtio_transport_ops *tops; /* set by the transport */
 	void *transport;             /* the transport's state */
 	struct virtio_worker worker;
+	/* Run first on a thread of the device's own besides its I/O thread (virtio-gpu's
+	 * display), e.g. its seccomp filter; NULL: none. Set before the guest runs. */
+	int (*aux_hook)(void *opaque);
+	void *aux_hook_opaque;
 	bool broken_logged;          /* a "needs reset" reason was logged once */
 	struct ratelimit log_rl;     /* guest-triggered log lines of this device (any thread) */
 };

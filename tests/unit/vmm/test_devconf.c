@@ -82,7 +82,7 @@ static void test_table(void **state)
 	size_t i;
 
 	(void)state;
-	assert_int_equal(dev_nr_classes, 5);
+	assert_int_equal(dev_nr_classes, 6);
 	assert_ptr_equal(dev_class_find("disk"), &dev_class_disk);
 	for (i = 0; i < dev_nr_classes; i++) {
 		const struct dev_class *c = dev_classes[i];
@@ -110,6 +110,9 @@ static void test_parse_kv(void **state)
 	assert_int_equal(add(&m, "rng:", NULL, 0), 0);
 	assert_int_equal(add(&m, "vsock:cid=3,socket=/run/v.sock", NULL, 0), 0);
 	assert_int_equal(add(&m, "console:virtio,path=/dev/pts/3", NULL, 0), 0);
+	assert_int_equal(add(&m, "display:vnc=unix:/run/v,,nc", NULL, 0), 0);
+	assert_int_equal(add(&m, "display:vnc=tcp:127.0.0.1:5901,width=800,height=600", NULL, 0),
+			 0);
 	assert_int_equal(finish(&m, NULL, 0), 0);
 	/* A comma in a value stays escaped; booleans are spelt "on". */
 	assert_string_equal(m.d[0].spec, "path=/srv/a,,b.qcow2,format=qcow2,readonly=on");
@@ -118,6 +121,12 @@ static void test_parse_kv(void **state)
 	assert_string_equal(m.d[3].spec, "");
 	assert_string_equal(m.d[4].spec, "cid=3,socket=/run/v.sock");
 	assert_string_equal(m.d[5].spec, "type=virtio,path=/dev/pts/3");
+	assert_string_equal(m.d[6].spec, "vnc=unix:/run/v,,nc,width=1024,height=768");
+	assert_string_equal(m.d[7].spec, "vnc=tcp:127.0.0.1:5901,width=800,height=600");
+	assert_string_equal(m.d[7].id, "display1");
+	assert_false(m.d[6].cls->uses_inet(m.d[6].conf));
+	assert_true(m.d[7].cls->uses_inet(m.d[7].conf));
+	assert_null(m.d[6].cls->reopens_in_jail);
 	/* What the VMM asks the class. */
 	assert_true(m.d[2].cls->uses_stdin(m.d[2].conf));
 	assert_true(m.d[2].cls->reopens_in_jail(m.d[2].conf));
@@ -144,6 +153,12 @@ static void test_parse_kv_refusals(void **state)
 	expect_bad("rng:seed=4", "--rng: unknown key 'seed' (expected id, addr)");
 	expect_bad("vsock:cid=2,socket=/s", "--vsock: cid=2: expected a number from 3");
 	expect_bad("vsock:cid=3", "--vsock: cid=N and socket=PATH are required");
+	expect_bad("display:width=800", "--display: vnc=unix:PATH or vnc=tcp:ADDR:PORT is required");
+	expect_bad("display:vnc=5900", "--display: vnc=5900: expected unix:PATH or tcp:ADDR:PORT");
+	expect_bad("display:vnc=tcp:example.org:5900", "--display: vnc=tcp:example.org:5900: "
+		   "expected");
+	expect_bad("display:vnc=unix:/s,width=8", "--display: width=8: expected a number from 16");
+	expect_bad("display:vnc=unix:/s,height=99999", "--display: height=99999: expected");
 	expect_bad("disk:path=/a,id=1st", "--disk: id=1st: expected 1 to 31 letters");
 	expect_bad("disk:path=/a,id=a.b", "--disk: id=a.b: expected");
 	expect_bad("disk:path=/a,id=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "id=aaaa");

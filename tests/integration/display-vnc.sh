@@ -1,0 +1,70 @@
+# --display vnc=unix:PATH in a real guest: Linux's virtio-gpu driver (Debian's standard
+# kernel: build/guest/display) draws its text console (fbcon) on the scanout; a VNC
+# viewer (rfb-grab, tests/tools) sees a 1024x768 frame that is not black, and a changed
+# frame once the guest writes to tty1. Every thread of plinth, the display's included,
+# runs under its seccomp filter. A reset (plinth ctl reset) re-creates the display under
+# the narrowed main filter, and a viewer sees the rebooted guest draw.
+. tests/integration/lib.sh
+kvm_usable || fail "no usable KVM: $(kvm_why)"
+[ -f "$GUEST/display/vmlinuz" ] || fail "no display guest in $GUEST/display (make guest)"
+grab=$BUILD/vmm/display/rfb-grab
+[ -x "$grab" ] || fail "no $grab (make build)"
+dir=$(sock_dir)
+pid=
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
+
+# The guest says whether it has a frame buffer, then writes a line to tty1 each second.
+cmd='echo "fb $(cat /sys/class/graphics/fb0/name 2>/dev/null)"
+i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo "tick $i" >/dev/tty1; echo "tick $i"; sleep 1; done'
+start=$SECONDS
+"$BUILD/plinth" run --kernel "$GUEST/display/vmlinuz" --initrd "$GUEST/display/initramfs.cpio.gz" \
+	--memory 256M --display "vnc=unix:$dir/vnc.sock" --api-socket "$dir/api.sock" --cmdline "$(guest_cmdline "$cmd")" \
+	</dev/null >"$dir/console" 2>&1 &
+pid=$!
+wait_in "$dir/console" $pid '^tick 1' 90
+expect_in "$dir/console" '^fb virtio_gpudrmfb' "the guest's frame buffer is not virtio-gpu's"
+echo "guest drawing after $((SECONDS - start)) s"
+[ "$(stat -c %a "$dir/vnc.sock")" = 600 ] || fail "the VNC socket is not mode 0600"
+
+# Every thread filtered: main, vCPU, the gpu's I/O thread, the display's.
+all_filtered() {
+	local n=0 st sc
+	for st in /proc/$pid/task/*/status; do
+		sc=$(awk '/^Seccomp:/ { print $2 }' "$st")
+		[ "$sc" = 2 ] || fail "$1: thread $(awk '/^Name:/ { print $2 }' "$st") is not filtered ($sc)"
+		n=$((n + 1))
+	done
+	[ $n -ge 4 ] || fail "$1: $n threads of plinth, expected main, vCPU, the gpu's I/O and the display's"
+}
+all_filtered "after start"
+
+t0=$SECONDS
+out=$("$grab" "$dir/vnc.sock" 30 2>&1); rc=$?
+echo "$out" | sed 's/^/rfb-grab: /'
+[ $rc = 0 ] || fail "rfb-grab exited $rc (3: the screen stayed black, 4: it did not change)"
+first=$(echo "$out" | sed -n 1p)
+second=$(echo "$out" | sed -n 2p)
+[[ $first =~ ^frame\ 1024\ 768\ nonblack=([0-9]+) ]] || fail "unexpected first frame: $first"
+[ "${BASH_REMATCH[1]}" -ge 100 ] || fail "the first frame is nearly black: $first"
+[[ $second =~ ^frame\ 1024\ 768\ nonblack=[1-9] ]] || fail "unexpected second frame: $second"
+echo "two frames in $((SECONDS - t0)) s"
+kill -0 $pid || fail "plinth died"
+
+# A reset re-creates the VM and its display; the guest boots again and draws again.
+"$BUILD/plinth" ctl --api-socket "$dir/api.sock" reset >/dev/null || fail "plinth ctl reset failed"
+end=$((SECONDS + 90))
+while [ "$(grep -c '^tick 1\b' "$dir/console")" -lt 2 ] && [ $SECONDS -lt $end ]; do
+	kill -0 $pid 2>/dev/null || { console_tail "$dir/console"; fail "plinth died after the reset"; }
+	sleep 0.5
+done
+[ "$(grep -c '^tick 1\b' "$dir/console")" -ge 2 ] || fail "the guest did not boot again after the reset"
+out=$("$grab" "$dir/vnc.sock" 30 2>&1); rc=$?
+echo "$out" | sed 's/^/after reset: rfb-grab: /'
+[ $rc = 0 ] || fail "after the reset rfb-grab exited $rc"
+all_filtered "after the reset"
+kill -0 $pid || fail "plinth died"
+grep -q 'SIGSYS\|seccomp' "$dir/console" && fail "a filter trapped: $(grep -m1 'SIGSYS\|seccomp' "$dir/console")"
+kill $pid
+wait $pid 2>/dev/null
+pid=
+echo "ok"

@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The VNC display (vnc.h): libvncserver driven by our own thread.
+ *
+ * libvncserver's own listeners and background threads are not used: the socket is
+ * opened here at start-up (before the jail and the filters), the display thread
+ * accepts on it and hands each connection to rfbNewClient(), and rfbProcessEvents()
+ * serves the viewers on this one thread, so it needs no thread creation (its filter,
+ * SANDBOX_DISPLAY, refuses it) and no file opens.
+ *
+ * Invariants:
+ *  1. shadow is w x h pixels (R, G, B, 0 bytes: libvncserver's 32-bit default
+ *     format); the device thread writes it and the dirty rectangle under lock, and
+ *     never anything else of the display.
+ *  2. libvncserver's screen and frame buffer belong to the display thread alone
+ *     (before spawn: to the creating thread; after the thread ends: to destroy).
+ *  3. Viewers never see device memory: update() converts into shadow, the display
+ *     thread copies shadow into the frame buffer.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <rfb/rfb.h>
+
+#include "log.h"
+#include "util.h"
+#include "virtio/devices.h"
+#include "virtio/spec.h"
+#include "vnc.h"
+
+#define VNC_WAIT_US 20000 /* rfbProcessEvents' wait while viewers are connected */
+
+struct vnc {
+	int listen_fd;          /* owned */
+	int wake_fd;            /* eventfd, owned: a change or the stop request */
+	char *unix_path;        /* owned; unlinked at the end; NULL for TCP */
+	pthread_t thread;
+	bool started;
+	int (*hook)(void *);    /* run first on the thread (its filter) */
+	void *hook_opaque;
+	pthread_mutex_t lock;   /* the fields down to dirty (invariant 1) */
+	bool stop;
+	uint8_t *shadow;        /* w * h * 4, owned */
+	uint32_t w, h;
+	bool resized;           /* w, h changed since the display thread looked */
+	uint32_t dx0, dy0, dx1, dy1; /* changed since it looked; empty when dx0 >= dx1 */
+	rfbScreenInfoPtr screen; /* invariant 2 */
+	uint8_t *fb;            /* the screen's frame buffer, owned */
+};
+
+__attribute__((format(printf, 1, 2))) static void vnc_log_err(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	n = strlen(buf);
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = 0;
+	/* It asks for TCP_NODELAY on every viewer's socket; a Unix socket has none. */
+	if (strstr(buf, "TCP_NODELAY"))
+		return;
+	log_warn("display: %s", buf);
+}
+
+static void dirty_all(struct vnc *v)
+{
+	v->dx0 = v->dy0 = 0;
+	v->dx1 = v->w;
+	v->dy1 = v->h;
+}
+
+static void wake(struct vnc *v)
+{
+	uint64_t one = 1;
+
+	if (write(v->wake_fd, &one, sizeof(one)) != sizeof(one))
+		log_debug("display: wake-up lost (one is pending)");
+}
+
+static void vnc_resize(void *opaque, uint32_t w, uint32_t h)
+{
+	struct vnc *v = opaque;
+	uint8_t *s;
+
+	pthread_mutex_lock(&v->lock);
+	if (!w || !h) {
+		/* No scanout: black, at the size the viewers have. */
+		memset(v->shadow, 0, (size_t)v->w * v->h * 4);
+		dirty_all(v);
+	} else if (w != v->w || h != v->h) {
+		/* The device caps w and h at 16384 and w * h * 4 at its memory cap. */
+		s = calloc((size_t)w * h, 4);
+		if (!s) {
+			log_warn("display: no memory for a %ux%u screen; keeping %ux%u", w, h,
+				 v->w, v->h);
+		} else {
+			free(v->shadow);
+			v->shadow = s;
+			v->w = w;
+			v->h = h;
+			v->resized = true;
+			dirty_all(v);
+		}
+	}
+	pthread_mutex_unlock(&v->lock);
+	wake(v);
+}
+
+static void convert(uint8_t *dst, const uint8_t *src, uint32_t n, enum gpu_pixel_order order)
+{
+	static const uint8_t idx[][3] = { /* source byte of R, G, B */
+		[GPU_PIX_BGRX] = { 2, 1, 0 },
+		[GPU_PIX_XRGB] = { 1, 2, 3 },
+		[GPU_PIX_RGBX] = { 0, 1, 2 },
+		[GPU_PIX_XBGR] = { 3, 2, 1 },
+	};
+	const uint8_t *m = idx[order];
+	uint32_t i;
+
+	for (i = 0; i < n; i++, dst += 4, src += 4) {
+		dst[0] = src[m[0]];
+		dst[1] = src[m[1]];
+		dst[2] = src[m[2]];
+		dst[3] = 0;
+	}
+}
+
+static void vnc_update(void *opaque, const uint8_t *pixels, uint32_t stride,
+		       enum gpu_pixel_order order, uint32_t x, uint32_t y, uint32_t w, uint32_t h)
+{
+	struct vnc *v = opaque;
+	uint32_t r;
+
+	pthread_mutex_lock(&v->lock);
+	/* A resize that found no memory left the old size: keep to it. */
+	if (x >= v->w || y >= v->h) {
+		pthread_mutex_unlock(&v->lock);
+		return;
+	}
+	w = MIN(w, v->w - x);
+	h = MIN(h, v->h - y);
+	for (r = 0; r < h; r++)
+		convert(v->shadow + ((size_t)(y + r) * v->w + x) * 4, pixels + (size_t)r * stride, w,
+			order);
+	if (v->dx0 >= v->dx1) {
+		v->dx0 = x;
+		v->dy0 = y;
+		v->dx1 = x + w;
+		v->dy1 = y + h;
+	} else {
+		v->dx0 = MIN(v->dx0, x);
+		v->dy0 = MIN(v->dy0, y);
+		v->dx1 = MAX(v->dx1, x + w);
+		v->dy1 = MAX(v->dy1, y + h);
+	}
+	pthread_mutex_unlock(&v->lock);
+	wake(v);
+}
+
+/* On the display thread: bring the frame buffer up to date. false: stop. */
+static bool apply(struct vnc *v)
+{
+	uint32_t x0, y0, x1, y1, r;
+	uint8_t *fb = NULL, *old = NULL;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->stop) {
+		pthread_mutex_unlock(&v->lock);
+		return false;
+	}
+	if (v->resized) {
+		fb = malloc((size_t)v->w * v->h * 4);
+		if (!fb) {
+			/* Try again on the next change; viewers keep the old picture. */
+			pthread_mutex_unlock(&v->lock);
+			return true;
+		}
+		memcpy(fb, v->shadow, (size_t)v->w * v->h * 4);
+		old = v->fb;
+		v->fb = fb;
+		v->resized = false;
+		rfbNewFramebuffer(v->screen, (char *)fb, (int)v->w, (int)v->h, 8, 3, 4);
+	} else {
+		for (r = v->dy0; r < v->dy1 && v->dx0 < v->dx1; r++)
+			memcpy(v->fb + ((size_t)r * v->w + v->dx0) * 4,
+			       v->shadow + ((size_t)r * v->w + v->dx0) * 4,
+			       (size_t)(v->dx1 - v->dx0) * 4);
+	}
+	x0 = v->dx0;
+	y0 = v->dy0;
+	x1 = v->dx1;
+	y1 = v->dy1;
+	v->dx0 = v->dx1 = 0;
+	pthread_mutex_unlock(&v->lock);
+	free(old);
+	if (x0 < x1 && y0 < y1)
+		rfbMarkRectAsModified(v->screen, (int)x0, (int)y0, (int)x1, (int)y1);
+	return true;
+}
+
+static void accept_viewer(struct vnc *v)
+{
+	int fd = accept4(v->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn("display: accept: %s", strerror(errno));
+		return;
+	}
+	/* libvncserver owns fd from here (it closes it when the viewer goes). */
+	if (!rfbNewClient(v->screen, fd))
+		log_warn("display: a viewer could not be set up");
+}
+
+static void *vnc_thread(void *arg)
+{
+	struct vnc *v = arg;
+
+	if (v->hook && v->hook(v->hook_opaque)) {
+		log_error("display: its thread could not be filtered; no viewer will be served");
+		return NULL;
+	}
+	for (;;) {
+		struct pollfd p[2] = { { .fd = v->listen_fd, .events = POLLIN },
+				       { .fd = v->wake_fd, .events = POLLIN } };
+		bool viewers = v->screen->clientHead != NULL;
+		uint64_t n;
+
+		/* Serve the viewers (and send what changed) for up to VNC_WAIT_US. */
+		if (viewers)
+			rfbProcessEvents(v->screen, VNC_WAIT_US);
+		if (poll(p, 2, viewers ? 0 : -1) < 0 && errno != EINTR) {
+			log_error("display: poll: %s", strerror(errno));
+			break;
+		}
+		if ((p[1].revents & POLLIN) && read(v->wake_fd, &n, sizeof(n)) < 0 &&
+		    errno != EAGAIN)
+			log_debug("display: wake-up read: %s", strerror(errno));
+		if (!apply(v))
+			break;
+		if (p[0].revents & POLLIN)
+			accept_viewer(v);
+	}
+	return NULL;
+}
+
+static int vnc_spawn(void *opaque, int (*hook)(void *), void *hook_opaque)
+{
+	struct vnc *v = opaque;
+	int r;
+
+	v->hook = hook;
+	v->hook_opaque = hook_opaque;
+	r = pthread_create(&v->thread, NULL, vnc_thread, v);
+	if (r) {
+		log_error("display: cannot start its thread: %s", strerror(r));
+		return -r;
+	}
+	v->started = true;
+	return 0;
+}
+
+static void vnc_destroy(void *opaque)
+{
+	struct vnc *v = opaque;
+
+	if (v->started) {
+		pthread_mutex_lock(&v->lock);
+		v->stop = true;
+		pthread_mutex_unlock(&v->lock);
+		wake(v);
+		pthread_join(v->thread, NULL);
+	}
+	rfbScreenCleanup(v->screen);
+	free(v->fb);
+	free(v->shadow);
+	close(v->listen_fd);
+	close(v->wake_fd);
+	if (v->unix_path) {
+		unlink(v->unix_path);
+		free(v->unix_path);
+	}
+	pthread_mutex_destroy(&v->lock);
+	free(v);
+}
+
+static const struct gpu_display_ops vnc_ops = {
+	.resize = vnc_resize,
+	.update = vnc_update,
+	.spawn = vnc_spawn,
+	.destroy = vnc_destroy,
+};
+
+/* "tcp:A.B.C.D:PORT" into sin; false if it is not one. */
+static bool parse_tcp(const char *s, struct sockaddr_in *sin)
+{
+	char host[INET_ADDRSTRLEN];
+	const char *colon = strrchr(s, ':');
+	uint64_t port;
+
+	if (!colon || (size_t)(colon - s) >= sizeof(host) || colon == s)
+		return false;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = 0;
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return false;
+	if (!*++colon || strspn(colon, "0123456789") != strlen(colon) || strlen(colon) > 5)
+		return false;
+	port = strtoull(colon, NULL, 10);
+	if (port < 1 || port > 65535)
+		return false;
+	sin->sin_port = htons((uint16_t)port);
+	return true;
+}
+
+int vnc_where_check(const char *opt, const char *where)
+{
+	struct sockaddr_in sin;
+
+	if (!strncmp(where, "unix:", 5) && where[5]) {
+		if (strlen(where + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			log_error("%s: vnc=%s: the socket's path is too long", opt, where);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!strncmp(where, "tcp:", 4) && parse_tcp(where + 4, &sin))
+		return 0;
+	log_error("%s: vnc=%s: expected unix:PATH or tcp:ADDR:PORT (ADDR an IPv4 address)", opt,
+		  where);
+	return -EINVAL;
+}
+
+/* The listening socket for where (checked by vnc_where_check). fd or -errno, logged. */
+static int vnc_listen(const char *where)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_in sin;
+	struct stat st;
+	int fd, one = 1, r;
+
+	if (!strncmp(where, "unix:", 5)) {
+		mode_t old;
+
+		strcpy(sun.sun_path, where + 5); /* length checked */
+		/* Replace a stale socket of ours; never another kind of file. */
+		if (!lstat(sun.sun_path, &st) && S_ISSOCK(st.st_mode))
+			unlink(sun.sun_path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			goto out_err;
+		old = umask(0177); /* start-up: one thread; mode 0600, the VM owner's only */
+		r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+		umask(old);
+	} else {
+		parse_tcp(where + 4, &sin);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			goto out_err;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		r = bind(fd, (struct sockaddr *)&sin, sizeof(sin));
+	}
+	if (r || listen(fd, 8)) {
+		r = -errno;
+		log_error("--display: vnc=%s: %s", where, strerror(errno));
+		close(fd);
+		return r;
+	}
+	return fd;
+
+out_err:
+	r = -errno;
+	log_error("--display: vnc=%s: socket: %s", where, strerror(errno));
+	return r;
+}
+
+int vnc_display_new(const char *where, uint32_t width, uint32_t height,
+		    const struct gpu_display_ops **ops, void **opaque)
+{
+	struct vnc *v = calloc(1, sizeof(*v));
+	int r = -ENOMEM;
+
+	if (!v)
+		goto out_log;
+	v->w = width;
+	v->h = height;
+	v->shadow = calloc((size_t)width * height, 4);
+	v->fb = calloc((size_t)width * height, 4);
+	if (!v->shadow || !v->fb)
+		goto out_free;
+	if (!strncmp(where, "unix:", 5) && !(v->unix_path = strdup(where + 5)))
+		goto out_free;
+	v->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (v->wake_fd < 0) {
+		r = -errno;
+		goto out_free;
+	}
+	v->listen_fd = vnc_listen(where);
+	if (v->listen_fd < 0) {
+		r = v->listen_fd;
+		close(v->wake_fd);
+		free(v->unix_path);
+		v->unix_path = NULL;
+		goto out_free_quiet;
+	}
+	/* libvncserver's messages: errors through our log, chatter off. */
+	rfbLogEnable(0);
+	rfbErr = vnc_log_err;
+	v->screen = rfbGetScreen(NULL, NULL, (int)width, (int)height, 8, 3, 4);
+	if (!v->screen)
+		goto out_close;
+	v->screen->frameBuffer = (char *)v->fb;
+	v->screen->desktopName = "plinth";
+	v->screen->alwaysShared = TRUE; /* several viewers at once */
+	v->screen->cursor = NULL;       /* no pointer yet: draw none into the picture */
+	v->screen->port = 0;            /* no listener of its own: ours */
+	v->screen->ipv6port = 0;
+	v->screen->httpPort = 0;
+	v->screen->http6Port = 0;
+	rfbInitServer(v->screen);
+	pthread_mutex_init(&v->lock, NULL);
+	*ops = &vnc_ops;
+	*opaque = v;
+	return 0;
+
+out_close:
+	close(v->listen_fd);
+	close(v->wake_fd);
+	if (v->unix_path)
+		unlink(v->unix_path);
+out_free:
+	log_error("--display: cannot set up the display: %s", strerror(-r));
+out_free_quiet:
+	free(v->unix_path);
+	free(v->shadow);
+	free(v->fb);
+	free(v);
+	return r;
+out_log:
+	log_error("--display: out of memory");
+	return r;
+}
+
+int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+		   struct virtio_pci **out)
+{
+	static const char *const keys[] = { "vnc", "width", "height" };
+	char *vals[ARRAY_SIZE(keys)] = { 0 };
+	const struct gpu_display_ops *ops;
+	uint64_t w = 1024, h = 768;
+	void *opaque;
+	int r;
+
+	/* spec is the canonical one devices.c made from checked values. */
+	r = spec_parse("--display", spec, keys, ARRAY_SIZE(keys), NULL, vals);
+	if (!r && vals[1])
+		r = spec_uint("--display", "width", vals[1], 1, 16384, &w);
+	if (!r && vals[2])
+		r = spec_uint("--display", "height", vals[2], 1, 16384, &h);
+	if (!r)
+		r = vnc_display_new(vals[0], (uint32_t)w, (uint32_t)h, &ops, &opaque);
+	if (!r)
+		r = virtio_gpu_create_on(bus, mem, (uint32_t)w, (uint32_t)h, ops, opaque, out);
+	spec_free(vals, ARRAY_SIZE(keys));
+	return r;
+}

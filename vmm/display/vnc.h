@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * --display vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N]: a virtio-gpu whose
+ * scanout is served to VNC viewers (RFB, libvncserver) on a socket of its own.
+ *
+ * Threads: the device's I/O thread hands each flushed rectangle over (copied into
+ * a shadow image under the display's lock, then an eventfd); the display thread
+ * (started after the jail, filtered as SANDBOX_DISPLAY) accepts viewers on the
+ * socket opened at start-up, copies what changed into libvncserver's frame buffer
+ * and lets it send the changed regions in the encodings each viewer asked for.
+ */
+#ifndef PLINTH_VMM_DISPLAY_VNC_H
+#define PLINTH_VMM_DISPLAY_VNC_H
+
+#include <stdint.h>
+
+#include "gpu.h"
+
+/*
+ * Parse where: "unix:PATH" or "tcp:ADDR:PORT" (ADDR an IPv4 address). 0 or -EINVAL,
+ * one line logged naming opt.
+ */
+int vnc_where_check(const char *opt, const char *where);
+
+/*
+ * Open the listening socket at where (a Unix socket is created mode 0600, a stale
+ * one replaced) and make the display; *ops and *opaque are what
+ * virtio_gpu_create_on() takes. 0 or -errno, logged.
+ */
+int vnc_display_new(const char *where, uint32_t width, uint32_t height,
+		    const struct gpu_display_ops **ops, void **opaque);
+
+/* The device class's create: spec is the canonical "vnc=...,width=N,height=N". */
+struct pci_bus;
+struct guest_mem;
+struct virtio_pci;
+int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
+		   struct virtio_pci **out);
+
+#endif

@@ -30,6 +30,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "keyfile.h"
 #include "log.h"
 #include "util.h"
 
@@ -342,53 +343,16 @@ int pd_cluster_key_load(struct plinthd *pd, const char *key_file, const char *ca
 {
 	static const char label[] = "plinth cluster API v1";
 	unsigned char key[64], mac[32];
-	char buf[512];
-	size_t nib = 0, i;
-	struct stat st;
-	ssize_t n;
-	int fd, ret = -EINVAL;
+	size_t len, i;
+	int ret;
 
-	fd = open(key_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		log_error("--cluster-key: cannot open %s: %s", key_file, strerror(errno));
-		return -errno;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		log_error("--cluster-key: %s must be a regular file readable by its owner only "
-			  "(chmod 600)", key_file);
-		close(fd);
-		return -EPERM;
-	}
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	for (i = 0; n > 0 && i < (size_t)n; i++) {
-		char c = buf[i];
-		int v = c >= '0' && c <= '9' ? c - '0'
-			: c >= 'a' && c <= 'f' ? c - 'a' + 10
-			: c >= 'A' && c <= 'F' ? c - 'A' + 10
-					       : -1;
-
-		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-			continue;
-		if (v < 0 || nib / 2 >= sizeof(key)) {
-			nib = 0;
-			break;
-		}
-		if (nib % 2 == 0)
-			key[nib / 2] = (unsigned char)(v << 4);
-		else
-			key[nib / 2] |= (unsigned char)v;
-		nib++;
-	}
-	explicit_bzero(buf, sizeof(buf));
-	if (n < 0 || n >= (ssize_t)sizeof(buf) || nib % 2 || nib / 2 < 32) {
-		log_error("--cluster-key: %s must hold 32 to 64 bytes as hex digits (openssl rand "
-			  "-hex 32), the same file on every host", key_file);
-		goto out_wipe;
-	}
+	ret = keyfile_read_hex("--cluster-key", key_file, key, 32, sizeof(key), &len);
+	if (ret)
+		return ret;
+	ret = -EINVAL;
 	/* The API credential is derived: a forwarded request never carries the key that
 	 * plinth's migrations use (--migrate-psk). */
-	if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, key, nib / 2, label, sizeof(label) - 1, mac) < 0) {
+	if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, key, len, label, sizeof(label) - 1, mac) < 0) {
 		log_error("--cluster-key: HMAC-SHA256 failed");
 		goto out_wipe;
 	}

@@ -25,6 +25,7 @@
 #include "cluster.h"
 #include "console.h"
 #include "log.h"
+#include "reqbody.h"
 #include "util.h"
 
 struct pd_server {
@@ -50,9 +51,7 @@ struct pd_attach {
 };
 
 struct pd_conn {
-	char *body;
-	size_t len;
-	bool too_big;
+	struct req_body body; /* at most PD_BODY_MAX bytes */
 };
 
 void pd_reply_error(struct pd_reply *r, int status, const char *fmt, ...)
@@ -380,22 +379,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
-		char *nb;
 
 		*upload_data_size = 0;
-		if (c->too_big || n > PD_BODY_MAX - c->len) {
-			c->too_big = true;
-			return MHD_YES;
-		}
-		nb = realloc(c->body, c->len + n);
-		if (!nb)
-			return MHD_NO;
-		memcpy(nb + c->len, upload_data, n);
-		c->body = nb;
-		c->len += n;
-		return MHD_YES;
+		return req_body_append(&c->body, upload_data, n, PD_BODY_MAX) ? MHD_NO : MHD_YES;
 	}
-	if (c->too_big)
+	if (c->body.too_big)
 		return send_json(conn, 413, json_pack("{s:s}", "error", "request body too large"),
 				 NULL);
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_arg, &q);
@@ -405,7 +393,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	req = malloc(sizeof(*req));
 	if (!req)
 		return send_json(conn, 500, NULL, NULL);
-	status = pd_parse_request(method, url, q.buf, c->body, c->len, req, &err);
+	status = pd_parse_request(method, url, q.buf, c->body.data, c->body.len, req, &err);
 	if (status) {
 		free(req);
 		return send_json(conn, status, json_pack("{s:s}", "error", err.msg), err.allow);
@@ -478,7 +466,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			s->pd->actor[0] = '\0';
 			pthread_mutex_unlock(&s->pd->lock);
 			if (f > 0)
-				pd_forward(s->pd, owner, addr, method, url, q.buf, c->body, c->len,
+				pd_forward(s->pd, owner, addr, method, url, q.buf, c->body.data, c->body.len,
 					   client, forward_timeout_ms(req), &reply);
 			free(req);
 			log_debug("%s %s: %d (host %s)", method, url, reply.status, owner);
@@ -499,7 +487,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct pd_conn *c = *con_cls;
 
 	if (c) {
-		free(c->body);
+		req_body_free(&c->body);
 		free(c);
 		*con_cls = NULL;
 	}

@@ -45,6 +45,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "reqbody.h"
 #include "util.h"
 
 #define WEB_LIVE_PERIOD_MS 250
@@ -83,9 +84,7 @@ struct pd_web {
 
 /* One request's body as it arrives. */
 struct web_req {
-	char *body;
-	size_t len;
-	bool too_big;
+	struct req_body body; /* at most PD_BODY_MAX bytes */
 };
 
 /* One live stream. */
@@ -327,7 +326,7 @@ static enum MHD_Result do_login(struct pd_web *w, struct MHD_Connection *conn,
 			 wait_s);
 		return web_reply_error(conn, 429, msg);
 	}
-	ret = web_parse_login(rq->body, rq->len, user, password);
+	ret = web_parse_login(rq->body.data, rq->body.len, user, password);
 	if (ret == -EINVAL)
 		return web_reply_error(conn, 400, "The log-in needs a user name and a password.");
 	if (!ret)
@@ -369,7 +368,7 @@ static enum MHD_Result do_api(struct pd_web *w, struct MHD_Connection *conn, con
 	req = malloc(sizeof(*req));
 	if (!req)
 		return web_reply_error(conn, 500, "The daemon ran out of memory.");
-	status = pd_parse_request(method, url, q.buf, rq->body, rq->len, req, &err);
+	status = pd_parse_request(method, url, q.buf, rq->body.data, rq->body.len, req, &err);
 	if (status) {
 		free(req);
 		return web_reply_error(conn, status, err.msg);
@@ -755,22 +754,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
-		char *nb;
 
 		*upload_data_size = 0;
-		if (rq->too_big || n > PD_BODY_MAX - rq->len) {
-			rq->too_big = true;
-			return MHD_YES;
-		}
-		nb = realloc(rq->body, rq->len + n);
-		if (!nb)
-			return MHD_NO;
-		memcpy(nb + rq->len, upload_data, n);
-		rq->body = nb;
-		rq->len += n;
-		return MHD_YES;
+		return req_body_append(&rq->body, upload_data, n, PD_BODY_MAX) ? MHD_NO : MHD_YES;
 	}
-	if (rq->too_big)
+	if (rq->body.too_big)
 		return web_reply_error(conn, 413, "The request is too large.");
 
 	if (!api && strncmp(url, "/web/", 5)) {
@@ -822,7 +810,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct web_req *rq = *con_cls;
 
 	if (rq) {
-		free(rq->body);
+		req_body_free(&rq->body);
 		free(rq);
 		*con_cls = NULL;
 	}

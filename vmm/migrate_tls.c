@@ -14,10 +14,9 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "keyfile.h"
 #include "log.h"
 #include "util.h"
-
-#define KEY_FILE_MAX 1024 /* bytes of a key file: hex digits and whitespace */
 
 struct mig_tls {
 	SSL_CTX *ctx;
@@ -30,65 +29,17 @@ struct mig_tls_conn {
 	SSL *ssl;
 };
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The key in path into t->key. 0 or -errno after one line. */
 static int read_key(struct mig_tls *t, const char *path)
 {
-	char buf[KEY_FILE_MAX + 1];
-	unsigned int nib = 0, i;
-	struct stat st;
-	ssize_t n;
-	int fd, v;
+	size_t len;
+	int ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		log_error("--migrate-psk: cannot open %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		log_error("--migrate-psk: %s must be a regular file readable by its owner only "
-			  "(chmod 600)", path);
-		close(fd);
-		return -EPERM;
-	}
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	if (n < 0 || n > KEY_FILE_MAX) {
-		log_error("--migrate-psk: %s: %s", path, n < 0 ? strerror(errno) : "file too large");
-		return -EINVAL;
-	}
-	for (i = 0; i < (unsigned int)n; i++) {
-		if (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')
-			continue;
-		v = hexval((unsigned char)buf[i]);
-		if (v < 0 || nib / 2 >= MIG_TLS_KEY_MAX) {
-			nib = 0;
-			break;
-		}
-		if (nib % 2 == 0)
-			t->key[nib / 2] = (unsigned char)(v << 4);
-		else
-			t->key[nib / 2] |= (unsigned char)v;
-		nib++;
-	}
-	if (nib % 2 || nib / 2 < MIG_TLS_KEY_MIN) {
-		log_error("--migrate-psk: %s must hold %d to %d bytes as hex digits (e.g. openssl "
-			  "rand -hex 32)", path, MIG_TLS_KEY_MIN, MIG_TLS_KEY_MAX);
-		explicit_bzero(t->key, sizeof(t->key));
-		return -EINVAL;
-	}
-	t->key_len = nib / 2;
-	explicit_bzero(buf, sizeof(buf));
+	ret = keyfile_read_hex("--migrate-psk", path, t->key, MIG_TLS_KEY_MIN, MIG_TLS_KEY_MAX,
+			       &len);
+	if (ret)
+		return ret;
+	t->key_len = (unsigned int)len;
 	return 0;
 }
 

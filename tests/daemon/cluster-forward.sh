@@ -9,6 +9,7 @@
 #   - a host with a wrong key is refused by the owner in one line;
 #   - the owner down: one line that says so, and nothing done;
 #   - without --cluster-key: the old refusal, with the hint.
+#   - request bodies: past 64 KiB 413 (whole or chunked), malformed JSON 400.
 # About 15 s.
 TN=cluster-forward
 . "$(dirname "$0")/cluster-lib"
@@ -57,6 +58,25 @@ check "a host with a wrong cluster key is refused in one line (exit 1), the VM u
 code=$(curl -sk -o /dev/null -w '%{http_code}' -X POST -H 'X-Plinth-Cluster: 00' \
 	"https://127.0.0.1:$((base + 1))/v1/vms/f1/stop")
 check "a forged credential on the listener: 401" test "$code" = 401
+# Request bodies (common/reqbody.c): past PD_BODY_MAX (64 KiB), in one piece or in
+# chunks, 413 and nothing done; malformed JSON under the cap, 400 in one sentence.
+body_reply() { # FILE [curl options...]: "BODY CODE" of a POST of FILE to h2's socket
+	local f=$1
+	shift
+	curl -s -w ' %{http_code}' -X POST --unix-socket "$T/h2/plinthd.sock" "$@" \
+		--data-binary @"$f" http://plinthd/v1/vms | tr -d "\n"
+}
+head -c $((64 * 1024 + 1)) /dev/zero | tr '\0' ' ' >"$T/big"
+check "a body past 64 KiB: 413" sh -c "$(declare -f body_reply); T=$T; body_reply $T/big | grep -q 'too large.* 413\$'"
+check "a body past 64 KiB in chunks: 413" \
+	sh -c "$(declare -f body_reply); T=$T; body_reply $T/big -H 'Transfer-Encoding: chunked' | grep -q 'too large.* 413\$'"
+printf '{"name": "x", ' >"$T/bad"
+check "a malformed JSON body: 400 that says where" \
+	sh -c "$(declare -f body_reply); T=$T; body_reply $T/bad | grep -q 'invalid JSON at line 1.* 400\$'"
+head -c $((64 * 1024)) /dev/zero | tr '\0' ' ' >"$T/full"
+check "a body of exactly 64 KiB is read (whitespace: 400, invalid JSON)" \
+	sh -c "$(declare -f body_reply); T=$T; body_reply $T/full | grep -q 'invalid JSON.* 400\$'"
+check "nothing was created" sh -c "! $B/plinth vm info x --state-dir $T/h1 >/dev/null 2>&1"
 
 check "stop through h2: stopped on h1" sh -c "$B/plinth vm stop f1 --state-dir $T/h2 --timeout 5 >/dev/null &&
 	for i in \$(seq 50); do $B/plinth vm info f1 --state-dir $T/h1 | grep -q 'state: *stopped' && exit 0; sleep 0.1; done; exit 1"

@@ -19,6 +19,7 @@
 #include <microhttpd.h>
 
 #include "log.h"
+#include "reqbody.h"
 #include "util.h"
 
 #define API_MAX_CONNECTIONS 16
@@ -33,9 +34,7 @@ struct api_server {
 
 /* One request in progress: its body as it arrives. */
 struct api_conn {
-	char *body;   /* malloc'd, at most API_BODY_MAX bytes */
-	size_t len;   /* bytes in body */
-	bool too_big; /* the body went past API_BODY_MAX: answer 413, keep nothing */
+	struct req_body body; /* at most API_BODY_MAX bytes */
 };
 
 static const char oom_body[] = "{\"error\": \"out of memory\"}\n";
@@ -117,31 +116,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
-		char *nb;
 
 		*upload_data_size = 0;
-		if (rc->too_big || n > API_BODY_MAX - rc->len) {
-			rc->too_big = true;
-			free(rc->body);
-			rc->body = NULL;
-			return MHD_YES;
-		}
-		nb = realloc(rc->body, rc->len + n);
-
-		if (!nb)
-			return MHD_NO;
-		memcpy(nb + rc->len, upload_data, n);
-		rc->body = nb;
-		rc->len += n;
-		return MHD_YES;
+		return req_body_append(&rc->body, upload_data, n, API_BODY_MAX) ? MHD_NO : MHD_YES;
 	}
-	if (rc->too_big)
+	if (rc->body.too_big)
 		return respond_error(conn, 413, too_big_msg(msg, sizeof(msg)), NULL);
 
 	/* libmicrohttpd strips the query string from url; no endpoint takes one. */
 	if (MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0)
 		return respond_error(conn, 400, "query parameters are not accepted", NULL);
-	status = api_parse_request(method, url, rc->body, rc->len, &cmd, &err);
+	status = api_parse_request(method, url, rc->body.data, rc->body.len, &cmd, &err);
 	if (status) {
 		log_debug("api: %s %s: %d %s", method, url, status, err.msg);
 		return respond_error(conn, status, err.msg, err.allow);
@@ -158,7 +143,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (!rc)
 		return;
-	free(rc->body);
+	req_body_free(&rc->body);
 	free(rc);
 	*con_cls = NULL;
 }

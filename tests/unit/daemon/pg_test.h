@@ -3,7 +3,7 @@
  * A private PostgreSQL server for a daemon unit test program (tests/daemon/pg-server,
  * its path in PG_SERVER): started once by a group setup, a fresh database per test.
  * Without PostgreSQL's server installed, pg_test_start() fails with pg-server's one
- * line on stderr, and cmocka fails the group (never a skip).
+ * line on stderr, and each PostgreSQL test fails in its setup (never a skip).
  */
 #ifndef PLINTH_TESTS_PG_TEST_H
 #define PLINTH_TESTS_PG_TEST_H
@@ -52,8 +52,8 @@ static inline struct pg_test *pg_test_start(void)
 	}
 	if (pg_test_run(PG_SERVER " start", pg->dir, out, sizeof(out)) ||
 	    sscanf(out, "%63s %15s", dir, pg->port) != 2) {
-		fprintf(stderr, "# no PostgreSQL server for this test: its PostgreSQL group "
-				"fails (see the line above)\n");
+		fprintf(stderr, "# no PostgreSQL server for this test: its PostgreSQL tests "
+				"fail in their setup (see the line above)\n");
 		pg_test_run("rm -rf", pg->dir, NULL, 0);
 		free(pg);
 		return NULL;

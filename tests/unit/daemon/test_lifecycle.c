@@ -8,6 +8,7 @@
  * VMs in the emulated host. Run twice: the inventory in SQLite, then in PostgreSQL
  * (a private server, tests/daemon/pg-server; the group fails without it). */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -275,6 +276,93 @@ static void check_console_stream(void)
 	free(buf);
 }
 
+/* The console text of VM name (its scrollback). */
+static char *console_of(const char *name)
+{
+	char path[128], *text;
+	json_t *o;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/console", name);
+	assert_int_equal(call("GET", path, NULL, &o), 200);
+	text = strdup(json_string_value(json_object_get(o, "console")));
+	json_decref(o);
+	assert_non_null(text);
+	return text;
+}
+
+/* Wait until the console of name holds want times times (fails after 5 s). */
+static void wait_console(const char *name, const char *want, unsigned times)
+{
+	int64_t t0 = now_ms();
+	unsigned seen;
+	char *text;
+	const char *p;
+
+	for (;;) {
+		text = console_of(name);
+		for (seen = 0, p = text; (p = strstr(p, want)); p++)
+			seen++;
+		if (seen >= times)
+			break;
+		if (now_ms() - t0 > 5000)
+			fail_msg("no '%s' on the console of %s: %.600s", want, name, text);
+		free(text);
+		usleep(20000);
+	}
+	free(text);
+}
+
+/* Every disk gets a device id and a pinned PCI slot from the inventory, the same at
+ * each start; a path with a comma reaches plinth escaped (",,"). */
+static void test_device_ids(void **unused)
+{
+	char body[1024], a[128], b[128], want[512];
+	const char *id, *kind;
+	json_t *o, *devs;
+	size_t i;
+	int fd;
+
+	(void)unused;
+	snprintf(a, sizeof(a), "%s/a,b.img", dir);
+	snprintf(b, sizeof(b), "%s/c.img", dir);
+	fd = open(a, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = open(b, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(body, sizeof(body), "{\"name\": \"dev\", \"kernel\": \"%s\", \"memory_mib\": "
+		 "64, \"disks\": [{\"path\": \"%s\"}, {\"path\": \"%s\", \"readonly\": true}]}",
+		 FAKE_PLINTH, a, b);
+	assert_int_equal(call("POST", "/v1/vms", body, &o), 201);
+	devs = json_object_get(o, "devices");
+	assert_int_equal(json_array_size(devs), 2);
+	for (i = 0; i < 2; i++) {
+		kind = json_string_value(json_object_get(json_array_get(devs, i), "kind"));
+		id = json_string_value(json_object_get(json_array_get(devs, i), "id"));
+		assert_string_equal(kind, "disk");
+		assert_string_equal(id, i ? "disk1" : "disk0");
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(devs, i), "slot")),
+				 i + 1);
+	}
+	json_decref(o);
+	for (i = 0; i < 2; i++) {
+		act("dev", "start", NULL, 202);
+		wait_state("dev", "running", 10000);
+		snprintf(want, sizeof(want),
+			 "--disk path=%s/a,,b.img,id=disk0,addr=1 --disk path=%s,readonly=on,"
+			 "id=disk1,addr=2\n", dir, b);
+		wait_console("dev", want, (unsigned)i + 1);
+		act("dev", "kill", NULL, 200);
+	}
+	o = vm("dev");
+	assert_int_equal(json_array_size(json_object_get(o, "devices")), 2);
+	json_decref(o);
+	assert_int_equal(call("DELETE", "/v1/vms/dev", NULL, NULL), 200);
+	unlink(a);
+	unlink(b);
+}
+
 static void test_lifecycle(void **unused)
 {
 	pid_t pa, pb, pa2;
@@ -503,9 +591,11 @@ int main(void)
 {
 	const struct CMUnitTest sqlite_tests[] = {
 		{"sqlite: test_lifecycle", test_lifecycle, setup, teardown, NULL},
+		{"sqlite: test_device_ids", test_device_ids, setup, teardown, NULL},
 	};
 	const struct CMUnitTest pg_tests[] = {
 		{"postgresql: test_lifecycle", test_lifecycle, setup, teardown, NULL},
+		{"postgresql: test_device_ids", test_device_ids, setup, teardown, NULL},
 	};
 	int failed;
 

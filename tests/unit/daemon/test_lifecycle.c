@@ -363,6 +363,48 @@ static void test_device_ids(void **unused)
 	unlink(b);
 }
 
+/* The image library's own sentence reaches the caller: a failed import task's error
+ * and a failed linked clone's reply carry it (daemon/images.c captures it), not only
+ * plinthd's log. */
+static void test_image_errors(void **unused)
+{
+	char body[512], src[128], path[64];
+	const char *state = "running", *error;
+	int64_t t0 = now_ms(), id;
+	json_t *o;
+	int fd;
+
+	(void)unused;
+	snprintf(src, sizeof(src), "%s/plain.raw", dir);
+	fd = open(src, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(body, sizeof(body), "{\"name\": \"bad\", \"import\": \"%s\", \"format\": "
+		 "\"qcow2\"}", src);
+	assert_int_equal(call("POST", "/v1/images", body, &o), 202);
+	id = json_integer_value(json_object_get(o, "id"));
+	json_decref(o);
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", (long long)id);
+	for (o = NULL; !strcmp(state, "running"); usleep(20000)) {
+		json_decref(o);
+		if (now_ms() - t0 > 10000)
+			fail_msg("task %lld still running after 10 s", (long long)id);
+		assert_int_equal(call("GET", path, NULL, &o), 200);
+		state = json_string_value(json_object_get(o, "state"));
+		assert_non_null(state);
+	}
+	assert_string_equal(state, "failed");
+	error = json_string_value(json_object_get(o, "error"));
+	assert_non_null(error);
+	snprintf(body, sizeof(body), "cannot open the source: %s: not a qcow2 image", src);
+	if (strcmp(error, body))
+		fail_msg("task error '%s', want '%s'", error, body);
+	json_decref(o);
+	assert_int_equal(call("GET", "/v1/images/bad", NULL, NULL), 404);
+	unlink(src);
+}
+
 static void test_lifecycle(void **unused)
 {
 	pid_t pa, pb, pa2;
@@ -592,10 +634,12 @@ int main(void)
 	const struct CMUnitTest sqlite_tests[] = {
 		{"sqlite: test_lifecycle", test_lifecycle, setup, teardown, NULL},
 		{"sqlite: test_device_ids", test_device_ids, setup, teardown, NULL},
+		{"sqlite: test_image_errors", test_image_errors, setup, teardown, NULL},
 	};
 	const struct CMUnitTest pg_tests[] = {
 		{"postgresql: test_lifecycle", test_lifecycle, setup, teardown, NULL},
 		{"postgresql: test_device_ids", test_device_ids, setup, teardown, NULL},
+		{"postgresql: test_image_errors", test_image_errors, setup, teardown, NULL},
 	};
 	int failed;
 

@@ -540,7 +540,8 @@ static int vm_devices(struct plinthd *pd, int64_t vm_id, const struct pd_vm_def 
 		return ret;
 	}
 	nall = n < ARRAY_SIZE(all) ? n : ARRAY_SIZE(all);
-	memcpy(all, have, nall * sizeof(*all));
+	if (nall) /* have is NULL when there are none */
+		memcpy(all, have, nall * sizeof(*all));
 	for (k = 0, j = 0; k < 2; k++) {
 		for (i = 0; i < counts[k]; i++, j++) {
 			struct store_device *d = &out[j];

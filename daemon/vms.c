@@ -495,7 +495,7 @@ static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_
 
 #define PD_SLOT_LAST 31 /* plinth's addr= is 1..31 (vmm/devconf.h); 0 is the host bridge */
 
-/* Whether id or slot is used by one of the n devices of devs (slot 0: the host bridge). */
+/* Whether id is taken by one of the n devices of devs. */
 static bool dev_id_used(const struct store_device *devs, size_t n, const char *id)
 {
 	size_t i;
@@ -506,6 +506,7 @@ static bool dev_id_used(const struct store_device *devs, size_t n, const char *i
 	return false;
 }
 
+/* Whether slot is taken by one of the n devices of devs (slot 0: the host bridge). */
 static bool dev_slot_used(const struct store_device *devs, size_t n, unsigned slot)
 {
 	size_t i;

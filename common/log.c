@@ -68,10 +68,10 @@ static void capture_fn(void *opaque, enum log_level level, const char *msg)
 {
 	struct log_capture *c = opaque;
 
-	if (level != LOG_ERROR) {
+	if (level != LOG_ERROR || c->tee)
 		emit(sink_below(c), level, msg);
+	if (level != LOG_ERROR)
 		return;
-	}
 	if (!c->errors++)
 		snprintf(c->first_error, sizeof(c->first_error), "%s", msg);
 }
@@ -80,9 +80,16 @@ void log_capture_begin(struct log_capture *c)
 {
 	c->first_error[0] = '\0';
 	c->errors = 0;
+	c->tee = false;
 	c->sink = (struct log_sink){ capture_fn, c };
 	c->prev = thread_sink;
 	thread_sink = &c->sink;
+}
+
+void log_capture_tee(struct log_capture *c)
+{
+	log_capture_begin(c);
+	c->tee = true;
 }
 
 void log_capture_end(struct log_capture *c)

@@ -8,6 +8,7 @@
 #define PLINTH_COMMON_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum log_level { LOG_QUIET = -1, LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
@@ -46,10 +47,14 @@ void log_set_thread_sink(const struct log_sink *sink);
 struct log_capture {
 	char first_error[512]; /* "" if none */
 	unsigned long errors;
+	bool tee;              /* errors also go on to the previous sink (log_capture_tee) */
 	struct log_sink sink;  /* internal */
 	const struct log_sink *prev; /* internal */
 };
 void log_capture_begin(struct log_capture *c);
+/* As log_capture_begin, but error lines also go on to the previous sink (or stderr):
+ * the caller gets the sentence and the log keeps every line, as without a capture. */
+void log_capture_tee(struct log_capture *c);
 void log_capture_end(struct log_capture *c);
 
 /* Error lines emitted so far by this process (any thread): a caller can tell whether

@@ -173,7 +173,7 @@ static void show_vms(json_t *o)
 
 static void show_vm(json_t *o)
 {
-	json_t *d, *disks = json_object_get(o, "disks");
+	json_t *d, *devs, *disks = json_object_get(o, "disks");
 	size_t i;
 
 	printf("name:       %s\nuuid:       %s\nstate:      %s\n", str(o, "name"), str(o, "uuid"),
@@ -195,6 +195,11 @@ static void show_vm(json_t *o)
 		       *str(d, "image") ? "image " : "", *str(d, "image") ? str(d, "image")
 									: str(d, "path"),
 		       *str(d, "format") ? ", " : "", str(d, "format"));
+	devs = json_object_get(o, "devices");
+	json_array_foreach(devs, i, d)
+		printf("%s%s slot %lld", i ? ", " : "devices:    ", str(d, "id"), num(d, "slot"));
+	if (json_array_size(devs))
+		printf("\n");
 }
 
 static int parse_disk(const char *spec, json_t *disks)

@@ -333,6 +333,17 @@ static int copy_image(struct pd_task *t, struct pimg *src, struct pimg *dst)
 	return ret;
 }
 
+/* Into err: what failed and why, the image library's own sentence when it said one
+ * on this thread during c (a tee: plinthd's log has it too), else strerror(-ret). */
+static void image_error(char *err, size_t size, const struct log_capture *c, const char *what,
+			int ret)
+{
+	if (c->first_error[0])
+		snprintf(err, size, "%.80s: %.170s", what, c->first_error);
+	else
+		snprintf(err, size, "%.80s: %s", what, strerror(-ret));
+}
+
 static void *task_main(void *arg)
 {
 	struct pd_task *t = arg;
@@ -340,17 +351,20 @@ static void *task_main(void *arg)
 	struct store_image img = {0};
 	char partial[4200], err[STORE_REASON_MAX] = "";
 	struct pimg *src, *dst = NULL;
+	struct log_capture cap;
 	uint64_t size = 0;
 	int ret = -EIO;
 
 	temp_path(pd, t->dst_name, "partial", partial, sizeof(partial));
+	/* The image library's sentences of this task go into its error, not only the log. */
+	log_capture_tee(&cap);
 	/* A linked clone's template, or an imported image's parent or extents, only from the
 	 * source's own directory (no symlinks, no block devices: img/core.c's policy). */
 	src = pimg_open_with(t->src, t->src_format[0] ? t->src_format : NULL, PIMG_O_RDONLY,
 			     &(const struct pimg_open_policy){ .allow_external = true });
 	if (!src) {
-		snprintf(err, sizeof(err), "cannot open %.200s as an image (see plinthd's log)",
-			 t->src);
+		log_capture_end(&cap);
+		image_error(err, sizeof(err), &cap, "cannot open the source", -EIO);
 		goto out_record;
 	}
 	size = pimg_size(src);
@@ -360,12 +374,14 @@ static void *task_main(void *arg)
 		ret = dst ? 0 : -EIO;
 	}
 	if (ret) {
-		snprintf(err, sizeof(err), "cannot create the pool's copy: %s", strerror(-ret));
+		log_capture_end(&cap);
+		image_error(err, sizeof(err), &cap, "cannot create the pool's copy", ret);
 		goto out_close;
 	}
 	ret = copy_image(t, src, dst);
+	log_capture_end(&cap);
 	if (ret && ret != -ECANCELED)
-		snprintf(err, sizeof(err), "copy failed: %s", strerror(-ret));
+		image_error(err, sizeof(err), &cap, "copy failed", ret);
 out_close:
 	pimg_close(dst);
 	pimg_close(src);
@@ -465,8 +481,9 @@ void pd_tasks_reap(struct plinthd *pd, bool all)
 
 void pd_image_create(struct plinthd *pd, const struct pd_image_args *a, struct pd_reply *r)
 {
+	char partial[4200], what[STORE_NAME_MAX + 32], err[STORE_REASON_MAX];
 	struct store_image img = {0};
-	char partial[4200];
+	struct log_capture cap;
 	struct stat sb;
 	int ret;
 
@@ -484,11 +501,14 @@ void pd_image_create(struct plinthd *pd, const struct pd_image_args *a, struct p
 		return;
 	}
 	temp_path(pd, a->name, "partial", partial, sizeof(partial));
+	log_capture_tee(&cap);
 	ret = pimg_create(partial, a->format, a->size, NULL);
+	log_capture_end(&cap);
 	if (ret) {
 		unlink(partial);
-		pd_reply_error(r, ret == -ENOSPC ? 507 : 500, "creating image '%s': %s", a->name,
-			       strerror(-ret));
+		snprintf(what, sizeof(what), "creating image '%s'", a->name);
+		image_error(err, sizeof(err), &cap, what, ret);
+		pd_reply_error(r, ret == -ENOSPC ? 507 : 500, "%s", err);
 		return;
 	}
 	snprintf(img.name, sizeof(img.name), "%s", a->name);
@@ -506,7 +526,9 @@ void pd_image_clone(struct plinthd *pd, const char *src, const struct pd_clone_a
 		    struct pd_reply *r)
 {
 	char vm[STORE_NAME_MAX], opts[256], srcpath[4200], partial[4200];
+	char what[STORE_NAME_MAX + 32], err[STORE_REASON_MAX];
 	struct store_image base, img = {0};
+	struct log_capture cap;
 	int ret;
 
 	if (pd->ops->image_get(pd->st, src, &base)) {
@@ -541,10 +563,14 @@ void pd_image_clone(struct plinthd *pd, const char *src, const struct pd_clone_a
 	}
 	temp_path(pd, a->name, "partial", partial, sizeof(partial));
 	snprintf(opts, sizeof(opts), "backing_file=%s,backing_fmt=%s", src, base.format);
+	log_capture_tee(&cap);
 	ret = pimg_create(partial, "qcow2", 0, opts);
+	log_capture_end(&cap);
 	if (ret) {
 		unlink(partial);
-		pd_reply_error(r, 500, "linked clone of '%s': %s", src, strerror(-ret));
+		snprintf(what, sizeof(what), "linked clone of '%s'", src);
+		image_error(err, sizeof(err), &cap, what, ret);
+		pd_reply_error(r, 500, "%s", err);
 		return;
 	}
 	snprintf(img.name, sizeof(img.name), "%s", a->name);

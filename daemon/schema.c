@@ -12,6 +12,8 @@
  *      (the host running it), hosts (members and heartbeats), leader (the
  *      one-row leader lease)
  *   6  networks.mode (isolated, nat)
+ *   7  vm_devices: each disk's and NIC's device id and PCI slot, kept while the
+ *      VM is defined (plinth's id= and addr=)
  *
  * Types: BIGINT is SQLite's INTEGER (its affinity), so the 64-bit columns read the
  * same in both; steps 1-4 were first written for SQLite with INTEGER, which is the
@@ -98,6 +100,16 @@ static const char *const steps[] = {
 	"INSERT INTO leader (id, host, term, expires_ms) VALUES (1, '', 0, 0);",
 	/* 6 */
 	"ALTER TABLE networks ADD COLUMN mode TEXT NOT NULL DEFAULT 'isolated';",
+	/* 7 */
+	"CREATE TABLE vm_devices ("
+	" vm_id BIGINT NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" idx INTEGER NOT NULL,"
+	" dev_id TEXT NOT NULL,"
+	" slot INTEGER NOT NULL,"
+	" PRIMARY KEY (vm_id, kind, idx),"
+	" UNIQUE (vm_id, dev_id),"
+	" UNIQUE (vm_id, slot));",
 };
 
 static const char *const id_type[] = {

@@ -6,7 +6,8 @@
  * underneath; both carry the one schema of schema.c.
  *
  * Objects: VMs (definition as a JSON document plus the columns the daemon queries:
- * name, uuid, state, pid, reason, owner host and ownership epoch), images of the
+ * name, uuid, state, pid, reason, owner host and ownership epoch) and their devices'
+ * ids and PCI slots, images of the
  * directory pool, networks (a bridge each), tasks (long operations), events (the
  * audit log), hosts (the cluster's members and their heartbeats) and the leader
  * lease (docs/cluster.md).
@@ -49,6 +50,16 @@ struct store_vm {
 	int64_t updated_ms;		/* wall clock of the last change */
 	char host[STORE_NAME_MAX];	/* the owner: the only host that may run it */
 	int64_t epoch;			/* ownership epoch: +1 each time the owner changes */
+};
+
+/* A device of a VM with a stable identity: plinth's id= and addr= (its PCI slot),
+ * kept while the VM is defined so that its devices match up across restarts,
+ * snapshots and migrations between hosts (vms.c). */
+struct store_device {
+	char kind[8];			/* "disk", "net" */
+	unsigned index;			/* its place among the definition's devices of its kind */
+	char dev_id[32];		/* plinth's id=: unique in the VM */
+	unsigned slot;			/* plinth's addr=: 1..31, unique in the VM */
 };
 
 struct store_image {
@@ -136,10 +147,16 @@ struct store_ops {
 	/* Move VM id to host: epoch + 1, only while the row's epoch is epoch (-ESTALE
 	 * otherwise, -ENOENT if gone). The one way ownership changes. */
 	int (*vm_set_owner)(struct store *st, int64_t id, const char *host, int64_t epoch);
-	int (*vm_delete)(struct store *st, int64_t id);
+	int (*vm_delete)(struct store *st, int64_t id); /* with its devices */
 	int (*vm_get)(struct store *st, const char *name, struct store_vm *out);
 	/* Every VM by name; *out is an array of *n (store_vm_list_free). */
 	int (*vm_list)(struct store *st, struct store_vm **out, size_t *n);
+
+	/* The devices of VM vm_id, by kind then index; *out is an array of *n (free()). */
+	int (*device_list)(struct store *st, int64_t vm_id, struct store_device **out,
+			   size_t *n);
+	/* Record dev for VM vm_id; -EEXIST if its (kind, index), id or slot is taken. */
+	int (*device_insert)(struct store *st, int64_t vm_id, const struct store_device *dev);
 
 	int (*image_insert)(struct store *st, struct store_image *img); /* sets img->id */
 	int (*image_update)(struct store *st, const struct store_image *img);

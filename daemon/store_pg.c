@@ -503,9 +503,13 @@ static int by_id(struct store *st, const char *sql, int64_t id)
 	return command(st, sql, &p, true);
 }
 
+/* The VM and its devices, in one statement. */
 static int pg_vm_delete(struct store *st, int64_t id)
 {
-	return by_id(st, "DELETE FROM vms WHERE id = $1", id);
+	return by_id(st,
+		     "WITH d AS (DELETE FROM vm_devices WHERE vm_id = $1) "
+		     "DELETE FROM vms WHERE id = $1",
+		     id);
 }
 
 static int pg_vm_get(struct store *st, const char *name, struct store_vm *out)
@@ -528,6 +532,45 @@ static int pg_vm_list(struct store *st, struct store_vm **out, size_t *n)
 		*n = 0;
 	}
 	return ret;
+}
+
+/* --- Devices of VMs ---------------------------------------------------------------------- */
+
+static int read_device(PGresult *r, int row, void *elem)
+{
+	struct store_device *d = elem;
+
+	col_text(r, row, 0, d->kind, sizeof(d->kind));
+	d->index = (unsigned)col_i64(r, row, 1);
+	col_text(r, row, 2, d->dev_id, sizeof(d->dev_id));
+	d->slot = (unsigned)col_i64(r, row, 3);
+	return 0;
+}
+
+static int pg_device_list(struct store *st, int64_t vm_id, struct store_device **out, size_t *n)
+{
+	struct params p = {0};
+
+	p_i64(&p, vm_id);
+	return rows_plain(st,
+			  "SELECT kind, idx, dev_id, slot FROM vm_devices WHERE vm_id = $1 "
+			  "ORDER BY kind, idx",
+			  &p, sizeof(**out), read_device, (void **)out, n);
+}
+
+static int pg_device_insert(struct store *st, int64_t vm_id, const struct store_device *dev)
+{
+	struct params p = {0};
+
+	p_i64(&p, vm_id);
+	p_text(&p, dev->kind);
+	p_i64(&p, dev->index);
+	p_text(&p, dev->dev_id);
+	p_i64(&p, dev->slot);
+	return command(st,
+		       "INSERT INTO vm_devices (vm_id, kind, idx, dev_id, slot) "
+		       "VALUES ($1, $2, $3, $4, $5)",
+		       &p, false);
 }
 
 /* --- Images ----------------------------------------------------------------------------- */
@@ -995,6 +1038,8 @@ const struct store_ops store_pg_ops = {
 	.image_delete = pg_image_delete,
 	.image_get = pg_image_get,
 	.image_list = pg_image_list,
+	.device_list = pg_device_list,
+	.device_insert = pg_device_insert,
 	.network_insert = pg_network_insert,
 	.network_update = pg_network_update,
 	.network_delete = pg_network_delete,

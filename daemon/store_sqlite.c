@@ -181,8 +181,9 @@ static int step_done(struct store *st, sqlite3_stmt *s, bool want_change)
 {
 	int rc = sqlite3_step(s), ret = 0;
 
-	if (rc == SQLITE_CONSTRAINT && sqlite3_extended_errcode(st->db) ==
-					       SQLITE_CONSTRAINT_UNIQUE) {
+	if (rc == SQLITE_CONSTRAINT &&
+	    (sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_UNIQUE ||
+	     sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_PRIMARYKEY)) {
 		ret = -EEXIST;
 	} else if (rc != SQLITE_DONE) {
 		log_error("inventory: %s", sqlite3_errmsg(st->db));
@@ -378,9 +379,16 @@ static int delete_by_id(struct store *st, const char *sql, int64_t id)
 	return step_done(st, s, true);
 }
 
+/* The VM, then its devices (ids are never reused: a crash between leaves rows no
+ * VM will ever read). */
 static int sq_vm_delete(struct store *st, int64_t id)
 {
-	return delete_by_id(st, "DELETE FROM vms WHERE id = ?", id);
+	int ret = delete_by_id(st, "DELETE FROM vms WHERE id = ?", id);
+
+	if (ret)
+		return ret;
+	ret = delete_by_id(st, "DELETE FROM vm_devices WHERE vm_id = ?", id);
+	return ret == -ENOENT ? 0 : ret;
 }
 
 /* One row of s (with ?1 bound) into elem via read_row; -ENOENT when none. */
@@ -443,6 +451,44 @@ void store_vm_list_free(struct store_vm *vms, size_t n)
 	for (i = 0; i < n; i++)
 		store_vm_clear(&vms[i]);
 	free(vms);
+}
+
+/* --- Devices of VMs ------------------------------------------------------------------- */
+
+static int read_device(sqlite3_stmt *s, void *elem)
+{
+	struct store_device *d = elem;
+
+	text(s, 0, d->kind, sizeof(d->kind));
+	d->index = (unsigned)sqlite3_column_int64(s, 1);
+	text(s, 2, d->dev_id, sizeof(d->dev_id));
+	d->slot = (unsigned)sqlite3_column_int64(s, 3);
+	return 0;
+}
+
+static int sq_device_list(struct store *st, int64_t vm_id, struct store_device **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT kind, idx, dev_id, slot FROM vm_devices "
+				      "WHERE vm_id = ? ORDER BY kind, idx");
+
+	if (s)
+		sqlite3_bind_int64(s, 1, vm_id);
+	return collect_plain(st, s, sizeof(**out), read_device, (void **)out, n);
+}
+
+static int sq_device_insert(struct store *st, int64_t vm_id, const struct store_device *dev)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO vm_devices (vm_id, kind, idx, dev_id, slot) "
+				      "VALUES (?, ?, ?, ?, ?)");
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, vm_id);
+	bind_text(s, 2, dev->kind);
+	sqlite3_bind_int64(s, 3, dev->index);
+	bind_text(s, 4, dev->dev_id);
+	sqlite3_bind_int64(s, 5, dev->slot);
+	return step_done(st, s, false);
 }
 
 /* --- Images -------------------------------------------------------------------------- */
@@ -935,6 +981,8 @@ const struct store_ops store_sqlite_ops = {
 	.image_delete = sq_image_delete,
 	.image_get = sq_image_get,
 	.image_list = sq_image_list,
+	.device_list = sq_device_list,
+	.device_insert = sq_device_insert,
 	.network_insert = sq_network_insert,
 	.network_update = sq_network_update,
 	.network_delete = sq_network_delete,

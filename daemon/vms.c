@@ -460,10 +460,6 @@ static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_
 		const struct pd_disk *d = &def->disks[i];
 		struct store_image img;
 
-		if (d->path[0] && strchr(d->path, ',')) {
-			pd_reply_error(r, 400, "disks[%u]: path must not contain ','", i);
-			return -EINVAL;
-		}
 		if (d->path[0] && access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
 			pd_reply_error(r, 400, "disks[%u]: %s: %s", i, d->path, strerror(errno));
 			return -EINVAL;
@@ -495,6 +491,99 @@ static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_
 	return 0;
 }
 
+/* --- Device ids and PCI slots ---------------------------------------------------------- */
+
+#define PD_SLOT_LAST 31 /* plinth's addr= is 1..31 (vmm/devconf.h); 0 is the host bridge */
+
+/* Whether id is taken by one of the n devices of devs. */
+static bool dev_id_used(const struct store_device *devs, size_t n, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(devs[i].dev_id, id))
+			return true;
+	return false;
+}
+
+/* Whether slot is taken by one of the n devices of devs (slot 0: the host bridge). */
+static bool dev_slot_used(const struct store_device *devs, size_t n, unsigned slot)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (devs[i].slot == slot)
+			return true;
+	return !slot;
+}
+
+/*
+ * The id and PCI slot of each disk (out[0..n_disks-1]) and NIC (after them) of def:
+ * those the inventory has for VM vm_id, and new ones recorded for the others (a VM
+ * being defined, or one defined by an older plinthd). A new device gets <kind><n>
+ * with the lowest free n and the lowest free slot, disks first, then NICs, each in
+ * order: what plinth itself would choose, so a guest started without them keeps
+ * its slots. They never change while the VM is defined. 0 or -errno with r set.
+ */
+static int vm_devices(struct plinthd *pd, int64_t vm_id, const struct pd_vm_def *def,
+		      struct store_device out[PD_DISKS_MAX + PD_NICS_MAX], struct pd_reply *r)
+{
+	struct store_device *have = NULL, all[2 * (PD_DISKS_MAX + PD_NICS_MAX)];
+	unsigned counts[2] = {def->n_disks, def->n_nics}, k, i, j;
+	static const char *const kinds[2] = {"disk", "net"};
+	size_t n = 0, nall;
+	int ret;
+
+	ret = pd->ops->device_list(pd->st, vm_id, &have, &n);
+	if (ret) {
+		pd_reply_error(r, 500, "inventory error reading the devices of VM %lld",
+			       (long long)vm_id);
+		return ret;
+	}
+	nall = n < ARRAY_SIZE(all) ? n : ARRAY_SIZE(all);
+	if (nall) /* have is NULL when there are none */
+		memcpy(all, have, nall * sizeof(*all));
+	for (k = 0, j = 0; k < 2; k++) {
+		for (i = 0; i < counts[k]; i++, j++) {
+			struct store_device *d = &out[j];
+			unsigned num = 0;
+			size_t h;
+
+			for (h = 0; h < n; h++)
+				if (!strcmp(have[h].kind, kinds[k]) && have[h].index == i)
+					break;
+			if (h < n) {
+				*d = have[h];
+				continue;
+			}
+			memset(d, 0, sizeof(*d));
+			snprintf(d->kind, sizeof(d->kind), "%s", kinds[k]);
+			d->index = i;
+			do
+				snprintf(d->dev_id, sizeof(d->dev_id), "%s%u", kinds[k], num++);
+			while (dev_id_used(all, nall, d->dev_id));
+			while (dev_slot_used(all, nall, d->slot))
+				d->slot++;
+			if (d->slot > PD_SLOT_LAST || nall == ARRAY_SIZE(all)) {
+				pd_reply_error(r, 409, "VM %lld: no PCI slot left for %s %u",
+					       (long long)vm_id, kinds[k], i);
+				ret = -ENOSPC;
+				goto out_free;
+			}
+			ret = pd->ops->device_insert(pd->st, vm_id, d);
+			if (ret) {
+				pd_reply_error(r, 500, "inventory error recording %s %u of VM %lld",
+					       kinds[k], i, (long long)vm_id);
+				goto out_free;
+			}
+			all[nall++] = *d;
+		}
+	}
+out_free:
+	free(have);
+	return ret;
+}
+
 /* --- JSON ------------------------------------------------------------------------------ */
 
 static json_t *vm_json(struct plinthd *pd, const struct store_vm *vm)
@@ -524,6 +613,26 @@ static json_t *vm_json(struct plinthd *pd, const struct store_vm *vm)
 	return obj;
 }
 
+/* obj's "devices": the inventory's id and PCI slot of each disk and NIC of VM vm_id
+ * (left out if the inventory fails: the rest of the answer stands). */
+static void add_devices(struct plinthd *pd, int64_t vm_id, json_t *obj)
+{
+	struct store_device *devs;
+	json_t *arr;
+	size_t n, i;
+
+	if (!obj || pd->ops->device_list(pd->st, vm_id, &devs, &n))
+		return;
+	arr = json_array();
+	for (i = 0; arr && i < n; i++)
+		json_array_append_new(arr, json_pack("{s:s,s:I,s:s,s:I}", "kind", devs[i].kind,
+						     "index", (json_int_t)devs[i].index, "id",
+						     devs[i].dev_id, "slot",
+						     (json_int_t)devs[i].slot));
+	free(devs);
+	json_object_set_new(obj, "devices", arr);
+}
+
 void pd_vm_list(struct plinthd *pd, struct pd_reply *r)
 {
 	struct store_vm *vms;
@@ -550,6 +659,7 @@ void pd_vm_get(struct plinthd *pd, const char *name, struct pd_reply *r)
 		return;
 	r->status = 200;
 	r->body = vm_json(pd, &vm);
+	add_devices(pd, vm.id, r->body);
 	store_vm_clear(&vm);
 }
 
@@ -574,6 +684,7 @@ static void make_uuid(char out[STORE_UUID_LEN])
 
 void pd_vm_create(struct plinthd *pd, const struct pd_vm_def *def, struct pd_reply *r)
 {
+	struct store_device devs[PD_DISKS_MAX + PD_NICS_MAX];
 	struct store_vm vm = {0};
 	json_t *spec;
 	int ret;
@@ -598,6 +709,8 @@ void pd_vm_create(struct plinthd *pd, const struct pd_vm_def *def, struct pd_rep
 	if (!ret)
 		ret = pd->ops->vm_insert(pd->st, &vm);
 	if (!ret)
+		ret = vm_devices(pd, vm.id, def, devs, r); /* r set on failure */
+	if (!ret)
 		ret = pd_event(pd, "vm.define", vm.name, "ok", "%u vCPUs, %llu MiB, host %s",
 			       def->cpus, (unsigned long long)def->memory_mib, vm.host);
 	if (!ret)
@@ -611,6 +724,7 @@ void pd_vm_create(struct plinthd *pd, const struct pd_vm_def *def, struct pd_rep
 	} else {
 		r->status = 201;
 		r->body = vm_json(pd, &vm);
+		add_devices(pd, vm.id, r->body);
 	}
 	free(vm.spec);
 }
@@ -650,11 +764,11 @@ out_clear:
 
 /* --- Spawning -------------------------------------------------------------------------- */
 
-#define ARGV_MAX (32 + 2 * PD_DISKS_MAX)
+#define ARGV_MAX (32 + 2 * (PD_DISKS_MAX + PD_NICS_MAX))
 
 struct spawn_args {
 	char *argv[ARGV_MAX + 1];
-	char bufs[ARGV_MAX][PD_PATH_MAX + 64];
+	char bufs[ARGV_MAX][2 * PD_PATH_MAX + 128]; /* room for a path with its commas doubled */
 	int argc;
 };
 
@@ -762,12 +876,30 @@ static void shim_main(const struct spawn_args *a, int logfd, int infd, int nullf
 	_exit(0);
 }
 
+/* s with each ',' doubled, as plinth's device options want it (vmm/virtio/spec.h),
+ * into buf of size >= 2 * strlen(s) + 1. */
+static void comma_escape(const char *s, char *buf)
+{
+	for (; *s; s++) {
+		*buf++ = *s;
+		if (*s == ',')
+			*buf++ = ',';
+	}
+	*buf = '\0';
+}
+
 /* Build plinth's command line for def; 0 or a 4xx/5xx reply. */
 static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struct pd_vm_def *def,
 		      const char *listen, struct spawn_args *a, struct pd_reply *r)
 {
+	struct store_device devs[PD_DISKS_MAX + PD_NICS_MAX];
 	char jail[256];
 	unsigned i;
+	int ret;
+
+	ret = vm_devices(pd, vm->id, def, devs, r);
+	if (ret)
+		return ret;
 
 	a->argc = 0;
 	arg(a, "%s", pd->plinth_bin);
@@ -803,7 +935,7 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 	a->argc++;
 	for (i = 0; i < def->n_disks; i++) {
 		const struct pd_disk *d = &def->disks[i];
-		char path[PD_PATH_MAX];
+		char path[PD_PATH_MAX], escaped[2 * PD_PATH_MAX];
 		const char *format = d->format;
 		struct store_image img;
 		bool linked = false;
@@ -826,11 +958,13 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 		} else {
 			snprintf(path, sizeof(path), "%s", d->path);
 		}
+		comma_escape(path, escaped);
 		arg(a, "--disk");
 		/* A linked clone's template sits beside it in the pool: the only external
 		 * file the VMM may follow (its directory, no symlinks: img/core.c). */
-		arg(a, "path=%s%s%s%s%s", path, format[0] ? ",format=" : "", format,
-		    d->readonly ? ",readonly=on" : "", linked ? ",backing=on" : "");
+		arg(a, "path=%s%s%s%s%s,id=%s,addr=%u", escaped, format[0] ? ",format=" : "",
+		    format, d->readonly ? ",readonly=on" : "", linked ? ",backing=on" : "",
+		    devs[i].dev_id, devs[i].slot);
 	}
 	if (def->n_nics) {
 		char nets[PD_NICS_MAX][128];
@@ -838,8 +972,10 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 		if (pd_nics_up(pd, vm->id, vm->uuid, def, nets, r))
 			return -EIO;
 		for (i = 0; i < def->n_nics; i++) {
+			const struct store_device *d = &devs[def->n_disks + i];
+
 			arg(a, "--net");
-			arg(a, "%s", nets[i]);
+			arg(a, "%s,id=%s,addr=%u", nets[i], d->dev_id, d->slot);
 		}
 	}
 	if (pd->jail) {

@@ -166,6 +166,7 @@ void vmm_service(void *opaque, struct vm *vm)
 {
 	struct vmm *vmm = opaque;
 	char err[API_ERROR_MAX] = "";
+	struct log_capture cap;
 	const void *args;
 	enum vmm_req req;
 	uint64_t v;
@@ -180,6 +181,9 @@ void vmm_service(void *opaque, struct vm *vm)
 	if (req == VMM_REQ_NONE)
 		return;
 
+	/* The sentence of a failure logged below (the image library's, a device's) answers
+	 * the request when the op gives none of its own; the log keeps it too. */
+	log_capture_tee(&cap);
 	switch (req) {
 	case VMM_REQ_PAUSE:
 		ret = vm_pause(vm);
@@ -217,6 +221,9 @@ void vmm_service(void *opaque, struct vm *vm)
 		ret = -ENOTSUP;
 		break;
 	}
+	log_capture_end(&cap);
+	if (ret && !err[0] && cap.first_error[0])
+		seterr(err, sizeof(err), "%s", cap.first_error);
 
 	pthread_mutex_lock(&vmm->lock);
 	vmm->req_ret = ret;

@@ -97,7 +97,8 @@ void lease_open(const struct vm_config *cfg, int fds[VM_MAX_DEVICES])
 		if (lease_path(path, lpath, sizeof(lpath)) == 0)
 			fds[i] = open(lpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fds[i] < 0)
-			log_warn("disk %u: cannot open its lease record next to %s: %s", i + 1, path,
+			log_warn("disk '%s': cannot open its lease record next to %s: %s",
+				 cfg->devices[i].id, path,
 				 strerror(errno));
 		free(path);
 	}
@@ -129,7 +130,8 @@ void lease_take(const struct vm_config *cfg, const char *owner)
 		else
 			ret = write_lease(path, owner);
 		if (ret)
-			log_warn("disk %u: cannot record its lease next to %s: %s", i + 1, path,
+			log_warn("disk '%s': cannot record its lease next to %s: %s",
+				 cfg->devices[i].id, path,
 				 strerror(-ret));
 		free(path);
 	}
@@ -162,8 +164,8 @@ int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_
 		line[n] = '\0';
 		line[strcspn(line, "\n")] = '\0';
 		if (strcmp(line, owner)) {
-			snprintf(err, errlen, "disk %u is now leased to '%.100s' (the destination "
-				 "took it over and may run the guest)", i + 1, line);
+			snprintf(err, errlen, "disk '%s' is now leased to '%.100s' (the destination "
+				 "took it over and may run the guest)", cfg->devices[i].id, line);
 			return -EBUSY;
 		}
 	}

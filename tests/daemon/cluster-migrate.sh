@@ -8,7 +8,8 @@
 #     owner, the destination's plinthd starts `receive` with the same definition, the
 #     source migrates to it, and only then the owner and epoch move, in one
 #     transaction; the destination records the VM running with its own pid; the
-#     source's process is gone; the count goes on from where it was (none lost);
+#     source's process is gone; the count goes on from where it was (none lost); the
+#     destination's plinth gets the disk's id and PCI slot from the inventory;
 #   - the migrated VM is stopped through its old host (forwarded to the new one);
 #   - a destination whose plinth fails: the task fails in one line, the VM runs on
 #     at the source, owner and epoch unchanged, nothing runs on the destination;
@@ -29,7 +30,9 @@ vmf() { # NAME FIELD: from the inventory (through h1)
 }
 uuid_of() { vmf "$1" uuid; }
 last_count() { grep -o '^count [0-9]*$' "$1" 2>/dev/null | tail -n 1 | cut -d' ' -f2; }
-cl h1 vm create m1 --kernel /bin/true --memory 64 >/dev/null || fail "h1 defined m1"
+: >"$T/m1.disk"
+cl h1 vm create m1 --kernel /bin/true --memory 64 --disk "path=$T/m1.disk,format=raw" \
+	>/dev/null || fail "h1 defined m1"
 cl h1 vm start m1 --wait-seconds 10 >/dev/null || fail "h1 started m1"
 u=$(uuid_of m1)
 src_log=$T/h1/vms/$u/console.log
@@ -56,6 +59,9 @@ sleep 0.6
 echo "# source's last count $n, received at $got, destination now at $(last_count "$dst_log")"
 check "no count lost: the destination goes on from the source's last ($n = $got)" \
 	sh -c "[ '$n' = '$got' ] && [ $(last_count "$dst_log") -gt $got ]"
+dev="--disk path=$T/m1.disk,format=raw,id=disk0,addr=1"
+check "the destination's plinth got the disk's id and slot from the inventory, as the source's" \
+	sh -c "grep -qE -- 'started run .*$dev( |\$)' '$src_log' && grep -qE -- 'started receive .*$dev( |\$)' '$dst_log'"
 check "the event log has the move with its figures" \
 	sh -c "$B/plinth events --json --state-dir $T/h2 | grep -q 'moved from h1 to h2 (epoch 2): completed, transfer [0-9]* ms, downtime [0-9]* ms'"
 grep -o 'moved from h1 to h2[^"]*' <(cl h2 events --json) | sed 's/^/# /'

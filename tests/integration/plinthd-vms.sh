@@ -7,7 +7,7 @@
 # through its on-crash policy); the refusals (second start, delete while running,
 # image in use, duplicate name, memory over the host's limit) change nothing; stop
 # (ACPI) and kill; each clone's write is in its own overlay and the template is
-# unchanged.
+# unchanged; a VM's disk is at the id and PCI slot the inventory keeps for it.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
 N=${PLINTHD_VMS:-4}
@@ -148,6 +148,13 @@ uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid2/status")
 sc=$(awk '/^Seccomp:/ { print $2 }' "/proc/$pid2/status")
 echo "# vm2: plinth pid $pid2 uid $uid seccomp $sc"
 [ "$uid" -ge 200000 ] || fail "vm2 is not jailed under its own uid (uid $uid)"
+# Its disk at the id and PCI slot the inventory keeps, as the VMM itself reports it.
+P vm info vm2 | grep -q '^devices: *disk0 slot 1$' || fail "vm2's devices: $(P vm info vm2 | grep devices)"
+"$BUILD/plinth" ctl --api-socket "$state/vms/$(field vm2 uuid)/api.sock" info | python3 -c '
+import sys, json
+d = json.load(sys.stdin)["config"]["devices"]
+sys.exit([(x["kind"], x["id"], x["slot"]) for x in d] != [("disk", "disk0", 1)])' ||
+	fail "vm2's plinth does not have disk0 at slot 1"
 [ "$sc" = 2 ] || fail "vm2 has no seccomp filter"
 
 # plinthd SIGKILLed while the VMs run, then started again: all adopted, none twice.

@@ -94,11 +94,48 @@ static void test_capture(void **state)
 	log_set_sink(NULL);
 }
 
+/* A tee capture keeps the first error for the caller and passes every line on to the
+ * sink below (the thread's, then the process's): the log loses nothing. */
+static void test_capture_tee(void **state)
+{
+	struct seen proc = { .n = 0 }, mine = { .n = 0 };
+	const struct log_sink ps = { keep, &proc }, ts = { keep, &mine };
+	struct log_capture c;
+
+	(void)state;
+	log_set_sink(&ps);
+	log_capture_tee(&c);
+	log_error("img: %s: not a qcow2 image", "a.raw");
+	log_error("second");
+	log_capture_end(&c);
+	assert_true(c.tee);
+	assert_string_equal(c.first_error, "img: a.raw: not a qcow2 image");
+	assert_int_equal(c.errors, 2);
+	assert_int_equal(proc.n, 2);
+	assert_string_equal(proc.last, "second");
+	log_set_thread_sink(&ts);
+	log_capture_tee(&c);
+	log_error("to the thread's sink");
+	log_capture_end(&c);
+	assert_int_equal(mine.n, 1);
+	assert_string_equal(mine.last, "to the thread's sink");
+	assert_int_equal(proc.n, 2);
+	log_set_thread_sink(NULL);
+	/* A plain capture after it keeps errors to itself again. */
+	log_capture_begin(&c);
+	log_error("kept");
+	log_capture_end(&c);
+	assert_false(c.tee);
+	assert_int_equal(proc.n, 2);
+	log_set_sink(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_process_and_thread_sinks),
 		cmocka_unit_test(test_capture),
+		cmocka_unit_test(test_capture_tee),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

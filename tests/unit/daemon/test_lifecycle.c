@@ -8,6 +8,7 @@
  * VMs in the emulated host. Run twice: the inventory in SQLite, then in PostgreSQL
  * (a private server, tests/daemon/pg-server; the group fails without it). */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -23,6 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "core.h"
 #include "log.h"
@@ -275,6 +279,170 @@ static void check_console_stream(void)
 	free(buf);
 }
 
+/* The console text of VM name (its scrollback). */
+static char *console_of(const char *name)
+{
+	char path[128], *text;
+	json_t *o;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/console", name);
+	assert_int_equal(call("GET", path, NULL, &o), 200);
+	text = strdup(json_string_value(json_object_get(o, "console")));
+	json_decref(o);
+	assert_non_null(text);
+	return text;
+}
+
+/* Wait until the console of name holds want times times (fails after 5 s). */
+static void wait_console(const char *name, const char *want, unsigned times)
+{
+	int64_t t0 = now_ms();
+	unsigned seen;
+	char *text;
+	const char *p;
+
+	for (;;) {
+		text = console_of(name);
+		for (seen = 0, p = text; (p = strstr(p, want)); p++)
+			seen++;
+		if (seen >= times)
+			break;
+		if (now_ms() - t0 > 5000)
+			fail_msg("no '%s' on the console of %s: %.600s", want, name, text);
+		free(text);
+		usleep(20000);
+	}
+	free(text);
+}
+
+/* Raw SQL on the group's inventory, behind plinthd's back. */
+static void inventory_exec(const char *sql)
+{
+	if (store == &store_sqlite_ops) {
+		char path[128];
+		sqlite3 *db;
+
+		snprintf(path, sizeof(path), "%s/inventory.db", dir);
+		assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+	} else {
+		PGconn *c = PQconnectdb(db_uri);
+		PGresult *r;
+
+		assert_int_equal(PQstatus(c), CONNECTION_OK);
+		r = PQexec(c, sql);
+		assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+		PQclear(r);
+		PQfinish(c);
+	}
+}
+
+/* Every disk gets a device id and a pinned PCI slot from the inventory, the same at
+ * each start, also for a VM defined before the inventory kept them (an older
+ * plinthd: none recorded, so the start records what plinth would choose itself); a
+ * path with a comma reaches plinth escaped (",,"). */
+static void test_device_ids(void **unused)
+{
+	char body[1024], a[128], b[128], want[512];
+	const char *id, *kind;
+	json_t *o, *devs;
+	size_t i;
+	int fd;
+
+	(void)unused;
+	snprintf(a, sizeof(a), "%s/a,b.img", dir);
+	snprintf(b, sizeof(b), "%s/c.img", dir);
+	fd = open(a, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = open(b, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(body, sizeof(body), "{\"name\": \"dev\", \"kernel\": \"%s\", \"memory_mib\": "
+		 "64, \"disks\": [{\"path\": \"%s\"}, {\"path\": \"%s\", \"readonly\": true}]}",
+		 FAKE_PLINTH, a, b);
+	assert_int_equal(call("POST", "/v1/vms", body, &o), 201);
+	devs = json_object_get(o, "devices");
+	assert_int_equal(json_array_size(devs), 2);
+	for (i = 0; i < 2; i++) {
+		kind = json_string_value(json_object_get(json_array_get(devs, i), "kind"));
+		id = json_string_value(json_object_get(json_array_get(devs, i), "id"));
+		assert_string_equal(kind, "disk");
+		assert_string_equal(id, i ? "disk1" : "disk0");
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(devs, i), "slot")),
+				 i + 1);
+	}
+	json_decref(o);
+	for (i = 0; i < 3; i++) {
+		if (i == 2) { /* as an older plinthd left it */
+			inventory_exec("DELETE FROM vm_devices");
+			o = vm("dev");
+			assert_int_equal(json_array_size(json_object_get(o, "devices")), 0);
+			json_decref(o);
+		}
+		act("dev", "start", NULL, 202);
+		wait_state("dev", "running", 10000);
+		snprintf(want, sizeof(want),
+			 "--disk path=%s/a,,b.img,id=disk0,addr=1 --disk path=%s,readonly=on,"
+			 "id=disk1,addr=2\n", dir, b);
+		wait_console("dev", want, (unsigned)i + 1);
+		act("dev", "kill", NULL, 200);
+	}
+	o = vm("dev");
+	devs = json_object_get(o, "devices");
+	assert_int_equal(json_array_size(devs), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(devs, 1), "id")),
+			    "disk1");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(devs, 1), "slot")), 2);
+	json_decref(o);
+	assert_int_equal(call("DELETE", "/v1/vms/dev", NULL, NULL), 200);
+	unlink(a);
+	unlink(b);
+}
+
+/* The image library's own sentence reaches the caller: a failed import task's error
+ * and a failed linked clone's reply carry it (daemon/images.c captures it), not only
+ * plinthd's log. */
+static void test_image_errors(void **unused)
+{
+	char body[512], src[128], path[64];
+	const char *state = "running", *error;
+	int64_t t0 = now_ms(), id;
+	json_t *o;
+	int fd;
+
+	(void)unused;
+	snprintf(src, sizeof(src), "%s/plain.raw", dir);
+	fd = open(src, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(body, sizeof(body), "{\"name\": \"bad\", \"import\": \"%s\", \"format\": "
+		 "\"qcow2\"}", src);
+	assert_int_equal(call("POST", "/v1/images", body, &o), 202);
+	id = json_integer_value(json_object_get(o, "id"));
+	json_decref(o);
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", (long long)id);
+	for (o = NULL; !strcmp(state, "running"); usleep(20000)) {
+		json_decref(o);
+		if (now_ms() - t0 > 10000)
+			fail_msg("task %lld still running after 10 s", (long long)id);
+		assert_int_equal(call("GET", path, NULL, &o), 200);
+		state = json_string_value(json_object_get(o, "state"));
+		assert_non_null(state);
+	}
+	assert_string_equal(state, "failed");
+	error = json_string_value(json_object_get(o, "error"));
+	assert_non_null(error);
+	snprintf(body, sizeof(body), "cannot open the source: %s: not a qcow2 image", src);
+	if (strcmp(error, body))
+		fail_msg("task error '%s', want '%s'", error, body);
+	json_decref(o);
+	assert_int_equal(call("GET", "/v1/images/bad", NULL, NULL), 404);
+	unlink(src);
+}
+
 static void test_lifecycle(void **unused)
 {
 	pid_t pa, pb, pa2;
@@ -518,7 +686,11 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		{"sqlite: test_lifecycle", test_lifecycle, setup_sqlite, teardown, NULL},
+		{"sqlite: test_device_ids", test_device_ids, setup_sqlite, teardown, NULL},
+		{"sqlite: test_image_errors", test_image_errors, setup_sqlite, teardown, NULL},
 		{"postgresql: test_lifecycle", test_lifecycle, setup_pg, teardown, NULL},
+		{"postgresql: test_device_ids", test_device_ids, setup_pg, teardown, NULL},
+		{"postgresql: test_image_errors", test_image_errors, setup_pg, teardown, NULL},
 	};
 
 	log_set_level(LOG_ERROR);

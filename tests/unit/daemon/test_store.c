@@ -283,6 +283,82 @@ static void test_vms(void **state)
 	ops->close(st);
 }
 
+static void dev_fill(struct store_device *d, const char *kind, unsigned index, const char *id,
+		     unsigned slot)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->kind, sizeof(d->kind), "%s", kind);
+	d->index = index;
+	snprintf(d->dev_id, sizeof(d->dev_id), "%s", id);
+	d->slot = slot;
+}
+
+/* Devices of VMs: listed by kind then index, unique (kind, index), id and slot within
+ * a VM (not across VMs), gone with their VM. */
+static void test_devices(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = ops->open(f->db);
+	struct store_device d, *list;
+	struct store_vm a, b;
+	size_t n;
+
+	assert_non_null(st);
+	vm_fill(&a, "a");
+	vm_fill(&b, "b");
+	assert_int_equal(ops->vm_insert(st, &a), 0);
+	assert_int_equal(ops->vm_insert(st, &b), 0);
+	assert_int_equal(ops->device_list(st, a.id, &list, &n), 0);
+	assert_int_equal(n, 0);
+	free(list);
+	dev_fill(&d, "net", 0, "net0", 3);
+	assert_int_equal(ops->device_insert(st, a.id, &d), 0);
+	dev_fill(&d, "disk", 1, "data", 2);
+	assert_int_equal(ops->device_insert(st, a.id, &d), 0);
+	dev_fill(&d, "disk", 0, "disk0", 1);
+	assert_int_equal(ops->device_insert(st, a.id, &d), 0);
+	/* Taken in a: (kind, index), id, slot; free in b. */
+	dev_fill(&d, "disk", 0, "other", 9);
+	assert_int_equal(ops->device_insert(st, a.id, &d), -EEXIST);
+	dev_fill(&d, "disk", 2, "data", 9);
+	assert_int_equal(ops->device_insert(st, a.id, &d), -EEXIST);
+	dev_fill(&d, "disk", 2, "disk2", 3);
+	assert_int_equal(ops->device_insert(st, a.id, &d), -EEXIST);
+	dev_fill(&d, "disk", 0, "disk0", 1);
+	assert_int_equal(ops->device_insert(st, b.id, &d), 0);
+
+	assert_int_equal(ops->device_list(st, a.id, &list, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[0].kind, "disk");
+	assert_int_equal(list[0].index, 0);
+	assert_string_equal(list[0].dev_id, "disk0");
+	assert_int_equal(list[0].slot, 1);
+	assert_string_equal(list[1].dev_id, "data");
+	assert_int_equal(list[1].index, 1);
+	assert_int_equal(list[1].slot, 2);
+	assert_string_equal(list[2].kind, "net");
+	assert_string_equal(list[2].dev_id, "net0");
+	assert_int_equal(list[2].slot, 3);
+	free(list);
+
+	/* Kept across reopening; gone with the VM, b's untouched. */
+	ops->close(st);
+	st = ops->open(f->db);
+	assert_non_null(st);
+	assert_int_equal(ops->device_list(st, a.id, &list, &n), 0);
+	assert_int_equal(n, 3);
+	free(list);
+	assert_int_equal(ops->vm_delete(st, a.id), 0);
+	assert_int_equal(ops->device_list(st, a.id, &list, &n), 0);
+	assert_int_equal(n, 0);
+	free(list);
+	assert_int_equal(ops->device_list(st, b.id, &list, &n), 0);
+	assert_int_equal(n, 1);
+	free(list);
+	assert_int_equal(ops->vm_delete(st, a.id), -ENOENT);
+	ops->close(st);
+}
+
 static void test_transactions_and_durability(void **state)
 {
 	struct fixture *f = *state;
@@ -590,6 +666,7 @@ static void test_placement_lock(void **state)
 #define ALL(su, b)                                                                         \
 	T(test_fresh_schema, su, b), T(test_migration_keeps_data, su, b),                   \
 		T(test_newer_schema_refused, su, b), T(test_vms, su, b),                    \
+		T(test_devices, su, b),                                                     \
 		T(test_transactions_and_durability, su, b),                                 \
 		T(test_images_tasks_events, su, b), T(test_vm_epoch_fences_updates, su, b), \
 		T(test_hosts, su, b), T(test_leader_lease, su, b),                          \

@@ -41,7 +41,7 @@ static void test_take_and_check(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(rw, sizeof(rw), "%s/a.raw", dir);
 	snprintf(ro, sizeof(ro), "%s/b.raw", dir);
-	snprintf(spec_rw, sizeof(spec_rw), "path=%s,format=raw", rw);
+	snprintf(spec_rw, sizeof(spec_rw), "path=%s,format=raw,id=os", rw);
 	snprintf(spec_ro, sizeof(spec_ro), "path=%s,format=raw,readonly=on", ro);
 	add_device(&cfg, "rng", NULL);
 	add_device(&cfg, "disk", spec_rw);
@@ -62,7 +62,7 @@ static void test_take_and_check(void **state)
 	assert_int_equal(lease_path(rw, lease, sizeof(lease)), 0);
 	write_text(lease, "other-host pid=7 start=1\n");
 	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), -EBUSY);
-	assert_string_equal(err, "disk 2 is now leased to 'other-host pid=7 start=1' (the "
+	assert_string_equal(err, "disk 'os' is now leased to 'other-host pid=7 start=1' (the "
 				 "destination took it over and may run the guest)");
 	/* Taking it again records us. */
 	lease_take(&cfg, me);
@@ -109,7 +109,7 @@ static void test_take_and_check_by_fd(void **state)
 	assert_int_equal(strncmp(text, me, strlen(me)), 0);
 	lease_take(&cfg, "other-host pid=7 start=1");
 	assert_int_equal(lease_check(&cfg, me, err, sizeof(err)), -EBUSY);
-	assert_string_equal(err, "disk 2 is now leased to 'other-host pid=7 start=1' (the "
+	assert_string_equal(err, "disk 'disk0' is now leased to 'other-host pid=7 start=1' (the "
 				 "destination took it over and may run the guest)");
 	lease_close(fds);
 	assert_int_equal(fds[1], -1);

@@ -89,3 +89,20 @@ if bad is not None:
     sys.exit(f'disk: data at offset {bad} after the last contiguous record {m}: a write was lost')
 PY
 }
+
+# migrate_load_cmd [memcheck]: the guest command of the migration tests (migrate-live,
+# scripts/hostvm-migrate-compare). vCPU 0 dirties 32 MiB of tmpfs each round and says
+# "count I"; with memcheck it also checks that the 4 MiB of random bytes it wrote the round
+# before still have their md5 ("MEMBAD I": a page a migration failed to resend) and writes
+# new ones. On vCPU 1 it writes record J ("disk %010d\n", 16 bytes) at offset 16*J of
+# /dev/vda, fsyncs, and only then says "disk J": if vCPU 1 is lost, the disk loop stops.
+migrate_load_cmd() {
+	local memcheck=
+	[ "${1:-}" = memcheck ] &&
+		memcheck='[ -z "$s" ] || [ "$(md5sum </dev/shm/v)" = "$s" ] || echo "MEMBAD $i"
+head -c 4194304 /dev/urandom >/dev/shm/v; s=$(md5sum </dev/shm/v); '
+	echo 'echo "cpus $(cat /sys/devices/system/cpu/online)"; taskset -p 1 $$ >/dev/null
+taskset 2 sh -c '"'"'j=0; while :; do j=$((j+1)); printf "disk %010d\n" $j | dd of=/dev/vda bs=16 seek=$j conv=notrunc,fsync 2>/dev/null && echo "disk $j"; sleep 0.3; done'"'"' &
+i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 conv=notrunc 2>/dev/null
+'"$memcheck"'echo "count $i"; sleep 0.2; done'
+}

@@ -29,21 +29,12 @@ wait_migrated() {
 	[ $rc = 0 ] || fail "the source exited $rc after migrating"
 }
 
-# The guest dirties 32 MiB of tmpfs each round and counts on vCPU 0 (with
-# MIGRATE_MEMCHECK=1 it also checks that the 4 MiB of random bytes it wrote the
-# round before still have their md5: a page a migration failed to resend says
-# "MEMBAD"; not in make test, as under the emulated host that load makes the open
-# round-0 failure of ARCHITECTURE.md's migration section frequent); on vCPU 1
-# it writes record J ("disk %010d\n", 16 bytes) at offset 16*J of /dev/vda,
-# fsyncs, and only then says "disk J". If vCPU 1 is lost, the disk loop stops.
-memcheck=
-[ "${MIGRATE_MEMCHECK:-}" = 1 ] &&
-	memcheck='[ -z "$s" ] || [ "$(md5sum </dev/shm/v)" = "$s" ] || echo "MEMBAD $i"
-head -c 4194304 /dev/urandom >/dev/shm/v; s=$(md5sum </dev/shm/v); '
-cmd='echo "cpus $(cat /sys/devices/system/cpu/online)"; taskset -p 1 $$ >/dev/null
-taskset 2 sh -c '"'"'j=0; while :; do j=$((j+1)); printf "disk %010d\n" $j | dd of=/dev/vda bs=16 seek=$j conv=notrunc,fsync 2>/dev/null && echo "disk $j"; sleep 0.3; done'"'"' &
-i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 conv=notrunc 2>/dev/null
-'"$memcheck"'echo "count $i"; sleep 0.2; done'
+# The guest's load (migrate_load_cmd in lib.sh): a counter on vCPU 0 dirtying 32 MiB
+# each round, fsynced disk records from vCPU 1. MIGRATE_MEMCHECK=1 adds the md5 check of
+# 4 MiB of random bytes each round ("MEMBAD"); not in make test, as under the emulated
+# host that load makes the open round-0 failure of ARCHITECTURE.md's migration section
+# frequent.
+cmd=$(migrate_load_cmd $([ "${MIGRATE_MEMCHECK:-}" = 1 ] && echo memcheck))
 truncate -s 4M "$dir/disk.raw"
 # The cluster's key (TCP migrations are TLS 1.3 with it) and the machine every side
 # builds from its own command line.

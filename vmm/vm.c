@@ -636,6 +636,13 @@ static int vm_load_guest(struct vm *vm)
 	ret = linux_load(&vm->mem, &vm->kernel, &boot, &why);
 	if (ret)
 		log_error("cannot boot %s: %s", vm->cfg->kernel, why);
+	/*
+	 * The kernel is now in guest memory. Its file mapping stays (a guest reset loads it
+	 * again, inside the jail, where the file may not be reachable by name), but its pages
+	 * leave this process: they were 14 MiB of a 128 MiB guest's 18 MiB overhead. A private
+	 * mapping never written drops to the page cache; a reset faults it back in.
+	 */
+	madvise(vm->kernel_map, vm->kernel_len, MADV_DONTNEED);
 out_close_initrd:
 	if (boot.initrd_fd >= 0 && boot.initrd_fd != vm->cfg->initrd_fd)
 		close(boot.initrd_fd);

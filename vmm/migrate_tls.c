@@ -3,30 +3,33 @@
 #include "migrate_tls.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <openssl/err.h>
-#include <openssl/rand.h>
-#include <openssl/ssl.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 
 #include "keyfile.h"
 #include "log.h"
 #include "util.h"
 
+/*
+ * GnuTLS rather than OpenSSL: libmicrohttpd (the API) and libvncserver (the display)
+ * already load and initialise GnuTLS in every plinth process, and a second TLS library
+ * was 1.7 MiB of each VM's memory (libcrypto and libssl's pages, 128 MiB guest).
+ */
 struct mig_tls {
-	SSL_CTX *ctx;
+	gnutls_psk_client_credentials_t client;
+	gnutls_psk_server_credentials_t server_cred;
+	gnutls_priority_t prio;
 	bool server;
 	unsigned char key[MIG_TLS_KEY_MAX];
 	unsigned int key_len;
 };
 
 struct mig_tls_conn {
-	SSL *ssl;
+	gnutls_session_t s;
 };
 
 /* The key in path into t->key. 0 or -errno after one line. */
@@ -43,54 +46,44 @@ static int read_key(struct mig_tls *t, const char *path)
 	return 0;
 }
 
-static const struct mig_tls *tls_of(SSL *ssl)
+/* The server's key for the identity the client names: ours, for our one identity only. */
+static int server_psk(gnutls_session_t s, const char *identity, gnutls_datum_t *key)
 {
-	return SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-}
+	const struct mig_tls *t = gnutls_session_get_ptr(s);
 
-static unsigned int client_psk(SSL *ssl, const char *hint, char *identity,
-			       unsigned int max_identity_len, unsigned char *psk,
-			       unsigned int max_psk_len)
-{
-	const struct mig_tls *t = tls_of(ssl);
-
-	(void)hint;
-	if (sizeof(MIG_TLS_IDENTITY) > max_identity_len || t->key_len > max_psk_len)
-		return 0;
-	memcpy(identity, MIG_TLS_IDENTITY, sizeof(MIG_TLS_IDENTITY));
-	memcpy(psk, t->key, t->key_len);
-	return t->key_len;
-}
-
-static unsigned int server_psk(SSL *ssl, const char *identity, unsigned char *psk,
-			       unsigned int max_psk_len)
-{
-	const struct mig_tls *t = tls_of(ssl);
-
-	if (!identity || strcmp(identity, MIG_TLS_IDENTITY) || t->key_len > max_psk_len)
-		return 0;
-	memcpy(psk, t->key, t->key_len);
-	return t->key_len;
+	if (!identity || strcmp(identity, MIG_TLS_IDENTITY))
+		return -1;
+	key->data = gnutls_malloc(t->key_len);
+	if (!key->data)
+		return -1;
+	memcpy(key->data, t->key, t->key_len);
+	key->size = t->key_len;
+	return 0;
 }
 
 /*
- * The PSK callbacks tie the key to SHA-256: AES-128-GCM or ChaCha20-Poly1305. The
- * client's order decides (the server follows it): AES-GCM first where the CPU
- * has AES-NI and carry-less multiply, ChaCha20 first where it has not (several
- * times faster then, e.g. in an emulated host).
+ * TLS 1.3 only; the PSK with (EC)DHE (psk_dhe_ke: a stolen key does not decrypt past
+ * streams), never plain PSK; AES-128-GCM or ChaCha20-Poly1305, both SHA-256 as the key's
+ * binder. The client's order decides: AES-GCM first where the CPU has AES-NI and
+ * carry-less multiply, ChaCha20 first where it has not (several times faster then, e.g.
+ * in an emulated host).
  */
-static const char *ciphersuites(void)
+static const char *priorities(void)
 {
 	__builtin_cpu_init();
 	if (__builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul"))
-		return "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256";
-	return "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+		return "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:"
+		       "-CIPHER-ALL:+AES-128-GCM:+CHACHA20-POLY1305";
+	return "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:"
+	       "-CIPHER-ALL:+CHACHA20-POLY1305:+AES-128-GCM";
 }
 
 struct mig_tls *mig_tls_new(const char *psk_file, bool server)
 {
 	struct mig_tls *t = calloc(1, sizeof(*t));
+	gnutls_datum_t key;
 	unsigned char seed[16];
+	int rc;
 
 	if (!t) {
 		log_error("out of memory");
@@ -99,26 +92,34 @@ struct mig_tls *mig_tls_new(const char *psk_file, bool server)
 	t->server = server;
 	if (read_key(t, psk_file))
 		goto out_free;
-	t->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	if (!t->ctx ||
-	    !SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_ciphersuites(t->ctx, ciphersuites()) ||
-	    !SSL_CTX_set_num_tickets(t->ctx, 0) ||
-	    /* Seeded now, while /dev/urandom and the config files can still be opened. */
-	    RAND_bytes(seed, sizeof(seed)) != 1) {
-		log_error("--migrate-psk: cannot set up TLS: %s",
-			  ERR_reason_error_string(ERR_get_error()) ?: "OpenSSL error");
-		goto out_ctx;
+	rc = gnutls_priority_init(&t->prio, priorities(), NULL);
+	if (rc < 0)
+		goto out_tls;
+	if (server) {
+		rc = gnutls_psk_allocate_server_credentials(&t->server_cred);
+		if (rc < 0)
+			goto out_tls;
+		gnutls_psk_set_server_credentials_function(t->server_cred, server_psk);
+	} else {
+		rc = gnutls_psk_allocate_client_credentials(&t->client);
+		if (rc < 0)
+			goto out_tls;
+		key = (gnutls_datum_t){ .data = t->key, .size = t->key_len };
+		rc = gnutls_psk_set_client_credentials(t->client, MIG_TLS_IDENTITY, &key,
+						       GNUTLS_PSK_KEY_RAW);
+		if (rc < 0)
+			goto out_tls;
 	}
-	SSL_CTX_set_app_data(t->ctx, t);
-	if (server)
-		SSL_CTX_set_psk_server_callback(t->ctx, server_psk);
-	else
-		SSL_CTX_set_psk_client_callback(t->ctx, client_psk);
+	/* The generator started now, while its sources can still be opened. */
+	rc = gnutls_rnd(GNUTLS_RND_RANDOM, seed, sizeof(seed));
+	if (rc < 0)
+		goto out_tls;
 	return t;
 
-out_ctx:
-	SSL_CTX_free(t->ctx);
+out_tls:
+	log_error("--migrate-psk: cannot set up TLS: %s", gnutls_strerror(rc));
+	mig_tls_free(t);
+	return NULL;
 out_free:
 	explicit_bzero(t, sizeof(*t));
 	free(t);
@@ -129,38 +130,40 @@ void mig_tls_free(struct mig_tls *t)
 {
 	if (!t)
 		return;
-	SSL_CTX_free(t->ctx);
+	if (t->client)
+		gnutls_psk_free_client_credentials(t->client);
+	if (t->server_cred)
+		gnutls_psk_free_server_credentials(t->server_cred);
+	if (t->prio)
+		gnutls_priority_deinit(t->prio);
 	explicit_bzero(t, sizeof(*t));
 	free(t);
 }
 
-/* A failed SSL call as -errno, with its reason in err if given. */
-static int ssl_failure(SSL *ssl, int rc, char *err, size_t errlen)
+/* A failed GnuTLS call (rc < 0) as -errno, with its reason in err if given. */
+static int tls_failure(int rc, int saved_errno, char *err, size_t errlen)
 {
-	int e = SSL_get_error(ssl, rc), saved = errno;
-	unsigned long code = ERR_get_error();
-	const char *why = code ? ERR_reason_error_string(code) : NULL;
+	const char *why = gnutls_strerror(rc);
 	int ret;
 
-	switch (e) {
-	case SSL_ERROR_ZERO_RETURN:
-		ret = 0;
-		why = "closed by the peer";
-		break;
-	case SSL_ERROR_SYSCALL:
-		ret = saved ? -saved : -ECONNRESET;
-		why = saved ? strerror(saved) : "connection closed";
-		break;
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
+	switch (rc) {
+	case GNUTLS_E_AGAIN:
 		ret = -ETIMEDOUT;
 		why = "timed out";
+		break;
+	case GNUTLS_E_PREMATURE_TERMINATION:
+		ret = -ECONNRESET;
+		why = "connection closed";
+		break;
+	case GNUTLS_E_PUSH_ERROR:
+	case GNUTLS_E_PULL_ERROR:
+		ret = saved_errno ? -saved_errno : -ECONNRESET;
+		why = saved_errno ? strerror(saved_errno) : "connection closed";
 		break;
 	default:
 		ret = -EPROTO;
 		break;
 	}
-	ERR_clear_error();
 	if (err)
 		snprintf(err, errlen, "%s", why ? why : "TLS error");
 	return ret;
@@ -169,6 +172,7 @@ static int ssl_failure(SSL *ssl, int rc, char *err, size_t errlen)
 struct mig_tls_conn *mig_tls_handshake(struct mig_tls *t, int fd, char *err, size_t errlen)
 {
 	struct mig_tls_conn *c = calloc(1, sizeof(*c));
+	gnutls_kx_algorithm_t kx;
 	char why[128];
 	int rc;
 
@@ -176,24 +180,45 @@ struct mig_tls_conn *mig_tls_handshake(struct mig_tls *t, int fd, char *err, siz
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	c->ssl = SSL_new(t->ctx);
-	if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
-		snprintf(err, errlen, "cannot set up a TLS session");
-		goto out_free;
+	rc = gnutls_init(&c->s, (t->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_TICKETS);
+	if (rc < 0) {
+		c->s = NULL;
+		goto out_setup;
 	}
-	ERR_clear_error();
-	rc = t->server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
-	if (rc != 1) {
-		ssl_failure(c->ssl, rc, why, sizeof(why));
-		/* A key mismatch shows as a failed decryption or a refused PSK. */
+	gnutls_session_set_ptr(c->s, t);
+	rc = gnutls_priority_set(c->s, t->prio);
+	if (rc >= 0)
+		rc = gnutls_credentials_set(c->s, GNUTLS_CRD_PSK,
+					    t->server ? (void *)t->server_cred : (void *)t->client);
+	if (rc < 0)
+		goto out_setup;
+	gnutls_transport_set_int(c->s, fd);
+	do {
+		errno = 0;
+		rc = gnutls_handshake(c->s);
+	} while (rc == GNUTLS_E_INTERRUPTED);
+	if (rc < 0) {
+		tls_failure(rc, errno, why, sizeof(why));
+		/* GnuTLS leaves the alert to us: without it the peer waits for its timeout. */
+		gnutls_alert_send_appropriate(c->s, rc);
+		/* A key mismatch shows as a failed decryption, a bad binder or a refused PSK. */
 		snprintf(err, errlen, "TLS handshake failed (%s): the peer does not hold this "
 			 "cluster's migration key, or is not plinth", why);
 		goto out_free;
 	}
+	kx = gnutls_kx_get(c->s);
+	if (kx != GNUTLS_KX_ECDHE_PSK && kx != GNUTLS_KX_DHE_PSK) {
+		snprintf(err, errlen, "TLS handshake gave key exchange %s, not (EC)DHE with the key",
+			 gnutls_kx_get_name(kx) ?: "?");
+		goto out_free;
+	}
 	return c;
 
+out_setup:
+	snprintf(err, errlen, "cannot set up a TLS session: %s", gnutls_strerror(rc));
 out_free:
-	SSL_free(c->ssl);
+	if (c->s)
+		gnutls_deinit(c->s);
 	free(c);
 	return NULL;
 }
@@ -201,26 +226,28 @@ out_free:
 static long io_read(void *opaque, void *buf, size_t len)
 {
 	struct mig_tls_conn *c = opaque;
-	int n, chunk = len > INT32_MAX ? INT32_MAX : (int)len;
+	ssize_t n;
 
-	ERR_clear_error();
-	errno = 0;
-	n = SSL_read(c->ssl, buf, chunk);
-	return n > 0 ? n : ssl_failure(c->ssl, n, NULL, 0);
+	do {
+		errno = 0;
+		n = gnutls_record_recv(c->s, buf, len);
+	} while (n == GNUTLS_E_INTERRUPTED);
+	/* 0: the peer's close_notify, the end of the stream. */
+	return n >= 0 ? n : tls_failure((int)n, errno, NULL, 0);
 }
 
 static long io_write(void *opaque, const void *buf, size_t len)
 {
 	struct mig_tls_conn *c = opaque;
-	int n, chunk = len > INT32_MAX ? INT32_MAX : (int)len;
+	ssize_t n;
 
-	ERR_clear_error();
-	errno = 0;
-	n = SSL_write(c->ssl, buf, chunk);
+	do {
+		errno = 0;
+		n = gnutls_record_send(c->s, buf, len); /* at most one record's worth */
+	} while (n == GNUTLS_E_INTERRUPTED);
 	if (n > 0)
 		return n;
-	n = ssl_failure(c->ssl, n, NULL, 0);
-	return n ? n : -EPIPE;
+	return n < 0 ? tls_failure((int)n, errno, NULL, 0) : -EPIPE;
 }
 
 void mig_tls_io(struct mig_tls_conn *c, struct state_io *io)
@@ -264,9 +291,7 @@ void mig_tls_close(struct mig_tls_conn *c)
 {
 	if (!c)
 		return;
-	ERR_clear_error();
-	SSL_shutdown(c->ssl); /* best effort: the stream's own "end" section is what counts */
-	ERR_clear_error();
-	SSL_free(c->ssl);
+	gnutls_bye(c->s, GNUTLS_SHUT_WR); /* best effort: the stream's own "end" section counts */
+	gnutls_deinit(c->s);
 	free(c);
 }

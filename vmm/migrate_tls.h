@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The migration channel's security: TLS 1.3 with a pre-shared key (OpenSSL), so
+ * The migration channel's security: TLS 1.3 with a pre-shared key (GnuTLS), so
  * that only a peer holding the cluster's key can send a VM to a destination or
  * receive one from a source, and nobody on the path reads or changes the guest's
  * memory.
@@ -11,8 +11,8 @@
  * other; TLS 1.3 PSK with (EC)DHE key exchange (psk_dhe_ke), so a stolen key
  * does not decrypt past streams. No certificates are involved.
  *
- * Threads and the sandbox: mig_tls_new() reads the key and makes OpenSSL load its
- * configuration and seed its random generator, so it must run at start-up,
+ * Threads and the sandbox: mig_tls_new() reads the key and makes GnuTLS parse its
+ * priorities and start its random generator, so it must run at start-up,
  * before the jail and the seccomp filters; the handshake and the traffic then
  * need only read/write/getrandom, allowed to the main thread's filter (which the
  * migration thread inherits).

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Placement of a new VM on one of the cluster's hosts (pure: unit-tested). A host
- * fits when it is up and the VMs it owns plus the new one stay within its memory
+ * fits when it is up, not in maintenance, and the VMs it owns plus the new one stay within its memory
  * limit (MemTotal x the overcommit ratio) and its vCPU limit (CPUs x
  * PD_VCPUS_PER_CPU). Its load is the larger of the two fractions after placement.
  *
@@ -24,6 +24,7 @@ enum pd_placement { PD_PLACE_LOCAL, PD_PLACE_SPREAD, PD_PLACE_PACK };
 struct pd_place_host {
 	const char *name;
 	bool up;		/* heartbeat recent enough */
+	bool maintenance;	/* evacuated (plinth host evacuate): takes nothing */
 	uint64_t mem_limit_mib; /* MemTotal x overcommit */
 	uint64_t vcpu_limit;	/* CPUs x PD_VCPUS_PER_CPU */
 	uint64_t mem_used_mib;	/* memory of the VMs it owns */

@@ -14,6 +14,8 @@
  *   6  networks.mode (isolated, nat)
  *   7  vm_devices: each disk's and NIC's device id and PCI slot, kept while the
  *      VM is defined (plinth's id= and addr=)
+ *   8  hosts.maintenance: a host in maintenance (plinth host evacuate) takes no
+ *      new VM, no migration and no HA restart until it is activated
  *
  * Types: BIGINT is SQLite's INTEGER (its affinity), so the 64-bit columns read the
  * same in both; steps 1-4 were first written for SQLite with INTEGER, which is the
@@ -110,6 +112,8 @@ static const char *const steps[] = {
 	" PRIMARY KEY (vm_id, kind, idx),"
 	" UNIQUE (vm_id, dev_id),"
 	" UNIQUE (vm_id, slot));",
+	/* 8 */
+	"ALTER TABLE hosts ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;",
 };
 
 static const char *const id_type[] = {

@@ -121,6 +121,7 @@ struct store_host {
 	int64_t started_ms;		/* database clock at its last registration */
 	int64_t heartbeat_ms;		/* database clock at its last heartbeat */
 	int64_t age_ms;			/* host_list: database clock now - heartbeat_ms */
+	bool maintenance;		/* evacuated: no new VM, migration or HA restart */
 };
 
 /* The leader lease: one row. */
@@ -194,6 +195,9 @@ struct store_ops {
 	int (*host_list)(struct store *st, struct store_host **out, size_t *n); /* free() */
 	/* A clean stop: heartbeat_ms = 0 (its name is free at once; -ENOENT if unknown). */
 	int (*host_leave)(struct store *st, const char *name);
+	/* Put host name in or out of maintenance (kept across registrations; -ENOENT if
+	 * unknown). */
+	int (*host_set_maintenance)(struct store *st, const char *name, bool on);
 	/*
 	 * Claim or renew the leader lease for host, for lease_ms of the database clock, in
 	 * one transaction (not inside begin()): granted if host holds an unexpired lease

@@ -95,9 +95,4 @@ check "to a host not in the cluster: refused in one line" test "$(grep -c "host 
 out=$(cl h2 vm migrate m1 --to h1 2>&1); echo "# $out"
 check "a VM that is not running: refused in one line" test "$(grep -c "only a running VM migrates" <<<"$out")" = 1
 
-for h in "${!PID[@]}"; do kill -TERM "${PID[$h]}"; done
-wait 2>/dev/null
-PID=()
-pkill -f "fake-plinth .*$T/" 2>/dev/null
-no_sanitizer_reports
-finished=1
+finish_with_vms

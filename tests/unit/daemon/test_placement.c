@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests of plinthd's placement (daemon/placement.c): spread and pack by memory and
- * vCPUs, hosts that are down or full never chosen, ties by name, no room -> -ENOSPC. */
+ * vCPUs, hosts that are down, full or in maintenance never chosen, ties by name, no room -> -ENOSPC. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -114,6 +114,22 @@ static void test_down_and_full_hosts(void **unused)
 	assert_int_equal(pd_place(h, 3, PD_PLACE_LOCAL, 64, 1), -EINVAL);
 }
 
+static void test_maintenance(void **unused)
+{
+	/* a is empty but in maintenance: never chosen, whatever the policy or the load. */
+	struct pd_place_host h[2] = {host("a", 65536, 64, 0, 0), host("b", 4096, 8, 3072, 6)};
+
+	(void)unused;
+	h[0].maintenance = true;
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 512, 1), 1);
+	assert_int_equal(pd_place(h, 2, PD_PLACE_PACK, 512, 1), 1);
+	/* What b cannot take goes nowhere. */
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 2048, 1), -ENOSPC);
+	/* Activated: a again. */
+	h[0].maintenance = false;
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 2048, 1), 0);
+}
+
 static void test_names(void **unused)
 {
 	enum pd_placement p;
@@ -136,6 +152,7 @@ int main(void)
 		cmocka_unit_test(test_spread_by_the_tighter_resource),
 		cmocka_unit_test(test_pack),
 		cmocka_unit_test(test_down_and_full_hosts),
+		cmocka_unit_test(test_maintenance),
 		cmocka_unit_test(test_names),
 	};
 

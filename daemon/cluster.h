@@ -75,6 +75,15 @@ int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host
  * a transaction. 0, -ENOSPC with a 409 in r, or -EIO with a 500. */
 int pd_cluster_place_away(struct plinthd *pd, const struct pd_vm_def *def, char *host,
 			  struct pd_reply *r);
+/*
+ * Before a migration of def from this host to host to: does to have room (memory and
+ * vCPUs of the VMs it owns within placement's limits) and every CPU feature flag this
+ * host has (both as registered; not checked if either is unknown)? The disks' paths
+ * are checked by the destination itself at prepare. Under pd->lock. 0, or -errno with
+ * one sentence in r (409: naming what is short or the missing flags).
+ */
+int pd_cluster_can_take(struct plinthd *pd, const struct pd_vm_def *def, const char *to,
+			struct pd_reply *r);
 /* True, with a 409 in r, if vm is owned by another host. */
 bool pd_vm_elsewhere(const struct plinthd *pd, const struct store_vm *vm, struct pd_reply *r);
 /* GET /v1/hosts (under pd->lock). */

@@ -91,6 +91,24 @@ static int load_vm(struct plinthd *pd, const char *name, struct store_vm *vm, st
 	return ret;
 }
 
+/* Under pd->lock: can host to run vm (pd_cluster_can_take)? 0 or -errno with r set. */
+static int check_destination(struct plinthd *pd, const struct store_vm *vm, const char *to,
+			     struct pd_reply *r)
+{
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct pd_error perr;
+	int ret = -ENOMEM;
+
+	if (!def)
+		pd_reply_error(r, 500, "out of memory");
+	else if ((ret = pd_vm_def_parse(vm->spec, def, &perr)))
+		pd_reply_error(r, 500, "VM '%s': its stored definition does not parse", vm->name);
+	else
+		ret = pd_cluster_can_take(pd, def, to, r);
+	free(def);
+	return ret;
+}
+
 /* --- The destination ------------------------------------------------------------------- */
 
 /* A free TCP port on ip (bound and let go: plinth binds it a moment later). */
@@ -397,11 +415,22 @@ int pd_migrate_vm(struct plinthd *pd, struct pd_task *t, const char *name, const
 	pthread_mutex_lock(&pd->lock);
 	ret = pd->ops->vm_get(pd->st, m.name, &vm);
 	if (!ret) {
+		struct pd_reply r = {0};
+
 		m.vm_id = vm.id;
 		m.epoch = vm.epoch;
 		pd_run_socket(pd, vm.uuid, m.sock, sizeof(m.sock));
-		store_vm_clear(&vm);
 		ret = host_address(pd, m.to, m.addr, sizeof(m.addr), true);
+		if (!ret && check_destination(pd, &vm, m.to, &r)) {
+			/* the last word before prepare (an evacuation comes here directly) */
+			snprintf(err, sizeof(err), "%s",
+				 json_string_value(json_object_get(r.body, "error")));
+			json_decref(r.body);
+			store_vm_clear(&vm);
+			pthread_mutex_unlock(&pd->lock);
+			goto out_stays;
+		}
+		store_vm_clear(&vm);
 	}
 	pthread_mutex_unlock(&pd->lock);
 	if (ret) {
@@ -585,6 +614,8 @@ void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_r
 						       : "cannot be read from the inventory");
 		goto out_clear;
 	}
+	if (check_destination(pd, &vm, to, r))
+		goto out_clear;
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		pd_reply_error(r, 500, "out of memory");

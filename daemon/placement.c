@@ -3,6 +3,7 @@
 #include "placement.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Load after placement in millionths (the larger of memory and vCPUs), or -1 if the
@@ -49,6 +50,52 @@ int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy, 
 		}
 	}
 	return best;
+}
+
+/* Is the word w (len bytes) one of the space-separated words of list? */
+static bool has_word(const char *list, const char *w, size_t len)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t l;
+
+		p += strspn(p, " \t");
+		l = strcspn(p, " \t");
+		if (l == len && !memcmp(p, w, len))
+			return true;
+		p += l;
+	}
+	return false;
+}
+
+size_t pd_cpu_flags_missing(const char *have, const char *need, char *missing, size_t size)
+{
+	const char *p = need;
+	size_t count = 0, used = 0;
+	bool cut = false;
+
+	if (size)
+		missing[0] = '\0';
+	while (*p) {
+		size_t l;
+
+		p += strspn(p, " \t");
+		l = strcspn(p, " \t");
+		if (l && !has_word(have, p, l)) {
+			count++;
+			/* room for a space, the word, and "..." with its NUL after it */
+			if (!cut && size > 4 && l + 1 < size - 4 - used) {
+				used += (size_t)snprintf(missing + used, size - used, "%s%.*s",
+							 used ? " " : "", (int)l, p);
+			} else if (!cut && size > 4) {
+				snprintf(missing + used, size - used, "...");
+				cut = true;
+			}
+		}
+		p += l;
+	}
+	return count;
 }
 
 static const char *const names[] = {

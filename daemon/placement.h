@@ -36,6 +36,14 @@ struct pd_place_host {
 int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy, uint64_t mem_mib,
 	     unsigned vcpus);
 
+/*
+ * The CPU feature flags of need (space-separated words, as /proc/cpuinfo's "flags")
+ * that have lacks: their number, and as many as fit into missing (size bytes,
+ * space-separated, "..." at the end if cut). A migration's destination must hold all
+ * of the source's flags (a guest may use any of them).
+ */
+size_t pd_cpu_flags_missing(const char *have, const char *need, char *missing, size_t size);
+
 /* "local", "spread", "pack" -> *out; -EINVAL for anything else. */
 int pd_placement_parse(const char *s, enum pd_placement *out);
 const char *pd_placement_name(enum pd_placement p);

@@ -835,17 +835,19 @@ static int read_host(sqlite3_stmt *s, void *elem)
 	h->heartbeat_ms = sqlite3_column_int64(s, 6);
 	h->age_ms = sqlite3_column_int64(s, 7);
 	h->maintenance = sqlite3_column_int(s, 8) != 0;
+	text(s, 9, h->cpu_flags, sizeof(h->cpu_flags));
 	return 0;
 }
 
 static int sq_host_register(struct store *st, struct store_host *h)
 {
 	sqlite3_stmt *s = prepare(st, "INSERT INTO hosts (name, address, cpus, memory_mib, "
-				      "started_ms, heartbeat_ms) VALUES (?, ?, ?, ?, " NOW_MS ", "
-				      NOW_MS ") ON CONFLICT (name) DO UPDATE SET "
+				      "started_ms, heartbeat_ms, cpu_flags) VALUES (?, ?, ?, ?, "
+				      NOW_MS ", " NOW_MS ", ?) ON CONFLICT (name) DO UPDATE SET "
 				      "address = excluded.address, cpus = excluded.cpus, "
 				      "memory_mib = excluded.memory_mib, started_ms = "
-				      "excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms");
+				      "excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms, "
+				      "cpu_flags = excluded.cpu_flags");
 	int ret;
 
 	if (!s)
@@ -854,11 +856,12 @@ static int sq_host_register(struct store *st, struct store_host *h)
 	bind_text(s, 2, h->address);
 	sqlite3_bind_int(s, 3, (int)h->cpus);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)h->memory_mib);
+	bind_text(s, 5, h->cpu_flags);
 	ret = step_done(st, s, false);
 	if (ret)
 		return ret;
 	s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, heartbeat_ms, "
-			"0, maintenance FROM hosts WHERE name = ?");
+			"0, maintenance, cpu_flags FROM hosts WHERE name = ?");
 	if (!s)
 		return -EIO;
 	bind_text(s, 1, h->name);
@@ -899,8 +902,8 @@ static int sq_host_set_maintenance(struct store *st, const char *name, bool on)
 static int sq_host_list(struct store *st, struct store_host **out, size_t *n)
 {
 	sqlite3_stmt *s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, "
-				      "heartbeat_ms, " NOW_MS " - heartbeat_ms, maintenance "
-				      "FROM hosts ORDER BY name");
+				      "heartbeat_ms, " NOW_MS " - heartbeat_ms, maintenance, "
+				      "cpu_flags FROM hosts ORDER BY name");
 
 	return collect_plain(st, s, sizeof(**out), read_host, (void **)out, n);
 }

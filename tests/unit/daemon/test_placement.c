@@ -130,6 +130,30 @@ static void test_maintenance(void **unused)
 	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 2048, 1), 0);
 }
 
+static void test_cpu_flags(void **unused)
+{
+	char m[32];
+
+	(void)unused;
+	/* All there, in any order, extra ones on the destination. */
+	assert_int_equal(pd_cpu_flags_missing("fpu sse2 avx avx2", "avx2  fpu", m, sizeof(m)), 0);
+	assert_string_equal(m, "");
+	/* Whole words only: "avx" is not "avx2", "sse4_1" is not in "sse4_2". */
+	assert_int_equal(pd_cpu_flags_missing("fpu avx sse4_1", "fpu avx2 sse4_2", m, sizeof(m)), 2);
+	assert_string_equal(m, "avx2 sse4_2");
+	/* Nothing needed; tabs separate too. */
+	assert_int_equal(pd_cpu_flags_missing("fpu", "", m, sizeof(m)), 0);
+	assert_int_equal(pd_cpu_flags_missing("fpu\tvme", "vme\tfpu", m, sizeof(m)), 0);
+	/* More than fits: counted all, listed until "...", within size. */
+	assert_int_equal(pd_cpu_flags_missing("", "aaaaaaaa bbbbbbbb cccccccc dddddddd eeee", m,
+					      sizeof(m)),
+			 5);
+	assert_string_equal(m, "aaaaaaaa bbbbbbbb cccccccc...");
+	assert_true(strlen(m) < sizeof(m));
+	assert_int_equal(pd_cpu_flags_missing("", "abcdefghijklmnopqrstuvwxyz0123456789", m, 8), 1);
+	assert_string_equal(m, "...");
+}
+
 static void test_names(void **unused)
 {
 	enum pd_placement p;
@@ -153,6 +177,7 @@ int main(void)
 		cmocka_unit_test(test_pack),
 		cmocka_unit_test(test_down_and_full_hosts),
 		cmocka_unit_test(test_maintenance),
+		cmocka_unit_test(test_cpu_flags),
 		cmocka_unit_test(test_names),
 	};
 

@@ -231,8 +231,8 @@ static void test_migration_keeps_data(void **state)
 	ops->close(st);
 }
 
-/* Step 8 (hosts.maintenance): a host registered under version 7 keeps its row and
- * comes out in service. */
+/* Steps 8 and 9 (hosts.maintenance, hosts.cpu_flags): a host registered under version
+ * 7 keeps its row and comes out in service, its CPU flags unknown. */
 static void test_migration_maintenance(void **state)
 {
 	struct fixture *f = *state;
@@ -268,6 +268,7 @@ static void test_migration_maintenance(void **state)
 	assert_string_equal(list[0].name, "old");
 	assert_int_equal(list[0].memory_mib, 2048);
 	assert_false(list[0].maintenance);
+	assert_string_equal(list[0].cpu_flags, ""); /* step 9: unknown until it registers */
 	free(list);
 	assert_int_equal(ops->host_set_maintenance(st, "old", true), 0);
 	assert_int_equal(ops->host_list(st, &list, &n), 0);
@@ -586,6 +587,7 @@ static void test_hosts(void **state)
 	assert_non_null(st);
 	snprintf(a.name, sizeof(a.name), "h1");
 	snprintf(a.address, sizeof(a.address), "10.0.0.1:8443");
+	snprintf(a.cpu_flags, sizeof(a.cpu_flags), "fpu vme sse2 avx2");
 	a.cpus = 8;
 	a.memory_mib = 32768;
 	assert_int_equal(ops->host_register(st, &a), 0);
@@ -611,6 +613,8 @@ static void test_hosts(void **state)
 	assert_int_equal(list[1].cpus, 16);
 	assert_int_equal(list[1].memory_mib, 32768);
 	assert_string_equal(list[1].address, "10.0.0.1:8443");
+	assert_string_equal(list[1].cpu_flags, "fpu vme sse2 avx2");
+	assert_string_equal(list[0].cpu_flags, "");
 	/* h0's heartbeat is older than h1's by the sleep. */
 	assert_true(list[0].age_ms >= 250);
 	assert_true(list[1].age_ms < list[0].age_ms);

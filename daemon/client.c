@@ -42,7 +42,7 @@ static const char usage_text[] =
 	"                 [--nic NETWORK]...\n"
 	"              | create --from FILE.json | start NAME | stop NAME [--timeout S]\n"
 	"              | kill NAME | reboot NAME | pause NAME | resume NAME | delete NAME\n"
-	"              | migrate NAME --to HOST  (live, to another host of the cluster)\n"
+	"              | migrate NAME --to HOST|auto  (live, to another host of the cluster)\n"
 	"              | console NAME [--attach]  (attached on a terminal or with --attach: the\n"
 	"                last 64 KiB, then both ways, Ctrl-] detaches; else the last 64 KiB)\n"
 	"       plinth image list | info NAME | create NAME --size SIZE [--format raw|qcow2]\n"
@@ -53,6 +53,8 @@ static const char usage_text[] =
 	"              | delete NAME   (API tokens of plinthd's TCP listener)\n"
 	"       plinth events [--after ID] [--limit N]\n"
 	"       plinth host list   (the cluster's hosts, their heartbeats and the leader)\n"
+	"                 | evacuate HOST  (maintenance: its VMs move to other hosts; waited for)\n"
+	"                 | activate HOST  (back in service)\n"
 	"Options for all: --socket PATH (default $PLINTHD_SOCKET, else\n"
 	"  /var/lib/plinth/plinthd.sock), --state-dir DIR (DIR/plinthd.sock), --json,\n"
 	"  --wait-seconds N (start, stop, import and task wait; default 180, 0 = no wait).\n";
@@ -603,7 +605,7 @@ static int cmd_vm(struct cli *c)
 		int rc;
 
 		if (c->argc != 5 || strcmp(c->argv[3], "--to"))
-			return usage_error("vm migrate needs NAME --to HOST");
+			return usage_error("vm migrate needs NAME --to HOST|auto");
 		snprintf(path, sizeof(path), "/v1/vms/%s/migrate", name);
 		body = json_pack("{s:s}", "to", c->argv[4]);
 		rc = run_task(c, path, body);
@@ -643,6 +645,12 @@ static void show_image(json_t *o)
 
 static void show_task(json_t *o)
 {
+	if (!strcmp(str(o, "kind"), "evacuate")) { /* VMs, not bytes */
+		printf("task %lld: evacuate %s: %s, %lld of %lld VMs done%s%s\n", num(o, "id"),
+		       str(o, "object"), str(o, "state"), num(o, "done_bytes"),
+		       num(o, "total_bytes"), *str(o, "error") ? ": " : "", str(o, "error"));
+		return;
+	}
 	if (!strcmp(str(o, "kind"), "migrate")) { /* no bytes to count: its outcome */
 		printf("task %lld: migrate %s: %s%s%s\n", num(o, "id"), str(o, "object"),
 		       str(o, "state"), *str(o, "error") ? ": " : "", str(o, "error"));
@@ -949,8 +957,8 @@ static void show_hosts(json_t *o)
 	json_t *v, *l = json_object_get(o, "leader");
 	size_t i;
 
-	printf("%-20s %-5s %-6s %5s %10s %8s  %s\n", "NAME", "STATE", "LEADER", "CPUS", "MEMORY",
-	       "HEARTBT", "ADDRESS");
+	printf("%-20s %-5s %-6s %5s %10s %8s %-11s  %s\n", "NAME", "STATE", "LEADER", "CPUS",
+	       "MEMORY", "HEARTBT", "MODE", "ADDRESS");
 	json_array_foreach(json_object_get(o, "hosts"), i, v)
 	{
 		char mem[32], age[32];
@@ -961,9 +969,11 @@ static void show_hosts(json_t *o)
 				 (double)num(v, "heartbeat_age_ms") / 1000.0);
 		else
 			snprintf(age, sizeof(age), "-");
-		printf("%-20s %-5s %-6s %5lld %10s %8s  %s%s\n", str(v, "name"), str(v, "state"),
-		       json_is_true(json_object_get(v, "leader")) ? "yes" : "-", num(v, "cpus"), mem,
-		       age, str(v, "address")[0] ? str(v, "address") : "-",
+		printf("%-20s %-5s %-6s %5lld %10s %8s %-11s  %s%s\n", str(v, "name"),
+		       str(v, "state"), json_is_true(json_object_get(v, "leader")) ? "yes" : "-",
+		       num(v, "cpus"), mem, age,
+		       json_is_true(json_object_get(v, "maintenance")) ? "maintenance" : "active",
+		       str(v, "address")[0] ? str(v, "address") : "-",
 		       json_is_true(json_object_get(v, "self")) ? "  (this host)" : "");
 	}
 	if (l && str(l, "host")[0])
@@ -977,6 +987,16 @@ static int cmd_host(struct cli *c)
 
 	if (!strcmp(verb, "list"))
 		return run(c, "GET", "/v1/hosts", NULL, show_hosts);
+	if (!strcmp(verb, "evacuate") || !strcmp(verb, "activate")) {
+		char path[128];
+
+		if (c->argc != 3)
+			return usage_error("host %s needs HOST", verb);
+		snprintf(path, sizeof(path), "/v1/hosts/%s/%s", c->argv[2], verb);
+		if (verb[0] == 'e') /* a task on that host; waited for */
+			return run_task(c, path, NULL);
+		return run(c, "POST", path, NULL, NULL);
+	}
 	return usage_error("unknown host verb '%s'", verb);
 }
 

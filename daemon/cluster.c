@@ -287,6 +287,7 @@ static void restart_elsewhere(struct pd_cluster *c, const struct store_host *dea
 		ph[i].name = hosts[i].name;
 		ph[i].up = hosts[i].heartbeat_ms && hosts[i].age_ms <= PD_HOST_DOWN_MS &&
 			   strcmp(hosts[i].name, dead->name);
+		ph[i].maintenance = hosts[i].maintenance;
 		ph[i].mem_limit_mib = (uint64_t)((double)hosts[i].memory_mib * c->pd->overcommit);
 		ph[i].vcpu_limit = (uint64_t)hosts[i].cpus * PD_VCPUS_PER_CPU;
 	}
@@ -447,6 +448,7 @@ struct pd_cluster *pd_cluster_start(struct plinthd *pd, const struct store_ops *
 	snprintf(c->self.address, sizeof(c->self.address), "%s", address ? address : "");
 	c->self.cpus = cpus > 0 ? (unsigned)cpus : 1;
 	c->self.memory_mib = pd_host_mem_mib();
+	pd_host_cpu_flags(c->self.cpu_flags, sizeof(c->self.cpu_flags));
 	c->st = ops->open(location);
 	if (!c->st)
 		goto out_free;
@@ -591,19 +593,17 @@ static void count_vm(struct pd_place_host *h, size_t n, const struct store_vm *v
 	free(def);
 }
 
-int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host,
-		     struct pd_reply *r)
+/* pd_place() under policy among the hosts but away (never that one, NULL: any). */
+static int place(struct plinthd *pd, const struct pd_vm_def *def, enum pd_placement policy,
+		 const char *away, char *host, struct pd_reply *r)
 {
 	struct store_host *hosts = NULL;
 	struct pd_place_host *ph = NULL;
 	struct store_vm *vms = NULL;
+	const char *src_flags = "";
 	size_t nh = 0, nv = 0, i;
 	int ret, k;
 
-	if (pd->placement == PD_PLACE_LOCAL) {
-		snprintf(host, STORE_NAME_MAX, "%s", pd->host);
-		return 0;
-	}
 	ret = pd->ops->placement_lock(pd->st);
 	if (!ret)
 		ret = pd->ops->host_list(pd->st, &hosts, &nh);
@@ -615,27 +615,122 @@ int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host
 		pd_reply_error(r, 500, "inventory error placing VM '%s'", def->name);
 		goto out_free;
 	}
+	for (i = 0; i < nh; i++)
+		if (away && !strcmp(hosts[i].name, away))
+			src_flags = hosts[i].cpu_flags;
 	for (i = 0; i < nh; i++) {
+		char x[8];
+
 		ph[i].name = hosts[i].name;
-		ph[i].up = hosts[i].heartbeat_ms && hosts[i].age_ms <= PD_HOST_DOWN_MS;
+		ph[i].up = hosts[i].heartbeat_ms && hosts[i].age_ms <= PD_HOST_DOWN_MS &&
+			   !(away && !strcmp(hosts[i].name, away)) &&
+			   !(src_flags[0] && hosts[i].cpu_flags[0] &&
+			     pd_cpu_flags_missing(hosts[i].cpu_flags, src_flags, x, sizeof(x)));
+		ph[i].maintenance = hosts[i].maintenance;
 		ph[i].mem_limit_mib = (uint64_t)((double)hosts[i].memory_mib * pd->overcommit);
 		ph[i].vcpu_limit = (uint64_t)hosts[i].cpus * PD_VCPUS_PER_CPU;
 	}
 	for (i = 0; i < nv; i++)
 		count_vm(ph, nh, &vms[i]);
-	k = pd_place(ph, nh, pd->placement, def->memory_mib, def->cpus);
+	k = pd_place(ph, nh, policy, def->memory_mib, def->cpus);
 	if (k < 0) {
 		ret = -ENOSPC;
 		pd_reply_error(r, 409,
-			       "no host that is up has room for VM '%s' (%llu MiB, %u vCPUs; "
-			       "placement %s)",
-			       def->name, (unsigned long long)def->memory_mib, def->cpus,
-			       pd_placement_name(pd->placement));
+			       "no %shost that is up has room for VM '%s' (%llu MiB, %u vCPUs; "
+			       "placement %s%s)",
+			       away ? "other " : "", def->name, (unsigned long long)def->memory_mib,
+			       def->cpus, pd_placement_name(policy),
+			       away ? "; hosts in maintenance or without its CPU features left out"
+				    : "");
 		goto out_free;
 	}
 	snprintf(host, STORE_NAME_MAX, "%s", hosts[k].name);
 out_free:
 	free(ph);
+	store_vm_list_free(vms, nv);
+	free(hosts);
+	return ret;
+}
+
+int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host,
+		     struct pd_reply *r)
+{
+	if (pd->placement == PD_PLACE_LOCAL) {
+		struct store_host *hosts;
+		bool away = false;
+		size_t n, i;
+
+		if (pd->ops->host_list(pd->st, &hosts, &n) == 0) {
+			for (i = 0; i < n; i++)
+				if (!strcmp(hosts[i].name, pd->host))
+					away = hosts[i].maintenance;
+			free(hosts);
+		}
+		if (away) /* this host is in maintenance: the others, spread */
+			return place(pd, def, PD_PLACE_SPREAD, pd->host, host, r);
+		snprintf(host, STORE_NAME_MAX, "%s", pd->host);
+		return 0;
+	}
+	return place(pd, def, pd->placement, NULL, host, r);
+}
+
+int pd_cluster_place_away(struct plinthd *pd, const struct pd_vm_def *def, char *host,
+			  struct pd_reply *r)
+{
+	return place(pd, def, pd->placement == PD_PLACE_PACK ? PD_PLACE_PACK : PD_PLACE_SPREAD,
+		     pd->host, host, r);
+}
+
+int pd_cluster_can_take(struct plinthd *pd, const struct pd_vm_def *def, const char *to,
+			struct pd_reply *r)
+{
+	struct store_host *hosts = NULL;
+	const struct store_host *src = NULL, *dst = NULL;
+	struct pd_place_host ph = {.name = to, .up = true};
+	struct store_vm *vms = NULL;
+	size_t nh = 0, nv = 0, i;
+	char missing[160];
+	int ret = pd->ops->host_list(pd->st, &hosts, &nh);
+
+	if (!ret)
+		ret = pd->ops->vm_list(pd->st, &vms, &nv);
+	if (ret) {
+		pd_reply_error(r, 500, "inventory error checking host '%s'", to);
+		goto out_free;
+	}
+	for (i = 0; i < nh; i++) {
+		if (!strcmp(hosts[i].name, to))
+			dst = &hosts[i];
+		if (!strcmp(hosts[i].name, pd->host))
+			src = &hosts[i];
+	}
+	if (!dst || !src) {
+		ret = -ENOENT;
+		pd_reply_error(r, 404, "host '%s' is not in the cluster", dst ? pd->host : to);
+		goto out_free;
+	}
+	ph.mem_limit_mib = (uint64_t)((double)dst->memory_mib * pd->overcommit);
+	ph.vcpu_limit = (uint64_t)dst->cpus * PD_VCPUS_PER_CPU;
+	for (i = 0; i < nv; i++)
+		count_vm(&ph, 1, &vms[i]);
+	if (pd_place(&ph, 1, PD_PLACE_SPREAD, def->memory_mib, def->cpus) < 0) {
+		ret = -ENOSPC;
+		pd_reply_error(r, 409,
+			       "host '%s' has no room for VM '%s' (%llu MiB, %u vCPUs): its VMs "
+			       "take %llu of %llu MiB and %llu of %llu vCPUs",
+			       to, def->name, (unsigned long long)def->memory_mib, def->cpus,
+			       (unsigned long long)ph.mem_used_mib,
+			       (unsigned long long)ph.mem_limit_mib,
+			       (unsigned long long)ph.vcpus_used, (unsigned long long)ph.vcpu_limit);
+		goto out_free;
+	}
+	if (src->cpu_flags[0] && dst->cpu_flags[0] &&
+	    pd_cpu_flags_missing(dst->cpu_flags, src->cpu_flags, missing, sizeof(missing))) {
+		ret = -EOPNOTSUPP;
+		pd_reply_error(r, 409, "host '%s' lacks CPU features of host '%s' that VM '%s' may "
+				       "use: %s", to, pd->host, def->name, missing);
+	}
+out_free:
 	store_vm_list_free(vms, nv);
 	free(hosts);
 	return ret;
@@ -671,11 +766,12 @@ void pd_host_list(struct plinthd *pd, struct pd_reply *r)
 								   : "down";
 
 		json_array_append_new(
-			arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:b}", "name", h->name,
-				       "address", h->address, "cpus", (json_int_t)h->cpus,
+			arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:b, s:b}", "name",
+				       h->name, "address", h->address, "cpus", (json_int_t)h->cpus,
 				       "memory_mib", (json_int_t)h->memory_mib, "heartbeat_age_ms",
 				       (json_int_t)(h->heartbeat_ms ? h->age_ms : -1), "state",
-				       state, "leader", leads, "self", !strcmp(h->name, pd->host)));
+				       state, "leader", leads, "self", !strcmp(h->name, pd->host),
+				       "maintenance", h->maintenance));
 	}
 	free(hosts);
 	r->status = 200;

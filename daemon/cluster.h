@@ -70,6 +70,20 @@ int pd_cluster_claim_vms(struct plinthd *pd, bool shared);
  */
 int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host,
 		     struct pd_reply *r);
+/* pd_cluster_place for a VM leaving this host (evacuation, migrate --to auto): spread
+ * (pack if that is this host's policy) among the other hosts up and in service. Inside
+ * a transaction. 0, -ENOSPC with a 409 in r, or -EIO with a 500. */
+int pd_cluster_place_away(struct plinthd *pd, const struct pd_vm_def *def, char *host,
+			  struct pd_reply *r);
+/*
+ * Before a migration of def from this host to host to: does to have room (memory and
+ * vCPUs of the VMs it owns within placement's limits) and every CPU feature flag this
+ * host has (both as registered; not checked if either is unknown)? The disks' paths
+ * are checked by the destination itself at prepare. Under pd->lock. 0, or -errno with
+ * one sentence in r (409: naming what is short or the missing flags).
+ */
+int pd_cluster_can_take(struct plinthd *pd, const struct pd_vm_def *def, const char *to,
+			struct pd_reply *r);
 /* True, with a 409 in r, if vm is owned by another host. */
 bool pd_vm_elsewhere(const struct plinthd *pd, const struct store_vm *vm, struct pd_reply *r);
 /* GET /v1/hosts (under pd->lock). */
@@ -115,8 +129,28 @@ void pd_forward(struct plinthd *pd, const char *owner, const char *addr, const c
 /* POST /v1/vms/{name}/migrate on the VM's owner: 202 with the task that carries it
  * out (its error says why it failed; the VM then runs on here). Under pd->lock. */
 void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+/* The destination of vm for `migrate --to auto` into to (STORE_NAME_MAX), chosen by
+ * pd_cluster_place_away in its own transaction. Under pd->lock. 0 or -errno, r set. */
+int pd_migrate_auto(struct plinthd *pd, const struct store_vm *vm, char *to, struct pd_reply *r);
+/* Migrate VM name, running here with its pd_run marked migrating by the caller, to host
+ * to, in the phases of cluster_migrate.c; t->cancel is honoured before the transfer.
+ * Without pd->lock (a task's thread). 0 once it runs there and the inventory says so,
+ * else -1 with the sentence in why (STORE_REASON_MAX; the event log has it too). */
+int pd_migrate_vm(struct plinthd *pd, struct pd_task *t, const char *name, const char *to,
+		  char *why);
 /* POST /v1/vms/{name}/incoming: the destination's side (prepare, confirm, abort), for
  * a request from another host only (req->from_cluster). Under pd->lock. */
 void pd_vm_incoming(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+
+/* --- Maintenance mode (cluster_evacuate.c) --------------------------------------------- */
+
+/* POST /v1/hosts/{name}/evacuate, on that host (forwarded there): in one transaction
+ * the host goes into maintenance (no placement, migration or HA restart targets it),
+ * then a task moves every VM it owns, one by one, to hosts with room: running VMs by
+ * live migration, others by a change of owner. 202 with the task. Under pd->lock. */
+void pd_host_evacuate(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+/* POST /v1/hosts/{name}/activate, on any host: the host is in service again (an
+ * evacuation still running there stops before its next VM). Under pd->lock. */
+void pd_host_activate(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
 
 #endif

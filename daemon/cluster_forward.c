@@ -45,6 +45,7 @@ bool pd_route_forwardable(const struct pd_request *req)
 	case PD_VM_CONSOLE:
 	case PD_VM_CONSOLE_INPUT:
 	case PD_VM_MIGRATE:
+	case PD_HOST_EVACUATE: /* carried out by the host itself */
 		return true;
 	default:
 		return false;
@@ -56,27 +57,34 @@ int pd_forward_target(struct plinthd *pd, const struct pd_request *req, char *ow
 {
 	struct store_host *hosts = NULL;
 	struct store_vm vm;
+	char obj[STORE_NAME_MAX + 40];
 	size_t n = 0, i;
 	int ret;
 
 	if (!pd_route_forwardable(req))
 		return 0;
-	ret = pd->ops->vm_get(pd->st, req->name, &vm);
-	if (ret == -ENOENT)
-		return 0; /* the handler says 404 */
-	if (ret) {
-		pd_reply_error(r, 500, "inventory error reading VM '%s'", req->name);
-		return -EIO;
+	if (req->route == PD_HOST_EVACUATE) {
+		snprintf(obj, sizeof(obj), "the evacuation of host '%s'", req->name);
+		snprintf(owner, STORE_NAME_MAX, "%s", req->name);
+	} else {
+		ret = pd->ops->vm_get(pd->st, req->name, &vm);
+		if (ret == -ENOENT)
+			return 0; /* the handler says 404 */
+		if (ret) {
+			pd_reply_error(r, 500, "inventory error reading VM '%s'", req->name);
+			return -EIO;
+		}
+		snprintf(obj, sizeof(obj), "VM '%s'", req->name);
+		snprintf(owner, STORE_NAME_MAX, "%s", vm.host);
+		store_vm_clear(&vm);
 	}
-	snprintf(owner, STORE_NAME_MAX, "%s", vm.host);
-	store_vm_clear(&vm);
 	if (!strcmp(owner, pd->host))
 		return 0;
 	if (!pd->cluster_key[0]) {
 		pd_reply_error(r, 409,
-			       "VM '%s' belongs to host '%s', not this one ('%s'): ask that host "
+			       "%s belongs to host '%s', not this one ('%s'): ask that host "
 			       "(or give every plinthd --cluster-key to forward)",
-			       req->name, owner, pd->host);
+			       obj, owner, pd->host);
 		return -EREMOTE;
 	}
 	if (pd->ops->host_list(pd->st, &hosts, &n)) {
@@ -90,11 +98,11 @@ int pd_forward_target(struct plinthd *pd, const struct pd_request *req, char *ow
 		if (strcmp(h->name, owner))
 			continue;
 		if (!h->address[0]) {
-			pd_reply_error(r, 503, "VM '%s' belongs to host '%s', whose plinthd has no "
-					       "--listen address to forward to", req->name, owner);
+			pd_reply_error(r, 503, "%s belongs to host '%s', whose plinthd has no "
+					       "--listen address to forward to", obj, owner);
 			ret = -EHOSTUNREACH;
 		} else if (!h->heartbeat_ms || h->age_ms > PD_HOST_DOWN_MS) {
-			pd_reply_error(r, 503, "VM '%s' belongs to host '%s', which is %s", req->name,
+			pd_reply_error(r, 503, "%s belongs to host '%s', which is %s", obj,
 				       owner, h->heartbeat_ms ? "down (no heartbeat)" : "stopped");
 			ret = -EHOSTDOWN;
 		} else {
@@ -103,9 +111,11 @@ int pd_forward_target(struct plinthd *pd, const struct pd_request *req, char *ow
 		}
 		break;
 	}
-	if (ret == -ENOENT)
-		pd_reply_error(r, 503, "VM '%s' belongs to host '%s', which is not in the host list",
-			       req->name, owner);
+	if (ret == -ENOENT && req->route == PD_HOST_EVACUATE)
+		pd_reply_error(r, 404, "host '%s' is not in the cluster", owner);
+	else if (ret == -ENOENT)
+		pd_reply_error(r, 503, "%s belongs to host '%s', which is not in the host list",
+			       obj, owner);
 	free(hosts);
 	return ret;
 }

@@ -52,7 +52,8 @@
 #define PEER_TIMEOUT_MS	    60000
 #define REFUSED_RETRIES	    40 /* the destination's plinth not listening yet: 20 s */
 
-/* The address (no port) and the whole "ADDR:PORT" of host name; 0 or -errno. */
+/* The whole "ADDR:PORT" of host name; 0 or -errno (need_up: -EHOSTDOWN if it is down,
+ * -EBUSY if it is in maintenance). */
 static int host_address(struct plinthd *pd, const char *name, char *addr, size_t size,
 			bool need_up)
 {
@@ -69,6 +70,8 @@ static int host_address(struct plinthd *pd, const char *name, char *addr, size_t
 			ret = -EDESTADDRREQ;
 		else if (need_up && (!hosts[i].heartbeat_ms || hosts[i].age_ms > PD_HOST_DOWN_MS))
 			ret = -EHOSTDOWN;
+		else if (need_up && hosts[i].maintenance)
+			ret = -EBUSY; /* evacuated: no VM goes there until activated */
 		else
 			ret = snprintf(addr, size, "%s", hosts[i].address) < (int)size ? 0 : -ENAMETOOLONG;
 		break;
@@ -85,6 +88,24 @@ static int load_vm(struct plinthd *pd, const char *name, struct store_vm *vm, st
 	if (ret)
 		pd_reply_error(r, ret == -ENOENT ? 404 : 500, "%s VM '%s'",
 			       ret == -ENOENT ? "no" : "inventory error reading", name);
+	return ret;
+}
+
+/* Under pd->lock: can host to run vm (pd_cluster_can_take)? 0 or -errno with r set. */
+static int check_destination(struct plinthd *pd, const struct store_vm *vm, const char *to,
+			     struct pd_reply *r)
+{
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct pd_error perr;
+	int ret = -ENOMEM;
+
+	if (!def)
+		pd_reply_error(r, 500, "out of memory");
+	else if ((ret = pd_vm_def_parse(vm->spec, def, &perr)))
+		pd_reply_error(r, 500, "VM '%s': its stored definition does not parse", vm->name);
+	else
+		ret = pd_cluster_can_take(pd, def, to, r);
+	free(def);
 	return ret;
 }
 
@@ -377,10 +398,9 @@ static int switch_owner(struct plinthd *pd, const struct migration *m, const cha
 	}
 }
 
-static void *migrate_main(void *arg)
+int pd_migrate_vm(struct plinthd *pd, struct pd_task *t, const char *name, const char *to,
+		  char *why)
 {
-	struct pd_task *t = arg;
-	struct plinthd *pd = t->pd;
 	struct migration m = {0};
 	char err[STORE_REASON_MAX] = "", e[STORE_REASON_MAX], listen[96] = "";
 	struct store_vm vm;
@@ -390,16 +410,27 @@ static void *migrate_main(void *arg)
 	int ret;
 
 	m.t0 = pd_mono_ms();
-	snprintf(m.name, sizeof(m.name), "%s", t->object);
-	snprintf(m.to, sizeof(m.to), "%s", t->dst_name);
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	snprintf(m.to, sizeof(m.to), "%s", to);
 	pthread_mutex_lock(&pd->lock);
 	ret = pd->ops->vm_get(pd->st, m.name, &vm);
 	if (!ret) {
+		struct pd_reply r = {0};
+
 		m.vm_id = vm.id;
 		m.epoch = vm.epoch;
 		pd_run_socket(pd, vm.uuid, m.sock, sizeof(m.sock));
-		store_vm_clear(&vm);
 		ret = host_address(pd, m.to, m.addr, sizeof(m.addr), true);
+		if (!ret && check_destination(pd, &vm, m.to, &r)) {
+			/* the last word before prepare (an evacuation comes here directly) */
+			snprintf(err, sizeof(err), "%s",
+				 json_string_value(json_object_get(r.body, "error")));
+			json_decref(r.body);
+			store_vm_clear(&vm);
+			pthread_mutex_unlock(&pd->lock);
+			goto out_stays;
+		}
+		store_vm_clear(&vm);
 	}
 	pthread_mutex_unlock(&pd->lock);
 	if (ret) {
@@ -490,13 +521,55 @@ out_stays:
 	pd_event(pd, "vm.migrate", m.name, "failed", "%s", err);
 	pthread_mutex_unlock(&pd->lock);
 out_record:
+	if (ok)
+		return 0;
+	log_info("VM %s: migration to %s failed: %s", m.name, m.to, err);
+	snprintf(why, STORE_REASON_MAX, "%s", err);
+	return -1;
+}
+
+static void *migrate_main(void *arg)
+{
+	struct pd_task *t = arg;
+	struct plinthd *pd = t->pd;
+	char err[STORE_REASON_MAX] = "";
+	bool ok = !pd_migrate_vm(pd, t, t->object, t->dst_name, err);
+
 	pthread_mutex_lock(&pd->lock);
 	pd_task_record(pd, t->id, ok ? "done" : "failed", 0, 0, ok ? NULL : err);
 	t->done = true;
 	pthread_mutex_unlock(&pd->lock);
-	if (!ok)
-		log_info("VM %s: migration to %s failed: %s", m.name, m.to, err);
 	return NULL;
+}
+
+int pd_migrate_auto(struct plinthd *pd, const struct store_vm *vm, char *to, struct pd_reply *r)
+{
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct pd_error perr;
+	int ret = -ENOMEM;
+
+	if (!def) {
+		pd_reply_error(r, 500, "out of memory");
+		return ret;
+	}
+	ret = pd_vm_def_parse(vm->spec, def, &perr);
+	if (ret) {
+		pd_reply_error(r, 500, "VM '%s': its stored definition does not parse", vm->name);
+		goto out_free;
+	}
+	ret = pd->ops->begin(pd->st);
+	if (ret) {
+		pd_reply_error(r, 500, "inventory error placing VM '%s'", vm->name);
+		goto out_free;
+	}
+	ret = pd_cluster_place_away(pd, def, to, r);
+	if (ret)
+		pd->ops->rollback(pd->st);
+	else if ((ret = pd->ops->commit(pd->st)))
+		pd_reply_error(r, 500, "inventory error placing VM '%s'", vm->name);
+out_free:
+	free(def);
+	return ret;
 }
 
 void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r)
@@ -504,7 +577,7 @@ void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_r
 	struct store_vm vm;
 	struct pd_task *t;
 	struct pd_run *run;
-	char addr[64];
+	char addr[64], to[STORE_NAME_MAX];
 	int ret;
 
 	if (load_vm(pd, req->name, &vm, r))
@@ -525,15 +598,24 @@ void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_r
 			       vm.state, run && run->migrating ? " and already migrating" : "");
 		goto out_clear;
 	}
-	ret = host_address(pd, req->u.migrate.to, addr, sizeof(addr), true);
+	if (!strcmp(req->u.migrate.to, "auto")) {
+		if (pd_migrate_auto(pd, &vm, to, r))
+			goto out_clear;
+	} else {
+		snprintf(to, sizeof(to), "%s", req->u.migrate.to);
+	}
+	ret = host_address(pd, to, addr, sizeof(addr), true);
 	if (ret) {
-		pd_reply_error(r, ret == -ENOENT ? 404 : 409, "host '%s' %s", req->u.migrate.to,
+		pd_reply_error(r, ret == -ENOENT ? 404 : 409, "host '%s' %s", to,
 			       ret == -ENOENT	       ? "is not in the cluster"
 			       : ret == -EHOSTDOWN     ? "is down"
+			       : ret == -EBUSY	       ? "is in maintenance (plinth host activate)"
 			       : ret == -EDESTADDRREQ ? "has no --listen address"
 						       : "cannot be read from the inventory");
 		goto out_clear;
 	}
+	if (check_destination(pd, &vm, to, r))
+		goto out_clear;
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		pd_reply_error(r, 500, "out of memory");
@@ -541,14 +623,14 @@ void pd_vm_migrate(struct plinthd *pd, const struct pd_request *req, struct pd_r
 	}
 	snprintf(t->object, sizeof(t->object), "%s", vm.name);
 	snprintf(t->action, sizeof(t->action), "vm.migrate");
-	snprintf(t->dst_name, sizeof(t->dst_name), "%s", req->u.migrate.to);
+	snprintf(t->dst_name, sizeof(t->dst_name), "%s", to);
 	run->migrating = true;
 	if (pd_task_launch(pd, t, "migrate", migrate_main, r)) {
 		run->migrating = false;
 		goto out_clear;
 	}
-	pd_event(pd, "vm.migrate", vm.name, "ok", "to host %s: started (task %lld)",
-		 req->u.migrate.to, (long long)t->id);
+	pd_event(pd, "vm.migrate", vm.name, "ok", "to host %s: started (task %lld)", to,
+		 (long long)t->id);
 out_clear:
 	store_vm_clear(&vm);
 }

@@ -3,6 +3,7 @@
 #include "placement.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Load after placement in millionths (the larger of memory and vCPUs), or -1 if the
@@ -11,7 +12,7 @@ static int64_t load_after(const struct pd_place_host *h, uint64_t mem, uint64_t 
 {
 	uint64_t m, c;
 
-	if (!h->up || !h->mem_limit_mib || !h->vcpu_limit)
+	if (!h->up || h->maintenance || !h->mem_limit_mib || !h->vcpu_limit)
 		return -1;
 	if (h->mem_used_mib > h->mem_limit_mib || mem > h->mem_limit_mib - h->mem_used_mib)
 		return -1;
@@ -49,6 +50,52 @@ int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy, 
 		}
 	}
 	return best;
+}
+
+/* Is the word w (len bytes) one of the space-separated words of list? */
+static bool has_word(const char *list, const char *w, size_t len)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t l;
+
+		p += strspn(p, " \t");
+		l = strcspn(p, " \t");
+		if (l == len && !memcmp(p, w, len))
+			return true;
+		p += l;
+	}
+	return false;
+}
+
+size_t pd_cpu_flags_missing(const char *have, const char *need, char *missing, size_t size)
+{
+	const char *p = need;
+	size_t count = 0, used = 0;
+	bool cut = false;
+
+	if (size)
+		missing[0] = '\0';
+	while (*p) {
+		size_t l;
+
+		p += strspn(p, " \t");
+		l = strcspn(p, " \t");
+		if (l && !has_word(have, p, l)) {
+			count++;
+			/* room for a space, the word, and "..." with its NUL after it */
+			if (!cut && size > 4 && l + 1 < size - 4 - used) {
+				used += (size_t)snprintf(missing + used, size - used, "%s%.*s",
+							 used ? " " : "", (int)l, p);
+			} else if (!cut && size > 4) {
+				snprintf(missing + used, size - used, "...");
+				cut = true;
+			}
+		}
+		p += l;
+	}
+	return count;
 }
 
 static const char *const names[] = {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Placement of a new VM on one of the cluster's hosts (pure: unit-tested). A host
- * fits when it is up and the VMs it owns plus the new one stay within its memory
+ * fits when it is up, not in maintenance, and the VMs it owns plus the new one stay within its memory
  * limit (MemTotal x the overcommit ratio) and its vCPU limit (CPUs x
  * PD_VCPUS_PER_CPU). Its load is the larger of the two fractions after placement.
  *
@@ -24,6 +24,7 @@ enum pd_placement { PD_PLACE_LOCAL, PD_PLACE_SPREAD, PD_PLACE_PACK };
 struct pd_place_host {
 	const char *name;
 	bool up;		/* heartbeat recent enough */
+	bool maintenance;	/* evacuated (plinth host evacuate): takes nothing */
 	uint64_t mem_limit_mib; /* MemTotal x overcommit */
 	uint64_t vcpu_limit;	/* CPUs x PD_VCPUS_PER_CPU */
 	uint64_t mem_used_mib;	/* memory of the VMs it owns */
@@ -34,6 +35,14 @@ struct pd_place_host {
  * -ENOSPC if none fits (-EINVAL for PD_PLACE_LOCAL: the caller's own host). */
 int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy, uint64_t mem_mib,
 	     unsigned vcpus);
+
+/*
+ * The CPU feature flags of need (space-separated words, as /proc/cpuinfo's "flags")
+ * that have lacks: their number, and as many as fit into missing (size bytes,
+ * space-separated, "..." at the end if cut). A migration's destination must hold all
+ * of the source's flags (a guest may use any of them).
+ */
+size_t pd_cpu_flags_missing(const char *have, const char *need, char *missing, size_t size);
 
 /* "local", "spread", "pack" -> *out; -EINVAL for anything else. */
 int pd_placement_parse(const char *s, enum pd_placement *out);

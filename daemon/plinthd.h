@@ -190,6 +190,10 @@ void pd_vms_tick(struct plinthd *pd);
 /* The image name if any VM's definition uses image, with *vm set; else NULL. */
 bool pd_image_used_by_vm(struct plinthd *pd, const char *image, char *vm, size_t vmlen);
 uint64_t pd_host_mem_mib(void);
+/* This host's CPU feature flags into buf: the environment's PLINTHD_CPU_FLAGS if set
+ * (for tests: a host that lacks some, docs/cluster.md), else the first "flags" line of
+ * /proc/cpuinfo; "" if neither. */
+void pd_host_cpu_flags(char *buf, size_t size);
 
 /* --- images.c ------------------------------------------------------------------------- */
 

@@ -794,6 +794,12 @@ static int route(const char *method, const char *path, const char *query, struct
 		req->route = PD_HOST_LIST;
 		return method_is(method, "GET", path, err);
 	}
+	if (!strcmp(seg[0], "hosts") && n == 3 &&
+	    (!strcmp(seg[2], "evacuate") || !strcmp(seg[2], "activate"))) {
+		req->route = seg[2][0] == 'e' ? PD_HOST_EVACUATE : PD_HOST_ACTIVATE;
+		ret = route_name(seg[1], "host", req, err);
+		return ret ? ret : method_is(method, "POST", path, err);
+	}
 	if (!strcmp(seg[0], "events") && n == 1) {
 		req->route = PD_EVENT_LIST;
 		ret = method_is(method, "GET", path, err);

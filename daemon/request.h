@@ -119,6 +119,8 @@ enum pd_route {
 	PD_HOST_LIST,		/* GET /v1/hosts: the cluster's members and the leader */
 	PD_VM_MIGRATE,		/* POST {"to": HOST}: live migration to another host (a task) */
 	PD_VM_INCOMING,		/* POST: a migration's destination side, between hosts only */
+	PD_HOST_EVACUATE,	/* POST /v1/hosts/{name}/evacuate: maintenance + a task */
+	PD_HOST_ACTIVATE,	/* POST /v1/hosts/{name}/activate: back in service */
 };
 
 /* POST /v1/vms/{name}/migrate */

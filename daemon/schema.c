@@ -14,6 +14,10 @@
  *   6  networks.mode (isolated, nat)
  *   7  vm_devices: each disk's and NIC's device id and PCI slot, kept while the
  *      VM is defined (plinth's id= and addr=)
+ *   8  hosts.maintenance: a host in maintenance (plinth host evacuate) takes no
+ *      new VM, no migration and no HA restart until it is activated
+ *   9  hosts.cpu_flags: the host's CPU feature flags (/proc/cpuinfo), which a
+ *      migration's destination must hold all of the source's
  *
  * Types: BIGINT is SQLite's INTEGER (its affinity), so the 64-bit columns read the
  * same in both; steps 1-4 were first written for SQLite with INTEGER, which is the
@@ -110,6 +114,10 @@ static const char *const steps[] = {
 	" PRIMARY KEY (vm_id, kind, idx),"
 	" UNIQUE (vm_id, dev_id),"
 	" UNIQUE (vm_id, slot));",
+	/* 8 */
+	"ALTER TABLE hosts ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;",
+	/* 9 */
+	"ALTER TABLE hosts ADD COLUMN cpu_flags TEXT NOT NULL DEFAULT '';",
 };
 
 static const char *const id_type[] = {

@@ -170,6 +170,12 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 	case PD_VM_INCOMING:
 		pd_vm_incoming(pd, req, r);
 		break;
+	case PD_HOST_EVACUATE:
+		pd_host_evacuate(pd, req, r);
+		break;
+	case PD_HOST_ACTIVATE:
+		pd_host_activate(pd, req, r);
+		break;
 	case PD_HOST_INFO: {
 		int64_t term = 0;
 		bool leading = pd_cluster_leading(pd->cluster, &term);

@@ -36,6 +36,7 @@
 #define STORE_UUID_LEN	 37  /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" + NUL */
 #define STORE_STATE_MAX	 16
 #define STORE_REASON_MAX 256
+#define STORE_CPU_FLAGS_MAX 2048 /* a host's CPU flags, space-separated (cpuinfo's line) */
 
 struct store;
 
@@ -121,6 +122,8 @@ struct store_host {
 	int64_t started_ms;		/* database clock at its last registration */
 	int64_t heartbeat_ms;		/* database clock at its last heartbeat */
 	int64_t age_ms;			/* host_list: database clock now - heartbeat_ms */
+	bool maintenance;		/* evacuated: no new VM, migration or HA restart */
+	char cpu_flags[STORE_CPU_FLAGS_MAX]; /* "fpu vme ...", "" if unknown (registered) */
 };
 
 /* The leader lease: one row. */
@@ -186,7 +189,7 @@ struct store_ops {
 	int (*event_list)(struct store *st, int64_t after, unsigned limit,
 			  struct store_event **out, size_t *n); /* free() */
 
-	/* Insert or update h by name (address, cpus, memory), heartbeat and started_ms
+	/* Insert or update h by name (address, cpus, memory, CPU flags), heartbeat and started_ms
 	 * set to the database clock; sets h->id. */
 	int (*host_register)(struct store *st, struct store_host *h);
 	/* Heartbeat_ms = the database clock now; -ENOENT if name is not registered. */
@@ -194,6 +197,9 @@ struct store_ops {
 	int (*host_list)(struct store *st, struct store_host **out, size_t *n); /* free() */
 	/* A clean stop: heartbeat_ms = 0 (its name is free at once; -ENOENT if unknown). */
 	int (*host_leave)(struct store *st, const char *name);
+	/* Put host name in or out of maintenance (kept across registrations; -ENOENT if
+	 * unknown). */
+	int (*host_set_maintenance)(struct store *st, const char *name, bool on);
 	/*
 	 * Claim or renew the leader lease for host, for lease_ms of the database clock, in
 	 * one transaction (not inside begin()): granted if host holds an unexpired lease

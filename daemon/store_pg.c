@@ -914,6 +914,8 @@ static int read_host(PGresult *r, int row, void *elem)
 	h->started_ms = col_i64(r, row, 5);
 	h->heartbeat_ms = col_i64(r, row, 6);
 	h->age_ms = col_i64(r, row, 7);
+	h->maintenance = col_i64(r, row, 8) != 0;
+	col_text(r, row, 9, h->cpu_flags, sizeof(h->cpu_flags));
 	return 0;
 }
 
@@ -925,13 +927,15 @@ static int pg_host_register(struct store *st, struct store_host *h)
 	p_text(&p, h->address);
 	p_i64(&p, h->cpus);
 	p_i64(&p, (int64_t)h->memory_mib);
+	p_text(&p, h->cpu_flags);
 	return get_one(st,
 		       "INSERT INTO hosts (name, address, cpus, memory_mib, started_ms, "
-		       "heartbeat_ms) VALUES ($1, $2, $3, $4, " NOW_MS ", " NOW_MS ") "
-		       "ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address, "
+		       "heartbeat_ms, cpu_flags) VALUES ($1, $2, $3, $4, " NOW_MS ", " NOW_MS
+		       ", $5) ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address, "
 		       "cpus = EXCLUDED.cpus, memory_mib = EXCLUDED.memory_mib, "
-		       "started_ms = EXCLUDED.started_ms, heartbeat_ms = EXCLUDED.heartbeat_ms "
-		       "RETURNING " HOST_COLS ", 0",
+		       "started_ms = EXCLUDED.started_ms, heartbeat_ms = EXCLUDED.heartbeat_ms, "
+		       "cpu_flags = EXCLUDED.cpu_flags "
+		       "RETURNING " HOST_COLS ", 0, maintenance, cpu_flags",
 		       &p, read_host, h);
 }
 
@@ -951,11 +955,20 @@ static int pg_host_leave(struct store *st, const char *name)
 	return command(st, "UPDATE hosts SET heartbeat_ms = 0 WHERE name = $1", &p, true);
 }
 
+static int pg_host_set_maintenance(struct store *st, const char *name, bool on)
+{
+	struct params p = {0};
+
+	p_i64(&p, on);
+	p_text(&p, name);
+	return command(st, "UPDATE hosts SET maintenance = $1 WHERE name = $2", &p, true);
+}
+
 static int pg_host_list(struct store *st, struct store_host **out, size_t *n)
 {
 	return rows_plain(st,
-			  "SELECT " HOST_COLS ", " NOW_MS " - heartbeat_ms FROM hosts "
-			  "ORDER BY name",
+			  "SELECT " HOST_COLS ", " NOW_MS " - heartbeat_ms, maintenance, "
+			  "cpu_flags FROM hosts ORDER BY name",
 			  NULL, sizeof(**out), read_host, (void **)out, n);
 }
 
@@ -1059,6 +1072,7 @@ const struct store_ops store_pg_ops = {
 	.host_register = pg_host_register,
 	.host_heartbeat = pg_host_heartbeat,
 	.host_list = pg_host_list,
+	.host_set_maintenance = pg_host_set_maintenance,
 	.host_leave = pg_host_leave,
 	.leader_claim = pg_leader_claim,
 	.leader_release = pg_leader_release,

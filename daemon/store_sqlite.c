@@ -834,17 +834,20 @@ static int read_host(sqlite3_stmt *s, void *elem)
 	h->started_ms = sqlite3_column_int64(s, 5);
 	h->heartbeat_ms = sqlite3_column_int64(s, 6);
 	h->age_ms = sqlite3_column_int64(s, 7);
+	h->maintenance = sqlite3_column_int(s, 8) != 0;
+	text(s, 9, h->cpu_flags, sizeof(h->cpu_flags));
 	return 0;
 }
 
 static int sq_host_register(struct store *st, struct store_host *h)
 {
 	sqlite3_stmt *s = prepare(st, "INSERT INTO hosts (name, address, cpus, memory_mib, "
-				      "started_ms, heartbeat_ms) VALUES (?, ?, ?, ?, " NOW_MS ", "
-				      NOW_MS ") ON CONFLICT (name) DO UPDATE SET "
+				      "started_ms, heartbeat_ms, cpu_flags) VALUES (?, ?, ?, ?, "
+				      NOW_MS ", " NOW_MS ", ?) ON CONFLICT (name) DO UPDATE SET "
 				      "address = excluded.address, cpus = excluded.cpus, "
 				      "memory_mib = excluded.memory_mib, started_ms = "
-				      "excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms");
+				      "excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms, "
+				      "cpu_flags = excluded.cpu_flags");
 	int ret;
 
 	if (!s)
@@ -853,11 +856,12 @@ static int sq_host_register(struct store *st, struct store_host *h)
 	bind_text(s, 2, h->address);
 	sqlite3_bind_int(s, 3, (int)h->cpus);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)h->memory_mib);
+	bind_text(s, 5, h->cpu_flags);
 	ret = step_done(st, s, false);
 	if (ret)
 		return ret;
 	s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, heartbeat_ms, "
-			"0 FROM hosts WHERE name = ?");
+			"0, maintenance, cpu_flags FROM hosts WHERE name = ?");
 	if (!s)
 		return -EIO;
 	bind_text(s, 1, h->name);
@@ -884,11 +888,22 @@ static int sq_host_leave(struct store *st, const char *name)
 	return step_done(st, s, true);
 }
 
+static int sq_host_set_maintenance(struct store *st, const char *name, bool on)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE hosts SET maintenance = ? WHERE name = ?");
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int(s, 1, on);
+	bind_text(s, 2, name);
+	return step_done(st, s, true);
+}
+
 static int sq_host_list(struct store *st, struct store_host **out, size_t *n)
 {
 	sqlite3_stmt *s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, "
-				      "heartbeat_ms, " NOW_MS " - heartbeat_ms FROM hosts "
-				      "ORDER BY name");
+				      "heartbeat_ms, " NOW_MS " - heartbeat_ms, maintenance, "
+				      "cpu_flags FROM hosts ORDER BY name");
 
 	return collect_plain(st, s, sizeof(**out), read_host, (void **)out, n);
 }
@@ -1002,6 +1017,7 @@ const struct store_ops store_sqlite_ops = {
 	.host_register = sq_host_register,
 	.host_heartbeat = sq_host_heartbeat,
 	.host_list = sq_host_list,
+	.host_set_maintenance = sq_host_set_maintenance,
 	.host_leave = sq_host_leave,
 	.leader_claim = sq_leader_claim,
 	.leader_release = sq_leader_release,

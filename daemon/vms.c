@@ -371,6 +371,33 @@ uint64_t pd_host_mem_mib(void)
 	return kb / 1024;
 }
 
+void pd_host_cpu_flags(char *buf, size_t size)
+{
+	const char *env = getenv("PLINTHD_CPU_FLAGS");
+	FILE *f;
+	char *line = NULL, *colon;
+	size_t cap = 0;
+
+	buf[0] = '\0';
+	if (env) {
+		snprintf(buf, size, "%s", env);
+		return;
+	}
+	f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		if (strncmp(line, "flags", 5) || !(colon = strchr(line, ':')))
+			continue;
+		colon += strspn(colon + 1, " \t") + 1;
+		colon[strcspn(colon, "\n")] = '\0';
+		snprintf(buf, size, "%s", colon);
+		break;
+	}
+	free(line);
+	fclose(f);
+}
+
 /* MiB of memory of the VMs that have a process, but skip_id. */
 static uint64_t mem_in_use(struct plinthd *pd, int64_t skip_id)
 {
@@ -459,6 +486,7 @@ static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_
 	for (i = 0; i < def->n_disks; i++) {
 		const struct pd_disk *d = &def->disks[i];
 		struct store_image img;
+		char path[4096];
 
 		if (d->path[0] && access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
 			pd_reply_error(r, 400, "disks[%u]: %s: %s", i, d->path, strerror(errno));
@@ -469,6 +497,13 @@ static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_
 		if (pd->ops->image_get(pd->st, d->image, &img)) {
 			pd_reply_error(r, 404, "disks[%u]: no image named '%s' in the pool", i,
 				       d->image);
+			return -ENOENT;
+		}
+		/* The pool is shared: its file must be here too (a migration's destination). */
+		pd_image_path(pd, d->image, path, sizeof(path));
+		if (access(path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
+			pd_reply_error(r, 409, "disks[%u]: image '%s' (%s): %s", i, d->image, path,
+				       strerror(errno));
 			return -ENOENT;
 		}
 		if (img.is_template && !d->readonly) {

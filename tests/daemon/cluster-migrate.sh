@@ -13,7 +13,9 @@
 #   - the migrated VM is stopped through its old host (forwarded to the new one);
 #   - a destination whose plinth fails: the task fails in one line, the VM runs on
 #     at the source, owner and epoch unchanged, nothing runs on the destination;
-#   - refusals in one line: to itself, to a host that is not there, a VM not running.
+#   - refusals in one line: to itself, to a host that is not there, a VM not running,
+#     a destination without all of the source's CPU flags (PLINTHD_CPU_FLAGS on h4)
+#     or without room for the VM (h2 with half its memory taken, a VM of 60%).
 # About 20 s.
 TN=cluster-migrate
 . "$(dirname "$0")/cluster-lib"
@@ -88,6 +90,30 @@ check "m2 still counts on h1" test "$(last_count "$T/h1/vms/$u2/console.log")" -
 no_receive_on_h3() { ! pgrep -f "fake-plinth receive .*$T/h3/" >/dev/null; }
 check "nothing of m2 runs on h3" no_receive_on_h3
 
+# Checked before anything starts: the destination's CPU flags (h4 registered without
+# the last two of this machine's, through PLINTHD_CPU_FLAGS) and its room.
+read -ra fl <<<"$(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2-)"
+nf=${#fl[@]}
+# shellcheck disable=SC2046
+PLINTHD_CPU_FLAGS="${fl[*]:0:nf-2}" start_host h4 $(listener_opts 4) || fail "h4 started"
+out=$(cl h1 vm migrate m2 --to h4 2>&1); echo "# $out"
+check "a destination without two of the source's CPU flags: refused in one line naming them" \
+	test "$(grep -c "host 'h4' lacks CPU features of host 'h1' that VM 'm2' may use: ${fl[nf-2]} ${fl[nf-1]}\$" <<<"$out")" = 1 -a "$(wc -l <<<"$out")" = 1
+# h3 stopped cleanly: --to auto has h2 (m1's 64 MiB) and h4 (empty, but without the
+# flags) to choose from; spread alone would take h4.
+kill -TERM "${PID[h3]}"; wait "${PID[h3]}" 2>/dev/null; unset 'PID[h3]'
+out=$(cl h1 vm migrate m2 --to auto 2>&1); rc=$?; echo "# $out"
+check "--to auto skips the host without the flags: m2 on h2" test "$rc $(vmf m2 host)" = "0 h2"
+cl h2 vm migrate m2 --to h1 >/dev/null || fail "m2 migrated back to h1"
+mem=$(cl h1 host list --json | python3 -c 'import json,sys; print([h for h in json.load(sys.stdin)["hosts"] if h["name"] == "h1"][0]["memory_mib"])')
+cl h2 vm create pin --kernel /bin/true --memory $((mem / 2)) >/dev/null || fail "h2 defined pin"
+cl h1 vm create m3 --kernel /bin/true --memory $((mem * 6 / 10)) >/dev/null || fail "h1 defined m3"
+cl h1 vm start m3 --wait-seconds 10 >/dev/null || fail "h1 started m3"
+out=$(cl h1 vm migrate m3 --to h2 2>&1); echo "# $out"
+check "a destination without room (memory of the VMs it owns): refused in one line" \
+	test "$(grep -c "host 'h2' has no room for VM 'm3' ($((mem * 6 / 10)) MiB, 1 vCPUs): its VMs take $((mem / 2 + 64)) of $mem MiB" <<<"$out")" = 1
+check "m3 still runs on h1" test "$(vmf m3 host) $(vmf m3 state)" = "h1 running"
+
 out=$(cl h1 vm migrate m2 --to h1 2>&1); echo "# $out"
 check "to itself: refused in one line" test "$(grep -c "already runs on host 'h1'" <<<"$out")" = 1
 out=$(cl h1 vm migrate m2 --to nowhere 2>&1); echo "# $out"
@@ -95,9 +121,4 @@ check "to a host not in the cluster: refused in one line" test "$(grep -c "host 
 out=$(cl h2 vm migrate m1 --to h1 2>&1); echo "# $out"
 check "a VM that is not running: refused in one line" test "$(grep -c "only a running VM migrates" <<<"$out")" = 1
 
-for h in "${!PID[@]}"; do kill -TERM "${PID[$h]}"; done
-wait 2>/dev/null
-PID=()
-pkill -f "fake-plinth .*$T/" 2>/dev/null
-no_sanitizer_reports
-finished=1
+finish_with_vms

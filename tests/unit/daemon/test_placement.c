@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests of plinthd's placement (daemon/placement.c): spread and pack by memory and
- * vCPUs, hosts that are down or full never chosen, ties by name, no room -> -ENOSPC. */
+ * vCPUs, hosts that are down, full or in maintenance never chosen, ties by name, no room -> -ENOSPC. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -114,6 +114,46 @@ static void test_down_and_full_hosts(void **unused)
 	assert_int_equal(pd_place(h, 3, PD_PLACE_LOCAL, 64, 1), -EINVAL);
 }
 
+static void test_maintenance(void **unused)
+{
+	/* a is empty but in maintenance: never chosen, whatever the policy or the load. */
+	struct pd_place_host h[2] = {host("a", 65536, 64, 0, 0), host("b", 4096, 8, 3072, 6)};
+
+	(void)unused;
+	h[0].maintenance = true;
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 512, 1), 1);
+	assert_int_equal(pd_place(h, 2, PD_PLACE_PACK, 512, 1), 1);
+	/* What b cannot take goes nowhere. */
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 2048, 1), -ENOSPC);
+	/* Activated: a again. */
+	h[0].maintenance = false;
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 2048, 1), 0);
+}
+
+static void test_cpu_flags(void **unused)
+{
+	char m[32];
+
+	(void)unused;
+	/* All there, in any order, extra ones on the destination. */
+	assert_int_equal(pd_cpu_flags_missing("fpu sse2 avx avx2", "avx2  fpu", m, sizeof(m)), 0);
+	assert_string_equal(m, "");
+	/* Whole words only: "avx" is not "avx2", "sse4_1" is not in "sse4_2". */
+	assert_int_equal(pd_cpu_flags_missing("fpu avx sse4_1", "fpu avx2 sse4_2", m, sizeof(m)), 2);
+	assert_string_equal(m, "avx2 sse4_2");
+	/* Nothing needed; tabs separate too. */
+	assert_int_equal(pd_cpu_flags_missing("fpu", "", m, sizeof(m)), 0);
+	assert_int_equal(pd_cpu_flags_missing("fpu\tvme", "vme\tfpu", m, sizeof(m)), 0);
+	/* More than fits: counted all, listed until "...", within size. */
+	assert_int_equal(pd_cpu_flags_missing("", "aaaaaaaa bbbbbbbb cccccccc dddddddd eeee", m,
+					      sizeof(m)),
+			 5);
+	assert_string_equal(m, "aaaaaaaa bbbbbbbb cccccccc...");
+	assert_true(strlen(m) < sizeof(m));
+	assert_int_equal(pd_cpu_flags_missing("", "abcdefghijklmnopqrstuvwxyz0123456789", m, 8), 1);
+	assert_string_equal(m, "...");
+}
+
 static void test_names(void **unused)
 {
 	enum pd_placement p;
@@ -136,6 +176,8 @@ int main(void)
 		cmocka_unit_test(test_spread_by_the_tighter_resource),
 		cmocka_unit_test(test_pack),
 		cmocka_unit_test(test_down_and_full_hosts),
+		cmocka_unit_test(test_maintenance),
+		cmocka_unit_test(test_cpu_flags),
 		cmocka_unit_test(test_names),
 	};
 

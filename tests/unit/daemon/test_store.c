@@ -231,6 +231,52 @@ static void test_migration_keeps_data(void **state)
 	ops->close(st);
 }
 
+/* Steps 8 and 9 (hosts.maintenance, hosts.cpu_flags): a host registered under version
+ * 7 keeps its row and comes out in service, its CPU flags unknown. */
+static void test_migration_maintenance(void **state)
+{
+	struct fixture *f = *state;
+	static const char row[] = "INSERT INTO hosts (name, address, cpus, memory_mib, "
+				  "started_ms, heartbeat_ms) VALUES ('old', 'a:1', 4, 2048, 1, 2)";
+	struct store_host *list;
+	struct store *st;
+	size_t n;
+
+	if (!f->pg) {
+		sqlite3 *db;
+
+		assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+		assert_int_equal(store_sqlite_migrate(db, 7), 0);
+		assert_int_equal(sqlite3_exec(db, row, NULL, NULL, NULL), SQLITE_OK);
+		assert_int_not_equal(sqlite3_exec(db, "SELECT maintenance FROM hosts", NULL, NULL,
+						  NULL),
+				     SQLITE_OK);
+		sqlite3_close(db);
+	} else {
+		PGconn *c = pg_raw(f);
+
+		assert_int_equal(store_pg_migrate(c, 7), 0);
+		pg_raw_exec(c, row, true);
+		pg_raw_exec(c, "SELECT maintenance FROM hosts", false);
+		PQfinish(c);
+	}
+	st = ops->open(f->db);
+	assert_non_null(st);
+	assert_true(ops->schema_version(st) >= 8);
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].name, "old");
+	assert_int_equal(list[0].memory_mib, 2048);
+	assert_false(list[0].maintenance);
+	assert_string_equal(list[0].cpu_flags, ""); /* step 9: unknown until it registers */
+	free(list);
+	assert_int_equal(ops->host_set_maintenance(st, "old", true), 0);
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_true(list[0].maintenance);
+	free(list);
+	ops->close(st);
+}
+
 static void test_newer_schema_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -541,6 +587,7 @@ static void test_hosts(void **state)
 	assert_non_null(st);
 	snprintf(a.name, sizeof(a.name), "h1");
 	snprintf(a.address, sizeof(a.address), "10.0.0.1:8443");
+	snprintf(a.cpu_flags, sizeof(a.cpu_flags), "fpu vme sse2 avx2");
 	a.cpus = 8;
 	a.memory_mib = 32768;
 	assert_int_equal(ops->host_register(st, &a), 0);
@@ -566,10 +613,27 @@ static void test_hosts(void **state)
 	assert_int_equal(list[1].cpus, 16);
 	assert_int_equal(list[1].memory_mib, 32768);
 	assert_string_equal(list[1].address, "10.0.0.1:8443");
+	assert_string_equal(list[1].cpu_flags, "fpu vme sse2 avx2");
+	assert_string_equal(list[0].cpu_flags, "");
 	/* h0's heartbeat is older than h1's by the sleep. */
 	assert_true(list[0].age_ms >= 250);
 	assert_true(list[1].age_ms < list[0].age_ms);
 	assert_true(list[1].age_ms >= 0);
+	assert_false(list[0].maintenance);
+	assert_false(list[1].maintenance);
+	free(list);
+	/* Maintenance: set, kept across a registration (a restarted plinthd), cleared. */
+	assert_int_equal(ops->host_set_maintenance(st, "h1", true), 0);
+	assert_int_equal(ops->host_set_maintenance(st, "nobody", true), -ENOENT);
+	assert_int_equal(ops->host_register(st, &a), 0);
+	assert_true(a.maintenance);
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_false(list[0].maintenance);
+	assert_true(list[1].maintenance);
+	free(list);
+	assert_int_equal(ops->host_set_maintenance(st, "h1", false), 0);
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_false(list[1].maintenance);
 	free(list);
 	/* A clean stop: heartbeat 0. */
 	assert_int_equal(ops->host_leave(st, "h0"), 0);
@@ -670,7 +734,7 @@ static void test_placement_lock(void **state)
 		T(test_transactions_and_durability, su, b),                                 \
 		T(test_images_tasks_events, su, b), T(test_vm_epoch_fences_updates, su, b), \
 		T(test_hosts, su, b), T(test_leader_lease, su, b),                          \
-		T(test_placement_lock, su, b)
+		T(test_placement_lock, su, b), T(test_migration_maintenance, su, b)
 
 int main(void)
 {

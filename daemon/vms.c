@@ -27,6 +27,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -126,6 +127,11 @@ struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id)
 void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
 {
 	run_path(pd, uuid, "api.sock", buf, size);
+}
+
+void pd_run_display(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
+{
+	run_path(pd, uuid, "display.sock", buf, size);
 }
 
 void pd_run_forget(struct plinthd *pd, struct pd_run *run)
@@ -598,6 +604,12 @@ static json_t *vm_json(struct plinthd *pd, const struct store_vm *vm)
 		obj = json_pack("{s:s}", "name", vm->name);
 	else
 		obj = pd_vm_def_to_json(def);
+	if (obj && def->display && state_is_live(vm->state)) {
+		char sock[PD_DIR_MAX + 64];
+
+		pd_run_display(pd, vm->uuid, sock, sizeof(sock));
+		json_object_set_new(obj, "display_socket", json_string(sock));
+	}
 	free(def);
 	if (!obj)
 		return NULL;
@@ -933,6 +945,20 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 	run_path(pd, vm->uuid, "api.sock", a->bufs[a->argc], sizeof(a->bufs[0]));
 	a->argv[a->argc] = a->bufs[a->argc];
 	a->argc++;
+	if (def->display) {
+		char sock[PD_DIR_MAX + 64];
+
+		pd_run_display(pd, vm->uuid, sock, sizeof(sock));
+		if (!sock[0] || strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			pd_reply_error(r, 409,
+				       "VM '%s': its display socket's path under %s/vms is too long "
+				       "for a Unix socket (%zu bytes at most)",
+				       vm->name, pd->dir, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+			return -ENAMETOOLONG;
+		}
+		arg(a, "--display");
+		arg(a, "vnc=unix:%s", sock);
+	}
 	for (i = 0; i < def->n_disks; i++) {
 		const struct pd_disk *d = &def->disks[i];
 		char path[PD_PATH_MAX], escaped[2 * PD_PATH_MAX];

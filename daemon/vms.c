@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/syscall.h>
@@ -673,6 +674,49 @@ void pd_vm_get(struct plinthd *pd, const char *name, struct pd_reply *r)
 	r->body = vm_json(pd, &vm);
 	add_devices(pd, vm.id, r->body);
 	store_vm_clear(&vm);
+}
+
+int pd_display_connect(struct plinthd *pd, const char *name, struct pd_reply *r)
+{
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct store_vm vm;
+	int fd, ret;
+
+	if (!def) {
+		pd_reply_error(r, 500, "out of memory");
+		return -ENOMEM;
+	}
+	ret = vm_load(pd, name, &vm, def, r);
+	if (ret)
+		goto out_free;
+	ret = -ENOTCONN;
+	if (!def->display) {
+		pd_reply_error(r, 409, "VM '%s' has no display (\"display\": \"vnc\" in its "
+			       "definition)", name);
+		goto out_clear;
+	}
+	if (!state_is_live(vm.state) || !run_find(pd, vm.id)) {
+		pd_reply_error(r, 409, "VM '%s' is %s here: its display is there only while it "
+			       "runs", name, vm.state);
+		goto out_clear;
+	}
+	pd_run_display(pd, vm.uuid, sa.sun_path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		pd_reply_error(r, 502, "VM '%s': its display does not answer: %s", name,
+			       strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out_clear;
+	}
+	ret = fd;
+out_clear:
+	store_vm_clear(&vm);
+out_free:
+	free(def);
+	return ret;
 }
 
 static void make_uuid(char out[STORE_UUID_LEN])

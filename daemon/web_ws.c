@@ -28,7 +28,8 @@
  * WS_MSG_MAX each; a viewer's are refused with an error message, not typed). A close
  * frame carries the reason as one sentence.
  *
- * The display: binary frames both ways are RFB bytes, passed through as they come.
+ * The display: binary frames both ways are RFB bytes, passed through as they come;
+ * no text messages (the close frame's reason is the sentence).
  * The page's half is framed message by message (rfb_filter.c) on its way to the
  * socket: a viewer's keyboard, pointer, clipboard and xvp messages are left out
  * (libvncserver's view-only mode is the whole server's, not one client's), and what
@@ -266,7 +267,9 @@ static void ws_say(struct ws_viewer *v, const char *kind, const char *msg)
 	struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text,
 				    text ? strlen(text) : 0};
 
-	if (text)
+	/* A display's frames are all RFB (noVNC reads them): its sentences go only in
+	 * the close frame; the page knows a viewer's role itself. */
+	if (text && v->disp < 0)
 		wslay_event_queue_msg(v->ctx, &m);
 	free(text);
 	json_decref(o);
@@ -306,13 +309,13 @@ static void ws_display_in(struct ws_viewer *v, const uint8_t *msg, size_t len)
 	if (v->closing_ms)
 		return;
 	if (len + RFB_HDR_MAX > sizeof(v->in) - v->in_len) { /* not expected: reads stop first */
-		ws_close(v, WSLAY_CODE_POLICY_VIOLATION,
+		ws_close(v, WSLAY_CODE_INTERNAL_SERVER_ERROR,
 			 "The display's input backed up: the VM is not reading it.");
 		return;
 	}
 	n = rfb_filter_feed(&v->rfb, msg, len, v->viewer_role, v->in + v->in_len, &why);
 	if (n < 0) {
-		ws_close(v, WSLAY_CODE_POLICY_VIOLATION, why);
+		ws_close(v, WSLAY_CODE_UNSUPPORTED_DATA, why);
 		return;
 	}
 	v->in_len += (size_t)n;

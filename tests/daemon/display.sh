@@ -5,7 +5,8 @@
 #   - `vm display` of a VM without a display, of a VM that is not running and of an
 #     unknown VM: one line each, exit 1;
 #   - of a running VM: the socket plinth was given (RUNDIR/display.sock), the same
-#     in --json and in `vm info`, and ready-to-run socat and ssh lines.
+#     in --json and in `vm info`, and ready-to-run socat and ssh lines; the socket
+#     answers as a VNC server.
 # About 5 s.
 TN=display
 . "$(dirname "$0")/cluster-lib"
@@ -49,6 +50,8 @@ check "vm display of a running VM: its socket and ready-to-run lines, exit 0" \
 	sh -c "test $rc = 0 && echo \"\$1\" | grep -qxF \"  $sock\" &&
 	       echo \"\$1\" | grep -qF 'socat TCP-LISTEN:5900,bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:$sock &' &&
 	       echo \"\$1\" | grep -qF 'ssh -N -L 5900:$sock root@'" _ "$out"
+check "the socket is the VM's VNC server (the fake VMM's RFB 3.8 greeting)" \
+	python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); assert s.recv(12) == b'RFB 003.008\\n'" "$sock"
 check "plinth was given that socket (--display vnc=unix:RUNDIR/display.sock)" \
 	grep -qF -- "--display vnc=unix:$sock" "$T/solo/vms/$uuid/console.log"
 check "vm display --json and vm info --json agree on the socket" \

@@ -299,10 +299,10 @@ static void ws_close(struct ws_viewer *v, uint16_t code, const char *why)
 				strlen(why) < 123 ? strlen(why) : 123);
 }
 
-/* The page's RFB bytes, framed and (for a viewer) filtered, queued for the display. */
+/* The page's RFB bytes, framed and (for a viewer) filtered, queued for the display.
+ * A viewer's input is left out silently: its page is in view-only mode and says so. */
 static void ws_display_in(struct ws_viewer *v, const uint8_t *msg, size_t len)
 {
-	uint64_t dropped = v->rfb.dropped;
 	const char *why = NULL;
 	ssize_t n;
 
@@ -319,9 +319,6 @@ static void ws_display_in(struct ws_viewer *v, const uint8_t *msg, size_t len)
 		return;
 	}
 	v->in_len += (size_t)n;
-	if (v->rfb.dropped != dropped)
-		ws_tell(v, "error", "Your role (viewer) may watch this display, not use its "
-				    "keyboard or mouse.");
 }
 
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,

@@ -39,22 +39,37 @@ static size_t msg_fixed(const uint8_t *hdr, size_t have, bool *input)
 {
 	*input = false;
 	switch (hdr[0]) {
-	case 0: return 20;   /* SetPixelFormat */
-	case 2: return 4;    /* SetEncodings: + 4 x count */
-	case 3: return 10;   /* FramebufferUpdateRequest */
-	case 4: *input = true; return 8;  /* KeyEvent */
-	case 5: *input = true; return 6;  /* PointerEvent */
-	case 6: *input = true; return 8;  /* ClientCutText: + length */
-	case 150: return 10; /* EnableContinuousUpdates */
-	case 248: return 9;  /* ClientFence: + length */
-	case 250: *input = true; return 4; /* xvp: shutdown, reboot, reset */
-	case 251: return 8;  /* SetDesktopSize: + 16 x screens */
-	case 255:            /* QEMU: only the extended key event (subtype 0) */
+	case 0:
+		return 20; /* SetPixelFormat */
+	case 2:
+		return 4; /* SetEncodings: + 4 x count */
+	case 3:
+		return 10; /* FramebufferUpdateRequest */
+	case 4:
+		*input = true;
+		return 8; /* KeyEvent */
+	case 5:
+		*input = true;
+		return 6; /* PointerEvent */
+	case 6:
+		*input = true;
+		return 8; /* ClientCutText: + length */
+	case 150:
+		return 10; /* EnableContinuousUpdates */
+	case 248:
+		return 9; /* ClientFence: + length */
+	case 250:
+		*input = true;
+		return 4; /* xvp: shutdown, reboot, reset */
+	case 251:
+		return 8; /* SetDesktopSize: + 16 x screens */
+	case 255:	  /* QEMU: only the extended key event (subtype 0) */
 		if (have < 2)
 			return 2;
 		*input = true;
 		return hdr[1] == 0 ? 12 : 0;
-	default: return 0;
+	default:
+		return 0;
 	}
 }
 
@@ -64,7 +79,8 @@ static int64_t msg_payload(const uint8_t *hdr, const char **why)
 	uint32_t len;
 
 	switch (hdr[0]) {
-	case 2: return 4 * (int64_t)be16(hdr + 2);
+	case 2:
+		return 4 * (int64_t)be16(hdr + 2);
 	case 6:
 		len = be32(hdr + 4);
 		if (len & 0x80000000u) /* extended clipboard: the size negated */
@@ -74,9 +90,12 @@ static int64_t msg_payload(const uint8_t *hdr, const char **why)
 			return -1;
 		}
 		return len;
-	case 248: return hdr[8];
-	case 251: return 16 * (int64_t)hdr[6];
-	default: return 0;
+	case 248:
+		return hdr[8];
+	case 251:
+		return 16 * (int64_t)hdr[6];
+	default:
+		return 0;
 	}
 }
 

@@ -19,16 +19,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define RFB_HDR_MAX   20	  /* the longest fixed part of a message (SetPixelFormat) */
-#define RFB_CUT_MAX   (1u << 20) /* a clipboard larger than this ends the stream */
+#define RFB_HDR_MAX 20	       /* the longest fixed part of a message (SetPixelFormat) */
+#define RFB_CUT_MAX (1u << 20) /* a clipboard larger than this ends the stream */
 
 struct rfb_filter {
-	int phase;		/* RFB_F_* (rfb_filter.c) */
+	int phase;		  /* RFB_F_* (rfb_filter.c) */
 	uint8_t hdr[RFB_HDR_MAX]; /* the current message's fixed part, hdr[0..hdr_len) */
 	size_t hdr_len, hdr_need;
-	uint64_t left;		/* bytes of the current message's payload still to come */
-	bool drop;		/* the current message is left out */
-	uint64_t dropped;	/* messages left out so far */
+	uint64_t left;	  /* bytes of the current message's payload still to come */
+	bool drop;	  /* the current message is left out */
+	uint64_t dropped; /* messages left out so far */
 };
 
 void rfb_filter_init(struct rfb_filter *f);

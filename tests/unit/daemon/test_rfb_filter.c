@@ -122,7 +122,8 @@ static void test_refused(void **unused)
 	refused("GET / HTTP/1.1\r\n", 16, "The page did not speak RFB (VNC) 3.7 or 3.8.");
 	refused("RFB 003.008\n\x13", 13,
 		"The page chose a VNC security type plinthd does not pass on.");
-	refused("RFB 003.008\n\x01\x01\x07", 15, "The page sent a VNC message plinthd does not know.");
+	refused("RFB 003.008\n\x01\x01\x07", 15,
+		"The page sent a VNC message plinthd does not know.");
 	refused("RFB 003.008\n\x01\x01\xff\x01", 16,
 		"The page sent a VNC message plinthd does not know.");
 	refused("RFB 003.008\n\x01\x01\x06\0\0\0\0\x20\0\x01", 22,

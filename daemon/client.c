@@ -39,12 +39,13 @@ static const char usage_text[] =
 	"Usage: plinth vm list | info NAME | create NAME --kernel PATH [--initrd PATH]\n"
 	"                 [--cmdline STR] [--cpus N] [--memory MIB] [--restart never|on-crash|always]\n"
 	"                 [--autostart] [--ha] [--disk image=NAME|path=FILE[,format=F][,readonly]]...\n"
-	"                 [--nic NETWORK]...\n"
+	"                 [--nic NETWORK]... [--display vnc|none]\n"
 	"              | create --from FILE.json | start NAME | stop NAME [--timeout S]\n"
 	"              | kill NAME | reboot NAME | pause NAME | resume NAME | delete NAME\n"
 	"              | migrate NAME --to HOST|auto  (live, to another host of the cluster)\n"
 	"              | console NAME [--attach]  (attached on a terminal or with --attach: the\n"
 	"                last 64 KiB, then both ways, Ctrl-] detaches; else the last 64 KiB)\n"
+	"              | display NAME  (how to connect to its VNC display)\n"
 	"       plinth image list | info NAME | create NAME --size SIZE [--format raw|qcow2]\n"
 	"              | import NAME FILE [--format F] | clone SRC NEW [--linked] | delete NAME\n"
 	"       plinth net list | info NAME | create NAME [--cidr A.B.C.D/N] [--nat] | delete NAME\n"
@@ -192,6 +193,9 @@ static void show_vm(json_t *o)
 		printf("cmdline:    %s\n", str(o, "cmdline"));
 	printf("restart:    %s\nautostart:  %s\n", str(o, "restart"),
 	       json_is_true(json_object_get(o, "autostart")) ? "yes" : "no");
+	if (*str(o, "display"))
+		printf("display:    %s%s%s\n", str(o, "display"),
+		       *str(o, "display_socket") ? " on " : "", str(o, "display_socket"));
 	json_array_foreach(disks, i, d)
 		printf("disk %zu:     %s%s%s%s\n", i,
 		       *str(d, "image") ? "image " : "", *str(d, "image") ? str(d, "image")
@@ -267,7 +271,8 @@ static int vm_create(struct cli *c)
 		if (!strcmp(a, "--from"))
 			from = v;
 		else if (!strcmp(a, "--kernel") || !strcmp(a, "--initrd") ||
-			 !strcmp(a, "--cmdline") || !strcmp(a, "--restart"))
+			 !strcmp(a, "--cmdline") || !strcmp(a, "--restart") ||
+			 !strcmp(a, "--display"))
 			json_object_set_new(def, a + 2, json_string(v));
 		else if (!strcmp(a, "--cpus") || !strcmp(a, "--memory")) {
 			if (parse_uint(v, 0, 1u << 30, &n))
@@ -570,6 +575,59 @@ static void show_console(json_t *o)
 
 static int run_task(const struct cli *c, const char *path, json_t *body);
 
+/*
+ * plinth vm display NAME: where the VM's VNC display is (its Unix socket, root's
+ * only) and ready-to-run lines to reach it: from this host through a local TCP port
+ * (socat), from another machine through ssh's socket forwarding. 1 with one line if
+ * the VM has no display or is not running.
+ */
+static int vm_display(const struct cli *c, const char *name)
+{
+	char path[160], host[256] = "THIS-HOST", port[] = "5900";
+	const char *sock;
+	json_t *o = NULL, *out;
+	int rc;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	rc = call(c, "GET", path, NULL, &o);
+	rc = check(rc, o);
+	if (rc)
+		goto out_free;
+	rc = 1;
+	sock = str(o, "display_socket");
+	if (strcmp(str(o, "display"), "vnc")) {
+		fprintf(stderr, "plinth: VM '%s' has no display (define it with --display vnc, "
+				"or \"display\": \"vnc\")\n", name);
+		goto out_free;
+	}
+	if (!*sock) {
+		fprintf(stderr, "plinth: VM '%s' is %s: its display is there only while it runs "
+				"(plinth vm start %s)\n", name, str(o, "state"), name);
+		goto out_free;
+	}
+	if (gethostname(host, sizeof(host) - 1))
+		snprintf(host, sizeof(host), "THIS-HOST");
+	out = json_pack("{s:s,s:s,s:s,s:s,s:s+++,s:s+++}", "name", name, "display", "vnc",
+			"state", str(o, "state"), "socket", sock,
+			"socat", "socat TCP-LISTEN:5900,bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:",
+			sock, "", "",
+			"ssh", "ssh -N -L 5900:", sock, " root@", host);
+	rc = out ? 0 : 1;
+	if (out && c->json)
+		print_json(out);
+	else if (out)
+		printf("VM %s: VNC display (RFB, no password) on the Unix socket\n  %s\n"
+		       "(root only). On this host, forward it to a local port and open a viewer:\n"
+		       "  %s &\n  vncviewer 127.0.0.1::%s\n"
+		       "From another machine:\n  %s    then: vncviewer 127.0.0.1::%s\n"
+		       "In a browser: the web console's Display button (plinthd --web).\n",
+		       name, sock, str(out, "socat"), port, str(out, "ssh"), port);
+	json_decref(out);
+out_free:
+	json_decref(o);
+	return rc;
+}
+
 static int cmd_vm(struct cli *c)
 {
 	const char *verb = c->argc > 1 ? c->argv[1] : "list";
@@ -597,6 +655,9 @@ static int cmd_vm(struct cli *c)
 			return run(c, "DELETE", path, NULL, NULL);
 		return run(c, "GET", path, NULL, !strcmp(verb, "info") ? show_vm : show_console);
 	}
+	if (!strcmp(verb, "display"))
+		return c->argc > 3 ? usage_error("unexpected argument '%s'", c->argv[3])
+				   : vm_display(c, name);
 	if (!strcmp(verb, "start") || !strcmp(verb, "stop") || !strcmp(verb, "kill") ||
 	    !strcmp(verb, "reboot") || !strcmp(verb, "pause") || !strcmp(verb, "resume"))
 		return vm_action(c, verb, name);

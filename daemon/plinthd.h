@@ -183,6 +183,13 @@ int pd_vm_receive(struct plinthd *pd, const struct store_vm *vm, const char *lis
 struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id);
 /* The API socket of a VM's run directory into buf. */
 void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size);
+/* The display socket (definitions with "display": "vnc") of a VM's run directory into
+ * buf ("" if it does not fit). */
+void pd_run_display(const struct plinthd *pd, const char *uuid, char *buf, size_t size);
+/* A connection to VM name's display (its VNC server's Unix socket; non-blocking): the
+ * fd, or -errno with r set (404 no such VM, 409 no display or not running here, 502
+ * the socket does not answer). Under lock. */
+int pd_display_connect(struct plinthd *pd, const char *name, struct pd_reply *r);
 /* Settle a run whose process ended (under lock): what the monitor does. */
 void pd_run_exited(struct plinthd *pd, struct pd_run *run);
 /* One monitor period (under lock). */

@@ -197,7 +197,7 @@ static int get_format(json_t *obj, const char *key, char *buf, size_t size, stru
 
 static const char *const vm_fields[] = {"name",	 "cpus",  "memory_mib", "kernel",  "initrd",
 					"cmdline", "disks", "nics",	    "restart", "autostart",
-					"ha", NULL};
+					"ha",	   "display", NULL};
 static const char *const disk_fields[] = {"path", "image", "format", "readonly", NULL};
 static const char *const nic_fields[] = {"network", NULL};
 
@@ -256,6 +256,16 @@ int pd_vm_def_from_json(json_t *obj, struct pd_vm_def *def, struct pd_error *err
 		ret = get_bool(obj, "ha", &def->ha, err);
 	if (ret)
 		return ret;
+
+	v = json_object_get(obj, "display");
+	if (v) {
+		const char *d = json_is_string(v) ? json_string_value(v) : "";
+
+		if (!strcmp(d, "vnc"))
+			def->display = true;
+		else if (strcmp(d, "none"))
+			return fail(err, 400, "field 'display' must be \"vnc\" or \"none\"");
+	}
 
 	v = json_object_get(obj, "restart");
 	def->restart = PD_RESTART_NEVER;
@@ -335,6 +345,8 @@ json_t *pd_vm_def_to_json(const struct pd_vm_def *def)
 			pd_restart_name(def->restart), "autostart", def->autostart);
 	if (obj && def->ha) /* only when set: definitions stored before keep their text */
 		json_object_set_new(obj, "ha", json_true());
+	if (obj && def->display) /* likewise */
+		json_object_set_new(obj, "display", json_string("vnc"));
 	disks = json_array();
 	nics = json_array();
 	if (!obj || !disks || !nics)

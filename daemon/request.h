@@ -61,6 +61,8 @@ struct pd_vm_def {
 	bool autostart;			/* default false */
 	bool ha;			/* restarted on another host when its host is lost
 					 * (docs/cluster.md); default false */
+	bool display;			/* "display": "vnc": a screen served on
+					 * RUNDIR/display.sock (plinth --display); default off */
 };
 
 /* POST /v1/images: create an empty image, or import a file (a task). */

@@ -26,7 +26,9 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -126,6 +128,11 @@ struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id)
 void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
 {
 	run_path(pd, uuid, "api.sock", buf, size);
+}
+
+void pd_run_display(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
+{
+	run_path(pd, uuid, "display.sock", buf, size);
 }
 
 void pd_run_forget(struct plinthd *pd, struct pd_run *run)
@@ -633,6 +640,12 @@ static json_t *vm_json(struct plinthd *pd, const struct store_vm *vm)
 		obj = json_pack("{s:s}", "name", vm->name);
 	else
 		obj = pd_vm_def_to_json(def);
+	if (obj && def->display && state_is_live(vm->state)) {
+		char sock[PD_DIR_MAX + 64];
+
+		pd_run_display(pd, vm->uuid, sock, sizeof(sock));
+		json_object_set_new(obj, "display_socket", json_string(sock));
+	}
 	free(def);
 	if (!obj)
 		return NULL;
@@ -696,6 +709,49 @@ void pd_vm_get(struct plinthd *pd, const char *name, struct pd_reply *r)
 	r->body = vm_json(pd, &vm);
 	add_devices(pd, vm.id, r->body);
 	store_vm_clear(&vm);
+}
+
+int pd_display_connect(struct plinthd *pd, const char *name, struct pd_reply *r)
+{
+	struct pd_vm_def *def = malloc(sizeof(*def));
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct store_vm vm;
+	int fd, ret;
+
+	if (!def) {
+		pd_reply_error(r, 500, "out of memory");
+		return -ENOMEM;
+	}
+	ret = vm_load(pd, name, &vm, def, r);
+	if (ret)
+		goto out_free;
+	ret = -ENOTCONN;
+	if (!def->display) {
+		pd_reply_error(r, 409, "VM '%s' has no display (\"display\": \"vnc\" in its "
+			       "definition)", name);
+		goto out_clear;
+	}
+	if (!state_is_live(vm.state) || !run_find(pd, vm.id)) {
+		pd_reply_error(r, 409, "VM '%s' is %s here: its display is there only while it "
+			       "runs", name, vm.state);
+		goto out_clear;
+	}
+	pd_run_display(pd, vm.uuid, sa.sun_path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		pd_reply_error(r, 502, "VM '%s': its display does not answer: %s", name,
+			       strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out_clear;
+	}
+	ret = fd;
+out_clear:
+	store_vm_clear(&vm);
+out_free:
+	free(def);
+	return ret;
 }
 
 static void make_uuid(char out[STORE_UUID_LEN])
@@ -968,6 +1024,20 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 	run_path(pd, vm->uuid, "api.sock", a->bufs[a->argc], sizeof(a->bufs[0]));
 	a->argv[a->argc] = a->bufs[a->argc];
 	a->argc++;
+	if (def->display) {
+		char sock[PD_DIR_MAX + 64];
+
+		pd_run_display(pd, vm->uuid, sock, sizeof(sock));
+		if (!sock[0] || strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			pd_reply_error(r, 409,
+				       "VM '%s': its display socket's path under %s/vms is too long "
+				       "for a Unix socket (%zu bytes at most)",
+				       vm->name, pd->dir, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+			return -ENAMETOOLONG;
+		}
+		arg(a, "--display");
+		arg(a, "vnc=unix:%s", sock);
+	}
 	for (i = 0; i < def->n_disks; i++) {
 		const struct pd_disk *d = &def->disks[i];
 		char path[PD_PATH_MAX], escaped[2 * PD_PATH_MAX];

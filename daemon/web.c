@@ -11,6 +11,8 @@
  *                            change), "event" (each new audit event), "expired"
  *   POST /web/console/{vm}/ticket, GET /web/console/{vm}?ticket=T (a WebSocket):
  *                            the VM's serial console (web_ws.c)
+ *   POST /web/display/{vm}/ticket, GET /web/display/{vm}?ticket=T: its display (RFB,
+ *                            for noVNC; web_ws.c)
  *   GET  /web/stats/{vm}     the last hour of the VM's CPU, memory, disk and network use
  *                            (web_stats.c)
  *   *    /v1/...             the control API (docs/plinthd.yaml), as the session's user
@@ -666,9 +668,10 @@ static int vm_exists(struct pd_web *w, const char *vm)
 }
 
 static enum MHD_Result do_console(struct pd_web *w, struct MHD_Connection *conn,
-				  const char *rest, const char *method, const char *sid,
-				  const struct web_session *s)
+				  const char *rest, bool display, const char *method,
+				  const char *sid, const struct web_session *s)
 {
+	const char *what = display ? "display" : "console";
 	char vm[STORE_NAME_MAX], ticket[WEB_TOKEN_HEX], url[STORE_NAME_MAX + 96];
 	const char *tail;
 	int status;
@@ -677,21 +680,25 @@ static enum MHD_Result do_console(struct pd_web *w, struct MHD_Connection *conn,
 		return web_reply_error(conn, 404, "There is no such page.");
 	if (!*tail) {
 		if (strcmp(method, "GET"))
-			return web_reply_error(conn, 405, "A console is opened with GET.");
+			return web_reply_error(conn, 405, display ? "A display is opened with GET."
+								  : "A console is opened with GET.");
 		if (!header(conn, "Origin"))
-			return web_reply_error(conn, 403, "A console's WebSocket needs an Origin.");
-		return web_console_upgrade(w->consoles, conn, vm, sid, s);
+			return web_reply_error(conn, 403,
+					       display ? "A display's WebSocket needs an Origin."
+						       : "A console's WebSocket needs an Origin.");
+		return web_console_upgrade(w->consoles, conn, vm, display, sid, s);
 	}
 	if (strcmp(method, "POST"))
-		return web_reply_error(conn, 405, "A console ticket is asked for with POST.");
+		return web_reply_error(conn, 405, display ? "A display ticket is asked for with POST."
+							  : "A console ticket is asked for with POST.");
 	status = vm_exists(w, vm);
 	if (status)
 		return web_reply_error(conn, status, status == 404 ? "There is no such VM."
 								  : "The VM could not be read.");
-	if (web_console_ticket(w->consoles, sid, vm, ticket))
+	if (web_console_ticket(w->consoles, sid, vm, display, ticket))
 		return web_reply_error(conn, 503, "Too many consoles are being opened; try again "
 						  "in a few seconds.");
-	snprintf(url, sizeof(url), "/web/console/%s?ticket=%s", vm, ticket);
+	snprintf(url, sizeof(url), "/web/%s/%s?ticket=%s", what, vm, ticket);
 	return reply(conn, 200, json_pack("{s:s, s:s, s:i}", "ticket", ticket, "url", url,
 					  "expires_s", WEB_TICKET_S),
 		     NULL);
@@ -798,7 +805,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!strcmp(url, "/web/live") && !strcmp(method, "GET"))
 		return do_live(w, conn, sid);
 	if (!strncmp(url, "/web/console/", 13))
-		return do_console(w, conn, url + 13, method, sid, &s);
+		return do_console(w, conn, url + 13, false, method, sid, &s);
+	if (!strncmp(url, "/web/display/", 13))
+		return do_console(w, conn, url + 13, true, method, sid, &s);
 	if (!strncmp(url, "/web/stats/", 11))
 		return do_stats(w, conn, url + 11, method);
 	return web_reply_error(conn, 404, "There is no such page.");

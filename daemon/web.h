@@ -13,8 +13,9 @@
  *   web_users.c  users (DIR/web.db: name, role, Argon2id hash from libsodium), in-memory
  *                sessions, the log-in rate limit, and `plinthd user ...`
  *   web_tls.c    the certificate: given, or self-signed on first start into DIR
- *   web_ws.c     a VM's serial console over a WebSocket (libmicrohttpd's upgrade, wslay's
- *                framing), opened with one-time tickets
+ *   web_ws.c     a VM's serial console and display (RFB, filtered by rfb_filter.c) over
+ *                WebSockets (libmicrohttpd's upgrade, wslay's framing), opened with
+ *                one-time tickets
  *   web_stats.c  the last hour of each VM's CPU, memory, disk and network use (charts)
  */
 #ifndef PLINTH_DAEMON_WEB_H
@@ -158,14 +159,15 @@ struct web_consoles *web_consoles_new(struct plinthd *pd, struct web_users *user
 void web_consoles_stop(struct web_consoles *cs);
 void web_consoles_free(struct web_consoles *cs);
 
-/* A one-time ticket to open vm's console from session sid, good for WEB_TICKET_S
- * seconds: 0, or -EBUSY (WEB_TICKETS unused tickets are out). */
-int web_console_ticket(struct web_consoles *cs, const char *sid, const char *vm,
+/* A one-time ticket to open vm's console (display: its display) from session sid, good
+ * for WEB_TICKET_S seconds: 0, or -EBUSY (WEB_TICKETS unused tickets are out). */
+int web_console_ticket(struct web_consoles *cs, const char *sid, const char *vm, bool display,
 		       char ticket[WEB_TOKEN_HEX]);
-/* Answer GET /web/console/{vm}?ticket=T, whose session s (cookie sid) and Origin are
- * checked: 101 and a viewer's thread, or an error reply. */
+/* Answer GET /web/console/{vm}?ticket=T (display: /web/display/...), whose session s
+ * (cookie sid) and Origin are checked: 101 and a viewer's thread, or an error reply. */
 enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connection *conn,
-				    const char *vm, const char *sid, const struct web_session *s);
+				    const char *vm, bool display, const char *sid,
+				    const struct web_session *s);
 
 /* --- web_stats.c: the charts' figures ------------------------------------------------ */
 

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
- * A VM's serial console in the web console's page (web.h, docs/web.md): a WebSocket
- * (RFC 6455) that carries console.h's byte stream both ways between plinthd and the
- * page's xterm.js.
+ * A VM's serial console and its display in the web console's page (web.h,
+ * docs/web.md): a WebSocket (RFC 6455) that carries console.h's byte stream both ways
+ * between plinthd and the page's xterm.js, or the RFB (VNC) stream between the VM's
+ * display socket (RUNDIR/display.sock, plinth's libvncserver) and the page's noVNC.
  *
  *   POST /web/console/{vm}/ticket   (session, CSRF token) -> {"ticket", "url"}: a
  *                                   one-time ticket for this session and VM, good for
  *                                   WEB_TICKET_S seconds
  *   GET  /web/console/{vm}?ticket=T (Upgrade: websocket; session cookie, Origin this
  *                                   listener's) -> 101, then the console
+ *   POST /web/display/{vm}/ticket, GET /web/display/{vm}?ticket=T: the same for the
+ *                                   display (a ticket opens only what it was asked for)
  *
  * Why not libwebsockets: the listener is libmicrohttpd's (HTTPS, sessions, the API),
  * and libwebsockets cannot serve a connection on another library's listener: it only
@@ -24,6 +27,15 @@
  * SENTENCE}; any data frame from the page is bytes typed to the guest (at most
  * WS_MSG_MAX each; a viewer's are refused with an error message, not typed). A close
  * frame carries the reason as one sentence.
+ *
+ * The display: binary frames both ways are RFB bytes, passed through as they come;
+ * no text messages (the close frame's reason is the sentence).
+ * The page's half is framed message by message (rfb_filter.c) on its way to the
+ * socket: a viewer's keyboard, pointer, clipboard and xvp messages are left out
+ * (libvncserver's view-only mode is the whole server's, not one client's), and what
+ * cannot be framed (RFB 3.3, an unknown message) closes the display with a sentence.
+ * The VM's bytes come from libvncserver in plinth (its thread is seccomp-filtered);
+ * plinthd does not parse them. The VM stopping closes the socket: the page is told.
  *
  * Bounds (a slow or hostile page cannot grow plinthd's memory): output is read from
  * the console log only while less than WS_OUT_MAX bytes wait to be sent (the rest stays
@@ -56,6 +68,7 @@
 
 #include "console.h"
 #include "log.h"
+#include "rfb_filter.h"
 
 #define WS_MSG_MAX   4096	  /* largest message the page may send */
 #define WS_OUT_MAX   (256 * 1024) /* output queued for a viewer before the log waits */
@@ -71,6 +84,7 @@ struct web_ticket {
 	char id[WEB_TOKEN_HEX];	 /* "" when free */
 	char sid[WEB_TOKEN_HEX]; /* the session it was given to */
 	char vm[STORE_NAME_MAX];
+	bool display;	    /* for the display, else the console */
 	int64_t expires_ms; /* monotonic */
 };
 
@@ -84,10 +98,12 @@ struct web_consoles {
 	struct web_ticket tickets[WEB_TICKETS];
 };
 
-/* One viewer: a WebSocket bridged to one console attachment. */
+/* One viewer: a WebSocket bridged to one console attachment or display connection. */
 struct ws_viewer {
 	struct web_consoles *cs;
-	struct pd_console *c; /* owned */
+	struct pd_console *c; /* owned; NULL for a display */
+	int disp;	      /* the display's socket, owned; -1 for a console */
+	struct rfb_filter rfb; /* the page's RFB stream (a display) */
 	char sid[WEB_TOKEN_HEX];
 	char user[STORE_NAME_MAX];
 	char vm[STORE_NAME_MAX];
@@ -104,7 +120,7 @@ struct ws_viewer {
 
 /* --- tickets ------------------------------------------------------------------------- */
 
-int web_console_ticket(struct web_consoles *cs, const char *sid, const char *vm,
+int web_console_ticket(struct web_consoles *cs, const char *sid, const char *vm, bool display,
 		       char ticket[WEB_TOKEN_HEX])
 {
 	int64_t now = pd_mono_ms();
@@ -127,14 +143,17 @@ int web_console_ticket(struct web_consoles *cs, const char *sid, const char *vm,
 	web_random_hex(t->id);
 	snprintf(t->sid, sizeof(t->sid), "%s", sid);
 	snprintf(t->vm, sizeof(t->vm), "%s", vm);
+	t->display = display;
 	t->expires_ms = now + WEB_TICKET_S * 1000;
 	memcpy(ticket, t->id, WEB_TOKEN_HEX);
 	pthread_mutex_unlock(&cs->lock);
 	return 0;
 }
 
-/* Take ticket id if it was given to session sid for vm and is still good. */
-static bool ticket_take(struct web_consoles *cs, const char *id, const char *sid, const char *vm)
+/* Take ticket id if it was given to session sid for vm (its display or console) and is
+ * still good. */
+static bool ticket_take(struct web_consoles *cs, const char *id, const char *sid, const char *vm,
+			bool display)
 {
 	int64_t now = pd_mono_ms();
 	bool ok = false;
@@ -148,7 +167,8 @@ static bool ticket_take(struct web_consoles *cs, const char *id, const char *sid
 
 		if (!t->id[0] || !web_secret_equal(t->id, id))
 			continue;
-		ok = t->expires_ms > now && web_secret_equal(t->sid, sid) && !strcmp(t->vm, vm);
+		ok = t->expires_ms > now && web_secret_equal(t->sid, sid) && !strcmp(t->vm, vm) &&
+		     t->display == display;
 		t->id[0] = '\0'; /* used, or tried from elsewhere: gone either way */
 	}
 	pthread_mutex_unlock(&cs->lock);
@@ -247,7 +267,9 @@ static void ws_say(struct ws_viewer *v, const char *kind, const char *msg)
 	struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text,
 				    text ? strlen(text) : 0};
 
-	if (text)
+	/* A display's frames are all RFB (noVNC reads them): its sentences go only in
+	 * the close frame; the page knows a viewer's role itself. */
+	if (text && v->disp < 0)
 		wslay_event_queue_msg(v->ctx, &m);
 	free(text);
 	json_decref(o);
@@ -277,6 +299,28 @@ static void ws_close(struct ws_viewer *v, uint16_t code, const char *why)
 				strlen(why) < 123 ? strlen(why) : 123);
 }
 
+/* The page's RFB bytes, framed and (for a viewer) filtered, queued for the display.
+ * A viewer's input is left out silently: its page is in view-only mode and says so. */
+static void ws_display_in(struct ws_viewer *v, const uint8_t *msg, size_t len)
+{
+	const char *why = NULL;
+	ssize_t n;
+
+	if (v->closing_ms)
+		return;
+	if (len + RFB_HDR_MAX > sizeof(v->in) - v->in_len) { /* not expected: reads stop first */
+		ws_close(v, WSLAY_CODE_INTERNAL_SERVER_ERROR,
+			 "The display's input backed up: the VM is not reading it.");
+		return;
+	}
+	n = rfb_filter_feed(&v->rfb, msg, len, v->viewer_role, v->in + v->in_len, &why);
+	if (n < 0) {
+		ws_close(v, WSLAY_CODE_UNSUPPORTED_DATA, why);
+		return;
+	}
+	v->in_len += (size_t)n;
+}
+
 static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
 		      void *user)
 {
@@ -285,6 +329,10 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 	(void)ctx;
 	if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
 		return; /* ping, pong, close: wslay answers them */
+	if (v->disp >= 0) {
+		ws_display_in(v, arg->msg, arg->msg_length);
+		return;
+	}
 	if (v->viewer_role) {
 		ws_tell(v, "error", "Your role (viewer) may watch this console, not type into it.");
 		return;
@@ -301,10 +349,17 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 static void ws_type(struct ws_viewer *v)
 {
 	while (v->in_len) {
-		ssize_t n = pd_console_write(v->c, v->in, v->in_len);
+		ssize_t n = v->disp >= 0 ? send(v->disp, v->in, v->in_len, MSG_DONTWAIT | MSG_NOSIGNAL)
+					 : pd_console_write(v->c, v->in, v->in_len);
 
+		if (v->disp >= 0 && n < 0)
+			n = errno == EAGAIN || errno == EINTR ? -EAGAIN : -ECONNRESET;
 		if (n == -EAGAIN)
 			return; /* the guest reads slowly: retried next tick */
+		if (n == -ECONNRESET) { /* the display's end: ws_output says why */
+			v->in_len = 0;
+			return;
+		}
 		if (n <= 0) {
 			v->in_len = 0;
 			ws_tell(v, "notice",
@@ -318,14 +373,21 @@ static void ws_type(struct ws_viewer *v)
 	}
 }
 
-/* Queue console output while the page keeps up. 0, or -EPIPE (the VM was deleted). */
+/* Queue console or display output while the page keeps up. 0, -EPIPE (the VM was
+ * deleted), -ECONNRESET (the display's socket closed: the VM stopped). */
 static int ws_output(struct ws_viewer *v)
 {
 	unsigned char buf[16384];
 
 	while (!v->closing_ms && wslay_event_get_queued_msg_length(v->ctx) < WS_OUT_MAX) {
-		ssize_t n = pd_console_read(v->c, buf, sizeof(buf));
+		ssize_t n = v->disp < 0 ? pd_console_read(v->c, buf, sizeof(buf))
+					: recv(v->disp, buf, sizeof(buf), MSG_DONTWAIT);
 		struct wslay_event_msg m = {WSLAY_BINARY_FRAME, buf, n > 0 ? (size_t)n : 0};
+
+		if (v->disp >= 0 && n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (v->disp >= 0 && n <= 0)
+			return -ECONNRESET;
 
 		if (n == 0)
 			return 0;
@@ -355,7 +417,8 @@ static void ws_run(struct ws_viewer *v)
 	v->last_rx_ms = v->last_ping_ms = pd_mono_ms();
 	for (;;) {
 		int64_t now = pd_mono_ms();
-		struct pollfd p[2] = {{.fd = v->sock}, {.fd = pd_console_fd(v->c)}};
+		struct pollfd p[2] = {{.fd = v->sock},
+				      {.fd = v->disp >= 0 ? v->disp : pd_console_fd(v->c)}};
 		bool quit;
 		int ret;
 
@@ -383,9 +446,13 @@ static void ws_run(struct ws_viewer *v)
 		ret = ws_output(v);
 		if (ret == -EPIPE)
 			ws_close(v, WSLAY_CODE_NORMAL_CLOSURE, "The VM was deleted.");
+		else if (ret == -ECONNRESET)
+			ws_close(v, WSLAY_CODE_NORMAL_CLOSURE,
+				 "The VM stopped: its display is gone.");
 		else if (ret)
 			ws_close(v, WSLAY_CODE_INTERNAL_SERVER_ERROR,
-				 "plinthd could not read the console log.");
+				 v->disp >= 0 ? "plinthd could not read the display."
+					      : "plinthd could not read the console log.");
 		ws_type(v);
 		if (v->extra_off < v->extra_len && wslay_event_recv(v->ctx))
 			break;
@@ -433,6 +500,15 @@ static void ws_linger(struct ws_viewer *v)
 	}
 }
 
+/* The console attachment or display connection of v. */
+static void ws_backend_close(struct ws_viewer *v)
+{
+	if (v->disp >= 0)
+		close(v->disp);
+	else
+		pd_console_close(v->c);
+}
+
 static void *ws_thread(void *arg)
 {
 	struct ws_viewer *v = arg;
@@ -452,8 +528,9 @@ static void *ws_thread(void *arg)
 	} else {
 		log_error("web console of %s: out of memory", v->vm);
 	}
-	log_debug("web: %s closed the console of %s", v->user, v->vm);
-	pd_console_close(v->c);
+	log_debug("web: %s closed the %s of %s", v->user, v->disp >= 0 ? "display" : "console",
+		  v->vm);
+	ws_backend_close(v);
 	MHD_upgrade_action(v->urh, MHD_UPGRADE_ACTION_CLOSE);
 	free(v->extra);
 	free(v);
@@ -510,7 +587,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
 	return;
 
 out_close:
-	pd_console_close(v->c);
+	ws_backend_close(v);
 	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 	free(v->extra);
 	free(v);
@@ -519,7 +596,8 @@ out_close:
 /* --- the request ---------------------------------------------------------------------- */
 
 enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connection *conn,
-				    const char *vm, const char *sid, const struct web_session *s)
+				    const char *vm, bool display, const char *sid,
+				    const struct web_session *s)
 {
 	const char *upgrade = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
 	const char *connection = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
@@ -544,39 +622,50 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 				       "supported (13 is).");
 	if (web_ws_accept_key(key, accept))
 		return web_reply_error(conn, 400, "The WebSocket key is missing or malformed.");
-	if (!ticket_take(cs, ticket, sid, vm))
+	if (!ticket_take(cs, ticket, sid, vm, display))
 		return web_reply_error(conn, 403,
-				       "The console's ticket is missing, used or "
-				       "expired; open the console again.");
+				       display ? "The display's ticket is missing, used or expired; "
+						 "open the display again."
+					       : "The console's ticket is missing, used or "
+						 "expired; open the console again.");
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return web_reply_error(conn, 500, "The daemon ran out of memory.");
 	v->cs = cs;
 	v->sock = -1;
+	v->disp = -1;
+	rfb_filter_init(&v->rfb);
 	v->viewer_role = !strcmp(s->role, "viewer");
 	snprintf(v->sid, sizeof(v->sid), "%s", sid);
 	snprintf(v->user, sizeof(v->user), "%s", s->user);
 	snprintf(v->vm, sizeof(v->vm), "%s", vm);
 	pthread_mutex_lock(&cs->pd->lock);
-	v->c = pd_console_open(cs->pd, vm, &r);
-	if (v->c) {
+	if (display)
+		v->disp = pd_display_connect(cs->pd, vm, &r);
+	else
+		v->c = pd_console_open(cs->pd, vm, &r);
+	if (v->c || v->disp >= 0) {
 		snprintf(cs->pd->actor, sizeof(cs->pd->actor), "user %.56s", s->user);
-		pd_event(cs->pd, "vm.console", vm, "ok", "opened the console in the browser%s",
+		pd_event(cs->pd, display ? "vm.display" : "vm.console", vm, "ok",
+			 "opened the %s in the browser%s", display ? "display" : "console",
 			 v->viewer_role ? " (watch only)" : "");
 		cs->pd->actor[0] = '\0';
 	}
 	pthread_mutex_unlock(&cs->pd->lock);
-	if (!v->c) {
+	if (!v->c && v->disp < 0) {
 		free(v);
 		ret = web_reply_error(conn, r.status,
 				      r.status == 404 ? "There is no such VM."
-						      : "The console could not be opened.");
+				      : r.status == 409 && display
+					      ? "The VM has no display, or is not running."
+				      : display ? "The VM's display does not answer."
+						: "The console could not be opened.");
 		json_decref(r.body);
 		return ret;
 	}
 	resp = MHD_create_response_for_upgrade(on_upgrade, v);
 	if (!resp) {
-		pd_console_close(v->c);
+		ws_backend_close(v);
 		free(v);
 		return MHD_NO;
 	}
@@ -586,7 +675,7 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 	ret = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
 	MHD_destroy_response(resp);
 	if (ret != MHD_YES) { /* on_upgrade will not run */
-		pd_console_close(v->c);
+		ws_backend_close(v);
 		free(v);
 	}
 	return ret;

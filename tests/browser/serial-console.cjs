@@ -4,12 +4,10 @@
 // headless, through puppeteer-core; raw WebSockets through the ws package (both pinned
 // in web/package-lock.json). One TAP line per check; the latency on a "# figure:" line.
 'use strict';
-const https = require('https');
 const path = require('path');
 const crypto = require('crypto');
 const nm = path.join(__dirname, '../../web/node_modules');
 const puppeteer = require(path.join(nm, 'puppeteer-core'));
-const WebSocket = require(path.join(nm, 'ws'));
 
 const URL1 = process.env.PLINTH_URL;
 const OUT = process.env.OUT;
@@ -17,64 +15,9 @@ const VM = 'con1';
 const KEYS = 50; // keystrokes timed
 const { ok, check, failures } = require('./tap.cjs').tap('web console');
 
-function request(method, p, { cookie, csrf, body } = {}) {
-  return new Promise((resolve, reject) => {
-    const h = {};
-    if (cookie) h.Cookie = cookie;
-    if (csrf) h['X-CSRF-Token'] = csrf;
-    if (body !== undefined) h['Content-Type'] = 'application/json';
-    const req = https.request(new URL(p, URL1), { method, headers: h, rejectUnauthorized: false }, (res) => {
-      let data = '';
-      res.on('data', (d) => { data += d; });
-      res.on('end', () => resolve({ status: res.statusCode, body: data, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.setTimeout(10000, () => req.destroy(new Error(`${method} ${p}: no answer in 10 s`)));
-    if (body !== undefined) req.write(JSON.stringify(body));
-    req.end();
-  });
-}
-
-async function loginApi(user, password) {
-  const r = await request('POST', '/web/login', { body: { user, password } });
-  if (r.status !== 200) throw new Error(`log-in of ${user}: ${r.status} ${r.body}`);
-  return { cookie: r.headers['set-cookie'][0].split(';')[0], csrf: JSON.parse(r.body).csrf };
-}
-
-async function ticket(s, vm = VM) {
-  const r = await request('POST', `/web/console/${vm}/ticket`, { cookie: s.cookie, csrf: s.csrf });
-  if (r.status !== 200) throw new Error(`ticket: ${r.status} ${r.body}`);
-  return JSON.parse(r.body);
-}
-
-// A raw WebSocket to plinthd: resolves { ws, status } once open, or { status, body }
-// when the upgrade is refused. Collects output, text messages and the close.
-function wsOpen(urlPath, headers) {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(URL1.replace(/^https/, 'wss') + urlPath, { headers, rejectUnauthorized: false });
-    ws.out = '';
-    ws.texts = [];
-    ws.closed = null;
-    ws.on('message', (d, binary) => { if (binary) ws.out += d.toString('latin1'); else ws.texts.push(JSON.parse(String(d))); });
-    ws.on('close', (code, reason) => { ws.closed = { code, reason: String(reason), at: Date.now() }; });
-    ws.on('open', () => resolve({ ws, status: 101 }));
-    ws.on('unexpected-response', (req, res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    ws.on('error', (e) => resolve({ status: 0, body: String(e) }));
-  });
-}
-
-async function waitFor(fn, what, ms = 10000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (fn()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`waited ${ms} ms for ${what}`);
-}
+const { request, loginApi, wsOpen, ticket: ticketOf, pageOfVm } = require('./client.cjs').client(URL1);
+const { waitFor, launch } = require('./client.cjs');
+const ticket = (s, vm = VM) => ticketOf(s, vm, 'console');
 
 // The terminal's visible text (xterm.js renders rows as DOM; spaces may be NBSP).
 function termText(page) {
@@ -96,18 +39,7 @@ async function untilText(page, want, what, ms = 15000) {
 }
 
 async function openConsole(browser, user, password) {
-  const ctx = await browser.createBrowserContext();
-  const page = await ctx.newPage();
-  await page.setViewport({ width: 1280, height: 800 });
-  page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(String(e)));
-  await page.goto(URL1 + '/', { waitUntil: 'domcontentloaded' });
-  await page.waitForSelector('#login-form');
-  await page.type('#login-user', user);
-  await page.type('#login-password', password);
-  await page.click('#login-submit');
-  await page.waitForSelector('#vm-table');
-  await page.evaluate((vm) => { location.hash = `#/vm/${vm}`; }, VM);
+  const { ctx, page } = await pageOfVm(browser, user, password, VM);
   await page.waitForSelector('#console .xterm-rows');
   await page.waitForFunction(() => /^Connected/.test(document.querySelector('#console-status').textContent), { timeout: 10000 });
   return { ctx, page };
@@ -116,12 +48,7 @@ async function openConsole(browser, user, password) {
 const median = (a) => { const s = a.slice().sort((x, y) => x - y); return s[Math.floor((s.length - 1) / 2)]; };
 
 (async () => {
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM,
-    headless: true,
-    acceptInsecureCerts: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--ignore-certificate-errors'],
-  });
+  const browser = await launch(puppeteer);
   let a = null;
   let b = null;
   const word = `hi-${crypto.randomInt(100000, 999999)}`;

@@ -1,5 +1,6 @@
-// plinth web console: plain JavaScript, no framework; the one third-party library is
-// xterm.js (the VM's serial console), pinned in package-lock.json and embedded.
+// plinth web console: plain JavaScript, no framework; the third-party libraries are
+// xterm.js (the VM's serial console) and noVNC (its display, loaded when opened), pinned
+// in package-lock.json and embedded.
 // Talks only to the plinthd that served it: the control API under /v1 (with the
 // session's CSRF token on every change), /web/session, /web/login, /web/logout, the
 // live stream /web/live (server-sent events: vms, tasks, event, expired), and a VM's
@@ -339,6 +340,7 @@ function vmView(name) {
   const nics = h('tbody');
   const events = h('tbody');
   const con = consolePanel(name);
+  const disp = displayPanel(name);
   const charts = chartsPanel(name);
   const el = h('section.vm', {}, head, buttons,
     h('div.cols', {},
@@ -347,6 +349,7 @@ function vmView(name) {
         h('h2', { text: 'Disks' }), h('table', { id: 'vm-disks' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Disk' }))), disks),
         h('h2', { text: 'Network interfaces' }), h('table', { id: 'vm-nics' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Network' }))), nics))),
     charts.el,
+    disp.el,
     con.el,
     h('h2', { text: 'Events' }),
     h('table.events', { id: 'vm-events' },
@@ -386,7 +389,7 @@ function vmView(name) {
         }, 'Delete'));
         const rows = [['State', v.state], ['Note', v.reason], ['Process', v.pid],
           ['vCPUs', v.cpus], ['Memory', mib(v.memory_mib)], ['Kernel', v.kernel], ['Initrd', v.initrd],
-          ['Command line', v.cmdline], ['Restart', v.restart], ['Autostart', v.autostart ? 'yes' : 'no'], ['UUID', v.uuid]];
+          ['Command line', v.cmdline], ['Restart', v.restart], ['Autostart', v.autostart ? 'yes' : 'no'], ['Display', v.display], ['UUID', v.uuid]];
         config.replaceChildren(...rows.filter(([, x]) => x !== undefined && x !== '').flatMap(([k, x]) => [h('dt', { text: k }), h('dd', { text: x })]));
         disks.replaceChildren(...(v.disks || []).map((d, i) => h('tr', {}, h('td', { text: i }), h('td', { text: diskText(d) }))));
         nics.replaceChildren(...(v.nics || []).map((n, i) => h('tr', {}, h('td', { text: i }), h('td', { text: n.network }))));
@@ -394,11 +397,12 @@ function vmView(name) {
         if (!(v.nics || []).length) nics.append(h('tr', {}, h('td', { colspan: 2, text: 'none' })));
       }
     }
+    if (what !== 'events') disp.update(v);
     if (what !== 'vms') events.replaceChildren(...eventRows(S.events.filter((e) => e.object === name)));
   }
   let started = false;
   return {
-    nav: 'inventory', el, close: () => { con.close(); charts.close(); },
+    nav: 'inventory', el, close: () => { con.close(); disp.close(); charts.close(); },
     refresh: (what) => {
       draw(what);
       // The terminal measures itself: it opens once the view is in the page.
@@ -558,6 +562,78 @@ function consolePanel(name) {
       if (ws) { const w = ws; ws = null; w.close(1000, 'The page left the console.'); }
       term.dispose();
     },
+  };
+}
+
+/* --- a VM's display (noVNC) --------------------------------------------------------- */
+
+// The display of VM name (definitions with "display": "vnc"), opened with its button:
+// noVNC (ES modules, fetched from plinthd only then) over a WebSocket to plinthd, which
+// passes RFB to the VM's VNC server (a viewer's keys and pointer are left out there too).
+// The close frame's reason is the sentence shown; a dropped display reconnects.
+function displayPanel(name) {
+  const status = h('p.status', { id: 'display-status', role: 'status' });
+  const screen = h('div.screen', { id: 'display-screen' });
+  const button = h('button', { type: 'button', id: 'display-open' }, 'Open the display');
+  const el = h('section.display', { hidden: true }, h('div.bar', {}, h('h2', { text: 'Display' }), button), screen, status);
+  let rfb = null;
+  let sock = null;
+  let want = false;
+  let retry = null;
+  let live = false;
+  const say = (t) => { status.textContent = t; };
+  function stop(why) {
+    if (retry) { clearTimeout(retry); retry = null; }
+    if (sock) { const w = sock; sock = null; w.close(1000, why); }
+    if (rfb) { const r = rfb; rfb = null; try { r.disconnect(); } catch (e) { /* gone */ } }
+    screen.replaceChildren();
+  }
+  async function open() {
+    retry = null;
+    if (!want) return;
+    say('Connecting...');
+    let t;
+    let RFB;
+    try {
+      t = await api('POST', `/web/display/${encodeURIComponent(name)}/ticket`);
+      ({ default: RFB } = await import('/static/vendor/novnc/core/rfb.js'));
+    } catch (e) {
+      say(`The display could not be opened: ${e.message}`);
+      return;
+    }
+    if (!want) return;
+    const s = new WebSocket(`wss://${location.host}${t.url}`);
+    sock = s;
+    let reason = '';
+    s.addEventListener('close', (ev) => {
+      reason = ev.reason;
+      if (sock !== s) return;
+      sock = null;
+      if (ev.code === 1008) { want = false; showLogin(ev.reason); return; } // the session ended
+      if (ev.code === 1000 || !want) { say(`Display closed: ${ev.reason || 'the connection ended.'}`); want = false; button.textContent = 'Open the display'; return; }
+      say(`Display disconnected: ${ev.reason || 'The connection to plinthd was lost.'} Reconnecting...`);
+      retry = setTimeout(open, 2000);
+    });
+    rfb = new RFB(screen, s);
+    rfb.viewOnly = S.role === 'viewer';
+    rfb.addEventListener('connect', () => say(S.role === 'viewer' ? 'Connected (watch only: your role is viewer).' : 'Connected.'));
+    rfb.addEventListener('disconnect', () => { if (!reason && want && !sock) say('Display closed.'); });
+  }
+  button.onclick = () => {
+    if (want) { want = false; stop('The page closed the display.'); button.textContent = 'Open the display'; say(''); return; }
+    want = true;
+    button.textContent = 'Close the display';
+    open();
+  };
+  return {
+    el,
+    update(v) {
+      el.hidden = !v || v.display !== 'vnc';
+      live = !!v && ['running', 'paused'].includes(v.state);
+      button.disabled = !live && !want;
+      if (!live && !want) say(v && v.display === 'vnc' ? 'The display is there while the VM runs.' : '');
+    },
+    close() { want = false; stop('The page left the display.'); },
   };
 }
 

@@ -401,6 +401,53 @@ static void test_device_ids(void **unused)
 	unlink(b);
 }
 
+/* "display": "vnc" is kept in the definition (both stores), refused with one line
+ * for another value, reaches plinth as --display vnc=unix:RUNDIR/display.sock and
+ * GET /v1/vms/{name} says where the socket is while the VM runs. */
+static void test_display(void **unused)
+{
+	char body[512], want[256];
+	struct pd_request *req = malloc(sizeof(*req));
+	struct pd_error e;
+	const char *uuid;
+	json_t *o;
+
+	(void)unused;
+	assert_non_null(req);
+	snprintf(body, sizeof(body), "{\"name\": \"scr\", \"kernel\": \"%s\", "
+		 "\"memory_mib\": 64, \"display\": \"vga\"}", FAKE_PLINTH);
+	assert_int_equal(pd_parse_request("POST", "/v1/vms", NULL, body, strlen(body), req, &e),
+			 400);
+	assert_int_equal(e.status, 400);
+	assert_string_equal(e.msg, "field 'display' must be \"vnc\" or \"none\"");
+	free(req);
+	snprintf(body, sizeof(body), "{\"name\": \"scr\", \"kernel\": \"%s\", "
+		 "\"memory_mib\": 64, \"display\": \"vnc\"}", FAKE_PLINTH);
+	assert_int_equal(call("POST", "/v1/vms", body, NULL), 201);
+	snprintf(body, sizeof(body), "{\"name\": \"plain\", \"kernel\": \"%s\", "
+		 "\"memory_mib\": 64, \"display\": \"none\"}", FAKE_PLINTH);
+	assert_int_equal(call("POST", "/v1/vms", body, NULL), 201);
+	o = vm("plain");
+	assert_null(json_object_get(o, "display"));
+	json_decref(o);
+	o = vm("scr");
+	assert_string_equal(json_string_value(json_object_get(o, "display")), "vnc");
+	assert_null(json_object_get(o, "display_socket")); /* not running */
+	json_decref(o);
+	act("scr", "start", NULL, 202);
+	wait_state("scr", "running", 10000);
+	o = vm("scr");
+	uuid = json_string_value(json_object_get(o, "uuid"));
+	snprintf(want, sizeof(want), "%s/vms/%s/display.sock", dir, uuid);
+	assert_string_equal(json_string_value(json_object_get(o, "display_socket")), want);
+	snprintf(want, sizeof(want), " --display vnc=unix:%s/vms/%s/display.sock\n", dir, uuid);
+	json_decref(o);
+	wait_console("scr", want, 1);
+	act("scr", "kill", NULL, 200);
+	assert_int_equal(call("DELETE", "/v1/vms/scr", NULL, NULL), 200);
+	assert_int_equal(call("DELETE", "/v1/vms/plain", NULL, NULL), 200);
+}
+
 /* The image library's own sentence reaches the caller: a failed import task's error
  * and a failed linked clone's reply carry it (daemon/images.c captures it), not only
  * plinthd's log. */
@@ -688,9 +735,11 @@ int main(void)
 		{"sqlite: test_lifecycle", test_lifecycle, setup_sqlite, teardown, NULL},
 		{"sqlite: test_device_ids", test_device_ids, setup_sqlite, teardown, NULL},
 		{"sqlite: test_image_errors", test_image_errors, setup_sqlite, teardown, NULL},
+		{"sqlite: test_display", test_display, setup_sqlite, teardown, NULL},
 		{"postgresql: test_lifecycle", test_lifecycle, setup_pg, teardown, NULL},
 		{"postgresql: test_device_ids", test_device_ids, setup_pg, teardown, NULL},
 		{"postgresql: test_image_errors", test_image_errors, setup_pg, teardown, NULL},
+		{"postgresql: test_display", test_display, setup_pg, teardown, NULL},
 	};
 
 	log_set_level(LOG_ERROR);

@@ -37,4 +37,22 @@ struct virtio_pci;
 int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		   struct virtio_pci **out);
 
+/*
+ * The display's keyboard and tablet (virtio/input.h), on bus at its next free slots
+ * (after every configured device has its own): made once the virtio-gpu gpu (made by
+ * display_create) exists, before the guest runs; they are fed from its viewers.
+ * *kbd and *tablet are the caller's (virtio_pci_free, after gpu's); on error the one
+ * made, if any, is in *kbd. 0 or -errno, logged.
+ */
+int display_add_inputs(struct pci_bus *bus, const struct guest_mem *mem, struct virtio_pci *gpu,
+		       struct virtio_pci **kbd, struct virtio_pci **tablet);
+
+/* Feed viewers' keys to kbd and their pointer to tablet (virtio-input devices, either
+ * NULL: none), which outlive the display. Before spawn. */
+struct virtio_dev;
+void vnc_display_set_inputs(void *opaque, struct virtio_dev *kbd, struct virtio_dev *tablet);
+
+/* The Linux evdev key code of X keysym sym (US layout), 0: none. */
+uint16_t vnc_keysym_to_evdev(uint32_t sym);
+
 #endif

@@ -41,6 +41,7 @@
 #include <rfb/keysym.h>
 #include <rfb/rfb.h>
 
+#include "keyfile.h"
 #include "log.h"
 #include "util.h"
 #include "virtio/devices.h"
@@ -70,6 +71,7 @@ struct vnc {
 	uint8_t *fb;            /* the screen's frame buffer, owned */
 	struct virtio_dev *kbd, *tablet; /* not owned; NULL: none (invariant 4) */
 	int buttons;            /* the pointer's last RFB button mask (display thread) */
+	char *passwords[2];     /* VNC authentication's password (owned, wiped) and NULL */
 };
 
 __attribute__((format(printf, 1, 2))) static void vnc_log_err(const char *fmt, ...)
@@ -417,6 +419,10 @@ static void vnc_destroy(void *opaque)
 		pthread_join(v->thread, NULL);
 	}
 	rfbScreenCleanup(v->screen);
+	if (v->passwords[0]) {
+		explicit_bzero(v->passwords[0], strlen(v->passwords[0]));
+		free(v->passwords[0]);
+	}
 	free(v->fb);
 	free(v->shadow);
 	close(v->listen_fd);
@@ -591,10 +597,38 @@ out_log:
 	return r;
 }
 
+int vnc_display_set_password(void *opaque, const char *password)
+{
+	struct vnc *v = opaque;
+
+	v->passwords[0] = strdup(password);
+	if (!v->passwords[0])
+		return -ENOMEM;
+	/* Viewers then get only VNC authentication (RFB security type 2). */
+	v->screen->authPasswdData = v->passwords;
+	v->screen->passwordCheck = rfbCheckPasswordByList;
+	return 0;
+}
+
+/* The password in path into a new display's opaque. 0 or -errno, logged. */
+static int display_password(void *opaque, const char *path)
+{
+	char pw[VNC_PASSWORD_MAX + 1];
+	int r = keyfile_read_line("--display: password-file", path, pw, sizeof(pw));
+
+	if (!r) {
+		r = vnc_display_set_password(opaque, pw);
+		if (r)
+			log_error("--display: out of memory");
+	}
+	explicit_bzero(pw, sizeof(pw));
+	return r;
+}
+
 int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		   struct virtio_pci **out)
 {
-	static const char *const keys[] = { "vnc", "width", "height" };
+	static const char *const keys[] = { "vnc", "width", "height", "password-file" };
 	char *vals[ARRAY_SIZE(keys)] = { 0 };
 	const struct gpu_display_ops *ops;
 	uint64_t w = 1024, h = 768;
@@ -609,6 +643,8 @@ int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char 
 		r = spec_uint("--display", "height", vals[2], 1, 16384, &h);
 	if (!r)
 		r = vnc_display_new(vals[0], (uint32_t)w, (uint32_t)h, &ops, &opaque);
+	if (!r && vals[3] && (r = display_password(opaque, vals[3])))
+		ops->destroy(opaque);
 	if (!r)
 		r = virtio_gpu_create_on(bus, mem, (uint32_t)w, (uint32_t)h, ops, opaque, out);
 	spec_free(vals, ARRAY_SIZE(keys));

@@ -30,7 +30,15 @@ int vnc_where_check(const char *opt, const char *where);
 int vnc_display_new(const char *where, uint32_t width, uint32_t height,
 		    const struct gpu_display_ops **ops, void **opaque);
 
-/* The device class's create: spec is the canonical "vnc=...,width=N,height=N". */
+/*
+ * Ask viewers of the display made by vnc_display_new() for password (VNC
+ * authentication: at most VNC_PASSWORD_MAX bytes count), before spawn. 0 or -ENOMEM.
+ */
+#define VNC_PASSWORD_MAX 8
+int vnc_display_set_password(void *opaque, const char *password);
+
+/* The device class's create: spec is the canonical "vnc=...,width=N,height=N" with
+ * ",password-file=PATH" (read at each create: keyfile_read_line()'s checks). */
 struct pci_bus;
 struct guest_mem;
 struct virtio_pci;

@@ -5,7 +5,8 @@
  * every pixel order, a resize seen by the viewer, two viewers at once, hostile
  * rectangles clipped, the socket's mode, and the option's checks; a viewer's keys
  * and pointer reaching a keyboard's and a tablet's event queues (virtio-input) from
- * the filtered display thread, and the keysym table.
+ * the filtered display thread, the keysym table, and a password refusing viewers
+ * without it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,8 @@
 #include "fake.h"
 #include "input.h"
 #include "internal.h"
+#include <rfb/rfb.h>
+
 #include "rfb_client.h"
 #include "sandbox.h"
 #include "vnc.h"
@@ -338,6 +341,58 @@ static void test_keymap(void **state)
 	assert_int_equal(vnc_keysym_to_evdev(0), 0);
 }
 
+/* RFB 3.8 with VNC authentication (type 2) and password pw: the SecurityResult (0 ok,
+ * 1 refused) or -errno. */
+static int vnc_auth(int fd, const char *pw)
+{
+	uint8_t buf[16], n, types[255], two = 2;
+	char key[9] = { 0 };
+	int r;
+
+	if ((r = rfb_read(fd, buf, 12, T_MS, NULL)) || (r = rfb_write(fd, "RFB 003.008\n", 12)) ||
+	    (r = rfb_read(fd, &n, 1, T_MS, NULL)) || !n || (r = rfb_read(fd, types, n, T_MS, NULL)))
+		return r ? r : -EPROTO;
+	if (!memchr(types, 2, n) || memchr(types, 1, n))
+		return -EPROTO; /* password only: never "None" */
+	if ((r = rfb_write(fd, &two, 1)) || (r = rfb_read(fd, buf, 16, T_MS, NULL)))
+		return r;
+	strncpy(key, pw, 8);
+	rfbEncryptBytes(buf, key);
+	if ((r = rfb_write(fd, buf, 16)) || (r = rfb_read(fd, buf, 4, T_MS, NULL)))
+		return r;
+	return (int)rfb_be32(buf);
+}
+
+/* With a password: a viewer without it (security "None") and a wrong one are refused. */
+static void test_password(void **state)
+{
+	struct fixture f = { 0 };
+	struct rfb_frame fr;
+	int fd;
+
+	(void)state;
+	strcpy(f.dir, "/tmp/plinth-vnc-XXXXXX");
+	assert_non_null(mkdtemp(f.dir));
+	snprintf(f.path, sizeof(f.path), "unix:%s/vnc.sock", f.dir);
+	assert_int_equal(vnc_display_new(f.path, 64, 32, &f.ops, &f.d), 0);
+	assert_int_equal(vnc_display_set_password(f.d, "s3cret"), 0);
+	assert_int_equal(f.ops->spawn(f.d, filter, NULL), 0);
+
+	fd = rfb_connect_unix(f.path + 5);
+	assert_true(fd >= 0);
+	assert_int_equal(rfb_handshake(fd, &fr, T_MS), -EACCES);
+	free(fr.px);
+	close(fd);
+	fd = rfb_connect_unix(f.path + 5);
+	assert_int_equal(vnc_auth(fd, "wrong"), 1);
+	close(fd);
+	fd = rfb_connect_unix(f.path + 5);
+	assert_int_equal(vnc_auth(fd, "s3cret"), 0);
+	close(fd);
+	f.ops->destroy(f.d);
+	rmdir(f.dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_where),
 		cmocka_unit_test(test_input),
 		cmocka_unit_test(test_keymap),
+		cmocka_unit_test(test_password),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

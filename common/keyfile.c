@@ -43,12 +43,11 @@ static size_t decode_hex(const char *buf, size_t n, unsigned char *key, size_t m
 	return nib;
 }
 
-int keyfile_read_hex(const char *what, const char *path, unsigned char *key, size_t min,
-		     size_t max, size_t *len)
+/* Read the whole of path (checked as keyfile.h says) into buf (KEYFILE_MAX + 1 bytes;
+ * the caller wipes it): its length, or -errno after one error line. */
+static ssize_t read_secret(const char *what, const char *path, char *buf)
 {
-	char buf[KEYFILE_MAX + 1];
 	struct stat st;
-	size_t nib;
 	ssize_t n;
 	int fd, err;
 
@@ -64,13 +63,26 @@ int keyfile_read_hex(const char *what, const char *path, unsigned char *key, siz
 		close(fd);
 		return -EPERM;
 	}
-	n = read(fd, buf, sizeof(buf));
+	n = read(fd, buf, KEYFILE_MAX + 1);
 	err = errno;
 	close(fd);
 	if (n < 0 || n > KEYFILE_MAX) {
 		log_error("%s: %s: %s", what, path, n < 0 ? strerror(err) : "file too large");
-		explicit_bzero(buf, sizeof(buf));
 		return -EINVAL;
+	}
+	return n;
+}
+
+int keyfile_read_hex(const char *what, const char *path, unsigned char *key, size_t min,
+		     size_t max, size_t *len)
+{
+	char buf[KEYFILE_MAX + 1];
+	size_t nib;
+	ssize_t n = read_secret(what, path, buf);
+
+	if (n < 0) {
+		explicit_bzero(buf, sizeof(buf));
+		return (int)n;
 	}
 	nib = decode_hex(buf, (size_t)n, key, max);
 	explicit_bzero(buf, sizeof(buf));
@@ -81,5 +93,29 @@ int keyfile_read_hex(const char *what, const char *path, unsigned char *key, siz
 		return -EINVAL;
 	}
 	*len = nib / 2;
+	return 0;
+}
+
+int keyfile_read_line(const char *what, const char *path, char *out, size_t max)
+{
+	char buf[KEYFILE_MAX + 1];
+	ssize_t n = read_secret(what, path, buf);
+	size_t len;
+
+	if (n < 0) {
+		explicit_bzero(buf, sizeof(buf));
+		return (int)n;
+	}
+	/* The first line, without its end. */
+	for (len = 0; len < (size_t)n && buf[len] != '\n' && buf[len] != '\r' && buf[len]; len++)
+		;
+	if (!len || len >= max) {
+		explicit_bzero(buf, sizeof(buf));
+		log_error("%s: %s must hold one line of 1 to %zu bytes", what, path, max - 1);
+		return -EINVAL;
+	}
+	memcpy(out, buf, len);
+	out[len] = 0;
+	explicit_bzero(buf, sizeof(buf));
 	return 0;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Secret key files: a key written as hex digits (openssl rand -hex 32), in a regular
- * file that only its owner may read. Shared by plinth's --migrate-psk and plinthd's
+ * Secret key files: a key written as hex digits (openssl rand -hex 32), or a one-line
+ * password, in a regular file that only its owner may read. Shared by plinth's --migrate-psk and plinthd's
  * --cluster-key. Knows nothing of what the key is for.
  */
 #ifndef PLINTH_COMMON_KEYFILE_H
@@ -23,5 +23,12 @@
  */
 int keyfile_read_hex(const char *what, const char *path, unsigned char *key, size_t min,
 		     size_t max, size_t *len);
+
+/*
+ * Read the first line of path (same checks as above; its line end dropped) into out,
+ * the caller's buffer of max bytes, NUL-terminated; it must be 1..max-1 bytes. The
+ * caller wipes out when done. 0 or -errno after one error line starting with what.
+ */
+int keyfile_read_line(const char *what, const char *path, char *out, size_t max);
 
 #endif

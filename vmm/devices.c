@@ -356,15 +356,17 @@ static const struct dev_class dev_class_vsock = {
 struct display_config {
 	char *vnc;             /* unix:PATH or tcp:ADDR:PORT */
 	uint64_t width, height; /* the mode offered to the guest */
+	char *password_file;   /* tcp: only; NULL: no password */
 };
 
-static const char *const display_keys[] = { "vnc", "width", "height" };
+static const char *const display_keys[] = { "vnc", "width", "height", "password-file" };
 
 static void display_free(void *conf)
 {
 	struct display_config *c = conf;
 
 	free(c->vnc);
+	free(c->password_file);
 	free(c);
 }
 
@@ -380,8 +382,16 @@ static int display_parse(const char *opt, char *const *v, void **conf)
 	if (vnc_where_check(opt, v[0]) || (v[1] && spec_uint(opt, "width", v[1], 16, 16384, &w)) ||
 	    (v[2] && spec_uint(opt, "height", v[2], 16, 16384, &h)))
 		return -EINVAL;
+	if (v[3] && (!*v[3] || strncmp(v[0], "tcp:", 4))) {
+		log_error("%s: password-file=PATH is for vnc=tcp:... (a unix: socket is the VM "
+			  "owner's by its mode 0600)", opt);
+		return -EINVAL;
+	}
 	c = calloc(1, sizeof(*c));
-	if (!c || dev_strdup(opt, v[0], &c->vnc)) {
+	if (!c || dev_strdup(opt, v[0], &c->vnc) ||
+	    (v[3] && dev_strdup(opt, v[3], &c->password_file))) {
+		if (c)
+			free(c->vnc);
 		free(c);
 		return -ENOMEM;
 	}
@@ -394,7 +404,7 @@ static int display_parse(const char *opt, char *const *v, void **conf)
 static json_t *display_to_json(const void *conf)
 {
 	const struct display_config *c = conf;
-	json_t *o = set_str(json_object(), "vnc", c->vnc);
+	json_t *o = set_str(set_str(json_object(), "vnc", c->vnc), "password-file", c->password_file);
 
 	if (o && (json_object_set_new(o, "width", json_integer((json_int_t)c->width)) ||
 		  json_object_set_new(o, "height", json_integer((json_int_t)c->height)))) {
@@ -411,10 +421,12 @@ static bool display_on_tcp(const void *conf)
 
 static const struct dev_class dev_class_display = {
 	.name = "display",
-	.synopsis = "vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N]",
+	.synopsis = "vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N][,password-file=PATH]",
 	.help = DEV_HELP_INDENT "a virtio-gpu screen (2D) served to VNC viewers on PATH (mode\n"
-		DEV_HELP_INDENT "0600) or ADDR:PORT (no password: bind it to loopback); the\n"
-		DEV_HELP_INDENT "mode offered is 1024x768 unless width/height say\n",
+		DEV_HELP_INDENT "0600) or ADDR:PORT (with password-file: VNC authentication,\n"
+		DEV_HELP_INDENT "the file's first line, 1-8 bytes, mode 0600; without: bind it\n"
+		DEV_HELP_INDENT "to loopback), with a virtio keyboard and tablet; the mode\n"
+		DEV_HELP_INDENT "offered is 1024x768 unless width/height say\n",
 	.keys = display_keys,
 	.nr_keys = ARRAY_SIZE(display_keys),
 	.parse = display_parse,

@@ -25,6 +25,7 @@
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
+#include "display/vnc.h"
 #include "virtio/blk.h"
 #include "virtio/virtio-pci.h"
 #include "virtio/devices.h"
@@ -505,6 +506,7 @@ static int vm_setup_devices(struct vm *vm)
 	static const unsigned int fixed_irqs[] = { 0, 1, 2, IRQ_COM1, 8, IRQ_SCI };
 	struct resources *r = &vm->res;
 	size_t i;
+	unsigned int j;
 	int ret = 0;
 
 	res_init(r, LAYOUT_PCI_MMIO, LAYOUT_PCI_MMIO_LEN, PORT_PCI_IO, PORT_PCI_IO_LEN);
@@ -582,6 +584,23 @@ static int vm_setup_devices(struct vm *vm)
 						(void *)(intptr_t)SANDBOX_DISPLAY);
 		}
 		vm->nr_virtio++;
+	}
+	/* Each display's keyboard and tablet, at the slots no configured device took. */
+	for (i = 0; i < vm->cfg->nr_devices; i++) {
+		if (strcmp(vm->cfg->devices[i].cls->name, "display"))
+			continue;
+		if (vm->nr_input + 2 > VM_MAX_INPUTS) {
+			log_error("--display: at most %d displays", VM_MAX_INPUTS / 2);
+			return -EINVAL;
+		}
+		ret = display_add_inputs(vm->pci, &vm->mem, vm->virtio[i],
+					 &vm->input[vm->nr_input], &vm->input[vm->nr_input + 1]);
+		vm->nr_input += !!vm->input[vm->nr_input] + !!vm->input[vm->nr_input + 1];
+		if (ret)
+			return ret;
+		for (j = vm->nr_input - 2; vm->cfg->seccomp && j < vm->nr_input; j++)
+			virtio_pci_set_thread_hook(vm->input[j], worker_sandbox,
+						   (void *)(intptr_t)SANDBOX_IO);
 	}
 	return 0;
 }
@@ -779,8 +798,9 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 	 * a restore already started them; each installs the I/O filter (the hook set by
 	 * vm_create) before it carries out its first request.
 	 */
-	for (i = 0; i < vm->nr_virtio; i++) {
-		ret = virtio_pci_spawn_worker(vm->virtio[i]);
+	for (i = 0; i < vm->nr_virtio + vm->nr_input; i++) {
+		ret = virtio_pci_spawn_worker(i < vm->nr_virtio ? vm->virtio[i] :
+						  vm->input[i - vm->nr_virtio]);
 		if (ret) {
 			vm_request_exit(vm, VM_EXIT_ERROR, "cannot start a device's I/O thread: %s",
 					strerror(-ret));
@@ -920,6 +940,8 @@ void vm_destroy(struct vm *vm)
 	/* Device I/O threads stop and disks are flushed before the bus goes. */
 	for (i = 0; i < vm->nr_virtio; i++)
 		virtio_pci_free(vm->virtio[i]);
+	for (i = 0; i < vm->nr_input; i++)
+		virtio_pci_free(vm->input[i]);
 	pci_bus_free(vm->pci);
 	serial_destroy(&vm->com1);
 	pm_destroy(&vm->pm);

@@ -38,6 +38,7 @@
 #define VM_MAX_CPUS 64
 
 #define VM_MAX_DEVICES 24
+#define VM_MAX_INPUTS  4 /* keyboards and tablets: two per --display */
 
 struct vm;
 struct vm_disk_ident;
@@ -153,6 +154,10 @@ struct vm {
 
 	struct virtio_pci *virtio[VM_MAX_DEVICES]; /* owned: freed before the bus */
 	unsigned int nr_virtio;
+	/* A --display's keyboard and tablet (display_add_inputs), owned: freed after the
+	 * displays (whose threads feed them), before the bus. Not in snapshots. */
+	struct virtio_pci *input[VM_MAX_INPUTS];
+	unsigned int nr_input;
 
 	struct vcpu vcpu[VM_MAX_CPUS];
 	unsigned int nr_vcpus;

@@ -2,19 +2,28 @@
 # kernel: build/guest/display) draws its text console (fbcon) on the scanout; a VNC
 # viewer (rfb-grab, tests/tools) sees a 1024x768 frame that is not black, and a changed
 # frame once the guest writes to tty1. Every thread of plinth, the display's included,
-# runs under its seccomp filter. A reset (plinth ctl reset) re-creates the display under
-# the narrowed main filter, and a viewer sees the rebooted guest draw.
+# runs under its seccomp filter. Keys typed through VNC (rfb-send) reach a shell on tty1
+# whose command writes to the serial console (exact text: a lost key fails), a pointer
+# event reaches the tablet's /dev/input node, and the guest names both devices. A reset
+# (plinth ctl reset) re-creates the display under the narrowed main filter, and a viewer
+# sees the rebooted guest draw.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
 [ -f "$GUEST/display/vmlinuz" ] || fail "no display guest in $GUEST/display (make guest)"
 grab=$BUILD/vmm/display/rfb-grab
-[ -x "$grab" ] || fail "no $grab (make build)"
+send=$BUILD/vmm/display/rfb-send
+[ -x "$grab" ] && [ -x "$send" ] || fail "no $grab or $send (make build)"
 dir=$(sock_dir)
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
 
-# The guest says whether it has a frame buffer, then writes a line to tty1 each second.
+# The guest says whether it has a frame buffer, names its input devices, prints the
+# tablet's first four events, runs a shell on tty1, then writes a line to tty1 each second.
 cmd='echo "fb $(cat /sys/class/graphics/fb0/name 2>/dev/null)"
+grep "^N: Name=" /proc/bus/input/devices
+ev=$(grep -l "plinth tablet" /sys/class/input/event*/device/name | sed -n "s|.*/\(event[0-9]*\)/.*|\1|p")
+(dd if=/dev/input/$ev bs=24 count=4 2>/dev/null | od -An -w24 -tu2 | sed "s/^/ptr/") &
+sh </dev/tty1 >/dev/tty1 2>&1 &
 i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo "tick $i" >/dev/tty1; echo "tick $i"; sleep 1; done'
 start=$SECONDS
 "$BUILD/plinth" run --kernel "$GUEST/display/vmlinuz" --initrd "$GUEST/display/initramfs.cpio.gz" \
@@ -49,6 +58,26 @@ second=$(echo "$out" | sed -n 2p)
 [[ $second =~ ^frame\ 1024\ 768\ nonblack=[1-9] ]] || fail "unexpected second frame: $second"
 echo "two frames in $((SECONDS - t0)) s"
 kill -0 $pid || fail "plinth died"
+
+# Keys: a command typed on tty1 (shifted symbols included) prints on the serial console.
+expect_in "$dir/console" '^N: Name="plinth keyboard"' "the guest has no virtio keyboard"
+expect_in "$dir/console" '^N: Name="plinth tablet"' "the guest has no virtio tablet"
+"$send" "$dir/vnc.sock" key 'echo typed-$((6*7))-The_quick:brown/fox,jumps.over=the+lazy~dog! >/dev/ttyS0' ||
+	fail "rfb-send could not type"
+t0=$(date +%s%N)
+"$send" "$dir/vnc.sock" key $'\n' || fail "rfb-send could not press Return"
+typed='^typed-42-The_quick:brown/fox,jumps[.]over=the[+]lazy~dog!'
+while ! grep -q -E -- "$typed" "$dir/console" && [ $(($(date +%s%N) - t0)) -lt 30000000000 ]; do
+	sleep 0.02
+done
+t1=$(date +%s%N)
+expect_in "$dir/console" "$typed" "the typed command did not run as typed (keys lost?)"
+echo "key-to-console: $(((t1 - t0) / 1000000)) ms (Return sent to the line on the serial console)"
+# Pointer: the far corner with the left button is ABS_X = ABS_Y = 32767, BTN_LEFT down.
+"$send" "$dir/vnc.sock" pointer 1023 767 1 || fail "rfb-send could not point"
+wait_in "$dir/console" $pid '^ptr( +[0-9]+){8} +1 +272 +1 +0' 30
+expect_in "$dir/console" '^ptr( +[0-9]+){8} +3 +0 +32767 +0' "no ABS_X 32767 from the tablet"
+expect_in "$dir/console" '^ptr( +[0-9]+){8} +3 +1 +32767 +0' "no ABS_Y 32767 from the tablet"
 
 # A reset re-creates the VM and its display; the guest boots again and draws again.
 "$BUILD/plinth" ctl --api-socket "$dir/api.sock" reset >/dev/null || fail "plinth ctl reset failed"

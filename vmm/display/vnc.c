@@ -16,6 +16,11 @@
  *     (before spawn: to the creating thread; after the thread ends: to destroy).
  *  3. Viewers never see device memory: update() converts into shadow, the display
  *     thread copies shadow into the frame buffer.
+ *  4. Viewers' keys and pointer go the other way on the display thread: X keysyms
+ *     become evdev key codes (keymap[]), positions the tablet's 0..INPUT_ABS_MAX, and
+ *     each report is handed to the keyboard's or tablet's virtio_input_send(), which
+ *     queues it under the device's lock and wakes its I/O thread (an eventfd).
+ *     kbd and tablet are set before the thread starts and outlive it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -32,11 +37,17 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <linux/input-event-codes.h>
+#include <rfb/keysym.h>
 #include <rfb/rfb.h>
 
+#include "keyfile.h"
 #include "log.h"
 #include "util.h"
 #include "virtio/devices.h"
+#include "virtio/input.h"
+#include "virtio/internal.h"
+#include "virtio/virtio-pci.h"
 #include "virtio/spec.h"
 #include "vnc.h"
 
@@ -58,6 +69,9 @@ struct vnc {
 	uint32_t dx0, dy0, dx1, dy1; /* changed since it looked; empty when dx0 >= dx1 */
 	rfbScreenInfoPtr screen; /* invariant 2 */
 	uint8_t *fb;            /* the screen's frame buffer, owned */
+	struct virtio_dev *kbd, *tablet; /* not owned; NULL: none (invariant 4) */
+	int buttons;            /* the pointer's last RFB button mask (display thread) */
+	char *passwords[2];     /* VNC authentication's password (owned, wiped) and NULL */
 };
 
 __attribute__((format(printf, 1, 2))) static void vnc_log_err(const char *fmt, ...)
@@ -171,6 +185,123 @@ static void vnc_update(void *opaque, const uint8_t *pixels, uint32_t stride,
 	}
 	pthread_mutex_unlock(&v->lock);
 	wake(v);
+}
+
+/* X keysyms of a US layout to Linux evdev codes (invariant 4). Shifted symbols map
+ * to their key: the viewer sends Shift itself. */
+static const struct {
+	uint32_t sym;
+	uint16_t code;
+} keymap[] = {
+	{ XK_space, KEY_SPACE }, { XK_exclam, KEY_1 }, { XK_quotedbl, KEY_APOSTROPHE },
+	{ XK_numbersign, KEY_3 }, { XK_dollar, KEY_4 }, { XK_percent, KEY_5 },
+	{ XK_ampersand, KEY_7 }, { XK_apostrophe, KEY_APOSTROPHE }, { XK_parenleft, KEY_9 },
+	{ XK_parenright, KEY_0 }, { XK_asterisk, KEY_8 }, { XK_plus, KEY_EQUAL },
+	{ XK_comma, KEY_COMMA }, { XK_minus, KEY_MINUS }, { XK_period, KEY_DOT },
+	{ XK_slash, KEY_SLASH }, { XK_0, KEY_0 }, { XK_1, KEY_1 }, { XK_2, KEY_2 },
+	{ XK_3, KEY_3 }, { XK_4, KEY_4 }, { XK_5, KEY_5 }, { XK_6, KEY_6 }, { XK_7, KEY_7 },
+	{ XK_8, KEY_8 }, { XK_9, KEY_9 }, { XK_colon, KEY_SEMICOLON },
+	{ XK_semicolon, KEY_SEMICOLON }, { XK_less, KEY_COMMA }, { XK_equal, KEY_EQUAL },
+	{ XK_greater, KEY_DOT }, { XK_question, KEY_SLASH }, { XK_at, KEY_2 },
+	{ XK_bracketleft, KEY_LEFTBRACE }, { XK_backslash, KEY_BACKSLASH },
+	{ XK_bracketright, KEY_RIGHTBRACE }, { XK_asciicircum, KEY_6 },
+	{ XK_underscore, KEY_MINUS }, { XK_grave, KEY_GRAVE }, { XK_braceleft, KEY_LEFTBRACE },
+	{ XK_bar, KEY_BACKSLASH }, { XK_braceright, KEY_RIGHTBRACE }, { XK_asciitilde, KEY_GRAVE },
+	{ XK_a, KEY_A }, { XK_b, KEY_B }, { XK_c, KEY_C }, { XK_d, KEY_D }, { XK_e, KEY_E },
+	{ XK_f, KEY_F }, { XK_g, KEY_G }, { XK_h, KEY_H }, { XK_i, KEY_I }, { XK_j, KEY_J },
+	{ XK_k, KEY_K }, { XK_l, KEY_L }, { XK_m, KEY_M }, { XK_n, KEY_N }, { XK_o, KEY_O },
+	{ XK_p, KEY_P }, { XK_q, KEY_Q }, { XK_r, KEY_R }, { XK_s, KEY_S }, { XK_t, KEY_T },
+	{ XK_u, KEY_U }, { XK_v, KEY_V }, { XK_w, KEY_W }, { XK_x, KEY_X }, { XK_y, KEY_Y },
+	{ XK_z, KEY_Z },
+	{ XK_BackSpace, KEY_BACKSPACE }, { XK_Tab, KEY_TAB }, { XK_ISO_Left_Tab, KEY_TAB },
+	{ XK_Return, KEY_ENTER }, { XK_KP_Enter, KEY_KPENTER }, { XK_Escape, KEY_ESC },
+	{ XK_Delete, KEY_DELETE }, { XK_Insert, KEY_INSERT }, { XK_Home, KEY_HOME },
+	{ XK_End, KEY_END }, { XK_Page_Up, KEY_PAGEUP }, { XK_Page_Down, KEY_PAGEDOWN },
+	{ XK_Left, KEY_LEFT }, { XK_Up, KEY_UP }, { XK_Right, KEY_RIGHT }, { XK_Down, KEY_DOWN },
+	{ XK_F1, KEY_F1 }, { XK_F2, KEY_F2 }, { XK_F3, KEY_F3 }, { XK_F4, KEY_F4 },
+	{ XK_F5, KEY_F5 }, { XK_F6, KEY_F6 }, { XK_F7, KEY_F7 }, { XK_F8, KEY_F8 },
+	{ XK_F9, KEY_F9 }, { XK_F10, KEY_F10 }, { XK_F11, KEY_F11 }, { XK_F12, KEY_F12 },
+	{ XK_Shift_L, KEY_LEFTSHIFT }, { XK_Shift_R, KEY_RIGHTSHIFT },
+	{ XK_Control_L, KEY_LEFTCTRL }, { XK_Control_R, KEY_RIGHTCTRL },
+	{ XK_Alt_L, KEY_LEFTALT }, { XK_Alt_R, KEY_RIGHTALT }, { XK_Meta_L, KEY_LEFTALT },
+	{ XK_Meta_R, KEY_RIGHTALT }, { XK_Super_L, KEY_LEFTMETA }, { XK_Super_R, KEY_RIGHTMETA },
+	{ XK_Caps_Lock, KEY_CAPSLOCK }, { XK_Num_Lock, KEY_NUMLOCK },
+	{ XK_Scroll_Lock, KEY_SCROLLLOCK }, { XK_Print, KEY_SYSRQ }, { XK_Pause, KEY_PAUSE },
+	{ XK_Menu, KEY_COMPOSE },
+};
+
+uint16_t vnc_keysym_to_evdev(uint32_t sym)
+{
+	size_t i;
+
+	if (sym >= XK_A && sym <= XK_Z)
+		sym += XK_a - XK_A;
+	for (i = 0; i < ARRAY_SIZE(keymap); i++)
+		if (keymap[i].sym == sym)
+			return keymap[i].code;
+	return 0;
+}
+
+/* libvncserver's key callback (display thread): one key report to the keyboard. */
+static void vnc_key(rfbBool down, rfbKeySym sym, rfbClientPtr cl)
+{
+	struct vnc *v = cl->screen->screenData;
+	uint16_t code = vnc_keysym_to_evdev((uint32_t)sym);
+	struct virtio_input_event ev[] = {
+		{ .type = EV_KEY, .code = code, .value = down ? 1 : 0 },
+		{ .type = EV_SYN, .code = SYN_REPORT },
+	};
+
+	if (!code) {
+		log_debug("display: keysym 0x%x has no key", (unsigned int)sym);
+		return;
+	}
+	if (v->kbd)
+		virtio_input_send(v->kbd, ev, ARRAY_SIZE(ev));
+}
+
+/* A position in [0, size) as the tablet's 0..INPUT_ABS_MAX. */
+static uint32_t abs_scale(int pos, int size)
+{
+	if (pos <= 0 || size <= 1)
+		return 0;
+	if (pos >= size - 1)
+		return INPUT_ABS_MAX;
+	return (uint32_t)((uint64_t)pos * INPUT_ABS_MAX / (uint64_t)(size - 1));
+}
+
+/* libvncserver's pointer callback (display thread): position, buttons and wheel
+ * (RFB mask bits 1 left, 2 middle, 4 right, 8 wheel up, 16 wheel down). */
+static void vnc_pointer(int mask, int x, int y, rfbClientPtr cl)
+{
+	static const struct {
+		int bit;
+		uint16_t code;
+	} buttons[] = { { 1, BTN_LEFT }, { 2, BTN_MIDDLE }, { 4, BTN_RIGHT } };
+	struct vnc *v = cl->screen->screenData;
+	struct virtio_input_event ev[8];
+	unsigned int n = 0;
+	size_t i;
+
+	ev[n++] = (struct virtio_input_event){ .type = EV_ABS, .code = ABS_X,
+					       .value = abs_scale(x, v->screen->width) };
+	ev[n++] = (struct virtio_input_event){ .type = EV_ABS, .code = ABS_Y,
+					       .value = abs_scale(y, v->screen->height) };
+	for (i = 0; i < ARRAY_SIZE(buttons); i++)
+		if ((mask ^ v->buttons) & buttons[i].bit)
+			ev[n++] = (struct virtio_input_event){
+				.type = EV_KEY, .code = buttons[i].code,
+				.value = (mask & buttons[i].bit) ? 1 : 0 };
+	/* The wheel: each press of "button" 4 or 5 is one notch. */
+	if ((mask & ~v->buttons) & 8)
+		ev[n++] = (struct virtio_input_event){ .type = EV_REL, .code = REL_WHEEL, .value = 1 };
+	else if ((mask & ~v->buttons) & 16)
+		ev[n++] = (struct virtio_input_event){ .type = EV_REL, .code = REL_WHEEL,
+						       .value = (uint32_t)-1 };
+	ev[n++] = (struct virtio_input_event){ .type = EV_SYN, .code = SYN_REPORT };
+	v->buttons = mask;
+	if (v->tablet)
+		virtio_input_send(v->tablet, ev, n);
 }
 
 /* On the display thread: bring the frame buffer up to date. false: stop. */
@@ -288,6 +419,10 @@ static void vnc_destroy(void *opaque)
 		pthread_join(v->thread, NULL);
 	}
 	rfbScreenCleanup(v->screen);
+	if (v->passwords[0]) {
+		explicit_bzero(v->passwords[0], strlen(v->passwords[0]));
+		free(v->passwords[0]);
+	}
 	free(v->fb);
 	free(v->shadow);
 	close(v->listen_fd);
@@ -435,6 +570,9 @@ int vnc_display_new(const char *where, uint32_t width, uint32_t height,
 	v->screen->ipv6port = 0;
 	v->screen->httpPort = 0;
 	v->screen->http6Port = 0;
+	v->screen->screenData = v;
+	v->screen->kbdAddEvent = vnc_key;
+	v->screen->ptrAddEvent = vnc_pointer;
 	rfbInitServer(v->screen);
 	pthread_mutex_init(&v->lock, NULL);
 	*ops = &vnc_ops;
@@ -459,10 +597,38 @@ out_log:
 	return r;
 }
 
+int vnc_display_set_password(void *opaque, const char *password)
+{
+	struct vnc *v = opaque;
+
+	v->passwords[0] = strdup(password);
+	if (!v->passwords[0])
+		return -ENOMEM;
+	/* Viewers then get only VNC authentication (RFB security type 2). */
+	v->screen->authPasswdData = v->passwords;
+	v->screen->passwordCheck = rfbCheckPasswordByList;
+	return 0;
+}
+
+/* The password in path into a new display's opaque. 0 or -errno, logged. */
+static int display_password(void *opaque, const char *path)
+{
+	char pw[VNC_PASSWORD_MAX + 1];
+	int r = keyfile_read_line("--display: password-file", path, pw, sizeof(pw));
+
+	if (!r) {
+		r = vnc_display_set_password(opaque, pw);
+		if (r)
+			log_error("--display: out of memory");
+	}
+	explicit_bzero(pw, sizeof(pw));
+	return r;
+}
+
 int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		   struct virtio_pci **out)
 {
-	static const char *const keys[] = { "vnc", "width", "height" };
+	static const char *const keys[] = { "vnc", "width", "height", "password-file" };
 	char *vals[ARRAY_SIZE(keys)] = { 0 };
 	const struct gpu_display_ops *ops;
 	uint64_t w = 1024, h = 768;
@@ -477,8 +643,36 @@ int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char 
 		r = spec_uint("--display", "height", vals[2], 1, 16384, &h);
 	if (!r)
 		r = vnc_display_new(vals[0], (uint32_t)w, (uint32_t)h, &ops, &opaque);
+	if (!r && vals[3] && (r = display_password(opaque, vals[3])))
+		ops->destroy(opaque);
 	if (!r)
 		r = virtio_gpu_create_on(bus, mem, (uint32_t)w, (uint32_t)h, ops, opaque, out);
 	spec_free(vals, ARRAY_SIZE(keys));
 	return r;
+}
+
+int display_add_inputs(struct pci_bus *bus, const struct guest_mem *mem, struct virtio_pci *gpu,
+		       struct virtio_pci **kbd, struct virtio_pci **tablet)
+{
+	struct vnc *v = virtio_gpu_display(virtio_pci_vdev(gpu));
+	int r;
+
+	*kbd = *tablet = NULL;
+	r = virtio_input_create_on(bus, mem, INPUT_KEYBOARD, kbd);
+	if (!r)
+		r = virtio_input_create_on(bus, mem, INPUT_TABLET, tablet);
+	if (r) {
+		log_error("--display: cannot add its keyboard and tablet: %s", strerror(-r));
+		return r;
+	}
+	vnc_display_set_inputs(v, virtio_pci_vdev(*kbd), virtio_pci_vdev(*tablet));
+	return 0;
+}
+
+void vnc_display_set_inputs(void *opaque, struct virtio_dev *kbd, struct virtio_dev *tablet)
+{
+	struct vnc *v = opaque;
+
+	v->kbd = kbd;
+	v->tablet = tablet;
 }

@@ -30,11 +30,37 @@ int vnc_where_check(const char *opt, const char *where);
 int vnc_display_new(const char *where, uint32_t width, uint32_t height,
 		    const struct gpu_display_ops **ops, void **opaque);
 
-/* The device class's create: spec is the canonical "vnc=...,width=N,height=N". */
+/*
+ * Ask viewers of the display made by vnc_display_new() for password (VNC
+ * authentication: at most VNC_PASSWORD_MAX bytes count), before spawn. 0 or -ENOMEM.
+ */
+#define VNC_PASSWORD_MAX 8
+int vnc_display_set_password(void *opaque, const char *password);
+
+/* The device class's create: spec is the canonical "vnc=...,width=N,height=N" with
+ * ",password-file=PATH" (read at each create: keyfile_read_line()'s checks). */
 struct pci_bus;
 struct guest_mem;
 struct virtio_pci;
 int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		   struct virtio_pci **out);
+
+/*
+ * The display's keyboard and tablet (virtio/input.h), on bus at its next free slots
+ * (after every configured device has its own): made once the virtio-gpu gpu (made by
+ * display_create) exists, before the guest runs; they are fed from its viewers.
+ * *kbd and *tablet are the caller's (virtio_pci_free, after gpu's); on error the one
+ * made, if any, is in *kbd. 0 or -errno, logged.
+ */
+int display_add_inputs(struct pci_bus *bus, const struct guest_mem *mem, struct virtio_pci *gpu,
+		       struct virtio_pci **kbd, struct virtio_pci **tablet);
+
+/* Feed viewers' keys to kbd and their pointer to tablet (virtio-input devices, either
+ * NULL: none), which outlive the display. Before spawn. */
+struct virtio_dev;
+void vnc_display_set_inputs(void *opaque, struct virtio_dev *kbd, struct virtio_dev *tablet);
+
+/* The Linux evdev key code of X keysym sym (US layout), 0: none. */
+uint16_t vnc_keysym_to_evdev(uint32_t sym);
 
 #endif

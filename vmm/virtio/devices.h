@@ -24,8 +24,9 @@
  *        read-write.
  *   --rng
  *        Bytes from getrandom(2).
- *   --display vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N]
- *        A virtio-gpu (gpu.h) shown to VNC viewers: vmm/display/vnc.h.
+ *   --display vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N][,password-file=PATH]
+ *        A virtio-gpu (gpu.h) shown to VNC viewers, with a virtio-input keyboard and
+ *        tablet (input.h) fed by them: vmm/display/vnc.h.
  *   --vsock cid=N,socket=PATH
  *        Firecracker's convention: host-initiated connections connect to the Unix
  *        socket PATH and send "CONNECT <port>\n" (answer "OK <hostport>\n");

@@ -585,6 +585,11 @@ static void gpu_cfg_write(struct virtio_dev *vdev, uint32_t off, const void *dat
 	__atomic_and_fetch(&g->events_read, ~clear, __ATOMIC_RELAXED);
 }
 
+void *virtio_gpu_display(struct virtio_dev *vdev)
+{
+	return ((struct gpu *)vdev->priv)->display_opaque;
+}
+
 const struct virtio_dev_ops virtio_gpu_ops = {
 	.name = "virtio-gpu",
 	.device_id = VIRTIO_ID_GPU,

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "input.h"
 #include "virtio.h"
 
 extern const struct virtio_dev_ops virtio_rng_ops;
@@ -17,6 +18,7 @@ extern const struct virtio_dev_ops virtio_console_ops;
 extern const struct virtio_dev_ops virtio_net_ops;
 extern const struct virtio_dev_ops virtio_vsock_ops;
 extern const struct virtio_dev_ops virtio_gpu_ops;
+extern const struct virtio_dev_ops virtio_input_ops;
 
 int virtio_rng_init(struct virtio_dev *vdev, const struct guest_mem *mem);
 
@@ -44,6 +46,19 @@ size_t virtio_gpu_cmd(struct virtio_dev *vdev, const void *req, size_t len, void
 		      size_t cap);
 /* One cursor-queue command (no answer). */
 void virtio_gpu_cursor_cmd(struct virtio_dev *vdev, const void *req, size_t len);
+
+/* A keyboard or tablet (input.h) without a transport. */
+int virtio_input_init(struct virtio_dev *vdev, const struct guest_mem *mem,
+		      enum virtio_input_kind kind);
+/* A config write of len bytes at off, bounds-checked here (the transport's check). */
+void virtio_input_cfg_write(struct virtio_dev *vdev, uint32_t off, const void *data,
+			    unsigned int len);
+/* One statusq buffer's bytes (len of them, hostile). */
+void virtio_input_status(struct virtio_dev *vdev, const void *buf, size_t len);
+/* The LEDs (bit LED_*) the driver last set. */
+uint16_t virtio_input_leds(struct virtio_dev *vdev);
+/* The display ops and opaque a virtio-gpu shows on (gpu.h). */
+void *virtio_gpu_display(struct virtio_dev *vdev);
 
 /* Serializable device state. */
 struct virtio_net_state {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-/* keyfile_read_hex(): the key file shared by --migrate-psk and --cluster-key. */
+/* keyfile_read_hex(): the key file shared by --migrate-psk and --cluster-key;
+ * keyfile_read_line(): the password file of --display vnc=tcp:...,password-file=. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -193,6 +194,30 @@ static void test_wrong_length_or_digits(void **state)
 	assert_int_equal(len, 32);
 }
 
+/* A one-line password: the first line only; the same refusals as keys. */
+static void test_read_line(void **state)
+{
+	const struct fixture *f = *state;
+	char pw[9], link[112];
+
+	put(f, "secret\r\nnext\n", 14, 0600);
+	assert_int_equal(keyfile_read_line("--test-pw", f->path, pw, sizeof(pw)), 0);
+	assert_string_equal(pw, "secret");
+	put(f, "12345678", 8, 0400);
+	assert_int_equal(keyfile_read_line("--test-pw", f->path, pw, sizeof(pw)), 0);
+	assert_string_equal(pw, "12345678");
+	put(f, "123456789\n", 10, 0600); /* too long for the buffer */
+	assert_int_equal(keyfile_read_line("--test-pw", f->path, pw, sizeof(pw)), -EINVAL);
+	put(f, "\nsecret\n", 8, 0600); /* an empty first line */
+	assert_int_equal(keyfile_read_line("--test-pw", f->path, pw, sizeof(pw)), -EINVAL);
+	put(f, "secret\n", 7, 0640); /* readable by the group */
+	assert_int_equal(keyfile_read_line("--test-pw", f->path, pw, sizeof(pw)), -EPERM);
+	put(f, "secret\n", 7, 0600);
+	snprintf(link, sizeof(link), "%s/link", f->dir);
+	assert_int_equal(symlink(f->path, link), 0);
+	assert_int_equal(keyfile_read_line("--test-pw", link, pw, sizeof(pw)), -ELOOP);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -200,6 +225,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_mode_or_type, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_length_or_digits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_line, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -195,4 +195,21 @@ static inline int rfb_update(int fd, struct rfb_frame *f, bool incremental, int 
 	return 0;
 }
 
+/* KeyEvent: X keysym sym pressed (down) or released. */
+static inline int rfb_key(int fd, uint32_t sym, bool down)
+{
+	uint8_t m[8] = { 4, down, 0, 0, (uint8_t)(sym >> 24), (uint8_t)(sym >> 16),
+			 (uint8_t)(sym >> 8), (uint8_t)sym };
+
+	return rfb_write(fd, m, sizeof(m));
+}
+
+/* PointerEvent: the pointer at (x, y) with buttons mask (1 left, 2 middle, 4 right...). */
+static inline int rfb_pointer(int fd, uint8_t mask, uint16_t x, uint16_t y)
+{
+	uint8_t m[6] = { 5, mask, (uint8_t)(x >> 8), (uint8_t)x, (uint8_t)(y >> 8), (uint8_t)y };
+
+	return rfb_write(fd, m, sizeof(m));
+}
+
 #endif

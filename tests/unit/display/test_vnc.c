@@ -3,15 +3,26 @@
  * The VNC display against a real RFB viewer (rfb_client.h) on its Unix socket, its
  * thread under the display's seccomp filter: the first frame, changed regions,
  * every pixel order, a resize seen by the viewer, two viewers at once, hostile
- * rectangles clipped, the socket's mode, and the option's checks.
+ * rectangles clipped, the socket's mode, and the option's checks; a viewer's keys
+ * and pointer reaching a keyboard's and a tablet's event queues (virtio-input) from
+ * the filtered display thread, the keysym table, and a password refusing viewers
+ * without it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <cmocka.h>
+
+#include <linux/input.h>
+
+#include "fake.h"
+#include "input.h"
+#include "internal.h"
+#include <rfb/rfb.h>
 
 #include "rfb_client.h"
 #include "sandbox.h"
@@ -194,6 +205,194 @@ static void test_where(void **state)
 	assert_int_not_equal(vnc_display_new("unix:/", 64, 32, &ops, &d), 0);
 }
 
+/* An eventq of 64 buffers at ring base, to be drained by hand. */
+struct evq {
+	struct drv_vq dq;
+	uint64_t buf;
+};
+
+static void evq_setup(struct virtio_dev *d, struct evq *q, struct fake_mem *fm, uint64_t base)
+{
+	struct virtq *vq = &d->vq[0];
+	uint16_t i;
+
+	drv_vq_setup(&q->dq, fm, 64, base);
+	vq->st.size = 64;
+	vq->st.desc_gpa = q->dq.desc;
+	vq->st.avail_gpa = q->dq.avail;
+	vq->st.used_gpa = q->dq.used;
+	virtq_set_features(vq, 0);
+	assert_int_equal(virtq_enable(vq), 0);
+	q->buf = base + 0x2000;
+	for (i = 0; i < 64; i++) {
+		drv_set_desc(&q->dq, i, q->buf + 8u * i, 8, VRING_DESC_F_WRITE, 0);
+		drv_kick_head(&q->dq, i);
+	}
+}
+
+/* Drain d until n events came (the display thread sends them): false on timeout. */
+static bool evq_wait(struct virtio_dev *d, struct evq *q, uint16_t n)
+{
+	int i;
+
+	for (i = 0; i < T_MS / 10 && drv_used_idx(&q->dq) < n; i++) {
+		virtio_input_ops.handle(d, VIRTIO_TAG_DEV, EPOLLIN);
+		usleep(10 * 1000);
+	}
+	return drv_used_idx(&q->dq) >= n;
+}
+
+static const struct virtio_input_event *evq_ev(struct fake_mem *fm, struct evq *q, uint16_t i)
+{
+	return gpa_ptr(fm, q->buf + 8u * i);
+}
+
+static void test_input(void **state)
+{
+	struct fake_mem fm;
+	struct virtio_dev kbd, tab;
+	struct evq kq, tq;
+	struct fixture f = { 0 };
+	struct rfb_frame fr;
+	const struct virtio_input_event *e;
+	int fd;
+
+	(void)state;
+	fake_mem_init(&fm);
+	assert_int_equal(virtio_input_init(&kbd, &fm.gm, INPUT_KEYBOARD), 0);
+	assert_int_equal(virtio_input_init(&tab, &fm.gm, INPUT_TABLET), 0);
+	evq_setup(&kbd, &kq, &fm, 0x10000);
+	evq_setup(&tab, &tq, &fm, 0x20000);
+	strcpy(f.dir, "/tmp/plinth-vnc-XXXXXX");
+	assert_non_null(mkdtemp(f.dir));
+	snprintf(f.path, sizeof(f.path), "unix:%s/vnc.sock", f.dir);
+	assert_int_equal(vnc_display_new(f.path, 64, 32, &f.ops, &f.d), 0);
+	vnc_display_set_inputs(f.d, &kbd, &tab);
+	assert_int_equal(f.ops->spawn(f.d, filter, NULL), 0);
+
+	fd = viewer(&f, &fr);
+	/* Shift, 'A' (the shifted keysym), release both: four key reports. */
+	assert_int_equal(rfb_key(fd, 0xffe1, true), 0);
+	assert_int_equal(rfb_key(fd, 'A', true), 0);
+	assert_int_equal(rfb_key(fd, 'A', false), 0);
+	assert_int_equal(rfb_key(fd, 0xffe1, false), 0);
+	assert_int_equal(rfb_key(fd, 0x12345678, true), 0); /* no such key: nothing sent */
+	assert_int_equal(rfb_key(fd, 0xff0d, true), 0);
+	assert_true(evq_wait(&kbd, &kq, 10));
+	e = evq_ev(&fm, &kq, 0);
+	assert_int_equal(e[0].type, EV_KEY);
+	assert_int_equal(e[0].code, KEY_LEFTSHIFT);
+	assert_int_equal(e[0].value, 1);
+	assert_int_equal(e[1].type, EV_SYN);
+	assert_int_equal(e[2].code, KEY_A);
+	assert_int_equal(e[2].value, 1);
+	assert_int_equal(e[4].code, KEY_A);
+	assert_int_equal(e[4].value, 0);
+	assert_int_equal(e[6].code, KEY_LEFTSHIFT);
+	assert_int_equal(e[6].value, 0);
+	assert_int_equal(e[8].code, KEY_ENTER);
+
+	/* The far corner with the left button, then the wheel up: scaled, changes only. */
+	assert_int_equal(rfb_pointer(fd, 1, 63, 31), 0);
+	assert_int_equal(rfb_pointer(fd, 1 | 8, 0, 0), 0);
+	assert_true(evq_wait(&tab, &tq, 8));
+	e = evq_ev(&fm, &tq, 0);
+	assert_int_equal(e[0].type, EV_ABS);
+	assert_int_equal(e[0].code, ABS_X);
+	assert_int_equal(e[0].value, INPUT_ABS_MAX);
+	assert_int_equal(e[1].code, ABS_Y);
+	assert_int_equal(e[1].value, INPUT_ABS_MAX);
+	assert_int_equal(e[2].type, EV_KEY);
+	assert_int_equal(e[2].code, BTN_LEFT);
+	assert_int_equal(e[2].value, 1);
+	assert_int_equal(e[3].type, EV_SYN);
+	assert_int_equal(e[4].value, 0);
+	assert_int_equal(e[5].value, 0);
+	assert_int_equal(e[6].type, EV_REL); /* the button stays: not repeated */
+	assert_int_equal(e[6].code, REL_WHEEL);
+	assert_int_equal(e[6].value, 1);
+	assert_int_equal(e[7].type, EV_SYN);
+	close(fd);
+	free(fr.px);
+	f.ops->destroy(f.d);
+	rmdir(f.dir);
+	virtio_dev_fini(&kbd);
+	virtio_dev_fini(&tab);
+	fake_mem_fini(&fm);
+}
+
+static void test_keymap(void **state)
+{
+	(void)state;
+	assert_int_equal(vnc_keysym_to_evdev('a'), KEY_A);
+	assert_int_equal(vnc_keysym_to_evdev('Z'), KEY_Z);
+	assert_int_equal(vnc_keysym_to_evdev('0'), KEY_0);
+	assert_int_equal(vnc_keysym_to_evdev('$'), KEY_4);
+	assert_int_equal(vnc_keysym_to_evdev('|'), KEY_BACKSLASH);
+	assert_int_equal(vnc_keysym_to_evdev(0xff0d), KEY_ENTER);
+	assert_int_equal(vnc_keysym_to_evdev(0xff08), KEY_BACKSPACE);
+	assert_int_equal(vnc_keysym_to_evdev(0xff1b), KEY_ESC);
+	assert_int_equal(vnc_keysym_to_evdev(0xff52), KEY_UP);
+	assert_int_equal(vnc_keysym_to_evdev(0xffbe), KEY_F1);
+	assert_int_equal(vnc_keysym_to_evdev(0xffc9), KEY_F12);
+	assert_int_equal(vnc_keysym_to_evdev(0xffe3), KEY_LEFTCTRL);
+	assert_int_equal(vnc_keysym_to_evdev(0xffe9), KEY_LEFTALT);
+	assert_int_equal(vnc_keysym_to_evdev(0x20ac), 0); /* EuroSign: not on a US layout */
+	assert_int_equal(vnc_keysym_to_evdev(0), 0);
+}
+
+/* RFB 3.8 with VNC authentication (type 2) and password pw: the SecurityResult (0 ok,
+ * 1 refused) or -errno. */
+static int vnc_auth(int fd, const char *pw)
+{
+	uint8_t buf[16], n, types[255], two = 2;
+	char key[9] = { 0 };
+	int r;
+
+	if ((r = rfb_read(fd, buf, 12, T_MS, NULL)) || (r = rfb_write(fd, "RFB 003.008\n", 12)) ||
+	    (r = rfb_read(fd, &n, 1, T_MS, NULL)) || !n || (r = rfb_read(fd, types, n, T_MS, NULL)))
+		return r ? r : -EPROTO;
+	if (!memchr(types, 2, n) || memchr(types, 1, n))
+		return -EPROTO; /* password only: never "None" */
+	if ((r = rfb_write(fd, &two, 1)) || (r = rfb_read(fd, buf, 16, T_MS, NULL)))
+		return r;
+	strncpy(key, pw, 8);
+	rfbEncryptBytes(buf, key);
+	if ((r = rfb_write(fd, buf, 16)) || (r = rfb_read(fd, buf, 4, T_MS, NULL)))
+		return r;
+	return (int)rfb_be32(buf);
+}
+
+/* With a password: a viewer without it (security "None") and a wrong one are refused. */
+static void test_password(void **state)
+{
+	struct fixture f = { 0 };
+	struct rfb_frame fr;
+	int fd;
+
+	(void)state;
+	strcpy(f.dir, "/tmp/plinth-vnc-XXXXXX");
+	assert_non_null(mkdtemp(f.dir));
+	snprintf(f.path, sizeof(f.path), "unix:%s/vnc.sock", f.dir);
+	assert_int_equal(vnc_display_new(f.path, 64, 32, &f.ops, &f.d), 0);
+	assert_int_equal(vnc_display_set_password(f.d, "s3cret"), 0);
+	assert_int_equal(f.ops->spawn(f.d, filter, NULL), 0);
+
+	fd = rfb_connect_unix(f.path + 5);
+	assert_true(fd >= 0);
+	assert_int_equal(rfb_handshake(fd, &fr, T_MS), -EACCES);
+	free(fr.px);
+	close(fd);
+	fd = rfb_connect_unix(f.path + 5);
+	assert_int_equal(vnc_auth(fd, "wrong"), 1);
+	close(fd);
+	fd = rfb_connect_unix(f.path + 5);
+	assert_int_equal(vnc_auth(fd, "s3cret"), 0);
+	close(fd);
+	f.ops->destroy(f.d);
+	rmdir(f.dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -201,6 +400,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_two_viewers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clipped, setup, teardown),
 		cmocka_unit_test(test_where),
+		cmocka_unit_test(test_input),
+		cmocka_unit_test(test_keymap),
+		cmocka_unit_test(test_password),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,9 @@ struct pm {
 /* PM1a_EVT_BLK (4 ports) followed by PM1a_CNT_BLK (2 ports): 6 ports. */
 extern const struct bus_dev_ops pm_ops;
 
+/* The ACPI PM timer (PM1a_EVT + 8 on ICH9: 4 ports, read-only, 24 bits). */
+extern const struct bus_dev_ops pm_timer_ops;
+
 void pm_init(struct pm *pm, const struct pm_backend *be, void *opaque);
 void pm_destroy(struct pm *pm);
 /* A write to the reset control register (0xcf9). */

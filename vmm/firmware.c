@@ -17,6 +17,7 @@
 #include "arch/x86/layout.h"
 
 #define FV_SIGNATURE_OFF 40 /* EFI_FIRMWARE_VOLUME_HEADER.Signature */
+#define FV_LENGTH_OFF	 32 /* EFI_FIRMWARE_VOLUME_HEADER.FvLength */
 #define FV_HEAD		 64 /* bytes read to check a file */
 #define FW_CODE_SLOT	 GUEST_MEM_MAX_SLOTS /* KVM slot past guest RAM's */
 #define E820_RAM	 1
@@ -37,6 +38,16 @@ static bool is_fv(const uint8_t *head)
 	return !memcmp(head + FV_SIGNATURE_OFF, "_FVH", 4);
 }
 
+static uint64_t fv_length(const uint8_t *head)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | head[FV_LENGTH_OFF + i];
+	return v;
+}
+
 uint64_t fw_vars_size_for(uint64_t code_size)
 {
 	uint64_t chip = 64 * KiB;
@@ -46,31 +57,43 @@ uint64_t fw_vars_size_for(uint64_t code_size)
 	return chip > code_size ? chip - code_size : 0;
 }
 
-int fw_check_images(uint64_t code_size, const uint8_t *code_head, uint64_t vars_size,
-		    const uint8_t *vars_head, const char **why)
+int fw_check_images(const uint8_t *code, uint64_t code_size, const uint8_t *vars_head,
+		    uint64_t vars_size, const char **why)
 {
-	uint64_t want;
+	uint64_t off = 0, len;
 
 	if (code_size < FV_HEAD || code_size % 4096) {
 		*why = "is too small or not a whole number of 4 KiB blocks (truncated?)";
 		return -EINVAL;
 	}
-	if (!is_fv(code_head)) {
+	if (!is_fv(code)) {
 		*why = "is not UEFI firmware (no firmware volume header)";
 		return -EINVAL;
 	}
-	want = fw_vars_size_for(code_size);
-	if (!want) {
+	if (!fw_vars_size_for(code_size)) {
 		*why = "is larger than the 16 MiB of flash below 4 GiB";
 		return -EINVAL;
 	}
+	/* The firmware volumes must tile the file exactly: a cut file ends mid-volume. */
+	while (off < code_size) {
+		if (code_size - off < FV_HEAD || !is_fv(code + off)) {
+			*why = "is damaged (a firmware volume header is missing)";
+			return -EINVAL;
+		}
+		len = fv_length(code + off);
+		if (len < FV_HEAD || len > code_size - off) {
+			*why = "is truncated (its last firmware volume ends past the file)";
+			return -EINVAL;
+		}
+		off += len;
+	}
 	if (!vars_size)
 		return 0;
-	if (vars_size != want) {
+	if (vars_size != fw_vars_size_for(code_size)) {
 		*why = "vars";
 		return -ERANGE;
 	}
-	if (!is_fv(vars_head)) {
+	if (!is_fv(vars_head) || fv_length(vars_head) != vars_size) {
 		*why = "vars";
 		return -ENOEXEC;
 	}
@@ -100,7 +123,7 @@ static int fw_file_head(int fd, const char *what, const char *path, uint8_t *hea
 
 int fw_open_files(struct vm_config *cfg)
 {
-	uint8_t code_head[FV_HEAD], vars_head[FV_HEAD];
+	uint8_t code_head[FV_HEAD], vars_head[FV_HEAD], *code = NULL;
 	uint64_t code_size, vars_size = 0;
 	const char *why = NULL;
 	int ret;
@@ -132,7 +155,21 @@ int fw_open_files(struct vm_config *cfg)
 			return -EINVAL;
 		}
 	}
-	ret = fw_check_images(code_size, code_head, vars_size, vars_head, &why);
+	/* Checked whole (16 MiB at most): the volumes inside must fill it. */
+	if (code_size >= FV_HEAD && code_size <= LAYOUT_FW_FLASH_MAX) {
+		code = malloc(code_size);
+		if (!code)
+			return -ENOMEM;
+		ret = pread_full(cfg->kernel_fd, code, code_size, 0);
+		if (ret) {
+			log_error("cannot read firmware %s: %s", cfg->firmware, strerror(-ret));
+			free(code);
+			return ret;
+		}
+	}
+	/* Without the whole file (too small, too large) the size checks fail first. */
+	ret = fw_check_images(code ? code : code_head, code_size, vars_head, vars_size, &why);
+	free(code);
 	if (ret == -ERANGE)
 		log_error("firmware vars %s is %llu bytes; firmware %s needs a vars file of %llu "
 			  "bytes (a copy of the one shipped with it)",
@@ -140,7 +177,7 @@ int fw_open_files(struct vm_config *cfg)
 			  (unsigned long long)fw_vars_size_for(code_size));
 	else if (ret == -ENOEXEC)
 		log_error("firmware vars %s is not a UEFI variable store (no firmware volume "
-			  "header)", cfg->firmware_vars);
+			  "header of its size)", cfg->firmware_vars);
 	else if (ret)
 		log_error("firmware %s %s", cfg->firmware, why);
 	return ret ? -EINVAL : 0;
@@ -292,6 +329,7 @@ int fw_setup(struct vm *vm)
 		return ret;
 	}
 	cmos_init(&fw->cmos, vm->mem.slot[0].size, high);
+	pm_set_s5_type(&vm->pm, 0); /* Q35's soft-off, what OVMF writes */
 	fw->cmos_ready = true;
 	ret = res_claim(&vm->res, RES_PIO, PORT_FW_CFG, FW_CFG_PORT_LEN, 0, "fw-cfg");
 	if (!ret)

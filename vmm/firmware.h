@@ -23,13 +23,14 @@ struct vm;
 struct vm_config;
 
 /*
- * Check a firmware code file's and vars file's sizes and first bytes (both must
- * be UEFI firmware volumes: "_FVH" at offset 40; code + vars must fill a flash
- * chip, a power of two of at most 16 MiB). vars_size 0: no vars file. 0, or
- * -EINVAL with *why saying what is wrong.
+ * Check a firmware code file (all code_size bytes: firmware volumes, "_FVH" at
+ * offset 40 of each, tiling the file exactly) and a vars file (its first 64
+ * bytes: one volume as long as the file; vars_size 0: none). Code + vars fill a
+ * flash chip, a power of two of at most 16 MiB. 0; -EINVAL (the code file, *why
+ * says what is wrong); -ERANGE (the vars file's size); -ENOEXEC (not a vars store).
  */
-int fw_check_images(uint64_t code_size, const uint8_t *code_head, uint64_t vars_size,
-		    const uint8_t *vars_head, const char **why);
+int fw_check_images(const uint8_t *code, uint64_t code_size, const uint8_t *vars_head,
+		    uint64_t vars_size, const char **why);
 /* The vars size a code file of code_size needs (0 when no size fits). */
 uint64_t fw_vars_size_for(uint64_t code_size);
 

@@ -19,6 +19,7 @@ void pm_init(struct pm *pm, const struct pm_backend *be, void *opaque)
 	pthread_mutex_init(&pm->lock, NULL);
 	pm->be = be;
 	pm->opaque = opaque;
+	pm->s5_typ = ACPI_S5_SLP_TYP;
 	/* No SMI command port: the machine is always in ACPI mode. */
 	pm->st.cnt = PM1_CNT_SCI_EN;
 }
@@ -90,7 +91,7 @@ static void pm_write(void *opaque, uint64_t off, const void *data, unsigned int 
 	if (pm->st.cnt & PM1_CNT_SLP_EN) {
 		/* SLP_EN is write-only; act on the sleep type just written. */
 		pm->st.cnt &= (uint16_t)~PM1_CNT_SLP_EN;
-		if (((pm->st.cnt & PM1_CNT_SLP_TYP) >> 10) == ACPI_S5_SLP_TYP)
+		if (((pm->st.cnt & PM1_CNT_SLP_TYP) >> 10) == pm->s5_typ)
 			poweroff = 1;
 	}
 	pm->st.cnt |= PM1_CNT_SCI_EN;
@@ -104,6 +105,13 @@ const struct bus_dev_ops pm_ops = {
 	.read = pm_read,
 	.write = pm_write,
 };
+
+void pm_set_s5_type(struct pm *pm, uint16_t typ)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm->s5_typ = typ;
+	pthread_mutex_unlock(&pm->lock);
+}
 
 void pm_reset_control(struct pm *pm, uint8_t v)
 {

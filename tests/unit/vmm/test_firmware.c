@@ -404,25 +404,52 @@ static void test_pflash(void **state)
 	close(fd);
 }
 
+/* A code file of n volumes of len bytes each; vars head of one volume of vlen. */
+static uint8_t *fake_code(unsigned int n, uint64_t len)
+{
+	uint8_t *c = calloc(n, len);
+	unsigned int i;
+	int b;
+
+	assert_non_null(c);
+	for (i = 0; i < n; i++) {
+		memcpy(c + i * len + 40, "_FVH", 4);
+		for (b = 0; b < 8; b++)
+			c[i * len + 32 + b] = (uint8_t)(len >> (8 * b));
+	}
+	return c;
+}
+
 static void test_firmware_files(void **state)
 {
-	uint8_t fv[64] = { 0 }, junk[64];
+	uint8_t *code = fake_code(2, 1826816), *vars = fake_code(1, 64), junk[64];
 	const char *why = NULL;
 
 	(void)state;
-	memcpy(fv + 40, "_FVH", 4);
 	memset(junk, 0x5a, sizeof(junk));
 	/* Debian's OVMF: 4 MiB and 2 MiB flash. */
 	assert_int_equal(fw_vars_size_for(3653632), 540672);
 	assert_int_equal(fw_vars_size_for(1966080), 131072);
-	assert_int_equal(fw_check_images(3653632, fv, 540672, fv, &why), 0);
-	assert_int_equal(fw_check_images(3653632, fv, 0, NULL, &why), 0);
-	assert_int_equal(fw_check_images(3653632, fv, 131072, fv, &why), -ERANGE);
-	assert_int_equal(fw_check_images(3653632, fv, 540672, junk, &why), -ENOEXEC);
-	assert_int_equal(fw_check_images(3653632, junk, 540672, fv, &why), -EINVAL);
-	assert_int_equal(fw_check_images(3653632 - 100, fv, 540672, fv, &why), -EINVAL);
-	assert_int_equal(fw_check_images(16, fv, 0, NULL, &why), -EINVAL);
-	assert_int_equal(fw_check_images(16 * MiB, fv, 0, NULL, &why), -EINVAL);
+	vars[32] = 0, vars[33] = 0x40, vars[34] = 0x08; /* 0x84000 */
+	assert_int_equal(fw_check_images(code, 3653632, vars, 540672, &why), 0);
+	assert_int_equal(fw_check_images(code, 3653632, NULL, 0, &why), 0);
+	assert_int_equal(fw_check_images(code, 3653632, vars, 131072, &why), -ERANGE);
+	assert_int_equal(fw_check_images(code, 3653632, junk, 540672, &why), -ENOEXEC);
+	vars[34] = 0x09; /* a volume longer than the file */
+	assert_int_equal(fw_check_images(code, 3653632, vars, 540672, &why), -ENOEXEC);
+	/* Cut at a block boundary: the last volume ends past the file. */
+	assert_int_equal(fw_check_images(code, 3653632 - 4096, NULL, 0, &why), -EINVAL);
+	assert_int_equal(fw_check_images(code, 1826816 + 4096, NULL, 0, &why), -EINVAL);
+	assert_int_equal(fw_check_images(code, 1826816, NULL, 0, &why), 0);
+	assert_int_equal(fw_check_images(code, 3653632 - 100, NULL, 0, &why), -EINVAL);
+	assert_int_equal(fw_check_images(code, 16, NULL, 0, &why), -EINVAL);
+	/* A volume of length 0 must not loop forever. */
+	memset(code + 32, 0, 8);
+	assert_int_equal(fw_check_images(code, 3653632, NULL, 0, &why), -EINVAL);
+	memcpy(code + 40, "XXXX", 4);
+	assert_int_equal(fw_check_images(code, 3653632, NULL, 0, &why), -EINVAL);
+	free(code);
+	free(vars);
 }
 
 int main(void)

@@ -305,6 +305,32 @@ static const struct bus_dev_ops fw_debug_ops = {
 	.write = fw_debug_write,
 };
 
+/*
+ * Port 0x92 (System Control Port A): A20 is always on (bit 1 reads 1; masking it is
+ * not emulated); setting bit 0 resets the machine, as on a PC.
+ */
+static void fw_port92_read(void *opaque, uint64_t off, void *data, unsigned int len)
+{
+	(void)opaque;
+	(void)off;
+	memset(data, 0, len);
+	*(uint8_t *)data = 0x02;
+}
+
+static void fw_port92_write(void *opaque, uint64_t off, const void *data, unsigned int len)
+{
+	struct vm *vm = opaque;
+
+	(void)off;
+	if (len == 1 && (*(const uint8_t *)data & 1))
+		pm_reset_control(&vm->pm, 0x04); /* as a reset through 0xcf9 */
+}
+
+static const struct bus_dev_ops fw_port92_ops = {
+	.read = fw_port92_read,
+	.write = fw_port92_write,
+};
+
 int fw_setup(struct vm *vm)
 {
 	struct vm_firmware *fw = calloc(1, sizeof(*fw));
@@ -343,7 +369,11 @@ int fw_setup(struct vm *vm)
 	if (!ret)
 		ret = bus_register(&vm->pio, PORT_PM_TMR, PORT_PM_TMR_LEN, &pm_timer_ops, NULL);
 	if (!ret)
+		ret = res_claim(&vm->res, RES_PIO, PORT_SYSCTL_A, 1, 0, "sysctl-a");
+	if (!ret)
 		ret = bus_register(&vm->pio, PORT_FW_DEBUG, 1, &fw_debug_ops, NULL);
+	if (!ret)
+		ret = bus_register(&vm->pio, PORT_SYSCTL_A, 1, &fw_port92_ops, vm);
 	if (ret)
 		log_error("cannot route the firmware's devices: %s", strerror(-ret));
 	return ret;

@@ -73,6 +73,7 @@
 #define PORT_PM_TMR_LEN	  4
 #define PORT_FW_CFG	  0x510
 #define PORT_FW_DEBUG	  0x402 /* OVMF's debug console */
+#define PORT_SYSCTL_A	  0x92  /* A20 gate and fast reset (firmware boot only) */
 #define PORT_PCI_IO	  0xc000 /* PCI I/O BAR window */
 #define PORT_PCI_IO_LEN	  0x4000
 

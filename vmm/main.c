@@ -42,6 +42,7 @@
 
 static const char usage_head[] =
 	"Usage: plinth run --kernel PATH [MACHINE OPTIONS]\n"
+	"       plinth run --firmware PATH [--firmware-vars PATH] [MACHINE OPTIONS]\n"
 	"       plinth restore --from DIR --kernel PATH [MACHINE OPTIONS] [--paused]\n"
 	"       plinth receive --listen tcp:[HOST:]PORT|unix:PATH --kernel PATH\n"
 	"                      [MACHINE OPTIONS] [--migrate-psk FILE]\n"
@@ -60,6 +61,11 @@ static const char usage_head[] =
 	"  --kernel PATH       bzImage or ELF vmlinux to boot (required)\n"
 	"  --initrd PATH       initial ramdisk\n"
 	"  --cmdline STRING    kernel command line (default \"" DEFAULT_CMDLINE "\")\n"
+	"  --firmware PATH     boot UEFI firmware instead of a kernel (run only): OVMF's\n"
+	"                      code file, e.g. /usr/share/OVMF/OVMF_CODE_4M.fd\n"
+	"  --firmware-vars PATH  the VM's own copy of the firmware's variable store (e.g.\n"
+	"                      of OVMF_VARS_4M.fd); the firmware's writes persist in it.\n"
+	"                      Without it the store is blank and lives in memory only\n"
 	"  --cpus N            virtual CPUs, 1..64 (default 1)\n"
 	"  --memory SIZE       guest RAM, e.g. 512M, 2G (default 512M)\n"
 	"  --no-reboot         exit when the guest reboots instead of restarting it\n"
@@ -431,11 +437,14 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
 	       OPT_API_SOCKET, OPT_SECCOMP, OPT_JAIL, OPT_PSK, OPT_FROM, OPT_PAUSED, OPT_LISTEN,
+	       OPT_FIRMWARE, OPT_FIRMWARE_VARS,
 	       OPT_DEVICE /* + the class's index in dev_classes[] */ };
 	static const struct option fixed[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
 		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "firmware", required_argument, NULL, OPT_FIRMWARE },
+		{ "firmware-vars", required_argument, NULL, OPT_FIRMWARE_VARS },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
@@ -482,6 +491,7 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 		.seccomp = true,
 		.kvm_fd = -1,
 		.kernel_fd = -1,
+		.vars_fd = -1,
 		.initrd_fd = -1,
 	};
 	o->level = LOG_WARN;
@@ -506,6 +516,12 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 			break;
 		case OPT_INITRD:
 			cfg->initrd = optarg;
+			break;
+		case OPT_FIRMWARE:
+			cfg->firmware = optarg;
+			break;
+		case OPT_FIRMWARE_VARS:
+			cfg->firmware_vars = optarg;
 			break;
 		case OPT_CMDLINE:
 			cfg->cmdline = optarg;
@@ -568,7 +584,15 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!cfg->kernel)
+	if (cfg->firmware && (cfg->kernel || cfg->initrd))
+		return usage_error("--firmware boots the firmware, not %s: give one of them",
+				   "--kernel/--initrd");
+	if (cfg->firmware_vars && !cfg->firmware)
+		return usage_error("--firmware-vars needs %s", "--firmware PATH");
+	if (cfg->firmware && kind != CMD_RUN)
+		return usage_error("--firmware is for %s only (snapshots and migration of a "
+				   "firmware-booted guest are not supported yet)", "run");
+	if (!cfg->kernel && !cfg->firmware)
 		return usage_error("--kernel %s is required%s", "PATH",
 				   kind == CMD_RUN ? "" : " (a guest reset boots it; restore and "
 				   "receive take the same machine options as run)");

@@ -56,8 +56,11 @@ int vcpu_create(struct vm *vm, unsigned int index)
 		log_error("cannot set up vCPU %u (MSRs, FPU, LAPIC): %s", index, strerror(-ret));
 		goto out_unmap;
 	}
-	/* Application processors wait in the kernel for INIT/SIPI from the BSP. */
-	if (index == 0) {
+	/*
+	 * Application processors wait in the kernel for INIT/SIPI from the BSP. Firmware
+	 * starts where KVM's reset state leaves the BSP: the reset vector below 4 GiB.
+	 */
+	if (index == 0 && !vm->cfg->firmware) {
 		ret = x86_vcpu_boot_regs(v->fd, vm->kernel.entry);
 		if (ret) {
 			log_error("cannot set the boot CPU's registers: %s", strerror(-ret));

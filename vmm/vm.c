@@ -21,6 +21,7 @@
 #include "log.h"
 #include "sandbox.h"
 #include "util.h"
+#include "firmware.h"
 #include "arch/x86/acpi.h"
 #include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
@@ -243,7 +244,13 @@ int vm_open_files(struct vm_config *cfg)
 	int ret;
 
 	/* /dev/kvm is checked after the kernel (vm_create): main keeps the first VM's fd. */
-	cfg->kvm_fd = cfg->kernel_fd = cfg->initrd_fd = -1;
+	cfg->kvm_fd = cfg->kernel_fd = cfg->initrd_fd = cfg->vars_fd = -1;
+	if (cfg->firmware) {
+		ret = fw_open_files(cfg);
+		if (ret)
+			vm_close_files(cfg);
+		return ret;
+	}
 	cfg->kernel_fd = boot_file_open("kernel", cfg->kernel, -1);
 	if (cfg->kernel_fd < 0)
 		goto out_close;
@@ -262,7 +269,7 @@ out_close:
 
 void vm_close_files(struct vm_config *cfg)
 {
-	int *fd[] = { &cfg->kvm_fd, &cfg->kernel_fd, &cfg->initrd_fd };
+	int *fd[] = { &cfg->kvm_fd, &cfg->kernel_fd, &cfg->initrd_fd, &cfg->vars_fd };
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(fd); i++) {
@@ -393,12 +400,17 @@ static int vm_setup_memory(struct vm *vm)
 	uint64_t size = vm->cfg->memory;
 	int ret;
 
+	uint64_t hole = LAYOUT_MEM_HOLE;
+
+	/* Firmware boot: low RAM ends below Q35's ECAM (at 2 GiB once it would reach it). */
+	if (vm->cfg->firmware)
+		hole = size > LAYOUT_FW_ECAM ? LAYOUT_FW_LOW_SPLIT : LAYOUT_FW_ECAM;
 	lay[0].gpa = 0;
-	lay[0].size = MIN(size, LAYOUT_MEM_HOLE);
-	if (size > LAYOUT_MEM_HOLE) {
+	lay[0].size = MIN(size, hole);
+	if (size > hole) {
 		/* RAM that would overlap the PCI hole moves above 4 GiB. */
 		lay[1].gpa = LAYOUT_MEM_4G;
-		lay[1].size = size - LAYOUT_MEM_HOLE;
+		lay[1].size = size - hole;
 		nr = 2;
 	}
 	if (vm->cfg->restore && vm->cfg->restore_memory_fd >= 0)
@@ -462,8 +474,10 @@ static int vm_setup_kvm(struct vm *vm)
 	if (ret)
 		return ret;
 	/* Intel VMX needs these three pages for real mode; harmless elsewhere. */
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ LAYOUT_KVM_IDMAP }) < 0) {
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR,
+		  (unsigned long)(vm->cfg->firmware ? LAYOUT_FW_KVM_TSS : LAYOUT_KVM_TSS)) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR,
+		  &(uint64_t){ vm->cfg->firmware ? LAYOUT_FW_KVM_IDMAP : LAYOUT_KVM_IDMAP }) < 0) {
 		ret = -errno;
 		log_error("cannot place KVM's TSS: %s", strerror(errno));
 		return ret;
@@ -517,8 +531,9 @@ static int vm_setup_devices(struct vm *vm)
 	if (!ret)
 		ret = res_claim(r, RES_MMIO, LAYOUT_LAPIC, LAYOUT_LAPIC_LEN, 0, "lapic");
 	if (!ret)
-		ret = res_claim(r, RES_MMIO, LAYOUT_KVM_IDMAP, LAYOUT_KVM_LEN, RES_F_E820_RESERVED,
-				"kvm-tss");
+		ret = res_claim(r, RES_MMIO,
+				vm->cfg->firmware ? LAYOUT_FW_KVM_IDMAP : LAYOUT_KVM_IDMAP,
+				LAYOUT_KVM_LEN, RES_F_E820_RESERVED, "kvm-tss");
 	if (!ret)
 		ret = res_claim(r, RES_PIO, PORT_COM1, PORT_COM_LEN, 0, "com1");
 	if (!ret)
@@ -547,10 +562,19 @@ static int vm_setup_devices(struct vm *vm)
 		return ret;
 	}
 
-	vm->pci = pci_bus_new(&vm->pio, &vm->mmio, r, LAYOUT_PCI_ECAM, &kvm_pci_host_ops,
-			      &vm->irq);
+	if (vm->cfg->firmware)
+		vm->pci = pci_bus_new_q35(&vm->pio, &vm->mmio, r, LAYOUT_FW_ECAM,
+					  &kvm_pci_host_ops, &vm->irq);
+	else
+		vm->pci = pci_bus_new(&vm->pio, &vm->mmio, r, LAYOUT_PCI_ECAM, &kvm_pci_host_ops,
+				      &vm->irq);
 	if (!vm->pci)
 		return -ENOMEM;
+	if (vm->cfg->firmware) {
+		ret = fw_setup(vm);
+		if (ret)
+			return ret;
+	}
 	pci_bus_set_reset_handler(vm->pci, reset_control, vm);
 
 	/*
@@ -695,7 +719,7 @@ struct vm *vm_create(const struct vm_config *cfg)
 		log_error("eventfd: %s", strerror(errno));
 		goto out_destroy;
 	}
-	if (vm_map_kernel(vm) || vm_check_boot_files(vm))
+	if (!cfg->firmware && (vm_map_kernel(vm) || vm_check_boot_files(vm)))
 		goto out_destroy;
 	if (cfg->kvm_fd >= 0)
 		vm->kvm_fd = cfg->kvm_fd; /* kept across resets: vm_destroy leaves it open */
@@ -707,8 +731,8 @@ struct vm *vm_create(const struct vm_config *cfg)
 		goto out_destroy;
 	if (vm_setup_devices(vm))
 		goto out_destroy;
-	/* A restored guest's RAM already holds its kernel and tables. */
-	if (!cfg->restore && vm_load_guest(vm))
+	/* A restored guest's RAM already holds its kernel and tables; firmware loads itself. */
+	if (!cfg->restore && !cfg->firmware && vm_load_guest(vm))
 		goto out_destroy;
 	for (i = 0; i < cfg->cpus; i++) {
 		ret = vcpu_create(vm, i);
@@ -951,6 +975,7 @@ void vm_destroy(struct vm *vm)
 		irq_router_destroy(&vm->irq);
 		close(vm->vm_fd);
 	}
+	fw_destroy(vm); /* after the VM: its slot maps the firmware's code */
 	guest_mem_destroy(&vm->mem);
 	if (vm->kvm_fd >= 0 && vm->kvm_fd != vm->cfg->kvm_fd)
 		close(vm->kvm_fd);

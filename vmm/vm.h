@@ -30,8 +30,11 @@
 #include "mem.h"
 #include "resources.h"
 #include "arch/x86/boot.h"
+#include "hw/cmos.h"
+#include "hw/fw_cfg.h"
 #include "hw/i8042.h"
 #include "hw/pci.h"
+#include "hw/pflash.h"
 #include "hw/pm.h"
 #include "hw/serial.h"
 
@@ -45,6 +48,10 @@ struct vm_disk_ident;
 
 struct vm_config {
 	const char *kernel;     /* path to a bzImage or ELF vmlinux */
+	/* Firmware boot instead (firmware.h): UEFI code (kept in kernel_fd), vars or NULL. */
+	const char *firmware;
+	const char *firmware_vars;
+	int vars_fd;            /* the vars file, read-write; -1 without */
 	const char *initrd;     /* path or NULL */
 	const char *cmdline;
 	unsigned int cpus;
@@ -145,6 +152,7 @@ struct vm {
 	void *kernel_map;
 	size_t kernel_len;
 	struct linux_kernel kernel;
+	struct vm_firmware *fw; /* firmware boot's platform (firmware.c), owned; or NULL */
 
 	/* Built-in devices. */
 	struct serial com1;

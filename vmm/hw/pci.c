@@ -50,6 +50,15 @@
 /* The host bridge's identity: a generic PCIe host bridge (class 06:00:00). */
 #define HOST_BRIDGE_VENDOR 0x1b36
 #define HOST_BRIDGE_DEVICE 0x0008
+/* Firmware boot: QEMU's Q35 chipset as OVMF recognises it (Q35MchIch9.h). */
+#define INTEL_VENDOR	   0x8086
+#define Q35_MCH_DEVICE	   0x29c0
+#define ICH9_LPC_DEVICE	   0x2918
+#define ICH9_LPC_SLOT	   31
+#define ICH9_PMBASE	   0x40
+#define PCI_CHIPSET_REGS   0x40 /* chipset registers: 0x40..0xff read back as written */
+#define ECAM_LEN_BUS0	   (1ULL << 20)
+#define ECAM_LEN_256	   (256ULL << 20)
 
 struct pci_bar_ref {
 	struct pci_device *dev;
@@ -67,6 +76,8 @@ struct pci_bus {
 	struct pci_device *dev[PCI_MAX_DEVICES];
 	struct pci_bar_ref bar_ref[PCI_MAX_DEVICES][PCI_NUM_BARS];
 	struct pci_device host_bridge;
+	struct pci_device lpc;   /* Q35 only: the ICH9 LPC bridge at 00:1f.0 */
+	uint64_t ecam_len;
 	void (*reset_cb)(void *opaque, uint8_t val);
 	void *reset_opaque;
 	int pinned; /* the slot of the next pci_bus_add, or -1: the next free one */
@@ -334,7 +345,7 @@ static const struct bus_dev_ops pci_conf_port_ops = {
 /* ECAM: offset = bus << 20 | device << 15 | function << 12 | register; bus 0 only. */
 static void ecam_read(void *opaque, uint64_t off, void *data, unsigned int len)
 {
-	if ((off >> 12) & 7)
+	if ((off >> 12) & 7 || off >> 20)
 		memset(data, 0xff, len);
 	else
 		pci_cfg_access(opaque, (unsigned int)(off >> 15) & 0x1f, (uint32_t)(off & 0xfff),
@@ -343,7 +354,7 @@ static void ecam_read(void *opaque, uint64_t off, void *data, unsigned int len)
 
 static void ecam_write(void *opaque, uint64_t off, const void *data, unsigned int len)
 {
-	if (!((off >> 12) & 7))
+	if (!((off >> 12) & 7) && !(off >> 20))
 		pci_cfg_access(opaque, (unsigned int)(off >> 15) & 0x1f, (uint32_t)(off & 0xfff),
 			       (void *)data, len, true);
 }
@@ -463,8 +474,26 @@ void pci_bus_set_reset_handler(struct pci_bus *pb, void (*cb)(void *opaque, uint
 	pb->reset_opaque = opaque;
 }
 
-struct pci_bus *pci_bus_new(struct bus *pio, struct bus *mmio, struct resources *res,
-			    uint64_t ecam_base, const struct pci_host_ops *host_ops, void *host)
+/*
+ * The chipset devices' registers past the header (Q35's PCIEXBAR, ICH9's PMBASE,
+ * ACPI_CNTL, RCBA, PIRQ routing): plain storage that reads back what the firmware
+ * wrote. None of them moves anything: ECAM and the PM block are decoded at fixed
+ * places, the ones OVMF programs.
+ */
+static void chipset_cfg_write(struct pci_device *d, uint32_t off, const void *data,
+			      unsigned int len)
+{
+	if (off < 0x100 && off + len <= 0x100)
+		memcpy(&d->cfg[off], data, len);
+}
+
+static const struct pci_device_ops chipset_ops = {
+	.cfg_write = chipset_cfg_write,
+};
+
+static struct pci_bus *pci_bus_create(struct bus *pio, struct bus *mmio, struct resources *res,
+				      uint64_t ecam_base, const struct pci_host_ops *host_ops,
+				      void *host, bool q35)
 {
 	struct pci_bus *pb = calloc(1, sizeof(*pb));
 	struct pci_device *hb;
@@ -482,28 +511,29 @@ struct pci_bus *pci_bus_new(struct bus *pio, struct bus *mmio, struct resources 
 	pb->host_ops = host_ops;
 	pb->host = host;
 	pb->ecam_base = ecam_base;
+	pb->ecam_len = q35 ? ECAM_LEN_256 : ECAM_LEN_BUS0;
 
 	ret = res_claim(res, RES_PIO, 0xcf8, 8, 0, "pci-conf");
 	if (!ret)
-		ret = res_claim(res, RES_MMIO, ecam_base, 1ULL << 20, RES_F_E820_RESERVED,
+		ret = res_claim(res, RES_MMIO, ecam_base, pb->ecam_len, RES_F_E820_RESERVED,
 				"pci-ecam");
 	if (ret) {
 		log_error("pci: config space ranges are taken: %s", strerror(-ret));
 		goto out_free;
 	}
 	res->ecam_base = ecam_base;
-	res->ecam_len = 1ULL << 20;
+	res->ecam_len = pb->ecam_len;
 	ret = bus_register(pio, 0xcf8, 8, &pci_conf_port_ops, pb);
 	if (ret)
 		goto out_free_log;
-	ret = bus_register(mmio, ecam_base, 1ULL << 20, &pci_ecam_ops, pb);
+	ret = bus_register(mmio, ecam_base, pb->ecam_len, &pci_ecam_ops, pb);
 	if (ret)
 		goto out_unregister_ports;
 
 	/* 00:00.0: the host bridge. */
 	hb = &pb->host_bridge;
-	pci_cfg_set16(hb, PCIR_VENDOR_ID, HOST_BRIDGE_VENDOR);
-	pci_cfg_set16(hb, PCIR_DEVICE_ID, HOST_BRIDGE_DEVICE);
+	pci_cfg_set16(hb, PCIR_VENDOR_ID, q35 ? INTEL_VENDOR : HOST_BRIDGE_VENDOR);
+	pci_cfg_set16(hb, PCIR_DEVICE_ID, q35 ? Q35_MCH_DEVICE : HOST_BRIDGE_DEVICE);
 	pci_cfg_set32(hb, PCIR_CLASS_REV, 0x06000000); /* bridge, host bridge, rev 0 */
 	ret = res_pci_slot(res, 0);
 	if (ret < 0)
@@ -511,6 +541,22 @@ struct pci_bus *pci_bus_new(struct bus *pio, struct bus *mmio, struct resources 
 	hb->slot = 0;
 	hb->bus = pb;
 	pb->dev[0] = hb;
+	if (q35) {
+		struct pci_device *lpc = &pb->lpc;
+
+		hb->ops = &chipset_ops;
+		lpc->ops = &chipset_ops;
+		pci_cfg_set16(lpc, PCIR_VENDOR_ID, INTEL_VENDOR);
+		pci_cfg_set16(lpc, PCIR_DEVICE_ID, ICH9_LPC_DEVICE);
+		pci_cfg_set32(lpc, PCIR_CLASS_REV, 0x06010002); /* bridge, ISA bridge, rev 2 */
+		pci_cfg_set32(lpc, ICH9_PMBASE, 1); /* an I/O base, not yet set */
+		ret = res_pci_slot(res, ICH9_LPC_SLOT);
+		if (ret < 0)
+			goto out_unregister_ecam;
+		lpc->slot = ICH9_LPC_SLOT;
+		lpc->bus = pb;
+		pb->dev[ICH9_LPC_SLOT] = lpc;
+	}
 	return pb;
 
 out_unregister_ecam:
@@ -523,6 +569,19 @@ out_free:
 	pthread_mutex_destroy(&pb->lock);
 	free(pb);
 	return NULL;
+}
+
+struct pci_bus *pci_bus_new(struct bus *pio, struct bus *mmio, struct resources *res,
+			    uint64_t ecam_base, const struct pci_host_ops *host_ops, void *host)
+{
+	return pci_bus_create(pio, mmio, res, ecam_base, host_ops, host, false);
+}
+
+struct pci_bus *pci_bus_new_q35(struct bus *pio, struct bus *mmio, struct resources *res,
+				uint64_t ecam_base, const struct pci_host_ops *host_ops,
+				void *host)
+{
+	return pci_bus_create(pio, mmio, res, ecam_base, host_ops, host, true);
 }
 
 void pci_bus_free(struct pci_bus *pb)

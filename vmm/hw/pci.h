@@ -118,6 +118,16 @@ struct bus;
 struct resources;
 struct pci_bus *pci_bus_new(struct bus *pio, struct bus *mmio, struct resources *res,
 			    uint64_t ecam_base, const struct pci_host_ops *host_ops, void *host);
+/*
+ * Firmware boot: bus 0 as QEMU's Q35 shows it, which OVMF recognises: the host
+ * bridge is the MCH (8086:29c0), an ICH9 LPC bridge (8086:2918) sits at 00:1f.0,
+ * and ECAM covers 256 buses (256 MiB) at ecam_base, where OVMF programs the
+ * MCH's PCIEXBAR (buses past 0 read all-ones). The chipset registers the firmware
+ * writes (PCIEXBAR, PMBASE, ACPI_CNTL, RCBA, PIRQ routing) read back as written.
+ */
+struct pci_bus *pci_bus_new_q35(struct bus *pio, struct bus *mmio, struct resources *res,
+				uint64_t ecam_base, const struct pci_host_ops *host_ops,
+				void *host);
 void pci_bus_free(struct pci_bus *bus);
 /*
  * The reset control register at 0xcf9 shares the host bridge's 0xcf8 decode:

@@ -2,7 +2,9 @@
 #include "pm.h"
 
 #include <string.h>
+#include <time.h>
 
+#include "util.h"
 #include "arch/x86/layout.h"
 
 #define PM1_CNT_SCI_EN	0x0001
@@ -17,6 +19,7 @@ void pm_init(struct pm *pm, const struct pm_backend *be, void *opaque)
 	pthread_mutex_init(&pm->lock, NULL);
 	pm->be = be;
 	pm->opaque = opaque;
+	pm->s5_typ = ACPI_S5_SLP_TYP;
 	/* No SMI command port: the machine is always in ACPI mode. */
 	pm->st.cnt = PM1_CNT_SCI_EN;
 }
@@ -88,7 +91,7 @@ static void pm_write(void *opaque, uint64_t off, const void *data, unsigned int 
 	if (pm->st.cnt & PM1_CNT_SLP_EN) {
 		/* SLP_EN is write-only; act on the sleep type just written. */
 		pm->st.cnt &= (uint16_t)~PM1_CNT_SLP_EN;
-		if (((pm->st.cnt & PM1_CNT_SLP_TYP) >> 10) == ACPI_S5_SLP_TYP)
+		if (((pm->st.cnt & PM1_CNT_SLP_TYP) >> 10) == pm->s5_typ)
 			poweroff = 1;
 	}
 	pm->st.cnt |= PM1_CNT_SCI_EN;
@@ -102,6 +105,13 @@ const struct bus_dev_ops pm_ops = {
 	.read = pm_read,
 	.write = pm_write,
 };
+
+void pm_set_s5_type(struct pm *pm, uint16_t typ)
+{
+	pthread_mutex_lock(&pm->lock);
+	pm->s5_typ = typ;
+	pthread_mutex_unlock(&pm->lock);
+}
 
 void pm_reset_control(struct pm *pm, uint8_t v)
 {
@@ -132,3 +142,38 @@ void pm_set_state(struct pm *pm, const struct pm_state *st)
 	pm->st.cnt |= PM1_CNT_SCI_EN;
 	pthread_mutex_unlock(&pm->lock);
 }
+
+/*
+ * The ACPI PM timer: 24 bits at 3.579545 MHz from the host's monotonic clock
+ * (stateless: every reader sees the same counter).
+ */
+#define PM_TIMER_HZ 3579545ULL
+
+static void pm_timer_read(void *opaque, uint64_t off, void *data, unsigned int len)
+{
+	struct timespec ts;
+	uint64_t ticks;
+	uint32_t v;
+
+	(void)opaque;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ticks = (uint64_t)ts.tv_sec * PM_TIMER_HZ +
+		(uint64_t)ts.tv_nsec * PM_TIMER_HZ / 1000000000ULL;
+	v = (uint32_t)(ticks & 0xffffff);
+	memset(data, 0, len);
+	if (off < 4)
+		memcpy(data, (const uint8_t *)&v + off, MIN(len, 4 - (unsigned int)off));
+}
+
+static void pm_timer_write(void *opaque, uint64_t off, const void *data, unsigned int len)
+{
+	(void)opaque;
+	(void)off;
+	(void)data;
+	(void)len; /* read-only */
+}
+
+const struct bus_dev_ops pm_timer_ops = {
+	.read = pm_timer_read,
+	.write = pm_timer_write,
+};

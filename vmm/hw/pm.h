@@ -33,6 +33,7 @@ struct pm {
 	struct pm_state st;
 	const struct pm_backend *be;
 	void *opaque;
+	uint16_t s5_typ; /* the SLP_TYP that means soft-off (ACPI_S5_SLP_TYP; Q35: 0) */
 };
 
 #define PM1_STS_PWRBTN 0x0100
@@ -40,8 +41,16 @@ struct pm {
 /* PM1a_EVT_BLK (4 ports) followed by PM1a_CNT_BLK (2 ports): 6 ports. */
 extern const struct bus_dev_ops pm_ops;
 
+/* The ACPI PM timer (PM1a_EVT + 8 on ICH9: 4 ports, read-only, 24 bits). */
+extern const struct bus_dev_ops pm_timer_ops;
+
 void pm_init(struct pm *pm, const struct pm_backend *be, void *opaque);
 void pm_destroy(struct pm *pm);
+/*
+ * Firmware boot: soft-off is SLP_TYP typ, as on QEMU's Q35 (0, what OVMF's
+ * ResetSystem(EfiResetShutdown) writes), instead of the DSDT's ACPI_S5_SLP_TYP.
+ */
+void pm_set_s5_type(struct pm *pm, uint16_t typ);
 /* A write to the reset control register (0xcf9). */
 void pm_reset_control(struct pm *pm, uint8_t v);
 /* Press the fixed-hardware power button: PWRBTN_STS, and an SCI if PWRBTN_EN is set. */

@@ -290,6 +290,12 @@ static const struct sc_rule io_rules[] = {
 };
 SECTION(io, io_rules);
 
+/* The firmware's variable store (vmm/hw/pflash.c) writes through from the vCPU. */
+static const struct sc_rule flash_rules[] = {
+	ALLOW(pwrite64, "firmware vars file (CFI flash program/erase)"),
+};
+SECTION(flash, flash_rules);
+
 /* Only the device that needs it: no other I/O thread connects anywhere. */
 static const struct sc_rule connect_rules[] = {
 	ALLOW(connect, "vsock: guest-initiated connections to PATH_<port>"),
@@ -424,7 +430,7 @@ static const struct sc_section *const main_run_open_inet_sections[] = {
 	MAIN_RUN_SECTIONS, &sec_open, &sec_inet,
 };
 static const struct sc_section *const vcpu_sections[] = {
-	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq, &sc_sec_libc_refuse,
+	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq, &sec_flash, &sc_sec_libc_refuse,
 };
 static const struct sc_section *const io_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_irq, &sec_evloop, &sec_io, &sc_sec_libc_refuse,

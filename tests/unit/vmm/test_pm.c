@@ -162,6 +162,24 @@ static void test_power_button(void **state)
 	pm_destroy(&pm);
 }
 
+/* Firmware boot: Q35's soft-off is SLP_TYP 0; the DSDT's 5 then is not. */
+static void test_s5_type_q35(void **state)
+{
+	struct events x = {0};
+	struct pm pm;
+
+	(void)state;
+	pm_init(&pm, &be, &x);
+	wr16(&pm, 4, 0x2000); /* SLP_TYP 0 | SLP_EN: not soft-off by default */
+	assert_int_equal(x.poweroff, 0);
+	pm_set_s5_type(&pm, 0);
+	wr16(&pm, 4, (ACPI_S5_SLP_TYP << 10) | 0x2000);
+	assert_int_equal(x.poweroff, 0);
+	wr16(&pm, 4, 0x2000);
+	assert_int_equal(x.poweroff, 1);
+	pm_destroy(&pm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -170,6 +188,7 @@ int main(void)
 		cmocka_unit_test(test_reset_control),
 		cmocka_unit_test(test_i8042),
 		cmocka_unit_test(test_power_button),
+		cmocka_unit_test(test_s5_type_q35),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

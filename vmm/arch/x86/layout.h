@@ -49,6 +49,13 @@
 #define LAYOUT_KVM_TSS	    0xfffbd000ULL
 #define LAYOUT_KVM_LEN	    0x4000ULL
 
+/* Firmware boot (--firmware): Q35's places, where OVMF expects them. */
+#define LAYOUT_FW_ECAM	     0xb0000000ULL /* PCIEXBAR, 256 buses; low RAM ends below */
+#define LAYOUT_FW_LOW_SPLIT  0x80000000ULL /* low RAM end when memory passes ECAM */
+#define LAYOUT_FW_KVM_IDMAP  0xfeffc000ULL /* KVM's pages, clear of the flash */
+#define LAYOUT_FW_KVM_TSS    0xfeffd000ULL
+#define LAYOUT_FW_FLASH_MAX  0x1000000ULL  /* 16 MiB of flash at most, ending at 4 GiB */
+
 /* Ports. */
 #define PORT_I8042_DATA	  0x60
 #define PORT_I8042_CMD	  0x64
@@ -61,6 +68,12 @@
 #define PORT_PCI_CONF	  0xcf8 /* 0xcf8 address, 0xcf9 reset control, 0xcfc data */
 #define PORT_PCI_CONF_LEN 8
 #define PORT_RESET	  0xcf9
+#define PORT_CMOS	  0x70
+#define PORT_PM_TMR	  0x608 /* ACPI PM timer (firmware boot only) */
+#define PORT_PM_TMR_LEN	  4
+#define PORT_FW_CFG	  0x510
+#define PORT_FW_DEBUG	  0x402 /* OVMF's debug console */
+#define PORT_SYSCTL_A	  0x92  /* A20 gate and fast reset (firmware boot only) */
 #define PORT_PCI_IO	  0xc000 /* PCI I/O BAR window */
 #define PORT_PCI_IO_LEN	  0x4000
 

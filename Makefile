@@ -43,7 +43,7 @@ fwdisk: deps build
 run: build guest
 	@scripts/demo
 
-test: build asan fuzz-build guest fwdisk
+test: build asan fuzz-build guest
 	@tests/run
 
 fuzz: fuzz-build

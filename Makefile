@@ -6,7 +6,7 @@ FUZZ     ?= build-fuzz
 GUESTDIR ?= $(BUILD)/guest
 comma    := ,
 
-.PHONY: all deps build asan fuzz-build guest hostkernel run test unit integration fuzz bench soak clean format
+.PHONY: all deps build asan fuzz-build guest fwdisk hostkernel run test unit integration fuzz bench soak clean format
 
 all: build
 
@@ -35,6 +35,11 @@ fuzz-build: deps
 guest: deps
 	@scripts/make-guest $(GUESTDIR)
 
+# The firmware test disk (Debian 12 on a GPT disk booting through UEFI, in every image format):
+# scripts/make-fwdisk, cached under build/fwdisk; docs/fw-disk.md.
+fwdisk: deps build
+	@PLINTH_IMG=$(BUILD)/plinth-img scripts/make-fwdisk $(BUILD)/fwdisk
+
 run: build guest
 	@scripts/demo
 
@@ -49,7 +54,7 @@ bench: build guest
 
 # Data integrity for minutes to hours (tests/soak/run: SOAK_SECONDS, SOAK_CPUS, SOAK_FS,
 # SOAK_KINDS, SOAK_CRASHES, SOAK_FIO, SOAK_PARTS, SOAK_LOCK, SOAK_QEMU); not part of make test.
-soak: build guest
+soak: build guest fwdisk
 	@tests/soak/run
 
 format:

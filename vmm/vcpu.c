@@ -248,7 +248,8 @@ void *vcpu_thread(void *arg)
 	/* The name shows in a seccomp kill line and in /proc/PID/task/.../comm. */
 	snprintf(name, sizeof(name), "vcpu%u", v->index);
 	pthread_setname_np(pthread_self(), name);
-	if (vm->cfg->seccomp && sandbox_seccomp_install(SANDBOX_VCPU)) {
+	if (vm->cfg->seccomp &&
+	    sandbox_seccomp_install(vm->cfg->firmware ? SANDBOX_VCPU_FLASH : SANDBOX_VCPU)) {
 		vm_request_exit(vm, VM_EXIT_ERROR, "vCPU %u: cannot install its seccomp filter",
 				v->index);
 		return NULL;

@@ -430,6 +430,10 @@ static const struct sc_section *const main_run_open_inet_sections[] = {
 	MAIN_RUN_SECTIONS, &sec_open, &sec_inet,
 };
 static const struct sc_section *const vcpu_sections[] = {
+	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq, &sc_sec_libc_refuse,
+};
+/* Only a firmware boot's vCPUs write: the CFI flash's program and erase reach the vars file. */
+static const struct sc_section *const vcpu_flash_sections[] = {
 	&sec_base, &sec_nospawn, &sec_kvm_run, &sec_kvm_irq, &sec_flash, &sc_sec_libc_refuse,
 };
 static const struct sc_section *const io_sections[] = {
@@ -463,6 +467,7 @@ static const struct sc_policy policies[SANDBOX_NR_KINDS] = {
 	[SANDBOX_IO_CONNECT] = { io_connect_sections, ARRAY_SIZE(io_connect_sections) },
 	[SANDBOX_MAIN_RUN] = { main_run_sections, ARRAY_SIZE(main_run_sections) },
 	[SANDBOX_DISPLAY] = { display_sections, ARRAY_SIZE(display_sections) },
+	[SANDBOX_VCPU_FLASH] = { vcpu_flash_sections, ARRAY_SIZE(vcpu_flash_sections) },
 };
 
 /* MAIN_RUN with what keep (SANDBOX_KEEP_*) puts back. */

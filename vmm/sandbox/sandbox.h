@@ -65,8 +65,9 @@ enum sandbox_thread {
 	SANDBOX_IO_CONNECT, /* an I/O thread that connects out: virtio-vsock's (PATH_<port>) */
 	SANDBOX_MAIN_RUN, /* the main thread after start-up: no existing file, no TCP socket */
 	SANDBOX_DISPLAY, /* a display's thread (virtio-gpu's VNC server): its sockets only */
+	SANDBOX_VCPU_FLASH, /* a vCPU of a firmware boot: SANDBOX_VCPU + the vars file's writes */
 };
-#define SANDBOX_NR_KINDS 7
+#define SANDBOX_NR_KINDS 8
 
 /*
  * Do the C library's lazy work we know of (time zone, qsort's memory probe) now,

@@ -45,6 +45,7 @@ static const char *const kind_names[SANDBOX_NR_KINDS] = {
 	[SANDBOX_IO_CONNECT] = "io-connect",
 	[SANDBOX_DISPLAY] = "display",
 	[SANDBOX_MAIN_RUN] = "main-run",
+	[SANDBOX_VCPU_FLASH] = "vcpu-flash",
 };
 
 const char *sandbox_thread_name(enum sandbox_thread kind)

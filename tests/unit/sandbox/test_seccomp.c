@@ -139,6 +139,17 @@ static int body_vcpu_execve(void *arg)
 	return 1;
 }
 
+/* arg: the kind. A write at an offset (the firmware's flash write-through). */
+static int body_vcpu_pwrite(void *arg)
+{
+	char b = 0;
+	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || install((enum sandbox_thread)(intptr_t)arg))
+		return 100;
+	return pwrite(fd, &b, 1, 0) == 1 ? 0 : 1;
+}
+
 /* Path look-ups are refused with EACCES (glibc's lazy reads), not trapped; exec still kills. */
 static int body_vcpu_open(void *arg)
 {
@@ -663,6 +674,16 @@ static void test_vcpu_execve_kills(void **state)
 	assert_non_null(strstr(res.err, "execve (59)"));
 }
 
+/* Only a firmware boot's vCPUs may write a file (the vars flash); the others are killed. */
+static void test_vcpu_pwrite_flash_only(void **state)
+{
+	(void)state;
+	assert_int_equal(run_child(body_vcpu_pwrite, (void *)(intptr_t)SANDBOX_VCPU_FLASH, &res), 0);
+	expect_clean_exit();
+	assert_int_equal(run_child(body_vcpu_pwrite, (void *)(intptr_t)SANDBOX_VCPU, &res), 0);
+	expect_killed_for("pwrite64", "vcpu");
+}
+
 static void test_vcpu_open_refused(void **state)
 {
 	(void)state;
@@ -924,6 +945,7 @@ int main(void)
 		cmocka_unit_test(test_allowed_each_kind),
 		cmocka_unit_test(test_filter_really_installed),
 		cmocka_unit_test(test_vcpu_execve_kills),
+		cmocka_unit_test(test_vcpu_pwrite_flash_only),
 		cmocka_unit_test(test_vcpu_open_refused),
 		cmocka_unit_test(test_vcpu_ioctl_list),
 		cmocka_unit_test(test_no_exec_mappings),

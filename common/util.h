@@ -34,6 +34,26 @@ static inline bool range_within(uint64_t off, uint64_t len, uint64_t size)
 	return end <= size;
 }
 
+/* The len (1..8) little-endian bytes at p, as a number; and v stored so. */
+static inline uint64_t get_le(const void *p, unsigned int len)
+{
+	const uint8_t *b = p;
+	uint64_t v = 0;
+
+	while (len--)
+		v = (v << 8) | b[len];
+	return v;
+}
+
+static inline void put_le(void *p, uint64_t v, unsigned int len)
+{
+	uint8_t *b = p;
+	unsigned int i;
+
+	for (i = 0; i < len; i++, v >>= 8)
+		b[i] = (uint8_t)v;
+}
+
 static inline bool is_pow2(uint64_t x)
 {
 	return x && !(x & (x - 1));

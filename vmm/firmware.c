@@ -253,14 +253,6 @@ static int fw_map_vars(struct vm *vm, struct vm_firmware *fw)
 	return ret;
 }
 
-static void put_le(uint8_t *p, uint64_t v, unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* fw_cfg's items: what OVMF's PlatformPei and its libraries read. */
 static int fw_fill_cfg(struct vm *vm, struct fw_cfg *fc)
 {

@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "state.h"
+#include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -59,14 +60,6 @@ static void read_fields(struct state_reader *r)
 	}
 	if (!ret)
 		state_reader_end_section(r);
-}
-
-static void put_le(uint8_t *p, uint64_t v, unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static uint32_t crc(uint32_t seed, const uint8_t *p, size_t n)

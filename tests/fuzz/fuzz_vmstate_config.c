@@ -13,17 +13,10 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "util.h"
 #include "vmstate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void put_le(uint8_t *p, uint64_t v, unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static uint32_t crc(uint32_t seed, const uint8_t *p, size_t n)
 {

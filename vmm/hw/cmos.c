@@ -33,12 +33,6 @@ static int64_t host_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void put16(uint8_t *ram, unsigned int reg, uint64_t v)
-{
-	ram[reg] = (uint8_t)v;
-	ram[reg + 1] = (uint8_t)(v >> 8);
-}
-
 void cmos_init(struct cmos *c, uint64_t low_ram, uint64_t high_ram)
 {
 	uint64_t ext;
@@ -49,15 +43,14 @@ void cmos_init(struct cmos *c, uint64_t low_ram, uint64_t high_ram)
 	c->ram[REG_A] = 0x26; /* 32.768 kHz divider, 1024 Hz rate */
 	c->ram[REG_B] = REG_B_24H;
 	c->ram[REG_D] = REG_D_VRT;
-	put16(c->ram, 0x15, 640); /* base memory, KiB */
+	put_le(c->ram + 0x15, 640, 2); /* base memory, KiB */
 	ext = low_ram > MiB ? MIN((low_ram - MiB) / KiB, 0xffffULL) : 0;
-	put16(c->ram, 0x17, ext); /* extended memory, KiB (both copies) */
-	put16(c->ram, 0x30, ext);
+	put_le(c->ram + 0x17, ext, 2); /* extended memory, KiB (both copies) */
+	put_le(c->ram + 0x30, ext, 2);
 	ext = low_ram > 16 * MiB ? MIN((low_ram - 16 * MiB) / (64 * KiB), 0xffffULL) : 0;
-	put16(c->ram, 0x34, ext);
+	put_le(c->ram + 0x34, ext, 2);
 	ext = MIN(high_ram / (64 * KiB), 0xffffffULL);
-	put16(c->ram, 0x5b, ext);
-	c->ram[0x5d] = (uint8_t)(ext >> 16);
+	put_le(c->ram + 0x5b, ext, 3); /* above 4 GiB, 64 KiB units */
 }
 
 void cmos_destroy(struct cmos *c)

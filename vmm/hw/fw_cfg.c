@@ -111,18 +111,17 @@ int fw_cfg_add_item(struct fw_cfg *fc, uint16_t key, const void *data, uint32_t 
 
 int fw_cfg_add_u16(struct fw_cfg *fc, uint16_t key, uint16_t v)
 {
-	uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+	uint8_t b[2];
 
+	put_le(b, v, sizeof(b));
 	return fw_cfg_add_item(fc, key, b, sizeof(b));
 }
 
 int fw_cfg_add_u64(struct fw_cfg *fc, uint16_t key, uint64_t v)
 {
 	uint8_t b[8];
-	unsigned int i;
 
-	for (i = 0; i < 8; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
+	put_le(b, v, sizeof(b));
 	return fw_cfg_add_item(fc, key, b, sizeof(b));
 }
 
@@ -234,8 +233,7 @@ static void fw_cfg_read(void *opaque, uint64_t off, void *data, unsigned int len
 	} else if (off >= 4 && off + len <= 12) {
 		memcpy(p, fw_cfg_dma_signature + (off - 4), len);
 	} else if (off == 0 && len == 2) {
-		p[0] = (uint8_t)fc->key;
-		p[1] = (uint8_t)(fc->key >> 8);
+		put_le(p, fc->key, 2);
 	}
 	pthread_mutex_unlock(&fc->lock);
 }
@@ -247,7 +245,7 @@ static void fw_cfg_write(void *opaque, uint64_t off, const void *data, unsigned 
 
 	pthread_mutex_lock(&fc->lock);
 	if (off == 0 && len == 2) {
-		fc->key = (uint16_t)(p[0] | p[1] << 8);
+		fc->key = (uint16_t)get_le(p, 2);
 		fc->offset = 0;
 	} else if (off == 4 && len == 4) {
 		fc->dma_high = get_be32(p);

@@ -28,26 +28,6 @@
 
 static const char state_end_type[] = "end";
 
-/* --- Little-endian encoding ---------------------------------------------------------- */
-
-static void put_le(uint8_t *p, uint64_t v, unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, unsigned int n)
-{
-	uint64_t v = 0;
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 /* crc32 continued from seed; zlib returns its initial value for a NULL buffer, so an
  * empty range must not reach it. */
 static uint32_t crc(uint32_t seed, const void *buf, size_t len)

@@ -50,25 +50,6 @@ static const struct pci_host_ops *host_ops(struct virtio_pci *vp, void **host)
 	return pci_host_ops(&vp->pdev, host);
 }
 
-static inline uint64_t get_le(const void *p, unsigned int len)
-{
-	const uint8_t *b = p;
-	uint64_t v = 0;
-
-	while (len--)
-		v = (v << 8) | b[len];
-	return v;
-}
-
-static inline void put_le(void *p, uint64_t v, unsigned int len)
-{
-	uint8_t *b = p;
-	unsigned int i;
-
-	for (i = 0; i < len; i++, v >>= 8)
-		b[i] = (uint8_t)v;
-}
-
 /* ---- MSI-X --------------------------------------------------------------------- */
 
 static bool vector_masked(const struct virtio_pci *vp, unsigned int v)

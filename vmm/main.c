@@ -839,13 +839,12 @@ out_common:
 	return rc;
 }
 
-/* run, restore, receive: parse the command line, run, free what it parsed. */
 /*
  * Every thread a VM process starts (ours and the libraries': libmicrohttpd's, libvncserver's)
  * gets a 1 MiB stack instead of glibc's 8 MiB. Not for the address space but for the memory
  * the host spends: with transparent huge pages on, the top 2 MiB of an 8 MiB stack is often
  * one aligned huge-page range, and the thread's first call faulted in a whole 2 MiB page
- * (measured: 2 MiB of the 18 MiB a 128 MiB guest's plinth cost, bench/results.md). A 1 MiB
+ * (measured: 2 MiB of the 22.6 MiB a 128 MiB guest's plinth cost in the emulated host). A 1 MiB
  * mapping holds no aligned 2 MiB range. The deepest frame in the VMM is 76 KiB (vhdx_open, on
  * the main thread; gcc -fstack-usage). The sanitizers' builds keep the default: their frames
  * are several times larger.
@@ -863,6 +862,7 @@ static void small_thread_stacks(void)
 #endif
 }
 
+/* run, restore, receive: parse the command line, run, free what it parsed. */
 static int cmd_vm(enum cmd_kind kind, int argc, char **argv)
 {
 	static int (*const cmd[])(struct cmd_opts *) = {

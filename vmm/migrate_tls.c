@@ -21,7 +21,7 @@
  * was 1.7 MiB of each VM's memory (libcrypto and libssl's pages, 128 MiB guest).
  */
 struct mig_tls {
-	gnutls_psk_client_credentials_t client;
+	gnutls_psk_client_credentials_t client_cred;
 	gnutls_psk_server_credentials_t server_cred;
 	gnutls_priority_t prio;
 	bool server;
@@ -69,14 +69,14 @@ static int server_psk(gnutls_session_t s, const char *identity, gnutls_datum_t *
  * carry-less multiply, ChaCha20 first where it has not (several times faster then, e.g.
  * in an emulated host).
  */
+#define MIG_TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:-CIPHER-ALL:"
+
 static const char *priorities(void)
 {
 	__builtin_cpu_init();
 	if (__builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul"))
-		return "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:"
-		       "-CIPHER-ALL:+AES-128-GCM:+CHACHA20-POLY1305";
-	return "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:"
-	       "-CIPHER-ALL:+CHACHA20-POLY1305:+AES-128-GCM";
+		return MIG_TLS_PRIORITY "+AES-128-GCM:+CHACHA20-POLY1305";
+	return MIG_TLS_PRIORITY "+CHACHA20-POLY1305:+AES-128-GCM";
 }
 
 struct mig_tls *mig_tls_new(const char *psk_file, bool server)
@@ -91,8 +91,10 @@ struct mig_tls *mig_tls_new(const char *psk_file, bool server)
 		return NULL;
 	}
 	t->server = server;
-	if (read_key(t, psk_file))
-		goto out_free;
+	if (read_key(t, psk_file)) {
+		mig_tls_free(t); /* nothing allocated yet but t: freed with its key wiped */
+		return NULL;
+	}
 	rc = gnutls_priority_init(&t->prio, priorities(), NULL);
 	if (rc < 0)
 		goto out_tls;
@@ -102,11 +104,11 @@ struct mig_tls *mig_tls_new(const char *psk_file, bool server)
 			goto out_tls;
 		gnutls_psk_set_server_credentials_function(t->server_cred, server_psk);
 	} else {
-		rc = gnutls_psk_allocate_client_credentials(&t->client);
+		rc = gnutls_psk_allocate_client_credentials(&t->client_cred);
 		if (rc < 0)
 			goto out_tls;
 		key = (gnutls_datum_t){ .data = t->key, .size = t->key_len };
-		rc = gnutls_psk_set_client_credentials(t->client, MIG_TLS_IDENTITY, &key,
+		rc = gnutls_psk_set_client_credentials(t->client_cred, MIG_TLS_IDENTITY, &key,
 						       GNUTLS_PSK_KEY_RAW);
 		if (rc < 0)
 			goto out_tls;
@@ -121,18 +123,14 @@ out_tls:
 	log_error("--migrate-psk: cannot set up TLS: %s", gnutls_strerror(rc));
 	mig_tls_free(t);
 	return NULL;
-out_free:
-	explicit_bzero(t, sizeof(*t));
-	free(t);
-	return NULL;
 }
 
 void mig_tls_free(struct mig_tls *t)
 {
 	if (!t)
 		return;
-	if (t->client)
-		gnutls_psk_free_client_credentials(t->client);
+	if (t->client_cred)
+		gnutls_psk_free_client_credentials(t->client_cred);
 	if (t->server_cred)
 		gnutls_psk_free_server_credentials(t->server_cred);
 	if (t->prio)
@@ -205,7 +203,7 @@ struct mig_tls_conn *mig_tls_handshake(struct mig_tls *t, int fd, char *err, siz
 	rc = gnutls_priority_set(c->s, t->prio);
 	if (rc >= 0)
 		rc = gnutls_credentials_set(c->s, GNUTLS_CRD_PSK,
-					    t->server ? (void *)t->server_cred : (void *)t->client);
+					    t->server ? (void *)t->server_cred : (void *)t->client_cred);
 	if (rc < 0)
 		goto out_setup;
 	gnutls_transport_set_int(c->s, fd);

@@ -49,6 +49,7 @@
 #define CONFIRM_TIMEOUT_MS  30000	      /* the destination running after the ack */
 #define SWITCH_TIMEOUT_MS   30000	      /* retries of the switch's transaction */
 #define VMM_TIMEOUT_MS	    5000
+#define SOURCE_END_MS	    10000	      /* the source's process ending after the switch */
 #define PEER_TIMEOUT_MS	    60000
 #define REFUSED_RETRIES	    40 /* the destination's plinth not listening yet: 20 s */
 
@@ -398,6 +399,23 @@ static int switch_owner(struct plinthd *pd, const struct migration *m, const cha
 	}
 }
 
+/* After the switch the source's process ends by itself (or was killed): settle its run
+ * before the task says done, so that the VM can be moved back here at once (a prepare
+ * here would otherwise find its process). Bounded: the tick settles it later if not. */
+static void settle_source(struct plinthd *pd, int64_t vm_id)
+{
+	for (int64_t end = pd_mono_ms() + SOURCE_END_MS;;) {
+		pthread_mutex_lock(&pd->lock);
+		struct pd_run *run = pd_run_of(pd, vm_id);
+		bool gone = !run || pd_run_reap(pd, run);
+
+		pthread_mutex_unlock(&pd->lock);
+		if (gone || pd_mono_ms() > end)
+			return;
+		usleep(20000);
+	}
+}
+
 int pd_migrate_vm(struct plinthd *pd, struct pd_task *t, const char *name, const char *to,
 		  char *why)
 {
@@ -508,6 +526,7 @@ int pd_migrate_vm(struct plinthd *pd, struct pd_task *t, const char *name, const
 			kill(run->pid, SIGKILL);
 		pthread_mutex_unlock(&pd->lock);
 	}
+	settle_source(pd, m.vm_id);
 	log_info("VM %s: migrated to %s (transfer %lld ms, downtime %lld ms)", m.name, m.to,
 		 (long long)m.total_ms, (long long)m.downtime_ms);
 	ok = true;

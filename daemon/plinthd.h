@@ -179,6 +179,9 @@ void pd_vm_console_input(struct plinthd *pd, const char *name, const char *input
  * with r set. Under lock. */
 int pd_vm_receive(struct plinthd *pd, const struct store_vm *vm, const char *listen,
 		  struct pd_reply *r);
+/* Settle run now if its process has ended: true if it had (run is freed then). Under
+ * lock. */
+bool pd_run_reap(struct plinthd *pd, struct pd_run *run);
 /* The run of VM vm_id, or NULL (under lock). */
 struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id);
 /* The API socket of a VM's run directory into buf. */

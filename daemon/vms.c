@@ -1457,6 +1457,16 @@ static bool wait_exit(struct plinthd *pd, struct pd_run *run, int ms)
 	return true;
 }
 
+bool pd_run_reap(struct plinthd *pd, struct pd_run *run)
+{
+	struct pollfd p = {.fd = run->pidfd, .events = POLLIN};
+
+	if (run->pidfd >= 0 && poll(&p, 1, 0) <= 0)
+		return false; /* (no pidfd: settled at once, as the tick does) */
+	vm_exited(pd, run);
+	return true;
+}
+
 void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r)
 {
 	const char *act = pd_action_name(req->action);

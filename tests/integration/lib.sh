@@ -12,7 +12,36 @@ kvm_why() {
 }
 kvm_usable() { [ "$(kvm_why)" = ok ]; }
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# A test may set FAIL_DUMP_PID to the plinth it waits on: a failure then prints, in a few
+# lines, what each of that process's threads did over 2 s and which vCPUs entered the guest
+# (vcpu_brief), so a CI log that keeps only the failure's neighbourhood still shows a stuck vCPU.
+fail() {
+	[ -n "${FAIL_DUMP_PID:-}" ] && kill -0 "$FAIL_DUMP_PID" 2>/dev/null && vcpu_brief "$FAIL_DUMP_PID" >&2
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# vcpu_brief PID: per thread of PID its name, state, wchan and CPU ticks used in 2 s, then the
+# kvm_entry trace events per vCPU in those 2 s (where the kernel's tracefs is writable).
+vcpu_brief() {
+	local pid=$1 t tr=/sys/kernel/tracing entries=""
+	declare -A before=()
+	[ -d $tr/events ] || mount -t tracefs nodev $tr 2>/dev/null
+	[ -w $tr/events/kvm/kvm_entry/enable ] && { echo >$tr/trace; echo 1 >$tr/events/kvm/kvm_entry/enable; }
+	for t in /proc/"$pid"/task/*; do before[$t]=$(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null); done
+	sleep 2
+	if [ -w $tr/events/kvm/kvm_entry/enable ]; then
+		echo 0 >$tr/events/kvm/kvm_entry/enable
+		entries=$(grep -o 'vcpu [0-9]*' $tr/trace | sort | uniq -c | awk '{ printf "%s%s: %s", (NR > 1 ? ", " : ""), $2 " " $3, $1 }')
+		echo >$tr/trace
+	fi
+	echo "# plinth $pid's threads over 2 s (name state wchan ticks):"
+	for t in /proc/"$pid"/task/*; do
+		echo "#   $(cat "$t/comm" 2>/dev/null) $(awk '/^State/ { print $2 }' "$t/status" 2>/dev/null)" \
+			"$(cat "$t/wchan" 2>/dev/null) $(( $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0) - ${before[$t]:-0} ))"
+	done
+	echo "# kvm_entry events in 2 s: ${entries:-none or no tracefs}"
+}
 
 # expect_in FILE REGEX [WHAT]: fail unless FILE has a line matching REGEX.
 expect_in() {

@@ -21,7 +21,8 @@ wait_migrated() {
 	local end=$((SECONDS + 120)) info
 	while [ $SECONDS -lt $end ] && kill -0 "$2" 2>/dev/null; do
 		info=$(ctl "$1" info 2>/dev/null) && echo "$info" | grep -q '"status": *"failed"' &&
-			{ echo "$info"; tail -n 5 "$dir"/*.err; tail -n 3 "$dir"/*.out; fail "migration failed"; }
+			{ echo "$info"; tail -n 5 "$dir"/*.err; tail -n 3 "$dir"/*.out
+			  fail "migration failed: $(grep -o '"error": *"[^"]*"' <<<"$info")"; }
 		sleep 0.5
 	done
 	wait "$2"
@@ -48,6 +49,7 @@ machine=(--kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 
 	--api-socket "$dir/a.sock" </dev/null >"$dir/a.out" 2>"$dir/a.err" &
 a=$!
 pids+=($a)
+FAIL_DUMP_PID=$a
 wait_in "$dir/a.out" $a 'count 3[[:space:]]'
 wait_in "$dir/a.out" $a 'disk 3[[:space:]]'
 expect_in "$dir/a.out" 'cpus 0-1' "the guest does not see 2 CPUs"
@@ -57,6 +59,7 @@ expect_in "$dir/a.out" 'cpus 0-1' "the guest does not see 2 CPUs"
 	</dev/null >"$dir/b.out" 2>"$dir/b.err" &
 b=$!
 pids+=($b)
+FAIL_DUMP_PID=$b
 sleep 1
 ctl "$dir/a.sock" migrate --to tcp:127.0.0.1:47111 --downtime-ms 300 >/dev/null || fail "migrate A->B refused"
 wait_migrated "$dir/a.sock" $a
@@ -76,6 +79,7 @@ ctl "$dir/b.sock" info | grep -q '"restored": *true' || fail "B: info does not s
 	</dev/null >"$dir/c.out" 2>"$dir/c.err" &
 c=$!
 pids+=($c)
+FAIL_DUMP_PID=$c
 sleep 1
 ctl "$dir/b.sock" migrate --to "unix:$dir/mig.sock" >/dev/null || fail "migrate B->C refused"
 wait_migrated "$dir/b.sock" $b

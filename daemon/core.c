@@ -35,6 +35,11 @@ static int host_name(struct plinthd *pd, const char *given)
 			  "(use --host-name NAME)", name);
 		return -EINVAL;
 	}
+	if (!strcmp(name, "auto")) { /* `migrate --to auto` and `evacuate --to auto` */
+		log_error("host name 'auto' is the word for any host: give this one another "
+			  "(--host-name NAME)");
+		return -EINVAL;
+	}
 	snprintf(pd->host, sizeof(pd->host), "%s", name);
 	return 0;
 }

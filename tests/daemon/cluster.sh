@@ -205,6 +205,11 @@ rc=$?
 echo "# $out"
 check "a second plinthd under a live host's name is refused (exit 1), in one line" \
 	test "$rc" = 1 -a "$(grep -c "host name 'h3' is in use" <<<"$out")" = 1 -a "$(wc -l <<<"$out")" = 1
+out=$("$B/plinthd" --no-jail --state-dir "$T/dup" --host-name auto --db "$DB" 2>&1)
+rc=$?
+echo "# $out"
+check "the host name 'auto' (the word for any host in migrate --to) is refused in one line" \
+	test "$rc" = 1 -a "$(grep -c "host name 'auto' is the word for any host" <<<"$out")" = 1 -a "$(wc -l <<<"$out")" = 1
 check "a host stopped cleanly is shown stopped, and its name is free at once" \
 	sh -c "kill -TERM ${PID[h3]} && while kill -0 ${PID[h3]} 2>/dev/null; do sleep 0.1; done &&
 	$B/plinth host list --state-dir $T/h1 | grep -q '^h3  *stopped'"

@@ -21,18 +21,19 @@ fail() {
 	exit 1
 }
 
-# vcpu_brief PID: per thread of PID its name, state, wchan and CPU ticks used in 2 s, then the
-# kvm_entry trace events per vCPU in those 2 s (where the kernel's tracefs is writable).
+# vcpu_brief PID: per thread of PID its name, state, wchan and CPU ticks used in 2 s, then
+# (where the kernel's tracefs is writable) the kvm_exit trace events of those 2 s: per vCPU
+# and reason, and each vCPU's three most frequent guest RIPs.
 vcpu_brief() {
-	local pid=$1 t tr=/sys/kernel/tracing entries=""
+	local pid=$1 t tr=/sys/kernel/tracing ev=/sys/kernel/tracing/events/kvm/kvm_exit/enable exits=""
 	declare -A before=()
 	[ -d $tr/events ] || mount -t tracefs nodev $tr 2>/dev/null
-	[ -w $tr/events/kvm/kvm_entry/enable ] && { echo >$tr/trace; echo 1 >$tr/events/kvm/kvm_entry/enable; }
+	[ -w $ev ] && { echo >$tr/trace; echo 1 >$ev; }
 	for t in /proc/"$pid"/task/*; do before[$t]=$(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null); done
 	sleep 2
-	if [ -w $tr/events/kvm/kvm_entry/enable ]; then
-		echo 0 >$tr/events/kvm/kvm_entry/enable
-		entries=$(grep -o 'vcpu [0-9]*' $tr/trace | sort | uniq -c | awk '{ printf "%s%s: %s", (NR > 1 ? ", " : ""), $2 " " $3, $1 }')
+	if [ -w $ev ]; then
+		echo 0 >$ev
+		exits=$(grep -o 'vcpu [0-9]* reason [^ ]* rip 0x[0-9a-f]*' $tr/trace)
 		echo >$tr/trace
 	fi
 	echo "# plinth $pid's threads over 2 s (name state wchan ticks):"
@@ -40,7 +41,11 @@ vcpu_brief() {
 		echo "#   $(cat "$t/comm" 2>/dev/null) $(awk '/^State/ { print $2 }' "$t/status" 2>/dev/null)" \
 			"$(cat "$t/wchan" 2>/dev/null) $(( $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0) - ${before[$t]:-0} ))"
 	done
-	echo "# kvm_entry events in 2 s: ${entries:-none or no tracefs}"
+	[ -n "$exits" ] || { echo "# kvm_exit events in 2 s: none (or no tracefs)"; return 0; }
+	echo "# kvm_exit events in 2 s, per vCPU and reason:"
+	awk '{ print $1, $2, $4 }' <<<"$exits" | sort | uniq -c | sort -rn | head -n 8 | sed 's/^ */#   /'
+	echo "# the most frequent exit RIPs:"
+	awk '{ print $1, $2, $4, $6 }' <<<"$exits" | sort | uniq -c | sort -rn | head -n 6 | sed 's/^ */#   /'
 }
 
 # expect_in FILE REGEX [WHAT]: fail unless FILE has a line matching REGEX.

@@ -85,7 +85,11 @@ wait_in() {
 	console_tail "$1"
 	fail "timed out waiting for /$3/ in $1"
 }
-console_tail() { tail -n 20 "$1" | tr -d '\r' | sed 's/^/console: /'; }
+# console_tail FILE: the guest kernel's complaints anywhere in FILE (the first 8), then its last 20 lines.
+console_tail() {
+	grep -a -m 8 -E 'rcu: |soft lockup|hard LOCKUP|BUG:|WARNING:|Kernel panic|Oops' "$1" | tr -d '\r' | sed 's/^/console (kernel): /'
+	tail -n 20 "$1" | tr -d '\r' | sed 's/^/console: /'
+}
 
 # last_num FILE WORD: N of the last "WORD N" in FILE (the counters the tests' guests print).
 # Only whole lines count: a guest migrated away mid-line leaves "disk 2" of

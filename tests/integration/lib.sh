@@ -122,6 +122,17 @@ bad = next((i for i in range(16 * (m + 1), len(d)) if d[i]), None)
 note = ' (' + sys.argv[3] + ')' if len(sys.argv) > 3 else ''
 print(f'disk: records 1..{m} in order on the image, the guest last reported {least}{note}')
 if m < least:
+    # which of the reported records are there: a lone hole is one lost request, a run of
+    # them a process whose writes went nowhere
+    ok = [16 * k + 16 <= len(d) and d[16 * k:16 * k + 16] == b'disk %010d\n' % k for k in range(1, least + 1)]
+    runs, k = [], 0
+    while k < least:
+        e = k
+        while e + 1 < least and ok[e + 1] == ok[k]:
+            e += 1
+        runs.append(f'{k + 1}-{e + 1} {"there" if ok[k] else "MISSING"}')
+        k = e + 1
+    print('disk: records ' + ', '.join(runs))
     sys.exit(f'disk: record {m + 1} is missing or wrong: {d[16 * (m + 1):16 * (m + 2)]!r}')
 if bad is not None:
     sys.exit(f'disk: data at offset {bad} after the last contiguous record {m}: a write was lost')

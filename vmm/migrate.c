@@ -408,6 +408,14 @@ static int dirty_clear_chunk(struct vm *vm, struct dirty *d, unsigned int i, uin
  * little the guest used. The next data extent at or after page p of slot i, as
  * page indices [*from, *to); both = pages when the rest is a hole. Any other
  * error: the whole rest counts as data (read and checked as before).
+ *
+ * A hole is only a hole until the guest first writes there, and in manual mode that
+ * write leaves a dirty bit only once the page's chunk has been re-protected: so a
+ * hole may be trusted only inside the chunk re-protected before it was looked up
+ * (send_pages looks again at every chunk). Trusting a long hole across chunks lost
+ * every page the guest first touched there during round 0, before their chunk's
+ * turn: a zero page at the destination (a triple fault, a stuck vCPU, a stale page
+ * cache that wrote old bytes back over acknowledged disk writes).
  */
 static void next_data(const struct guest_mem *gm, unsigned int i, uint64_t p, uint64_t *from,
 		      uint64_t *to)
@@ -459,6 +467,10 @@ static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s
 				ret = dirty_clear_chunk(vm, d, i, p);
 				if (ret)
 					return ret;
+				/* A hole found before this chunk was re-protected may have been
+				 * written since, and that write left no dirty bit: look again
+				 * (a skipped page would be lost: the destination's copy zero). */
+				data_from = data_to = 0;
 			}
 
 			if (!all && !(*word & bit)) {

@@ -49,6 +49,7 @@ static const char usage_head[] =
 	"                      [MACHINE OPTIONS] [--migrate-psk FILE]\n"
 	"       plinth ctl --api-socket PATH info|pause|resume|shutdown|reset|\n"
 	"                  snapshot --to DIR|migrate --to URI [--downtime-ms N]\n"
+	"                  |config --file FILE|start   (before boot)\n"
 	"       plinth vm|image|net|task|token|events ...  (plinthd's client: plinth vm --help)\n"
 	"       plinth --help | --version\n"
 	"\n"

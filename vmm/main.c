@@ -675,14 +675,18 @@ struct api_run {
 static int api_run_created(void *opaque)
 {
 	struct api_run *r = opaque;
+	int fd;
 
 	log_capture_end(&r->cap);
 	r->capturing = false;
 	r->created = true;
 	preboot_started(r->pb);
-	/* One thread again (the jail needs it); run_loop's server takes the socket. */
-	api_server_stop(r->server);
+	/* One thread again (the jail needs it); run_loop's server takes the socket on its
+	 * own copy of the fd (this one closes, the socket stays listening). */
+	fd = api_server_release(r->server);
 	r->server = NULL;
+	if (fd >= 0)
+		close(fd);
 	return 0;
 }
 

@@ -222,6 +222,13 @@ struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
  */
 void api_server_stop(struct api_server *s);
 
+/*
+ * Stop the thread as api_server_stop() does, but keep the listening socket open and
+ * listening (not unlinked): its fd, now the caller's, for the next server; or -1,
+ * logged. For the pre-boot API handing its socket to the running VM's (vmm/preboot.h).
+ */
+int api_server_release(struct api_server *s);
+
 /* --- Client ---------------------------------------------------------------------- */
 
 /*

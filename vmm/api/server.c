@@ -266,7 +266,10 @@ struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
 	s->vm = vm;
 	if (socket_path)
 		snprintf(s->path, sizeof(s->path), "%s", socket_path);
-	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	/* ITC (an eventfd) wakes the thread on stop: no shutdown() of the listening socket,
+	 * which api_server_release() hands on. */
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC,
+				  0, NULL, NULL,
 				  on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				  MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
 				  on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
@@ -292,6 +295,17 @@ struct api_server *api_server_start(const char *socket_path, const struct api_vm
 	if (!s)
 		unlinkat(AT_FDCWD, socket_path, 0);
 	return s;
+}
+
+int api_server_release(struct api_server *s)
+{
+	MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+
+	if (fd == MHD_INVALID_SOCKET)
+		log_error("API server: cannot take its listening socket back");
+	MHD_stop_daemon(s->mhd);
+	free(s);
+	return fd == MHD_INVALID_SOCKET ? -1 : fd;
 }
 
 void api_server_stop(struct api_server *s)

@@ -2,7 +2,8 @@
 # machine options waits; bad configs and a start that cannot build the VM are refused
 # with one line and nothing starts; then the standard guest, its kernel, initrd,
 # command line, memory, vCPUs and one disk all PUT over the API, boots on start and
-# sees its disk; the config is fixed once it runs; the guest powers off, plinth exits 0.
+# sees its disk; the config is fixed once it runs; the guest powers off, plinth exits 0;
+# then the same under --jail.
 . tests/integration/lib.sh
 kvm_usable || fail "no usable KVM: $(kvm_why)"
 dir=$(sock_dir)
@@ -91,3 +92,29 @@ pid=
 [ $rc = 0 ] || { tail "$out"; fail "plinth exited $rc"; }
 [ -e "$sock" ] && fail "the API socket was left behind"
 echo "ok: configured through the API, booted, disk seen, exit 0"
+
+# The same under --jail: the pre-boot server stops before the jail (which needs a single
+# thread), the guest boots jailed and filtered, and the jailed VM serves the socket.
+[ "$(id -u)" = 0 ] || fail "the jail needs root (the emulated host runs tests as root)"
+mkdir -p "$dir/jail"
+: >"$out"
+"$BUILD/plinth" run --api-socket "$sock" --jail "$dir/jail" --uid 65534 --gid 65534 \
+	</dev/null >"$out" 2>&1 &
+pid=$!
+end=$((SECONDS + 20))
+until ctl info >/dev/null 2>&1 || [ $SECONDS -ge $end ]; do sleep 0.1; done
+cmd='echo jailed-api; sleep 4'
+config "$GUEST/vmlinuz" '' | python3 -c 'import json, sys; c = json.load(sys.stdin)
+del c["devices"]; json.dump(c, sys.stdout)' >"$dir/jail.json"
+ctl config --file "$dir/jail.json" >/dev/null || { cat "$out"; fail "jail: config refused"; }
+ctl start >/dev/null || { cat "$out"; fail "jail: start failed"; }
+wait_in "$out" $pid '^jailed-api' 120
+uid=$(awk '$1 == "Uid:" { print $2 }' /proc/$pid/status)
+seccomp=$(awk '$1 == "Seccomp:" { print $2 }' /proc/$pid/status)
+[ "$uid" = 65534 ] && [ "$seccomp" = 2 ] || fail "jail: uid $uid, seccomp $seccomp"
+ctl info | grep -q '"state": *"running"' || fail "jail: info: not running"
+rc=0
+wait $pid || rc=$?
+pid=
+[ $rc = 0 ] || { tail "$out"; fail "jail: plinth exited $rc"; }
+echo "ok: jailed (uid $uid, seccomp $seccomp) through the API"

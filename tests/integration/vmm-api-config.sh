@@ -25,6 +25,14 @@ refused() {
 truncate -s 32M "$dir/os.img"
 printf 'plinth-api-disk' | dd of="$dir/os.img" conv=notrunc 2>/dev/null
 
+# A machine option beside a bare --api-socket is refused: the machine comes from one place.
+rc=0
+"$BUILD/plinth" run --api-socket "$sock" --cpus 2 </dev/null >"$dir/err" 2>&1 || rc=$?
+[ $rc = 2 ] && [ "$(wc -l <"$dir/err")" = 1 ] &&
+	grep -q -- '--cpus without --kernel or --firmware' "$dir/err" ||
+	{ cat "$dir/err"; fail "--api-socket with --cpus: exit $rc, not one line and 2"; }
+[ -e "$sock" ] && fail "a refused command line left a socket"
+
 "$BUILD/plinth" run --api-socket "$sock" </dev/null >"$out" 2>&1 &
 pid=$!
 end=$((SECONDS + 20))

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "machine.h"
 #include "util.h"
 #include "vmstate.h"
 #include "state/snapshot.h"
@@ -305,21 +306,6 @@ static json_t *mig_json(const struct mig_stats *m, const struct api_migrate_args
 	return o;
 }
 
-/* The typed device configs, in creation order ({"kind", "id", "slot", keys...} each). */
-static json_t *devices_json(const struct vm_config *c)
-{
-	json_t *a = json_array();
-	unsigned int i;
-
-	for (i = 0; a && i < c->nr_devices; i++) {
-		if (json_array_append_new(a, dev_config_to_json(&c->devices[i]))) {
-			json_decref(a);
-			return NULL;
-		}
-	}
-	return a;
-}
-
 static int op_info(void *opaque, struct api_reply *reply)
 {
 	struct vmm *vmm = opaque;
@@ -342,9 +328,7 @@ static int op_info(void *opaque, struct api_reply *reply)
 			other += __atomic_load_n(&vm->vcpu[i].exits_other, __ATOMIC_RELAXED);
 		}
 	}
-	cfg = json_pack("{s:s, s:s?, s:s, s:i, s:I, s:o}", "kernel", c->kernel, "initrd",
-			c->initrd, "cmdline", c->cmdline, "vcpus", (int)c->cpus, "memory_bytes",
-			(json_int_t)c->memory, "devices", devices_json(c));
+	cfg = machine_config_json(c);
 	cnt = json_pack("{s:i, s:I, s:I, s:I}", "boots", (int)vmm->boots, "exits_io",
 			(json_int_t)io, "exits_mmio", (json_int_t)mmio, "exits_other",
 			(json_int_t)other);
@@ -432,6 +416,23 @@ static int op_migrate(void *opaque, const struct api_migrate_args *args, struct 
 	return ret;
 }
 
+/* The pre-boot routes (vmm/preboot.c) once the VM runs. */
+static int op_configure(void *opaque, const json_t *config, struct api_reply *reply)
+{
+	(void)opaque;
+	(void)config;
+	snprintf(reply->error, sizeof(reply->error), "the VM has started: its configuration "
+		 "is fixed (GET /v1/vm shows it)");
+	return -EBUSY;
+}
+
+static int op_start(void *opaque, struct api_reply *reply)
+{
+	(void)opaque;
+	snprintf(reply->error, sizeof(reply->error), "the VM has started already");
+	return -EBUSY;
+}
+
 const struct api_vm_ops vmm_api_ops = {
 	.info = op_info,
 	.pause = op_pause,
@@ -440,4 +441,6 @@ const struct api_vm_ops vmm_api_ops = {
 	.reset = op_reset,
 	.snapshot = op_snapshot,
 	.migrate = op_migrate,
+	.configure = op_configure,
+	.start = op_start,
 };

@@ -105,7 +105,8 @@ static char *json_scalar(const json_t *v)
 {
 	char buf[32];
 
-	if (json_is_string(v))
+	/* A NUL inside would cut the value short where the command line cannot: refused. */
+	if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v))
 		return strdup(json_string_value(v));
 	if (json_is_boolean(v))
 		return strdup(json_is_true(v) ? "on" : "off");

@@ -26,7 +26,9 @@
 #include "util.h"
 #include "control.h"
 #include "lease.h"
+#include "machine.h"
 #include "migrate_tls.h"
+#include "preboot.h"
 #include "vm.h"
 #include "vmstate.h"
 #include "api/api.h"
@@ -35,19 +37,19 @@
 #include "state/state.h"
 #include "virtio/devices.h"
 
-#define DEFAULT_MEMORY  (512 * MiB)
-#define MIN_MEMORY      (32 * MiB)
-#define DEFAULT_CMDLINE "console=ttyS0"
 #define VMM_THREAD_STACK (1 * MiB) /* every thread's stack: small_thread_stacks() */
 
 static const char usage_head[] =
 	"Usage: plinth run --kernel PATH [MACHINE OPTIONS]\n"
 	"       plinth run --firmware PATH [--firmware-vars PATH] [MACHINE OPTIONS]\n"
+	"       plinth run --api-socket PATH   (the machine comes from the API: PUT\n"
+	"                      /v1/vm/config, then POST /v1/vm/start; docs/api.yaml)\n"
 	"       plinth restore --from DIR --kernel PATH [MACHINE OPTIONS] [--paused]\n"
 	"       plinth receive --listen tcp:[HOST:]PORT|unix:PATH --kernel PATH\n"
 	"                      [MACHINE OPTIONS] [--migrate-psk FILE]\n"
 	"       plinth ctl --api-socket PATH info|pause|resume|shutdown|reset|\n"
 	"                  snapshot --to DIR|migrate --to URI [--downtime-ms N]\n"
+	"                  |config --file FILE|start   (before boot)\n"
 	"       plinth vm|image|net|task|token|events ...  (plinthd's client: plinth vm --help)\n"
 	"       plinth --help | --version\n"
 	"\n"
@@ -60,7 +62,7 @@ static const char usage_head[] =
 	"MACHINE OPTIONS:\n"
 	"  --kernel PATH       bzImage or ELF vmlinux to boot (required)\n"
 	"  --initrd PATH       initial ramdisk\n"
-	"  --cmdline STRING    kernel command line (default \"" DEFAULT_CMDLINE "\")\n"
+	"  --cmdline STRING    kernel command line (default \"" MACHINE_DEFAULT_CMDLINE "\")\n"
 	"  --firmware PATH     boot UEFI firmware instead of a kernel (run only): OVMF's\n"
 	"                      code file, e.g. /usr/share/OVMF/OVMF_CODE_4M.fd\n"
 	"  --firmware-vars PATH  the VM's own copy of the firmware's variable store (e.g.\n"
@@ -239,7 +241,8 @@ static unsigned int main_run_keep(const struct vmm *vmm, const struct vm_config 
 struct api_start {
 	int listen_fd;
 	const char *path; /* unlinked by api_server_stop(); NULL in a jail */
-	struct vmm *vmm;
+	const struct api_vm_ops *ops;
+	void *opaque;     /* the struct vmm (or the struct preboot before boot) */
 	bool seccomp;
 	struct api_server *server;
 };
@@ -253,14 +256,14 @@ static void *api_start_thread(void *arg)
 		close(s->listen_fd);
 		return NULL;
 	}
-	s->server = api_server_start_fd(s->listen_fd, s->path, &vmm_api_ops, s->vmm);
+	s->server = api_server_start_fd(s->listen_fd, s->path, s->ops, s->opaque);
 	return NULL;
 }
 
-static struct api_server *api_start(int listen_fd, const char *path, struct vmm *vmm,
-				    bool seccomp)
+static struct api_server *api_start(int listen_fd, const char *path,
+				    const struct api_vm_ops *ops, void *opaque, bool seccomp)
 {
-	struct api_start s = { listen_fd, path, vmm, seccomp, NULL };
+	struct api_start s = { listen_fd, path, ops, opaque, seccomp, NULL };
 	pthread_t t;
 	int ret;
 
@@ -288,8 +291,8 @@ static int confine(struct vmm *vmm, struct vm_config *cfg, const struct jail_cfg
 		goto out_close;
 	if (api_fd >= 0) {
 		/* In a jail the socket's path names something else: leave it for api_listen. */
-		*api = api_start(api_fd, jail && jail->dir ? NULL : cfg->api_socket, vmm,
-				 cfg->seccomp);
+		*api = api_start(api_fd, jail && jail->dir ? NULL : cfg->api_socket, &vmm_api_ops,
+				 vmm, cfg->seccomp);
 		if (!*api)
 			return -1;
 	}
@@ -304,30 +307,35 @@ out_close:
 	return -1;
 }
 
-/*
- * Loads the first VM (restore, receive) once the process is confined: returns 0 to
- * run it, or the exit status.
- */
-typedef int first_vm_fn(void *opaque, struct vm *vm, int sfd);
+/* What run_loop does besides running the VMs (a zeroed struct with api_fd -1: nothing). */
+struct run_hooks {
+	int api_fd;   /* the API socket, listening already (taken), or -1: cfg->api_socket */
+	/* The first VM exists and nothing is confined yet (a VM configured over the API
+	 * answers its start): 0 to go on, or the exit status. NULL: none. */
+	int (*created)(void *opaque);
+	/* Loads the first VM (restore, receive) once the process is confined: returns 0
+	 * to run it, or the exit status. NULL: none. */
+	int (*first)(void *opaque, struct vm *vm, int sfd);
+	void *opaque;
+};
 
 /*
  * Run VMs until the guest or the user stops it, re-creating the VM after each
  * guest reset. Serves the control API for the whole run and confines the process
  * (jail may be NULL) after the first VM is built and before anything from outside
- * (a snapshot, a migration stream) is read: then first(opaque, vm, sfd), if given,
- * fills that VM. Closes the files cfg keeps open (vm_open_files). Returns the exit
- * status.
+ * (a snapshot, a migration stream) is read: then h->first, if given, fills that VM.
+ * Closes the files cfg keeps open (vm_open_files). Returns the exit status.
  */
 static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd,
-		    const struct jail_cfg *jail, first_vm_fn *first, void *opaque)
+		    const struct jail_cfg *jail, const struct run_hooks *h)
 {
 	struct term term = { .fd = -1 };
 	struct api_server *api = NULL;
 	bool confined = false;
-	int rc = 1, signo = 0, api_fd = -1, ret;
+	int rc = 1, signo = 0, api_fd = h->api_fd, ret;
 
 	vmm->cfg = cfg;
-	if (cfg->api_socket) {
+	if (cfg->api_socket && api_fd < 0) {
 		/* Outside any jail or filter: it stats, unlinks and chmods by path. */
 		api_fd = api_listen(cfg->api_socket);
 		if (api_fd < 0)
@@ -344,6 +352,11 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 		}
 		if (!confined) {
 			confined = true;
+			rc = h->created ? h->created(h->opaque) : 0;
+			if (rc) {
+				vm_destroy(vm);
+				break;
+			}
 			/*
 			 * The images are open and locked: this process runs the guest on them
 			 * now (a destination: once it took them over). By path, before the jail.
@@ -358,7 +371,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 				break;
 			}
 			cfg->kvm_fd = vm->kvm_fd; /* kept for the next VM (vm_destroy leaves it) */
-			rc = first ? first(opaque, vm, sfd) : 0;
+			rc = h->first ? h->first(h->opaque, vm, sfd) : 0;
 			if (rc) {
 				vm_destroy(vm);
 				break;
@@ -424,6 +437,7 @@ struct cmd_opts {
 	const char *from;   /* restore --from DIR */
 	bool paused;        /* restore --paused */
 	const char *listen; /* receive --listen URI */
+	bool api_config;    /* run --api-socket alone: the machine comes from the API */
 	const char *psk;    /* --migrate-psk FILE */
 	int lease_fds[VM_MAX_DEVICES]; /* the writable disks' lease records (lease_open) */
 };
@@ -468,9 +482,10 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 	/* The fixed options, then one per device class (--disk, --net...), then the end. */
 	struct option opts[ARRAY_SIZE(fixed) + DEV_MAX_CLASSES + 1];
 	struct vm_config *cfg = &o->cfg;
+	const char *machine_opt = NULL; /* the first machine option given */
 	int longindex = 0, c;
+	char why[160];
 	size_t k;
-	uint64_t v;
 
 	memset(o, 0, sizeof(*o));
 	memset(opts, 0, sizeof(opts));
@@ -480,20 +495,7 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 			dev_classes[k]->name,
 			dev_classes[k]->arg_optional ? optional_argument : required_argument, NULL,
 			OPT_DEVICE + (int)k };
-	*cfg = (struct vm_config){
-		.cmdline = DEFAULT_CMDLINE,
-		.cpus = 1,
-		.memory = DEFAULT_MEMORY,
-		.console_in = STDIN_FILENO,
-		.console_out = STDOUT_FILENO,
-		.restore_memory_fd = -1,
-		.service_fd = -1,
-		.seccomp = true,
-		.kvm_fd = -1,
-		.kernel_fd = -1,
-		.vars_fd = -1,
-		.initrd_fd = -1,
-	};
+	machine_defaults(cfg);
 	o->level = LOG_WARN;
 	optind = 1;
 	opterr = 0;
@@ -502,6 +504,9 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 			return usage_error("--%s is an option of plinth restore", opts[longindex].name);
 		if (c == OPT_LISTEN && kind != CMD_RECEIVE)
 			return usage_error("--listen is an option of plinth receive");
+		if (!machine_opt && ((c >= OPT_KERNEL && c <= OPT_NO_REBOOT) || c == OPT_FIRMWARE ||
+				     c == OPT_FIRMWARE_VARS || c >= OPT_DEVICE))
+			machine_opt = opts[longindex].name;
 		switch (c) {
 		case OPT_SECCOMP:
 			if (sandbox_seccomp_parse(optarg, &cfg->seccomp))
@@ -527,16 +532,12 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 			cfg->cmdline = optarg;
 			break;
 		case OPT_CPUS:
-			if (parse_uint(optarg, 1, VM_MAX_CPUS, &v))
-				return usage_error("--cpus must be a number from 1 to 64, not '%s'",
-						   optarg);
-			cfg->cpus = (unsigned int)v;
+			if (machine_cpus(optarg, &cfg->cpus, why, sizeof(why)))
+				return usage_error("--cpus %s", why);
 			break;
 		case OPT_MEMORY:
-			if (parse_size(optarg, &v) || v < MIN_MEMORY || v % (4 * KiB))
-				return usage_error("--memory must be a size of at least 32M in whole "
-						   "4K pages (e.g. 512M, 2G), not '%s'", optarg);
-			cfg->memory = v;
+			if (machine_memory(optarg, &cfg->memory, why, sizeof(why)))
+				return usage_error("--memory %s", why);
 			break;
 		case OPT_NO_REBOOT:
 			cfg->no_reboot = true;
@@ -572,9 +573,7 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 				if (dev_config_parse_kv(dev_classes[c - OPT_DEVICE], optarg, d))
 					return 2; /* it said why */
 				cfg->nr_devices++;
-				/* hvc0 on this terminal: COM1 keeps the output, not the input. */
-				if (d->cls->uses_stdin && d->cls->uses_stdin(d->conf))
-					cfg->console_in = -1;
+				machine_note_device(cfg, d);
 				break;
 			}
 			if (optopt && optopt < 256)
@@ -584,15 +583,18 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (cfg->firmware && (cfg->kernel || cfg->initrd))
-		return usage_error("--firmware boots the firmware, not %s: give one of them",
-				   "--kernel/--initrd");
-	if (cfg->firmware_vars && !cfg->firmware)
-		return usage_error("--firmware-vars needs %s", "--firmware PATH");
+	/* run --api-socket alone: the machine is PUT over the API (preboot.h). */
+	o->api_config = kind == CMD_RUN && cfg->api_socket && !cfg->kernel && !cfg->firmware;
+	if (o->api_config && machine_opt)
+		return usage_error("--%s without --kernel or --firmware: a machine configured "
+				   "through the API socket takes none of its options on the "
+				   "command line (PUT /v1/vm/config)", machine_opt);
+	if (machine_check_boot(cfg, false, why, sizeof(why)))
+		return usage_error("%s", why);
 	if (cfg->firmware && kind != CMD_RUN)
 		return usage_error("--firmware is for %s only (snapshots and migration of a "
 				   "firmware-booted guest are not supported yet)", "run");
-	if (!cfg->kernel && !cfg->firmware)
+	if (!cfg->kernel && !cfg->firmware && !o->api_config)
 		return usage_error("--kernel %s is required%s", "PATH",
 				   kind == CMD_RUN ? "" : " (a guest reset boots it; restore and "
 				   "receive take the same machine options as run)");
@@ -662,16 +664,112 @@ static void stop_common(struct cmd_opts *o, struct vmm *vmm, int sfd, struct mig
 	mig_tls_free(client);
 }
 
+/* A VM configured over the API: its start, between the pre-boot server and run_loop. */
+struct api_run {
+	struct preboot *pb;
+	struct api_server *server; /* the pre-boot server, stopped once the VM exists */
+	struct log_capture cap;    /* the start-up's first error, the start's answer */
+	bool capturing, created;
+};
+
+static int api_run_created(void *opaque)
+{
+	struct api_run *r = opaque;
+	int fd;
+
+	log_capture_end(&r->cap);
+	r->capturing = false;
+	r->created = true;
+	preboot_started(r->pb);
+	/* One thread again (the jail needs it); run_loop's server takes the socket on its
+	 * own copy of the fd (this one closes, the socket stays listening). */
+	fd = api_server_release(r->server);
+	r->server = NULL;
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+/*
+ * plinth run --api-socket PATH alone: serve the pre-boot API (preboot.h) until a
+ * start, then the command line's own path: start_common() and run_loop() with the
+ * config the API gave. A start that fails before the VM exists is answered with its
+ * first error line and the process waits for the next.
+ */
+static int cmd_run_api(struct cmd_opts *o)
+{
+	struct api_run r = { 0 };
+	struct mig_tls *client;
+	struct vmm vmm;
+	int listen_fd, wait_sfd, sfd, fd, rc = 1;
+
+	log_set_level(o->level);
+	/* Signals blocked before any thread starts: they all come to a signalfd. */
+	wait_sfd = setup_signals();
+	if (wait_sfd < 0)
+		return 1;
+	listen_fd = api_listen(o->cfg.api_socket);
+	if (listen_fd < 0)
+		goto out_sfd;
+	r.pb = preboot_new();
+	fd = r.pb ? dup(listen_fd) : -1;
+	if (fd < 0)
+		goto out_listen;
+	/* Unfiltered otherwise: the process is not confined before its VM exists. */
+	r.server = api_start(fd, NULL, &preboot_api_ops, r.pb, o->cfg.seccomp);
+	if (!r.server)
+		goto out_listen;
+	log_info("waiting for the machine's config on %s", o->cfg.api_socket);
+	for (;;) {
+		rc = preboot_wait(r.pb, wait_sfd, &o->cfg);
+		if (rc)
+			break;
+		o->cfg.console_escape = isatty(o->cfg.console_in);
+		log_capture_tee(&r.cap);
+		r.capturing = true;
+		rc = start_common(o, &vmm, &sfd, &client);
+		if (!rc) {
+			rc = 1;
+			fd = dup(listen_fd);
+			if (fd < 0)
+				log_error("dup: %s", strerror(errno));
+			else
+				rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail,
+					      &(struct run_hooks){ .api_fd = fd,
+								   .created = api_run_created,
+								   .opaque = &r });
+			stop_common(o, &vmm, sfd, client);
+		}
+		if (r.created)
+			break;
+		log_capture_end(&r.cap);
+		r.capturing = false;
+		preboot_refuse(r.pb, &o->cfg, r.cap.first_error);
+	}
+	if (!r.created)
+		unlink(o->cfg.api_socket); /* run_loop's server did not take it over */
+out_listen:
+	api_server_stop(r.server);
+	preboot_free(r.pb);
+	if (listen_fd >= 0)
+		close(listen_fd);
+out_sfd:
+	close(wait_sfd);
+	return rc;
+}
+
 static int cmd_run(struct cmd_opts *o)
 {
 	struct mig_tls *client;
 	struct vmm vmm;
 	int sfd, rc;
 
+	if (o->api_config)
+		return cmd_run_api(o);
 	rc = start_common(o, &vmm, &sfd, &client);
 	if (rc)
 		return rc;
-	rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail, NULL, NULL);
+	rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail, &(struct run_hooks){ .api_fd = -1 });
 	stop_common(o, &vmm, sfd, client);
 	return rc;
 }
@@ -741,7 +839,9 @@ static int cmd_restore(struct cmd_opts *o)
 	rc = start_common(o, &vmm, &sfd, &client);
 	if (!rc) {
 		vmm.restored = true;
-		rc = run_loop(&vmm, &o->cfg, o->paused, sfd, &o->jail, restore_first, &ctx);
+		rc = run_loop(&vmm, &o->cfg, o->paused, sfd, &o->jail,
+			      &(struct run_hooks){ .api_fd = -1, .first = restore_first,
+						   .opaque = &ctx });
 		stop_common(o, &vmm, sfd, client);
 	}
 	close(ctx.state_fd);
@@ -829,7 +929,8 @@ static int cmd_receive(struct cmd_opts *o)
 	o->cfg.incoming = true;
 	vmm.restored = true;
 	ctx.lease_owner = vmm.lease_owner;
-	rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail, receive_first, &ctx);
+	rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail,
+		      &(struct run_hooks){ .api_fd = -1, .first = receive_first, .opaque = &ctx });
 	if (ctx.lfd >= 0)
 		close(ctx.lfd);
 out_tls:

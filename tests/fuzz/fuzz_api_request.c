@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	path = strchr(line, ' ');
 	if (path)
 		*path++ = '\0';
-	api_parse_request(path ? line : "POST", path ? path : line, body, body_len, &cmd, &err);
+	if (!api_parse_request(path ? line : "POST", path ? path : line, body, body_len, &cmd, &err))
+		api_cmd_free(&cmd);
 	free(line);
 	return 0;
 }

@@ -68,6 +68,9 @@ struct api_reply {
 				    * the reference (also on failure: it is then dropped) */
 	bool accepted;		   /* work goes on after the op returned: 202 instead of 200 */
 	char error[API_ERROR_MAX]; /* on failure, an optional one-line reason */
+	/* Called (with the ops' vm pointer) on the server's thread once the answer has been
+	 * sent or the client went away; NULL: nothing to do. */
+	void (*sent)(void *vm);
 };
 
 /*
@@ -87,6 +90,11 @@ struct api_vm_ops {
 	int (*migrate)(void *vm, const struct api_migrate_args *args, struct api_reply *reply);
 	int (*disk_add)(void *vm, const struct api_disk_args *args, struct api_reply *reply);
 	int (*disk_remove)(void *vm, const char *id, struct api_reply *reply);
+	/* PUT /v1/vm/config: the whole machine before boot (a JSON object whose schema the
+	 * VMM checks: -EINVAL and one line when bad); -EBUSY once the VM started. */
+	int (*configure)(void *vm, const json_t *config, struct api_reply *reply);
+	/* POST /v1/vm/start: boot the configured machine; -EBUSY once it started. */
+	int (*start)(void *vm, struct api_reply *reply);
 };
 
 /* --- Requests (pure: no I/O, no globals; fuzzed) ------------------------------------- */
@@ -101,6 +109,8 @@ enum api_cmd_kind {
 	API_CMD_MIGRATE,
 	API_CMD_DISK_ADD,
 	API_CMD_DISK_REMOVE,
+	API_CMD_CONFIGURE,
+	API_CMD_START,
 };
 
 struct api_cmd {
@@ -109,8 +119,12 @@ struct api_cmd {
 		struct api_snapshot_args snapshot;
 		struct api_migrate_args migrate;
 		struct api_disk_args disk; /* DISK_REMOVE uses only disk.id */
+		json_t *config;            /* CONFIGURE: the body, owned (api_cmd_free) */
 	} u;
 };
+
+/* Free what a parsed command owns (the CONFIGURE body); cmd may be unparsed (zeroed). */
+void api_cmd_free(struct api_cmd *cmd);
 
 /* Why a request was refused. */
 struct api_request_error {
@@ -124,6 +138,7 @@ struct api_request_error {
  * string); body is body_len bytes, not NUL-terminated, may be NULL when empty.
  * Returns 0 with *cmd filled, or the HTTP status (400, 404, 405, 413) with err
  * filled. Unknown fields, wrong types, embedded NULs and duplicate keys are 400.
+ * The caller frees *cmd with api_cmd_free() after a 0.
  */
 int api_parse_request(const char *method, const char *path, const char *body, size_t body_len,
 		      struct api_cmd *cmd, struct api_request_error *err);
@@ -157,6 +172,7 @@ int api_status_for_errno(int err);
 struct api_response {
 	int status;
 	json_t *body;
+	void (*sent)(void *vm); /* the op's api_reply.sent */
 };
 
 /*
@@ -206,6 +222,13 @@ struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
  */
 void api_server_stop(struct api_server *s);
 
+/*
+ * Stop the thread as api_server_stop() does, but keep the listening socket open and
+ * listening (not unlinked): its fd, now the caller's, for the next server; or -1,
+ * logged. For the pre-boot API handing its socket to the running VM's (vmm/preboot.h).
+ */
+int api_server_release(struct api_server *s);
+
 /* --- Client ---------------------------------------------------------------------- */
 
 /*
@@ -213,7 +236,8 @@ void api_server_stop(struct api_server *s);
  *   --api-socket PATH [--timeout S] COMMAND [OPTIONS]
  * COMMAND: info | pause | resume | shutdown | reset | snapshot --to DIR |
  *          migrate --to tcp:HOST:PORT|unix:PATH [--downtime-ms N] |
- *          disk-add --id ID --path FILE [--readonly] | disk-remove --id ID
+ *          disk-add --id ID --path FILE [--readonly] | disk-remove --id ID |
+ *          config --file FILE|- | start
  * Prints the JSON result on stdout; returns 0 on a 2xx answer, 1 otherwise with one
  * line on stderr.
  */

@@ -347,7 +347,10 @@ static void usage(FILE *f)
 		   "  migrate --to tcp:HOST:PORT|unix:PATH [--downtime-ms N]\n"
 		   "                                        live-migrate the VM\n"
 		   "  disk-add --id ID --path FILE [--readonly]\n"
-		   "  disk-remove --id ID                   hot-plug or unplug a disk\n");
+		   "  disk-remove --id ID                   hot-plug or unplug a disk\n"
+		   "  config --file FILE|-                  before boot: the machine's config (JSON,\n"
+		   "                                        docs/api.yaml), from FILE or stdin\n"
+		   "  start                                 before boot: start the configured VM\n");
 }
 
 /* rel made absolute against the current directory, into out[size]. 0 or -errno. */
@@ -378,9 +381,11 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 	static const struct option opts[] = {
 		{"to", required_argument, NULL, 't'}, {"downtime-ms", required_argument, NULL, 'd'},
 		{"id", required_argument, NULL, 'i'}, {"path", required_argument, NULL, 'p'},
-		{"readonly", no_argument, NULL, 'r'}, {NULL, 0, NULL, 0},
+		{"readonly", no_argument, NULL, 'r'}, {"file", required_argument, NULL, 'f'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *cmd = argv[0], *to = NULL, *id = NULL, *path = NULL, *downtime = NULL;
+	const char *file = NULL;
 	char abs[API_PATH_MAX + 8];
 	bool readonly = false;
 	uint64_t dt = 0;
@@ -405,6 +410,9 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		case 'r':
 			readonly = true;
 			break;
+		case 'f':
+			file = optarg;
+			break;
 		case ':':
 			log_error("ctl %s: option '%s' needs a value", cmd, argv[optind - 1]);
 			return -EINVAL;
@@ -428,9 +436,24 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 
 	call->method = "POST";
 	call->body = NULL;
+	if (!strcmp(cmd, "config")) {
+		json_error_t jerr;
+
+		REFUSE_OPT(!file, "--file FILE (or - for stdin) is required");
+		REFUSE_OPT(to || id || path || downtime || readonly, "takes only --file");
+		call->method = "PUT";
+		snprintf(call->path, sizeof(call->path), "/v1/vm/config");
+		call->body = strcmp(file, "-") ? json_load_file(file, JSON_REJECT_DUPLICATES, &jerr)
+					       : json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr);
+		if (!call->body) {
+			log_error("ctl %s: %s: line %d: %s", cmd, file, jerr.line, jerr.text);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	if (!strcmp(cmd, "info") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume") ||
-	    !strcmp(cmd, "shutdown") || !strcmp(cmd, "reset")) {
-		REFUSE_OPT(to || id || path || downtime || readonly, "takes no options");
+	    !strcmp(cmd, "shutdown") || !strcmp(cmd, "reset") || !strcmp(cmd, "start")) {
+		REFUSE_OPT(to || id || path || downtime || readonly || file, "takes no options");
 		if (!strcmp(cmd, "info")) {
 			call->method = "GET";
 			snprintf(call->path, sizeof(call->path), "/v1/vm");
@@ -441,13 +464,13 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 	}
 	if (!strcmp(cmd, "snapshot")) {
 		REFUSE_OPT(!to, "--to DIR is required");
-		REFUSE_OPT(id || path || downtime || readonly, "takes only --to");
+		REFUSE_OPT(id || path || downtime || readonly || file, "takes only --to");
 		REFUSE_OPT(absolute(to, abs, API_PATH_MAX), "--to: path too long");
 		snprintf(call->path, sizeof(call->path), "/v1/vm/snapshot");
 		call->body = json_pack("{s:s}", "to", abs);
 	} else if (!strcmp(cmd, "migrate")) {
 		REFUSE_OPT(!to, "--to tcp:HOST:PORT or --to unix:PATH is required");
-		REFUSE_OPT(id || path || readonly, "takes only --to and --downtime-ms");
+		REFUSE_OPT(id || path || readonly || file, "takes only --to and --downtime-ms");
 		REFUSE_OPT(downtime && parse_uint(downtime, 1, API_DOWNTIME_MAX_MS, &dt),
 			   "--downtime-ms must be 1..60000");
 		if (!strncmp(to, "tcp:", 4)) {
@@ -474,7 +497,7 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 
 		REFUSE_OPT(!id, "--id ID is required");
 		REFUSE_OPT(!api_disk_id_valid(id), "--id: 1..31 characters of [A-Za-z0-9_-]");
-		REFUSE_OPT(to || downtime, "takes only --id, --path and --readonly");
+		REFUSE_OPT(to || downtime || file, "takes only --id, --path and --readonly");
 		REFUSE_OPT(add && !path, "--path FILE is required");
 		REFUSE_OPT(!add && (path || readonly), "takes only --id");
 		snprintf(call->path, sizeof(call->path), "/v1/vm/disks/%s", id);

@@ -335,7 +335,16 @@ static const struct route routes[] = {
 	{"/v1/vm/reset", "POST", API_CMD_RESET},
 	{"/v1/vm/snapshot", "POST", API_CMD_SNAPSHOT},
 	{"/v1/vm/migrate", "POST", API_CMD_MIGRATE},
+	{"/v1/vm/config", "PUT", API_CMD_CONFIGURE},
+	{"/v1/vm/start", "POST", API_CMD_START},
 };
+
+void api_cmd_free(struct api_cmd *cmd)
+{
+	if (cmd->kind == API_CMD_CONFIGURE)
+		json_decref(cmd->u.config);
+	cmd->u.config = NULL;
+}
 
 #define DISKS_PREFIX "/v1/vm/disks/"
 
@@ -399,8 +408,9 @@ int api_parse_request(const char *method, const char *path, const char *body, si
 			return 0;
 		}
 		ret = load_body(body, body_len,
-				r->kind == API_CMD_SNAPSHOT || r->kind == API_CMD_MIGRATE, &obj,
-				err);
+				r->kind == API_CMD_SNAPSHOT || r->kind == API_CMD_MIGRATE ||
+					r->kind == API_CMD_CONFIGURE,
+				&obj, err);
 		if (ret)
 			return ret;
 		switch (r->kind) {
@@ -410,6 +420,10 @@ int api_parse_request(const char *method, const char *path, const char *body, si
 		case API_CMD_MIGRATE:
 			ret = parse_migrate(obj, &cmd->u.migrate, err);
 			break;
+		case API_CMD_CONFIGURE:
+			/* The machine's schema is the VMM's (its device classes): it checks. */
+			cmd->u.config = obj;
+			return 0;
 		default: /* actions without arguments accept no body or {} */
 			ret = obj ? check_fields(obj, no_fields, err) : 0;
 			break;
@@ -459,6 +473,8 @@ static const char *cmd_name(enum api_cmd_kind kind)
 		[API_CMD_MIGRATE] = "migrate",
 		[API_CMD_DISK_ADD] = "disk add",
 		[API_CMD_DISK_REMOVE] = "disk remove",
+		[API_CMD_CONFIGURE] = "config",
+		[API_CMD_START] = "start",
 	};
 
 	return (unsigned int)kind < ARRAY_SIZE(names) ? names[kind] : "request";
@@ -496,6 +512,10 @@ static int call_op(const struct api_vm_ops *ops, void *vm, const struct api_cmd 
 		CALL(disk_add, &cmd->u.disk, reply);
 	case API_CMD_DISK_REMOVE:
 		CALL(disk_remove, cmd->u.disk.id, reply);
+	case API_CMD_CONFIGURE:
+		CALL(configure, cmd->u.config, reply);
+	case API_CMD_START:
+		CALL(start, reply);
 	}
 #undef CALL
 	return -EINVAL;
@@ -512,6 +532,7 @@ void api_dispatch(const struct api_vm_ops *ops, void *vm, const struct api_cmd *
 
 	memset(&reply, 0, sizeof(reply));
 	ret = call_op(ops, vm, cmd, &reply, &missing);
+	resp->sent = reply.sent;
 	reply.error[sizeof(reply.error) - 1] = '\0';
 	if (ret == 0 && cmd->kind == API_CMD_INFO && !json_is_object(reply.body)) {
 		snprintf(reply.error, sizeof(reply.error), "info returned no JSON object");

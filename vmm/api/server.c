@@ -35,6 +35,7 @@ struct api_server {
 /* One request in progress: its body as it arrives. */
 struct api_conn {
 	struct req_body body; /* at most API_BODY_MAX bytes */
+	void (*sent)(void *vm); /* the op's api_reply.sent, called when the answer is out */
 };
 
 static const char oom_body[] = "{\"error\": \"out of memory\"}\n";
@@ -132,6 +133,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return respond_error(conn, status, err.msg, err.allow);
 	}
 	api_dispatch(s->ops, s->vm, &cmd, &resp);
+	api_cmd_free(&cmd);
+	rc->sent = resp.sent;
 	log_debug("api: %s %s: %d", method, url, resp.status);
 	return respond(conn, resp.status, resp.body, NULL);
 }
@@ -139,10 +142,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct api_server *s = cls;
 	struct api_conn *rc = *con_cls;
 
 	if (!rc)
 		return;
+	if (rc->sent)
+		rc->sent(s->vm);
 	req_body_free(&rc->body);
 	free(rc);
 	*con_cls = NULL;
@@ -260,10 +266,13 @@ struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
 	s->vm = vm;
 	if (socket_path)
 		snprintf(s->path, sizeof(s->path), "%s", socket_path);
-	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	/* ITC (an eventfd) wakes the thread on stop: no shutdown() of the listening socket,
+	 * which api_server_release() hands on. */
+	s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC,
+				  0, NULL, NULL,
 				  on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				  MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_NOTIFY_COMPLETED,
-				  on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+				  on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
 				  (unsigned int)API_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
 				  (unsigned int)API_CONN_TIMEOUT_S, MHD_OPTION_END);
 	if (!s->mhd) {
@@ -286,6 +295,17 @@ struct api_server *api_server_start(const char *socket_path, const struct api_vm
 	if (!s)
 		unlinkat(AT_FDCWD, socket_path, 0);
 	return s;
+}
+
+int api_server_release(struct api_server *s)
+{
+	MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+
+	if (fd == MHD_INVALID_SOCKET)
+		log_error("API server: cannot take its listening socket back");
+	MHD_stop_daemon(s->mhd);
+	free(s);
+	return fd == MHD_INVALID_SOCKET ? -1 : fd;
 }
 
 void api_server_stop(struct api_server *s)

@@ -36,6 +36,9 @@ static void test_endpoints(void **unused)
 		{"PUT", "/v1/vm/disks/d0", "{\"path\": \"/x.img\"}", API_CMD_DISK_ADD},
 		{"DELETE", "/v1/vm/disks/d0", NULL, API_CMD_DISK_REMOVE},
 		{"DELETE", "/v1/vm/disks/d0", "{}", API_CMD_DISK_REMOVE},
+		{"PUT", "/v1/vm/config", "{\"kernel\": \"/k\"}", API_CMD_CONFIGURE},
+		{"POST", "/v1/vm/start", NULL, API_CMD_START},
+		{"POST", "/v1/vm/start", "{}", API_CMD_START},
 	};
 	struct api_request_error err;
 	struct api_cmd cmd;
@@ -48,7 +51,28 @@ static void test_endpoints(void **unused)
 		if (st)
 			fail_msg("%s %s: %d %s", ok[i].method, ok[i].path, st, err.msg);
 		assert_int_equal(cmd.kind, ok[i].kind);
+		api_cmd_free(&cmd);
 	}
+}
+
+/* PUT /v1/vm/config hands the object on (the VMM checks its schema); anything else is 4xx. */
+static void test_config_body(void **unused)
+{
+	struct api_request_error err;
+	struct api_cmd cmd;
+
+	(void)unused;
+	assert_int_equal(parse("PUT", "/v1/vm/config", "{\"cpus\": 2}", &cmd, &err), 0);
+	assert_int_equal(json_integer_value(json_object_get(cmd.u.config, "cpus")), 2);
+	api_cmd_free(&cmd);
+	assert_null(cmd.u.config);
+	assert_int_equal(parse("PUT", "/v1/vm/config", NULL, &cmd, &err), 400);
+	assert_int_equal(parse("PUT", "/v1/vm/config", "[1]", &cmd, &err), 400);
+	assert_int_equal(parse("PUT", "/v1/vm/config", "{\"a\":1,\"a\":2}", &cmd, &err), 400);
+	assert_int_equal(parse("POST", "/v1/vm/config", "{}", &cmd, &err), 405);
+	assert_string_equal(err.allow, "PUT");
+	assert_int_equal(parse("PUT", "/v1/vm/start", NULL, &cmd, &err), 405);
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"now\": true}", &cmd, &err), 400);
 }
 
 static void test_snapshot_args(void **unused)
@@ -520,7 +544,8 @@ static void test_dispatch(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_endpoints),      cmocka_unit_test(test_snapshot_args),
+		cmocka_unit_test(test_endpoints),
+		cmocka_unit_test(test_config_body),      cmocka_unit_test(test_snapshot_args),
 		cmocka_unit_test(test_long_path),      cmocka_unit_test(test_migrate_args),
 		cmocka_unit_test(test_migrate_uri),    cmocka_unit_test(test_disk_args),
 		cmocka_unit_test(test_migrate_resolve),

@@ -6,7 +6,8 @@
 # and when.)
 #   - a host lost whole (its plinthd, shims and VMs SIGKILLed): the leader restarts its
 #     HA VMs on the others after 15 s without a heartbeat, each in the transaction that
-#     moves its owner (epoch + 1); a VM without ha stays; the host back leaves them be;
+#     moves its owner (epoch + 1), their VMMs started with that epoch (--epoch); a VM
+#     without ha stays; the host back leaves them be;
 #   - a host whose plinthd is frozen (SIGSTOP; its VMs run on): each HA VM's shim kills
 #     it when the watchdog is not fed (5 s), the leader restarts it elsewhere after
 #     15 s, and the disk shows the two writers never overlapped; resumed (SIGCONT), the
@@ -82,6 +83,14 @@ up=$(($(first_write_by ha1 "$(vmf ha1 host)") - t0))
 echo "# h1 lost: ha1 restart issued after $issued ms, on $(vmf ha1 host) writing after $up ms; ha2 on $(vmf ha2 host)"
 check "h1 lost: its HA VMs run on the others, epoch 2 ($(vmf ha1 host) $(vmf ha1 epoch), $(vmf ha2 host) $(vmf ha2 epoch))" \
 	sh -c "[ '$(vmf ha1 host)' != h1 ] && [ '$(vmf ha2 host)' != h1 ] && [ '$(vmf ha1 epoch)$(vmf ha2 epoch)' = 22 ]"
+started_epoch() { # NAME: the --epoch its current plinth was started with, on its owner
+	local h u
+	h=$(vmf "$1" host) u=$(vmf "$1" uuid)
+	grep -o 'started run .*--epoch [^ ]*' "$T/$h/vms/$u/console.log" 2>/dev/null | tail -n 1 |
+		sed "s/.* --epoch //; s/,vm=$u\$/ (its uuid)/"
+}
+check "the restarted VMMs present the new epoch (rule 3): $(started_epoch ha1), $(started_epoch ha2)" \
+	test "$(started_epoch ha1), $(started_epoch ha2)" = "2 (its uuid), 2 (its uuid)"
 # T = 15 s counts from the last heartbeat, up to a period (1 s) before the loss.
 check "restarts issued 14-20 s after the loss ($issued ms)" test "$issued" -ge 14000 -a "$issued" -le 20000
 check "the VM without ha stays h1's" test "$(vmf plain1 host)" = h1
@@ -111,8 +120,8 @@ check "frozen plinthd: restart issued 14-20 s after ($issued ms)" test "$issued"
 kill -CONT "${PID[h1]}"
 sleep 3
 check "h1 resumed: one writer then the other, never both ($(writers ha3))" test "$(hosts_of ha3)" = "h1 $new "
-check "h1 resumed: the VM stays $new's (epoch 2), running" \
-	test "$(vmf ha3 host) $(vmf ha3 epoch) $(vmf ha3 state)" = "$new 2 running"
+check "h1 resumed: the VM stays $new's (epoch 2), running, its VMM started with --epoch $(started_epoch ha3)" \
+	test "$(vmf ha3 host) $(vmf ha3 epoch) $(vmf ha3 state) $(started_epoch ha3)" = "$new 2 running 2 (its uuid)"
 
 # 3. The database away for 10 s: nothing stops, nothing moves.
 before="$(vmf ha1 host) $(vmf ha1 pid) $(vmf ha3 host) $(vmf ha3 pid)"

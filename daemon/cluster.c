@@ -51,6 +51,7 @@ struct pd_cluster {
 	size_t n_peers;
 	bool outage;		   /* no contact, and a majority of peers has none either */
 	bool isolated;		   /* no contact while others have: HA VMs must stop */
+	bool no_quorum;		   /* a lost host's restarts wait for condition 3 (logged) */
 };
 
 static void cluster_event(struct pd_cluster *c, const char *action, const char *object,
@@ -77,7 +78,7 @@ static void cluster_event(struct pd_cluster *c, const char *action, const char *
 
 static int heartbeat(struct pd_cluster *c)
 {
-	int ret = c->ops->host_heartbeat(c->st, c->self.name);
+	int ret = c->ops->host_heartbeat(c->st, c->self.name, PD_CONTACT_GAP_MS);
 
 	if (ret == -ENOENT) {
 		struct store_host h = c->self;
@@ -344,8 +345,49 @@ out_free:
 	free(ph);
 }
 
+/* How long h has been in unbroken contact (its heartbeats no more than
+ * PD_CONTACT_GAP_MS apart, the last one too), by the database's clock; 0 if it is not. */
+static int64_t unbroken_contact_ms(const struct store_host *h)
+{
+	return h->heartbeat_ms && h->contact_since_ms && h->age_ms <= PD_CONTACT_GAP_MS
+		       ? h->contact_ms
+		       : 0;
+}
+
+/*
+ * Rule 2's condition 3: at least half of the members (hosts not stopped cleanly) have
+ * been in unbroken contact for I + W. Rule 1 takes a silence for a database outage
+ * only when more than half of the members (itself included) agree, so the two sets
+ * share a host that was in contact all along: a lost host that asked the peers in
+ * those I + W has heard of a recent commit and stopped its HA VMs.
+ */
+static bool contact_quorum(struct pd_cluster *c, const struct store_host *hosts, size_t nh,
+			   const char *dead)
+{
+	size_t members = 0, steady = 0, i;
+
+	for (i = 0; i < nh; i++) {
+		if (!hosts[i].heartbeat_ms)
+			continue;
+		members++;
+		if (unbroken_contact_ms(&hosts[i]) >= PD_ISOLATION_MS + PD_WATCHDOG_MS)
+			steady++;
+	}
+	if (steady * 2 >= members) {
+		c->no_quorum = false;
+		return true;
+	}
+	if (!c->no_quorum)
+		log_info("cluster: host %s lost, but only %zu of %zu hosts have been in unbroken "
+			 "contact for %d s: its HA VMs wait", dead, steady, members,
+			 (PD_ISOLATION_MS + PD_WATCHDOG_MS) / 1000);
+	c->no_quorum = true;
+	return false;
+}
+
 /* Rule 2, as the leader: restart the HA VMs of hosts without a heartbeat for PD_DEAD_MS
- * on others, each in the transaction that moves its owner (epoch + 1). */
+ * on others, each in the transaction that moves its owner (epoch + 1), once at least
+ * half of the hosts have been in unbroken contact for I + W (condition 3). */
 static void ha_check(struct pd_cluster *c)
 {
 	struct store_host *hosts = NULL;
@@ -365,7 +407,7 @@ static void ha_check(struct pd_cluster *c)
 		return;
 	for (i = 0; i < nh; i++)
 		if (strcmp(hosts[i].name, c->self.name) && hosts[i].heartbeat_ms &&
-		    hosts[i].age_ms > PD_DEAD_MS)
+		    hosts[i].age_ms > PD_DEAD_MS && contact_quorum(c, hosts, nh, hosts[i].name))
 			restart_elsewhere(c, &hosts[i], hosts, nh, term);
 	free(hosts);
 }
@@ -766,12 +808,13 @@ void pd_host_list(struct plinthd *pd, struct pd_reply *r)
 								   : "down";
 
 		json_array_append_new(
-			arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:b, s:b}", "name",
+			arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:b, s:b, s:I}", "name",
 				       h->name, "address", h->address, "cpus", (json_int_t)h->cpus,
 				       "memory_mib", (json_int_t)h->memory_mib, "heartbeat_age_ms",
 				       (json_int_t)(h->heartbeat_ms ? h->age_ms : -1), "state",
 				       state, "leader", leads, "self", !strcmp(h->name, pd->host),
-				       "maintenance", h->maintenance));
+				       "maintenance", h->maintenance, "contact_ms",
+				       (json_int_t)unbroken_contact_ms(h)));
 	}
 	free(hosts);
 	r->status = 200;

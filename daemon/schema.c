@@ -18,6 +18,9 @@
  *      new VM, no migration and no HA restart until it is activated
  *   9  hosts.cpu_flags: the host's CPU feature flags (/proc/cpuinfo), which a
  *      migration's destination must hold all of the source's
+ *  10  hosts.contact_since_ms: the database time at which the host's current run
+ *      of heartbeats no more than two periods apart began (rule 2's condition 3;
+ *      0 until its next heartbeat)
  *
  * Types: BIGINT is SQLite's INTEGER (its affinity), so the 64-bit columns read the
  * same in both; steps 1-4 were first written for SQLite with INTEGER, which is the
@@ -118,6 +121,8 @@ static const char *const steps[] = {
 	"ALTER TABLE hosts ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;",
 	/* 9 */
 	"ALTER TABLE hosts ADD COLUMN cpu_flags TEXT NOT NULL DEFAULT '';",
+	/* 10 */
+	"ALTER TABLE hosts ADD COLUMN contact_since_ms BIGINT NOT NULL DEFAULT 0;",
 };
 
 static const char *const id_type[] = {

@@ -124,6 +124,9 @@ struct store_host {
 	int64_t age_ms;			/* host_list: database clock now - heartbeat_ms */
 	bool maintenance;		/* evacuated: no new VM, migration or HA restart */
 	char cpu_flags[STORE_CPU_FLAGS_MAX]; /* "fpu vme ...", "" if unknown (registered) */
+	int64_t contact_since_ms;	/* database clock at the first heartbeat of its current
+					 * run of heartbeats no more than gap_ms apart */
+	int64_t contact_ms;		/* host_list: database clock now - contact_since_ms */
 };
 
 /* The leader lease: one row. */
@@ -189,11 +192,13 @@ struct store_ops {
 	int (*event_list)(struct store *st, int64_t after, unsigned limit,
 			  struct store_event **out, size_t *n); /* free() */
 
-	/* Insert or update h by name (address, cpus, memory, CPU flags), heartbeat and started_ms
-	 * set to the database clock; sets h->id. */
+	/* Insert or update h by name (address, cpus, memory, CPU flags), heartbeat, started_ms
+	 * and contact_since_ms set to the database clock; sets h->id. */
 	int (*host_register)(struct store *st, struct store_host *h);
-	/* Heartbeat_ms = the database clock now; -ENOENT if name is not registered. */
-	int (*host_heartbeat)(struct store *st, const char *name);
+	/* Heartbeat_ms = the database clock now, in the same statement contact_since_ms = now
+	 * too unless the previous heartbeat is at most gap_ms old (docs/cluster.md, rule 2's
+	 * unbroken contact); -ENOENT if name is not registered. */
+	int (*host_heartbeat)(struct store *st, const char *name, int64_t gap_ms);
 	int (*host_list)(struct store *st, struct store_host **out, size_t *n); /* free() */
 	/* A clean stop: heartbeat_ms = 0 (its name is free at once; -ENOENT if unknown). */
 	int (*host_leave)(struct store *st, const char *name);

@@ -916,6 +916,8 @@ static int read_host(PGresult *r, int row, void *elem)
 	h->age_ms = col_i64(r, row, 7);
 	h->maintenance = col_i64(r, row, 8) != 0;
 	col_text(r, row, 9, h->cpu_flags, sizeof(h->cpu_flags));
+	h->contact_since_ms = col_i64(r, row, 10);
+	h->contact_ms = col_i64(r, row, 11);
 	return 0;
 }
 
@@ -930,21 +932,29 @@ static int pg_host_register(struct store *st, struct store_host *h)
 	p_text(&p, h->cpu_flags);
 	return get_one(st,
 		       "INSERT INTO hosts (name, address, cpus, memory_mib, started_ms, "
-		       "heartbeat_ms, cpu_flags) VALUES ($1, $2, $3, $4, " NOW_MS ", " NOW_MS
-		       ", $5) ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address, "
+		       "heartbeat_ms, cpu_flags, contact_since_ms) SELECT $1, $2, $3, $4, "
+		       "c.now, c.now, $5, c.now FROM (SELECT " NOW_MS " AS now) c "
+		       "ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address, "
 		       "cpus = EXCLUDED.cpus, memory_mib = EXCLUDED.memory_mib, "
 		       "started_ms = EXCLUDED.started_ms, heartbeat_ms = EXCLUDED.heartbeat_ms, "
-		       "cpu_flags = EXCLUDED.cpu_flags "
-		       "RETURNING " HOST_COLS ", 0, maintenance, cpu_flags",
+		       "cpu_flags = EXCLUDED.cpu_flags, "
+		       "contact_since_ms = EXCLUDED.contact_since_ms "
+		       "RETURNING " HOST_COLS ", 0, maintenance, cpu_flags, contact_since_ms, 0",
 		       &p, read_host, h);
 }
 
-static int pg_host_heartbeat(struct store *st, const char *name)
+static int pg_host_heartbeat(struct store *st, const char *name, int64_t gap_ms)
 {
 	struct params p = {0};
 
 	p_text(&p, name);
-	return command(st, "UPDATE hosts SET heartbeat_ms = " NOW_MS " WHERE name = $1", &p, true);
+	p_i64(&p, gap_ms);
+	/* One clock reading for both columns (clock_timestamp() moves within a statement). */
+	return command(st,
+		       "UPDATE hosts SET contact_since_ms = CASE WHEN heartbeat_ms > 0 AND "
+		       "contact_since_ms > 0 AND c.now - heartbeat_ms <= $2 THEN contact_since_ms "
+		       "ELSE c.now END, heartbeat_ms = c.now FROM (SELECT " NOW_MS " AS now) c "
+		       "WHERE name = $1", &p, true);
 }
 
 static int pg_host_leave(struct store *st, const char *name)
@@ -967,8 +977,10 @@ static int pg_host_set_maintenance(struct store *st, const char *name, bool on)
 static int pg_host_list(struct store *st, struct store_host **out, size_t *n)
 {
 	return rows_plain(st,
-			  "SELECT " HOST_COLS ", " NOW_MS " - heartbeat_ms, maintenance, "
-			  "cpu_flags FROM hosts ORDER BY name",
+			  "SELECT " HOST_COLS ", c.now - heartbeat_ms, maintenance, cpu_flags, "
+			  "contact_since_ms, CASE WHEN contact_since_ms > 0 THEN "
+			  "c.now - contact_since_ms ELSE 0 END "
+			  "FROM hosts, (SELECT " NOW_MS " AS now) c ORDER BY name",
 			  NULL, sizeof(**out), read_host, (void **)out, n);
 }
 

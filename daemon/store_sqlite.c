@@ -836,18 +836,22 @@ static int read_host(sqlite3_stmt *s, void *elem)
 	h->age_ms = sqlite3_column_int64(s, 7);
 	h->maintenance = sqlite3_column_int(s, 8) != 0;
 	text(s, 9, h->cpu_flags, sizeof(h->cpu_flags));
+	h->contact_since_ms = sqlite3_column_int64(s, 10);
+	h->contact_ms = sqlite3_column_int64(s, 11);
 	return 0;
 }
 
 static int sq_host_register(struct store *st, struct store_host *h)
 {
 	sqlite3_stmt *s = prepare(st, "INSERT INTO hosts (name, address, cpus, memory_mib, "
-				      "started_ms, heartbeat_ms, cpu_flags) VALUES (?, ?, ?, ?, "
-				      NOW_MS ", " NOW_MS ", ?) ON CONFLICT (name) DO UPDATE SET "
+				      "started_ms, heartbeat_ms, cpu_flags, contact_since_ms) "
+				      "VALUES (?, ?, ?, ?, " NOW_MS ", " NOW_MS ", ?, " NOW_MS ") "
+				      "ON CONFLICT (name) DO UPDATE SET "
 				      "address = excluded.address, cpus = excluded.cpus, "
 				      "memory_mib = excluded.memory_mib, started_ms = "
 				      "excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms, "
-				      "cpu_flags = excluded.cpu_flags");
+				      "cpu_flags = excluded.cpu_flags, "
+				      "contact_since_ms = excluded.contact_since_ms");
 	int ret;
 
 	if (!s)
@@ -861,20 +865,25 @@ static int sq_host_register(struct store *st, struct store_host *h)
 	if (ret)
 		return ret;
 	s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, heartbeat_ms, "
-			"0, maintenance, cpu_flags FROM hosts WHERE name = ?");
+			"0, maintenance, cpu_flags, contact_since_ms, 0 FROM hosts WHERE name = ?");
 	if (!s)
 		return -EIO;
 	bind_text(s, 1, h->name);
 	return get_one(st, s, read_host, h);
 }
 
-static int sq_host_heartbeat(struct store *st, const char *name)
+static int sq_host_heartbeat(struct store *st, const char *name, int64_t gap_ms)
 {
-	sqlite3_stmt *s = prepare(st, "UPDATE hosts SET heartbeat_ms = " NOW_MS " WHERE name = ?");
+	/* 'now' is one reading for the whole statement in SQLite. */
+	sqlite3_stmt *s = prepare(st, "UPDATE hosts SET contact_since_ms = CASE WHEN "
+				      "heartbeat_ms > 0 AND contact_since_ms > 0 AND " NOW_MS
+				      " - heartbeat_ms <= ?2 THEN contact_since_ms ELSE " NOW_MS
+				      " END, heartbeat_ms = " NOW_MS " WHERE name = ?1");
 
 	if (!s)
 		return -EIO;
 	bind_text(s, 1, name);
+	sqlite3_bind_int64(s, 2, gap_ms);
 	return step_done(st, s, true);
 }
 
@@ -903,7 +912,9 @@ static int sq_host_list(struct store *st, struct store_host **out, size_t *n)
 {
 	sqlite3_stmt *s = prepare(st, "SELECT id, name, address, cpus, memory_mib, started_ms, "
 				      "heartbeat_ms, " NOW_MS " - heartbeat_ms, maintenance, "
-				      "cpu_flags FROM hosts ORDER BY name");
+				      "cpu_flags, contact_since_ms, CASE WHEN contact_since_ms > 0 "
+				      "THEN " NOW_MS " - contact_since_ms ELSE 0 END "
+				      "FROM hosts ORDER BY name");
 
 	return collect_plain(st, s, sizeof(**out), read_host, (void **)out, n);
 }

@@ -1001,6 +1001,10 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 	} else {
 		arg(a, "run");
 	}
+	/* Rule 3 (docs/cluster.md): the VMM presents the ownership epoch in its disks'
+	 * leases; a migration's destination the one the switch will give it. */
+	arg(a, "--epoch");
+	arg(a, "%lld,vm=%s", (long long)vm->epoch + (listen ? 1 : 0), vm->uuid);
 	if (pd->cluster_key_file[0]) { /* every VM may migrate between hosts */
 		arg(a, "--migrate-psk");
 		arg(a, "%s", pd->cluster_key_file);

@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "lease.h"
 #include "log.h"
 #include "machine.h"
 #include "util.h"
@@ -195,6 +196,13 @@ void vmm_service(void *opaque, struct vm *vm)
 		if (mig_unknown(vmm)) {
 			/* The operator says the destination does not run it: take it back. */
 			ret = migrate_take_back(vmm, vm, err, sizeof(err));
+			break;
+		}
+		/* Rule 3 (lease.h): a paused copy whose VM moved on stays paused. */
+		ret = vm_paused(vm) ? lease_fence(vm->cfg, "resuming", err, sizeof(err)) : 0;
+		if (ret == -ESTALE || ret == -EINVAL) {
+			log_warn("%s", err);
+			ret = -EBUSY; /* the VM's state refuses it: 409 */
 			break;
 		}
 		ret = vm_resume(vm);

@@ -15,6 +15,130 @@
 #include "util.h"
 #include "virtio/devices.h"
 
+#define LEASE_PATH_MAX (4096 + 16)
+
+/* ---- the record ---- */
+
+static bool vm_id_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+/* The decimal number at *p (before end), at most UINT64_MAX, into *out; *p moved past it. */
+static int parse_dec(const char **p, const char *end, uint64_t *out)
+{
+	const char *s = *p;
+	uint64_t v = 0;
+
+	if (s == end || *s < '0' || *s > '9')
+		return -EINVAL;
+	for (; s < end && *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*p = s;
+	*out = v;
+	return 0;
+}
+
+/* The VM id at *p (before end): 1 to LEASE_VM_MAX - 1 id characters into out. */
+static int parse_vm_id(const char **p, const char *end, char out[LEASE_VM_MAX])
+{
+	const char *s = *p;
+	size_t n = 0;
+
+	while (s + n < end && vm_id_char(s[n]))
+		n++;
+	if (n == 0 || n >= LEASE_VM_MAX)
+		return -EINVAL;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	*p = s + n;
+	return 0;
+}
+
+int lease_parse(const char *buf, size_t len, struct lease_rec *rec)
+{
+	const char *end = buf + len, *nl, *p;
+	size_t n, i;
+
+	memset(rec, 0, sizeof(*rec));
+	if (len == 0)
+		return 0; /* as lease_open leaves a new record: nobody */
+	if (len > LEASE_RECORD_MAX)
+		goto out_bad;
+	nl = memchr(buf, '\n', len);
+	n = nl ? (size_t)(nl - buf) : 0;
+	if (n == 0 || n >= LEASE_OWNER_MAX)
+		goto out_bad;
+	for (i = 0; i < n; i++)
+		if (buf[i] < 0x20 || buf[i] > 0x7e)
+			goto out_bad;
+	memcpy(rec->owner, buf, n);
+	p = nl + 1;
+	if (p == end)
+		return 0; /* the first format: an owner, no epoch */
+	if (end - p < 6 || memcmp(p, "epoch=", 6))
+		goto out_bad;
+	p += 6;
+	if (parse_dec(&p, end, &rec->epoch))
+		goto out_bad;
+	if (p < end && *p == ' ') {
+		p++;
+		if (end - p < 3 || memcmp(p, "vm=", 3))
+			goto out_bad;
+		p += 3;
+		if (parse_vm_id(&p, end, rec->vm))
+			goto out_bad;
+	}
+	if (end - p != 1 || *p != '\n')
+		goto out_bad;
+	return 0;
+
+out_bad:
+	memset(rec, 0, sizeof(*rec));
+	return -EINVAL;
+}
+
+int lease_format(const struct lease_rec *rec, char *out, size_t len)
+{
+	int n;
+
+	if (rec->epoch || rec->vm[0])
+		n = snprintf(out, len, "%s\nepoch=%llu%s%s\n", rec->owner,
+			     (unsigned long long)rec->epoch, rec->vm[0] ? " vm=" : "", rec->vm);
+	else
+		n = snprintf(out, len, "%s\n", rec->owner);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
+}
+
+int lease_parse_epoch_opt(const char *arg, struct vm_config *cfg)
+{
+	const char *end = arg + strlen(arg), *p = arg;
+	char vm[LEASE_VM_MAX];
+	uint64_t v;
+
+	if (parse_dec(&p, end, &v))
+		return -EINVAL;
+	if (p < end) {
+		if (end - p < 4 || memcmp(p, ",vm=", 4))
+			return -EINVAL;
+		p += 4;
+		cfg->lease_epoch_vm = p;
+		if (parse_vm_id(&p, end, vm) || p != end)
+			return -EINVAL;
+	} else {
+		cfg->lease_epoch_vm = NULL;
+	}
+	cfg->lease_epoch = v;
+	cfg->lease_epoch_set = true;
+	return 0;
+}
+
+/* ---- the files ---- */
+
 int lease_owner_self(char *out, size_t len)
 {
 	char host[64];
@@ -52,39 +176,68 @@ static char *writable_disk(const struct dev_config *d)
 	return path;
 }
 
-static int write_lease(const char *image, const char *owner)
-{
-	char path[4096 + 16], line[LEASE_OWNER_MAX + 2];
-	int n = snprintf(line, sizeof(line), "%s\n", owner);
-
-	if (n < 0 || (size_t)n >= sizeof(line) || lease_path(image, path, sizeof(path)))
-		return -ENAMETOOLONG;
-	return write_file_atomic(path, line, (size_t)n, 0600);
-}
-
-/* The record rewritten in place on fd: a reader sees the old line, the new one or, at
- * worst, a mix that names nobody (a take-back is then refused: the safe side). */
-static int write_lease_fd(int fd, const char *owner)
-{
-	char line[LEASE_OWNER_MAX + 2];
-	int n = snprintf(line, sizeof(line), "%s\n", owner), ret;
-
-	if (n < 0 || (size_t)n >= sizeof(line))
-		return -ENAMETOOLONG;
-	ret = pwrite_full(fd, line, (size_t)n, 0);
-	if (!ret && (ftruncate(fd, n) < 0 || fdatasync(fd) < 0))
-		ret = -errno;
-	return ret;
-}
-
 static int lease_fd_of(const struct vm_config *cfg, unsigned int i)
 {
 	return cfg->lease_fds ? cfg->lease_fds[i] : -1;
 }
 
+/*
+ * Read the record of device i (image at path) into rec: through its fd where open,
+ * else by path. 0 (no file, or an empty one: rec empty), -EINVAL for bytes that are
+ * not a record, or -errno.
+ */
+static int read_rec(const struct vm_config *cfg, unsigned int i, const char *image,
+		    struct lease_rec *rec)
+{
+	char lpath[LEASE_PATH_MAX], buf[LEASE_RECORD_MAX + 1];
+	ssize_t n;
+	int fd;
+
+	memset(rec, 0, sizeof(*rec));
+	if (lease_fd_of(cfg, i) >= 0) {
+		n = pread(lease_fd_of(cfg, i), buf, sizeof(buf), 0);
+	} else {
+		if (lease_path(image, lpath, sizeof(lpath)))
+			return -ENAMETOOLONG;
+		fd = open(lpath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return errno == ENOENT ? 0 : -errno;
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0)
+			n = -errno;
+		close(fd);
+		if (n < 0)
+			return (int)n;
+	}
+	if (n < 0)
+		return -errno;
+	return lease_parse(buf, (size_t)n, rec);
+}
+
+static int write_lease(const char *image, const char *line, size_t n)
+{
+	char path[LEASE_PATH_MAX];
+
+	if (lease_path(image, path, sizeof(path)))
+		return -ENAMETOOLONG;
+	return write_file_atomic(path, line, n, 0600);
+}
+
+/* The record rewritten in place on fd: a reader sees the old record, the new one or,
+ * at worst, a mix that is no record (refused by lease_fence and lease_check: the safe
+ * side). */
+static int write_lease_fd(int fd, const char *line, size_t n)
+{
+	int ret = pwrite_full(fd, line, n, 0);
+
+	if (!ret && (ftruncate(fd, (off_t)n) < 0 || fdatasync(fd) < 0))
+		ret = -errno;
+	return ret;
+}
+
 void lease_open(const struct vm_config *cfg, int fds[VM_MAX_DEVICES])
 {
-	char lpath[4096 + 16];
+	char lpath[LEASE_PATH_MAX];
 	unsigned int i;
 	char *path;
 
@@ -115,8 +268,87 @@ void lease_close(int fds[VM_MAX_DEVICES])
 	}
 }
 
-void lease_take(const struct vm_config *cfg, const char *owner)
+/* Does rec's epoch count for the VM cfg presents? Either one unnamed: yes. */
+static bool same_vm(const struct vm_config *cfg, const struct lease_rec *rec)
 {
+	return !rec->vm[0] || !cfg->lease_epoch_vm || !strcmp(rec->vm, cfg->lease_epoch_vm);
+}
+
+int lease_fence(const struct vm_config *cfg, const char *doing, char *err, size_t errlen)
+{
+	struct lease_rec rec;
+	unsigned int i;
+	char *path;
+	int ret = 0;
+
+	for (i = 0; cfg->lease_epoch_set && !ret && i < cfg->nr_devices; i++) {
+		path = writable_disk(&cfg->devices[i]);
+		if (!path)
+			continue;
+		ret = read_rec(cfg, i, path, &rec);
+		if (ret == -EINVAL)
+			snprintf(err, errlen, "disk '%s': its lease record (%.120s.lease) is not one "
+				 "plinth writes; not %s (remove it if no other host runs this guest)",
+				 cfg->devices[i].id, path, doing);
+		else if (ret)
+			snprintf(err, errlen, "disk '%s': cannot read its lease record (%.120s.lease): "
+				 "%s; not %s", cfg->devices[i].id, path, strerror(-ret), doing);
+		else if (same_vm(cfg, &rec) && rec.epoch > cfg->lease_epoch) {
+			snprintf(err, errlen, "disk '%s' is leased at epoch %llu (by '%.100s'), newer "
+				 "than this VMM's --epoch %llu: the VM has another owner now; not %s",
+				 cfg->devices[i].id, (unsigned long long)rec.epoch, rec.owner,
+				 (unsigned long long)cfg->lease_epoch, doing);
+			ret = -ESTALE;
+		}
+		free(path);
+	}
+	return ret;
+}
+
+int lease_take(const struct vm_config *cfg, const char *owner, const char *doing, char *err,
+	       size_t errlen)
+{
+	char line[LEASE_RECORD_MAX + 1];
+	struct lease_rec rec;
+	unsigned int i;
+	char *path;
+	int n, ret;
+
+	ret = lease_fence(cfg, doing, err, errlen);
+	if (ret)
+		return ret;
+	for (i = 0; i < cfg->nr_devices; i++) {
+		path = writable_disk(&cfg->devices[i]);
+		if (!path)
+			continue;
+		/* Without --epoch, the epoch found stays: a plain run never lowers the fence. */
+		if (cfg->lease_epoch_set || read_rec(cfg, i, path, &rec))
+			memset(&rec, 0, sizeof(rec));
+		if (cfg->lease_epoch_set) {
+			rec.epoch = cfg->lease_epoch;
+			snprintf(rec.vm, sizeof(rec.vm), "%s",
+				 cfg->lease_epoch_vm ? cfg->lease_epoch_vm : "");
+		}
+		snprintf(rec.owner, sizeof(rec.owner), "%s", owner);
+		n = lease_format(&rec, line, sizeof(line));
+		if (n < 0)
+			ret = n;
+		else if (lease_fd_of(cfg, i) >= 0)
+			ret = write_lease_fd(lease_fd_of(cfg, i), line, (size_t)n);
+		else
+			ret = write_lease(path, line, (size_t)n);
+		if (ret)
+			log_warn("disk '%s': cannot record its lease next to %s: %s",
+				 cfg->devices[i].id, path,
+				 strerror(-ret));
+		free(path);
+	}
+	return 0;
+}
+
+int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_t errlen)
+{
+	struct lease_rec rec;
 	unsigned int i;
 	char *path;
 	int ret;
@@ -125,47 +357,19 @@ void lease_take(const struct vm_config *cfg, const char *owner)
 		path = writable_disk(&cfg->devices[i]);
 		if (!path)
 			continue;
-		if (lease_fd_of(cfg, i) >= 0)
-			ret = write_lease_fd(lease_fd_of(cfg, i), owner);
-		else
-			ret = write_lease(path, owner);
-		if (ret)
-			log_warn("disk '%s': cannot record its lease next to %s: %s",
-				 cfg->devices[i].id, path,
-				 strerror(-ret));
+		ret = read_rec(cfg, i, path, &rec);
 		free(path);
-	}
-}
-
-int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_t errlen)
-{
-	char lpath[4096 + 16], line[LEASE_OWNER_MAX + 2];
-	unsigned int i;
-	ssize_t n;
-	char *path;
-	int fd;
-
-	for (i = 0; i < cfg->nr_devices; i++) {
-		path = writable_disk(&cfg->devices[i]);
-		if (!path)
-			continue;
-		if (lease_fd_of(cfg, i) >= 0) {
-			n = pread(lease_fd_of(cfg, i), line, sizeof(line) - 1, 0);
-		} else {
-			fd = lease_path(path, lpath, sizeof(lpath)) ? -1 :
-			     open(lpath, O_RDONLY | O_CLOEXEC);
-			n = fd < 0 ? -1 : read(fd, line, sizeof(line) - 1);
-			if (fd >= 0)
-				close(fd);
+		if (ret == -EINVAL) {
+			snprintf(err, errlen, "disk '%s': its lease record is not one plinth writes "
+				 "(the destination may be rewriting it and run the guest)",
+				 cfg->devices[i].id);
+			return -EBUSY;
 		}
-		free(path);
-		if (n <= 0)
-			continue; /* no record (or an empty one): nobody took it over */
-		line[n] = '\0';
-		line[strcspn(line, "\n")] = '\0';
-		if (strcmp(line, owner)) {
+		if (ret || !rec.owner[0])
+			continue; /* no record (or an unreadable one): nobody took it over */
+		if (strcmp(rec.owner, owner)) {
 			snprintf(err, errlen, "disk '%s' is now leased to '%.100s' (the destination "
-				 "took it over and may run the guest)", cfg->devices[i].id, line);
+				 "took it over and may run the guest)", cfg->devices[i].id, rec.owner);
 			return -EBUSY;
 		}
 	}

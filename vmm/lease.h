@@ -12,16 +12,53 @@
  *     every lease still names it (lease_check): otherwise the destination took the
  *     disks and may be running the guest.
  * The record is advisory (whoever can write the directory can change it) and is
- * written atomically (a temporary file renamed over it).
+ * written atomically (a temporary file renamed over it) or, through the file opened at
+ * start-up, rewritten in place.
+ *
+ * The ownership epoch (docs/cluster.md, rule 3): a VMM started with --epoch N[,vm=ID]
+ * (plinthd passes the inventory's epoch of the VM and its uuid) records "epoch=N vm=ID"
+ * on a second line and refuses to start, restart after a guest reset, resume, or take
+ * the disks over in a migration while a record of the same VM holds a higher epoch:
+ * the owner has changed since (an HA restart or a migration elsewhere), and this VMM
+ * is a stale copy on a host that did not hear of it. A VMM without --epoch checks
+ * nothing and keeps the epoch it found. Record (at most LEASE_RECORD_MAX bytes):
+ *   OWNER\n                      old and epoch-less records: epoch 0, no VM
+ *   OWNER\nepoch=N[ vm=ID]\n     OWNER printable ASCII, N decimal, ID [A-Za-z0-9._-]
+ * Anything else (a torn in-place rewrite, another program's bytes) is refused by a VMM
+ * that presents an epoch; an empty file is no record.
  */
 #ifndef PLINTH_VMM_LEASE_H
 #define PLINTH_VMM_LEASE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "vm.h"
 
 #define LEASE_OWNER_MAX 160
+#define LEASE_VM_MAX	64  /* the VM an epoch counts for, NUL included */
+#define LEASE_RECORD_MAX 256
+
+/* One lease record, parsed. */
+struct lease_rec {
+	char owner[LEASE_OWNER_MAX]; /* the VMM that runs the guest; "" for no record */
+	uint64_t epoch;              /* its ownership epoch; 0: none recorded */
+	char vm[LEASE_VM_MAX];       /* the VM that epoch counts for; "" for any */
+};
+
+/*
+ * Parse a record of len bytes (not NUL-terminated; hostile: any bytes) into rec.
+ * 0, or -EINVAL if it is not a record plinth writes (rec then zeroed).
+ */
+int lease_parse(const char *buf, size_t len, struct lease_rec *rec);
+/* rec as a record into out. Its length, or -ENAMETOOLONG. */
+int lease_format(const struct lease_rec *rec, char *out, size_t len);
+/*
+ * Parse --epoch's argument "N" or "N,vm=ID" into cfg's lease_epoch fields (the ID
+ * points into arg). 0, or -EINVAL (the caller says so).
+ */
+int lease_parse_epoch_opt(const char *arg, struct vm_config *cfg);
 
 /*
  * This process's identity, "HOST pid=N start=NS", into out. Call at start-up:
@@ -32,21 +69,32 @@ int lease_owner_self(char *out, size_t len);
  * Open the lease record of every writable disk of cfg now, creating it empty if
  * there is none, into fds (by device index; -1 where none or on a failure, which is
  * logged: that disk's lease then goes by path). Call at start-up, before --jail:
- * lease_take and lease_check then use cfg->lease_fds, never a path, so they work
- * inside the jail and under the main thread's narrowed filter. lease_close() closes
- * them. An empty record means "no record".
+ * lease_take, lease_fence and lease_check then use cfg->lease_fds, never a path, so
+ * they work inside the jail and under the main thread's narrowed filter.
+ * lease_close() closes them. An empty record means "no record".
  */
 void lease_open(const struct vm_config *cfg, int fds[VM_MAX_DEVICES]);
 void lease_close(int fds[VM_MAX_DEVICES]);
 /*
- * Record owner in the lease of every writable disk of cfg (through cfg->lease_fds,
- * rewritten in place, where open; else a temporary file renamed over it). Failures
- * are logged, not fatal.
+ * With --epoch (cfg->lease_epoch_set): 0 if no writable disk's record holds a higher
+ * epoch of the same VM; -ESTALE, or -EINVAL for a record that is not one, with one
+ * line in err naming the disk and what this VMM was about to do (doing: "starting",
+ * "resuming"...). Without --epoch: 0.
  */
-void lease_take(const struct vm_config *cfg, const char *owner);
+int lease_fence(const struct vm_config *cfg, const char *doing, char *err, size_t errlen);
 /*
- * 0 if the lease of every writable disk of cfg names owner or does not exist;
- * -EBUSY with a one-line reason (the disk and the other owner) in err otherwise.
+ * Record owner (and with --epoch, the epoch and its VM; without, the epoch each
+ * record held) in the lease of every writable disk of cfg, through cfg->lease_fds,
+ * rewritten in place, where open, else a temporary file renamed over it. First
+ * lease_fence(cfg, doing): refused as it says, nothing written. Write failures are
+ * logged, not fatal (0).
+ */
+int lease_take(const struct vm_config *cfg, const char *owner, const char *doing, char *err,
+	       size_t errlen);
+/*
+ * 0 if the lease of every writable disk of cfg names owner or does not exist (or
+ * cannot be read); -EBUSY with a one-line reason (the disk and the other owner, or a
+ * record that is not one) in err otherwise.
  */
 int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_t errlen);
 /* The lease file of image path, into out. 0 or -ENAMETOOLONG. */

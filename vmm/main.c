@@ -82,6 +82,10 @@ static const char usage_tail[] =
 	"  --migrate-psk FILE  the cluster's migration key (64..128 hex digits, mode\n"
 	"                      600): migrations over TCP use TLS 1.3 with it, both ways\n"
 	"  --seccomp=on|off    per-thread seccomp filters (default on; off for debugging)\n"
+	"  --epoch N[,vm=ID]   the VM's ownership epoch (plinthd gives it): recorded in each\n"
+	"                      writable disk's lease (IMAGE.lease); start, restart, resume\n"
+	"                      and a migration's take-over are refused while a lease of the\n"
+	"                      same VM ID holds a higher epoch (another host owns it now)\n"
 	"  --jail DIR          after opening everything, make DIR the root (new mount\n"
 	"                      namespace) and drop to --uid/--gid with no capabilities\n"
 	"                      (needs root; DIR writable by N for snapshots, vsock)\n"
@@ -342,10 +346,19 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 			goto out_files;
 	}
 	for (;;) {
-		struct vm *vm = vm_create(cfg);
+		char msg[sizeof(((struct vm *)0)->exit_msg)], err[512];
 		enum vm_exit why;
-		char msg[sizeof(vm->exit_msg)];
+		struct vm *vm;
 
+		/* Rule 3: not even opened for writing by a stale owner (a destination checks
+		 * when it takes the disks over). */
+		if (!cfg->incoming && lease_fence(cfg, confined ? "restarting" : "starting", err,
+						  sizeof(err))) {
+			log_error("%s", err);
+			rc = 1;
+			break;
+		}
+		vm = vm_create(cfg);
 		if (!vm) {
 			rc = 1;
 			break;
@@ -359,10 +372,15 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 			}
 			/*
 			 * The images are open and locked: this process runs the guest on them
-			 * now (a destination: once it took them over). By path, before the jail.
+			 * now (a destination: once it took them over).
 			 */
-			if (!cfg->incoming)
-				lease_take(cfg, vmm->lease_owner);
+			if (!cfg->incoming && lease_take(cfg, vmm->lease_owner, "starting", err,
+							 sizeof(err))) {
+				log_error("%s", err);
+				vm_destroy(vm);
+				rc = 1;
+				break;
+			}
 			ret = confine(vmm, cfg, jail, api_fd, &api);
 			api_fd = -1; /* confine() took it, on failure too */
 			if (ret) {
@@ -451,7 +469,7 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
 	       OPT_API_SOCKET, OPT_SECCOMP, OPT_JAIL, OPT_PSK, OPT_FROM, OPT_PAUSED, OPT_LISTEN,
-	       OPT_FIRMWARE, OPT_FIRMWARE_VARS,
+	       OPT_FIRMWARE, OPT_FIRMWARE_VARS, OPT_EPOCH,
 	       OPT_DEVICE /* + the class's index in dev_classes[] */ };
 	static const struct option fixed[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -473,6 +491,7 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 		{ "jail-nproc", required_argument, NULL, OPT_JAIL },
 		{ "jail-fsize", required_argument, NULL, OPT_JAIL },
 		{ "migrate-psk", required_argument, NULL, OPT_PSK },
+		{ "epoch", required_argument, NULL, OPT_EPOCH },
 		{ "from", required_argument, NULL, OPT_FROM },     /* restore */
 		{ "paused", no_argument, NULL, OPT_PAUSED },       /* restore */
 		{ "listen", required_argument, NULL, OPT_LISTEN }, /* receive */
@@ -547,6 +566,11 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 			break;
 		case OPT_PSK:
 			o->psk = optarg;
+			break;
+		case OPT_EPOCH:
+			if (lease_parse_epoch_opt(optarg, cfg))
+				return usage_error("--epoch must be N or N,vm=ID (N a number, ID up to "
+						   "63 of A-Z a-z 0-9 . _ -), not '%s'", optarg);
 			break;
 		case OPT_FROM:
 			o->from = optarg;

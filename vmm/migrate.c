@@ -66,6 +66,8 @@
  *  5. Across hosts, where flock may not hold, the disks' leases (lease.h) say who
  *     runs the guest: the destination writes its own before it acks, and a source
  *     whose outcome is unknown takes the guest back only while they still name it.
+ *     With --epoch, a destination refuses the stream (NACK) if a lease holds a
+ *     higher epoch of the VM than its own.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -1004,8 +1006,14 @@ int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *t
 		log_error("migration refused: cannot take over the disk images");
 		goto out_reader;
 	}
-	/* Before the ack: a source that lost it sees the disks moved (invariant 5). */
-	lease_take(vm->cfg, lease_owner);
+	/* Before the ack: a source that lost it sees the disks moved (invariant 5); a
+	 * destination older than the disks' owner (rule 3, lease.h) refuses instead. */
+	ret = lease_take(vm->cfg, lease_owner, "taking the disks over", err, sizeof(err));
+	if (ret) {
+		log_error("migration refused: %s", err);
+		vm_disks_release(vm);
+		goto out_reader;
+	}
 	/* Everything checked (invariant 1): confirm, then this side runs the guest. */
 	refused = false; /* a failed ack may have gone out: never a NACK after it */
 	errno = 0;

@@ -85,6 +85,13 @@ struct vm_config {
 	 * (lease_open, lease.h); -1 or NULL: by path.
 	 */
 	const int *lease_fds;
+	/*
+	 * --epoch N[,vm=ID]: the ownership epoch this VMM presents in those records, and
+	 * the VM it counts for (points into argv; NULL: any). lease_epoch_set false: none.
+	 */
+	bool lease_epoch_set;
+	uint64_t lease_epoch;
+	const char *lease_epoch_vm;
 	/* A live migration's destination: disk images are opened without their locks
 	 * (the source holds them) until vm_disks_acquire(). */
 	bool incoming;

@@ -9,7 +9,8 @@
 #     source migrates to it, and only then the owner and epoch move, in one
 #     transaction; the destination records the VM running with its own pid; the
 #     source's process is gone; the count goes on from where it was (none lost); the
-#     destination's plinth gets the disk's id and PCI slot from the inventory;
+#     destination's plinth gets the disk's id and PCI slot from the inventory, and
+#     each VMM the VM's epoch (--epoch: the destination the one the switch gives);
 #   - the migrated VM is stopped through its old host (forwarded to the new one);
 #   - a destination whose plinth fails: the task fails in one line, the VM runs on
 #     at the source, owner and epoch unchanged, nothing runs on the destination;
@@ -64,6 +65,8 @@ check "no count lost: the destination goes on from the source's last ($n = $got)
 dev="--disk path=$T/m1.disk,format=raw,id=disk0,addr=1"
 check "the destination's plinth got the disk's id and slot from the inventory, as the source's" \
 	sh -c "grep -qE -- 'started run .*$dev( |\$)' '$src_log' && grep -qE -- 'started receive .*$dev( |\$)' '$dst_log'"
+check "the VMMs present the inventory's epoch (rule 3): the source 1, the destination 2 (the switch's)" \
+	sh -c "grep -qE -- 'started run .*--epoch 1,vm=$u( |\$)' '$src_log' && grep -qE -- 'started receive .*--epoch 2,vm=$u( |\$)' '$dst_log'"
 check "the event log has the move with its figures" \
 	sh -c "$B/plinth events --json --state-dir $T/h2 | grep -q 'moved from h1 to h2 (epoch 2): completed, transfer [0-9]* ms, downtime [0-9]* ms'"
 grep -o 'moved from h1 to h2[^"]*' <(cl h2 events --json) | sed 's/^/# /'
@@ -106,6 +109,8 @@ out=$(cl h1 vm migrate m2 --to auto 2>&1); rc=$?; echo "# $out"
 check "--to auto skips the host without the flags: m2 on h2" test "$rc $(vmf m2 host)" = "0 h2"
 # At once: the task ends only once h1 has settled m2's old process (a prepare would find it).
 out=$(cl h2 vm migrate m2 --to h1 2>&1) || { echo "# $out"; fail "m2 migrated back to h1"; }
+check "m2 back on h1 at epoch 3, received there with --epoch 3" sh -c "[ '$(vmf m2 host) $(vmf m2 epoch)' = 'h1 3' ] &&
+	grep -qE -- 'started receive .*--epoch 3,vm=$u2( |\$)' '$T/h1/vms/$u2/console.log'"
 mem=$(cl h1 host list --json | python3 -c 'import json,sys; print([h for h in json.load(sys.stdin)["hosts"] if h["name"] == "h1"][0]["memory_mib"])')
 cl h2 vm create pin --kernel /bin/true --memory $((mem / 2)) >/dev/null || fail "h2 defined pin"
 cl h1 vm create m3 --kernel /bin/true --memory $((mem * 6 / 10)) >/dev/null || fail "h1 defined m3"

@@ -269,6 +269,13 @@ static void test_migration_maintenance(void **state)
 	assert_int_equal(list[0].memory_mib, 2048);
 	assert_false(list[0].maintenance);
 	assert_string_equal(list[0].cpu_flags, ""); /* step 9: unknown until it registers */
+	/* Step 10: no unbroken contact until its next heartbeat, which starts one. */
+	assert_true(list[0].contact_since_ms == 0 && list[0].contact_ms == 0);
+	free(list);
+	assert_int_equal(ops->host_heartbeat(st, "old", 2000), 0);
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_true(list[0].contact_since_ms == list[0].heartbeat_ms);
+	assert_true(list[0].contact_ms >= 0 && list[0].contact_ms < 1000);
 	free(list);
 	assert_int_equal(ops->host_set_maintenance(st, "old", true), 0);
 	assert_int_equal(ops->host_list(st, &list, &n), 0);
@@ -602,10 +609,10 @@ static void test_hosts(void **state)
 	a.cpus = 16;
 	assert_int_equal(ops->host_register(st, &a), 0);
 	assert_int_equal(a.id, id);
-	assert_int_equal(ops->host_heartbeat(st, "h1"), 0);
-	assert_int_equal(ops->host_heartbeat(st, "nobody"), -ENOENT);
+	assert_int_equal(ops->host_heartbeat(st, "h1", 2000), 0);
+	assert_int_equal(ops->host_heartbeat(st, "nobody", 2000), -ENOENT);
 	usleep(300 * 1000);
-	assert_int_equal(ops->host_heartbeat(st, "h1"), 0);
+	assert_int_equal(ops->host_heartbeat(st, "h1", 2000), 0);
 	assert_int_equal(ops->host_list(st, &list, &n), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(list[0].name, "h0"); /* by name */
@@ -642,6 +649,56 @@ static void test_hosts(void **state)
 	assert_int_equal(list[0].heartbeat_ms, 0);
 	assert_true(list[1].heartbeat_ms > 0);
 	free(list);
+	ops->close(st);
+}
+
+/*
+ * hosts.contact_since_ms (rule 2's condition 3): set at registration, kept by each
+ * heartbeat that comes no more than gap_ms after the previous one, restarted by one
+ * that comes later or after a clean stop; host_list says for how long (database clock).
+ */
+static void test_host_contact(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = ops->open(f->db);
+	struct store_host h = {0}, *list;
+	int64_t since;
+	size_t n;
+
+	assert_non_null(st);
+	snprintf(h.name, sizeof(h.name), "h1");
+	h.cpus = 2;
+	h.memory_mib = 1024;
+	assert_int_equal(ops->host_register(st, &h), 0);
+	assert_true(h.contact_since_ms > 0 && h.contact_since_ms == h.heartbeat_ms);
+	since = h.contact_since_ms;
+	usleep(150 * 1000);
+	assert_int_equal(ops->host_heartbeat(st, "h1", 5000), 0); /* within the gap: kept */
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_true(list[0].contact_since_ms == since);
+	assert_true(list[0].heartbeat_ms >= since + 100);
+	assert_true(list[0].contact_ms >= 100 && list[0].contact_ms >= list[0].age_ms);
+	free(list);
+	usleep(150 * 1000);
+	assert_int_equal(ops->host_heartbeat(st, "h1", 50), 0); /* after the gap: a new run */
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_true(list[0].contact_since_ms == list[0].heartbeat_ms);
+	assert_true(list[0].contact_since_ms >= since + 250);
+	since = list[0].contact_since_ms;
+	free(list);
+	/* A clean stop (heartbeat 0) ends the run, whatever the gap. */
+	assert_int_equal(ops->host_leave(st, "h1"), 0);
+	usleep(20 * 1000);
+	assert_int_equal(ops->host_heartbeat(st, "h1", 1000000), 0);
+	assert_int_equal(ops->host_list(st, &list, &n), 0);
+	assert_true(list[0].contact_since_ms == list[0].heartbeat_ms);
+	assert_true(list[0].contact_since_ms > since);
+	free(list);
+	/* Registering again (a restarted plinthd) starts one too. */
+	usleep(20 * 1000);
+	assert_int_equal(ops->host_register(st, &h), 0);
+	assert_true(h.contact_since_ms == h.heartbeat_ms && h.contact_since_ms > since);
 	ops->close(st);
 }
 
@@ -734,7 +791,8 @@ static void test_placement_lock(void **state)
 		T(test_transactions_and_durability, su, b),                                 \
 		T(test_images_tasks_events, su, b), T(test_vm_epoch_fences_updates, su, b), \
 		T(test_hosts, su, b), T(test_leader_lease, su, b),                          \
-		T(test_placement_lock, su, b), T(test_migration_maintenance, su, b)
+		T(test_placement_lock, su, b), T(test_migration_maintenance, su, b),        \
+		T(test_host_contact, su, b)
 
 int main(void)
 {

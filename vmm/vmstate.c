@@ -625,40 +625,58 @@ static int load_i8042(void *ctx, struct state_reader *r, uint32_t id)
 /* The PCI header bytes the guest programs: command, BARs, interrupt line. */
 #define PCI_HDR_SAVED 0x40
 
+/* What save_virtio() takes while the device is parked. */
+struct parked_save {
+	struct state_writer *w;
+	uint32_t slot;
+	const char *id;
+	void *dev_state; /* state_size bytes */
+};
+
+/* The plain state and the device's own sections, taken together with the queues'. */
+static int save_parked(struct virtio_dev *vdev, void *opaque)
+{
+	struct parked_save *ps = opaque;
+	int ret = 0;
+
+	if (vdev->ops->state_size && vdev->ops->save)
+		ret = vdev->ops->save(vdev, ps->dev_state);
+	if (!ret && vdev->ops->save_sections)
+		ret = vdev->ops->save_sections(vdev, ps->w, ps->slot, ps->id);
+	return ret;
+}
+
 static int save_virtio(struct vm *vm, unsigned int i, struct state_writer *w)
 {
 	struct virtio_pci *vp = vm->virtio[i];
 	struct virtio_dev *vdev = virtio_pci_vdev(vp);
 	struct pci_device *pdev = virtio_pci_pdev(vp);
+	struct parked_save ps = { .w = w, .slot = vm->cfg->devices[i].slot,
+				  .id = vm->cfg->devices[i].id };
 	struct virtio_pci_state st;
-	void *dev_state = NULL;
 	int ret;
 
 	memset(&st, 0, sizeof(st));
-	ret = virtio_pci_save(vp, &st);
+	if (vdev->ops->state_size) {
+		ps.dev_state = calloc(1, vdev->ops->state_size);
+		if (!ps.dev_state)
+			return -ENOMEM;
+	}
+	/* The device's own sections first: they load before its transport starts it. */
+	ret = virtio_pci_save_parked(vp, &st, save_parked, &ps);
 	if (ret) {
 		log_error("cannot save %s: %s", vdev->ops->name, strerror(-ret));
+		free(ps.dev_state);
 		return ret;
 	}
-	if (vdev->ops->state_size) {
-		dev_state = calloc(1, vdev->ops->state_size);
-		if (!dev_state)
-			return -ENOMEM;
-		ret = vdev->ops->save ? vdev->ops->save(vdev, dev_state) : 0;
-		if (ret) {
-			log_error("cannot save %s: %s", vdev->ops->name, strerror(-ret));
-			free(dev_state);
-			return ret;
-		}
-	}
 	/* Keyed by slot, naming the device's id: the other side matches both. */
-	state_writer_begin_section(w, "virtio.2", vm->cfg->devices[i].slot, 0);
-	put_str(w, vm->cfg->devices[i].id);
+	state_writer_begin_section(w, "virtio.2", ps.slot, 0);
+	put_str(w, ps.id);
 	state_put_u16(w, vdev->ops->device_id);
 	state_put_bytes(w, pdev->cfg, PCI_HDR_SAVED);
 	state_put_bytes(w, &st, sizeof(st));
-	state_put_bytes(w, dev_state, (uint32_t)vdev->ops->state_size);
-	free(dev_state);
+	state_put_bytes(w, ps.dev_state, (uint32_t)vdev->ops->state_size);
+	free(ps.dev_state);
 	return state_writer_end_section(w);
 }
 
@@ -709,6 +727,22 @@ static int device_of_section(struct vm *vm, struct state_reader *r, uint32_t slo
 }
 
 static int load_virtio_at(struct vm *vm, struct state_reader *r, uint32_t id);
+
+/* A device's own section (ops->save_sections): section id = PCI slot, its id first. */
+static int load_dev_section(void *ctx, struct state_reader *r, uint32_t slot)
+{
+	struct vm *vm = ctx;
+	struct virtio_dev *vdev;
+	int i = device_of_section(vm, r, slot);
+
+	if (i < 0)
+		return i;
+	vdev = virtio_pci_vdev(vm->virtio[i]);
+	if (!vdev->ops->load_section)
+		return state_reader_fail(r, -EINVAL, "device %s (%s) has no such state",
+					 vm->cfg->devices[i].id, vdev->ops->name);
+	return vdev->ops->load_section(vdev, r, state_reader_type(r));
+}
 
 /* "virtio.2": section id = PCI slot, the device's id first. */
 static int load_virtio2(void *ctx, struct state_reader *r, uint32_t slot)
@@ -937,6 +971,8 @@ const struct state_section_loader vm_state_loaders[] = {
 	{ "i8042", load_i8042 },
 	{ "virtio", load_virtio },
 	{ "virtio.2", load_virtio2 },
+	{ "virtio-gpu", load_dev_section },
+	{ "virtio-gpu-px", load_dev_section },
 	{ "disk-id", load_disk_id },
 	{ "disk-id.2", load_disk_id2 },
 };

@@ -168,7 +168,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!r)
 		abort();
 	while ((ret = state_reader_next_section(r)) > 0) {
-		ret = virtio_gpu_ops.load_section(&vdev, r, state_reader_type(r));
+		const void *id; /* vmstate.c's part: the device's id */
+		uint32_t id_len;
+
+		ret = state_get_bytes_ref(r, &id, &id_len) ?:
+		      virtio_gpu_ops.load_section(&vdev, r, state_reader_type(r));
 		if (!ret)
 			ret = state_reader_end_section(r);
 		if (ret)

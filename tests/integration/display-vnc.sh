@@ -108,12 +108,27 @@ kill $pid
 wait $pid 2>/dev/null
 echo "snapshot with a 1024x768 screen: state $(stat -c %s "$dir/snap/state") bytes," \
 	"$(du -k "$dir/snap/memory" | cut -f1) KiB of memory on disk"
+python3 - "$dir/snap/state" <<'PY' || fail "the snapshot has no display sections"
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+off, size, count = 24, {}, {}
+while off < len(b):
+    t = b[off + 4:off + 20].rstrip(b'\0').decode()
+    n = struct.unpack_from('<Q', b, off + 28)[0]
+    size[t] = size.get(t, 0) + 40 + n + 4
+    count[t] = count.get(t, 0) + 1
+    off += 40 + n + 4
+print('display sections: ' + ', '.join('%s x%d %d bytes' % (t, count[t], size[t])
+      for t in ('virtio-gpu', 'virtio-gpu-px', 'virtio-input') if t in size))
+sys.exit(0 if 'virtio-gpu-px' in size and count.get('virtio-input') == 2 else 1)
+PY
 vnc=$dir/vnc2.sock api=$dir/api2.sock
 "$BUILD/plinth" restore --from "$dir/snap" "${machine[@]}" --display "vnc=unix:$vnc" \
 	--api-socket "$api" --paused </dev/null >>"$dir/console" 2>&1 &
 pid=$!
 after=$(first_frame "$vnc")
-[ "$after" = "$before" ] || fail "restored: the viewer sees '$after', the source showed '$before'"
+[ "$after" = "$before" ] || { console_tail "$dir/console"
+	fail "restored: the viewer sees '$after', the source showed '$before'"; }
 echo "restored (paused): $after"
 grep -c '^tick 1\b' "$dir/console" | grep -qx 1 || fail "the restored guest booted again"
 ctl resume >/dev/null || fail "resume after restore failed"
@@ -135,7 +150,7 @@ wait $pid || { kill -9 $dst; fail "the source exited $? after migrating"; }
 pid=$dst vnc=$dir/vnc3.sock api=$dir/api3.sock
 out=$(first_frame "$vnc")
 [[ $out =~ ^frame\ 1024\ 768\ nonblack=([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge 100 ] ||
-	fail "migrated: unexpected frame: $out"
+	{ console_tail "$dir/console"; fail "migrated: unexpected frame: $out"; }
 echo "migrated: $out"
 type_line migrated
 grep -c '^tick 1\b' "$dir/console" | grep -qx 1 || fail "the migrated guest booted again"

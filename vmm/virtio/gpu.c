@@ -19,9 +19,16 @@
  *     again through guest_mem_ptr() at every transfer: nothing reads outside guest
  *     RAM, and nothing keeps a host pointer into it.
  *  4. Only the I/O thread touches the device state; the backend gets copies.
+ *  5. Snapshots and migrations carry the resources (id, format, size, host pixels,
+ *     backing as guest addresses), the scanout and the cursor in sections of the
+ *     device's own (gpu_save_sections(), written while the I/O thread is parked,
+ *     before the device's "virtio.2" section). A load is as hostile as a command:
+ *     it runs on a stopped device only and rebuilds everything through the live
+ *     commands' own code (create, attach: each range re-checked against this
+ *     guest's RAM; set-scanout), and pixels inflate to exactly the rows claimed.
+ *     A park for a save keeps the resources; only the driver's reset drops them.
  *
- * Not carried yet: snapshots and migrations (state_size 0: a restored guest's
- * driver finds no resources and must be reset), EDID, multiple scanouts, 3D.
+ * Not carried yet: EDID, multiple scanouts, 3D.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -639,15 +646,6 @@ static int gpu_save_sections(struct virtio_dev *vdev, struct state_writer *w, ui
 	return ret;
 }
 
-/* The device's id in a section (checked by vmstate.c before us): skipped. */
-static int skip_id(struct state_reader *r)
-{
-	const void *p;
-	uint32_t len;
-
-	return state_get_bytes_ref(r, &p, &len);
-}
-
 /* A command's answer on a load: OK, or the section is refused with why. */
 static int load_check(struct state_reader *r, uint32_t resp, const char *what, uint32_t id)
 {
@@ -760,13 +758,9 @@ static int load_px(struct gpu *g, struct state_reader *r)
 static int gpu_load_section(struct virtio_dev *vdev, struct state_reader *r, const char *type)
 {
 	struct gpu *g = vdev->priv;
-	int ret;
 
 	if (virtio_dev_running(vdev))
 		return state_reader_fail(r, -EINVAL, "virtio-gpu: %s after the device's own", type);
-	ret = skip_id(r);
-	if (ret)
-		return ret;
 	if (!strcmp(type, "virtio-gpu"))
 		return load_gpu(g, r, vdev->mem);
 	if (!strcmp(type, "virtio-gpu-px"))

@@ -101,9 +101,10 @@ struct virtio_dev_ops {
 	 * State that is no plain struct (virtio-gpu's resources and pixels): save_sections
 	 * writes sections of the device's own types (named in vmstate.c's loader table),
 	 * each with section id slot and the device's id as its first field, while the
-	 * device is parked and before its "virtio.2" section; load_section reads one of
-	 * them (its type in type), on a stopped device, checking every value as the live
-	 * commands do; 0 or -errno after state_reader_fail(). Both may be NULL.
+	 * device is parked and before its "virtio.2" section; load_section reads the rest
+	 * of one of them (its type in type; vmstate.c has read the id and found the
+	 * device), on a stopped device, checking every value as the live commands do; 0
+	 * or -errno after state_reader_fail(). Both may be NULL.
 	 */
 	int (*save_sections)(struct virtio_dev *vdev, struct state_writer *w, uint32_t slot,
 			     const char *id);

@@ -486,7 +486,11 @@ static int load_fd(struct fixture *g, int fd, char *why, size_t cap)
 	r = state_reader_new_fd(fd, "gpu state");
 	assert_non_null(r);
 	while ((ret = state_reader_next_section(r)) > 0) {
-		ret = virtio_gpu_ops.load_section(&g->vdev, r, state_reader_type(r));
+		const void *id; /* vmstate.c's part: the device's id */
+		uint32_t id_len;
+
+		ret = state_get_bytes_ref(r, &id, &id_len) ?:
+		      virtio_gpu_ops.load_section(&g->vdev, r, state_reader_type(r));
 		if (!ret)
 			ret = state_reader_end_section(r);
 		if (ret)

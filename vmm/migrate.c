@@ -577,6 +577,8 @@ static void devices_quiesce(struct vm *vm)
 
 	for (i = 0; i < vm->nr_virtio; i++)
 		virtio_dev_stop(virtio_pci_vdev(vm->virtio[i]));
+	for (i = 0; i < vm->nr_input; i++) /* a display's keyboard and tablet */
+		virtio_dev_stop(virtio_pci_vdev(vm->input[i]));
 }
 
 static void devices_restart(struct vm *vm)
@@ -587,6 +589,8 @@ static void devices_restart(struct vm *vm)
 	/* virtio_pci_save restarts a device whose driver had it running. */
 	for (i = 0; i < vm->nr_virtio; i++)
 		virtio_pci_save(vm->virtio[i], &st);
+	for (i = 0; i < vm->nr_input; i++)
+		virtio_pci_save(vm->input[i], &st);
 }
 
 struct mig_ctx {

@@ -625,41 +625,77 @@ static int load_i8042(void *ctx, struct state_reader *r, uint32_t id)
 /* The PCI header bytes the guest programs: command, BARs, interrupt line. */
 #define PCI_HDR_SAVED 0x40
 
-static int save_virtio(struct vm *vm, unsigned int i, struct state_writer *w)
+/* What save_virtio() takes while the device is parked. */
+struct parked_save {
+	struct state_writer *w;
+	uint32_t slot;
+	const char *id;
+	void *dev_state; /* state_size bytes */
+};
+
+/* The plain state and the device's own sections, taken together with the queues'. */
+static int save_parked(struct virtio_dev *vdev, void *opaque)
 {
-	struct virtio_pci *vp = vm->virtio[i];
+	struct parked_save *ps = opaque;
+	int ret = 0;
+
+	if (vdev->ops->state_size && vdev->ops->save)
+		ret = vdev->ops->save(vdev, ps->dev_state);
+	if (!ret && vdev->ops->save_sections)
+		ret = vdev->ops->save_sections(vdev, ps->w, ps->slot, ps->id);
+	return ret;
+}
+
+/*
+ * One device: its own sections (ops->save_sections), then a section of type (keyed
+ * by slot; "virtio.2" names the device's id first, "virtio-input" has none).
+ */
+static int save_vp(struct virtio_pci *vp, const char *type, uint32_t slot, const char *id,
+		   struct state_writer *w)
+{
 	struct virtio_dev *vdev = virtio_pci_vdev(vp);
 	struct pci_device *pdev = virtio_pci_pdev(vp);
+	struct parked_save ps = { .w = w, .slot = slot, .id = id };
 	struct virtio_pci_state st;
-	void *dev_state = NULL;
 	int ret;
 
 	memset(&st, 0, sizeof(st));
-	ret = virtio_pci_save(vp, &st);
+	if (vdev->ops->state_size) {
+		ps.dev_state = calloc(1, vdev->ops->state_size);
+		if (!ps.dev_state)
+			return -ENOMEM;
+	}
+	/* The device's own sections first: they load before its transport starts it. */
+	ret = virtio_pci_save_parked(vp, &st, save_parked, &ps);
 	if (ret) {
 		log_error("cannot save %s: %s", vdev->ops->name, strerror(-ret));
+		free(ps.dev_state);
 		return ret;
 	}
-	if (vdev->ops->state_size) {
-		dev_state = calloc(1, vdev->ops->state_size);
-		if (!dev_state)
-			return -ENOMEM;
-		ret = vdev->ops->save ? vdev->ops->save(vdev, dev_state) : 0;
-		if (ret) {
-			log_error("cannot save %s: %s", vdev->ops->name, strerror(-ret));
-			free(dev_state);
-			return ret;
-		}
-	}
 	/* Keyed by slot, naming the device's id: the other side matches both. */
-	state_writer_begin_section(w, "virtio.2", vm->cfg->devices[i].slot, 0);
-	put_str(w, vm->cfg->devices[i].id);
+	state_writer_begin_section(w, type, slot, 0);
+	if (id)
+		put_str(w, id);
 	state_put_u16(w, vdev->ops->device_id);
 	state_put_bytes(w, pdev->cfg, PCI_HDR_SAVED);
 	state_put_bytes(w, &st, sizeof(st));
-	state_put_bytes(w, dev_state, (uint32_t)vdev->ops->state_size);
-	free(dev_state);
+	state_put_bytes(w, ps.dev_state, (uint32_t)vdev->ops->state_size);
+	free(ps.dev_state);
 	return state_writer_end_section(w);
+}
+
+static int save_virtio(struct vm *vm, unsigned int i, struct state_writer *w)
+{
+	return save_vp(vm->virtio[i], "virtio.2", vm->cfg->devices[i].slot,
+		       vm->cfg->devices[i].id, w);
+}
+
+/* A display's keyboard or tablet (no id of its own: found by its PCI slot). */
+static int save_input(struct vm *vm, unsigned int i, struct state_writer *w)
+{
+	struct virtio_pci *vp = vm->input[i];
+
+	return save_vp(vp, "virtio-input", virtio_pci_pdev(vp)->slot, NULL, w);
 }
 
 /* Replay the guest's PCI header writes (BARs, then command) through the bus. */
@@ -710,6 +746,22 @@ static int device_of_section(struct vm *vm, struct state_reader *r, uint32_t slo
 
 static int load_virtio_at(struct vm *vm, struct state_reader *r, uint32_t id);
 
+/* A device's own section (ops->save_sections): section id = PCI slot, its id first. */
+static int load_dev_section(void *ctx, struct state_reader *r, uint32_t slot)
+{
+	struct vm *vm = ctx;
+	struct virtio_dev *vdev;
+	int i = device_of_section(vm, r, slot);
+
+	if (i < 0)
+		return i;
+	vdev = virtio_pci_vdev(vm->virtio[i]);
+	if (!vdev->ops->load_section)
+		return state_reader_fail(r, -EINVAL, "device %s (%s) has no such state",
+					 vm->cfg->devices[i].id, vdev->ops->name);
+	return vdev->ops->load_section(vdev, r, state_reader_type(r));
+}
+
 /* "virtio.2": section id = PCI slot, the device's id first. */
 static int load_virtio2(void *ctx, struct state_reader *r, uint32_t slot)
 {
@@ -724,19 +776,38 @@ static int load_virtio(void *ctx, struct state_reader *r, uint32_t id)
 	return load_virtio_at(ctx, r, id);
 }
 
+static int load_vp(struct vm *vm, struct state_reader *r, struct virtio_pci *vp);
+
 static int load_virtio_at(struct vm *vm, struct state_reader *r, uint32_t id)
+{
+	if (id >= vm->nr_virtio)
+		return state_reader_fail(r, -EINVAL, "no virtio device %u here", id);
+	return load_vp(vm, r, vm->virtio[id]);
+}
+
+/* "virtio-input": section id = the PCI slot of a display's keyboard or tablet. */
+static int load_input(void *ctx, struct state_reader *r, uint32_t slot)
+{
+	struct vm *vm = ctx;
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_input; i++)
+		if (virtio_pci_pdev(vm->input[i])->slot == slot)
+			return load_vp(vm, r, vm->input[i]);
+	return state_reader_fail(r, -EINVAL, "no display keyboard or tablet in PCI slot %u here",
+				 slot);
+}
+
+static int load_vp(struct vm *vm, struct state_reader *r, struct virtio_pci *vp)
 {
 	struct virtio_pci_state *st;
 	uint8_t hdr[PCI_HDR_SAVED];
 	const void *dev_state;
-	struct virtio_dev *vdev;
+	struct virtio_dev *vdev = virtio_pci_vdev(vp);
 	uint32_t len;
 	uint16_t dev_id;
 	int ret;
 
-	if (id >= vm->nr_virtio)
-		return state_reader_fail(r, -EINVAL, "no virtio device %u here", id);
-	vdev = virtio_pci_vdev(vm->virtio[id]);
 	if (state_get_u16(r, &dev_id) || state_get_bytes(r, hdr, sizeof(hdr)))
 		return state_reader_fail(r, -EPROTO, "bad device header");
 	if (dev_id != vdev->ops->device_id)
@@ -754,7 +825,7 @@ static int load_virtio_at(struct vm *vm, struct state_reader *r, uint32_t id)
 		ret = state_reader_fail(r, -EINVAL, "%s state of %u bytes", vdev->ops->name, len);
 		goto out_free;
 	}
-	pci_replay(vm, virtio_pci_pdev(vm->virtio[id]), hdr);
+	pci_replay(vm, virtio_pci_pdev(vp), hdr);
 	if (len && vdev->ops->load) {
 		void *copy = malloc(len);
 
@@ -770,7 +841,7 @@ static int load_virtio_at(struct vm *vm, struct state_reader *r, uint32_t id)
 			goto out_free;
 		}
 	}
-	ret = virtio_pci_load(vm->virtio[id], st);
+	ret = virtio_pci_load(vp, st);
 	if (ret)
 		ret = state_reader_fail(r, ret, "%s transport refused its state: %s",
 					vdev->ops->name, strerror(-ret));
@@ -922,6 +993,8 @@ int vm_state_save(struct vm *vm, struct state_writer *w)
 		ret = save_platform(vm, w);
 	for (i = 0; i < vm->nr_virtio && !ret; i++)
 		ret = save_virtio(vm, i, w);
+	for (i = 0; i < vm->nr_input && !ret; i++)
+		ret = save_input(vm, i, w);
 	if (ret && state_writer_error(w)[0])
 		log_error("%s", state_writer_error(w));
 	return ret;
@@ -937,6 +1010,9 @@ const struct state_section_loader vm_state_loaders[] = {
 	{ "i8042", load_i8042 },
 	{ "virtio", load_virtio },
 	{ "virtio.2", load_virtio2 },
+	{ "virtio-gpu", load_dev_section },
+	{ "virtio-gpu-px", load_dev_section },
+	{ "virtio-input", load_input },
 	{ "disk-id", load_disk_id },
 	{ "disk-id.2", load_disk_id2 },
 };

@@ -19,9 +19,16 @@
  *     again through guest_mem_ptr() at every transfer: nothing reads outside guest
  *     RAM, and nothing keeps a host pointer into it.
  *  4. Only the I/O thread touches the device state; the backend gets copies.
+ *  5. Snapshots and migrations carry the resources (id, format, size, host pixels,
+ *     backing as guest addresses), the scanout and the cursor in sections of the
+ *     device's own (gpu_save_sections(), written while the I/O thread is parked,
+ *     before the device's "virtio.2" section). A load is as hostile as a command:
+ *     it runs on a stopped device only and rebuilds everything through the live
+ *     commands' own code (create, attach: each range re-checked against this
+ *     guest's RAM; set-scanout), and pixels inflate to exactly the rows claimed.
+ *     A park for a save keeps the resources; only the driver's reset drops them.
  *
- * Not carried yet: snapshots and migrations (state_size 0: a restored guest's
- * driver finds no resources and must be reset), EDID, multiple scanouts, 3D.
+ * Not carried yet: EDID, multiple scanouts, 3D.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,10 +36,12 @@
 
 #include <linux/virtio_gpu.h>
 #include <linux/virtio_ids.h>
+#include <zlib.h>
 
 #include "gpu.h"
 #include "internal.h"
 #include "log.h"
+#include "state/state.h"
 #include "util.h"
 #include "virtio-pci.h"
 #include "virtio.h"
@@ -57,6 +66,7 @@ struct gpu_entry {
 struct gpu_resource {
 	uint32_t id;
 	uint32_t width, height;
+	uint32_t format;            /* VIRTIO_GPU_FORMAT_*, as created */
 	enum gpu_pixel_order order;
 	uint8_t *data;              /* width * height * 4 bytes, owned */
 	struct gpu_entry *entries;  /* the backing, owned; NULL when none */
@@ -175,6 +185,7 @@ static uint32_t cmd_create_2d(struct gpu *g, const struct virtio_gpu_resource_cr
 	r->id = c->resource_id;
 	r->width = c->width;
 	r->height = c->height;
+	r->format = c->format;
 	r->order = order;
 	g->res[i] = r;
 	g->mem_used += bytes;
@@ -528,13 +539,233 @@ static void gpu_handle(struct virtio_dev *vdev, uint32_t tag, uint32_t events)
 		virtio_dev_drain(vdev, GPU_Q_CURSOR, &g->elem, cursor_chain);
 }
 
-/* Reset: the driver starts again from no resources. */
-static void gpu_stop(struct virtio_dev *vdev)
+/* Reset: the driver starts again from no resources (a park for a save keeps them). */
+static void gpu_reset(struct virtio_dev *vdev)
 {
 	struct gpu *g = vdev->priv;
 
 	res_free_all(g);
 	g->cursor_res = 0;
+}
+
+/* ---- save / restore (invariant 5) ---- */
+
+/* A resource's rows per "virtio-gpu-px" section: at most GPU_PX_CHUNK bytes of them. */
+#define GPU_PX_CHUNK (16u << 20)
+
+static uint32_t px_rows(const struct gpu_resource *r)
+{
+	return MAX(1u, GPU_PX_CHUNK / (r->width * 4)); /* width * 4 <= 64 KiB */
+}
+
+static void begin_section(struct state_writer *w, const char *type, uint32_t slot,
+			  const char *id)
+{
+	state_writer_begin_section(w, type, slot, 0);
+	state_put_bytes(w, id, (uint32_t)strlen(id));
+}
+
+/* One resource's pixels, rows first..first+n, zlib-compressed. */
+static int save_px(struct state_writer *w, uint32_t slot, const char *id,
+		   const struct gpu_resource *r, uint32_t first, uint32_t n, uint8_t *buf,
+		   uLongf cap)
+{
+	uLongf len = cap;
+
+	if (compress2(buf, &len, r->data + (size_t)first * r->width * 4,
+		      (uLong)n * r->width * 4, 1) != Z_OK)
+		return -ENOMEM;
+	begin_section(w, "virtio-gpu-px", slot, id);
+	state_put_u32(w, r->id);
+	state_put_u32(w, first);
+	state_put_u32(w, n);
+	state_put_bytes(w, buf, (uint32_t)len);
+	return state_writer_end_section(w);
+}
+
+/* A backing range in a saved resource: u64 guest address, u32 length (little-endian). */
+#define GPU_SAVED_ENTRY 12u
+_Static_assert((uint64_t)GPU_MAX_RESOURCES * (GPU_MAX_ENTRIES * GPU_SAVED_ENTRY + 64) <
+		       STATE_SECTION_MAX,
+	       "the largest \"virtio-gpu\" section fits in one section");
+
+/*
+ * "virtio-gpu": the resources (id, format, size, backing), the scanout and the cursor;
+ * then one "virtio-gpu-px" per GPU_PX_CHUNK of each resource's pixels (zlib). Nothing
+ * the guest does can make a section larger than STATE_SECTION_MAX.
+ */
+static int gpu_save_sections(struct virtio_dev *vdev, struct state_writer *w, uint32_t slot,
+			     const char *id)
+{
+	struct gpu *g = vdev->priv;
+	uint8_t *m, *buf;
+	uLongf cap = compressBound(GPU_PX_CHUNK);
+	uint32_t n = 0, k, y;
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; i < GPU_MAX_RESOURCES; i++)
+		n += g->res[i] != NULL;
+	begin_section(w, "virtio-gpu", slot, id);
+	state_put_u32(w, __atomic_load_n(&g->events_read, __ATOMIC_RELAXED));
+	state_put_u32(w, n);
+	for (i = 0; i < GPU_MAX_RESOURCES; i++) {
+		const struct gpu_resource *r = g->res[i];
+
+		if (!r)
+			continue;
+		state_put_u32(w, r->id);
+		state_put_u32(w, r->format);
+		state_put_u32(w, r->width);
+		state_put_u32(w, r->height);
+		m = calloc(MAX(r->nr_entries, 1u), GPU_SAVED_ENTRY);
+		if (!m)
+			return -ENOMEM;
+		for (k = 0; k < r->nr_entries; k++) {
+			put_le(m + k * GPU_SAVED_ENTRY, r->entries[k].gpa, 8);
+			put_le(m + k * GPU_SAVED_ENTRY + 8, r->entries[k].len, 4);
+		}
+		state_put_bytes(w, m, r->nr_entries * GPU_SAVED_ENTRY);
+		free(m);
+	}
+	state_put_u32(w, g->scanout ? g->scanout->id : 0);
+	state_put_bytes(w, &g->scanout_rect, sizeof(g->scanout_rect));
+	state_put_u32(w, g->cursor_res);
+	state_put_bytes(w, &g->cursor, sizeof(g->cursor));
+	ret = state_writer_end_section(w);
+	buf = ret ? NULL : malloc(cap);
+	if (!ret && !buf)
+		ret = -ENOMEM;
+	for (i = 0; i < GPU_MAX_RESOURCES && !ret; i++) {
+		const struct gpu_resource *r = g->res[i];
+
+		for (y = 0; r && y < r->height && !ret; y += px_rows(r))
+			ret = save_px(w, slot, id, r, y, MIN(px_rows(r), r->height - y), buf, cap);
+	}
+	free(buf);
+	return ret;
+}
+
+/* A command's answer on a load: OK, or the section is refused with why. */
+static int load_check(struct state_reader *r, uint32_t resp, const char *what, uint32_t id)
+{
+	if (resp == VIRTIO_GPU_RESP_OK_NODATA)
+		return 0;
+	return state_reader_fail(r, -EINVAL, "virtio-gpu: %s of resource %u refused (0x%x)",
+				 what, id, resp);
+}
+
+/* One resource of a "virtio-gpu" section, through the live commands' checks. */
+static int load_resource(struct gpu *g, struct state_reader *r, const struct guest_mem *mem)
+{
+	struct virtio_gpu_resource_create_2d c = { 0 };
+	struct virtio_gpu_resource_attach_backing a = { 0 };
+	struct virtio_gpu_mem_entry *m;
+	const void *ents;
+	uint32_t len, i;
+	int ret;
+
+	if ((ret = state_get_u32(r, &c.resource_id)) || (ret = state_get_u32(r, &c.format)) ||
+	    (ret = state_get_u32(r, &c.width)) || (ret = state_get_u32(r, &c.height)) ||
+	    (ret = state_get_bytes_ref(r, &ents, &len)))
+		return ret;
+	ret = load_check(r, cmd_create_2d(g, &c), "creation", c.resource_id);
+	if (ret || !len)
+		return ret;
+	if (len % GPU_SAVED_ENTRY || len / GPU_SAVED_ENTRY > GPU_MAX_ENTRIES)
+		return state_reader_fail(r, -EINVAL, "virtio-gpu: backing of %u bytes", len);
+	/* As the driver would have sent it: the attach command's checks decide. */
+	a.resource_id = c.resource_id;
+	a.nr_entries = len / GPU_SAVED_ENTRY;
+	m = calloc(a.nr_entries, sizeof(*m));
+	if (!m)
+		return state_reader_fail(r, -ENOMEM, "out of memory");
+	for (i = 0; i < a.nr_entries; i++) {
+		m[i].addr = get_le((const uint8_t *)ents + i * GPU_SAVED_ENTRY, 8);
+		m[i].length = (uint32_t)get_le((const uint8_t *)ents + i * GPU_SAVED_ENTRY + 8, 4);
+	}
+	ret = load_check(r, cmd_attach(g, &a, (const uint8_t *)m, a.nr_entries * sizeof(*m), mem),
+			 "backing", c.resource_id);
+	free(m);
+	return ret;
+}
+
+static int load_gpu(struct gpu *g, struct state_reader *r, const struct guest_mem *mem)
+{
+	struct virtio_gpu_set_scanout so = { 0 };
+	struct virtio_gpu_cursor_pos cursor;
+	uint32_t events, n, i, cursor_res;
+	int ret;
+
+	res_free_all(g); /* a second section replaces the first */
+	g->cursor_res = 0;
+	if ((ret = state_get_u32(r, &events)) || (ret = state_get_u32(r, &n)))
+		return ret;
+	if (events & ~VIRTIO_GPU_EVENT_DISPLAY)
+		return state_reader_fail(r, -EINVAL, "virtio-gpu: events 0x%x", events);
+	if (n > GPU_MAX_RESOURCES)
+		return state_reader_fail(r, -EINVAL, "virtio-gpu: %u resources", n);
+	for (i = 0; i < n; i++)
+		if ((ret = load_resource(g, r, mem)))
+			return ret;
+	if ((ret = state_get_u32(r, &so.resource_id)) ||
+	    (ret = state_get_bytes(r, &so.r, sizeof(so.r))) ||
+	    (ret = state_get_u32(r, &cursor_res)) ||
+	    (ret = state_get_bytes(r, &cursor, sizeof(cursor))))
+		return ret;
+	/* Shows the (still black) resource; each "virtio-gpu-px" section then draws. */
+	ret = load_check(r, cmd_set_scanout(g, &so), "scanout", so.resource_id);
+	if (ret)
+		return ret;
+	if (cursor.scanout_id || (cursor_res && !res_find(g, cursor_res)))
+		return state_reader_fail(r, -EINVAL, "virtio-gpu: cursor resource %u", cursor_res);
+	g->cursor = cursor;
+	g->cursor_res = cursor_res;
+	__atomic_store_n(&g->events_read, events, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Rows first..first+n of a resource, inflated to exactly their size in place. */
+static int load_px(struct gpu *g, struct state_reader *r)
+{
+	struct gpu_resource *res;
+	struct virtio_gpu_rect rect;
+	uint32_t id, first, n, len;
+	const void *z;
+	uLongf out;
+	int ret;
+
+	if ((ret = state_get_u32(r, &id)) || (ret = state_get_u32(r, &first)) ||
+	    (ret = state_get_u32(r, &n)) || (ret = state_get_bytes_ref(r, &z, &len)))
+		return ret;
+	res = res_find(g, id);
+	if (!res)
+		return state_reader_fail(r, -EINVAL, "virtio-gpu: pixels of no resource %u", id);
+	rect = (struct virtio_gpu_rect){ .x = 0, .y = first, .width = res->width, .height = n };
+	if (!n || n > px_rows(res) || !rect_inside(&rect, res->width, res->height))
+		return state_reader_fail(r, -EINVAL, "virtio-gpu: rows %u+%u of resource %u",
+					 first, n, id);
+	out = (uLongf)n * res->width * 4; /* <= GPU_PX_CHUNK or one row */
+	if (uncompress(res->data + (size_t)first * res->width * 4, &out, z, len) != Z_OK ||
+	    out != (uLongf)n * res->width * 4)
+		return state_reader_fail(r, -EINVAL, "virtio-gpu: bad pixels of resource %u", id);
+	if (g->scanout == res)
+		show(g, &rect);
+	return 0;
+}
+
+/* Invariant 5: only on a stopped device, every value through the live commands' checks. */
+static int gpu_load_section(struct virtio_dev *vdev, struct state_reader *r, const char *type)
+{
+	struct gpu *g = vdev->priv;
+
+	if (virtio_dev_running(vdev))
+		return state_reader_fail(r, -EINVAL, "virtio-gpu: %s after the device's own", type);
+	if (!strcmp(type, "virtio-gpu"))
+		return load_gpu(g, r, vdev->mem);
+	if (!strcmp(type, "virtio-gpu-px"))
+		return load_px(g, r);
+	return state_reader_fail(r, -EINVAL, "virtio-gpu: section %s", type);
 }
 
 static void gpu_destroy(struct virtio_dev *vdev)
@@ -598,10 +829,11 @@ const struct virtio_dev_ops virtio_gpu_ops = {
 	.cfg_read = gpu_cfg_read,
 	.cfg_write = gpu_cfg_write,
 	.handle = gpu_handle,
-	.stop = gpu_stop,
+	.reset = gpu_reset,
 	.destroy = gpu_destroy,
 	.spawn = gpu_spawn,
-	/* No saved state yet (see the top of the file). */
+	.save_sections = gpu_save_sections,
+	.load_section = gpu_load_section,
 };
 
 int virtio_gpu_init(struct virtio_dev *vdev, const struct guest_mem *mem, uint32_t width,

@@ -17,9 +17,10 @@
  *     I/O thread through wake_fd. Only the I/O thread writes guest memory.
  *  3. statusq buffers are hostile: at most one event is read from each, only when
  *     the chain has its 8 bytes; a LED event updates leds, anything else is dropped.
- *
- * Not carried: snapshots and migrations (state_size 0, as virtio-gpu): a restored
- * guest's driver gets no events until it resets the device.
+ *  4. Snapshots and migrations carry select/subsel (the answer is recomputed), the
+ *     LEDs and the waiting events (struct virtio_input_state); a load refuses a count
+ *     above INPUT_PENDING and LEDs the kind does not offer. A save's park keeps them;
+ *     only the driver's reset (ops->reset) drops them.
  */
 #include <endian.h>
 #include <errno.h>
@@ -45,6 +46,7 @@
 #define INPUT_Q_STATUS	 1
 #define INPUT_PENDING	 1024 /* events waiting for buffers */
 #define TAG_WAKE	 VIRTIO_TAG_DEV
+_Static_assert(INPUT_PENDING == VIRTIO_INPUT_SAVED_EVENTS, "a save holds the whole ring");
 
 /* What one kind of device offers (invariant 1). */
 struct input_kind_desc {
@@ -320,8 +322,8 @@ static int input_start(struct virtio_dev *vdev)
 	return virtio_dev_watch(vdev, in->wake_fd, EPOLLIN, TAG_WAKE);
 }
 
-/* Reset: what waited is for a driver that is gone. */
-static void input_stop(struct virtio_dev *vdev)
+/* Reset: what waited is for a driver that is gone (a park for a save keeps it). */
+static void input_reset(struct virtio_dev *vdev)
 {
 	struct input *in = vdev->priv;
 
@@ -329,6 +331,49 @@ static void input_stop(struct virtio_dev *vdev)
 	in->head = in->count = 0;
 	pthread_mutex_unlock(&in->lock);
 	in->leds = 0;
+}
+
+/* Invariant 4: the config selection, the LEDs and the events still waiting, in order. */
+static int input_save(struct virtio_dev *vdev, void *state)
+{
+	struct input *in = vdev->priv;
+	struct virtio_input_state *st = state;
+	unsigned int i;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&in->cfg_lock);
+	st->select = in->cfg.select;
+	st->subsel = in->cfg.subsel;
+	pthread_mutex_unlock(&in->cfg_lock);
+	st->leds = in->leds;
+	pthread_mutex_lock(&in->lock);
+	st->count = in->count;
+	for (i = 0; i < in->count; i++)
+		st->pending[i] = in->pending[(in->head + i) % INPUT_PENDING];
+	pthread_mutex_unlock(&in->lock);
+	return 0;
+}
+
+static int input_load(struct virtio_dev *vdev, const void *state)
+{
+	struct input *in = vdev->priv;
+	const struct virtio_input_state *st = state;
+
+	/* Checked as a guest's writes and a display's reports are. */
+	if (st->count > INPUT_PENDING || (st->leds & ~in->desc->leds))
+		return -EINVAL;
+	pthread_mutex_lock(&in->cfg_lock);
+	in->cfg.select = st->select;
+	in->cfg.subsel = st->subsel;
+	cfg_answer(in);
+	pthread_mutex_unlock(&in->cfg_lock);
+	in->leds = st->leds;
+	pthread_mutex_lock(&in->lock);
+	memcpy(in->pending, st->pending, st->count * sizeof(st->pending[0]));
+	in->head = 0;
+	in->count = st->count;
+	pthread_mutex_unlock(&in->lock);
+	return 0;
 }
 
 static void input_destroy(struct virtio_dev *vdev)
@@ -356,9 +401,11 @@ const struct virtio_dev_ops virtio_input_ops = {
 	.cfg_write = input_cfg_write,
 	.start = input_start,
 	.handle = input_handle,
-	.stop = input_stop,
+	.reset = input_reset,
 	.destroy = input_destroy,
-	/* No saved state yet (see the top of the file). */
+	.state_size = sizeof(struct virtio_input_state),
+	.save = input_save,
+	.load = input_load,
 };
 
 int virtio_input_init(struct virtio_dev *vdev, const struct guest_mem *mem,

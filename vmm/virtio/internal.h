@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include <linux/virtio_input.h>
+
 #include "input.h"
 #include "virtio.h"
 
@@ -69,6 +71,15 @@ struct virtio_net_state {
 
 struct virtio_vsock_state {
 	uint64_t cid;
+};
+
+/* virtio-input: the config selection, the LEDs, the events waiting (oldest first). */
+#define VIRTIO_INPUT_SAVED_EVENTS 1024
+struct virtio_input_state {
+	uint8_t select, subsel;
+	uint16_t leds;
+	uint32_t count;   /* events in pending[] */
+	struct virtio_input_event pending[VIRTIO_INPUT_SAVED_EVENTS]; /* host byte order */
 };
 
 #endif

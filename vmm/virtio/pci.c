@@ -357,6 +357,8 @@ static void transport_reset(struct virtio_pci *vp)
 
 	virtio_dev_stop(vp->vdev);
 	virtio_dev_reset(vp->vdev);
+	if (vp->vdev->ops->reset)
+		vp->vdev->ops->reset(vp->vdev);
 	pthread_mutex_lock(&vp->lock);
 	vp->st.status = 0;
 	vp->st.isr = 0;
@@ -956,11 +958,12 @@ static bool running_status(uint8_t s)
 	return (s & VIRTIO_CONFIG_S_DRIVER_OK) && !(s & VIRTIO_CONFIG_S_FAILED);
 }
 
-int virtio_pci_save(struct virtio_pci *vp, struct virtio_pci_state *st)
+int virtio_pci_save_parked(struct virtio_pci *vp, struct virtio_pci_state *st,
+			   int (*parked)(struct virtio_dev *vdev, void *opaque), void *opaque)
 {
 	struct virtio_dev *vdev = vp->vdev;
 	unsigned int q;
-	int r = 0;
+	int r = 0, pr = 0;
 
 	pthread_mutex_lock(&vp->cfg_lock);
 	virtio_dev_stop(vdev); /* queue indices are stable only with the I/O thread parked */
@@ -969,10 +972,17 @@ int virtio_pci_save(struct virtio_pci *vp, struct virtio_pci_state *st)
 		vp->st.queue[q] = vdev->vq[q].st;
 	*st = vp->st;
 	pthread_mutex_unlock(&vp->lock);
+	if (parked)
+		pr = parked(vdev, opaque);
 	if (running_status(st->status))
 		r = virtio_dev_start(vdev);
 	pthread_mutex_unlock(&vp->cfg_lock);
-	return r;
+	return pr ? pr : r;
+}
+
+int virtio_pci_save(struct virtio_pci *vp, struct virtio_pci_state *st)
+{
+	return virtio_pci_save_parked(vp, st, NULL, NULL);
 }
 
 int virtio_pci_load(struct virtio_pci *vp, const struct virtio_pci_state *st)

@@ -117,6 +117,10 @@ struct virtio_dev *virtio_pci_vdev(struct virtio_pci *vp);
  * starts the device if the saved state was running.
  */
 int virtio_pci_save(struct virtio_pci *vp, struct virtio_pci_state *st);
+/* The same, calling parked(vdev, opaque) while the I/O thread is parked (after the
+ * copy): the device's own state then matches the queues'. Its error is returned. */
+int virtio_pci_save_parked(struct virtio_pci *vp, struct virtio_pci_state *st,
+			   int (*parked)(struct virtio_dev *vdev, void *opaque), void *opaque);
 int virtio_pci_load(struct virtio_pci *vp, const struct virtio_pci_state *st);
 
 /*

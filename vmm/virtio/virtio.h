@@ -39,6 +39,8 @@
 #define VIRTIO_TAG_CTL   0xffffffffu
 
 struct virtio_dev;
+struct state_writer;
+struct state_reader;
 
 struct virtio_dev_ops {
 	const char *name;      /* "virtio-blk", for messages */
@@ -64,8 +66,16 @@ struct virtio_dev_ops {
 	 * May be NULL.
 	 */
 	int (*start)(struct virtio_dev *vdev);
-	/* The worker has been stopped (reset): drop per-run state. May be NULL. */
+	/*
+	 * The worker has been stopped (a reset, or parked for a save): drop per-run state
+	 * only. May be NULL.
+	 */
 	void (*stop)(struct virtio_dev *vdev);
+	/*
+	 * The driver reset the device (after stop; never on a save's park): forget what the
+	 * driver built (virtio-gpu's resources, virtio-input's queued events). May be NULL.
+	 */
+	void (*reset)(struct virtio_dev *vdev);
 	/*
 	 * An event on the I/O thread: tag < num_queues is a kick of that queue, other
 	 * tags are the device's own fds with their epoll events.
@@ -87,6 +97,18 @@ struct virtio_dev_ops {
 	size_t state_size;
 	int (*save)(struct virtio_dev *vdev, void *state);
 	int (*load)(struct virtio_dev *vdev, const void *state);
+	/*
+	 * State that is no plain struct (virtio-gpu's resources and pixels): save_sections
+	 * writes sections of the device's own types (named in vmstate.c's loader table),
+	 * each with section id slot and the device's id as its first field, while the
+	 * device is parked and before its "virtio.2" section; load_section reads the rest
+	 * of one of them (its type in type; vmstate.c has read the id and found the
+	 * device), on a stopped device, checking every value as the live commands do; 0
+	 * or -errno after state_reader_fail(). Both may be NULL.
+	 */
+	int (*save_sections)(struct virtio_dev *vdev, struct state_writer *w, uint32_t slot,
+			     const char *id);
+	int (*load_section)(struct virtio_dev *vdev, struct state_reader *r, const char *type);
 };
 
 /* What a device asks of its transport; any thread may call these. */

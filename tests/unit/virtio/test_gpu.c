@@ -5,12 +5,16 @@
  * and a hostile-guest case for every command (sizes, offsets, rectangles, ids,
  * backing outside RAM, the memory cap).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <zlib.h>
 #include <cmocka.h>
 
 #include <linux/virtio_gpu.h>
@@ -20,6 +24,7 @@
 #include "fake_display.h"
 #include "gpu.h"
 #include "internal.h"
+#include "state/state.h"
 #include "util.h"
 
 #define RING 0x1000u
@@ -442,9 +447,234 @@ static void test_reset(void **state)
 
 	make_fb(f);
 	assert_int_equal(scanout(f, 0, 1, 0, 0, W, H), VIRTIO_GPU_RESP_OK_NODATA);
-	virtio_gpu_ops.stop(&f->vdev);
+	if (virtio_gpu_ops.stop) /* a park (a save) keeps everything */
+		virtio_gpu_ops.stop(&f->vdev);
+	assert_int_equal(f->disp.w, W);
+	assert_int_equal(create(f, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 8, 8),
+			 VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+	virtio_gpu_ops.reset(&f->vdev);
 	assert_int_equal(f->disp.w, 0);
 	make_fb(f);
+}
+
+
+/* ---- save / restore ---- */
+
+static struct fixture *second_device(void)
+{
+	struct fixture *g;
+
+	assert_int_equal(setup((void **)&g), 0);
+	return g;
+}
+
+static int memfd(void)
+{
+	int fd = memfd_create("gpu-state", 0);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* Load every section of the stream on fd into g's device; the first error or 0. */
+static int load_fd(struct fixture *g, int fd, char *why, size_t cap)
+{
+	struct state_reader *r;
+	int ret;
+
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	r = state_reader_new_fd(fd, "gpu state");
+	assert_non_null(r);
+	while ((ret = state_reader_next_section(r)) > 0) {
+		const void *id; /* vmstate.c's part: the device's id */
+		uint32_t id_len;
+
+		ret = state_get_bytes_ref(r, &id, &id_len) ?:
+		      virtio_gpu_ops.load_section(&g->vdev, r, state_reader_type(r));
+		if (!ret)
+			ret = state_reader_end_section(r);
+		if (ret)
+			break;
+	}
+	snprintf(why, cap, "%s", state_reader_error(r));
+	state_reader_free(r);
+	return ret;
+}
+
+/* The sections a driver's screen makes come back: pixels, size, backing, no reset. */
+static void test_save_load(void **state)
+{
+	struct fixture *f = *state, *g;
+	struct virtio_gpu_update_cursor cur = {
+		.hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR, .resource_id = 2, .pos = { .x = 9, .y = 4 },
+	};
+	struct state_writer *w;
+	char why[256];
+	int fd = memfd();
+	uint8_t *p;
+
+	make_fb(f);
+	assert_int_equal(create(f, 2, VIRTIO_GPU_FORMAT_A8R8G8B8_UNORM, 8, 8),
+			 VIRTIO_GPU_RESP_OK_NODATA);
+	virtio_gpu_cursor_cmd(&f->vdev, &cur, sizeof(cur));
+	assert_int_equal(scanout(f, 0, 1, 0, 0, W, H), VIRTIO_GPU_RESP_OK_NODATA);
+	assert_int_equal(transfer(f, 1, 0, 0, W, H, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	assert_int_equal(flush(f, 1, 0, 0, W, H), VIRTIO_GPU_RESP_OK_NODATA);
+	/* The guest's memory changes after the last transfer: the host's copy is what shows. */
+	memset(gpa_ptr(&f->fm, FB), 0x11, 16);
+
+	w = state_writer_new_fd(fd, "gpu state");
+	assert_non_null(w);
+	assert_int_equal(virtio_gpu_ops.save_sections(&f->vdev, w, 3, "gpu0"), 0);
+	assert_int_equal(state_writer_finish(w), 0);
+	state_writer_free(w);
+
+	g = second_device();
+	assert_int_equal(load_fd(g, fd, why, sizeof(why)), 0);
+	assert_int_equal(g->disp.w, W);
+	assert_int_equal(g->disp.h, H);
+	assert_memory_equal(g->disp.px, f->disp.px, sizeof(f->disp.px));
+	assert_int_equal(g->disp.px[0][1][0], 1); /* not blank, not the changed guest memory */
+	/* The resources exist with their backing: the driver goes on without a reset. */
+	assert_int_equal(create(g, 2, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 8, 8),
+			 VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+	p = gpa_ptr(&g->fm, FB);
+	memset(p, 0x42, 4);
+	assert_int_equal(transfer(g, 1, 0, 0, 1, 1, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	assert_int_equal(flush(g, 1, 0, 0, 1, 1), VIRTIO_GPU_RESP_OK_NODATA);
+	assert_int_equal(g->disp.px[0][0][0], 0x42);
+	/* A load replaces what was there. */
+	assert_int_equal(load_fd(g, fd, why, sizeof(why)), 0);
+	assert_int_equal(g->disp.px[0][0][0], f->disp.px[0][0][0]);
+	teardown((void **)&g);
+	close(fd);
+}
+
+/* A forged "virtio-gpu" section: one resource, a scanout and a cursor. */
+struct forged {
+	uint32_t events, nr;
+	uint32_t id, format, w, h;
+	const void *ents;
+	uint32_t ents_len;
+	uint32_t scanout_id;
+	struct virtio_gpu_rect rect;
+	uint32_t cursor_res;
+	uint32_t cursor_scanout;
+	bool px;                 /* a "virtio-gpu-px" section follows */
+	uint32_t px_id, px_first, px_n;
+	const void *z;
+	uint32_t z_len;
+};
+
+static void forge(int fd, const struct forged *fg)
+{
+	struct state_writer *w = state_writer_new_fd(fd, "forged");
+	struct virtio_gpu_cursor_pos pos = { .scanout_id = fg->cursor_scanout };
+	uint32_t i;
+
+	assert_non_null(w);
+	state_writer_begin_section(w, "virtio-gpu", 3, 0);
+	state_put_bytes(w, "gpu0", 4);
+	state_put_u32(w, fg->events);
+	state_put_u32(w, fg->nr);
+	for (i = 0; i < fg->nr && i < 2; i++) {
+		state_put_u32(w, fg->id);
+		state_put_u32(w, fg->format);
+		state_put_u32(w, fg->w);
+		state_put_u32(w, fg->h);
+		state_put_bytes(w, fg->ents, fg->ents_len);
+	}
+	state_put_u32(w, fg->scanout_id);
+	state_put_bytes(w, &fg->rect, sizeof(fg->rect));
+	state_put_u32(w, fg->cursor_res);
+	state_put_bytes(w, &pos, sizeof(pos));
+	assert_int_equal(state_writer_end_section(w), 0);
+	if (fg->px) {
+		state_writer_begin_section(w, "virtio-gpu-px", 3, 0);
+		state_put_bytes(w, "gpu0", 4);
+		state_put_u32(w, fg->px_id);
+		state_put_u32(w, fg->px_first);
+		state_put_u32(w, fg->px_n);
+		state_put_bytes(w, fg->z, fg->z_len);
+		assert_int_equal(state_writer_end_section(w), 0);
+	}
+	assert_int_equal(state_writer_finish(w), 0);
+	state_writer_free(w);
+}
+
+/* fg as a stream into a fresh device: the load's result, its reason checked to be one line. */
+static int load_forged(const struct forged *fg, const char *expect)
+{
+	struct fixture *g = second_device();
+	char why[256];
+	int fd = memfd(), ret;
+
+	forge(fd, fg);
+	ret = load_fd(g, fd, why, sizeof(why));
+	if (ret) {
+		assert_null(strchr(why, '\n'));
+		if (!strstr(why, expect))
+			fail_msg("'%s' does not say '%s'", why, expect);
+	}
+	teardown((void **)&g);
+	close(fd);
+	return ret;
+}
+
+/* Every count, size, rectangle and guest range of a snapshot is checked like a command's. */
+static void test_load_hostile(void **state)
+{
+	uint8_t ent[12], big[13 * 12], rows[W * 4 * 2], z[256];
+	uLongf zlen = sizeof(z);
+	struct forged ok = {
+		.nr = 1, .id = 1, .format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, .w = W, .h = H,
+		.ents = ent, .ents_len = sizeof(ent), .scanout_id = 1, .rect = { 0, 0, W, H },
+		.px = true, .px_id = 1, .px_first = 0, .px_n = 2,
+	}, fg;
+
+	(void)state;
+	put_le(ent, FB, 8);
+	put_le(ent + 8, W * H * 4, 4);
+	memset(rows, 0x5a, sizeof(rows));
+	assert_int_equal(compress(z, &zlen, rows, sizeof(rows)), Z_OK);
+	ok.z = z;
+	ok.z_len = (uint32_t)zlen;
+	assert_int_equal(load_forged(&ok, ""), 0);
+
+#define REFUSED(field_changes, expect)                                                     \
+	do {                                                                               \
+		fg = ok;                                                                   \
+		field_changes;                                                             \
+		assert_int_equal(load_forged(&fg, expect), -EINVAL);                       \
+	} while (0)
+	REFUSED(fg.events = 2, "events");
+	REFUSED(fg.nr = 1025, "1025 resources");
+	REFUSED(fg.nr = 2, "creation of resource 1"); /* the same id twice */
+	REFUSED(fg.id = 0, "creation");
+	REFUSED(fg.w = 0, "creation");
+	REFUSED(fg.w = 16385, "creation");
+	REFUSED((fg.w = 16384, fg.h = 16384), "creation"); /* 1 GiB: over the memory cap */
+	REFUSED(fg.format = 99, "creation");
+	REFUSED(fg.ents_len = 11, "backing of 11 bytes");
+	REFUSED((fg.ents = big, fg.ents_len = sizeof(big), memset(big, 0, sizeof(big))), "backing");
+	REFUSED(put_le(ent, 1ull << 40, 8), "backing"); /* outside guest RAM */
+	put_le(ent, FB, 8);
+	REFUSED(put_le(ent + 8, 0, 4), "backing");
+	put_le(ent + 8, W * H * 4, 4);
+	REFUSED(fg.scanout_id = 5, "scanout of resource 5");
+	REFUSED(fg.rect.width = W + 1, "scanout");
+	REFUSED((fg.rect.x = 0xffffffffu, fg.rect.width = 2), "scanout");
+	REFUSED(fg.cursor_res = 9, "cursor resource 9");
+	REFUSED(fg.cursor_scanout = 1, "cursor");
+	REFUSED(fg.px_id = 2, "pixels of no resource 2");
+	REFUSED(fg.px_first = H - 1, "rows 31+2");
+	REFUSED((fg.px_first = 0xffffffffu, fg.px_n = 2), "rows");
+	REFUSED(fg.px_n = 0, "rows 0+0");
+	REFUSED(fg.px_n = 1, "bad pixels"); /* inflates to more than one row */
+	REFUSED(fg.px_n = 3, "bad pixels"); /* to less than three */
+	REFUSED(fg.z_len = 5, "bad pixels");
+	REFUSED((rows[0] = 0, fg.z = rows, fg.z_len = 64), "bad pixels");
+#undef REFUSED
 }
 
 int main(void)
@@ -455,6 +685,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+		cmocka_unit_test(test_load_hostile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

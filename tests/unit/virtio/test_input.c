@@ -217,7 +217,7 @@ static void test_events(void **state)
 	assert_int_equal(sent, 1024);
 	assert_int_equal(virtio_input_send(&f->kbd, rep, 1), -ENOSPC);
 	/* A reset drops what waited for the old driver. */
-	f->kbd.ops->stop(&f->kbd);
+	f->kbd.ops->reset(&f->kbd);
 	assert_int_equal(virtio_input_send(&f->kbd, big, 1024), 0);
 	for (i = 0; i < 2; i++)
 		assert_int_equal(f->ft[0].resets, 0);
@@ -257,12 +257,71 @@ static void test_status(void **state)
 	assert_int_equal(virtio_input_leds(&f->kbd), 0);
 }
 
+
+/* A save carries the selection, the LEDs and the waiting events; a bad state is refused. */
+static void test_save_load(void **state)
+{
+	struct fixture *f = *state;
+	struct drv_vq *dq = &f->dq[1][0];
+	struct virtio_input_event rep[] = {
+		{ .type = EV_ABS, .code = ABS_X, .value = 77 },
+		{ .type = EV_SYN, .code = SYN_REPORT },
+	};
+	struct virtio_input_event led = { .type = EV_LED, .code = LED_NUML, .value = 1 };
+	struct virtio_input_state *st = malloc(sizeof(*st));
+	struct virtio_input_config c;
+	uint8_t sel[2] = { VIRTIO_INPUT_CFG_ABS_INFO, ABS_X };
+
+	assert_non_null(st);
+	assert_int_equal(virtio_input_ops.state_size, sizeof(*st));
+	/* The tablet: two events wait, ABS_X selected. */
+	f->tab.ops->cfg_write(&f->tab, 0, sel, 2);
+	assert_int_equal(virtio_input_send(&f->tab, rep, 2), 0);
+	/* A park (the save's) keeps them. */
+	if (f->tab.ops->stop)
+		f->tab.ops->stop(&f->tab);
+	assert_int_equal(virtio_input_ops.save(&f->tab, st), 0);
+	assert_int_equal(st->count, 2);
+	/* Loaded on the keyboard's twin (a fresh tablet): the driver takes them on. */
+	virtio_dev_fini(&f->tab);
+	memset(&f->tab, 0, sizeof(f->tab));
+	assert_int_equal(virtio_input_init(&f->tab, &f->fm.gm, INPUT_TABLET), 0);
+	assert_int_equal(fake_dev_setup(&f->tab, &f->ft[1], &f->fm, f->dq[1], ~0ULL, 8,
+					RING + 0x8000), 0);
+	assert_int_equal(virtio_input_ops.load(&f->tab, st), 0);
+	f->tab.ops->cfg_read(&f->tab, 0, &c, sizeof(c));
+	assert_int_equal(c.select, VIRTIO_INPUT_CFG_ABS_INFO);
+	assert_int_equal(c.size, sizeof(c.u.abs)); /* the answer recomputed */
+	give(f, dq, 0, 2, 8);
+	virtio_input_ops.handle(&f->tab, 0, EPOLLIN);
+	assert_int_equal(drv_used_idx(dq), 2);
+	assert_int_equal(got(f, 0)->type, EV_ABS);
+	assert_int_equal(got(f, 0)->value, 77);
+	assert_int_equal(got(f, 1)->type, EV_SYN);
+
+	/* LEDs round-trip on the keyboard; a count past the ring or LEDs not offered fail. */
+	virtio_input_status(&f->kbd, &led, sizeof(led));
+	assert_int_equal(virtio_input_ops.save(&f->kbd, st), 0);
+	assert_int_equal(virtio_input_ops.load(&f->kbd, st), 0);
+	assert_int_equal(virtio_input_leds(&f->kbd), 1u << LED_NUML);
+	st->count = 1025;
+	assert_int_equal(virtio_input_ops.load(&f->kbd, st), -EINVAL);
+	st->count = 0;
+	st->leds = 1u << LED_MUTE;
+	assert_int_equal(virtio_input_ops.load(&f->kbd, st), -EINVAL);
+	st->leds = 1u << LED_NUML;
+	assert_int_equal(virtio_input_ops.load(&f->tab, st), -EINVAL); /* a tablet has none */
+	assert_int_equal(virtio_input_leds(&f->kbd), 1u << LED_NUML);
+	free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -75,7 +75,7 @@ function client(url) {
     await page.waitForSelector('#login-form');
     await page.type('#login-user', user);
     await page.type('#login-password', password);
-    await page.click('#login-submit');
+    await page.locator('#login-submit').click();
     await page.waitForSelector('#vm-table');
     await page.evaluate((v) => { location.hash = `#/vm/${v}`; }, vm);
     return { ctx, page };

@@ -57,7 +57,7 @@ async function login(page, base, user, password) {
   await page.waitForSelector('#login-form');
   await page.type('#login-user', user);
   await page.type('#login-password', password);
-  await page.click('#login-submit');
+  await page.locator('#login-submit').click();
 }
 
 async function text(page, sel) {
@@ -146,7 +146,7 @@ async function vmState(page, name) {
     await page.$eval('#c-kernel', (e, k) => { e.value = k; }, `${TMP}/vmlinuz`);
     await page.$eval('#c-mem', (e) => { e.value = '128'; });
     await shot(page, 'create');
-    await page.click('#c-submit');
+    await page.locator('#c-submit').click();
     await until(page, () => location.hash === '#/vm/web1', null, 'the VM page');
     await until(page, () => document.querySelector('#vm-disks td:nth-child(2)') &&
       document.querySelector('#vm-disks td:nth-child(2)').textContent.includes('web1-disk'), null, 'the disk row');
@@ -157,13 +157,13 @@ async function vmState(page, name) {
 
   // --- start and stop (the fake VMM: no KVM on this machine) ---
   await check('start: the state goes to running, pushed live', async () => {
-    await page.click('#act-start');
+    await page.locator('#act-start').click();
     await until(page, () => { const b = document.querySelector('.vm .bar .state'); return b && b.textContent === 'running'; }, null, 'running', 30000);
     await shot(page, 'vm-running');
     return (await page.$eval('#act-start', (b) => b.disabled)) || 'start still enabled while running';
   });
   await check('stop: the state goes to stopped', async () => {
-    await page.click('#act-stop');
+    await page.locator('#act-stop').click();
     await until(page, () => { const b = document.querySelector('.vm .bar .state'); return b && b.textContent === 'stopped'; }, null, 'stopped', 40000);
     return true;
   });
@@ -188,16 +188,16 @@ async function vmState(page, name) {
   await check('delete asks first: Cancel keeps the VM, Delete removes it', async () => {
     await page.goto(URL1 + '/#/vm/web1', { waitUntil: 'domcontentloaded' });
     await until(page, () => { const b = document.querySelector('#act-delete'); return b && !b.disabled; }, null, 'delete enabled');
-    await page.click('#act-delete');
+    await page.locator('#act-delete').click();
     await page.waitForSelector('#confirm[open]');
     await shot(page, 'delete-confirm');
-    await page.click('#confirm button[value="cancel"]');
+    await page.locator('#confirm button[value="cancel"]').click();
     await new Promise((r) => setTimeout(r, 500));
     const kept = await page.evaluate(() => fetch('/v1/vms/web1').then((r) => r.status));
     if (kept !== 200) return `after Cancel: ${kept}`;
-    await page.click('#act-delete');
+    await page.locator('#act-delete').click();
     await page.waitForSelector('#confirm[open]');
-    await page.click('#confirm-ok');
+    await page.locator('#confirm-ok').click();
     await until(page, () => location.hash === '#/', null, 'back to the inventory');
     const gone = await page.evaluate(() => fetch('/v1/vms/web1').then((r) => r.status));
     return gone === 404 || `after Delete: ${gone}`;
@@ -209,7 +209,7 @@ async function vmState(page, name) {
     await page.select('#c-base', 'base');
     await page.$eval('#c-linked', (e) => { e.checked = false; });
     await page.$eval('#c-kernel', (e, k) => { e.value = k; }, `${TMP}/vmlinuz`);
-    await page.click('#c-submit');
+    await page.locator('#c-submit').click();
     await until(page, () => location.hash === '#/vm/full1', null, 'the VM page', 60000);
     const early = await page.$eval('#vm-actions', (e) => e.textContent);
     if (/no VM/.test(early)) return `the new VM's page said: ${early}`;
@@ -243,7 +243,7 @@ async function vmState(page, name) {
     return (over <= 0 && over2 <= 0) || `overflow ${over} px (inventory), ${over2} px (VM page)`;
   });
   await check('log out ends the session', async () => {
-    await page.click('#logout');
+    await page.locator('#logout').click();
     await page.waitForSelector('#login-form');
     const s = await page.evaluate(() => fetch('/web/session').then((r) => r.status));
     return s === 401 || `/web/session after log-out: ${s}`;

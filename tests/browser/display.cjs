@@ -87,7 +87,7 @@ const keysOf = (sock) => { try { return fs.readFileSync(`${sock}.keys`, 'utf8');
   await check('the display opens in the page and noVNC\'s canvas shows the VM\'s picture', async () => {
     a = await openPage(browser, 'admin', 'admin-password');
     const t0 = Date.now();
-    await a.page.click('#display-open');
+    await a.page.locator('#display-open').click();
     let q = null;
     await waitFor(() => { quadrants(a.page).then((x) => { q = x; }); return q && JSON.stringify(q) === PATTERN; }, 'the pattern on the canvas', 15000)
       .catch((e) => { throw new Error(`${e.message}; the canvas shows ${JSON.stringify(q)}`); });
@@ -101,7 +101,7 @@ const keysOf = (sock) => { try { return fs.readFileSync(`${sock}.keys`, 'utf8');
     return status === 'Connected.' || `status "${status}"`;
   });
   await check('a key pressed in the page reaches the VM\'s display server', async () => {
-    await a.page.click('#display-screen canvas');
+    await a.page.locator('#display-screen canvas').click();
     await a.page.keyboard.press('q');
     await waitFor(() => /key 1 0x71\nkey 0 0x71\n/.test(keysOf(sock)), 'the key events in the fake server', 5000)
       .catch((e) => { throw new Error(`${e.message}; it has ${JSON.stringify(keysOf(sock))}`); });
@@ -138,10 +138,10 @@ const keysOf = (sock) => { try { return fs.readFileSync(`${sock}.keys`, 'utf8');
   });
   await check('a viewer\'s page opens the display watch-only', async () => {
     const v = await openPage(browser, 'viewer', 'viewer-password');
-    await v.page.click('#display-open');
+    await v.page.locator('#display-open').click();
     await v.page.waitForFunction(() => /^Connected/.test(document.querySelector('#display-status').textContent), { timeout: 10000 });
     const status = await v.page.$eval('#display-status', (e) => e.textContent);
-    await v.page.click('#display-screen canvas');
+    await v.page.locator('#display-screen canvas').click();
     await v.page.keyboard.press('w');
     await new Promise((r) => setTimeout(r, 500));
     const errs = v.page.errors;

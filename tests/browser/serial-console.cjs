@@ -60,7 +60,7 @@ const median = (a) => { const s = a.slice().sort((x, y) => x - y); return s[Math
     return true;
   });
   await check('typing in the page reaches the guest, and its output appears', async () => {
-    await a.page.click('#console .xterm');
+    await a.page.locator('#console .xterm').click();
     await a.page.keyboard.type(`echo ${word}`);
     await untilText(a.page, `echo ${word}`, 'the echo of the typed keys');
     await a.page.keyboard.press('Enter');
@@ -156,7 +156,7 @@ const median = (a) => { const s = a.slice().sort((x, y) => x - y); return s[Math
     const seen = await a.page.evaluate(() => window.statuses);
     await untilText(a.page, 'fake-plinth: started', 'the scrollback again');
     const word3 = `${word}-reconnected`;
-    await a.page.click('#console .xterm');
+    await a.page.locator('#console .xterm').click();
     await a.page.keyboard.type(`echo ${word3}`);
     await a.page.keyboard.press('Enter');
     await untilText(a.page, `fake-plinth: input: echo ${word3}`, 'the answer after the reconnect');
@@ -168,7 +168,7 @@ const median = (a) => { const s = a.slice().sort((x, y) => x - y); return s[Math
       window.wsClosed = 0;
       WebSocket.prototype.close = function (...args) { window.wsClosed++; return orig.apply(this, args); };
     });
-    await b.page.click('#logout');
+    await b.page.locator('#logout').click();
     await b.page.waitForSelector('#login-form');
     const closed = await b.page.evaluate(() => window.wsClosed);
     const gone = await b.page.$('#console');

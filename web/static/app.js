@@ -581,6 +581,7 @@ function displayPanel(name) {
   let want = false;
   let retry = null;
   let live = false;
+  let closedWhy = ''; // the last close's sentence: the VM's state arriving after it must not hide it
   const say = (t) => { status.textContent = t; };
   function stop(why) {
     if (retry) { clearTimeout(retry); retry = null; }
@@ -610,7 +611,14 @@ function displayPanel(name) {
       if (sock !== s) return;
       sock = null;
       if (ev.code === 1008) { want = false; showLogin(ev.reason); return; } // the session ended
-      if (ev.code === 1000 || !want) { say(`Display closed: ${ev.reason || 'the connection ended.'}`); want = false; button.textContent = 'Open the display'; return; }
+      if (ev.code === 1000 || !want) {
+        closedWhy = `Display closed: ${ev.reason || 'the connection ended.'}`;
+        say(closedWhy);
+        want = false;
+        button.textContent = 'Open the display';
+        button.disabled = !live;
+        return;
+      }
       say(`Display disconnected: ${ev.reason || 'The connection to plinthd was lost.'} Reconnecting...`);
       retry = setTimeout(open, 2000);
     });
@@ -622,6 +630,7 @@ function displayPanel(name) {
   button.onclick = () => {
     if (want) { want = false; stop('The page closed the display.'); button.textContent = 'Open the display'; say(''); return; }
     want = true;
+    closedWhy = '';
     button.textContent = 'Close the display';
     open();
   };
@@ -631,7 +640,7 @@ function displayPanel(name) {
       el.hidden = !v || v.display !== 'vnc';
       live = !!v && ['running', 'paused'].includes(v.state);
       button.disabled = !live && !want;
-      if (!live && !want) say(v && v.display === 'vnc' ? 'The display is there while the VM runs.' : '');
+      if (!live && !want) say(closedWhy || (v && v.display === 'vnc' ? 'The display is there while the VM runs.' : ''));
     },
     close() { want = false; stop('The page left the display.'); },
   };

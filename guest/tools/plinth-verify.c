@@ -56,7 +56,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -123,6 +125,9 @@ struct verifier {
 	atomic_bool stop, discard_ok, zero_ok;
 	unsigned int reports;
 	double deadline;
+	atomic_uint probes;         /* model probes printed (model_probe) */
+	atomic_uintptr_t probed;    /* the model page probed last */
+	uint64_t zero_pfn;          /* the kernel's shared zero page, 0 if unknown */
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -252,6 +257,69 @@ static void report(struct verifier *v, uint64_t sector, uint32_t e, enum found f
 	atomic_fetch_add(&v->mismatches, 1);
 }
 
+/* ---- a probe of the model's own memory -------------------------------------------------- */
+
+/* The physical frame behind virtual address p (pagemap; root only), or 0 when unknown. */
+static uint64_t pfn_of(const void *p)
+{
+	uint64_t ent = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &ent, sizeof(ent), (off_t)((uintptr_t)p / 4096 * sizeof(ent))) != sizeof(ent))
+		ent = 0;
+	close(fd);
+	return ent >> 63 ? ent & ((1ull << 55) - 1) : 0;
+}
+
+/* The shared zero page's frame: a fresh anonymous page that was only read maps it. */
+static uint64_t find_zero_pfn(void)
+{
+	volatile unsigned char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t pfn;
+
+	if (p == MAP_FAILED)
+		return 0;
+	(void)p[0];
+	pfn = pfn_of((const void *)p);
+	munmap((void *)p, 4096);
+	return pfn;
+}
+
+/*
+ * A record where the model says "never written" (the signature of issue #20's unexplained
+ * failures in the emulated host): look at the model entry three ways, to tell a stale
+ * translation on this CPU (the load differs from the kernel's read through /proc/self/mem)
+ * from memory whose contents are gone (both say 0; how much of its page is zero, and
+ * whether the last flush's snapshot had the entry), and whether the page is the zero page.
+ */
+static void model_probe(struct verifier *v, uint64_t sector)
+{
+	const volatile uint32_t *ep = &v->model[sector];
+	uint32_t load = *ep, viamem = 0xffffffffu, zeros = 0;
+	const uint32_t *page = (const uint32_t *)((uintptr_t)ep & ~(uintptr_t)4095);
+	uint64_t pfn = pfn_of((const void *)ep);
+	int fd;
+
+	if (atomic_exchange(&v->probed, (uintptr_t)page) == (uintptr_t)page ||
+	    atomic_fetch_add(&v->probes, 1) >= 3)
+		return;
+	fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (pread(fd, &viamem, sizeof(viamem), (off_t)(uintptr_t)ep) != sizeof(viamem))
+			viamem = 0xffffffffu;
+		close(fd);
+	}
+	for (unsigned int i = 0; i < 1024; i++)
+		zeros += page[i] == 0;
+	printf("PLINTH-VERIFY model-probe sector=%" PRIu64 " cpu=%d load=%#x via-proc-mem=%#x "
+	       "snapshot=%#x page-zero-entries=%u/1024 pfn=%#" PRIx64 " zero-pfn=%#" PRIx64 "\n",
+	       sector, sched_getcpu(), load, viamem, v->snap[sector], zeros, pfn, v->zero_pfn);
+	fflush(stdout);
+}
+
 /* Check n sectors read at sector first against the model; returns the mismatches. */
 static uint64_t check_range(struct verifier *v, const unsigned char *buf, uint64_t first,
 			    uint64_t n, bool crash, const char *when)
@@ -265,6 +333,8 @@ static uint64_t check_range(struct verifier *v, const unsigned char *buf, uint64
 		struct rec r;
 
 		if (!sector_ok(s, first + i, e, crash, &f, &r)) {
+			if (f == F_REC && e == 0 && !v->cfg->check)
+				model_probe(v, first + i);
 			report(v, first + i, e, f, &r, s, when);
 			bad++;
 			continue;
@@ -800,6 +870,7 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&v.report_lock, NULL);
 	atomic_store(&v.discard_ok, true);
 	atomic_store(&v.zero_ok, true);
+	v.zero_pfn = find_zero_pfn();
 	rc = c.check ? check_only(&v) : run(&v);
 out_free:
 	free(v.model);

@@ -1,5 +1,6 @@
 # The emulated host's contract as seen from inside: real KVM with SVM, this machine's
 # files at the same paths, /tmp writable, the QEMU and the KVM hold that hostvm chose.
+# asan-pass: no (it checks the emulated host, not plinth)
 . tests/integration/lib.sh
 grep -q -w svm /proc/cpuinfo || fail "no svm flag in /proc/cpuinfo"
 [ -d /sys/module/kvm_amd ] || fail "kvm_amd is not loaded"

@@ -1,5 +1,6 @@
 # The test bed itself: QEMU from Debian with -accel kvm boots the standard guest
 # to its init, which runs a command and powers off.
+# asan-pass: no (it runs QEMU, not plinth)
 . tests/integration/lib.sh
 out=$(mktemp)
 timeout 120 qemu-system-x86_64 -accel kvm -cpu host -M pc -smp 2 -m 512 -nodefaults \

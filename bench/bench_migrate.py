@@ -1,7 +1,8 @@
 """Live migration and control-socket readiness, plinth beside QEMU, for bench.py --part kvm.
 
 bench_migrate(runs): a 512 MiB guest (idle, then rewriting 32 MiB of tmpfs in a loop)
-migrated over loopback TCP with a 300 ms downtime target on both sides. Each run starts
+migrated over loopback TCP, TLS 1.3 with a pre-shared key on both sides (plinth's TCP
+migrations always are), with a 300 ms downtime target on both sides. Each run starts
 the source, waits for the guest's counter, starts the destination on a fresh port,
 migrates, takes the figures the VMM itself reports, checks that the guest goes on
 counting on the destination, and kills every process it started.
@@ -214,19 +215,32 @@ def plinth_migrate(guest):
 
 def qemu_migrate(guest, vmm):
     r = Run()
-    q = None
+    q = qd = None
     try:
-        qmp = r.path("qmp.sock")
+        qmp, qmpd = r.path("qmp.sock"), r.path("qmpd.sock")
+        # TLS with a pre-shared key on both sides, as plinth's TCP migrations always are:
+        # QEMU's tls-creds-psk reads "identity:hex key" lines from DIR/keys.psk.
+        psk = r.path("psk")
+        os.mkdir(psk, 0o700)
+        with open(os.path.join(psk, "keys.psk"), "w") as f:
+            f.write("qemu:%s\n" % os.urandom(32).hex())
         src = r.start(B.vmm_cmd(vmm, mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
-                                extra=["-qmp", "unix:%s,server=on,wait=off" % qmp]), "a")
+                                extra=["-qmp", "unix:%s,server=on,wait=off" % qmp, "-object",
+                                       "tls-creds-psk,id=tls0,endpoint=client,dir=%s" % psk]), "a")
         wait_until(lambda: (last_count(r.path("a.out")) or 0) >= 3, 300, "the source guest's count 3", [src])
         port = free_port()
         dst = r.start(B.vmm_cmd(vmm, mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
-                                extra=["-incoming", "tcp:127.0.0.1:%d" % port]), "b")
+                                extra=["-qmp", "unix:%s,server=on,wait=off" % qmpd, "-incoming", "defer",
+                                       "-object", "tls-creds-psk,id=tls0,endpoint=server,dir=%s" % psk]), "b")
+        wait_until(lambda: os.path.exists(qmpd), 60, "QEMU's destination QMP socket", [dst])
+        qd = Qmp(qmpd)
+        qd.cmd("migrate-set-parameters", {"tls-creds": "tls0"})
+        qd.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:%d" % port})
         wait_until(lambda: listening(port), 60, "QEMU -incoming listening", [dst])
         q = Qmp(qmp)
         # No bandwidth cap (plinth has none; QEMU's default is 128 MiB/s).
-        q.cmd("migrate-set-parameters", {"downtime-limit": DOWNTIME_MS, "max-bandwidth": 100 << 30})
+        q.cmd("migrate-set-parameters", {"downtime-limit": DOWNTIME_MS, "max-bandwidth": 100 << 30,
+                                         "tls-creds": "tls0"})
         q.cmd("migrate", {"uri": "tcp:127.0.0.1:%d" % port})
         deadline = time.monotonic() + 600
         while True:
@@ -241,15 +255,17 @@ def qemu_migrate(guest, vmm):
         check_resumed(r, "a.out", "b.out", [dst])
         return st["downtime"], st["total-time"] / 1000.0, st["ram"]["transferred"] / 1e6
     finally:
-        if q:
-            q.close()
+        for c in (q, qd):
+            if c:
+                c.close()
         r.kill()
 
 
 def bench_migrate(runs):
     res = {}
     have = B.plinth_has("receive", "migrate")
-    cond = ("%d vCPU, %s guest, loopback TCP, %d ms downtime target on both; each VMM's own figures: "
+    cond = ("%d vCPU, %s guest, loopback TCP with TLS 1.3 and a pre-shared key on both (plinth "
+            "--migrate-psk, QEMU tls-creds-psk), %d ms downtime target on both; each VMM's own figures: "
             "plinth its 'migration completed' line (downtime = source paused to the destination's ack "
             "of the checked stream), QEMU -M pc query-migrate with max-bandwidth uncapped (downtime = "
             "source stopped to its last byte sent, no destination ack); a run counts only if the guest "

@@ -3,7 +3,7 @@
  * Live migration: pre-copy of guest RAM over a TCP or Unix stream socket, in the
  * state container format (vmm/state/state.h), then the vCPU and device state.
  *
- * The stream:  header | "config.2" | "ram"... (rounds) | "ram"... (final) |
+ * The stream:  header | "config.2" | "ram"/"ram-zero"... (rounds) | the same (final) |
  *              "cpu".. "irqchip" "pit" "clock" "serial" "pm" "i8042" "virtio.2".. |
  *              "end" (counts + whole-stream crc)
  * then the destination answers one byte: MIG_ACK once all of it checked out, or
@@ -340,6 +340,7 @@ struct sender {
 	uint32_t runs;      /* runs in the open section */
 	uint64_t sec_bytes; /* page bytes in the open section */
 	uint64_t pages;
+	uint64_t zero_pages; /* sent as "ram-zero" runs */
 };
 
 /*
@@ -370,6 +371,55 @@ static int flush_runs(struct sender *s, struct run *runs, unsigned int *nr)
 	*nr = 0;
 	s->sec_bytes = 0;
 	return state_writer_end_section(s->w);
+}
+
+/*
+ * A "ram-zero" section: u32 number of runs, then per run u64 gpa and u64 length in bytes
+ * (whole pages): pages dirtied since an earlier round that now hold only zeros, sent as
+ * their addresses instead of their 4 KiB each (a guest freeing or zeroing memory, or
+ * writing zeros to tmpfs, dirties such pages). Round 0 skips zero pages altogether: the
+ * destination's RAM starts zeroed.
+ */
+struct zruns {
+	uint64_t gpa[RUNS_PER_SECTION];
+	uint64_t len[RUNS_PER_SECTION];
+	unsigned int nr;
+};
+
+static int flush_zero_runs(struct sender *s, struct zruns *z)
+{
+	unsigned int i;
+
+	if (!z->nr)
+		return 0;
+	state_writer_begin_section(s->w, "ram-zero", 0, 0);
+	state_put_u32(s->w, z->nr);
+	for (i = 0; i < z->nr; i++) {
+		state_put_u64(s->w, z->gpa[i]);
+		state_put_u64(s->w, z->len[i]);
+		s->zero_pages += z->len[i] / PAGE;
+	}
+	z->nr = 0;
+	return state_writer_end_section(s->w);
+}
+
+/* Add the zero page at gpa to z, flushing z when it is full. 0 or -errno. */
+static int add_zero_page(struct sender *s, struct zruns *z, uint64_t gpa)
+{
+	int ret;
+
+	if (z->nr && z->gpa[z->nr - 1] + z->len[z->nr - 1] == gpa) {
+		z->len[z->nr - 1] += PAGE;
+		return 0;
+	}
+	if (z->nr == RUNS_PER_SECTION) {
+		ret = flush_zero_runs(s, z);
+		if (ret)
+			return ret;
+	}
+	z->gpa[z->nr] = gpa;
+	z->len[z->nr++] = PAGE;
+	return 0;
 }
 
 static bool page_zero(const uint8_t *p)
@@ -453,9 +503,12 @@ static void next_data(const struct guest_mem *gm, unsigned int i, uint64_t p, ui
 static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s)
 {
 	struct run runs[RUNS_PER_SECTION];
+	struct zruns *z = calloc(1, sizeof(*z)); /* 4 KiB: not on this thread's stack */
 	unsigned int nr = 0, i;
 	int ret;
 
+	if (!z)
+		return -ENOMEM;
 	for (i = 0; i < vm->mem.nr_slots; i++) {
 		const struct guest_mem_slot *sl = &vm->mem.slot[i];
 		uint64_t pages = sl->size / PAGE, p, data_from = 0, data_to = 0;
@@ -468,7 +521,7 @@ static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s
 			if (d->manual && p % CLEAR_CHUNK == 0) {
 				ret = dirty_clear_chunk(vm, d, i, p);
 				if (ret)
-					return ret;
+					goto out_free;
 				/* A hole found before this chunk was re-protected may have been
 				 * written since, and that write left no dirty bit: look again
 				 * (a skipped page would be lost: the destination's copy zero). */
@@ -485,6 +538,12 @@ static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s
 				next_data(&vm->mem, i, p, &data_from, &data_to);
 			if (all && (p < data_from || page_zero(hva)))
 				continue;
+			if (!all && page_zero(hva)) {
+				ret = add_zero_page(s, z, sl->gpa + p * PAGE);
+				if (ret)
+					goto out_free;
+				continue;
+			}
 			if (nr && runs[nr - 1].hva + runs[nr - 1].len == hva &&
 			    runs[nr - 1].len + PAGE <= MIG_RUN_MAX) {
 				runs[nr - 1].len += PAGE;
@@ -492,7 +551,7 @@ static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s
 				if (nr == RUNS_PER_SECTION) {
 					ret = flush_runs(s, runs, &nr);
 					if (ret)
-						return ret;
+						goto out_free;
 				}
 				runs[nr++] = (struct run){ sl->gpa + p * PAGE, hva, PAGE };
 			}
@@ -500,13 +559,20 @@ static int send_pages(struct vm *vm, struct dirty *d, bool all, struct sender *s
 			if (s->sec_bytes >= MIG_RUN_MAX) {
 				ret = flush_runs(s, runs, &nr);
 				if (ret)
-					return ret;
-				if (atomic_load(&s->vmm->mig_cancel))
-					return -ECANCELED;
+					goto out_free;
+				if (atomic_load(&s->vmm->mig_cancel)) {
+					ret = -ECANCELED;
+					goto out_free;
+				}
 			}
 		}
 	}
-	return flush_runs(s, runs, &nr);
+	ret = flush_runs(s, runs, &nr);
+	if (!ret)
+		ret = flush_zero_runs(s, z);
+out_free:
+	free(z);
+	return ret;
 }
 
 /* The destination's loader for "ram" sections. */
@@ -537,6 +603,38 @@ static int load_ram(void *ctx, struct state_reader *r, uint32_t id)
 			return state_reader_fail(r, -EINVAL, "run 0x%llx+%u outside guest RAM",
 						 (unsigned long long)gpa, len);
 		memcpy(dst, data, len);
+	}
+	return 0;
+}
+
+/* The destination's loader for "ram-zero" sections: each run's pages become zeros. */
+static int load_ram_zero(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	uint64_t gpa, len;
+	uint32_t nr, i;
+	void *dst;
+	int ret = state_get_u32(r, &nr);
+
+	(void)id;
+	if (ret)
+		return ret;
+	if (nr > RUNS_PER_SECTION)
+		return state_reader_fail(r, -EINVAL, "%u zero runs", nr);
+	for (i = 0; i < nr; i++) {
+		ret = state_get_u64(r, &gpa);
+		if (!ret)
+			ret = state_get_u64(r, &len);
+		if (ret)
+			return ret;
+		if (gpa % PAGE || len % PAGE || !len || len > SIZE_MAX)
+			return state_reader_fail(r, -EINVAL, "bad zero run 0x%llx+0x%llx",
+						 (unsigned long long)gpa, (unsigned long long)len);
+		dst = guest_mem_ptr(&vm->mem, gpa, (size_t)len);
+		if (!dst)
+			return state_reader_fail(r, -EINVAL, "zero run 0x%llx+0x%llx outside guest RAM",
+						 (unsigned long long)gpa, (unsigned long long)len);
+		memset(dst, 0, (size_t)len);
 	}
 	return 0;
 }
@@ -608,7 +706,7 @@ static void *migrate_thread(void *arg)
 	struct throttler thr = { .vm = vm };
 	struct sender snd = { .vmm = vmm };
 	struct dirty d = { .logging = false };
-	uint64_t t0 = now_ms(), t_pause = 0, bw = 0, prev_dirty = UINT64_MAX;
+	uint64_t t0 = now_ms(), t_pause = 0, bw = 0, pps = 0, prev_dirty = UINT64_MAX;
 	bool paused = false, quiesced = false, released = false, switched = false;
 	bool end_sent = false;
 	struct mig_tls_conn *tls = NULL;
@@ -653,6 +751,7 @@ static void *migrate_thread(void *arg)
 	n = dirty_collect(vm, &d);
 	for (st.rounds = 0;; st.rounds++) {
 		uint64_t r0 = now_ms(), sent0 = state_writer_offset(snd.w), dt;
+		uint64_t pages0 = snd.pages + snd.zero_pages;
 
 		if (n < 0) {
 			ret = (int)n;
@@ -663,8 +762,11 @@ static void *migrate_thread(void *arg)
 		if (ret)
 			goto out_stream;
 		dt = now_ms() - r0;
-		if (dt)
+		if (dt) {
 			bw = (state_writer_offset(snd.w) - sent0) * 1000 / dt; /* bytes/s */
+			/* Pages/s, zero ones included: they cost their address, not 4 KiB. */
+			pps = (snd.pages + snd.zero_pages - pages0) * 1000 / dt;
+		}
 		st.bytes = state_writer_offset(snd.w);
 		st.pages = snd.pages;
 		st.bandwidth_mbps = bw * 8 / 1000000;
@@ -680,8 +782,8 @@ static void *migrate_thread(void *arg)
 			continue; /* reported at the top */
 		log_debug("migration round %u: %llu dirty pages, %llu MB/s", st.rounds + 1,
 			  (unsigned long long)n, (unsigned long long)(bw / 1000000));
-		/* Would the rest go within the downtime target? */
-		if (bw && (uint64_t)n * PAGE * 1000 / bw <= a->downtime_ms)
+		/* Would the rest go within the downtime target (at this round's page rate)? */
+		if (pps && (uint64_t)n * 1000 / pps <= a->downtime_ms)
 			break;
 		if (st.rounds + 1 >= MIG_MAX_ROUNDS)
 			break;
@@ -779,8 +881,9 @@ out:
 	}
 	if (switched) {
 		log_msg(LOG_WARN, "migration completed: total %llu ms, downtime %llu ms, %llu bytes, "
-			"%u rounds", (unsigned long long)st.total_ms,
-			(unsigned long long)st.downtime_ms, (unsigned long long)st.bytes, st.rounds);
+			"%u rounds, %llu pages sent as zero runs", (unsigned long long)st.total_ms,
+			(unsigned long long)st.downtime_ms, (unsigned long long)st.bytes, st.rounds,
+			(unsigned long long)snd.zero_pages);
 		set_stats(vmm, &st);
 		vm_request_exit(vm, VM_EXIT_MIGRATED, "migrated to the destination");
 		return NULL;
@@ -950,7 +1053,7 @@ static void drain_source(int fd)
 int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *tls,
 		    struct vm *vm, const char *lease_owner, int sfd, int *signo)
 {
-	struct state_section_loader loaders[16];
+	struct state_section_loader loaders[32]; /* the device loaders, "ram" and "ram-zero" */
 	struct timeval tv = { .tv_sec = MIG_IO_TIMEOUT };
 	struct mig_tls_conn *conn = NULL;
 	struct state_reader *r;
@@ -996,9 +1099,15 @@ int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *t
 		log_error("migration refused: %s", state_reader_error(r));
 		goto out_reader;
 	}
+	if (vm_state_nr_loaders + 2 > ARRAY_SIZE(loaders)) { /* a new device section needs room */
+		log_error("migration refused: too many section kinds for this build");
+		ret = -E2BIG;
+		goto out_reader;
+	}
 	memcpy(loaders, vm_state_loaders, vm_state_nr_loaders * sizeof(loaders[0]));
 	loaders[vm_state_nr_loaders] = (struct state_section_loader){ "ram", load_ram };
-	ret = state_reader_load_all(r, loaders, vm_state_nr_loaders + 1, vm);
+	loaders[vm_state_nr_loaders + 1] = (struct state_section_loader){ "ram-zero", load_ram_zero };
+	ret = state_reader_load_all(r, loaders, vm_state_nr_loaders + 2, vm);
 	if (ret) {
 		log_error("migration refused: %s", state_reader_error(r));
 		goto out_reader;

@@ -143,13 +143,17 @@ PY
 # scripts/hostvm-migrate-compare). vCPU 0 dirties 32 MiB of tmpfs each round and says
 # "count I"; with memcheck it also checks that the 4 MiB of random bytes it wrote the round
 # before still have their md5 ("MEMBAD I": a page a migration failed to resend) and writes
-# new ones. On vCPU 1 it writes record J ("disk %010d\n", 16 bytes) at offset 16*J of
+# new ones, and that 1 MiB it filled with random bytes and then zeros in place is still
+# zeros ("MEMBAD zero I": a page that became zero, sent as a zero run, not cleared). On vCPU 1 it writes record J ("disk %010d\n", 16 bytes) at offset 16*J of
 # /dev/vda, fsyncs, and only then says "disk J": if vCPU 1 is lost, the disk loop stops.
 migrate_load_cmd() {
 	local memcheck=
 	[ "${1:-}" = memcheck ] &&
 		memcheck='[ -z "$s" ] || [ "$(md5sum </dev/shm/v)" = "$s" ] || echo "MEMBAD $i"
-head -c 4194304 /dev/urandom >/dev/shm/v; s=$(md5sum </dev/shm/v); '
+[ -z "$s" ] || [ "$(md5sum </dev/shm/z)" = "$zs" ] || echo "MEMBAD zero $i"
+head -c 4194304 /dev/urandom >/dev/shm/v; s=$(md5sum </dev/shm/v)
+head -c 1048576 /dev/urandom | dd of=/dev/shm/z bs=1M conv=notrunc 2>/dev/null
+dd if=/dev/zero of=/dev/shm/z bs=1M count=1 conv=notrunc 2>/dev/null; zs=$(head -c 1048576 /dev/zero | md5sum); '
 	echo 'echo "cpus $(cat /sys/devices/system/cpu/online)"; taskset -p 1 $$ >/dev/null
 taskset 2 sh -c '"'"'j=0; while :; do j=$((j+1)); printf "disk %010d\n" $j | dd of=/dev/vda bs=16 seek=$j conv=notrunc,fsync 2>/dev/null && echo "disk $j"; sleep 0.3; done'"'"' &
 i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 conv=notrunc 2>/dev/null

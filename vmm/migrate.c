@@ -101,6 +101,14 @@
 #define MIG_RUN_MAX	(1u << 20) /* bytes of pages in one "ram" section */
 #define MIG_IO_TIMEOUT	20       /* seconds without progress: the peer is gone */
 #define MIG_DISK_WAIT_MS 5000   /* for the other side to let go of the disk images */
+/*
+ * TCP buffers of each side (the kernel doubles it). Left to autotuning, loopback grew
+ * them to several MiB: stream the source had "sent" still queued for the destination,
+ * which it then took 125-253 ms to read, decrypt and load inside the downtime (measured
+ * in the emulated host at ~20 MB/s of TLS). 512 KiB still covers a 10 Gbit/s link's
+ * bandwidth-delay product up to ~0.4 ms of round trip.
+ */
+#define MIG_SOCK_BUF	(512 << 10)
 #define BITS		(8 * sizeof(unsigned long))
 
 static uint64_t now_ms(void)
@@ -146,6 +154,7 @@ static int mig_connect(const struct api_migrate_args *a, char *err, size_t errle
 			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 			if (fd < 0)
 				continue;
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &(int){ MIG_SOCK_BUF }, sizeof(int));
 			if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 				break;
 			ret = -errno;
@@ -202,6 +211,8 @@ static int mig_listen(const struct api_migrate_args *a)
 			return -errno;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		/* Before listen, so the accepted socket has it from its handshake on. */
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ MIG_SOCK_BUF }, sizeof(int));
 		if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1) < 0) {
 			freeaddrinfo(res);
 			goto out_errno;
@@ -707,6 +718,7 @@ static void *migrate_thread(void *arg)
 	struct sender snd = { .vmm = vmm };
 	struct dirty d = { .logging = false };
 	uint64_t t0 = now_ms(), t_pause = 0, bw = 0, pps = 0, prev_dirty = UINT64_MAX;
+	uint64_t tf[5] = { 0 }; /* the final phase's steps, for the downtime's breakdown */
 	bool paused = false, quiesced = false, released = false, switched = false;
 	bool end_sent = false;
 	struct mig_tls_conn *tls = NULL;
@@ -801,11 +813,14 @@ static void *migrate_thread(void *arg)
 	/* Final: nothing changes RAM from here (invariant 2). */
 	t_pause = now_ms();
 	paused = vm_pause(vm) == 0;
+	tf[0] = now_ms();
 	devices_quiesce(vm);
 	quiesced = true;
+	tf[1] = now_ms();
 	/* The destination takes the disk images over before it acks (invariant 4). */
 	released = true;
 	ret = vm_disks_release(vm);
+	tf[2] = now_ms();
 	if (ret) {
 		snprintf(st.error, sizeof(st.error), "cannot flush the disks: %s", strerror(-ret));
 		goto out_dirty;
@@ -818,12 +833,14 @@ static void *migrate_thread(void *arg)
 	}
 	st.rounds += 2; /* the rounds sent above (0-based index) and this final one */
 	ret = send_pages(vm, &d, false, &snd);
+	tf[3] = now_ms();
 	if (!ret)
 		ret = vm_state_save(vm, snd.w);
 	if (!ret)
 		ret = state_writer_finish(snd.w);
 	if (ret)
 		goto out_stream;
+	tf[4] = now_ms();
 	/* From here the destination may hold everything and run the guest (invariant 1). */
 	end_sent = true;
 	st.bytes = state_writer_offset(snd.w);
@@ -852,6 +869,13 @@ static void *migrate_thread(void *arg)
 	switched = true;
 	st.status = MIG_COMPLETED;
 	st.downtime_ms = now_ms() - t_pause;
+	/* Where the downtime went (plinth -vv), for the benchmarks' downtime rows. */
+	log_debug("migration downtime: vCPUs paused %llu ms, devices stopped %llu ms, disks "
+		  "released %llu ms, last %lld dirty pages %llu ms, device state and end %llu ms, "
+		  "the destination's check and ack %llu ms", (unsigned long long)(tf[0] - t_pause),
+		  (unsigned long long)(tf[1] - tf[0]), (unsigned long long)(tf[2] - tf[1]),
+		  (long long)n, (unsigned long long)(tf[3] - tf[2]),
+		  (unsigned long long)(tf[4] - tf[3]), (unsigned long long)(now_ms() - tf[4]));
 	goto out_dirty;
 
 out_stream:

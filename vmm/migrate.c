@@ -3,7 +3,7 @@
  * Live migration: pre-copy of guest RAM over a TCP or Unix stream socket, in the
  * state container format (vmm/state/state.h), then the vCPU and device state.
  *
- * The stream:  header | "config.2" | "ram"/"ram-zero"... (rounds) | the same (final) |
+ * The stream:  header | "config.3" | "ram"/"ram-zero"... (rounds) | the same (final) |
  *              "cpu".. "irqchip" "pit" "clock" "serial" "pm" "i8042" "virtio.2".. |
  *              "end" (counts + whole-stream crc)
  * then the destination answers one byte: MIG_ACK once all of it checked out, or
@@ -748,7 +748,7 @@ static void *migrate_thread(void *arg)
 		ret = -ENOMEM;
 		goto out_close;
 	}
-	ret = vm_state_save_config(vm->cfg, snd.w);
+	ret = vm_state_save_config_as(vm->cfg, VM_CONFIG_MIGRATION, snd.w);
 	if (ret)
 		goto out_stream;
 	ret = dirty_start(vm, &d);

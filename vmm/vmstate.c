@@ -32,12 +32,21 @@ static void put_str(struct state_writer *w, const char *s)
  * "config.2": the machine, then per device its class, id, PCI slot and canonical
  * spec. ("config", the format before ids, had a kind number and the spec: read
  * with the ids and slots a command line without id= and addr= would give.)
+ * "config.3" (VM_CONFIG_MIGRATION): the same fields, heading a migration stream that
+ * may hold "ram-zero" sections, which a build before them would skip: it refuses the
+ * stream at its first section instead of loading a guest with stale pages.
  */
 int vm_state_save_config(const struct vm_config *cfg, struct state_writer *w)
 {
+	return vm_state_save_config_as(cfg, "config.2", w);
+}
+
+int vm_state_save_config_as(const struct vm_config *cfg, const char *type,
+			    struct state_writer *w)
+{
 	unsigned int i;
 
-	state_writer_begin_section(w, "config.2", 0, 0);
+	state_writer_begin_section(w, type, 0, 0);
 	state_put_u32(w, cfg->cpus);
 	state_put_u64(w, cfg->memory);
 	state_put_bool(w, cfg->no_reboot);
@@ -127,9 +136,10 @@ int vm_state_read_config(struct state_reader *r, struct vm_saved_config *out)
 	if (ret < 0)
 		return ret;
 	if (ret == 0 || (strcmp(state_reader_type(r), "config") &&
-			 strcmp(state_reader_type(r), "config.2")))
+			 strcmp(state_reader_type(r), "config.2") &&
+			 strcmp(state_reader_type(r), VM_CONFIG_MIGRATION)))
 		return state_reader_fail(r, -EPROTO, "the first section is not the configuration");
-	v2 = !strcmp(state_reader_type(r), "config.2");
+	v2 = strcmp(state_reader_type(r), "config") != 0; /* config.2 and config.3 */
 	if (state_get_u32(r, &cpus) || state_get_u64(r, &mem) || state_get_bool(r, &cfg->no_reboot))
 		return state_reader_fail(r, -EPROTO, "bad configuration");
 	if (cpus < 1 || cpus > VM_MAX_CPUS)

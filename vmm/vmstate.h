@@ -51,7 +51,15 @@ struct vm_saved_config {
 /* Write the "config.2" section. 0 or -errno (writer's error). */
 int vm_state_save_config(const struct vm_config *cfg, struct state_writer *w);
 /*
- * Read the first section, which must be "config.2" (or the older "config"), into out (cfg fields not in the
+ * The same fields as section type (VM_CONFIG_MIGRATION for a migration stream). A stream
+ * that may hold sections an older build would skip without a word (migration's
+ * "ram-zero") names its config so that such a build refuses the whole stream instead.
+ */
+#define VM_CONFIG_MIGRATION "config.3"
+int vm_state_save_config_as(const struct vm_config *cfg, const char *type,
+			    struct state_writer *w);
+/*
+ * Read the first section, which must be "config.2" or "config.3" (or the older "config"), into out (cfg fields not in the
  * stream are zero; the caller fills console fds etc.). 0 or -errno (reason in
  * state_reader_error). vm_saved_config_free() in every case.
  */

@@ -37,6 +37,20 @@ expect_error 'unknown command' "$P" frob
 if [ ! -e /dev/kvm ]; then
 	expect_error '/dev/kvm does not exist' "$P" run --kernel "$K" --initrd "$I"
 fi
+# The display's VNC server is a module found beside plinth: a plinth alone, or beside a
+# file that is not its module, says so in one line (the VM is not started).
+if [ -e /dev/kvm ]; then
+	mkdir "$tmp/alone" "$tmp/stale"
+	cp "$P" "$tmp/alone/plinth"
+	cp "$P" "$tmp/stale/plinth"
+	cp "$(ldconfig -p | sed -n 's/.*libz.so.1 (libc6,x86-64) => //p' | head -n 1)" \
+		"$tmp/stale/plinth-vnc.so"
+	expect_error '^plinth: --display: no VNC server module plinth-vnc.so beside ' \
+		"$tmp/alone/plinth" run --kernel "$K" --initrd "$I" --display "vnc=unix:$tmp/v.sock"
+	expect_error "^plinth: --display: $tmp/stale/plinth-vnc.so is not this plinth's VNC server" \
+		"$tmp/stale/plinth" run --kernel "$K" --initrd "$I" --display "vnc=unix:$tmp/v.sock"
+	[ ! -e "$tmp/v.sock" ] || fail "a display that could not start left its socket"
+fi
 "$P" --help | grep -q -- '--kernel PATH' || fail "plinth --help does not describe --kernel"
 "$P" run --help | grep -q -- '--no-reboot' || fail "plinth run --help does not describe --no-reboot"
 "$P" --version | grep -q -E '^plinth [0-9]' || fail "plinth --version"

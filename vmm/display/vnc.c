@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * The VNC display (vnc.h): libvncserver driven by our own thread.
+ * The VNC display (vnc.h): libvncserver driven by our own thread. Built as the
+ * module plinth-vnc.so (display.c loads it); it uses nothing of plinth's but
+ * log_msg() and virtio_input_send().
  *
  * libvncserver's own listeners and background threads are not used: the socket is
- * opened here at start-up (before the jail and the filters), the display thread
+ * opened by display.c at start-up (before the jail and the filters), the display thread
  * accepts on it and hands each connection to rfbNewClient(), and rfbProcessEvents()
  * serves the viewers on this one thread, so it needs no thread creation (its filter,
  * SANDBOX_DISPLAY, refuses it) and no file opens.
@@ -32,16 +34,12 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <linux/input-event-codes.h>
 #include <rfb/keysym.h>
 #include <rfb/rfb.h>
 
-#include "keyfile.h"
 #include "log.h"
 #include "util.h"
 #include "virtio/devices.h"
@@ -442,93 +440,9 @@ static const struct gpu_display_ops vnc_ops = {
 	.destroy = vnc_destroy,
 };
 
-/* "tcp:A.B.C.D:PORT" into sin; false if it is not one. */
-static bool parse_tcp(const char *s, struct sockaddr_in *sin)
-{
-	char host[INET_ADDRSTRLEN];
-	const char *colon = strrchr(s, ':');
-	uint64_t port;
-
-	if (!colon || (size_t)(colon - s) >= sizeof(host) || colon == s)
-		return false;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = 0;
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-		return false;
-	if (!*++colon || strspn(colon, "0123456789") != strlen(colon) || strlen(colon) > 5)
-		return false;
-	port = strtoull(colon, NULL, 10);
-	if (port < 1 || port > 65535)
-		return false;
-	sin->sin_port = htons((uint16_t)port);
-	return true;
-}
-
-int vnc_where_check(const char *opt, const char *where)
-{
-	struct sockaddr_in sin;
-
-	if (!strncmp(where, "unix:", 5) && where[5]) {
-		if (strlen(where + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-			log_error("%s: vnc=%s: the socket's path is too long", opt, where);
-			return -EINVAL;
-		}
-		return 0;
-	}
-	if (!strncmp(where, "tcp:", 4) && parse_tcp(where + 4, &sin))
-		return 0;
-	log_error("%s: vnc=%s: expected unix:PATH or tcp:ADDR:PORT (ADDR an IPv4 address)", opt,
-		  where);
-	return -EINVAL;
-}
-
-/* The listening socket for where (checked by vnc_where_check). fd or -errno, logged. */
-static int vnc_listen(const char *where)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct sockaddr_in sin;
-	struct stat st;
-	int fd, one = 1, r;
-
-	if (!strncmp(where, "unix:", 5)) {
-		mode_t old;
-
-		strcpy(sun.sun_path, where + 5); /* length checked */
-		/* Replace a stale socket of ours; never another kind of file. */
-		if (!lstat(sun.sun_path, &st) && S_ISSOCK(st.st_mode))
-			unlink(sun.sun_path);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
-			goto out_err;
-		old = umask(0177); /* start-up: one thread; mode 0600, the VM owner's only */
-		r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-		umask(old);
-	} else {
-		parse_tcp(where + 4, &sin);
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
-			goto out_err;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		r = bind(fd, (struct sockaddr *)&sin, sizeof(sin));
-	}
-	if (r || listen(fd, 8)) {
-		r = -errno;
-		log_error("--display: vnc=%s: %s", where, strerror(errno));
-		close(fd);
-		return r;
-	}
-	return fd;
-
-out_err:
-	r = -errno;
-	log_error("--display: vnc=%s: socket: %s", where, strerror(errno));
-	return r;
-}
-
-int vnc_display_new(const char *where, uint32_t width, uint32_t height,
-		    const struct gpu_display_ops **ops, void **opaque)
+/* The module's vnc_display_new (display.c made the listening socket). */
+static int vnc_new(int listen_fd, const char *unix_path, uint32_t width, uint32_t height,
+		   const struct gpu_display_ops **ops, void **opaque)
 {
 	struct vnc *v = calloc(1, sizeof(*v));
 	int r = -ENOMEM;
@@ -541,21 +455,14 @@ int vnc_display_new(const char *where, uint32_t width, uint32_t height,
 	v->fb = calloc((size_t)width * height, 4);
 	if (!v->shadow || !v->fb)
 		goto out_free;
-	if (!strncmp(where, "unix:", 5) && !(v->unix_path = strdup(where + 5)))
+	if (unix_path && !(v->unix_path = strdup(unix_path)))
 		goto out_free;
 	v->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (v->wake_fd < 0) {
 		r = -errno;
 		goto out_free;
 	}
-	v->listen_fd = vnc_listen(where);
-	if (v->listen_fd < 0) {
-		r = v->listen_fd;
-		close(v->wake_fd);
-		free(v->unix_path);
-		v->unix_path = NULL;
-		goto out_free_quiet;
-	}
+	v->listen_fd = listen_fd;
 	/* libvncserver's messages: errors through our log, chatter off. */
 	rfbLogEnable(0);
 	rfbErr = vnc_log_err;
@@ -580,13 +487,9 @@ int vnc_display_new(const char *where, uint32_t width, uint32_t height,
 	return 0;
 
 out_close:
-	close(v->listen_fd);
 	close(v->wake_fd);
-	if (v->unix_path)
-		unlink(v->unix_path);
 out_free:
 	log_error("--display: cannot set up the display: %s", strerror(-r));
-out_free_quiet:
 	free(v->unix_path);
 	free(v->shadow);
 	free(v->fb);
@@ -597,7 +500,7 @@ out_log:
 	return r;
 }
 
-int vnc_display_set_password(void *opaque, const char *password)
+static int vnc_set_password(void *opaque, const char *password)
 {
 	struct vnc *v = opaque;
 
@@ -610,69 +513,18 @@ int vnc_display_set_password(void *opaque, const char *password)
 	return 0;
 }
 
-/* The password in path into a new display's opaque. 0 or -errno, logged. */
-static int display_password(void *opaque, const char *path)
-{
-	char pw[VNC_PASSWORD_MAX + 1];
-	int r = keyfile_read_line("--display: password-file", path, pw, sizeof(pw));
-
-	if (!r) {
-		r = vnc_display_set_password(opaque, pw);
-		if (r)
-			log_error("--display: out of memory");
-	}
-	explicit_bzero(pw, sizeof(pw));
-	return r;
-}
-
-int display_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
-		   struct virtio_pci **out)
-{
-	static const char *const keys[] = { "vnc", "width", "height", "password-file" };
-	char *vals[ARRAY_SIZE(keys)] = { 0 };
-	const struct gpu_display_ops *ops;
-	uint64_t w = 1024, h = 768;
-	void *opaque;
-	int r;
-
-	/* spec is the canonical one devices.c made from checked values. */
-	r = spec_parse("--display", spec, keys, ARRAY_SIZE(keys), NULL, vals);
-	if (!r && vals[1])
-		r = spec_uint("--display", "width", vals[1], 1, 16384, &w);
-	if (!r && vals[2])
-		r = spec_uint("--display", "height", vals[2], 1, 16384, &h);
-	if (!r)
-		r = vnc_display_new(vals[0], (uint32_t)w, (uint32_t)h, &ops, &opaque);
-	if (!r && vals[3] && (r = display_password(opaque, vals[3])))
-		ops->destroy(opaque);
-	if (!r)
-		r = virtio_gpu_create_on(bus, mem, (uint32_t)w, (uint32_t)h, ops, opaque, out);
-	spec_free(vals, ARRAY_SIZE(keys));
-	return r;
-}
-
-int display_add_inputs(struct pci_bus *bus, const struct guest_mem *mem, struct virtio_pci *gpu,
-		       struct virtio_pci **kbd, struct virtio_pci **tablet)
-{
-	struct vnc *v = virtio_gpu_display(virtio_pci_vdev(gpu));
-	int r;
-
-	*kbd = *tablet = NULL;
-	r = virtio_input_create_on(bus, mem, INPUT_KEYBOARD, kbd);
-	if (!r)
-		r = virtio_input_create_on(bus, mem, INPUT_TABLET, tablet);
-	if (r) {
-		log_error("--display: cannot add its keyboard and tablet: %s", strerror(-r));
-		return r;
-	}
-	vnc_display_set_inputs(v, virtio_pci_vdev(*kbd), virtio_pci_vdev(*tablet));
-	return 0;
-}
-
-void vnc_display_set_inputs(void *opaque, struct virtio_dev *kbd, struct virtio_dev *tablet)
+static void vnc_set_inputs(void *opaque, struct virtio_dev *kbd, struct virtio_dev *tablet)
 {
 	struct vnc *v = opaque;
 
 	v->kbd = kbd;
 	v->tablet = tablet;
 }
+
+/* What display.c takes from this module (vnc.h). */
+const struct vnc_module plinth_vnc_module = {
+	.abi = VNC_MODULE_ABI,
+	.display_new = vnc_new,
+	.set_password = vnc_set_password,
+	.set_inputs = vnc_set_inputs,
+};

@@ -8,6 +8,10 @@
  * (started after the jail, filtered as SANDBOX_DISPLAY) accepts viewers on the
  * socket opened at start-up, copies what changed into libvncserver's frame buffer
  * and lets it send the changed regions in the encodings each viewer asked for.
+ *
+ * Two halves: display.c in plinth (the spec, the socket, the devices) and vnc.c,
+ * the libvncserver server, built as the module plinth-vnc.so that display.c loads
+ * when a VM first has a display (display.c says why).
  */
 #ifndef PLINTH_VMM_DISPLAY_VNC_H
 #define PLINTH_VMM_DISPLAY_VNC_H
@@ -62,5 +66,20 @@ void vnc_display_set_inputs(void *opaque, struct virtio_dev *kbd, struct virtio_
 
 /* The Linux evdev key code of X keysym sym (US layout), 0: none. */
 uint16_t vnc_keysym_to_evdev(uint32_t sym);
+
+/*
+ * The module's one export (vnc.c): a display served on listen_fd (listening already;
+ * the display owns it from a success on, and unlinks unix_path, when not NULL, at its
+ * end), and the password and inputs of vnc_display_set_password/_set_inputs. abi
+ * changes with this struct, so a stale module is refused rather than called.
+ */
+#define VNC_MODULE_ABI 1
+struct vnc_module {
+	unsigned int abi;
+	int (*display_new)(int listen_fd, const char *unix_path, uint32_t width, uint32_t height,
+			   const struct gpu_display_ops **ops, void **opaque);
+	int (*set_password)(void *opaque, const char *password);
+	void (*set_inputs)(void *opaque, struct virtio_dev *kbd, struct virtio_dev *tablet);
+};
 
 #endif

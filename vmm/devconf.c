@@ -316,7 +316,7 @@ json_t *dev_config_to_json(const struct dev_config *d)
 		return NULL;
 	if (json_object_set_new(o, "kind", json_string(d->cls->name)) ||
 	    json_object_set_new(o, "id", json_string(d->id)) ||
-	    json_object_set_new(o, "slot", json_integer(d->slot))) {
+	    json_object_set_new(o, "addr", json_integer(d->slot))) {
 		json_decref(o);
 		return NULL;
 	}

@@ -112,7 +112,8 @@ int dev_config_parse_json(const json_t *obj, struct dev_config *d);
  * with one line logged.
  */
 int dev_configs_finish(struct dev_config *devs, unsigned int n);
-/* {"kind", "id", "slot", keys...}: a new reference, or NULL (no memory). */
+/* {"kind", "id", "addr" (the PCI slot), keys...}, the form a device takes in PUT
+ * /v1/vm/config: a new reference, or NULL (no memory). */
 json_t *dev_config_to_json(const struct dev_config *d);
 void dev_config_free(struct dev_config *d);
 void dev_configs_free(struct dev_config *devs, unsigned int n);

@@ -255,7 +255,8 @@ json_t *machine_config_json(const struct vm_config *c)
 	}
 	if (!devs)
 		return NULL;
-	return json_pack("{s:s?, s:s?, s:s?, s:s, s:i, s:I, s:o}", "kernel", c->kernel, "firmware",
-			 c->firmware, "initrd", c->initrd, "cmdline", c->cmdline, "vcpus",
-			 (int)c->cpus, "memory_bytes", (json_int_t)c->memory, "devices", devs);
+	return json_pack("{s:s*, s:s*, s:s*, s:s*, s:s, s:i, s:I, s:b, s:o}", "kernel", c->kernel,
+			 "firmware", c->firmware, "firmware_vars", c->firmware_vars, "initrd",
+			 c->initrd, "cmdline", c->cmdline, "cpus", (int)c->cpus, "memory",
+			 (json_int_t)c->memory, "no_reboot", c->no_reboot, "devices", devs);
 }

@@ -65,8 +65,10 @@ int machine_conf_parse_json(const json_t *obj, struct machine_conf *mc);
 void machine_conf_free(struct machine_conf *mc);
 
 /*
- * The machine as GET /v1/vm shows it: {"kernel"?, "firmware"?, "initrd"?, "cmdline",
- * "vcpus", "memory_bytes", "devices": [{"kind", "id", "slot", keys...}]}. NULL: no memory.
+ * The machine as GET /v1/vm shows it, in the very shape PUT /v1/vm/config takes (a
+ * config read back can be PUT again): {"kernel"?, "firmware"?, "firmware_vars"?,
+ * "initrd"?, "cmdline", "cpus", "memory" (bytes), "no_reboot", "devices": [{"kind",
+ * "id", "addr" (its PCI slot), keys...}]}. NULL: no memory.
  */
 json_t *machine_config_json(const struct vm_config *cfg);
 

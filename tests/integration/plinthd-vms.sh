@@ -153,7 +153,7 @@ P vm info vm2 | grep -q '^devices: *disk0 slot 1$' || fail "vm2's devices: $(P v
 "$BUILD/plinth" ctl --api-socket "$state/vms/$(field vm2 uuid)/api.sock" info | python3 -c '
 import sys, json
 d = json.load(sys.stdin)["config"]["devices"]
-sys.exit([(x["kind"], x["id"], x["slot"]) for x in d] != [("disk", "disk0", 1)])' ||
+sys.exit([(x["kind"], x["id"], x["addr"]) for x in d] != [("disk", "disk0", 1)])' ||
 	fail "vm2's plinth does not have disk0 at slot 1"
 [ "$sc" = 2 ] || fail "vm2 has no seccomp filter"
 

@@ -73,8 +73,8 @@ config "$GUEST/vmlinuz" '' >"$dir/good.json"
 ctl config --file - <"$dir/good.json" >/dev/null || fail "the good config was refused"
 ctl info >"$dir/info"
 python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["config"]
-sys.exit(not (c["vcpus"] == 2 and c["memory_bytes"] == 256 << 20 and
-              [(d["kind"], d["id"], d["slot"]) for d in c["devices"]] == [("disk", "os", 1)]))' \
+sys.exit(not (c["cpus"] == 2 and c["memory"] == 256 << 20 and
+              [(d["kind"], d["id"], d["addr"]) for d in c["devices"]] == [("disk", "os", 1)]))' \
 	"$dir/info" || { cat "$dir/info"; fail "info: not the config PUT"; }
 t0=$(date +%s%N)
 ctl start >/dev/null || { cat "$out"; fail "start failed"; }

@@ -26,10 +26,10 @@ wait_for 'count 3 '
 
 ctl info >"$dir/info" || fail "info failed"
 grep -q '"state": *"running"' "$dir/info" || { cat "$dir/info"; fail "info: not running"; }
-grep -q '"vcpus": *1' "$dir/info" || fail "info: no config"
+grep -q '"cpus": *1' "$dir/info" || fail "info: no config"
 # The typed device configs: kind, id and PCI slot as given (id=, addr=).
 python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))["config"]["devices"]
-sys.exit(d != [{"kind": "rng", "id": "entropy", "slot": 4}])' "$dir/info" ||
+sys.exit(d != [{"kind": "rng", "id": "entropy", "addr": 4}])' "$dir/info" ||
 	{ cat "$dir/info"; fail "info: devices are not [rng entropy in slot 4]"; }
 
 ctl resume 2>"$dir/err" && fail "resume of a running VM succeeded"

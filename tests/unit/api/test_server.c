@@ -40,7 +40,7 @@ static int vm_info(void *opaque, struct api_reply *reply)
 	reply->body =
 		json_pack("{s:s, s:b, s:{s:i, s:s}, s:{s:i}}", "state",
 			  vm->paused ? "paused" : "running", "migrating", vm->migrating, "config",
-			  "vcpus", 2, "memory", "512M", "counters", "resets", vm->resets);
+			  "cpus", 2, "memory", "512M", "counters", "resets", vm->resets);
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }
@@ -283,7 +283,7 @@ static void test_info(void **state)
 	j = json_loads(body, 0, NULL);
 	assert_non_null(j);
 	assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "config"), "vcpus")),
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "config"), "cpus")),
 			 2);
 	json_decref(j);
 	free(body);

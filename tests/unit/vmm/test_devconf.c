@@ -244,8 +244,8 @@ static void test_parse_json(void **state)
 	back = dev_config_to_json(&d);
 	assert_non_null(back);
 	text = json_dumps(back, JSON_SORT_KEYS | JSON_COMPACT);
-	assert_string_equal(text, "{\"id\":\"os\",\"kind\":\"disk\",\"path\":\"/srv/a.qcow2\","
-				  "\"readonly\":true,\"slot\":6}");
+	assert_string_equal(text, "{\"addr\":6,\"id\":\"os\",\"kind\":\"disk\","
+				  "\"path\":\"/srv/a.qcow2\",\"readonly\":true}");
 	free(text);
 	json_decref(back);
 	dev_config_free(&d);

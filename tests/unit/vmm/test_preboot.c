@@ -101,7 +101,7 @@ static void test_flow(void **state)
 
 	assert_int_equal(configure(pb, good, &reply), 0);
 	j = info(pb);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "config"), "vcpus")),
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "config"), "cpus")),
 			 2);
 	json_decref(j);
 

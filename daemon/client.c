@@ -39,7 +39,7 @@ static const char usage_text[] =
 	"Usage: plinth vm list | info NAME | create NAME --kernel PATH [--initrd PATH]\n"
 	"                 [--cmdline STR] [--cpus N] [--memory MIB] [--restart never|on-crash|always]\n"
 	"                 [--autostart] [--ha] [--disk image=NAME|path=FILE[,format=F][,readonly]]...\n"
-	"                 [--nic NETWORK]... [--display vnc|none]\n"
+	"                 [--nic NETWORK]... [--display vnc|none] [--anti-affinity GROUP]\n"
 	"              | create --from FILE.json | start NAME | stop NAME [--timeout S]\n"
 	"              | kill NAME | reboot NAME | pause NAME | resume NAME | delete NAME\n"
 	"              | migrate NAME --to HOST|auto  (live, to another host of the cluster)\n"
@@ -193,6 +193,8 @@ static void show_vm(json_t *o)
 		printf("cmdline:    %s\n", str(o, "cmdline"));
 	printf("restart:    %s\nautostart:  %s\n", str(o, "restart"),
 	       json_is_true(json_object_get(o, "autostart")) ? "yes" : "no");
+	if (*str(o, "anti_affinity"))
+		printf("anti-affinity: %s\n", str(o, "anti_affinity"));
 	if (*str(o, "display"))
 		printf("display:    %s%s%s\n", str(o, "display"),
 		       *str(o, "display_socket") ? " on " : "", str(o, "display_socket"));
@@ -283,6 +285,8 @@ static int vm_create(struct cli *c)
 			rc = parse_disk(v, disks);
 		else if (!strcmp(a, "--nic"))
 			json_array_append_new(nics, json_pack("{s:s}", "network", v));
+		else if (!strcmp(a, "--anti-affinity"))
+			json_object_set_new(def, "anti_affinity", json_string(v));
 		else
 			rc = usage_error("unknown option '%s'", a);
 	}

@@ -245,6 +245,8 @@ static void feed_watchdog(struct pd_cluster *c)
 }
 
 static void count_vm(struct pd_place_host *h, size_t n, const struct store_vm *vm);
+static void mark_group(struct pd_place_host *ph, size_t nh, const struct store_vm *vms, size_t nv,
+		       const struct pd_vm_def *def);
 
 static bool restartable(const struct store_vm *vm, const char *dead, struct pd_vm_def *def)
 {
@@ -300,11 +302,16 @@ static void restart_elsewhere(struct pd_cluster *c, const struct store_host *dea
 
 		if (!restartable(vm, dead->name, def))
 			continue;
+		mark_group(ph, nh, vms, nv, def); /* as moved so far: vms[].host follows */
 		k = pd_place(ph, nh, policy, def->memory_mib, def->cpus);
 		if (k < 0) {
 			failed++;
 			cluster_event(c, "vm.ha", vm->name, "failed",
-				      "host %s lost: no host that is up has room for it", dead->name);
+				      "host %s lost: no host that is up has room for it%s%s%s",
+				      dead->name,
+				      def->anti_affinity[0] ? " away from the VMs of its "
+							      "anti-affinity group '" : "",
+				      def->anti_affinity, def->anti_affinity[0] ? "'" : "");
 			continue;
 		}
 		ret = c->ops->vm_set_owner(c->st, vm->id, ph[k].name, vm->epoch);
@@ -635,6 +642,43 @@ static void count_vm(struct pd_place_host *h, size_t n, const struct store_vm *v
 	free(def);
 }
 
+/*
+ * The name of a VM that host owns, other than def itself, in def's anti-affinity group;
+ * NULL if none or def has none. Every VM the host owns counts, running or not: it
+ * starts there. Out of memory counts as a member (never two on a host).
+ */
+static const char *group_member_on(const struct store_vm *vms, size_t nv,
+				   const struct pd_vm_def *def, const char *host)
+{
+	const char *found = NULL;
+	struct pd_vm_def *d;
+	struct pd_error err;
+	size_t i;
+
+	if (!def->anti_affinity[0])
+		return NULL;
+	d = malloc(sizeof(*d));
+	if (!d)
+		return "(unknown: out of memory)";
+	for (i = 0; i < nv && !found; i++)
+		if (!strcmp(vms[i].host, host) && strcmp(vms[i].name, def->name) &&
+		    !pd_vm_def_parse(vms[i].spec, d, &err) &&
+		    !strcmp(d->anti_affinity, def->anti_affinity))
+			found = vms[i].name;
+	free(d);
+	return found;
+}
+
+/* Placement leaves out the hosts that own another VM of def's anti-affinity group. */
+static void mark_group(struct pd_place_host *ph, size_t nh, const struct store_vm *vms, size_t nv,
+		       const struct pd_vm_def *def)
+{
+	size_t i;
+
+	for (i = 0; i < nh; i++)
+		ph[i].group_taken = group_member_on(vms, nv, def, ph[i].name) != NULL;
+}
+
 /* pd_place() under policy among the hosts but away (never that one, NULL: any). */
 static int place(struct plinthd *pd, const struct pd_vm_def *def, enum pd_placement policy,
 		 const char *away, char *host, struct pd_reply *r)
@@ -674,16 +718,20 @@ static int place(struct plinthd *pd, const struct pd_vm_def *def, enum pd_placem
 	}
 	for (i = 0; i < nv; i++)
 		count_vm(ph, nh, &vms[i]);
+	mark_group(ph, nh, vms, nv, def);
 	k = pd_place(ph, nh, policy, def->memory_mib, def->cpus);
 	if (k < 0) {
 		ret = -ENOSPC;
 		pd_reply_error(r, 409,
 			       "no %shost that is up has room for VM '%s' (%llu MiB, %u vCPUs; "
-			       "placement %s%s)",
+			       "placement %s%s%s%s%s)",
 			       away ? "other " : "", def->name, (unsigned long long)def->memory_mib,
 			       def->cpus, pd_placement_name(policy),
 			       away ? "; hosts in maintenance or without its CPU features left out"
-				    : "");
+				    : "",
+			       def->anti_affinity[0] ? "; hosts with a VM of its anti-affinity "
+						       "group '" : "",
+			       def->anti_affinity, def->anti_affinity[0] ? "' left out" : "");
 		goto out_free;
 	}
 	snprintf(host, STORE_NAME_MAX, "%s", hosts[k].name);
@@ -710,6 +758,29 @@ int pd_cluster_place(struct plinthd *pd, const struct pd_vm_def *def, char *host
 		}
 		if (away) /* this host is in maintenance: the others, spread */
 			return place(pd, def, PD_PLACE_SPREAD, pd->host, host, r);
+		if (def->anti_affinity[0]) {
+			struct store_vm *vms = NULL;
+			const char *other;
+			/* Under the lock place() takes: two creates cannot both see none. */
+			int ret = pd->ops->placement_lock(pd->st);
+
+			if (!ret)
+				ret = pd->ops->vm_list(pd->st, &vms, &n);
+
+			if (ret) {
+				pd_reply_error(r, 500, "inventory error placing VM '%s'", def->name);
+				return ret;
+			}
+			other = group_member_on(vms, n, def, pd->host);
+			if (other)
+				pd_reply_error(r, 409, "VM '%s' of anti-affinity group '%s' is on this "
+						       "host ('%s') already, and placement is local: "
+						       "create the VM on another host",
+					       other, def->anti_affinity, pd->host);
+			store_vm_list_free(vms, n);
+			if (other)
+				return -ENOSPC; /* r says why: no room by the group's rule */
+		}
 		snprintf(host, STORE_NAME_MAX, "%s", pd->host);
 		return 0;
 	}
@@ -764,6 +835,12 @@ int pd_cluster_can_take(struct plinthd *pd, const struct pd_vm_def *def, const c
 			       (unsigned long long)ph.mem_used_mib,
 			       (unsigned long long)ph.mem_limit_mib,
 			       (unsigned long long)ph.vcpus_used, (unsigned long long)ph.vcpu_limit);
+		goto out_free;
+	}
+	if (group_member_on(vms, nv, def, to)) {
+		ret = -ENOSPC;
+		pd_reply_error(r, 409, "host '%s' has VM '%s' of anti-affinity group '%s' already",
+			       to, group_member_on(vms, nv, def, to), def->anti_affinity);
 		goto out_free;
 	}
 	if (src->cpu_flags[0] && dst->cpu_flags[0] &&

@@ -12,7 +12,7 @@ static int64_t load_after(const struct pd_place_host *h, uint64_t mem, uint64_t 
 {
 	uint64_t m, c;
 
-	if (!h->up || h->maintenance || !h->mem_limit_mib || !h->vcpu_limit)
+	if (!h->up || h->maintenance || h->group_taken || !h->mem_limit_mib || !h->vcpu_limit)
 		return -1;
 	if (h->mem_used_mib > h->mem_limit_mib || mem > h->mem_limit_mib - h->mem_used_mib)
 		return -1;

@@ -29,10 +29,12 @@ struct pd_place_host {
 	uint64_t vcpu_limit;	/* CPUs x PD_VCPUS_PER_CPU */
 	uint64_t mem_used_mib;	/* memory of the VMs it owns */
 	uint64_t vcpus_used;	/* vCPUs of the VMs it owns */
+	bool group_taken;	/* owns another VM of the new one's anti-affinity group */
 };
 
 /* The index of the chosen host among h[0..n-1] for a VM of mem_mib and vcpus, or
- * -ENOSPC if none fits (-EINVAL for PD_PLACE_LOCAL: the caller's own host). */
+ * -ENOSPC if none fits or every host that would is group_taken (-EINVAL for
+ * PD_PLACE_LOCAL: the caller's own host). */
 int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy, uint64_t mem_mib,
 	     unsigned vcpus);
 

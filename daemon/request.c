@@ -197,7 +197,7 @@ static int get_format(json_t *obj, const char *key, char *buf, size_t size, stru
 
 static const char *const vm_fields[] = {"name",	 "cpus",  "memory_mib", "kernel",  "initrd",
 					"cmdline", "disks", "nics",	    "restart", "autostart",
-					"ha",	   "display", NULL};
+					"ha",	   "display", "anti_affinity", NULL};
 static const char *const disk_fields[] = {"path", "image", "format", "readonly", NULL};
 static const char *const nic_fields[] = {"network", NULL};
 
@@ -254,6 +254,8 @@ int pd_vm_def_from_json(json_t *obj, struct pd_vm_def *def, struct pd_error *err
 		ret = get_bool(obj, "autostart", &def->autostart, err);
 	if (!ret)
 		ret = get_bool(obj, "ha", &def->ha, err);
+	if (!ret && json_object_get(obj, "anti_affinity"))
+		ret = get_name(obj, "anti_affinity", def->anti_affinity, err);
 	if (ret)
 		return ret;
 
@@ -347,6 +349,8 @@ json_t *pd_vm_def_to_json(const struct pd_vm_def *def)
 		json_object_set_new(obj, "ha", json_true());
 	if (obj && def->display) /* likewise */
 		json_object_set_new(obj, "display", json_string("vnc"));
+	if (obj && def->anti_affinity[0]) /* likewise */
+		json_object_set_new(obj, "anti_affinity", json_string(def->anti_affinity));
 	disks = json_array();
 	nics = json_array();
 	if (!obj || !disks || !nics)

@@ -63,6 +63,8 @@ struct pd_vm_def {
 					 * (docs/cluster.md); default false */
 	bool display;			/* "display": "vnc": a screen served on
 					 * RUNDIR/display.sock (plinth --display); default off */
+	char anti_affinity[STORE_NAME_MAX]; /* a group: no two of its VMs share a host
+					 * (placement, HA, migration); "" = none */
 };
 
 /* POST /v1/images: create an empty image, or import a file (a task). */

@@ -120,6 +120,15 @@ check "a destination without room (memory of the VMs it owns): refused in one li
 	test "$(grep -c "host 'h2' has no room for VM 'm3' ($((mem * 6 / 10)) MiB, 1 vCPUs): its VMs take $((mem / 2 + 64)) of $mem MiB" <<<"$out")" = 1
 check "m3 still runs on h1" test "$(vmf m3 host) $(vmf m3 state)" = "h1 running"
 
+# Anti-affinity: a VM does not move beside another of its group.
+cl h2 vm create g1 --kernel /bin/true --memory 64 --anti-affinity pair >/dev/null || fail "h2 defined g1"
+cl h1 vm create g2 --kernel /bin/true --memory 64 --anti-affinity pair >/dev/null || fail "h1 defined g2"
+cl h1 vm start g2 --wait-seconds 10 >/dev/null || fail "h1 started g2"
+out=$(cl h1 vm migrate g2 --to h2 2>&1); echo "# $out"
+check "a destination with a VM of its anti-affinity group: refused in one line" \
+	test "$(grep -c "host 'h2' has VM 'g1' of anti-affinity group 'pair' already" <<<"$out")" = 1 \
+	-a "$(wc -l <<<"$out")" = 1 -a "$(vmf g2 host) $(vmf g2 state)" = "h1 running"
+
 out=$(cl h1 vm migrate m2 --to h1 2>&1); echo "# $out"
 check "to itself: refused in one line" test "$(grep -c "already runs on host 'h1'" <<<"$out")" = 1
 out=$(cl h1 vm migrate m2 --to nowhere 2>&1); echo "# $out"

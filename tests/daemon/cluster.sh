@@ -6,7 +6,8 @@
 #   - a VM belongs to the host that defined it; another host refuses to start it;
 #   - placement: spread evens VMs out over the hosts, pack fills the fullest host
 #     that fits, a VM no host has room for is refused in one line, a host that is
-#     down is never chosen;
+#     down is never chosen; anti-affinity groups keep their VMs on different hosts
+#     (placed, or refused in one line; local placement refuses a second on its host);
 #   - the leader stopped cleanly: another leads at once (the lease is let go);
 #   - the leader SIGKILLed, three times: another leads within PD_LEASE_MS +
 #     PD_HEARTBEAT_MS (4 + 1 s) + 1 s, the term grows, and no two plinthd believe
@@ -107,6 +108,39 @@ echo "# $out"
 check "no host has room: refused in one line (exit 1), nothing defined" \
 	test "$rc" = 1 -a "$(grep -c "no host that is up has room for VM 'big'" <<<"$out")" = 1 \
 	-a "$(wc -l <<<"$out")" = 1 -a -z "$(owners big)"
+
+# Anti-affinity: no two VMs of a group on one host, whatever the room (the pack VMs
+# go first, so every host has room again).
+delete() { # VM...: each deleted through its owner
+	local v
+	for v; do cl "$(owners "$v")" vm delete "$v" >/dev/null || fail "$v not deleted"; done
+}
+delete pk1 pk2 pk3
+for i in 1 2 3; do
+	cl h2 vm create aa$i --kernel /bin/true --memory 64 --anti-affinity web >/dev/null ||
+		fail "aa$i not created"
+done
+aa=$(owners aa | sort | tr '\n' ' ')
+check "anti-affinity: 3 VMs of group web on 3 different hosts ($aa)" test "$aa" = "h1 h2 h3 "
+out=$(cl h2 vm create aa4 --kernel /bin/true --memory 64 --anti-affinity web 2>&1)
+rc=$?
+echo "# $out"
+check "a 4th VM of the group has no host: refused in one line (exit 1), nothing defined" \
+	test "$rc" = 1 -a "$(grep -c "hosts with a VM of its anti-affinity group 'web' left out" \
+	<<<"$out")" = 1 -a "$(wc -l <<<"$out")" = 1 -a -z "$(owners aa4)"
+check "vm info shows the group" sh -c "$B/plinth vm info aa1 --state-dir $T/h2 |
+	grep -q '^anti-affinity: web$'"
+cl h1 vm create ab1 --kernel /bin/true --memory 64 --anti-affinity db >/dev/null
+out=$(cl h1 vm create ab2 --kernel /bin/true --memory 64 --anti-affinity db 2>&1)
+rc=$?
+echo "# $out"
+check "placement local: a second VM of a group on this host is refused in one line" \
+	test "$rc" = 1 -a "$(grep -c "VM 'ab1' of anti-affinity group 'db' is on this host" \
+	<<<"$out")" = 1 -a -z "$(owners ab2)"
+out=$(cl h2 vm create ab3 --kernel /bin/true --memory 64 --anti-affinity 'no good' 2>&1)
+check "a group that is not a name is refused in one line" \
+	test "$(grep -c "anti_affinity" <<<"$out")" = 1 -a -z "$(owners ab3)"
+delete aa1 aa2 aa3 ab1
 
 # A clean stop lets the lease go: another host leads within a heartbeat period.
 L=$(leader_of h2)

@@ -130,6 +130,21 @@ static void test_maintenance(void **unused)
 	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 2048, 1), 0);
 }
 
+static void test_anti_affinity(void **unused)
+{
+	/* a holds a VM of the new one's group: b, whatever the policy and the load. */
+	struct pd_place_host h[2] = {host("a", 65536, 64, 0, 0), host("b", 4096, 8, 3072, 6)};
+
+	(void)unused;
+	h[0].group_taken = true;
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 512, 1), 1);
+	assert_int_equal(pd_place(h, 2, PD_PLACE_PACK, 512, 1), 1);
+	/* Only a has room: nowhere, rather than beside its replica. */
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 2048, 1), -ENOSPC);
+	h[1].group_taken = true;
+	assert_int_equal(pd_place(h, 2, PD_PLACE_SPREAD, 64, 1), -ENOSPC);
+}
+
 static void test_cpu_flags(void **unused)
 {
 	char m[32];
@@ -177,6 +192,7 @@ int main(void)
 		cmocka_unit_test(test_pack),
 		cmocka_unit_test(test_down_and_full_hosts),
 		cmocka_unit_test(test_maintenance),
+		cmocka_unit_test(test_anti_affinity),
 		cmocka_unit_test(test_cpu_flags),
 		cmocka_unit_test(test_names),
 	};

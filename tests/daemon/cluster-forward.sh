@@ -127,6 +127,24 @@ check "stop through h2: stopped on h1" sh -c "$B/plinth vm stop f1 --state-dir $
 check "delete through h2" sh -c "$B/plinth vm delete f1 --state-dir $T/h2 >/dev/null &&
 	! $B/plinth vm info f1 --state-dir $T/h1 >/dev/null 2>&1"
 
+# h2 stops while it relays streams of h1's VM (a web viewer's, the CLI's): they end, and so
+# does h2, at once; then it starts again.
+PLINTH_URL=$web2 node "$top/tests/daemon/cluster-web.cjs" hold d1 >"$T/hold" 2>&1 &
+hold=$!
+"$B/plinth" vm console d1 --attach --state-dir "$T/h2" < <(sleep 60) >"$T/attach" 2>&1 &
+attach=$!
+for _ in $(seq 100); do grep -q '^open$' "$T/hold" && grep -q attached "$T/attach" && break; sleep 0.1; done
+t0=$(date +%s%N)
+kill -TERM "${PID[h2]}"; wait "${PID[h2]}" 2>/dev/null
+ms=$((($(date +%s%N) - t0) / 1000000))
+wait $hold $attach
+echo "# h2 stopped in $ms ms while relaying a web console and a CLI stream of h1's VM"
+sed 's/^/#   /' "$T/hold" "$T/attach"
+check "h2 stops within 2 s while it relays them: the WebSocket closes (1001 plinthd is stopping.), the CLI's stream ends" \
+	sh -c "test $ms -lt 2000 && grep -qF '{\"code\":1001,\"reason\":\"plinthd is stopping.\"' $T/hold &&
+	       grep -q 'plinthd ended the console stream' $T/attach"
+start_host h2 || fail "h2 started again"
+
 # The owner stopped: one line, nothing done.
 cl h1 vm create f2 --kernel /bin/true --memory 64 >/dev/null
 # A web console of f2 (not running: its log so far) open through h2 while h1 stops.

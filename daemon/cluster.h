@@ -116,6 +116,10 @@ bool pd_route_forwardable(const struct pd_request *req);
  */
 int pd_forward_target(struct plinthd *pd, const struct pd_request *req, char *owner, char *addr,
 		      size_t addrlen, struct pd_reply *r);
+/* Under pd->lock: is VM name another host's? 0: this host's (or no such VM); 1: owner's
+ * at addr; -errno with r set, as pd_forward_target. */
+int pd_vm_target(struct plinthd *pd, const char *name, char *owner, char *addr, size_t addrlen,
+		 struct pd_reply *r);
 /*
  * Without pd->lock: send the request (method, url, query or NULL, body) to owner at
  * addr over TLS with the cluster credential and client (the audit log's actor),
@@ -125,6 +129,18 @@ int pd_forward_target(struct plinthd *pd, const struct pd_request *req, char *ow
 void pd_forward(struct plinthd *pd, const char *owner, const char *addr, const char *method,
 		const char *url, const char *query, const char *body, size_t body_len,
 		const char *client, int timeout_ms, struct pd_reply *r);
+
+/*
+ * Without pd->lock: open VM name's console stream (display: its display's RFB bytes) on
+ * owner at addr (GET /v1/vms/NAME/console|display with "Upgrade: plinth-console|
+ * plinth-display", the cluster credential, client as the actor) and relay it in a
+ * thread of its own (counted in pd->relays; it ends when either side closes or
+ * pd->quit is set). The fd of the consumer's end (a non-blocking stream socket, owned
+ * by the caller: closing it ends the relay), or -errno with r set: 502 the owner did
+ * not answer, else the owner's refusal (404, 409, 421: the VM is not the owner's).
+ */
+int pd_stream_remote(struct plinthd *pd, const char *owner, const char *addr, const char *name,
+		     bool display, const char *client, struct pd_reply *r);
 
 /* --- Migration between hosts (cluster_migrate.c) -------------------------------------- */
 

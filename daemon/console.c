@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * A VM's serial console as a byte stream (console.h): its log followed through
- * inotify, its input FIFO written anew for each write.
+ * inotify, its input FIFO written anew for each write; or, for a VM of another host,
+ * a socket that relays that host's stream (cluster_forward.c).
  */
 #include "console.h"
 
@@ -27,7 +28,22 @@ struct pd_console {
 	int logfd;		/* the log, -1 until it exists */
 	off_t pos;		/* the next byte of the log to hand out; -1: start at the scrollback */
 	bool gone;		/* the run directory was removed (the VM deleted) */
+	int sock;		/* a relayed stream (the rest unused), else -1 */
 };
+
+struct pd_console *pd_console_of_stream(int sock)
+{
+	struct pd_console *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		close(sock);
+		return NULL;
+	}
+	c->sock = sock;
+	c->ino = -1;
+	c->logfd = -1;
+	return c;
+}
 
 struct pd_console *pd_console_open(struct plinthd *pd, const char *name, struct pd_reply *r)
 {
@@ -49,6 +65,7 @@ struct pd_console *pd_console_open(struct plinthd *pd, const char *name, struct 
 		goto out_clear;
 	}
 	c->logfd = -1;
+	c->sock = -1;
 	c->pos = -1;
 	snprintf(c->dir, sizeof(c->dir), "%s/vms/%s", pd->dir, vm.uuid);
 	snprintf(c->log, sizeof(c->log), "%s/console.log", c->dir);
@@ -80,7 +97,7 @@ out_clear:
 
 int pd_console_fd(const struct pd_console *c)
 {
-	return c->ino;
+	return c->sock >= 0 ? c->sock : c->ino;
 }
 
 /* Drain the inotify queue; note the run directory's removal. */
@@ -107,6 +124,12 @@ ssize_t pd_console_read(struct pd_console *c, void *buf, size_t size)
 	struct stat sb;
 	ssize_t n;
 
+	if (c->sock >= 0) {
+		n = recv(c->sock, buf, size, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		return n < 0 ? -errno : n ? n : -ECONNRESET;
+	}
 	drain_events(c);
 	if (c->logfd < 0) {
 		c->logfd = open(c->log, O_RDONLY | O_CLOEXEC);
@@ -132,10 +155,17 @@ ssize_t pd_console_read(struct pd_console *c, void *buf, size_t size)
 
 ssize_t pd_console_write(struct pd_console *c, const void *buf, size_t len)
 {
-	/* O_NONBLOCK: ENXIO at once when nobody reads the FIFO (the VM is not running). */
-	int fd = open(c->in, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 	ssize_t n;
+	int fd;
 
+	if (c->sock >= 0) {
+		n = send(c->sock, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return -EAGAIN;
+		return n < 0 ? (errno == EPIPE ? -ECONNRESET : -errno) : n;
+	}
+	/* O_NONBLOCK: ENXIO at once when nobody reads the FIFO (the VM is not running). */
+	fd = open(c->in, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? -ENXIO : -errno;
 	n = write(fd, buf, len);
@@ -150,7 +180,8 @@ int pd_console_pump(struct pd_console *c, int sock, const volatile bool *quit)
 	char buf[16384];
 
 	while (!*quit) {
-		struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = c->ino, .events = POLLIN}};
+		struct pollfd p[2] = {{.fd = sock, .events = POLLIN},
+				      {.fd = pd_console_fd(c), .events = POLLIN}};
 		ssize_t n;
 
 		/* Output first: the scrollback goes out before anything is waited for. */
@@ -167,8 +198,8 @@ int pd_console_pump(struct pd_console *c, int sock, const volatile bool *quit)
 				off += w;
 			}
 		}
-		if (n == -EPIPE)
-			return 0; /* the VM was deleted */
+		if (n == -EPIPE || n == -ECONNRESET)
+			return 0; /* the VM was deleted, or the relayed stream ended */
 		if (n < 0)
 			return (int)n;
 		if (poll(p, 2, 200) < 0) {
@@ -204,6 +235,9 @@ void pd_console_close(struct pd_console *c)
 		return;
 	if (c->logfd >= 0)
 		close(c->logfd);
-	close(c->ino);
+	if (c->ino >= 0)
+		close(c->ino);
+	if (c->sock >= 0)
+		close(c->sock);
 	free(c);
 }

@@ -25,6 +25,9 @@ struct pd_reply;
 #define PD_CONSOLE_SCROLLBACK (64 * 1024)
 /* The Upgrade token of the raw stream (GET /v1/vms/{name}/console). */
 #define PD_CONSOLE_PROTOCOL "plinth-console"
+/* ... and of a display's RFB bytes (GET /v1/vms/{name}/display; the control socket and
+ * other hosts of the cluster only). */
+#define PD_DISPLAY_PROTOCOL "plinth-display"
 
 /* One attachment to a VM's console. */
 struct pd_console;
@@ -35,12 +38,19 @@ struct pd_console;
  * no such VM, 500 out of memory or no inotify. */
 struct pd_console *pd_console_open(struct plinthd *pd, const char *name, struct pd_reply *r);
 
+/* An attachment that is a byte stream relayed from elsewhere: sock, a connected
+ * stream socket, owned from here on (the other end relays another host's console:
+ * cluster_forward.c). Reads and writes below go to it without blocking; its end reads
+ * as -ECONNRESET. NULL if out of memory (sock closed). */
+struct pd_console *pd_console_of_stream(int sock);
+
 /* An fd that becomes readable when more output may be there (for the caller's poll;
  * then call pd_console_read). Owned by c. */
 int pd_console_fd(const struct pd_console *c);
 
 /* The next output bytes into buf, without blocking: >0 bytes, 0 none now, -EPIPE
- * when the VM was deleted (its log is gone: the stream ends), -errno on error. */
+ * when the VM was deleted (its log is gone: the stream ends), -ECONNRESET when a
+ * relayed stream ended, -errno on error. */
 ssize_t pd_console_read(struct pd_console *c, void *buf, size_t size);
 
 /* Bytes typed to the guest's serial console: the count written (maybe short),

@@ -208,6 +208,10 @@ void pd_close(struct plinthd *pd)
 	pd->quit = true;
 	pthread_mutex_unlock(&pd->lock);
 	pthread_join(pd->monitor, NULL);
+	/* Their consumers (the servers' streams, the web's viewers) are closed by now, and
+	 * each relay looks at pd->quit every 200 ms too. */
+	while (__atomic_load_n(&pd->relays, __ATOMIC_ACQUIRE))
+		usleep(20000);
 	pthread_mutex_lock(&pd->lock);
 	pd_tasks_reap(pd, true);
 	/* VMs keep running: the next plinthd adopts them. */

@@ -138,6 +138,8 @@ struct plinthd {
 	char cluster_key_file[4096];	/* the key itself: plinth's --migrate-psk */
 	char cluster_ca[4096];		/* trust file for other hosts' certificates */
 	int64_t owned_scan_ms;		/* monotonic: the monitor's last look for VMs to start */
+	unsigned relays;		/* streams of other hosts' VMs relayed (their threads,
+					 * cluster_forward.c; atomic): pd_close waits for them */
 };
 
 /* Read a small file into buf (NUL-terminated): bytes read or -errno. */

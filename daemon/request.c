@@ -444,7 +444,8 @@ bool pd_role_allows(const char *role, const struct pd_request *req)
 		return false;
 	if (read)
 		return !strcmp(role, "viewer") || !strcmp(role, "operator");
-	if (req->route == PD_VM_INCOMING) /* between hosts, with the cluster credential */
+	/* Between hosts, with the cluster credential (the display: and the control socket). */
+	if (req->route == PD_VM_INCOMING || req->route == PD_VM_DISPLAY)
 		return false;
 	if (req->route == PD_VM_ACTION || req->route == PD_TASK_CANCEL ||
 	    req->route == PD_VM_CONSOLE_INPUT || req->route == PD_VM_MIGRATE)
@@ -834,6 +835,10 @@ static int route(const char *method, const char *path, const char *query, struct
 				return -m;
 			req->route = m == 1 ? PD_VM_CONSOLE : PD_VM_CONSOLE_INPUT;
 			return m == 1 ? parse_console_query(query, req, err) : 0;
+		}
+		if (!strcmp(seg[2], "display")) {
+			req->route = PD_VM_DISPLAY;
+			return method_is(method, "GET", path, err);
 		}
 		if (!parse_action(seg[2], &req->action)) {
 			req->route = PD_VM_ACTION;

@@ -125,6 +125,8 @@ enum pd_route {
 	PD_VM_INCOMING,		/* POST: a migration's destination side, between hosts only */
 	PD_HOST_EVACUATE,	/* POST /v1/hosts/{name}/evacuate: maintenance + a task */
 	PD_HOST_ACTIVATE,	/* POST /v1/hosts/{name}/activate: back in service */
+	PD_VM_DISPLAY,		/* GET with "Upgrade: plinth-display": the display's RFB
+				 * bytes, for the control socket and other hosts only */
 };
 
 /* POST /v1/vms/{name}/migrate */

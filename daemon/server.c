@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -39,11 +40,14 @@ struct pd_server {
 	volatile bool quit;		/* console streams end (pd_server_stop) */
 };
 
-/* One console stream: GET /v1/vms/{name}/console with "Upgrade: plinth-console"
- * answered 101, then the connection's socket carries the console both ways. */
+/* One stream: GET /v1/vms/{name}/console with "Upgrade: plinth-console" (or
+ * .../display with "Upgrade: plinth-display") answered 101, then the connection's
+ * socket carries the console (the display's RFB bytes) both ways. A VM of another
+ * host's is relayed from there (pd_stream_remote): the same, through a socket. */
 struct pd_attach {
 	struct pd_server *s;
-	struct pd_console *c;		/* owned */
+	struct pd_console *c;		/* owned; NULL for a display */
+	int fd;				/* a display's socket (owned), else -1 */
 	MHD_socket sock;
 	struct MHD_UpgradeResponseHandle *urh;
 	char *extra;			/* input the client sent with its request, owned */
@@ -176,6 +180,10 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 	case PD_HOST_ACTIVATE:
 		pd_host_activate(pd, req, r);
 		break;
+	case PD_VM_DISPLAY:
+		pd_reply_error(r, 400, "the display is a stream: GET /v1/vms/%s/display with "
+				       "\"Upgrade: " PD_DISPLAY_PROTOCOL "\"", req->name);
+		break;
 	case PD_HOST_INFO: {
 		int64_t term = 0;
 		bool leading = pd_cluster_leading(pd->cluster, &term);
@@ -261,21 +269,85 @@ static void peer_name(struct MHD_Connection *conn, char *buf, size_t size)
 		snprintf(buf, size, "api");
 }
 
+/* Send all of buf to the non-blocking fd, waiting up to 5 s each time it is full. */
+static int send_all_wait(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && errno == EAGAIN) {
+			if (poll(&p, 1, 5000) != 1)
+				return -ETIMEDOUT;
+		} else {
+			return n < 0 ? -errno : -EPIPE;
+		}
+	}
+	return 0;
+}
+
+/* Copy both ways between the client's sock and a display's fd until either closes or
+ * *quit is set (looked at every 200 ms). 0 or -errno. */
+static int pump_fds(int sock, int fd, const volatile bool *quit)
+{
+	char buf[16384];
+
+	while (!*quit) {
+		struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+		int i, ret;
+
+		if (poll(p, 2, 200) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (i = 0; i < 2; i++) {
+			ssize_t n;
+
+			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = recv(p[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n == 0)
+				return 0;
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return -errno;
+			ret = n > 0 ? send_all_wait(p[!i].fd, buf, (size_t)n) : 0;
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static void attach_close(struct pd_attach *a)
+{
+	pd_console_close(a->c);
+	if (a->fd >= 0)
+		close(a->fd);
+	free(a->extra);
+	free(a);
+}
+
 static void *attach_thread(void *arg)
 {
 	struct pd_attach *a = arg;
 	struct pd_server *s = a->s;
 	int ret;
 
-	if (a->extra_len)
+	if (a->c && a->extra_len)
 		pd_console_write(a->c, a->extra, a->extra_len);
-	ret = pd_console_pump(a->c, a->sock, &s->quit);
+	else if (a->extra_len)
+		send_all_wait(a->fd, a->extra, a->extra_len);
+	ret = a->c ? pd_console_pump(a->c, a->sock, &s->quit) : pump_fds(a->sock, a->fd, &s->quit);
 	if (ret)
-		log_debug("console stream: %s", strerror(-ret));
-	pd_console_close(a->c);
+		log_debug("%s stream: %s", a->c ? "console" : "display", strerror(-ret));
 	MHD_upgrade_action(a->urh, MHD_UPGRADE_ACTION_CLOSE);
-	free(a->extra);
-	free(a);
+	attach_close(a);
 	pthread_mutex_lock(&s->attach_lock);
 	s->attached--;
 	pthread_mutex_unlock(&s->attach_lock);
@@ -312,45 +384,97 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
 		pthread_mutex_lock(&a->s->attach_lock);
 		a->s->attached--;
 		pthread_mutex_unlock(&a->s->attach_lock);
-		pd_console_close(a->c);
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
-		free(a->extra);
-		free(a);
+		attach_close(a);
 	}
 	pthread_attr_destroy(&attr);
 }
 
-/* Answer 101 and hand the connection to a console stream (under s->pd->lock). */
-static enum MHD_Result start_attach(struct pd_server *s, struct MHD_Connection *conn,
-				    const char *name)
+/* A stream forwarded from another host is for a VM of this host only: the sender read
+ * an older owner (the VM moved since). 0, or -errno with r set (404, 421, 500). */
+static int stream_owned_here(struct plinthd *pd, const char *name, struct pd_reply *r)
 {
+	struct store_vm vm;
+	int ret = pd->ops->vm_get(pd->st, name, &vm);
+
+	if (ret == -ENOENT) {
+		pd_reply_error(r, 404, "no VM named '%s'", name);
+		return ret;
+	}
+	if (ret) {
+		pd_reply_error(r, 500, "inventory error reading VM '%s'", name);
+		return -EIO;
+	}
+	ret = 0;
+	if (strcmp(vm.host, pd->host)) {
+		pd_reply_error(r, 421, "VM '%s' belongs to host '%s' now, not '%s'", name,
+			       vm.host, pd->host);
+		ret = -EREMOTE;
+	}
+	store_vm_clear(&vm);
+	return ret;
+}
+
+/*
+ * Answer 101 and hand the connection to a console stream (display: the display's),
+ * this host's VM's or, relayed, another's. Called under s->pd->lock, which it drops
+ * (before opening another host's stream: network I/O).
+ */
+static enum MHD_Result start_attach(struct pd_server *s, struct MHD_Connection *conn,
+				    const char *name, bool display, bool from_cluster)
+{
+	struct plinthd *pd = s->pd;
 	struct pd_reply reply = {0};
 	struct MHD_Response *resp;
 	struct pd_attach *a = calloc(1, sizeof(*a));
+	char owner[STORE_NAME_MAX], addr[64], client[STORE_NAME_MAX];
 	enum MHD_Result ret;
+	int f;
 
-	if (!a)
+	snprintf(client, sizeof(client), "%s", pd->actor);
+	if (!a) {
+		pd->actor[0] = '\0';
+		pthread_mutex_unlock(&pd->lock);
 		return send_json(conn, 500, NULL, NULL);
+	}
 	a->s = s;
-	a->c = pd_console_open(s->pd, name, &reply);
-	if (!a->c) {
+	a->fd = -1;
+	f = from_cluster ? stream_owned_here(pd, name, &reply)
+			 : pd_vm_target(pd, name, owner, addr, sizeof(addr), &reply);
+	if (!f && display)
+		a->fd = pd_display_connect(pd, name, &reply);
+	else if (!f)
+		a->c = pd_console_open(pd, name, &reply);
+	/* The audit log has another host's client (the actor: "CLIENT via HOST"). */
+	if (from_cluster && (a->c || a->fd >= 0))
+		pd_event(pd, display ? "vm.display" : "vm.console", name, "ok", "opened its %s",
+			 display ? "display" : "console");
+	pd->actor[0] = '\0';
+	pthread_mutex_unlock(&pd->lock);
+	if (f > 0) {
+		int fd = pd_stream_remote(pd, owner, addr, name, display, client, &reply);
+
+		if (fd >= 0 && display)
+			a->fd = fd;
+		else if (fd >= 0 && !(a->c = pd_console_of_stream(fd)))
+			pd_reply_error(&reply, 500, "out of memory");
+	}
+	if (!a->c && a->fd < 0) {
 		free(a);
 		return send_json(conn, reply.status, reply.body, NULL);
 	}
 	resp = MHD_create_response_for_upgrade(on_upgrade, a);
 	if (!resp) {
-		pd_console_close(a->c);
-		free(a);
+		attach_close(a);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, PD_CONSOLE_PROTOCOL);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE,
+				display ? PD_DISPLAY_PROTOCOL : PD_CONSOLE_PROTOCOL);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade");
 	ret = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
 	MHD_destroy_response(resp);
-	if (ret != MHD_YES) { /* on_upgrade will not run */
-		pd_console_close(a->c);
-		free(a);
-	}
+	if (ret != MHD_YES) /* on_upgrade will not run */
+		attach_close(a);
 	return ret;
 }
 
@@ -360,6 +484,15 @@ static int forward_timeout_ms(const struct pd_request *req)
 	if (req->route == PD_VM_ACTION && req->action == PD_STOP)
 		return ((int)req->stop_timeout + 60) * 1000;
 	return 120000;
+}
+
+/* Answer a request refused before it ran (under s->pd->lock, which goes; req freed). */
+static enum MHD_Result refuse(struct pd_server *s, struct MHD_Connection *conn,
+			      struct pd_request *req, int status, const char *msg)
+{
+	pthread_mutex_unlock(&s->pd->lock);
+	free(req);
+	return send_json(conn, status, json_pack("{s:s}", "error", msg), NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -405,8 +538,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return send_json(conn, status, json_pack("{s:s}", "error", err.msg), err.allow);
 	}
 	upgrade = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
-	attach = req->route == PD_VM_CONSOLE && upgrade &&
-		 !strcasecmp(upgrade, PD_CONSOLE_PROTOCOL);
+	attach = upgrade &&
+		 ((req->route == PD_VM_CONSOLE && !strcasecmp(upgrade, PD_CONSOLE_PROTOCOL)) ||
+		  (req->route == PD_VM_DISPLAY && !strcasecmp(upgrade, PD_DISPLAY_PROTOCOL)));
 	pthread_mutex_lock(&s->pd->lock);
 	forwarded = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, PD_CLUSTER_KEY_HEADER);
 	if (forwarded) {
@@ -415,16 +549,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		const char *who = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							      PD_CLUSTER_ACTOR_HEADER);
 
-		if (!pd_cluster_key_ok(s->pd, forwarded)) {
-			pthread_mutex_unlock(&s->pd->lock);
-			free(req);
-			return send_json(conn, 401,
-					 json_pack("{s:s}", "error",
-						   "a forwarded request with a wrong cluster "
-						   "credential (is --cluster-key the same file on "
-						   "every host?)"),
-					 NULL);
-		}
+		if (!pd_cluster_key_ok(s->pd, forwarded))
+			return refuse(s, conn, req, 401,
+				      "a forwarded request with a wrong cluster credential (is "
+				      "--cluster-key the same file on every host?)");
 		req->from_cluster = true;
 		snprintf(s->pd->actor, sizeof(s->pd->actor), "%s", who ? who : "another host");
 		str_printable(s->pd->actor);
@@ -433,34 +561,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							       MHD_HTTP_HEADER_AUTHORIZATION);
 
-		if (pd_token_check(s->pd, auth, role, sizeof(role), name, sizeof(name))) {
-			pthread_mutex_unlock(&s->pd->lock);
-			free(req);
-			return send_json(conn, 401,
-					 json_pack("{s:s}", "error",
-						   "a valid API token is required "
-						   "(Authorization: Bearer TOKEN)"),
-					 NULL);
-		}
+		/* Raw RFB, keyboard and all: the web console's display (web_ws.c) filters
+		 * a viewer's; a token gets no display stream. */
+		if (req->route == PD_VM_DISPLAY)
+			return refuse(s, conn, req, 403,
+				      "the display's stream is for the control socket and the "
+				      "cluster's hosts only");
+		if (pd_token_check(s->pd, auth, role, sizeof(role), name, sizeof(name)))
+			return refuse(s, conn, req, 401,
+				      "a valid API token is required (Authorization: Bearer TOKEN)");
 		/* The stream types into the guest: like console input, not for viewers. */
-		if (!pd_role_allows(role, req) || (attach && !strcmp(role, "viewer"))) {
-			pthread_mutex_unlock(&s->pd->lock);
-			free(req);
-			return send_json(conn, 403,
-					 json_pack("{s:s}", "error",
-						   "this token's role may not do that"),
-					 NULL);
-		}
+		if (!pd_role_allows(role, req) || (attach && !strcmp(role, "viewer")))
+			return refuse(s, conn, req, 403, "this token's role may not do that");
 		snprintf(s->pd->actor, sizeof(s->pd->actor), "token %.56s", name);
 	} else {
 		peer_name(conn, s->pd->actor, sizeof(s->pd->actor));
 	}
 	if (attach) {
-		enum MHD_Result ret = start_attach(s, conn, req->name);
+		enum MHD_Result ret = start_attach(s, conn, req->name,
+						   req->route == PD_VM_DISPLAY, req->from_cluster);
 
-		s->pd->actor[0] = '\0';
-		pthread_mutex_unlock(&s->pd->lock);
-		free(req);
+		free(req); /* start_attach dropped the lock */
 		return ret;
 	}
 	if (!forwarded) {

@@ -66,6 +66,7 @@
 #include <sodium.h>
 #include <wslay/wslay.h>
 
+#include "cluster.h"
 #include "console.h"
 #include "log.h"
 #include "rfb_filter.h"
@@ -103,6 +104,10 @@ struct ws_viewer {
 	struct web_consoles *cs;
 	struct pd_console *c; /* owned; NULL for a display */
 	int disp;	      /* the display's socket, owned; -1 for a console */
+	char host[STORE_NAME_MAX]; /* the VM's host when relayed from there, else "" */
+	const char *fail;     /* the sentence the WebSocket closes with at once (the
+			       * VM's host could not give its stream), else NULL */
+	uint16_t fail_code;
 	struct rfb_filter rfb; /* the page's RFB stream (a display) */
 	char sid[WEB_TOKEN_HEX];
 	char user[STORE_NAME_MAX];
@@ -329,6 +334,8 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 	(void)ctx;
 	if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
 		return; /* ping, pong, close: wslay answers them */
+	if (v->closing_ms)
+		return; /* the stream may be gone: nothing goes to it any more */
 	if (v->disp >= 0) {
 		ws_display_in(v, arg->msg, arg->msg_length);
 		return;
@@ -415,10 +422,12 @@ static void ws_run(struct ws_viewer *v)
 	int64_t last_tick = 0;
 
 	v->last_rx_ms = v->last_ping_ms = pd_mono_ms();
+	if (v->fail)
+		ws_close(v, v->fail_code, v->fail);
 	for (;;) {
 		int64_t now = pd_mono_ms();
 		struct pollfd p[2] = {{.fd = v->sock},
-				      {.fd = v->disp >= 0 ? v->disp : pd_console_fd(v->c)}};
+				      {.fd = v->disp >= 0 ? v->disp : v->c ? pd_console_fd(v->c) : -1}};
 		bool quit;
 		int ret;
 
@@ -446,6 +455,13 @@ static void ws_run(struct ws_viewer *v)
 		ret = ws_output(v);
 		if (ret == -EPIPE)
 			ws_close(v, WSLAY_CODE_NORMAL_CLOSURE, "The VM was deleted.");
+		else if (ret == -ECONNRESET && v->host[0])
+			/* The page opens it again (its host is looked up anew) unless the
+			 * display is gone with the VM. */
+			ws_close(v, v->disp >= 0 ? WSLAY_CODE_NORMAL_CLOSURE : WSLAY_CODE_GOING_AWAY,
+				 v->disp >= 0 ? "The VM's host ended its display: the VM stopped "
+						"or moved."
+					      : "The VM's host ended its console stream.");
 		else if (ret == -ECONNRESET)
 			ws_close(v, WSLAY_CODE_NORMAL_CLOSURE,
 				 "The VM stopped: its display is gone.");
@@ -595,6 +611,59 @@ out_close:
 
 /* --- the request ---------------------------------------------------------------------- */
 
+/*
+ * A VM of another host (v->host): its stream relayed from there (pd_stream_remote, the
+ * owner records the event with "user U via THIS HOST" as the actor), or, when the VM's
+ * host cannot be reached (addr NULL: r says why already) or refuses, v->fail: the
+ * WebSocket is accepted and closed at once with the sentence, which a page can show
+ * (a refused upgrade reaches it without one). Without pd->lock.
+ */
+static void ws_remote_open(struct ws_viewer *v, const char *addr, bool display,
+			   struct pd_reply *r)
+{
+	char client[STORE_NAME_MAX];
+	const char *why;
+	int fd = -1;
+
+	snprintf(client, sizeof(client), "user %.56s", v->user);
+	if (addr)
+		fd = pd_stream_remote(v->cs->pd, v->host, addr, v->vm, display, client, r);
+	if (fd >= 0 && display)
+		v->disp = fd;
+	else if (fd >= 0)
+		v->c = pd_console_of_stream(fd);
+	if (v->c || v->disp >= 0)
+		return;
+	why = json_string_value(json_object_get(r->body, "error"));
+	log_info("web: the %s of %s on host %s: %s", display ? "display" : "console", v->vm,
+		 v->host, why ? why : "no reason given");
+	v->fail_code = WSLAY_CODE_GOING_AWAY; /* the page tries again */
+	switch (r->status) {
+	case 404:
+		v->fail_code = WSLAY_CODE_NORMAL_CLOSURE;
+		v->fail = "There is no such VM.";
+		break;
+	case 409: /* no --cluster-key here, or (the owner's) no display or not running */
+		v->fail_code = WSLAY_CODE_NORMAL_CLOSURE;
+		v->fail = !addr ? "The VM runs on another host, which this plinthd cannot reach "
+				  "without --cluster-key."
+			  : display ? "The VM has no display, or is not running."
+				    : "The VM's host could not open its console.";
+		break;
+	case 421:
+		v->fail = "The VM moved to another host.";
+		break;
+	case 502:
+	case 503:
+		v->fail = addr ? "The VM's host did not answer." : "The VM's host is down.";
+		break;
+	default:
+		v->fail_code = WSLAY_CODE_INTERNAL_SERVER_ERROR;
+		v->fail = display ? "The VM's display could not be opened."
+				  : "The console could not be opened.";
+	}
+}
+
 enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connection *conn,
 				    const char *vm, bool display, const char *sid,
 				    const struct web_session *s)
@@ -608,8 +677,9 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 	struct pd_reply r = {0};
 	struct MHD_Response *resp;
 	struct ws_viewer *v;
-	char accept[WEB_WS_ACCEPT_LEN];
+	char accept[WEB_WS_ACCEPT_LEN], addr[64];
 	enum MHD_Result ret;
+	int f;
 
 	if (!upgrade || strcasecmp(upgrade, "websocket") ||
 	    !web_ws_header_has_token(connection, "upgrade"))
@@ -640,9 +710,12 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 	snprintf(v->user, sizeof(v->user), "%s", s->user);
 	snprintf(v->vm, sizeof(v->vm), "%s", vm);
 	pthread_mutex_lock(&cs->pd->lock);
-	if (display)
+	f = pd_vm_target(cs->pd, vm, v->host, addr, sizeof(addr), &r);
+	if (!f)
+		v->host[0] = '\0';
+	if (!f && display)
 		v->disp = pd_display_connect(cs->pd, vm, &r);
-	else
+	else if (!f)
 		v->c = pd_console_open(cs->pd, vm, &r);
 	if (v->c || v->disp >= 0) {
 		snprintf(cs->pd->actor, sizeof(cs->pd->actor), "user %.56s", s->user);
@@ -652,7 +725,9 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 		cs->pd->actor[0] = '\0';
 	}
 	pthread_mutex_unlock(&cs->pd->lock);
-	if (!v->c && v->disp < 0) {
+	if (f)
+		ws_remote_open(v, f > 0 ? addr : NULL, display, &r);
+	if (!v->c && v->disp < 0 && !v->fail) {
 		free(v);
 		ret = web_reply_error(conn, r.status,
 				      r.status == 404 ? "There is no such VM."
@@ -663,6 +738,7 @@ enum MHD_Result web_console_upgrade(struct web_consoles *cs, struct MHD_Connecti
 		json_decref(r.body);
 		return ret;
 	}
+	json_decref(r.body); /* a failure told by the WebSocket's close */
 	resp = MHD_create_response_for_upgrade(on_upgrade, v);
 	if (!resp) {
 		ws_backend_close(v);

@@ -1,6 +1,7 @@
 // What the browser tests do outside the browser, against plinthd's web listener at url:
 // HTTPS requests, an API log-in (its cookie and CSRF token), console and display tickets,
-// raw WebSockets (ws package, pinned in web/package-lock.json) and a polling wait.
+// raw WebSockets (ws package, pinned in web/package-lock.json), a polling wait and an RFB
+// client over a raw WebSocket (also tests/daemon/cluster-web.cjs).
 'use strict';
 const https = require('https');
 const path = require('path');
@@ -103,4 +104,42 @@ async function waitFor(fn, what, ms = 10000) {
   throw new Error(`waited ${ms} ms for ${what}`);
 }
 
-module.exports = { client, waitFor, launch };
+// An RFB 3.8 client over a raw WebSocket, up to the first full frame (raw encoding,
+// 32-bit pixels): resolves once the frame's last byte arrived.
+async function rfbHandshake(ws) {
+  const take = async (n) => {
+    await waitFor(() => ws.buf.length >= n || ws.closed, `${n} RFB bytes`);
+    if (ws.buf.length < n) throw new Error(`the display closed: ${JSON.stringify(ws.closed)}`);
+    const b = ws.buf.subarray(0, n);
+    ws.buf = ws.buf.subarray(n);
+    return b;
+  };
+  const version = String(await take(12));
+  ws.send(Buffer.from('RFB 003.008\n'));
+  const n = (await take(1))[0];
+  await take(n);
+  ws.send(Buffer.from([1]));
+  await take(4);
+  ws.send(Buffer.from([1])); // ClientInit: shared
+  const init = await take(24);
+  await take(init.readUInt32BE(20));
+  return { version, w: init.readUInt16BE(0), h: init.readUInt16BE(2), take };
+}
+
+function keyEvent(keysym) {
+  const down = Buffer.from([4, 1, 0, 0, 0, 0, 0, 0]);
+  down.writeUInt32BE(keysym, 4);
+  const up = Buffer.from(down);
+  up[1] = 0;
+  return Buffer.concat([down, up]);
+}
+
+// A full-frame request; resolves when the frame (one raw rectangle) has come whole.
+async function fullFrame(ws, rfb) {
+  ws.send(Buffer.from([3, 0, 0, 0, 0, 0, 0, rfb.w, 0, rfb.h]));
+  const head = await rfb.take(16);
+  if (head[0] !== 0 || head.readUInt16BE(2) !== 1) throw new Error(`not a frame: ${head.toString('hex')}`);
+  return rfb.take(rfb.w * rfb.h * 4);
+}
+
+module.exports = { client, waitFor, launch, rfbHandshake, keyEvent, fullFrame };

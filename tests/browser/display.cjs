@@ -16,46 +16,8 @@ const VM = 'scr1';
 const { check, failures } = require('./tap.cjs').tap('web display');
 
 const { request, loginApi, wsOpen, ticket: ticketOf, pageOfVm } = require('./client.cjs').client(URL1);
-const { waitFor, launch } = require('./client.cjs');
+const { waitFor, launch, rfbHandshake, keyEvent, fullFrame } = require('./client.cjs');
 const ticket = (s, kind = 'display', vm = VM) => ticketOf(s, vm, kind);
-
-// An RFB 3.8 client over a raw WebSocket, up to the first full frame (raw encoding,
-// 32-bit pixels): resolves once the frame's last byte arrived.
-async function rfbHandshake(ws) {
-  const take = async (n) => {
-    await waitFor(() => ws.buf.length >= n || ws.closed, `${n} RFB bytes`);
-    if (ws.buf.length < n) throw new Error(`the display closed: ${JSON.stringify(ws.closed)}`);
-    const b = ws.buf.subarray(0, n);
-    ws.buf = ws.buf.subarray(n);
-    return b;
-  };
-  const version = String(await take(12));
-  ws.send(Buffer.from('RFB 003.008\n'));
-  const n = (await take(1))[0];
-  await take(n);
-  ws.send(Buffer.from([1]));
-  await take(4);
-  ws.send(Buffer.from([1])); // ClientInit: shared
-  const init = await take(24);
-  await take(init.readUInt32BE(20));
-  return { version, w: init.readUInt16BE(0), h: init.readUInt16BE(2), take };
-}
-
-function keyEvent(keysym) {
-  const down = Buffer.from([4, 1, 0, 0, 0, 0, 0, 0]);
-  down.writeUInt32BE(keysym, 4);
-  const up = Buffer.from(down);
-  up[1] = 0;
-  return Buffer.concat([down, up]);
-}
-
-// A full-frame request; resolves when the frame (one raw rectangle) has come whole.
-async function fullFrame(ws, rfb) {
-  ws.send(Buffer.from([3, 0, 0, 0, 0, 0, 0, rfb.w, 0, rfb.h]));
-  const head = await rfb.take(16);
-  if (head[0] !== 0 || head.readUInt16BE(2) !== 1) throw new Error(`not a frame: ${head.toString('hex')}`);
-  return rfb.take(rfb.w * rfb.h * 4);
-}
 
 async function openPage(browser, user, password) {
   const { ctx, page } = await pageOfVm(browser, user, password, VM);

@@ -38,6 +38,7 @@ static void test_routes(void **unused)
 		{"POST", "/v1/vms/a/stop", "{\"timeout\": 5}", PD_VM_ACTION},
 		{"POST", "/v1/vms/a/kill", "{}", PD_VM_ACTION},
 		{"GET", "/v1/vms/a/console", NULL, PD_VM_CONSOLE},
+		{"GET", "/v1/vms/a/display", NULL, PD_VM_DISPLAY},
 		{"GET", "/v1/images", NULL, PD_IMAGE_LIST},
 		{"POST", "/v1/images", "{\"name\": \"i\", \"size\": 1048576}", PD_IMAGE_CREATE},
 		{"GET", "/v1/images/i", NULL, PD_IMAGE_GET},
@@ -102,6 +103,7 @@ static void test_bad_routes(void **unused)
 		{"POST", "/v1/hosts", NULL, 405},
 		{"GET", "/v1/hosts/h1", NULL, 404},
 		{"GET", "/v1/hosts/h1/evacuate", NULL, 405},
+		{"POST", "/v1/vms/a/display", NULL, 405},
 		{"POST", "/v1/hosts/h1/reboot", NULL, 404},
 		{"POST", "/v1/hosts/a%2Fb/activate", NULL, 404},
 		{"POST", "/v1/hosts/h1/evacuate", "{\"now\": true}", 400},
@@ -358,6 +360,7 @@ static void test_roles(void **unused)
 		{"GET", "/v1/hosts", NULL, true, true},
 		{"POST", "/v1/hosts/h1/evacuate", NULL, false, false},
 		{"POST", "/v1/hosts/h1/activate", NULL, false, false},
+		{"GET", "/v1/vms/a/display", NULL, false, false}, /* the server: no token at all */
 		{"POST", "/v1/vms/a/start", NULL, false, true},
 		{"POST", "/v1/vms/a/kill", NULL, false, true},
 		{"POST", "/v1/tasks/3/cancel", NULL, false, true},

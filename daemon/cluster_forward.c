@@ -194,7 +194,8 @@ static int tls_send_all(gnutls_session_t s, const char *buf, size_t len)
 	while (len) {
 		ssize_t n = gnutls_record_send(s, buf, len);
 
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+		/* GNUTLS_E_AGAIN is the socket's SO_SNDTIMEO (connect_to): a timeout. */
+		if (n == GNUTLS_E_INTERRUPTED)
 			continue;
 		if (n < 0)
 			return (int)n;
@@ -230,7 +231,7 @@ static int tls_read_all(gnutls_session_t s, char **out, size_t *outlen)
 			buf = nb;
 		}
 		n = gnutls_record_recv(s, buf + len, cap - len);
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+		if (n == GNUTLS_E_INTERRUPTED) /* GNUTLS_E_AGAIN: SO_RCVTIMEO ran out */
 			continue;
 		if (n == 0 || (n == GNUTLS_E_PREMATURE_TERMINATION && len))
 			break;
@@ -352,6 +353,9 @@ static void reply_failed(struct pd_reply *r, const char *owner, const char *addr
 	else if (ret == -EMSGSIZE || ret == -ENOMEM || ret == -EPROTO)
 		pd_reply_error(r, 502, "forwarding to host '%s' (%s) failed: %s", owner, addr,
 			       strerror(-ret));
+	else if (ret == GNUTLS_E_AGAIN)
+		pd_reply_error(r, 504, "host '%s' (%s) did not %s in time", owner, addr,
+			       !strcmp(what, "send") ? "take the request" : "answer");
 	else
 		pd_reply_error(r, 502, "forwarding to host '%s' (%s) failed: %s: %s", owner, addr,
 			       what, gnutls_strerror(ret));

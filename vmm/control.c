@@ -17,6 +17,41 @@
 #include "state/snapshot.h"
 #include "state/state.h"
 
+/*
+ * Rule 3 while the guest runs (docs/cluster.md): every LEASE_RECHECK_MS the main
+ * thread reads the writable disks' lease records; a newer epoch of this VM there
+ * means another host has taken it over (an HA restart after this host lost contact,
+ * where this one did not hear of it), so the guest is paused at once: a second writer
+ * on its disks is the one thing that must not happen, and a paused guest stays so
+ * (resume is refused the same way). A record that cannot be read or parsed (a blip of
+ * the shared storage, a torn rewrite) is logged, rate-limited, and the guest runs on:
+ * only a definite newer owner stops it.
+ */
+#define LEASE_RECHECK_MS 2000
+
+static void vmm_tick(void *opaque, struct vm *vm)
+{
+	struct vmm *vmm = opaque;
+	char err[API_ERROR_MAX] = "";
+	bool skip;
+	int ret;
+
+	pthread_mutex_lock(&vmm->lock);
+	/* A migration hands the disks over itself; its outcome decides, not this. */
+	skip = vmm->mig.status == MIG_ACTIVE || vmm->mig.status == MIG_UNKNOWN;
+	pthread_mutex_unlock(&vmm->lock);
+	if (skip || vm_paused(vm))
+		return;
+	ret = lease_fence(vmm->cfg, "running", err, sizeof(err));
+	if (ret == -ESTALE) {
+		log_error("%s: the guest is paused", err);
+		vm_pause(vm);
+	} else if (ret) {
+		log_limited(&vmm->lease_rl, LOG_WARN, "%s (checked again in %d s)", err,
+			    LEASE_RECHECK_MS / 1000);
+	}
+}
+
 int vmm_init(struct vmm *vmm, struct vm_config *cfg)
 {
 	memset(vmm, 0, sizeof(*vmm));
@@ -31,6 +66,11 @@ int vmm_init(struct vmm *vmm, struct vm_config *cfg)
 	cfg->service_fd = vmm->req_fd;
 	cfg->service = vmm_service;
 	cfg->service_opaque = vmm;
+	if (cfg->lease_epoch_set) {
+		cfg->tick = vmm_tick;
+		cfg->tick_ms = LEASE_RECHECK_MS;
+		ratelimit_init(&vmm->lease_rl, 1, 60000);
+	}
 	return 0;
 }
 

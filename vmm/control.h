@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "api/api.h"
+#include "ratelimit.h"
 #include "vm.h"
 
 enum vmm_req { VMM_REQ_NONE, VMM_REQ_PAUSE, VMM_REQ_RESUME, VMM_REQ_SHUTDOWN, VMM_REQ_RESET,
@@ -50,6 +51,7 @@ struct vmm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int req_fd;               /* eventfd: a request waits for the main thread */
+	struct ratelimit lease_rl; /* vmm_tick's unreadable-record warnings (main thread) */
 	struct vm *vm;            /* the current VM, NULL between two (lock) */
 	unsigned int boots;       /* VMs created, restored included (lock) */
 	bool restored;            /* the first VM came from a snapshot or a migration */

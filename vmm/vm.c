@@ -807,9 +807,18 @@ static void kick_handler(int sig)
 	(void)sig; /* only interrupts KVM_RUN */
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 {
 	struct sigaction sa = { .sa_handler = kick_handler };
+	uint64_t next_tick;
 	unsigned int i;
 	int ret;
 
@@ -853,14 +862,25 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 		vm->vcpu[i].started = true;
 	}
 
+	next_tick = vm->cfg->tick && vm->cfg->tick_ms > 0 ? now_ms() + vm->cfg->tick_ms : 0;
 	for (;;) {
 		struct pollfd p[3] = {
 			{ .fd = vm->exit_fd, .events = POLLIN },
 			{ .fd = signal_fd, .events = POLLIN },
 			{ .fd = vm->cfg->service_fd, .events = POLLIN },
 		};
+		int wait = -1;
 
-		if (poll(p, 3, -1) < 0) {
+		if (next_tick) {
+			uint64_t now = now_ms();
+
+			if (now >= next_tick) {
+				vm->cfg->tick(vm->cfg->service_opaque, vm);
+				next_tick = now + vm->cfg->tick_ms;
+			}
+			wait = (int)MIN(next_tick - now, (uint64_t)vm->cfg->tick_ms);
+		}
+		if (poll(p, 3, wait) < 0) {
 			if (errno == EINTR)
 				continue;
 			vm_request_exit(vm, VM_EXIT_ERROR, "poll: %s", strerror(errno));

@@ -102,6 +102,9 @@ struct vm_config {
 	int service_fd;
 	void (*service)(void *opaque, struct vm *vm);
 	void *service_opaque;
+	/* And every tick_ms (0: never), tick(service_opaque, vm), on the main thread too. */
+	int tick_ms;
+	void (*tick)(void *opaque, struct vm *vm);
 	bool seccomp;           /* each thread installs its filter (vmm/sandbox) */
 	/*
 	 * Opened once by vm_open_files() and kept across guest resets, so that a VM

@@ -4,7 +4,8 @@
 # guest is paused: `ctl resume` is refused (409, one line) and the guest stays paused; a
 # guest reset does not reopen the disk (plinth exits 1 saying so); a plinth started with
 # the old epoch refuses to start in one line and leaves the record alone; one started
-# with the new epoch runs and takes the record.
+# with the new epoch runs and takes the record; it warns about a record it cannot read
+# and runs on, and pauses its guest within 2 s when a newer epoch appears while it runs.
 . tests/integration/lib.sh
 dir=$(mktemp -d)
 s=$(sock_dir)
@@ -57,4 +58,25 @@ start "$dir/c3" 2,vm=v1
 wait_in "$dir/c3" $pid GUEST-UP 120
 [ "$(sed -n 2p "$lease")" = "epoch=2 vm=v1" ] && ! grep -q "h2 pid=9" "$lease" ||
 	{ cat "$lease"; fail "the VMM with the new epoch did not take the record"; }
-echo "ok: resume, restart and start refused under epoch 1 once the disk held 2; epoch 2 ran"
+
+# While it runs: a record it cannot read is only warned about (storage blips must not
+# stop guests); another owner's newer epoch pauses the guest within a check period (2 s).
+printf 'not a lease record\n\001\n' >"$lease"
+sleep 5
+ctl info | grep -q '"state": *"running"' || fail "an unreadable record paused the guest"
+expect_in "$dir/c3" "disk 'disk0': its lease record .* is not one plinth writes; not running .*checked again in 2 s" \
+	"no warning about the unreadable record"
+t0=$(date +%s%N)
+printf 'h3 pid=7 start=1\nepoch=3 vm=v1\n' >"$lease"
+while ! ctl info | grep -q '"state": *"paused"' && [ $(($(date +%s%N) - t0)) -lt 15000000000 ]; do
+	sleep 0.2
+done
+t1=$(date +%s%N)
+ctl info | grep -q '"state": *"paused"' || { cat "$dir/c3"; fail "a newer epoch on the disk did not pause the running guest"; }
+expect_in "$dir/c3" "disk 'disk0' is leased at epoch 3 \(by 'h3 pid=7 start=1'\), newer than this VMM's --epoch 2: the VM has another owner now; not running: the guest is paused" \
+	"the pause was not explained in one line"
+echo "a newer epoch paused the running guest after $(((t1 - t0) / 1000000)) ms"
+ctl resume 2>/dev/null && fail "resume under the newer epoch succeeded"
+grep -q "h3 pid=7" "$lease" || fail "the paused VMM changed the newer record"
+echo "ok: resume, restart and start refused under epoch 1 once the disk held 2; epoch 2 ran" \
+	"and paused itself when epoch 3 appeared"

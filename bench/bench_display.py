@@ -75,6 +75,18 @@ def display_cmd(vmm, sock):
     return B.vmm_cmd(vmm, mem=MEM, cpus=CPUS, run=GUEST_RUN, extra=extra, kernel=path(*KERNEL), initrd=path(*INITRD))
 
 
+def vmm_env(vmm):
+    """The environment for vmm: a QEMU unpacked outside /usr loads its own device modules
+    (virtio-gpu is one), not those of Debian's QEMU in /usr/lib."""
+    env = dict(os.environ)
+    if vmm != "plinth":
+        binary = B.QEMUS[vmm.split("-")[1]][0]
+        mods = os.path.join(os.path.dirname(binary), "..", "lib", "x86_64-linux-gnu", "qemu")
+        if os.path.isdir(mods) and os.path.realpath(binary) != "/usr/bin/qemu-system-x86_64":
+            env["QEMU_MODULE_DIR"] = os.path.realpath(mods)
+    return env
+
+
 def wait_ready(p, console, timeout=300):
     deadline = time.monotonic() + timeout
     while True:
@@ -96,7 +108,7 @@ def once(vmm):
     try:
         with open(console, "wb") as out:
             p = subprocess.Popen(display_cmd(vmm, sock), stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT)
+                                 stderr=subprocess.STDOUT, env=vmm_env(vmm))
         wait_ready(p, console)
         viewer = subprocess.Popen([path(*RFB_BENCH), sock, "--wait", "60", "--keys", str(KEYS), "--gap", str(GAP_MS),
                                    "--scroll", "sh /s", "--secs", str(SECS), "--raw-secs", str(RAW_SECS)],

@@ -4,7 +4,10 @@
 # frame once the guest writes to tty1. Every thread of plinth, the display's included,
 # runs under its seccomp filter. Keys typed through VNC (rfb-send) reach a shell on tty1
 # whose command writes to the serial console (exact text: a lost key fails), a pointer
-# event reaches the tablet's /dev/input node, and the guest names both devices. A snapshot
+# event reaches the tablet's /dev/input node, and the guest names both devices. The guest
+# reads plinth's EDID (its connector's modes come from it, 1024x768 preferred); a mode
+# change in the guest (plinth-modeset, as a compositor makes one) reaches a connected
+# viewer as a new 800x600 desktop, and the console's own mode comes back when it ends. A snapshot
 # restored paused shows a viewer the very frame the source showed (the gpu's resources and
 # scanout came back, the guest drew nothing), and keys typed into it reach the same shell;
 # a live migration of that VM over a Unix socket shows the screen and takes keys on the
@@ -23,6 +26,8 @@ trap 'kill -9 $pid $dst 2>/dev/null; rm -rf "$dir"' EXIT
 # The guest says whether it has a frame buffer, names its input devices, prints the
 # tablet's first four events, runs a shell on tty1, then writes a line to tty1 each second.
 cmd='echo "fb $(cat /sys/class/graphics/fb0/name 2>/dev/null)"
+for c in /sys/class/drm/card*-Virtual-1; do
+echo "edid $(od -An -tx1 -v $c/edid | tr -d " \n")"; echo "modes $(tr "\n" " " <$c/modes)"; done
 grep "^N: Name=" /proc/bus/input/devices
 ev=$(grep -l "plinth tablet" /sys/class/input/event*/device/name | sed -n "s|.*/\(event[0-9]*\)/.*|\1|p")
 (dd if=/dev/input/$ev bs=24 count=4 2>/dev/null | od -An -w24 -tu2 | sed "s/^/ptr/") &
@@ -82,6 +87,33 @@ echo "key-to-console: $(((t1 - t0) / 1000000)) ms (Return sent to the line on th
 wait_in "$dir/console" $pid '^ptr( +[0-9]+){8} +1 +272 +1 +0' 30
 expect_in "$dir/console" '^ptr( +[0-9]+){8} +3 +0 +32767 +0' "no ABS_X 32767 from the tablet"
 expect_in "$dir/console" '^ptr( +[0-9]+){8} +3 +1 +32767 +0' "no ABS_Y 32767 from the tablet"
+
+# EDID: the guest read plinth's block (header, the name "plinth") and took its modes
+# from it, the preferred 1024x768 first.
+expect_in "$dir/console" '^edid 00ffffffffffff00[0-9a-f]*706c696e74680a' \
+	"the guest has no EDID from plinth (or not its monitor name)"
+expect_in "$dir/console" '^modes 1024x768 .*1920x1080.*800x600' \
+	"the guest's modes are not the EDID's with 1024x768 first"
+grep -m1 '^modes ' "$dir/console"
+# A resolution change made by the guest: a viewer connected at 1024x768 is told the
+# new size (DesktopSize) and sees the 800x600 picture; when the program ends the
+# console takes its mode back and a viewer sees 1024x768 again.
+"$grab" "$dir/vnc.sock" 40 800x600 >"$dir/resize" 2>&1 &
+grabber=$!
+sleep 2 # the viewer is connected and has its first frame
+"$send" "$dir/vnc.sock" key 'plinth-modeset 800x600 6 >/dev/ttyS0 2>&1' &&
+	"$send" "$dir/vnc.sock" key $'\n' ||
+	fail "rfb-send could not type the mode change"
+wait_in "$dir/console" $pid '^modeset 800x600 ok' 30
+wait $grabber; rc=$?
+sed 's/^/resize: rfb-grab: /' "$dir/resize"
+[ $rc = 0 ] || fail "the viewer did not see the guest's 800x600 mode (rfb-grab exited $rc)"
+[[ $(sed -n 1p "$dir/resize") =~ ^frame\ 1024\ 768\ nonblack=[1-9] ]] ||
+	fail "the viewer's first frame was not the 1024x768 console"
+[[ $(sed -n 2p "$dir/resize") =~ ^frame\ 800\ 600\ nonblack=([0-9]+) ]] &&
+	[ "${BASH_REMATCH[1]}" -ge 400000 ] || fail "the 800x600 frame is not the guest's picture"
+out=$("$grab" "$dir/vnc.sock" 30 1024x768 2>&1) || fail "the console's 1024x768 did not come back: $out"
+echo "$out" | sed 's/^/restored mode: rfb-grab: /'
 
 # Snapshot, then restore paused: the viewer sees the saved frame at once (the guest runs
 # nothing), then keys reach the shell the guest had: its display was not reset.

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
- * rfb-grab SOCKET [SECONDS]: a VNC viewer for tests (tests/integration/display-vnc.sh).
- * Connects to the Unix socket SOCKET (retrying until it exists), waits up to SECONDS
- * (default 30) for a frame that is not all black and prints it as
+ * rfb-grab SOCKET [SECONDS [WxH]]: a VNC viewer for tests
+ * (tests/integration/display-vnc.sh). Connects to the Unix socket SOCKET (retrying
+ * until it exists), waits up to SECONDS (default 30) for a frame that is not all
+ * black and prints it as
  *   frame W H nonblack=N sum=HEX bytes=B
- * then waits up to SECONDS more for the picture to change and prints the changed
- * frame the same way. Exit 0 when both came, 2 on a protocol or socket error, 3 when
- * the screen stayed black, 4 when it did not change. With PPM=FILE the last frame is
- * also written as a PPM image.
+ * then waits up to SECONDS more for the picture to change (with WxH: for a frame of
+ * that size that is not all black, the guest's resolution change as the server's
+ * DesktopSize announced it) and prints that frame the same way. Exit 0 when both
+ * came, 2 on a protocol or socket error, 3 when the screen stayed black, 4 when it
+ * did not change (or never took that size). With PPM=FILE the last frame is also
+ * written as a PPM image.
  */
 #include <stdio.h>
 #include <time.h>
@@ -68,11 +71,12 @@ int main(int argc, char **argv)
 {
 	double secs = argc > 2 ? atof(argv[2]) : 30, end;
 	struct rfb_frame f = { 0 };
+	unsigned int want_w = 0, want_h = 0;
 	uint64_t first;
 	int fd = -1, r;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: rfb-grab SOCKET [SECONDS]\n");
+	if (argc < 2 || (argc > 3 && sscanf(argv[3], "%ux%u", &want_w, &want_h) != 2)) {
+		fprintf(stderr, "usage: rfb-grab SOCKET [SECONDS [WxH]]\n");
 		return 2;
 	}
 	end = now() + secs;
@@ -101,8 +105,11 @@ int main(int argc, char **argv)
 	first = sum(&f);
 	end = now() + secs;
 	r = 0;
-	while (!r && sum(&f) == first && now() < end)
+	while (!r && now() < end) {
+		if (want_w ? f.w == want_w && f.h == want_h && nonblack(&f) : sum(&f) != first)
+			break;
 		r = rfb_update(fd, &f, true, (int)((end - now()) * 1000) + 1);
+	}
 	if (r && r != -ETIMEDOUT) {
 		fprintf(stderr, "rfb-grab: %s\n", strerror(-r));
 		return 2;
@@ -110,5 +117,7 @@ int main(int argc, char **argv)
 	show(&f);
 	if (getenv("PPM"))
 		ppm(&f, getenv("PPM"));
+	if (want_w)
+		return f.w == want_w && f.h == want_h && nonblack(&f) ? 0 : 4;
 	return sum(&f) == first ? 4 : 0;
 }

@@ -28,7 +28,11 @@
  *     guest's RAM; set-scanout), and pixels inflate to exactly the rows claimed.
  *     A park for a save keeps the resources; only the driver's reset drops them.
  *
- * Not carried yet: EDID, multiple scanouts, 3D.
+ * EDID (VIRTIO_GPU_F_EDID): offered when the preferred mode fits one (edid.h); the
+ * block is built once at creation, so GET_EDID answers the same bytes every time and
+ * nothing of it travels in snapshots.
+ *
+ * Not carried yet: multiple scanouts, 3D.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -38,6 +42,7 @@
 #include <linux/virtio_ids.h>
 #include <zlib.h>
 
+#include "edid.h"
 #include "gpu.h"
 #include "internal.h"
 #include "log.h"
@@ -79,6 +84,8 @@ struct gpu {
 	void *display_opaque;          /* owned (display->destroy) */
 	bool display_spawned;
 	uint32_t pref_width, pref_height; /* offered in GET_DISPLAY_INFO */
+	bool has_edid;                 /* VIRTIO_GPU_F_EDID offered: edid is valid */
+	uint8_t edid[EDID_BLOCK];
 	struct gpu_resource *res[GPU_MAX_RESOURCES]; /* owned; NULL slots free */
 	uint64_t mem_used;             /* bytes of all res[]->data */
 	struct gpu_resource *scanout;  /* shown resource or NULL */
@@ -384,12 +391,31 @@ static size_t display_info(struct gpu *g, struct virtio_gpu_resp_display_info *d
 	return sizeof(*d);
 }
 
+static size_t get_edid(struct gpu *g, const struct virtio_gpu_cmd_get_edid *c,
+		       struct virtio_gpu_resp_edid *e, uint32_t *type)
+{
+	if (!g->has_edid) {
+		*type = VIRTIO_GPU_RESP_ERR_UNSPEC; /* not offered: the driver must not ask */
+		return sizeof(e->hdr);
+	}
+	if (c->scanout != 0) {
+		*type = VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID;
+		return sizeof(e->hdr);
+	}
+	e->size = EDID_BLOCK;
+	memcpy(e->edid, g->edid, EDID_BLOCK);
+	*type = VIRTIO_GPU_RESP_OK_EDID;
+	return sizeof(*e);
+}
+
 /* The fixed part of each control command, or 0 for an unknown type. */
 static size_t cmd_size(uint32_t type)
 {
 	switch (type) {
 	case VIRTIO_GPU_CMD_GET_DISPLAY_INFO:
 		return sizeof(struct virtio_gpu_ctrl_hdr);
+	case VIRTIO_GPU_CMD_GET_EDID:
+		return sizeof(struct virtio_gpu_cmd_get_edid);
 	case VIRTIO_GPU_CMD_RESOURCE_CREATE_2D:
 		return sizeof(struct virtio_gpu_resource_create_2d);
 	case VIRTIO_GPU_CMD_RESOURCE_UNREF:
@@ -412,7 +438,11 @@ size_t virtio_gpu_cmd(struct virtio_dev *vdev, const void *req, size_t len, void
 		      size_t cap)
 {
 	struct gpu *g = vdev->priv;
-	struct virtio_gpu_resp_display_info out; /* the largest answer */
+	union {
+		struct virtio_gpu_ctrl_hdr hdr;
+		struct virtio_gpu_resp_display_info info;
+		struct virtio_gpu_resp_edid edid;
+	} out;
 	struct virtio_gpu_ctrl_hdr h;
 	size_t need, out_len = sizeof(h);
 	uint32_t type;
@@ -424,6 +454,7 @@ size_t virtio_gpu_cmd(struct virtio_dev *vdev, const void *req, size_t len, void
 		struct virtio_gpu_transfer_to_host_2d xfer;
 		struct virtio_gpu_resource_attach_backing attach;
 		struct virtio_gpu_resource_detach_backing detach;
+		struct virtio_gpu_cmd_get_edid edid;
 	} c;
 
 	memset(&out, 0, sizeof(out));
@@ -441,8 +472,11 @@ size_t virtio_gpu_cmd(struct virtio_dev *vdev, const void *req, size_t len, void
 		memcpy(&c, req, need);
 		switch (h.type) {
 		case VIRTIO_GPU_CMD_GET_DISPLAY_INFO:
-			out_len = display_info(g, &out);
+			out_len = display_info(g, &out.info);
 			type = VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+			break;
+		case VIRTIO_GPU_CMD_GET_EDID:
+			out_len = get_edid(g, &c.edid, &out.edid, &type);
 			break;
 		case VIRTIO_GPU_CMD_RESOURCE_CREATE_2D:
 			type = cmd_create_2d(g, &c.create);
@@ -493,7 +527,8 @@ static size_t read_request(struct gpu *g, const struct virtq_elem *e)
 static int ctrl_chain(struct virtio_dev *vdev, struct virtq_elem *e, uint32_t *written)
 {
 	struct gpu *g = vdev->priv;
-	uint8_t resp[sizeof(struct virtio_gpu_resp_display_info)];
+	uint8_t resp[MAX(sizeof(struct virtio_gpu_resp_display_info),
+			 sizeof(struct virtio_gpu_resp_edid))];
 	size_t len = read_request(g, e), n;
 
 	n = virtio_gpu_cmd(vdev, g->req, len, resp, MIN(sizeof(resp), e->in_len));
@@ -855,7 +890,9 @@ int virtio_gpu_init(struct virtio_dev *vdev, const struct guest_mem *mem, uint32
 	g->display_opaque = opaque;
 	g->pref_width = width;
 	g->pref_height = height;
-	err = virtio_dev_init(vdev, &virtio_gpu_ops, g, mem, 2, GPU_QUEUE_SIZE, 0);
+	g->has_edid = edid_build(width, height, g->edid);
+	err = virtio_dev_init(vdev, &virtio_gpu_ops, g, mem, 2, GPU_QUEUE_SIZE,
+			      g->has_edid ? 1ULL << VIRTIO_GPU_F_EDID : 0);
 	if (err) {
 		display->destroy(opaque);
 		free(g->req);

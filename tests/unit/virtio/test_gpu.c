@@ -20,6 +20,7 @@
 #include <linux/virtio_gpu.h>
 
 #include "drv_pci.h"
+#include "edid.h"
 #include "fake_dev.h"
 #include "fake_display.h"
 #include "gpu.h"
@@ -220,6 +221,76 @@ static void test_display_info(void **state)
 	virtio_gpu_ops.cfg_read(&f->vdev, 0, &cfg, sizeof(cfg));
 	assert_int_equal(cfg.num_scanouts, 1);
 	assert_int_equal(cfg.num_capsets, 0);
+}
+
+/* The checks a guest's EDID parser makes, and the preferred mode read back. */
+static void check_edid(const uint8_t *e, uint32_t w, uint32_t h, uint32_t max_hz)
+{
+	static const uint8_t header[8] = { 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0 };
+	const uint8_t *d = e + 54; /* the first descriptor: the preferred mode */
+	uint32_t clock, ht, vt, hz, i;
+	uint8_t sum = 0;
+
+	for (i = 0; i < EDID_BLOCK; i++)
+		sum = (uint8_t)(sum + e[i]);
+	assert_int_equal(sum, 0);
+	assert_memory_equal(e, header, sizeof(header));
+	assert_int_equal(e[18], 1); /* version 1.4 */
+	assert_int_equal(e[19], 4);
+	assert_int_equal(e[126], 0); /* no extension blocks */
+	assert_int_equal(e[36] & 0x08, 0x08); /* 1024x768 among the established modes */
+	clock = d[0] | (uint32_t)d[1] << 8;
+	assert_true(clock > 0);
+	assert_int_equal(d[2] | (uint32_t)(d[4] >> 4) << 8, w);
+	assert_int_equal(d[5] | (uint32_t)(d[7] >> 4) << 8, h);
+	ht = w + (d[3] | (uint32_t)(d[4] & 15) << 8);
+	vt = h + (d[6] | (uint32_t)(d[7] & 15) << 8);
+	hz = (uint32_t)((uint64_t)clock * 10000 / ((uint64_t)ht * vt));
+	assert_true(hz >= 1 && hz <= max_hz);
+	/* The name descriptor: tag 0xfc, "plinth" ended by a newline. */
+	assert_int_equal(e[72 + 3], 0xfc);
+	assert_memory_equal(e + 72 + 5, "plinth\n", 7);
+}
+
+/* GET_EDID: offered with the feature, the preferred mode inside; hostile asks refused. */
+static void test_edid(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_gpu_cmd_get_edid c = { .hdr.type = VIRTIO_GPU_CMD_GET_EDID };
+	struct virtio_gpu_resp_edid r;
+	struct fake_display d2 = { 0 };
+	struct virtio_dev big;
+	uint8_t e[EDID_BLOCK];
+
+	assert_true(f->vdev.host_features & (1ULL << VIRTIO_GPU_F_EDID));
+	assert_int_equal(virtio_gpu_cmd(&f->vdev, &c, sizeof(c), &r, sizeof(r)), sizeof(r));
+	assert_int_equal(r.hdr.type, VIRTIO_GPU_RESP_OK_EDID);
+	assert_int_equal(r.size, EDID_BLOCK);
+	check_edid(r.edid, 1024, 768, 60);
+	/* A short answer buffer gets what fits, never more. */
+	assert_int_equal(virtio_gpu_cmd(&f->vdev, &c, sizeof(c), &r, 40), 40);
+	/* Another scanout; a request cut short. */
+	c.scanout = 1;
+	assert_int_equal(cmd(f, &c, sizeof(c)), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
+	c.scanout = 0;
+	assert_int_equal(cmd(f, &c, sizeof(c) - 1), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+
+	/* The largest mode a detailed timing holds: the rate drops so the clock fits. */
+	assert_true(edid_build(4095, 4095, e));
+	check_edid(e, 4095, 4095, 59);
+	assert_true(edid_build(640, 480, e));
+	check_edid(e, 640, 480, 60);
+	/* Past 4095, or under a 10 MHz clock, there is no EDID: the feature is not
+	 * offered and GET_EDID refused. */
+	assert_false(edid_build(4096, 768, e));
+	assert_false(edid_build(16, 16, e));
+	assert_false(edid_build(1024, 0, e));
+	assert_int_equal(virtio_gpu_init(&big, &f->fm.gm, 4096, 2160, &fake_display_ops, &d2), 0);
+	assert_false(big.host_features & (1ULL << VIRTIO_GPU_F_EDID));
+	assert_int_equal(virtio_gpu_cmd(&big, &c, sizeof(c), &r, sizeof(r)), sizeof(r.hdr));
+	assert_int_equal(r.hdr.type, VIRTIO_GPU_RESP_ERR_UNSPEC);
+	virtio_dev_fini(&big);
+	assert_true(d2.destroyed);
 }
 
 static void test_draw(void **state)
@@ -681,6 +752,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_display_info, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_draw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),

@@ -122,15 +122,6 @@ static int zlib_rect(int fd, struct rfb_frame *f, uint32_t x, uint32_t y, uint32
 	return 0;
 }
 
-static uint64_t sum(const struct rfb_frame *f)
-{
-	uint64_t s = 1469598103934665603ull, i; /* FNV-1a over the pixels */
-
-	for (i = 0; i < (uint64_t)f->w * f->h; i++)
-		s = (s ^ (f->px[i] & 0xffffff)) * 1099511628211ull;
-	return s;
-}
-
 static bool nonblack(const struct rfb_frame *f)
 {
 	uint64_t i;
@@ -213,14 +204,14 @@ static int quiet(struct viewer *v, int gap_ms)
 /* Press sym; the seconds until an update that changes the picture has been read. */
 static int key_latency(struct viewer *v, uint32_t sym, double *secs)
 {
-	uint64_t before = sum(&v->f);
+	uint64_t before = rfb_sum(&v->f);
 	double t0 = now();
 	int r = rfb_press(v->fd, sym, false);
 
 	while (!r) {
 		if ((r = next_update(v, T_MS)))
 			break;
-		if (sum(&v->f) != before) {
+		if (rfb_sum(&v->f) != before) {
 			*secs = v->t_update - t0;
 			return 0;
 		}

@@ -102,6 +102,16 @@ static inline int rfb_resize(struct rfb_frame *f, uint32_t w, uint32_t h)
 	return 0;
 }
 
+/* A checksum of the picture (FNV-1a over the pixels): tells whether it changed. */
+static inline uint64_t rfb_sum(const struct rfb_frame *f)
+{
+	uint64_t s = 1469598103934665603ull, i;
+
+	for (i = 0; i < (uint64_t)f->w * f->h; i++)
+		s = (s ^ (f->px[i] & 0xffffff)) * 1099511628211ull;
+	return s;
+}
+
 /* Version, security None, shared ClientInit, ServerInit; our pixel format and the
  * n encodings of enc (most preferred first); f's hooks are kept. */
 static inline int rfb_handshake_enc(int fd, struct rfb_frame *f, const int32_t *enc, uint16_t n,

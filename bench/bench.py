@@ -10,7 +10,11 @@ support yet is reported as n/a with the reason, never estimated.
 BENCH_ONLY=REGEX limits a run to the metrics whose names it matches (e.g. 'migration|API').
 """
 import argparse, json, os, platform, re, select, shutil, statistics, subprocess, sys, tempfile, time
+# Run as a script, this file is __main__: the helper modules' `import bench` must get this
+# very module (its FAILED_RUNS), not a second copy.
+sys.modules.setdefault("bench", sys.modules[__name__])
 import bench_migrate  # bench/bench_migrate.py: live migration and control-socket readiness
+import bench_display  # bench/bench_display.py: VNC key latency and a scrolling console
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(TOP, "build")
@@ -120,10 +124,10 @@ def cmdline(cmd):
     return "console=ttyS0 quiet panic=-1 plinth.run64=" + base64.b64encode(cmd.encode()).decode()
 
 
-def vmm_cmd(vmm, mem="512M", cpus=2, run="true", extra=()):
+def vmm_cmd(vmm, mem="512M", cpus=2, run="true", extra=(), kernel=KERNEL, initrd=INITRD):
     cl = cmdline(run)
     if vmm == "plinth":
-        return [PLINTH, "run", "--kernel", KERNEL, "--initrd", INITRD, "--cmdline", cl,
+        return [PLINTH, "run", "--kernel", kernel, "--initrd", initrd, "--cmdline", cl,
                 "--cpus", str(cpus), "--memory", mem, "--no-reboot"] + list(extra)
     _, ver, mach = vmm.split("-")  # qemu-VERSION-MACHINE, a key of qemu_keys()
     binary = QEMUS[ver][0]
@@ -132,7 +136,7 @@ def vmm_cmd(vmm, mem="512M", cpus=2, run="true", extra=()):
     firmware = ["-L", data] if os.path.isdir(data) and os.path.realpath(data) != "/usr/share/qemu" else []
     return [binary] + firmware + ["-accel", "kvm", "-cpu", "host", "-M", machine,
             "-smp", str(cpus), "-m", mem, "-nodefaults", "-no-user-config", "-display", "none",
-            "-serial", "stdio", "-no-reboot", "-kernel", KERNEL, "-initrd", INITRD,
+            "-serial", "stdio", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
             "-append", cl] + list(extra)
 
 
@@ -533,6 +537,9 @@ def part_kvm(runs, save=lambda out: None):
     save(out)
     # 6. live migration, idle and dirtying.
     m.update(bench_migrate.bench_migrate(runs))
+    save(out)
+    # 7. the display over VNC: key to screen, a scrolling console.
+    m.update(bench_display.bench_display(runs))
     out["metrics"] = {k: v for k, v in m.items() if wanted(k)}
     return out
 

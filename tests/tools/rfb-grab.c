@@ -34,19 +34,10 @@ static uint64_t nonblack(const struct rfb_frame *f)
 	return n;
 }
 
-static uint64_t sum(const struct rfb_frame *f)
-{
-	uint64_t h = 1469598103934665603ull, i; /* FNV-1a over the pixels */
-
-	for (i = 0; i < (uint64_t)f->w * f->h; i++)
-		h = (h ^ (f->px[i] & 0xffffff)) * 1099511628211ull;
-	return h;
-}
-
 static void show(const struct rfb_frame *f)
 {
 	printf("frame %u %u nonblack=%llu sum=%016llx bytes=%llu\n", f->w, f->h,
-	       (unsigned long long)nonblack(f), (unsigned long long)sum(f),
+	       (unsigned long long)nonblack(f), (unsigned long long)rfb_sum(f),
 	       (unsigned long long)f->bytes);
 	fflush(stdout);
 }
@@ -102,11 +93,11 @@ int main(int argc, char **argv)
 	show(&f);
 	if (!nonblack(&f))
 		return 3;
-	first = sum(&f);
+	first = rfb_sum(&f);
 	end = now() + secs;
 	r = 0;
 	while (!r && now() < end) {
-		if (want_w ? f.w == want_w && f.h == want_h && nonblack(&f) : sum(&f) != first)
+		if (want_w ? f.w == want_w && f.h == want_h && nonblack(&f) : rfb_sum(&f) != first)
 			break;
 		r = rfb_update(fd, &f, true, (int)((end - now()) * 1000) + 1);
 	}
@@ -119,5 +110,5 @@ int main(int argc, char **argv)
 		ppm(&f, getenv("PPM"));
 	if (want_w)
 		return f.w == want_w && f.h == want_h && nonblack(&f) ? 0 : 4;
-	return sum(&f) == first ? 4 : 0;
+	return rfb_sum(&f) == first ? 4 : 0;
 }

@@ -12,21 +12,6 @@
 
 #include "rfb_client.h"
 
-#define XK_RETURN  0xff0du
-#define XK_SHIFT_L 0xffe1u
-
-/* The keysym of c and whether a US keyboard needs Shift for it; false: untypable. */
-static bool keysym(char c, uint32_t *sym, bool *shift)
-{
-	*shift = (c >= 'A' && c <= 'Z') || (c && strchr("~!@#$%^&*()_+{}|:\"<>?", c));
-	if (c == '\n') {
-		*sym = XK_RETURN;
-		return true;
-	}
-	*sym = (uint8_t)c;
-	return c >= 0x20 && c < 0x7f;
-}
-
 static void pause_ms(long ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000 };
@@ -34,35 +19,12 @@ static void pause_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-static int type(int fd, const char *text, long gap)
-{
-	uint32_t sym;
-	bool shift;
-	int r = 0;
-
-	for (; *text && !r; text++) {
-		if (!keysym(*text, &sym, &shift)) {
-			fprintf(stderr, "rfb-send: cannot type 0x%02x\n", (uint8_t)*text);
-			return -EINVAL;
-		}
-		if (shift)
-			r = rfb_key(fd, XK_SHIFT_L, true);
-		if (!r)
-			r = rfb_key(fd, sym, true);
-		if (!r)
-			r = rfb_key(fd, sym, false);
-		if (!r && shift)
-			r = rfb_key(fd, XK_SHIFT_L, false);
-		pause_ms(gap);
-	}
-	return r;
-}
-
 int main(int argc, char **argv)
 {
 	const char *gap = getenv("KEY_GAP_MS");
 	struct rfb_frame f = { 0 };
 	int fd = -1, r, tries;
+	char bad = 0;
 
 	bool key = argc == 4 && !strcmp(argv[2], "key");
 
@@ -77,11 +39,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	r = rfb_handshake(fd, &f, 5000);
-	if (!r && key)
-		r = type(fd, argv[3], gap ? atol(gap) : 30);
-	else if (!r)
+	if (!r && key) {
+		r = rfb_type(fd, argv[3], gap ? atol(gap) : 30, &bad);
+		if (r == -EINVAL)
+			fprintf(stderr, "rfb-send: cannot type 0x%02x\n", (uint8_t)bad);
+	} else if (!r) {
 		r = rfb_pointer(fd, (uint8_t)atoi(argv[5]), (uint16_t)atoi(argv[3]),
 				(uint16_t)atoi(argv[4]));
+	}
 	/* Let the server read everything before the connection goes. */
 	pause_ms(200);
 	close(fd);

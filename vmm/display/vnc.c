@@ -17,7 +17,9 @@
  *  2. libvncserver's screen and frame buffer belong to the display thread alone
  *     (before spawn: to the creating thread; after the thread ends: to destroy).
  *  3. Viewers never see device memory: update() converts into shadow, the display
- *     thread copies shadow into the frame buffer.
+ *     thread copies shadow into the frame buffer, and tells libvncserver only the
+ *     tiles that differ: a guest flushes one bounding box of its damage (fbcon's
+ *     scroll redraws the characters that changed, anywhere on the screen).
  *  4. Viewers' keys and pointer go the other way on the display thread: X keysyms
  *     become evdev key codes (keymap[]), positions the tablet's 0..INPUT_ABS_MAX, and
  *     each report is handed to the keyboard's or tablet's virtio_input_send(), which
@@ -49,7 +51,9 @@
 #include "virtio/spec.h"
 #include "vnc.h"
 
-#define VNC_WAIT_US 20000 /* rfbProcessEvents' wait while viewers are connected */
+#define VNC_TILE    16 /* changes are compared and sent in squares of this many pixels */
+#define VNC_POLL_MAX 16 /* viewers polled with the wake-up; more are served every 20 ms */
+#define VNC_WAIT_MS 20
 
 struct vnc {
 	int listen_fd;          /* owned */
@@ -302,10 +306,48 @@ static void vnc_pointer(int mask, int x, int y, rfbClientPtr cl)
 		virtio_input_send(v->tablet, ev, n);
 }
 
+/*
+ * Copy the rectangle (x0, y0)-(x1, y1) of shadow that differs from fb into fb, and
+ * mark it for the viewers as runs of changed tiles along each row of tiles (display
+ * thread, lock held: invariant 3).
+ */
+static void copy_changed(struct vnc *v, uint32_t x0, uint32_t y0, uint32_t x1, uint32_t y1)
+{
+	uint32_t ty, tx, y, start, ya, yb, xa, xb;
+	bool changed, in_run;
+
+	for (ty = y0 - y0 % VNC_TILE; ty < y1; ty += VNC_TILE) {
+		ya = MAX(ty, y0);
+		yb = MIN(ty + VNC_TILE, y1);
+		in_run = false;
+		start = x0;
+		for (tx = x0 - x0 % VNC_TILE; tx < x1; tx += VNC_TILE) {
+			xa = MAX(tx, x0);
+			xb = MIN(tx + VNC_TILE, x1);
+			changed = false;
+			for (y = ya; y < yb; y++) {
+				size_t off = ((size_t)y * v->w + xa) * 4, n = (size_t)(xb - xa) * 4;
+
+				if (memcmp(v->fb + off, v->shadow + off, n)) {
+					memcpy(v->fb + off, v->shadow + off, n);
+					changed = true;
+				}
+			}
+			if (changed && !in_run)
+				start = xa;
+			else if (!changed && in_run)
+				rfbMarkRectAsModified(v->screen, (int)start, (int)ya, (int)xa, (int)yb);
+			in_run = changed;
+		}
+		if (in_run)
+			rfbMarkRectAsModified(v->screen, (int)start, (int)ya, (int)x1, (int)yb);
+	}
+}
+
 /* On the display thread: bring the frame buffer up to date. false: stop. */
 static bool apply(struct vnc *v)
 {
-	uint32_t x0, y0, x1, y1, r;
+	uint32_t x0, y0, x1, y1;
 	uint8_t *fb = NULL, *old = NULL;
 
 	pthread_mutex_lock(&v->lock);
@@ -324,22 +366,19 @@ static bool apply(struct vnc *v)
 		old = v->fb;
 		v->fb = fb;
 		v->resized = false;
+		/* The whole new frame buffer goes to every viewer. */
 		rfbNewFramebuffer(v->screen, (char *)fb, (int)v->w, (int)v->h, 8, 3, 4);
 	} else {
-		for (r = v->dy0; r < v->dy1 && v->dx0 < v->dx1; r++)
-			memcpy(v->fb + ((size_t)r * v->w + v->dx0) * 4,
-			       v->shadow + ((size_t)r * v->w + v->dx0) * 4,
-			       (size_t)(v->dx1 - v->dx0) * 4);
+		x0 = v->dx0;
+		y0 = v->dy0;
+		x1 = v->dx1;
+		y1 = v->dy1;
+		if (x0 < x1 && y0 < y1)
+			copy_changed(v, x0, y0, x1, y1);
 	}
-	x0 = v->dx0;
-	y0 = v->dy0;
-	x1 = v->dx1;
-	y1 = v->dy1;
 	v->dx0 = v->dx1 = 0;
 	pthread_mutex_unlock(&v->lock);
 	free(old);
-	if (x0 < x1 && y0 < y1)
-		rfbMarkRectAsModified(v->screen, (int)x0, (int)y0, (int)x1, (int)y1);
 	return true;
 }
 
@@ -366,15 +405,27 @@ static void *vnc_thread(void *arg)
 		return NULL;
 	}
 	for (;;) {
-		struct pollfd p[2] = { { .fd = v->listen_fd, .events = POLLIN },
-				       { .fd = v->wake_fd, .events = POLLIN } };
-		bool viewers = v->screen->clientHead != NULL;
+		struct pollfd p[2 + VNC_POLL_MAX] = { { .fd = v->listen_fd, .events = POLLIN },
+						      { .fd = v->wake_fd, .events = POLLIN } };
+		unsigned int np = 2;
+		bool all = true;
+		rfbClientPtr cl;
 		uint64_t n;
 
-		/* Serve the viewers (and send what changed) for up to VNC_WAIT_US. */
-		if (viewers)
-			rfbProcessEvents(v->screen, VNC_WAIT_US);
-		if (poll(p, 2, viewers ? 0 : -1) < 0 && errno != EINTR) {
+		/*
+		 * Sleep until a change, a viewer's message or a new viewer: a change is
+		 * sent as soon as a viewer has asked (libvncserver defers nothing, below).
+		 */
+		for (cl = v->screen->clientHead; cl; cl = cl->next) {
+			if (cl->sock < 0)
+				continue;
+			if (np == ARRAY_SIZE(p)) {
+				all = false;
+				break;
+			}
+			p[np++] = (struct pollfd){ .fd = cl->sock, .events = POLLIN };
+		}
+		if (poll(p, np, all ? -1 : VNC_WAIT_MS) < 0 && errno != EINTR) {
 			log_error("display: poll: %s", strerror(errno));
 			break;
 		}
@@ -385,6 +436,9 @@ static void *vnc_thread(void *arg)
 			break;
 		if (p[0].revents & POLLIN)
 			accept_viewer(v);
+		/* Read what the viewers sent, send what changed, drop those that went. */
+		if (v->screen->clientHead)
+			rfbProcessEvents(v->screen, 0);
 	}
 	return NULL;
 }
@@ -478,6 +532,9 @@ static int vnc_new(int listen_fd, const char *unix_path, uint32_t width, uint32_
 	v->screen->httpPort = 0;
 	v->screen->http6Port = 0;
 	v->screen->screenData = v;
+	/* Coalescing comes from the viewers' requests (one update per request); a
+	 * deferral would only add to the latency of each key's echo. */
+	v->screen->deferUpdateTime = 0;
 	v->screen->kbdAddEvent = vnc_key;
 	v->screen->ptrAddEvent = vnc_pointer;
 	rfbInitServer(v->screen);

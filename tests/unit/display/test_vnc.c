@@ -169,6 +169,41 @@ static void test_two_viewers(void **state)
 	free(b.px);
 }
 
+/* A flush of the whole screen that changed one pixel sends that pixel's tile only;
+ * one that changed nothing sends nothing. */
+static void test_changed_tiles(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t px[32][64][4];
+	struct rfb_frame fr;
+	uint64_t before;
+	uint16_t rects;
+	int fd = viewer(f, &fr);
+
+	assert_int_equal(rfb_update(fd, &fr, false, T_MS), 0);
+	px[20][40][2] = 0x77; /* R of BGRX */
+	before = fr.bytes;
+	f->ops->update(f->d, &px[0][0][0], sizeof(px[0]), GPU_PIX_BGRX, 0, 0, 64, 32);
+	assert_int_equal(rfb_request(fd, &fr, true), 0);
+	assert_int_equal(rfb_read_update(fd, &fr, T_MS, &rects), 0);
+	assert_int_equal(rects, 1);
+	assert_int_equal(fr.px[20 * 64 + 40], 0x770000);
+	/* The update's header, the rectangle's and its 16 x 16 pixels, raw. */
+	assert_int_equal(fr.bytes - before, 4 + 12 + 16 * 16 * 4);
+
+	f->ops->update(f->d, &px[0][0][0], sizeof(px[0]), GPU_PIX_BGRX, 0, 0, 64, 32);
+	assert_int_equal(rfb_request(fd, &fr, true), 0);
+	assert_int_equal(rfb_read_update(fd, &fr, 300, &rects), -ETIMEDOUT);
+	/* Still asked for: the next change comes. */
+	px[31][63][0] = 0x05;
+	f->ops->update(f->d, &px[0][0][0], sizeof(px[0]), GPU_PIX_BGRX, 0, 0, 64, 32);
+	assert_int_equal(rfb_read_update(fd, &fr, T_MS, &rects), 0);
+	assert_int_equal(rects, 1);
+	assert_int_equal(fr.px[31 * 64 + 63], 0x000005);
+	close(fd);
+	free(fr.px);
+}
+
 /* Rectangles past the screen (after a resize that found no memory) are clipped. */
 static void test_clipped(void **state)
 {
@@ -399,6 +434,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_viewers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_tiles, setup, teardown),
 		cmocka_unit_test(test_where),
 		cmocka_unit_test(test_input),
 		cmocka_unit_test(test_keymap),

@@ -67,7 +67,7 @@ n=$(last_count "$dir/a.out")
 m=$(last_disk "$dir/a.out")
 wait_in "$dir/b.out" $b "count $((n + 2))[[:space:]]" 60
 wait_in "$dir/b.out" $b "disk $((m + 2))[[:space:]]" 60
-ctl "$dir/b.sock" info | grep -q '"vcpus": *2' || fail "B: info does not say 2 vCPUs"
+ctl "$dir/b.sock" info | grep -q '"cpus": *2' || fail "B: info does not say 2 vCPUs"
 grep -q "init started" "$dir/b.out" && { head -c 3000 "$dir/b.out"; cat "$dir/b.err"; fail "B booted the guest instead of receiving it"; }
 echo "tcp: $(grep 'migration completed' "$dir/a.err")"
 # B recorded itself as the disk's owner before it acked.

@@ -59,7 +59,7 @@ ctl info | grep -q '"state": *"paused"' || { ctl info; cat "$out"; fail "restore
 ctl info | grep -q '"restored": *true' || fail "info: not marked restored"
 awk '$1 == "Uid:" && $2 == 65534 { u = 1 } $1 == "Seccomp:" && $2 == 2 { s = 1 } END { exit !(u && s) }' \
 	/proc/$pid/status || { grep -E 'Uid|Seccomp' /proc/$pid/status; fail "the restore is not jailed and filtered"; }
-ctl info | grep -q '"vcpus": *2' || fail "info: not 2 vCPUs after restore"
+ctl info | grep -q '"cpus": *2' || fail "info: not 2 vCPUs after restore"
 sleep 2
 grep -q 'count' "$out" && { cat "$out"; fail "the guest ran while paused after restore"; }
 ctl resume >/dev/null || fail "resume after restore failed"

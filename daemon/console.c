@@ -49,16 +49,9 @@ struct pd_console *pd_console_open(struct plinthd *pd, const char *name, struct 
 {
 	struct pd_console *c;
 	struct store_vm vm;
-	int ret = pd->ops->vm_get(pd->st, name, &vm);
 
-	if (ret == -ENOENT) {
-		pd_reply_error(r, 404, "no VM named '%s'", name);
+	if (pd_vm_load(pd, name, &vm, NULL, r))
 		return NULL;
-	}
-	if (ret) {
-		pd_reply_error(r, 500, "inventory error reading VM '%s'", name);
-		return NULL;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		pd_reply_error(r, 500, "out of memory");

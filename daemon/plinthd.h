@@ -162,6 +162,12 @@ struct pd_reply {
 };
 void pd_reply_error(struct pd_reply *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* VM name from the inventory into vm (and its definition into def unless NULL); 0, or
+ * -errno with r set (404 no such VM, 500 inventory or definition error). */
+struct store_vm;
+struct pd_vm_def;
+int pd_vm_load(struct plinthd *pd, const char *name, struct store_vm *vm, struct pd_vm_def *def,
+	       struct pd_reply *r);
 
 /* --- vms.c ---------------------------------------------------------------------------- */
 

@@ -395,17 +395,10 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
 static int stream_owned_here(struct plinthd *pd, const char *name, struct pd_reply *r)
 {
 	struct store_vm vm;
-	int ret = pd->ops->vm_get(pd->st, name, &vm);
+	int ret = pd_vm_load(pd, name, &vm, NULL, r);
 
-	if (ret == -ENOENT) {
-		pd_reply_error(r, 404, "no VM named '%s'", name);
+	if (ret)
 		return ret;
-	}
-	if (ret) {
-		pd_reply_error(r, 500, "inventory error reading VM '%s'", name);
-		return -EIO;
-	}
-	ret = 0;
 	if (strcmp(vm.host, pd->host)) {
 		pd_reply_error(r, 421, "VM '%s' belongs to host '%s' now, not '%s'", name,
 			       vm.host, pd->host);

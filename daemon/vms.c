@@ -308,8 +308,8 @@ void pd_rm_tree(const char *path)
 
 /* --- Inventory helpers ----------------------------------------------------------------- */
 
-static int vm_load(struct plinthd *pd, const char *name, struct store_vm *vm, struct pd_vm_def *def,
-		   struct pd_reply *r)
+int pd_vm_load(struct plinthd *pd, const char *name, struct store_vm *vm, struct pd_vm_def *def,
+	       struct pd_reply *r)
 {
 	struct pd_error err;
 	int ret = pd->ops->vm_get(pd->st, name, vm);
@@ -703,7 +703,7 @@ void pd_vm_get(struct plinthd *pd, const char *name, struct pd_reply *r)
 {
 	struct store_vm vm;
 
-	if (vm_load(pd, name, &vm, NULL, r))
+	if (pd_vm_load(pd, name, &vm, NULL, r))
 		return;
 	r->status = 200;
 	r->body = vm_json(pd, &vm);
@@ -722,7 +722,7 @@ int pd_display_connect(struct plinthd *pd, const char *name, struct pd_reply *r)
 		pd_reply_error(r, 500, "out of memory");
 		return -ENOMEM;
 	}
-	ret = vm_load(pd, name, &vm, def, r);
+	ret = pd_vm_load(pd, name, &vm, def, r);
 	if (ret)
 		goto out_free;
 	ret = -ENOTCONN;
@@ -826,7 +826,7 @@ void pd_vm_delete(struct plinthd *pd, const char *name, struct pd_reply *r)
 	char dir[256];
 	int ret;
 
-	if (vm_load(pd, name, &vm, NULL, r))
+	if (pd_vm_load(pd, name, &vm, NULL, r))
 		return;
 	if (state_is_live(vm.state) || run_find(pd, vm.id)) {
 		pd_reply_error(r, 409, "VM '%s' is %s: stop it before deleting it", name, vm.state);
@@ -1479,7 +1479,7 @@ void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_re
 	char err[512], ev[48];
 	int status = 0;
 
-	if (vm_load(pd, req->name, &vm, NULL, r))
+	if (pd_vm_load(pd, req->name, &vm, NULL, r))
 		return;
 	if (pd_vm_elsewhere(pd, &vm, r))
 		goto out_clear;
@@ -1582,7 +1582,7 @@ void pd_vm_console(struct plinthd *pd, const char *name, int64_t from, struct pd
 	ssize_t n = 0, i;
 	int fd;
 
-	if (vm_load(pd, name, &vm, NULL, r))
+	if (pd_vm_load(pd, name, &vm, NULL, r))
 		return;
 	run_path(pd, vm.uuid, "console.log", path, sizeof(path));
 	store_vm_clear(&vm);
@@ -1623,7 +1623,7 @@ void pd_vm_console_input(struct plinthd *pd, const char *name, const char *input
 	ssize_t n;
 	int fd;
 
-	if (vm_load(pd, name, &vm, NULL, r))
+	if (pd_vm_load(pd, name, &vm, NULL, r))
 		return;
 	if (!run_find(pd, vm.id)) {
 		pd_reply_error(r, 409, "VM '%s' is not running (%s)", name, vm.state);

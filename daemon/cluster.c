@@ -801,6 +801,7 @@ int pd_cluster_can_take(struct plinthd *pd, const struct pd_vm_def *def, const c
 	const struct store_host *src = NULL, *dst = NULL;
 	struct pd_place_host ph = {.name = to, .up = true};
 	struct store_vm *vms = NULL;
+	const char *member;
 	size_t nh = 0, nv = 0, i;
 	char missing[160];
 	int ret = pd->ops->host_list(pd->st, &hosts, &nh);
@@ -837,10 +838,11 @@ int pd_cluster_can_take(struct plinthd *pd, const struct pd_vm_def *def, const c
 			       (unsigned long long)ph.vcpus_used, (unsigned long long)ph.vcpu_limit);
 		goto out_free;
 	}
-	if (group_member_on(vms, nv, def, to)) {
+	member = group_member_on(vms, nv, def, to);
+	if (member) {
 		ret = -ENOSPC;
 		pd_reply_error(r, 409, "host '%s' has VM '%s' of anti-affinity group '%s' already",
-			       to, group_member_on(vms, nv, def, to), def->anti_affinity);
+			       to, member, def->anti_affinity);
 		goto out_free;
 	}
 	if (src->cpu_flags[0] && dst->cpu_flags[0] &&

@@ -79,6 +79,10 @@ function client(url) {
     await page.locator('#login-submit').click();
     await page.waitForSelector('#vm-table');
     await page.evaluate((v) => { location.hash = `#/vm/${v}`; }, vm);
+    // The page settles before a test clicks in it: the charts, above the display and
+    // the console, replace their "Loading..." line when their figures arrive, and a
+    // click aimed before that lands on whatever moved under the pointer.
+    await page.waitForFunction(() => { const c = document.querySelector('#vm-charts'); return c && !/^Loading/.test(c.textContent); }, { timeout: 10000 });
     return { ctx, page };
   }
 

@@ -52,7 +52,10 @@ const keysOf = (sock) => { try { return fs.readFileSync(`${sock}.keys`, 'utf8');
     await a.page.locator('#display-open').click();
     let q = null;
     await waitFor(() => { quadrants(a.page).then((x) => { q = x; }); return q && JSON.stringify(q) === PATTERN; }, 'the pattern on the canvas', 15000)
-      .catch((e) => { throw new Error(`${e.message}; the canvas shows ${JSON.stringify(q)}`); });
+      .catch(async (e) => {
+        const st = await a.page.$eval('#display-status', (x) => x.textContent).catch(() => '?');
+        throw new Error(`${e.message}; the canvas shows ${JSON.stringify(q)}, the status says "${st}"`);
+      });
     const ms = Date.now() - t0;
     const weight = await a.page.evaluate(() => performance.getEntriesByType('resource').filter((r) => r.name.includes('/static/vendor/novnc/'))
       .reduce((s, r) => ({ n: s.n + 1, wire: s.wire + r.transferSize, body: s.body + r.decodedBodySize }), { n: 0, wire: 0, body: 0 }));

@@ -94,7 +94,8 @@ async function vmState(page, name) {
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   // Answers >= 400 the checks provoke on purpose: a wrong password, the deleted VM,
   // the session after log-out. Any other is a fault of the page.
-  const expected = [[401, '/web/login'], [404, '/v1/vms/web1'], [401, '/web/session']];
+  const expected = [[401, '/web/login'], [404, '/v1/vms/web1'], [401, '/web/session'],
+    [404, '/v1/vms/web2'], [404, '/v1/images/web2-disk']]; // the refused form's check asks for these
   const badAnswers = [];
   page.on('response', (r) => {
     const p = new URL(r.url()).pathname;
@@ -145,6 +146,10 @@ async function vmState(page, name) {
     await page.select('#c-base', 'base');
     await page.$eval('#c-kernel', (e, k) => { e.value = k; }, `${TMP}/vmlinuz`);
     await page.$eval('#c-mem', (e) => { e.value = '128'; });
+    await page.select('#c-display', 'vnc');
+    await page.select('#c-restart', 'on-crash');
+    await page.$eval('#c-ha', (e) => { e.checked = true; });
+    await page.type('#c-anti', 'web');
     await shot(page, 'create');
     await page.locator('#c-submit').click();
     await until(page, () => location.hash === '#/vm/web1', null, 'the VM page');
@@ -152,7 +157,28 @@ async function vmState(page, name) {
       document.querySelector('#vm-disks td:nth-child(2)').textContent.includes('web1-disk'), null, 'the disk row');
     const img = JSON.parse(execFileSync(path.join(__dirname, '../../build/plinth'),
       ['image', 'info', 'web1-disk', '--json', '--socket', process.env.PLINTH_SOCKET]));
-    return (img.backing === 'base' && img.format === 'qcow2') || `web1-disk: ${JSON.stringify(img)}`;
+    if (img.backing !== 'base' || img.format !== 'qcow2') return `web1-disk: ${JSON.stringify(img)}`;
+    // The form's choices reach the definition, and the VM's page shows them.
+    const def = await page.evaluate(() => fetch('/v1/vms/web1').then((r) => r.json()));
+    const want = { display: 'vnc', restart: 'on-crash', ha: true, anti_affinity: 'web', memory_mib: 128 };
+    const off = Object.entries(want).filter(([k, x]) => def[k] !== x);
+    if (off.length || def.autostart) return `web1's definition: ${JSON.stringify(def)}`;
+    await until(page, () => /Anti-affinityweb/.test(document.querySelector('.vm dl.config').textContent), null, 'the anti-affinity row');
+    return true;
+  });
+  await check('the create form refuses a bad anti-affinity group in one sentence, and makes nothing', async () => {
+    await page.goto(URL1 + '/#/create', { waitUntil: 'domcontentloaded' });
+    await until(page, () => document.querySelectorAll('#c-base option').length > 0, null, 'the image list');
+    await page.type('#c-name', 'web2');
+    await page.$eval('#c-kernel', (e, k) => { e.value = k; }, `${TMP}/vmlinuz`);
+    await page.type('#c-anti', 'bad group!');
+    await page.locator('#c-submit').click();
+    await new Promise((r) => setTimeout(r, 300));
+    const invalid = await page.$eval('#c-anti', (e) => !e.validity.valid && e.validationMessage !== '');
+    const made = await page.evaluate(() => Promise.all(['/v1/vms/web2', '/v1/images/web2-disk'].map((u) => fetch(u).then((r) => r.status))));
+    await page.goto(URL1 + '/#/vm/web1', { waitUntil: 'domcontentloaded' }); // the checks below act on web1
+    await until(page, () => { const b = document.querySelector('#act-start'); return b && !b.disabled; }, null, 'web1\'s page');
+    return (invalid && made[0] === 404 && made[1] === 404) || `invalid ${invalid}, VM and disk: ${made}`;
   });
 
   // --- start and stop (the fake VMM: no KVM on this machine) ---

@@ -389,7 +389,8 @@ function vmView(name) {
         }, 'Delete'));
         const rows = [['State', v.state], ['Note', v.reason], ['Process', v.pid],
           ['vCPUs', v.cpus], ['Memory', mib(v.memory_mib)], ['Kernel', v.kernel], ['Initrd', v.initrd],
-          ['Command line', v.cmdline], ['Restart', v.restart], ['Autostart', v.autostart ? 'yes' : 'no'], ['Display', v.display], ['UUID', v.uuid]];
+          ['Command line', v.cmdline], ['Restart', v.restart], ['Autostart', v.autostart ? 'yes' : 'no'], ['HA', v.ha ? 'yes' : undefined],
+          ['Anti-affinity', v.anti_affinity], ['Host', v.host], ['Display', v.display], ['UUID', v.uuid]];
         config.replaceChildren(...rows.filter(([, x]) => x !== undefined && x !== '').flatMap(([k, x]) => [h('dt', { text: k }), h('dd', { text: x })]));
         disks.replaceChildren(...(v.disks || []).map((d, i) => h('tr', {}, h('td', { text: i }), h('td', { text: diskText(d) }))));
         nics.replaceChildren(...(v.nics || []).map((n, i) => h('tr', {}, h('td', { text: i }), h('td', { text: n.network }))));
@@ -679,6 +680,13 @@ function createView() {
     field('Initrd', { name: 'initrd', id: 'c-initrd', value: like.initrd || '' }),
     field('Kernel command line', { name: 'cmdline', id: 'c-cmdline', value: like.cmdline || '' }),
     h('label', {}, 'Network', net),
+    h('label', {}, 'Display', h('select', { name: 'display', id: 'c-display' },
+      h('option', { value: 'none', text: 'none (serial console only)' }), h('option', { value: 'vnc', text: 'VNC (virtio-gpu, keyboard and tablet)' }))),
+    h('label', {}, 'Restart', h('select', { name: 'restart', id: 'c-restart' },
+      ...['never', 'on-crash', 'always'].map((r) => h('option', { value: r, text: r })))),
+    h('label.check', {}, h('input', { type: 'checkbox', name: 'autostart', id: 'c-autostart' }), 'Start with plinthd'),
+    h('label.check', {}, h('input', { type: 'checkbox', name: 'ha', id: 'c-ha' }), 'HA: restarted on another host if its host fails'),
+    field('Anti-affinity group (never on one host with another VM of the group)', { name: 'anti_affinity', id: 'c-anti', pattern: '[A-Za-z0-9][A-Za-z0-9_.\\-]{0,62}' }),
     status,
     h('button', { type: 'submit', id: 'c-submit' }, 'Create'));
   Promise.all([api('GET', '/v1/images'), api('GET', '/v1/networks')]).then(([im, nw]) => {
@@ -706,6 +714,11 @@ function createView() {
       if (form.initrd.value.trim()) def.initrd = form.initrd.value.trim();
       if (form.cmdline.value.trim()) def.cmdline = form.cmdline.value.trim();
       if (form.network.value) def.nics = [{ network: form.network.value }];
+      if (form.display.value !== 'none') def.display = form.display.value;
+      if (form.restart.value !== 'never') def.restart = form.restart.value;
+      if (form.autostart.checked) def.autostart = true;
+      if (form.ha.checked) def.ha = true;
+      if (form.anti_affinity.value.trim()) def.anti_affinity = form.anti_affinity.value.trim();
       try {
         await api('POST', '/v1/vms', def);
       } catch (e) {

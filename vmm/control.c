@@ -474,9 +474,10 @@ static int op_configure(void *opaque, const json_t *config, struct api_reply *re
 	return -EBUSY;
 }
 
-static int op_start(void *opaque, struct api_reply *reply)
+static int op_start(void *opaque, const struct api_start_args *args, struct api_reply *reply)
 {
 	(void)opaque;
+	(void)args;
 	snprintf(reply->error, sizeof(reply->error), "the VM has started already");
 	return -EBUSY;
 }

@@ -321,7 +321,8 @@ struct run_hooks {
 	/* Loads the first VM (restore, receive) once the process is confined: returns 0
 	 * to run it, or the exit status. NULL: none. */
 	int (*first)(void *opaque, struct vm *vm, int sfd);
-	void *opaque;
+	void *opaque;	      /* first's */
+	void *created_opaque; /* created's */
 };
 
 /*
@@ -366,7 +367,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 		}
 		if (!confined) {
 			confined = true;
-			rc = h->created ? h->created(h->opaque) : 0;
+			rc = h->created ? h->created(h->created_opaque) : 0;
 			if (rc) {
 				vm_destroy(vm);
 				break;
@@ -692,6 +693,7 @@ static void stop_common(struct cmd_opts *o, struct vmm *vmm, int sfd, struct mig
 /* A VM configured over the API: its start, between the pre-boot server and run_loop. */
 struct api_run {
 	struct preboot *pb;
+	int listen_fd;		   /* the API socket: the running VM's server takes a copy */
 	struct api_server *server; /* the pre-boot server, stopped once the VM exists */
 	struct log_capture cap;    /* the start-up's first error, the start's answer */
 	bool capturing, created;
@@ -716,17 +718,58 @@ static int api_run_created(void *opaque)
 }
 
 /*
+ * The hooks of a start, on top of base: the command line's (r NULL: run_loop listens
+ * itself) or the API's, whose running server takes a copy of the listening socket
+ * and whose VM's creation answers the start. 0, or 1 (said why).
+ */
+static int start_hooks(struct api_run *r, struct run_hooks *h)
+{
+	h->api_fd = -1;
+	if (!r)
+		return 0;
+	h->api_fd = dup(r->listen_fd);
+	if (h->api_fd < 0) {
+		log_error("dup: %s", strerror(errno));
+		return 1;
+	}
+	h->created = api_run_created;
+	h->created_opaque = r;
+	return 0;
+}
+
+/* Boot the machine of o: run's path, from the command line or (r) the API. */
+static int run_vm(struct cmd_opts *o, struct api_run *r)
+{
+	struct run_hooks h = { 0 };
+	struct mig_tls *client;
+	struct vmm vmm;
+	int sfd, rc;
+
+	rc = start_common(o, &vmm, &sfd, &client);
+	if (rc)
+		return rc;
+	rc = start_hooks(r, &h);
+	if (!rc)
+		rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail, &h);
+	stop_common(o, &vmm, sfd, client);
+	return rc;
+}
+
+static int restore_vm(struct cmd_opts *o, struct api_run *r);
+static int receive_vm(struct cmd_opts *o, struct api_run *r);
+
+/*
  * plinth run --api-socket PATH alone: serve the pre-boot API (preboot.h) until a
- * start, then the command line's own path: start_common() and run_loop() with the
- * config the API gave. A start that fails before the VM exists is answered with its
- * first error line and the process waits for the next.
+ * start, then the command line's own path with the config the API gave: run's,
+ * restore's (POST /v1/vm/start {"from": DIR}) or receive's ({"listen": URI}). A start
+ * that fails before the VM exists is answered with its first error line and the
+ * process waits for the next.
  */
 static int cmd_run_api(struct cmd_opts *o)
 {
-	struct api_run r = { 0 };
-	struct mig_tls *client;
-	struct vmm vmm;
-	int listen_fd, wait_sfd, sfd, fd, rc = 1;
+	struct api_run r = { .listen_fd = -1 };
+	struct api_start_args how;
+	int listen_fd, wait_sfd, fd, rc = 1;
 
 	log_set_level(o->level);
 	/* Signals blocked before any thread starts: they all come to a signalfd. */
@@ -736,6 +779,7 @@ static int cmd_run_api(struct cmd_opts *o)
 	listen_fd = api_listen(o->cfg.api_socket);
 	if (listen_fd < 0)
 		goto out_sfd;
+	r.listen_fd = listen_fd;
 	r.pb = preboot_new();
 	fd = r.pb ? dup(listen_fd) : -1;
 	if (fd < 0)
@@ -746,25 +790,21 @@ static int cmd_run_api(struct cmd_opts *o)
 		goto out_listen;
 	log_info("waiting for the machine's config on %s", o->cfg.api_socket);
 	for (;;) {
-		rc = preboot_wait(r.pb, wait_sfd, &o->cfg);
+		rc = preboot_wait(r.pb, wait_sfd, &o->cfg, &how);
 		if (rc)
 			break;
 		o->cfg.console_escape = isatty(o->cfg.console_in);
 		log_capture_tee(&r.cap);
 		r.capturing = true;
-		rc = start_common(o, &vmm, &sfd, &client);
-		if (!rc) {
-			rc = 1;
-			fd = dup(listen_fd);
-			if (fd < 0)
-				log_error("dup: %s", strerror(errno));
-			else
-				rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail,
-					      &(struct run_hooks){ .api_fd = fd,
-								   .created = api_run_created,
-								   .opaque = &r });
-			stop_common(o, &vmm, sfd, client);
-		}
+		o->from = how.from[0] ? how.from : NULL;
+		o->paused = how.paused;
+		o->listen = how.listen[0] ? how.listen : NULL;
+		if (o->from)
+			rc = restore_vm(o, &r);
+		else if (o->listen)
+			rc = receive_vm(o, &r);
+		else
+			rc = run_vm(o, &r);
 		if (r.created)
 			break;
 		log_capture_end(&r.cap);
@@ -785,18 +825,7 @@ out_sfd:
 
 static int cmd_run(struct cmd_opts *o)
 {
-	struct mig_tls *client;
-	struct vmm vmm;
-	int sfd, rc;
-
-	if (o->api_config)
-		return cmd_run_api(o);
-	rc = start_common(o, &vmm, &sfd, &client);
-	if (rc)
-		return rc;
-	rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail, &(struct run_hooks){ .api_fd = -1 });
-	stop_common(o, &vmm, sfd, client);
-	return rc;
+	return o->api_config ? cmd_run_api(o) : run_vm(o, NULL);
 }
 
 /* A restore's first VM, built from the command line: loaded from the snapshot. */
@@ -839,11 +868,36 @@ out_reader:
 	return rc;
 }
 
-/* plinth restore --from DIR --kernel PATH [machine options as run] [--paused] */
-static int cmd_restore(struct cmd_opts *o)
+/*
+ * The snapshot's machine against this one, before anything is built (its devices,
+ * slots and sizes are known from the options alone), so that a start over the API is
+ * refused with the difference instead of answered and then ended. restore_first()
+ * reads the whole state again, confined. 0 or 1 (said why).
+ */
+static int restore_check(struct restore_ctx *c)
+{
+	struct state_reader *r = state_reader_new_fd(c->state_fd, "snapshot state");
+	int rc = 1;
+
+	if (!r)
+		return 1;
+	if (vm_state_check_config(r, c->cfg))
+		log_error("cannot restore from %s: %s", c->from, state_reader_error(r));
+	else if (lseek(c->state_fd, 0, SEEK_SET) < 0)
+		log_error("cannot restore from %s: %s", c->from, strerror(errno));
+	else
+		rc = 0;
+	state_reader_free(r);
+	return rc;
+}
+
+/* plinth restore --from DIR --kernel PATH [machine options as run] [--paused], or
+ * (r) POST /v1/vm/start {"from": DIR} */
+static int restore_vm(struct cmd_opts *o, struct api_run *r)
 {
 	struct vm_disk_ident ident[VM_MAX_DEVICES];
 	struct restore_ctx ctx = { .state_fd = -1, .mem_fd = -1 };
+	struct run_hooks h = { .first = restore_first, .opaque = &ctx };
 	struct mig_tls *client;
 	struct vmm vmm;
 	unsigned int i;
@@ -858,17 +912,26 @@ static int cmd_restore(struct cmd_opts *o)
 		return 1; /* said why */
 	ctx.from = o->from;
 	ctx.cfg = &o->cfg;
+	rc = restore_check(&ctx);
+	if (rc)
+		goto out_close;
 	o->cfg.restore = true;
 	o->cfg.restore_memory_fd = ctx.mem_fd;
 	o->cfg.disk_ident = ident;
 	rc = start_common(o, &vmm, &sfd, &client);
 	if (!rc) {
 		vmm.restored = true;
-		rc = run_loop(&vmm, &o->cfg, o->paused, sfd, &o->jail,
-			      &(struct run_hooks){ .api_fd = -1, .first = restore_first,
-						   .opaque = &ctx });
+		rc = start_hooks(r, &h);
+		if (!rc)
+			rc = run_loop(&vmm, &o->cfg, o->paused, sfd, &o->jail, &h);
 		stop_common(o, &vmm, sfd, client);
 	}
+	/* A start over the API that failed may be tried again, from the command line's
+	 * state: not restoring. */
+	o->cfg.restore = false;
+	o->cfg.restore_memory_fd = -1;
+	o->cfg.disk_ident = NULL;
+out_close:
 	close(ctx.state_fd);
 	if (ctx.mem_fd >= 0)
 		close(ctx.mem_fd);
@@ -898,10 +961,12 @@ static int receive_first(void *opaque, struct vm *vm, int sfd)
 	return ret ? 1 : 0;
 }
 
-/* plinth receive --listen URI --kernel PATH [machine options as run] [--migrate-psk FILE] */
-static int cmd_receive(struct cmd_opts *o)
+/* plinth receive --listen URI --kernel PATH [machine options as run] [--migrate-psk FILE],
+ * or (r) POST /v1/vm/start {"listen": URI} */
+static int receive_vm(struct cmd_opts *o, struct api_run *r)
 {
 	struct receive_ctx ctx = { .lfd = -1 };
+	struct run_hooks h = { .first = receive_first, .opaque = &ctx };
 	char err[API_ERROR_MAX], uri[API_PATH_MAX + 32];
 	struct mig_tls *client;
 	struct vmm vmm;
@@ -954,8 +1019,11 @@ static int cmd_receive(struct cmd_opts *o)
 	o->cfg.incoming = true;
 	vmm.restored = true;
 	ctx.lease_owner = vmm.lease_owner;
-	rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail,
-		      &(struct run_hooks){ .api_fd = -1, .first = receive_first, .opaque = &ctx });
+	rc = start_hooks(r, &h);
+	if (!rc)
+		rc = run_loop(&vmm, &o->cfg, false, sfd, &o->jail, &h);
+	o->cfg.restore = false; /* as for a restore: a failed start over the API is retried */
+	o->cfg.incoming = false;
 	if (ctx.lfd >= 0)
 		close(ctx.lfd);
 out_tls:
@@ -986,6 +1054,16 @@ static void small_thread_stacks(void)
 		pthread_setattr_default_np(&a);
 	pthread_attr_destroy(&a);
 #endif
+}
+
+static int cmd_restore(struct cmd_opts *o)
+{
+	return restore_vm(o, NULL);
+}
+
+static int cmd_receive(struct cmd_opts *o)
+{
+	return receive_vm(o, NULL);
 }
 
 /* run, restore, receive: parse the command line, run, free what it parsed. */

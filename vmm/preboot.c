@@ -26,6 +26,7 @@ struct preboot {
 	int wake_fd;               /* eventfd: a start request for the main thread */
 	enum preboot_state state;  /* (lock) */
 	struct machine_conf *conf; /* the pending config, or NULL (lock; owned) */
+	struct api_start_args how; /* the start asked for: boot, restore, receive (lock) */
 	bool answered;             /* the start request has its answer (lock) */
 	int start_ret;             /* that answer: 0 or -errno (lock) */
 	char start_err[API_ERROR_MAX];
@@ -133,7 +134,7 @@ static void start_sent(void *opaque)
 	pthread_mutex_unlock(&pb->lock);
 }
 
-static int op_start(void *opaque, struct api_reply *reply)
+static int op_start(void *opaque, const struct api_start_args *args, struct api_reply *reply)
 {
 	struct preboot *pb = opaque;
 	uint64_t one = 1;
@@ -148,6 +149,7 @@ static int op_start(void *opaque, struct api_reply *reply)
 		return -EBUSY;
 	}
 	pb->state = PB_STARTING;
+	pb->how = *args;
 	pb->answered = false;
 	pb->sent = false;
 	pthread_mutex_unlock(&pb->lock);
@@ -243,7 +245,7 @@ static void take_config(struct preboot *pb, struct vm_config *cfg)
 	p->nr_devices = 0;
 }
 
-int preboot_wait(struct preboot *pb, int sfd, struct vm_config *cfg)
+int preboot_wait(struct preboot *pb, int sfd, struct vm_config *cfg, struct api_start_args *how)
 {
 	struct pollfd fds[2] = { { .fd = sfd, .events = POLLIN },
 				 { .fd = pb->wake_fd, .events = POLLIN } };
@@ -266,6 +268,7 @@ int preboot_wait(struct preboot *pb, int sfd, struct vm_config *cfg)
 		pthread_mutex_lock(&pb->lock);
 		if (pb->state == PB_STARTING && !pb->answered) {
 			take_config(pb, cfg);
+			*how = pb->how;
 			pthread_mutex_unlock(&pb->lock);
 			return 0;
 		}

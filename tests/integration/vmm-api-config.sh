@@ -126,3 +126,77 @@ wait $pid || rc=$?
 pid=
 [ $rc = 0 ] || { tail "$out"; fail "jail: plinth exited $rc"; }
 echo "ok: jailed (uid $uid, seccomp $seccomp) through the API"
+
+# Restore and receive through the API: a guest counting on its console is snapshotted;
+# a process with only --api-socket takes the machine's config and POST /v1/vm/start
+# {"from": DIR}: another machine (1 vCPU) is refused in one line and the process waits,
+# the right one carries on counting (no boot); then a third process takes {"listen":
+# "unix:..."} and the second migrates to it.
+api_vm() { # SOCKET OUT: a plinth with only its API socket, waiting for its config
+	"$BUILD/plinth" run --api-socket "$1" </dev/null >"$2" 2>&1 &
+	local end=$((SECONDS + 20))
+	until "$BUILD/plinth" ctl --api-socket "$1" info >/dev/null 2>&1 || [ $SECONDS -ge $end ]; do
+		sleep 0.1
+	done
+}
+cmd='i=0; while [ $i -lt 600 ]; do echo "tick $i"; i=$((i + 1)); sleep 0.2; done'
+config "$GUEST/vmlinuz" '' >"$dir/count.json"
+last_tick() { tr -d '\r' <"$1" | sed -n 's/^tick \([0-9]*\)$/\1/p' | tail -n 1; }
+: >"$out"
+api_vm "$sock" "$out"
+pid=$!
+pids="$pid"
+trap 'for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$dir"' EXIT
+ctl config --file "$dir/count.json" >/dev/null || { cat "$out"; fail "count: config refused"; }
+ctl start >/dev/null || { cat "$out"; fail "count: start failed"; }
+wait_in "$out" $pid '^tick 5' 120
+ctl pause >/dev/null || fail "count: pause failed"
+n=$(last_tick "$out")
+ctl snapshot --to "$dir/snap" >/dev/null || fail "count: snapshot failed"
+kill -9 $pid
+wait $pid 2>/dev/null
+echo "snapshot of the counting guest at tick $n"
+
+sockb=$dir/b.sock
+outb=$dir/console-b
+api_vm "$sockb" "$outb"
+pidb=$!
+pids="$pids $pidb"
+sed 's/"cpus": 2/"cpus": 1/' "$dir/count.json" >"$dir/count1.json"
+sock=$sockb
+ctl config --file "$dir/count1.json" >/dev/null || fail "restore: the 1-vCPU config was refused"
+refused "a restore onto another machine" "cannot restore from $dir/snap: .*cpus" start --from "$dir/snap"
+kill -0 $pidb 2>/dev/null || { cat "$outb"; fail "restore: plinth exited after a refused start"; }
+ctl info | grep -q '"state": *"configuring"' || fail "restore: not configuring after a refused start"
+refused "a restore from nowhere" "$dir/nowhere" start --from "$dir/nowhere"
+ctl config --file "$dir/count.json" >/dev/null || fail "restore: the config was refused"
+ctl start --from "$dir/snap" >/dev/null || { cat "$outb"; fail "restore: start --from failed"; }
+wait_in "$outb" $pidb "^tick $((n + 3))\$" 60
+ctl info | grep -q '"restored": *true' || fail "restore: info does not say restored"
+grep -q -E '^tick [0-4]$|init started' "$outb" && { cat "$outb"; fail "restore: the guest booted again"; }
+echo "ok: restored through the API from tick $n to $(last_tick "$outb")"
+
+sockc=$dir/c.sock
+outc=$dir/console-c
+api_vm "$sockc" "$outc"
+pidc=$!
+pids="$pids $pidc"
+sock=$sockc
+ctl config --file "$dir/count.json" >/dev/null || fail "receive: config refused"
+refused "a receive at a bad address" "field 'listen' must be tcp:HOST:PORT or unix:PATH" start --listen "udp:x:1"
+ctl start --listen "unix:$dir/mig.sock" >/dev/null || { cat "$outc"; fail "receive: start --listen failed"; }
+end=$((SECONDS + 20))
+until [ -S "$dir/mig.sock" ] || [ $SECONDS -ge $end ]; do sleep 0.1; done
+m=$(last_tick "$outb")
+sock=$sockb
+ctl migrate --to "unix:$dir/mig.sock" >/dev/null || fail "receive: migrate failed"
+rc=0
+timeout 120 tail --pid=$pidb -f /dev/null || rc=$?
+wait $pidb || rc=$?
+[ $rc = 0 ] || { tail "$outb"; fail "receive: the source exited $rc"; }
+wait_in "$outc" $pidc "^tick $((m + 5))\$" 60
+grep -q -E '^tick [0-4]$|init started' "$outc" && { cat "$outc"; fail "receive: the guest booted again"; }
+sock=$sockc
+ctl info | grep -q '"state": *"running"' || fail "receive: not running on the destination"
+kill -9 $pidc
+echo "ok: received through the API (source at tick $m, destination at $(last_tick "$outc"))"

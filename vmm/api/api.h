@@ -62,6 +62,17 @@ struct api_disk_args {
 	bool readonly;		  /* default false */
 };
 
+/*
+ * POST /v1/vm/start, before boot: no body or {} boots the configured machine;
+ * {"from": DIR, "paused": BOOL} restores it from a snapshot (plinth restore);
+ * {"listen": "tcp:HOST:PORT" | "unix:PATH"} waits for a migration (plinth receive).
+ */
+struct api_start_args {
+	char from[API_PATH_MAX];   /* "" or the snapshot directory (absolute) */
+	char listen[API_PATH_MAX]; /* "" or the address, as given (checked) */
+	bool paused;		   /* with from: the restored guest stays paused */
+};
+
 /* What an op hands back, beyond its return value. */
 struct api_reply {
 	json_t *body;		   /* JSON object to return, or NULL for {}; the server takes
@@ -93,8 +104,9 @@ struct api_vm_ops {
 	/* PUT /v1/vm/config: the whole machine before boot (a JSON object whose schema the
 	 * VMM checks: -EINVAL and one line when bad); -EBUSY once the VM started. */
 	int (*configure)(void *vm, const json_t *config, struct api_reply *reply);
-	/* POST /v1/vm/start: boot the configured machine; -EBUSY once it started. */
-	int (*start)(void *vm, struct api_reply *reply);
+	/* POST /v1/vm/start: boot, restore or receive the configured machine; -EBUSY once
+	 * it started. */
+	int (*start)(void *vm, const struct api_start_args *args, struct api_reply *reply);
 };
 
 /* --- Requests (pure: no I/O, no globals; fuzzed) ------------------------------------- */
@@ -120,6 +132,7 @@ struct api_cmd {
 		struct api_migrate_args migrate;
 		struct api_disk_args disk; /* DISK_REMOVE uses only disk.id */
 		json_t *config;            /* CONFIGURE: the body, owned (api_cmd_free) */
+		struct api_start_args start;
 	} u;
 };
 

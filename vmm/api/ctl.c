@@ -350,7 +350,10 @@ static void usage(FILE *f)
 		   "  disk-remove --id ID                   hot-plug or unplug a disk\n"
 		   "  config --file FILE|-                  before boot: the machine's config (JSON,\n"
 		   "                                        docs/api.yaml), from FILE or stdin\n"
-		   "  start                                 before boot: start the configured VM\n");
+		   "  start [--from DIR [--paused] | --listen tcp:HOST:PORT|unix:PATH]\n"
+		   "                                        before boot: start the configured VM\n"
+		   "                                        (boot it, restore it from a snapshot,\n"
+		   "                                        or receive it from a migration)\n");
 }
 
 /* rel made absolute against the current directory, into out[size]. 0 or -errno. */
@@ -382,12 +385,13 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		{"to", required_argument, NULL, 't'}, {"downtime-ms", required_argument, NULL, 'd'},
 		{"id", required_argument, NULL, 'i'}, {"path", required_argument, NULL, 'p'},
 		{"readonly", no_argument, NULL, 'r'}, {"file", required_argument, NULL, 'f'},
-		{NULL, 0, NULL, 0},
+		{"from", required_argument, NULL, 'F'}, {"paused", no_argument, NULL, 'P'},
+		{"listen", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0},
 	};
 	const char *cmd = argv[0], *to = NULL, *id = NULL, *path = NULL, *downtime = NULL;
-	const char *file = NULL;
+	const char *file = NULL, *from = NULL, *listen = NULL;
 	char abs[API_PATH_MAX + 8];
-	bool readonly = false;
+	bool readonly = false, paused = false;
 	uint64_t dt = 0;
 	int c;
 
@@ -413,6 +417,15 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		case 'f':
 			file = optarg;
 			break;
+		case 'F':
+			from = optarg;
+			break;
+		case 'P':
+			paused = true;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
 		case ':':
 			log_error("ctl %s: option '%s' needs a value", cmd, argv[optind - 1]);
 			return -EINVAL;
@@ -436,6 +449,27 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 
 	call->method = "POST";
 	call->body = NULL;
+	REFUSE_OPT((from || listen || paused) && strcmp(cmd, "start"),
+		   "--from, --paused and --listen are start's options");
+	if (!strcmp(cmd, "start") && (from || listen || paused)) {
+		REFUSE_OPT(to || id || path || downtime || readonly || file,
+			   "takes only --from with --paused, or --listen");
+		REFUSE_OPT(from && listen, "--from (a restore) and --listen (a migration's "
+					   "destination) exclude each other");
+		REFUSE_OPT(paused && !from, "--paused goes with --from");
+		snprintf(call->path, sizeof(call->path), "/v1/vm/start");
+		if (from) {
+			REFUSE_OPT(absolute(from, abs, API_PATH_MAX), "--from: path too long");
+			call->body = json_pack("{s:s, s:b}", "from", abs, "paused", paused);
+		} else {
+			call->body = json_pack("{s:s}", "listen", listen);
+		}
+		if (!call->body) {
+			log_error("ctl %s: out of memory", cmd);
+			return -ENOMEM;
+		}
+		return 0;
+	}
 	if (!strcmp(cmd, "config")) {
 		json_error_t jerr;
 

@@ -240,12 +240,49 @@ static const char *const no_fields[] = {NULL};
 static const char *const snapshot_fields[] = {"to", NULL};
 static const char *const migrate_fields[] = {"to", "downtime_ms", NULL};
 static const char *const disk_fields[] = {"path", "readonly", NULL};
+static const char *const start_fields[] = {"from", "paused", "listen", NULL};
 
 static int parse_snapshot(json_t *obj, struct api_snapshot_args *a, struct api_request_error *err)
 {
 	int ret = check_fields(obj, snapshot_fields, err);
 
 	return ret ? ret : get_abs_path(obj, "to", a->dir, sizeof(a->dir), err);
+}
+
+/* {} | {"from": DIR[, "paused": BOOL]} | {"listen": URI} */
+static int parse_start(json_t *obj, struct api_start_args *a, struct api_request_error *err)
+{
+	struct api_migrate_args where;
+	json_t *paused;
+	int ret;
+
+	if (!obj)
+		return 0;
+	ret = check_fields(obj, start_fields, err);
+	if (!ret && json_object_get(obj, "from"))
+		ret = get_abs_path(obj, "from", a->from, sizeof(a->from), err);
+	if (!ret && json_object_get(obj, "listen"))
+		ret = get_string(obj, "listen", a->listen, sizeof(a->listen), err);
+	if (ret)
+		return ret;
+	if (a->from[0] && a->listen[0])
+		return reqfail(err, 400, "fields 'from' (a restore) and 'listen' (a migration's "
+			       "destination) exclude each other");
+	paused = json_object_get(obj, "paused");
+	if (paused && !json_is_boolean(paused))
+		return reqfail(err, 400, "field 'paused' must be a boolean");
+	if (paused && !a->from[0])
+		return reqfail(err, 400, "field 'paused' goes with 'from' (a restore)");
+	a->paused = json_is_true(paused);
+	if (a->listen[0] && parse_migrate_uri(a->listen, &where, err)) {
+		/* Its sentences name the migration's field: name this one. */
+		char why[API_ERROR_MAX];
+
+		snprintf(why, sizeof(why), "%s",
+			 err->msg + (strncmp(err->msg, "field 'to'", 10) ? 0 : 10));
+		return reqfail(err, 400, "field 'listen'%.200s", why);
+	}
+	return 0;
 }
 
 static int parse_migrate(json_t *obj, struct api_migrate_args *a, struct api_request_error *err)
@@ -420,6 +457,9 @@ int api_parse_request(const char *method, const char *path, const char *body, si
 		case API_CMD_MIGRATE:
 			ret = parse_migrate(obj, &cmd->u.migrate, err);
 			break;
+		case API_CMD_START:
+			ret = parse_start(obj, &cmd->u.start, err);
+			break;
 		case API_CMD_CONFIGURE:
 			/* The machine's schema is the VMM's (its device classes): it checks. */
 			cmd->u.config = obj;
@@ -515,7 +555,7 @@ static int call_op(const struct api_vm_ops *ops, void *vm, const struct api_cmd 
 	case API_CMD_CONFIGURE:
 		CALL(configure, cmd->u.config, reply);
 	case API_CMD_START:
-		CALL(start, reply);
+		CALL(start, &cmd->u.start, reply);
 	}
 #undef CALL
 	return -EINVAL;

@@ -103,6 +103,46 @@ static void test_snapshot_args(void **unused)
 		parse("POST", "/v1/vm/snapshot", "{\"to\":\"/a\",\"to\":\"/b\"}", &cmd, &err), 400);
 }
 
+/* POST /v1/vm/start: boot, restore (from, paused) or receive (listen), checked. */
+static void test_start_args(void **unused)
+{
+	struct api_request_error err;
+	struct api_cmd cmd;
+
+	(void)unused;
+	assert_int_equal(parse("POST", "/v1/vm/start", NULL, &cmd, &err), 0);
+	assert_string_equal(cmd.u.start.from, "");
+	assert_string_equal(cmd.u.start.listen, "");
+	assert_false(cmd.u.start.paused);
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"from\": \"/srv/snap\", \"paused\": true}",
+			       &cmd, &err), 0);
+	assert_string_equal(cmd.u.start.from, "/srv/snap");
+	assert_true(cmd.u.start.paused);
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"listen\": \"tcp:10.0.0.2:4444\"}", &cmd,
+			       &err), 0);
+	assert_string_equal(cmd.u.start.listen, "tcp:10.0.0.2:4444");
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"listen\": \"unix:/run/m.sock\"}", &cmd,
+			       &err), 0);
+
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"from\": \"snap\"}", &cmd, &err), 400);
+	assert_string_equal(err.msg, "field 'from' must be an absolute path");
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"from\": \"/s\", \"listen\": \"unix:/m\"}",
+			       &cmd, &err), 400);
+	assert_string_equal(err.msg, "fields 'from' (a restore) and 'listen' (a migration's "
+				     "destination) exclude each other");
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"paused\": true}", &cmd, &err), 400);
+	assert_string_equal(err.msg, "field 'paused' goes with 'from' (a restore)");
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"from\": \"/s\", \"paused\": 1}", &cmd,
+			       &err), 400);
+	assert_string_equal(err.msg, "field 'paused' must be a boolean");
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"listen\": \"ftp:x\"}", &cmd, &err), 400);
+	assert_string_equal(err.msg, "field 'listen' must be tcp:HOST:PORT or unix:PATH");
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"listen\": \"tcp:h:0\"}", &cmd, &err), 400);
+	assert_string_equal(err.msg, "field 'listen': port must be 1..65535 in 'tcp:h:0'");
+	assert_int_equal(parse("POST", "/v1/vm/start", "{\"listen\": 5}", &cmd, &err), 400);
+	assert_string_equal(err.msg, "field 'listen' must be a string");
+}
+
 static void test_long_path(void **unused)
 {
 	struct api_request_error err;
@@ -546,6 +586,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_endpoints),
 		cmocka_unit_test(test_config_body),      cmocka_unit_test(test_snapshot_args),
+		cmocka_unit_test(test_start_args),
 		cmocka_unit_test(test_long_path),      cmocka_unit_test(test_migrate_args),
 		cmocka_unit_test(test_migrate_uri),    cmocka_unit_test(test_disk_args),
 		cmocka_unit_test(test_migrate_resolve),

@@ -30,6 +30,8 @@ struct fake_vm {
 	int reset_sleep_ms;  /* a slow reset, to test client timeouts */
 	char snapshot_dir[API_PATH_MAX];
 	struct api_migrate_args migrate;
+	struct api_start_args start;
+	int starts;
 };
 
 static int vm_info(void *opaque, struct api_reply *reply)
@@ -144,6 +146,17 @@ static int vm_disk_remove(void *opaque, const char *id, struct api_reply *reply)
 	return -ENOENT;
 }
 
+static int vm_start(void *opaque, const struct api_start_args *a, struct api_reply *reply)
+{
+	struct fake_vm *vm = opaque;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->start = *a;
+	vm->starts++;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
 static const struct api_vm_ops fake_ops = {
 	.info = vm_info,
 	.pause = vm_pause,
@@ -153,6 +166,7 @@ static const struct api_vm_ops fake_ops = {
 	.snapshot = vm_snapshot,
 	.migrate = vm_migrate,
 	.disk_remove = vm_disk_remove,
+	.start = vm_start,
 	/* no disk_add: 501 */
 };
 
@@ -380,6 +394,51 @@ static void test_disks(void **state)
 			     "disk-remove", "--id", "d1", NULL),
 			 1);
 	assert_string_equal(err, "plinth: ctl disk-remove: disk remove: no disk 'd1' (HTTP 404)\n");
+}
+
+/* start: a boot, a restore (its directory made absolute) or a migration's destination. */
+static void test_start(void **state)
+{
+	struct fixture *f = *state;
+	char out[4096], err[1024], cwd[1024], want[1200];
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "%s/snap-1", cwd);
+	assert_int_equal(
+		ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "start", NULL), 0);
+	assert_string_equal(f->vm.start.from, "");
+	assert_string_equal(f->vm.start.listen, "");
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "start",
+			     "--from", "snap-1", "--paused", NULL),
+			 0);
+	assert_string_equal(f->vm.start.from, want);
+	assert_true(f->vm.start.paused);
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "start",
+			     "--listen", "unix:/run/m.sock", NULL),
+			 0);
+	assert_string_equal(f->vm.start.listen, "unix:/run/m.sock");
+	assert_string_equal(f->vm.start.from, "");
+	assert_int_equal(f->vm.starts, 3);
+	/* The server checks the address; ctl says why on one line. */
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "start",
+			     "--listen", "udp:h:1", NULL),
+			 1);
+	assert_string_equal(err, "plinth: ctl start: field 'listen' must be tcp:HOST:PORT or "
+				 "unix:PATH (HTTP 400)\n");
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "start",
+			     "--paused", NULL),
+			 1);
+	assert_string_equal(err, "plinth: ctl start: --paused goes with --from\n");
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "start",
+			     "--from", "/s", "--listen", "unix:/m", NULL),
+			 1);
+	assert_one_line(err);
+	assert_int_equal(ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock, "pause",
+			     "--from", "/s", NULL),
+			 1);
+	assert_string_equal(err, "plinth: ctl pause: --from, --paused and --listen are start's "
+				 "options\n");
+	assert_int_equal(f->vm.starts, 3);
 }
 
 static void test_usage_errors(void **state)
@@ -742,6 +801,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_migrate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_server, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_raw_http, setup, teardown),

@@ -48,6 +48,7 @@ static json_t *info(struct preboot *pb)
 /* A start request on its own thread, as the server runs it; then the server's "sent". */
 struct start_call {
 	struct preboot *pb;
+	struct api_start_args how;
 	pthread_t t;
 	int ret;
 	struct api_reply reply;
@@ -57,16 +58,18 @@ static void *start_thread(void *arg)
 {
 	struct start_call *c = arg;
 
-	c->ret = preboot_api_ops.start(c->pb, &c->reply);
+	c->ret = preboot_api_ops.start(c->pb, &c->how, &c->reply);
 	if (c->reply.sent)
 		c->reply.sent(c->pb);
 	return NULL;
 }
 
-static void start_begin(struct start_call *c, struct preboot *pb)
+static void start_begin(struct start_call *c, struct preboot *pb, const char *from)
 {
 	memset(c, 0, sizeof(*c));
 	c->pb = pb;
+	snprintf(c->how.from, sizeof(c->how.from), "%s", from);
+	c->how.paused = from[0] != '\0';
 	assert_int_equal(pthread_create(&c->t, NULL, start_thread, c), 0);
 }
 
@@ -74,6 +77,7 @@ static void test_flow(void **state)
 {
 	struct preboot *pb = preboot_new();
 	struct api_reply reply;
+	struct api_start_args how, boot = { 0 };
 	struct start_call call;
 	struct vm_config cfg;
 	int sig[2];
@@ -89,7 +93,7 @@ static void test_flow(void **state)
 
 	/* Nothing to start; a bad config is one line and leaves nothing. */
 	memset(&reply, 0, sizeof(reply));
-	assert_int_equal(preboot_api_ops.start(pb, &reply), -EBUSY);
+	assert_int_equal(preboot_api_ops.start(pb, &boot, &reply), -EBUSY);
 	assert_non_null(strstr(reply.error, "PUT /v1/vm/config first"));
 	assert_int_equal(configure(pb, "{\"kernel\": \"/k\", \"cpus\": 99}", &reply), -EINVAL);
 	assert_string_equal(reply.error, "field 'cpus' must be a number from 1 to 64, not '99'");
@@ -107,8 +111,10 @@ static void test_flow(void **state)
 
 	/* A start hands the config to the main thread; a refusal gives it back. */
 	machine_defaults(&cfg);
-	start_begin(&call, pb);
-	assert_int_equal(preboot_wait(pb, sig[0], &cfg), 0);
+	start_begin(&call, pb, "");
+	assert_int_equal(preboot_wait(pb, sig[0], &cfg, &how), 0);
+	assert_string_equal(how.from, "");
+	assert_false(how.paused);
 	assert_string_equal(cfg.kernel, "/k");
 	assert_int_equal(cfg.cpus, 2);
 	assert_int_equal(cfg.memory, 64 << 20);
@@ -126,16 +132,19 @@ static void test_flow(void **state)
 			 1);
 	json_decref(j);
 
-	/* Started: answered 200 once sent, and the config is fixed. */
-	start_begin(&call, pb);
-	assert_int_equal(preboot_wait(pb, sig[0], &cfg), 0);
+	/* Started (a restore: how it was asked for reaches the main thread): answered 200
+	 * once sent, and the config is fixed. */
+	start_begin(&call, pb, "/snap");
+	assert_int_equal(preboot_wait(pb, sig[0], &cfg, &how), 0);
+	assert_string_equal(how.from, "/snap");
+	assert_true(how.paused);
 	assert_int_equal(cfg.nr_devices, 1);
 	preboot_started(pb);
 	pthread_join(call.t, NULL);
 	assert_int_equal(call.ret, 0);
 	assert_int_equal(configure(pb, good, &reply), -EBUSY);
 	memset(&reply, 0, sizeof(reply));
-	assert_int_equal(preboot_api_ops.start(pb, &reply), -EBUSY);
+	assert_int_equal(preboot_api_ops.start(pb, &boot, &reply), -EBUSY);
 	dev_configs_free(cfg.devices, cfg.nr_devices);
 	close(sig[0]);
 	close(sig[1]);
@@ -146,6 +155,7 @@ static void test_flow(void **state)
 static void test_signal(void **state)
 {
 	struct signalfd_siginfo si = { .ssi_signo = 15 };
+	struct api_start_args how;
 	struct preboot *pb = preboot_new();
 	struct vm_config cfg;
 	int sig[2];
@@ -154,7 +164,7 @@ static void test_signal(void **state)
 	assert_int_equal(pipe(sig), 0);
 	assert_int_equal(write(sig[1], &si, sizeof(si)), (ssize_t)sizeof(si));
 	machine_defaults(&cfg);
-	assert_int_equal(preboot_wait(pb, sig[0], &cfg), 128 + 15);
+	assert_int_equal(preboot_wait(pb, sig[0], &cfg, &how), 128 + 15);
 	close(sig[0]);
 	close(sig[1]);
 	preboot_free(pb);

@@ -18,21 +18,25 @@
 #include "state/state.h"
 
 /*
- * Rule 3 while the guest runs (docs/cluster.md): every LEASE_RECHECK_MS the main
- * thread reads the writable disks' lease records; a newer epoch of this VM there
- * means another host has taken it over (an HA restart after this host lost contact,
- * where this one did not hear of it), so the guest is paused at once: a second writer
- * on its disks is the one thing that must not happen, and a paused guest stays so
- * (resume is refused the same way). A record that cannot be read or parsed (a blip of
- * the shared storage, a torn rewrite) is logged, rate-limited, and the guest runs on:
- * only a definite newer owner stops it.
+ * Rules 3 and 4 while the guest runs (docs/cluster.md): every LEASE_RENEW_MS the main
+ * thread reads the writable disks' lease records and renews them (lease_renew).
+ *   - A newer epoch of this VM there means another host has taken it over (an HA
+ *     restart after this host lost contact, where this one did not hear of it), so
+ *     the guest is paused at once: a second writer on its disks is the one thing that
+ *     must not happen, and a paused guest stays so (resume is refused the same way).
+ *   - A record that cannot be read, parsed or written (a blip of the shared storage, a
+ *     torn rewrite) is logged, rate-limited, and the guest runs on, until renewals
+ *     have failed for LEASE_LOST_MS: then it is paused, because a VMM of another host
+ *     that watched the record stand still for LEASE_WATCH_MS may take the VM over. It
+ *     runs again by itself at the next renewal that works (nobody took it: the epoch
+ *     is still this one's).
  */
-#define LEASE_RECHECK_MS 2000
 
 static void vmm_tick(void *opaque, struct vm *vm)
 {
 	struct vmm *vmm = opaque;
 	char err[API_ERROR_MAX] = "";
+	uint64_t now;
 	bool skip;
 	int ret;
 
@@ -40,15 +44,32 @@ static void vmm_tick(void *opaque, struct vm *vm)
 	/* A migration hands the disks over itself; its outcome decides, not this. */
 	skip = vmm->mig.status == MIG_ACTIVE || vmm->mig.status == MIG_UNKNOWN;
 	pthread_mutex_unlock(&vmm->lock);
-	if (skip || vm_paused(vm))
+	if (skip)
 		return;
-	ret = lease_fence(vmm->cfg, "running", err, sizeof(err));
-	if (ret == -ESTALE) {
-		log_error("%s: the guest is paused", err);
+	ret = lease_renew(vmm->cfg, vmm->lease_owner, ++vmm->lease_renewals, err, sizeof(err));
+	now = monotonic_ms();
+	if (!ret) {
+		vmm->lease_ok_ms = now;
+		if (vmm->lease_paused && vm_paused(vm)) {
+			log_info("its disk leases are renewed again: the guest runs on");
+			vm_resume(vm);
+		}
+		vmm->lease_paused = false;
+	} else if (ret == -ESTALE) {
+		vmm->lease_paused = false; /* for good: never resumed by this */
+		if (!vm_paused(vm)) {
+			log_error("%s: the guest is paused", err);
+			vm_pause(vm);
+		}
+	} else if (now - vmm->lease_ok_ms >= LEASE_LOST_MS && !vm_paused(vm)) {
+		log_error("%s, for %d s: the guest is paused until they can be renewed (a VMM "
+			  "on another host may take the VM over after %d s)", err,
+			  LEASE_LOST_MS / 1000, LEASE_WATCH_MS / 1000);
 		vm_pause(vm);
-	} else if (ret) {
-		log_limited(&vmm->lease_rl, LOG_WARN, "%s (checked again in %d s)", err,
-			    LEASE_RECHECK_MS / 1000);
+		vmm->lease_paused = true;
+	} else if (!vm_paused(vm)) {
+		log_limited(&vmm->lease_rl, LOG_WARN, "%s (tried again every %d s)", err,
+			    LEASE_RENEW_MS / 1000);
 	}
 }
 
@@ -68,7 +89,8 @@ int vmm_init(struct vmm *vmm, struct vm_config *cfg)
 	cfg->service_opaque = vmm;
 	if (cfg->lease_epoch_set) {
 		cfg->tick = vmm_tick;
-		cfg->tick_ms = LEASE_RECHECK_MS;
+		cfg->tick_ms = LEASE_RENEW_MS;
+		vmm->lease_ok_ms = monotonic_ms();
 		ratelimit_init(&vmm->lease_rl, 1, 60000);
 	}
 	return 0;

@@ -52,6 +52,9 @@ struct vmm {
 	pthread_cond_t cond;
 	int req_fd;               /* eventfd: a request waits for the main thread */
 	struct ratelimit lease_rl; /* vmm_tick's unreadable-record warnings (main thread) */
+	uint64_t lease_renewals;  /* the disk leases' renewal count (main thread) */
+	uint64_t lease_ok_ms;     /* the last renewal that worked, monotonic (main thread) */
+	bool lease_paused;        /* the guest paused for renewals that failed (main thread) */
 	struct vm *vm;            /* the current VM, NULL between two (lock) */
 	unsigned int boots;       /* VMs created, restored included (lock) */
 	bool restored;            /* the first VM came from a snapshot or a migration */

@@ -85,13 +85,19 @@ int lease_parse(const char *buf, size_t len, struct lease_rec *rec)
 	p += 6;
 	if (parse_dec(&p, end, &rec->epoch))
 		goto out_bad;
-	if (p < end && *p == ' ') {
-		p++;
-		if (end - p < 3 || memcmp(p, "vm=", 3))
-			goto out_bad;
-		p += 3;
+	if (end - p >= 4 && !memcmp(p, " vm=", 4)) {
+		p += 4;
 		if (parse_vm_id(&p, end, rec->vm))
 			goto out_bad;
+	}
+	if (p < end && *p == ' ') {
+		p++;
+		if (end - p < 6 || memcmp(p, "renew=", 6))
+			goto out_bad;
+		p += 6;
+		if (parse_dec(&p, end, &rec->renew))
+			goto out_bad;
+		rec->renewed = true;
 	}
 	if (end - p != 1 || *p != '\n')
 		goto out_bad;
@@ -106,9 +112,14 @@ int lease_format(const struct lease_rec *rec, char *out, size_t len)
 {
 	int n;
 
-	if (rec->epoch || rec->vm[0])
-		n = snprintf(out, len, "%s\nepoch=%llu%s%s\n", rec->owner,
-			     (unsigned long long)rec->epoch, rec->vm[0] ? " vm=" : "", rec->vm);
+	char renew[32] = "";
+
+	if (rec->renewed)
+		snprintf(renew, sizeof(renew), " renew=%llu", (unsigned long long)rec->renew);
+	if (rec->epoch || rec->vm[0] || rec->renewed)
+		n = snprintf(out, len, "%s\nepoch=%llu%s%s%s\n", rec->owner,
+			     (unsigned long long)rec->epoch, rec->vm[0] ? " vm=" : "", rec->vm,
+			     renew);
 	else
 		n = snprintf(out, len, "%s\n", rec->owner);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
@@ -325,6 +336,7 @@ int lease_take(const struct vm_config *cfg, const char *owner, const char *doing
 		if (cfg->lease_epoch_set || read_rec(cfg, i, path, &rec))
 			memset(&rec, 0, sizeof(rec));
 		if (cfg->lease_epoch_set) {
+			rec.renewed = true; /* renewed from now on (rule 4), from 0 */
 			rec.epoch = cfg->lease_epoch;
 			snprintf(rec.vm, sizeof(rec.vm), "%s",
 				 cfg->lease_epoch_vm ? cfg->lease_epoch_vm : "");
@@ -371,6 +383,98 @@ int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_
 			snprintf(err, errlen, "disk '%s' is now leased to '%.100s' (the destination "
 				 "took it over and may run the guest)", cfg->devices[i].id, rec.owner);
 			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
+/* ---- rule 4: the renewed lease ---- */
+
+int lease_renew(const struct vm_config *cfg, const char *owner, uint64_t count, char *err,
+		size_t errlen)
+{
+	char line[LEASE_RECORD_MAX + 1];
+	struct lease_rec rec;
+	unsigned int i;
+	int n, ret;
+
+	if (!cfg->lease_epoch_set)
+		return 0;
+	ret = lease_fence(cfg, "running", err, errlen);
+	if (ret)
+		return ret;
+	for (i = 0; i < cfg->nr_devices; i++) {
+		int fd = lease_fd_of(cfg, i);
+
+		if (fd < 0)
+			continue; /* no record open (said at start-up): nothing to renew */
+		memset(&rec, 0, sizeof(rec));
+		snprintf(rec.owner, sizeof(rec.owner), "%s", owner);
+		rec.epoch = cfg->lease_epoch;
+		snprintf(rec.vm, sizeof(rec.vm), "%s", cfg->lease_epoch_vm ? cfg->lease_epoch_vm : "");
+		rec.renew = count;
+		rec.renewed = true;
+		n = lease_format(&rec, line, sizeof(line));
+		ret = n < 0 ? n : write_lease_fd(fd, line, (size_t)n);
+		if (ret) {
+			snprintf(err, errlen, "disk '%s': cannot renew its lease record: %s",
+				 cfg->devices[i].id, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Does owner (a record's "HOST pid=..") name another host than self's? */
+static bool other_host(const char *owner, const char *self)
+{
+	size_t a = strcspn(owner, " "), b = strcspn(self, " ");
+
+	return a != b || memcmp(owner, self, a);
+}
+
+int lease_watch(const struct vm_config *cfg, const char *owner, unsigned int ms, char *err,
+		size_t errlen)
+{
+	struct lease_rec seen[VM_MAX_DEVICES], now;
+	bool watched[VM_MAX_DEVICES] = { false }, any = false;
+	uint64_t until;
+	unsigned int i;
+	char *path;
+
+	for (i = 0; cfg->lease_epoch_set && i < cfg->nr_devices; i++) {
+		path = writable_disk(&cfg->devices[i]);
+		if (!path)
+			continue;
+		/* Unreadable or not a record: lease_fence says so, not this. */
+		if (!read_rec(cfg, i, path, &seen[i]) && seen[i].renewed && same_vm(cfg, &seen[i]) &&
+		    seen[i].epoch <= cfg->lease_epoch && other_host(seen[i].owner, owner)) {
+			log_info("disk '%s': its lease was renewed by '%.100s', on another host: "
+				 "watching it for %u s before taking it over", cfg->devices[i].id,
+				 seen[i].owner, ms / 1000);
+			watched[i] = any = true;
+		}
+		free(path);
+	}
+	until = monotonic_ms() + ms;
+	while (any && monotonic_ms() < until) {
+		usleep(100 * 1000);
+		for (i = 0; i < cfg->nr_devices; i++) {
+			if (!watched[i])
+				continue;
+			path = writable_disk(&cfg->devices[i]);
+			if (!path)
+				continue;
+			if (read_rec(cfg, i, path, &now) || now.renew != seen[i].renew ||
+			    now.epoch != seen[i].epoch || strcmp(now.owner, seen[i].owner)) {
+				snprintf(err, errlen, "disk '%s': its lease is being renewed by "
+					 "'%.100s' (a VMM on another host runs this VM's guest on "
+					 "it); not starting", cfg->devices[i].id,
+					 now.owner[0] ? now.owner : seen[i].owner);
+				free(path);
+				return -EBUSY;
+			}
+			free(path);
 		}
 	}
 	return 0;

@@ -24,8 +24,17 @@
  * nothing and keeps the epoch it found. Record (at most LEASE_RECORD_MAX bytes):
  *   OWNER\n                      old and epoch-less records: epoch 0, no VM
  *   OWNER\nepoch=N[ vm=ID]\n     OWNER printable ASCII, N decimal, ID [A-Za-z0-9._-]
+ *   OWNER\nepoch=N[ vm=ID][ renew=C]\n   C: the holder's renewal count (rule 4)
  * Anything else (a torn in-place rewrite, another program's bytes) is refused by a VMM
  * that presents an epoch; an empty file is no record.
+ *
+ * The renewed lease (docs/cluster.md, rule 4, after sanlock's delta leases): a VMM
+ * with --epoch rewrites its records every LEASE_RENEW_MS with the count going up
+ * (lease_renew), and pauses its guest when it could not for LEASE_LOST_MS. A VMM about
+ * to start a guest whose record was renewed by a VMM of another host watches it for
+ * LEASE_WATCH_MS first (lease_watch) and refuses if it moved: that VMM is alive and
+ * its guest may write. Unmoved for that long, its holder has paused itself, or is gone.
+ * Only time intervals each side measures itself count, never the two hosts' clocks.
  */
 #ifndef PLINTH_VMM_LEASE_H
 #define PLINTH_VMM_LEASE_H
@@ -45,7 +54,13 @@ struct lease_rec {
 	char owner[LEASE_OWNER_MAX]; /* the VMM that runs the guest; "" for no record */
 	uint64_t epoch;              /* its ownership epoch; 0: none recorded */
 	char vm[LEASE_VM_MAX];       /* the VM that epoch counts for; "" for any */
+	uint64_t renew;              /* the holder's renewal count */
+	bool renewed;                /* a renew= field: its holder renews it */
 };
+
+#define LEASE_RENEW_MS 1000 /* a running VMM rewrites its records this often, */
+#define LEASE_LOST_MS  4000 /* pauses its guest when it could not for this long; */
+#define LEASE_WATCH_MS 6000 /* a VMM of another host watches them this long first */
 
 /*
  * Parse a record of len bytes (not NUL-terminated; hostile: any bytes) into rec.
@@ -97,6 +112,21 @@ int lease_take(const struct vm_config *cfg, const char *owner, const char *doing
  * record that is not one) in err otherwise.
  */
 int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_t errlen);
+/*
+ * Rule 4, the running VMM's side (with --epoch; disks with an open record): check as
+ * lease_fence(cfg, "running") does (-ESTALE, one line in err), then rewrite each record
+ * with owner, this VMM's epoch and renewal count. 0, or -errno with one line in err
+ * when a record could not be read or written (the caller counts how long).
+ */
+int lease_renew(const struct vm_config *cfg, const char *owner, uint64_t count, char *err,
+		size_t errlen);
+/*
+ * Rule 4, a starting VMM's side (with --epoch): every writable disk whose record of this
+ * VM, at this epoch or lower, was renewed by a VMM whose host is not owner's is watched
+ * for ms; 0 if none moved, -EBUSY with one line in err if one did (its holder is alive).
+ */
+int lease_watch(const struct vm_config *cfg, const char *owner, unsigned int ms, char *err,
+		size_t errlen);
 /* The lease file of image path, into out. 0 or -ENAMETOOLONG. */
 int lease_path(const char *image, char *out, size_t len);
 

@@ -376,8 +376,9 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 			 * The images are open and locked: this process runs the guest on them
 			 * now (a destination: once it took them over).
 			 */
-			if (!cfg->incoming && lease_take(cfg, vmm->lease_owner, "starting", err,
-							 sizeof(err))) {
+			if (!cfg->incoming &&
+			    (lease_watch(cfg, vmm->lease_owner, LEASE_WATCH_MS, err, sizeof(err)) ||
+			     lease_take(cfg, vmm->lease_owner, "starting", err, sizeof(err)))) {
 				log_error("%s", err);
 				vm_destroy(vm);
 				rc = 1;

@@ -111,14 +111,6 @@
 #define MIG_SOCK_BUF	(512 << 10)
 #define BITS		(8 * sizeof(unsigned long))
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- sockets ---- */
 
 static int mig_connect(const struct api_migrate_args *a, char *err, size_t errlen)
@@ -717,7 +709,7 @@ static void *migrate_thread(void *arg)
 	struct throttler thr = { .vm = vm };
 	struct sender snd = { .vmm = vmm };
 	struct dirty d = { .logging = false };
-	uint64_t t0 = now_ms(), t_pause = 0, bw = 0, pps = 0, prev_dirty = UINT64_MAX;
+	uint64_t t0 = monotonic_ms(), t_pause = 0, bw = 0, pps = 0, prev_dirty = UINT64_MAX;
 	uint64_t tf[5] = { 0 }; /* the final phase's steps, for the downtime's breakdown */
 	bool paused = false, quiesced = false, released = false, switched = false;
 	bool end_sent = false;
@@ -762,7 +754,7 @@ static void *migrate_thread(void *arg)
 	/* Round 0 clears the log, then sends everything that is not zero. */
 	n = dirty_collect(vm, &d);
 	for (st.rounds = 0;; st.rounds++) {
-		uint64_t r0 = now_ms(), sent0 = state_writer_offset(snd.w), dt;
+		uint64_t r0 = monotonic_ms(), sent0 = state_writer_offset(snd.w), dt;
 		uint64_t pages0 = snd.pages + snd.zero_pages;
 
 		if (n < 0) {
@@ -773,7 +765,7 @@ static void *migrate_thread(void *arg)
 		ret = send_pages(vm, &d, st.rounds == 0, &snd);
 		if (ret)
 			goto out_stream;
-		dt = now_ms() - r0;
+		dt = monotonic_ms() - r0;
 		if (dt) {
 			bw = (state_writer_offset(snd.w) - sent0) * 1000 / dt; /* bytes/s */
 			/* Pages/s, zero ones included: they cost their address, not 4 KiB. */
@@ -782,7 +774,7 @@ static void *migrate_thread(void *arg)
 		st.bytes = state_writer_offset(snd.w);
 		st.pages = snd.pages;
 		st.bandwidth_mbps = bw * 8 / 1000000;
-		st.total_ms = now_ms() - t0;
+		st.total_ms = monotonic_ms() - t0;
 		set_stats(vmm, &st);
 		if (atomic_load(&vmm->mig_cancel)) {
 			ret = -ECANCELED;
@@ -811,16 +803,16 @@ static void *migrate_thread(void *arg)
 	}
 
 	/* Final: nothing changes RAM from here (invariant 2). */
-	t_pause = now_ms();
+	t_pause = monotonic_ms();
 	paused = vm_pause(vm) == 0;
-	tf[0] = now_ms();
+	tf[0] = monotonic_ms();
 	devices_quiesce(vm);
 	quiesced = true;
-	tf[1] = now_ms();
+	tf[1] = monotonic_ms();
 	/* The destination takes the disk images over before it acks (invariant 4). */
 	released = true;
 	ret = vm_disks_release(vm);
-	tf[2] = now_ms();
+	tf[2] = monotonic_ms();
 	if (ret) {
 		snprintf(st.error, sizeof(st.error), "cannot flush the disks: %s", strerror(-ret));
 		goto out_dirty;
@@ -833,14 +825,14 @@ static void *migrate_thread(void *arg)
 	}
 	st.rounds += 2; /* the rounds sent above (0-based index) and this final one */
 	ret = send_pages(vm, &d, false, &snd);
-	tf[3] = now_ms();
+	tf[3] = monotonic_ms();
 	if (!ret)
 		ret = vm_state_save(vm, snd.w);
 	if (!ret)
 		ret = state_writer_finish(snd.w);
 	if (ret)
 		goto out_stream;
-	tf[4] = now_ms();
+	tf[4] = monotonic_ms();
 	/* From here the destination may hold everything and run the guest (invariant 1). */
 	end_sent = true;
 	st.bytes = state_writer_offset(snd.w);
@@ -868,14 +860,14 @@ static void *migrate_thread(void *arg)
 	}
 	switched = true;
 	st.status = MIG_COMPLETED;
-	st.downtime_ms = now_ms() - t_pause;
+	st.downtime_ms = monotonic_ms() - t_pause;
 	/* Where the downtime went (plinth -vv), for the benchmarks' downtime rows. */
 	log_debug("migration downtime: vCPUs paused %llu ms, devices stopped %llu ms, disks "
 		  "released %llu ms, last %lld dirty pages %llu ms, device state and end %llu ms, "
 		  "the destination's check and ack %llu ms", (unsigned long long)(tf[0] - t_pause),
 		  (unsigned long long)(tf[1] - tf[0]), (unsigned long long)(tf[2] - tf[1]),
 		  (long long)n, (unsigned long long)(tf[3] - tf[2]),
-		  (unsigned long long)(tf[4] - tf[3]), (unsigned long long)(now_ms() - tf[4]));
+		  (unsigned long long)(tf[4] - tf[3]), (unsigned long long)(monotonic_ms() - tf[4]));
 	goto out_dirty;
 
 out_stream:
@@ -895,7 +887,7 @@ out_free:
 out_close:
 	close(fd);
 out:
-	st.total_ms = now_ms() - t0;
+	st.total_ms = monotonic_ms() - t0;
 	if (end_sent && !switched) {
 		/* Never both: the guest stays paused here until someone knows (UNKNOWN). */
 		st.status = MIG_UNKNOWN;
@@ -1063,13 +1055,13 @@ static int accept_source(int lfd, int sfd, int *signo)
  */
 static void drain_source(int fd)
 {
-	uint64_t end = now_ms() + 2000;
+	uint64_t end = monotonic_ms() + 2000;
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	char buf[4096];
 
 	shutdown(fd, SHUT_WR);
-	while (now_ms() < end) {
-		if (poll(&p, 1, (int)(end - now_ms())) <= 0 || read(fd, buf, sizeof(buf)) <= 0)
+	while (monotonic_ms() < end) {
+		if (poll(&p, 1, (int)(end - monotonic_ms())) <= 0 || read(fd, buf, sizeof(buf)) <= 0)
 			break;
 	}
 }
@@ -1095,7 +1087,7 @@ int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *t
 		unlink(a->path); /* one source only */
 	if (fd < 0)
 		return fd;
-	t0 = now_ms();
+	t0 = monotonic_ms();
 	/* Time out only once the stream has begun: the source may take a while. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -1160,7 +1152,7 @@ int migrate_receive(int lfd, const struct api_migrate_args *a, struct mig_tls *t
 			  strerror(errno ? errno : -ret));
 		goto out_reader;
 	}
-	log_info("migration received in %llu ms", (unsigned long long)(now_ms() - t0));
+	log_info("migration received in %llu ms", (unsigned long long)(monotonic_ms() - t0));
 out_reader:
 	state_reader_free(r);
 	if (ret && refused) {

@@ -807,14 +807,6 @@ static void kick_handler(int sig)
 	(void)sig; /* only interrupts KVM_RUN */
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 {
 	struct sigaction sa = { .sa_handler = kick_handler };
@@ -862,7 +854,7 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 		vm->vcpu[i].started = true;
 	}
 
-	next_tick = vm->cfg->tick && vm->cfg->tick_ms > 0 ? now_ms() + vm->cfg->tick_ms : 0;
+	next_tick = vm->cfg->tick && vm->cfg->tick_ms > 0 ? monotonic_ms() + vm->cfg->tick_ms : 0;
 	for (;;) {
 		struct pollfd p[3] = {
 			{ .fd = vm->exit_fd, .events = POLLIN },
@@ -872,7 +864,7 @@ enum vm_exit vm_run(struct vm *vm, int signal_fd, int *signo)
 		int wait = -1;
 
 		if (next_tick) {
-			uint64_t now = now_ms();
+			uint64_t now = monotonic_ms();
 
 			if (now >= next_tick) {
 				vm->cfg->tick(vm->cfg->service_opaque, vm);

@@ -11,10 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "lease.h"
+#include "util.h"
 
 static void write_text(const char *path, const char *text)
 {
@@ -163,6 +166,11 @@ static void test_parse(void **state)
 		"host pid=1\nepoch=5  vm=a\n",
 		"host pid=1\nEPOCH=5\n",
 		"host pid=1\nowner2\n",
+		"host pid=1\nepoch=5 vm=a renew=\n",
+		"host pid=1\nepoch=5 vm=a renew=x\n",
+		"host pid=1\nepoch=5 renew=1 vm=a\n", /* out of order */
+		"host pid=1\nepoch=5 vm=a renew=1 \n",
+		"host pid=1\nepoch=5 vm=a renew=18446744073709551616\n",
 	};
 	struct lease_rec rec;
 	char buf[512], big[LEASE_RECORD_MAX + 8];
@@ -182,6 +190,14 @@ static void test_parse(void **state)
 	assert_int_equal(lease_parse("h pid=1\nepoch=42\n", 17, &rec), 0);
 	assert_true(rec.epoch == 42);
 	assert_string_equal(rec.vm, "");
+	assert_false(rec.renewed);
+	snprintf(buf, sizeof(buf), "h pid=1\nepoch=3 vm=v renew=18446744073709551615\n");
+	assert_int_equal(lease_parse(buf, strlen(buf), &rec), 0);
+	assert_true(rec.renewed && rec.renew == UINT64_MAX && rec.epoch == 3);
+	assert_string_equal(rec.vm, "v");
+	snprintf(buf, sizeof(buf), "h pid=1\nepoch=3 renew=0\n");
+	assert_int_equal(lease_parse(buf, strlen(buf), &rec), 0);
+	assert_true(rec.renewed && rec.renew == 0 && !rec.vm[0]);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		rec.epoch = 1;
 		assert_int_equal(lease_parse(bad[i], strlen(bad[i]), &rec), -EINVAL);
@@ -210,6 +226,11 @@ static void test_parse(void **state)
 	assert_int_equal(lease_format(&rec, buf, sizeof(buf)), 17); /* no epoch: the first format */
 	assert_string_equal(buf, "h2 pid=9 start=3\n");
 	assert_int_equal(lease_format(&rec, buf, 10), -ENAMETOOLONG);
+	rec.epoch = 2;
+	rec.renewed = true;
+	rec.renew = 41;
+	assert_int_equal(lease_format(&rec, buf, sizeof(buf)), 34);
+	assert_string_equal(buf, "h2 pid=9 start=3\nepoch=2 renew=41\n");
 }
 
 static void test_epoch_option(void **state)
@@ -258,7 +279,7 @@ static void test_epoch_fence(void **state)
 	assert_int_equal(lease_fence(&cfg, "starting", err, sizeof(err)), 0);
 	take(&cfg, "h1 pid=1 start=1");
 	read_text(lease, text, sizeof(text));
-	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a\n");
+	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a renew=0\n");
 
 	/* The VM moved on to epoch 6 elsewhere: this copy is stale. */
 	write_text(lease, "h2 pid=2 start=2\nepoch=6 vm=vm-a\n");
@@ -275,11 +296,11 @@ static void test_epoch_fence(void **state)
 	write_text(lease, "h2 pid=2 start=2\nepoch=5 vm=vm-a\n");
 	take(&cfg, "h1 pid=1 start=1");
 	read_text(lease, text, sizeof(text));
-	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a\n");
+	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a renew=0\n");
 	write_text(lease, "h2 pid=2 start=2\nepoch=4 vm=vm-a\n");
 	take(&cfg, "h1 pid=1 start=1");
 	read_text(lease, text, sizeof(text));
-	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a\n");
+	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a renew=0\n");
 
 	/* The first format (no epoch) and another VM's epoch do not fence. */
 	write_text(lease, "h2 pid=2 start=2\n");
@@ -287,7 +308,7 @@ static void test_epoch_fence(void **state)
 	write_text(lease, "h2 pid=2 start=2\nepoch=90 vm=vm-b\n");
 	take(&cfg, "h1 pid=1 start=1");
 	read_text(lease, text, sizeof(text));
-	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a\n");
+	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a renew=0\n");
 
 	/* Bytes that are not a record: refused, left as they are. */
 	write_text(lease, "h2 pid=2 start=2\nepoch=5 vm=vm-a\n3\n");
@@ -327,6 +348,115 @@ static void test_epoch_fence(void **state)
 	rmdir(dir);
 }
 
+/* A disk of cfg whose record is in dir; its lease file's path into lease. */
+static void renew_setup(struct vm_config *cfg, char *dir, char *lease, size_t len, int fds[])
+{
+	char rw[64], spec[96];
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(rw, sizeof(rw), "%s/a.raw", dir);
+	snprintf(spec, sizeof(spec), "path=%s,format=raw,id=os", rw);
+	snprintf(lease, len, "%s.lease", rw);
+	add_device(cfg, "disk", spec);
+	assert_int_equal(lease_parse_epoch_opt("5,vm=vm-a", cfg), 0);
+	lease_open(cfg, fds);
+	cfg->lease_fds = fds;
+}
+
+/* Rule 4, the holder: renewals count up in place; a newer owner stops them. */
+static void test_renew(void **state)
+{
+	char dir[] = "/tmp/plinth-lease-XXXXXX", lease[96], text[256], err[256];
+	struct vm_config cfg = { .nr_devices = 0 };
+	int fds[VM_MAX_DEVICES];
+
+	(void)state;
+	renew_setup(&cfg, dir, lease, sizeof(lease), fds);
+	take(&cfg, "h1 pid=1 start=1");
+	assert_int_equal(lease_renew(&cfg, "h1 pid=1 start=1", 1, err, sizeof(err)), 0);
+	assert_int_equal(lease_renew(&cfg, "h1 pid=1 start=1", 2, err, sizeof(err)), 0);
+	read_text(lease, text, sizeof(text));
+	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a renew=2\n");
+	write_text(lease, "h2 pid=2 start=2\nepoch=6 vm=vm-a renew=9\n");
+	assert_int_equal(lease_renew(&cfg, "h1 pid=1 start=1", 3, err, sizeof(err)), -ESTALE);
+	assert_non_null(strstr(err, "newer than this VMM's --epoch 5"));
+	read_text(lease, text, sizeof(text));
+	assert_string_equal(text, "h2 pid=2 start=2\nepoch=6 vm=vm-a renew=9\n"); /* untouched */
+	/* A record that cannot be written: the error, in one line, for the caller to time. */
+	close(fds[0]);
+	fds[0] = open(lease, O_RDONLY);
+	write_text(lease, "h1 pid=1 start=1\nepoch=5 vm=vm-a renew=2\n");
+	assert_int_equal(lease_renew(&cfg, "h1 pid=1 start=1", 4, err, sizeof(err)), -EBADF);
+	assert_string_equal(err, "disk 'os': cannot renew its lease record: Bad file descriptor");
+	lease_close(fds);
+	unlink(lease);
+	dev_configs_free(cfg.devices, cfg.nr_devices);
+	rmdir(dir);
+}
+
+struct renewer {
+	const char *lease;
+	int stop_after; /* renewals, 100 ms apart */
+};
+
+static void *renew_thread(void *arg)
+{
+	struct renewer *r = arg;
+	char line[128];
+	int i;
+
+	for (i = 1; i <= r->stop_after; i++) {
+		usleep(100 * 1000);
+		snprintf(line, sizeof(line), "h2 pid=2 start=2\nepoch=4 vm=vm-a renew=%d\n", i);
+		write_text(r->lease, line);
+	}
+	return NULL;
+}
+
+/* Rule 4, the taker: another host's renewed record is watched; moving, it is refused. */
+static void test_watch(void **state)
+{
+	char dir[] = "/tmp/plinth-lease-XXXXXX", lease[96], err[256];
+	struct vm_config cfg = { .nr_devices = 0 };
+	struct renewer r;
+	int fds[VM_MAX_DEVICES];
+	pthread_t t;
+	uint64_t t0;
+
+	(void)state;
+	renew_setup(&cfg, dir, lease, sizeof(lease), fds);
+	/* Renewed on h2 while this VMM (h1) watches: refused before the watch ends. */
+	write_text(lease, "h2 pid=2 start=2\nepoch=4 vm=vm-a renew=0\n");
+	r = (struct renewer){ .lease = lease, .stop_after = 20 };
+	assert_int_equal(pthread_create(&t, NULL, renew_thread, &r), 0);
+	t0 = monotonic_ms();
+	assert_int_equal(lease_watch(&cfg, "h1 pid=1 start=1", 1500, err, sizeof(err)), -EBUSY);
+	assert_true(monotonic_ms() - t0 < 1500);
+	assert_string_equal(err, "disk 'os': its lease is being renewed by 'h2 pid=2 start=2' (a "
+				 "VMM on another host runs this VM's guest on it); not starting");
+	pthread_join(t, NULL);
+	/* Standing still for the whole watch: taken. */
+	t0 = monotonic_ms();
+	assert_int_equal(lease_watch(&cfg, "h1 pid=1 start=1", 500, err, sizeof(err)), 0);
+	assert_true(monotonic_ms() - t0 >= 500);
+	/* Not watched: this host's own record (its image lock guards it), a record without
+	 * renewals, another VM's, a newer epoch (lease_fence refuses that). */
+	t0 = monotonic_ms();
+	write_text(lease, "h1 pid=9 start=9\nepoch=4 vm=vm-a renew=7\n");
+	assert_int_equal(lease_watch(&cfg, "h1 pid=1 start=1", 5000, err, sizeof(err)), 0);
+	write_text(lease, "h2 pid=2 start=2\nepoch=4 vm=vm-a\n");
+	assert_int_equal(lease_watch(&cfg, "h1 pid=1 start=1", 5000, err, sizeof(err)), 0);
+	write_text(lease, "h2 pid=2 start=2\nepoch=4 vm=vm-b renew=7\n");
+	assert_int_equal(lease_watch(&cfg, "h1 pid=1 start=1", 5000, err, sizeof(err)), 0);
+	write_text(lease, "h2 pid=2 start=2\nepoch=6 vm=vm-a renew=7\n");
+	assert_int_equal(lease_watch(&cfg, "h1 pid=1 start=1", 5000, err, sizeof(err)), 0);
+	assert_true(monotonic_ms() - t0 < 1000);
+	lease_close(fds);
+	unlink(lease);
+	dev_configs_free(cfg.devices, cfg.nr_devices);
+	rmdir(dir);
+}
+
 static void test_path_too_long(void **state)
 {
 	char big[5000], out[64];
@@ -346,6 +476,8 @@ int main(void)
 		cmocka_unit_test(test_epoch_option),
 		cmocka_unit_test(test_epoch_fence),
 		cmocka_unit_test(test_path_too_long),
+		cmocka_unit_test(test_renew),
+		cmocka_unit_test(test_watch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

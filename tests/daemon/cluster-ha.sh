@@ -31,23 +31,6 @@ start_host h1 $(hostopts h1) && start_host h2 $(hostopts h2) && start_host h3 $(
 	{ fail "three plinthd started"; finished=1; exit 1; }
 ok "three plinthd with TLS listeners and one cluster key started"
 
-vmf() { # NAME FIELD (through whichever host answers)
-	local h
-	for h in h2 h3 h1; do
-		[ -n "${PID[$h]:-}" ] || continue
-		cl "$h" vm info "$1" --json 2>/dev/null |
-			python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2" && return
-	done
-}
-make_vm() { # NAME [--ha]
-	: >"$T/shared/$1.disk"
-	cl h1 vm create "$1" --kernel /bin/true --memory 64 --disk "path=$T/shared/$1.disk,format=raw" \
-		${2:-} >/dev/null && cl h1 vm start "$1" --wait-seconds 10 >/dev/null
-}
-# Writers of a disk in order of appearance, a run of the same writer counted once:
-# "h1 h2" is a hand-over, "h1 h2 h1" two writers interleaved.
-writers() { awk '{ w = $1 " " $2; if (w != last) printf "%s%s", (n++ ? "," : ""), w; last = w }' "$T/shared/$1.disk"; }
-hosts_of() { writers "$1" | tr ',' '\n' | cut -d' ' -f1 | tr '\n' ' '; }
 kill_host() { # NAME: plinthd, its shims and its VMs, at once (a host powered off)
 	local p pids=${PID[$1]}
 	for p in "$T/$1"/vms/*/pid; do pids="$pids $(cat "$p" 2>/dev/null)"; done
@@ -60,9 +43,6 @@ event_ms() { # ACTION OBJECT: wall time of the latest such event (through h2, or
 import json, sys
 t = [e["time_ms"] for e in json.load(sys.stdin)["events"] if e["action"] == sys.argv[1] and e["object"] == sys.argv[2]]
 print(t[-1] if t else 0)' "$1" "$2"
-}
-first_write_by() { # DISK HOST: wall time of HOST's first line
-	awk -v h="$2" '$1 == h { print $4; exit }' "$T/shared/$1.disk"
 }
 wait_moved() { # NAME: owner is not h1 and it runs there (60 s at the most)
 	for _ in $(seq 300); do
@@ -112,7 +92,7 @@ wait_moved ha3
 issued=$(($(event_ms vm.ha ha3) - t0))
 sleep 1
 new=$(vmf ha3 host)
-last_old=$(awk '$1 == "h1" { t = $4 } END { print t }' "$T/shared/ha3.disk")
+last_old=$(last_write_by ha3 h1)
 first_new=$(first_write_by ha3 "$new")
 echo "# h1 frozen: its last write to ha3 after $((last_old - t0)) ms, restart issued after $issued ms, $new writing after $((first_new - t0)) ms"
 check "frozen plinthd: the HA VM stopped by its watchdog within 5-7 s ($((last_old - t0)) ms)" \

@@ -44,7 +44,9 @@ grep -q '"config": *null' "$dir/info" || { cat "$dir/info"; fail "info: a config
 ctl start 2>"$dir/err" && fail "start without a config succeeded"
 grep -q 409 "$dir/err" || { cat "$dir/err"; fail "start without a config: not 409"; }
 
-cmd='echo "disk $(cat /sys/block/vda/size) $(cat /sys/block/vda/serial) $(head -c 15 /dev/vda)"; echo "cpus $(grep -c ^processor /proc/cpuinfo)"; sleep 4'
+# The guests sleep 15 s after their output: the checks after it run while they are up,
+# on a loaded emulated host too (4 s was too short there once).
+cmd='echo "disk $(cat /sys/block/vda/size) $(cat /sys/block/vda/serial) $(head -c 15 /dev/vda)"; echo "cpus $(grep -c ^processor /proc/cpuinfo)"; sleep 15'
 config() { # KERNEL EXTRA-JSON
 	cat <<JSON
 {"kernel": "$1", "initrd": "$GUEST/initramfs.cpio.gz",
@@ -111,7 +113,7 @@ mkdir -p "$dir/jail"
 pid=$!
 end=$((SECONDS + 20))
 until ctl info >/dev/null 2>&1 || [ $SECONDS -ge $end ]; do sleep 0.1; done
-cmd='echo jailed-api; sleep 4'
+cmd='echo jailed-api; sleep 15'
 config "$GUEST/vmlinuz" '' | python3 -c 'import json, sys; c = json.load(sys.stdin)
 del c["devices"]; json.dump(c, sys.stdout)' >"$dir/jail.json"
 ctl config --file "$dir/jail.json" >/dev/null || { cat "$out"; fail "jail: config refused"; }

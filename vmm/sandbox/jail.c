@@ -436,8 +436,15 @@ int jail_enter(const struct jail_cfg *cfg)
 			  (unsigned int)geteuid());
 		return -EPERM;
 	}
-	/* Namespaces, the bounding set and rlimits are per thread or need a lone thread. */
-	threads = thread_count();
+	/*
+	 * Namespaces, the bounding set and rlimits are per thread or need a lone thread.
+	 * A thread just joined (the pre-boot API server's, the API's starter) may still be
+	 * counted: pthread_join returns when the kernel clears its tid, before the task is
+	 * released and leaves the count. Give such a thread up to 2 s to be gone (seen:
+	 * 2 counted under a loaded emulated host).
+	 */
+	for (int i = 0; (threads = thread_count()) > 1 && i < 2000; i++)
+		usleep(1000);
 	if (threads > 1) {
 		log_error("jail: %lu threads running; enter the jail before creating threads",
 			  threads);

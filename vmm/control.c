@@ -51,7 +51,7 @@ static void vmm_tick(void *opaque, struct vm *vm)
 	if (!ret) {
 		vmm->lease_ok_ms = now;
 		if (vmm->lease_paused && vm_paused(vm)) {
-			log_info("its disk leases are renewed again: the guest runs on");
+			log_warn("its disk leases are renewed again: the guest runs on");
 			vm_resume(vm);
 		}
 		vmm->lease_paused = false;

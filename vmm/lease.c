@@ -449,7 +449,7 @@ int lease_watch(const struct vm_config *cfg, const char *owner, unsigned int ms,
 		/* Unreadable or not a record: lease_fence says so, not this. */
 		if (!read_rec(cfg, i, path, &seen[i]) && seen[i].renewed && same_vm(cfg, &seen[i]) &&
 		    seen[i].epoch <= cfg->lease_epoch && other_host(seen[i].owner, owner)) {
-			log_info("disk '%s': its lease was renewed by '%.100s', on another host: "
+			log_warn("disk '%s': its lease was renewed by '%.100s', on another host: "
 				 "watching it for %u s before taking it over", cfg->devices[i].id,
 				 seen[i].owner, ms / 1000);
 			watched[i] = any = true;

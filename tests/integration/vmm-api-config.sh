@@ -173,9 +173,9 @@ ctl info | grep -q '"state": *"configuring"' || fail "restore: not configuring a
 refused "a restore from nowhere" "$dir/nowhere" start --from "$dir/nowhere"
 ctl config --file "$dir/count.json" >/dev/null || fail "restore: the config was refused"
 ctl start --from "$dir/snap" >/dev/null || { cat "$outb"; fail "restore: start --from failed"; }
-wait_in "$outb" $pidb "^tick $((n + 3))\$" 60
+wait_in "$outb" $pidb "^tick $((n + 3))[[:space:]]" 60
 ctl info | grep -q '"restored": *true' || fail "restore: info does not say restored"
-grep -q -E '^tick [0-4]$|init started' "$outb" && { cat "$outb"; fail "restore: the guest booted again"; }
+tr -d '\r' <"$outb" | grep -q -E '^tick [0-4]$|init started' && { cat "$outb"; fail "restore: the guest booted again"; }
 echo "ok: restored through the API from tick $n to $(last_tick "$outb")"
 
 sockc=$dir/c.sock
@@ -196,8 +196,8 @@ rc=0
 timeout 120 tail --pid=$pidb -f /dev/null || rc=$?
 wait $pidb || rc=$?
 [ $rc = 0 ] || { tail "$outb"; fail "receive: the source exited $rc"; }
-wait_in "$outc" $pidc "^tick $((m + 5))\$" 60
-grep -q -E '^tick [0-4]$|init started' "$outc" && { cat "$outc"; fail "receive: the guest booted again"; }
+wait_in "$outc" $pidc "^tick $((m + 5))[[:space:]]" 60
+tr -d '\r' <"$outc" | grep -q -E '^tick [0-4]$|init started' && { cat "$outc"; fail "receive: the guest booted again"; }
 sock=$sockc
 ctl info | grep -q '"state": *"running"' || fail "receive: not running on the destination"
 kill -9 $pidc

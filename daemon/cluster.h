@@ -156,6 +156,10 @@ int pd_migrate_auto(struct plinthd *pd, const struct store_vm *vm, char *to, str
  * else -1 with the sentence in why (STORE_REASON_MAX; the event log has it too). */
 int pd_migrate_vm(struct plinthd *pd, struct pd_task *t, const char *name, const char *to,
 		  char *why);
+/* Once a second, under pd->lock: the migration records (cluster_migrate.c's table): a
+ * source recovers those no task of its runs, a destination keeps or kills its received
+ * copies by theirs and decides alone if their source is down. */
+void pd_migrations_tick(struct plinthd *pd);
 /* POST /v1/vms/{name}/incoming: the destination's side (prepare, confirm, abort), for
  * a request from another host only (req->from_cluster). Under pd->lock. */
 void pd_vm_incoming(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);

@@ -2,29 +2,66 @@
 /*
  * Live migration between hosts (cluster.h, docs/cluster.md "Live migration between
  * hosts"). The source host (the VM's owner: requests are forwarded there) runs it as a
- * task, in phases, each asked of the other side over the cluster's TLS channel:
+ * task, in phases, each asked of the other side over the cluster's TLS channel. Each
+ * phase is written to the VM's migration record (store.h, struct store_migration)
+ * before the action it permits (write-ahead), by compare-and-set on the phase before:
  *
- *   prepare   the destination's plinthd starts `plinth receive --listen tcp:ITS_IP:PORT`
- *             with the same definition and the cluster key; nothing is written for it
- *             (the inventory is the source's: pd_run.incoming)
- *   transfer  the source's plinth migrates to it (POST /v1/vm/migrate, TLS 1.3 with
- *             the key); the VMM pre-copies, pauses, sends the rest, waits for the ack
+ *   prepare   (record inserted: VM, source, destination, epoch) the destination's
+ *             plinthd starts `plinth receive --listen tcp:ITS_IP:PORT` with the same
+ *             definition and the cluster key; nothing else is written for it (the
+ *             inventory is the source's: pd_run.incoming)
+ *   transfer  (+ the receive address) the source's plinth migrates to it (POST
+ *             /v1/vm/migrate, TLS 1.3 with the key); the VMM pre-copies, pauses,
+ *             sends the rest, waits for the ack                           transfer()
  *   confirm   the destination says its plinth runs the guest (GET /v1/vm: running)
- *   switch    one transaction: owner = destination, epoch + 1 (compare-and-set on the
- *             epoch read at the start), the event with the figures; the destination's
- *             monitor sees itself owner and records the VM running with its pid
+ *   switched  one transaction: confirm -> switched, owner = destination, epoch + 1
+ *             (compare-and-set on the epoch read at the start), the event with the
+ *             figures; the destination's monitor sees itself owner and records the VM
+ *             running with its pid                                    switch_owner()
+ *   aborted   the source's copy wins; written before the destination's copy is killed
+ *             and a paused source resumed                              source_wins()
  *
- * Exactly one copy runs whatever fails:
+ * switched and aborted are the decision: whoever moves the record there first (the
+ * source, or the destination alone when its source is down) wins, the other's
+ * compare-and-set fails (-ESTALE) and it follows. The source removes the record at the
+ * end. Nothing else makes a copy run: a paused source resumes only after "aborted" is
+ * written, the destination's copy is the VM's only after "switched".
+ *
+ * Without a crash, exactly one copy runs whatever fails:
  *   - before the source's VMM sends its final state (refused, cut, timed out): the
- *     source never paused for good and runs on; the destination's process is killed
- *     (abort), the task fails with the reason;
+ *     source never paused for good and runs on; aborted, the destination's process
+ *     killed, the task fails with the reason;
  *   - the final state sent but not acknowledged (migration "unknown": the source
  *     stays paused and never resumes by itself): the destination is asked; running
- *     there -> switch, then the paused source is killed; not running -> the
- *     destination's process is killed and the source resumed;
+ *     there -> switched, then the paused source is killed; not running -> aborted,
+ *     the destination's process killed and the source resumed;
  *   - the switch's transaction fails (database down): retried for 30 s; then the VM
- *     runs on the destination only (the source handed off) and the task says that the
- *     inventory still names the source.
+ *     runs on the destination only and the task says the inventory still names the
+ *     source; the record stays at confirm and a recovery (below) switches it later.
+ *
+ * After a crash (pd_migrations_tick, once a second; pd_vms_init at the start adopts
+ * the source's copy marked migrating, and the destination's receive while the record
+ * names it and is undecided, and kills any other copy of a VM owned elsewhere):
+ *
+ *   record found by     phase / inventory          resolution
+ *   source (no task)    switched, or the owner or  the destination's copy wins: this
+ *                       epoch moved on             copy (paused, handed off) killed
+ *                       prepare, aborted           aborted: the destination's killed,
+ *                                                  this copy resumed if paused
+ *                       transfer, confirm          its VMM followed to its end, then
+ *                                                  as without a crash (recover())
+ *   destination         owner moved here           its receive is the VM (adopted)
+ *                       aborted, gone, or the VM   its receive killed
+ *                       moved on (HA)
+ *                       undecided, source up       kept: the source decides
+ *                       undecided, source down     alone (decide_alone()): running ->
+ *                       (heartbeat > 5 s old)      switched, owner here; not running
+ *                                                  -> aborted, killed
+ *
+ * The destination's receive runs the guest only after it has all of it and acked it;
+ * by then the source's VMM has handed off (and exits) or waits paused for its plinthd,
+ * which resumes it only once it wrote aborted: so taking over a running received copy,
+ * or giving up one that does not run, leaves one copy either way.
  *
  * Threads: the handlers run under pd->lock; the task's thread takes it around every
  * touch of the inventory or of pd->runs and never holds it across the network or the
@@ -52,6 +89,7 @@
 #define SOURCE_END_MS	    10000	      /* the source's process ending after the switch */
 #define PEER_TIMEOUT_MS	    60000
 #define REFUSED_RETRIES	    40 /* the destination's plinth not listening yet: 20 s */
+#define RECOVER_RETRY_MS    10000 /* between recoveries that could not write their decision */
 
 /* The whole "ADDR:PORT" of host name; 0 or -errno (need_up: -EHOSTDOWN if it is down,
  * -EBUSY if it is in maintenance). */
@@ -156,27 +194,43 @@ static void incoming_prepare(struct plinthd *pd, const struct store_vm *vm, stru
 	r->body = json_pack("{s:s}", "listen", listen);
 }
 
+/* A VMM's GET /v1/vm, or NULL if it does not answer. */
+static json_t *vmm_info(const char *sock)
+{
+	char err[256], *resp = NULL;
+	json_t *info = NULL;
+	int status = 0;
+
+	if (ctl_request(sock, "GET", "/v1/vm", NULL, VMM_TIMEOUT_MS, &status, &resp, err,
+			sizeof(err)) == 0 &&
+	    status == 200)
+		info = json_loads(resp, 0, NULL);
+	free(resp);
+	return info;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
 /* Is the received guest running (its VMM says so)? */
 static void incoming_confirm(struct plinthd *pd, const struct store_vm *vm, struct pd_run *run,
 			     struct pd_reply *r)
 {
-	char sock[256], err[256], *resp = NULL;
-	json_t *info = NULL;
-	const char *state = "";
-	int status = 0;
+	char sock[256];
+	json_t *info;
+	const char *state;
 
 	if (!run || !run->incoming) {
 		pd_reply_error(r, 409, "VM '%s': no received copy here", vm->name);
 		return;
 	}
 	pd_run_socket(pd, run->uuid, sock, sizeof(sock));
-	if (ctl_request(sock, "GET", "/v1/vm", NULL, VMM_TIMEOUT_MS, &status, &resp, err,
-			sizeof(err)) == 0 &&
-	    status == 200)
-		info = json_loads(resp, 0, NULL);
-	free(resp);
-	if (info && json_is_string(json_object_get(info, "state")))
-		state = json_string_value(json_object_get(info, "state"));
+	info = vmm_info(sock);
+	state = jstr(info, "state");
 	if (!strcmp(state, "running")) {
 		json_decref(r->body);
 		r->status = 200;
@@ -237,7 +291,51 @@ struct migration {
 	int64_t vm_id, epoch;
 	int64_t t0;		/* monotonic: the task's start */
 	int64_t total_ms, downtime_ms; /* the VMM's figures */
+	struct store_migration rec; /* the record as last written or read */
 };
+
+/* Test-only (tests/daemon/cluster-migrate-crash.sh): with PLINTHD_TEST_MIGRATE_STALL set
+ * to a phase, the source's task stalls for 8 s after it wrote that phase, so that a test
+ * can SIGKILL either plinthd there. Nothing else reads it. */
+static void test_stall(const struct migration *m, const char *phase)
+{
+	const char *at = getenv("PLINTHD_TEST_MIGRATE_STALL");
+
+	if (!at || strcmp(at, phase))
+		return;
+	log_info("VM %s: test: stalled after writing phase %s", m->name, phase);
+	sleep(8);
+}
+
+/* Write-ahead: the record moves from its phase to phase before what phase permits. 0,
+ * -ESTALE if the destination decided first (m->rec holds its decision then), or -errno. */
+static int set_phase(struct plinthd *pd, struct migration *m, const char *phase)
+{
+	struct store_migration next = m->rec;
+	int ret;
+
+	snprintf(next.phase, sizeof(next.phase), "%s", phase);
+	next.updated_ms = pd_now_ms();
+	pthread_mutex_lock(&pd->lock);
+	ret = pd->ops->migration_update(pd->st, &next, m->rec.phase);
+	if (!ret)
+		m->rec = next;
+	else if (ret == -ESTALE && pd->ops->migration_get(pd->st, m->vm_id, &m->rec))
+		ret = -EIO;
+	pthread_mutex_unlock(&pd->lock);
+	if (ret && ret != -ESTALE)
+		log_error("VM %s: the migration's phase %s could not be written (%s)", m->name,
+			  phase, strerror(-ret));
+	return ret;
+}
+
+/* The record goes: the migration is over, whichever way it was decided. */
+static void record_done(struct plinthd *pd, const struct migration *m)
+{
+	pthread_mutex_lock(&pd->lock);
+	pd->ops->migration_delete(pd->st, m->vm_id);
+	pthread_mutex_unlock(&pd->lock);
+}
 
 /* Ask the destination's plinthd phase; 0 with *out (its reply) or the HTTP status. */
 static int ask_destination(struct plinthd *pd, const struct migration *m, const char *phase,
@@ -248,6 +346,12 @@ static int ask_destination(struct plinthd *pd, const struct migration *m, const 
 	json_t *b = json_pack("{s:s, s:s, s:I}", "phase", phase, "from", pd->host, "epoch",
 			      (json_int_t)m->epoch);
 
+	*out = NULL;
+	if (!m->addr[0]) {
+		snprintf(err, errlen, "host '%s' has no address", m->to);
+		json_decref(b);
+		return 502;
+	}
 	body = b ? json_dumps(b, JSON_COMPACT) : NULL;
 	json_decref(b);
 	if (!body) {
@@ -269,31 +373,37 @@ static int ask_destination(struct plinthd *pd, const struct migration *m, const 
 	return r.status ? r.status : 502;
 }
 
-/* The source VMM's migration object (status, figures), or NULL if it does not answer. */
-static json_t *vmm_migration(const struct migration *m, json_t **info)
-{
-	char err[256], *resp = NULL;
-	int status = 0;
-
-	*info = NULL;
-	if (ctl_request(m->sock, "GET", "/v1/vm", NULL, VMM_TIMEOUT_MS, &status, &resp, err,
-			sizeof(err)) || status != 200) {
-		free(resp);
-		return NULL;
-	}
-	*info = json_loads(resp, 0, NULL);
-	free(resp);
-	return json_object_get(*info, "migration");
-}
-
-static const char *jstr(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : "";
-}
-
 enum outcome { OUT_FAILED, OUT_COMPLETED, OUT_UNKNOWN, OUT_GONE };
+
+/* Follow the source VMM's migration to its end (also one a plinthd before this one
+ * started: none at all is a failure); err says why on OUT_FAILED. */
+static enum outcome follow(struct migration *m, int64_t end, char *err, size_t errlen)
+{
+	while (pd_mono_ms() < end) {
+		json_t *info = vmm_info(m->sock), *mig = json_object_get(info, "migration");
+		const char *st = jstr(mig, "status");
+
+		if (!info)
+			return OUT_GONE; /* exited: after a hand-off, or it died */
+		if (!strcmp(st, "completed") || !strcmp(st, "unknown")) {
+			enum outcome o = st[0] == 'c' ? OUT_COMPLETED : OUT_UNKNOWN;
+
+			m->total_ms = json_integer_value(json_object_get(mig, "total_ms"));
+			m->downtime_ms = json_integer_value(json_object_get(mig, "downtime_ms"));
+			json_decref(info);
+			return o;
+		}
+		if (strcmp(st, "active")) {
+			snprintf(err, errlen, "%s", st[0] ? jstr(mig, "error") : "it never started");
+			json_decref(info);
+			return OUT_FAILED;
+		}
+		json_decref(info);
+		usleep(100000);
+	}
+	snprintf(err, errlen, "still migrating after %d s", MIGRATE_TIMEOUT_MS / 1000);
+	return OUT_FAILED;
+}
 
 /* Start the source VMM's migration to listen and follow it to its end; err says why
  * on OUT_FAILED. */
@@ -303,6 +413,7 @@ static enum outcome transfer(struct plinthd *pd, struct migration *m, const char
 	char body[160], e[256], *resp = NULL;
 	int64_t end = pd_mono_ms() + MIGRATE_TIMEOUT_MS;
 	unsigned refused = 0;
+	enum outcome o;
 	int status = 0;
 
 	snprintf(body, sizeof(body), "{\"to\": \"%s\"}", listen);
@@ -319,46 +430,23 @@ again:
 	}
 	free(resp);
 	resp = NULL;
-	while (pd_mono_ms() < end) {
-		json_t *info, *mig = vmm_migration(m, &info);
-		const char *st = jstr(mig, "status");
+	o = follow(m, end, err, errlen);
+	/* The destination's plinth binds its port a moment after it starts; unless it is
+	 * gone already (then its plinthd says so). */
+	if (o == OUT_FAILED && strstr(err, "refused") && ++refused < REFUSED_RETRIES) {
+		json_t *rep = NULL;
+		char x[STORE_REASON_MAX];
 
-		if (!info)
-			return OUT_GONE; /* exited: after a hand-off, or it died */
-		if (!strcmp(st, "completed") || !strcmp(st, "unknown")) {
-			enum outcome o = st[0] == 'c' ? OUT_COMPLETED : OUT_UNKNOWN;
-
-			m->total_ms = json_integer_value(json_object_get(mig, "total_ms"));
-			m->downtime_ms = json_integer_value(json_object_get(mig, "downtime_ms"));
-			json_decref(info);
-			return o;
-		}
-		if (!strcmp(st, "failed")) {
-			snprintf(err, errlen, "%s", jstr(mig, "error"));
-			json_decref(info);
-			/* The destination's plinth binds its port a moment after it starts;
-			 * unless it is gone already (then its plinthd says so). */
-			if (strstr(err, "refused") && ++refused < REFUSED_RETRIES) {
-				json_t *rep = NULL;
-				char x[STORE_REASON_MAX];
-
-				usleep(500000);
-				if (ask_destination(pd, m, "confirm", &rep, x, sizeof(x)) == 409 &&
-				    strstr(x, "no received copy")) {
-					snprintf(err, errlen, "the destination's plinth ended before "
-							      "it listened");
-					return OUT_FAILED;
-				}
-				json_decref(rep);
-				goto again;
-			}
+		usleep(500000);
+		if (ask_destination(pd, m, "confirm", &rep, x, sizeof(x)) == 409 &&
+		    strstr(x, "no received copy")) {
+			snprintf(err, errlen, "the destination's plinth ended before it listened");
 			return OUT_FAILED;
 		}
-		json_decref(info);
-		usleep(100000);
+		json_decref(rep);
+		goto again;
 	}
-	snprintf(err, errlen, "still migrating after %d s", MIGRATE_TIMEOUT_MS / 1000);
-	return OUT_FAILED;
+	return o;
 }
 
 /* Under lock: the source's run is no longer migrating (it runs on here). */
@@ -370,15 +458,22 @@ static void source_stays(struct plinthd *pd, const struct migration *m)
 		run->migrating = false;
 }
 
-/* The switch: owner = destination, epoch + 1, in one transaction with its event. */
-static int switch_owner(struct plinthd *pd, const struct migration *m, const char *outcome)
+/* The switch: the record's decision (confirm -> switched), owner = destination and
+ * epoch + 1, in one transaction with its event. -ESTALE: the destination decided
+ * first (m->rec says what). */
+static int switch_owner(struct plinthd *pd, struct migration *m, const char *outcome)
 {
 	int64_t end = pd_mono_ms() + SWITCH_TIMEOUT_MS;
+	struct store_migration next = m->rec;
 	int ret;
 
+	snprintf(next.phase, sizeof(next.phase), "switched");
 	for (;;) {
 		pthread_mutex_lock(&pd->lock);
+		next.updated_ms = pd_now_ms();
 		ret = pd->ops->begin(pd->st);
+		if (!ret)
+			ret = pd->ops->migration_update(pd->st, &next, m->rec.phase);
 		if (!ret)
 			ret = pd->ops->vm_set_owner(pd->st, m->vm_id, m->to, m->epoch);
 		if (!ret)
@@ -392,6 +487,10 @@ static int switch_owner(struct plinthd *pd, const struct migration *m, const cha
 			ret = pd->ops->commit(pd->st);
 		if (ret)
 			pd->ops->rollback(pd->st);
+		if (!ret)
+			m->rec = next;
+		else if (ret == -ESTALE && pd->ops->migration_get(pd->st, m->vm_id, &m->rec))
+			ret = -EIO;
 		pthread_mutex_unlock(&pd->lock);
 		if (!ret || ret == -ESTALE || ret == -ENOENT || pd_mono_ms() > end)
 			return ret;
@@ -416,15 +515,159 @@ static void settle_source(struct plinthd *pd, int64_t vm_id)
 	}
 }
 
+/* The VM is the destination's (switched, by either side): this host's copy, paused or
+ * handed off, must never run again. */
+static void source_ends(struct plinthd *pd, const struct migration *m)
+{
+	pthread_mutex_lock(&pd->lock);
+	struct pd_run *run = pd_run_of(pd, m->vm_id);
+
+	if (run && run->pid > 0)
+		kill(run->pid, SIGKILL);
+	pthread_mutex_unlock(&pd->lock);
+	settle_source(pd, m->vm_id);
+	record_done(pd, m);
+}
+
+/* The source's copy wins: decide it (-> aborted; the destination's decision stands if
+ * it came first: -ESTALE), end the destination's copy, and resume: take the paused
+ * source back. A paused source is resumed only once the decision is written. */
+static int source_wins(struct plinthd *pd, struct migration *m, bool resume)
+{
+	char x[STORE_REASON_MAX], body[8], *resp = NULL;
+	json_t *rep = NULL;
+	int ret = strcmp(m->rec.phase, "aborted") ? set_phase(pd, m, "aborted") : 0;
+	int status = 0;
+
+	if (ret == -ESTALE && !strcmp(m->rec.phase, "aborted"))
+		ret = 0;
+	if (ret == -ESTALE || (ret && resume))
+		return ret; /* switched there; or the recovery decides once it can write */
+	ask_destination(pd, m, "abort", &rep, x, sizeof(x));
+	json_decref(rep);
+	if (resume)
+		ctl_request(m->sock, "POST", "/v1/vm/resume", strcpy(body, "{}"), VMM_TIMEOUT_MS,
+			    &status, &resp, x, sizeof(x));
+	free(resp);
+	pthread_mutex_lock(&pd->lock);
+	source_stays(pd, m);
+	pthread_mutex_unlock(&pd->lock);
+	if (!ret)
+		record_done(pd, m);
+	return 0;
+}
+
+/* From the transfer's outcome on: confirm, switch, or the source's copy wins. 0 once the
+ * VM runs on the destination and the inventory says so; else -1 with err set (and the
+ * event written). */
+static int conclude(struct plinthd *pd, struct migration *m, enum outcome out, char *err,
+		    size_t errlen)
+{
+	char e[STORE_REASON_MAX];
+	json_t *rep = NULL;
+	int ret;
+
+	if (out == OUT_FAILED) {
+		snprintf(e, sizeof(e), "%s", err);
+		snprintf(err, errlen, "transfer to %s failed: %.150s; the VM runs on here", m->to, e);
+		goto out_stays;
+	}
+	if (strcmp(m->rec.phase, "confirm")) {
+		ret = set_phase(pd, m, "confirm");
+		if (ret == -ESTALE)
+			goto out_decided;
+	}
+	test_stall(m, "confirm");
+	/* confirm: the destination runs the guest (retried: it resumes after the ack) */
+	for (int64_t end = pd_mono_ms() + CONFIRM_TIMEOUT_MS;;) {
+		ret = ask_destination(pd, m, "confirm", &rep, e, sizeof(e));
+		json_decref(rep);
+		rep = NULL;
+		if (!ret || pd_mono_ms() > end)
+			break;
+		usleep(300000);
+	}
+	if (ret && out == OUT_UNKNOWN) {
+		/* The source is paused, never resumed by itself: take it back. */
+		if (source_wins(pd, m, true))
+			goto out_decided;
+		snprintf(err, errlen, "the destination did not confirm (%.150s); the VM was "
+				      "resumed here", e);
+		goto out_event;
+	}
+	if (ret) { /* handed off, and the destination does not run it: it runs nowhere */
+		char msg[STORE_REASON_MAX];
+
+		snprintf(msg, sizeof(msg), "%s", e);
+		if (source_wins(pd, m, false) == -ESTALE)
+			goto out_decided;
+		snprintf(err, errlen, "the source handed off but host '%s' does not run the VM: "
+				      "%.120s", m->to, msg);
+		goto out_gone;
+	}
+	ret = switch_owner(pd, m,
+			   out == OUT_UNKNOWN ? "the final ack was lost, the destination confirmed"
+			   : out == OUT_GONE  ? "completed (the source ended before it was asked "
+						"for its figures)"
+					      : "completed");
+	if (ret == -ESTALE)
+		goto out_decided;
+	if (ret) {
+		snprintf(err, errlen, "the VM runs on host '%s', but the inventory could not "
+				      "be updated (%s): it still names this host",
+			 m->to, strerror(-ret));
+		goto out_event;
+	}
+	test_stall(m, "switched");
+	source_ends(pd, m); /* the paused source (unknown) must never resume */
+	log_info("VM %s: migrated to %s (transfer %lld ms, downtime %lld ms)", m->name, m->to,
+		 (long long)m->total_ms, (long long)m->downtime_ms);
+	return 0;
+out_decided:
+	/* The destination decided alone (its source looked down): its decision stands. */
+	if (!strcmp(m->rec.phase, "switched")) {
+		source_ends(pd, m);
+		log_info("VM %s: host %s took it over while this host looked down", m->name, m->to);
+		return 0;
+	}
+	if (strcmp(m->rec.phase, "aborted")) {
+		snprintf(err, errlen, "the migration's record could not be written; the VM stays "
+				      "paused here until it can be");
+		goto out_event;
+	}
+	snprintf(err, errlen, "host '%s' gave the received copy up while this host looked "
+			      "down; the VM runs on here", m->to);
+	source_wins(pd, m, out == OUT_UNKNOWN);
+	goto out_event;
+out_stays:
+	source_wins(pd, m, false);
+	goto out_event;
+out_gone:
+	{
+		struct store_vm vm;
+
+		pthread_mutex_lock(&pd->lock);
+		if (pd->ops->vm_get(pd->st, m->name, &vm) == 0) {
+			pd_run_settle(pd, &vm);
+			store_vm_clear(&vm);
+		}
+		pthread_mutex_unlock(&pd->lock);
+	}
+out_event:
+	pthread_mutex_lock(&pd->lock);
+	pd_event(pd, "vm.migrate", m->name, "failed", "%s", err);
+	pthread_mutex_unlock(&pd->lock);
+	return -1;
+}
+
 int pd_migrate_vm(struct plinthd *pd, struct pd_task *t, const char *name, const char *to,
 		  char *why)
 {
 	struct migration m = {0};
-	char err[STORE_REASON_MAX] = "", e[STORE_REASON_MAX], listen[96] = "";
+	char err[STORE_REASON_MAX] = "", e[STORE_REASON_MAX];
 	struct store_vm vm;
 	json_t *rep = NULL;
-	enum outcome out = OUT_FAILED;
-	bool ok = false;
+	enum outcome out;
 	int ret;
 
 	m.t0 = pd_mono_ms();
@@ -450,99 +693,128 @@ int pd_migrate_vm(struct plinthd *pd, struct pd_task *t, const char *name, const
 		}
 		store_vm_clear(&vm);
 	}
+	if (!ret) { /* written ahead of prepare: a crash from here on is recovered */
+		m.rec.vm_id = m.vm_id;
+		snprintf(m.rec.vm, sizeof(m.rec.vm), "%s", m.name);
+		snprintf(m.rec.source, sizeof(m.rec.source), "%s", pd->host);
+		snprintf(m.rec.destination, sizeof(m.rec.destination), "%s", m.to);
+		m.rec.epoch = m.epoch;
+		snprintf(m.rec.phase, sizeof(m.rec.phase), "prepare");
+		m.rec.started_ms = m.rec.updated_ms = pd_now_ms();
+		ret = pd->ops->migration_insert(pd->st, &m.rec);
+		if (ret == -EEXIST) { /* one left by a source gone for good: outdated */
+			struct store_migration old;
+
+			if (pd->ops->migration_get(pd->st, m.vm_id, &old) == 0 &&
+			    old.epoch < m.epoch && !pd->ops->migration_delete(pd->st, m.vm_id))
+				ret = pd->ops->migration_insert(pd->st, &m.rec);
+		}
+		if (ret == -EEXIST) {
+			snprintf(err, sizeof(err), "an earlier migration of VM '%s' is still being "
+						   "resolved", m.name);
+			pthread_mutex_unlock(&pd->lock);
+			goto out_stays;
+		}
+	}
 	pthread_mutex_unlock(&pd->lock);
 	if (ret) {
 		snprintf(err, sizeof(err), "host '%s' or the VM cannot be read (%s)", m.to,
 			 strerror(-ret));
 		goto out_stays;
 	}
-	/* prepare */
+	test_stall(&m, "prepare");
 	ret = ask_destination(pd, &m, "prepare", &rep, e, sizeof(e));
 	if (ret) {
 		snprintf(err, sizeof(err), "host '%s' cannot receive it: %.150s", m.to, e);
-		goto out_stays;
+		goto out_wins;
 	}
-	snprintf(listen, sizeof(listen), "%s", jstr(rep, "listen"));
+	snprintf(m.rec.listen, sizeof(m.rec.listen), "%s", jstr(rep, "listen"));
 	json_decref(rep);
-	rep = NULL;
 	if (t->cancel) {
 		snprintf(err, sizeof(err), "cancelled before the transfer");
-		goto out_abort;
+		goto out_wins;
 	}
-	/* transfer */
-	out = transfer(pd, &m, listen, e, sizeof(e));
-	if (out == OUT_FAILED) {
-		snprintf(err, sizeof(err), "transfer to %s failed: %.150s; the VM runs on here", m.to, e);
-		goto out_abort;
+	if (set_phase(pd, &m, "transfer")) {
+		snprintf(err, sizeof(err), "the migration's record could not be written");
+		goto out_wins;
 	}
-	/* confirm: the destination runs the guest (retried: it resumes after the ack) */
-	for (int64_t end = pd_mono_ms() + CONFIRM_TIMEOUT_MS;;) {
-		ret = ask_destination(pd, &m, "confirm", &rep, e, sizeof(e));
-		json_decref(rep);
-		rep = NULL;
-		if (!ret || pd_mono_ms() > end)
-			break;
-		usleep(300000);
-	}
-	if (ret && out == OUT_UNKNOWN) {
-		char body[8], x[128], *resp = NULL;
-		int status = 0;
-
-		/* The source is paused, never resumed by itself: take it back. */
-		ask_destination(pd, &m, "abort", &rep, x, sizeof(x));
-		json_decref(rep);
-		ctl_request(m.sock, "POST", "/v1/vm/resume", strcpy(body, "{}"), VMM_TIMEOUT_MS,
-			    &status, &resp, x, sizeof(x));
-		free(resp);
-		snprintf(err, sizeof(err), "the destination did not confirm (%.150s); the VM was "
-					   "resumed here", e);
-		goto out_stays;
-	}
-	if (ret) { /* handed off, and the destination does not run it: it runs nowhere */
-		snprintf(err, sizeof(err), "the source handed off but host '%s' does not run "
-					   "the VM: %.120s", m.to, e);
-		pthread_mutex_lock(&pd->lock);
-		pd_event(pd, "vm.migrate", m.name, "failed", "%s", err);
-		pthread_mutex_unlock(&pd->lock);
-		goto out_record;
-	}
-	/* switch */
-	ret = switch_owner(pd, &m,
-			   out == OUT_UNKNOWN ? "the final ack was lost, the destination confirmed"
-			   : out == OUT_GONE  ? "completed (the source ended before it was asked "
-						"for its figures)"
-					      : "completed");
-	if (ret) {
-		snprintf(err, sizeof(err), "the VM runs on host '%s', but the inventory could not "
-					   "be updated (%s): it still names this host",
-			 m.to, strerror(-ret));
-		goto out_record;
-	}
-	if (out == OUT_UNKNOWN) { /* the paused source must never resume */
-		pthread_mutex_lock(&pd->lock);
-		struct pd_run *run = pd_run_of(pd, m.vm_id);
-
-		if (run && run->pid > 0)
-			kill(run->pid, SIGKILL);
-		pthread_mutex_unlock(&pd->lock);
-	}
-	settle_source(pd, m.vm_id);
-	log_info("VM %s: migrated to %s (transfer %lld ms, downtime %lld ms)", m.name, m.to,
-		 (long long)m.total_ms, (long long)m.downtime_ms);
-	ok = true;
-	goto out_record;
-out_abort:
-	ask_destination(pd, &m, "abort", &rep, e, sizeof(e));
-	json_decref(rep);
+	test_stall(&m, "transfer");
+	out = transfer(pd, &m, m.rec.listen, e, sizeof(e));
+	if (conclude(pd, &m, out, e, sizeof(e)) == 0)
+		return 0;
+	snprintf(err, sizeof(err), "%s", e);
+	goto out_failed;
+out_wins:
+	source_wins(pd, &m, false);
 out_stays:
 	pthread_mutex_lock(&pd->lock);
 	source_stays(pd, &m);
 	pd_event(pd, "vm.migrate", m.name, "failed", "%s", err);
 	pthread_mutex_unlock(&pd->lock);
-out_record:
-	if (ok)
-		return 0;
+out_failed:
 	log_info("VM %s: migration to %s failed: %s", m.name, m.to, err);
+	snprintf(why, STORE_REASON_MAX, "%s", err);
+	return -1;
+}
+
+/* --- Recovery -------------------------------------------------------------------------- */
+
+/* The source's side of a migration found in the inventory with no task running it (this
+ * plinthd started after a crash, or the task could not write its decision): resolved by
+ * the record's phase, the owner and epoch, and the destination (the table at the top). */
+static int recover(struct plinthd *pd, const char *name, char *why)
+{
+	struct migration m = {0};
+	char err[STORE_REASON_MAX] = "";
+	struct store_vm vm;
+	enum outcome out;
+	bool moved = false;
+	int ret;
+
+	m.t0 = pd_mono_ms();
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	pthread_mutex_lock(&pd->lock);
+	ret = pd->ops->vm_get(pd->st, name, &vm);
+	if (!ret) {
+		m.vm_id = vm.id;
+		pd_run_socket(pd, vm.uuid, m.sock, sizeof(m.sock));
+		ret = pd->ops->migration_get(pd->st, vm.id, &m.rec);
+		moved = strcmp(vm.host, pd->host) != 0;
+		if (!ret && !moved && vm.epoch != m.rec.epoch) /* outdated: owned here since */
+			ret = pd->ops->migration_delete(pd->st, vm.id) ? -EIO : -ECANCELED;
+		store_vm_clear(&vm);
+	}
+	if (!ret) {
+		m.epoch = m.rec.epoch;
+		snprintf(m.to, sizeof(m.to), "%s", m.rec.destination);
+		if (host_address(pd, m.to, m.addr, sizeof(m.addr), false))
+			m.addr[0] = '\0'; /* gone from the cluster: nothing to ask */
+	}
+	pthread_mutex_unlock(&pd->lock);
+	if (ret == -ECANCELED)
+		return 0;
+	if (ret) {
+		snprintf(why, STORE_REASON_MAX, "its record cannot be read (%s)", strerror(-ret));
+		return -1;
+	}
+	log_info("VM %s: recovering its migration to %s (phase %s)", m.name, m.to, m.rec.phase);
+	if (!strcmp(m.rec.phase, "switched") || moved) {
+		source_ends(pd, &m);
+		log_info("VM %s: recovered: it runs on host %s", m.name, m.to);
+		return 0;
+	}
+	if (!strcmp(m.rec.phase, "prepare") || !strcmp(m.rec.phase, "aborted")) {
+		/* Nothing was transferred; or the decision was written: the source's copy
+		 * wins (taken back if it is paused). */
+		if (source_wins(pd, &m, true) == -ESTALE)
+			return recover(pd, name, why);
+		log_info("VM %s: recovered: it runs on here", m.name);
+		return 0;
+	}
+	/* transfer, confirm: its VMM may still be at it, or done; follow it, then ask. */
+	out = follow(&m, pd_mono_ms() + MIGRATE_TIMEOUT_MS, err, sizeof(err));
+	if (conclude(pd, &m, out, err, sizeof(err)) == 0)
+		return 0;
 	snprintf(why, STORE_REASON_MAX, "%s", err);
 	return -1;
 }
@@ -552,13 +824,169 @@ static void *migrate_main(void *arg)
 	struct pd_task *t = arg;
 	struct plinthd *pd = t->pd;
 	char err[STORE_REASON_MAX] = "";
-	bool ok = !pd_migrate_vm(pd, t, t->object, t->dst_name, err);
+	bool ok = t->src[0] ? !recover(pd, t->object, err)
+			    : !pd_migrate_vm(pd, t, t->object, t->dst_name, err);
 
 	pthread_mutex_lock(&pd->lock);
 	pd_task_record(pd, t->id, ok ? "done" : "failed", 0, 0, ok ? NULL : err);
 	t->done = true;
 	pthread_mutex_unlock(&pd->lock);
 	return NULL;
+}
+
+/* Is host name down (no heartbeat for PD_HOST_DOWN_MS, or gone)? */
+static bool host_down(struct plinthd *pd, const char *name)
+{
+	struct store_host *hosts;
+	bool down = true;
+	size_t n, i;
+
+	if (pd->ops->host_list(pd->st, &hosts, &n))
+		return false; /* not known: the inventory is out of reach */
+	for (i = 0; i < n; i++)
+		if (!strcmp(hosts[i].name, name))
+			down = !hosts[i].heartbeat_ms || hosts[i].age_ms > PD_HOST_DOWN_MS;
+	free(hosts);
+	return down;
+}
+
+/* The destination, its source down: decide alone. A received copy that runs had the
+ * whole guest and acknowledged it (the source's VMM handed off, or waits paused for
+ * its plinthd, which resumes it only once it wrote "aborted"): the VM is taken over
+ * (-> switched, owner here, epoch + 1: the compare-and-set fails if the source or an HA
+ * restart decided first). One that does not run yet is given up (-> aborted, killed). */
+static void decide_alone(struct plinthd *pd, struct pd_run *run, struct store_migration *rec)
+{
+	char sock[256];
+	json_t *info;
+	bool running;
+	int ret;
+
+	pd_run_socket(pd, run->uuid, sock, sizeof(sock));
+	info = vmm_info(sock);
+	running = !strcmp(jstr(info, "state"), "running");
+	json_decref(info);
+	snprintf(rec->phase, sizeof(rec->phase), "%s", running ? "switched" : "aborted");
+	rec->updated_ms = pd_now_ms();
+	ret = pd->ops->begin(pd->st);
+	if (!ret) {
+		struct store_migration was;
+
+		ret = pd->ops->migration_get(pd->st, run->vm_id, &was);
+		if (!ret)
+			ret = pd->ops->migration_update(pd->st, rec, was.phase);
+	}
+	if (!ret && running)
+		ret = pd->ops->vm_set_owner(pd->st, run->vm_id, pd->host, rec->epoch);
+	if (!ret)
+		ret = pd_event(pd, "vm.migrate", run->name, running ? "ok" : "failed",
+			       running ? "host %s down mid-migration: taken over by %s (epoch %lld)"
+				       : "host %s down mid-migration: %s gave its received copy "
+					 "up (epoch %lld)",
+			       rec->source, pd->host,
+			       (long long)(running ? rec->epoch + 1 : rec->epoch));
+	if (!ret)
+		ret = pd->ops->commit(pd->st);
+	if (ret) {
+		pd->ops->rollback(pd->st);
+		return; /* decided otherwise meanwhile: the next look sees it */
+	}
+	log_info("VM %s: its source %s is down; the received copy %s", run->name, rec->source,
+		 running ? "takes it over" : "is given up");
+	if (!running && run->pid > 0)
+		kill(run->pid, SIGKILL);
+}
+
+/* The destination's received copies: kept while the record is undecided and the source
+ * is up; killed once the record says aborted, is gone, or the VM moved on. */
+static void watch_incoming(struct plinthd *pd)
+{
+	struct pd_run *run;
+
+	for (run = pd->runs; run; run = run->next) {
+		struct store_migration rec;
+		struct store_vm vm;
+		bool owned, give_up;
+		int ret;
+
+		if (!run->incoming || run->pid <= 0 || run->stop_requested ||
+		    pd->ops->vm_get(pd->st, run->name, &vm))
+			continue;
+		owned = !strcmp(vm.host, pd->host) && vm.epoch > run->incoming_epoch;
+		ret = owned ? 0 : pd->ops->migration_get(pd->st, run->vm_id, &rec);
+		give_up = !owned && (ret == -ENOENT ||
+				     (!ret && (!strcmp(rec.phase, "aborted") ||
+					       strcmp(rec.destination, pd->host) ||
+					       strcmp(vm.host, rec.source) ||
+					       vm.epoch != rec.epoch)));
+		if (give_up) {
+			log_info("VM %s: its migration here is over without it; killing the "
+				 "received copy", run->name);
+			kill(run->pid, SIGKILL);
+			run->stop_requested = true;
+		} else if (!owned && !ret && strcmp(rec.phase, "switched") &&
+			   host_down(pd, rec.source)) {
+			decide_alone(pd, run, &rec);
+		}
+		store_vm_clear(&vm);
+	}
+}
+
+/* An evacuation runs here: its migrations (pd_migrate_vm, one VM at a time) have
+ * records no vm.migrate task names. */
+static bool evacuating(const struct plinthd *pd)
+{
+	const struct pd_task *t;
+
+	for (t = pd->tasks; t; t = t->next)
+		if (!t->done && !strcmp(t->action, "host.evacuate"))
+			return true;
+	return false;
+}
+
+void pd_migrations_tick(struct plinthd *pd)
+{
+	struct store_migration *recs;
+	int64_t retry = 0;
+	size_t n, i;
+
+	if (pd_mono_ms() - pd->migrations_scan_ms < 1000)
+		return;
+	pd->migrations_scan_ms = pd_mono_ms();
+	watch_incoming(pd);
+	if (evacuating(pd) || pd->ops->migration_list(pd->st, &recs, &n))
+		return; /* (its records are recovered once it ends) */
+	for (i = 0; i < n; i++) {
+		struct pd_reply r = {0};
+		struct store_vm vm;
+		struct pd_task *t;
+		int ret;
+
+		if (strcmp(recs[i].source, pd->host) || pd_migrating_away(pd, recs[i].vm))
+			continue;
+		ret = pd->ops->vm_get(pd->st, recs[i].vm, &vm);
+		if (ret == -ENOENT || (!ret && vm.id != recs[i].vm_id))
+			pd->ops->migration_delete(pd->st, recs[i].vm_id); /* the VM is gone */
+		if (!ret)
+			store_vm_clear(&vm);
+		if (ret || pd_mono_ms() < pd->migrations_retry_ms)
+			continue;
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			break;
+		snprintf(t->object, sizeof(t->object), "%s", recs[i].vm);
+		snprintf(t->action, sizeof(t->action), "vm.migrate");
+		snprintf(t->dst_name, sizeof(t->dst_name), "%s", recs[i].destination);
+		snprintf(t->src, sizeof(t->src), "recover");
+		retry = pd_mono_ms() + RECOVER_RETRY_MS;
+		if (pd_task_launch(pd, t, "migrate", migrate_main, &r) == 0)
+			log_info("VM %s: its migration to %s was cut short (phase %s): "
+				 "recovering it", recs[i].vm, recs[i].destination, recs[i].phase);
+		json_decref(r.body);
+	}
+	if (retry)
+		pd->migrations_retry_ms = retry;
+	free(recs);
 }
 
 int pd_migrate_auto(struct plinthd *pd, const struct store_vm *vm, char *to, struct pd_reply *r)

@@ -91,6 +91,7 @@ static void *monitor_main(void *arg)
 			break;
 		}
 		pd_vms_tick(pd);
+		pd_migrations_tick(pd);
 		pd_tasks_reap(pd, false);
 		pthread_mutex_unlock(&pd->lock);
 		nanosleep(&ts, NULL);

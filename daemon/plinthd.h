@@ -138,6 +138,8 @@ struct plinthd {
 	char cluster_key_file[4096];	/* the key itself: plinth's --migrate-psk */
 	char cluster_ca[4096];		/* trust file for other hosts' certificates */
 	int64_t owned_scan_ms;		/* monotonic: the monitor's last look for VMs to start */
+	int64_t migrations_scan_ms;	/* monotonic: its last look at migration records */
+	int64_t migrations_retry_ms;	/* monotonic: no migration recovery starts before */
 	unsigned relays;		/* streams of other hosts' VMs relayed (their threads,
 					 * cluster_forward.c; atomic): pd_close waits for them */
 };
@@ -190,6 +192,11 @@ int pd_vm_receive(struct plinthd *pd, const struct store_vm *vm, const char *lis
 /* Settle run now if its process has ended: true if it had (run is freed then). Under
  * lock. */
 bool pd_run_reap(struct plinthd *pd, struct pd_run *run);
+/* Settle VM vm as ended if no process of it is watched (a migration's source whose
+ * copy is gone while the destination does not run it either). Under lock. */
+void pd_run_settle(struct plinthd *pd, const struct store_vm *vm);
+/* Is a migration of VM name to another host under way here (a task)? Under lock. */
+bool pd_migrating_away(struct plinthd *pd, const char *name);
 /* The run of VM vm_id, or NULL (under lock). */
 struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id);
 /* The API socket of a VM's run directory into buf. */

@@ -123,6 +123,17 @@ static const char *const steps[] = {
 	"ALTER TABLE hosts ADD COLUMN cpu_flags TEXT NOT NULL DEFAULT '';",
 	/* 10 */
 	"ALTER TABLE hosts ADD COLUMN contact_since_ms BIGINT NOT NULL DEFAULT 0;",
+	/* 11 */
+	"CREATE TABLE migrations ("
+	" vm_id BIGINT PRIMARY KEY,"
+	" vm TEXT NOT NULL,"
+	" source TEXT NOT NULL,"
+	" destination TEXT NOT NULL,"
+	" epoch BIGINT NOT NULL,"
+	" phase TEXT NOT NULL,"
+	" listen TEXT NOT NULL,"
+	" started_ms BIGINT NOT NULL,"
+	" updated_ms BIGINT NOT NULL);",
 };
 
 static const char *const id_type[] = {

@@ -9,8 +9,8 @@
  * name, uuid, state, pid, reason, owner host and ownership epoch) and their devices'
  * ids and PCI slots, images of the
  * directory pool, networks (a bridge each), tasks (long operations), events (the
- * audit log), hosts (the cluster's members and their heartbeats) and the leader
- * lease (docs/cluster.md).
+ * audit log), hosts (the cluster's members and their heartbeats), the leader
+ * lease (docs/cluster.md) and the live migrations between hosts under way.
  *
  * Clocks: heartbeats and the leader lease are in the database's clock (one clock
  * for every host: PostgreSQL's clock_timestamp(), SQLite's 'now'), never a host's.
@@ -136,6 +136,20 @@ struct store_leader {
 	int64_t expires_in_ms;		/* expiry - database clock now (<= 0: lapsed) */
 };
 
+/* A live migration between hosts under way (cluster_migrate.c): written by the source
+ * before each phase's action, its last phase (switched, aborted) the decision, removed
+ * by the source at the end. At most one per VM. */
+struct store_migration {
+	int64_t vm_id;			/* the key */
+	char vm[STORE_NAME_MAX];	/* the VM's name */
+	char source[STORE_NAME_MAX];	/* the owner at the start: the one that runs the task */
+	char destination[STORE_NAME_MAX];
+	int64_t epoch;			/* the VM's ownership epoch at the start */
+	char phase[STORE_STATE_MAX];	/* prepare, transfer, confirm, switched, aborted */
+	char listen[96];		/* the destination's receive ("tcp:IP:PORT"), "" before */
+	int64_t started_ms, updated_ms;	/* wall clock */
+};
+
 struct store_ops {
 	const char *name; /* "sqlite", "postgresql" */
 	/* Open (creating and migrating the schema as needed). NULL with the reason logged. */
@@ -217,6 +231,17 @@ struct store_ops {
 	 * its next claim. */
 	int (*leader_release)(struct store *st, const char *host);
 	int (*leader_get)(struct store *st, struct store_leader *out);
+	/* Record m; -EEXIST if its VM has a migration already. */
+	int (*migration_insert)(struct store *st, const struct store_migration *m);
+	/* Move the record of VM m->vm_id to m's phase, listen and updated_ms, only while
+	 * its phase is from: -ESTALE if it moved on, -ENOENT if there is none. The
+	 * compare-and-set by which one side's decision excludes the other's. */
+	int (*migration_update)(struct store *st, const struct store_migration *m,
+				const char *from);
+	int (*migration_get)(struct store *st, int64_t vm_id, struct store_migration *out);
+	/* Every record, by VM id; *out is an array of *n (free()). */
+	int (*migration_list)(struct store *st, struct store_migration **out, size_t *n);
+	int (*migration_delete)(struct store *st, int64_t vm_id); /* -ENOENT if none */
 	/* Inside begin(): hold the cluster-wide placement lock until commit or rollback,
 	 * so that two hosts placing VMs at once see each other's choices. */
 	int (*placement_lock)(struct store *st);

@@ -451,14 +451,14 @@ static int pg_vm_insert(struct store *st, struct store_vm *vm)
 
 /* After an UPDATE ... WHERE id = $ AND epoch = $ changed no row (-ENOENT): gone
  * (-ENOENT) or its ownership moved on (-ESTALE). */
-static int gone_or_stale(struct store *st, int64_t id)
+static int gone_or_stale(struct store *st, const char *exists, int64_t id)
 {
 	struct params q = {0};
 	PGresult *res;
 	int ret;
 
 	p_i64(&q, id);
-	res = query(st, "SELECT 1 FROM vms WHERE id = $1", &q, &ret);
+	res = query(st, exists, &q, &ret);
 	if (!res)
 		return ret;
 	ret = PQntuples(res) ? -ESTALE : -ENOENT;
@@ -478,7 +478,7 @@ static int pg_vm_update(struct store *st, const struct store_vm *vm)
 		      "UPDATE vms SET uuid = $1, name = $2, spec = $3, state = $4, pid = $5, "
 		      "reason = $6, updated_ms = $7 WHERE id = $8 AND epoch = $9",
 		      &p, true);
-	return ret == -ENOENT ? gone_or_stale(st, vm->id) : ret;
+	return ret == -ENOENT ? gone_or_stale(st, "SELECT 1 FROM vms WHERE id = $1", vm->id) : ret;
 }
 
 static int pg_vm_set_owner(struct store *st, int64_t id, const char *host, int64_t epoch)
@@ -492,7 +492,7 @@ static int pg_vm_set_owner(struct store *st, int64_t id, const char *host, int64
 	ret = command(st,
 		      "UPDATE vms SET host = $1, epoch = epoch + 1 WHERE id = $2 AND epoch = $3",
 		      &p, true);
-	return ret == -ENOENT ? gone_or_stale(st, id) : ret;
+	return ret == -ENOENT ? gone_or_stale(st, "SELECT 1 FROM vms WHERE id = $1", id) : ret;
 }
 
 static int by_id(struct store *st, const char *sql, int64_t id)
@@ -1038,6 +1038,88 @@ static int pg_leader_release(struct store *st, const char *host)
 		       &p, false);
 }
 
+/* --- Migrations between hosts ---------------------------------------------------------- */
+
+#define MIGRATION_COLS                                                                             \
+	"vm_id, vm, source, destination, epoch, phase, listen, started_ms, updated_ms"
+
+static int read_migration(PGresult *r, int row, void *elem)
+{
+	struct store_migration *m = elem;
+
+	m->vm_id = col_i64(r, row, 0);
+	col_text(r, row, 1, m->vm, sizeof(m->vm));
+	col_text(r, row, 2, m->source, sizeof(m->source));
+	col_text(r, row, 3, m->destination, sizeof(m->destination));
+	m->epoch = col_i64(r, row, 4);
+	col_text(r, row, 5, m->phase, sizeof(m->phase));
+	col_text(r, row, 6, m->listen, sizeof(m->listen));
+	m->started_ms = col_i64(r, row, 7);
+	m->updated_ms = col_i64(r, row, 8);
+	return 0;
+}
+
+static int pg_migration_insert(struct store *st, const struct store_migration *m)
+{
+	struct params p = {0};
+
+	p_i64(&p, m->vm_id);
+	p_text(&p, m->vm);
+	p_text(&p, m->source);
+	p_text(&p, m->destination);
+	p_i64(&p, m->epoch);
+	p_text(&p, m->phase);
+	p_text(&p, m->listen);
+	p_i64(&p, m->started_ms);
+	p_i64(&p, m->updated_ms);
+	return command(st, "INSERT INTO migrations (" MIGRATION_COLS ") "
+			   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		       &p, false);
+}
+
+/* Under READ COMMITTED, an UPDATE that waited for another's row lock checks its WHERE
+ * again on the row that one committed: of two deciding at once, the second sees the
+ * first's phase and changes nothing. */
+static int pg_migration_update(struct store *st, const struct store_migration *m,
+			       const char *from)
+{
+	struct params p = {0};
+	int ret;
+
+	p_text(&p, m->phase);
+	p_text(&p, m->listen);
+	p_i64(&p, m->updated_ms);
+	p_i64(&p, m->vm_id);
+	p_text(&p, from);
+	ret = command(st, "UPDATE migrations SET phase = $1, listen = $2, updated_ms = $3 "
+			  "WHERE vm_id = $4 AND phase = $5",
+		      &p, true);
+	return ret == -ENOENT ? gone_or_stale(st, "SELECT 1 FROM migrations WHERE vm_id = $1",
+					       m->vm_id)
+			      : ret;
+}
+
+static int pg_migration_get(struct store *st, int64_t vm_id, struct store_migration *out)
+{
+	struct params p = {0};
+
+	memset(out, 0, sizeof(*out));
+	p_i64(&p, vm_id);
+	return get_one(st, "SELECT " MIGRATION_COLS " FROM migrations WHERE vm_id = $1", &p,
+		       read_migration, out);
+}
+
+static int pg_migration_list(struct store *st, struct store_migration **out, size_t *n)
+{
+	return rows_plain(st, "SELECT " MIGRATION_COLS " FROM migrations ORDER BY vm_id", NULL,
+			  sizeof(**out), read_migration, (void **)out, n);
+}
+
+static int pg_migration_delete(struct store *st, int64_t vm_id)
+{
+	return by_id(st, "DELETE FROM migrations WHERE vm_id = $1", vm_id);
+}
+
 static int pg_placement_lock(struct store *st)
 {
 	/* A transaction lock: released by COMMIT or ROLLBACK, never leaked. */
@@ -1089,5 +1171,10 @@ const struct store_ops store_pg_ops = {
 	.leader_claim = pg_leader_claim,
 	.leader_release = pg_leader_release,
 	.leader_get = pg_leader_get,
+	.migration_insert = pg_migration_insert,
+	.migration_update = pg_migration_update,
+	.migration_get = pg_migration_get,
+	.migration_list = pg_migration_list,
+	.migration_delete = pg_migration_delete,
 	.placement_lock = pg_placement_lock,
 };

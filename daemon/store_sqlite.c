@@ -323,11 +323,12 @@ static int sq_vm_insert(struct store *st, struct store_vm *vm)
 	return insert(st, s, &vm->id);
 }
 
-/* After an UPDATE ... WHERE id = ? AND epoch = ? changed no row (-ENOENT): gone
- * (-ENOENT) or its ownership moved on (-ESTALE). */
-static int gone_or_stale(struct store *st, int64_t id)
+/* After an UPDATE ... WHERE id = ? AND epoch = ? (a migration's phase = ?) changed
+ * no row (-ENOENT): gone (-ENOENT) or it moved on (-ESTALE); exists selects the row
+ * by its id. */
+static int gone_or_stale(struct store *st, const char *exists, int64_t id)
 {
-	sqlite3_stmt *s = prepare(st, "SELECT 1 FROM vms WHERE id = ?");
+	sqlite3_stmt *s = prepare(st, exists);
 	int ret = -ENOENT;
 
 	if (!s)
@@ -351,7 +352,7 @@ static int sq_vm_update(struct store *st, const struct store_vm *vm)
 	sqlite3_bind_int64(s, 8, vm->id);
 	sqlite3_bind_int64(s, 9, vm->epoch);
 	ret = step_done(st, s, true);
-	return ret == -ENOENT ? gone_or_stale(st, vm->id) : ret;
+	return ret == -ENOENT ? gone_or_stale(st, "SELECT 1 FROM vms WHERE id = ?", vm->id) : ret;
 }
 
 static int sq_vm_set_owner(struct store *st, int64_t id, const char *host, int64_t epoch)
@@ -366,7 +367,7 @@ static int sq_vm_set_owner(struct store *st, int64_t id, const char *host, int64
 	sqlite3_bind_int64(s, 2, id);
 	sqlite3_bind_int64(s, 3, epoch);
 	ret = step_done(st, s, true);
-	return ret == -ENOENT ? gone_or_stale(st, id) : ret;
+	return ret == -ENOENT ? gone_or_stale(st, "SELECT 1 FROM vms WHERE id = ?", id) : ret;
 }
 
 static int delete_by_id(struct store *st, const char *sql, int64_t id)
@@ -982,6 +983,89 @@ static int sq_leader_release(struct store *st, const char *host)
 	return step_done(st, s, false);
 }
 
+/* --- Migrations between hosts ---------------------------------------------------------- */
+
+#define MIGRATION_COLS                                                                             \
+	"vm_id, vm, source, destination, epoch, phase, listen, started_ms, updated_ms"
+
+static int read_migration(sqlite3_stmt *s, void *elem)
+{
+	struct store_migration *m = elem;
+
+	m->vm_id = sqlite3_column_int64(s, 0);
+	text(s, 1, m->vm, sizeof(m->vm));
+	text(s, 2, m->source, sizeof(m->source));
+	text(s, 3, m->destination, sizeof(m->destination));
+	m->epoch = sqlite3_column_int64(s, 4);
+	text(s, 5, m->phase, sizeof(m->phase));
+	text(s, 6, m->listen, sizeof(m->listen));
+	m->started_ms = sqlite3_column_int64(s, 7);
+	m->updated_ms = sqlite3_column_int64(s, 8);
+	return 0;
+}
+
+static int sq_migration_insert(struct store *st, const struct store_migration *m)
+{
+	sqlite3_stmt *s = prepare(st, "INSERT INTO migrations (" MIGRATION_COLS ") "
+				      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, m->vm_id);
+	bind_text(s, 2, m->vm);
+	bind_text(s, 3, m->source);
+	bind_text(s, 4, m->destination);
+	sqlite3_bind_int64(s, 5, m->epoch);
+	bind_text(s, 6, m->phase);
+	bind_text(s, 7, m->listen);
+	sqlite3_bind_int64(s, 8, m->started_ms);
+	sqlite3_bind_int64(s, 9, m->updated_ms);
+	return step_done(st, s, false);
+}
+
+static int sq_migration_update(struct store *st, const struct store_migration *m,
+			       const char *from)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE migrations SET phase = ?, listen = ?, "
+				      "updated_ms = ? WHERE vm_id = ? AND phase = ?");
+	int ret;
+
+	if (!s)
+		return -EIO;
+	bind_text(s, 1, m->phase);
+	bind_text(s, 2, m->listen);
+	sqlite3_bind_int64(s, 3, m->updated_ms);
+	sqlite3_bind_int64(s, 4, m->vm_id);
+	bind_text(s, 5, from);
+	ret = step_done(st, s, true);
+	return ret == -ENOENT ? gone_or_stale(st, "SELECT 1 FROM migrations WHERE vm_id = ?",
+					       m->vm_id)
+			      : ret;
+}
+
+static int sq_migration_get(struct store *st, int64_t vm_id, struct store_migration *out)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " MIGRATION_COLS " FROM migrations WHERE vm_id = ?");
+
+	if (!s)
+		return -EIO;
+	memset(out, 0, sizeof(*out));
+	sqlite3_bind_int64(s, 1, vm_id);
+	return get_one(st, s, read_migration, out);
+}
+
+static int sq_migration_list(struct store *st, struct store_migration **out, size_t *n)
+{
+	sqlite3_stmt *s = prepare(st, "SELECT " MIGRATION_COLS " FROM migrations ORDER BY vm_id");
+
+	return collect_plain(st, s, sizeof(**out), read_migration, (void **)out, n);
+}
+
+static int sq_migration_delete(struct store *st, int64_t vm_id)
+{
+	return delete_by_id(st, "DELETE FROM migrations WHERE vm_id = ?", vm_id);
+}
+
 static int sq_placement_lock(struct store *st)
 {
 	(void)st; /* BEGIN IMMEDIATE holds the database's one write lock already */
@@ -1033,5 +1117,10 @@ const struct store_ops store_sqlite_ops = {
 	.leader_claim = sq_leader_claim,
 	.leader_release = sq_leader_release,
 	.leader_get = sq_leader_get,
+	.migration_insert = sq_migration_insert,
+	.migration_update = sq_migration_update,
+	.migration_get = sq_migration_get,
+	.migration_list = sq_migration_list,
+	.migration_delete = sq_migration_delete,
 	.placement_lock = sq_placement_lock,
 };

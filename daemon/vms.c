@@ -1677,9 +1677,7 @@ static void promote(struct plinthd *pd, struct pd_run *run)
 	json_decref(body);
 }
 
-/* Is a migration of VM name to another host under way here? (Its source's plinth may
- * have handed off and ended before the switch: the VM runs, on the destination.) */
-static bool migrating_away(struct plinthd *pd, const char *name)
+bool pd_migrating_away(struct plinthd *pd, const char *name)
 {
 	const struct pd_task *t;
 
@@ -1713,7 +1711,7 @@ static void start_owned(struct plinthd *pd)
 			      def_ha(vm);
 
 		if (strcmp(vm->host, pd->host) || run_find(pd, vm->id) || (!moved_here && !fenced) ||
-		    migrating_away(pd, vm->name))
+		    pd_migrating_away(pd, vm->name))
 			continue;
 		if (fenced && pd->ops->vm_set_owner(pd->st, vm->id, pd->host, vm->epoch))
 			continue;
@@ -1797,6 +1795,16 @@ void pd_vms_tick(struct plinthd *pd)
 	}
 }
 
+void pd_run_settle(struct plinthd *pd, const struct store_vm *vm)
+{
+	struct pd_run *run = run_find(pd, vm->id);
+
+	if (!run)
+		run = run_add(pd, vm, 0, 0);
+	if (run && run->pidfd < 0)
+		vm_exited(pd, run);
+}
+
 /* --- Start-up -------------------------------------------------------------------------- */
 
 /* Remove run directories of VMs the inventory no longer has (a delete cut short). */
@@ -1871,13 +1879,36 @@ int pd_vms_init(struct plinthd *pd)
 	clean_run_dirs(pd, vms, n);
 	for (i = 0; i < n; i++) {
 		struct store_vm *vm = &vms[i];
+		struct store_migration mig;
 		struct pd_run *run;
 		pid_t shim, pid;
+		bool live;
 		int k;
 
-		if (strcmp(vm->host, pd->host))
-			continue; /* another host's (a shared inventory) */
+		live = pd->ops->migration_get(pd->st, vm->id, &mig) == 0 &&
+		       strcmp(mig.phase, "switched") && strcmp(mig.phase, "aborted");
 		pid = find_plinth(pd, vm->uuid, &shim);
+		if (strcmp(vm->host, pd->host)) {
+			/* Another host's (a shared inventory). A copy here is a migration's
+			 * destination still waiting for its source's decision (watched
+			 * again: cluster_migrate.c), or one that must not run. */
+			if (pid <= 0)
+				continue;
+			if (live && !strcmp(mig.destination, pd->host) && vm->epoch == mig.epoch &&
+			    (run = run_add(pd, vm, pid, shim))) {
+				run->incoming = true;
+				run->incoming_epoch = mig.epoch;
+				log_info("VM %s: adopted the receiving end of its migration from %s "
+					 "(pid %d, phase %s)", vm->name, mig.source, (int)pid,
+					 mig.phase);
+			} else {
+				log_error("VM %s: killing this host's copy (pid %d): the VM belongs to "
+					  "host '%s'", vm->name, (int)pid, vm->host);
+				kill(pid, SIGKILL);
+			}
+			continue;
+		}
+		live = live && !strcmp(mig.source, pd->host);
 		/* A start under way when plinthd died: its shim is there, plinth not yet
 		 * executed. Wait for it (bounded) rather than start the VM twice. */
 		for (k = 0; !pid && state_is_live(vm->state) && k < 100 && find_shim(vm->id); k++) {
@@ -1893,6 +1924,8 @@ int pd_vms_init(struct plinthd *pd)
 			if (run->stop_requested)
 				run->deadline_ms = run->started_ms +
 						   PD_STOP_TIMEOUT_DEFAULT * 1000LL;
+			/* Its migration's recovery decides (an exit 0 is its hand-off). */
+			run->migrating = live;
 			log_info("VM %s: adopted its running plinth (pid %d)", vm->name, (int)pid);
 			/* A VM not yet seen running is promoted by the monitor. */
 			if (!state_is_live(vm->state) || vm->pid != pid)
@@ -1912,6 +1945,9 @@ int pd_vms_init(struct plinthd *pd)
 				 NULL, NULL);
 			continue;
 		}
+		/* Handed off, or died, in a migration: its recovery settles it. */
+		if (live)
+			continue;
 		/* It ran and is gone: settle from its exit file like a live exit. */
 		run = run_add(pd, vm, 0, 0);
 		if (!run)

@@ -228,6 +228,15 @@ static void test_migration_keeps_data(void **state)
 	snprintf(t.state, sizeof(t.state), "running");
 	assert_int_equal(ops->task_insert(st, &t), 0);
 	assert_true(t.id > 0);
+	/* Step 11: no migration under way. */
+	{
+		struct store_migration *ms;
+		size_t n;
+
+		assert_int_equal(ops->migration_list(st, &ms, &n), 0);
+		assert_int_equal(n, 0);
+		free(ms);
+	}
 	ops->close(st);
 }
 
@@ -583,6 +592,76 @@ static void test_vm_epoch_fences_updates(void **state)
 	ops->close(st);
 }
 
+/* A live migration's record: one per VM, its phase moved by compare-and-set (the
+ * decision one side makes excludes the other's), kept across a reopen, rolled back
+ * with the transaction it was changed in. */
+static void test_migrations(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = ops->open(f->db);
+	struct store_migration m = {0}, got, *ms;
+	struct store_vm vm;
+	size_t n;
+
+	assert_non_null(st);
+	vm_fill(&vm, "mover");
+	snprintf(vm.host, sizeof(vm.host), "h1");
+	vm.epoch = 5;
+	assert_int_equal(ops->vm_insert(st, &vm), 0);
+	assert_int_equal(ops->migration_get(st, vm.id, &got), -ENOENT);
+	m.vm_id = vm.id;
+	snprintf(m.vm, sizeof(m.vm), "mover");
+	snprintf(m.source, sizeof(m.source), "h1");
+	snprintf(m.destination, sizeof(m.destination), "h2");
+	m.epoch = 5;
+	snprintf(m.phase, sizeof(m.phase), "prepare");
+	m.started_ms = m.updated_ms = 1000;
+	assert_int_equal(ops->migration_insert(st, &m), 0);
+	assert_int_equal(ops->migration_insert(st, &m), -EEXIST); /* one per VM */
+	snprintf(m.phase, sizeof(m.phase), "transfer");
+	snprintf(m.listen, sizeof(m.listen), "tcp:10.0.0.2:4711");
+	m.updated_ms = 2000;
+	assert_int_equal(ops->migration_update(st, &m, "confirm"), -ESTALE);
+	assert_int_equal(ops->migration_update(st, &m, "prepare"), 0);
+	ops->close(st);
+	st = ops->open(f->db);
+	assert_non_null(st);
+	assert_int_equal(ops->migration_get(st, vm.id, &got), 0);
+	assert_string_equal(got.vm, "mover");
+	assert_string_equal(got.source, "h1");
+	assert_string_equal(got.destination, "h2");
+	assert_int_equal(got.epoch, 5);
+	assert_string_equal(got.phase, "transfer");
+	assert_string_equal(got.listen, "tcp:10.0.0.2:4711");
+	assert_int_equal(got.started_ms, 1000);
+	assert_int_equal(got.updated_ms, 2000);
+	/* The switch: phase and owner in one transaction; rolled back, neither moved. */
+	assert_int_equal(ops->begin(st), 0);
+	snprintf(m.phase, sizeof(m.phase), "switched");
+	assert_int_equal(ops->migration_update(st, &m, "transfer"), 0);
+	assert_int_equal(ops->vm_set_owner(st, vm.id, "h2", 5), 0);
+	ops->rollback(st);
+	assert_int_equal(ops->migration_get(st, vm.id, &got), 0);
+	assert_string_equal(got.phase, "transfer");
+	/* The other side decided first (aborted): the switch from transfer is stale. */
+	snprintf(m.phase, sizeof(m.phase), "aborted");
+	assert_int_equal(ops->migration_update(st, &m, "transfer"), 0);
+	snprintf(m.phase, sizeof(m.phase), "switched");
+	assert_int_equal(ops->migration_update(st, &m, "transfer"), -ESTALE);
+	assert_int_equal(ops->migration_list(st, &ms, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(ms[0].phase, "aborted");
+	assert_int_equal(ms[0].vm_id, vm.id);
+	free(ms);
+	assert_int_equal(ops->migration_delete(st, vm.id), 0);
+	assert_int_equal(ops->migration_delete(st, vm.id), -ENOENT);
+	assert_int_equal(ops->migration_update(st, &m, "aborted"), -ENOENT);
+	assert_int_equal(ops->migration_list(st, &ms, &n), 0);
+	assert_int_equal(n, 0);
+	free(ms);
+	ops->close(st);
+}
+
 static void test_hosts(void **state)
 {
 	struct fixture *f = *state;
@@ -792,7 +871,7 @@ static void test_placement_lock(void **state)
 		T(test_images_tasks_events, su, b), T(test_vm_epoch_fences_updates, su, b), \
 		T(test_hosts, su, b), T(test_leader_lease, su, b),                          \
 		T(test_placement_lock, su, b), T(test_migration_maintenance, su, b),        \
-		T(test_host_contact, su, b)
+		T(test_host_contact, su, b), T(test_migrations, su, b)
 
 int main(void)
 {

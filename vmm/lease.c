@@ -110,9 +110,8 @@ out_bad:
 
 int lease_format(const struct lease_rec *rec, char *out, size_t len)
 {
-	int n;
-
 	char renew[32] = "";
+	int n;
 
 	if (rec->renewed)
 		snprintf(renew, sizeof(renew), " renew=%llu", (unsigned long long)rec->renew);
@@ -316,6 +315,18 @@ int lease_fence(const struct vm_config *cfg, const char *doing, char *err, size_
 	return ret;
 }
 
+/* This VMM's record under --epoch: owner, its epoch and VM, renewal count. */
+static void own_rec(const struct vm_config *cfg, const char *owner, uint64_t count,
+		    struct lease_rec *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	snprintf(rec->owner, sizeof(rec->owner), "%s", owner);
+	rec->epoch = cfg->lease_epoch;
+	snprintf(rec->vm, sizeof(rec->vm), "%s", cfg->lease_epoch_vm ? cfg->lease_epoch_vm : "");
+	rec->renew = count;
+	rec->renewed = true; /* renewed from now on (rule 4) */
+}
+
 int lease_take(const struct vm_config *cfg, const char *owner, const char *doing, char *err,
 	       size_t errlen)
 {
@@ -333,15 +344,13 @@ int lease_take(const struct vm_config *cfg, const char *owner, const char *doing
 		if (!path)
 			continue;
 		/* Without --epoch, the epoch found stays: a plain run never lowers the fence. */
-		if (cfg->lease_epoch_set || read_rec(cfg, i, path, &rec))
-			memset(&rec, 0, sizeof(rec));
 		if (cfg->lease_epoch_set) {
-			rec.renewed = true; /* renewed from now on (rule 4), from 0 */
-			rec.epoch = cfg->lease_epoch;
-			snprintf(rec.vm, sizeof(rec.vm), "%s",
-				 cfg->lease_epoch_vm ? cfg->lease_epoch_vm : "");
+			own_rec(cfg, owner, 0, &rec);
+		} else {
+			if (read_rec(cfg, i, path, &rec))
+				memset(&rec, 0, sizeof(rec));
+			snprintf(rec.owner, sizeof(rec.owner), "%s", owner);
 		}
-		snprintf(rec.owner, sizeof(rec.owner), "%s", owner);
 		n = lease_format(&rec, line, sizeof(line));
 		if (n < 0)
 			ret = n;
@@ -408,12 +417,7 @@ int lease_renew(const struct vm_config *cfg, const char *owner, uint64_t count, 
 
 		if (fd < 0)
 			continue; /* no record open (said at start-up): nothing to renew */
-		memset(&rec, 0, sizeof(rec));
-		snprintf(rec.owner, sizeof(rec.owner), "%s", owner);
-		rec.epoch = cfg->lease_epoch;
-		snprintf(rec.vm, sizeof(rec.vm), "%s", cfg->lease_epoch_vm ? cfg->lease_epoch_vm : "");
-		rec.renew = count;
-		rec.renewed = true;
+		own_rec(cfg, owner, count, &rec);
 		n = lease_format(&rec, line, sizeof(line));
 		ret = n < 0 ? n : write_lease_fd(fd, line, (size_t)n);
 		if (ret) {

@@ -719,9 +719,9 @@ static int api_run_created(void *opaque)
 }
 
 /*
- * The hooks of a start, on top of base: the command line's (r NULL: run_loop listens
- * itself) or the API's, whose running server takes a copy of the listening socket
- * and whose VM's creation answers the start. 0, or 1 (said why).
+ * The API's part of a start's hooks: none for the command line (r NULL: run_loop
+ * listens itself); for the API, a copy of the listening socket for the running VM's
+ * server, and the VM's creation answering the start. 0, or 1 (said why).
  */
 static int start_hooks(struct api_run *r, struct run_hooks *h)
 {

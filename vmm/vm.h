@@ -85,7 +85,7 @@ struct vm_config {
 	 * The lease records of the writable disks, by device index, opened at start-up
 	 * (lease_open, lease.h); -1 or NULL: by path.
 	 */
-	const int *lease_fds;
+	int *lease_fds;
 	/*
 	 * --epoch N[,vm=ID]: the ownership epoch this VMM presents in those records, and
 	 * the VM it counts for (points into argv; NULL: any). lease_epoch_set false: none.

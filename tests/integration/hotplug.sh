@@ -35,6 +35,7 @@ ip netns exec $ns ip addr add 10.77.0.1/24 dev vtap0
 ip netns exec $ns ip link set vtap0 up
 truncate -s 64M "$dir/a.img"
 truncate -s 32M "$dir/b.img"
+truncate -s 1M "$dir/ro.img"
 echo "no image here" >"$dir/text"
 # The guest: a counter with its block devices every second, beside the disk's steps.
 cmd='echo "slots $(ls /sys/bus/pci/slots | wc -l | tr -d " ")"
@@ -134,7 +135,7 @@ alive
 ctl disk-add --id hot --path "$dir/b.img" --format raw >/dev/null 2>"$dir/err" ||
 	{ cat "$dir/err"; fail "disk-add after the removal failed"; }
 n=2
-while ctl disk-add --id "ro$n" --path "$dir/b.img" --format raw --readonly >/dev/null 2>"$dir/err"; do
+while ctl disk-add --id "ro$n" --path "$dir/ro.img" --format raw --readonly >/dev/null 2>"$dir/err"; do
 	n=$((n + 1))
 	[ $n -le 40 ] || fail "more than 24 devices were added"
 done

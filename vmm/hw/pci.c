@@ -487,7 +487,7 @@ void pci_bus_remove(struct pci_bus *pb, struct pci_device *d)
 	}
 	pb->dev[d->slot] = NULL;
 	res_pci_slot_free(pb->res, d->slot);
-	d->bus = NULL;
+	/* d->bus stays: the device's teardown still reaches the host's services through it. */
 	pthread_mutex_unlock(&pb->lock);
 }
 

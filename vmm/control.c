@@ -238,6 +238,8 @@ void vmm_service(void *opaque, struct vm *vm)
 
 	if (read(vmm->req_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
+	/* The guest's ejects wake this too (vm.c's pcihp backend). */
+	hotplug_service(vmm, vm);
 	pthread_mutex_lock(&vmm->lock);
 	req = vmm->req;
 	args = vmm->req_args;
@@ -288,6 +290,15 @@ void vmm_service(void *opaque, struct vm *vm)
 	case VMM_REQ_MIGRATE:
 		ret = migrate_start(vmm, vm, args, err, sizeof(err));
 		break;
+	case VMM_REQ_DEV_ADD:
+		ret = hotplug_add(vmm, vm, args, err, sizeof(err));
+		break;
+	case VMM_REQ_DEV_REMOVE: {
+		const struct dev_removal *r = args;
+
+		ret = hotplug_remove(vmm, vm, r->kind, r->id, err, sizeof(err));
+		break;
+	}
 	default:
 		ret = -ENOTSUP;
 		break;
@@ -406,6 +417,8 @@ static int op_info(void *opaque, struct api_reply *reply)
 		      "counters", cnt ? cnt : json_null(), "restored", vmm->restored);
 	if (o && vmm->mig.status != MIG_NONE)
 		json_object_set_new(o, "migration", mig_json(&vmm->mig, &vmm->mig_args));
+	if (o && vmm->vm && vmm->vm->has_pcihp)
+		json_object_set_new(o, "removing", hotplug_removing_json(vmm, vmm->vm));
 	pthread_mutex_unlock(&vmm->lock);
 	if (!o)
 		return -ENOMEM;
@@ -486,6 +499,61 @@ static int op_migrate(void *opaque, const struct api_migrate_args *args, struct 
 	return ret;
 }
 
+/* Hot-plug dev (a device as PUT /v1/vm/config gives one; taken) on the main thread. */
+static int dev_add(struct vmm *vmm, json_t *dev, const char *what, struct api_reply *reply)
+{
+	int ret;
+
+	if (!dev)
+		return -ENOMEM;
+	ret = not_while_migrating(vmm, reply, what) ?: vmm_call(vmm, VMM_REQ_DEV_ADD, dev, reply);
+	json_decref(dev);
+	return ret;
+}
+
+/*
+ * Ask the guest to eject device id of class kind: 202, and the device is gone from
+ * GET /v1/vm once the guest did (it is in "removing" until then).
+ */
+static int dev_remove(struct vmm *vmm, const char *kind, const char *id, const char *what,
+		      struct api_reply *reply)
+{
+	struct dev_removal r = { kind, id };
+	int ret;
+
+	ret = not_while_migrating(vmm, reply, what) ?: vmm_call(vmm, VMM_REQ_DEV_REMOVE, &r, reply);
+	if (!ret)
+		reply->accepted = true;
+	return ret;
+}
+
+/* PUT /v1/vm/disks/{id}: a virtio disk, hot-plugged (vmm/hotplug.c). */
+static int op_disk_add(void *opaque, const struct api_disk_args *a, struct api_reply *reply)
+{
+	return dev_add(opaque, json_pack("{s:s, s:s, s:s, s:b, s:s*}", "kind", "disk", "id", a->id,
+					 "path", a->path, "readonly", a->readonly, "format",
+					 a->format[0] ? a->format : NULL),
+		       "add a disk", reply);
+}
+
+static int op_disk_remove(void *opaque, const char *id, struct api_reply *reply)
+{
+	return dev_remove(opaque, "disk", id, "remove a disk", reply);
+}
+
+/* PUT /v1/vm/nets/{id}: a virtio NIC on a tap, hot-plugged. */
+static int op_net_add(void *opaque, const struct api_net_args *a, struct api_reply *reply)
+{
+	return dev_add(opaque, json_pack("{s:s, s:s, s:s, s:s*}", "kind", "net", "id", a->id,
+					 "tap", a->tap, "mac", a->mac[0] ? a->mac : NULL),
+		       "add a NIC", reply);
+}
+
+static int op_net_remove(void *opaque, const char *id, struct api_reply *reply)
+{
+	return dev_remove(opaque, "net", id, "remove a NIC", reply);
+}
+
 /* The pre-boot routes (vmm/preboot.c) once the VM runs. */
 static int op_configure(void *opaque, const json_t *config, struct api_reply *reply)
 {
@@ -512,6 +580,10 @@ const struct api_vm_ops vmm_api_ops = {
 	.reset = op_reset,
 	.snapshot = op_snapshot,
 	.migrate = op_migrate,
+	.disk_add = op_disk_add,
+	.disk_remove = op_disk_remove,
+	.net_add = op_net_add,
+	.net_remove = op_net_remove,
 	.configure = op_configure,
 	.start = op_start,
 };

@@ -28,7 +28,7 @@
 #include "vm.h"
 
 enum vmm_req { VMM_REQ_NONE, VMM_REQ_PAUSE, VMM_REQ_RESUME, VMM_REQ_SHUTDOWN, VMM_REQ_RESET,
-	       VMM_REQ_SNAPSHOT, VMM_REQ_MIGRATE };
+	       VMM_REQ_SNAPSHOT, VMM_REQ_MIGRATE, VMM_REQ_DEV_ADD, VMM_REQ_DEV_REMOVE };
 
 enum mig_status { MIG_NONE, MIG_ACTIVE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLED,
 		  MIG_UNKNOWN /* final state sent, no ack: the guest stays paused here */ };
@@ -91,6 +91,24 @@ extern const struct api_vm_ops vmm_api_ops;
  * a one-line reason in err. Main or migration thread.
  */
 int vmm_snapshot(struct vm *vm, const char *dir, char *err, size_t errlen);
+
+/*
+ * hotplug.c (main thread): add the device dev ({"kind", "id", keys...}, as in PUT
+ * /v1/vm/config) in the lowest free slot and tell the guest; ask the guest to eject
+ * device id of class kind (it goes once the guest's _EJ0 arrives); finish the
+ * removals the guest ejected (vmm_service, on every wake-up). 0 or -errno with err
+ * (or a logged sentence) saying why. hotplug_removing_json: the ids waiting for the
+ * guest's eject (vmm->lock held), a new array or NULL.
+ */
+int hotplug_add(struct vmm *vmm, struct vm *vm, const json_t *dev, char *err, size_t errlen);
+/* VMM_REQ_DEV_REMOVE's argument. */
+struct dev_removal {
+	const char *kind, *id;
+};
+int hotplug_remove(struct vmm *vmm, struct vm *vm, const char *kind, const char *id, char *err,
+		   size_t errlen);
+void hotplug_service(struct vmm *vmm, struct vm *vm);
+json_t *hotplug_removing_json(struct vmm *vmm, struct vm *vm);
 
 /* migrate.c: start the migration thread (main thread). 0 or -errno with err. */
 int migrate_start(struct vmm *vmm, struct vm *vm, const struct api_migrate_args *a, char *err,

@@ -222,7 +222,7 @@ static bool reset_in_jail_ok(const struct vm_config *cfg)
  * network sockets with a migration key (TCP migrations need it) or a VNC display on
  * TCP (a reset listens again), opening files by
  * path where a guest reset re-opens the devices' (outside --jail, rebooting, with a
- * device that has a file or socket behind it).
+ * device that has a file or socket behind it) or where the API may hot-plug a disk.
  */
 static unsigned int main_run_keep(const struct vmm *vmm, const struct vm_config *cfg,
 				  const struct jail_cfg *jail)
@@ -230,6 +230,9 @@ static unsigned int main_run_keep(const struct vmm *vmm, const struct vm_config 
 	unsigned int keep = vmm->tls ? SANDBOX_KEEP_INET : 0, i;
 
 	if (!cfg->no_reboot && !(jail && jail->dir) && !reset_in_jail_ok(cfg))
+		keep |= SANDBOX_KEEP_OPEN;
+	/* disk-add opens the image it names (in a jail: a path under the jail's root). */
+	if (cfg->api_socket && !cfg->firmware)
 		keep |= SANDBOX_KEEP_OPEN;
 	/* A reset re-creates a --display vnc=tcp:... listener. */
 	for (i = 0; i < cfg->nr_devices && !cfg->no_reboot; i++)

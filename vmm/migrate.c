@@ -916,6 +916,9 @@ out:
 		snprintf(st.error, sizeof(st.error), "%s", strerror(-ret));
 	log_warn("migration failed, the guest keeps running here: %s", st.error);
 	set_stats(vmm, &st);
+	/* A hot-plug eject that came meanwhile waited for the device list (hotplug.c). */
+	if (write(vmm->req_fd, &(uint64_t){ 1 }, sizeof(uint64_t)) < 0)
+		log_warn("cannot wake the main thread: %s", strerror(errno));
 	return NULL;
 }
 

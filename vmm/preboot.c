@@ -209,6 +209,13 @@ static int op_disk_remove(void *opaque, const char *id, struct api_reply *reply)
 	return not_started(reply);
 }
 
+static int op_net_add(void *opaque, const struct api_net_args *a, struct api_reply *reply)
+{
+	(void)opaque;
+	(void)a;
+	return not_started(reply);
+}
+
 const struct api_vm_ops preboot_api_ops = {
 	.info = op_info,
 	.pause = op_action,
@@ -219,6 +226,8 @@ const struct api_vm_ops preboot_api_ops = {
 	.migrate = op_migrate,
 	.disk_add = op_disk_add,
 	.disk_remove = op_disk_remove,
+	.net_add = op_net_add,
+	.net_remove = op_disk_remove, /* the same answer */
 	.configure = op_configure,
 	.start = op_start,
 };

@@ -52,6 +52,8 @@ struct resources {
 	struct res_window pci_mmio; /* below 4 GiB */
 	struct res_window pci_io;
 	uint64_t ecam_base, ecam_len;
+	/* ACPI PCI hot-plug (hw/pcihp.h): its ports, 0 = none. */
+	uint16_t gpe0_port, pcihp_port;
 };
 
 /* An empty registry with the given PCI windows (0 length = none). */

@@ -94,14 +94,42 @@ static void pm_event(void *opaque, enum pm_event ev)
 	vm_request_exit(vm, ev == PM_EVENT_POWEROFF ? VM_EXIT_POWEROFF : VM_EXIT_RESET, NULL);
 }
 
+/* One source of the shared SCI changed its level (*src): drive the line to the OR. */
+static void sci_set(struct vm *vm, int *src, int level)
+{
+	pthread_mutex_lock(&vm->sci_lock);
+	*src = level;
+	irq_line(vm->vm_fd, IRQ_SCI, vm->sci_pm || vm->sci_gpe);
+	pthread_mutex_unlock(&vm->sci_lock);
+}
+
 static void pm_sci(void *opaque, int level)
 {
 	struct vm *vm = opaque;
 
-	irq_line(vm->vm_fd, IRQ_SCI, level);
+	sci_set(vm, &vm->sci_pm, level);
 }
 
 static const struct pm_backend pm_backend = { .event = pm_event, .sci = pm_sci };
+
+static void pcihp_sci(void *opaque, int level)
+{
+	struct vm *vm = opaque;
+
+	sci_set(vm, &vm->sci_gpe, level);
+}
+
+/* The guest ejected a slot (a vCPU thread): the main thread frees the device. */
+static void pcihp_eject(void *opaque)
+{
+	struct vm *vm = opaque;
+	uint64_t one = 1;
+
+	if (vm->cfg->service_fd >= 0 && write(vm->cfg->service_fd, &one, sizeof(one)) < 0)
+		log_error("cannot wake the main thread for an eject: %s", strerror(errno));
+}
+
+static const struct pcihp_backend pcihp_backend = { .sci = pcihp_sci, .eject = pcihp_eject };
 
 static void reset_control(void *opaque, uint8_t val)
 {
@@ -511,6 +539,44 @@ static int worker_sandbox(void *arg)
 	return sandbox_seccomp_install((enum sandbox_thread)(intptr_t)arg);
 }
 
+/*
+ * Create configured device d at its slot as vm->virtio[vm->nr_virtio] (a boot's
+ * devices in their order, or a hot-plugged one) and give its threads their filters.
+ * 0 or -errno, logged by the device.
+ */
+static int vm_create_device(struct vm *vm, const struct dev_config *d)
+{
+	const struct dev_class *cls = d->cls;
+	int ret;
+
+	if (vm->nr_virtio >= VM_MAX_DEVICES) {
+		log_error("at most %d devices", VM_MAX_DEVICES);
+		return -ENOSPC;
+	}
+	pci_bus_pin_next(vm->pci, (int)d->slot);
+	if (vm->cfg->incoming && cls->create_incoming)
+		ret = cls->create_incoming(vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
+	else
+		ret = cls->create(vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
+	pci_bus_pin_next(vm->pci, -1);
+	if (ret)
+		return ret;
+	/*
+	 * Before anything can start the device: a restore or a migration starts it
+	 * while loading its state, before vm_run(); its I/O thread must be filtered
+	 * from its first request whoever spawned it.
+	 */
+	if (vm->cfg->seccomp) {
+		virtio_pci_set_thread_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
+					   (void *)(intptr_t)(cls->io_connect ? SANDBOX_IO_CONNECT :
+										SANDBOX_IO));
+		virtio_pci_set_aux_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
+					(void *)(intptr_t)SANDBOX_DISPLAY);
+	}
+	vm->nr_virtio++;
+	return 0;
+}
+
 static int vm_setup_devices(struct vm *vm)
 {
 	static const struct res_isa_dev com1 = {
@@ -543,6 +609,11 @@ static int vm_setup_devices(struct vm *vm)
 				"acpi-pm");
 	if (!ret)
 		ret = res_claim(r, RES_PIO, PORT_I8042_DATA, 5, 0, "i8042");
+	/* ACPI PCI hot-plug: the kernel boot's DSDT describes it (firmware brings its own). */
+	if (!ret && !vm->cfg->firmware)
+		ret = res_claim(r, RES_PIO, PORT_GPE0, PORT_GPE0_LEN, 0, "acpi-gpe0");
+	if (!ret && !vm->cfg->firmware)
+		ret = res_claim(r, RES_PIO, PORT_PCIHP, PORT_PCIHP_LEN, 0, "pci-hotplug");
 	if (ret) {
 		log_error("machine resources conflict: %s", strerror(-ret));
 		return ret;
@@ -550,6 +621,8 @@ static int vm_setup_devices(struct vm *vm)
 
 	serial_init(&vm->com1, &com1_backend, vm);
 	pm_init(&vm->pm, &pm_backend, vm);
+	pcihp_init(&vm->pcihp, &pcihp_backend, vm);
+	vm->has_pcihp = !vm->cfg->firmware;
 	i8042_init(&vm->i8042, i8042_reset, vm);
 	ret = bus_register(&vm->pio, PORT_COM1, PORT_COM_LEN, &serial_ops, &vm->com1);
 	if (!ret)
@@ -557,6 +630,14 @@ static int vm_setup_devices(struct vm *vm)
 				   &pm_ops, &vm->pm);
 	if (!ret)
 		ret = bus_register(&vm->pio, PORT_I8042_DATA, 5, &i8042_ops, &vm->i8042);
+	if (!ret && vm->has_pcihp)
+		ret = bus_register(&vm->pio, PORT_GPE0, PORT_GPE0_LEN, &pcihp_gpe_ops, &vm->pcihp);
+	if (!ret && vm->has_pcihp)
+		ret = bus_register(&vm->pio, PORT_PCIHP, PORT_PCIHP_LEN, &pcihp_ops, &vm->pcihp);
+	if (!ret && vm->has_pcihp) {
+		r->gpe0_port = PORT_GPE0;
+		r->pcihp_port = PORT_PCIHP;
+	}
 	if (ret) {
 		log_error("cannot route the built-in devices: %s", strerror(-ret));
 		return ret;
@@ -583,31 +664,9 @@ static int vm_setup_devices(struct vm *vm)
 	 * e820 map are built from the registry.
 	 */
 	for (i = 0; i < vm->cfg->nr_devices; i++) {
-		const struct dev_config *d = &vm->cfg->devices[i];
-		const struct dev_class *cls = d->cls;
-
-		pci_bus_pin_next(vm->pci, (int)d->slot);
-		if (vm->cfg->incoming && cls->create_incoming)
-			ret = cls->create_incoming(vm->pci, &vm->mem, d->spec,
-						   &vm->virtio[vm->nr_virtio]);
-		else
-			ret = cls->create(vm->pci, &vm->mem, d->spec, &vm->virtio[vm->nr_virtio]);
-		pci_bus_pin_next(vm->pci, -1);
+		ret = vm_create_device(vm, &vm->cfg->devices[i]);
 		if (ret)
 			return ret; /* the device said why */
-		/*
-		 * Before anything can start the device: a restore or a migration starts it
-		 * while loading its state, before vm_run(); its I/O thread must be filtered
-		 * from its first request whoever spawned it.
-		 */
-		if (vm->cfg->seccomp) {
-			virtio_pci_set_thread_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
-						   (void *)(intptr_t)(cls->io_connect ?
-								      SANDBOX_IO_CONNECT : SANDBOX_IO));
-			virtio_pci_set_aux_hook(vm->virtio[vm->nr_virtio], worker_sandbox,
-						(void *)(intptr_t)SANDBOX_DISPLAY);
-		}
-		vm->nr_virtio++;
 	}
 	/* Each display's keyboard and tablet, at the slots no configured device took. */
 	for (i = 0; i < vm->cfg->nr_devices; i++) {
@@ -632,6 +691,39 @@ static int vm_setup_devices(struct vm *vm)
 int vm_add_pci_device(struct vm *vm, struct pci_device *dev)
 {
 	return pci_bus_add(vm->pci, dev);
+}
+
+int vm_device_plug(struct vm *vm, const struct dev_config *d)
+{
+	bool was_paused = vm_pause(vm) == -EALREADY;
+	int ret;
+
+	ret = vm_create_device(vm, d);
+	if (!ret) {
+		ret = virtio_pci_spawn_worker(vm->virtio[vm->nr_virtio - 1]);
+		if (ret) {
+			log_error("cannot start the I/O thread of %s: %s", d->id, strerror(-ret));
+			vm->nr_virtio--;
+			pci_bus_remove(vm->pci, virtio_pci_pdev(vm->virtio[vm->nr_virtio]));
+			virtio_pci_free(vm->virtio[vm->nr_virtio]);
+		}
+	}
+	if (!was_paused)
+		vm_resume(vm);
+	return ret;
+}
+
+void vm_device_unplug(struct vm *vm, unsigned int i)
+{
+	bool was_paused = vm_pause(vm) == -EALREADY;
+
+	/* No vCPU is inside the device now; off the bus, no new access can start. */
+	pci_bus_remove(vm->pci, virtio_pci_pdev(vm->virtio[i]));
+	virtio_pci_free(vm->virtio[i]);
+	memmove(&vm->virtio[i], &vm->virtio[i + 1], (vm->nr_virtio - i - 1) * sizeof(vm->virtio[0]));
+	vm->nr_virtio--;
+	if (!was_paused)
+		vm_resume(vm);
 }
 
 static int vm_load_guest(struct vm *vm)
@@ -710,6 +802,7 @@ struct vm *vm_create(const struct vm_config *cfg)
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
+	pthread_mutex_init(&vm->sci_lock, NULL);
 	if (bus_init(&vm->pio, "pio") || bus_init(&vm->mmio, "mmio"))
 		goto out_destroy;
 
@@ -956,7 +1049,11 @@ void vm_resync_irqs(struct vm *vm)
 	 * changes), so the line is driven to the device's level once.
 	 */
 	irq_line(vm->vm_fd, IRQ_COM1, vm->com1.st.irq_level);
-	irq_line(vm->vm_fd, IRQ_SCI, vm->pm.st.sci);
+	pthread_mutex_lock(&vm->sci_lock);
+	vm->sci_pm = vm->pm.st.sci;
+	vm->sci_gpe = (int)vm->pcihp.st.sci;
+	irq_line(vm->vm_fd, IRQ_SCI, vm->sci_pm || vm->sci_gpe);
+	pthread_mutex_unlock(&vm->sci_lock);
 }
 
 void vm_power_button(struct vm *vm)
@@ -981,6 +1078,7 @@ void vm_destroy(struct vm *vm)
 	pci_bus_free(vm->pci);
 	serial_destroy(&vm->com1);
 	pm_destroy(&vm->pm);
+	pcihp_destroy(&vm->pcihp);
 	i8042_destroy(&vm->i8042);
 	free(vm->cpuid);
 	if (vm->vm_fd >= 0) {
@@ -1002,6 +1100,7 @@ void vm_destroy(struct vm *vm)
 	pthread_mutex_destroy(&vm->exit_lock);
 	pthread_cond_destroy(&vm->pause_cond);
 	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_mutex_destroy(&vm->sci_lock);
 	free(vm);
 }
 

@@ -34,6 +34,7 @@
 #include "hw/fw_cfg.h"
 #include "hw/i8042.h"
 #include "hw/pci.h"
+#include "hw/pcihp.h"
 #include "hw/pflash.h"
 #include "hw/pm.h"
 #include "hw/serial.h"
@@ -84,7 +85,7 @@ struct vm_config {
 	 * The lease records of the writable disks, by device index, opened at start-up
 	 * (lease_open, lease.h); -1 or NULL: by path.
 	 */
-	const int *lease_fds;
+	int *lease_fds;
 	/*
 	 * --epoch N[,vm=ID]: the ownership epoch this VMM presents in those records, and
 	 * the VM it counts for (points into argv; NULL: any). lease_epoch_set false: none.
@@ -167,6 +168,11 @@ struct vm {
 	/* Built-in devices. */
 	struct serial com1;
 	struct pm pm;
+	struct pcihp pcihp;          /* ACPI PCI hot-plug; a kernel boot only (has_pcihp) */
+	bool has_pcihp;
+	/* The SCI is shared by PM1 and the GPE block: its level is the OR (sci_lock). */
+	pthread_mutex_t sci_lock;
+	int sci_pm, sci_gpe;
 	struct i8042 i8042;
 	struct console_input console;
 
@@ -241,6 +247,18 @@ void vm_power_button(struct vm *vm);
 
 /* Add a PCI device (virtio etc.) to bus 0; call from vm_create's device step. 0 or -errno. */
 int vm_add_pci_device(struct vm *vm, struct pci_device *dev);
+
+/*
+ * Hot-plug (main thread, the VM running or paused; vmm/hotplug.c drives them):
+ * vm_device_plug creates device d at its slot as vm_create() creates a configured one
+ * (the class's create, the I/O thread's filter hook) and starts its I/O thread, the
+ * vCPUs paused meanwhile; it becomes vm->virtio[vm->nr_virtio - 1], so the caller
+ * appends d to the config's devices (their indices match). vm_device_unplug takes
+ * device index i off the bus and frees it, the vCPUs paused meanwhile; vm->virtio
+ * closes up, as the caller's config must. 0 or -errno, logged.
+ */
+int vm_device_plug(struct vm *vm, const struct dev_config *d);
+void vm_device_unplug(struct vm *vm, unsigned int i);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, unsigned int index);

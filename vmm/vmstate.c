@@ -585,7 +585,34 @@ static int save_platform(struct vm *vm, struct state_writer *w)
 	state_writer_end_section(w);
 	state_writer_begin_section(w, "i8042", 0, 0);
 	state_put_bytes(w, &kbd, sizeof(kbd));
+	if (vm->has_pcihp) {
+		struct pcihp_state hp;
+
+		state_writer_end_section(w);
+		pcihp_get_state(&vm->pcihp, &hp);
+		state_writer_begin_section(w, "pcihp", 0, 0);
+		state_put_bytes(w, &hp, sizeof(hp));
+	}
 	return state_writer_end_section(w);
+}
+
+/*
+ * The hot-plug controller (a kernel boot's): pending reports and removals. A state
+ * from before hot-plug has none, which is the machine's fresh state.
+ */
+static int load_pcihp(void *ctx, struct state_reader *r, uint32_t id)
+{
+	struct vm *vm = ctx;
+	struct pcihp_state st;
+	int ret = state_get_bytes(r, &st, sizeof(st));
+
+	(void)id;
+	if (ret)
+		return ret;
+	if (!vm->has_pcihp)
+		return state_reader_fail(r, -EINVAL, "PCI hot-plug state for a firmware boot");
+	pcihp_set_state(&vm->pcihp, &st);
+	return 0;
 }
 
 static int load_serial(void *ctx, struct state_reader *r, uint32_t id)
@@ -1017,6 +1044,7 @@ const struct state_section_loader vm_state_loaders[] = {
 	{ "clock", load_clock },
 	{ "serial", load_serial },
 	{ "pm", load_pm },
+	{ "pcihp", load_pcihp },
 	{ "i8042", load_i8042 },
 	{ "virtio", load_virtio },
 	{ "virtio.2", load_virtio2 },

@@ -18,6 +18,8 @@
  *   "serial"   0      8250 registers and receive FIFO
  *   "pm"       0      ACPI PM1 registers
  *   "i8042"    0      the controller
+ *   "pcihp"    0      (a kernel boot) ACPI PCI hot-plug: GPE0 block, slots to report,
+ *                     removals the guest has yet to eject (hw/pcihp.h)
  *   "virtio.2" slot   the device's id, virtio device id, PCI config header,
  *                     transport + queues, device state
  *   (migration adds "ram" sections, migrate.c)

@@ -55,11 +55,22 @@ struct api_migrate_args {
 	uint32_t downtime_ms;	      /* 1..API_DOWNTIME_MAX_MS, default API_DOWNTIME_DEFAULT_MS */
 };
 
-/* PUT /v1/vm/disks/{id} {"path": FILE, "readonly": BOOL} */
+/* PUT /v1/vm/disks/{id} {"path": FILE, "readonly": BOOL, "format": NAME} */
+#define API_FORMAT_MAX 16 /* bytes in an image format's name, NUL included */
 struct api_disk_args {
 	char id[API_DISK_ID_MAX]; /* 1..31 chars of [A-Za-z0-9_-] */
 	char path[API_PATH_MAX];  /* absolute path of the image */
 	bool readonly;		  /* default false */
+	char format[API_FORMAT_MAX]; /* "" (recognised by its magic) or the VMM checks it */
+};
+
+/* PUT /v1/vm/nets/{id} {"tap": IFNAME, "mac": "XX:XX:XX:XX:XX:XX"} */
+#define API_TAP_MAX 16 /* bytes in a tap's name (IFNAMSIZ), NUL included */
+#define API_MAC_MAX 18 /* bytes in "XX:XX:XX:XX:XX:XX", NUL included */
+struct api_net_args {
+	char id[API_DISK_ID_MAX]; /* as a disk's */
+	char tap[API_TAP_MAX];
+	char mac[API_MAC_MAX];    /* "" (derived from the tap) or the VMM checks it */
 };
 
 /*
@@ -101,6 +112,8 @@ struct api_vm_ops {
 	int (*migrate)(void *vm, const struct api_migrate_args *args, struct api_reply *reply);
 	int (*disk_add)(void *vm, const struct api_disk_args *args, struct api_reply *reply);
 	int (*disk_remove)(void *vm, const char *id, struct api_reply *reply);
+	int (*net_add)(void *vm, const struct api_net_args *args, struct api_reply *reply);
+	int (*net_remove)(void *vm, const char *id, struct api_reply *reply);
 	/* PUT /v1/vm/config: the whole machine before boot (a JSON object whose schema the
 	 * VMM checks: -EINVAL and one line when bad); -EBUSY once the VM started. */
 	int (*configure)(void *vm, const json_t *config, struct api_reply *reply);
@@ -121,6 +134,8 @@ enum api_cmd_kind {
 	API_CMD_MIGRATE,
 	API_CMD_DISK_ADD,
 	API_CMD_DISK_REMOVE,
+	API_CMD_NET_ADD,
+	API_CMD_NET_REMOVE,
 	API_CMD_CONFIGURE,
 	API_CMD_START,
 };
@@ -131,6 +146,7 @@ struct api_cmd {
 		struct api_snapshot_args snapshot;
 		struct api_migrate_args migrate;
 		struct api_disk_args disk; /* DISK_REMOVE uses only disk.id */
+		struct api_net_args net;   /* NET_REMOVE uses only net.id */
 		json_t *config;            /* CONFIGURE: the body, owned (api_cmd_free) */
 		struct api_start_args start;
 	} u;
@@ -249,7 +265,9 @@ int api_server_release(struct api_server *s);
  *   --api-socket PATH [--timeout S] COMMAND [OPTIONS]
  * COMMAND: info | pause | resume | shutdown | reset | snapshot --to DIR |
  *          migrate --to tcp:HOST:PORT|unix:PATH [--downtime-ms N] |
- *          disk-add --id ID --path FILE [--readonly] | disk-remove --id ID |
+ *          disk-add --id ID --path FILE [--format FMT] [--readonly] |
+ *          disk-remove --id ID | net-add --id ID --tap IFNAME [--mac MAC] |
+ *          net-remove --id ID |
  *          config --file FILE|- | start
  * Prints the JSON result on stdout; returns 0 on a 2xx answer, 1 otherwise with one
  * line on stderr.

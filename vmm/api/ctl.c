@@ -346,8 +346,13 @@ static void usage(FILE *f)
 		   "  snapshot --to DIR                     save the VM to a directory\n"
 		   "  migrate --to tcp:HOST:PORT|unix:PATH [--downtime-ms N]\n"
 		   "                                        live-migrate the VM\n"
-		   "  disk-add --id ID --path FILE [--readonly]\n"
-		   "  disk-remove --id ID                   hot-plug or unplug a disk\n"
+		   "  disk-add --id ID --path FILE [--format FMT] [--readonly]\n"
+		   "                                        hot-plug a disk (a raw image that\n"
+		   "                                        is written needs --format raw)\n"
+		   "  disk-remove --id ID                   ask the guest to eject a disk; it is\n"
+		   "                                        gone from info once the guest did\n"
+		   "  net-add --id ID --tap IFNAME [--mac MAC]\n"
+		   "  net-remove --id ID                    the same for a NIC on a tap\n"
 		   "  config --file FILE|-                  before boot: the machine's config (JSON,\n"
 		   "                                        docs/api.yaml), from FILE or stdin\n"
 		   "  start [--from DIR [--paused] | --listen tcp:HOST:PORT|unix:PATH]\n"
@@ -386,10 +391,13 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		{"id", required_argument, NULL, 'i'}, {"path", required_argument, NULL, 'p'},
 		{"readonly", no_argument, NULL, 'r'}, {"file", required_argument, NULL, 'f'},
 		{"from", required_argument, NULL, 'F'}, {"paused", no_argument, NULL, 'P'},
-		{"listen", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0},
+		{"listen", required_argument, NULL, 'l'}, {"format", required_argument, NULL, 'o'},
+		{"tap", required_argument, NULL, 'T'}, {"mac", required_argument, NULL, 'M'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *cmd = argv[0], *to = NULL, *id = NULL, *path = NULL, *downtime = NULL;
-	const char *file = NULL, *from = NULL, *listen = NULL;
+	const char *file = NULL, *from = NULL, *listen = NULL, *format = NULL, *tap = NULL;
+	const char *mac = NULL;
 	char abs[API_PATH_MAX + 8];
 	bool readonly = false, paused = false;
 	uint64_t dt = 0;
@@ -426,6 +434,15 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		case 'l':
 			listen = optarg;
 			break;
+		case 'o':
+			format = optarg;
+			break;
+		case 'T':
+			tap = optarg;
+			break;
+		case 'M':
+			mac = optarg;
+			break;
 		case ':':
 			log_error("ctl %s: option '%s' needs a value", cmd, argv[optind - 1]);
 			return -EINVAL;
@@ -452,7 +469,7 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 	REFUSE_OPT((from || listen || paused) && strcmp(cmd, "start"),
 		   "--from, --paused and --listen are start's options");
 	if (!strcmp(cmd, "start") && (from || listen || paused)) {
-		REFUSE_OPT(to || id || path || downtime || readonly || file,
+		REFUSE_OPT(to || id || path || downtime || readonly || file || format || tap || mac,
 			   "takes only --from with --paused, or --listen");
 		REFUSE_OPT(from && listen, "--from (a restore) and --listen (a migration's "
 					   "destination) exclude each other");
@@ -474,7 +491,8 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 		json_error_t jerr;
 
 		REFUSE_OPT(!file, "--file FILE (or - for stdin) is required");
-		REFUSE_OPT(to || id || path || downtime || readonly, "takes only --file");
+		REFUSE_OPT(to || id || path || downtime || readonly || format || tap || mac,
+			   "takes only --file");
 		call->method = "PUT";
 		snprintf(call->path, sizeof(call->path), "/v1/vm/config");
 		call->body = strcmp(file, "-") ? json_load_file(file, JSON_REJECT_DUPLICATES, &jerr)
@@ -487,7 +505,8 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 	}
 	if (!strcmp(cmd, "info") || !strcmp(cmd, "pause") || !strcmp(cmd, "resume") ||
 	    !strcmp(cmd, "shutdown") || !strcmp(cmd, "reset") || !strcmp(cmd, "start")) {
-		REFUSE_OPT(to || id || path || downtime || readonly || file, "takes no options");
+		REFUSE_OPT(to || id || path || downtime || readonly || file || format || tap || mac,
+			   "takes no options");
 		if (!strcmp(cmd, "info")) {
 			call->method = "GET";
 			snprintf(call->path, sizeof(call->path), "/v1/vm");
@@ -498,13 +517,15 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 	}
 	if (!strcmp(cmd, "snapshot")) {
 		REFUSE_OPT(!to, "--to DIR is required");
-		REFUSE_OPT(id || path || downtime || readonly || file, "takes only --to");
+		REFUSE_OPT(id || path || downtime || readonly || file || format || tap || mac,
+			   "takes only --to");
 		REFUSE_OPT(absolute(to, abs, API_PATH_MAX), "--to: path too long");
 		snprintf(call->path, sizeof(call->path), "/v1/vm/snapshot");
 		call->body = json_pack("{s:s}", "to", abs);
 	} else if (!strcmp(cmd, "migrate")) {
 		REFUSE_OPT(!to, "--to tcp:HOST:PORT or --to unix:PATH is required");
-		REFUSE_OPT(id || path || readonly || file, "takes only --to and --downtime-ms");
+		REFUSE_OPT(id || path || readonly || file || format || tap || mac,
+			   "takes only --to and --downtime-ms");
 		REFUSE_OPT(downtime && parse_uint(downtime, 1, API_DOWNTIME_MAX_MS, &dt),
 			   "--downtime-ms must be 1..60000");
 		if (!strncmp(to, "tcp:", 4)) {
@@ -531,15 +552,30 @@ static int parse_command(int argc, char **argv, struct ctl_call *call)
 
 		REFUSE_OPT(!id, "--id ID is required");
 		REFUSE_OPT(!api_disk_id_valid(id), "--id: 1..31 characters of [A-Za-z0-9_-]");
-		REFUSE_OPT(to || downtime || file, "takes only --id, --path and --readonly");
+		REFUSE_OPT(to || downtime || file || tap || mac,
+			   "takes only --id, --path, --format and --readonly");
 		REFUSE_OPT(add && !path, "--path FILE is required");
-		REFUSE_OPT(!add && (path || readonly), "takes only --id");
+		REFUSE_OPT(!add && (path || readonly || format), "takes only --id");
 		snprintf(call->path, sizeof(call->path), "/v1/vm/disks/%s", id);
 		call->method = add ? "PUT" : "DELETE";
 		if (add) {
 			REFUSE_OPT(absolute(path, abs, API_PATH_MAX), "--path: path too long");
-			call->body = json_pack("{s:s, s:b}", "path", abs, "readonly", readonly);
+			call->body = json_pack("{s:s, s:b, s:s*}", "path", abs, "readonly", readonly,
+					       "format", format);
 		}
+	} else if (!strcmp(cmd, "net-add") || !strcmp(cmd, "net-remove")) {
+		bool add = !strcmp(cmd, "net-add");
+
+		REFUSE_OPT(!id, "--id ID is required");
+		REFUSE_OPT(!api_disk_id_valid(id), "--id: 1..31 characters of [A-Za-z0-9_-]");
+		REFUSE_OPT(to || downtime || file || path || readonly || format,
+			   "takes only --id, --tap and --mac");
+		REFUSE_OPT(add && !tap, "--tap IFNAME is required");
+		REFUSE_OPT(!add && (tap || mac), "takes only --id");
+		snprintf(call->path, sizeof(call->path), "/v1/vm/nets/%s", id);
+		call->method = add ? "PUT" : "DELETE";
+		if (add)
+			call->body = json_pack("{s:s, s:s*}", "tap", tap, "mac", mac);
 	} else {
 		log_error("ctl: unknown command '%s' (see plinth ctl --help)", cmd);
 		return -EINVAL;

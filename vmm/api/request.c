@@ -239,7 +239,8 @@ int api_resolve_migrate_uri(const char *uri, char *out, size_t outlen, char *err
 static const char *const no_fields[] = {NULL};
 static const char *const snapshot_fields[] = {"to", NULL};
 static const char *const migrate_fields[] = {"to", "downtime_ms", NULL};
-static const char *const disk_fields[] = {"path", "readonly", NULL};
+static const char *const disk_fields[] = {"path", "readonly", "format", NULL};
+static const char *const net_fields[] = {"tap", "mac", NULL};
 static const char *const start_fields[] = {"from", "paused", "listen", NULL};
 
 static int parse_snapshot(json_t *obj, struct api_snapshot_args *a, struct api_request_error *err)
@@ -328,7 +329,20 @@ static int parse_disk(json_t *obj, struct api_disk_args *a, struct api_request_e
 	if (ro && !json_is_boolean(ro))
 		return reqfail(err, 400, "field 'readonly' must be true or false");
 	a->readonly = ro && json_is_true(ro);
+	if (json_object_get(obj, "format"))
+		return get_string(obj, "format", a->format, sizeof(a->format), err);
 	return 0;
+}
+
+static int parse_net(json_t *obj, struct api_net_args *a, struct api_request_error *err)
+{
+	int ret = check_fields(obj, net_fields, err);
+
+	if (!ret)
+		ret = get_string(obj, "tap", a->tap, sizeof(a->tap), err);
+	if (!ret && json_object_get(obj, "mac"))
+		ret = get_string(obj, "mac", a->mac, sizeof(a->mac), err);
+	return ret;
 }
 
 /* --- Routing ------------------------------------------------------------------------- */
@@ -383,7 +397,48 @@ void api_cmd_free(struct api_cmd *cmd)
 	cmd->u.config = NULL;
 }
 
-#define DISKS_PREFIX "/v1/vm/disks/"
+/* The hot-pluggable devices: PUT {prefix}{id} adds one, DELETE removes it. */
+static const struct dev_route {
+	const char *prefix, *what;
+	enum api_cmd_kind add, remove;
+} dev_routes[] = {
+	{"/v1/vm/disks/", "disk", API_CMD_DISK_ADD, API_CMD_DISK_REMOVE},
+	{"/v1/vm/nets/", "NIC", API_CMD_NET_ADD, API_CMD_NET_REMOVE},
+};
+
+static int parse_dev_route(const struct dev_route *r, const char *method, const char *id,
+			   const char *body, size_t body_len, struct api_cmd *cmd,
+			   struct api_request_error *err)
+{
+	bool disk = r->add == API_CMD_DISK_ADD;
+	json_t *obj = NULL;
+	int ret;
+
+	if (!api_disk_id_valid(id))
+		return reqfail(err, 404, "no such path: a %s id is 1..31 characters of "
+			       "[A-Za-z0-9_-]", r->what);
+	snprintf(disk ? cmd->u.disk.id : cmd->u.net.id, API_DISK_ID_MAX, "%s", id);
+	if (!strcmp(method, "PUT")) {
+		cmd->kind = r->add;
+		ret = load_body(body, body_len, true, &obj, err);
+		if (!ret)
+			ret = disk ? parse_disk(obj, &cmd->u.disk, err) :
+				     parse_net(obj, &cmd->u.net, err);
+		json_decref(obj);
+		return ret;
+	}
+	if (!strcmp(method, "DELETE")) {
+		cmd->kind = r->remove;
+		ret = load_body(body, body_len, false, &obj, err);
+		if (!ret && obj)
+			ret = check_fields(obj, no_fields, err);
+		json_decref(obj);
+		return ret;
+	}
+	err->allow = "PUT, DELETE";
+	return reqfail(err, 405, "method %.16s not allowed on %s{id} (use PUT or DELETE)",
+		       method, r->prefix);
+}
 
 int api_parse_request(const char *method, const char *path, const char *body, size_t body_len,
 		      struct api_cmd *cmd, struct api_request_error *err)
@@ -399,33 +454,12 @@ int api_parse_request(const char *method, const char *path, const char *body, si
 	if (body_len > API_BODY_MAX)
 		return reqfail(err, 413, "request body larger than %u bytes", API_BODY_MAX);
 
-	if (!strncmp(path, DISKS_PREFIX, strlen(DISKS_PREFIX))) {
-		const char *id = path + strlen(DISKS_PREFIX);
+	for (i = 0; i < ARRAY_SIZE(dev_routes); i++) {
+		const struct dev_route *r = &dev_routes[i];
 
-		if (!api_disk_id_valid(id))
-			return reqfail(err, 404,
-				       "no such path: a disk id is 1..31 characters of "
-				       "[A-Za-z0-9_-]");
-		snprintf(cmd->u.disk.id, sizeof(cmd->u.disk.id), "%s", id);
-		if (!strcmp(method, "PUT")) {
-			cmd->kind = API_CMD_DISK_ADD;
-			ret = load_body(body, body_len, true, &obj, err);
-			if (!ret)
-				ret = parse_disk(obj, &cmd->u.disk, err);
-			json_decref(obj);
-			return ret;
-		}
-		if (!strcmp(method, "DELETE")) {
-			cmd->kind = API_CMD_DISK_REMOVE;
-			ret = load_body(body, body_len, false, &obj, err);
-			if (!ret && obj)
-				ret = check_fields(obj, no_fields, err);
-			json_decref(obj);
-			return ret;
-		}
-		err->allow = "PUT, DELETE";
-		return reqfail(err, 405, "method %.16s not allowed on %s (use PUT or DELETE)",
-			       method, DISKS_PREFIX "{id}");
+		if (!strncmp(path, r->prefix, strlen(r->prefix)))
+			return parse_dev_route(r, method, path + strlen(r->prefix), body, body_len,
+					       cmd, err);
 	}
 
 	for (i = 0; i < ARRAY_SIZE(routes); i++) {
@@ -513,6 +547,8 @@ static const char *cmd_name(enum api_cmd_kind kind)
 		[API_CMD_MIGRATE] = "migrate",
 		[API_CMD_DISK_ADD] = "disk add",
 		[API_CMD_DISK_REMOVE] = "disk remove",
+		[API_CMD_NET_ADD] = "NIC add",
+		[API_CMD_NET_REMOVE] = "NIC remove",
 		[API_CMD_CONFIGURE] = "config",
 		[API_CMD_START] = "start",
 	};
@@ -552,6 +588,10 @@ static int call_op(const struct api_vm_ops *ops, void *vm, const struct api_cmd 
 		CALL(disk_add, &cmd->u.disk, reply);
 	case API_CMD_DISK_REMOVE:
 		CALL(disk_remove, cmd->u.disk.id, reply);
+	case API_CMD_NET_ADD:
+		CALL(net_add, &cmd->u.net, reply);
+	case API_CMD_NET_REMOVE:
+		CALL(net_remove, cmd->u.net.id, reply);
 	case API_CMD_CONFIGURE:
 		CALL(configure, cmd->u.config, reply);
 	case API_CMD_START:

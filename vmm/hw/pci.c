@@ -467,6 +467,30 @@ out_unlock:
 	return ret;
 }
 
+void pci_bus_remove(struct pci_bus *pb, struct pci_device *d)
+{
+	int i;
+
+	pthread_mutex_lock(&pb->lock);
+	if (d->slot >= PCI_MAX_DEVICES || pb->dev[d->slot] != d) {
+		pthread_mutex_unlock(&pb->lock);
+		return;
+	}
+	for (i = 0; i < PCI_NUM_BARS; i++) {
+		enum pci_bar_kind kind = d->bar_kind[i];
+
+		if (kind == PCI_BAR_NONE || !d->bar_addr[i])
+			continue;
+		bus_unregister(kind == PCI_BAR_IO ? pb->pio : pb->mmio, d->bar_addr[i],
+			       &pb->bar_ref[d->slot][i]);
+		d->bar_addr[i] = 0;
+	}
+	pb->dev[d->slot] = NULL;
+	res_pci_slot_free(pb->res, d->slot);
+	/* d->bus stays: the device's teardown still reaches the host's services through it. */
+	pthread_mutex_unlock(&pb->lock);
+}
+
 void pci_bus_set_reset_handler(struct pci_bus *pb, void (*cb)(void *opaque, uint8_t val),
 			       void *opaque)
 {

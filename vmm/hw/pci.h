@@ -86,6 +86,13 @@ int pci_bus_add(struct pci_bus *bus, struct pci_device *dev);
  * configured device's slot this way around its constructor.
  */
 void pci_bus_pin_next(struct pci_bus *bus, int slot);
+/*
+ * Take a device off bus 0 (hot-unplug): its BARs stop decoding and its slot is free
+ * again. The window space its BARs had is not reused (the registry's allocator only
+ * grows). The caller makes sure no vCPU is inside the device (vm_pause) and frees it;
+ * dev->bus stays set until then, for pci_host_ops() in the device's teardown.
+ */
+void pci_bus_remove(struct pci_bus *bus, struct pci_device *dev);
 
 /* Little-endian config space helpers for building headers and capabilities. */
 static inline void pci_cfg_set8(struct pci_device *d, uint32_t off, uint8_t v)

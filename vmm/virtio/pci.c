@@ -915,8 +915,13 @@ void virtio_pci_free(struct virtio_pci *vp)
 	if (!vp)
 		return;
 	pthread_mutex_lock(&vp->cfg_lock);
-	virtio_dev_fini(vp->vdev);
+	/*
+	 * The doorbells first, while their eventfds are open: KVM matches an ioeventfd by
+	 * its fd, and one left behind would take the kicks of the next device the guest
+	 * places at that address (a hot-plugged one in a freed slot's BAR range).
+	 */
 	move_doorbells(vp, 0);
+	virtio_dev_fini(vp->vdev);
 	pthread_mutex_lock(&vp->lock);
 	del_routes(vp);
 	pthread_mutex_unlock(&vp->lock);

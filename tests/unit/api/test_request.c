@@ -304,8 +304,23 @@ static void test_disk_args(void **unused)
 	assert_string_equal(cmd.u.disk.id, "data_1-b");
 	assert_string_equal(cmd.u.disk.path, "/img/d.qcow2");
 	assert_true(cmd.u.disk.readonly);
+	assert_string_equal(cmd.u.disk.format, "");
 	assert_int_equal(parse("PUT", "/v1/vm/disks/x", "{\"path\":\"/d\"}", &cmd, &err), 0);
 	assert_false(cmd.u.disk.readonly);
+	/* The format's name is the VMM's to check (its disk class); only its shape here. */
+	assert_int_equal(parse("PUT", "/v1/vm/disks/x", "{\"path\":\"/d\",\"format\":\"raw\"}",
+			       &cmd, &err),
+			 0);
+	assert_string_equal(cmd.u.disk.format, "raw");
+	assert_int_equal(parse("PUT", "/v1/vm/disks/x", "{\"path\":\"/d\",\"format\":1}", &cmd,
+			       &err),
+			 400);
+	assert_int_equal(parse("PUT", "/v1/vm/disks/x", "{\"path\":\"/d\",\"format\":\"\"}", &cmd,
+			       &err),
+			 400);
+	assert_int_equal(parse("PUT", "/v1/vm/disks/x",
+			       "{\"path\":\"/d\",\"format\":\"0123456789abcdef\"}", &cmd, &err),
+			 400);
 	assert_int_equal(parse("DELETE", "/v1/vm/disks/x", NULL, &cmd, &err), 0);
 	assert_string_equal(cmd.u.disk.id, "x");
 
@@ -323,6 +338,41 @@ static void test_disk_args(void **unused)
 			       "{\"path\":\"/d\"}", &cmd, &err),
 			 404);
 	assert_int_equal(parse("GET", "/v1/vm/disks/x", NULL, &cmd, &err), 405);
+	assert_string_equal(err.allow, "PUT, DELETE");
+}
+
+static void test_net_args(void **unused)
+{
+	struct api_request_error err;
+	struct api_cmd cmd;
+
+	(void)unused;
+	assert_int_equal(parse("PUT", "/v1/vm/nets/lan",
+			       "{\"tap\":\"tap0\",\"mac\":\"52:54:00:12:34:56\"}", &cmd, &err),
+			 0);
+	assert_int_equal(cmd.kind, API_CMD_NET_ADD);
+	assert_string_equal(cmd.u.net.id, "lan");
+	assert_string_equal(cmd.u.net.tap, "tap0");
+	assert_string_equal(cmd.u.net.mac, "52:54:00:12:34:56");
+	assert_int_equal(parse("PUT", "/v1/vm/nets/lan", "{\"tap\":\"tap0\"}", &cmd, &err), 0);
+	assert_string_equal(cmd.u.net.mac, "");
+	assert_int_equal(parse("DELETE", "/v1/vm/nets/lan", NULL, &cmd, &err), 0);
+	assert_int_equal(cmd.kind, API_CMD_NET_REMOVE);
+	assert_string_equal(cmd.u.net.id, "lan");
+
+	assert_int_equal(parse("PUT", "/v1/vm/nets/lan", "{}", &cmd, &err), 400);
+	assert_int_equal(parse("PUT", "/v1/vm/nets/lan", "{\"tap\":\"tap0\",\"path\":\"/d\"}",
+			       &cmd, &err),
+			 400);
+	assert_int_equal(parse("PUT", "/v1/vm/nets/lan", "{\"tap\":\"0123456789abcdef\"}", &cmd,
+			       &err),
+			 400);
+	assert_int_equal(parse("PUT", "/v1/vm/nets/lan",
+			       "{\"tap\":\"t\",\"mac\":\"52:54:00:12:34:56:00\"}", &cmd, &err),
+			 400);
+	assert_int_equal(parse("PUT", "/v1/vm/nets/a.b", "{\"tap\":\"t\"}", &cmd, &err), 404);
+	assert_non_null(strstr(err.msg, "NIC id"));
+	assert_int_equal(parse("POST", "/v1/vm/nets/lan", NULL, &cmd, &err), 405);
 	assert_string_equal(err.allow, "PUT, DELETE");
 }
 
@@ -589,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_start_args),
 		cmocka_unit_test(test_long_path),      cmocka_unit_test(test_migrate_args),
 		cmocka_unit_test(test_migrate_uri),    cmocka_unit_test(test_disk_args),
+		cmocka_unit_test(test_net_args),
 		cmocka_unit_test(test_migrate_resolve),
 		cmocka_unit_test(test_malformed),      cmocka_unit_test(test_body_limits),
 		cmocka_unit_test(test_status_mapping), cmocka_unit_test(test_dispatch),

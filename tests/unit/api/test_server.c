@@ -445,7 +445,7 @@ static void test_usage_errors(void **state)
 {
 	struct fixture *f = *state;
 	char out[4096], err[1024];
-	static const char *const cases[][6] = {
+	static const char *const cases[][8] = {
 		{"info", "--to", "/x", NULL},
 		{"snapshot", NULL},
 		{"snapshot", "--to", "/x", "extra", NULL},
@@ -455,6 +455,11 @@ static void test_usage_errors(void **state)
 		{"disk-add", "--id", "a/b", "--path", "/x", NULL},
 		{"disk-add", "--id", "a", NULL},
 		{"disk-remove", "--id", "a", "--readonly", NULL},
+		{"disk-add", "--id", "a", "--path", "/x", "--tap", "t", NULL},
+		{"net-add", "--id", "a", NULL},
+		{"net-add", "--id", "a", "--tap", "t", "--path", "/x", NULL},
+		{"net-remove", "--id", "a", "--mac", "52:54:00:12:34:56", NULL},
+		{"info", "--format", "raw", NULL},
 		{"frobnicate", NULL},
 		{"pause", "--bogus", NULL},
 	};
@@ -463,7 +468,8 @@ static void test_usage_errors(void **state)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int ret =
 			ctl(out, sizeof(out), err, sizeof(err), "--api-socket", f->sock,
-			    cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], NULL);
+			    cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4],
+			    cases[i][5], cases[i][6], NULL);
 
 		if (ret != 1)
 			fail_msg("case %zu (%s): exit %d", i, cases[i][0], ret);

@@ -354,6 +354,164 @@ static void test_aml_buffer(void **state)
 	aml_free(&a);
 }
 
+/* The statements the hot-plug methods use, byte for byte (ACPI 6.4, 20.2). */
+static void test_aml_statements(void **state)
+{
+	static const uint8_t region[] = {0x5b, 0x80, 'P', 'C', 'S', 'T', 0x01,
+					 0x0b, 0x00, 0xae, 0x0a, 0x0c};
+	static const uint8_t field[] = {0x5b, 0x81, 0x15, 'P', 'C', 'S', 'T', 0x43,
+					'P',  'C',  'I',  'U', 0x20, 'P', 'C', 'I',
+					'D',  0x20, 'B',  '0', 'E',  'J', 0x20};
+	static const uint8_t method[] = {0x14, 0x0d, '_', 'E', 'J', '0', 0x01, 0x70,
+					 0x0a, 0x08, 'B', '0', 'E', 'J'};
+	static const uint8_t cond[] = {0xa0, 0x17, 0x7b, 0x60, 0x0a, 0x08, 0x00, 0x86,
+				       0x5c, 0x2f, 0x03, '_',  'S',  'B',  '_',  'P',
+				       'C',  'I',  '0',  'S',  '0',  '0',  '3',  0x01};
+	static const uint8_t wide[] = {'W', 'I', 'D', 'E', 0x40, 0x04, 'O', 'D', 'D', '_', 0x43, 0x06};
+	struct aml a;
+	size_t m;
+
+	(void)state;
+	aml_init(&a);
+	aml_opregion_io(&a, "PCST", 0xae00, 12);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(a.len, sizeof(region));
+	assert_memory_equal(a.buf, region, sizeof(region));
+	aml_free(&a);
+
+	aml_init(&a);
+	m = aml_field_begin(&a, "PCST");
+	aml_field_unit(&a, "PCIU", 32);
+	aml_field_unit(&a, "PCID", 32);
+	aml_field_unit(&a, "B0EJ", 32);
+	aml_end(&a, m);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(a.len, sizeof(field));
+	assert_memory_equal(a.buf, field, sizeof(field));
+	aml_free(&a);
+
+	aml_init(&a);
+	m = aml_method_begin(&a, "_EJ0", 1);
+	aml_store(&a);
+	aml_integer(&a, 1u << 3);
+	aml_name(&a, "B0EJ");
+	aml_end(&a, m);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(a.len, sizeof(method));
+	assert_memory_equal(a.buf, method, sizeof(method));
+	aml_free(&a);
+
+	aml_init(&a);
+	m = aml_if_begin(&a);
+	aml_and(&a);
+	aml_local(&a, 0);
+	aml_integer(&a, 1u << 3);
+	aml_no_target(&a);
+	aml_notify(&a);
+	aml_name(&a, "\\_SB_.PCI0.S003");
+	aml_integer(&a, 1);
+	aml_end(&a, m);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(a.len, sizeof(cond));
+	assert_memory_equal(a.buf, cond, sizeof(cond));
+	aml_free(&a);
+
+	/* Field widths of 64 bits and more take PkgLength's two-byte form. */
+	aml_init(&a);
+	aml_field_unit(&a, "WIDE", 64);
+	aml_field_unit(&a, "ODD_", 0x63);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(a.len, sizeof(wide));
+	assert_memory_equal(a.buf, wide, sizeof(wide));
+	aml_free(&a);
+
+	/* Locals, arguments and their limits. */
+	aml_init(&a);
+	aml_local(&a, 7);
+	aml_arg(&a, 6);
+	assert_int_equal(a.err, 0);
+	assert_memory_equal(a.buf, "\x67\x6e", 2);
+	aml_local(&a, 8);
+	assert_int_equal(a.err, -EINVAL);
+	aml_free(&a);
+	aml_init(&a);
+	aml_arg(&a, 7);
+	assert_int_equal(a.err, -EINVAL);
+	aml_free(&a);
+	aml_init(&a);
+	aml_method_begin(&a, "_EJ0", 8);
+	assert_int_equal(a.err, -EINVAL);
+	aml_free(&a);
+	aml_init(&a);
+	aml_field_unit(&a, "PCIU", 0);
+	assert_int_equal(a.err, -EINVAL);
+	aml_free(&a);
+	aml_init(&a);
+	aml_field_unit(&a, "P", 32);
+	assert_int_equal(a.err, -EINVAL);
+	aml_free(&a);
+}
+
+/* With the hot-plug ports in the registry: GPE0 in the FADT, slots and _E01 in the DSDT. */
+static void test_hotplug_tables(void **state)
+{
+	static const uint8_t region[] = {0x5b, 0x80, 'P', 'C', 'S', 'T', 0x01, 0x0b, 0x00, 0xae};
+	static const uint8_t ej0_s31[] = {0x14, 0x10, '_', 'E', 'J', '0', 0x01, 0x70,
+					  0x0c, 0x00, 0x00, 0x00, 0x80, 'B', '0', 'E', 'J'};
+	static const uint8_t adr_s31[] = {0x08, '_', 'A', 'D', 'R', 0x0c, 0x00, 0x00, 0x1f, 0x00,
+					  0x08, '_', 'S', 'U', 'N', 0x0a, 0x1f};
+	static const uint8_t eject_s31[] = {'S', '0', '1', 'F', 0x0a, 0x03};
+	uint8_t *buf = calloc(1, CAP);
+	const uint8_t *xsdt, *fadt, *p;
+	struct resources r;
+	struct aml a;
+	uint32_t len;
+	unsigned int n, devs = 0;
+	int size;
+
+	(void)state;
+	assert_non_null(buf);
+	machine(&r);
+	r.gpe0_port = PORT_GPE0;
+	r.pcihp_port = PORT_PCIHP;
+	size = acpi_build(buf, CAP, BASE, 2, &r);
+	assert_true(size > 0);
+	xsdt = table(buf, rd64(buf + 24), "XSDT");
+	fadt = table(buf, rd64(xsdt + 36), "FACP");
+	assert_int_equal(rd32(fadt + 80), PORT_GPE0);
+	assert_int_equal(fadt[92], PORT_GPE0_LEN);
+	assert_int_equal(fadt[220], 1); /* X_GPE0_BLK: I/O, 32 bits */
+	assert_int_equal(fadt[221], 32);
+	assert_int_equal(rd64(fadt + 224), PORT_GPE0);
+	assert_non_null(table(buf, rd64(fadt + 140), "DSDT"));
+	free(buf);
+
+	aml_init(&a);
+	assert_int_equal(acpi_build_dsdt_body(&a, &r), 0);
+	assert_non_null(find(&a, region, sizeof(region)));
+	assert_non_null(find(&a, ej0_s31, sizeof(ej0_s31)));
+	assert_non_null(find(&a, adr_s31, sizeof(adr_s31)));
+	assert_non_null(find(&a, eject_s31, sizeof(eject_s31)));
+	assert_null(find(&a, "S000", 4)); /* the host bridge's slot is not hot-pluggable */
+	/* 31 slot devices inside PCI0, each a Device op. */
+	for (p = a.buf; (p = memmem(p, (size_t)(a.buf + a.len - p), "\x5b\x82", 2)); p += 2) {
+		n = aml_pkglen_decode(p + 2, (size_t)(a.buf + a.len - p - 2), &len);
+		assert_true(n > 0);
+		if (p[2 + n] == 'S' && p[3 + n] == '0')
+			devs++;
+	}
+	assert_int_equal(devs, 31);
+	/* \_GPE._E01 after \_SB_, before \_S5_. */
+	p = find(&a, "\x10", 1);
+	assert_ptr_equal(p, a.buf);
+	n = aml_pkglen_decode(a.buf + 1, a.len - 1, &len);
+	assert_int_equal(a.buf[1 + len], 0x10);
+	assert_memory_equal(a.buf + 1 + len + 1 + 2, "\\_GPE", 5);
+	assert_non_null(find(&a, "\x14", 1));
+	assert_non_null(find(&a, "_E01\x00\x70\x5c\x2f\x03_SB_PCI0PCIU\x60", 22));
+	aml_free(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -361,7 +519,8 @@ int main(void)
 		cmocka_unit_test(test_tables_64),  cmocka_unit_test(test_tables_errors),
 		cmocka_unit_test(test_dsdt),	   cmocka_unit_test(test_aml_integers),
 		cmocka_unit_test(test_aml_pkglen), cmocka_unit_test(test_aml_names),
-		cmocka_unit_test(test_aml_buffer),
+		cmocka_unit_test(test_aml_buffer), cmocka_unit_test(test_aml_statements),
+		cmocka_unit_test(test_hotplug_tables),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

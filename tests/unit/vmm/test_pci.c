@@ -290,6 +290,40 @@ static void test_add_places_bars(void **state)
 	assert_true(res_overlaps(&w->res, RES_MMIO, d->bar_addr[0], 1));
 }
 
+/* Hot-unplug: the device stops decoding, its slot reads empty and can be taken again. */
+static void test_remove(void **state)
+{
+	struct world *w = *state;
+	struct pci_device *d = &w->dev.pci;
+	uint64_t bar0, bar1, bar2;
+	uint8_t buf[4];
+
+	pci_bus_pin_next(w->pb, 5);
+	assert_int_equal(pci_bus_add(w->pb, d), 0);
+	pci_bus_pin_next(w->pb, -1);
+	bar0 = d->bar_addr[0];
+	bar1 = d->bar_addr[1];
+	bar2 = d->bar_addr[2];
+	pci_bus_remove(w->pb, d);
+	assert_ptr_equal(d->bus, w->pb); /* the teardown's host services */
+	assert_int_equal(d->bar_addr[0], 0);
+	assert_false(bus_access(&w->mmio, bar0, buf, 4, false));
+	assert_false(bus_access(&w->pio, bar1, buf, 2, false));
+	assert_false(bus_access(&w->mmio, bar2, buf, 4, false));
+	assert_int_equal(cf8_read(w, 5, 0x00, 4), 0xffffffffu);
+	assert_int_equal(ecam_read(w, 5, 0x00, 4), 0xffffffffu);
+	/* A second removal, and one of a device not on the bus, change nothing. */
+	pci_bus_remove(w->pb, d);
+	/* The slot is free: pinned there again, the device gets new BARs (the window only grows). */
+	pci_bus_pin_next(w->pb, 5);
+	assert_int_equal(pci_bus_add(w->pb, d), 0);
+	pci_bus_pin_next(w->pb, -1);
+	assert_int_equal(d->slot, 5);
+	assert_int_equal(cf8_read(w, 5, 0x00, 2), 0x1af4);
+	assert_true(d->bar_addr[0] && d->bar_addr[0] != bar0);
+	assert_true(bus_access(&w->mmio, d->bar_addr[0], buf, 4, false));
+}
+
 static void test_bar_sizing(void **state)
 {
 	struct world *w = *state;
@@ -479,6 +513,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_host_bridge_and_empty_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_places_bars, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_sizing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_command_and_moves, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_errors, setup, teardown),

@@ -2,6 +2,7 @@
 #include "acpi.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "aml.h"
@@ -80,6 +81,88 @@ static void gas_io(uint8_t *p, uint8_t bits, uint8_t access, uint64_t port)
 	put64(p + 4, port);
 }
 
+/*
+ * ACPI PCI hot-plug of bus 0 (vmm/hw/pcihp.h has the protocol): inside PCI0, the
+ * controller's registers as fields and one Device per slot 1..31 with _ADR, _SUN
+ * and an _EJ0 that writes the slot's bit to B0EJ; in \_GPE, _E01 notifies each
+ * slot PCIU reports with 1 (device check) and each PCID reports with 3 (eject
+ * request). Every slot is described, those of the configured devices too: any of
+ * them may be removed, and Linux's acpiphp manages exactly the slots it finds here
+ * with an _EJ0.
+ */
+static void slot_name(char name[5], unsigned int slot)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	name[0] = 'S';
+	name[1] = '0' + (char)(slot / 100 % 10);
+	name[2] = hex[slot / 16 % 16];
+	name[3] = hex[slot % 16];
+	name[4] = 0;
+}
+
+static void dsdt_pci_slots(struct aml *a, const struct resources *r)
+{
+	char name[5];
+	size_t dev, m;
+	unsigned int s;
+
+	aml_opregion_io(a, "PCST", r->pcihp_port, PORT_PCIHP_LEN);
+	m = aml_field_begin(a, "PCST");
+	aml_field_unit(a, "PCIU", 32);
+	aml_field_unit(a, "PCID", 32);
+	aml_field_unit(a, "B0EJ", 32);
+	aml_end(a, m);
+	for (s = 1; s < 32; s++) {
+		slot_name(name, s);
+		dev = aml_device_begin(a, name);
+		aml_name_decl(a, "_ADR");
+		aml_integer(a, (uint64_t)s << 16);
+		aml_name_decl(a, "_SUN");
+		aml_integer(a, s);
+		m = aml_method_begin(a, "_EJ0", 1);
+		aml_store(a);
+		aml_integer(a, 1u << s);
+		aml_name(a, "B0EJ");
+		aml_end(a, m);
+		aml_end(a, dev);
+	}
+}
+
+/* \_GPE._E01: the hot-plug event (Local0: inserted slots, Local1: to be ejected). */
+static void dsdt_pci_gpe(struct aml *a)
+{
+	char path[32];
+	size_t sc, m, cond;
+	unsigned int s, l;
+
+	sc = aml_scope_begin(a, "\\_GPE");
+	m = aml_method_begin(a, "_E01", 0);
+	aml_store(a);
+	aml_name(a, "\\_SB_.PCI0.PCIU");
+	aml_local(a, 0);
+	aml_store(a);
+	aml_name(a, "\\_SB_.PCI0.PCID");
+	aml_local(a, 1);
+	for (s = 1; s < 32; s++) {
+		snprintf(path, sizeof(path), "\\_SB_.PCI0.");
+		slot_name(path + strlen(path), s);
+		for (l = 0; l < 2; l++) {
+			cond = aml_if_begin(a);
+			aml_and(a);
+			aml_local(a, l);
+			aml_integer(a, 1u << s);
+			aml_no_target(a);
+			aml_notify(a);
+			aml_name(a, path);
+			aml_integer(a, l ? 3 : 1);
+			aml_end(a, cond);
+		}
+	}
+	aml_end(a, m);
+	aml_end(a, sc);
+}
+
 int acpi_build_dsdt_body(struct aml *a, const struct resources *r)
 {
 	size_t sb, dev, buf, pkg;
@@ -111,6 +194,8 @@ int acpi_build_dsdt_body(struct aml *a, const struct resources *r)
 				  (uint32_t)(r->pci_mmio.base + r->pci_mmio.len - 1));
 	aml_res_end(a);
 	aml_buffer_end(a, buf);
+	if (r->pcihp_port)
+		dsdt_pci_slots(a, r);
 	aml_end(a, dev);
 
 	/* Fixed ISA devices (the serial port). */
@@ -150,6 +235,8 @@ int acpi_build_dsdt_body(struct aml *a, const struct resources *r)
 	aml_buffer_end(a, buf);
 	aml_end(a, dev);
 	aml_end(a, sb);
+	if (r->pcihp_port)
+		dsdt_pci_gpe(a);
 
 	/* Soft-off: SLP_TYPa, SLP_TYPb, reserved, reserved. */
 	aml_name_decl(a, "\\_S5_");
@@ -216,6 +303,11 @@ int acpi_build(uint8_t *buf, size_t cap, uint64_t base, unsigned int ncpus,
 	put16(t + 46, IRQ_SCI);
 	put32(t + 56, PORT_PM1A_EVT);
 	put32(t + 64, PORT_PM1A_CNT);
+	if (r->gpe0_port) {
+		put32(t + 80, r->gpe0_port);
+		t[92] = PORT_GPE0_LEN;
+		gas_io(t + 220, PORT_GPE0_LEN * 8, 1, r->gpe0_port);
+	}
 	t[88] = PORT_PM1A_EVT_LEN;
 	t[89] = PORT_PM1A_CNT_LEN;
 	put16(t + 96, 0x0fff); /* C2 latency > 100: no C2 */

@@ -19,6 +19,19 @@
 #define AML_PACKAGE    0x12
 #define AML_EXT	       0x5b
 #define AML_DEVICE     0x82
+#define AML_METHOD     0x14
+#define AML_LOCAL0     0x60
+#define AML_ARG0       0x68
+#define AML_STORE      0x70
+#define AML_AND	       0x7b
+#define AML_NOTIFY     0x86
+#define AML_IF	       0xa0
+#define AML_OPREGION   0x80 /* after AML_EXT */
+#define AML_FIELD      0x81 /* after AML_EXT */
+#define AML_NULL_NAME  0x00
+#define AML_SYSTEM_IO  0x01
+/* FieldFlags: DWordAcc (3), NoLock (0), WriteAsZeros (2 << 5). */
+#define AML_FIELD_DWORD_ZEROS 0x43
 #define AML_ROOT       0x5c
 #define AML_DUAL_NAME  0x2e
 #define AML_MULTI_NAME 0x2f
@@ -211,15 +224,21 @@ size_t aml_scope_begin(struct aml *a, const char *path)
 	return mark;
 }
 
-size_t aml_device_begin(struct aml *a, const char *path)
+/* An extended-opcode object with a PkgLength and a name (Device, Field). */
+static size_t aml_ext_named_begin(struct aml *a, uint8_t op, const char *path)
 {
 	size_t mark;
 
 	aml_byte(a, AML_EXT);
-	aml_byte(a, AML_DEVICE);
+	aml_byte(a, op);
 	mark = a->len;
 	aml_name(a, path);
 	return mark;
+}
+
+size_t aml_device_begin(struct aml *a, const char *path)
+{
+	return aml_ext_named_begin(a, AML_DEVICE, path);
 }
 
 size_t aml_package_begin(struct aml *a, uint8_t nr_elements)
@@ -304,6 +323,94 @@ unsigned int aml_pkglen_decode(const uint8_t *p, size_t n, uint32_t *len)
 		v |= (uint32_t)p[i] << (4 + 8 * (i - 1));
 	*len = v;
 	return follow + 1;
+}
+
+size_t aml_method_begin(struct aml *a, const char *path, unsigned int nargs)
+{
+	size_t mark;
+
+	aml_byte(a, AML_METHOD);
+	mark = a->len;
+	aml_name(a, path);
+	if (nargs > 7)
+		a->err = a->err ? a->err : -EINVAL;
+	aml_byte(a, (uint8_t)(nargs & 7)); /* MethodFlags: not serialized, sync level 0 */
+	return mark;
+}
+
+size_t aml_if_begin(struct aml *a)
+{
+	aml_byte(a, AML_IF);
+	return a->len;
+}
+
+void aml_store(struct aml *a)
+{
+	aml_byte(a, AML_STORE);
+}
+
+void aml_and(struct aml *a)
+{
+	aml_byte(a, AML_AND);
+}
+
+void aml_no_target(struct aml *a)
+{
+	aml_byte(a, AML_NULL_NAME);
+}
+
+void aml_notify(struct aml *a)
+{
+	aml_byte(a, AML_NOTIFY);
+}
+
+void aml_local(struct aml *a, unsigned int n)
+{
+	if (n > 7)
+		a->err = a->err ? a->err : -EINVAL;
+	aml_byte(a, (uint8_t)(AML_LOCAL0 + (n & 7)));
+}
+
+void aml_arg(struct aml *a, unsigned int n)
+{
+	if (n > 6)
+		a->err = a->err ? a->err : -EINVAL;
+	aml_byte(a, (uint8_t)(AML_ARG0 + (n > 6 ? 0 : n)));
+}
+
+void aml_opregion_io(struct aml *a, const char *name, uint16_t base, uint16_t len)
+{
+	aml_byte(a, AML_EXT);
+	aml_byte(a, AML_OPREGION);
+	aml_name(a, name);
+	aml_byte(a, AML_SYSTEM_IO);
+	aml_integer(a, base);
+	aml_integer(a, len);
+}
+
+size_t aml_field_begin(struct aml *a, const char *region)
+{
+	size_t mark = aml_ext_named_begin(a, AML_FIELD, region);
+
+	aml_byte(a, AML_FIELD_DWORD_ZEROS);
+	return mark;
+}
+
+void aml_field_unit(struct aml *a, const char *name, uint32_t bits)
+{
+	/* NamedField: a bare NameSeg, then the width in PkgLength's encoding (not counting
+	 * its own bytes); units here are registers, under 4096 bits. */
+	if (strlen(name) != 4 || !valid_seg(name) || !bits || bits >= 4096) {
+		a->err = a->err ? a->err : -EINVAL;
+		return;
+	}
+	aml_bytes(a, name, 4);
+	if (bits < 0x40) {
+		aml_byte(a, (uint8_t)bits);
+	} else {
+		aml_byte(a, (uint8_t)(0x40 | (bits & 0xf)));
+		aml_byte(a, (uint8_t)(bits >> 4));
+	}
 }
 
 void aml_res_io(struct aml *a, uint16_t min, uint16_t max, uint8_t align, uint8_t len)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A small AML (ACPI Machine Language) encoder: just what the DSDT needs (scopes,
- * devices, named integers/strings/packages and resource templates). Objects that
+ * devices, named integers/strings/packages, resource templates, and for PCI
+ * hot-plug an I/O operation region with its fields and the few statements of the
+ * slot methods: Method, If, Store, And, Notify, locals and arguments). Objects that
  * carry a PkgLength are opened with *_begin(), which returns a mark, and closed
  * with aml_end(mark), which inserts the encoded length. Allocation failures are
  * sticky: check aml.err once at the end.
@@ -41,6 +43,30 @@ size_t aml_buffer_begin(struct aml *a);
 void aml_buffer_end(struct aml *a, size_t mark);
 /* Close a scope, device or package. */
 void aml_end(struct aml *a, size_t mark);
+
+/*
+ * Statements. Method(path, nargs) and If(predicate) open a body closed by aml_end();
+ * If's predicate (a term) follows aml_if_begin(). Operands are terms: integers,
+ * names, aml_local(n) (Local0..7), aml_arg(n) (Arg0..6) or nested expressions.
+ */
+size_t aml_method_begin(struct aml *a, const char *path, unsigned int nargs);
+size_t aml_if_begin(struct aml *a);
+/* Store(src, dst): the source term, then the destination (a name or a local). */
+void aml_store(struct aml *a);
+/* And(x, y, target): the two operand terms follow, then the target (aml_no_target()). */
+void aml_and(struct aml *a);
+/* An absent Target operand (NullName): the result is only a value. */
+void aml_no_target(struct aml *a);
+/* Notify(object, value): the object's name, then the value term. */
+void aml_notify(struct aml *a);
+void aml_local(struct aml *a, unsigned int n);
+void aml_arg(struct aml *a, unsigned int n);
+
+/* OperationRegion(name, SystemIO, base, len). */
+void aml_opregion_io(struct aml *a, const char *name, uint16_t base, uint16_t len);
+/* Field(region, DWordAcc, NoLock, WriteAsZeros) { units }: aml_field_unit() for each. */
+size_t aml_field_begin(struct aml *a, const char *region);
+void aml_field_unit(struct aml *a, const char *name, uint32_t bits);
 
 /* Resource descriptors, to be placed inside a buffer; aml_res_end() closes the template. */
 void aml_res_io(struct aml *a, uint16_t min, uint16_t max, uint8_t align, uint8_t len);

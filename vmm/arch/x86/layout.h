@@ -74,6 +74,10 @@
 #define PORT_FW_CFG	  0x510
 #define PORT_FW_DEBUG	  0x402 /* OVMF's debug console */
 #define PORT_SYSCTL_A	  0x92  /* A20 gate and fast reset (firmware boot only) */
+#define PORT_PCIHP	  0xae00 /* PCI hot-plug controller (hw/pcihp.h) */
+#define PORT_PCIHP_LEN	  12
+#define PORT_GPE0	  0xafe0 /* GPE0 block: status (2) + enable (2) */
+#define PORT_GPE0_LEN	  4
 #define PORT_PCI_IO	  0xc000 /* PCI I/O BAR window */
 #define PORT_PCI_IO_LEN	  0x4000
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "lease.h"
 #include "log.h"
 #include "util.h"
 
@@ -59,7 +60,7 @@ int hotplug_add(struct vmm *vmm, struct vm *vm, const json_t *dev, char *err, si
 	struct vm_config *cfg = vmm->cfg;
 	struct dev_config d;
 	unsigned int slot;
-	int ret;
+	int ret, lfd;
 
 	if (!vm->has_pcihp)
 		return seterr(err, errlen, -ENOTSUP, "hot-plug needs a kernel boot (--kernel): a "
@@ -81,13 +82,22 @@ int hotplug_add(struct vmm *vmm, struct vm *vm, const json_t *dev, char *err, si
 	}
 	d.slot = slot;
 	d.addr = (int)slot; /* a reset, a restore or a migration's destination pin it */
+	/* A writable disk is leased as a started VM's are (rule 3 of docs/cluster.md), and
+	 * refused, before the device exists, if another owner's epoch holds it. */
+	ret = lease_add(cfg, &d, vmm->lease_owner, &lfd, err, errlen);
+	if (ret)
+		goto out_free;
 	ret = vm_device_plug(vm, &d);
 	if (ret) {
 		/* The device said why; a file that cannot be used is the request's fault. */
 		ret = ret == -ENOMEM ? ret : -EINVAL;
+		if (lfd >= 0)
+			close(lfd);
 		goto out_free;
 	}
 	pthread_mutex_lock(&vmm->lock);
+	if (cfg->lease_fds)
+		cfg->lease_fds[cfg->nr_devices] = lfd;
 	cfg->devices[cfg->nr_devices++] = d;
 	pthread_mutex_unlock(&vmm->lock);
 	pcihp_insert(&vm->pcihp, slot);

@@ -192,20 +192,19 @@ static int lease_fd_of(const struct vm_config *cfg, unsigned int i)
 }
 
 /*
- * Read the record of device i (image at path) into rec: through its fd where open,
- * else by path. 0 (no file, or an empty one: rec empty), -EINVAL for bytes that are
- * not a record, or -errno.
+ * Read a disk's record (image at path) into rec: through fd where open (>= 0), else by
+ * path. 0 (no file, or an empty one: rec empty), -EINVAL for bytes that are not a
+ * record, or -errno.
  */
-static int read_rec(const struct vm_config *cfg, unsigned int i, const char *image,
-		    struct lease_rec *rec)
+static int read_rec(int lfd, const char *image, struct lease_rec *rec)
 {
 	char lpath[LEASE_PATH_MAX], buf[LEASE_RECORD_MAX + 1];
 	ssize_t n;
 	int fd;
 
 	memset(rec, 0, sizeof(*rec));
-	if (lease_fd_of(cfg, i) >= 0) {
-		n = pread(lease_fd_of(cfg, i), buf, sizeof(buf), 0);
+	if (lfd >= 0) {
+		n = pread(lfd, buf, sizeof(buf), 0);
 	} else {
 		if (lease_path(image, lpath, sizeof(lpath)))
 			return -ENAMETOOLONG;
@@ -245,9 +244,23 @@ static int write_lease_fd(int fd, const char *line, size_t n)
 	return ret;
 }
 
-void lease_open(const struct vm_config *cfg, int fds[VM_MAX_DEVICES])
+/* The record of disk d (image at path) opened for rewriting, created empty; -1 (logged). */
+static int open_rec(const struct dev_config *d, const char *path)
 {
 	char lpath[LEASE_PATH_MAX];
+	int fd = -1;
+
+	errno = ENAMETOOLONG;
+	if (lease_path(path, lpath, sizeof(lpath)) == 0)
+		fd = open(lpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		log_warn("disk '%s': cannot open its lease record next to %s: %s", d->id, path,
+			 strerror(errno));
+	return fd;
+}
+
+void lease_open(const struct vm_config *cfg, int fds[VM_MAX_DEVICES])
+{
 	unsigned int i;
 	char *path;
 
@@ -257,12 +270,7 @@ void lease_open(const struct vm_config *cfg, int fds[VM_MAX_DEVICES])
 		path = writable_disk(&cfg->devices[i]);
 		if (!path)
 			continue;
-		if (lease_path(path, lpath, sizeof(lpath)) == 0)
-			fds[i] = open(lpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fds[i] < 0)
-			log_warn("disk '%s': cannot open its lease record next to %s: %s",
-				 cfg->devices[i].id, path,
-				 strerror(errno));
+		fds[i] = open_rec(&cfg->devices[i], path);
 		free(path);
 	}
 }
@@ -284,9 +292,32 @@ static bool same_vm(const struct vm_config *cfg, const struct lease_rec *rec)
 	return !rec->vm[0] || !cfg->lease_epoch_vm || !strcmp(rec->vm, cfg->lease_epoch_vm);
 }
 
-int lease_fence(const struct vm_config *cfg, const char *doing, char *err, size_t errlen)
+/* lease_fence for disk d (image at path, record on lfd or -1). */
+static int fence_one(const struct vm_config *cfg, const struct dev_config *d, int lfd,
+		     const char *path, const char *doing, char *err, size_t errlen)
 {
 	struct lease_rec rec;
+	int ret = read_rec(lfd, path, &rec);
+
+	if (ret == -EINVAL)
+		snprintf(err, errlen, "disk '%s': its lease record (%.120s.lease) is not one "
+			 "plinth writes; not %s (remove it if no other host runs this guest)",
+			 d->id, path, doing);
+	else if (ret)
+		snprintf(err, errlen, "disk '%s': cannot read its lease record (%.120s.lease): "
+			 "%s; not %s", d->id, path, strerror(-ret), doing);
+	else if (same_vm(cfg, &rec) && rec.epoch > cfg->lease_epoch) {
+		snprintf(err, errlen, "disk '%s' is leased at epoch %llu (by '%.100s'), newer "
+			 "than this VMM's --epoch %llu: the VM has another owner now; not %s",
+			 d->id, (unsigned long long)rec.epoch, rec.owner,
+			 (unsigned long long)cfg->lease_epoch, doing);
+		ret = -ESTALE;
+	}
+	return ret;
+}
+
+int lease_fence(const struct vm_config *cfg, const char *doing, char *err, size_t errlen)
+{
 	unsigned int i;
 	char *path;
 	int ret = 0;
@@ -295,21 +326,8 @@ int lease_fence(const struct vm_config *cfg, const char *doing, char *err, size_
 		path = writable_disk(&cfg->devices[i]);
 		if (!path)
 			continue;
-		ret = read_rec(cfg, i, path, &rec);
-		if (ret == -EINVAL)
-			snprintf(err, errlen, "disk '%s': its lease record (%.120s.lease) is not one "
-				 "plinth writes; not %s (remove it if no other host runs this guest)",
-				 cfg->devices[i].id, path, doing);
-		else if (ret)
-			snprintf(err, errlen, "disk '%s': cannot read its lease record (%.120s.lease): "
-				 "%s; not %s", cfg->devices[i].id, path, strerror(-ret), doing);
-		else if (same_vm(cfg, &rec) && rec.epoch > cfg->lease_epoch) {
-			snprintf(err, errlen, "disk '%s' is leased at epoch %llu (by '%.100s'), newer "
-				 "than this VMM's --epoch %llu: the VM has another owner now; not %s",
-				 cfg->devices[i].id, (unsigned long long)rec.epoch, rec.owner,
-				 (unsigned long long)cfg->lease_epoch, doing);
-			ret = -ESTALE;
-		}
+		ret = fence_one(cfg, &cfg->devices[i], lease_fd_of(cfg, i), path, doing, err,
+				errlen);
 		free(path);
 	}
 	return ret;
@@ -327,14 +345,40 @@ static void own_rec(const struct vm_config *cfg, const char *owner, uint64_t cou
 	rec->renewed = true; /* renewed from now on (rule 4) */
 }
 
-int lease_take(const struct vm_config *cfg, const char *owner, const char *doing, char *err,
-	       size_t errlen)
+/* lease_take's write for disk d (image at path, record on lfd or -1); failures logged. */
+static void take_one(const struct vm_config *cfg, const struct dev_config *d, int lfd,
+		     const char *path, const char *owner)
 {
 	char line[LEASE_RECORD_MAX + 1];
 	struct lease_rec rec;
+	int n, ret;
+
+	/* Without --epoch, the epoch found stays: a plain run never lowers the fence. */
+	if (cfg->lease_epoch_set) {
+		own_rec(cfg, owner, 0, &rec);
+	} else {
+		if (read_rec(lfd, path, &rec))
+			memset(&rec, 0, sizeof(rec));
+		snprintf(rec.owner, sizeof(rec.owner), "%s", owner);
+	}
+	n = lease_format(&rec, line, sizeof(line));
+	if (n < 0)
+		ret = n;
+	else if (lfd >= 0)
+		ret = write_lease_fd(lfd, line, (size_t)n);
+	else
+		ret = write_lease(path, line, (size_t)n);
+	if (ret)
+		log_warn("disk '%s': cannot record its lease next to %s: %s", d->id, path,
+			 strerror(-ret));
+}
+
+int lease_take(const struct vm_config *cfg, const char *owner, const char *doing, char *err,
+	       size_t errlen)
+{
 	unsigned int i;
 	char *path;
-	int n, ret;
+	int ret;
 
 	ret = lease_fence(cfg, doing, err, errlen);
 	if (ret)
@@ -343,28 +387,33 @@ int lease_take(const struct vm_config *cfg, const char *owner, const char *doing
 		path = writable_disk(&cfg->devices[i]);
 		if (!path)
 			continue;
-		/* Without --epoch, the epoch found stays: a plain run never lowers the fence. */
-		if (cfg->lease_epoch_set) {
-			own_rec(cfg, owner, 0, &rec);
-		} else {
-			if (read_rec(cfg, i, path, &rec))
-				memset(&rec, 0, sizeof(rec));
-			snprintf(rec.owner, sizeof(rec.owner), "%s", owner);
-		}
-		n = lease_format(&rec, line, sizeof(line));
-		if (n < 0)
-			ret = n;
-		else if (lease_fd_of(cfg, i) >= 0)
-			ret = write_lease_fd(lease_fd_of(cfg, i), line, (size_t)n);
-		else
-			ret = write_lease(path, line, (size_t)n);
-		if (ret)
-			log_warn("disk '%s': cannot record its lease next to %s: %s",
-				 cfg->devices[i].id, path,
-				 strerror(-ret));
+		take_one(cfg, &cfg->devices[i], lease_fd_of(cfg, i), path, owner);
 		free(path);
 	}
 	return 0;
+}
+
+int lease_add(const struct vm_config *cfg, const struct dev_config *d, const char *owner,
+	      int *lfd, char *err, size_t errlen)
+{
+	char *path = writable_disk(d);
+	int ret = 0;
+
+	*lfd = -1;
+	if (!path)
+		return 0;
+	if (cfg->lease_fds)
+		*lfd = open_rec(d, path);
+	if (cfg->lease_epoch_set)
+		ret = fence_one(cfg, d, *lfd, path, "adding it", err, errlen);
+	if (!ret)
+		take_one(cfg, d, *lfd, path, owner);
+	if (ret && *lfd >= 0) {
+		close(*lfd);
+		*lfd = -1;
+	}
+	free(path);
+	return ret;
 }
 
 int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_t errlen)
@@ -378,7 +427,7 @@ int lease_check(const struct vm_config *cfg, const char *owner, char *err, size_
 		path = writable_disk(&cfg->devices[i]);
 		if (!path)
 			continue;
-		ret = read_rec(cfg, i, path, &rec);
+		ret = read_rec(lease_fd_of(cfg, i), path, &rec);
 		free(path);
 		if (ret == -EINVAL) {
 			snprintf(err, errlen, "disk '%s': its lease record is not one plinth writes "
@@ -451,7 +500,7 @@ int lease_watch(const struct vm_config *cfg, const char *owner, unsigned int ms,
 		if (!path)
 			continue;
 		/* Unreadable or not a record: lease_fence says so, not this. */
-		if (!read_rec(cfg, i, path, &seen[i]) && seen[i].renewed && same_vm(cfg, &seen[i]) &&
+		if (!read_rec(lease_fd_of(cfg, i), path, &seen[i]) && seen[i].renewed && same_vm(cfg, &seen[i]) &&
 		    seen[i].epoch <= cfg->lease_epoch && other_host(seen[i].owner, owner)) {
 			log_warn("disk '%s': its lease was renewed by '%.100s', on another host: "
 				 "watching it for %u s before taking it over", cfg->devices[i].id,
@@ -469,7 +518,7 @@ int lease_watch(const struct vm_config *cfg, const char *owner, unsigned int ms,
 			path = writable_disk(&cfg->devices[i]);
 			if (!path)
 				continue;
-			if (read_rec(cfg, i, path, &now) || now.renew != seen[i].renew ||
+			if (read_rec(lease_fd_of(cfg, i), path, &now) || now.renew != seen[i].renew ||
 			    now.epoch != seen[i].epoch || strcmp(now.owner, seen[i].owner)) {
 				snprintf(err, errlen, "disk '%s': its lease is being renewed by "
 					 "'%.100s' (a VMM on another host runs this VM's guest on "

@@ -107,6 +107,14 @@ int lease_fence(const struct vm_config *cfg, const char *doing, char *err, size_
 int lease_take(const struct vm_config *cfg, const char *owner, const char *doing, char *err,
 	       size_t errlen);
 /*
+ * lease_take for a disk d hot-added to cfg's VM: its record opened into *lfd where
+ * cfg has open records (-1 otherwise, or on a failure, logged), fenced under --epoch
+ * (-ESTALE or -EINVAL with one line in err: *lfd closed, nothing written), then owner
+ * recorded. 0 for a read-only disk or another kind of device (*lfd -1).
+ */
+int lease_add(const struct vm_config *cfg, const struct dev_config *d, const char *owner,
+	      int *lfd, char *err, size_t errlen);
+/*
  * 0 if the lease of every writable disk of cfg names owner or does not exist (or
  * cannot be read); -EBUSY with a one-line reason (the disk and the other owner, or a
  * record that is not one) in err otherwise.

@@ -37,9 +37,12 @@ truncate -s 64M "$dir/a.img"
 truncate -s 32M "$dir/b.img"
 truncate -s 1M "$dir/ro.img"
 echo "no image here" >"$dir/text"
-# The guest: a counter with its block devices every second, beside the disk's steps.
+# The guest: a counter with its block devices every second (written to /dev/vdb's
+# sector 16 while there is one), beside the disk's steps.
 cmd='echo "slots $(ls /sys/bus/pci/slots | wc -l | tr -d " ")"
-	(i=0; while :; do i=$((i+1)); echo "alive $i $(ls /sys/block | tr "\n" " ")"; sleep 1; done) &
+	(i=0; while :; do i=$((i+1)); echo "alive $i $(ls /sys/block | tr "\n" " ")"
+	 [ -b /dev/vdb ] && printf "tick %08d" $i | dd of=/dev/vdb bs=512 seek=16 conv=sync,fsync 2>/dev/null
+	 sleep 1; done) &
 	(i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 9000 ]; do sleep 0.1; i=$((i+1)); done
 	 echo "eth0 $(cat /sys/class/net/eth0/address)"
 	 ip link set eth0 up && ip addr add 10.77.0.2/24 dev eth0
@@ -72,6 +75,9 @@ expect_in "$out" '^vdb back hotplug-pattern-42' "the hot-plugged disk did not re
 ctl info >"$dir/info" || fail "info failed"
 tr -d ' \n' <"$dir/info" | grep -q '"kind":"disk","id":"hot","addr":2' ||
 	{ cat "$dir/info"; fail "info: no disk 'hot' in slot 2"; }
+# Leased as a started VM's disks are.
+grep -q " pid=$pid " "$dir/b.img.lease" 2>/dev/null ||
+	{ cat "$dir/b.img.lease"; fail "the hot-plugged disk's lease does not name its VMM"; }
 
 # The snapshot's config has the disk: a restore must have it too, at the same slot.
 ctl snapshot --to "$dir/snap" >/dev/null || fail "snapshot failed"
@@ -88,6 +94,66 @@ ip netns exec $ns "$BUILD/plinth" restore --from "$dir/snap" "${machine[@]}" \
 pid=$!
 FAIL_DUMP_PID=$pid
 wait_for '^alive [0-9]+ vda vdb ' 60
+
+# The tick the guest last wrote to the hot disk (sector 16 of b.img).
+tick() { dd if="$dir/b.img" bs=512 skip=16 count=1 2>/dev/null | head -c 13 | sed -n 's/^tick 0*//p'; }
+# wait_tick N: the guest's tick on the hot disk gets past N.
+wait_tick() {
+	local end=$((SECONDS + 60)) t
+	while [ $SECONDS -lt $end ]; do
+		t=$(tick)
+		[ "${t:-0}" -gt "$1" ] && return 0
+		sleep 0.5
+	done
+	console_tail "$out"
+	fail "the guest's writes to the hot-plugged disk stopped at tick ${t:-none}"
+}
+wait_tick 0
+# wait_sock PATH: a migration's destination is listening.
+wait_sock() {
+	local end=$((SECONDS + 30))
+	while [ $SECONDS -lt $end ] && [ ! -S "$1" ]; do sleep 0.2; done
+	[ -S "$1" ] || fail "no migration socket at $1"
+}
+
+# A destination without the hot-plugged disk refuses the stream; the source carries on.
+ip netns exec $ns "$BUILD/plinth" receive --listen "unix:$dir/mig1.sock" "${machine[@]}" \
+	</dev/null >"$dir/bad.out" 2>&1 &
+bad=$!
+wait_sock "$dir/mig1.sock"
+ctl migrate --to "unix:$dir/mig1.sock" >/dev/null || fail "migrate to the destination without the disk refused"
+end=$((SECONDS + 60))
+while [ $SECONDS -lt $end ] && ! ctl info | grep -q '"status": *"failed"'; do sleep 0.3; done
+ctl info >"$dir/info"
+grep -q '"status": *"failed"' "$dir/info" ||
+	{ cat "$dir/info"; tail -n 5 "$dir/bad.out"; fail "the migration to a destination without the disk did not fail"; }
+grep -q '"state": *"running"' "$dir/info" || { cat "$dir/info"; fail "the source is not running after the refused migration"; }
+wait $bad && fail "the destination without the hot-plugged disk took the guest"
+grep -q 'the saved VM has a --disk with id hot' "$dir/bad.out" ||
+	{ tail -n 5 "$dir/bad.out"; fail "the destination without the disk: wrong reason"; }
+alive
+wait_tick "$(tick)"
+
+# One with it (at its slot) takes the guest, which writes the disk on there.
+out=$dir/console3
+ip netns exec $ns "$BUILD/plinth" receive --listen "unix:$dir/mig2.sock" "${machine[@]}" \
+	--disk "path=$dir/b.img,format=raw,id=hot,addr=2" --api-socket "$dir/dst.sock" \
+	</dev/null >"$out" 2>&1 &
+dst=$!
+wait_sock "$dir/mig2.sock"
+ctl migrate --to "unix:$dir/mig2.sock" >/dev/null || fail "migrate refused"
+end=$((SECONDS + 120))
+while [ $SECONDS -lt $end ] && kill -0 $pid 2>/dev/null; do sleep 0.3; done
+kill -0 $pid 2>/dev/null && { ctl info; fail "the source still runs 120 s after the migration began"; }
+wait $pid || fail "the source exited $? after migrating"
+pid=$dst
+FAIL_DUMP_PID=$pid
+sock=$dir/dst.sock
+wait_for '^alive [0-9]+ vda vdb ' 60
+grep -q "init started" "$out" && fail "the destination booted the guest instead of receiving it"
+wait_tick "$(tick)"
+grep -q " pid=$pid " "$dir/b.img.lease" ||
+	{ cat "$dir/b.img.lease"; fail "the hot-plugged disk's lease does not name the destination"; }
 
 # Bad requests: one line each, the guest runs on.
 ctl disk-add --id hot --path "$dir/b.img" --format raw >/dev/null 2>"$dir/err" &&

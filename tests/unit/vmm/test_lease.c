@@ -348,6 +348,68 @@ static void test_epoch_fence(void **state)
 	rmdir(dir);
 }
 
+/*
+ * A disk hot-added to a running VM (lease_add): its record opened and taken as a
+ * start takes them; under --epoch, a newer owner's record refuses it untouched; a
+ * read-only disk gets none.
+ */
+static void test_add(void **state)
+{
+	char dir[] = "/tmp/plinth-lease-XXXXXX", rw[64], ro[64], spec[160], lease[96];
+	char text[256], err[256] = "";
+	struct vm_config cfg = { .nr_devices = 0 };
+	struct dev_config hot, rodisk;
+	int fds[VM_MAX_DEVICES], lfd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(rw, sizeof(rw), "%s/hot.raw", dir);
+	snprintf(ro, sizeof(ro), "%s/ro.raw", dir);
+	snprintf(lease, sizeof(lease), "%s.lease", rw);
+	add_device(&cfg, "rng", NULL);
+	assert_int_equal(lease_parse_epoch_opt("5,vm=vm-a", &cfg), 0);
+	lease_open(&cfg, fds);
+	cfg.lease_fds = fds;
+
+	snprintf(spec, sizeof(spec), "path=%s,format=raw,id=hot", rw);
+	assert_int_equal(dev_config_parse_kv(&dev_class_disk, spec, &hot), 0);
+	write_text(lease, "h2 pid=2 start=2\nepoch=6 vm=vm-a renew=3\n");
+	assert_int_equal(lease_add(&cfg, &hot, "h1 pid=1 start=1", &lfd, err, sizeof(err)),
+			 -ESTALE);
+	assert_int_equal(lfd, -1);
+	assert_string_equal(err, "disk 'hot' is leased at epoch 6 (by 'h2 pid=2 start=2'), newer "
+				 "than this VMM's --epoch 5: the VM has another owner now; not "
+				 "adding it");
+	read_text(lease, text, sizeof(text));
+	assert_string_equal(text, "h2 pid=2 start=2\nepoch=6 vm=vm-a renew=3\n");
+
+	write_text(lease, "h2 pid=2 start=2\nepoch=4 vm=vm-a renew=3\n");
+	assert_int_equal(lease_add(&cfg, &hot, "h1 pid=1 start=1", &lfd, err, sizeof(err)), 0);
+	assert_true(lfd >= 0);
+	read_text(lease, text, sizeof(text));
+	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a renew=0\n");
+	/* Appended as hotplug_add does: renewed with the others from then on. */
+	cfg.devices[cfg.nr_devices] = hot;
+	fds[cfg.nr_devices++] = lfd;
+	assert_int_equal(lease_renew(&cfg, "h1 pid=1 start=1", 7, err, sizeof(err)), 0);
+	read_text(lease, text, sizeof(text));
+	assert_string_equal(text, "h1 pid=1 start=1\nepoch=5 vm=vm-a renew=7\n");
+
+	snprintf(spec, sizeof(spec), "path=%s,format=raw,id=ro,readonly=on", ro);
+	assert_int_equal(dev_config_parse_kv(&dev_class_disk, spec, &rodisk), 0);
+	assert_int_equal(lease_add(&cfg, &rodisk, "h1 pid=1 start=1", &lfd, err, sizeof(err)), 0);
+	assert_int_equal(lfd, -1);
+	snprintf(lease, sizeof(lease), "%s.lease", ro);
+	assert_int_equal(access(lease, F_OK), -1);
+	dev_config_free(&rodisk);
+
+	lease_close(fds);
+	snprintf(lease, sizeof(lease), "%s.lease", rw);
+	unlink(lease);
+	dev_configs_free(cfg.devices, cfg.nr_devices);
+	rmdir(dir);
+}
+
 /* A disk of cfg whose record is in dir; its lease file's path into lease. */
 static void renew_setup(struct vm_config *cfg, char *dir, char *lease, size_t len, int fds[])
 {
@@ -478,6 +540,7 @@ int main(void)
 		cmocka_unit_test(test_path_too_long),
 		cmocka_unit_test(test_renew),
 		cmocka_unit_test(test_watch),
+		cmocka_unit_test(test_add),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

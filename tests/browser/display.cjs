@@ -46,6 +46,27 @@ const keysOf = (sock) => { try { return fs.readFileSync(`${sock}.keys`, 'utf8');
   const sock = JSON.parse((await request('GET', `/v1/vms/${VM}`, { cookie: admin.cookie })).body).display_socket;
   let a = null;
 
+  await check('the VM page stays put when its charts arrive (the display and console below do not move under a pointer)', async () => {
+    // The figures held back 1.5 s, so the page is measured with their frames empty.
+    const { ctx, page } = await pageOfVm(browser, 'admin', 'admin-password', VM, async (p) => {
+      await p.setRequestInterception(true);
+      p.on('request', (r) => {
+        if (r.isInterceptResolutionHandled()) return;
+        if (r.url().includes('/web/stats/')) setTimeout(() => r.continue(), 1500);
+        else r.continue();
+      });
+    }, false);
+    const below = () => page.$eval('#vm-charts', (c) => {
+      const r = c.closest('section').nextElementSibling.getBoundingClientRect();
+      return `${r.top},${r.left}`;
+    });
+    await page.waitForFunction(() => { const c = document.querySelector('#vm-charts'); return c && c.dataset.state === 'loading' && document.querySelector('#act-start'); }, { timeout: 10000 });
+    const before = await below();
+    await page.waitForFunction(() => document.querySelector('#vm-charts').dataset.state === 'shown' && document.querySelector('#chart-cpu svg'), { timeout: 15000 });
+    const after = await below();
+    await ctx.close();
+    return before === after || `the panel below the charts moved from ${before} to ${after}`;
+  });
   await check('the display opens in the page and noVNC\'s canvas shows the VM\'s picture', async () => {
     a = await openPage(browser, 'admin', 'admin-password');
     const t0 = Date.now();

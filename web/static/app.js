@@ -458,13 +458,30 @@ function chart(id, title, lines, fmt, now) {
   return h('figure.chart', { id }, h('figcaption', { text: title }), g, legend);
 }
 
+// The four charts' frames, drawn before their figures arrive and when there are none:
+// each with its plot's height and a legend line, so that the display and the console
+// below do not move (under a pointer about to click) when the plots replace them.
+const CHARTS = [['chart-cpu', 'CPU (% of one host core)'], ['chart-mem', 'Memory (resident)'],
+  ['chart-disk', 'Disk'], ['chart-net', 'Network']];
+function chartFrames(text) {
+  return CHARTS.map(([id, title]) => h('figure.chart', { id }, h('figcaption', { text: title }),
+    h('p.plot-wait', { text }), h('div.legend')));
+}
+
 // The VM's use over the last hour (GET /web/stats/{vm}, sampled by plinthd every
-// period_s seconds): read again at that period while the page shows the VM.
+// period_s seconds): read again at that period while the page shows the VM. The
+// status line above the frames keeps its line when empty, for the same reason.
 function chartsPanel(name) {
-  const box = h('div.charts', { id: 'vm-charts' }, h('p.status', { text: 'Loading...' }));
-  const el = h('section.usage', {}, h('h2', { text: 'Use over the last hour' }), box);
+  const status = h('p.status', { id: 'vm-charts-status', text: 'Loading...' });
+  const box = h('div.charts', { id: 'vm-charts', 'data-state': 'loading' }, chartFrames(''));
+  const el = h('section.usage', {}, h('h2', { text: 'Use over the last hour' }), status, box);
   let timer = null;
   let closed = false;
+  const show = (state, text, frames) => {
+    box.dataset.state = state;
+    status.textContent = text;
+    box.replaceChildren(...frames);
+  };
   async function load() {
     timer = null;
     if (closed) return;
@@ -472,7 +489,7 @@ function chartsPanel(name) {
     try {
       d = await api('GET', `/web/stats/${encodeURIComponent(name)}`);
     } catch (e) {
-      box.replaceChildren(h('p.status', { text: `The figures could not be read: ${e.message}` }));
+      show('error', `The figures could not be read: ${e.message}`, chartFrames(''));
       if (!closed && S.user) timer = setTimeout(load, 10000);
       return;
     }
@@ -480,15 +497,15 @@ function chartsPanel(name) {
     const col = (i) => d.points.map((p) => [p[0], p[i]]);
     const now = Date.now();
     if (!d.points.length) {
-      box.replaceChildren(h('p.status', { text: 'No figures yet: plinthd samples a VM while it runs on this host.' }));
+      show('empty', 'No figures yet: plinthd samples a VM while it runs on this host.', chartFrames(''));
     } else {
       const hasNet = d.points.some((p) => p[5] !== null);
-      box.replaceChildren(
+      show('shown', '', [
         chart('chart-cpu', 'CPU (% of one host core)', [{ label: 'CPU', cls: 'c1', values: col(1) }], (v) => `${v.toFixed(1)} %`, now),
         chart('chart-mem', 'Memory (resident)', [{ label: 'Memory', cls: 'c1', values: col(2).map(([t, v]) => [t, v === null ? null : v * 1048576]) }], bytes, now),
         chart('chart-disk', 'Disk', [{ label: 'Read', cls: 'c1', values: col(3) }, { label: 'Write', cls: 'c2', values: col(4) }], rateText, now),
         hasNet ? chart('chart-net', 'Network', [{ label: 'In', cls: 'c1', values: col(5) }, { label: 'Out', cls: 'c2', values: col(6) }], rateText, now)
-          : h('figure.chart', { id: 'chart-net' }, h('figcaption', { text: 'Network' }), h('p.status', { text: 'The VM has no network interface.' })));
+          : h('figure.chart', { id: 'chart-net' }, h('figcaption', { text: 'Network' }), h('p.plot-wait', { text: 'The VM has no network interface.' }), h('div.legend'))]);
     }
     timer = setTimeout(load, (d.period_s || 5) * 1000);
   }

@@ -20,7 +20,9 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return a < b + blen && b < a + alen;
 }
 
-bool res_overlaps(const struct resources *r, enum res_kind kind, uint64_t base, uint64_t len)
+/* The first claim of kind overlapping [base, base+len), or NULL. */
+static const struct res_range *first_overlap(const struct resources *r, enum res_kind kind,
+					     uint64_t base, uint64_t len)
 {
 	unsigned int i;
 
@@ -28,9 +30,14 @@ bool res_overlaps(const struct resources *r, enum res_kind kind, uint64_t base, 
 		const struct res_range *c = &r->range[i];
 
 		if (c->kind == kind && ranges_overlap(base, len, c->base, c->len))
-			return true;
+			return c;
 	}
-	return false;
+	return NULL;
+}
+
+bool res_overlaps(const struct resources *r, enum res_kind kind, uint64_t base, uint64_t len)
+{
+	return first_overlap(r, kind, base, len) != NULL;
 }
 
 static int res_push(struct resources *r, enum res_kind kind, uint64_t base, uint64_t len,
@@ -59,26 +66,67 @@ int res_claim(struct resources *r, enum res_kind kind, uint64_t base, uint64_t l
 	return res_push(r, kind, base, len, flags, owner);
 }
 
+/* [*start, +len) aligned, from *start on, inside w; false when it does not fit. */
+static bool fit(const struct res_window *w, uint64_t len, uint64_t align, uint64_t *start)
+{
+	uint64_t end;
+
+	if (add_overflow(*start, align - 1, start))
+		return false;
+	*start &= ~(align - 1);
+	return !add_overflow(*start, len, &end) && end <= w->base + w->len;
+}
+
 int res_alloc(struct resources *r, enum res_kind kind, uint64_t len, uint64_t align,
 	      const char *owner, uint64_t *base)
 {
 	struct res_window *w = kind == RES_MMIO ? &r->pci_mmio : &r->pci_io;
-	uint64_t start, end;
+	const struct res_range *c;
+	uint64_t start = w->next;
 	int ret;
 
 	if (!len || !is_pow2(align))
 		return -EINVAL;
-	if (add_overflow(w->next, align - 1, &start))
-		return -ENOSPC;
-	start &= ~(align - 1);
-	if (add_overflow(start, len, &end) || end > w->base + w->len)
-		return -ENOSPC;
+	/*
+	 * Above everything carved so far, as a boot always places its BARs (so their
+	 * layout does not depend on the order of frees); once that end of the window is
+	 * used up, the first gap that space given back (res_release: hot-unplugged
+	 * devices) left, so that adding and removing devices never runs the window dry.
+	 */
+	if (!fit(w, len, align, &start) || first_overlap(r, kind, start, len)) {
+		start = w->base;
+		for (;;) {
+			if (!fit(w, len, align, &start))
+				return -ENOSPC;
+			c = first_overlap(r, kind, start, len);
+			if (!c)
+				break;
+			start = c->base + c->len; /* claims do not wrap */
+		}
+	}
 	ret = res_push(r, kind, start, len, 0, owner);
 	if (ret)
 		return ret;
-	w->next = end;
+	if (start + len > w->next)
+		w->next = start + len;
 	*base = start;
 	return 0;
+}
+
+int res_release(struct resources *r, enum res_kind kind, uint64_t base, uint64_t len)
+{
+	unsigned int i;
+
+	for (i = 0; i < r->nr_ranges; i++) {
+		struct res_range *c = &r->range[i];
+
+		if (c->kind == kind && c->base == base && c->len == len) {
+			memmove(c, c + 1, (r->nr_ranges - i - 1) * sizeof(*c));
+			r->nr_ranges--;
+			return 0;
+		}
+	}
+	return -ENOENT;
 }
 
 int res_irq_claim(struct resources *r, unsigned int irq)

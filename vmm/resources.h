@@ -34,7 +34,7 @@ struct res_isa_dev {
 	uint8_t irq;
 };
 
-/* A window that dynamic claims (PCI BARs) are carved from, bump-allocated. */
+/* A window that dynamic claims (PCI BARs) are carved from (next: above the highest). */
 struct res_window {
 	uint64_t base, len, next;
 };
@@ -63,9 +63,15 @@ void res_init(struct resources *r, uint64_t mmio_base, uint64_t mmio_len, uint64
 /* Claim a fixed range. 0, -EINVAL, -EEXIST (overlaps an earlier claim or a window), -ENOSPC. */
 int res_claim(struct resources *r, enum res_kind kind, uint64_t base, uint64_t len,
 	      unsigned int flags, const char *owner);
-/* Carve len bytes aligned to align (power of two) from the PCI window of that kind. */
+/*
+ * Carve len bytes aligned to align (power of two) from the PCI window of that kind:
+ * above every earlier carving while there is room, else in the first gap that
+ * res_release left. 0, -EINVAL, -ENOSPC.
+ */
 int res_alloc(struct resources *r, enum res_kind kind, uint64_t len, uint64_t align,
 	      const char *owner, uint64_t *base);
+/* Give back a range res_alloc (or res_claim) gave, exactly. 0 or -ENOENT. */
+int res_release(struct resources *r, enum res_kind kind, uint64_t base, uint64_t len);
 /* Claim a fixed IRQ (-EEXIST when taken) or allocate a free one from 5..23. */
 int res_irq_claim(struct resources *r, unsigned int irq);
 int res_irq_alloc(struct resources *r, unsigned int *irq);

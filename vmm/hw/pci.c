@@ -402,6 +402,20 @@ void pci_bus_pin_next(struct pci_bus *pb, int slot)
 	pthread_mutex_unlock(&pb->lock);
 }
 
+/* Give the window space carved for d's BARs back to the registry (pb->lock held). */
+static void release_bars(struct pci_bus *pb, struct pci_device *d)
+{
+	int i;
+
+	for (i = 0; i < PCI_NUM_BARS; i++) {
+		if (!d->bar_res[i])
+			continue;
+		res_release(pb->res, d->bar_kind[i] == PCI_BAR_IO ? RES_PIO : RES_MMIO,
+			    d->bar_res[i], d->bar_size[i]);
+		d->bar_res[i] = 0;
+	}
+}
+
 int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 {
 	uint16_t cmd = cfg_get16(d, PCIR_COMMAND);
@@ -422,6 +436,7 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 	d->slot = (unsigned int)slot;
 	d->bus = pb;
 	memset(d->bar_addr, 0, sizeof(d->bar_addr));
+	memset(d->bar_res, 0, sizeof(d->bar_res));
 	/* Place each BAR as firmware would, then enable decoding. */
 	for (i = 0; i < PCI_NUM_BARS; i++) {
 		enum pci_bar_kind kind = d->bar_kind[i];
@@ -437,12 +452,12 @@ int pci_bus_add(struct pci_bus *pb, struct pci_device *d)
 		if (ret) {
 			log_error("pci: no room for a %llu-byte BAR in the PCI window",
 				  (unsigned long long)d->bar_size[i]);
-			/* Window space already carved stays unused: the bump allocator can't free.
-			 */
+			release_bars(pb, d);
 			res_pci_slot_free(pb->res, (unsigned int)slot);
 			d->bus = NULL;
 			goto out_unlock;
 		}
+		d->bar_res[i] = base;
 		if (kind == PCI_BAR_IO) {
 			pci_cfg_set32(d, off, (uint32_t)base | BAR_IO_FLAG);
 			cmd |= CMD_IO;
@@ -486,6 +501,7 @@ void pci_bus_remove(struct pci_bus *pb, struct pci_device *d)
 		d->bar_addr[i] = 0;
 	}
 	pb->dev[d->slot] = NULL;
+	release_bars(pb, d);
 	res_pci_slot_free(pb->res, d->slot);
 	/* d->bus stays: the device's teardown still reaches the host's services through it. */
 	pthread_mutex_unlock(&pb->lock);

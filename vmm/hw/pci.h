@@ -67,6 +67,7 @@ struct pci_device {
 	enum pci_bar_kind bar_kind[PCI_NUM_BARS]; /* set before pci_bus_add */
 	uint64_t bar_size[PCI_NUM_BARS];          /* power of two, set before pci_bus_add */
 	uint64_t bar_addr[PCI_NUM_BARS];          /* current guest address, 0 if not decoded */
+	uint64_t bar_res[PCI_NUM_BARS];           /* window space carved for it, 0 = none */
 	unsigned int slot;              /* assigned by pci_bus_add */
 	struct pci_bus *bus;            /* set by pci_bus_add */
 };
@@ -88,8 +89,7 @@ int pci_bus_add(struct pci_bus *bus, struct pci_device *dev);
 void pci_bus_pin_next(struct pci_bus *bus, int slot);
 /*
  * Take a device off bus 0 (hot-unplug): its BARs stop decoding and its slot is free
- * again. The window space its BARs had is not reused (the registry's allocator only
- * grows). The caller makes sure no vCPU is inside the device (vm_pause) and frees it;
+ * again, and so is the window space carved for its BARs. The caller makes sure no vCPU is inside the device (vm_pause) and frees it;
  * dev->bus stays set until then, for pci_host_ops() in the device's teardown.
  */
 void pci_bus_remove(struct pci_bus *bus, struct pci_device *dev);

@@ -49,13 +49,29 @@ static void test_alloc(void **state)
 	assert_int_equal(b, 0xc0004000); /* aligned up past the first */
 	assert_int_equal(res_alloc(&r, RES_MMIO, 0x8000, 0x8000, "bar", &c), 0);
 	assert_int_equal(c, 0xc0008000);
-	assert_int_equal(res_alloc(&r, RES_MMIO, 0x10, 0x10, "bar", &c), -ENOSPC);
+	assert_int_equal(res_alloc(&r, RES_MMIO, 0x8000, 0x10, "bar", &c), -ENOSPC);
 	assert_int_equal(res_alloc(&r, RES_MMIO, 0x10, 3, "bar", &c), -EINVAL);
 	assert_int_equal(res_alloc(&r, RES_PIO, 0x80, 0x80, "io", &a), 0);
 	assert_int_equal(a, 0xc000);
 	assert_int_equal(res_alloc(&r, RES_PIO, 0x100, 0x100, "io", &a), -ENOSPC);
 	/* Allocations are claims: fixed claims can't land on them. */
 	assert_true(res_overlaps(&r, RES_MMIO, 0xc0004000, 1));
+
+	/* The top of the window used up: the first gap that fits, aligned (here the
+	 * first allocation's alignment left one), and space given back. */
+	assert_int_equal(res_alloc(&r, RES_MMIO, 0x10, 0x10, "bar", &c), 0);
+	assert_int_equal(c, 0xc0000100);
+	assert_int_equal(res_release(&r, RES_MMIO, 0xc0004000, 0x4000), 0);
+	assert_int_equal(res_release(&r, RES_MMIO, 0xc0004000, 0x4000), -ENOENT);
+	assert_int_equal(res_release(&r, RES_MMIO, 0xc0008000, 0x4000), -ENOENT); /* not exact */
+	assert_false(res_overlaps(&r, RES_MMIO, 0xc0004000, 1));
+	assert_int_equal(res_alloc(&r, RES_MMIO, 0x2000, 0x2000, "bar", &c), 0);
+	assert_int_equal(c, 0xc0002000);
+	assert_int_equal(res_alloc(&r, RES_MMIO, 0x4000, 0x4000, "bar", &c), 0);
+	assert_int_equal(c, 0xc0004000);
+	assert_int_equal(res_alloc(&r, RES_MMIO, 0x1000, 0x1000, "bar", &c), 0);
+	assert_int_equal(c, 0xc0001000);
+	assert_int_equal(res_alloc(&r, RES_MMIO, 0x1000, 0x1000, "bar", &c), -ENOSPC);
 }
 
 static void test_irqs_and_slots(void **state)

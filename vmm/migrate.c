@@ -75,14 +75,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/kvm.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -240,16 +238,11 @@ static int set_logging(struct vm *vm, bool on)
 
 	for (i = 0; i < vm->mem.nr_slots; i++) {
 		const struct guest_mem_slot *s = &vm->mem.slot[i];
-		struct kvm_userspace_memory_region r = {
-			.slot = i,
-			.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-			.guest_phys_addr = s->gpa,
-			.memory_size = s->size,
-			.userspace_addr = (uintptr_t)s->hva,
-		};
+		int ret = vm->hv->set_memory(vm, i, s->gpa, s->size, s->hva,
+					     on ? HV_MEM_LOG_DIRTY : 0);
 
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-			return -errno;
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -321,10 +314,10 @@ static int64_t dirty_collect(struct vm *vm, struct dirty *d)
 	size_t w;
 
 	for (i = 0; i < vm->mem.nr_slots; i++) {
-		struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = d->log[i] };
+		int ret = vm->hv->dirty_log_get(vm, i, d->log[i]);
 
-		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
-			return -errno;
+		if (ret)
+			return ret;
 		for (w = 0; w < d->words[i]; w++) {
 			d->kvm[i][w] |= d->log[i][w] |
 					__atomic_exchange_n(&d->dev[i][w], 0, __ATOMIC_RELAXED);
@@ -441,17 +434,16 @@ static int dirty_clear_chunk(struct vm *vm, struct dirty *d, unsigned int i, uin
 	uint64_t pages = vm->mem.slot[i].size / PAGE;
 	uint32_t n = (uint32_t)MIN((uint64_t)CLEAR_CHUNK, pages - first);
 	size_t w0 = (size_t)(first / BITS), w1 = (size_t)((first + n + BITS - 1) / BITS), w;
-	struct kvm_clear_dirty_log c = {
-		.slot = i, .num_pages = n, .first_page = first, .dirty_bitmap = &d->clr[i][w0],
-	};
 	bool any = false;
+	int ret;
 
 	for (w = w0; w < w1 && !any; w++)
 		any = d->clr[i][w] != 0;
 	if (!any)
 		return 0;
-	if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0)
-		return -errno;
+	ret = vm->hv->dirty_log_clear(vm, i, first, n, &d->clr[i][w0]);
+	if (ret)
+		return ret;
 	memset(&d->clr[i][w0], 0, (w1 - w0) * sizeof(unsigned long));
 	return 0;
 }

@@ -185,8 +185,8 @@ int fw_open_files(struct vm_config *cfg)
 
 static int fw_map_code(struct vm *vm, struct vm_firmware *fw)
 {
-	struct kvm_userspace_memory_region r = { .slot = FW_CODE_SLOT, .flags = KVM_MEM_READONLY };
 	struct stat st;
+	uint64_t gpa;
 	int ret;
 
 	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
@@ -209,16 +209,13 @@ static int fw_map_code(struct vm *vm, struct vm_firmware *fw)
 		return ret;
 	}
 	mprotect(fw->code, fw->code_size, PROT_READ);
-	r.guest_phys_addr = LAYOUT_MEM_4G - fw->code_size;
-	r.memory_size = fw->code_size;
-	r.userspace_addr = (uintptr_t)fw->code;
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
-		ret = -errno;
-		log_error("cannot map the firmware into the guest: %s", strerror(errno));
+	gpa = LAYOUT_MEM_4G - fw->code_size;
+	ret = vm->hv->set_memory(vm, FW_CODE_SLOT, gpa, fw->code_size, fw->code, HV_MEM_READONLY);
+	if (ret) {
+		log_error("cannot map the firmware into the guest: %s", strerror(-ret));
 		return ret;
 	}
-	return res_claim(&vm->res, RES_MMIO, r.guest_phys_addr, fw->code_size,
-			 RES_F_E820_RESERVED, "firmware");
+	return res_claim(&vm->res, RES_MMIO, gpa, fw->code_size, RES_F_E820_RESERVED, "firmware");
 }
 
 /* The variable store: the vars file's contents, or a blank (erased) store. */

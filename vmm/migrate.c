@@ -9,18 +9,20 @@
  * then the destination answers one byte: MIG_ACK once all of it checked out, or
  * MIG_NACK when it refused the stream (best effort: it may just close).
  *
- * Source state machine (migration thread; vmm->mig.status in brackets):
+ * Source state machine (migration thread; vmm->mig.status in brackets; the function
+ * that runs each phase in parens, called in turn by migrate_thread):
  *
  *   IDLE --API migrate (main thread: migrate_start)--> CONNECT [active]
- *   CONNECT --connected, "config" sent, dirty logging on--> ROUND 0: every non-zero
- *        page (the destination's RAM starts zeroed)
+ *   CONNECT (phase_connect) --connected, "config" sent, dirty logging on-->
+ *        ROUND 0 (phase_precopy, as every round): every non-zero page (the
+ *        destination's RAM starts zeroed)
  *   ROUND n --dirty set (KVM dirty log | device writes) estimated to send within
  *        the downtime target at the measured bandwidth, or 30 rounds--> FINAL
  *   ROUND n --dirty set not shrinking by half--> throttle vCPUs +20% (max 80%),
  *        ROUND n+1
- *   FINAL: pause vCPUs, stop virtio I/O threads, flush and close the disk images
- *        (invariant 4), send the last dirty pages, the vCPU and device state,
- *        "end"; wait for the ack
+ *   FINAL (phase_final): pause vCPUs, stop virtio I/O threads, flush and close
+ *        the disk images (invariant 4), send the last dirty pages, the vCPU and
+ *        device state, "end"; wait for the ack (phase_ack)
  *   FINAL --ack--> SWITCHED [completed]: vm_request_exit(VM_EXIT_MIGRATED); the
  *        source exits 0 and never runs the guest again
  *   FINAL --"end" sent, then no ack (lost, timed out, peer gone)--> UNKNOWN
@@ -30,9 +32,10 @@
  *        runs the guest: `ctl resume` here takes it back (migrate_take_back: the
  *        images reopened with their locks, devices restarted, vCPUs resumed), or
  *        this VMM is stopped
- *   any state before "end" was sent --error, cancel--> ROLLBACK [failed]: dirty
- *        logging off, disk images reopened, devices restarted, vCPUs resumed if
- *        we paused them, throttle 0: the guest goes on as if nothing happened
+ *   any state before "end" was sent --error, cancel--> ROLLBACK [failed]
+ *        (phase_outcome, which ends SWITCHED and UNKNOWN too): dirty logging off,
+ *        disk images reopened, devices restarted, vCPUs resumed if we paused
+ *        them, throttle 0: the guest goes on as if nothing happened
  *
  * The channel: TCP is always TLS 1.3 with the pre-shared key both sides hold
  * (--migrate-psk, migrate_tls.h); a Unix socket (mode 0600, this host only) is
@@ -75,14 +78,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/kvm.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -240,16 +241,11 @@ static int set_logging(struct vm *vm, bool on)
 
 	for (i = 0; i < vm->mem.nr_slots; i++) {
 		const struct guest_mem_slot *s = &vm->mem.slot[i];
-		struct kvm_userspace_memory_region r = {
-			.slot = i,
-			.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-			.guest_phys_addr = s->gpa,
-			.memory_size = s->size,
-			.userspace_addr = (uintptr_t)s->hva,
-		};
+		int ret = vm->hv->set_memory(vm, i, s->gpa, s->size, s->hva,
+					     on ? HV_MEM_LOG_DIRTY : 0);
 
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-			return -errno;
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -321,10 +317,10 @@ static int64_t dirty_collect(struct vm *vm, struct dirty *d)
 	size_t w;
 
 	for (i = 0; i < vm->mem.nr_slots; i++) {
-		struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = d->log[i] };
+		int ret = vm->hv->dirty_log_get(vm, i, d->log[i]);
 
-		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
-			return -errno;
+		if (ret)
+			return ret;
 		for (w = 0; w < d->words[i]; w++) {
 			d->kvm[i][w] |= d->log[i][w] |
 					__atomic_exchange_n(&d->dev[i][w], 0, __ATOMIC_RELAXED);
@@ -441,17 +437,16 @@ static int dirty_clear_chunk(struct vm *vm, struct dirty *d, unsigned int i, uin
 	uint64_t pages = vm->mem.slot[i].size / PAGE;
 	uint32_t n = (uint32_t)MIN((uint64_t)CLEAR_CHUNK, pages - first);
 	size_t w0 = (size_t)(first / BITS), w1 = (size_t)((first + n + BITS - 1) / BITS), w;
-	struct kvm_clear_dirty_log c = {
-		.slot = i, .num_pages = n, .first_page = first, .dirty_bitmap = &d->clr[i][w0],
-	};
 	bool any = false;
+	int ret;
 
 	for (w = w0; w < w1 && !any; w++)
 		any = d->clr[i][w] != 0;
 	if (!any)
 		return 0;
-	if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &c) < 0)
-		return -errno;
+	ret = vm->hv->dirty_log_clear(vm, i, first, n, &d->clr[i][w0]);
+	if (ret)
+		return ret;
 	memset(&d->clr[i][w0], 0, (w1 - w0) * sizeof(unsigned long));
 	return 0;
 }
@@ -699,226 +694,314 @@ struct mig_ctx {
 	struct vm *vm;
 };
 
-static void *migrate_thread(void *arg)
-{
-	struct mig_ctx *c = arg;
-	struct vmm *vmm = c->vmm;
-	struct vm *vm = c->vm;
-	const struct api_migrate_args *a = &vmm->mig_args;
-	struct mig_stats st = { .status = MIG_ACTIVE };
-	struct throttler thr = { .vm = vm };
-	struct sender snd = { .vmm = vmm };
-	struct dirty d = { .logging = false };
-	uint64_t t0 = monotonic_ms(), t_pause = 0, bw = 0, pps = 0, prev_dirty = UINT64_MAX;
-	uint64_t tf[5] = { 0 }; /* the final phase's steps, for the downtime's breakdown */
-	bool paused = false, quiesced = false, released = false, switched = false;
-	bool end_sent = false;
-	struct mig_tls_conn *tls = NULL;
+/*
+ * One migration on the source: what its phases (below, in the order of the state
+ * machine at the top) share. The migration thread's own.
+ */
+struct mig_src {
+	struct vmm *vmm;
+	struct vm *vm;
+	const struct api_migrate_args *a;
+	struct mig_stats st;
+	struct throttler thr;
+	struct sender snd;
+	struct dirty d;
+	bool dirty_on;         /* dirty_start succeeded: dirty_stop undoes it */
+	struct mig_tls_conn *tls;
 	struct state_io io;
-	int fd, ret;
-	int64_t n;
-	uint8_t ack;
+	int fd;
+	uint64_t t0, t_pause;
+	uint64_t tf[5];        /* the final phase's steps, for the downtime's breakdown */
+	int64_t final_dirty;   /* pages the final collection found */
+	bool paused, quiesced, released, switched;
+	bool end_sent;         /* from here the destination may run the guest (invariant 1) */
+};
 
-	free(c);
-	fd = mig_connect(a, st.error, sizeof(st.error));
-	if (fd < 0) {
-		ret = fd;
-		goto out;
-	}
-	if (a->transport == API_MIGRATE_TCP) { /* vmm->tls: checked by migrate_start */
-		tls = mig_tls_handshake(vmm->tls, fd, st.error, sizeof(st.error));
-		if (!tls) {
-			ret = -ECONNREFUSED;
-			goto out_close;
-		}
-		mig_tls_io(tls, &io);
-		snd.w = state_writer_new_io(&io, "migration stream");
+/* A failure on the stream: its reason, unless a phase already gave one. Returns ret. */
+static int stream_failed(struct mig_src *m, int ret)
+{
+	if (!m->st.error[0])
+		snprintf(m->st.error, sizeof(m->st.error), "%s",
+			 state_writer_error(m->snd.w)[0] ? state_writer_error(m->snd.w) :
+							     strerror(-ret));
+	return ret;
+}
+
+/*
+ * CONNECT: the socket (TLS over TCP), the stream's "config", dirty logging on and
+ * the throttling thread started. 0 or -errno with st.error set.
+ */
+static int phase_connect(struct mig_src *m)
+{
+	int ret;
+
+	m->fd = mig_connect(m->a, m->st.error, sizeof(m->st.error));
+	if (m->fd < 0)
+		return m->fd;
+	if (m->a->transport == API_MIGRATE_TCP) { /* vmm->tls: checked by migrate_start */
+		m->tls = mig_tls_handshake(m->vmm->tls, m->fd, m->st.error, sizeof(m->st.error));
+		if (!m->tls)
+			return -ECONNREFUSED;
+		mig_tls_io(m->tls, &m->io);
+		m->snd.w = state_writer_new_io(&m->io, "migration stream");
 	} else {
-		snd.w = state_writer_new_fd(fd, "migration stream");
+		m->snd.w = state_writer_new_fd(m->fd, "migration stream");
 	}
-	if (!snd.w) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
-	ret = vm_state_save_config_as(vm->cfg, VM_CONFIG_MIGRATION, snd.w);
+	if (!m->snd.w)
+		return -ENOMEM;
+	ret = vm_state_save_config_as(m->vm->cfg, VM_CONFIG_MIGRATION, m->snd.w);
 	if (ret)
-		goto out_stream;
-	ret = dirty_start(vm, &d);
+		return stream_failed(m, ret);
+	ret = dirty_start(m->vm, &m->d);
 	if (ret) {
-		snprintf(st.error, sizeof(st.error), "cannot track dirty pages: %s", strerror(-ret));
-		goto out_free;
+		snprintf(m->st.error, sizeof(m->st.error), "cannot track dirty pages: %s",
+			 strerror(-ret));
+		return ret;
 	}
-	if (pthread_create(&thr.thread, NULL, throttle_thread, &thr) == 0)
-		thr.started = true;
+	m->dirty_on = true;
+	if (pthread_create(&m->thr.thread, NULL, throttle_thread, &m->thr) == 0)
+		m->thr.started = true;
+	return 0;
+}
 
-	/* Round 0 clears the log, then sends everything that is not zero. */
-	n = dirty_collect(vm, &d);
-	for (st.rounds = 0;; st.rounds++) {
-		uint64_t r0 = monotonic_ms(), sent0 = state_writer_offset(snd.w), dt;
-		uint64_t pages0 = snd.pages + snd.zero_pages;
+/*
+ * ROUND 0..n: round 0 clears the log, then sends every page that is not zero; each
+ * later round sends what was dirtied during the one before, until what is left would
+ * go within the downtime target at the last round's page rate (or MIG_MAX_ROUNDS),
+ * throttling the vCPUs while the dirty set does not shrink. 0 (go to FINAL) or
+ * -errno with st.error set.
+ */
+static int phase_precopy(struct mig_src *m)
+{
+	struct vm *vm = m->vm;
+	struct mig_stats *st = &m->st;
+	uint64_t bw = 0, pps = 0, prev_dirty = UINT64_MAX;
+	int64_t n;
+	int ret;
+
+	n = dirty_collect(vm, &m->d);
+	for (st->rounds = 0;; st->rounds++) {
+		uint64_t r0 = monotonic_ms(), sent0 = state_writer_offset(m->snd.w), dt;
+		uint64_t pages0 = m->snd.pages + m->snd.zero_pages;
 
 		if (n < 0) {
 			ret = (int)n;
-			snprintf(st.error, sizeof(st.error), "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
-			goto out_dirty;
+			snprintf(st->error, sizeof(st->error), "KVM_GET_DIRTY_LOG: %s",
+				 strerror(-ret));
+			return ret;
 		}
-		ret = send_pages(vm, &d, st.rounds == 0, &snd);
+		ret = send_pages(vm, &m->d, st->rounds == 0, &m->snd);
 		if (ret)
-			goto out_stream;
+			return stream_failed(m, ret);
 		dt = monotonic_ms() - r0;
 		if (dt) {
-			bw = (state_writer_offset(snd.w) - sent0) * 1000 / dt; /* bytes/s */
+			bw = (state_writer_offset(m->snd.w) - sent0) * 1000 / dt; /* bytes/s */
 			/* Pages/s, zero ones included: they cost their address, not 4 KiB. */
-			pps = (snd.pages + snd.zero_pages - pages0) * 1000 / dt;
+			pps = (m->snd.pages + m->snd.zero_pages - pages0) * 1000 / dt;
 		}
-		st.bytes = state_writer_offset(snd.w);
-		st.pages = snd.pages;
-		st.bandwidth_mbps = bw * 8 / 1000000;
-		st.total_ms = monotonic_ms() - t0;
-		set_stats(vmm, &st);
-		if (atomic_load(&vmm->mig_cancel)) {
-			ret = -ECANCELED;
-			snprintf(st.error, sizeof(st.error), "cancelled");
-			goto out_dirty;
+		st->bytes = state_writer_offset(m->snd.w);
+		st->pages = m->snd.pages;
+		st->bandwidth_mbps = bw * 8 / 1000000;
+		st->total_ms = monotonic_ms() - m->t0;
+		set_stats(m->vmm, st);
+		if (atomic_load(&m->vmm->mig_cancel)) {
+			snprintf(st->error, sizeof(st->error), "cancelled");
+			return -ECANCELED;
 		}
-		n = dirty_collect(vm, &d);
+		n = dirty_collect(vm, &m->d);
 		if (n < 0)
 			continue; /* reported at the top */
-		log_debug("migration round %u: %llu dirty pages, %llu MB/s", st.rounds + 1,
+		log_debug("migration round %u: %llu dirty pages, %llu MB/s", st->rounds + 1,
 			  (unsigned long long)n, (unsigned long long)(bw / 1000000));
 		/* Would the rest go within the downtime target (at this round's page rate)? */
-		if (pps && (uint64_t)n * 1000 / pps <= a->downtime_ms)
-			break;
-		if (st.rounds + 1 >= MIG_MAX_ROUNDS)
-			break;
+		if (pps && (uint64_t)n * 1000 / pps <= m->a->downtime_ms)
+			return 0;
+		if (st->rounds + 1 >= MIG_MAX_ROUNDS)
+			return 0;
 		/* Auto-converge: the guest dirties faster than we send. */
-		if ((uint64_t)n * 2 > prev_dirty || (st.rounds > 0 && (uint64_t)n >= prev_dirty)) {
+		if ((uint64_t)n * 2 > prev_dirty || (st->rounds > 0 && (uint64_t)n >= prev_dirty)) {
 			unsigned int pct = atomic_load(&vm->throttle_pct);
 
 			pct = pct + 20 > 80 ? 80 : pct + 20;
 			atomic_store(&vm->throttle_pct, pct);
-			st.throttle_pct = pct;
+			st->throttle_pct = pct;
 		}
 		prev_dirty = (uint64_t)n;
 	}
+}
 
-	/* Final: nothing changes RAM from here (invariant 2). */
-	t_pause = monotonic_ms();
-	paused = vm_pause(vm) == 0;
-	tf[0] = monotonic_ms();
+/*
+ * FINAL: pause the vCPUs, stop the devices, let go of the disk images (invariant
+ * 4), send the last dirty pages, the vCPU and device state and "end". 0 (end_sent)
+ * or -errno with st.error set; either way paused, quiesced and released say what
+ * a rollback undoes.
+ */
+static int phase_final(struct mig_src *m)
+{
+	struct vm *vm = m->vm;
+	struct mig_stats *st = &m->st;
+	int ret;
+
+	/* Nothing changes RAM from here (invariant 2). */
+	m->t_pause = monotonic_ms();
+	m->paused = vm_pause(vm) == 0;
+	m->tf[0] = monotonic_ms();
 	devices_quiesce(vm);
-	quiesced = true;
-	tf[1] = monotonic_ms();
+	m->quiesced = true;
+	m->tf[1] = monotonic_ms();
 	/* The destination takes the disk images over before it acks (invariant 4). */
-	released = true;
+	m->released = true;
 	ret = vm_disks_release(vm);
-	tf[2] = monotonic_ms();
+	m->tf[2] = monotonic_ms();
 	if (ret) {
-		snprintf(st.error, sizeof(st.error), "cannot flush the disks: %s", strerror(-ret));
-		goto out_dirty;
+		snprintf(st->error, sizeof(st->error), "cannot flush the disks: %s",
+			 strerror(-ret));
+		return ret;
 	}
-	n = dirty_collect(vm, &d);
-	if (n < 0) {
-		ret = (int)n;
-		snprintf(st.error, sizeof(st.error), "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
-		goto out_dirty;
+	m->final_dirty = dirty_collect(vm, &m->d);
+	if (m->final_dirty < 0) {
+		ret = (int)m->final_dirty;
+		snprintf(st->error, sizeof(st->error), "KVM_GET_DIRTY_LOG: %s", strerror(-ret));
+		return ret;
 	}
-	st.rounds += 2; /* the rounds sent above (0-based index) and this final one */
-	ret = send_pages(vm, &d, false, &snd);
-	tf[3] = monotonic_ms();
+	st->rounds += 2; /* the rounds sent above (0-based index) and this final one */
+	ret = send_pages(vm, &m->d, false, &m->snd);
+	m->tf[3] = monotonic_ms();
 	if (!ret)
-		ret = vm_state_save(vm, snd.w);
+		ret = vm_state_save(vm, m->snd.w);
 	if (!ret)
-		ret = state_writer_finish(snd.w);
+		ret = state_writer_finish(m->snd.w);
 	if (ret)
-		goto out_stream;
-	tf[4] = monotonic_ms();
+		return stream_failed(m, ret);
+	m->tf[4] = monotonic_ms();
 	/* From here the destination may hold everything and run the guest (invariant 1). */
-	end_sent = true;
-	st.bytes = state_writer_offset(snd.w);
-	st.pages = snd.pages;
+	m->end_sent = true;
+	st->bytes = state_writer_offset(m->snd.w);
+	st->pages = m->snd.pages;
+	return 0;
+}
+
+/*
+ * FINAL --ack--> SWITCHED; a NACK is a certain refusal (ROLLBACK: end_sent
+ * cleared); no ack leaves the outcome UNKNOWN. 0 or -errno with st.error set.
+ */
+static int phase_ack(struct mig_src *m)
+{
+	struct mig_stats *st = &m->st;
+	uint8_t ack;
+	int ret;
+
 	/* The destination checks the whole stream, then acks (invariant 1). */
 	errno = 0;
-	ret = tls ? mig_tls_recv(tls, &ack, 1) : read(fd, &ack, 1) == 1 ? 0 : -EIO;
+	ret = m->tls ? mig_tls_recv(m->tls, &ack, 1) : read(m->fd, &ack, 1) == 1 ? 0 : -EIO;
 	if (!ret && ack == MIG_NACK) {
 		/* A refusal is certain: the destination will not run the guest. */
-		end_sent = false;
-		ret = -ECONNREFUSED;
-		snprintf(st.error, sizeof(st.error), "the destination refused the stream (its "
+		m->end_sent = false;
+		snprintf(st->error, sizeof(st->error), "the destination refused the stream (its "
 			 "log says why)");
-		goto out_dirty;
+		return -ECONNREFUSED;
 	}
 	if (ret || ack != MIG_ACK) {
-		ret = -ECONNABORTED;
-		snprintf(st.error, sizeof(st.error),
+		snprintf(st->error, sizeof(st->error),
 			 "no confirmation from the destination after the final state (%s): it may "
 			 "be running the guest, so this side stays paused with its disks released; "
 			 "find out which side runs it, then stop this VMM or take the guest back "
 			 "with resume",
 			 errno ? strerror(errno) : "closed");
-		goto out_dirty;
+		return -ECONNABORTED;
 	}
-	switched = true;
-	st.status = MIG_COMPLETED;
-	st.downtime_ms = monotonic_ms() - t_pause;
+	m->switched = true;
+	st->status = MIG_COMPLETED;
+	st->downtime_ms = monotonic_ms() - m->t_pause;
 	/* Where the downtime went (plinth -vv), for the benchmarks' downtime rows. */
 	log_debug("migration downtime: vCPUs paused %llu ms, devices stopped %llu ms, disks "
 		  "released %llu ms, last %lld dirty pages %llu ms, device state and end %llu ms, "
-		  "the destination's check and ack %llu ms", (unsigned long long)(tf[0] - t_pause),
-		  (unsigned long long)(tf[1] - tf[0]), (unsigned long long)(tf[2] - tf[1]),
-		  (long long)n, (unsigned long long)(tf[3] - tf[2]),
-		  (unsigned long long)(tf[4] - tf[3]), (unsigned long long)(monotonic_ms() - tf[4]));
-	goto out_dirty;
+		  "the destination's check and ack %llu ms",
+		  (unsigned long long)(m->tf[0] - m->t_pause),
+		  (unsigned long long)(m->tf[1] - m->tf[0]),
+		  (unsigned long long)(m->tf[2] - m->tf[1]), (long long)m->final_dirty,
+		  (unsigned long long)(m->tf[3] - m->tf[2]),
+		  (unsigned long long)(m->tf[4] - m->tf[3]),
+		  (unsigned long long)(monotonic_ms() - m->tf[4]));
+	return 0;
+}
 
-out_stream:
-	if (!st.error[0])
-		snprintf(st.error, sizeof(st.error), "%s",
-			 state_writer_error(snd.w)[0] ? state_writer_error(snd.w) : strerror(-ret));
-out_dirty:
-	if (thr.started) {
-		atomic_store(&thr.stop, true);
-		pthread_join(thr.thread, NULL);
+/*
+ * After the phases (ret: the first failure, or 0): close the channel, then one of
+ * SWITCHED (the source exits), UNKNOWN (stays paused) or ROLLBACK (the guest goes
+ * on here), recorded in vmm->mig.
+ */
+static void phase_outcome(struct mig_src *m, int ret)
+{
+	struct vmm *vmm = m->vmm;
+	struct vm *vm = m->vm;
+	struct mig_stats *st = &m->st;
+
+	if (m->thr.started) {
+		atomic_store(&m->thr.stop, true);
+		pthread_join(m->thr.thread, NULL);
 	}
-	atomic_store(&vm->throttle_pct, 0);
-	dirty_stop(vm, &d);
-out_free:
-	state_writer_free(snd.w);
-	mig_tls_close(tls);
-out_close:
-	close(fd);
-out:
-	st.total_ms = monotonic_ms() - t0;
-	if (end_sent && !switched) {
+	if (m->dirty_on) {
+		atomic_store(&vm->throttle_pct, 0);
+		dirty_stop(vm, &m->d);
+	}
+	state_writer_free(m->snd.w);
+	mig_tls_close(m->tls);
+	if (m->fd >= 0)
+		close(m->fd);
+	st->total_ms = monotonic_ms() - m->t0;
+	if (m->end_sent && !m->switched) {
 		/* Never both: the guest stays paused here until someone knows (UNKNOWN). */
-		st.status = MIG_UNKNOWN;
-		log_error("migration outcome unknown: %s", st.error);
-		set_stats(vmm, &st);
-		return NULL;
+		st->status = MIG_UNKNOWN;
+		log_error("migration outcome unknown: %s", st->error);
+		set_stats(vmm, st);
+		return;
 	}
-	if (switched) {
+	if (m->switched) {
 		log_msg(LOG_WARN, "migration completed: total %llu ms, downtime %llu ms, %llu bytes, "
-			"%u rounds, %llu pages sent as zero runs", (unsigned long long)st.total_ms,
-			(unsigned long long)st.downtime_ms, (unsigned long long)st.bytes, st.rounds,
-			(unsigned long long)snd.zero_pages);
-		set_stats(vmm, &st);
+			"%u rounds, %llu pages sent as zero runs", (unsigned long long)st->total_ms,
+			(unsigned long long)st->downtime_ms, (unsigned long long)st->bytes, st->rounds,
+			(unsigned long long)m->snd.zero_pages);
+		set_stats(vmm, st);
 		vm_request_exit(vm, VM_EXIT_MIGRATED, "migrated to the destination");
-		return NULL;
+		return;
 	}
 	/* Roll back: the guest goes on here. */
-	if (released && vm_disks_acquire(vm, MIG_DISK_WAIT_MS))
+	if (m->released && vm_disks_acquire(vm, MIG_DISK_WAIT_MS))
 		log_error("the disk images could not be taken back: the guest's disk I/O fails");
-	if (quiesced)
+	if (m->quiesced)
 		devices_restart(vm);
-	if (paused)
+	if (m->paused)
 		vm_resume(vm);
-	st.status = atomic_load(&vmm->mig_cancel) ? MIG_CANCELLED : MIG_FAILED;
-	if (!st.error[0])
-		snprintf(st.error, sizeof(st.error), "%s", strerror(-ret));
-	log_warn("migration failed, the guest keeps running here: %s", st.error);
-	set_stats(vmm, &st);
+	st->status = atomic_load(&vmm->mig_cancel) ? MIG_CANCELLED : MIG_FAILED;
+	if (!st->error[0])
+		snprintf(st->error, sizeof(st->error), "%s", strerror(-ret));
+	log_warn("migration failed, the guest keeps running here: %s", st->error);
+	set_stats(vmm, st);
 	/* A hot-plug eject that came meanwhile waited for the device list (hotplug.c). */
 	if (write(vmm->req_fd, &(uint64_t){ 1 }, sizeof(uint64_t)) < 0)
 		log_warn("cannot wake the main thread: %s", strerror(errno));
+}
+
+static void *migrate_thread(void *arg)
+{
+	struct mig_ctx *c = arg;
+	struct mig_src m = {
+		.vmm = c->vmm, .vm = c->vm, .a = &c->vmm->mig_args,
+		.st = { .status = MIG_ACTIVE }, .thr = { .vm = c->vm }, .snd = { .vmm = c->vmm },
+		.fd = -1, .t0 = monotonic_ms(),
+	};
+	int ret;
+
+	free(c);
+	ret = phase_connect(&m);
+	if (!ret)
+		ret = phase_precopy(&m);
+	if (!ret)
+		ret = phase_final(&m);
+	if (!ret)
+		ret = phase_ack(&m);
+	phase_outcome(&m, ret);
 	return NULL;
 }
 

@@ -1,99 +1,39 @@
 // SPDX-License-Identifier: MIT
 /*
- * vCPU threads: KVM_RUN in a loop, dispatching exits. A vCPU stops when
- * vm->stopping is set and it is kicked (immediate_exit + SIGUSR1, so a kick
- * that lands before KVM_RUN is entered is not lost).
+ * vCPU threads: the hypervisor's run (KVM_RUN) in a loop, dispatching exits. A
+ * vCPU stops when vm->stopping is set and it is kicked (on KVM immediate_exit +
+ * SIGUSR1, so a kick that lands before KVM_RUN is entered is not lost).
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 
 #include "log.h"
 #include "sandbox.h"
 #include "vm.h"
-#include "arch/x86/cpuid.h"
-#include "arch/x86/regs.h"
 
 int vcpu_create(struct vm *vm, unsigned int index)
 {
 	struct vcpu *v = &vm->vcpu[index];
-	int mmap_size, ret;
 
 	v->vm = vm;
 	v->index = index;
-	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
-	if (v->fd < 0) {
-		ret = -errno;
-		log_error("cannot create vCPU %u: %s", index, strerror(errno));
-		return ret;
-	}
-	mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (mmap_size < (int)sizeof(struct kvm_run)) {
-		ret = mmap_size < 0 ? -errno : -EINVAL;
-		log_error("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(-ret));
-		goto out_close_fd;
-	}
-	v->run_size = (size_t)mmap_size;
-	v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
-	if (v->run == MAP_FAILED) {
-		ret = -errno;
-		v->run = NULL;
-		log_error("cannot map vCPU %u's run area: %s", index, strerror(errno));
-		goto out_close_fd;
-	}
-	ret = cpuid_apply(v->fd, vm->cpuid, index, vm->cfg->cpus);
-	if (ret) {
-		log_error("cannot set vCPU %u's CPUID: %s", index, strerror(-ret));
-		goto out_unmap;
-	}
-	ret = x86_vcpu_init(v->fd, index == 0);
-	if (ret) {
-		log_error("cannot set up vCPU %u (MSRs, FPU, LAPIC): %s", index, strerror(-ret));
-		goto out_unmap;
-	}
-	/*
-	 * Application processors wait in the kernel for INIT/SIPI from the BSP. Firmware
-	 * starts where KVM's reset state leaves the BSP: the reset vector below 4 GiB.
-	 */
-	if (index == 0 && !vm->cfg->firmware) {
-		ret = x86_vcpu_boot_regs(v->fd, vm->kernel.entry);
-		if (ret) {
-			log_error("cannot set the boot CPU's registers: %s", strerror(-ret));
-			goto out_unmap;
-		}
-	}
-	return 0;
-
-out_unmap:
-	munmap(v->run, v->run_size);
-	v->run = NULL;
-out_close_fd:
-	close(v->fd);
-	v->fd = -1;
-	return ret;
+	return vm->hv->vcpu_init(v);
 }
 
 void vcpu_destroy(struct vcpu *v)
 {
-	if (v->run)
-		munmap(v->run, v->run_size);
-	if (v->fd >= 0)
-		close(v->fd);
-	v->run = NULL;
-	v->fd = -1;
+	v->vm->hv->vcpu_fini(v);
 }
 
 void vcpu_kick(struct vcpu *v)
 {
 	if (!v->started)
 		return;
-	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	pthread_kill(v->thread, SIGUSR1);
+	v->vm->hv->vcpu_kick(v);
 }
 
 static void vcpu_io(struct vcpu *v)
@@ -114,7 +54,7 @@ static void vcpu_io(struct vcpu *v)
 static void vcpu_fail(struct vcpu *v, const char *what)
 {
 	vm_request_exit(v->vm, VM_EXIT_ERROR, "%s on vCPU %u at RIP 0x%llx", what, v->index,
-			(unsigned long long)x86_vcpu_rip(v->fd));
+			(unsigned long long)v->vm->hv->vcpu_rip(v));
 }
 
 /* Handle one exit. Returns false when the vCPU should stop. */
@@ -150,12 +90,12 @@ static bool vcpu_handle_exit(struct vcpu *v)
 		 * live. AMD SVM resets the vCPU before we can look: then it counts as a
 		 * reset, with a warning since a crash can't be told apart.
 		 */
-		switch (x86_vcpu_shutdown_kind(v->fd)) {
-		case X86_SHUTDOWN_RESET:
+		switch (v->vm->hv->vcpu_shutdown_kind(v)) {
+		case HV_SHUTDOWN_RESET:
 			log_info("vCPU %u: triple fault with an empty IDT: guest reset", v->index);
 			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
 			break;
-		case X86_SHUTDOWN_UNKNOWN:
+		case HV_SHUTDOWN_UNKNOWN:
 			log_warn("vCPU %u: triple fault (state lost, treated as a guest reset)",
 				 v->index);
 			vm_request_exit(v->vm, VM_EXIT_RESET, NULL);
@@ -210,7 +150,7 @@ static void vcpu_park(struct vcpu *v)
 	struct vm *vm = v->vm;
 
 	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-	if (ioctl(v->fd, KVM_RUN, 0) == 0)
+	if (vm->hv->vcpu_run(v) == 0)
 		vcpu_handle_exit(v); /* cannot happen with immediate_exit, but never drop an exit */
 	pthread_mutex_lock(&vm->pause_lock);
 	v->parked = true;
@@ -237,6 +177,7 @@ void *vcpu_thread(void *arg)
 	struct vcpu *v = arg;
 	struct vm *vm = v->vm;
 	sigset_t set;
+	int ret;
 
 	/* Only the kick signal reaches vCPU threads. */
 	sigemptyset(&set);
@@ -271,11 +212,12 @@ void *vcpu_thread(void *arg)
 		vcpu_throttle(v);
 		if (atomic_load(&vm->stopping))
 			break;
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+		ret = vm->hv->vcpu_run(v);
+		if (ret) {
+			if (ret == -EINTR || ret == -EAGAIN)
 				continue;
 			vm_request_exit(vm, VM_EXIT_ERROR, "KVM_RUN failed on vCPU %u: %s",
-					v->index, strerror(errno));
+					v->index, strerror(-ret));
 			break;
 		}
 		if (!vcpu_handle_exit(v))

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -23,7 +22,6 @@
 #include "util.h"
 #include "firmware.h"
 #include "arch/x86/acpi.h"
-#include "arch/x86/cpuid.h"
 #include "arch/x86/layout.h"
 #include "arch/x86/regs.h"
 #include "display/vnc.h"
@@ -31,7 +29,6 @@
 #include "virtio/virtio-pci.h"
 #include "virtio/devices.h"
 
-#define KVM_API_EXPECTED 12
 #define CTRL_A 0x01
 
 void vm_request_exit(struct vm *vm, enum vm_exit reason, const char *fmt, ...)
@@ -60,7 +57,7 @@ static void com1_irq(void *opaque, int level)
 {
 	struct vm *vm = opaque;
 
-	irq_line(vm->vm_fd, IRQ_COM1, level);
+	vm->hv->irq_line(vm, IRQ_COM1, level);
 }
 
 static void com1_tx(void *opaque, uint8_t byte)
@@ -99,7 +96,7 @@ static void sci_set(struct vm *vm, int *src, int level)
 {
 	pthread_mutex_lock(&vm->sci_lock);
 	*src = level;
-	irq_line(vm->vm_fd, IRQ_SCI, vm->sci_pm || vm->sci_gpe);
+	vm->hv->irq_line(vm, IRQ_SCI, vm->sci_pm || vm->sci_gpe);
 	pthread_mutex_unlock(&vm->sci_lock);
 }
 
@@ -241,30 +238,6 @@ static void *console_thread(void *arg)
 
 /* ---- creation ---- */
 
-int vm_open_kvm(int *kvm_fd)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC), api, ret;
-
-	if (fd < 0) {
-		ret = -errno;
-		if (errno == ENOENT || errno == ENODEV || errno == ENXIO)
-			log_error("/dev/kvm does not exist: KVM is not available on this host");
-		else if (errno == EACCES || errno == EPERM)
-			log_error("no permission to open /dev/kvm (add the user to the kvm group)");
-		else
-			log_error("cannot open /dev/kvm: %s", strerror(errno));
-		return ret;
-	}
-	api = ioctl(fd, KVM_GET_API_VERSION, 0);
-	if (api != KVM_API_EXPECTED) {
-		log_error("unsupported KVM API version %d (need %d)", api, KVM_API_EXPECTED);
-		close(fd);
-		return -EINVAL;
-	}
-	*kvm_fd = fd;
-	return 0;
-}
-
 static int boot_file_open(const char *what, const char *path, int kept);
 
 int vm_open_files(struct vm_config *cfg)
@@ -305,38 +278,6 @@ void vm_close_files(struct vm_config *cfg)
 			close(*fd[i]);
 		*fd[i] = -1;
 	}
-}
-
-static int kvm_check_caps(struct vm *vm)
-{
-	static const struct { int cap; const char *name; } need[] = {
-		{ KVM_CAP_IRQCHIP, "in-kernel irqchip" },
-		{ KVM_CAP_PIT2, "in-kernel PIT" },
-		{ KVM_CAP_USER_MEMORY, "user memory" },
-		{ KVM_CAP_IRQ_ROUTING, "GSI routing" },
-		{ KVM_CAP_IRQFD, "irqfd" },
-		{ KVM_CAP_IOEVENTFD, "ioeventfd" },
-		{ KVM_CAP_SIGNAL_MSI, "KVM_SIGNAL_MSI" },
-		{ KVM_CAP_IMMEDIATE_EXIT, "immediate_exit" },
-	};
-	int max_vcpus;
-	size_t i;
-
-	for (i = 0; i < ARRAY_SIZE(need); i++) {
-		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, need[i].cap) <= 0) {
-			log_error("this host's KVM lacks %s", need[i].name);
-			return -ENOTSUP;
-		}
-	}
-	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
-	if (max_vcpus <= 0)
-		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
-	if (max_vcpus > 0 && vm->cfg->cpus > (unsigned int)max_vcpus) {
-		log_error("--cpus %u is more than this host's KVM allows (%d)", vm->cfg->cpus,
-			  max_vcpus);
-		return -EINVAL;
-	}
-	return 0;
 }
 
 /* The kernel's or initrd's fd: cfg's, kept open (not to be closed), or opened now. */
@@ -449,83 +390,15 @@ static int vm_setup_memory(struct vm *vm)
 		return ret;
 	for (i = 0; i < vm->mem.nr_slots; i++) {
 		const struct guest_mem_slot *s = &vm->mem.slot[i];
-		struct kvm_userspace_memory_region r = {
-			.slot = i,
-			.guest_phys_addr = s->gpa,
-			.memory_size = s->size,
-			.userspace_addr = (uintptr_t)s->hva,
-		};
 
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
-			ret = -errno;
-			log_error("cannot register guest memory with KVM: %s", strerror(errno));
+		ret = vm->hv->set_memory(vm, i, s->gpa, s->size, s->hva, 0);
+		if (ret) {
+			log_error("cannot register guest memory with the hypervisor: %s",
+				  strerror(-ret));
 			return ret;
 		}
 	}
 	return 0;
-}
-
-/*
- * Dirty logging as QEMU runs it: with KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 and
- * INITIALLY_SET, turning logging on for a migration write-protects nothing;
- * every page starts dirty and is write-protected only when the migration
- * thread clears its bit, just before it sends the page (migrate.c). Without
- * it, KVM write-protects all of guest RAM in one go while the vCPUs run. (The
- * round-0 guest failure under the emulated host was suspected of coming from
- * that moment; it happens with this mode too: ARCHITECTURE.md.) Optional:
- * older kernels get the old behaviour.
- */
-static void vm_setup_dirty_log(struct vm *vm)
-{
-	const uint64_t want = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
-	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, .args = { want } };
-	int have = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
-
-	vm->dirty_manual = have > 0 && ((uint64_t)have & want) == want &&
-			   ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0;
-	if (!vm->dirty_manual)
-		log_debug("KVM clears the dirty log as it reads it (no manual protect)");
-}
-
-static int vm_setup_kvm(struct vm *vm)
-{
-	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
-	int ret;
-
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0) {
-		ret = -errno;
-		log_error("cannot create a KVM VM: %s", strerror(errno));
-		return ret;
-	}
-	ret = kvm_check_caps(vm);
-	if (ret)
-		return ret;
-	/* Intel VMX needs these three pages for real mode; harmless elsewhere. */
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR,
-		  (unsigned long)(vm->cfg->firmware ? LAYOUT_FW_KVM_TSS : LAYOUT_KVM_TSS)) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR,
-		  &(uint64_t){ vm->cfg->firmware ? LAYOUT_FW_KVM_IDMAP : LAYOUT_KVM_IDMAP }) < 0) {
-		ret = -errno;
-		log_error("cannot place KVM's TSS: %s", strerror(errno));
-		return ret;
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		ret = -errno;
-		log_error("cannot create the in-kernel interrupt controller: %s", strerror(errno));
-		return ret;
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-		ret = -errno;
-		log_error("cannot create the in-kernel PIT: %s", strerror(errno));
-		return ret;
-	}
-	vm_setup_dirty_log(vm);
-	ret = irq_router_init(&vm->irq, vm->vm_fd);
-	if (ret)
-		return ret;
-	vm->cpuid = cpuid_supported(vm->kvm_fd);
-	return vm->cpuid ? 0 : -EIO;
 }
 
 /* Fixed machine resources and the built-in devices, all through the registry. */
@@ -645,10 +518,10 @@ static int vm_setup_devices(struct vm *vm)
 
 	if (vm->cfg->firmware)
 		vm->pci = pci_bus_new_q35(&vm->pio, &vm->mmio, r, LAYOUT_FW_ECAM,
-					  &kvm_pci_host_ops, &vm->irq);
+					  vm->pci_host, vm->pci_host_ctx);
 	else
-		vm->pci = pci_bus_new(&vm->pio, &vm->mmio, r, LAYOUT_PCI_ECAM, &kvm_pci_host_ops,
-				      &vm->irq);
+		vm->pci = pci_bus_new(&vm->pio, &vm->mmio, r, LAYOUT_PCI_ECAM, vm->pci_host,
+				      vm->pci_host_ctx);
 	if (!vm->pci)
 		return -ENOMEM;
 	if (vm->cfg->firmware) {
@@ -795,6 +668,8 @@ struct vm *vm_create(const struct vm_config *cfg)
 		return NULL;
 	}
 	vm->cfg = cfg;
+	vm->hv = cfg->hv ? cfg->hv : &hv_kvm_ops;
+	vm->hv_ctx = cfg->hv_ctx;
 	vm->kvm_fd = vm->vm_fd = vm->exit_fd = vm->console.wake_fd = -1;
 	vm->mem.fd = -1;
 	for (i = 0; i < VM_MAX_CPUS; i++)
@@ -814,11 +689,7 @@ struct vm *vm_create(const struct vm_config *cfg)
 	}
 	if (!cfg->firmware && (vm_map_kernel(vm) || vm_check_boot_files(vm)))
 		goto out_destroy;
-	if (cfg->kvm_fd >= 0)
-		vm->kvm_fd = cfg->kvm_fd; /* kept across resets: vm_destroy leaves it open */
-	else if (vm_open_kvm(&vm->kvm_fd))
-		goto out_destroy;
-	if (vm_setup_kvm(vm))
+	if (vm->hv->vm_init(vm))
 		goto out_destroy;
 	if (vm_setup_memory(vm))
 		goto out_destroy;
@@ -991,7 +862,7 @@ out_stop:
 	if (vm->exit_reason == VM_EXIT_SIGNAL && log_get_level() >= LOG_INFO) {
 		for (i = 0; i < vm->nr_vcpus; i++)
 			log_info("vCPU %u stopped at RIP 0x%llx", i,
-				 (unsigned long long)x86_vcpu_rip(vm->vcpu[i].fd));
+				 (unsigned long long)vm->hv->vcpu_rip(&vm->vcpu[i]));
 	}
 	return vm->exit_reason;
 }
@@ -1048,11 +919,11 @@ void vm_resync_irqs(struct vm *vm)
 	 * may hold theirs high and would never raise them again (they only signal
 	 * changes), so the line is driven to the device's level once.
 	 */
-	irq_line(vm->vm_fd, IRQ_COM1, vm->com1.st.irq_level);
+	vm->hv->irq_line(vm, IRQ_COM1, vm->com1.st.irq_level);
 	pthread_mutex_lock(&vm->sci_lock);
 	vm->sci_pm = vm->pm.st.sci;
 	vm->sci_gpe = (int)vm->pcihp.st.sci;
-	irq_line(vm->vm_fd, IRQ_SCI, vm->sci_pm || vm->sci_gpe);
+	vm->hv->irq_line(vm, IRQ_SCI, vm->sci_pm || vm->sci_gpe);
 	pthread_mutex_unlock(&vm->sci_lock);
 }
 
@@ -1080,15 +951,9 @@ void vm_destroy(struct vm *vm)
 	pm_destroy(&vm->pm);
 	pcihp_destroy(&vm->pcihp);
 	i8042_destroy(&vm->i8042);
-	free(vm->cpuid);
-	if (vm->vm_fd >= 0) {
-		irq_router_destroy(&vm->irq);
-		close(vm->vm_fd);
-	}
+	vm->hv->vm_fini(vm);
 	fw_destroy(vm); /* after the VM: its slot maps the firmware's code */
 	guest_mem_destroy(&vm->mem);
-	if (vm->kvm_fd >= 0 && vm->kvm_fd != vm->cfg->kvm_fd)
-		close(vm->kvm_fd);
 	if (vm->kernel_map)
 		munmap(vm->kernel_map, vm->kernel_len);
 	if (vm->exit_fd >= 0)

@@ -26,6 +26,7 @@
 
 #include "bus.h"
 #include "devconf.h"
+#include "hv.h"
 #include "irq.h"
 #include "mem.h"
 #include "resources.h"
@@ -113,6 +114,9 @@ struct vm_config {
 	 * vm_create() opens by path each time.
 	 */
 	int kvm_fd, kernel_fd, initrd_fd;
+	/* The hypervisor (hv.h): NULL is KVM; unit tests give a fake and its context. */
+	const struct hv_ops *hv;
+	void *hv_ctx;
 };
 
 enum vm_exit {
@@ -149,12 +153,18 @@ struct console_input {
 
 struct vm {
 	const struct vm_config *cfg;
-	int kvm_fd;
+	const struct hv_ops *hv;     /* cfg->hv or KVM's: every hypervisor call goes here */
+	void *hv_ctx;                /* cfg->hv_ctx, for a fake */
+	int kvm_fd;                  /* KVM's (hv_kvm.c): /dev/kvm and the VM */
 	int vm_fd;
 	struct guest_mem mem;
 	struct resources res;
 	struct bus pio, mmio;
-	struct irq_router irq;
+	struct irq_router irq;       /* KVM's routes (irq_ready: initialised) */
+	bool irq_ready;
+	/* What the PCI bus signals MSIs and binds eventfds through (set by vm_init). */
+	const struct pci_host_ops *pci_host;
+	void *pci_host_ctx;
 	struct pci_bus *pci;
 	struct kvm_cpuid2 *cpuid;    /* supported CPUID, owned */
 	bool dirty_manual;           /* KVM_CLEAR_DIRTY_LOG re-protects (migrate.c) */

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -18,8 +17,6 @@
 #include "virtio/virtio-pci.h"
 
 #define CFG_STR_MAX 4096     /* bytes in a saved path or command line */
-#define MSRS_MAX    1024     /* MSRs per vCPU we are prepared to carry */
-#define MSR_IA32_TSC_DEADLINE 0x6e0
 
 /* ---- config ---- */
 
@@ -264,301 +261,36 @@ void vm_saved_config_free(struct vm_saved_config *c)
 
 /* ---- vCPUs ---- */
 
-/* The MSR indices KVM saves (KVM_GET_MSR_INDEX_LIST); malloc'd list or NULL. */
-static struct kvm_msr_list *msr_index_list(int kvm_fd)
-{
-	struct kvm_msr_list probe = { .nmsrs = 0 }, *l;
-
-	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
-		return NULL;
-	if (probe.nmsrs > MSRS_MAX)
-		probe.nmsrs = MSRS_MAX;
-	l = calloc(1, sizeof(*l) + probe.nmsrs * sizeof(l->indices[0]));
-	if (!l)
-		return NULL;
-	l->nmsrs = probe.nmsrs;
-	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
-		free(l);
-		return NULL;
-	}
-	return l;
-}
-
-/*
- * Read every listed MSR that this vCPU has: KVM_GET_MSRS stops at the first it
- * cannot read, which is dropped and the rest retried. Returns the count kept.
- */
-static int get_msrs(int fd, const struct kvm_msr_list *list, struct kvm_msrs *m)
-{
-	struct kvm_msrs *tmp;
-	uint32_t n = list->nmsrs, start = 0, i;
-	int got;
-
-	tmp = calloc(1, sizeof(*tmp) + (n + 1) * sizeof(tmp->entries[0]));
-	if (!tmp)
-		return -ENOMEM;
-	for (i = 0; i < n; i++)
-		m->entries[i].index = list->indices[i];
-	while (start < n) {
-		tmp->nmsrs = n - start;
-		memcpy(tmp->entries, &m->entries[start], (n - start) * sizeof(m->entries[0]));
-		got = ioctl(fd, KVM_GET_MSRS, tmp);
-		if (got < 0) {
-			got = -errno;
-			free(tmp);
-			return got;
-		}
-		memcpy(&m->entries[start], tmp->entries, (size_t)got * sizeof(m->entries[0]));
-		start += (uint32_t)got;
-		if (start < n) {
-			/* entries[start] is unreadable on this host: drop it. */
-			memmove(&m->entries[start], &m->entries[start + 1],
-				(n - start - 1) * sizeof(m->entries[0]));
-			n--;
-		}
-	}
-	free(tmp);
-	m->nmsrs = n;
-	return (int)n;
-}
-
-static int save_cpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *list,
-		    struct state_writer *w)
-{
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
-	struct kvm_xsave *xsave;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_mp_state mp;
-	struct kvm_vcpu_events ev;
-	struct kvm_debugregs dbg;
-	struct kvm_msrs *msrs;
-	int n, ret = 0;
-
-	xsave = calloc(1, sizeof(*xsave));
-	msrs = calloc(1, sizeof(*msrs) + (list->nmsrs + 1) * sizeof(msrs->entries[0]));
-	if (!xsave || !msrs) {
-		ret = -ENOMEM;
-		goto out_free;
-	}
-	memset(&xcrs, 0, sizeof(xcrs));
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 ||
-	    ioctl(v->fd, KVM_GET_FPU, &fpu) < 0 || ioctl(v->fd, KVM_GET_XSAVE, xsave) < 0 ||
-	    ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0 || ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0 ||
-	    ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0 ||
-	    ioctl(v->fd, KVM_GET_DEBUGREGS, &dbg) < 0) {
-		ret = -errno;
-		log_error("cannot read vCPU %u's state: %s", v->index, strerror(errno));
-		goto out_free;
-	}
-	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XCRS) > 0 &&
-	    ioctl(v->fd, KVM_GET_XCRS, &xcrs) < 0) {
-		ret = -errno;
-		log_error("cannot read vCPU %u's XCRs: %s", v->index, strerror(errno));
-		goto out_free;
-	}
-	n = get_msrs(v->fd, list, msrs);
-	if (n < 0) {
-		ret = n;
-		log_error("cannot read vCPU %u's MSRs: %s", v->index, strerror(-n));
-		goto out_free;
-	}
-	state_writer_begin_section(w, "cpu", v->index, 0);
-	state_put_bytes(w, &regs, sizeof(regs));
-	state_put_bytes(w, &sregs, sizeof(sregs));
-	state_put_bytes(w, &fpu, sizeof(fpu));
-	state_put_bytes(w, xsave, sizeof(*xsave));
-	state_put_bytes(w, &xcrs, sizeof(xcrs));
-	state_put_bytes(w, &lapic, sizeof(lapic));
-	state_put_bytes(w, &mp, sizeof(mp));
-	state_put_bytes(w, &ev, sizeof(ev));
-	state_put_bytes(w, &dbg, sizeof(dbg));
-	state_put_u32(w, (uint32_t)n);
-	state_put_bytes(w, msrs->entries, (uint32_t)n * (uint32_t)sizeof(msrs->entries[0]));
-	ret = state_writer_end_section(w);
-out_free:
-	free(msrs);
-	free(xsave);
-	return ret;
-}
-
-/* Set MSRs one run at a time, skipping any this host refuses (logged at debug). */
-static int set_msrs(int fd, const struct kvm_msr_entry *e, uint32_t n)
-{
-	struct kvm_msrs *m = calloc(1, sizeof(*m) + sizeof(m->entries[0]));
-	uint32_t i;
-
-	if (!m)
-		return -ENOMEM;
-	for (i = 0; i < n; i++) {
-		m->nmsrs = 1;
-		m->entries[0] = e[i];
-		if (ioctl(fd, KVM_SET_MSRS, m) != 1)
-			log_debug("MSR 0x%x not restored", e[i].index);
-	}
-	free(m);
-	return 0;
-}
-
+/* The hypervisor's sections (hv.h): placed here, read and written by vm->hv. */
 static int load_cpu(void *ctx, struct state_reader *r, uint32_t id)
 {
 	struct vm *vm = ctx;
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_fpu fpu;
-	struct kvm_xsave *xsave;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_mp_state mp;
-	struct kvm_vcpu_events ev;
-	struct kvm_debugregs dbg;
-	struct kvm_msr_entry *e = NULL;
-	const void *msrs;
-	uint32_t n, len, i;
-	struct vcpu *v;
-	int ret, fd;
 
 	if (id >= vm->nr_vcpus)
 		return state_reader_fail(r, -EINVAL, "no vCPU %u in a %u-vCPU machine", id,
 					 vm->nr_vcpus);
-	v = &vm->vcpu[id];
-	fd = v->fd;
-	xsave = calloc(1, sizeof(*xsave));
-	if (!xsave)
-		return state_reader_fail(r, -ENOMEM, "out of memory");
-	state_get_bytes(r, &regs, sizeof(regs));
-	state_get_bytes(r, &sregs, sizeof(sregs));
-	state_get_bytes(r, &fpu, sizeof(fpu));
-	state_get_bytes(r, xsave, sizeof(*xsave));
-	state_get_bytes(r, &xcrs, sizeof(xcrs));
-	state_get_bytes(r, &lapic, sizeof(lapic));
-	state_get_bytes(r, &mp, sizeof(mp));
-	state_get_bytes(r, &ev, sizeof(ev));
-	state_get_bytes(r, &dbg, sizeof(dbg));
-	state_get_u32(r, &n);
-	ret = state_get_bytes_ref(r, &msrs, &len);
-	if (ret)
-		goto out_free;
-	if (n > MSRS_MAX || len != n * sizeof(struct kvm_msr_entry) || xcrs.nr_xcrs > KVM_MAX_XCRS) {
-		ret = state_reader_fail(r, -EINVAL, "bad MSR or XCR count");
-		goto out_free;
-	}
-	/* The order QEMU uses: XSAVE and sregs before MSRs, the LAPIC after APIC_BASE. */
-	if (ioctl(fd, KVM_SET_REGS, &regs) < 0 || ioctl(fd, KVM_SET_FPU, &fpu) < 0 ||
-	    ioctl(fd, KVM_SET_XSAVE, xsave) < 0 ||
-	    (xcrs.nr_xcrs && ioctl(fd, KVM_SET_XCRS, &xcrs) < 0) ||
-	    ioctl(fd, KVM_SET_SREGS, &sregs) < 0) {
-		ret = state_reader_fail(r, -errno, "vCPU registers refused by KVM: %s",
-					strerror(errno));
-		goto out_free;
-	}
-	/* msrs points into the payload, which need not be aligned: copy. */
-	e = malloc(len ? len : 1);
-	if (!e) {
-		ret = state_reader_fail(r, -ENOMEM, "out of memory");
-		goto out_free;
-	}
-	memcpy(e, msrs, len);
-	set_msrs(fd, e, n);
-	if (ioctl(fd, KVM_SET_MP_STATE, &mp) < 0 || ioctl(fd, KVM_SET_LAPIC, &lapic) < 0 ||
-	    ioctl(fd, KVM_SET_VCPU_EVENTS, &ev) < 0 || ioctl(fd, KVM_SET_DEBUGREGS, &dbg) < 0) {
-		ret = state_reader_fail(r, -errno, "vCPU state refused by KVM: %s", strerror(errno));
-		goto out_free;
-	}
-	/* KVM_SET_LAPIC disarms the TSC-deadline timer: arm it again after. */
-	for (i = 0; i < n; i++)
-		if (e[i].index == MSR_IA32_TSC_DEADLINE)
-			set_msrs(fd, &e[i], 1);
-	ret = 0;
-out_free:
-	free(e);
-	free(xsave);
-	return ret;
-}
-
-/* ---- in-kernel devices ---- */
-
-static int save_kvm_devices(struct vm *vm, struct state_writer *w)
-{
-	struct kvm_irqchip chip[3];
-	struct kvm_pit_state2 pit;
-	struct kvm_clock_data clock;
-	int i;
-
-	memset(chip, 0, sizeof(chip));
-	memset(&clock, 0, sizeof(clock));
-	for (i = 0; i < 3; i++) {
-		chip[i].chip_id = (uint32_t)i; /* PIC master, PIC slave, IOAPIC */
-		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip[i]) < 0)
-			goto out_errno;
-	}
-	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0 || ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
-		goto out_errno;
-	state_writer_begin_section(w, "irqchip", 0, 0);
-	for (i = 0; i < 3; i++)
-		state_put_bytes(w, &chip[i], sizeof(chip[i]));
-	state_writer_end_section(w);
-	state_writer_begin_section(w, "pit", 0, 0);
-	state_put_bytes(w, &pit, sizeof(pit));
-	state_writer_end_section(w);
-	state_writer_begin_section(w, "clock", 0, 0);
-	state_put_u64(w, clock.clock);
-	return state_writer_end_section(w);
-
-out_errno:
-	log_error("cannot read the in-kernel devices' state: %s", strerror(errno));
-	return -errno;
+	return vm->hv->load(vm, HV_SEC_CPU, id, r);
 }
 
 static int load_irqchip(void *ctx, struct state_reader *r, uint32_t id)
 {
 	struct vm *vm = ctx;
-	struct kvm_irqchip chip;
-	uint32_t i;
-	int ret;
 
-	for (i = 0; i < 3; i++) {
-		ret = state_get_bytes(r, &chip, sizeof(chip));
-		if (ret)
-			return ret;
-		if (chip.chip_id != i)
-			return state_reader_fail(r, -EINVAL, "chip %u in place %u", chip.chip_id, i);
-		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
-			return state_reader_fail(r, -errno, "refused by KVM: %s", strerror(errno));
-	}
-	return 0;
+	return vm->hv->load(vm, HV_SEC_IRQCHIP, id, r);
 }
 
 static int load_pit(void *ctx, struct state_reader *r, uint32_t id)
 {
 	struct vm *vm = ctx;
-	struct kvm_pit_state2 pit;
-	int ret = state_get_bytes(r, &pit, sizeof(pit));
 
-	if (ret)
-		return ret;
-	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
-		return state_reader_fail(r, -errno, "refused by KVM: %s", strerror(errno));
-	return 0;
+	return vm->hv->load(vm, HV_SEC_PIT, id, r);
 }
 
 static int load_clock(void *ctx, struct state_reader *r, uint32_t id)
 {
 	struct vm *vm = ctx;
-	struct kvm_clock_data clock;
-	uint64_t ns;
-	int ret;
 
-	memset(&clock, 0, sizeof(clock));
-	ret = state_get_u64(r, &ns);
-	if (ret)
-		return ret;
-	clock.clock = ns;
-	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
-		return state_reader_fail(r, -errno, "refused by KVM: %s", strerror(errno));
-	return 0;
+	return vm->hv->load(vm, HV_SEC_CLOCK, id, r);
 }
 
 /* ---- platform devices ---- */
@@ -1013,19 +745,10 @@ static int load_disk_id2(void *ctx, struct state_reader *r, uint32_t slot)
 
 int vm_state_save(struct vm *vm, struct state_writer *w)
 {
-	struct kvm_msr_list *list = msr_index_list(vm->kvm_fd);
 	unsigned int i;
-	int ret = 0;
+	int ret;
 
-	if (!list) {
-		log_error("cannot list the MSRs KVM saves: %s", strerror(errno));
-		return -EIO;
-	}
-	for (i = 0; i < vm->nr_vcpus && !ret; i++)
-		ret = save_cpu(vm, &vm->vcpu[i], list, w);
-	free(list);
-	if (!ret)
-		ret = save_kvm_devices(vm, w);
+	ret = vm->hv->save(vm, w);
 	if (!ret)
 		ret = save_platform(vm, w);
 	for (i = 0; i < vm->nr_virtio && !ret; i++)

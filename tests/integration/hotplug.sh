@@ -80,6 +80,9 @@ grep -q " pid=$pid " "$dir/b.img.lease" 2>/dev/null ||
 	{ cat "$dir/b.img.lease"; fail "the hot-plugged disk's lease does not name its VMM"; }
 
 # The snapshot's config has the disk: a restore must have it too, at the same slot.
+# Paused first: the guest writes the disk every second, and a restore refuses a disk
+# that changed after its snapshot.
+ctl pause >/dev/null || fail "pause failed"
 ctl snapshot --to "$dir/snap" >/dev/null || fail "snapshot failed"
 kill -9 $pid
 wait $pid 2>/dev/null

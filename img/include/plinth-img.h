@@ -172,8 +172,10 @@ bool pimg_is_zero(const void *buf, size_t len);
 bool pimg_sequential_only(const struct pimg *img);
 
 /*
- * Give img's file a helper thread that takes half of every data transfer of 2 MiB or
- * more, so that two CPUs copy to and from the page cache (plinth-img convert). Calls
+ * Give img's file a helper thread that takes half of every read of 2 MiB or more, and
+ * of every such write to a block device, so that two CPUs copy to and from the page
+ * cache (plinth-img convert); a regular file's writes stay whole (its inode lock would
+ * run the halves one after the other). Calls
  * still return when all of their transfer is done. For tools only: a process whose
  * threads run under a seccomp filter (the VMM) must not start threads this way.
  * 0 or -errno (then transfers stay on the calling thread).

@@ -274,12 +274,23 @@ const struct pimg_file_ops fault_ops = {
 	.truncate = fault_truncate,
 };
 
-static int fault_pwritev(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off)
+uint64_t fault_read_lo, fault_read_hi;
+unsigned long fault_vec_writes;
+
+static uint64_t iov_total(const struct iovec *iov, int n)
 {
 	uint64_t len = 0;
 
 	for (int i = 0; i < n; i++)
 		len += iov[i].iov_len;
+	return len;
+}
+
+static int fault_pwritev(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off)
+{
+	uint64_t len = iov_total(iov, n);
+
+	fault_vec_writes++;
 	if (fault_lo < fault_hi && off < fault_hi && off + len > fault_lo)
 		return -EIO;
 	return pimg_posix_file_ops.pwritev(f, iov, n, off);
@@ -287,6 +298,10 @@ static int fault_pwritev(struct pimg_file *f, const struct iovec *iov, int n, ui
 
 static int fault_preadv(struct pimg_file *f, const struct iovec *iov, int n, uint64_t off)
 {
+	uint64_t len = iov_total(iov, n);
+
+	if (fault_read_lo < fault_read_hi && off < fault_read_hi && off + len > fault_read_lo)
+		return -EIO;
 	return pimg_posix_file_ops.preadv(f, iov, n, off);
 }
 

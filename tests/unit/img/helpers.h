@@ -30,8 +30,11 @@ extern long fault_write_budget;
 extern uint64_t fault_lo, fault_hi; /* when lo < hi: fail only writes touching [lo, hi) */
 extern long fault_sync_failures;    /* fail this many syncs (fdatasync), then succeed */
 extern const struct pimg_file_ops fault_ops;
-/* The same with vectored transfers (merged batches, the helper's halves); fault_lo/hi only. */
+/* The same with vectored transfers (merged batches, the helper's halves); fault_lo/hi only
+ * for writes, fault_read_lo/hi for reads; fault_vec_writes counts its pwritev calls. */
 extern const struct pimg_file_ops fault_vec_ops;
+extern uint64_t fault_read_lo, fault_read_hi;
+extern unsigned long fault_vec_writes;
 /* pimg_open allowing external files (backing files, parents, extents) in the image's
  * own directory. */
 struct pimg *open_ext(const char *path, const char *fmt, unsigned flags);

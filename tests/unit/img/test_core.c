@@ -243,8 +243,10 @@ static void test_flush_failure_sticks(void **state)
 
 /*
  * Transfers merged into one vectored call and split with the helper thread
- * (pimg_set_io_helper): content as written, and a failure in the helper's half of a
- * large write, or in a merged qcow2 write, is the caller's error.
+ * (pimg_set_io_helper): content as written; a large write to a regular file goes out in
+ * 1 MiB calls on the caller's thread (its inode lock would run halves one after the
+ * other); a failure in the helper's
+ * half of a large read, or in a large or merged write, is the caller's error.
  */
 static void test_batched_and_helper_transfers(void **state)
 {
@@ -262,11 +264,22 @@ static void test_batched_and_helper_transfers(void **state)
 
 		assert_int_equal(pimg_set_io_helper(img), 0);
 		fill_pattern(w, len, i + 1);
+		fault_vec_writes = 0;
 		assert_int_equal(pimg_pwrite(img, w, len, 512), 0);
+		/* 6 MiB + 4 KiB to a regular file: seven calls of at most 1 MiB, none on the helper. */
+		if (!strcmp(fmts[i], "raw"))
+			assert_int_equal(fault_vec_writes, 7);
 		memset(r, 0, len);
 		assert_int_equal(pimg_pread(img, r, len, 512), 0);
 		assert_memory_equal(r, w, len);
-		/* A fault in the last quarter of the next write: in the helper's half. */
+		/* A fault in the last quarter of a read: in the helper's half. */
+		if (!strcmp(fmts[i], "raw")) {
+			fault_read_lo = 512 + len / 4 * 3;
+			fault_read_hi = fault_read_lo + 4096;
+			assert_int_equal(pimg_pread(img, r, len, 512), -EIO);
+			fault_read_lo = fault_read_hi = 0;
+		}
+		/* A fault in the last quarter of the next write. */
 		end = strcmp(fmts[i], "raw") ? img->file->size : 16 * MiB;
 		fault_lo = end + len / 4 * 3;
 		fault_hi = fault_lo + 4096;

@@ -331,7 +331,7 @@ full() {
 	# HA works again afterwards: once the hosts are in contact for 15 s, one powered off.
 	sleep 30
 	L=$(leader "$A")
-	[ -n "$L" ] || fail "no host leads 20 s after PostgreSQL came back"
+	[ -n "$L" ] || fail "no host leads 30 s after PostgreSQL came back"
 	X=$(busiest "$L" "$L")
 	vs=($(vms_on "$L" "$X"))
 	mark_consoles

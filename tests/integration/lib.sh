@@ -91,12 +91,13 @@ console_tail() {
 	tail -n 20 "$1" | tr -d '\r' | sed 's/^/console: /'
 }
 
-# last_num FILE WORD: N of the last "WORD N" in FILE (the counters the tests' guests print).
+# last_num FILE WORD: N of the last "WORD N" in FILE (the counters the tests' guests print;
+# WORD may be a pattern of several words: "w [0-9a-f]*").
 # Only whole lines count: a guest migrated away mid-line leaves "disk 2" of
 # "disk 201" at the source's end, and the rest goes out at the destination.
 last_num() {
 	{ if [ -n "$(tail -c 1 "$1")" ]; then sed '$d' "$1"; else cat "$1"; fi; } |
-		grep -ao "$2 [0-9]*" | tail -n 1 | cut -d' ' -f2
+		grep -ao "$2 [0-9]*" | tail -n 1 | sed 's/.* //'
 }
 
 # A directory for Unix sockets: not /tmp, which the emulated host shares over 9p

@@ -528,6 +528,9 @@ def part_kvm(runs, save=lambda out: None):
     save(out)
     m.update(bench_migrate.bench_api_ready(runs))
     save(out)
+    # 3b. snapshot restore of a 128 MiB guest to its control socket answering, running.
+    m.update(bench_migrate.bench_restore(runs))
+    save(out)
     # 4. virtio-blk to raw and qcow2: sequential throughput with busybox dd (1 MiB blocks,
     #    O_DIRECT), 4 KiB random reads and writes with plinth-fio (queue depth 1).
     m.update(bench_blk(runs, plinth_has("--disk")))

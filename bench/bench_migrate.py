@@ -8,6 +8,9 @@ migrates, takes the figures the VMM itself reports, checks that the guest goes o
 counting on the destination, and kills every process it started.
 bench_api_ready(runs): process start to the first successful reply on the control socket
 (plinth: GET /v1/vm answers 200; QEMU: the QMP greeting and a qmp_capabilities return).
+bench_restore(runs): a 128 MiB guest booted to init, snapshotted (plinth ctl snapshot; QEMU
+stopped and saved with migrate to a file) and killed; then process start of the restoring
+VMM to its control socket saying the guest runs, polled every 1 ms.
 A failed run makes its cell n/a with the reason; nothing is estimated.
 """
 import json, os, re, shutil, socket, subprocess, tempfile, time
@@ -351,3 +354,138 @@ def bench_api_ready(runs):
         v = r.get(k, B.na("plinth has no --api-socket"))
         row[k] = B.na(str(v)[:200]) if isinstance(v, Exception) else (v if isinstance(v, dict) else B.stats(v))
     return {name: row}
+
+
+RESTORE = "snapshot restore, 128 MiB guest: process start to the API answering with the guest running (s)"
+RESTORE_MEM, RESTORE_CPUS = "128M", 2
+
+
+def qemu_file_uri(vmm, path, save):
+    """QEMU's migration URI for a file: file: where the version has it (8.2 on), else exec: cat."""
+    ver = tuple(int(x) for x in vmm.split("-")[1].split("."))
+    if ver >= (8, 2):
+        return "file:" + path
+    return "exec:cat > %s" % path if save else "exec:cat %s" % path
+
+
+def booted(path):
+    try:
+        return B.MARKER in read(path)
+    except OSError:
+        return False
+
+
+def poll_1ms(probe, p, what, timeout=120):
+    """Call probe() every 1 ms until it returns True; p exiting first or timeout seconds raise."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            if probe():
+                return
+        except (OSError, ValueError):  # not there, refused, or closed early: not ready yet
+            pass
+        if p.poll() is not None:
+            raise RuntimeError("%s: exited (status %s) first" % (what, p.returncode))
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError("%s: not in %d s" % (what, timeout))
+        time.sleep(0.001)
+
+
+def plinth_restore_once():
+    """A guest booted to init, snapshotted (ctl snapshot) and killed; then the time from
+    `plinth restore` starting to GET /v1/vm answering 200 with the state running."""
+    r = Run()
+    try:
+        sock, snap = r.path("a.sock"), r.path("snap")
+        cmd = B.vmm_cmd("plinth", mem=RESTORE_MEM, cpus=RESTORE_CPUS, run="sleep 100000")
+        src = r.start(cmd + ["--api-socket", sock], "a")
+        wait_until(lambda: booted(r.path("a.out")), 300, "the guest's init", [src])
+        ctl = subprocess.run([B.PLINTH, "ctl", "--api-socket", sock, "snapshot", "--to", snap],
+                             capture_output=True, timeout=120)
+        if ctl.returncode:
+            raise RuntimeError("plinth ctl snapshot: %s" % ctl.stderr.decode(errors="replace")[-200:])
+        src.kill()
+        src.wait()
+        sock2 = r.path("b.sock")
+
+        def running():
+            st, doc = http_unix(sock2, "GET", "/v1/vm", timeout=30)
+            return st == 200 and isinstance(doc, dict) and doc.get("state") == "running"
+        t0 = time.monotonic()
+        dst = r.start([B.PLINTH, "restore", "--from", snap] + cmd[2:] + ["--api-socket", sock2], "b")
+        poll_1ms(running, dst, "plinth restore answering with the guest running")
+        return time.monotonic() - t0
+    finally:
+        r.kill()
+
+
+def qemu_restore_once(vmm):
+    """The same guest stopped and saved with QMP migrate to a file, killed; then the time from
+    a new QEMU -incoming that file starting to query-status saying running (after cont: QEMU
+    keeps the state the source was saved in, paused)."""
+    r = Run()
+    q = None
+    try:
+        qmp, state = r.path("a.sock"), r.path("state")
+        cmd = B.vmm_cmd(vmm, mem=RESTORE_MEM, cpus=RESTORE_CPUS, run="sleep 100000")
+        src = r.start(cmd + ["-qmp", "unix:%s,server=on,wait=off" % qmp], "a")
+        wait_until(lambda: booted(r.path("a.out")), 300, "the guest's init", [src])
+        q = Qmp(qmp)
+        q.cmd("stop")
+        q.cmd("migrate", {"uri": qemu_file_uri(vmm, state, True)})
+        deadline = time.monotonic() + 120
+        while (st := q.cmd("query-migrate")).get("status") != "completed":
+            if st.get("status") in ("failed", "cancelled") or time.monotonic() > deadline:
+                raise RuntimeError("QEMU save: %s %s" % (st.get("status"), st.get("error-desc", "")))
+            time.sleep(0.05)
+        q.close()
+        q = None
+        src.kill()
+        src.wait()
+        qmp2 = r.path("b.sock")
+        conn = []
+
+        def running():
+            if not conn:
+                conn.append(Qmp(qmp2, timeout=30))
+            s = conn[0].cmd("query-status")["status"]
+            if s == "paused":
+                conn[0].cmd("cont")
+                s = conn[0].cmd("query-status")["status"]
+            return s == "running"
+        t0 = time.monotonic()
+        dst = r.start(cmd + ["-qmp", "unix:%s,server=on,wait=off" % qmp2,
+                             "-incoming", qemu_file_uri(vmm, state, False)], "b")
+        try:
+            poll_1ms(running, dst, "QEMU -incoming running")
+            return time.monotonic() - t0
+        finally:
+            for c in conn:
+                c.close()
+    finally:
+        if q:
+            q.close()
+        r.kill()
+
+
+def bench_restore(runs):
+    if not B.wanted(RESTORE):
+        return {}
+    fns = {}
+    if B.plinth_has("restore", "--from"):
+        fns["plinth"] = plinth_restore_once
+    for k in B.qemu_keys("pc"):
+        fns[k] = lambda k=k: qemu_restore_once(k)
+    r = B.interleave(fns, runs)
+    row = {"unit": "s", "lower_is_better": True,
+           "conditions": "%d vCPUs, 128 MiB, the guest booted to init (sleeping), its snapshot on tmpfs "
+                         "(/dev/shm); polled every 1 ms from process start: plinth `ctl snapshot --to DIR`, "
+                         "then `plinth restore --from DIR --api-socket` until GET /v1/vm answers 200 with "
+                         "state running; QEMU -M pc stopped and saved with QMP migrate (file: from 8.2, "
+                         "exec:cat before), then a new QEMU with -incoming the same URI until QMP "
+                         "query-status says running, after a cont as soon as it says paused (QEMU keeps "
+                         "the saved run state)" % RESTORE_CPUS}
+    for k in ["plinth"] + B.qemu_keys("pc"):
+        v = r.get(k, B.na("plinth has no restore"))
+        row[k] = B.na(str(v)[:200]) if isinstance(v, Exception) else (v if isinstance(v, dict) else B.stats(v))
+    return {RESTORE: row}

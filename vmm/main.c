@@ -166,6 +166,26 @@ static uint64_t host_mem_total(void)
 	return kb * KiB;
 }
 
+/*
+ * Where start-up's time goes (-vv): each step's time since main() and its CLOCK_MONOTONIC
+ * instant, which a caller that started the process on the same clock (make bench) puts
+ * beside its own (exec and the dynamic loader come before main). The only global here
+ * besides the log's, set once in main() before any thread.
+ */
+static struct timespec main_ts;
+
+static void startup_mark(const char *step)
+{
+	struct timespec ts;
+
+	if (log_get_level() < LOG_DEBUG)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	log_debug("start-up: %s, %.2f ms after main (monotonic %lld.%06ld)", step,
+		  (double)(ts.tv_sec - main_ts.tv_sec) * 1e3 + (ts.tv_nsec - main_ts.tv_nsec) / 1e6,
+		  (long long)ts.tv_sec, ts.tv_nsec / 1000);
+}
+
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
 {
@@ -268,41 +288,61 @@ static void *api_start_thread(void *arg)
 	return NULL;
 }
 
+/* Start the control API's first thread on s (filled in by the caller, server NULL):
+ * api_start_end() joins it. 0, or -1 (logged, listen_fd closed). */
+static int api_start_begin(struct api_start *s, pthread_t *t)
+{
+	int ret = pthread_create(t, NULL, api_start_thread, s);
+
+	if (ret) {
+		log_error("cannot start the control API's thread: %s", strerror(ret));
+		close(s->listen_fd);
+		return -1;
+	}
+	return 0;
+}
+
+/* The server api_start_begin's thread started, or NULL (it said why). */
+static struct api_server *api_start_end(struct api_start *s, pthread_t t)
+{
+	pthread_join(t, NULL);
+	return s->server;
+}
+
 static struct api_server *api_start(int listen_fd, const char *path,
 				    const struct api_vm_ops *ops, void *opaque, bool seccomp)
 {
 	struct api_start s = { listen_fd, path, ops, opaque, seccomp, NULL };
 	pthread_t t;
-	int ret;
 
-	ret = pthread_create(&t, NULL, api_start_thread, &s);
-	if (ret) {
-		log_error("cannot start the control API's thread: %s", strerror(ret));
-		close(listen_fd);
+	if (api_start_begin(&s, &t))
 		return NULL;
-	}
-	pthread_join(t, NULL);
-	return s.server;
+	return api_start_end(&s, t);
 }
 
 /*
  * Confine the process once the first VM exists and no other thread runs: the jail
  * (if any) needs a single thread, then the main thread's seccomp filter, then the
- * control API's thread (which narrows its own). Takes api_fd. 0 or -1, logged.
+ * control API's thread (which narrows its own, on top of main's: it starts before main
+ * narrows itself further). Takes api_fd. The API's thread goes on starting while the
+ * caller loads the VM (a restore's state): *api_t is set when the caller must collect
+ * it with api_start_end(s). 0 or -1, logged (then there is no thread to collect).
  */
 static int confine(struct vmm *vmm, struct vm_config *cfg, const struct jail_cfg *jail,
-		   int api_fd, struct api_server **api)
+		   int api_fd, struct api_start *s, pthread_t *api_t, bool *api_started)
 {
+	*api_started = false;
 	if (jail && jail->dir && jail_enter(jail))
 		goto out_close;
 	if (cfg->seccomp && sandbox_seccomp_install(SANDBOX_MAIN))
 		goto out_close;
 	if (api_fd >= 0) {
 		/* In a jail the socket's path names something else: leave it for api_listen. */
-		*api = api_start(api_fd, jail && jail->dir ? NULL : cfg->api_socket, &vmm_api_ops,
-				 vmm, cfg->seccomp);
-		if (!*api)
+		*s = (struct api_start){ api_fd, jail && jail->dir ? NULL : cfg->api_socket,
+					 &vmm_api_ops, vmm, cfg->seccomp, NULL };
+		if (api_start_begin(s, api_t))
 			return -1;
+		*api_started = true;
 	}
 	/* Start-up is over: no existing file by path, no TCP, unless this VM needs them. */
 	if (cfg->seccomp && sandbox_seccomp_narrow_main(main_run_keep(vmm, cfg, jail)))
@@ -340,7 +380,9 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 {
 	struct term term = { .fd = -1 };
 	struct api_server *api = NULL;
-	bool confined = false;
+	struct api_start api_s;
+	pthread_t api_t;
+	bool confined = false, api_started = false;
 	int rc = 1, signo = 0, api_fd = h->api_fd, ret;
 
 	vmm->cfg = cfg;
@@ -368,6 +410,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 			rc = 1;
 			break;
 		}
+		startup_mark("VM built (memory, devices, vCPUs)");
 		if (!confined) {
 			confined = true;
 			rc = h->created ? h->created(h->created_opaque) : 0;
@@ -387,15 +430,20 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 				rc = 1;
 				break;
 			}
-			ret = confine(vmm, cfg, jail, api_fd, &api);
+			ret = confine(vmm, cfg, jail, api_fd, &api_s, &api_t, &api_started);
 			api_fd = -1; /* confine() took it, on failure too */
-			if (ret) {
-				vm_destroy(vm);
-				rc = 1;
-				break;
-			}
+			startup_mark("confined");
 			cfg->kvm_fd = vm->kvm_fd; /* kept for the next VM (vm_destroy leaves it) */
-			rc = h->first ? h->first(h->opaque, vm, sfd) : 0;
+			/* The VM loads while the API's thread starts (it answers "created"). */
+			rc = ret ? 1 : h->first ? h->first(h->opaque, vm, sfd) : 0;
+			if (h->first && !rc)
+				startup_mark("state loaded");
+			if (api_started) {
+				api = api_start_end(&api_s, api_t);
+				if (!api && !rc)
+					rc = 1;
+			}
+			startup_mark("API answering");
 			if (rc) {
 				vm_destroy(vm);
 				break;
@@ -407,6 +455,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 		if (!term.raw)
 			term_raw(&term, STDIN_FILENO); /* the guest owns the terminal */
 		vmm_set_vm(vmm, vm);
+		startup_mark("starting the vCPUs");
 		why = vm_run(vm, sfd, &signo);
 		vmm_set_vm(vmm, NULL);
 		memcpy(msg, vm->exit_msg, sizeof(msg));
@@ -646,6 +695,9 @@ static int start_common(struct cmd_opts *o, struct vmm *vmm, int *sfd, struct mi
 	uint64_t host_mem;
 
 	log_set_level(o->level);
+	if (log_get_level() >= LOG_DEBUG)
+		log_debug("start-up: main at monotonic %lld.%06ld", (long long)main_ts.tv_sec,
+			  main_ts.tv_nsec / 1000);
 	host_mem = host_mem_total();
 	if (host_mem && o->cfg.memory > host_mem) {
 		log_error("--memory %lluM is more than this host's %lluM of RAM",
@@ -675,6 +727,7 @@ static int start_common(struct cmd_opts *o, struct vmm *vmm, int *sfd, struct mi
 	/* So are the disks' lease records: taken and checked without a path later. */
 	lease_open(&o->cfg, o->lease_fds);
 	o->cfg.lease_fds = o->lease_fds;
+	startup_mark("boot files, /dev/kvm and leases open");
 	return 0;
 
 out_vmm:
@@ -919,6 +972,7 @@ static int restore_vm(struct cmd_opts *o, struct api_run *r)
 	rc = restore_check(&ctx);
 	if (rc)
 		goto out_close;
+	startup_mark("snapshot opened, its machine checked");
 	o->cfg.restore = true;
 	o->cfg.restore_memory_fd = ctx.mem_fd;
 	o->cfg.disk_ident = ident;
@@ -1080,8 +1134,10 @@ static int cmd_vm(enum cmd_kind kind, int argc, char **argv)
 	int rc = parse_cmd(kind, argc, argv, &o);
 
 	small_thread_stacks();
-	if (rc < 0)
+	if (rc < 0) {
+		log_set_level(o.level);
 		rc = cmd[kind](&o);
+	}
 	dev_configs_free(o.cfg.devices, o.cfg.nr_devices);
 	return rc;
 }
@@ -1096,6 +1152,7 @@ int main(int argc, char **argv)
 	 * contention to spare them.
 	 */
 	mallopt(M_ARENA_MAX, 1);
+	clock_gettime(CLOCK_MONOTONIC, &main_ts);
 	log_set_prog("plinth");
 	if (argc < 2) {
 		print_usage(stderr);

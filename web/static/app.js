@@ -463,9 +463,11 @@ function chart(id, title, lines, fmt, now) {
 // below do not move (under a pointer about to click) when the plots replace them.
 const CHARTS = [['chart-cpu', 'CPU (% of one host core)'], ['chart-mem', 'Memory (resident)'],
   ['chart-disk', 'Disk'], ['chart-net', 'Network']];
+function chartFrame(id, title, text) {
+  return h('figure.chart', { id }, h('figcaption', { text: title }), h('p.plot-wait', { text }), h('div.legend'));
+}
 function chartFrames(text) {
-  return CHARTS.map(([id, title]) => h('figure.chart', { id }, h('figcaption', { text: title }),
-    h('p.plot-wait', { text }), h('div.legend')));
+  return CHARTS.map(([id, title]) => chartFrame(id, title, text));
 }
 
 // The VM's use over the last hour (GET /web/stats/{vm}, sampled by plinthd every
@@ -505,7 +507,7 @@ function chartsPanel(name) {
         chart('chart-mem', 'Memory (resident)', [{ label: 'Memory', cls: 'c1', values: col(2).map(([t, v]) => [t, v === null ? null : v * 1048576]) }], bytes, now),
         chart('chart-disk', 'Disk', [{ label: 'Read', cls: 'c1', values: col(3) }, { label: 'Write', cls: 'c2', values: col(4) }], rateText, now),
         hasNet ? chart('chart-net', 'Network', [{ label: 'In', cls: 'c1', values: col(5) }, { label: 'Out', cls: 'c2', values: col(6) }], rateText, now)
-          : h('figure.chart', { id: 'chart-net' }, h('figcaption', { text: 'Network' }), h('p.plot-wait', { text: 'The VM has no network interface.' }), h('div.legend'))]);
+          : chartFrame('chart-net', 'Network', 'The VM has no network interface.')]);
     }
     timer = setTimeout(load, (d.period_s || 5) * 1000);
   }

@@ -22,24 +22,6 @@ const struct dev_class *dev_class_find(const char *name)
 	return NULL;
 }
 
-int dev_strdup(const char *opt, const char *val, char **out)
-{
-	*out = NULL;
-	if (!val)
-		return 0;
-	*out = strdup(val);
-	if (*out)
-		return 0;
-	log_error("%s: out of memory", opt);
-	return -ENOMEM;
-}
-
-int dev_bool(const char *opt, const char *key, const char *val, bool *out)
-{
-	*out = false;
-	return val ? spec_bool(opt, key, val, out) : 0;
-}
-
 bool dev_id_valid(const char *id)
 {
 	size_t i, n = strlen(id);

@@ -121,8 +121,7 @@ void dev_configs_free(struct dev_config *devs, unsigned int n);
 /* Whether id is a valid device id (1..31 of [A-Za-z0-9_-], a letter first). */
 bool dev_id_valid(const char *id);
 
-/* Helpers for class parsers: strdup that logs; a bool key ("on"/"off"). 0 or -errno. */
-int dev_strdup(const char *opt, const char *val, char **out);
-int dev_bool(const char *opt, const char *key, const char *val, bool *out);
+/* A class's parse and to_json have their helpers in vmm/virtio/spec.h (spec_dup,
+ * spec_flag, spec_json_*), which every device file can reach. */
 
 #endif

@@ -38,6 +38,8 @@
 #include "virtio/virtio-pci.h"
 #include "virtio/spec.h"
 #include "vnc.h"
+#include "devconf.h"
+#include "spec.h"
 
 #define VNC_MODULE_FILE "plinth-vnc.so"
 
@@ -271,3 +273,87 @@ int display_add_inputs(struct pci_bus *bus, const struct guest_mem *mem, struct 
 	return 0;
 }
 
+/* ---- the --display class (vmm/devconf.h): its typed config and options ---- */
+
+struct display_config {
+	char *vnc;             /* unix:PATH or tcp:ADDR:PORT */
+	uint64_t width, height; /* the mode offered to the guest */
+	char *password_file;   /* tcp: only; NULL: no password */
+};
+
+static const char *const display_keys[] = { "vnc", "width", "height", "password-file" };
+
+static void display_free(void *conf)
+{
+	struct display_config *c = conf;
+
+	free(c->vnc);
+	free(c->password_file);
+	free(c);
+}
+
+static int display_parse(const char *opt, char *const *v, void **conf)
+{
+	struct display_config *c;
+	uint64_t w = 1024, h = 768;
+
+	if (!v[0] || !*v[0]) {
+		log_error("%s: vnc=unix:PATH or vnc=tcp:ADDR:PORT is required", opt);
+		return -EINVAL;
+	}
+	if (vnc_where_check(opt, v[0]) || (v[1] && spec_uint(opt, "width", v[1], 16, 16384, &w)) ||
+	    (v[2] && spec_uint(opt, "height", v[2], 16, 16384, &h)))
+		return -EINVAL;
+	if (v[3] && (!*v[3] || strncmp(v[0], "tcp:", 4))) {
+		log_error("%s: password-file=PATH is for vnc=tcp:... (a unix: socket is the VM "
+			  "owner's by its mode 0600)", opt);
+		return -EINVAL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || spec_dup(opt, v[0], &c->vnc) ||
+	    (v[3] && spec_dup(opt, v[3], &c->password_file))) {
+		if (c)
+			free(c->vnc);
+		free(c);
+		return -ENOMEM;
+	}
+	c->width = w;
+	c->height = h;
+	*conf = c;
+	return 0;
+}
+
+static json_t *display_to_json(const void *conf)
+{
+	const struct display_config *c = conf;
+	json_t *o = spec_json_str(spec_json_str(json_object(), "vnc", c->vnc), "password-file", c->password_file);
+
+	if (o && (json_object_set_new(o, "width", json_integer((json_int_t)c->width)) ||
+		  json_object_set_new(o, "height", json_integer((json_int_t)c->height)))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static bool display_on_tcp(const void *conf)
+{
+	return !strncmp(((const struct display_config *)conf)->vnc, "tcp:", 4);
+}
+
+const struct dev_class dev_class_display = {
+	.name = "display",
+	.synopsis = "vnc=unix:PATH|tcp:ADDR:PORT[,width=N,height=N][,password-file=PATH]",
+	.help = DEV_HELP_INDENT "a virtio-gpu screen (2D) served to VNC viewers on PATH (mode\n"
+		DEV_HELP_INDENT "0600) or ADDR:PORT (with password-file: VNC authentication,\n"
+		DEV_HELP_INDENT "the file's first line, 1-8 bytes, mode 0600; without: bind it\n"
+		DEV_HELP_INDENT "to loopback), with a virtio keyboard and tablet; the mode\n"
+		DEV_HELP_INDENT "offered is 1024x768 unless width/height say\n",
+	.keys = display_keys,
+	.nr_keys = ARRAY_SIZE(display_keys),
+	.parse = display_parse,
+	.to_json = display_to_json,
+	.free = display_free,
+	.create = display_create,
+	.uses_inet = display_on_tcp,
+};

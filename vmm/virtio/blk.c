@@ -30,6 +30,7 @@
 #include "spec.h"
 #include "util.h"
 #include "virtio-pci.h"
+#include "devconf.h"
 
 #define SECTOR              512u
 #define BLK_QUEUE_SIZE      256
@@ -666,3 +667,90 @@ int virtio_blk_create_incoming(struct pci_bus *bus, const struct guest_mem *mem,
 {
 	return blk_create(bus, mem, spec, true, out);
 }
+
+/* ---- the --disk class (vmm/devconf.h): its typed config and options ---- */
+
+struct disk_config {
+	char *path;        /* the image file or block device */
+	char *format;      /* raw, qcow2, vhd, vhdx, vmdk, vdi, parallels, or NULL: recognised */
+	bool readonly;
+	char *serial;      /* GET_ID, or NULL: the file's name */
+	bool backing;      /* its image may name files in its directory */
+	char *backing_dir; /* ... or in this one */
+};
+
+static const char *const disk_keys[] = { "path", "format", "readonly", "serial", "backing",
+					 "backing_dir" };
+
+static void disk_free(void *conf)
+{
+	struct disk_config *c = conf;
+
+	free(c->path);
+	free(c->format);
+	free(c->serial);
+	free(c->backing_dir);
+	free(c);
+}
+
+static int disk_parse(const char *opt, char *const *v, void **conf)
+{
+	static const char *const formats[] = { "raw", "qcow2", "vhd", "vpc", "vhdx", "vmdk", "vdi",
+					       "parallels" };
+	struct disk_config *c;
+	size_t i;
+	int ret;
+
+	if (!v[0] || !*v[0]) {
+		log_error("%s: path=FILE is required", opt);
+		return -EINVAL;
+	}
+	for (i = 0; v[1] && i < ARRAY_SIZE(formats) && strcmp(v[1], formats[i]); i++)
+		;
+	if (v[1] && i == ARRAY_SIZE(formats)) {
+		log_error("%s: unknown format '%s' (expected raw, qcow2, vhd, vhdx, vmdk, vdi, "
+			  "parallels)", opt, v[1]);
+		return -EINVAL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if ((ret = spec_flag(opt, "readonly", v[2], &c->readonly)) ||
+	    (ret = spec_flag(opt, "backing", v[4], &c->backing)) ||
+	    (ret = spec_dup(opt, v[0], &c->path)) || (ret = spec_dup(opt, v[1], &c->format)) ||
+	    (ret = spec_dup(opt, v[3], &c->serial)) ||
+	    (ret = spec_dup(opt, v[5], &c->backing_dir))) {
+		disk_free(c);
+		return ret;
+	}
+	*conf = c;
+	return 0;
+}
+
+static json_t *disk_to_json(const void *conf)
+{
+	const struct disk_config *c = conf;
+	json_t *o = spec_json_str(json_object(), "path", c->path);
+
+	o = spec_json_str(o, "format", c->format);
+	o = spec_json_flag(o, "readonly", c->readonly);
+	o = spec_json_str(o, "serial", c->serial);
+	o = spec_json_flag(o, "backing", c->backing);
+	return spec_json_str(o, "backing_dir", c->backing_dir);
+}
+
+const struct dev_class dev_class_disk = {
+	.name = "disk",
+	.synopsis = "path=FILE[,format=raw|qcow2|vhd|vhdx|vmdk|vdi|parallels][,readonly=on]"
+		    "[,serial=ID]\n         [,backing=on][,backing_dir=DIR]",
+	.help = DEV_HELP_INDENT "a virtio disk (repeatable: vda, vdb, ... in this order); the\n"
+		DEV_HELP_INDENT "backing files and extents it names only with backing=on (in\n"
+		DEV_HELP_INDENT "its directory) or backing_dir=DIR\n",
+	.keys = disk_keys,
+	.nr_keys = ARRAY_SIZE(disk_keys),
+	.parse = disk_parse,
+	.to_json = disk_to_json,
+	.free = disk_free,
+	.create = virtio_blk_create,
+	.create_incoming = virtio_blk_create_incoming,
+};

@@ -39,6 +39,7 @@
 #include "spec.h"
 #include "util.h"
 #include "virtio-pci.h"
+#include "devconf.h"
 
 #define CON_QUEUE_SIZE 128
 #define CON_RX 0
@@ -394,3 +395,63 @@ out_spec:
 	spec_free(v, ARRAY_SIZE(keys));
 	return r;
 }
+
+/* ---- the --console class (vmm/devconf.h): its typed config and options ---- */
+
+struct console_config {
+	char *path; /* a tty, pty or fifo, or NULL: the VMM's stdin/stdout */
+};
+
+static const char *const console_keys[] = { "type", "path" };
+
+static void console_free(void *conf)
+{
+	struct console_config *c = conf;
+
+	free(c->path);
+	free(c);
+}
+
+static int console_parse(const char *opt, char *const *v, void **conf)
+{
+	struct console_config *c;
+
+	if (!v[0] || strcmp(v[0], "virtio")) {
+		log_error("%s: expected 'virtio' or 'virtio,path=FILE'", opt);
+		return -EINVAL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || spec_dup(opt, v[1], &c->path)) {
+		free(c);
+		return -ENOMEM;
+	}
+	*conf = c;
+	return 0;
+}
+
+static json_t *console_to_json(const void *conf)
+{
+	const struct console_config *c = conf;
+
+	return spec_json_str(spec_json_str(json_object(), "type", "virtio"), "path", c->path);
+}
+
+static bool console_on_stdio(const void *conf)
+{
+	return !((const struct console_config *)conf)->path;
+}
+
+const struct dev_class dev_class_console = {
+	.name = "console",
+	.synopsis = "virtio[,path=FILE]",
+	.help = DEV_HELP_INDENT "hvc0 on this terminal (or FILE) instead of COM1 input\n",
+	.flag_key = "type",
+	.keys = console_keys,
+	.nr_keys = ARRAY_SIZE(console_keys),
+	.parse = console_parse,
+	.to_json = console_to_json,
+	.free = console_free,
+	.create = virtio_console_create,
+	.reopens_in_jail = console_on_stdio,
+	.uses_stdin = console_on_stdio,
+};

@@ -40,6 +40,7 @@
 #include "spec.h"
 #include "util.h"
 #include "virtio-pci.h"
+#include "devconf.h"
 
 #define NET_QUEUE_SIZE 256
 #define NET_RX 0
@@ -599,3 +600,75 @@ out_spec:
 	spec_free(v, ARRAY_SIZE(keys));
 	return r;
 }
+
+/* ---- the --net class (vmm/devconf.h): its typed config and options ---- */
+
+struct net_config {
+	char *tap; /* the tap interface */
+	char *mac; /* XX:XX:XX:XX:XX:XX (unicast), or NULL: derived from tap */
+};
+
+static const char *const net_keys[] = { "tap", "mac" };
+
+static void net_free(void *conf)
+{
+	struct net_config *c = conf;
+
+	free(c->tap);
+	free(c->mac);
+	free(c);
+}
+
+static bool mac_valid(const char *s)
+{
+	unsigned int b[6];
+	char end;
+
+	return strlen(s) == 17 &&
+	       sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+		      &end) == 6 &&
+	       !(b[0] & 1);
+}
+
+static int net_parse(const char *opt, char *const *v, void **conf)
+{
+	struct net_config *c;
+	int ret;
+
+	if (!v[0] || !*v[0]) {
+		log_error("%s: tap=IFNAME is required", opt);
+		return -EINVAL;
+	}
+	if (v[1] && !mac_valid(v[1])) {
+		log_error("%s: mac=%s: expected a unicast address like 52:54:00:12:34:56", opt, v[1]);
+		return -EINVAL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if ((ret = spec_dup(opt, v[0], &c->tap)) || (ret = spec_dup(opt, v[1], &c->mac))) {
+		net_free(c);
+		return ret;
+	}
+	*conf = c;
+	return 0;
+}
+
+static json_t *net_to_json(const void *conf)
+{
+	const struct net_config *c = conf;
+
+	return spec_json_str(spec_json_str(json_object(), "tap", c->tap), "mac", c->mac);
+}
+
+const struct dev_class dev_class_net = {
+	.name = "net",
+	.synopsis = "tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]",
+	.help = DEV_HELP_INDENT "a virtio NIC on a tap device (repeatable)\n",
+	.keys = net_keys,
+	.nr_keys = ARRAY_SIZE(net_keys),
+	.parse = net_parse,
+	.to_json = net_to_json,
+	.free = net_free,
+	.create = virtio_net_create,
+};

@@ -19,6 +19,7 @@
 #include "util.h"
 #include "virtio-pci.h"
 #include "virtio.h"
+#include "devconf.h"
 
 #define RNG_QUEUE_SIZE 64
 #define RNG_MAX_CHUNK  (64 * 1024)
@@ -114,3 +115,37 @@ int virtio_rng_create(struct pci_bus *bus, const struct guest_mem *mem, const ch
 	}
 	return virtio_pci_create_on(bus, vdev, out);
 }
+
+/* ---- the --rng class (vmm/devconf.h): its typed config and options ---- */
+
+static int rng_parse(const char *opt, char *const *v, void **conf)
+{
+	(void)opt;
+	(void)v;
+	*conf = calloc(1, 1); /* no options */
+	return *conf ? 0 : -ENOMEM;
+}
+
+static json_t *rng_to_json(const void *conf)
+{
+	(void)conf;
+	return json_object();
+}
+
+static bool rng_reopens(const void *conf)
+{
+	(void)conf;
+	return true;
+}
+
+const struct dev_class dev_class_rng = {
+	.name = "rng",
+	.synopsis = "",
+	.help = DEV_HELP_INDENT "a virtio entropy source (getrandom)\n",
+	.arg_optional = true,
+	.parse = rng_parse,
+	.to_json = rng_to_json,
+	.free = free,
+	.create = virtio_rng_create,
+	.reopens_in_jail = rng_reopens,
+};

@@ -141,3 +141,48 @@ int spec_uint(const char *opt, const char *key, const char *val, uint64_t min, u
 	}
 	return 0;
 }
+
+/* ---- for device classes' parse and to_json (vmm/devconf.h) ---- */
+
+int spec_dup(const char *opt, const char *val, char **out)
+{
+	*out = NULL;
+	if (!val)
+		return 0;
+	*out = strdup(val);
+	if (*out)
+		return 0;
+	log_error("%s: out of memory", opt);
+	return -ENOMEM;
+}
+
+int spec_flag(const char *opt, const char *key, const char *val, bool *out)
+{
+	*out = false;
+	return val ? spec_bool(opt, key, val, out) : 0;
+}
+
+/* o with key set to v (a new reference, taken), or NULL (o released) when it cannot be. */
+static json_t *json_set(json_t *o, const char *key, json_t *v)
+{
+	if (o && v && !json_object_set_new(o, key, v))
+		return o;
+	json_decref(v);
+	json_decref(o);
+	return NULL;
+}
+
+json_t *spec_json_str(json_t *o, const char *key, const char *val)
+{
+	return o && val ? json_set(o, key, json_string(val)) : o;
+}
+
+json_t *spec_json_flag(json_t *o, const char *key, bool val)
+{
+	return o && val ? json_set(o, key, json_true()) : o;
+}
+
+json_t *spec_json_uint(json_t *o, const char *key, uint64_t val)
+{
+	return o ? json_set(o, key, json_integer((json_int_t)val)) : o;
+}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 
 /*
  * Split spec into values for the nkeys names in keys: vals[i] receives a
@@ -27,5 +28,19 @@ int spec_bool(const char *opt, const char *key, const char *val, bool *out);
 /* Unsigned decimal in [min, max]. 0 or -EINVAL (logged). */
 int spec_uint(const char *opt, const char *key, const char *val, uint64_t min, uint64_t max,
 	      uint64_t *out);
+
+/*
+ * For the device classes (vmm/devconf.h) beside each device: a key's value copied
+ * (NULL stays NULL), a flag (absent: false); 0, or -ENOMEM / -EINVAL logged with opt.
+ */
+int spec_dup(const char *opt, const char *val, char **out);
+int spec_flag(const char *opt, const char *key, const char *val, bool *out);
+/*
+ * to_json's builders: o with key set (a string only when val is not NULL, a flag only
+ * when true); NULL, with o released, when there is no memory. o may be NULL (passed on).
+ */
+json_t *spec_json_str(json_t *o, const char *key, const char *val);
+json_t *spec_json_flag(json_t *o, const char *key, bool val);
+json_t *spec_json_uint(json_t *o, const char *key, uint64_t val);
 
 #endif

@@ -48,6 +48,7 @@
 #include "spec.h"
 #include "util.h"
 #include "virtio-pci.h"
+#include "devconf.h"
 
 #define VS_QUEUE_SIZE  128
 #define VS_RX          0
@@ -979,3 +980,67 @@ out_spec:
 	spec_free(v, ARRAY_SIZE(keys));
 	return r;
 }
+
+/* ---- the --vsock class (vmm/devconf.h): its typed config and options ---- */
+
+struct vsock_config {
+	uint64_t cid;  /* the guest's CID, 3..2^32-2 */
+	char *socket;  /* the host side's Unix socket */
+};
+
+static const char *const vsock_keys[] = { "cid", "socket" };
+
+static void vsock_free(void *conf)
+{
+	struct vsock_config *c = conf;
+
+	free(c->socket);
+	free(c);
+}
+
+static int vsock_parse(const char *opt, char *const *v, void **conf)
+{
+	struct vsock_config *c;
+	uint64_t cid;
+
+	if (!v[0] || !v[1] || !*v[1]) {
+		log_error("%s: cid=N and socket=PATH are required", opt);
+		return -EINVAL;
+	}
+	/* 0-2 are reserved (hypervisor, local, host); -1 is VMADDR_CID_ANY. */
+	if (spec_uint(opt, "cid", v[0], 3, UINT32_MAX - 1, &cid))
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c || spec_dup(opt, v[1], &c->socket)) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->cid = cid;
+	*conf = c;
+	return 0;
+}
+
+static json_t *vsock_to_json(const void *conf)
+{
+	const struct vsock_config *c = conf;
+	json_t *o = json_object();
+
+	if (o && json_object_set_new(o, "cid", json_integer((json_int_t)c->cid))) {
+		json_decref(o);
+		return NULL;
+	}
+	return spec_json_str(o, "socket", c->socket);
+}
+
+const struct dev_class dev_class_vsock = {
+	.name = "vsock",
+	.synopsis = "cid=N,socket=PATH",
+	.help = DEV_HELP_INDENT "virtio vsock; the host side is the Unix socket PATH\n",
+	.keys = vsock_keys,
+	.nr_keys = ARRAY_SIZE(vsock_keys),
+	.parse = vsock_parse,
+	.to_json = vsock_to_json,
+	.free = vsock_free,
+	.create = virtio_vsock_create,
+	.io_connect = true,
+};

@@ -260,6 +260,7 @@ static void test_api_pause_resume_reset(void **state)
 {
 	struct api_reply reply = { 0 };
 	struct controlled *c = calloc(1, sizeof(*c));
+	unsigned int runs;
 
 	(void)state;
 	assert_non_null(c);
@@ -268,8 +269,15 @@ static void test_api_pause_resume_reset(void **state)
 	assert_true(vm_paused(c->vm));
 	wait_active(c->vm, 2, 2);
 	out(&c->f, 0, 0x80, 1, 0x42); /* POST code port: nobody there, the exit is harmless */
+	pthread_mutex_lock(&c->f.lock);
+	runs = c->f.runs;
+	pthread_mutex_unlock(&c->f.lock);
 	sleep_ms(50);
 	assert_int_equal(fake_hv_exits_taken(&c->f, 0), 0);
+	/* A parked vCPU sleeps until resume: it does not spin through the hypervisor. */
+	pthread_mutex_lock(&c->f.lock);
+	assert_int_equal(c->f.runs, runs);
+	pthread_mutex_unlock(&c->f.lock);
 	assert_int_equal(vmm_api_ops.pause(&c->vmm, &reply), -EALREADY);
 	assert_string_equal(reply.error, "the VM is already paused");
 	assert_int_equal(vmm_api_ops.resume(&c->vmm, &reply), 0);

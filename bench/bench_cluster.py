@@ -8,7 +8,7 @@ passed every one of its checks (one writer per disk, no two copies, restarts iss
 after the cut); a failed run is listed in FAILED_RUNS and run once more, and a second
 failure in a row makes the rows n/a with its reason. No peer is run: QEMU has no cluster.
 """
-import os, re, signal, subprocess, tempfile
+import os, re, signal, subprocess, sys, tempfile
 
 import bench as B  # bench.py: stats, na, wanted, FAILED_RUNS
 
@@ -76,6 +76,7 @@ def bed_once():
     missing = [name for name, _, _, _ in ROWS.values() if name not in got]
     if missing:
         raise RuntimeError("the bed passed but wrote no figure " + ", ".join(missing))
+    print("bench: cluster bed: %s" % ", ".join("%s %d ms" % kv for kv in got.items()), file=sys.stderr)
     return got
 
 

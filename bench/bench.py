@@ -15,6 +15,7 @@ import argparse, json, os, platform, re, select, shutil, statistics, subprocess,
 sys.modules.setdefault("bench", sys.modules[__name__])
 import bench_migrate  # bench/bench_migrate.py: live migration and control-socket readiness
 import bench_display  # bench/bench_display.py: VNC key latency and a scrolling console
+import bench_cluster  # bench/bench_cluster.py: migration between hosts and HA failover, real guests
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(TOP, "build")
@@ -540,6 +541,9 @@ def part_kvm(runs, save=lambda out: None):
     save(out)
     # 6. live migration, idle and dirtying.
     m.update(bench_migrate.bench_migrate(runs))
+    save(out)
+    # 6b. the cluster test bed: live migration between hosts, HA failover of a cut host.
+    m.update(bench_cluster.bench_bed(runs))
     save(out)
     # 7. the display over VNC: key to screen, a scrolling console.
     m.update(bench_display.bench_display(runs))

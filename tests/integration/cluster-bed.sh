@@ -25,7 +25,10 @@
 # elsewhere) and a later cut handled, PostgreSQL stopped for 60 s (every VM runs on,
 # the same process) and a host lost after it handled again. Prints the figures:
 # migration downtime, host loss -> restart issued -> the guest's init elsewhere, leader
-# takeover. KEEP_LOGS=DIR keeps the hosts' logs and consoles.
+# takeover. KEEP_LOGS=DIR keeps the hosts' logs and consoles. BED_FIGURES=FILE (make bench,
+# bench/bench_cluster.py) also appends them to FILE, one "FIGURE NAME VALUE UNIT WHAT..."
+# line each as it is measured: migration-downtime, migration-wall, then per host lost
+# failover-issued and failover-init (its last guest's), the link cut's first.
 # asan-pass: no (several guests, three plinthd and PostgreSQL under the sanitizer build
 # do not fit the pass's time; cluster-ha.sh covers the same code under ASan)
 . tests/integration/lib.sh
@@ -53,6 +56,7 @@ export PG_NETNS=${tag}pg PG_LISTEN=$net.2/24 HOST_OPTS="--placement spread"
 HOSTS="h1 h2 h3"
 T0=$(date +%s%3N)
 say() { echo "# [$((($(date +%s%3N) - T0) / 1000)) s] $*"; }
+figure() { [ -z "${BED_FIGURES:-}" ] || echo "FIGURE $*" >>"$BED_FIGURES"; } # NAME VALUE UNIT WHAT...
 for h in $HOSTS; do NETNS[$h]=$tag$h; done
 start_host h1 "$net.11"
 sleep 1.5 # h1 leads as a rule
@@ -117,6 +121,8 @@ first=$(grep -a -o "^w $id1 [0-9]*" "$dir/$B/vms/${UUID[v1]}/console.log" | head
 mig=$(P "$A" events --json | grep -o "moved from $A to $B[^\"]*" | tail -n 1)
 downtime=$(grep -o 'downtime [0-9]* ms' <<<"$mig")
 say "v1 $A -> $B: $mig; the command $wall ms; its count $k on $A, $first on $B"
+figure migration-downtime "$(tr -dc 0-9 <<<"$downtime")" ms "v1 $A -> $B"
+figure migration-wall "$wall" ms "v1 $A -> $B"
 
 # The VMs' plinth processes, sampled every 0.2 s from here on: "MS HOST/UUID ..." lines
 # (a migrated VM's plinth is its destination's "receive"; the checks look only at the
@@ -160,7 +166,7 @@ booted_since() { # HOST VM: the console has "init started" past its size at the 
 }
 figs=
 failover() {
-	local lost=$1 ask=$2 v h left end=$((SECONDS + 150)) stopped issued inits=""
+	local lost=$1 ask=$2 v h left end=$((SECONDS + 150)) stopped issued inits="" last=0
 	shift 2
 	for v in "$@"; do unset "INIT[$v]" "NEW[$v]"; done
 	while [ $SECONDS -lt $end ]; do
@@ -179,12 +185,15 @@ failover() {
 		[ -n "${INIT[$v]:-}" ] || { tail -n 30 "$dir"/h?.log; fail "$v's guest did not start on another host within 150 s of losing $lost"; }
 		[ "$(field "$v" host "$ask")" = "${NEW[$v]}" ] || fail "the inventory puts $v on $(field "$v" host "$ask"), its guest booted on ${NEW[$v]}"
 		inits="$inits$v on ${NEW[$v]} ${INIT[$v]} ms, "
+		[ "${INIT[$v]}" -gt $last ] && last=${INIT[$v]}
 	done
 	stopped=$(gone_from "$lost" "$t0" "$@")
 	issued=$(ha_issued "$ask" "$1" "$t0")
 	say "$lost lost: its copies gone after ${stopped:-?} ms, restart issued after $issued ms, the guests' init: ${inits%, }"
 	figs="$figs
   $lost lost ($what): restart issued $issued ms; guest init ${inits%, }"
+	figure failover-issued "$issued" ms "$lost lost ($what)"
+	figure failover-init "$last" ms "$lost lost ($what), $# guests"
 	[ -n "$stopped" ] && [ "$stopped" -lt "$issued" ] || fail "$lost's copies were not gone (${stopped:-never}) before the restart ($issued ms)"
 	[ "$issued" -ge 14000 ] && [ "$issued" -le 25000 ] || fail "restart issued after $issued ms, not 14-25 s"
 	for v in "$@"; do wait_console "${NEW[$v]}" "${UUID[$v]}" 'w [0-9a-f]{8} 3[[:space:]]' 120; done

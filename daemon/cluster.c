@@ -25,6 +25,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <linux/watchdog.h>
 
 #include "core.h"
 #include "log.h"
@@ -52,6 +55,10 @@ struct pd_cluster {
 	bool outage;		   /* no contact, and a majority of peers has none either */
 	bool isolated;		   /* no contact while others have: HA VMs must stop */
 	bool no_quorum;		   /* a lost host's restarts wait for condition 3 (logged) */
+	int wd_fd;		   /* the host's watchdog (--watchdog), -1 without */
+	char wd_path[256];
+	pthread_t wd_thread;	   /* feeds wd_fd (watchdog_main) */
+	bool wd_starved;	   /* not fed at the last period (logged once; its own) */
 };
 
 static void cluster_event(struct pd_cluster *c, const char *action, const char *object,
@@ -214,24 +221,34 @@ static void contact(struct pd_cluster *c, int64_t t0, bool ok)
 }
 
 /*
- * The watchdog: DIR/contact holds the monotonic time until which HA VMs may run
- * ("DEADLINE\n", ms); each HA VM's shim kills its plinth once it passes. Fed while
- * the host is in contact (its last heartbeat started less than PD_ISOLATION_MS ago)
- * or in a confirmed database outage; a plinthd that hangs or dies stops feeding.
+ * The watchdogs (docs/cluster.md, rule 1). DIR/contact holds the monotonic time until
+ * which HA VMs may run ("DEADLINE\n", ms); each HA VM's shim kills its plinth once it
+ * passes. Fed while the host is in contact (its last heartbeat started less than
+ * PD_ISOLATION_MS ago) or in a confirmed database outage; a plinthd that hangs or dies
+ * stops feeding. The host's watchdog device (--watchdog) is fed under the same rule,
+ * and also while none of this host's HA VMs' processes is left (an isolated host that
+ * killed them runs on with its other VMs): what it adds is that a host
+ * whose kernel or plinthd hangs, or whose plinth is stuck where SIGKILL cannot reach
+ * it (an NFS write to a server it cannot reach), is reset by W. Its own thread feeds
+ * it, every period: the cluster thread can wait seconds on a database it lost.
  */
+static bool may_run_ha(struct pd_cluster *c, int64_t now)
+{
+	bool yes;
+
+	pthread_mutex_lock(&c->lock);
+	yes = c->outage || (c->last_ok_ms && now - c->last_ok_ms < PD_ISOLATION_MS);
+	pthread_mutex_unlock(&c->lock);
+	return yes;
+}
+
 static void feed_watchdog(struct pd_cluster *c)
 {
 	char path[PD_DIR_MAX + 32], tmp[PD_DIR_MAX + 32], text[32];
 	int64_t now = pd_mono_ms();
-	bool fed;
 	int fd;
 
-	if (!c->shared)
-		return;
-	pthread_mutex_lock(&c->lock);
-	fed = c->outage || (c->last_ok_ms && now - c->last_ok_ms < PD_ISOLATION_MS);
-	pthread_mutex_unlock(&c->lock);
-	if (!fed)
+	if (!c->shared || !may_run_ha(c, now))
 		return;
 	snprintf(path, sizeof(path), "%s/contact", c->pd->dir);
 	snprintf(tmp, sizeof(tmp), "%s/.contact.tmp", c->pd->dir);
@@ -242,6 +259,127 @@ static void feed_watchdog(struct pd_cluster *c)
 	if (write(fd, text, strlen(text)) == (ssize_t)strlen(text))
 		rename(tmp, path);
 	close(fd);
+}
+
+/*
+ * Open the host's watchdog and set its timeout to W. A character device speaks the
+ * kernel's watchdog API (a driver that cannot take W exactly keeps the next longer
+ * timeout it has: logged; one that cannot be set at all is refused). A FIFO is fed
+ * the same bytes, for a watchdog daemon in userspace. -1 with the reason logged.
+ */
+int pd_watchdog_open(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK), t = PD_WATCHDOG_MS / 1000;
+	struct stat st;
+
+	if (fd < 0) {
+		log_error("--watchdog %s: %s", path, errno == ENXIO ? "a FIFO nobody reads (no "
+			  "watchdog daemon has it open)" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !(S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
+		log_error("--watchdog %s: not a watchdog device (a character device, or a FIFO "
+			  "a watchdog daemon reads)", path);
+		close(fd);
+		return -1;
+	}
+	if (S_ISCHR(st.st_mode)) {
+		if (ioctl(fd, WDIOC_SETTIMEOUT, &t) < 0) {
+			log_error("--watchdog %s: cannot set its timeout to %d s: %s", path,
+				  PD_WATCHDOG_MS / 1000, strerror(errno));
+			/* Disarm what the open armed before giving up. */
+			if (write(fd, "V", 1) != 1)
+				log_error("--watchdog %s: cannot disarm it", path);
+			close(fd);
+			return -1;
+		}
+		if (t != PD_WATCHDOG_MS / 1000)
+			log_warn("--watchdog %s: its timeout is %d s, not %d s: a host that stops "
+				 "feeding it is reset %d s later than the fencing rules count",
+				 path, t, PD_WATCHDOG_MS / 1000, t - PD_WATCHDOG_MS / 1000);
+	}
+	log_info("cluster: feeding the watchdog %s (timeout %d s)", path, t);
+	return fd;
+}
+
+/* Is process pid there and not a zombie (one that ended does no I/O)? */
+static bool process_runs(pid_t pid)
+{
+	char path[32], buf[512], *paren;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = pd_read_small(path, buf, sizeof(buf));
+	if (n <= 0)
+		return false;
+	paren = strrchr(buf, ')'); /* "PID (COMM) STATE ...", COMM may hold anything */
+	return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
+/*
+ * Does any HA VM of this host still run? The monitor lists them (it may be stuck on
+ * a database it lost, so the list may be old): whether each process is still there
+ * is looked at here. More than the list holds counts as yes.
+ */
+static bool ha_vms_run(struct plinthd *pd)
+{
+	bool yes = false;
+	unsigned i;
+
+	pthread_mutex_lock(&pd->ha_lock);
+	if (pd->n_ha_pids > PD_HA_PIDS_MAX)
+		yes = true;
+	for (i = 0; !yes && i < pd->n_ha_pids; i++)
+		yes = process_runs(pd->ha_pids[i]);
+	pthread_mutex_unlock(&pd->ha_lock);
+	return yes;
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct pd_cluster *c = arg;
+	struct timespec until;
+	bool feed;
+
+	for (;;) {
+		feed = may_run_ha(c, pd_mono_ms()) || !ha_vms_run(c->pd);
+		/* Any byte but 'V' is a keepalive (the kernel's watchdog API). */
+		if (feed && write(c->wd_fd, "k", 1) != 1)
+			log_error("cluster: the watchdog %s: %s", c->wd_path, strerror(errno));
+		if (!feed && !c->wd_starved)
+			log_error("cluster: %s stops feeding the watchdog %s: out of contact with "
+				  "HA VMs still running, the host is reset within %d s unless they "
+				  "end", c->self.name, c->wd_path, PD_WATCHDOG_MS / 1000);
+		c->wd_starved = !feed;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += PD_HEARTBEAT_MS / 1000;
+		pthread_mutex_lock(&c->lock);
+		while (!c->quit && pthread_cond_timedwait(&c->wake, &c->lock, &until) != ETIMEDOUT)
+			;
+		if (c->quit) {
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&c->lock);
+	}
+}
+
+/* A clean stop: the magic close, so the host is not reset while no plinthd runs (its
+ * VMs run on and the next plinthd adopts them; a driver built with nowayout still
+ * resets it: the next plinthd must start within W). */
+void pd_watchdog_close(int fd, const char *path)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, "V", 1) != 1)
+		log_error("cluster: cannot disarm the watchdog %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static void watchdog_close(struct pd_cluster *c)
+{
+	pd_watchdog_close(c->wd_fd, c->wd_path);
+	c->wd_fd = -1;
 }
 
 static void count_vm(struct pd_place_host *h, size_t n, const struct store_vm *vm);
@@ -480,7 +618,7 @@ static bool name_in_use(struct pd_cluster *c)
 
 struct pd_cluster *pd_cluster_start(struct plinthd *pd, const struct store_ops *ops,
 				    const char *location, bool shared, const char *host,
-				    const char *address)
+				    const char *address, int wd_fd, const char *wd_path)
 {
 	struct pd_cluster *c = calloc(1, sizeof(*c));
 	pthread_condattr_t ca;
@@ -488,11 +626,14 @@ struct pd_cluster *pd_cluster_start(struct plinthd *pd, const struct store_ops *
 
 	if (!c) {
 		log_error("out of memory");
+		pd_watchdog_close(wd_fd, wd_path);
 		return NULL;
 	}
 	c->ops = ops;
 	c->pd = pd;
 	c->shared = shared;
+	c->wd_fd = wd_fd;
+	snprintf(c->wd_path, sizeof(c->wd_path), "%s", wd_path ? wd_path : "");
 	snprintf(c->self.name, sizeof(c->self.name), "%s", host);
 	snprintf(c->self.address, sizeof(c->self.address), "%s", address ? address : "");
 	c->self.cpus = cpus > 0 ? (unsigned)cpus : 1;
@@ -512,20 +653,33 @@ struct pd_cluster *pd_cluster_start(struct plinthd *pd, const struct store_ops *
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->wake, &ca);
 	pthread_condattr_destroy(&ca);
+	if (c->wd_fd >= 0 && pthread_create(&c->wd_thread, NULL, watchdog_main, c)) {
+		log_error("cannot create the watchdog thread");
+		goto out_destroy;
+	}
 	if (pthread_create(&c->thread, NULL, cluster_main, c)) {
 		log_error("cannot create the cluster thread");
-		goto out_destroy;
+		goto out_join;
 	}
 	log_info("cluster: host %s (%u CPUs, %llu MiB) registered", host, c->self.cpus,
 		 (unsigned long long)c->self.memory_mib);
 	return c;
 
+out_join:
+	if (c->wd_fd >= 0) {
+		pthread_mutex_lock(&c->lock);
+		c->quit = true;
+		pthread_cond_broadcast(&c->wake);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->wd_thread, NULL);
+	}
 out_destroy:
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
 out_close:
 	ops->close(c->st);
 out_free:
+	watchdog_close(c);
 	free(c);
 	return NULL;
 }
@@ -536,9 +690,11 @@ void pd_cluster_stop(struct pd_cluster *c)
 		return;
 	pthread_mutex_lock(&c->lock);
 	c->quit = true;
-	pthread_cond_signal(&c->wake);
+	pthread_cond_broadcast(&c->wake); /* the cluster thread and the watchdog's */
 	pthread_mutex_unlock(&c->lock);
 	pthread_join(c->thread, NULL);
+	if (c->wd_fd >= 0)
+		pthread_join(c->wd_thread, NULL);
 	if (c->leading && !c->ops->leader_release(c->st, c->self.name))
 		log_info("cluster: %s let the leader lease go", c->self.name);
 	c->ops->host_leave(c->st, c->self.name);
@@ -557,6 +713,7 @@ void pd_cluster_stop(struct pd_cluster *c)
 			close(fd);
 		}
 	}
+	watchdog_close(c);
 	free(c->peers);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);

@@ -44,11 +44,18 @@ struct pd_cluster;
  */
 struct pd_cluster *pd_cluster_start(struct plinthd *pd, const struct store_ops *ops,
 				    const char *location, bool shared, const char *host,
-				    const char *address);
+				    const char *address, int wd_fd, const char *wd_path);
+/* The host's watchdog (plinthd --watchdog): opened and set to PD_WATCHDOG_MS, the fd
+ * or -1 with the reason logged; pd_cluster_start takes it over (closed even when it
+ * fails). Closing is the magic close: disarmed. */
+int pd_watchdog_open(const char *path);
+void pd_watchdog_close(int fd, const char *path);
 /* With a shared inventory the thread also does HA: it feeds the watchdog file
  * DIR/contact (a monotonic deadline for HA VMs' shims) while this host is in contact
  * or in a confirmed database outage, asks its peers when it lost contact, and as the
- * leader restarts the HA VMs of hosts silent for PD_DEAD_MS elsewhere. */
+ * leader restarts the HA VMs of hosts silent for PD_DEAD_MS elsewhere. With wd_fd (from
+ * pd_watchdog_open, or -1), a thread also feeds the host's watchdog under the same rule
+ * or while no HA VM of this host is unreaped; the stop disarms it. */
 /* Has this host found itself isolated (its HA VMs must be stopped: vms.c)? */
 bool pd_cluster_isolated(struct pd_cluster *c);
 /* Milliseconds since the start of this host's last committed heartbeat, -1 if none. */

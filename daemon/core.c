@@ -79,6 +79,26 @@ int pd_event(struct plinthd *pd, const char *action, const char *object, const c
 	return pd->ops->event_append(pd->st, &ev);
 }
 
+/* The HA VMs' plinth processes, for the watchdog's thread (cluster.c). Under the lock. */
+static void list_ha(struct plinthd *pd)
+{
+	const struct pd_run *run;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&pd->ha_lock);
+	for (run = pd->runs; run; run = run->next) {
+		if (!run->ha || run->pid <= 0)
+			continue;
+		if (n == PD_HA_PIDS_MAX) {
+			n++;
+			break;
+		}
+		pd->ha_pids[n++] = run->pid;
+	}
+	pd->n_ha_pids = n;
+	pthread_mutex_unlock(&pd->ha_lock);
+}
+
 static void *monitor_main(void *arg)
 {
 	struct plinthd *pd = arg;
@@ -91,6 +111,7 @@ static void *monitor_main(void *arg)
 			break;
 		}
 		pd_vms_tick(pd);
+		list_ha(pd);
 		pd_migrations_tick(pd);
 		pd_tasks_reap(pd, false);
 		pthread_mutex_unlock(&pd->lock);
@@ -130,12 +151,14 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 {
 	struct plinthd *pd = calloc(1, sizeof(*pd));
 	char db[PD_DIR_MAX + 32], real[PATH_MAX];
+	int wd_fd = -1;
 
 	if (!pd) {
 		log_error("out of memory");
 		return NULL;
 	}
 	pthread_mutex_init(&pd->lock, NULL);
+	pthread_mutex_init(&pd->ha_lock, NULL);
 	pd->ops = ops;
 	if (mkdir(o->state_dir, 0700) < 0 && errno != EEXIST) {
 		log_error("state directory %s: %s", o->state_dir, strerror(errno));
@@ -151,6 +174,9 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 		goto out_free;
 	}
 	snprintf(pd->dir, sizeof(pd->dir), "%s", real);
+	/* Before anything that takes long or logs: a bad device is the one line. */
+	if (o->watchdog && (wd_fd = pd_watchdog_open(o->watchdog)) < 0)
+		goto out_free;
 	snprintf(pd->pool, sizeof(pd->pool), "%s/images", real);
 	if (find_plinth(pd, o->plinth_bin))
 		goto out_free;
@@ -178,7 +204,8 @@ struct plinthd *pd_open(const struct pd_options *o, const struct store_ops *ops)
 		 pd->dir);
 	pthread_mutex_unlock(&pd->lock);
 	pd->cluster = pd_cluster_start(pd, ops, o->db ? o->db : db, o->db != NULL, pd->host,
-				       o->address);
+				       o->address, wd_fd, o->watchdog);
+	wd_fd = -1; /* the cluster's now */
 	if (!pd->cluster)
 		goto out_close;
 	if (pthread_create(&pd->monitor, NULL, monitor_main, pd)) {
@@ -195,7 +222,9 @@ out_close:
 	pthread_mutex_unlock(&pd->lock);
 	ops->close(pd->st);
 out_free:
+	pd_watchdog_close(wd_fd, o->watchdog);
 	pthread_mutex_destroy(&pd->lock);
+	pthread_mutex_destroy(&pd->ha_lock);
 	free(pd);
 	return NULL;
 }
@@ -222,5 +251,6 @@ void pd_close(struct plinthd *pd)
 	pthread_mutex_unlock(&pd->lock);
 	pd->ops->close(pd->st);
 	pthread_mutex_destroy(&pd->lock);
+	pthread_mutex_destroy(&pd->ha_lock);
 	free(pd);
 }

@@ -25,7 +25,7 @@ static const char usage_text[] =
 	"               [--uid-base N] [--no-jail]\n"
 	"               [--listen tcp:ADDR:PORT --tls-cert PEM --tls-key PEM]\n"
 	"               [--web tcp:ADDR:PORT [--web-cert PEM --web-key PEM]] [-v]\n"
-	"               [--cluster-key FILE [--cluster-ca PEM]]\n"
+	"               [--cluster-key FILE [--cluster-ca PEM]] [--watchdog DEV]\n"
 	"       plinthd user add|passwd|role|delete|list ...   (web console users)\n"
 	"\n"
 	"The plinth host daemon: an inventory of VMs and images (SQLite in DIR), each VM\n"
@@ -58,6 +58,10 @@ static const char usage_text[] =
 	"                      with it (needs --listen; docs/cluster.md)\n"
 	"  --cluster-ca PEM    the certificates other hosts' --listen must chain to\n"
 	"                      (default: --tls-cert, when every host shares one)\n"
+	"  --watchdog DEV      feed the host's watchdog (/dev/watchdog; softdog if there\n"
+	"                      is no hardware one) with a 5 s timeout while this host may\n"
+	"                      run HA VMs: a host whose kernel or plinthd hangs is reset\n"
+	"                      before the cluster restarts its VMs (needs --db)\n"
 	"  -v, --verbose       more messages (repeat for debug)\n"
 	"  -h, --help          this text\n";
 
@@ -79,6 +83,7 @@ enum {
 	OPT_WEB_IDLE,
 	OPT_CLUSTER_KEY,
 	OPT_CLUSTER_CA,
+	OPT_WATCHDOG,
 };
 
 /* A whole small file (a PEM) as a string; NULL with the reason logged. */
@@ -130,6 +135,7 @@ int main(int argc, char **argv)
 		{"web-idle", required_argument, NULL, OPT_WEB_IDLE},
 		{"cluster-key", required_argument, NULL, OPT_CLUSTER_KEY},
 		{"cluster-ca", required_argument, NULL, OPT_CLUSTER_CA},
+		{"watchdog", required_argument, NULL, OPT_WATCHDOG},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -243,6 +249,9 @@ int main(int argc, char **argv)
 		case OPT_CLUSTER_CA:
 			o.cluster_ca = optarg;
 			break;
+		case OPT_WATCHDOG:
+			o.watchdog = optarg;
+			break;
 		case 'v':
 			if (level < LOG_DEBUG)
 				level++;
@@ -275,6 +284,11 @@ int main(int argc, char **argv)
 	if (o.cluster_key && (!listen || !o.db)) {
 		log_error("--cluster-key goes with --listen and --db postgresql://...: other "
 			  "hosts reach this one there");
+		return 2;
+	}
+	if (o.watchdog && !o.db) {
+		log_error("--watchdog goes with --db postgresql://...: it guards the HA VMs of "
+			  "a cluster (docs/cluster.md)");
 		return 2;
 	}
 	if (o.cluster_ca && !o.cluster_key) {

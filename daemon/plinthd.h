@@ -99,6 +99,8 @@ struct pd_task {
 	struct pd_task *next;
 };
 
+#define PD_HA_PIDS_MAX 256
+
 struct pd_options {
 	const char *state_dir;
 	const char *db;			/* the inventory's location for ops (a postgresql://
@@ -112,6 +114,7 @@ struct pd_options {
 	bool jail;			/* --jail each VM (default: when root) */
 	const char *cluster_key;	/* --cluster-key FILE: forwarding and migrations */
 	const char *cluster_ca;		/* --cluster-ca PEM: other hosts' certificates */
+	const char *watchdog;		/* --watchdog DEV: the host's watchdog (cluster.c) */
 };
 
 struct plinthd {
@@ -142,6 +145,11 @@ struct plinthd {
 	int64_t migrations_retry_ms;	/* monotonic: no migration recovery starts before */
 	unsigned relays;		/* streams of other hosts' VMs relayed (their threads,
 					 * cluster_forward.c; atomic): pd_close waits for them */
+	pthread_mutex_t ha_lock;	/* the two below: the HA VMs' plinth processes as
+					 * the monitor last listed them, for the watchdog's
+					 * thread, which looks whether each is still there */
+	pid_t ha_pids[PD_HA_PIDS_MAX];
+	unsigned n_ha_pids;		/* PD_HA_PIDS_MAX + 1: more than it holds */
 };
 
 /* Read a small file into buf (NUL-terminated): bytes read or -errno. */

@@ -10,6 +10,10 @@
 #     other, never both; the VM without ha keeps running on h1 (nobody restarts it);
 #   - h1's link up again: it rejoins, starts nothing of the moved VMs, and its VM
 #     without ha is still its own.
+#   - h1's watchdog (--watchdog, a FIFO read by this test): fed every second; through
+#     the cut it never goes W = 5 s unfed, as its HA VMs were gone in time; its plinthd
+#     frozen, nothing feeds it (a real watchdog resets the host); resumed, it feeds
+#     again; a clean stop disarms it ('V'). --watchdog's bad uses get one line each.
 # Prints cut -> h1's last write, -> restart issued, -> the first write elsewhere (ms).
 # About 1 minute. Needs root (network namespaces), as the CI runs.
 TN=cluster-partition
@@ -18,6 +22,7 @@ tag=pp$((RANDOM % 9000 + 1000)) # interface and namespace names, short (15 chara
 BR=${tag}br
 cleanup_more() {
 	local n
+	[ -n "${WDR:-}" ] && kill "$WDR" 2>/dev/null
 	for n in 1 2 3; do ip netns del "${tag}h$n" 2>/dev/null; done
 	ip link del "$BR" 2>/dev/null
 }
@@ -50,8 +55,46 @@ hostopts() {
 		"--tls-cert $T/cert.pem --tls-key $T/key.pem --cluster-key $T/ckey"
 }
 for h in h1 h2 h3; do NETNS[$h]=${tag}h${NUM[$h]}; done
+
+# --watchdog's bad uses: one line, plinthd does not start.
+wd_refused() { # EXPECTED-TEXT plinthd options...
+	local want=$1 out
+	shift
+	out=$("$B/plinthd" --no-jail --state-dir "$T/wdbad" --host-name wdbad "$@" 2>&1)
+	[ $? -ne 0 ] && [ "$(wc -l <<<"$out")" = 1 ] && [[ $out == *"$want"* ]] || { echo "# $out"; return 1; }
+}
+: >"$T/plain-file"
+mkfifo "$T/nobody-reads"
+check "--watchdog without --db: refused" wd_refused "--watchdog goes with --db" --watchdog "$T/x"
+check "--watchdog on a missing path: refused" wd_refused "No such file or directory" \
+	--db "$DB" --watchdog "$T/missing"
+check "--watchdog on a regular file: refused" wd_refused "not a watchdog device" \
+	--db "$DB" --watchdog "$T/plain-file"
+check "--watchdog on a FIFO nobody reads: refused" wd_refused "a FIFO nobody reads" \
+	--db "$DB" --watchdog "$T/nobody-reads"
+
+# h1's watchdog: a FIFO; each byte read is logged with its time ("MS BYTE", "MS EOF").
+mkfifo "$T/wd"
+python3 -u -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+with open(sys.argv[2], "w", buffering=1) as out:
+    while True:
+        b = os.read(fd, 64)
+        ms = int(time.time() * 1000)
+        if not b:
+            out.write("%d EOF\n" % ms)
+            break
+        for c in b:
+            out.write("%d %c\n" % (ms, c))' "$T/wd" "$T/wd.log" &
+WDR=$!
+sleep 1 # the reader in its open(2): a writer's open then finds it
+wd_gap() { # FROM-MS TO-MS: the longest time without a keepalive between them
+	awk -v a="$1" -v b="$2" 'BEGIN { t = a } $2 == "k" && $1 >= a && $1 <= b { if ($1 - t > m) m = $1 - t; t = $1 }
+		END { if (b - t > m) m = b - t; print m + 0 }' "$T/wd.log"
+}
 # shellcheck disable=SC2046
-start_host h1 $(hostopts h1) && sleep 1.5 && start_host h2 $(hostopts h2) && start_host h3 $(hostopts h3) ||
+start_host h1 $(hostopts h1) --watchdog "$T/wd" && sleep 1.5 && start_host h2 $(hostopts h2) && start_host h3 $(hostopts h3) ||
 	{ fail "three plinthd started in their namespaces"; finished=1; exit 1; }
 ok "three plinthd started, each in its namespace, on PostgreSQL over TCP"
 
@@ -64,6 +107,9 @@ print(l["host"] if l["expires_in_ms"] > 0 else "")'
 make_vm ha1 --ha && make_vm ha2 --ha && make_vm plain1 || fail "h1 started ha1, ha2 and plain1"
 sleep 1
 check "the VMs write their disks from h1" test "$(hosts_of ha1)$(hosts_of ha2)$(hosts_of plain1)" = "h1 h1 h1 "
+t=$(date +%s%3N)
+check "h1 feeds its watchdog every second (longest gap of the last 3 s: $(wd_gap $((t - 3000)) "$t") ms)" \
+	test "$(wd_gap $((t - 3000)) "$t")" -le 1500
 led=$(leader)
 echo "# $led leads before the cut"
 
@@ -90,6 +136,10 @@ check "restarts issued 14-22 s after the cut ($issued ms: a new leader first)" t
 check "restarted only after the old copy stopped ($((first1 - stop1)) ms between)" test "$first1" -gt "$stop1"
 now=$(leader)
 check "h2 or h3 leads after the cut (before it: $led, now: $now)" sh -c "[ '$now' = h2 ] || [ '$now' = h3 ]"
+t=$(date +%s%3N)
+gap=$(wd_gap "$t0" "$t")
+check "h1 cut: its HA VMs were gone before its watchdog's W = 5 s ran out (longest gap $gap ms)" \
+	test "$gap" -lt 5000
 check "the VM without ha keeps running on h1 (last write $(( $(date +%s%3N) - $(last_write_by plain1 h1) )) ms ago)" \
 	test $(($(date +%s%3N) - $(last_write_by plain1 h1))) -lt 2000
 
@@ -100,4 +150,29 @@ check "h1 back: starts nothing of ha1 and ha2; each disk had one writer, then th
 	sh -c "[ '$(hosts_of ha1)' = 'h1 $new1 ' ] && [ '$(hosts_of ha2)' = 'h1 $new2 ' ]"
 check "h1 back: plain1 still its own and running ($(vmf plain1 host) $(vmf plain1 state))" \
 	test "$(vmf plain1 host) $(vmf plain1 state)" = "h1 running"
+
+# h1's plinthd frozen with an HA VM (SIGSTOP: as a hung daemon or kernel): nothing
+# feeds its watchdog, so a real one resets the host; resumed, it feeds again.
+make_vm ha3 --ha || fail "h1 started ha3"
+sleep 1
+t0=$(date +%s%3N)
+kill -STOP "${PID[h1]}"
+sleep 8
+kill -CONT "${PID[h1]}"
+t=$(date +%s%3N)
+gap=$(wd_gap "$t0" "$t")
+check "h1's plinthd frozen 8 s: its watchdog went unfed for $gap ms (W = 5 s: a reset)" \
+	test "$gap" -ge 7000
+sleep 3
+t=$(date +%s%3N)
+check "h1 resumed: it feeds its watchdog again (longest gap of the last 1.5 s: $(wd_gap $((t - 1500)) "$t") ms)" \
+	test "$(wd_gap $((t - 1500)) "$t")" -le 1500
+
+# A clean stop disarms it: the magic 'V', then the close.
+kill -TERM "${PID[h1]}"
+wait "${PID[h1]}" 2>/dev/null
+unset "PID[h1]"
+wait "$WDR"
+check "h1 stopped cleanly: its watchdog disarmed ($(tail -n 2 "$T/wd.log" | cut -d' ' -f2 | tr '\n' ' '))" \
+	test "$(tail -n 2 "$T/wd.log" | cut -d' ' -f2 | tr '\n' ' ')" = "V EOF "
 finish_with_vms

@@ -55,6 +55,7 @@
  * (vmm/main.c): plinthd starts the VM again. */
 #define PLINTH_EXIT_RESET 3
 
+#define PD_SLOT_LAST 31 /* plinth's addr= is 1..31 (vmm/devconf.h); 0 is the host bridge */
 #define PD_DIR_MAX 80 /* the state directory's path: run dirs' sockets must fit sun_path */
 
 /* One VM whose process plinthd watches (from spawn or adoption to its exit). */
@@ -212,6 +213,18 @@ int pd_display_connect(struct plinthd *pd, const char *name, struct pd_reply *r)
 void pd_run_exited(struct plinthd *pd, struct pd_run *run);
 /* One monitor period (under lock). */
 void pd_vms_tick(struct plinthd *pd);
+/* One request (body req: JSON text or NULL) to run's VMM on its API socket: 0 with
+ * *status (and *body, the answer's JSON, if body is not NULL), or -errno with err
+ * set; a status >= 300 puts the answer's text in err too. */
+int pd_vm_api(struct plinthd *pd, const struct pd_run *run, const char *method, const char *path,
+	      const char *req, int *status, json_t **body, char *err, size_t errlen);
+/* Can disk d (what names it: "disks[N]") be used here: its file readable (and
+ * writable unless read-only), its pool image known and not a template written to?
+ * 0, or -errno with a 4xx in r. Under lock. */
+int pd_disk_check(struct plinthd *pd, const struct pd_disk *d, const char *what,
+		  struct pd_reply *r);
+/* Is state one with a process (starting, running, paused, stopping)? */
+bool pd_state_is_live(const char *state);
 /* The image name if any VM's definition uses image, with *vm set; else NULL. */
 bool pd_image_used_by_vm(struct plinthd *pd, const char *image, char *vm, size_t vmlen);
 uint64_t pd_host_mem_mib(void);
@@ -219,6 +232,15 @@ uint64_t pd_host_mem_mib(void);
  * (for tests: a host that lacks some, docs/cluster.md), else the first "flags" line of
  * /proc/cpuinfo; "" if neither. */
 void pd_host_cpu_flags(char *buf, size_t size);
+
+/* --- hotplug.c ------------------------------------------------------------------------ */
+
+/* PUT /v1/vms/{name}/disks/{id}: attach (hot-plug into a running VM) and record. */
+void pd_vm_disk_add(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+/* DELETE /v1/vms/{name}/disks/{id}: detach (the guest ejects it) and forget. Drops
+ * pd->lock while it waits for the guest. */
+void pd_vm_disk_remove(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+
 
 /* --- images.c ------------------------------------------------------------------------- */
 

@@ -18,23 +18,30 @@
  *                does not eject it within the timeout keeps it, and so does the
  *                inventory: 504, and asking again repeats the request.
  *
- * The daemon never reaches into the VMM: the API socket is all it uses. A disk of a
- * running VM can be neither a linked clone (the VMM's hot-plug does not follow a
- * backing file) nor added to a jailed VMM (it cannot open a file once jailed): both
- * are refused with a sentence that says so, and work on a stopped VM.
+ * The daemon never reaches into the VMM: the API socket is all it uses. A jailed VMM
+ * (plinthd as root) sees only its jail and runs as its own uid: the daemon gives it
+ * the one image as a hard link in the jail's root, RUNDIR/jail/disk-ID, with an ACL
+ * entry for that uid on the image (acl.c), and the VMM is told "/disk-ID"; both are
+ * taken back when the disk is detached or the VM deleted (a restart opens the
+ * image by its own path, as root, before the jail). An image on another filesystem
+ * than the state directory cannot be linked: refused, as is a linked clone (the
+ * VMM's hot-plug does not follow a backing file); both work on a stopped VM.
  *
  * When a disk goes, the definition's later disks move down one index (store
  * device_move) and keep their ids and slots.
  */
 #include "core.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "cluster.h"
+#include "log.h"
 
 #define EJECT_POLL_MS 100
 
@@ -225,24 +232,98 @@ static int vmm_slot(struct plinthd *pd, const struct pd_run *run, const char *id
 	return slot;
 }
 
+/* RUNDIR/jail/disk-ID of VM vm into buf ("" if it does not fit). */
+static void jail_link_path(struct plinthd *pd, const struct store_vm *vm, const char *id,
+			   char *buf, size_t size)
+{
+	char name[PD_DEV_ID_MAX + 16];
+
+	snprintf(name, sizeof(name), "jail/disk-%s", id);
+	pd_run_path(pd, vm->uuid, name, buf, size);
+}
+
+/* Give VM vm's jailed VMM the image at path as disk id: the link, then its uid's ACL
+ * entry; into vmm_path what the VMM opens. 0, or -errno with r set. */
+static int jail_grant(struct plinthd *pd, const struct store_vm *vm, const char *id,
+		      const char *path, bool readonly, char *vmm_path, size_t size,
+		      struct pd_reply *r)
+{
+	char link_path[PD_DIR_MAX + 128];
+	int ret;
+
+	jail_link_path(pd, vm, id, link_path, sizeof(link_path));
+	unlink(link_path); /* one an earlier attach of this id left */
+	if (!link_path[0] || link(path, link_path) < 0) {
+		ret = -errno;
+		pd_reply_error(r, 409,
+			       "VM '%s' runs jailed and %s cannot be linked into its jail (%s)%s",
+			       vm->name, path, strerror(-ret),
+			       ret == -EXDEV ? ": it is not on the state directory's filesystem; "
+					       "stop the VM to attach it"
+					     : "");
+		return ret;
+	}
+	ret = pd_acl_grant(link_path, pd->uid_base + (uid_t)vm->id, !readonly);
+	if (ret) {
+		unlink(link_path);
+		pd_reply_error(r, 409, "VM '%s' runs jailed and its user cannot be given access to "
+			       "%s (an ACL entry: %s); stop the VM to attach it",
+			       vm->name, path, strerror(-ret));
+		return ret;
+	}
+	snprintf(vmm_path, size, "/disk-%s", id);
+	return 0;
+}
+
+/* Take back what jail_grant gave for disk id (nothing if there is no link). */
+static void jail_revoke(struct plinthd *pd, const struct store_vm *vm, const char *id)
+{
+	char link_path[PD_DIR_MAX + 128], lease[PD_DIR_MAX + 140];
+	int ret;
+
+	jail_link_path(pd, vm, id, link_path, sizeof(link_path));
+	if (!link_path[0] || access(link_path, F_OK) < 0)
+		return;
+	ret = pd_acl_revoke(link_path, pd->uid_base + (uid_t)vm->id);
+	if (ret)
+		log_warn("VM %s: disk %s: its jail user's ACL entry stays: %s", vm->name, id,
+			 strerror(-ret));
+	unlink(link_path);
+	snprintf(lease, sizeof(lease), "%s.lease", link_path); /* the VMM's lease record */
+	unlink(lease);
+}
+
+void pd_jail_disks_drop(struct plinthd *pd, const struct store_vm *vm)
+{
+	char dir[PD_DIR_MAX + 64];
+	struct dirent *e;
+	DIR *d;
+
+	pd_run_path(pd, vm->uuid, "jail", dir, sizeof(dir));
+	d = dir[0] ? opendir(dir) : NULL;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+
+		if (!strncmp(e->d_name, "disk-", 5) && len < 5 + PD_DEV_ID_MAX &&
+		    pd_dev_id_valid(e->d_name + 5))
+			jail_revoke(pd, vm, e->d_name + 5);
+	}
+	closedir(d);
+}
+
 /* Hot-plug disk d as id into run's VMM: its slot (1..31), or -errno with r set. */
-static int vmm_add(struct plinthd *pd, const struct pd_run *run, const char *vmname,
+static int vmm_add(struct plinthd *pd, const struct pd_run *run, const struct store_vm *vm,
 		   const struct pd_disk *d, const char *id, struct pd_reply *r)
 {
 	char path[PD_PATH_MAX], url[64], err[512];
-	const char *format = d->format;
+	const char *format = d->format, *vmname = vm->name;
 	struct store_image img;
 	json_t *body;
 	char *text;
 	int status = 0, ret;
 
-	if (pd->jail) {
-		pd_reply_error(r, 409,
-			       "VM '%s' runs jailed: its VMM cannot open a new image; stop it to "
-			       "attach the disk (it is there at the next start)",
-			       vmname);
-		return -EPERM;
-	}
 	if (d->image[0]) {
 		if (pd->ops->image_get(pd->st, d->image, &img)) {
 			pd_reply_error(r, 404, "no image named '%s' in the pool", d->image);
@@ -261,18 +342,19 @@ static int vmm_add(struct plinthd *pd, const struct pd_run *run, const char *vmn
 	} else {
 		snprintf(path, sizeof(path), "%s", d->path);
 	}
+	if (pd->jail && jail_grant(pd, vm, id, path, d->readonly, path, sizeof(path), r))
+		return -EPERM;
 	body = json_pack("{s:s, s:b}", "path", path, "readonly", d->readonly);
 	if (body && format[0])
 		json_object_set_new(body, "format", json_string(format));
 	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
-	if (!text) {
-		pd_reply_error(r, 500, "out of memory");
-		return -ENOMEM;
-	}
 	snprintf(url, sizeof(url), "/v1/vm/disks/%s", id);
-	ret = pd_vm_api(pd, run, "PUT", url, text, &status, NULL, err, sizeof(err));
+	ret = text ? pd_vm_api(pd, run, "PUT", url, text, &status, NULL, err, sizeof(err))
+		   : -ENOMEM;
 	free(text);
+	if (ret || status >= 300)
+		jail_revoke(pd, vm, id);
 	if (ret) {
 		pd_reply_error(r, 502, "VM '%s': its API did not answer: %s", vmname, err);
 		return ret;
@@ -321,7 +403,7 @@ void pd_vm_disk_add(struct plinthd *pd, const struct pd_request *req, struct pd_
 	}
 	if (pd_disk_check(pd, &req->u.disk, "disk", r))
 		goto out_close;
-	slot = run ? vmm_add(pd, run, req->name, &req->u.disk, req->dev_id, r) :
+	slot = run ? vmm_add(pd, run, &job->vm, &req->u.disk, req->dev_id, r) :
 		     (int)free_slot(job->devs, job->n);
 	if (slot < 0)
 		goto out_close;
@@ -437,6 +519,8 @@ void pd_vm_disk_remove(struct plinthd *pd, const struct pd_request *req, struct 
 	def->n_disks--;
 	ok = !record(pd, &job->vm, def, NULL, (int)index, def->n_disks + 1, req->dev_id,
 		     "vm.disk-remove", r);
+	if (ok)
+		jail_revoke(pd, &job->vm, req->dev_id);
 out_close:
 	job_close(pd, job, ok, r);
 }

@@ -200,6 +200,10 @@ void pd_run_settle(struct plinthd *pd, const struct store_vm *vm);
 bool pd_migrating_away(struct plinthd *pd, const char *name);
 /* The run of VM vm_id, or NULL (under lock). */
 struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id);
+/* RUNDIR/file (file NULL: RUNDIR) of the VM with uuid into buf ("" if it does not
+ * fit). */
+void pd_run_path(const struct plinthd *pd, const char *uuid, const char *file, char *buf,
+		 size_t size);
 /* The API socket of a VM's run directory into buf. */
 void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size);
 /* The display socket (definitions with "display": "vnc") of a VM's run directory into
@@ -240,6 +244,9 @@ void pd_vm_disk_add(struct plinthd *pd, const struct pd_request *req, struct pd_
 /* DELETE /v1/vms/{name}/disks/{id}: detach (the guest ejects it) and forget. Drops
  * pd->lock while it waits for the guest. */
 void pd_vm_disk_remove(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+/* Take back what hot-plugging into VM vm's jail gave (its links to images and their
+ * ACL entries): before its run directory goes. */
+void pd_jail_disks_drop(struct plinthd *pd, const struct store_vm *vm);
 
 
 /* --- images.c ------------------------------------------------------------------------- */

@@ -53,8 +53,8 @@ bool pd_state_is_live(const char *s)
 	       !strcmp(s, "stopping");
 }
 
-static void run_path(const struct plinthd *pd, const char *uuid, const char *file, char *buf,
-		     size_t size)
+void pd_run_path(const struct plinthd *pd, const char *uuid, const char *file, char *buf,
+		 size_t size)
 {
 	/* Short by construction (PD_DIR_MAX, a uuid, a file name); checked anyway. */
 	if (snprintf(buf, size, "%s/vms/%s%s%s", pd->dir, uuid, file ? "/" : "",
@@ -127,12 +127,12 @@ struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id)
 
 void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
 {
-	run_path(pd, uuid, "api.sock", buf, size);
+	pd_run_path(pd, uuid, "api.sock", buf, size);
 }
 
 void pd_run_display(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
 {
-	run_path(pd, uuid, "display.sock", buf, size);
+	pd_run_path(pd, uuid, "display.sock", buf, size);
 }
 
 void pd_run_forget(struct plinthd *pd, struct pd_run *run)
@@ -249,8 +249,8 @@ static pid_t find_plinth(const struct plinthd *pd, const char *uuid, pid_t *shim
 	DIR *d;
 
 	*shim = 0;
-	run_path(pd, uuid, "api.sock", sock, sizeof(sock));
-	run_path(pd, uuid, "pid", pidfile, sizeof(pidfile));
+	pd_run_path(pd, uuid, "api.sock", sock, sizeof(sock));
+	pd_run_path(pd, uuid, "pid", pidfile, sizeof(pidfile));
 	if (pd_read_small(pidfile, buf, sizeof(buf)) > 0 && sscanf(buf, "%d %d", &a, &b) == 2 &&
 	    b > 0 && proc_runs_socket(b, sock)) {
 		if (a > 0 && proc_is_shim_of(a, b))
@@ -852,7 +852,8 @@ void pd_vm_delete(struct plinthd *pd, const char *name, struct pd_reply *r)
 		goto out_clear;
 	}
 	/* After the commit: a crash here leaves a run directory that start-up removes. */
-	run_path(pd, vm.uuid, NULL, dir, sizeof(dir));
+	pd_jail_disks_drop(pd, &vm);
+	pd_run_path(pd, vm.uuid, NULL, dir, sizeof(dir));
 	pd_rm_tree(dir);
 	r->status = 200;
 	r->body = json_pack("{s:s}", "deleted", name);
@@ -1032,7 +1033,7 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 	arg(a, "%lluM", (unsigned long long)def->memory_mib);
 	arg(a, "--seccomp=on");
 	arg(a, "--api-socket");
-	run_path(pd, vm->uuid, "api.sock", a->bufs[a->argc], sizeof(a->bufs[0]));
+	pd_run_path(pd, vm->uuid, "api.sock", a->bufs[a->argc], sizeof(a->bufs[0]));
 	a->argv[a->argc] = a->bufs[a->argc];
 	a->argc++;
 	if (def->display) {
@@ -1097,7 +1098,7 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 	if (pd->jail) {
 		uid_t id = pd->uid_base + (uid_t)vm->id;
 
-		run_path(pd, vm->uuid, "jail", jail, sizeof(jail));
+		pd_run_path(pd, vm->uuid, "jail", jail, sizeof(jail));
 		if ((mkdir(jail, 0700) < 0 && errno != EEXIST) || chown(jail, id, id) < 0) {
 			pd_nics_down(vm->id, def->n_nics);
 			pd_reply_error(r, 500, "VM '%s': jail directory %s: %s", vm->name, jail,
@@ -1162,18 +1163,18 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		ret = -EBUSY;
 		goto out_free;
 	}
-	run_path(pd, vm->uuid, NULL, dir, sizeof(dir));
+	pd_run_path(pd, vm->uuid, NULL, dir, sizeof(dir));
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		pd_reply_error(r, 500, "VM '%s': %s: %s", vm->name, dir, strerror(errno));
 		goto out_free;
 	}
-	run_path(pd, vm->uuid, "pid", pidfile, sizeof(pidfile));
-	run_path(pd, vm->uuid, ".pid.tmp", pidtmp, sizeof(pidtmp));
-	run_path(pd, vm->uuid, "exit", exitfile, sizeof(exitfile));
-	run_path(pd, vm->uuid, ".exit.tmp", exittmp, sizeof(exittmp));
-	run_path(pd, vm->uuid, "console.log", logpath, sizeof(logpath));
-	run_path(pd, vm->uuid, "api.sock", sock, sizeof(sock));
+	pd_run_path(pd, vm->uuid, "pid", pidfile, sizeof(pidfile));
+	pd_run_path(pd, vm->uuid, ".pid.tmp", pidtmp, sizeof(pidtmp));
+	pd_run_path(pd, vm->uuid, "exit", exitfile, sizeof(exitfile));
+	pd_run_path(pd, vm->uuid, ".exit.tmp", exittmp, sizeof(exittmp));
+	pd_run_path(pd, vm->uuid, "console.log", logpath, sizeof(logpath));
+	pd_run_path(pd, vm->uuid, "api.sock", sock, sizeof(sock));
 	snprintf(contact, sizeof(contact), "%s/contact", pd->dir);
 	ret = build_argv(pd, vm, def, listen, a, r);
 	if (ret)
@@ -1184,7 +1185,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	/* The console's input: a FIFO plinth holds open read-write (never EOF), which
 	 * POST /v1/vms/{name}/console writes to. */
-	run_path(pd, vm->uuid, "console.in", inpath, sizeof(inpath));
+	pd_run_path(pd, vm->uuid, "console.in", inpath, sizeof(inpath));
 	unlink(inpath);
 	if (mkfifo(inpath, 0600) == 0)
 		infd = open(inpath, O_RDWR | O_CLOEXEC);
@@ -1279,7 +1280,7 @@ static void append_last_line(struct plinthd *pd, const char *uuid, char *reason,
 	off_t end;
 	int fd;
 
-	run_path(pd, uuid, "console.log", path, sizeof(path));
+	pd_run_path(pd, uuid, "console.log", path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -1319,8 +1320,8 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 
 	if (run->shim > 0)
 		waitpid(run->shim, NULL, WNOHANG); /* ours if we spawned it: reap */
-	run_path(pd, run->uuid, "exit", exitfile, sizeof(exitfile));
-	run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
+	pd_run_path(pd, run->uuid, "exit", exitfile, sizeof(exitfile));
+	pd_run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
 	/* A migration's two sides: the destination's process before the VM is owned here,
 	 * and the source's after it handed off (exit 0), write nothing: the inventory is
 	 * the owner's, and cluster_migrate.c settles it. */
@@ -1445,7 +1446,7 @@ int pd_vm_api(struct plinthd *pd, const struct pd_run *run, const char *method, 
 	char sock[256], *resp = NULL;
 	int ret;
 
-	run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
+	pd_run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
 	ret = ctl_request(sock, method, path, req, API_TIMEOUT_MS, status, &resp, err, errlen);
 	if (ret)
 		return ret;
@@ -1591,7 +1592,7 @@ void pd_vm_console(struct plinthd *pd, const char *name, int64_t from, struct pd
 
 	if (pd_vm_load(pd, name, &vm, NULL, r))
 		return;
-	run_path(pd, vm.uuid, "console.log", path, sizeof(path));
+	pd_run_path(pd, vm.uuid, "console.log", path, sizeof(path));
 	store_vm_clear(&vm);
 	buf = malloc(CONSOLE_TAIL + 1);
 	if (!buf) {
@@ -1637,7 +1638,7 @@ void pd_vm_console_input(struct plinthd *pd, const char *name, const char *input
 		store_vm_clear(&vm);
 		return;
 	}
-	run_path(pd, vm.uuid, "console.in", path, sizeof(path));
+	pd_run_path(pd, vm.uuid, "console.in", path, sizeof(path));
 	store_vm_clear(&vm);
 	fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -1837,7 +1838,7 @@ static void clean_run_dirs(struct plinthd *pd, struct store_vm *vms, size_t n)
 			known = !strcmp(vms[i].uuid, de->d_name);
 		if (known || find_plinth(pd, de->d_name, &shim))
 			continue;
-		run_path(pd, de->d_name, NULL, path, sizeof(path));
+		pd_run_path(pd, de->d_name, NULL, path, sizeof(path));
 		log_info("removing the run directory of a deleted VM: %s", path);
 		pd_rm_tree(path);
 	}

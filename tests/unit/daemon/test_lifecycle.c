@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -536,6 +537,66 @@ static void test_hotplug(void **unused)
 	unlink(c);
 }
 
+/* A jailed VMM (plinthd as root) gets a hot-plugged image as a hard link in its jail's
+ * root with an ACL entry for its uid (the fake opens the path inside its --jail, as
+ * plinth would); a detach takes both back; an image on another filesystem than the
+ * state directory is refused with one line. */
+static void test_hotplug_jailed(void **unused)
+{
+	char body[512], img[128], shm[64], link_path[256], want[256], err[256], acl[256];
+	const char *uuid;
+	json_t *o;
+	int fd;
+
+	(void)unused;
+	if (geteuid() != 0)
+		fail_msg("a jailed VM's hot-plug needs root (chown of its jail)");
+	pd_close(pd);
+	opts.jail = true;
+	pd = pd_open(&opts, store);
+	opts.jail = false;
+	assert_non_null(pd);
+	snprintf(img, sizeof(img), "%s/j.img", dir);
+	fd = open(img, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(body, sizeof(body), "{\"name\": \"jl\", \"kernel\": \"%s\", \"memory_mib\": 64}",
+		 FAKE_PLINTH);
+	assert_int_equal(call("POST", "/v1/vms", body, &o), 201);
+	uuid = json_string_value(json_object_get(o, "uuid"));
+	snprintf(link_path, sizeof(link_path), "%s/vms/%s/jail/disk-hot", dir, uuid);
+	json_decref(o);
+	act("jl", "start", NULL, 202);
+	wait_state("jl", "running", 10000);
+
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", img);
+	assert_int_equal(disk_call("PUT", "jl", "hot", body, err, sizeof(err)), 200);
+	wait_console("jl", "fake-plinth: disk-add hot addr=1 /disk-hot\n", 1);
+	assert_int_equal(access(link_path, F_OK), 0);
+	assert_true(getxattr(img, "system.posix_acl_access", acl, sizeof(acl)) > 0);
+	assert_int_equal(dev_slot("jl", "hot", NULL), 1);
+
+	snprintf(shm, sizeof(shm), "/dev/shm/plinth-life.XXXXXX");
+	fd = mkstemp(shm);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", shm);
+	assert_int_equal(disk_call("PUT", "jl", "other", body, err, sizeof(err)), 409);
+	snprintf(want, sizeof(want), "VM 'jl' runs jailed and %s cannot be linked into its jail "
+		 "(Invalid cross-device link): it is not on the state directory's filesystem; stop "
+		 "the VM to attach it", shm);
+	assert_string_equal(err, want);
+	unlink(shm);
+
+	assert_int_equal(disk_call("DELETE", "jl", "hot", NULL, NULL, 0), 200);
+	assert_int_equal(access(link_path, F_OK), -1);
+	assert_int_equal(getxattr(img, "system.posix_acl_access", acl, sizeof(acl)), -1);
+	assert_int_equal(errno, ENODATA);
+	act("jl", "kill", NULL, 200);
+	assert_int_equal(call("DELETE", "/v1/vms/jl", NULL, NULL), 200);
+	unlink(img);
+}
+
 /* "display": "vnc" is kept in the definition (both stores), refused with one line
  * for another value, reaches plinth as --display vnc=unix:RUNDIR/display.sock and
  * GET /v1/vms/{name} says where the socket is while the VM runs. */
@@ -872,6 +933,7 @@ int main(void)
 		{"sqlite: test_image_errors", test_image_errors, setup_sqlite, teardown, NULL},
 		{"sqlite: test_display", test_display, setup_sqlite, teardown, NULL},
 		{"sqlite: test_hotplug", test_hotplug, setup_sqlite, teardown, NULL},
+		{"sqlite: test_hotplug_jailed", test_hotplug_jailed, setup_sqlite, teardown, NULL},
 		{"postgresql: test_lifecycle", test_lifecycle, setup_pg, teardown, NULL},
 		{"postgresql: test_device_ids", test_device_ids, setup_pg, teardown, NULL},
 		{"postgresql: test_image_errors", test_image_errors, setup_pg, teardown, NULL},

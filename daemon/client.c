@@ -31,6 +31,7 @@ struct cli {
 	char sock[256];
 	bool json;
 	unsigned wait_s;	/* how long start/stop/task wait wait */
+	int timeout_ms;		/* a request's answer waited for; 0: REQ_TIMEOUT_MS */
 	int argc;		/* positional and verb options, globals removed */
 	char **argv;
 };
@@ -46,6 +47,9 @@ static const char usage_text[] =
 	"              | console NAME [--attach]  (attached on a terminal or with --attach: the\n"
 	"                last 64 KiB, then both ways, Ctrl-] detaches; else the last 64 KiB)\n"
 	"              | display NAME  (how to connect to its VNC display)\n"
+	"              | disk-add NAME ID image=NAME|path=FILE[,format=F][,readonly]\n"
+	"                (hot-plugged if it runs, else at its next start)\n"
+	"              | disk-remove NAME ID [--timeout S]  (waits for the guest's eject)\n"
 	"       plinth image list | info NAME | create NAME --size SIZE [--format raw|qcow2]\n"
 	"              | import NAME FILE [--format F] | clone SRC NEW [--linked] | delete NAME\n"
 	"       plinth net list | info NAME | create NAME [--cidr A.B.C.D/N] [--nat] | delete NAME\n"
@@ -90,8 +94,8 @@ static int call(const struct cli *c, const char *method, const char *path, json_
 	int status = 0, ret;
 
 	*out = NULL;
-	ret = ctl_request(c->sock, method, path, text, REQ_TIMEOUT_MS, &status, &resp, err,
-			  sizeof(err));
+	ret = ctl_request(c->sock, method, path, text, c->timeout_ms ? c->timeout_ms : REQ_TIMEOUT_MS,
+			  &status, &resp, err, sizeof(err));
 	free(text);
 	if (ret) {
 		if (ret == -ENOENT || ret == -ECONNREFUSED)
@@ -210,6 +214,8 @@ static void show_vm(json_t *o)
 		printf("\n");
 }
 
+/* --disk's (and disk-add's) image=NAME|path=FILE[,format=F][,readonly] appended to
+ * disks. 0, or 2 with the usage error printed. */
 static int parse_disk(const char *spec, json_t *disks)
 {
 	char *copy = strdup(spec), *save = NULL, *kv;
@@ -632,6 +638,51 @@ out_free:
 	return rc;
 }
 
+/*
+ * plinth vm disk-add NAME ID SPEC | disk-remove NAME ID [--timeout S]: PUT or DELETE
+ * /v1/vms/NAME/disks/ID; the VM as it is afterwards (a removal waits for the guest's
+ * eject, up to the timeout, default 30 s).
+ */
+static int vm_disk(struct cli *c, const char *verb, const char *name)
+{
+	bool add = !strcmp(verb, "disk-add");
+	json_t *body = NULL, *disks;
+	char path[160];
+	uint64_t t = 0;
+	int rc;
+
+	if (c->argc < 4)
+		return usage_error("vm %s needs NAME ID%s", verb, add ? " image=NAME|path=FILE" : "");
+	if (add) {
+		if (c->argc != 5)
+			return usage_error("vm disk-add needs NAME ID image=NAME|path=FILE"
+					   "[,format=F][,readonly]");
+		disks = json_array();
+		if (!disks)
+			return usage_error("out of memory");
+		rc = parse_disk(c->argv[4], disks);
+		body = json_incref(json_array_get(disks, 0));
+		json_decref(disks);
+		if (rc)
+			return rc;
+	} else if (c->argc != 4) {
+		if (c->argc != 6 || strcmp(c->argv[4], "--timeout") ||
+		    parse_uint(c->argv[5], 1, 600, &t))
+			return usage_error("vm disk-remove takes NAME ID [--timeout S] (S: 1..600)");
+		body = json_pack("{s:I}", "timeout", (json_int_t)t);
+	}
+	/* The eject is waited for by plinthd: its answer comes after it. */
+	c->timeout_ms = ((int)(t ? t : 30) + 30) * 1000;
+	if (snprintf(path, sizeof(path), "/v1/vms/%s/disks/%s", name, c->argv[3]) >=
+	    (int)sizeof(path)) {
+		json_decref(body);
+		return usage_error("VM name or disk id too long");
+	}
+	rc = run(c, add ? "PUT" : "DELETE", path, body, show_vm);
+	json_decref(body);
+	return rc;
+}
+
 static int cmd_vm(struct cli *c)
 {
 	const char *verb = c->argc > 1 ? c->argv[1] : "list";
@@ -677,6 +728,8 @@ static int cmd_vm(struct cli *c)
 		json_decref(body);
 		return rc;
 	}
+	if (!strcmp(verb, "disk-add") || !strcmp(verb, "disk-remove"))
+		return vm_disk(c, verb, name);
 	return usage_error("unknown vm verb '%s'", verb);
 }
 

@@ -47,6 +47,8 @@ bool pd_route_forwardable(const struct pd_request *req)
 	case PD_VM_CONSOLE:
 	case PD_VM_CONSOLE_INPUT:
 	case PD_VM_MIGRATE:
+	case PD_VM_DISK_ADD:
+	case PD_VM_DISK_REMOVE:
 	case PD_HOST_EVACUATE: /* carried out by the host itself */
 		return true;
 	default:

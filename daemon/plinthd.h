@@ -55,6 +55,7 @@
  * (vmm/main.c): plinthd starts the VM again. */
 #define PLINTH_EXIT_RESET 3
 
+#define PD_SLOT_LAST 31 /* plinth's addr= is 1..31 (vmm/devconf.h); 0 is the host bridge */
 #define PD_DIR_MAX 80 /* the state directory's path: run dirs' sockets must fit sun_path */
 
 /* One VM whose process plinthd watches (from spawn or adoption to its exit). */
@@ -207,6 +208,10 @@ void pd_run_settle(struct plinthd *pd, const struct store_vm *vm);
 bool pd_migrating_away(struct plinthd *pd, const char *name);
 /* The run of VM vm_id, or NULL (under lock). */
 struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id);
+/* RUNDIR/file (file NULL: RUNDIR) of the VM with uuid into buf ("" if it does not
+ * fit). */
+void pd_run_path(const struct plinthd *pd, const char *uuid, const char *file, char *buf,
+		 size_t size);
 /* The API socket of a VM's run directory into buf. */
 void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size);
 /* The display socket (definitions with "display": "vnc") of a VM's run directory into
@@ -220,6 +225,18 @@ int pd_display_connect(struct plinthd *pd, const char *name, struct pd_reply *r)
 void pd_run_exited(struct plinthd *pd, struct pd_run *run);
 /* One monitor period (under lock). */
 void pd_vms_tick(struct plinthd *pd);
+/* One request (body req: JSON text or NULL) to run's VMM on its API socket: 0 with
+ * *status (and *body, the answer's JSON, if body is not NULL), or -errno with err
+ * set; a status >= 300 puts the answer's text in err too. */
+int pd_vm_api(struct plinthd *pd, const struct pd_run *run, const char *method, const char *path,
+	      const char *req, int *status, json_t **body, char *err, size_t errlen);
+/* Can disk d (what names it: "disks[N]") be used here: its file readable (and
+ * writable unless read-only), its pool image known and not a template written to?
+ * 0, or -errno with a 4xx in r. Under lock. */
+int pd_disk_check(struct plinthd *pd, const struct pd_disk *d, const char *what,
+		  struct pd_reply *r);
+/* Is state one with a process (starting, running, paused, stopping)? */
+bool pd_state_is_live(const char *state);
 /* The image name if any VM's definition uses image, with *vm set; else NULL. */
 bool pd_image_used_by_vm(struct plinthd *pd, const char *image, char *vm, size_t vmlen);
 uint64_t pd_host_mem_mib(void);
@@ -227,6 +244,18 @@ uint64_t pd_host_mem_mib(void);
  * (for tests: a host that lacks some, docs/cluster.md), else the first "flags" line of
  * /proc/cpuinfo; "" if neither. */
 void pd_host_cpu_flags(char *buf, size_t size);
+
+/* --- hotplug.c ------------------------------------------------------------------------ */
+
+/* PUT /v1/vms/{name}/disks/{id}: attach (hot-plug into a running VM) and record. */
+void pd_vm_disk_add(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+/* DELETE /v1/vms/{name}/disks/{id}: detach (the guest ejects it) and forget. Drops
+ * pd->lock while it waits for the guest. */
+void pd_vm_disk_remove(struct plinthd *pd, const struct pd_request *req, struct pd_reply *r);
+/* Take back what hot-plugging into VM vm's jail gave (its links to images and their
+ * ACL entries): before its run directory goes. */
+void pd_jail_disks_drop(struct plinthd *pd, const struct store_vm *vm);
+
 
 /* --- images.c ------------------------------------------------------------------------- */
 

@@ -48,6 +48,20 @@ bool pd_name_valid(const char *name)
 	return n > 0 && n < STORE_NAME_MAX;
 }
 
+bool pd_dev_id_valid(const char *id)
+{
+	size_t n;
+
+	for (n = 0; id[n]; n++) {
+		char c = id[n];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return false;
+	}
+	return n > 0 && n < PD_DEV_ID_MAX;
+}
+
 const char *pd_restart_name(enum pd_restart r)
 {
 	switch (r) {
@@ -201,12 +215,11 @@ static const char *const vm_fields[] = {"name",	 "cpus",  "memory_mib", "kernel"
 static const char *const disk_fields[] = {"path", "image", "format", "readonly", NULL};
 static const char *const nic_fields[] = {"network", NULL};
 
-static int parse_disk(json_t *d, unsigned i, struct pd_disk *disk, struct pd_error *err)
+/* A disk (what names it in messages: "disks[N]", "disk") into *disk. */
+static int parse_disk(json_t *d, const char *what, struct pd_disk *disk, struct pd_error *err)
 {
-	char what[32];
 	int ret;
 
-	snprintf(what, sizeof(what), "disks[%u]", i);
 	if (!json_is_object(d))
 		return fail(err, 400, "%s must be an object", what);
 	ret = check_fields(d, what, disk_fields, err);
@@ -292,7 +305,10 @@ int pd_vm_def_from_json(json_t *obj, struct pd_vm_def *def, struct pd_error *err
 			return fail(err, 400, "at most %d disks", PD_DISKS_MAX);
 		json_array_foreach(disks, i, v)
 		{
-			ret = parse_disk(v, (unsigned)i, &def->disks[i], err);
+			char what[32];
+
+			snprintf(what, sizeof(what), "disks[%zu]", i);
+			ret = parse_disk(v, what, &def->disks[i], err);
 			if (ret)
 				return ret;
 		}
@@ -448,8 +464,13 @@ bool pd_role_allows(const char *role, const struct pd_request *req)
 	if (req->route == PD_VM_INCOMING || req->route == PD_VM_DISPLAY)
 		return false;
 	if (req->route == PD_VM_ACTION || req->route == PD_TASK_CANCEL ||
-	    req->route == PD_VM_CONSOLE_INPUT || req->route == PD_VM_MIGRATE)
+	    req->route == PD_VM_CONSOLE_INPUT || req->route == PD_VM_MIGRATE ||
+	    req->route == PD_VM_DISK_REMOVE)
 		return !strcmp(role, "operator");
+	/* A pool image is the operator's to attach; a host path only an admin may name, as
+	 * only an admin defines VMs. */
+	if (req->route == PD_VM_DISK_ADD)
+		return !strcmp(role, "operator") && !req->u.disk.path[0];
 	return false;
 }
 
@@ -479,7 +500,6 @@ static int parse_network(json_t *obj, struct pd_network_args *a, struct pd_error
 
 static const char *const image_fields[] = {"name", "format", "size", "import", NULL};
 static const char *const clone_fields[] = {"name", "linked", NULL};
-static const char *const stop_fields[] = {"timeout", NULL};
 static const char *const no_fields[] = {NULL};
 static const char *const migrate_fields[] = {"to", NULL};
 static const char *const incoming_fields[] = {"phase", "from", "epoch", NULL};
@@ -666,6 +686,21 @@ static int parse_console_query(const char *query, struct pd_request *req, struct
 	return 0;
 }
 
+/* A body of one optional field, "timeout" (seconds, min..max; absent or no body: def),
+ * into *out; what names the body in messages. */
+static int get_timeout(json_t *obj, const char *what, uint64_t min, uint64_t max, uint64_t def,
+		       unsigned *out, struct pd_error *err)
+{
+	static const char *const timeout_fields[] = {"timeout", NULL};
+	uint64_t t = def;
+	int ret = obj ? check_fields(obj, what, timeout_fields, err) : 0;
+
+	if (!ret && obj)
+		ret = get_uint(obj, "timeout", min, max, def, &t, err);
+	*out = (unsigned)t;
+	return ret;
+}
+
 /* Body parsing for a route whose method matched. */
 static int parse_body(struct pd_request *req, const char *method, const char *body, size_t len,
 		      struct pd_error *err)
@@ -674,7 +709,8 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 	bool required = req->route == PD_VM_CREATE || req->route == PD_IMAGE_CREATE ||
 			req->route == PD_IMAGE_CLONE || req->route == PD_NET_CREATE ||
 			req->route == PD_TOKEN_CREATE || req->route == PD_VM_CONSOLE_INPUT ||
-			req->route == PD_VM_MIGRATE || req->route == PD_VM_INCOMING;
+			req->route == PD_VM_MIGRATE || req->route == PD_VM_INCOMING ||
+			req->route == PD_VM_DISK_ADD;
 	int ret;
 
 	if (!strcmp(method, "GET")) {
@@ -717,15 +753,17 @@ static int parse_body(struct pd_request *req, const char *method, const char *bo
 	case PD_VM_INCOMING:
 		ret = parse_incoming(obj, &req->u.incoming, err);
 		break;
+	case PD_VM_DISK_ADD:
+		ret = parse_disk(obj, "disk", &req->u.disk, err);
+		break;
+	case PD_VM_DISK_REMOVE:
+		ret = get_timeout(obj, "disk removal", 1, PD_EJECT_TIMEOUT_MAX,
+				  PD_EJECT_TIMEOUT_DEFAULT, &req->eject_timeout, err);
+		break;
 	case PD_VM_ACTION:
 		if (req->action == PD_STOP) {
-			uint64_t t = PD_STOP_TIMEOUT_DEFAULT;
-
-			ret = obj ? check_fields(obj, "stop", stop_fields, err) : 0;
-			if (!ret && obj)
-				ret = get_uint(obj, "timeout", 0, PD_STOP_TIMEOUT_MAX,
-					       PD_STOP_TIMEOUT_DEFAULT, &t, err);
-			req->stop_timeout = (unsigned)t;
+			ret = get_timeout(obj, "stop", 0, PD_STOP_TIMEOUT_MAX,
+					  PD_STOP_TIMEOUT_DEFAULT, &req->stop_timeout, err);
 			break;
 		}
 		/* fall through */
@@ -843,6 +881,18 @@ static int route(const char *method, const char *path, const char *query, struct
 		if (!parse_action(seg[2], &req->action)) {
 			req->route = PD_VM_ACTION;
 			return method_is(method, "POST", path, err);
+		}
+		if (!strcmp(seg[2], "disks") && n == 4) {
+			int m = two_methods(method, "PUT", "DELETE", "PUT, DELETE", path, err);
+
+			if (m < 0)
+				return -m;
+			if (!pd_dev_id_valid(seg[3]))
+				return fail(err, 404, "no such disk: '%.64s' is not a device id (1..31 "
+					    "characters of [A-Za-z0-9_-])", seg[3]);
+			memcpy(req->dev_id, seg[3], strlen(seg[3]) + 1); /* < PD_DEV_ID_MAX */
+			req->route = m == 1 ? PD_VM_DISK_ADD : PD_VM_DISK_REMOVE;
+			return 0;
 		}
 		if (!strcmp(seg[2], "migrate") || !strcmp(seg[2], "incoming")) {
 			req->route = seg[2][0] == 'm' ? PD_VM_MIGRATE : PD_VM_INCOMING;

@@ -31,6 +31,9 @@
 #define PD_STOP_TIMEOUT_MAX	3600
 #define PD_EVENTS_LIMIT_MAX	1000
 #define PD_IMAGE_SIZE_MAX	(1ULL << 50)
+#define PD_DEV_ID_MAX		32	    /* a device id (plinth's id=), NUL included */
+#define PD_EJECT_TIMEOUT_DEFAULT 30 /* seconds a hot-removed disk waits for the guest */
+#define PD_EJECT_TIMEOUT_MAX	600
 
 enum pd_restart { PD_RESTART_NEVER, PD_RESTART_ON_CRASH, PD_RESTART_ALWAYS };
 
@@ -127,6 +130,8 @@ enum pd_route {
 	PD_HOST_ACTIVATE,	/* POST /v1/hosts/{name}/activate: back in service */
 	PD_VM_DISPLAY,		/* GET with "Upgrade: plinth-display": the display's RFB
 				 * bytes, for the control socket and other hosts only */
+	PD_VM_DISK_ADD,		/* PUT /v1/vms/{name}/disks/{id} {disk}: attach (hot-plug) */
+	PD_VM_DISK_REMOVE,	/* DELETE /v1/vms/{name}/disks/{id} [{"timeout": S}] */
 };
 
 /* POST /v1/vms/{name}/migrate */
@@ -153,8 +158,12 @@ struct pd_request {
 	int64_t after;			/* PD_EVENT_LIST: ?after=ID (0) */
 	int64_t offset;			/* PD_VM_CONSOLE: ?offset=N, -1 when absent */
 	unsigned limit;			/* PD_EVENT_LIST: ?limit=N (100) */
+	char dev_id[PD_DEV_ID_MAX];	/* PD_VM_DISK_*: the device's id (1..31 of
+					 * [A-Za-z0-9_-], plinth's id=) */
+	unsigned eject_timeout;		/* PD_VM_DISK_REMOVE: seconds for the guest's eject */
 	union {
 		struct pd_vm_def vm;	/* PD_VM_CREATE */
+		struct pd_disk disk;	/* PD_VM_DISK_ADD */
 		struct pd_image_args image;
 		struct pd_clone_args clone;
 		struct pd_network_args net;
@@ -194,9 +203,13 @@ int pd_parse_cidr(const char *cidr, uint32_t *net, unsigned *prefix);
 
 /*
  * May a client with role (admin, operator, viewer) make this request? viewer: reads
- * (GET) but of tokens; operator: also VM actions and task cancel; admin: all.
+ * (GET) but of tokens; operator: also VM actions, task cancel and attaching a pool
+ * image or detaching a disk; admin: all (a disk by host path too, as a definition).
  */
 bool pd_role_allows(const char *role, const struct pd_request *req);
+
+/* True for a valid device id: 1..31 characters of [A-Za-z0-9_-] (plinth's id=). */
+bool pd_dev_id_valid(const char *id);
 
 /* True for a valid object name: 1..63 of [A-Za-z0-9_.-], starting alphanumeric. */
 bool pd_name_valid(const char *name);

@@ -89,6 +89,12 @@ void pd_handle(struct plinthd *pd, const struct pd_request *req, struct pd_reply
 	case PD_VM_ACTION:
 		pd_vm_action(pd, req, r);
 		break;
+	case PD_VM_DISK_ADD:
+		pd_vm_disk_add(pd, req, r);
+		break;
+	case PD_VM_DISK_REMOVE:
+		pd_vm_disk_remove(pd, req, r);
+		break;
 	case PD_VM_CONSOLE:
 		pd_vm_console(pd, req->name, req->offset, r);
 		break;
@@ -476,6 +482,8 @@ static int forward_timeout_ms(const struct pd_request *req)
 {
 	if (req->route == PD_VM_ACTION && req->action == PD_STOP)
 		return ((int)req->stop_timeout + 60) * 1000;
+	if (req->route == PD_VM_DISK_REMOVE)
+		return ((int)req->eject_timeout + 60) * 1000;
 	return 120000;
 }
 

@@ -177,6 +177,13 @@ struct store_ops {
 			   size_t *n);
 	/* Record dev for VM vm_id; -EEXIST if its (kind, index), id or slot is taken. */
 	int (*device_insert)(struct store *st, int64_t vm_id, const struct store_device *dev);
+	/* Forget VM vm_id's device (kind, index); -ENOENT if there is none. */
+	int (*device_delete)(struct store *st, int64_t vm_id, const char *kind, unsigned index);
+	/* Give VM vm_id's device (kind, from) the index to, keeping its id and slot (a
+	 * device before it in the definition went); -EEXIST if to is taken, -ENOENT if
+	 * there is no such device. */
+	int (*device_move)(struct store *st, int64_t vm_id, const char *kind, unsigned from,
+			   unsigned to);
 
 	int (*image_insert)(struct store *st, struct store_image *img); /* sets img->id */
 	int (*image_update)(struct store *st, const struct store_image *img);

@@ -573,6 +573,31 @@ static int pg_device_insert(struct store *st, int64_t vm_id, const struct store_
 		       &p, false);
 }
 
+static int pg_device_delete(struct store *st, int64_t vm_id, const char *kind, unsigned index)
+{
+	struct params p = {0};
+
+	p_i64(&p, vm_id);
+	p_text(&p, kind);
+	p_i64(&p, index);
+	return command(st, "DELETE FROM vm_devices WHERE vm_id = $1 AND kind = $2 AND idx = $3",
+		       &p, true);
+}
+
+static int pg_device_move(struct store *st, int64_t vm_id, const char *kind, unsigned from,
+			  unsigned to)
+{
+	struct params p = {0};
+
+	p_i64(&p, vm_id);
+	p_text(&p, kind);
+	p_i64(&p, from);
+	p_i64(&p, to);
+	return command(st,
+		       "UPDATE vm_devices SET idx = $4 WHERE vm_id = $1 AND kind = $2 AND idx = $3",
+		       &p, true);
+}
+
 /* --- Images ----------------------------------------------------------------------------- */
 
 #define IMAGE_COLS "id, name, format, size, backing, is_template, created_ms"
@@ -1147,6 +1172,8 @@ const struct store_ops store_pg_ops = {
 	.image_list = pg_image_list,
 	.device_list = pg_device_list,
 	.device_insert = pg_device_insert,
+	.device_delete = pg_device_delete,
+	.device_move = pg_device_move,
 	.network_insert = pg_network_insert,
 	.network_update = pg_network_update,
 	.network_delete = pg_network_delete,

@@ -492,6 +492,34 @@ static int sq_device_insert(struct store *st, int64_t vm_id, const struct store_
 	return step_done(st, s, false);
 }
 
+static int sq_device_delete(struct store *st, int64_t vm_id, const char *kind, unsigned index)
+{
+	sqlite3_stmt *s = prepare(st, "DELETE FROM vm_devices WHERE vm_id = ? AND kind = ? AND "
+				      "idx = ?");
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, vm_id);
+	bind_text(s, 2, kind);
+	sqlite3_bind_int64(s, 3, index);
+	return step_done(st, s, true);
+}
+
+static int sq_device_move(struct store *st, int64_t vm_id, const char *kind, unsigned from,
+			  unsigned to)
+{
+	sqlite3_stmt *s = prepare(st, "UPDATE vm_devices SET idx = ? WHERE vm_id = ? AND kind = ? "
+				      "AND idx = ?");
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, to);
+	sqlite3_bind_int64(s, 2, vm_id);
+	bind_text(s, 3, kind);
+	sqlite3_bind_int64(s, 4, from);
+	return step_done(st, s, true);
+}
+
 /* --- Images -------------------------------------------------------------------------- */
 
 #define IMAGE_COLS "id, name, format, size, backing, is_template, created_ms"
@@ -1093,6 +1121,8 @@ const struct store_ops store_sqlite_ops = {
 	.image_list = sq_image_list,
 	.device_list = sq_device_list,
 	.device_insert = sq_device_insert,
+	.device_delete = sq_device_delete,
+	.device_move = sq_device_move,
 	.network_insert = sq_network_insert,
 	.network_update = sq_network_update,
 	.network_delete = sq_network_delete,

@@ -47,14 +47,14 @@
 #define SHIM_PREFIX	   "pdshim-" /* a shim's name: "pdshim-<vm id>" (comm, 15 bytes) */
 #define SHIM_NAME_OLD	   "plinthd-shim" /* shims of older plinthds */
 
-static bool state_is_live(const char *s)
+bool pd_state_is_live(const char *s)
 {
 	return !strcmp(s, "starting") || !strcmp(s, "running") || !strcmp(s, "paused") ||
 	       !strcmp(s, "stopping");
 }
 
-static void run_path(const struct plinthd *pd, const char *uuid, const char *file, char *buf,
-		     size_t size)
+void pd_run_path(const struct plinthd *pd, const char *uuid, const char *file, char *buf,
+		 size_t size)
 {
 	/* Short by construction (PD_DIR_MAX, a uuid, a file name); checked anyway. */
 	if (snprintf(buf, size, "%s/vms/%s%s%s", pd->dir, uuid, file ? "/" : "",
@@ -127,12 +127,12 @@ struct pd_run *pd_run_of(struct plinthd *pd, int64_t vm_id)
 
 void pd_run_socket(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
 {
-	run_path(pd, uuid, "api.sock", buf, size);
+	pd_run_path(pd, uuid, "api.sock", buf, size);
 }
 
 void pd_run_display(const struct plinthd *pd, const char *uuid, char *buf, size_t size)
 {
-	run_path(pd, uuid, "display.sock", buf, size);
+	pd_run_path(pd, uuid, "display.sock", buf, size);
 }
 
 void pd_run_forget(struct plinthd *pd, struct pd_run *run)
@@ -249,8 +249,8 @@ static pid_t find_plinth(const struct plinthd *pd, const char *uuid, pid_t *shim
 	DIR *d;
 
 	*shim = 0;
-	run_path(pd, uuid, "api.sock", sock, sizeof(sock));
-	run_path(pd, uuid, "pid", pidfile, sizeof(pidfile));
+	pd_run_path(pd, uuid, "api.sock", sock, sizeof(sock));
+	pd_run_path(pd, uuid, "pid", pidfile, sizeof(pidfile));
 	if (pd_read_small(pidfile, buf, sizeof(buf)) > 0 && sscanf(buf, "%d %d", &a, &b) == 2 &&
 	    b > 0 && proc_runs_socket(b, sock)) {
 		if (a > 0 && proc_is_shim_of(a, b))
@@ -468,6 +468,39 @@ bool pd_network_used_by_vm(struct plinthd *pd, const char *network, char *vm, si
 	return used_by_vm(pd, NULL, network, vm, vmlen);
 }
 
+int pd_disk_check(struct plinthd *pd, const struct pd_disk *d, const char *what,
+		  struct pd_reply *r)
+{
+	struct store_image img;
+	char path[4096];
+
+	if (d->path[0] && access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
+		pd_reply_error(r, 400, "%s: %s: %s", what, d->path, strerror(errno));
+		return -EINVAL;
+	}
+	if (!d->image[0])
+		return 0;
+	if (pd->ops->image_get(pd->st, d->image, &img)) {
+		pd_reply_error(r, 404, "%s: no image named '%s' in the pool", what, d->image);
+		return -ENOENT;
+	}
+	/* The pool is shared: its file must be here too (a migration's destination). */
+	pd_image_path(pd, d->image, path, sizeof(path));
+	if (access(path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
+		pd_reply_error(r, 409, "%s: image '%s' (%s): %s", what, d->image, path,
+			       strerror(errno));
+		return -ENOENT;
+	}
+	if (img.is_template && !d->readonly) {
+		pd_reply_error(r, 409,
+			       "%s: image '%s' is a template (read-only base of linked clones): "
+			       "use a clone, or readonly: true",
+			       what, d->image);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 /* Check a definition against the pool and the host; 0 or a 4xx reply. */
 static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_reply *r)
 {
@@ -491,35 +524,11 @@ static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_
 		return -EINVAL;
 	}
 	for (i = 0; i < def->n_disks; i++) {
-		const struct pd_disk *d = &def->disks[i];
-		struct store_image img;
-		char path[4096];
+		char what[32];
 
-		if (d->path[0] && access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
-			pd_reply_error(r, 400, "disks[%u]: %s: %s", i, d->path, strerror(errno));
+		snprintf(what, sizeof(what), "disks[%u]", i);
+		if (pd_disk_check(pd, &def->disks[i], what, r))
 			return -EINVAL;
-		}
-		if (!d->image[0])
-			continue;
-		if (pd->ops->image_get(pd->st, d->image, &img)) {
-			pd_reply_error(r, 404, "disks[%u]: no image named '%s' in the pool", i,
-				       d->image);
-			return -ENOENT;
-		}
-		/* The pool is shared: its file must be here too (a migration's destination). */
-		pd_image_path(pd, d->image, path, sizeof(path));
-		if (access(path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
-			pd_reply_error(r, 409, "disks[%u]: image '%s' (%s): %s", i, d->image, path,
-				       strerror(errno));
-			return -ENOENT;
-		}
-		if (img.is_template && !d->readonly) {
-			pd_reply_error(r, 409,
-				       "disks[%u]: image '%s' is a template (read-only base of "
-				       "linked clones): use a clone, or readonly: true",
-				       i, d->image);
-			return -EBUSY;
-		}
 	}
 	for (i = 0; i < def->n_nics; i++) {
 		struct store_network net;
@@ -534,8 +543,6 @@ static int check_def(struct plinthd *pd, const struct pd_vm_def *def, struct pd_
 }
 
 /* --- Device ids and PCI slots ---------------------------------------------------------- */
-
-#define PD_SLOT_LAST 31 /* plinth's addr= is 1..31 (vmm/devconf.h); 0 is the host bridge */
 
 /* Whether id is taken by one of the n devices of devs. */
 static bool dev_id_used(const struct store_device *devs, size_t n, const char *id)
@@ -640,7 +647,7 @@ static json_t *vm_json(struct plinthd *pd, const struct store_vm *vm)
 		obj = json_pack("{s:s}", "name", vm->name);
 	else
 		obj = pd_vm_def_to_json(def);
-	if (obj && def->display && state_is_live(vm->state)) {
+	if (obj && def->display && pd_state_is_live(vm->state)) {
 		char sock[PD_DIR_MAX + 64];
 
 		pd_run_display(pd, vm->uuid, sock, sizeof(sock));
@@ -651,7 +658,7 @@ static json_t *vm_json(struct plinthd *pd, const struct store_vm *vm)
 		return NULL;
 	json_object_set_new(obj, "uuid", json_string(vm->uuid));
 	json_object_set_new(obj, "state", json_string(vm->state));
-	if (vm->pid > 0 && state_is_live(vm->state))
+	if (vm->pid > 0 && pd_state_is_live(vm->state))
 		json_object_set_new(obj, "pid", json_integer(vm->pid));
 	if (vm->reason[0])
 		json_object_set_new(obj, "reason", json_string(vm->reason));
@@ -731,7 +738,7 @@ int pd_display_connect(struct plinthd *pd, const char *name, struct pd_reply *r)
 			       "definition)", name);
 		goto out_clear;
 	}
-	if (!state_is_live(vm.state) || !run_find(pd, vm.id)) {
+	if (!pd_state_is_live(vm.state) || !run_find(pd, vm.id)) {
 		pd_reply_error(r, 409, "VM '%s' is %s here: its display is there only while it "
 			       "runs", name, vm.state);
 		goto out_clear;
@@ -828,7 +835,7 @@ void pd_vm_delete(struct plinthd *pd, const char *name, struct pd_reply *r)
 
 	if (pd_vm_load(pd, name, &vm, NULL, r))
 		return;
-	if (state_is_live(vm.state) || run_find(pd, vm.id)) {
+	if (pd_state_is_live(vm.state) || run_find(pd, vm.id)) {
 		pd_reply_error(r, 409, "VM '%s' is %s: stop it before deleting it", name, vm.state);
 		goto out_clear;
 	}
@@ -845,7 +852,8 @@ void pd_vm_delete(struct plinthd *pd, const char *name, struct pd_reply *r)
 		goto out_clear;
 	}
 	/* After the commit: a crash here leaves a run directory that start-up removes. */
-	run_path(pd, vm.uuid, NULL, dir, sizeof(dir));
+	pd_jail_disks_drop(pd, &vm);
+	pd_run_path(pd, vm.uuid, NULL, dir, sizeof(dir));
 	pd_rm_tree(dir);
 	r->status = 200;
 	r->body = json_pack("{s:s}", "deleted", name);
@@ -1025,7 +1033,7 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 	arg(a, "%lluM", (unsigned long long)def->memory_mib);
 	arg(a, "--seccomp=on");
 	arg(a, "--api-socket");
-	run_path(pd, vm->uuid, "api.sock", a->bufs[a->argc], sizeof(a->bufs[0]));
+	pd_run_path(pd, vm->uuid, "api.sock", a->bufs[a->argc], sizeof(a->bufs[0]));
 	a->argv[a->argc] = a->bufs[a->argc];
 	a->argc++;
 	if (def->display) {
@@ -1090,7 +1098,7 @@ static int build_argv(struct plinthd *pd, const struct store_vm *vm, const struc
 	if (pd->jail) {
 		uid_t id = pd->uid_base + (uid_t)vm->id;
 
-		run_path(pd, vm->uuid, "jail", jail, sizeof(jail));
+		pd_run_path(pd, vm->uuid, "jail", jail, sizeof(jail));
 		if ((mkdir(jail, 0700) < 0 && errno != EEXIST) || chown(jail, id, id) < 0) {
 			pd_nics_down(vm->id, def->n_nics);
 			pd_reply_error(r, 500, "VM '%s': jail directory %s: %s", vm->name, jail,
@@ -1155,18 +1163,18 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 		ret = -EBUSY;
 		goto out_free;
 	}
-	run_path(pd, vm->uuid, NULL, dir, sizeof(dir));
+	pd_run_path(pd, vm->uuid, NULL, dir, sizeof(dir));
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		pd_reply_error(r, 500, "VM '%s': %s: %s", vm->name, dir, strerror(errno));
 		goto out_free;
 	}
-	run_path(pd, vm->uuid, "pid", pidfile, sizeof(pidfile));
-	run_path(pd, vm->uuid, ".pid.tmp", pidtmp, sizeof(pidtmp));
-	run_path(pd, vm->uuid, "exit", exitfile, sizeof(exitfile));
-	run_path(pd, vm->uuid, ".exit.tmp", exittmp, sizeof(exittmp));
-	run_path(pd, vm->uuid, "console.log", logpath, sizeof(logpath));
-	run_path(pd, vm->uuid, "api.sock", sock, sizeof(sock));
+	pd_run_path(pd, vm->uuid, "pid", pidfile, sizeof(pidfile));
+	pd_run_path(pd, vm->uuid, ".pid.tmp", pidtmp, sizeof(pidtmp));
+	pd_run_path(pd, vm->uuid, "exit", exitfile, sizeof(exitfile));
+	pd_run_path(pd, vm->uuid, ".exit.tmp", exittmp, sizeof(exittmp));
+	pd_run_path(pd, vm->uuid, "console.log", logpath, sizeof(logpath));
+	pd_run_path(pd, vm->uuid, "api.sock", sock, sizeof(sock));
 	snprintf(contact, sizeof(contact), "%s/contact", pd->dir);
 	ret = build_argv(pd, vm, def, listen, a, r);
 	if (ret)
@@ -1177,7 +1185,7 @@ static int vm_spawn(struct plinthd *pd, const struct store_vm *vm, const char *w
 	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	/* The console's input: a FIFO plinth holds open read-write (never EOF), which
 	 * POST /v1/vms/{name}/console writes to. */
-	run_path(pd, vm->uuid, "console.in", inpath, sizeof(inpath));
+	pd_run_path(pd, vm->uuid, "console.in", inpath, sizeof(inpath));
 	unlink(inpath);
 	if (mkfifo(inpath, 0600) == 0)
 		infd = open(inpath, O_RDWR | O_CLOEXEC);
@@ -1272,7 +1280,7 @@ static void append_last_line(struct plinthd *pd, const char *uuid, char *reason,
 	off_t end;
 	int fd;
 
-	run_path(pd, uuid, "console.log", path, sizeof(path));
+	pd_run_path(pd, uuid, "console.log", path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -1312,8 +1320,8 @@ static void vm_exited(struct plinthd *pd, struct pd_run *run)
 
 	if (run->shim > 0)
 		waitpid(run->shim, NULL, WNOHANG); /* ours if we spawned it: reap */
-	run_path(pd, run->uuid, "exit", exitfile, sizeof(exitfile));
-	run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
+	pd_run_path(pd, run->uuid, "exit", exitfile, sizeof(exitfile));
+	pd_run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
 	/* A migration's two sides: the destination's process before the VM is owned here,
 	 * and the source's after it handed off (exit 0), write nothing: the inventory is
 	 * the owner's, and cluster_migrate.c settles it. */
@@ -1432,14 +1440,14 @@ void pd_run_exited(struct plinthd *pd, struct pd_run *run)
 /* --- Actions --------------------------------------------------------------------------- */
 
 /* One request to the VM's API; 0 with *status, or -errno with err. */
-static int vm_api(struct plinthd *pd, const struct pd_run *run, const char *method,
-		  const char *path, int *status, json_t **body, char *err, size_t errlen)
+int pd_vm_api(struct plinthd *pd, const struct pd_run *run, const char *method, const char *path,
+	      const char *req, int *status, json_t **body, char *err, size_t errlen)
 {
 	char sock[256], *resp = NULL;
 	int ret;
 
-	run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
-	ret = ctl_request(sock, method, path, NULL, API_TIMEOUT_MS, status, &resp, err, errlen);
+	pd_run_path(pd, run->uuid, "api.sock", sock, sizeof(sock));
+	ret = ctl_request(sock, method, path, req, API_TIMEOUT_MS, status, &resp, err, errlen);
 	if (ret)
 		return ret;
 	if (body)
@@ -1520,7 +1528,7 @@ void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_re
 		vm_set_state(pd, vm.id, vm.name, "stopping", run->pid, "stop requested (ACPI)",
 			     ev, "ok");
 		if (req->stop_timeout == 0 ||
-		    vm_api(pd, run, "POST", "/v1/vm/shutdown", &status, NULL, err, sizeof(err)) ||
+		    pd_vm_api(pd, run, "POST", "/v1/vm/shutdown", NULL, &status, NULL, err, sizeof(err)) ||
 		    status >= 300)
 			run->deadline_ms = 0; /* the monitor kills it now */
 		goto out_reply;
@@ -1535,11 +1543,11 @@ void pd_vm_action(struct plinthd *pd, const struct pd_request *req, struct pd_re
 			run->reboot_pending = true;
 			run->reboot_ms = pd_mono_ms();
 		}
-		if (vm_api(pd, run,
-			   "POST", req->action == PD_REBOOT  ? "/v1/vm/reset"
-				   : req->action == PD_PAUSE ? "/v1/vm/pause"
-							     : "/v1/vm/resume",
-			   &status, NULL, err, sizeof(err))) {
+		if (pd_vm_api(pd, run,
+			      "POST", req->action == PD_REBOOT  ? "/v1/vm/reset"
+				      : req->action == PD_PAUSE ? "/v1/vm/pause"
+								: "/v1/vm/resume",
+			      NULL, &status, NULL, err, sizeof(err))) {
 			run->reboot_pending = false;
 			pd_reply_error(r, 502, "VM '%s': its API did not answer: %s", vm.name, err);
 			goto out_clear;
@@ -1584,7 +1592,7 @@ void pd_vm_console(struct plinthd *pd, const char *name, int64_t from, struct pd
 
 	if (pd_vm_load(pd, name, &vm, NULL, r))
 		return;
-	run_path(pd, vm.uuid, "console.log", path, sizeof(path));
+	pd_run_path(pd, vm.uuid, "console.log", path, sizeof(path));
 	store_vm_clear(&vm);
 	buf = malloc(CONSOLE_TAIL + 1);
 	if (!buf) {
@@ -1630,7 +1638,7 @@ void pd_vm_console_input(struct plinthd *pd, const char *name, const char *input
 		store_vm_clear(&vm);
 		return;
 	}
-	run_path(pd, vm.uuid, "console.in", path, sizeof(path));
+	pd_run_path(pd, vm.uuid, "console.in", path, sizeof(path));
 	store_vm_clear(&vm);
 	fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -1657,7 +1665,8 @@ static void promote(struct plinthd *pd, struct pd_run *run)
 	json_t *body = NULL;
 	int status = 0;
 
-	if (vm_api(pd, run, "GET", "/v1/vm", &status, &body, err, sizeof(err)) || status != 200) {
+	if (pd_vm_api(pd, run, "GET", "/v1/vm", NULL, &status, &body, err, sizeof(err)) ||
+	    status != 200) {
 		json_decref(body);
 		if (pd_mono_ms() > run->deadline_ms) {
 			log_error("VM %s: its API did not answer within %d s; killing it", run->name,
@@ -1829,7 +1838,7 @@ static void clean_run_dirs(struct plinthd *pd, struct store_vm *vms, size_t n)
 			known = !strcmp(vms[i].uuid, de->d_name);
 		if (known || find_plinth(pd, de->d_name, &shim))
 			continue;
-		run_path(pd, de->d_name, NULL, path, sizeof(path));
+		pd_run_path(pd, de->d_name, NULL, path, sizeof(path));
 		log_info("removing the run directory of a deleted VM: %s", path);
 		pd_rm_tree(path);
 	}
@@ -1911,7 +1920,7 @@ int pd_vms_init(struct plinthd *pd)
 		live = live && !strcmp(mig.source, pd->host);
 		/* A start under way when plinthd died: its shim is there, plinth not yet
 		 * executed. Wait for it (bounded) rather than start the VM twice. */
-		for (k = 0; !pid && state_is_live(vm->state) && k < 100 && find_shim(vm->id); k++) {
+		for (k = 0; !pid && pd_state_is_live(vm->state) && k < 100 && find_shim(vm->id); k++) {
 			usleep(50000);
 			pid = find_plinth(pd, vm->uuid, &shim);
 		}
@@ -1928,13 +1937,13 @@ int pd_vms_init(struct plinthd *pd)
 			run->migrating = live;
 			log_info("VM %s: adopted its running plinth (pid %d)", vm->name, (int)pid);
 			/* A VM not yet seen running is promoted by the monitor. */
-			if (!state_is_live(vm->state) || vm->pid != pid)
+			if (!pd_state_is_live(vm->state) || vm->pid != pid)
 				vm_set_state(pd, vm->id, vm->name,
-					     state_is_live(vm->state) ? vm->state : "starting", pid,
+					     pd_state_is_live(vm->state) ? vm->state : "starting", pid,
 					     "adopted after a plinthd restart", "vm.adopt", "ok");
 			continue;
 		}
-		if (!state_is_live(vm->state)) {
+		if (!pd_state_is_live(vm->state)) {
 			if (boot && def_autostart(vm))
 				vm_spawn(pd, vm, "autostart", NULL, NULL);
 			continue;

@@ -3,8 +3,8 @@
 # host that owns it. Three plinthd on a private PostgreSQL, each with a TLS listener;
 # h1 and h2 share the cluster key, h3 has another. The VMs are tests/unit/daemon/
 # fake-plinth (no KVM needed: what is tested is where each request is carried out).
-#   - start, console input, console, pause, resume, stop and delete of h1's VM asked
-#     of h2 are done by h1 (its process is h1's, the events are h1's with the client
+#   - start, console input, console, pause, resume, disk-add and disk-remove, stop and
+#     delete of h1's VM asked of h2 are done by h1 (its process is h1's, the events are h1's with the client
 #     "via h2");
 #   - a host with a wrong key is refused by the owner in one line;
 #   - the owner down: one line that says so, and nothing done;
@@ -85,6 +85,14 @@ cl h2 vm kill d1 >/dev/null
 
 check "pause through h2" sh -c "$B/plinth vm pause f1 --state-dir $T/h2 >/dev/null && test \$($B/plinth vm info f1 --json --state-dir $T/h1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"state\"])') = paused"
 check "resume through h2" sh -c "$B/plinth vm resume f1 --state-dir $T/h2 >/dev/null"
+truncate -s 1M "$T/hot.img"
+check "disk-add through h2: hot-plugged into the VM on h1, recorded with h1's slot" \
+	sh -c "$B/plinth vm disk-add f1 hot path=$T/hot.img --state-dir $T/h2 | grep -q '^devices:.*hot slot' &&
+	       $B/plinth vm console f1 --state-dir $T/h1 </dev/null | grep -q 'fake-plinth: disk-add hot addr=.* $T/hot.img'"
+check "disk-remove through h2: gone once h1's VM ejected it" \
+	sh -c "$B/plinth vm disk-remove f1 hot --state-dir $T/h2 >/dev/null &&
+	       $B/plinth vm console f1 --state-dir $T/h1 </dev/null | grep -q 'fake-plinth: ejected hot' &&
+	       ! $B/plinth vm info f1 --state-dir $T/h1 | grep -q 'hot slot'"
 check "h1's event log names the client and the host it came through" \
 	sh -c "$B/plinth events --json --state-dir $T/h1 | python3 -c '
 import json, sys

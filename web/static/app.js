@@ -332,11 +332,50 @@ function inventoryView() {
 
 /* --- one VM ----------------------------------------------------------------------- */
 
+// Attach a pool image to VM name: hot-plugged if it runs (PUT /v1/vms/NAME/disks/ID);
+// done(v) with the VM as plinthd answered.
+function diskAddForm(name, done) {
+  const image = h('select', { name: 'image', id: 'd-image', required: true });
+  const form = h('form.disk-add', { id: 'disk-add' },
+    h('label', {}, 'Id', h('input', { name: 'id', id: 'd-id', required: true, pattern: '[A-Za-z0-9_\\-]{1,31}', size: 10 })),
+    h('label', {}, 'Image', image),
+    h('label.check', {}, h('input', { type: 'checkbox', name: 'readonly', id: 'd-readonly' }), 'read-only'),
+    h('button', { type: 'submit', id: 'd-add' }, 'Add disk'));
+  api('GET', '/v1/images').then((im) => image.replaceChildren(...im.images.map((i) =>
+    h('option', { value: i.name, text: `${i.name}, ${bytes(i.size)} ${i.format}${i.used_by ? ` (used by ${i.used_by})` : ''}` }))))
+    .catch((e) => notice(e.message));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const id = form.id.value.trim();
+    const body = { image: form.image.value };
+    if (form.readonly.checked) body.readonly = true;
+    $('d-add').disabled = true;
+    act(() => api('PUT', `/v1/vms/${encodeURIComponent(name)}/disks/${encodeURIComponent(id)}`, body).then((v) => {
+      form.id.value = '';
+      done(v);
+    }), `Attached ${id}.`).finally(() => { $('d-add').disabled = false; });
+  });
+  return form;
+}
+
 function vmView(name) {
   const head = h('div.bar');
   const buttons = h('div.actions', { id: 'vm-actions' });
   const config = h('dl.config');
   const disks = h('tbody');
+  // The disks' ids and slots: not in the pushed list, asked for when the disks change.
+  let devs = [];
+  let devsOf = null;
+  function gotVm(v) {
+    const { devices, ...pushed } = v; // the pushed list's shape: shown at once
+    const i = (S.vms || []).findIndex((x) => x.name === v.name);
+    if (i >= 0) S.vms[i] = pushed;
+    devs = devices || [];
+    devsOf = JSON.stringify(v.disks || []);
+    last = '';
+    draw('vms');
+  }
+  const diskForm = diskAddForm(name, gotVm);
   const nics = h('tbody');
   const events = h('tbody');
   const con = consolePanel(name);
@@ -346,7 +385,8 @@ function vmView(name) {
     h('div.cols', {},
       h('div', {}, h('h2', { text: 'Configuration' }), config),
       h('div', {},
-        h('h2', { text: 'Disks' }), h('table', { id: 'vm-disks' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Disk' }))), disks),
+        h('h2', { text: 'Disks' }), h('table', { id: 'vm-disks' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Disk' }), h('th', { text: 'Id, PCI slot' }), h('th'))), disks),
+        diskForm,
         h('h2', { text: 'Network interfaces' }), h('table', { id: 'vm-nics' }, h('thead', {}, h('tr', {}, h('th', { text: '#' }), h('th', { text: 'Network' }))), nics))),
     charts.el,
     disp.el,
@@ -374,6 +414,10 @@ function vmView(name) {
         last = '';
       } else if (JSON.stringify(v) !== last) {
         last = JSON.stringify(v);
+        if (JSON.stringify(v.disks || []) !== devsOf) {
+          devsOf = JSON.stringify(v.disks || []);
+          api('GET', `/v1/vms/${encodeURIComponent(name)}`).then(gotVm, (e) => notice(e.message));
+        }
         head.replaceChildren(h('h1', { text: v.name }), stateBadge(v.state));
         buttons.replaceChildren(...ACTIONS.map(([a, label, states, role]) => h('button', {
           type: 'button', id: `act-${a}`, disabled: !can(role) || !states.includes(v.state),
@@ -392,9 +436,23 @@ function vmView(name) {
           ['Command line', v.cmdline], ['Restart', v.restart], ['Autostart', v.autostart ? 'yes' : 'no'], ['HA', v.ha ? 'yes' : undefined],
           ['Anti-affinity', v.anti_affinity], ['Host', v.host], ['Display', v.display], ['UUID', v.uuid]];
         config.replaceChildren(...rows.filter(([, x]) => x !== undefined && x !== '').flatMap(([k, x]) => [h('dt', { text: k }), h('dd', { text: x })]));
-        disks.replaceChildren(...(v.disks || []).map((d, i) => h('tr', {}, h('td', { text: i }), h('td', { text: diskText(d) }))));
+        disks.replaceChildren(...(v.disks || []).map((d, i) => {
+          const dev = devs.find((x) => x.kind === 'disk' && x.index === i);
+          return h('tr', {}, h('td', { text: i }), h('td', { text: diskText(d) }),
+            h('td', { text: dev ? `${dev.id}, ${dev.slot}` : '' }),
+            h('td', {}, dev && can('operator') ? h('button', {
+              type: 'button', class: 'disk-remove', 'data-id': dev.id,
+              onclick: async (ev) => {
+                if (!await confirmDialog(`Detach disk ${dev.id} from ${name}? A running guest is asked to eject it first.`, 'Detach')) return;
+                ev.target.disabled = true;
+                act(() => api('DELETE', `/v1/vms/${encodeURIComponent(name)}/disks/${encodeURIComponent(dev.id)}`).then(gotVm),
+                  `Detached ${dev.id}.`).finally(() => { ev.target.disabled = false; });
+              },
+            }, 'Remove') : null));
+        }));
+        diskForm.hidden = !can('operator');
         nics.replaceChildren(...(v.nics || []).map((n, i) => h('tr', {}, h('td', { text: i }), h('td', { text: n.network }))));
-        if (!(v.disks || []).length) disks.append(h('tr', {}, h('td', { colspan: 2, text: 'none' })));
+        if (!(v.disks || []).length) disks.append(h('tr', {}, h('td', { colspan: 4, text: 'none' })));
         if (!(v.nics || []).length) nics.append(h('tr', {}, h('td', { colspan: 2, text: 'none' })));
       }
     }

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -401,6 +402,201 @@ static void test_device_ids(void **unused)
 	unlink(b);
 }
 
+/* The id and slot of VM name's device id in the inventory (GET /v1/vms/{name}):
+ * the slot, 0 if there is no such device; *index its index. */
+static unsigned dev_slot(const char *name, const char *id, unsigned *index)
+{
+	json_t *o = vm(name), *d;
+	unsigned slot = 0;
+	size_t i;
+
+	json_array_foreach(json_object_get(o, "devices"), i, d)
+	{
+		if (!strcmp(json_string_value(json_object_get(d, "id")), id)) {
+			slot = (unsigned)json_integer_value(json_object_get(d, "slot"));
+			if (index)
+				*index = (unsigned)json_integer_value(json_object_get(d, "index"));
+		}
+	}
+	json_decref(o);
+	return slot;
+}
+
+static int disk_call(const char *method, const char *name, const char *id, const char *body,
+		     char *err, size_t errlen)
+{
+	char path[128];
+	json_t *o;
+	int st;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/disks/%s", name, id);
+	st = call(method, path, body, &o);
+	if (err)
+		snprintf(err, errlen, "%s", st >= 300 ? json_string_value(json_object_get(o, "error"))
+						       : "");
+	json_decref(o);
+	return st;
+}
+
+/* Disks attached and detached (daemon/hotplug.c): on a stopped VM the definition and
+ * the inventory change alone; on a running one the VMM (the fake, as plinth's API)
+ * hot-plugs it, the slot it chose is recorded, and a restart gives it the same id
+ * and slot; a detach waits for the guest's (slow) eject, a guest that does not eject
+ * in time gets a 504 and the disk stays; later disks move down and keep their slots;
+ * the refusals (an id in use, a missing file, an unknown disk) change nothing. */
+static void test_hotplug(void **unused)
+{
+	char body[1024], a[128], b[128], c[128], want[768], err[256];
+	unsigned index = 99;
+	int64_t t0;
+	int fd, i;
+
+	(void)unused;
+	snprintf(a, sizeof(a), "%s/a.img", dir);
+	snprintf(b, sizeof(b), "%s/b.img", dir);
+	snprintf(c, sizeof(c), "%s/c.img", dir);
+	for (i = 0; i < 3; i++) {
+		fd = open(i == 0 ? a : i == 1 ? b : c, O_CREAT | O_WRONLY, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	snprintf(body, sizeof(body), "{\"name\": \"hp\", \"kernel\": \"%s\", \"memory_mib\": 64, "
+		 "\"disks\": [{\"path\": \"%s\"}]}", FAKE_PLINTH, a);
+	assert_int_equal(call("POST", "/v1/vms", body, NULL), 201);
+
+	/* Stopped: the inventory alone, at its lowest free slot. */
+	snprintf(body, sizeof(body), "{\"path\": \"%s\", \"readonly\": true}", b);
+	assert_int_equal(disk_call("PUT", "hp", "cold", body, NULL, 0), 200);
+	assert_int_equal(dev_slot("hp", "cold", &index), 2);
+	assert_int_equal(index, 1);
+	assert_int_equal(disk_call("PUT", "hp", "cold", body, err, sizeof(err)), 409);
+	assert_string_equal(err, "VM 'hp' has a device with id cold already");
+	snprintf(body, sizeof(body), "{\"path\": \"%s/none.img\"}", dir);
+	assert_int_equal(disk_call("PUT", "hp", "gone", body, err, sizeof(err)), 400);
+	assert_non_null(strstr(err, "none.img: No such file or directory"));
+	assert_int_equal(disk_call("DELETE", "hp", "nosuch", NULL, err, sizeof(err)), 404);
+	assert_string_equal(err, "VM 'hp' has no disk with id nosuch");
+
+	/* Running: hot-plugged by the VMM, which picks slot 3; the definition has it. */
+	setenv("FAKE_PLINTH_EJECT_MS", "1500", 1); /* a slow guest */
+	act("hp", "start", NULL, 202);
+	wait_state("hp", "running", 10000);
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", c);
+	assert_int_equal(disk_call("PUT", "hp", "hot", body, NULL, 0), 200);
+	snprintf(want, sizeof(want), "fake-plinth: disk-add hot addr=3 %s\n", c);
+	wait_console("hp", want, 1);
+	assert_int_equal(dev_slot("hp", "hot", &index), 3);
+	assert_int_equal(index, 2);
+	assert_int_equal(disk_call("PUT", "hp", "hot", body, err, sizeof(err)), 409);
+	snprintf(body, sizeof(body), "{\"path\": \"%s\", \"readonly\": true}", "/nonexistent");
+	assert_int_equal(disk_call("PUT", "hp", "bad", body, err, sizeof(err)), 400);
+	assert_int_equal(dev_slot("hp", "bad", NULL), 0);
+
+	/* The guest ejects after 1.5 s: a 1 s timeout fails, and the disk stays. */
+	t0 = now_ms();
+	assert_int_equal(disk_call("DELETE", "hp", "cold", "{\"timeout\": 1}", err, sizeof(err)),
+			 504);
+	assert_true(now_ms() - t0 >= 1000);
+	assert_string_equal(err, "VM 'hp': the guest did not eject disk cold within 1 s; it stays "
+				 "attached (ask again to repeat the request)");
+	assert_int_equal(dev_slot("hp", "cold", NULL), 2);
+	/* Asked again once the guest let it go: the VMM has no such disk any more, so it
+	 * is only forgotten; "hot" moves down to index 1 and keeps its slot. */
+	wait_console("hp", "fake-plinth: ejected cold", 1);
+	assert_int_equal(disk_call("DELETE", "hp", "cold", NULL, NULL, 0), 200);
+	assert_int_equal(dev_slot("hp", "cold", NULL), 0);
+	assert_int_equal(dev_slot("hp", "hot", &index), 3);
+	assert_int_equal(index, 1);
+
+	/* A restart rebuilds the same layout: hot at slot 3. */
+	act("hp", "kill", NULL, 200);
+	act("hp", "start", NULL, 202);
+	wait_state("hp", "running", 10000);
+	snprintf(want, sizeof(want), "--disk path=%s,id=disk0,addr=1 --disk path=%s,id=hot,addr=3\n",
+		 a, c);
+	wait_console("hp", want, 1);
+
+	/* A detach waits for the slow eject (1.5 s), then the disk is gone everywhere. */
+	t0 = now_ms();
+	assert_int_equal(disk_call("DELETE", "hp", "hot", NULL, NULL, 0), 200);
+	assert_true(now_ms() - t0 >= 1400);
+	wait_console("hp", "fake-plinth: ejected hot", 1);
+	assert_int_equal(dev_slot("hp", "hot", NULL), 0);
+	{
+		json_t *o = vm("hp");
+
+		assert_int_equal(json_array_size(json_object_get(o, "disks")), 1);
+		assert_int_equal(json_array_size(json_object_get(o, "devices")), 1);
+		json_decref(o);
+	}
+	act("hp", "kill", NULL, 200);
+	unsetenv("FAKE_PLINTH_EJECT_MS");
+	assert_int_equal(call("DELETE", "/v1/vms/hp", NULL, NULL), 200);
+	unlink(a);
+	unlink(b);
+	unlink(c);
+}
+
+/* A jailed VMM (plinthd as root) gets a hot-plugged image as a hard link in its jail's
+ * root with an ACL entry for its uid (the fake opens the path inside its --jail, as
+ * plinth would); a detach takes both back; an image on another filesystem than the
+ * state directory is refused with one line. */
+static void test_hotplug_jailed(void **unused)
+{
+	char body[512], img[128], shm[64], link_path[256], want[256], err[256], acl[256];
+	const char *uuid;
+	json_t *o;
+	int fd;
+
+	(void)unused;
+	if (geteuid() != 0)
+		fail_msg("a jailed VM's hot-plug needs root (chown of its jail)");
+	pd_close(pd);
+	opts.jail = true;
+	pd = pd_open(&opts, store);
+	opts.jail = false;
+	assert_non_null(pd);
+	snprintf(img, sizeof(img), "%s/j.img", dir);
+	fd = open(img, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(body, sizeof(body), "{\"name\": \"jl\", \"kernel\": \"%s\", \"memory_mib\": 64}",
+		 FAKE_PLINTH);
+	assert_int_equal(call("POST", "/v1/vms", body, &o), 201);
+	uuid = json_string_value(json_object_get(o, "uuid"));
+	snprintf(link_path, sizeof(link_path), "%s/vms/%s/jail/disk-hot", dir, uuid);
+	json_decref(o);
+	act("jl", "start", NULL, 202);
+	wait_state("jl", "running", 10000);
+
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", img);
+	assert_int_equal(disk_call("PUT", "jl", "hot", body, err, sizeof(err)), 200);
+	wait_console("jl", "fake-plinth: disk-add hot addr=1 /disk-hot\n", 1);
+	assert_int_equal(access(link_path, F_OK), 0);
+	assert_true(getxattr(img, "system.posix_acl_access", acl, sizeof(acl)) > 0);
+	assert_int_equal(dev_slot("jl", "hot", NULL), 1);
+
+	snprintf(shm, sizeof(shm), "/dev/shm/plinth-life.XXXXXX");
+	fd = mkstemp(shm);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(body, sizeof(body), "{\"path\": \"%s\"}", shm);
+	assert_int_equal(disk_call("PUT", "jl", "other", body, err, sizeof(err)), 409);
+	snprintf(want, sizeof(want), "VM 'jl' runs jailed and %s cannot be linked into its jail "
+		 "(Invalid cross-device link): it is not on the state directory's filesystem; stop "
+		 "the VM to attach it", shm);
+	assert_string_equal(err, want);
+	unlink(shm);
+
+	assert_int_equal(disk_call("DELETE", "jl", "hot", NULL, NULL, 0), 200);
+	assert_int_equal(access(link_path, F_OK), -1);
+	assert_int_equal(getxattr(img, "system.posix_acl_access", acl, sizeof(acl)), -1);
+	assert_int_equal(errno, ENODATA);
+	act("jl", "kill", NULL, 200);
+	assert_int_equal(call("DELETE", "/v1/vms/jl", NULL, NULL), 200);
+	unlink(img);
+}
+
 /* "display": "vnc" is kept in the definition (both stores), refused with one line
  * for another value, reaches plinth as --display vnc=unix:RUNDIR/display.sock and
  * GET /v1/vms/{name} says where the socket is while the VM runs. */
@@ -736,10 +932,13 @@ int main(void)
 		{"sqlite: test_device_ids", test_device_ids, setup_sqlite, teardown, NULL},
 		{"sqlite: test_image_errors", test_image_errors, setup_sqlite, teardown, NULL},
 		{"sqlite: test_display", test_display, setup_sqlite, teardown, NULL},
+		{"sqlite: test_hotplug", test_hotplug, setup_sqlite, teardown, NULL},
+		{"sqlite: test_hotplug_jailed", test_hotplug_jailed, setup_sqlite, teardown, NULL},
 		{"postgresql: test_lifecycle", test_lifecycle, setup_pg, teardown, NULL},
 		{"postgresql: test_device_ids", test_device_ids, setup_pg, teardown, NULL},
 		{"postgresql: test_image_errors", test_image_errors, setup_pg, teardown, NULL},
 		{"postgresql: test_display", test_display, setup_pg, teardown, NULL},
+		{"postgresql: test_hotplug", test_hotplug, setup_pg, teardown, NULL},
 	};
 
 	log_set_level(LOG_ERROR);

@@ -365,6 +365,9 @@ static void test_roles(void **unused)
 		{"POST", "/v1/vms/a/kill", NULL, false, true},
 		{"POST", "/v1/tasks/3/cancel", NULL, false, true},
 		{"POST", "/v1/vms/a/console", "{\"input\": \"x\"}", false, true},
+		{"PUT", "/v1/vms/a/disks/d", "{\"image\": \"i\"}", false, true},
+		{"PUT", "/v1/vms/a/disks/d", "{\"path\": \"/etc/shadow\"}", false, false},
+		{"DELETE", "/v1/vms/a/disks/d", NULL, false, true},
 		{"POST", "/v1/vms", "{\"name\": \"a\", " KERNEL "}", false, false},
 		{"DELETE", "/v1/vms/a", NULL, false, false},
 		{"POST", "/v1/images", "{\"name\": \"i\", \"size\": 1}", false, false},
@@ -432,6 +435,64 @@ static void test_cluster_routes(void **unused)
 			       &err), 400);
 }
 
+/* PUT/DELETE /v1/vms/{name}/disks/{id}: the disk as in a definition, the id as
+ * plinth's id=, the eject timeout's limits. */
+static void test_disk_routes(void **unused)
+{
+	struct pd_error err;
+
+	(void)unused;
+	assert_int_equal(parse("PUT", "/v1/vms/a/disks/data-1", NULL,
+			       "{\"image\": \"i\", \"readonly\": true, \"format\": \"qcow2\"}",
+			       &err), 0);
+	assert_int_equal(req->route, PD_VM_DISK_ADD);
+	assert_string_equal(req->name, "a");
+	assert_string_equal(req->dev_id, "data-1");
+	assert_string_equal(req->u.disk.image, "i");
+	assert_string_equal(req->u.disk.format, "qcow2");
+	assert_true(req->u.disk.readonly);
+	assert_int_equal(parse("PUT", "/v1/vms/a/disks/d", NULL, "{\"path\": \"/srv/d.img\"}",
+			       &err), 0);
+	assert_string_equal(req->u.disk.path, "/srv/d.img");
+	assert_int_equal(parse("PUT", "/v1/vms/a/disks/d", NULL, NULL, &err), 400);
+	assert_int_equal(parse("PUT", "/v1/vms/a/disks/d", NULL, "{}", &err), 400);
+	assert_string_equal(err.msg, "disk needs exactly one of 'path' and 'image'");
+	assert_int_equal(parse("PUT", "/v1/vms/a/disks/d", NULL, "{\"path\": \"rel.img\"}",
+			       &err), 400);
+	assert_string_equal(err.msg, "field 'path' must be an absolute path");
+	assert_int_equal(parse("PUT", "/v1/vms/a/disks/d", NULL,
+			       "{\"image\": \"i\", \"size\": 1}", &err), 400);
+	assert_int_equal(parse("PUT", "/v1/vms/a/disks/d.x", NULL, "{\"image\": \"i\"}",
+			       &err), 404);
+	assert_string_equal(err.msg, "no such disk: 'd.x' is not a device id (1..31 characters "
+				     "of [A-Za-z0-9_-])");
+	assert_int_equal(parse("PUT", "/v1/vms/a/disks/0123456789012345678901234567890123",
+			       NULL, "{\"image\": \"i\"}", &err), 404);
+	assert_int_equal(parse("POST", "/v1/vms/a/disks/d", NULL, NULL, &err), 405);
+	assert_string_equal(err.allow, "PUT, DELETE");
+	assert_int_equal(parse("GET", "/v1/vms/a/disks", NULL, NULL, &err), 404);
+
+	assert_int_equal(parse("DELETE", "/v1/vms/a/disks/d", NULL, NULL, &err), 0);
+	assert_int_equal(req->route, PD_VM_DISK_REMOVE);
+	assert_int_equal(req->eject_timeout, PD_EJECT_TIMEOUT_DEFAULT);
+	assert_int_equal(parse("DELETE", "/v1/vms/a/disks/d", NULL, "{\"timeout\": 5}", &err), 0);
+	assert_int_equal(req->eject_timeout, 5);
+	assert_int_equal(parse("DELETE", "/v1/vms/a/disks/d", NULL, "{\"timeout\": 0}", &err),
+			 400);
+	assert_int_equal(parse("DELETE", "/v1/vms/a/disks/d", NULL, "{\"timeout\": 601}", &err),
+			 400);
+	assert_int_equal(parse("DELETE", "/v1/vms/a/disks/d", NULL, "{\"force\": true}", &err),
+			 400);
+
+	assert_true(pd_dev_id_valid("disk0"));
+	assert_true(pd_dev_id_valid("A_b-9"));
+	assert_true(pd_dev_id_valid("0123456789012345678901234567890")); /* 31 */
+	assert_false(pd_dev_id_valid("01234567890123456789012345678901")); /* 32 */
+	assert_false(pd_dev_id_valid(""));
+	assert_false(pd_dev_id_valid("a.b"));
+	assert_false(pd_dev_id_valid("a,b"));
+}
+
 static void test_names(void **unused)
 {
 	(void)unused;
@@ -460,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_cluster_routes),
+		cmocka_unit_test(test_disk_routes),
 	};
 	int rc;
 

@@ -403,6 +403,28 @@ static void test_devices(void **state)
 	assert_int_equal(list[2].slot, 3);
 	free(list);
 
+	/* A disk detached: deleted, a later one moved down keeping its id and slot; a
+	 * move onto a taken index or of a missing one refused. */
+	dev_fill(&d, "disk", 2, "late", 4);
+	assert_int_equal(ops->device_insert(st, a.id, &d), 0);
+	assert_int_equal(ops->device_move(st, a.id, "disk", 2, 1), -EEXIST);
+	assert_int_equal(ops->device_delete(st, a.id, "disk", 1), 0);
+	assert_int_equal(ops->device_delete(st, a.id, "disk", 1), -ENOENT);
+	assert_int_equal(ops->device_move(st, a.id, "disk", 2, 1), 0);
+	assert_int_equal(ops->device_move(st, a.id, "disk", 2, 1), -ENOENT);
+	assert_int_equal(ops->device_move(st, a.id, "net", 0, 5), 0);
+	assert_int_equal(ops->device_move(st, a.id, "net", 5, 0), 0);
+	assert_int_equal(ops->device_list(st, a.id, &list, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[1].dev_id, "late");
+	assert_int_equal(list[1].index, 1);
+	assert_int_equal(list[1].slot, 4);
+	assert_string_equal(list[2].dev_id, "net0");
+	free(list);
+	assert_int_equal(ops->device_list(st, b.id, &list, &n), 0);
+	assert_int_equal(n, 1); /* b's disk 0 untouched */
+	free(list);
+
 	/* Kept across reopening; gone with the VM, b's untouched. */
 	ops->close(st);
 	st = ops->open(f->db);

@@ -34,35 +34,18 @@ static bool find_user(acl_t a, uid_t uid, acl_entry_t *e)
 	return false;
 }
 
-/* Does a hold a named user or group entry? */
-static bool has_named(acl_t a)
+/* a's first entry of tag (*e), or false. */
+static bool find_tag(acl_t a, acl_tag_t want, acl_entry_t *e)
 {
-	acl_entry_t e;
 	int id;
 
-	for (id = ACL_FIRST_ENTRY; acl_get_entry(a, id, &e) == 1; id = ACL_NEXT_ENTRY) {
+	for (id = ACL_FIRST_ENTRY; acl_get_entry(a, id, e) == 1; id = ACL_NEXT_ENTRY) {
 		acl_tag_t tag;
 
-		if (!acl_get_tag_type(e, &tag) && (tag == ACL_USER || tag == ACL_GROUP))
+		if (!acl_get_tag_type(*e, &tag) && tag == want)
 			return true;
 	}
 	return false;
-}
-
-/* Drop a's mask entry, if any. */
-static void drop_mask(acl_t a)
-{
-	acl_entry_t e;
-	int id;
-
-	for (id = ACL_FIRST_ENTRY; acl_get_entry(a, id, &e) == 1; id = ACL_NEXT_ENTRY) {
-		acl_tag_t tag;
-
-		if (!acl_get_tag_type(e, &tag) && tag == ACL_MASK) {
-			acl_delete_entry(a, e);
-			return;
-		}
-	}
 }
 
 static int fail(acl_t a)
@@ -106,10 +89,12 @@ int pd_acl_revoke(const char *path, uid_t uid)
 	if (acl_delete_entry(a, e))
 		return fail(a);
 	/* The last named entry gone: without the mask too, the ACL is the mode's. */
-	if (!has_named(a))
-		drop_mask(a);
-	else if (acl_calc_mask(&a))
+	if (!find_tag(a, ACL_USER, &e) && !find_tag(a, ACL_GROUP, &e)) {
+		if (find_tag(a, ACL_MASK, &e) && acl_delete_entry(a, e))
+			return fail(a);
+	} else if (acl_calc_mask(&a)) {
 		return fail(a);
+	}
 	if (acl_set_file(path, ACL_TYPE_ACCESS, a))
 		return fail(a);
 	acl_free(a);

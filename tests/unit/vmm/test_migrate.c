@@ -375,15 +375,22 @@ static void test_precopy_converges(void **state)
 
 /*
  * A guest that never stops dirtying: with a generous downtime target the final copy
- * starts once a round no longer halves the dirty set (round 1: the set is its working
- * set every time); with 1 ms, only after MIG_MAX_ROUNDS (30), fully throttled. Both
- * end with the same guest at the destination.
+ * starts once a round no longer halves the dirty set (round 1 when the set is the same
+ * working set every time; round 4 when the guest dirties 4096, 2048, 1024, then 512
+ * pages at every collection: a final copy of 512 pages instead of 4096 right after
+ * round 0), never throttled; with 1 ms, only after MIG_MAX_ROUNDS (30), fully
+ * throttled. All end with the same guest at the destination.
  */
 static void test_downtime_decides(void **state)
 {
-	static const struct { uint32_t downtime_ms; unsigned int rounds, throttle; } cases[] = {
-		{ 60000, 3, 0 },
-		{ 1, 31, 80 },
+	static const struct {
+		uint32_t downtime_ms;
+		unsigned int halvings, rounds, throttle;
+		uint64_t pages; /* at least: round 0's data pages and every dirtied page since */
+	} cases[] = {
+		{ 60000, 0, 3, 0, DATA_PAGES + 2 * DIRTY_PAGES },
+		{ 1, 0, 31, 80, DATA_PAGES + 30 * DIRTY_PAGES },
+		{ 60000, 3, 6, 0, DATA_PAGES + 4096 + 2048 + 1024 + 512 + 512 },
 	};
 	size_t i;
 
@@ -395,46 +402,18 @@ static void test_downtime_decides(void **state)
 		struct mig_stats st;
 
 		src->dirty_until = UINT32_MAX;
+		src->halvings = cases[i].halvings;
 		receiver_start(&r, dst);
 		st = migrate(src, &a);
 		assert_int_equal(receiver_end(&r), 0);
 		assert_int_equal(st.status, MIG_COMPLETED);
 		assert_int_equal(st.rounds, cases[i].rounds);
 		assert_int_equal(st.throttle_pct, cases[i].throttle);
+		assert_true(st.pages >= cases[i].pages);
 		assert_same_guest(src, dst);
 		side_free(src);
 		side_free(dst);
 	}
-}
-
-/*
- * Within the downtime target, rounds go on while they halve the dirty set: a guest
- * dirtying 4096, 2048, 1024, then 512 pages at every collection gets rounds 0-4 (the
- * set after round 4 is no smaller than after round 3) and a final copy of 512 pages,
- * instead of a final copy of 4096 right after round 0; never throttled, as every
- * round was within the target.
- */
-static void test_rounds_while_halving(void **state)
-{
-	struct side *src = side_new(CPUS, MEM, false), *dst = side_new(CPUS, MEM, true);
-	struct api_migrate_args a = args(60000);
-	struct receiver r;
-	struct mig_stats st;
-
-	(void)state;
-	src->dirty_until = UINT32_MAX;
-	src->halvings = 3;
-	receiver_start(&r, dst);
-	st = migrate(src, &a);
-	assert_int_equal(receiver_end(&r), 0);
-	assert_int_equal(st.status, MIG_COMPLETED);
-	assert_int_equal(st.rounds, 6);
-	assert_int_equal(st.throttle_pct, 0);
-	/* Round 0's data pages, 4096 + 2048 + 1024 + 512 in rounds 1-4, and 512 last. */
-	assert_true(st.pages >= DATA_PAGES + 4096 + 2048 + 1024 + 512 + 512);
-	assert_same_guest(src, dst);
-	side_free(src);
-	side_free(dst);
 }
 
 /* ---- failures, phase by phase ---- */
@@ -689,7 +668,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_precopy_converges),
 		cmocka_unit_test(test_downtime_decides),
-		cmocka_unit_test(test_rounds_while_halving),
 		cmocka_unit_test(test_fail_connect),
 		cmocka_unit_test(test_fail_send_precopy),
 		cmocka_unit_test(test_fail_dirty_log),

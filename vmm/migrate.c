@@ -721,7 +721,7 @@ struct mig_src {
 	struct mig_tls_conn *tls;
 	struct state_io io;
 	int fd;
-	uint64_t t0, t_pause;
+	uint64_t t0, t_drain, t_pause;
 	uint64_t tf[5];        /* the final phase's steps, for the downtime's breakdown */
 	int64_t final_dirty;   /* pages the final collection found */
 	bool paused, quiesced, released, switched;
@@ -907,6 +907,7 @@ static int phase_final(struct mig_src *m)
 	struct mig_stats *st = &m->st;
 	int ret;
 
+	m->t_drain = monotonic_ms();
 	if (m->a->transport == API_MIGRATE_TCP)
 		wait_sent(m->fd);
 	/* Nothing changes RAM from here (invariant 2). */
@@ -984,9 +985,11 @@ static int phase_ack(struct mig_src *m)
 	st->status = MIG_COMPLETED;
 	st->downtime_ms = monotonic_ms() - m->t_pause;
 	/* Where the downtime went (plinth -vv), for the benchmarks' downtime rows. */
-	log_debug("migration downtime: vCPUs paused %llu ms, devices stopped %llu ms, disks "
-		  "released %llu ms, last %lld dirty pages %llu ms, device state and end %llu ms, "
-		  "the destination's check and ack %llu ms",
+	log_debug("migration downtime (after %llu ms for the send queue to empty): vCPUs "
+		  "paused %llu ms, devices stopped %llu ms, disks released %llu ms, last %lld "
+		  "dirty pages %llu ms, device state and end %llu ms, the destination's check "
+		  "and ack %llu ms",
+		  (unsigned long long)(m->t_pause - m->t_drain),
 		  (unsigned long long)(m->tf[0] - m->t_pause),
 		  (unsigned long long)(m->tf[1] - m->tf[0]),
 		  (unsigned long long)(m->tf[2] - m->tf[1]), (long long)m->final_dirty,

@@ -57,17 +57,22 @@ struct side {
 	struct vm *vm;
 	/* The guest: writes DIRTY_PAGES pages at each collection from 1 to dirty_until. */
 	unsigned int dirty_until;
+	/* ... or, if set, half as many at each collection as at the one before, down to
+	 * DIRTY_PAGES >> halvings, then that many at every collection. */
+	unsigned int halvings;
 };
 
 /* The guest between two collections: the pages of its working set get the collection's number. */
 static void guest_dirties(struct fake_hv *f, unsigned int collect, void *opaque)
 {
 	struct side *s = opaque;
-	unsigned int i;
+	unsigned int i, n = DIRTY_PAGES;
 
 	if (collect == 0 || collect > s->dirty_until)
 		return;
-	for (i = 0; i < DIRTY_PAGES; i++)
+	if (s->halvings)
+		n >>= MIN(collect - 1, s->halvings);
+	for (i = 0; i < n; i++)
 		fake_hv_write(f, (uint64_t)(DIRTY_PAGE0 + i) * PAGE, (uint8_t)collect);
 }
 
@@ -376,14 +381,22 @@ static void test_precopy_converges(void **state)
 
 /*
  * A guest that never stops dirtying: with a generous downtime target the final copy
- * starts after round 0; with 1 ms, only after MIG_MAX_ROUNDS (30), fully throttled.
- * Both end with the same guest at the destination.
+ * starts once a round no longer halves the dirty set (round 1 when the set is the same
+ * working set every time; round 4 when the guest dirties 4096, 2048, 1024, then 512
+ * pages at every collection: a final copy of 512 pages instead of 4096 right after
+ * round 0), never throttled; with 1 ms, only after MIG_MAX_ROUNDS (30), fully
+ * throttled. All end with the same guest at the destination.
  */
 static void test_downtime_decides(void **state)
 {
-	static const struct { uint32_t downtime_ms; unsigned int rounds, throttle; } cases[] = {
-		{ 60000, 2, 0 },
-		{ 1, 31, 80 },
+	static const struct {
+		uint32_t downtime_ms;
+		unsigned int halvings, rounds, throttle;
+		uint64_t pages; /* at least: round 0's data pages and every dirtied page since */
+	} cases[] = {
+		{ 60000, 0, 3, 0, DATA_PAGES + 2 * DIRTY_PAGES },
+		{ 1, 0, 31, 80, DATA_PAGES + 30 * DIRTY_PAGES },
+		{ 60000, 3, 6, 0, DATA_PAGES + 4096 + 2048 + 1024 + 512 + 512 },
 	};
 	size_t i;
 
@@ -395,12 +408,14 @@ static void test_downtime_decides(void **state)
 		struct mig_stats st;
 
 		src->dirty_until = UINT32_MAX;
+		src->halvings = cases[i].halvings;
 		receiver_start(&r, dst);
 		st = migrate(src, &a);
 		assert_int_equal(receiver_end(&r), 0);
 		assert_int_equal(st.status, MIG_COMPLETED);
 		assert_int_equal(st.rounds, cases[i].rounds);
 		assert_int_equal(st.throttle_pct, cases[i].throttle);
+		assert_true(st.pages >= cases[i].pages);
 		assert_same_guest(src, dst);
 		side_free(src);
 		side_free(dst);

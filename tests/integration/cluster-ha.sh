@@ -6,10 +6,21 @@
 #     heartbeat, the guest boots to init on h2; h1 resumed runs nothing of it;
 #   - h2 powered off (plinthd, shims and plinth SIGKILLed): h1 restarts it, the guest
 #     boots to init on h1.
+#   - h1 feeds the emulated host's watchdog (--watchdog /dev/watchdog, softdog with
+#     soft_noboot=1: an expiry is logged, not a reboot): set to 5 s, it never expires
+#     while h1 is in contact, expires while h1's plinthd is frozen, and h1's clean stop
+#     disarms it (no "watchdog did not stop!").
 # Prints host loss -> restart issued and -> the guest's init on the other host (ms).
 . tests/integration/cluster-lib
-start_host h1 127.0.0.1
+[ -c /dev/watchdog ] || fail "no /dev/watchdog in the emulated host (softdog)"
+expired() { dmesg | grep -c "softdog: Triggered"; }
+HOST_OPTS="--watchdog /dev/watchdog" start_host h1 127.0.0.1
 start_host h2 127.0.0.2
+wd0=$(expired)
+if [ -r /sys/class/watchdog/watchdog0/timeout ]; then
+	[ "$(cat /sys/class/watchdog/watchdog0/timeout)" = 5 ] ||
+		fail "h1 set the watchdog's timeout to $(cat /sys/class/watchdog/watchdog0/timeout) s, not 5"
+fi
 truncate -s 4M "$dir/shared/disk.raw"
 cmd='j=0; while :; do j=$((j+1)); printf "disk %010d\n" $j | dd of=/dev/vda bs=16 seek=$j conv=notrunc,fsync 2>/dev/null && echo "disk $j"; sleep 0.3; done'
 P h1 vm create m --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" --memory 256 \
@@ -42,6 +53,7 @@ failover() {
 	echo "$t"
 }
 
+[ "$(expired)" = "$wd0" ] || fail "the watchdog expired while h1 was in contact"
 # 1. h1's plinthd frozen.
 t0=$(date +%s%3N)
 kill -STOP "${HPID[h1]}"
@@ -49,6 +61,7 @@ t_init=$(failover h1 h2)
 issued=$(($(event_ms h2) - t0))
 echo "# h1 frozen: restart issued after $issued ms, the guest's init on h2 after $((t_init - t0)) ms"
 [ "$issued" -ge 14000 ] && [ "$issued" -le 22000 ] || fail "restart issued after $issued ms, not 14-22 s"
+[ "$(expired)" -gt "$wd0" ] || fail "the watchdog did not expire while h1's plinthd was frozen"
 kill -CONT "${HPID[h1]}"
 wait_console h2 "$uuid" 'disk 3[[:space:]]' 120
 sleep 3
@@ -69,5 +82,8 @@ echo "# h2 powered off: restart issued after $issued ms, the guest's init on h1 
 [ "$(field m host) $(field m epoch)" = "h1 3" ] || fail "after h2's loss the inventory says $(field m host) at epoch $(field m epoch)"
 [ -s "$dir/two" ] && { cat "$dir/two"; fail "two plinth served the VM at once"; }
 wait_console h1 "$uuid" 'disk 3[[:space:]]' 120
+kill -TERM "${HPID[h1]}"
+wait "${HPID[h1]}" 2>/dev/null
+dmesg | grep -q "watchdog did not stop" && fail "h1's clean stop left the watchdog armed"
 echo "figures (issued, init; ms): frozen plinthd $f1; host powered off $issued $((t_init - t0))"
 echo "ok: an HA guest restarted on the other host after a frozen plinthd and a lost host, never two copies"

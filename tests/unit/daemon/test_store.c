@@ -803,6 +803,11 @@ static void test_host_contact(void **state)
 	ops->close(st);
 }
 
+/* Long enough that a loaded machine (the ASan pass beside other work: a claim can
+ * take a few hundred ms) neither lapses a lease the test renews nor shortens one it
+ * reads past half. */
+#define LEASE_MS 2000
+
 static void test_leader_lease(void **state)
 {
 	struct fixture *f = *state;
@@ -816,26 +821,26 @@ static void test_leader_lease(void **state)
 	assert_string_equal(l.host, "");
 	assert_int_equal(l.term, 0);
 	/* The first claimant takes it (term 1); a second one is refused. */
-	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_int_equal(ops->leader_claim(st, "h1", LEASE_MS, &l), 0);
 	assert_string_equal(l.host, "h1");
 	assert_int_equal(l.term, 1);
-	assert_true(l.expires_in_ms > 300 && l.expires_in_ms <= 400);
-	assert_int_equal(ops->leader_claim(st2, "h2", 400, &l), 0);
+	assert_true(l.expires_in_ms > LEASE_MS / 2 && l.expires_in_ms <= LEASE_MS);
+	assert_int_equal(ops->leader_claim(st2, "h2", LEASE_MS, &l), 0);
 	assert_string_equal(l.host, "h1");
 	assert_int_equal(l.term, 1);
 	/* Renewing keeps the term. */
 	usleep(200 * 1000);
-	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_int_equal(ops->leader_claim(st, "h1", LEASE_MS, &l), 0);
 	assert_string_equal(l.host, "h1");
 	assert_int_equal(l.term, 1);
-	assert_true(l.expires_in_ms > 300);
+	assert_true(l.expires_in_ms > LEASE_MS / 2);
 	/* Lapsed: the other takes it with the next term. */
-	usleep(450 * 1000);
-	assert_int_equal(ops->leader_claim(st2, "h2", 400, &l), 0);
+	usleep((LEASE_MS + 100) * 1000);
+	assert_int_equal(ops->leader_claim(st2, "h2", LEASE_MS, &l), 0);
 	assert_string_equal(l.host, "h2");
 	assert_int_equal(l.term, 2);
 	/* The old holder's renewal is refused now. */
-	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_int_equal(ops->leader_claim(st, "h1", LEASE_MS, &l), 0);
 	assert_string_equal(l.host, "h2");
 	/* A release by someone else does nothing; by the holder, it lapses at once. */
 	assert_int_equal(ops->leader_release(st, "h1"), 0);
@@ -845,12 +850,12 @@ static void test_leader_lease(void **state)
 	assert_int_equal(ops->leader_get(st, &l), 0);
 	assert_true(l.expires_in_ms <= 0);
 	term = l.term;
-	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	assert_int_equal(ops->leader_claim(st, "h1", LEASE_MS, &l), 0);
 	assert_string_equal(l.host, "h1");
 	assert_int_equal(l.term, term + 1);
 	/* Its own lapsed lease is taken again with a new term too. */
-	usleep(450 * 1000);
-	assert_int_equal(ops->leader_claim(st, "h1", 400, &l), 0);
+	usleep((LEASE_MS + 100) * 1000);
+	assert_int_equal(ops->leader_claim(st, "h1", LEASE_MS, &l), 0);
 	assert_string_equal(l.host, "h1");
 	assert_int_equal(l.term, term + 2);
 	ops->close(st2);

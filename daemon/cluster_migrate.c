@@ -291,6 +291,7 @@ struct migration {
 	int64_t vm_id, epoch;
 	int64_t t0;		/* monotonic: the task's start */
 	int64_t total_ms, downtime_ms; /* the VMM's figures */
+	bool figures;		       /* ... read (a source gone before it was asked: not) */
 	struct store_migration rec; /* the record as last written or read */
 };
 
@@ -390,6 +391,7 @@ static enum outcome follow(struct migration *m, int64_t end, char *err, size_t e
 
 			m->total_ms = json_integer_value(json_object_get(mig, "total_ms"));
 			m->downtime_ms = json_integer_value(json_object_get(mig, "downtime_ms"));
+			m->figures = true;
 			json_decref(info);
 			return o;
 		}
@@ -465,7 +467,14 @@ static int switch_owner(struct plinthd *pd, struct migration *m, const char *out
 {
 	int64_t end = pd_mono_ms() + SWITCH_TIMEOUT_MS;
 	struct store_migration next = m->rec;
+	char figs[96];
 	int ret;
+
+	if (m->figures)
+		snprintf(figs, sizeof(figs), "transfer %lld ms, downtime %lld ms",
+			 (long long)m->total_ms, (long long)m->downtime_ms);
+	else
+		snprintf(figs, sizeof(figs), "transfer and downtime unknown");
 
 	snprintf(next.phase, sizeof(next.phase), "switched");
 	for (;;) {
@@ -478,11 +487,9 @@ static int switch_owner(struct plinthd *pd, struct migration *m, const char *out
 			ret = pd->ops->vm_set_owner(pd->st, m->vm_id, m->to, m->epoch);
 		if (!ret)
 			ret = pd_event(pd, "vm.migrate", m->name, "ok",
-				       "moved from %s to %s (epoch %lld): %s, transfer %lld ms, "
-				       "downtime %lld ms, switch %lld ms after the start",
-				       pd->host, m->to, (long long)m->epoch + 1, outcome,
-				       (long long)m->total_ms, (long long)m->downtime_ms,
-				       (long long)(pd_mono_ms() - m->t0));
+				       "moved from %s to %s (epoch %lld): %s, %s, switch %lld ms "
+				       "after the start", pd->host, m->to, (long long)m->epoch + 1,
+				       outcome, figs, (long long)(pd_mono_ms() - m->t0));
 		if (!ret)
 			ret = pd->ops->commit(pd->st);
 		if (ret)

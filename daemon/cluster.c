@@ -55,6 +55,8 @@ struct pd_cluster {
 	bool outage;		   /* no contact, and a majority of peers has none either */
 	bool isolated;		   /* no contact while others have: HA VMs must stop */
 	bool no_quorum;		   /* a lost host's restarts wait for condition 3 (logged) */
+	int64_t rejoin_ms;	   /* monotonic: when, in an outage, peers were first heard
+				    * in contact again (0: not since) */
 	int wd_fd;		   /* the host's watchdog (--watchdog), -1 without */
 	char wd_path[256];
 	pthread_t wd_thread;	   /* feeds wd_fd (watchdog_main) */
@@ -183,6 +185,23 @@ static void ask_peers(struct pd_cluster *c)
 		json_decref(r.body);
 	}
 	pthread_mutex_lock(&c->lock);
+	/* The end of an outage: the peers that reconnected first commit before this
+	 * host's next try (a stale connection fails once, the reconnect follows). It
+	 * gets PD_REJOIN_MS from then to commit before it counts as isolated: no leader
+	 * acts until a majority has been back for I + W (rule 2, condition 3). */
+	if (recent && c->outage && (answered + 1) * 2 > hosts) {
+		int64_t now = pd_mono_ms();
+
+		if (!c->rejoin_ms) {
+			c->rejoin_ms = now;
+			log_info("cluster: the inventory answers the peers again: %s rejoining",
+				 c->self.name);
+		}
+		if (now - c->rejoin_ms < PD_REJOIN_MS) {
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+	}
 	if (recent || (answered + 1) * 2 <= hosts) {
 		if (!c->isolated)
 			log_error("cluster: %s is isolated (no heartbeat committed for %d s; %zu of "
@@ -196,6 +215,7 @@ static void ask_peers(struct pd_cluster *c)
 				  "peers answered, none in contact): a database outage, every VM "
 				  "keeps running", answered, hosts - 1);
 		c->outage = true;
+		c->rejoin_ms = 0;
 	}
 	pthread_mutex_unlock(&c->lock);
 }
@@ -211,6 +231,7 @@ static void contact(struct pd_cluster *c, int64_t t0, bool ok)
 			log_info("cluster: %s is in contact again", c->self.name);
 		c->isolated = false;
 		c->outage = false;
+		c->rejoin_ms = 0;
 		pthread_mutex_unlock(&c->lock);
 		if (c->shared)
 			remember_peers(c);

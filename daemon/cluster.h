@@ -28,6 +28,7 @@
 /* HA (docs/cluster.md, "The fencing rules"): I, W and T. */
 #define PD_ISOLATION_MS 5000  /* no committed heartbeat for this long: ask the peers */
 #define PD_WATCHDOG_MS	5000  /* an HA VM's shim kills it this long after the last feed */
+#define PD_REJOIN_MS	2000  /* after an outage, a host's time to commit once peers have */
 #define PD_DEAD_MS	15000 /* the leader restarts a host's HA VMs after this silence */
 /* Unbroken contact: heartbeats no more than this apart (hosts.contact_since_ms). */
 #define PD_CONTACT_GAP_MS (2 * PD_HEARTBEAT_MS)

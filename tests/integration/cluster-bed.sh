@@ -121,7 +121,8 @@ first=$(grep -a -o "^w $id1 [0-9]*" "$dir/$B/vms/${UUID[v1]}/console.log" | head
 mig=$(P "$A" events --json | grep -o "moved from $A to $B[^\"]*" | tail -n 1)
 downtime=$(grep -o 'downtime [0-9]* ms' <<<"$mig")
 say "v1 $A -> $B: $mig; the command $wall ms; its count $k on $A, $first on $B"
-figure migration-downtime "$(tr -dc 0-9 <<<"$downtime")" ms "v1 $A -> $B"
+# (none when the source ended before its plinthd asked for its figures: "unknown")
+[ -n "$downtime" ] && figure migration-downtime "$(tr -dc 0-9 <<<"$downtime")" ms "v1 $A -> $B"
 figure migration-wall "$wall" ms "v1 $A -> $B"
 
 # The VMs' plinth processes, sampled every 0.2 s from here on: "MS HOST/UUID ..." lines

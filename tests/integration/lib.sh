@@ -100,6 +100,15 @@ last_num() {
 		grep -ao "$2 [0-9]*" | tail -n 1 | sed 's/.* //'
 }
 
+# refused_line WHAT REGEX CMD...: CMD fails with one line of output matching REGEX
+# (kept in the test's $dir/out).
+refused_line() {
+	local what=$1 re=$2
+	shift 2
+	"$@" >"$dir/out" 2>&1 && fail "$what was accepted"
+	[ "$(wc -l <"$dir/out")" = 1 ] || { cat "$dir/out"; fail "$what: not one line"; }
+	grep -q -E -- "$re" "$dir/out" || { cat "$dir/out"; fail "$what: unexpected message"; }
+}
 # A directory for Unix sockets: not /tmp, which the emulated host shares over 9p
 # (no special files there).
 sock_dir() {

@@ -30,13 +30,6 @@ wait_console() { # REGEX [COUNT] [SECONDS]
 	P vm console hp | tail -n 20
 	fail "no /$1/ (x${2:-1}) on hp's console"
 }
-refused() { # WHAT REGEX CMD...
-	local what=$1 re=$2
-	shift 2
-	"$@" >"$dir/out" 2>&1 && fail "$what was accepted"
-	[ "$(wc -l <"$dir/out")" = 1 ] || { cat "$dir/out"; fail "$what: not one line"; }
-	grep -q -E -- "$re" "$dir/out" || { cat "$dir/out"; fail "$what: unexpected message"; }
-}
 vmm_devices() { # the VMM's own view: "kind id addr path" per device
 	"$BUILD/plinth" ctl --api-socket "$state/vms/$(field hp uuid)/api.sock" info | python3 -c '
 import sys, json
@@ -73,11 +66,11 @@ dd if="$state/images/data" bs=512 skip=8 count=1 2>/dev/null | grep -q -a '^plin
 vmm_devices >"$dir/devs"
 grep -q '^disk data 2 /disk-data$' "$dir/devs" || { cat "$dir/devs"; fail "the VMM does not have data at slot 2 in its jail"; }
 
-refused "an id in use" "has a device with id data already" P vm disk-add hp data image=os
-refused "an unknown image" "no image named 'nope'" P vm disk-add hp more image=nope
-refused "an unknown disk" "has no disk with id nope" P vm disk-remove hp nope
-refused "a bad id" "not a device id" P vm disk-add hp a.b image=data
-refused "a bad disk spec" "unknown item" P vm disk-add hp x size=1
+refused_line "an id in use" "has a device with id data already" P vm disk-add hp data image=os
+refused_line "an unknown image" "no image named 'nope'" P vm disk-add hp more image=nope
+refused_line "an unknown disk" "has no disk with id nope" P vm disk-remove hp nope
+refused_line "a bad id" "not a device id" P vm disk-add hp a.b image=data
+refused_line "a bad disk spec" "unknown item" P vm disk-add hp x size=1
 
 # A restart builds the same layout from the inventory (the image by its own path).
 P vm kill hp >/dev/null || fail "kill hp"

@@ -90,20 +90,13 @@ for i in $(seq "$N"); do
 done
 
 # Refusals: one line, exit 1, nothing changed.
-refused() { # WHAT REGEX CMD...
-	local what=$1 re=$2
-	shift 2
-	"$@" >"$dir/out" 2>&1 && fail "$what was accepted"
-	[ "$(wc -l <"$dir/out")" = 1 ] || { cat "$dir/out"; fail "$what: not one line"; }
-	grep -q -E -- "$re" "$dir/out" || { cat "$dir/out"; fail "$what: unexpected message"; }
-}
-refused "a duplicate name" "already exists" P vm create vm1 --kernel "$GUEST/vmlinuz"
-refused "an invalid name" "not a valid name" P vm create "bad/name" --kernel "$GUEST/vmlinuz"
-refused "a missing image" "no image named" P vm create x1 --kernel "$GUEST/vmlinuz" --disk image=nope
-refused "memory over the limit" "over this host's limit" P vm create x2 --kernel "$GUEST/vmlinuz" --memory 1000000
-refused "a template as a writable disk" "template" P vm create x3 --kernel "$GUEST/vmlinuz" --disk image=tmpl
-refused "deleting an image in use" "used by VM" P image delete c1
-refused "deleting a template" "template of linked clone" P image delete tmpl
+refused_line "a duplicate name" "already exists" P vm create vm1 --kernel "$GUEST/vmlinuz"
+refused_line "an invalid name" "not a valid name" P vm create "bad/name" --kernel "$GUEST/vmlinuz"
+refused_line "a missing image" "no image named" P vm create x1 --kernel "$GUEST/vmlinuz" --disk image=nope
+refused_line "memory over the limit" "over this host's limit" P vm create x2 --kernel "$GUEST/vmlinuz" --memory 1000000
+refused_line "a template as a writable disk" "template" P vm create x3 --kernel "$GUEST/vmlinuz" --disk image=tmpl
+refused_line "deleting an image in use" "used by VM" P image delete c1
+refused_line "deleting a template" "template of linked clone" P image delete tmpl
 [ "$(P vm list --json | python3 -c 'import sys, json; print(len(json.load(sys.stdin)["vms"]))')" = "$N" ] ||
 	fail "a refused create changed the inventory"
 
@@ -138,8 +131,8 @@ done
 # The serial console both ways: typed input reaches the guest's shell, its answer comes back.
 printf 'hello-vm3\n\035' | P vm console vm3 --attach >"$dir/attach" 2>&1 || { cat "$dir/attach"; fail "console --attach"; }
 wait_console vm3 "^got:hello-vm3" 60
-refused "a second start" "already running" P vm start vm2
-refused "deleting a running VM" "stop it before deleting" P vm delete vm2
+refused_line "a second start" "already running" P vm start vm2
+refused_line "deleting a running VM" "stop it before deleting" P vm delete vm2
 for i in $(seq "$N"); do
 	[ "$(copies "vm$i")" = 1 ] || fail "vm$i runs $(copies "vm$i") times"
 done

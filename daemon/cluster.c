@@ -323,6 +323,24 @@ int pd_watchdog_open(const char *path)
 	return fd;
 }
 
+/* Sleep one heartbeat period, or less if the stop comes: false once it has. */
+static bool wait_period(struct pd_cluster *c)
+{
+	struct timespec until;
+	bool quit;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += PD_HEARTBEAT_MS % 1000 * 1000000L;
+	until.tv_sec += PD_HEARTBEAT_MS / 1000 + until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&c->lock);
+	while (!c->quit && pthread_cond_timedwait(&c->wake, &c->lock, &until) != ETIMEDOUT)
+		;
+	quit = c->quit;
+	pthread_mutex_unlock(&c->lock);
+	return !quit;
+}
+
 /* Is process pid there and not a zombie (one that ended does no I/O)? */
 static bool process_runs(pid_t pid)
 {
@@ -359,7 +377,6 @@ static bool ha_vms_run(struct plinthd *pd)
 static void *watchdog_main(void *arg)
 {
 	struct pd_cluster *c = arg;
-	struct timespec until;
 	bool feed;
 
 	for (;;) {
@@ -372,16 +389,8 @@ static void *watchdog_main(void *arg)
 				  "HA VMs still running, the host is reset within %d s unless they "
 				  "end", c->self.name, c->wd_path, PD_WATCHDOG_MS / 1000);
 		c->wd_starved = !feed;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += PD_HEARTBEAT_MS / 1000;
-		pthread_mutex_lock(&c->lock);
-		while (!c->quit && pthread_cond_timedwait(&c->wake, &c->lock, &until) != ETIMEDOUT)
-			;
-		if (c->quit) {
-			pthread_mutex_unlock(&c->lock);
+		if (!wait_period(c))
 			return NULL;
-		}
-		pthread_mutex_unlock(&c->lock);
 	}
 }
 
@@ -581,7 +590,6 @@ static void ha_check(struct pd_cluster *c)
 static void *cluster_main(void *arg)
 {
 	struct pd_cluster *c = arg;
-	struct timespec until;
 
 	for (;;) {
 		int64_t t0 = pd_mono_ms();
@@ -592,18 +600,8 @@ static void *cluster_main(void *arg)
 		if (ok && c->shared)
 			ha_check(c);
 		feed_watchdog(c);
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += PD_HEARTBEAT_MS % 1000 * 1000000L;
-		until.tv_sec += PD_HEARTBEAT_MS / 1000 + until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
-		pthread_mutex_lock(&c->lock);
-		while (!c->quit && pthread_cond_timedwait(&c->wake, &c->lock, &until) != ETIMEDOUT)
-			;
-		if (c->quit) {
-			pthread_mutex_unlock(&c->lock);
+		if (!wait_period(c))
 			break;
-		}
-		pthread_mutex_unlock(&c->lock);
 	}
 	return NULL;
 }

@@ -61,6 +61,8 @@ struct pd_cluster {
 	char wd_path[256];
 	pthread_t wd_thread;	   /* feeds wd_fd (watchdog_main) */
 	bool wd_starved;	   /* not fed at the last period (logged once; its own) */
+	int64_t next_wait_ms;	   /* the cluster thread's next sleep (ha_check may shorten
+				    * it; its own) */
 };
 
 static void cluster_event(struct pd_cluster *c, const char *action, const char *object,
@@ -323,15 +325,15 @@ int pd_watchdog_open(const char *path)
 	return fd;
 }
 
-/* Sleep one heartbeat period, or less if the stop comes: false once it has. */
-static bool wait_period(struct pd_cluster *c)
+/* Sleep ms (at most one heartbeat period), or less if the stop comes: false once it has. */
+static bool wait_period(struct pd_cluster *c, int64_t ms)
 {
 	struct timespec until;
 	bool quit;
 
 	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += PD_HEARTBEAT_MS % 1000 * 1000000L;
-	until.tv_sec += PD_HEARTBEAT_MS / 1000 + until.tv_nsec / 1000000000L;
+	until.tv_nsec += ms % 1000 * 1000000L;
+	until.tv_sec += ms / 1000 + until.tv_nsec / 1000000000L;
 	until.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&c->lock);
 	while (!c->quit && pthread_cond_timedwait(&c->wake, &c->lock, &until) != ETIMEDOUT)
@@ -389,7 +391,7 @@ static void *watchdog_main(void *arg)
 				  "HA VMs still running, the host is reset within %d s unless they "
 				  "end", c->self.name, c->wd_path, PD_WATCHDOG_MS / 1000);
 		c->wd_starved = !feed;
-		if (!wait_period(c))
+		if (!wait_period(c, PD_HEARTBEAT_MS))
 			return NULL;
 	}
 }
@@ -580,10 +582,19 @@ static void ha_check(struct pd_cluster *c)
 	pthread_mutex_unlock(&c->lock);
 	if (c->ops->host_list(c->st, &hosts, &nh))
 		return;
-	for (i = 0; i < nh; i++)
-		if (strcmp(hosts[i].name, c->self.name) && hosts[i].heartbeat_ms &&
-		    hosts[i].age_ms > PD_DEAD_MS && contact_quorum(c, hosts, nh, hosts[i].name))
-			restart_elsewhere(c, &hosts[i], hosts, nh, term);
+	for (i = 0; i < nh; i++) {
+		if (!strcmp(hosts[i].name, c->self.name) || !hosts[i].heartbeat_ms)
+			continue;
+		if (hosts[i].age_ms > PD_DEAD_MS) {
+			if (contact_quorum(c, hosts, nh, hosts[i].name))
+				restart_elsewhere(c, &hosts[i], hosts, nh, term);
+		} else {
+			/* Due before the next period ends: look again when it is. Safety
+			 * comes from T alone: that look reads the age again. */
+			c->next_wait_ms = pd_ha_wait_ms(c->next_wait_ms, hosts[i].age_ms,
+							PD_DEAD_MS, PD_DEAD_SLACK_MS);
+		}
+	}
 	free(hosts);
 }
 
@@ -597,10 +608,11 @@ static void *cluster_main(void *arg)
 
 		contact(c, t0, ok);
 		claim(c);
+		c->next_wait_ms = PD_HEARTBEAT_MS;
 		if (ok && c->shared)
 			ha_check(c);
 		feed_watchdog(c);
-		if (!wait_period(c))
+		if (!wait_period(c, c->next_wait_ms))
 			break;
 	}
 	return NULL;

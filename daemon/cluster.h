@@ -30,6 +30,7 @@
 #define PD_WATCHDOG_MS	5000  /* an HA VM's shim kills it this long after the last feed */
 #define PD_REJOIN_MS	2000  /* after an outage, a host's time to commit once peers have */
 #define PD_DEAD_MS	15000 /* the leader restarts a host's HA VMs after this silence */
+#define PD_DEAD_SLACK_MS 20   /* the leader's look at a host due to pass T comes this late */
 /* Unbroken contact: heartbeats no more than this apart (hosts.contact_since_ms). */
 #define PD_CONTACT_GAP_MS (2 * PD_HEARTBEAT_MS)
 

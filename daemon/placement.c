@@ -117,6 +117,13 @@ int pd_placement_parse(const char *s, enum pd_placement *out)
 	return -EINVAL;
 }
 
+int64_t pd_ha_wait_ms(int64_t wait, int64_t age, int64_t dead, int64_t slack)
+{
+	if (age < 0 || age > dead || dead - age + slack >= wait)
+		return wait;
+	return dead - age + slack;
+}
+
 const char *pd_placement_name(enum pd_placement p)
 {
 	return (size_t)p < sizeof(names) / sizeof(names[0]) ? names[p] : "?";

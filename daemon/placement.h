@@ -46,6 +46,16 @@ int pd_place(const struct pd_place_host *h, size_t n, enum pd_placement policy, 
  */
 size_t pd_cpu_flags_missing(const char *have, const char *need, char *missing, size_t size);
 
+/*
+ * HA's timing (docs/cluster.md, rule 2). The leader means to look at the hosts again
+ * after wait ms; a host whose heartbeat is age ms old (by the database's clock) is
+ * declared dead once age passes dead. The wait to use: wait, or less, so that the
+ * look comes slack ms after such a host passes dead rather than up to a period later
+ * (its restarts are then issued dead after its last heartbeat, so within dead of its
+ * loss). A host already past dead, or not due before the wait ends, leaves it.
+ */
+int64_t pd_ha_wait_ms(int64_t wait, int64_t age, int64_t dead, int64_t slack);
+
 /* "local", "spread", "pack" -> *out; -EINVAL for anything else. */
 int pd_placement_parse(const char *s, enum pd_placement *out);
 const char *pd_placement_name(enum pd_placement p);

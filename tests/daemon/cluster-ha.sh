@@ -74,8 +74,9 @@ started_epoch() { # NAME: the --epoch its current plinth was started with, on it
 }
 check "the restarted VMMs present the new epoch (rule 3): $(started_epoch ha1), $(started_epoch ha2)" \
 	test "$(started_epoch ha1), $(started_epoch ha2)" = "2 (its uuid), 2 (its uuid)"
-# T = 15 s counts from the last heartbeat, up to a period (1 s) before the loss.
-check "restarts issued 14-20 s after the loss ($issued ms)" test "$issued" -ge 14000 -a "$issued" -le 20000
+# T = 15 s counts from the last heartbeat, up to a period (1 s, more under load) before the
+# loss; the leader looks when T passes (pd_ha_wait_ms), so the restart comes 14-15 s after.
+check "restarts issued 13-20 s after the loss ($issued ms)" test "$issued" -ge 13000 -a "$issued" -le 20000
 check "the VM without ha stays h1's" test "$(vmf plain1 host)" = h1
 start_host h1 $(hostopts h1) || fail "h1 started again"
 sleep 2.5
@@ -99,7 +100,7 @@ check "frozen plinthd: the HA VM stopped by its watchdog within 5-7 s ($((last_o
 	test $((last_old - t0)) -le 7000
 check "restarted elsewhere only after the old copy stopped ($((first_new - last_old)) ms between)" \
 	test "$first_new" -gt "$last_old"
-check "frozen plinthd: restart issued 14-20 s after ($issued ms)" test "$issued" -ge 14000 -a "$issued" -le 20000
+check "frozen plinthd: restart issued 13-20 s after ($issued ms)" test "$issued" -ge 13000 -a "$issued" -le 20000
 kill -CONT "${PID[h1]}"
 sleep 3
 check "h1 resumed: one writer then the other, never both ($(writers ha3))" test "$(hosts_of ha3)" = "h1 $new "

@@ -132,7 +132,7 @@ echo "# h1 cut: its last write to ha1 after $stop1 ms, restart issued after $iss
 check "h1 cut: its HA VMs run on the others ($new1, $new2)" \
 	sh -c "[ '$new1' = h2 -o '$new1' = h3 ] && [ '$new2' = h2 -o '$new2' = h3 ]"
 check "h1 cut: it stopped its HA VMs itself within 4-11 s ($stop1 ms)" test "$stop1" -ge 4000 -a "$stop1" -le 11000
-check "restarts issued 14-22 s after the cut ($issued ms: a new leader first)" test "$issued" -ge 14000 -a "$issued" -le 22000
+check "restarts issued 13-22 s after the cut ($issued ms: a new leader first)" test "$issued" -ge 13000 -a "$issued" -le 22000
 check "restarted only after the old copy stopped ($((first1 - stop1)) ms between)" test "$first1" -gt "$stop1"
 now=$(leader)
 check "h2 or h3 leads after the cut (before it: $led, now: $now)" sh -c "[ '$now' = h2 ] || [ '$now' = h3 ]"

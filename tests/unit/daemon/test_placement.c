@@ -184,6 +184,25 @@ static void test_names(void **unused)
 	assert_string_equal(pd_placement_name(PD_PLACE_PACK), "pack");
 }
 
+/* The leader looks at a host due to be declared dead when it is, not a period later. */
+static void test_ha_wait(void **unused)
+{
+	(void)unused;
+	/* 14.5 s silent: look 0.5 s + slack later, not after the whole 1 s period */
+	assert_int_equal(pd_ha_wait_ms(1000, 14500, 15000, 20), 520);
+	/* exactly at T: the next look must see it past T */
+	assert_int_equal(pd_ha_wait_ms(1000, 15000, 15000, 20), 20);
+	/* the period ends first, or the host is fresh: the period */
+	assert_int_equal(pd_ha_wait_ms(1000, 13990, 15000, 20), 1000);
+	assert_int_equal(pd_ha_wait_ms(1000, 0, 15000, 20), 1000);
+	/* already past T (restarted, or waiting for a quorum): no shorter wait for it */
+	assert_int_equal(pd_ha_wait_ms(1000, 15001, 15000, 20), 1000);
+	assert_int_equal(pd_ha_wait_ms(1000, 60000, 15000, 20), 1000);
+	/* an earlier, shorter wait (another host due sooner) stays */
+	assert_int_equal(pd_ha_wait_ms(300, 14500, 15000, 20), 300);
+	assert_int_equal(pd_ha_wait_ms(1000, -5, 15000, 20), 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -195,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_anti_affinity),
 		cmocka_unit_test(test_cpu_flags),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_ha_wait),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,11 +1,12 @@
 """Live migration and control-socket readiness, plinth beside QEMU, for bench.py --part kvm.
 
-bench_migrate(runs): a 512 MiB guest (idle, then rewriting 32 MiB of tmpfs in a loop)
+bench_migrate(runs): a 512 MiB, 1 vCPU guest (idle, then rewriting 32 MiB of tmpfs in a
+loop), and a 2 GiB, 4 vCPU guest with one such loop pinned to each vCPU (64 MiB each),
 migrated over loopback TCP, TLS 1.3 with a pre-shared key on both sides (plinth's TCP
 migrations always are), with a 300 ms downtime target on both sides. Each run starts
-the source, waits for the guest's counter, starts the destination on a fresh port,
-migrates, takes the figures the VMM itself reports, checks that the guest goes on
-counting on the destination, and kills every process it started.
+the source, waits for the guest's counters, starts the destination on a fresh port,
+migrates, takes the figures the VMM itself reports, checks that every counter of the
+guest goes on on the destination, and kills every process it started.
 bench_api_ready(runs): process start to the first successful reply on the control socket
 (plinth: GET /v1/vm answers 200; QEMU: the QMP greeting and a qmp_capabilities return).
 bench_restore(runs): a 128 MiB guest booted to init, snapshotted (plinth ctl snapshot; QEMU
@@ -13,17 +14,28 @@ stopped and saved with migrate to a file) and killed; then process start of the 
 VMM to its control socket saying the guest runs, polled every 1 ms.
 A failed run makes its cell n/a with the reason; nothing is estimated.
 """
-import json, os, re, shutil, socket, subprocess, tempfile, time
+import collections, json, os, re, shutil, socket, subprocess, tempfile, time
 
 import bench as B  # bench.py: vmm_cmd, interleave, stats, na, wanted, plinth_has
 
-MIG_MEM = "512M"
-MIG_CPUS = 1
 DOWNTIME_MS = 300
 IDLE = 'i=0; while :; do i=$((i+1)); echo "count $i"; sleep 1; done'
 DIRTY = ('i=0; while :; do i=$((i+1)); dd if=/dev/zero of=/dev/shm/buf bs=1M count=32 '
          'conv=notrunc 2>/dev/null; echo "count $i"; done')
-COUNT_RE = re.compile(rb"count (\d+)")
+# One writer pinned to each of the 4 vCPUs (busybox taskset), each with its own counter:
+# every vCPU dirties memory, and each counter must go on at the destination.
+DIRTY4 = ('for k in 0 1 2 3; do taskset -c $k sh -c "i=0; while :; do i=\\$((i+1)); '
+          'dd if=/dev/zero of=/dev/shm/buf$k bs=1M count=64 conv=notrunc 2>/dev/null; '
+          'echo \\"cpu$k count \\$i\\"; done" & done; wait')
+# The guests of bench_migrate: run is the guest's command, counters how many counters it
+# prints ("count N", or "cpuK count N" per vCPU).
+Guest = collections.namedtuple("Guest", "label mem cpus run counters what")
+MIG_GUESTS = (Guest("512 MiB idle", "512M", 1, IDLE, 1, "idle guest"),
+              Guest("512 MiB dirtying", "512M", 1, DIRTY, 1, "guest rewriting 32 MiB of tmpfs in a loop"),
+              Guest("2 GiB 4 vCPUs dirtying", "2G", 4, DIRTY4, 4,
+                    "4 writers in the guest, one pinned to each vCPU (taskset), each rewriting its "
+                    "own 64 MiB of tmpfs in a loop (256 MiB in all)"))
+COUNT_RE = re.compile(rb"(?:cpu(\d+) )?count (\d+)")
 PLINTH_DONE_RE = re.compile(rb"migration completed: total (\d+) ms, downtime (\d+) ms, (\d+) bytes, (\d+) rounds")
 # Unix sockets can't live on the 9p /tmp of the emulated host.
 SOCK_PARENT = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -129,9 +141,20 @@ def read(path):
         return f.read()
 
 
-def last_count(path):
-    c = [int(x) for x in COUNT_RE.findall(read(path))]
-    return max(c) if c else None
+def counts(path):
+    """The last count of each counter in a guest's output: {None: n} for a single counter,
+    {b"0": n, b"1": n, ...} for the per-vCPU ones."""
+    c = {}
+    for k, n in COUNT_RE.findall(read(path)):
+        k = k or None
+        c[k] = max(c.get(k, 0), int(n))
+    return c
+
+
+def started(path, g, n=3):
+    """Every one of guest g's counters has reached n."""
+    c = counts(path)
+    return len(c) >= g.counters and min(c.values()) >= n
 
 
 class Run:
@@ -164,13 +187,19 @@ class Run:
 
 
 def check_resumed(r, src_out, dst_out, procs):
-    """The guest must go on counting on the destination, past the source's last count."""
-    n = last_count(r.path(src_out)) or 0
-    wait_until(lambda: (last_count(r.path(dst_out)) or 0) > n, 120,
-               "the guest counting on the destination (source stopped at %d)" % n, procs)
+    """Each of the guest's counters must go on on the destination, past its last count on
+    the source."""
+    n = counts(r.path(src_out))
+
+    def on():
+        d = counts(r.path(dst_out))
+        return all(d.get(k, 0) > v for k, v in n.items())
+    wait_until(on, 120, "the guest counting on the destination (the source stopped at %s)"
+               % ", ".join("%s%d" % ("" if k is None else "cpu%s " % k.decode(), v)
+                           for k, v in sorted(n.items(), key=lambda kv: kv[0] or b"")), procs)
 
 
-def plinth_migrate(guest):
+def plinth_migrate(g):
     r = Run()
     try:
         sock = r.path("api.sock")
@@ -180,11 +209,11 @@ def plinth_migrate(guest):
         with open(key, "w") as f:
             f.write(os.urandom(32).hex())
         os.chmod(key, 0o600)
-        src = r.start(B.vmm_cmd("plinth", mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
+        src = r.start(B.vmm_cmd("plinth", mem=g.mem, cpus=g.cpus, run=g.run,
                                 extra=["--api-socket", sock, "--migrate-psk", key]), "a")
-        wait_until(lambda: (last_count(r.path("a.out")) or 0) >= 3, 300, "the source guest's count 3", [src])
+        wait_until(lambda: started(r.path("a.out"), g), 300, "the source guest's counts 3", [src])
         port = free_port()
-        machine = B.vmm_cmd("plinth", mem=MIG_MEM, cpus=MIG_CPUS, run=guest)[2:]
+        machine = B.vmm_cmd("plinth", mem=g.mem, cpus=g.cpus, run=g.run)[2:]
         dst = r.start([B.PLINTH, "receive", "--listen", "tcp:127.0.0.1:%d" % port,
                        "--migrate-psk", key] + machine, "b")
         wait_until(lambda: listening(port), 60, "plinth receive listening", [dst])
@@ -216,7 +245,7 @@ def plinth_migrate(guest):
         r.kill()
 
 
-def qemu_migrate(guest, vmm):
+def qemu_migrate(g, vmm):
     r = Run()
     q = qd = None
     try:
@@ -227,12 +256,12 @@ def qemu_migrate(guest, vmm):
         os.mkdir(psk, 0o700)
         with open(os.path.join(psk, "keys.psk"), "w") as f:
             f.write("qemu:%s\n" % os.urandom(32).hex())
-        src = r.start(B.vmm_cmd(vmm, mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
+        src = r.start(B.vmm_cmd(vmm, mem=g.mem, cpus=g.cpus, run=g.run,
                                 extra=["-qmp", "unix:%s,server=on,wait=off" % qmp, "-object",
                                        "tls-creds-psk,id=tls0,endpoint=client,dir=%s" % psk]), "a")
-        wait_until(lambda: (last_count(r.path("a.out")) or 0) >= 3, 300, "the source guest's count 3", [src])
+        wait_until(lambda: started(r.path("a.out"), g), 300, "the source guest's counts 3", [src])
         port = free_port()
-        dst = r.start(B.vmm_cmd(vmm, mem=MIG_MEM, cpus=MIG_CPUS, run=guest,
+        dst = r.start(B.vmm_cmd(vmm, mem=g.mem, cpus=g.cpus, run=g.run,
                                 extra=["-qmp", "unix:%s,server=on,wait=off" % qmpd, "-incoming", "defer",
                                        "-object", "tls-creds-psk,id=tls0,endpoint=server,dir=%s" % psk]), "b")
         wait_until(lambda: os.path.exists(qmpd), 60, "QEMU's destination QMP socket", [dst])
@@ -267,14 +296,14 @@ def qemu_migrate(guest, vmm):
 def bench_migrate(runs):
     res = {}
     have = B.plinth_has("receive", "migrate")
-    cond = ("%d vCPU, %s guest, loopback TCP with TLS 1.3 and a pre-shared key on both (plinth "
+    cond = ("loopback TCP with TLS 1.3 and a pre-shared key on both (plinth "
             "--migrate-psk, QEMU tls-creds-psk), %d ms downtime target on both; each VMM's own figures: "
             "plinth its 'migration completed' line (downtime = source paused to the destination's ack "
             "of the checked stream), QEMU -M pc query-migrate with max-bandwidth uncapped (downtime = "
             "source stopped to its last byte sent, no destination ack); a run counts only if the guest "
-            "then counts on at the destination" % (MIG_CPUS, "512 MiB", DOWNTIME_MS))
-    for label, guest, what in (("512 MiB idle", IDLE, "idle guest"),
-                               ("512 MiB dirtying", DIRTY, "guest rewriting 32 MiB of tmpfs in a loop")):
+            "then counts on at the destination (each of its counters)" % DOWNTIME_MS)
+    for g in MIG_GUESTS:
+        label = g.label
         rows = (("migration downtime, %s (ms)" % label, "ms"),
                 ("migration total time, %s (s)" % label, "s"),
                 ("migration bytes sent, %s (MB)" % label, "MB"))
@@ -282,14 +311,16 @@ def bench_migrate(runs):
             continue
         fns = {}
         if have:
-            fns["plinth"] = lambda g=guest: plinth_migrate(g)
+            fns["plinth"] = lambda g=g: plinth_migrate(g)
         for k in B.qemu_keys("pc"):
-            fns[k] = lambda g=guest, k=k: qemu_migrate(g, k)
+            fns[k] = lambda g=g, k=k: qemu_migrate(g, k)
         r = B.interleave(fns, runs)
         for i, (name, unit) in enumerate(rows):
             if not B.wanted(name):
                 continue
-            row = {"unit": unit, "lower_is_better": True, "conditions": "%s; %s" % (what, cond)}
+            row = {"unit": unit, "lower_is_better": True,
+                   "conditions": "%s; %d vCPU%s, %s guest, %s" % (
+                       g.what, g.cpus, "s" if g.cpus > 1 else "", " ".join(label.split()[:2]), cond)}
             for k in ["plinth"] + B.qemu_keys("pc"):
                 v = r.get(k, B.na("plinth has no receive/migrate"))
                 row[k] = B.na(str(v)[:200]) if isinstance(v, Exception) else (

@@ -71,6 +71,9 @@ static const char usage_head[] =
 	"                      Without it the store is blank and lives in memory only\n"
 	"  --cpus N            virtual CPUs, 1..64 (default 1)\n"
 	"  --memory SIZE       guest RAM, e.g. 512M, 2G (default 512M)\n"
+	"  --memory-merge      guest RAM that the host's KSM may merge (private anonymous\n"
+	"                      memory marked mergeable, not a shared memfd); a migration\n"
+	"                      then reads never-written pages too\n"
 	"  --no-reboot         exit when the guest reboots instead of restarting it\n"
 	"  --api-socket PATH   serve the control API (docs/api.yaml) on this Unix socket\n"
 	;
@@ -522,7 +525,8 @@ struct cmd_opts {
  */
 static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts *o)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_NO_REBOOT,
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_MEMORY_MERGE,
+	       OPT_NO_REBOOT,
 	       OPT_API_SOCKET, OPT_SECCOMP, OPT_JAIL, OPT_PSK, OPT_FROM, OPT_PAUSED, OPT_LISTEN,
 	       OPT_FIRMWARE, OPT_FIRMWARE_VARS, OPT_EPOCH,
 	       OPT_DEVICE /* + the class's index in dev_classes[] */ };
@@ -534,6 +538,7 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 		{ "firmware-vars", required_argument, NULL, OPT_FIRMWARE_VARS },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "memory-merge", no_argument, NULL, OPT_MEMORY_MERGE },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
 		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
@@ -612,6 +617,9 @@ static int parse_cmd(enum cmd_kind kind, int argc, char **argv, struct cmd_opts 
 		case OPT_MEMORY:
 			if (machine_memory(optarg, &cfg->memory, why, sizeof(why)))
 				return usage_error("--memory %s", why);
+			break;
+		case OPT_MEMORY_MERGE:
+			cfg->memory_merge = true;
 			break;
 		case OPT_NO_REBOOT:
 			cfg->no_reboot = true;

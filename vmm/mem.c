@@ -29,12 +29,14 @@ static int layout_total(const struct guest_mem_layout *layout, unsigned int nr, 
 
 /*
  * Map each slot of the layout from gm->fd, back to back in the file, with the given
- * MAP_SHARED/MAP_PRIVATE flag; huge pages on request. On failure unmaps what it
- * mapped and returns -errno; gm->fd stays open for the caller.
+ * MAP_SHARED/MAP_PRIVATE flag, or private anonymous memory if gm->fd is -1; huge
+ * pages on request. On failure unmaps what it mapped and returns -errno; gm->fd stays
+ * open for the caller.
  */
 static int map_slots(struct guest_mem *gm, const struct guest_mem_layout *layout,
 		     unsigned int nr, int share, bool hugepage)
 {
+	int flags = gm->fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : share;
 	uint64_t off = 0;
 	unsigned int i;
 	int ret;
@@ -42,7 +44,7 @@ static int map_slots(struct guest_mem *gm, const struct guest_mem_layout *layout
 	for (i = 0; i < nr; i++) {
 		struct guest_mem_slot *s = &gm->slot[i];
 		void *p = mmap(NULL, layout[i].size, PROT_READ | PROT_WRITE,
-			       share | MAP_NORESERVE, gm->fd, (off_t)off);
+			       flags | MAP_NORESERVE, gm->fd, gm->fd < 0 ? 0 : (off_t)off);
 
 		if (p == MAP_FAILED) {
 			ret = -errno;
@@ -56,11 +58,17 @@ static int map_slots(struct guest_mem *gm, const struct guest_mem_layout *layout
 		/* Guest RAM is never useful in a core dump and may be large. */
 		madvise(p, layout[i].size, MADV_DONTDUMP);
 		/*
-		 * Huge pages where the host allows them for shared memory
-		 * (shmem_enabled = advise): fewer nested-paging faults.
+		 * Huge pages where the host allows them (for shared memory only with
+		 * shmem_enabled = advise): fewer nested-paging faults.
 		 */
 		if (hugepage)
 			madvise(p, layout[i].size, MADV_HUGEPAGE);
+		/*
+		 * KSM merges only private anonymous pages: identical pages of idle guests
+		 * (zeroed, the same kernel) then cost the host one copy while ksmd runs.
+		 */
+		if (gm->fd < 0 && madvise(p, layout[i].size, MADV_MERGEABLE) < 0 && errno != EINVAL)
+			log_warn("guest memory can't be merged by KSM: %s", strerror(errno));
 		s->gpa = layout[i].gpa;
 		s->size = layout[i].size;
 		s->hva = p;
@@ -71,7 +79,8 @@ static int map_slots(struct guest_mem *gm, const struct guest_mem_layout *layout
 	return 0;
 }
 
-int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout, unsigned int nr)
+int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout, unsigned int nr,
+		     bool mergeable)
 {
 	uint64_t total;
 	int ret;
@@ -81,6 +90,12 @@ int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout
 	ret = layout_total(layout, nr, &total);
 	if (ret)
 		return ret;
+	if (mergeable) {
+		ret = map_slots(gm, layout, nr, MAP_PRIVATE, true);
+		if (!ret)
+			gm->total = total;
+		return ret;
+	}
 
 	gm->fd = memfd_create("plinth-ram", MFD_CLOEXEC);
 	if (gm->fd < 0) {

@@ -82,14 +82,17 @@ static inline void guest_mem_mark_dirty(const struct guest_mem *gm, const void *
 /*
  * Create guest RAM of size bytes (a multiple of 4 KiB) backed by one memfd,
  * mapped MAP_SHARED, split into slots by the caller's layout: layout[i] gives
- * each slot's guest address and size (sizes summing to size). 0 or -errno.
+ * each slot's guest address and size (sizes summing to size). mergeable: private
+ * anonymous memory marked MADV_MERGEABLE instead, which KSM can merge (a shared
+ * memfd it never does); no fd then, so a migration can't skip never-written
+ * ranges by their holes. 0 or -errno.
  */
 struct guest_mem_layout {
 	uint64_t gpa;
 	uint64_t size;
 };
 int guest_mem_create(struct guest_mem *gm, const struct guest_mem_layout *layout,
-		     unsigned int nr);
+		     unsigned int nr, bool mergeable);
 /*
  * The same layout mapped from fd (a snapshot's memory file, slots back to back
  * from offset 0) MAP_PRIVATE: pages are read lazily on first touch and guest

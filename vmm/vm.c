@@ -385,7 +385,7 @@ static int vm_setup_memory(struct vm *vm)
 	if (vm->cfg->restore && vm->cfg->restore_memory_fd >= 0)
 		ret = guest_mem_map_file(&vm->mem, lay, nr, vm->cfg->restore_memory_fd);
 	else
-		ret = guest_mem_create(&vm->mem, lay, nr);
+		ret = guest_mem_create(&vm->mem, lay, nr, vm->cfg->memory_merge);
 	if (ret)
 		return ret;
 	for (i = 0; i < vm->mem.nr_slots; i++) {

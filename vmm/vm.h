@@ -58,6 +58,7 @@ struct vm_config {
 	const char *cmdline;
 	unsigned int cpus;
 	uint64_t memory;        /* bytes */
+	bool memory_merge;      /* guest RAM KSM can merge (guest_mem_create) */
 	bool no_reboot;
 	const char *api_socket; /* the control API's socket, or NULL (see control.h) */
 	int console_in;         /* fds for the serial console; -1 in to disable input */

@@ -76,7 +76,8 @@ static void guest_dirties(struct fake_hv *f, unsigned int collect, void *opaque)
 		fake_hv_write(f, (uint64_t)(DIRTY_PAGE0 + i) * PAGE, (uint8_t)collect);
 }
 
-static struct side *side_new(unsigned int cpus, uint64_t memory, bool incoming)
+/* A side whose guest RAM is mergeable (plinth run --memory-merge) or the memfd. */
+static struct side *side_new_ram(unsigned int cpus, uint64_t memory, bool incoming, bool merge)
 {
 	struct side *s = calloc(1, sizeof(*s));
 	unsigned int i, j;
@@ -85,6 +86,7 @@ static struct side *side_new(unsigned int cpus, uint64_t memory, bool incoming)
 	fake_hv_init(&s->f);
 	fake_vm_config(&s->cfg, &s->f, cpus, memory, -1);
 	s->cfg.restore = s->cfg.incoming = incoming;
+	s->cfg.memory_merge = merge;
 	assert_int_equal(vmm_init(&s->vmm, &s->cfg), 0);
 	snprintf(s->vmm.lease_owner, sizeof(s->vmm.lease_owner), incoming ? "dst" : "src");
 	s->vm = vm_create(&s->cfg);
@@ -104,6 +106,11 @@ static struct side *side_new(unsigned int cpus, uint64_t memory, bool incoming)
 	s->f.on_collect = guest_dirties;
 	s->f.opaque = s;
 	return s;
+}
+
+static struct side *side_new(unsigned int cpus, uint64_t memory, bool incoming)
+{
+	return side_new_ram(cpus, memory, incoming, false);
 }
 
 static void side_free(struct side *s)
@@ -377,6 +384,57 @@ static void test_precopy_converges(void **state)
 		side_free(src);
 		side_free(dst);
 	}
+}
+
+/* True if /proc/self/smaps gives the mapping at hva the VmFlag flag ("mg": mergeable). */
+static bool vm_flag(const void *hva, const char *flag)
+{
+	char line[512], want[32];
+	bool in = false, found = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	assert_non_null(f);
+	snprintf(want, sizeof(want), " %s", flag);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+			in = (uintptr_t)hva >= lo && (uintptr_t)hva < hi;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			found = strstr(line, want) != NULL;
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Guest RAM that KSM may merge (--memory-merge) has no memfd, so round 0 can't skip
+ * holes and reads every page: the destination gets the same guest all the same, and
+ * the RAM is marked mergeable where the kernel has KSM (a shared memfd never is).
+ */
+static void test_mergeable_ram(void **state)
+{
+	struct side *src = side_new_ram(CPUS, MEM, false, true), *dst = side_new_ram(CPUS, MEM, true, true);
+	struct api_migrate_args a = args(0);
+	struct side *plain = side_new(CPUS, MEM, true);
+	struct receiver r;
+	struct mig_stats st;
+
+	(void)state;
+	assert_int_equal(src->vm->mem.fd, -1);
+	assert_false(src->vm->mem.shared);
+	assert_false(vm_flag(plain->vm->mem.slot[0].hva, "mg"));
+	if (access("/sys/kernel/mm/ksm/run", F_OK) == 0)
+		assert_true(vm_flag(src->vm->mem.slot[0].hva, "mg"));
+	side_free(plain);
+	src->dirty_until = 2;
+	receiver_start(&r, dst);
+	st = migrate(src, &a);
+	assert_int_equal(receiver_end(&r), 0);
+	assert_int_equal(st.status, MIG_COMPLETED);
+	assert_same_guest(src, dst);
+	side_free(src);
+	side_free(dst);
 }
 
 /*
@@ -673,6 +731,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_precopy_converges),
+		cmocka_unit_test(test_mergeable_ram),
 		cmocka_unit_test(test_downtime_decides),
 		cmocka_unit_test(test_fail_connect),
 		cmocka_unit_test(test_fail_send_precopy),

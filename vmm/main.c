@@ -389,6 +389,13 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 	int rc = 1, signo = 0, api_fd = h->api_fd, ret;
 
 	vmm->cfg = cfg;
+	/* The filters this VM's threads install compile while the VM is built. */
+	if (cfg->seccomp &&
+	    sandbox_seccomp_prepare(1u << SANDBOX_MAIN | 1u << SANDBOX_MAIN_RUN | 1u << SANDBOX_IO |
+				    (cfg->api_socket || api_fd >= 0 ? 1u << SANDBOX_API : 0) |
+				    1u << (cfg->firmware ? SANDBOX_VCPU_FLASH : SANDBOX_VCPU),
+				    main_run_keep(vmm, cfg, jail)))
+		goto out_files;
 	if (cfg->api_socket && api_fd < 0) {
 		/* Outside any jail or filter: it stats, unlinks and chmods by path. */
 		api_fd = api_listen(cfg->api_socket);
@@ -409,6 +416,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 			break;
 		}
 		vm = vm_create(cfg);
+		sandbox_seccomp_prepared(); /* before the jail: no other thread then */
 		if (!vm) {
 			rc = 1;
 			break;
@@ -499,6 +507,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 	if (api_fd >= 0)
 		close(api_fd);
 out_files:
+	sandbox_seccomp_prepared(); /* a failure before the first VM left it running */
 	vm_close_files(cfg);
 	return rc;
 }

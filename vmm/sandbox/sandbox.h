@@ -114,6 +114,19 @@ int sandbox_seccomp_install(enum sandbox_thread kind);
 int sandbox_seccomp_narrow_main(unsigned int keep);
 
 /*
+ * Compile the filters of kinds (a mask of 1u << kind; SANDBOX_MAIN_RUN's for keep) on a
+ * thread of its own, while the caller goes on building the VM; then
+ * sandbox_seccomp_prepared() waits for it, and from then on sandbox_seccomp_install()
+ * and sandbox_seccomp_narrow_main() load those programs instead of compiling the same
+ * rules again on every thread (the same filters). Once per process, before any thread
+ * installs a filter; a kind that failed to compile is compiled (and reported) where it
+ * is installed. 0 or -errno after one log line (nothing prepared: each compiles its own).
+ * sandbox_seccomp_prepared() returns the mask of the kinds compiled (0 if none was asked).
+ */
+int sandbox_seccomp_prepare(unsigned int kinds, unsigned int keep);
+unsigned int sandbox_seccomp_prepared(void);
+
+/*
  * Write the allowlist of kind to out, one syscall per line with its argument
  * constraints ("ioctl  arg1 in {KVM_RUN, ...}"), for --seccomp-print and docs.
  */

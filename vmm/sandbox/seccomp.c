@@ -18,13 +18,27 @@
  * sandbox_seccomp_install() on that thread: the trap carries no data of ours
  * (libseccomp refuses TRAP with data). A thread that inherited its creator's
  * filter and installed none reports "inherited".
+ *
+ * Compiling a filter takes libseccomp milliseconds (tens in a nested guest), and every
+ * thread of a kind would compile the same one: sandbox_seccomp_prepare() compiles the
+ * kinds a VM will need once, on a thread of its own while the VMM builds the VM, and
+ * install() then loads that program (the very one seccomp_load() would have generated
+ * from the same rules: seccomp_export_bpf()). A kind not prepared is compiled where
+ * it is installed, as before.
  */
 #include "sandbox.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -225,9 +239,143 @@ out_release:
 	return NULL;
 }
 
-static int install(enum sandbox_thread kind, const struct sc_policy *pol)
+/* ---- filters compiled ahead ----------------------------------------------------- */
+
+/*
+ * The programs sandbox_seccomp_prepare() compiled, by kind (len 0: not compiled). Written
+ * by its thread only, published by sandbox_seccomp_prepared() after joining it (the
+ * release store of ready), read-only from then on and kept for the process's life (a
+ * guest reset's new vCPUs load them again). The one mutable state here besides the tag.
+ */
+static struct {
+	struct sock_fprog prog[SANDBOX_NR_KINDS];
+	unsigned int kinds, keep; /* what to compile: 1u << kind; MAIN_RUN's keep */
+	pthread_t thread;
+	bool running;
+	atomic_bool ready;
+} prep;
+
+/* ctx's program into *prog (its filter malloc'ed), as seccomp_load() would load it. */
+static int export_prog(scmp_filter_ctx ctx, struct sock_fprog *prog)
 {
-	scmp_filter_ctx ctx;
+	struct sock_filter *f;
+	off_t len;
+	size_t got = 0;
+	int fd, rc;
+
+	fd = memfd_create("plinth-seccomp", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = seccomp_export_bpf(ctx, fd);
+	if (rc)
+		goto out_close;
+	len = lseek(fd, 0, SEEK_END);
+	if (len <= 0 || len % (off_t)sizeof(*f) || len / (off_t)sizeof(*f) > USHRT_MAX) {
+		rc = -EINVAL;
+		goto out_close;
+	}
+	f = malloc((size_t)len);
+	if (!f) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	while (got < (size_t)len) {
+		ssize_t n = pread(fd, (char *)f + got, (size_t)len - got, (off_t)got);
+
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			free(f);
+			goto out_close;
+		}
+		got += (size_t)n;
+	}
+	prog->filter = f;
+	prog->len = (unsigned short)(len / (off_t)sizeof(*f));
+out_close:
+	close(fd);
+	return rc;
+}
+
+static void *prepare_thread(void *arg)
+{
+	(void)arg;
+	for (int k = 0; k < SANDBOX_NR_KINDS; k++) {
+		const struct sc_policy *pol;
+		scmp_filter_ctx ctx;
+
+		if (!(prep.kinds & (1u << k)))
+			continue;
+		pol = k == SANDBOX_MAIN_RUN ? sc_policy_main_run(prep.keep) :
+					      sc_policy_of((enum sandbox_thread)k);
+		ctx = pol ? build_filter((enum sandbox_thread)k, pol) : NULL;
+		if (!ctx)
+			continue; /* compiled where installed, which reports it */
+		if (export_prog(ctx, &prep.prog[k]))
+			prep.prog[k].len = 0;
+		seccomp_release(ctx);
+	}
+	return NULL;
+}
+
+int sandbox_seccomp_prepare(unsigned int kinds, unsigned int keep)
+{
+	int rc;
+
+	if (prep.running || atomic_load(&prep.ready))
+		return 0;
+	prep.kinds = kinds & ((1u << SANDBOX_NR_KINDS) - 1);
+	prep.keep = keep;
+	rc = pthread_create(&prep.thread, NULL, prepare_thread, NULL);
+	if (rc) {
+		log_error("seccomp: cannot start the thread compiling the filters: %s",
+			  strerror(rc));
+		return -rc;
+	}
+	prep.running = true;
+	return 0;
+}
+
+unsigned int sandbox_seccomp_prepared(void)
+{
+	unsigned int done = 0;
+
+	if (prep.running) {
+		pthread_join(prep.thread, NULL);
+		prep.running = false;
+		atomic_store_explicit(&prep.ready, true, memory_order_release);
+	}
+	if (!atomic_load_explicit(&prep.ready, memory_order_acquire))
+		return 0;
+	for (int k = 0; k < SANDBOX_NR_KINDS; k++)
+		if (prep.prog[k].len)
+			done |= 1u << k;
+	return done;
+}
+
+/* kind's compiled program, if prepared (MAIN_RUN: for this keep), or NULL. */
+static const struct sock_fprog *prepared_prog(enum sandbox_thread kind, unsigned int keep)
+{
+	if (!atomic_load_explicit(&prep.ready, memory_order_acquire) || !prep.prog[kind].len)
+		return NULL;
+	if (kind == SANDBOX_MAIN_RUN && keep != prep.keep)
+		return NULL;
+	return &prep.prog[kind];
+}
+
+/* What seccomp_load() does with the attributes build_filter() sets (no flags). */
+static int load_prog(const struct sock_fprog *prog)
+{
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -errno;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog))
+		return -errno;
+	return 0;
+}
+
+static int install(enum sandbox_thread kind, const struct sc_policy *pol, unsigned int keep)
+{
+	const struct sock_fprog *prog;
+	scmp_filter_ctx ctx = NULL;
 	int rc;
 
 	/* Filters only add up (and count against a kernel limit): once per thread and kind. */
@@ -237,13 +385,20 @@ static int install(enum sandbox_thread kind, const struct sc_policy *pol)
 	if (rc)
 		return rc;
 	sandbox_libc_prepare();
-	ctx = build_filter(kind, pol);
-	if (!ctx)
-		return -EINVAL;
+	prog = prepared_prog(kind, keep);
+	if (!prog) {
+		ctx = build_filter(kind, pol);
+		if (!ctx)
+			return -EINVAL;
+	}
 	/* Tagged before loading: the first trap may come right after the load. */
 	sandbox_tls_kind = (int)kind;
-	rc = seccomp_load(ctx);
-	seccomp_release(ctx);
+	if (prog) {
+		rc = load_prog(prog);
+	} else {
+		rc = seccomp_load(ctx);
+		seccomp_release(ctx);
+	}
 	if (rc) {
 		sandbox_tls_kind = -1;
 		log_error("seccomp: cannot install the %s filter: %s", sandbox_thread_name(kind),
@@ -259,12 +414,12 @@ int sandbox_seccomp_install(enum sandbox_thread kind)
 		log_error("seccomp: no thread kind %d", (int)kind);
 		return -EINVAL;
 	}
-	return install(kind, sc_policy_of(kind));
+	return install(kind, sc_policy_of(kind), 0);
 }
 
 int sandbox_seccomp_narrow_main(unsigned int keep)
 {
-	return install(SANDBOX_MAIN_RUN, sc_policy_main_run(keep));
+	return install(SANDBOX_MAIN_RUN, sc_policy_main_run(keep), keep);
 }
 
 /* ---- printing -------------------------------------------------------------------------- */

@@ -648,6 +648,22 @@ static int body_main_resolver(void *arg)
 	return 0;
 }
 
+/* arg: a body run after every kind's filter was compiled ahead (the VMM's start-up). */
+struct prepared_body {
+	int (*body)(void *arg);
+	void *arg;
+};
+
+static int body_prepared(void *arg)
+{
+	const struct prepared_body *pb = arg;
+	unsigned int all = (1u << SANDBOX_NR_KINDS) - 1;
+
+	if (sandbox_seccomp_prepare(all, 0) || sandbox_seccomp_prepared() != all)
+		return 101;
+	return pb->body(pb->arg);
+}
+
 /* ---- cases ------------------------------------------------------------------------- */
 
 static void test_allowed_each_kind(void **state)
@@ -663,6 +679,33 @@ static void test_filter_really_installed(void **state)
 {
 	(void)state;
 	assert_int_equal(run_child(body_seccomp_mode, NULL, &res), 0);
+	expect_clean_exit();
+}
+
+/* A filter compiled ahead and loaded later allows and kills exactly as one compiled in place. */
+static void test_prepared_filters(void **state)
+{
+	struct prepared_body arg[1];
+
+	(void)state;
+	arg->body = body_allowed;
+	for (int k = 0; k < SANDBOX_NR_KINDS; k++) {
+		arg->arg = (void *)(intptr_t)k;
+		assert_int_equal(run_child(body_prepared, arg, &res), 0);
+		expect_clean_exit();
+	}
+	arg->body = body_vcpu_execve;
+	assert_int_equal(run_child(body_prepared, arg, &res), 0);
+	expect_killed_for("execve", "vcpu");
+	arg->body = body_vcpu_pwrite;
+	arg->arg = (void *)(intptr_t)SANDBOX_VCPU;
+	assert_int_equal(run_child(body_prepared, arg, &res), 0);
+	expect_killed_for("pwrite64", "vcpu");
+	arg->arg = (void *)(intptr_t)SANDBOX_VCPU_FLASH;
+	assert_int_equal(run_child(body_prepared, arg, &res), 0);
+	expect_clean_exit();
+	arg->body = body_seccomp_mode;
+	assert_int_equal(run_child(body_prepared, arg, &res), 0);
 	expect_clean_exit();
 }
 
@@ -944,6 +987,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_allowed_each_kind),
 		cmocka_unit_test(test_filter_really_installed),
+		cmocka_unit_test(test_prepared_filters),
 		cmocka_unit_test(test_vcpu_execve_kills),
 		cmocka_unit_test(test_vcpu_pwrite_flash_only),
 		cmocka_unit_test(test_vcpu_open_refused),

@@ -576,7 +576,7 @@ def part_kvm(runs, save=lambda out: None):
     m.update(bench_display.bench_display(runs))
     save(out)
     # 8. density: idle 128 MiB guests held in a 3 GiB memory cgroup, with and without KSM.
-    m.update(bench_density.bench_density(runs))
+    m.update(bench_density.bench_density(runs, lambda rows: (m.update(rows), save(out))))
     out["metrics"] = {k: v for k, v in m.items() if wanted(k)}
     return out
 

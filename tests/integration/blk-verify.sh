@@ -34,7 +34,7 @@ done
 out=$dir/console
 sock=$dir/api.sock
 GLIBC_TUNABLES=$MALLOC_TRIM_EVERY timeout -k 10 420 "$BUILD/plinth" run --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initramfs.cpio.gz" \
-	--cpus 2 --memory 256M --api-socket "$sock" --cmdline "$(guest_cmdline "$cmd")" "${disks[@]}" \
+	--cpus 2 --memory 256M --no-reboot --api-socket "$sock" --cmdline "$(guest_cmdline "$cmd")" "${disks[@]}" \
 	</dev/null >"$out" 2>&1 &
 pid=$!
 polls=0

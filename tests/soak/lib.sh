@@ -83,10 +83,22 @@ host_check() {
 	echo "$kind: host-side $(echo "$out" | tail -n 1 | sed 's/^PLINTH-VERIFY //')"
 }
 
+# guest_reset_check CONSOLE: fails if the guest crashed to a reset (a triple fault) or its
+# init ran twice. Under --no-reboot the VMM then exits 0, and a verifier started again on
+# disks the first run wrote reports their records as writes its model never made.
+guest_reset_check() {
+	local crash
+	crash=$(grep -m 1 -E "triple fault|Kernel panic" "$1")
+	[ -n "$crash" ] && fail "the guest crashed: $crash"
+	[ "$(grep -c '^plinth-guest: init started' "$1")" -le 1 ] || fail "the guest's init ran more than once (a reset)"
+	return 0
+}
+
 # verify_results CONSOLE LABEL...: each LABEL's run ended ok in the guest; print their lines.
 verify_results() {
 	local out=$1 l
 	shift
+	guest_reset_check "$out"
 	for l in "$@"; do
 		grep -q "^VERIFY-EXIT $l 0" "$out" || {
 			grep -E "PLINTH-VERIFY|VERIFY-|seccomp|Kernel panic|BUG|Oops" "$out" | head -n 30

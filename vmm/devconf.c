@@ -193,7 +193,7 @@ int dev_config_parse_json(const json_t *obj, struct dev_config *d)
 	memset(d, 0, sizeof(*d));
 	kind = json_string_value(json_object_get(obj, "kind"));
 	if (!json_is_object(obj) || !kind) {
-		log_error("device: expected an object with \"kind\" (disk, net, console, rng, vsock)");
+		log_error("device: expected an object with \"kind\" (disk, net, console, rng, balloon, vsock)");
 		return -EINVAL;
 	}
 	cls = dev_class_find(kind);

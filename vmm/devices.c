@@ -8,7 +8,7 @@
 #include "devconf.h"
 #include "util.h"
 
-#define DEV_CLASSES(X) X(disk) X(net) X(console) X(rng) X(vsock) X(display)
+#define DEV_CLASSES(X) X(disk) X(net) X(console) X(rng) X(balloon) X(vsock) X(display)
 
 #define DEV_DECLARE(name) extern const struct dev_class dev_class_##name;
 #define DEV_ROW(name)     &dev_class_##name,

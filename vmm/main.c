@@ -82,7 +82,7 @@ static const char usage_tail[] =
 	"                      Every device option also takes id=ID (default: disk0, net0...,\n"
 	"                      what snapshots and migrations match devices by) and addr=SLOT\n"
 	"                      (PCI slot 1..31; default: the next free one in this order);\n"
-	"                      --rng takes them as --rng=id=ID,addr=SLOT\n"
+	"                      --rng and --balloon take them as --rng=id=ID,addr=SLOT\n"
 	"  --migrate-psk FILE  the cluster's migration key (64..128 hex digits, mode\n"
 	"                      600): migrations over TCP use TLS 1.3 with it, both ways\n"
 	"  --seccomp=on|off    per-thread seccomp filters (default on; off for debugging)\n"

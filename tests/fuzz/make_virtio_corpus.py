@@ -106,6 +106,19 @@ desc(m, d1, 0, 0x3100, 2, 0, 0)
 avail(m, a1, [0])
 write('virtio-console', 'io', m)
 
+# balloon: a PFN on inflateq, two free blocks on the reporting queue (one across the slots)
+m = mem(0x11000)
+m[0], m[1] = 3, 1
+d0, a0, u0 = queue(0)
+d2, a2, u2 = queue(2)
+struct.pack_into('<I', m, 0x3000, 4)
+desc(m, d0, 0, 0x3000, 4, 0, 0)
+avail(m, a0, [0])
+desc(m, d2, 0, 0x4000, 0x2000, WRITE, 1)
+desc(m, d2, 1, 0xf000, 0x2000, WRITE, 0)
+avail(m, a2, [0])
+write('virtio-balloon', 'report', m)
+
 # pci: register accesses of a driver bringing virtio-rng up and kicking it
 ops = []
 

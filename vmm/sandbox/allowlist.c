@@ -197,7 +197,7 @@ static const struct sc_rule base_rules[] = {
 	ALLOW_BITS(mmap, 2, PROT_EXEC, 0, "malloc, thread stacks; never executable"),
 	ALLOW_BITS(mprotect, 2, PROT_EXEC, 0, "malloc arenas, stack guards; never executable"),
 	ALLOW(munmap, "free, thread stacks"),
-	ALLOW(madvise, "free, thread exit"),
+	ALLOW(madvise, "free, thread exit, virtio-balloon's reported pages"),
 	ALLOW(mremap, "realloc of large blocks"),
 	ALLOW(brk, "malloc"),
 	ALLOW(sched_getaffinity, "malloc arena sizing, pthread_getattr_np"),

@@ -16,6 +16,7 @@
 #include "virtio.h"
 
 extern const struct virtio_dev_ops virtio_rng_ops;
+extern const struct virtio_dev_ops virtio_balloon_ops;
 extern const struct virtio_dev_ops virtio_console_ops;
 extern const struct virtio_dev_ops virtio_net_ops;
 extern const struct virtio_dev_ops virtio_vsock_ops;
@@ -23,6 +24,7 @@ extern const struct virtio_dev_ops virtio_gpu_ops;
 extern const struct virtio_dev_ops virtio_input_ops;
 
 int virtio_rng_init(struct virtio_dev *vdev, const struct guest_mem *mem);
+int virtio_balloon_init(struct virtio_dev *vdev, const struct guest_mem *mem);
 
 /* in_fd/out_fd: host side of hvc0 (may be the same fd); non-blocking is set here. */
 int virtio_console_init(struct virtio_dev *vdev, const struct guest_mem *mem, int in_fd,

@@ -956,6 +956,31 @@ int virtio_pci_create_on(struct pci_bus *bus, struct virtio_dev *vdev, struct vi
 	return 0;
 }
 
+int virtio_pci_create_plain(struct pci_bus *bus, const struct guest_mem *mem, const char *opt,
+			    const char *spec,
+			    int (*init)(struct virtio_dev *vdev, const struct guest_mem *mem),
+			    struct virtio_pci **out)
+{
+	struct virtio_dev *vdev;
+	int r;
+
+	if (spec && *spec) {
+		log_error("%s: takes no options (got '%s')", opt, spec);
+		return -EINVAL;
+	}
+	vdev = calloc(1, sizeof(*vdev));
+	if (!vdev) {
+		log_error("%s: out of memory", opt);
+		return -ENOMEM;
+	}
+	r = init(vdev, mem);
+	if (r) {
+		free(vdev);
+		return r;
+	}
+	return virtio_pci_create_on(bus, vdev, out);
+}
+
 /* ---- save / restore ------------------------------------------------------------- */
 
 static bool running_status(uint8_t s)

@@ -96,56 +96,19 @@ int virtio_rng_init(struct virtio_dev *vdev, const struct guest_mem *mem)
 int virtio_rng_create(struct pci_bus *bus, const struct guest_mem *mem, const char *spec,
 		      struct virtio_pci **out)
 {
-	struct virtio_dev *vdev;
-	int r;
-
-	if (spec && *spec) {
-		log_error("--rng: takes no options (got '%s')", spec);
-		return -EINVAL;
-	}
-	vdev = calloc(1, sizeof(*vdev));
-	if (!vdev) {
-		log_error("--rng: out of memory");
-		return -ENOMEM;
-	}
-	r = virtio_rng_init(vdev, mem);
-	if (r) {
-		free(vdev);
-		return r;
-	}
-	return virtio_pci_create_on(bus, vdev, out);
+	return virtio_pci_create_plain(bus, mem, "--rng", spec, virtio_rng_init, out);
 }
 
-/* ---- the --rng class (vmm/devconf.h): its typed config and options ---- */
-
-static int rng_parse(const char *opt, char *const *v, void **conf)
-{
-	(void)opt;
-	(void)v;
-	*conf = calloc(1, 1); /* no options */
-	return *conf ? 0 : -ENOMEM;
-}
-
-static json_t *rng_to_json(const void *conf)
-{
-	(void)conf;
-	return json_object();
-}
-
-static bool rng_reopens(const void *conf)
-{
-	(void)conf;
-	return true;
-}
+/* ---- the --rng class (vmm/devconf.h): no options ---- */
 
 const struct dev_class dev_class_rng = {
 	.name = "rng",
 	.synopsis = "",
 	.help = DEV_HELP_INDENT "a virtio entropy source (getrandom)\n",
 	.arg_optional = true,
-	.parse = rng_parse,
-	.to_json = rng_to_json,
+	.parse = spec_none_parse,
+	.to_json = spec_none_to_json,
 	.free = free,
 	.create = virtio_rng_create,
-	.reopens_in_jail = rng_reopens,
+	.reopens_in_jail = spec_none_reopens,
 };

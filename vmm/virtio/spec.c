@@ -186,3 +186,23 @@ json_t *spec_json_uint(json_t *o, const char *key, uint64_t val)
 {
 	return o ? json_set(o, key, json_integer((json_int_t)val)) : o;
 }
+
+int spec_none_parse(const char *opt, char *const *vals, void **conf)
+{
+	(void)opt;
+	(void)vals;
+	*conf = calloc(1, 1); /* a dev_config owns a conf even without options */
+	return *conf ? 0 : -ENOMEM;
+}
+
+json_t *spec_none_to_json(const void *conf)
+{
+	(void)conf;
+	return json_object();
+}
+
+bool spec_none_reopens(const void *conf)
+{
+	(void)conf;
+	return true; /* opens nothing */
+}

@@ -43,4 +43,9 @@ json_t *spec_json_str(json_t *o, const char *key, const char *val);
 json_t *spec_json_flag(json_t *o, const char *key, bool val);
 json_t *spec_json_uint(json_t *o, const char *key, uint64_t val);
 
+/* A class without options of its own (--rng, --balloon): its parse, to_json, reopens_in_jail. */
+int spec_none_parse(const char *opt, char *const *vals, void **conf);
+json_t *spec_none_to_json(const void *conf);
+bool spec_none_reopens(const void *conf);
+
 #endif

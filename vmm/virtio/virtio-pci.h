@@ -103,6 +103,14 @@ struct pci_device *virtio_pci_pdev(struct virtio_pci *vp);
  * together with vdev. 0 or -errno.
  */
 int virtio_pci_create_on(struct pci_bus *bus, struct virtio_dev *vdev, struct virtio_pci **out);
+/*
+ * The same for a device without options (--rng, --balloon): spec must be empty (else
+ * one line naming opt), init makes the device on a fresh vdev. 0 or -errno.
+ */
+int virtio_pci_create_plain(struct pci_bus *bus, const struct guest_mem *mem, const char *opt,
+			    const char *spec,
+			    int (*init)(struct virtio_dev *vdev, const struct guest_mem *mem),
+			    struct virtio_pci **out);
 /* Add to the bus and register the doorbells. 0 or -errno. */
 int virtio_pci_attach(struct virtio_pci *vp, struct pci_bus *bus);
 /* Stop the device, drop doorbells and routes, finalise vdev (and free it if owned), free vp. */

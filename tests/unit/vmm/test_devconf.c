@@ -17,7 +17,7 @@
 #include "devconf.h"
 #include "log.h"
 
-#define MAX 8
+#define MAX 9
 
 struct machine {
 	struct dev_config d[MAX];
@@ -82,7 +82,7 @@ static void test_table(void **state)
 	size_t i;
 
 	(void)state;
-	assert_int_equal(dev_nr_classes, 6);
+	assert_int_equal(dev_nr_classes, 7);
 	assert_ptr_equal(dev_class_find("disk"), &dev_class_disk);
 	for (i = 0; i < dev_nr_classes; i++) {
 		const struct dev_class *c = dev_classes[i];
@@ -113,6 +113,7 @@ static void test_parse_kv(void **state)
 	assert_int_equal(add(&m, "display:vnc=unix:/run/v,,nc", NULL, 0), 0);
 	assert_int_equal(add(&m, "display:vnc=tcp:127.0.0.1:5901,width=800,height=600", NULL, 0),
 			 0);
+	assert_int_equal(add(&m, "balloon:", NULL, 0), 0);
 	assert_int_equal(finish(&m, NULL, 0), 0);
 	/* A comma in a value stays escaped; booleans are spelt "on". */
 	assert_string_equal(m.d[0].spec, "path=/srv/a,,b.qcow2,format=qcow2,readonly=on");
@@ -124,6 +125,9 @@ static void test_parse_kv(void **state)
 	assert_string_equal(m.d[6].spec, "vnc=unix:/run/v,,nc,width=1024,height=768");
 	assert_string_equal(m.d[7].spec, "vnc=tcp:127.0.0.1:5901,width=800,height=600");
 	assert_string_equal(m.d[7].id, "display1");
+	assert_string_equal(m.d[8].spec, "");
+	assert_string_equal(m.d[8].id, "balloon0");
+	assert_true(m.d[8].cls->reopens_in_jail(m.d[8].conf));
 	assert_false(m.d[6].cls->uses_inet(m.d[6].conf));
 	assert_true(m.d[7].cls->uses_inet(m.d[7].conf));
 	assert_null(m.d[6].cls->reopens_in_jail);
@@ -151,6 +155,7 @@ static void test_parse_kv_refusals(void **state)
 	expect_bad("net:mac=52:54:00:12:34:56", "--net: tap=IFNAME is required");
 	expect_bad("console:serial", "--console: expected 'virtio'");
 	expect_bad("rng:seed=4", "--rng: unknown key 'seed' (expected id, addr)");
+	expect_bad("balloon:pages=4", "--balloon: unknown key 'pages' (expected id, addr)");
 	expect_bad("vsock:cid=2,socket=/s", "--vsock: cid=2: expected a number from 3");
 	expect_bad("vsock:cid=3", "--vsock: cid=N and socket=PATH are required");
 	expect_bad("display:width=800", "--display: vnc=unix:PATH or vnc=tcp:ADDR:PORT is required");

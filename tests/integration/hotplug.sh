@@ -146,7 +146,17 @@ dst=$!
 wait_sock "$dir/mig2.sock"
 ctl migrate --to "unix:$dir/mig2.sock" >/dev/null || fail "migrate refused"
 end=$((SECONDS + 120))
-while [ $SECONDS -lt $end ] && kill -0 $pid 2>/dev/null; do sleep 0.3; done
+while [ $SECONDS -lt $end ] && kill -0 $pid 2>/dev/null; do
+	# A failed migration leaves the source running: say why at once, not after 120 s.
+	if ctl info >"$dir/info" 2>/dev/null && grep -q '"status": *"failed"' "$dir/info"; then
+		cat "$dir/info"
+		console_tail "$dir/console2"
+		echo "# the destination's output:"
+		tail -n 20 "$out"
+		fail "the migration to the destination with the disk failed"
+	fi
+	sleep 0.3
+done
 kill -0 $pid 2>/dev/null && { ctl info; fail "the source still runs 120 s after the migration began"; }
 wait $pid || fail "the source exited $? after migrating"
 pid=$dst

@@ -16,7 +16,7 @@ sys.modules.setdefault("bench", sys.modules[__name__])
 import bench_migrate  # bench/bench_migrate.py: live migration and control-socket readiness
 import bench_display  # bench/bench_display.py: VNC key latency and a scrolling console
 import bench_cluster  # bench/bench_cluster.py: migration between hosts and HA failover, real guests
-import bench_density  # bench/bench_density.py: idle guests held in 3 GiB, with and without KSM
+import bench_density  # bench/bench_density.py: idle guests held in 3 GiB, plain, with KSM, with free page reporting
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(TOP, "build")
@@ -575,7 +575,7 @@ def part_kvm(runs, save=lambda out: None):
     # 7. the display over VNC: key to screen, a scrolling console.
     m.update(bench_display.bench_display(runs))
     save(out)
-    # 8. density: idle 128 MiB guests held in a 3 GiB memory cgroup, with and without KSM.
+    # 8. density: idle 128 MiB guests held in a 3 GiB memory cgroup: plain, KSM, free page reporting.
     m.update(bench_density.bench_density(runs, lambda rows: (m.update(rows), save(out))))
     out["metrics"] = {k: v for k, v in m.items() if wanted(k)}
     return out

@@ -12,6 +12,9 @@ printed a new heartbeat during the settle. Reported: the guests up, and the cgro
 memory.current after the settle divided by them (the host memory each really costs).
 The KSM rows are the same fill with /sys/kernel/mm/ksm/run = 1 (the same scan rate for
 both sides), settled until ksmd has made KSM_SCANS full scans after the last guest.
+The free-page-reporting rows are the same fill with a virtio-balloon that reports the
+guest's free pages (plinth --balloon; QEMU -device virtio-balloon-pci,free-page-reporting=on),
+so memory the guest touched and freed (the compressed kernel, the initrd) goes back.
 A boot that fails by itself (its VMM exits with no OOM kill in the cgroup) is listed among
 the failed runs and replaced, at most RETRIES times a fill.
 A side that can't be measured is n/a with the reason; nothing is estimated.
@@ -38,6 +41,7 @@ CG_ROOT = "/sys/fs/cgroup"
 KSM = "/sys/kernel/mm/ksm/"
 THP = "/sys/kernel/mm/transparent_hugepage/"
 
+REPORT = ", free page reporting"
 UP = "density: idle 128 MiB guests up in 3 GiB%s (guests)"
 PER = "density: host memory per idle 128 MiB guest in 3 GiB%s (MiB)"
 
@@ -221,7 +225,7 @@ def bench_density(runs, keep=lambda rows: None):
     tens of guests), sides in turn. keep(rows) is given the rows of each finished mode:
     a run cut short keeps them."""
     res = {}
-    modes = [m for m in ("", ", KSM on") if B.wanted(UP % m) or B.wanted(PER % m)]
+    modes = [m for m in ("", ", KSM on", REPORT) if B.wanted(UP % m) or B.wanted(PER % m)]
     if not modes:
         return res
     have_plinth = B.plinth_has("--kernel")
@@ -243,7 +247,8 @@ def bench_density(runs, keep=lambda rows: None):
     shm = rd(THP + "shmem_enabled") if os.path.exists(THP + "shmem_enabled") else "?"
     swap = len(open("/proc/swaps").read().splitlines()) - 1
     for m in modes:
-        ksm = bool(m)
+        ksm = m == ", KSM on"
+        report = m == REPORT
         if ksm and not os.path.exists(KSM + "run"):
             r = {k: B.na("no KSM in this kernel") for k in ["plinth"] + B.qemu_keys("microvm", "pc")}
             res[UP % m] = dict(r, unit="guests", lower_is_better=False)
@@ -260,6 +265,10 @@ def bench_density(runs, keep=lambda rows: None):
                 "one fill per side; THP enabled %s, shmem_enabled %s" % (
                     GUEST_MEM, BEAT_S, swap, SETTLE_S, CAP, thp.split("[")[1].split("]")[0] if "[" in thp else thp,
                     shm.split("[")[1].split("]")[0] if "[" in shm else shm))
+        if report:
+            cond += ("; free page reporting: plinth --balloon, QEMU -M pc only (for time) with -device "
+                     "virtio-balloon-pci,free-page-reporting=on; the guest reports free blocks of 2 MiB "
+                     "and up, 2 s after they are freed")
         if ksm:
             cond += ("; KSM run=1, pages_to_scan %d, sleep_millisecs %d, settled after %d full scan(s) from the "
                      "last guest up (QEMU -M pc only, for time); plinth %s" % (KSM_PAGES, KSM_SLEEP_MS, KSM_SCANS,
@@ -270,12 +279,21 @@ def bench_density(runs, keep=lambda rows: None):
         up = {"unit": "guests", "lower_is_better": False, "conditions": cond}
         per = {"unit": "MiB", "lower_is_better": True, "conditions": "as the row above"}
         details = []
-        for k in ["plinth"] + B.qemu_keys(*(("pc",) if ksm else ("microvm", "pc"))):
+        for k in ["plinth"] + B.qemu_keys(*(("pc",) if ksm or report else ("microvm", "pc"))):
             if k not in sides:
                 up[k] = per[k] = B.na("plinth not built")
                 continue
+            if report and k == "plinth" and not B.plinth_has("--balloon"):
+                up[k] = per[k] = B.na("this plinth has no --balloon")
+                continue
+            extra = ()
+            if ksm and k == "plinth":
+                extra = merge
+            elif report:
+                extra = ["--balloon"] if k == "plinth" else [
+                    "-device", "virtio-balloon-pci,free-page-reporting=on"]
             try:
-                n, per_guest, detail = fill(k, cg, ksm, merge if (ksm and k == "plinth") else ())
+                n, per_guest, detail = fill(k, cg, ksm, extra)
             except Exception as e:
                 B.FAILED_RUNS.append("density%s %s: %s" % (m, k, str(e)[:300]))
                 up[k] = per[k] = B.na(str(e)[:160])

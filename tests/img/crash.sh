@@ -1,19 +1,21 @@
 #!/bin/bash
 # Crash consistency under SIGKILL (issue #20), per format: img-crash (tests/img/crash.c)
 # writes, zeroes, discards and flushes through libplinth-img and is SIGKILLed at a
-# random moment, $CRASH_KILLS times on the same image (each restart goes on writing it,
-# as a VM restarted on its disk does). After each kill:
+# random moment, $CRASH_KILLS times, up to $CRASH_CHAIN (10) times in a row on the same
+# image (each restart goes on writing it, as a VM restarted on its disk does). After each kill:
 #   - the library opens the image again (a VMDK/VHDX/qcow2 left mid-update must open)
 #     and every sector holds what the log allows: all writes acknowledged before the
 #     last completed flush, old or new data elsewhere, nothing misplaced or damaged;
 #   - qemu-img check finds no corruption (leaked clusters are allowed: a crash leaks);
 #   - qemu-img convert (an independent reader) reads the same allowed data.
 # Then the checker must catch damage: two sectors swapped in a copy are reported.
-# CRASH_KILLS (6), CRASH_SIZE (32M) and CRASH_FORMATS set the work; make soak runs more.
+# CRASH_KILLS (6), CRASH_CHAIN, CRASH_SIZE (32M) and CRASH_FORMATS set the work; make soak
+# runs more.
 . "$(dirname "$0")/lib"
 CR=${IMG_CRASH:-$ROOT/${BUILD:-build}/img/img-crash}
 [ -x "$CR" ] || { echo "not ok - img-crash binary at $CR (build first)"; exit 1; }
 KILLS=${CRASH_KILLS:-6}
+CHAIN=${CRASH_CHAIN:-10}
 SIZE=${CRASH_SIZE:-32M}
 FORMATS=${CRASH_FORMATS:-raw qcow2 qcow2-backing qcow2-compressed vpc vhdx vmdk vdi}
 # On tmpfs a flush is cheap, so the kills land inside writes (cluster and grain
@@ -22,10 +24,14 @@ W=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d -p "$T")
 trap 'rm -rf "$T" "$W"' EXIT
 
 # one FORMAT: KILLS kills on one image; prints one ok/not ok line.
-one() {
-	local kind=$1 fmt=$1 d=$W/crash-$1 img base=0 seed=$RANDOM next=1 k rc
-	local mid_write=0 mid_flush=0 between=0 other=0 why= line qcheck="qemu-img check: no corruption"
+# fresh: (re)make the image of $kind in $d (sets img, fmt, base; why on failure) and
+# start a new log. Every CHAIN kills the image starts again: the check reads the whole
+# log, so one endless chain would make each check slower than the last.
+fresh() {
+	rm -rf "$d"
 	mkdir -p "$d"
+	fmt=$kind
+	base=0
 	img=$d/img.$fmt
 	case $kind in
 	qcow2-backing)
@@ -52,7 +58,19 @@ one() {
 	*) qemu-img create -q -f "$fmt" "$img" "$SIZE" || why="cannot make the image" ;;
 	esac
 	: >"$d/log"
+	next=1
+}
+
+# one KIND: KILLS kills, CHAIN at a time on one image; prints one ok/not ok line.
+one() {
+	local kind=$1 fmt d=$W/crash-$1 img base seed=$RANDOM next=1 k rc ops=0
+	local mid_write=0 mid_flush=0 between=0 other=0 why= line qcheck="qemu-img check: no corruption"
 	for ((k = 1; k <= KILLS && !${#why}; k++)); do
+		if [ $(((k - 1) % CHAIN)) = 0 ]; then
+			ops=$((ops + next - 1))
+			fresh
+			[ -z "$why" ] || break
+		fi
 		"$CR" write "$img" "$seed" "$next" >>"$d/log" 2>"$d/err" &
 		local pid=$!
 		# 20-700 ms: the writer opens, then goes through a few hundred operations.
@@ -97,7 +115,8 @@ one() {
 		notok "crash: $kind: $why"
 		return
 	fi
-	ok "crash: $kind: $KILLS SIGKILLs ($mid_write in a write, $mid_flush in a flush, $other in a zero or discard, $between between operations), $((next - 1)) operations: every write acknowledged before a completed flush read back, the rest old or new, through the library and through qemu-img; $qcheck"
+	ops=$((ops + next - 1))
+	ok "crash: $kind: $KILLS SIGKILLs, $CHAIN at most on one image ($mid_write in a write, $mid_flush in a flush, $other in a zero or discard, $between between operations), $ops operations: every write acknowledged before a completed flush read back, the rest old or new, through the library and through qemu-img; $qcheck"
 	# The checker itself: two sectors that hold writes, swapped, must be reported.
 	if [ "$kind" = qcow2 ]; then
 		python3 - "$d/copy.raw" <<-'EOF' || { notok "crash: a copy with two sectors swapped could not be made"; return; }

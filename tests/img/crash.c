@@ -208,11 +208,11 @@ static void allow(struct allowed *a, uint32_t v)
 		a->v[a->nr++] = v;
 }
 
-static int read_log(const char *path, struct op **ops_out, size_t *nr_out, size_t *durable_out)
+static int read_log(const char *path, struct op **ops_out, size_t *nr_out)
 {
 	FILE *f = fopen(path, "r");
 	struct op *ops = NULL;
-	size_t nr = 0, cap = 0, durable = 0, flush_begin = 0, run_start = 0, i;
+	size_t nr = 0, cap = 0, flush_begin = 0, run_start = 0, i;
 	bool flushing = false;
 	char line[128], kind[16];
 
@@ -239,7 +239,6 @@ static int read_log(const char *path, struct op **ops_out, size_t *nr_out, size_
 				/* Durable: every op this run acked before the flush began. */
 				for (i = run_start; i < flush_begin; i++)
 					ops[i].durable |= ops[i].acked;
-				durable = flush_begin;
 				flushing = false;
 			}
 			continue;
@@ -266,7 +265,6 @@ static int read_log(const char *path, struct op **ops_out, size_t *nr_out, size_
 	fclose(f);
 	*ops_out = ops;
 	*nr_out = nr;
-	*durable_out = durable;
 	return 0;
 bad:
 	fprintf(stderr, "img-crash: %s: bad line: %s", path, line);
@@ -280,12 +278,12 @@ static int do_check(const char *path, uint64_t seed, const char *log, bool base)
 	static uint8_t buf[MAX_SECS * SECTOR];
 	struct allowed *al;
 	struct op *ops;
-	size_t nr, durable, i, bad = 0, mid = 0;
+	size_t nr, durable = 0, i, bad = 0;
 	uint64_t secs, s, n, j;
 	struct pimg *img;
 	int ret;
 
-	if (read_log(log, &ops, &nr, &durable))
+	if (read_log(log, &ops, &nr))
 		return 2;
 	/* Writable, as a restarted VM opens it: a VHDX log is replayed first. */
 	img = open_image(path, 0);
@@ -300,6 +298,7 @@ static int do_check(const char *path, uint64_t seed, const char *log, bool base)
 	for (i = 0; i < nr; i++) {
 		struct op *o = &ops[i];
 
+		durable += o->durable;
 		if (o->kind == K_FLUSH || o->first >= secs || o->count > secs - o->first)
 			continue;
 		for (j = o->first; j < o->first + o->count; j++) {
@@ -337,10 +336,8 @@ static int do_check(const char *path, uint64_t seed, const char *log, bool base)
 		}
 	}
 	pimg_close(img);
-	if (nr && !ops[nr - 1].acked)
-		mid = 1;
-	printf("%zu operations logged, %zu durable (the last completed flush), killed %s; %zu sectors "
-	       "wrong\n", nr, durable, mid ? (ops[nr - 1].kind == K_FLUSH ? "during a flush" :
+	printf("%zu operations logged, %zu durable (acknowledged before a completed flush), killed %s; "
+	       "%zu sectors wrong\n", nr, durable, nr && !ops[nr - 1].acked ? (ops[nr - 1].kind == K_FLUSH ? "during a flush" :
 					       ops[nr - 1].kind == K_WRITE ? "during a write" :
 					       "during a zero or discard") : "between operations", bad);
 	free(al);

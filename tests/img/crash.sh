@@ -23,7 +23,6 @@ FORMATS=${CRASH_FORMATS:-raw qcow2 qcow2-backing qcow2-compressed vpc vhdx vmdk 
 W=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d -p "$T")
 trap 'rm -rf "$T" "$W"' EXIT
 
-# one FORMAT: KILLS kills on one image; prints one ok/not ok line.
 # fresh: (re)make the image of $kind in $d (sets img, fmt, base; why on failure) and
 # start a new log. Every CHAIN kills the image starts again: the check reads the whole
 # log, so one endless chain would make each check slower than the last.

@@ -1071,6 +1071,61 @@ int pimg_pwrite(struct pimg *img, const void *buf, size_t len, uint64_t off)
 	return batch_end(img, ret);
 }
 
+/* ---- vectored requests ------------------------------------------------------ */
+
+/* The bytes of n buffers, or -1 when n is negative or they overflow. */
+static int64_t iov_bytes(const struct iovec *iov, int n)
+{
+	uint64_t len = 0;
+
+	if (n < 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (add_overflow(len, (uint64_t)iov[i].iov_len, &len) || len > (uint64_t)INT64_MAX)
+			return -1;
+	return (int64_t)len;
+}
+
+/*
+ * One request of n buffers, as pimg_pread/pwrite of each in turn would do it: raw in
+ * preadv/pwritev calls on its file; a batched format with its data transfers merged
+ * across the buffers (each buffer a window of one batch); others a buffer at a time.
+ */
+static int rwv(struct pimg *img, const struct iovec *iov, int n, uint64_t off, bool write)
+{
+	int64_t len = iov_bytes(iov, n);
+	int ret = 0;
+
+	if (len < 0)
+		return -EINVAL;
+	ret = write ? check_writable(img, off, (uint64_t)len)
+		    : range_within(off, (uint64_t)len, img->size) ? 0 : -EINVAL;
+	if (ret || !len)
+		return ret;
+	if (img->fmt->byte_granular)
+		return pfile_rwv(img->file, iov, n, (uint64_t)len, off, write);
+	batch_begin(img, NULL, 0);
+	for (int i = 0; i < n && !ret; off += iov[i].iov_len, i++) {
+		if (!iov[i].iov_len)
+			continue;
+		if (img->batched)
+			pfile_batch_window(img->file, iov[i].iov_base, iov[i].iov_len);
+		ret = write ? pwrite_pieces(img, iov[i].iov_base, iov[i].iov_len, off)
+			    : pread_pieces(img, iov[i].iov_base, iov[i].iov_len, off);
+	}
+	return batch_end(img, ret);
+}
+
+int pimg_preadv(struct pimg *img, const struct iovec *iov, int n, uint64_t off)
+{
+	return rwv(img, iov, n, off, false);
+}
+
+int pimg_pwritev(struct pimg *img, const struct iovec *iov, int n, uint64_t off)
+{
+	return rwv(img, iov, n, off, true);
+}
+
 #define ZERO_CHUNK (256 * 1024)
 
 int pimg_write_zeroes(struct pimg *img, uint64_t off, uint64_t len)

@@ -455,6 +455,16 @@ void pfile_batch_begin(struct pimg_file *f, const void *buf, uint64_t len)
 	b->hi = b->lo + len;
 }
 
+void pfile_batch_window(struct pimg_file *f, const void *buf, uint64_t len)
+{
+	struct pfile_batch *b = &f->batch;
+
+	if (!b->depth)
+		return;
+	b->lo = buf;
+	b->hi = b->lo + len;
+}
+
 int pfile_batch_end(struct pimg_file *f)
 {
 	struct pfile_batch *b = &f->batch;
@@ -511,6 +521,42 @@ int pfile_pwrite(struct pimg_file *f, const void *buf, size_t len, uint64_t off)
 	if (ret < 0)
 		return ret;
 	if (end > f->size)
+		f->size = end;
+	return 0;
+}
+
+int pfile_rwv(struct pimg_file *f, const struct iovec *iov, int n, uint64_t len, uint64_t off,
+	      bool write)
+{
+	uint64_t end;
+	int i = 0, ret;
+
+	if (write && f->rdonly)
+		return -EROFS;
+	if (add_overflow(off, len, &end) || end > (uint64_t)INT64_MAX)
+		return write ? -EFBIG : -EINVAL;
+	ret = batch_send(f); /* what was queued goes first */
+	if (ret)
+		return ret;
+	if (!write && end > f->size) {
+		/* Past the end: each buffer as pfile_pread does it (zeros there). */
+		for (; i < n && !ret; off += iov[i].iov_len, i++)
+			ret = pfile_pread(f, iov[i].iov_base, iov[i].iov_len, off, false);
+		return ret;
+	}
+	while (i < n) {
+		int k = MIN(n - i, PFILE_BATCH_IOV), j;
+		uint64_t part = 0;
+
+		for (j = i; j < i + k; j++)
+			part += iov[j].iov_len; /* <= len: no overflow */
+		ret = part ? transfer(f, iov + i, k, part, off, write) : 0;
+		if (ret)
+			return ret;
+		off += part;
+		i += k;
+	}
+	if (write && end > f->size)
 		f->size = end;
 	return 0;
 }

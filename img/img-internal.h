@@ -107,7 +107,19 @@ int pfile_write_zeroes(struct pimg_file *f, uint64_t off, uint64_t len);
  * only the outermost buffer counts. For formats that set pimg.batched.
  */
 void pfile_batch_begin(struct pimg_file *f, const void *buf, uint64_t len);
+/* Inside a batch: transfers into or out of [buf, buf+len) are queued from now on, in
+ * place of the previous window's (a vectored request's next buffer); what is queued
+ * stays, and the caller leaves every window's bytes alone until end. */
+void pfile_batch_window(struct pimg_file *f, const void *buf, uint64_t len);
 int pfile_batch_end(struct pimg_file *f);
+/*
+ * Vectored read or write of n buffers (len bytes in all, n >= 0, any count) at off:
+ * one preadv/pwritev per PFILE_BATCH_IOV buffers (writes to a regular file in pieces,
+ * as pfile_pwrite). Reads past the end of the file read as zeros, as pfile_pread's
+ * non-strict ones.
+ */
+int pfile_rwv(struct pimg_file *f, const struct iovec *iov, int n, uint64_t len, uint64_t off,
+	      bool write);
 /* Start f's helper thread (pimg_set_io_helper); 0 or -errno. Stopped by pfile_close. */
 int pfile_start_helper(struct pimg_file *f);
 

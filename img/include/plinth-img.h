@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct pimg;
 
@@ -135,6 +136,14 @@ const char *pimg_backing_refusal(const struct pimg *img);
 
 int pimg_pread(struct pimg *img, void *buf, size_t len, uint64_t off);
 int pimg_pwrite(struct pimg *img, const void *buf, size_t len, uint64_t off);
+/*
+ * The same for n buffers read or written in order from off (the range is their sum), as
+ * one request: raw images in preadv/pwritev calls, other formats with their data
+ * transfers merged where they continue each other in the file. Buffers may be of any
+ * length (unaligned ones are read-modified-written as pimg_pwrite does).
+ */
+int pimg_preadv(struct pimg *img, const struct iovec *iov, int n, uint64_t off);
+int pimg_pwritev(struct pimg *img, const struct iovec *iov, int n, uint64_t off);
 /* Make [off, off+len) read as zeros, deallocating where the format can. */
 int pimg_write_zeroes(struct pimg *img, uint64_t off, uint64_t len);
 /* Hint that [off, off+len) is unused; content afterwards reads as zero or as before. */

@@ -74,6 +74,13 @@ static int do_rw(struct blk *b, bool write, const struct iovec *iov, int n, uint
 {
 	int i, r;
 
+	if (write ? b->bops->writev : b->bops->readv) {
+		/* One request to the backend: for raw one pwritev, not a write per segment. */
+		r = write ? b->bops->writev(b->be, iov, n, off) : b->bops->readv(b->be, iov, n, off);
+		if (r)
+			log_io_error(b, write ? "write" : "read", off, r);
+		return r;
+	}
 	for (i = 0; i < n; i++) {
 		r = write ? b->bops->write(b->be, iov[i].iov_base, iov[i].iov_len, off)
 			  : b->bops->read(b->be, iov[i].iov_base, iov[i].iov_len, off);
@@ -354,6 +361,20 @@ static int img_write(void *be, const void *buf, size_t len, uint64_t off)
 	return bi->img && !bi->incoming ? pimg_pwrite(bi->img, buf, len, off) : -EIO;
 }
 
+static int img_readv(void *be, const struct iovec *iov, int n, uint64_t off)
+{
+	struct blk_img *bi = be;
+
+	return bi->img ? pimg_preadv(bi->img, iov, n, off) : -EIO;
+}
+
+static int img_writev(void *be, const struct iovec *iov, int n, uint64_t off)
+{
+	struct blk_img *bi = be;
+
+	return bi->img && !bi->incoming ? pimg_pwritev(bi->img, iov, n, off) : -EIO;
+}
+
 static int img_flush(void *be)
 {
 	struct blk_img *bi = be;
@@ -459,6 +480,8 @@ const struct blk_backend_ops blk_img_ops = {
 	.name = "plinth-img",
 	.read = img_read,
 	.write = img_write,
+	.readv = img_readv,
+	.writev = img_writev,
 	.flush = img_flush,
 	.discard = img_discard,
 	.write_zeroes = img_write_zeroes,

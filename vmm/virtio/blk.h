@@ -21,6 +21,10 @@ struct blk_backend_ops {
 	const char *name;
 	int (*read)(void *be, void *buf, size_t len, uint64_t off);
 	int (*write)(void *be, const void *buf, size_t len, uint64_t off);
+	/* Optional: a request's n buffers at once, in order from off (else one read or
+	 * write per buffer). */
+	int (*readv)(void *be, const struct iovec *iov, int n, uint64_t off);
+	int (*writev)(void *be, const struct iovec *iov, int n, uint64_t off);
 	/* Completed writes reach stable storage (fdatasync or equivalent). */
 	int (*flush)(void *be);
 	/* Hint: the range is unused. -EOPNOTSUPP is fine (treated as done). */

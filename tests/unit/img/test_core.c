@@ -294,6 +294,80 @@ static void test_batched_and_helper_transfers(void **state)
 	free(r);
 }
 
+/*
+ * A vectored request is the same as its buffers written or read one after the other:
+ * buffers of any length (odd, empty, more than one preadv's worth), at an unaligned
+ * offset, read back in another cut; raw sends 130 buffers in three pwritev calls; a
+ * range past the end, an overflowing sum or a read-only image is refused.
+ */
+static void test_vectored_requests(void **state)
+{
+	static const char *const fmts[] = { "raw", "qcow2", "vpc", "vhdx", "vmdk", "vdi" };
+	enum { NBUF = 130 };
+	uint64_t off = 70000 + 3;
+	struct iovec wv[NBUF], rv[NBUF / 2];
+	size_t total = 0, lens[NBUF];
+	uint8_t *w, *r, *flat;
+
+	(void)state;
+	for (int i = 0; i < NBUF; i++) {
+		lens[i] = i % 17 == 5 ? 0 : (size_t)(i * 7919 % 9000) + 1;
+		total += lens[i];
+	}
+	w = malloc(total);
+	r = malloc(total);
+	flat = malloc(total);
+	assert_true(w && r && flat);
+	for (size_t i = 0; i < ARRAY_SIZE(fmts); i++) {
+		char p[256];
+		struct pimg *img = create_with_ops(p, sizeof(p), "vec", fmts[i], 8 * MiB, &fault_vec_ops);
+		size_t at = 0;
+
+		fill_pattern(w, total, i + 7);
+		for (int k = 0; k < NBUF; at += lens[k], k++)
+			wv[k] = (struct iovec){ w + at, lens[k] };
+		fault_vec_writes = 0;
+		assert_int_equal(pimg_pwritev(img, wv, NBUF, off), 0);
+		if (!strcmp(fmts[i], "raw"))
+			assert_int_equal(fault_vec_writes, 3); /* 64 + 64 + 2 buffers */
+		/* Read back in halves of another cut, and flat. */
+		for (int k = 0, a = 0; k < NBUF / 2; k++) {
+			size_t n = k == NBUF / 2 - 1 ? total - (size_t)a : total / (NBUF / 2);
+
+			rv[k] = (struct iovec){ r + a, n };
+			a += (int)n;
+		}
+		memset(r, 0, total);
+		assert_int_equal(pimg_preadv(img, rv, NBUF / 2, off), 0);
+		assert_memory_equal(r, w, total);
+		assert_int_equal(pimg_pread(img, flat, total, off), 0);
+		assert_memory_equal(flat, w, total);
+		/* Bytes just before and after are untouched zeros. */
+		assert_int_equal(pimg_pread(img, flat, 3, off - 3), 0);
+		assert_int_equal(flat[0] | flat[1] | flat[2], 0);
+		assert_int_equal(pimg_pread(img, flat, 3, off + total), 0);
+		assert_int_equal(flat[0] | flat[1] | flat[2], 0);
+		/* Refused: past the end, a sum that overflows, a negative count. */
+		assert_int_equal(pimg_pwritev(img, wv, NBUF, 8 * MiB - 100), -EINVAL);
+		assert_int_equal(pimg_preadv(img, rv, NBUF / 2, 8 * MiB - 100), -EINVAL);
+		assert_int_equal(pimg_pwritev(img, (struct iovec[]){ { w, SIZE_MAX }, { w, 2 } }, 2, 0), -EINVAL);
+		assert_int_equal(pimg_preadv(img, rv, -1, 0), -EINVAL);
+		assert_int_equal(pimg_pwritev(img, wv, 0, 0), 0);
+		pimg_close(img);
+		/* Read-only: refused, and reads still work. */
+		img = pimg_open(p, fmts[i], PIMG_O_RDONLY);
+		assert_non_null(img);
+		assert_int_equal(pimg_pwritev(img, wv, NBUF, off), -EROFS);
+		memset(r, 0, total);
+		assert_int_equal(pimg_preadv(img, rv, NBUF / 2, off), 0);
+		assert_memory_equal(r, w, total);
+		pimg_close(img);
+	}
+	free(w);
+	free(r);
+	free(flat);
+}
+
 /* Create path (in the test directory) as a qcow2 overlay of backing (format bfmt, may be NULL). */
 static void overlay(char *path, size_t len, const char *name, const char *backing, const char *bfmt)
 {
@@ -525,6 +599,7 @@ int main(void)
 		cmocka_unit_test(test_backing_reads_and_cow),
 		cmocka_unit_test(test_flush_failure_sticks),
 		cmocka_unit_test(test_batched_and_helper_transfers),
+		cmocka_unit_test(test_vectored_requests),
 		cmocka_unit_test(test_external_files_policy),
 		cmocka_unit_test(test_drop_dirs),
 	};

@@ -819,6 +819,31 @@ static void end_to_end(const char *format)
 	assert_true(drv_wait_used(&dq, 3));
 	assert_memory_equal(gpa_ptr(&fm, DATA + 0x1000), gpa_ptr(&fm, DATA), 512);
 
+	/* A request of three segments cut anywhere (100 + 300 + 624 bytes, one request to
+	 * the image: pimg_pwritev) to sectors 20-21, read back in two other segments. */
+	for (int i = 0; i < 1024; i++)
+		*(uint8_t *)gpa_ptr(&fm, DATA + 0x2000 + i) = (uint8_t)(i * 7 + 1);
+	memcpy(gpa_ptr(&fm, HDR + 0x60), &(struct virtio_blk_outhdr){ .type = VIRTIO_BLK_T_OUT, .sector = 20 },
+	       16);
+	drv_set_desc(&dq, 6, HDR + 0x60, 16, VRING_DESC_F_NEXT, 7);
+	drv_set_desc(&dq, 7, DATA + 0x2000, 100, VRING_DESC_F_NEXT, 8);
+	drv_set_desc(&dq, 8, DATA + 0x2000 + 100, 300, VRING_DESC_F_NEXT, 9);
+	drv_set_desc(&dq, 9, DATA + 0x2000 + 400, 624, VRING_DESC_F_NEXT, 10);
+	drv_set_desc(&dq, 10, STAT + 3, 1, VRING_DESC_F_WRITE, 0);
+	drv_kick_head(&dq, 6);
+	memcpy(gpa_ptr(&fm, HDR + 0x80), &(struct virtio_blk_outhdr){ .type = VIRTIO_BLK_T_IN, .sector = 20 },
+	       16);
+	drv_set_desc(&dq, 11, HDR + 0x80, 16, VRING_DESC_F_NEXT, 12);
+	drv_set_desc(&dq, 12, DATA + 0x3000, 777, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 13);
+	drv_set_desc(&dq, 13, DATA + 0x3000 + 777, 247, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 14);
+	drv_set_desc(&dq, 14, STAT + 4, 1, VRING_DESC_F_WRITE, 0);
+	drv_kick_head(&dq, 11);
+	drv_notify(bus.dev[0], 0);
+	assert_true(drv_wait_used(&dq, 5));
+	assert_int_equal(*(uint8_t *)gpa_ptr(&fm, STAT + 3), VIRTIO_BLK_S_OK);
+	assert_int_equal(*(uint8_t *)gpa_ptr(&fm, STAT + 4), VIRTIO_BLK_S_OK);
+	assert_memory_equal(gpa_ptr(&fm, DATA + 0x3000), gpa_ptr(&fm, DATA + 0x2000), 1024);
+
 	virtio_pci_free(vp); /* flushes and closes the image */
 	img = pimg_open(path, format, PIMG_O_RDONLY);
 	assert_non_null(img);
@@ -827,6 +852,12 @@ static void end_to_end(const char *format)
 	assert_memory_equal(back, gpa_ptr(&fm, DATA), 512);
 	assert_int_equal(pimg_pread(img, back, sizeof(back), 8 * 512), 0);
 	assert_int_equal(back[0] | back[511], 0);
+	{
+		uint8_t two[1024];
+
+		assert_int_equal(pimg_pread(img, two, sizeof(two), 20 * 512), 0);
+		assert_memory_equal(two, gpa_ptr(&fm, DATA + 0x2000), sizeof(two));
+	}
 	pimg_close(img);
 	unlink(path);
 	free(path);

@@ -222,7 +222,13 @@ refused "$dir/err" "no free PCI slot" "a full machine"
 [ $n -eq 24 ] || fail "$((n - 2)) read-only disks fitted, not 22"
 end=$((SECONDS + 60))
 while [ $SECONDS -lt $end ] && ! tail -n 1 "$out" | grep -q ' vdx '; do sleep 0.5; done
-tail -n 1 "$out" | grep -q ' vdx ' || { console_tail "$out"; fail "the guest does not see 24 disks"; }
+tail -n 1 "$out" | grep -q ' vdx ' || {
+	console_tail "$out"
+	# Whether the guest's loop stopped (a stuck write or console) or runs without them.
+	sleep 3
+	echo "last alive line, 3 s later: $(grep -a '^alive ' "$out" | tail -n 1 | cut -c1-60)"
+	fail "the guest does not see 24 disks"
+}
 alive
 kill $pid
 wait $pid

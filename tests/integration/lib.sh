@@ -36,11 +36,13 @@ vcpu_brief() {
 		exits=$(grep -o 'vcpu [0-9]* reason [^ ]* rip 0x[0-9a-f]*' $tr/trace)
 		echo >$tr/trace
 	fi
-	echo "# plinth $pid's threads over 2 s (name state wchan ticks):"
+	# Alike threads on one line (24 idle blk-io threads would push the console's lines
+	# out of the 40 the runner shows of a failed test).
+	echo "# plinth $pid's threads over 2 s (count name state wchan ticks):"
 	for t in /proc/"$pid"/task/*; do
-		echo "#   $(cat "$t/comm" 2>/dev/null) $(awk '/^State/ { print $2 }' "$t/status" 2>/dev/null)" \
+		echo "$(cat "$t/comm" 2>/dev/null) $(awk '/^State/ { print $2 }' "$t/status" 2>/dev/null)" \
 			"$(cat "$t/wchan" 2>/dev/null) $(( $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0) - ${before[$t]:-0} ))"
-	done
+	done | sort | uniq -c | sed 's/^ */#   /'
 	[ -n "$exits" ] || { echo "# kvm_exit events in 2 s: none (or no tracefs)"; return 0; }
 	echo "# kvm_exit events in 2 s, per vCPU and reason:"
 	awk '{ print $1, $2, $4 }' <<<"$exits" | sort | uniq -c | sort -rn | head -n 8 | sed 's/^ */#   /'

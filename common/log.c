@@ -3,10 +3,12 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *log_prog = "plinth";
 static enum log_level log_level = LOG_WARN;
+static struct timespec startup_ts; /* set once by log_startup_begin, before any thread */
 static unsigned long log_errors; /* updated atomically: part of the sink's state */
 static const struct log_sink *log_sink;           /* atomic; NULL: stderr */
 static __thread const struct log_sink *thread_sink; /* this thread's, wins */
@@ -125,4 +127,21 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(level, fmt, ap);
 	va_end(ap);
+}
+
+void log_startup_begin(void)
+{
+	clock_gettime(CLOCK_MONOTONIC, &startup_ts);
+}
+
+void log_startup_mark(const char *step)
+{
+	struct timespec ts;
+
+	if (log_get_level() < LOG_DEBUG)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	log_debug("start-up: %s, %.2f ms after main (monotonic %lld.%06ld)", step,
+		  (double)(ts.tv_sec - startup_ts.tv_sec) * 1e3 + (ts.tv_nsec - startup_ts.tv_nsec) / 1e6,
+		  (long long)ts.tv_sec, ts.tv_nsec / 1000);
 }

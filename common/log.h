@@ -61,6 +61,16 @@ void log_capture_end(struct log_capture *c);
  * a failed call already said why, and add its own line only if not. */
 unsigned long log_error_count(void);
 
+/*
+ * Where start-up's time goes (plinth -vv): log_startup_begin() at the top of main() (one
+ * thread, before any other) takes the instant; each log_startup_mark() then logs, at debug
+ * level only, its step's time since then and its CLOCK_MONOTONIC instant, which a caller
+ * that started the process on the same clock (make bench) puts beside its own (exec and
+ * the dynamic loader come before main).
+ */
+void log_startup_begin(void);
+void log_startup_mark(const char *step);
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)

@@ -169,26 +169,6 @@ static uint64_t host_mem_total(void)
 	return kb * KiB;
 }
 
-/*
- * Where start-up's time goes (-vv): each step's time since main() and its CLOCK_MONOTONIC
- * instant, which a caller that started the process on the same clock (make bench) puts
- * beside its own (exec and the dynamic loader come before main). The only global here
- * besides the log's, set once in main() before any thread.
- */
-static struct timespec main_ts;
-
-static void startup_mark(const char *step)
-{
-	struct timespec ts;
-
-	if (log_get_level() < LOG_DEBUG)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	log_debug("start-up: %s, %.2f ms after main (monotonic %lld.%06ld)", step,
-		  (double)(ts.tv_sec - main_ts.tv_sec) * 1e3 + (ts.tv_nsec - main_ts.tv_nsec) / 1e6,
-		  (long long)ts.tv_sec, ts.tv_nsec / 1000);
-}
-
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
 {
@@ -421,7 +401,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 			rc = 1;
 			break;
 		}
-		startup_mark("VM built (memory, devices, vCPUs)");
+		log_startup_mark("VM built (memory, devices, vCPUs)");
 		if (!confined) {
 			confined = true;
 			rc = h->created ? h->created(h->created_opaque) : 0;
@@ -443,18 +423,18 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 			}
 			ret = confine(vmm, cfg, jail, api_fd, &api_s, &api_t, &api_started);
 			api_fd = -1; /* confine() took it, on failure too */
-			startup_mark("confined");
+			log_startup_mark("confined");
 			cfg->kvm_fd = vm->kvm_fd; /* kept for the next VM (vm_destroy leaves it) */
 			/* The VM loads while the API's thread starts (it answers "created"). */
 			rc = ret ? 1 : h->first ? h->first(h->opaque, vm, sfd) : 0;
 			if (h->first && !rc)
-				startup_mark("state loaded");
+				log_startup_mark("state loaded");
 			if (api_started) {
 				api = api_start_end(&api_s, api_t);
 				if (!api && !rc)
 					rc = 1;
 			}
-			startup_mark("API answering");
+			log_startup_mark("API answering");
 			if (rc) {
 				vm_destroy(vm);
 				break;
@@ -466,7 +446,7 @@ static int run_loop(struct vmm *vmm, struct vm_config *cfg, bool paused, int sfd
 		if (!term.raw)
 			term_raw(&term, STDIN_FILENO); /* the guest owns the terminal */
 		vmm_set_vm(vmm, vm);
-		startup_mark("starting the vCPUs");
+		log_startup_mark("starting the vCPUs");
 		why = vm_run(vm, sfd, &signo);
 		vmm_set_vm(vmm, NULL);
 		memcpy(msg, vm->exit_msg, sizeof(msg));
@@ -713,8 +693,7 @@ static int start_common(struct cmd_opts *o, struct vmm *vmm, int *sfd, struct mi
 
 	log_set_level(o->level);
 	if (log_get_level() >= LOG_DEBUG)
-		log_debug("start-up: main at monotonic %lld.%06ld", (long long)main_ts.tv_sec,
-			  main_ts.tv_nsec / 1000);
+		log_startup_mark("options parsed");
 	host_mem = host_mem_total();
 	if (host_mem && o->cfg.memory > host_mem) {
 		log_error("--memory %lluM is more than this host's %lluM of RAM",
@@ -744,7 +723,7 @@ static int start_common(struct cmd_opts *o, struct vmm *vmm, int *sfd, struct mi
 	/* So are the disks' lease records: taken and checked without a path later. */
 	lease_open(&o->cfg, o->lease_fds);
 	o->cfg.lease_fds = o->lease_fds;
-	startup_mark("boot files, /dev/kvm and leases open");
+	log_startup_mark("boot files, /dev/kvm and leases open");
 	return 0;
 
 out_vmm:
@@ -989,7 +968,7 @@ static int restore_vm(struct cmd_opts *o, struct api_run *r)
 	rc = restore_check(&ctx);
 	if (rc)
 		goto out_close;
-	startup_mark("snapshot opened, its machine checked");
+	log_startup_mark("snapshot opened, its machine checked");
 	o->cfg.restore = true;
 	o->cfg.restore_memory_fd = ctx.mem_fd;
 	o->cfg.disk_ident = ident;
@@ -1169,7 +1148,7 @@ int main(int argc, char **argv)
 	 * contention to spare them.
 	 */
 	mallopt(M_ARENA_MAX, 1);
-	clock_gettime(CLOCK_MONOTONIC, &main_ts);
+	log_startup_begin();
 	log_set_prog("plinth");
 	if (argc < 2) {
 		print_usage(stderr);

@@ -691,13 +691,19 @@ struct vm *vm_create(const struct vm_config *cfg)
 		goto out_destroy;
 	if (vm->hv->vm_init(vm))
 		goto out_destroy;
+	log_startup_mark("VM: hypervisor's VM made");
 	if (vm_setup_memory(vm))
 		goto out_destroy;
+	log_startup_mark("VM: guest memory mapped and registered");
 	if (vm_setup_devices(vm))
 		goto out_destroy;
+	log_startup_mark("VM: devices made");
 	/* A restored guest's RAM already holds its kernel and tables; firmware loads itself. */
-	if (!cfg->restore && !cfg->firmware && vm_load_guest(vm))
-		goto out_destroy;
+	if (!cfg->restore && !cfg->firmware) {
+		if (vm_load_guest(vm))
+			goto out_destroy;
+		log_startup_mark("VM: kernel, initrd and tables loaded");
+	}
 	for (i = 0; i < cfg->cpus; i++) {
 		ret = vcpu_create(vm, i);
 		if (ret)

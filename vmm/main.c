@@ -275,8 +275,14 @@ static void *api_start_thread(void *arg)
  * api_start_end() joins it. 0, or -1 (logged, listen_fd closed). */
 static int api_start_begin(struct api_start *s, pthread_t *t)
 {
-	int ret = pthread_create(t, NULL, api_start_thread, s);
+	int ret;
 
+	/* Loaded now: the thread filters itself before it starts the server. */
+	if (api_lib_load()) {
+		close(s->listen_fd);
+		return -1;
+	}
+	ret = pthread_create(t, NULL, api_start_thread, s);
 	if (ret) {
 		log_error("cannot start the control API's thread: %s", strerror(ret));
 		close(s->listen_fd);
@@ -315,6 +321,10 @@ static int confine(struct vmm *vmm, struct vm_config *cfg, const struct jail_cfg
 		   int api_fd, struct api_start *s, pthread_t *api_t, bool *api_started)
 {
 	*api_started = false;
+	/* libmicrohttpd's loading thread (cmd_vm) ends here: the jail needs one thread, and
+	 * no filtered thread may open the library. */
+	if ((api_fd >= 0 || cfg->api_socket) && api_lib_load())
+		goto out_close;
 	if (jail && jail->dir && jail_enter(jail))
 		goto out_close;
 	if (cfg->seccomp && sandbox_seccomp_install(SANDBOX_MAIN))
@@ -1132,6 +1142,12 @@ static int cmd_vm(enum cmd_kind kind, int argc, char **argv)
 	small_thread_stacks();
 	if (rc < 0) {
 		log_set_level(o.level);
+		/* The libraries only the API and a migration's TLS need load on their own
+		 * threads while the VM is built (common/dynlib.h). */
+		if (o.cfg.api_socket)
+			api_lib_preload();
+		if (o.psk)
+			mig_tls_preload();
 		rc = cmd[kind](&o);
 	}
 	dev_configs_free(o.cfg.devices, o.cfg.nr_devices);

@@ -11,15 +11,91 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
+#include "dynlib.h"
 #include "keyfile.h"
 #include "log.h"
 #include "util.h"
 
 /*
  * GnuTLS rather than OpenSSL: libmicrohttpd (the API) and libvncserver (the display)
- * already load and initialise GnuTLS in every plinth process, and a second TLS library
- * was 1.7 MiB of each VM's memory (libcrypto and libssl's pages, 128 MiB guest).
+ * bring GnuTLS into the processes that use them, and a second TLS library was 1.7 MiB
+ * of each VM's memory (libcrypto and libssl's pages, 128 MiB guest). It is loaded at run
+ * time (common/dynlib.h says why), by mig_tls_new() or mig_tls_preload(): every call
+ * below goes through this table.
  */
+#define TLS_FUNCS(X)                                                                               \
+	X(gnutls_alert_send_appropriate)                                                           \
+	X(gnutls_bye)                                                                              \
+	X(gnutls_credentials_set)                                                                  \
+	X(gnutls_deinit)                                                                           \
+	X(gnutls_handshake)                                                                        \
+	X(gnutls_init)                                                                             \
+	X(gnutls_kx_get)                                                                           \
+	X(gnutls_kx_get_name)                                                                      \
+	X(gnutls_priority_deinit)                                                                  \
+	X(gnutls_priority_init)                                                                    \
+	X(gnutls_priority_set)                                                                     \
+	X(gnutls_psk_allocate_client_credentials)                                                  \
+	X(gnutls_psk_allocate_server_credentials)                                                  \
+	X(gnutls_psk_free_client_credentials)                                                      \
+	X(gnutls_psk_free_server_credentials)                                                      \
+	X(gnutls_psk_set_client_credentials)                                                       \
+	X(gnutls_psk_set_server_credentials_function)                                              \
+	X(gnutls_record_recv)                                                                      \
+	X(gnutls_record_send)                                                                      \
+	X(gnutls_rnd)                                                                              \
+	X(gnutls_session_get_ptr)                                                                  \
+	X(gnutls_session_set_ptr)                                                                  \
+	X(gnutls_strerror)                                                                         \
+	X(gnutls_transport_set_int2)                                                               \
+	X(gnutls_transport_set_pull_function)                                                      \
+	X(gnutls_transport_set_push_function)
+static struct {
+	TLS_FUNCS(DYNLIB_FIELD)
+	gnutls_alloc_function *gnutls_malloc; /* a variable of the library's */
+} tls_fn;
+static const char *const tls_names[] = { TLS_FUNCS(DYNLIB_NAME) "gnutls_malloc" };
+static struct dynlib tls_lib = {
+	.soname = PLINTH_GNUTLS_SONAME,
+	.names = tls_names,
+	.addrs = (void **)&tls_fn,
+	.n = ARRAY_SIZE(tls_names),
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+};
+_Static_assert(sizeof(tls_fn) == sizeof(tls_names), "one pointer per name");
+#define gnutls_alert_send_appropriate	       (*tls_fn.gnutls_alert_send_appropriate)
+#define gnutls_bye			       (*tls_fn.gnutls_bye)
+#define gnutls_credentials_set		       (*tls_fn.gnutls_credentials_set)
+#define gnutls_deinit			       (*tls_fn.gnutls_deinit)
+#define gnutls_handshake		       (*tls_fn.gnutls_handshake)
+#define gnutls_init			       (*tls_fn.gnutls_init)
+#define gnutls_kx_get			       (*tls_fn.gnutls_kx_get)
+#define gnutls_kx_get_name		       (*tls_fn.gnutls_kx_get_name)
+#define gnutls_priority_deinit		       (*tls_fn.gnutls_priority_deinit)
+#define gnutls_priority_init		       (*tls_fn.gnutls_priority_init)
+#define gnutls_priority_set		       (*tls_fn.gnutls_priority_set)
+#define gnutls_psk_allocate_client_credentials (*tls_fn.gnutls_psk_allocate_client_credentials)
+#define gnutls_psk_allocate_server_credentials (*tls_fn.gnutls_psk_allocate_server_credentials)
+#define gnutls_psk_free_client_credentials     (*tls_fn.gnutls_psk_free_client_credentials)
+#define gnutls_psk_free_server_credentials     (*tls_fn.gnutls_psk_free_server_credentials)
+#define gnutls_psk_set_client_credentials      (*tls_fn.gnutls_psk_set_client_credentials)
+#define gnutls_psk_set_server_credentials_function                                                 \
+	(*tls_fn.gnutls_psk_set_server_credentials_function)
+#define gnutls_record_recv		   (*tls_fn.gnutls_record_recv)
+#define gnutls_record_send		   (*tls_fn.gnutls_record_send)
+#define gnutls_rnd			   (*tls_fn.gnutls_rnd)
+#define gnutls_session_get_ptr		   (*tls_fn.gnutls_session_get_ptr)
+#define gnutls_session_set_ptr		   (*tls_fn.gnutls_session_set_ptr)
+#define gnutls_strerror			   (*tls_fn.gnutls_strerror)
+#define gnutls_transport_set_int2	   (*tls_fn.gnutls_transport_set_int2)
+#define gnutls_transport_set_pull_function (*tls_fn.gnutls_transport_set_pull_function)
+#define gnutls_transport_set_push_function (*tls_fn.gnutls_transport_set_push_function)
+#define gnutls_malloc			   (*tls_fn.gnutls_malloc)
+
+void mig_tls_preload(void)
+{
+	dynlib_preload(&tls_lib);
+}
 struct mig_tls {
 	gnutls_psk_client_credentials_t client_cred;
 	gnutls_psk_server_credentials_t server_cred;
@@ -88,6 +164,10 @@ struct mig_tls *mig_tls_new(const char *psk_file, bool server)
 
 	if (!t) {
 		log_error("out of memory");
+		return NULL;
+	}
+	if (dynlib_load(&tls_lib)) {
+		free(t);
 		return NULL;
 	}
 	t->server = server;

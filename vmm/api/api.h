@@ -240,6 +240,14 @@ struct api_server *api_server_start(const char *socket_path, const struct api_vm
  * not unlink, and unlink it from the main thread). NULL with the reason logged.
  */
 int api_listen(const char *socket_path);
+/*
+ * libmicrohttpd is opened at run time (common/dynlib.h): api_lib_preload() starts that on
+ * a thread (at the top of main); api_lib_load() joins it or loads now, and must have run
+ * before the thread that starts the server installs a seccomp filter (api_server_start_fd
+ * calls it too, for unfiltered callers). 0 or -1, logged.
+ */
+void api_lib_preload(void);
+int api_lib_load(void);
 struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
 				       const struct api_vm_ops *ops, void *vm);
 

@@ -18,9 +18,56 @@
 
 #include <microhttpd.h>
 
+#include "dynlib.h"
 #include "log.h"
 #include "reqbody.h"
 #include "util.h"
+
+/*
+ * libmicrohttpd is loaded at run time (dynlib.h says why): the functions this file calls,
+ * resolved by api_lib_load(); every call below goes through this table.
+ */
+#define MHD_FUNCS(X)                                                                               \
+	X(MHD_start_daemon)                                                                        \
+	X(MHD_stop_daemon)                                                                         \
+	X(MHD_quiesce_daemon)                                                                      \
+	X(MHD_create_response_from_buffer)                                                         \
+	X(MHD_add_response_header)                                                                 \
+	X(MHD_queue_response)                                                                      \
+	X(MHD_destroy_response)                                                                    \
+	X(MHD_lookup_connection_value)                                                             \
+	X(MHD_get_connection_values)
+static struct {
+	MHD_FUNCS(DYNLIB_FIELD)
+} mhd_fn;
+static const char *const mhd_names[] = { MHD_FUNCS(DYNLIB_NAME) };
+static struct dynlib mhd_lib = {
+	.soname = PLINTH_MHD_SONAME,
+	.names = mhd_names,
+	.addrs = (void **)&mhd_fn,
+	.n = ARRAY_SIZE(mhd_names),
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+};
+_Static_assert(sizeof(mhd_fn) == sizeof(mhd_names), "one pointer per name");
+#define MHD_start_daemon		(*mhd_fn.MHD_start_daemon)
+#define MHD_stop_daemon			(*mhd_fn.MHD_stop_daemon)
+#define MHD_quiesce_daemon		(*mhd_fn.MHD_quiesce_daemon)
+#define MHD_create_response_from_buffer (*mhd_fn.MHD_create_response_from_buffer)
+#define MHD_add_response_header		(*mhd_fn.MHD_add_response_header)
+#define MHD_queue_response		(*mhd_fn.MHD_queue_response)
+#define MHD_destroy_response		(*mhd_fn.MHD_destroy_response)
+#define MHD_lookup_connection_value	(*mhd_fn.MHD_lookup_connection_value)
+#define MHD_get_connection_values	(*mhd_fn.MHD_get_connection_values)
+
+void api_lib_preload(void)
+{
+	dynlib_preload(&mhd_lib);
+}
+
+int api_lib_load(void)
+{
+	return dynlib_load(&mhd_lib);
+}
 
 #define API_MAX_CONNECTIONS 16
 #define API_CONN_TIMEOUT_S  30 /* idle clients are dropped after this */
@@ -260,6 +307,11 @@ struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
 	if (!s) {
 		log_error("API server: out of memory");
 		close(listen_fd);
+		return NULL;
+	}
+	if (api_lib_load()) {
+		close(listen_fd);
+		free(s);
 		return NULL;
 	}
 	s->ops = ops;

@@ -72,7 +72,8 @@ static void *api_thread(void *arg)
 	struct api_server *s = NULL;
 	uint64_t v = 2;
 
-	if (sandbox_seccomp_install(SANDBOX_API) == 0) {
+	/* libmicrohttpd opens before the filter, as in plinth (confine). */
+	if (api_lib_load() == 0 && sandbox_seccomp_install(SANDBOX_API) == 0) {
 		s = api_server_start_fd(r->lfd, NULL, &ops, &r->vm);
 		if (s)
 			v = 1;

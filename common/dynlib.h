@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A shared library loaded at run time (dlopen) instead of by the dynamic loader at exec.
+ *
+ * Why: plinth needs libmicrohttpd (the control API) and GnuTLS (a migration's TLS) only
+ * once its VM is being built, while Debian's libmicrohttpd brings GnuTLS and its eight
+ * libraries in with it: loading them at exec cost 37 of the 67 ms a `plinth --version`
+ * took to start in the emulated host (bench/results.md, snapshot restore). Loaded here,
+ * on a thread started at the top of main (dynlib_preload), they load while KVM makes the
+ * VM, and the process joins that thread before its jail and filters (dynlib_load).
+ */
+#ifndef PLINTH_COMMON_DYNLIB_H
+#define PLINTH_COMMON_DYNLIB_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct dynlib {
+	const char *soname;	  /* as the linker would record it: "libfoo.so.N" */
+	const char *const *names; /* the symbols to resolve, n of them */
+	void **addrs;		  /* their addresses, filled in by the load */
+	size_t n;
+	/* Internal, zero-initialized: */
+	pthread_mutex_t lock; /* PTHREAD_MUTEX_INITIALIZER */
+	pthread_t thread;
+	bool started, joined; /* a preload thread was started / has been joined */
+	int state;	      /* 0 not loaded, 1 loaded, -1 failed */
+	char err[256];	      /* why it failed */
+};
+
+/* Entries of a struct of function pointers and of the name list, from one X-macro list. */
+#define DYNLIB_FIELD(name) __typeof__(&name) name;
+#define DYNLIB_NAME(name)  #name,
+
+/* Start loading l on a thread (no-op once started or loaded). Failures are kept for
+ * dynlib_load to report. Call it from one thread only, before any seccomp filter. */
+void dynlib_preload(struct dynlib *l);
+
+/*
+ * l loaded with every symbol resolved: joins a preload or loads now. Must first run
+ * before any seccomp filter or jail (it opens the library by name); later calls only
+ * return the outcome. 0, or -1 with the reason logged (each call).
+ */
+int dynlib_load(struct dynlib *l);
+
+#endif

@@ -605,6 +605,7 @@ static int vm_load_guest(struct vm *vm)
 	struct linux_boot_cfg boot = {
 		.cmdline = vm->cfg->cmdline,
 		.initrd_fd = -1,
+		.kernel_fd = vm->cfg->kernel_fd,
 		.low_ram_end = vm->mem.slot[0].size,
 		.rsdp = LAYOUT_ACPI,
 		.e820 = e820,

@@ -21,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct boot_e820_entry e820[1] = {{0, FUZZ_MEM, E820_RAM}};
 	struct linux_boot_cfg cfg = {
 		.initrd_fd = -1,
+		.kernel_fd = -1,
 		.low_ram_end = FUZZ_MEM,
 		.e820 = e820,
 		.e820_nr = 1,

@@ -183,6 +183,7 @@ static void test_load(void **state)
 	struct linux_boot_cfg cfg = {
 		.cmdline = "console=ttyS0",
 		.initrd_fd = fd,
+		.kernel_fd = -1,
 		.initrd_size = 8192,
 		.low_ram_end = RAM,
 		.rsdp = 0xe0000,
@@ -217,6 +218,25 @@ static void test_load(void **state)
 	assert_int_equal(bp->e820_table[1].addr, 0x100000);
 	assert_int_equal(bp->acpi_rsdp_addr, 0xe0000);
 	assert_int_equal(ram[0x1000000], 0xcc); /* kernel copied to its load address */
+	/* Read from the kernel's file instead: the same payload at the same place; a file
+	 * shorter than the mapping (changed since) is an error, not a partial kernel. */
+	{
+		char kpath[] = "/tmp/plinth-kernel-XXXXXX";
+		int kfd = mkstemp(kpath);
+
+		assert_true(kfd >= 0);
+		unlink(kpath);
+		assert_int_equal(pwrite_full(kfd, img, IMG_LEN, 0), 0);
+		memset(ram + 0x1000000, 0, IMG_LEN);
+		cfg.kernel_fd = kfd;
+		assert_int_equal(linux_load(&gm, &k, &cfg, &why), 0);
+		assert_memory_equal(ram + 0x1000000, img + k.payload_off, IMG_LEN - k.payload_off);
+		assert_int_equal(ftruncate(kfd, IMG_LEN / 2), 0);
+		assert_int_not_equal(linux_load(&gm, &k, &cfg, &why), 0);
+		assert_string_equal(why, "cannot read the kernel");
+		cfg.kernel_fd = -1;
+		close(kfd);
+	}
 	/* Identity map: PML4 -> PDPT -> 2 MiB pages. */
 	pml4 = (uint64_t *)(ram + LAYOUT_PML4);
 	pd = (uint64_t *)(ram + LAYOUT_PD);

@@ -269,6 +269,13 @@ int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct 
 			*why = "ELF segment outside guest memory";
 			return ret;
 		}
+	} else if (cfg->kernel_fd >= 0) {
+		ret = pread_full(cfg->kernel_fd, guest_mem_ptr(gm, k->load_addr, k->mem_needed),
+				 k->image_len - k->payload_off, k->payload_off);
+		if (ret) {
+			*why = "cannot read the kernel";
+			return ret;
+		}
 	} else {
 		memcpy(guest_mem_ptr(gm, k->load_addr, k->mem_needed), k->image + k->payload_off,
 		       k->image_len - k->payload_off);

@@ -45,6 +45,10 @@ int linux_probe(const uint8_t *img, size_t len, struct linux_kernel *k, const ch
 struct linux_boot_cfg {
 	const char *cmdline;
 	int initrd_fd; /* -1 for none */
+	/* The kernel's file (the one k maps), or -1: a bzImage's payload is then read into
+	 * guest memory in one pread instead of copied through the mapping (page by page
+	 * faults, each a read on a network file system such as the emulated host's 9p). */
+	int kernel_fd;
 	uint64_t initrd_size;
 	uint64_t low_ram_end; /* end of RAM below 4 GiB */
 	uint64_t rsdp;	      /* ACPI RSDP address, 0 for none */

@@ -6,8 +6,8 @@
  * once its VM is being built, while Debian's libmicrohttpd brings GnuTLS and its eight
  * libraries in with it: loading them at exec cost 37 of the 67 ms a `plinth --version`
  * took to start in the emulated host (bench/results.md, snapshot restore). Loaded here,
- * on a thread started at the top of main (dynlib_preload), they load while KVM makes the
- * VM, and the process joins that thread before its jail and filters (dynlib_load).
+ * on a thread started at the top of main (dynlib_preload), they load while the VM is built,
+ * or in one go where that contends with KVM (dynlib_load), before the jail and filters.
  */
 #ifndef PLINTH_COMMON_DYNLIB_H
 #define PLINTH_COMMON_DYNLIB_H

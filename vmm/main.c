@@ -1142,11 +1142,16 @@ static int cmd_vm(enum cmd_kind kind, int argc, char **argv)
 	small_thread_stacks();
 	if (rc < 0) {
 		log_set_level(o.level);
-		/* The libraries only the API and a migration's TLS need load on their own
-		 * threads while the VM is built (common/dynlib.h). */
-		if (o.cfg.api_socket)
+		/*
+		 * The libraries only the API and a migration's TLS need load on their own
+		 * threads while run's VM is built and its kernel read (common/dynlib.h).
+		 * Not for restore and receive: there the loader's mmaps and page faults beside
+		 * KVM_CREATE_VM made the VM 40-150 ms later in the emulated host (plinth -vv,
+		 * 2026-12-06), more than the load itself, which confine() does in one go.
+		 */
+		if (kind == CMD_RUN && o.cfg.api_socket)
 			api_lib_preload();
-		if (o.psk)
+		if (kind == CMD_RUN && o.psk)
 			mig_tls_preload();
 		rc = cmd[kind](&o);
 	}

@@ -32,6 +32,12 @@ struct dynlib {
 /* Entries of a struct of function pointers and of the name list, from one X-macro list. */
 #define DYNLIB_FIELD(name) __typeof__(&name) name;
 #define DYNLIB_NAME(name)  #name,
+/* A struct dynlib for soname, filling table (a struct of pointers) from names (an array). */
+#define DYNLIB_INIT(so, names_, table)                                                             \
+	{                                                                                          \
+		.soname = (so), .names = (names_), .addrs = (void **)&(table),                     \
+		.n = sizeof(names_) / sizeof((names_)[0]), .lock = PTHREAD_MUTEX_INITIALIZER,      \
+	}
 
 /* Start loading l on a thread (no-op once started or loaded). Failures are kept for
  * dynlib_load to report. Call it from one thread only, before any seccomp filter. */

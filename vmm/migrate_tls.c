@@ -55,13 +55,7 @@ static struct {
 	gnutls_alloc_function *gnutls_malloc; /* a variable of the library's */
 } tls_fn;
 static const char *const tls_names[] = { TLS_FUNCS(DYNLIB_NAME) "gnutls_malloc" };
-static struct dynlib tls_lib = {
-	.soname = PLINTH_GNUTLS_SONAME,
-	.names = tls_names,
-	.addrs = (void **)&tls_fn,
-	.n = ARRAY_SIZE(tls_names),
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-};
+static struct dynlib tls_lib = DYNLIB_INIT(PLINTH_GNUTLS_SONAME, tls_names, tls_fn);
 _Static_assert(sizeof(tls_fn) == sizeof(tls_names), "one pointer per name");
 #define gnutls_alert_send_appropriate	       (*tls_fn.gnutls_alert_send_appropriate)
 #define gnutls_bye			       (*tls_fn.gnutls_bye)

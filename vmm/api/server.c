@@ -41,13 +41,7 @@ static struct {
 	MHD_FUNCS(DYNLIB_FIELD)
 } mhd_fn;
 static const char *const mhd_names[] = { MHD_FUNCS(DYNLIB_NAME) };
-static struct dynlib mhd_lib = {
-	.soname = PLINTH_MHD_SONAME,
-	.names = mhd_names,
-	.addrs = (void **)&mhd_fn,
-	.n = ARRAY_SIZE(mhd_names),
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-};
+static struct dynlib mhd_lib = DYNLIB_INIT(PLINTH_MHD_SONAME, mhd_names, mhd_fn);
 _Static_assert(sizeof(mhd_fn) == sizeof(mhd_names), "one pointer per name");
 #define MHD_start_daemon		(*mhd_fn.MHD_start_daemon)
 #define MHD_stop_daemon			(*mhd_fn.MHD_stop_daemon)

@@ -702,8 +702,7 @@ static int start_common(struct cmd_opts *o, struct vmm *vmm, int *sfd, struct mi
 	uint64_t host_mem;
 
 	log_set_level(o->level);
-	if (log_get_level() >= LOG_DEBUG)
-		log_startup_mark("options parsed");
+	log_startup_mark("options parsed");
 	host_mem = host_mem_total();
 	if (host_mem && o->cfg.memory > host_mem) {
 		log_error("--memory %lluM is more than this host's %lluM of RAM",
@@ -1143,16 +1142,15 @@ static int cmd_vm(enum cmd_kind kind, int argc, char **argv)
 	if (rc < 0) {
 		log_set_level(o.level);
 		/*
-		 * The libraries only the API and a migration's TLS need load on their own
-		 * threads while run's VM is built and its kernel read (common/dynlib.h).
-		 * Not for restore and receive: there the loader's mmaps and page faults beside
-		 * KVM_CREATE_VM made the VM 40-150 ms later in the emulated host (plinth -vv,
-		 * 2026-12-06), more than the load itself, which confine() does in one go.
+		 * libmicrohttpd (and GnuTLS with it) loads on its own thread while run's VM is
+		 * built and its kernel read (common/dynlib.h). Not for restore and receive:
+		 * there the loader's mmaps and page faults beside KVM_CREATE_VM made the VM
+		 * 40-150 ms later in the emulated host (plinth -vv, 2026-12-06), more than the
+		 * load itself, which confine() does in one go. A migration key's GnuTLS loads
+		 * in mig_tls_new(), the first thing start_common() does: nothing to overlap.
 		 */
 		if (kind == CMD_RUN && o.cfg.api_socket)
 			api_lib_preload();
-		if (kind == CMD_RUN && o.psk)
-			mig_tls_preload();
 		rc = cmd[kind](&o);
 	}
 	dev_configs_free(o.cfg.devices, o.cfg.nr_devices);

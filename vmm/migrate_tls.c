@@ -20,7 +20,7 @@
  * GnuTLS rather than OpenSSL: libmicrohttpd (the API) and libvncserver (the display)
  * bring GnuTLS into the processes that use them, and a second TLS library was 1.7 MiB
  * of each VM's memory (libcrypto and libssl's pages, 128 MiB guest). It is loaded at run
- * time (common/dynlib.h says why), by mig_tls_new() or mig_tls_preload(): every call
+ * time (common/dynlib.h says why), by mig_tls_new() (before any filter): every call
  * below goes through this table.
  */
 #define TLS_FUNCS(X)                                                                               \
@@ -86,10 +86,6 @@ _Static_assert(sizeof(tls_fn) == sizeof(tls_names), "one pointer per name");
 #define gnutls_transport_set_push_function (*tls_fn.gnutls_transport_set_push_function)
 #define gnutls_malloc			   (*tls_fn.gnutls_malloc)
 
-void mig_tls_preload(void)
-{
-	dynlib_preload(&tls_lib);
-}
 struct mig_tls {
 	gnutls_psk_client_credentials_t client_cred;
 	gnutls_psk_server_credentials_t server_cred;

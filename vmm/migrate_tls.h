@@ -32,10 +32,6 @@
 struct mig_tls;	     /* a context: the key and the TLS settings of one side */
 struct mig_tls_conn; /* one established channel */
 
-/* Start loading GnuTLS on a thread (at the top of main, when a key is given): mig_tls_new
- * joins it, before any seccomp filter. */
-void mig_tls_preload(void);
-
 /*
  * Read the key in psk_file and build the client's (server false) or server's
  * context. NULL after one line naming the file and what is wrong with it.

@@ -7,7 +7,7 @@
 
 #include "log.h"
 
-/* Lock held, or on the preload thread (which alone touches l until joined). */
+/* Lock held. */
 static void load_now(struct dynlib *l)
 {
 	void *h = dlopen(l->soname, RTLD_NOW | RTLD_LOCAL);
@@ -29,29 +29,11 @@ static void load_now(struct dynlib *l)
 	l->state = 1;
 }
 
-static void *preload_thread(void *arg)
-{
-	load_now(arg);
-	return NULL;
-}
-
-void dynlib_preload(struct dynlib *l)
-{
-	pthread_mutex_lock(&l->lock);
-	if (!l->started && !l->state)
-		l->started = pthread_create(&l->thread, NULL, preload_thread, l) == 0;
-	pthread_mutex_unlock(&l->lock);
-}
-
 int dynlib_load(struct dynlib *l)
 {
 	int state;
 
 	pthread_mutex_lock(&l->lock);
-	if (l->started && !l->joined) {
-		pthread_join(l->thread, NULL);
-		l->joined = true;
-	}
 	if (!l->state)
 		load_now(l);
 	state = l->state;

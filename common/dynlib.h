@@ -2,12 +2,11 @@
 /*
  * A shared library loaded at run time (dlopen) instead of by the dynamic loader at exec.
  *
- * Why: plinth needs libmicrohttpd (the control API) and GnuTLS (a migration's TLS) only
- * once its VM is being built, while Debian's libmicrohttpd brings GnuTLS and its eight
- * libraries in with it: loading them at exec cost 37 of the 67 ms a `plinth --version`
- * took to start in the emulated host (bench/results.md, snapshot restore). Loaded here,
- * on a thread started at the top of main (dynlib_preload), they load while the VM is built,
- * or in one go where that contends with KVM (dynlib_load), before the jail and filters.
+ * Why: plinth needs GnuTLS (a migration's TLS) only when a migration has a key, and
+ * GnuTLS brings eight more libraries: loading them at exec cost 37 of the 67 ms a
+ * `plinth --version` took to start in the emulated host (bench/results.md, snapshot
+ * restore). Loaded here, when first needed and before the jail and filters. (The control API used libmicrohttpd, which links GnuTLS, the same way until
+ * it got a server of its own: vmm/api/http.h.)
  */
 #ifndef PLINTH_COMMON_DYNLIB_H
 #define PLINTH_COMMON_DYNLIB_H
@@ -23,8 +22,6 @@ struct dynlib {
 	size_t n;
 	/* Internal, zero-initialized: */
 	pthread_mutex_t lock; /* PTHREAD_MUTEX_INITIALIZER */
-	pthread_t thread;
-	bool started, joined; /* a preload thread was started / has been joined */
 	int state;	      /* 0 not loaded, 1 loaded, -1 failed */
 	char err[256];	      /* why it failed */
 };
@@ -39,12 +36,8 @@ struct dynlib {
 		.n = sizeof(names_) / sizeof((names_)[0]), .lock = PTHREAD_MUTEX_INITIALIZER,      \
 	}
 
-/* Start loading l on a thread (no-op once started or loaded). Failures are kept for
- * dynlib_load to report. Call it from one thread only, before any seccomp filter. */
-void dynlib_preload(struct dynlib *l);
-
 /*
- * l loaded with every symbol resolved: joins a preload or loads now. Must first run
+ * l loaded with every symbol resolved: loads it now or says how that went. Must first run
  * before any seccomp filter or jail (it opens the library by name); later calls only
  * return the outcome. 0, or -1 with the reason logged (each call).
  */

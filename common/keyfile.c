@@ -9,17 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#include "util.h"
 
 /* Decode n bytes of hex digits and whitespace into key (max bytes): the number of
  * digits, or 0 if a character is not hex or the key would exceed max. */
@@ -31,7 +21,7 @@ static size_t decode_hex(const char *buf, size_t n, unsigned char *key, size_t m
 	for (i = 0; i < n; i++) {
 		if (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')
 			continue;
-		v = hexval((unsigned char)buf[i]);
+		v = hex_value((unsigned char)buf[i]);
 		if (v < 0 || nib / 2 >= max)
 			return 0;
 		if (nib % 2 == 0)

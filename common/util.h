@@ -80,6 +80,9 @@ static inline uint64_t align_up(uint64_t x, uint64_t a)
  */
 int parse_size(const char *s, uint64_t *out);
 
+/* The value of hex digit c (either case), or -1. */
+int hex_value(int c);
+
 /* Parse an unsigned decimal integer in [min, max]. Returns 0 or -EINVAL / -ERANGE. */
 int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 

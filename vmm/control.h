@@ -5,7 +5,7 @@
  * control API's ops, snapshots and the hand-off of requests to the main thread.
  *
  * Threads and who may touch what:
- *   API thread (libmicrohttpd): runs the ops one at a time. It never does file or
+ *   API thread (vmm/api/server.c): runs the ops one at a time. It never does file or
  *     KVM work: pause, resume, snapshot, shutdown, reset and starting a migration
  *     are posted to the main thread (vmm_call) and the op waits for the result.
  *     info reads the counters under vmm->lock.

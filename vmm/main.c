@@ -246,8 +246,8 @@ static unsigned int main_run_keep(const struct vmm *vmm, const struct vm_config 
 
 /*
  * The control API's first thread: it narrows itself to SANDBOX_API (on top of
- * main's filter, which it inherited) and starts libmicrohttpd, whose thread
- * inherits the narrowed filter; then it ends.
+ * main's filter, which it inherited) and starts the server (vmm/api/server.c), whose
+ * thread inherits the narrowed filter; then it ends.
  */
 struct api_start {
 	int listen_fd;
@@ -277,11 +277,6 @@ static int api_start_begin(struct api_start *s, pthread_t *t)
 {
 	int ret;
 
-	/* Loaded now: the thread filters itself before it starts the server. */
-	if (api_lib_load()) {
-		close(s->listen_fd);
-		return -1;
-	}
 	ret = pthread_create(t, NULL, api_start_thread, s);
 	if (ret) {
 		log_error("cannot start the control API's thread: %s", strerror(ret));
@@ -321,10 +316,6 @@ static int confine(struct vmm *vmm, struct vm_config *cfg, const struct jail_cfg
 		   int api_fd, struct api_start *s, pthread_t *api_t, bool *api_started)
 {
 	*api_started = false;
-	/* libmicrohttpd's loading thread (cmd_vm) ends here: the jail needs one thread, and
-	 * no filtered thread may open the library. */
-	if ((api_fd >= 0 || cfg->api_socket) && api_lib_load())
-		goto out_close;
 	if (jail && jail->dir && jail_enter(jail))
 		goto out_close;
 	if (cfg->seccomp && sandbox_seccomp_install(SANDBOX_MAIN))
@@ -1097,7 +1088,7 @@ out_common:
 }
 
 /*
- * Every thread a VM process starts (ours and the libraries': libmicrohttpd's, libvncserver's)
+ * Every thread a VM process starts (ours and the libraries': libvncserver's, GnuTLS's none)
  * gets a 1 MiB stack instead of glibc's 8 MiB. Not for the address space but for the memory
  * the host spends: with transparent huge pages on, the top 2 MiB of an 8 MiB stack is often
  * one aligned huge-page range, and the thread's first call faulted in a whole 2 MiB page
@@ -1141,16 +1132,6 @@ static int cmd_vm(enum cmd_kind kind, int argc, char **argv)
 	small_thread_stacks();
 	if (rc < 0) {
 		log_set_level(o.level);
-		/*
-		 * libmicrohttpd (and GnuTLS with it) loads on its own thread while run's VM is
-		 * built and its kernel read (common/dynlib.h). Not for restore and receive:
-		 * there the loader's mmaps and page faults beside KVM_CREATE_VM made the VM
-		 * 40-150 ms later in the emulated host (plinth -vv, 2026-12-06), more than the
-		 * load itself, which confine() does in one go. A migration key's GnuTLS loads
-		 * in mig_tls_new(), the first thing start_common() does: nothing to overlap.
-		 */
-		if (kind == CMD_RUN && o.cfg.api_socket)
-			api_lib_preload();
 		rc = cmd[kind](&o);
 	}
 	dev_configs_free(o.cfg.devices, o.cfg.nr_devices);

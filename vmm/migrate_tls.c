@@ -17,7 +17,7 @@
 #include "util.h"
 
 /*
- * GnuTLS rather than OpenSSL: libmicrohttpd (the API) and libvncserver (the display)
+ * GnuTLS rather than OpenSSL: libvncserver (the display) and plinthd's libmicrohttpd
  * bring GnuTLS into the processes that use them, and a second TLS library was 1.7 MiB
  * of each VM's memory (libcrypto and libssl's pages, 128 MiB guest). It is loaded at run
  * time (common/dynlib.h says why), by mig_tls_new() (before any filter): every call

@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The control API: REST/JSON over a Unix socket (docs/api.yaml is the contract),
- * served by libmicrohttpd, and `plinth ctl`, its command-line client.
+ * served by a thread of its own (server.c, http.c), and `plinth ctl`, its
+ * command-line client.
  *
- *   client (plinth ctl) --HTTP/1.1 over AF_UNIX--> API thread (libmicrohttpd)
+ *   client (plinth ctl) --HTTP/1.1 over AF_UNIX--> API thread (server.c, http.c)
  *       -> api_parse_request(): method + path + body -> struct api_cmd (pure)
  *       -> api_dispatch(): struct api_cmd -> one call of struct api_vm_ops
  *       -> status + JSON body ({"error": "..."} on failure)
  *
- * Threads: the server runs ONE thread of its own (libmicrohttpd's internal polling
- * thread). Every op is called on that thread, one at a time (never two ops at
- * once), but concurrently with the VMM's vCPU and I/O threads: an op must be
+ * Threads: the server runs ONE thread of its own (a poll loop over its clients).
+ * Every op is called on that thread, one at a time (never two ops at once), but concurrently with the VMM's vCPU and I/O threads: an op must be
  * thread-safe against them, and apply its change at a safe point (e.g. ask the
  * vCPUs to stop and wait for them). An op that takes long (a migration) should
  * start the work, set reply->accepted and return; the API keeps answering info
@@ -233,21 +233,13 @@ struct api_server *api_server_start(const char *socket_path, const struct api_vm
  * api_listen() on the set-up thread, before any seccomp filter (it stats, connects
  * to and unlinks a stale socket, chmods, and seeds jansson, which reads
  * /dev/urandom); then, on the API thread after sandbox_seccomp_install(SANDBOX_API),
- * api_server_start_fd(), whose libmicrohttpd thread inherits that filter.
+ * api_server_start_fd(), whose thread inherits that filter.
  * api_listen: a listening fd or -errno, logged.
  * api_server_start_fd: takes listen_fd (closed on failure too); socket_path is
  * unlinked by api_server_stop() if not NULL (pass NULL when the stopping thread may
  * not unlink, and unlink it from the main thread). NULL with the reason logged.
  */
 int api_listen(const char *socket_path);
-/*
- * libmicrohttpd is opened at run time (common/dynlib.h): api_lib_preload() starts that on
- * a thread (at the top of main); api_lib_load() joins it or loads now, and must have run
- * before the thread that starts the server installs a seccomp filter (api_server_start_fd
- * calls it too, for unfiltered callers). 0 or -1, logged.
- */
-void api_lib_preload(void);
-int api_lib_load(void);
 struct api_server *api_server_start_fd(int listen_fd, const char *socket_path,
 				       const struct api_vm_ops *ops, void *vm);
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * `plinth ctl`: the command-line client of the control API. libmicrohttpd has no
- * client side, and all we need is one HTTP/1.1 request per connection over a Unix
+ * `plinth ctl`: the command-line client of the control API. Debian has no small HTTP
+ * client library for Unix sockets without TLS (libcurl brings a dozen), and all we need is one HTTP/1.1 request per connection over a Unix
  * socket ("Connection: close", body located by Content-Length), so the client is
  * written by hand here, with a cap on the response size.
  */

@@ -15,7 +15,7 @@
  *   evloop      x         x    x    epoll/poll, eventfds, Unix sockets, non-blocking fds
  *   io          x         x    x    disk I/O, tap offloads, console queries
  *   connect     x                   vsock's guest-initiated connections (io-connect only)
- *   api         x              x    libmicrohttpd: listen/accept, select, socket options
+ *   listen      x                   the API socket's and a migration's listening sockets
  *   display     x                   libvncserver's loop: select, socket options (display)
  *   control     x                   the control ops (run on the main thread): snapshot
  *                                   directories, image locks, dirty log, timers
@@ -302,18 +302,19 @@ static const struct sc_rule connect_rules[] = {
 };
 SECTION(connect, connect_rules);
 
-static const struct sc_rule api_rules[] = {
-	ALLOW(select, "libmicrohttpd's default poller"),
-	ALLOW(pselect6, "libmicrohttpd's default poller"),
-	ALLOW(bind, "the API socket"),
-	ALLOW(listen, "the API socket"),
-	ALLOW(accept, "API connections"),
-	ALLOW(setsockopt, "libmicrohttpd's socket options"),
-	ALLOW(getsockname, "libmicrohttpd"),
-	ALLOW(getpeername, "libmicrohttpd"),
-	ALLOW(pipe2, "libmicrohttpd's inter-thread wake-up (where no eventfd)"),
+/* Main only: the API socket and a migration's listening socket, made and handed on. */
+static const struct sc_rule listen_rules[] = {
+	ALLOW(select, "waiting on a socket (libraries)"),
+	ALLOW(pselect6, "waiting on a socket (libraries)"),
+	ALLOW(bind, "the API socket, a migration's --listen"),
+	ALLOW(listen, "the API socket, a migration's --listen"),
+	ALLOW(accept, "a migration's incoming connection"),
+	ALLOW(setsockopt, "socket options (TCP_NODELAY, buffer sizes)"),
+	ALLOW(getsockname, "the port a --listen got"),
+	ALLOW(getpeername, "naming a peer in messages"),
+	ALLOW(pipe2, "wake-ups between threads (libraries without eventfd)"),
 };
-SECTION(api, api_rules);
+SECTION(listen, listen_rules);
 
 /* libvncserver's own loop (rfbProcessEvents) on the sockets the display accepted. */
 static const struct sc_rule display_rules[] = {
@@ -405,7 +406,7 @@ SECTION(setup, setup_rules);
 
 static const struct sc_section *const main_sections[] = {
 	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io,
-	&sec_connect, &sec_api, &sec_control, &sec_open, &sec_inet, &sec_setup, &sc_sec_libc_main,
+	&sec_connect, &sec_listen, &sec_control, &sec_open, &sec_inet, &sec_setup, &sc_sec_libc_main,
 	&sec_display,
 };
 /*
@@ -416,7 +417,7 @@ static const struct sc_section *const main_sections[] = {
  */
 #define MAIN_RUN_SECTIONS \
 	&sec_base, &sec_spawn, &sec_kvm_run, &sec_kvm_vcpu, &sec_kvm_irq, &sec_evloop, &sec_io, \
-	&sec_connect, &sec_api, &sec_control, &sec_setup, &sc_sec_libc_main, &sec_display
+	&sec_connect, &sec_listen, &sec_control, &sec_setup, &sc_sec_libc_main, &sec_display
 static const struct sc_section *const main_run_sections[] = {
 	MAIN_RUN_SECTIONS, &sec_open_create, &sec_no_inet,
 };
@@ -456,7 +457,7 @@ static const struct sc_section *const display_sections[] = {
  * needs no file, KVM or disk syscalls of its own.
  */
 static const struct sc_section *const api_sections[] = {
-	&sec_base, &sec_spawn, &sec_evloop, &sec_api, &sc_sec_libc_refuse,
+	&sec_base, &sec_spawn, &sec_evloop, &sc_sec_libc_refuse,
 };
 
 static const struct sc_policy policies[SANDBOX_NR_KINDS] = {

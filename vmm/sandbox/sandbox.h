@@ -35,8 +35,8 @@
  * access, readlink) fail with EACCES on vcpu, io and api threads rather than
  * trap, since glibc's lazy reads must cope with missing files anyway; the API thread must call json_object_seed(0)
  * before installing SANDBOX_API (jansson opens /dev/urandom on first use), and
- * start libmicrohttpd after installing it (its threads then inherit the filter;
- * tests/unit/sandbox/test_seccomp_api.c runs every threading mode so).
+ * start the server after installing it (its thread then inherits the filter;
+ * tests/unit/api/test_server_sandbox.c).
  * A thread that blocks SIGSYS (or glibc's pthread_create, which blocks all
  * signals around clone) still dies on a forbidden syscall, but the kernel then
  * kills it without the explaining line: leave SIGSYS unblocked.
@@ -61,7 +61,7 @@ enum sandbox_thread {
 	SANDBOX_MAIN, /* control thread: VM setup done; pause/resume, snapshot, migration */
 	SANDBOX_VCPU, /* a vCPU: KVM_RUN and port/MMIO emulation */
 	SANDBOX_IO,   /* a device backend or the console input thread: epoll, disk, tap, vsock */
-	SANDBOX_API,  /* the REST API thread (libmicrohttpd) and the control ops it runs */
+	SANDBOX_API,  /* the REST API thread (vmm/api/server.c) and the control ops it runs */
 	SANDBOX_IO_CONNECT, /* an I/O thread that connects out: virtio-vsock's (PATH_<port>) */
 	SANDBOX_MAIN_RUN, /* the main thread after start-up: no existing file, no TCP socket */
 	SANDBOX_DISPLAY, /* a display's thread (virtio-gpu's VNC server): its sockets only */

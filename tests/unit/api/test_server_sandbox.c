@@ -65,15 +65,14 @@ struct run {
 	struct vm vm;
 };
 
-/* The VMM's API thread: filter first, then libmicrohttpd; stop under the filter too. */
+/* The VMM's API thread: filter first, then the server; stop under the filter too. */
 static void *api_thread(void *arg)
 {
 	struct run *r = arg;
 	struct api_server *s = NULL;
 	uint64_t v = 2;
 
-	/* libmicrohttpd opens before the filter, as in plinth (confine). */
-	if (api_lib_load() == 0 && sandbox_seccomp_install(SANDBOX_API) == 0) {
+	if (sandbox_seccomp_install(SANDBOX_API) == 0) {
 		s = api_server_start_fd(r->lfd, NULL, &ops, &r->vm);
 		if (s)
 			v = 1;

@@ -5,14 +5,14 @@
  * Why: plinth needs GnuTLS (a migration's TLS) only when a migration has a key, and
  * GnuTLS brings eight more libraries: loading them at exec cost 37 of the 67 ms a
  * `plinth --version` took to start in the emulated host (bench/results.md, snapshot
- * restore). Loaded here, when first needed and before the jail and filters. (The control API used libmicrohttpd, which links GnuTLS, the same way until
- * it got a server of its own: vmm/api/http.h.)
+ * restore). Loaded here, when first needed and before the jail and filters. (The
+ * control API used libmicrohttpd, which links GnuTLS, the same way until it got a
+ * server of its own: vmm/api/http.h.)
  */
 #ifndef PLINTH_COMMON_DYNLIB_H
 #define PLINTH_COMMON_DYNLIB_H
 
 #include <pthread.h>
-#include <stdbool.h>
 #include <stddef.h>
 
 struct dynlib {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A request body as it arrives in chunks (libmicrohttpd hands them one by one), kept
- * whole up to a cap. Used by plinthd's control socket and web console; what the body means (JSON) is each parser's business.
+ * whole up to a cap. Used by plinthd's control socket and web console; what the body
+ * means (JSON) is each parser's business.
  */
 #ifndef PLINTH_COMMON_REQBODY_H
 #define PLINTH_COMMON_REQBODY_H

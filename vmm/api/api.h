@@ -10,11 +10,12 @@
  *       -> status + JSON body ({"error": "..."} on failure)
  *
  * Threads: the server runs ONE thread of its own (a poll loop over its clients).
- * Every op is called on that thread, one at a time (never two ops at once), but concurrently with the VMM's vCPU and I/O threads: an op must be
- * thread-safe against them, and apply its change at a safe point (e.g. ask the
- * vCPUs to stop and wait for them). An op that takes long (a migration) should
- * start the work, set reply->accepted and return; the API keeps answering info
- * while it runs. Until an op returns, other requests wait.
+ * Every op is called on that thread, one at a time (never two ops at once), but
+ * concurrently with the VMM's vCPU and I/O threads: an op must be thread-safe
+ * against them, and apply its change at a safe point (e.g. ask the vCPUs to stop and
+ * wait for them). An op that takes long (a migration) should start the work, set
+ * reply->accepted and return; the API keeps answering info while it runs. Until an op
+ * returns, other requests wait.
  *
  * Errors: an op returns 0 or -errno, mapped by api_status_for_errno():
  *   -EINVAL -> 400, -ENOENT -> 404, -EBUSY / -EALREADY / -EEXIST -> 409 (illegal in

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -613,6 +614,7 @@ static int vm_load_guest(struct vm *vm)
 	uint8_t *acpi = guest_mem_ptr(&vm->mem, LAYOUT_ACPI, LAYOUT_ACPI_END - LAYOUT_ACPI);
 	const char *why = NULL;
 	struct stat st;
+	uint64_t t0;
 	int n, ret;
 
 	if (!acpi) {
@@ -642,9 +644,19 @@ static int vm_load_guest(struct vm *vm)
 		}
 		boot.initrd_size = (uint64_t)st.st_size;
 	}
+	/* KASLR for a kernel the VMM unpacks: the randomness its decompressor would take. */
+	boot.kaslr = getrandom(&boot.kaslr_seed, sizeof(boot.kaslr_seed), 0) ==
+		     (ssize_t)sizeof(boot.kaslr_seed);
+	t0 = monotonic_ms();
 	ret = linux_load(&vm->mem, &vm->kernel, &boot, &why);
 	if (ret)
 		log_error("cannot boot %s: %s", vm->cfg->kernel, why);
+	else if (vm->kernel.unpacked)
+		log_debug("kernel: %s payload unpacked in %llu ms, at %#llx%s", vm->kernel.unpacked,
+			  (unsigned long long)(monotonic_ms() - t0), (unsigned long long)vm->kernel.phys,
+			  vm->kernel.kaslr ? ", KASLR" : ", not randomized");
+	else if (vm->kernel.unpack_why)
+		log_debug("kernel: its own decompressor runs in the guest: %s", vm->kernel.unpack_why);
 	/*
 	 * The kernel is now in guest memory. Its file mapping stays (a guest reset loads it
 	 * again, inside the jail, where the file may not be reachable by name), but its pages

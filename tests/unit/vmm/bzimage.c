@@ -46,3 +46,16 @@ uint8_t *make_bzimage(void)
 	memset(img + 5 * 512, 0xcc, IMG_LEN - 5 * 512); /* "kernel code" */
 	return img;
 }
+
+void make_elf_header(Elf64_Ehdr *eh, uint64_t entry, unsigned int phnum)
+{
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS64;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_type = ET_EXEC;
+	eh->e_machine = EM_X86_64;
+	eh->e_entry = entry;
+	eh->e_phoff = sizeof(*eh);
+	eh->e_phentsize = sizeof(Elf64_Phdr);
+	eh->e_phnum = (uint16_t)phnum;
+}

@@ -88,15 +88,7 @@ static uint8_t *make_elf(size_t *len, uint64_t paddr, uint64_t entry)
 	Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
 	Elf64_Phdr *ph = (Elf64_Phdr *)(img + sizeof(*eh));
 
-	memcpy(eh->e_ident, ELFMAG, SELFMAG);
-	eh->e_ident[EI_CLASS] = ELFCLASS64;
-	eh->e_ident[EI_DATA] = ELFDATA2LSB;
-	eh->e_type = ET_EXEC;
-	eh->e_machine = EM_X86_64;
-	eh->e_entry = entry;
-	eh->e_phoff = sizeof(*eh);
-	eh->e_phentsize = sizeof(*ph);
-	eh->e_phnum = 1;
+	make_elf_header(eh, entry, 1);
 	ph->p_type = PT_LOAD;
 	ph->p_offset = sizeof(*eh) + sizeof(*ph);
 	ph->p_paddr = paddr;

@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "kunpack.h"
 #include "layout.h"
 #include "resources.h"
 #include "util.h"
@@ -21,12 +23,18 @@
 #define BZ_RELOCATABLE	 0x234
 #define BZ_XLOADFLAGS	 0x236
 #define BZ_CMDLINE_SIZE	 0x238
+#define BZ_KERNEL_ALIGN	 0x230
+#define BZ_PAYLOAD_OFF	 0x248
+#define BZ_PAYLOAD_LEN	 0x24c
 #define BZ_PREF_ADDRESS	 0x258
 #define BZ_INIT_SIZE	 0x260
 #define BZ_MIN_LEN	 0x268	/* through init_size */
 #define BZ_MIN_VERSION	 0x020c /* 2.12: xloadflags, the 64-bit entry */
 #define ELF_MAX_PHDRS	 64
 #define X86_KERNEL_VBASE 0xffffffff80000000ULL /* __START_KERNEL_map */
+/* KERNEL_IMAGE_SIZE with RANDOMIZE_BASE: the kernel's virtual range, from VBASE. */
+#define X86_KERNEL_VSPAN (1ULL << 30)
+#define KASLR_MIN_ALIGN	 (2ULL << 20) /* a 2 MiB page: head_64 maps the kernel with them */
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -158,6 +166,16 @@ static int probe_bzimage(const uint8_t *img, size_t len, struct linux_kernel *k,
 	k->entry = k->load_addr + 0x200;
 	k->initrd_addr_max = rd32(img + BZ_INITRD_MAX);
 	k->cmdline_max = rd32(img + BZ_CMDLINE_SIZE);
+	/* The compressed vmlinux (protocol 2.08+), for the VMM to unpack (kunpack.h). */
+	k->zpayload_off = k->payload_off + rd32(img + BZ_PAYLOAD_OFF);
+	k->zpayload_len = rd32(img + BZ_PAYLOAD_LEN);
+	if (!range_within(k->zpayload_off, k->zpayload_len, len))
+		k->zpayload_len = 0;
+	k->align = rd32(img + BZ_KERNEL_ALIGN);
+	if (!img[BZ_RELOCATABLE] || k->align & (k->align - 1))
+		k->align = 0; /* not movable: loaded where linked, never randomized */
+	else
+		k->align = MAX(k->align, KASLR_MIN_ALIGN);
 	if (k->cmdline_max > LAYOUT_CMDLINE_MAX - 1)
 		k->cmdline_max = LAYOUT_CMDLINE_MAX - 1;
 	return 0;
@@ -201,6 +219,153 @@ static int load_elf_segments(struct guest_mem *gm, const struct linux_kernel *k)
 	return 0;
 }
 
+/* Where an ELF file's bytes end: its header tables and its segments' data
+ * (UINT64_MAX if a field overflows). probe_elf() has checked the program headers. */
+static uint64_t elf_file_end(const uint8_t *img)
+{
+	Elf64_Ehdr eh;
+	uint64_t end, e;
+	unsigned int i;
+
+	memcpy(&eh, img, sizeof(eh));
+	end = eh.e_phoff + (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr);
+	if (eh.e_shnum && add_overflow(eh.e_shoff, (uint64_t)eh.e_shnum * eh.e_shentsize, &e))
+		return UINT64_MAX;
+	if (eh.e_shnum)
+		end = MAX(end, e);
+	for (i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		memcpy(&ph, img + eh.e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+		if (add_overflow(ph.p_offset, ph.p_filesz, &e))
+			return UINT64_MAX;
+		end = MAX(end, e);
+	}
+	return end;
+}
+
+/* The command line holds this word (the kernel's own parsing splits at spaces). */
+static int cmdline_has(const char *cmdline, const char *word)
+{
+	size_t n = strlen(word);
+	const char *p = cmdline;
+
+	while ((p = strstr(p, word))) {
+		if ((p == cmdline || p[-1] == ' ') && (p[n] == 0 || p[n] == ' '))
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+/* A random multiple of align from lo to hi (inclusive, both aligned), from 32 bits. */
+static uint64_t kaslr_pick(uint64_t lo, uint64_t hi, uint64_t align, uint32_t r)
+{
+	return lo + (r % ((hi - lo) / align + 1)) * align;
+}
+
+/*
+ * Unpack a bzImage's payload (kunpack.h) into guest memory as its vmlinux, below top
+ * (the initrd, or the end of low RAM), placed and relocated as the kernel's own
+ * decompressor would place it: with cfg->kaslr, at a random 2 MiB-aligned physical
+ * address and a random virtual offset within the kernel's 1 GiB, unless the command
+ * line says nokaslr (arch/x86/boot/compressed/kaslr.c does the same in the guest).
+ * 0, or -errno with *why: the caller then loads the bzImage as it is.
+ */
+static int load_unpacked(struct guest_mem *gm, struct linux_kernel *k,
+			 const struct linux_boot_cfg *cfg, uint64_t top, const char **why)
+{
+	const uint8_t *src = k->image + k->zpayload_off;
+	uint64_t link_phys, extent, phys, virt, lo, hi;
+	enum kpayload_kind kind;
+	struct kreloc_table rt;
+	struct linux_kernel v;
+	uint8_t *zbuf = NULL, *out, *img;
+	size_t out_len;
+	Elf64_Ehdr eh;
+	unsigned int i;
+	int ret, rnd;
+
+	kind = k->zpayload_len ? kpayload_kind(src, k->zpayload_len) : KPAYLOAD_OTHER;
+	if (kind == KPAYLOAD_OTHER) {
+		*why = "the kernel's compression is not one plinth unpacks (gzip, LZ4, zstd)";
+		return -ENOTSUP;
+	}
+	/* Read rather than fault through the file's mapping (linux_boot_cfg.kernel_fd). */
+	if (cfg->kernel_fd >= 0) {
+		zbuf = mmap(NULL, k->zpayload_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (zbuf == MAP_FAILED) {
+			*why = "no memory to unpack the kernel";
+			return -ENOMEM;
+		}
+		ret = pread_full(cfg->kernel_fd, zbuf, k->zpayload_len, (off_t)k->zpayload_off);
+		if (ret) {
+			munmap(zbuf, k->zpayload_len);
+			*why = "cannot read the kernel";
+			return ret;
+		}
+		src = zbuf;
+	}
+	ret = kpayload_unpack(src, k->zpayload_len, k->mem_needed, &out, &out_len, why);
+	if (zbuf)
+		munmap(zbuf, k->zpayload_len);
+	if (ret)
+		return ret;
+
+	ret = probe_elf(out, out_len, &v, why);
+	if (ret)
+		goto out;
+	ret = kreloc_find(out, out_len, elf_file_end(out), &rt, why);
+	if (ret)
+		goto out;
+	link_phys = v.load_addr;
+	extent = v.mem_needed;
+	memcpy(&eh, out, sizeof(eh));
+	rnd = cfg->kaslr && k->align && rt.n32 + rt.ninv + rt.n64 &&
+		 !cmdline_has(cfg->cmdline, "nokaslr");
+	phys = link_phys;
+	virt = link_phys;
+	if (rnd) {
+		lo = (k->load_addr + k->align - 1) & ~(k->align - 1);
+		hi = top >= extent ? (top - extent) & ~(k->align - 1) : 0;
+		if (hi >= lo)
+			phys = kaslr_pick(lo, hi, k->align, (uint32_t)cfg->kaslr_seed);
+		if (X86_KERNEL_VSPAN >= link_phys + extent && !(link_phys & (k->align - 1)))
+			virt = kaslr_pick(link_phys, (X86_KERNEL_VSPAN - extent) & ~(k->align - 1),
+					  k->align, (uint32_t)(cfg->kaslr_seed >> 32));
+	}
+	if (phys + extent > top || !(img = guest_mem_ptr(gm, phys, extent))) {
+		*why = "no room for the unpacked kernel below the initrd";
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < eh.e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		memcpy(&ph, out + eh.e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+		if (ph.p_type != PT_LOAD || !ph.p_memsz)
+			continue;
+		/* probe_elf: every PT_LOAD lies in [link_phys, link_phys + extent). */
+		memcpy(img + (ph.p_paddr - link_phys), out + ph.p_offset, ph.p_filesz);
+		memset(img + (ph.p_paddr - link_phys) + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+	}
+	if (virt != link_phys) {
+		ret = kreloc_apply(&rt, img, extent, X86_KERNEL_VBASE + link_phys, virt - link_phys,
+				   why);
+		if (ret)
+			goto out;
+	}
+	k->unpacked = kpayload_name(kind);
+	k->kaslr = rnd;
+	k->phys = phys;
+	k->kaslr_delta = virt - link_phys;
+	k->entry = phys + (v.entry - link_phys);
+out:
+	kpayload_free(out, out_len);
+	return ret;
+}
+
 int linux_plan(const struct linux_kernel *k, uint64_t low_ram_end, size_t cmdlen,
 	       uint64_t initrd_size, uint64_t *initrd_addr, const char **why)
 {
@@ -227,7 +392,7 @@ int linux_plan(const struct linux_kernel *k, uint64_t low_ram_end, size_t cmdlen
 	return 0;
 }
 
-int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct linux_boot_cfg *cfg,
+int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_boot_cfg *cfg,
 	       const char **why)
 {
 	struct boot_params *bp;
@@ -239,6 +404,12 @@ int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct 
 	ret = linux_plan(k, cfg->low_ram_end, cmdlen, initrd_size, &initrd_addr, why);
 	if (ret)
 		return ret;
+	k->unpacked = k->unpack_why = NULL;
+	k->kaslr = 0;
+	k->kaslr_delta = 0;
+	k->phys = k->load_addr;
+	if (!k->elf)
+		k->entry = k->load_addr + BZ_JUMP;
 	if (!guest_mem_ptr(gm, k->load_addr, k->mem_needed)) {
 		*why = "guest memory too small for this kernel";
 		return -ENOMEM;
@@ -269,6 +440,9 @@ int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct 
 			*why = "ELF segment outside guest memory";
 			return ret;
 		}
+	} else if (!load_unpacked(gm, k, cfg, initrd_size ? initrd_addr : cfg->low_ram_end,
+				  &k->unpack_why)) {
+		/* Unpacked and placed: entered at the vmlinux's own entry point. */
 	} else if (cfg->kernel_fd >= 0) {
 		ret = pread_full(cfg->kernel_fd, guest_mem_ptr(gm, k->load_addr, k->mem_needed),
 				 k->image_len - k->payload_off, k->payload_off);
@@ -292,6 +466,12 @@ int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct 
 	} else {
 		memcpy(&bp->hdr, k->image + 0x1f1, k->hdr_len);
 		bp->hdr.code32_start = (uint32_t)k->load_addr;
+		/* What the decompressor tells the kernel when it randomized: the kernel
+		 * then randomizes its memory regions too (kaslr_enabled()). */
+		if (k->kaslr)
+			bp->hdr.loadflags |= KASLR_FLAG;
+		else if (k->unpacked)
+			bp->hdr.loadflags &= (uint8_t)~KASLR_FLAG;
 	}
 	bp->hdr.type_of_loader = 0xff;
 	bp->hdr.loadflags |= LOADED_HIGH | CAN_USE_HEAP;

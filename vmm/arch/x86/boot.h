@@ -33,6 +33,15 @@ struct linux_kernel {
 	uint32_t initrd_addr_max; /* highest address the initrd may end at */
 	uint32_t cmdline_max;	  /* longest command line, without its NUL */
 	size_t hdr_len;		  /* bzImage: bytes of setup header to copy from 0x1f1 */
+	uint64_t zpayload_off;	  /* bzImage: file offset of the compressed vmlinux */
+	uint64_t zpayload_len;	  /* and its length (0: the header names none) */
+	uint64_t align;		  /* bzImage: physical alignment the kernel needs */
+	/* What linux_load last did (it sets these on every load). */
+	const char *unpacked; /* compression the VMM unpacked (kunpack.h), or NULL */
+	const char *unpack_why; /* why not, when a bzImage was left to its decompressor */
+	uint64_t phys;		/* guest-physical address of the kernel loaded */
+	int kaslr;		/* placed at random (KASLR_FLAG told to the kernel) */
+	uint64_t kaslr_delta;	/* virtual displacement applied (0: none) */
 };
 
 /*
@@ -54,6 +63,10 @@ struct linux_boot_cfg {
 	uint64_t rsdp;	      /* ACPI RSDP address, 0 for none */
 	const struct boot_e820_entry *e820;
 	unsigned int e820_nr;
+	/* Randomize an unpacked kernel's physical and virtual place (KASLR) from this
+	 * seed, unless the command line says nokaslr; 0 loads it where it was linked. */
+	int kaslr;
+	uint64_t kaslr_seed;
 };
 
 /*
@@ -66,9 +79,12 @@ int linux_plan(const struct linux_kernel *k, uint64_t low_ram_end, size_t cmdlen
 
 /*
  * Copy the kernel, command line, initrd and zero page into guest memory and
- * build the boot page tables and GDT. 0 or -errno with *why set for the user.
+ * build the boot page tables and GDT. A bzImage whose payload kunpack.h handles is
+ * unpacked here and entered at the vmlinux's own 64-bit entry, relocated as the
+ * guest's decompressor would (cfg->kaslr); otherwise it is copied as it is.
+ * Sets k->entry and the fields after it. 0 or -errno with *why set for the user.
  */
-int linux_load(struct guest_mem *gm, const struct linux_kernel *k, const struct linux_boot_cfg *cfg,
+int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_boot_cfg *cfg,
 	       const char **why);
 
 /*

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+#include "kunpack.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <lz4.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "util.h"
+
+/* LZ4's legacy frame (lz4 -l): this magic, then blocks of at most 8 MiB of output, each
+ * a 4-byte little-endian compressed length and the block (lz4_Block_format.md). */
+#define LZ4_LEGACY_MAGIC 0x184c2102u
+#define LZ4_LEGACY_BLOCK (8u << 20)
+
+static uint32_t le32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v; /* x86-64 hosts only: little-endian like the kernel's tables */
+}
+
+enum kpayload_kind kpayload_kind(const uint8_t *p, size_t len)
+{
+	if (len >= 3 && p[0] == 0x1f && p[1] == 0x8b && p[2] == 8)
+		return KPAYLOAD_GZIP;
+	if (len >= 4 && le32(p) == LZ4_LEGACY_MAGIC)
+		return KPAYLOAD_LZ4;
+	if (len >= 4 && le32(p) == 0xfd2fb528u)
+		return KPAYLOAD_ZSTD;
+	return KPAYLOAD_OTHER;
+}
+
+const char *kpayload_name(enum kpayload_kind kind)
+{
+	switch (kind) {
+	case KPAYLOAD_GZIP:
+		return "gzip";
+	case KPAYLOAD_LZ4:
+		return "LZ4";
+	case KPAYLOAD_ZSTD:
+		return "zstd";
+	default:
+		return "other";
+	}
+}
+
+/* The whole of a gzip member, into out[0..out_len): exactly out_len bytes. */
+static int unpack_gzip(const uint8_t *p, size_t len, uint8_t *out, size_t out_len, const char **why)
+{
+	z_stream z = {0};
+	int ret;
+
+	if (len > UINT32_MAX || out_len > UINT32_MAX || inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+		*why = "gzip payload cannot be inflated";
+		return -ENOEXEC;
+	}
+	z.next_in = (Bytef *)p;
+	z.avail_in = (uInt)len;
+	z.next_out = out;
+	z.avail_out = (uInt)out_len;
+	ret = inflate(&z, Z_FINISH);
+	inflateEnd(&z);
+	if (ret != Z_STREAM_END || z.total_out != out_len) {
+		*why = "gzip payload is corrupt or not the size its trailer says";
+		return -ENOEXEC;
+	}
+	return 0;
+}
+
+static int unpack_lz4(const uint8_t *p, size_t len, uint8_t *out, size_t out_len, const char **why)
+{
+	size_t at = 4, done = 0;
+
+	while (at < len) {
+		uint32_t csz;
+		int n;
+
+		if (len - at < 4)
+			goto corrupt;
+		csz = le32(p + at);
+		at += 4;
+		if (csz == LZ4_LEGACY_MAGIC) /* frames may follow one another */
+			continue;
+		if (!csz || csz > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK) || csz > len - at)
+			goto corrupt;
+		n = LZ4_decompress_safe((const char *)p + at, (char *)out + done, (int)csz,
+					(int)MIN(out_len - done, (size_t)LZ4_LEGACY_BLOCK));
+		if (n <= 0)
+			goto corrupt;
+		at += csz;
+		done += (size_t)n;
+	}
+	if (done != out_len)
+		goto corrupt;
+	return 0;
+corrupt:
+	*why = "LZ4 payload is corrupt or not the size its trailer says";
+	return -ENOEXEC;
+}
+
+static int unpack_zstd(const uint8_t *p, size_t len, uint8_t *out, size_t out_len, const char **why)
+{
+	size_t n = ZSTD_decompress(out, out_len, p, len);
+
+	if (ZSTD_isError(n) || n != out_len) {
+		*why = "zstd payload is corrupt or not the size its trailer says";
+		return -ENOEXEC;
+	}
+	return 0;
+}
+
+int kpayload_unpack(const uint8_t *p, size_t len, size_t max_out, uint8_t **out, size_t *out_len,
+		    const char **why)
+{
+	enum kpayload_kind kind = kpayload_kind(p, len);
+	size_t size;
+	uint8_t *buf;
+	int ret;
+
+	*out = NULL;
+	*out_len = 0;
+	if (kind == KPAYLOAD_OTHER) {
+		*why = "the kernel's compression is not one plinth unpacks (gzip, LZ4, zstd)";
+		return -ENOTSUP;
+	}
+	if (len < 8) {
+		*why = "kernel payload truncated";
+		return -ENOEXEC;
+	}
+	size = le32(p + len - 4);
+	if (!size || size > max_out) {
+		*why = "kernel payload's size is zero or larger than the kernel says it needs";
+		return -ENOEXEC;
+	}
+	buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1, 0);
+	if (buf == MAP_FAILED) {
+		*why = "no memory to unpack the kernel";
+		return -ENOMEM;
+	}
+	/* gzip's own trailer is the size; the others have it appended after their data. */
+	if (kind == KPAYLOAD_GZIP)
+		ret = unpack_gzip(p, len, buf, size, why);
+	else if (kind == KPAYLOAD_LZ4)
+		ret = unpack_lz4(p, len - 4, buf, size, why);
+	else
+		ret = unpack_zstd(p, len - 4, buf, size, why);
+	if (ret) {
+		munmap(buf, size);
+		return ret;
+	}
+	*out = buf;
+	*out_len = size;
+	return 0;
+}
+
+void kpayload_free(uint8_t *out, size_t out_len)
+{
+	if (out)
+		munmap(out, out_len);
+}
+
+/* Count one list of the table, reading down from *at (the offset just past it); leaves
+ * *at on its terminating zero. */
+static int kreloc_list(const uint8_t *buf, size_t elf_end, size_t *at, size_t *n)
+{
+	*n = 0;
+	for (;;) {
+		if (*at < elf_end + 4)
+			return -ENOEXEC;
+		*at -= 4;
+		if (!le32(buf + *at))
+			return 0;
+		(*n)++;
+	}
+}
+
+int kreloc_find(const uint8_t *buf, size_t len, size_t elf_end, struct kreloc_table *t,
+		const char **why)
+{
+	size_t at = len;
+
+	memset(t, 0, sizeof(*t));
+	t->base = buf;
+	if (elf_end > len || (len - elf_end) % 4) {
+		*why = "kernel relocation table is not whole 32-bit entries";
+		return -ENOEXEC;
+	}
+	if (len == elf_end)
+		return 0;
+	t->at32 = len - 4;
+	if (kreloc_list(buf, elf_end, &at, &t->n32))
+		goto bad;
+	t->atinv = at - 4;
+	if (kreloc_list(buf, elf_end, &at, &t->ninv))
+		goto bad;
+	t->at64 = at - 4;
+	if (kreloc_list(buf, elf_end, &at, &t->n64) || at != elf_end)
+		goto bad;
+	return 0;
+bad:
+	*why = "kernel relocation table does not end where the ELF file does";
+	return -ENOEXEC;
+}
+
+/* The image offset of entry i of the list ending at off, if a field of width bytes
+ * there lies inside the image. */
+static int kreloc_field(const struct kreloc_table *t, size_t off, size_t i, uint64_t img_len,
+			uint64_t link_vaddr, unsigned int width, uint64_t *pos)
+{
+	uint64_t va = (uint64_t)(int64_t)(int32_t)le32(t->base + off - 4 * i);
+
+	*pos = va - link_vaddr;
+	return img_len >= width && *pos <= img_len - width ? 0 : -ENOEXEC;
+}
+
+int kreloc_apply(const struct kreloc_table *t, uint8_t *img, uint64_t img_len, uint64_t link_vaddr,
+		 uint64_t delta, const char **why)
+{
+	const struct {
+		size_t at, n;
+		unsigned int width;
+		int sign;
+	} lists[] = {{t->at32, t->n32, 4, 1}, {t->atinv, t->ninv, 4, -1}, {t->at64, t->n64, 8, 1}};
+	unsigned int l, pass;
+	uint64_t pos;
+	size_t i;
+
+	/* Check every field first, so that a bad table leaves the image untouched. */
+	for (pass = 0; pass < 2; pass++) {
+		for (l = 0; l < ARRAY_SIZE(lists); l++) {
+			for (i = 0; i < lists[l].n; i++) {
+				if (kreloc_field(t, lists[l].at, i, img_len, link_vaddr, lists[l].width,
+						 &pos)) {
+					*why = "kernel relocation outside the kernel's image";
+					return -ENOEXEC;
+				}
+				if (!pass)
+					continue;
+				if (lists[l].width == 8) {
+					uint64_t v;
+
+					memcpy(&v, img + pos, 8);
+					v += delta;
+					memcpy(img + pos, &v, 8);
+				} else {
+					uint32_t v;
+
+					memcpy(&v, img + pos, 4);
+					v = lists[l].sign > 0 ? v + (uint32_t)delta : v - (uint32_t)delta;
+					memcpy(img + pos, &v, 4);
+				}
+			}
+		}
+	}
+	return 0;
+}

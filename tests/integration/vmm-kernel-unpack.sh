@@ -8,7 +8,7 @@ trap 'rm -f "$out"' EXIT
 # The guest prints where its text is (kallsyms shows root the real addresses).
 cmd='echo "text=$(grep " _text$" /proc/kallsyms | cut -d" " -f1)"'
 text() { sed -n 's/^text=\([0-9a-f]\{16\}\)$/\1/p' "$1" | head -n 1; }
-unpacked='kernel: (gzip|LZ4|zstd) payload unpacked in [0-9]+ ms, at 0x[0-9a-f]+'
+unpacked='kernel: (gzip|LZ4|zstd) payload unpacked in [0-9]+ ms( \(a thread\))?, at 0x[0-9a-f]+'
 
 seen=""
 for i in 1 2; do

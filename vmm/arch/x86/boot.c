@@ -264,6 +264,46 @@ static uint64_t kaslr_pick(uint64_t lo, uint64_t hi, uint64_t align, uint32_t r)
 	return lo + (r % ((hi - lo) / align + 1)) * align;
 }
 
+void linux_unpack(const struct linux_kernel *k, int kernel_fd, struct linux_unpacked *u)
+{
+	const uint8_t *src = k->image + k->zpayload_off;
+	uint8_t *zbuf = NULL;
+
+	memset(u, 0, sizeof(*u));
+	if (k->elf || !k->zpayload_len || kpayload_kind(src, k->zpayload_len) == KPAYLOAD_OTHER) {
+		u->why = "the kernel's compression is not one plinth unpacks (gzip, LZ4, zstd)";
+		u->ret = -ENOTSUP;
+		return;
+	}
+	/* Read rather than fault through the file's mapping (linux_boot_cfg.kernel_fd). */
+	if (kernel_fd >= 0) {
+		zbuf = mmap(NULL, k->zpayload_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (zbuf == MAP_FAILED) {
+			u->why = "no memory to unpack the kernel";
+			u->ret = -ENOMEM;
+			return;
+		}
+		u->ret = pread_full(kernel_fd, zbuf, k->zpayload_len, (off_t)k->zpayload_off);
+		if (u->ret) {
+			munmap(zbuf, k->zpayload_len);
+			u->why = "cannot read the kernel";
+			return;
+		}
+		src = zbuf;
+	}
+	u->ret = kpayload_unpack(src, k->zpayload_len, k->mem_needed, &u->buf, &u->len, &u->why);
+	if (zbuf)
+		munmap(zbuf, k->zpayload_len);
+}
+
+void linux_unpacked_free(struct linux_unpacked *u)
+{
+	kpayload_free(u->buf, u->len);
+	u->buf = NULL;
+	u->len = 0;
+}
+
 /*
  * Unpack a bzImage's payload (kunpack.h) into guest memory as its vmlinux, below top
  * (the initrd, or the end of low RAM), placed and relocated as the kernel's own
@@ -275,44 +315,28 @@ static uint64_t kaslr_pick(uint64_t lo, uint64_t hi, uint64_t align, uint32_t r)
 static int load_unpacked(struct guest_mem *gm, struct linux_kernel *k,
 			 const struct linux_boot_cfg *cfg, uint64_t top, const char **why)
 {
-	const uint8_t *src = k->image + k->zpayload_off;
+	struct linux_unpacked own = {0};
+	const struct linux_unpacked *u = cfg->pre;
 	uint64_t link_phys, extent, phys, virt, lo, hi;
-	enum kpayload_kind kind;
 	struct kreloc_table rt;
 	struct linux_kernel v;
-	uint8_t *zbuf = NULL, *out, *img;
+	const uint8_t *out;
+	uint8_t *img;
 	size_t out_len;
 	Elf64_Ehdr eh;
 	unsigned int i;
 	int ret, rnd;
 
-	kind = k->zpayload_len ? kpayload_kind(src, k->zpayload_len) : KPAYLOAD_OTHER;
-	if (kind == KPAYLOAD_OTHER) {
-		*why = "the kernel's compression is not one plinth unpacks (gzip, LZ4, zstd)";
-		return -ENOTSUP;
+	if (!u) {
+		linux_unpack(k, cfg->kernel_fd, &own);
+		u = &own;
 	}
-	/* Read rather than fault through the file's mapping (linux_boot_cfg.kernel_fd). */
-	if (cfg->kernel_fd >= 0) {
-		zbuf = mmap(NULL, k->zpayload_len, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (zbuf == MAP_FAILED) {
-			*why = "no memory to unpack the kernel";
-			return -ENOMEM;
-		}
-		ret = pread_full(cfg->kernel_fd, zbuf, k->zpayload_len, (off_t)k->zpayload_off);
-		if (ret) {
-			munmap(zbuf, k->zpayload_len);
-			*why = "cannot read the kernel";
-			return ret;
-		}
-		src = zbuf;
+	if (u->ret) {
+		*why = u->why;
+		return u->ret;
 	}
-	ret = kpayload_unpack(src, k->zpayload_len, k->mem_needed, &out, &out_len, why);
-	if (zbuf)
-		munmap(zbuf, k->zpayload_len);
-	if (ret)
-		return ret;
-
+	out = u->buf;
+	out_len = u->len;
 	ret = probe_elf(out, out_len, &v, why);
 	if (ret)
 		goto out;
@@ -356,13 +380,13 @@ static int load_unpacked(struct guest_mem *gm, struct linux_kernel *k,
 		if (ret)
 			goto out;
 	}
-	k->unpacked = kpayload_name(kind);
+	k->unpacked = kpayload_name(kpayload_kind(k->image + k->zpayload_off, k->zpayload_len));
 	k->kaslr = rnd;
 	k->phys = phys;
 	k->kaslr_delta = virt - link_phys;
 	k->entry = phys + (v.entry - link_phys);
 out:
-	kpayload_free(out, out_len);
+	linux_unpacked_free(&own);
 	return ret;
 }
 

@@ -143,6 +143,8 @@ int kpayload_unpack(const uint8_t *p, size_t len, size_t max_out, uint8_t **out,
 		*why = "no memory to unpack the kernel";
 		return -ENOMEM;
 	}
+	/* 2 MiB pages where the host has them: a 53 MB kernel in 27 faults, not 13,000. */
+	madvise(buf, size, MADV_HUGEPAGE);
 	/* gzip's own trailer is the size; the others have it appended after their data. */
 	if (kind == KPAYLOAD_GZIP)
 		ret = unpack_gzip(p, len, buf, size, why);

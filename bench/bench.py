@@ -530,7 +530,7 @@ def part_kvm(runs, save=lambda out: None):
         for metric, idx in (("start to guest init (s)", 0), ("VMM CPU time, boot to poweroff (s)", 2)):
             row = {"unit": "s", "lower_is_better": True,
                    "conditions": "2 vCPUs, 512 MiB; every VMM gets the same bzImage: plinth unpacks its "
-                                 "payload itself (on a thread while it builds the VM, inside the time), "
+                                 "payload itself into guest memory (inside the time), "
                                  "QEMU's guest runs the kernel's own decompressor"}
             for k in ["plinth"] + qemu_keys("microvm", "pc"):
                 v = r.get(k, na("plinth not built"))

@@ -298,16 +298,6 @@ static int boot_file_open(const char *what, const char *path, int kept)
 	return fd;
 }
 
-static void *kernel_unpack_main(void *arg)
-{
-	struct vm *vm = arg;
-	uint64_t t0 = monotonic_ms();
-
-	linux_unpack(&vm->kernel, vm->cfg->kernel_fd, &vm->kunpack);
-	vm->kunpack_ms = monotonic_ms() - t0;
-	return NULL;
-}
-
 static int vm_map_kernel(struct vm *vm)
 {
 	const char *why = NULL;
@@ -334,25 +324,9 @@ static int vm_map_kernel(struct vm *vm)
 		return ret;
 	}
 	ret = linux_probe(vm->kernel_map, vm->kernel_len, &vm->kernel, &why);
-	if (ret) {
+	if (ret)
 		log_error("kernel %s: %s", vm->cfg->kernel, why);
-		return ret;
-	}
-	/* A fresh boot of a bzImage: unpack its payload while the VM is built (KVM's VM, guest
-	 * memory, devices: 50-150 ms in the emulated host); joined in vm_load_guest(), before
-	 * the process is confined. A restore or a migration's destination has its RAM. */
-	if (!vm->cfg->restore && !vm->cfg->incoming && !vm->kernel.elf)
-		vm->kunpack_started = !pthread_create(&vm->kunpack_thread, NULL, kernel_unpack_main, vm);
-	return 0;
-}
-
-/* Join the unpacking thread, if one runs. */
-static void kernel_unpack_join(struct vm *vm)
-{
-	if (!vm->kunpack_started)
-		return;
-	pthread_join(vm->kunpack_thread, NULL);
-	vm->kunpack_started = false;
+	return ret;
 }
 
 /* Everything about the guest's files that can be checked before KVM is touched. */
@@ -674,24 +648,12 @@ static int vm_load_guest(struct vm *vm)
 	boot.kaslr = getrandom(&boot.kaslr_seed, sizeof(boot.kaslr_seed), 0) ==
 		     (ssize_t)sizeof(boot.kaslr_seed);
 	t0 = monotonic_ms();
-	if (vm->kunpack_started) {
-		kernel_unpack_join(vm);
-		log_debug("kernel: waited %llu ms for its unpacking thread",
-			  (unsigned long long)(monotonic_ms() - t0));
-		boot.pre = &vm->kunpack;
-	} else {
-		vm->kunpack_ms = 0;
-	}
-	t0 = monotonic_ms();
 	ret = linux_load(&vm->mem, &vm->kernel, &boot, &why);
-	if (!boot.pre)
-		vm->kunpack_ms = monotonic_ms() - t0;
-	linux_unpacked_free(&vm->kunpack);
 	if (ret)
 		log_error("cannot boot %s: %s", vm->cfg->kernel, why);
 	else if (vm->kernel.unpacked)
-		log_debug("kernel: %s payload unpacked in %llu ms%s, at %#llx%s", vm->kernel.unpacked,
-			  (unsigned long long)vm->kunpack_ms, boot.pre ? " (a thread)" : "",
+		log_debug("kernel: %s payload unpacked into guest memory in %llu ms, at %#llx%s",
+			  vm->kernel.unpacked, (unsigned long long)(monotonic_ms() - t0),
 			  (unsigned long long)vm->kernel.phys,
 			  vm->kernel.kaslr ? ", KASLR" : ", not randomized");
 	else if (vm->kernel.unpack_why)
@@ -1012,8 +974,6 @@ void vm_destroy(struct vm *vm)
 	vm->hv->vm_fini(vm);
 	fw_destroy(vm); /* after the VM: its slot maps the firmware's code */
 	guest_mem_destroy(&vm->mem);
-	kernel_unpack_join(vm);
-	linux_unpacked_free(&vm->kunpack);
 	if (vm->kernel_map)
 		munmap(vm->kernel_map, vm->kernel_len);
 	if (vm->exit_fd >= 0)

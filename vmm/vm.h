@@ -174,11 +174,6 @@ struct vm {
 	void *kernel_map;
 	size_t kernel_len;
 	struct linux_kernel kernel;
-	/* A fresh boot's bzImage payload, unpacked on a thread while the VM is built. */
-	struct linux_unpacked kunpack;
-	pthread_t kunpack_thread;
-	bool kunpack_started;
-	uint64_t kunpack_ms;
 	struct vm_firmware *fw; /* firmware boot's platform (firmware.c), owned; or NULL */
 
 	/* Built-in devices. */

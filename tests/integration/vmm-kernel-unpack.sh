@@ -8,7 +8,7 @@ trap 'rm -f "$out"' EXIT
 # The guest prints where its text is (kallsyms shows root the real addresses).
 cmd='echo "text=$(grep " _text$" /proc/kallsyms | cut -d" " -f1)"'
 text() { sed -n 's/^text=\([0-9a-f]\{16\}\)$/\1/p' "$1" | head -n 1; }
-unpacked='kernel: (gzip|LZ4|zstd) payload unpacked in [0-9]+ ms( \(a thread\))?, at 0x[0-9a-f]+'
+unpacked='kernel: (gzip|LZ4|zstd) payload unpacked into guest memory in [0-9]+ ms, at 0x[0-9a-f]+'
 
 seen=""
 for i in 1 2; do
@@ -16,7 +16,7 @@ for i in 1 2; do
 	expect_in "$out" "$unpacked, KASLR\$" "boot $i: plinth did not unpack the kernel and randomize it"
 	t=$(text "$out")
 	[ -n "$t" ] && [ "$t" != 0000000000000000 ] || { tail -n 20 "$out"; fail "boot $i: no _text address from the guest"; }
-	echo "ok: boot $i: _text at $t ($(grep -oE 'payload unpacked in [0-9]+ ms' "$out"))"
+	echo "ok: boot $i: _text at $t ($(grep -oE 'unpacked into guest memory in [0-9]+ ms' "$out"))"
 	seen="$seen $t"
 done
 # 490 virtual slots: both at the link address would be a 1-in-240,000 chance.

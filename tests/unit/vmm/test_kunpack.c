@@ -30,7 +30,7 @@
 #define RAM	   (96u << 20)
 #define LINK	   0x1000000ULL /* the test vmlinux's physical link address */
 #define VLINK	   (0xffffffff80000000ULL + LINK)
-#define SEG_B	   0x200000ULL /* its second segment, 2 MiB on */
+#define SEG_B	   0x3000ULL /* its second segment, after a 4 KiB gap */
 #define EXTENT	   (SEG_B + 0x2000)
 #define ENTRY_OFF  0x40
 #define F32	   0x10 /* image offsets of the relocated fields */
@@ -44,11 +44,12 @@
 #define ZOFF	   0x100 /* payload_offset: from the protected-mode code */
 
 /* A vmlinux as the kernel's build leaves it before compression: an ELF file with a
- * text segment at LINK and a data+bss one at LINK + 2 MiB, a section header table at its
- * end, then the relocation table (32-bit, inverse 32-bit and 64-bit lists). */
-static uint8_t *make_vmlinux(size_t *len, uint32_t bad_reloc)
+ * text segment at LINK and a data+bss one at LINK + SEG_B (its file offset 4 KiB further
+ * on, as the percpu segment of a real one; with up, 4 KiB less), a section header table
+ * at its end, then the relocation table (32-bit, inverse 32-bit and 64-bit lists). */
+static uint8_t *make_vmlinux(size_t *len, uint32_t bad_reloc, int up)
 {
-	const size_t off_a = 0x1000, off_b = 0x4000, sh = 0x5000;
+	const size_t off_a = 0x1000, off_b = up ? 0x3000 : 0x5000, sh = 0x6000;
 	const uint32_t table[] = {0, (uint32_t)(VLINK + F64), 0, (uint32_t)(VLINK + FINV), 0,
 				  bad_reloc ? bad_reloc : (uint32_t)(VLINK + F32)};
 	size_t n = sh + sizeof(Elf64_Shdr) + sizeof(table);
@@ -61,10 +62,10 @@ static uint8_t *make_vmlinux(size_t *len, uint32_t bad_reloc)
 	eh->e_shentsize = sizeof(Elf64_Shdr);
 	eh->e_shnum = 1;
 	ph[0] = (Elf64_Phdr){.p_type = PT_LOAD, .p_offset = off_a, .p_vaddr = VLINK, .p_paddr = LINK,
-			     .p_filesz = 0x3000, .p_memsz = 0x3000};
+			     .p_filesz = 0x2000, .p_memsz = 0x2000};
 	ph[1] = (Elf64_Phdr){.p_type = PT_LOAD, .p_offset = off_b, .p_vaddr = VLINK + SEG_B,
 			     .p_paddr = LINK + SEG_B, .p_filesz = 0x1000, .p_memsz = 0x2000};
-	memset(img + off_a, 0x90, 0x3000);
+	memset(img + off_a, 0x90, 0x2000);
 	memset(img + off_b, 0x11, 0x1000);
 	put32(img + off_a + F32, V32);
 	put32(img + off_a + FINV, VINV);
@@ -189,7 +190,7 @@ static void test_unpack_each_kind(void **state)
 	static const enum kpayload_kind kinds[] = {KPAYLOAD_GZIP, KPAYLOAD_LZ4, KPAYLOAD_ZSTD};
 	static const char *const names[] = {"gzip", "LZ4", "zstd"};
 	size_t vlen, zlen, len, i;
-	uint8_t *v = make_vmlinux(&vlen, 0), *z, *img;
+	uint8_t *v = make_vmlinux(&vlen, 0, 0), *z, *img;
 
 	(void)state;
 	for (i = 0; i < ARRAY_SIZE(kinds); i++) {
@@ -200,7 +201,7 @@ static void test_unpack_each_kind(void **state)
 		assert_int_equal(kpayload_kind(z, zlen), kinds[i]);
 		img = wrap(z, zlen, &len);
 		rig_init(&r, "console=ttyS0", 0, 0);
-		memset(r.ram + LINK + 0x3000, 0xee, 0x100); /* between the segments: untouched */
+		memset(r.ram + LINK + 0x2000, 0xee, 0x100); /* between the segments: zeroed */
 		memset(r.ram + LINK + SEG_B + 0x1000, 0xee, 0x1000); /* bss: zeroed */
 		assert_int_equal(rig_load(&r, img, len), 0);
 		assert_non_null(r.k.unpacked);
@@ -213,7 +214,10 @@ static void test_unpack_each_kind(void **state)
 		assert_int_equal(get32(k + F32), V32);
 		assert_int_equal(get32(k + FINV), VINV);
 		assert_int_equal(get64(k + F64), V64);
-		assert_int_equal(k[0x3000], 0xee);
+		assert_int_equal(k[0x2000], 0);
+		/* Where the ELF header and the relocation table were unpacked: zeroed. */
+		assert_int_equal(k[-0x1000], 0);
+		assert_int_equal(get32(k - 0x1000 + vlen - 4), 0);
 		assert_int_equal(k[SEG_B], 0x11);
 		assert_int_equal(k[SEG_B + 0x1000], 0);
 		assert_int_equal(k[SEG_B + 0x1fff], 0);
@@ -245,7 +249,7 @@ static void test_unpack_each_kind(void **state)
 static void test_kaslr(void **state)
 {
 	size_t vlen, zlen, len;
-	uint8_t *v = make_vmlinux(&vlen, 0), *z = pack(KPAYLOAD_LZ4, v, vlen, &zlen);
+	uint8_t *v = make_vmlinux(&vlen, 0, 0), *z = pack(KPAYLOAD_LZ4, v, vlen, &zlen);
 	uint8_t *img = wrap(z, zlen, &len), *k;
 	uint64_t delta, seen = 0;
 	struct rig r;
@@ -289,14 +293,15 @@ static void test_kaslr(void **state)
 static void test_fallback(void **state)
 {
 	size_t vlen, zlen, len;
-	uint8_t *v = make_vmlinux(&vlen, 0), *bad = make_vmlinux(&vlen, 0x80000000u);
-	uint8_t *z, *img;
+	uint8_t *v = make_vmlinux(&vlen, 0, 0), *bad = make_vmlinux(&vlen, 0x80000000u, 0);
+	uint8_t *up = make_vmlinux(&vlen, 0, 1), *z, *img;
 	struct rig r;
 	unsigned int c;
 
 	(void)state;
-	for (c = 0; c < 6; c++) {
-		z = pack(c == 5 ? KPAYLOAD_GZIP : KPAYLOAD_LZ4, c == 4 ? bad : v, vlen, &zlen);
+	for (c = 0; c < 7; c++) {
+		/* 4: a relocation outside the kernel; 6: a segment that would move up. */
+		z = pack(c == 5 ? KPAYLOAD_GZIP : KPAYLOAD_LZ4, c == 4 ? bad : c == 6 ? up : v, vlen, &zlen);
 		if (c == 0)
 			put32(z + zlen - 4, (uint32_t)vlen + 1); /* the size trailer lies */
 		else if (c == 1)
@@ -315,10 +320,15 @@ static void test_fallback(void **state)
 		assert_int_equal(r.k.entry, r.k.load_addr + 0x200);
 		assert_memory_equal(r.ram + r.k.load_addr, img + SETUP_LEN, len - SETUP_LEN);
 		assert_int_equal(zero_page(&r)->hdr.loadflags & KASLR_FLAG, 0);
+		/* Nothing an unpacking left behind: no kernel text (0x90) outside the copy. */
+		assert_null(memchr(r.ram + 0x100000, 0x90, r.k.load_addr - 0x100000));
+		assert_null(memchr(r.ram + r.k.load_addr + (len - SETUP_LEN), 0x90,
+				   RAM - r.k.load_addr - (len - SETUP_LEN)));
 		free(r.ram);
 		free(img);
 		free(z);
 	}
+	free(up);
 	free(bad);
 	free(v);
 }
@@ -327,7 +337,7 @@ static void test_fallback(void **state)
 static void test_reloc_table(void **state)
 {
 	size_t vlen;
-	uint8_t *v = make_vmlinux(&vlen, 0), *imgbuf = calloc(1, EXTENT);
+	uint8_t *v = make_vmlinux(&vlen, 0, 0), *imgbuf = calloc(1, EXTENT);
 	size_t elf_end = vlen - 6 * 4;
 	struct kreloc_table t;
 	const char *why;

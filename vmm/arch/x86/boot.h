@@ -50,22 +50,6 @@ struct linux_kernel {
  */
 int linux_probe(const uint8_t *img, size_t len, struct linux_kernel *k, const char **why);
 
-/*
- * A bzImage's payload unpacked ahead of linux_load(), e.g. on a thread while the VM is
- * built: linux_unpack() fills it (ret 0, or -errno with why), linux_boot_cfg.pre hands it
- * to linux_load(), linux_unpacked_free() releases it.
- */
-struct linux_unpacked {
-	uint8_t *buf;
-	size_t len;
-	int ret;
-	const char *why;
-};
-
-/* Unpack k's payload (read from kernel_fd if >= 0, else from k's mapping). */
-void linux_unpack(const struct linux_kernel *k, int kernel_fd, struct linux_unpacked *u);
-void linux_unpacked_free(struct linux_unpacked *u);
-
 /* Where things go, from the machine layout. */
 struct linux_boot_cfg {
 	const char *cmdline;
@@ -83,8 +67,6 @@ struct linux_boot_cfg {
 	 * seed, unless the command line says nokaslr; 0 loads it where it was linked. */
 	int kaslr;
 	uint64_t kaslr_seed;
-	/* k's payload already unpacked (linux_unpack()), or NULL: linux_load unpacks it. */
-	const struct linux_unpacked *pre;
 };
 
 /*

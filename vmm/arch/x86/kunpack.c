@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <lz4.h>
 #include <zlib.h>
@@ -49,23 +48,28 @@ const char *kpayload_name(enum kpayload_kind kind)
 	}
 }
 
-/* The whole of a gzip member, into out[0..out_len): exactly out_len bytes. */
-static int unpack_gzip(const uint8_t *p, size_t len, uint8_t *out, size_t out_len, const char **why)
+/* A gzip member's first n bytes of output into out (whole: all of it, exactly n). */
+static int gzip_inflate(const uint8_t *p, size_t len, uint8_t *out, size_t n, int whole)
 {
 	z_stream z = {0};
 	int ret;
 
-	if (len > UINT32_MAX || out_len > UINT32_MAX || inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
-		*why = "gzip payload cannot be inflated";
+	if (len > UINT32_MAX || n > UINT32_MAX || inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
 		return -ENOEXEC;
-	}
 	z.next_in = (Bytef *)p;
 	z.avail_in = (uInt)len;
 	z.next_out = out;
-	z.avail_out = (uInt)out_len;
-	ret = inflate(&z, Z_FINISH);
+	z.avail_out = (uInt)n;
+	ret = inflate(&z, whole ? Z_FINISH : Z_SYNC_FLUSH);
 	inflateEnd(&z);
-	if (ret != Z_STREAM_END || z.total_out != out_len) {
+	if (z.total_out != n || (whole ? ret != Z_STREAM_END : ret != Z_OK && ret != Z_STREAM_END))
+		return -ENOEXEC;
+	return 0;
+}
+
+static int unpack_gzip(const uint8_t *p, size_t len, uint8_t *out, size_t out_len, const char **why)
+{
+	if (gzip_inflate(p, len, out, out_len, 1)) {
 		*why = "gzip payload is corrupt or not the size its trailer says";
 		return -ENOEXEC;
 	}
@@ -114,17 +118,9 @@ static int unpack_zstd(const uint8_t *p, size_t len, uint8_t *out, size_t out_le
 	return 0;
 }
 
-int kpayload_unpack(const uint8_t *p, size_t len, size_t max_out, uint8_t **out, size_t *out_len,
-		    const char **why)
+int kpayload_size(const uint8_t *p, size_t len, size_t max_out, size_t *size, const char **why)
 {
-	enum kpayload_kind kind = kpayload_kind(p, len);
-	size_t size;
-	uint8_t *buf;
-	int ret;
-
-	*out = NULL;
-	*out_len = 0;
-	if (kind == KPAYLOAD_OTHER) {
+	if (kpayload_kind(p, len) == KPAYLOAD_OTHER) {
 		*why = "the kernel's compression is not one plinth unpacks (gzip, LZ4, zstd)";
 		return -ENOTSUP;
 	}
@@ -132,39 +128,82 @@ int kpayload_unpack(const uint8_t *p, size_t len, size_t max_out, uint8_t **out,
 		*why = "kernel payload truncated";
 		return -ENOEXEC;
 	}
-	size = le32(p + len - 4);
-	if (!size || size > max_out) {
+	*size = le32(p + len - 4);
+	if (!*size || *size > max_out) {
 		*why = "kernel payload's size is zero or larger than the kernel says it needs";
 		return -ENOEXEC;
 	}
-	buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		   -1, 0);
-	if (buf == MAP_FAILED) {
-		*why = "no memory to unpack the kernel";
-		return -ENOMEM;
-	}
-	/* 2 MiB pages where the host has them: a 53 MB kernel in 27 faults, not 13,000. */
-	madvise(buf, size, MADV_HUGEPAGE);
-	/* gzip's own trailer is the size; the others have it appended after their data. */
-	if (kind == KPAYLOAD_GZIP)
-		ret = unpack_gzip(p, len, buf, size, why);
-	else if (kind == KPAYLOAD_LZ4)
-		ret = unpack_lz4(p, len - 4, buf, size, why);
-	else
-		ret = unpack_zstd(p, len - 4, buf, size, why);
-	if (ret) {
-		munmap(buf, size);
-		return ret;
-	}
-	*out = buf;
-	*out_len = size;
 	return 0;
 }
 
-void kpayload_free(uint8_t *out, size_t out_len)
+static int peek_lz4(const uint8_t *p, size_t len, uint8_t *out, size_t n)
 {
-	if (out)
-		munmap(out, out_len);
+	uint32_t csz;
+
+	if (len < 8 || n > LZ4_LEGACY_BLOCK)
+		return -ENOEXEC;
+	csz = le32(p + 4);
+	if (!csz || csz > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK) || csz > len - 8)
+		return -ENOEXEC;
+	return LZ4_decompress_safe_partial((const char *)p + 8, (char *)out, (int)csz, (int)n,
+					   (int)n) == (int)n ? 0 : -ENOEXEC;
+}
+
+static int peek_zstd(const uint8_t *p, size_t len, uint8_t *out, size_t n)
+{
+	ZSTD_DCtx *dc = ZSTD_createDCtx();
+	ZSTD_inBuffer in = {p, len, 0};
+	ZSTD_outBuffer o = {out, n, 0};
+	size_t r = 0;
+
+	if (!dc)
+		return -ENOMEM;
+	while (o.pos < n && in.pos < in.size) {
+		r = ZSTD_decompressStream(dc, &o, &in);
+		if (ZSTD_isError(r) || !r)
+			break;
+	}
+	ZSTD_freeDCtx(dc);
+	return o.pos == n ? 0 : -ENOEXEC;
+}
+
+int kpayload_peek(const uint8_t *p, size_t len, uint8_t *out, size_t n, const char **why)
+{
+	enum kpayload_kind kind = kpayload_kind(p, len);
+	int ret;
+
+	if (len < 8)
+		ret = -ENOEXEC;
+	else if (kind == KPAYLOAD_GZIP)
+		ret = gzip_inflate(p, len, out, n, 0);
+	else if (kind == KPAYLOAD_LZ4)
+		ret = peek_lz4(p, len - 4, out, n);
+	else if (kind == KPAYLOAD_ZSTD)
+		ret = peek_zstd(p, len - 4, out, n);
+	else
+		ret = -ENOTSUP;
+	if (ret)
+		*why = "kernel payload's first bytes do not decompress";
+	return ret;
+}
+
+int kpayload_unpack_into(const uint8_t *p, size_t len, uint8_t *out, size_t size, const char **why)
+{
+	enum kpayload_kind kind = kpayload_kind(p, len);
+
+	/* gzip's own trailer is the size; the others have it appended after their data. */
+	if (len < 8 || size != le32(p + len - 4)) {
+		*why = "kernel payload is not the size its trailer says";
+		return -ENOEXEC;
+	}
+	if (kind == KPAYLOAD_GZIP)
+		return unpack_gzip(p, len, out, size, why);
+	if (kind == KPAYLOAD_LZ4)
+		return unpack_lz4(p, len - 4, out, size, why);
+	if (kind == KPAYLOAD_ZSTD)
+		return unpack_zstd(p, len - 4, out, size, why);
+	*why = "the kernel's compression is not one plinth unpacks (gzip, LZ4, zstd)";
+	return -ENOTSUP;
 }
 
 /* Count one list of the table, reading down from *at (the offset just past it); leaves

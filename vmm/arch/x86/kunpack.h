@@ -7,7 +7,7 @@
  * Why: the guest's decompressor is the largest single cost of a boot. In the emulated
  * host it spent ~0.85 s of a 2.4 s start-to-init unpacking Debian's 14 MB LZ4 payload
  * (its 53 MB output written through nested paging), where liblz4 in the VMM takes
- * 0.12 s. Firecracker and Cloud Hypervisor go further and take only an uncompressed
+ * 0.12 s (boot.c writes that output straight into guest memory). Firecracker and Cloud Hypervisor go further and take only an uncompressed
  * vmlinux; plinth keeps taking the bzImage a distribution ships, and keeps KASLR by
  * doing what the decompressor would: pick a random physical and virtual offset and
  * apply the relocations (boot.c).
@@ -34,16 +34,20 @@ enum kpayload_kind kpayload_kind(const uint8_t *p, size_t len);
 const char *kpayload_name(enum kpayload_kind kind);
 
 /*
- * Decompress a payload: the compressed file followed by the 4-byte little-endian size
- * of its output, as the kernel's build appends it. The output goes to a new private
- * mapping of exactly that size, which must be at most max_out and must be what the
- * data decompresses to. 0 with *out and *out_len set (free with kpayload_free);
- * -ENOTSUP for a compression not handled here; -ENOEXEC with *why for a corrupt or
- * oversized payload; -ENOMEM.
+ * A payload is the compressed file followed by the 4-byte little-endian size of its
+ * output, as the kernel's build appends it (gzip's own trailer is that size).
+ * kpayload_size: that size, which must be non-zero and at most max_out. 0; -ENOTSUP for a
+ * compression not handled here; -ENOEXEC with *why.
  */
-int kpayload_unpack(const uint8_t *p, size_t len, size_t max_out, uint8_t **out, size_t *out_len,
-		    const char **why);
-void kpayload_free(uint8_t *out, size_t out_len);
+int kpayload_size(const uint8_t *p, size_t len, size_t max_out, size_t *size, const char **why);
+
+/* The first n bytes of the output (an ELF header and its program headers), into out.
+ * 0, or -ENOEXEC / -ENOTSUP / -ENOMEM with *why. */
+int kpayload_peek(const uint8_t *p, size_t len, uint8_t *out, size_t n, const char **why);
+
+/* The whole output into out, which holds exactly size bytes (kpayload_size()): 0, or
+ * -ENOEXEC with *why if the data is corrupt or not that long. */
+int kpayload_unpack_into(const uint8_t *p, size_t len, uint8_t *out, size_t size, const char **why);
 
 /*
  * The relocation table after the ELF file (which ends at elf_end) in an unpacked

@@ -72,7 +72,7 @@ int kreloc_find(const uint8_t *buf, size_t len, size_t elf_end, struct kreloc_ta
  * Apply the table to a kernel image loaded at img (img_len bytes, the kernel's linked
  * virtual address link_vaddr at img[0]) for a virtual displacement of delta bytes: each
  * field gains delta (an inverse one loses it). Every field must lie inside the image;
- * 0 or -ENOEXEC with *why (the image is then partly relocated: load it again).
+ * 0, or -ENOEXEC with *why and the image untouched (every field is checked first).
  */
 int kreloc_apply(const struct kreloc_table *t, uint8_t *img, uint64_t img_len, uint64_t link_vaddr,
 		 uint64_t delta, const char **why);

@@ -364,6 +364,77 @@ static void test_reloc_table(void **state)
 	free(v);
 }
 
+/*
+ * A legacy LZ4 payload of several blocks (the kernel's own are 8 MiB of output each but
+ * the last, which plinth unpacks on two threads): the output of blocks of the given
+ * sizes in MiB (the last block takes the rest), compressed, with the size appended.
+ */
+static uint8_t *pack_lz4_blocks(const uint8_t *src, size_t n, const unsigned *mib, size_t nb,
+				size_t *len)
+{
+	size_t cap = (size_t)LZ4_compressBound((int)n) + 64 * nb, at = 4, done = 0, i;
+	uint8_t *out = malloc(cap);
+
+	put32(out, 0x184c2102);
+	for (i = 0; i < nb; i++) {
+		size_t take = i + 1 < nb ? (size_t)mib[i] << 20 : n - done;
+		int c = LZ4_compress_default((const char *)src + done, (char *)out + at + 4, (int)take,
+					     (int)(cap - at - 4));
+
+		assert_true(c > 0);
+		put32(out + at, (uint32_t)c);
+		at += 4 + (size_t)c;
+		done += take;
+	}
+	put32(out + at, (uint32_t)n);
+	*len = at + 4;
+	return out;
+}
+
+static void test_lz4_blocks(void **state)
+{
+	static const unsigned full[] = {8, 8, 8}, quarter[] = {4, 4, 4, 4, 4, 4},
+			      short_mid[] = {8, 6, 7};
+	const size_t n = (20u << 20) + 12345;
+	uint8_t *src = malloc(n), *dst = malloc(n), *z;
+	uint32_t x = 1;
+	const char *why;
+	size_t zlen, at, i;
+
+	(void)state;
+	for (i = 0; i < n; i++) { /* compressible, yet no two blocks alike */
+		x = x * 1103515245u + 12345u;
+		src[i] = (uint8_t)(i % 251 < 200 ? i / 4096 : x >> 24);
+	}
+	/* 8 MiB blocks (two threads), 4 MiB ones and a short block inside (one thread). */
+	for (i = 0; i < 3; i++) {
+		const unsigned *sz = i == 0 ? full : i == 1 ? quarter : short_mid;
+		size_t nb = i == 1 ? 6 : 3;
+
+		z = pack_lz4_blocks(src, n, sz, nb, &zlen);
+		memset(dst, 0xee, n);
+		assert_int_equal(kpayload_unpack_into(z, zlen, dst, n, &why), 0);
+		assert_memory_equal(dst, src, n);
+		free(z);
+	}
+	/* The last block cut short by 100 bytes (its length field says so): refused. */
+	z = pack_lz4_blocks(src, n, full, 3, &zlen);
+	for (at = 4, i = 0; i < 2; i++)
+		at += 4 + get32(z + at);
+	put32(z + at, get32(z + at) - 100);
+	zlen -= 100;
+	put32(z + zlen - 4, (uint32_t)n);
+	assert_int_equal(kpayload_unpack_into(z, zlen, dst, n, &why), -ENOEXEC);
+	/* One byte more output than the trailer says: refused. */
+	free(z);
+	z = pack_lz4_blocks(src, n, full, 3, &zlen);
+	put32(z + zlen - 4, (uint32_t)(n - 1));
+	assert_int_equal(kpayload_unpack_into(z, zlen, dst, n - 1, &why), -ENOEXEC);
+	free(z);
+	free(dst);
+	free(src);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -371,6 +442,7 @@ int main(void)
 		cmocka_unit_test(test_kaslr),
 		cmocka_unit_test(test_fallback),
 		cmocka_unit_test(test_reloc_table),
+		cmocka_unit_test(test_lz4_blocks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -397,13 +397,7 @@ static int load_unpacked(struct guest_mem *gm, struct linux_kernel *k,
 		ret = -ENOMEM;
 		goto out;
 	}
-	/*
-	 * Fault its guest pages in with one call rather than one trap per page: in the
-	 * emulated host, the traps made copying 46 MB into untouched guest memory 3-20
-	 * times slower.
-	 */
-	madvise((void *)((uintptr_t)file & ~(uintptr_t)4095), size + ((uintptr_t)file & 4095),
-		MADV_POPULATE_WRITE);
+	/* It faults the guest pages in itself (the emulated host's traps are slow). */
 	ret = kpayload_unpack_into(src, k->zpayload_len, file, size, why);
 	if (ret)
 		goto out;

@@ -2,7 +2,9 @@
 #include "kunpack.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <lz4.h>
 #include <zlib.h>
@@ -76,10 +78,103 @@ static int unpack_gzip(const uint8_t *p, size_t len, uint8_t *out, size_t out_le
 	return 0;
 }
 
+/*
+ * Fault in the pages of [p, p + len) that it covers whole, with one call rather than a
+ * trap per page: in the emulated host, the traps made filling untouched guest memory
+ * 3-20 times slower. Where MADV_POPULATE_WRITE is missing (Linux < 5.14) the pages
+ * fault as they are written.
+ */
+static void prefault(uint8_t *p, size_t len)
+{
+	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+	uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+
+	if (e > a)
+		madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+}
+
+/*
+ * A legacy LZ4 payload on two threads. Its blocks are independent, and the kernel's
+ * build (lz4 -l) fills every block but the last with exactly 8 MiB of output, so block
+ * i's output starts at i * 8 MiB and the halves can be unpacked at once, each thread
+ * faulting in its own pages (the emulated host's page faults cost as much as the
+ * decompression). A payload that does not have that shape, or a thread that cannot be
+ * made (a seccomp filter without clone answers EPERM), is left to the serial loop.
+ */
+#define LZ4_SPLIT_MAX_BLOCKS 128 /* 1 GiB of output; a kernel is tens of MiB */
+
+struct lz4_share {
+	const uint8_t *p;
+	const size_t *at;     /* each block's data, as an offset in p */
+	const uint32_t *csz;  /* and its compressed length */
+	size_t first, end;    /* the blocks this share unpacks */
+	uint8_t *out;
+	size_t out_len;
+	int ok;
+};
+
+static void *lz4_share_run(void *arg)
+{
+	struct lz4_share *s = arg;
+	size_t i;
+
+	s->ok = 1;
+	for (i = s->first; i < s->end && s->ok; i++) {
+		size_t off = i * LZ4_LEGACY_BLOCK, want = MIN(s->out_len - off, (size_t)LZ4_LEGACY_BLOCK);
+
+		prefault(s->out + off, want);
+		s->ok = LZ4_decompress_safe((const char *)s->p + s->at[i], (char *)s->out + off,
+					    (int)s->csz[i], (int)want) == (int)want;
+	}
+	return NULL;
+}
+
+/* 0 if the payload was unpacked on two threads; -EAGAIN if the serial loop must do it. */
+static int unpack_lz4_split(const uint8_t *p, size_t len, uint8_t *out, size_t out_len)
+{
+	size_t at[LZ4_SPLIT_MAX_BLOCKS], pos = 4, n = 0;
+	uint32_t csz[LZ4_SPLIT_MAX_BLOCKS];
+	struct lz4_share lo, hi;
+	pthread_t t;
+
+	while (pos < len) {
+		uint32_t c;
+
+		if (len - pos < 4)
+			return -EAGAIN;
+		c = le32(p + pos);
+		pos += 4;
+		if (c == LZ4_LEGACY_MAGIC)
+			continue;
+		if (n == LZ4_SPLIT_MAX_BLOCKS || !c ||
+		    c > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK) || c > len - pos)
+			return -EAGAIN;
+		at[n] = pos;
+		csz[n++] = c;
+		pos += c;
+	}
+	/* Every block but the last full: n blocks hold more than n - 1 times 8 MiB. */
+	if (n < 2 || out_len <= (n - 1) * (size_t)LZ4_LEGACY_BLOCK ||
+	    out_len > n * (size_t)LZ4_LEGACY_BLOCK)
+		return -EAGAIN;
+	lo = (struct lz4_share){ p, at, csz, 0, n / 2, out, out_len, 0 };
+	hi = lo;
+	hi.first = n / 2;
+	hi.end = n;
+	if (pthread_create(&t, NULL, lz4_share_run, &hi))
+		return -EAGAIN;
+	lz4_share_run(&lo);
+	pthread_join(t, NULL);
+	return lo.ok && hi.ok ? 0 : -EAGAIN;
+}
+
 static int unpack_lz4(const uint8_t *p, size_t len, uint8_t *out, size_t out_len, const char **why)
 {
 	size_t at = 4, done = 0;
 
+	if (!unpack_lz4_split(p, len, out, out_len))
+		return 0;
+	prefault(out, out_len);
 	while (at < len) {
 		uint32_t csz;
 		int n;
@@ -196,6 +291,8 @@ int kpayload_unpack_into(const uint8_t *p, size_t len, uint8_t *out, size_t size
 		*why = "kernel payload is not the size its trailer says";
 		return -ENOEXEC;
 	}
+	if (kind != KPAYLOAD_LZ4)
+		prefault(out, size);
 	if (kind == KPAYLOAD_GZIP)
 		return unpack_gzip(p, len, out, size, why);
 	if (kind == KPAYLOAD_LZ4)

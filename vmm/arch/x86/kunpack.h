@@ -46,7 +46,9 @@ int kpayload_size(const uint8_t *p, size_t len, size_t max_out, size_t *size, co
 int kpayload_peek(const uint8_t *p, size_t len, uint8_t *out, size_t n, const char **why);
 
 /* The whole output into out, which holds exactly size bytes (kpayload_size()): 0, or
- * -ENOEXEC with *why if the data is corrupt or not that long. */
+ * -ENOEXEC with *why if the data is corrupt or not that long. It faults out's pages in
+ * itself, and unpacks an LZ4 payload of several blocks on two threads (one started and
+ * joined here; where a seccomp filter refuses threads, on the caller's alone). */
 int kpayload_unpack_into(const uint8_t *p, size_t len, uint8_t *out, size_t size, const char **why);
 
 /*

@@ -793,7 +793,8 @@ def merge(parts, json_out, md_out):
                     ", ".join(list(sec.get("metrics", []))[:2]) or "this part",
                     "; ".join("`%s`" % f.replace("`", "'").replace("|", "/").replace("\n", " ")[:240]
                               for f in sec["failed_runs"])), ""]
-            if sec.get("commit"):
+            # A section whose rows were all measured again since names no row's code.
+            if sec.get("commit") and not ("metrics" in sec and not sec["metrics"]):
                 by_commit.setdefault(sec["commit"], []).extend(list(sec.get("metrics", []))[:1] or ["all"])
         if by_commit:
             lines += ["Code: " + "; ".join("commit %s (%s)" % (c, ", ".join(m.split(" (")[0] for m in ms))

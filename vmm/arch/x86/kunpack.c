@@ -94,6 +94,34 @@ static void prefault(uint8_t *p, size_t len)
 }
 
 /*
+ * The next block of a legacy LZ4 payload p[0, len), reading from *pos (frames may follow
+ * one another: a magic between blocks is skipped): 1 with the block's data at *data and
+ * its compressed length in *csz, *pos then past it; 0 at the end; -1 if the payload is
+ * corrupt there (a length that is zero, larger than any 8 MiB block compresses to, or
+ * past the end).
+ */
+static int lz4_next_block(const uint8_t *p, size_t len, size_t *pos, size_t *data, uint32_t *csz)
+{
+	while (*pos < len) {
+		uint32_t c;
+
+		if (len - *pos < 4)
+			return -1;
+		c = le32(p + *pos);
+		*pos += 4;
+		if (c == LZ4_LEGACY_MAGIC)
+			continue;
+		if (!c || c > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK) || c > len - *pos)
+			return -1;
+		*data = *pos;
+		*csz = c;
+		*pos += c;
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * A legacy LZ4 payload on two threads. Its blocks are independent, and the kernel's
  * build (lz4 -l) fills every block but the last with exactly 8 MiB of output, so block
  * i's output starts at i * 8 MiB and the halves can be unpacked at once, each thread
@@ -132,27 +160,20 @@ static void *lz4_share_run(void *arg)
 /* 0 if the payload was unpacked on two threads; -EAGAIN if the serial loop must do it. */
 static int unpack_lz4_split(const uint8_t *p, size_t len, uint8_t *out, size_t out_len)
 {
-	size_t at[LZ4_SPLIT_MAX_BLOCKS], pos = 4, n = 0;
-	uint32_t csz[LZ4_SPLIT_MAX_BLOCKS];
+	size_t at[LZ4_SPLIT_MAX_BLOCKS], pos = 4, n = 0, d;
+	uint32_t csz[LZ4_SPLIT_MAX_BLOCKS], c;
 	struct lz4_share lo, hi;
 	pthread_t t;
+	int r;
 
-	while (pos < len) {
-		uint32_t c;
-
-		if (len - pos < 4)
+	while ((r = lz4_next_block(p, len, &pos, &d, &c)) > 0) {
+		if (n == LZ4_SPLIT_MAX_BLOCKS)
 			return -EAGAIN;
-		c = le32(p + pos);
-		pos += 4;
-		if (c == LZ4_LEGACY_MAGIC)
-			continue;
-		if (n == LZ4_SPLIT_MAX_BLOCKS || !c ||
-		    c > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK) || c > len - pos)
-			return -EAGAIN;
-		at[n] = pos;
+		at[n] = d;
 		csz[n++] = c;
-		pos += c;
 	}
+	if (r < 0)
+		return -EAGAIN;
 	/* Every block but the last full: n blocks hold more than n - 1 times 8 MiB. */
 	if (n < 2 || out_len <= (n - 1) * (size_t)LZ4_LEGACY_BLOCK ||
 	    out_len > n * (size_t)LZ4_LEGACY_BLOCK)
@@ -170,31 +191,22 @@ static int unpack_lz4_split(const uint8_t *p, size_t len, uint8_t *out, size_t o
 
 static int unpack_lz4(const uint8_t *p, size_t len, uint8_t *out, size_t out_len, const char **why)
 {
-	size_t at = 4, done = 0;
+	size_t at = 4, done = 0, data;
+	uint32_t csz;
+	int r;
 
 	if (!unpack_lz4_split(p, len, out, out_len))
 		return 0;
 	prefault(out, out_len);
-	while (at < len) {
-		uint32_t csz;
-		int n;
+	while ((r = lz4_next_block(p, len, &at, &data, &csz)) > 0) {
+		int n = LZ4_decompress_safe((const char *)p + data, (char *)out + done, (int)csz,
+					    (int)MIN(out_len - done, (size_t)LZ4_LEGACY_BLOCK));
 
-		if (len - at < 4)
-			goto corrupt;
-		csz = le32(p + at);
-		at += 4;
-		if (csz == LZ4_LEGACY_MAGIC) /* frames may follow one another */
-			continue;
-		if (!csz || csz > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK) || csz > len - at)
-			goto corrupt;
-		n = LZ4_decompress_safe((const char *)p + at, (char *)out + done, (int)csz,
-					(int)MIN(out_len - done, (size_t)LZ4_LEGACY_BLOCK));
 		if (n <= 0)
 			goto corrupt;
-		at += csz;
 		done += (size_t)n;
 	}
-	if (done != out_len)
+	if (r < 0 || done != out_len)
 		goto corrupt;
 	return 0;
 corrupt:

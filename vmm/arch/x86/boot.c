@@ -330,6 +330,14 @@ static int kseg_plan(const uint8_t *head, size_t size, struct kseg *seg, struct 
  * cost as much as decompressing. 0, or -errno with *why: the caller then loads the
  * bzImage as it is.
  */
+/* Fault in the file mapping's pages under [p, p + len) in one call; true if done. */
+static bool populate_read(const uint8_t *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
+
+	return madvise((void *)a, (uintptr_t)p + len - a, MADV_POPULATE_READ) == 0;
+}
+
 static int load_unpacked(struct guest_mem *gm, struct linux_kernel *k,
 			 const struct linux_boot_cfg *cfg, uint64_t top, const char **why)
 {
@@ -353,8 +361,16 @@ static int load_unpacked(struct guest_mem *gm, struct linux_kernel *k,
 		*why = "unpacked kernel too small to be a vmlinux";
 		return -ENOEXEC;
 	}
-	/* Read rather than fault through the file's mapping (linux_boot_cfg.kernel_fd). */
-	if (cfg->kernel_fd >= 0) {
+	/*
+	 * Unpack from the file's mapping once its pages are in, faulted in with one call:
+	 * in the emulated host that took 4-85 ms where reading the payload into a buffer took
+	 * 17-300 ms (the buffer's fresh pages cost as much as the read). Without that call
+	 * (Linux < 5.14) or if it fails, read rather than fault page by page
+	 * (linux_boot_cfg.kernel_fd).
+	 */
+	if (populate_read(src, k->zpayload_len)) {
+		/* src stays the mapping */
+	} else if (cfg->kernel_fd >= 0) {
 		zbuf = mmap(NULL, k->zpayload_len, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (zbuf == MAP_FAILED) {

@@ -56,7 +56,9 @@ struct linux_boot_cfg {
 	int initrd_fd; /* -1 for none */
 	/* The kernel's file (the one k maps), or -1: a bzImage's payload is then read into
 	 * guest memory in one pread instead of copied through the mapping (page by page
-	 * faults, each a read on a network file system such as the emulated host's 9p). */
+	 * faults, each a read on a network file system such as the emulated host's 9p).
+	 * A payload plinth unpacks is read from the mapping after one MADV_POPULATE_READ,
+	 * and through this file only where that call fails. */
 	int kernel_fd;
 	uint64_t initrd_size;
 	uint64_t low_ram_end; /* end of RAM below 4 GiB */

@@ -363,10 +363,11 @@ static int vm_check_boot_files(struct vm *vm)
 	return ret;
 }
 
+/* Guest RAM, not yet known to the hypervisor (vm_register_memory). 0 or -errno. */
 static int vm_setup_memory(struct vm *vm)
 {
 	struct guest_mem_layout lay[2];
-	unsigned int nr = 1, i;
+	unsigned int nr = 1;
 	uint64_t size = vm->cfg->memory;
 	int ret;
 
@@ -387,8 +388,15 @@ static int vm_setup_memory(struct vm *vm)
 		ret = guest_mem_map_file(&vm->mem, lay, nr, vm->cfg->restore_memory_fd);
 	else
 		ret = guest_mem_create(&vm->mem, lay, nr, vm->cfg->memory_merge);
-	if (ret)
-		return ret;
+	return ret;
+}
+
+/* The guest memory to the hypervisor's VM, slot by slot. 0 or -errno (logged). */
+static int vm_register_memory(struct vm *vm)
+{
+	unsigned int i;
+	int ret;
+
 	for (i = 0; i < vm->mem.nr_slots; i++) {
 		const struct guest_mem_slot *s = &vm->mem.slot[i];
 
@@ -600,55 +608,58 @@ void vm_device_unplug(struct vm *vm, unsigned int i)
 		vm_resume(vm);
 }
 
-static int vm_load_guest(struct vm *vm)
-{
+/*
+ * Loading a kernel is the longest step of making a VM (unpacking it and faulting in its
+ * guest memory: 60-500 ms in the emulated host), and it needs only the guest memory and
+ * the boot files. So vm_create starts it on a thread of its own as soon as the memory
+ * exists and makes the hypervisor's VM and the devices meanwhile (20-50 ms there);
+ * the command line, zero page and ACPI tables, which need the devices, follow the join.
+ */
+struct vm_loader {
+	struct vm *vm;
+	struct linux_boot_cfg boot;
 	struct boot_e820_entry e820[E820_MAX_ENTRIES_ZEROPAGE];
-	struct linux_boot_cfg boot = {
+	pthread_t thread;
+	bool threaded;
+	int ret;
+};
+
+/* The kernel and initrd into guest memory: ld->ret 0 or -errno (logged). */
+static void *vm_load_images(void *arg)
+{
+	struct vm_loader *ld = arg;
+	struct vm *vm = ld->vm;
+	const char *why = NULL;
+	struct stat st;
+	uint64_t t0;
+	int ret;
+
+	ld->boot = (struct linux_boot_cfg){
 		.cmdline = vm->cfg->cmdline,
 		.initrd_fd = -1,
 		.kernel_fd = vm->cfg->kernel_fd,
 		.low_ram_end = vm->mem.slot[0].size,
 		.rsdp = LAYOUT_ACPI,
-		.e820 = e820,
+		.e820 = ld->e820,
 	};
-	uint8_t *acpi = guest_mem_ptr(&vm->mem, LAYOUT_ACPI, LAYOUT_ACPI_END - LAYOUT_ACPI);
-	const char *why = NULL;
-	struct stat st;
-	uint64_t t0;
-	int n, ret;
-
-	if (!acpi) {
-		log_error("guest memory too small");
-		return -ENOMEM;
-	}
-	n = acpi_build(acpi, LAYOUT_ACPI_END - LAYOUT_ACPI, LAYOUT_ACPI, vm->cfg->cpus, &vm->res);
-	if (n < 0) {
-		log_error("cannot build the ACPI tables: %s", strerror(-n));
-		return n;
-	}
-	n = x86_e820_build(&vm->mem, &vm->res, e820, E820_MAX_ENTRIES_ZEROPAGE);
-	if (n < 0) {
-		log_error("too many e820 entries");
-		return n;
-	}
-	boot.e820_nr = (unsigned int)n;
-
 	if (vm->cfg->initrd) {
-		boot.initrd_fd = boot_file_open("initrd", vm->cfg->initrd, vm->cfg->initrd_fd);
-		if (boot.initrd_fd < 0)
-			return -errno;
-		if (fstat(boot.initrd_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ld->boot.initrd_fd = boot_file_open("initrd", vm->cfg->initrd, vm->cfg->initrd_fd);
+		if (ld->boot.initrd_fd < 0) {
+			ld->ret = -errno;
+			return NULL;
+		}
+		if (fstat(ld->boot.initrd_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 			log_error("initrd %s is not a regular file", vm->cfg->initrd);
 			ret = -EINVAL;
 			goto out_close_initrd;
 		}
-		boot.initrd_size = (uint64_t)st.st_size;
+		ld->boot.initrd_size = (uint64_t)st.st_size;
 	}
 	/* KASLR for a kernel the VMM unpacks: the randomness its decompressor would take. */
-	boot.kaslr = getrandom(&boot.kaslr_seed, sizeof(boot.kaslr_seed), 0) ==
-		     (ssize_t)sizeof(boot.kaslr_seed);
+	ld->boot.kaslr = getrandom(&ld->boot.kaslr_seed, sizeof(ld->boot.kaslr_seed), 0) ==
+			 (ssize_t)sizeof(ld->boot.kaslr_seed);
 	t0 = monotonic_ms();
-	ret = linux_load(&vm->mem, &vm->kernel, &boot, &why);
+	ret = linux_load_images(&vm->mem, &vm->kernel, &ld->boot, &why);
 	if (ret)
 		log_error("cannot boot %s: %s", vm->cfg->kernel, why);
 	else if (vm->kernel.unpacked)
@@ -666,14 +677,64 @@ static int vm_load_guest(struct vm *vm)
 	 */
 	madvise(vm->kernel_map, vm->kernel_len, MADV_DONTNEED);
 out_close_initrd:
-	if (boot.initrd_fd >= 0 && boot.initrd_fd != vm->cfg->initrd_fd)
-		close(boot.initrd_fd);
+	if (ld->boot.initrd_fd >= 0 && ld->boot.initrd_fd != vm->cfg->initrd_fd)
+		close(ld->boot.initrd_fd);
+	ld->boot.initrd_fd = -1;
+	ld->ret = ret;
+	return NULL;
+}
+
+/* Start vm_load_images, on a thread if one can be made (not always in the jail). */
+static void vm_load_start(struct vm_loader *ld, struct vm *vm)
+{
+	memset(ld, 0, sizeof(*ld));
+	ld->vm = vm;
+	ld->threaded = !pthread_create(&ld->thread, NULL, vm_load_images, ld);
+	if (!ld->threaded)
+		vm_load_images(ld);
+}
+
+/* Wait for vm_load_images: its result. */
+static int vm_load_join(struct vm_loader *ld)
+{
+	if (ld->threaded)
+		pthread_join(ld->thread, NULL);
+	ld->threaded = false;
+	return ld->ret;
+}
+
+/* The ACPI tables and the boot parameters, once the devices exist. 0 or -errno (logged). */
+static int vm_load_params(struct vm *vm, struct vm_loader *ld)
+{
+	uint8_t *acpi = guest_mem_ptr(&vm->mem, LAYOUT_ACPI, LAYOUT_ACPI_END - LAYOUT_ACPI);
+	const char *why = NULL;
+	int n, ret;
+
+	if (!acpi) {
+		log_error("guest memory too small");
+		return -ENOMEM;
+	}
+	n = acpi_build(acpi, LAYOUT_ACPI_END - LAYOUT_ACPI, LAYOUT_ACPI, vm->cfg->cpus, &vm->res);
+	if (n < 0) {
+		log_error("cannot build the ACPI tables: %s", strerror(-n));
+		return n;
+	}
+	n = x86_e820_build(&vm->mem, &vm->res, ld->e820, E820_MAX_ENTRIES_ZEROPAGE);
+	if (n < 0) {
+		log_error("too many e820 entries");
+		return n;
+	}
+	ld->boot.e820_nr = (unsigned int)n;
+	ret = linux_load_params(&vm->mem, &vm->kernel, &ld->boot, &why);
+	if (ret)
+		log_error("cannot boot %s: %s", vm->cfg->kernel, why);
 	return ret;
 }
 
 struct vm *vm_create(const struct vm_config *cfg)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
+	struct vm_loader ld;
 	unsigned int i;
 	int ret;
 
@@ -703,20 +764,30 @@ struct vm *vm_create(const struct vm_config *cfg)
 	}
 	if (!cfg->firmware && (vm_map_kernel(vm) || vm_check_boot_files(vm)))
 		goto out_destroy;
-	if (vm->hv->vm_init(vm))
-		goto out_destroy;
-	log_startup_mark("VM: hypervisor's VM made");
 	if (vm_setup_memory(vm))
 		goto out_destroy;
-	log_startup_mark("VM: guest memory mapped and registered");
-	if (vm_setup_devices(vm))
-		goto out_destroy;
-	log_startup_mark("VM: devices made");
+	log_startup_mark("VM: guest memory mapped");
 	/* A restored guest's RAM already holds its kernel and tables; firmware loads itself. */
+	if (!cfg->restore && !cfg->firmware)
+		vm_load_start(&ld, vm);
+	ret = vm->hv->vm_init(vm);
+	if (!ret) {
+		log_startup_mark("VM: hypervisor's VM made");
+		ret = vm_register_memory(vm);
+	}
+	if (!ret) {
+		log_startup_mark("VM: guest memory registered");
+		ret = vm_setup_devices(vm);
+	}
+	if (!ret)
+		log_startup_mark("VM: devices made");
 	if (!cfg->restore && !cfg->firmware) {
-		if (vm_load_guest(vm))
+		/* Joined on failure too: the thread writes the guest memory vm_destroy unmaps. */
+		if (vm_load_join(&ld) || ret || vm_load_params(vm, &ld))
 			goto out_destroy;
 		log_startup_mark("VM: kernel, initrd and tables loaded");
+	} else if (ret) {
+		goto out_destroy;
 	}
 	for (i = 0; i < cfg->cpus; i++) {
 		ret = vcpu_create(vm, i);

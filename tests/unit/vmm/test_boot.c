@@ -210,6 +210,25 @@ static void test_load(void **state)
 	assert_int_equal(bp->e820_table[1].addr, 0x100000);
 	assert_int_equal(bp->acpi_rsdp_addr, 0xe0000);
 	assert_int_equal(ram[0x1000000], 0xcc); /* kernel copied to its load address */
+	/* In two steps (vm_create's): the images alone leave the boot data unwritten, and
+	 * the parameters after them give the same guest memory as one linux_load. */
+	{
+		uint8_t *once = malloc(RAM);
+
+		assert_non_null(once);
+		memcpy(once, ram, RAM);
+		memset(ram, 0, RAM);
+		assert_int_equal(linux_load_images(&gm, &k, &cfg, &why), 0);
+		assert_int_equal(ram[0x1000000], 0xcc);
+		assert_memory_equal(ram + RAM - 8192, data, sizeof(data));
+		assert_int_equal(k.initrd_addr, RAM - 8192);
+		assert_int_equal(k.initrd_size, 8192);
+		assert_int_equal(bp->hdr.boot_flag, 0);
+		assert_int_equal(ram[LAYOUT_CMDLINE], 0);
+		assert_int_equal(linux_load_params(&gm, &k, &cfg, &why), 0);
+		assert_memory_equal(ram, once, RAM);
+		free(once);
+	}
 	/* Read from the kernel's file instead: the same payload at the same place; a file
 	 * shorter than the mapping (changed since) is an error, not a partial kernel. */
 	{

@@ -507,13 +507,11 @@ int linux_plan(const struct linux_kernel *k, uint64_t low_ram_end, size_t cmdlen
 	return 0;
 }
 
-int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_boot_cfg *cfg,
-	       const char **why)
+int linux_load_images(struct guest_mem *gm, struct linux_kernel *k,
+		      const struct linux_boot_cfg *cfg, const char **why)
 {
-	struct boot_params *bp;
 	uint64_t initrd_addr = 0, initrd_size = cfg->initrd_fd >= 0 ? cfg->initrd_size : 0;
 	size_t cmdlen = strlen(cfg->cmdline);
-	char *cmd;
 	int ret;
 
 	ret = linux_plan(k, cfg->low_ram_end, cmdlen, initrd_size, &initrd_addr, why);
@@ -523,16 +521,12 @@ int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_
 	k->kaslr = 0;
 	k->kaslr_delta = 0;
 	k->phys = k->load_addr;
+	k->initrd_addr = initrd_addr;
+	k->initrd_size = initrd_size;
 	if (!k->elf)
 		k->entry = k->load_addr + BZ_JUMP;
 	if (!guest_mem_ptr(gm, k->load_addr, k->mem_needed)) {
 		*why = "guest memory too small for this kernel";
-		return -ENOMEM;
-	}
-	bp = guest_mem_ptr(gm, LAYOUT_ZERO_PAGE, sizeof(*bp));
-	cmd = guest_mem_ptr(gm, LAYOUT_CMDLINE, cmdlen + 1);
-	if (!bp || !cmd || cfg->e820_nr > E820_MAX_ENTRIES_ZEROPAGE) {
-		*why = "guest memory too small for the boot data";
 		return -ENOMEM;
 	}
 	if (initrd_size) {
@@ -569,6 +563,21 @@ int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_
 		memcpy(guest_mem_ptr(gm, k->load_addr, k->mem_needed), k->image + k->payload_off,
 		       k->image_len - k->payload_off);
 	}
+	return 0;
+}
+
+int linux_load_params(struct guest_mem *gm, const struct linux_kernel *k,
+		      const struct linux_boot_cfg *cfg, const char **why)
+{
+	size_t cmdlen = strlen(cfg->cmdline);
+	struct boot_params *bp = guest_mem_ptr(gm, LAYOUT_ZERO_PAGE, sizeof(*bp));
+	char *cmd = guest_mem_ptr(gm, LAYOUT_CMDLINE, cmdlen + 1);
+	int ret;
+
+	if (!bp || !cmd || cfg->e820_nr > E820_MAX_ENTRIES_ZEROPAGE) {
+		*why = "guest memory too small for the boot data";
+		return -ENOMEM;
+	}
 	memcpy(cmd, cfg->cmdline, cmdlen + 1);
 
 	/* A clean zero page with only the setup header copied in (boot.rst). */
@@ -594,10 +603,10 @@ int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_
 	bp->hdr.heap_end_ptr = 0xfe00 - 0x200;
 	bp->hdr.cmd_line_ptr = (uint32_t)LAYOUT_CMDLINE;
 	bp->hdr.cmdline_size = (uint32_t)cmdlen + 1;
-	bp->hdr.ramdisk_image = (uint32_t)initrd_addr;
-	bp->hdr.ramdisk_size = (uint32_t)initrd_size;
-	bp->ext_ramdisk_image = (uint32_t)(initrd_addr >> 32);
-	bp->ext_ramdisk_size = (uint32_t)(initrd_size >> 32);
+	bp->hdr.ramdisk_image = (uint32_t)k->initrd_addr;
+	bp->hdr.ramdisk_size = (uint32_t)k->initrd_size;
+	bp->ext_ramdisk_image = (uint32_t)(k->initrd_addr >> 32);
+	bp->ext_ramdisk_size = (uint32_t)(k->initrd_size >> 32);
 	bp->acpi_rsdp_addr = cfg->rsdp;
 	memcpy(bp->e820_table, cfg->e820, cfg->e820_nr * sizeof(cfg->e820[0]));
 	bp->e820_entries = (uint8_t)cfg->e820_nr;
@@ -606,6 +615,14 @@ int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_
 	if (ret)
 		*why = "guest memory too small for the boot page tables";
 	return ret;
+}
+
+int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_boot_cfg *cfg,
+	       const char **why)
+{
+	int ret = linux_load_images(gm, k, cfg, why);
+
+	return ret ? ret : linux_load_params(gm, k, cfg, why);
 }
 
 int x86_boot_tables(struct guest_mem *gm)

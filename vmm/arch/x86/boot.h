@@ -42,6 +42,8 @@ struct linux_kernel {
 	uint64_t phys;		/* guest-physical address of the kernel loaded */
 	int kaslr;		/* placed at random (KASLR_FLAG told to the kernel) */
 	uint64_t kaslr_delta;	/* virtual displacement applied (0: none) */
+	uint64_t initrd_addr;	/* guest-physical address of the initrd loaded (0: none) */
+	uint64_t initrd_size;
 };
 
 /*
@@ -88,6 +90,16 @@ int linux_plan(const struct linux_kernel *k, uint64_t low_ram_end, size_t cmdlen
  */
 int linux_load(struct guest_mem *gm, struct linux_kernel *k, const struct linux_boot_cfg *cfg,
 	       const char **why);
+/*
+ * linux_load in two steps, for a caller that loads the large files while it does other
+ * work: linux_load_images places and copies (or unpacks) the kernel and the initrd,
+ * with no use of cfg->rsdp or cfg->e820; linux_load_params then writes the command
+ * line, the zero page and the boot tables. Same results and errors as linux_load.
+ */
+int linux_load_images(struct guest_mem *gm, struct linux_kernel *k,
+		      const struct linux_boot_cfg *cfg, const char **why);
+int linux_load_params(struct guest_mem *gm, const struct linux_kernel *k,
+		      const struct linux_boot_cfg *cfg, const char **why);
 
 /*
  * The e820 map for this memory layout and registry (sorted, at most max

@@ -317,6 +317,14 @@ static int kseg_plan(const uint8_t *head, size_t size, struct kseg *seg, struct 
 	return (int)n;
 }
 
+/* Fault in the file mapping's pages under [p, p + len) in one call; true if done. */
+static bool populate_read(const uint8_t *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
+
+	return madvise((void *)a, (uintptr_t)p + len - a, MADV_POPULATE_READ) == 0;
+}
+
 /*
  * Unpack a bzImage's payload (kunpack.h) straight into guest memory as its vmlinux,
  * below top (the initrd, or the end of low RAM), placed and relocated as the kernel's
@@ -330,14 +338,6 @@ static int kseg_plan(const uint8_t *head, size_t size, struct kseg *seg, struct 
  * cost as much as decompressing. 0, or -errno with *why: the caller then loads the
  * bzImage as it is.
  */
-/* Fault in the file mapping's pages under [p, p + len) in one call; true if done. */
-static bool populate_read(const uint8_t *p, size_t len)
-{
-	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
-
-	return madvise((void *)a, (uintptr_t)p + len - a, MADV_POPULATE_READ) == 0;
-}
-
 static int load_unpacked(struct guest_mem *gm, struct linux_kernel *k,
 			 const struct linux_boot_cfg *cfg, uint64_t top, const char **why)
 {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 int hex_value(int c)
@@ -81,6 +82,16 @@ int parse_size(const char *s, uint64_t *out)
 		return -ERANGE;
 	*out = res;
 	return 0;
+}
+
+bool mem_populate(const void *p, size_t len, bool write)
+{
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
+
+	if (!len)
+		return true;
+	return madvise((void *)a, (uintptr_t)p + len - a,
+		       write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0;
 }
 
 int pread_full(int fd, void *buf, size_t len, off_t off)

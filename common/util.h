@@ -89,6 +89,16 @@ int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Read or write exactly len bytes at off, retrying on EINTR and short transfers. 0 or -errno. */
 int pread_full(int fd, void *buf, size_t len, off_t off);
 int pwrite_full(int fd, const void *buf, size_t len, off_t off);
+
+/*
+ * Fault in the pages of a mapping that [p, p + len) touches with one madvise call
+ * (MADV_POPULATE_WRITE if write, else MADV_POPULATE_READ) rather than a trap per page:
+ * in the emulated host, the traps made filling untouched guest memory 3-20 times slower.
+ * Nothing is read or written. True if done; false where the kernel lacks the call (before
+ * Linux 5.14) or a page cannot be had: the pages then fault as they are touched.
+ */
+bool mem_populate(const void *p, size_t len, bool write);
+
 /* Write all of buf to a stream fd (pipe, socket, tty). 0 or -errno. */
 int write_full(int fd, const void *buf, size_t len);
 /* Replace the file at path with buf, atomically: PATH.tmp (created with mode, never

@@ -4,6 +4,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "util.h"
@@ -65,6 +68,33 @@ static void test_range_within(void **state)
 	assert_false(range_within(2, UINT64_MAX, UINT64_MAX));
 }
 
+/* mem_populate brings pages in without changing a byte, for ranges at any offset. */
+static void test_mem_populate(void **state)
+{
+	size_t len = 16 * 4096;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unsigned char vec[16];
+	size_t i;
+
+	(void)state;
+	assert_true(p != MAP_FAILED);
+	p[5 * 4096 + 7] = 0xa5;
+	assert_true(mem_populate(p, 0, true));
+	/* From the middle of page 1 to the middle of page 9: pages 1-9, not 0 or 10. */
+	assert_true(mem_populate(p + 4096 + 100, 8 * 4096, true));
+	assert_int_equal(mincore(p, len, vec), 0);
+	for (i = 0; i < 16; i++)
+		assert_int_equal(vec[i] & 1, (i >= 1 && i <= 9) || i == 5);
+	assert_int_equal(p[5 * 4096 + 7], 0xa5);
+	assert_int_equal(p[4096 + 100], 0);
+	assert_true(mem_populate(p + 12 * 4096, 4 * 4096, false));
+	/* Past the mapping's end: refused, nothing else harmed. */
+	munmap(p + 15 * 4096, 4096);
+	assert_false(mem_populate(p + 14 * 4096, 2 * 4096, true));
+	assert_int_equal(p[5 * 4096 + 7], 0xa5);
+	munmap(p, 15 * 4096);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -72,6 +102,7 @@ int main(void)
 		cmocka_unit_test(test_parse_size_rejects),
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_range_within),
+		cmocka_unit_test(test_mem_populate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

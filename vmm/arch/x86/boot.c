@@ -317,14 +317,6 @@ static int kseg_plan(const uint8_t *head, size_t size, struct kseg *seg, struct 
 	return (int)n;
 }
 
-/* Fault in the file mapping's pages under [p, p + len) in one call; true if done. */
-static bool populate_read(const uint8_t *p, size_t len)
-{
-	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
-
-	return madvise((void *)a, (uintptr_t)p + len - a, MADV_POPULATE_READ) == 0;
-}
-
 /*
  * Unpack a bzImage's payload (kunpack.h) straight into guest memory as its vmlinux,
  * below top (the initrd, or the end of low RAM), placed and relocated as the kernel's
@@ -368,7 +360,7 @@ static int load_unpacked(struct guest_mem *gm, struct linux_kernel *k,
 	 * (Linux < 5.14) or if it fails, read rather than fault page by page
 	 * (linux_boot_cfg.kernel_fd).
 	 */
-	if (populate_read(src, k->zpayload_len)) {
+	if (mem_populate(src, k->zpayload_len, false)) {
 		/* src stays the mapping */
 	} else if (cfg->kernel_fd >= 0) {
 		zbuf = mmap(NULL, k->zpayload_len, PROT_READ | PROT_WRITE,

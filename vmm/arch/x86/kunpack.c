@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <lz4.h>
 #include <zlib.h>
@@ -79,21 +78,6 @@ static int unpack_gzip(const uint8_t *p, size_t len, uint8_t *out, size_t out_le
 }
 
 /*
- * Fault in the pages of [p, p + len) that it covers whole, with one call rather than a
- * trap per page: in the emulated host, the traps made filling untouched guest memory
- * 3-20 times slower. Where MADV_POPULATE_WRITE is missing (Linux < 5.14) the pages
- * fault as they are written.
- */
-static void prefault(uint8_t *p, size_t len)
-{
-	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-	uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
-
-	if (e > a)
-		madvise((void *)a, e - a, MADV_POPULATE_WRITE);
-}
-
-/*
  * The next block of a legacy LZ4 payload p[0, len), reading from *pos (frames may follow
  * one another: a magic between blocks is skipped): 1 with the block's data at *data and
  * its compressed length in *csz, *pos then past it; 0 at the end; -1 if the payload is
@@ -150,7 +134,7 @@ static void *lz4_share_run(void *arg)
 	for (i = s->first; i < s->end && s->ok; i++) {
 		size_t off = i * LZ4_LEGACY_BLOCK, want = MIN(s->out_len - off, (size_t)LZ4_LEGACY_BLOCK);
 
-		prefault(s->out + off, want);
+		mem_populate(s->out + off, want, true);
 		s->ok = LZ4_decompress_safe((const char *)s->p + s->at[i], (char *)s->out + off,
 					    (int)s->csz[i], (int)want) == (int)want;
 	}
@@ -197,7 +181,7 @@ static int unpack_lz4(const uint8_t *p, size_t len, uint8_t *out, size_t out_len
 
 	if (!unpack_lz4_split(p, len, out, out_len))
 		return 0;
-	prefault(out, out_len);
+	mem_populate(out, out_len, true);
 	while ((r = lz4_next_block(p, len, &at, &data, &csz)) > 0) {
 		int n = LZ4_decompress_safe((const char *)p + data, (char *)out + done, (int)csz,
 					    (int)MIN(out_len - done, (size_t)LZ4_LEGACY_BLOCK));
@@ -304,7 +288,7 @@ int kpayload_unpack_into(const uint8_t *p, size_t len, uint8_t *out, size_t size
 		return -ENOEXEC;
 	}
 	if (kind != KPAYLOAD_LZ4)
-		prefault(out, size);
+		mem_populate(out, size, true);
 	if (kind == KPAYLOAD_GZIP)
 		return unpack_gzip(p, len, out, size, why);
 	if (kind == KPAYLOAD_LZ4)

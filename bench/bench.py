@@ -174,10 +174,6 @@ def boot_once(cmd, timeout=300, marker=MARKER, at_marker=None):
 RECYCLE_MIB = int(os.environ.get("BENCH_RECYCLE_MIB", "1024"))
 
 
-def in_emulated_host():
-    return host_kind()["kind"].startswith("emulated")
-
-
 def recycle_memory():
     """Write RECYCLE_MIB of shared memory, then free it, so that the next boot is handed pages
     the emulated host has just written rather than pages the last guest ran from. Without it,
@@ -546,12 +542,13 @@ def part_kvm(runs, save=lambda out: None):
     have_plinth = plinth_has("--kernel")
     # 1. Process start to the guest's init, and the VMM's CPU time for a whole boot.
     if wanted("start to guest init (s)") or wanted("VMM CPU time, boot to poweroff (s)"):
-        fns = {}
-        recycle = recycle_memory if in_emulated_host() and RECYCLE_MIB > 0 else (lambda: None)
-        if have_plinth:
-            fns["plinth"] = lambda: (recycle(), boot_once(vmm_cmd("plinth")))[1]
-        for k in qemu_keys("microvm", "pc"):
-            fns[k] = lambda k=k: (recycle(), boot_once(vmm_cmd(k)))[1]
+        recycling = RECYCLE_MIB > 0 and out["host"]["kind"].startswith("emulated")
+        def timed_boot(vmm):
+            if recycling:
+                recycle_memory()
+            return boot_once(vmm_cmd(vmm))
+        fns = {k: (lambda k=k: timed_boot(k))
+               for k in (["plinth"] if have_plinth else []) + qemu_keys("microvm", "pc")}
         r = interleave(fns, runs)
         for metric, idx in (("start to guest init (s)", 0), ("VMM CPU time, boot to poweroff (s)", 2)):
             row = {"unit": "s", "lower_is_better": True,
@@ -561,7 +558,7 @@ def part_kvm(runs, save=lambda out: None):
                                  ("; before each boot %d MiB of memory is written and freed "
                                   "(bench.py's recycle_memory: pages the last guest ran from "
                                   "cost the emulated host up to 25x more to write)" % RECYCLE_MIB
-                                  if in_emulated_host() and RECYCLE_MIB > 0 else "")}
+                                  if recycling else "")}
             for k in ["plinth"] + qemu_keys("microvm", "pc"):
                 v = r.get(k, na("plinth not built"))
                 row[k] = na(str(v)[:160]) if isinstance(v, Exception) else (

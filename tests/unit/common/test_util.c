@@ -4,9 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include "util.h"
